@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs what fitlm needs to build and test on Debian (run as root or with sudo).
+set -euo pipefail
+pkgs=(build-essential cmake pkg-config libpcre2-dev libcjson-dev python3 python3-numpy python3-sentencepiece nodejs npm)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+# npm reference tokenizer for the Llama 3 differential test (optional: the test skips without it)
+if command -v npm >/dev/null 2>&1 && [ ! -d tests/node_modules/llama3-tokenizer-js ]; then
+  (cd tests && npm install --no-audit --no-fund --silent llama3-tokenizer-js@1.2.0 >/dev/null 2>&1) || \
+    echo "setup: npm install llama3-tokenizer-js failed; the Llama 3 differential test will be skipped"
+fi

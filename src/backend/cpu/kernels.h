@@ -1,0 +1,57 @@
+/* CPU compute kernels: (de)quantization of the GGUF block formats, dot products
+ * and matrix multiplication with run-time SIMD dispatch.
+ *
+ * Conventions: a weight matrix W has `rows` rows of `cols` elements, stored row
+ * after row in its GGUF type (a row is cols/block_size blocks). Activations are
+ * float32, token after token: X[t*cols + c]. All functions are thread-safe; none
+ * allocate except where noted.
+ */
+#ifndef FITLM_BACKEND_CPU_KERNELS_H
+#define FITLM_BACKEND_CPU_KERNELS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend/cpu/threadpool.h"
+
+/* Which kernel family fitlm_cpu_matmul & co use: detected once, overridable by
+ * FITLM_CPU_KERNELS=scalar|avx2|avx512 (for tests and benchmarks). */
+typedef enum fitlm_cpu_isa {
+    FITLM_ISA_SCALAR = 0,
+    FITLM_ISA_AVX2 = 1,
+    FITLM_ISA_AVX512 = 2,
+} fitlm_cpu_isa;
+
+fitlm_cpu_isa fitlm_cpu_isa_detect(void);
+fitlm_cpu_isa fitlm_cpu_isa_active(void);
+void fitlm_cpu_isa_set(fitlm_cpu_isa isa); /* clamps to what the CPU supports */
+const char *fitlm_cpu_isa_name(fitlm_cpu_isa isa);
+
+/* True if the type can be used as a matmul weight (F32, F16, BF16, Q8_0, Q4_0,
+ * Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, Q2_K, Q3_K ...). */
+bool fitlm_cpu_type_supported(int type);
+
+/* Dequantizes n elements (n a multiple of the block size) of `type` at src into
+ * dst. Bit-exact with the GGUF definitions. Returns 0, -1 if type unsupported. */
+int fitlm_dequantize_row(int type, const void *src, float *dst, int64_t n);
+
+/* Quantizes n floats into `type` (reference quantizers following the GGUF block
+ * definitions; Q4_K/Q6_K use the usual search for scales). Returns bytes written
+ * or -1 if unsupported. Optional `imatrix` (per-column importance, may be NULL). */
+int64_t fitlm_quantize_row(int type, const float *src, void *dst, int64_t n, const float *imatrix);
+
+/* Y[t*rows + r] = sum_c W[r, c] * X[t*cols + c] for t < n_tokens, r < rows.
+ * Splits the work over the pool (NULL = run on the calling thread). Activations
+ * are quantized on the fly where the integer dot products need it (Q8_0/Q8_K). */
+void fitlm_cpu_matmul(fitlm_threadpool *pool, int wtype, const void *W, int64_t rows, int64_t cols, const float *X,
+                      int64_t n_tokens, float *Y);
+
+/* Scalar reference of the same (the oracle for tests). */
+void fitlm_cpu_matmul_ref(int wtype, const void *W, int64_t rows, int64_t cols, const float *X, int64_t n_tokens,
+                          float *Y);
+
+/* Gets row `r` of W as floats (embedding lookup). */
+int fitlm_cpu_get_row(int wtype, const void *W, int64_t cols, int64_t r, float *dst);
+
+#endif

@@ -1,0 +1,24 @@
+/* A fixed pool of worker threads for data-parallel loops. */
+#ifndef FITLM_BACKEND_CPU_THREADPOOL_H
+#define FITLM_BACKEND_CPU_THREADPOOL_H
+
+#include <stdint.h>
+
+typedef struct fitlm_threadpool fitlm_threadpool;
+
+/* Creates a pool that runs work on n_threads threads in total (the caller's
+ * thread counts as one). n_threads <= 0 means the number of physical cores.
+ * Caller frees with fitlm_threadpool_free(). */
+fitlm_threadpool *fitlm_threadpool_new(int n_threads);
+void fitlm_threadpool_free(fitlm_threadpool *p);
+int fitlm_threadpool_size(const fitlm_threadpool *p);
+
+/* Calls fn(arg, i, n) for i in [0, n) — thread i of n — and waits for all.
+ * With p == NULL runs fn(arg, 0, 1) on the calling thread. */
+typedef void (*fitlm_parallel_fn)(void *arg, int ith, int nth);
+void fitlm_threadpool_run(fitlm_threadpool *p, fitlm_parallel_fn fn, void *arg);
+
+/* Number of physical cores (falls back to logical CPUs). */
+int fitlm_physical_cores(void);
+
+#endif
