@@ -394,6 +394,8 @@ static int parse_tensor_infos(reader *r, fitlm_gguf *g) {
         t->type = (int)type;
         bool ok;
         uint64_t row = fitlm_type_row_bytes(t->type, t->ne[0], &ok);
+        if (!ok && t->ne[0] % ti->block_size == 0)
+            return fitlm_fail(r->err, "tensor '%s': data size overflows (row of %" PRIu64 " %s elements)", name, t->ne[0], ti->name);
         if (!ok)
             return fitlm_fail(r->err, "tensor '%s': row length %" PRIu64 " is not a multiple of the %s block size %" PRIu32,
                               name, t->ne[0], ti->name, ti->block_size);

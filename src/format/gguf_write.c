@@ -312,6 +312,8 @@ int fitlm_gguf_writer_add_tensor(fitlm_gguf_writer *w, const char *name, int typ
     }
     bool ok;
     uint64_t row = fitlm_type_row_bytes(type, t.ne[0], &ok);
+    if (!ok && t.ne[0] % ti->block_size == 0)
+        return fitlm_fail(err, "GGUF writer: tensor '%s': data size overflows", name);
     if (!ok)
         return fitlm_fail(err, "GGUF writer: tensor '%s': row length %" PRIu64 " is not a multiple of the %s block size %" PRIu32,
                           name, t.ne[0], ti->name, ti->block_size);
