@@ -479,7 +479,7 @@ fitlm_model *fitlm_model_open(const char *path, int mode, fitlm_error *err) {
     if (n >= 9 && head[8] == '{') /* u64 header length, then a JSON object: safetensors */
         return fitlm_model_open_hf(path, mode, err);
     if (ends_with(path, ".safetensors")) return fitlm_model_open_hf(path, mode, err);
-    if (n >= 28 && (ends_with(path, ".bin") || fitlm_llama2c_header_plausible(head)))
+    if (ends_with(path, ".bin") || (n >= 28 && fitlm_llama2c_header_plausible(head)))
         return fitlm_model_open_llama2c(path, mode, err);
     fitlm_fail(err, "%s: unrecognized model file (not GGUF, a Hugging Face folder/safetensors, or llama2.c)", path);
     return NULL;
@@ -491,12 +491,14 @@ int fitlm_model_finish(fitlm_model *m, int mode, fitlm_error *err) {
     bool has_weights = m->n_tensors > 0;
     for (size_t i = 0; i < m->n_tensors; i++)
         if (is_packed_quant_name(m->tensors[i].src_name)) m->packed_quant = true;
-    if (mode == FITLM_LOAD_RUN) {
-        if (m->hp.arch == FITLM_ARCH_UNKNOWN)
-            return fitlm_fail(err, "unsupported architecture '%s' (fitlm runs llama, mistral and qwen2)",
-                              m->arch_str ? m->arch_str : "?");
-        if (!has_weights) return fitlm_fail(err, "the file has no tensors (a vocabulary-only file?)");
+    /* Weights are only meaningful for an architecture we know; a metadata-only
+     * file (vocabulary GGUF) of any architecture can still be inspected. */
+    if (m->hp.arch == FITLM_ARCH_UNKNOWN && (mode == FITLM_LOAD_RUN || has_weights)) {
+        if (!m->arch_str) return fitlm_fail(err, "no architecture given (general.architecture is missing)");
+        return fitlm_fail(err, "unsupported architecture '%s' (fitlm knows llama, mistral and qwen2)", m->arch_str);
     }
+    if (mode == FITLM_LOAD_RUN && !has_weights)
+        return fitlm_fail(err, "the file has no tensors (a vocabulary-only file?)");
     if (m->hp.arch == FITLM_ARCH_UNKNOWN) return 0; /* inspect: describe what is there */
     if (fitlm_hparams_validate(&m->hp, err) != 0) return -1;
     m->hp_valid = true;
