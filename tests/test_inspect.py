@@ -119,6 +119,8 @@ def test_hf_sharded_bf16():
         else:
             _, l, kind, _ = k.split(".")
             n = "model.layers.%s.%s.weight" % (l, kinds[kind])
+            if kind in ("attn_q", "attn_k"):  # HF stores q/k in rotate-half order
+                a = mf.hf_permute(a, h["n_heads"] if kind == "attn_q" else h["n_kv_heads"])
         tensors.append((n, "BF16", mf.bf16_bits(a)))
     tensors.append(("model.layers.0.self_attn.rotary_emb.inv_freq", "F32", np.ones(4, dtype=np.float32)))
     shards = [tensors[:20], tensors[20:35], tensors[35:]]

@@ -42,7 +42,7 @@ static int read_hparams(fitlm_model *m, const fitlm_gguf *g, fitlm_error *err) {
     if (!arch) return 0;
     hp->arch = fitlm_arch_from_name(arch);
     hp->rope_layout = hp->arch == FITLM_ARCH_QWEN2 ? FITLM_ROPE_HALF : FITLM_ROPE_ADJACENT;
-    hp->rope_theta = 10000.0f; /* the GGUF default when freq_base is absent */
+    if (hp->arch != FITLM_ARCH_UNKNOWN) hp->rope_theta = 10000.0f; /* the default when freq_base is absent */
     uint32_t key_len = 0, value_len = 0, rope_dims = 0;
     if (get_arch_u32(g, arch, "block_count", &hp->n_layers, err) < 0 ||
         get_arch_u32(g, arch, "embedding_length", &hp->dim, err) < 0 ||
