@@ -15,25 +15,19 @@
 static int get_arch_u32(const fitlm_gguf *g, const char *arch, const char *suffix, uint32_t *out, fitlm_error *err) {
     char key[256];
     snprintf(key, sizeof key, "%s.%s", arch, suffix);
-    int r = fitlm_gguf_get_u32(g, key, out, err);
-    if (r < 0) fitlm_error_prefix(err, key);
-    return r;
+    return fitlm_gguf_get_u32(g, key, out, err); /* the reader's message names the key */
 }
 
 static int get_arch_f32(const fitlm_gguf *g, const char *arch, const char *suffix, float *out, fitlm_error *err) {
     char key[256];
     snprintf(key, sizeof key, "%s.%s", arch, suffix);
-    int r = fitlm_gguf_get_f32(g, key, out, err);
-    if (r < 0) fitlm_error_prefix(err, key);
-    return r;
+    return fitlm_gguf_get_f32(g, key, out, err);
 }
 
 static int get_arch_str(const fitlm_gguf *g, const char *arch, const char *suffix, const char **out, fitlm_error *err) {
     char key[256];
     snprintf(key, sizeof key, "%s.%s", arch, suffix);
-    int r = fitlm_gguf_get_str(g, key, out, err);
-    if (r < 0) fitlm_error_prefix(err, key);
-    return r;
+    return fitlm_gguf_get_str(g, key, out, err);
 }
 
 static int read_hparams(fitlm_model *m, const fitlm_gguf *g, fitlm_error *err) {
@@ -129,16 +123,10 @@ fitlm_model *fitlm_model_open_gguf(const char *path, int mode, fitlm_error *err)
     m->files[0] = g->file; /* borrowed: the reader owns its map */
     m->n_files = 1;
     const char *s = NULL;
-    if (fitlm_gguf_get_str(g, "general.architecture", &s, err) < 0) {
-        fitlm_error_prefix(err, "general.architecture");
-        goto fail;
-    }
+    if (fitlm_gguf_get_str(g, "general.architecture", &s, err) < 0) goto fail;
     if (s && !(m->arch_str = strdup(s))) goto oom;
     s = NULL;
-    if (fitlm_gguf_get_str(g, "general.name", &s, err) < 0) {
-        fitlm_error_prefix(err, "general.name");
-        goto fail;
-    }
+    if (fitlm_gguf_get_str(g, "general.name", &s, err) < 0) goto fail;
     if (!s) {
         const char *b = strrchr(path, '/');
         s = b ? b + 1 : path;
