@@ -174,3 +174,46 @@ def hf_permute(w, n_heads):
     w.view(n_heads, dim1 // n_heads // 2, 2, dim2).transpose(1, 2).reshape(dim1, dim2)"""
     dim1, dim2 = w.shape
     return w.reshape(n_heads, dim1 // n_heads // 2, 2, dim2).transpose(0, 2, 1, 3).reshape(dim1, dim2)
+
+
+def write_gguf(path, kvs, tensors, alignment=32):
+    """Minimal GGUF v3 writer from the spec. kvs: list of (key, gguf value type, value);
+    arrays as (9, (elem_type, list)). tensors: list of (name, ggml type, ne list, bytes)."""
+    def s(x):
+        b = x.encode()
+        return struct.pack("<Q", len(b)) + b
+
+    def val(t, v):
+        if t in GGUF_SCALAR:
+            return struct.pack(GGUF_SCALAR[t], v)
+        if t == 8:
+            return s(v)
+        et, items = v
+        return struct.pack("<IQ", et, len(items)) + b"".join(val(et, x) for x in items)
+
+    out = bytearray(b"GGUF" + struct.pack("<IQQ", 3, len(tensors), len(kvs)))
+    for k, t, v in kvs:
+        out += s(k) + struct.pack("<I", t) + val(t, v)
+    off = 0
+    offs = []
+    for name, typ, ne, data in tensors:
+        offs.append(off)
+        out += s(name) + struct.pack("<I", len(ne)) + struct.pack("<%dQ" % len(ne), *ne) + struct.pack("<IQ", typ, off)
+        off += (len(data) + alignment - 1) // alignment * alignment
+    out += b"\0" * ((alignment - len(out) % alignment) % alignment)
+    for (name, typ, ne, data), o in zip(tensors, offs):
+        out += data + b"\0" * ((alignment - len(data) % alignment) % alignment)
+    open(path, "wb").write(bytes(out))
+
+
+def llama3_inv_freq(head_dim, theta, factor, low, high, orig):
+    """transformers' _compute_llama3_parameters (modeling_rope_utils), in numpy float64."""
+    inv_freq = 1.0 / (theta ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim))
+    low_wavelen = orig / low
+    high_wavelen = orig / high
+    wavelen = 2 * np.pi / inv_freq
+    inv_freq_llama = np.where(wavelen > low_wavelen, inv_freq / factor, inv_freq)
+    smooth = (orig / wavelen - low) / (high - low)
+    smoothed = (1 - smooth) * inv_freq_llama / factor + smooth * inv_freq_llama
+    medium = ~(wavelen < high_wavelen) & ~(wavelen > low_wavelen)
+    return inv_freq, np.where(medium, smoothed, inv_freq_llama)
