@@ -254,7 +254,7 @@ int fitlm_llama3_rope_freqs(const fitlm_hparams *hp, float *out, fitlm_error *er
 
 fitlm_tensor *fitlm_model_add_tensor(fitlm_model *m, const char *name, const char *src_name, fitlm_error *err) {
     if ((m->n_tensors & (m->n_tensors - 1)) == 0) { /* grow at powers of two */
-        size_t cap = m->n_tensors ? m->n_tensors * 2 : 16;
+        size_t cap = m->n_tensors ? m->n_tensors * 2 : 1; /* capacity: next power of two */
         fitlm_tensor *t = realloc(m->tensors, cap * sizeof *t);
         if (!t) {
             fitlm_fail(err, "out of memory");
