@@ -43,7 +43,7 @@ run_one() {
     case $cmd in
         inspect) argv=(inspect "$f") ;;
         tokenize) argv=(tokenize -m "$f") ;;
-        run) argv=(run -m "$f" -n 1 -p "Hello") ;;
+        run) argv=(run -m "$f" -n 1) ;;
     esac
     if [ "$SANITIZED" = 1 ]; then
         echo "hello" | timeout -k 1 "$LIMIT" "$BIN" "${argv[@]}" >/dev/null 2>"$ERR"

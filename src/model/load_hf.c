@@ -408,7 +408,11 @@ fitlm_model *fitlm_model_open_hf(const char *path, int mode, fitlm_error *err) {
             if (file_exists(p)) {
                 if (add_safetensors_file(m, p, err) != 0) goto fail;
             } else if (mode == FITLM_LOAD_RUN) {
-                fitlm_fail(err, "no model.safetensors or model.safetensors.index.json (only config.json)");
+                char *pt = fitlm_path_join(m->hf_dir, "pytorch_model.bin");
+                bool has_pt = pt && file_exists(pt);
+                free(pt);
+                fitlm_fail(err, "no model.safetensors or model.safetensors.index.json%s",
+                           has_pt ? " (pytorch_model.bin pickles are not read: convert them to safetensors)" : "");
                 goto fail;
             } else {
                 m->format = FITLM_FORMAT_NONE; /* config only: hyperparameters, no weights */
