@@ -7,12 +7,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Makes sure a getter's error names the key. */
+static int key_error(fitlm_error *err, const char *key) {
+    if (err && !strstr(err->msg, key)) fitlm_error_prefix(err, key);
+    return -1;
+}
+
 /* Reads an optional token id; -1 (or uint32 0xFFFFFFFF) means "none". Range
  * against the vocabulary is checked later by tok_finish. */
 static int get_id(const fitlm_gguf *g, const char *key, int32_t *id, fitlm_error *err) {
     int64_t v;
     int rc = fitlm_gguf_get_i64(g, key, &v, err);
-    if (rc <= 0) return rc;
+    if (rc < 0) return key_error(err, key);
+    if (rc == 0) return 0;
     if (v == -1 || v == (int64_t)UINT32_MAX) {
         *id = -1;
         return 0;
@@ -25,7 +32,7 @@ static int get_id(const fitlm_gguf *g, const char *key, int32_t *id, fitlm_error
 static int get_flag(const fitlm_gguf *g, const char *key, bool *flag, fitlm_error *err) {
     bool b;
     int rc = fitlm_gguf_get_bool(g, key, &b, err);
-    if (rc < 0) return -1;
+    if (rc < 0) return key_error(err, key);
     if (rc == 1) *flag = b;
     return 0;
 }
@@ -44,7 +51,10 @@ fitlm_tokenizer *fitlm_tokenizer_from_gguf(const fitlm_gguf *g, fitlm_error *err
 
     const char *model = NULL, *pre = NULL;
     int rc = fitlm_gguf_get_str(g, "tokenizer.ggml.model", &model, err);
-    if (rc < 0) goto fail;
+    if (rc < 0) {
+        key_error(err, "tokenizer.ggml.model");
+        goto fail;
+    }
     if (rc == 0) {
         fitlm_fail(err, "no tokenizer (tokenizer.ggml.model is missing)");
         goto fail;
@@ -57,12 +67,18 @@ fitlm_tokenizer *fitlm_tokenizer_from_gguf(const fitlm_gguf *g, fitlm_error *err
         fitlm_fail(err, "unsupported tokenizer.ggml.model '%.64s' (supported: llama, gpt2)", model);
         goto fail;
     }
-    if (fitlm_gguf_get_str(g, "tokenizer.ggml.pre", &pre, err) < 0) goto fail;
+    if (fitlm_gguf_get_str(g, "tokenizer.ggml.pre", &pre, err) < 0) {
+        key_error(err, "tokenizer.ggml.pre");
+        goto fail;
+    }
 
     /* vocabulary */
     const fitlm_gguf_value *tokens, *scores = NULL, *types = NULL, *merges = NULL;
     rc = fitlm_gguf_get_arr(g, "tokenizer.ggml.tokens", FITLM_GGUF_STRING, &tokens, err);
-    if (rc < 0) goto fail;
+    if (rc < 0) {
+        key_error(err, "tokenizer.ggml.tokens");
+        goto fail;
+    }
     if (rc == 0) {
         fitlm_fail(err, "tokenizer.ggml.tokens is missing");
         goto fail;
@@ -85,7 +101,10 @@ fitlm_tokenizer *fitlm_tokenizer_from_gguf(const fitlm_gguf *g, fitlm_error *err
     if (tok_set_vocab(t, n, strs, lens, err)) goto fail;
 
     rc = fitlm_gguf_get_arr(g, "tokenizer.ggml.scores", FITLM_GGUF_FLOAT32, &scores, err);
-    if (rc < 0) goto fail;
+    if (rc < 0) {
+        key_error(err, "tokenizer.ggml.scores");
+        goto fail;
+    }
     if (rc == 1) {
         if (scores->v.arr.n != n) {
             fitlm_fail(err, "tokenizer.ggml.scores has %llu entries but there are %llu tokens",
@@ -95,7 +114,10 @@ fitlm_tokenizer *fitlm_tokenizer_from_gguf(const fitlm_gguf *g, fitlm_error *err
         memcpy(t->score, scores->v.arr.raw, n * sizeof(float));
     }
     rc = fitlm_gguf_get_arr(g, "tokenizer.ggml.token_type", -1, &types, err);
-    if (rc < 0) goto fail;
+    if (rc < 0) {
+        key_error(err, "tokenizer.ggml.token_type");
+        goto fail;
+    }
     if (rc == 1) {
         if (types->v.arr.elem_type != FITLM_GGUF_INT32 && types->v.arr.elem_type != FITLM_GGUF_UINT32) {
             fitlm_fail(err, "tokenizer.ggml.token_type must be an int32 array, not %s",
@@ -138,7 +160,10 @@ fitlm_tokenizer *fitlm_tokenizer_from_gguf(const fitlm_gguf *g, fitlm_error *err
         t->add_bos = pre && (strncmp(pre, "llama", 5) == 0 || strncmp(pre, "deepseek-llm", 12) == 0 ||
                              strncmp(pre, "deepseek-coder", 14) == 0 || strcmp(pre, "deepseek-r1-qwen") == 0);
         rc = fitlm_gguf_get_arr(g, "tokenizer.ggml.merges", FITLM_GGUF_STRING, &merges, err);
-        if (rc < 0) goto fail;
+        if (rc < 0) {
+        key_error(err, "tokenizer.ggml.merges");
+        goto fail;
+    }
         if (rc == 0) {
             fitlm_fail(err, "tokenizer.ggml.merges is missing (needed by a gpt2 tokenizer)");
             goto fail;
@@ -176,7 +201,10 @@ fitlm_tokenizer *fitlm_tokenizer_from_gguf(const fitlm_gguf *g, fitlm_error *err
         get_flag(g, "tokenizer.ggml.add_space_prefix", &t->add_space_prefix, err))
         goto fail;
     const char *tmpl = NULL;
-    if (fitlm_gguf_get_str(g, "tokenizer.chat_template", &tmpl, err) < 0) goto fail;
+    if (fitlm_gguf_get_str(g, "tokenizer.chat_template", &tmpl, err) < 0) {
+        key_error(err, "tokenizer.chat_template");
+        goto fail;
+    }
     if (tmpl && !(t->chat_template = strdup(tmpl))) {
         fitlm_fail(err, "out of memory");
         goto fail;
