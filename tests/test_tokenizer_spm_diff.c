@@ -4,7 +4,11 @@
  * of generated strings (many scripts, code, whitespace runs, emoji, combining
  * marks, digits, random code points, invalid UTF-8) must give exactly the same
  * ids; decode(encode(x)) must give x back wherever SentencePiece's own decode
- * does. Finally the whole corpus as one long text must match too. */
+ * does. Finally the whole corpus as one long text must match too.
+ * The same comparison runs for the Hugging Face form of that vocabulary (a
+ * Llama-2 style tokenizer.json with rank-ordered merges, Prepend/Replace
+ * normalizer and byte fallback, written by tests/tools/spm_to_hf_json.py) on
+ * every valid UTF-8 string. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,6 +72,15 @@ int main(void) {
     CHECK(out != NULL, "%s", err.msg);
     if (!out) return check_report();
 
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s/tests/tools/spm_to_hf_json.py' '%s' '%s/llama2-tokenizer.json'", src,
+             model, tmp);
+    CHECK(refio_run(cmd) == 0, "spm_to_hf_json.py failed");
+    char hf_path[4200];
+    snprintf(hf_path, sizeof hf_path, "%s/llama2-tokenizer.json", tmp);
+    fitlm_tokenizer *hf = fitlm_tokenizer_load(hf_path, &err);
+    CHECK(hf != NULL, "%s", err.msg);
+    int hf_same = 0, hf_differ = 0;
+
     char *p = out;
     int same = 0, differ = 0, rt_checked = 0, rt_ok = 0, ref_no_rt = 0;
     double enc_seconds = 0;
@@ -97,6 +110,28 @@ int main(void) {
                 fprintf(stderr, "\n");
             }
         }
+        if (hf && textgen_valid_utf8(strs[i], lens[i])) {
+            int32_t *hids = NULL;
+            size_t hn = 0;
+            CHECK(fitlm_tokenizer_encode(hf, strs[i], lens[i], false, false, &hids, &hn, &err) == 0, "%s", err.msg);
+            if (hn == nref && (hn == 0 || memcmp(hids, ref, hn * sizeof *hids) == 0)) {
+                hf_same++;
+            } else if (++hf_differ <= 5) {
+                fprintf(stderr, "tokenizer.json: string %d differs: '%.*s'\n  sentencepiece:", i,
+                        (int)(lens[i] < 300 ? lens[i] : 300), strs[i]);
+                for (size_t k = 0; k < nref && k < 60; k++) fprintf(stderr, " %d", ref[k]);
+                fprintf(stderr, "\n  fitlm (json): ");
+                for (size_t k = 0; k < hn && k < 60; k++) fprintf(stderr, " %d", hids[k]);
+                fprintf(stderr, "\n");
+            }
+            if (flag == 1 && hids) {
+                size_t dl;
+                char *dec = fitlm_tokenizer_decode(hf, hids, hn, false, &dl, &err);
+                CHECK(dec && dl == lens[i] && memcmp(dec, strs[i], dl) == 0, "tokenizer.json: string %d round trip", i);
+                free(dec);
+            }
+            free(hids);
+        }
         if (flag == 1) {
             size_t dl;
             char *dec = fitlm_tokenizer_decode(t, ids, n, false, &dl, &err);
@@ -115,6 +150,11 @@ int main(void) {
            "(%d strings sentencepiece itself does not round-trip: invalid UTF-8); encode %.1f MB/s\n",
            same, same + differ, lens[n_strings], rt_ok, rt_checked, ref_no_rt,
            enc_seconds > 0 ? 2.0 * (double)total / 1e6 / enc_seconds : 0.0);
+    CHECK(hf_differ == 0, "tokenizer.json form: %d of %d strings differ from sentencepiece", hf_differ,
+          hf_same + hf_differ);
+    printf("tokenizer.json (Llama-2 style) vs sentencepiece: %d/%d valid UTF-8 strings identical\n", hf_same,
+           hf_same + hf_differ);
+    fitlm_tokenizer_free(hf);
     for (int i = 0; i <= n_strings; i++) free(strs[i]);
     free(strs);
     free(lens);
