@@ -357,18 +357,33 @@ static int run_search(search_ctx *c, int f0, int f1, rlist *out) {
     return 0;
 }
 
-/* Keeps the best layout per (GPU, format, KV type) and sorts them. */
-static void best_per_key(rlist *l) {
+/* Sorts, then keeps the best layout per (GPU, format, KV type) first; when that
+ * leaves fewer than `fill` entries, other layouts follow in rank order. */
+static void best_per_key(rlist *l, size_t fill) {
     qsort(l->v, l->n, sizeof *l->v, cmp_result);
-    size_t w = 0;
-    for (size_t i = 0; i < l->n; i++) {
+    size_t n = l->n, w = 0;
+    bool *taken = calloc(n ? n : 1, sizeof *taken);
+    if (!taken) return; /* keep the sorted list as is */
+    fitlm_plan_result *keep = malloc((n ? n : 1) * sizeof *keep);
+    if (!keep) {
+        free(taken);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
         bool dup = false;
         for (size_t j = 0; j < w && !dup; j++)
-            dup = l->v[j].gpu == l->v[i].gpu && l->v[j].format == l->v[i].format &&
-                  l->v[j].kv_type == l->v[i].kv_type;
-        if (!dup) l->v[w++] = l->v[i];
+            dup = keep[j].gpu == l->v[i].gpu && keep[j].format == l->v[i].format && keep[j].kv_type == l->v[i].kv_type;
+        if (!dup) {
+            keep[w++] = l->v[i];
+            taken[i] = true;
+        }
     }
+    for (size_t i = 0; i < n && w < fill; i++)
+        if (!taken[i]) keep[w++] = l->v[i];
+    memcpy(l->v, keep, w * sizeof *keep);
     l->n = w;
+    free(keep);
+    free(taken);
 }
 
 static double now_s(void) {
@@ -438,13 +453,16 @@ static void make_hint(search_ctx *c, fitlm_plan_output *out, fitlm_error *err) {
             int rc = run_search(&c3, 0, 1, &l);
             fitlm_weight_bytes_free(&wb);
             if (rc == 0 && l.n) {
-                best_per_key(&l);
+                best_per_key(&l, 1);
                 n += (size_t)snprintf(h + n, cap - n, " or %s weights (%s: %.1f GiB per device on %d x %s)",
                                       f.is_4bit_or_less ? "4-bit" : (a < 2 ? "8-bit" : "smaller"), f.name,
                                       l.v[0].per_device_bytes / FITLM_GIB, l.v[0].count,
                                       c->cat->gpus[l.v[0].gpu].name);
                 free(l.v);
-                break;
+                if (f.is_4bit_or_less) break;
+                while (a + 1 < sizeof alts / sizeof alts[0] && strncmp(alts[a + 1], "q", 1) && strcmp(alts[a + 1], "awq"))
+                    a++; /* after an 8-bit format that fits, look for the first 4-bit one */
+                continue;
             }
             free(l.v);
         }
@@ -481,7 +499,7 @@ int fitlm_plan_search(const fitlm_plan_model *m, const fitlm_plan_request *r, co
         fitlm_fail(err, "out of memory");
         goto done;
     }
-    best_per_key(&l);
+    best_per_key(&l, (size_t)r->top + 1);
     out->results = l.v;
     out->n = l.n;
     if (l.n == 0) make_hint(&c, out, err);
@@ -509,7 +527,7 @@ int fitlm_plan_search(const fitlm_plan_model *m, const fitlm_plan_request *r, co
             fitlm_weight_bytes_free(&wb);
             c.evaluated += c2.evaluated;
             if (e == 0 && l2.n) {
-                best_per_key(&l2);
+                best_per_key(&l2, 1);
                 fitlm_plan_result x = l2.v[0];
                 x.format = -1 - (int)a; /* marks an alternative format: -1 - index into k_alt_formats */
                 out->quant_alts[out->n_quant_alts++] = x;
