@@ -322,6 +322,8 @@ typedef struct fitlm_plan_output {
     size_t n;
     fitlm_plan_result *quant_alts; /* best layout for each other weight format; owned */
     size_t n_quant_alts;
+    fitlm_plan_result fewest; /* the feasible layout with the fewest devices */
+    bool have_fewest;
     size_t evaluated;
     double search_seconds;
     char hint[1024]; /* when nothing fits: why, and what would */

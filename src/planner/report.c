@@ -124,11 +124,12 @@ void fitlm_plan_print_text(FILE *fp, const fitlm_plan_model *m, const fitlm_plan
                     r->qlora ? "NF4" : "BF16");
         else
             fprintf(fp, "  training: full fine-tune, ");
-        fprintf(fp, "%s%s, sequence %u, micro-batch %u, %s, FlashAttention %s, sequence parallel %s\n",
-                optimizer_name(r->optimizer), r->pure_fp32 ? " (pure fp32)" : " (bf16 mixed precision, fp32 master)",
-                r->seq, r->micro_batch,
-                r->grad_accum ? "fixed gradient accumulation" : "global batch of 64 sequences unless --global-batch",
-                r->flash ? "on" : "off", r->sequence_parallel ? "on" : "off");
+        fprintf(fp, "%s%s, sequence %u, micro-batch %u, ", optimizer_name(r->optimizer),
+                r->pure_fp32 ? " (pure fp32)" : " (bf16 mixed precision, fp32 master)", r->seq, r->micro_batch);
+        if (r->grad_accum) fprintf(fp, "gradient accumulation %u", r->grad_accum);
+        else fprintf(fp, "global batch %u sequences", r->global_batch);
+        fprintf(fp, ", FlashAttention %s, sequence parallel %s\n", r->flash ? "on" : "off",
+                r->sequence_parallel ? "on" : "off");
     }
     fprintf(fp, "  searched %zu layouts in %.1f ms; objective: %s; memory margin %.0f%%\n\n", out->evaluated,
             out->search_seconds * 1e3, objective_name(r->objective), r->margin * 100);
@@ -192,6 +193,20 @@ void fitlm_plan_print_text(FILE *fp, const fitlm_plan_model *m, const fitlm_plan
     fprintf(fp, "  price source: %s (%s)\n", g->cloud_source[0] ? g->cloud_source : "n/a",
             g->price_date[0] ? g->price_date : "undated");
 
+    if (out->have_fewest && out->fewest.count < x->count) {
+        fprintf(fp, "\nFewest devices that fit: ");
+        print_layout_line(fp, m, r, cat, &out->fewest);
+        fprintf(fp, "\n  %.1f GiB per device, ", out->fewest.per_device_bytes / FITLM_GIB);
+        if (r->mode == FITLM_PLAN_INFER)
+            fprintf(fp, "%s tokens/s decode, ", human_rate(out->fewest.decode_tps, c1, sizeof c1));
+        else
+            fprintf(fp, "%s tokens/s, MFU %.1f%%, ", human_rate(out->fewest.train_tps, c1, sizeof c1),
+                    out->fewest.mfu * 100);
+        if (out->fewest.usd_per_hour > 0)
+            fprintf(fp, "$%.2f/h, $%.3g per 1M tokens\n", out->fewest.usd_per_hour, out->fewest.usd_per_million);
+        else
+            fprintf(fp, "no price\n");
+    }
     if (out->n > 1 && r->top > 0) {
         fprintf(fp, "\nAlternatives (best layout per GPU type%s, ranked by %s)\n",
                 r->formats_compete ? " and format" : "", objective_name(r->objective));
@@ -355,6 +370,7 @@ char *fitlm_plan_json(const fitlm_plan_model *m, const fitlm_plan_request *r, co
     } else {
         cJSON_AddStringToObject(root, "why", out->hint);
     }
+    if (out->have_fewest) cJSON_AddItemToObject(root, "fewest_devices", result_json(m, r, cat, &out->fewest));
     cJSON *alts = cJSON_AddArrayToObject(root, "alternatives");
     for (size_t i = 1; i < out->n && (int)i <= r->top; i++)
         cJSON_AddItemToArray(alts, result_json(m, r, cat, &out->results[i]));

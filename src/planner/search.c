@@ -323,6 +323,8 @@ static int search_train(search_ctx *c, int gpu, int fixed_count, rlist *out) {
                     if (z > 0 && d == 1 && r->zero < 0) continue; /* ZeRO without data parallelism changes nothing */
                     for (int rc = 0; rc <= 2; rc++) {
                         if (r->recompute >= 0 && rc != r->recompute) continue;
+                        /* with FlashAttention selective recomputation changes nothing: skip the duplicate */
+                        if (r->recompute < 0 && rc == FITLM_RECOMPUTE_SELECTIVE && r->flash) continue;
                         fitlm_plan_result x;
                         memset(&x, 0, sizeof x);
                         x.gpu = gpu, x.tp = t, x.pp = p, x.dp = d, x.count = n, x.zero = z, x.recompute = rc;
@@ -499,6 +501,12 @@ int fitlm_plan_search(const fitlm_plan_model *m, const fitlm_plan_request *r, co
         fitlm_fail(err, "out of memory");
         goto done;
     }
+    for (size_t i = 0; i < l.n; i++)
+        if (!out->have_fewest || l.v[i].count < out->fewest.count ||
+            (l.v[i].count == out->fewest.count && cmp_result(&l.v[i], &out->fewest) < 0)) {
+            out->fewest = l.v[i];
+            out->have_fewest = true;
+        }
     best_per_key(&l, (size_t)r->top + 1);
     out->results = l.v;
     out->n = l.n;
