@@ -417,8 +417,9 @@ int fitlm_plan_write_svg(const char *path, const fitlm_plan_model *m, const fitl
     if (out->n == 0) return fitlm_fail(err, "%s: no feasible layout to draw", path);
     const fitlm_plan_result *x = &out->results[0];
     const fitlm_gpu *g = &cat->gpus[x->gpu];
-    /* one bar per device of one replica (TP x PP); devices of a stage are identical */
-    int bars = x->tp * x->pp;
+    /* one bar per device (devices of one PP stage hold the same bytes); more than
+     * 32 devices: one bar per stage */
+    int bars = x->count;
     bool grouped = bars > 32;
     if (grouped) bars = x->pp; /* one bar per stage */
     if (bars > FITLM_PLAN_MAX_STAGES) bars = FITLM_PLAN_MAX_STAGES;
@@ -447,7 +448,7 @@ int fitlm_plan_write_svg(const char *path, const fitlm_plan_model *m, const fitl
     fprintf(fp, " (TP %d, PP %d, DP %d)</text>\n", x->tp, x->pp, x->dp);
     fprintf(fp, "<text x=\"%d\" y=\"44\" fill=\"#555\">%s: memory per device, GiB (fitlm plan)", left,
             r->mode == FITLM_PLAN_INFER ? "inference" : "training");
-    if (x->dp > 1) fprintf(fp, "; %d identical replicas, one shown", x->dp);
+    if (x->dp > 1) fprintf(fp, "; %d data-parallel replicas", x->dp);
     fprintf(fp, "</text>\n");
     /* axis and grid */
     double step = ymax / FITLM_GIB > 200 ? 40 : ymax / FITLM_GIB > 80 ? 20 : ymax / FITLM_GIB > 30 ? 10 : ymax / FITLM_GIB > 10 ? 5 : 1;
@@ -459,7 +460,7 @@ int fitlm_plan_write_svg(const char *path, const fitlm_plan_model *m, const fitl
     }
     fprintf(fp, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#333\"/>\n", left, top, left, top + plot_h);
     for (int i = 0; i < bars; i++) {
-        int s = grouped ? i : i / x->tp;
+        int s = grouped ? i : (i / x->tp) % x->pp;
         if (s >= x->n_stages) s = x->n_stages - 1;
         double bx = left + gap / 2.0 + i * (bw + gap), y = top + plot_h;
         double tot = 0;
