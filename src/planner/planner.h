@@ -325,7 +325,8 @@ typedef struct fitlm_plan_output {
     fitlm_plan_result fewest; /* the feasible layout with the fewest devices */
     bool have_fewest;
     size_t evaluated;
-    double search_seconds;
+    double search_seconds;     /* wall clock */
+    double search_cpu_seconds; /* CPU time of this process (what the search itself costs) */
     char hint[1024]; /* when nothing fits: why, and what would */
 } fitlm_plan_output;
 

@@ -131,8 +131,8 @@ void fitlm_plan_print_text(FILE *fp, const fitlm_plan_model *m, const fitlm_plan
         fprintf(fp, ", FlashAttention %s, sequence parallel %s\n", r->flash ? "on" : "off",
                 r->sequence_parallel ? "on" : "off");
     }
-    fprintf(fp, "  searched %zu layouts in %.1f ms; objective: %s; memory margin %.0f%%\n\n", out->evaluated,
-            out->search_seconds * 1e3, objective_name(r->objective), r->margin * 100);
+    fprintf(fp, "  searched %zu layouts in %.1f ms CPU; objective: %s; memory margin %.0f%%\n\n", out->evaluated,
+            out->search_cpu_seconds * 1e3, objective_name(r->objective), r->margin * 100);
     if (out->n == 0) return;
     const fitlm_plan_result *x = &out->results[0];
     const fitlm_gpu *g = &cat->gpus[x->gpu];
@@ -379,6 +379,7 @@ char *fitlm_plan_json(const fitlm_plan_model *m, const fitlm_plan_request *r, co
     cJSON *s = cJSON_AddObjectToObject(root, "search");
     cJSON_AddNumberToObject(s, "layouts_evaluated", (double)out->evaluated);
     cJSON_AddNumberToObject(s, "seconds", out->search_seconds);
+    cJSON_AddNumberToObject(s, "cpu_seconds", out->search_cpu_seconds);
     cJSON *k = cJSON_AddObjectToObject(root, "assumptions");
     cJSON_AddNumberToObject(k, "eff_prefill", fitlm_plan_k.eff_prefill);
     cJSON_AddNumberToObject(k, "eff_decode_bandwidth", fitlm_plan_k.eff_decode_bw);
