@@ -138,8 +138,13 @@ void fitlm_plan_print_text(FILE *fp, const fitlm_plan_model *m, const fitlm_plan
     const fitlm_gpu *g = &cat->gpus[x->gpu];
     fprintf(fp, "PLAN: ");
     print_layout_line(fp, m, r, cat, x);
-    fprintf(fp, "\n  %s: %.0f GiB, %.0f GB/s, %.0f TFLOP/s BF16 dense, link %s\n\n", g->name, g->memory_bytes / FITLM_GIB,
-            g->mem_bw / 1e9, g->bf16_flops / 1e12, g->link);
+    if (g->is_cpu)
+        fprintf(fp, "\n  %s: %s, %d cores, %.1f GiB, ~%.0f GB/s (%s), ~%.2f TFLOP/s fp32 SIMD\n\n", g->name, g->arch,
+                g->cpu_cores, g->memory_bytes / FITLM_GIB, g->mem_bw / 1e9, g->bw_measured ? "measured" : "estimated",
+                g->fp16_flops / 1e12);
+    else
+        fprintf(fp, "\n  %s: %.0f GiB, %.0f GB/s, %.0f TFLOP/s BF16 dense, link %s\n\n", g->name,
+                g->memory_bytes / FITLM_GIB, g->mem_bw / 1e9, g->bf16_flops / 1e12, g->link);
 
     fprintf(fp, "Memory                        per device GiB   model replica GiB\n");
     for (int c = 0; c < FITLM_MEM_COUNT; c++) {

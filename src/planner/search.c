@@ -362,6 +362,7 @@ static int run_search(search_ctx *c, int f0, int f1, rlist *out) {
 /* Sorts, then keeps the best layout per (GPU, format, KV type) first; when that
  * leaves fewer than `fill` entries, other layouts follow in rank order. */
 static void best_per_key(rlist *l, size_t fill) {
+    if (l->n == 0) return;
     qsort(l->v, l->n, sizeof *l->v, cmp_result);
     size_t n = l->n, w = 0;
     bool *taken = calloc(n ? n : 1, sizeof *taken);
