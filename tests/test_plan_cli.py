@@ -224,6 +224,23 @@ rc, out, err = run("llama-3-8b", "--train", "--gpu", "H100:8", "--svg", svg)
 ET.parse(svg)
 check(rc == 0, "training svg")
 
+# ---- custom hardware (--gpus-file) and this machine's CPU ----
+custom = os.path.join(TMP, "plan_custom_gpus.json")
+with open(custom, "w") as f:
+    json.dump({"gpus": [{"name": "Big-Card", "memory_gib": 1000, "mem_bw_gbs": 10000, "fp16_tflops": 5000,
+                         "cloud_usd_per_hour": 1.0, "purchase_usd": 1000}]}, f)
+x = plan_json("llama-3-70b", "--gpus-file", custom, "--gpu", "big-card")
+check(x["plan"]["gpu"] == "Big-Card" and x["plan"]["count"] == 1 and x["cost"]["usd_per_hour"] == 1.0,
+      "custom GPU used")
+# decode is bandwidth-bound: 0.8 * 10 TB/s / (141 GB + KV at the mean context 1024 + 256/2) per token
+check(abs(x["time"]["decode_tokens_per_s"] - 0.8 * 10000e9 / (x["memory"]["weights_bytes"] +
+                                                               1152 * x["memory"]["kv_bytes_per_token"])) < 0.05,
+      f"bandwidth-bound decode {x['time']['decode_tokens_per_s']}")
+x = plan_json("llama-3.2-1b", "--gpu", "cpu", "-q", "q4_k_m")
+check(x["plan"]["gpu"] == "CPU" and x["cost"]["usd_per_hour"] == 0, "plan on this machine's CPU")
+x = plan_json("llama-3-8b", "--pretrain", "--gpu", "H100:8")
+check(x["mode"] == "training" and x["workload"]["method"] == "pretrain", "pretrain label")
+
 # ---- lists ----
 rc, out, err = run("--list-models")
 for n in ["Llama-2-7B", "Llama-3.1-405B", "Qwen2.5-72B", "Mistral-7B-v0.1", "DeepSeek-R1-Distill-Qwen-32B"]:

@@ -24,6 +24,7 @@ static void usage(FILE *fp) {
             "      --list-models          list the built-in model presets\n"
             "      --list-gpus            list the GPU catalog (with --gpus-file entries and the host CPU)\n"
             "      --train                plan training instead of inference (also --mode train)\n"
+            "      --pretrain             training from scratch (same memory model as a full fine-tune)\n"
             "inference workload:\n"
             "  -c, --ctx-size N           context length per sequence (KV cache is allocated for it)\n"
             "  -b, --batch N              concurrent sequences\n"
@@ -235,6 +236,10 @@ int cmd_plan(int argc, char **argv) {
             if (!(pd.svg = VAL())) return fitlm_die("--svg needs a file name");
         } else if (!strcmp(a, "--lora-targets")) {
             if (!(pd.targets = VAL())) return fitlm_die("--lora-targets needs a list");
+        } else if (!strcmp(a, "--pretrain")) {
+            pd.train = true;
+            if (n_nums >= 64) return fitlm_die("too many options");
+            nums[n_nums].name = a, nums[n_nums].val = NULL, n_nums++;
         } else if (!strcmp(a, "--no-flash") || !strcmp(a, "--no-sp") || !strcmp(a, "--fp32-grads") ||
                    !strcmp(a, "--fp32") || !strcmp(a, "--qlora") || !strcmp(a, "--pretrain")) {
             if (n_nums >= 64) return fitlm_die("too many options");
@@ -397,7 +402,7 @@ int cmd_plan(int argc, char **argv) {
         else if (!strcmp(o, "--fp32-grads")) r.fp32_grads = true;
         else if (!strcmp(o, "--fp32")) r.pure_fp32 = true;
         else if (!strcmp(o, "--qlora")) r.qlora = true;
-        else if (!strcmp(o, "--pretrain")) (void)0; /* same memory model as a full fine-tune */
+        else if (!strcmp(o, "--pretrain")) r.pretrain = true; /* same memory model as a full fine-tune */
         else if (!strcmp(o, "--offload")) {
             if (!strcasecmp(v, "cpu") || !strcasecmp(v, "auto")) r.offload_allowed = true;
             else if (!strcasecmp(v, "none")) r.offload_allowed = false;

@@ -157,21 +157,34 @@ static void eval_infer(const fitlm_plan_model *m, const fitlm_plan_request *r, c
     double pp_bw, pp_alpha;
     link_of(g, T * P, T * P > g->max_per_node, &pp_bw, &pp_alpha);
     double pcie = fitlm_pcie_bw(g->pcie_gen) * K.eff_link;
-    double w_dev_total = (wb->total - off_bytes) / ((double)T * P);
     double off_dev = off_bytes / T;
 
-    /* prefill: B prompts in chunks, compute-bound roofline with weight reads per chunk */
+    /* prefill: B prompts in n chunks that flow through the PP stages; per chunk and
+     * stage the roofline max(FLOPs / compute, weight bytes / bandwidth) plus the TP
+     * all-reduces; n + P - 1 stage slots in all */
     double prompt_tokens = (double)r->batch * r->prompt;
     double n_chunks = ceil(prompt_tokens / chunk);
     double pf_flops = (double)r->batch * (2 * p_mm * r->prompt + 2.0 * L * hp->n_heads * hp->head_dim *
                                                                     (double)r->prompt * fmin(r->prompt, window));
-    double t_c = pf_flops / ((double)T * P * peak * K.eff_prefill) * (n_chunks + P - 1) / n_chunks;
-    double t_m = n_chunks * w_dev_total * P / (bw_mem * K.eff_decode_bw);
-    double t_comm = T > 1 ? 2.0 * L * n_chunks * fitlm_allreduce_time(chunk * hp->dim * 2, T, alpha, link_bw) : 0;
-    if (P > 1) t_comm += (P - 1) * n_chunks * (pp_alpha + chunk * hp->dim * 2 / pp_bw);
-    double t_off = n_chunks * off_dev / pcie;
-    double prefill = fmax(t_c, t_m) + t_comm + t_off;
-    res->prefill_bound = t_c >= t_m ? "compute" : "memory";
+    double slot = 0;
+    bool pf_compute = true;
+    for (int s = 0; s < P; s++) {
+        uint32_t l0, l1;
+        stage_layers(L, P, s, &l0, &l1);
+        double nl = l1 - l0;
+        double wst = res->stage[s < FITLM_PLAN_MAX_STAGES ? s : FITLM_PLAN_MAX_STAGES - 1][FITLM_MEM_WEIGHTS];
+        double tc = pf_flops / n_chunks * (nl / L) / T / (peak * K.eff_prefill);
+        double tm = wst / (bw_mem * K.eff_decode_bw);
+        double tcomm = T > 1 ? 2.0 * nl * fitlm_allreduce_time(chunk * hp->dim * 2, T, alpha, link_bw) : 0;
+        if (P > 1) tcomm += pp_alpha + chunk * hp->dim * 2 / pp_bw;
+        double t = fmax(tc, tm) + tcomm;
+        if (t > slot) {
+            slot = t;
+            pf_compute = tc >= tm;
+        }
+    }
+    double prefill = (n_chunks + P - 1) * slot + n_chunks * off_dev / pcie;
+    res->prefill_bound = pf_compute ? "compute" : "memory";
     res->ttft_s = prefill;
     res->prefill_tps = prompt_tokens / prefill * res->dp;
 

@@ -252,6 +252,7 @@ typedef struct fitlm_plan_request {
     unsigned lora_targets;    /* bit mask of FITLM_T_ATTN_Q ... */
     bool qlora;
     double train_tokens;      /* optional: total tokens to train (for total time/cost) */
+    bool pretrain;            /* label only: pre-training has the memory model of a full fine-tune */
     /* layout search */
     struct { int gpu; int count; } gpusel[FITLM_PLAN_MAX_GPUSEL];
     int n_gpusel;             /* 0 = every catalog GPU (not the CPU) */

@@ -123,7 +123,7 @@ void fitlm_plan_print_text(FILE *fp, const fitlm_plan_model *m, const fitlm_plan
             fprintf(fp, "  training: %s rank %u, frozen base %s, ", r->qlora ? "QLoRA" : "LoRA", r->lora_rank,
                     r->qlora ? "NF4" : "BF16");
         else
-            fprintf(fp, "  training: full fine-tune, ");
+            fprintf(fp, "  training: %s, ", r->pretrain ? "pre-training" : "full fine-tune");
         fprintf(fp, "%s%s, sequence %u, micro-batch %u, ", optimizer_name(r->optimizer),
                 r->pure_fp32 ? " (pure fp32)" : " (bf16 mixed precision, fp32 master)", r->seq, r->micro_batch);
         if (r->grad_accum) fprintf(fp, "gradient accumulation %u", r->grad_accum);
@@ -352,7 +352,7 @@ char *fitlm_plan_json(const fitlm_plan_model *m, const fitlm_plan_request *r, co
         cJSON_AddStringToObject(w, "weights", r->formats[0].name);
         cJSON_AddStringToObject(w, "kv_type", fitlm_type_name(r->kv_types[0]));
     } else {
-        cJSON_AddStringToObject(w, "method", r->lora_rank ? (r->qlora ? "qlora" : "lora") : "full");
+        cJSON_AddStringToObject(w, "method", r->lora_rank ? (r->qlora ? "qlora" : "lora") : r->pretrain ? "pretrain" : "full");
         cJSON_AddNumberToObject(w, "lora_rank", r->lora_rank);
         cJSON_AddStringToObject(w, "optimizer", optimizer_name(r->optimizer));
         cJSON_AddBoolToObject(w, "mixed_precision", !r->pure_fp32);
