@@ -383,7 +383,13 @@ fail:
     return -1;
 }
 
-int fitlm_model_convert(const fitlm_model *m, const char *out, const fitlm_convert_opts *opts, fitlm_error *err) {
+int fitlm_model_convert(const fitlm_model *m, const char *out_arg, const fitlm_convert_opts *opts, fitlm_error *err) {
+    char out[4096];
+    size_t ol = strlen(out_arg);
+    while (ol > 1 && out_arg[ol - 1] == '/') ol--; /* "dir/" names the folder "dir" */
+    if (ol == 0 || ol >= sizeof out) return fitlm_fail(err, "convert: invalid output path");
+    memcpy(out, out_arg, ol);
+    out[ol] = 0;
     if (opts->to != FITLM_FORMAT_GGUF && opts->to != FITLM_FORMAT_SAFETENSORS)
         return fitlm_fail(err, "convert: the target must be gguf or hf");
     if (opts->type != FITLM_TYPE_INVALID && !is_float_type(opts->type))
