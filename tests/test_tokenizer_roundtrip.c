@@ -129,10 +129,14 @@ static void roundtrip(const char *shared, const char *name, bool byte_level) {
         size_t l = textgen_string(&rng, text + tl, 1000, 20, 0);
         if (!cannot_roundtrip(name, byte_level, text + tl, l)) tl += l;
     }
-    const char *kinds[] = {"varied", "one word", "spaces"};
-    for (int k = 0; k < 3; k++) {
+    /* "near specials": prefixes of special tokens everywhere ("[PAD1000" for
+     * DeepSeek's 2385 [PAD...] tokens, "<|" for chat tokens) */
+    const char *kinds[] = {"varied", "one word", "spaces", "near specials"};
+    for (int k = 0; k < 4; k++) {
         if (k == 1) memset(text, 'a', tl = big);
         if (k == 2) memset(text, ' ', tl = big);
+        if (k == 3)
+            for (tl = 0; tl + 10 <= big; tl += 10) memcpy(text + tl, "[PAD1000<|", 10);
         int32_t *ids = NULL;
         size_t n = 0;
         fitlm_error err = {{0}};

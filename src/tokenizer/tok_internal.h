@@ -39,6 +39,17 @@ typedef struct tok_mergemap {
     size_t n;
 } tok_mergemap;
 
+/* Byte trie of the special tokens' texts. Edges live in a hash table keyed
+ * by (node << 8 | byte). */
+typedef struct tok_trie {
+    uint64_t mask;
+    uint64_t *edge_key; /* UINT64_MAX = empty */
+    int32_t *edge_child;
+    int32_t *term;      /* per node: token id ending here, or -1 */
+    size_t n_nodes;
+    bool first[256];    /* bytes that can start a special token */
+} tok_trie;
+
 /* How an HF Metaspace-style (non byte-level) BPE prepares text. */
 typedef struct tok_spacing {
     bool replace_space;  /* ' ' -> "▁" */
@@ -77,10 +88,9 @@ struct fitlm_tokenizer {
     int32_t bos, eos, eot, eom, pad, unk;
     uint8_t *eog; /* owned: 1 if id ends generation */
 
-    /* special tokens (control + user-defined) matched before the algorithm,
-     * grouped by first byte, longest first within a group */
-    int32_t *special;       /* owned */
-    size_t special_start[257];
+    /* special tokens (control + user-defined) matched before the algorithm:
+     * a byte trie; node 0 is the root */
+    tok_trie specials;
 
     int n_re;
     pcre2_code *re[TOK_MAX_REGEXES]; /* owned: pre-tokenizer regexes applied in sequence */
