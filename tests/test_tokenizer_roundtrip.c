@@ -141,11 +141,13 @@ static void roundtrip(const char *shared, const char *name, bool byte_level) {
         size_t n = 0;
         fitlm_error err = {{0}};
         double t0 = now();
+        clock_t c0 = clock();
         CHECK(fitlm_tokenizer_encode(t, text, tl, false, false, &ids, &n, &err) == 0, "%s", err.msg);
-        double dt = now() - t0;
-        printf("%s: %s %.2f MB -> %zu tokens in %.3f s (%.1f MB/s)\n", name, kinds[k], (double)tl / 1e6, n, dt,
-               (double)tl / 1e6 / dt);
-        if (!getenv("FITLM_SANITIZED")) CHECK(dt < 5.0, "%s: %s 1 MB took %.1f s", name, kinds[k], dt);
+        double dt = now() - t0, cpu = (double)(clock() - c0) / CLOCKS_PER_SEC;
+        printf("%s: %s %.2f MB -> %zu tokens in %.3f s CPU, %.3f s wall (%.1f MB/s CPU)\n", name, kinds[k],
+               (double)tl / 1e6, n, cpu, dt, (double)tl / 1e6 / (cpu > 0 ? cpu : 1e-9));
+        /* CPU time: wall time is noisy on a shared machine */
+        if (!getenv("FITLM_SANITIZED")) CHECK(cpu < 5.0, "%s: %s 1 MB took %.1f s of CPU", name, kinds[k], cpu);
         size_t dl;
         char *dec = fitlm_tokenizer_decode(t, ids, n, false, &dl, &err);
         CHECK(dec && dl == tl && memcmp(dec, text, tl) == 0, "%s: %s text does not round-trip", name, kinds[k]);

@@ -53,7 +53,7 @@ typedef struct tok_trie {
 /* How an HF Metaspace-style (non byte-level) BPE prepares text. */
 typedef struct tok_spacing {
     bool replace_space;  /* ' ' -> "▁" */
-    bool prepend;        /* "▁" before the first piece of text */
+    bool prepend;        /* "▁" before the text */
     bool prepend_if_missing; /* Metaspace: not when the text already starts with "▁" */
     bool prepend_always; /* also after special tokens (Metaspace prepend_scheme "always") */
     bool split;          /* Metaspace split=true: words start at each "▁" */
@@ -126,8 +126,9 @@ int32_t tok_lookup(const fitlm_tokenizer *t, const char *s, size_t len);
 /* SentencePiece BPE over one fragment of text. */
 int tok_spm_encode(const fitlm_tokenizer *t, const char *text, size_t len, bool prefix_space, tok_ids *out,
                    fitlm_error *err);
-/* Rank-based BPE over one fragment (pre-tokenized here). */
-int tok_bpe_encode(const fitlm_tokenizer *t, const char *text, size_t len, bool first_fragment, tok_ids *out,
+/* Rank-based BPE over one fragment (pre-tokenized here); prefix: put "▁" in
+ * front (non byte-level tokenizer.json vocabularies). */
+int tok_bpe_encode(const fitlm_tokenizer *t, const char *text, size_t len, bool prefix, tok_ids *out,
                    fitlm_error *err);
 /* Byte-level mapping: code point for byte b, and the inverse (-1 if none). */
 uint32_t tok_byte_to_cp(uint8_t b);

@@ -469,11 +469,14 @@ static int32_t match_special(const fitlm_tokenizer *t, const char *s, size_t n, 
     return best;
 }
 
-static int encode_fragment(const fitlm_tokenizer *t, const char *s, size_t n, bool after_special, bool first,
+/* One run of text between special tokens. after_special: it starts the text or
+ * follows a special token; at_start: it starts the text. */
+static int encode_fragment(const fitlm_tokenizer *t, const char *s, size_t n, bool after_special, bool at_start,
                            tok_ids *out, fitlm_error *err) {
     if (n == 0) return 0;
     if (t->type == FITLM_TOK_SPM) return tok_spm_encode(t, s, n, t->add_space_prefix && after_special, out, err);
-    return tok_bpe_encode(t, s, n, first || (after_special && t->spacing.prepend_always), out, err);
+    bool prefix = t->spacing.prepend && (at_start || (after_special && t->spacing.prepend_always));
+    return tok_bpe_encode(t, s, n, prefix, out, err);
 }
 
 int fitlm_tokenizer_encode(const fitlm_tokenizer *t, const char *text, size_t len, bool add_special, bool parse_special,
@@ -484,7 +487,7 @@ int fitlm_tokenizer_encode(const fitlm_tokenizer *t, const char *text, size_t le
     if (!text && len) return fitlm_fail(err, "NULL text");
     if (add_special && t->add_bos && t->bos >= 0 && tok_ids_push(&ids, t->bos, err)) goto fail;
     size_t start = 0, i = 0;
-    bool after_special = true, first = true;
+    bool after_special = true;
     bool have_specials = t->specials.n_nodes > 1;
     while (have_specials && i < len) {
         int32_t sp = match_special(t, text + i, len - i, parse_special);
@@ -492,17 +495,13 @@ int fitlm_tokenizer_encode(const fitlm_tokenizer *t, const char *text, size_t le
             i++;
             continue;
         }
-        if (encode_fragment(t, text + start, i - start, after_special, first, &ids, err)) goto fail;
-        if (i > start) {
-            after_special = false;
-            first = false;
-        }
+        if (encode_fragment(t, text + start, i - start, after_special, start == 0, &ids, err)) goto fail;
         if (tok_ids_push(&ids, sp, err)) goto fail;
         after_special = true;
         i += t->text_len[sp];
         start = i;
     }
-    if (encode_fragment(t, text + start, len - start, after_special, first, &ids, err)) goto fail;
+    if (encode_fragment(t, text + start, len - start, after_special, start == 0, &ids, err)) goto fail;
     if (add_special && t->add_eos && t->eos >= 0 && tok_ids_push(&ids, t->eos, err)) goto fail;
     *out = ids.v;
     *n = ids.n;
