@@ -83,6 +83,7 @@ struct fitlm_tokenizer {
     bool ignore_merges; /* BPE: a whole pre-token that is in the vocabulary is one token */
     bool add_bos, add_eos;
     bool add_space_prefix; /* SPM dummy prefix */
+    bool spm_word_split;   /* SPM: no piece has "▁" after another character (set by tok_finish) */
     tok_spacing spacing;   /* non byte-level BPE from tokenizer.json */
 
     int32_t bos, eos, eot, eom, pad, unk;

@@ -409,6 +409,20 @@ int tok_finish(fitlm_tokenizer *t, fitlm_error *err) {
 
     if (build_specials(t, err)) return -1;
 
+    /* SentencePiece may merge word by word if no mergeable piece has a "▁" that
+     * follows another character */
+    t->spm_word_split = true;
+    for (int32_t i = 0; i < nv && t->spm_word_split; i++) {
+        int ty = t->ttype[i];
+        if (ty == FITLM_TOKEN_CONTROL || ty == FITLM_TOKEN_UNKNOWN || ty == FITLM_TOKEN_BYTE) continue;
+        const char *s = tok_text(t, i);
+        for (uint32_t k = 1; k + 3 <= t->text_len[i]; k++)
+            if (!memcmp(s + k, "\xE2\x96\x81", 3) && !(k >= 3 && !memcmp(s + k - 3, "\xE2\x96\x81", 3))) {
+                t->spm_word_split = false;
+                break;
+            }
+    }
+
     /* end of generation */
     static const char *const eot_names[] = {"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>",
                                             "<\xEF\xBD\x9C" "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>", NULL};
