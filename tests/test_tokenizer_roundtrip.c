@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "check.h"
+#include "model/model.h"
 #include "support/textgen.h"
 #include "tokenizer/tokenizer.h"
 
@@ -260,9 +261,37 @@ done:
     fitlm_tokenizer_free(ds);
 }
 
+/* fitlm_tokenizer_for_model: GGUF metadata of an opened model, and a clear
+ * error for a llama2.c checkpoint. */
+static void for_model(const char *shared) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/data/vocab/ggml-vocab-gpt-2.gguf", shared);
+    fitlm_error err = {{0}};
+    fitlm_model m;
+    memset(&m, 0, sizeof m);
+    m.format = FITLM_FORMAT_GGUF;
+    m.path = path;
+    m.gguf = fitlm_gguf_open(path, &err);
+    CHECK(m.gguf != NULL, "%s", err.msg);
+    fitlm_tokenizer *t = fitlm_tokenizer_for_model(&m, &err);
+    CHECK(t && fitlm_tokenizer_vocab_size(t) == 50257, "for_model(GGUF): %s", err.msg);
+    fitlm_tokenizer_free(t);
+    fitlm_gguf_close(m.gguf);
+    snprintf(path, sizeof path, "%s/data/stories260K/stories260K.bin", shared);
+    fitlm_model *l2c = fitlm_model_load(path, &err);
+    CHECK(l2c != NULL, "%s", err.msg);
+    if (l2c) {
+        t = fitlm_tokenizer_for_model(l2c, &err);
+        CHECK(t == NULL && strstr(err.msg, "carries no tokenizer"), "llama2.c: %s", err.msg);
+        fitlm_tokenizer_free(t);
+        fitlm_model_free(l2c);
+    }
+}
+
 int main(void) {
     const char *shared = check_env_or_skip("FITLM_SHARED");
     rules(shared);
+    for_model(shared);
     roundtrip(shared, "llama-spm", false);
     roundtrip(shared, "phi-3", false);
     roundtrip(shared, "gpt-2", true);
