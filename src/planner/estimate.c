@@ -80,7 +80,7 @@ static void eval_infer(const fitlm_plan_model *m, const fitlm_plan_request *r, c
                        const fitlm_weight_bytes *wb, fitlm_plan_result *res) {
     const fitlm_hparams *hp = &m->hp;
     const fitlm_gpu *g = &cat->gpus[res->gpu];
-    const fitlm_wformat *f = &r->formats[res->format];
+    const fitlm_wformat *f = &r->formats[res->format >= 0 && res->format < r->n_formats ? res->format : 0];
     int T = res->tp, P = res->pp;
     uint32_t L = hp->n_layers;
     double kvb = fitlm_kv_type_bytes(res->kv_type);

@@ -323,6 +323,8 @@ typedef struct fitlm_plan_output {
     size_t n;
     fitlm_plan_result *quant_alts; /* best layout for each other weight format; owned */
     size_t n_quant_alts;
+    fitlm_plan_result here[2]; /* inference on this machine's CPU: requested format, Q4_K_M */
+    size_t n_here;
     fitlm_plan_result fewest; /* the feasible layout with the fewest devices */
     bool have_fewest;
     size_t evaluated;

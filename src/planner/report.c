@@ -198,6 +198,19 @@ void fitlm_plan_print_text(FILE *fp, const fitlm_plan_model *m, const fitlm_plan
     fprintf(fp, "  price source: %s (%s)\n", g->cloud_source[0] ? g->cloud_source : "n/a",
             g->price_date[0] ? g->price_date : "undated");
 
+    if (out->n_here) {
+        const fitlm_gpu *h = &cat->gpus[out->here[0].gpu];
+        fprintf(fp, "\nThis machine (%s, %d cores, %.1f GiB, ~%.0f GB/s %s):\n", h->arch, h->cpu_cores,
+                h->memory_bytes / FITLM_GIB, h->mem_bw / 1e9, h->bw_measured ? "measured" : "estimated");
+        for (size_t i = 0; i < out->n_here; i++) {
+            const fitlm_plan_result *y = &out->here[i];
+            fprintf(fp, "  %-15s %6.1f GiB of %.1f usable: %s", fitlm_plan_format_name(r, y), y->per_device_bytes / FITLM_GIB,
+                    y->usable_bytes / FITLM_GIB, y->fits ? "fits" : "does not fit");
+            if (y->fits)
+                fprintf(fp, ", ~%s tokens/s decode, TTFT ~%.1f s", human_rate(y->decode_tps, c1, sizeof c1), y->ttft_s);
+            fprintf(fp, "\n");
+        }
+    }
     if (out->have_fewest && out->fewest.count < x->count) {
         fprintf(fp, "\nFewest devices that fit: ");
         print_layout_line(fp, m, r, cat, &out->fewest);
@@ -381,6 +394,12 @@ char *fitlm_plan_json(const fitlm_plan_model *m, const fitlm_plan_request *r, co
         cJSON_AddItemToArray(alts, result_json(m, r, cat, &out->results[i]));
     cJSON *qa = cJSON_AddArrayToObject(root, "other_formats");
     for (size_t i = 0; i < out->n_quant_alts; i++) cJSON_AddItemToArray(qa, result_json(m, r, cat, &out->quant_alts[i]));
+    cJSON *here = cJSON_AddArrayToObject(root, "this_machine");
+    for (size_t i = 0; i < out->n_here; i++) {
+        cJSON *o = result_json(m, r, cat, &out->here[i]);
+        cJSON_AddBoolToObject(o, "fits", out->here[i].fits);
+        cJSON_AddItemToArray(here, o);
+    }
     cJSON *s = cJSON_AddObjectToObject(root, "search");
     cJSON_AddNumberToObject(s, "layouts_evaluated", (double)out->evaluated);
     cJSON_AddNumberToObject(s, "seconds", out->search_seconds);

@@ -544,6 +544,37 @@ int fitlm_plan_search(const fitlm_plan_model *m, const fitlm_plan_request *r, co
             free(l2.v);
         }
     }
+    /* this machine: the CPU entry with the requested format and with Q4_K_M */
+    int cpu = fitlm_catalog_find(cat, "CPU");
+    if (r->mode == FITLM_PLAN_INFER && r->n_gpusel == 0 && cpu >= 0 && cat->gpus[cpu].is_cpu) {
+        static const char *const here_fmt[2] = {NULL, "q4_k_m"};
+        for (int k = 0; k < 2; k++) {
+            fitlm_plan_request rq = *r;
+            rq.n_gpusel = 1;
+            rq.gpusel[0].gpu = cpu;
+            rq.gpusel[0].count = 1;
+            rq.tp = rq.pp = rq.dp = 0;
+            rq.max_cost = rq.min_tokens_per_s = rq.max_ttft = 0;
+            rq.n_formats = 1;
+            if (here_fmt[k]) {
+                if (fitlm_wformat_parse(here_fmt[k], &rq.formats[0], NULL)) continue;
+                if (!strcmp(rq.formats[0].name, r->formats[0].name)) continue;
+            }
+            fitlm_weight_bytes wb;
+            if (fitlm_weight_bytes_compute(m, &rq.formats[0], &wb, err)) goto done;
+            fitlm_plan_result x;
+            memset(&x, 0, sizeof x);
+            int q4 = 0;
+            while (q4 < (int)(sizeof k_alt_formats / sizeof k_alt_formats[0]) && strcmp(k_alt_formats[q4], "q4_k_m"))
+                q4++;
+            x.gpu = cpu, x.count = x.tp = x.pp = x.dp = 1, x.format = 0;
+            x.kv_type = r->kv_types[0];
+            fitlm_plan_evaluate(m, &rq, cat, &wb, &x);
+            if (k) x.format = -1 - q4; /* names the format for the report */
+            fitlm_weight_bytes_free(&wb);
+            out->here[out->n_here++] = x;
+        }
+    }
     rc = 0;
 done:
     for (int i = 0; i < r->n_formats; i++) fitlm_weight_bytes_free(&c.wb[i]);
