@@ -106,6 +106,10 @@ for zero, n, expect in [(1, 8, 4 * P + 12 * P / 8), (2, 8, 2 * P + 14 * P / 8), 
     states = pdv["weights_bytes"] + pdv["gradients_bytes"] + pdv["optimizer_bytes"]
     check(abs(states - expect) / expect < 1e-9, f"ZeRO-{zero} N={n}: {states:.6g} vs {expect:.6g}")
     check(x["plan"]["zero"] == zero and x["plan"]["dp"] == n, "layout as requested")
+# DeepSpeed's estimate_zero3_model_states_mem_needs for the same layout: 4 x largest layer (the 32000 x 5120
+# embedding) + 18 P / N
+x = plan_json("llama-2-13b", "--train", "--zero", "3", "--gpu", "A100-80GB:8", "--tp", "1", "--pp", "1")
+check(x["memory"]["deepspeed_estimate"]["gpu_bytes"] == 4 * 32000 * 5120 + (18 * P) // 8, "DeepSpeed zero3 cross-check")
 # ZeRO-0: 16 x 13B = 208 GB of model states does not fit a 141 GB H200, whatever the DP size
 rc, out, err = run("llama-2-13b", "--train", "--zero", "0", "--gpu", "H200:8", "--tp", "1", "--pp", "1")
 check(rc == 1 and err.startswith("fitlm: error:"), "ZeRO-0 13B on H200 does not fit")
@@ -253,6 +257,9 @@ for n in ["RTX-3090", "RTX-5090", "A10G", "L4", "L40S", "RTX-A6000", "A100-40GB"
 # ---- text output and search speed ----
 rc, out, err = run("llama-3-8b")
 check(rc == 0 and "PLAN:" in out and "Memory" in out and "Alternatives" in out, "default text plan")
+check("This machine" in out, "default plan includes this machine's CPU")
+x = plan_json("llama-3-8b")
+check(len(x["this_machine"]) == 2 and x["this_machine"][1]["plan"]["weights"] == "Q4_K_M", "this_machine in JSON")
 x = plan_json("llama-3-70b", "--quant", "any", "--kv-type", "any", "--offload", "cpu", "--top", "5")
 check(x["search"]["cpu_seconds"] < 0.5, f"full inference search took {x['search']['cpu_seconds']:.3f} s CPU")
 x = plan_json("llama-3.1-405b", "--train")

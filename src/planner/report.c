@@ -51,6 +51,26 @@ static const char *human_rate(double v, char *buf, size_t cap) {
     return buf;
 }
 
+
+/* DeepSpeed's estimator for the same layout (ZeRO-2/3 data parallelism over the
+ * GPUs of one replica slot), as a cross-check printed next to fitlm's figure. */
+static bool deepspeed_check(const fitlm_plan_model *m, const fitlm_plan_request *r, const fitlm_catalog *cat,
+                            const fitlm_plan_result *x, double *gpu, double *cpu) {
+    if (r->mode != FITLM_PLAN_TRAIN || r->lora_rank || x->zero < 2 || x->tp != 1 || x->pp != 1) return false;
+    const fitlm_gpu *g = &cat->gpus[x->gpu];
+    int per_node = x->count < g->max_per_node ? x->count : g->max_per_node;
+    int nodes = (x->count + per_node - 1) / per_node;
+    fitlm_param_counts pc;
+    fitlm_plan_param_counts(&m->hp, &pc);
+    bool off = x->offload_opt != FITLM_OFFLOAD_NONE;
+    if (x->zero == 2)
+        fitlm_deepspeed_zero2_estimate((double)pc.total, per_node, nodes, off, 1.5, gpu, cpu);
+    else
+        fitlm_deepspeed_zero3_estimate((double)pc.total, (double)pc.largest_layer, per_node, nodes, off,
+                                       x->offload_param != FITLM_OFFLOAD_NONE, true, 1.5, gpu, cpu);
+    return true;
+}
+
 static void print_layout_line(FILE *fp, const fitlm_plan_model *m, const fitlm_plan_request *r,
                               const fitlm_catalog *cat, const fitlm_plan_result *x) {
     (void)m;
@@ -155,6 +175,12 @@ void fitlm_plan_print_text(FILE *fp, const fitlm_plan_model *m, const fitlm_plan
             x->per_device_bytes / FITLM_GIB, x->capacity_bytes / FITLM_GIB,
             100 * x->per_device_bytes / x->capacity_bytes, x->usable_bytes / FITLM_GIB);
     fprintf(fp, "  %-28s %12.2f GiB over %d devices\n", "all devices", x->total_bytes / FITLM_GIB, x->count);
+    double dsg, dsc;
+    if (deepspeed_check(m, r, cat, x, &dsg, &dsc))
+        fprintf(fp, "  %-28s %12.2f GiB model states per GPU, %.2f GiB CPU per node (fitlm: %.2f GiB)\n",
+                "DeepSpeed's estimator", dsg / FITLM_GIB, dsc / FITLM_GIB,
+                (x->dev[FITLM_MEM_WEIGHTS] + x->dev[FITLM_MEM_GRAD] + x->dev[FITLM_MEM_OPT] + x->zero3_gather_bytes) /
+                    FITLM_GIB);
     if (x->host_bytes > 0) fprintf(fp, "  %-28s %12.2f GiB (per node)\n", "host memory", x->host_bytes / FITLM_GIB);
     if (x->nvme_bytes > 0) fprintf(fp, "  %-28s %12.2f GiB (per node)\n", "NVMe", x->nvme_bytes / FITLM_GIB);
     fprintf(fp, "\n");
@@ -286,6 +312,12 @@ static cJSON *result_json(const fitlm_plan_model *m, const fitlm_plan_request *r
                                                       "overhead_bytes"};
     for (int c = 0; c < FITLM_MEM_COUNT; c++) cJSON_AddNumberToObject(pd, keys[c], x->dev[c]);
     if (r->mode == FITLM_PLAN_TRAIN) cJSON_AddNumberToObject(pd, "zero3_gather_bytes", x->zero3_gather_bytes);
+    double dsg, dsc;
+    if (deepspeed_check(m, r, cat, x, &dsg, &dsc)) {
+        cJSON *ds = cJSON_AddObjectToObject(mem, "deepspeed_estimate");
+        cJSON_AddNumberToObject(ds, "gpu_bytes", dsg);
+        cJSON_AddNumberToObject(ds, "cpu_bytes", dsc);
+    }
     cJSON *stages = cJSON_AddArrayToObject(mem, "stages");
     for (int s = 0; s < x->n_stages && s < FITLM_PLAN_MAX_STAGES; s++) {
         cJSON *so = cJSON_CreateObject();
