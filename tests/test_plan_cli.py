@@ -213,6 +213,92 @@ for src in [os.path.join(cfg_dir, "config.json"), cfg_dir]:
     x = plan_json(src, "--gpu", "H100:1")
     check(x["model"]["params"] == 8030261248 and x["memory"]["kv_bytes_per_token"] == 131072, f"config input {src}")
 
+# ---- GGUF and llama2.c files: exact weight bytes from the file ----
+sys.path.insert(0, os.path.join(os.environ.get("FITLM_SRC", "."), "tests", "pyutil"))
+import modelfiles as mf  # noqa: E402  (GGUF writer written from the spec)
+
+D, F, H, KV, L, V = 64, 256, 4, 2, 4, 256
+hd = D // H
+
+
+def q8_0(n_rows, row):  # Q8_0: 34 bytes per 32 values (the content does not matter to the planner)
+    return bytes((i * 7) & 0xFF for i in range(n_rows * row // 32 * 34))
+
+
+tensors = [("token_embd.weight", 8, [D, V], q8_0(V, D)), ("output_norm.weight", 0, [D], b"\0" * 4 * D),
+           ("output.weight", 1, [D, V], b"\0" * 2 * D * V)]
+for l in range(L):
+    tensors += [(f"blk.{l}.attn_norm.weight", 0, [D], b"\0" * 4 * D),
+                (f"blk.{l}.attn_q.weight", 8, [D, D], q8_0(D, D)),
+                (f"blk.{l}.attn_k.weight", 8, [D, KV * hd], q8_0(KV * hd, D)),
+                (f"blk.{l}.attn_v.weight", 8, [D, KV * hd], q8_0(KV * hd, D)),
+                (f"blk.{l}.attn_output.weight", 8, [D, D], q8_0(D, D)),
+                (f"blk.{l}.ffn_norm.weight", 0, [D], b"\0" * 4 * D),
+                (f"blk.{l}.ffn_gate.weight", 8, [D, F], q8_0(F, D)),
+                (f"blk.{l}.ffn_up.weight", 8, [D, F], q8_0(F, D)),
+                (f"blk.{l}.ffn_down.weight", 8, [F, D], q8_0(D, F))]
+kvs = [("general.architecture", 8, "llama"), ("general.name", 8, "tiny-q8"), ("llama.block_count", 4, L),
+       ("llama.embedding_length", 4, D), ("llama.feed_forward_length", 4, F), ("llama.attention.head_count", 4, H),
+       ("llama.attention.head_count_kv", 4, KV), ("llama.context_length", 4, 512),
+       ("llama.attention.layer_norm_rms_epsilon", 6, 1e-5), ("llama.rope.freq_base", 6, 10000.0)]
+gguf = os.path.join(TMP, "plan_tiny_q8.gguf")
+mf.write_gguf(gguf, kvs, tensors)
+file_bytes = sum(len(t[3]) for t in tensors)
+n_params = sum(int(__import__("math").prod(t[2])) for t in tensors)
+x = plan_json(gguf, "--gpu", "cpu")
+check(x["model"]["params"] == n_params, f"GGUF params {x['model']['params']} vs {n_params}")
+check(x["memory"]["weights_bytes"] == file_bytes and x["model"]["file_weight_bytes"] == file_bytes,
+      f"GGUF weight bytes exact: {x['memory']['weights_bytes']} vs {file_bytes}")
+check(x["plan"]["weights"] == "file:Q8_0", f"file format named {x['plan']['weights']}")
+x = plan_json(gguf, "--gpu", "L4:2", "--pp", "2")
+st = x["memory"]["stages"]
+check(len(st) == 2 and abs(sum(s["weights_bytes"] for s in st) - file_bytes) < 1e-6, "PP stages split the file bytes")
+x = plan_json(gguf, "-q", "q4_0", "--gpu", "cpu")
+check(x["memory"]["weights_bytes"] < file_bytes, "hyperparameter-based format still available for a file")
+rc, out, err = run(gguf, "-q", "file", "--gpu", "cpu")
+check(rc == 0, "explicit -q file")
+rc, out, err = run("llama-3-8b", "-q", "file")
+check(rc == 1 and "needs a model file" in err, "-q file without a file")
+stories = os.path.join(os.environ.get("FITLM_SHARED", "/nonexistent"), "data", "stories260K", "stories260K.bin")
+if os.path.exists(stories):
+    x = plan_json(stories, "--gpu", "cpu")
+    # llama2.c v0: fp32 tensors after a 28-byte header, minus the unused RoPE tables (seq_len x head_size)
+    expect = os.path.getsize(stories) - 28 - 512 * 8 * 4
+    check(x["memory"]["weights_bytes"] == expect and x["model"]["params"] * 4 == expect,
+          f"llama2.c weights {x['memory']['weights_bytes']} vs {expect}")
+broken = os.path.join(TMP, "plan_broken.gguf")
+with open(broken, "wb") as f:
+    f.write(open(gguf, "rb").read()[:200])
+rc, out, err = run(broken)
+check(rc == 1 and err.startswith("fitlm: error: "), f"truncated GGUF: {err!r}")
+vocab = os.path.join(os.environ.get("FITLM_SHARED", "/nonexistent"), "data", "vocab", "ggml-vocab-gpt-2.gguf")
+if os.path.exists(vocab):
+    rc, out, err = run(vocab)
+    check(rc == 1 and err.startswith("fitlm: error: "), f"vocab-only gpt2 GGUF: {err!r}")
+
+# ---- the hostile corpus (tests/hostile/gen_*.py): malformed containers, models and configs are refused
+# with one clean error line; tokenizer defects do not matter to the planner ----
+import glob  # noqa: E402
+import shutil  # noqa: E402
+
+hdir = os.path.join(TMP, "plan-hostile")
+shutil.rmtree(hdir, ignore_errors=True)
+os.makedirs(hdir)
+for gen in sorted(glob.glob(os.path.join(os.environ.get("FITLM_SRC", "."), "tests", "hostile", "gen_*.py"))):
+    subprocess.run(["/usr/bin/python3", gen, hdir], check=True, capture_output=True)
+n_hostile = 0
+for tsv in glob.glob(os.path.join(hdir, "*.tsv")):
+    for line in open(tsv):
+        path, layer, what = (line.rstrip("\n").split("\t") + ["", ""])[:3]
+        p = subprocess.run([BIN, "plan", path, "--gpu", "cpu"], capture_output=True, text=True, timeout=30)
+        clean_err = p.returncode == 1 and p.stderr.startswith("fitlm: error: ")
+        if layer in ("ok", "tokenizer"):
+            check(p.returncode == 0 or clean_err, f"hostile {layer} {path}: rc={p.returncode} {p.stderr[:200]!r}")
+        else:
+            check(clean_err, f"hostile {layer} {path} ({what}): rc={p.returncode} {p.stderr[:200]!r}")
+        n_hostile += 1
+check(n_hostile > 100, f"hostile corpus ran ({n_hostile} files)")
+
 # ---- SVG ----
 svg = os.path.join(TMP, "plan.svg")
 rc, out, err = run("llama-3-70b", "--gpu", "H100:4", "--pp", "2", "--svg", svg)

@@ -334,9 +334,13 @@ int cmd_plan(int argc, char **argv) {
             }
             fitlm_wformat *f = &r.formats[r.n_formats];
             if (!strcasecmp(tok, "file")) {
+                if (!model.from_file) {
+                    fitlm_die("--quant file needs a model file with weights");
+                    goto done;
+                }
                 memset(f, 0, sizeof *f);
                 f->kind = FITLM_W_FILE;
-                snprintf(f->name, sizeof f->name, "file");
+                snprintf(f->name, sizeof f->name, "%s", model.file_type_name);
             } else if (fitlm_wformat_parse(tok, f, &err)) {
                 fitlm_error_print(&err);
                 goto done;

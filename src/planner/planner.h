@@ -115,6 +115,7 @@ typedef struct fitlm_plan_model {
     bool from_file;
     uint64_t file_weight_bytes;
     char file_format[24];
+    char file_type_name[32]; /* "file:Q4_K", "file:BF16", ... (dominant tensor type) */
     double *file_layer_bytes; /* n_layers entries, owned (NULL if not from a file) */
     double file_embd_bytes, file_output_bytes, file_other_bytes;
 } fitlm_plan_model;

@@ -127,8 +127,15 @@ void fitlm_plan_print_text(FILE *fp, const fitlm_plan_model *m, const fitlm_plan
                            const fitlm_plan_output *out) {
     const fitlm_hparams *hp = &m->hp;
     char c1[64], c2[64];
-    fprintf(fp, "fitlm plan: %s, %.2f B parameters (%s parameters)\n", m->name, m->params / 1e9,
-            commas((double)m->params, c1, sizeof c1));
+    if (m->params >= 1e9)
+        fprintf(fp, "fitlm plan: %s, %.2f B parameters (%s)\n", m->name, m->params / 1e9,
+                commas((double)m->params, c1, sizeof c1));
+    else
+        fprintf(fp, "fitlm plan: %s, %.2f M parameters (%s)\n", m->name, m->params / 1e6,
+                commas((double)m->params, c1, sizeof c1));
+    if (m->from_file)
+        fprintf(fp, "  from %s (%s): %s bytes of weights\n", m->source, m->file_format,
+                commas((double)m->file_weight_bytes, c2, sizeof c2));
     fprintf(fp, "  %s, %u layers, hidden %u, %u heads / %u KV heads, head_dim %u, MLP %u, vocab %u, context %u%s\n",
             arch_str(hp->arch), hp->n_layers, hp->dim, hp->n_heads, hp->n_kv_heads, hp->head_dim, hp->ffn_dim,
             hp->vocab_size, hp->ctx_len, hp->sliding_window ? " (sliding window)" : "");
