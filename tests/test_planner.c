@@ -63,6 +63,9 @@ static void test_params(void) {
         fitlm_plan_param_counts(&p->hp, &pc);
         CHECK(pc.total == p->published_params, "%s: %llu vs %llu", p->name, (unsigned long long)pc.total,
               (unsigned long long)p->published_params);
+        /* the model module's own count agrees */
+        CHECK(fitlm_hparams_param_count(&p->hp) == pc.total, "%s: model module counts %llu", p->name,
+              (unsigned long long)fitlm_hparams_param_count(&p->hp));
     }
     /* the presets the issue names */
     static const char *const need[] = {"llama-2-7b", "llama-2-13b", "llama-2-70b", "llama-3-8b", "llama-3-70b",

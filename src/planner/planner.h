@@ -98,9 +98,6 @@ int fitlm_preset_count(fitlm_error *err);
 const fitlm_preset_info *fitlm_preset_at(int i);
 /* Finds a preset by name or alias (case-insensitive). NULL if none. */
 const fitlm_preset_info *fitlm_preset_find(const char *name);
-/* Reads hyperparameters from HF config.json text (llama / mistral / qwen2). 0 ok,
- * -1 with err. *native_type gets the torch_dtype as a fitlm_type (BF16 default). */
-int fitlm_hparams_from_config_text(const char *json_text, fitlm_hparams *hp, int *native_type, fitlm_error *err);
 
 /* ------------------------------------------------------------------ model */
 
