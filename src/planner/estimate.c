@@ -396,7 +396,11 @@ static void eval_train(const fitlm_plan_model *m, const fitlm_plan_request *r, c
     link_of(g, res->count, crosses, &dpbw, &dpalpha);
     double p_dev0 = psi / ((double)T * P);
     double grad_bytes = lora ? psi_lora / ((double)T * P) * 4 : p_dev0 * 2;
-    double t_dp = D > 1 ? fitlm_allreduce_time(grad_bytes, D, dpalpha, dpbw) * (Z >= 3 ? 1.5 : 1.0) : 0;
+    /* full fine-tune: ZeRO-3 moves 3 Psi instead of 2 Psi (Rajbhandari et al. section 7); LoRA with ZeRO-3
+     * also all-gathers the sharded frozen base twice per step (forward and backward), each gather half
+     * the traffic of an all-reduce of the same bytes */
+    double t_dp = D > 1 ? fitlm_allreduce_time(grad_bytes, D, dpalpha, dpbw) * (!lora && Z >= 3 ? 1.5 : 1.0) : 0;
+    if (lora && Z >= 3 && D > 1) t_dp += fitlm_allreduce_time(res->comp[FITLM_MEM_WEIGHTS] / ((double)T * P), D, dpalpha, dpbw);
     double exposed_dp = fmax(0, t_dp - t_compute * 2.0 / 3.0); /* overlapped with the backward pass */
     double t_pp = P > 1 ? 2.0 * m_acc * (dpalpha + b * s * hp->dim * 2 / dpbw) : 0;
     double t_off = 0;

@@ -117,8 +117,9 @@ typedef struct fitlm_plan_model {
     double file_embd_bytes, file_output_bytes, file_other_bytes;
 } fitlm_plan_model;
 
-/* Fills m from a preset name, a GGUF file, an HF folder or a config.json.
- * 0 ok, -1 with err ("unknown model 'x' (see --list-models)" etc.). */
+/* Fills m from a preset name, a GGUF file, an HF folder or a config.json (files go
+ * through the shared model loader, fitlm_model_open in inspect mode). 0 ok, -1 with
+ * err ("unknown model 'x' ..."). The caller frees m's buffers with fitlm_plan_model_free(). */
 int fitlm_plan_model_open(fitlm_plan_model *m, const char *spec, fitlm_error *err);
 void fitlm_plan_model_free(fitlm_plan_model *m);
 
@@ -166,6 +167,7 @@ typedef struct fitlm_weight_bytes {
     double total;
     double largest_layer_bytes;
 } fitlm_weight_bytes;
+/* 0 with wb filled (free wb->layer with fitlm_weight_bytes_free()), -1 with err. */
 int fitlm_weight_bytes_compute(const fitlm_plan_model *m, const fitlm_wformat *f, fitlm_weight_bytes *wb, fitlm_error *err);
 void fitlm_weight_bytes_free(fitlm_weight_bytes *wb);
 /* Bits per weight of a format on the model's linear layers (for display). */
@@ -336,7 +338,8 @@ typedef struct fitlm_plan_output {
 int fitlm_plan_search(const fitlm_plan_model *m, const fitlm_plan_request *r, const fitlm_catalog *cat,
                       fitlm_plan_output *out, fitlm_error *err);
 void fitlm_plan_output_free(fitlm_plan_output *out);
-/* Name of the weight format of a result (the plan's, or a quantized alternative's). */
+/* Name of the weight format of a result (the plan's, or a quantized alternative's).
+ * Points into the request or into a small static ring: do not free, not thread-safe. */
 const char *fitlm_plan_format_name(const fitlm_plan_request *r, const fitlm_plan_result *x);
 
 /* ------------------------------------------------------------------ report */

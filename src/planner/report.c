@@ -209,8 +209,9 @@ void fitlm_plan_print_text(FILE *fp, const fitlm_plan_model *m, const fitlm_plan
         fprintf(fp, "  step        %10.2f s   (compute at %.0f%% of peak, pipeline bubble %.1f%%, exposed comm %.2f s%s)\n",
                 x->step_time_s, fitlm_plan_k.eff_train * 100, x->bubble * 100, x->comm_s,
                 x->offload_s > 0 ? ", offload" : "");
-        fprintf(fp, "  throughput  %10s tokens/s   MFU %.1f%%   model FLOPs/token %.1f GFLOP (6N + 12 L H Q T)\n",
-                human_rate(x->train_tps, c1, sizeof c1), x->mfu * 100, x->flops_per_token / 1e9);
+        fprintf(fp, "  throughput  %10s tokens/s   MFU %.1f%%   model FLOPs/token %.1f GFLOP (%s + 12 L H Q T)\n",
+                human_rate(x->train_tps, c1, sizeof c1), x->mfu * 100, x->flops_per_token / 1e9,
+                r->lora_rank ? "4N: no weight gradients" : "6N");
         if (r->train_tokens > 0)
             fprintf(fp, "  %.3g tokens: %.1f hours\n", r->train_tokens, r->train_tokens / x->train_tps / 3600);
     }

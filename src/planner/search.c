@@ -321,6 +321,8 @@ static int search_train(search_ctx *c, int gpu, int fixed_count, rlist *out) {
                     if (r->offload_opt != FITLM_OFFLOAD_NONE && z == 0) continue;
                     if (r->offload_param != FITLM_OFFLOAD_NONE && z < 3) continue;
                     if (z > 0 && d == 1 && r->zero < 0) continue; /* ZeRO without data parallelism changes nothing */
+                    /* LoRA: partitioning the tiny adapter states (ZeRO-1/2) changes nothing either */
+                    if (r->lora_rank && r->zero < 0 && (z == 1 || z == 2)) continue;
                     for (int rc = 0; rc <= 2; rc++) {
                         if (r->recompute >= 0 && rc != r->recompute) continue;
                         /* with FlashAttention selective recomputation changes nothing: skip the duplicate */
