@@ -444,6 +444,10 @@ int cmd_plan(int argc, char **argv) {
         goto done;
     }
     if (out.n == 0) {
+        if (pd.json) { /* scripts get the reason as JSON too ("feasible": false); the exit status stays 1 */
+            json = fitlm_plan_json(&model, &r, &cat, &out, NULL);
+            if (json) printf("%s\n", json);
+        }
         fitlm_die("%s: %s", model.name, out.hint);
         goto done;
     }
