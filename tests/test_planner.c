@@ -125,6 +125,11 @@ static void test_weights(void) {
         CHECK(fabs(b / 1e9 - gg[i].gb) <= 0.015, "%s %s: %.3f GB vs published %.2f", gg[i].m, gg[i].q, b / 1e9,
               gg[i].gb);
     }
+    /* Published 4-bit checkpoints (Hugging Face file listings, safetensors, group 128):
+     * TheBloke/Llama-2-7B-GPTQ 3.90 GB, TheBloke/Llama-2-7B-AWQ 3.89 GB, TheBloke/Llama-2-13B-GPTQ 7.26 GB. */
+    CHECK(fabs(weights_of("llama-2-7b", "gptq") / 1e9 - 3.90) < 0.015, "llama-2-7b gptq");
+    CHECK(fabs(weights_of("llama-2-7b", "awq") / 1e9 - 3.89) < 0.015, "llama-2-7b awq");
+    CHECK(fabs(weights_of("llama-2-13b", "gptq") / 1e9 - 7.26) < 0.015, "llama-2-13b gptq");
     double q8 = weights_of("llama-3-8b", "int8");
     CHECK(q8 > 8.0e9 && q8 < 9.2e9, "int8 %.4g", q8);
 }
