@@ -23,16 +23,27 @@ const fitlm_plan_constants fitlm_plan_k = {
     .internode_bw = 50e9,    /* one 400 Gb/s NIC per GPU (DGX/HGX H100-class nodes) */
     .host_bw_per_gpu = 25e9, /* ~200 GB/s of server DRAM shared by 8 GPUs */
     .nvme_bw_per_gpu = 3e9,
-    .cuda_context_bytes = 512.0 * 1048576,
-    .cublas_workspace_bytes = 32.0 * 1048576,
-    .nccl_bytes = 256.0 * 1048576,
-    .frag_infer = 0.05,
-    .frag_train = 0.10,
-    .cpu_runtime_bytes = 64.0 * 1048576,
     .kv_block_tokens = 16,
 };
 
 #define K fitlm_plan_k
+
+#define MIB 1048576.0
+static const fitlm_backend_overhead k_backends[] = {
+    /* CUDA: context ~0.5 GiB on recent drivers, cuBLAS workspace 32 MiB (NVIDIA's recommendation for
+     * Hopper), NCCL channel buffers */
+    {"cuda", 512 * MIB, 32 * MIB, 256 * MIB, 0.05, 0.10},
+    /* ROCm: HIP context, hipBLASLt workspace, RCCL buffers: the CUDA figures until measured */
+    {"rocm", 512 * MIB, 32 * MIB, 256 * MIB, 0.05, 0.10},
+    /* CPU: fitlm's own runtime buffers */
+    {"cpu", 64 * MIB, 0, 0, 0.05, 0.10},
+};
+
+const fitlm_backend_overhead *fitlm_backend_overhead_for(const fitlm_gpu *g) {
+    if (g->is_cpu) return &k_backends[2];
+    if (!strcmp(g->vendor, "AMD")) return &k_backends[1];
+    return &k_backends[0];
+}
 
 static double peak_flops(const fitlm_gpu *g, const fitlm_wformat *f, bool training, bool pure_fp32) {
     if (pure_fp32 || (f && f->kind == FITLM_W_PLAIN && f->type == FITLM_TYPE_F32)) return g->fp16_flops / 2; /* TF32 */
@@ -62,9 +73,10 @@ static void stage_layers(uint32_t L, int P, int s, uint32_t *l0, uint32_t *l1) {
     *l1 = start + base + ((uint32_t)s < extra ? 1 : 0);
 }
 
-static double overhead_bytes(const fitlm_gpu *g, int count, double dynamic, double frag) {
-    if (g->is_cpu) return K.cpu_runtime_bytes + frag * dynamic;
-    return K.cuda_context_bytes + K.cublas_workspace_bytes + (count > 1 ? K.nccl_bytes : 0) + frag * dynamic;
+static double overhead_bytes(const fitlm_gpu *g, int count, double dynamic, bool training) {
+    const fitlm_backend_overhead *o = fitlm_backend_overhead_for(g);
+    return o->context_bytes + o->blas_workspace_bytes + (count > 1 ? o->collective_bytes : 0) +
+           (training ? o->frag_train : o->frag_infer) * dynamic;
 }
 
 static uint64_t round_up(uint64_t x, uint64_t m) { return m ? (x + m - 1) / m * m : x; }
@@ -125,7 +137,7 @@ static void eval_infer(const fitlm_plan_model *m, const fitlm_plan_request *r, c
         st[FITLM_MEM_WEIGHTS] = w / T;
         st[FITLM_MEM_KV] = 2.0 * (l1 - l0) * kv_dev_heads * hp->head_dim * kvb * tokens;
         st[FITLM_MEM_ACT] = act;
-        st[FITLM_MEM_OVERHEAD] = overhead_bytes(g, res->count, act, K.frag_infer);
+        st[FITLM_MEM_OVERHEAD] = overhead_bytes(g, res->count, act, false);
         double tot = 0;
         for (int c = 0; c < FITLM_MEM_COUNT; c++) tot += st[c];
         if (tot > worst) {
@@ -353,7 +365,7 @@ static void eval_train(const fitlm_plan_model *m, const fitlm_plan_request *r, c
         sv[FITLM_MEM_OPT] = O;
         sv[FITLM_MEM_LORA] = LO;
         sv[FITLM_MEM_ACT] = A;
-        sv[FITLM_MEM_OVERHEAD] = overhead_bytes(g, res->count, A + G, K.frag_train);
+        sv[FITLM_MEM_OVERHEAD] = overhead_bytes(g, res->count, A + G, true);
         double tot = 0;
         for (int c = 0; c < FITLM_MEM_COUNT; c++) tot += sv[c];
         if (tot > worst) {

@@ -364,12 +364,20 @@ typedef struct fitlm_plan_constants {
     double internode_bw;      /* bytes/s per GPU between nodes */
     double host_bw_per_gpu;   /* host DRAM bytes/s available per GPU (CPU optimizer) */
     double nvme_bw_per_gpu;
-    double cuda_context_bytes, cublas_workspace_bytes, nccl_bytes;
-    double frag_infer, frag_train; /* allocator fragmentation fractions */
-    double cpu_runtime_bytes;
     double kv_block_tokens;
 } fitlm_plan_constants;
 extern const fitlm_plan_constants fitlm_plan_k;
+
+/* Runtime overhead per backend (named constants the runtime will calibrate). */
+typedef struct fitlm_backend_overhead {
+    const char *backend;        /* "cuda", "rocm", "cpu" */
+    double context_bytes;       /* driver context (CUDA / HIP) or runtime buffers (CPU) */
+    double blas_workspace_bytes;/* cuBLAS / hipBLASLt workspace */
+    double collective_bytes;    /* NCCL / RCCL buffers, only with more than one device */
+    double frag_infer, frag_train; /* allocator fragmentation, fraction of dynamic buffers */
+} fitlm_backend_overhead;
+/* The overhead constants for a device (CPU entry -> cpu, AMD -> rocm, else cuda). */
+const fitlm_backend_overhead *fitlm_backend_overhead_for(const fitlm_gpu *g);
 
 /* PCIe x16 bandwidth per direction, bytes/s, for a generation (3..6). */
 double fitlm_pcie_bw(int gen);

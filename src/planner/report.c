@@ -450,11 +450,20 @@ char *fitlm_plan_json(const fitlm_plan_model *m, const fitlm_plan_request *r, co
     cJSON_AddNumberToObject(k, "eff_decode_flops", fitlm_plan_k.eff_decode_flops);
     cJSON_AddNumberToObject(k, "eff_train", fitlm_plan_k.eff_train);
     cJSON_AddNumberToObject(k, "eff_link", fitlm_plan_k.eff_link);
-    cJSON_AddNumberToObject(k, "cuda_context_bytes", fitlm_plan_k.cuda_context_bytes);
-    cJSON_AddNumberToObject(k, "cublas_workspace_bytes", fitlm_plan_k.cublas_workspace_bytes);
-    cJSON_AddNumberToObject(k, "nccl_bytes", fitlm_plan_k.nccl_bytes);
-    cJSON_AddNumberToObject(k, "fragmentation_inference", fitlm_plan_k.frag_infer);
-    cJSON_AddNumberToObject(k, "fragmentation_training", fitlm_plan_k.frag_train);
+    if (out->n > 0) {
+        const fitlm_backend_overhead *o = fitlm_backend_overhead_for(&cat->gpus[out->results[0].gpu]);
+        cJSON *ob = cJSON_AddObjectToObject(k, "overhead");
+        cJSON_AddStringToObject(ob, "backend", o->backend);
+        cJSON_AddNumberToObject(ob, "context_bytes", o->context_bytes);
+        cJSON_AddNumberToObject(ob, "blas_workspace_bytes", o->blas_workspace_bytes);
+        cJSON_AddNumberToObject(ob, "collective_bytes", o->collective_bytes);
+        cJSON_AddNumberToObject(ob, "fragmentation_inference", o->frag_infer);
+        cJSON_AddNumberToObject(ob, "fragmentation_training", o->frag_train);
+    }
+    cJSON_AddNumberToObject(k, "alpha_link_s", fitlm_plan_k.alpha_link_s);
+    cJSON_AddNumberToObject(k, "alpha_pcie_s", fitlm_plan_k.alpha_pcie_s);
+    cJSON_AddNumberToObject(k, "alpha_internode_s", fitlm_plan_k.alpha_internode_s);
+    cJSON_AddNumberToObject(k, "internode_bytes_per_s", fitlm_plan_k.internode_bw);
     cJSON_AddNumberToObject(k, "kv_block_tokens", r->kv_block);
     cJSON_AddNumberToObject(k, "memory_margin", r->margin);
     char *text = cJSON_Print(root);
