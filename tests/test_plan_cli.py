@@ -316,6 +316,10 @@ check("capacity 80.0 GiB" in texts and "GPU 3" in texts and "weights" in texts, 
 rc, out, err = run("llama-3-8b", "--train", "--gpu", "H100:8", "--svg", svg)
 ET.parse(svg)
 check(rc == 0, "training svg")
+rc, out, err = run("llama-3.1-405b", "--train", "--gpu", "H100:128", "--pp", "4", "--svg", svg)
+root = ET.parse(svg).getroot()
+texts = "".join(t.text or "" for t in root.iter(f"{ns}text"))
+check(rc == 0 and "stage 3 (x32)" in texts, f"more than 32 devices: one bar per stage ({err})")
 
 # ---- custom hardware (--gpus-file) and this machine's CPU ----
 custom = os.path.join(TMP, "plan_custom_gpus.json")

@@ -500,6 +500,7 @@ int fitlm_plan_write_svg(const char *path, const fitlm_plan_model *m, const fitl
     int bw = bars > 16 ? 28 : 56, gap = bars > 16 ? 10 : 24;
     int left = 70, top = 70, plot_h = 360;
     int width = left + bars * (bw + gap) + 230, height = top + plot_h + 90;
+    if (width < 620) width = 620; /* room for the title */
     double cap = x->capacity_bytes, ymax = cap;
     for (int s = 0; s < x->n_stages && s < FITLM_PLAN_MAX_STAGES; s++) {
         double t = 0;
@@ -550,8 +551,8 @@ int fitlm_plan_write_svg(const char *path, const fitlm_plan_model *m, const fitl
         fprintf(fp, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"10\">%.1f</text>\n", bx + bw / 2.0,
                 y - 4, tot / FITLM_GIB);
         if (grouped)
-            fprintf(fp, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\" font-size=\"10\">stage %d</text>\n",
-                    bx + bw / 2.0, top + plot_h + 14, s);
+            fprintf(fp, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\" font-size=\"10\">stage %d (x%d)</text>\n",
+                    bx + bw / 2.0, top + plot_h + 14, s, x->tp * x->dp);
         else
             fprintf(fp, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\" font-size=\"10\">GPU %d</text>\n",
                     bx + bw / 2.0, top + plot_h + 14, i);
@@ -566,7 +567,7 @@ int fitlm_plan_write_svg(const char *path, const fitlm_plan_model *m, const fitl
             left, yuse, x2, yuse);
     fprintf(fp, "<text x=\"%d\" y=\"%.1f\" fill=\"#d62728\">usable %.1f GiB</text>\n", x2 + 6, yuse + 16,
             x->usable_bytes / FITLM_GIB);
-    int ly = top + 60;
+    int ly = top + plot_h / 2; /* below the capacity labels */
     for (int c = FITLM_MEM_COUNT - 1; c >= 0; c--) {
         if (x->dev[c] <= 0 && x->comp[c] <= 0) continue;
         fprintf(fp, "<rect x=\"%d\" y=\"%d\" width=\"12\" height=\"12\" fill=\"%s\"/>\n", x2 + 6, ly, k_colors[c]);
