@@ -61,6 +61,10 @@ for alt in d["alternatives"]:
         except (KeyError, TypeError):
             check(False, f"alternative lacks {n}")
 check(d["model"]["params"] == 8030261248, "llama-3-8b params")
+# 2 x matmul parameters (linear layers + head; the embedding lookup is free) + 4 L H d_head x mean context
+pmm = 32 * (4096 * 4096 * 2 + 2 * 4096 * 1024 + 3 * 4096 * 14336) + 128256 * 4096
+check(d["compute"]["matmul_params"] == pmm, "matmul params")
+check(d["compute"]["flops_per_token"] == 2 * pmm + 4 * 32 * 32 * 128 * (1024 + 256 / 2), "flops per token")
 check(d["memory"]["kv_bytes_per_token"] == 131072, "llama-3-8b kv/token")
 # default workload: context 8192, batch 1; KV = 8192 tokens at 131072 B
 check(d["memory"]["kv_cache_bytes"] == 8192 * 131072, "kv cache at ctx 8192")

@@ -200,8 +200,11 @@ void fitlm_plan_print_text(FILE *fp, const fitlm_plan_model *m, const fitlm_plan
         fprintf(fp, "  decode      %10s tokens/s  %s-bound (%.0f%% of peak bandwidth)   TPOT %.1f ms per token%s\n",
                 human_rate(x->decode_tps, c2, sizeof c2), x->decode_bound, fitlm_plan_k.eff_decode_bw * 100,
                 x->tpot_s * 1e3, r->batch > 1 ? " (per sequence)" : "");
-        fprintf(fp, "  FLOPs/token %10.1f GFLOP (2 x %s matmul parameters + attention at mean context)\n",
-                x->flops_per_token / 1e9, commas(x->flops_per_token / 2, c1, sizeof c1));
+        fitlm_param_counts pc;
+        fitlm_plan_param_counts(&m->hp, &pc);
+        double p_mm = (double)pc.per_layer_linear * m->hp.n_layers + (double)m->hp.vocab_size * m->hp.dim;
+        fprintf(fp, "  FLOPs/token %10.1f GFLOP (2 x %s matmul parameters + %.1f GFLOP attention at mean context)\n",
+                x->flops_per_token / 1e9, commas(p_mm, c1, sizeof c1), (x->flops_per_token - 2 * p_mm) / 1e9);
         if (x->offload_layers)
             fprintf(fp, "  offload     %u layers stream over PCIe %d.0: +%.1f ms per forward\n", x->offload_layers,
                     g->pcie_gen, x->offload_s * 1e3);
@@ -339,6 +342,12 @@ static cJSON *result_json(const fitlm_plan_model *m, const fitlm_plan_request *r
     }
     cJSON *comp = cJSON_AddObjectToObject(o, "compute");
     cJSON_AddNumberToObject(comp, "flops_per_token", x->flops_per_token);
+    {
+        fitlm_param_counts pc;
+        fitlm_plan_param_counts(&m->hp, &pc);
+        cJSON_AddNumberToObject(comp, "matmul_params",
+                                (double)pc.per_layer_linear * m->hp.n_layers + (double)m->hp.vocab_size * m->hp.dim);
+    }
     cJSON *t = cJSON_AddObjectToObject(o, "time");
     if (r->mode == FITLM_PLAN_INFER) {
         cJSON_AddNumberToObject(t, "prefill_tokens_per_s", x->prefill_tps);
