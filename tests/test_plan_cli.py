@@ -162,6 +162,25 @@ check(x["memory"]["kv_cache_bytes"] == 4096 * x["memory"]["kv_bytes_per_token"],
 # KV type: q8_0 = 34/32 bytes per value
 x = plan_json("llama-3-8b", "--kv-type", "q8_0", "--gpu", "H100:1")
 check(x["memory"]["kv_bytes_per_token"] == 131072 / 2 * 34 / 32, "q8_0 KV bytes")
+# properties: KV grows linearly with context (in 16-token blocks) and batch; decode slows as context grows;
+# more TP means fewer bytes per device
+prev = None
+for ctx in [1000, 2048, 4096, 8192]:
+    x = plan_json("llama-3-8b", "-c", str(ctx), "--prompt-tokens", "512", "-n", "256", "--gpu", "H100:1")
+    check(x["memory"]["kv_cache_bytes"] == -(-ctx // 16) * 16 * 131072, f"KV at ctx {ctx} in 16-token blocks")
+    if prev:
+        check(x["time"]["decode_tokens_per_s"] <= prev["time"]["decode_tokens_per_s"] + 1e-9, "decode vs ctx")
+    prev = x
+for b in [1, 4, 16]:
+    x = plan_json("llama-3-8b", "-b", str(b), "-c", "4096", "--gpu", "H200:1")
+    check(x["memory"]["kv_cache_bytes"] == b * 4096 * 131072, f"KV x batch {b}")
+last = None
+for tp in [1, 2, 4, 8]:
+    x = plan_json("llama-3-70b", "--gpu", f"B200:{tp}", "--tp", str(tp))
+    if last:
+        check(x["memory"]["per_device_bytes"] < last, f"TP {tp} lowers bytes per device")
+    last = x["memory"]["per_device_bytes"]
+
 # objectives and constraints
 lat = plan_json("llama-3-8b", "--objective", "latency")
 cost = plan_json("llama-3-8b", "--objective", "cost")
