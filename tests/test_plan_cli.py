@@ -181,6 +181,17 @@ for tp in [1, 2, 4, 8]:
         check(x["memory"]["per_device_bytes"] < last, f"TP {tp} lowers bytes per device")
     last = x["memory"]["per_device_bytes"]
 
+# consistency of the per-stage breakdown: per device = the most loaded stage, total = all devices
+for args in [("llama-3-70b", "--gpu", "H100:8", "--tp", "2", "--pp", "2"),
+             ("llama-3.1-405b", "--train", "--gpu", "H100:256", "--tp", "8", "--pp", "8", "--zero", "1")]:
+    x = plan_json(*args)
+    st, pl, m = x["memory"]["stages"], x["plan"], x["memory"]
+    check(len(st) == pl["pp"], "one entry per stage")
+    check(abs(max(s_["total_bytes"] for s_ in st) - m["per_device_bytes"]) < 1, "per device = max stage")
+    check(abs(sum(s_["total_bytes"] for s_ in st) * pl["tp"] * pl["dp"] - m["total_bytes"]) < 1e-6 * m["total_bytes"],
+          "total = sum over devices")
+    check(abs(sum(s_["activations_bytes"] for s_ in st) * pl["tp"] - m["activations_bytes"]) < 1, "replica activations")
+
 # objectives and constraints
 lat = plan_json("llama-3-8b", "--objective", "latency")
 cost = plan_json("llama-3-8b", "--objective", "cost")

@@ -146,12 +146,12 @@ static void eval_infer(const fitlm_plan_model *m, const fitlm_plan_request *r, c
         }
         if (act > act_worst) act_worst = act;
         res->total_bytes += tot * T;
-        if (s == P - 1) replica_act = act * T;
+        replica_act += act * T; /* every device of the replica holds its own buffers */
+        res->comp[FITLM_MEM_OVERHEAD] += st[FITLM_MEM_OVERHEAD] * T;
     }
     res->total_bytes *= res->dp;
     res->per_device_bytes = worst;
     res->comp[FITLM_MEM_ACT] = replica_act;
-    res->comp[FITLM_MEM_OVERHEAD] = res->dev[FITLM_MEM_OVERHEAD] * T * P;
     res->host_bytes = off_bytes * res->dp;
 
     /* ---- time ---- */
@@ -375,11 +375,11 @@ static void eval_train(const fitlm_plan_model *m, const fitlm_plan_request *r, c
         res->total_bytes += tot * T * D;
         if (host > host_per_gpu_worst) host_per_gpu_worst = host;
         if (nvme > nvme_per_gpu_worst) nvme_per_gpu_worst = nvme;
-        if (st == 0) res->comp[FITLM_MEM_ACT] = A * T;
+        res->comp[FITLM_MEM_ACT] += A * T; /* summed over the replica's devices */
+        res->comp[FITLM_MEM_OVERHEAD] += sv[FITLM_MEM_OVERHEAD] * T;
     }
     res->zero3_gather_bytes = gather;
     res->per_device_bytes = worst;
-    res->comp[FITLM_MEM_OVERHEAD] = res->dev[FITLM_MEM_OVERHEAD] * T * P;
     int per_node = res->count < g->max_per_node ? res->count : g->max_per_node;
     res->host_bytes = host_per_gpu_worst * per_node;
     res->nvme_bytes = nvme_per_gpu_worst * per_node;
