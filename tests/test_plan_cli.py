@@ -143,6 +143,14 @@ x = plan_json("llama-2-13b", "--train", "--gpu", "A100-80GB:4", "--zero", "2", "
 check(x["memory"]["per_device"]["optimizer_bytes"] == 0 and x["memory"]["host_bytes"] > 12 * P / 4,
       "optimizer offload to host")
 
+rc, out, err = run("llama-2-13b", "--train", "--gpu", "A100-80GB:4", "--zero", "2", "--offload-optimizer", "cpu",
+                   "--host-mem", "16")
+check(rc == 1 and "host memory" in err, f"--host-mem limits offload: {err}")
+x = plan_json("llama-3-70b", "--gpu", "RTX-4090:1", "--offload", "cpu", "-q", "q4_k_m")
+check(x["plan"]["offload_layers"] > 0 and x["memory"]["host_bytes"] > 0 and
+      x["memory"]["per_device_bytes"] <= x["memory"]["device_usable_bytes"], "inference layer offload")
+check(x["time"]["offload_s_per_forward"] > 0, "offload costs PCIe time")
+
 # ---- TP never divides heads wrongly ----
 for model in ["qwen2.5-7b", "qwen2.5-0.5b", "llama-3.2-3b", "qwen2.5-1.5b"]:
     x = plan_json(model, "--quant", "any", "--top", "1000")

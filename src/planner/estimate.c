@@ -451,4 +451,9 @@ void fitlm_plan_evaluate(const fitlm_plan_model *m, const fitlm_plan_request *r,
     if (!res->fits)
         snprintf(res->why, sizeof res->why, "needs %.1f GiB per device, %s has %.1f GiB usable",
                  res->per_device_bytes / FITLM_GIB, g->name, res->usable_bytes / FITLM_GIB);
+    else if (r->host_mem > 0 && res->host_bytes > r->host_mem) {
+        res->fits = false;
+        snprintf(res->why, sizeof res->why, "needs %.1f GiB of host memory per node, --host-mem allows %.1f GiB",
+                 res->host_bytes / FITLM_GIB, r->host_mem / FITLM_GIB);
+    }
 }

@@ -264,6 +264,7 @@ typedef struct fitlm_plan_request {
     double min_tokens_per_s;  /* 0 = none */
     double max_ttft;          /* seconds, 0 = none */
     double margin;            /* fraction of device memory kept free */
+    double host_mem;          /* host memory per node for offload, bytes; 0 = not checked */
     int top;                  /* alternatives to show */
 } fitlm_plan_request;
 
