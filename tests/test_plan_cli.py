@@ -232,7 +232,7 @@ cases = [
     ["llama-3-8b", "-c", "1e12"], ["llama-3-8b", "-c", "abc"], ["llama-3-8b", "--batch", "0"],
     ["llama-3-8b", "-c", "100000"], ["llama-3-8b", "--max-cost", "0.01"], ["llama-3-8b", "--quant", "q9_z"],
     ["llama-3-8b", "--kv-type", "bogus"], ["llama-3-8b", "--objective", "fun"], ["llama-3-8b", "--zero", "4"],
-    ["llama-3-8b", "--tp", "3"], ["llama-3-8b", "--pp", "100"], ["llama-3-8b", "--margin", "2"],
+    ["llama-3-8b", "--tp", "3"], ["llama-3-8b", "--pp", "100"], ["llama-3-70b", "--tp", "16"], ["llama-3-8b", "--margin", "2"],
     ["llama-3-8b", "--gpu", "H100:0"], ["llama-3-8b", "--gpu", "H100:-2"], ["llama-3-8b", "--bogus-flag"],
     ["llama-3-8b", "--min-tokens-per-s", "1e11"], ["llama-3-8b", "--max-ttft", "0.000001"],
     ["llama-3-8b", "--prompt-tokens", "9000"], ["llama-3-8b", "--train", "--seq-len", "999999"],

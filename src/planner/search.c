@@ -122,6 +122,17 @@ int fitlm_plan_request_validate(fitlm_plan_request *r, const fitlm_plan_model *m
             return fitlm_fail(err, "%d x %s is not a multiple of TP x PP", c, g->name);
         if (g->is_cpu && c > 1) return fitlm_fail(err, "the host CPU counts as one device");
     }
+    if (r->tp > 0) {
+        int widest = 0;
+        int ng = r->n_gpusel ? r->n_gpusel : (int)cat->n;
+        for (int i = 0; i < ng; i++) {
+            const fitlm_gpu *g = &cat->gpus[r->n_gpusel ? r->gpusel[i].gpu : i];
+            if (g->max_per_node > widest) widest = g->max_per_node;
+        }
+        if (r->tp > widest)
+            return fitlm_fail(err, "TP %d exceeds the %d GPUs of a node (tensor parallelism stays within a node)", r->tp,
+                              widest);
+    }
     if (r->n_formats < 1) return fitlm_fail(err, "no weight format");
     return 0;
 }
