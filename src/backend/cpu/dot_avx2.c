@@ -241,10 +241,10 @@ INLINE void dot_q4_k_body(int64_t cols, const void *w, const void *a, size_t ast
     const __m256i m4 = _mm256_set1_epi8(0x0f);
     for (int64_t i = 0; i < nb; i++) {
         uint8_t sc[8], mn[8];
-        for (int j = 0; j < 8; j++) fitlm_k4_scale_min(b[i].scales, j, &sc[j], &mn[j]);
+        fitlm_k4_unpack(b[i].scales, sc, mn);
         /* mins x pair-summed bsums: mn[j] applies to bsums[2j] and bsums[2j+1] */
-        __m256i mins16 = _mm256_setr_epi16(mn[0], mn[0], mn[1], mn[1], mn[2], mn[2], mn[3], mn[3], mn[4], mn[4], mn[5],
-                                           mn[5], mn[6], mn[6], mn[7], mn[7]);
+        __m128i mn8 = _mm_shuffle_epi8(_mm_loadl_epi64((const __m128i *)mn), _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7));
+        __m256i mins16 = _mm256_cvtepu8_epi16(mn8);
         __m256i wlo[4], whi[4];
         for (int c = 0; c < 4; c++) {
             __m256i q = _mm256_loadu_si256((const __m256i *)(b[i].qs + 32 * c));

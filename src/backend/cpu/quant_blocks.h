@@ -23,6 +23,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define QK32 32
 #define QK256 256
@@ -140,6 +141,22 @@ static inline void fitlm_k4_scale_min(const uint8_t *s, int j, uint8_t *sc, uint
         *sc = (uint8_t)((s[j + 4] & 0x0f) | ((s[j - 4] >> 6) << 4));
         *mn = (uint8_t)((s[j + 4] >> 4) | ((s[j] >> 6) << 4));
     }
+}
+
+/* All 8 scales and mins of a Q4_K/Q5_K block at once, with 32-bit word
+ * operations (same values as fitlm_k4_scale_min): scales 0-3 are the low 6 bits
+ * of bytes 0-3, mins 0-3 those of bytes 4-7; scales 4-7 take their low nibble
+ * from bytes 8-11 and their top two bits from the top of bytes 0-3, mins 4-7 the
+ * high nibble of bytes 8-11 and the top of bytes 4-7. */
+static inline void fitlm_k4_unpack(const uint8_t *s, uint8_t sc[8], uint8_t mn[8]) {
+    uint32_t u[3], o[4];
+    memcpy(u, s, 12);
+    o[0] = u[0] & 0x3f3f3f3fu;
+    o[1] = (u[2] & 0x0f0f0f0fu) | ((u[0] >> 2) & 0x30303030u);
+    o[2] = u[1] & 0x3f3f3f3fu;
+    o[3] = ((u[2] >> 4) & 0x0f0f0f0fu) | ((u[1] >> 2) & 0x30303030u);
+    memcpy(sc, o, 8);
+    memcpy(mn, o + 2, 8);
 }
 
 /* The signed 6-bit scale of sub-block j (0..15) of a Q3_K block (-32..31). */
