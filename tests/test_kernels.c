@@ -58,12 +58,24 @@ static void put_half(uint8_t *p, uint16_t h) {
 
 /* Random weights of `type`: float types from random values, block types as
  * random bytes with random positive/negative fp16 scales of moderate size. */
+static int use_quantizer; /* 1: weights from fitlm_quantize_row of random floats */
+
 static void *random_weights(const type_case *tc, int64_t rows, int64_t cols) {
     const fitlm_type_info *ti = fitlm_type_get(tc->type);
     bool ok;
     size_t rb = (size_t)fitlm_type_row_bytes(tc->type, (uint64_t)cols, &ok);
     uint8_t *w = malloc(rb * (size_t)rows);
     if (!w) return NULL;
+    if (use_quantizer) {
+        float *row = malloc(sizeof(float) * (size_t)cols);
+        int done = row != NULL;
+        for (int64_t r = 0; r < rows && done; r++) {
+            for (int64_t c = 0; c < cols; c++) row[c] = rnd_act() * 0.05f;
+            done = fitlm_quantize_row(tc->type, row, w + (size_t)r * rb, cols, NULL) == (int64_t)rb;
+        }
+        free(row);
+        if (done) return w;
+    }
     if (!ti->quantized) {
         for (int64_t i = 0; i < rows * cols; i++) {
             float v = rnd_unit() * 0.1f;
@@ -284,6 +296,10 @@ int main(void) {
             if (!small) check_type_shape(tc, 5, 256, ntoks[k]);
         }
         if (!small) check_type_shape(tc, 131, 1024, 5);
+        use_quantizer = 1; /* realistic blocks where a quantizer exists */
+        check_type_shape(tc, 19, 768, 1);
+        check_type_shape(tc, 19, 768, 9);
+        use_quantizer = 0;
     }
     fitlm_cpu_isa_set(hw);
     /* an unsupported type gives NaN, not garbage */
