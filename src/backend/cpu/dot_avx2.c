@@ -112,7 +112,7 @@ INLINE void dot_q8_0_body(int64_t cols, const void *w, const void *a, size_t ast
         __m256i wabs = _mm256_sign_epi8(wq, wq);
         float dw = h2f(b[i].d);
         for (int t = 0; t < nt; t++) {
-            const act_q8 *ab = (const act_q8 *)TOK(a, astride, t) + i;
+            const act_q8_ref ab_ = act_q8_get(TOK(a, astride, t), nb, i), *ab = &ab_;
             __m256i aq = _mm256_loadu_si256((const __m256i *)ab->qs);
             __m256i p = dot_u8s8(wabs, _mm256_sign_epi8(aq, wq));
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * ab->d), acc[t]);
@@ -141,7 +141,7 @@ INLINE void dot_q4_0_body(int64_t cols, const void *w, const void *a, size_t ast
         __m256i wq = unpack_nibbles32(b[i].qs);
         float dw = h2f(b[i].d);
         for (int t = 0; t < nt; t++) {
-            const act_q8 *ab = (const act_q8 *)TOK(a, astride, t) + i;
+            const act_q8_ref ab_ = act_q8_get(TOK(a, astride, t), nb, i), *ab = &ab_;
             __m256i aq = _mm256_loadu_si256((const __m256i *)ab->qs);
             __m256i p = dot_u8s8(wq, aq);
             p = _mm256_sub_epi32(p, _mm256_setr_epi32(8 * ab->sum, 0, 0, 0, 0, 0, 0, 0));
@@ -164,7 +164,7 @@ INLINE void dot_q4_1_body(int64_t cols, const void *w, const void *a, size_t ast
         __m256i wq = unpack_nibbles32(b[i].qs);
         float dw = h2f(b[i].d), mw = h2f(b[i].m);
         for (int t = 0; t < nt; t++) {
-            const act_q8 *ab = (const act_q8 *)TOK(a, astride, t) + i;
+            const act_q8_ref ab_ = act_q8_get(TOK(a, astride, t), nb, i), *ab = &ab_;
             __m256i p = dot_u8s8(wq, _mm256_loadu_si256((const __m256i *)ab->qs));
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * ab->d), acc[t]);
             macc[t] += (mw * ab->d) * (float)ab->sum;
@@ -200,7 +200,7 @@ INLINE void dot_q5_0_body(int64_t cols, const void *w, const void *a, size_t ast
         __m256i wq = unpack_q5(b[i].qs, b[i].qh);
         float dw = h2f(b[i].d);
         for (int t = 0; t < nt; t++) {
-            const act_q8 *ab = (const act_q8 *)TOK(a, astride, t) + i;
+            const act_q8_ref ab_ = act_q8_get(TOK(a, astride, t), nb, i), *ab = &ab_;
             __m256i p = dot_u8s8(wq, _mm256_loadu_si256((const __m256i *)ab->qs));
             p = _mm256_sub_epi32(p, _mm256_setr_epi32(16 * ab->sum, 0, 0, 0, 0, 0, 0, 0));
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * ab->d), acc[t]);
@@ -220,7 +220,7 @@ INLINE void dot_q5_1_body(int64_t cols, const void *w, const void *a, size_t ast
         __m256i wq = unpack_q5(b[i].qs, b[i].qh);
         float dw = h2f(b[i].d), mw = h2f(b[i].m);
         for (int t = 0; t < nt; t++) {
-            const act_q8 *ab = (const act_q8 *)TOK(a, astride, t) + i;
+            const act_q8_ref ab_ = act_q8_get(TOK(a, astride, t), nb, i), *ab = &ab_;
             __m256i p = dot_u8s8(wq, _mm256_loadu_si256((const __m256i *)ab->qs));
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * ab->d), acc[t]);
             macc[t] += (mw * ab->d) * (float)ab->sum;

@@ -101,30 +101,85 @@ FLOAT_KERNEL(dot_f32, load_w_f32, 0)
 FLOAT_KERNEL(dot_f16, load_w_f16, 1)
 FLOAT_KERNEL(dot_bf16, load_w_bf16, 2)
 
-/* ---- Q8_0 x Q8 ---- */
+/* ---- Q8_0 and Q4_0 x Q8: four blocks per step in 512-bit registers ----
+ * The codes of four consecutive activation blocks are contiguous (ACT_Q8 row
+ * layout), so they load as two 64-byte vectors; their four scales and sums as
+ * one 128-bit vector each. The four fp16 weight scales are gathered with
+ * scalar loads into one 64-bit word and converted together. Weight codes are
+ * made unsigned for vpdpbusd (Q8_0: w + 128 by flipping the sign bit; Q4_0:
+ * the raw nibble, i.e. q + 8); the offset times the block's activation sum is
+ * taken off in float at the end: sum_b s_b * (P_b - off * sum_b). Leftover
+ * blocks (nb % 4) use 256-bit single-block steps with the offset folded into
+ * the integer accumulator. */
+
+INLINE __m128 load4_halves(const void *first, size_t stride) {
+    const uint8_t *p = first;
+    uint64_t h = 0;
+    for (int k = 0; k < 4; k++) {
+        uint16_t v;
+        memcpy(&v, p + (size_t)k * stride, 2);
+        h |= (uint64_t)v << (16 * k);
+    }
+    return _mm_cvtph_ps(_mm_cvtsi64_si128((long long)h));
+}
+
+INLINE float hsum_ps128(__m128 s) {
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
 
 INLINE void dot_q8_0_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) {
     const blk_q8_0 *b = w;
     const int64_t nb = cols / 32;
-    __m256 acc[4];
-    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
-    for (int64_t i = 0; i < nb; i++) {
-        /* w + 128 as unsigned; sum (w + 128) a - 128 sum a = sum w a */
+    __m512 acc0[4], acc1[4];
+    __m128 corr[4];
+    __m256 tacc[4];
+    for (int t = 0; t < nt; t++) {
+        acc0[t] = acc1[t] = _mm512_setzero_ps();
+        corr[t] = _mm_setzero_ps();
+        tacc[t] = _mm256_setzero_ps();
+    }
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    const __m512i bc01 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    const __m512i bc23 = _mm512_setr_epi32(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    int64_t i = 0;
+    for (; i + 4 <= nb; i += 4) {
+        __m512i w01 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)b[i].qs)),
+                                         _mm256_loadu_si256((const __m256i *)b[i + 1].qs), 1);
+        __m512i w23 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)b[i + 2].qs)),
+                                         _mm256_loadu_si256((const __m256i *)b[i + 3].qs), 1);
+        w01 = _mm512_xor_si512(w01, flip);
+        w23 = _mm512_xor_si512(w23, flip);
+        __m128 dw = load4_halves(&b[i].d, sizeof(blk_q8_0));
+        for (int t = 0; t < nt; t++) {
+            const uint8_t *row = TOK(a, astride, t);
+            const int8_t *aq = act_q8_qs(row) + 32 * i;
+            __m512i p01 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w01, _mm512_loadu_si512(aq));
+            __m512i p23 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w23, _mm512_loadu_si512(aq + 64));
+            __m128 s = _mm_mul_ps(dw, _mm_loadu_ps(act_q8_d(row, nb) + i));
+            __m512 s16 = _mm512_castps128_ps512(s);
+            acc0[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p01), _mm512_permutexvar_ps(bc01, s16), acc0[t]);
+            acc1[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p23), _mm512_permutexvar_ps(bc23, s16), acc1[t]);
+            __m128 sums = _mm_cvtepi32_ps(_mm_loadu_si128((const __m128i *)(act_q8_sum(row, nb) + i)));
+            corr[t] = _mm_fmadd_ps(s, sums, corr[t]);
+        }
+    }
+    for (; i < nb; i++) {
         __m256i wu = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)b[i].qs), _mm256_set1_epi8((char)0x80));
         float dw = h2f(b[i].d);
         for (int t = 0; t < nt; t++) {
-            const act_q8 *ab = (const act_q8 *)TOK(a, astride, t) + i;
-            __m256i aq = _mm256_loadu_si256((const __m256i *)ab->qs);
-            __m256i p = _mm256_dpbusd_epi32(_mm256_setr_epi32(-128 * ab->sum, 0, 0, 0, 0, 0, 0, 0), wu, aq);
-            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * ab->d), acc[t]);
+            const act_q8_ref ab = act_q8_get(TOK(a, astride, t), nb, i);
+            __m256i p = _mm256_dpbusd_epi32(_mm256_setr_epi32(-128 * ab.sum, 0, 0, 0, 0, 0, 0, 0), wu,
+                                            _mm256_loadu_si256((const __m256i *)ab.qs));
+            tacc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * ab.d), tacc[t]);
         }
     }
-    for (int t = 0; t < nt; t++) out[t] = hsum_ps(acc[t]);
+    for (int t = 0; t < nt; t++)
+        out[t] = _mm512_reduce_add_ps(_mm512_add_ps(acc0[t], acc1[t])) - 128.0f * hsum_ps128(corr[t]) +
+                 hsum_ps(tacc[t]);
 }
 INSTANTIATE(dot_q8_0)
-
-/* ---- Q4_0 x Q8: nibbles 0..15 as unsigned, the -8 offset through the
- * activation sum: sum (q - 8) a = sum q a - 8 sum a ---- */
 
 INLINE __m256i unpack_nibbles32(const uint8_t *qs) {
     __m128i q = _mm_loadu_si128((const __m128i *)qs);
@@ -136,21 +191,57 @@ INLINE __m256i unpack_nibbles32(const uint8_t *qs) {
 INLINE void dot_q4_0_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) {
     const blk_q4_0 *b = w;
     const int64_t nb = cols / 32;
-    __m256 acc[4];
-    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
-    for (int64_t i = 0; i < nb; i++) {
+    __m512 acc[4];
+    __m128 corr[4];
+    __m256 tacc[4];
+    for (int t = 0; t < nt; t++) {
+        acc[t] = _mm512_setzero_ps();
+        corr[t] = _mm_setzero_ps();
+        tacc[t] = _mm256_setzero_ps();
+    }
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    /* 64-bit lanes: a0 = blocks i, i+1 (lanes 0-7), a1 = blocks i+2, i+3 (8-15);
+     * first / second 16 codes of each block */
+    const __m512i idx_lo = _mm512_setr_epi64(0, 1, 4, 5, 8, 9, 12, 13);
+    const __m512i idx_hi = _mm512_setr_epi64(2, 3, 6, 7, 10, 11, 14, 15);
+    const __m512i bc4 = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    int64_t i = 0;
+    for (; i + 4 <= nb; i += 4) {
+        __m512i q = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)b[i].qs));
+        q = _mm512_inserti32x4(q, _mm_loadu_si128((const __m128i *)b[i + 1].qs), 1);
+        q = _mm512_inserti32x4(q, _mm_loadu_si128((const __m128i *)b[i + 2].qs), 2);
+        q = _mm512_inserti32x4(q, _mm_loadu_si128((const __m128i *)b[i + 3].qs), 3);
+        __m512i lo = _mm512_and_si512(q, m4), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+        __m128 dw = load4_halves(&b[i].d, sizeof(blk_q4_0));
+        for (int t = 0; t < nt; t++) {
+            const uint8_t *row = TOK(a, astride, t);
+            const int8_t *aq = act_q8_qs(row) + 32 * i;
+            __m512i a0 = _mm512_loadu_si512(aq), a1 = _mm512_loadu_si512(aq + 64);
+            __m512i alo = _mm512_permutex2var_epi64(a0, idx_lo, a1);
+            __m512i ahi = _mm512_permutex2var_epi64(a0, idx_hi, a1);
+            __m512i p = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, alo), hi, ahi);
+            __m128 s = _mm_mul_ps(dw, _mm_loadu_ps(act_q8_d(row, nb) + i));
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_permutexvar_ps(bc4, _mm512_castps128_ps512(s)),
+                                     acc[t]);
+            __m128 sums = _mm_cvtepi32_ps(_mm_loadu_si128((const __m128i *)(act_q8_sum(row, nb) + i)));
+            corr[t] = _mm_fmadd_ps(s, sums, corr[t]);
+        }
+    }
+    for (; i < nb; i++) {
         __m256i wq = unpack_nibbles32(b[i].qs);
         float dw = h2f(b[i].d);
         for (int t = 0; t < nt; t++) {
-            const act_q8 *ab = (const act_q8 *)TOK(a, astride, t) + i;
-            __m256i aq = _mm256_loadu_si256((const __m256i *)ab->qs);
-            __m256i p = _mm256_dpbusd_epi32(_mm256_setr_epi32(-8 * ab->sum, 0, 0, 0, 0, 0, 0, 0), wq, aq);
-            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * ab->d), acc[t]);
+            const act_q8_ref ab = act_q8_get(TOK(a, astride, t), nb, i);
+            __m256i p = _mm256_dpbusd_epi32(_mm256_setr_epi32(-8 * ab.sum, 0, 0, 0, 0, 0, 0, 0), wq,
+                                            _mm256_loadu_si256((const __m256i *)ab.qs));
+            tacc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * ab.d), tacc[t]);
         }
     }
-    for (int t = 0; t < nt; t++) out[t] = hsum_ps(acc[t]);
+    for (int t = 0; t < nt; t++)
+        out[t] = _mm512_reduce_add_ps(acc[t]) - 8.0f * hsum_ps128(corr[t]) + hsum_ps(tacc[t]);
 }
 INSTANTIATE(dot_q4_0)
+
 
 /* ---- Q4_1 x Q8: d * q + m, m through the activation sum ---- */
 
@@ -164,7 +255,7 @@ INLINE void dot_q4_1_body(int64_t cols, const void *w, const void *a, size_t ast
         __m256i wq = unpack_nibbles32(b[i].qs);
         float dw = h2f(b[i].d), mw = h2f(b[i].m);
         for (int t = 0; t < nt; t++) {
-            const act_q8 *ab = (const act_q8 *)TOK(a, astride, t) + i;
+            const act_q8_ref ab_ = act_q8_get(TOK(a, astride, t), nb, i), *ab = &ab_;
             __m256i p = dot_u8s8(wq, _mm256_loadu_si256((const __m256i *)ab->qs));
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * ab->d), acc[t]);
             macc[t] += (mw * ab->d) * (float)ab->sum;
@@ -200,7 +291,7 @@ INLINE void dot_q5_0_body(int64_t cols, const void *w, const void *a, size_t ast
         __m256i wq = unpack_q5(b[i].qs, b[i].qh);
         float dw = h2f(b[i].d);
         for (int t = 0; t < nt; t++) {
-            const act_q8 *ab = (const act_q8 *)TOK(a, astride, t) + i;
+            const act_q8_ref ab_ = act_q8_get(TOK(a, astride, t), nb, i), *ab = &ab_;
             __m256i p = dot_u8s8(wq, _mm256_loadu_si256((const __m256i *)ab->qs));
             p = _mm256_sub_epi32(p, _mm256_setr_epi32(16 * ab->sum, 0, 0, 0, 0, 0, 0, 0));
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * ab->d), acc[t]);
@@ -220,7 +311,7 @@ INLINE void dot_q5_1_body(int64_t cols, const void *w, const void *a, size_t ast
         __m256i wq = unpack_q5(b[i].qs, b[i].qh);
         float dw = h2f(b[i].d), mw = h2f(b[i].m);
         for (int t = 0; t < nt; t++) {
-            const act_q8 *ab = (const act_q8 *)TOK(a, astride, t) + i;
+            const act_q8_ref ab_ = act_q8_get(TOK(a, astride, t), nb, i), *ab = &ab_;
             __m256i p = dot_u8s8(wq, _mm256_loadu_si256((const __m256i *)ab->qs));
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * ab->d), acc[t]);
             macc[t] += (mw * ab->d) * (float)ab->sum;

@@ -57,9 +57,6 @@ static void dot_bf16(int64_t cols, const void *w, const void *a, size_t astride,
  * Each unpacks a block into q[32] (signed, offset removed), scale d and an
  * optional additive min m: block value = d * q + m. */
 
-static const act_q8 *act_at(const void *a, size_t astride, int t) {
-    return (const act_q8 *)((const uint8_t *)a + (size_t)t * astride);
-}
 
 static void dot_blocks32(int64_t nb, const uint8_t *w, size_t bbytes, int kind, const void *a, size_t astride,
                          int ntok, float *out) {
@@ -124,7 +121,7 @@ static void dot_blocks32(int64_t nb, const uint8_t *w, size_t bbytes, int kind, 
         }
         }
         for (int t = 0; t < ntok; t++) {
-            const act_q8 *ab = act_at(a, astride, t) + i;
+            const act_q8_ref ab_ = act_q8_get((const uint8_t *)a + (size_t)t * astride, nb, i), *ab = &ab_;
             int32_t isum = 0;
             for (int j = 0; j < 32; j++) isum += q[j] * ab->qs[j];
             acc[t] += (d * ab->d) * (float)isum;

@@ -93,7 +93,7 @@ typedef struct {
 static void quantize_tokens(mm_job *j, int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; t++) {
         const float *x = j->X + t * j->cols;
-        if (j->fmt == ACT_Q8) fitlm_quantize_act_q8(x, (act_q8 *)(j->A + (size_t)t * j->astride), j->cols);
+        if (j->fmt == ACT_Q8) fitlm_quantize_act_q8(x, j->A + (size_t)t * j->astride, j->cols);
         else fitlm_quantize_act_q8k(x, (act_q8k *)(j->A + (size_t)t * j->astride), j->cols);
     }
 }
@@ -222,7 +222,7 @@ void fitlm_cpu_matmul_ref_qact(int wtype, const void *W, int64_t rows, int64_t c
     }
     float wbuf[256];
     double xbuf[256];
-    act_q8 aq[8];
+    _Alignas(16) uint8_t aq[8 * 40];
     act_q8k ak;
     for (int64_t r = 0; r < rows; r++) {
         const uint8_t *wr = (const uint8_t *)W + (size_t)r * wrow;
@@ -236,7 +236,8 @@ void fitlm_cpu_matmul_ref_qact(int wtype, const void *W, int64_t rows, int64_t c
                     for (int64_t k = 0; k < n; k++) xbuf[k] = x[c + k];
                 } else if (fmt == ACT_Q8) {
                     fitlm_quantize_act_q8(x + c, aq, n);
-                    for (int64_t k = 0; k < n; k++) xbuf[k] = (double)aq[k / 32].d * (double)aq[k / 32].qs[k % 32];
+                    for (int64_t k = 0; k < n; k++)
+                        xbuf[k] = (double)act_q8_d(aq, n / 32)[k / 32] * (double)act_q8_qs(aq)[k];
                 } else {
                     fitlm_quantize_act_q8k(x + c, &ak, n);
                     for (int64_t k = 0; k < n; k++) xbuf[k] = (double)ak.d * (double)ak.qs[k];

@@ -8,8 +8,10 @@
 
 /* Reads a buffer of `bytes` (rounded to 4 KiB; at least 64 MiB is needed to
  * get past the caches, 1 GiB recommended) with every thread of the pool
- * (NULL = the calling thread only), each thread a contiguous slice, and
- * returns the best of several passes in GB/s (1e9 bytes per second). The
+ * (NULL = the calling thread only), 64 MiB at a time split in contiguous
+ * slices over the threads, three passes over the buffer, and returns the best
+ * 64 MiB segment in GB/s (1e9 bytes per second): on a shared machine, the
+ * bandwidth of an undisturbed moment. The
  * buffer is allocated and freed inside. Returns -1 if it cannot be allocated. */
 double fitlm_measure_read_bandwidth(fitlm_threadpool *pool, size_t bytes);
 

@@ -22,7 +22,7 @@ act_format fitlm_act_format(int wtype) {
 
 size_t fitlm_act_row_bytes(act_format f, int64_t cols) {
     switch (f) {
-    case ACT_Q8: return (size_t)(cols / 32) * sizeof(act_q8);
+    case ACT_Q8: return (size_t)(cols / 32) * 40;
     case ACT_Q8K: return (size_t)(cols / 256) * sizeof(act_q8k);
     default: return (size_t)cols * sizeof(float);
     }
@@ -44,8 +44,13 @@ static float quantize_block_i8(const float *x, int8_t *q, int n) {
     }
     float d = amax / 127.0f;
     float id = d != 0.0f ? 1.0f / d : 0.0f;
+    /* round half to even without a libm call: for |v| <= 2^22, adding and
+     * subtracting 1.5 * 2^23 leaves v rounded to an integer (IEEE default
+     * rounding; |x * id| <= 127 here) */
+    const float magic = 12582912.0f;
     for (int i = 0; i < n; i++) {
-        float v = nearbyintf(x[i] * id);
+        float t = x[i] * id + magic;
+        float v = t - magic;
         if (v > 127.0f) v = 127.0f;
         if (v < -127.0f) v = -127.0f;
         q[i] = (int8_t)v;
@@ -53,12 +58,16 @@ static float quantize_block_i8(const float *x, int8_t *q, int n) {
     return d;
 }
 
-void fitlm_quantize_act_q8(const float *x, act_q8 *dst, int64_t cols) {
-    for (int64_t b = 0; b < cols / 32; b++) {
-        dst[b].d = quantize_block_i8(x + 32 * b, dst[b].qs, 32);
+void fitlm_quantize_act_q8(const float *x, void *dst_row, int64_t cols) {
+    int64_t nb = cols / 32;
+    int8_t *qs = dst_row;
+    float *d = (float *)(qs + 32 * nb);
+    int32_t *sum = (int32_t *)(qs + 36 * nb);
+    for (int64_t b = 0; b < nb; b++) {
+        d[b] = quantize_block_i8(x + 32 * b, qs + 32 * b, 32);
         int32_t s = 0;
-        for (int i = 0; i < 32; i++) s += dst[b].qs[i];
-        dst[b].sum = s;
+        for (int i = 0; i < 32; i++) s += qs[32 * b + i];
+        sum[b] = s;
     }
 }
 

@@ -93,19 +93,34 @@ _Static_assert(sizeof(blk_q6_k) == 210, "Q6_K block");
 /* ---- activation formats (private to fitlm, not GGUF types) ----
  * ACT_F32: the float row as given.
  * ACT_Q8:  per 32 values, x ~= d * qs[i], d = max|x| / 127, plus the integer sum
- *          of qs (for the offsets and minimums of the weight formats).
+ *          of qs (for the offsets and minimums of the weight formats). A row of
+ *          nb blocks is stored as arrays so that SIMD code can load the codes
+ *          of consecutive blocks and their scales in one go:
+ *              int8 qs[32 * nb] | float d[nb] | int32 sum[nb]   (40 * nb bytes)
  * ACT_Q8K: per 256 values one scale, plus the sums of each 16 consecutive qs. */
 typedef struct {
+    const int8_t *qs; /* the 32 codes of the block */
     float d;
     int32_t sum;
-    int8_t qs[32];
-} act_q8;
+} act_q8_ref;
+static inline const int8_t *act_q8_qs(const void *row) {
+    return (const int8_t *)row;
+}
+static inline const float *act_q8_d(const void *row, int64_t nb) {
+    return (const float *)((const uint8_t *)row + 32 * nb);
+}
+static inline const int32_t *act_q8_sum(const void *row, int64_t nb) {
+    return (const int32_t *)((const uint8_t *)row + 36 * nb);
+}
+static inline act_q8_ref act_q8_get(const void *row, int64_t nb, int64_t i) {
+    act_q8_ref r = {act_q8_qs(row) + 32 * i, act_q8_d(row, nb)[i], act_q8_sum(row, nb)[i]};
+    return r;
+}
 typedef struct {
     float d;
     int16_t bsums[16];
     int8_t qs[256];
 } act_q8k;
-_Static_assert(sizeof(act_q8) == 40, "act_q8");
 _Static_assert(sizeof(act_q8k) == 292, "act_q8k");
 
 typedef enum { ACT_F32 = 0, ACT_Q8 = 1, ACT_Q8K = 2 } act_format;
@@ -117,7 +132,7 @@ size_t fitlm_act_row_bytes(act_format f, int64_t cols);
 /* Quantizes one token row (cols a multiple of 32 / 256). Deterministic scalar
  * code: every ISA and the test oracle see the same quantized activations. A
  * non-finite input makes its block's scale NaN (so results are NaN). */
-void fitlm_quantize_act_q8(const float *x, act_q8 *dst, int64_t cols);
+void fitlm_quantize_act_q8(const float *x, void *dst_row, int64_t cols);
 void fitlm_quantize_act_q8k(const float *x, act_q8k *dst, int64_t cols);
 
 /* Dot products of one weight row with `ntok` (1..FITLM_DOT_TILE) tokens:
