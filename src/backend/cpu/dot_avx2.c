@@ -272,6 +272,53 @@ INLINE void dot_q4_k_body(int64_t cols, const void *w, const void *a, size_t ast
 }
 INSTANTIATE(dot_q4_k)
 
+/* (u8 x s8 dot products) x an integer scale, 8 x s32 */
+#define KDOT(w, a, s) _mm256_madd_epi16(_mm256_maddubs_epi16((w), (a)), _mm256_set1_epi16((short)(s)))
+
+/* ---- Q5_K x Q8_K: Q4_K plus a fifth bit from qh ---- */
+
+INLINE void dot_q5_k_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) {
+    const blk_q5_k *b = w;
+    const int64_t nb = cols / 256;
+    __m256 acc[4];
+    float macc[4] = {0};
+    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
+    const __m256i m4 = _mm256_set1_epi8(0x0f), one = _mm256_set1_epi8(1);
+    for (int64_t i = 0; i < nb; i++) {
+        uint8_t sc[8], mn[8];
+        fitlm_k4_unpack(b[i].scales, sc, mn);
+        __m128i mn8 = _mm_shuffle_epi8(_mm_loadl_epi64((const __m128i *)mn),
+                                       _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7));
+        __m256i mins16 = _mm256_cvtepu8_epi16(mn8);
+        __m256i qh = _mm256_loadu_si256((const __m256i *)b[i].qh);
+        __m256i wlo[4], whi[4];
+        for (int c = 0; c < 4; c++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(b[i].qs + 32 * c));
+            __m256i hb0 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * c)), one);
+            __m256i hb1 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * c + 1)), one);
+            wlo[c] = _mm256_or_si256(_mm256_and_si256(q, m4), _mm256_slli_epi16(hb0, 4));
+            whi[c] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), _mm256_slli_epi16(hb1, 4));
+        }
+        float d = h2f(b[i].d), dmin = h2f(b[i].dmin);
+        for (int t = 0; t < nt; t++) {
+            const act_q8k *ab = (const act_q8k *)TOK(a, astride, t) + i;
+            __m256i isum = _mm256_setzero_si256();
+            for (int c = 0; c < 4; c++) {
+                __m256i a0 = _mm256_loadu_si256((const __m256i *)(ab->qs + 64 * c));
+                __m256i a1 = _mm256_loadu_si256((const __m256i *)(ab->qs + 64 * c + 32));
+                isum = _mm256_add_epi32(isum, KDOT(wlo[c], a0, sc[2 * c]));
+                isum = _mm256_add_epi32(isum, KDOT(whi[c], a1, sc[2 * c + 1]));
+            }
+            __m256i bs = _mm256_loadu_si256((const __m256i *)ab->bsums);
+            int msum = hsum_epi32(_mm256_madd_epi16(bs, mins16));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(d * ab->d), acc[t]);
+            macc[t] += (dmin * ab->d) * (float)msum;
+        }
+    }
+    for (int t = 0; t < nt; t++) out[t] = hsum_ps(acc[t]) - macc[t];
+}
+INSTANTIATE(dot_q5_k)
+
 /* ---- Q6_K x Q8_K: q + 32 (0..63) as unsigned, the offset via bsums ---- */
 
 INLINE void dot_q6_k_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) {
@@ -317,6 +364,92 @@ INLINE void dot_q6_k_body(int64_t cols, const void *w, const void *a, size_t ast
 }
 INSTANTIATE(dot_q6_k)
 
+/* ---- Q2_K / Q3_K x Q8_K: 2-bit planes; sub-blocks of 16 ----
+ * The 32 values of group (h, j) are bits 2j..2j+1 of qs[32h .. 32h+31]; its
+ * two sub-blocks 8h+2j and 8h+2j+1 take the low and high 128-bit halves of the
+ * maddubs result, so one int16 scale vector per group does both. */
+
+INLINE __m256i pair_scales(int s0, int s1) {
+    return _mm256_set_m128i(_mm_set1_epi16((short)s1), _mm_set1_epi16((short)s0));
+}
+
+INLINE void dot_q2_k_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) {
+    const blk_q2_k *b = w;
+    const int64_t nb = cols / 256;
+    __m256 acc[4];
+    float macc[4] = {0};
+    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
+    const __m256i m3 = _mm256_set1_epi8(3);
+    for (int64_t i = 0; i < nb; i++) {
+        __m256i wq[8], scv[8];
+        for (int h = 0; h < 2; h++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(b[i].qs + 32 * h));
+            wq[4 * h + 0] = _mm256_and_si256(q, m3);
+            wq[4 * h + 1] = _mm256_and_si256(_mm256_srli_epi16(q, 2), m3);
+            wq[4 * h + 2] = _mm256_and_si256(_mm256_srli_epi16(q, 4), m3);
+            wq[4 * h + 3] = _mm256_and_si256(_mm256_srli_epi16(q, 6), m3);
+        }
+        for (int g = 0; g < 8; g++) scv[g] = pair_scales(b[i].scales[2 * g] & 15, b[i].scales[2 * g + 1] & 15);
+        __m128i s8 = _mm_loadu_si128((const __m128i *)b[i].scales);
+        __m256i mins16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(s8, 4), _mm_set1_epi8(15)));
+        float d = h2f(b[i].d), dmin = h2f(b[i].dmin);
+        for (int t = 0; t < nt; t++) {
+            const act_q8k *ab = (const act_q8k *)TOK(a, astride, t) + i;
+            __m256i isum = _mm256_setzero_si256();
+            for (int g = 0; g < 8; g++) {
+                __m256i aq = _mm256_loadu_si256((const __m256i *)(ab->qs + 32 * g));
+                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(_mm256_maddubs_epi16(wq[g], aq), scv[g]));
+            }
+            int msum = hsum_epi32(_mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)ab->bsums), mins16));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(d * ab->d), acc[t]);
+            macc[t] += (dmin * ab->d) * (float)msum;
+        }
+    }
+    for (int t = 0; t < nt; t++) out[t] = hsum_ps(acc[t]) - macc[t];
+}
+INSTANTIATE(dot_q2_k)
+
+/* Q3_K: u = low2 + 4 * hbit = q + 4 in 0..7 (unsigned for maddubs); the -4
+ * comes back through the activation sums: sum sc (u - 4) a = sum sc u a - 4
+ * sum sc bsum. */
+INLINE void dot_q3_k_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) {
+    const blk_q3_k *b = w;
+    const int64_t nb = cols / 256;
+    __m256 acc[4];
+    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
+    const __m256i m3 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
+    for (int64_t i = 0; i < nb; i++) {
+        __m256i wq[8], scv[8];
+        __m256i hm = _mm256_loadu_si256((const __m256i *)b[i].hmask);
+        for (int h = 0; h < 2; h++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(b[i].qs + 32 * h));
+            for (int j = 0; j < 4; j++) {
+                __m256i low = _mm256_and_si256(_mm256_srl_epi16(q, _mm_cvtsi32_si128(2 * j)), m3);
+                __m256i hb = _mm256_and_si256(_mm256_srl_epi16(hm, _mm_cvtsi32_si128(4 * h + j)), one);
+                wq[4 * h + j] = _mm256_or_si256(low, _mm256_slli_epi16(hb, 2));
+            }
+        }
+        int16_t sc[16];
+        for (int k = 0; k < 16; k++) sc[k] = (int16_t)fitlm_k3_scale(b[i].scales, k);
+        for (int g = 0; g < 8; g++) scv[g] = pair_scales(sc[2 * g], sc[2 * g + 1]);
+        __m256i sc16 = _mm256_loadu_si256((const __m256i *)sc);
+        float d = h2f(b[i].d);
+        for (int t = 0; t < nt; t++) {
+            const act_q8k *ab = (const act_q8k *)TOK(a, astride, t) + i;
+            __m256i isum = _mm256_setzero_si256();
+            for (int g = 0; g < 8; g++) {
+                __m256i aq = _mm256_loadu_si256((const __m256i *)(ab->qs + 32 * g));
+                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(_mm256_maddubs_epi16(wq[g], aq), scv[g]));
+            }
+            int off = hsum_epi32(_mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)ab->bsums), sc16));
+            isum = _mm256_sub_epi32(isum, _mm256_setr_epi32(4 * off, 0, 0, 0, 0, 0, 0, 0));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(d * ab->d), acc[t]);
+        }
+    }
+    for (int t = 0; t < nt; t++) out[t] = hsum_ps(acc[t]);
+}
+INSTANTIATE(dot_q3_k)
+
 fitlm_dot_fn fitlm_dot_avx2(int wtype) {
     switch (wtype) {
     case FITLM_TYPE_F32: return dot_f32;
@@ -328,7 +461,10 @@ fitlm_dot_fn fitlm_dot_avx2(int wtype) {
     case FITLM_TYPE_Q5_0: return dot_q5_0;
     case FITLM_TYPE_Q5_1: return dot_q5_1;
     case FITLM_TYPE_Q4_K: return dot_q4_k;
+    case FITLM_TYPE_Q5_K: return dot_q5_k;
     case FITLM_TYPE_Q6_K: return dot_q6_k;
+    case FITLM_TYPE_Q2_K: return dot_q2_k;
+    case FITLM_TYPE_Q3_K: return dot_q3_k;
     default: return NULL;
     }
 }

@@ -363,6 +363,53 @@ INLINE void dot_q4_k_body(int64_t cols, const void *w, const void *a, size_t ast
 }
 INSTANTIATE(dot_q4_k)
 
+/* (u8 x s8 dot products) x an integer scale, 8 x s32 */
+#define KDOT(w, a, s) _mm256_mullo_epi32(dot_u8s8((w), (a)), _mm256_set1_epi32((s)))
+
+/* ---- Q5_K x Q8_K: Q4_K plus a fifth bit from qh ---- */
+
+INLINE void dot_q5_k_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) {
+    const blk_q5_k *b = w;
+    const int64_t nb = cols / 256;
+    __m256 acc[4];
+    float macc[4] = {0};
+    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
+    const __m256i m4 = _mm256_set1_epi8(0x0f), one = _mm256_set1_epi8(1);
+    for (int64_t i = 0; i < nb; i++) {
+        uint8_t sc[8], mn[8];
+        fitlm_k4_unpack(b[i].scales, sc, mn);
+        __m128i mn8 = _mm_shuffle_epi8(_mm_loadl_epi64((const __m128i *)mn),
+                                       _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7));
+        __m256i mins16 = _mm256_cvtepu8_epi16(mn8);
+        __m256i qh = _mm256_loadu_si256((const __m256i *)b[i].qh);
+        __m256i wlo[4], whi[4];
+        for (int c = 0; c < 4; c++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(b[i].qs + 32 * c));
+            __m256i hb0 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * c)), one);
+            __m256i hb1 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * c + 1)), one);
+            wlo[c] = _mm256_or_si256(_mm256_and_si256(q, m4), _mm256_slli_epi16(hb0, 4));
+            whi[c] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), _mm256_slli_epi16(hb1, 4));
+        }
+        float d = h2f(b[i].d), dmin = h2f(b[i].dmin);
+        for (int t = 0; t < nt; t++) {
+            const act_q8k *ab = (const act_q8k *)TOK(a, astride, t) + i;
+            __m256i isum = _mm256_setzero_si256();
+            for (int c = 0; c < 4; c++) {
+                __m256i a0 = _mm256_loadu_si256((const __m256i *)(ab->qs + 64 * c));
+                __m256i a1 = _mm256_loadu_si256((const __m256i *)(ab->qs + 64 * c + 32));
+                isum = _mm256_add_epi32(isum, KDOT(wlo[c], a0, sc[2 * c]));
+                isum = _mm256_add_epi32(isum, KDOT(whi[c], a1, sc[2 * c + 1]));
+            }
+            __m256i bs = _mm256_loadu_si256((const __m256i *)ab->bsums);
+            int msum = hsum_epi32(_mm256_madd_epi16(bs, mins16));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(d * ab->d), acc[t]);
+            macc[t] += (dmin * ab->d) * (float)msum;
+        }
+    }
+    for (int t = 0; t < nt; t++) out[t] = hsum_ps(acc[t]) - macc[t];
+}
+INSTANTIATE(dot_q5_k)
+
 /* ---- Q6_K x Q8_K: q + 32 (0..63) as unsigned, the offset via bsums ---- */
 
 INLINE void dot_q6_k_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) {
@@ -419,6 +466,7 @@ fitlm_dot_fn fitlm_dot_avx512(int wtype) {
     case FITLM_TYPE_Q5_0: return dot_q5_0;
     case FITLM_TYPE_Q5_1: return dot_q5_1;
     case FITLM_TYPE_Q4_K: return dot_q4_k;
+    case FITLM_TYPE_Q5_K: return dot_q5_k;
     case FITLM_TYPE_Q6_K: return dot_q6_k;
     default: return NULL;
     }
