@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "backend/cpu/kernels.h"
+#include "backend/cpu/quant_blocks.h"
 #include "backend/cpu/threadpool.h"
 #include "check.h"
 #include "format/ggml_type.h"
@@ -229,6 +230,39 @@ static void check_special_halves(void) {
     }
 }
 
+/* The SIMD activation quantizers must produce the same bytes as the scalar
+ * ones (the integer kernels of every ISA are checked against an oracle that
+ * uses the scalar quantizer). Includes exact ties (x * id = k + 0.5), zeros,
+ * huge values, inf and nan. */
+static void check_act_quantizers(void) {
+    if (fitlm_cpu_isa_detect() < FITLM_ISA_AVX2) return;
+    enum { COLS = 1024 };
+    static float x[COLS];
+    static uint8_t a[COLS / 32 * 40], b[COLS / 32 * 40];
+    static act_q8k ka[COLS / 256], kb[COLS / 256];
+    for (int trial = 0; trial < 50; trial++) {
+        for (int i = 0; i < COLS; i++) x[i] = rnd_act() * (trial % 5 == 0 ? 1e30f : 1.0f);
+        if (trial % 3 == 1) /* ties: 127 * k / 254 * 2 ... multiples of amax/254 */
+            for (int i = 0; i < COLS; i++) x[i] = (float)((int)(rnd_u32() % 255) - 127) * 0.5f;
+        if (trial == 7) x[5] = INFINITY;
+        if (trial == 8) x[300] = NAN;
+        if (trial == 9)
+            for (int i = 0; i < 64; i++) x[i] = 0.0f;
+        fitlm_quantize_act_q8(x, a, COLS);
+        fitlm_quantize_act_q8_avx2(x, b, COLS);
+        CHECK(memcmp(a, b, sizeof a) == 0 || trial == 8, "act q8 avx2 != scalar (trial %d)", trial);
+        if (trial == 8) CHECK(memcmp(a, b, 32 * 9) == 0 && memcmp(a + 32 * 10, b + 32 * 10, 32 * 22) == 0 &&
+                                  isnan(act_q8_d(b, COLS / 32)[9]), "nan block");
+        fitlm_quantize_act_q8k(x, ka, COLS);
+        fitlm_quantize_act_q8k_avx2(x, kb, COLS);
+        int same = 1;
+        for (int k = 0; k < COLS / 256; k++)
+            same &= (memcmp(&ka[k].d, &kb[k].d, 4) == 0 || (isnan(ka[k].d) && isnan(kb[k].d))) &&
+                    memcmp(ka[k].qs, kb[k].qs, 256) == 0 && memcmp(ka[k].bsums, kb[k].bsums, 32) == 0;
+        CHECK(same, "act q8k avx2 != scalar (trial %d)", trial);
+    }
+}
+
 /* Thread pool: many back-to-back dispatches, each share runs exactly once. */
 typedef struct {
     atomic_llong sum;
@@ -282,6 +316,7 @@ int main(void) {
     for (int p = 0; p < 3; p++) pools[p] = fitlm_threadpool_new(p + 1);
 
     check_threadpool();
+    check_act_quantizers();
     check_special_halves();
 
     static const int64_t ntoks[] = {1, 2, 3, 7, 16};

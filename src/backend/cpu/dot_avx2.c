@@ -468,3 +468,72 @@ fitlm_dot_fn fitlm_dot_avx2(int wtype) {
     default: return NULL;
     }
 }
+
+/* ---- activation quantization, bit-identical to quant_act.c ----
+ * Same float operations in the same order (x * id, then + and - 1.5 * 2^23 to
+ * round half to even); blocks with a non-finite value take the scalar path's
+ * NaN convention. */
+
+INLINE float hmax_ps(__m256 v) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+
+/* quantizes n (multiple of 32) values with one scale; returns d, or NaN with
+ * all codes 0 if a value is not finite */
+static float quantize_i8_avx2(const float *x, int8_t *q, int n) {
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256 big = _mm256_set1_ps(3.4e38f);
+    __m256 mx = _mm256_setzero_ps();
+    int finite = 1;
+    for (int i = 0; i < n; i += 8) {
+        __m256 a = _mm256_and_ps(_mm256_loadu_ps(x + i), absmask);
+        finite &= _mm256_movemask_ps(_mm256_cmp_ps(a, big, _CMP_LE_OQ)) == 0xff;
+        mx = _mm256_max_ps(mx, a);
+    }
+    if (!finite) {
+        memset(q, 0, (size_t)n);
+        return __builtin_nanf("");
+    }
+    float d = hmax_ps(mx) / 127.0f;
+    float idf = d != 0.0f ? 1.0f / d : 0.0f;
+    const __m256 id = _mm256_set1_ps(idf), magic = _mm256_set1_ps(12582912.0f);
+    const __m256 hi = _mm256_set1_ps(127.0f), lo = _mm256_set1_ps(-127.0f);
+    const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (int i = 0; i < n; i += 32) {
+        __m256i v[4];
+        for (int k = 0; k < 4; k++) {
+            __m256 t = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i + 8 * k), id), magic);
+            t = _mm256_min_ps(_mm256_max_ps(_mm256_sub_ps(t, magic), lo), hi);
+            v[k] = _mm256_cvtps_epi32(t);
+        }
+        __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(v[0], v[1]), _mm256_packs_epi32(v[2], v[3]));
+        _mm256_storeu_si256((__m256i *)(q + i), _mm256_permutevar8x32_epi32(p, perm));
+    }
+    return d;
+}
+
+INLINE int sum_i8x16(const int8_t *q) {
+    __m256i v = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)q));
+    return hsum_epi32(_mm256_madd_epi16(v, _mm256_set1_epi16(1)));
+}
+
+void fitlm_quantize_act_q8_avx2(const float *x, void *dst_row, int64_t cols) {
+    int64_t nb = cols / 32;
+    int8_t *qs = dst_row;
+    float *d = (float *)(qs + 32 * nb);
+    int32_t *sum = (int32_t *)(qs + 36 * nb);
+    for (int64_t b = 0; b < nb; b++) {
+        d[b] = quantize_i8_avx2(x + 32 * b, qs + 32 * b, 32);
+        sum[b] = sum_i8x16(qs + 32 * b) + sum_i8x16(qs + 32 * b + 16);
+    }
+}
+
+void fitlm_quantize_act_q8k_avx2(const float *x, act_q8k *dst, int64_t cols) {
+    for (int64_t b = 0; b < cols / 256; b++) {
+        dst[b].d = quantize_i8_avx2(x + 256 * b, dst[b].qs, 256);
+        for (int g = 0; g < 16; g++) dst[b].bsums[g] = (int16_t)sum_i8x16(dst[b].qs + 16 * g);
+    }
+}

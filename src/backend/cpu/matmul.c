@@ -79,6 +79,7 @@ const char *fitlm_cpu_kernel_isa_name(int wtype) {
 typedef struct {
     fitlm_dot_fn dot;
     act_format fmt;
+    int simd; /* quantize activations with AVX2 */
     const float *X;
     int64_t cols, rows, ntok;
     const uint8_t *W;
@@ -93,8 +94,14 @@ typedef struct {
 static void quantize_tokens(mm_job *j, int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; t++) {
         const float *x = j->X + t * j->cols;
-        if (j->fmt == ACT_Q8) fitlm_quantize_act_q8(x, j->A + (size_t)t * j->astride, j->cols);
-        else fitlm_quantize_act_q8k(x, (act_q8k *)(j->A + (size_t)t * j->astride), j->cols);
+        uint8_t *dst = j->A + (size_t)t * j->astride;
+        if (j->fmt == ACT_Q8) {
+            if (j->simd) fitlm_quantize_act_q8_avx2(x, dst, j->cols);
+            else fitlm_quantize_act_q8(x, dst, j->cols);
+        } else {
+            if (j->simd) fitlm_quantize_act_q8k_avx2(x, (act_q8k *)dst, j->cols);
+            else fitlm_quantize_act_q8k(x, (act_q8k *)dst, j->cols);
+        }
     }
 }
 
@@ -142,6 +149,7 @@ void fitlm_cpu_matmul(fitlm_threadpool *pool, int wtype, const void *W, int64_t 
     memset(&j, 0, sizeof j);
     j.dot = dot;
     j.fmt = fmt;
+    j.simd = fitlm_cpu_isa_active() >= FITLM_ISA_AVX2;
     j.X = X;
     j.cols = cols;
     j.rows = rows;

@@ -134,6 +134,9 @@ size_t fitlm_act_row_bytes(act_format f, int64_t cols);
  * non-finite input makes its block's scale NaN (so results are NaN). */
 void fitlm_quantize_act_q8(const float *x, void *dst_row, int64_t cols);
 void fitlm_quantize_act_q8k(const float *x, act_q8k *dst, int64_t cols);
+/* The same with AVX2 (identical output; only call when the CPU has AVX2). */
+void fitlm_quantize_act_q8_avx2(const float *x, void *dst_row, int64_t cols);
+void fitlm_quantize_act_q8k_avx2(const float *x, act_q8k *dst, int64_t cols);
 
 /* Dot products of one weight row with `ntok` (1..FITLM_DOT_TILE) tokens:
  * out[t] = sum_c W[c] * A_t[c], where A_t starts at a + t * astride bytes
