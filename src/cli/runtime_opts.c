@@ -178,6 +178,7 @@ int runtime_session_open(runtime_session *s, const runtime_opts *o) {
     fitlm_runtime_params p = fitlm_runtime_params_default();
     p.kv_type = o->kv_type;
     p.n_ctx = o->n_ctx == UINT32_MAX ? s->model->hp.ctx_len : o->n_ctx;
+    if (o->ctx_clamp && p.n_ctx > s->model->hp.ctx_len) p.n_ctx = s->model->hp.ctx_len;
     if (o->n_ubatch) p.n_ubatch = o->n_ubatch;
     s->rt = fitlm_runtime_new(s->model, s->backend, &p, &err);
     if (!s->rt) goto fail_prefixed;

@@ -33,6 +33,7 @@ typedef struct runtime_opts {
     int kv_type;       /* --kv-type */
     uint32_t n_ubatch; /* --batch / -ub; 0 = default */
     bool memory_report;
+    bool ctx_clamp;    /* n_ctx above the model's context: use the model's (else error) */
 } runtime_opts;
 
 void runtime_opts_init(runtime_opts *o);
