@@ -118,7 +118,7 @@ static int check_tensor(const fitlm_model *m, const fitlm_tensor *t, const char 
     if (matrix) {
         if (!be->weight_type_supported(be, t->type))
             return fitlm_fail(err, "tensor %s has type %s, which the %s backend cannot run", t->name, ti->name,
-                              be->name);
+                              be->device == FITLM_DEVICE_CPU ? "CPU" : "CUDA");
     } else if (t->type != FITLM_TYPE_F32 && t->type != FITLM_TYPE_F16 && t->type != FITLM_TYPE_BF16) {
         return fitlm_fail(err, "tensor %s has type %s; vectors must be F32, F16 or BF16", t->name, ti->name);
     }
@@ -142,10 +142,11 @@ int fitlm_runtime_check_model(const fitlm_model *m, const fitlm_backend *be, int
     if (hp->vocab_size > INT32_MAX) return fitlm_fail(err, "vocabulary of %u tokens is too large", hp->vocab_size);
     if (!(hp->norm_eps >= 0.0f) || !(hp->norm_eps < 1.0f))
         return fitlm_fail(err, "RMSNorm epsilon %g is out of range", (double)hp->norm_eps);
-    float probe[1];
+    const fitlm_tensor *rf0 = m->global_tensors[FITLM_T_ROPE_FREQS];
+    float probe[1], one_factor[1] = {1.0f};
     fitlm_hparams one = *hp;
     one.head_dim = 2;
-    if (fitlm_rope_inv_freq(&one, NULL, probe, err)) return -1;
+    if (fitlm_rope_inv_freq(&one, rf0 ? one_factor : NULL, probe, err)) return -1;
 
     uint64_t dim = hp->dim, qd = (uint64_t)hp->n_heads * hp->head_dim, kvd = (uint64_t)hp->n_kv_heads * hp->head_dim;
     if (fitlm_kv_type_check(kv_type, (int64_t)kvd, err)) return -1;
