@@ -15,6 +15,7 @@ reports. When `fitlm convert` exists, the same checks run on the model converted
 to GGUF and to Hugging Face safetensors (rotate-half layout).
 """
 import os
+import shutil
 import subprocess
 import sys
 
@@ -150,7 +151,11 @@ def main():
         gguf = os.path.join(TMP, "stories260K-rt.gguf")
         hf = os.path.join(TMP, "stories260K-rt-hf")
         for out, fmt in ((gguf, "gguf"), (hf, "hf")):
-            p = subprocess.run([FITLM, "convert", MODEL, "-o", out, "--to", fmt], capture_output=True, text=True)
+            if os.path.isdir(out):
+                shutil.rmtree(out)
+            elif os.path.exists(out):
+                os.remove(out)
+            p = subprocess.run([FITLM, "convert", MODEL, out, "--to", fmt], capture_output=True, text=True)
             check(p.returncode == 0, "convert to %s failed: %s" % (fmt, p.stderr.strip()))
             if p.returncode == 0:
                 check_model(out, fmt, cases, full=False)
