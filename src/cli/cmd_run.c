@@ -141,7 +141,7 @@ int cmd_run(int argc, char **argv) {
     fitlm_sampler *smp = NULL;
     fitlm_detok_stream *ds = NULL;
     float *logits = NULL;
-    char *chat_text = NULL;
+    char *chat_text = NULL, *default_system = NULL;
     int32_t *out_ids = NULL;
     const fitlm_model *m = s.model;
 
@@ -172,6 +172,8 @@ int cmd_run(int argc, char **argv) {
             }
             fitlm_chat_message msgs[2];
             size_t nm = 0;
+            if (!system_msg && t == FITLM_CHAT_CHATML && !template_name)
+                system_msg = default_system = fitlm_chat_default_system(fitlm_tokenizer_chat_template(tok));
             if (system_msg) msgs[nm++] = (fitlm_chat_message){"system", system_msg};
             msgs[nm++] = (fitlm_chat_message){"user", prompt};
             chat_text = fitlm_chat_format(t, msgs, nm, true, &err);
@@ -298,6 +300,7 @@ done:
     free(out_ids);
     free(logits);
     free(chat_text);
+    free(default_system);
     fitlm_detok_stream_free(ds);
     fitlm_sampler_free(smp);
     fitlm_tokenizer_free(tok);

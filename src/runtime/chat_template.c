@@ -99,11 +99,18 @@ char *fitlm_chat_format(fitlm_chat_template t, const fitlm_chat_message *msgs, s
                 if (i > first) put(&b, "<s>");
                 put(&b, "[INST] ");
                 if (first_user && system) {
-                    put(&b, "<<SYS>>\n");
-                    put(&b, system);
-                    put(&b, "\n<</SYS>>\n\n");
+                    /* the template strips system block + message as one string */
+                    sbuf c = {0};
+                    put(&c, "<<SYS>>\n");
+                    put(&c, system);
+                    put(&c, "\n<</SYS>>\n\n");
+                    put(&c, text);
+                    if (c.oom) b.oom = true;
+                    else put_stripped(&b, c.s);
+                    free(c.s);
+                } else {
+                    put_stripped(&b, text);
                 }
-                put_stripped(&b, text);
                 put(&b, " [/INST]");
                 first_user = false;
             } else if (!strcmp(role, "assistant")) {
@@ -154,4 +161,43 @@ char *fitlm_chat_format(fitlm_chat_template t, const fitlm_chat_message *msgs, s
         return NULL;
     }
     return b.s;
+}
+
+/* If the `n` bytes at p are a plain string literal (no Jinja expression or
+ * concatenation), returns them with the escapes \n and \\ undone (malloc'd,
+ * caller frees); else NULL. */
+static char *unescape_literal(const char *p, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (p[i] == '{' || p[i] == '}' || p[i] == '\'' || p[i] == '"' || p[i] == '+') return NULL;
+    char *out = malloc(n + 1);
+    if (!out) return NULL;
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] == '\\' && i + 1 < n && (p[i + 1] == 'n' || p[i + 1] == '\\')) {
+            out[o++] = p[i + 1] == 'n' ? '\n' : '\\';
+            i++;
+        } else {
+            out[o++] = p[i];
+        }
+    }
+    out[o] = 0;
+    return out;
+}
+
+char *fitlm_chat_default_system(const char *j) {
+    if (!j) return NULL;
+    /* ChatML templates that insert a system turn when the conversation has
+     * none carry it as a literal: '<|im_start|>system\nTEXT<|im_end|>' (the
+     * \n written as a Jinja escape, or as a real newline) */
+    static const char *const marks[] = {"<|im_start|>system\\n", "<|im_start|>system\n"};
+    for (size_t k = 0; k < 2; k++) {
+        for (const char *at = strstr(j, marks[k]); at; at = strstr(at + 1, marks[k])) {
+            const char *p = at + strlen(marks[k]);
+            const char *e = strstr(p, "<|im_end|>");
+            if (!e || e == p) continue;
+            char *lit = unescape_literal(p, (size_t)(e - p));
+            if (lit) return lit;
+        }
+    }
+    return NULL;
 }

@@ -38,4 +38,9 @@ const char *fitlm_chat_template_name(fitlm_chat_template t);
 char *fitlm_chat_format(fitlm_chat_template t, const fitlm_chat_message *msgs, size_t n, bool add_generation_prompt,
                         fitlm_error *err);
 
+/* The system message a ChatML template inserts when the conversation has none
+ * (Qwen2: "You are a helpful assistant."), read from the literal in the Jinja
+ * text; NULL if the template has none. Caller frees. */
+char *fitlm_chat_default_system(const char *jinja);
+
 #endif
