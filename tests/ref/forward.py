@@ -126,7 +126,9 @@ def write_gguf(path, kv, tensors, alignment=32):
     out += struct.pack("<IIQQ", 0x46554747, 3, len(tensors), len(kv))
     for key, kind, val in kv:
         out += _str(key)
-        if kind == "u32":
+        if kind == "raw":  # (value type, encoded value bytes) copied from another file
+            out += struct.pack("<I", val[0]) + val[1]
+        elif kind == "u32":
             out += struct.pack("<II", GGUF_U32, val)
         elif kind == "f32":
             out += struct.pack("<If", GGUF_F32, val)
@@ -148,6 +150,42 @@ def write_gguf(path, kv, tensors, alignment=32):
             out += b"\0"
     with open(path, "wb") as f:
         f.write(out)
+
+
+def read_gguf_kv_raw(path, prefix):
+    """The metadata entries of a GGUF file whose key starts with prefix, as
+    (key, "raw", (type, bytes)) items for write_gguf."""
+    with open(path, "rb") as f:
+        data = f.read()
+    magic, version, n_tensors, n_kv = struct.unpack_from("<IIQQ", data, 0)
+    assert magic == 0x46554747 and version in (2, 3)
+    sizes = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+
+    def skip(t, o):
+        if t in sizes:
+            return o + sizes[t]
+        if t == GGUF_STRING:
+            return o + 8 + struct.unpack_from("<Q", data, o)[0]
+        et, n = struct.unpack_from("<IQ", data, o)
+        o += 12
+        if et in sizes:
+            return o + n * sizes[et]
+        for _ in range(n):
+            o = skip(et, o)
+        return o
+
+    out, o = [], 24
+    for _ in range(n_kv):
+        n = struct.unpack_from("<Q", data, o)[0]
+        key = data[o + 8:o + 8 + n].decode()
+        o += 8 + n
+        t = struct.unpack_from("<I", data, o)[0]
+        o += 4
+        end = skip(t, o)
+        if key.startswith(prefix):
+            out.append((key, "raw", (t, data[o:end])))
+        o = end
+    return out
 
 
 def random_model(cfg, seed, tied=True, bias=False, weight_type=TYPE_F32):

@@ -1,0 +1,129 @@
+"""`fitlm run` with text in and text out, end to end: a random-weight llama
+GGUF carrying the real Llama 2 vocabulary (tokenizer metadata copied from
+$FITLM_SHARED/data/vocab/ggml-vocab-llama-spm.gguf). Oracles: python3-
+sentencepiece with the Llama 2 tokenizer model (prompt ids, decoded text) and
+the numpy forward pass of tests/ref/forward.py (greedy continuation).
+
+  - -p TEXT --temp 0 --print-ids generates the numpy greedy continuation of
+    [BOS] + sentencepiece(TEXT);
+  - without --print-ids stdout is the prompt followed by the decoded tokens
+    (sentencepiece's decode of the same ids);
+  - --chat with the model's Llama 2 chat template wraps the prompt as
+    "[INST] TEXT [/INST]" (and --system adds the <<SYS>> block), again checked
+    through the greedy continuation;
+  - --chat on a model without a chat template asks for --chat-template.
+"""
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "ref"))
+import forward as ref  # noqa: E402
+
+FITLM = os.environ.get("FITLM_BIN")
+SHARED = os.environ.get("FITLM_SHARED")
+TMP = os.environ.get("FITLM_TMP", "/tmp")
+if not FITLM or not SHARED:
+    print("SKIP: FITLM_BIN / FITLM_SHARED not set")
+    sys.exit(77)
+try:
+    import sentencepiece as spm
+except ImportError:
+    print("SKIP: python3-sentencepiece is not installed")
+    sys.exit(77)
+
+VOCAB_GGUF = os.path.join(SHARED, "data", "vocab", "ggml-vocab-llama-spm.gguf")
+SP = spm.SentencePieceProcessor(model_file=os.path.join(SHARED, "data", "tokenizer", "llama2-tokenizer.model"))
+LLAMA2_TEMPLATE = (
+    "{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}{% set system_message = "
+    "messages[0]['content'] %}{% else %}{% set loop_messages = messages %}{% set system_message = false %}"
+    "{% endif %}{% for message in loop_messages %}{% if loop.index0 == 0 and system_message != false %}"
+    "{% set content = '<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' + message['content'] %}{% else %}"
+    "{% set content = message['content'] %}{% endif %}{% if message['role'] == 'user' %}"
+    "{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}{% elif message['role'] == 'assistant' %}"
+    "{{ ' '  + content.strip() + ' ' + eos_token }}{% endif %}{% endfor %}")
+
+failures = checks = 0
+
+
+def check(cond, msg):
+    global failures, checks
+    checks += 1
+    if not cond:
+        failures += 1
+        print("FAIL:", msg)
+
+
+cfg = dict(n_layers=2, dim=64, n_heads=4, n_kv_heads=2, head_dim=16, ffn=96, vocab=32000, ctx=128, eps=1e-5,
+           rope_theta=10000.0, rope_layout="adjacent")
+w, tens = ref.random_model(cfg, 21)
+tok_kv = ref.read_gguf_kv_raw(VOCAB_GGUF, "tokenizer.")
+plain = os.path.join(TMP, "rt-vocab-llama.gguf")
+ref.write_gguf(plain, ref.gguf_kv(cfg, "llama") + tok_kv, tens)
+chat = os.path.join(TMP, "rt-vocab-llama-chat.gguf")
+ref.write_gguf(chat, ref.gguf_kv(cfg, "llama") + tok_kv + [("tokenizer.chat_template", "str", LLAMA2_TEMPLATE)], tens)
+N = 6
+
+
+def greedy(ids, n):
+    """numpy greedy continuation; stops early (returns fewer) where the top-2
+    margin is too small for float32 to be sure of the order."""
+    out = []
+    seq = list(ids)
+    for _ in range(n):
+        lg = ref.forward(cfg, w, np.array(seq))[-1]
+        top = np.sort(lg)[-2:]
+        if top[1] - top[0] < 1e-3:
+            break
+        nxt = int(np.argmax(lg))
+        if nxt == 2:
+            break
+        out.append(nxt)
+        seq.append(nxt)
+    return out
+
+
+def run(path, *args):
+    return subprocess.run([FITLM, "run", "-m", path, "-n", str(N), "--temp", "0", "--kv-type", "f32", "-t", "2"] +
+                          list(args), capture_output=True, text=True)
+
+
+prompt = "Hello world, once upon a time"
+ids = [1] + SP.encode(prompt)
+want = greedy(ids, N)
+p = run(plain, "-p", prompt, "--print-ids")
+check(p.returncode == 0, "run -p failed: " + p.stderr)
+got = [int(x) for x in p.stdout.split()]
+print("prompt ids %s\n  fitlm  %s\n  numpy  %s" % (ids, got, want))
+check(got[:len(want)] == want and len(want) >= 2, "greedy continuation differs")
+
+p = run(plain, "-p", prompt)
+check(p.returncode == 0, "run -p (text) failed: " + p.stderr)
+text = SP.decode(ids[1:] + got)
+check(p.stdout.rstrip("\n") == text, "text output %r, sentencepiece decodes %r" % (p.stdout, text))
+
+for system in (None, "Answer briefly."):
+    user = "Tell me a story"
+    if system:
+        formatted = "[INST] <<SYS>>\n%s\n<</SYS>>\n\n%s [/INST]" % (system, user)
+    else:
+        formatted = "[INST] %s [/INST]" % user
+    cids = [1] + SP.encode(formatted)
+    want = greedy(cids, N)
+    args = ["-p", user, "--chat", "--print-ids"] + (["--system", system] if system else [])
+    p = run(chat, *args)
+    check(p.returncode == 0, "run --chat failed: " + p.stderr)
+    got = [int(x) for x in p.stdout.split()]
+    check(got[:len(want)] == want and len(want) >= 2,
+          "chat (system=%r): fitlm %s, numpy on %r gives %s" % (system, got, formatted, want))
+    check("chat template llama2" in p.stderr, "chat template reported: " + p.stderr[:200])
+
+p = run(plain, "-p", "Hi", "--chat")
+check(p.returncode == 1 and "--chat-template" in p.stderr, "no template -> asks for --chat-template: " + p.stderr)
+p = run(plain, "-p", "Hi", "--chat", "--chat-template", "llama2", "--print-ids")
+check(p.returncode == 0, "--chat-template llama2 on a model without template: " + p.stderr)
+
+print("%d passed, %d failed" % (checks - failures, failures))
+sys.exit(1 if failures else 0)
