@@ -28,6 +28,15 @@ int fitlm_ops_use_avx2(void) {
     return g_use_avx2;
 }
 
+void fitlm_ops_set_avx2(int on) {
+    g_use_avx2 = -1;
+    if (on) {
+        fitlm_ops_use_avx2();
+        if (g_use_avx2) return;
+    }
+    g_use_avx2 = 0;
+}
+
 void fitlm_ops_rmsnorm(const float *x, const float *w, float eps, int64_t n, float *y) {
     double ss = 0.0;
     for (int64_t i = 0; i < n; i++) ss += (double)x[i] * x[i];

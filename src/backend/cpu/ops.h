@@ -58,5 +58,8 @@ void fitlm_ops_f32_to_f16_avx2(const float *src, uint16_t *dst, int64_t n);
 /* 1 if the AVX2 paths are in use (CPU has AVX2+FMA+F16C and FITLM_CPU_KERNELS
  * is not "scalar"). */
 int fitlm_ops_use_avx2(void);
+/* Tests: force the scalar paths (on = 0) or go back to detection (on = 1).
+ * Not thread-safe: call before any op runs. */
+void fitlm_ops_set_avx2(int on);
 
 #endif
