@@ -99,6 +99,15 @@ got = [int(x) for x in p.stdout.split()]
 print("prompt ids %s\n  fitlm  %s\n  numpy  %s" % (ids, got, want))
 check(got[:len(want)] == want and len(want) >= 2, "greedy continuation differs")
 
+q = subprocess.run([FITLM, "run", "-m", plain, "-n", str(N), "--temp", "0", "--kv-type", "f32", "--print-ids"],
+                   input=prompt, capture_output=True, text=True)
+check(q.returncode == 0 and q.stdout == p.stdout, "prompt from stdin gives the same ids: %r" % q.stderr[-200:])
+pf = os.path.join(TMP, "rt-prompt.txt")
+with open(pf, "w") as f:
+    f.write(prompt)
+q = run(plain, "-f", pf, "--print-ids")
+check(q.returncode == 0 and q.stdout == p.stdout, "prompt from -f gives the same ids: %r" % q.stderr[-200:])
+
 p = run(plain, "-p", prompt)
 check(p.returncode == 0, "run -p (text) failed: " + p.stderr)
 text = SP.decode(ids[1:] + got)

@@ -13,11 +13,14 @@
 #include "runtime/memory_report.h"
 #include "runtime/sampler.h"
 #include "tokenizer/tokenizer.h"
+#include "util/file.h"
 
 static void usage(FILE *out) {
     fprintf(out,
             "usage: fitlm run -m MODEL [-p TEXT | --ids \"1 2 3\"] [options]\n"
-            "  -p, --prompt TEXT       prompt text (needs the model's tokenizer)\n"
+            "  -p, --prompt TEXT       prompt text (needs the model's tokenizer); without -p, -f\n"
+            "                          or --ids the prompt is read from standard input\n"
+            "  -f, --file FILE         prompt text from a file\n"
             "  --ids \"ID ...\"          prompt as token ids (the only way for llama2.c checkpoints)\n"
             "  -n, --n-predict N       tokens to generate (default 128)\n"
             "  --temp T                temperature (default 0.8; 0 = greedy)\n"
@@ -36,6 +39,40 @@ static void usage(FILE *out) {
             "  --system TEXT           system message for --chat\n"
             "  --chat-template NAME    llama2, llama3, chatml, mistral (default: from the model)\n"
             "  --memory-report         (always printed at the end of run)\n");
+}
+
+#define PROMPT_MAX_BYTES (16u * 1024u * 1024u)
+
+/* Reads all of stdin (at most max bytes) into a NUL-terminated malloc'd
+ * buffer the caller frees; NULL if empty, too long or unreadable. */
+static char *read_stdin(size_t max) {
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    if (!buf) return NULL;
+    for (;;) {
+        if (n + 1 == cap) {
+            if (cap > max) {
+                free(buf);
+                return NULL;
+            }
+            char *g = realloc(buf, cap * 2);
+            if (!g) {
+                free(buf);
+                return NULL;
+            }
+            buf = g;
+            cap *= 2;
+        }
+        size_t r = fread(buf + n, 1, cap - n - 1, stdin);
+        if (r == 0) break;
+        n += r;
+    }
+    if (n == 0 || n > max || ferror(stdin)) {
+        free(buf);
+        return NULL;
+    }
+    buf[n] = 0;
+    return buf;
 }
 
 static double now_s(void) {
@@ -59,7 +96,8 @@ int cmd_run(int argc, char **argv) {
     runtime_opts_init(&o);
     fitlm_sampler_params sp = fitlm_sampler_params_default();
     bool seed_given = false, print_ids = false, chat = false;
-    const char *prompt = NULL, *ids_text = NULL, *system_msg = NULL, *template_name = NULL;
+    const char *prompt = NULL, *ids_text = NULL, *system_msg = NULL, *template_name = NULL, *prompt_file = NULL;
+    char *prompt_buf = NULL;
     long n_predict = 128, x;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
@@ -72,6 +110,8 @@ int cmd_run(int argc, char **argv) {
         if (r > 0) continue;
         if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) {
             if (!(prompt = opt_value(argc, argv, &i))) return 1;
+        } else if (!strcmp(a, "-f") || !strcmp(a, "--file")) {
+            if (!(prompt_file = opt_value(argc, argv, &i))) return 1;
         } else if (!strcmp(a, "--ids")) {
             if (!(ids_text = opt_value(argc, argv, &i))) return 1;
         } else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) {
@@ -110,9 +150,8 @@ int cmd_run(int argc, char **argv) {
         }
     }
     if (!o.model_path) return fitlm_die("run: no model given (use -m MODEL)");
-    if (prompt && ids_text) return fitlm_die("run: give either -p or --ids, not both");
-    if (!prompt && !ids_text) return fitlm_die("run: no prompt given (use -p TEXT or --ids \"1 2 3\")");
-    if (chat && !prompt) return fitlm_die("run: --chat needs the user message as -p TEXT");
+    if ((prompt != NULL) + (ids_text != NULL) + (prompt_file != NULL) > 1)
+        return fitlm_die("run: give only one of -p, -f and --ids");
     if (!seed_given) sp.seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
     fitlm_error err = {{0}};
     if (fitlm_sampler_params_check(&sp, &err)) {
@@ -144,6 +183,29 @@ int cmd_run(int argc, char **argv) {
     char *chat_text = NULL, *default_system = NULL;
     int32_t *out_ids = NULL;
     const fitlm_model *m = s.model;
+
+    /* the prompt: -p, -f FILE, --ids, or (when stdin is not a terminal) stdin */
+    if (prompt_file) {
+        prompt = prompt_buf = fitlm_file_read_all(prompt_file, PROMPT_MAX_BYTES, NULL, &err);
+        if (!prompt) {
+            fitlm_error_print(&err);
+            goto done;
+        }
+    } else if (!prompt && !ids_text && !isatty(STDIN_FILENO)) {
+        prompt = prompt_buf = read_stdin(PROMPT_MAX_BYTES);
+        if (!prompt) {
+            fitlm_die("run: cannot read the prompt from stdin (empty, or more than %u bytes)", PROMPT_MAX_BYTES);
+            goto done;
+        }
+    }
+    if (!prompt && !ids) {
+        fitlm_die("run: no prompt given (use -p TEXT, -f FILE, --ids \"1 2 3\" or standard input)");
+        goto done;
+    }
+    if (chat && !prompt) {
+        fitlm_die("run: --chat needs the user message as text (-p, -f or stdin)");
+        goto done;
+    }
 
     if (prompt || !print_ids) {
         tok = open_tokenizer(m, &err);
@@ -305,6 +367,7 @@ done:
     fitlm_sampler_free(smp);
     fitlm_tokenizer_free(tok);
     free(ids);
+    free(prompt_buf);
     runtime_session_close(&s);
     return rc;
 }
