@@ -391,8 +391,9 @@ def tokenizer_cases():
         "33 token types for 32 tokens")
     add("tok-bos-out-of-range.gguf", tiny_model({"tokenizer.ggml.bos_token_id": (U32, 32)}),
         "BOS id 32 with 32 tokens")
-    add("tok-eos-out-of-range.gguf", tiny_model({"tokenizer.ggml.eos_token_id": (U32, 0xFFFFFFFF)}),
-        "EOS id 2^32-1")
+    # (2^32-1 is not used here: like llama.cpp, fitlm reads it as "no such token")
+    add("tok-eos-out-of-range.gguf", tiny_model({"tokenizer.ggml.eos_token_id": (U32, 0x7FFFFFFF)}),
+        "EOS id 2^31-1 with 32 tokens")
     add("tok-unk-out-of-range.gguf", tiny_model({"tokenizer.ggml.unknown_token_id": (U32, 1000)}),
         "unknown-token id 1000 with 32 tokens")
     add("tok-unknown-model.gguf", tiny_model({"tokenizer.ggml.model": (STR, "wordpiece-9000")}),
