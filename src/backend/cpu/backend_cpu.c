@@ -155,9 +155,18 @@ static int cpu_sync(fitlm_backend *be, fitlm_error *err) {
 
 /* ---- ops ---- */
 
+/* Below this many multiply-adds a float-weight matmul runs on the calling
+ * thread (waking the pool costs more). Only for F32/F16/BF16: the quantized
+ * kernels need the pool's scratch for the activations (with no pool they would
+ * allocate on every call). */
+#define MATMUL_PAR_MIN_MACS (1 << 18)
+
 static void cpu_matmul(fitlm_backend *be, const fitlm_btensor *W, const fitlm_btensor *x, int64_t n_tokens,
                        fitlm_btensor *y) {
-    fitlm_cpu_matmul(st(be)->pool, W->type, W->data, W->ne1, W->ne0, x->data, n_tokens, y->data);
+    fitlm_threadpool *pool = st(be)->pool;
+    bool plain = W->type == FITLM_TYPE_F32 || W->type == FITLM_TYPE_F16 || W->type == FITLM_TYPE_BF16;
+    if (plain && W->ne0 * W->ne1 * n_tokens < MATMUL_PAR_MIN_MACS) pool = NULL;
+    fitlm_cpu_matmul(pool, W->type, W->data, W->ne1, W->ne0, x->data, n_tokens, y->data);
 }
 
 typedef struct rows_job {
