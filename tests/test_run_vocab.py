@@ -134,5 +134,39 @@ check(p.returncode == 1 and "--chat-template" in p.stderr, "no template -> asks 
 p = run(plain, "-p", "Hi", "--chat", "--chat-template", "llama2", "--print-ids")
 check(p.returncode == 0, "--chat-template llama2 on a model without template: " + p.stderr)
 
+# ---- perplexity over a text file: the method of docs/runtime.md in numpy ----
+story = ("Once upon a time there was a little robot who liked to count the stars. Every night it climbed the "
+         "hill behind the village and counted until the sun came up. One morning a girl asked the robot how "
+         "many stars there were, and the robot said it had lost count at four thousand and twelve.")
+tf = os.path.join(TMP, "rt-story.txt")
+with open(tf, "w") as f:
+    f.write(story)
+C = 16
+toks = [1] + SP.encode(story)
+nll = []
+for c in range(len(toks) // C):
+    chunk = toks[c * C:(c + 1) * C]
+    chunk[0] = 1  # BOS replaces the first token of every chunk
+    lg = ref.forward(cfg, w, np.array(chunk))
+    for j in range(C // 2, C - 1):
+        row = lg[j]
+        mx = row.max()
+        nll.append(mx + np.log(np.exp(row - mx).sum()) - row[chunk[j + 1]])
+nll = np.array(nll)
+ppl = float(np.exp(nll.mean()))
+err = ppl * float(np.sqrt(nll.var(ddof=1) / len(nll)))
+p = subprocess.run([FITLM, "perplexity", "-m", plain, "-f", tf, "-c", str(C), "--kv-type", "f32"], capture_output=True,
+                   text=True)
+check(p.returncode == 0, "perplexity -f failed: " + p.stderr)
+final = [l for l in p.stdout.splitlines() if l.startswith("Final estimate")]
+if final:
+    f = final[0].split()
+    print("perplexity over text: fitlm %s +/- %s, numpy %.4f +/- %.5f (%d tokens, %d chunks)" % (
+        f[4], f[6], ppl, err, len(nll), len(toks) // C))
+    check(abs(float(f[4]) - ppl) <= 1e-4 * ppl, "perplexity %s vs numpy %g" % (f[4], ppl))
+    check(abs(float(f[6]) - err) <= 1e-3 * err, "standard error %s vs numpy %g" % (f[6], err))
+else:
+    check(False, "no final estimate: " + p.stdout)
+
 print("%d passed, %d failed" % (checks - failures, failures))
 sys.exit(1 if failures else 0)
