@@ -58,7 +58,7 @@ def check(cond, msg):
 
 cfg = dict(n_layers=2, dim=64, n_heads=4, n_kv_heads=2, head_dim=16, ffn=96, vocab=32000, ctx=128, eps=1e-5,
            rope_theta=10000.0, rope_layout="adjacent")
-w, tens = ref.random_model(cfg, 21)
+w, tens = ref.random_model(cfg, 21, tied=False, attn_gain=8.0)  # context-sensitive continuations
 tok_kv = ref.read_gguf_kv_raw(VOCAB_GGUF, "tokenizer.")
 plain = os.path.join(TMP, "rt-vocab-llama.gguf")
 ref.write_gguf(plain, ref.gguf_kv(cfg, "llama") + tok_kv, tens)
@@ -133,6 +133,30 @@ p = run(plain, "-p", "Hi", "--chat")
 check(p.returncode == 1 and "--chat-template" in p.stderr, "no template -> asks for --chat-template: " + p.stderr)
 p = run(plain, "-p", "Hi", "--chat", "--chat-template", "llama2", "--print-ids")
 check(p.returncode == 0, "--chat-template llama2 on a model without template: " + p.stderr)
+
+# ---- interactive chat: the second turn continues from the cached first one ----
+turns = ["Hello there", "And again?"]
+K = 4
+p = subprocess.run([FITLM, "run", "-m", chat, "-i", "--temp", "0", "-n", str(K), "--kv-type", "f32", "--print-ids"],
+                   input="\n".join(turns) + "\n", capture_output=True, text=True)
+check(p.returncode == 0, "run -i failed: " + p.stderr)
+replies = [seg.split() for seg in p.stdout.split("> ")[1:] if seg.strip()]
+check(len(replies) == 2, "two replies: %r" % p.stdout)
+seq = [1] + SP.encode("[INST] %s [/INST]" % turns[0])
+want1 = greedy(seq, K)
+if len(replies) == 2 and len(want1) == K:
+    got1 = [int(x) for x in replies[0]]
+    check(got1 == want1, "turn 1: fitlm %s numpy %s" % (got1, want1))
+    # turn 2 feeds the new part of the formatted conversation, tokenized by fitlm without BOS
+    delta = "<s>[INST] %s [/INST]" % turns[1]
+    t = subprocess.run([FITLM, "tokenize", "-m", chat, "--no-special", "-p", delta], capture_output=True, text=True)
+    check(t.returncode == 0, "tokenize delta: " + t.stderr)
+    dids = [int(x) for x in t.stdout.split()]
+    check(dids[:1] == [1], "the delta starts with BOS parsed from <s>: %s" % dids)
+    want2 = greedy(seq + got1 + dids, K)
+    got2 = [int(x) for x in replies[1]]
+    print("chat turn 2: fitlm %s numpy %s" % (got2, want2))
+    check(len(want2) >= 2 and got2[:len(want2)] == want2, "turn 2: fitlm %s numpy %s" % (got2, want2))
 
 # ---- perplexity over a text file: the method of docs/runtime.md in numpy ----
 story = ("Once upon a time there was a little robot who liked to count the stars. Every night it climbed the "

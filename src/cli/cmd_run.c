@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include "cli/commands.h"
+#include "cli/chat_loop.h"
+#include "cli/generate.h"
 #include "backend/cpu/backend_cpu.h"
 #include "cli/runtime_opts.h"
 #include "format/gguf.h"
@@ -36,6 +38,8 @@ static void usage(FILE *out) {
             "  --batch N               prompt tokens per forward micro-batch (default 512)\n"
             "  --print-ids             print generated token ids instead of text\n"
             "  --chat                  wrap -p as a user turn in the model's chat template\n"
+            "  -i, --interactive       chat: user turns from standard input, one line each\n"
+            "                          (the KV cache is kept between turns; -p is the first turn)\n"
             "  --system TEXT           system message for --chat\n"
             "  --chat-template NAME    llama2, llama3, chatml, mistral (default: from the model)\n"
             "  --memory-report         (always printed at the end of run)\n");
@@ -95,7 +99,7 @@ int cmd_run(int argc, char **argv) {
     runtime_opts o;
     runtime_opts_init(&o);
     fitlm_sampler_params sp = fitlm_sampler_params_default();
-    bool seed_given = false, print_ids = false, chat = false;
+    bool seed_given = false, print_ids = false, chat = false, interactive = false, n_predict_given = false;
     const char *prompt = NULL, *ids_text = NULL, *system_msg = NULL, *template_name = NULL, *prompt_file = NULL;
     char *prompt_buf = NULL;
     long n_predict = 128, x;
@@ -116,6 +120,7 @@ int cmd_run(int argc, char **argv) {
             if (!(ids_text = opt_value(argc, argv, &i))) return 1;
         } else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) {
             if (!(v = opt_value(argc, argv, &i)) || opt_parse_long(a, v, 0, INT32_MAX, &n_predict)) return 1;
+            n_predict_given = true;
         } else if (!strcmp(a, "--temp")) {
             if (!(v = opt_value(argc, argv, &i)) || opt_parse_float(a, v, 0.0, 1e6, &sp.temp)) return 1;
         } else if (!strcmp(a, "--top-k")) {
@@ -137,6 +142,8 @@ int cmd_run(int argc, char **argv) {
             print_ids = true;
         } else if (!strcmp(a, "--chat")) {
             chat = true;
+        } else if (!strcmp(a, "-i") || !strcmp(a, "--interactive")) {
+            chat = interactive = true;
         } else if (!strcmp(a, "--system")) {
             if (!(system_msg = opt_value(argc, argv, &i))) return 1;
         } else if (!strcmp(a, "--chat-template")) {
@@ -191,25 +198,29 @@ int cmd_run(int argc, char **argv) {
             fitlm_error_print(&err);
             goto done;
         }
-    } else if (!prompt && !ids_text && !isatty(STDIN_FILENO)) {
+    } else if (!prompt && !ids_text && !interactive && !isatty(STDIN_FILENO)) {
         prompt = prompt_buf = read_stdin(PROMPT_MAX_BYTES);
         if (!prompt) {
             fitlm_die("run: cannot read the prompt from stdin (empty, or more than %u bytes)", PROMPT_MAX_BYTES);
             goto done;
         }
     }
-    if (!prompt && !ids) {
+    if (!prompt && !ids && !interactive) {
         fitlm_die("run: no prompt given (use -p TEXT, -f FILE, --ids \"1 2 3\" or standard input)");
         goto done;
     }
-    if (chat && !prompt) {
+    if (interactive && ids) {
+        fitlm_die("run: -i takes text turns, not --ids");
+        goto done;
+    }
+    if (chat && !prompt && !interactive) {
         fitlm_die("run: --chat needs the user message as text (-p, -f or stdin)");
         goto done;
     }
 
-    if (prompt || !print_ids) {
+    if (prompt || !print_ids || interactive) {
         tok = open_tokenizer(m, &err);
-        if (!tok && prompt) {
+        if (!tok && (prompt || interactive)) {
             fitlm_error_prefix(&err, o.model_path);
             fitlm_error_print(&err);
             goto done;
@@ -221,21 +232,47 @@ int cmd_run(int argc, char **argv) {
                   fitlm_tokenizer_vocab_size(tok), m->hp.vocab_size);
         goto done;
     }
+    fitlm_chat_template t = FITLM_CHAT_NONE;
+    if (chat) {
+        t = template_name ? fitlm_chat_template_from_name(template_name)
+                          : fitlm_chat_template_detect(fitlm_tokenizer_chat_template(tok));
+        if (t == FITLM_CHAT_NONE) {
+            fitlm_die("%s: no built-in chat template matches the model's; choose one with --chat-template "
+                      "(llama2, llama3, chatml, mistral)",
+                      o.model_path);
+            goto done;
+        }
+        if (!system_msg && t == FITLM_CHAT_CHATML && !template_name)
+            system_msg = default_system = fitlm_chat_default_system(fitlm_tokenizer_chat_template(tok));
+    }
+    if (interactive) {
+        if (!n_predict_given) n_predict = fitlm_runtime_n_ctx(s.rt);
+        smp = fitlm_sampler_new(&sp, fitlm_runtime_vocab(s.rt), &err);
+        logits = malloc((size_t)fitlm_runtime_vocab(s.rt) * sizeof *logits);
+        out_ids = malloc(((size_t)n_predict + 1) * sizeof *out_ids);
+        if (!smp || !logits || !out_ids) {
+            if (!smp) fitlm_error_print(&err);
+            else fitlm_die("out of memory");
+            goto done;
+        }
+        fprintf(stderr, "fitlm: chat template %s, seed %llu; one line per turn, end with Ctrl-D\n",
+                fitlm_chat_template_name(t), (unsigned long long)sp.seed);
+        gen_ctx g = {.rt = s.rt, .smp = smp, .tok = tok, .logits = logits, .out = out_ids, .out_cap = n_predict};
+        if (chat_loop(&g, t, system_msg, prompt, n_predict, print_ids, &err)) {
+            fitlm_error_print(&err);
+            goto done;
+        }
+        fitlm_runtime_memory mem;
+        fitlm_runtime_get_memory(s.rt, &mem);
+        fitlm_memory_report_print(stderr, &mem, &m->hp);
+        rc = 0;
+        goto done;
+    }
     if (prompt) {
         const char *text = prompt;
         if (chat) {
-            fitlm_chat_template t = template_name ? fitlm_chat_template_from_name(template_name)
-                                                  : fitlm_chat_template_detect(fitlm_tokenizer_chat_template(tok));
-            if (t == FITLM_CHAT_NONE) {
-                fitlm_die("%s: no built-in chat template matches the model's; choose one with --chat-template "
-                          "(llama2, llama3, chatml, mistral)",
-                          o.model_path);
-                goto done;
-            }
             fitlm_chat_message msgs[2];
             size_t nm = 0;
-            if (!system_msg && t == FITLM_CHAT_CHATML && !template_name)
-                system_msg = default_system = fitlm_chat_default_system(fitlm_tokenizer_chat_template(tok));
             if (system_msg) msgs[nm++] = (fitlm_chat_message){"system", system_msg};
             msgs[nm++] = (fitlm_chat_message){"user", prompt};
             chat_text = fitlm_chat_format(t, msgs, nm, true, &err);
@@ -309,43 +346,16 @@ int cmd_run(int argc, char **argv) {
     }
     double t_prompt = now_s() - t0;
 
-    long n_gen = 0;
-    const char *stop_reason = "token limit";
-    double t1 = now_s();
-    while (n_gen < n_predict) {
-        int32_t next = fitlm_sampler_sample(smp, logits);
-        bool eog = tok ? fitlm_tokenizer_is_eog(tok, next) : (next == 1 || next == 2); /* llama2.c: BOS/EOS end a story */
-        if (eog) {
-            stop_reason = "end of generation token";
-            break;
-        }
-        out_ids[n_gen++] = next;
-        fitlm_sampler_accept(smp, next);
-        if (print_ids) {
-            printf("%s%d", n_gen > 1 ? " " : "", next);
-        } else {
-            const char *piece;
-            size_t len;
-            if (fitlm_detok_stream_push(ds, next, &piece, &len, &err) == 0) fwrite(piece, 1, len, stdout);
-        }
-        fflush(stdout);
-        if (n_gen == n_predict) break;
-        if (fitlm_runtime_n_past(s.rt) >= n_ctx) {
-            stop_reason = "context full";
-            break;
-        }
-        if (fitlm_runtime_eval(s.rt, &next, 1, logits, false, &err)) {
-            fitlm_error_print(&err);
-            goto done;
-        }
+    gen_ctx g = {.rt = s.rt, .smp = smp, .tok = tok, .ds = ds, .logits = logits, .out = out_ids,
+                 .out_cap = n_predict};
+    gen_result res;
+    if (generate_tokens(&g, n_predict, false, &res, &err)) {
+        fitlm_error_print(&err);
+        goto done;
     }
-    double t_gen = now_s() - t1;
-    if (ds) {
-        const char *piece;
-        size_t len;
-        fitlm_detok_stream_flush(ds, &piece, &len);
-        fwrite(piece, 1, len, stdout);
-    }
+    long n_gen = res.n;
+    double t_gen = res.seconds;
+    const char *stop_reason = res.reason;
     printf("\n");
     fflush(stdout);
     fprintf(stderr, "\nfitlm: stopped: %s\n", stop_reason);

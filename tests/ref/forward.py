@@ -188,10 +188,12 @@ def read_gguf_kv_raw(path, prefix):
     return out
 
 
-def random_model(cfg, seed, tied=True, bias=False, weight_type=TYPE_F32):
+def random_model(cfg, seed, tied=True, bias=False, weight_type=TYPE_F32, attn_gain=1.0):
     """Random weights for cfg: returns (weights as float64 dict, GGUF tensor list).
     With weight_type F16 the matrices are stored as F16 and the float64 copies
-    are the rounded values (so the reference sees exactly what the file holds)."""
+    are the rounded values (so the reference sees exactly what the file holds).
+    attn_gain scales attn_v and attn_output, making the output depend more on
+    the context than on the current token."""
     rng = np.random.default_rng(seed)
     dim, H, KV, D, F, V = cfg["dim"], cfg["n_heads"], cfg["n_kv_heads"], cfg["head_dim"], cfg["ffn"], cfg["vocab"]
     w, tens = {}, []
@@ -214,13 +216,13 @@ def random_model(cfg, seed, tied=True, bias=False, weight_type=TYPE_F32):
         add(p + "attn_norm.weight", (dim,), 0, matrix=False)
         add(p + "attn_q.weight", (H * D, dim), dim ** -0.5)
         add(p + "attn_k.weight", (KV * D, dim), dim ** -0.5)
-        add(p + "attn_v.weight", (KV * D, dim), dim ** -0.5)
+        add(p + "attn_v.weight", (KV * D, dim), dim ** -0.5 * math.sqrt(attn_gain))
         if bias:
             for n, m in (("attn_q.bias", H * D), ("attn_k.bias", KV * D), ("attn_v.bias", KV * D)):
                 b = (0.2 * rng.standard_normal(m)).astype(np.float32)
                 w[p + n] = b.astype(np.float64)
                 tens.append((p + n, TYPE_F32, b, [m]))
-        add(p + "attn_output.weight", (dim, H * D), (H * D) ** -0.5)
+        add(p + "attn_output.weight", (dim, H * D), (H * D) ** -0.5 * math.sqrt(attn_gain))
         add(p + "ffn_norm.weight", (dim,), 0, matrix=False)
         add(p + "ffn_gate.weight", (F, dim), dim ** -0.5)
         add(p + "ffn_up.weight", (F, dim), dim ** -0.5)
