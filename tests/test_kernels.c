@@ -60,6 +60,7 @@ static void put_half(uint8_t *p, uint16_t h) {
 /* Random weights of `type`: float types from random values, block types as
  * random bytes with random positive/negative fp16 scales of moderate size. */
 static int use_quantizer; /* 1: weights from fitlm_quantize_row of random floats */
+static int positive_acts;  /* 1: activations all positive (worst case for offset corrections) */
 
 static void *random_weights(const type_case *tc, int64_t rows, int64_t cols) {
     const fitlm_type_info *ti = fitlm_type_get(tc->type);
@@ -138,7 +139,7 @@ static void check_type_shape(const type_case *tc, int64_t rows, int64_t cols, in
         CHECK(0, "out of memory");
         goto done;
     }
-    for (int64_t i = 0; i < cols * ntok; i++) X[i] = rnd_act();
+    for (int64_t i = 0; i < cols * ntok; i++) X[i] = positive_acts ? 2.0f + fabsf(rnd_act()) : rnd_act();
     fitlm_cpu_matmul_ref_qact(tc->type, W, rows, cols, X, ntok, Yq, Yabs);
     fitlm_cpu_matmul_ref(tc->type, W, rows, cols, X, ntok, Yref);
     for (int64_t r = 0; r < rows; r++) {
@@ -335,6 +336,9 @@ int main(void) {
         check_type_shape(tc, 19, 768, 1);
         check_type_shape(tc, 19, 768, 9);
         use_quantizer = 0;
+        positive_acts = 1;
+        check_type_shape(tc, 11, 2048, 2);
+        positive_acts = 0;
     }
     fitlm_cpu_isa_set(hw);
     /* an unsupported type gives NaN, not garbage */
