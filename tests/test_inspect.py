@@ -87,6 +87,10 @@ def test_vocab():
         check(tok["vocab_size"] == len(g.kv["tokenizer.ggml.tokens"]), "%s vocab size" % f)
         check(tok["bos_id"] == g.kv["tokenizer.ggml.bos_token_id"] and tok["eos_id"] == g.kv["tokenizer.ggml.eos_token_id"],
               "%s bos/eos" % f)
+        check(tok.get("loaded") is True and tok.get("n_tokens") == len(g.kv["tokenizer.ggml.tokens"]),
+              "%s: fitlm's tokenizer loads it: %s" % (f, tok.get("error")))
+        check(tok.get("algorithm") == {"llama": "spm", "gpt2": "bpe"}[g.kv["tokenizer.ggml.model"]], "%s algorithm" % f)
+        check(tok.get("add_bos") == g.kv.get("tokenizer.ggml.add_bos_token", tok.get("add_bos")), "%s add_bos" % f)
         if "tokenizer.ggml.merges" in g.kv:
             check(tok["merges"] == len(g.kv["tokenizer.ggml.merges"]), "%s merges" % f)
         arch = g.kv["general.architecture"]
@@ -147,8 +151,11 @@ def test_hf_sharded_bf16():
     types = {t["type"]: t for t in j["types"]}
     check(types["BF16"]["bytes"] == 2 * n and types["F32"]["bytes"] == 16, "types %s" % j["types"])
     check(j["hparams"]["rope_layout"] == "half" and j["runnable"], "HF layout/runnable")
-    check(j["tokenizer"] == {"source": "tokenizer.json", "model": "BPE", "vocab_size": 3, "added_tokens": 1,
-                             "merges": 1}, "tokenizer %s" % j["tokenizer"])
+    tok = j["tokenizer"]
+    raw = {k: tok.get(k) for k in ("source", "model", "vocab_size", "added_tokens", "merges")}
+    check(raw == {"source": "tokenizer.json", "model": "BPE", "vocab_size": 3, "added_tokens": 1, "merges": 1},
+          "tokenizer %s" % tok)
+    check(isinstance(tok.get("loaded"), bool) and (tok["loaded"] or tok.get("error")), "tokenizer loaded/error")
     # the config.json path itself opens the folder
     j2 = inspect_json(os.path.join(d, "config.json"))
     check(j2 and j2["n_tensors"] == 48, "config.json path")

@@ -61,6 +61,10 @@ for alt in d["alternatives"]:
         except (KeyError, TypeError):
             check(False, f"alternative lacks {n}")
 check(d["model"]["params"] == 8030261248, "llama-3-8b params")
+# 2 x matmul parameters (linear layers + head; the embedding lookup is free) + 4 L H d_head x mean context
+pmm = 32 * (4096 * 4096 * 2 + 2 * 4096 * 1024 + 3 * 4096 * 14336) + 128256 * 4096
+check(d["compute"]["matmul_params"] == pmm, "matmul params")
+check(d["compute"]["flops_per_token"] == 2 * pmm + 4 * 32 * 32 * 128 * (1024 + 256 / 2), "flops per token")
 check(d["memory"]["kv_bytes_per_token"] == 131072, "llama-3-8b kv/token")
 # default workload: context 8192, batch 1; KV = 8192 tokens at 131072 B
 check(d["memory"]["kv_cache_bytes"] == 8192 * 131072, "kv cache at ctx 8192")
@@ -82,6 +86,9 @@ for m, p, kv in [("llama-2-7b", 6738415616, 524288), ("llama-3-70b", 70553706496
 rc, out, err = run("llama-3-70b", "--gpu", "H100:1")
 check(rc == 1 and err.startswith("fitlm: error:"), "70B F16 on one H100 must fail")
 check(">= 2 x H100-SXM" in err and "4-bit" in err, f"hint names 2 x H100 and 4-bit: {err}")
+rc, out, err = run("llama-3-70b", "--gpu", "H100:1", "--json")
+j = json.loads(out)
+check(rc == 1 and j["feasible"] is False and ">= 2 x H100-SXM" in j["why"], "infeasible JSON says why")
 x = plan_json("llama-3-70b", "--gpu", "H100:2")
 check(x["plan"]["count"] == 2 and x["plan"]["tp"] * x["plan"]["pp"] == 2, "70B on 2 x H100")
 check(140e9 < x["memory"]["weights_bytes"] < 142e9, "70B BF16 weights ~141 GB")
@@ -106,6 +113,10 @@ for zero, n, expect in [(1, 8, 4 * P + 12 * P / 8), (2, 8, 2 * P + 14 * P / 8), 
     states = pdv["weights_bytes"] + pdv["gradients_bytes"] + pdv["optimizer_bytes"]
     check(abs(states - expect) / expect < 1e-9, f"ZeRO-{zero} N={n}: {states:.6g} vs {expect:.6g}")
     check(x["plan"]["zero"] == zero and x["plan"]["dp"] == n, "layout as requested")
+# DeepSpeed's estimate_zero3_model_states_mem_needs for the same layout: 4 x largest layer (the 32000 x 5120
+# embedding) + 18 P / N
+x = plan_json("llama-2-13b", "--train", "--zero", "3", "--gpu", "A100-80GB:8", "--tp", "1", "--pp", "1")
+check(x["memory"]["deepspeed_estimate"]["gpu_bytes"] == 4 * 32000 * 5120 + (18 * P) // 8, "DeepSpeed zero3 cross-check")
 # ZeRO-0: 16 x 13B = 208 GB of model states does not fit a 141 GB H200, whatever the DP size
 rc, out, err = run("llama-2-13b", "--train", "--zero", "0", "--gpu", "H200:8", "--tp", "1", "--pp", "1")
 check(rc == 1 and err.startswith("fitlm: error:"), "ZeRO-0 13B on H200 does not fit")
@@ -132,6 +143,14 @@ x = plan_json("llama-2-13b", "--train", "--gpu", "A100-80GB:4", "--zero", "2", "
 check(x["memory"]["per_device"]["optimizer_bytes"] == 0 and x["memory"]["host_bytes"] > 12 * P / 4,
       "optimizer offload to host")
 
+rc, out, err = run("llama-2-13b", "--train", "--gpu", "A100-80GB:4", "--zero", "2", "--offload-optimizer", "cpu",
+                   "--host-mem", "16")
+check(rc == 1 and "host memory" in err, f"--host-mem limits offload: {err}")
+x = plan_json("llama-3-70b", "--gpu", "RTX-4090:1", "--offload", "cpu", "-q", "q4_k_m")
+check(x["plan"]["offload_layers"] > 0 and x["memory"]["host_bytes"] > 0 and
+      x["memory"]["per_device_bytes"] <= x["memory"]["device_usable_bytes"], "inference layer offload")
+check(x["time"]["offload_s_per_forward"] > 0, "offload costs PCIe time")
+
 # ---- TP never divides heads wrongly ----
 for model in ["qwen2.5-7b", "qwen2.5-0.5b", "llama-3.2-3b", "qwen2.5-1.5b"]:
     x = plan_json(model, "--quant", "any", "--top", "1000")
@@ -151,6 +170,36 @@ check(x["memory"]["kv_cache_bytes"] == 4096 * x["memory"]["kv_bytes_per_token"],
 # KV type: q8_0 = 34/32 bytes per value
 x = plan_json("llama-3-8b", "--kv-type", "q8_0", "--gpu", "H100:1")
 check(x["memory"]["kv_bytes_per_token"] == 131072 / 2 * 34 / 32, "q8_0 KV bytes")
+# properties: KV grows linearly with context (in 16-token blocks) and batch; decode slows as context grows;
+# more TP means fewer bytes per device
+prev = None
+for ctx in [1000, 2048, 4096, 8192]:
+    x = plan_json("llama-3-8b", "-c", str(ctx), "--prompt-tokens", "512", "-n", "256", "--gpu", "H100:1")
+    check(x["memory"]["kv_cache_bytes"] == -(-ctx // 16) * 16 * 131072, f"KV at ctx {ctx} in 16-token blocks")
+    if prev:
+        check(x["time"]["decode_tokens_per_s"] <= prev["time"]["decode_tokens_per_s"] + 1e-9, "decode vs ctx")
+    prev = x
+for b in [1, 4, 16]:
+    x = plan_json("llama-3-8b", "-b", str(b), "-c", "4096", "--gpu", "H200:1")
+    check(x["memory"]["kv_cache_bytes"] == b * 4096 * 131072, f"KV x batch {b}")
+last = None
+for tp in [1, 2, 4, 8]:
+    x = plan_json("llama-3-70b", "--gpu", f"B200:{tp}", "--tp", str(tp))
+    if last:
+        check(x["memory"]["per_device_bytes"] < last, f"TP {tp} lowers bytes per device")
+    last = x["memory"]["per_device_bytes"]
+
+# consistency of the per-stage breakdown: per device = the most loaded stage, total = all devices
+for args in [("llama-3-70b", "--gpu", "H100:8", "--tp", "2", "--pp", "2"),
+             ("llama-3.1-405b", "--train", "--gpu", "H100:256", "--tp", "8", "--pp", "8", "--zero", "1")]:
+    x = plan_json(*args)
+    st, pl, m = x["memory"]["stages"], x["plan"], x["memory"]
+    check(len(st) == pl["pp"], "one entry per stage")
+    check(abs(max(s_["total_bytes"] for s_ in st) - m["per_device_bytes"]) < 1, "per device = max stage")
+    check(abs(sum(s_["total_bytes"] for s_ in st) * pl["tp"] * pl["dp"] - m["total_bytes"]) < 1e-6 * m["total_bytes"],
+          "total = sum over devices")
+    check(abs(sum(s_["activations_bytes"] for s_ in st) * pl["tp"] - m["activations_bytes"]) < 1, "replica activations")
+
 # objectives and constraints
 lat = plan_json("llama-3-8b", "--objective", "latency")
 cost = plan_json("llama-3-8b", "--objective", "cost")
@@ -183,7 +232,7 @@ cases = [
     ["llama-3-8b", "-c", "1e12"], ["llama-3-8b", "-c", "abc"], ["llama-3-8b", "--batch", "0"],
     ["llama-3-8b", "-c", "100000"], ["llama-3-8b", "--max-cost", "0.01"], ["llama-3-8b", "--quant", "q9_z"],
     ["llama-3-8b", "--kv-type", "bogus"], ["llama-3-8b", "--objective", "fun"], ["llama-3-8b", "--zero", "4"],
-    ["llama-3-8b", "--tp", "3"], ["llama-3-8b", "--pp", "100"], ["llama-3-8b", "--margin", "2"],
+    ["llama-3-8b", "--tp", "3"], ["llama-3-8b", "--pp", "100"], ["llama-3-70b", "--tp", "16"], ["llama-3-8b", "--margin", "2"],
     ["llama-3-8b", "--gpu", "H100:0"], ["llama-3-8b", "--gpu", "H100:-2"], ["llama-3-8b", "--bogus-flag"],
     ["llama-3-8b", "--min-tokens-per-s", "1e11"], ["llama-3-8b", "--max-ttft", "0.000001"],
     ["llama-3-8b", "--prompt-tokens", "9000"], ["llama-3-8b", "--train", "--seq-len", "999999"],
@@ -209,6 +258,92 @@ for src in [os.path.join(cfg_dir, "config.json"), cfg_dir]:
     x = plan_json(src, "--gpu", "H100:1")
     check(x["model"]["params"] == 8030261248 and x["memory"]["kv_bytes_per_token"] == 131072, f"config input {src}")
 
+# ---- GGUF and llama2.c files: exact weight bytes from the file ----
+sys.path.insert(0, os.path.join(os.environ.get("FITLM_SRC", "."), "tests", "pyutil"))
+import modelfiles as mf  # noqa: E402  (GGUF writer written from the spec)
+
+D, F, H, KV, L, V = 64, 256, 4, 2, 4, 256
+hd = D // H
+
+
+def q8_0(n_rows, row):  # Q8_0: 34 bytes per 32 values (the content does not matter to the planner)
+    return bytes((i * 7) & 0xFF for i in range(n_rows * row // 32 * 34))
+
+
+tensors = [("token_embd.weight", 8, [D, V], q8_0(V, D)), ("output_norm.weight", 0, [D], b"\0" * 4 * D),
+           ("output.weight", 1, [D, V], b"\0" * 2 * D * V)]
+for l in range(L):
+    tensors += [(f"blk.{l}.attn_norm.weight", 0, [D], b"\0" * 4 * D),
+                (f"blk.{l}.attn_q.weight", 8, [D, D], q8_0(D, D)),
+                (f"blk.{l}.attn_k.weight", 8, [D, KV * hd], q8_0(KV * hd, D)),
+                (f"blk.{l}.attn_v.weight", 8, [D, KV * hd], q8_0(KV * hd, D)),
+                (f"blk.{l}.attn_output.weight", 8, [D, D], q8_0(D, D)),
+                (f"blk.{l}.ffn_norm.weight", 0, [D], b"\0" * 4 * D),
+                (f"blk.{l}.ffn_gate.weight", 8, [D, F], q8_0(F, D)),
+                (f"blk.{l}.ffn_up.weight", 8, [D, F], q8_0(F, D)),
+                (f"blk.{l}.ffn_down.weight", 8, [F, D], q8_0(D, F))]
+kvs = [("general.architecture", 8, "llama"), ("general.name", 8, "tiny-q8"), ("llama.block_count", 4, L),
+       ("llama.embedding_length", 4, D), ("llama.feed_forward_length", 4, F), ("llama.attention.head_count", 4, H),
+       ("llama.attention.head_count_kv", 4, KV), ("llama.context_length", 4, 512),
+       ("llama.attention.layer_norm_rms_epsilon", 6, 1e-5), ("llama.rope.freq_base", 6, 10000.0)]
+gguf = os.path.join(TMP, "plan_tiny_q8.gguf")
+mf.write_gguf(gguf, kvs, tensors)
+file_bytes = sum(len(t[3]) for t in tensors)
+n_params = sum(int(__import__("math").prod(t[2])) for t in tensors)
+x = plan_json(gguf, "--gpu", "cpu")
+check(x["model"]["params"] == n_params, f"GGUF params {x['model']['params']} vs {n_params}")
+check(x["memory"]["weights_bytes"] == file_bytes and x["model"]["file_weight_bytes"] == file_bytes,
+      f"GGUF weight bytes exact: {x['memory']['weights_bytes']} vs {file_bytes}")
+check(x["plan"]["weights"] == "file:Q8_0", f"file format named {x['plan']['weights']}")
+x = plan_json(gguf, "--gpu", "L4:2", "--pp", "2")
+st = x["memory"]["stages"]
+check(len(st) == 2 and abs(sum(s["weights_bytes"] for s in st) - file_bytes) < 1e-6, "PP stages split the file bytes")
+x = plan_json(gguf, "-q", "q4_0", "--gpu", "cpu")
+check(x["memory"]["weights_bytes"] < file_bytes, "hyperparameter-based format still available for a file")
+rc, out, err = run(gguf, "-q", "file", "--gpu", "cpu")
+check(rc == 0, "explicit -q file")
+rc, out, err = run("llama-3-8b", "-q", "file")
+check(rc == 1 and "needs a model file" in err, "-q file without a file")
+stories = os.path.join(os.environ.get("FITLM_SHARED", "/nonexistent"), "data", "stories260K", "stories260K.bin")
+if os.path.exists(stories):
+    x = plan_json(stories, "--gpu", "cpu")
+    # llama2.c v0: fp32 tensors after a 28-byte header, minus the unused RoPE tables (seq_len x head_size)
+    expect = os.path.getsize(stories) - 28 - 512 * 8 * 4
+    check(x["memory"]["weights_bytes"] == expect and x["model"]["params"] * 4 == expect,
+          f"llama2.c weights {x['memory']['weights_bytes']} vs {expect}")
+broken = os.path.join(TMP, "plan_broken.gguf")
+with open(broken, "wb") as f:
+    f.write(open(gguf, "rb").read()[:200])
+rc, out, err = run(broken)
+check(rc == 1 and err.startswith("fitlm: error: "), f"truncated GGUF: {err!r}")
+vocab = os.path.join(os.environ.get("FITLM_SHARED", "/nonexistent"), "data", "vocab", "ggml-vocab-gpt-2.gguf")
+if os.path.exists(vocab):
+    rc, out, err = run(vocab)
+    check(rc == 1 and err.startswith("fitlm: error: "), f"vocab-only gpt2 GGUF: {err!r}")
+
+# ---- the hostile corpus (tests/hostile/gen_*.py): malformed containers, models and configs are refused
+# with one clean error line; tokenizer defects do not matter to the planner ----
+import glob  # noqa: E402
+import shutil  # noqa: E402
+
+hdir = os.path.join(TMP, "plan-hostile")
+shutil.rmtree(hdir, ignore_errors=True)
+os.makedirs(hdir)
+for gen in sorted(glob.glob(os.path.join(os.environ.get("FITLM_SRC", "."), "tests", "hostile", "gen_*.py"))):
+    subprocess.run(["/usr/bin/python3", gen, hdir], check=True, capture_output=True)
+n_hostile = 0
+for tsv in glob.glob(os.path.join(hdir, "*.tsv")):
+    for line in open(tsv):
+        path, layer, what = (line.rstrip("\n").split("\t") + ["", ""])[:3]
+        p = subprocess.run([BIN, "plan", path, "--gpu", "cpu"], capture_output=True, text=True, timeout=30)
+        clean_err = p.returncode == 1 and p.stderr.startswith("fitlm: error: ")
+        if layer in ("ok", "tokenizer"):
+            check(p.returncode == 0 or clean_err, f"hostile {layer} {path}: rc={p.returncode} {p.stderr[:200]!r}")
+        else:
+            check(clean_err, f"hostile {layer} {path} ({what}): rc={p.returncode} {p.stderr[:200]!r}")
+        n_hostile += 1
+check(n_hostile > 100, f"hostile corpus ran ({n_hostile} files)")
+
 # ---- SVG ----
 svg = os.path.join(TMP, "plan.svg")
 rc, out, err = run("llama-3-70b", "--gpu", "H100:4", "--pp", "2", "--svg", svg)
@@ -223,6 +358,10 @@ check("capacity 80.0 GiB" in texts and "GPU 3" in texts and "weights" in texts, 
 rc, out, err = run("llama-3-8b", "--train", "--gpu", "H100:8", "--svg", svg)
 ET.parse(svg)
 check(rc == 0, "training svg")
+rc, out, err = run("llama-3.1-405b", "--train", "--gpu", "H100:128", "--pp", "4", "--svg", svg)
+root = ET.parse(svg).getroot()
+texts = "".join(t.text or "" for t in root.iter(f"{ns}text"))
+check(rc == 0 and "stage 3 (x32)" in texts, f"more than 32 devices: one bar per stage ({err})")
 
 # ---- custom hardware (--gpus-file) and this machine's CPU ----
 custom = os.path.join(TMP, "plan_custom_gpus.json")
@@ -253,6 +392,9 @@ for n in ["RTX-3090", "RTX-5090", "A10G", "L4", "L40S", "RTX-A6000", "A100-40GB"
 # ---- text output and search speed ----
 rc, out, err = run("llama-3-8b")
 check(rc == 0 and "PLAN:" in out and "Memory" in out and "Alternatives" in out, "default text plan")
+check("This machine" in out, "default plan includes this machine's CPU")
+x = plan_json("llama-3-8b")
+check(len(x["this_machine"]) == 2 and x["this_machine"][1]["plan"]["weights"] == "Q4_K_M", "this_machine in JSON")
 x = plan_json("llama-3-70b", "--quant", "any", "--kv-type", "any", "--offload", "cpu", "--top", "5")
 check(x["search"]["cpu_seconds"] < 0.5, f"full inference search took {x['search']['cpu_seconds']:.3f} s CPU")
 x = plan_json("llama-3.1-405b", "--train")

@@ -63,6 +63,9 @@ static void test_params(void) {
         fitlm_plan_param_counts(&p->hp, &pc);
         CHECK(pc.total == p->published_params, "%s: %llu vs %llu", p->name, (unsigned long long)pc.total,
               (unsigned long long)p->published_params);
+        /* the model module's own count agrees */
+        CHECK(fitlm_hparams_param_count(&p->hp) == pc.total, "%s: model module counts %llu", p->name,
+              (unsigned long long)fitlm_hparams_param_count(&p->hp));
     }
     /* the presets the issue names */
     static const char *const need[] = {"llama-2-7b", "llama-2-13b", "llama-2-70b", "llama-3-8b", "llama-3-70b",
@@ -122,6 +125,24 @@ static void test_weights(void) {
         CHECK(fabs(b / 1e9 - gg[i].gb) <= 0.015, "%s %s: %.3f GB vs published %.2f", gg[i].m, gg[i].q, b / 1e9,
               gg[i].gb);
     }
+    /* More llama.cpp quantizations (Hugging Face listings of the common GGUF uploads): Qwen2.5-72B-Instruct
+     * Q4_K_M 47.42 GB (its ffn_down rows of 29568 are not whole 256-blocks: the Q5_0/Q8_0 fallback), Qwen2.5-7B-
+     * Instruct Q4_K_M 4.68 GB and Q8_0 8.10 GB, Mistral-7B-v0.1 Q4_K_M 4.37 GB and Q8_0 7.70 GB. */
+    static const struct {
+        const char *m, *q;
+        double gb;
+    } gg2[] = {{"qwen2.5-72b", "q4_k_m", 47.42}, {"qwen2.5-7b", "q4_k_m", 4.68}, {"qwen2.5-7b", "q8_0", 8.10},
+               {"mistral-7b", "q4_k_m", 4.37}, {"mistral-7b", "q8_0", 7.70}};
+    for (size_t i = 0; i < sizeof gg2 / sizeof gg2[0]; i++) {
+        double b = weights_of(gg2[i].m, gg2[i].q) + 8e6;
+        CHECK(fabs(b / 1e9 - gg2[i].gb) <= 0.02, "%s %s: %.3f GB vs published %.2f", gg2[i].m, gg2[i].q, b / 1e9,
+              gg2[i].gb);
+    }
+    /* Published 4-bit checkpoints (Hugging Face file listings, safetensors, group 128):
+     * TheBloke/Llama-2-7B-GPTQ 3.90 GB, TheBloke/Llama-2-7B-AWQ 3.89 GB, TheBloke/Llama-2-13B-GPTQ 7.26 GB. */
+    CHECK(fabs(weights_of("llama-2-7b", "gptq") / 1e9 - 3.90) < 0.015, "llama-2-7b gptq");
+    CHECK(fabs(weights_of("llama-2-7b", "awq") / 1e9 - 3.89) < 0.015, "llama-2-7b awq");
+    CHECK(fabs(weights_of("llama-2-13b", "gptq") / 1e9 - 7.26) < 0.015, "llama-2-13b gptq");
     double q8 = weights_of("llama-3-8b", "int8");
     CHECK(q8 > 8.0e9 && q8 < 9.2e9, "int8 %.4g", q8);
 }

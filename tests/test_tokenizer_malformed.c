@@ -295,6 +295,33 @@ int main(void) {
     if (t) encode_expect(t, "ab ab", (const int32_t[]){2, 4}, 2, "json array merges");
     fitlm_tokenizer_free(t);
 
+    /* Metaspace (prepend_scheme first / always, split) and its decoding */
+    for (int always = 0; always < 2; always++) {
+        char js[1024];
+        snprintf(js, sizeof js,
+                 JSON_HEAD "\"vocab\": {\"\u2581\": 0, \"a\": 1, \"b\": 2, \"\u2581a\": 3, \"ab\": 4, "
+                           "\"\u2581ab\": 5}, \"merges\": [\"a b\", \"\u2581 ab\"]}, \"added_tokens\": [{\"id\": 6, "
+                           "\"content\": \"<x>\", \"special\": true}], \"pre_tokenizer\": {\"type\": \"Metaspace\", "
+                           "\"replacement\": \"\u2581\", \"prepend_scheme\": \"%s\", \"split\": true}}",
+                 always ? "always" : "first");
+        t = fitlm_tokenizer_from_hf_json(js, strlen(js), NULL, &err);
+        CHECK(t != NULL, "Metaspace json: %s", err.msg);
+        if (!t) continue;
+        encode_expect(t, "ab ab", (const int32_t[]){5, 5}, 2, "Metaspace split words");
+        encode_expect(t, " ab", (const int32_t[]){5}, 1, "Metaspace: no second prefix");
+        int32_t *ids = NULL;
+        size_t n = 0;
+        CHECK(fitlm_tokenizer_encode(t, "<x>ab", 5, false, true, &ids, &n, &err) == 0, "%s", err.msg);
+        CHECK(n == 2 && ids[0] == 6 && ids[1] == (always ? 5 : 4), "Metaspace %s after a special: %d",
+              always ? "always" : "first", n == 2 ? ids[1] : -1);
+        free(ids);
+        size_t dl;
+        char *d = fitlm_tokenizer_decode(t, (const int32_t[]){5, 5}, 2, false, &dl, &err);
+        CHECK(d && !strcmp(d, "ab ab"), "Metaspace decode '%s'", d ? d : err.msg);
+        free(d);
+        fitlm_tokenizer_free(t);
+    }
+
     expect_json_fail("{not json", NULL, "not valid JSON", "bad JSON");
     expect_json_fail("{}", NULL, "no 'model'", "no model");
     expect_json_fail("{\"model\": {\"type\": \"WordPiece\", \"vocab\": {}}}", NULL, "only BPE", "WordPiece");

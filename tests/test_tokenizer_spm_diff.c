@@ -80,6 +80,16 @@ int main(void) {
     fitlm_tokenizer *hf = fitlm_tokenizer_load(hf_path, &err);
     CHECK(hf != NULL, "%s", err.msg);
     int hf_same = 0, hf_differ = 0;
+    if (hf) { /* special tokens: the Prepend normalizer runs on each run of text, as the GGUF dummy prefix */
+        int32_t *a = NULL, *b = NULL;
+        size_t na = 0, nb = 0;
+        CHECK(fitlm_tokenizer_encode(hf, "<s>Hello</s> x", 14, true, true, &a, &na, &err) == 0, "%s", err.msg);
+        CHECK(fitlm_tokenizer_encode(t, "<s>Hello</s> x", 14, true, true, &b, &nb, &err) == 0, "%s", err.msg);
+        CHECK(na == 6 && nb == 6 && !memcmp(a, b, 6 * sizeof *a) && a[0] == 1 && a[1] == 1 && a[3] == 2,
+              "tokenizer.json and GGUF disagree around special tokens");
+        free(a);
+        free(b);
+    }
 
     char *p = out;
     int same = 0, differ = 0, rt_checked = 0, rt_ok = 0, ref_no_rt = 0;

@@ -12,6 +12,7 @@
 #include "format/ggml_type.h"
 #include "format/gguf.h"
 #include "model/model.h"
+#include "tokenizer/tokenizer.h"
 #include "util/file.h"
 
 static void usage(FILE *out) {
@@ -119,6 +120,31 @@ static void add_gguf_u64_key(cJSON *o, const char *name, const fitlm_gguf *g, co
     if (fitlm_gguf_get_u64(g, key, &v, NULL) == 1) add_u64(o, name, v);
 }
 
+/* What fitlm's own tokenizer makes of the vocabulary: loaded or the reason not. */
+static void add_loaded_tokenizer(cJSON *o, fitlm_tokenizer *t, const fitlm_error *err) {
+    cJSON_AddBoolToObject(o, "loaded", t != NULL);
+    if (!t) {
+        cJSON_AddStringToObject(o, "error", err->msg);
+        return;
+    }
+    cJSON_AddStringToObject(o, "algorithm", fitlm_tokenizer_get_type(t) == FITLM_TOK_SPM ? "spm" : "bpe");
+    cJSON_AddStringToObject(o, "pre_tokenizer", fitlm_tokenizer_pre_name(t));
+    add_u64(o, "n_tokens", (uint64_t)fitlm_tokenizer_vocab_size(t));
+    static const char *names[] = {"bos_id", "eos_id", "eot_id", "pad_id", "unk_id"};
+    int32_t ids[] = {fitlm_tokenizer_bos(t), fitlm_tokenizer_eos(t), fitlm_tokenizer_eot(t), fitlm_tokenizer_pad(t),
+                     fitlm_tokenizer_unk(t)};
+    for (int i = 0; i < 5; i++) {
+        cJSON_DeleteItemFromObjectCaseSensitive(o, names[i]);
+        if (ids[i] >= 0) add_u64(o, names[i], (uint64_t)ids[i]);
+    }
+    cJSON_DeleteItemFromObjectCaseSensitive(o, "add_bos");
+    cJSON_AddBoolToObject(o, "add_bos", fitlm_tokenizer_add_bos(t));
+    cJSON_AddBoolToObject(o, "add_eos", fitlm_tokenizer_add_eos(t));
+    cJSON_DeleteItemFromObjectCaseSensitive(o, "chat_template");
+    cJSON_AddBoolToObject(o, "chat_template", fitlm_tokenizer_chat_template(t) != NULL);
+    fitlm_tokenizer_free(t);
+}
+
 static cJSON *tokenizer_json(const fitlm_model *m) {
     cJSON *o = cJSON_CreateObject();
     if (m->gguf) {
@@ -142,6 +168,8 @@ static cJSON *tokenizer_json(const fitlm_model *m) {
         bool b;
         if (fitlm_gguf_get_bool(g, "tokenizer.ggml.add_bos_token", &b, NULL) == 1) cJSON_AddBoolToObject(o, "add_bos", b);
         cJSON_AddBoolToObject(o, "chat_template", fitlm_gguf_get(g, "tokenizer.chat_template") != NULL);
+        fitlm_error terr = {{0}};
+        add_loaded_tokenizer(o, fitlm_tokenizer_from_gguf(g, &terr), &terr);
         return o;
     }
     if (m->hf_dir) {
@@ -165,6 +193,8 @@ static cJSON *tokenizer_json(const fitlm_model *m) {
         const cJSON *merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
         if (cJSON_IsArray(merges)) add_u64(o, "merges", (uint64_t)cJSON_GetArraySize(merges));
         cJSON_Delete(root);
+        fitlm_error terr = {{0}};
+        add_loaded_tokenizer(o, fitlm_tokenizer_load(m->hf_dir, &terr), &terr);
         return o;
     }
     cJSON_Delete(o);

@@ -63,6 +63,7 @@ static void usage(FILE *fp) {
             "      --min-tokens-per-s N   at least this many tokens/s (inference adds replicas)\n"
             "      --max-ttft S           at most this time to first token (seconds)\n"
             "      --margin F             fraction of device memory kept free (default 0.05)\n"
+            "      --host-mem GIB         host memory per node available for offload (default: not checked)\n"
             "      --top N                alternatives shown (default 8)\n"
             "output:\n"
             "      --json                 JSON on stdout (schema: docs/planner.md)\n"
@@ -250,7 +251,7 @@ int cmd_plan(int argc, char **argv) {
                 "--kv-block", "--offload", "--seq-len", "--micro-batch", "--grad-accum", "--global-batch",
                 "--optimizer", "--zero", "--offload-optimizer", "--offload-params", "--recompute", "--lora-rank",
                 "--train-tokens", "--tp", "--pp", "--dp", "--max-gpus", "--objective", "--max-cost",
-                "--min-tokens-per-s", "--max-ttft", "--margin", "--top", "--flash"};
+                "--min-tokens-per-s", "--max-ttft", "--margin", "--top", "--flash", "--host-mem"};
             bool known = false;
             for (size_t k = 0; k < sizeof with_value / sizeof with_value[0]; k++)
                 if (!strcmp(a, with_value[k])) known = true;
@@ -334,9 +335,13 @@ int cmd_plan(int argc, char **argv) {
             }
             fitlm_wformat *f = &r.formats[r.n_formats];
             if (!strcasecmp(tok, "file")) {
+                if (!model.from_file) {
+                    fitlm_die("--quant file needs a model file with weights");
+                    goto done;
+                }
                 memset(f, 0, sizeof *f);
                 f->kind = FITLM_W_FILE;
-                snprintf(f->name, sizeof f->name, "file");
+                snprintf(f->name, sizeof f->name, "%s", model.file_type_name);
             } else if (fitlm_wformat_parse(tok, f, &err)) {
                 fitlm_error_print(&err);
                 goto done;
@@ -392,6 +397,10 @@ int cmd_plan(int argc, char **argv) {
         else if (!strcmp(o, "--min-tokens-per-s")) bad = parse_num(o, v, 0.0001, 1e12, &r.min_tokens_per_s);
         else if (!strcmp(o, "--max-ttft")) bad = parse_num(o, v, 1e-6, 1e6, &r.max_ttft);
         else if (!strcmp(o, "--margin")) bad = parse_num(o, v, 0, 0.9, &r.margin);
+        else if (!strcmp(o, "--host-mem")) {
+            bad = parse_num(o, v, 0.001, 1 << 24, &r.host_mem);
+            r.host_mem *= FITLM_GIB;
+        }
         else if (!strcmp(o, "--top")) bad = parse_int(o, v, 0, 1000, &r.top);
         else if (!strcmp(o, "--no-flash")) r.flash = false;
         else if (!strcmp(o, "--flash")) {
@@ -440,6 +449,10 @@ int cmd_plan(int argc, char **argv) {
         goto done;
     }
     if (out.n == 0) {
+        if (pd.json) { /* scripts get the reason as JSON too ("feasible": false); the exit status stays 1 */
+            json = fitlm_plan_json(&model, &r, &cat, &out, NULL);
+            if (json) printf("%s\n", json);
+        }
         fitlm_die("%s: %s", model.name, out.hint);
         goto done;
     }

@@ -123,7 +123,7 @@ static int rd_string(reader *r, fitlm_gguf_str *out, uint64_t max_len, bool name
         if (len == 0) return fitlm_fail(r->err, "%s: empty %s", r->what, field);
         if (memchr(src, 0, (size_t)len)) return fitlm_fail(r->err, "%s: %s contains a NUL byte", r->what, field);
     }
-    char *s = fitlm_arena_alloc(r->arena, (size_t)len + 1);
+    char *s = fitlm_arena_alloc_bytes(r->arena, (size_t)len + 1);
     if (!s) return fail_oom(r);
     memcpy(s, src, (size_t)len);
     s[len] = 0;

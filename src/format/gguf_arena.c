@@ -32,16 +32,16 @@ void fitlm_arena_free(fitlm_arena *a) {
     free(a);
 }
 
-void *fitlm_arena_alloc(fitlm_arena *a, size_t n) {
-    if (n > SIZE_MAX - 32) return NULL;
-    size_t need = (n + 15) & ~(size_t)15;
-    if (need == 0) need = 16;
+/* n bytes at a multiple of `align` (a power of two <= 16) inside some block. */
+static void *arena_take(fitlm_arena *a, size_t n, size_t align) {
+    if (n > SIZE_MAX - 64) return NULL;
     arena_block *b = a->head;
-    if (!b || b->cap - b->used < need) {
+    size_t start = b ? (b->used + align - 1) & ~(align - 1) : 0;
+    if (!b || start > b->cap || b->cap - start < n) {
         /* big requests get their own block, linked behind the current one so
          * the current block keeps serving small requests */
-        size_t cap = need > ARENA_CHUNK / 4 ? need : ARENA_CHUNK;
-        if (cap > SIZE_MAX - sizeof(arena_block)) return NULL;
+        size_t cap = n > ARENA_CHUNK / 4 ? (n + 15) & ~(size_t)15 : ARENA_CHUNK;
+        if (cap == 0) cap = 16;
         arena_block *nb = malloc(sizeof(arena_block) + cap);
         if (!nb) return NULL;
         nb->cap = cap;
@@ -54,12 +54,22 @@ void *fitlm_arena_alloc(fitlm_arena *a, size_t n) {
             a->head = nb;
         }
         b = nb;
+        start = 0;
     }
-    void *p = b->mem + b->used;
-    b->used += need;
-    a->total += need;
-    memset(p, 0, n);
+    void *p = b->mem + start;
+    a->total += start + n - b->used;
+    b->used = start + n;
     return p;
+}
+
+void *fitlm_arena_alloc(fitlm_arena *a, size_t n) {
+    void *p = arena_take(a, n, 16);
+    if (p) memset(p, 0, n);
+    return p;
+}
+
+void *fitlm_arena_alloc_bytes(fitlm_arena *a, size_t n) {
+    return arena_take(a, n, 1);
 }
 
 size_t fitlm_arena_used(const fitlm_arena *a) {

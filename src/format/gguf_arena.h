@@ -15,6 +15,9 @@ void fitlm_arena_free(fitlm_arena *a);
 /* Returns `n` bytes aligned to 16 (zeroed), owned by the arena (freed by
  * fitlm_arena_free), or NULL when out of memory. n may be 0. */
 void *fitlm_arena_alloc(fitlm_arena *a, size_t n);
+/* Returns `n` bytes with no alignment and not zeroed (for string copies),
+ * owned by the arena, or NULL when out of memory. */
+void *fitlm_arena_alloc_bytes(fitlm_arena *a, size_t n);
 /* Total bytes handed out so far (for tests of bounded memory use). */
 size_t fitlm_arena_used(const fitlm_arena *a);
 

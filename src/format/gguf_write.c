@@ -104,9 +104,10 @@ static int copy_value(fitlm_gguf_writer *w, const char *key, fitlm_gguf_value *d
         return fitlm_fail(err, "GGUF writer: key '%s': bool value %" PRIu64, key, src->v.u64);
     if (src->type == FITLM_GGUF_STRING) {
         if (!src->v.str.s && src->v.str.len) return fitlm_fail(err, "GGUF writer: key '%s': NULL string", key);
-        char *s = fitlm_arena_alloc(w->arena, (size_t)src->v.str.len + 1);
+        char *s = fitlm_arena_alloc_bytes(w->arena, (size_t)src->v.str.len + 1);
         if (!s) return fitlm_fail(err, "out of memory");
         if (src->v.str.len) memcpy(s, src->v.str.s, (size_t)src->v.str.len);
+        s[src->v.str.len] = 0;
         dst->v.str.s = s;
         return 0;
     }
@@ -142,9 +143,10 @@ static int copy_value(fitlm_gguf_writer *w, const char *key, fitlm_gguf_value *d
         if (!strs) return fitlm_fail(err, "out of memory");
         for (uint64_t i = 0; i < n; i++) {
             const fitlm_gguf_str *s = &src->v.arr.strs[i];
-            char *c = fitlm_arena_alloc(w->arena, (size_t)s->len + 1);
+            char *c = fitlm_arena_alloc_bytes(w->arena, (size_t)s->len + 1);
             if (!c) return fitlm_fail(err, "out of memory");
             if (s->len) memcpy(c, s->s, (size_t)s->len);
+            c[s->len] = 0;
             strs[i].len = s->len;
             strs[i].s = c;
         }

@@ -25,25 +25,10 @@ uint64_t fitlm_rope_perm_src_row(uint64_t row, uint32_t head_dim, bool to_half) 
     return h * d + j * half + i;
 }
 
-typedef struct out_tensor {
-    const fitlm_tensor *src; /* NULL: generated (gen) */
-    fitlm_tensor_kind kind;
-    int layer;
-    char name[128];
-    int type;
-    uint32_t n_dims;
-    uint64_t ne[4];
-    uint64_t n_elements;
-    bool permute;
-    float *gen; /* owned generated F32 data (rope_freqs) */
-} out_tensor;
-
-typedef struct plan {
-    const fitlm_model *m;
-    fitlm_rope_layout dst_layout;
-    out_tensor *t;
-    size_t n;
-} plan;
+/* The export plan types are public (model/convert.h) so that fitlm quantize
+ * writes the same tensors and metadata; short local names: */
+typedef fitlm_export_tensor out_tensor;
+typedef fitlm_export_plan plan;
 
 static bool is_float_type(int t) { return t == FITLM_TYPE_F32 || t == FITLM_TYPE_F16 || t == FITLM_TYPE_BF16; }
 
@@ -104,9 +89,16 @@ static int st_fill(void *user, size_t index, void *buf, uint64_t nbytes, fitlm_e
     return fill_tensor(user, index, buf, nbytes, err);
 }
 
-static void plan_free(plan *p) {
+void fitlm_export_plan_free(fitlm_export_plan *p) {
+    if (!p) return;
     for (size_t i = 0; i < p->n; i++) free(p->t[i].gen);
     free(p->t);
+    p->t = NULL;
+    p->n = 0;
+}
+
+uint64_t fitlm_export_src_row(const fitlm_export_plan *p, const fitlm_export_tensor *t, uint64_t row) {
+    return t->permute ? fitlm_rope_perm_src_row(row, p->m->hp.head_dim, p->dst_layout == FITLM_ROPE_HALF) : row;
 }
 
 static int plan_add(plan *p, const fitlm_tensor *s, fitlm_tensor_kind kind, int layer, const fitlm_convert_opts *o,
@@ -139,7 +131,7 @@ static int plan_add(plan *p, const fitlm_tensor *s, fitlm_tensor_kind kind, int 
     return 0;
 }
 
-static int build_plan(plan *p, const fitlm_model *m, const fitlm_convert_opts *o, fitlm_error *err) {
+int fitlm_export_plan_build(fitlm_export_plan *p, const fitlm_model *m, const fitlm_convert_opts *o, fitlm_error *err) {
     const fitlm_hparams *hp = &m->hp;
     memset(p, 0, sizeof *p);
     p->m = m;
@@ -186,11 +178,9 @@ static int build_plan(plan *p, const fitlm_model *m, const fitlm_convert_opts *o
 
 /* ---- GGUF ---- */
 
-static int write_gguf(const fitlm_model *m, const char *out, const plan *p, fitlm_error *err) {
+int fitlm_export_gguf_metadata(const fitlm_model *m, fitlm_gguf_writer *w, int file_type, fitlm_error *err) {
     const fitlm_hparams *hp = &m->hp;
     const char *arch = hp->arch == FITLM_ARCH_QWEN2 ? "qwen2" : "llama";
-    fitlm_gguf_writer *w = fitlm_gguf_writer_new(3, err);
-    if (!w) return -1;
     char key[128];
 #define KEY(suffix) (snprintf(key, sizeof key, "%s.%s", arch, suffix), key)
     int rc = 0;
@@ -220,19 +210,27 @@ static int write_gguf(const fitlm_model *m, const char *out, const plan *p, fitl
         }
     }
 #undef KEY
-    /* general.file_type: 0 all F32, 1 mostly F16, 32 mostly BF16 (by the first weight matrix) */
-    for (size_t i = 0; i < p->n; i++)
-        if (p->t[i].n_dims == 2) {
-            int ft = p->t[i].type == FITLM_TYPE_F32 ? 0 : p->t[i].type == FITLM_TYPE_F16 ? 1 : p->t[i].type == FITLM_TYPE_BF16 ? 32 : -1;
-            if (ft >= 0) rc |= fitlm_gguf_writer_add_u32(w, "general.file_type", (uint32_t)ft, err);
-            break;
-        }
+    if (file_type >= 0) rc |= fitlm_gguf_writer_add_u32(w, "general.file_type", (uint32_t)file_type, err);
     if (m->gguf) { /* carry the tokenizer over */
         const fitlm_gguf *g = m->gguf;
         for (uint64_t i = 0; i < g->n_kv && rc == 0; i++)
             if (g->kv[i].key.s && strncmp(g->kv[i].key.s, "tokenizer.", 10) == 0)
                 rc |= fitlm_gguf_writer_add_value(w, g->kv[i].key.s, &g->kv[i].value, err);
     }
+    return rc ? -1 : 0;
+}
+
+static int write_gguf(const fitlm_model *m, const char *out, const plan *p, fitlm_error *err) {
+    fitlm_gguf_writer *w = fitlm_gguf_writer_new(3, err);
+    if (!w) return -1;
+    /* general.file_type: 0 all F32, 1 mostly F16, 32 mostly BF16 (by the first weight matrix) */
+    int ft = -1;
+    for (size_t i = 0; i < p->n; i++)
+        if (p->t[i].n_dims == 2) {
+            ft = p->t[i].type == FITLM_TYPE_F32 ? 0 : p->t[i].type == FITLM_TYPE_F16 ? 1 : p->t[i].type == FITLM_TYPE_BF16 ? 32 : -1;
+            break;
+        }
+    int rc = fitlm_export_gguf_metadata(m, w, ft, err);
     for (size_t i = 0; i < p->n && rc == 0; i++)
         rc |= fitlm_gguf_writer_add_tensor(w, p->t[i].name, p->t[i].type, p->t[i].n_dims, p->t[i].ne, NULL, err);
     if (rc == 0) rc = fitlm_gguf_writer_write(w, out, gguf_fill, (void *)p, err);
@@ -383,15 +381,21 @@ fail:
     return -1;
 }
 
-int fitlm_model_convert(const fitlm_model *m, const char *out, const fitlm_convert_opts *opts, fitlm_error *err) {
+int fitlm_model_convert(const fitlm_model *m, const char *out_arg, const fitlm_convert_opts *opts, fitlm_error *err) {
+    char out[4096];
+    size_t ol = strlen(out_arg);
+    while (ol > 1 && out_arg[ol - 1] == '/') ol--; /* "dir/" names the folder "dir" */
+    if (ol == 0 || ol >= sizeof out) return fitlm_fail(err, "convert: invalid output path");
+    memcpy(out, out_arg, ol);
+    out[ol] = 0;
     if (opts->to != FITLM_FORMAT_GGUF && opts->to != FITLM_FORMAT_SAFETENSORS)
         return fitlm_fail(err, "convert: the target must be gguf or hf");
     if (opts->type != FITLM_TYPE_INVALID && !is_float_type(opts->type))
         return fitlm_fail(err, "convert: --type must be f32, f16 or bf16 (use 'fitlm quantize' for quantized types)");
     if (!m->hp_valid) return fitlm_fail(err, "convert: the model has no valid hyperparameters");
     plan p;
-    int rc = build_plan(&p, m, opts, err);
+    int rc = fitlm_export_plan_build(&p, m, opts, err);
     if (rc == 0) rc = opts->to == FITLM_FORMAT_GGUF ? write_gguf(m, out, &p, err) : write_hf(m, out, &p, err);
-    plan_free(&p);
+    fitlm_export_plan_free(&p);
     return rc;
 }

@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "format/gguf.h"
 #include "model/model.h"
 #include "util/error.h"
 
@@ -36,5 +37,43 @@ typedef struct fitlm_convert_opts {
  * goes to a temporary name renamed into place on success. Tokenizer metadata
  * (tokenizer.*) is copied when source and target are both GGUF. 0 or -1 with err. */
 int fitlm_model_convert(const fitlm_model *m, const char *out, const fitlm_convert_opts *opts, fitlm_error *err);
+
+/* ---- The GGUF export path, shared by `fitlm convert` and `fitlm quantize` ----
+ * An export plan lists the tensors a GGUF (or HF) export of a model writes, in
+ * order, with their target names, shapes and where each row comes from. */
+typedef struct fitlm_export_tensor {
+    const fitlm_tensor *src; /* NULL: generated data in gen */
+    fitlm_tensor_kind kind;
+    int layer;
+    char name[128];   /* name in the target format */
+    int type;         /* type convert stores (the opts' float type, F32 for 1-D GGUF tensors) */
+    uint32_t n_dims;
+    uint64_t ne[4];
+    uint64_t n_elements;
+    bool permute;     /* q/k rows reordered between RoPE layouts (see above) */
+    float *gen;       /* owned generated F32 data (rope_freqs), NULL otherwise */
+} fitlm_export_tensor;
+
+typedef struct fitlm_export_plan {
+    const fitlm_model *m;
+    fitlm_rope_layout dst_layout;
+    fitlm_export_tensor *t; /* owned, n entries */
+    size_t n;
+} fitlm_export_plan;
+
+/* Builds the plan for writing m as opts->to with opts->type. On failure the
+ * plan may be partly filled: always release it with fitlm_export_plan_free(). */
+int fitlm_export_plan_build(fitlm_export_plan *p, const fitlm_model *m, const fitlm_convert_opts *opts,
+                            fitlm_error *err);
+void fitlm_export_plan_free(fitlm_export_plan *p);
+
+/* Row of t->src that output row `row` of t comes from (the q/k permutation).
+ * A permuted 1-D tensor (bias) is a column of one-element rows. */
+uint64_t fitlm_export_src_row(const fitlm_export_plan *p, const fitlm_export_tensor *t, uint64_t row);
+
+/* Adds the GGUF metadata convert writes for m: general.architecture/name, the
+ * {arch}.* hyperparameter keys, general.file_type (when file_type >= 0, a
+ * llama.cpp LLAMA_FTYPE id) and the tokenizer.* keys of a GGUF source. */
+int fitlm_export_gguf_metadata(const fitlm_model *m, fitlm_gguf_writer *w, int file_type, fitlm_error *err);
 
 #endif

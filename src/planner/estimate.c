@@ -17,22 +17,33 @@ const fitlm_plan_constants fitlm_plan_k = {
     .eff_decode_flops = 0.60,
     .eff_train = 0.50,
     .eff_link = 0.80,
-    .alpha_link_s = 5e-6,
-    .alpha_pcie_s = 10e-6,
-    .alpha_internode_s = 15e-6,
+    .alpha_link_s = 1e-6, /* per ring step: ~14 us for a small all-reduce over 8 NVLink GPUs */
+    .alpha_pcie_s = 2.5e-6,
+    .alpha_internode_s = 5e-6,
     .internode_bw = 50e9,    /* one 400 Gb/s NIC per GPU (DGX/HGX H100-class nodes) */
     .host_bw_per_gpu = 25e9, /* ~200 GB/s of server DRAM shared by 8 GPUs */
     .nvme_bw_per_gpu = 3e9,
-    .cuda_context_bytes = 512.0 * 1048576,
-    .cublas_workspace_bytes = 32.0 * 1048576,
-    .nccl_bytes = 256.0 * 1048576,
-    .frag_infer = 0.05,
-    .frag_train = 0.10,
-    .cpu_runtime_bytes = 64.0 * 1048576,
     .kv_block_tokens = 16,
 };
 
 #define K fitlm_plan_k
+
+#define MIB 1048576.0
+static const fitlm_backend_overhead k_backends[] = {
+    /* CUDA: context ~0.5 GiB on recent drivers, cuBLAS workspace 32 MiB (NVIDIA's recommendation for
+     * Hopper), NCCL channel buffers */
+    {"cuda", 512 * MIB, 32 * MIB, 256 * MIB, 0.05, 0.10},
+    /* ROCm: HIP context, hipBLASLt workspace, RCCL buffers: the CUDA figures until measured */
+    {"rocm", 512 * MIB, 32 * MIB, 256 * MIB, 0.05, 0.10},
+    /* CPU: fitlm's own runtime buffers */
+    {"cpu", 64 * MIB, 0, 0, 0.05, 0.10},
+};
+
+const fitlm_backend_overhead *fitlm_backend_overhead_for(const fitlm_gpu *g) {
+    if (g->is_cpu) return &k_backends[2];
+    if (!strcmp(g->vendor, "AMD")) return &k_backends[1];
+    return &k_backends[0];
+}
 
 static double peak_flops(const fitlm_gpu *g, const fitlm_wformat *f, bool training, bool pure_fp32) {
     if (pure_fp32 || (f && f->kind == FITLM_W_PLAIN && f->type == FITLM_TYPE_F32)) return g->fp16_flops / 2; /* TF32 */
@@ -62,9 +73,10 @@ static void stage_layers(uint32_t L, int P, int s, uint32_t *l0, uint32_t *l1) {
     *l1 = start + base + ((uint32_t)s < extra ? 1 : 0);
 }
 
-static double overhead_bytes(const fitlm_gpu *g, int count, double dynamic, double frag) {
-    if (g->is_cpu) return K.cpu_runtime_bytes + frag * dynamic;
-    return K.cuda_context_bytes + K.cublas_workspace_bytes + (count > 1 ? K.nccl_bytes : 0) + frag * dynamic;
+static double overhead_bytes(const fitlm_gpu *g, int count, double dynamic, bool training) {
+    const fitlm_backend_overhead *o = fitlm_backend_overhead_for(g);
+    return o->context_bytes + o->blas_workspace_bytes + (count > 1 ? o->collective_bytes : 0) +
+           (training ? o->frag_train : o->frag_infer) * dynamic;
 }
 
 static uint64_t round_up(uint64_t x, uint64_t m) { return m ? (x + m - 1) / m * m : x; }
@@ -80,7 +92,7 @@ static void eval_infer(const fitlm_plan_model *m, const fitlm_plan_request *r, c
                        const fitlm_weight_bytes *wb, fitlm_plan_result *res) {
     const fitlm_hparams *hp = &m->hp;
     const fitlm_gpu *g = &cat->gpus[res->gpu];
-    const fitlm_wformat *f = &r->formats[res->format];
+    const fitlm_wformat *f = &r->formats[res->format >= 0 && res->format < r->n_formats ? res->format : 0];
     int T = res->tp, P = res->pp;
     uint32_t L = hp->n_layers;
     double kvb = fitlm_kv_type_bytes(res->kv_type);
@@ -125,7 +137,7 @@ static void eval_infer(const fitlm_plan_model *m, const fitlm_plan_request *r, c
         st[FITLM_MEM_WEIGHTS] = w / T;
         st[FITLM_MEM_KV] = 2.0 * (l1 - l0) * kv_dev_heads * hp->head_dim * kvb * tokens;
         st[FITLM_MEM_ACT] = act;
-        st[FITLM_MEM_OVERHEAD] = overhead_bytes(g, res->count, act, K.frag_infer);
+        st[FITLM_MEM_OVERHEAD] = overhead_bytes(g, res->count, act, false);
         double tot = 0;
         for (int c = 0; c < FITLM_MEM_COUNT; c++) tot += st[c];
         if (tot > worst) {
@@ -134,12 +146,12 @@ static void eval_infer(const fitlm_plan_model *m, const fitlm_plan_request *r, c
         }
         if (act > act_worst) act_worst = act;
         res->total_bytes += tot * T;
-        if (s == P - 1) replica_act = act * T;
+        replica_act += act * T; /* every device of the replica holds its own buffers */
+        res->comp[FITLM_MEM_OVERHEAD] += st[FITLM_MEM_OVERHEAD] * T;
     }
     res->total_bytes *= res->dp;
     res->per_device_bytes = worst;
     res->comp[FITLM_MEM_ACT] = replica_act;
-    res->comp[FITLM_MEM_OVERHEAD] = res->dev[FITLM_MEM_OVERHEAD] * T * P;
     res->host_bytes = off_bytes * res->dp;
 
     /* ---- time ---- */
@@ -353,7 +365,7 @@ static void eval_train(const fitlm_plan_model *m, const fitlm_plan_request *r, c
         sv[FITLM_MEM_OPT] = O;
         sv[FITLM_MEM_LORA] = LO;
         sv[FITLM_MEM_ACT] = A;
-        sv[FITLM_MEM_OVERHEAD] = overhead_bytes(g, res->count, A + G, K.frag_train);
+        sv[FITLM_MEM_OVERHEAD] = overhead_bytes(g, res->count, A + G, true);
         double tot = 0;
         for (int c = 0; c < FITLM_MEM_COUNT; c++) tot += sv[c];
         if (tot > worst) {
@@ -363,11 +375,11 @@ static void eval_train(const fitlm_plan_model *m, const fitlm_plan_request *r, c
         res->total_bytes += tot * T * D;
         if (host > host_per_gpu_worst) host_per_gpu_worst = host;
         if (nvme > nvme_per_gpu_worst) nvme_per_gpu_worst = nvme;
-        if (st == 0) res->comp[FITLM_MEM_ACT] = A * T;
+        res->comp[FITLM_MEM_ACT] += A * T; /* summed over the replica's devices */
+        res->comp[FITLM_MEM_OVERHEAD] += sv[FITLM_MEM_OVERHEAD] * T;
     }
     res->zero3_gather_bytes = gather;
     res->per_device_bytes = worst;
-    res->comp[FITLM_MEM_OVERHEAD] = res->dev[FITLM_MEM_OVERHEAD] * T * P;
     int per_node = res->count < g->max_per_node ? res->count : g->max_per_node;
     res->host_bytes = host_per_gpu_worst * per_node;
     res->nvme_bytes = nvme_per_gpu_worst * per_node;
@@ -396,7 +408,11 @@ static void eval_train(const fitlm_plan_model *m, const fitlm_plan_request *r, c
     link_of(g, res->count, crosses, &dpbw, &dpalpha);
     double p_dev0 = psi / ((double)T * P);
     double grad_bytes = lora ? psi_lora / ((double)T * P) * 4 : p_dev0 * 2;
-    double t_dp = D > 1 ? fitlm_allreduce_time(grad_bytes, D, dpalpha, dpbw) * (Z >= 3 ? 1.5 : 1.0) : 0;
+    /* full fine-tune: ZeRO-3 moves 3 Psi instead of 2 Psi (Rajbhandari et al. section 7); LoRA with ZeRO-3
+     * also all-gathers the sharded frozen base twice per step (forward and backward), each gather half
+     * the traffic of an all-reduce of the same bytes */
+    double t_dp = D > 1 ? fitlm_allreduce_time(grad_bytes, D, dpalpha, dpbw) * (!lora && Z >= 3 ? 1.5 : 1.0) : 0;
+    if (lora && Z >= 3 && D > 1) t_dp += fitlm_allreduce_time(res->comp[FITLM_MEM_WEIGHTS] / ((double)T * P), D, dpalpha, dpbw);
     double exposed_dp = fmax(0, t_dp - t_compute * 2.0 / 3.0); /* overlapped with the backward pass */
     double t_pp = P > 1 ? 2.0 * m_acc * (dpalpha + b * s * hp->dim * 2 / dpbw) : 0;
     double t_off = 0;
@@ -435,4 +451,9 @@ void fitlm_plan_evaluate(const fitlm_plan_model *m, const fitlm_plan_request *r,
     if (!res->fits)
         snprintf(res->why, sizeof res->why, "needs %.1f GiB per device, %s has %.1f GiB usable",
                  res->per_device_bytes / FITLM_GIB, g->name, res->usable_bytes / FITLM_GIB);
+    else if (r->host_mem > 0 && res->host_bytes > r->host_mem) {
+        res->fits = false;
+        snprintf(res->why, sizeof res->why, "needs %.1f GiB of host memory per node, --host-mem allows %.1f GiB",
+                 res->host_bytes / FITLM_GIB, r->host_mem / FITLM_GIB);
+    }
 }

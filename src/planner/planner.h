@@ -98,9 +98,6 @@ int fitlm_preset_count(fitlm_error *err);
 const fitlm_preset_info *fitlm_preset_at(int i);
 /* Finds a preset by name or alias (case-insensitive). NULL if none. */
 const fitlm_preset_info *fitlm_preset_find(const char *name);
-/* Reads hyperparameters from HF config.json text (llama / mistral / qwen2). 0 ok,
- * -1 with err. *native_type gets the torch_dtype as a fitlm_type (BF16 default). */
-int fitlm_hparams_from_config_text(const char *json_text, fitlm_hparams *hp, int *native_type, fitlm_error *err);
 
 /* ------------------------------------------------------------------ model */
 
@@ -115,12 +112,14 @@ typedef struct fitlm_plan_model {
     bool from_file;
     uint64_t file_weight_bytes;
     char file_format[24];
+    char file_type_name[32]; /* "file:Q4_K", "file:BF16", ... (dominant tensor type) */
     double *file_layer_bytes; /* n_layers entries, owned (NULL if not from a file) */
     double file_embd_bytes, file_output_bytes, file_other_bytes;
 } fitlm_plan_model;
 
-/* Fills m from a preset name, a GGUF file, an HF folder or a config.json.
- * 0 ok, -1 with err ("unknown model 'x' (see --list-models)" etc.). */
+/* Fills m from a preset name, a GGUF file, an HF folder or a config.json (files go
+ * through the shared model loader, fitlm_model_open in inspect mode). 0 ok, -1 with
+ * err ("unknown model 'x' ..."). The caller frees m's buffers with fitlm_plan_model_free(). */
 int fitlm_plan_model_open(fitlm_plan_model *m, const char *spec, fitlm_error *err);
 void fitlm_plan_model_free(fitlm_plan_model *m);
 
@@ -168,6 +167,7 @@ typedef struct fitlm_weight_bytes {
     double total;
     double largest_layer_bytes;
 } fitlm_weight_bytes;
+/* 0 with wb filled (free wb->layer with fitlm_weight_bytes_free()), -1 with err. */
 int fitlm_weight_bytes_compute(const fitlm_plan_model *m, const fitlm_wformat *f, fitlm_weight_bytes *wb, fitlm_error *err);
 void fitlm_weight_bytes_free(fitlm_weight_bytes *wb);
 /* Bits per weight of a format on the model's linear layers (for display). */
@@ -264,6 +264,7 @@ typedef struct fitlm_plan_request {
     double min_tokens_per_s;  /* 0 = none */
     double max_ttft;          /* seconds, 0 = none */
     double margin;            /* fraction of device memory kept free */
+    double host_mem;          /* host memory per node for offload, bytes; 0 = not checked */
     int top;                  /* alternatives to show */
 } fitlm_plan_request;
 
@@ -323,6 +324,8 @@ typedef struct fitlm_plan_output {
     size_t n;
     fitlm_plan_result *quant_alts; /* best layout for each other weight format; owned */
     size_t n_quant_alts;
+    fitlm_plan_result here[2]; /* inference on this machine's CPU: requested format, Q4_K_M */
+    size_t n_here;
     fitlm_plan_result fewest; /* the feasible layout with the fewest devices */
     bool have_fewest;
     size_t evaluated;
@@ -336,7 +339,8 @@ typedef struct fitlm_plan_output {
 int fitlm_plan_search(const fitlm_plan_model *m, const fitlm_plan_request *r, const fitlm_catalog *cat,
                       fitlm_plan_output *out, fitlm_error *err);
 void fitlm_plan_output_free(fitlm_plan_output *out);
-/* Name of the weight format of a result (the plan's, or a quantized alternative's). */
+/* Name of the weight format of a result (the plan's, or a quantized alternative's).
+ * Points into the request or into a small static ring: do not free, not thread-safe. */
 const char *fitlm_plan_format_name(const fitlm_plan_request *r, const fitlm_plan_result *x);
 
 /* ------------------------------------------------------------------ report */
@@ -361,12 +365,20 @@ typedef struct fitlm_plan_constants {
     double internode_bw;      /* bytes/s per GPU between nodes */
     double host_bw_per_gpu;   /* host DRAM bytes/s available per GPU (CPU optimizer) */
     double nvme_bw_per_gpu;
-    double cuda_context_bytes, cublas_workspace_bytes, nccl_bytes;
-    double frag_infer, frag_train; /* allocator fragmentation fractions */
-    double cpu_runtime_bytes;
     double kv_block_tokens;
 } fitlm_plan_constants;
 extern const fitlm_plan_constants fitlm_plan_k;
+
+/* Runtime overhead per backend (named constants the runtime will calibrate). */
+typedef struct fitlm_backend_overhead {
+    const char *backend;        /* "cuda", "rocm", "cpu" */
+    double context_bytes;       /* driver context (CUDA / HIP) or runtime buffers (CPU) */
+    double blas_workspace_bytes;/* cuBLAS / hipBLASLt workspace */
+    double collective_bytes;    /* NCCL / RCCL buffers, only with more than one device */
+    double frag_infer, frag_train; /* allocator fragmentation, fraction of dynamic buffers */
+} fitlm_backend_overhead;
+/* The overhead constants for a device (CPU entry -> cpu, AMD -> rocm, else cuda). */
+const fitlm_backend_overhead *fitlm_backend_overhead_for(const fitlm_gpu *g);
 
 /* PCIe x16 bandwidth per direction, bytes/s, for a generation (3..6). */
 double fitlm_pcie_bw(int gen);

@@ -51,6 +51,26 @@ static const char *human_rate(double v, char *buf, size_t cap) {
     return buf;
 }
 
+
+/* DeepSpeed's estimator for the same layout (ZeRO-2/3 data parallelism over the
+ * GPUs of one replica slot), as a cross-check printed next to fitlm's figure. */
+static bool deepspeed_check(const fitlm_plan_model *m, const fitlm_plan_request *r, const fitlm_catalog *cat,
+                            const fitlm_plan_result *x, double *gpu, double *cpu) {
+    if (r->mode != FITLM_PLAN_TRAIN || r->lora_rank || x->zero < 2 || x->tp != 1 || x->pp != 1) return false;
+    const fitlm_gpu *g = &cat->gpus[x->gpu];
+    int per_node = x->count < g->max_per_node ? x->count : g->max_per_node;
+    int nodes = (x->count + per_node - 1) / per_node;
+    fitlm_param_counts pc;
+    fitlm_plan_param_counts(&m->hp, &pc);
+    bool off = x->offload_opt != FITLM_OFFLOAD_NONE;
+    if (x->zero == 2)
+        fitlm_deepspeed_zero2_estimate((double)pc.total, per_node, nodes, off, 1.5, gpu, cpu);
+    else
+        fitlm_deepspeed_zero3_estimate((double)pc.total, (double)pc.largest_layer, per_node, nodes, off,
+                                       x->offload_param != FITLM_OFFLOAD_NONE, true, 1.5, gpu, cpu);
+    return true;
+}
+
 static void print_layout_line(FILE *fp, const fitlm_plan_model *m, const fitlm_plan_request *r,
                               const fitlm_catalog *cat, const fitlm_plan_result *x) {
     (void)m;
@@ -107,8 +127,15 @@ void fitlm_plan_print_text(FILE *fp, const fitlm_plan_model *m, const fitlm_plan
                            const fitlm_plan_output *out) {
     const fitlm_hparams *hp = &m->hp;
     char c1[64], c2[64];
-    fprintf(fp, "fitlm plan: %s, %.2f B parameters (%s parameters)\n", m->name, m->params / 1e9,
-            commas((double)m->params, c1, sizeof c1));
+    if (m->params >= 1e9)
+        fprintf(fp, "fitlm plan: %s, %.2f B parameters (%s)\n", m->name, m->params / 1e9,
+                commas((double)m->params, c1, sizeof c1));
+    else
+        fprintf(fp, "fitlm plan: %s, %.2f M parameters (%s)\n", m->name, m->params / 1e6,
+                commas((double)m->params, c1, sizeof c1));
+    if (m->from_file)
+        fprintf(fp, "  from %s (%s): %s bytes of weights\n", m->source, m->file_format,
+                commas((double)m->file_weight_bytes, c2, sizeof c2));
     fprintf(fp, "  %s, %u layers, hidden %u, %u heads / %u KV heads, head_dim %u, MLP %u, vocab %u, context %u%s\n",
             arch_str(hp->arch), hp->n_layers, hp->dim, hp->n_heads, hp->n_kv_heads, hp->head_dim, hp->ffn_dim,
             hp->vocab_size, hp->ctx_len, hp->sliding_window ? " (sliding window)" : "");
@@ -155,6 +182,12 @@ void fitlm_plan_print_text(FILE *fp, const fitlm_plan_model *m, const fitlm_plan
             x->per_device_bytes / FITLM_GIB, x->capacity_bytes / FITLM_GIB,
             100 * x->per_device_bytes / x->capacity_bytes, x->usable_bytes / FITLM_GIB);
     fprintf(fp, "  %-28s %12.2f GiB over %d devices\n", "all devices", x->total_bytes / FITLM_GIB, x->count);
+    double dsg, dsc;
+    if (deepspeed_check(m, r, cat, x, &dsg, &dsc))
+        fprintf(fp, "  %-28s %12.2f GiB model states per GPU, %.2f GiB CPU per node (fitlm: %.2f GiB)\n",
+                "DeepSpeed's estimator", dsg / FITLM_GIB, dsc / FITLM_GIB,
+                (x->dev[FITLM_MEM_WEIGHTS] + x->dev[FITLM_MEM_GRAD] + x->dev[FITLM_MEM_OPT] + x->zero3_gather_bytes) /
+                    FITLM_GIB);
     if (x->host_bytes > 0) fprintf(fp, "  %-28s %12.2f GiB (per node)\n", "host memory", x->host_bytes / FITLM_GIB);
     if (x->nvme_bytes > 0) fprintf(fp, "  %-28s %12.2f GiB (per node)\n", "NVMe", x->nvme_bytes / FITLM_GIB);
     fprintf(fp, "\n");
@@ -167,8 +200,11 @@ void fitlm_plan_print_text(FILE *fp, const fitlm_plan_model *m, const fitlm_plan
         fprintf(fp, "  decode      %10s tokens/s  %s-bound (%.0f%% of peak bandwidth)   TPOT %.1f ms per token%s\n",
                 human_rate(x->decode_tps, c2, sizeof c2), x->decode_bound, fitlm_plan_k.eff_decode_bw * 100,
                 x->tpot_s * 1e3, r->batch > 1 ? " (per sequence)" : "");
-        fprintf(fp, "  FLOPs/token %10.1f GFLOP (2 x %s matmul parameters + attention at mean context)\n",
-                x->flops_per_token / 1e9, commas(x->flops_per_token / 2, c1, sizeof c1));
+        fitlm_param_counts pc;
+        fitlm_plan_param_counts(&m->hp, &pc);
+        double p_mm = (double)pc.per_layer_linear * m->hp.n_layers + (double)m->hp.vocab_size * m->hp.dim;
+        fprintf(fp, "  FLOPs/token %10.1f GFLOP (2 x %s matmul parameters + %.1f GFLOP attention at mean context)\n",
+                x->flops_per_token / 1e9, commas(p_mm, c1, sizeof c1), (x->flops_per_token - 2 * p_mm) / 1e9);
         if (x->offload_layers)
             fprintf(fp, "  offload     %u layers stream over PCIe %d.0: +%.1f ms per forward\n", x->offload_layers,
                     g->pcie_gen, x->offload_s * 1e3);
@@ -176,8 +212,9 @@ void fitlm_plan_print_text(FILE *fp, const fitlm_plan_model *m, const fitlm_plan
         fprintf(fp, "  step        %10.2f s   (compute at %.0f%% of peak, pipeline bubble %.1f%%, exposed comm %.2f s%s)\n",
                 x->step_time_s, fitlm_plan_k.eff_train * 100, x->bubble * 100, x->comm_s,
                 x->offload_s > 0 ? ", offload" : "");
-        fprintf(fp, "  throughput  %10s tokens/s   MFU %.1f%%   model FLOPs/token %.1f GFLOP (6N + 12 L H Q T)\n",
-                human_rate(x->train_tps, c1, sizeof c1), x->mfu * 100, x->flops_per_token / 1e9);
+        fprintf(fp, "  throughput  %10s tokens/s   MFU %.1f%%   model FLOPs/token %.1f GFLOP (%s + 12 L H Q T)\n",
+                human_rate(x->train_tps, c1, sizeof c1), x->mfu * 100, x->flops_per_token / 1e9,
+                r->lora_rank ? "4N: no weight gradients" : "6N");
         if (r->train_tokens > 0)
             fprintf(fp, "  %.3g tokens: %.1f hours\n", r->train_tokens, r->train_tokens / x->train_tps / 3600);
     }
@@ -198,6 +235,19 @@ void fitlm_plan_print_text(FILE *fp, const fitlm_plan_model *m, const fitlm_plan
     fprintf(fp, "  price source: %s (%s)\n", g->cloud_source[0] ? g->cloud_source : "n/a",
             g->price_date[0] ? g->price_date : "undated");
 
+    if (out->n_here) {
+        const fitlm_gpu *h = &cat->gpus[out->here[0].gpu];
+        fprintf(fp, "\nThis machine (%s, %d cores, %.1f GiB, ~%.0f GB/s %s):\n", h->arch, h->cpu_cores,
+                h->memory_bytes / FITLM_GIB, h->mem_bw / 1e9, h->bw_measured ? "measured" : "estimated");
+        for (size_t i = 0; i < out->n_here; i++) {
+            const fitlm_plan_result *y = &out->here[i];
+            fprintf(fp, "  %-15s %6.1f GiB of %.1f usable: %s", fitlm_plan_format_name(r, y), y->per_device_bytes / FITLM_GIB,
+                    y->usable_bytes / FITLM_GIB, y->fits ? "fits" : "does not fit");
+            if (y->fits)
+                fprintf(fp, ", ~%s tokens/s decode, TTFT ~%.1f s", human_rate(y->decode_tps, c1, sizeof c1), y->ttft_s);
+            fprintf(fp, "\n");
+        }
+    }
     if (out->have_fewest && out->fewest.count < x->count) {
         fprintf(fp, "\nFewest devices that fit: ");
         print_layout_line(fp, m, r, cat, &out->fewest);
@@ -273,6 +323,12 @@ static cJSON *result_json(const fitlm_plan_model *m, const fitlm_plan_request *r
                                                       "overhead_bytes"};
     for (int c = 0; c < FITLM_MEM_COUNT; c++) cJSON_AddNumberToObject(pd, keys[c], x->dev[c]);
     if (r->mode == FITLM_PLAN_TRAIN) cJSON_AddNumberToObject(pd, "zero3_gather_bytes", x->zero3_gather_bytes);
+    double dsg, dsc;
+    if (deepspeed_check(m, r, cat, x, &dsg, &dsc)) {
+        cJSON *ds = cJSON_AddObjectToObject(mem, "deepspeed_estimate");
+        cJSON_AddNumberToObject(ds, "gpu_bytes", dsg);
+        cJSON_AddNumberToObject(ds, "cpu_bytes", dsc);
+    }
     cJSON *stages = cJSON_AddArrayToObject(mem, "stages");
     for (int s = 0; s < x->n_stages && s < FITLM_PLAN_MAX_STAGES; s++) {
         cJSON *so = cJSON_CreateObject();
@@ -286,6 +342,12 @@ static cJSON *result_json(const fitlm_plan_model *m, const fitlm_plan_request *r
     }
     cJSON *comp = cJSON_AddObjectToObject(o, "compute");
     cJSON_AddNumberToObject(comp, "flops_per_token", x->flops_per_token);
+    {
+        fitlm_param_counts pc;
+        fitlm_plan_param_counts(&m->hp, &pc);
+        cJSON_AddNumberToObject(comp, "matmul_params",
+                                (double)pc.per_layer_linear * m->hp.n_layers + (double)m->hp.vocab_size * m->hp.dim);
+    }
     cJSON *t = cJSON_AddObjectToObject(o, "time");
     if (r->mode == FITLM_PLAN_INFER) {
         cJSON_AddNumberToObject(t, "prefill_tokens_per_s", x->prefill_tps);
@@ -381,6 +443,12 @@ char *fitlm_plan_json(const fitlm_plan_model *m, const fitlm_plan_request *r, co
         cJSON_AddItemToArray(alts, result_json(m, r, cat, &out->results[i]));
     cJSON *qa = cJSON_AddArrayToObject(root, "other_formats");
     for (size_t i = 0; i < out->n_quant_alts; i++) cJSON_AddItemToArray(qa, result_json(m, r, cat, &out->quant_alts[i]));
+    cJSON *here = cJSON_AddArrayToObject(root, "this_machine");
+    for (size_t i = 0; i < out->n_here; i++) {
+        cJSON *o = result_json(m, r, cat, &out->here[i]);
+        cJSON_AddBoolToObject(o, "fits", out->here[i].fits);
+        cJSON_AddItemToArray(here, o);
+    }
     cJSON *s = cJSON_AddObjectToObject(root, "search");
     cJSON_AddNumberToObject(s, "layouts_evaluated", (double)out->evaluated);
     cJSON_AddNumberToObject(s, "seconds", out->search_seconds);
@@ -391,11 +459,20 @@ char *fitlm_plan_json(const fitlm_plan_model *m, const fitlm_plan_request *r, co
     cJSON_AddNumberToObject(k, "eff_decode_flops", fitlm_plan_k.eff_decode_flops);
     cJSON_AddNumberToObject(k, "eff_train", fitlm_plan_k.eff_train);
     cJSON_AddNumberToObject(k, "eff_link", fitlm_plan_k.eff_link);
-    cJSON_AddNumberToObject(k, "cuda_context_bytes", fitlm_plan_k.cuda_context_bytes);
-    cJSON_AddNumberToObject(k, "cublas_workspace_bytes", fitlm_plan_k.cublas_workspace_bytes);
-    cJSON_AddNumberToObject(k, "nccl_bytes", fitlm_plan_k.nccl_bytes);
-    cJSON_AddNumberToObject(k, "fragmentation_inference", fitlm_plan_k.frag_infer);
-    cJSON_AddNumberToObject(k, "fragmentation_training", fitlm_plan_k.frag_train);
+    if (out->n > 0) {
+        const fitlm_backend_overhead *o = fitlm_backend_overhead_for(&cat->gpus[out->results[0].gpu]);
+        cJSON *ob = cJSON_AddObjectToObject(k, "overhead");
+        cJSON_AddStringToObject(ob, "backend", o->backend);
+        cJSON_AddNumberToObject(ob, "context_bytes", o->context_bytes);
+        cJSON_AddNumberToObject(ob, "blas_workspace_bytes", o->blas_workspace_bytes);
+        cJSON_AddNumberToObject(ob, "collective_bytes", o->collective_bytes);
+        cJSON_AddNumberToObject(ob, "fragmentation_inference", o->frag_infer);
+        cJSON_AddNumberToObject(ob, "fragmentation_training", o->frag_train);
+    }
+    cJSON_AddNumberToObject(k, "alpha_link_s", fitlm_plan_k.alpha_link_s);
+    cJSON_AddNumberToObject(k, "alpha_pcie_s", fitlm_plan_k.alpha_pcie_s);
+    cJSON_AddNumberToObject(k, "alpha_internode_s", fitlm_plan_k.alpha_internode_s);
+    cJSON_AddNumberToObject(k, "internode_bytes_per_s", fitlm_plan_k.internode_bw);
     cJSON_AddNumberToObject(k, "kv_block_tokens", r->kv_block);
     cJSON_AddNumberToObject(k, "memory_margin", r->margin);
     char *text = cJSON_Print(root);
@@ -432,6 +509,7 @@ int fitlm_plan_write_svg(const char *path, const fitlm_plan_model *m, const fitl
     int bw = bars > 16 ? 28 : 56, gap = bars > 16 ? 10 : 24;
     int left = 70, top = 70, plot_h = 360;
     int width = left + bars * (bw + gap) + 230, height = top + plot_h + 90;
+    if (width < 620) width = 620; /* room for the title */
     double cap = x->capacity_bytes, ymax = cap;
     for (int s = 0; s < x->n_stages && s < FITLM_PLAN_MAX_STAGES; s++) {
         double t = 0;
@@ -482,8 +560,8 @@ int fitlm_plan_write_svg(const char *path, const fitlm_plan_model *m, const fitl
         fprintf(fp, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"10\">%.1f</text>\n", bx + bw / 2.0,
                 y - 4, tot / FITLM_GIB);
         if (grouped)
-            fprintf(fp, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\" font-size=\"10\">stage %d</text>\n",
-                    bx + bw / 2.0, top + plot_h + 14, s);
+            fprintf(fp, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\" font-size=\"10\">stage %d (x%d)</text>\n",
+                    bx + bw / 2.0, top + plot_h + 14, s, x->tp * x->dp);
         else
             fprintf(fp, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\" font-size=\"10\">GPU %d</text>\n",
                     bx + bw / 2.0, top + plot_h + 14, i);
@@ -498,7 +576,7 @@ int fitlm_plan_write_svg(const char *path, const fitlm_plan_model *m, const fitl
             left, yuse, x2, yuse);
     fprintf(fp, "<text x=\"%d\" y=\"%.1f\" fill=\"#d62728\">usable %.1f GiB</text>\n", x2 + 6, yuse + 16,
             x->usable_bytes / FITLM_GIB);
-    int ly = top + 60;
+    int ly = top + plot_h / 2; /* below the capacity labels */
     for (int c = FITLM_MEM_COUNT - 1; c >= 0; c--) {
         if (x->dev[c] <= 0 && x->comp[c] <= 0) continue;
         fprintf(fp, "<rect x=\"%d\" y=\"%d\" width=\"12\" height=\"12\" fill=\"%s\"/>\n", x2 + 6, ly, k_colors[c]);

@@ -122,6 +122,17 @@ int fitlm_plan_request_validate(fitlm_plan_request *r, const fitlm_plan_model *m
             return fitlm_fail(err, "%d x %s is not a multiple of TP x PP", c, g->name);
         if (g->is_cpu && c > 1) return fitlm_fail(err, "the host CPU counts as one device");
     }
+    if (r->tp > 0) {
+        int widest = 0;
+        int ng = r->n_gpusel ? r->n_gpusel : (int)cat->n;
+        for (int i = 0; i < ng; i++) {
+            const fitlm_gpu *g = &cat->gpus[r->n_gpusel ? r->gpusel[i].gpu : i];
+            if (g->max_per_node > widest) widest = g->max_per_node;
+        }
+        if (r->tp > widest)
+            return fitlm_fail(err, "TP %d exceeds the %d GPUs of a node (tensor parallelism stays within a node)", r->tp,
+                              widest);
+    }
     if (r->n_formats < 1) return fitlm_fail(err, "no weight format");
     return 0;
 }
@@ -321,6 +332,8 @@ static int search_train(search_ctx *c, int gpu, int fixed_count, rlist *out) {
                     if (r->offload_opt != FITLM_OFFLOAD_NONE && z == 0) continue;
                     if (r->offload_param != FITLM_OFFLOAD_NONE && z < 3) continue;
                     if (z > 0 && d == 1 && r->zero < 0) continue; /* ZeRO without data parallelism changes nothing */
+                    /* LoRA: partitioning the tiny adapter states (ZeRO-1/2) changes nothing either */
+                    if (r->lora_rank && r->zero < 0 && (z == 1 || z == 2)) continue;
                     for (int rc = 0; rc <= 2; rc++) {
                         if (r->recompute >= 0 && rc != r->recompute) continue;
                         /* with FlashAttention selective recomputation changes nothing: skip the duplicate */
@@ -542,6 +555,37 @@ int fitlm_plan_search(const fitlm_plan_model *m, const fitlm_plan_request *r, co
                 out->quant_alts[out->n_quant_alts++] = x;
             }
             free(l2.v);
+        }
+    }
+    /* this machine: the CPU entry with the requested format and with Q4_K_M */
+    int cpu = fitlm_catalog_find(cat, "CPU");
+    if (r->mode == FITLM_PLAN_INFER && r->n_gpusel == 0 && cpu >= 0 && cat->gpus[cpu].is_cpu) {
+        static const char *const here_fmt[2] = {NULL, "q4_k_m"};
+        for (int k = 0; k < 2; k++) {
+            fitlm_plan_request rq = *r;
+            rq.n_gpusel = 1;
+            rq.gpusel[0].gpu = cpu;
+            rq.gpusel[0].count = 1;
+            rq.tp = rq.pp = rq.dp = 0;
+            rq.max_cost = rq.min_tokens_per_s = rq.max_ttft = 0;
+            rq.n_formats = 1;
+            if (here_fmt[k]) {
+                if (fitlm_wformat_parse(here_fmt[k], &rq.formats[0], NULL)) continue;
+                if (!strcmp(rq.formats[0].name, r->formats[0].name)) continue;
+            }
+            fitlm_weight_bytes wb;
+            if (fitlm_weight_bytes_compute(m, &rq.formats[0], &wb, err)) goto done;
+            fitlm_plan_result x;
+            memset(&x, 0, sizeof x);
+            int q4 = 0;
+            while (q4 < (int)(sizeof k_alt_formats / sizeof k_alt_formats[0]) && strcmp(k_alt_formats[q4], "q4_k_m"))
+                q4++;
+            x.gpu = cpu, x.count = x.tp = x.pp = x.dp = 1, x.format = 0;
+            x.kv_type = r->kv_types[0];
+            fitlm_plan_evaluate(m, &rq, cat, &wb, &x);
+            if (k) x.format = -1 - q4; /* names the format for the report */
+            fitlm_weight_bytes_free(&wb);
+            out->here[out->n_here++] = x;
         }
     }
     rc = 0;

@@ -196,11 +196,11 @@ static int bpe_piece(const fitlm_tokenizer *t, bpe_work *w, const char *s, size_
 
 /* Char-level: escape spaces / add the "▁" prefix as configured. Returns a
  * malloc'd buffer (caller frees). */
-static char *escape_spaces(const fitlm_tokenizer *t, const char *text, size_t len, bool first, size_t *out_len) {
+static char *escape_spaces(const fitlm_tokenizer *t, const char *text, size_t len, bool prefix, size_t *out_len) {
     char *buf = malloc(len * 3 + 4);
     if (!buf) return NULL;
     size_t o = 0;
-    if (first && t->spacing.prepend) {
+    if (prefix) {
         /* Metaspace does not add a second "▁" when the text already starts with one */
         bool starts = len > 0 && ((text[0] == ' ' && t->spacing.replace_space) ||
                                   (len >= 3 && memcmp(text, "\xE2\x96\x81", 3) == 0));
@@ -221,7 +221,7 @@ static char *escape_spaces(const fitlm_tokenizer *t, const char *text, size_t le
     return buf;
 }
 
-int tok_bpe_encode(const fitlm_tokenizer *t, const char *text, size_t len, bool first_fragment, tok_ids *out,
+int tok_bpe_encode(const fitlm_tokenizer *t, const char *text, size_t len, bool prefix, tok_ids *out,
                    fitlm_error *err) {
     if (len > UINT32_MAX / 4) return fitlm_fail(err, "text too long");
     bpe_work w = {0};
@@ -231,7 +231,7 @@ int tok_bpe_encode(const fitlm_tokenizer *t, const char *text, size_t len, bool 
     const char *src = text;
     size_t slen = len;
     if (!t->byte_level) {
-        esc = escape_spaces(t, text, len, first_fragment, &slen);
+        esc = escape_spaces(t, text, len, prefix, &slen);
         if (!esc) {
             fitlm_fail(err, "out of memory");
             goto done;

@@ -135,6 +135,7 @@ static int apply_normalizer(fitlm_tokenizer *t, const cJSON *nz, fitlm_error *er
         const char *p = jstr(nz, "prepend");
         if (!p || strcmp(p, "\xE2\x96\x81") != 0) return fitlm_fail(err, "unsupported Prepend normalizer (only \"▁\")");
         t->spacing.prepend = true;
+        t->spacing.prepend_always = true; /* normalizers run on every run of text between added tokens */
         return 0;
     }
     if (strcmp(type, "Replace") == 0) {

@@ -148,28 +148,46 @@ int tok_spm_encode(const fitlm_tokenizer *t, const char *text, size_t len, bool 
         sym[ns] = (spm_sym){start, (uint32_t)(o - start), ns - 1, -1};
         ns++;
     }
-    for (int32_t i = 0; i + 1 < ns; i++) sym[i].next = i + 1;
-    for (int32_t i = 0; i + 1 < ns; i++)
-        if (try_pair(t, buf, sym, i, i + 1, &h)) {
-            fitlm_fail(err, "out of memory");
-            goto done;
+    /* Merge word by word when the vocabulary allows it (no piece has a "▁" right
+     * after another character, so no merge can cross the start of a word): the
+     * result is the same as for the whole text, and the heaps stay small. */
+    int32_t w0 = 0;
+    while (w0 < ns) {
+        int32_t w1 = w0 + 1;
+        if (t->spm_word_split)
+            while (w1 < ns && !(sym[w1].len == 3 && !memcmp(buf + sym[w1].start, "\xE2\x96\x81", 3) &&
+                                !(sym[w1 - 1].len == 3 && !memcmp(buf + sym[w1 - 1].start, "\xE2\x96\x81", 3))))
+                w1++;
+        else
+            w1 = ns;
+        for (int32_t i = w0; i < w1; i++) {
+            sym[i].prev = i > w0 ? i - 1 : -1;
+            sym[i].next = i + 1 < w1 ? i + 1 : -1;
         }
-    /* merge best pairs until none is left */
-    while (h.n > 0) {
-        spm_pair p = heap_pop(&h);
-        spm_sym *a = &sym[p.left], *b = &sym[p.right];
-        if (a->len == 0 || b->len == 0 || a->next != p.right || a->len + b->len != p.size) continue;
-        a->len += b->len;
-        b->len = 0;
-        a->next = b->next;
-        if (b->next >= 0) sym[b->next].prev = p.left;
-        if (try_pair(t, buf, sym, a->prev, p.left, &h) || try_pair(t, buf, sym, p.left, a->next, &h)) {
-            fitlm_fail(err, "out of memory");
-            goto done;
+        h.n = 0;
+        for (int32_t i = w0; i + 1 < w1; i++)
+            if (try_pair(t, buf, sym, i, i + 1, &h)) {
+                fitlm_fail(err, "out of memory");
+                goto done;
+            }
+        /* merge best pairs until none is left */
+        while (h.n > 0) {
+            spm_pair p = heap_pop(&h);
+            spm_sym *a = &sym[p.left], *b = &sym[p.right];
+            if (a->len == 0 || b->len == 0 || a->next != p.right || a->len + b->len != p.size) continue;
+            a->len += b->len;
+            b->len = 0;
+            a->next = b->next;
+            if (b->next >= 0) sym[b->next].prev = p.left;
+            if (try_pair(t, buf, sym, a->prev, p.left, &h) || try_pair(t, buf, sym, p.left, a->next, &h)) {
+                fitlm_fail(err, "out of memory");
+                goto done;
+            }
         }
+        for (int32_t i = w0; i >= 0; i = sym[i].next)
+            if (emit_symbol(t, buf + sym[i].start, sym[i].len, out, err)) goto done;
+        w0 = w1;
     }
-    for (int32_t i = 0; i >= 0 && i < ns; i = sym[i].next)
-        if (emit_symbol(t, buf + sym[i].start, sym[i].len, out, err)) goto done;
     rc = 0;
 done:
     free(buf);

@@ -39,10 +39,21 @@ typedef struct tok_mergemap {
     size_t n;
 } tok_mergemap;
 
+/* Byte trie of the special tokens' texts. Edges live in a hash table keyed
+ * by (node << 8 | byte). */
+typedef struct tok_trie {
+    uint64_t mask;
+    uint64_t *edge_key; /* UINT64_MAX = empty */
+    int32_t *edge_child;
+    int32_t *term;      /* per node: token id ending here, or -1 */
+    size_t n_nodes;
+    bool first[256];    /* bytes that can start a special token */
+} tok_trie;
+
 /* How an HF Metaspace-style (non byte-level) BPE prepares text. */
 typedef struct tok_spacing {
     bool replace_space;  /* ' ' -> "▁" */
-    bool prepend;        /* "▁" before the first piece of text */
+    bool prepend;        /* "▁" before the text */
     bool prepend_if_missing; /* Metaspace: not when the text already starts with "▁" */
     bool prepend_always; /* also after special tokens (Metaspace prepend_scheme "always") */
     bool split;          /* Metaspace split=true: words start at each "▁" */
@@ -72,15 +83,15 @@ struct fitlm_tokenizer {
     bool ignore_merges; /* BPE: a whole pre-token that is in the vocabulary is one token */
     bool add_bos, add_eos;
     bool add_space_prefix; /* SPM dummy prefix */
+    bool spm_word_split;   /* SPM: no piece has "▁" after another character (set by tok_finish) */
     tok_spacing spacing;   /* non byte-level BPE from tokenizer.json */
 
     int32_t bos, eos, eot, eom, pad, unk;
     uint8_t *eog; /* owned: 1 if id ends generation */
 
-    /* special tokens (control + user-defined) matched before the algorithm,
-     * grouped by first byte, longest first within a group */
-    int32_t *special;       /* owned */
-    size_t special_start[257];
+    /* special tokens (control + user-defined) matched before the algorithm:
+     * a byte trie; node 0 is the root */
+    tok_trie specials;
 
     int n_re;
     pcre2_code *re[TOK_MAX_REGEXES]; /* owned: pre-tokenizer regexes applied in sequence */
@@ -116,8 +127,9 @@ int32_t tok_lookup(const fitlm_tokenizer *t, const char *s, size_t len);
 /* SentencePiece BPE over one fragment of text. */
 int tok_spm_encode(const fitlm_tokenizer *t, const char *text, size_t len, bool prefix_space, tok_ids *out,
                    fitlm_error *err);
-/* Rank-based BPE over one fragment (pre-tokenized here). */
-int tok_bpe_encode(const fitlm_tokenizer *t, const char *text, size_t len, bool first_fragment, tok_ids *out,
+/* Rank-based BPE over one fragment (pre-tokenized here); prefix: put "▁" in
+ * front (non byte-level tokenizer.json vocabularies). */
+int tok_bpe_encode(const fitlm_tokenizer *t, const char *text, size_t len, bool prefix, tok_ids *out,
                    fitlm_error *err);
 /* Byte-level mapping: code point for byte b, and the inverse (-1 if none). */
 uint32_t tok_byte_to_cp(uint8_t b);

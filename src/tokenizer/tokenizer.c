@@ -316,18 +316,53 @@ static size_t decode_token_text(const fitlm_tokenizer *t, int32_t id, char *dst)
     return o;
 }
 
-typedef struct special_key {
-    unsigned char first;
-    uint32_t len;
-    int32_t id;
-} special_key;
+static int32_t trie_child(const tok_trie *tr, int32_t node, unsigned char c) {
+    uint64_t key = ((uint64_t)(uint32_t)node << 8) | c;
+    for (uint64_t h = hash_u64(key) & tr->mask;; h = (h + 1) & tr->mask) {
+        if (tr->edge_key[h] == key) return tr->edge_child[h];
+        if (tr->edge_key[h] == UINT64_MAX) return -1;
+    }
+}
 
-/* Order: first byte, then longest first, then lowest id. */
-static int cmp_special(const void *pa, const void *pb) {
-    const special_key *a = pa, *b = pb;
-    if (a->first != b->first) return a->first < b->first ? -1 : 1;
-    if (a->len != b->len) return a->len > b->len ? -1 : 1;
-    return a->id < b->id ? -1 : (a->id > b->id);
+/* Builds the trie of control and user-defined token texts. When two tokens
+ * have the same text the lower id wins. */
+static int build_specials(fitlm_tokenizer *t, fitlm_error *err) {
+    tok_trie *tr = &t->specials;
+    size_t total = 1;
+    for (int32_t i = 0; i < t->n_vocab; i++)
+        if (t->ttype[i] == FITLM_TOKEN_CONTROL || t->ttype[i] == FITLM_TOKEN_USER_DEFINED) total += t->text_len[i];
+    uint64_t cap = 16;
+    while (cap < 2 * (uint64_t)total) cap <<= 1;
+    tr->mask = cap - 1;
+    tr->edge_key = malloc(cap * sizeof *tr->edge_key);
+    tr->edge_child = malloc(cap * sizeof *tr->edge_child);
+    tr->term = malloc(total * sizeof *tr->term);
+    if (!tr->edge_key || !tr->edge_child || !tr->term) return fitlm_fail(err, "out of memory");
+    memset(tr->edge_key, 0xff, cap * sizeof *tr->edge_key);
+    tr->term[0] = -1;
+    tr->n_nodes = 1;
+    for (int32_t i = 0; i < t->n_vocab; i++) {
+        if (t->ttype[i] != FITLM_TOKEN_CONTROL && t->ttype[i] != FITLM_TOKEN_USER_DEFINED) continue;
+        if (t->text_len[i] == 0) continue;
+        const unsigned char *s = (const unsigned char *)tok_text(t, i);
+        int32_t node = 0;
+        tr->first[s[0]] = true;
+        for (uint32_t k = 0; k < t->text_len[i]; k++) {
+            int32_t child = trie_child(tr, node, s[k]);
+            if (child < 0) {
+                child = (int32_t)tr->n_nodes++;
+                tr->term[child] = -1;
+                uint64_t key = ((uint64_t)(uint32_t)node << 8) | s[k];
+                uint64_t h = hash_u64(key) & tr->mask;
+                while (tr->edge_key[h] != UINT64_MAX) h = (h + 1) & tr->mask;
+                tr->edge_key[h] = key;
+                tr->edge_child[h] = child;
+            }
+            node = child;
+        }
+        if (tr->term[node] < 0) tr->term[node] = i;
+    }
+    return 0;
 }
 
 static bool text_is(const fitlm_tokenizer *t, int32_t id, const char *s) {
@@ -372,29 +407,21 @@ int tok_finish(fitlm_tokenizer *t, fitlm_error *err) {
         off += l;
     }
 
-    /* specials: control and user-defined tokens with non-empty text */
-    size_t ns = 0;
-    for (int32_t i = 0; i < nv; i++)
-        if ((t->ttype[i] == FITLM_TOKEN_CONTROL || t->ttype[i] == FITLM_TOKEN_USER_DEFINED) && t->text_len[i] > 0) ns++;
-    t->special = malloc((ns ? ns : 1) * sizeof *t->special);
-    special_key *keys = malloc((ns ? ns : 1) * sizeof *keys);
-    if (!t->special || !keys) {
-        free(keys);
-        return fitlm_fail(err, "out of memory");
+    if (build_specials(t, err)) return -1;
+
+    /* SentencePiece may merge word by word if no mergeable piece has a "▁" that
+     * follows another character */
+    t->spm_word_split = true;
+    for (int32_t i = 0; i < nv && t->spm_word_split; i++) {
+        int ty = t->ttype[i];
+        if (ty == FITLM_TOKEN_CONTROL || ty == FITLM_TOKEN_UNKNOWN || ty == FITLM_TOKEN_BYTE) continue;
+        const char *s = tok_text(t, i);
+        for (uint32_t k = 1; k + 3 <= t->text_len[i]; k++)
+            if (!memcmp(s + k, "\xE2\x96\x81", 3) && !(k >= 3 && !memcmp(s + k - 3, "\xE2\x96\x81", 3))) {
+                t->spm_word_split = false;
+                break;
+            }
     }
-    ns = 0;
-    for (int32_t i = 0; i < nv; i++)
-        if ((t->ttype[i] == FITLM_TOKEN_CONTROL || t->ttype[i] == FITLM_TOKEN_USER_DEFINED) && t->text_len[i] > 0)
-            keys[ns++] = (special_key){(unsigned char)tok_text(t, i)[0], t->text_len[i], i};
-    qsort(keys, ns, sizeof *keys, cmp_special);
-    for (size_t k = 0; k < ns; k++) t->special[k] = keys[k].id;
-    free(keys);
-    size_t j = 0;
-    for (int c = 0; c < 256; c++) {
-        t->special_start[c] = j;
-        while (j < ns && (unsigned char)tok_text(t, t->special[j])[0] == c) j++;
-    }
-    t->special_start[256] = ns;
 
     /* end of generation */
     static const char *const eot_names[] = {"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>",
@@ -431,7 +458,9 @@ void fitlm_tokenizer_free(fitlm_tokenizer *t) {
     free(t->vocab.slot);
     free(t->merges.slot);
     free(t->eog);
-    free(t->special);
+    free(t->specials.edge_key);
+    free(t->specials.edge_child);
+    free(t->specials.term);
     for (int i = 0; i < t->n_re; i++) pcre2_code_free(t->re[i]);
     free(t->chat_template);
     free(t);
@@ -439,23 +468,29 @@ void fitlm_tokenizer_free(fitlm_tokenizer *t) {
 
 /* ---------------------------------------------------------------- encoding */
 
-/* Finds the special token that starts at s (longest), or -1. */
+/* Finds the longest special token that starts at s, or -1. Control tokens
+ * count only with parse_special. */
 static int32_t match_special(const fitlm_tokenizer *t, const char *s, size_t n, bool parse_special) {
-    unsigned char c = (unsigned char)s[0];
-    for (size_t k = t->special_start[c]; k < t->special_start[c + 1]; k++) {
-        int32_t id = t->special[k];
-        if (t->ttype[id] == FITLM_TOKEN_CONTROL && !parse_special) continue;
-        size_t l = t->text_len[id];
-        if (l <= n && memcmp(s, tok_text(t, id), l) == 0) return id;
+    const tok_trie *tr = &t->specials;
+    if (!tr->first[(unsigned char)s[0]]) return -1;
+    int32_t node = 0, best = -1;
+    for (size_t i = 0; i < n; i++) {
+        node = trie_child(tr, node, (unsigned char)s[i]);
+        if (node < 0) break;
+        int32_t id = tr->term[node];
+        if (id >= 0 && (parse_special || t->ttype[id] != FITLM_TOKEN_CONTROL)) best = id;
     }
-    return -1;
+    return best;
 }
 
-static int encode_fragment(const fitlm_tokenizer *t, const char *s, size_t n, bool after_special, bool first,
+/* One run of text between special tokens. after_special: it starts the text or
+ * follows a special token; at_start: it starts the text. */
+static int encode_fragment(const fitlm_tokenizer *t, const char *s, size_t n, bool after_special, bool at_start,
                            tok_ids *out, fitlm_error *err) {
     if (n == 0) return 0;
     if (t->type == FITLM_TOK_SPM) return tok_spm_encode(t, s, n, t->add_space_prefix && after_special, out, err);
-    return tok_bpe_encode(t, s, n, first || (after_special && t->spacing.prepend_always), out, err);
+    bool prefix = t->spacing.prepend && (at_start || (after_special && t->spacing.prepend_always));
+    return tok_bpe_encode(t, s, n, prefix, out, err);
 }
 
 int fitlm_tokenizer_encode(const fitlm_tokenizer *t, const char *text, size_t len, bool add_special, bool parse_special,
@@ -466,25 +501,21 @@ int fitlm_tokenizer_encode(const fitlm_tokenizer *t, const char *text, size_t le
     if (!text && len) return fitlm_fail(err, "NULL text");
     if (add_special && t->add_bos && t->bos >= 0 && tok_ids_push(&ids, t->bos, err)) goto fail;
     size_t start = 0, i = 0;
-    bool after_special = true, first = true;
-    bool have_specials = t->special_start[256] > 0;
+    bool after_special = true;
+    bool have_specials = t->specials.n_nodes > 1;
     while (have_specials && i < len) {
         int32_t sp = match_special(t, text + i, len - i, parse_special);
         if (sp < 0) {
             i++;
             continue;
         }
-        if (encode_fragment(t, text + start, i - start, after_special, first, &ids, err)) goto fail;
-        if (i > start) {
-            after_special = false;
-            first = false;
-        }
+        if (encode_fragment(t, text + start, i - start, after_special, start == 0, &ids, err)) goto fail;
         if (tok_ids_push(&ids, sp, err)) goto fail;
         after_special = true;
         i += t->text_len[sp];
         start = i;
     }
-    if (encode_fragment(t, text + start, len - start, after_special, first, &ids, err)) goto fail;
+    if (encode_fragment(t, text + start, len - start, after_special, start == 0, &ids, err)) goto fail;
     if (add_special && t->add_eos && t->eos >= 0 && tok_ids_push(&ids, t->eos, err)) goto fail;
     *out = ids.v;
     *n = ids.n;

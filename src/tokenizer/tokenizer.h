@@ -65,6 +65,12 @@ fitlm_tokenizer *fitlm_tokenizer_from_gguf(const fitlm_gguf *g, fitlm_error *err
 fitlm_tokenizer *fitlm_tokenizer_from_hf_json(const char *tokenizer_json, size_t len, const char *config_json,
                                               fitlm_error *err);
 
+/* The tokenizer of a loaded model: its GGUF metadata, or tokenizer.json in its
+ * Hugging Face folder. llama2.c checkpoints carry no vocabulary: error. Caller
+ * frees with fitlm_tokenizer_free(); err gets "PATH: reason". */
+struct fitlm_model;
+fitlm_tokenizer *fitlm_tokenizer_for_model(const struct fitlm_model *m, fitlm_error *err);
+
 void fitlm_tokenizer_free(fitlm_tokenizer *t);
 
 /* ---- encoding ---- */

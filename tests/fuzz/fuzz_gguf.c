@@ -5,11 +5,13 @@
  * (tensor data inside the buffer, aligned, non-overlapping sizes as computed
  * from type and shape). Accepted metadata and tensors are then walked with the
  * getters and deep-copied into a writer, which must accept everything the
- * reader accepted. Any violation aborts (a crash for libFuzzer). */
+ * reader accepted; the written file is read back and must hold the same
+ * metadata and tensor bytes. Any violation aborts (a crash for libFuzzer). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "format/ggml_type.h"
 #include "format/gguf.h"
@@ -52,6 +54,66 @@ static void walk_value(const fitlm_gguf_value *v, int depth) {
     }
 }
 
+static int scalar_bytes(int t) {
+    switch (t) {
+    case FITLM_GGUF_UINT8: case FITLM_GGUF_INT8: case FITLM_GGUF_BOOL: return 1;
+    case FITLM_GGUF_UINT16: case FITLM_GGUF_INT16: return 2;
+    case FITLM_GGUF_UINT32: case FITLM_GGUF_INT32: case FITLM_GGUF_FLOAT32: return 4;
+    case FITLM_GGUF_UINT64: case FITLM_GGUF_INT64: case FITLM_GGUF_FLOAT64: return 8;
+    default: return 0;
+    }
+}
+
+static bool same_value(const fitlm_gguf_value *a, const fitlm_gguf_value *b) {
+    if (a->type != b->type) return false;
+    if (a->type == FITLM_GGUF_STRING)
+        return a->v.str.len == b->v.str.len && memcmp(a->v.str.s, b->v.str.s, a->v.str.len) == 0;
+    if (a->type != FITLM_GGUF_ARRAY) return memcmp(&a->v, &b->v, sizeof(uint64_t)) == 0;
+    int et = a->v.arr.elem_type;
+    if (et != b->v.arr.elem_type || a->v.arr.n != b->v.arr.n) return false;
+    if (scalar_bytes(et)) return a->v.arr.n == 0 || memcmp(a->v.arr.raw, b->v.arr.raw, a->v.arr.n * scalar_bytes(et)) == 0;
+    for (uint64_t i = 0; i < a->v.arr.n; i++) {
+        if (et == FITLM_GGUF_STRING) {
+            const fitlm_gguf_str *x = &a->v.arr.strs[i], *y = &b->v.arr.strs[i];
+            if (x->len != y->len || memcmp(x->s, y->s, x->len) != 0) return false;
+        } else if (!same_value(&a->v.arr.vals[i], &b->v.arr.vals[i])) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Writes w to a scratch file, reads it back and compares it with g. */
+static void check_rewrite(fitlm_gguf_writer *w, const fitlm_gguf *g) {
+    char path[256];
+    const char *dir = getenv("TMPDIR");
+    snprintf(path, sizeof path, "%s/fuzz_gguf_rewrite.%ld.gguf", dir && *dir ? dir : "/tmp", (long)getpid());
+    fitlm_error err = {{0}};
+    if (fitlm_gguf_writer_write(w, path, NULL, NULL, &err) != 0) {
+        fprintf(stderr, "fuzz_gguf: writing back an accepted file failed: %s\n", err.msg);
+        abort();
+    }
+    fitlm_gguf *h = fitlm_gguf_open(path, &err);
+    if (!h) {
+        fprintf(stderr, "fuzz_gguf: the reader refused the writer's copy: %s\n", err.msg);
+        abort();
+    }
+    unlink(path);
+    REQUIRE(h->version == g->version && h->alignment == g->alignment);
+    REQUIRE(h->n_kv == g->n_kv && h->n_tensors == g->n_tensors);
+    for (uint64_t i = 0; i < g->n_kv; i++) {
+        REQUIRE(strcmp(h->kv[i].key.s, g->kv[i].key.s) == 0);
+        REQUIRE(same_value(&h->kv[i].value, &g->kv[i].value));
+    }
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        const fitlm_gguf_tensor *a = &g->tensors[i], *b = &h->tensors[i];
+        REQUIRE(strcmp(a->name.s, b->name.s) == 0 && a->type == b->type && a->n_dims == b->n_dims);
+        REQUIRE(memcmp(a->ne, b->ne, sizeof a->ne) == 0 && a->nbytes == b->nbytes);
+        REQUIRE(memcmp(a->data, b->data, a->nbytes) == 0);
+    }
+    fitlm_gguf_close(h);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fitlm_error err = {{0}};
@@ -90,7 +152,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             abort();
         }
     }
-    uint64_t prev_end = 0;
     for (uint64_t i = 0; i < g->n_tensors; i++) {
         const fitlm_gguf_tensor *t = &g->tensors[i];
         REQUIRE(fitlm_gguf_find_tensor(g, t->name.s) == t);
@@ -106,13 +167,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         REQUIRE(t->offset <= size && t->nbytes <= size - t->offset);
         REQUIRE((const uint8_t *)t->data == data + t->offset);
         sink += ((const uint8_t *)t->data)[0] + ((const uint8_t *)t->data)[t->nbytes - 1];
-        (void)prev_end;
         if (fitlm_gguf_writer_add_tensor(w, t->name.s, t->type, t->n_dims, t->ne, t->data, &err) != 0) {
             fprintf(stderr, "fuzz_gguf: writer refused a tensor the reader accepted: %s\n", err.msg);
             abort();
         }
     }
     REQUIRE(fitlm_gguf_find_tensor(g, "token_embd.weight") == NULL || g->n_tensors > 0);
+    check_rewrite(w, g);
     fitlm_gguf_writer_free(w);
     fitlm_gguf_close(g);
     return 0;

@@ -13,8 +13,10 @@
  *     and without special tokens in the output).
  *   modes 224..239: payload = little-endian uint16 ids (mod vocab size): decode
  *     and stream them.
- *   modes 240..255: payload = a tokenizer.json text: load it (errors are fine),
+ *   modes 240..247: payload = a tokenizer.json text: load it (errors are fine),
  *     and if it loads, encode and decode a fixed text with it.
+ *   modes 248..255: payload = a GGUF file: open it from memory, build a
+ *     tokenizer from its metadata (errors are fine), and use it likewise.
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -178,7 +180,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         free(ids);
     } else {
         fitlm_error err = {{0}};
-        fitlm_tokenizer *t = fitlm_tokenizer_from_hf_json(payload, plen, NULL, &err);
+        fitlm_tokenizer *t = NULL;
+        if (mode < 248) {
+            t = fitlm_tokenizer_from_hf_json(payload, plen, NULL, &err);
+        } else {
+            fitlm_gguf *g = fitlm_gguf_open_memory(payload, plen, &err);
+            if (g) t = fitlm_tokenizer_from_gguf(g, &err);
+            fitlm_gguf_close(g); /* the tokenizer keeps no reference to g */
+        }
         if (t) {
             static const char sample[] = "Hello world! 123 \xC3\xA4\xE2\x96\x81 <s>";
             fuzz_text(t, "json", sample, sizeof sample - 1, false, true, false);

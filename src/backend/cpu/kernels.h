@@ -43,13 +43,30 @@ int64_t fitlm_quantize_row(int type, const float *src, void *dst, int64_t n, con
 
 /* Y[t*rows + r] = sum_c W[r, c] * X[t*cols + c] for t < n_tokens, r < rows.
  * Splits the work over the pool (NULL = run on the calling thread). Activations
- * are quantized on the fly where the integer dot products need it (Q8_0/Q8_K). */
+ * are quantized on the fly where the integer dot products need it (Q8_0/Q8_K)
+ * into the pool's scratch buffer (fitlm_threadpool_scratch; with pool == NULL
+ * a temporary malloc, freed before returning). cols must be a multiple of the
+ * block size (of 256 for the K types); an unsupported type or shape fills Y
+ * with NaN. */
 void fitlm_cpu_matmul(fitlm_threadpool *pool, int wtype, const void *W, int64_t rows, int64_t cols, const float *X,
                       int64_t n_tokens, float *Y);
 
 /* Scalar reference of the same (the oracle for tests). */
 void fitlm_cpu_matmul_ref(int wtype, const void *W, int64_t rows, int64_t cols, const float *X, int64_t n_tokens,
                           float *Y);
+
+/* Oracle for the integer kernels: like fitlm_cpu_matmul_ref, but the
+ * activations are first quantized exactly as fitlm_cpu_matmul quantizes them
+ * (Q8 per 32 values for Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 weights, Q8_K per 256 for the
+ * K types; unchanged for F32/F16/BF16), and sums are kept in double. If Yabs is
+ * not NULL it receives sum_c |W[r,c] * x[c]| (the scale for error bounds).
+ * No allocation. */
+void fitlm_cpu_matmul_ref_qact(int wtype, const void *W, int64_t rows, int64_t cols, const float *X,
+                               int64_t n_tokens, double *Y, double *Yabs);
+
+/* Name of the ISA whose kernel fitlm_cpu_matmul uses for this weight type now
+ * ("avx512", "avx2", "scalar"; "none" if unsupported). Static string. */
+const char *fitlm_cpu_kernel_isa_name(int wtype);
 
 /* Gets row `r` of W as floats (embedding lookup). */
 int fitlm_cpu_get_row(int wtype, const void *W, int64_t cols, int64_t r, float *dst);

@@ -3,6 +3,7 @@
 #define FITLM_BACKEND_CPU_THREADPOOL_H
 
 #include <stdint.h>
+#include <stddef.h>
 
 typedef struct fitlm_threadpool fitlm_threadpool;
 
@@ -14,9 +15,15 @@ void fitlm_threadpool_free(fitlm_threadpool *p);
 int fitlm_threadpool_size(const fitlm_threadpool *p);
 
 /* Calls fn(arg, i, n) for i in [0, n) — thread i of n — and waits for all.
+ * One caller at a time per pool (fn must not call run on the same pool).
  * With p == NULL runs fn(arg, 0, 1) on the calling thread. */
 typedef void (*fitlm_parallel_fn)(void *arg, int ith, int nth);
 void fitlm_threadpool_run(fitlm_threadpool *p, fitlm_parallel_fn fn, void *arg);
+
+/* A 64-byte aligned buffer of at least `bytes` owned by the pool (freed by
+ * fitlm_threadpool_free), valid until the next call; for kernels that need
+ * temporary space per call. Returns NULL if p is NULL or allocation fails. */
+void *fitlm_threadpool_scratch(fitlm_threadpool *p, size_t bytes);
 
 /* Number of physical cores (falls back to logical CPUs). */
 int fitlm_physical_cores(void);

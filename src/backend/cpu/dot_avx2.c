@@ -1,0 +1,539 @@
+/* AVX2 + FMA + F16C dot-product kernels (compiled with -mavx2 -mfma -mf16c;
+ * only called when the CPU has them). Integer kernels use the
+ * maddubs (u8 x s8 -> s16 pairs) + madd (s16 pairs -> s32) idiom. Each kernel
+ * is written once as an always-inline body taking the token count `nt` and
+ * instantiated for nt = 1..4, so a weight block is loaded and unpacked once
+ * for up to four tokens. */
+#include <immintrin.h>
+#include <string.h>
+
+#include "backend/cpu/quant_blocks.h"
+#include "format/ggml_type.h"
+
+#define INLINE static inline __attribute__((always_inline))
+
+INLINE float hsum_ps(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+INLINE int hsum_epi32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+}
+
+INLINE float h2f(uint16_t h) {
+    return _cvtsh_ss(h);
+}
+
+/* sum over pairs of (u8 x s8) products, widened to 8 x s32 */
+INLINE __m256i dot_u8s8(__m256i u, __m256i s) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+}
+/* the same for two signed operands (w in -128..127, a in -127..127) */
+INLINE __m256i dot_s8s8(__m256i w, __m256i a) {
+    return dot_u8s8(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w));
+}
+
+#define TOK(a, astride, t) ((const uint8_t *)(a) + (size_t)(t) * (astride))
+
+/* Instantiates name(cols, w, a, astride, ntok, out) from body_##name(..., nt). */
+#define INSTANTIATE(name)                                                                                              \
+    static void name(int64_t cols, const void *w, const void *a, size_t astride, int ntok, float *out) {             \
+        switch (ntok) {                                                                                                \
+        case 1: name##_body(cols, w, a, astride, 1, out); break;                                                      \
+        case 2: name##_body(cols, w, a, astride, 2, out); break;                                                      \
+        case 3: name##_body(cols, w, a, astride, 3, out); break;                                                      \
+        default: name##_body(cols, w, a, astride, 4, out); break;                                                     \
+        }                                                                                                              \
+    }
+
+/* ---- float weights: 16 columns per step, two accumulators per token ---- */
+
+INLINE __m256 load_w_f32(const void *w, int64_t c) {
+    return _mm256_loadu_ps((const float *)w + c);
+}
+INLINE __m256 load_w_f16(const void *w, int64_t c) {
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)w + c)));
+}
+INLINE __m256 load_w_bf16(const void *w, int64_t c) {
+    __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)((const uint16_t *)w + c)));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+}
+INLINE float scalar_w(const void *w, int64_t c, int kind) {
+    if (kind == 0) return ((const float *)w)[c];
+    uint16_t h = ((const uint16_t *)w)[c];
+    if (kind == 1) return h2f(h);
+    uint32_t b = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &b, 4);
+    return f;
+}
+
+#define FLOAT_KERNEL(name, loader, kind)                                                                              \
+    INLINE void name##_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) { \
+        __m256 acc0[4], acc1[4];                                                                                       \
+        for (int t = 0; t < nt; t++) acc0[t] = acc1[t] = _mm256_setzero_ps();                                         \
+        int64_t c = 0;                                                                                                 \
+        for (; c + 16 <= cols; c += 16) {                                                                              \
+            __m256 w0 = loader(w, c), w1 = loader(w, c + 8);                                                           \
+            for (int t = 0; t < nt; t++) {                                                                             \
+                const float *x = (const float *)TOK(a, astride, t);                                                    \
+                acc0[t] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + c), acc0[t]);                                        \
+                acc1[t] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + c + 8), acc1[t]);                                    \
+            }                                                                                                          \
+        }                                                                                                              \
+        for (int t = 0; t < nt; t++) {                                                                                 \
+            const float *x = (const float *)TOK(a, astride, t);                                                        \
+            float s = hsum_ps(_mm256_add_ps(acc0[t], acc1[t]));                                                        \
+            for (int64_t k = c; k < cols; k++) s += scalar_w(w, k, kind) * x[k];                                       \
+            out[t] = s;                                                                                                \
+        }                                                                                                              \
+    }                                                                                                                  \
+    INSTANTIATE(name)
+
+FLOAT_KERNEL(dot_f32, load_w_f32, 0)
+FLOAT_KERNEL(dot_f16, load_w_f16, 1)
+FLOAT_KERNEL(dot_bf16, load_w_bf16, 2)
+
+/* ---- Q8_0 x Q8 ---- */
+
+INLINE void dot_q8_0_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) {
+    const blk_q8_0 *b = w;
+    const int64_t nb = cols / 32;
+    __m256 acc[4];
+    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        __m256i wq = _mm256_loadu_si256((const __m256i *)b[i].qs);
+        __m256i wabs = _mm256_sign_epi8(wq, wq);
+        float dw = h2f(b[i].d);
+        for (int t = 0; t < nt; t++) {
+            const act_q8_ref ab_ = act_q8_get(TOK(a, astride, t), nb, i), *ab = &ab_;
+            __m256i aq = _mm256_loadu_si256((const __m256i *)ab->qs);
+            __m256i p = dot_u8s8(wabs, _mm256_sign_epi8(aq, wq));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * ab->d), acc[t]);
+        }
+    }
+    for (int t = 0; t < nt; t++) out[t] = hsum_ps(acc[t]);
+}
+INSTANTIATE(dot_q8_0)
+
+/* ---- Q4_0 x Q8: nibbles 0..15 as unsigned, the -8 offset through the
+ * activation sum: sum (q - 8) a = sum q a - 8 sum a ---- */
+
+INLINE __m256i unpack_nibbles32(const uint8_t *qs) {
+    __m128i q = _mm_loadu_si128((const __m128i *)qs);
+    __m128i m = _mm_set1_epi8(0x0f);
+    __m128i lo = _mm_and_si128(q, m), hi = _mm_and_si128(_mm_srli_epi16(q, 4), m);
+    return _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
+}
+
+INLINE void dot_q4_0_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) {
+    const blk_q4_0 *b = w;
+    const int64_t nb = cols / 32;
+    __m256 acc[4];
+    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        __m256i wq = unpack_nibbles32(b[i].qs);
+        float dw = h2f(b[i].d);
+        for (int t = 0; t < nt; t++) {
+            const act_q8_ref ab_ = act_q8_get(TOK(a, astride, t), nb, i), *ab = &ab_;
+            __m256i aq = _mm256_loadu_si256((const __m256i *)ab->qs);
+            __m256i p = dot_u8s8(wq, aq);
+            p = _mm256_sub_epi32(p, _mm256_setr_epi32(8 * ab->sum, 0, 0, 0, 0, 0, 0, 0));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * ab->d), acc[t]);
+        }
+    }
+    for (int t = 0; t < nt; t++) out[t] = hsum_ps(acc[t]);
+}
+INSTANTIATE(dot_q4_0)
+
+/* ---- Q4_1 x Q8: d * q + m, m through the activation sum ---- */
+
+INLINE void dot_q4_1_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) {
+    const blk_q4_1 *b = w;
+    const int64_t nb = cols / 32;
+    __m256 acc[4];
+    float macc[4] = {0};
+    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        __m256i wq = unpack_nibbles32(b[i].qs);
+        float dw = h2f(b[i].d), mw = h2f(b[i].m);
+        for (int t = 0; t < nt; t++) {
+            const act_q8_ref ab_ = act_q8_get(TOK(a, astride, t), nb, i), *ab = &ab_;
+            __m256i p = dot_u8s8(wq, _mm256_loadu_si256((const __m256i *)ab->qs));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * ab->d), acc[t]);
+            macc[t] += (mw * ab->d) * (float)ab->sum;
+        }
+    }
+    for (int t = 0; t < nt; t++) out[t] = hsum_ps(acc[t]) + macc[t];
+}
+INSTANTIATE(dot_q4_1)
+
+/* ---- Q5_0 / Q5_1 x Q8: the fifth bits of qh spread to bytes ---- */
+
+INLINE __m256i unpack_q5(const uint8_t *qs, const uint8_t *qh8) {
+    uint32_t qh;
+    memcpy(&qh, qh8, 4);
+    /* byte j of the result gets bit j of qh: broadcast, pick the byte holding
+     * bit j, test the bit */
+    __m256i v = _mm256_set1_epi32((int)qh);
+    __m256i sh = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3,
+                                  3, 3, 3, 3);
+    v = _mm256_shuffle_epi8(v, sh);
+    __m256i bit = _mm256_set1_epi64x(0x8040201008040201ll);
+    v = _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
+    __m256i hi = _mm256_and_si256(v, _mm256_set1_epi8(0x10));
+    return _mm256_or_si256(unpack_nibbles32(qs), hi);
+}
+
+INLINE void dot_q5_0_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) {
+    const blk_q5_0 *b = w;
+    const int64_t nb = cols / 32;
+    __m256 acc[4];
+    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        __m256i wq = unpack_q5(b[i].qs, b[i].qh);
+        float dw = h2f(b[i].d);
+        for (int t = 0; t < nt; t++) {
+            const act_q8_ref ab_ = act_q8_get(TOK(a, astride, t), nb, i), *ab = &ab_;
+            __m256i p = dot_u8s8(wq, _mm256_loadu_si256((const __m256i *)ab->qs));
+            p = _mm256_sub_epi32(p, _mm256_setr_epi32(16 * ab->sum, 0, 0, 0, 0, 0, 0, 0));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * ab->d), acc[t]);
+        }
+    }
+    for (int t = 0; t < nt; t++) out[t] = hsum_ps(acc[t]);
+}
+INSTANTIATE(dot_q5_0)
+
+INLINE void dot_q5_1_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) {
+    const blk_q5_1 *b = w;
+    const int64_t nb = cols / 32;
+    __m256 acc[4];
+    float macc[4] = {0};
+    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        __m256i wq = unpack_q5(b[i].qs, b[i].qh);
+        float dw = h2f(b[i].d), mw = h2f(b[i].m);
+        for (int t = 0; t < nt; t++) {
+            const act_q8_ref ab_ = act_q8_get(TOK(a, astride, t), nb, i), *ab = &ab_;
+            __m256i p = dot_u8s8(wq, _mm256_loadu_si256((const __m256i *)ab->qs));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * ab->d), acc[t]);
+            macc[t] += (mw * ab->d) * (float)ab->sum;
+        }
+    }
+    for (int t = 0; t < nt; t++) out[t] = hsum_ps(acc[t]) + macc[t];
+}
+INSTANTIATE(dot_q5_1)
+
+/* ---- Q4_K x Q8_K ---- */
+
+INLINE void dot_q4_k_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) {
+    const blk_q4_k *b = w;
+    const int64_t nb = cols / 256;
+    __m256 acc[4];
+    float macc[4] = {0};
+    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    for (int64_t i = 0; i < nb; i++) {
+        uint8_t sc[8], mn[8];
+        fitlm_k4_unpack(b[i].scales, sc, mn);
+        /* mins x pair-summed bsums: mn[j] applies to bsums[2j] and bsums[2j+1] */
+        __m128i mn8 = _mm_shuffle_epi8(_mm_loadl_epi64((const __m128i *)mn), _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7));
+        __m256i mins16 = _mm256_cvtepu8_epi16(mn8);
+        __m256i wlo[4], whi[4];
+        for (int c = 0; c < 4; c++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(b[i].qs + 32 * c));
+            wlo[c] = _mm256_and_si256(q, m4);
+            whi[c] = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+        }
+        float d = h2f(b[i].d), dmin = h2f(b[i].dmin);
+        for (int t = 0; t < nt; t++) {
+            const act_q8k *ab = (const act_q8k *)TOK(a, astride, t) + i;
+            __m256i isum = _mm256_setzero_si256();
+            for (int c = 0; c < 4; c++) {
+                __m256i a0 = _mm256_loadu_si256((const __m256i *)(ab->qs + 64 * c));
+                __m256i a1 = _mm256_loadu_si256((const __m256i *)(ab->qs + 64 * c + 32));
+                __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(wlo[c], a0), _mm256_set1_epi16(sc[2 * c]));
+                __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(whi[c], a1), _mm256_set1_epi16(sc[2 * c + 1]));
+                isum = _mm256_add_epi32(isum, _mm256_add_epi32(p0, p1));
+            }
+            __m256i bs = _mm256_loadu_si256((const __m256i *)ab->bsums);
+            int msum = hsum_epi32(_mm256_madd_epi16(bs, mins16));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(d * ab->d), acc[t]);
+            macc[t] += (dmin * ab->d) * (float)msum;
+        }
+    }
+    for (int t = 0; t < nt; t++) out[t] = hsum_ps(acc[t]) - macc[t];
+}
+INSTANTIATE(dot_q4_k)
+
+/* (u8 x s8 dot products) x an integer scale, 8 x s32 */
+#define KDOT(w, a, s) _mm256_madd_epi16(_mm256_maddubs_epi16((w), (a)), _mm256_set1_epi16((short)(s)))
+
+/* ---- Q5_K x Q8_K: Q4_K plus a fifth bit from qh ---- */
+
+INLINE void dot_q5_k_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) {
+    const blk_q5_k *b = w;
+    const int64_t nb = cols / 256;
+    __m256 acc[4];
+    float macc[4] = {0};
+    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
+    const __m256i m4 = _mm256_set1_epi8(0x0f), one = _mm256_set1_epi8(1);
+    for (int64_t i = 0; i < nb; i++) {
+        uint8_t sc[8], mn[8];
+        fitlm_k4_unpack(b[i].scales, sc, mn);
+        __m128i mn8 = _mm_shuffle_epi8(_mm_loadl_epi64((const __m128i *)mn),
+                                       _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7));
+        __m256i mins16 = _mm256_cvtepu8_epi16(mn8);
+        __m256i qh = _mm256_loadu_si256((const __m256i *)b[i].qh);
+        __m256i wlo[4], whi[4];
+        for (int c = 0; c < 4; c++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(b[i].qs + 32 * c));
+            __m256i hb0 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * c)), one);
+            __m256i hb1 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * c + 1)), one);
+            wlo[c] = _mm256_or_si256(_mm256_and_si256(q, m4), _mm256_slli_epi16(hb0, 4));
+            whi[c] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), _mm256_slli_epi16(hb1, 4));
+        }
+        float d = h2f(b[i].d), dmin = h2f(b[i].dmin);
+        for (int t = 0; t < nt; t++) {
+            const act_q8k *ab = (const act_q8k *)TOK(a, astride, t) + i;
+            __m256i isum = _mm256_setzero_si256();
+            for (int c = 0; c < 4; c++) {
+                __m256i a0 = _mm256_loadu_si256((const __m256i *)(ab->qs + 64 * c));
+                __m256i a1 = _mm256_loadu_si256((const __m256i *)(ab->qs + 64 * c + 32));
+                isum = _mm256_add_epi32(isum, KDOT(wlo[c], a0, sc[2 * c]));
+                isum = _mm256_add_epi32(isum, KDOT(whi[c], a1, sc[2 * c + 1]));
+            }
+            __m256i bs = _mm256_loadu_si256((const __m256i *)ab->bsums);
+            int msum = hsum_epi32(_mm256_madd_epi16(bs, mins16));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(d * ab->d), acc[t]);
+            macc[t] += (dmin * ab->d) * (float)msum;
+        }
+    }
+    for (int t = 0; t < nt; t++) out[t] = hsum_ps(acc[t]) - macc[t];
+}
+INSTANTIATE(dot_q5_k)
+
+/* ---- Q6_K x Q8_K: q + 32 (0..63) as unsigned, the offset via bsums ---- */
+
+INLINE void dot_q6_k_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) {
+    const blk_q6_k *b = w;
+    const int64_t nb = cols / 256;
+    __m256 acc[4];
+    float oacc[4] = {0};
+    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(0x03);
+    for (int64_t i = 0; i < nb; i++) {
+        __m256i wq[8];  /* 32 values each: elements 32k .. 32k+31 */
+        __m256i scv[8]; /* int16 scales: lanes 0-7 sub-block 2k, 8-15 sub-block 2k+1 */
+        for (int h = 0; h < 2; h++) {
+            __m256i l0 = _mm256_loadu_si256((const __m256i *)(b[i].ql + 64 * h));
+            __m256i l1 = _mm256_loadu_si256((const __m256i *)(b[i].ql + 64 * h + 32));
+            __m256i qh = _mm256_loadu_si256((const __m256i *)(b[i].qh + 32 * h));
+            wq[4 * h + 0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4));
+            wq[4 * h + 1] = _mm256_or_si256(_mm256_and_si256(l1, m4),
+                                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4));
+            wq[4 * h + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4));
+            wq[4 * h + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4));
+        }
+        for (int k = 0; k < 8; k++)
+            scv[k] = _mm256_set_m128i(_mm_set1_epi16(b[i].scales[2 * k + 1]), _mm_set1_epi16(b[i].scales[2 * k]));
+        __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b[i].scales));
+        float d = h2f(b[i].d);
+        for (int t = 0; t < nt; t++) {
+            const act_q8k *ab = (const act_q8k *)TOK(a, astride, t) + i;
+            __m256i isum = _mm256_setzero_si256();
+            for (int k = 0; k < 8; k++) {
+                __m256i aq = _mm256_loadu_si256((const __m256i *)(ab->qs + 32 * k));
+                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(_mm256_maddubs_epi16(wq[k], aq), scv[k]));
+            }
+            __m256i bs = _mm256_loadu_si256((const __m256i *)ab->bsums);
+            int off = hsum_epi32(_mm256_madd_epi16(bs, sc16));
+            isum = _mm256_sub_epi32(isum, _mm256_setr_epi32(32 * off, 0, 0, 0, 0, 0, 0, 0));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(d * ab->d), acc[t]);
+        }
+    }
+    for (int t = 0; t < nt; t++) out[t] = hsum_ps(acc[t]) + oacc[t];
+}
+INSTANTIATE(dot_q6_k)
+
+/* ---- Q2_K / Q3_K x Q8_K: 2-bit planes; sub-blocks of 16 ----
+ * The 32 values of group (h, j) are bits 2j..2j+1 of qs[32h .. 32h+31]; its
+ * two sub-blocks 8h+2j and 8h+2j+1 take the low and high 128-bit halves of the
+ * maddubs result, so one int16 scale vector per group does both. */
+
+INLINE __m256i pair_scales(int s0, int s1) {
+    return _mm256_set_m128i(_mm_set1_epi16((short)s1), _mm_set1_epi16((short)s0));
+}
+
+INLINE void dot_q2_k_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) {
+    const blk_q2_k *b = w;
+    const int64_t nb = cols / 256;
+    __m256 acc[4];
+    float macc[4] = {0};
+    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
+    const __m256i m3 = _mm256_set1_epi8(3);
+    for (int64_t i = 0; i < nb; i++) {
+        __m256i wq[8], scv[8];
+        for (int h = 0; h < 2; h++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(b[i].qs + 32 * h));
+            wq[4 * h + 0] = _mm256_and_si256(q, m3);
+            wq[4 * h + 1] = _mm256_and_si256(_mm256_srli_epi16(q, 2), m3);
+            wq[4 * h + 2] = _mm256_and_si256(_mm256_srli_epi16(q, 4), m3);
+            wq[4 * h + 3] = _mm256_and_si256(_mm256_srli_epi16(q, 6), m3);
+        }
+        for (int g = 0; g < 8; g++) scv[g] = pair_scales(b[i].scales[2 * g] & 15, b[i].scales[2 * g + 1] & 15);
+        __m128i s8 = _mm_loadu_si128((const __m128i *)b[i].scales);
+        __m256i mins16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(s8, 4), _mm_set1_epi8(15)));
+        float d = h2f(b[i].d), dmin = h2f(b[i].dmin);
+        for (int t = 0; t < nt; t++) {
+            const act_q8k *ab = (const act_q8k *)TOK(a, astride, t) + i;
+            __m256i isum = _mm256_setzero_si256();
+            for (int g = 0; g < 8; g++) {
+                __m256i aq = _mm256_loadu_si256((const __m256i *)(ab->qs + 32 * g));
+                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(_mm256_maddubs_epi16(wq[g], aq), scv[g]));
+            }
+            int msum = hsum_epi32(_mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)ab->bsums), mins16));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(d * ab->d), acc[t]);
+            macc[t] += (dmin * ab->d) * (float)msum;
+        }
+    }
+    for (int t = 0; t < nt; t++) out[t] = hsum_ps(acc[t]) - macc[t];
+}
+INSTANTIATE(dot_q2_k)
+
+/* Q3_K: u = low2 + 4 * hbit = q + 4 in 0..7 (unsigned for maddubs); the -4
+ * comes back through the activation sums: sum sc (u - 4) a = sum sc u a - 4
+ * sum sc bsum. */
+INLINE void dot_q3_k_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) {
+    const blk_q3_k *b = w;
+    const int64_t nb = cols / 256;
+    __m256 acc[4];
+    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
+    const __m256i m3 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
+    for (int64_t i = 0; i < nb; i++) {
+        __m256i wq[8], scv[8];
+        __m256i hm = _mm256_loadu_si256((const __m256i *)b[i].hmask);
+        for (int h = 0; h < 2; h++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(b[i].qs + 32 * h));
+            for (int j = 0; j < 4; j++) {
+                __m256i low = _mm256_and_si256(_mm256_srl_epi16(q, _mm_cvtsi32_si128(2 * j)), m3);
+                __m256i hb = _mm256_and_si256(_mm256_srl_epi16(hm, _mm_cvtsi32_si128(4 * h + j)), one);
+                wq[4 * h + j] = _mm256_or_si256(low, _mm256_slli_epi16(hb, 2));
+            }
+        }
+        int16_t sc[16];
+        for (int k = 0; k < 16; k++) sc[k] = (int16_t)fitlm_k3_scale(b[i].scales, k);
+        for (int g = 0; g < 8; g++) scv[g] = pair_scales(sc[2 * g], sc[2 * g + 1]);
+        __m256i sc16 = _mm256_loadu_si256((const __m256i *)sc);
+        float d = h2f(b[i].d);
+        for (int t = 0; t < nt; t++) {
+            const act_q8k *ab = (const act_q8k *)TOK(a, astride, t) + i;
+            __m256i isum = _mm256_setzero_si256();
+            for (int g = 0; g < 8; g++) {
+                __m256i aq = _mm256_loadu_si256((const __m256i *)(ab->qs + 32 * g));
+                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(_mm256_maddubs_epi16(wq[g], aq), scv[g]));
+            }
+            int off = hsum_epi32(_mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)ab->bsums), sc16));
+            isum = _mm256_sub_epi32(isum, _mm256_setr_epi32(4 * off, 0, 0, 0, 0, 0, 0, 0));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(d * ab->d), acc[t]);
+        }
+    }
+    for (int t = 0; t < nt; t++) out[t] = hsum_ps(acc[t]);
+}
+INSTANTIATE(dot_q3_k)
+
+fitlm_dot_fn fitlm_dot_avx2(int wtype) {
+    switch (wtype) {
+    case FITLM_TYPE_F32: return dot_f32;
+    case FITLM_TYPE_F16: return dot_f16;
+    case FITLM_TYPE_BF16: return dot_bf16;
+    case FITLM_TYPE_Q8_0: return dot_q8_0;
+    case FITLM_TYPE_Q4_0: return dot_q4_0;
+    case FITLM_TYPE_Q4_1: return dot_q4_1;
+    case FITLM_TYPE_Q5_0: return dot_q5_0;
+    case FITLM_TYPE_Q5_1: return dot_q5_1;
+    case FITLM_TYPE_Q4_K: return dot_q4_k;
+    case FITLM_TYPE_Q5_K: return dot_q5_k;
+    case FITLM_TYPE_Q6_K: return dot_q6_k;
+    case FITLM_TYPE_Q2_K: return dot_q2_k;
+    case FITLM_TYPE_Q3_K: return dot_q3_k;
+    default: return NULL;
+    }
+}
+
+/* ---- activation quantization, bit-identical to quant_act.c ----
+ * Same float operations in the same order (x * id, then + and - 1.5 * 2^23 to
+ * round half to even); blocks with a non-finite value take the scalar path's
+ * NaN convention. */
+
+INLINE float hmax_ps(__m256 v) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+
+/* quantizes n (multiple of 32) values with one scale; returns d, or NaN with
+ * all codes 0 if a value is not finite */
+static float quantize_i8_avx2(const float *x, int8_t *q, int n) {
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256 big = _mm256_set1_ps(3.4e38f);
+    __m256 mx = _mm256_setzero_ps();
+    int finite = 1;
+    for (int i = 0; i < n; i += 8) {
+        __m256 a = _mm256_and_ps(_mm256_loadu_ps(x + i), absmask);
+        finite &= _mm256_movemask_ps(_mm256_cmp_ps(a, big, _CMP_LE_OQ)) == 0xff;
+        mx = _mm256_max_ps(mx, a);
+    }
+    if (!finite) {
+        memset(q, 0, (size_t)n);
+        return __builtin_nanf("");
+    }
+    float d = hmax_ps(mx) / 127.0f;
+    float idf = d != 0.0f ? 1.0f / d : 0.0f;
+    const __m256 id = _mm256_set1_ps(idf), magic = _mm256_set1_ps(12582912.0f);
+    const __m256 hi = _mm256_set1_ps(127.0f), lo = _mm256_set1_ps(-127.0f);
+    const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (int i = 0; i < n; i += 32) {
+        __m256i v[4];
+        for (int k = 0; k < 4; k++) {
+            __m256 t = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i + 8 * k), id), magic);
+            t = _mm256_min_ps(_mm256_max_ps(_mm256_sub_ps(t, magic), lo), hi);
+            v[k] = _mm256_cvtps_epi32(t);
+        }
+        __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(v[0], v[1]), _mm256_packs_epi32(v[2], v[3]));
+        _mm256_storeu_si256((__m256i *)(q + i), _mm256_permutevar8x32_epi32(p, perm));
+    }
+    return d;
+}
+
+INLINE int sum_i8x16(const int8_t *q) {
+    __m256i v = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)q));
+    return hsum_epi32(_mm256_madd_epi16(v, _mm256_set1_epi16(1)));
+}
+
+void fitlm_quantize_act_q8_avx2(const float *x, void *dst_row, int64_t cols) {
+    int64_t nb = cols / 32;
+    int8_t *qs = dst_row;
+    float *d = (float *)(qs + 32 * nb);
+    int32_t *sum = (int32_t *)(qs + 36 * nb);
+    for (int64_t b = 0; b < nb; b++) {
+        d[b] = quantize_i8_avx2(x + 32 * b, qs + 32 * b, 32);
+        sum[b] = sum_i8x16(qs + 32 * b) + sum_i8x16(qs + 32 * b + 16);
+    }
+}
+
+void fitlm_quantize_act_q8k_avx2(const float *x, act_q8k *dst, int64_t cols) {
+    for (int64_t b = 0; b < cols / 256; b++) {
+        dst[b].d = quantize_i8_avx2(x + 256 * b, dst[b].qs, 256);
+        for (int g = 0; g < 16; g++) dst[b].bsums[g] = (int16_t)sum_i8x16(dst[b].qs + 16 * g);
+    }
+}

@@ -1,0 +1,473 @@
+/* AVX-512 (F/BW/VL/VNNI) dot-product kernels, used on CPUs with AVX512-VNNI.
+ * Integer kernels use vpdpbusd (u8 x s8, four products summed into s32 in one
+ * instruction, no int16 saturation) on 256-bit vectors; the float kernels use
+ * 512-bit vectors. The structure follows dot_avx2.c. Each kernel
+ * is written once as an always-inline body taking the token count `nt` and
+ * instantiated for nt = 1..4, so a weight block is loaded and unpacked once
+ * for up to four tokens. */
+#include <immintrin.h>
+#include <string.h>
+
+#include "backend/cpu/quant_blocks.h"
+#include "format/ggml_type.h"
+
+#define INLINE static inline __attribute__((always_inline))
+
+INLINE float hsum_ps(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+INLINE int hsum_epi32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+}
+
+INLINE float h2f(uint16_t h) {
+    return _cvtsh_ss(h);
+}
+
+/* sums of four (u8 x s8) products, 8 x s32 */
+INLINE __m256i dot_u8s8(__m256i u, __m256i s) {
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s);
+}
+/* the same for two signed operands (w in -128..127, a in -127..127) */
+INLINE __m256i dot_s8s8(__m256i w, __m256i a) {
+    return dot_u8s8(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w));
+}
+
+#define TOK(a, astride, t) ((const uint8_t *)(a) + (size_t)(t) * (astride))
+
+/* Instantiates name(cols, w, a, astride, ntok, out) from body_##name(..., nt). */
+#define INSTANTIATE(name)                                                                                              \
+    static void name(int64_t cols, const void *w, const void *a, size_t astride, int ntok, float *out) {             \
+        switch (ntok) {                                                                                                \
+        case 1: name##_body(cols, w, a, astride, 1, out); break;                                                      \
+        case 2: name##_body(cols, w, a, astride, 2, out); break;                                                      \
+        case 3: name##_body(cols, w, a, astride, 3, out); break;                                                      \
+        default: name##_body(cols, w, a, astride, 4, out); break;                                                     \
+        }                                                                                                              \
+    }
+
+/* ---- float weights: 32 columns per step, two 512-bit accumulators per token ---- */
+
+INLINE __m512 load_w_f32(const void *w, int64_t c) {
+    return _mm512_loadu_ps((const float *)w + c);
+}
+INLINE __m512 load_w_f16(const void *w, int64_t c) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)w + c)));
+}
+INLINE __m512 load_w_bf16(const void *w, int64_t c) {
+    __m512i v = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)((const uint16_t *)w + c)));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+}
+INLINE float scalar_w(const void *w, int64_t c, int kind) {
+    if (kind == 0) return ((const float *)w)[c];
+    uint16_t h = ((const uint16_t *)w)[c];
+    if (kind == 1) return h2f(h);
+    uint32_t b = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &b, 4);
+    return f;
+}
+
+#define FLOAT_KERNEL(name, loader, kind)                                                                              \
+    INLINE void name##_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) { \
+        __m512 acc0[4], acc1[4];                                                                                       \
+        for (int t = 0; t < nt; t++) acc0[t] = acc1[t] = _mm512_setzero_ps();                                         \
+        int64_t c = 0;                                                                                                 \
+        for (; c + 32 <= cols; c += 32) {                                                                              \
+            __m512 w0 = loader(w, c), w1 = loader(w, c + 16);                                                          \
+            for (int t = 0; t < nt; t++) {                                                                             \
+                const float *x = (const float *)TOK(a, astride, t);                                                    \
+                acc0[t] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + c), acc0[t]);                                        \
+                acc1[t] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x + c + 16), acc1[t]);                                   \
+            }                                                                                                          \
+        }                                                                                                              \
+        for (int t = 0; t < nt; t++) {                                                                                 \
+            const float *x = (const float *)TOK(a, astride, t);                                                        \
+            float s = _mm512_reduce_add_ps(_mm512_add_ps(acc0[t], acc1[t]));                                           \
+            for (int64_t k = c; k < cols; k++) s += scalar_w(w, k, kind) * x[k];                                       \
+            out[t] = s;                                                                                                \
+        }                                                                                                              \
+    }                                                                                                                  \
+    INSTANTIATE(name)
+
+FLOAT_KERNEL(dot_f32, load_w_f32, 0)
+FLOAT_KERNEL(dot_f16, load_w_f16, 1)
+FLOAT_KERNEL(dot_bf16, load_w_bf16, 2)
+
+/* ---- Q8_0 and Q4_0 x Q8: four blocks per step in 512-bit registers ----
+ * The codes of four consecutive activation blocks are contiguous (ACT_Q8 row
+ * layout), so they load as two 64-byte vectors; their four scales and sums as
+ * one 128-bit vector each. The four fp16 weight scales are gathered with
+ * scalar loads into one 64-bit word and converted together. Weight codes are
+ * made unsigned for vpdpbusd (Q8_0: w + 128 by flipping the sign bit; Q4_0:
+ * the raw nibble, i.e. q + 8); the offset times the block's activation sum is
+ * taken off in float at the end: sum_b s_b * (P_b - off * sum_b). Leftover
+ * blocks (nb % 4) use 256-bit single-block steps with the offset folded into
+ * the integer accumulator. */
+
+INLINE __m128 load4_halves(const void *first, size_t stride) {
+    const uint8_t *p = first;
+    uint64_t h = 0;
+    for (int k = 0; k < 4; k++) {
+        uint16_t v;
+        memcpy(&v, p + (size_t)k * stride, 2);
+        h |= (uint64_t)v << (16 * k);
+    }
+    return _mm_cvtph_ps(_mm_cvtsi64_si128((long long)h));
+}
+
+INLINE float hsum_ps128(__m128 s) {
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+INLINE void dot_q8_0_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) {
+    const blk_q8_0 *b = w;
+    const int64_t nb = cols / 32;
+    __m512 acc0[4], acc1[4];
+    __m128 corr[4];
+    __m256 tacc[4];
+    for (int t = 0; t < nt; t++) {
+        acc0[t] = acc1[t] = _mm512_setzero_ps();
+        corr[t] = _mm_setzero_ps();
+        tacc[t] = _mm256_setzero_ps();
+    }
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    const __m512i bc01 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    const __m512i bc23 = _mm512_setr_epi32(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    int64_t i = 0;
+    for (; i + 4 <= nb; i += 4) {
+        __m512i w01 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)b[i].qs)),
+                                         _mm256_loadu_si256((const __m256i *)b[i + 1].qs), 1);
+        __m512i w23 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)b[i + 2].qs)),
+                                         _mm256_loadu_si256((const __m256i *)b[i + 3].qs), 1);
+        w01 = _mm512_xor_si512(w01, flip);
+        w23 = _mm512_xor_si512(w23, flip);
+        __m128 dw = load4_halves(&b[i].d, sizeof(blk_q8_0));
+        for (int t = 0; t < nt; t++) {
+            const uint8_t *row = TOK(a, astride, t);
+            const int8_t *aq = act_q8_qs(row) + 32 * i;
+            __m512i p01 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w01, _mm512_loadu_si512(aq));
+            __m512i p23 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w23, _mm512_loadu_si512(aq + 64));
+            __m128 s = _mm_mul_ps(dw, _mm_loadu_ps(act_q8_d(row, nb) + i));
+            __m512 s16 = _mm512_castps128_ps512(s);
+            acc0[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p01), _mm512_permutexvar_ps(bc01, s16), acc0[t]);
+            acc1[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p23), _mm512_permutexvar_ps(bc23, s16), acc1[t]);
+            __m128 sums = _mm_cvtepi32_ps(_mm_loadu_si128((const __m128i *)(act_q8_sum(row, nb) + i)));
+            corr[t] = _mm_fmadd_ps(s, sums, corr[t]);
+        }
+    }
+    for (; i < nb; i++) {
+        __m256i wu = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)b[i].qs), _mm256_set1_epi8((char)0x80));
+        float dw = h2f(b[i].d);
+        for (int t = 0; t < nt; t++) {
+            const act_q8_ref ab = act_q8_get(TOK(a, astride, t), nb, i);
+            __m256i p = _mm256_dpbusd_epi32(_mm256_setr_epi32(-128 * ab.sum, 0, 0, 0, 0, 0, 0, 0), wu,
+                                            _mm256_loadu_si256((const __m256i *)ab.qs));
+            tacc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * ab.d), tacc[t]);
+        }
+    }
+    for (int t = 0; t < nt; t++)
+        out[t] = _mm512_reduce_add_ps(_mm512_add_ps(acc0[t], acc1[t])) - 128.0f * hsum_ps128(corr[t]) +
+                 hsum_ps(tacc[t]);
+}
+INSTANTIATE(dot_q8_0)
+
+INLINE __m256i unpack_nibbles32(const uint8_t *qs) {
+    __m128i q = _mm_loadu_si128((const __m128i *)qs);
+    __m128i m = _mm_set1_epi8(0x0f);
+    __m128i lo = _mm_and_si128(q, m), hi = _mm_and_si128(_mm_srli_epi16(q, 4), m);
+    return _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
+}
+
+INLINE void dot_q4_0_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) {
+    const blk_q4_0 *b = w;
+    const int64_t nb = cols / 32;
+    __m512 acc[4];
+    __m128 corr[4];
+    __m256 tacc[4];
+    for (int t = 0; t < nt; t++) {
+        acc[t] = _mm512_setzero_ps();
+        corr[t] = _mm_setzero_ps();
+        tacc[t] = _mm256_setzero_ps();
+    }
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    /* 64-bit lanes: a0 = blocks i, i+1 (lanes 0-7), a1 = blocks i+2, i+3 (8-15);
+     * first / second 16 codes of each block */
+    const __m512i idx_lo = _mm512_setr_epi64(0, 1, 4, 5, 8, 9, 12, 13);
+    const __m512i idx_hi = _mm512_setr_epi64(2, 3, 6, 7, 10, 11, 14, 15);
+    const __m512i bc4 = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    int64_t i = 0;
+    for (; i + 4 <= nb; i += 4) {
+        __m512i q = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)b[i].qs));
+        q = _mm512_inserti32x4(q, _mm_loadu_si128((const __m128i *)b[i + 1].qs), 1);
+        q = _mm512_inserti32x4(q, _mm_loadu_si128((const __m128i *)b[i + 2].qs), 2);
+        q = _mm512_inserti32x4(q, _mm_loadu_si128((const __m128i *)b[i + 3].qs), 3);
+        __m512i lo = _mm512_and_si512(q, m4), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+        __m128 dw = load4_halves(&b[i].d, sizeof(blk_q4_0));
+        for (int t = 0; t < nt; t++) {
+            const uint8_t *row = TOK(a, astride, t);
+            const int8_t *aq = act_q8_qs(row) + 32 * i;
+            __m512i a0 = _mm512_loadu_si512(aq), a1 = _mm512_loadu_si512(aq + 64);
+            __m512i alo = _mm512_permutex2var_epi64(a0, idx_lo, a1);
+            __m512i ahi = _mm512_permutex2var_epi64(a0, idx_hi, a1);
+            __m512i p = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, alo), hi, ahi);
+            __m128 s = _mm_mul_ps(dw, _mm_loadu_ps(act_q8_d(row, nb) + i));
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_permutexvar_ps(bc4, _mm512_castps128_ps512(s)),
+                                     acc[t]);
+            __m128 sums = _mm_cvtepi32_ps(_mm_loadu_si128((const __m128i *)(act_q8_sum(row, nb) + i)));
+            corr[t] = _mm_fmadd_ps(s, sums, corr[t]);
+        }
+    }
+    for (; i < nb; i++) {
+        __m256i wq = unpack_nibbles32(b[i].qs);
+        float dw = h2f(b[i].d);
+        for (int t = 0; t < nt; t++) {
+            const act_q8_ref ab = act_q8_get(TOK(a, astride, t), nb, i);
+            __m256i p = _mm256_dpbusd_epi32(_mm256_setr_epi32(-8 * ab.sum, 0, 0, 0, 0, 0, 0, 0), wq,
+                                            _mm256_loadu_si256((const __m256i *)ab.qs));
+            tacc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * ab.d), tacc[t]);
+        }
+    }
+    for (int t = 0; t < nt; t++)
+        out[t] = _mm512_reduce_add_ps(acc[t]) - 8.0f * hsum_ps128(corr[t]) + hsum_ps(tacc[t]);
+}
+INSTANTIATE(dot_q4_0)
+
+
+/* ---- Q4_1 x Q8: d * q + m, m through the activation sum ---- */
+
+INLINE void dot_q4_1_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) {
+    const blk_q4_1 *b = w;
+    const int64_t nb = cols / 32;
+    __m256 acc[4];
+    float macc[4] = {0};
+    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        __m256i wq = unpack_nibbles32(b[i].qs);
+        float dw = h2f(b[i].d), mw = h2f(b[i].m);
+        for (int t = 0; t < nt; t++) {
+            const act_q8_ref ab_ = act_q8_get(TOK(a, astride, t), nb, i), *ab = &ab_;
+            __m256i p = dot_u8s8(wq, _mm256_loadu_si256((const __m256i *)ab->qs));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * ab->d), acc[t]);
+            macc[t] += (mw * ab->d) * (float)ab->sum;
+        }
+    }
+    for (int t = 0; t < nt; t++) out[t] = hsum_ps(acc[t]) + macc[t];
+}
+INSTANTIATE(dot_q4_1)
+
+/* ---- Q5_0 / Q5_1 x Q8: the fifth bits of qh spread to bytes ---- */
+
+INLINE __m256i unpack_q5(const uint8_t *qs, const uint8_t *qh8) {
+    uint32_t qh;
+    memcpy(&qh, qh8, 4);
+    /* byte j of the result gets bit j of qh: broadcast, pick the byte holding
+     * bit j, test the bit */
+    __m256i v = _mm256_set1_epi32((int)qh);
+    __m256i sh = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3,
+                                  3, 3, 3, 3);
+    v = _mm256_shuffle_epi8(v, sh);
+    __m256i bit = _mm256_set1_epi64x(0x8040201008040201ll);
+    v = _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
+    __m256i hi = _mm256_and_si256(v, _mm256_set1_epi8(0x10));
+    return _mm256_or_si256(unpack_nibbles32(qs), hi);
+}
+
+INLINE void dot_q5_0_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) {
+    const blk_q5_0 *b = w;
+    const int64_t nb = cols / 32;
+    __m256 acc[4];
+    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        __m256i wq = unpack_q5(b[i].qs, b[i].qh);
+        float dw = h2f(b[i].d);
+        for (int t = 0; t < nt; t++) {
+            const act_q8_ref ab_ = act_q8_get(TOK(a, astride, t), nb, i), *ab = &ab_;
+            __m256i p = dot_u8s8(wq, _mm256_loadu_si256((const __m256i *)ab->qs));
+            p = _mm256_sub_epi32(p, _mm256_setr_epi32(16 * ab->sum, 0, 0, 0, 0, 0, 0, 0));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * ab->d), acc[t]);
+        }
+    }
+    for (int t = 0; t < nt; t++) out[t] = hsum_ps(acc[t]);
+}
+INSTANTIATE(dot_q5_0)
+
+INLINE void dot_q5_1_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) {
+    const blk_q5_1 *b = w;
+    const int64_t nb = cols / 32;
+    __m256 acc[4];
+    float macc[4] = {0};
+    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        __m256i wq = unpack_q5(b[i].qs, b[i].qh);
+        float dw = h2f(b[i].d), mw = h2f(b[i].m);
+        for (int t = 0; t < nt; t++) {
+            const act_q8_ref ab_ = act_q8_get(TOK(a, astride, t), nb, i), *ab = &ab_;
+            __m256i p = dot_u8s8(wq, _mm256_loadu_si256((const __m256i *)ab->qs));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * ab->d), acc[t]);
+            macc[t] += (mw * ab->d) * (float)ab->sum;
+        }
+    }
+    for (int t = 0; t < nt; t++) out[t] = hsum_ps(acc[t]) + macc[t];
+}
+INSTANTIATE(dot_q5_1)
+
+/* ---- Q4_K x Q8_K ---- */
+
+INLINE void dot_q4_k_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) {
+    const blk_q4_k *b = w;
+    const int64_t nb = cols / 256;
+    __m256 acc[4];
+    float macc[4] = {0};
+    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    for (int64_t i = 0; i < nb; i++) {
+        uint8_t sc[8], mn[8];
+        fitlm_k4_unpack(b[i].scales, sc, mn);
+        /* mins x pair-summed bsums: mn[j] applies to bsums[2j] and bsums[2j+1] */
+        __m128i mn8 = _mm_shuffle_epi8(_mm_loadl_epi64((const __m128i *)mn), _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7));
+        __m256i mins16 = _mm256_cvtepu8_epi16(mn8);
+        __m256i wlo[4], whi[4];
+        for (int c = 0; c < 4; c++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(b[i].qs + 32 * c));
+            wlo[c] = _mm256_and_si256(q, m4);
+            whi[c] = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+        }
+        float d = h2f(b[i].d), dmin = h2f(b[i].dmin);
+        for (int t = 0; t < nt; t++) {
+            const act_q8k *ab = (const act_q8k *)TOK(a, astride, t) + i;
+            __m256i isum = _mm256_setzero_si256();
+            for (int c = 0; c < 4; c++) {
+                __m256i a0 = _mm256_loadu_si256((const __m256i *)(ab->qs + 64 * c));
+                __m256i a1 = _mm256_loadu_si256((const __m256i *)(ab->qs + 64 * c + 32));
+                __m256i p0 = _mm256_mullo_epi32(dot_u8s8(wlo[c], a0), _mm256_set1_epi32(sc[2 * c]));
+                __m256i p1 = _mm256_mullo_epi32(dot_u8s8(whi[c], a1), _mm256_set1_epi32(sc[2 * c + 1]));
+                isum = _mm256_add_epi32(isum, _mm256_add_epi32(p0, p1));
+            }
+            __m256i bs = _mm256_loadu_si256((const __m256i *)ab->bsums);
+            int msum = hsum_epi32(_mm256_madd_epi16(bs, mins16));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(d * ab->d), acc[t]);
+            macc[t] += (dmin * ab->d) * (float)msum;
+        }
+    }
+    for (int t = 0; t < nt; t++) out[t] = hsum_ps(acc[t]) - macc[t];
+}
+INSTANTIATE(dot_q4_k)
+
+/* (u8 x s8 dot products) x an integer scale, 8 x s32 */
+#define KDOT(w, a, s) _mm256_mullo_epi32(dot_u8s8((w), (a)), _mm256_set1_epi32((s)))
+
+/* ---- Q5_K x Q8_K: Q4_K plus a fifth bit from qh ---- */
+
+INLINE void dot_q5_k_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) {
+    const blk_q5_k *b = w;
+    const int64_t nb = cols / 256;
+    __m256 acc[4];
+    float macc[4] = {0};
+    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
+    const __m256i m4 = _mm256_set1_epi8(0x0f), one = _mm256_set1_epi8(1);
+    for (int64_t i = 0; i < nb; i++) {
+        uint8_t sc[8], mn[8];
+        fitlm_k4_unpack(b[i].scales, sc, mn);
+        __m128i mn8 = _mm_shuffle_epi8(_mm_loadl_epi64((const __m128i *)mn),
+                                       _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7));
+        __m256i mins16 = _mm256_cvtepu8_epi16(mn8);
+        __m256i qh = _mm256_loadu_si256((const __m256i *)b[i].qh);
+        __m256i wlo[4], whi[4];
+        for (int c = 0; c < 4; c++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(b[i].qs + 32 * c));
+            __m256i hb0 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * c)), one);
+            __m256i hb1 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * c + 1)), one);
+            wlo[c] = _mm256_or_si256(_mm256_and_si256(q, m4), _mm256_slli_epi16(hb0, 4));
+            whi[c] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), _mm256_slli_epi16(hb1, 4));
+        }
+        float d = h2f(b[i].d), dmin = h2f(b[i].dmin);
+        for (int t = 0; t < nt; t++) {
+            const act_q8k *ab = (const act_q8k *)TOK(a, astride, t) + i;
+            __m256i isum = _mm256_setzero_si256();
+            for (int c = 0; c < 4; c++) {
+                __m256i a0 = _mm256_loadu_si256((const __m256i *)(ab->qs + 64 * c));
+                __m256i a1 = _mm256_loadu_si256((const __m256i *)(ab->qs + 64 * c + 32));
+                isum = _mm256_add_epi32(isum, KDOT(wlo[c], a0, sc[2 * c]));
+                isum = _mm256_add_epi32(isum, KDOT(whi[c], a1, sc[2 * c + 1]));
+            }
+            __m256i bs = _mm256_loadu_si256((const __m256i *)ab->bsums);
+            int msum = hsum_epi32(_mm256_madd_epi16(bs, mins16));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(d * ab->d), acc[t]);
+            macc[t] += (dmin * ab->d) * (float)msum;
+        }
+    }
+    for (int t = 0; t < nt; t++) out[t] = hsum_ps(acc[t]) - macc[t];
+}
+INSTANTIATE(dot_q5_k)
+
+/* ---- Q6_K x Q8_K: q + 32 (0..63) as unsigned, the offset via bsums ---- */
+
+INLINE void dot_q6_k_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) {
+    const blk_q6_k *b = w;
+    const int64_t nb = cols / 256;
+    __m256 acc[4];
+    float oacc[4] = {0};
+    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(0x03);
+    for (int64_t i = 0; i < nb; i++) {
+        __m256i wq[8];  /* 32 values each: elements 32k .. 32k+31 */
+        __m256i scv[8]; /* int16 scales: lanes 0-7 sub-block 2k, 8-15 sub-block 2k+1 */
+        for (int h = 0; h < 2; h++) {
+            __m256i l0 = _mm256_loadu_si256((const __m256i *)(b[i].ql + 64 * h));
+            __m256i l1 = _mm256_loadu_si256((const __m256i *)(b[i].ql + 64 * h + 32));
+            __m256i qh = _mm256_loadu_si256((const __m256i *)(b[i].qh + 32 * h));
+            wq[4 * h + 0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4));
+            wq[4 * h + 1] = _mm256_or_si256(_mm256_and_si256(l1, m4),
+                                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4));
+            wq[4 * h + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4));
+            wq[4 * h + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4));
+        }
+        for (int k = 0; k < 8; k++)
+            scv[k] = _mm256_set_m128i(_mm_set1_epi16(b[i].scales[2 * k + 1]), _mm_set1_epi16(b[i].scales[2 * k]));
+        __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b[i].scales));
+        float d = h2f(b[i].d);
+        for (int t = 0; t < nt; t++) {
+            const act_q8k *ab = (const act_q8k *)TOK(a, astride, t) + i;
+            __m256i isum = _mm256_setzero_si256();
+            for (int k = 0; k < 8; k++) {
+                __m256i aq = _mm256_loadu_si256((const __m256i *)(ab->qs + 32 * k));
+                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(_mm256_maddubs_epi16(wq[k], aq), scv[k]));
+            }
+            __m256i bs = _mm256_loadu_si256((const __m256i *)ab->bsums);
+            int off = hsum_epi32(_mm256_madd_epi16(bs, sc16));
+            isum = _mm256_sub_epi32(isum, _mm256_setr_epi32(32 * off, 0, 0, 0, 0, 0, 0, 0));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(d * ab->d), acc[t]);
+        }
+    }
+    for (int t = 0; t < nt; t++) out[t] = hsum_ps(acc[t]) + oacc[t];
+}
+INSTANTIATE(dot_q6_k)
+
+fitlm_dot_fn fitlm_dot_avx512(int wtype) {
+    switch (wtype) {
+    case FITLM_TYPE_F32: return dot_f32;
+    case FITLM_TYPE_F16: return dot_f16;
+    case FITLM_TYPE_BF16: return dot_bf16;
+    case FITLM_TYPE_Q8_0: return dot_q8_0;
+    case FITLM_TYPE_Q4_0: return dot_q4_0;
+    case FITLM_TYPE_Q4_1: return dot_q4_1;
+    case FITLM_TYPE_Q5_0: return dot_q5_0;
+    case FITLM_TYPE_Q5_1: return dot_q5_1;
+    case FITLM_TYPE_Q4_K: return dot_q4_k;
+    case FITLM_TYPE_Q5_K: return dot_q5_k;
+    case FITLM_TYPE_Q6_K: return dot_q6_k;
+    default: return NULL;
+    }
+}

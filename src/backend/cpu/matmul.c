@@ -1,0 +1,263 @@
+/* Matrix multiplication driver: ISA selection, activation quantization, work
+ * split over the thread pool, and the scalar reference (the test oracle). */
+#include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cpu/kernels.h"
+#include "backend/cpu/quant_blocks.h"
+#include "format/ggml_type.h"
+
+/* ---- ISA selection ---- */
+
+fitlm_cpu_isa fitlm_cpu_isa_detect(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+        __builtin_cpu_supports("f16c"))
+        return FITLM_ISA_AVX512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+        return FITLM_ISA_AVX2;
+#endif
+    return FITLM_ISA_SCALAR;
+}
+
+static atomic_int g_isa = -1;
+
+void fitlm_cpu_isa_set(fitlm_cpu_isa isa) {
+    fitlm_cpu_isa hw = fitlm_cpu_isa_detect();
+    if ((int)isa < 0) isa = FITLM_ISA_SCALAR;
+    if (isa > hw) isa = hw;
+    atomic_store(&g_isa, (int)isa);
+}
+
+fitlm_cpu_isa fitlm_cpu_isa_active(void) {
+    int v = atomic_load(&g_isa);
+    if (v >= 0) return (fitlm_cpu_isa)v;
+    fitlm_cpu_isa isa = fitlm_cpu_isa_detect();
+    const char *env = getenv("FITLM_CPU_KERNELS");
+    if (env && *env) {
+        fitlm_cpu_isa want = isa;
+        if (strcmp(env, "scalar") == 0) want = FITLM_ISA_SCALAR;
+        else if (strcmp(env, "avx2") == 0) want = FITLM_ISA_AVX2;
+        else if (strcmp(env, "avx512") == 0) want = FITLM_ISA_AVX512;
+        if (want < isa) isa = want;
+    }
+    atomic_store(&g_isa, (int)isa);
+    return isa;
+}
+
+const char *fitlm_cpu_isa_name(fitlm_cpu_isa isa) {
+    switch (isa) {
+    case FITLM_ISA_SCALAR: return "scalar";
+    case FITLM_ISA_AVX2: return "avx2";
+    case FITLM_ISA_AVX512: return "avx512";
+    }
+    return "?";
+}
+
+static fitlm_dot_fn pick_dot(int wtype, fitlm_cpu_isa isa) {
+    fitlm_dot_fn f = NULL;
+    if (isa >= FITLM_ISA_AVX512) f = fitlm_dot_avx512(wtype);
+    if (!f && isa >= FITLM_ISA_AVX2) f = fitlm_dot_avx2(wtype);
+    if (!f) f = fitlm_dot_scalar(wtype);
+    return f;
+}
+
+const char *fitlm_cpu_kernel_isa_name(int wtype) {
+    fitlm_cpu_isa isa = fitlm_cpu_isa_active();
+    if (isa >= FITLM_ISA_AVX512 && fitlm_dot_avx512(wtype)) return "avx512";
+    if (isa >= FITLM_ISA_AVX2 && fitlm_dot_avx2(wtype)) return "avx2";
+    return fitlm_dot_scalar(wtype) ? "scalar" : "none";
+}
+
+/* ---- the threaded driver ---- */
+
+typedef struct {
+    fitlm_dot_fn dot;
+    act_format fmt;
+    int simd; /* quantize activations with AVX2 */
+    const float *X;
+    int64_t cols, rows, ntok;
+    const uint8_t *W;
+    size_t wrow;
+    uint8_t *A;
+    size_t astride;
+    float *Y;
+    int64_t chunk_rows, nchunks;
+    atomic_llong next;
+} mm_job;
+
+static void quantize_tokens(mm_job *j, int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; t++) {
+        const float *x = j->X + t * j->cols;
+        uint8_t *dst = j->A + (size_t)t * j->astride;
+        if (j->fmt == ACT_Q8) {
+            if (j->simd) fitlm_quantize_act_q8_avx2(x, dst, j->cols);
+            else fitlm_quantize_act_q8(x, dst, j->cols);
+        } else {
+            if (j->simd) fitlm_quantize_act_q8k_avx2(x, (act_q8k *)dst, j->cols);
+            else fitlm_quantize_act_q8k(x, (act_q8k *)dst, j->cols);
+        }
+    }
+}
+
+static void quantize_worker(void *arg, int ith, int nth) {
+    mm_job *j = arg;
+    int64_t per = (j->ntok + nth - 1) / nth;
+    int64_t t0 = per * ith, t1 = t0 + per < j->ntok ? t0 + per : j->ntok;
+    if (t0 < t1) quantize_tokens(j, t0, t1);
+}
+
+static void matmul_worker(void *arg, int ith, int nth) {
+    (void)ith;
+    (void)nth;
+    mm_job *j = arg;
+    float out[FITLM_DOT_TILE];
+    for (;;) {
+        long long c = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
+        if (c >= j->nchunks) break;
+        int64_t r0 = c * j->chunk_rows;
+        int64_t r1 = r0 + j->chunk_rows < j->rows ? r0 + j->chunk_rows : j->rows;
+        for (int64_t t0 = 0; t0 < j->ntok; t0 += FITLM_DOT_TILE) {
+            int nt = (int)(j->ntok - t0 < FITLM_DOT_TILE ? j->ntok - t0 : FITLM_DOT_TILE);
+            const uint8_t *a = j->A + (size_t)t0 * j->astride;
+            for (int64_t r = r0; r < r1; r++) {
+                j->dot(j->cols, j->W + (size_t)r * j->wrow, a, j->astride, nt, out);
+                for (int t = 0; t < nt; t++) j->Y[(t0 + t) * j->rows + r] = out[t];
+            }
+        }
+    }
+}
+
+void fitlm_cpu_matmul(fitlm_threadpool *pool, int wtype, const void *W, int64_t rows, int64_t cols, const float *X,
+                      int64_t n_tokens, float *Y) {
+    if (rows <= 0 || n_tokens <= 0) return;
+    bool ok;
+    uint64_t wrow = fitlm_type_row_bytes(wtype, (uint64_t)(cols > 0 ? cols : 0), &ok);
+    act_format fmt = fitlm_act_format(wtype);
+    fitlm_dot_fn dot = fitlm_cpu_type_supported(wtype) && ok && cols > 0 ? pick_dot(wtype, fitlm_cpu_isa_active()) : NULL;
+    if (fmt == ACT_Q8K && cols % 256 != 0) dot = NULL;
+    if (!dot) { /* unsupported type or shape: make the failure visible */
+        for (int64_t i = 0; i < rows * n_tokens; i++) Y[i] = NAN;
+        return;
+    }
+    mm_job j;
+    memset(&j, 0, sizeof j);
+    j.dot = dot;
+    j.fmt = fmt;
+    j.simd = fitlm_cpu_isa_active() >= FITLM_ISA_AVX2;
+    j.X = X;
+    j.cols = cols;
+    j.rows = rows;
+    j.ntok = n_tokens;
+    j.W = W;
+    j.wrow = (size_t)wrow;
+    j.Y = Y;
+    void *owned = NULL;
+    if (fmt == ACT_F32) {
+        j.A = (uint8_t *)(uintptr_t)X;
+        j.astride = (size_t)cols * sizeof(float);
+    } else {
+        j.astride = fitlm_act_row_bytes(fmt, cols);
+        size_t bytes = j.astride * (size_t)n_tokens;
+        j.A = pool ? fitlm_threadpool_scratch(pool, bytes) : NULL;
+        if (!j.A) j.A = owned = malloc(bytes);
+        if (!j.A) { /* out of memory: the allocation-free reference still works */
+            fitlm_cpu_matmul_ref(wtype, W, rows, cols, X, n_tokens, Y);
+            return;
+        }
+        if (pool && n_tokens > 1) fitlm_threadpool_run(pool, quantize_worker, &j);
+        else quantize_tokens(&j, 0, n_tokens);
+    }
+    int nth = fitlm_threadpool_size(pool);
+    /* Chunks of whole rows handed out dynamically (robust when a core is
+     * busy elsewhere). Decode: ~64 KiB of weights per chunk, enough for the
+     * hardware prefetchers to stream; prefill: a chunk that stays in L2 while
+     * it is reused for every tile of tokens. */
+    size_t target = n_tokens == 1 ? (64u << 10) : (192u << 10);
+    int64_t cr = (int64_t)(target / (j.wrow ? j.wrow : 1));
+    if (cr < 1) cr = 1;
+    int64_t balance = (rows + 4 * nth - 1) / (4 * nth);
+    if (nth > 1 && cr > balance) cr = balance;
+    if (cr < 1) cr = 1;
+    j.chunk_rows = cr;
+    j.nchunks = (rows + cr - 1) / cr;
+    atomic_init(&j.next, 0);
+    fitlm_threadpool_run(pool, matmul_worker, &j);
+    free(owned);
+}
+
+/* ---- the references ---- */
+
+void fitlm_cpu_matmul_ref(int wtype, const void *W, int64_t rows, int64_t cols, const float *X, int64_t n_tokens,
+                          float *Y) {
+    bool ok;
+    uint64_t wrow = fitlm_type_row_bytes(wtype, (uint64_t)(cols > 0 ? cols : 0), &ok);
+    const fitlm_type_info *ti = fitlm_type_get(wtype);
+    if (!ok || !ti || !fitlm_cpu_type_supported(wtype) || cols <= 0) {
+        for (int64_t i = 0; i < rows * n_tokens; i++) Y[i] = NAN;
+        return;
+    }
+    float wbuf[256];
+    for (int64_t r = 0; r < rows; r++) {
+        const uint8_t *wr = (const uint8_t *)W + (size_t)r * wrow;
+        for (int64_t t = 0; t < n_tokens; t++) {
+            const float *x = X + t * cols;
+            double s = 0.0;
+            for (int64_t c = 0; c < cols; c += 256) {
+                int64_t n = cols - c < 256 ? cols - c : 256;
+                fitlm_dequantize_row(wtype, wr + (size_t)(c / ti->block_size) * ti->block_bytes, wbuf, n);
+                for (int64_t k = 0; k < n; k++) s += (double)wbuf[k] * (double)x[c + k];
+            }
+            Y[t * rows + r] = (float)s;
+        }
+    }
+}
+
+void fitlm_cpu_matmul_ref_qact(int wtype, const void *W, int64_t rows, int64_t cols, const float *X,
+                               int64_t n_tokens, double *Y, double *Yabs) {
+    bool ok;
+    uint64_t wrow = fitlm_type_row_bytes(wtype, (uint64_t)(cols > 0 ? cols : 0), &ok);
+    const fitlm_type_info *ti = fitlm_type_get(wtype);
+    act_format fmt = fitlm_act_format(wtype);
+    if (!ok || !ti || !fitlm_cpu_type_supported(wtype) || cols <= 0 || (fmt == ACT_Q8K && cols % 256)) {
+        for (int64_t i = 0; i < rows * n_tokens; i++) Y[i] = NAN;
+        return;
+    }
+    float wbuf[256];
+    double xbuf[256];
+    _Alignas(16) uint8_t aq[8 * 40];
+    act_q8k ak;
+    for (int64_t r = 0; r < rows; r++) {
+        const uint8_t *wr = (const uint8_t *)W + (size_t)r * wrow;
+        for (int64_t t = 0; t < n_tokens; t++) {
+            const float *x = X + t * cols;
+            double s = 0.0, sa = 0.0;
+            for (int64_t c = 0; c < cols; c += 256) {
+                int64_t n = cols - c < 256 ? cols - c : 256;
+                fitlm_dequantize_row(wtype, wr + (size_t)(c / ti->block_size) * ti->block_bytes, wbuf, n);
+                if (fmt == ACT_F32) {
+                    for (int64_t k = 0; k < n; k++) xbuf[k] = x[c + k];
+                } else if (fmt == ACT_Q8) {
+                    fitlm_quantize_act_q8(x + c, aq, n);
+                    for (int64_t k = 0; k < n; k++)
+                        xbuf[k] = (double)act_q8_d(aq, n / 32)[k / 32] * (double)act_q8_qs(aq)[k];
+                } else {
+                    fitlm_quantize_act_q8k(x + c, &ak, n);
+                    for (int64_t k = 0; k < n; k++) xbuf[k] = (double)ak.d * (double)ak.qs[k];
+                }
+                for (int64_t k = 0; k < n; k++) {
+                    double p = (double)wbuf[k] * xbuf[k];
+                    s += p;
+                    sa += fabs(p);
+                }
+            }
+            Y[t * rows + r] = s;
+            if (Yabs) Yabs[t * rows + r] = sa;
+        }
+    }
+}

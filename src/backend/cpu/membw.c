@@ -1,0 +1,88 @@
+/* Memory read bandwidth: a STREAM-like read-only pass over a large buffer. */
+#include "backend/cpu/membw.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#include "backend/cpu/kernels.h"
+
+typedef struct {
+    uint8_t *buf;   /* the slice read (or filled) by this dispatch */
+    size_t bytes;
+    int fill; /* 1: write the slice (first touch), 0: read it */
+    int simd;
+    volatile unsigned long long sink;
+} bw_job;
+
+static unsigned long long read_portable(const void *p, size_t bytes) {
+    const uint64_t *v = p;
+    uint64_t a = 0, b = 0, c = 0, d = 0;
+    for (size_t i = 0; i + 4 <= bytes / 8; i += 4) {
+        a ^= v[i];
+        b ^= v[i + 1];
+        c ^= v[i + 2];
+        d ^= v[i + 3];
+    }
+    return a ^ b ^ c ^ d;
+}
+
+static void bw_worker(void *arg, int ith, int nth) {
+    bw_job *j = arg;
+    size_t per = (j->bytes / (size_t)nth) & ~(size_t)4095;
+    size_t off = per * (size_t)ith;
+    size_t len = ith == nth - 1 ? j->bytes - off : per;
+    if (j->fill) {
+        memset(j->buf + off, (int)(ith + 1), len);
+        return;
+    }
+    unsigned long long s = j->simd ? fitlm_membw_read_avx2(j->buf + off, len) : read_portable(j->buf + off, len);
+    j->sink ^= s; /* racy xor of a checksum; the value is never used */
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+double fitlm_measure_read_bandwidth(fitlm_threadpool *pool, size_t bytes) {
+    bytes = (bytes + 4095) & ~(size_t)4095;
+    if (bytes < (1u << 20)) bytes = 1u << 20;
+    void *mem = NULL;
+    if (posix_memalign(&mem, 2u << 20, bytes) != 0) return -1.0;
+#ifdef MADV_HUGEPAGE
+    madvise(mem, bytes, MADV_HUGEPAGE);
+#endif
+    bw_job j;
+    memset(&j, 0, sizeof j);
+    j.buf = mem;
+    j.bytes = bytes;
+    j.simd = fitlm_cpu_isa_active() >= FITLM_ISA_AVX2;
+    j.fill = 1;
+    fitlm_threadpool_run(pool, bw_worker, &j);
+    j.fill = 0;
+    fitlm_threadpool_run(pool, bw_worker, &j); /* warm-up (TLB, page tables) */
+    /* Timed in segments of 64 MiB (each read by all threads), cycling
+     * through the whole buffer so every segment comes from DRAM: the best
+     * segment is the bandwidth of an undisturbed moment, comparable with
+     * per-call kernel timings. */
+    size_t seg = (size_t)64 << 20;
+    if (seg > bytes) seg = bytes;
+    size_t nseg = bytes / seg;
+    double best = 0.0;
+    for (int pass = 0; pass < 3; pass++) {
+        for (size_t k = 0; k < nseg; k++) {
+            j.buf = (uint8_t *)mem + k * seg;
+            j.bytes = seg;
+            double t0 = now_s();
+            fitlm_threadpool_run(pool, bw_worker, &j);
+            double dt = now_s() - t0;
+            if (dt > 0 && (double)seg / dt > best) best = (double)seg / dt;
+        }
+    }
+    free(mem);
+    return best / 1e9;
+}

@@ -1,0 +1,22 @@
+/* Measures the machine's memory read bandwidth (what decode is bound by). */
+#ifndef FITLM_BACKEND_CPU_MEMBW_H
+#define FITLM_BACKEND_CPU_MEMBW_H
+
+#include <stddef.h>
+
+#include "backend/cpu/threadpool.h"
+
+/* Reads a buffer of `bytes` (rounded to 4 KiB; at least 64 MiB is needed to
+ * get past the caches, 1 GiB recommended) with every thread of the pool
+ * (NULL = the calling thread only), 64 MiB at a time split in contiguous
+ * slices over the threads, three passes over the buffer, and returns the best
+ * 64 MiB segment in GB/s (1e9 bytes per second): on a shared machine, the
+ * bandwidth of an undisturbed moment. The
+ * buffer is allocated and freed inside. Returns -1 if it cannot be allocated. */
+double fitlm_measure_read_bandwidth(fitlm_threadpool *pool, size_t bytes);
+
+/* Internal: the read loop of one slice (AVX2 or portable); returns a checksum
+ * so the loads cannot be optimized away. */
+unsigned long long fitlm_membw_read_avx2(const void *p, size_t bytes);
+
+#endif

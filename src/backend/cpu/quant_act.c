@@ -1,0 +1,83 @@
+/* On-the-fly quantization of activation rows for the integer dot products. */
+#include <math.h>
+
+#include "backend/cpu/quant_blocks.h"
+#include "format/ggml_type.h"
+
+act_format fitlm_act_format(int wtype) {
+    switch (wtype) {
+    case FITLM_TYPE_Q4_0:
+    case FITLM_TYPE_Q4_1:
+    case FITLM_TYPE_Q5_0:
+    case FITLM_TYPE_Q5_1:
+    case FITLM_TYPE_Q8_0: return ACT_Q8;
+    case FITLM_TYPE_Q2_K:
+    case FITLM_TYPE_Q3_K:
+    case FITLM_TYPE_Q4_K:
+    case FITLM_TYPE_Q5_K:
+    case FITLM_TYPE_Q6_K: return ACT_Q8K;
+    default: return ACT_F32;
+    }
+}
+
+size_t fitlm_act_row_bytes(act_format f, int64_t cols) {
+    switch (f) {
+    case ACT_Q8: return (size_t)(cols / 32) * 40;
+    case ACT_Q8K: return (size_t)(cols / 256) * sizeof(act_q8k);
+    default: return (size_t)cols * sizeof(float);
+    }
+}
+
+/* Quantizes n values to int8 with d = max|x| / 127, q = round-half-even(x / d)
+ * (computed as x * (1/d)). Returns d; NaN (and all q = 0) if any x is not finite. */
+static float quantize_block_i8(const float *x, int8_t *q, int n) {
+    float amax = 0.0f;
+    int bad = 0;
+    for (int i = 0; i < n; i++) {
+        float a = fabsf(x[i]);
+        if (!(a <= 3.4e38f)) bad = 1; /* inf or nan */
+        else if (a > amax) amax = a;
+    }
+    if (bad) {
+        for (int i = 0; i < n; i++) q[i] = 0;
+        return NAN;
+    }
+    float d = amax / 127.0f;
+    float id = d != 0.0f ? 1.0f / d : 0.0f;
+    /* round half to even without a libm call: for |v| <= 2^22, adding and
+     * subtracting 1.5 * 2^23 leaves v rounded to an integer (IEEE default
+     * rounding; |x * id| <= 127 here) */
+    const float magic = 12582912.0f;
+    for (int i = 0; i < n; i++) {
+        float t = x[i] * id + magic;
+        float v = t - magic;
+        if (v > 127.0f) v = 127.0f;
+        if (v < -127.0f) v = -127.0f;
+        q[i] = (int8_t)v;
+    }
+    return d;
+}
+
+void fitlm_quantize_act_q8(const float *x, void *dst_row, int64_t cols) {
+    int64_t nb = cols / 32;
+    int8_t *qs = dst_row;
+    float *d = (float *)(qs + 32 * nb);
+    int32_t *sum = (int32_t *)(qs + 36 * nb);
+    for (int64_t b = 0; b < nb; b++) {
+        d[b] = quantize_block_i8(x + 32 * b, qs + 32 * b, 32);
+        int32_t s = 0;
+        for (int i = 0; i < 32; i++) s += qs[32 * b + i];
+        sum[b] = s;
+    }
+}
+
+void fitlm_quantize_act_q8k(const float *x, act_q8k *dst, int64_t cols) {
+    for (int64_t b = 0; b < cols / 256; b++) {
+        dst[b].d = quantize_block_i8(x + 256 * b, dst[b].qs, 256);
+        for (int g = 0; g < 16; g++) {
+            int s = 0;
+            for (int i = 0; i < 16; i++) s += dst[b].qs[16 * g + i];
+            dst[b].bsums[g] = (int16_t)s;
+        }
+    }
+}

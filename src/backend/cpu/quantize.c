@@ -1,0 +1,312 @@
+/* Reference quantizers (float -> GGUF blocks).
+ *
+ * Q8_0, Q4_0, Q5_0 (symmetric) and Q4_1, Q5_1 (min/max) follow the block
+ * definitions directly: Q8_0 d = max|x| / 127; Q4_0/Q5_0 d = m / -8 (-16)
+ * where m is the value of largest magnitude, so m maps exactly onto the most
+ * negative code; Q4_1/Q5_1 d = (max - min) / 15 (31), offset = min; codes are
+ * round-to-nearest, clamped.
+ * Q4_K/Q5_K/Q6_K search each sub-block's scale (and min) to minimize the
+ * (optionally importance-weighted) squared error, then quantize the sub-block
+ * scales against the super-block scale and re-round every code with the scales
+ * actually stored. */
+#include <math.h>
+#include <string.h>
+
+#include "backend/cpu/kernels.h"
+#include "backend/cpu/quant_blocks.h"
+#include "format/ggml_type.h"
+#include "util/fp16.h"
+
+static int clampi(int v, int lo, int hi) {
+    return v < lo ? lo : v > hi ? hi : v;
+}
+/* round to nearest (halves away from zero), safe for any float */
+static int rnd(float v) {
+    if (!(v == v)) return 0;
+    if (v > 1e6f) return 1000000;
+    if (v < -1e6f) return -1000000;
+    return (int)lroundf(v);
+}
+
+/* ---- 32-element blocks ---- */
+
+static void q8_0_block(const float *x, blk_q8_0 *b) {
+    float amax = 0.0f;
+    for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[j]));
+    float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+    b->d = fitlm_fp32_to_fp16(d);
+    for (int j = 0; j < 32; j++) b->qs[j] = (int8_t)clampi(rnd(x[j] * id), -128, 127);
+}
+
+/* symmetric 4/5-bit: d = m / -(2^(bits-1)) */
+static float sym_scale(const float *x, int half_range, float *id) {
+    float amax = 0.0f, m = 0.0f;
+    for (int j = 0; j < 32; j++)
+        if (fabsf(x[j]) > amax) {
+            amax = fabsf(x[j]);
+            m = x[j];
+        }
+    float d = m / (float)-half_range;
+    *id = d != 0.0f ? 1.0f / d : 0.0f;
+    return d;
+}
+
+static void q4_0_block(const float *x, blk_q4_0 *b) {
+    float id, d = sym_scale(x, 8, &id);
+    b->d = fitlm_fp32_to_fp16(d);
+    for (int j = 0; j < 16; j++) {
+        int lo = clampi(rnd(x[j] * id) + 8, 0, 15), hi = clampi(rnd(x[j + 16] * id) + 8, 0, 15);
+        b->qs[j] = (uint8_t)(lo | hi << 4);
+    }
+}
+
+static void q5_0_block(const float *x, blk_q5_0 *b) {
+    float id, d = sym_scale(x, 16, &id);
+    b->d = fitlm_fp32_to_fp16(d);
+    uint32_t qh = 0;
+    for (int j = 0; j < 16; j++) {
+        int lo = clampi(rnd(x[j] * id) + 16, 0, 31), hi = clampi(rnd(x[j + 16] * id) + 16, 0, 31);
+        b->qs[j] = (uint8_t)((lo & 15) | (hi & 15) << 4);
+        qh |= (uint32_t)(lo >> 4) << j | (uint32_t)(hi >> 4) << (j + 16);
+    }
+    for (int k = 0; k < 4; k++) b->qh[k] = (uint8_t)(qh >> (8 * k));
+}
+
+/* min/max: d = (max - min) / nmax, value = d * q + min */
+static void minmax_codes(const float *x, int nmax, uint16_t *dh, uint16_t *mh, int *q) {
+    float mn = x[0], mx = x[0];
+    for (int j = 1; j < 32; j++) {
+        mn = fminf(mn, x[j]);
+        mx = fmaxf(mx, x[j]);
+    }
+    float d = (mx - mn) / (float)nmax, id = d != 0.0f ? 1.0f / d : 0.0f;
+    *dh = fitlm_fp32_to_fp16(d);
+    *mh = fitlm_fp32_to_fp16(mn);
+    for (int j = 0; j < 32; j++) q[j] = clampi(rnd((x[j] - mn) * id), 0, nmax);
+}
+
+static void q4_1_block(const float *x, blk_q4_1 *b) {
+    int q[32];
+    minmax_codes(x, 15, &b->d, &b->m, q);
+    for (int j = 0; j < 16; j++) b->qs[j] = (uint8_t)(q[j] | q[j + 16] << 4);
+}
+
+static void q5_1_block(const float *x, blk_q5_1 *b) {
+    int q[32];
+    minmax_codes(x, 31, &b->d, &b->m, q);
+    uint32_t qh = 0;
+    for (int j = 0; j < 16; j++) {
+        b->qs[j] = (uint8_t)((q[j] & 15) | (q[j + 16] & 15) << 4);
+        qh |= (uint32_t)(q[j] >> 4) << j | (uint32_t)(q[j + 16] >> 4) << (j + 16);
+    }
+    for (int k = 0; k < 4; k++) b->qh[k] = (uint8_t)(qh >> (8 * k));
+}
+
+/* ---- K types: sub-block searches ---- */
+
+/* Fits x ~= scale * q - mn (q in 0..nmax, mn >= 0) to minimize
+ * sum w (scale q - mn - x)^2. Tries a range of step sizes around
+ * (max - min) / nmax; for each, rounds the codes and solves the 2x2 least
+ * squares for (scale, mn). Returns the error; writes scale and mn. */
+static float fit_scale_min(const float *x, const float *w, int n, int nmax, float *scale, float *mn) {
+    float lo = 0.0f, hi = 0.0f;
+    for (int i = 0; i < n; i++) {
+        lo = fminf(lo, x[i]);
+        hi = fmaxf(hi, x[i]);
+    }
+    *scale = 0.0f;
+    *mn = -lo;
+    if (hi - lo <= 0.0f) return 0.0f;
+    float best = INFINITY;
+    for (int k = -8; k <= 12; k++) {
+        float iscale = ((float)nmax + 0.1f * (float)k) / (hi - lo);
+        double sw = 0, sq = 0, sqq = 0, sx = 0, sqx = 0;
+        int q[256];
+        for (int i = 0; i < n; i++) {
+            q[i] = clampi(rnd((x[i] - lo) * iscale), 0, nmax);
+            sw += w[i];
+            sq += w[i] * q[i];
+            sqq += w[i] * (double)q[i] * q[i];
+            sx += w[i] * x[i];
+            sqx += w[i] * q[i] * x[i];
+        }
+        /* x ~= s q + o: normal equations */
+        double det = sw * sqq - sq * sq;
+        double s, o;
+        if (det > 0) {
+            s = (sw * sqx - sq * sx) / det;
+            o = (sqq * sx - sq * sqx) / det;
+        } else {
+            s = 1.0 / iscale;
+            o = lo;
+        }
+        if (o > 0) { /* the format can only subtract: fit scale alone */
+            o = 0;
+            s = sqq > 0 ? sqx / sqq : 0;
+        }
+        if (s < 0) continue;
+        double err = 0;
+        for (int i = 0; i < n; i++) {
+            double e = s * q[i] + o - x[i];
+            err += w[i] * e * e;
+        }
+        if (err < best) {
+            best = (float)err;
+            *scale = (float)s;
+            *mn = (float)-o;
+        }
+    }
+    return best;
+}
+
+/* Symmetric fit x ~= scale * q, q in -32..31 (Q6_K); scale may be negative. */
+static float fit_scale_sym(const float *x, const float *w, int n, float *scale) {
+    float amax = 0.0f, m = 0.0f;
+    for (int i = 0; i < n; i++)
+        if (fabsf(x[i]) > amax) {
+            amax = fabsf(x[i]);
+            m = x[i];
+        }
+    *scale = 0.0f;
+    if (amax == 0.0f) return 0.0f;
+    float best = INFINITY;
+    for (int k = -9; k <= 9; k++) {
+        float iscale = (-32.0f + 0.25f * (float)k) / m;
+        double sqq = 0, sqx = 0;
+        int q[16];
+        for (int i = 0; i < n; i++) {
+            q[i] = clampi(rnd(x[i] * iscale), -32, 31);
+            sqq += w[i] * (double)q[i] * q[i];
+            sqx += w[i] * q[i] * x[i];
+        }
+        if (sqq <= 0) continue;
+        double s = sqx / sqq, err = 0;
+        for (int i = 0; i < n; i++) {
+            double e = s * q[i] - x[i];
+            err += w[i] * e * e;
+        }
+        if (err < best) {
+            best = (float)err;
+            *scale = (float)s;
+        }
+    }
+    return best;
+}
+
+static void weights_for(const float *x, const float *imatrix, int n, float *w) {
+    for (int i = 0; i < n; i++) w[i] = imatrix ? fmaxf(imatrix[i], 0.0f) + 1e-12f : 1.0f;
+    (void)x;
+}
+
+/* Q4_K / Q5_K: 8 sub-blocks of 32, 6-bit scales and mins */
+static void qk45_block(const float *x, const float *imatrix, int nmax, uint16_t *dh, uint16_t *dminh,
+                       uint8_t *scales12, int *q) {
+    float sc[8], mn[8], w[32];
+    float maxsc = 0.0f, maxmn = 0.0f;
+    for (int j = 0; j < 8; j++) {
+        weights_for(x + 32 * j, imatrix ? imatrix + 32 * j : NULL, 32, w);
+        fit_scale_min(x + 32 * j, w, 32, nmax, &sc[j], &mn[j]);
+        maxsc = fmaxf(maxsc, sc[j]);
+        maxmn = fmaxf(maxmn, mn[j]);
+    }
+    float d = maxsc / 63.0f, dmin = maxmn / 63.0f;
+    *dh = fitlm_fp32_to_fp16(d);
+    *dminh = fitlm_fp32_to_fp16(dmin);
+    float d16 = fitlm_fp16_to_fp32(*dh), dmin16 = fitlm_fp16_to_fp32(*dminh);
+    uint8_t isc[8], imn[8];
+    for (int j = 0; j < 8; j++) {
+        isc[j] = (uint8_t)(d16 > 0 ? clampi(rnd(sc[j] / d16), 0, 63) : 0);
+        imn[j] = (uint8_t)(dmin16 > 0 ? clampi(rnd(mn[j] / dmin16), 0, 63) : 0);
+    }
+    for (int j = 0; j < 4; j++) {
+        scales12[j] = (uint8_t)(isc[j] | (isc[j + 4] >> 4) << 6);
+        scales12[j + 4] = (uint8_t)(imn[j] | (imn[j + 4] >> 4) << 6);
+        scales12[j + 8] = (uint8_t)((isc[j + 4] & 15) | (imn[j + 4] & 15) << 4);
+    }
+    for (int j = 0; j < 8; j++) {
+        float ds = d16 * (float)isc[j], dm = dmin16 * (float)imn[j];
+        for (int i = 0; i < 32; i++) q[32 * j + i] = ds > 0 ? clampi(rnd((x[32 * j + i] + dm) / ds), 0, nmax) : 0;
+    }
+}
+
+static void q4_k_block(const float *x, const float *imatrix, blk_q4_k *b) {
+    int q[256];
+    qk45_block(x, imatrix, 15, &b->d, &b->dmin, b->scales, q);
+    for (int c = 0; c < 4; c++)
+        for (int l = 0; l < 32; l++) b->qs[32 * c + l] = (uint8_t)(q[64 * c + l] | q[64 * c + 32 + l] << 4);
+}
+
+static void q5_k_block(const float *x, const float *imatrix, blk_q5_k *b) {
+    int q[256];
+    qk45_block(x, imatrix, 31, &b->d, &b->dmin, b->scales, q);
+    memset(b->qh, 0, sizeof b->qh);
+    for (int c = 0; c < 4; c++)
+        for (int l = 0; l < 32; l++) {
+            int lo = q[64 * c + l], hi = q[64 * c + 32 + l];
+            b->qs[32 * c + l] = (uint8_t)((lo & 15) | (hi & 15) << 4);
+            b->qh[l] |= (uint8_t)((lo >> 4) << (2 * c) | (hi >> 4) << (2 * c + 1));
+        }
+}
+
+static void q6_k_block(const float *x, const float *imatrix, blk_q6_k *b) {
+    float sc[16], w[16], maxabs = 0.0f;
+    for (int j = 0; j < 16; j++) {
+        weights_for(x + 16 * j, imatrix ? imatrix + 16 * j : NULL, 16, w);
+        fit_scale_sym(x + 16 * j, w, 16, &sc[j]);
+        maxabs = fmaxf(maxabs, fabsf(sc[j]));
+    }
+    float d = maxabs / 127.0f;
+    b->d = fitlm_fp32_to_fp16(d);
+    float d16 = fitlm_fp16_to_fp32(b->d);
+    int u[256];
+    for (int j = 0; j < 16; j++) {
+        int s = d16 > 0 ? clampi(rnd(sc[j] / d16), -128, 127) : 0;
+        b->scales[j] = (int8_t)s;
+        float ds = d16 * (float)s;
+        for (int i = 0; i < 16; i++) u[16 * j + i] = (ds != 0.0f ? clampi(rnd(x[16 * j + i] / ds), -32, 31) : 0) + 32;
+    }
+    for (int h = 0; h < 2; h++) {
+        const int *v = u + 128 * h;
+        for (int l = 0; l < 32; l++) {
+            b->ql[64 * h + l] = (uint8_t)((v[l] & 15) | (v[l + 64] & 15) << 4);
+            b->ql[64 * h + l + 32] = (uint8_t)((v[l + 32] & 15) | (v[l + 96] & 15) << 4);
+            b->qh[32 * h + l] = (uint8_t)((v[l] >> 4) | (v[l + 32] >> 4) << 2 | (v[l + 64] >> 4) << 4 | (v[l + 96] >> 4) << 6);
+        }
+    }
+}
+
+int64_t fitlm_quantize_row(int type, const float *src, void *dst, int64_t n, const float *imatrix) {
+    const fitlm_type_info *ti = fitlm_type_get(type);
+    if (!ti || n < 0 || n % ti->block_size != 0) return -1;
+    int64_t nb = n / ti->block_size;
+    uint8_t *out = dst;
+    for (int64_t i = 0; i < n && !ti->quantized; i++) {
+        switch (type) {
+        case FITLM_TYPE_F32: memcpy(out + 4 * i, src + i, 4); break;
+        case FITLM_TYPE_F16:
+        case FITLM_TYPE_BF16: {
+            uint16_t h = type == FITLM_TYPE_F16 ? fitlm_fp32_to_fp16(src[i]) : fitlm_fp32_to_bf16(src[i]);
+            memcpy(out + 2 * i, &h, 2);
+            break;
+        }
+        default: return -1;
+        }
+    }
+    for (int64_t b = 0; b < nb && ti->quantized; b++) {
+        const float *x = src + b * ti->block_size;
+        const float *im = imatrix ? imatrix + b * ti->block_size : NULL;
+        void *o = out + b * ti->block_bytes;
+        switch (type) {
+        case FITLM_TYPE_Q8_0: q8_0_block(x, o); break;
+        case FITLM_TYPE_Q4_0: q4_0_block(x, o); break;
+        case FITLM_TYPE_Q4_1: q4_1_block(x, o); break;
+        case FITLM_TYPE_Q5_0: q5_0_block(x, o); break;
+        case FITLM_TYPE_Q5_1: q5_1_block(x, o); break;
+        case FITLM_TYPE_Q4_K: q4_k_block(x, im, o); break;
+        case FITLM_TYPE_Q5_K: q5_k_block(x, im, o); break;
+        case FITLM_TYPE_Q6_K: q6_k_block(x, im, o); break;
+        default: return -1;
+        }
+    }
+    return nb * ti->block_bytes;
+}

@@ -1,0 +1,347 @@
+/* CPU kernels: fitlm_cpu_matmul under every ISA this CPU has, for every
+ * supported weight type, against two oracles:
+ *  1. fitlm_cpu_matmul_ref_qact: the same quantized activations, dequantized
+ *     weights, sums in double. Only float rounding separates the two, so the
+ *     bound is 1e-5 * sum|w x| (a few float ulps per block-sum term).
+ *  2. fitlm_cpu_matmul_ref: exact float activations. The Q8 activation
+ *     quantization moves each x by at most amax(block)/254, so the bound is
+ *     sum_c |w_c| * amax(block of c) / 254 plus the float term above.
+ * Weights are random raw blocks (every bit pattern of the quants, random
+ * valid fp16 scales) and, for types with a quantizer, quantized random data.
+ * Shapes: odd row counts, cols multiples of 256, n_tokens 1/2/3/7/16,
+ * thread counts 1/2/3. Plus fp16/bf16 special values and the thread pool. */
+#include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cpu/kernels.h"
+#include "backend/cpu/quant_blocks.h"
+#include "backend/cpu/threadpool.h"
+#include "check.h"
+#include "format/ggml_type.h"
+#include "util/fp16.h"
+
+static uint64_t rng_state = 0x243f6a8885a308d3ull;
+static uint32_t rnd_u32(void) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (uint32_t)(rng_state >> 32);
+}
+static float rnd_unit(void) { /* [-1, 1) */
+    return (float)((double)rnd_u32() / 2147483648.0 - 1.0);
+}
+/* roughly normal, with occasional outliers like real activations */
+static float rnd_act(void) {
+    float s = rnd_unit() + rnd_unit() + rnd_unit();
+    if (rnd_u32() % 64 == 0) s *= 8.0f;
+    return s;
+}
+
+typedef struct {
+    int type;
+    int half_offsets[2]; /* byte offsets of fp16 scale fields in a block (-1 = none) */
+} type_case;
+
+static const type_case k_types[] = {
+    {FITLM_TYPE_F32, {-1, -1}},  {FITLM_TYPE_F16, {-1, -1}},  {FITLM_TYPE_BF16, {-1, -1}},
+    {FITLM_TYPE_Q4_0, {0, -1}},  {FITLM_TYPE_Q4_1, {0, 2}},   {FITLM_TYPE_Q5_0, {0, -1}},
+    {FITLM_TYPE_Q5_1, {0, 2}},   {FITLM_TYPE_Q8_0, {0, -1}},  {FITLM_TYPE_Q2_K, {80, 82}},
+    {FITLM_TYPE_Q3_K, {108, -1}}, {FITLM_TYPE_Q4_K, {0, 2}},  {FITLM_TYPE_Q5_K, {0, 2}},
+    {FITLM_TYPE_Q6_K, {208, -1}},
+};
+
+static void put_half(uint8_t *p, uint16_t h) {
+    p[0] = (uint8_t)(h & 0xff);
+    p[1] = (uint8_t)(h >> 8);
+}
+
+/* Random weights of `type`: float types from random values, block types as
+ * random bytes with random positive/negative fp16 scales of moderate size. */
+static int use_quantizer; /* 1: weights from fitlm_quantize_row of random floats */
+
+static void *random_weights(const type_case *tc, int64_t rows, int64_t cols) {
+    const fitlm_type_info *ti = fitlm_type_get(tc->type);
+    bool ok;
+    size_t rb = (size_t)fitlm_type_row_bytes(tc->type, (uint64_t)cols, &ok);
+    uint8_t *w = malloc(rb * (size_t)rows);
+    if (!w) return NULL;
+    if (use_quantizer) {
+        float *row = malloc(sizeof(float) * (size_t)cols);
+        int done = row != NULL;
+        for (int64_t r = 0; r < rows && done; r++) {
+            for (int64_t c = 0; c < cols; c++) row[c] = rnd_act() * 0.05f;
+            done = fitlm_quantize_row(tc->type, row, w + (size_t)r * rb, cols, NULL) == (int64_t)rb;
+        }
+        free(row);
+        if (done) return w;
+    }
+    if (!ti->quantized) {
+        for (int64_t i = 0; i < rows * cols; i++) {
+            float v = rnd_unit() * 0.1f;
+            if (tc->type == FITLM_TYPE_F32) memcpy(w + 4 * i, &v, 4);
+            else put_half(w + 2 * i, tc->type == FITLM_TYPE_F16 ? fitlm_fp32_to_fp16(v) : fitlm_fp32_to_bf16(v));
+        }
+        return w;
+    }
+    for (size_t i = 0; i < rb * (size_t)rows; i++) w[i] = (uint8_t)rnd_u32();
+    size_t nblk = rb * (size_t)rows / ti->block_bytes;
+    for (size_t b = 0; b < nblk; b++) {
+        for (int k = 0; k < 2; k++) {
+            if (tc->half_offsets[k] < 0) continue;
+            float s = (0.002f + 0.02f * (rnd_unit() + 1.0f)) * (k == 0 && rnd_u32() % 8 == 0 ? -1.0f : 1.0f);
+            put_half(w + b * ti->block_bytes + tc->half_offsets[k], fitlm_fp32_to_fp16(s));
+        }
+    }
+    return w;
+}
+
+/* bound for oracle 2: sum_c |w_c| * amax(activation block of c) / 254 */
+static double act_quant_bound(int type, const float *wrow, const float *x, int64_t cols) {
+    int qb = 0;
+    switch (type) {
+    case FITLM_TYPE_F32:
+    case FITLM_TYPE_F16:
+    case FITLM_TYPE_BF16: return 0.0;
+    case FITLM_TYPE_Q4_0:
+    case FITLM_TYPE_Q4_1:
+    case FITLM_TYPE_Q5_0:
+    case FITLM_TYPE_Q5_1:
+    case FITLM_TYPE_Q8_0: qb = 32; break;
+    default: qb = 256; break;
+    }
+    double s = 0.0;
+    for (int64_t c0 = 0; c0 < cols; c0 += qb) {
+        double amax = 0.0;
+        for (int k = 0; k < qb; k++) amax = fmax(amax, fabs(x[c0 + k]));
+        for (int k = 0; k < qb; k++) s += fabs(wrow[c0 + k]) * amax / 254.0;
+    }
+    return s;
+}
+
+static int n_isas;
+static fitlm_cpu_isa isas[3];
+static fitlm_threadpool *pools[3]; /* 1, 2, 3 threads */
+
+static void check_type_shape(const type_case *tc, int64_t rows, int64_t cols, int64_t ntok) {
+    const char *tn = fitlm_type_name(tc->type);
+    void *W = random_weights(tc, rows, cols);
+    float *X = malloc(sizeof(float) * (size_t)(cols * ntok));
+    float *Y = malloc(sizeof(float) * (size_t)(rows * ntok));
+    float *Yref = malloc(sizeof(float) * (size_t)(rows * ntok));
+    double *Yq = malloc(sizeof(double) * (size_t)(rows * ntok));
+    double *Yabs = malloc(sizeof(double) * (size_t)(rows * ntok));
+    double *bound2 = malloc(sizeof(double) * (size_t)(rows * ntok));
+    float *wrow = malloc(sizeof(float) * (size_t)cols);
+    if (!W || !X || !Y || !Yref || !Yq || !Yabs || !bound2 || !wrow) {
+        CHECK(0, "out of memory");
+        goto done;
+    }
+    for (int64_t i = 0; i < cols * ntok; i++) X[i] = rnd_act();
+    fitlm_cpu_matmul_ref_qact(tc->type, W, rows, cols, X, ntok, Yq, Yabs);
+    fitlm_cpu_matmul_ref(tc->type, W, rows, cols, X, ntok, Yref);
+    for (int64_t r = 0; r < rows; r++) {
+        CHECK(fitlm_cpu_get_row(tc->type, W, cols, r, wrow) == 0, "get_row %s", tn);
+        for (int64_t t = 0; t < ntok; t++)
+            bound2[t * rows + r] = act_quant_bound(tc->type, wrow, X + t * cols, cols) * 1.0001;
+    }
+    for (int ii = 0; ii < n_isas; ii++) {
+        fitlm_cpu_isa_set(isas[ii]);
+        CHECK(fitlm_cpu_isa_active() == isas[ii], "isa set");
+        for (int p = 0; p < 3; p++) {
+            for (int64_t i = 0; i < rows * ntok; i++) Y[i] = NAN;
+            fitlm_cpu_matmul(pools[p], tc->type, W, rows, cols, X, ntok, Y);
+            int bad1 = 0, bad2 = 0;
+            double worst1 = 0.0, worst2 = 0.0;
+            for (int64_t i = 0; i < rows * ntok; i++) {
+                double tol1 = 1e-5 * Yabs[i] + 1e-30;
+                double e1 = fabs((double)Y[i] - Yq[i]);
+                if (!(e1 <= tol1)) bad1++;
+                if (e1 / tol1 > worst1) worst1 = e1 / tol1;
+                double tol2 = bound2[i] + 1e-5 * Yabs[i] + 1e-30;
+                double e2 = fabs((double)Y[i] - (double)Yref[i]);
+                if (!(e2 <= tol2)) bad2++;
+                if (e2 / tol2 > worst2) worst2 = e2 / tol2;
+            }
+            CHECK(bad1 == 0, "%s %s rows=%lld cols=%lld ntok=%lld threads=%d: %d outputs off the qact oracle (worst %.3g x tol)",
+                  tn, fitlm_cpu_isa_name(isas[ii]), (long long)rows, (long long)cols, (long long)ntok, p + 1, bad1,
+                  worst1);
+            CHECK(bad2 == 0, "%s %s rows=%lld cols=%lld ntok=%lld threads=%d: %d outputs off the float oracle (worst %.3g x bound)",
+                  tn, fitlm_cpu_isa_name(isas[ii]), (long long)rows, (long long)cols, (long long)ntok, p + 1, bad2,
+                  worst2);
+        }
+    }
+done:
+    free(W);
+    free(X);
+    free(Y);
+    free(Yref);
+    free(Yq);
+    free(Yabs);
+    free(bound2);
+    free(wrow);
+}
+
+/* fp16/bf16 weights holding inf, nan, subnormals: every ISA must propagate
+ * them like IEEE float arithmetic does. */
+static void check_special_halves(void) {
+    enum { COLS = 256, ROWS = 4 };
+    for (int bf = 0; bf < 2; bf++) {
+        int type = bf ? FITLM_TYPE_BF16 : FITLM_TYPE_F16;
+        uint16_t w[ROWS * COLS];
+        float x[COLS];
+        for (int c = 0; c < COLS; c++) x[c] = 1.0f + (float)(c % 7) * 0.25f; /* all positive */
+        for (int i = 0; i < ROWS * COLS; i++) w[i] = bf ? fitlm_fp32_to_bf16(0.01f) : fitlm_fp32_to_fp16(0.01f);
+        uint16_t pinf = bf ? 0x7f80 : 0x7c00, qnan = bf ? 0x7fc0 : 0x7e00, sub = bf ? 0x0001 : 0x0001;
+        w[0 * COLS + 37] = pinf;                                /* row 0: +inf */
+        w[1 * COLS + 200] = qnan;                               /* row 1: nan */
+        for (int c = 0; c < COLS; c++) w[2 * COLS + c] = sub;  /* row 2: smallest subnormal */
+        w[3 * COLS + 5] = pinf;                                 /* row 3: inf - inf = nan */
+        w[3 * COLS + 6] = (uint16_t)(pinf | 0x8000);
+        float sub_f = bf ? fitlm_bf16_to_fp32(sub) : fitlm_fp16_to_fp32(sub);
+        CHECK(bf ? sub_f == 0x1p-133f : sub_f == 0x1p-24f, "subnormal half value %g", (double)sub_f);
+        double xs = 0;
+        for (int c = 0; c < COLS; c++) xs += x[c];
+        for (int ii = 0; ii < n_isas; ii++) {
+            fitlm_cpu_isa_set(isas[ii]);
+            float y[ROWS];
+            fitlm_cpu_matmul(pools[1], type, w, ROWS, COLS, x, 1, y);
+            const char *in = fitlm_cpu_isa_name(isas[ii]);
+            CHECK(isinf(y[0]) && y[0] > 0, "%s %s +inf weight -> %g", fitlm_type_name(type), in, (double)y[0]);
+            CHECK(isnan(y[1]), "%s %s nan weight -> %g", fitlm_type_name(type), in, (double)y[1]);
+            CHECK(fabs(y[2] - sub_f * xs) <= 1e-6 * sub_f * xs, "%s %s subnormal weights -> %g want %g",
+                  fitlm_type_name(type), in, (double)y[2], sub_f * xs);
+            CHECK(isnan(y[3]), "%s %s inf-inf -> %g", fitlm_type_name(type), in, (double)y[3]);
+        }
+    }
+    /* a Q8_0 block whose fp16 scale is subnormal, and one with an inf scale */
+    {
+        uint8_t blk[2 * 34];
+        memset(blk, 0, sizeof blk);
+        put_half(blk, 0x0003); /* 3 * 2^-24 */
+        for (int j = 0; j < 32; j++) blk[2 + j] = (uint8_t)(int8_t)(j - 16);
+        put_half(blk + 34, 0x7c00);
+        for (int j = 0; j < 32; j++) blk[36 + j] = 1;
+        float deq[64];
+        CHECK(fitlm_dequantize_row(FITLM_TYPE_Q8_0, blk, deq, 64) == 0, "dequant q8_0");
+        CHECK(deq[0] == -16.0f * 3.0f * 0x1p-24f && deq[31] == 15.0f * 3.0f * 0x1p-24f, "subnormal scale %g", (double)deq[0]);
+        CHECK(isinf(deq[32]) && deq[40] > 0, "inf scale %g", (double)deq[32]);
+    }
+}
+
+/* The SIMD activation quantizers must produce the same bytes as the scalar
+ * ones (the integer kernels of every ISA are checked against an oracle that
+ * uses the scalar quantizer). Includes exact ties (x * id = k + 0.5), zeros,
+ * huge values, inf and nan. */
+static void check_act_quantizers(void) {
+    if (fitlm_cpu_isa_detect() < FITLM_ISA_AVX2) return;
+    enum { COLS = 1024 };
+    static float x[COLS];
+    static uint8_t a[COLS / 32 * 40], b[COLS / 32 * 40];
+    static act_q8k ka[COLS / 256], kb[COLS / 256];
+    for (int trial = 0; trial < 50; trial++) {
+        for (int i = 0; i < COLS; i++) x[i] = rnd_act() * (trial % 5 == 0 ? 1e30f : 1.0f);
+        if (trial % 3 == 1) /* ties: 127 * k / 254 * 2 ... multiples of amax/254 */
+            for (int i = 0; i < COLS; i++) x[i] = (float)((int)(rnd_u32() % 255) - 127) * 0.5f;
+        if (trial == 7) x[5] = INFINITY;
+        if (trial == 8) x[300] = NAN;
+        if (trial == 9)
+            for (int i = 0; i < 64; i++) x[i] = 0.0f;
+        fitlm_quantize_act_q8(x, a, COLS);
+        fitlm_quantize_act_q8_avx2(x, b, COLS);
+        CHECK(memcmp(a, b, sizeof a) == 0 || trial == 8, "act q8 avx2 != scalar (trial %d)", trial);
+        if (trial == 8) CHECK(memcmp(a, b, 32 * 9) == 0 && memcmp(a + 32 * 10, b + 32 * 10, 32 * 22) == 0 &&
+                                  isnan(act_q8_d(b, COLS / 32)[9]), "nan block");
+        fitlm_quantize_act_q8k(x, ka, COLS);
+        fitlm_quantize_act_q8k_avx2(x, kb, COLS);
+        int same = 1;
+        for (int k = 0; k < COLS / 256; k++)
+            same &= (memcmp(&ka[k].d, &kb[k].d, 4) == 0 || (isnan(ka[k].d) && isnan(kb[k].d))) &&
+                    memcmp(ka[k].qs, kb[k].qs, 256) == 0 && memcmp(ka[k].bsums, kb[k].bsums, 32) == 0;
+        CHECK(same, "act q8k avx2 != scalar (trial %d)", trial);
+    }
+}
+
+/* Thread pool: many back-to-back dispatches, each share runs exactly once. */
+typedef struct {
+    atomic_llong sum;
+    atomic_int calls[8];
+    int nth_seen;
+} pool_probe;
+
+static void probe_fn(void *arg, int ith, int nth) {
+    pool_probe *p = arg;
+    atomic_fetch_add(&p->sum, ith + 1);
+    atomic_fetch_add(&p->calls[ith], 1);
+    p->nth_seen = nth; /* every share writes the same value */
+}
+
+static void check_threadpool(void) {
+    int cores = fitlm_physical_cores();
+    CHECK(cores >= 1 && cores <= 4096, "physical cores %d", cores);
+    for (int n = 1; n <= 4; n++) {
+        fitlm_threadpool *p = fitlm_threadpool_new(n);
+        CHECK(p != NULL, "pool %d", n);
+        if (!p) continue;
+        CHECK(fitlm_threadpool_size(p) == n, "pool size %d", fitlm_threadpool_size(p));
+        pool_probe probe;
+        memset(&probe, 0, sizeof probe);
+        const int runs = 3000;
+        for (int r = 0; r < runs; r++) fitlm_threadpool_run(p, probe_fn, &probe);
+        CHECK(atomic_load(&probe.sum) == (long long)runs * n * (n + 1) / 2, "pool %d: sum %lld", n,
+              (long long)atomic_load(&probe.sum));
+        for (int i = 0; i < n; i++) CHECK(atomic_load(&probe.calls[i]) == runs, "pool %d share %d ran %d", n, i, atomic_load(&probe.calls[i]));
+        CHECK(probe.nth_seen == n, "nth %d", probe.nth_seen);
+        void *s1 = fitlm_threadpool_scratch(p, 1000);
+        CHECK(s1 != NULL && ((uintptr_t)s1 & 63) == 0, "scratch aligned");
+        if (s1) memset(s1, 1, 1000);
+        fitlm_threadpool_free(p);
+    }
+    pool_probe probe;
+    memset(&probe, 0, sizeof probe);
+    fitlm_threadpool_run(NULL, probe_fn, &probe);
+    CHECK(atomic_load(&probe.sum) == 1 && probe.nth_seen == 1, "NULL pool runs inline");
+    fitlm_threadpool *d = fitlm_threadpool_new(0);
+    CHECK(d && fitlm_threadpool_size(d) == cores, "default pool size = physical cores");
+    fitlm_threadpool_free(d);
+}
+
+int main(void) {
+    const char *san = getenv("FITLM_SANITIZED");
+    int small = san && *san && strcmp(san, "0") != 0;
+    fitlm_cpu_isa hw = fitlm_cpu_isa_detect();
+    for (int i = 0; i <= (int)hw; i++) isas[n_isas++] = (fitlm_cpu_isa)i;
+    printf("ISAs tested: up to %s\n", fitlm_cpu_isa_name(hw));
+    for (int p = 0; p < 3; p++) pools[p] = fitlm_threadpool_new(p + 1);
+
+    check_threadpool();
+    check_act_quantizers();
+    check_special_halves();
+
+    static const int64_t ntoks[] = {1, 2, 3, 7, 16};
+    for (size_t ti = 0; ti < sizeof k_types / sizeof k_types[0]; ti++) {
+        const type_case *tc = &k_types[ti];
+        if (!fitlm_cpu_type_supported(tc->type)) {
+            CHECK(0, "type %s unsupported", fitlm_type_name(tc->type));
+            continue;
+        }
+        for (size_t k = 0; k < sizeof ntoks / sizeof ntoks[0]; k++) {
+            check_type_shape(tc, 37, 512, ntoks[k]);
+            if (!small) check_type_shape(tc, 5, 256, ntoks[k]);
+        }
+        if (!small) check_type_shape(tc, 131, 1024, 5);
+        use_quantizer = 1; /* realistic blocks where a quantizer exists */
+        check_type_shape(tc, 19, 768, 1);
+        check_type_shape(tc, 19, 768, 9);
+        use_quantizer = 0;
+    }
+    fitlm_cpu_isa_set(hw);
+    /* an unsupported type gives NaN, not garbage */
+    float y[2] = {0, 0}, x[32] = {0};
+    uint8_t junk[64] = {0};
+    fitlm_cpu_matmul(NULL, FITLM_TYPE_IQ2_XXS, junk, 2, 32, x, 1, y);
+    CHECK(isnan(y[0]) && isnan(y[1]), "unsupported type -> NaN");
+    for (int p = 0; p < 3; p++) fitlm_threadpool_free(pools[p]);
+    return check_report();
+}
