@@ -24,7 +24,7 @@ mf.GGML_NP[6] = (None, 32, 22)  # Q5_0, which the shared reader does not list
 
 FITLM = os.environ.get("FITLM_BIN", "build/fitlm")
 SHARED = os.environ.get("FITLM_SHARED", "../shared")
-TMP = os.path.join(os.environ.get("FITLM_TMP", "/tmp"), "test_quantize")
+TMP = os.path.join(os.environ.get("FITLM_TMP", "/tmp"), "test_quantize_cli")
 SANITIZED = os.environ.get("FITLM_SANITIZED") == "1"
 shutil.rmtree(TMP, ignore_errors=True)
 os.makedirs(TMP)
@@ -297,7 +297,7 @@ def main():
     check(rc == 1 and "fitlm: error:" in se and "trunc.gguf" in se, "truncated input: %s" % se)
     check(sorted(os.listdir(bad_dir)) == ["trunc.gguf"], "truncated input left %s" % os.listdir(bad_dir))
 
-    print("test_quantize: %d failure(s)" % failures)
+    print("test_quantize_cli: %d failure(s)" % failures)
     return 1 if failures else 0
 
 
