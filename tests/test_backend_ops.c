@@ -199,17 +199,19 @@ static void test_attention(void) {
     const int threads[2] = {1, 3};
     for (int ti = 0; ti < 2; ti++)
         for (int th = 0; th < 2; th++)
-            for (int wi = 0; wi < 2; wi++) {
-                uint32_t window = wi ? 7 : 0;
+            for (int wi = 0; wi < 4; wi++) {
+                uint32_t window = wi & 1 ? 7 : 0;
+                /* 9 tokens: whole KV groups per work item; 1 token (decode) on 3
+                 * threads: groups are split so every thread has work */
+                int64_t nt = wi & 2 ? 1 : 9, pos0 = wi & 2 ? 190 : 150;
                 fitlm_error err;
                 fitlm_backend *be = fitlm_backend_cpu_new(threads[th], &err);
                 CHECK(be != NULL, "backend: %s", err.msg);
                 if (!be) return;
-                CHECK(be->reserve(be, CTX, D, &err) == 0, "reserve");
+                CHECK(be->reserve(be, CTX, H, KV, D, &err) == 0, "reserve");
                 fitlm_btensor kc, vc, q, o, src;
                 be->alloc(be, types[ti], KV * D, CTX, &kc, &err);
                 be->alloc(be, types[ti], KV * D, CTX, &vc, &err);
-                int64_t nt = 9, pos0 = 150;
                 be->alloc(be, FITLM_TYPE_F32, H * D, nt, &q, &err);
                 be->alloc(be, FITLM_TYPE_F32, H * D, nt, &o, &err);
                 be->alloc(be, FITLM_TYPE_F32, KV * D, CTX, &src, &err);
@@ -224,8 +226,8 @@ static void test_attention(void) {
                                 pos0, H, KV, D, window, want);
                 double worst = 0;
                 for (int64_t i = 0; i < nt * H * D; i++) worst = fmax(worst, fabs(((float *)o.data)[i] - want[i]));
-                CHECK(worst < 2e-5, "attention type %d threads %d window %u: error %g", types[ti], threads[th], window,
-                      worst);
+                CHECK(worst < 2e-5, "attention type %d threads %d window %u tokens %lld: error %g", types[ti], threads[th],
+                      window, (long long)nt, worst);
                 free(want);
                 be->release(be, &kc);
                 be->release(be, &vc);

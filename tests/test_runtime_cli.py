@@ -113,7 +113,7 @@ if final:
     check(len(running) == len(ids) // C, "one running line per chunk")
 
 # ---- bench ----
-p = fitlm("bench", "-m", MODEL, "-p", "64", "-n", "16", "-r", "2", "-t", "2")
+p = fitlm("bench", "-m", MODEL, "-p", "64", "-n", "16", "-r", "2", "-t", "2", "--membw-mib", "64")
 check(p.returncode == 0, "bench failed: " + p.stderr)
 check("pp64" in p.stdout and "tg16" in p.stdout and "GB/s" in p.stdout, "bench table: " + p.stdout[:300])
 check("memory report" in p.stdout and "peak RSS" in p.stdout, "bench memory report")

@@ -75,9 +75,11 @@ struct fitlm_backend {
      * owned copy if the file stores them otherwise). Release with release(). */
     int (*prepare_weight)(fitlm_backend *be, const fitlm_tensor *src, fitlm_btensor *out, fitlm_error *err);
 
-    /* Reserves per-thread scratch for attention over up to n_ctx positions, so
-     * that no op allocates while decoding. 0, or -1 with err. */
-    int (*reserve)(fitlm_backend *be, uint32_t n_ctx, uint32_t head_dim, fitlm_error *err);
+    /* Reserves per-thread scratch for attention over up to n_ctx positions with
+     * n_heads query heads sharing n_kv_heads KV heads, so that no op allocates
+     * while decoding. 0, or -1 with err. */
+    int (*reserve)(fitlm_backend *be, uint32_t n_ctx, uint32_t n_heads, uint32_t n_kv_heads, uint32_t head_dim,
+                   fitlm_error *err);
     /* Bytes of backend-internal scratch currently held (for the memory report). */
     uint64_t (*scratch_bytes)(const fitlm_backend *be);
 

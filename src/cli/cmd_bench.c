@@ -13,15 +13,23 @@
 #include "runtime/memory_report.h"
 #include "runtime/sampler.h"
 
+/* The kernels' bandwidth probe (backend/cpu/membw.c), when this tree has it. */
+#if defined(__has_include)
+#if __has_include("backend/cpu/membw.h")
+#include "backend/cpu/membw.h"
+#define FITLM_HAVE_MEMBW 1
+#endif
+#endif
+
 static void usage(FILE *out) {
     fprintf(out,
-            "usage: fitlm bench -m MODEL [-p 512] [-n 128] [-t N] [-r REPS] [--kv-type T] [--batch N]\n"
+            "usage: fitlm bench -m MODEL [-p 512] [-n 128] [-t N] [-r REPS] [--kv-type T] [--batch N] [--membw-mib N]\n"
             "  pp: evaluate -p random tokens as one prompt from an empty cache\n"
             "  tg: decode -n tokens one at a time from an empty cache\n"
             "  Each test runs REPS times (default 5) after a warm-up; the table shows the\n"
             "  median tokens/s (and the spread of the runs). For tg it also shows the weight\n"
             "  bytes streamed per token x tokens/s, as GB/s and as a share of the measured\n"
-            "  memory read bandwidth.\n");
+            "  memory read bandwidth (measured over --membw-mib MiB, default 512; 0 skips it).\n");
 }
 
 static double now_s(void) {
@@ -49,7 +57,7 @@ static const char *base_name(const char *p) {
 int cmd_bench(int argc, char **argv) {
     runtime_opts o;
     runtime_opts_init(&o);
-    long n_pp = 512, n_tg = 128, reps = 5;
+    long n_pp = 512, n_tg = 128, reps = 5, membw_mib = 512;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -63,6 +71,10 @@ int cmd_bench(int argc, char **argv) {
         }
         if (!strcmp(a, "-n") || !strcmp(a, "--n-gen")) {
             if (!(v = opt_value(argc, argv, &i)) || opt_parse_long(a, v, 0, INT32_MAX, &n_tg)) return 1;
+            continue;
+        }
+        if (!strcmp(a, "--membw-mib")) {
+            if (!(v = opt_value(argc, argv, &i)) || opt_parse_long(a, v, 0, 1 << 20, &membw_mib)) return 1;
             continue;
         }
         if (!strcmp(a, "-r") || !strcmp(a, "--repetitions")) {
@@ -151,10 +163,16 @@ int cmd_bench(int argc, char **argv) {
         printf("\ngeneration streams %.3f MB of weights per token: %.2f GB/s at %.2f tokens/s\n",
                (double)mem.weight_read_per_token / 1e6, gbs, tg_median);
 #ifdef FITLM_HAVE_MEMBW
-        double peak = fitlm_measure_read_bandwidth(threads);
-        if (peak > 0)
-            printf("measured memory read bandwidth %.2f GB/s: generation uses %.1f%% of it\n", peak / 1e9,
-                   100.0 * gbs * 1e9 / peak);
+        if (membw_mib > 0) {
+            double peak = fitlm_measure_read_bandwidth(fitlm_backend_cpu_pool(s.backend), (size_t)membw_mib << 20);
+            if (peak > 0)
+                printf("measured memory read bandwidth (%d threads, %ld MiB): %.2f GB/s; generation reaches %.1f%% of it\n",
+                       threads, membw_mib, peak, 100.0 * gbs / peak);
+            else
+                printf("memory read bandwidth: could not allocate %ld MiB to measure it\n", membw_mib);
+        }
+#else
+        (void)membw_mib;
 #endif
     }
     fitlm_runtime_get_memory(s.rt, &mem);

@@ -281,7 +281,7 @@ fitlm_runtime *fitlm_runtime_new(const fitlm_model *m, fitlm_backend *be, const 
         alloc_act(rt, &rt->hb2, hp->ffn_dim, ub, err) ||
         alloc_act(rt, &rt->logits, hp->vocab_size, rt->n_logit_rows, err))
         goto fail;
-    if (be->reserve(be, n_ctx, hp->head_dim, err)) goto fail;
+    if (be->reserve(be, n_ctx, hp->n_heads, hp->n_kv_heads, hp->head_dim, err)) goto fail;
     return rt;
 fail:
     fitlm_runtime_free(rt);

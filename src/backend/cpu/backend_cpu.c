@@ -113,11 +113,15 @@ static int cpu_prepare_weight(fitlm_backend *be, const fitlm_tensor *src, fitlm_
     return 0;
 }
 
-static int cpu_reserve(fitlm_backend *be, uint32_t n_ctx, uint32_t head_dim, fitlm_error *err) {
+static int cpu_reserve(fitlm_backend *be, uint32_t n_ctx, uint32_t n_heads, uint32_t n_kv_heads, uint32_t head_dim,
+                       fitlm_error *err) {
     cpu_state *s = st(be);
     (void)head_dim;
-    if (n_ctx <= s->att_ctx) return 0;
-    int64_t stride = ((int64_t)n_ctx + 15) & ~(int64_t)15;
+    uint32_t group = n_kv_heads ? n_heads / n_kv_heads : 1;
+    if (group < 1) group = 1;
+    /* per thread: scores of up to `group` query heads over n_ctx positions */
+    int64_t stride = (((int64_t)n_ctx + 15) & ~(int64_t)15) * group;
+    if (stride <= s->att_stride) return 0;
     float *p = aligned_alloc(64, (size_t)stride * (size_t)s->n_threads * sizeof(float));
     if (!p) return fitlm_fail(err, "out of memory reserving attention scratch for %u positions", n_ctx);
     free(s->att_scratch);
@@ -233,37 +237,47 @@ typedef struct att_job {
     float *out;
     int64_t n_tokens, pos0;
     int n_heads, n_kv_heads, head_dim;
+    int sub; /* query heads per work item (they share one KV head) */
     uint32_t window;
     uint64_t row_bytes;
 } att_job;
 
+/* One work item = token t x `sub` consecutive query heads of one KV group: each
+ * K and V row slice is read once for all of them. */
 static void attention_worker(void *arg, int ith, int nth) {
     att_job *j = arg;
-    int64_t items = j->n_tokens * j->n_heads, lo, hi;
+    int per_token = j->n_heads / j->sub;
+    int64_t items = j->n_tokens * per_token, lo, hi;
     split(items, ith, nth, &lo, &hi);
     float *scores = j->s->att_scratch + (int64_t)ith * j->s->att_stride;
-    int group = j->n_heads / j->n_kv_heads;
-    int64_t q_stride = (int64_t)j->n_heads * j->head_dim;
-    float scale = 1.0f / sqrtf((float)j->head_dim);
+    int group = j->n_heads / j->n_kv_heads, sub = j->sub, D = j->head_dim;
+    int64_t q_stride = (int64_t)j->n_heads * D;
+    float scale = 1.0f / sqrtf((float)D);
     const uint8_t *kbase = j->k->data, *vbase = j->v->data;
     int ktype = j->k->type, vtype = j->v->type;
     for (int64_t it = lo; it < hi; it++) {
-        int64_t t = it / j->n_heads;
-        int h = (int)(it % j->n_heads);
+        int64_t t = it / per_token;
+        int h0 = (int)(it % per_token) * sub;
         int64_t pos = j->pos0 + t;
         int64_t first = 0;
         if (j->window > 0 && pos + 1 > (int64_t)j->window) first = pos + 1 - (int64_t)j->window;
-        int64_t off = (int64_t)(h / group) * j->head_dim;
-        const float *q = j->q + t * q_stride + (int64_t)h * j->head_dim;
+        int64_t off = (int64_t)(h0 / group) * D;
         int64_t n = pos + 1 - first;
-        for (int64_t p = 0; p < n; p++)
-            scores[p] = fitlm_ops_kv_dot(ktype, kbase + (uint64_t)(first + p) * j->row_bytes, off, q, j->head_dim) *
-                        scale;
-        fitlm_ops_softmax(scores, n);
-        float *o = j->out + t * q_stride + (int64_t)h * j->head_dim;
-        memset(o, 0, (size_t)j->head_dim * sizeof(float));
-        for (int64_t p = 0; p < n; p++)
-            fitlm_ops_kv_axpy(vtype, vbase + (uint64_t)(first + p) * j->row_bytes, off, scores[p], o, j->head_dim);
+        const float *q0 = j->q + t * q_stride + (int64_t)h0 * D;
+        for (int64_t p = 0; p < n; p++) {
+            const uint8_t *krow = kbase + (uint64_t)(first + p) * j->row_bytes;
+            for (int g = 0; g < sub; g++)
+                scores[g * n + p] = fitlm_ops_kv_dot(ktype, krow, off, q0 + (int64_t)g * D, D) * scale;
+        }
+        float *o0 = j->out + t * q_stride + (int64_t)h0 * D;
+        for (int g = 0; g < sub; g++) {
+            fitlm_ops_softmax(scores + g * n, n);
+            memset(o0 + (int64_t)g * D, 0, (size_t)D * sizeof(float));
+        }
+        for (int64_t p = 0; p < n; p++) {
+            const uint8_t *vrow = vbase + (uint64_t)(first + p) * j->row_bytes;
+            for (int g = 0; g < sub; g++) fitlm_ops_kv_axpy(vtype, vrow, off, scores[g * n + p], o0 + (int64_t)g * D, D);
+        }
     }
 }
 
@@ -271,6 +285,10 @@ static void cpu_attention(fitlm_backend *be, const fitlm_btensor *q, const fitlm
                           const fitlm_btensor *v_cache, int64_t n_tokens, int64_t pos0, int n_heads, int n_kv_heads,
                           int head_dim, uint32_t window, fitlm_btensor *out) {
     cpu_state *s = st(be);
+    int group = n_heads / n_kv_heads;
+    /* whole groups per item, halved while that leaves threads idle */
+    int sub = group;
+    while (sub % 2 == 0 && n_tokens * (n_heads / sub) < s->n_threads) sub /= 2;
     att_job j = {.s = s,
                  .q = q->data,
                  .k = k_cache,
@@ -281,6 +299,7 @@ static void cpu_attention(fitlm_backend *be, const fitlm_btensor *q, const fitlm
                  .n_heads = n_heads,
                  .n_kv_heads = n_kv_heads,
                  .head_dim = head_dim,
+                 .sub = sub,
                  .window = window,
                  .row_bytes = fitlm_ops_kv_row_bytes(k_cache->type, k_cache->ne0)};
     /* work ~ items * context * head_dim */
@@ -408,4 +427,8 @@ fitlm_backend *fitlm_backend_cpu_new(int n_threads, fitlm_error *err) {
 
 int fitlm_backend_cpu_threads(const fitlm_backend *be) {
     return ((const cpu_state *)be->state)->n_threads;
+}
+
+fitlm_threadpool *fitlm_backend_cpu_pool(const fitlm_backend *be) {
+    return ((const cpu_state *)be->state)->pool;
 }
