@@ -156,6 +156,24 @@ def main():
     check(infos[1]["hparams"]["rope_layout"] == "half" and infos[2]["hparams"]["rope_layout"] == "adjacent",
           "rope layouts: HF half, GGUF adjacent")
 
+    # ---- a quantized GGUF (from fitlm quantize) converts to GGUF with identical blocks;
+    #      HF cannot hold quantized blocks and says so
+    probe = subprocess.run([BIN, "quantize", "--help"], capture_output=True, text=True)
+    if "not implemented yet" not in probe.stdout + probe.stderr:
+        q8 = os.path.join(TMP, "q8.gguf")
+        fitlm("quantize", gg, q8, "Q8_0")
+        q8c = os.path.join(TMP, "q8-copy.gguf")
+        fitlm("convert", q8, q8c)
+        a, b = mf.GGUF(q8), mf.GGUF(q8c)
+        check(any(t["type"] == 8 for t in a.tensors.values()), "quantize wrote Q8_0 tensors")
+        for name, t in a.tensors.items():
+            u = b.tensors.get(name)
+            check(u is not None and u["type"] == t["type"] and u["ne"] == t["ne"] and u["bytes"] == t["bytes"],
+                  "quantized copy: %s differs" % name)
+        r = subprocess.run([BIN, "convert", q8, os.path.join(TMP, "q8-hf"), "--to", "hf"], capture_output=True, text=True)
+        check(r.returncode == 1 and "Q8_0" in r.stderr, "quantized -> HF: %r" % r.stderr)
+        check(not os.path.exists(os.path.join(TMP, "q8-hf")), "no HF folder after the failure")
+
     # ---- errors: refusing to overwrite an existing folder, bad --type
     r = subprocess.run([BIN, "convert", SRC, hf, "--to", "hf"], capture_output=True, text=True)
     check(r.returncode == 1 and r.stderr.startswith("fitlm: error: ") and hf in r.stderr, "existing folder: %r" % r.stderr)
