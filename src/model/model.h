@@ -125,6 +125,11 @@ typedef struct fitlm_model {
     bool hp_valid;      /* hp passed fitlm_hparams_validate (false: vocab-only/unknown arch, inspect mode) */
     bool packed_quant;  /* GPTQ/AWQ packed tensors (qweight/qzeros/scales) present: inspect only */
     int dtype;          /* HF torch_dtype as fitlm_type (F32/F16/BF16), FITLM_TYPE_INVALID if unknown */
+    /* Split GGUF (llama.cpp gguf-split, "NAME-00001-of-0000N.gguf"): the readers of
+     * splits 2..N (owned; `gguf` is split 1 and carries the metadata). files[i] is
+     * split i+1's map, borrowed from its reader. */
+    void **gguf_splits;
+    size_t n_gguf_splits;
 } fitlm_model;
 
 /* Load modes for fitlm_model_open(). */
