@@ -112,13 +112,13 @@ typedef struct fitlm_model {
     size_t n_tensors;
     fitlm_tensor *tensors; /* owned */
     size_t n_files;
-    fitlm_mapped_file **files; /* owned maps (GGUF: 1, sharded safetensors: N) */
+    fitlm_mapped_file **files; /* maps (safetensors shards, llama2.c: owned; GGUF splits: borrowed from the readers) */
     /* Per-layer lookup filled by fitlm_model_index(): layer_tensors[l][kind], NULL
      * if absent; global ones in global_tensors[kind]. */
     fitlm_tensor *global_tensors[FITLM_T_COUNT];
     fitlm_tensor *(*layer_tensors)[FITLM_T_COUNT]; /* owned, n_layers rows */
     void *gguf;     /* fitlm_gguf* if format == GGUF (owned; metadata for inspect and tokenizer).
-                     * For GGUF, files[0] is the reader's own map (borrowed: freed by the reader). */
+                     * Its map is files[0] (borrowed: freed by the reader). */
     char *hf_dir;   /* HF folder (for tokenizer.json), owned */
     /* Added by the model loader (all optional for other code): */
     char *arch_str;     /* architecture exactly as the file names it ("llama", "gpt2", ...), owned */
