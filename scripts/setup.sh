@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Installs what fitlm needs to build and test on Debian (run as root or with sudo).
 set -euo pipefail
-pkgs=(build-essential cmake pkg-config libpcre2-dev libcjson-dev python3 python3-numpy python3-sentencepiece nodejs npm)
+pkgs=(build-essential cmake pkg-config libpcre2-dev libcjson-dev python3 python3-numpy python3-sentencepiece python3-jinja2)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 done
+# Node.js and npm (for reference tokenizers): Debian's packages unless a node/npm is already installed
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -ne 0 ] && SUDO="sudo"

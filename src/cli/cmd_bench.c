@@ -1,9 +1,190 @@
-/* Placeholder until the 'bench' command lands. */
+/* fitlm bench: prompt-processing (pp) and token-generation (tg) speed, in the
+ * spirit of llama-bench, plus the weight bandwidth generation achieves. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "backend/cpu/backend_cpu.h"
+#include "backend/cpu/kernels.h"
 #include "cli/commands.h"
-#include "util/error.h"
+#include "cli/runtime_opts.h"
+#include "runtime/memory_report.h"
+#include "runtime/sampler.h"
+
+/* The kernels' bandwidth probe (backend/cpu/membw.c), when this tree has it. */
+#if defined(__has_include)
+#if __has_include("backend/cpu/membw.h")
+#include "backend/cpu/membw.h"
+#define FITLM_HAVE_MEMBW 1
+#endif
+#endif
+
+static void usage(FILE *out) {
+    fprintf(out,
+            "usage: fitlm bench -m MODEL [-p 512] [-n 128] [-t N] [-r REPS] [--kv-type T] [--batch N] [--membw-mib N]\n"
+            "  pp: evaluate -p random tokens as one prompt from an empty cache\n"
+            "  tg: decode -n tokens one at a time from an empty cache\n"
+            "  Each test runs REPS times (default 5) after a warm-up; the table shows the\n"
+            "  median tokens/s (and the spread of the runs). For tg it also shows the weight\n"
+            "  bytes streamed per token x tokens/s, as GB/s and as a share of the measured\n"
+            "  memory read bandwidth (measured over --membw-mib MiB, default 512; 0 skips it).\n");
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static const char *base_name(const char *p) {
+    const char *s = strrchr(p, '/');
+    if (s && s[1]) return s + 1;
+    return p;
+}
 
 int cmd_bench(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    return fitlm_die("'bench' is not implemented yet");
+    runtime_opts o;
+    runtime_opts_init(&o);
+    long n_pp = 512, n_tg = 128, reps = 5, membw_mib = 512;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        }
+        /* -p / -n are token counts here, not a prompt */
+        if (!strcmp(a, "-p") || !strcmp(a, "--n-prompt")) {
+            if (!(v = opt_value(argc, argv, &i)) || opt_parse_long(a, v, 0, INT32_MAX, &n_pp)) return 1;
+            continue;
+        }
+        if (!strcmp(a, "-n") || !strcmp(a, "--n-gen")) {
+            if (!(v = opt_value(argc, argv, &i)) || opt_parse_long(a, v, 0, INT32_MAX, &n_tg)) return 1;
+            continue;
+        }
+        if (!strcmp(a, "--membw-mib")) {
+            if (!(v = opt_value(argc, argv, &i)) || opt_parse_long(a, v, 0, 1 << 20, &membw_mib)) return 1;
+            continue;
+        }
+        if (!strcmp(a, "-r") || !strcmp(a, "--repetitions")) {
+            if (!(v = opt_value(argc, argv, &i)) || opt_parse_long(a, v, 1, 1000, &reps)) return 1;
+            continue;
+        }
+        int r = runtime_opts_parse(&o, argc, argv, &i);
+        if (r < 0) return 1;
+        if (r > 0) continue;
+        usage(stderr);
+        return fitlm_die("bench: unknown option '%s'", a);
+    }
+    if (!o.model_path) return fitlm_die("bench: no model given (use -m MODEL)");
+    if (n_pp == 0 && n_tg == 0) return fitlm_die("bench: nothing to do (-p 0 and -n 0)");
+    uint32_t need = (uint32_t)(n_pp > n_tg ? n_pp : n_tg);
+    if (o.n_ctx == 0) o.n_ctx = need;
+    else if (o.n_ctx != UINT32_MAX && o.n_ctx < need)
+        return fitlm_die("bench: -c %u is smaller than the %u tokens a test needs", o.n_ctx, need);
+
+    runtime_session s;
+    if (runtime_session_open(&s, &o)) return 1;
+    int rc = 1;
+    fitlm_error err = {{0}};
+    const fitlm_model *m = s.model;
+    uint32_t vocab = fitlm_runtime_vocab(s.rt);
+    int32_t *toks = malloc((size_t)need * sizeof *toks);
+    float *logits = malloc((size_t)vocab * sizeof *logits);
+    double *tps = malloc((size_t)reps * sizeof *tps);
+    if (!toks || !logits || !tps) {
+        fitlm_die("out of memory");
+        goto done;
+    }
+    fitlm_rng rng;
+    fitlm_rng_seed(&rng, 42);
+    for (uint32_t i = 0; i < need; i++) toks[i] = (int32_t)(fitlm_rng_u32(&rng) % vocab);
+
+    /* warm-up: touches the mapped weights and spins up the threads */
+    fitlm_runtime_reset(s.rt);
+    if (fitlm_runtime_eval(s.rt, toks, need < 8 ? need : 8, logits, false, &err)) goto fail_err;
+
+    fitlm_runtime_memory mem;
+    fitlm_runtime_get_memory(s.rt, &mem);
+    int threads = fitlm_backend_cpu_threads(s.backend);
+    printf("| %-20s | %10s | %10s | %-7s | %7s | %-7s | %20s | %12s |\n", "model", "size MiB", "params M", "backend",
+           "threads", "test", "t/s", "weights GB/s");
+    printf("|%s|%s|%s|%s|%s|%s|%s|%s|\n", "----------------------", "------------", "------------", "---------",
+           "---------", "---------", "----------------------", "--------------");
+    double tg_median = 0.0;
+    for (int test = 0; test < 2; test++) {
+        long n = test == 0 ? n_pp : n_tg;
+        if (n == 0) continue;
+        for (long r = 0; r < reps; r++) {
+            fitlm_runtime_reset(s.rt);
+            double t0 = now_s();
+            if (test == 0) {
+                if (fitlm_runtime_eval(s.rt, toks, (uint32_t)n, logits, false, &err)) goto fail_err;
+            } else {
+                for (long i = 0; i < n; i++)
+                    if (fitlm_runtime_eval(s.rt, toks + i, 1, logits, false, &err)) goto fail_err;
+            }
+            double dt = now_s() - t0;
+            tps[r] = (double)n / (dt > 0 ? dt : 1e-9);
+        }
+        double lo = tps[0], hi = tps[0];
+        for (long r = 1; r < reps; r++) {
+            if (tps[r] < lo) lo = tps[r];
+            if (tps[r] > hi) hi = tps[r];
+        }
+        double med = median(tps, (int)reps);
+        char tname[32], tcell[64], bw[32];
+        snprintf(tname, sizeof tname, "%s%ld", test == 0 ? "pp" : "tg", n);
+        snprintf(tcell, sizeof tcell, "%.2f (%.0f-%.0f)", med, lo, hi);
+        if (test == 1) {
+            tg_median = med;
+            snprintf(bw, sizeof bw, "%.2f", med * (double)mem.weight_read_per_token / 1e9);
+        } else {
+            snprintf(bw, sizeof bw, "-");
+        }
+        printf("| %-20.20s | %10.2f | %10.3f | %-7s | %7d | %-7s | %20s | %12s |\n", base_name(o.model_path),
+               (double)mem.weight_bytes / (1024.0 * 1024.0), (double)fitlm_model_tensor_elements(m) / 1e6, "cpu",
+               threads, tname, tcell, bw);
+        fflush(stdout);
+    }
+    if (n_tg > 0) {
+        double gbs = tg_median * (double)mem.weight_read_per_token / 1e9;
+        printf("\ngeneration streams %.3f MB of weights per token: %.2f GB/s at %.2f tokens/s\n",
+               (double)mem.weight_read_per_token / 1e6, gbs, tg_median);
+#ifdef FITLM_HAVE_MEMBW
+        if (membw_mib > 0) {
+            double peak = fitlm_measure_read_bandwidth(fitlm_backend_cpu_pool(s.backend), (size_t)membw_mib << 20);
+            if (peak > 0)
+                printf("measured memory read bandwidth (%d threads, %ld MiB): %.2f GB/s; generation reaches %.1f%% of it\n",
+                       threads, membw_mib, peak, 100.0 * gbs / peak);
+            else
+                printf("memory read bandwidth: could not allocate %ld MiB to measure it\n", membw_mib);
+        }
+#else
+        (void)membw_mib;
+#endif
+    }
+    fitlm_runtime_get_memory(s.rt, &mem);
+    fitlm_memory_report_print(stdout, &mem, &m->hp);
+    rc = 0;
+    goto done;
+fail_err:
+    fitlm_error_print(&err);
+done:
+    free(toks);
+    free(logits);
+    free(tps);
+    runtime_session_close(&s);
+    return rc;
 }

@@ -1,9 +1,383 @@
-/* Placeholder until the 'run' command lands. */
+/* fitlm run: generate text (or token ids) from a prompt. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
 #include "cli/commands.h"
-#include "util/error.h"
+#include "cli/chat_loop.h"
+#include "cli/generate.h"
+#include "backend/cpu/backend_cpu.h"
+#include "cli/runtime_opts.h"
+#include "format/gguf.h"
+#include "runtime/chat_template.h"
+#include "runtime/memory_report.h"
+#include "runtime/sampler.h"
+#include "tokenizer/tokenizer.h"
+#include "util/file.h"
+
+static void usage(FILE *out) {
+    fprintf(out,
+            "usage: fitlm run -m MODEL [-p TEXT | --ids \"1 2 3\"] [options]\n"
+            "  -p, --prompt TEXT       prompt text (needs the model's tokenizer); without -p, -f\n"
+            "                          or --ids the prompt is read from standard input\n"
+            "  -f, --file FILE         prompt text from a file\n"
+            "  --ids \"ID ...\"          prompt as token ids (the only way for llama2.c checkpoints)\n"
+            "  -n, --n-predict N       tokens to generate (default 128)\n"
+            "  --temp T                temperature (default 0.8; 0 = greedy)\n"
+            "  --top-k K               (default 40; 0 = off)\n"
+            "  --top-p P               (default 0.95; 1 = off)\n"
+            "  --min-p P               (default 0.05; 0 = off)\n"
+            "  --repeat-penalty R      (default 1.0 = off)\n"
+            "  --repeat-last-n N       tokens the penalty looks at (default 64)\n"
+            "  -s, --seed S            sampler seed (default: random, printed)\n"
+            "  -t, --threads N         CPU threads (default: physical cores)\n"
+            "  -c, --ctx-size N        context (default min(4096, model); 0 = the model's)\n"
+            "  --kv-type f16|f32|q8_0  KV cache type (default f16)\n"
+            "  --batch N               prompt tokens per forward micro-batch (default 512)\n"
+            "  --print-ids             print generated token ids instead of text\n"
+            "  --chat                  wrap -p as a user turn in the model's chat template\n"
+            "  -i, --interactive       chat: user turns from standard input, one line each\n"
+            "                          (the KV cache is kept between turns; -p is the first turn)\n"
+            "  --system TEXT           system message for --chat\n"
+            "  --chat-template NAME    llama2, llama3, chatml, mistral (default: from the model)\n"
+            "  --memory-report         (always printed at the end of run)\n");
+}
+
+#define PROMPT_MAX_BYTES (16u * 1024u * 1024u)
+
+/* Reads all of stdin (at most max bytes) into a NUL-terminated malloc'd
+ * buffer the caller frees; NULL if empty, too long or unreadable. */
+static char *read_stdin(size_t max) {
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    if (!buf) return NULL;
+    for (;;) {
+        if (n + 1 == cap) {
+            if (cap > max) {
+                free(buf);
+                return NULL;
+            }
+            char *g = realloc(buf, cap * 2);
+            if (!g) {
+                free(buf);
+                return NULL;
+            }
+            buf = g;
+            cap *= 2;
+        }
+        size_t r = fread(buf + n, 1, cap - n - 1, stdin);
+        if (r == 0) break;
+        n += r;
+    }
+    if (n == 0 || n > max || ferror(stdin)) {
+        free(buf);
+        return NULL;
+    }
+    buf[n] = 0;
+    return buf;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* The model's tokenizer: from the GGUF metadata or the HF folder. NULL (with
+ * err) for llama2.c checkpoints, which carry no vocabulary. */
+static fitlm_tokenizer *open_tokenizer(const fitlm_model *m, fitlm_error *err) {
+    if (m->format == FITLM_FORMAT_GGUF && m->gguf) return fitlm_tokenizer_from_gguf((const fitlm_gguf *)m->gguf, err);
+    if (m->format == FITLM_FORMAT_SAFETENSORS && m->hf_dir) return fitlm_tokenizer_load(m->hf_dir, err);
+    fitlm_fail(err, "this %s model has no vocabulary: give the prompt as token ids with --ids",
+               fitlm_format_name(m->format));
+    return NULL;
+}
 
 int cmd_run(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    return fitlm_die("'run' is not implemented yet");
+    runtime_opts o;
+    runtime_opts_init(&o);
+    fitlm_sampler_params sp = fitlm_sampler_params_default();
+    bool seed_given = false, print_ids = false, chat = false, interactive = false, n_predict_given = false;
+    const char *prompt = NULL, *ids_text = NULL, *system_msg = NULL, *template_name = NULL, *prompt_file = NULL;
+    char *prompt_buf = NULL;
+    long n_predict = 128, x;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        }
+        int r = runtime_opts_parse(&o, argc, argv, &i);
+        if (r < 0) return 1;
+        if (r > 0) continue;
+        if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) {
+            if (!(prompt = opt_value(argc, argv, &i))) return 1;
+        } else if (!strcmp(a, "-f") || !strcmp(a, "--file")) {
+            if (!(prompt_file = opt_value(argc, argv, &i))) return 1;
+        } else if (!strcmp(a, "--ids")) {
+            if (!(ids_text = opt_value(argc, argv, &i))) return 1;
+        } else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) {
+            if (!(v = opt_value(argc, argv, &i)) || opt_parse_long(a, v, 0, INT32_MAX, &n_predict)) return 1;
+            n_predict_given = true;
+        } else if (!strcmp(a, "--temp")) {
+            if (!(v = opt_value(argc, argv, &i)) || opt_parse_float(a, v, 0.0, 1e6, &sp.temp)) return 1;
+        } else if (!strcmp(a, "--top-k")) {
+            if (!(v = opt_value(argc, argv, &i)) || opt_parse_long(a, v, 0, INT32_MAX, &x)) return 1;
+            sp.top_k = (int32_t)x;
+        } else if (!strcmp(a, "--top-p")) {
+            if (!(v = opt_value(argc, argv, &i)) || opt_parse_float(a, v, 1e-9, 1.0, &sp.top_p)) return 1;
+        } else if (!strcmp(a, "--min-p")) {
+            if (!(v = opt_value(argc, argv, &i)) || opt_parse_float(a, v, 0.0, 1.0, &sp.min_p)) return 1;
+        } else if (!strcmp(a, "--repeat-penalty")) {
+            if (!(v = opt_value(argc, argv, &i)) || opt_parse_float(a, v, 1e-6, 1e6, &sp.repeat_penalty)) return 1;
+        } else if (!strcmp(a, "--repeat-last-n")) {
+            if (!(v = opt_value(argc, argv, &i)) || opt_parse_long(a, v, 0, 1 << 20, &x)) return 1;
+            sp.repeat_last_n = (int32_t)x;
+        } else if (!strcmp(a, "-s") || !strcmp(a, "--seed")) {
+            if (!(v = opt_value(argc, argv, &i)) || opt_parse_u64(a, v, &sp.seed)) return 1;
+            seed_given = true;
+        } else if (!strcmp(a, "--print-ids")) {
+            print_ids = true;
+        } else if (!strcmp(a, "--chat")) {
+            chat = true;
+        } else if (!strcmp(a, "-i") || !strcmp(a, "--interactive")) {
+            chat = interactive = true;
+        } else if (!strcmp(a, "--system")) {
+            if (!(system_msg = opt_value(argc, argv, &i))) return 1;
+        } else if (!strcmp(a, "--chat-template")) {
+            if (!(template_name = opt_value(argc, argv, &i))) return 1;
+            if (fitlm_chat_template_from_name(template_name) == FITLM_CHAT_NONE)
+                return fitlm_die("--chat-template: unknown template '%s' (llama2, llama3, chatml, mistral)",
+                                 template_name);
+        } else {
+            usage(stderr);
+            return fitlm_die("run: unknown option '%s'", a);
+        }
+    }
+    if (!o.model_path) return fitlm_die("run: no model given (use -m MODEL)");
+    if ((prompt != NULL) + (ids_text != NULL) + (prompt_file != NULL) > 1)
+        return fitlm_die("run: give only one of -p, -f and --ids");
+    if (!seed_given) sp.seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+    fitlm_error err = {{0}};
+    if (fitlm_sampler_params_check(&sp, &err)) {
+        fitlm_error_print(&err);
+        return 1;
+    }
+
+    int32_t *ids = NULL;
+    uint32_t n_prompt = 0;
+    if (ids_text) {
+        ids = opt_parse_ids(ids_text, &n_prompt, &err);
+        if (!ids) {
+            fitlm_error_prefix(&err, "--ids");
+            fitlm_error_print(&err);
+            return 1;
+        }
+    }
+
+    runtime_session s;
+    if (runtime_session_open(&s, &o)) {
+        free(ids);
+        return 1;
+    }
+    int rc = 1;
+    fitlm_tokenizer *tok = NULL;
+    fitlm_sampler *smp = NULL;
+    fitlm_detok_stream *ds = NULL;
+    float *logits = NULL;
+    char *chat_text = NULL, *default_system = NULL;
+    int32_t *out_ids = NULL;
+    const fitlm_model *m = s.model;
+
+    /* the prompt: -p, -f FILE, --ids, or (when stdin is not a terminal) stdin */
+    if (prompt_file) {
+        prompt = prompt_buf = fitlm_file_read_all(prompt_file, PROMPT_MAX_BYTES, NULL, &err);
+        if (!prompt) {
+            fitlm_error_print(&err);
+            goto done;
+        }
+    } else if (!prompt && !ids_text && !interactive && !isatty(STDIN_FILENO)) {
+        prompt = prompt_buf = read_stdin(PROMPT_MAX_BYTES);
+        if (!prompt) {
+            fitlm_die("run: cannot read the prompt from stdin (empty, or more than %u bytes)", PROMPT_MAX_BYTES);
+            goto done;
+        }
+    }
+    if (!prompt && !ids && !interactive) {
+        fitlm_die("run: no prompt given (use -p TEXT, -f FILE, --ids \"1 2 3\" or standard input)");
+        goto done;
+    }
+    if (interactive && ids) {
+        fitlm_die("run: -i takes text turns, not --ids");
+        goto done;
+    }
+    if (chat && !prompt && !interactive) {
+        fitlm_die("run: --chat needs the user message as text (-p, -f or stdin)");
+        goto done;
+    }
+
+    if (prompt || !print_ids || interactive) {
+        tok = open_tokenizer(m, &err);
+        if (!tok && (prompt || interactive)) {
+            fitlm_error_prefix(&err, o.model_path);
+            fitlm_error_print(&err);
+            goto done;
+        }
+        if (!tok) print_ids = true; /* --ids on a model without vocabulary: ids out */
+    }
+    if (tok && (uint32_t)fitlm_tokenizer_vocab_size(tok) > m->hp.vocab_size) {
+        fitlm_die("%s: the tokenizer has %d tokens but the model only %u", o.model_path,
+                  fitlm_tokenizer_vocab_size(tok), m->hp.vocab_size);
+        goto done;
+    }
+    fitlm_chat_template t = FITLM_CHAT_NONE;
+    if (chat) {
+        t = template_name ? fitlm_chat_template_from_name(template_name)
+                          : fitlm_chat_template_detect(fitlm_tokenizer_chat_template(tok));
+        if (t == FITLM_CHAT_NONE) {
+            fitlm_die("%s: no built-in chat template matches the model's; choose one with --chat-template "
+                      "(llama2, llama3, chatml, mistral)",
+                      o.model_path);
+            goto done;
+        }
+        if (!system_msg && t == FITLM_CHAT_CHATML && !template_name)
+            system_msg = default_system = fitlm_chat_default_system(fitlm_tokenizer_chat_template(tok));
+    }
+    if (interactive) {
+        if (!n_predict_given) n_predict = fitlm_runtime_n_ctx(s.rt);
+        smp = fitlm_sampler_new(&sp, fitlm_runtime_vocab(s.rt), &err);
+        logits = malloc((size_t)fitlm_runtime_vocab(s.rt) * sizeof *logits);
+        out_ids = malloc(((size_t)n_predict + 1) * sizeof *out_ids);
+        if (!smp || !logits || !out_ids) {
+            if (!smp) fitlm_error_print(&err);
+            else fitlm_die("out of memory");
+            goto done;
+        }
+        fprintf(stderr, "fitlm: chat template %s, seed %llu; one line per turn, end with Ctrl-D\n",
+                fitlm_chat_template_name(t), (unsigned long long)sp.seed);
+        gen_ctx g = {.rt = s.rt, .smp = smp, .tok = tok, .logits = logits, .out = out_ids, .out_cap = n_predict};
+        if (chat_loop(&g, t, system_msg, prompt, n_predict, print_ids, &err)) {
+            fitlm_error_print(&err);
+            goto done;
+        }
+        fitlm_runtime_memory mem;
+        fitlm_runtime_get_memory(s.rt, &mem);
+        fitlm_memory_report_print(stderr, &mem, &m->hp);
+        rc = 0;
+        goto done;
+    }
+    if (prompt) {
+        const char *text = prompt;
+        if (chat) {
+            fitlm_chat_message msgs[2];
+            size_t nm = 0;
+            if (system_msg) msgs[nm++] = (fitlm_chat_message){"system", system_msg};
+            msgs[nm++] = (fitlm_chat_message){"user", prompt};
+            chat_text = fitlm_chat_format(t, msgs, nm, true, &err);
+            if (!chat_text) {
+                fitlm_error_print(&err);
+                goto done;
+            }
+            text = chat_text;
+            fprintf(stderr, "fitlm: chat template %s\n", fitlm_chat_template_name(t));
+        }
+        size_t n = 0;
+        if (fitlm_tokenizer_encode(tok, text, strlen(text), true, true, &ids, &n, &err)) {
+            fitlm_error_prefix(&err, "tokenizing the prompt");
+            fitlm_error_print(&err);
+            goto done;
+        }
+        if (n == 0) {
+            fitlm_die("the prompt is empty after tokenization");
+            goto done;
+        }
+        if (n > UINT32_MAX) {
+            fitlm_die("the prompt is too long");
+            goto done;
+        }
+        n_prompt = (uint32_t)n;
+    }
+    uint32_t n_ctx = fitlm_runtime_n_ctx(s.rt), vocab = fitlm_runtime_vocab(s.rt);
+    if (n_prompt >= n_ctx) {
+        fitlm_die("%s: context overflow: the prompt has %u tokens, the context holds %u (raise -c, up to the model's %u)",
+                  o.model_path, n_prompt, n_ctx, m->hp.ctx_len);
+        goto done;
+    }
+    for (uint32_t i = 0; i < n_prompt; i++)
+        if (ids[i] < 0 || (uint32_t)ids[i] >= vocab) {
+            fitlm_die("token id %d is outside the vocabulary (0..%u)", ids[i], vocab - 1);
+            goto done;
+        }
+    smp = fitlm_sampler_new(&sp, vocab, &err);
+    logits = malloc((size_t)vocab * sizeof *logits);
+    out_ids = malloc(((size_t)n_predict + 1) * sizeof *out_ids);
+    if (!smp || !logits || !out_ids) {
+        if (!smp) fitlm_error_print(&err);
+        else fitlm_die("out of memory");
+        goto done;
+    }
+    if (tok && !print_ids) {
+        ds = fitlm_detok_stream_new(tok, false);
+        if (!ds) {
+            fitlm_die("out of memory");
+            goto done;
+        }
+    }
+    fprintf(stderr, "fitlm: seed %llu, %u prompt tokens, context %u, %d threads\n", (unsigned long long)sp.seed,
+            n_prompt, n_ctx, fitlm_backend_cpu_threads(s.backend));
+
+    /* echo the prompt (not in chat mode, where the template text is noise) */
+    if (ds && !chat) {
+        for (uint32_t i = 0; i < n_prompt; i++) {
+            const char *piece;
+            size_t len;
+            if (fitlm_detok_stream_push(ds, ids[i], &piece, &len, &err) == 0) fwrite(piece, 1, len, stdout);
+        }
+        fflush(stdout);
+    }
+    for (uint32_t i = 0; i < n_prompt; i++) fitlm_sampler_accept(smp, ids[i]);
+
+    double t0 = now_s();
+    if (fitlm_runtime_eval(s.rt, ids, n_prompt, logits, false, &err)) {
+        fitlm_error_print(&err);
+        goto done;
+    }
+    double t_prompt = now_s() - t0;
+
+    gen_ctx g = {.rt = s.rt, .smp = smp, .tok = tok, .ds = ds, .logits = logits, .out = out_ids,
+                 .out_cap = n_predict};
+    gen_result res;
+    if (generate_tokens(&g, n_predict, false, &res, &err)) {
+        fitlm_error_print(&err);
+        goto done;
+    }
+    long n_gen = res.n;
+    double t_gen = res.seconds;
+    const char *stop_reason = res.reason;
+    printf("\n");
+    fflush(stdout);
+    fprintf(stderr, "\nfitlm: stopped: %s\n", stop_reason);
+    fprintf(stderr, "fitlm: prompt eval: %6u tokens in %9.2f ms (%10.2f ms per token, %10.2f tokens per second)\n",
+            n_prompt, t_prompt * 1e3, t_prompt * 1e3 / n_prompt, n_prompt / (t_prompt > 0 ? t_prompt : 1e-9));
+    /* generation time covers n_gen sampled tokens, of which n_gen-1 (or n_gen) were decoded */
+    fprintf(stderr, "fitlm: generation:  %6ld tokens in %9.2f ms (%10.2f ms per token, %10.2f tokens per second)\n",
+            n_gen, t_gen * 1e3, n_gen ? t_gen * 1e3 / n_gen : 0.0, n_gen / (t_gen > 0 ? t_gen : 1e-9));
+    fitlm_runtime_memory mem;
+    fitlm_runtime_get_memory(s.rt, &mem);
+    fitlm_memory_report_print(stderr, &mem, &m->hp);
+    rc = 0;
+done:
+    free(out_ids);
+    free(logits);
+    free(chat_text);
+    free(default_system);
+    fitlm_detok_stream_free(ds);
+    fitlm_sampler_free(smp);
+    fitlm_tokenizer_free(tok);
+    free(ids);
+    free(prompt_buf);
+    runtime_session_close(&s);
+    return rc;
 }

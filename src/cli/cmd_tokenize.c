@@ -1,9 +1,125 @@
-/* Placeholder until the 'tokenize' command lands. */
+/* fitlm tokenize -m MODEL [--no-special] [--parse-special|--no-parse-special] [-p TEXT | -f FILE]
+ * Reads UTF-8 text (stdin by default) and prints its token ids on one line. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "cli/commands.h"
+#include "tokenizer/tokenizer.h"
 #include "util/error.h"
+#include "util/file.h"
+
+#define MAX_INPUT_BYTES ((size_t)1 << 31)
+
+static void usage(FILE *out) {
+    fprintf(out,
+            "usage: fitlm tokenize -m MODEL [OPTIONS] < text\n"
+            "  -m, --model PATH      GGUF file (a vocab-only one works), Hugging Face folder or tokenizer.json\n"
+            "  -p, --prompt TEXT     tokenize TEXT instead of stdin\n"
+            "  -f, --file PATH       tokenize the contents of PATH instead of stdin\n"
+            "      --no-special      do not add BOS/EOS\n"
+            "      --parse-special   recognise control tokens such as <|eot_id|> in the text (default)\n"
+            "      --no-parse-special  treat them as plain text\n"
+            "Prints the ids separated by single spaces on one line.\n");
+}
+
+/* Reads all of stdin into a malloc'd buffer (caller frees). */
+static char *read_stdin(size_t *len) {
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    if (!buf) return NULL;
+    for (;;) {
+        if (n == cap) {
+            if (cap >= MAX_INPUT_BYTES) {
+                free(buf);
+                return NULL;
+            }
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) {
+                free(buf);
+                return NULL;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        size_t got = fread(buf + n, 1, cap - n, stdin);
+        n += got;
+        if (got == 0) break;
+    }
+    if (ferror(stdin)) {
+        free(buf);
+        return NULL;
+    }
+    *len = n;
+    return buf;
+}
 
 int cmd_tokenize(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    return fitlm_die("'tokenize' is not implemented yet");
+    const char *model = NULL, *prompt = NULL, *file = NULL;
+    bool add_special = true, parse_special = true;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        } else if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && i + 1 < argc) {
+            model = argv[++i];
+        } else if ((!strcmp(a, "-p") || !strcmp(a, "--prompt")) && i + 1 < argc) {
+            prompt = argv[++i];
+        } else if ((!strcmp(a, "-f") || !strcmp(a, "--file")) && i + 1 < argc) {
+            file = argv[++i];
+        } else if (!strcmp(a, "--no-special")) {
+            add_special = false;
+        } else if (!strcmp(a, "--parse-special")) {
+            parse_special = true;
+        } else if (!strcmp(a, "--no-parse-special")) {
+            parse_special = false;
+        } else {
+            usage(stderr);
+            return fitlm_die("tokenize: unknown or incomplete option '%s'", a);
+        }
+    }
+    if (!model) {
+        usage(stderr);
+        return fitlm_die("tokenize: -m MODEL is required");
+    }
+    fitlm_error err = {{0}};
+    fitlm_tokenizer *tok = fitlm_tokenizer_load(model, &err);
+    if (!tok) {
+        fitlm_error_print(&err);
+        return 1;
+    }
+    char *text = NULL;
+    size_t len = 0;
+    if (prompt) {
+        len = strlen(prompt);
+    } else if (file) {
+        text = fitlm_file_read_all(file, MAX_INPUT_BYTES, &len, &err);
+        if (!text) {
+            fitlm_tokenizer_free(tok);
+            fitlm_error_print(&err);
+            return 1;
+        }
+    } else {
+        text = read_stdin(&len);
+        if (!text) {
+            fitlm_tokenizer_free(tok);
+            return fitlm_die("<stdin>: cannot read the input text");
+        }
+    }
+    int32_t *ids = NULL;
+    size_t n = 0;
+    int rc = fitlm_tokenizer_encode(tok, prompt ? prompt : text, len, add_special, parse_special, &ids, &n, &err);
+    free(text);
+    fitlm_tokenizer_free(tok);
+    if (rc) {
+        fitlm_error_prefix(&err, model);
+        fitlm_error_print(&err);
+        return 1;
+    }
+    for (size_t i = 0; i < n; i++) printf(i ? " %d" : "%d", ids[i]);
+    putchar('\n');
+    free(ids);
+    if (fflush(stdout) != 0) return fitlm_die("<stdout>: write failed");
+    return 0;
 }

@@ -35,6 +35,9 @@ enum {
 
 #define FITLM_GGUF_MAX_DIMS 4
 #define FITLM_GGUF_DEFAULT_ALIGNMENT 32
+#define FITLM_GGUF_MAX_TENSOR_NAME 64 /* bytes, as in the GGUF spec */
+#define FITLM_GGUF_MAX_KEY 65535      /* bytes of a metadata key */
+#define FITLM_GGUF_MAX_ARRAY_DEPTH 8  /* an array of arrays of ... at most this deep */
 
 typedef struct fitlm_gguf_str {
     uint64_t len;
@@ -75,6 +78,12 @@ typedef struct fitlm_gguf_tensor {
     const void *data;  /* points into the map */
 } fitlm_gguf_tensor;
 
+/* A name -> index entry of the reader's sorted lookup tables. */
+typedef struct fitlm_gguf_name_index {
+    const char *name;
+    uint64_t idx;
+} fitlm_gguf_name_index;
+
 typedef struct fitlm_gguf {
     fitlm_mapped_file *file; /* owned */
     uint32_t version;
@@ -85,6 +94,8 @@ typedef struct fitlm_gguf {
     uint64_t n_tensors;
     fitlm_gguf_tensor *tensors; /* owned */
     void *arena;          /* owned storage for strings and nested values */
+    fitlm_gguf_name_index *kv_sorted;     /* arena: n_kv entries sorted by key */
+    fitlm_gguf_name_index *tensor_sorted; /* arena: n_tensors entries sorted by name */
 } fitlm_gguf;
 
 /* Opens and fully validates a GGUF file. Returns an object the caller frees with

@@ -117,9 +117,25 @@ typedef struct fitlm_model {
      * if absent; global ones in global_tensors[kind]. */
     fitlm_tensor *global_tensors[FITLM_T_COUNT];
     fitlm_tensor *(*layer_tensors)[FITLM_T_COUNT]; /* owned, n_layers rows */
-    void *gguf;     /* fitlm_gguf* if format == GGUF (owned; metadata for inspect and tokenizer) */
+    void *gguf;     /* fitlm_gguf* if format == GGUF (owned; metadata for inspect and tokenizer).
+                     * For GGUF, files[0] is the reader's own map (borrowed: freed by the reader). */
     char *hf_dir;   /* HF folder (for tokenizer.json), owned */
+    /* Added by the model loader (all optional for other code): */
+    char *arch_str;     /* architecture exactly as the file names it ("llama", "gpt2", ...), owned */
+    bool hp_valid;      /* hp passed fitlm_hparams_validate (false: vocab-only/unknown arch, inspect mode) */
+    bool packed_quant;  /* GPTQ/AWQ packed tensors (qweight/qzeros/scales) present: inspect only */
+    int dtype;          /* HF torch_dtype as fitlm_type (F32/F16/BF16), FITLM_TYPE_INVALID if unknown */
 } fitlm_model;
+
+/* Load modes for fitlm_model_open(). */
+enum {
+    FITLM_LOAD_RUN = 0,     /* what the runtime needs: supported arch, valid hparams, every tensor */
+    FITLM_LOAD_INSPECT = 1, /* describe what is there: vocab-only GGUF, unknown architectures and
+                             * GPTQ/AWQ packed tensors are accepted; anything malformed still fails */
+};
+
+/* Like fitlm_model_load() (which is fitlm_model_open(path, FITLM_LOAD_RUN, err)). */
+fitlm_model *fitlm_model_open(const char *path, int mode, fitlm_error *err);
 
 /* Opens a model from a GGUF file, an HF folder (or its config.json), or a
  * llama2.c checkpoint (.bin), detected by content. Validates hyperparameters
@@ -146,6 +162,10 @@ int fitlm_hparams_validate(fitlm_hparams *hp, fitlm_error *err);
  * required tensor exists with the shape the hyperparameters imply. */
 int fitlm_model_index(fitlm_model *m, fitlm_error *err);
 
+/* Runtime check: 0 if every tensor the runtime reads is present and of a
+ * type it can use (refuses GPTQ/AWQ packed weights with a clear message). */
+int fitlm_model_check_runnable(const fitlm_model *m, fitlm_error *err);
+
 /* Parameter count from the hyperparameters (what a published model card says). */
 uint64_t fitlm_hparams_param_count(const fitlm_hparams *hp);
 
@@ -157,11 +177,25 @@ uint64_t fitlm_model_tensor_bytes(const fitlm_model *m);
 int fitlm_tensor_name(fitlm_tensor_kind kind, int layer, char *buf, size_t bufsize);
 /* Parses a canonical GGUF name; returns 0 with kind/layer, -1 if not a known name. */
 int fitlm_tensor_parse_gguf_name(const char *name, fitlm_tensor_kind *kind, int *layer);
+/* Writes the HF name of a canonical tensor ("model.layers.3.self_attn.q_proj.weight");
+ * -1 if the kind has no HF name (rope_freqs). */
+int fitlm_tensor_hf_name(fitlm_tensor_kind kind, int layer, char *buf, size_t bufsize);
 /* Maps an HF name ("model.layers.3.self_attn.q_proj.weight") to kind/layer. */
 int fitlm_tensor_parse_hf_name(const char *name, fitlm_tensor_kind *kind, int *layer);
 
 const char *fitlm_arch_name(fitlm_arch a); /* "llama", "mistral", "qwen2" */
 fitlm_arch fitlm_arch_from_name(const char *s);
 const char *fitlm_format_name(fitlm_format f);
+const char *fitlm_rope_layout_name(fitlm_rope_layout l);   /* "adjacent", "half" */
+const char *fitlm_rope_scaling_name(fitlm_rope_scaling s); /* "none", "linear", "llama3", "yarn" */
+
+/* Appends a tensor to m->tensors (name/src_name copied; kind/layer parsed from
+ * the canonical name, FITLM_T_COUNT if it is not a known one). Returns the new
+ * tensor or NULL on out-of-memory. Used by the loaders. */
+fitlm_tensor *fitlm_model_add_tensor(fitlm_model *m, const char *name, const char *src_name, fitlm_error *err);
+
+/* Llama 3.1 per-dimension frequency divisors (what GGUF stores in rope_freqs.weight):
+ * writes head_dim/2 floats into out. Needs rope_scaling == LLAMA3 with its factors. */
+int fitlm_llama3_rope_freqs(const fitlm_hparams *hp, float *out, fitlm_error *err);
 
 #endif

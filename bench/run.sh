@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# bench/run.sh — CPU speed of fitlm on a model with the shape of TinyLlama 1.1B.
+#
+#   bench/run.sh                      # from the repository root, after building build/fitlm
+#   PRESET=small REPS=1 bench/run.sh  # a quick smoke run on a tiny model
+#
+# What it does:
+#   1. bench/make_model.py writes a random-weight F16 GGUF with TinyLlama 1.1B's
+#      shape (22 layers, hidden 2048, 32 heads, 4 KV heads, FFN 5632, vocabulary
+#      32000, context 2048; weights N(0, 0.02), norms 1.0, a minimal llama
+#      vocabulary) — once; it is reused while it exists;
+#   2. `fitlm quantize` turns it into each of $TYPES (reused while newer than the F16 file);
+#   3. `fitlm bench -m MODEL -p $PP -n $TG -r $REPS` runs on each;
+#   4. a summary table is printed: type, file size (GB = 1e9 bytes), prompt
+#      processing and generation tokens/s (medians), the weight bandwidth that
+#      generation achieves (weight bytes streamed per token x tokens/s) and its
+#      share of the memory read bandwidth fitlm bench measures on this machine.
+# The full output of every step is kept in $BENCH_DIR/*.log.
+#
+# Environment:
+#   FITLM      the fitlm program (default: build/fitlm in the repository)
+#   BENCH_DIR  scratch folder for the model files and logs (default /tmp/fitlm-bench);
+#              several GB: never point it into the repository
+#   TYPES      quantization types (default "Q8_0 Q4_0 Q4_K_M"; F16 works too)
+#   PP, TG     prompt and generation lengths (default 512 and 128)
+#   REPS       repetitions per test (default 3)
+#   THREADS    threads for quantize and bench (default: fitlm's, the physical cores)
+#   PRESET     tinyllama (default) or small
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+FITLM="${FITLM:-$ROOT/build/fitlm}"
+BENCH_DIR="${BENCH_DIR:-/tmp/fitlm-bench}"
+TYPES="${TYPES:-Q8_0 Q4_0 Q4_K_M}"
+PP="${PP:-512}"
+TG="${TG:-128}"
+REPS="${REPS:-3}"
+PRESET="${PRESET:-tinyllama}"
+PY=/usr/bin/python3
+
+if [[ ! -x "$FITLM" ]]; then
+    echo "bench/run.sh: $FITLM not found: build first (cmake -S . -B build && cmake --build build -j2) or set FITLM" >&2
+    exit 1
+fi
+case "$(realpath -m "$BENCH_DIR")/" in
+"$ROOT"/*)
+    echo "bench/run.sh: BENCH_DIR must be outside the repository" >&2
+    exit 1
+    ;;
+esac
+mkdir -p "$BENCH_DIR"
+threads=()
+if [[ -n "${THREADS:-}" ]]; then threads=(-t "$THREADS"); fi
+
+base="$BENCH_DIR/$PRESET-f16.gguf"
+if [[ ! -s "$base" ]]; then
+    echo "== writing $base"
+    "$PY" "$ROOT/bench/make_model.py" "$base" --preset "$PRESET"
+fi
+
+echo "== machine: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) CPUs; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+rows=()
+for type in $TYPES; do
+    model="$BENCH_DIR/$PRESET-$type.gguf"
+    if [[ "$type" == F16 ]]; then
+        model="$base"
+    elif [[ ! -s "$model" || "$model" -ot "$base" ]]; then
+        echo "== fitlm quantize $base $model $type"
+        "$FITLM" quantize "$base" "$model" "$type" "${threads[@]}" -q 2>&1 | tee "$BENCH_DIR/quantize-$PRESET-$type.log"
+    fi
+    log="$BENCH_DIR/bench-$PRESET-$type.log"
+    echo "== fitlm bench -m $model -p $PP -n $TG -r $REPS ${threads[*]}"
+    "$FITLM" bench -m "$model" -p "$PP" -n "$TG" -r "$REPS" "${threads[@]}" | tee "$log"
+    size=$(stat -c %s "$model")
+    # table rows: | model | size | params | backend | threads | test | t/s (lo-hi) | GB/s |
+    pp=$(awk -F'|' -v t="pp$PP" '$7 ~ t {split($8, a, " "); print a[1]}' "$log")
+    tg=$(awk -F'|' -v t="tg$TG" '$7 ~ t {split($8, a, " "); print a[1]}' "$log")
+    gbs=$(sed -n 's/^generation streams .*: \([0-9.]*\) GB\/s at .*/\1/p' "$log")
+    peak=$(sed -n 's/^measured memory read bandwidth \([0-9.]*\) GB\/s.*/\1/p' "$log")
+    pct=$(sed -n 's/.*generation uses \([0-9.]*\)% of it.*/\1/p' "$log")
+    rows+=("$(printf '| %-7s | %7.3f | %10s | %10s | %9s | %9s | %9s |' "$type" "$(awk -v s="$size" 'BEGIN { print s / 1e9 }')" \
+        "${pp:--}" "${tg:--}" "${gbs:--}" "${peak:--}" "${pct:--}")")
+done
+
+echo
+echo "fitlm bench, $PRESET-shaped random model, -p $PP -n $TG, $REPS repetitions (medians)"
+printf '| %-7s | %7s | %10s | %10s | %9s | %9s | %9s |\n' type "size GB" "pp$PP t/s" "tg$TG t/s" "GB/s" "read GB/s" "% of read"
+printf '|%s|%s|%s|%s|%s|%s|%s|\n' --------- --------- ------------ ------------ ----------- ----------- -----------
+for r in "${rows[@]}"; do echo "$r"; done

@@ -1,0 +1,24 @@
+/* Backend-independent helpers: row views and creation by name. */
+#include "backend/backend.h"
+
+#include <string.h>
+
+#include "backend/cpu/backend_cpu.h"
+#include "format/ggml_type.h"
+
+fitlm_btensor fitlm_btensor_rows(const fitlm_btensor *t, int64_t row0, int64_t n_rows) {
+    fitlm_btensor v = *t;
+    bool ok = true;
+    uint64_t row_bytes = fitlm_type_row_bytes(t->type, (uint64_t)t->ne0, &ok);
+    v.data = (uint8_t *)t->data + (uint64_t)row0 * row_bytes;
+    v.ne1 = n_rows;
+    v.nbytes = row_bytes * (uint64_t)n_rows;
+    v.owned = false;
+    return v;
+}
+
+fitlm_backend *fitlm_backend_new(const char *name, int n_threads, fitlm_error *err) {
+    if (!name || !strcmp(name, "cpu")) return fitlm_backend_cpu_new(n_threads, err);
+    fitlm_fail(err, "unknown backend '%s' (this build has: cpu)", name);
+    return NULL;
+}

@@ -1,0 +1,434 @@
+/* CPU backend: the fitlm_backend table for host memory. */
+#include "backend/cpu/backend_cpu.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cpu/kernels.h"
+#include "backend/cpu/ops.h"
+#include "backend/cpu/threadpool.h"
+#include "format/ggml_type.h"
+#include "util/fp16.h"
+
+typedef struct cpu_state {
+    fitlm_threadpool *pool;
+    int n_threads;
+    float *att_scratch;   /* n_threads * att_stride floats */
+    int64_t att_stride;   /* floats per thread: n_ctx scores */
+    uint32_t att_ctx;     /* positions the scratch covers */
+} cpu_state;
+
+static cpu_state *st(fitlm_backend *be) {
+    return (cpu_state *)be->state;
+}
+
+/* Below this many elements an elementwise op runs on the calling thread: waking
+ * the pool costs more than the work. */
+#define PAR_MIN_ELEMS 32768
+
+static void split(int64_t n, int ith, int nth, int64_t *lo, int64_t *hi) {
+    int64_t per = (n + nth - 1) / nth;
+    *lo = per * ith;
+    *hi = *lo + per;
+    if (*lo > n) *lo = n;
+    if (*hi > n) *hi = n;
+}
+
+/* ---- memory ---- */
+
+static bool cpu_weight_type_supported(const fitlm_backend *be, int type) {
+    (void)be;
+    return fitlm_cpu_type_supported(type);
+}
+
+static int cpu_alloc(fitlm_backend *be, int type, int64_t ne0, int64_t ne1, fitlm_btensor *out, fitlm_error *err) {
+    (void)be;
+    memset(out, 0, sizeof *out);
+    bool ok = true;
+    uint64_t row = ne0 > 0 ? fitlm_type_row_bytes(type, (uint64_t)ne0, &ok) : 0;
+    if (!ok || ne0 <= 0 || ne1 <= 0 || row == 0 || (uint64_t)ne1 > UINT64_MAX / row)
+        return fitlm_fail(err, "cannot allocate a %lld x %lld tensor of type %s", (long long)ne0, (long long)ne1,
+                          fitlm_type_name(type));
+    uint64_t nbytes = row * (uint64_t)ne1;
+    if (nbytes > (uint64_t)SIZE_MAX / 2) return fitlm_fail(err, "tensor of %llu bytes is too large", (unsigned long long)nbytes);
+    /* 64-byte alignment for SIMD loads; size rounded up as aligned_alloc requires */
+    size_t sz = (size_t)((nbytes + 63) & ~(uint64_t)63);
+    void *p = aligned_alloc(64, sz);
+    if (!p) return fitlm_fail(err, "out of memory allocating %llu bytes", (unsigned long long)nbytes);
+    out->type = type;
+    out->device = FITLM_DEVICE_CPU;
+    out->ne0 = ne0;
+    out->ne1 = ne1;
+    out->nbytes = nbytes;
+    out->data = p;
+    out->owned = true;
+    return 0;
+}
+
+static void cpu_release(fitlm_backend *be, fitlm_btensor *t) {
+    (void)be;
+    if (t->owned) free(t->data);
+    memset(t, 0, sizeof *t);
+}
+
+static int cpu_prepare_weight(fitlm_backend *be, const fitlm_tensor *src, fitlm_btensor *out, fitlm_error *err) {
+    memset(out, 0, sizeof *out);
+    if (!src->data) return fitlm_fail(err, "tensor %s has no data", src->name);
+    bool is_vector = src->n_dims == 1 || src->n_elements == src->ne[0];
+    if (is_vector) {
+        int64_t n = (int64_t)src->ne[0];
+        if (src->type == FITLM_TYPE_F32) {
+            out->type = FITLM_TYPE_F32;
+            out->device = FITLM_DEVICE_CPU;
+            out->ne0 = n;
+            out->ne1 = 1;
+            out->nbytes = (uint64_t)n * 4;
+            out->data = (void *)src->data; /* borrowed from the mapped file */
+            return 0;
+        }
+        if (src->type != FITLM_TYPE_F16 && src->type != FITLM_TYPE_BF16)
+            return fitlm_fail(err, "tensor %s has type %s, which the CPU backend cannot use for a vector", src->name,
+                              fitlm_type_name(src->type));
+        if (cpu_alloc(be, FITLM_TYPE_F32, n, 1, out, err)) return -1;
+        const uint8_t *p = src->data;
+        float *d = out->data;
+        for (int64_t i = 0; i < n; i++) {
+            uint16_t h;
+            memcpy(&h, p + 2 * i, 2);
+            d[i] = src->type == FITLM_TYPE_F16 ? fitlm_fp16_to_fp32(h) : fitlm_bf16_to_fp32(h);
+        }
+        return 0;
+    }
+    if (!fitlm_cpu_type_supported(src->type))
+        return fitlm_fail(err, "tensor %s has type %s, which the CPU backend cannot run", src->name,
+                          fitlm_type_name(src->type));
+    out->type = src->type;
+    out->device = FITLM_DEVICE_CPU;
+    out->ne0 = (int64_t)src->ne[0];
+    out->ne1 = (int64_t)(src->n_elements / src->ne[0]);
+    out->nbytes = src->nbytes;
+    out->data = (void *)src->data; /* the mapped file is used as is */
+    out->owned = false;
+    return 0;
+}
+
+static int cpu_reserve(fitlm_backend *be, uint32_t n_ctx, uint32_t n_heads, uint32_t n_kv_heads, uint32_t head_dim,
+                       fitlm_error *err) {
+    cpu_state *s = st(be);
+    (void)head_dim;
+    uint32_t group = n_kv_heads ? n_heads / n_kv_heads : 1;
+    if (group < 1) group = 1;
+    /* per thread: scores of up to `group` query heads over n_ctx positions */
+    int64_t stride = (((int64_t)n_ctx + 15) & ~(int64_t)15) * group;
+    if (stride <= s->att_stride) return 0;
+    float *p = aligned_alloc(64, (size_t)stride * (size_t)s->n_threads * sizeof(float));
+    if (!p) return fitlm_fail(err, "out of memory reserving attention scratch for %u positions", n_ctx);
+    free(s->att_scratch);
+    s->att_scratch = p;
+    s->att_stride = stride;
+    s->att_ctx = n_ctx;
+    return 0;
+}
+
+static uint64_t cpu_scratch_bytes(const fitlm_backend *be) {
+    const cpu_state *s = be->state;
+    return (uint64_t)s->att_stride * (uint64_t)s->n_threads * sizeof(float);
+}
+
+static void cpu_upload(fitlm_backend *be, fitlm_btensor *t, int64_t row0, int64_t n_rows, const float *src) {
+    (void)be;
+    memcpy((float *)t->data + row0 * t->ne0, src, (size_t)(n_rows * t->ne0) * sizeof(float));
+}
+
+static void cpu_download(fitlm_backend *be, const fitlm_btensor *t, int64_t row0, int64_t n_rows, float *dst) {
+    (void)be;
+    memcpy(dst, (const float *)t->data + row0 * t->ne0, (size_t)(n_rows * t->ne0) * sizeof(float));
+}
+
+static void cpu_clear(fitlm_backend *be, fitlm_btensor *t) {
+    (void)be;
+    if (t->data) memset(t->data, 0, (size_t)t->nbytes);
+}
+
+static int cpu_sync(fitlm_backend *be, fitlm_error *err) {
+    (void)be;
+    (void)err;
+    return 0;
+}
+
+/* ---- ops ---- */
+
+/* Below this many multiply-adds a float-weight matmul runs on the calling
+ * thread (waking the pool costs more). Only for F32/F16/BF16: the quantized
+ * kernels need the pool's scratch for the activations (with no pool they would
+ * allocate on every call). */
+#define MATMUL_PAR_MIN_MACS (1 << 18)
+
+static void cpu_matmul(fitlm_backend *be, const fitlm_btensor *W, const fitlm_btensor *x, int64_t n_tokens,
+                       fitlm_btensor *y) {
+    fitlm_threadpool *pool = st(be)->pool;
+    bool plain = W->type == FITLM_TYPE_F32 || W->type == FITLM_TYPE_F16 || W->type == FITLM_TYPE_BF16;
+    if (plain && W->ne0 * W->ne1 * n_tokens < MATMUL_PAR_MIN_MACS) pool = NULL;
+    fitlm_cpu_matmul(pool, W->type, W->data, W->ne1, W->ne0, x->data, n_tokens, y->data);
+}
+
+typedef struct rows_job {
+    const float *x;
+    const float *w;
+    float *y;
+    int64_t n;       /* elements per row */
+    int64_t n_rows;
+    float eps;
+    /* rope */
+    int n_heads;
+    int64_t pos0;
+    const fitlm_rope_table *rope;
+} rows_job;
+
+static void rmsnorm_worker(void *arg, int ith, int nth) {
+    rows_job *j = arg;
+    int64_t lo, hi;
+    split(j->n_rows, ith, nth, &lo, &hi);
+    for (int64_t t = lo; t < hi; t++) fitlm_ops_rmsnorm(j->x + t * j->n, j->w, j->eps, j->n, j->y + t * j->n);
+}
+
+static void run_rows(cpu_state *s, fitlm_parallel_fn fn, rows_job *j) {
+    if (j->n_rows * j->n < PAR_MIN_ELEMS || j->n_rows < 2)
+        fn(j, 0, 1);
+    else
+        fitlm_threadpool_run(s->pool, fn, j);
+}
+
+static void cpu_rmsnorm(fitlm_backend *be, const fitlm_btensor *x, const fitlm_btensor *w, float eps,
+                        int64_t n_tokens, fitlm_btensor *y) {
+    rows_job j = {.x = x->data, .w = w ? w->data : NULL, .y = y->data, .n = x->ne0, .n_rows = n_tokens, .eps = eps};
+    run_rows(st(be), rmsnorm_worker, &j);
+}
+
+static void rope_worker(void *arg, int ith, int nth) {
+    rows_job *j = arg;
+    int64_t lo, hi;
+    split(j->n_rows, ith, nth, &lo, &hi);
+    for (int64_t t = lo; t < hi; t++)
+        fitlm_ops_rope(j->y + t * j->n, j->n_heads, j->rope->head_dim, j->pos0 + t, j->rope->inv_freq,
+                       j->rope->layout);
+}
+
+static void cpu_rope(fitlm_backend *be, fitlm_btensor *x, int64_t n_tokens, int n_heads, int64_t pos0,
+                     const fitlm_rope_table *rope) {
+    rows_job j = {.y = x->data, .n = x->ne0, .n_rows = n_tokens, .n_heads = n_heads, .pos0 = pos0, .rope = rope};
+    run_rows(st(be), rope_worker, &j);
+}
+
+static void cpu_kv_store(fitlm_backend *be, fitlm_btensor *cache, int64_t pos0, const fitlm_btensor *src,
+                         int64_t n_tokens) {
+    (void)be;
+    uint64_t row_bytes = fitlm_ops_kv_row_bytes(cache->type, cache->ne0);
+    for (int64_t t = 0; t < n_tokens; t++)
+        fitlm_ops_kv_store_row(cache->type, (const float *)src->data + t * src->ne0,
+                               (uint8_t *)cache->data + (uint64_t)(pos0 + t) * row_bytes, cache->ne0);
+}
+
+typedef struct att_job {
+    cpu_state *s;
+    const float *q;
+    const fitlm_btensor *k, *v;
+    float *out;
+    int64_t n_tokens, pos0;
+    int n_heads, n_kv_heads, head_dim;
+    int sub; /* query heads per work item (they share one KV head) */
+    uint32_t window;
+    uint64_t row_bytes;
+} att_job;
+
+/* One work item = token t x `sub` consecutive query heads of one KV group: each
+ * K and V row slice is read once for all of them. */
+static void attention_worker(void *arg, int ith, int nth) {
+    att_job *j = arg;
+    int per_token = j->n_heads / j->sub;
+    int64_t items = j->n_tokens * per_token, lo, hi;
+    split(items, ith, nth, &lo, &hi);
+    float *scores = j->s->att_scratch + (int64_t)ith * j->s->att_stride;
+    int group = j->n_heads / j->n_kv_heads, sub = j->sub, D = j->head_dim;
+    int64_t q_stride = (int64_t)j->n_heads * D;
+    float scale = 1.0f / sqrtf((float)D);
+    const uint8_t *kbase = j->k->data, *vbase = j->v->data;
+    int ktype = j->k->type, vtype = j->v->type;
+    for (int64_t it = lo; it < hi; it++) {
+        int64_t t = it / per_token;
+        int h0 = (int)(it % per_token) * sub;
+        int64_t pos = j->pos0 + t;
+        int64_t first = 0;
+        if (j->window > 0 && pos + 1 > (int64_t)j->window) first = pos + 1 - (int64_t)j->window;
+        int64_t off = (int64_t)(h0 / group) * D;
+        int64_t n = pos + 1 - first;
+        const float *q0 = j->q + t * q_stride + (int64_t)h0 * D;
+        for (int64_t p = 0; p < n; p++) {
+            const uint8_t *krow = kbase + (uint64_t)(first + p) * j->row_bytes;
+            for (int g = 0; g < sub; g++)
+                scores[g * n + p] = fitlm_ops_kv_dot(ktype, krow, off, q0 + (int64_t)g * D, D) * scale;
+        }
+        float *o0 = j->out + t * q_stride + (int64_t)h0 * D;
+        for (int g = 0; g < sub; g++) {
+            fitlm_ops_softmax(scores + g * n, n);
+            memset(o0 + (int64_t)g * D, 0, (size_t)D * sizeof(float));
+        }
+        for (int64_t p = 0; p < n; p++) {
+            const uint8_t *vrow = vbase + (uint64_t)(first + p) * j->row_bytes;
+            for (int g = 0; g < sub; g++) fitlm_ops_kv_axpy(vtype, vrow, off, scores[g * n + p], o0 + (int64_t)g * D, D);
+        }
+    }
+}
+
+static void cpu_attention(fitlm_backend *be, const fitlm_btensor *q, const fitlm_btensor *k_cache,
+                          const fitlm_btensor *v_cache, int64_t n_tokens, int64_t pos0, int n_heads, int n_kv_heads,
+                          int head_dim, uint32_t window, fitlm_btensor *out) {
+    cpu_state *s = st(be);
+    int group = n_heads / n_kv_heads;
+    /* whole groups per item, halved while that leaves threads idle */
+    int sub = group;
+    while (sub % 2 == 0 && n_tokens * (n_heads / sub) < s->n_threads) sub /= 2;
+    att_job j = {.s = s,
+                 .q = q->data,
+                 .k = k_cache,
+                 .v = v_cache,
+                 .out = out->data,
+                 .n_tokens = n_tokens,
+                 .pos0 = pos0,
+                 .n_heads = n_heads,
+                 .n_kv_heads = n_kv_heads,
+                 .head_dim = head_dim,
+                 .sub = sub,
+                 .window = window,
+                 .row_bytes = fitlm_ops_kv_row_bytes(k_cache->type, k_cache->ne0)};
+    /* work ~ items * context * head_dim */
+    int64_t work = n_tokens * n_heads * (pos0 + n_tokens) * head_dim;
+    if (work < PAR_MIN_ELEMS || s->n_threads == 1)
+        attention_worker(&j, 0, 1);
+    else
+        fitlm_threadpool_run(s->pool, attention_worker, &j);
+}
+
+typedef struct ew_job {
+    float *x;
+    const float *a, *b;
+    int64_t n;
+    int kind; /* 0 silu_mul, 1 add */
+} ew_job;
+
+static void ew_worker(void *arg, int ith, int nth) {
+    ew_job *j = arg;
+    int64_t lo, hi;
+    split(j->n, ith, nth, &lo, &hi);
+    /* keep chunk boundaries on 16-float multiples */
+    lo &= ~(int64_t)15;
+    if (ith == nth - 1)
+        hi = j->n;
+    else
+        hi &= ~(int64_t)15;
+    if (hi <= lo) return;
+    if (j->kind == 0)
+        fitlm_ops_silu_mul(j->a + lo, j->b + lo, j->x + lo, hi - lo);
+    else
+        fitlm_ops_add(j->x + lo, j->b + lo, hi - lo);
+}
+
+static void run_ew(cpu_state *s, ew_job *j) {
+    if (j->n < PAR_MIN_ELEMS)
+        ew_worker(j, 0, 1);
+    else
+        fitlm_threadpool_run(s->pool, ew_worker, j);
+}
+
+static void cpu_silu_mul(fitlm_backend *be, const fitlm_btensor *gate, const fitlm_btensor *up, int64_t n_tokens,
+                         fitlm_btensor *out) {
+    ew_job j = {.x = out->data, .a = gate->data, .b = up->data, .n = n_tokens * gate->ne0, .kind = 0};
+    run_ew(st(be), &j);
+}
+
+static void cpu_add(fitlm_backend *be, fitlm_btensor *x, const fitlm_btensor *y, int64_t n_tokens) {
+    ew_job j = {.x = x->data, .b = y->data, .n = n_tokens * x->ne0, .kind = 1};
+    run_ew(st(be), &j);
+}
+
+static void cpu_add_bias(fitlm_backend *be, fitlm_btensor *x, const fitlm_btensor *b, int64_t n_tokens) {
+    (void)be;
+    for (int64_t t = 0; t < n_tokens; t++) fitlm_ops_add((float *)x->data + t * x->ne0, b->data, x->ne0);
+}
+
+static void cpu_embed(fitlm_backend *be, const fitlm_btensor *E, const int32_t *ids, int64_t n_tokens,
+                      fitlm_btensor *out) {
+    (void)be;
+    for (int64_t t = 0; t < n_tokens; t++)
+        fitlm_cpu_get_row(E->type, E->data, E->ne0, ids[t], (float *)out->data + t * out->ne0);
+}
+
+static void cpu_free(fitlm_backend *be) {
+    if (!be) return;
+    cpu_state *s = be->state;
+    if (s) {
+        fitlm_threadpool_free(s->pool);
+        free(s->att_scratch);
+        free(s);
+    }
+    free(be);
+}
+
+fitlm_backend *fitlm_backend_cpu_new(int n_threads, fitlm_error *err) {
+    fitlm_backend *be = calloc(1, sizeof *be);
+    cpu_state *s = calloc(1, sizeof *s);
+    if (!be || !s) {
+        free(be);
+        free(s);
+        fitlm_fail(err, "out of memory");
+        return NULL;
+    }
+    if (n_threads <= 0) n_threads = fitlm_physical_cores();
+    if (n_threads < 1) n_threads = 1;
+    if (n_threads > 1) {
+        s->pool = fitlm_threadpool_new(n_threads);
+        if (!s->pool) {
+            free(be);
+            free(s);
+            fitlm_fail(err, "cannot start %d threads", n_threads);
+            return NULL;
+        }
+        s->n_threads = fitlm_threadpool_size(s->pool);
+    } else {
+        s->n_threads = 1; /* pool NULL: everything runs on the calling thread */
+    }
+    fitlm_ops_use_avx2(); /* decide the SIMD path once, before any worker thread runs */
+    be->name = "cpu";
+    be->device = FITLM_DEVICE_CPU;
+    be->state = s;
+    be->free = cpu_free;
+    be->weight_type_supported = cpu_weight_type_supported;
+    be->alloc = cpu_alloc;
+    be->release = cpu_release;
+    be->prepare_weight = cpu_prepare_weight;
+    be->reserve = cpu_reserve;
+    be->scratch_bytes = cpu_scratch_bytes;
+    be->upload = cpu_upload;
+    be->download = cpu_download;
+    be->clear = cpu_clear;
+    be->sync = cpu_sync;
+    be->matmul = cpu_matmul;
+    be->rmsnorm = cpu_rmsnorm;
+    be->rope = cpu_rope;
+    be->kv_store = cpu_kv_store;
+    be->attention = cpu_attention;
+    be->silu_mul = cpu_silu_mul;
+    be->add = cpu_add;
+    be->add_bias = cpu_add_bias;
+    be->embed = cpu_embed;
+    return be;
+}
+
+int fitlm_backend_cpu_threads(const fitlm_backend *be) {
+    return ((const cpu_state *)be->state)->n_threads;
+}
+
+fitlm_threadpool *fitlm_backend_cpu_pool(const fitlm_backend *be) {
+    return ((const cpu_state *)be->state)->pool;
+}

@@ -1,0 +1,20 @@
+/* The CPU implementation of the backend interface (backend/backend.h):
+ * matmul through the kernels (kernels.h), activation ops from ops.c, work split
+ * over a fitlm_threadpool. Weight matrices are used in place in the mapped file. */
+#ifndef FITLM_BACKEND_CPU_BACKEND_CPU_H
+#define FITLM_BACKEND_CPU_BACKEND_CPU_H
+
+#include "backend/backend.h"
+#include "backend/cpu/threadpool.h"
+
+/* n_threads <= 0: physical cores. Caller frees with be->free(be). */
+fitlm_backend *fitlm_backend_cpu_new(int n_threads, fitlm_error *err);
+
+/* Threads the backend runs on. */
+int fitlm_backend_cpu_threads(const fitlm_backend *be);
+
+/* The backend's thread pool (NULL when it runs on one thread), e.g. to measure
+ * memory bandwidth with the same threads. Owned by the backend. */
+fitlm_threadpool *fitlm_backend_cpu_pool(const fitlm_backend *be);
+
+#endif

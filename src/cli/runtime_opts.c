@@ -1,0 +1,199 @@
+/* Shared option handling of the runtime commands. */
+#include "cli/runtime_opts.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "format/ggml_type.h"
+#include "runtime/kv_cache.h"
+
+int opt_parse_long(const char *flag, const char *s, long lo, long hi, long *out) {
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (!*s || *end || errno) {
+        fprintf(stderr, "fitlm: error: %s: '%s' is not an integer\n", flag, s);
+        return -1;
+    }
+    if (v < lo || v > hi) {
+        fprintf(stderr, "fitlm: error: %s: %ld is out of range [%ld, %ld]\n", flag, v, lo, hi);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int opt_parse_u64(const char *flag, const char *s, uint64_t *out) {
+    char *end = NULL;
+    errno = 0;
+    if (!*s || *s == '-') {
+        fprintf(stderr, "fitlm: error: %s: '%s' is not a non-negative integer\n", flag, s);
+        return -1;
+    }
+    unsigned long long v = strtoull(s, &end, 10);
+    if (*end || errno) {
+        fprintf(stderr, "fitlm: error: %s: '%s' is not a non-negative integer\n", flag, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int opt_parse_float(const char *flag, const char *s, double lo, double hi, float *out) {
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (!*s || *end || errno || !isfinite(v)) {
+        fprintf(stderr, "fitlm: error: %s: '%s' is not a number\n", flag, s);
+        return -1;
+    }
+    if (v < lo || v > hi) {
+        fprintf(stderr, "fitlm: error: %s: %g is out of range [%g, %g]\n", flag, v, lo, hi);
+        return -1;
+    }
+    *out = (float)v;
+    return 0;
+}
+
+int32_t *opt_parse_ids(const char *s, uint32_t *n, fitlm_error *err) {
+    size_t cap = 16, cnt = 0;
+    int32_t *ids = malloc(cap * sizeof *ids);
+    if (!ids) {
+        fitlm_fail(err, "out of memory");
+        return NULL;
+    }
+    const char *p = s;
+    for (;;) {
+        while (*p && (isspace((unsigned char)*p) || *p == ',')) p++;
+        if (!*p) break;
+        if (!isdigit((unsigned char)*p)) {
+            fitlm_fail(err, "token ids must be non-negative integers (at '%.20s')", p);
+            free(ids);
+            return NULL;
+        }
+        char *end = NULL;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (errno || v > INT32_MAX || (*end && !isspace((unsigned char)*end) && *end != ',')) {
+            fitlm_fail(err, "bad token id at '%.20s'", p);
+            free(ids);
+            return NULL;
+        }
+        if (cnt == cap) {
+            if (cap > (SIZE_MAX / sizeof *ids) / 2) {
+                free(ids);
+                fitlm_fail(err, "too many ids");
+                return NULL;
+            }
+            cap *= 2;
+            int32_t *g = realloc(ids, cap * sizeof *ids);
+            if (!g) {
+                free(ids);
+                fitlm_fail(err, "out of memory");
+                return NULL;
+            }
+            ids = g;
+        }
+        ids[cnt++] = (int32_t)v;
+        p = end;
+    }
+    if (cnt == 0 || cnt > UINT32_MAX) {
+        free(ids);
+        fitlm_fail(err, cnt ? "too many ids" : "the list of token ids is empty");
+        return NULL;
+    }
+    *n = (uint32_t)cnt;
+    return ids;
+}
+
+const char *opt_value(int argc, char **argv, int *i) {
+    if (*i + 1 >= argc) {
+        fprintf(stderr, "fitlm: error: %s needs a value\n", argv[*i]);
+        return NULL;
+    }
+    (*i)++;
+    return argv[*i];
+}
+
+void runtime_opts_init(runtime_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->kv_type = FITLM_TYPE_F16;
+}
+
+int runtime_opts_parse(runtime_opts *o, int argc, char **argv, int *i) {
+    const char *a = argv[*i], *v;
+    long x;
+    if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
+        if (!(v = opt_value(argc, argv, i))) return -1;
+        o->model_path = v;
+        return 1;
+    }
+    if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
+        if (!(v = opt_value(argc, argv, i)) || opt_parse_long(a, v, 1, 1024, &x)) return -1;
+        o->n_threads = (int)x;
+        return 1;
+    }
+    if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) {
+        if (!(v = opt_value(argc, argv, i)) || opt_parse_long(a, v, 0, INT32_MAX, &x)) return -1;
+        o->n_ctx = x == 0 ? UINT32_MAX : (uint32_t)x; /* 0 = the model's full context */
+        return 1;
+    }
+    if (!strcmp(a, "--kv-type") || !strcmp(a, "-ctk")) {
+        if (!(v = opt_value(argc, argv, i))) return -1;
+        o->kv_type = fitlm_kv_type_from_name(v);
+        if (o->kv_type < 0) {
+            fprintf(stderr, "fitlm: error: %s: '%s' is not a KV cache type (f16, f32, q8_0)\n", a, v);
+            return -1;
+        }
+        return 1;
+    }
+    if (!strcmp(a, "--batch") || !strcmp(a, "-ub") || !strcmp(a, "--ubatch-size")) {
+        if (!(v = opt_value(argc, argv, i)) || opt_parse_long(a, v, 1, 65536, &x)) return -1;
+        o->n_ubatch = (uint32_t)x;
+        return 1;
+    }
+    if (!strcmp(a, "--memory-report")) {
+        o->memory_report = true;
+        return 1;
+    }
+    return 0;
+}
+
+int runtime_session_open(runtime_session *s, const runtime_opts *o) {
+    memset(s, 0, sizeof *s);
+    fitlm_error err = {{0}};
+    if (!o->model_path) return fitlm_die("no model given (use -m MODEL)"), -1;
+    s->model = fitlm_model_load(o->model_path, &err);
+    if (!s->model) {
+        fitlm_error_print(&err);
+        return -1;
+    }
+    s->backend = fitlm_backend_new("cpu", o->n_threads, &err);
+    if (!s->backend) goto fail;
+    if (fitlm_runtime_check_model(s->model, s->backend, o->kv_type, &err)) goto fail_prefixed;
+    fitlm_runtime_params p = fitlm_runtime_params_default();
+    p.kv_type = o->kv_type;
+    p.n_ctx = o->n_ctx == UINT32_MAX ? s->model->hp.ctx_len : o->n_ctx;
+    if (o->ctx_clamp && p.n_ctx > s->model->hp.ctx_len) p.n_ctx = s->model->hp.ctx_len;
+    if (o->n_ubatch) p.n_ubatch = o->n_ubatch;
+    s->rt = fitlm_runtime_new(s->model, s->backend, &p, &err);
+    if (!s->rt) goto fail_prefixed;
+    return 0;
+fail_prefixed:
+    fitlm_error_prefix(&err, o->model_path);
+fail:
+    fitlm_error_print(&err);
+    runtime_session_close(s);
+    return -1;
+}
+
+void runtime_session_close(runtime_session *s) {
+    fitlm_runtime_free(s->rt);
+    if (s->backend) s->backend->free(s->backend);
+    fitlm_model_free(s->model);
+    memset(s, 0, sizeof *s);
+}

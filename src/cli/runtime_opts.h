@@ -1,0 +1,57 @@
+/* Shared option handling of the runtime commands (run, logits, perplexity,
+ * bench): strict number parsing, token id lists, and opening model + backend +
+ * runtime from the common flags (-m, -t, -c, --kv-type, --batch). */
+#ifndef FITLM_CLI_RUNTIME_OPTS_H
+#define FITLM_CLI_RUNTIME_OPTS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "backend/backend.h"
+#include "model/model.h"
+#include "runtime/runtime.h"
+#include "util/error.h"
+
+/* Strict parsers: the whole string must be a number in [lo, hi]. On failure
+ * they print "fitlm: error: FLAG: ..." and return -1. */
+int opt_parse_long(const char *flag, const char *s, long lo, long hi, long *out);
+int opt_parse_float(const char *flag, const char *s, double lo, double hi, float *out);
+int opt_parse_u64(const char *flag, const char *s, uint64_t *out);
+
+/* Parses whitespace/comma separated token ids. Returns a malloc'd array the
+ * caller frees (*n set), or NULL with err (empty list, non-numeric, negative). */
+int32_t *opt_parse_ids(const char *s, uint32_t *n, fitlm_error *err);
+
+/* Gets the value of flag argv[*i] (advancing *i) or prints an error. */
+const char *opt_value(int argc, char **argv, int *i);
+
+/* The flags every runtime command shares. */
+typedef struct runtime_opts {
+    const char *model_path;
+    int n_threads;     /* -t; 0 = physical cores */
+    uint32_t n_ctx;    /* -c; 0 = default */
+    int kv_type;       /* --kv-type */
+    uint32_t n_ubatch; /* --batch / -ub; 0 = default */
+    bool memory_report;
+    bool ctx_clamp;    /* n_ctx above the model's context: use the model's (else error) */
+} runtime_opts;
+
+void runtime_opts_init(runtime_opts *o);
+
+/* If argv[*i] is one of the shared flags, consumes it (and its value) and
+ * returns 1; returns 0 if not a shared flag; -1 after printing an error. */
+int runtime_opts_parse(runtime_opts *o, int argc, char **argv, int *i);
+
+/* Opens the model, checks it for the forward pass, creates the backend and the
+ * runtime. On success all three are set (caller frees in reverse order with
+ * runtime_session_close); on failure prints the error and returns -1. */
+typedef struct runtime_session {
+    fitlm_model *model;
+    fitlm_backend *backend;
+    fitlm_runtime *rt;
+} runtime_session;
+
+int runtime_session_open(runtime_session *s, const runtime_opts *o);
+void runtime_session_close(runtime_session *s);
+
+#endif

@@ -1,0 +1,301 @@
+/* GPU catalog: the built-in data/gpus.json (compiled into the binary by CMake),
+ * user catalogs (--gpus-file, same format) and the CPU of this machine. */
+#include <cjson/cJSON.h>
+#include <ctype.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "planner/planner.h"
+
+extern const char fitlm_data_gpus_json[];
+extern const size_t fitlm_data_gpus_json_len;
+
+/* Lower-case, '_' and ' ' become '-'. */
+static void norm_name(const char *in, char *out, size_t cap) {
+    size_t j = 0;
+    for (size_t i = 0; in[i] && j + 1 < cap; i++) {
+        char c = (char)tolower((unsigned char)in[i]);
+        if (c == '_' || c == ' ') c = '-';
+        out[j++] = c;
+    }
+    out[j] = 0;
+}
+
+static int names_equal(const char *a, const char *b) {
+    char x[64], y[64];
+    norm_name(a, x, sizeof x);
+    norm_name(b, y, sizeof y);
+    return strcmp(x, y) == 0;
+}
+
+int fitlm_catalog_find(const fitlm_catalog *cat, const char *name) {
+    if (!name || !*name) return -1;
+    for (size_t i = 0; i < cat->n; i++) {
+        if (names_equal(cat->gpus[i].name, name)) return (int)i;
+        for (int k = 0; k < cat->gpus[i].n_aliases; k++)
+            if (names_equal(cat->gpus[i].aliases[k], name)) return (int)i;
+    }
+    return -1;
+}
+
+static int push(fitlm_catalog *cat, const fitlm_gpu *g) {
+    int at = fitlm_catalog_find(cat, g->name);
+    if (at >= 0) {
+        cat->gpus[at] = *g; /* a user file may override a built-in entry */
+        return 0;
+    }
+    if (cat->n == cat->cap) {
+        size_t nc = cat->cap ? cat->cap * 2 : 32;
+        fitlm_gpu *p = realloc(cat->gpus, nc * sizeof *p);
+        if (!p) return -1;
+        cat->gpus = p;
+        cat->cap = nc;
+    }
+    cat->gpus[cat->n++] = *g;
+    return 0;
+}
+
+void fitlm_catalog_free(fitlm_catalog *cat) {
+    if (!cat) return;
+    free(cat->gpus);
+    memset(cat, 0, sizeof *cat);
+}
+
+/* Reads a number field within [lo, hi]; missing -> def (if def >= 0) else error. */
+static int num_field(const cJSON *o, const char *key, double lo, double hi, double def, double *out,
+                     const char *who, fitlm_error *err) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!v) {
+        if (def < 0) return fitlm_fail(err, "%s: missing field '%s'", who, key);
+        *out = def;
+        return 0;
+    }
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
+        return fitlm_fail(err, "%s: field '%s' must be a number", who, key);
+    if (v->valuedouble < lo || v->valuedouble > hi)
+        return fitlm_fail(err, "%s: field '%s' = %g is outside [%g, %g]", who, key, v->valuedouble, lo, hi);
+    *out = v->valuedouble;
+    return 0;
+}
+
+static void str_field(const cJSON *o, const char *key, char *out, size_t cap) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (cJSON_IsString(v) && v->valuestring) snprintf(out, cap, "%s", v->valuestring);
+}
+
+static void source_field(const cJSON *sources, const char *key, char *ref, size_t ref_cap, char *date, size_t date_cap,
+                         bool *estimate) {
+    const cJSON *s = cJSON_GetObjectItemCaseSensitive(sources, key);
+    if (!cJSON_IsObject(s)) return;
+    str_field(s, "ref", ref, ref_cap);
+    if (date) str_field(s, "date", date, date_cap);
+    if (estimate) *estimate = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(s, "estimate"));
+}
+
+static int parse_gpu(const cJSON *o, const char *origin, int idx, fitlm_gpu *g, fitlm_error *err) {
+    memset(g, 0, sizeof *g);
+    char who[256];
+    const cJSON *nm = cJSON_GetObjectItemCaseSensitive(o, "name");
+    if (!cJSON_IsString(nm) || !nm->valuestring || !*nm->valuestring || strlen(nm->valuestring) >= sizeof g->name)
+        return fitlm_fail(err, "%s: gpus[%d]: 'name' must be a non-empty string of at most %zu characters", origin,
+                          idx, sizeof g->name - 1);
+    snprintf(g->name, sizeof g->name, "%s", nm->valuestring);
+    snprintf(who, sizeof who, "%s: GPU '%s'", origin, g->name);
+    const cJSON *al = cJSON_GetObjectItemCaseSensitive(o, "aliases");
+    if (al) {
+        if (!cJSON_IsArray(al)) return fitlm_fail(err, "%s: 'aliases' must be an array of strings", who);
+        const cJSON *a;
+        cJSON_ArrayForEach(a, al) {
+            if (!cJSON_IsString(a) || strlen(a->valuestring) >= sizeof g->aliases[0])
+                return fitlm_fail(err, "%s: 'aliases' must be an array of short strings", who);
+            if (g->n_aliases < 8) snprintf(g->aliases[g->n_aliases++], sizeof g->aliases[0], "%s", a->valuestring);
+        }
+    }
+    str_field(o, "vendor", g->vendor, sizeof g->vendor);
+    str_field(o, "arch", g->arch, sizeof g->arch);
+    str_field(o, "link", g->link, sizeof g->link);
+    double mem = 0, bw = 0, f16 = 0, bf16 = 0, f8 = 0, i8 = 0, link = 0, lmax = 0, pcie = 4, node = 8, tdp = 0, buy = 0,
+           hour = 0;
+    if (num_field(o, "memory_gib", 0.25, 65536, -1, &mem, who, err) ||
+        num_field(o, "mem_bw_gbs", 1, 1e6, -1, &bw, who, err) ||
+        num_field(o, "fp16_tflops", 0.001, 1e6, -1, &f16, who, err) ||
+        num_field(o, "bf16_tflops", 0, 1e6, f16, &bf16, who, err) ||
+        num_field(o, "fp8_tflops", 0, 1e6, 0, &f8, who, err) ||
+        num_field(o, "int8_tops", 0, 1e6, 0, &i8, who, err) ||
+        num_field(o, "link_gbs", 0, 1e6, 0, &link, who, err) ||
+        num_field(o, "link_max_gpus", 0, 1024, 0, &lmax, who, err) ||
+        num_field(o, "pcie_gen", 3, 7, 4, &pcie, who, err) ||
+        num_field(o, "max_per_node", 1, 1024, 8, &node, who, err) ||
+        num_field(o, "tdp_w", 0, 1e5, 0, &tdp, who, err) ||
+        num_field(o, "purchase_usd", 0, 1e8, 0, &buy, who, err) ||
+        num_field(o, "cloud_usd_per_hour", 0, 1e4, 0, &hour, who, err))
+        return -1;
+    g->memory_bytes = mem * FITLM_GIB;
+    g->mem_bw = bw * 1e9;
+    g->fp16_flops = f16 * 1e12;
+    g->bf16_flops = (bf16 > 0 ? bf16 : f16) * 1e12;
+    g->fp8_flops = f8 * 1e12;
+    g->int8_ops = i8 * 1e12;
+    g->link_bw = link * 1e9;
+    g->link_max_gpus = (int)lmax;
+    g->pcie_gen = (int)pcie;
+    g->max_per_node = (int)node;
+    g->tdp_w = tdp;
+    g->purchase_usd = buy;
+    g->cloud_usd_per_hour = hour;
+    if (!g->link[0]) snprintf(g->link, sizeof g->link, "%s", link > 0 ? "peer link" : "PCIe");
+    const cJSON *src = cJSON_GetObjectItemCaseSensitive(o, "sources");
+    if (cJSON_IsObject(src)) {
+        source_field(src, "specs", g->spec_source, sizeof g->spec_source, g->spec_date, sizeof g->spec_date, NULL);
+        source_field(src, "purchase", g->purchase_source, sizeof g->purchase_source, NULL, 0, &g->purchase_estimate);
+        source_field(src, "cloud", g->cloud_source, sizeof g->cloud_source, g->price_date, sizeof g->price_date,
+                     &g->cloud_estimate);
+    }
+    snprintf(g->origin, sizeof g->origin, "%s", origin);
+    return 0;
+}
+
+int fitlm_catalog_add_json(fitlm_catalog *cat, const char *json_text, const char *origin, fitlm_error *err) {
+    cJSON *root = cJSON_Parse(json_text);
+    if (!root) return fitlm_fail(err, "%s: not valid JSON", origin);
+    int rc = -1;
+    const cJSON *arr = cJSON_IsObject(root) ? cJSON_GetObjectItemCaseSensitive(root, "gpus") : root;
+    if (!cJSON_IsArray(arr)) {
+        fitlm_fail(err, "%s: expected an object with a \"gpus\" array (see docs/planner.md)", origin);
+        goto done;
+    }
+    int n = cJSON_GetArraySize(arr);
+    if (n == 0) {
+        fitlm_fail(err, "%s: the \"gpus\" array is empty", origin);
+        goto done;
+    }
+    if (n > 4096) {
+        fitlm_fail(err, "%s: too many entries (%d)", origin, n);
+        goto done;
+    }
+    int idx = 0;
+    const cJSON *o;
+    cJSON_ArrayForEach(o, arr) {
+        if (!cJSON_IsObject(o)) {
+            fitlm_fail(err, "%s: gpus[%d] is not an object", origin, idx);
+            goto done;
+        }
+        fitlm_gpu g;
+        if (parse_gpu(o, origin, idx, &g, err)) goto done;
+        if (push(cat, &g)) {
+            fitlm_fail(err, "out of memory");
+            goto done;
+        }
+        idx++;
+    }
+    rc = 0;
+done:
+    cJSON_Delete(root);
+    return rc;
+}
+
+int fitlm_catalog_load_builtin(fitlm_catalog *cat, fitlm_error *err) {
+    memset(cat, 0, sizeof *cat);
+    (void)fitlm_data_gpus_json_len;
+    return fitlm_catalog_add_json(cat, fitlm_data_gpus_json, "built-in GPU catalog (data/gpus.json)", err);
+}
+
+/* ---- the host CPU ---- */
+
+static double meminfo_kib(const char *key) {
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f) return 0;
+    char line[256];
+    double v = 0;
+    size_t kl = strlen(key);
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, key, kl) == 0 && line[kl] == ':') {
+            v = strtod(line + kl + 1, NULL);
+            break;
+        }
+    }
+    fclose(f);
+    return v;
+}
+
+/* Model name, max MHz and SIMD width from /proc/cpuinfo. */
+static void cpuinfo(char *model, size_t cap, double *mhz, int *fp32_lanes) {
+    *mhz = 0;
+    *fp32_lanes = 4; /* SSE / NEON baseline */
+    snprintf(model, cap, "CPU");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f) return;
+    char line[4096];
+    bool got_model = false;
+    while (fgets(line, sizeof line, f)) {
+        char *colon = strchr(line, ':');
+        if (!colon) continue;
+        char *val = colon + 1;
+        while (*val == ' ' || *val == '\t') val++;
+        val[strcspn(val, "\n")] = 0;
+        if (!got_model && strncmp(line, "model name", 10) == 0) {
+            snprintf(model, cap, "%s", val);
+            got_model = true;
+        } else if (strncmp(line, "cpu MHz", 7) == 0) {
+            double m = strtod(val, NULL);
+            if (m > *mhz) *mhz = m;
+        } else if (strncmp(line, "flags", 5) == 0) {
+            if (strstr(val, " avx512f")) *fp32_lanes = 16;
+            else if (strstr(val, " avx2") && *fp32_lanes < 8) *fp32_lanes = 8;
+        }
+    }
+    fclose(f);
+}
+
+void fitlm_catalog_add_host_cpu(fitlm_catalog *cat) {
+    fitlm_gpu g;
+    memset(&g, 0, sizeof g);
+    snprintf(g.name, sizeof g.name, "CPU");
+    snprintf(g.aliases[0], sizeof g.aliases[0], "host");
+    snprintf(g.aliases[1], sizeof g.aliases[1], "this-machine");
+    g.n_aliases = 2;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cores < 1) cores = 1;
+    double mem_kib = meminfo_kib("MemTotal");
+    if (mem_kib <= 0) mem_kib = 4.0 * 1024 * 1024;
+    double mhz;
+    int lanes;
+    cpuinfo(g.arch, sizeof g.arch, &mhz, &lanes);
+    if (mhz <= 0) mhz = 2500;
+    snprintf(g.vendor, sizeof g.vendor, "host");
+    snprintf(g.link, sizeof g.link, "none");
+    g.is_cpu = true;
+    g.cpu_cores = (int)cores;
+    g.memory_bytes = mem_kib * 1024.0;
+    /* Estimated, not measured: about 8 GB/s of streaming read per core, capped
+     * at a typical 8-channel DDR5 server socket (~300 GB/s). */
+    double bw = 8e9 * (double)cores;
+    if (bw > 300e9) bw = 300e9;
+    g.mem_bw = bw;
+    g.bw_measured = false;
+    /* Two FMA pipes x lanes x 2 FLOP per cycle per core (fp32 SIMD). */
+    g.fp16_flops = g.bf16_flops = (double)cores * mhz * 1e6 * 2.0 * lanes * 2.0;
+    g.int8_ops = g.fp16_flops * 2;
+    g.max_per_node = 1;
+    g.pcie_gen = 4;
+    snprintf(g.spec_source, sizeof g.spec_source,
+             "detected: %ld cores and %.1f GiB from /proc; bandwidth estimated as 8 GB/s per core (capped at 300 GB/s), "
+             "FLOP/s as cores x clock x 2 FMA x %d fp32 lanes x 2",
+             cores, g.memory_bytes / FITLM_GIB, lanes);
+    snprintf(g.origin, sizeof g.origin, "detected");
+    push(cat, &g);
+}
+
+double fitlm_pcie_bw(int gen) {
+    /* x16 per direction: 3.0 15.75 GB/s, 4.0 31.5, 5.0 63, 6.0 121 (PCI-SIG) */
+    switch (gen) {
+    case 3: return 15.75e9;
+    case 4: return 31.5e9;
+    case 5: return 63e9;
+    case 6: return 121e9;
+    default: return gen > 6 ? 242e9 : 15.75e9;
+    }
+}

@@ -1,0 +1,459 @@
+/* One layout -> memory per device, time and cost (inference and training).
+ * Formulas and their sources: docs/planner.md. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "format/ggml_type.h"
+#include "planner/planner.h"
+
+const char *const fitlm_mem_names[FITLM_MEM_COUNT] = {"weights", "kv_cache", "activations", "gradients",
+                                                      "optimizer", "lora", "overhead"};
+
+/* Named constants; the runtime will later calibrate them against measured runs. */
+const fitlm_plan_constants fitlm_plan_k = {
+    .eff_prefill = 0.60,
+    .eff_decode_bw = 0.80,
+    .eff_decode_flops = 0.60,
+    .eff_train = 0.50,
+    .eff_link = 0.80,
+    .alpha_link_s = 1e-6, /* per ring step: ~14 us for a small all-reduce over 8 NVLink GPUs */
+    .alpha_pcie_s = 2.5e-6,
+    .alpha_internode_s = 5e-6,
+    .internode_bw = 50e9,    /* one 400 Gb/s NIC per GPU (DGX/HGX H100-class nodes) */
+    .host_bw_per_gpu = 25e9, /* ~200 GB/s of server DRAM shared by 8 GPUs */
+    .nvme_bw_per_gpu = 3e9,
+    .kv_block_tokens = 16,
+};
+
+#define K fitlm_plan_k
+
+#define MIB 1048576.0
+static const fitlm_backend_overhead k_backends[] = {
+    /* CUDA: context ~0.5 GiB on recent drivers, cuBLAS workspace 32 MiB (NVIDIA's recommendation for
+     * Hopper), NCCL channel buffers */
+    {"cuda", 512 * MIB, 32 * MIB, 256 * MIB, 0.05, 0.10},
+    /* ROCm: HIP context, hipBLASLt workspace, RCCL buffers: the CUDA figures until measured */
+    {"rocm", 512 * MIB, 32 * MIB, 256 * MIB, 0.05, 0.10},
+    /* CPU: fitlm's own runtime buffers */
+    {"cpu", 64 * MIB, 0, 0, 0.05, 0.10},
+};
+
+const fitlm_backend_overhead *fitlm_backend_overhead_for(const fitlm_gpu *g) {
+    if (g->is_cpu) return &k_backends[2];
+    if (!strcmp(g->vendor, "AMD")) return &k_backends[1];
+    return &k_backends[0];
+}
+
+static double peak_flops(const fitlm_gpu *g, const fitlm_wformat *f, bool training, bool pure_fp32) {
+    if (pure_fp32 || (f && f->kind == FITLM_W_PLAIN && f->type == FITLM_TYPE_F32)) return g->fp16_flops / 2; /* TF32 */
+    if (!training && f && f->kind == FITLM_W_PLAIN && f->type == FITLM_TYPE_F8_E4M3 && g->fp8_flops > 0)
+        return g->fp8_flops;
+    return g->bf16_flops > 0 ? g->bf16_flops : g->fp16_flops;
+}
+
+/* Bandwidth and latency of the link a group of n devices talks over. */
+static void link_of(const fitlm_gpu *g, int group, bool crosses_nodes, double *bw, double *alpha) {
+    if (crosses_nodes) {
+        *bw = K.internode_bw * K.eff_link;
+        *alpha = K.alpha_internode_s;
+    } else if (g->link_bw > 0 && group <= g->link_max_gpus) {
+        *bw = g->link_bw / 2 * K.eff_link; /* vendors quote both directions together */
+        *alpha = K.alpha_link_s;
+    } else {
+        *bw = fitlm_pcie_bw(g->pcie_gen) * K.eff_link;
+        *alpha = K.alpha_pcie_s;
+    }
+}
+
+static void stage_layers(uint32_t L, int P, int s, uint32_t *l0, uint32_t *l1) {
+    uint32_t base = L / (uint32_t)P, extra = L % (uint32_t)P;
+    uint32_t start = (uint32_t)s * base + ((uint32_t)s < extra ? (uint32_t)s : extra);
+    *l0 = start;
+    *l1 = start + base + ((uint32_t)s < extra ? 1 : 0);
+}
+
+static double overhead_bytes(const fitlm_gpu *g, int count, double dynamic, bool training) {
+    const fitlm_backend_overhead *o = fitlm_backend_overhead_for(g);
+    return o->context_bytes + o->blas_workspace_bytes + (count > 1 ? o->collective_bytes : 0) +
+           (training ? o->frag_train : o->frag_infer) * dynamic;
+}
+
+static uint64_t round_up(uint64_t x, uint64_t m) { return m ? (x + m - 1) / m * m : x; }
+
+static double kv_heads_per_device(const fitlm_hparams *hp, int T) {
+    double kv = (double)hp->n_kv_heads / T;
+    return kv < 1 ? 1 : kv; /* replicated when TP exceeds the KV heads */
+}
+
+/* ---------------------------------------------------------------- inference */
+
+static void eval_infer(const fitlm_plan_model *m, const fitlm_plan_request *r, const fitlm_catalog *cat,
+                       const fitlm_weight_bytes *wb, fitlm_plan_result *res) {
+    const fitlm_hparams *hp = &m->hp;
+    const fitlm_gpu *g = &cat->gpus[res->gpu];
+    const fitlm_wformat *f = &r->formats[res->format >= 0 && res->format < r->n_formats ? res->format : 0];
+    int T = res->tp, P = res->pp;
+    uint32_t L = hp->n_layers;
+    double kvb = fitlm_kv_type_bytes(res->kv_type);
+    double kv_dev_heads = kv_heads_per_device(hp, T);
+    uint64_t window = hp->sliding_window ? hp->sliding_window : r->ctx;
+    if (window > r->ctx) window = r->ctx;
+    double tokens = (double)r->batch * (double)round_up(window, r->kv_block);
+    double chunk = (double)r->batch * r->prompt;
+    if (chunk > r->chunk) chunk = r->chunk;
+    double heads_dev = (double)hp->n_heads / T;
+
+    res->kv_bytes_per_token = fitlm_kv_bytes_per_token(hp, res->kv_type);
+    res->comp[FITLM_MEM_WEIGHTS] = wb->total;
+    res->comp[FITLM_MEM_KV] = res->kv_bytes_per_token * tokens;
+
+    /* transient buffers of one prefill chunk (the largest of attention, MLP, logits) */
+    double hidden = 2.0 * chunk * hp->dim * 2;
+    double attn = chunk * (heads_dev + 2 * kv_dev_heads) * hp->head_dim * 2 + chunk * heads_dev * hp->head_dim * 2;
+    if (!r->flash) attn += chunk * heads_dev * (double)window * 6; /* fp32 scores + 16-bit probabilities */
+    double mlp = chunk * 3.0 * hp->ffn_dim / T * 2;
+    double logits = (double)r->batch * hp->vocab_size / T * 4;
+
+    /* offloaded layers (host memory, streamed over PCIe every forward) */
+    uint32_t off = res->offload_layers;
+    if (off > L) off = L;
+    double off_bytes = 0;
+    for (uint32_t l = L - off; l < L; l++) off_bytes += wb->layer[l];
+
+    double worst = 0, act_worst = 0, replica_act = 0;
+    res->n_stages = P;
+    for (int s = 0; s < P; s++) {
+        uint32_t l0, l1;
+        stage_layers(L, P, s, &l0, &l1);
+        double w = 0;
+        for (uint32_t l = l0; l < l1; l++) w += (l >= L - off) ? 0 : wb->layer[l];
+        if (s == 0) w += wb->embedding;
+        if (s == P - 1) w += wb->output + wb->other + (hp->tied_embeddings && P > 1 ? wb->embedding : 0);
+        double act = hidden + fmax(attn, mlp);
+        if (s == P - 1) act = hidden + fmax(fmax(attn, mlp), logits);
+        double *st = res->stage[s < FITLM_PLAN_MAX_STAGES ? s : FITLM_PLAN_MAX_STAGES - 1];
+        memset(st, 0, sizeof(double) * FITLM_MEM_COUNT);
+        st[FITLM_MEM_WEIGHTS] = w / T;
+        st[FITLM_MEM_KV] = 2.0 * (l1 - l0) * kv_dev_heads * hp->head_dim * kvb * tokens;
+        st[FITLM_MEM_ACT] = act;
+        st[FITLM_MEM_OVERHEAD] = overhead_bytes(g, res->count, act, false);
+        double tot = 0;
+        for (int c = 0; c < FITLM_MEM_COUNT; c++) tot += st[c];
+        if (tot > worst) {
+            worst = tot;
+            memcpy(res->dev, st, sizeof res->dev);
+        }
+        if (act > act_worst) act_worst = act;
+        res->total_bytes += tot * T;
+        replica_act += act * T; /* every device of the replica holds its own buffers */
+        res->comp[FITLM_MEM_OVERHEAD] += st[FITLM_MEM_OVERHEAD] * T;
+    }
+    res->total_bytes *= res->dp;
+    res->per_device_bytes = worst;
+    res->comp[FITLM_MEM_ACT] = replica_act;
+    res->host_bytes = off_bytes * res->dp;
+
+    /* ---- time ---- */
+    fitlm_param_counts pc;
+    fitlm_plan_param_counts(hp, &pc);
+    double p_mm = (double)pc.per_layer_linear * L + (double)hp->vocab_size * hp->dim;
+    double mean_ctx = r->prompt + r->output / 2.0;
+    if (mean_ctx > window) mean_ctx = (double)window;
+    double attn_tok = 4.0 * L * hp->n_heads * hp->head_dim * mean_ctx;
+    res->flops_per_token = 2 * p_mm + attn_tok;
+    double peak = peak_flops(g, f, false, false);
+    double bw_mem = g->mem_bw;
+    double link_bw, alpha;
+    link_of(g, T, false, &link_bw, &alpha);
+    double pp_bw, pp_alpha;
+    link_of(g, T * P, T * P > g->max_per_node, &pp_bw, &pp_alpha);
+    double pcie = fitlm_pcie_bw(g->pcie_gen) * K.eff_link;
+    double off_dev = off_bytes / T;
+
+    /* prefill: B prompts in n chunks that flow through the PP stages; per chunk and
+     * stage the roofline max(FLOPs / compute, weight bytes / bandwidth) plus the TP
+     * all-reduces; n + P - 1 stage slots in all */
+    double prompt_tokens = (double)r->batch * r->prompt;
+    double n_chunks = ceil(prompt_tokens / chunk);
+    double pf_flops = (double)r->batch * (2 * p_mm * r->prompt + 2.0 * L * hp->n_heads * hp->head_dim *
+                                                                    (double)r->prompt * fmin(r->prompt, window));
+    double slot = 0;
+    bool pf_compute = true;
+    for (int s = 0; s < P; s++) {
+        uint32_t l0, l1;
+        stage_layers(L, P, s, &l0, &l1);
+        double nl = l1 - l0;
+        double wst = res->stage[s < FITLM_PLAN_MAX_STAGES ? s : FITLM_PLAN_MAX_STAGES - 1][FITLM_MEM_WEIGHTS];
+        double tc = pf_flops / n_chunks * (nl / L) / T / (peak * K.eff_prefill);
+        double tm = wst / (bw_mem * K.eff_decode_bw);
+        double tcomm = T > 1 ? 2.0 * nl * fitlm_allreduce_time(chunk * hp->dim * 2, T, alpha, link_bw) : 0;
+        if (P > 1) tcomm += pp_alpha + chunk * hp->dim * 2 / pp_bw;
+        double t = fmax(tc, tm) + tcomm;
+        if (t > slot) {
+            slot = t;
+            pf_compute = tc >= tm;
+        }
+    }
+    double prefill = (n_chunks + P - 1) * slot + n_chunks * off_dev / pcie;
+    res->prefill_bound = pf_compute ? "compute" : "memory";
+    res->ttft_s = prefill;
+    res->prefill_tps = prompt_tokens / prefill * res->dp;
+
+    /* decode: one token for each of B sequences per step, B split in min(B, P) micro-batches */
+    int mpp = (int)(r->batch < (uint32_t)P ? r->batch : (uint32_t)P);
+    if (mpp < 1) mpp = 1;
+    double bmb = (double)r->batch / mpp;
+    double kv_dev_tok = 2.0 * kv_dev_heads * hp->head_dim * kvb; /* per layer per token per device */
+    double t_stage = 0;
+    bool mem_bound = true;
+    for (int s = 0; s < P; s++) {
+        uint32_t l0, l1;
+        stage_layers(L, P, s, &l0, &l1);
+        double nl = l1 - l0;
+        double bytes = res->stage[s < FITLM_PLAN_MAX_STAGES ? s : FITLM_PLAN_MAX_STAGES - 1][FITLM_MEM_WEIGHTS] +
+                       bmb * mean_ctx * kv_dev_tok * nl;
+        double fl = bmb * (2 * p_mm + attn_tok) * (nl / L) / T;
+        double tm = bytes / (bw_mem * K.eff_decode_bw), tc = fl / (peak * K.eff_decode_flops);
+        double tcomm = T > 1 ? 2.0 * nl * fitlm_allreduce_time(bmb * hp->dim * 2, T, alpha, link_bw) : 0;
+        double t = fmax(tm, tc) + tcomm;
+        if (t > t_stage) {
+            t_stage = t;
+            mem_bound = tm >= tc;
+        }
+    }
+    double step = (mpp + P - 1) * t_stage + (P > 1 ? (P - 1) * (pp_alpha + bmb * hp->dim * 2 / pp_bw) : 0) +
+                  off_dev / pcie;
+    res->bubble = fitlm_pipeline_bubble(P, mpp);
+    res->decode_bound = mem_bound ? "memory" : "compute";
+    res->tpot_s = step;
+    res->decode_tps = r->batch / step * res->dp;
+    res->offload_s = off_dev / pcie;
+
+    double cycle = res->ttft_s + r->output * res->tpot_s;
+    res->usd_per_hour = g->cloud_usd_per_hour * res->count;
+    res->purchase_usd = g->purchase_usd * res->count;
+    double gen = (double)r->batch * r->output * res->dp;
+    res->usd_per_million = res->usd_per_hour > 0 ? res->usd_per_hour * cycle / 3600.0 / gen * 1e6 : 0;
+}
+
+/* ---------------------------------------------------------------- training */
+
+static double optimizer_k(const fitlm_plan_request *r) {
+    switch (r->optimizer) {
+    case FITLM_OPT_ADAM8BIT: /* 1-byte m and v + a fp32 absmax per 2048-block each (bitsandbytes) */
+        return (r->pure_fp32 ? 0 : 4) + 2 + 2 * 4.0 / 2048;
+    case FITLM_OPT_SGD: return (r->pure_fp32 ? 0 : 4) + 4; /* momentum */
+    default: return (r->pure_fp32 ? 0 : 4) + 8;            /* fp32 master + m + v */
+    }
+}
+
+static int lora_targets_count(unsigned mask) {
+    int n = 0;
+    for (int k = 0; k < 32; k++)
+        if (mask & (1u << k)) n++;
+    return n;
+}
+
+/* LoRA adapter parameters per layer: r * (in + out) per targeted matrix. */
+static double lora_params_per_layer(const fitlm_hparams *hp, unsigned mask, double rank) {
+    double d = hp->dim, q = (double)hp->n_heads * hp->head_dim, kv = (double)hp->n_kv_heads * hp->head_dim,
+           f = hp->ffn_dim, p = 0;
+    if (mask & (1u << FITLM_T_ATTN_Q)) p += rank * (d + q);
+    if (mask & (1u << FITLM_T_ATTN_K)) p += rank * (d + kv);
+    if (mask & (1u << FITLM_T_ATTN_V)) p += rank * (d + kv);
+    if (mask & (1u << FITLM_T_ATTN_OUT)) p += rank * (q + d);
+    if (mask & (1u << FITLM_T_FFN_GATE)) p += rank * (d + f);
+    if (mask & (1u << FITLM_T_FFN_UP)) p += rank * (d + f);
+    if (mask & (1u << FITLM_T_FFN_DOWN)) p += rank * (f + d);
+    return p;
+}
+
+static void eval_train(const fitlm_plan_model *m, const fitlm_plan_request *r, const fitlm_catalog *cat,
+                       fitlm_plan_result *res) {
+    const fitlm_hparams *hp = &m->hp;
+    const fitlm_gpu *g = &cat->gpus[res->gpu];
+    int T = res->tp, P = res->pp, D = res->dp, Z = res->zero;
+    uint32_t L = hp->n_layers;
+    fitlm_param_counts pc;
+    fitlm_plan_param_counts(hp, &pc);
+    bool lora = r->lora_rank > 0;
+    double kopt = optimizer_k(r);
+    double wb = r->pure_fp32 ? 4 : 2;
+    double gb = (r->pure_fp32 || r->fp32_grads) ? 4 : 2;
+    double psi = (double)pc.total;
+    uint32_t m_acc = res->grad_accum;
+    double s = r->seq, b = r->micro_batch;
+    bool crosses = res->count > g->max_per_node;
+
+    /* frozen base bytes per parameter for LoRA / QLoRA (NF4 + double-quantized absmax) */
+    double qlora_bpw = (4.0 + 8.0 / 64 + 32.0 / (64 * 256)) / 8;
+    double lora_layer = lora ? lora_params_per_layer(hp, r->lora_targets, r->lora_rank) : 0;
+    double psi_lora = lora_layer * L;
+
+    /* replica components */
+    if (lora) {
+        double lin = (double)pc.per_layer_linear * L, rest = psi - lin;
+        res->comp[FITLM_MEM_WEIGHTS] = r->qlora ? lin * qlora_bpw + rest * 2 : psi * 2;
+        res->comp[FITLM_MEM_LORA] = psi_lora * 16;
+    } else {
+        res->comp[FITLM_MEM_WEIGHTS] = wb * psi;
+        res->comp[FITLM_MEM_GRAD] = gb * psi;
+        res->comp[FITLM_MEM_OPT] = kopt * psi;
+    }
+
+    fitlm_act_layer al = {.s = s, .b = b, .h = hp->dim, .a = hp->n_heads, .ffn = hp->ffn_dim,
+                          .kv_heads = hp->n_kv_heads, .head_dim = hp->head_dim, .t = T,
+                          .sp = r->sequence_parallel && T > 1, .flash = r->flash,
+                          .recompute = (fitlm_recompute)res->recompute, .gpt_style = false};
+    double act_layer = fitlm_activation_bytes_per_layer(&al);
+    fitlm_act_layer full = al;
+    full.recompute = FITLM_RECOMPUTE_NONE;
+    double act_layer_full = fitlm_activation_bytes_per_layer(&full);
+    int n_targets = lora_targets_count(r->lora_targets);
+    if (lora) act_layer += n_targets * 2.0 * s * b * r->lora_rank;
+
+    double worst = 0, host_per_gpu_worst = 0, nvme_per_gpu_worst = 0;
+    res->n_stages = P;
+    double gather = 0;
+    for (int st = 0; st < P; st++) {
+        uint32_t l0, l1;
+        stage_layers(L, P, st, &l0, &l1);
+        double nl = l1 - l0;
+        double p_stage = nl * pc.per_layer + (st == 0 ? pc.embedding : 0) +
+                         (st == P - 1 ? pc.output + pc.norms_final + (hp->tied_embeddings && P > 1 ? pc.embedding : 0)
+                                      : 0);
+        double p_dev = p_stage / T;
+        double W, G = 0, O = 0, LO = 0, host = 0, nvme = 0;
+        if (lora) {
+            double lin = nl * pc.per_layer_linear, rest = p_stage - lin;
+            W = (r->qlora ? lin * qlora_bpw + rest * 2 : p_stage * 2) / T;
+            if (Z >= 3) W /= D;
+            double pl = nl * lora_layer / T;
+            /* adapter weight (fp32) + grad + Adam m, v */
+            LO = pl * 4 + pl * 4 / (Z >= 2 ? D : 1) + pl * (kopt - (r->pure_fp32 ? 0 : 4)) / (Z >= 1 ? D : 1);
+        } else {
+            W = wb * p_dev;
+            G = gb * p_dev;
+            O = kopt * p_dev;
+            if (Z >= 1) O /= D;
+            if (Z >= 2) G /= D;
+            if (Z >= 3) W /= D;
+            if (res->offload_opt != FITLM_OFFLOAD_NONE) {
+                double moved = O + 4 * p_dev / (Z >= 2 ? D : 1); /* states + fp32 gradient copy */
+                if (res->offload_opt == FITLM_OFFLOAD_NVME) nvme += O, host += moved - O;
+                else host += moved;
+                O = 0;
+            }
+            if (Z >= 3 && res->offload_param != FITLM_OFFLOAD_NONE) {
+                if (res->offload_param == FITLM_OFFLOAD_NVME) nvme += W;
+                else host += W;
+                W = 0;
+            }
+        }
+        if (Z >= 3) gather = 2.0 * 2 * (double)pc.largest_layer / T; /* current + prefetched layer, 16-bit */
+        double inflight = (double)(m_acc < (uint32_t)(P - st) ? m_acc : (uint32_t)(P - st));
+        double A = act_layer * nl * inflight;
+        if (res->recompute == FITLM_RECOMPUTE_FULL) A += act_layer_full;
+        if (st == P - 1) A += 4.0 * s * b * hp->vocab_size / T + 2.0 * s * b * hp->dim;
+        if (r->qlora) A += 2.0 * hp->dim * (double)hp->ffn_dim / T; /* one dequantized weight */
+        A += gather;
+        double *sv = res->stage[st < FITLM_PLAN_MAX_STAGES ? st : FITLM_PLAN_MAX_STAGES - 1];
+        memset(sv, 0, sizeof(double) * FITLM_MEM_COUNT);
+        sv[FITLM_MEM_WEIGHTS] = W;
+        sv[FITLM_MEM_GRAD] = G;
+        sv[FITLM_MEM_OPT] = O;
+        sv[FITLM_MEM_LORA] = LO;
+        sv[FITLM_MEM_ACT] = A;
+        sv[FITLM_MEM_OVERHEAD] = overhead_bytes(g, res->count, A + G, true);
+        double tot = 0;
+        for (int c = 0; c < FITLM_MEM_COUNT; c++) tot += sv[c];
+        if (tot > worst) {
+            worst = tot;
+            memcpy(res->dev, sv, sizeof res->dev);
+        }
+        res->total_bytes += tot * T * D;
+        if (host > host_per_gpu_worst) host_per_gpu_worst = host;
+        if (nvme > nvme_per_gpu_worst) nvme_per_gpu_worst = nvme;
+        res->comp[FITLM_MEM_ACT] += A * T; /* summed over the replica's devices */
+        res->comp[FITLM_MEM_OVERHEAD] += sv[FITLM_MEM_OVERHEAD] * T;
+    }
+    res->zero3_gather_bytes = gather;
+    res->per_device_bytes = worst;
+    int per_node = res->count < g->max_per_node ? res->count : g->max_per_node;
+    res->host_bytes = host_per_gpu_worst * per_node;
+    res->nvme_bytes = nvme_per_gpu_worst * per_node;
+
+    /* ---- time ---- */
+    double p_mm = (double)pc.per_layer_linear * L + (double)hp->vocab_size * hp->dim;
+    double attn_train = 12.0 * L * hp->n_heads * hp->head_dim * s; /* PaLM appendix B: 12 L H Q T */
+    double model_flops = (lora ? 4 : 6) * p_mm + attn_train;
+    double hw_flops = model_flops;
+    if (res->recompute == FITLM_RECOMPUTE_FULL) hw_flops += 2 * p_mm + attn_train / 3;
+    else if (res->recompute == FITLM_RECOMPUTE_SELECTIVE && !r->flash) hw_flops += attn_train / 3;
+    res->flops_per_token = model_flops;
+    double peak = peak_flops(g, NULL, true, r->pure_fp32);
+    double tok_replica = b * m_acc * s;
+    double t_compute = tok_replica * hw_flops / ((double)T * P * peak * K.eff_train);
+    double t_pipe = t_compute * (m_acc + P - 1) / (double)m_acc;
+    res->bubble = fitlm_pipeline_bubble(P, (int)m_acc);
+    double bw, alpha;
+    link_of(g, T, false, &bw, &alpha);
+    uint32_t l0, l1;
+    stage_layers(L, P, 0, &l0, &l1);
+    double ar_per_layer = res->recompute == FITLM_RECOMPUTE_FULL ? 6 : 4;
+    double t_tp = T > 1 ? (l1 - l0) * m_acc * ar_per_layer * fitlm_allreduce_time(b * s * hp->dim * 2, T, alpha, bw)
+                        : 0;
+    double dpbw, dpalpha;
+    link_of(g, res->count, crosses, &dpbw, &dpalpha);
+    double p_dev0 = psi / ((double)T * P);
+    double grad_bytes = lora ? psi_lora / ((double)T * P) * 4 : p_dev0 * 2;
+    /* full fine-tune: ZeRO-3 moves 3 Psi instead of 2 Psi (Rajbhandari et al. section 7); LoRA with ZeRO-3
+     * also all-gathers the sharded frozen base twice per step (forward and backward), each gather half
+     * the traffic of an all-reduce of the same bytes */
+    double t_dp = D > 1 ? fitlm_allreduce_time(grad_bytes, D, dpalpha, dpbw) * (!lora && Z >= 3 ? 1.5 : 1.0) : 0;
+    if (lora && Z >= 3 && D > 1) t_dp += fitlm_allreduce_time(res->comp[FITLM_MEM_WEIGHTS] / ((double)T * P), D, dpalpha, dpbw);
+    double exposed_dp = fmax(0, t_dp - t_compute * 2.0 / 3.0); /* overlapped with the backward pass */
+    double t_pp = P > 1 ? 2.0 * m_acc * (dpalpha + b * s * hp->dim * 2 / dpbw) : 0;
+    double t_off = 0;
+    if (!lora && res->offload_opt != FITLM_OFFLOAD_NONE) {
+        double part = p_dev0 / (Z >= 1 ? D : 1);
+        double pcie = fitlm_pcie_bw(g->pcie_gen) * K.eff_link;
+        t_off += 4 * part / pcie;                                  /* 16-bit grads down, params up */
+        t_off += part * 2 * (kopt + 4) / K.host_bw_per_gpu;        /* CPU optimizer step */
+        if (res->offload_opt == FITLM_OFFLOAD_NVME) t_off += part * 2 * kopt / K.nvme_bw_per_gpu;
+        if (Z >= 3 && res->offload_param != FITLM_OFFLOAD_NONE) t_off += 2 * 2 * p_dev0 / D / pcie;
+    }
+    res->offload_s = t_off;
+    res->comm_s = t_tp + exposed_dp + t_pp;
+    res->step_time_s = t_pipe + res->comm_s + t_off;
+    double tok_global = tok_replica * D;
+    res->train_tps = tok_global / res->step_time_s;
+    res->mfu = tok_global * model_flops / (res->step_time_s * res->count * peak);
+    res->usd_per_hour = g->cloud_usd_per_hour * res->count;
+    res->purchase_usd = g->purchase_usd * res->count;
+    res->usd_per_million = res->usd_per_hour > 0 ? res->usd_per_hour * res->step_time_s / 3600.0 / tok_global * 1e6 : 0;
+}
+
+void fitlm_plan_evaluate(const fitlm_plan_model *m, const fitlm_plan_request *r, const fitlm_catalog *cat,
+                         const fitlm_weight_bytes *wb, fitlm_plan_result *res) {
+    const fitlm_gpu *g = &cat->gpus[res->gpu];
+    res->valid = true;
+    res->why[0] = 0;
+    res->total_bytes = 0;
+    memset(res->comp, 0, sizeof res->comp);
+    memset(res->dev, 0, sizeof res->dev);
+    if (r->mode == FITLM_PLAN_INFER) eval_infer(m, r, cat, wb, res);
+    else eval_train(m, r, cat, res);
+    res->capacity_bytes = g->memory_bytes;
+    res->usable_bytes = g->memory_bytes * (1 - r->margin);
+    res->fits = res->per_device_bytes <= res->usable_bytes;
+    if (!res->fits)
+        snprintf(res->why, sizeof res->why, "needs %.1f GiB per device, %s has %.1f GiB usable",
+                 res->per_device_bytes / FITLM_GIB, g->name, res->usable_bytes / FITLM_GIB);
+    else if (r->host_mem > 0 && res->host_bytes > r->host_mem) {
+        res->fits = false;
+        snprintf(res->why, sizeof res->why, "needs %.1f GiB of host memory per node, --host-mem allows %.1f GiB",
+                 res->host_bytes / FITLM_GIB, r->host_mem / FITLM_GIB);
+    }
+}

@@ -1,0 +1,126 @@
+/* The published formulas the planner is built on, each as a small function
+ * (sources in docs/planner.md and next to each function). */
+#include <math.h>
+
+#include "format/ggml_type.h"
+#include "planner/planner.h"
+
+double fitlm_kv_type_bytes(int kv_type) {
+    if (kv_type == FITLM_TYPE_F8_E4M3 || kv_type == FITLM_TYPE_F8_E5M2) return 1.0;
+    const fitlm_type_info *ti = fitlm_type_get(kv_type);
+    if (!ti) return 0;
+    return (double)ti->block_bytes / ti->block_size;
+}
+
+/* 2 (K and V) x layers x KV heads x head_dim x bytes per element. */
+double fitlm_kv_bytes_per_token(const fitlm_hparams *hp, int kv_type) {
+    return 2.0 * hp->n_layers * hp->n_kv_heads * hp->head_dim * fitlm_kv_type_bytes(kv_type);
+}
+
+/* Rajbhandari et al., "ZeRO: Memory Optimizations Toward Training Trillion
+ * Parameter Models" (SC 2020), Section 5 / Figure 1: mixed-precision training
+ * keeps 2Psi fp16 weights + 2Psi fp16 gradients + K*Psi optimizer states
+ * (K = 12 for Adam: fp32 weights, momentum, variance). P_os partitions the K
+ * term, P_os+g also the gradients, P_os+g+p everything, over N devices. */
+double fitlm_zero_model_states(double psi, double k, int stage, int n) {
+    if (n < 1) n = 1;
+    switch (stage) {
+    case 0: return (2 + 2 + k) * psi;
+    case 1: return 4 * psi + k * psi / n;
+    case 2: return 2 * psi + (2 + k) * psi / n;
+    default: return (2 + 2 + k) * psi / n;
+    }
+}
+
+/* DeepSpeed, deepspeed/runtime/zero/stage_1_and_2.py
+ * estimate_zero2_model_states_mem_needs (as documented on the "Memory
+ * Requirements" page of the DeepSpeed docs). */
+void fitlm_deepspeed_zero2_estimate(double params, int gpus_per_node, int nodes, bool cpu_offload,
+                                    double buffer_factor, double *gpu_bytes, double *cpu_bytes) {
+    double total_gpus = (double)gpus_per_node * nodes;
+    if (cpu_offload) {
+        *gpu_bytes = 2 * params;
+        *cpu_bytes = params * fmax(4 * total_gpus, 16) * buffer_factor;
+    } else {
+        *gpu_bytes = 4 * params + floor(16 * params / total_gpus);
+        *cpu_bytes = params * 4 * gpus_per_node * buffer_factor;
+    }
+}
+
+/* DeepSpeed, deepspeed/runtime/zero/stage3.py estimate_zero3_model_states_mem_needs. */
+void fitlm_deepspeed_zero3_estimate(double params, double largest_layer_params, int gpus_per_node, int nodes,
+                                    bool cpu_offload, bool cpu_offload_params, bool zero_init, double buffer_factor,
+                                    double *gpu_bytes, double *cpu_bytes) {
+    double total_gpus = (double)gpus_per_node * nodes;
+    double gpus_factor = 1.0 / nodes;
+    double largest = 4 * largest_layer_params;
+    if (cpu_offload) {
+        if (cpu_offload_params) {
+            *gpu_bytes = largest;
+            *cpu_bytes = zero_init ? params * 18 * gpus_factor * buffer_factor
+                                   : params * fmax(4.0 * gpus_per_node, 18 * gpus_factor) * buffer_factor;
+        } else {
+            *gpu_bytes = largest + floor(2 * params / total_gpus);
+            *cpu_bytes = zero_init ? params * 16 * gpus_factor * buffer_factor
+                                   : params * fmax(4.0 * gpus_per_node, 16 * gpus_factor) * buffer_factor;
+        }
+    } else {
+        *gpu_bytes = largest + floor(18 * params / total_gpus);
+        *cpu_bytes = zero_init ? largest_layer_params * 4 * gpus_per_node * buffer_factor
+                               : params * 4 * gpus_per_node * buffer_factor;
+    }
+}
+
+/* Korthikanti et al., "Reducing Activation Recomputation in Large Transformer
+ * Models" (MLSys 2023, arXiv:2205.05198), Section 4. Bytes per layer with
+ * 16-bit activations, split into the part outside the tensor-parallel region
+ * (replicated unless sequence parallelism splits it), the part inside it, and
+ * the attention-core part that grows with s^2 (dropped by selective
+ * recomputation and by FlashAttention).
+ *
+ * GPT layer (the paper's): outside = LayerNorm inputs 4sbh + QKV input 2sbh +
+ * MLP input 2sbh + two dropout masks 2sbh = 10sbh; inside = Q,K 4sbh + V 2sbh +
+ * projection input 2sbh + GeLU input 8sbh + fc2 input 8sbh = 24sbh; core =
+ * softmax 2as^2b + dropout mask as^2b + dropout output 2as^2b = 5as^2b.
+ * Sum: sbh(34 + 5as/h), the paper's equation (1).
+ *
+ * Llama layer (same accounting): outside = RMSNorm inputs 4sbh + QKV input 2sbh
+ * + MLP input 2sbh = 8sbh; inside = Q 2sbh + K,V 2*2sb*kv*d_head + attention
+ * output 2sbh + gate out, up out, down input 3*2sb*ffn; core = softmax 2as^2b
+ * (no dropout); FlashAttention keeps a fp32 log-sum-exp 4asb instead. */
+double fitlm_activation_bytes_per_layer(const fitlm_act_layer *p) {
+    double s = p->s, b = p->b, h = p->h, a = p->a, t = p->t > 0 ? p->t : 1;
+    if (p->recompute == FITLM_RECOMPUTE_FULL) return 2 * s * b * h / (p->sp ? t : 1);
+    double outside, inside, core;
+    if (p->gpt_style) {
+        outside = 10 * s * b * h;
+        inside = 24 * s * b * h;
+        core = 5 * a * s * s * b;
+    } else {
+        double kv_dev = p->kv_heads / t; /* KV heads per device; replicated when t > kv_heads */
+        if (kv_dev < 1) kv_dev = 1;
+        outside = 8 * s * b * h;
+        inside = (4 * s * b * h + 3 * 2 * s * b * p->ffn) / t + 2 * 2 * s * b * kv_dev * p->head_dim;
+        inside *= t; /* expressed before the /t below */
+        core = 2 * a * s * s * b;
+    }
+    if (p->flash) core = 4 * a * s * b; /* only the fp32 log-sum-exp per row */
+    if (p->recompute == FITLM_RECOMPUTE_SELECTIVE && !p->flash) core = 0;
+    return (p->sp ? outside / t : outside) + inside / t + core / t;
+}
+
+/* Ring all-reduce (Patarasuk & Yuan 2009; NCCL's performance notes): 2(n-1)
+ * steps, each moving bytes/n, so 2(n-1)/n * bytes per device, plus the
+ * per-step latency alpha. */
+double fitlm_allreduce_time(double bytes, int n, double alpha_s, double bw) {
+    if (n <= 1 || bytes <= 0) return 0;
+    return 2.0 * (n - 1) * alpha_s + 2.0 * (n - 1) / n * bytes / bw;
+}
+
+/* GPipe / Megatron-LM (Narayanan et al. 2021): with p stages and m
+ * micro-batches the bubble is (p-1)/(m+p-1) of the time. */
+double fitlm_pipeline_bubble(int p, int m) {
+    if (p <= 1) return 0;
+    if (m < 1) m = 1;
+    return (double)(p - 1) / (double)(m + p - 1);
+}

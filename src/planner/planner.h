@@ -1,0 +1,386 @@
+/* fitlm's planner: memory, time and cost of running or training a model on a
+ * layout of accelerators, and the search for the best layout.
+ *
+ * Everything is computed from the shared model description (fitlm_hparams) plus,
+ * when the model came from a file, its exact tensor bytes. Every formula is
+ * documented with its source in docs/planner.md.
+ *
+ * Pieces (one file each):
+ *   catalog.c   GPU catalog (data/gpus.json compiled in, --gpus-file, host CPU)
+ *   presets.c   built-in model presets (data/models.json compiled in) and the
+ *               HF config.json -> fitlm_hparams reader they use
+ *   weights.c   weight formats (F16 ... GPTQ/AWQ ... GGUF types and mixes) and
+ *               the bytes of every tensor under each
+ *   formulas.c  the published formulas (KV cache, ZeRO, DeepSpeed estimators,
+ *               Korthikanti activations, ring all-reduce, pipeline bubble)
+ *   estimate.c  one layout -> memory per device, time, cost
+ *   search.c    enumerate layouts, drop infeasible ones, rank, explain failures
+ *   report.c    text table, JSON (stable schema) and SVG
+ */
+#ifndef FITLM_PLANNER_PLANNER_H
+#define FITLM_PLANNER_PLANNER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "model/model.h"
+#include "util/error.h"
+
+#define FITLM_GIB 1073741824.0
+
+/* ------------------------------------------------------------------ catalog */
+
+typedef struct fitlm_gpu {
+    char name[48];
+    char aliases[8][48];
+    int n_aliases;
+    char vendor[24];
+    char arch[96];
+    char link[48];          /* "NVLink 4", "Infinity Fabric", "PCIe", ... */
+    double memory_bytes;    /* device memory */
+    double mem_bw;          /* bytes/s */
+    double fp16_flops;      /* dense tensor FLOP/s, FP16 (FP32 accumulate) */
+    double bf16_flops;
+    double fp8_flops;       /* 0 = no FP8 tensor cores */
+    double int8_ops;
+    double link_bw;         /* peer link bytes/s, both directions together; 0 = PCIe only */
+    int link_max_gpus;      /* GPUs joined by that link */
+    int pcie_gen;
+    int max_per_node;
+    double tdp_w;
+    double purchase_usd;    /* 0 = unknown */
+    double cloud_usd_per_hour; /* 0 = unknown / not rentable */
+    bool purchase_estimate, cloud_estimate;
+    bool is_cpu;            /* the host CPU entry */
+    bool bw_measured;       /* CPU: bandwidth measured rather than estimated */
+    int cpu_cores;
+    char spec_source[320];
+    char spec_date[24];
+    char purchase_source[200];
+    char cloud_source[200];
+    char price_date[24];
+    char origin[160];       /* "built-in catalog", a --gpus-file path, "detected" */
+} fitlm_gpu;
+
+typedef struct fitlm_catalog {
+    fitlm_gpu *gpus; /* owned */
+    size_t n, cap;
+} fitlm_catalog;
+
+/* Loads the built-in catalog (data/gpus.json compiled into the binary) into an
+ * empty catalog. 0 ok, -1 with err. Free with fitlm_catalog_free(). */
+int fitlm_catalog_load_builtin(fitlm_catalog *cat, fitlm_error *err);
+/* Adds (or replaces, by name) the entries of a catalog JSON text. origin names
+ * the source in messages. Every field is range-checked. 0 ok, -1 with err. */
+int fitlm_catalog_add_json(fitlm_catalog *cat, const char *json_text, const char *origin, fitlm_error *err);
+/* Adds the CPU of this machine (cores and memory from /proc, bandwidth and
+ * FLOP/s estimated). Always succeeds (falls back to conservative figures). */
+void fitlm_catalog_add_host_cpu(fitlm_catalog *cat);
+/* Finds by name or alias (case-insensitive, '_' and ' ' count as '-'); -1 if none. */
+int fitlm_catalog_find(const fitlm_catalog *cat, const char *name);
+void fitlm_catalog_free(fitlm_catalog *cat);
+
+/* ------------------------------------------------------------------ presets */
+
+typedef struct fitlm_preset_info {
+    char name[64];
+    char source[200];
+    uint64_t published_params;
+    fitlm_hparams hp;
+    int native_type; /* FITLM_TYPE_BF16 / F16 / F32 from torch_dtype */
+} fitlm_preset_info;
+
+/* Number of built-in presets, and preset i (0 <= i < count). The embedded data
+ * is parsed once on first use; returns -1 with err if it is broken. */
+int fitlm_preset_count(fitlm_error *err);
+const fitlm_preset_info *fitlm_preset_at(int i);
+/* Finds a preset by name or alias (case-insensitive). NULL if none. */
+const fitlm_preset_info *fitlm_preset_find(const char *name);
+
+/* ------------------------------------------------------------------ model */
+
+/* What the planner knows about the model. */
+typedef struct fitlm_plan_model {
+    char name[128];
+    char source[256];   /* preset source URL or file path */
+    fitlm_hparams hp;
+    uint64_t params;    /* parameter count from the hyperparameters */
+    int native_type;
+    /* Exact bytes when the model came from a file with weights (GGUF / safetensors). */
+    bool from_file;
+    uint64_t file_weight_bytes;
+    char file_format[24];
+    char file_type_name[32]; /* "file:Q4_K", "file:BF16", ... (dominant tensor type) */
+    double *file_layer_bytes; /* n_layers entries, owned (NULL if not from a file) */
+    double file_embd_bytes, file_output_bytes, file_other_bytes;
+} fitlm_plan_model;
+
+/* Fills m from a preset name, a GGUF file, an HF folder or a config.json (files go
+ * through the shared model loader, fitlm_model_open in inspect mode). 0 ok, -1 with
+ * err ("unknown model 'x' ..."). The caller frees m's buffers with fitlm_plan_model_free(). */
+int fitlm_plan_model_open(fitlm_plan_model *m, const char *spec, fitlm_error *err);
+void fitlm_plan_model_free(fitlm_plan_model *m);
+
+/* Parameters by component (from hyperparameters). */
+typedef struct fitlm_param_counts {
+    uint64_t embedding, output, per_layer, per_layer_linear, norms_final, total;
+    uint64_t largest_layer; /* largest single weight tensor (for ZeRO-3 gather, DeepSpeed) */
+} fitlm_param_counts;
+void fitlm_plan_param_counts(const fitlm_hparams *hp, fitlm_param_counts *pc);
+
+/* ------------------------------------------------------------------ weights */
+
+typedef enum fitlm_wkind {
+    FITLM_W_PLAIN = 0, /* F32 / F16 / BF16 / FP8 for every tensor (norms 16-bit or F32) */
+    FITLM_W_INT8,      /* INT8 weight-only, per-output-channel 16-bit scale; embeddings/output 16-bit */
+    FITLM_W_GPTQ,      /* 4-bit, group g: 16-bit scale + 4-bit zero per group, int32 g_idx; emb/output 16-bit */
+    FITLM_W_AWQ,       /* 4-bit, group g: 16-bit scale + 4-bit zero per group; emb/output 16-bit */
+    FITLM_W_GGUF,      /* one GGUF type for all 2-D tensors; norms F32 */
+    FITLM_W_GGUF_MIX,  /* llama.cpp-style file types (Q4_K_M, ...) */
+    FITLM_W_FILE,      /* exact bytes of the loaded file */
+} fitlm_wkind;
+
+typedef enum fitlm_gguf_mix { FITLM_MIX_Q2_K, FITLM_MIX_Q3_K_M, FITLM_MIX_Q4_K_S, FITLM_MIX_Q4_K_M, FITLM_MIX_Q5_K_M } fitlm_gguf_mix;
+
+typedef enum fitlm_compute_path { FITLM_COMPUTE_16 = 0, FITLM_COMPUTE_FP8, FITLM_COMPUTE_F32 } fitlm_compute_path;
+
+typedef struct fitlm_wformat {
+    char name[32];
+    fitlm_wkind kind;
+    int type;      /* fitlm_type for PLAIN / GGUF */
+    int group;     /* GPTQ/AWQ group size */
+    fitlm_gguf_mix mix;
+    bool is_4bit_or_less;
+} fitlm_wformat;
+
+/* Parses "bf16", "f16", "f32", "fp8", "int8", "gptq", "gptq-g64", "awq", "awq-g128",
+ * "q4_k_m", "q8_0", any GGUF type name, ... 0 ok, -1 with err. */
+int fitlm_wformat_parse(const char *s, fitlm_wformat *f, fitlm_error *err);
+
+/* Weight bytes of a model under a format: per layer, embedding, output and the rest. */
+typedef struct fitlm_weight_bytes {
+    double *layer;       /* n_layers entries, owned */
+    uint32_t n_layers;
+    double embedding, output, other; /* other: final norm */
+    double total;
+    double largest_layer_bytes;
+} fitlm_weight_bytes;
+/* 0 with wb filled (free wb->layer with fitlm_weight_bytes_free()), -1 with err. */
+int fitlm_weight_bytes_compute(const fitlm_plan_model *m, const fitlm_wformat *f, fitlm_weight_bytes *wb, fitlm_error *err);
+void fitlm_weight_bytes_free(fitlm_weight_bytes *wb);
+/* Bits per weight of a format on the model's linear layers (for display). */
+double fitlm_wformat_bits_per_weight(const fitlm_plan_model *m, const fitlm_wformat *f);
+
+/* ------------------------------------------------------------------ formulas */
+
+/* KV cache bytes for one token over all layers: 2 * layers * kv_heads * head_dim * bytes(kv_type). */
+double fitlm_kv_bytes_per_token(const fitlm_hparams *hp, int kv_type);
+/* Bytes per element of a KV cache type (block types: block_bytes / block_size). */
+double fitlm_kv_type_bytes(int kv_type);
+
+/* Rajbhandari et al. 2020 (ZeRO), model states per device for Psi parameters,
+ * optimizer bytes K per parameter (12 for mixed-precision Adam), stage 0..3, N
+ * data-parallel devices: (2+2+K)Psi, 4Psi+KPsi/N, 2Psi+(2+K)Psi/N, (4+K)Psi/N. */
+double fitlm_zero_model_states(double psi, double k, int stage, int n);
+
+/* DeepSpeed's estimate_zero2_model_states_mem_needs / estimate_zero3_... formulas
+ * (bytes; gpu and cpu per device/node as DeepSpeed prints them). */
+void fitlm_deepspeed_zero2_estimate(double params, int gpus_per_node, int nodes, bool cpu_offload,
+                                    double buffer_factor, double *gpu_bytes, double *cpu_bytes);
+void fitlm_deepspeed_zero3_estimate(double params, double largest_layer_params, int gpus_per_node, int nodes,
+                                    bool cpu_offload, bool cpu_offload_params, bool zero_init, double buffer_factor,
+                                    double *gpu_bytes, double *cpu_bytes);
+
+typedef enum fitlm_recompute { FITLM_RECOMPUTE_NONE = 0, FITLM_RECOMPUTE_SELECTIVE, FITLM_RECOMPUTE_FULL } fitlm_recompute;
+
+/* Korthikanti et al. 2022 per-layer activation bytes (16-bit activations).
+ * gpt_style: GPT layer as in the paper (LayerNorm, 4h GeLU MLP, dropout) — then
+ * ffn and kv_heads are ignored and the result is exactly the paper's
+ * sbh(34 + 5as/h) family. Otherwise a Llama layer (RMSNorm, SwiGLU with ffn, GQA,
+ * no dropout) by the same accounting (docs/planner.md). */
+typedef struct fitlm_act_layer {
+    double s, b, h, a; /* sequence, micro-batch, hidden, attention heads */
+    double ffn, kv_heads, head_dim;
+    int t;             /* tensor-parallel size */
+    bool sp;           /* sequence parallelism */
+    bool flash;        /* FlashAttention: no s^2 tensors stored */
+    fitlm_recompute recompute;
+    bool gpt_style;
+} fitlm_act_layer;
+double fitlm_activation_bytes_per_layer(const fitlm_act_layer *p);
+
+/* Ring all-reduce time: 2(n-1) * alpha + 2(n-1)/n * bytes / bw. */
+double fitlm_allreduce_time(double bytes, int n, double alpha_s, double bw_bytes_per_s);
+/* Pipeline bubble fraction (p-1)/(m+p-1). */
+double fitlm_pipeline_bubble(int p, int m);
+
+/* ------------------------------------------------------------------ workload */
+
+typedef enum fitlm_plan_mode { FITLM_PLAN_INFER = 0, FITLM_PLAN_TRAIN } fitlm_plan_mode;
+typedef enum fitlm_objective { FITLM_OBJ_COST = 0, FITLM_OBJ_LATENCY, FITLM_OBJ_THROUGHPUT } fitlm_objective;
+typedef enum fitlm_optimizer { FITLM_OPT_ADAMW = 0, FITLM_OPT_ADAM8BIT, FITLM_OPT_SGD } fitlm_optimizer;
+typedef enum fitlm_offload { FITLM_OFFLOAD_NONE = 0, FITLM_OFFLOAD_CPU, FITLM_OFFLOAD_NVME } fitlm_offload;
+
+#define FITLM_PLAN_MAX_FORMATS 24
+#define FITLM_PLAN_MAX_KV 8
+#define FITLM_PLAN_MAX_GPUSEL 32
+#define FITLM_PLAN_MAX_STAGES 128
+
+typedef struct fitlm_plan_request {
+    fitlm_plan_mode mode;
+    /* inference workload */
+    uint32_t ctx, batch, prompt, output, chunk, kv_block;
+    bool flash;
+    /* candidate weight formats and KV types (the first is the "requested" one) */
+    fitlm_wformat formats[FITLM_PLAN_MAX_FORMATS];
+    int n_formats;
+    bool formats_compete;     /* all formats rank together (--quant any / a list) */
+    int kv_types[FITLM_PLAN_MAX_KV];
+    int n_kv_types;
+    /* training */
+    uint32_t seq, micro_batch, grad_accum, global_batch;
+    fitlm_optimizer optimizer;
+    int zero;                 /* -1 = search 0..3 */
+    fitlm_offload offload_opt, offload_param;
+    int recompute;            /* -1 = search */
+    bool sequence_parallel;
+    bool fp32_grads;          /* gradients kept in fp32 (18 B/param Adam) */
+    bool pure_fp32;           /* --dtype f32 training: no mixed precision */
+    uint32_t lora_rank;       /* 0 = full fine-tune */
+    unsigned lora_targets;    /* bit mask of FITLM_T_ATTN_Q ... */
+    bool qlora;
+    double train_tokens;      /* optional: total tokens to train (for total time/cost) */
+    bool pretrain;            /* label only: pre-training has the memory model of a full fine-tune */
+    /* layout search */
+    struct { int gpu; int count; } gpusel[FITLM_PLAN_MAX_GPUSEL];
+    int n_gpusel;             /* 0 = every catalog GPU (not the CPU) */
+    int tp, pp, dp;           /* 0 = search */
+    int max_gpus;
+    bool offload_allowed;     /* inference: allow layers on the host (--offload cpu) */
+    fitlm_objective objective;
+    double max_cost;          /* $/hour, 0 = none */
+    double min_tokens_per_s;  /* 0 = none */
+    double max_ttft;          /* seconds, 0 = none */
+    double margin;            /* fraction of device memory kept free */
+    double host_mem;          /* host memory per node for offload, bytes; 0 = not checked */
+    int top;                  /* alternatives to show */
+} fitlm_plan_request;
+
+/* Defaults for a model (context 8192 or the model's maximum, batch 1, ...). */
+void fitlm_plan_request_defaults(fitlm_plan_request *r, const fitlm_plan_model *m);
+/* Checks the request against the model and itself. 0 ok, -1 with err. */
+int fitlm_plan_request_validate(fitlm_plan_request *r, const fitlm_plan_model *m, const fitlm_catalog *cat,
+                                fitlm_error *err);
+
+/* ------------------------------------------------------------------ results */
+
+enum {
+    FITLM_MEM_WEIGHTS = 0, FITLM_MEM_KV, FITLM_MEM_ACT, FITLM_MEM_GRAD, FITLM_MEM_OPT, FITLM_MEM_LORA,
+    FITLM_MEM_OVERHEAD, FITLM_MEM_COUNT
+};
+extern const char *const fitlm_mem_names[FITLM_MEM_COUNT];
+
+typedef struct fitlm_plan_result {
+    bool valid;   /* layout evaluated */
+    bool fits;    /* memory fits with the margin on every device (and host) */
+    char why[200]; /* why it does not fit / violates a constraint */
+    int gpu;
+    int count, tp, pp, dp;
+    int format;   /* index into request formats */
+    int kv_type;
+    int zero, recompute;
+    fitlm_offload offload_opt, offload_param;
+    uint32_t grad_accum;
+    uint32_t offload_layers; /* inference: layers kept in host memory */
+    /* replica components (before sharding), bytes */
+    double comp[FITLM_MEM_COUNT];
+    double kv_bytes_per_token;
+    /* per device (most loaded), bytes */
+    double dev[FITLM_MEM_COUNT];
+    double per_device_bytes, total_bytes, capacity_bytes, usable_bytes;
+    double host_bytes, nvme_bytes;
+    double zero3_gather_bytes;
+    int n_stages;
+    double stage[FITLM_PLAN_MAX_STAGES][FITLM_MEM_COUNT]; /* per-device bytes of each PP stage */
+    /* compute and time */
+    double flops_per_token;
+    double prefill_tps, decode_tps, ttft_s, tpot_s;
+    const char *prefill_bound, *decode_bound;
+    double step_time_s, mfu, train_tps, comm_s, bubble;
+    double offload_s; /* PCIe time per step for offloaded weights/states */
+    /* cost */
+    double usd_per_hour, usd_per_million, purchase_usd;
+    double score; /* lower is better */
+} fitlm_plan_result;
+
+/* Evaluates one layout. */
+void fitlm_plan_evaluate(const fitlm_plan_model *m, const fitlm_plan_request *r, const fitlm_catalog *cat,
+                         const fitlm_weight_bytes *wb, fitlm_plan_result *res);
+
+typedef struct fitlm_plan_output {
+    fitlm_plan_result *results; /* ranked, best first; owned */
+    size_t n;
+    fitlm_plan_result *quant_alts; /* best layout for each other weight format; owned */
+    size_t n_quant_alts;
+    fitlm_plan_result here[2]; /* inference on this machine's CPU: requested format, Q4_K_M */
+    size_t n_here;
+    fitlm_plan_result fewest; /* the feasible layout with the fewest devices */
+    bool have_fewest;
+    size_t evaluated;
+    double search_seconds;     /* wall clock */
+    double search_cpu_seconds; /* CPU time of this process (what the search itself costs) */
+    char hint[1024]; /* when nothing fits: why, and what would */
+} fitlm_plan_output;
+
+/* Runs the search. 0 with out filled (out->n may be 0: then out->hint says why),
+ * -1 with err on internal failure. Free with fitlm_plan_output_free(). */
+int fitlm_plan_search(const fitlm_plan_model *m, const fitlm_plan_request *r, const fitlm_catalog *cat,
+                      fitlm_plan_output *out, fitlm_error *err);
+void fitlm_plan_output_free(fitlm_plan_output *out);
+/* Name of the weight format of a result (the plan's, or a quantized alternative's).
+ * Points into the request or into a small static ring: do not free, not thread-safe. */
+const char *fitlm_plan_format_name(const fitlm_plan_request *r, const fitlm_plan_result *x);
+
+/* ------------------------------------------------------------------ report */
+
+void fitlm_plan_print_text(FILE *fp, const fitlm_plan_model *m, const fitlm_plan_request *r, const fitlm_catalog *cat,
+                           const fitlm_plan_output *out);
+/* Returns a malloc'd JSON text (caller frees) or NULL with err. */
+char *fitlm_plan_json(const fitlm_plan_model *m, const fitlm_plan_request *r, const fitlm_catalog *cat,
+                      const fitlm_plan_output *out, fitlm_error *err);
+/* Writes the SVG of the best layout's memory per device (temp file + rename). */
+int fitlm_plan_write_svg(const char *path, const fitlm_plan_model *m, const fitlm_plan_request *r,
+                         const fitlm_catalog *cat, const fitlm_plan_output *out, fitlm_error *err);
+
+/* The named constants of the model (efficiencies, overheads), for docs and JSON. */
+typedef struct fitlm_plan_constants {
+    double eff_prefill;       /* fraction of peak FLOP/s reached by prefill GEMMs */
+    double eff_decode_bw;     /* fraction of peak memory bandwidth reached by decode */
+    double eff_decode_flops;
+    double eff_train;         /* fraction of peak FLOP/s reached by training GEMMs */
+    double eff_link;          /* fraction of link bandwidth reached by collectives */
+    double alpha_link_s, alpha_pcie_s, alpha_internode_s;
+    double internode_bw;      /* bytes/s per GPU between nodes */
+    double host_bw_per_gpu;   /* host DRAM bytes/s available per GPU (CPU optimizer) */
+    double nvme_bw_per_gpu;
+    double kv_block_tokens;
+} fitlm_plan_constants;
+extern const fitlm_plan_constants fitlm_plan_k;
+
+/* Runtime overhead per backend (named constants the runtime will calibrate). */
+typedef struct fitlm_backend_overhead {
+    const char *backend;        /* "cuda", "rocm", "cpu" */
+    double context_bytes;       /* driver context (CUDA / HIP) or runtime buffers (CPU) */
+    double blas_workspace_bytes;/* cuBLAS / hipBLASLt workspace */
+    double collective_bytes;    /* NCCL / RCCL buffers, only with more than one device */
+    double frag_infer, frag_train; /* allocator fragmentation, fraction of dynamic buffers */
+} fitlm_backend_overhead;
+/* The overhead constants for a device (CPU entry -> cpu, AMD -> rocm, else cuda). */
+const fitlm_backend_overhead *fitlm_backend_overhead_for(const fitlm_gpu *g);
+
+/* PCIe x16 bandwidth per direction, bytes/s, for a generation (3..6). */
+double fitlm_pcie_bw(int gen);
+
+#endif

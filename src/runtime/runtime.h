@@ -1,0 +1,84 @@
+/* The inference runtime: the LLaMA-family forward pass (llama, mistral with
+ * sliding-window attention, qwen2 with QKV biases) over a fitlm_model, on any
+ * backend (backend/backend.h), with one sequence's KV cache.
+ *
+ * Usage:
+ *     fitlm_runtime *rt = fitlm_runtime_new(model, backend, &params, &err);
+ *     fitlm_runtime_eval(rt, prompt_ids, n, logits, false, &err); // prefill
+ *     fitlm_runtime_eval(rt, &next_id, 1, logits, false, &err);   // decode
+ *
+ * Tokens are evaluated at positions n_past, n_past+1, ...; a call with many
+ * tokens is processed in micro-batches of up to n_ubatch tokens, each going
+ * through matmul with n_tokens > 1. Everything (KV cache, activations, logits
+ * buffer, attention scratch) is allocated in fitlm_runtime_new: evaluating
+ * tokens allocates nothing.
+ */
+#ifndef FITLM_RUNTIME_RUNTIME_H
+#define FITLM_RUNTIME_RUNTIME_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "backend/backend.h"
+#include "model/model.h"
+
+#define FITLM_DEFAULT_CTX 4096
+#define FITLM_DEFAULT_UBATCH 512
+
+typedef struct fitlm_runtime_params {
+    uint32_t n_ctx;    /* positions in the KV cache; 0 = min(model ctx_len, FITLM_DEFAULT_CTX) */
+    int kv_type;       /* FITLM_TYPE_F16 (default when 0 is not meant: use fitlm_runtime_params_default) */
+    uint32_t n_ubatch; /* tokens per forward micro-batch; 0 = FITLM_DEFAULT_UBATCH */
+} fitlm_runtime_params;
+
+fitlm_runtime_params fitlm_runtime_params_default(void);
+
+typedef struct fitlm_runtime fitlm_runtime;
+
+/* Checks, without allocating anything big, that the model can run on the
+ * backend: architecture known, every tensor the forward pass reads present with
+ * data, the shape the hyperparameters imply, and a type the backend supports
+ * (e.g. "tensor blk.0.attn_q.weight has type IQ2_XXS, which the CPU backend
+ * cannot run"); RoPE scaling supported; the KV cache type usable. 0 or -1. */
+int fitlm_runtime_check_model(const fitlm_model *m, const fitlm_backend *be, int kv_type, fitlm_error *err);
+
+/* Prepares the weights on the backend and allocates the KV cache and scratch.
+ * n_ctx larger than the model's context length is an error. The model and the
+ * backend must outlive the runtime. Caller frees with fitlm_runtime_free(). */
+fitlm_runtime *fitlm_runtime_new(const fitlm_model *m, fitlm_backend *be, const fitlm_runtime_params *p,
+                                 fitlm_error *err);
+void fitlm_runtime_free(fitlm_runtime *rt);
+
+/* Evaluates n tokens at positions n_past..n_past+n-1 and advances n_past.
+ * logits (host, may be NULL) receives vocab_size floats per token if all_logits,
+ * else only those of the last token. Errors (nothing evaluated): an id outside
+ * the vocabulary, n_past + n > n_ctx. 0 or -1 with err. */
+int fitlm_runtime_eval(fitlm_runtime *rt, const int32_t *ids, uint32_t n, float *logits, bool all_logits,
+                       fitlm_error *err);
+
+/* Forgets the sequence (n_past = 0); the cache is simply overwritten later. */
+void fitlm_runtime_reset(fitlm_runtime *rt);
+
+uint32_t fitlm_runtime_n_past(const fitlm_runtime *rt);
+uint32_t fitlm_runtime_n_ctx(const fitlm_runtime *rt);
+uint32_t fitlm_runtime_vocab(const fitlm_runtime *rt);
+
+typedef struct fitlm_runtime_memory {
+    uint64_t weight_bytes;       /* model tensors the forward pass reads (mapped or uploaded) */
+    uint64_t weight_read_per_token; /* matrix bytes streamed per decoded token */
+    uint64_t kv_bytes;           /* KV cache */
+    uint64_t scratch_bytes;      /* activations, logits buffer, backend scratch, converted vectors */
+    int kv_type;
+    uint32_t n_ctx;
+    uint32_t n_ubatch;
+} fitlm_runtime_memory;
+
+void fitlm_runtime_get_memory(const fitlm_runtime *rt, fitlm_runtime_memory *out);
+
+/* Fills inv_freq[head_dim/2] with the RoPE angular frequencies the runtime uses:
+ * theta^(-2i/head_dim), then linear scaling (divide by factor) or Llama 3.1
+ * frequency-dependent scaling, then GGUF rope_freqs factors (divide) when
+ * `freq_factors` is non-NULL. 0, or -1 with err (unsupported scaling). */
+int fitlm_rope_inv_freq(const fitlm_hparams *hp, const float *freq_factors, float *inv_freq, fitlm_error *err);
+
+#endif

@@ -1,0 +1,247 @@
+/* CPU backend ops against straightforward double-precision computations of
+ * their definitions: RMSNorm, RoPE (both layouts), SiLU*mul, softmax, the KV
+ * row formats (F32, F16, Q8_0 — Q8_0 also decoded by the kernels'
+ * dequantizer), the KV dot/axpy inner loops on both the scalar and AVX2 paths,
+ * and the attention op (GQA, sliding window, several tokens at an offset,
+ * 1 and 3 threads, F32 and F16 caches). */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/backend.h"
+#include "backend/cpu/backend_cpu.h"
+#include "backend/cpu/kernels.h"
+#include "backend/cpu/ops.h"
+#include "check.h"
+#include "format/ggml_type.h"
+#include "util/fp16.h"
+
+static uint64_t rng = 0x1234567887654321ull;
+static float frand(void) { /* uniform in [-1, 1) */
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (float)((rng >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
+}
+
+/* element i of a KV row, decoded independently of ops.c */
+static double kv_at(int type, const void *row, int64_t i) {
+    if (type == FITLM_TYPE_F32) return ((const float *)row)[i];
+    if (type == FITLM_TYPE_F16) return fitlm_fp16_to_fp32(((const uint16_t *)row)[i]);
+    const uint8_t *blk = (const uint8_t *)row + (i / 32) * 34;
+    uint16_t d;
+    memcpy(&d, blk, 2);
+    return (double)fitlm_fp16_to_fp32(d) * (int8_t)blk[2 + i % 32];
+}
+
+static void test_elementwise(void) {
+    enum { N = 67 };
+    float x[N], w[N], y[N], g[N], u[N], o[N];
+    for (int i = 0; i < N; i++) {
+        x[i] = 3 * frand();
+        w[i] = frand();
+        g[i] = 4 * frand();
+        u[i] = frand();
+    }
+    fitlm_ops_rmsnorm(x, w, 1e-5f, N, y);
+    double ss = 0;
+    for (int i = 0; i < N; i++) ss += (double)x[i] * x[i];
+    double sc = 1.0 / sqrt(ss / N + 1e-5);
+    double worst = 0;
+    for (int i = 0; i < N; i++) worst = fmax(worst, fabs(y[i] - x[i] * sc * w[i]));
+    CHECK(worst < 1e-6, "rmsnorm error %g", worst);
+
+    fitlm_ops_silu_mul(g, u, o, N);
+    worst = 0;
+    for (int i = 0; i < N; i++) worst = fmax(worst, fabs(o[i] - g[i] / (1 + exp(-(double)g[i])) * u[i]));
+    CHECK(worst < 1e-6, "silu_mul error %g", worst);
+
+    memcpy(o, x, sizeof o);
+    fitlm_ops_softmax(o, N);
+    double mx = -1e30, z = 0, sum = 0;
+    for (int i = 0; i < N; i++) mx = fmax(mx, x[i]);
+    for (int i = 0; i < N; i++) z += exp(x[i] - mx);
+    worst = 0;
+    for (int i = 0; i < N; i++) {
+        worst = fmax(worst, fabs(o[i] - exp(x[i] - mx) / z));
+        sum += o[i];
+    }
+    CHECK(worst < 1e-6 && fabs(sum - 1) < 1e-5, "softmax error %g sum %g", worst, sum);
+}
+
+static void test_rope(void) {
+    enum { H = 3, D = 12 };
+    float inv[D / 2];
+    for (int i = 0; i < D / 2; i++) inv[i] = (float)pow(10000.0, -2.0 * i / D);
+    for (int layout = 0; layout < 2; layout++) {
+        float x[H * D], y[H * D];
+        for (int i = 0; i < H * D; i++) x[i] = frand();
+        memcpy(y, x, sizeof y);
+        int64_t pos = 37;
+        fitlm_ops_rope(y, H, D, pos, inv, (fitlm_rope_layout)layout);
+        double worst = 0;
+        for (int h = 0; h < H; h++)
+            for (int i = 0; i < D / 2; i++) {
+                int a = layout == FITLM_ROPE_ADJACENT ? 2 * i : i, b = layout == FITLM_ROPE_ADJACENT ? 2 * i + 1 : i + D / 2;
+                double th = pos * (double)inv[i];
+                double ra = x[h * D + a] * cos(th) - x[h * D + b] * sin(th);
+                double rb = x[h * D + a] * sin(th) + x[h * D + b] * cos(th);
+                worst = fmax(worst, fmax(fabs(ra - y[h * D + a]), fabs(rb - y[h * D + b])));
+            }
+        CHECK(worst < 2e-5, "rope layout %d error %g", layout, worst);
+    }
+}
+
+static void test_kv_rows(void) {
+    enum { N = 96 };
+    float src[N];
+    for (int i = 0; i < N; i++) src[i] = 5 * frand();
+    src[40] = 0; /* exact zero survives */
+    const int types[3] = {FITLM_TYPE_F32, FITLM_TYPE_F16, FITLM_TYPE_Q8_0};
+    for (int avx = 0; avx < 2; avx++) {
+        fitlm_ops_set_avx2(avx);
+        for (int ti = 0; ti < 3; ti++) {
+            int t = types[ti];
+            uint8_t row[N * 4];
+            CHECK(fitlm_ops_kv_row_bytes(t, N) == (t == FITLM_TYPE_F32 ? 384u : t == FITLM_TYPE_F16 ? 192u : 102u),
+                  "row bytes type %d", t);
+            fitlm_ops_kv_store_row(t, src, row, N);
+            double tol = t == FITLM_TYPE_F32 ? 0 : t == FITLM_TYPE_F16 ? 5.0 / 1024 : 5.0 / 127 * 0.51;
+            double worst = 0;
+            for (int i = 0; i < N; i++) worst = fmax(worst, fabs(kv_at(t, row, i) - src[i]));
+            CHECK(worst <= tol, "type %d avx %d: store error %g > %g", t, avx, worst, tol);
+            if (t == FITLM_TYPE_F16)
+                for (int i = 0; i < N; i++)
+                    CHECK(((uint16_t *)row)[i] == fitlm_fp32_to_fp16(src[i]), "f16 rounding at %d", i);
+            /* dot and axpy at odd offsets and lengths (crossing Q8_0 blocks) */
+            const int offs[3] = {0, 5, 29}, lens[3] = {8, 27, 64};
+            for (int k = 0; k < 3; k++) {
+                float q[N], acc[N], acc0[N];
+                for (int i = 0; i < lens[k]; i++) {
+                    q[i] = frand();
+                    acc[i] = acc0[i] = frand();
+                }
+                double want = 0, mag = 0;
+                for (int i = 0; i < lens[k]; i++) {
+                    want += q[i] * kv_at(t, row, offs[k] + i);
+                    mag += fabs(q[i] * kv_at(t, row, offs[k] + i));
+                }
+                float got = fitlm_ops_kv_dot(t, row, offs[k], q, lens[k]);
+                CHECK(fabs(got - want) <= 1e-6 * mag + 1e-7, "type %d avx %d dot off %d len %d: %g vs %g", t, avx,
+                      offs[k], lens[k], got, want);
+                fitlm_ops_kv_axpy(t, row, offs[k], 0.75f, acc, lens[k]);
+                double we = 0;
+                for (int i = 0; i < lens[k]; i++)
+                    we = fmax(we, fabs(acc[i] - (acc0[i] + 0.75 * kv_at(t, row, offs[k] + i))));
+                CHECK(we < 1e-5, "type %d avx %d axpy error %g", t, avx, we);
+            }
+        }
+    }
+    fitlm_ops_set_avx2(1);
+    /* Q8_0 bytes follow the GGUF block definition: d = max|x| / 127 stored as
+     * fp16, q = round(x / d) */
+    uint8_t mine[102];
+    fitlm_ops_quantize_q8_0(src, mine, N);
+    int bad = 0;
+    for (int b = 0; b < N / 32; b++) {
+        double amax = 0;
+        for (int i = 0; i < 32; i++) amax = fmax(amax, fabs(src[b * 32 + i]));
+        float d = (float)(amax / 127.0);
+        uint16_t dh;
+        memcpy(&dh, mine + b * 34, 2);
+        if (dh != fitlm_fp32_to_fp16(d)) bad++;
+        for (int i = 0; i < 32; i++) {
+            int q = (int)lrintf(src[b * 32 + i] / d);
+            int got = (int8_t)mine[b * 34 + 2 + i];
+            if (abs(q - got) > 0 && fabs(fabs(src[b * 32 + i] / d - q) - 0.5) > 1e-3) bad++;
+        }
+    }
+    CHECK(bad == 0, "Q8_0 blocks differ from the definition at %d places", bad);
+    float back[N];
+    fitlm_ops_dequantize_q8_0(mine, back, N);
+    float back2[N];
+    CHECK(fitlm_dequantize_row(FITLM_TYPE_Q8_0, mine, back2, N) == 0, "kernels dequantize_row Q8_0");
+    CHECK(!memcmp(back, back2, sizeof back), "Q8_0 dequantization equals the kernels'");
+}
+
+/* naive attention in double from the cache contents */
+static void naive_attention(int type, const uint8_t *k, const uint8_t *v, uint64_t row_bytes, const float *q,
+                            int64_t nt, int64_t pos0, int H, int KV, int D, uint32_t window, double *out) {
+    for (int64_t t = 0; t < nt; t++)
+        for (int h = 0; h < H; h++) {
+            int64_t pos = pos0 + t, kvh = h / (H / KV);
+            double s[256], mx = -1e300, z = 0;
+            for (int64_t j = 0; j <= pos; j++) {
+                bool vis = !window || pos - j < (int64_t)window;
+                if (!vis) {
+                    s[j] = -INFINITY;
+                    continue;
+                }
+                double d = 0;
+                for (int i = 0; i < D; i++) d += q[(t * H + h) * D + i] * kv_at(type, k + j * row_bytes, kvh * D + i);
+                s[j] = d / sqrt((double)D);
+                mx = fmax(mx, s[j]);
+            }
+            for (int64_t j = 0; j <= pos; j++) z += isinf(s[j]) ? 0 : exp(s[j] - mx);
+            for (int i = 0; i < D; i++) {
+                double a = 0;
+                for (int64_t j = 0; j <= pos; j++)
+                    if (!isinf(s[j])) a += exp(s[j] - mx) / z * kv_at(type, v + j * row_bytes, kvh * D + i);
+                out[(t * H + h) * D + i] = a;
+            }
+        }
+}
+
+static void test_attention(void) {
+    enum { H = 8, KV = 2, D = 16, CTX = 200 };
+    const int types[2] = {FITLM_TYPE_F32, FITLM_TYPE_F16};
+    const int threads[2] = {1, 3};
+    for (int ti = 0; ti < 2; ti++)
+        for (int th = 0; th < 2; th++)
+            for (int wi = 0; wi < 4; wi++) {
+                uint32_t window = wi & 1 ? 7 : 0;
+                /* 9 tokens: whole KV groups per work item; 1 token (decode) on 3
+                 * threads: groups are split so every thread has work */
+                int64_t nt = wi & 2 ? 1 : 9, pos0 = wi & 2 ? 190 : 150;
+                fitlm_error err;
+                fitlm_backend *be = fitlm_backend_cpu_new(threads[th], &err);
+                CHECK(be != NULL, "backend: %s", err.msg);
+                if (!be) return;
+                CHECK(be->reserve(be, CTX, H, KV, D, &err) == 0, "reserve");
+                fitlm_btensor kc, vc, q, o, src;
+                be->alloc(be, types[ti], KV * D, CTX, &kc, &err);
+                be->alloc(be, types[ti], KV * D, CTX, &vc, &err);
+                be->alloc(be, FITLM_TYPE_F32, H * D, nt, &q, &err);
+                be->alloc(be, FITLM_TYPE_F32, H * D, nt, &o, &err);
+                be->alloc(be, FITLM_TYPE_F32, KV * D, CTX, &src, &err);
+                for (int64_t i = 0; i < CTX * KV * D; i++) ((float *)src.data)[i] = frand();
+                be->kv_store(be, &kc, 0, &src, CTX);
+                for (int64_t i = 0; i < CTX * KV * D; i++) ((float *)src.data)[i] = frand();
+                be->kv_store(be, &vc, 0, &src, CTX);
+                for (int64_t i = 0; i < nt * H * D; i++) ((float *)q.data)[i] = 2 * frand();
+                be->attention(be, &q, &kc, &vc, nt, pos0, H, KV, D, window, &o);
+                double *want = malloc(sizeof(double) * nt * H * D);
+                naive_attention(types[ti], kc.data, vc.data, fitlm_ops_kv_row_bytes(types[ti], KV * D), q.data, nt,
+                                pos0, H, KV, D, window, want);
+                double worst = 0;
+                for (int64_t i = 0; i < nt * H * D; i++) worst = fmax(worst, fabs(((float *)o.data)[i] - want[i]));
+                CHECK(worst < 2e-5, "attention type %d threads %d window %u tokens %lld: error %g", types[ti], threads[th],
+                      window, (long long)nt, worst);
+                free(want);
+                be->release(be, &kc);
+                be->release(be, &vc);
+                be->release(be, &q);
+                be->release(be, &o);
+                be->release(be, &src);
+                be->free(be);
+            }
+}
+
+int main(void) {
+    test_elementwise();
+    test_rope();
+    test_kv_rows();
+    test_attention();
+    return check_report();
+}

@@ -1,0 +1,134 @@
+"""Random-weight tiny models in GGUF against the independent numpy forward pass
+of tests/ref/forward.py:
+
+  - qwen2: QKV biases, rotate-half RoPE, theta 1e6, untied output;
+  - mistral ("llama" + attention.sliding_window 5, smaller than the 24-token
+    sequence), tied output;
+  - llama with Llama 3.1 RoPE scaling and with linear scaling;
+  - llama with F16 weight matrices.
+Logits at every position must agree within 1e-4 relative (to the position's
+largest |logit|), for the batched prefill and for one-token decode, with an F32
+KV cache. Then models that load but cannot run must be refused before
+generating: an unsupported weight type (IQ2_XXS), a qwen2 without its biases, a
+quantized norm vector, an unknown architecture, and an oversized context.
+"""
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "ref"))
+import forward as ref  # noqa: E402
+
+FITLM = os.environ.get("FITLM_BIN")
+TMP = os.environ.get("FITLM_TMP", "/tmp")
+if not FITLM:
+    print("SKIP: FITLM_BIN not set")
+    sys.exit(77)
+
+failures = checks = 0
+
+
+def check(cond, msg):
+    global failures, checks
+    checks += 1
+    if not cond:
+        failures += 1
+        print("FAIL:", msg)
+
+
+def fitlm(*args):
+    return subprocess.run([FITLM] + list(args), capture_output=True, text=True)
+
+
+def logits_of(path, ids, vocab, *extra):
+    p = fitlm("logits", "-m", path, "--ids", " ".join(map(str, ids)), "--top", str(vocab), "--kv-type", "f32",
+              "-t", "2", *extra)
+    if p.returncode != 0:
+        return None, p.stderr
+    out = np.zeros((len(ids), vocab))
+    for t, line in enumerate(p.stdout.splitlines()):
+        for item in line.split()[11:]:
+            i, v = item.split(":")
+            out[t, int(i)] = float(v)
+    return out, ""
+
+
+BASE = dict(n_layers=2, dim=64, n_heads=4, n_kv_heads=2, head_dim=16, ffn=96, vocab=97, ctx=64, eps=1e-5,
+            rope_theta=10000.0)
+T = 24
+
+
+def case(name, arch, cfg, tied=True, bias=False, weight_type=ref.TYPE_F32, seed=1):
+    w, tens = ref.random_model(cfg, seed, tied=tied, bias=bias, weight_type=weight_type)
+    path = os.path.join(TMP, "rt-%s.gguf" % name)
+    ref.write_gguf(path, ref.gguf_kv(cfg, arch), tens)
+    ids = list(np.random.default_rng(seed + 100).integers(0, cfg["vocab"], T))
+    want = ref.forward(cfg, w, np.array(ids))
+    for extra, label in (((), "prefill"), (("--batch", "1"), "decode"), (("--batch", "5"), "ubatch5")):
+        got, errtext = logits_of(path, ids, cfg["vocab"], *extra)
+        check(got is not None, "%s %s: fitlm failed: %s" % (name, label, errtext))
+        if got is None:
+            continue
+        scale = np.abs(want).max(axis=1, keepdims=True)
+        rel = (np.abs(got - want) / scale).max()
+        print("%-14s %-8s max relative logit error %.2e" % (name, label, rel))
+        check(rel <= 1e-4, "%s %s: relative error %g > 1e-4" % (name, label, rel))
+    return path
+
+
+qwen = dict(BASE, rope_theta=1e6, eps=1e-6, rope_layout="half")
+case("qwen2", "qwen2", qwen, tied=False, bias=True)
+mistral = dict(BASE, rope_layout="adjacent", sliding_window=5)
+case("mistral", "llama", mistral, tied=True)
+llama31 = dict(BASE, rope_layout="adjacent", rope_theta=500000.0,
+               rope_scaling=dict(type="llama3", factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0,
+                                 original_context=16))
+case("llama31", "llama", llama31, tied=False)
+linear = dict(BASE, rope_layout="adjacent", rope_scaling=dict(type="linear", factor=4.0))
+case("llama-linear", "llama", linear)
+case("llama-f16", "llama", dict(BASE, rope_layout="adjacent"), weight_type=ref.TYPE_F16, tied=False)
+
+# ---- models that must be refused before generating ----
+
+
+def refused(path, expect, *args):
+    p = fitlm("run", "-m", path, "--ids", "1 2 3", "-n", "4", *args)
+    ok = p.returncode == 1 and p.stderr.startswith("fitlm: error: ") and expect in p.stderr and p.stdout == ""
+    check(ok, "%s: rc %d stderr %r (expected %r)" % (os.path.basename(path), p.returncode, p.stderr.strip(), expect))
+
+
+big = dict(BASE, dim=256, n_heads=4, n_kv_heads=4, head_dim=64, ffn=256, vocab=32, n_layers=1, rope_layout="adjacent")
+w, tens = ref.random_model(big, 5)
+tens = [(n, 16, bytes(66 * 256), ne) if n == "blk.0.attn_q.weight" else (n, t, d, ne) for n, t, d, ne in tens]
+path = os.path.join(TMP, "rt-iq2.gguf")
+ref.write_gguf(path, ref.gguf_kv(big, "llama"), tens)
+refused(path, "tensor blk.0.attn_q.weight has type IQ2_XXS, which the CPU backend cannot run")
+
+w, tens = ref.random_model(dict(qwen), 6, bias=False)
+path = os.path.join(TMP, "rt-qwen-nobias.gguf")
+ref.write_gguf(path, ref.gguf_kv(qwen, "qwen2"), tens)
+refused(path, "attn_q.bias")
+
+small = dict(BASE, rope_layout="adjacent")
+w, tens = ref.random_model(small, 7)
+# attn_norm as Q8_0: 64 values = 2 blocks of 34 bytes
+tens = [(n, 8, bytes(68), ne) if n == "blk.1.attn_norm.weight" else (n, t, d, ne) for n, t, d, ne in tens]
+path = os.path.join(TMP, "rt-q8norm.gguf")
+ref.write_gguf(path, ref.gguf_kv(small, "llama"), tens)
+refused(path, "blk.1.attn_norm.weight")
+
+w, tens = ref.random_model(small, 8)
+path = os.path.join(TMP, "rt-gpt2.gguf")
+ref.write_gguf(path, ref.gguf_kv(small, "gpt2"), tens)
+p = fitlm("run", "-m", path, "--ids", "1 2 3", "-n", "4")
+check(p.returncode == 1 and p.stderr.startswith("fitlm: error: "), "unknown architecture refused: %r" % p.stderr)
+
+path = os.path.join(TMP, "rt-mistral.gguf")
+refused(path, "context", "-c", "65")  # the model's context is 64
+p = fitlm("logits", "-m", path, "--ids", " ".join(["3"] * 40), "-c", "32")
+check(p.returncode == 1 and "context" in p.stderr, "logits beyond -c refused: %r" % p.stderr)
+
+print("%d passed, %d failed" % (checks - failures, failures))
+sys.exit(1 if failures else 0)

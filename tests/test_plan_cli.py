@@ -1,0 +1,404 @@
+"""`fitlm plan` end to end: the JSON schema, the checks the planner must pass
+(published numbers, ZeRO per-GPU model states, TP constraints, fits / does not
+fit), every malformed-input path, the SVG, config.json input and search speed."""
+import json
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+BIN = os.environ["FITLM_BIN"]
+TMP = os.environ.get("FITLM_TMP", "/tmp")
+failures = 0
+passed = 0
+
+
+def check(cond, msg):
+    global failures, passed
+    if cond:
+        passed += 1
+    else:
+        failures += 1
+        print("FAIL:", msg, file=sys.stderr)
+
+
+def run(*args):
+    p = subprocess.run([BIN, "plan", *args], capture_output=True, text=True, timeout=120)
+    return p.returncode, p.stdout, p.stderr
+
+
+def plan_json(*args):
+    rc, out, err = run(*args, "--json")
+    if rc != 0:
+        raise AssertionError(f"fitlm plan {' '.join(args)} failed: {err}")
+    return json.loads(out)
+
+
+def get(d, path):
+    for k in path.split("."):
+        d = d[k]
+    return d
+
+
+# ---- stable JSON names ----
+d = plan_json("llama-3-8b")
+names = ["model.name", "model.params", "memory.weights_bytes", "memory.kv_cache_bytes", "memory.kv_bytes_per_token",
+         "memory.activations_bytes", "memory.gradients_bytes", "memory.optimizer_bytes", "memory.overhead_bytes",
+         "memory.per_device_bytes", "memory.total_bytes", "compute.flops_per_token", "plan.gpu", "plan.count",
+         "plan.tp", "plan.pp", "plan.dp", "time.prefill_tokens_per_s", "time.decode_tokens_per_s",
+         "cost.usd_per_hour", "cost.usd_per_million_tokens"]
+for n in names:
+    try:
+        get(d, n)
+        check(True, n)
+    except (KeyError, TypeError):
+        check(False, f"JSON lacks {n}")
+check(isinstance(d["alternatives"], list) and len(d["alternatives"]) > 0, "alternatives array")
+for alt in d["alternatives"]:
+    for n in names[2:]:
+        try:
+            get(alt, n)
+        except (KeyError, TypeError):
+            check(False, f"alternative lacks {n}")
+check(d["model"]["params"] == 8030261248, "llama-3-8b params")
+# 2 x matmul parameters (linear layers + head; the embedding lookup is free) + 4 L H d_head x mean context
+pmm = 32 * (4096 * 4096 * 2 + 2 * 4096 * 1024 + 3 * 4096 * 14336) + 128256 * 4096
+check(d["compute"]["matmul_params"] == pmm, "matmul params")
+check(d["compute"]["flops_per_token"] == 2 * pmm + 4 * 32 * 32 * 128 * (1024 + 256 / 2), "flops per token")
+check(d["memory"]["kv_bytes_per_token"] == 131072, "llama-3-8b kv/token")
+# default workload: context 8192, batch 1; KV = 8192 tokens at 131072 B
+check(d["memory"]["kv_cache_bytes"] == 8192 * 131072, "kv cache at ctx 8192")
+check(d["time"]["decode_tokens_per_s"] > 0 and d["time"]["prefill_tokens_per_s"] > d["time"]["decode_tokens_per_s"],
+      "prefill faster than decode")
+check(len(d["other_formats"]) >= 4, "quantized alternatives shown")
+# single device: per-device bytes = sum of the components and total = per device
+pd = d["memory"]["per_device"]
+check(abs(sum(pd[k] for k in ["weights_bytes", "kv_cache_bytes", "activations_bytes", "gradients_bytes",
+                               "optimizer_bytes", "lora_bytes", "overhead_bytes"]) - d["memory"]["per_device_bytes"]) < 1,
+      "per-device components add up")
+
+for m, p, kv in [("llama-2-7b", 6738415616, 524288), ("llama-3-70b", 70553706496, 327680)]:
+    x = plan_json(m, "--gpu", "H200")
+    check(x["model"]["params"] == p, f"{m} params")
+    check(x["memory"]["kv_bytes_per_token"] == kv, f"{m} kv/token")
+
+# ---- Llama-3-70B: F16 does not fit one 80 GB GPU; 4-bit fits 48 GB and 80 GB ----
+rc, out, err = run("llama-3-70b", "--gpu", "H100:1")
+check(rc == 1 and err.startswith("fitlm: error:"), "70B F16 on one H100 must fail")
+check(">= 2 x H100-SXM" in err and "4-bit" in err, f"hint names 2 x H100 and 4-bit: {err}")
+rc, out, err = run("llama-3-70b", "--gpu", "H100:1", "--json")
+j = json.loads(out)
+check(rc == 1 and j["feasible"] is False and ">= 2 x H100-SXM" in j["why"], "infeasible JSON says why")
+x = plan_json("llama-3-70b", "--gpu", "H100:2")
+check(x["plan"]["count"] == 2 and x["plan"]["tp"] * x["plan"]["pp"] == 2, "70B on 2 x H100")
+check(140e9 < x["memory"]["weights_bytes"] < 142e9, "70B BF16 weights ~141 GB")
+check(abs(x["memory"]["total_bytes"] - 2 * x["memory"]["per_device_bytes"]) / x["memory"]["total_bytes"] < 0.05,
+      "total over two devices")
+for gpu in ["RTX-A6000:1", "A100-80GB:1", "L40S:1"]:
+    for q in ["awq", "gptq", "q4_k_m"]:
+        x = plan_json("llama-3-70b", "-q", q, "--gpu", gpu)
+        w = x["memory"]["weights_bytes"]
+        check(35e9 <= w <= 43e9, f"70B {q} weights {w/1e9:.1f} GB")
+        check(x["plan"]["count"] == 1, f"70B {q} on one {gpu}")
+x = plan_json("llama-3-70b", "-q", "awq", "--gpu", "A100-80GB:1")
+check(35e9 <= x["memory"]["weights_bytes"] <= 40e9, "AWQ 4-bit 35-40 GB, not 17.5")
+
+# ---- training: ZeRO model states per GPU (Rajbhandari et al.) ----
+P = 13015864320
+for zero, n, expect in [(1, 8, 4 * P + 12 * P / 8), (2, 8, 2 * P + 14 * P / 8), (3, 8, 16 * P / 8),
+                        (3, 32, 16 * P / 32)]:
+    x = plan_json("llama-2-13b", "--train", "--zero", str(zero), "--gpu", f"H200:{n}", "--tp", "1", "--pp", "1",
+                  "--recompute", "full")
+    pdv = x["memory"]["per_device"]
+    states = pdv["weights_bytes"] + pdv["gradients_bytes"] + pdv["optimizer_bytes"]
+    check(abs(states - expect) / expect < 1e-9, f"ZeRO-{zero} N={n}: {states:.6g} vs {expect:.6g}")
+    check(x["plan"]["zero"] == zero and x["plan"]["dp"] == n, "layout as requested")
+# DeepSpeed's estimate_zero3_model_states_mem_needs for the same layout: 4 x largest layer (the 32000 x 5120
+# embedding) + 18 P / N
+x = plan_json("llama-2-13b", "--train", "--zero", "3", "--gpu", "A100-80GB:8", "--tp", "1", "--pp", "1")
+check(x["memory"]["deepspeed_estimate"]["gpu_bytes"] == 4 * 32000 * 5120 + (18 * P) // 8, "DeepSpeed zero3 cross-check")
+# ZeRO-0: 16 x 13B = 208 GB of model states does not fit a 141 GB H200, whatever the DP size
+rc, out, err = run("llama-2-13b", "--train", "--zero", "0", "--gpu", "H200:8", "--tp", "1", "--pp", "1")
+check(rc == 1 and err.startswith("fitlm: error:"), "ZeRO-0 13B on H200 does not fit")
+# replica components: 2 + 2 + 12 bytes per parameter
+x = plan_json("llama-3.2-1b", "--train", "--gpu", "H100:1", "--zero", "0")
+m = x["memory"]
+check((m["weights_bytes"] + m["gradients_bytes"] + m["optimizer_bytes"]) == 16 * x["model"]["params"],
+      "mixed-precision AdamW = 16 B/param")
+x = plan_json("llama-3.2-1b", "--train", "--gpu", "H100:1", "--zero", "0", "--fp32-grads")
+m = x["memory"]
+check((m["weights_bytes"] + m["gradients_bytes"] + m["optimizer_bytes"]) == 18 * x["model"]["params"],
+      "AdamW with fp32 gradients = 18 B/param")
+# LoRA: base frozen, adapters small; QLoRA smaller still
+full = plan_json("llama-3-8b", "--train", "--gpu", "A100-80GB:1", "--zero", "0", "--recompute", "full",
+                 "--lora-rank", "16")
+q = plan_json("llama-3-8b", "--train", "--gpu", "A100-80GB:1", "--zero", "0", "--recompute", "full", "--qlora")
+check(full["memory"]["gradients_bytes"] == 0 and full["memory"]["lora_bytes"] > 0, "LoRA: no base gradients")
+check(q["memory"]["weights_bytes"] < 0.4 * full["memory"]["weights_bytes"], "QLoRA base in 4 bit")
+# rank 16 on q,k,v,o of Llama-3-8B: 16*(4096+4096 + 2*(4096+1024) + 4096+4096)*32 params, 16 bytes each
+lp = 16 * ((4096 + 4096) * 2 + 2 * (4096 + 1024)) * 32
+check(full["memory"]["lora_bytes"] == lp * 16, f"LoRA adapter bytes {full['memory']['lora_bytes']} vs {lp * 16}")
+# offload to CPU moves optimizer states to the host
+x = plan_json("llama-2-13b", "--train", "--gpu", "A100-80GB:4", "--zero", "2", "--offload-optimizer", "cpu")
+check(x["memory"]["per_device"]["optimizer_bytes"] == 0 and x["memory"]["host_bytes"] > 12 * P / 4,
+      "optimizer offload to host")
+
+rc, out, err = run("llama-2-13b", "--train", "--gpu", "A100-80GB:4", "--zero", "2", "--offload-optimizer", "cpu",
+                   "--host-mem", "16")
+check(rc == 1 and "host memory" in err, f"--host-mem limits offload: {err}")
+x = plan_json("llama-3-70b", "--gpu", "RTX-4090:1", "--offload", "cpu", "-q", "q4_k_m")
+check(x["plan"]["offload_layers"] > 0 and x["memory"]["host_bytes"] > 0 and
+      x["memory"]["per_device_bytes"] <= x["memory"]["device_usable_bytes"], "inference layer offload")
+check(x["time"]["offload_s_per_forward"] > 0, "offload costs PCIe time")
+
+# ---- TP never divides heads wrongly ----
+for model in ["qwen2.5-7b", "qwen2.5-0.5b", "llama-3.2-3b", "qwen2.5-1.5b"]:
+    x = plan_json(model, "--quant", "any", "--top", "1000")
+    heads, kv = x["model"]["heads"], x["model"]["kv_heads"]
+    for r in [x] + x["alternatives"]:
+        tp = r["plan"]["tp"]
+        check(heads % tp == 0 and (kv % tp == 0 or tp % kv == 0), f"{model}: TP {tp} with {heads}/{kv} heads")
+rc, out, err = run("qwen2.5-7b", "--tp", "8")
+check(rc == 1 and "does not divide the 28 attention heads" in err, f"TP 8 on 28 heads: {err}")
+# KV heads replicated when TP exceeds them: Qwen2.5-1.5B has 2 KV heads, TP 4 -> 1 head per device
+x = plan_json("qwen2.5-1.5b", "--gpu", "L4:4", "--tp", "4")
+kv_dev = x["memory"]["per_device"]["kv_cache_bytes"]
+check(abs(kv_dev - x["memory"]["kv_cache_bytes"] / 2) < 1, "KV replicated beyond the KV heads")
+# sliding window: Mistral 7B v0.1 keeps 4096 tokens per sequence
+x = plan_json("mistral-7b", "-c", "32768", "--gpu", "H100:1")
+check(x["memory"]["kv_cache_bytes"] == 4096 * x["memory"]["kv_bytes_per_token"], "sliding window KV")
+# KV type: q8_0 = 34/32 bytes per value
+x = plan_json("llama-3-8b", "--kv-type", "q8_0", "--gpu", "H100:1")
+check(x["memory"]["kv_bytes_per_token"] == 131072 / 2 * 34 / 32, "q8_0 KV bytes")
+# properties: KV grows linearly with context (in 16-token blocks) and batch; decode slows as context grows;
+# more TP means fewer bytes per device
+prev = None
+for ctx in [1000, 2048, 4096, 8192]:
+    x = plan_json("llama-3-8b", "-c", str(ctx), "--prompt-tokens", "512", "-n", "256", "--gpu", "H100:1")
+    check(x["memory"]["kv_cache_bytes"] == -(-ctx // 16) * 16 * 131072, f"KV at ctx {ctx} in 16-token blocks")
+    if prev:
+        check(x["time"]["decode_tokens_per_s"] <= prev["time"]["decode_tokens_per_s"] + 1e-9, "decode vs ctx")
+    prev = x
+for b in [1, 4, 16]:
+    x = plan_json("llama-3-8b", "-b", str(b), "-c", "4096", "--gpu", "H200:1")
+    check(x["memory"]["kv_cache_bytes"] == b * 4096 * 131072, f"KV x batch {b}")
+last = None
+for tp in [1, 2, 4, 8]:
+    x = plan_json("llama-3-70b", "--gpu", f"B200:{tp}", "--tp", str(tp))
+    if last:
+        check(x["memory"]["per_device_bytes"] < last, f"TP {tp} lowers bytes per device")
+    last = x["memory"]["per_device_bytes"]
+
+# consistency of the per-stage breakdown: per device = the most loaded stage, total = all devices
+for args in [("llama-3-70b", "--gpu", "H100:8", "--tp", "2", "--pp", "2"),
+             ("llama-3.1-405b", "--train", "--gpu", "H100:256", "--tp", "8", "--pp", "8", "--zero", "1")]:
+    x = plan_json(*args)
+    st, pl, m = x["memory"]["stages"], x["plan"], x["memory"]
+    check(len(st) == pl["pp"], "one entry per stage")
+    check(abs(max(s_["total_bytes"] for s_ in st) - m["per_device_bytes"]) < 1, "per device = max stage")
+    check(abs(sum(s_["total_bytes"] for s_ in st) * pl["tp"] * pl["dp"] - m["total_bytes"]) < 1e-6 * m["total_bytes"],
+          "total = sum over devices")
+    check(abs(sum(s_["activations_bytes"] for s_ in st) * pl["tp"] - m["activations_bytes"]) < 1, "replica activations")
+
+# objectives and constraints
+lat = plan_json("llama-3-8b", "--objective", "latency")
+cost = plan_json("llama-3-8b", "--objective", "cost")
+check(lat["time"]["decode_tokens_per_s"] >= cost["time"]["decode_tokens_per_s"], "latency objective is faster")
+check(cost["cost"]["usd_per_million_tokens"] <= lat["cost"]["usd_per_million_tokens"], "cost objective is cheaper")
+x = plan_json("llama-3-8b", "--min-tokens-per-s", "1000", "--gpu", "H100")
+check(x["time"]["decode_tokens_per_s"] >= 1000, "min tokens/s met with replicas")
+x = plan_json("llama-3-8b", "--max-cost", "1")
+check(x["cost"]["usd_per_hour"] <= 1, "max cost")
+# pipeline parallel layout of a model that needs it
+x = plan_json("llama-3.1-405b", "-q", "fp8", "--gpu", "H100")
+check(x["plan"]["count"] >= 6, "405B FP8 needs several H100")
+
+# ---- malformed inputs: fitlm: error: ... and exit 1 ----
+bad_cfg = os.path.join(TMP, "plan_bad_config.json")
+with open(bad_cfg, "w") as f:
+    f.write('{"model_type": "llama", "hidden_size": 4096,')
+missing_cfg = os.path.join(TMP, "plan_missing_config.json")
+with open(missing_cfg, "w") as f:
+    json.dump({"model_type": "llama", "hidden_size": 4096}, f)
+neg_cfg = os.path.join(TMP, "plan_neg_config.json")
+with open(neg_cfg, "w") as f:
+    json.dump({"model_type": "llama", "hidden_size": -5, "num_hidden_layers": 2, "num_attention_heads": 2,
+               "intermediate_size": 8, "vocab_size": 10}, f)
+bad_gpus = os.path.join(TMP, "plan_bad_gpus.json")
+with open(bad_gpus, "w") as f:
+    json.dump({"gpus": [{"name": "X", "memory_gib": 1e9, "mem_bw_gbs": 1, "fp16_tflops": 1}]}, f)
+cases = [
+    ["no-such-model"], ["llama-3-8b", "--gpu", "no-such-gpu"], ["llama-3-8b", "-c", "-5"],
+    ["llama-3-8b", "-c", "1e12"], ["llama-3-8b", "-c", "abc"], ["llama-3-8b", "--batch", "0"],
+    ["llama-3-8b", "-c", "100000"], ["llama-3-8b", "--max-cost", "0.01"], ["llama-3-8b", "--quant", "q9_z"],
+    ["llama-3-8b", "--kv-type", "bogus"], ["llama-3-8b", "--objective", "fun"], ["llama-3-8b", "--zero", "4"],
+    ["llama-3-8b", "--tp", "3"], ["llama-3-8b", "--pp", "100"], ["llama-3-70b", "--tp", "16"], ["llama-3-8b", "--margin", "2"],
+    ["llama-3-8b", "--gpu", "H100:0"], ["llama-3-8b", "--gpu", "H100:-2"], ["llama-3-8b", "--bogus-flag"],
+    ["llama-3-8b", "--min-tokens-per-s", "1e11"], ["llama-3-8b", "--max-ttft", "0.000001"],
+    ["llama-3-8b", "--prompt-tokens", "9000"], ["llama-3-8b", "--train", "--seq-len", "999999"],
+    ["llama-3-8b", "--train", "--offload-params", "cpu", "--zero", "2"], [bad_cfg], [missing_cfg], [neg_cfg],
+    ["/nonexistent/config.json"], ["llama-3-8b", "--gpus-file", bad_gpus], ["llama-3-8b", "--gpus-file", "/nope"],
+    ["llama-3.1-405b", "--gpu", "RTX-4090:1"], ["llama-3-8b", "--gpu", "H100:3", "--tp", "2"], [],
+    ["llama-3-8b", "llama-3-70b"], ["llama-3-8b", "--svg", "/nonexistent-dir/x.svg"],
+]
+for c in cases:
+    rc, out, err = run(*c)
+    check(rc == 1 and err.startswith("fitlm: error: ") and "Traceback" not in err and len(err.splitlines()) == 1,
+          f"{c}: rc={rc} err={err!r}")
+
+# ---- config.json and HF folder input ----
+cfg_dir = os.path.join(TMP, "plan-Llama-3-8B-config")
+os.makedirs(cfg_dir, exist_ok=True)
+cfg = {"model_type": "llama", "hidden_size": 4096, "intermediate_size": 14336, "num_attention_heads": 32,
+       "num_hidden_layers": 32, "num_key_value_heads": 8, "vocab_size": 128256, "max_position_embeddings": 8192,
+       "rms_norm_eps": 1e-5, "rope_theta": 500000.0, "tie_word_embeddings": False, "torch_dtype": "bfloat16"}
+with open(os.path.join(cfg_dir, "config.json"), "w") as f:
+    json.dump(cfg, f)
+for src in [os.path.join(cfg_dir, "config.json"), cfg_dir]:
+    x = plan_json(src, "--gpu", "H100:1")
+    check(x["model"]["params"] == 8030261248 and x["memory"]["kv_bytes_per_token"] == 131072, f"config input {src}")
+
+# ---- GGUF and llama2.c files: exact weight bytes from the file ----
+sys.path.insert(0, os.path.join(os.environ.get("FITLM_SRC", "."), "tests", "pyutil"))
+import modelfiles as mf  # noqa: E402  (GGUF writer written from the spec)
+
+D, F, H, KV, L, V = 64, 256, 4, 2, 4, 256
+hd = D // H
+
+
+def q8_0(n_rows, row):  # Q8_0: 34 bytes per 32 values (the content does not matter to the planner)
+    return bytes((i * 7) & 0xFF for i in range(n_rows * row // 32 * 34))
+
+
+tensors = [("token_embd.weight", 8, [D, V], q8_0(V, D)), ("output_norm.weight", 0, [D], b"\0" * 4 * D),
+           ("output.weight", 1, [D, V], b"\0" * 2 * D * V)]
+for l in range(L):
+    tensors += [(f"blk.{l}.attn_norm.weight", 0, [D], b"\0" * 4 * D),
+                (f"blk.{l}.attn_q.weight", 8, [D, D], q8_0(D, D)),
+                (f"blk.{l}.attn_k.weight", 8, [D, KV * hd], q8_0(KV * hd, D)),
+                (f"blk.{l}.attn_v.weight", 8, [D, KV * hd], q8_0(KV * hd, D)),
+                (f"blk.{l}.attn_output.weight", 8, [D, D], q8_0(D, D)),
+                (f"blk.{l}.ffn_norm.weight", 0, [D], b"\0" * 4 * D),
+                (f"blk.{l}.ffn_gate.weight", 8, [D, F], q8_0(F, D)),
+                (f"blk.{l}.ffn_up.weight", 8, [D, F], q8_0(F, D)),
+                (f"blk.{l}.ffn_down.weight", 8, [F, D], q8_0(D, F))]
+kvs = [("general.architecture", 8, "llama"), ("general.name", 8, "tiny-q8"), ("llama.block_count", 4, L),
+       ("llama.embedding_length", 4, D), ("llama.feed_forward_length", 4, F), ("llama.attention.head_count", 4, H),
+       ("llama.attention.head_count_kv", 4, KV), ("llama.context_length", 4, 512),
+       ("llama.attention.layer_norm_rms_epsilon", 6, 1e-5), ("llama.rope.freq_base", 6, 10000.0)]
+gguf = os.path.join(TMP, "plan_tiny_q8.gguf")
+mf.write_gguf(gguf, kvs, tensors)
+file_bytes = sum(len(t[3]) for t in tensors)
+n_params = sum(int(__import__("math").prod(t[2])) for t in tensors)
+x = plan_json(gguf, "--gpu", "cpu")
+check(x["model"]["params"] == n_params, f"GGUF params {x['model']['params']} vs {n_params}")
+check(x["memory"]["weights_bytes"] == file_bytes and x["model"]["file_weight_bytes"] == file_bytes,
+      f"GGUF weight bytes exact: {x['memory']['weights_bytes']} vs {file_bytes}")
+check(x["plan"]["weights"] == "file:Q8_0", f"file format named {x['plan']['weights']}")
+x = plan_json(gguf, "--gpu", "L4:2", "--pp", "2")
+st = x["memory"]["stages"]
+check(len(st) == 2 and abs(sum(s["weights_bytes"] for s in st) - file_bytes) < 1e-6, "PP stages split the file bytes")
+x = plan_json(gguf, "-q", "q4_0", "--gpu", "cpu")
+check(x["memory"]["weights_bytes"] < file_bytes, "hyperparameter-based format still available for a file")
+rc, out, err = run(gguf, "-q", "file", "--gpu", "cpu")
+check(rc == 0, "explicit -q file")
+rc, out, err = run("llama-3-8b", "-q", "file")
+check(rc == 1 and "needs a model file" in err, "-q file without a file")
+stories = os.path.join(os.environ.get("FITLM_SHARED", "/nonexistent"), "data", "stories260K", "stories260K.bin")
+if os.path.exists(stories):
+    x = plan_json(stories, "--gpu", "cpu")
+    # llama2.c v0: fp32 tensors after a 28-byte header, minus the unused RoPE tables (seq_len x head_size)
+    expect = os.path.getsize(stories) - 28 - 512 * 8 * 4
+    check(x["memory"]["weights_bytes"] == expect and x["model"]["params"] * 4 == expect,
+          f"llama2.c weights {x['memory']['weights_bytes']} vs {expect}")
+broken = os.path.join(TMP, "plan_broken.gguf")
+with open(broken, "wb") as f:
+    f.write(open(gguf, "rb").read()[:200])
+rc, out, err = run(broken)
+check(rc == 1 and err.startswith("fitlm: error: "), f"truncated GGUF: {err!r}")
+vocab = os.path.join(os.environ.get("FITLM_SHARED", "/nonexistent"), "data", "vocab", "ggml-vocab-gpt-2.gguf")
+if os.path.exists(vocab):
+    rc, out, err = run(vocab)
+    check(rc == 1 and err.startswith("fitlm: error: "), f"vocab-only gpt2 GGUF: {err!r}")
+
+# ---- the hostile corpus (tests/hostile/gen_*.py): malformed containers, models and configs are refused
+# with one clean error line; tokenizer defects do not matter to the planner ----
+import glob  # noqa: E402
+import shutil  # noqa: E402
+
+hdir = os.path.join(TMP, "plan-hostile")
+shutil.rmtree(hdir, ignore_errors=True)
+os.makedirs(hdir)
+for gen in sorted(glob.glob(os.path.join(os.environ.get("FITLM_SRC", "."), "tests", "hostile", "gen_*.py"))):
+    subprocess.run(["/usr/bin/python3", gen, hdir], check=True, capture_output=True)
+n_hostile = 0
+for tsv in glob.glob(os.path.join(hdir, "*.tsv")):
+    for line in open(tsv):
+        path, layer, what = (line.rstrip("\n").split("\t") + ["", ""])[:3]
+        p = subprocess.run([BIN, "plan", path, "--gpu", "cpu"], capture_output=True, text=True, timeout=30)
+        clean_err = p.returncode == 1 and p.stderr.startswith("fitlm: error: ")
+        if layer in ("ok", "tokenizer"):
+            check(p.returncode == 0 or clean_err, f"hostile {layer} {path}: rc={p.returncode} {p.stderr[:200]!r}")
+        else:
+            check(clean_err, f"hostile {layer} {path} ({what}): rc={p.returncode} {p.stderr[:200]!r}")
+        n_hostile += 1
+check(n_hostile > 100, f"hostile corpus ran ({n_hostile} files)")
+
+# ---- SVG ----
+svg = os.path.join(TMP, "plan.svg")
+rc, out, err = run("llama-3-70b", "--gpu", "H100:4", "--pp", "2", "--svg", svg)
+check(rc == 0 and os.path.exists(svg), f"svg written: {err}")
+root = ET.parse(svg).getroot()
+ns = "{http://www.w3.org/2000/svg}"
+check(root.tag == ns + "svg", "svg root")
+rects = root.findall(f".//{ns}rect")
+texts = "".join(t.text or "" for t in root.iter(f"{ns}text"))
+check(len(rects) >= 4 * 3, f"stacked bars for 4 devices ({len(rects)} rects)")
+check("capacity 80.0 GiB" in texts and "GPU 3" in texts and "weights" in texts, "labels in svg")
+rc, out, err = run("llama-3-8b", "--train", "--gpu", "H100:8", "--svg", svg)
+ET.parse(svg)
+check(rc == 0, "training svg")
+rc, out, err = run("llama-3.1-405b", "--train", "--gpu", "H100:128", "--pp", "4", "--svg", svg)
+root = ET.parse(svg).getroot()
+texts = "".join(t.text or "" for t in root.iter(f"{ns}text"))
+check(rc == 0 and "stage 3 (x32)" in texts, f"more than 32 devices: one bar per stage ({err})")
+
+# ---- custom hardware (--gpus-file) and this machine's CPU ----
+custom = os.path.join(TMP, "plan_custom_gpus.json")
+with open(custom, "w") as f:
+    json.dump({"gpus": [{"name": "Big-Card", "memory_gib": 1000, "mem_bw_gbs": 10000, "fp16_tflops": 5000,
+                         "cloud_usd_per_hour": 1.0, "purchase_usd": 1000}]}, f)
+x = plan_json("llama-3-70b", "--gpus-file", custom, "--gpu", "big-card")
+check(x["plan"]["gpu"] == "Big-Card" and x["plan"]["count"] == 1 and x["cost"]["usd_per_hour"] == 1.0,
+      "custom GPU used")
+# decode is bandwidth-bound: 0.8 * 10 TB/s / (141 GB + KV at the mean context 1024 + 256/2) per token
+check(abs(x["time"]["decode_tokens_per_s"] - 0.8 * 10000e9 / (x["memory"]["weights_bytes"] +
+                                                               1152 * x["memory"]["kv_bytes_per_token"])) < 0.05,
+      f"bandwidth-bound decode {x['time']['decode_tokens_per_s']}")
+x = plan_json("llama-3.2-1b", "--gpu", "cpu", "-q", "q4_k_m")
+check(x["plan"]["gpu"] == "CPU" and x["cost"]["usd_per_hour"] == 0, "plan on this machine's CPU")
+x = plan_json("llama-3-8b", "--pretrain", "--gpu", "H100:8")
+check(x["mode"] == "training" and x["workload"]["method"] == "pretrain", "pretrain label")
+
+# ---- lists ----
+rc, out, err = run("--list-models")
+for n in ["Llama-2-7B", "Llama-3.1-405B", "Qwen2.5-72B", "Mistral-7B-v0.1", "DeepSeek-R1-Distill-Qwen-32B"]:
+    check(n in out, f"--list-models shows {n}")
+rc, out, err = run("--list-gpus")
+for n in ["RTX-3090", "RTX-5090", "A10G", "L4", "L40S", "RTX-A6000", "A100-40GB", "H100-PCIe", "B200", "MI300X",
+          "CPU"]:
+    check(n in out, f"--list-gpus shows {n}")
+
+# ---- text output and search speed ----
+rc, out, err = run("llama-3-8b")
+check(rc == 0 and "PLAN:" in out and "Memory" in out and "Alternatives" in out, "default text plan")
+check("This machine" in out, "default plan includes this machine's CPU")
+x = plan_json("llama-3-8b")
+check(len(x["this_machine"]) == 2 and x["this_machine"][1]["plan"]["weights"] == "Q4_K_M", "this_machine in JSON")
+x = plan_json("llama-3-70b", "--quant", "any", "--kv-type", "any", "--offload", "cpu", "--top", "5")
+check(x["search"]["cpu_seconds"] < 0.5, f"full inference search took {x['search']['cpu_seconds']:.3f} s CPU")
+x = plan_json("llama-3.1-405b", "--train")
+check(x["search"]["cpu_seconds"] < 0.5, f"full training search took {x['search']['cpu_seconds']:.3f} s CPU")
+
+print(f"{passed} passed, {failures} failed")
+sys.exit(1 if failures else 0)
