@@ -371,6 +371,18 @@ int main(void) {
         positive_acts = 1;
         check_type_shape(tc, 11, 2048, 2);
         positive_acts = 0;
+        /* block counts that are not a multiple of the SIMD step (4 blocks),
+         * and float rows that end mid-vector */
+        unsigned bsz = fitlm_type_get(tc->type)->block_size;
+        if (bsz <= 32) {
+            check_type_shape(tc, 9, 224, 3);
+            check_type_shape(tc, 3, 416, 5);
+            check_type_shape(tc, 4, 32, 1);
+        }
+        if (bsz == 1) {
+            check_type_shape(tc, 6, 100, 2);
+            check_type_shape(tc, 5, 7, 4);
+        }
     }
     fitlm_cpu_isa_set(hw);
     /* an unsupported type gives NaN, not garbage */
