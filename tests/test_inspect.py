@@ -209,6 +209,21 @@ def test_gptq():
     check(r.returncode == 1 and "GPTQ" in r.stderr and r.stderr.startswith("fitlm: error: " + d), "gptq convert %r" % r.stderr)
 
 
+def test_non_utf8():
+    # GGUF strings need not be UTF-8; --json must still be valid JSON (U+FFFD)
+    p = os.path.join(TMP, "latin1.gguf")
+    mf.write_gguf(p, [("general.architecture", 8, "gpt2"), ("general.name", 8, "caf\u00e9")], [])
+    raw = open(p, "rb").read().replace("caf\u00e9".encode(), b"caf\xe9\xc3")  # latin-1 e-acute + a lone lead byte
+    open(p, "wb").write(raw)
+    r = subprocess.run([BIN, "inspect", p, "--json"], capture_output=True, timeout=60)
+    check(r.returncode == 0, "non-UTF-8 name: %r" % r.stderr)
+    try:
+        j = json.loads(r.stdout.decode("utf-8"))
+        check(j["name"] == "caf\ufffd\ufffd", "name %r" % j["name"])
+    except (UnicodeDecodeError, ValueError) as e:
+        check(False, "--json output is not UTF-8 JSON: %s" % e)
+
+
 def test_errors():
     r = run("inspect", os.path.join(TMP, "does-not-exist.gguf"))
     check(r.returncode == 1 and r.stderr.startswith("fitlm: error: " + os.path.join(TMP, "does-not-exist.gguf")),
@@ -230,6 +245,7 @@ def main():
     test_vocab()
     test_hf_sharded_bf16()
     test_gptq()
+    test_non_utf8()
     test_errors()
     print("%d failures" % len(failures))
     return 1 if failures else 0

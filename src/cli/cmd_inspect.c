@@ -292,6 +292,32 @@ static cJSON *describe(const fitlm_model *m) {
     return o;
 }
 
+/* Writes s to out with every byte that is not part of a valid UTF-8 sequence
+ * replaced by U+FFFD, so --json output is valid JSON text whatever the file's
+ * strings hold (GGUF strings are not guaranteed to be UTF-8). */
+static void put_utf8(const char *str, FILE *out) {
+    const unsigned char *s = (const unsigned char *)str;
+    while (*s) {
+        unsigned char c = *s;
+        int len = c < 0x80 ? 1 : (c >= 0xC2 && c <= 0xDF) ? 2 : (c >= 0xE0 && c <= 0xEF) ? 3 : (c >= 0xF0 && c <= 0xF4) ? 4 : 0;
+        bool ok = len > 0;
+        uint32_t cp = len == 1 ? c : len == 2 ? (c & 0x1Fu) : len == 3 ? (c & 0x0Fu) : (c & 0x07u);
+        for (int k = 1; ok && k < len; k++) {
+            if ((s[k] & 0xC0) != 0x80) ok = false;
+            else cp = cp << 6 | (s[k] & 0x3Fu);
+        }
+        if (ok && ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF))))
+            ok = false;
+        if (ok) {
+            fwrite(s, 1, (size_t)len, out);
+            s += len;
+        } else {
+            fputs("\xEF\xBF\xBD", out);
+            s++;
+        }
+    }
+}
+
 static void human(uint64_t n, char *buf, size_t size) {
     if (n >= 1000000000ull) snprintf(buf, size, "%.2f B", (double)n / 1e9);
     else if (n >= 1000000ull) snprintf(buf, size, "%.2f M", (double)n / 1e6);
@@ -410,7 +436,10 @@ int cmd_inspect(int argc, char **argv) {
     cJSON *d = describe(m);
     if (json) {
         char *s = cJSON_Print(d);
-        if (s) puts(s);
+        if (s) {
+            put_utf8(s, stdout);
+            putchar('\n');
+        }
         free(s);
     } else {
         print_text(m, d, list, stdout);
