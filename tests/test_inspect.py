@@ -81,6 +81,16 @@ def test_vocab():
         check(j["name"] == g.kv["general.name"], "%s name" % f)
         check(j["gguf"]["version"] == g.version and j["gguf"]["n_kv"] == len(g.kv), "%s version/n_kv" % f)
         check(set(j["gguf"]["metadata"]) == set(g.kv), "%s metadata keys" % f)
+        for k, v in g.kv.items():
+            got = j["gguf"]["metadata"].get(k)
+            t = g.kv_types[k][0]
+            if t == 6:  # float32: the shortest decimal that reads back as the same float32
+                check(np.float32(got) == np.float32(v) and len(repr(got)) <= 16, "%s %s = %r vs %r" % (f, k, got, v))
+            elif t == 9:
+                check(got == {"array": {0: "uint8", 4: "uint32", 5: "int32", 6: "float32", 8: "string"}.get(
+                    g.kv_types[k][1], got.get("array")), "n": len(v)}, "%s %s = %r" % (f, k, got))
+            else:
+                check(got == v, "%s %s = %r vs %r" % (f, k, got, v))
         tok = j["tokenizer"]
         check(tok["model"] == g.kv["tokenizer.ggml.model"] and tok["pre"] == g.kv["tokenizer.ggml.pre"],
               "%s tokenizer model/pre" % f)

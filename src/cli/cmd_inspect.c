@@ -28,6 +28,17 @@ static cJSON *num(uint64_t v) { return cJSON_CreateNumber((double)v); }
 
 static void add_u64(cJSON *o, const char *k, uint64_t v) { cJSON_AddItemToObject(o, k, num(v)); }
 
+/* A float32 value as the shortest decimal that reads back to it (1e-05, not 9.99999974737875e-06). */
+static double short_f32(double v) {
+    float f = (float)v;
+    char buf[32];
+    for (int prec = 1; prec <= 9; prec++) {
+        snprintf(buf, sizeof buf, "%.*g", prec, (double)f);
+        if ((float)strtod(buf, NULL) == f) return strtod(buf, NULL);
+    }
+    return v;
+}
+
 static cJSON *hparams_json(const fitlm_model *m) {
     const fitlm_hparams *hp = &m->hp;
     cJSON *o = cJSON_CreateObject();
@@ -43,15 +54,15 @@ static cJSON *hparams_json(const fitlm_model *m) {
     U(vocab_size);
     U(ctx_len);
 #undef U
-    if (all || hp->norm_eps != 0) cJSON_AddNumberToObject(o, "norm_eps", hp->norm_eps);
-    if (all || hp->rope_theta != 0) cJSON_AddNumberToObject(o, "rope_theta", hp->rope_theta);
+    if (all || hp->norm_eps != 0) cJSON_AddNumberToObject(o, "norm_eps", short_f32(hp->norm_eps));
+    if (all || hp->rope_theta != 0) cJSON_AddNumberToObject(o, "rope_theta", short_f32(hp->rope_theta));
     if (all) {
         cJSON_AddStringToObject(o, "rope_layout", fitlm_rope_layout_name(hp->rope_layout));
         cJSON_AddStringToObject(o, "rope_scaling", fitlm_rope_scaling_name(hp->rope_scaling));
         if (hp->rope_scaling != FITLM_ROPE_SCALING_NONE) {
-            cJSON_AddNumberToObject(o, "rope_factor", hp->rope_factor);
-            cJSON_AddNumberToObject(o, "rope_low_freq_factor", hp->rope_low_freq_factor);
-            cJSON_AddNumberToObject(o, "rope_high_freq_factor", hp->rope_high_freq_factor);
+            cJSON_AddNumberToObject(o, "rope_factor", short_f32(hp->rope_factor));
+            cJSON_AddNumberToObject(o, "rope_low_freq_factor", short_f32(hp->rope_low_freq_factor));
+            cJSON_AddNumberToObject(o, "rope_high_freq_factor", short_f32(hp->rope_high_freq_factor));
             add_u64(o, "rope_orig_ctx", hp->rope_orig_ctx);
         }
         add_u64(o, "sliding_window", hp->sliding_window);
@@ -79,7 +90,7 @@ static cJSON *gguf_value_json(const fitlm_gguf_value *v) {
     case FITLM_GGUF_INT16:
     case FITLM_GGUF_INT32:
     case FITLM_GGUF_INT64: return cJSON_CreateNumber((double)v->v.i64);
-    case FITLM_GGUF_FLOAT32:
+    case FITLM_GGUF_FLOAT32: return cJSON_CreateNumber(short_f32(v->v.f64));
     case FITLM_GGUF_FLOAT64: return cJSON_CreateNumber(v->v.f64);
     case FITLM_GGUF_BOOL: return cJSON_CreateBool(v->v.u64 != 0);
     case FITLM_GGUF_STRING: return cJSON_CreateString(v->v.str.s ? v->v.str.s : "");
