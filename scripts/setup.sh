@@ -20,3 +20,8 @@ if command -v npm >/dev/null 2>&1 && [ ! -d tests/node_modules/llama3-tokenizer-
   (cd tests && npm install --no-audit --no-fund --silent llama3-tokenizer-js@1.2.0 >/dev/null 2>&1) || \
     echo "setup: npm install llama3-tokenizer-js failed; the Llama 3 differential test will be skipped"
 fi
+# npm reference encoder for the GPT-2 differential test (r50k_base = GPT-2's vocabulary; optional: skips without it)
+if command -v npm >/dev/null 2>&1 && [ ! -d tests/node_modules/gpt-tokenizer ]; then
+  (cd tests && npm install --no-audit --no-fund --silent gpt-tokenizer@2.9.0 >/dev/null 2>&1) || \
+    echo "setup: npm install gpt-tokenizer failed; the GPT-2 differential test will be skipped"
+fi
