@@ -348,6 +348,7 @@ int main(void) {
     for (int i = 0; i <= (int)hw; i++) isas[n_isas++] = (fitlm_cpu_isa)i;
     printf("ISAs tested: up to %s\n", fitlm_cpu_isa_name(hw));
     for (int p = 0; p < 3; p++) pools[p] = fitlm_threadpool_new(p + 1);
+    fitlm_cpu_set_parallel_threshold(0); /* small test shapes still go through the pool */
 
     check_threadpool();
     {
