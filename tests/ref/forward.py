@@ -188,6 +188,91 @@ def read_gguf_kv_raw(path, prefix):
     return out
 
 
+def _dequant_q8_0(raw, n):
+    b = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 34)
+    d = b[:, :2].copy().view(np.float16).astype(np.float64)
+    q = b[:, 2:].copy().view(np.int8).astype(np.float64)
+    return (d * q).reshape(-1)[:n]
+
+
+def _dequant_q4_0(raw, n):
+    # block: fp16 d, 16 bytes; value j (0..15) = low nibble of byte j, value j+16 = high nibble; (q - 8) * d
+    b = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 18)
+    d = b[:, :2].copy().view(np.float16).astype(np.float64)
+    qs = b[:, 2:]
+    lo = (qs & 0x0F).astype(np.float64) - 8
+    hi = (qs >> 4).astype(np.float64) - 8
+    return (d * np.concatenate([lo, hi], axis=1)).reshape(-1)[:n]
+
+
+DEQUANT = {
+    0: lambda raw, n: np.frombuffer(raw, dtype=np.float32)[:n].astype(np.float64),
+    1: lambda raw, n: np.frombuffer(raw, dtype=np.float16)[:n].astype(np.float64),
+    2: _dequant_q4_0,
+    8: _dequant_q8_0,
+}
+TYPE_BYTES = {0: (1, 4), 1: (1, 2), 2: (32, 18), 8: (32, 34)}  # (block elements, block bytes)
+
+
+def read_gguf_tensors(path):
+    """{name: float64 array of shape (rows, ne0) or (ne0,)} for the F32, F16,
+    Q8_0 and Q4_0 tensors of a GGUF file, dequantized from the block layouts of
+    the GGUF specification; other types raise."""
+    with open(path, "rb") as f:
+        data = f.read()
+    magic, version, n_tensors, n_kv = struct.unpack_from("<IIQQ", data, 0)
+    assert magic == 0x46554747 and version in (2, 3)
+    sizes = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+    alignment = 32
+
+    def skip(t, o):
+        if t in sizes:
+            return o + sizes[t]
+        if t == GGUF_STRING:
+            return o + 8 + struct.unpack_from("<Q", data, o)[0]
+        et, n = struct.unpack_from("<IQ", data, o)
+        o += 12
+        if et in sizes:
+            return o + n * sizes[et]
+        for _ in range(n):
+            o = skip(et, o)
+        return o
+
+    o = 24
+    for _ in range(n_kv):
+        n = struct.unpack_from("<Q", data, o)[0]
+        key = data[o + 8:o + 8 + n].decode()
+        o += 8 + n
+        t = struct.unpack_from("<I", data, o)[0]
+        o += 4
+        if key == "general.alignment":
+            alignment = struct.unpack_from("<I", data, o)[0]
+        o = skip(t, o)
+    infos = []
+    for _ in range(n_tensors):
+        n = struct.unpack_from("<Q", data, o)[0]
+        name = data[o + 8:o + 8 + n].decode()
+        o += 8 + n
+        nd = struct.unpack_from("<I", data, o)[0]
+        o += 4
+        ne = list(struct.unpack_from("<%dQ" % nd, data, o))
+        o += 8 * nd
+        typ, off = struct.unpack_from("<IQ", data, o)
+        o += 12
+        infos.append((name, ne, typ, off))
+    base = (o + alignment - 1) // alignment * alignment
+    out = {}
+    for name, ne, typ, off in infos:
+        if typ not in DEQUANT:
+            raise ValueError("%s: type %d not handled by the reference" % (name, typ))
+        count = int(np.prod(ne))
+        be, bb = TYPE_BYTES[typ]
+        raw = data[base + off: base + off + count // be * bb]
+        a = DEQUANT[typ](raw, count)
+        out[name] = a.reshape(ne[::-1]) if len(ne) > 1 else a
+    return out
+
+
 def random_model(cfg, seed, tied=True, bias=False, weight_type=TYPE_F32, attn_gain=1.0):
     """Random weights for cfg: returns (weights as float64 dict, GGUF tensor list).
     With weight_type F16 the matrices are stored as F16 and the float64 copies
