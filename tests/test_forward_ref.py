@@ -5,7 +5,9 @@ of tests/ref/forward.py:
   - mistral ("llama" + attention.sliding_window 5, smaller than the 24-token
     sequence), tied output;
   - llama with Llama 3.1 RoPE scaling and with linear scaling;
-  - llama with F16 weight matrices.
+  - llama with F16, Q8_0 (untied) and qwen2 with Q4_0 (tied) weight matrices;
+    for Q8_0/Q4_0 the reference rounds each matmul's input to 8-bit blocks of
+    32 as the CPU kernels document they do.
 Logits at every position must agree within 1e-4 relative (to the position's
 largest |logit|), for the batched prefill and for one-token decode, with an F32
 KV cache. Then models that load but cannot run must be refused before
@@ -65,7 +67,9 @@ def case(name, arch, cfg, tied=True, bias=False, weight_type=ref.TYPE_F32, seed=
     path = os.path.join(TMP, "rt-%s.gguf" % name)
     ref.write_gguf(path, ref.gguf_kv(cfg, arch), tens)
     ids = list(np.random.default_rng(seed + 100).integers(0, cfg["vocab"], T))
-    want = ref.forward(cfg, w, np.array(ids))
+    # Q8_0/Q4_0 matmuls see 8-bit activations (the kernels' documented scheme)
+    qact = {n for n, t, _, ne in tens if t in (ref.TYPE_Q8_0, ref.TYPE_Q4_0) and len(ne) == 2}
+    want = ref.forward(cfg, w, np.array(ids), qact=qact)
     for extra, label in (((), "prefill"), (("--batch", "1"), "decode"), (("--batch", "5"), "ubatch5")):
         got, errtext = logits_of(path, ids, cfg["vocab"], *extra)
         check(got is not None, "%s %s: fitlm failed: %s" % (name, label, errtext))
@@ -89,6 +93,8 @@ case("llama31", "llama", llama31, tied=False)
 linear = dict(BASE, rope_layout="adjacent", rope_scaling=dict(type="linear", factor=4.0))
 case("llama-linear", "llama", linear)
 case("llama-f16", "llama", dict(BASE, rope_layout="adjacent"), weight_type=ref.TYPE_F16, tied=False)
+case("llama-q8_0", "llama", dict(BASE, rope_layout="adjacent"), weight_type=ref.TYPE_Q8_0, tied=False)
+case("qwen2-q4_0", "qwen2", qwen, weight_type=ref.TYPE_Q4_0, bias=True)  # tied Q4_0 embedding + output
 
 # ---- models that must be refused before generating ----
 

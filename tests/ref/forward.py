@@ -62,8 +62,26 @@ def rmsnorm(x, w, eps):
     return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * w
 
 
-def forward(cfg, w, ids):
-    """Logits (T, vocab) for token ids at positions 0..T-1."""
+def quantize_act_q8(x):
+    """What the CPU kernels do to the activations of a Q4_0..Q8_0 matmul
+    (kernels.h: quantized on the fly): blocks of 32, d = max|x| / 127 in
+    float32, q = round-half-even(x * (1/d)); returns the dequantized values."""
+    x = np.asarray(x, dtype=np.float32)
+    shape = x.shape
+    x = x.reshape(-1, 32)
+    d = (np.abs(x).max(axis=1) / np.float32(127)).astype(np.float32)
+    inv = np.where(d > 0, np.float32(1) / np.where(d > 0, d, np.float32(1)), np.float32(0)).astype(np.float32)
+    q = np.clip(np.rint(x * inv[:, None]), -127, 127)
+    return (q.astype(np.float64) * d[:, None].astype(np.float64)).reshape(shape)
+
+
+def forward(cfg, w, ids, qact=()):
+    """Logits (T, vocab) for token ids at positions 0..T-1. Matrices named in
+    qact get their input rows through quantize_act_q8 first."""
+
+    def mm(h, name):
+        return (quantize_act_q8(h) if name in qact else h) @ w[name].T
+
     T = len(ids)
     H, KV, D = cfg["n_heads"], cfg["n_kv_heads"], cfg["head_dim"]
     eps = cfg["eps"]
@@ -79,9 +97,9 @@ def forward(cfg, w, ids):
     for l in range(cfg["n_layers"]):
         p = "blk.%d." % l
         h = rmsnorm(x, w[p + "attn_norm.weight"], eps)
-        q = h @ w[p + "attn_q.weight"].T
-        k = h @ w[p + "attn_k.weight"].T
-        v = h @ w[p + "attn_v.weight"].T
+        q = mm(h, p + "attn_q.weight")
+        k = mm(h, p + "attn_k.weight")
+        v = mm(h, p + "attn_v.weight")
         if p + "attn_q.bias" in w:
             q = q + w[p + "attn_q.bias"]
             k = k + w[p + "attn_k.bias"]
@@ -98,20 +116,19 @@ def forward(cfg, w, ids):
         pr = np.exp(scores)
         pr /= pr.sum(axis=-1, keepdims=True)
         att = np.einsum("hqk,khd->qhd", pr, v).reshape(T, H * D)
-        x = x + att @ w[p + "attn_output.weight"].T
+        x = x + mm(att, p + "attn_output.weight")
         h = rmsnorm(x, w[p + "ffn_norm.weight"], eps)
-        g = h @ w[p + "ffn_gate.weight"].T
-        u = h @ w[p + "ffn_up.weight"].T
-        x = x + ((g / (1 + np.exp(-g))) * u) @ w[p + "ffn_down.weight"].T
+        g = mm(h, p + "ffn_gate.weight")
+        u = mm(h, p + "ffn_up.weight")
+        x = x + mm((g / (1 + np.exp(-g))) * u, p + "ffn_down.weight")
     x = rmsnorm(x, w["output_norm.weight"], eps)
-    out = w.get("output.weight", w["token_embd.weight"])
-    return x @ out.T
+    return mm(x, "output.weight" if "output.weight" in w else "token_embd.weight")
 
 
 # ---------------------------------------------------------------- GGUF writer
 
 GGUF_U32, GGUF_F32, GGUF_STRING = 4, 6, 8
-TYPE_F32, TYPE_F16 = 0, 1
+TYPE_F32, TYPE_F16, TYPE_Q4_0, TYPE_Q8_0 = 0, 1, 2, 8
 
 
 def _str(s):
@@ -214,6 +231,37 @@ DEQUANT = {
 TYPE_BYTES = {0: (1, 4), 1: (1, 2), 2: (32, 18), 8: (32, 34)}  # (block elements, block bytes)
 
 
+def quantize_q8_0(a):
+    """GGUF Q8_0 blocks (fp16 d = max|x|/127, 32 int8) for a float array whose
+    size is a multiple of 32: returns (raw bytes, the dequantized float64 values
+    in the same shape)."""
+    shape = np.shape(a)
+    x = np.asarray(a, dtype=np.float32).reshape(-1, 32)
+    d = (np.abs(x).max(axis=1) / np.float32(127)).astype(np.float16)
+    d32 = d.astype(np.float32)
+    inv = np.where(d32 > 0, 1 / np.where(d32 > 0, d32, 1), 0).astype(np.float32)
+    q = np.clip(np.rint(x * inv[:, None]), -127, 127).astype(np.int8)
+    raw = np.zeros((x.shape[0], 34), dtype=np.uint8)
+    raw[:, :2] = d.view(np.uint8).reshape(-1, 2)
+    raw[:, 2:] = q.view(np.uint8)
+    return raw.tobytes(), _dequant_q8_0(raw.tobytes(), x.size).reshape(shape)
+
+
+def quantize_q4_0(a):
+    """GGUF Q4_0 blocks (fp16 d, 16 bytes of nibbles: value j low nibble of
+    byte j, value j+16 high nibble, x = (q - 8) * d)."""
+    shape = np.shape(a)
+    x = np.asarray(a, dtype=np.float32).reshape(-1, 32)
+    d = (np.abs(x).max(axis=1) / np.float32(7)).astype(np.float16)
+    d32 = d.astype(np.float32)
+    inv = np.where(d32 > 0, 1 / np.where(d32 > 0, d32, 1), 0).astype(np.float32)
+    q = (np.clip(np.rint(x * inv[:, None]), -8, 7) + 8).astype(np.uint8)
+    raw = np.zeros((x.shape[0], 18), dtype=np.uint8)
+    raw[:, :2] = d.view(np.uint8).reshape(-1, 2)
+    raw[:, 2:] = q[:, :16] | (q[:, 16:] << 4)
+    return raw.tobytes(), _dequant_q4_0(raw.tobytes(), x.size).reshape(shape)
+
+
 def read_gguf_tensors(path):
     """{name: float64 array of shape (rows, ne0) or (ne0,)} for the F32, F16,
     Q8_0 and Q4_0 tensors of a GGUF file, dequantized from the block layouts of
@@ -287,7 +335,11 @@ def random_model(cfg, seed, tied=True, bias=False, weight_type=TYPE_F32, attn_ga
         a = (rng.standard_normal(shape) * scale).astype(np.float32)
         if not matrix:
             a = (1.0 + 0.1 * rng.standard_normal(shape)).astype(np.float32)
-        if matrix and weight_type == TYPE_F16:
+        if matrix and weight_type in (8, 2):
+            raw, deq = (quantize_q8_0 if weight_type == 8 else quantize_q4_0)(a)
+            w[name] = deq.astype(np.float64)
+            tens.append((name, weight_type, raw, list(reversed(shape))))
+        elif matrix and weight_type == TYPE_F16:
             a16 = a.astype(np.float16)
             w[name] = a16.astype(np.float64)
             tens.append((name, TYPE_F16, a16, list(reversed(shape))))
