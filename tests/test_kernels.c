@@ -60,6 +60,7 @@ static void put_half(uint8_t *p, uint16_t h) {
 /* Random weights of `type`: float types from random values, block types as
  * random bytes with random positive/negative fp16 scales of moderate size. */
 static int use_quantizer; /* 1: weights from fitlm_quantize_row of random floats */
+static int positive_acts;  /* 1: activations all positive (worst case for offset corrections) */
 
 static void *random_weights(const type_case *tc, int64_t rows, int64_t cols) {
     const fitlm_type_info *ti = fitlm_type_get(tc->type);
@@ -138,7 +139,7 @@ static void check_type_shape(const type_case *tc, int64_t rows, int64_t cols, in
         CHECK(0, "out of memory");
         goto done;
     }
-    for (int64_t i = 0; i < cols * ntok; i++) X[i] = rnd_act();
+    for (int64_t i = 0; i < cols * ntok; i++) X[i] = positive_acts ? 2.0f + fabsf(rnd_act()) : rnd_act();
     fitlm_cpu_matmul_ref_qact(tc->type, W, rows, cols, X, ntok, Yq, Yabs);
     fitlm_cpu_matmul_ref(tc->type, W, rows, cols, X, ntok, Yref);
     for (int64_t r = 0; r < rows; r++) {
@@ -267,14 +268,32 @@ static void check_act_quantizers(void) {
 typedef struct {
     atomic_llong sum;
     atomic_int calls[8];
-    int nth_seen;
+    atomic_int nth_seen;
 } pool_probe;
 
 static void probe_fn(void *arg, int ith, int nth) {
     pool_probe *p = arg;
     atomic_fetch_add(&p->sum, ith + 1);
     atomic_fetch_add(&p->calls[ith], 1);
-    p->nth_seen = nth; /* every share writes the same value */
+    atomic_store(&p->nth_seen, nth); /* every share writes the same value */
+}
+
+typedef struct {
+    atomic_int next;
+    int items;
+    atomic_int done[64];
+    atomic_int per_share[8];
+} dyn_probe;
+
+static void dyn_fn(void *arg, int ith, int nth) {
+    dyn_probe *d = arg;
+    (void)nth;
+    for (;;) {
+        int c = atomic_fetch_add(&d->next, 1);
+        if (c >= d->items) break;
+        atomic_fetch_add(&d->done[c], 1);
+        atomic_fetch_add(&d->per_share[ith], 1);
+    }
 }
 
 static void check_threadpool(void) {
@@ -292,7 +311,21 @@ static void check_threadpool(void) {
         CHECK(atomic_load(&probe.sum) == (long long)runs * n * (n + 1) / 2, "pool %d: sum %lld", n,
               (long long)atomic_load(&probe.sum));
         for (int i = 0; i < n; i++) CHECK(atomic_load(&probe.calls[i]) == runs, "pool %d share %d ran %d", n, i, atomic_load(&probe.calls[i]));
-        CHECK(probe.nth_seen == n, "nth %d", probe.nth_seen);
+        CHECK(atomic_load(&probe.nth_seen) == n, "nth %d", atomic_load(&probe.nth_seen));
+        /* dynamic jobs: every item exactly once, whoever takes it */
+        int bad = 0;
+        long by_caller = 0, total = 0;
+        for (int r = 0; r < 2000; r++) {
+            static dyn_probe d;
+            memset(&d, 0, sizeof d);
+            d.items = 1 + r % 64;
+            fitlm_threadpool_run_dynamic(p, dyn_fn, &d);
+            for (int c = 0; c < d.items; c++) bad += atomic_load(&d.done[c]) != 1;
+            by_caller += atomic_load(&d.per_share[0]);
+            total += d.items;
+        }
+        CHECK(bad == 0, "pool %d dynamic: %d items not run exactly once", n, bad);
+        printf("pool %d dynamic jobs: caller took %.0f%% of the items\n", n, 100.0 * (double)by_caller / (double)total);
         void *s1 = fitlm_threadpool_scratch(p, 1000);
         CHECK(s1 != NULL && ((uintptr_t)s1 & 63) == 0, "scratch aligned");
         if (s1) memset(s1, 1, 1000);
@@ -301,7 +334,7 @@ static void check_threadpool(void) {
     pool_probe probe;
     memset(&probe, 0, sizeof probe);
     fitlm_threadpool_run(NULL, probe_fn, &probe);
-    CHECK(atomic_load(&probe.sum) == 1 && probe.nth_seen == 1, "NULL pool runs inline");
+    CHECK(atomic_load(&probe.sum) == 1 && atomic_load(&probe.nth_seen) == 1, "NULL pool runs inline");
     fitlm_threadpool *d = fitlm_threadpool_new(0);
     CHECK(d && fitlm_threadpool_size(d) == cores, "default pool size = physical cores");
     fitlm_threadpool_free(d);
@@ -335,6 +368,21 @@ int main(void) {
         check_type_shape(tc, 19, 768, 1);
         check_type_shape(tc, 19, 768, 9);
         use_quantizer = 0;
+        positive_acts = 1;
+        check_type_shape(tc, 11, 2048, 2);
+        positive_acts = 0;
+        /* block counts that are not a multiple of the SIMD step (4 blocks),
+         * and float rows that end mid-vector */
+        unsigned bsz = fitlm_type_get(tc->type)->block_size;
+        if (bsz <= 32) {
+            check_type_shape(tc, 9, 224, 3);
+            check_type_shape(tc, 3, 416, 5);
+            check_type_shape(tc, 4, 32, 1);
+        }
+        if (bsz == 1) {
+            check_type_shape(tc, 6, 100, 2);
+            check_type_shape(tc, 5, 7, 4);
+        }
     }
     fitlm_cpu_isa_set(hw);
     /* an unsupported type gives NaN, not garbage */

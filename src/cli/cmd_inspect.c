@@ -286,9 +286,8 @@ static cJSON *describe(const fitlm_model *m) {
         add_u64(gg, "alignment", g->alignment);
         add_u64(gg, "n_kv", g->n_kv);
         cJSON *md = cJSON_AddObjectToObject(gg, "metadata");
-        for (uint64_t i = 0; i < g->n_kv; i++)
-            if (g->kv[i].key.s && !cJSON_GetObjectItemCaseSensitive(md, g->kv[i].key.s))
-                cJSON_AddItemToObject(md, g->kv[i].key.s, gguf_value_json(&g->kv[i].value));
+        for (uint64_t i = 0; i < g->n_kv; i++) /* the reader has refused duplicate keys */
+            if (g->kv[i].key.s) cJSON_AddItemToObject(md, g->kv[i].key.s, gguf_value_json(&g->kv[i].value));
     }
     return o;
 }

@@ -62,6 +62,33 @@ static int json_depth(const uint8_t *s, uint64_t n, int limit) {
     return max;
 }
 
+/* Strict UTF-8 (no overlongs, surrogates or code points above U+10FFFF). */
+static bool valid_utf8(const uint8_t *s, uint64_t n) {
+    uint64_t i = 0;
+    while (i < n) {
+        uint8_t c = s[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        int len;
+        uint32_t cp;
+        if (c >= 0xC2 && c <= 0xDF) len = 2, cp = c & 0x1F;
+        else if (c >= 0xE0 && c <= 0xEF) len = 3, cp = c & 0x0F;
+        else if (c >= 0xF0 && c <= 0xF4) len = 4, cp = c & 0x07;
+        else return false;
+        if (n - i < (uint64_t)len) return false;
+        for (int k = 1; k < len; k++) {
+            if ((s[i + k] & 0xC0) != 0x80) return false;
+            cp = cp << 6 | (s[i + k] & 0x3F);
+        }
+        if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
+            return false;
+        i += (uint64_t)len;
+    }
+    return true;
+}
+
 /* A JSON number that is an exact non-negative integer below 2^53. */
 static int json_u64(const cJSON *v, uint64_t *out) {
     if (!cJSON_IsNumber(v)) return -1;
@@ -151,12 +178,24 @@ fitlm_safetensors *fitlm_safetensors_parse(const uint8_t *data, uint64_t size, f
         fitlm_fail(err, "safetensors: header JSON is nested deeper than %d levels", FITLM_ST_MAX_DEPTH);
         return NULL;
     }
-    cJSON *root = cJSON_ParseWithLength((const char *)data + 8, (size_t)hlen);
+    if (!valid_utf8(data + 8, hlen)) {
+        fitlm_fail(err, "safetensors: the header is not valid UTF-8");
+        return NULL;
+    }
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts((const char *)data + 8, (size_t)hlen, &end, 0);
     if (!root || !cJSON_IsObject(root)) {
         cJSON_Delete(root);
         fitlm_fail(err, "safetensors: the header is not valid JSON");
         return NULL;
     }
+    /* after the object only the writer's space padding may follow */
+    for (const char *p = end; p < (const char *)data + 8 + hlen; p++)
+        if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
+            cJSON_Delete(root);
+            fitlm_fail(err, "safetensors: bytes other than spaces follow the header's JSON object");
+            return NULL;
+        }
     uint64_t data_size = size - 8 - hlen;
     size_t count = 0;
     for (const cJSON *c = root->child; c; c = c->next)

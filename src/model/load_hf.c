@@ -267,11 +267,16 @@ static bool safe_shard_name(const char *s) {
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
 
+static int cmp_tensor_src(const void *a, const void *b) {
+    return strcmp((*(const fitlm_tensor *const *)a)->src_name, (*(const fitlm_tensor *const *)b)->src_name);
+}
+
 static int load_sharded(fitlm_model *m, const char *dir, const char *index_path, fitlm_error *err) {
     char *text = fitlm_file_read_all(index_path, MAX_INDEX_BYTES, NULL, err);
     if (!text) return -1;
     int rc = -1;
     const char **names = NULL;
+    fitlm_tensor **sorted = NULL;
     cJSON *root = cJSON_Parse(text);
     free(text);
     if (!root || !cJSON_IsObject(root)) {
@@ -316,13 +321,20 @@ static int load_sharded(fitlm_model *m, const char *dir, const char *index_path,
         free(p);
         if (r != 0) goto out;
     }
-    /* every weight_map entry must be in the shard it names */
+    /* every weight_map entry must be in the shard it names (binary search by name) */
+    if (m->n_tensors && !(sorted = malloc(m->n_tensors * sizeof *sorted))) {
+        fitlm_fail(err, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < m->n_tensors; i++) sorted[i] = &m->tensors[i];
+    if (m->n_tensors) qsort(sorted, m->n_tensors, sizeof *sorted, cmp_tensor_src);
     for (const cJSON *c = wm->child; c; c = c->next) {
+        fitlm_tensor key = {0}, *kp = &key, **hit = NULL;
+        key.src_name = c->string;
+        if (m->n_tensors) hit = bsearch(&kp, sorted, m->n_tensors, sizeof *sorted, cmp_tensor_src);
         bool found = false;
-        for (size_t i = 0; i < m->n_tensors && !found; i++) {
-            const fitlm_tensor *t = &m->tensors[i];
-            if (strcmp(t->src_name, c->string) != 0) continue;
-            const char *fp = m->files[t->file_index]->path, *b = strrchr(fp, '/');
+        if (hit) {
+            const char *fp = m->files[(*hit)->file_index]->path, *b = strrchr(fp, '/');
             found = !strcmp(b ? b + 1 : fp, c->valuestring);
         }
         if (!found) {
@@ -332,6 +344,7 @@ static int load_sharded(fitlm_model *m, const char *dir, const char *index_path,
     }
     rc = 0;
 out:
+    free(sorted);
     free(names);
     cJSON_Delete(root);
     return rc;
@@ -346,10 +359,6 @@ static char *dir_of(const char *path) {
     memcpy(d, path, (size_t)(slash - path));
     d[slash - path] = 0;
     return d;
-}
-
-static int cmp_tensor_src(const void *a, const void *b) {
-    return strcmp((*(const fitlm_tensor *const *)a)->src_name, (*(const fitlm_tensor *const *)b)->src_name);
 }
 
 fitlm_model *fitlm_model_open_hf(const char *path, int mode, fitlm_error *err) {

@@ -165,12 +165,6 @@ int tok_pretokenize(const fitlm_tokenizer *t, const char *text, size_t len, size
     cur[0] = 0;
     cur[1] = len;
     n = len ? 1 : 0;
-    if (t->n_re > 0) {
-        mc = pcre2_match_context_create(NULL);
-        js = pcre2_jit_stack_create(32 * 1024, 4 * 1024 * 1024, NULL);
-        if (!mc || !js) goto oom;
-        pcre2_jit_stack_assign(mc, NULL, js);
-    }
     for (int r = 0; r < t->n_re; r++) {
         const pcre2_code *re = t->re[r];
         if (!md) md = pcre2_match_data_create(4, NULL);
@@ -181,6 +175,16 @@ int tok_pretokenize(const fitlm_tokenizer *t, const char *text, size_t len, size
             size_t sl = cur[2 * k + 1], pos = 0, gap = 0;
             while (pos < sl) {
                 int rc = pcre2_match(re, (PCRE2_SPTR)s, sl, pos, 0, md, mc);
+                if (rc == PCRE2_ERROR_JIT_STACKLIMIT && !js) {
+                    /* the default 32 KiB JIT stack is too small here: retry with up to 4 MiB */
+                    mc = pcre2_match_context_create(NULL);
+                    js = pcre2_jit_stack_create(32 * 1024, 4 * 1024 * 1024, NULL);
+                    if (!mc || !js) goto oom;
+                    pcre2_jit_stack_assign(mc, NULL, js);
+                    rc = pcre2_match(re, (PCRE2_SPTR)s, sl, pos, 0, md, mc);
+                }
+                if (rc == PCRE2_ERROR_JIT_STACKLIMIT) /* still too deep: the interpreter uses the heap */
+                    rc = pcre2_match(re, (PCRE2_SPTR)s, sl, pos, PCRE2_NO_JIT, md, mc);
                 if (rc == PCRE2_ERROR_NOMATCH) break;
                 if (rc < 0) {
                     PCRE2_UCHAR msg[256];

@@ -20,6 +20,8 @@ layer is
   model        well-formed files that do not make a model (missing shard or
                tensor, index pointing nowhere, wrong shapes);
   llama2c      a llama2.c checkpoint with a bad header or the wrong size;
+  run          well-formed and describable (inspect must accept it), but not
+               runnable (run must refuse it);
   ok           valid tiny models: everything must accept them.
 Each defective case is a valid tiny model with exactly one defect.
 Output is deterministic.
@@ -119,7 +121,7 @@ def write_folder(out, name, cfg=None, files=None, raw_cfg=None):
 
 def llama2c_bytes(dim=16, hidden=32, layers=2, heads=4, kv=2, vocab=32, seq=16, truncate=None, extra=b""):
     hdr = struct.pack("<7i", dim, hidden, layers, heads, kv, vocab, seq)
-    if min(dim, hidden, layers, heads, kv, seq) <= 0 or dim > 4096 or layers > 64 or abs(vocab) > 4096 or \
+    if min(dim, hidden, layers, heads, kv, seq) <= 0 or dim > 4096 or layers > 64 or abs(vocab) > 4096 or seq > 4096 or \
             heads <= 0 or dim % heads or heads % kv:
         return hdr + f32s(64, 7)  # a body of some size: the header alone is wrong
     v = abs(vocab)
@@ -132,6 +134,28 @@ def llama2c_bytes(dim=16, hidden=32, layers=2, heads=4, kv=2, vocab=32, seq=16, 
     if truncate is not None:
         body = body[:truncate]
     return hdr + body + extra
+
+
+def gguf_bytes(kvs, tensors=()):
+    """A small GGUF v3 file (spec layout): kvs are (key, 'u32'|'u16'|'str', value);
+    tensors (name, ne list) are F32 zeros, 32-byte aligned."""
+    def s(x):
+        b = x.encode()
+        return struct.pack("<Q", len(b)) + b
+    out = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), len(kvs))
+    for k, t, v in kvs:
+        if t == "u32":
+            out += s(k) + struct.pack("<II", 4, v)
+        elif t == "u16":
+            out += s(k) + struct.pack("<IH", 2, v)
+        else:
+            out += s(k) + struct.pack("<I", 8) + s(v)
+    off = 0
+    for name, ne in tensors:
+        out += s(name) + struct.pack("<I", len(ne)) + struct.pack("<%dQ" % len(ne), *ne) + struct.pack("<IQ", 0, off)
+        off += (4 * prod(ne) + 31) // 32 * 32
+    out += b"\0" * ((32 - len(out) % 32) % 32)
+    return out + b"\0" * off
 
 
 def main(argv):
@@ -222,6 +246,19 @@ def main(argv):
     dup = dup[:-1] + ', "x": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}'
     st_case("st-duplicate-name", struct.pack("<Q", len(dup)) + dup.encode() + b"\0" * 8, "tensor 'x' listed twice")
 
+    st_case("st-shape-nested", safetensors_bytes(T, edit(lambda h: h[first].update(shape=[[32], [16]]))),
+            "shape entries are arrays")
+    st_case("st-dtype-lowercase", safetensors_bytes(T, edit(lambda h: h[first].update(dtype="f32"))),
+            "dtype 'f32' (dtypes are upper case)")
+    hdr_ok = json.dumps({"x": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}).encode()
+    st_case("st-trailing-garbage", struct.pack("<Q", len(hdr_ok) + 8) + hdr_ok + b"\0" * 8 + b"\0" * 4,
+            "NUL bytes after the header's JSON object")
+    bad_name = b'{"x\xff\xfe": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}'
+    st_case("st-name-invalid-utf8", struct.pack("<Q", len(bad_name)) + bad_name + b"\0" * 4,
+            "tensor name is not UTF-8")
+    st_case("st-metadata-array", safetensors_bytes(T, edit(lambda h: h.update(__metadata__=[1, 2]))),
+            "__metadata__ is an array")
+
     # ---------------- model-level defects
     write_folder(out, "hf-missing-shard", cfg, {
         "model-00001-of-00002.safetensors": safetensors_bytes(T[:half]),
@@ -275,6 +312,40 @@ def main(argv):
                  {"model.safetensors": safetensors_bytes(T + [("model.layers.7.mlp.up_proj.weight", [32, 16])])})
     add("hf-extra-layer", "model", "a tensor for layer 7 of a 2-layer model")
 
+    idx5 = {"metadata": {}, "weight_map": [["lm_head.weight", "model-00001-of-00002.safetensors"]]}
+    write_folder(out, "hf-index-weight-map-array", cfg, {
+        "model-00001-of-00002.safetensors": safetensors_bytes(T[:half]),
+        "model-00002-of-00002.safetensors": safetensors_bytes(T[half:]),
+        "model.safetensors.index.json": json.dumps(idx5)})
+    add("hf-index-weight-map-array", "model", "weight_map is an array")
+    write_folder(out, "hf-shard-is-folder", cfg, {
+        "model-00001-of-00002.safetensors": safetensors_bytes(T[:half]),
+        "model.safetensors.index.json": json.dumps(idx)})
+    os.makedirs(os.path.join(out, "hf-shard-is-folder", "model-00002-of-00002.safetensors"), exist_ok=True)
+    add("hf-shard-is-folder", "model", "a shard name is a folder")
+    write_folder(out, "hf-int-weights", cfg, {"model.safetensors": safetensors_bytes(T, edit(
+        lambda h: h["model.layers.0.mlp.up_proj.weight"].update(dtype="I32")))})
+    add("hf-int-weights", "run", "an I32 projection matrix (described by inspect, refused by the runtime)")
+
+    # split GGUF (llama.cpp gguf-split naming and split.* keys)
+    def split_file(name, no, count, arch=True):
+        kvs = ([("general.architecture", "str", "llama")] if arch else []) + [("split.no", "u16", no),
+                                                                              ("split.count", "u16", count)]
+        open(os.path.join(out, name), "wb").write(gguf_bytes(kvs, [("t%d" % no, [8])]))
+
+    split_file("split-missing-00001-of-00002.gguf", 0, 2)
+    add("split-missing-00001-of-00002.gguf", "model", "split 2 of 2 does not exist")
+    split_file("split-second-00001-of-00002.gguf", 0, 2)
+    split_file("split-second-00002-of-00002.gguf", 1, 2, arch=False)
+    add("split-second-00002-of-00002.gguf", "model", "the second split opened directly")
+    split_file("split-badname.gguf", 0, 2)
+    add("split-badname.gguf", "model", "split.count 2 but the name has no -00001-of-00002")
+    split_file("split-mismatch-00001-of-00002.gguf", 0, 2)
+    split_file("split-mismatch-00002-of-00002.gguf", 0, 3, arch=False)
+    add("split-mismatch-00001-of-00002.gguf", "model", "split 2 says it is split 1 of 3")
+    split_file("split-huge-00001-of-65535.gguf", 0, 65535)
+    add("split-huge-00001-of-65535.gguf", "model", "split.count 65535")
+
     # ---------------- config.json defects
     def cfg_case(name, c, what, raw=None):
         write_folder(out, name, c, {"model.safetensors": good}, raw_cfg=raw)
@@ -305,6 +376,14 @@ def main(argv):
     write_folder(out, "cfg-missing", None, {"model.safetensors": good})
     add("cfg-missing", "config", "no config.json")
     cfg_case("cfg-hidden-act", tiny_config(hidden_act="gelu"), "hidden_act gelu")
+    cfg_case("cfg-head-dim-huge", tiny_config(head_dim=1 << 20), "head_dim 2^20")
+    cfg_case("cfg-head-dim-odd", tiny_config(head_dim=5), "head_dim 5 (RoPE needs pairs)")
+    cfg_case("cfg-rope-factor-negative", tiny_config(rope_scaling={"rope_type": "linear", "factor": -2.0}),
+             "linear rope factor -2")
+    cfg_case("cfg-llama3-low-above-high", tiny_config(rope_scaling={
+        "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 4.0, "high_freq_factor": 1.0,
+        "original_max_position_embeddings": 32}), "llama3 low_freq_factor > high_freq_factor")
+    cfg_case("cfg-eps-huge", tiny_config(rms_norm_eps=1e300), "rms_norm_eps 1e300 (not a float)")
 
     # ---------------- llama2.c defects
     def l2c_case(name, data, what):
@@ -324,6 +403,8 @@ def main(argv):
         32 * 16 + 2 * (16 + 256 + 2 * 128 + 256 + 16 + 3 * 512) + 16 + 16 * 4)), "vocab < 0 but no classifier")
     l2c_case("l2c-header-only.bin", struct.pack("<7i", 16, 32, 2, 4, 2, 32, 16), "the 28-byte header alone")
     l2c_case("l2c-short.bin", b"\x10\x00\x00\x00\x20", "5 bytes")
+    l2c_case("l2c-huge-seq.bin", llama2c_bytes(seq=2**30), "seq_len 2^30")
+    l2c_case("l2c-odd-head.bin", llama2c_bytes(dim=12, heads=4, kv=2), "head size 3 (odd)")
 
     with open(os.path.join(out, "hf.tsv"), "w") as m:
         for path, layer, what in rows:

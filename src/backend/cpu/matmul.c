@@ -88,6 +88,8 @@ typedef struct {
     size_t astride;
     float *Y;
     int64_t chunk_rows, nchunks;
+    int64_t kslice; /* > 0: float weights, columns per slice for token tiles */
+    size_t welem;   /* bytes per weight element (float weights) */
     atomic_llong next;
 } mm_job;
 
@@ -125,6 +127,24 @@ static void matmul_worker(void *arg, int ith, int nth) {
         for (int64_t t0 = 0; t0 < j->ntok; t0 += FITLM_DOT_TILE) {
             int nt = (int)(j->ntok - t0 < FITLM_DOT_TILE ? j->ntok - t0 : FITLM_DOT_TILE);
             const uint8_t *a = j->A + (size_t)t0 * j->astride;
+            if (j->kslice > 0 && nt > 1) {
+                /* float activations of several tokens do not fit L1 for long
+                 * rows: take the columns a slice at a time, so each slice of
+                 * the token tile stays in L1 while every row of the chunk
+                 * uses it; partial sums add up in Y */
+                for (int64_t k0 = 0; k0 < j->cols; k0 += j->kslice) {
+                    int64_t kn = j->cols - k0 < j->kslice ? j->cols - k0 : j->kslice;
+                    size_t woff = (size_t)k0 * j->welem, aoff = (size_t)k0 * sizeof(float);
+                    for (int64_t r = r0; r < r1; r++) {
+                        j->dot(kn, j->W + (size_t)r * j->wrow + woff, a + aoff, j->astride, nt, out);
+                        for (int t = 0; t < nt; t++) {
+                            float *y = &j->Y[(t0 + t) * j->rows + r];
+                            *y = k0 == 0 ? out[t] : *y + out[t];
+                        }
+                    }
+                }
+                continue;
+            }
             for (int64_t r = r0; r < r1; r++) {
                 j->dot(j->cols, j->W + (size_t)r * j->wrow, a, j->astride, nt, out);
                 for (int t = 0; t < nt; t++) j->Y[(t0 + t) * j->rows + r] = out[t];
@@ -161,6 +181,9 @@ void fitlm_cpu_matmul(fitlm_threadpool *pool, int wtype, const void *W, int64_t 
     if (fmt == ACT_F32) {
         j.A = (uint8_t *)(uintptr_t)X;
         j.astride = (size_t)cols * sizeof(float);
+        j.welem = fitlm_type_get(wtype)->block_bytes;
+        /* 4 tokens x 512 floats = 8 KiB of activations per slice */
+        if (n_tokens > 1 && cols > 1024) j.kslice = 512;
     } else {
         j.astride = fitlm_act_row_bytes(fmt, cols);
         size_t bytes = j.astride * (size_t)n_tokens;
@@ -187,7 +210,7 @@ void fitlm_cpu_matmul(fitlm_threadpool *pool, int wtype, const void *W, int64_t 
     j.chunk_rows = cr;
     j.nchunks = (rows + cr - 1) / cr;
     atomic_init(&j.next, 0);
-    fitlm_threadpool_run(pool, matmul_worker, &j);
+    fitlm_threadpool_run_dynamic(pool, matmul_worker, &j);
     free(owned);
 }
 

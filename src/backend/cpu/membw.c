@@ -1,6 +1,7 @@
 /* Memory read bandwidth: a STREAM-like read-only pass over a large buffer. */
 #include "backend/cpu/membw.h"
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +15,7 @@ typedef struct {
     size_t bytes;
     int fill; /* 1: write the slice (first touch), 0: read it */
     int simd;
-    volatile unsigned long long sink;
+    atomic_ullong sink; /* xor of the slices' checksums, so the loads stay */
 } bw_job;
 
 static unsigned long long read_portable(const void *p, size_t bytes) {
@@ -39,7 +40,7 @@ static void bw_worker(void *arg, int ith, int nth) {
         return;
     }
     unsigned long long s = j->simd ? fitlm_membw_read_avx2(j->buf + off, len) : read_portable(j->buf + off, len);
-    j->sink ^= s; /* racy xor of a checksum; the value is never used */
+    atomic_fetch_xor(&j->sink, s);
 }
 
 static double now_s(void) {

@@ -1,10 +1,20 @@
 /* Persistent worker pool with a generation-counter dispatch.
  *
- * fitlm_threadpool_run() publishes (fn, arg), bumps `generation` and runs share
- * 0 itself. Workers spin for a short while on `generation` (decode dispatches
- * every few microseconds, so a sleeping worker would cost a futex wake-up each
- * time), then fall back to a condition variable. The caller waits for
- * `pending` to reach zero the same way: spin briefly, then sleep. */
+ * One 64-bit atomic word describes the current job: generation (high 32 bits),
+ * a CLOSED flag (bit 31) and the number of workers that have entered it (low
+ * bits). fitlm_threadpool_run*() publishes (fn, arg), stores a new generation
+ * and runs share 0 itself. A worker waits for a new generation (polling for a
+ * few microseconds, since decode dispatches every few microseconds and a
+ * futex wake-up each time would cost more than the work, then yielding, then
+ * sleeping on a condition variable) and enters the job by incrementing the
+ * entered count with a compare-and-swap on the whole word.
+ *
+ * A static job (fitlm_threadpool_run) waits until every worker has run its
+ * share. A dynamic job (fitlm_threadpool_run_dynamic: shares take work from a
+ * shared counter) is CLOSED by the caller once its own share ran out of work;
+ * workers that had not entered by then skip it, and the caller only waits for
+ * those that did. On a machine where other processes hold the cores, a late
+ * worker then no longer holds up the caller. */
 #define _GNU_SOURCE /* sched_getaffinity, CPU_SET */
 #include "backend/cpu/threadpool.h"
 
@@ -24,9 +34,9 @@
 #define CPU_RELAX() ((void)0)
 #endif
 
-/* Polling budget before sleeping: SPIN_ITERS pause-loops (a few microseconds),
- * then SPIN_YIELDS rounds that also yield the core (so an oversubscribed
- * machine still makes progress), then the condition variable. */
+/* Polling budget before sleeping: SPIN_ITERS pause-loops (some microseconds),
+ * then SPIN_YIELDS rounds that also yield the core, then the condition
+ * variable. */
 #ifndef SPIN_ITERS
 #define SPIN_ITERS 1000
 #endif
@@ -34,29 +44,8 @@
 #define SPIN_YIELDS 20
 #endif
 
-/* Waits while *v == old (spin, yield, then report "still equal"). */
-static int spin_while_equal_uint(atomic_uint *v, unsigned old, int spins) {
-    for (int i = 0; i < spins; i++) {
-        if (atomic_load_explicit(v, memory_order_acquire) != old) return 0;
-        CPU_RELAX();
-    }
-    for (int i = 0; i < SPIN_YIELDS; i++) {
-        if (atomic_load_explicit(v, memory_order_acquire) != old) return 0;
-        sched_yield();
-    }
-    return atomic_load_explicit(v, memory_order_acquire) == old;
-}
-static int spin_while_nonzero(atomic_int *v, int spins) {
-    for (int i = 0; i < spins; i++) {
-        if (atomic_load_explicit(v, memory_order_acquire) == 0) return 0;
-        CPU_RELAX();
-    }
-    for (int i = 0; i < SPIN_YIELDS; i++) {
-        if (atomic_load_explicit(v, memory_order_acquire) == 0) return 0;
-        sched_yield();
-    }
-    return atomic_load_explicit(v, memory_order_acquire) != 0;
-}
+#define JOB_CLOSED (1ull << 31)
+#define JOB_ENTERED_MASK (JOB_CLOSED - 1)
 
 struct fitlm_threadpool {
     int n_threads; /* including the caller */
@@ -65,8 +54,9 @@ struct fitlm_threadpool {
     pthread_mutex_t mu;
     pthread_cond_t cv_work;
     pthread_cond_t cv_done;
-    atomic_uint generation;
-    atomic_int pending;
+    _Atomic unsigned long long job; /* generation << 32 | CLOSED | entered */
+    atomic_int finished;            /* workers done with the current job */
+    atomic_int caller_sleeping;
     atomic_int stop;
     fitlm_parallel_fn fn;
     void *arg;
@@ -79,26 +69,55 @@ typedef struct {
     int ith;
 } worker_arg;
 
+static unsigned job_gen(unsigned long long j) {
+    return (unsigned)(j >> 32);
+}
+
+/* Waits for a generation other than `seen`; returns the job word. */
+static unsigned long long wait_new_job(fitlm_threadpool *pool, unsigned seen) {
+    unsigned long long j;
+    for (int i = 0; i < pool->spins; i++) {
+        j = atomic_load_explicit(&pool->job, memory_order_acquire);
+        if (job_gen(j) != seen) return j;
+        CPU_RELAX();
+    }
+    for (int i = 0; i < SPIN_YIELDS; i++) {
+        j = atomic_load_explicit(&pool->job, memory_order_acquire);
+        if (job_gen(j) != seen) return j;
+        sched_yield();
+    }
+    pthread_mutex_lock(&pool->mu);
+    while (job_gen(j = atomic_load_explicit(&pool->job, memory_order_acquire)) == seen && !atomic_load(&pool->stop))
+        pthread_cond_wait(&pool->cv_work, &pool->mu);
+    pthread_mutex_unlock(&pool->mu);
+    return j;
+}
+
 static void *worker_main(void *p) {
     worker_arg wa = *(worker_arg *)p;
     free(p);
     fitlm_threadpool *pool = wa.pool;
     unsigned seen = 0;
     for (;;) {
-        unsigned g = seen;
-        if (!spin_while_equal_uint(&pool->generation, seen, pool->spins)) {
-            g = atomic_load_explicit(&pool->generation, memory_order_acquire);
-        } else {
-            pthread_mutex_lock(&pool->mu);
-            while ((g = atomic_load_explicit(&pool->generation, memory_order_acquire)) == seen &&
-                   !atomic_load(&pool->stop))
-                pthread_cond_wait(&pool->cv_work, &pool->mu);
-            pthread_mutex_unlock(&pool->mu);
-        }
+        unsigned long long j = wait_new_job(pool, seen);
         if (atomic_load(&pool->stop)) break;
-        seen = g;
+        seen = job_gen(j);
+        /* enter the job unless it was closed (or replaced) meanwhile */
+        int entered = 0;
+        while (!(j & JOB_CLOSED) && job_gen(j) == seen) {
+            if (atomic_compare_exchange_weak_explicit(&pool->job, &j, j + 1, memory_order_acq_rel,
+                                                      memory_order_acquire)) {
+                entered = 1;
+                break;
+            }
+        }
+        if (!entered) {
+            if (job_gen(j) != seen) seen = job_gen(j) - 1; /* a newer job already: take it next round */
+            continue;
+        }
         pool->fn(pool->arg, wa.ith, pool->n_threads);
-        if (atomic_fetch_sub_explicit(&pool->pending, 1, memory_order_acq_rel) == 1) {
+        atomic_fetch_add(&pool->finished, 1);
+        if (atomic_load(&pool->caller_sleeping)) {
             pthread_mutex_lock(&pool->mu);
             pthread_cond_signal(&pool->cv_done);
             pthread_mutex_unlock(&pool->mu);
@@ -118,8 +137,9 @@ fitlm_threadpool *fitlm_threadpool_new(int n_threads) {
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv_work, NULL);
     pthread_cond_init(&p->cv_done, NULL);
-    atomic_init(&p->generation, 0);
-    atomic_init(&p->pending, 0);
+    atomic_init(&p->job, 0);
+    atomic_init(&p->finished, 0);
+    atomic_init(&p->caller_sleeping, 0);
     atomic_init(&p->stop, 0);
     if (n_threads > 1) {
         p->threads = calloc((size_t)n_threads - 1, sizeof(pthread_t));
@@ -150,7 +170,7 @@ void fitlm_threadpool_free(fitlm_threadpool *p) {
     if (!p) return;
     pthread_mutex_lock(&p->mu);
     atomic_store(&p->stop, 1);
-    atomic_fetch_add(&p->generation, 1);
+    atomic_fetch_add(&p->job, 1ull << 32);
     pthread_cond_broadcast(&p->cv_work);
     pthread_mutex_unlock(&p->mu);
     for (int i = 1; i < p->n_threads; i++) pthread_join(p->threads[i - 1], NULL);
@@ -166,26 +186,49 @@ int fitlm_threadpool_size(const fitlm_threadpool *p) {
     return p ? p->n_threads : 1;
 }
 
-void fitlm_threadpool_run(fitlm_threadpool *p, fitlm_parallel_fn fn, void *arg) {
+static void wait_finished(fitlm_threadpool *p, int target) {
+    for (int i = 0; i < p->spins; i++) {
+        if (atomic_load(&p->finished) == target) return;
+        CPU_RELAX();
+    }
+    for (int i = 0; i < SPIN_YIELDS; i++) {
+        if (atomic_load(&p->finished) == target) return;
+        sched_yield();
+    }
+    pthread_mutex_lock(&p->mu);
+    atomic_store(&p->caller_sleeping, 1);
+    while (atomic_load(&p->finished) != target) pthread_cond_wait(&p->cv_done, &p->mu);
+    atomic_store(&p->caller_sleeping, 0);
+    pthread_mutex_unlock(&p->mu);
+}
+
+static void run_job(fitlm_threadpool *p, fitlm_parallel_fn fn, void *arg, int dynamic) {
     if (!p || p->n_threads == 1) {
         fn(arg, 0, 1);
         return;
     }
     p->fn = fn;
     p->arg = arg;
-    atomic_store_explicit(&p->pending, p->n_threads - 1, memory_order_relaxed);
+    atomic_store(&p->finished, 0);
     pthread_mutex_lock(&p->mu);
-    atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
+    unsigned long long j = atomic_load(&p->job);
+    atomic_store_explicit(&p->job, (unsigned long long)(job_gen(j) + 1) << 32, memory_order_release);
     pthread_cond_broadcast(&p->cv_work);
     pthread_mutex_unlock(&p->mu);
 
     fn(arg, 0, p->n_threads);
 
-    if (spin_while_nonzero(&p->pending, p->spins)) {
-        pthread_mutex_lock(&p->mu);
-        while (atomic_load_explicit(&p->pending, memory_order_acquire) != 0) pthread_cond_wait(&p->cv_done, &p->mu);
-        pthread_mutex_unlock(&p->mu);
-    }
+    int target = p->n_threads - 1;
+    if (dynamic) target = (int)(atomic_fetch_or(&p->job, JOB_CLOSED) & JOB_ENTERED_MASK);
+    wait_finished(p, target);
+}
+
+void fitlm_threadpool_run(fitlm_threadpool *p, fitlm_parallel_fn fn, void *arg) {
+    run_job(p, fn, arg, 0);
+}
+
+void fitlm_threadpool_run_dynamic(fitlm_threadpool *p, fitlm_parallel_fn fn, void *arg) {
+    run_job(p, fn, arg, 1);
 }
 
 void *fitlm_threadpool_scratch(fitlm_threadpool *p, size_t bytes) {

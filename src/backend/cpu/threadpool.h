@@ -20,6 +20,13 @@ int fitlm_threadpool_size(const fitlm_threadpool *p);
 typedef void (*fitlm_parallel_fn)(void *arg, int ith, int nth);
 void fitlm_threadpool_run(fitlm_threadpool *p, fitlm_parallel_fn fn, void *arg);
 
+/* Like fitlm_threadpool_run, for jobs whose shares take work items from a
+ * shared counter until none are left (so any share can do all the work): share
+ * 0 runs on the caller; a worker that has not started by the time share 0 has
+ * returned skips the job and is not waited for. Returns when every share that
+ * started has returned. */
+void fitlm_threadpool_run_dynamic(fitlm_threadpool *p, fitlm_parallel_fn fn, void *arg);
+
 /* A 64-byte aligned buffer of at least `bytes` owned by the pool (freed by
  * fitlm_threadpool_free), valid until the next call; for kernels that need
  * temporary space per call. Returns NULL if p is NULL or allocation fails. */
