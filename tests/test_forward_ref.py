@@ -5,7 +5,7 @@ of tests/ref/forward.py:
   - mistral ("llama" + attention.sliding_window 5, smaller than the 24-token
     sequence), tied output;
   - llama with Llama 3.1 RoPE scaling and with linear scaling;
-  - llama with F16, Q8_0 (untied) and qwen2 with Q4_0 (tied) weight matrices;
+  - llama with F16, BF16 (norm vectors too, tied), Q8_0 (untied) and qwen2 with Q4_0 (tied) weight matrices;
     for Q8_0/Q4_0 the reference rounds each matmul's input to 8-bit blocks of
     32 as the CPU kernels document they do.
 Logits at every position must agree within 1e-4 relative (to the position's
@@ -93,6 +93,7 @@ case("llama31", "llama", llama31, tied=False)
 linear = dict(BASE, rope_layout="adjacent", rope_scaling=dict(type="linear", factor=4.0))
 case("llama-linear", "llama", linear)
 case("llama-f16", "llama", dict(BASE, rope_layout="adjacent"), weight_type=ref.TYPE_F16, tied=False)
+case("llama-bf16", "llama", dict(BASE, rope_layout="adjacent"), weight_type=ref.TYPE_BF16)  # BF16 norms too
 case("llama-q8_0", "llama", dict(BASE, rope_layout="adjacent"), weight_type=ref.TYPE_Q8_0, tied=False)
 case("qwen2-q4_0", "qwen2", qwen, weight_type=ref.TYPE_Q4_0, bias=True)  # tied Q4_0 embedding + output
 

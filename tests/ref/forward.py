@@ -128,7 +128,15 @@ def forward(cfg, w, ids, qact=()):
 # ---------------------------------------------------------------- GGUF writer
 
 GGUF_U32, GGUF_F32, GGUF_STRING = 4, 6, 8
-TYPE_F32, TYPE_F16, TYPE_Q4_0, TYPE_Q8_0 = 0, 1, 2, 8
+TYPE_F32, TYPE_F16, TYPE_Q4_0, TYPE_Q8_0, TYPE_BF16 = 0, 1, 2, 8, 30
+
+
+def to_bf16(a):
+    """float32 -> bfloat16 bits (round to nearest even) and their float64 values."""
+    u = np.ascontiguousarray(a, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    u = (u + 0x7FFF + ((u >> 16) & 1)) >> 16
+    bits = u.astype(np.uint16)
+    return bits, (bits.astype(np.uint32) << 16).view(np.float32).astype(np.float64)
 
 
 def _str(s):
@@ -335,7 +343,11 @@ def random_model(cfg, seed, tied=True, bias=False, weight_type=TYPE_F32, attn_ga
         a = (rng.standard_normal(shape) * scale).astype(np.float32)
         if not matrix:
             a = (1.0 + 0.1 * rng.standard_normal(shape)).astype(np.float32)
-        if matrix and weight_type in (8, 2):
+        if weight_type == TYPE_BF16:  # matrices and vectors alike
+            bits, vals = to_bf16(a)
+            w[name] = vals
+            tens.append((name, TYPE_BF16, bits, list(reversed(shape))))
+        elif matrix and weight_type in (8, 2):
             raw, deq = (quantize_q8_0 if weight_type == 8 else quantize_q4_0)(a)
             w[name] = deq.astype(np.float64)
             tens.append((name, weight_type, raw, list(reversed(shape))))
