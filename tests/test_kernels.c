@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "backend/cpu/kernels.h"
+#include "backend/cpu/membw.h"
 #include "backend/cpu/quant_blocks.h"
 #include "backend/cpu/threadpool.h"
 #include "check.h"
@@ -347,8 +348,13 @@ int main(void) {
     for (int i = 0; i <= (int)hw; i++) isas[n_isas++] = (fitlm_cpu_isa)i;
     printf("ISAs tested: up to %s\n", fitlm_cpu_isa_name(hw));
     for (int p = 0; p < 3; p++) pools[p] = fitlm_threadpool_new(p + 1);
+    fitlm_cpu_set_parallel_threshold(0); /* small test shapes still go through the pool */
 
     check_threadpool();
+    {
+        double bw1 = fitlm_measure_read_bandwidth(NULL, 8u << 20), bw2 = fitlm_measure_read_bandwidth(pools[1], 8u << 20);
+        CHECK(bw1 > 0.05 && bw1 < 1e4 && bw2 > 0.05 && bw2 < 1e4, "read bandwidth %.2f / %.2f GB/s", bw1, bw2);
+    }
     check_act_quantizers();
     check_special_halves();
 

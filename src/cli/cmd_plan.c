@@ -23,6 +23,7 @@ static void usage(FILE *fp) {
             "  -m, --model MODEL          the model (instead of the positional argument)\n"
             "      --list-models          list the built-in model presets\n"
             "      --list-gpus            list the GPU catalog (with --gpus-file entries and the host CPU)\n"
+            "      --measure-host         measure this machine's memory read bandwidth (about 0.1 s) instead of estimating it\n"
             "      --train                plan training instead of inference (also --mode train)\n"
             "      --pretrain             training from scratch (same memory model as a full fine-tune)\n"
             "inference workload:\n"
@@ -193,7 +194,7 @@ static int add_gpusel(fitlm_plan_request *r, const fitlm_catalog *cat, const cha
 typedef struct pending {
     const char *model, *quant, *kv, *gpus[FITLM_PLAN_MAX_GPUSEL], *gpus_file, *svg, *targets;
     int n_gpus;
-    bool json, list_models, list_gpus, train;
+    bool json, list_models, list_gpus, train, measure_host;
 } pending;
 
 int cmd_plan(int argc, char **argv) {
@@ -214,6 +215,7 @@ int cmd_plan(int argc, char **argv) {
         } else if (!strcmp(a, "--list-models")) pd.list_models = true;
         else if (!strcmp(a, "--list-gpus")) pd.list_gpus = true;
         else if (!strcmp(a, "--json")) pd.json = true;
+        else if (!strcmp(a, "--measure-host")) pd.measure_host = true;
         else if (!strcmp(a, "--train")) pd.train = true;
         else if (!strcmp(a, "--mode")) {
             const char *v = VAL();
@@ -291,6 +293,7 @@ int cmd_plan(int argc, char **argv) {
         free(text);
     }
     fitlm_catalog_add_host_cpu(&cat);
+    if (pd.measure_host) fitlm_catalog_measure_host(&cat, 0);
     if (pd.list_gpus) {
         list_gpus(&cat);
         rc = 0;

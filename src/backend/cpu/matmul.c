@@ -76,6 +76,12 @@ const char *fitlm_cpu_kernel_isa_name(int wtype) {
 
 /* ---- the threaded driver ---- */
 
+static atomic_llong g_par_min_macs = 1 << 18;
+
+void fitlm_cpu_set_parallel_threshold(int64_t macs) {
+    atomic_store(&g_par_min_macs, macs < 0 ? 0 : (long long)macs);
+}
+
 typedef struct {
     fitlm_dot_fn dot;
     act_format fmt;
@@ -178,6 +184,12 @@ void fitlm_cpu_matmul(fitlm_threadpool *pool, int wtype, const void *W, int64_t 
     j.wrow = (size_t)wrow;
     j.Y = Y;
     void *owned = NULL;
+    /* small activations (decode rows up to ~26k columns) without a pool go on
+     * the stack instead of a malloc per call */
+    _Alignas(64) uint8_t local[32 << 10];
+    /* too little work to be worth waking the workers */
+    double macs = (double)rows * (double)cols * (double)n_tokens;
+    fitlm_threadpool *run_pool = macs < (double)atomic_load(&g_par_min_macs) ? NULL : pool;
     if (fmt == ACT_F32) {
         j.A = (uint8_t *)(uintptr_t)X;
         j.astride = (size_t)cols * sizeof(float);
@@ -187,16 +199,16 @@ void fitlm_cpu_matmul(fitlm_threadpool *pool, int wtype, const void *W, int64_t 
     } else {
         j.astride = fitlm_act_row_bytes(fmt, cols);
         size_t bytes = j.astride * (size_t)n_tokens;
-        j.A = pool ? fitlm_threadpool_scratch(pool, bytes) : NULL;
+        j.A = pool ? fitlm_threadpool_scratch(pool, bytes) : bytes <= sizeof local ? local : NULL;
         if (!j.A) j.A = owned = malloc(bytes);
         if (!j.A) { /* out of memory: the allocation-free reference still works */
             fitlm_cpu_matmul_ref(wtype, W, rows, cols, X, n_tokens, Y);
             return;
         }
-        if (pool && n_tokens > 1) fitlm_threadpool_run(pool, quantize_worker, &j);
+        if (run_pool && n_tokens > 1) fitlm_threadpool_run(run_pool, quantize_worker, &j);
         else quantize_tokens(&j, 0, n_tokens);
     }
-    int nth = fitlm_threadpool_size(pool);
+    int nth = fitlm_threadpool_size(run_pool);
     /* Chunks of whole rows handed out dynamically (robust when a core is
      * busy elsewhere). Decode: ~64 KiB of weights per chunk, enough for the
      * hardware prefetchers to stream; prefill: a chunk that stays in L2 while
@@ -210,7 +222,7 @@ void fitlm_cpu_matmul(fitlm_threadpool *pool, int wtype, const void *W, int64_t 
     j.chunk_rows = cr;
     j.nchunks = (rows + cr - 1) / cr;
     atomic_init(&j.next, 0);
-    fitlm_threadpool_run_dynamic(pool, matmul_worker, &j);
+    fitlm_threadpool_run_dynamic(run_pool, matmul_worker, &j);
     free(owned);
 }
 
