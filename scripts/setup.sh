@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what fitlm needs to build and test on Debian (run as root or with sudo).
 set -euo pipefail
-pkgs=(build-essential cmake pkg-config libpcre2-dev libcjson-dev python3 python3-numpy python3-sentencepiece python3-jinja2)
+pkgs=(build-essential cmake pkg-config clang libclang-rt-dev libpcre2-dev libcjson-dev python3 python3-numpy python3-sentencepiece python3-jinja2)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
