@@ -225,10 +225,6 @@ void fitlm_threadpool_run(fitlm_threadpool *p, fitlm_parallel_fn fn, void *arg) 
     wait_finished(p, p->n_threads - 1);
 }
 
-void fitlm_threadpool_run_dynamic(fitlm_threadpool *p, fitlm_parallel_fn fn, void *arg) {
-    fitlm_threadpool_run(p, fn, arg);
-}
-
 void *fitlm_threadpool_scratch(fitlm_threadpool *p, size_t bytes) {
     if (!p) return NULL;
     if (bytes <= p->scratch_size) return p->scratch;

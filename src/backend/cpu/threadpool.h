@@ -23,11 +23,6 @@ int fitlm_threadpool_size(const fitlm_threadpool *p);
 typedef void (*fitlm_parallel_fn)(void *arg, int ith, int nth);
 void fitlm_threadpool_run(fitlm_threadpool *p, fitlm_parallel_fn fn, void *arg);
 
-/* The same as fitlm_threadpool_run (kept for jobs whose shares take work
- * items from a shared counter: there the caller's later shares find nothing
- * left and return at once). */
-void fitlm_threadpool_run_dynamic(fitlm_threadpool *p, fitlm_parallel_fn fn, void *arg);
-
 /* A 64-byte aligned buffer of at least `bytes` owned by the pool (freed by
  * fitlm_threadpool_free), valid until the next call; for kernels that need
  * temporary space per call. Returns NULL if p is NULL or allocation fails. */
