@@ -25,10 +25,14 @@ void fitlm_threadpool_run(fitlm_threadpool *p, fitlm_parallel_fn fn, void *arg);
 
 /* A 64-byte aligned buffer of at least `bytes` owned by the pool (freed by
  * fitlm_threadpool_free), valid until the next call; for kernels that need
- * temporary space per call. Returns NULL if p is NULL or allocation fails. */
+ * temporary space per call (fitlm_cpu_matmul keeps its quantized activations
+ * there: nothing stored in it survives a matmul on the same pool). Returns
+ * NULL if p is NULL or allocation fails. */
 void *fitlm_threadpool_scratch(fitlm_threadpool *p, size_t bytes);
 
-/* Number of physical cores (falls back to logical CPUs). */
+/* Number of physical cores among the CPUs this process may run on (distinct
+ * package/core ids in /sys/devices/system/cpu/cpu*/topology, else
+ * /proc/cpuinfo; falls back to the number of logical CPUs). Cached. */
 int fitlm_physical_cores(void);
 
 #endif
