@@ -31,7 +31,7 @@ void fitlm_threadpool_run(fitlm_threadpool *p, fitlm_parallel_fn fn, void *arg);
 void *fitlm_threadpool_scratch(fitlm_threadpool *p, size_t bytes);
 
 /* Number of physical cores among the CPUs this process may run on (distinct
- * package/core ids in /sys/devices/system/cpu/cpu*/topology, else
+ * package/core ids in /sys/devices/system/cpu/cpuN/topology, else
  * /proc/cpuinfo; falls back to the number of logical CPUs). Cached. */
 int fitlm_physical_cores(void);
 
