@@ -313,20 +313,20 @@ static void check_threadpool(void) {
               (long long)atomic_load(&probe.sum));
         for (int i = 0; i < n; i++) CHECK(atomic_load(&probe.calls[i]) == runs, "pool %d share %d ran %d", n, i, atomic_load(&probe.calls[i]));
         CHECK(atomic_load(&probe.nth_seen) == n, "nth %d", atomic_load(&probe.nth_seen));
-        /* dynamic jobs: every item exactly once, whoever takes it */
+        /* jobs taking items from a shared counter: every item exactly once, whoever takes it */
         int bad = 0;
         long by_caller = 0, total = 0;
         for (int r = 0; r < 2000; r++) {
             static dyn_probe d;
             memset(&d, 0, sizeof d);
             d.items = 1 + r % 64;
-            fitlm_threadpool_run_dynamic(p, dyn_fn, &d);
+            fitlm_threadpool_run(p, dyn_fn, &d);
             for (int c = 0; c < d.items; c++) bad += atomic_load(&d.done[c]) != 1;
             by_caller += atomic_load(&d.per_share[0]);
             total += d.items;
         }
-        CHECK(bad == 0, "pool %d dynamic: %d items not run exactly once", n, bad);
-        printf("pool %d dynamic jobs: caller took %.0f%% of the items\n", n, 100.0 * (double)by_caller / (double)total);
+        CHECK(bad == 0, "pool %d counter job: %d items not run exactly once", n, bad);
+        printf("pool %d counter jobs: caller took %.0f%% of the items\n", n, 100.0 * (double)by_caller / (double)total);
         void *s1 = fitlm_threadpool_scratch(p, 1000);
         CHECK(s1 != NULL && ((uintptr_t)s1 & 63) == 0, "scratch aligned");
         if (s1) memset(s1, 1, 1000);

@@ -223,7 +223,7 @@ void fitlm_cpu_matmul(fitlm_threadpool *pool, int wtype, const void *W, int64_t 
     j.chunk_rows = cr;
     j.nchunks = (rows + cr - 1) / cr;
     atomic_init(&j.next, 0);
-    fitlm_threadpool_run_dynamic(run_pool, matmul_worker, &j);
+    fitlm_threadpool_run(run_pool, matmul_worker, &j);
     free(owned);
 }
 
