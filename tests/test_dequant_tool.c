@@ -1,7 +1,11 @@
-/* Two modes:
+/* Three modes:
  *  - tool mode, `test_dequant_tool TYPE IN OUT`: dequantizes the raw blocks in
  *    file IN with fitlm_dequantize_row and writes little-endian float32 to OUT
  *    (used by test_dequant.py, which checks the values against numpy);
+ *  - `test_dequant_tool matmul TYPE W X ROWS COLS NTOK THREADS ISA OUT`: runs
+ *    fitlm_cpu_matmul on the raw weights in W and float32 activations in X with
+ *    the given thread count and kernel family (scalar/avx2/avx512, lowered to
+ *    what the CPU has) and writes Y as float32 (test_matmul_numpy.py);
  *  - test mode (no arguments): hand-made blocks whose values follow directly
  *    from the GGUF block definitions, and get_row/dequantize agreement. */
 #include <math.h>
@@ -9,6 +13,7 @@
 #include <string.h>
 
 #include "backend/cpu/kernels.h"
+#include "backend/cpu/threadpool.h"
 #include "check.h"
 #include "format/ggml_type.h"
 #include "util/fp16.h"
@@ -52,6 +57,58 @@ static int tool(const char *tname, const char *in, const char *out) {
     return rc;
 }
 
+static void *read_file(const char *path, size_t want) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    void *buf = malloc(want ? want : 1);
+    size_t got = buf ? fread(buf, 1, want, f) : 0;
+    int extra = fgetc(f) != EOF;
+    fclose(f);
+    if (got != want || extra) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+static int matmul_tool(char **a) {
+    int type = fitlm_type_from_name(a[0]);
+    long long rows = atoll(a[3]), cols = atoll(a[4]), ntok = atoll(a[5]);
+    int threads = atoi(a[6]);
+    bool ok;
+    if (!fitlm_cpu_type_supported(type) || rows <= 0 || cols <= 0 || ntok <= 0 || rows > 1 << 20 ||
+        cols > 1 << 20 || ntok > 4096 || threads < 1 || threads > 64) {
+        fprintf(stderr, "test_dequant_tool: bad matmul arguments\n");
+        return 2;
+    }
+    uint64_t wbytes = fitlm_type_row_bytes(type, (uint64_t)cols, &ok) * (uint64_t)rows;
+    if (!ok || wbytes > (1u << 30)) return 2;
+    void *W = read_file(a[1], (size_t)wbytes);
+    float *X = read_file(a[2], sizeof(float) * (size_t)(cols * ntok));
+    float *Y = malloc(sizeof(float) * (size_t)(rows * ntok));
+    int rc = 2;
+    if (W && X && Y) {
+        fitlm_cpu_isa want = !strcmp(a[7], "scalar") ? FITLM_ISA_SCALAR
+                             : !strcmp(a[7], "avx2") ? FITLM_ISA_AVX2
+                                                     : FITLM_ISA_AVX512;
+        fitlm_cpu_isa_set(want);
+        fitlm_cpu_set_parallel_threshold(0);
+        fitlm_threadpool *pool = fitlm_threadpool_new(threads);
+        fitlm_cpu_matmul(pool, type, W, rows, cols, X, ntok, Y);
+        fitlm_threadpool_free(pool);
+        FILE *o = fopen(a[8], "wb");
+        if (o && fwrite(Y, sizeof(float), (size_t)(rows * ntok), o) == (size_t)(rows * ntok)) rc = 0;
+        if (o && fclose(o) != 0) rc = 2;
+        printf("%s\n", fitlm_cpu_kernel_isa_name(type));
+    } else {
+        fprintf(stderr, "test_dequant_tool: cannot read the matmul inputs (sizes?)\n");
+    }
+    free(W);
+    free(X);
+    free(Y);
+    return rc;
+}
+
 static void put_half(uint8_t *p, float v) {
     uint16_t h = fitlm_fp32_to_fp16(v);
     p[0] = (uint8_t)h;
@@ -60,6 +117,7 @@ static void put_half(uint8_t *p, float v) {
 
 int main(int argc, char **argv) {
     if (argc == 4) return tool(argv[1], argv[2], argv[3]);
+    if (argc == 11 && !strcmp(argv[1], "matmul")) return matmul_tool(argv + 2);
     if (argc != 1) {
         fprintf(stderr, "usage: test_dequant_tool [TYPE IN.bin OUT.f32]\n");
         return 2;

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "backend/cpu/kernels.h"
+#include "backend/cpu/membw.h"
 #include "backend/cpu/quant_blocks.h"
 #include "backend/cpu/threadpool.h"
 #include "check.h"
@@ -312,20 +313,20 @@ static void check_threadpool(void) {
               (long long)atomic_load(&probe.sum));
         for (int i = 0; i < n; i++) CHECK(atomic_load(&probe.calls[i]) == runs, "pool %d share %d ran %d", n, i, atomic_load(&probe.calls[i]));
         CHECK(atomic_load(&probe.nth_seen) == n, "nth %d", atomic_load(&probe.nth_seen));
-        /* dynamic jobs: every item exactly once, whoever takes it */
+        /* jobs taking items from a shared counter: every item exactly once, whoever takes it */
         int bad = 0;
         long by_caller = 0, total = 0;
         for (int r = 0; r < 2000; r++) {
             static dyn_probe d;
             memset(&d, 0, sizeof d);
             d.items = 1 + r % 64;
-            fitlm_threadpool_run_dynamic(p, dyn_fn, &d);
+            fitlm_threadpool_run(p, dyn_fn, &d);
             for (int c = 0; c < d.items; c++) bad += atomic_load(&d.done[c]) != 1;
             by_caller += atomic_load(&d.per_share[0]);
             total += d.items;
         }
-        CHECK(bad == 0, "pool %d dynamic: %d items not run exactly once", n, bad);
-        printf("pool %d dynamic jobs: caller took %.0f%% of the items\n", n, 100.0 * (double)by_caller / (double)total);
+        CHECK(bad == 0, "pool %d counter job: %d items not run exactly once", n, bad);
+        printf("pool %d counter jobs: caller took %.0f%% of the items\n", n, 100.0 * (double)by_caller / (double)total);
         void *s1 = fitlm_threadpool_scratch(p, 1000);
         CHECK(s1 != NULL && ((uintptr_t)s1 & 63) == 0, "scratch aligned");
         if (s1) memset(s1, 1, 1000);
@@ -347,8 +348,13 @@ int main(void) {
     for (int i = 0; i <= (int)hw; i++) isas[n_isas++] = (fitlm_cpu_isa)i;
     printf("ISAs tested: up to %s\n", fitlm_cpu_isa_name(hw));
     for (int p = 0; p < 3; p++) pools[p] = fitlm_threadpool_new(p + 1);
+    fitlm_cpu_set_parallel_threshold(0); /* small test shapes still go through the pool */
 
     check_threadpool();
+    {
+        double bw1 = fitlm_measure_read_bandwidth(NULL, 8u << 20), bw2 = fitlm_measure_read_bandwidth(pools[1], 8u << 20);
+        CHECK(bw1 > 0.05 && bw1 < 1e4 && bw2 > 0.05 && bw2 < 1e4, "read bandwidth %.2f / %.2f GB/s", bw1, bw2);
+    }
     check_act_quantizers();
     check_special_halves();
 
@@ -371,6 +377,18 @@ int main(void) {
         positive_acts = 1;
         check_type_shape(tc, 11, 2048, 2);
         positive_acts = 0;
+        /* block counts that are not a multiple of the SIMD step (4 blocks),
+         * and float rows that end mid-vector */
+        unsigned bsz = fitlm_type_get(tc->type)->block_size;
+        if (bsz <= 32) {
+            check_type_shape(tc, 9, 224, 3);
+            check_type_shape(tc, 3, 416, 5);
+            check_type_shape(tc, 4, 32, 1);
+        }
+        if (bsz == 1) {
+            check_type_shape(tc, 6, 100, 2);
+            check_type_shape(tc, 5, 7, 4);
+        }
     }
     fitlm_cpu_isa_set(hw);
     /* an unsupported type gives NaN, not garbage */

@@ -117,7 +117,7 @@ int main(void) {
     const qcase cases[] = {
         {FITLM_TYPE_Q8_0, 0.0080}, {FITLM_TYPE_Q6_K, 0.0240}, {FITLM_TYPE_Q5_1, 0.0480},
         {FITLM_TYPE_Q5_0, 0.0610}, {FITLM_TYPE_Q5_K, 0.0460}, {FITLM_TYPE_Q4_1, 0.0980},
-        {FITLM_TYPE_Q4_0, 0.1250}, {FITLM_TYPE_Q4_K, 0.0900},
+        {FITLM_TYPE_Q4_0, 0.1250}, {FITLM_TYPE_Q4_K, 0.0900}, {FITLM_TYPE_Q3_K, 0.190}, {FITLM_TYPE_Q2_K, 0.330},
     };
     double err[64] = {0};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
@@ -131,7 +131,8 @@ int main(void) {
         printf("%-5s %.2f bpw  relative RMSE %.4f\n", fitlm_type_name(type), fitlm_type_bpw(type), e);
         CHECK(e < cases[c].bound, "%s relative RMSE %.4f above %.4f", fitlm_type_name(type), e, cases[c].bound);
         /* importance weights: 16x weight on every 4th column */
-        if (type == FITLM_TYPE_Q4_K || type == FITLM_TYPE_Q6_K || type == FITLM_TYPE_Q5_K) {
+        if (type == FITLM_TYPE_Q4_K || type == FITLM_TYPE_Q6_K || type == FITLM_TYPE_Q5_K || type == FITLM_TYPE_Q3_K ||
+            type == FITLM_TYPE_Q2_K) {
             for (int64_t i = 0; i < n; i++) imat[i] = i % 4 == 0 ? 16.0f : 1.0f;
             fitlm_quantize_row(type, x, q, n, imat);
             fitlm_dequantize_row(type, q, y, n);
@@ -147,7 +148,9 @@ int main(void) {
           err[FITLM_TYPE_Q4_1]);
     CHECK(err[FITLM_TYPE_Q5_K] < err[FITLM_TYPE_Q5_1], "Q5_K (%.4f) worse than Q5_1 (%.4f)", err[FITLM_TYPE_Q5_K],
           err[FITLM_TYPE_Q5_1]);
-    CHECK(err[FITLM_TYPE_Q6_K] < err[FITLM_TYPE_Q5_K] && err[FITLM_TYPE_Q8_0] < err[FITLM_TYPE_Q6_K], "bits order");
+    CHECK(err[FITLM_TYPE_Q6_K] < err[FITLM_TYPE_Q5_K] && err[FITLM_TYPE_Q8_0] < err[FITLM_TYPE_Q6_K] &&
+              err[FITLM_TYPE_Q4_K] < err[FITLM_TYPE_Q3_K] && err[FITLM_TYPE_Q3_K] < err[FITLM_TYPE_Q2_K],
+          "bits order");
     /* all-zero and constant inputs quantize without NaN */
     memset(x, 0, sizeof(float) * 256);
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {

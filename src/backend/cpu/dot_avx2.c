@@ -235,9 +235,8 @@ INSTANTIATE(dot_q5_1)
 INLINE void dot_q4_k_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) {
     const blk_q4_k *b = w;
     const int64_t nb = cols / 256;
-    __m256 acc[4];
-    float macc[4] = {0};
-    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
+    __m256 acc[4], macc[4];
+    for (int t = 0; t < nt; t++) acc[t] = macc[t] = _mm256_setzero_ps();
     const __m256i m4 = _mm256_set1_epi8(0x0f);
     for (int64_t i = 0; i < nb; i++) {
         uint8_t sc[8], mn[8];
@@ -262,13 +261,13 @@ INLINE void dot_q4_k_body(int64_t cols, const void *w, const void *a, size_t ast
                 __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(whi[c], a1), _mm256_set1_epi16(sc[2 * c + 1]));
                 isum = _mm256_add_epi32(isum, _mm256_add_epi32(p0, p1));
             }
-            __m256i bs = _mm256_loadu_si256((const __m256i *)ab->bsums);
-            int msum = hsum_epi32(_mm256_madd_epi16(bs, mins16));
+            /* mins x 16-sums stay a vector: no horizontal sum per block */
+            __m256i mprod = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)ab->bsums), mins16);
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(d * ab->d), acc[t]);
-            macc[t] += (dmin * ab->d) * (float)msum;
+            macc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mprod), _mm256_set1_ps(dmin * ab->d), macc[t]);
         }
     }
-    for (int t = 0; t < nt; t++) out[t] = hsum_ps(acc[t]) - macc[t];
+    for (int t = 0; t < nt; t++) out[t] = hsum_ps(acc[t]) - hsum_ps(macc[t]);
 }
 INSTANTIATE(dot_q4_k)
 
@@ -280,9 +279,8 @@ INSTANTIATE(dot_q4_k)
 INLINE void dot_q5_k_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) {
     const blk_q5_k *b = w;
     const int64_t nb = cols / 256;
-    __m256 acc[4];
-    float macc[4] = {0};
-    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
+    __m256 acc[4], macc[4];
+    for (int t = 0; t < nt; t++) acc[t] = macc[t] = _mm256_setzero_ps();
     const __m256i m4 = _mm256_set1_epi8(0x0f), one = _mm256_set1_epi8(1);
     for (int64_t i = 0; i < nb; i++) {
         uint8_t sc[8], mn[8];
@@ -309,13 +307,13 @@ INLINE void dot_q5_k_body(int64_t cols, const void *w, const void *a, size_t ast
                 isum = _mm256_add_epi32(isum, KDOT(wlo[c], a0, sc[2 * c]));
                 isum = _mm256_add_epi32(isum, KDOT(whi[c], a1, sc[2 * c + 1]));
             }
-            __m256i bs = _mm256_loadu_si256((const __m256i *)ab->bsums);
-            int msum = hsum_epi32(_mm256_madd_epi16(bs, mins16));
+            /* mins x 16-sums stay a vector: no horizontal sum per block */
+            __m256i mprod = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)ab->bsums), mins16);
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(d * ab->d), acc[t]);
-            macc[t] += (dmin * ab->d) * (float)msum;
+            macc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mprod), _mm256_set1_ps(dmin * ab->d), macc[t]);
         }
     }
-    for (int t = 0; t < nt; t++) out[t] = hsum_ps(acc[t]) - macc[t];
+    for (int t = 0; t < nt; t++) out[t] = hsum_ps(acc[t]) - hsum_ps(macc[t]);
 }
 INSTANTIATE(dot_q5_k)
 
@@ -325,7 +323,6 @@ INLINE void dot_q6_k_body(int64_t cols, const void *w, const void *a, size_t ast
     const blk_q6_k *b = w;
     const int64_t nb = cols / 256;
     __m256 acc[4];
-    float oacc[4] = {0};
     for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
     const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(0x03);
     for (int64_t i = 0; i < nb; i++) {
@@ -355,12 +352,11 @@ INLINE void dot_q6_k_body(int64_t cols, const void *w, const void *a, size_t ast
                 isum = _mm256_add_epi32(isum, _mm256_madd_epi16(_mm256_maddubs_epi16(wq[k], aq), scv[k]));
             }
             __m256i bs = _mm256_loadu_si256((const __m256i *)ab->bsums);
-            int off = hsum_epi32(_mm256_madd_epi16(bs, sc16));
-            isum = _mm256_sub_epi32(isum, _mm256_setr_epi32(32 * off, 0, 0, 0, 0, 0, 0, 0));
+            isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(_mm256_madd_epi16(bs, sc16), 5)); /* 32 x sc x 16-sums */
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(d * ab->d), acc[t]);
         }
     }
-    for (int t = 0; t < nt; t++) out[t] = hsum_ps(acc[t]) + oacc[t];
+    for (int t = 0; t < nt; t++) out[t] = hsum_ps(acc[t]);
 }
 INSTANTIATE(dot_q6_k)
 
@@ -376,9 +372,8 @@ INLINE __m256i pair_scales(int s0, int s1) {
 INLINE void dot_q2_k_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) {
     const blk_q2_k *b = w;
     const int64_t nb = cols / 256;
-    __m256 acc[4];
-    float macc[4] = {0};
-    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
+    __m256 acc[4], macc[4];
+    for (int t = 0; t < nt; t++) acc[t] = macc[t] = _mm256_setzero_ps();
     const __m256i m3 = _mm256_set1_epi8(3);
     for (int64_t i = 0; i < nb; i++) {
         __m256i wq[8], scv[8];
@@ -400,12 +395,12 @@ INLINE void dot_q2_k_body(int64_t cols, const void *w, const void *a, size_t ast
                 __m256i aq = _mm256_loadu_si256((const __m256i *)(ab->qs + 32 * g));
                 isum = _mm256_add_epi32(isum, _mm256_madd_epi16(_mm256_maddubs_epi16(wq[g], aq), scv[g]));
             }
-            int msum = hsum_epi32(_mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)ab->bsums), mins16));
+            __m256i mprod = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)ab->bsums), mins16);
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(d * ab->d), acc[t]);
-            macc[t] += (dmin * ab->d) * (float)msum;
+            macc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mprod), _mm256_set1_ps(dmin * ab->d), macc[t]);
         }
     }
-    for (int t = 0; t < nt; t++) out[t] = hsum_ps(acc[t]) - macc[t];
+    for (int t = 0; t < nt; t++) out[t] = hsum_ps(acc[t]) - hsum_ps(macc[t]);
 }
 INSTANTIATE(dot_q2_k)
 
@@ -441,8 +436,8 @@ INLINE void dot_q3_k_body(int64_t cols, const void *w, const void *a, size_t ast
                 __m256i aq = _mm256_loadu_si256((const __m256i *)(ab->qs + 32 * g));
                 isum = _mm256_add_epi32(isum, _mm256_madd_epi16(_mm256_maddubs_epi16(wq[g], aq), scv[g]));
             }
-            int off = hsum_epi32(_mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)ab->bsums), sc16));
-            isum = _mm256_sub_epi32(isum, _mm256_setr_epi32(4 * off, 0, 0, 0, 0, 0, 0, 0));
+            isum = _mm256_sub_epi32(
+                isum, _mm256_slli_epi32(_mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)ab->bsums), sc16), 2));
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(d * ab->d), acc[t]);
         }
     }

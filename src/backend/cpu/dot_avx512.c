@@ -321,14 +321,17 @@ INLINE void dot_q5_1_body(int64_t cols, const void *w, const void *a, size_t ast
 }
 INSTANTIATE(dot_q5_1)
 
+/* isum += (u8 x s8 pair sums, int16) x an int16 scale, with VNNI's vpdpwssd
+ * (pair sums stay far from int16 saturation: at most 2 * 63 * 127) */
+#define KACC(isum, w, a, s) _mm256_dpwssd_epi32((isum), _mm256_maddubs_epi16((w), (a)), _mm256_set1_epi16((short)(s)))
+
 /* ---- Q4_K x Q8_K ---- */
 
 INLINE void dot_q4_k_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) {
     const blk_q4_k *b = w;
     const int64_t nb = cols / 256;
-    __m256 acc[4];
-    float macc[4] = {0};
-    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
+    __m256 acc[4], macc[4];
+    for (int t = 0; t < nt; t++) acc[t] = macc[t] = _mm256_setzero_ps();
     const __m256i m4 = _mm256_set1_epi8(0x0f);
     for (int64_t i = 0; i < nb; i++) {
         uint8_t sc[8], mn[8];
@@ -345,35 +348,33 @@ INLINE void dot_q4_k_body(int64_t cols, const void *w, const void *a, size_t ast
         float d = h2f(b[i].d), dmin = h2f(b[i].dmin);
         for (int t = 0; t < nt; t++) {
             const act_q8k *ab = (const act_q8k *)TOK(a, astride, t) + i;
-            __m256i isum = _mm256_setzero_si256();
+            /* two accumulators: vpdpwssd's latency would otherwise chain */
+            __m256i isum = _mm256_setzero_si256(), isum1 = _mm256_setzero_si256();
             for (int c = 0; c < 4; c++) {
                 __m256i a0 = _mm256_loadu_si256((const __m256i *)(ab->qs + 64 * c));
                 __m256i a1 = _mm256_loadu_si256((const __m256i *)(ab->qs + 64 * c + 32));
-                __m256i p0 = _mm256_mullo_epi32(dot_u8s8(wlo[c], a0), _mm256_set1_epi32(sc[2 * c]));
-                __m256i p1 = _mm256_mullo_epi32(dot_u8s8(whi[c], a1), _mm256_set1_epi32(sc[2 * c + 1]));
-                isum = _mm256_add_epi32(isum, _mm256_add_epi32(p0, p1));
+                isum = KACC(isum, wlo[c], a0, sc[2 * c]);
+                isum1 = KACC(isum1, whi[c], a1, sc[2 * c + 1]);
             }
-            __m256i bs = _mm256_loadu_si256((const __m256i *)ab->bsums);
-            int msum = hsum_epi32(_mm256_madd_epi16(bs, mins16));
+            isum = _mm256_add_epi32(isum, isum1);
+            /* mins x 16-sums stay a vector: no horizontal sum per block */
+            __m256i mprod = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)ab->bsums), mins16);
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(d * ab->d), acc[t]);
-            macc[t] += (dmin * ab->d) * (float)msum;
+            macc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mprod), _mm256_set1_ps(dmin * ab->d), macc[t]);
         }
     }
-    for (int t = 0; t < nt; t++) out[t] = hsum_ps(acc[t]) - macc[t];
+    for (int t = 0; t < nt; t++) out[t] = hsum_ps(acc[t]) - hsum_ps(macc[t]);
 }
 INSTANTIATE(dot_q4_k)
 
-/* (u8 x s8 dot products) x an integer scale, 8 x s32 */
-#define KDOT(w, a, s) _mm256_mullo_epi32(dot_u8s8((w), (a)), _mm256_set1_epi32((s)))
 
 /* ---- Q5_K x Q8_K: Q4_K plus a fifth bit from qh ---- */
 
 INLINE void dot_q5_k_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) {
     const blk_q5_k *b = w;
     const int64_t nb = cols / 256;
-    __m256 acc[4];
-    float macc[4] = {0};
-    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
+    __m256 acc[4], macc[4];
+    for (int t = 0; t < nt; t++) acc[t] = macc[t] = _mm256_setzero_ps();
     const __m256i m4 = _mm256_set1_epi8(0x0f), one = _mm256_set1_epi8(1);
     for (int64_t i = 0; i < nb; i++) {
         uint8_t sc[8], mn[8];
@@ -393,20 +394,22 @@ INLINE void dot_q5_k_body(int64_t cols, const void *w, const void *a, size_t ast
         float d = h2f(b[i].d), dmin = h2f(b[i].dmin);
         for (int t = 0; t < nt; t++) {
             const act_q8k *ab = (const act_q8k *)TOK(a, astride, t) + i;
-            __m256i isum = _mm256_setzero_si256();
+            /* two accumulators: vpdpwssd's latency would otherwise chain */
+            __m256i isum = _mm256_setzero_si256(), isum1 = _mm256_setzero_si256();
             for (int c = 0; c < 4; c++) {
                 __m256i a0 = _mm256_loadu_si256((const __m256i *)(ab->qs + 64 * c));
                 __m256i a1 = _mm256_loadu_si256((const __m256i *)(ab->qs + 64 * c + 32));
-                isum = _mm256_add_epi32(isum, KDOT(wlo[c], a0, sc[2 * c]));
-                isum = _mm256_add_epi32(isum, KDOT(whi[c], a1, sc[2 * c + 1]));
+                isum = KACC(isum, wlo[c], a0, sc[2 * c]);
+                isum1 = KACC(isum1, whi[c], a1, sc[2 * c + 1]);
             }
-            __m256i bs = _mm256_loadu_si256((const __m256i *)ab->bsums);
-            int msum = hsum_epi32(_mm256_madd_epi16(bs, mins16));
+            isum = _mm256_add_epi32(isum, isum1);
+            /* mins x 16-sums stay a vector: no horizontal sum per block */
+            __m256i mprod = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)ab->bsums), mins16);
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(d * ab->d), acc[t]);
-            macc[t] += (dmin * ab->d) * (float)msum;
+            macc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mprod), _mm256_set1_ps(dmin * ab->d), macc[t]);
         }
     }
-    for (int t = 0; t < nt; t++) out[t] = hsum_ps(acc[t]) - macc[t];
+    for (int t = 0; t < nt; t++) out[t] = hsum_ps(acc[t]) - hsum_ps(macc[t]);
 }
 INSTANTIATE(dot_q5_k)
 
@@ -416,7 +419,6 @@ INLINE void dot_q6_k_body(int64_t cols, const void *w, const void *a, size_t ast
     const blk_q6_k *b = w;
     const int64_t nb = cols / 256;
     __m256 acc[4];
-    float oacc[4] = {0};
     for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
     const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(0x03);
     for (int64_t i = 0; i < nb; i++) {
@@ -440,18 +442,20 @@ INLINE void dot_q6_k_body(int64_t cols, const void *w, const void *a, size_t ast
         float d = h2f(b[i].d);
         for (int t = 0; t < nt; t++) {
             const act_q8k *ab = (const act_q8k *)TOK(a, astride, t) + i;
-            __m256i isum = _mm256_setzero_si256();
-            for (int k = 0; k < 8; k++) {
-                __m256i aq = _mm256_loadu_si256((const __m256i *)(ab->qs + 32 * k));
-                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(_mm256_maddubs_epi16(wq[k], aq), scv[k]));
+            __m256i isum = _mm256_setzero_si256(), isum1 = _mm256_setzero_si256();
+            for (int k = 0; k < 8; k += 2) {
+                __m256i aq0 = _mm256_loadu_si256((const __m256i *)(ab->qs + 32 * k));
+                __m256i aq1 = _mm256_loadu_si256((const __m256i *)(ab->qs + 32 * k + 32));
+                isum = _mm256_dpwssd_epi32(isum, _mm256_maddubs_epi16(wq[k], aq0), scv[k]);
+                isum1 = _mm256_dpwssd_epi32(isum1, _mm256_maddubs_epi16(wq[k + 1], aq1), scv[k + 1]);
             }
+            isum = _mm256_add_epi32(isum, isum1);
             __m256i bs = _mm256_loadu_si256((const __m256i *)ab->bsums);
-            int off = hsum_epi32(_mm256_madd_epi16(bs, sc16));
-            isum = _mm256_sub_epi32(isum, _mm256_setr_epi32(32 * off, 0, 0, 0, 0, 0, 0, 0));
+            isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(_mm256_madd_epi16(bs, sc16), 5)); /* 32 x sc x 16-sums */
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(d * ab->d), acc[t]);
         }
     }
-    for (int t = 0; t < nt; t++) out[t] = hsum_ps(acc[t]) + oacc[t];
+    for (int t = 0; t < nt; t++) out[t] = hsum_ps(acc[t]);
 }
 INSTANTIATE(dot_q6_k)
 

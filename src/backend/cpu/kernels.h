@@ -45,11 +45,18 @@ int64_t fitlm_quantize_row(int type, const float *src, void *dst, int64_t n, con
  * Splits the work over the pool (NULL = run on the calling thread). Activations
  * are quantized on the fly where the integer dot products need it (Q8_0/Q8_K)
  * into the pool's scratch buffer (fitlm_threadpool_scratch; with pool == NULL
- * a temporary malloc, freed before returning). cols must be a multiple of the
+ * a stack buffer, or for more than 32 KiB a temporary malloc freed before
+ * returning). Small calls run on the calling thread only (see
+ * fitlm_cpu_set_parallel_threshold). cols must be a multiple of the
  * block size (of 256 for the K types); an unsupported type or shape fills Y
  * with NaN. */
 void fitlm_cpu_matmul(fitlm_threadpool *pool, int wtype, const void *W, int64_t rows, int64_t cols, const float *X,
                       int64_t n_tokens, float *Y);
+
+/* Matmuls of fewer multiply-adds than this run on the calling thread only
+ * (default 2^18, about where waking the workers stops paying); 0 = always use
+ * the pool (tests). */
+void fitlm_cpu_set_parallel_threshold(int64_t macs);
 
 /* Scalar reference of the same (the oracle for tests). */
 void fitlm_cpu_matmul_ref(int wtype, const void *W, int64_t rows, int64_t cols, const float *X, int64_t n_tokens,

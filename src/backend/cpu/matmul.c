@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/cpu/cpu_features.h"
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/quant_blocks.h"
 #include "format/ggml_type.h"
@@ -17,9 +18,9 @@ fitlm_cpu_isa fitlm_cpu_isa_detect(void) {
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
         __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-        __builtin_cpu_supports("f16c"))
+        fitlm_cpu_has_f16c())
         return FITLM_ISA_AVX512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && fitlm_cpu_has_f16c())
         return FITLM_ISA_AVX2;
 #endif
     return FITLM_ISA_SCALAR;
@@ -76,6 +77,12 @@ const char *fitlm_cpu_kernel_isa_name(int wtype) {
 
 /* ---- the threaded driver ---- */
 
+static atomic_llong g_par_min_macs = 1 << 18;
+
+void fitlm_cpu_set_parallel_threshold(int64_t macs) {
+    atomic_store(&g_par_min_macs, macs < 0 ? 0 : (long long)macs);
+}
+
 typedef struct {
     fitlm_dot_fn dot;
     act_format fmt;
@@ -88,6 +95,8 @@ typedef struct {
     size_t astride;
     float *Y;
     int64_t chunk_rows, nchunks;
+    int64_t kslice; /* > 0: float weights, columns per slice for token tiles */
+    size_t welem;   /* bytes per weight element (float weights) */
     atomic_llong next;
 } mm_job;
 
@@ -125,6 +134,24 @@ static void matmul_worker(void *arg, int ith, int nth) {
         for (int64_t t0 = 0; t0 < j->ntok; t0 += FITLM_DOT_TILE) {
             int nt = (int)(j->ntok - t0 < FITLM_DOT_TILE ? j->ntok - t0 : FITLM_DOT_TILE);
             const uint8_t *a = j->A + (size_t)t0 * j->astride;
+            if (j->kslice > 0 && nt > 1) {
+                /* float activations of several tokens do not fit L1 for long
+                 * rows: take the columns a slice at a time, so each slice of
+                 * the token tile stays in L1 while every row of the chunk
+                 * uses it; partial sums add up in Y */
+                for (int64_t k0 = 0; k0 < j->cols; k0 += j->kslice) {
+                    int64_t kn = j->cols - k0 < j->kslice ? j->cols - k0 : j->kslice;
+                    size_t woff = (size_t)k0 * j->welem, aoff = (size_t)k0 * sizeof(float);
+                    for (int64_t r = r0; r < r1; r++) {
+                        j->dot(kn, j->W + (size_t)r * j->wrow + woff, a + aoff, j->astride, nt, out);
+                        for (int t = 0; t < nt; t++) {
+                            float *y = &j->Y[(t0 + t) * j->rows + r];
+                            *y = k0 == 0 ? out[t] : *y + out[t];
+                        }
+                    }
+                }
+                continue;
+            }
             for (int64_t r = r0; r < r1; r++) {
                 j->dot(j->cols, j->W + (size_t)r * j->wrow, a, j->astride, nt, out);
                 for (int t = 0; t < nt; t++) j->Y[(t0 + t) * j->rows + r] = out[t];
@@ -158,22 +185,31 @@ void fitlm_cpu_matmul(fitlm_threadpool *pool, int wtype, const void *W, int64_t 
     j.wrow = (size_t)wrow;
     j.Y = Y;
     void *owned = NULL;
+    /* small activations (decode rows up to ~26k columns) without a pool go on
+     * the stack instead of a malloc per call */
+    _Alignas(64) uint8_t local[32 << 10];
+    /* too little work to be worth waking the workers */
+    double macs = (double)rows * (double)cols * (double)n_tokens;
+    fitlm_threadpool *run_pool = macs < (double)atomic_load(&g_par_min_macs) ? NULL : pool;
     if (fmt == ACT_F32) {
         j.A = (uint8_t *)(uintptr_t)X;
         j.astride = (size_t)cols * sizeof(float);
+        j.welem = fitlm_type_get(wtype)->block_bytes;
+        /* 4 tokens x 512 floats = 8 KiB of activations per slice */
+        if (n_tokens > 1 && cols > 1024) j.kslice = 512;
     } else {
         j.astride = fitlm_act_row_bytes(fmt, cols);
         size_t bytes = j.astride * (size_t)n_tokens;
-        j.A = pool ? fitlm_threadpool_scratch(pool, bytes) : NULL;
+        j.A = pool ? fitlm_threadpool_scratch(pool, bytes) : bytes <= sizeof local ? local : NULL;
         if (!j.A) j.A = owned = malloc(bytes);
         if (!j.A) { /* out of memory: the allocation-free reference still works */
             fitlm_cpu_matmul_ref(wtype, W, rows, cols, X, n_tokens, Y);
             return;
         }
-        if (pool && n_tokens > 1) fitlm_threadpool_run(pool, quantize_worker, &j);
+        if (run_pool && n_tokens > 1) fitlm_threadpool_run(run_pool, quantize_worker, &j);
         else quantize_tokens(&j, 0, n_tokens);
     }
-    int nth = fitlm_threadpool_size(pool);
+    int nth = fitlm_threadpool_size(run_pool);
     /* Chunks of whole rows handed out dynamically (robust when a core is
      * busy elsewhere). Decode: ~64 KiB of weights per chunk, enough for the
      * hardware prefetchers to stream; prefill: a chunk that stays in L2 while
@@ -187,7 +223,7 @@ void fitlm_cpu_matmul(fitlm_threadpool *pool, int wtype, const void *W, int64_t 
     j.chunk_rows = cr;
     j.nchunks = (rows + cr - 1) / cr;
     atomic_init(&j.next, 0);
-    fitlm_threadpool_run_dynamic(pool, matmul_worker, &j);
+    fitlm_threadpool_run(run_pool, matmul_worker, &j);
     free(owned);
 }
 

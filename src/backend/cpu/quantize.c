@@ -5,7 +5,7 @@
  * where m is the value of largest magnitude, so m maps exactly onto the most
  * negative code; Q4_1/Q5_1 d = (max - min) / 15 (31), offset = min; codes are
  * round-to-nearest, clamped.
- * Q4_K/Q5_K/Q6_K search each sub-block's scale (and min) to minimize the
+ * Q2_K/Q3_K/Q4_K/Q5_K/Q6_K search each sub-block's scale (and min) to minimize the
  * (optionally importance-weighted) squared error, then quantize the sub-block
  * scales against the super-block scale and re-round every code with the scales
  * actually stored. */
@@ -159,8 +159,11 @@ static float fit_scale_min(const float *x, const float *w, int n, int nmax, floa
     return best;
 }
 
-/* Symmetric fit x ~= scale * q, q in -32..31 (Q6_K); scale may be negative. */
-static float fit_scale_sym(const float *x, const float *w, int n, float *scale) {
+/* Symmetric fit x ~= scale * q, q in qmin..qmax with qmin = -(qmax + 1)
+ * (Q6_K: -32..31, Q3_K: -4..3); scale may be negative so that the value of
+ * largest magnitude can take the code qmin. Tries step sizes around
+ * m / qmin, least-squares scale for each rounding. */
+static float fit_scale_sym(const float *x, const float *w, int n, int qmin, int qmax, float *scale) {
     float amax = 0.0f, m = 0.0f;
     for (int i = 0; i < n; i++)
         if (fabsf(x[i]) > amax) {
@@ -170,24 +173,25 @@ static float fit_scale_sym(const float *x, const float *w, int n, float *scale) 
     *scale = 0.0f;
     if (amax == 0.0f) return 0.0f;
     float best = INFINITY;
+    float step = (float)(qmax - qmin) / 256.0f; /* 0.25 for Q6_K, 0.03 for Q3_K */
     for (int k = -9; k <= 9; k++) {
-        float iscale = (-32.0f + 0.25f * (float)k) / m;
+        float iscale = ((float)qmin + step * (float)k) / m;
         double sqq = 0, sqx = 0;
         int q[16];
         for (int i = 0; i < n; i++) {
-            q[i] = clampi(rnd(x[i] * iscale), -32, 31);
+            q[i] = clampi(rnd(x[i] * iscale), qmin, qmax);
             sqq += w[i] * (double)q[i] * q[i];
             sqx += w[i] * q[i] * x[i];
         }
         if (sqq <= 0) continue;
-        double s = sqx / sqq, err = 0;
+        double sc = sqx / sqq, err = 0;
         for (int i = 0; i < n; i++) {
-            double e = s * q[i] - x[i];
+            double e = sc * q[i] - x[i];
             err += w[i] * e * e;
         }
         if (err < best) {
             best = (float)err;
-            *scale = (float)s;
+            *scale = (float)sc;
         }
     }
     return best;
@@ -252,7 +256,7 @@ static void q6_k_block(const float *x, const float *imatrix, blk_q6_k *b) {
     float sc[16], w[16], maxabs = 0.0f;
     for (int j = 0; j < 16; j++) {
         weights_for(x + 16 * j, imatrix ? imatrix + 16 * j : NULL, 16, w);
-        fit_scale_sym(x + 16 * j, w, 16, &sc[j]);
+        fit_scale_sym(x + 16 * j, w, 16, -32, 31, &sc[j]);
         maxabs = fmaxf(maxabs, fabsf(sc[j]));
     }
     float d = maxabs / 127.0f;
@@ -271,6 +275,64 @@ static void q6_k_block(const float *x, const float *imatrix, blk_q6_k *b) {
             b->ql[64 * h + l] = (uint8_t)((v[l] & 15) | (v[l + 64] & 15) << 4);
             b->ql[64 * h + l + 32] = (uint8_t)((v[l + 32] & 15) | (v[l + 96] & 15) << 4);
             b->qh[32 * h + l] = (uint8_t)((v[l] >> 4) | (v[l + 32] >> 4) << 2 | (v[l + 64] >> 4) << 4 | (v[l + 96] >> 4) << 6);
+        }
+    }
+}
+
+/* Q2_K: 16 sub-blocks of 16, x ~= (d * sc) * q - dmin * mn with q 0..3 and
+ * 4-bit sc, mn; codes in 2-bit planes (see dequant.c) */
+static void q2_k_block(const float *x, const float *imatrix, blk_q2_k *b) {
+    float sc[16], mn[16], w[16], maxsc = 0.0f, maxmn = 0.0f;
+    for (int j = 0; j < 16; j++) {
+        weights_for(x + 16 * j, imatrix ? imatrix + 16 * j : NULL, 16, w);
+        fit_scale_min(x + 16 * j, w, 16, 3, &sc[j], &mn[j]);
+        maxsc = fmaxf(maxsc, sc[j]);
+        maxmn = fmaxf(maxmn, mn[j]);
+    }
+    b->d = fitlm_fp32_to_fp16(maxsc / 15.0f);
+    b->dmin = fitlm_fp32_to_fp16(maxmn / 15.0f);
+    float d16 = fitlm_fp16_to_fp32(b->d), dmin16 = fitlm_fp16_to_fp32(b->dmin);
+    memset(b->qs, 0, sizeof b->qs);
+    for (int j = 0; j < 16; j++) {
+        int is = d16 > 0 ? clampi(rnd(sc[j] / d16), 0, 15) : 0;
+        int im = dmin16 > 0 ? clampi(rnd(mn[j] / dmin16), 0, 15) : 0;
+        b->scales[j] = (uint8_t)(is | im << 4);
+        float ds = d16 * (float)is, dm = dmin16 * (float)im;
+        for (int i = 0; i < 16; i++) {
+            int e = 16 * j + i;
+            int q = ds > 0 ? clampi(rnd((x[e] + dm) / ds), 0, 3) : 0;
+            b->qs[32 * (e / 128) + e % 32] |= (uint8_t)(q << (2 * ((e % 128) / 32)));
+        }
+    }
+}
+
+/* Q3_K: 16 sub-blocks of 16, x ~= (d * sc) * q with q -4..3 and signed 6-bit
+ * sc (stored + 32); low 2 bits of q + 4 in 2-bit planes, the third in hmask */
+static void q3_k_block(const float *x, const float *imatrix, blk_q3_k *b) {
+    float sc[16], w[16], maxabs = 0.0f;
+    for (int j = 0; j < 16; j++) {
+        weights_for(x + 16 * j, imatrix ? imatrix + 16 * j : NULL, 16, w);
+        fit_scale_sym(x + 16 * j, w, 16, -4, 3, &sc[j]);
+        maxabs = fmaxf(maxabs, fabsf(sc[j]));
+    }
+    b->d = fitlm_fp32_to_fp16(maxabs / 31.0f);
+    float d16 = fitlm_fp16_to_fp32(b->d);
+    memset(b->hmask, 0, sizeof b->hmask);
+    memset(b->qs, 0, sizeof b->qs);
+    memset(b->scales, 0, sizeof b->scales);
+    for (int j = 0; j < 16; j++) {
+        int s = d16 > 0 ? clampi(rnd(sc[j] / d16), -32, 31) : 0;
+        int u6 = s + 32;
+        if (j < 8) b->scales[j] |= (uint8_t)(u6 & 15);
+        else b->scales[j - 8] |= (uint8_t)((u6 & 15) << 4);
+        b->scales[8 + j % 4] |= (uint8_t)((u6 >> 4) << (2 * (j / 4)));
+        float ds = d16 * (float)s;
+        for (int i = 0; i < 16; i++) {
+            int e = 16 * j + i;
+            int u = (ds != 0.0f ? clampi(rnd(x[e] / ds), -4, 3) : 0) + 4; /* 0..7 */
+            int plane = (e % 128) / 32;
+            b->qs[32 * (e / 128) + e % 32] |= (uint8_t)((u & 3) << (2 * plane));
+            b->hmask[e % 32] |= (uint8_t)((u >> 2) << (4 * (e / 128) + plane));
         }
     }
 }
@@ -305,6 +367,8 @@ int64_t fitlm_quantize_row(int type, const float *src, void *dst, int64_t n, con
         case FITLM_TYPE_Q4_K: q4_k_block(x, im, o); break;
         case FITLM_TYPE_Q5_K: q5_k_block(x, im, o); break;
         case FITLM_TYPE_Q6_K: q6_k_block(x, im, o); break;
+        case FITLM_TYPE_Q2_K: q2_k_block(x, im, o); break;
+        case FITLM_TYPE_Q3_K: q3_k_block(x, im, o); break;
         default: return -1;
         }
     }

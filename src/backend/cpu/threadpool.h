@@ -14,25 +14,25 @@ fitlm_threadpool *fitlm_threadpool_new(int n_threads);
 void fitlm_threadpool_free(fitlm_threadpool *p);
 int fitlm_threadpool_size(const fitlm_threadpool *p);
 
-/* Calls fn(arg, i, n) for i in [0, n) — thread i of n — and waits for all.
- * One caller at a time per pool (fn must not call run on the same pool).
- * With p == NULL runs fn(arg, 0, 1) on the calling thread. */
+/* Calls fn(arg, i, n) once for every share i in [0, n) and waits for all.
+ * The caller runs share 0 and then any share no worker has started yet, so a
+ * share index is not tied to a particular thread (per-share scratch indexed
+ * by i is fine; thread-local state is not). One caller at a time per pool (fn
+ * must not call run on the same pool). With p == NULL runs fn(arg, 0, 1) on
+ * the calling thread. */
 typedef void (*fitlm_parallel_fn)(void *arg, int ith, int nth);
 void fitlm_threadpool_run(fitlm_threadpool *p, fitlm_parallel_fn fn, void *arg);
 
-/* Like fitlm_threadpool_run, for jobs whose shares take work items from a
- * shared counter until none are left (so any share can do all the work): share
- * 0 runs on the caller; a worker that has not started by the time share 0 has
- * returned skips the job and is not waited for. Returns when every share that
- * started has returned. */
-void fitlm_threadpool_run_dynamic(fitlm_threadpool *p, fitlm_parallel_fn fn, void *arg);
-
 /* A 64-byte aligned buffer of at least `bytes` owned by the pool (freed by
  * fitlm_threadpool_free), valid until the next call; for kernels that need
- * temporary space per call. Returns NULL if p is NULL or allocation fails. */
+ * temporary space per call (fitlm_cpu_matmul keeps its quantized activations
+ * there: nothing stored in it survives a matmul on the same pool). Returns
+ * NULL if p is NULL or allocation fails. */
 void *fitlm_threadpool_scratch(fitlm_threadpool *p, size_t bytes);
 
-/* Number of physical cores (falls back to logical CPUs). */
+/* Number of physical cores among the CPUs this process may run on (distinct
+ * package/core ids in /sys/devices/system/cpu/cpuN/topology, else
+ * /proc/cpuinfo; falls back to the number of logical CPUs). Cached. */
 int fitlm_physical_cores(void);
 
 #endif
