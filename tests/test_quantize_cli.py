@@ -240,6 +240,37 @@ def main():
             lim = 0.0 if t8["type"] == 0 else BOUND[gq.TYPES[t4["type"]][0]]
             check(rel_rmse(a, b) <= lim + 1e-9, "requantized %s drifts (%.4f)" % (name, rel_rmse(a, b)))
 
+    # A type the kernels cannot dequantize (IQ2_XXS: 256 elements in 66 bytes) is
+    # refused even with --allow-requantize, naming the tensor and the type.
+    g = mf.GGUF(os.path.join(TMP, "src-f16.gguf"))
+    kvs = []
+    for k, v in g.kv.items():
+        if isinstance(v, str):
+            kvs.append((k, 8, v))
+        elif isinstance(v, float):
+            kvs.append((k, 6, v))
+        elif isinstance(v, int):
+            kvs.append((k, 4 if v >= 0 else 5, v))
+        else:
+            kvs.append((k, 9, (8 if isinstance(v[0], str) else 6 if isinstance(v[0], float) else 5, v)))
+    ts = []
+    for name in g.order:
+        t = g.tensors[name]
+        if name == "blk.0.attn_q.weight":
+            ts.append((name, 16, t["ne"], bytes(t["ne"][0] * t["ne"][1] // 256 * 66)))
+        else:
+            ts.append((name, t["type"], t["ne"], t["bytes"]))
+    iq = os.path.join(TMP, "iq2.gguf")
+    mf.write_gguf(iq, kvs, ts)
+    out = os.path.join(TMP, "iq2-out.gguf")
+    rc, _, se = run("quantize", iq, out, "Q8_0", "--allow-requantize")
+    if rc == 0:  # the kernels learned IQ2_XXS: all-zero blocks (scale 0) must come out as zeros
+        t = mf.GGUF(out).tensors["blk.0.attn_q.weight"]
+        check(not np.any(gq.dequantize(t["type"], t["bytes"])), "IQ2_XXS zeros did not stay zero")
+    else:
+        check(rc == 1 and "blk.0.attn_q.weight" in se and "IQ2_XXS" in se, "IQ2_XXS source: rc %d %s" % (rc, se))
+        check(not os.path.exists(out), "IQ2_XXS source left an output")
+
     # A llama2.c checkpoint: convert's metadata and names; short rows fall back.
     bin_path = os.path.join(SHARED, "data", "stories260K", "stories260K.bin")
     if os.path.exists(bin_path):
