@@ -103,7 +103,8 @@ FLOAT_KERNEL(dot_bf16, load_w_bf16, 2)
 
 /* ---- Q8_0 and Q4_0 x Q8: four blocks per step in 512-bit registers ----
  * The codes of four consecutive activation blocks are contiguous (ACT_Q8 row
- * layout), so they load as two 64-byte vectors; their four scales and sums as
+ * layout; for Q4_0 ACT_Q8I, already ordered to match the low and the high
+ * nibbles), so they load as two 64-byte vectors; their four scales and sums as
  * one 128-bit vector each. The four fp16 weight scales are gathered with
  * scalar loads into one 64-bit word and converted together. Weight codes are
  * made unsigned for vpdpbusd (Q8_0: w + 128 by flipping the sign bit; Q4_0:
@@ -200,10 +201,6 @@ INLINE void dot_q4_0_body(int64_t cols, const void *w, const void *a, size_t ast
         tacc[t] = _mm256_setzero_ps();
     }
     const __m512i m4 = _mm512_set1_epi8(0x0f);
-    /* 64-bit lanes: a0 = blocks i, i+1 (lanes 0-7), a1 = blocks i+2, i+3 (8-15);
-     * first / second 16 codes of each block */
-    const __m512i idx_lo = _mm512_setr_epi64(0, 1, 4, 5, 8, 9, 12, 13);
-    const __m512i idx_hi = _mm512_setr_epi64(2, 3, 6, 7, 10, 11, 14, 15);
     const __m512i bc4 = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
     int64_t i = 0;
     for (; i + 4 <= nb; i += 4) {
@@ -216,9 +213,8 @@ INLINE void dot_q4_0_body(int64_t cols, const void *w, const void *a, size_t ast
         for (int t = 0; t < nt; t++) {
             const uint8_t *row = TOK(a, astride, t);
             const int8_t *aq = act_q8_qs(row) + 32 * i;
-            __m512i a0 = _mm512_loadu_si512(aq), a1 = _mm512_loadu_si512(aq + 64);
-            __m512i alo = _mm512_permutex2var_epi64(a0, idx_lo, a1);
-            __m512i ahi = _mm512_permutex2var_epi64(a0, idx_hi, a1);
+            /* ACT_Q8I: first halves of the 4 blocks, then second halves */
+            __m512i alo = _mm512_loadu_si512(aq), ahi = _mm512_loadu_si512(aq + 64);
             __m512i p = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, alo), hi, ahi);
             __m128 s = _mm_mul_ps(dw, _mm_loadu_ps(act_q8_d(row, nb) + i));
             acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_permutexvar_ps(bc4, _mm512_castps128_ps512(s)),

@@ -103,9 +103,10 @@ static void quantize_tokens(mm_job *j, int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; t++) {
         const float *x = j->X + t * j->cols;
         uint8_t *dst = j->A + (size_t)t * j->astride;
-        if (j->fmt == ACT_Q8) {
+        if (j->fmt == ACT_Q8 || j->fmt == ACT_Q8I) {
             if (j->simd) fitlm_quantize_act_q8_avx2(x, dst, j->cols);
             else fitlm_quantize_act_q8(x, dst, j->cols);
+            if (j->fmt == ACT_Q8I) fitlm_act_q8_interleave(dst, j->cols);
         } else {
             if (j->simd) fitlm_quantize_act_q8k_avx2(x, (act_q8k *)dst, j->cols);
             else fitlm_quantize_act_q8k(x, (act_q8k *)dst, j->cols);
@@ -165,7 +166,9 @@ void fitlm_cpu_matmul(fitlm_threadpool *pool, int wtype, const void *W, int64_t 
     bool ok;
     uint64_t wrow = fitlm_type_row_bytes(wtype, (uint64_t)(cols > 0 ? cols : 0), &ok);
     act_format fmt = fitlm_act_format(wtype);
-    fitlm_dot_fn dot = fitlm_cpu_type_supported(wtype) && ok && cols > 0 ? pick_dot(wtype, fitlm_cpu_isa_active()) : NULL;
+    fitlm_cpu_isa isa = fitlm_cpu_isa_active();
+    fitlm_dot_fn dot = fitlm_cpu_type_supported(wtype) && ok && cols > 0 ? pick_dot(wtype, isa) : NULL;
+    if (dot && isa >= FITLM_ISA_AVX512 && dot == fitlm_dot_avx512(wtype)) fmt = fitlm_act_format_avx512(wtype);
     if (fmt == ACT_Q8K && cols % 256 != 0) dot = NULL;
     if (!dot) { /* unsupported type or shape: make the failure visible */
         for (int64_t i = 0; i < rows * n_tokens; i++) Y[i] = NAN;
@@ -175,7 +178,7 @@ void fitlm_cpu_matmul(fitlm_threadpool *pool, int wtype, const void *W, int64_t 
     memset(&j, 0, sizeof j);
     j.dot = dot;
     j.fmt = fmt;
-    j.simd = fitlm_cpu_isa_active() >= FITLM_ISA_AVX2;
+    j.simd = isa >= FITLM_ISA_AVX2;
     j.X = X;
     j.cols = cols;
     j.rows = rows;
