@@ -420,41 +420,51 @@ INSTANTIATE(dot_q5_k)
 
 /* ---- Q6_K x Q8_K: q + 32 (0..63) as unsigned, the offset via bsums ---- */
 
+/* word-permute indices: register m of a Q6_K block covers sub-blocks 4m..4m+3,
+ * 8 int16 lanes each */
+static const short k_q6_sidx[4][32] __attribute__((aligned(64))) = {
+    {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3},
+    {4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5, 6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7},
+    {8, 8, 8, 8, 8, 8, 8, 8, 9, 9, 9, 9, 9, 9, 9, 9, 10, 10, 10, 10, 10, 10, 10, 10, 11, 11, 11, 11, 11, 11, 11, 11},
+    {12, 12, 12, 12, 12, 12, 12, 12, 13, 13, 13, 13, 13, 13, 13, 13, 14, 14, 14, 14, 14, 14, 14, 14, 15, 15, 15, 15, 15, 15, 15, 15},
+};
+
+/* 512-bit: half h (128 elements) is two registers, elements 0-63 ([ql low
+ * nibbles | bits 0-1 and 2-3 of qh]) and 64-127 (high nibbles, bits 4-5 and
+ * 6-7), each against 64 activation codes as they are; the int16 scale vector
+ * of a register (4 sub-blocks of 16: 8 lanes each) is one word permute. */
 INLINE void dot_q6_k_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) {
     const blk_q6_k *b = w;
     const int64_t nb = cols / 256;
     __m256 acc[4];
     for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
-    const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(0x03);
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m2 = _mm512_set1_epi8(0x03);
+    __m512i sidx[4];
+    for (int m = 0; m < 4; m++) sidx[m] = _mm512_load_si512(k_q6_sidx[m]);
     for (int64_t i = 0; i < nb; i++) {
-        __m256i wq[8];  /* 32 values each: elements 32k .. 32k+31 */
-        __m256i scv[8]; /* int16 scales: lanes 0-7 sub-block 2k, 8-15 sub-block 2k+1 */
+        __m512i wq[4], scv[4]; /* register m: elements 64m .. 64m+63 */
         for (int h = 0; h < 2; h++) {
-            __m256i l0 = _mm256_loadu_si256((const __m256i *)(b[i].ql + 64 * h));
-            __m256i l1 = _mm256_loadu_si256((const __m256i *)(b[i].ql + 64 * h + 32));
+            __m512i l = _mm512_loadu_si512(b[i].ql + 64 * h);
             __m256i qh = _mm256_loadu_si256((const __m256i *)(b[i].qh + 32 * h));
-            wq[4 * h + 0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4));
-            wq[4 * h + 1] = _mm256_or_si256(_mm256_and_si256(l1, m4),
-                                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4));
-            wq[4 * h + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
-                                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4));
-            wq[4 * h + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4));
+            __m512i qh01 = _mm512_inserti64x4(_mm512_castsi256_si512(qh), _mm256_srli_epi16(qh, 2), 1);
+            __m512i qh23 = _mm512_srli_epi16(qh01, 4);
+            wq[2 * h] = _mm512_or_si512(_mm512_and_si512(l, m4), _mm512_slli_epi16(_mm512_and_si512(qh01, m2), 4));
+            wq[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), m4),
+                                            _mm512_slli_epi16(_mm512_and_si512(qh23, m2), 4));
         }
-        for (int k = 0; k < 8; k++)
-            scv[k] = _mm256_set_m128i(_mm_set1_epi16(b[i].scales[2 * k + 1]), _mm_set1_epi16(b[i].scales[2 * k]));
         __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b[i].scales));
+        for (int m = 0; m < 4; m++) scv[m] = _mm512_permutexvar_epi16(sidx[m], _mm512_castsi256_si512(sc16));
         float d = h2f(b[i].d);
         for (int t = 0; t < nt; t++) {
             const act_q8k *ab = (const act_q8k *)TOK(a, astride, t) + i;
-            __m256i isum = _mm256_setzero_si256(), isum1 = _mm256_setzero_si256();
-            for (int k = 0; k < 8; k += 2) {
-                __m256i aq0 = _mm256_loadu_si256((const __m256i *)(ab->qs + 32 * k));
-                __m256i aq1 = _mm256_loadu_si256((const __m256i *)(ab->qs + 32 * k + 32));
-                isum = _mm256_dpwssd_epi32(isum, _mm256_maddubs_epi16(wq[k], aq0), scv[k]);
-                isum1 = _mm256_dpwssd_epi32(isum1, _mm256_maddubs_epi16(wq[k + 1], aq1), scv[k + 1]);
+            __m512i is0 = _mm512_setzero_si512(), is1 = _mm512_setzero_si512();
+            for (int m = 0; m < 4; m += 2) {
+                __m512i a0 = _mm512_loadu_si512(ab->qs + 64 * m), a1 = _mm512_loadu_si512(ab->qs + 64 * m + 64);
+                is0 = _mm512_dpwssd_epi32(is0, _mm512_maddubs_epi16(wq[m], a0), scv[m]);
+                is1 = _mm512_dpwssd_epi32(is1, _mm512_maddubs_epi16(wq[m + 1], a1), scv[m + 1]);
             }
-            isum = _mm256_add_epi32(isum, isum1);
+            __m512i is = _mm512_add_epi32(is0, is1);
+            __m256i isum = _mm256_add_epi32(_mm512_castsi512_si256(is), _mm512_extracti64x4_epi64(is, 1));
             __m256i bs = _mm256_loadu_si256((const __m256i *)ab->bsums);
             isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(_mm256_madd_epi16(bs, sc16), 5)); /* 32 x sc x 16-sums */
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(d * ab->d), acc[t]);
