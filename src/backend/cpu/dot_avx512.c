@@ -375,40 +375,47 @@ INSTANTIATE(dot_q4_k)
 
 /* ---- Q5_K x Q8_K: Q4_K plus a fifth bit from qh ---- */
 
+/* 512-bit, as Q4_K; the fifth bits of chunk c are bits 2c (low nibbles) and
+ * 2c+1 (high nibbles) of qh. */
 INLINE void dot_q5_k_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) {
     const blk_q5_k *b = w;
     const int64_t nb = cols / 256;
     __m256 acc[4], macc[4];
     for (int t = 0; t < nt; t++) acc[t] = macc[t] = _mm256_setzero_ps();
-    const __m256i m4 = _mm256_set1_epi8(0x0f), one = _mm256_set1_epi8(1);
+    const __m512i m4 = _mm512_set1_epi8(0x0f), one = _mm512_set1_epi8(1);
+    __m512i sidx[4];
+    for (int c = 0; c < 4; c++)
+        sidx[c] = _mm512_inserti64x4(_mm512_set1_epi16((short)(2 * c)), _mm256_set1_epi16((short)(2 * c + 1)), 1);
     for (int64_t i = 0; i < nb; i++) {
         uint8_t sc[8], mn[8];
         fitlm_k4_unpack(b[i].scales, sc, mn);
         __m128i mn8 = _mm_shuffle_epi8(_mm_loadl_epi64((const __m128i *)mn),
                                        _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7));
         __m256i mins16 = _mm256_cvtepu8_epi16(mn8);
+        __m512i sc16 = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)sc)));
         __m256i qh = _mm256_loadu_si256((const __m256i *)b[i].qh);
-        __m256i wlo[4], whi[4];
+        /* [qh | qh >> 1]: bit 2c of the result is the fifth bit of chunk c's
+         * low (first half) and high (second half) nibbles */
+        __m512i qh2 = _mm512_inserti64x4(_mm512_castsi256_si512(qh), _mm256_srli_epi16(qh, 1), 1);
+        __m512i wq[4], scv[4];
         for (int c = 0; c < 4; c++) {
             __m256i q = _mm256_loadu_si256((const __m256i *)(b[i].qs + 32 * c));
-            __m256i hb0 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * c)), one);
-            __m256i hb1 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * c + 1)), one);
-            wlo[c] = _mm256_or_si256(_mm256_and_si256(q, m4), _mm256_slli_epi16(hb0, 4));
-            whi[c] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), _mm256_slli_epi16(hb1, 4));
+            __m512i qq = _mm512_inserti64x4(_mm512_castsi256_si512(q), _mm256_srli_epi16(q, 4), 1);
+            __m512i hb = _mm512_and_si512(_mm512_srl_epi16(qh2, _mm_cvtsi32_si128(2 * c)), one);
+            wq[c] = _mm512_or_si512(_mm512_and_si512(qq, m4), _mm512_slli_epi16(hb, 4));
+            scv[c] = _mm512_permutexvar_epi16(sidx[c], sc16);
         }
         float d = h2f(b[i].d), dmin = h2f(b[i].dmin);
         for (int t = 0; t < nt; t++) {
             const act_q8k *ab = (const act_q8k *)TOK(a, astride, t) + i;
-            /* two accumulators: vpdpwssd's latency would otherwise chain */
-            __m256i isum = _mm256_setzero_si256(), isum1 = _mm256_setzero_si256();
-            for (int c = 0; c < 4; c++) {
-                __m256i a0 = _mm256_loadu_si256((const __m256i *)(ab->qs + 64 * c));
-                __m256i a1 = _mm256_loadu_si256((const __m256i *)(ab->qs + 64 * c + 32));
-                isum = KACC(isum, wlo[c], a0, sc[2 * c]);
-                isum1 = KACC(isum1, whi[c], a1, sc[2 * c + 1]);
+            __m512i isum0 = _mm512_setzero_si512(), isum1 = _mm512_setzero_si512();
+            for (int c = 0; c < 4; c += 2) {
+                __m512i a0 = _mm512_loadu_si512(ab->qs + 64 * c), a1 = _mm512_loadu_si512(ab->qs + 64 * c + 64);
+                isum0 = _mm512_dpwssd_epi32(isum0, _mm512_maddubs_epi16(wq[c], a0), scv[c]);
+                isum1 = _mm512_dpwssd_epi32(isum1, _mm512_maddubs_epi16(wq[c + 1], a1), scv[c + 1]);
             }
-            isum = _mm256_add_epi32(isum, isum1);
-            /* mins x 16-sums stay a vector: no horizontal sum per block */
+            __m512i is = _mm512_add_epi32(isum0, isum1);
+            __m256i isum = _mm256_add_epi32(_mm512_castsi512_si256(is), _mm512_extracti64x4_epi64(is, 1));
             __m256i mprod = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)ab->bsums), mins16);
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(d * ab->d), acc[t]);
             macc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mprod), _mm256_set1_ps(dmin * ab->d), macc[t]);
