@@ -14,7 +14,9 @@
 #   4. a summary table is printed: type, file size (GB = 1e9 bytes), prompt
 #      processing and generation tokens/s (medians), the weight bandwidth that
 #      generation achieves (weight bytes streamed per token x tokens/s) and its
-#      share of the memory read bandwidth fitlm bench measures on this machine.
+#      share of the memory read bandwidth fitlm bench measures on this machine,
+#      and "CPUs used": CPU time / wall time of the bench run (below the thread
+#      count when other processes compete for the cores).
 # The full output of every step is kept in $BENCH_DIR/*.log.
 #
 # Environment:
@@ -26,6 +28,7 @@
 #   REPS       repetitions per test (default 3)
 #   THREADS    threads for quantize and bench (default: fitlm's, the physical cores)
 #   PRESET     tinyllama (default) or small
+#   SUMMARY_ONLY=1  only print the table again from the logs of an earlier run
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -59,8 +62,8 @@ if [[ ! -s "$base" ]]; then
 fi
 
 echo "== machine: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) CPUs; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-rows=()
 for type in $TYPES; do
+    [[ -n "${SUMMARY_ONLY:-}" ]] && break
     model="$BENCH_DIR/$PRESET-$type.gguf"
     if [[ "$type" == F16 ]]; then
         model="$base"
@@ -68,22 +71,31 @@ for type in $TYPES; do
         echo "== fitlm quantize $base $model $type"
         "$FITLM" quantize "$base" "$model" "$type" "${threads[@]}" -q 2>&1 | tee "$BENCH_DIR/quantize-$PRESET-$type.log"
     fi
-    log="$BENCH_DIR/bench-$PRESET-$type.log"
     echo "== fitlm bench -m $model -p $PP -n $TG -r $REPS ${threads[*]}"
-    "$FITLM" bench -m "$model" -p "$PP" -n "$TG" -r "$REPS" "${threads[@]}" | tee "$log"
-    size=$(stat -c %s "$model")
-    # table rows: | model | size | params | backend | threads | test | t/s (lo-hi) | GB/s |
-    pp=$(awk -F'|' -v t="pp$PP" '$7 ~ t {split($8, a, " "); print a[1]}' "$log")
-    tg=$(awk -F'|' -v t="tg$TG" '$7 ~ t {split($8, a, " "); print a[1]}' "$log")
-    gbs=$(sed -n 's/^generation streams .*: \([0-9.]*\) GB\/s at .*/\1/p' "$log")
-    peak=$(sed -n 's/^measured memory read bandwidth \([0-9.]*\) GB\/s.*/\1/p' "$log")
-    pct=$(sed -n 's/.*generation uses \([0-9.]*\)% of it.*/\1/p' "$log")
-    rows+=("$(printf '| %-7s | %7.3f | %10s | %10s | %9s | %9s | %9s |' "$type" "$(awk -v s="$size" 'BEGIN { print s / 1e9 }')" \
-        "${pp:--}" "${tg:--}" "${gbs:--}" "${peak:--}" "${pct:--}")")
+    /usr/bin/time -f "%e %U %S" -o "$BENCH_DIR/time-$PRESET-$type.txt" \
+        "$FITLM" bench -m "$model" -p "$PP" -n "$TG" -r "$REPS" "${threads[@]}" | tee "$BENCH_DIR/bench-$PRESET-$type.log"
 done
 
 echo
 echo "fitlm bench, $PRESET-shaped random model, -p $PP -n $TG, $REPS repetitions (medians)"
-printf '| %-7s | %7s | %10s | %10s | %9s | %9s | %9s |\n' type "size GB" "pp$PP t/s" "tg$TG t/s" "GB/s" "read GB/s" "% of read"
-printf '|%s|%s|%s|%s|%s|%s|%s|\n' --------- --------- ------------ ------------ ----------- ----------- -----------
-for r in "${rows[@]}"; do echo "$r"; done
+printf '| %-7s | %7s | %10s | %10s | %9s | %9s | %9s | %9s |\n' type "size GB" "pp$PP t/s" "tg$TG t/s" "GB/s" \
+    "read GB/s" "% of read" "CPUs used"
+printf '|%s|%s|%s|%s|%s|%s|%s|%s|\n' --------- --------- ------------ ------------ ----------- ----------- ----------- \
+    -----------
+for type in $TYPES; do
+    model="$BENCH_DIR/$PRESET-$type.gguf"
+    [[ "$type" == F16 ]] && model="$base"
+    log="$BENCH_DIR/bench-$PRESET-$type.log"
+    [[ -s "$log" && -s "$model" ]] || continue
+    # table rows: | model | size | params | backend | threads | test | t/s (lo-hi) | GB/s |
+    pp=$(awk -F'|' -v t="pp$PP" '$7 ~ t {split($8, a, " "); print a[1]}' "$log")
+    tg=$(awk -F'|' -v t="tg$TG" '$7 ~ t {split($8, a, " "); print a[1]}' "$log")
+    gbs=$(sed -n 's/^generation streams .*: \([0-9.]*\) GB\/s at .*/\1/p' "$log")
+    peak=$(sed -n 's/^measured memory read bandwidth[^:]*: \([0-9.]*\) GB\/s.*/\1/p' "$log")
+    pct=$(sed -n 's/.*generation \(uses\|reaches\) \([0-9.]*\)% of it.*/\2/p' "$log")
+    # CPU time / wall time of the whole bench run: how many cores it really had
+    cpus=$(awk '{ if ($1 > 0) printf "%.2f", ($2 + $3) / $1 }' "$BENCH_DIR/time-$PRESET-$type.txt" 2>/dev/null || true)
+    printf '| %-7s | %7.3f | %10s | %10s | %9s | %9s | %9s | %9s |\n' "$type" \
+        "$(awk -v s="$(stat -c %s "$model")" 'BEGIN { print s / 1e9 }')" \
+        "${pp:--}" "${tg:--}" "${gbs:--}" "${peak:--}" "${pct:--}" "${cpus:--}"
+done

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what fitlm needs to build and test on Debian (run as root or with sudo).
 set -euo pipefail
-pkgs=(build-essential cmake pkg-config libpcre2-dev libcjson-dev python3 python3-numpy python3-sentencepiece python3-jinja2)
+pkgs=(build-essential cmake pkg-config clang libclang-rt-dev libpcre2-dev libcjson-dev python3 python3-numpy python3-sentencepiece python3-jinja2)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -19,4 +19,9 @@ fi
 if command -v npm >/dev/null 2>&1 && [ ! -d tests/node_modules/llama3-tokenizer-js ]; then
   (cd tests && npm install --no-audit --no-fund --silent llama3-tokenizer-js@1.2.0 >/dev/null 2>&1) || \
     echo "setup: npm install llama3-tokenizer-js failed; the Llama 3 differential test will be skipped"
+fi
+# npm reference encoder for the GPT-2 differential test (r50k_base = GPT-2's vocabulary; optional: skips without it)
+if command -v npm >/dev/null 2>&1 && [ ! -d tests/node_modules/gpt-tokenizer ]; then
+  (cd tests && npm install --no-audit --no-fund --silent gpt-tokenizer@2.9.0 >/dev/null 2>&1) || \
+    echo "setup: npm install gpt-tokenizer failed; the GPT-2 differential test will be skipped"
 fi

@@ -156,6 +156,58 @@ def main():
     check(infos[1]["hparams"]["rope_layout"] == "half" and infos[2]["hparams"]["rope_layout"] == "adjacent",
           "rope layouts: HF half, GGUF adjacent")
 
+    # ---- a quantized GGUF (from fitlm quantize) converts to GGUF with identical blocks;
+    #      HF cannot hold quantized blocks and says so
+    probe = subprocess.run([BIN, "quantize", "--help"], capture_output=True, text=True)
+    if "not implemented yet" not in probe.stdout + probe.stderr:
+        q8 = os.path.join(TMP, "q8.gguf")
+        fitlm("quantize", gg, q8, "Q8_0")
+        q8c = os.path.join(TMP, "q8-copy.gguf")
+        fitlm("convert", q8, q8c)
+        a, b = mf.GGUF(q8), mf.GGUF(q8c)
+        check(any(t["type"] == 8 for t in a.tensors.values()), "quantize wrote Q8_0 tensors")
+        for name, t in a.tensors.items():
+            u = b.tensors.get(name)
+            check(u is not None and u["type"] == t["type"] and u["ne"] == t["ne"] and u["bytes"] == t["bytes"],
+                  "quantized copy: %s differs" % name)
+        r = subprocess.run([BIN, "convert", q8, os.path.join(TMP, "q8-hf"), "--to", "hf"], capture_output=True, text=True)
+        check(r.returncode == 1 and "Q8_0" in r.stderr, "quantized -> HF: %r" % r.stderr)
+        check(not os.path.exists(os.path.join(TMP, "q8-hf")), "no HF folder after the failure")
+
+    # ---- llama.cpp gguf-split layout: metadata in split 1, split.* keys in every split
+    sd = os.path.join(TMP, "split")
+    os.makedirs(sd)
+    names = g.order
+    chunks = [names[:10], names[10:30], names[30:]]
+    for i, chunk in enumerate(chunks):
+        kvs = (mf.gguf_kv_list(g) if i == 0 else []) + [("split.no", 2, i), ("split.count", 2, 3)]
+        if i == 0:
+            kvs.append(("split.tensors.count", 5, len(names)))
+        tens = [(n, g.tensors[n]["type"], g.tensors[n]["ne"], g.tensors[n]["bytes"]) for n in chunk]
+        mf.write_gguf(os.path.join(sd, "s-%05d-of-00003.gguf" % (i + 1)), kvs, tens)
+    first = os.path.join(sd, "s-00001-of-00003.gguf")
+    info = json.loads(fitlm("inspect", first, "--json"))
+    check(info["n_tensors"] == 47 and len(info["files"]) == 3 and info["runnable"], "split inspect: %d tensors, %d files"
+          % (info["n_tensors"], len(info["files"])))
+    check(info["params"]["from_tensors"] == 260032 and info["hparams"]["n_layers"] == 5, "split params/hparams")
+    joined = os.path.join(TMP, "joined.gguf")
+    fitlm("convert", first, joined)
+    gj = mf.GGUF(joined)
+    check(all(gj.tensors[n]["bytes"] == g.tensors[n]["bytes"] for n in names), "split -> single GGUF bytes")
+    probe = subprocess.run([BIN, "logits", "--help"], capture_output=True, text=True)
+    if "not implemented yet" not in probe.stdout + probe.stderr:
+        ids = "1 461 461 401 401"
+        a = fitlm("logits", "-m", first, "--ids", ids)
+        b = fitlm("logits", "-m", gg, "--ids", ids)
+        check(a == b, "split GGUF logits differ from the single file's")
+    second = os.path.join(sd, "s-00002-of-00003.gguf")
+    r = subprocess.run([BIN, "inspect", second], capture_output=True, text=True)
+    check(r.returncode == 1 and "first" in r.stderr and second in r.stderr, "second split: %r" % r.stderr)
+    os.rename(os.path.join(sd, "s-00003-of-00003.gguf"), os.path.join(sd, "moved.gguf"))
+    r = subprocess.run([BIN, "inspect", first], capture_output=True, text=True)
+    check(r.returncode == 1 and "s-00003-of-00003.gguf" in r.stderr and r.stderr.startswith("fitlm: error: " + first),
+          "missing split: %r" % r.stderr)
+
     # ---- errors: refusing to overwrite an existing folder, bad --type
     r = subprocess.run([BIN, "convert", SRC, hf, "--to", "hf"], capture_output=True, text=True)
     check(r.returncode == 1 and r.stderr.startswith("fitlm: error: ") and hf in r.stderr, "existing folder: %r" % r.stderr)

@@ -5,14 +5,18 @@ of tests/ref/forward.py:
   - mistral ("llama" + attention.sliding_window 5, smaller than the 24-token
     sequence), tied output;
   - llama with Llama 3.1 RoPE scaling and with linear scaling;
-  - llama with F16 weight matrices.
+  - llama with F16, BF16 (norm vectors too, tied), Q8_0 (untied) and qwen2 with Q4_0 (tied) weight matrices;
+    for Q8_0/Q4_0 the reference rounds each matmul's input to 8-bit blocks of
+    32 as the CPU kernels document they do.
 Logits at every position must agree within 1e-4 relative (to the position's
 largest |logit|), for the batched prefill and for one-token decode, with an F32
-KV cache. Then models that load but cannot run must be refused before
+KV cache; qwen2 and mistral also after `fitlm convert` to GGUF (the project's
+GGUF writer) and to a Hugging Face folder. Then models that load but cannot run must be refused before
 generating: an unsupported weight type (IQ2_XXS), a qwen2 without its biases, a
 quantized norm vector, an unknown architecture, and an oversized context.
 """
 import os
+import shutil
 import subprocess
 import sys
 
@@ -60,28 +64,47 @@ BASE = dict(n_layers=2, dim=64, n_heads=4, n_kv_heads=2, head_dim=16, ffn=96, vo
 T = 24
 
 
-def case(name, arch, cfg, tied=True, bias=False, weight_type=ref.TYPE_F32, seed=1):
+def compare(name, label, path, ids, want, vocab, *extra):
+    got, errtext = logits_of(path, ids, vocab, *extra)
+    check(got is not None, "%s %s: fitlm failed: %s" % (name, label, errtext))
+    if got is None:
+        return
+    scale = np.abs(want).max(axis=1, keepdims=True)
+    rel = (np.abs(got - want) / scale).max()
+    print("%-14s %-8s max relative logit error %.2e" % (name, label, rel))
+    check(rel <= 1e-4, "%s %s: relative error %g > 1e-4" % (name, label, rel))
+
+
+def case(name, arch, cfg, tied=True, bias=False, weight_type=ref.TYPE_F32, seed=1, convert=False):
     w, tens = ref.random_model(cfg, seed, tied=tied, bias=bias, weight_type=weight_type)
     path = os.path.join(TMP, "rt-%s.gguf" % name)
     ref.write_gguf(path, ref.gguf_kv(cfg, arch), tens)
     ids = list(np.random.default_rng(seed + 100).integers(0, cfg["vocab"], T))
-    want = ref.forward(cfg, w, np.array(ids))
+    # Q8_0/Q4_0 matmuls see 8-bit activations (the kernels' documented scheme)
+    qact = {n for n, t, _, ne in tens if t in (ref.TYPE_Q8_0, ref.TYPE_Q4_0) and len(ne) == 2}
+    want = ref.forward(cfg, w, np.array(ids), qact=qact)
     for extra, label in (((), "prefill"), (("--batch", "1"), "decode"), (("--batch", "5"), "ubatch5")):
-        got, errtext = logits_of(path, ids, cfg["vocab"], *extra)
-        check(got is not None, "%s %s: fitlm failed: %s" % (name, label, errtext))
-        if got is None:
-            continue
-        scale = np.abs(want).max(axis=1, keepdims=True)
-        rel = (np.abs(got - want) / scale).max()
-        print("%-14s %-8s max relative logit error %.2e" % (name, label, rel))
-        check(rel <= 1e-4, "%s %s: relative error %g > 1e-4" % (name, label, rel))
+        compare(name, label, path, ids, want, cfg["vocab"], *extra)
+    if convert:
+        # through the project's own writers: fitlm convert to GGUF (C GGUF writer)
+        # and to a Hugging Face folder (safetensors; q/k rows permuted for llama)
+        for fmt in ("gguf", "hf"):
+            out = os.path.join(TMP, "rt-%s-conv-%s" % (name, fmt)) + (".gguf" if fmt == "gguf" else "")
+            if os.path.isdir(out):
+                shutil.rmtree(out)
+            elif os.path.exists(out):
+                os.remove(out)
+            p = fitlm("convert", path, out, "--to", fmt)
+            check(p.returncode == 0, "%s: convert --to %s: %s" % (name, fmt, p.stderr.strip()))
+            if p.returncode == 0:
+                compare(name, "via-" + fmt, out, ids, want, cfg["vocab"])
     return path
 
 
 qwen = dict(BASE, rope_theta=1e6, eps=1e-6, rope_layout="half")
-case("qwen2", "qwen2", qwen, tied=False, bias=True)
+case("qwen2", "qwen2", qwen, tied=False, bias=True, convert=True)
 mistral = dict(BASE, rope_layout="adjacent", sliding_window=5)
-case("mistral", "llama", mistral, tied=True)
+case("mistral", "llama", mistral, tied=True, convert=True)
 llama31 = dict(BASE, rope_layout="adjacent", rope_theta=500000.0,
                rope_scaling=dict(type="llama3", factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0,
                                  original_context=16))
@@ -89,6 +112,9 @@ case("llama31", "llama", llama31, tied=False)
 linear = dict(BASE, rope_layout="adjacent", rope_scaling=dict(type="linear", factor=4.0))
 case("llama-linear", "llama", linear)
 case("llama-f16", "llama", dict(BASE, rope_layout="adjacent"), weight_type=ref.TYPE_F16, tied=False)
+case("llama-bf16", "llama", dict(BASE, rope_layout="adjacent"), weight_type=ref.TYPE_BF16)  # BF16 norms too
+case("llama-q8_0", "llama", dict(BASE, rope_layout="adjacent"), weight_type=ref.TYPE_Q8_0, tied=False)
+case("qwen2-q4_0", "qwen2", qwen, weight_type=ref.TYPE_Q4_0, bias=True)  # tied Q4_0 embedding + output
 
 # ---- models that must be refused before generating ----
 

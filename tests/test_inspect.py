@@ -81,6 +81,16 @@ def test_vocab():
         check(j["name"] == g.kv["general.name"], "%s name" % f)
         check(j["gguf"]["version"] == g.version and j["gguf"]["n_kv"] == len(g.kv), "%s version/n_kv" % f)
         check(set(j["gguf"]["metadata"]) == set(g.kv), "%s metadata keys" % f)
+        for k, v in g.kv.items():
+            got = j["gguf"]["metadata"].get(k)
+            t = g.kv_types[k][0]
+            if t == 6:  # float32: the shortest decimal that reads back as the same float32
+                check(np.float32(got) == np.float32(v) and len(repr(got)) <= 16, "%s %s = %r vs %r" % (f, k, got, v))
+            elif t == 9:
+                check(got == {"array": {0: "uint8", 4: "uint32", 5: "int32", 6: "float32", 8: "string"}.get(
+                    g.kv_types[k][1], got.get("array")), "n": len(v)}, "%s %s = %r" % (f, k, got))
+            else:
+                check(got == v, "%s %s = %r vs %r" % (f, k, got, v))
         tok = j["tokenizer"]
         check(tok["model"] == g.kv["tokenizer.ggml.model"] and tok["pre"] == g.kv["tokenizer.ggml.pre"],
               "%s tokenizer model/pre" % f)
@@ -209,6 +219,21 @@ def test_gptq():
     check(r.returncode == 1 and "GPTQ" in r.stderr and r.stderr.startswith("fitlm: error: " + d), "gptq convert %r" % r.stderr)
 
 
+def test_non_utf8():
+    # GGUF strings need not be UTF-8; --json must still be valid JSON (U+FFFD)
+    p = os.path.join(TMP, "latin1.gguf")
+    mf.write_gguf(p, [("general.architecture", 8, "gpt2"), ("general.name", 8, "caf\u00e9")], [])
+    raw = open(p, "rb").read().replace("caf\u00e9".encode(), b"caf\xe9\xc3")  # latin-1 e-acute + a lone lead byte
+    open(p, "wb").write(raw)
+    r = subprocess.run([BIN, "inspect", p, "--json"], capture_output=True, timeout=60)
+    check(r.returncode == 0, "non-UTF-8 name: %r" % r.stderr)
+    try:
+        j = json.loads(r.stdout.decode("utf-8"))
+        check(j["name"] == "caf\ufffd\ufffd", "name %r" % j["name"])
+    except (UnicodeDecodeError, ValueError) as e:
+        check(False, "--json output is not UTF-8 JSON: %s" % e)
+
+
 def test_errors():
     r = run("inspect", os.path.join(TMP, "does-not-exist.gguf"))
     check(r.returncode == 1 and r.stderr.startswith("fitlm: error: " + os.path.join(TMP, "does-not-exist.gguf")),
@@ -230,6 +255,7 @@ def main():
     test_vocab()
     test_hf_sharded_bf16()
     test_gptq()
+    test_non_utf8()
     test_errors()
     print("%d failures" % len(failures))
     return 1 if failures else 0

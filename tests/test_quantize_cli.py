@@ -9,6 +9,7 @@ dequantizers (tests/pyutil/gguf_quants.py, written from the block layouts):
     LLAMA_FTYPE id and general.quantization_version is 2,
   - a llama2.c checkpoint gets convert's metadata and names,
   - bad inputs exit 1 with a message and leave no output (or temp) file."""
+import json
 import os
 import shutil
 import subprocess
@@ -273,6 +274,52 @@ def main():
         LAYERS[0] = L
     else:
         print("note: %s missing, llama2.c part skipped" % bin_path)
+
+    # A Hugging Face folder (BF16, q/k in rotate-half order): names, metadata and the
+    # q/k row permutation must be those of `fitlm convert`.
+    hf = os.path.join(TMP, "hf")
+    os.makedirs(hf)
+    cfg = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": D,
+           "intermediate_size": F, "num_hidden_layers": 2, "num_attention_heads": H, "num_key_value_heads": KV,
+           "vocab_size": V, "max_position_embeddings": 128, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
+           "tie_word_embeddings": False, "torch_dtype": "bfloat16"}
+    open(os.path.join(hf, "config.json"), "w").write(json.dumps(cfg))
+    ts = [("model.embed_tokens.weight", (V, D)), ("model.norm.weight", (D,)), ("lm_head.weight", (V, D))]
+    for l in range(2):
+        p = "model.layers.%d." % l
+        ts += [(p + "input_layernorm.weight", (D,)), (p + "post_attention_layernorm.weight", (D,)),
+               (p + "self_attn.q_proj.weight", (D, D)), (p + "self_attn.k_proj.weight", (KV * HD, D)),
+               (p + "self_attn.v_proj.weight", (KV * HD, D)), (p + "self_attn.o_proj.weight", (D, D)),
+               (p + "mlp.gate_proj.weight", (F, D)), (p + "mlp.up_proj.weight", (F, D)),
+               (p + "mlp.down_proj.weight", (D, F))]
+    mf.write_safetensors(os.path.join(hf, "model.safetensors"),
+                         [(n, "BF16", mf.bf16_bits((0.02 if len(sh) == 2 else 1.0) * rng.standard_normal(sh)
+                                                   + (0 if len(sh) == 2 else 1.0)))
+                          for n, sh in ts])
+    conv = os.path.join(TMP, "hf-f32.gguf")
+    rc, _, se = run("convert", hf, conv, "--type", "f32")
+    if check(rc == 0, "convert HF: %s" % se):
+        gc = mf.GGUF(conv)
+        for scheme in ("Q8_0", "BF16"):
+            out = os.path.join(TMP, "hf-%s.gguf" % scheme)
+            rc, _, se = run("quantize", hf, out, scheme)
+            if not check(rc == 0, "quantize HF %s: %s" % (scheme, se)):
+                continue
+            g = mf.GGUF(out)
+            check(g.order == gc.order, "HF: names/order differ from convert's: %s" % g.order[:4])
+            for k, v in gc.kv.items():
+                if k != "general.file_type":
+                    check(g.kv.get(k) == v, "HF: key %s differs from convert's" % k)
+            check(g.kv.get("general.file_type") == FTYPE[scheme], "HF: file_type")
+            for name in g.order:
+                a = gc.array(name).astype(np.float32)
+                t = g.tensors[name]
+                x = gq.dequantize(t["type"], t["bytes"], a.size).reshape(a.shape)
+                if scheme == "BF16" or a.ndim == 1:  # the BF16 source comes back exactly
+                    check(np.array_equal(a, x), "HF %s: %s differs from convert's" % (scheme, name))
+                else:
+                    check(rel_rmse(a, x) <= BOUND["Q8_0"], "HF %s: %s error %.4f (q/k rows out of order?)" %
+                          (scheme, name, rel_rmse(a, x)))
 
     # Bad inputs: exit 1, a message, no output file and no temp file left.
     src_path = os.path.join(TMP, "src-f16.gguf")

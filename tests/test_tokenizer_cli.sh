@@ -23,6 +23,9 @@ check "--no-parse-special" "529 29879 29958 10994" \
   "$(printf '<s>Hello' | "$FITLM_BIN" tokenize -m "$SPM" --no-special --no-parse-special)"
 check "gpt-2 has no BOS by default" "15496 995" "$(printf 'Hello world' | "$FITLM_BIN" tokenize -m "$V/ggml-vocab-gpt-2.gguf")"
 check "detokenize" "Hello world" "$(printf '1 15043\n 3186\n' | "$FITLM_BIN" detokenize -m "$SPM")"
+check "detokenize accepts llama.cpp's [a, b] form" "Hello world" "$(printf '[1, 15043, 3186]' | "$FITLM_BIN" detokenize -m "$SPM")"
+check "--pieces" "$(printf "1\t'<s>'\n15043\t' Hello'\n13\t'\\\\n'\n29871\t' '\n243\t'\\\\xF0'\n162\t'\\\\x9F'\n169\t'\\\\xA6'\n156\t'\\\\x99'")" \
+  "$(printf 'Hello\n \xf0\x9f\xa6\x99' | "$FITLM_BIN" tokenize -m "$SPM" --pieces)"
 check "detokenize --special" "<s>Hello world" "$(printf '1 15043 3186' | "$FITLM_BIN" detokenize -m "$SPM" --special)"
 
 # round trip through both commands on every test input of every vocabulary

@@ -3,18 +3,68 @@
  * tests/node_modules), which carries the real Llama 3 vocabulary, merges and a
  * reference encoder. Its vocabulary is exported to a tokenizer.json (merges in
  * the [a, b] array form), loaded by fitlm, and thousands of generated strings
- * (with special tokens in them) must encode to exactly the package's ids. */
+ * (with special tokens in them) must encode to exactly the package's ids.
+ * The same vocabulary is then written as a GGUF file (fitlm's GGUF writer;
+ * tokenizer.ggml.pre = "llama-bpe", merges as "a b" strings) and must give the
+ * same ids through the GGUF path; with pre = "qwen2" digits split one by one. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 
+#include <cjson/cJSON.h>
+
 #include "check.h"
 #include "support/refio.h"
 #include "support/textgen.h"
 #include "tokenizer/tokenizer.h"
 #include "util/file.h"
+
+/* Writes the tokenizer as a GGUF vocabulary (no tensors) with the merges from
+ * the tokenizer.json file. Returns 0 on success. */
+static int write_gguf(const fitlm_tokenizer *t, const char *json_path, const char *pre, const char *out) {
+    fitlm_error err = {{0}};
+    size_t jl;
+    char *text = fitlm_file_read_all(json_path, (size_t)1 << 30, &jl, &err);
+    if (!text) return -1;
+    cJSON *root = cJSON_ParseWithLength(text, jl);
+    free(text);
+    const cJSON *merges = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(root, "model"), "merges");
+    int nm = cJSON_GetArraySize(merges), nv = fitlm_tokenizer_vocab_size(t);
+    char **mstr = calloc((size_t)nm, sizeof *mstr);
+    const char **toks = calloc((size_t)nv, sizeof *toks);
+    int32_t *types = calloc((size_t)nv, sizeof *types);
+    int i = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, merges) {
+        const char *a = cJSON_GetArrayItem(e, 0)->valuestring, *b = cJSON_GetArrayItem(e, 1)->valuestring;
+        mstr[i] = malloc(strlen(a) + strlen(b) + 2);
+        sprintf(mstr[i++], "%s %s", a, b);
+    }
+    for (int k = 0; k < nv; k++) {
+        toks[k] = fitlm_tokenizer_token_text(t, k);
+        types[k] = fitlm_tokenizer_token_type(t, k);
+    }
+    fitlm_gguf_writer *w = fitlm_gguf_writer_new(3, &err);
+    int rc = !w || fitlm_gguf_writer_add_str(w, "general.architecture", "llama", &err) ||
+             fitlm_gguf_writer_add_str(w, "tokenizer.ggml.model", "gpt2", &err) ||
+             fitlm_gguf_writer_add_str(w, "tokenizer.ggml.pre", pre, &err) ||
+             fitlm_gguf_writer_add_str_arr(w, "tokenizer.ggml.tokens", toks, (uint64_t)nv, &err) ||
+             fitlm_gguf_writer_add_arr(w, "tokenizer.ggml.token_type", FITLM_GGUF_INT32, types, (uint64_t)nv, &err) ||
+             fitlm_gguf_writer_add_str_arr(w, "tokenizer.ggml.merges", (const char *const *)mstr, (uint64_t)nm, &err) ||
+             fitlm_gguf_writer_add_u32(w, "tokenizer.ggml.bos_token_id", 128000, &err) ||
+             fitlm_gguf_writer_add_u32(w, "tokenizer.ggml.eos_token_id", 128009, &err) ||
+             fitlm_gguf_writer_write(w, out, NULL, NULL, &err);
+    if (rc) fprintf(stderr, "write_gguf: %s\n", err.msg);
+    fitlm_gguf_writer_free(w);
+    for (int k = 0; k < nm; k++) free(mstr[k]);
+    free(mstr);
+    free(toks);
+    free(types);
+    cJSON_Delete(root);
+    return rc ? -1 : 0;
+}
 
 int main(void) {
     const char *src = check_env_or_skip("FITLM_SRC");
@@ -77,6 +127,16 @@ int main(void) {
     CHECK(out != NULL, "%s", err.msg);
     if (!out) return check_report();
 
+    char gguf_path[4200], qwen_path[4200];
+    snprintf(gguf_path, sizeof gguf_path, "%s/llama3-vocab.gguf", tmp);
+    snprintf(qwen_path, sizeof qwen_path, "%s/llama3-vocab-qwen2-pre.gguf", tmp);
+    CHECK(write_gguf(t, json, "llama-bpe", gguf_path) == 0, "cannot write %s", gguf_path);
+    CHECK(write_gguf(t, json, "qwen2", qwen_path) == 0, "cannot write %s", qwen_path);
+    fitlm_tokenizer *tg = fitlm_tokenizer_load(gguf_path, &err);
+    CHECK(tg != NULL, "%s", err.msg);
+    if (tg) CHECK(fitlm_tokenizer_add_bos(tg) && !strcmp(fitlm_tokenizer_pre_name(tg), "llama-bpe"), "llama-bpe defaults");
+    int g_same = 0, g_differ = 0;
+
     char *p = out;
     int same = 0, differ = 0, rt_ok = 0, rt_checked = 0;
     double secs = 0;
@@ -103,6 +163,14 @@ int main(void) {
                 fprintf(stderr, "\n");
             }
         }
+        if (tg) {
+            int32_t *gids = NULL;
+            size_t gn = 0;
+            CHECK(fitlm_tokenizer_encode(tg, strs[i], lens[i], false, true, &gids, &gn, &err) == 0, "%s", err.msg);
+            if (gn == nref && (gn == 0 || memcmp(gids, ref, gn * sizeof *gids) == 0)) g_same++;
+            else g_differ++;
+            free(gids);
+        }
         if (flag == 1) {
             size_t dl;
             char *dec = fitlm_tokenizer_decode(t, ids, n, true, &dl, &err);
@@ -118,6 +186,27 @@ int main(void) {
     printf("llama3-tokenizer-js differential: %d/%d strings identical (%zu bytes in the long one); round trip "
            "%d/%d; encode %.1f MB/s\n",
            same, same + differ, lens[n_strings], rt_ok, rt_checked, secs > 0 ? 2.0 * (double)total / 1e6 / secs : 0.0);
+
+    CHECK(g_differ == 0, "GGUF form: %d of %d strings differ from llama3-tokenizer-js", g_differ, g_same + g_differ);
+    printf("GGUF form (tokenizer.ggml.pre = llama-bpe): %d/%d strings identical\n", g_same, g_same + g_differ);
+    fitlm_tokenizer_free(tg);
+
+    /* qwen2's pre-tokenizer differs from Llama 3's only in splitting digits one by one */
+    fitlm_tokenizer *tq = fitlm_tokenizer_load(qwen_path, &err);
+    CHECK(tq != NULL, "%s", err.msg);
+    if (tq) {
+        int32_t *a = NULL, *b = NULL;
+        size_t na = 0, nb = 0;
+        CHECK(fitlm_tokenizer_encode(tq, "x 12345", 7, false, false, &a, &na, &err) == 0, "%s", err.msg);
+        CHECK(fitlm_tokenizer_encode(t, "x 12345", 7, false, false, &b, &nb, &err) == 0, "%s", err.msg);
+        int32_t d1 = fitlm_tokenizer_find(t, "1", 1), d5 = fitlm_tokenizer_find(t, "5", 1);
+        CHECK(na == 7 && a[2] == d1 && a[6] == d5, "qwen2: digits one by one (n=%zu)", na);
+        CHECK(nb == 4, "llama3: digits in groups of three (n=%zu)", nb); /* x, ' ', 123, 45 */
+        CHECK(!fitlm_tokenizer_add_bos(tq), "qwen2 adds no BOS by default");
+        free(a);
+        free(b);
+        fitlm_tokenizer_free(tq);
+    }
 
     /* BOS from the template, and parse_special off treats specials as text */
     int32_t *ids = NULL;

@@ -295,6 +295,29 @@ int main(void) {
     if (t) encode_expect(t, "ab ab", (const int32_t[]){2, 4}, 2, "json array merges");
     fitlm_tokenizer_free(t);
 
+    /* Llama 3.1 style: TemplateProcessing inside a Sequence post-processor gives BOS */
+    {
+        const char *js = JSON_HEAD "\"vocab\": {\"a\": 0, \"b\": 1, \"ab\": 2}, \"merges\": [\"a b\"]}, "
+                                   "\"added_tokens\": [{\"id\": 3, \"content\": \"<|begin|>\", \"special\": true}], "
+                                   "\"pre_tokenizer\": {\"type\": \"ByteLevel\", \"use_regex\": false}, "
+                                   "\"post_processor\": {\"type\": \"Sequence\", \"processors\": [{\"type\": "
+                                   "\"ByteLevel\"}, {\"type\": \"TemplateProcessing\", \"single\": [{\"SpecialToken\": "
+                                   "{\"id\": \"<|begin|>\", \"type_id\": 0}}, {\"Sequence\": {\"id\": \"A\"}}]}]}}";
+        t = fitlm_tokenizer_from_hf_json(js, strlen(js), NULL, &err);
+        CHECK(t != NULL, "Sequence post_processor: %s", err.msg);
+        if (t) {
+            CHECK(fitlm_tokenizer_bos(t) == 3 && fitlm_tokenizer_add_bos(t) && !fitlm_tokenizer_add_eos(t),
+                  "BOS from a Sequence post-processor");
+            int32_t *ids = NULL;
+            size_t n = 0;
+            CHECK(fitlm_tokenizer_encode(t, "ab", 2, true, false, &ids, &n, &err) == 0 && n == 2 && ids[0] == 3 &&
+                      ids[1] == 2,
+                  "BOS added");
+            free(ids);
+        }
+        fitlm_tokenizer_free(t);
+    }
+
     /* Metaspace (prepend_scheme first / always, split) and its decoding */
     for (int always = 0; always < 2; always++) {
         char js[1024];

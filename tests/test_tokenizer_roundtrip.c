@@ -3,6 +3,7 @@
  * the streaming decoder gives the same bytes as the whole decode and never ends
  * a chunk inside a UTF-8 character, special-token / BOS rules and accessors, and
  * the speed on 1 MB texts (varied, one endless word, one whitespace run). */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -288,8 +289,74 @@ static void for_model(const char *shared) {
     }
 }
 
+/* Several threads encode and decode with one shared tokenizer: every result
+ * must equal the single-threaded one. */
+typedef struct thread_job {
+    const fitlm_tokenizer *t;
+    const char *const *texts;
+    const size_t *lens;
+    int n;
+    int32_t **expect;
+    const size_t *n_expect;
+    int mismatches;
+} thread_job;
+
+static void *thread_main(void *arg) {
+    thread_job *j = arg;
+    for (int round = 0; round < 3; round++)
+        for (int i = 0; i < j->n; i++) {
+            int32_t *ids = NULL;
+            size_t n = 0;
+            fitlm_error err = {{0}};
+            if (fitlm_tokenizer_encode(j->t, j->texts[i], j->lens[i], true, true, &ids, &n, &err) != 0 ||
+                n != j->n_expect[i] || (n && memcmp(ids, j->expect[i], n * sizeof *ids) != 0))
+                j->mismatches++;
+            char *d = fitlm_tokenizer_decode(j->t, ids, n, true, NULL, &err);
+            if (!d) j->mismatches++;
+            free(d);
+            free(ids);
+        }
+    return NULL;
+}
+
+static void threads(const char *shared) {
+    fitlm_tokenizer *t = load(shared, "deepseek-llm"); /* regexes, merges and specials all in use */
+    if (!t) return;
+    enum { N = 200, T = 4 };
+    char *texts[N];
+    size_t lens[N], n_expect[N];
+    int32_t *expect[N];
+    uint64_t rng = 77;
+    for (int i = 0; i < N; i++) {
+        texts[i] = malloc(600);
+        lens[i] = textgen_string(&rng, texts[i], 600, 12, TEXTGEN_INVALID_UTF8 | TEXTGEN_SPECIALS);
+        fitlm_error err = {{0}};
+        CHECK(fitlm_tokenizer_encode(t, texts[i], lens[i], true, true, &expect[i], &n_expect[i], &err) == 0, "%s",
+              err.msg);
+    }
+    pthread_t th[T];
+    thread_job jobs[T];
+    for (int k = 0; k < T; k++) {
+        jobs[k] = (thread_job){t, (const char *const *)texts, lens, N, expect, n_expect, 0};
+        CHECK(pthread_create(&th[k], NULL, thread_main, &jobs[k]) == 0, "pthread_create");
+    }
+    int bad = 0;
+    for (int k = 0; k < T; k++) {
+        pthread_join(th[k], NULL);
+        bad += jobs[k].mismatches;
+    }
+    CHECK(bad == 0, "%d results differ when %d threads share a tokenizer", bad, T);
+    printf("threads: %d threads x %d strings x 3 rounds on one tokenizer, %d mismatches\n", T, N, bad);
+    for (int i = 0; i < N; i++) {
+        free(texts[i]);
+        free(expect[i]);
+    }
+    fitlm_tokenizer_free(t);
+}
+
 int main(void) {
     const char *shared = check_env_or_skip("FITLM_SHARED");
+    threads(shared);
     rules(shared);
     for_model(shared);
     roundtrip(shared, "llama-spm", false);

@@ -1,5 +1,5 @@
 /* fitlm detokenize -m MODEL [--special]
- * Reads whitespace-separated token ids (stdin) and writes the text they decode to. */
+ * Reads token ids (stdin; whitespace or "[1, 2, 3]") and writes the text they decode to. */
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
@@ -10,12 +10,16 @@
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
 
+/* Separators between ids: whitespace, and the brackets/commas of a list. */
+static int is_sep(int c) { return isspace(c) || c == ',' || c == '[' || c == ']'; }
+
 static void usage(FILE *out) {
     fprintf(out,
             "usage: fitlm detokenize -m MODEL [--special] < ids\n"
             "  -m, --model PATH  GGUF file (a vocab-only one works), Hugging Face folder or tokenizer.json\n"
             "      --special     also write control tokens (<s>, <|eot_id|>, ...) as text\n"
-            "Reads whitespace-separated token ids from stdin; writes the decoded bytes to stdout.\n");
+            "Reads token ids from stdin, separated by whitespace or commas (llama.cpp's \"[1, 2]\" form\n"
+            "works too); writes the decoded bytes to stdout.\n");
 }
 
 int cmd_detokenize(int argc, char **argv) {
@@ -52,11 +56,11 @@ int cmd_detokenize(int argc, char **argv) {
     for (;;) {
         /* read one whitespace-separated word */
         int c;
-        while ((c = getchar()) != EOF && isspace(c)) {
+        while ((c = getchar()) != EOF && is_sep(c)) {
         }
         if (c == EOF) break;
         size_t wl = 0;
-        while (c != EOF && !isspace(c)) {
+        while (c != EOF && !is_sep(c)) {
             if (wl + 1 < sizeof word) word[wl++] = (char)c;
             else wl = sizeof word; /* too long to be an id */
             c = getchar();

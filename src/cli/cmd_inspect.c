@@ -28,6 +28,17 @@ static cJSON *num(uint64_t v) { return cJSON_CreateNumber((double)v); }
 
 static void add_u64(cJSON *o, const char *k, uint64_t v) { cJSON_AddItemToObject(o, k, num(v)); }
 
+/* A float32 value as the shortest decimal that reads back to it (1e-05, not 9.99999974737875e-06). */
+static double short_f32(double v) {
+    float f = (float)v;
+    char buf[32];
+    for (int prec = 1; prec <= 9; prec++) {
+        snprintf(buf, sizeof buf, "%.*g", prec, (double)f);
+        if ((float)strtod(buf, NULL) == f) return strtod(buf, NULL);
+    }
+    return v;
+}
+
 static cJSON *hparams_json(const fitlm_model *m) {
     const fitlm_hparams *hp = &m->hp;
     cJSON *o = cJSON_CreateObject();
@@ -43,15 +54,15 @@ static cJSON *hparams_json(const fitlm_model *m) {
     U(vocab_size);
     U(ctx_len);
 #undef U
-    if (all || hp->norm_eps != 0) cJSON_AddNumberToObject(o, "norm_eps", hp->norm_eps);
-    if (all || hp->rope_theta != 0) cJSON_AddNumberToObject(o, "rope_theta", hp->rope_theta);
+    if (all || hp->norm_eps != 0) cJSON_AddNumberToObject(o, "norm_eps", short_f32(hp->norm_eps));
+    if (all || hp->rope_theta != 0) cJSON_AddNumberToObject(o, "rope_theta", short_f32(hp->rope_theta));
     if (all) {
         cJSON_AddStringToObject(o, "rope_layout", fitlm_rope_layout_name(hp->rope_layout));
         cJSON_AddStringToObject(o, "rope_scaling", fitlm_rope_scaling_name(hp->rope_scaling));
         if (hp->rope_scaling != FITLM_ROPE_SCALING_NONE) {
-            cJSON_AddNumberToObject(o, "rope_factor", hp->rope_factor);
-            cJSON_AddNumberToObject(o, "rope_low_freq_factor", hp->rope_low_freq_factor);
-            cJSON_AddNumberToObject(o, "rope_high_freq_factor", hp->rope_high_freq_factor);
+            cJSON_AddNumberToObject(o, "rope_factor", short_f32(hp->rope_factor));
+            cJSON_AddNumberToObject(o, "rope_low_freq_factor", short_f32(hp->rope_low_freq_factor));
+            cJSON_AddNumberToObject(o, "rope_high_freq_factor", short_f32(hp->rope_high_freq_factor));
             add_u64(o, "rope_orig_ctx", hp->rope_orig_ctx);
         }
         add_u64(o, "sliding_window", hp->sliding_window);
@@ -79,7 +90,7 @@ static cJSON *gguf_value_json(const fitlm_gguf_value *v) {
     case FITLM_GGUF_INT16:
     case FITLM_GGUF_INT32:
     case FITLM_GGUF_INT64: return cJSON_CreateNumber((double)v->v.i64);
-    case FITLM_GGUF_FLOAT32:
+    case FITLM_GGUF_FLOAT32: return cJSON_CreateNumber(short_f32(v->v.f64));
     case FITLM_GGUF_FLOAT64: return cJSON_CreateNumber(v->v.f64);
     case FITLM_GGUF_BOOL: return cJSON_CreateBool(v->v.u64 != 0);
     case FITLM_GGUF_STRING: return cJSON_CreateString(v->v.str.s ? v->v.str.s : "");
@@ -292,6 +303,32 @@ static cJSON *describe(const fitlm_model *m) {
     return o;
 }
 
+/* Writes s to out with every byte that is not part of a valid UTF-8 sequence
+ * replaced by U+FFFD, so --json output is valid JSON text whatever the file's
+ * strings hold (GGUF strings are not guaranteed to be UTF-8). */
+static void put_utf8(const char *str, FILE *out) {
+    const unsigned char *s = (const unsigned char *)str;
+    while (*s) {
+        unsigned char c = *s;
+        int len = c < 0x80 ? 1 : (c >= 0xC2 && c <= 0xDF) ? 2 : (c >= 0xE0 && c <= 0xEF) ? 3 : (c >= 0xF0 && c <= 0xF4) ? 4 : 0;
+        bool ok = len > 0;
+        uint32_t cp = len == 1 ? c : len == 2 ? (c & 0x1Fu) : len == 3 ? (c & 0x0Fu) : (c & 0x07u);
+        for (int k = 1; ok && k < len; k++) {
+            if ((s[k] & 0xC0) != 0x80) ok = false;
+            else cp = cp << 6 | (s[k] & 0x3Fu);
+        }
+        if (ok && ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF))))
+            ok = false;
+        if (ok) {
+            fwrite(s, 1, (size_t)len, out);
+            s += len;
+        } else {
+            fputs("\xEF\xBF\xBD", out);
+            s++;
+        }
+    }
+}
+
 static void human(uint64_t n, char *buf, size_t size) {
     if (n >= 1000000000ull) snprintf(buf, size, "%.2f B", (double)n / 1e9);
     else if (n >= 1000000ull) snprintf(buf, size, "%.2f M", (double)n / 1e6);
@@ -410,7 +447,10 @@ int cmd_inspect(int argc, char **argv) {
     cJSON *d = describe(m);
     if (json) {
         char *s = cJSON_Print(d);
-        if (s) puts(s);
+        if (s) {
+            put_utf8(s, stdout);
+            putchar('\n');
+        }
         free(s);
     } else {
         print_text(m, d, list, stdout);

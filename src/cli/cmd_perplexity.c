@@ -131,12 +131,12 @@ int cmd_perplexity(int argc, char **argv) {
         fitlm_fail(&err, "%zu tokens are fewer than one chunk of %u (lower -c)", n_tok, n_ctx);
         goto fail_err;
     }
-    logits = malloc((size_t)n_ctx * vocab * sizeof(float));
+    uint32_t first = n_ctx / 2;
+    logits = malloc((size_t)(n_ctx - first) * vocab * sizeof(float));
     if (!logits) {
-        fitlm_fail(&err, "out of memory for %u x %u logits", n_ctx, vocab);
+        fitlm_fail(&err, "out of memory for %u x %u logits", n_ctx - first, vocab);
         goto fail_err;
     }
-    uint32_t first = n_ctx / 2;
     fprintf(stderr, "fitlm: %zu tokens, %zu chunks of %u, scoring positions %u..%u of each\n", n_tok, n_chunks, n_ctx,
             first + 1, n_ctx - 1);
     double sum = 0.0, sum2 = 0.0;
@@ -146,11 +146,13 @@ int cmd_perplexity(int argc, char **argv) {
         int32_t saved = chunk[0];
         if (replace_bos) chunk[0] = bos;
         fitlm_runtime_reset(s.rt);
-        int e = fitlm_runtime_eval(s.rt, chunk, n_ctx, logits, true, &err);
+        /* the first half only fills the cache; logits are kept for the second */
+        int e = fitlm_runtime_eval(s.rt, chunk, first, NULL, false, &err) ||
+                fitlm_runtime_eval(s.rt, chunk + first, n_ctx - first, logits, true, &err);
         chunk[0] = saved;
         if (e) goto fail_err;
         for (uint32_t j = first; j + 1 < n_ctx; j++) {
-            double nll = nll_of(logits + (size_t)j * vocab, vocab, chunk[j + 1]);
+            double nll = nll_of(logits + (size_t)(j - first) * vocab, vocab, chunk[j + 1]);
             sum += nll;
             sum2 += nll * nll;
             count++;

@@ -23,6 +23,7 @@ static void usage(FILE *fp) {
             "  -m, --model MODEL          the model (instead of the positional argument)\n"
             "      --list-models          list the built-in model presets\n"
             "      --list-gpus            list the GPU catalog (with --gpus-file entries and the host CPU)\n"
+            "      --measure-host         measure this machine's memory read bandwidth (about 0.1 s) instead of estimating it\n"
             "      --train                plan training instead of inference (also --mode train)\n"
             "      --pretrain             training from scratch (same memory model as a full fine-tune)\n"
             "inference workload:\n"
@@ -159,11 +160,11 @@ static void list_models(void) {
 }
 
 static void list_gpus(const fitlm_catalog *cat) {
-    printf("%-11s %8s %9s %10s %9s %9s %-16s %9s %9s  %s\n", "name", "mem GiB", "BW GB/s", "BF16 TF/s", "FP8 TF/s",
+    printf("%-15s %8s %9s %10s %9s %9s %-16s %9s %9s  %s\n", "name", "mem GiB", "BW GB/s", "BF16 TF/s", "FP8 TF/s",
            "INT8 TOPS", "link", "$/hour", "purchase", "origin");
     for (size_t i = 0; i < cat->n; i++) {
         const fitlm_gpu *g = &cat->gpus[i];
-        printf("%-11s %8.1f %9.0f %10.1f %9.1f %9.1f %-16s %9.3g %9.0f  %s\n", g->name, g->memory_bytes / FITLM_GIB,
+        printf("%-15s %8.1f %9.0f %10.1f %9.1f %9.1f %-16s %9.3g %9.0f  %s\n", g->name, g->memory_bytes / FITLM_GIB,
                g->mem_bw / 1e9, g->bf16_flops / 1e12, g->fp8_flops / 1e12, g->int8_ops / 1e12, g->link,
                g->cloud_usd_per_hour, g->purchase_usd, g->origin);
     }
@@ -193,7 +194,7 @@ static int add_gpusel(fitlm_plan_request *r, const fitlm_catalog *cat, const cha
 typedef struct pending {
     const char *model, *quant, *kv, *gpus[FITLM_PLAN_MAX_GPUSEL], *gpus_file, *svg, *targets;
     int n_gpus;
-    bool json, list_models, list_gpus, train;
+    bool json, list_models, list_gpus, train, measure_host;
 } pending;
 
 int cmd_plan(int argc, char **argv) {
@@ -214,6 +215,7 @@ int cmd_plan(int argc, char **argv) {
         } else if (!strcmp(a, "--list-models")) pd.list_models = true;
         else if (!strcmp(a, "--list-gpus")) pd.list_gpus = true;
         else if (!strcmp(a, "--json")) pd.json = true;
+        else if (!strcmp(a, "--measure-host")) pd.measure_host = true;
         else if (!strcmp(a, "--train")) pd.train = true;
         else if (!strcmp(a, "--mode")) {
             const char *v = VAL();
@@ -291,6 +293,7 @@ int cmd_plan(int argc, char **argv) {
         free(text);
     }
     fitlm_catalog_add_host_cpu(&cat);
+    if (pd.measure_host) fitlm_catalog_measure_host(&cat, 0);
     if (pd.list_gpus) {
         list_gpus(&cat);
         rc = 0;

@@ -246,7 +246,8 @@ int cmd_run(int argc, char **argv) {
             system_msg = default_system = fitlm_chat_default_system(fitlm_tokenizer_chat_template(tok));
     }
     if (interactive) {
-        if (!n_predict_given) n_predict = fitlm_runtime_n_ctx(s.rt);
+        /* a reply can never be longer than the context */
+        if (!n_predict_given || n_predict > (long)fitlm_runtime_n_ctx(s.rt)) n_predict = fitlm_runtime_n_ctx(s.rt);
         smp = fitlm_sampler_new(&sp, fitlm_runtime_vocab(s.rt), &err);
         logits = malloc((size_t)fitlm_runtime_vocab(s.rt) * sizeof *logits);
         out_ids = malloc(((size_t)n_predict + 1) * sizeof *out_ids);
@@ -312,6 +313,8 @@ int cmd_run(int argc, char **argv) {
         }
     smp = fitlm_sampler_new(&sp, vocab, &err);
     logits = malloc((size_t)vocab * sizeof *logits);
+    bool capped = n_predict > (long)(n_ctx - n_prompt) + 1;
+    if (capped) n_predict = (long)(n_ctx - n_prompt) + 1; /* what the context allows */
     out_ids = malloc(((size_t)n_predict + 1) * sizeof *out_ids);
     if (!smp || !logits || !out_ids) {
         if (!smp) fitlm_error_print(&err);
@@ -355,7 +358,7 @@ int cmd_run(int argc, char **argv) {
     }
     long n_gen = res.n;
     double t_gen = res.seconds;
-    const char *stop_reason = res.reason;
+    const char *stop_reason = capped && res.n == n_predict ? "context full" : res.reason;
     printf("\n");
     fflush(stdout);
     fprintf(stderr, "\nfitlm: stopped: %s\n", stop_reason);

@@ -1,5 +1,7 @@
-/* fitlm tokenize -m MODEL [--no-special] [--parse-special|--no-parse-special] [-p TEXT | -f FILE]
- * Reads UTF-8 text (stdin by default) and prints its token ids on one line. */
+/* fitlm tokenize -m MODEL [--no-special] [--parse-special|--no-parse-special] [--pieces] [-p TEXT | -f FILE]
+ * Reads UTF-8 text (stdin by default) and prints its token ids on one line
+ * (--pieces: one "ID<TAB>'piece'" line per token instead). */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +22,7 @@ static void usage(FILE *out) {
             "      --no-special      do not add BOS/EOS\n"
             "      --parse-special   recognise control tokens such as <|eot_id|> in the text (default)\n"
             "      --no-parse-special  treat them as plain text\n"
+            "      --pieces          one line per token: the id, a tab and the token's text, quoted\n"
             "Prints the ids separated by single spaces on one line.\n");
 }
 
@@ -54,9 +57,39 @@ static char *read_stdin(size_t *len) {
     return buf;
 }
 
+/* Writes bytes with control characters, backslash, quote and bytes that are
+ * not part of valid UTF-8 escaped (\n, \t, \xNN), so one token is one line. */
+static void print_escaped(const char *s, size_t n) {
+    for (size_t i = 0; i < n;) {
+        unsigned char c = (unsigned char)s[i];
+        size_t l = c < 0x80 ? 1 : (c >= 0xC2 && c <= 0xDF) ? 2 : (c >= 0xE0 && c <= 0xEF) ? 3 : (c >= 0xF0 && c <= 0xF4) ? 4 : 0;
+        bool ok = l > 0 && i + l <= n;
+        for (size_t k = 1; ok && k < l; k++) ok = ((unsigned char)s[i + k] & 0xC0) == 0x80;
+        if (!ok) {
+            printf("\\x%02X", c);
+            i++;
+        } else if (c == '\n') {
+            fputs("\\n", stdout);
+            i++;
+        } else if (c == '\t') {
+            fputs("\\t", stdout);
+            i++;
+        } else if (c == '\\' || c == '\'') {
+            printf("\\%c", c);
+            i++;
+        } else if (c < 0x20 || c == 0x7F) {
+            printf("\\x%02X", c);
+            i++;
+        } else {
+            fwrite(s + i, 1, l, stdout);
+            i += l;
+        }
+    }
+}
+
 int cmd_tokenize(int argc, char **argv) {
     const char *model = NULL, *prompt = NULL, *file = NULL;
-    bool add_special = true, parse_special = true;
+    bool add_special = true, parse_special = true, pieces = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -74,6 +107,8 @@ int cmd_tokenize(int argc, char **argv) {
             parse_special = true;
         } else if (!strcmp(a, "--no-parse-special")) {
             parse_special = false;
+        } else if (!strcmp(a, "--pieces")) {
+            pieces = true;
         } else {
             usage(stderr);
             return fitlm_die("tokenize: unknown or incomplete option '%s'", a);
@@ -111,14 +146,25 @@ int cmd_tokenize(int argc, char **argv) {
     size_t n = 0;
     int rc = fitlm_tokenizer_encode(tok, prompt ? prompt : text, len, add_special, parse_special, &ids, &n, &err);
     free(text);
-    fitlm_tokenizer_free(tok);
     if (rc) {
+        fitlm_tokenizer_free(tok);
         fitlm_error_prefix(&err, model);
         fitlm_error_print(&err);
         return 1;
     }
-    for (size_t i = 0; i < n; i++) printf(i ? " %d" : "%d", ids[i]);
-    putchar('\n');
+    if (pieces) {
+        for (size_t i = 0; i < n; i++) {
+            size_t pl;
+            const char *p = fitlm_tokenizer_piece(tok, ids[i], true, &pl);
+            printf("%d\t'", ids[i]);
+            print_escaped(p, pl);
+            fputs("'\n", stdout);
+        }
+    } else {
+        for (size_t i = 0; i < n; i++) printf(i ? " %d" : "%d", ids[i]);
+        putchar('\n');
+    }
+    fitlm_tokenizer_free(tok);
     free(ids);
     if (fflush(stdout) != 0) return fitlm_die("<stdout>: write failed");
     return 0;

@@ -427,10 +427,12 @@ void fitlm_model_free(fitlm_model *m) {
         free(m->tensors[i].src_name);
     }
     free(m->tensors);
-    for (size_t i = 0; i < m->n_files; i++)
-        if (!(m->gguf && i == 0)) fitlm_file_unmap(m->files[i]);
+    if (!m->gguf) /* GGUF maps belong to their readers */
+        for (size_t i = 0; i < m->n_files; i++) fitlm_file_unmap(m->files[i]);
     free(m->files);
     if (m->gguf) fitlm_gguf_close((fitlm_gguf *)m->gguf);
+    for (size_t i = 0; i < m->n_gguf_splits; i++) fitlm_gguf_close((fitlm_gguf *)m->gguf_splits[i]);
+    free(m->gguf_splits);
     free(m->layer_tensors);
     free(m->name);
     free(m->path);

@@ -112,19 +112,24 @@ typedef struct fitlm_model {
     size_t n_tensors;
     fitlm_tensor *tensors; /* owned */
     size_t n_files;
-    fitlm_mapped_file **files; /* owned maps (GGUF: 1, sharded safetensors: N) */
+    fitlm_mapped_file **files; /* maps (safetensors shards, llama2.c: owned; GGUF splits: borrowed from the readers) */
     /* Per-layer lookup filled by fitlm_model_index(): layer_tensors[l][kind], NULL
      * if absent; global ones in global_tensors[kind]. */
     fitlm_tensor *global_tensors[FITLM_T_COUNT];
     fitlm_tensor *(*layer_tensors)[FITLM_T_COUNT]; /* owned, n_layers rows */
     void *gguf;     /* fitlm_gguf* if format == GGUF (owned; metadata for inspect and tokenizer).
-                     * For GGUF, files[0] is the reader's own map (borrowed: freed by the reader). */
+                     * Its map is files[0] (borrowed: freed by the reader). */
     char *hf_dir;   /* HF folder (for tokenizer.json), owned */
     /* Added by the model loader (all optional for other code): */
     char *arch_str;     /* architecture exactly as the file names it ("llama", "gpt2", ...), owned */
     bool hp_valid;      /* hp passed fitlm_hparams_validate (false: vocab-only/unknown arch, inspect mode) */
     bool packed_quant;  /* GPTQ/AWQ packed tensors (qweight/qzeros/scales) present: inspect only */
     int dtype;          /* HF torch_dtype as fitlm_type (F32/F16/BF16), FITLM_TYPE_INVALID if unknown */
+    /* Split GGUF (llama.cpp gguf-split, "NAME-00001-of-0000N.gguf"): the readers of
+     * splits 2..N (owned; `gguf` is split 1 and carries the metadata). files[i] is
+     * split i+1's map, borrowed from its reader. */
+    void **gguf_splits;
+    size_t n_gguf_splits;
 } fitlm_model;
 
 /* Load modes for fitlm_model_open(). */

@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include "planner/planner.h"
+#include "backend/cpu/membw.h"
+#include "backend/cpu/threadpool.h"
 
 extern const char fitlm_data_gpus_json[];
 extern const size_t fitlm_data_gpus_json_len;
@@ -287,6 +289,28 @@ void fitlm_catalog_add_host_cpu(fitlm_catalog *cat) {
              cores, g.memory_bytes / FITLM_GIB, lanes);
     snprintf(g.origin, sizeof g.origin, "detected");
     push(cat, &g);
+}
+
+void fitlm_catalog_measure_host(fitlm_catalog *cat, int n_threads) {
+    for (size_t i = 0; i < cat->n; i++) {
+        fitlm_gpu *g = &cat->gpus[i];
+        if (!g->is_cpu) continue;
+        fitlm_threadpool *pool = fitlm_threadpool_new(n_threads);
+        double gbs = fitlm_measure_read_bandwidth(pool, (size_t)256 << 20);
+        fitlm_threadpool_free(pool);
+        if (gbs <= 0) return; /* keep the estimate */
+        g->mem_bw = gbs * 1e9;
+        g->bw_measured = true;
+        char *est = strstr(g->spec_source, "bandwidth estimated");
+        if (est) {
+            char rest[sizeof g->spec_source];
+            const char *after = strstr(est, "), ");
+            snprintf(rest, sizeof rest, "%s", after ? after + 3 : "");
+            snprintf(est, sizeof g->spec_source - (size_t)(est - g->spec_source),
+                     "bandwidth measured (%.1f GB/s, 256 MiB read with all cores), %s", gbs, rest);
+        }
+        return;
+    }
 }
 
 double fitlm_pcie_bw(int gen) {

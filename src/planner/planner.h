@@ -78,6 +78,9 @@ int fitlm_catalog_add_json(fitlm_catalog *cat, const char *json_text, const char
 /* Adds the CPU of this machine (cores and memory from /proc, bandwidth and
  * FLOP/s estimated). Always succeeds (falls back to conservative figures). */
 void fitlm_catalog_add_host_cpu(fitlm_catalog *cat);
+/* Replaces the host CPU's estimated memory bandwidth by a measurement (about
+ * 0.1 s: a 256 MiB read on n_threads threads, <= 0 = physical cores). */
+void fitlm_catalog_measure_host(fitlm_catalog *cat, int n_threads);
 /* Finds by name or alias (case-insensitive, '_' and ' ' count as '-'); -1 if none. */
 int fitlm_catalog_find(const fitlm_catalog *cat, const char *name);
 void fitlm_catalog_free(fitlm_catalog *cat);

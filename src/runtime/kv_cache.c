@@ -53,8 +53,6 @@ fitlm_kv_cache *fitlm_kv_cache_new(fitlm_backend *be, int type, uint32_t n_ctx, 
             fitlm_kv_cache_free(be, c);
             return NULL;
         }
-        be->clear(be, &c->k[l]);
-        be->clear(be, &c->v[l]);
         c->nbytes += c->k[l].nbytes + c->v[l].nbytes;
     }
     return c;

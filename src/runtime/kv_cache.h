@@ -27,8 +27,10 @@ int fitlm_kv_type_check(int type, int64_t kv_dim, fitlm_error *err);
 /* Bytes the cache would take (for planning / the memory report). */
 uint64_t fitlm_kv_cache_bytes(int type, uint32_t n_ctx, uint32_t n_layers, int64_t kv_dim);
 
-/* Allocates the cache on the backend, zero-filled. The caller frees it with
- * fitlm_kv_cache_free(). NULL with err. */
+/* Allocates the cache on the backend. It is not cleared: attention only reads
+ * positions already written, and untouched pages cost no resident memory until
+ * the context fills. The caller frees it with fitlm_kv_cache_free(). NULL with
+ * err. */
 fitlm_kv_cache *fitlm_kv_cache_new(fitlm_backend *be, int type, uint32_t n_ctx, uint32_t n_layers, int64_t kv_dim,
                                    fitlm_error *err);
 void fitlm_kv_cache_free(fitlm_backend *be, fitlm_kv_cache *c);

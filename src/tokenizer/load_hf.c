@@ -151,10 +151,20 @@ static int apply_normalizer(fitlm_tokenizer *t, const cJSON *nz, fitlm_error *er
     return fitlm_fail(err, "unsupported normalizer type '%.40s'", type);
 }
 
-/* From post_processor TemplateProcessing: the special tokens around "$A". */
+/* From post_processor TemplateProcessing (possibly inside a Sequence, as in
+ * Llama 3.1): the special tokens around "$A". */
 static void template_specials(const cJSON *pp, const char **first, const char **last) {
+    const char *type = jstr(pp, "type");
+    if (type && strcmp(type, "Sequence") == 0) {
+        const cJSON *e;
+        cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(pp, "processors")) {
+            template_specials(e, first, last);
+            if (*first || *last) return;
+        }
+        return;
+    }
     *first = *last = NULL;
-    if (!pp || strcmp(jstr(pp, "type") ? jstr(pp, "type") : "", "TemplateProcessing") != 0) return;
+    if (!type || strcmp(type, "TemplateProcessing") != 0) return;
     const cJSON *single = cJSON_GetObjectItemCaseSensitive(pp, "single");
     int n = cJSON_GetArraySize(single);
     if (n < 1) return;
@@ -347,7 +357,7 @@ fitlm_tokenizer *fitlm_tokenizer_from_hf_json(const char *tokenizer_json, size_t
     }
 
     /* BOS/EOS: tokenizer_config.json first, then the post-processor template */
-    const char *first, *last;
+    const char *first = NULL, *last = NULL;
     template_specials(cJSON_GetObjectItemCaseSensitive(root, "post_processor"), &first, &last);
     const char *bos = cfg ? token_content(cfg, "bos_token") : NULL;
     const char *eos = cfg ? token_content(cfg, "eos_token") : NULL;

@@ -10,9 +10,13 @@
 
 #include <stdarg.h>
 
+/* Also defined, identically, in the public include/fitlm.h. */
+#ifndef FITLM_ERROR_DEFINED
+#define FITLM_ERROR_DEFINED
 typedef struct fitlm_error {
     char msg[1024];
 } fitlm_error;
+#endif
 
 #if defined(__GNUC__)
 #define FITLM_PRINTF(a, b) __attribute__((format(printf, a, b)))

@@ -136,6 +136,28 @@ def llama2c_bytes(dim=16, hidden=32, layers=2, heads=4, kv=2, vocab=32, seq=16, 
     return hdr + body + extra
 
 
+def gguf_bytes(kvs, tensors=()):
+    """A small GGUF v3 file (spec layout): kvs are (key, 'u32'|'u16'|'str', value);
+    tensors (name, ne list) are F32 zeros, 32-byte aligned."""
+    def s(x):
+        b = x.encode()
+        return struct.pack("<Q", len(b)) + b
+    out = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), len(kvs))
+    for k, t, v in kvs:
+        if t == "u32":
+            out += s(k) + struct.pack("<II", 4, v)
+        elif t == "u16":
+            out += s(k) + struct.pack("<IH", 2, v)
+        else:
+            out += s(k) + struct.pack("<I", 8) + s(v)
+    off = 0
+    for name, ne in tensors:
+        out += s(name) + struct.pack("<I", len(ne)) + struct.pack("<%dQ" % len(ne), *ne) + struct.pack("<IQ", 0, off)
+        off += (4 * prod(ne) + 31) // 32 * 32
+    out += b"\0" * ((32 - len(out) % 32) % 32)
+    return out + b"\0" * off
+
+
 def main(argv):
     if len(argv) != 2:
         sys.stderr.write("usage: gen_hf.py OUTDIR\n")
@@ -304,6 +326,25 @@ def main(argv):
     write_folder(out, "hf-int-weights", cfg, {"model.safetensors": safetensors_bytes(T, edit(
         lambda h: h["model.layers.0.mlp.up_proj.weight"].update(dtype="I32")))})
     add("hf-int-weights", "run", "an I32 projection matrix (described by inspect, refused by the runtime)")
+
+    # split GGUF (llama.cpp gguf-split naming and split.* keys)
+    def split_file(name, no, count, arch=True):
+        kvs = ([("general.architecture", "str", "llama")] if arch else []) + [("split.no", "u16", no),
+                                                                              ("split.count", "u16", count)]
+        open(os.path.join(out, name), "wb").write(gguf_bytes(kvs, [("t%d" % no, [8])]))
+
+    split_file("split-missing-00001-of-00002.gguf", 0, 2)
+    add("split-missing-00001-of-00002.gguf", "model", "split 2 of 2 does not exist")
+    split_file("split-second-00001-of-00002.gguf", 0, 2)
+    split_file("split-second-00002-of-00002.gguf", 1, 2, arch=False)
+    add("split-second-00002-of-00002.gguf", "model", "the second split opened directly")
+    split_file("split-badname.gguf", 0, 2)
+    add("split-badname.gguf", "model", "split.count 2 but the name has no -00001-of-00002")
+    split_file("split-mismatch-00001-of-00002.gguf", 0, 2)
+    split_file("split-mismatch-00002-of-00002.gguf", 0, 3, arch=False)
+    add("split-mismatch-00001-of-00002.gguf", "model", "split 2 says it is split 1 of 3")
+    split_file("split-huge-00001-of-65535.gguf", 0, 65535)
+    add("split-huge-00001-of-65535.gguf", "model", "split.count 65535")
 
     # ---------------- config.json defects
     def cfg_case(name, c, what, raw=None):

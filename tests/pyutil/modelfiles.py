@@ -63,9 +63,15 @@ class GGUF:
         self.version, = self._u("<I")
         n_tensors, n_kv = self._u("<QQ")
         self.kv = {}
+        self.kv_types = {}  # key -> (type, array element type or None), for rewriting
         for _ in range(n_kv):
             k = self._str()
             t, = self._u("<I")
+            if t == 9:
+                et, = struct.unpack("<I", self.raw[self.pos:self.pos + 4])
+                self.kv_types[k] = (t, et)
+            else:
+                self.kv_types[k] = (t, None)
             self.kv[k] = self._val(t)
         self.tensors = {}
         order = []
@@ -217,3 +223,12 @@ def llama3_inv_freq(head_dim, theta, factor, low, high, orig):
     smoothed = (1 - smooth) * inv_freq_llama / factor + smooth * inv_freq_llama
     medium = ~(wavelen < high_wavelen) & ~(wavelen > low_wavelen)
     return inv_freq, np.where(medium, smoothed, inv_freq_llama)
+
+
+def gguf_kv_list(g):
+    """A GGUF object's metadata as write_gguf's (key, type, value) list."""
+    out = []
+    for k, v in g.kv.items():
+        t, et = g.kv_types[k]
+        out.append((k, t, (et, v) if t == 9 else v))
+    return out

@@ -62,8 +62,26 @@ def rmsnorm(x, w, eps):
     return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * w
 
 
-def forward(cfg, w, ids):
-    """Logits (T, vocab) for token ids at positions 0..T-1."""
+def quantize_act_q8(x):
+    """What the CPU kernels do to the activations of a Q4_0..Q8_0 matmul
+    (kernels.h: quantized on the fly): blocks of 32, d = max|x| / 127 in
+    float32, q = round-half-even(x * (1/d)); returns the dequantized values."""
+    x = np.asarray(x, dtype=np.float32)
+    shape = x.shape
+    x = x.reshape(-1, 32)
+    d = (np.abs(x).max(axis=1) / np.float32(127)).astype(np.float32)
+    inv = np.where(d > 0, np.float32(1) / np.where(d > 0, d, np.float32(1)), np.float32(0)).astype(np.float32)
+    q = np.clip(np.rint(x * inv[:, None]), -127, 127)
+    return (q.astype(np.float64) * d[:, None].astype(np.float64)).reshape(shape)
+
+
+def forward(cfg, w, ids, qact=()):
+    """Logits (T, vocab) for token ids at positions 0..T-1. Matrices named in
+    qact get their input rows through quantize_act_q8 first."""
+
+    def mm(h, name):
+        return (quantize_act_q8(h) if name in qact else h) @ w[name].T
+
     T = len(ids)
     H, KV, D = cfg["n_heads"], cfg["n_kv_heads"], cfg["head_dim"]
     eps = cfg["eps"]
@@ -79,9 +97,9 @@ def forward(cfg, w, ids):
     for l in range(cfg["n_layers"]):
         p = "blk.%d." % l
         h = rmsnorm(x, w[p + "attn_norm.weight"], eps)
-        q = h @ w[p + "attn_q.weight"].T
-        k = h @ w[p + "attn_k.weight"].T
-        v = h @ w[p + "attn_v.weight"].T
+        q = mm(h, p + "attn_q.weight")
+        k = mm(h, p + "attn_k.weight")
+        v = mm(h, p + "attn_v.weight")
         if p + "attn_q.bias" in w:
             q = q + w[p + "attn_q.bias"]
             k = k + w[p + "attn_k.bias"]
@@ -98,20 +116,27 @@ def forward(cfg, w, ids):
         pr = np.exp(scores)
         pr /= pr.sum(axis=-1, keepdims=True)
         att = np.einsum("hqk,khd->qhd", pr, v).reshape(T, H * D)
-        x = x + att @ w[p + "attn_output.weight"].T
+        x = x + mm(att, p + "attn_output.weight")
         h = rmsnorm(x, w[p + "ffn_norm.weight"], eps)
-        g = h @ w[p + "ffn_gate.weight"].T
-        u = h @ w[p + "ffn_up.weight"].T
-        x = x + ((g / (1 + np.exp(-g))) * u) @ w[p + "ffn_down.weight"].T
+        g = mm(h, p + "ffn_gate.weight")
+        u = mm(h, p + "ffn_up.weight")
+        x = x + mm((g / (1 + np.exp(-g))) * u, p + "ffn_down.weight")
     x = rmsnorm(x, w["output_norm.weight"], eps)
-    out = w.get("output.weight", w["token_embd.weight"])
-    return x @ out.T
+    return mm(x, "output.weight" if "output.weight" in w else "token_embd.weight")
 
 
 # ---------------------------------------------------------------- GGUF writer
 
 GGUF_U32, GGUF_F32, GGUF_STRING = 4, 6, 8
-TYPE_F32, TYPE_F16 = 0, 1
+TYPE_F32, TYPE_F16, TYPE_Q4_0, TYPE_Q8_0, TYPE_BF16 = 0, 1, 2, 8, 30
+
+
+def to_bf16(a):
+    """float32 -> bfloat16 bits (round to nearest even) and their float64 values."""
+    u = np.ascontiguousarray(a, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    u = (u + 0x7FFF + ((u >> 16) & 1)) >> 16
+    bits = u.astype(np.uint16)
+    return bits, (bits.astype(np.uint32) << 16).view(np.float32).astype(np.float64)
 
 
 def _str(s):
@@ -188,6 +213,122 @@ def read_gguf_kv_raw(path, prefix):
     return out
 
 
+def _dequant_q8_0(raw, n):
+    b = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 34)
+    d = b[:, :2].copy().view(np.float16).astype(np.float64)
+    q = b[:, 2:].copy().view(np.int8).astype(np.float64)
+    return (d * q).reshape(-1)[:n]
+
+
+def _dequant_q4_0(raw, n):
+    # block: fp16 d, 16 bytes; value j (0..15) = low nibble of byte j, value j+16 = high nibble; (q - 8) * d
+    b = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 18)
+    d = b[:, :2].copy().view(np.float16).astype(np.float64)
+    qs = b[:, 2:]
+    lo = (qs & 0x0F).astype(np.float64) - 8
+    hi = (qs >> 4).astype(np.float64) - 8
+    return (d * np.concatenate([lo, hi], axis=1)).reshape(-1)[:n]
+
+
+DEQUANT = {
+    0: lambda raw, n: np.frombuffer(raw, dtype=np.float32)[:n].astype(np.float64),
+    1: lambda raw, n: np.frombuffer(raw, dtype=np.float16)[:n].astype(np.float64),
+    2: _dequant_q4_0,
+    8: _dequant_q8_0,
+}
+TYPE_BYTES = {0: (1, 4), 1: (1, 2), 2: (32, 18), 8: (32, 34)}  # (block elements, block bytes)
+
+
+def quantize_q8_0(a):
+    """GGUF Q8_0 blocks (fp16 d = max|x|/127, 32 int8) for a float array whose
+    size is a multiple of 32: returns (raw bytes, the dequantized float64 values
+    in the same shape)."""
+    shape = np.shape(a)
+    x = np.asarray(a, dtype=np.float32).reshape(-1, 32)
+    d = (np.abs(x).max(axis=1) / np.float32(127)).astype(np.float16)
+    d32 = d.astype(np.float32)
+    inv = np.where(d32 > 0, 1 / np.where(d32 > 0, d32, 1), 0).astype(np.float32)
+    q = np.clip(np.rint(x * inv[:, None]), -127, 127).astype(np.int8)
+    raw = np.zeros((x.shape[0], 34), dtype=np.uint8)
+    raw[:, :2] = d.view(np.uint8).reshape(-1, 2)
+    raw[:, 2:] = q.view(np.uint8)
+    return raw.tobytes(), _dequant_q8_0(raw.tobytes(), x.size).reshape(shape)
+
+
+def quantize_q4_0(a):
+    """GGUF Q4_0 blocks (fp16 d, 16 bytes of nibbles: value j low nibble of
+    byte j, value j+16 high nibble, x = (q - 8) * d)."""
+    shape = np.shape(a)
+    x = np.asarray(a, dtype=np.float32).reshape(-1, 32)
+    d = (np.abs(x).max(axis=1) / np.float32(7)).astype(np.float16)
+    d32 = d.astype(np.float32)
+    inv = np.where(d32 > 0, 1 / np.where(d32 > 0, d32, 1), 0).astype(np.float32)
+    q = (np.clip(np.rint(x * inv[:, None]), -8, 7) + 8).astype(np.uint8)
+    raw = np.zeros((x.shape[0], 18), dtype=np.uint8)
+    raw[:, :2] = d.view(np.uint8).reshape(-1, 2)
+    raw[:, 2:] = q[:, :16] | (q[:, 16:] << 4)
+    return raw.tobytes(), _dequant_q4_0(raw.tobytes(), x.size).reshape(shape)
+
+
+def read_gguf_tensors(path):
+    """{name: float64 array of shape (rows, ne0) or (ne0,)} for the F32, F16,
+    Q8_0 and Q4_0 tensors of a GGUF file, dequantized from the block layouts of
+    the GGUF specification; other types raise."""
+    with open(path, "rb") as f:
+        data = f.read()
+    magic, version, n_tensors, n_kv = struct.unpack_from("<IIQQ", data, 0)
+    assert magic == 0x46554747 and version in (2, 3)
+    sizes = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+    alignment = 32
+
+    def skip(t, o):
+        if t in sizes:
+            return o + sizes[t]
+        if t == GGUF_STRING:
+            return o + 8 + struct.unpack_from("<Q", data, o)[0]
+        et, n = struct.unpack_from("<IQ", data, o)
+        o += 12
+        if et in sizes:
+            return o + n * sizes[et]
+        for _ in range(n):
+            o = skip(et, o)
+        return o
+
+    o = 24
+    for _ in range(n_kv):
+        n = struct.unpack_from("<Q", data, o)[0]
+        key = data[o + 8:o + 8 + n].decode()
+        o += 8 + n
+        t = struct.unpack_from("<I", data, o)[0]
+        o += 4
+        if key == "general.alignment":
+            alignment = struct.unpack_from("<I", data, o)[0]
+        o = skip(t, o)
+    infos = []
+    for _ in range(n_tensors):
+        n = struct.unpack_from("<Q", data, o)[0]
+        name = data[o + 8:o + 8 + n].decode()
+        o += 8 + n
+        nd = struct.unpack_from("<I", data, o)[0]
+        o += 4
+        ne = list(struct.unpack_from("<%dQ" % nd, data, o))
+        o += 8 * nd
+        typ, off = struct.unpack_from("<IQ", data, o)
+        o += 12
+        infos.append((name, ne, typ, off))
+    base = (o + alignment - 1) // alignment * alignment
+    out = {}
+    for name, ne, typ, off in infos:
+        if typ not in DEQUANT:
+            raise ValueError("%s: type %d not handled by the reference" % (name, typ))
+        count = int(np.prod(ne))
+        be, bb = TYPE_BYTES[typ]
+        raw = data[base + off: base + off + count // be * bb]
+        a = DEQUANT[typ](raw, count)
+        out[name] = a.reshape(ne[::-1]) if len(ne) > 1 else a
+    return out
+
+
 def random_model(cfg, seed, tied=True, bias=False, weight_type=TYPE_F32, attn_gain=1.0):
     """Random weights for cfg: returns (weights as float64 dict, GGUF tensor list).
     With weight_type F16 the matrices are stored as F16 and the float64 copies
@@ -202,7 +343,15 @@ def random_model(cfg, seed, tied=True, bias=False, weight_type=TYPE_F32, attn_ga
         a = (rng.standard_normal(shape) * scale).astype(np.float32)
         if not matrix:
             a = (1.0 + 0.1 * rng.standard_normal(shape)).astype(np.float32)
-        if matrix and weight_type == TYPE_F16:
+        if weight_type == TYPE_BF16:  # matrices and vectors alike
+            bits, vals = to_bf16(a)
+            w[name] = vals
+            tens.append((name, TYPE_BF16, bits, list(reversed(shape))))
+        elif matrix and weight_type in (8, 2):
+            raw, deq = (quantize_q8_0 if weight_type == 8 else quantize_q4_0)(a)
+            w[name] = deq.astype(np.float64)
+            tens.append((name, weight_type, raw, list(reversed(shape))))
+        elif matrix and weight_type == TYPE_F16:
             a16 = a.astype(np.float16)
             w[name] = a16.astype(np.float64)
             tens.append((name, TYPE_F16, a16, list(reversed(shape))))

@@ -1,5 +1,6 @@
 /* Scalar CPU activation ops, with run-time dispatch to ops_avx2.c for the
  * attention inner loops. */
+#include "backend/cpu/cpu_features.h"
 #include "backend/cpu/ops.h"
 
 #include <math.h>
@@ -19,7 +20,7 @@ int fitlm_ops_use_avx2(void) {
         int ok = 0;
 #if defined(__x86_64__) || defined(__i386__)
         __builtin_cpu_init();
-        ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+        ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && fitlm_cpu_has_f16c();
 #endif
         const char *force = getenv("FITLM_CPU_KERNELS");
         if (force && !strcmp(force, "scalar")) ok = 0;

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets (clang, -DFITLM_FUZZ=ON) and runs each for a short
+# while from a seed corpus, so the fuzzers keep building and keep finding nothing.
+# Usage: scripts/fuzz-smoke.sh [SECONDS_PER_TARGET] (default 30). Long runs and
+# their figures: docs/fuzzing.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-30}
+dir=build-fuzz
+CC=clang cmake -S . -B "$dir" -DFITLM_FUZZ=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
+cmake --build "$dir" -j"$(nproc)" --target fuzz_gguf fuzz_safetensors fuzz_tokenizer >/dev/null
+seed="$dir/smoke-seed"
+rm -rf "$seed" && mkdir -p "$seed/gguf" "$seed/hf" "$seed/st" "$seed/tok"
+# GGUF: the hostile corpus and the real vocabularies
+python3 tests/hostile/gen_gguf.py "$seed/gguf" >/dev/null
+cp ../shared/data/vocab/*.gguf "$seed/gguf/" 2>/dev/null || true
+# safetensors: every .safetensors file of the hostile HF corpus, flattened
+python3 tests/hostile/gen_hf.py "$seed/hf" >/dev/null
+find "$seed/hf" -type f -name '*.safetensors' | while read -r f; do
+  cp "$f" "$seed/st/$(printf '%s' "$f" | md5sum | cut -c1-12)"
+done
+# tokenizer: mode byte 0 (encode with the first vocabulary) + llama.cpp's test strings
+i=0
+while IFS= read -r -d $'\0' s; do
+  printf '\000%s' "$s" > "$seed/tok/s$i"; i=$((i + 1))
+done < <(python3 -c "
+import sys
+t=open('../shared/data/vocab/ggml-vocab-llama-spm.gguf.inp','rb').read().split(b'\n__ggml_vocab_test__\n')[:-1]
+sys.stdout.buffer.write(b''.join(x.replace(b'\0', b'') + b'\0' for x in t))")
+export FITLM_SHARED="$(cd ../shared 2>/dev/null && pwd || true)"
+for t in gguf:gguf safetensors:st tokenizer:tok; do
+  name=${t%%:*} corpus=$seed/${t#*:}
+  echo "== fuzz_$name for ${secs}s"
+  log="$dir/smoke-$name.log"
+  if ! "$dir/fuzz/fuzz_$name" -max_total_time="$secs" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
+      -artifact_prefix="$dir/" -print_final_stats=1 "$corpus" >"$log" 2>&1; then
+    tail -40 "$log"
+    echo "fuzz_$name found a failing input (saved under $dir/)"
+    exit 1
+  fi
+  grep -E "^Done|stat::peak_rss" "$log"
+done
+echo "fuzz smoke: no crashes"
