@@ -49,7 +49,11 @@ INLINE __m256i dot_s8s8(__m256i w, __m256i a) {
         case 1: name##_body(cols, w, a, astride, 1, out); break;                                                      \
         case 2: name##_body(cols, w, a, astride, 2, out); break;                                                      \
         case 3: name##_body(cols, w, a, astride, 3, out); break;                                                      \
-        default: name##_body(cols, w, a, astride, 4, out); break;                                                     \
+        case 4: name##_body(cols, w, a, astride, 4, out); break;                                                      \
+        case 5: name##_body(cols, w, a, astride, 5, out); break;                                                      \
+        case 6: name##_body(cols, w, a, astride, 6, out); break;                                                      \
+        case 7: name##_body(cols, w, a, astride, 7, out); break;                                                      \
+        default: name##_body(cols, w, a, astride, 8, out); break;                                                     \
         }                                                                                                              \
     }
 
@@ -77,7 +81,7 @@ INLINE float scalar_w(const void *w, int64_t c, int kind) {
 
 #define FLOAT_KERNEL(name, loader, kind)                                                                              \
     INLINE void name##_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) { \
-        __m512 acc0[4], acc1[4];                                                                                       \
+        __m512 acc0[FITLM_DOT_TILE_AVX512], acc1[FITLM_DOT_TILE_AVX512];                                                                                       \
         for (int t = 0; t < nt; t++) acc0[t] = acc1[t] = _mm512_setzero_ps();                                         \
         int64_t c = 0;                                                                                                 \
         for (; c + 32 <= cols; c += 32) {                                                                              \
@@ -133,9 +137,9 @@ INLINE float hsum_ps128(__m128 s) {
 INLINE void dot_q8_0_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) {
     const blk_q8_0 *b = w;
     const int64_t nb = cols / 32;
-    __m512 acc0[4], acc1[4];
-    __m128 corr[4];
-    __m256 tacc[4];
+    __m512 acc0[FITLM_DOT_TILE_AVX512], acc1[FITLM_DOT_TILE_AVX512];
+    __m128 corr[FITLM_DOT_TILE_AVX512];
+    __m256 tacc[FITLM_DOT_TILE_AVX512];
     for (int t = 0; t < nt; t++) {
         acc0[t] = acc1[t] = _mm512_setzero_ps();
         corr[t] = _mm_setzero_ps();
@@ -192,9 +196,9 @@ INLINE __m256i unpack_nibbles32(const uint8_t *qs) {
 INLINE void dot_q4_0_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) {
     const blk_q4_0 *b = w;
     const int64_t nb = cols / 32;
-    __m512 acc[4];
-    __m128 corr[4];
-    __m256 tacc[4];
+    __m512 acc[FITLM_DOT_TILE_AVX512];
+    __m128 corr[FITLM_DOT_TILE_AVX512];
+    __m256 tacc[FITLM_DOT_TILE_AVX512];
     for (int t = 0; t < nt; t++) {
         acc[t] = _mm512_setzero_ps();
         corr[t] = _mm_setzero_ps();
@@ -244,8 +248,8 @@ INSTANTIATE(dot_q4_0)
 INLINE void dot_q4_1_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) {
     const blk_q4_1 *b = w;
     const int64_t nb = cols / 32;
-    __m256 acc[4];
-    float macc[4] = {0};
+    __m256 acc[FITLM_DOT_TILE_AVX512];
+    float macc[FITLM_DOT_TILE_AVX512] = {0};
     for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
     for (int64_t i = 0; i < nb; i++) {
         __m256i wq = unpack_nibbles32(b[i].qs);
@@ -281,7 +285,7 @@ INLINE __m256i unpack_q5(const uint8_t *qs, const uint8_t *qh8) {
 INLINE void dot_q5_0_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) {
     const blk_q5_0 *b = w;
     const int64_t nb = cols / 32;
-    __m256 acc[4];
+    __m256 acc[FITLM_DOT_TILE_AVX512];
     for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
     for (int64_t i = 0; i < nb; i++) {
         __m256i wq = unpack_q5(b[i].qs, b[i].qh);
@@ -300,8 +304,8 @@ INSTANTIATE(dot_q5_0)
 INLINE void dot_q5_1_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) {
     const blk_q5_1 *b = w;
     const int64_t nb = cols / 32;
-    __m256 acc[4];
-    float macc[4] = {0};
+    __m256 acc[FITLM_DOT_TILE_AVX512];
+    float macc[FITLM_DOT_TILE_AVX512] = {0};
     for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
     for (int64_t i = 0; i < nb; i++) {
         __m256i wq = unpack_q5(b[i].qs, b[i].qh);
@@ -330,7 +334,7 @@ INSTANTIATE(dot_q5_1)
 INLINE void dot_q4_k_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) {
     const blk_q4_k *b = w;
     const int64_t nb = cols / 256;
-    __m256 acc[4], macc[4];
+    __m256 acc[FITLM_DOT_TILE_AVX512], macc[FITLM_DOT_TILE_AVX512];
     for (int t = 0; t < nt; t++) acc[t] = macc[t] = _mm256_setzero_ps();
     const __m512i m4 = _mm512_set1_epi8(0x0f);
     __m512i sidx[4];
@@ -380,7 +384,7 @@ INSTANTIATE(dot_q4_k)
 INLINE void dot_q5_k_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) {
     const blk_q5_k *b = w;
     const int64_t nb = cols / 256;
-    __m256 acc[4], macc[4];
+    __m256 acc[FITLM_DOT_TILE_AVX512], macc[FITLM_DOT_TILE_AVX512];
     for (int t = 0; t < nt; t++) acc[t] = macc[t] = _mm256_setzero_ps();
     const __m512i m4 = _mm512_set1_epi8(0x0f), one = _mm512_set1_epi8(1);
     __m512i sidx[4];
@@ -443,7 +447,7 @@ static const short k_q6_sidx[4][32] __attribute__((aligned(64))) = {
 INLINE void dot_q6_k_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) {
     const blk_q6_k *b = w;
     const int64_t nb = cols / 256;
-    __m256 acc[4];
+    __m256 acc[FITLM_DOT_TILE_AVX512];
     for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
     const __m512i m4 = _mm512_set1_epi8(0x0f), m2 = _mm512_set1_epi8(0x03);
     __m512i sidx[4];

@@ -147,10 +147,14 @@ void fitlm_quantize_act_q8k(const float *x, act_q8k *dst, int64_t cols);
 void fitlm_quantize_act_q8_avx2(const float *x, void *dst_row, int64_t cols);
 void fitlm_quantize_act_q8k_avx2(const float *x, act_q8k *dst, int64_t cols);
 
-/* Dot products of one weight row with `ntok` (1..FITLM_DOT_TILE) tokens:
+/* Dot products of one weight row with `ntok` tokens (1..FITLM_DOT_TILE for the
+ * scalar and AVX2 kernels, 1..FITLM_DOT_TILE_AVX512 for the AVX-512 ones, whose
+ * 32 registers hold the accumulators of 8 tokens):
  * out[t] = sum_c W[c] * A_t[c], where A_t starts at a + t * astride bytes
  * (in the weight type's activation format). */
 #define FITLM_DOT_TILE 4
+#define FITLM_DOT_TILE_AVX512 8
+#define FITLM_DOT_TILE_MAX 8
 typedef void (*fitlm_dot_fn)(int64_t cols, const void *w, const void *a, size_t astride, int ntok, float *out);
 
 /* Per-ISA kernel lookup: NULL when that ISA has no kernel for the type (the
