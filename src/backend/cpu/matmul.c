@@ -174,7 +174,7 @@ void fitlm_cpu_matmul(fitlm_threadpool *pool, int wtype, const void *W, int64_t 
     fitlm_cpu_isa isa = fitlm_cpu_isa_active();
     int tile = FITLM_DOT_TILE;
     fitlm_dot_fn dot = fitlm_cpu_type_supported(wtype) && ok && cols > 0 ? pick_dot(wtype, isa, &tile) : NULL;
-    if (dot && isa >= FITLM_ISA_AVX512 && dot == fitlm_dot_avx512(wtype)) fmt = fitlm_act_format_avx512(wtype);
+    if (dot && dot != fitlm_dot_scalar(wtype)) fmt = fitlm_act_format_simd(wtype);
     if (fmt == ACT_Q8K && cols % 256 != 0) dot = NULL;
     if (!dot) { /* unsupported type or shape: make the failure visible */
         for (int64_t i = 0; i < rows * n_tokens; i++) Y[i] = NAN;

@@ -21,7 +21,7 @@ act_format fitlm_act_format(int wtype) {
     }
 }
 
-act_format fitlm_act_format_avx512(int wtype) {
+act_format fitlm_act_format_simd(int wtype) {
     return wtype == FITLM_TYPE_Q4_0 ? ACT_Q8I : fitlm_act_format(wtype);
 }
 

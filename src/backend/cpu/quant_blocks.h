@@ -125,15 +125,16 @@ _Static_assert(sizeof(act_q8k) == 292, "act_q8k");
 
 /* ACT_Q8I: ACT_Q8 with the codes of each full group of 4 blocks (128 codes)
  * reordered as the first 16 codes of the 4 blocks, then their last 16 codes
- * (what the 512-bit Q4_0 kernel multiplies with the low and the high nibbles
- * of 4 weight blocks); blocks of a trailing partial group stay in order. Only
- * the AVX-512 Q4_0 kernel reads it. */
+ * (what the SIMD Q4_0 kernels multiply with the low and the high nibbles of 4
+ * weight blocks); blocks of a trailing partial group stay in order. Only the
+ * AVX2 and AVX-512 Q4_0 kernels read it. */
 typedef enum { ACT_F32 = 0, ACT_Q8 = 1, ACT_Q8K = 2, ACT_Q8I = 3 } act_format;
 
-/* The activation format the integer kernels of a weight type consume (the
- * portable one; fitlm_act_format_avx512 for the AVX-512 kernels). */
+/* The activation format the integer kernels of a weight type consume: the
+ * scalar kernels (fitlm_act_format), the AVX2 and AVX-512 ones
+ * (fitlm_act_format_simd). */
 act_format fitlm_act_format(int wtype);
-act_format fitlm_act_format_avx512(int wtype);
+act_format fitlm_act_format_simd(int wtype);
 /* Reorders a quantized ACT_Q8 row into ACT_Q8I in place. */
 void fitlm_act_q8_interleave(void *row, int64_t cols);
 /* Bytes of one token's activations (cols values) in that format. */
