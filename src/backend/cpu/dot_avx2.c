@@ -34,10 +34,6 @@ INLINE float h2f(uint16_t h) {
 INLINE __m256i dot_u8s8(__m256i u, __m256i s) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
 }
-/* the same for two signed operands (w in -128..127, a in -127..127) */
-INLINE __m256i dot_s8s8(__m256i w, __m256i a) {
-    return dot_u8s8(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w));
-}
 
 #define TOK(a, astride, t) ((const uint8_t *)(a) + (size_t)(t) * (astride))
 

@@ -20,12 +20,6 @@ INLINE float hsum_ps(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-INLINE int hsum_epi32(__m256i v) {
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
-    return _mm_cvtsi128_si32(s);
-}
 
 INLINE float h2f(uint16_t h) {
     return _cvtsh_ss(h);
@@ -34,10 +28,6 @@ INLINE float h2f(uint16_t h) {
 /* sums of four (u8 x s8) products, 8 x s32 */
 INLINE __m256i dot_u8s8(__m256i u, __m256i s) {
     return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s);
-}
-/* the same for two signed operands (w in -128..127, a in -127..127) */
-INLINE __m256i dot_s8s8(__m256i w, __m256i a) {
-    return dot_u8s8(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w));
 }
 
 #define TOK(a, astride, t) ((const uint8_t *)(a) + (size_t)(t) * (astride))
