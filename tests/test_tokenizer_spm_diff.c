@@ -43,11 +43,9 @@ int main(void) {
 
     /* the corpus: n_strings records, then the concatenation of all of them */
     tokdiff_corpus corpus;
-    tokdiff_corpus_make(&corpus, 0x5eed5eed12345ull, n_strings, corpus_flags);
+    int wrote = tokdiff_corpus_make(&corpus, 0x5eed5eed12345ull, n_strings, corpus_flags, inp);
     char **strs = corpus.strs;
     size_t *lens = corpus.lens;
-    size_t total = corpus.total;
-    int wrote = tokdiff_corpus_write(&corpus, inp);
     CHECK(wrote == 0, "cannot write %s", inp);
     if (wrote) return check_report();
 
@@ -130,7 +128,7 @@ int main(void) {
     printf("sentencepiece differential: %d/%d strings identical (%zu bytes in the long one); round trip %d/%d "
            "(%d strings sentencepiece itself does not round-trip: invalid UTF-8); encode %.1f MB/s\n",
            same, same + differ, lens[n_strings], rt_ok, rt_checked, ref_no_rt,
-           enc_seconds > 0 ? 2.0 * (double)total / 1e6 / enc_seconds : 0.0);
+           enc_seconds > 0 ? 2.0 * (double)corpus.total / 1e6 / enc_seconds : 0.0);
     CHECK(hf_differ == 0, "tokenizer.json form: %d of %d strings differ from sentencepiece", hf_differ,
           hf_same + hf_differ);
     printf("tokenizer.json (Llama-2 style) vs sentencepiece: %d/%d valid UTF-8 strings identical\n", hf_same,

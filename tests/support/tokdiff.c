@@ -14,7 +14,14 @@ static void *xmalloc(size_t n) {
     return p;
 }
 
-void tokdiff_corpus_make(tokdiff_corpus *c, uint64_t seed, int n, int (*flags)(int i)) {
+static int corpus_write(const tokdiff_corpus *c, const char *path) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return -1;
+    for (int i = 0; i <= c->n; i++) refio_write_record(f, c->strs[i], c->lens[i]);
+    return fclose(f) == 0 ? 0 : -1;
+}
+
+int tokdiff_corpus_make(tokdiff_corpus *c, uint64_t seed, int n, int (*flags)(int i), const char *path) {
     const size_t cap = 600;
     c->n = n;
     c->total = 0;
@@ -32,13 +39,7 @@ void tokdiff_corpus_make(tokdiff_corpus *c, uint64_t seed, int n, int (*flags)(i
         memcpy(c->strs[n] + c->lens[n], c->strs[i], c->lens[i]);
         c->lens[n] += c->lens[i];
     }
-}
-
-int tokdiff_corpus_write(const tokdiff_corpus *c, const char *path) {
-    FILE *f = fopen(path, "wb");
-    if (!f) return -1;
-    for (int i = 0; i <= c->n; i++) refio_write_record(f, c->strs[i], c->lens[i]);
-    return fclose(f) == 0 ? 0 : -1;
+    return corpus_write(c, path);
 }
 
 void tokdiff_corpus_free(tokdiff_corpus *c) {
@@ -75,9 +76,11 @@ bool tokdiff_round_trips(const fitlm_tokenizer *t, const int32_t *ids, size_t n,
     return ok;
 }
 
-bool tokdiff_have_node_package(const char *src, const char *pkg) {
+void tokdiff_need_node_package(const char *src, const char *pkg) {
     char path[4096];
     snprintf(path, sizeof path, "%s/tests/node_modules/%s/package.json", src, pkg);
     struct stat st;
-    return stat(path, &st) == 0 && refio_run("node --version >/dev/null 2>&1") == 0;
+    if (stat(path, &st) == 0 && refio_run("node --version >/dev/null 2>&1") == 0) return;
+    printf("SKIP: node or the npm package %s is missing (scripts/setup.sh installs it)\n", pkg);
+    exit(77);
 }

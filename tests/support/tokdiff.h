@@ -20,10 +20,10 @@ typedef struct tokdiff_corpus {
 
 /* Generates n strings of up to 599 bytes with textgen_string from `seed`
  * (string i joins about 1 + i % 24 segments, with textgen flags flags(i)) and
- * their concatenation. Aborts when out of memory. Free with tokdiff_corpus_free. */
-void tokdiff_corpus_make(tokdiff_corpus *c, uint64_t seed, int n, int (*flags)(int i));
-/* Writes the n + 1 strings as refio records to path; -1 if it cannot. */
-int tokdiff_corpus_write(const tokdiff_corpus *c, const char *path);
+ * their concatenation, and writes the n + 1 strings as refio records to path.
+ * Returns -1 if the file cannot be written (c is filled all the same). Aborts
+ * when out of memory. Free with tokdiff_corpus_free. */
+int tokdiff_corpus_make(tokdiff_corpus *c, uint64_t seed, int n, int (*flags)(int i), const char *path);
 void tokdiff_corpus_free(tokdiff_corpus *c);
 
 /* Whether ids[0..n) and ref[0..nref) are the same sequence. */
@@ -38,8 +38,9 @@ void tokdiff_print(const char *what, int i, const char *s, size_t len, const cha
 bool tokdiff_round_trips(const fitlm_tokenizer *t, const int32_t *ids, size_t n, bool special, const char *s,
                          size_t len);
 
-/* Whether node runs and the npm package `pkg` is installed in
- * SRC/tests/node_modules (scripts/setup.sh installs them). */
-bool tokdiff_have_node_package(const char *src, const char *pkg);
+/* Unless node runs and the npm package `pkg` is installed in
+ * SRC/tests/node_modules (scripts/setup.sh installs them), prints a SKIP line
+ * and exits 77. */
+void tokdiff_need_node_package(const char *src, const char *pkg);
 
 #endif
