@@ -302,6 +302,16 @@ def main():
                 # trained weights are not gaussian: allow 1.5x the gaussian bound
                 check(rel_rmse(a, x) <= 1.5 * BOUND[tname] + 1e-7, "stories %s: %s (%s) error %.4f" %
                       (scheme, name, tname, rel_rmse(a, x)))
+            # the same model from convert's GGUF (the GGUF path, tied detection by the
+            # missing output.weight) gives the same tensors and metadata
+            out2 = os.path.join(TMP, "stories-gguf-%s.gguf" % scheme)
+            rc, _, se = run("quantize", conv, out2, scheme, "-q")
+            if check(rc == 0, "quantize converted stories %s: %s" % (scheme, se)):
+                g2 = mf.GGUF(out2)
+                check(g2.kv == g.kv, "GGUF and llama2.c paths: metadata differs")
+                check(g2.order == g.order and all(g2.tensors[n]["type"] == g.tensors[n]["type"] and
+                                                  g2.tensors[n]["bytes"] == g.tensors[n]["bytes"] for n in g.order),
+                      "GGUF and llama2.c paths: tensors differ")
         LAYERS[0] = L
     else:
         print("note: %s missing, llama2.c part skipped" % bin_path)
@@ -351,6 +361,47 @@ def main():
                 else:
                     check(rel_rmse(a, x) <= BOUND["Q8_0"], "HF %s: %s error %.4f (q/k rows out of order?)" %
                           (scheme, name, rel_rmse(a, x)))
+
+    # A Qwen2 HF folder: q/k/v biases stay F32, tied embeddings make token_embd the
+    # output projection (Q6_K in Q4_K_M), no q/k permutation.
+    qw = os.path.join(TMP, "qwen2")
+    os.makedirs(qw)
+    cfg = {"architectures": ["Qwen2ForCausalLM"], "hidden_size": D, "intermediate_size": F, "num_hidden_layers": 2,
+           "num_attention_heads": H, "num_key_value_heads": KV, "vocab_size": V, "max_position_embeddings": 256,
+           "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "tie_word_embeddings": True, "use_sliding_window": False,
+           "torch_dtype": "float32"}
+    open(os.path.join(qw, "config.json"), "w").write(json.dumps(cfg))
+    ts = [("model.embed_tokens.weight", (V, D)), ("model.norm.weight", (D,))]
+    for l in range(2):
+        p = "model.layers.%d." % l
+        ts += [(p + "input_layernorm.weight", (D,)), (p + "post_attention_layernorm.weight", (D,)),
+               (p + "self_attn.q_proj.weight", (D, D)), (p + "self_attn.q_proj.bias", (D,)),
+               (p + "self_attn.k_proj.weight", (KV * HD, D)), (p + "self_attn.k_proj.bias", (KV * HD,)),
+               (p + "self_attn.v_proj.weight", (KV * HD, D)), (p + "self_attn.v_proj.bias", (KV * HD,)),
+               (p + "self_attn.o_proj.weight", (D, D)), (p + "mlp.gate_proj.weight", (F, D)),
+               (p + "mlp.up_proj.weight", (F, D)), (p + "mlp.down_proj.weight", (D, F))]
+    mf.write_safetensors(os.path.join(qw, "model.safetensors"),
+                         [(n, "F32", ((0.02 if len(sh) == 2 else 0.1) * rng.standard_normal(sh)).astype(np.float32))
+                          for n, sh in ts])
+    conv = os.path.join(TMP, "qwen2-f32.gguf")
+    out = os.path.join(TMP, "qwen2-Q4_K_M.gguf")
+    rc1, _, se1 = run("convert", qw, conv)
+    rc2, _, se2 = run("quantize", qw, out, "Q4_K_M")
+    if check(rc1 == 0 and rc2 == 0, "qwen2: %s %s" % (se1, se2)):
+        gc, g = mf.GGUF(conv), mf.GGUF(out)
+        check(g.order == gc.order and "output.weight" not in g.tensors, "qwen2: names/order")
+        check(g.kv.get("general.architecture") == "qwen2", "qwen2: architecture")
+        LAYERS[0] = 2
+        for name in g.order:
+            a = gc.array(name).astype(np.float32)
+            t = g.tensors[name]
+            tname = gq.TYPES[t["type"]][0]
+            check(tname == expected_type("Q4_K_M", name, a.ndim, a.shape[-1], tied=True),
+                  "qwen2: %s is %s" % (name, tname))
+            x = gq.dequantize(t["type"], t["bytes"], a.size).reshape(a.shape)
+            check(rel_rmse(a, x) <= BOUND[tname] + 1e-9, "qwen2: %s error %.4f" % (name, rel_rmse(a, x)))
+        check(gq.TYPES[g.tensors["token_embd.weight"]["type"]][0] == "Q6_K", "qwen2: tied token_embd not Q6_K")
+        LAYERS[0] = L
 
     # Bad inputs: exit 1, a message, no output file and no temp file left.
     src_path = os.path.join(TMP, "src-f16.gguf")
