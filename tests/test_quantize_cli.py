@@ -223,6 +223,19 @@ def main():
     rc, _, se = run("quantize", src_path, out2, "Q4_K_M", "-t", "2", "-q")
     check(rc == 0 and open(out, "rb").read() == open(out2, "rb").read(), "thread count changes the output")
 
+    # Overrides for the output projection and the embedding table.
+    out = os.path.join(TMP, "override.gguf")
+    rc, _, se = run("quantize", src_path, out, "Q4_0", "--output-tensor-type", "q8_0", "--token-embedding-type", "F16")
+    if check(rc == 0, "overrides: %s" % se):
+        g = mf.GGUF(out)
+        got = {n: gq.TYPES[g.tensors[n]["type"]][0] for n in ("token_embd.weight", "output.weight",
+                                                             "blk.0.attn_q.weight", "blk.0.attn_norm.weight")}
+        check(got == {"token_embd.weight": "F16", "output.weight": "Q8_0", "blk.0.attn_q.weight": "Q4_0",
+                      "blk.0.attn_norm.weight": "F32"}, "override types %s" % got)
+        check(g.kv.get("general.file_type") == FTYPE["Q4_0"], "override: file_type")
+    rc, _, se = run("quantize", src_path, out + "2", "Q4_0", "--output-tensor-type", "q2_k")
+    check(rc == 1 and "--output-tensor-type" in se and not os.path.exists(out + "2"), "bad override: %s" % se)
+
     # Requantizing: refused without the flag, and accepted with it.
     q8 = os.path.join(TMP, "f16-Q8_0.gguf")
     out = os.path.join(TMP, "requant.gguf")
@@ -312,6 +325,12 @@ def main():
                 check(g2.order == g.order and all(g2.tensors[n]["type"] == g.tensors[n]["type"] and
                                                   g2.tensors[n]["bytes"] == g.tensors[n]["bytes"] for n in g.order),
                       "GGUF and llama2.c paths: tensors differ")
+        # tied embeddings: --output-tensor-type applies to token_embd, the output projection
+        out = os.path.join(TMP, "stories-override.gguf")
+        rc, _, se = run("quantize", bin_path, out, "Q4_0", "--output-tensor-type", "Q8_0", "-q")
+        if check(rc == 0, "stories override: %s" % se):
+            t = mf.GGUF(out).tensors["token_embd.weight"]
+            check(gq.TYPES[t["type"]][0] == "Q8_0", "tied token_embd ignores --output-tensor-type")
         LAYERS[0] = L
     else:
         print("note: %s missing, llama2.c part skipped" % bin_path)

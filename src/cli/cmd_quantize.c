@@ -22,12 +22,16 @@ static void list_types(FILE *out) {
 
 static void usage(FILE *out) {
     fprintf(out, "usage: fitlm quantize IN OUT TYPE [-t N] [--allow-requantize] [--progress]\n"
+                 "                      [--output-tensor-type T] [--token-embedding-type T]\n"
                  "  IN                  a GGUF (F32/F16/BF16), Hugging Face folder or llama2.c checkpoint\n"
                  "  OUT                 the GGUF file to write\n"
                  "  TYPE                one of:\n");
     list_types(out);
     fprintf(out, "  -t, --threads N     threads (default: physical cores)\n"
                  "  --allow-requantize  accept an already-quantized IN (dequantized, then quantized again)\n"
+                 "  --output-tensor-type T    store output.weight (or a tied token_embd) as T\n"
+                 "  --token-embedding-type T  store token_embd.weight as T\n"
+                 "                      (T: f32, f16, bf16, q8_0, q6_k, q5_0, q4_k, q4_0)\n"
                  "  --progress          one line per tensor on stderr even when it is not a terminal\n"
                  "  -q, --quiet         no progress lines and notes\n");
 }
@@ -49,6 +53,7 @@ int cmd_quantize(int argc, char **argv) {
     const char *pos[3] = {NULL, NULL, NULL};
     int n_pos = 0, threads = 0;
     bool allow_requant = false, progress = false, quiet = false;
+    int output_type = FITLM_TYPE_INVALID, embd_type = FITLM_TYPE_INVALID;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -61,6 +66,14 @@ int cmd_quantize(int argc, char **argv) {
             if (*end || end == argv[i] || v < 1 || v > 1024)
                 return fitlm_die("quantize: %s must be a number of threads between 1 and 1024, not '%s'", a, argv[i]);
             threads = (int)v;
+        } else if (!strcmp(a, "--output-tensor-type") || !strcmp(a, "--token-embedding-type")) {
+            if (i + 1 >= argc) return fitlm_die("quantize: %s needs a type", a);
+            int t = fitlm_type_from_name(argv[++i]);
+            if (!fitlm_quant_override_ok(t))
+                return fitlm_die("quantize: %s must be one of f32, f16, bf16, q8_0, q6_k, q5_0, q4_k, q4_0, not '%s'",
+                                 a, argv[i]);
+            if (!strcmp(a, "--output-tensor-type")) output_type = t;
+            else embd_type = t;
         } else if (!strcmp(a, "--allow-requantize")) {
             allow_requant = true;
         } else if (!strcmp(a, "--progress")) {
@@ -119,6 +132,8 @@ int cmd_quantize(int argc, char **argv) {
         .scheme = scheme,
         .n_threads = threads,
         .allow_requantize = allow_requant,
+        .output_type = output_type,
+        .embd_type = embd_type,
         .progress = !quiet && (progress || isatty(STDERR_FILENO)) ? stderr : NULL,
         .notes = quiet ? NULL : stderr,
     };

@@ -81,6 +81,22 @@ int fitlm_quant_fallback_type(int type, uint64_t row_len) {
     return FITLM_TYPE_F16;
 }
 
+bool fitlm_quant_override_ok(int type) {
+    switch (type) {
+    case FITLM_TYPE_F32:
+    case FITLM_TYPE_F16:
+    case FITLM_TYPE_BF16:
+    case FITLM_TYPE_Q8_0:
+    case FITLM_TYPE_Q6_K:
+    case FITLM_TYPE_Q5_0:
+    case FITLM_TYPE_Q4_K:
+    case FITLM_TYPE_Q4_0:
+        return true;
+    default:
+        return false;
+    }
+}
+
 /* ---- the tensors to write ---- */
 
 typedef struct qitem {
@@ -259,6 +275,12 @@ static int setup_item(qctx *c, qitem *it, fitlm_tensor_kind kind, int layer, boo
         it->rows = it->n_elements / it->row_len;
     }
     int want = fitlm_quant_tensor_type(o->scheme, kind, layer, (int)c->m->hp.n_layers, it->n_dims, tied);
+    if (it->n_dims >= 2) {
+        if (o->output_type != FITLM_TYPE_INVALID && (kind == FITLM_T_OUTPUT || (tied && kind == FITLM_T_TOKEN_EMBD)))
+            want = o->output_type;
+        else if (o->embd_type != FITLM_TYPE_INVALID && kind == FITLM_T_TOKEN_EMBD)
+            want = o->embd_type;
+    }
     int type = it->row_len ? fitlm_quant_fallback_type(want, it->row_len) : want;
     /* An already-quantized tensor that the recipe keeps in its type is copied. */
     if (it->src && want == it->in_type) type = want;
@@ -345,6 +367,9 @@ static int add_metadata(qctx *c, fitlm_gguf_writer *w, fitlm_error *err) {
 int fitlm_quantize_model(const fitlm_model *m, const char *out, const fitlm_quantize_opts *opts,
                          fitlm_quantize_stats *stats, fitlm_error *err) {
     if (!opts || !opts->scheme) return fitlm_fail(err, "no quantization type given");
+    if ((opts->output_type != FITLM_TYPE_INVALID && !fitlm_quant_override_ok(opts->output_type)) ||
+        (opts->embd_type != FITLM_TYPE_INVALID && !fitlm_quant_override_ok(opts->embd_type)))
+        return fitlm_fail(err, "an override type must be one of F32, F16, BF16, Q8_0, Q6_K, Q5_0, Q4_K, Q4_0");
     if (!m->hp_valid || !m->n_tensors) return fitlm_fail(err, "the model has no usable weights");
     qctx c;
     memset(&c, 0, sizeof c);

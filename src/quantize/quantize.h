@@ -54,10 +54,19 @@ int fitlm_quant_tensor_type(const fitlm_quant_scheme *s, fitlm_tensor_kind kind,
  * a multiple of its block size, else its fallback (see the top of this file). */
 int fitlm_quant_fallback_type(int type, uint64_t row_len);
 
+/* True for the types an override may name: F32, F16, BF16, Q8_0, Q6_K, Q5_0, Q4_K, Q4_0. */
+bool fitlm_quant_override_ok(int type);
+
 typedef struct fitlm_quantize_opts {
     const fitlm_quant_scheme *scheme;
     int n_threads;          /* <= 0: physical cores */
     bool allow_requantize;  /* accept already-quantized input (dequantized, then quantized again) */
+    /* Overrides (FITLM_TYPE_INVALID = the scheme's choice), as llama.cpp's
+     * --output-tensor-type / --token-embedding-type: output.weight (and a tied
+     * token_embd.weight, which is the output projection) / token_embd.weight. The
+     * row-length fallback still applies. Must be a type fitlm_quant_override_ok accepts. */
+    int output_type;
+    int embd_type;
     FILE *progress;         /* one line per tensor here, NULL for none */
     FILE *notes;            /* fallback notes here, NULL for none */
 } fitlm_quantize_opts;
