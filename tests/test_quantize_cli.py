@@ -12,6 +12,7 @@ dequantizers (tests/pyutil/gguf_quants.py, written from the block layouts):
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
 
@@ -235,6 +236,33 @@ def main():
         check(g.kv.get("general.file_type") == FTYPE["Q4_0"], "override: file_type")
     rc, _, se = run("quantize", src_path, out + "2", "Q4_0", "--output-tensor-type", "q2_k")
     check(rc == 1 and "--output-tensor-type" in se and not os.path.exists(out + "2"), "bad override: %s" % se)
+
+    # Values that cannot be stored: a NaN is refused by every conversion, 1e5 by F16
+    # (the error names tensor and row); nothing is left behind.
+    f32 = os.path.join(TMP, "src-f32.gguf")
+    g = mf.GGUF(f32)
+    raw = bytearray(open(f32, "rb").read())
+    def patched(name, row, value, path):
+        t = g.tensors[name]
+        pos = t["offset"] + 4 * (row * t["ne"][0] + 7)
+        b = bytearray(raw)
+        b[pos:pos + 4] = struct.pack("<f", value)
+        open(path, "wb").write(bytes(b))
+    nan_src, big_src = os.path.join(TMP, "nan.gguf"), os.path.join(TMP, "big.gguf")
+    patched("blk.0.ffn_up.weight", 5, float("nan"), nan_src)
+    patched("blk.1.attn_k.weight", 2, 1e5, big_src)
+    for src_file, scheme, ok, words in ((nan_src, "Q8_0", False, ("blk.0.ffn_up.weight", "row 5", "NaN")),
+                                        (nan_src, "F16", False, ("blk.0.ffn_up.weight", "row 5")),
+                                        (big_src, "F16", False, ("blk.1.attn_k.weight", "row 2", "F16 range")),
+                                        (big_src, "BF16", True, ()), (big_src, "Q8_0", True, ())):
+        out = os.path.join(TMP, "bad-values.gguf")
+        rc, _, se = run("quantize", src_file, out, scheme, "-q")
+        if ok:
+            check(rc == 0, "%s %s: %s" % (os.path.basename(src_file), scheme, se))
+            os.remove(out)
+        else:
+            check(rc == 1 and all(w in se for w in words), "%s %s: rc %d %s" % (src_file, scheme, rc, se))
+            check(not os.path.exists(out), "%s %s left an output" % (src_file, scheme))
 
     # Requantizing: refused without the flag, and accepted with it.
     q8 = os.path.join(TMP, "f16-Q8_0.gguf")

@@ -1,6 +1,7 @@
 #include "quantize/quantize.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -123,7 +124,8 @@ typedef struct qctx {
     fitlm_threadpool *pool;
     int nth;
     float **scratch;  /* nth rows of max_row floats */
-    int *thread_bad;  /* per thread: 0 ok, 1 quantizer failed, 2 dequantizer failed */
+    int *thread_bad;  /* per thread: one of the BAD_* codes */
+    uint64_t *bad_row; /* per thread: the row that failed */
     /* the tensor being filled */
     const qitem *cur;
     uint8_t *buf;
@@ -164,6 +166,9 @@ static int read_row(const qctx *c, const qitem *it, uint64_t r, float *dst) {
     }
 }
 
+enum { BAD_NONE = 0, BAD_QUANTIZER, BAD_DEQUANTIZER, BAD_NONFINITE, BAD_F16_RANGE };
+
+/* BAD_NONE, or why the row cannot be stored. */
 static int write_row(const qitem *it, const float *x, uint8_t *out) {
     uint64_t n = it->row_len;
     switch (it->out_type) {
@@ -173,13 +178,15 @@ static int write_row(const qitem *it, const float *x, uint8_t *out) {
     case FITLM_TYPE_F16:
     case FITLM_TYPE_BF16:
         for (uint64_t e = 0; e < n; e++) {
+            /* values that round to infinity in half precision (|x| >= 65520) */
+            if (it->out_type == FITLM_TYPE_F16 && fabsf(x[e]) >= 65520.0f) return BAD_F16_RANGE;
             uint16_t h = it->out_type == FITLM_TYPE_F16 ? fitlm_fp32_to_fp16(x[e]) : fitlm_fp32_to_bf16(x[e]);
             memcpy(out + 2 * e, &h, 2);
         }
         return 0;
     default: {
         int64_t w = fitlm_quantize_row(it->out_type, x, out, (int64_t)n, NULL);
-        return w == (int64_t)it->out_row_bytes ? 0 : -1;
+        return w == (int64_t)it->out_row_bytes ? BAD_NONE : BAD_QUANTIZER;
     }
     }
 }
@@ -198,12 +205,13 @@ static void quantize_rows(void *arg, int ith, int nth) {
             memcpy(out, (const uint8_t *)it->src->data + sr * it->in_row_bytes, (size_t)it->out_row_bytes);
             continue;
         }
-        if (read_row(c, it, r, x) != 0) {
-            c->thread_bad[ith] = 2;
-            return;
-        }
-        if (write_row(it, x, out) != 0) {
-            c->thread_bad[ith] = 1;
+        int bad = read_row(c, it, r, x) != 0 ? BAD_DEQUANTIZER : BAD_NONE;
+        for (uint64_t e = 0; e < it->row_len && !bad; e++)
+            if (!isfinite(x[e])) bad = BAD_NONFINITE;
+        if (!bad) bad = write_row(it, x, out);
+        if (bad) {
+            c->thread_bad[ith] = bad;
+            c->bad_row[ith] = r;
             return;
         }
     }
@@ -225,10 +233,20 @@ static int fill(void *user, uint64_t index, void *buf, uint64_t nbytes, fitlm_er
     for (int i = 0; i < c->nth; i++) c->thread_bad[i] = 0;
     if (it->rows) fitlm_threadpool_run(it->rows >= 4 ? c->pool : NULL, quantize_rows, c);
     for (int i = 0; i < c->nth; i++) {
-        if (c->thread_bad[i] == 1)
+        uint64_t r = c->bad_row[i];
+        switch (c->thread_bad[i]) {
+        case BAD_QUANTIZER:
             return fitlm_fail(err, "tensor '%s': the %s quantizer failed", it->name, fitlm_type_name(it->out_type));
-        if (c->thread_bad[i] == 2)
+        case BAD_DEQUANTIZER:
             return fitlm_fail(err, "tensor '%s': cannot dequantize %s", it->name, fitlm_type_name(it->in_type));
+        case BAD_NONFINITE:
+            return fitlm_fail(err, "tensor '%s': row %" PRIu64 " has a NaN or infinite value", it->name, r);
+        case BAD_F16_RANGE:
+            return fitlm_fail(err, "tensor '%s': row %" PRIu64 " has a value beyond the F16 range (|x| >= 65520); "
+                                   "use BF16 or F32", it->name, r);
+        default:
+            break;
+        }
     }
     c->done_in += it->src ? it->src->nbytes : it->n_elements * 4;
     if (c->o->progress) {
@@ -444,7 +462,8 @@ int fitlm_quantize_model(const fitlm_model *m, const char *out, const fitlm_quan
     if (c.nth < 1) c.nth = 1;
     c.scratch = calloc((size_t)c.nth, sizeof *c.scratch);
     c.thread_bad = calloc((size_t)c.nth, sizeof *c.thread_bad);
-    if (!c.scratch || !c.thread_bad) {
+    c.bad_row = calloc((size_t)c.nth, sizeof *c.bad_row);
+    if (!c.scratch || !c.thread_bad || !c.bad_row) {
         fitlm_fail(err, "out of memory");
         goto done;
     }
@@ -484,6 +503,7 @@ done:
         for (int i = 0; i < c.nth; i++) free(c.scratch[i]);
     free(c.scratch);
     free(c.thread_bad);
+    free(c.bad_row);
     fitlm_threadpool_free(c.pool);
     fitlm_gguf_writer_free(w);
     free(c.items);
