@@ -11,16 +11,17 @@ import os
 import subprocess
 import sys
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "pyutil"))
+import testenv as te  # noqa: E402
+from testenv import check  # noqa: E402
+
 try:
     import jinja2
 except ImportError:
     print("SKIP: python3-jinja2 is not installed")
     sys.exit(77)
 
-FITLM = os.environ.get("FITLM_BIN")
-if not FITLM:
-    print("SKIP: FITLM_BIN not set")
-    sys.exit(77)
+FITLM = te.require_env("FITLM_BIN")
 HELPER = os.path.join(os.path.dirname(FITLM), "tests", "test_chat_template")
 if not os.path.exists(HELPER):
     print("FAIL: helper %s not built" % HELPER)
@@ -70,15 +71,6 @@ CONVERSATIONS = [
      {"role": "assistant", "content": "Hello, friend."}, {"role": "user", "content": "Line one\nline two"}],
 ]
 
-failures = checks = 0
-
-
-def check(cond, msg):
-    global failures, checks
-    checks += 1
-    if not cond:
-        failures += 1
-        print("FAIL:", msg)
 
 
 def raise_exception(msg):
@@ -114,5 +106,4 @@ for name, src, bos, eos, system_ok in CASES:
             check(out["text"] == want, "%s gen=%s conv=%r:\n  fitlm  %r\n  jinja2 %r" % (
                 name, gen, [m["role"] for m in conv], out["text"], want))
 
-print("%d passed, %d failed" % (checks - failures, failures))
-sys.exit(1 if failures else 0)
+sys.exit(te.report())

@@ -6,32 +6,23 @@ config.json / GGUF keys against the documented hyperparameters."""
 import json
 import os
 import shutil
-import subprocess
 import sys
 
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.environ["FITLM_SRC"], "tests", "pyutil"))
 import modelfiles as mf  # noqa: E402
+import testenv as te  # noqa: E402
+from testenv import check  # noqa: E402
 
 BIN = os.environ["FITLM_BIN"]
 SHARED = os.environ["FITLM_SHARED"]
 TMP = os.path.join(os.environ["FITLM_TMP"], "convert")
 SRC = os.path.join(SHARED, "data", "stories260K", "stories260K.bin")
-failures = []
-
-
-def check(cond, msg):
-    if not cond:
-        failures.append(msg)
-        print("FAIL:", msg)
 
 
 def fitlm(*args):
-    r = subprocess.run([BIN] + list(args), capture_output=True, text=True, timeout=120)
-    if r.returncode != 0:
-        raise RuntimeError("fitlm %s failed: %s" % (" ".join(args), r.stderr))
-    return r.stdout
+    return te.run_ok(BIN, *args, timeout=120).stdout
 
 
 HF_NAMES = {"attn_norm": "input_layernorm", "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj",
@@ -158,7 +149,7 @@ def main():
 
     # ---- a quantized GGUF (from fitlm quantize) converts to GGUF with identical blocks;
     #      HF cannot hold quantized blocks and says so
-    probe = subprocess.run([BIN, "quantize", "--help"], capture_output=True, text=True)
+    probe = te.run(BIN, "quantize", "--help")
     if "not implemented yet" not in probe.stdout + probe.stderr:
         q8 = os.path.join(TMP, "q8.gguf")
         fitlm("quantize", gg, q8, "Q8_0")
@@ -170,7 +161,7 @@ def main():
             u = b.tensors.get(name)
             check(u is not None and u["type"] == t["type"] and u["ne"] == t["ne"] and u["bytes"] == t["bytes"],
                   "quantized copy: %s differs" % name)
-        r = subprocess.run([BIN, "convert", q8, os.path.join(TMP, "q8-hf"), "--to", "hf"], capture_output=True, text=True)
+        r = te.run(BIN, "convert", q8, os.path.join(TMP, "q8-hf"), "--to", "hf")
         check(r.returncode == 1 and "Q8_0" in r.stderr, "quantized -> HF: %r" % r.stderr)
         check(not os.path.exists(os.path.join(TMP, "q8-hf")), "no HF folder after the failure")
 
@@ -194,31 +185,30 @@ def main():
     fitlm("convert", first, joined)
     gj = mf.GGUF(joined)
     check(all(gj.tensors[n]["bytes"] == g.tensors[n]["bytes"] for n in names), "split -> single GGUF bytes")
-    probe = subprocess.run([BIN, "logits", "--help"], capture_output=True, text=True)
+    probe = te.run(BIN, "logits", "--help")
     if "not implemented yet" not in probe.stdout + probe.stderr:
         ids = "1 461 461 401 401"
         a = fitlm("logits", "-m", first, "--ids", ids)
         b = fitlm("logits", "-m", gg, "--ids", ids)
         check(a == b, "split GGUF logits differ from the single file's")
     second = os.path.join(sd, "s-00002-of-00003.gguf")
-    r = subprocess.run([BIN, "inspect", second], capture_output=True, text=True)
+    r = te.run(BIN, "inspect", second)
     check(r.returncode == 1 and "first" in r.stderr and second in r.stderr, "second split: %r" % r.stderr)
     os.rename(os.path.join(sd, "s-00003-of-00003.gguf"), os.path.join(sd, "moved.gguf"))
-    r = subprocess.run([BIN, "inspect", first], capture_output=True, text=True)
+    r = te.run(BIN, "inspect", first)
     check(r.returncode == 1 and "s-00003-of-00003.gguf" in r.stderr and r.stderr.startswith("fitlm: error: " + first),
           "missing split: %r" % r.stderr)
 
     # ---- errors: refusing to overwrite an existing folder, bad --type
-    r = subprocess.run([BIN, "convert", SRC, hf, "--to", "hf"], capture_output=True, text=True)
+    r = te.run(BIN, "convert", SRC, hf, "--to", "hf")
     check(r.returncode == 1 and r.stderr.startswith("fitlm: error: ") and hf in r.stderr, "existing folder: %r" % r.stderr)
-    r = subprocess.run([BIN, "convert", SRC, os.path.join(TMP, "x.gguf"), "--type", "q4_0"], capture_output=True, text=True)
+    r = te.run(BIN, "convert", SRC, os.path.join(TMP, "x.gguf"), "--type", "q4_0")
     check(r.returncode == 1 and "--type" in r.stderr, "bad --type: %r" % r.stderr)
     check(not os.path.exists(os.path.join(TMP, "x.gguf")), "no output after failure")
     leftovers = [f for f in os.listdir(TMP) if ".tmp." in f]
     check(not leftovers, "temporary files left: %s" % leftovers)
 
-    print("%d failures" % len(failures))
-    return 1 if failures else 0
+    return te.report()
 
 
 if __name__ == "__main__":

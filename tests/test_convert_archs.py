@@ -8,30 +8,21 @@ models written here with independent python writers:
 import json
 import os
 import shutil
-import subprocess
 import sys
 
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.environ["FITLM_SRC"], "tests", "pyutil"))
 import modelfiles as mf  # noqa: E402
+import testenv as te  # noqa: E402
+from testenv import check  # noqa: E402
 
 BIN = os.environ["FITLM_BIN"]
 TMP = os.path.join(os.environ["FITLM_TMP"], "convert-archs")
-failures = []
-
-
-def check(cond, msg):
-    if not cond:
-        failures.append(msg)
-        print("FAIL:", msg)
 
 
 def fitlm(*args, ok=True):
-    r = subprocess.run([BIN] + list(args), capture_output=True, text=True, timeout=120)
-    if ok and r.returncode != 0:
-        raise RuntimeError("fitlm %s failed: %s" % (" ".join(args), r.stderr))
-    return r
+    return (te.run_ok if ok else te.run)(BIN, *args, timeout=120)
 
 
 def hf_model(d, cfg, dtype, rng, bias=False, tied=False):
@@ -216,8 +207,7 @@ def main():
     test_qwen2(rng)
     test_llama31(rng)
     test_mistral(rng)
-    print("%d failures" % len(failures))
-    return 1 if failures else 0
+    return te.report()
 
 
 if __name__ == "__main__":

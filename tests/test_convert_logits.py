@@ -15,19 +15,14 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.environ["FITLM_SRC"], "tests", "pyutil"))
 import modelfiles as mf  # noqa: E402
+import testenv as te  # noqa: E402
+from testenv import check  # noqa: E402
 
 BIN = os.environ["FITLM_BIN"]
 SHARED = os.environ["FITLM_SHARED"]
 TMP = os.path.join(os.environ["FITLM_TMP"], "convert-logits")
 SRC = os.path.join(SHARED, "data", "stories260K", "stories260K.bin")
 POSITIONS = 8 if os.environ.get("FITLM_SANITIZED") == "1" else 48
-failures = []
-
-
-def check(cond, msg):
-    if not cond:
-        failures.append(msg)
-        print("FAIL:", msg)
 
 
 def reference():
@@ -165,8 +160,7 @@ def main():
     diff = max(np.max(np.abs(a - b)) for a, b in zip(orig, adj))
     check(diff == 0.0, "GGUF (via HF) logits differ from the checkpoint's by %g" % diff)
 
-    print("%d failures" % len(failures))
-    return 1 if failures else 0
+    return te.report()
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ computes what a float64 numpy forward pass on the bf16-rounded weights computes.
 Teacher-forced ids are the reference run's inputs."""
 import os
 import shutil
-import subprocess
 import sys
 
 import numpy as np
@@ -15,26 +14,18 @@ sys.path.insert(0, os.path.join(os.environ["FITLM_SRC"], "tests", "pyutil"))
 sys.path.insert(0, os.path.join(os.environ["FITLM_SRC"], "tests"))
 import modelfiles as mf  # noqa: E402
 import test_convert_logits as fwd  # noqa: E402
+import testenv as te  # noqa: E402
+from testenv import check  # noqa: E402
 
 BIN = os.environ["FITLM_BIN"]
 SHARED = os.environ["FITLM_SHARED"]
 TMP = os.path.join(os.environ["FITLM_TMP"], "convert-runtime")
 SRC = os.path.join(SHARED, "data", "stories260K", "stories260K.bin")
 N = 16 if os.environ.get("FITLM_SANITIZED") == "1" else 64
-failures = []
-
-
-def check(cond, msg):
-    if not cond:
-        failures.append(msg)
-        print("FAIL:", msg)
 
 
 def run(*args):
-    r = subprocess.run([BIN] + list(args), capture_output=True, text=True, timeout=300)
-    if r.returncode != 0:
-        raise RuntimeError("fitlm %s: %s" % (" ".join(args), r.stderr))
-    return r.stdout
+    return te.run_ok(BIN, *args, timeout=300).stdout
 
 
 def parse(text):
@@ -48,7 +39,7 @@ def parse(text):
 
 
 def main():
-    probe = subprocess.run([BIN, "logits", "--help"], capture_output=True, text=True)
+    probe = te.run(BIN, "logits", "--help")
     if "not implemented yet" in probe.stdout + probe.stderr:
         print("SKIP: fitlm logits is not implemented in this build")
         return 77
@@ -89,8 +80,7 @@ def main():
     check(worst_bf < 1e-3, "bf16 HF conversion: logits differ from numpy's bf16 forward by up to %g" % worst_bf)
     print("GGUF: identical; HF (rotate-half): max |diff| %.2e; HF bf16 vs numpy bf16: max |diff| %.2e over %d positions" %
           (worst, worst_bf, N))
-    print("%d failures" % len(failures))
-    return 1 if failures else 0
+    return te.report()
 
 
 if __name__ == "__main__":

@@ -24,26 +24,17 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "ref"))
 import forward as ref  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "pyutil"))
+import testenv as te  # noqa: E402
+from testenv import check  # noqa: E402
 
-FITLM = os.environ.get("FITLM_BIN")
-TMP = os.environ.get("FITLM_TMP", "/tmp")
-if not FITLM:
-    print("SKIP: FITLM_BIN not set")
-    sys.exit(77)
+FITLM = te.require_env("FITLM_BIN")
+TMP = te.tmp_dir()
 
-failures = checks = 0
-
-
-def check(cond, msg):
-    global failures, checks
-    checks += 1
-    if not cond:
-        failures += 1
-        print("FAIL:", msg)
 
 
 def fitlm(*args):
-    return subprocess.run([FITLM] + list(args), capture_output=True, text=True)
+    return te.run(FITLM, *args)
 
 
 def logits_of(path, ids, vocab, *extra):
@@ -156,5 +147,4 @@ refused(path, "context", "-c", "65")  # the model's context is 64
 p = fitlm("logits", "-m", path, "--ids", " ".join(["3"] * 40), "-c", "32")
 check(p.returncode == 1 and "context" in p.stderr, "logits beyond -c refused: %r" % p.stderr)
 
-print("%d passed, %d failed" % (checks - failures, failures))
-sys.exit(1 if failures else 0)
+sys.exit(te.report())

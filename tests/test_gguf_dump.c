@@ -21,6 +21,7 @@
 #include "check.h"
 #include "format/ggml_type.h"
 #include "format/gguf.h"
+#include "support/gguf_values.h"
 #include "util/fp16.h"
 
 typedef struct sbuf {
@@ -68,16 +69,6 @@ static void sb_hex(sbuf *b, const void *p, uint64_t n) {
     sb_put(b, tmp, k);
 }
 
-static int scalar_bytes(int t) {
-    switch (t) {
-    case FITLM_GGUF_UINT8: case FITLM_GGUF_INT8: case FITLM_GGUF_BOOL: return 1;
-    case FITLM_GGUF_UINT16: case FITLM_GGUF_INT16: return 2;
-    case FITLM_GGUF_UINT32: case FITLM_GGUF_INT32: case FITLM_GGUF_FLOAT32: return 4;
-    case FITLM_GGUF_UINT64: case FITLM_GGUF_INT64: case FITLM_GGUF_FLOAT64: return 8;
-    default: return 0;
-    }
-}
-
 static void dump_value(sbuf *b, const fitlm_gguf_value *v) {
     switch (v->type) {
     case FITLM_GGUF_UINT8: case FITLM_GGUF_UINT16: case FITLM_GGUF_UINT32: case FITLM_GGUF_UINT64:
@@ -103,8 +94,8 @@ static void dump_value(sbuf *b, const fitlm_gguf_value *v) {
     case FITLM_GGUF_ARRAY: {
         int et = v->v.arr.elem_type;
         sb_fmt(b, "[%s;%" PRIu64 ":", fitlm_gguf_type_name(et), v->v.arr.n);
-        if (scalar_bytes(et)) {
-            sb_hex(b, v->v.arr.raw, v->v.arr.n * (uint64_t)scalar_bytes(et));
+        if (gguf_test_scalar_bytes(et)) {
+            sb_hex(b, v->v.arr.raw, v->v.arr.n * (uint64_t)gguf_test_scalar_bytes(et));
         } else {
             for (uint64_t i = 0; i < v->v.arr.n; i++) {
                 if (i) sb_put(b, ",", 1);

@@ -11,6 +11,7 @@
 #include "check.h"
 #include "format/ggml_type.h"
 #include "format/gguf.h"
+#include "support/gguf_values.h"
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 static uint64_t rng(void) {
@@ -18,48 +19,6 @@ static uint64_t rng(void) {
     rng_state ^= rng_state >> 7;
     rng_state ^= rng_state << 17;
     return rng_state;
-}
-
-static int scalar_bytes(int t) {
-    switch (t) {
-    case FITLM_GGUF_UINT8: case FITLM_GGUF_INT8: case FITLM_GGUF_BOOL: return 1;
-    case FITLM_GGUF_UINT16: case FITLM_GGUF_INT16: return 2;
-    case FITLM_GGUF_UINT32: case FITLM_GGUF_INT32: case FITLM_GGUF_FLOAT32: return 4;
-    case FITLM_GGUF_UINT64: case FITLM_GGUF_INT64: case FITLM_GGUF_FLOAT64: return 8;
-    default: return 0;
-    }
-}
-
-static bool values_equal(const fitlm_gguf_value *a, const fitlm_gguf_value *b) {
-    if (a->type != b->type) return false;
-    switch (a->type) {
-    case FITLM_GGUF_UINT8: case FITLM_GGUF_UINT16: case FITLM_GGUF_UINT32: case FITLM_GGUF_UINT64:
-    case FITLM_GGUF_BOOL:
-        return a->v.u64 == b->v.u64;
-    case FITLM_GGUF_INT8: case FITLM_GGUF_INT16: case FITLM_GGUF_INT32: case FITLM_GGUF_INT64:
-        return a->v.i64 == b->v.i64;
-    case FITLM_GGUF_FLOAT32: case FITLM_GGUF_FLOAT64:
-        return memcmp(&a->v.f64, &b->v.f64, sizeof(double)) == 0;
-    case FITLM_GGUF_STRING:
-        return a->v.str.len == b->v.str.len && memcmp(a->v.str.s, b->v.str.s, a->v.str.len) == 0 &&
-               b->v.str.s[b->v.str.len] == 0;
-    case FITLM_GGUF_ARRAY: {
-        if (a->v.arr.elem_type != b->v.arr.elem_type || a->v.arr.n != b->v.arr.n) return false;
-        int es = scalar_bytes(a->v.arr.elem_type);
-        if (es) return a->v.arr.n == 0 || memcmp(a->v.arr.raw, b->v.arr.raw, a->v.arr.n * (uint64_t)es) == 0;
-        for (uint64_t i = 0; i < a->v.arr.n; i++) {
-            if (a->v.arr.elem_type == FITLM_GGUF_STRING) {
-                const fitlm_gguf_str *x = &a->v.arr.strs[i], *y = &b->v.arr.strs[i];
-                if (x->len != y->len || memcmp(x->s, y->s, x->len) != 0) return false;
-            } else if (!values_equal(&a->v.arr.vals[i], &b->v.arr.vals[i])) {
-                return false;
-            }
-        }
-        return true;
-    }
-    default:
-        return false;
-    }
 }
 
 #define N_TYPES 64
@@ -230,7 +189,7 @@ static void roundtrip(const char *dir, uint32_t version, uint64_t alignment, boo
     CHECK(g->n_kv == (uint64_t)g_nvals + 8 + (alignment != 32), "n_kv %llu", (unsigned long long)g->n_kv);
     for (int i = 0; i < g_nvals; i++) {
         const fitlm_gguf_value *v = fitlm_gguf_get(g, g_keys[i]);
-        CHECK(v && values_equal(v, &g_vals[i]), "value %s differs after round trip", g_keys[i]);
+        CHECK(v && gguf_test_values_equal(v, &g_vals[i]), "value %s differs after round trip", g_keys[i]);
     }
     uint32_t u32 = 0;
     int64_t i64 = 0;
@@ -295,7 +254,7 @@ static void copy_vocab(const char *dir, const char *shared, const char *name, ui
     if (b) {
         CHECK(b->version == version && b->n_kv == a->n_kv, "copy header");
         for (uint64_t i = 0; i < a->n_kv && i < b->n_kv; i++)
-            CHECK(strcmp(a->kv[i].key.s, b->kv[i].key.s) == 0 && values_equal(&a->kv[i].value, &b->kv[i].value),
+            CHECK(strcmp(a->kv[i].key.s, b->kv[i].key.s) == 0 && gguf_test_values_equal(&a->kv[i].value, &b->kv[i].value),
                   "copied key %s differs", a->kv[i].key.s);
         /* same bytes after the version field: gguf-py and fitlm encode the same way */
         CHECK(a->file->size == b->file->size && memcmp(a->file->data + 8, b->file->data + 8, a->file->size - 8) == 0,

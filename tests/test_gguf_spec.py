@@ -22,6 +22,10 @@ import tempfile
 
 import numpy as np
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "pyutil"))
+import testenv as te  # noqa: E402
+from testenv import check  # noqa: E402
+
 U8, I8, U16, I16, U32, I32, F32, BOOL, STR, ARR, U64, I64, F64 = range(13)
 TYPE_NAMES = ["uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "bool", "string", "array",
               "uint64", "int64", "float64"]
@@ -31,14 +35,6 @@ SIZE = {t: struct.calcsize(f) for t, f in FMT.items()}
 # ggml tensor types: id -> (block elements, block bytes), from the GGUF spec / ggml docs
 GGML = {0: (1, 4), 1: (1, 2), 8: (32, 34), 12: (256, 144), 24: (1, 1), 30: (1, 2)}
 
-failures = 0
-
-
-def check(cond, msg):
-    global failures
-    if not cond:
-        failures += 1
-        print("FAIL:", msg)
 
 
 def f32bits(x):
@@ -351,8 +347,7 @@ def main():
     test_python_writes(tool, tmp)
     test_vocab_files(tool, shared)
     test_c_writes(tool, tmp)
-    print("%s" % ("all checks passed" if failures == 0 else "%d failures" % failures))
-    return 1 if failures else 0
+    return te.report()
 
 
 if __name__ == "__main__":

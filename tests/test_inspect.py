@@ -12,22 +12,17 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.environ["FITLM_SRC"], "tests", "pyutil"))
 import modelfiles as mf  # noqa: E402
+import testenv as te  # noqa: E402
+from testenv import check  # noqa: E402
 
 BIN = os.environ["FITLM_BIN"]
 SHARED = os.environ["FITLM_SHARED"]
 TMP = os.path.join(os.environ["FITLM_TMP"], "inspect")
 SRC = os.path.join(SHARED, "data", "stories260K", "stories260K.bin")
-failures = []
-
-
-def check(cond, msg):
-    if not cond:
-        failures.append(msg)
-        print("FAIL:", msg)
 
 
 def run(*args):
-    return subprocess.run([BIN] + list(args), capture_output=True, text=True, timeout=60)
+    return te.run(BIN, *args, timeout=60)
 
 
 def inspect_json(path):
@@ -257,8 +252,7 @@ def main():
     test_gptq()
     test_non_utf8()
     test_errors()
-    print("%d failures" % len(failures))
-    return 1 if failures else 0
+    return te.report()
 
 
 if __name__ == "__main__":

@@ -164,27 +164,60 @@ static uint64_t count_config(const char *json) {
 
 /* The hyperparameters below are copied from the models' published config.json
  * files; the expected counts are the published parameter counts. */
+static const char LLAMA31_8B_CONFIG[] =
+    "{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":4096,\"intermediate_size\":14336,"
+    "\"num_attention_heads\":32,\"num_hidden_layers\":32,\"num_key_value_heads\":8,"
+    "\"max_position_embeddings\":131072,\"rms_norm_eps\":1e-05,\"rope_theta\":500000.0,"
+    "\"rope_scaling\":{\"factor\":8.0,\"low_freq_factor\":1.0,\"high_freq_factor\":4.0,"
+    "\"original_max_position_embeddings\":8192,\"rope_type\":\"llama3\"},"
+    "\"vocab_size\":128256,\"tie_word_embeddings\":false,\"torch_dtype\":\"bfloat16\"}";
+static const char MISTRAL_7B_CONFIG[] =
+    "{\"architectures\":[\"MistralForCausalLM\"],\"hidden_size\":4096,\"intermediate_size\":14336,"
+    "\"max_position_embeddings\":32768,\"num_attention_heads\":32,\"num_hidden_layers\":32,"
+    "\"num_key_value_heads\":8,\"rms_norm_eps\":1e-05,\"rope_theta\":10000.0,"
+    "\"sliding_window\":4096,\"tie_word_embeddings\":false,\"vocab_size\":32000}";
+static const struct {
+    const char *name;
+    const char *config;
+    uint64_t params;
+} PUBLISHED[] = {
+    {"Llama-2-7B",
+     "{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":4096,\"intermediate_size\":11008,"
+     "\"num_attention_heads\":32,\"num_hidden_layers\":32,\"num_key_value_heads\":32,"
+     "\"max_position_embeddings\":4096,\"rms_norm_eps\":1e-05,\"vocab_size\":32000,"
+     "\"tie_word_embeddings\":false,\"torch_dtype\":\"float16\",\"hidden_act\":\"silu\"}",
+     6738415616ull},
+    {"Llama-3-8B",
+     "{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":4096,\"intermediate_size\":14336,"
+     "\"num_attention_heads\":32,\"num_hidden_layers\":32,\"num_key_value_heads\":8,"
+     "\"max_position_embeddings\":8192,\"rms_norm_eps\":1e-05,\"rope_theta\":500000.0,"
+     "\"vocab_size\":128256,\"tie_word_embeddings\":false,\"torch_dtype\":\"bfloat16\"}",
+     8030261248ull},
+    {"Llama-3.1-8B", LLAMA31_8B_CONFIG, 8030261248ull},
+    {"Qwen2.5-0.5B",
+     "{\"architectures\":[\"Qwen2ForCausalLM\"],\"hidden_size\":896,\"intermediate_size\":4864,"
+     "\"max_position_embeddings\":32768,\"max_window_layers\":24,\"num_attention_heads\":14,"
+     "\"num_hidden_layers\":24,\"num_key_value_heads\":2,\"rms_norm_eps\":1e-06,"
+     "\"rope_theta\":1000000.0,\"sliding_window\":32768,\"tie_word_embeddings\":true,"
+     "\"torch_dtype\":\"bfloat16\",\"use_sliding_window\":false,\"vocab_size\":151936}",
+     494032768ull},
+    {"Qwen2.5-7B",
+     "{\"architectures\":[\"Qwen2ForCausalLM\"],\"hidden_size\":3584,\"intermediate_size\":18944,"
+     "\"max_position_embeddings\":131072,\"num_attention_heads\":28,\"num_hidden_layers\":28,"
+     "\"num_key_value_heads\":4,\"rms_norm_eps\":1e-06,\"rope_theta\":1000000.0,"
+     "\"sliding_window\":131072,\"tie_word_embeddings\":false,\"use_sliding_window\":false,"
+     "\"vocab_size\":152064}",
+     7615616512ull},
+    {"Mistral-7B-v0.1", MISTRAL_7B_CONFIG, 7241732096ull},
+};
+
 static void test_param_counts(void) {
-    uint64_t n = count_config("{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":4096,\"intermediate_size\":11008,"
-                              "\"num_attention_heads\":32,\"num_hidden_layers\":32,\"num_key_value_heads\":32,"
-                              "\"max_position_embeddings\":4096,\"rms_norm_eps\":1e-05,\"vocab_size\":32000,"
-                              "\"tie_word_embeddings\":false,\"torch_dtype\":\"float16\",\"hidden_act\":\"silu\"}");
-    CHECK(n == 6738415616ull, "Llama-2-7B %llu", (unsigned long long)n);
-    n = count_config("{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":4096,\"intermediate_size\":14336,"
-                     "\"num_attention_heads\":32,\"num_hidden_layers\":32,\"num_key_value_heads\":8,"
-                     "\"max_position_embeddings\":8192,\"rms_norm_eps\":1e-05,\"rope_theta\":500000.0,"
-                     "\"vocab_size\":128256,\"tie_word_embeddings\":false,\"torch_dtype\":\"bfloat16\"}");
-    CHECK(n == 8030261248ull, "Llama-3-8B %llu", (unsigned long long)n);
-    const char *l31 = "{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":4096,\"intermediate_size\":14336,"
-                      "\"num_attention_heads\":32,\"num_hidden_layers\":32,\"num_key_value_heads\":8,"
-                      "\"max_position_embeddings\":131072,\"rms_norm_eps\":1e-05,\"rope_theta\":500000.0,"
-                      "\"rope_scaling\":{\"factor\":8.0,\"low_freq_factor\":1.0,\"high_freq_factor\":4.0,"
-                      "\"original_max_position_embeddings\":8192,\"rope_type\":\"llama3\"},"
-                      "\"vocab_size\":128256,\"tie_word_embeddings\":false,\"torch_dtype\":\"bfloat16\"}";
-    n = count_config(l31);
-    CHECK(n == 8030261248ull, "Llama-3.1-8B %llu", (unsigned long long)n);
+    for (size_t i = 0; i < sizeof PUBLISHED / sizeof PUBLISHED[0]; i++) {
+        uint64_t n = count_config(PUBLISHED[i].config);
+        CHECK(n == PUBLISHED[i].params, "%s %llu", PUBLISHED[i].name, (unsigned long long)n);
+    }
     fitlm_error err = {{0}};
-    fitlm_model *m = fitlm_model_from_hf_config_json(l31, "l31", &err);
+    fitlm_model *m = fitlm_model_from_hf_config_json(LLAMA31_8B_CONFIG, "l31", &err);
     if (m) {
         CHECK(m->hp.rope_scaling == FITLM_ROPE_SCALING_LLAMA3 && m->hp.rope_factor == 8.0f &&
                   m->hp.rope_low_freq_factor == 1.0f && m->hp.rope_high_freq_factor == 4.0f && m->hp.rope_orig_ctx == 8192,
@@ -196,25 +229,7 @@ static void test_param_counts(void) {
         CHECK(f[0] == 1.0f && f[63] == 8.0f, "freq factors %g %g", (double)f[0], (double)f[63]);
         fitlm_model_free(m);
     }
-    n = count_config("{\"architectures\":[\"Qwen2ForCausalLM\"],\"hidden_size\":896,\"intermediate_size\":4864,"
-                     "\"max_position_embeddings\":32768,\"max_window_layers\":24,\"num_attention_heads\":14,"
-                     "\"num_hidden_layers\":24,\"num_key_value_heads\":2,\"rms_norm_eps\":1e-06,"
-                     "\"rope_theta\":1000000.0,\"sliding_window\":32768,\"tie_word_embeddings\":true,"
-                     "\"torch_dtype\":\"bfloat16\",\"use_sliding_window\":false,\"vocab_size\":151936}");
-    CHECK(n == 494032768ull, "Qwen2.5-0.5B %llu", (unsigned long long)n);
-    n = count_config("{\"architectures\":[\"Qwen2ForCausalLM\"],\"hidden_size\":3584,\"intermediate_size\":18944,"
-                     "\"max_position_embeddings\":131072,\"num_attention_heads\":28,\"num_hidden_layers\":28,"
-                     "\"num_key_value_heads\":4,\"rms_norm_eps\":1e-06,\"rope_theta\":1000000.0,"
-                     "\"sliding_window\":131072,\"tie_word_embeddings\":false,\"use_sliding_window\":false,"
-                     "\"vocab_size\":152064}");
-    CHECK(n == 7615616512ull, "Qwen2.5-7B %llu", (unsigned long long)n);
-    const char *mis = "{\"architectures\":[\"MistralForCausalLM\"],\"hidden_size\":4096,\"intermediate_size\":14336,"
-                      "\"max_position_embeddings\":32768,\"num_attention_heads\":32,\"num_hidden_layers\":32,"
-                      "\"num_key_value_heads\":8,\"rms_norm_eps\":1e-05,\"rope_theta\":10000.0,"
-                      "\"sliding_window\":4096,\"tie_word_embeddings\":false,\"vocab_size\":32000}";
-    n = count_config(mis);
-    CHECK(n == 7241732096ull, "Mistral-7B-v0.1 %llu", (unsigned long long)n);
-    m = fitlm_model_from_hf_config_json(mis, "mistral", &err);
+    m = fitlm_model_from_hf_config_json(MISTRAL_7B_CONFIG, "mistral", &err);
     if (m) {
         CHECK(m->hp.sliding_window == 4096 && m->hp.arch == FITLM_ARCH_MISTRAL, "sliding window");
         fitlm_model_free(m);

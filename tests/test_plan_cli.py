@@ -7,19 +7,12 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ET
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "pyutil"))
+import testenv as te  # noqa: E402
+from testenv import check  # noqa: E402
+
 BIN = os.environ["FITLM_BIN"]
-TMP = os.environ.get("FITLM_TMP", "/tmp")
-failures = 0
-passed = 0
-
-
-def check(cond, msg):
-    global failures, passed
-    if cond:
-        passed += 1
-    else:
-        failures += 1
-        print("FAIL:", msg, file=sys.stderr)
+TMP = te.tmp_dir()
 
 
 def run(*args):
@@ -400,5 +393,4 @@ check(x["search"]["cpu_seconds"] < 0.5, f"full inference search took {x['search'
 x = plan_json("llama-3.1-405b", "--train")
 check(x["search"]["cpu_seconds"] < 0.5, f"full training search took {x['search']['cpu_seconds']:.3f} s CPU")
 
-print(f"{passed} passed, {failures} failed")
-sys.exit(1 if failures else 0)
+sys.exit(te.report())

@@ -21,13 +21,12 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "ref"))
 import forward as ref  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "pyutil"))
+import testenv as te  # noqa: E402
+from testenv import check  # noqa: E402
 
-FITLM = os.environ.get("FITLM_BIN")
-SHARED = os.environ.get("FITLM_SHARED")
-TMP = os.environ.get("FITLM_TMP", "/tmp")
-if not FITLM or not SHARED:
-    print("SKIP: FITLM_BIN / FITLM_SHARED not set")
-    sys.exit(77)
+FITLM, SHARED = te.require_env("FITLM_BIN", "FITLM_SHARED")
+TMP = te.tmp_dir()
 try:
     import sentencepiece as spm
 except ImportError:
@@ -45,15 +44,6 @@ LLAMA2_TEMPLATE = (
     "{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}{% elif message['role'] == 'assistant' %}"
     "{{ ' '  + content.strip() + ' ' + eos_token }}{% endif %}{% endfor %}")
 
-failures = checks = 0
-
-
-def check(cond, msg):
-    global failures, checks
-    checks += 1
-    if not cond:
-        failures += 1
-        print("FAIL:", msg)
 
 
 cfg = dict(n_layers=2, dim=64, n_heads=4, n_kv_heads=2, head_dim=16, ffn=96, vocab=32000, ctx=128, eps=1e-5,
@@ -192,5 +182,4 @@ if final:
 else:
     check(False, "no final estimate: " + p.stdout)
 
-print("%d passed, %d failed" % (checks - failures, failures))
-sys.exit(1 if failures else 0)
+sys.exit(te.report())

@@ -15,28 +15,18 @@ import os
 import subprocess
 import sys
 
-FITLM = os.environ.get("FITLM_BIN")
-SHARED = os.environ.get("FITLM_SHARED")
-TMP = os.environ.get("FITLM_TMP", "/tmp")
-if not FITLM or not SHARED:
-    print("SKIP: FITLM_BIN / FITLM_SHARED not set")
-    sys.exit(77)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "pyutil"))
+import testenv as te  # noqa: E402
+from testenv import check  # noqa: E402
+
+FITLM, SHARED = te.require_env("FITLM_BIN", "FITLM_SHARED")
+TMP = te.tmp_dir()
 D = os.path.join(SHARED, "data", "stories260K")
 MODEL = os.path.join(D, "stories260K.bin")
-failures = 0
-checks = 0
-
-
-def check(cond, msg):
-    global failures, checks
-    checks += 1
-    if not cond:
-        failures += 1
-        print("FAIL:", msg)
 
 
 def fitlm(*args):
-    return subprocess.run([FITLM] + list(args), capture_output=True, text=True)
+    return te.run(FITLM, *args)
 
 
 def ref_rows(name):
@@ -158,5 +148,4 @@ for args in bad:
     check(ok, "%s -> rc %d, stderr %r" % (" ".join(a if len(a) < 40 else a[:37] + "..." for a in args), p.returncode,
                                          p.stderr[-300:]))
 
-print("%d passed, %d failed" % (checks - failures, failures))
-sys.exit(1 if failures else 0)
+sys.exit(te.report())

@@ -19,25 +19,14 @@ import shutil
 import subprocess
 import sys
 
-FITLM = os.environ.get("FITLM_BIN")
-SHARED = os.environ.get("FITLM_SHARED")
-TMP = os.environ.get("FITLM_TMP", "/tmp")
-if not FITLM or not SHARED:
-    print("SKIP: FITLM_BIN / FITLM_SHARED not set")
-    sys.exit(77)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "pyutil"))
+import testenv as te  # noqa: E402
+from testenv import check  # noqa: E402
+
+FITLM, SHARED = te.require_env("FITLM_BIN", "FITLM_SHARED")
+TMP = te.tmp_dir()
 D = os.path.join(SHARED, "data", "stories260K")
 MODEL = os.path.join(D, "stories260K.bin")
-
-failures = 0
-checks = 0
-
-
-def check(cond, msg):
-    global failures, checks
-    checks += 1
-    if not cond:
-        failures += 1
-        print("FAIL:", msg)
 
 
 def parse_lines(text):
@@ -204,8 +193,7 @@ def main():
         check_quantized(cases)
     else:
         print("note: 'fitlm quantize' not available; quantized-weight checks not run")
-    print("%d passed, %d failed" % (checks - failures, failures))
-    return 1 if failures else 0
+    return te.report()
 
 
 sys.exit(main())

@@ -7,26 +7,24 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "check.h"
 #include "support/refio.h"
 #include "support/textgen.h"
+#include "support/tokdiff.h"
 #include "tokenizer/tokenizer.h"
 #include "util/file.h"
+
+/* specials are plain text on both sides; every fourth string has some */
+static int corpus_flags(int i) { return TEXTGEN_NO_WS_EXOTIC | (i % 4 == 3 ? TEXTGEN_SPECIALS : 0); }
 
 int main(void) {
     const char *shared = check_env_or_skip("FITLM_SHARED");
     const char *src = check_env_or_skip("FITLM_SRC");
     const char *tmp = check_env_or_skip("FITLM_TMP");
     const int n_strings = getenv("FITLM_SANITIZED") ? 1500 : 5000;
-    char gguf[4096], inp[4096], outp[4096], cmd[16384], pkg[4096];
-    snprintf(pkg, sizeof pkg, "%s/tests/node_modules/gpt-tokenizer/package.json", src);
-    struct stat st;
-    if (stat(pkg, &st) != 0 || refio_run("node --version >/dev/null 2>&1") != 0) {
-        printf("SKIP: node or the npm package gpt-tokenizer is missing (scripts/setup.sh installs it)\n");
-        return 77;
-    }
+    char gguf[4096], inp[4096], outp[4096], cmd[16384];
+    tokdiff_need_node_package(src, "gpt-tokenizer");
     snprintf(gguf, sizeof gguf, "%s/data/vocab/ggml-vocab-gpt-2.gguf", shared);
     snprintf(inp, sizeof inp, "%s/gpt2_diff.inp", tmp);
     snprintf(outp, sizeof outp, "%s/gpt2_diff.out", tmp);
@@ -35,26 +33,12 @@ int main(void) {
     CHECK(t != NULL, "%s", err.msg);
     if (!t) return check_report();
 
-    size_t cap = 600, total = 0;
-    char **strs = calloc((size_t)n_strings + 1, sizeof *strs);
-    size_t *lens = calloc((size_t)n_strings + 1, sizeof *lens);
-    uint64_t rng = 0x6e72ull;
-    for (int i = 0; i < n_strings; i++) {
-        strs[i] = malloc(cap);
-        int flags = TEXTGEN_NO_WS_EXOTIC | (i % 4 == 3 ? TEXTGEN_SPECIALS : 0);
-        lens[i] = textgen_string(&rng, strs[i], cap, 1 + i % 24, flags);
-        total += lens[i];
-    }
-    strs[n_strings] = malloc(total + 1);
-    for (int i = 0; i < n_strings; i++) {
-        memcpy(strs[n_strings] + lens[n_strings], strs[i], lens[i]);
-        lens[n_strings] += lens[i];
-    }
-    FILE *f = fopen(inp, "wb");
-    CHECK(f != NULL, "cannot write %s", inp);
-    if (!f) return check_report();
-    for (int i = 0; i <= n_strings; i++) refio_write_record(f, strs[i], lens[i]);
-    fclose(f);
+    tokdiff_corpus corpus;
+    int wrote = tokdiff_corpus_make(&corpus, 0x6e72ull, n_strings, corpus_flags, inp);
+    char **strs = corpus.strs;
+    size_t *lens = corpus.lens;
+    CHECK(wrote == 0, "cannot write %s", inp);
+    if (wrote) return check_report();
     snprintf(cmd, sizeof cmd, "FITLM_SRC='%s' node '%s/tests/tools/gpt2_reference.mjs' '%s' '%s'", src, src, inp, outp);
     int rc = refio_run(cmd);
     if (rc == 77) return 77;
@@ -74,22 +58,14 @@ int main(void) {
         CHECK(flag >= 0, "reference output ends early at %d", i);
         if (flag < 0) break;
         CHECK(fitlm_tokenizer_encode(t, strs[i], lens[i], false, false, &ids, &n, &err) == 0, "%s", err.msg);
-        if (n == nref && (n == 0 || memcmp(ids, ref, n * sizeof *ids) == 0)) {
+        if (tokdiff_same(ids, n, ref, nref))
             same++;
-        } else if (++differ <= 5) {
-            fprintf(stderr, "string %d differs: '%.*s'\n  npm:  ", i, (int)(lens[i] < 300 ? lens[i] : 300), strs[i]);
-            for (size_t k = 0; k < nref && k < 60; k++) fprintf(stderr, " %d", ref[k]);
-            fprintf(stderr, "\n  fitlm:");
-            for (size_t k = 0; k < n && k < 60; k++) fprintf(stderr, " %d", ids[k]);
-            fprintf(stderr, "\n");
-        }
+        else if (++differ <= 5)
+            tokdiff_print("", i, strs[i], lens[i], "npm:", ref, nref, "fitlm:", ids, n);
         if (flag == 1) {
-            size_t dl;
-            char *dec = fitlm_tokenizer_decode(t, ids, n, false, &dl, &err);
             rt_checked++;
-            if (dec && dl == lens[i] && memcmp(dec, strs[i], dl) == 0) rt_ok++;
+            if (tokdiff_round_trips(t, ids, n, false, strs[i], lens[i])) rt_ok++;
             else CHECK(0, "string %d: decode(encode(x)) != x", i);
-            free(dec);
         }
         free(ids);
         free(ref);
@@ -98,9 +74,7 @@ int main(void) {
     printf("gpt-tokenizer r50k_base differential: %d/%d strings identical (%zu bytes in the long one); round trip "
            "%d/%d\n",
            same, same + differ, lens[n_strings], rt_ok, rt_checked);
-    for (int i = 0; i <= n_strings; i++) free(strs[i]);
-    free(strs);
-    free(lens);
+    tokdiff_corpus_free(&corpus);
     free(out);
     fitlm_tokenizer_free(t);
     return check_report();

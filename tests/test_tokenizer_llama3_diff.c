@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #include <cjson/cJSON.h>
@@ -18,6 +17,7 @@
 #include "check.h"
 #include "support/refio.h"
 #include "support/textgen.h"
+#include "support/tokdiff.h"
 #include "tokenizer/tokenizer.h"
 #include "util/file.h"
 
@@ -66,17 +66,15 @@ static int write_gguf(const fitlm_tokenizer *t, const char *json_path, const cha
     return rc ? -1 : 0;
 }
 
+/* every fourth string has special tokens in it */
+static int corpus_flags(int i) { return TEXTGEN_NO_WS_EXOTIC | (i % 4 == 3 ? TEXTGEN_SPECIALS : 0); }
+
 int main(void) {
     const char *src = check_env_or_skip("FITLM_SRC");
     const char *tmp = check_env_or_skip("FITLM_TMP");
     const int n_strings = getenv("FITLM_SANITIZED") ? 1500 : 5000;
-    char json[4096], inp[4096], outp[4096], cmd[16384], pkg[4096];
-    snprintf(pkg, sizeof pkg, "%s/tests/node_modules/llama3-tokenizer-js/package.json", src);
-    struct stat st;
-    if (stat(pkg, &st) != 0 || refio_run("node --version >/dev/null 2>&1") != 0) {
-        printf("SKIP: node or the npm package llama3-tokenizer-js is missing (scripts/setup.sh installs it)\n");
-        return 77;
-    }
+    char json[4096], inp[4096], outp[4096], cmd[16384];
+    tokdiff_need_node_package(src, "llama3-tokenizer-js");
     snprintf(json, sizeof json, "%s/llama3-tokenizer.json", tmp);
     snprintf(inp, sizeof inp, "%s/llama3_diff.inp", tmp);
     snprintf(outp, sizeof outp, "%s/llama3_diff.out", tmp);
@@ -97,26 +95,12 @@ int main(void) {
     int32_t eot = fitlm_tokenizer_find(t, "<|eot_id|>", 10);
     CHECK(eot == 128009 && fitlm_tokenizer_is_eog(t, eot) && fitlm_tokenizer_is_control(t, eot), "eot %d", eot);
 
-    size_t cap = 600, total = 0;
-    char **strs = calloc((size_t)n_strings + 1, sizeof *strs);
-    size_t *lens = calloc((size_t)n_strings + 1, sizeof *lens);
-    uint64_t rng = 0x11a3a3ull;
-    for (int i = 0; i < n_strings; i++) {
-        strs[i] = malloc(cap);
-        int flags = TEXTGEN_NO_WS_EXOTIC | (i % 4 == 3 ? TEXTGEN_SPECIALS : 0);
-        lens[i] = textgen_string(&rng, strs[i], cap, 1 + i % 24, flags);
-        total += lens[i];
-    }
-    strs[n_strings] = malloc(total + 1);
-    for (int i = 0; i < n_strings; i++) {
-        memcpy(strs[n_strings] + lens[n_strings], strs[i], lens[i]);
-        lens[n_strings] += lens[i];
-    }
-    FILE *f = fopen(inp, "wb");
-    CHECK(f != NULL, "cannot write %s", inp);
-    if (!f) return check_report();
-    for (int i = 0; i <= n_strings; i++) refio_write_record(f, strs[i], lens[i]);
-    fclose(f);
+    tokdiff_corpus corpus;
+    int wrote = tokdiff_corpus_make(&corpus, 0x11a3a3ull, n_strings, corpus_flags, inp);
+    char **strs = corpus.strs;
+    size_t *lens = corpus.lens;
+    CHECK(wrote == 0, "cannot write %s", inp);
+    if (wrote) return check_report();
     snprintf(cmd, sizeof cmd, "FITLM_SRC='%s' node '%s/tests/tools/llama3_reference.mjs' encode '%s' '%s'", src, src,
              inp, outp);
     rc = refio_run(cmd);
@@ -150,34 +134,22 @@ int main(void) {
         int erc = fitlm_tokenizer_encode(t, strs[i], lens[i], false, true, &ids, &n, &err);
         secs += (double)(clock() - c0) / CLOCKS_PER_SEC;
         CHECK(erc == 0, "encode failed: %s", err.msg);
-        if (n == nref && (n == 0 || memcmp(ids, ref, n * sizeof *ids) == 0)) {
+        if (tokdiff_same(ids, n, ref, nref))
             same++;
-        } else {
-            differ++;
-            if (differ <= 5) {
-                fprintf(stderr, "string %d differs: '%.*s'\n  npm:  ", i, (int)(lens[i] < 300 ? lens[i] : 300),
-                        strs[i]);
-                for (size_t k = 0; k < nref && k < 60; k++) fprintf(stderr, " %d", ref[k]);
-                fprintf(stderr, "\n  fitlm:");
-                for (size_t k = 0; k < n && k < 60; k++) fprintf(stderr, " %d", ids[k]);
-                fprintf(stderr, "\n");
-            }
-        }
+        else if (++differ <= 5)
+            tokdiff_print("", i, strs[i], lens[i], "npm:", ref, nref, "fitlm:", ids, n);
         if (tg) {
             int32_t *gids = NULL;
             size_t gn = 0;
             CHECK(fitlm_tokenizer_encode(tg, strs[i], lens[i], false, true, &gids, &gn, &err) == 0, "%s", err.msg);
-            if (gn == nref && (gn == 0 || memcmp(gids, ref, gn * sizeof *gids) == 0)) g_same++;
+            if (tokdiff_same(gids, gn, ref, nref)) g_same++;
             else g_differ++;
             free(gids);
         }
         if (flag == 1) {
-            size_t dl;
-            char *dec = fitlm_tokenizer_decode(t, ids, n, true, &dl, &err);
             rt_checked++;
-            if (dec && dl == lens[i] && memcmp(dec, strs[i], dl) == 0) rt_ok++;
+            if (tokdiff_round_trips(t, ids, n, true, strs[i], lens[i])) rt_ok++;
             else CHECK(0, "string %d: decode(encode(x)) != x", i);
-            free(dec);
         }
         free(ids);
         free(ref);
@@ -185,7 +157,7 @@ int main(void) {
     CHECK(differ == 0, "%d of %d strings differ from llama3-tokenizer-js", differ, same + differ);
     printf("llama3-tokenizer-js differential: %d/%d strings identical (%zu bytes in the long one); round trip "
            "%d/%d; encode %.1f MB/s\n",
-           same, same + differ, lens[n_strings], rt_ok, rt_checked, secs > 0 ? 2.0 * (double)total / 1e6 / secs : 0.0);
+           same, same + differ, lens[n_strings], rt_ok, rt_checked, secs > 0 ? 2.0 * (double)corpus.total / 1e6 / secs : 0.0);
 
     CHECK(g_differ == 0, "GGUF form: %d of %d strings differ from llama3-tokenizer-js", g_differ, g_same + g_differ);
     printf("GGUF form (tokenizer.ggml.pre = llama-bpe): %d/%d strings identical\n", g_same, g_same + g_differ);
@@ -215,9 +187,7 @@ int main(void) {
     CHECK(n > 3 && ids[0] == 128000 && ids[1] != 128009, "specials as text: n=%zu", n);
     free(ids);
 
-    for (int i = 0; i <= n_strings; i++) free(strs[i]);
-    free(strs);
-    free(lens);
+    tokdiff_corpus_free(&corpus);
     free(out);
     fitlm_tokenizer_free(t);
     return check_report();

@@ -17,8 +17,12 @@
 #include "check.h"
 #include "support/refio.h"
 #include "support/textgen.h"
+#include "support/tokdiff.h"
 #include "tokenizer/tokenizer.h"
 #include "util/file.h"
+
+/* every tenth string may hold bytes that are not valid UTF-8 */
+static int corpus_flags(int i) { return (i % 10 == 9) ? TEXTGEN_INVALID_UTF8 : 0; }
 
 int main(void) {
     const char *shared = check_env_or_skip("FITLM_SHARED");
@@ -38,26 +42,12 @@ int main(void) {
     if (!t) return check_report();
 
     /* the corpus: n_strings records, then the concatenation of all of them */
-    size_t cap = 600, total = 0;
-    char **strs = calloc((size_t)n_strings + 1, sizeof *strs);
-    size_t *lens = calloc((size_t)n_strings + 1, sizeof *lens);
-    uint64_t rng = 0x5eed5eed12345ull;
-    for (int i = 0; i < n_strings; i++) {
-        strs[i] = malloc(cap);
-        int flags = (i % 10 == 9) ? TEXTGEN_INVALID_UTF8 : 0;
-        lens[i] = textgen_string(&rng, strs[i], cap, 1 + i % 24, flags);
-        total += lens[i];
-    }
-    strs[n_strings] = malloc(total + 1);
-    for (int i = 0; i < n_strings; i++) {
-        memcpy(strs[n_strings] + lens[n_strings], strs[i], lens[i]);
-        lens[n_strings] += lens[i];
-    }
-    FILE *f = fopen(inp, "wb");
-    CHECK(f != NULL, "cannot write %s", inp);
-    if (!f) return check_report();
-    for (int i = 0; i <= n_strings; i++) refio_write_record(f, strs[i], lens[i]);
-    fclose(f);
+    tokdiff_corpus corpus;
+    int wrote = tokdiff_corpus_make(&corpus, 0x5eed5eed12345ull, n_strings, corpus_flags, inp);
+    char **strs = corpus.strs;
+    size_t *lens = corpus.lens;
+    CHECK(wrote == 0, "cannot write %s", inp);
+    if (wrote) return check_report();
 
     snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s/tests/tools/spm_reference.py' '%s' '%s' '%s'", src, model, inp, outp);
     int rc = refio_run(cmd);
@@ -106,49 +96,28 @@ int main(void) {
         int erc = fitlm_tokenizer_encode(t, strs[i], lens[i], false, false, &ids, &n, &err);
         enc_seconds += (double)(clock() - c0) / CLOCKS_PER_SEC;
         CHECK(erc == 0, "encode failed: %s", err.msg);
-        bool eq = n == nref && (n == 0 || memcmp(ids, ref, n * sizeof *ids) == 0);
-        if (eq) {
+        if (tokdiff_same(ids, n, ref, nref))
             same++;
-        } else {
-            differ++;
-            if (differ <= 5) {
-                fprintf(stderr, "string %d differs (len %zu): '%.*s'\n  sentencepiece:", i, lens[i],
-                        (int)(lens[i] < 300 ? lens[i] : 300), strs[i]);
-                for (size_t k = 0; k < nref && k < 60; k++) fprintf(stderr, " %d", ref[k]);
-                fprintf(stderr, "\n  fitlm:        ");
-                for (size_t k = 0; k < n && k < 60; k++) fprintf(stderr, " %d", ids[k]);
-                fprintf(stderr, "\n");
-            }
-        }
+        else if (++differ <= 5)
+            tokdiff_print("", i, strs[i], lens[i], "sentencepiece:", ref, nref, "fitlm:", ids, n);
         if (hf && textgen_valid_utf8(strs[i], lens[i])) {
             int32_t *hids = NULL;
             size_t hn = 0;
             CHECK(fitlm_tokenizer_encode(hf, strs[i], lens[i], false, false, &hids, &hn, &err) == 0, "%s", err.msg);
-            if (hn == nref && (hn == 0 || memcmp(hids, ref, hn * sizeof *hids) == 0)) {
+            if (tokdiff_same(hids, hn, ref, nref))
                 hf_same++;
-            } else if (++hf_differ <= 5) {
-                fprintf(stderr, "tokenizer.json: string %d differs: '%.*s'\n  sentencepiece:", i,
-                        (int)(lens[i] < 300 ? lens[i] : 300), strs[i]);
-                for (size_t k = 0; k < nref && k < 60; k++) fprintf(stderr, " %d", ref[k]);
-                fprintf(stderr, "\n  fitlm (json): ");
-                for (size_t k = 0; k < hn && k < 60; k++) fprintf(stderr, " %d", hids[k]);
-                fprintf(stderr, "\n");
-            }
-            if (flag == 1 && hids) {
-                size_t dl;
-                char *dec = fitlm_tokenizer_decode(hf, hids, hn, false, &dl, &err);
-                CHECK(dec && dl == lens[i] && memcmp(dec, strs[i], dl) == 0, "tokenizer.json: string %d round trip", i);
-                free(dec);
-            }
+            else if (++hf_differ <= 5)
+                tokdiff_print("tokenizer.json: ", i, strs[i], lens[i], "sentencepiece:", ref, nref, "fitlm (json):",
+                              hids, hn);
+            if (flag == 1 && hids)
+                CHECK(tokdiff_round_trips(hf, hids, hn, false, strs[i], lens[i]), "tokenizer.json: string %d round trip",
+                      i);
             free(hids);
         }
         if (flag == 1) {
-            size_t dl;
-            char *dec = fitlm_tokenizer_decode(t, ids, n, false, &dl, &err);
             rt_checked++;
-            if (dec && dl == lens[i] && memcmp(dec, strs[i], dl) == 0) rt_ok++;
+            if (tokdiff_round_trips(t, ids, n, false, strs[i], lens[i])) rt_ok++;
             else CHECK(0, "string %d: decode(encode(x)) != x", i);
-            free(dec);
         } else {
             ref_no_rt++;
         }
@@ -159,15 +128,13 @@ int main(void) {
     printf("sentencepiece differential: %d/%d strings identical (%zu bytes in the long one); round trip %d/%d "
            "(%d strings sentencepiece itself does not round-trip: invalid UTF-8); encode %.1f MB/s\n",
            same, same + differ, lens[n_strings], rt_ok, rt_checked, ref_no_rt,
-           enc_seconds > 0 ? 2.0 * (double)total / 1e6 / enc_seconds : 0.0);
+           enc_seconds > 0 ? 2.0 * (double)corpus.total / 1e6 / enc_seconds : 0.0);
     CHECK(hf_differ == 0, "tokenizer.json form: %d of %d strings differ from sentencepiece", hf_differ,
           hf_same + hf_differ);
     printf("tokenizer.json (Llama-2 style) vs sentencepiece: %d/%d valid UTF-8 strings identical\n", hf_same,
            hf_same + hf_differ);
     fitlm_tokenizer_free(hf);
-    for (int i = 0; i <= n_strings; i++) free(strs[i]);
-    free(strs);
-    free(lens);
+    tokdiff_corpus_free(&corpus);
     free(out);
     fitlm_tokenizer_free(t);
     return check_report();

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli/commands.h"
+#include "cli/tokenizer_opts.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
 
@@ -39,16 +40,9 @@ int cmd_detokenize(int argc, char **argv) {
             return fitlm_die("detokenize: unknown or incomplete option '%s'", a);
         }
     }
-    if (!model) {
-        usage(stderr);
-        return fitlm_die("detokenize: -m MODEL is required");
-    }
+    fitlm_tokenizer *tok = tokenizer_opts_open("detokenize", model, usage);
+    if (!tok) return 1;
     fitlm_error err = {{0}};
-    fitlm_tokenizer *tok = fitlm_tokenizer_load(model, &err);
-    if (!tok) {
-        fitlm_error_print(&err);
-        return 1;
-    }
     int32_t *ids = NULL;
     size_t n = 0, cap = 0;
     char word[64];

@@ -81,12 +81,8 @@ int cmd_logits(int argc, char **argv) {
     if (!ids_text) return fitlm_die("logits: no token ids given (use --ids \"1 2 3\")");
     fitlm_error err = {{0}};
     uint32_t n = 0;
-    int32_t *ids = opt_parse_ids(ids_text, &n, &err);
-    if (!ids) {
-        fitlm_error_prefix(&err, "--ids");
-        fitlm_error_print(&err);
-        return 1;
-    }
+    int32_t *ids = opt_parse_ids_flag("--ids", ids_text, &n);
+    if (!ids) return 1;
     runtime_session s;
     if (runtime_session_open(&s, &o)) {
         free(ids);

@@ -168,14 +168,7 @@ int cmd_run(int argc, char **argv) {
 
     int32_t *ids = NULL;
     uint32_t n_prompt = 0;
-    if (ids_text) {
-        ids = opt_parse_ids(ids_text, &n_prompt, &err);
-        if (!ids) {
-            fitlm_error_prefix(&err, "--ids");
-            fitlm_error_print(&err);
-            return 1;
-        }
-    }
+    if (ids_text && !(ids = opt_parse_ids_flag("--ids", ids_text, &n_prompt))) return 1;
 
     runtime_session s;
     if (runtime_session_open(&s, &o)) {

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli/commands.h"
+#include "cli/tokenizer_opts.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
 #include "util/file.h"
@@ -114,16 +115,9 @@ int cmd_tokenize(int argc, char **argv) {
             return fitlm_die("tokenize: unknown or incomplete option '%s'", a);
         }
     }
-    if (!model) {
-        usage(stderr);
-        return fitlm_die("tokenize: -m MODEL is required");
-    }
+    fitlm_tokenizer *tok = tokenizer_opts_open("tokenize", model, usage);
+    if (!tok) return 1;
     fitlm_error err = {{0}};
-    fitlm_tokenizer *tok = fitlm_tokenizer_load(model, &err);
-    if (!tok) {
-        fitlm_error_print(&err);
-        return 1;
-    }
     char *text = NULL;
     size_t len = 0;
     if (prompt) {

@@ -110,6 +110,16 @@ int32_t *opt_parse_ids(const char *s, uint32_t *n, fitlm_error *err) {
     return ids;
 }
 
+int32_t *opt_parse_ids_flag(const char *flag, const char *s, uint32_t *n) {
+    fitlm_error err = {{0}};
+    int32_t *ids = opt_parse_ids(s, n, &err);
+    if (!ids) {
+        fitlm_error_prefix(&err, flag);
+        fitlm_error_print(&err);
+    }
+    return ids;
+}
+
 const char *opt_value(int argc, char **argv, int *i) {
     if (*i + 1 >= argc) {
         fprintf(stderr, "fitlm: error: %s needs a value\n", argv[*i]);

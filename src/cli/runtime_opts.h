@@ -21,6 +21,9 @@ int opt_parse_u64(const char *flag, const char *s, uint64_t *out);
 /* Parses whitespace/comma separated token ids. Returns a malloc'd array the
  * caller frees (*n set), or NULL with err (empty list, non-numeric, negative). */
 int32_t *opt_parse_ids(const char *s, uint32_t *n, fitlm_error *err);
+/* opt_parse_ids for the value of a flag: on failure prints
+ * "fitlm: error: FLAG: reason" and returns NULL. Caller frees the array. */
+int32_t *opt_parse_ids_flag(const char *flag, const char *s, uint32_t *n);
 
 /* Gets the value of flag argv[*i] (advancing *i) or prints an error. */
 const char *opt_value(int argc, char **argv, int *i);

@@ -74,8 +74,14 @@ static int rd_u64(reader *r, uint64_t *v, const char *field) {
     return 0;
 }
 
-/* Size in bytes of a scalar value type, 0 for STRING/ARRAY, -1 if unknown. */
-static int scalar_size(uint32_t t) {
+const char *fitlm_gguf_type_name(int type) {
+    static const char *const names[] = {"uint8", "int8",  "uint16", "int16",  "uint32", "int32",  "float32",
+                                        "bool",  "string", "array", "uint64", "int64",  "float64"};
+    if (type >= 0 && type < (int)(sizeof names / sizeof names[0])) return names[type];
+    return "unknown";
+}
+
+int fitlm_gguf_type_size(uint32_t t) {
     switch (t) {
     case FITLM_GGUF_UINT8:
     case FITLM_GGUF_INT8:
@@ -100,11 +106,8 @@ static int scalar_size(uint32_t t) {
     }
 }
 
-const char *fitlm_gguf_type_name(int type) {
-    static const char *const names[] = {"uint8", "int8",  "uint16", "int16",  "uint32", "int32",  "float32",
-                                        "bool",  "string", "array", "uint64", "int64",  "float64"};
-    if (type >= 0 && type < (int)(sizeof names / sizeof names[0])) return names[type];
-    return "unknown";
+bool fitlm_gguf_alignment_ok(uint64_t a) {
+    return a != 0 && a <= UINT32_MAX && (a & (a - 1)) == 0;
 }
 
 /* Reads a string into the arena. max_len bounds the length (UINT64_MAX: only
@@ -217,7 +220,7 @@ static int rd_array_body(reader *r, fitlm_gguf_value *v, int depth) {
     uint32_t et;
     uint64_t n;
     if (rd_u32(r, &et, "array element type")) return -1;
-    int es = scalar_size(et);
+    int es = fitlm_gguf_type_size(et);
     if (es < 0)
         return fitlm_fail(r->err, "%s: unknown array element type %" PRIu32 " at offset %" PRIu64, r->what, et,
                           r->pos - 4);
@@ -322,7 +325,7 @@ static int parse_kv(reader *r, fitlm_gguf *g) {
         snprintf(r->what, sizeof r->what, "key '%s'", name);
         uint32_t type;
         if (rd_u32(r, &type, "value type")) return -1;
-        if (scalar_size(type) < 0)
+        if (fitlm_gguf_type_size(type) < 0)
             return fitlm_fail(r->err, "key '%s': unknown value type %" PRIu32, name, type);
         if (type == FITLM_GGUF_ARRAY) {
             if (rd_array_body(r, &kv->value, 1)) return -1;
@@ -355,7 +358,7 @@ static int parse_alignment(reader *r, fitlm_gguf *g) {
         return fitlm_fail(r->err, "general.alignment has type %s, the GGUF spec requires uint32",
                           fitlm_gguf_type_name(v->type));
     uint64_t a = v->v.u64;
-    if (a == 0 || (a & (a - 1)) != 0)
+    if (!fitlm_gguf_alignment_ok(a))
         return fitlm_fail(r->err, "general.alignment is %" PRIu64 ", it must be a non-zero power of two", a);
     g->alignment = a;
     return 0;

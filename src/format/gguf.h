@@ -128,6 +128,11 @@ const fitlm_gguf_tensor *fitlm_gguf_find_tensor(const fitlm_gguf *g, const char 
 
 /* Name of a metadata value type ("uint32", "string", ...). */
 const char *fitlm_gguf_type_name(int type);
+/* Bytes of one value of a scalar metadata type; 0 for STRING and ARRAY; -1
+ * for a type the spec does not define. */
+int fitlm_gguf_type_size(uint32_t type);
+/* Whether general.alignment may be a: a non-zero power of two that fits uint32. */
+bool fitlm_gguf_alignment_ok(uint64_t a);
 
 /* ---- Writer ----
  * Build a file in memory-light steps: add kv pairs and tensor infos (data is

@@ -65,39 +65,10 @@ void fitlm_gguf_writer_free(fitlm_gguf_writer *w) {
     free(w);
 }
 
-static int elem_size(int t) {
-    switch (t) {
-    case FITLM_GGUF_UINT8:
-    case FITLM_GGUF_INT8:
-    case FITLM_GGUF_BOOL:
-        return 1;
-    case FITLM_GGUF_UINT16:
-    case FITLM_GGUF_INT16:
-        return 2;
-    case FITLM_GGUF_UINT32:
-    case FITLM_GGUF_INT32:
-    case FITLM_GGUF_FLOAT32:
-        return 4;
-    case FITLM_GGUF_UINT64:
-    case FITLM_GGUF_INT64:
-    case FITLM_GGUF_FLOAT64:
-        return 8;
-    case FITLM_GGUF_STRING:
-    case FITLM_GGUF_ARRAY:
-        return 0;
-    default:
-        return -1;
-    }
-}
-
-static bool valid_alignment(uint64_t a) {
-    return a != 0 && a <= UINT32_MAX && (a & (a - 1)) == 0;
-}
-
 /* Deep copy of src into dst (arena). depth: array nesting of src (1 = top-level array). */
 static int copy_value(fitlm_gguf_writer *w, const char *key, fitlm_gguf_value *dst, const fitlm_gguf_value *src,
                       int depth, fitlm_error *err) {
-    int es = elem_size(src->type);
+    int es = fitlm_gguf_type_size(src->type);
     if (es < 0) return fitlm_fail(err, "GGUF writer: key '%s': unknown value type %d", key, src->type);
     *dst = *src;
     if (src->type == FITLM_GGUF_BOOL && src->v.u64 > 1)
@@ -116,7 +87,7 @@ static int copy_value(fitlm_gguf_writer *w, const char *key, fitlm_gguf_value *d
         return fitlm_fail(err, "GGUF writer: key '%s': arrays nested deeper than %d levels", key,
                           FITLM_GGUF_MAX_ARRAY_DEPTH);
     int et = src->v.arr.elem_type;
-    int ees = elem_size(et);
+    int ees = fitlm_gguf_type_size(et);
     uint64_t n = src->v.arr.n;
     if (ees < 0) return fitlm_fail(err, "GGUF writer: key '%s': unknown array element type %d", key, et);
     memset(&dst->v.arr, 0, sizeof dst->v.arr);
@@ -185,7 +156,7 @@ int fitlm_gguf_writer_add_value(fitlm_gguf_writer *w, const char *key, const fit
         if (v->type != FITLM_GGUF_UINT32)
             return fitlm_fail(err, "GGUF writer: general.alignment must be a uint32, not %s",
                               fitlm_gguf_type_name(v->type));
-        if (!valid_alignment(v->v.u64))
+        if (!fitlm_gguf_alignment_ok(v->v.u64))
             return fitlm_fail(err, "GGUF writer: general.alignment %" PRIu64 " is not a non-zero power of two",
                               v->v.u64);
     }
@@ -208,7 +179,7 @@ int fitlm_gguf_writer_add_value(fitlm_gguf_writer *w, const char *key, const fit
 }
 
 int fitlm_gguf_writer_set_alignment(fitlm_gguf_writer *w, uint64_t alignment, fitlm_error *err) {
-    if (!valid_alignment(alignment))
+    if (!fitlm_gguf_alignment_ok(alignment))
         return fitlm_fail(err, "GGUF writer: alignment %" PRIu64 " is not a power of two between 1 and 2^31",
                           alignment);
     if (w->n_tensors) return fitlm_fail(err, "GGUF writer: set the alignment before adding tensors");
@@ -255,7 +226,7 @@ int fitlm_gguf_writer_add_str(fitlm_gguf_writer *w, const char *key, const char 
 
 int fitlm_gguf_writer_add_arr(fitlm_gguf_writer *w, const char *key, int elem_type, const void *data, uint64_t n,
                               fitlm_error *err) {
-    if (elem_size(elem_type) <= 0)
+    if (fitlm_gguf_type_size(elem_type) <= 0)
         return fitlm_fail(err, "GGUF writer: key '%s': add_arr takes scalar element types, not %s", key ? key : "",
                           fitlm_gguf_type_name(elem_type));
     fitlm_gguf_value v = {.type = FITLM_GGUF_ARRAY};
@@ -431,7 +402,7 @@ static void put_array_body(out *o, const fitlm_gguf_value *v) {
     int et = v->v.arr.elem_type;
     put_u32(o, (uint32_t)et);
     put_u64(o, v->v.arr.n);
-    int es = elem_size(et);
+    int es = fitlm_gguf_type_size(et);
     if (es > 0) {
         put(o, v->v.arr.raw, v->v.arr.n * (uint64_t)es); /* host is little-endian, like GGUF */
     } else if (et == FITLM_GGUF_STRING) {

@@ -20,61 +20,6 @@ typedef struct bpe_sym {
     int32_t prev, next;
 } bpe_sym;
 
-typedef struct bpe_cand {
-    int32_t rank;
-    int32_t left, right;
-    int32_t left_id, right_id;
-} bpe_cand;
-
-static bool cand_before(const bpe_cand *a, const bpe_cand *b) {
-    if (a->rank != b->rank) return a->rank < b->rank;
-    return a->left < b->left;
-}
-
-typedef struct bpe_heap {
-    bpe_cand *v;
-    size_t n, cap;
-} bpe_heap;
-
-static int heap_push(bpe_heap *h, bpe_cand c) {
-    if (h->n == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 64;
-        bpe_cand *v = realloc(h->v, cap * sizeof *v);
-        if (!v) return -1;
-        h->v = v;
-        h->cap = cap;
-    }
-    size_t i = h->n++;
-    while (i > 0) {
-        size_t parent = (i - 1) / 2;
-        if (!cand_before(&c, &h->v[parent])) break;
-        h->v[i] = h->v[parent];
-        i = parent;
-    }
-    h->v[i] = c;
-    return 0;
-}
-
-static bpe_cand heap_pop(bpe_heap *h) {
-    bpe_cand top = h->v[0];
-    bpe_cand last = h->v[--h->n];
-    size_t i = 0;
-    for (;;) {
-        size_t l = 2 * i + 1, r = l + 1, best = i;
-        const bpe_cand *bp = &last;
-        if (l < h->n && cand_before(&h->v[l], bp)) {
-            best = l;
-            bp = &h->v[l];
-        }
-        if (r < h->n && cand_before(&h->v[r], bp)) best = r;
-        if (best == i) break;
-        h->v[i] = h->v[best];
-        i = best;
-    }
-    if (h->n > 0) h->v[i] = last;
-    return top;
-}
-
 static const tok_merge *find_merge(const fitlm_tokenizer *t, int32_t a, int32_t b) {
     if (!t->merges.slot) return NULL;
     uint64_t key = ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
@@ -91,18 +36,19 @@ static const tok_merge *find_merge(const fitlm_tokenizer *t, int32_t a, int32_t 
     }
 }
 
-static int add_cand(const fitlm_tokenizer *t, const bpe_sym *sym, int32_t left, int32_t right, bpe_heap *h) {
+static int add_cand(const fitlm_tokenizer *t, const bpe_sym *sym, int32_t left, int32_t right, tok_pair_heap *h) {
     if (left < 0 || right < 0 || sym[left].id < 0 || sym[right].id < 0) return 0;
     const tok_merge *m = find_merge(t, sym[left].id, sym[right].id);
     if (!m) return 0;
-    return heap_push(h, (bpe_cand){m->rank, left, right, sym[left].id, sym[right].id});
+    /* stale when either side's token has changed since */
+    return tok_pair_heap_push(h, (tok_pair){m->rank, left, right, sym[left].id, sym[right].id});
 }
 
 /* Work buffers reused across the pieces of one encode call. */
 typedef struct bpe_work {
     bpe_sym *sym;
     size_t sym_cap;
-    bpe_heap heap;
+    tok_pair_heap heap;
     char *map; /* byte-level mapped piece (for ignore_merges) */
     size_t map_cap;
 } bpe_work;
@@ -119,14 +65,8 @@ static int ensure(void **p, size_t *cap, size_t need, size_t elem) {
 
 static int emit_unknown(const fitlm_tokenizer *t, const char *s, size_t n, tok_ids *out, fitlm_error *err) {
     if (t->byte_fallback) {
-        bool all = true;
-        for (size_t i = 0; i < n; i++)
-            if (t->byte_id[(unsigned char)s[i]] < 0) all = false;
-        if (all) {
-            for (size_t i = 0; i < n; i++)
-                if (tok_ids_push(out, t->byte_id[(unsigned char)s[i]], err)) return -1;
-            return 0;
-        }
+        int done = tok_push_bytes(t, s, n, out, err);
+        if (done) return done < 0 ? -1 : 0;
     }
     if (t->unk >= 0) return tok_ids_push(out, t->unk, err);
     return 0;
@@ -169,9 +109,9 @@ static int bpe_piece(const fitlm_tokenizer *t, bpe_work *w, const char *s, size_
     for (int32_t i = 0; i + 1 < ns; i++)
         if (add_cand(t, sym, i, i + 1, &w->heap)) return fitlm_fail(err, "out of memory");
     while (w->heap.n > 0) {
-        bpe_cand c = heap_pop(&w->heap);
+        tok_pair c = tok_pair_heap_pop(&w->heap);
         bpe_sym *a = &sym[c.left];
-        if (a->len == 0 || a->next != c.right || a->id != c.left_id || sym[c.right].id != c.right_id) continue;
+        if (a->len == 0 || a->next != c.right || a->id != c.check_a || sym[c.right].id != c.check_b) continue;
         bpe_sym *b = &sym[c.right];
         const tok_merge *m = find_merge(t, a->id, b->id);
         a->id = m->result;

@@ -18,62 +18,6 @@ typedef struct spm_sym {
     int32_t prev, next;
 } spm_sym;
 
-typedef struct spm_pair {
-    float score;
-    int32_t left, right;
-    uint32_t size; /* bytes of the merged piece, to detect stale entries */
-} spm_pair;
-
-/* heap order: higher score first, then the leftmost */
-static bool pair_before(const spm_pair *a, const spm_pair *b) {
-    if (a->score != b->score) return a->score > b->score;
-    return a->left < b->left;
-}
-
-typedef struct spm_heap {
-    spm_pair *v;
-    size_t n, cap;
-} spm_heap;
-
-static int heap_push(spm_heap *h, spm_pair p) {
-    if (h->n == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 256;
-        spm_pair *v = realloc(h->v, cap * sizeof *v);
-        if (!v) return -1;
-        h->v = v;
-        h->cap = cap;
-    }
-    size_t i = h->n++;
-    while (i > 0) {
-        size_t parent = (i - 1) / 2;
-        if (!pair_before(&p, &h->v[parent])) break;
-        h->v[i] = h->v[parent];
-        i = parent;
-    }
-    h->v[i] = p;
-    return 0;
-}
-
-static spm_pair heap_pop(spm_heap *h) {
-    spm_pair top = h->v[0];
-    spm_pair last = h->v[--h->n];
-    size_t i = 0;
-    for (;;) {
-        size_t l = 2 * i + 1, r = l + 1, best = i;
-        const spm_pair *bp = &last;
-        if (l < h->n && pair_before(&h->v[l], bp)) {
-            best = l;
-            bp = &h->v[l];
-        }
-        if (r < h->n && pair_before(&h->v[r], bp)) best = r;
-        if (best == i) break;
-        h->v[i] = h->v[best];
-        i = best;
-    }
-    if (h->n > 0) h->v[i] = last;
-    return top;
-}
-
 /* Pieces SentencePiece may merge into: normal, user-defined and unused ones. */
 static int32_t mergeable_piece(const fitlm_tokenizer *t, const char *s, size_t n) {
     int32_t id = tok_lookup(t, s, n);
@@ -84,27 +28,22 @@ static int32_t mergeable_piece(const fitlm_tokenizer *t, const char *s, size_t n
 }
 
 static int try_pair(const fitlm_tokenizer *t, const char *text, const spm_sym *sym, int32_t left, int32_t right,
-                    spm_heap *h) {
+                    tok_pair_heap *h) {
     if (left < 0 || right < 0) return 0;
     uint32_t size = sym[left].len + sym[right].len;
     if (size > (uint32_t)t->max_token_len) return 0;
     int32_t id = mergeable_piece(t, text + sym[left].start, size);
     if (id < 0) return 0;
-    return heap_push(h, (spm_pair){t->score[id], left, right, size});
+    /* higher score first; stale when either side has grown since */
+    return tok_pair_heap_push(h, (tok_pair){-(double)t->score[id], left, right, (int32_t)size, 0});
 }
 
 static int emit_symbol(const fitlm_tokenizer *t, const char *s, size_t n, tok_ids *out, fitlm_error *err) {
     int32_t id = tok_lookup(t, s, n);
     if (id >= 0 && t->ttype[id] != FITLM_TOKEN_CONTROL) return tok_ids_push(out, id, err);
     if (t->byte_fallback || t->type == FITLM_TOK_SPM) {
-        bool all = true;
-        for (size_t i = 0; i < n; i++)
-            if (t->byte_id[(unsigned char)s[i]] < 0) all = false;
-        if (all) {
-            for (size_t i = 0; i < n; i++)
-                if (tok_ids_push(out, t->byte_id[(unsigned char)s[i]], err)) return -1;
-            return 0;
-        }
+        int done = tok_push_bytes(t, s, n, out, err);
+        if (done) return done < 0 ? -1 : 0;
     }
     if (t->unk >= 0) return tok_ids_push(out, t->unk, err);
     return 0; /* no way to represent it: dropped, as SentencePiece without <unk> would */
@@ -115,7 +54,7 @@ int tok_spm_encode(const fitlm_tokenizer *t, const char *text, size_t len, bool 
     if (len > (SIZE_MAX / 4) - 8 || len > UINT32_MAX / 4) return fitlm_fail(err, "text too long");
     char *buf = malloc(len * 3 + 4);
     spm_sym *sym = malloc((len + 1) * sizeof *sym);
-    spm_heap h = {0};
+    tok_pair_heap h = {0};
     int rc = -1;
     if (!buf || !sym) {
         fitlm_fail(err, "out of memory");
@@ -172,9 +111,9 @@ int tok_spm_encode(const fitlm_tokenizer *t, const char *text, size_t len, bool 
             }
         /* merge best pairs until none is left */
         while (h.n > 0) {
-            spm_pair p = heap_pop(&h);
+            tok_pair p = tok_pair_heap_pop(&h);
             spm_sym *a = &sym[p.left], *b = &sym[p.right];
-            if (a->len == 0 || b->len == 0 || a->next != p.right || a->len + b->len != p.size) continue;
+            if (a->len == 0 || b->len == 0 || a->next != p.right || a->len + b->len != (uint32_t)p.check_a) continue;
             a->len += b->len;
             b->len = 0;
             a->next = b->next;

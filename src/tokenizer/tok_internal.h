@@ -131,6 +131,24 @@ int tok_spm_encode(const fitlm_tokenizer *t, const char *text, size_t len, bool 
  * front (non byte-level tokenizer.json vocabularies). */
 int tok_bpe_encode(const fitlm_tokenizer *t, const char *text, size_t len, bool prefix, tok_ids *out,
                    fitlm_error *err);
+/* Candidate merge of two adjacent symbols, queued by the BPE and SPM merge
+ * loops (merge_heap.c). */
+typedef struct tok_pair {
+    double order;        /* lower merges first (BPE: merge rank; SPM: -score) */
+    int32_t left, right; /* symbol indices; equal orders merge leftmost first */
+    int32_t check_a, check_b; /* what the loop compares to drop stale entries */
+} tok_pair;
+typedef struct tok_pair_heap {
+    tok_pair *v; /* owned: free(h.v) when done */
+    size_t n, cap;
+} tok_pair_heap;
+/* Adds p (grows the array; -1 when out of memory). */
+int tok_pair_heap_push(tok_pair_heap *h, tok_pair p);
+/* Removes and returns the first pair (h->n must be > 0). */
+tok_pair tok_pair_heap_pop(tok_pair_heap *h);
+/* Byte fallback: when every byte of s has a <0xNN> token, pushes those tokens
+ * and returns 1; returns 0 (nothing pushed) when one lacks a token; -1 on error. */
+int tok_push_bytes(const fitlm_tokenizer *t, const char *s, size_t n, tok_ids *out, fitlm_error *err);
 /* Byte-level mapping: code point for byte b, and the inverse (-1 if none). */
 uint32_t tok_byte_to_cp(uint8_t b);
 int tok_cp_to_byte(uint32_t cp);

@@ -15,6 +15,7 @@
 
 #include "format/ggml_type.h"
 #include "format/gguf.h"
+#include "support/gguf_values.h"
 
 #define REQUIRE(cond)                                                                                                  \
     do {                                                                                                               \
@@ -54,35 +55,6 @@ static void walk_value(const fitlm_gguf_value *v, int depth) {
     }
 }
 
-static int scalar_bytes(int t) {
-    switch (t) {
-    case FITLM_GGUF_UINT8: case FITLM_GGUF_INT8: case FITLM_GGUF_BOOL: return 1;
-    case FITLM_GGUF_UINT16: case FITLM_GGUF_INT16: return 2;
-    case FITLM_GGUF_UINT32: case FITLM_GGUF_INT32: case FITLM_GGUF_FLOAT32: return 4;
-    case FITLM_GGUF_UINT64: case FITLM_GGUF_INT64: case FITLM_GGUF_FLOAT64: return 8;
-    default: return 0;
-    }
-}
-
-static bool same_value(const fitlm_gguf_value *a, const fitlm_gguf_value *b) {
-    if (a->type != b->type) return false;
-    if (a->type == FITLM_GGUF_STRING)
-        return a->v.str.len == b->v.str.len && memcmp(a->v.str.s, b->v.str.s, a->v.str.len) == 0;
-    if (a->type != FITLM_GGUF_ARRAY) return memcmp(&a->v, &b->v, sizeof(uint64_t)) == 0;
-    int et = a->v.arr.elem_type;
-    if (et != b->v.arr.elem_type || a->v.arr.n != b->v.arr.n) return false;
-    if (scalar_bytes(et)) return a->v.arr.n == 0 || memcmp(a->v.arr.raw, b->v.arr.raw, a->v.arr.n * scalar_bytes(et)) == 0;
-    for (uint64_t i = 0; i < a->v.arr.n; i++) {
-        if (et == FITLM_GGUF_STRING) {
-            const fitlm_gguf_str *x = &a->v.arr.strs[i], *y = &b->v.arr.strs[i];
-            if (x->len != y->len || memcmp(x->s, y->s, x->len) != 0) return false;
-        } else if (!same_value(&a->v.arr.vals[i], &b->v.arr.vals[i])) {
-            return false;
-        }
-    }
-    return true;
-}
-
 /* Writes w to a scratch file, reads it back and compares it with g. */
 static void check_rewrite(fitlm_gguf_writer *w, const fitlm_gguf *g) {
     char path[256];
@@ -103,7 +75,7 @@ static void check_rewrite(fitlm_gguf_writer *w, const fitlm_gguf *g) {
     REQUIRE(h->n_kv == g->n_kv && h->n_tensors == g->n_tensors);
     for (uint64_t i = 0; i < g->n_kv; i++) {
         REQUIRE(strcmp(h->kv[i].key.s, g->kv[i].key.s) == 0);
-        REQUIRE(same_value(&h->kv[i].value, &g->kv[i].value));
+        REQUIRE(gguf_test_values_equal(&h->kv[i].value, &g->kv[i].value));
     }
     for (uint64_t i = 0; i < g->n_tensors; i++) {
         const fitlm_gguf_tensor *a = &g->tensors[i], *b = &h->tensors[i];

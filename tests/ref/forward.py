@@ -177,11 +177,11 @@ def write_gguf(path, kv, tensors, alignment=32):
         f.write(out)
 
 
-def read_gguf_kv_raw(path, prefix):
-    """The metadata entries of a GGUF file whose key starts with prefix, as
-    (key, "raw", (type, bytes)) items for write_gguf."""
-    with open(path, "rb") as f:
-        data = f.read()
+def _gguf_metadata(data):
+    """Walks the header and metadata of GGUF bytes (spec: magic, version,
+    tensor count, kv count, then key string, uint32 type, value per entry).
+    Returns (n_tensors, [(key, type, value start, value end)], offset after
+    the metadata)."""
     magic, version, n_tensors, n_kv = struct.unpack_from("<IIQQ", data, 0)
     assert magic == 0x46554747 and version in (2, 3)
     sizes = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
@@ -199,7 +199,7 @@ def read_gguf_kv_raw(path, prefix):
             o = skip(et, o)
         return o
 
-    out, o = [], 24
+    entries, o = [], 24
     for _ in range(n_kv):
         n = struct.unpack_from("<Q", data, o)[0]
         key = data[o + 8:o + 8 + n].decode()
@@ -207,10 +207,18 @@ def read_gguf_kv_raw(path, prefix):
         t = struct.unpack_from("<I", data, o)[0]
         o += 4
         end = skip(t, o)
-        if key.startswith(prefix):
-            out.append((key, "raw", (t, data[o:end])))
+        entries.append((key, t, o, end))
         o = end
-    return out
+    return n_tensors, entries, o
+
+
+def read_gguf_kv_raw(path, prefix):
+    """The metadata entries of a GGUF file whose key starts with prefix, as
+    (key, "raw", (type, bytes)) items for write_gguf."""
+    with open(path, "rb") as f:
+        data = f.read()
+    _, entries, _ = _gguf_metadata(data)
+    return [(key, "raw", (t, data[o:end])) for key, t, o, end in entries if key.startswith(prefix)]
 
 
 def _dequant_q8_0(raw, n):
@@ -276,34 +284,11 @@ def read_gguf_tensors(path):
     the GGUF specification; other types raise."""
     with open(path, "rb") as f:
         data = f.read()
-    magic, version, n_tensors, n_kv = struct.unpack_from("<IIQQ", data, 0)
-    assert magic == 0x46554747 and version in (2, 3)
-    sizes = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+    n_tensors, entries, o = _gguf_metadata(data)
     alignment = 32
-
-    def skip(t, o):
-        if t in sizes:
-            return o + sizes[t]
-        if t == GGUF_STRING:
-            return o + 8 + struct.unpack_from("<Q", data, o)[0]
-        et, n = struct.unpack_from("<IQ", data, o)
-        o += 12
-        if et in sizes:
-            return o + n * sizes[et]
-        for _ in range(n):
-            o = skip(et, o)
-        return o
-
-    o = 24
-    for _ in range(n_kv):
-        n = struct.unpack_from("<Q", data, o)[0]
-        key = data[o + 8:o + 8 + n].decode()
-        o += 8 + n
-        t = struct.unpack_from("<I", data, o)[0]
-        o += 4
+    for key, t, start, _ in entries:
         if key == "general.alignment":
-            alignment = struct.unpack_from("<I", data, o)[0]
-        o = skip(t, o)
+            alignment = struct.unpack_from("<I", data, start)[0]
     infos = []
     for _ in range(n_tensors):
         n = struct.unpack_from("<Q", data, o)[0]

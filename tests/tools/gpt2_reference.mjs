@@ -9,6 +9,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 
+import { encodeRecords } from './refio.mjs';
+
 const src = process.env.FITLM_SRC || path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const pkg = path.join(src, 'tests/node_modules/gpt-tokenizer');
 if (!fs.existsSync(path.join(pkg, 'package.json'))) {
@@ -19,16 +21,4 @@ const require = createRequire(path.join(pkg, 'package.json'));
 const enc = require(path.join(pkg, 'cjs/encoding/r50k_base.js'));
 
 const [inputs, outputs] = process.argv.slice(2);
-const data = fs.readFileSync(inputs);
-const dec = new TextDecoder('utf-8', { fatal: true });
-const lines = [];
-for (let pos = 0; pos < data.length;) {
-    const n = data.readUInt32LE(pos);
-    pos += 4;
-    const text = dec.decode(data.subarray(pos, pos + n));
-    pos += n;
-    const ids = enc.encode(text, { disallowedSpecial: new Set() });
-    const back = enc.decode(ids) === text ? 1 : 0;
-    lines.push(back + (ids.length ? ' ' + ids.join(' ') : ''));
-}
-fs.writeFileSync(outputs, lines.join('\n') + '\n');
+encodeRecords(inputs, outputs, (text) => enc.encode(text, { disallowedSpecial: new Set() }), (ids) => enc.decode(ids));

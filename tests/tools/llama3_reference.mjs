@@ -14,6 +14,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 
+import { encodeRecords } from './refio.mjs';
+
 const src = process.env.FITLM_SRC || path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const bundle = path.join(src, 'tests/node_modules/llama3-tokenizer-js/bundle/llama3-tokenizer-with-baked-data.js');
 if (!fs.existsSync(bundle)) {
@@ -53,19 +55,7 @@ if (mode === 'export') {
     };
     fs.writeFileSync(a, JSON.stringify(json));
 } else if (mode === 'encode') {
-    const data = fs.readFileSync(a);
-    const dec = new TextDecoder('utf-8', { fatal: true });
-    const lines = [];
-    for (let pos = 0; pos < data.length;) {
-        const n = data.readUInt32LE(pos);
-        pos += 4;
-        const text = dec.decode(data.subarray(pos, pos + n));
-        pos += n;
-        const ids = tk.encode(text, { bos: false, eos: false });
-        const back = tk.decode(ids) === text ? 1 : 0;
-        lines.push(back + (ids.length ? ' ' + ids.join(' ') : ''));
-    }
-    fs.writeFileSync(b, lines.join('\n') + '\n');
+    encodeRecords(a, b, (text) => tk.encode(text, { bos: false, eos: false }), (ids) => tk.decode(ids));
 } else {
     console.error('usage: llama3_reference.mjs export OUT.json | encode INPUTS OUTPUTS');
     process.exit(2);
