@@ -292,6 +292,8 @@ INLINE void dot_q4_k_body(int64_t cols, const void *w, const void *a, size_t ast
     for (int64_t i = 0; i < nb; i++) {
         uint8_t sc[8], mn[8];
         fitlm_k4_unpack(b[i].scales, sc, mn);
+        __m256i scb[8]; /* each sub-block's scale in every int16 lane, once per block */
+        for (int j = 0; j < 8; j++) scb[j] = _mm256_set1_epi16((short)sc[j]);
         /* mins x pair-summed bsums: mn[j] applies to bsums[2j] and bsums[2j+1] */
         __m128i mn8 = _mm_shuffle_epi8(_mm_loadl_epi64((const __m128i *)mn), _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7));
         __m256i mins16 = _mm256_cvtepu8_epi16(mn8);
@@ -308,8 +310,8 @@ INLINE void dot_q4_k_body(int64_t cols, const void *w, const void *a, size_t ast
             for (int c = 0; c < 4; c++) {
                 __m256i a0 = _mm256_loadu_si256((const __m256i *)(ab->qs + 64 * c));
                 __m256i a1 = _mm256_loadu_si256((const __m256i *)(ab->qs + 64 * c + 32));
-                __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(wlo[c], a0), _mm256_set1_epi16(sc[2 * c]));
-                __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(whi[c], a1), _mm256_set1_epi16(sc[2 * c + 1]));
+                __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(wlo[c], a0), scb[2 * c]);
+                __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(whi[c], a1), scb[2 * c + 1]);
                 isum = _mm256_add_epi32(isum, _mm256_add_epi32(p0, p1));
             }
             /* mins x 16-sums stay a vector: no horizontal sum per block */
@@ -322,8 +324,6 @@ INLINE void dot_q4_k_body(int64_t cols, const void *w, const void *a, size_t ast
 }
 INSTANTIATE(dot_q4_k)
 
-/* (u8 x s8 dot products) x an integer scale, 8 x s32 */
-#define KDOT(w, a, s) _mm256_madd_epi16(_mm256_maddubs_epi16((w), (a)), _mm256_set1_epi16((short)(s)))
 
 /* ---- Q5_K x Q8_K: Q4_K plus a fifth bit from qh ---- */
 
@@ -336,6 +336,8 @@ INLINE void dot_q5_k_body(int64_t cols, const void *w, const void *a, size_t ast
     for (int64_t i = 0; i < nb; i++) {
         uint8_t sc[8], mn[8];
         fitlm_k4_unpack(b[i].scales, sc, mn);
+        __m256i scb[8]; /* each sub-block's scale in every int16 lane, once per block */
+        for (int j = 0; j < 8; j++) scb[j] = _mm256_set1_epi16((short)sc[j]);
         __m128i mn8 = _mm_shuffle_epi8(_mm_loadl_epi64((const __m128i *)mn),
                                        _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7));
         __m256i mins16 = _mm256_cvtepu8_epi16(mn8);
@@ -355,8 +357,8 @@ INLINE void dot_q5_k_body(int64_t cols, const void *w, const void *a, size_t ast
             for (int c = 0; c < 4; c++) {
                 __m256i a0 = _mm256_loadu_si256((const __m256i *)(ab->qs + 64 * c));
                 __m256i a1 = _mm256_loadu_si256((const __m256i *)(ab->qs + 64 * c + 32));
-                isum = _mm256_add_epi32(isum, KDOT(wlo[c], a0, sc[2 * c]));
-                isum = _mm256_add_epi32(isum, KDOT(whi[c], a1, sc[2 * c + 1]));
+                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(_mm256_maddubs_epi16(wlo[c], a0), scb[2 * c]));
+                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(_mm256_maddubs_epi16(whi[c], a1), scb[2 * c + 1]));
             }
             /* mins x 16-sums stay a vector: no horizontal sum per block */
             __m256i mprod = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)ab->bsums), mins16);
@@ -367,6 +369,15 @@ INLINE void dot_q5_k_body(int64_t cols, const void *w, const void *a, size_t ast
     for (int t = 0; t < nt; t++) out[t] = hsum_ps(acc[t]) - hsum_ps(macc[t]);
 }
 INSTANTIATE(dot_q5_k)
+
+/* From 16 int16 scales, [scale 2k x 8 | scale 2k+1 x 8]: a dword permute
+ * brings the pair (2k, 2k+1) to every dword, a byte shuffle keeps the first
+ * of the pair in the low half and the second in the high half. */
+INLINE __m256i spread_scale_pair(__m256i sc16, int k) {
+    __m256i pair = _mm256_permutevar8x32_epi32(sc16, _mm256_set1_epi32(k));
+    return _mm256_shuffle_epi8(pair, _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2,
+                                                      3, 2, 3, 2, 3, 2, 3, 2, 3));
+}
 
 /* ---- Q6_K x Q8_K: q + 32 (0..63) as unsigned, the offset via bsums ---- */
 
@@ -391,9 +402,8 @@ INLINE void dot_q6_k_body(int64_t cols, const void *w, const void *a, size_t ast
             wq[4 * h + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
                                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4));
         }
-        for (int k = 0; k < 8; k++)
-            scv[k] = _mm256_set_m128i(_mm_set1_epi16(b[i].scales[2 * k + 1]), _mm_set1_epi16(b[i].scales[2 * k]));
         __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b[i].scales));
+        for (int k = 0; k < 8; k++) scv[k] = spread_scale_pair(sc16, k);
         float d = h2f(b[i].d);
         for (int t = 0; t < nt; t++) {
             const act_q8k *ab = (const act_q8k *)TOK(a, astride, t) + i;
@@ -416,10 +426,6 @@ INSTANTIATE(dot_q6_k)
  * two sub-blocks 8h+2j and 8h+2j+1 take the low and high 128-bit halves of the
  * maddubs result, so one int16 scale vector per group does both. */
 
-INLINE __m256i pair_scales(int s0, int s1) {
-    return _mm256_set_m128i(_mm_set1_epi16((short)s1), _mm_set1_epi16((short)s0));
-}
-
 INLINE void dot_q2_k_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) {
     const blk_q2_k *b = w;
     const int64_t nb = cols / 256;
@@ -435,8 +441,9 @@ INLINE void dot_q2_k_body(int64_t cols, const void *w, const void *a, size_t ast
             wq[4 * h + 2] = _mm256_and_si256(_mm256_srli_epi16(q, 4), m3);
             wq[4 * h + 3] = _mm256_and_si256(_mm256_srli_epi16(q, 6), m3);
         }
-        for (int g = 0; g < 8; g++) scv[g] = pair_scales(b[i].scales[2 * g] & 15, b[i].scales[2 * g + 1] & 15);
         __m128i s8 = _mm_loadu_si128((const __m128i *)b[i].scales);
+        __m256i sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(s8, _mm_set1_epi8(15)));
+        for (int g = 0; g < 8; g++) scv[g] = spread_scale_pair(sc16, g);
         __m256i mins16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(s8, 4), _mm_set1_epi8(15)));
         float d = h2f(b[i].d), dmin = h2f(b[i].dmin);
         for (int t = 0; t < nt; t++) {
@@ -475,10 +482,17 @@ INLINE void dot_q3_k_body(int64_t cols, const void *w, const void *a, size_t ast
                 wq[4 * h + j] = _mm256_or_si256(low, _mm256_slli_epi16(hb, 2));
             }
         }
-        int16_t sc[16];
-        for (int k = 0; k < 16; k++) sc[k] = (int16_t)fitlm_k3_scale(b[i].scales, k);
-        for (int g = 0; g < 8; g++) scv[g] = pair_scales(sc[2 * g], sc[2 * g + 1]);
-        __m256i sc16 = _mm256_loadu_si256((const __m256i *)sc);
+        uint32_t u[3];
+        memcpy(u, b[i].scales, 12);
+        /* the 16 six-bit scales (+32) as bytes, with 32-bit word operations:
+         * low nibbles from bytes 0-7 (first 8 scales low halves, next 8 high
+         * halves), top two bits from bytes 8-11, 2 bits per group of 4 */
+        __m128i s6 = _mm_setr_epi32((int)((u[0] & 0x0f0f0f0fu) | ((u[2] << 4) & 0x30303030u)),
+                                    (int)((u[1] & 0x0f0f0f0fu) | ((u[2] << 2) & 0x30303030u)),
+                                    (int)(((u[0] >> 4) & 0x0f0f0f0fu) | (u[2] & 0x30303030u)),
+                                    (int)(((u[1] >> 4) & 0x0f0f0f0fu) | ((u[2] >> 2) & 0x30303030u)));
+        __m256i sc16 = _mm256_sub_epi16(_mm256_cvtepu8_epi16(s6), _mm256_set1_epi16(32));
+        for (int g = 0; g < 8; g++) scv[g] = spread_scale_pair(sc16, g);
         float d = h2f(b[i].d);
         for (int t = 0; t < nt; t++) {
             const act_q8k *ab = (const act_q8k *)TOK(a, astride, t) + i;

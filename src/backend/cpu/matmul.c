@@ -126,11 +126,15 @@ static void quantize_worker(void *arg, int ith, int nth) {
     if (t0 < t1) quantize_tokens(j, t0, t1);
 }
 
+#define XTILE_SLICE 512
+#define XTILE_STRIDE (XTILE_SLICE + 16)
+
 static void matmul_worker(void *arg, int ith, int nth) {
     (void)ith;
     (void)nth;
     mm_job *j = arg;
     float out[FITLM_DOT_TILE_MAX];
+    _Alignas(64) float xtile[FITLM_DOT_TILE_MAX * XTILE_STRIDE]; /* 16.5 KiB */
     for (;;) {
         long long c = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
         if (c >= j->nchunks) break;
@@ -140,15 +144,20 @@ static void matmul_worker(void *arg, int ith, int nth) {
             int nt = (int)(j->ntok - t0 < j->tile ? j->ntok - t0 : j->tile);
             const uint8_t *a = j->A + (size_t)t0 * j->astride;
             if (j->kslice > 0 && nt > 1) {
-                /* float activations of several tokens do not fit L1 for long
-                 * rows: take the columns a slice at a time, so each slice of
-                 * the token tile stays in L1 while every row of the chunk
-                 * uses it; partial sums add up in Y */
+                /* Float activations of several tokens: take the columns a
+                 * slice at a time and copy the tile's slice into a packed
+                 * buffer (rows 512 + 16 floats apart: token rows of the
+                 * original, a multiple of 4 KiB apart, would all map to the
+                 * same L1 sets and evict each other), which every row of the
+                 * chunk then uses from L1; partial sums add up in Y. */
                 for (int64_t k0 = 0; k0 < j->cols; k0 += j->kslice) {
                     int64_t kn = j->cols - k0 < j->kslice ? j->cols - k0 : j->kslice;
-                    size_t woff = (size_t)k0 * j->welem, aoff = (size_t)k0 * sizeof(float);
+                    for (int t = 0; t < nt; t++)
+                        memcpy(xtile + (size_t)t * XTILE_STRIDE, (const float *)(a + (size_t)t * j->astride) + k0,
+                               (size_t)kn * sizeof(float));
+                    size_t woff = (size_t)k0 * j->welem;
                     for (int64_t r = r0; r < r1; r++) {
-                        j->dot(kn, j->W + (size_t)r * j->wrow + woff, a + aoff, j->astride, nt, out);
+                        j->dot(kn, j->W + (size_t)r * j->wrow + woff, xtile, XTILE_STRIDE * sizeof(float), nt, out);
                         for (int t = 0; t < nt; t++) {
                             float *y = &j->Y[(t0 + t) * j->rows + r];
                             *y = k0 == 0 ? out[t] : *y + out[t];
@@ -205,7 +214,7 @@ void fitlm_cpu_matmul(fitlm_threadpool *pool, int wtype, const void *W, int64_t 
         j.astride = (size_t)cols * sizeof(float);
         j.welem = fitlm_type_get(wtype)->block_bytes;
         /* up to 8 tokens x 512 floats = 16 KiB of activations per slice */
-        if (n_tokens > 1 && cols > 1024) j.kslice = 512;
+        if (n_tokens > 1) j.kslice = XTILE_SLICE;
     } else {
         j.astride = fitlm_act_row_bytes(fmt, cols);
         size_t bytes = j.astride * (size_t)n_tokens;

@@ -117,11 +117,13 @@ static inline act_q8_ref act_q8_get(const void *row, int64_t nb, int64_t i) {
     return r;
 }
 typedef struct {
-    float d;
+    int8_t qs[256]; /* first, and the struct padded to 320 bytes: in a 64-byte
+                       aligned row every block's codes start on a cache line */
     int16_t bsums[16];
-    int8_t qs[256];
+    float d;
+    uint8_t pad[28];
 } act_q8k;
-_Static_assert(sizeof(act_q8k) == 292, "act_q8k");
+_Static_assert(sizeof(act_q8k) == 320, "act_q8k");
 
 /* ACT_Q8I: ACT_Q8 with the codes of each full group of 4 blocks (128 codes)
  * reordered as the first 16 codes of the 4 blocks, then their last 16 codes
