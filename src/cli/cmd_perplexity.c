@@ -94,13 +94,7 @@ int cmd_perplexity(int argc, char **argv) {
         }
         n_tok = n;
     } else {
-        if (m->format == FITLM_FORMAT_GGUF && m->gguf)
-            tok = fitlm_tokenizer_from_gguf((const fitlm_gguf *)m->gguf, &err);
-        else if (m->format == FITLM_FORMAT_SAFETENSORS && m->hf_dir)
-            tok = fitlm_tokenizer_load(m->hf_dir, &err);
-        else
-            fitlm_fail(&err, "this %s model has no vocabulary: give token ids with --ids-file",
-                       fitlm_format_name(m->format));
+        tok = runtime_model_tokenizer(m, "give token ids with --ids-file", &err);
         if (!tok) {
             fitlm_error_prefix(&err, o.model_path);
             goto fail_err;

@@ -207,3 +207,10 @@ void runtime_session_close(runtime_session *s) {
     fitlm_model_free(s->model);
     memset(s, 0, sizeof *s);
 }
+
+fitlm_tokenizer *runtime_model_tokenizer(const fitlm_model *m, const char *hint, fitlm_error *err) {
+    if (m->format == FITLM_FORMAT_GGUF && m->gguf) return fitlm_tokenizer_from_gguf((const fitlm_gguf *)m->gguf, err);
+    if (m->format == FITLM_FORMAT_SAFETENSORS && m->hf_dir) return fitlm_tokenizer_load(m->hf_dir, err);
+    fitlm_fail(err, "this %s model has no vocabulary: %s", fitlm_format_name(m->format), hint);
+    return NULL;
+}
