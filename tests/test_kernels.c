@@ -358,7 +358,7 @@ int main(void) {
     check_act_quantizers();
     check_special_halves();
 
-    static const int64_t ntoks[] = {1, 2, 3, 7, 16};
+    static const int64_t ntoks[] = {1, 2, 3, 7, 16, 14, 12}; /* 8 + 6, 8 + 4 with the 8-token AVX-512 tiles */
     for (size_t ti = 0; ti < sizeof k_types / sizeof k_types[0]; ti++) {
         const type_case *tc = &k_types[ti];
         if (!fitlm_cpu_type_supported(tc->type)) {

@@ -160,11 +160,11 @@ static void list_models(void) {
 }
 
 static void list_gpus(const fitlm_catalog *cat) {
-    printf("%-11s %8s %9s %10s %9s %9s %-16s %9s %9s  %s\n", "name", "mem GiB", "BW GB/s", "BF16 TF/s", "FP8 TF/s",
+    printf("%-15s %8s %9s %10s %9s %9s %-16s %9s %9s  %s\n", "name", "mem GiB", "BW GB/s", "BF16 TF/s", "FP8 TF/s",
            "INT8 TOPS", "link", "$/hour", "purchase", "origin");
     for (size_t i = 0; i < cat->n; i++) {
         const fitlm_gpu *g = &cat->gpus[i];
-        printf("%-11s %8.1f %9.0f %10.1f %9.1f %9.1f %-16s %9.3g %9.0f  %s\n", g->name, g->memory_bytes / FITLM_GIB,
+        printf("%-15s %8.1f %9.0f %10.1f %9.1f %9.1f %-16s %9.3g %9.0f  %s\n", g->name, g->memory_bytes / FITLM_GIB,
                g->mem_bw / 1e9, g->bf16_flops / 1e12, g->fp8_flops / 1e12, g->int8_ops / 1e12, g->link,
                g->cloud_usd_per_hour, g->purchase_usd, g->origin);
     }

@@ -34,10 +34,6 @@ INLINE float h2f(uint16_t h) {
 INLINE __m256i dot_u8s8(__m256i u, __m256i s) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
 }
-/* the same for two signed operands (w in -128..127, a in -127..127) */
-INLINE __m256i dot_s8s8(__m256i w, __m256i a) {
-    return dot_u8s8(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w));
-}
 
 #define TOK(a, astride, t) ((const uint8_t *)(a) + (size_t)(t) * (astride))
 
@@ -132,23 +128,78 @@ INLINE __m256i unpack_nibbles32(const uint8_t *qs) {
     return _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
 }
 
+INLINE __m128 load4_halves(const void *first, size_t stride) {
+    const uint8_t *p = first;
+    uint64_t h = 0;
+    for (int k = 0; k < 4; k++) {
+        uint16_t v;
+        memcpy(&v, p + (size_t)k * stride, 2);
+        h |= (uint64_t)v << (16 * k);
+    }
+    return _mm_cvtph_ps(_mm_cvtsi64_si128((long long)h));
+}
+
+INLINE float hsum_ps128(__m128 s) {
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* Four blocks per step: registers [block i | block i+1] and [i+2 | i+3] of
+ * low and of high nibbles against activations in ACT_Q8I order (the first
+ * 16 codes of the 4 blocks, then the last 16); the low- and high-nibble
+ * products of a block add up in int16 (at most 2 x 2 x 15 x 127), the -8
+ * offset comes back in float through the block sums. Leftover blocks (nb % 4)
+ * are in plain order and go one at a time. */
 INLINE void dot_q4_0_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) {
     const blk_q4_0 *b = w;
     const int64_t nb = cols / 32;
-    __m256 acc[4];
-    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
-    for (int64_t i = 0; i < nb; i++) {
+    __m256 acc0[4], acc1[4], tacc[4];
+    __m128 corr[4];
+    for (int t = 0; t < nt; t++) {
+        acc0[t] = acc1[t] = tacc[t] = _mm256_setzero_ps();
+        corr[t] = _mm_setzero_ps();
+    }
+    const __m256i m4 = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
+    const __m256i bc01 = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1), bc23 = _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3);
+    int64_t i = 0;
+    for (; i + 4 <= nb; i += 4) {
+        __m256i q01 = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)b[i].qs)),
+                                              _mm_loadu_si128((const __m128i *)b[i + 1].qs), 1);
+        __m256i q23 = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)b[i + 2].qs)),
+                                              _mm_loadu_si128((const __m128i *)b[i + 3].qs), 1);
+        __m256i lo01 = _mm256_and_si256(q01, m4), hi01 = _mm256_and_si256(_mm256_srli_epi16(q01, 4), m4);
+        __m256i lo23 = _mm256_and_si256(q23, m4), hi23 = _mm256_and_si256(_mm256_srli_epi16(q23, 4), m4);
+        __m128 dw = load4_halves(&b[i].d, sizeof(blk_q4_0));
+        for (int t = 0; t < nt; t++) {
+            const uint8_t *row = TOK(a, astride, t);
+            const int8_t *aq = act_q8_qs(row) + 32 * i;
+            __m256i s01 = _mm256_add_epi16(_mm256_maddubs_epi16(lo01, _mm256_loadu_si256((const __m256i *)aq)),
+                                           _mm256_maddubs_epi16(hi01, _mm256_loadu_si256((const __m256i *)(aq + 64))));
+            __m256i s23 = _mm256_add_epi16(_mm256_maddubs_epi16(lo23, _mm256_loadu_si256((const __m256i *)(aq + 32))),
+                                           _mm256_maddubs_epi16(hi23, _mm256_loadu_si256((const __m256i *)(aq + 96))));
+            __m128 s = _mm_mul_ps(dw, _mm_loadu_ps(act_q8_d(row, nb) + i));
+            __m256 s8 = _mm256_castps128_ps256(s);
+            acc0[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(s01, ones)),
+                                      _mm256_permutevar8x32_ps(s8, bc01), acc0[t]);
+            acc1[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(s23, ones)),
+                                      _mm256_permutevar8x32_ps(s8, bc23), acc1[t]);
+            __m128 sums = _mm_cvtepi32_ps(_mm_loadu_si128((const __m128i *)(act_q8_sum(row, nb) + i)));
+            corr[t] = _mm_fmadd_ps(s, sums, corr[t]);
+        }
+    }
+    for (; i < nb; i++) {
         __m256i wq = unpack_nibbles32(b[i].qs);
         float dw = h2f(b[i].d);
         for (int t = 0; t < nt; t++) {
-            const act_q8_ref ab_ = act_q8_get(TOK(a, astride, t), nb, i), *ab = &ab_;
-            __m256i aq = _mm256_loadu_si256((const __m256i *)ab->qs);
-            __m256i p = dot_u8s8(wq, aq);
-            p = _mm256_sub_epi32(p, _mm256_setr_epi32(8 * ab->sum, 0, 0, 0, 0, 0, 0, 0));
-            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * ab->d), acc[t]);
+            const act_q8_ref ab = act_q8_get(TOK(a, astride, t), nb, i);
+            __m256i p = dot_u8s8(wq, _mm256_loadu_si256((const __m256i *)ab.qs));
+            p = _mm256_sub_epi32(p, _mm256_setr_epi32(8 * ab.sum, 0, 0, 0, 0, 0, 0, 0));
+            tacc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * ab.d), tacc[t]);
         }
     }
-    for (int t = 0; t < nt; t++) out[t] = hsum_ps(acc[t]);
+    for (int t = 0; t < nt; t++)
+        out[t] = hsum_ps(_mm256_add_ps(acc0[t], acc1[t])) - 8.0f * hsum_ps128(corr[t]) + hsum_ps(tacc[t]);
 }
 INSTANTIATE(dot_q4_0)
 

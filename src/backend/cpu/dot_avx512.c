@@ -20,12 +20,6 @@ INLINE float hsum_ps(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-INLINE int hsum_epi32(__m256i v) {
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
-    return _mm_cvtsi128_si32(s);
-}
 
 INLINE float h2f(uint16_t h) {
     return _cvtsh_ss(h);
@@ -34,10 +28,6 @@ INLINE float h2f(uint16_t h) {
 /* sums of four (u8 x s8) products, 8 x s32 */
 INLINE __m256i dot_u8s8(__m256i u, __m256i s) {
     return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s);
-}
-/* the same for two signed operands (w in -128..127, a in -127..127) */
-INLINE __m256i dot_s8s8(__m256i w, __m256i a) {
-    return dot_u8s8(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w));
 }
 
 #define TOK(a, astride, t) ((const uint8_t *)(a) + (size_t)(t) * (astride))
@@ -49,7 +39,11 @@ INLINE __m256i dot_s8s8(__m256i w, __m256i a) {
         case 1: name##_body(cols, w, a, astride, 1, out); break;                                                      \
         case 2: name##_body(cols, w, a, astride, 2, out); break;                                                      \
         case 3: name##_body(cols, w, a, astride, 3, out); break;                                                      \
-        default: name##_body(cols, w, a, astride, 4, out); break;                                                     \
+        case 4: name##_body(cols, w, a, astride, 4, out); break;                                                      \
+        case 5: name##_body(cols, w, a, astride, 5, out); break;                                                      \
+        case 6: name##_body(cols, w, a, astride, 6, out); break;                                                      \
+        case 7: name##_body(cols, w, a, astride, 7, out); break;                                                      \
+        default: name##_body(cols, w, a, astride, 8, out); break;                                                     \
         }                                                                                                              \
     }
 
@@ -77,7 +71,7 @@ INLINE float scalar_w(const void *w, int64_t c, int kind) {
 
 #define FLOAT_KERNEL(name, loader, kind)                                                                              \
     INLINE void name##_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) { \
-        __m512 acc0[4], acc1[4];                                                                                       \
+        __m512 acc0[FITLM_DOT_TILE_AVX512], acc1[FITLM_DOT_TILE_AVX512];                                                                                       \
         for (int t = 0; t < nt; t++) acc0[t] = acc1[t] = _mm512_setzero_ps();                                         \
         int64_t c = 0;                                                                                                 \
         for (; c + 32 <= cols; c += 32) {                                                                              \
@@ -103,7 +97,8 @@ FLOAT_KERNEL(dot_bf16, load_w_bf16, 2)
 
 /* ---- Q8_0 and Q4_0 x Q8: four blocks per step in 512-bit registers ----
  * The codes of four consecutive activation blocks are contiguous (ACT_Q8 row
- * layout), so they load as two 64-byte vectors; their four scales and sums as
+ * layout; for Q4_0 ACT_Q8I, already ordered to match the low and the high
+ * nibbles), so they load as two 64-byte vectors; their four scales and sums as
  * one 128-bit vector each. The four fp16 weight scales are gathered with
  * scalar loads into one 64-bit word and converted together. Weight codes are
  * made unsigned for vpdpbusd (Q8_0: w + 128 by flipping the sign bit; Q4_0:
@@ -132,9 +127,9 @@ INLINE float hsum_ps128(__m128 s) {
 INLINE void dot_q8_0_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) {
     const blk_q8_0 *b = w;
     const int64_t nb = cols / 32;
-    __m512 acc0[4], acc1[4];
-    __m128 corr[4];
-    __m256 tacc[4];
+    __m512 acc0[FITLM_DOT_TILE_AVX512], acc1[FITLM_DOT_TILE_AVX512];
+    __m128 corr[FITLM_DOT_TILE_AVX512];
+    __m256 tacc[FITLM_DOT_TILE_AVX512];
     for (int t = 0; t < nt; t++) {
         acc0[t] = acc1[t] = _mm512_setzero_ps();
         corr[t] = _mm_setzero_ps();
@@ -191,19 +186,15 @@ INLINE __m256i unpack_nibbles32(const uint8_t *qs) {
 INLINE void dot_q4_0_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) {
     const blk_q4_0 *b = w;
     const int64_t nb = cols / 32;
-    __m512 acc[4];
-    __m128 corr[4];
-    __m256 tacc[4];
+    __m512 acc[FITLM_DOT_TILE_AVX512];
+    __m128 corr[FITLM_DOT_TILE_AVX512];
+    __m256 tacc[FITLM_DOT_TILE_AVX512];
     for (int t = 0; t < nt; t++) {
         acc[t] = _mm512_setzero_ps();
         corr[t] = _mm_setzero_ps();
         tacc[t] = _mm256_setzero_ps();
     }
     const __m512i m4 = _mm512_set1_epi8(0x0f);
-    /* 64-bit lanes: a0 = blocks i, i+1 (lanes 0-7), a1 = blocks i+2, i+3 (8-15);
-     * first / second 16 codes of each block */
-    const __m512i idx_lo = _mm512_setr_epi64(0, 1, 4, 5, 8, 9, 12, 13);
-    const __m512i idx_hi = _mm512_setr_epi64(2, 3, 6, 7, 10, 11, 14, 15);
     const __m512i bc4 = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
     int64_t i = 0;
     for (; i + 4 <= nb; i += 4) {
@@ -216,9 +207,8 @@ INLINE void dot_q4_0_body(int64_t cols, const void *w, const void *a, size_t ast
         for (int t = 0; t < nt; t++) {
             const uint8_t *row = TOK(a, astride, t);
             const int8_t *aq = act_q8_qs(row) + 32 * i;
-            __m512i a0 = _mm512_loadu_si512(aq), a1 = _mm512_loadu_si512(aq + 64);
-            __m512i alo = _mm512_permutex2var_epi64(a0, idx_lo, a1);
-            __m512i ahi = _mm512_permutex2var_epi64(a0, idx_hi, a1);
+            /* ACT_Q8I: first halves of the 4 blocks, then second halves */
+            __m512i alo = _mm512_loadu_si512(aq), ahi = _mm512_loadu_si512(aq + 64);
             __m512i p = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, alo), hi, ahi);
             __m128 s = _mm_mul_ps(dw, _mm_loadu_ps(act_q8_d(row, nb) + i));
             acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_permutexvar_ps(bc4, _mm512_castps128_ps512(s)),
@@ -248,8 +238,8 @@ INSTANTIATE(dot_q4_0)
 INLINE void dot_q4_1_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) {
     const blk_q4_1 *b = w;
     const int64_t nb = cols / 32;
-    __m256 acc[4];
-    float macc[4] = {0};
+    __m256 acc[FITLM_DOT_TILE_AVX512];
+    float macc[FITLM_DOT_TILE_AVX512] = {0};
     for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
     for (int64_t i = 0; i < nb; i++) {
         __m256i wq = unpack_nibbles32(b[i].qs);
@@ -285,7 +275,7 @@ INLINE __m256i unpack_q5(const uint8_t *qs, const uint8_t *qh8) {
 INLINE void dot_q5_0_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) {
     const blk_q5_0 *b = w;
     const int64_t nb = cols / 32;
-    __m256 acc[4];
+    __m256 acc[FITLM_DOT_TILE_AVX512];
     for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
     for (int64_t i = 0; i < nb; i++) {
         __m256i wq = unpack_q5(b[i].qs, b[i].qh);
@@ -304,8 +294,8 @@ INSTANTIATE(dot_q5_0)
 INLINE void dot_q5_1_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) {
     const blk_q5_1 *b = w;
     const int64_t nb = cols / 32;
-    __m256 acc[4];
-    float macc[4] = {0};
+    __m256 acc[FITLM_DOT_TILE_AVX512];
+    float macc[FITLM_DOT_TILE_AVX512] = {0};
     for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
     for (int64_t i = 0; i < nb; i++) {
         __m256i wq = unpack_q5(b[i].qs, b[i].qh);
@@ -327,36 +317,45 @@ INSTANTIATE(dot_q5_1)
 
 /* ---- Q4_K x Q8_K ---- */
 
+/* 512-bit: chunk c (64 elements, sub-blocks 2c and 2c+1) is one register of
+ * weights [low nibbles | high nibbles] against the 64 activation codes as they
+ * are; the int16 scale vector of the chunk ([sc_2c x 16 | sc_2c+1 x 16]) comes
+ * from one word permute of the eight unpacked scales. */
 INLINE void dot_q4_k_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) {
     const blk_q4_k *b = w;
     const int64_t nb = cols / 256;
-    __m256 acc[4], macc[4];
+    __m256 acc[FITLM_DOT_TILE_AVX512], macc[FITLM_DOT_TILE_AVX512];
     for (int t = 0; t < nt; t++) acc[t] = macc[t] = _mm256_setzero_ps();
-    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    __m512i sidx[4];
+    for (int c = 0; c < 4; c++)
+        sidx[c] = _mm512_inserti64x4(_mm512_set1_epi16((short)(2 * c)), _mm256_set1_epi16((short)(2 * c + 1)), 1);
     for (int64_t i = 0; i < nb; i++) {
         uint8_t sc[8], mn[8];
         fitlm_k4_unpack(b[i].scales, sc, mn);
         /* mins x pair-summed bsums: mn[j] applies to bsums[2j] and bsums[2j+1] */
-        __m128i mn8 = _mm_shuffle_epi8(_mm_loadl_epi64((const __m128i *)mn), _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7));
+        __m128i mn8 = _mm_shuffle_epi8(_mm_loadl_epi64((const __m128i *)mn),
+                                       _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7));
         __m256i mins16 = _mm256_cvtepu8_epi16(mn8);
-        __m256i wlo[4], whi[4];
+        __m512i sc16 = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)sc)));
+        __m512i wq[4], scv[4];
         for (int c = 0; c < 4; c++) {
             __m256i q = _mm256_loadu_si256((const __m256i *)(b[i].qs + 32 * c));
-            wlo[c] = _mm256_and_si256(q, m4);
-            whi[c] = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+            __m512i qq = _mm512_inserti64x4(_mm512_castsi256_si512(q), _mm256_srli_epi16(q, 4), 1);
+            wq[c] = _mm512_and_si512(qq, m4);
+            scv[c] = _mm512_permutexvar_epi16(sidx[c], sc16);
         }
         float d = h2f(b[i].d), dmin = h2f(b[i].dmin);
         for (int t = 0; t < nt; t++) {
             const act_q8k *ab = (const act_q8k *)TOK(a, astride, t) + i;
-            /* two accumulators: vpdpwssd's latency would otherwise chain */
-            __m256i isum = _mm256_setzero_si256(), isum1 = _mm256_setzero_si256();
-            for (int c = 0; c < 4; c++) {
-                __m256i a0 = _mm256_loadu_si256((const __m256i *)(ab->qs + 64 * c));
-                __m256i a1 = _mm256_loadu_si256((const __m256i *)(ab->qs + 64 * c + 32));
-                isum = KACC(isum, wlo[c], a0, sc[2 * c]);
-                isum1 = KACC(isum1, whi[c], a1, sc[2 * c + 1]);
+            __m512i isum0 = _mm512_setzero_si512(), isum1 = _mm512_setzero_si512();
+            for (int c = 0; c < 4; c += 2) {
+                __m512i a0 = _mm512_loadu_si512(ab->qs + 64 * c), a1 = _mm512_loadu_si512(ab->qs + 64 * c + 64);
+                isum0 = _mm512_dpwssd_epi32(isum0, _mm512_maddubs_epi16(wq[c], a0), scv[c]);
+                isum1 = _mm512_dpwssd_epi32(isum1, _mm512_maddubs_epi16(wq[c + 1], a1), scv[c + 1]);
             }
-            isum = _mm256_add_epi32(isum, isum1);
+            __m512i is = _mm512_add_epi32(isum0, isum1);
+            __m256i isum = _mm256_add_epi32(_mm512_castsi512_si256(is), _mm512_extracti64x4_epi64(is, 1));
             /* mins x 16-sums stay a vector: no horizontal sum per block */
             __m256i mprod = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)ab->bsums), mins16);
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(d * ab->d), acc[t]);
@@ -370,40 +369,47 @@ INSTANTIATE(dot_q4_k)
 
 /* ---- Q5_K x Q8_K: Q4_K plus a fifth bit from qh ---- */
 
+/* 512-bit, as Q4_K; the fifth bits of chunk c are bits 2c (low nibbles) and
+ * 2c+1 (high nibbles) of qh. */
 INLINE void dot_q5_k_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) {
     const blk_q5_k *b = w;
     const int64_t nb = cols / 256;
-    __m256 acc[4], macc[4];
+    __m256 acc[FITLM_DOT_TILE_AVX512], macc[FITLM_DOT_TILE_AVX512];
     for (int t = 0; t < nt; t++) acc[t] = macc[t] = _mm256_setzero_ps();
-    const __m256i m4 = _mm256_set1_epi8(0x0f), one = _mm256_set1_epi8(1);
+    const __m512i m4 = _mm512_set1_epi8(0x0f), one = _mm512_set1_epi8(1);
+    __m512i sidx[4];
+    for (int c = 0; c < 4; c++)
+        sidx[c] = _mm512_inserti64x4(_mm512_set1_epi16((short)(2 * c)), _mm256_set1_epi16((short)(2 * c + 1)), 1);
     for (int64_t i = 0; i < nb; i++) {
         uint8_t sc[8], mn[8];
         fitlm_k4_unpack(b[i].scales, sc, mn);
         __m128i mn8 = _mm_shuffle_epi8(_mm_loadl_epi64((const __m128i *)mn),
                                        _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7));
         __m256i mins16 = _mm256_cvtepu8_epi16(mn8);
+        __m512i sc16 = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)sc)));
         __m256i qh = _mm256_loadu_si256((const __m256i *)b[i].qh);
-        __m256i wlo[4], whi[4];
+        /* [qh | qh >> 1]: bit 2c of the result is the fifth bit of chunk c's
+         * low (first half) and high (second half) nibbles */
+        __m512i qh2 = _mm512_inserti64x4(_mm512_castsi256_si512(qh), _mm256_srli_epi16(qh, 1), 1);
+        __m512i wq[4], scv[4];
         for (int c = 0; c < 4; c++) {
             __m256i q = _mm256_loadu_si256((const __m256i *)(b[i].qs + 32 * c));
-            __m256i hb0 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * c)), one);
-            __m256i hb1 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * c + 1)), one);
-            wlo[c] = _mm256_or_si256(_mm256_and_si256(q, m4), _mm256_slli_epi16(hb0, 4));
-            whi[c] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), _mm256_slli_epi16(hb1, 4));
+            __m512i qq = _mm512_inserti64x4(_mm512_castsi256_si512(q), _mm256_srli_epi16(q, 4), 1);
+            __m512i hb = _mm512_and_si512(_mm512_srl_epi16(qh2, _mm_cvtsi32_si128(2 * c)), one);
+            wq[c] = _mm512_or_si512(_mm512_and_si512(qq, m4), _mm512_slli_epi16(hb, 4));
+            scv[c] = _mm512_permutexvar_epi16(sidx[c], sc16);
         }
         float d = h2f(b[i].d), dmin = h2f(b[i].dmin);
         for (int t = 0; t < nt; t++) {
             const act_q8k *ab = (const act_q8k *)TOK(a, astride, t) + i;
-            /* two accumulators: vpdpwssd's latency would otherwise chain */
-            __m256i isum = _mm256_setzero_si256(), isum1 = _mm256_setzero_si256();
-            for (int c = 0; c < 4; c++) {
-                __m256i a0 = _mm256_loadu_si256((const __m256i *)(ab->qs + 64 * c));
-                __m256i a1 = _mm256_loadu_si256((const __m256i *)(ab->qs + 64 * c + 32));
-                isum = KACC(isum, wlo[c], a0, sc[2 * c]);
-                isum1 = KACC(isum1, whi[c], a1, sc[2 * c + 1]);
+            __m512i isum0 = _mm512_setzero_si512(), isum1 = _mm512_setzero_si512();
+            for (int c = 0; c < 4; c += 2) {
+                __m512i a0 = _mm512_loadu_si512(ab->qs + 64 * c), a1 = _mm512_loadu_si512(ab->qs + 64 * c + 64);
+                isum0 = _mm512_dpwssd_epi32(isum0, _mm512_maddubs_epi16(wq[c], a0), scv[c]);
+                isum1 = _mm512_dpwssd_epi32(isum1, _mm512_maddubs_epi16(wq[c + 1], a1), scv[c + 1]);
             }
-            isum = _mm256_add_epi32(isum, isum1);
-            /* mins x 16-sums stay a vector: no horizontal sum per block */
+            __m512i is = _mm512_add_epi32(isum0, isum1);
+            __m256i isum = _mm256_add_epi32(_mm512_castsi512_si256(is), _mm512_extracti64x4_epi64(is, 1));
             __m256i mprod = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)ab->bsums), mins16);
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(d * ab->d), acc[t]);
             macc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mprod), _mm256_set1_ps(dmin * ab->d), macc[t]);
@@ -415,41 +421,51 @@ INSTANTIATE(dot_q5_k)
 
 /* ---- Q6_K x Q8_K: q + 32 (0..63) as unsigned, the offset via bsums ---- */
 
+/* word-permute indices: register m of a Q6_K block covers sub-blocks 4m..4m+3,
+ * 8 int16 lanes each */
+static const short k_q6_sidx[4][32] __attribute__((aligned(64))) = {
+    {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3},
+    {4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5, 6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7},
+    {8, 8, 8, 8, 8, 8, 8, 8, 9, 9, 9, 9, 9, 9, 9, 9, 10, 10, 10, 10, 10, 10, 10, 10, 11, 11, 11, 11, 11, 11, 11, 11},
+    {12, 12, 12, 12, 12, 12, 12, 12, 13, 13, 13, 13, 13, 13, 13, 13, 14, 14, 14, 14, 14, 14, 14, 14, 15, 15, 15, 15, 15, 15, 15, 15},
+};
+
+/* 512-bit: half h (128 elements) is two registers, elements 0-63 ([ql low
+ * nibbles | bits 0-1 and 2-3 of qh]) and 64-127 (high nibbles, bits 4-5 and
+ * 6-7), each against 64 activation codes as they are; the int16 scale vector
+ * of a register (4 sub-blocks of 16: 8 lanes each) is one word permute. */
 INLINE void dot_q6_k_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) {
     const blk_q6_k *b = w;
     const int64_t nb = cols / 256;
-    __m256 acc[4];
+    __m256 acc[FITLM_DOT_TILE_AVX512];
     for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
-    const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(0x03);
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m2 = _mm512_set1_epi8(0x03);
+    __m512i sidx[4];
+    for (int m = 0; m < 4; m++) sidx[m] = _mm512_load_si512(k_q6_sidx[m]);
     for (int64_t i = 0; i < nb; i++) {
-        __m256i wq[8];  /* 32 values each: elements 32k .. 32k+31 */
-        __m256i scv[8]; /* int16 scales: lanes 0-7 sub-block 2k, 8-15 sub-block 2k+1 */
+        __m512i wq[4], scv[4]; /* register m: elements 64m .. 64m+63 */
         for (int h = 0; h < 2; h++) {
-            __m256i l0 = _mm256_loadu_si256((const __m256i *)(b[i].ql + 64 * h));
-            __m256i l1 = _mm256_loadu_si256((const __m256i *)(b[i].ql + 64 * h + 32));
+            __m512i l = _mm512_loadu_si512(b[i].ql + 64 * h);
             __m256i qh = _mm256_loadu_si256((const __m256i *)(b[i].qh + 32 * h));
-            wq[4 * h + 0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4));
-            wq[4 * h + 1] = _mm256_or_si256(_mm256_and_si256(l1, m4),
-                                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4));
-            wq[4 * h + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
-                                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4));
-            wq[4 * h + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4));
+            __m512i qh01 = _mm512_inserti64x4(_mm512_castsi256_si512(qh), _mm256_srli_epi16(qh, 2), 1);
+            __m512i qh23 = _mm512_srli_epi16(qh01, 4);
+            wq[2 * h] = _mm512_or_si512(_mm512_and_si512(l, m4), _mm512_slli_epi16(_mm512_and_si512(qh01, m2), 4));
+            wq[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), m4),
+                                            _mm512_slli_epi16(_mm512_and_si512(qh23, m2), 4));
         }
-        for (int k = 0; k < 8; k++)
-            scv[k] = _mm256_set_m128i(_mm_set1_epi16(b[i].scales[2 * k + 1]), _mm_set1_epi16(b[i].scales[2 * k]));
         __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b[i].scales));
+        for (int m = 0; m < 4; m++) scv[m] = _mm512_permutexvar_epi16(sidx[m], _mm512_castsi256_si512(sc16));
         float d = h2f(b[i].d);
         for (int t = 0; t < nt; t++) {
             const act_q8k *ab = (const act_q8k *)TOK(a, astride, t) + i;
-            __m256i isum = _mm256_setzero_si256(), isum1 = _mm256_setzero_si256();
-            for (int k = 0; k < 8; k += 2) {
-                __m256i aq0 = _mm256_loadu_si256((const __m256i *)(ab->qs + 32 * k));
-                __m256i aq1 = _mm256_loadu_si256((const __m256i *)(ab->qs + 32 * k + 32));
-                isum = _mm256_dpwssd_epi32(isum, _mm256_maddubs_epi16(wq[k], aq0), scv[k]);
-                isum1 = _mm256_dpwssd_epi32(isum1, _mm256_maddubs_epi16(wq[k + 1], aq1), scv[k + 1]);
+            __m512i is0 = _mm512_setzero_si512(), is1 = _mm512_setzero_si512();
+            for (int m = 0; m < 4; m += 2) {
+                __m512i a0 = _mm512_loadu_si512(ab->qs + 64 * m), a1 = _mm512_loadu_si512(ab->qs + 64 * m + 64);
+                is0 = _mm512_dpwssd_epi32(is0, _mm512_maddubs_epi16(wq[m], a0), scv[m]);
+                is1 = _mm512_dpwssd_epi32(is1, _mm512_maddubs_epi16(wq[m + 1], a1), scv[m + 1]);
             }
-            isum = _mm256_add_epi32(isum, isum1);
+            __m512i is = _mm512_add_epi32(is0, is1);
+            __m256i isum = _mm256_add_epi32(_mm512_castsi512_si256(is), _mm512_extracti64x4_epi64(is, 1));
             __m256i bs = _mm256_loadu_si256((const __m256i *)ab->bsums);
             isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(_mm256_madd_epi16(bs, sc16), 5)); /* 32 x sc x 16-sums */
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(d * ab->d), acc[t]);

@@ -60,9 +60,12 @@ const char *fitlm_cpu_isa_name(fitlm_cpu_isa isa) {
     return "?";
 }
 
-static fitlm_dot_fn pick_dot(int wtype, fitlm_cpu_isa isa) {
+/* The kernel for a weight type under `isa` (falling back to lower ISAs) and
+ * the number of tokens it takes at once. */
+static fitlm_dot_fn pick_dot(int wtype, fitlm_cpu_isa isa, int *tile) {
     fitlm_dot_fn f = NULL;
-    if (isa >= FITLM_ISA_AVX512) f = fitlm_dot_avx512(wtype);
+    *tile = FITLM_DOT_TILE;
+    if (isa >= FITLM_ISA_AVX512 && (f = fitlm_dot_avx512(wtype)) != NULL) *tile = FITLM_DOT_TILE_AVX512;
     if (!f && isa >= FITLM_ISA_AVX2) f = fitlm_dot_avx2(wtype);
     if (!f) f = fitlm_dot_scalar(wtype);
     return f;
@@ -85,6 +88,7 @@ void fitlm_cpu_set_parallel_threshold(int64_t macs) {
 
 typedef struct {
     fitlm_dot_fn dot;
+    int tile; /* tokens per kernel call */
     act_format fmt;
     int simd; /* quantize activations with AVX2 */
     const float *X;
@@ -104,9 +108,10 @@ static void quantize_tokens(mm_job *j, int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; t++) {
         const float *x = j->X + t * j->cols;
         uint8_t *dst = j->A + (size_t)t * j->astride;
-        if (j->fmt == ACT_Q8) {
+        if (j->fmt == ACT_Q8 || j->fmt == ACT_Q8I) {
             if (j->simd) fitlm_quantize_act_q8_avx2(x, dst, j->cols);
             else fitlm_quantize_act_q8(x, dst, j->cols);
+            if (j->fmt == ACT_Q8I) fitlm_act_q8_interleave(dst, j->cols);
         } else {
             if (j->simd) fitlm_quantize_act_q8k_avx2(x, (act_q8k *)dst, j->cols);
             else fitlm_quantize_act_q8k(x, (act_q8k *)dst, j->cols);
@@ -125,14 +130,14 @@ static void matmul_worker(void *arg, int ith, int nth) {
     (void)ith;
     (void)nth;
     mm_job *j = arg;
-    float out[FITLM_DOT_TILE];
+    float out[FITLM_DOT_TILE_MAX];
     for (;;) {
         long long c = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
         if (c >= j->nchunks) break;
         int64_t r0 = c * j->chunk_rows;
         int64_t r1 = r0 + j->chunk_rows < j->rows ? r0 + j->chunk_rows : j->rows;
-        for (int64_t t0 = 0; t0 < j->ntok; t0 += FITLM_DOT_TILE) {
-            int nt = (int)(j->ntok - t0 < FITLM_DOT_TILE ? j->ntok - t0 : FITLM_DOT_TILE);
+        for (int64_t t0 = 0; t0 < j->ntok; t0 += j->tile) {
+            int nt = (int)(j->ntok - t0 < j->tile ? j->ntok - t0 : j->tile);
             const uint8_t *a = j->A + (size_t)t0 * j->astride;
             if (j->kslice > 0 && nt > 1) {
                 /* float activations of several tokens do not fit L1 for long
@@ -166,7 +171,10 @@ void fitlm_cpu_matmul(fitlm_threadpool *pool, int wtype, const void *W, int64_t 
     bool ok;
     uint64_t wrow = fitlm_type_row_bytes(wtype, (uint64_t)(cols > 0 ? cols : 0), &ok);
     act_format fmt = fitlm_act_format(wtype);
-    fitlm_dot_fn dot = fitlm_cpu_type_supported(wtype) && ok && cols > 0 ? pick_dot(wtype, fitlm_cpu_isa_active()) : NULL;
+    fitlm_cpu_isa isa = fitlm_cpu_isa_active();
+    int tile = FITLM_DOT_TILE;
+    fitlm_dot_fn dot = fitlm_cpu_type_supported(wtype) && ok && cols > 0 ? pick_dot(wtype, isa, &tile) : NULL;
+    if (dot && dot != fitlm_dot_scalar(wtype)) fmt = fitlm_act_format_simd(wtype);
     if (fmt == ACT_Q8K && cols % 256 != 0) dot = NULL;
     if (!dot) { /* unsupported type or shape: make the failure visible */
         for (int64_t i = 0; i < rows * n_tokens; i++) Y[i] = NAN;
@@ -175,8 +183,9 @@ void fitlm_cpu_matmul(fitlm_threadpool *pool, int wtype, const void *W, int64_t 
     mm_job j;
     memset(&j, 0, sizeof j);
     j.dot = dot;
+    j.tile = tile;
     j.fmt = fmt;
-    j.simd = fitlm_cpu_isa_active() >= FITLM_ISA_AVX2;
+    j.simd = isa >= FITLM_ISA_AVX2;
     j.X = X;
     j.cols = cols;
     j.rows = rows;
@@ -195,7 +204,7 @@ void fitlm_cpu_matmul(fitlm_threadpool *pool, int wtype, const void *W, int64_t 
         j.A = (uint8_t *)(uintptr_t)X;
         j.astride = (size_t)cols * sizeof(float);
         j.welem = fitlm_type_get(wtype)->block_bytes;
-        /* 4 tokens x 512 floats = 8 KiB of activations per slice */
+        /* up to 8 tokens x 512 floats = 16 KiB of activations per slice */
         if (n_tokens > 1 && cols > 1024) j.kslice = 512;
     } else {
         j.astride = fitlm_act_row_bytes(fmt, cols);

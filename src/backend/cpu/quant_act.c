@@ -1,5 +1,6 @@
 /* On-the-fly quantization of activation rows for the integer dot products. */
 #include <math.h>
+#include <string.h>
 
 #include "backend/cpu/quant_blocks.h"
 #include "format/ggml_type.h"
@@ -20,9 +21,26 @@ act_format fitlm_act_format(int wtype) {
     }
 }
 
+act_format fitlm_act_format_simd(int wtype) {
+    return wtype == FITLM_TYPE_Q4_0 ? ACT_Q8I : fitlm_act_format(wtype);
+}
+
+void fitlm_act_q8_interleave(void *row, int64_t cols) {
+    int8_t *qs = row, tmp[128];
+    for (int64_t g = 0; g + 4 <= cols / 32; g += 4) {
+        int8_t *grp = qs + 32 * g;
+        for (int b = 0; b < 4; b++) {
+            memcpy(tmp + 16 * b, grp + 32 * b, 16);
+            memcpy(tmp + 64 + 16 * b, grp + 32 * b + 16, 16);
+        }
+        memcpy(grp, tmp, 128);
+    }
+}
+
 size_t fitlm_act_row_bytes(act_format f, int64_t cols) {
     switch (f) {
-    case ACT_Q8: return (size_t)(cols / 32) * 40;
+    case ACT_Q8:
+    case ACT_Q8I: return (size_t)(cols / 32) * 40;
     case ACT_Q8K: return (size_t)(cols / 256) * sizeof(act_q8k);
     default: return (size_t)cols * sizeof(float);
     }

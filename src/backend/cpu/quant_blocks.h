@@ -123,10 +123,20 @@ typedef struct {
 } act_q8k;
 _Static_assert(sizeof(act_q8k) == 292, "act_q8k");
 
-typedef enum { ACT_F32 = 0, ACT_Q8 = 1, ACT_Q8K = 2 } act_format;
+/* ACT_Q8I: ACT_Q8 with the codes of each full group of 4 blocks (128 codes)
+ * reordered as the first 16 codes of the 4 blocks, then their last 16 codes
+ * (what the SIMD Q4_0 kernels multiply with the low and the high nibbles of 4
+ * weight blocks); blocks of a trailing partial group stay in order. Only the
+ * AVX2 and AVX-512 Q4_0 kernels read it. */
+typedef enum { ACT_F32 = 0, ACT_Q8 = 1, ACT_Q8K = 2, ACT_Q8I = 3 } act_format;
 
-/* The activation format the integer kernels of a weight type consume. */
+/* The activation format the integer kernels of a weight type consume: the
+ * scalar kernels (fitlm_act_format), the AVX2 and AVX-512 ones
+ * (fitlm_act_format_simd). */
 act_format fitlm_act_format(int wtype);
+act_format fitlm_act_format_simd(int wtype);
+/* Reorders a quantized ACT_Q8 row into ACT_Q8I in place. */
+void fitlm_act_q8_interleave(void *row, int64_t cols);
 /* Bytes of one token's activations (cols values) in that format. */
 size_t fitlm_act_row_bytes(act_format f, int64_t cols);
 /* Quantizes one token row (cols a multiple of 32 / 256). Deterministic scalar
@@ -138,10 +148,14 @@ void fitlm_quantize_act_q8k(const float *x, act_q8k *dst, int64_t cols);
 void fitlm_quantize_act_q8_avx2(const float *x, void *dst_row, int64_t cols);
 void fitlm_quantize_act_q8k_avx2(const float *x, act_q8k *dst, int64_t cols);
 
-/* Dot products of one weight row with `ntok` (1..FITLM_DOT_TILE) tokens:
+/* Dot products of one weight row with `ntok` tokens (1..FITLM_DOT_TILE for the
+ * scalar and AVX2 kernels, 1..FITLM_DOT_TILE_AVX512 for the AVX-512 ones, whose
+ * 32 registers hold the accumulators of 8 tokens):
  * out[t] = sum_c W[c] * A_t[c], where A_t starts at a + t * astride bytes
  * (in the weight type's activation format). */
 #define FITLM_DOT_TILE 4
+#define FITLM_DOT_TILE_AVX512 8
+#define FITLM_DOT_TILE_MAX 8
 typedef void (*fitlm_dot_fn)(int64_t cols, const void *w, const void *a, size_t astride, int ntok, float *out);
 
 /* Per-ISA kernel lookup: NULL when that ISA has no kernel for the type (the
