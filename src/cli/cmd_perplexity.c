@@ -161,11 +161,7 @@ int cmd_perplexity(int argc, char **argv) {
     double ppl = exp(mean);
     printf("Final estimate: PPL = %.4f +/- %.5f (%llu tokens scored, mean NLL %.6f)\n", ppl, ppl * se,
            (unsigned long long)count, mean);
-    if (o.memory_report) {
-        fitlm_runtime_memory mem;
-        fitlm_runtime_get_memory(s.rt, &mem);
-        fitlm_memory_report_print(stderr, &mem, &m->hp);
-    }
+    if (o.memory_report) runtime_session_print_memory(&s, stderr);
     rc = 0;
     goto done;
 fail_err:

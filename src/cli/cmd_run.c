@@ -246,9 +246,7 @@ int cmd_run(int argc, char **argv) {
             fitlm_error_print(&err);
             goto done;
         }
-        fitlm_runtime_memory mem;
-        fitlm_runtime_get_memory(s.rt, &mem);
-        fitlm_memory_report_print(stderr, &mem, &m->hp);
+        runtime_session_print_memory(&s, stderr);
         rc = 0;
         goto done;
     }
@@ -350,9 +348,7 @@ int cmd_run(int argc, char **argv) {
     /* generation time covers n_gen sampled tokens, of which n_gen-1 (or n_gen) were decoded */
     fprintf(stderr, "fitlm: generation:  %6ld tokens in %9.2f ms (%10.2f ms per token, %10.2f tokens per second)\n",
             n_gen, t_gen * 1e3, n_gen ? t_gen * 1e3 / n_gen : 0.0, n_gen / (t_gen > 0 ? t_gen : 1e-9));
-    fitlm_runtime_memory mem;
-    fitlm_runtime_get_memory(s.rt, &mem);
-    fitlm_memory_report_print(stderr, &mem, &m->hp);
+    runtime_session_print_memory(&s, stderr);
     rc = 0;
 done:
     free(out_ids);

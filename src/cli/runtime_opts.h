@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "backend/backend.h"
 #include "model/model.h"
@@ -57,6 +58,9 @@ typedef struct runtime_session {
 
 int runtime_session_open(runtime_session *s, const runtime_opts *o);
 void runtime_session_close(runtime_session *s);
+
+/* Prints the runtime's memory report (weights, KV cache, scratch) to out. */
+void runtime_session_print_memory(const runtime_session *s, FILE *out);
 
 /* The model's tokenizer: from the GGUF metadata or the HF folder. For a model
  * without a vocabulary (llama2.c checkpoints) NULL with err set to "this FORMAT
