@@ -94,13 +94,7 @@ int cmd_perplexity(int argc, char **argv) {
         }
         n_tok = n;
     } else {
-        if (m->format == FITLM_FORMAT_GGUF && m->gguf)
-            tok = fitlm_tokenizer_from_gguf((const fitlm_gguf *)m->gguf, &err);
-        else if (m->format == FITLM_FORMAT_SAFETENSORS && m->hf_dir)
-            tok = fitlm_tokenizer_load(m->hf_dir, &err);
-        else
-            fitlm_fail(&err, "this %s model has no vocabulary: give token ids with --ids-file",
-                       fitlm_format_name(m->format));
+        tok = runtime_model_tokenizer(m, "give token ids with --ids-file", &err);
         if (!tok) {
             fitlm_error_prefix(&err, o.model_path);
             goto fail_err;
@@ -167,11 +161,7 @@ int cmd_perplexity(int argc, char **argv) {
     double ppl = exp(mean);
     printf("Final estimate: PPL = %.4f +/- %.5f (%llu tokens scored, mean NLL %.6f)\n", ppl, ppl * se,
            (unsigned long long)count, mean);
-    if (o.memory_report) {
-        fitlm_runtime_memory mem;
-        fitlm_runtime_get_memory(s.rt, &mem);
-        fitlm_memory_report_print(stderr, &mem, &m->hp);
-    }
+    if (o.memory_report) runtime_session_print_memory(&s, stderr);
     rc = 0;
     goto done;
 fail_err:

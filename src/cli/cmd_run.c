@@ -85,16 +85,6 @@ static double now_s(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* The model's tokenizer: from the GGUF metadata or the HF folder. NULL (with
- * err) for llama2.c checkpoints, which carry no vocabulary. */
-static fitlm_tokenizer *open_tokenizer(const fitlm_model *m, fitlm_error *err) {
-    if (m->format == FITLM_FORMAT_GGUF && m->gguf) return fitlm_tokenizer_from_gguf((const fitlm_gguf *)m->gguf, err);
-    if (m->format == FITLM_FORMAT_SAFETENSORS && m->hf_dir) return fitlm_tokenizer_load(m->hf_dir, err);
-    fitlm_fail(err, "this %s model has no vocabulary: give the prompt as token ids with --ids",
-               fitlm_format_name(m->format));
-    return NULL;
-}
-
 int cmd_run(int argc, char **argv) {
     runtime_opts o;
     runtime_opts_init(&o);
@@ -212,7 +202,7 @@ int cmd_run(int argc, char **argv) {
     }
 
     if (prompt || !print_ids || interactive) {
-        tok = open_tokenizer(m, &err);
+        tok = runtime_model_tokenizer(m, "give the prompt as token ids with --ids", &err);
         if (!tok && (prompt || interactive)) {
             fitlm_error_prefix(&err, o.model_path);
             fitlm_error_print(&err);
@@ -256,9 +246,7 @@ int cmd_run(int argc, char **argv) {
             fitlm_error_print(&err);
             goto done;
         }
-        fitlm_runtime_memory mem;
-        fitlm_runtime_get_memory(s.rt, &mem);
-        fitlm_memory_report_print(stderr, &mem, &m->hp);
+        runtime_session_print_memory(&s, stderr);
         rc = 0;
         goto done;
     }
@@ -360,9 +348,7 @@ int cmd_run(int argc, char **argv) {
     /* generation time covers n_gen sampled tokens, of which n_gen-1 (or n_gen) were decoded */
     fprintf(stderr, "fitlm: generation:  %6ld tokens in %9.2f ms (%10.2f ms per token, %10.2f tokens per second)\n",
             n_gen, t_gen * 1e3, n_gen ? t_gen * 1e3 / n_gen : 0.0, n_gen / (t_gen > 0 ? t_gen : 1e-9));
-    fitlm_runtime_memory mem;
-    fitlm_runtime_get_memory(s.rt, &mem);
-    fitlm_memory_report_print(stderr, &mem, &m->hp);
+    runtime_session_print_memory(&s, stderr);
     rc = 0;
 done:
     free(out_ids);

@@ -10,6 +10,7 @@
 
 #include "format/ggml_type.h"
 #include "runtime/kv_cache.h"
+#include "runtime/memory_report.h"
 
 int opt_parse_long(const char *flag, const char *s, long lo, long hi, long *out) {
     char *end = NULL;
@@ -206,4 +207,17 @@ void runtime_session_close(runtime_session *s) {
     if (s->backend) s->backend->free(s->backend);
     fitlm_model_free(s->model);
     memset(s, 0, sizeof *s);
+}
+
+void runtime_session_print_memory(const runtime_session *s, FILE *out) {
+    fitlm_runtime_memory mem;
+    fitlm_runtime_get_memory(s->rt, &mem);
+    fitlm_memory_report_print(out, &mem, &s->model->hp);
+}
+
+fitlm_tokenizer *runtime_model_tokenizer(const fitlm_model *m, const char *hint, fitlm_error *err) {
+    if (m->format == FITLM_FORMAT_GGUF && m->gguf) return fitlm_tokenizer_from_gguf((const fitlm_gguf *)m->gguf, err);
+    if (m->format == FITLM_FORMAT_SAFETENSORS && m->hf_dir) return fitlm_tokenizer_load(m->hf_dir, err);
+    fitlm_fail(err, "this %s model has no vocabulary: %s", fitlm_format_name(m->format), hint);
+    return NULL;
 }

@@ -6,10 +6,12 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "backend/backend.h"
 #include "model/model.h"
 #include "runtime/runtime.h"
+#include "tokenizer/tokenizer.h"
 #include "util/error.h"
 
 /* Strict parsers: the whole string must be a number in [lo, hi]. On failure
@@ -56,5 +58,14 @@ typedef struct runtime_session {
 
 int runtime_session_open(runtime_session *s, const runtime_opts *o);
 void runtime_session_close(runtime_session *s);
+
+/* Prints the runtime's memory report (weights, KV cache, scratch) to out. */
+void runtime_session_print_memory(const runtime_session *s, FILE *out);
+
+/* The model's tokenizer: from the GGUF metadata or the HF folder. For a model
+ * without a vocabulary (llama2.c checkpoints) NULL with err set to "this FORMAT
+ * model has no vocabulary: HINT" (hint: what the command takes instead).
+ * Caller frees with fitlm_tokenizer_free(). */
+fitlm_tokenizer *runtime_model_tokenizer(const fitlm_model *m, const char *hint, fitlm_error *err);
 
 #endif

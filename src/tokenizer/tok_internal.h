@@ -38,6 +38,17 @@ typedef struct tok_mergemap {
     tok_merge *slot;
     size_t n;
 } tok_mergemap;
+/* Slot hash of a 64-bit key (a finalizer mix) for the merge map and the
+ * special-token trie: the merge map's builder (tokenizer.c) and its lookup
+ * (bpe.c) must use the same one. */
+static inline uint64_t tok_hash_u64(uint64_t x) {
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ull;
+    x ^= x >> 33;
+    return x;
+}
 
 /* Byte trie of the special tokens' texts. Edges live in a hash table keyed
  * by (node << 8 | byte). */

@@ -113,15 +113,6 @@ static uint64_t hash_bytes(const char *s, size_t n) {
     return h ^ (h >> 29);
 }
 
-static uint64_t hash_u64(uint64_t x) {
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdull;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ull;
-    x ^= x >> 33;
-    return x;
-}
-
 int32_t tok_lookup(const fitlm_tokenizer *t, const char *s, size_t len) {
     if (!t->vocab.slot) return -1;
     uint32_t i = (uint32_t)hash_bytes(s, len) & t->vocab.mask;
@@ -217,7 +208,7 @@ int tok_add_merge(fitlm_tokenizer *t, const char *a, size_t alen, const char *b,
         }
         for (uint64_t i = 0; old.slot && i <= old.mask; i++) {
             if (old.slot[i].key == UINT64_MAX) continue;
-            uint64_t h = hash_u64(old.slot[i].key) & t->merges.mask;
+            uint64_t h = tok_hash_u64(old.slot[i].key) & t->merges.mask;
             while (t->merges.slot[h].key != UINT64_MAX) h = (h + 1) & t->merges.mask;
             t->merges.slot[h] = old.slot[i];
         }
@@ -243,7 +234,7 @@ int tok_add_merge(fitlm_tokenizer *t, const char *a, size_t alen, const char *b,
     }
     if (cat != stackbuf) free(cat);
     uint64_t key = ((uint64_t)(uint32_t)ia << 32) | (uint32_t)ib;
-    uint64_t h = hash_u64(key) & t->merges.mask;
+    uint64_t h = tok_hash_u64(key) & t->merges.mask;
     while (t->merges.slot[h].key != UINT64_MAX) {
         if (t->merges.slot[h].key == key) return 0; /* duplicate merge: the first (best) rank stays */
         h = (h + 1) & t->merges.mask;
@@ -318,7 +309,7 @@ static size_t decode_token_text(const fitlm_tokenizer *t, int32_t id, char *dst)
 
 static int32_t trie_child(const tok_trie *tr, int32_t node, unsigned char c) {
     uint64_t key = ((uint64_t)(uint32_t)node << 8) | c;
-    for (uint64_t h = hash_u64(key) & tr->mask;; h = (h + 1) & tr->mask) {
+    for (uint64_t h = tok_hash_u64(key) & tr->mask;; h = (h + 1) & tr->mask) {
         if (tr->edge_key[h] == key) return tr->edge_child[h];
         if (tr->edge_key[h] == UINT64_MAX) return -1;
     }
@@ -353,7 +344,7 @@ static int build_specials(fitlm_tokenizer *t, fitlm_error *err) {
                 child = (int32_t)tr->n_nodes++;
                 tr->term[child] = -1;
                 uint64_t key = ((uint64_t)(uint32_t)node << 8) | s[k];
-                uint64_t h = hash_u64(key) & tr->mask;
+                uint64_t h = tok_hash_u64(key) & tr->mask;
                 while (tr->edge_key[h] != UINT64_MAX) h = (h + 1) & tr->mask;
                 tr->edge_key[h] = key;
                 tr->edge_child[h] = child;
