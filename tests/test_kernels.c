@@ -133,6 +133,7 @@ static fitlm_threadpool *pools[3]; /* 1, 2, 3 threads */
 static void check_type_shape(const type_case *tc, int64_t rows, int64_t cols, int64_t ntok) {
     const char *tn = fitlm_type_name(tc->type);
     void *W = random_weights(tc, rows, cols);
+    void *P = NULL; /* W repacked, where the layout applies */
     float *X = malloc(sizeof(float) * (size_t)(cols * ntok));
     float *Y = malloc(sizeof(float) * (size_t)(rows * ntok));
     float *Yref = malloc(sizeof(float) * (size_t)(rows * ntok));
@@ -152,12 +153,54 @@ static void check_type_shape(const type_case *tc, int64_t rows, int64_t cols, in
         for (int64_t t = 0; t < ntok; t++)
             bound2[t * rows + r] = act_quant_bound(tc->type, wrow, X + t * cols, cols) * 1.0001;
     }
-    for (int ii = 0; ii < n_isas; ii++) {
+    /* the repacked layout (Q4_0, rows % 4 == 0, cols % 128 == 0, AVX-512):
+     * exact round trip, get_row bit for bit, and its matmul (decode kernel,
+     * or unpacked rows for several tokens and lower ISAs) against the same
+     * oracles as the plain layout */
+    fitlm_cpu_isa_set(isas[n_isas - 1]);
+    bool packable = tc->type == FITLM_TYPE_Q4_0 && rows % 4 == 0 && cols % 128 == 0 &&
+                    isas[n_isas - 1] >= FITLM_ISA_AVX512;
+    CHECK(fitlm_cpu_repackable(tc->type, rows, cols) == packable, "%s rows=%lld cols=%lld repackable", tn,
+          (long long)rows, (long long)cols);
+    if (packable) {
+        bool ok;
+        size_t wbytes = (size_t)fitlm_type_row_bytes(tc->type, (uint64_t)cols, &ok) * (size_t)rows;
+        P = malloc(wbytes);
+        void *back = malloc(wbytes);
+        float *wrow2 = malloc(sizeof(float) * (size_t)cols);
+        if (P && back && wrow2) {
+            CHECK(fitlm_cpu_repack(tc->type, W, rows, cols, P) == 0, "repack");
+            CHECK(memcmp(P, W, wbytes) != 0, "repacked layout differs from the plain one");
+            fitlm_cpu_unpack_rows(tc->type, P, cols, 0, rows, back);
+            CHECK(memcmp(back, W, wbytes) == 0, "%s rows=%lld cols=%lld: unpack(repack(W)) == W", tn, (long long)rows,
+                  (long long)cols);
+            int badrow = 0;
+            for (int64_t r = 0; r < rows; r++) {
+                fitlm_cpu_get_row(tc->type, W, cols, r, wrow);
+                if (fitlm_cpu_get_row_repacked(tc->type, P, cols, r, wrow2) != 0 ||
+                    memcmp(wrow, wrow2, sizeof(float) * (size_t)cols) != 0)
+                    badrow++;
+            }
+            CHECK(badrow == 0, "%s: %d repacked rows differ from get_row", tn, badrow);
+        } else {
+            CHECK(0, "out of memory");
+            free(P);
+            P = NULL;
+        }
+        free(back);
+        free(wrow2);
+    } else if (tc->type == FITLM_TYPE_Q4_0) {
+        CHECK(fitlm_cpu_repack(tc->type, W, rows, cols, Y) == -1, "repack refuses rows=%lld cols=%lld",
+              (long long)rows, (long long)cols);
+    }
+    for (int ii = 0; ii < n_isas; ii++)
+    for (int layout = 0; layout < (P ? 2 : 1); layout++) {
         fitlm_cpu_isa_set(isas[ii]);
         CHECK(fitlm_cpu_isa_active() == isas[ii], "isa set");
         for (int p = 0; p < 3; p++) {
             for (int64_t i = 0; i < rows * ntok; i++) Y[i] = NAN;
-            fitlm_cpu_matmul(pools[p], tc->type, W, rows, cols, X, ntok, Y);
+            if (layout == 0) fitlm_cpu_matmul(pools[p], tc->type, W, rows, cols, X, ntok, Y);
+            else fitlm_cpu_matmul_repacked(pools[p], tc->type, P, rows, cols, X, ntok, Y);
             int bad1 = 0, bad2 = 0;
             double worst1 = 0.0, worst2 = 0.0;
             for (int64_t i = 0; i < rows * ntok; i++) {
@@ -170,15 +213,16 @@ static void check_type_shape(const type_case *tc, int64_t rows, int64_t cols, in
                 if (!(e2 <= tol2)) bad2++;
                 if (e2 / tol2 > worst2) worst2 = e2 / tol2;
             }
-            CHECK(bad1 == 0, "%s %s rows=%lld cols=%lld ntok=%lld threads=%d: %d outputs off the qact oracle (worst %.3g x tol)",
-                  tn, fitlm_cpu_isa_name(isas[ii]), (long long)rows, (long long)cols, (long long)ntok, p + 1, bad1,
+            CHECK(bad1 == 0, "%s%s %s rows=%lld cols=%lld ntok=%lld threads=%d: %d outputs off the qact oracle (worst %.3g x tol)",
+                  tn, layout ? " repacked" : "", fitlm_cpu_isa_name(isas[ii]), (long long)rows, (long long)cols, (long long)ntok, p + 1, bad1,
                   worst1);
-            CHECK(bad2 == 0, "%s %s rows=%lld cols=%lld ntok=%lld threads=%d: %d outputs off the float oracle (worst %.3g x bound)",
-                  tn, fitlm_cpu_isa_name(isas[ii]), (long long)rows, (long long)cols, (long long)ntok, p + 1, bad2,
+            CHECK(bad2 == 0, "%s%s %s rows=%lld cols=%lld ntok=%lld threads=%d: %d outputs off the float oracle (worst %.3g x bound)",
+                  tn, layout ? " repacked" : "", fitlm_cpu_isa_name(isas[ii]), (long long)rows, (long long)cols, (long long)ntok, p + 1, bad2,
                   worst2);
         }
     }
 done:
+    free(P);
     free(W);
     free(X);
     free(Y);
@@ -393,6 +437,27 @@ int main(void) {
             check_type_shape(tc, 6, 100, 2);
             check_type_shape(tc, 5, 7, 4);
         }
+    }
+    /* Q4_0 shapes the repacked layout takes (rows % 4 == 0, cols % 128 == 0):
+     * 1 to 33 groups of 4 rows, 1 to 44 groups of 128 columns, decode and
+     * several token counts; plus quantizer output and all-positive activations */
+    {
+        const type_case *q4 = &k_types[3];
+        static const int64_t rp_tok[] = {1, 2, 7, 9, 16};
+        for (size_t k = 0; k < sizeof rp_tok / sizeof rp_tok[0]; k++) {
+            check_type_shape(q4, 4, 128, rp_tok[k]);
+            check_type_shape(q4, 12, 384, rp_tok[k]);
+            if (!small) check_type_shape(q4, 132, 1024, rp_tok[k]);
+        }
+        check_type_shape(q4, 8, 5632, 1);
+        if (!small) check_type_shape(q4, 64, 2048, 3);
+        use_quantizer = 1;
+        check_type_shape(q4, 36, 2048, 1);
+        check_type_shape(q4, 36, 2048, 5);
+        use_quantizer = 0;
+        positive_acts = 1;
+        check_type_shape(q4, 16, 2048, 1);
+        positive_acts = 0;
     }
     fitlm_cpu_isa_set(hw);
     /* an unsupported type gives NaN, not garbage */

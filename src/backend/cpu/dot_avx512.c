@@ -494,3 +494,51 @@ fitlm_dot_fn fitlm_dot_avx512(int wtype) {
     default: return NULL;
     }
 }
+
+/* ---- repacked Q4_0 (4 rows x 4 blocks per 288-byte group) x ACT_Q8I, one token ----
+ * Per group: the activation codes (two 64-byte loads), the four activation
+ * scales repeated for the 4 rows, and -8 x each block's activation sum in lane
+ * 4b of block b (the starting value of the integer accumulator: the nibble
+ * offset comes back exactly, in integers) are made once for the 4 rows; the
+ * 16 weight scales are converted and multiplied by the activation scales in
+ * one go. A row costs one 64-byte load, the two nibble masks, two vpdpbusd,
+ * one permute of its scales and one fma into its own 512-bit accumulator. */
+INLINE void dot_repacked_q4_0_impl(int64_t cols, const void *w, const void *a, float *out) {
+    const int64_t nb = cols / 32;
+    const uint8_t *g = w;
+    const int8_t *aq = act_q8_qs(a);
+    const float *ad = act_q8_d(a, nb);
+    const int32_t *as = act_q8_sum(a, nb);
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    const __m512i bc4 = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    __m512i sidx[FITLM_REPACK_ROWS];
+    __m512 acc[FITLM_REPACK_ROWS];
+    for (int k = 0; k < FITLM_REPACK_ROWS; k++) {
+        sidx[k] = _mm512_add_epi32(bc4, _mm512_set1_epi32(4 * k));
+        acc[k] = _mm512_setzero_ps();
+    }
+    for (int64_t i = 0; i < nb; i += 4, g += 288) {
+        __m512i alo = _mm512_loadu_si512(aq + 32 * i), ahi = _mm512_loadu_si512(aq + 32 * i + 64);
+        __m128i s8 = _mm_slli_epi32(_mm_loadu_si128((const __m128i *)(as + i)), 3);
+        __m512i off = _mm512_maskz_permutexvar_epi32(0x1111, bc4,
+                                                     _mm512_castsi128_si512(_mm_sub_epi32(_mm_setzero_si128(), s8)));
+        /* lane 4k + j: scale of row k, block j, times the activation scale of block j */
+        __m512 s = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)g)),
+                                 _mm512_broadcast_f32x4(_mm_loadu_ps(ad + i)));
+        for (int k = 0; k < FITLM_REPACK_ROWS; k++) {
+            __m512i q = _mm512_loadu_si512(g + 32 + 64 * k);
+            __m512i lo = _mm512_and_si512(q, m4), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+            __m512i p = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(off, lo, alo), hi, ahi);
+            acc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_permutexvar_ps(sidx[k], s), acc[k]);
+        }
+    }
+    for (int k = 0; k < FITLM_REPACK_ROWS; k++) out[k] = _mm512_reduce_add_ps(acc[k]);
+}
+
+static void dot_repacked_q4_0(int64_t cols, const void *w, const void *a, float *out) {
+    dot_repacked_q4_0_impl(cols, w, a, out);
+}
+
+fitlm_dot_rows_fn fitlm_dot_repacked_avx512(int wtype) {
+    return wtype == FITLM_TYPE_Q4_0 ? dot_repacked_q4_0 : NULL;
+}

@@ -78,4 +78,28 @@ const char *fitlm_cpu_kernel_isa_name(int wtype);
 /* Gets row `r` of W as floats (embedding lookup). */
 int fitlm_cpu_get_row(int wtype, const void *W, int64_t cols, int64_t r, float *dst);
 
+/* ---- repacked weights (load-time layout for faster decode) ----
+ * Q4_0 "x4": each group of 4 rows is rewritten, 4 blocks (128 columns) at a
+ * time, as the 16 fp16 scales (row-major: row k block j at index 4k+j) followed
+ * by the 4 rows' 64 bytes of nibbles (the qs of the 4 blocks in order). Same
+ * size as the plain layout; a group of 4 rows starts where it did. The
+ * decode kernel then reads one sequential stream, loads a row's nibbles in
+ * one 64-byte load and converts 16 scales at once. */
+
+/* True if fitlm_cpu_repack can repack this weight on this CPU (now: Q4_0,
+ * rows % 4 == 0, cols % 128 == 0, AVX-512 VNNI kernels active). */
+bool fitlm_cpu_repackable(int wtype, int64_t rows, int64_t cols);
+/* Writes the repacked form of W (rows x cols, plain layout) to dst (the same
+ * number of bytes, not overlapping W). Returns 0, -1 if not repackable. */
+int fitlm_cpu_repack(int wtype, const void *W, int64_t rows, int64_t cols, void *dst);
+/* Back to the plain layout: rows [row0, row0 + n_rows) of a repacked W
+ * (row0 and n_rows multiples of 4) into dst (n_rows plain rows). */
+void fitlm_cpu_unpack_rows(int wtype, const void *P, int64_t cols, int64_t row0, int64_t n_rows, void *dst);
+/* fitlm_cpu_matmul / fitlm_cpu_get_row for a repacked W. Decode (one
+ * token) uses the repacked kernel; several tokens unpack a few rows at a
+ * time into a stack buffer and use the plain kernels. */
+void fitlm_cpu_matmul_repacked(fitlm_threadpool *pool, int wtype, const void *P, int64_t rows, int64_t cols,
+                               const float *X, int64_t n_tokens, float *Y);
+int fitlm_cpu_get_row_repacked(int wtype, const void *P, int64_t cols, int64_t r, float *dst);
+
 #endif

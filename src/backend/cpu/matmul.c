@@ -88,6 +88,8 @@ void fitlm_cpu_set_parallel_threshold(int64_t macs) {
 
 typedef struct {
     fitlm_dot_fn dot;
+    int repacked;                /* W is in the repacked layout (kernels.h) */
+    fitlm_dot_rows_fn dot_rows;  /* its decode kernel; NULL: unpack rows and use `dot` */
     int tile; /* tokens per kernel call */
     act_format fmt;
     int simd; /* quantize activations with AVX2 */
@@ -129,6 +131,34 @@ static void quantize_worker(void *arg, int ith, int nth) {
 #define XTILE_SLICE 512
 #define XTILE_STRIDE (XTILE_SLICE + 16)
 
+/* Bytes of plain rows unpacked at a time from a repacked matrix (per thread,
+ * on the stack); fitlm_cpu_repackable asks that 4 rows fit. */
+#define UNPACK_BUF (64u << 10)
+
+static void repacked_chunk(mm_job *j, int64_t r0, int64_t r1, float *out) {
+    if (j->dot_rows && j->ntok == 1) {
+        for (int64_t r = r0; r < r1; r += FITLM_REPACK_ROWS)
+            j->dot_rows(j->cols, j->W + (size_t)r * j->wrow, j->A, j->Y + r);
+        return;
+    }
+    /* several tokens (or a lower ISA): a few plain rows at a time, each
+     * reused from L1/L2 for every tile of tokens */
+    _Alignas(64) uint8_t wbuf[UNPACK_BUF];
+    int64_t step = (int64_t)(UNPACK_BUF / j->wrow) / FITLM_REPACK_ROWS * FITLM_REPACK_ROWS;
+    for (int64_t s0 = r0; s0 < r1; s0 += step) {
+        int64_t s1 = s0 + step < r1 ? s0 + step : r1;
+        fitlm_cpu_unpack_rows(FITLM_TYPE_Q4_0, j->W, j->cols, s0, s1 - s0, wbuf);
+        for (int64_t t0 = 0; t0 < j->ntok; t0 += j->tile) {
+            int nt = (int)(j->ntok - t0 < j->tile ? j->ntok - t0 : j->tile);
+            const uint8_t *a = j->A + (size_t)t0 * j->astride;
+            for (int64_t r = s0; r < s1; r++) {
+                j->dot(j->cols, wbuf + (size_t)(r - s0) * j->wrow, a, j->astride, nt, out);
+                for (int t = 0; t < nt; t++) j->Y[(t0 + t) * j->rows + r] = out[t];
+            }
+        }
+    }
+}
+
 static void matmul_worker(void *arg, int ith, int nth) {
     (void)ith;
     (void)nth;
@@ -140,6 +170,10 @@ static void matmul_worker(void *arg, int ith, int nth) {
         if (c >= j->nchunks) break;
         int64_t r0 = c * j->chunk_rows;
         int64_t r1 = r0 + j->chunk_rows < j->rows ? r0 + j->chunk_rows : j->rows;
+        if (j->repacked) {
+            repacked_chunk(j, r0, r1, out);
+            continue;
+        }
         for (int64_t t0 = 0; t0 < j->ntok; t0 += j->tile) {
             int nt = (int)(j->ntok - t0 < j->tile ? j->ntok - t0 : j->tile);
             const uint8_t *a = j->A + (size_t)t0 * j->astride;
@@ -174,8 +208,8 @@ static void matmul_worker(void *arg, int ith, int nth) {
     }
 }
 
-void fitlm_cpu_matmul(fitlm_threadpool *pool, int wtype, const void *W, int64_t rows, int64_t cols, const float *X,
-                      int64_t n_tokens, float *Y) {
+static void matmul_run(fitlm_threadpool *pool, int wtype, const void *W, int64_t rows, int64_t cols, const float *X,
+                       int64_t n_tokens, float *Y, int repacked) {
     if (rows <= 0 || n_tokens <= 0) return;
     bool ok;
     uint64_t wrow = fitlm_type_row_bytes(wtype, (uint64_t)(cols > 0 ? cols : 0), &ok);
@@ -185,6 +219,9 @@ void fitlm_cpu_matmul(fitlm_threadpool *pool, int wtype, const void *W, int64_t 
     fitlm_dot_fn dot = fitlm_cpu_type_supported(wtype) && ok && cols > 0 ? pick_dot(wtype, isa, &tile) : NULL;
     if (dot && dot != fitlm_dot_scalar(wtype)) fmt = fitlm_act_format_simd(wtype);
     if (fmt == ACT_Q8K && cols % 256 != 0) dot = NULL;
+    if (repacked && (wtype != FITLM_TYPE_Q4_0 || rows % FITLM_REPACK_ROWS != 0 || cols % 128 != 0 ||
+                     FITLM_REPACK_ROWS * wrow > UNPACK_BUF))
+        dot = NULL;
     if (!dot) { /* unsupported type or shape: make the failure visible */
         for (int64_t i = 0; i < rows * n_tokens; i++) Y[i] = NAN;
         return;
@@ -192,6 +229,8 @@ void fitlm_cpu_matmul(fitlm_threadpool *pool, int wtype, const void *W, int64_t 
     mm_job j;
     memset(&j, 0, sizeof j);
     j.dot = dot;
+    j.repacked = repacked;
+    if (repacked && isa >= FITLM_ISA_AVX512 && dot == fitlm_dot_avx512(wtype)) j.dot_rows = fitlm_dot_repacked_avx512(wtype);
     j.tile = tile;
     j.fmt = fmt;
     j.simd = isa >= FITLM_ISA_AVX2;
@@ -238,11 +277,91 @@ void fitlm_cpu_matmul(fitlm_threadpool *pool, int wtype, const void *W, int64_t 
     int64_t balance = (rows + 4 * nth - 1) / (4 * nth);
     if (nth > 1 && cr > balance) cr = balance;
     if (cr < 1) cr = 1;
+    if (repacked) cr = cr < FITLM_REPACK_ROWS ? FITLM_REPACK_ROWS : cr - cr % FITLM_REPACK_ROWS; /* whole groups */
     j.chunk_rows = cr;
     j.nchunks = (rows + cr - 1) / cr;
     atomic_init(&j.next, 0);
     fitlm_threadpool_run(run_pool, matmul_worker, &j);
     free(owned);
+}
+
+void fitlm_cpu_matmul(fitlm_threadpool *pool, int wtype, const void *W, int64_t rows, int64_t cols, const float *X,
+                      int64_t n_tokens, float *Y) {
+    matmul_run(pool, wtype, W, rows, cols, X, n_tokens, Y, 0);
+}
+
+void fitlm_cpu_matmul_repacked(fitlm_threadpool *pool, int wtype, const void *P, int64_t rows, int64_t cols,
+                               const float *X, int64_t n_tokens, float *Y) {
+    matmul_run(pool, wtype, P, rows, cols, X, n_tokens, Y, 1);
+}
+
+/* ---- repacked Q4_0 layout (kernels.h) ---- */
+
+#define RP_GROUP_BYTES (FITLM_REPACK_ROWS * 4 * sizeof(blk_q4_0)) /* 4 rows x 4 blocks: 288 */
+
+bool fitlm_cpu_repackable(int wtype, int64_t rows, int64_t cols) {
+    if (wtype != FITLM_TYPE_Q4_0 || rows <= 0 || cols <= 0 || rows % FITLM_REPACK_ROWS || cols % 128) return false;
+    if ((uint64_t)cols / 32 * sizeof(blk_q4_0) * FITLM_REPACK_ROWS > UNPACK_BUF) return false;
+    return fitlm_cpu_isa_active() >= FITLM_ISA_AVX512;
+}
+
+/* Where block j (0..3) of row k (0..3) of block group g sits in a repacked
+ * group of 4 rows: its scale and its 16 nibble bytes. */
+static size_t rp_scale_off(int64_t g, int k, int j) {
+    return (size_t)g * RP_GROUP_BYTES + 2 * (size_t)(4 * k + j);
+}
+static size_t rp_qs_off(int64_t g, int k, int j) {
+    return (size_t)g * RP_GROUP_BYTES + 32 + 64 * (size_t)k + 16 * (size_t)j;
+}
+
+int fitlm_cpu_repack(int wtype, const void *W, int64_t rows, int64_t cols, void *dst) {
+    if (!fitlm_cpu_repackable(wtype, rows, cols)) return -1;
+    size_t wrow = (size_t)(cols / 32) * sizeof(blk_q4_0);
+    int64_t ng = cols / 128;
+    for (int64_t r = 0; r < rows; r += FITLM_REPACK_ROWS) {
+        uint8_t *o = (uint8_t *)dst + (size_t)r * wrow;
+        for (int k = 0; k < FITLM_REPACK_ROWS; k++) {
+            const blk_q4_0 *b = (const blk_q4_0 *)((const uint8_t *)W + (size_t)(r + k) * wrow);
+            for (int64_t g = 0; g < ng; g++)
+                for (int j = 0; j < 4; j++) {
+                    memcpy(o + rp_scale_off(g, k, j), &b[4 * g + j].d, 2);
+                    memcpy(o + rp_qs_off(g, k, j), b[4 * g + j].qs, 16);
+                }
+        }
+    }
+    return 0;
+}
+
+void fitlm_cpu_unpack_rows(int wtype, const void *P, int64_t cols, int64_t row0, int64_t n_rows, void *dst) {
+    (void)wtype; /* Q4_0 only */
+    size_t wrow = (size_t)(cols / 32) * sizeof(blk_q4_0);
+    int64_t ng = cols / 128;
+    for (int64_t r = 0; r < n_rows; r += FITLM_REPACK_ROWS) {
+        const uint8_t *in = (const uint8_t *)P + (size_t)(row0 + r) * wrow;
+        for (int k = 0; k < FITLM_REPACK_ROWS; k++) {
+            blk_q4_0 *b = (blk_q4_0 *)((uint8_t *)dst + (size_t)(r + k) * wrow);
+            for (int64_t g = 0; g < ng; g++)
+                for (int j = 0; j < 4; j++) {
+                    memcpy(&b[4 * g + j].d, in + rp_scale_off(g, k, j), 2);
+                    memcpy(b[4 * g + j].qs, in + rp_qs_off(g, k, j), 16);
+                }
+        }
+    }
+}
+
+int fitlm_cpu_get_row_repacked(int wtype, const void *P, int64_t cols, int64_t r, float *dst) {
+    if (wtype != FITLM_TYPE_Q4_0 || cols <= 0 || cols % 128 || r < 0) return -1;
+    size_t wrow = (size_t)(cols / 32) * sizeof(blk_q4_0);
+    const uint8_t *in = (const uint8_t *)P + (size_t)(r - r % FITLM_REPACK_ROWS) * wrow;
+    int k = (int)(r % FITLM_REPACK_ROWS);
+    for (int64_t g = 0; g < cols / 128; g++)
+        for (int j = 0; j < 4; j++) {
+            blk_q4_0 b;
+            memcpy(&b.d, in + rp_scale_off(g, k, j), 2);
+            memcpy(b.qs, in + rp_qs_off(g, k, j), 16);
+            fitlm_dequantize_row(FITLM_TYPE_Q4_0, &b, dst + 128 * g + 32 * j, 32);
+        }
+    return 0;
 }
 
 /* ---- the references ---- */

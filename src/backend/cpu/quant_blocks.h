@@ -160,6 +160,12 @@ void fitlm_quantize_act_q8k_avx2(const float *x, act_q8k *dst, int64_t cols);
 #define FITLM_DOT_TILE_MAX 8
 typedef void (*fitlm_dot_fn)(int64_t cols, const void *w, const void *a, size_t astride, int ntok, float *out);
 
+/* Decode kernel for repacked weights (kernels.h, fitlm_cpu_repack): out[k] =
+ * W_k . A for the 4 rows of the group at w (one token, ACT_Q8I activations). */
+#define FITLM_REPACK_ROWS 4
+typedef void (*fitlm_dot_rows_fn)(int64_t cols, const void *w, const void *a, float *out);
+fitlm_dot_rows_fn fitlm_dot_repacked_avx512(int wtype);
+
 /* Per-ISA kernel lookup: NULL when that ISA has no kernel for the type (the
  * dispatcher then falls back to the next lower ISA). */
 fitlm_dot_fn fitlm_dot_scalar(int wtype);
