@@ -39,6 +39,8 @@ typedef struct fitlm_btensor {
     uint64_t nbytes;     /* bytes of the whole tensor */
     void *data;          /* device address (host address on the CPU backend) */
     bool owned;          /* true: allocated by the backend, give back with release() */
+    bool repacked;       /* CPU: an owned copy of a weight in the backend's own layout
+                            (kernels.h, fitlm_cpu_repack), used in place of the file's */
 } fitlm_btensor;
 
 /* Rotary position embedding of one call: frequencies are precomputed by the

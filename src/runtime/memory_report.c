@@ -36,7 +36,11 @@ void fitlm_memory_report_print(FILE *out, const fitlm_runtime_memory *mem, const
     fprintf(out, "| %-18s | %15s | %10s | %-50s |\n", "component", "bytes", "MiB", "notes");
     fprintf(out, "|%s|%s|%s|%s|\n", "--------------------", "-----------------", "------------",
             "----------------------------------------------------");
-    snprintf(note, sizeof note, "tensors read by the forward pass (mapped)");
+    if (mem->repacked_bytes)
+        snprintf(note, sizeof note, "read by the forward pass (%.0f MiB as repacked copies)",
+                 (double)mem->repacked_bytes / (1024.0 * 1024.0));
+    else
+        snprintf(note, sizeof note, "tensors read by the forward pass (mapped)");
     row(out, "weights", mem->weight_bytes, note);
     snprintf(note, sizeof note, "%s, %u positions x %u layers x K+V", fitlm_type_name(mem->kv_type), mem->n_ctx,
              hp->n_layers);

