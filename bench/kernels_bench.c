@@ -4,6 +4,9 @@
  *
  *   kernels_bench [--threads N] [--types q4_0,q8_0,...] [--bw-mib 1024] [--quick]
  *
+ * Types with a repacked layout (Q4_0 on AVX-512) get a second line per shape,
+ * kernel "repack": the same matrix in that layout (fitlm_cpu_matmul_repacked).
+ *
  * Matvec figures cycle through enough copies of the matrix (>= 512 MiB) that
  * the weights come from DRAM, not from the caches: GB/s = weight bytes read /
  * second, to compare with the read bandwidth. */
@@ -105,8 +108,23 @@ int main(int argc, char **argv) {
             fill_weights(type, w, rows, cols, rb);
             for (int c = 1; c < copies; c++) memcpy(w + mbytes * (size_t)c, w, mbytes);
             for (int64_t i = 0; i < cols * 64; i++) x[i] = ((float)(rnd() % 2001) - 1000.0f) * 1e-3f;
+            /* layout 0: the file's; layout 1: repacked (kernels.h), where it
+             * applies: the copies are overwritten with the repacked form */
+            for (int layout = 0; layout < 2; layout++)
             for (int nt = 1; nt <= max_threads; nt++) {
                 if (nt != 1 && nt != max_threads) continue;
+                if (layout == 1 && nt == 1) {
+                    if (!fitlm_cpu_repackable(type, rows, cols)) break;
+                    /* in memory as the CPU backend allocates it (huge pages) */
+                    uint8_t *rw = fitlm_cpu_alloc_weights(mbytes * (size_t)copies);
+                    if (!rw || fitlm_cpu_repack(type, w, rows, cols, rw) != 0) {
+                        free(rw);
+                        break;
+                    }
+                    for (int c = 1; c < copies; c++) memcpy(rw + mbytes * (size_t)c, rw, mbytes);
+                    free(w);
+                    w = rw;
+                }
                 fitlm_threadpool *p = fitlm_threadpool_new(nt);
                 /* matvec: every call timed on its own, cycling through the
                  * copies so each reads its weights from DRAM; best and median
@@ -116,7 +134,8 @@ int main(int argc, char **argv) {
                 for (int sw = 0; sw < sweeps; sw++) {
                     for (int c = 0; c < copies; c++) {
                         double t0 = now_s();
-                        fitlm_cpu_matmul(p, type, w + mbytes * (size_t)c, rows, cols, x, 1, y);
+                        if (layout) fitlm_cpu_matmul_repacked(p, type, w + mbytes * (size_t)c, rows, cols, x, 1, y);
+                        else fitlm_cpu_matmul(p, type, w + mbytes * (size_t)c, rows, cols, x, 1, y);
                         times[ncalls++] = now_s() - t0;
                     }
                 }
@@ -128,7 +147,8 @@ int main(int argc, char **argv) {
                 double pbest = 1e30;
                 for (int rep = 0; rep < (quick ? 1 : 3); rep++) {
                     double t0 = now_s();
-                    fitlm_cpu_matmul(p, type, w, rows, cols, x, 64, y);
+                    if (layout) fitlm_cpu_matmul_repacked(p, type, w, rows, cols, x, 64, y);
+                    else fitlm_cpu_matmul(p, type, w, rows, cols, x, 64, y);
                     double dt = now_s() - t0;
                     if (dt < pbest) pbest = dt;
                 }
@@ -136,7 +156,7 @@ int main(int argc, char **argv) {
                 char shape[32];
                 snprintf(shape, sizeof shape, "%lldx%lld", (long long)rows, (long long)cols);
                 printf("%-6s %-12s %-7s %4d %10.1f %9.2f %9.2f %5.0f%% %12.1f\n", fitlm_type_name(type), shape,
-                       fitlm_cpu_kernel_isa_name(type), nt, best * 1e6, gbs, gbs_med,
+                       layout ? "repack" : fitlm_cpu_kernel_isa_name(type), nt, best * 1e6, gbs, gbs_med,
                        bw[nt] > 0 ? 100.0 * gbs / bw[nt] : 0.0, gflops);
                 fflush(stdout);
                 fitlm_threadpool_free(p);

@@ -115,8 +115,8 @@ static int cpu_prepare_weight(fitlm_backend *be, const fitlm_tensor *src, fitlm_
      * here and then left alone. FITLM_CPU_REPACK=0 keeps the file's layout. */
     const char *env = getenv("FITLM_CPU_REPACK");
     bool want = !(env && strcmp(env, "0") == 0);
-    if (want && fitlm_cpu_repackable(out->type, out->ne1, out->ne0) && src->nbytes <= (uint64_t)SIZE_MAX - 63) {
-        void *p = aligned_alloc(64, (size_t)((src->nbytes + 63) & ~(uint64_t)63));
+    if (want && fitlm_cpu_repackable(out->type, out->ne1, out->ne0) && src->nbytes <= (uint64_t)SIZE_MAX / 2) {
+        void *p = fitlm_cpu_alloc_weights((size_t)src->nbytes);
         if (!p) return fitlm_fail(err, "out of memory repacking tensor %s (%llu bytes)", src->name,
                                   (unsigned long long)src->nbytes);
         if (fitlm_cpu_repack(out->type, src->data, out->ne1, out->ne0, p) != 0) {

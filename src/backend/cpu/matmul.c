@@ -4,6 +4,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "backend/cpu/cpu_features.h"
 #include "backend/cpu/kernels.h"
@@ -292,14 +293,25 @@ void fitlm_cpu_matmul(fitlm_threadpool *pool, int wtype, const void *W, int64_t 
 
 void fitlm_cpu_matmul_repacked(fitlm_threadpool *pool, int wtype, const void *P, int64_t rows, int64_t cols,
                                const float *X, int64_t n_tokens, float *Y) {
-    matmul_run(pool, wtype, P, rows, cols, X, n_tokens, Y, 1);
+    matmul_run(pool, wtype, P, rows, cols, X, n_tokens, Y, wtype != FITLM_TYPE_Q8_0); /* Q8_0: plain layout */
 }
 
 /* ---- repacked Q4_0 layout (kernels.h) ---- */
 
 #define RP_GROUP_BYTES (FITLM_REPACK_ROWS * 4 * sizeof(blk_q4_0)) /* 4 rows x 4 blocks: 288 */
 
+void *fitlm_cpu_alloc_weights(size_t bytes) {
+    size_t align = bytes >= ((size_t)2 << 20) ? ((size_t)2 << 20) : 64;
+    void *p = NULL;
+    if (bytes == 0 || bytes > SIZE_MAX - align || posix_memalign(&p, align, bytes) != 0) return NULL;
+#ifdef MADV_HUGEPAGE
+    if (align > 64) madvise(p, bytes & ~(align - 1), MADV_HUGEPAGE); /* a hint: failure is harmless */
+#endif
+    return p;
+}
+
 bool fitlm_cpu_repackable(int wtype, int64_t rows, int64_t cols) {
+    if (wtype == FITLM_TYPE_Q8_0) return rows > 0 && cols > 0 && cols % 32 == 0 && fitlm_cpu_isa_active() >= FITLM_ISA_AVX512;
     if (wtype != FITLM_TYPE_Q4_0 || rows <= 0 || cols <= 0 || rows % FITLM_REPACK_ROWS || cols % 128) return false;
     if ((uint64_t)cols / 32 * sizeof(blk_q4_0) * FITLM_REPACK_ROWS > UNPACK_BUF) return false;
     return fitlm_cpu_isa_active() >= FITLM_ISA_AVX512;
@@ -316,6 +328,10 @@ static size_t rp_qs_off(int64_t g, int k, int j) {
 
 int fitlm_cpu_repack(int wtype, const void *W, int64_t rows, int64_t cols, void *dst) {
     if (!fitlm_cpu_repackable(wtype, rows, cols)) return -1;
+    if (wtype == FITLM_TYPE_Q8_0) { /* same layout */
+        memcpy(dst, W, (size_t)(cols / 32) * sizeof(blk_q8_0) * (size_t)rows);
+        return 0;
+    }
     size_t wrow = (size_t)(cols / 32) * sizeof(blk_q4_0);
     int64_t ng = cols / 128;
     for (int64_t r = 0; r < rows; r += FITLM_REPACK_ROWS) {
@@ -333,7 +349,11 @@ int fitlm_cpu_repack(int wtype, const void *W, int64_t rows, int64_t cols, void 
 }
 
 void fitlm_cpu_unpack_rows(int wtype, const void *P, int64_t cols, int64_t row0, int64_t n_rows, void *dst) {
-    (void)wtype; /* Q4_0 only */
+    if (wtype == FITLM_TYPE_Q8_0) {
+        size_t rb = (size_t)(cols / 32) * sizeof(blk_q8_0);
+        memcpy(dst, (const uint8_t *)P + (size_t)row0 * rb, rb * (size_t)n_rows);
+        return;
+    }
     size_t wrow = (size_t)(cols / 32) * sizeof(blk_q4_0);
     int64_t ng = cols / 128;
     for (int64_t r = 0; r < n_rows; r += FITLM_REPACK_ROWS) {
@@ -350,6 +370,7 @@ void fitlm_cpu_unpack_rows(int wtype, const void *P, int64_t cols, int64_t row0,
 }
 
 int fitlm_cpu_get_row_repacked(int wtype, const void *P, int64_t cols, int64_t r, float *dst) {
+    if (wtype == FITLM_TYPE_Q8_0) return fitlm_cpu_get_row(wtype, P, cols, r, dst);
     if (wtype != FITLM_TYPE_Q4_0 || cols <= 0 || cols % 128 || r < 0) return -1;
     size_t wrow = (size_t)(cols / 32) * sizeof(blk_q4_0);
     const uint8_t *in = (const uint8_t *)P + (size_t)(r - r % FITLM_REPACK_ROWS) * wrow;
