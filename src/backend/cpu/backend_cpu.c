@@ -4,6 +4,8 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/ops.h"
@@ -72,6 +74,24 @@ static void cpu_release(fitlm_backend *be, fitlm_btensor *t) {
     memset(t, 0, sizeof *t);
 }
 
+/* The pages of a weight that now lives in a repacked copy are not read again:
+ * ask the kernel to reclaim them (MADV_PAGEOUT: clean file pages are dropped
+ * and read back from the file if ever touched; anonymous memory is kept or
+ * swapped, never lost), so that resident memory holds the weights once, not
+ * twice. Only whole pages inside the tensor; a hint, failure is harmless. */
+static void release_source_pages(const void *data, uint64_t nbytes) {
+#ifdef MADV_PAGEOUT
+    long pg = sysconf(_SC_PAGESIZE);
+    if (pg <= 0) return;
+    uintptr_t a = ((uintptr_t)data + (uintptr_t)pg - 1) & ~((uintptr_t)pg - 1);
+    uintptr_t b = ((uintptr_t)data + (uintptr_t)nbytes) & ~((uintptr_t)pg - 1);
+    if (b > a) madvise((void *)a, b - a, MADV_PAGEOUT);
+#else
+    (void)data;
+    (void)nbytes;
+#endif
+}
+
 static int cpu_prepare_weight(fitlm_backend *be, const fitlm_tensor *src, fitlm_btensor *out, fitlm_error *err) {
     memset(out, 0, sizeof *out);
     if (!src->data) return fitlm_fail(err, "tensor %s has no data", src->name);
@@ -126,6 +146,7 @@ static int cpu_prepare_weight(fitlm_backend *be, const fitlm_tensor *src, fitlm_
         out->data = p;
         out->owned = true;
         out->repacked = true;
+        release_source_pages(src->data, src->nbytes);
     }
     return 0;
 }
