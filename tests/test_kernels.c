@@ -12,7 +12,7 @@
  * not a multiple of 4, float rows ending mid-vector), n_tokens 1/2/3/7/12/14/16
  * (every tile remainder of the 4- and 8-token kernels), all-positive
  * activations, thread counts 1/2/3 with the small-call threshold off; the
- * repacked Q4_0 layout (and Q8_0 copies) through the same checks. Plus
+ * repacked Q4_0 layout (and Q8_0/Q4_K/Q5_K/Q6_K copies) through the same checks. Plus
  * fp16/bf16 special values, SIMD vs scalar activation quantizers byte for
  * byte, the bandwidth probe, and the thread pool. */
 #include <math.h>
@@ -155,12 +155,13 @@ static void check_type_shape(const type_case *tc, int64_t rows, int64_t cols, in
             bound2[t * rows + r] = act_quant_bound(tc->type, wrow, X + t * cols, cols) * 1.0001;
     }
     /* the repacked layout (with AVX-512: Q4_0 where rows % 4 == 0 and
-     * cols % 128 == 0; Q8_0 keeps its layout): exact round trip, get_row bit
+     * cols % 128 == 0; Q8_0, Q4_K, Q5_K, Q6_K keep their layout): exact round trip, get_row bit
      * for bit, and its matmul (decode kernel, or unpacked rows for several
      * tokens and lower ISAs) against the same oracles as the plain layout */
     fitlm_cpu_isa_set(isas[n_isas - 1]);
-    bool packable = ((tc->type == FITLM_TYPE_Q4_0 && rows % 4 == 0 && cols % 128 == 0) ||
-                     tc->type == FITLM_TYPE_Q8_0) &&
+    bool copy_only = tc->type == FITLM_TYPE_Q8_0 || tc->type == FITLM_TYPE_Q4_K || tc->type == FITLM_TYPE_Q5_K ||
+                     tc->type == FITLM_TYPE_Q6_K;
+    bool packable = ((tc->type == FITLM_TYPE_Q4_0 && rows % 4 == 0 && cols % 128 == 0) || copy_only) &&
                     isas[n_isas - 1] >= FITLM_ISA_AVX512;
     CHECK(fitlm_cpu_repackable(tc->type, rows, cols) == packable, "%s rows=%lld cols=%lld repackable", tn,
           (long long)rows, (long long)cols);
@@ -172,7 +173,7 @@ static void check_type_shape(const type_case *tc, int64_t rows, int64_t cols, in
         float *wrow2 = malloc(sizeof(float) * (size_t)cols);
         if (P && back && wrow2) {
             CHECK(fitlm_cpu_repack(tc->type, W, rows, cols, P) == 0, "repack");
-            /* Q4_0 changes the layout; Q8_0 keeps it (a copy into huge pages) */
+            /* Q4_0 changes the layout; the others keep it (a copy into huge pages) */
             CHECK((memcmp(P, W, wbytes) != 0) == (tc->type == FITLM_TYPE_Q4_0), "%s repacked layout", tn);
             fitlm_cpu_unpack_rows(tc->type, P, cols, 0, rows, back);
             CHECK(memcmp(back, W, wbytes) == 0, "%s rows=%lld cols=%lld: unpack(repack(W)) == W", tn, (long long)rows,

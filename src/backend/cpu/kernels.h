@@ -86,13 +86,14 @@ int fitlm_cpu_get_row(int wtype, const void *W, int64_t cols, int64_t r, float *
  * decode kernel then reads one sequential stream, loads a row's nibbles in
  * one 64-byte load and converts 16 scales at once. */
 
-/* Q8_0's repacked layout is its plain layout: the copy only moves it into
- * huge pages (fitlm_cpu_alloc_weights; +20 % decode from DRAM here, its
- * kernel being faster than one core's DRAM stream already).
+/* The repacked layout of Q8_0, Q4_K, Q5_K and Q6_K is their plain layout: the
+ * copy only moves them into huge pages (fitlm_cpu_alloc_weights; +15-25 %
+ * decode from DRAM here for Q8_0 and Q6_K, whose kernels outrun one core's
+ * 4 KiB-page stream).
  *
  * True if fitlm_cpu_repack can repack this weight on this CPU (Q4_0: rows %
- * 4 == 0, cols % 128 == 0; Q8_0: cols % 32 == 0; both with the AVX-512 VNNI
- * kernels active). */
+ * 4 == 0, cols % 128 == 0; the others: cols a multiple of their block; all
+ * with the AVX-512 VNNI kernels active). */
 bool fitlm_cpu_repackable(int wtype, int64_t rows, int64_t cols);
 /* Writes the repacked form of W (rows x cols, plain layout) to dst (the same
  * number of bytes, not overlapping W). Returns 0, -1 if not repackable. */

@@ -291,9 +291,16 @@ void fitlm_cpu_matmul(fitlm_threadpool *pool, int wtype, const void *W, int64_t 
     matmul_run(pool, wtype, W, rows, cols, X, n_tokens, Y, 0);
 }
 
+/* Types whose "repacked" copy keeps the file layout (it only moves into huge
+ * pages): those whose AVX-512 kernels outrun one core's 4 KiB-page stream. */
+static bool copy_only(int wtype) {
+    return wtype == FITLM_TYPE_Q8_0 || wtype == FITLM_TYPE_Q4_K || wtype == FITLM_TYPE_Q5_K ||
+           wtype == FITLM_TYPE_Q6_K;
+}
+
 void fitlm_cpu_matmul_repacked(fitlm_threadpool *pool, int wtype, const void *P, int64_t rows, int64_t cols,
                                const float *X, int64_t n_tokens, float *Y) {
-    matmul_run(pool, wtype, P, rows, cols, X, n_tokens, Y, wtype != FITLM_TYPE_Q8_0); /* Q8_0: plain layout */
+    matmul_run(pool, wtype, P, rows, cols, X, n_tokens, Y, !copy_only(wtype)); /* copies keep the plain layout */
 }
 
 /* ---- repacked Q4_0 layout (kernels.h) ---- */
@@ -311,7 +318,12 @@ void *fitlm_cpu_alloc_weights(size_t bytes) {
 }
 
 bool fitlm_cpu_repackable(int wtype, int64_t rows, int64_t cols) {
-    if (wtype == FITLM_TYPE_Q8_0) return rows > 0 && cols > 0 && cols % 32 == 0 && fitlm_cpu_isa_active() >= FITLM_ISA_AVX512;
+    if (copy_only(wtype)) {
+        bool ok;
+        const fitlm_type_info *ti = fitlm_type_get(wtype);
+        return rows > 0 && cols > 0 && cols % ti->block_size == 0 &&
+               fitlm_type_row_bytes(wtype, (uint64_t)cols, &ok) > 0 && ok && fitlm_cpu_isa_active() >= FITLM_ISA_AVX512;
+    }
     if (wtype != FITLM_TYPE_Q4_0 || rows <= 0 || cols <= 0 || rows % FITLM_REPACK_ROWS || cols % 128) return false;
     if ((uint64_t)cols / 32 * sizeof(blk_q4_0) * FITLM_REPACK_ROWS > UNPACK_BUF) return false;
     return fitlm_cpu_isa_active() >= FITLM_ISA_AVX512;
@@ -328,8 +340,9 @@ static size_t rp_qs_off(int64_t g, int k, int j) {
 
 int fitlm_cpu_repack(int wtype, const void *W, int64_t rows, int64_t cols, void *dst) {
     if (!fitlm_cpu_repackable(wtype, rows, cols)) return -1;
-    if (wtype == FITLM_TYPE_Q8_0) { /* same layout */
-        memcpy(dst, W, (size_t)(cols / 32) * sizeof(blk_q8_0) * (size_t)rows);
+    if (copy_only(wtype)) { /* same layout */
+        bool ok;
+        memcpy(dst, W, (size_t)fitlm_type_row_bytes(wtype, (uint64_t)cols, &ok) * (size_t)rows);
         return 0;
     }
     size_t wrow = (size_t)(cols / 32) * sizeof(blk_q4_0);
@@ -349,8 +362,9 @@ int fitlm_cpu_repack(int wtype, const void *W, int64_t rows, int64_t cols, void 
 }
 
 void fitlm_cpu_unpack_rows(int wtype, const void *P, int64_t cols, int64_t row0, int64_t n_rows, void *dst) {
-    if (wtype == FITLM_TYPE_Q8_0) {
-        size_t rb = (size_t)(cols / 32) * sizeof(blk_q8_0);
+    if (copy_only(wtype)) {
+        bool ok;
+        size_t rb = (size_t)fitlm_type_row_bytes(wtype, (uint64_t)cols, &ok);
         memcpy(dst, (const uint8_t *)P + (size_t)row0 * rb, rb * (size_t)n_rows);
         return;
     }
@@ -370,7 +384,7 @@ void fitlm_cpu_unpack_rows(int wtype, const void *P, int64_t cols, int64_t row0,
 }
 
 int fitlm_cpu_get_row_repacked(int wtype, const void *P, int64_t cols, int64_t r, float *dst) {
-    if (wtype == FITLM_TYPE_Q8_0) return fitlm_cpu_get_row(wtype, P, cols, r, dst);
+    if (copy_only(wtype)) return fitlm_cpu_get_row(wtype, P, cols, r, dst);
     if (wtype != FITLM_TYPE_Q4_0 || cols <= 0 || cols % 128 || r < 0) return -1;
     size_t wrow = (size_t)(cols / 32) * sizeof(blk_q4_0);
     const uint8_t *in = (const uint8_t *)P + (size_t)(r - r % FITLM_REPACK_ROWS) * wrow;
