@@ -4,8 +4,10 @@
  *
  *   kernels_bench [--threads N] [--types q4_0,q8_0,...] [--bw-mib 1024] [--quick]
  *
- * Types with a repacked layout (Q4_0 on AVX-512) get a second line per shape,
- * kernel "repack": the same matrix in that layout (fitlm_cpu_matmul_repacked).
+ * Types the CPU backend repacks or copies (fitlm_cpu_repackable: Q4_0, Q8_0,
+ * Q4_K, Q5_K, Q6_K on AVX-512) get a second line per shape, kernel "repack":
+ * the same matrix as the backend holds it (huge pages; Q4_0 in its repacked
+ * layout) through fitlm_cpu_matmul_repacked.
  *
  * Matvec figures cycle through enough copies of the matrix (>= 512 MiB) that
  * the weights come from DRAM, not from the caches: GB/s = weight bytes read /
