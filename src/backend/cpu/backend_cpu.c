@@ -135,7 +135,11 @@ static int cpu_prepare_weight(fitlm_backend *be, const fitlm_tensor *src, fitlm_
      * here and then left alone. FITLM_CPU_REPACK=0 keeps the file's layout. */
     const char *env = getenv("FITLM_CPU_REPACK");
     bool want = !(env && strcmp(env, "0") == 0);
-    if (want && fitlm_cpu_repackable(out->type, out->ne1, out->ne0) && src->nbytes <= (uint64_t)SIZE_MAX / 2) {
+    bool row_ok = false;
+    uint64_t row_bytes = out->ne0 > 0 ? fitlm_type_row_bytes(out->type, (uint64_t)out->ne0, &row_ok) : 0;
+    bool sized = row_ok && row_bytes > 0 && src->nbytes / row_bytes == (uint64_t)out->ne1 &&
+                 src->nbytes % row_bytes == 0; /* the copy covers exactly the tensor */
+    if (want && sized && fitlm_cpu_repackable(out->type, out->ne1, out->ne0) && src->nbytes <= (uint64_t)SIZE_MAX / 2) {
         void *p = fitlm_cpu_alloc_weights((size_t)src->nbytes);
         if (!p) return fitlm_fail(err, "out of memory repacking tensor %s (%llu bytes)", src->name,
                                   (unsigned long long)src->nbytes);
