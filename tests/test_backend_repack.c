@@ -1,0 +1,126 @@
+/* The CPU backend's repacked weights, end to end through the backend
+ * interface: prepare_weight of Q4_0 / Q8_0 / Q6_K matrices (copied, Q4_0 into
+ * its repacked layout, when AVX-512 is active), then matmul (1 token and
+ * several, 1 and 3 threads) against fitlm_cpu_matmul_ref_qact (same quantized
+ * activations, dequantized weights, double sums; bound 1e-5 * sum|w x|), embed
+ * bit for bit against fitlm_cpu_get_row of the file data, shapes that cannot
+ * be repacked keeping the file data, FITLM_CPU_REPACK=0 keeping it always, and
+ * the source bytes unchanged. */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/backend.h"
+#include "backend/cpu/backend_cpu.h"
+#include "backend/cpu/kernels.h"
+#include "check.h"
+#include "format/ggml_type.h"
+#include "model/model.h"
+
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+static float frand(void) { /* uniform in [-1, 1) */
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (float)((rng >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
+}
+
+static void check_case(int type, int64_t rows, int64_t cols, int threads, int repack_env) {
+    const char *tn = fitlm_type_name(type);
+    bool ok;
+    size_t rb = (size_t)fitlm_type_row_bytes(type, (uint64_t)cols, &ok);
+    size_t nbytes = rb * (size_t)rows;
+    uint8_t *w = malloc(nbytes), *w_copy = malloc(nbytes);
+    float *row = malloc(sizeof(float) * (size_t)cols), *row2 = malloc(sizeof(float) * (size_t)cols);
+    enum { NT = 5 };
+    float *x = malloc(sizeof(float) * (size_t)(cols * NT));
+    double *yq = malloc(sizeof(double) * (size_t)(rows * NT)), *yabs = malloc(sizeof(double) * (size_t)(rows * NT));
+    if (!w || !w_copy || !row || !row2 || !x || !yq || !yabs) {
+        CHECK(0, "out of memory");
+        goto done;
+    }
+    for (int64_t r = 0; r < rows; r++) {
+        for (int64_t c = 0; c < cols; c++) row[c] = frand() * (1.0f + (float)(r % 5));
+        CHECK(fitlm_quantize_row(type, row, w + (size_t)r * rb, cols, NULL) == (int64_t)rb, "quantize %s", tn);
+    }
+    memcpy(w_copy, w, nbytes);
+    for (int64_t i = 0; i < cols * NT; i++) x[i] = 2.0f * frand();
+
+    setenv("FITLM_CPU_REPACK", repack_env ? "1" : "0", 1);
+    fitlm_error err;
+    fitlm_backend *be = fitlm_backend_cpu_new(threads, &err);
+    CHECK(be != NULL, "backend");
+    if (!be) goto done;
+    char name[] = "blk.0.ffn_up.weight";
+    fitlm_tensor t;
+    memset(&t, 0, sizeof t);
+    t.name = name;
+    t.type = type;
+    t.n_dims = 2;
+    t.ne[0] = (uint64_t)cols;
+    t.ne[1] = (uint64_t)rows;
+    t.ne[2] = t.ne[3] = 1;
+    t.n_elements = (uint64_t)(rows * cols);
+    t.nbytes = nbytes;
+    t.data = w;
+    t.layer = 0;
+    fitlm_btensor W, X, Y, E;
+    CHECK(be->prepare_weight(be, &t, &W, &err) == 0, "prepare_weight %s", tn);
+    bool expect = repack_env && fitlm_cpu_repackable(type, rows, cols);
+    CHECK(W.repacked == expect && W.owned == expect && (W.data != (void *)w) == expect,
+          "%s %lldx%lld repack=%d: repacked %d (expected %d)", tn, (long long)rows, (long long)cols, repack_env,
+          (int)W.repacked, (int)expect);
+    CHECK(W.nbytes == nbytes && W.ne0 == cols && W.ne1 == rows, "%s btensor shape", tn);
+    for (int nt = 1; nt <= NT; nt += NT - 1) {
+        CHECK(be->alloc(be, FITLM_TYPE_F32, cols, nt, &X, &err) == 0 && be->alloc(be, FITLM_TYPE_F32, rows, nt, &Y, &err) == 0,
+              "alloc");
+        be->upload(be, &X, 0, nt, x);
+        be->matmul(be, &W, &X, nt, &Y);
+        fitlm_cpu_matmul_ref_qact(type, w_copy, rows, cols, x, nt, yq, yabs);
+        int bad = 0;
+        const float *y = Y.data;
+        for (int64_t i = 0; i < rows * nt; i++)
+            if (!(fabs((double)y[i] - yq[i]) <= 1e-5 * yabs[i] + 1e-30)) bad++;
+        CHECK(bad == 0, "%s %lldx%lld threads=%d ntok=%d repack=%d: %d outputs off the oracle", tn, (long long)rows,
+              (long long)cols, threads, nt, repack_env, bad);
+        be->release(be, &X);
+        be->release(be, &Y);
+    }
+    /* embed: rows of the (possibly repacked) matrix as floats */
+    int32_t ids[4] = {0, (int32_t)(rows - 1), (int32_t)(rows / 2), 1};
+    CHECK(be->alloc(be, FITLM_TYPE_F32, cols, 4, &E, &err) == 0, "alloc");
+    be->embed(be, &W, ids, 4, &E);
+    int badrow = 0;
+    for (int k = 0; k < 4; k++) {
+        fitlm_cpu_get_row(type, w_copy, cols, ids[k], row2);
+        if (memcmp(row2, (const float *)E.data + (size_t)k * (size_t)cols, sizeof(float) * (size_t)cols) != 0) badrow++;
+    }
+    CHECK(badrow == 0, "%s embed: %d rows differ from get_row", tn, badrow);
+    be->release(be, &E);
+    be->release(be, &W);
+    be->free(be);
+    CHECK(memcmp(w, w_copy, nbytes) == 0, "%s: the source tensor is unchanged", tn);
+done:
+    free(w);
+    free(w_copy);
+    free(row);
+    free(row2);
+    free(x);
+    free(yq);
+    free(yabs);
+}
+
+int main(void) {
+    static const int types[] = {FITLM_TYPE_Q4_0, FITLM_TYPE_Q8_0, FITLM_TYPE_Q6_K};
+    static const int64_t shapes[][2] = {{8, 256}, {36, 2048}, {132, 512}, {7, 256}, {12, 384}, {4, 128}};
+    for (size_t ti = 0; ti < 3; ti++)
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+            if (shapes[s][1] % (int64_t)fitlm_type_get(types[ti])->block_size) continue;
+            for (int th = 1; th <= 3; th += 2)
+                for (int env = 0; env < 2; env++) check_case(types[ti], shapes[s][0], shapes[s][1], th, env);
+        }
+    printf("repacking active on this CPU: %s\n",
+           fitlm_cpu_repackable(FITLM_TYPE_Q4_0, 8, 256) ? "yes (AVX-512)" : "no (file layout only)");
+    return check_report();
+}
