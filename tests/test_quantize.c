@@ -8,7 +8,9 @@
  *    the code width (the figures are printed; docs/kernels.md records them),
  *    and the K types must not be worse than the plain min/max scheme with the
  *    same bits.
- *  - an importance matrix lowers the error where it puts weight. */
+ *  - an importance matrix lowers the error where it puts weight.
+ *  - the AVX2 build of the K-type scale searches writes the same bytes as the
+ *    generic build (so a file does not depend on the CPU that made it). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,6 +101,26 @@ static void check_exact_definitions(void) {
     }
 }
 
+/* K types through the generic and the AVX2 searches: identical blocks */
+static void check_isa_identical(const float *x, int64_t n, const float *imat) {
+    if (fitlm_cpu_isa_detect() < FITLM_ISA_AVX2) return;
+    const int types[] = {FITLM_TYPE_Q2_K, FITLM_TYPE_Q3_K, FITLM_TYPE_Q4_K, FITLM_TYPE_Q5_K, FITLM_TYPE_Q6_K};
+    fitlm_cpu_isa was = fitlm_cpu_isa_active();
+    uint8_t *a = malloc((size_t)n * 2), *b = malloc((size_t)n * 2);
+    for (size_t t = 0; t < sizeof types / sizeof types[0]; t++)
+        for (int w = 0; w < 2; w++) {
+            fitlm_cpu_isa_set(FITLM_ISA_SCALAR);
+            int64_t na = fitlm_quantize_row(types[t], x, a, n, w ? imat : NULL);
+            fitlm_cpu_isa_set(FITLM_ISA_AVX2);
+            int64_t nb = fitlm_quantize_row(types[t], x, b, n, w ? imat : NULL);
+            CHECK(na == nb && na > 0 && memcmp(a, b, (size_t)na) == 0, "%s%s: AVX2 and generic blocks differ",
+                  fitlm_type_name(types[t]), w ? " with imatrix" : "");
+        }
+    fitlm_cpu_isa_set(was);
+    free(a);
+    free(b);
+}
+
 typedef struct {
     int type;
     double bound; /* relative RMSE bound on the test distribution */
@@ -144,6 +166,8 @@ int main(void) {
             CHECK(ew < eu, "%s imatrix does not help (%.4f vs %.4f)", fitlm_type_name(type), ew, eu);
         }
     }
+    for (int64_t i = 0; i < n; i++) imat[i] = (float)(0.1 + 4.0 * urand());
+    check_isa_identical(x, n, imat);
     CHECK(err[FITLM_TYPE_Q4_K] < err[FITLM_TYPE_Q4_1], "Q4_K (%.4f) worse than Q4_1 (%.4f)", err[FITLM_TYPE_Q4_K],
           err[FITLM_TYPE_Q4_1]);
     CHECK(err[FITLM_TYPE_Q5_K] < err[FITLM_TYPE_Q5_1], "Q5_K (%.4f) worse than Q5_1 (%.4f)", err[FITLM_TYPE_Q5_K],
