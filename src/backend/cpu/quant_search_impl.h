@@ -54,28 +54,40 @@ QS_STORAGE float QS_FN(fit_scale_min)(const float *x, const float *w, int n, int
             aqx[c] += q * wx;
         }
     }
-    double err[QS_CANDS], sc[QS_CANDS], of[QS_CANDS];
+    /* both fits of every candidate, without conditions (so that this loop
+     * vectorizes; a zero determinant or sqq gives inf/NaN, never chosen) */
+    double s2[QS_CANDS], o2[QS_CANDS], e2[QS_CANDS], s1[QS_CANDS], e1[QS_CANDS];
     for (int c = 0; c < QS_CANDS; c++) {
         double sq = aq[c], sqq = aqq[c], sqx = aqx[c];
-        double det = sw * sqq - sq * sq;
-        double idet = 1.0 / (det > 0 ? det : 1.0);
+        double idet = 1.0 / (sw * sqq - sq * sq);
         double s = (sw * sqx - sq * sx) * idet, o = (sqq * sx - sq * sqx) * idet;
-        double s1 = sqx / (sqq > 0 ? sqq : 1.0);
-        int scale_only = !(det > 0) || o > 0;
-        s = scale_only ? s1 : s;
-        o = scale_only ? 0.0 : o;
-        double e = s * s * sqq + 2 * s * o * sq + o * o * sw - 2 * s * sqx - 2 * o * sx + sxx;
-        err[c] = s < 0 ? INFINITY : e;
-        sc[c] = s;
-        of[c] = o;
+        s2[c] = s;
+        o2[c] = o;
+        e2[c] = s * s * sqq + 2 * s * o * sq + o * o * sw - 2 * s * sqx - 2 * o * sx + sxx;
+        s = sqx / sqq;
+        s1[c] = s;
+        e1[c] = s * s * sqq - 2 * s * sqx + sxx;
     }
-    int best = 0;
-    for (int c = 1; c < QS_CANDS; c++)
-        if (err[c] < err[best]) best = c;
-    if (!(err[best] < INFINITY)) return 0.0f; /* cannot happen for hi > lo */
-    *scale = (float)sc[best];
-    *mn = (float)-of[best];
-    return err[best] > 0 ? (float)err[best] : 0.0f;
+    int best = -1;
+    double best_err = INFINITY, best_s = 0, best_o = 0;
+    for (int c = 0; c < QS_CANDS; c++) {
+        double det = sw * aqq[c] - (double)aq[c] * aq[c];
+        double s, o, e;
+        if (det > 0 && o2[c] <= 0) {
+            s = s2[c], o = o2[c], e = e2[c];
+        } else if (aqq[c] > 0) { /* o > 0 cannot be stored: fit the scale alone */
+            s = s1[c], o = 0, e = e1[c];
+        } else
+            continue;
+        if (s >= 0 && e < best_err) {
+            best = c;
+            best_err = e, best_s = s, best_o = o;
+        }
+    }
+    if (best < 0) return 0.0f; /* cannot happen for hi > lo */
+    *scale = (float)best_s;
+    *mn = (float)-best_o;
+    return best_err > 0 ? (float)best_err : 0.0f;
 }
 
 /* Candidates: 1 / step = (qmin + (qmax - qmin) / 256 * k) / m, k = -11..12,
@@ -110,14 +122,11 @@ QS_STORAGE float QS_FN(fit_scale_sym)(const float *x, const float *w, int n, int
         }
     }
     double gain[QS_CANDS];
-    for (int c = 0; c < QS_CANDS; c++) {
-        double sqq = aqq[c], sqx = aqx[c];
-        gain[c] = sqq > 0 ? sqx * sqx / (sqq > 0 ? sqq : 1.0) : -1.0;
-    }
-    int best = 0;
-    for (int c = 1; c < QS_CANDS; c++)
-        if (gain[c] > gain[best]) best = c;
-    if (gain[best] < 0) return 0.0f;
+    for (int c = 0; c < QS_CANDS; c++) gain[c] = (double)aqx[c] * aqx[c] / aqq[c]; /* NaN if sqq = 0 */
+    int best = -1;
+    for (int c = 0; c < QS_CANDS; c++)
+        if (aqq[c] > 0 && (best < 0 || gain[c] > gain[best])) best = c;
+    if (best < 0) return 0.0f;
     *scale = (float)((double)aqx[best] / (double)aqq[best]);
     double e = sxx - gain[best];
     return e > 0 ? (float)e : 0.0f;

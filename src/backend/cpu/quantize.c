@@ -159,8 +159,8 @@ static void qk45_block(const qsearch *qs, const float *x, const float *imatrix, 
         scales12[j + 8] = (uint8_t)((isc[j + 4] & 15) | (imn[j + 4] & 15) << 4);
     }
     for (int j = 0; j < 8; j++) {
-        float ds = d16 * (float)isc[j], dm = dmin16 * (float)imn[j];
-        for (int i = 0; i < 32; i++) q[32 * j + i] = ds > 0 ? clampi(rnd((x[32 * j + i] + dm) / ds), 0, nmax) : 0;
+        float ds = d16 * (float)isc[j], dm = dmin16 * (float)imn[j], ids = ds > 0 ? 1.0f / ds : 0.0f;
+        for (int i = 0; i < 32; i++) q[32 * j + i] = (int)qs_code((x[32 * j + i] + dm) * ids, (float)nmax);
     }
 }
 
@@ -197,8 +197,8 @@ static void q6_k_block(const qsearch *qs, const float *x, const float *imatrix, 
     for (int j = 0; j < 16; j++) {
         int s = d16 > 0 ? clampi(rnd(sc[j] / d16), -128, 127) : 0;
         b->scales[j] = (int8_t)s;
-        float ds = d16 * (float)s;
-        for (int i = 0; i < 16; i++) u[16 * j + i] = (ds != 0.0f ? clampi(rnd(x[16 * j + i] / ds), -32, 31) : 0) + 32;
+        float ds = d16 * (float)s, ids = ds != 0.0f ? 1.0f / ds : 0.0f;
+        for (int i = 0; i < 16; i++) u[16 * j + i] = (int)qs_code(x[16 * j + i] * ids + 32.0f, 63.0f);
     }
     for (int h = 0; h < 2; h++) {
         const int *v = u + 128 * h;
@@ -228,10 +228,10 @@ static void q2_k_block(const qsearch *qs, const float *x, const float *imatrix, 
         int is = d16 > 0 ? clampi(rnd(sc[j] / d16), 0, 15) : 0;
         int im = dmin16 > 0 ? clampi(rnd(mn[j] / dmin16), 0, 15) : 0;
         b->scales[j] = (uint8_t)(is | im << 4);
-        float ds = d16 * (float)is, dm = dmin16 * (float)im;
+        float ds = d16 * (float)is, dm = dmin16 * (float)im, ids = ds > 0 ? 1.0f / ds : 0.0f;
         for (int i = 0; i < 16; i++) {
             int e = 16 * j + i;
-            int q = ds > 0 ? clampi(rnd((x[e] + dm) / ds), 0, 3) : 0;
+            int q = (int)qs_code((x[e] + dm) * ids, 3.0f);
             b->qs[32 * (e / 128) + e % 32] |= (uint8_t)(q << (2 * ((e % 128) / 32)));
         }
     }
@@ -257,10 +257,10 @@ static void q3_k_block(const qsearch *qs, const float *x, const float *imatrix, 
         if (j < 8) b->scales[j] |= (uint8_t)(u6 & 15);
         else b->scales[j - 8] |= (uint8_t)((u6 & 15) << 4);
         b->scales[8 + j % 4] |= (uint8_t)((u6 >> 4) << (2 * (j / 4)));
-        float ds = d16 * (float)s;
+        float ds = d16 * (float)s, ids = ds != 0.0f ? 1.0f / ds : 0.0f;
         for (int i = 0; i < 16; i++) {
             int e = 16 * j + i;
-            int u = (ds != 0.0f ? clampi(rnd(x[e] / ds), -4, 3) : 0) + 4; /* 0..7 */
+            int u = (int)qs_code(x[e] * ids + 4.0f, 7.0f); /* q + 4, 0..7 */
             int plane = (e % 128) / 32;
             b->qs[32 * (e / 128) + e % 32] |= (uint8_t)((u & 3) << (2 * plane));
             b->hmask[e % 32] |= (uint8_t)((u >> 2) << (4 * (e / 128) + plane));
