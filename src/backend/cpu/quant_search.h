@@ -16,4 +16,13 @@ float fitlm_fit_scale_min_avx2(const float *x, const float *w, int n, int nmax, 
  * sum w (scale q - x)^2; returns that error. */
 float fitlm_fit_scale_sym_avx2(const float *x, const float *w, int n, int qmin, int qmax, float *scale);
 
+/* Given the super-block scales d, dmin, moves the integer sub-block scale
+ * *isc and min *imn (0..maxcode; on entry the nearest to scale / d, mn / dmin)
+ * to the neighbour of least error with codes 0..nmax re-rounded. */
+void fitlm_pick_grid_min_avx2(const float *x, const float *w, int n, int nmax, float d, float dmin, int maxcode,
+                              int *isc, int *imn);
+
+/* Same for a symmetric scale *is in lo..hi, codes qmin..-qmin-1. */
+void fitlm_pick_grid_sym_avx2(const float *x, const float *w, int n, int qmin, float d, int lo, int hi, int *is);
+
 #endif

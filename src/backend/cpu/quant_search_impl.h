@@ -4,7 +4,7 @@
  * standalone header.
  *
  * Layout: the candidate scales lie across the vector lanes. Each element is
- * read once; for each of QS_CANDS candidate step sizes it is rounded to its
+ * read once; for each of QS_CANDS_* candidate step sizes it is rounded to its
  * code and the weighted sums of q, q^2 and q x are accumulated per candidate.
  * The least-squares scale (and offset) of each candidate, and its error in
  * closed form, then follow from those sums and from the candidate-independent
@@ -12,7 +12,12 @@
  * ties). No horizontal reductions, no per-element division. */
 #include <math.h>
 
-#define QS_CANDS 24
+/* Sums over the elements of a sub-block (n a multiple of 8) run in QS_LANES
+ * partial sums added in a fixed order, so that they vectorize and both builds
+ * agree. */
+#define QS_LANES 8
+#define QS_CANDS_MIN 16 /* min/max types: step (max - min) / (nmax + 0.1 k), k = -8..7 */
+#define QS_CANDS_SYM 24 /* symmetric types: k = -11..12 */
 
 /* Nearest integer code of v in 0..hi (halves up); NaN and negatives give 0.
  * Branch-free so that the loops vectorize. */
@@ -22,32 +27,42 @@ static inline float qs_code(float v, float hi) {
     return (float)(int)(v + 0.5f);
 }
 
-/* Candidates: step sizes (max - min) / (nmax + 0.1 k), k = -8..15. For each
+/* Candidates: step sizes (max - min) / (nmax + 0.1 k), k = -8..7. For each
  * rounding, x ~= s q + o is solved by the 2x2 normal equations; o > 0
  * cannot be stored (the format subtracts a non-negative min), so then the
  * scale alone is fitted (o = 0). */
 QS_STORAGE float QS_FN(fit_scale_min)(const float *x, const float *w, int n, int nmax, float *scale, float *mn) {
+    float vlo[QS_LANES] = {0}, vhi[QS_LANES] = {0}, vw[QS_LANES] = {0}, vx[QS_LANES] = {0}, vxx[QS_LANES] = {0};
+    for (int i = 0; i < n; i += QS_LANES)
+        for (int l = 0; l < QS_LANES; l++) {
+            float xi = x[i + l], wx = w[i + l] * xi;
+            vlo[l] = xi < vlo[l] ? xi : vlo[l];
+            vhi[l] = xi > vhi[l] ? xi : vhi[l];
+            vw[l] += w[i + l];
+            vx[l] += wx;
+            vxx[l] += wx * xi;
+        }
     float lo = 0.0f, hi = 0.0f;
     double sw = 0, sx = 0, sxx = 0;
-    for (int i = 0; i < n; i++) {
-        lo = x[i] < lo ? x[i] : lo;
-        hi = x[i] > hi ? x[i] : hi;
-        sw += w[i];
-        sx += (double)w[i] * x[i];
-        sxx += (double)w[i] * x[i] * x[i];
+    for (int l = 0; l < QS_LANES; l++) {
+        lo = vlo[l] < lo ? vlo[l] : lo;
+        hi = vhi[l] > hi ? vhi[l] : hi;
+        sw += vw[l];
+        sx += vx[l];
+        sxx += vxx[l];
     }
     *scale = 0.0f;
     *mn = -lo;
     if (!(hi - lo > 0.0f)) return 0.0f;
     const float fmax = (float)nmax, range = hi - lo;
-    float is[QS_CANDS], aq[QS_CANDS], aqq[QS_CANDS], aqx[QS_CANDS];
-    for (int c = 0; c < QS_CANDS; c++) {
+    float is[QS_CANDS_MIN], aq[QS_CANDS_MIN], aqq[QS_CANDS_MIN], aqx[QS_CANDS_MIN];
+    for (int c = 0; c < QS_CANDS_MIN; c++) {
         is[c] = (fmax + 0.1f * (float)(c - 8)) / range;
         aq[c] = aqq[c] = aqx[c] = 0.0f;
     }
     for (int i = 0; i < n; i++) {
         const float xi = x[i] - lo, wi = w[i], wx = w[i] * x[i];
-        for (int c = 0; c < QS_CANDS; c++) {
+        for (int c = 0; c < QS_CANDS_MIN; c++) {
             float q = qs_code(xi * is[c], fmax), wq = wi * q;
             aq[c] += wq;
             aqq[c] += wq * q;
@@ -56,8 +71,8 @@ QS_STORAGE float QS_FN(fit_scale_min)(const float *x, const float *w, int n, int
     }
     /* both fits of every candidate, without conditions (so that this loop
      * vectorizes; a zero determinant or sqq gives inf/NaN, never chosen) */
-    double s2[QS_CANDS], o2[QS_CANDS], e2[QS_CANDS], s1[QS_CANDS], e1[QS_CANDS];
-    for (int c = 0; c < QS_CANDS; c++) {
+    double s2[QS_CANDS_MIN], o2[QS_CANDS_MIN], e2[QS_CANDS_MIN], s1[QS_CANDS_MIN], e1[QS_CANDS_MIN];
+    for (int c = 0; c < QS_CANDS_MIN; c++) {
         double sq = aq[c], sqq = aqq[c], sqx = aqx[c];
         double idet = 1.0 / (sw * sqq - sq * sq);
         double s = (sw * sqx - sq * sx) * idet, o = (sqq * sx - sq * sqx) * idet;
@@ -70,7 +85,7 @@ QS_STORAGE float QS_FN(fit_scale_min)(const float *x, const float *w, int n, int
     }
     int best = -1;
     double best_err = INFINITY, best_s = 0, best_o = 0;
-    for (int c = 0; c < QS_CANDS; c++) {
+    for (int c = 0; c < QS_CANDS_MIN; c++) {
         double det = sw * aqq[c] - (double)aq[c] * aq[c];
         double s, o, e;
         if (det > 0 && o2[c] <= 0) {
@@ -95,39 +110,123 @@ QS_STORAGE float QS_FN(fit_scale_min)(const float *x, const float *w, int n, int
  * least-squares scale of a rounding is sqx / sqq, its error sxx - sqx^2 / sqq,
  * so the winner maximizes sqx^2 / sqq. */
 QS_STORAGE float QS_FN(fit_scale_sym)(const float *x, const float *w, int n, int qmin, int qmax, float *scale) {
+    float vmax[QS_LANES] = {0}, vxx[QS_LANES] = {0};
+    for (int i = 0; i < n; i += QS_LANES)
+        for (int l = 0; l < QS_LANES; l++) {
+            float a = fabsf(x[i + l]);
+            vmax[l] = a > vmax[l] ? a : vmax[l];
+            vxx[l] += w[i + l] * x[i + l] * x[i + l];
+        }
     float amax = 0.0f, m = 0.0f;
     double sxx = 0;
-    for (int i = 0; i < n; i++) {
-        float a = fabsf(x[i]);
-        if (a > amax) {
-            amax = a;
-            m = x[i];
-        }
-        sxx += (double)w[i] * x[i] * x[i];
+    for (int l = 0; l < QS_LANES; l++) {
+        amax = vmax[l] > amax ? vmax[l] : amax;
+        sxx += vxx[l];
     }
     *scale = 0.0f;
     if (!(amax > 0.0f)) return 0.0f;
+    for (int i = 0; i < n; i++) /* the first value of largest magnitude */
+        if (fabsf(x[i]) == amax) {
+            m = x[i];
+            break;
+        }
     const float fqmin = (float)qmin, span = (float)(qmax - qmin), step = span / 256.0f;
-    float is[QS_CANDS], aqq[QS_CANDS], aqx[QS_CANDS];
-    for (int c = 0; c < QS_CANDS; c++) {
-        is[c] = (fqmin + step * (float)(c - 11)) / m;
+    float is[QS_CANDS_SYM], aqq[QS_CANDS_SYM], aqx[QS_CANDS_SYM];
+    for (int c = 0; c < QS_CANDS_SYM; c++) {
+        is[c] = (fqmin + step * (float)(c - QS_CANDS_SYM / 2 + 1)) / m;
         aqq[c] = aqx[c] = 0.0f;
     }
     for (int i = 0; i < n; i++) {
         const float xi = x[i], wi = w[i], wx = w[i] * x[i];
-        for (int c = 0; c < QS_CANDS; c++) {
+        for (int c = 0; c < QS_CANDS_SYM; c++) {
             float q = qs_code(xi * is[c] - fqmin, span) + fqmin;
             aqq[c] += (wi * q) * q;
             aqx[c] += q * wx;
         }
     }
-    double gain[QS_CANDS];
-    for (int c = 0; c < QS_CANDS; c++) gain[c] = (double)aqx[c] * aqx[c] / aqq[c]; /* NaN if sqq = 0 */
+    double gain[QS_CANDS_SYM];
+    for (int c = 0; c < QS_CANDS_SYM; c++) {
+        double g = (double)aqx[c] * aqx[c] / aqq[c]; /* NaN if sqq = 0 */
+        gain[c] = aqq[c] > 0 ? g : -1.0;
+    }
     int best = -1;
-    for (int c = 0; c < QS_CANDS; c++)
-        if (aqq[c] > 0 && (best < 0 || gain[c] > gain[best])) best = c;
+    double best_gain = -0.5;
+    for (int c = 0; c < QS_CANDS_SYM; c++)
+        if (gain[c] > best_gain) {
+            best_gain = gain[c];
+            best = c;
+        }
     if (best < 0) return 0.0f;
     *scale = (float)((double)aqx[best] / (double)aqq[best]);
     double e = sxx - gain[best];
     return e > 0 ? (float)e : 0.0f;
+}
+
+/* The sub-block scale (and min) found above are stored as integers times the
+ * super-block scales d (and dmin). Rounding each to the nearest integer is
+ * not always best once the codes are re-rounded with the stored values, so
+ * the 3 x 3 (min types) or 3 (symmetric types) integers around the nearest
+ * are tried and the one of least weighted error is kept (the nearest on
+ * ties). */
+/* sum w (ds q - dm - x)^2, q the code of x in 0..nmax (n a multiple of 8) */
+static inline float qs_err_min(const float *x, const float *w, int n, float ds, float dm, float fmax) {
+    float ids = ds > 0 ? 1.0f / ds : 0.0f, acc[QS_LANES] = {0};
+    for (int i = 0; i < n; i += QS_LANES)
+        for (int l = 0; l < QS_LANES; l++) {
+            float q = qs_code((x[i + l] + dm) * ids, fmax), r = ds * q - dm - x[i + l];
+            acc[l] += w[i + l] * r * r;
+        }
+    float e = 0.0f;
+    for (int l = 0; l < QS_LANES; l++) e += acc[l];
+    return e;
+}
+
+/* *isc, *imn: on entry the nearest integers (0..maxcode) to scale / d and
+ * mn / dmin; on return the best of their neighbours. */
+QS_STORAGE void QS_FN(pick_grid_min)(const float *x, const float *w, int n, int nmax, float d, float dmin,
+                                     int maxcode, int *isc, int *imn) {
+    const int i0 = *isc, m0 = *imn;
+    const float fmax = (float)nmax;
+    float best = qs_err_min(x, w, n, d * (float)i0, dmin * (float)m0, fmax);
+    for (int a = -1; a <= 1; a++)
+        for (int b = -1; b <= 1; b++) {
+            int i1 = i0 + a, m1 = m0 + b;
+            if ((a == 0 && b == 0) || i1 < 0 || i1 > maxcode || m1 < 0 || m1 > maxcode) continue;
+            float e = qs_err_min(x, w, n, d * (float)i1, dmin * (float)m1, fmax);
+            if (e < best) {
+                best = e;
+                *isc = i1;
+                *imn = m1;
+            }
+        }
+}
+
+/* sum w (ds q - x)^2, q the code of x in qmin..-qmin-1 (n a multiple of 8) */
+static inline float qs_err_sym(const float *x, const float *w, int n, float ds, float fqmin) {
+    float ids = ds != 0.0f ? 1.0f / ds : 0.0f, span = -2.0f * fqmin - 1.0f, acc[QS_LANES] = {0};
+    for (int i = 0; i < n; i += QS_LANES)
+        for (int l = 0; l < QS_LANES; l++) {
+            float q = qs_code(x[i + l] * ids - fqmin, span) + fqmin, r = ds * q - x[i + l];
+            acc[l] += w[i + l] * r * r;
+        }
+    float e = 0.0f;
+    for (int l = 0; l < QS_LANES; l++) e += acc[l];
+    return e;
+}
+
+/* *is: on entry the nearest integer (lo..hi) to scale / d; on return the best
+ * of it and its two neighbours. */
+QS_STORAGE void QS_FN(pick_grid_sym)(const float *x, const float *w, int n, int qmin, float d, int lo, int hi,
+                                     int *is) {
+    const int s0 = *is;
+    float best = qs_err_sym(x, w, n, d * (float)s0, (float)qmin);
+    for (int a = -1; a <= 1; a += 2) {
+        int s1 = s0 + a;
+        if (s1 < lo || s1 > hi) continue;
+        float e = qs_err_sym(x, w, n, d * (float)s1, (float)qmin);
+        if (e < best) {
+            best = e;
+            *is = s1;
+        }
+    }
 }

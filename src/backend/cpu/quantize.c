@@ -114,14 +114,19 @@ static void q5_1_block(const float *x, blk_q5_1 *b) {
 typedef struct {
     float (*fit_min)(const float *x, const float *w, int n, int nmax, float *scale, float *mn);
     float (*fit_sym)(const float *x, const float *w, int n, int qmin, int qmax, float *scale);
+    void (*pick_min)(const float *x, const float *w, int n, int nmax, float d, float dmin, int maxcode, int *isc,
+                     int *imn);
+    void (*pick_sym)(const float *x, const float *w, int n, int qmin, float d, int lo, int hi, int *is);
 } qsearch;
 
 static qsearch pick_search(void) {
-    qsearch s = {fit_scale_min_generic, fit_scale_sym_generic};
+    qsearch s = {fit_scale_min_generic, fit_scale_sym_generic, pick_grid_min_generic, pick_grid_sym_generic};
 #if defined(__x86_64__) || defined(__i386__)
     if (fitlm_cpu_isa_active() >= FITLM_ISA_AVX2) {
         s.fit_min = fitlm_fit_scale_min_avx2;
         s.fit_sym = fitlm_fit_scale_sym_avx2;
+        s.pick_min = fitlm_pick_grid_min_avx2;
+        s.pick_sym = fitlm_pick_grid_sym_avx2;
     }
 #endif
     return s;
@@ -136,11 +141,11 @@ static void weights_for(const float *x, const float *imatrix, int n, float *w) {
 static void qk45_block(const qsearch *qs, const float *x, const float *imatrix, int nmax, uint16_t *dh,
                        uint16_t *dminh,
                        uint8_t *scales12, int *q) {
-    float sc[8], mn[8], w[32];
+    float sc[8], mn[8], w[256];
     float maxsc = 0.0f, maxmn = 0.0f;
+    weights_for(x, imatrix, 256, w);
     for (int j = 0; j < 8; j++) {
-        weights_for(x + 32 * j, imatrix ? imatrix + 32 * j : NULL, 32, w);
-        qs->fit_min(x + 32 * j, w, 32, nmax, &sc[j], &mn[j]);
+        qs->fit_min(x + 32 * j, w + 32 * j, 32, nmax, &sc[j], &mn[j]);
         maxsc = fmaxf(maxsc, sc[j]);
         maxmn = fmaxf(maxmn, mn[j]);
     }
@@ -150,8 +155,11 @@ static void qk45_block(const qsearch *qs, const float *x, const float *imatrix, 
     float d16 = fitlm_fp16_to_fp32(*dh), dmin16 = fitlm_fp16_to_fp32(*dminh);
     uint8_t isc[8], imn[8];
     for (int j = 0; j < 8; j++) {
-        isc[j] = (uint8_t)(d16 > 0 ? clampi(rnd(sc[j] / d16), 0, 63) : 0);
-        imn[j] = (uint8_t)(dmin16 > 0 ? clampi(rnd(mn[j] / dmin16), 0, 63) : 0);
+        int is = d16 > 0 ? clampi(rnd(sc[j] / d16), 0, 63) : 0;
+        int im = dmin16 > 0 ? clampi(rnd(mn[j] / dmin16), 0, 63) : 0;
+        qs->pick_min(x + 32 * j, w + 32 * j, 32, nmax, d16, dmin16, 63, &is, &im);
+        isc[j] = (uint8_t)is;
+        imn[j] = (uint8_t)im;
     }
     for (int j = 0; j < 4; j++) {
         scales12[j] = (uint8_t)(isc[j] | (isc[j + 4] >> 4) << 6);
@@ -184,10 +192,10 @@ static void q5_k_block(const qsearch *qs, const float *x, const float *imatrix, 
 }
 
 static void q6_k_block(const qsearch *qs, const float *x, const float *imatrix, blk_q6_k *b) {
-    float sc[16], w[16], maxabs = 0.0f;
+    float sc[16], w[256], maxabs = 0.0f;
+    weights_for(x, imatrix, 256, w);
     for (int j = 0; j < 16; j++) {
-        weights_for(x + 16 * j, imatrix ? imatrix + 16 * j : NULL, 16, w);
-        qs->fit_sym(x + 16 * j, w, 16, -32, 31, &sc[j]);
+        qs->fit_sym(x + 16 * j, w + 16 * j, 16, -32, 31, &sc[j]);
         maxabs = fmaxf(maxabs, fabsf(sc[j]));
     }
     float d = maxabs / 127.0f;
@@ -196,6 +204,7 @@ static void q6_k_block(const qsearch *qs, const float *x, const float *imatrix, 
     int u[256];
     for (int j = 0; j < 16; j++) {
         int s = d16 > 0 ? clampi(rnd(sc[j] / d16), -128, 127) : 0;
+        qs->pick_sym(x + 16 * j, w + 16 * j, 16, -32, d16, -128, 127, &s);
         b->scales[j] = (int8_t)s;
         float ds = d16 * (float)s, ids = ds != 0.0f ? 1.0f / ds : 0.0f;
         for (int i = 0; i < 16; i++) u[16 * j + i] = (int)qs_code(x[16 * j + i] * ids + 32.0f, 63.0f);
@@ -213,10 +222,10 @@ static void q6_k_block(const qsearch *qs, const float *x, const float *imatrix, 
 /* Q2_K: 16 sub-blocks of 16, x ~= (d * sc) * q - dmin * mn with q 0..3 and
  * 4-bit sc, mn; codes in 2-bit planes (see dequant.c) */
 static void q2_k_block(const qsearch *qs, const float *x, const float *imatrix, blk_q2_k *b) {
-    float sc[16], mn[16], w[16], maxsc = 0.0f, maxmn = 0.0f;
+    float sc[16], mn[16], w[256], maxsc = 0.0f, maxmn = 0.0f;
+    weights_for(x, imatrix, 256, w);
     for (int j = 0; j < 16; j++) {
-        weights_for(x + 16 * j, imatrix ? imatrix + 16 * j : NULL, 16, w);
-        qs->fit_min(x + 16 * j, w, 16, 3, &sc[j], &mn[j]);
+        qs->fit_min(x + 16 * j, w + 16 * j, 16, 3, &sc[j], &mn[j]);
         maxsc = fmaxf(maxsc, sc[j]);
         maxmn = fmaxf(maxmn, mn[j]);
     }
@@ -227,6 +236,7 @@ static void q2_k_block(const qsearch *qs, const float *x, const float *imatrix, 
     for (int j = 0; j < 16; j++) {
         int is = d16 > 0 ? clampi(rnd(sc[j] / d16), 0, 15) : 0;
         int im = dmin16 > 0 ? clampi(rnd(mn[j] / dmin16), 0, 15) : 0;
+        qs->pick_min(x + 16 * j, w + 16 * j, 16, 3, d16, dmin16, 15, &is, &im);
         b->scales[j] = (uint8_t)(is | im << 4);
         float ds = d16 * (float)is, dm = dmin16 * (float)im, ids = ds > 0 ? 1.0f / ds : 0.0f;
         for (int i = 0; i < 16; i++) {
@@ -240,10 +250,10 @@ static void q2_k_block(const qsearch *qs, const float *x, const float *imatrix, 
 /* Q3_K: 16 sub-blocks of 16, x ~= (d * sc) * q with q -4..3 and signed 6-bit
  * sc (stored + 32); low 2 bits of q + 4 in 2-bit planes, the third in hmask */
 static void q3_k_block(const qsearch *qs, const float *x, const float *imatrix, blk_q3_k *b) {
-    float sc[16], w[16], maxabs = 0.0f;
+    float sc[16], w[256], maxabs = 0.0f;
+    weights_for(x, imatrix, 256, w);
     for (int j = 0; j < 16; j++) {
-        weights_for(x + 16 * j, imatrix ? imatrix + 16 * j : NULL, 16, w);
-        qs->fit_sym(x + 16 * j, w, 16, -4, 3, &sc[j]);
+        qs->fit_sym(x + 16 * j, w + 16 * j, 16, -4, 3, &sc[j]);
         maxabs = fmaxf(maxabs, fabsf(sc[j]));
     }
     b->d = fitlm_fp32_to_fp16(maxabs / 31.0f);
@@ -253,6 +263,7 @@ static void q3_k_block(const qsearch *qs, const float *x, const float *imatrix, 
     memset(b->scales, 0, sizeof b->scales);
     for (int j = 0; j < 16; j++) {
         int s = d16 > 0 ? clampi(rnd(sc[j] / d16), -32, 31) : 0;
+        qs->pick_sym(x + 16 * j, w + 16 * j, 16, -4, d16, -32, 31, &s);
         int u6 = s + 32;
         if (j < 8) b->scales[j] |= (uint8_t)(u6 & 15);
         else b->scales[j - 8] |= (uint8_t)((u6 & 15) << 4);
