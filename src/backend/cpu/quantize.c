@@ -110,6 +110,13 @@ static void q5_1_block(const float *x, blk_q5_1 *b) {
 #define QS_STORAGE static
 #include "backend/cpu/quant_search_impl.h"
 
+/* qs_code as an int (written out so that the code loops vectorize) */
+static inline int code_i(float v, float hi) {
+    v = v > 0.0f ? v : 0.0f;
+    v = v < hi ? v : hi;
+    return (int)(v + 0.5f);
+}
+
 /* The search functions one fitlm_quantize_row call uses. */
 typedef struct {
     float (*fit_min)(const float *x, const float *w, int n, int nmax, float *scale, float *mn);
@@ -168,7 +175,8 @@ static void qk45_block(const qsearch *qs, const float *x, const float *imatrix, 
     }
     for (int j = 0; j < 8; j++) {
         float ds = d16 * (float)isc[j], dm = dmin16 * (float)imn[j], ids = ds > 0 ? 1.0f / ds : 0.0f;
-        for (int i = 0; i < 32; i++) q[32 * j + i] = (int)qs_code((x[32 * j + i] + dm) * ids, (float)nmax);
+        const float fmax = (float)nmax;
+        for (int i = 0; i < 32; i++) q[32 * j + i] = code_i((x[32 * j + i] + dm) * ids, fmax);
     }
 }
 
@@ -207,7 +215,7 @@ static void q6_k_block(const qsearch *qs, const float *x, const float *imatrix, 
         qs->pick_sym(x + 16 * j, w + 16 * j, 16, -32, d16, -128, 127, &s);
         b->scales[j] = (int8_t)s;
         float ds = d16 * (float)s, ids = ds != 0.0f ? 1.0f / ds : 0.0f;
-        for (int i = 0; i < 16; i++) u[16 * j + i] = (int)qs_code(x[16 * j + i] * ids + 32.0f, 63.0f);
+        for (int i = 0; i < 16; i++) u[16 * j + i] = code_i(x[16 * j + i] * ids + 32.0f, 63.0f);
     }
     for (int h = 0; h < 2; h++) {
         const int *v = u + 128 * h;
@@ -241,7 +249,7 @@ static void q2_k_block(const qsearch *qs, const float *x, const float *imatrix, 
         float ds = d16 * (float)is, dm = dmin16 * (float)im, ids = ds > 0 ? 1.0f / ds : 0.0f;
         for (int i = 0; i < 16; i++) {
             int e = 16 * j + i;
-            int q = (int)qs_code((x[e] + dm) * ids, 3.0f);
+            int q = code_i((x[e] + dm) * ids, 3.0f);
             b->qs[32 * (e / 128) + e % 32] |= (uint8_t)(q << (2 * ((e % 128) / 32)));
         }
     }
@@ -271,7 +279,7 @@ static void q3_k_block(const qsearch *qs, const float *x, const float *imatrix, 
         float ds = d16 * (float)s, ids = ds != 0.0f ? 1.0f / ds : 0.0f;
         for (int i = 0; i < 16; i++) {
             int e = 16 * j + i;
-            int u = (int)qs_code(x[e] * ids + 4.0f, 7.0f); /* q + 4, 0..7 */
+            int u = code_i(x[e] * ids + 4.0f, 7.0f); /* q + 4, 0..7 */
             int plane = (e % 128) / 32;
             b->qs[32 * (e / 128) + e % 32] |= (uint8_t)((u & 3) << (2 * plane));
             b->hmask[e % 32] |= (uint8_t)((u >> 2) << (4 * (e / 128) + plane));
