@@ -6,8 +6,10 @@
  * negative code; Q4_1/Q5_1 d = (max - min) / 15 (31), offset = min; codes are
  * round-to-nearest, clamped.
  * Q2_K/Q3_K/Q4_K/Q5_K/Q6_K search each sub-block's scale (and min) to minimize the
- * (optionally importance-weighted) squared error, then quantize the sub-block
- * scales against the super-block scale and re-round every code with the scales
+ * (optionally importance-weighted) squared error (quant_search_impl.h, built
+ * here and, for AVX2 CPUs, in quantize_avx2.c: same bytes either way), then
+ * quantize the sub-block scales against the super-block scale (the best of the
+ * integers around the nearest) and re-round every code with the scales
  * actually stored. */
 #include <math.h>
 #include <string.h>
@@ -146,8 +148,7 @@ static void weights_for(const float *x, const float *imatrix, int n, float *w) {
 
 /* Q4_K / Q5_K: 8 sub-blocks of 32, 6-bit scales and mins */
 static void qk45_block(const qsearch *qs, const float *x, const float *imatrix, int nmax, uint16_t *dh,
-                       uint16_t *dminh,
-                       uint8_t *scales12, int *q) {
+                       uint16_t *dminh, uint8_t *scales12, int *q) {
     float sc[8], mn[8], w[256];
     float maxsc = 0.0f, maxmn = 0.0f;
     weights_for(x, imatrix, 256, w);
