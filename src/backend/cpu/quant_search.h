@@ -4,7 +4,8 @@
  * for any x86-64 / other CPU, once in quantize_avx2.c with AVX2. Both builds
  * use the same operations in the same order (ISO C: no FMA contraction), so
  * they produce bit-identical blocks; quantize.c picks one at run time
- * (fitlm_cpu_isa_active). No allocation. */
+ * (fitlm_cpu_isa_active). A NULL weight array w means unit weights (the same
+ * result as an array of 1.0f, faster). n is a multiple of 8. No allocation. */
 #ifndef FITLM_BACKEND_CPU_QUANT_SEARCH_H
 #define FITLM_BACKEND_CPU_QUANT_SEARCH_H
 

@@ -11,6 +11,17 @@
  * sums of w, w x and w x^2; the candidate of least error wins (the first on
  * ties). No horizontal reductions, no per-element division. */
 #include <math.h>
+#include <stddef.h>
+
+/* The bodies below take `weighted`: 0 when w is NULL (unit weights, the common
+ * case without an importance matrix), which the compiler folds away after
+ * inlining; the results are the same as with an array of 1.0f. */
+#if defined(__GNUC__)
+#define QS_INLINE static inline __attribute__((always_inline))
+#else
+#define QS_INLINE static inline
+#endif
+#define QS_W(i) (weighted ? w[i] : 1.0f)
 
 /* Sums over the elements of a sub-block (n a multiple of 8) run in QS_LANES
  * partial sums added in a fixed order, so that they vectorize and both builds
@@ -31,14 +42,14 @@ static inline float qs_code(float v, float hi) {
  * rounding, x ~= s q + o is solved by the 2x2 normal equations; o > 0
  * cannot be stored (the format subtracts a non-negative min), so then the
  * scale alone is fitted (o = 0). */
-QS_STORAGE float QS_FN(fit_scale_min)(const float *x, const float *w, int n, int nmax, float *scale, float *mn) {
+QS_INLINE float qs_fit_min(const float *x, const float *w, int weighted, int n, int nmax, float *scale, float *mn) {
     float vlo[QS_LANES] = {0}, vhi[QS_LANES] = {0}, vw[QS_LANES] = {0}, vx[QS_LANES] = {0}, vxx[QS_LANES] = {0};
     for (int i = 0; i < n; i += QS_LANES)
         for (int l = 0; l < QS_LANES; l++) {
-            float xi = x[i + l], wx = w[i + l] * xi;
+            float xi = x[i + l], wx = QS_W(i + l) * xi;
             vlo[l] = xi < vlo[l] ? xi : vlo[l];
             vhi[l] = xi > vhi[l] ? xi : vhi[l];
-            vw[l] += w[i + l];
+            vw[l] += QS_W(i + l);
             vx[l] += wx;
             vxx[l] += wx * xi;
         }
@@ -61,7 +72,7 @@ QS_STORAGE float QS_FN(fit_scale_min)(const float *x, const float *w, int n, int
         aq[c] = aqq[c] = aqx[c] = 0.0f;
     }
     for (int i = 0; i < n; i++) {
-        const float xi = x[i] - lo, wi = w[i], wx = w[i] * x[i];
+        const float xi = x[i] - lo, wi = QS_W(i), wx = QS_W(i) * x[i];
         for (int c = 0; c < QS_CANDS_MIN; c++) {
             float q = qs_code(xi * is[c], fmax), wq = wi * q;
             aq[c] += wq;
@@ -109,13 +120,13 @@ QS_STORAGE float QS_FN(fit_scale_min)(const float *x, const float *w, int n, int
  * m the value of largest magnitude (so m takes a code near qmin); the
  * least-squares scale of a rounding is sqx / sqq, its error sxx - sqx^2 / sqq,
  * so the winner maximizes sqx^2 / sqq. */
-QS_STORAGE float QS_FN(fit_scale_sym)(const float *x, const float *w, int n, int qmin, int qmax, float *scale) {
+QS_INLINE float qs_fit_sym(const float *x, const float *w, int weighted, int n, int qmin, int qmax, float *scale) {
     float vmax[QS_LANES] = {0}, vxx[QS_LANES] = {0};
     for (int i = 0; i < n; i += QS_LANES)
         for (int l = 0; l < QS_LANES; l++) {
             float a = fabsf(x[i + l]);
             vmax[l] = a > vmax[l] ? a : vmax[l];
-            vxx[l] += w[i + l] * x[i + l] * x[i + l];
+            vxx[l] += QS_W(i + l) * x[i + l] * x[i + l];
         }
     float amax = 0.0f, m = 0.0f;
     double sxx = 0;
@@ -137,7 +148,7 @@ QS_STORAGE float QS_FN(fit_scale_sym)(const float *x, const float *w, int n, int
         aqq[c] = aqx[c] = 0.0f;
     }
     for (int i = 0; i < n; i++) {
-        const float xi = x[i], wi = w[i], wx = w[i] * x[i];
+        const float xi = x[i], wi = QS_W(i), wx = QS_W(i) * x[i];
         for (int c = 0; c < QS_CANDS_SYM; c++) {
             float q = qs_code(xi * is[c] - fqmin, span) + fqmin;
             aqq[c] += (wi * q) * q;
@@ -170,12 +181,12 @@ QS_STORAGE float QS_FN(fit_scale_sym)(const float *x, const float *w, int n, int
  * is kept (the nearest on ties). */
 
 /* sum w (ds q - dm - x)^2, q the code of x in 0..nmax (n a multiple of 8) */
-static inline float qs_err_min(const float *x, const float *w, int n, float ds, float dm, float fmax) {
+QS_INLINE float qs_err_min(const float *x, const float *w, int weighted, int n, float ds, float dm, float fmax) {
     float ids = ds > 0 ? 1.0f / ds : 0.0f, acc[QS_LANES] = {0};
     for (int i = 0; i < n; i += QS_LANES)
         for (int l = 0; l < QS_LANES; l++) {
             float q = qs_code((x[i + l] + dm) * ids, fmax), r = ds * q - dm - x[i + l];
-            acc[l] += w[i + l] * r * r;
+            acc[l] += QS_W(i + l) * r * r;
         }
     float e = 0.0f;
     for (int l = 0; l < QS_LANES; l++) e += acc[l];
@@ -184,11 +195,11 @@ static inline float qs_err_min(const float *x, const float *w, int n, float ds, 
 
 /* *isc, *imn: on entry the nearest integers (0..maxcode) to scale / d and
  * mn / dmin; on return the best of their neighbours. */
-QS_STORAGE void QS_FN(pick_grid_min)(const float *x, const float *w, int n, int nmax, float d, float dmin,
-                                     int maxcode, int *isc, int *imn) {
+QS_INLINE void qs_pick_min(const float *x, const float *w, int weighted, int n, int nmax, float d, float dmin,
+                           int maxcode, int *isc, int *imn) {
     const int i0 = *isc, m0 = *imn;
     const float fmax = (float)nmax;
-    float best = qs_err_min(x, w, n, d * (float)i0, dmin * (float)m0, fmax);
+    float best = qs_err_min(x, w, weighted, n, d * (float)i0, dmin * (float)m0, fmax);
     for (int a = -1; a <= 1; a++)
         for (int b = -1; b <= 1; b++) {
             int i1 = i0 + a, m1 = m0 + b;
@@ -196,7 +207,7 @@ QS_STORAGE void QS_FN(pick_grid_min)(const float *x, const float *w, int n, int 
              * wins: 1.3% of Q4_K sub-blocks of Gaussian rows, against 20%
              * for the diagonal */
             if (a == -b || i1 < 0 || i1 > maxcode || m1 < 0 || m1 > maxcode) continue;
-            float e = qs_err_min(x, w, n, d * (float)i1, dmin * (float)m1, fmax);
+            float e = qs_err_min(x, w, weighted, n, d * (float)i1, dmin * (float)m1, fmax);
             if (e < best) {
                 best = e;
                 *isc = i1;
@@ -206,12 +217,12 @@ QS_STORAGE void QS_FN(pick_grid_min)(const float *x, const float *w, int n, int 
 }
 
 /* sum w (ds q - x)^2, q the code of x in qmin..-qmin-1 (n a multiple of 8) */
-static inline float qs_err_sym(const float *x, const float *w, int n, float ds, float fqmin) {
+QS_INLINE float qs_err_sym(const float *x, const float *w, int weighted, int n, float ds, float fqmin) {
     float ids = ds != 0.0f ? 1.0f / ds : 0.0f, span = -2.0f * fqmin - 1.0f, acc[QS_LANES] = {0};
     for (int i = 0; i < n; i += QS_LANES)
         for (int l = 0; l < QS_LANES; l++) {
             float q = qs_code(x[i + l] * ids - fqmin, span) + fqmin, r = ds * q - x[i + l];
-            acc[l] += w[i + l] * r * r;
+            acc[l] += QS_W(i + l) * r * r;
         }
     float e = 0.0f;
     for (int l = 0; l < QS_LANES; l++) e += acc[l];
@@ -220,17 +231,38 @@ static inline float qs_err_sym(const float *x, const float *w, int n, float ds, 
 
 /* *is: on entry the nearest integer (lo..hi) to scale / d; on return the best
  * of it and its two neighbours. */
-QS_STORAGE void QS_FN(pick_grid_sym)(const float *x, const float *w, int n, int qmin, float d, int lo, int hi,
-                                     int *is) {
+QS_INLINE void qs_pick_sym(const float *x, const float *w, int weighted, int n, int qmin, float d, int lo, int hi,
+                           int *is) {
     const int s0 = *is;
-    float best = qs_err_sym(x, w, n, d * (float)s0, (float)qmin);
+    float best = qs_err_sym(x, w, weighted, n, d * (float)s0, (float)qmin);
     for (int a = -1; a <= 1; a += 2) {
         int s1 = s0 + a;
         if (s1 < lo || s1 > hi) continue;
-        float e = qs_err_sym(x, w, n, d * (float)s1, (float)qmin);
+        float e = qs_err_sym(x, w, weighted, n, d * (float)s1, (float)qmin);
         if (e < best) {
             best = e;
             *is = s1;
         }
     }
+}
+
+/* The entry points (quant_search.h): w NULL means unit weights. */
+QS_STORAGE float QS_FN(fit_scale_min)(const float *x, const float *w, int n, int nmax, float *scale, float *mn) {
+    return w ? qs_fit_min(x, w, 1, n, nmax, scale, mn) : qs_fit_min(x, NULL, 0, n, nmax, scale, mn);
+}
+
+QS_STORAGE float QS_FN(fit_scale_sym)(const float *x, const float *w, int n, int qmin, int qmax, float *scale) {
+    return w ? qs_fit_sym(x, w, 1, n, qmin, qmax, scale) : qs_fit_sym(x, NULL, 0, n, qmin, qmax, scale);
+}
+
+QS_STORAGE void QS_FN(pick_grid_min)(const float *x, const float *w, int n, int nmax, float d, float dmin,
+                                     int maxcode, int *isc, int *imn) {
+    if (w) qs_pick_min(x, w, 1, n, nmax, d, dmin, maxcode, isc, imn);
+    else qs_pick_min(x, NULL, 0, n, nmax, d, dmin, maxcode, isc, imn);
+}
+
+QS_STORAGE void QS_FN(pick_grid_sym)(const float *x, const float *w, int n, int qmin, float d, int lo, int hi,
+                                     int *is) {
+    if (w) qs_pick_sym(x, w, 1, n, qmin, d, lo, hi, is);
+    else qs_pick_sym(x, NULL, 0, n, qmin, d, lo, hi, is);
 }

@@ -141,19 +141,28 @@ static qsearch pick_search(void) {
     return s;
 }
 
-static void weights_for(const float *x, const float *imatrix, int n, float *w) {
-    for (int i = 0; i < n; i++) w[i] = imatrix ? fmaxf(imatrix[i], 0.0f) + 1e-12f : 1.0f;
-    (void)x;
+/* The search weights of one super-block: NULL (unit weights) without an
+ * importance matrix, else the matrix's values (negatives as 0, plus a tiny
+ * floor so that no sub-block has zero total weight) in buf. */
+static const float *weights_for(const float *imatrix, float *buf) {
+    if (!imatrix) return NULL;
+    for (int i = 0; i < 256; i++) buf[i] = fmaxf(imatrix[i], 0.0f) + 1e-12f;
+    return buf;
+}
+
+/* sub-block k's weights (NULL stays NULL) */
+static const float *sub_w(const float *w, int offset) {
+    return w ? w + offset : NULL;
 }
 
 /* Q4_K / Q5_K: 8 sub-blocks of 32, 6-bit scales and mins */
 static void qk45_block(const qsearch *qs, const float *x, const float *imatrix, int nmax, uint16_t *dh,
                        uint16_t *dminh, uint8_t *scales12, int *q) {
-    float sc[8], mn[8], w[256];
+    float sc[8], mn[8], wbuf[256];
     float maxsc = 0.0f, maxmn = 0.0f;
-    weights_for(x, imatrix, 256, w);
+    const float *w = weights_for(imatrix, wbuf);
     for (int j = 0; j < 8; j++) {
-        qs->fit_min(x + 32 * j, w + 32 * j, 32, nmax, &sc[j], &mn[j]);
+        qs->fit_min(x + 32 * j, sub_w(w, 32 * j), 32, nmax, &sc[j], &mn[j]);
         maxsc = fmaxf(maxsc, sc[j]);
         maxmn = fmaxf(maxmn, mn[j]);
     }
@@ -165,7 +174,7 @@ static void qk45_block(const qsearch *qs, const float *x, const float *imatrix, 
     for (int j = 0; j < 8; j++) {
         int is = d16 > 0 ? clampi(rnd(sc[j] / d16), 0, 63) : 0;
         int im = dmin16 > 0 ? clampi(rnd(mn[j] / dmin16), 0, 63) : 0;
-        qs->pick_min(x + 32 * j, w + 32 * j, 32, nmax, d16, dmin16, 63, &is, &im);
+        qs->pick_min(x + 32 * j, sub_w(w, 32 * j), 32, nmax, d16, dmin16, 63, &is, &im);
         isc[j] = (uint8_t)is;
         imn[j] = (uint8_t)im;
     }
@@ -201,10 +210,10 @@ static void q5_k_block(const qsearch *qs, const float *x, const float *imatrix, 
 }
 
 static void q6_k_block(const qsearch *qs, const float *x, const float *imatrix, blk_q6_k *b) {
-    float sc[16], w[256], maxabs = 0.0f;
-    weights_for(x, imatrix, 256, w);
+    float sc[16], wbuf[256], maxabs = 0.0f;
+    const float *w = weights_for(imatrix, wbuf);
     for (int j = 0; j < 16; j++) {
-        qs->fit_sym(x + 16 * j, w + 16 * j, 16, -32, 31, &sc[j]);
+        qs->fit_sym(x + 16 * j, sub_w(w, 16 * j), 16, -32, 31, &sc[j]);
         maxabs = fmaxf(maxabs, fabsf(sc[j]));
     }
     float d = maxabs / 127.0f;
@@ -213,7 +222,7 @@ static void q6_k_block(const qsearch *qs, const float *x, const float *imatrix, 
     int u[256];
     for (int j = 0; j < 16; j++) {
         int s = d16 > 0 ? clampi(rnd(sc[j] / d16), -128, 127) : 0;
-        qs->pick_sym(x + 16 * j, w + 16 * j, 16, -32, d16, -128, 127, &s);
+        qs->pick_sym(x + 16 * j, sub_w(w, 16 * j), 16, -32, d16, -128, 127, &s);
         b->scales[j] = (int8_t)s;
         float ds = d16 * (float)s, ids = ds != 0.0f ? 1.0f / ds : 0.0f;
         for (int i = 0; i < 16; i++) u[16 * j + i] = code_i(x[16 * j + i] * ids + 32.0f, 63.0f);
@@ -231,10 +240,10 @@ static void q6_k_block(const qsearch *qs, const float *x, const float *imatrix, 
 /* Q2_K: 16 sub-blocks of 16, x ~= (d * sc) * q - dmin * mn with q 0..3 and
  * 4-bit sc, mn; codes in 2-bit planes (see dequant.c) */
 static void q2_k_block(const qsearch *qs, const float *x, const float *imatrix, blk_q2_k *b) {
-    float sc[16], mn[16], w[256], maxsc = 0.0f, maxmn = 0.0f;
-    weights_for(x, imatrix, 256, w);
+    float sc[16], mn[16], wbuf[256], maxsc = 0.0f, maxmn = 0.0f;
+    const float *w = weights_for(imatrix, wbuf);
     for (int j = 0; j < 16; j++) {
-        qs->fit_min(x + 16 * j, w + 16 * j, 16, 3, &sc[j], &mn[j]);
+        qs->fit_min(x + 16 * j, sub_w(w, 16 * j), 16, 3, &sc[j], &mn[j]);
         maxsc = fmaxf(maxsc, sc[j]);
         maxmn = fmaxf(maxmn, mn[j]);
     }
@@ -245,7 +254,7 @@ static void q2_k_block(const qsearch *qs, const float *x, const float *imatrix, 
     for (int j = 0; j < 16; j++) {
         int is = d16 > 0 ? clampi(rnd(sc[j] / d16), 0, 15) : 0;
         int im = dmin16 > 0 ? clampi(rnd(mn[j] / dmin16), 0, 15) : 0;
-        qs->pick_min(x + 16 * j, w + 16 * j, 16, 3, d16, dmin16, 15, &is, &im);
+        qs->pick_min(x + 16 * j, sub_w(w, 16 * j), 16, 3, d16, dmin16, 15, &is, &im);
         b->scales[j] = (uint8_t)(is | im << 4);
         float ds = d16 * (float)is, dm = dmin16 * (float)im, ids = ds > 0 ? 1.0f / ds : 0.0f;
         for (int i = 0; i < 16; i++) {
@@ -259,10 +268,10 @@ static void q2_k_block(const qsearch *qs, const float *x, const float *imatrix, 
 /* Q3_K: 16 sub-blocks of 16, x ~= (d * sc) * q with q -4..3 and signed 6-bit
  * sc (stored + 32); low 2 bits of q + 4 in 2-bit planes, the third in hmask */
 static void q3_k_block(const qsearch *qs, const float *x, const float *imatrix, blk_q3_k *b) {
-    float sc[16], w[256], maxabs = 0.0f;
-    weights_for(x, imatrix, 256, w);
+    float sc[16], wbuf[256], maxabs = 0.0f;
+    const float *w = weights_for(imatrix, wbuf);
     for (int j = 0; j < 16; j++) {
-        qs->fit_sym(x + 16 * j, w + 16 * j, 16, -4, 3, &sc[j]);
+        qs->fit_sym(x + 16 * j, sub_w(w, 16 * j), 16, -4, 3, &sc[j]);
         maxabs = fmaxf(maxabs, fabsf(sc[j]));
     }
     b->d = fitlm_fp32_to_fp16(maxabs / 31.0f);
@@ -272,7 +281,7 @@ static void q3_k_block(const qsearch *qs, const float *x, const float *imatrix, 
     memset(b->scales, 0, sizeof b->scales);
     for (int j = 0; j < 16; j++) {
         int s = d16 > 0 ? clampi(rnd(sc[j] / d16), -32, 31) : 0;
-        qs->pick_sym(x + 16 * j, w + 16 * j, 16, -4, d16, -32, 31, &s);
+        qs->pick_sym(x + 16 * j, sub_w(w, 16 * j), 16, -4, d16, -32, 31, &s);
         int u6 = s + 32;
         if (j < 8) b->scales[j] |= (uint8_t)(u6 & 15);
         else b->scales[j - 8] |= (uint8_t)((u6 & 15) << 4);
