@@ -156,14 +156,12 @@ QS_INLINE float qs_fit_sym(const float *x, const float *w, int weighted, int n, 
         }
     }
     double gain[QS_CANDS_SYM];
-    for (int c = 0; c < QS_CANDS_SYM; c++) {
-        double g = (double)aqx[c] * aqx[c] / aqq[c]; /* NaN if sqq = 0 */
-        gain[c] = aqq[c] > 0 ? g : -1.0;
-    }
+    for (int c = 0; c < QS_CANDS_SYM; c++) /* no condition: vectorizes; NaN if sqq = 0 */
+        gain[c] = (double)aqx[c] * aqx[c] / aqq[c];
     int best = -1;
-    double best_gain = -0.5;
+    double best_gain = -1.0;
     for (int c = 0; c < QS_CANDS_SYM; c++)
-        if (gain[c] > best_gain) {
+        if (aqq[c] > 0 && gain[c] > best_gain) {
             best_gain = gain[c];
             best = c;
         }
