@@ -8,8 +8,12 @@
  *     sum_c |w_c| * amax(block of c) / 254 plus the float term above.
  * Weights are random raw blocks (every bit pattern of the quants, random
  * valid fp16 scales) and, for types with a quantizer, quantized random data.
- * Shapes: odd row counts, cols multiples of 256, n_tokens 1/2/3/7/16,
- * thread counts 1/2/3. Plus fp16/bf16 special values and the thread pool. */
+ * Shapes: odd row counts, cols multiples of 256 (and 32-block counts that are
+ * not a multiple of 4, float rows ending mid-vector), n_tokens 1/2/3/7/12/14/16
+ * (every tile remainder of the 4- and 8-token kernels), all-positive
+ * activations, thread counts 1/2/3 with the small-call threshold off. Plus
+ * fp16/bf16 special values, SIMD vs scalar activation quantizers byte for
+ * byte, the bandwidth probe, and the thread pool. */
 #include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>

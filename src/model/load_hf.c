@@ -385,7 +385,11 @@ fitlm_model *fitlm_model_open_hf(const char *path, int mode, fitlm_error *err) {
         memcpy(m->name, b, (size_t)(d + l - b));
         m->name[d + l - b] = 0;
     }
-    cfg_path = fitlm_path_join(m->hf_dir, "config.json");
+    /* A .json file given directly is the config (any name); a config file not
+     * named config.json stands alone: no weights are looked for beside it. */
+    bool standalone_cfg = !is_dir && ends_with(path, ".json") && !ends_with(path, "/config.json") &&
+                          strcmp(path, "config.json") != 0;
+    cfg_path = (!is_dir && ends_with(path, ".json")) ? strdup(path) : fitlm_path_join(m->hf_dir, "config.json");
     if (!cfg_path) goto oom;
     if (!file_exists(cfg_path)) {
         fitlm_fail(err, "no config.json (a Hugging Face model folder needs one)");
@@ -403,7 +407,17 @@ fitlm_model *fitlm_model_open_hf(const char *path, int mode, fitlm_error *err) {
         goto fail;
     }
     if (parse_config(root, m, err) != 0) goto fail;
-    if (!is_dir && ends_with(path, ".safetensors")) {
+    if (standalone_cfg) { /* hyperparameters only; named after the file ("llama-3-8b.json" -> "llama-3-8b") */
+        const char *b = strrchr(path, '/');
+        b = b ? b + 1 : path;
+        size_t bl = strlen(b) - 5;
+        char *nm = malloc(bl + 1);
+        if (!nm) goto oom;
+        memcpy(nm, b, bl);
+        nm[bl] = 0;
+        free(m->name);
+        m->name = nm;
+    } else if (!is_dir && ends_with(path, ".safetensors")) {
         if (add_safetensors_file(m, path, err) != 0) goto fail;
     } else {
         p = fitlm_path_join(m->hf_dir, "model.safetensors.index.json");

@@ -324,8 +324,12 @@ INSTANTIATE(dot_q5_1)
 INLINE void dot_q4_k_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) {
     const blk_q4_k *b = w;
     const int64_t nb = cols / 256;
-    __m256 acc[FITLM_DOT_TILE_AVX512], macc[FITLM_DOT_TILE_AVX512];
-    for (int t = 0; t < nt; t++) acc[t] = macc[t] = _mm256_setzero_ps();
+    __m512 acc[FITLM_DOT_TILE_AVX512];
+    __m256 macc[FITLM_DOT_TILE_AVX512];
+    for (int t = 0; t < nt; t++) {
+        acc[t] = _mm512_setzero_ps();
+        macc[t] = _mm256_setzero_ps();
+    }
     const __m512i m4 = _mm512_set1_epi8(0x0f);
     __m512i sidx[4];
     for (int c = 0; c < 4; c++)
@@ -355,14 +359,13 @@ INLINE void dot_q4_k_body(int64_t cols, const void *w, const void *a, size_t ast
                 isum1 = _mm512_dpwssd_epi32(isum1, _mm512_maddubs_epi16(wq[c + 1], a1), scv[c + 1]);
             }
             __m512i is = _mm512_add_epi32(isum0, isum1);
-            __m256i isum = _mm256_add_epi32(_mm512_castsi512_si256(is), _mm512_extracti64x4_epi64(is, 1));
             /* mins x 16-sums stay a vector: no horizontal sum per block */
             __m256i mprod = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)ab->bsums), mins16);
-            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(d * ab->d), acc[t]);
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is), _mm512_set1_ps(d * ab->d), acc[t]);
             macc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mprod), _mm256_set1_ps(dmin * ab->d), macc[t]);
         }
     }
-    for (int t = 0; t < nt; t++) out[t] = hsum_ps(acc[t]) - hsum_ps(macc[t]);
+    for (int t = 0; t < nt; t++) out[t] = _mm512_reduce_add_ps(acc[t]) - hsum_ps(macc[t]);
 }
 INSTANTIATE(dot_q4_k)
 
