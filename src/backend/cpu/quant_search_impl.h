@@ -13,6 +13,12 @@
 #include <math.h>
 #include <stddef.h>
 
+/* No fused multiply-adds: the generic and the AVX2 build must round alike
+ * (GCC does not contract in ISO C mode; clang would, within an expression). */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#endif
+
 /* The bodies below take `weighted`: 0 when w is NULL (unit weights, the common
  * case without an importance matrix), which the compiler folds away after
  * inlining; the results are the same as with an array of 1.0f. */
