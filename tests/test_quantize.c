@@ -185,6 +185,21 @@ int main(void) {
         for (int i = 0; i < 256; i++) bad += y[i] != 0.0f;
         CHECK(bad == 0, "%s zeros -> %d non-zero", fitlm_type_name(cases[c].type), bad);
     }
+    /* degenerate super-blocks the K searches must still fit (a zero
+     * determinant in the scale/min solve, one non-zero value): a constant
+     * block and a lone spike are representable up to the fp16 rounding of
+     * the scales (< 2^-11 relative each), so 0.1% */
+    const int ktypes[] = {FITLM_TYPE_Q2_K, FITLM_TYPE_Q3_K, FITLM_TYPE_Q4_K, FITLM_TYPE_Q5_K, FITLM_TYPE_Q6_K};
+    for (int shape = 0; shape < 3; shape++) {
+        for (int i = 0; i < 256; i++) x[i] = shape == 0 ? 0.5f : shape == 1 ? -0.5f : i == 77 ? 1.0f : 0.0f;
+        for (size_t t = 0; t < sizeof ktypes / sizeof ktypes[0]; t++) {
+            fitlm_quantize_row(ktypes[t], x, q, 256, NULL);
+            fitlm_dequantize_row(ktypes[t], q, y, 256);
+            double e = rel_rmse(x, y, 256, NULL);
+            CHECK(e < 1e-3, "%s: %s block relative RMSE %.5f", fitlm_type_name(ktypes[t]),
+                  shape == 0 ? "constant +0.5" : shape == 1 ? "constant -0.5" : "single spike", e);
+        }
+    }
     CHECK(fitlm_quantize_row(FITLM_TYPE_Q4_K, x, q, 100, NULL) == -1, "partial block refused");
     CHECK(fitlm_quantize_row(FITLM_TYPE_IQ2_XXS, x, q, 256, NULL) == -1, "unsupported refused");
     free(x);
