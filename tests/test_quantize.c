@@ -8,7 +8,9 @@
  *    the code width (the figures are printed; docs/kernels.md records them),
  *    and the K types must not be worse than the plain min/max scheme with the
  *    same bits.
- *  - an importance matrix lowers the error where it puts weight. */
+ *  - an importance matrix lowers the error where it puts weight.
+ *  - the AVX2 build of the K-type scale searches writes the same bytes as the
+ *    generic build (so a file does not depend on the CPU that made it). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,6 +101,26 @@ static void check_exact_definitions(void) {
     }
 }
 
+/* K types through the generic and the AVX2 searches: identical blocks */
+static void check_isa_identical(const float *x, int64_t n, const float *imat) {
+    if (fitlm_cpu_isa_detect() < FITLM_ISA_AVX2) return;
+    const int types[] = {FITLM_TYPE_Q2_K, FITLM_TYPE_Q3_K, FITLM_TYPE_Q4_K, FITLM_TYPE_Q5_K, FITLM_TYPE_Q6_K};
+    fitlm_cpu_isa was = fitlm_cpu_isa_active();
+    uint8_t *a = malloc((size_t)n * 2), *b = malloc((size_t)n * 2);
+    for (size_t t = 0; t < sizeof types / sizeof types[0]; t++)
+        for (int w = 0; w < 2; w++) {
+            fitlm_cpu_isa_set(FITLM_ISA_SCALAR);
+            int64_t na = fitlm_quantize_row(types[t], x, a, n, w ? imat : NULL);
+            fitlm_cpu_isa_set(FITLM_ISA_AVX2);
+            int64_t nb = fitlm_quantize_row(types[t], x, b, n, w ? imat : NULL);
+            CHECK(na == nb && na > 0 && memcmp(a, b, (size_t)na) == 0, "%s%s: AVX2 and generic blocks differ",
+                  fitlm_type_name(types[t]), w ? " with imatrix" : "");
+        }
+    fitlm_cpu_isa_set(was);
+    free(a);
+    free(b);
+}
+
 typedef struct {
     int type;
     double bound; /* relative RMSE bound on the test distribution */
@@ -111,13 +133,14 @@ int main(void) {
     uint8_t *q = malloc((size_t)n * 2);
     for (int64_t i = 0; i < n; i++) x[i] = gauss();
     /* bounds: about 1.15 x the figures measured when the quantizers were
-     * written (docs/kernels.md). The uniform-step estimate step/sqrt(12) with
+     * written (docs/kernels.md; the K types' as of their faster search,
+     * docs/quantization.md). The uniform-step estimate step/sqrt(12) with
      * step = max|x|/127 (Q8_0) or max|x|/8 (Q4_0) over 32 Gaussian values gives
      * 0.005 and 0.08 before outliers; a broken layout or search lands far above */
     const qcase cases[] = {
-        {FITLM_TYPE_Q8_0, 0.0080}, {FITLM_TYPE_Q6_K, 0.0240}, {FITLM_TYPE_Q5_1, 0.0480},
-        {FITLM_TYPE_Q5_0, 0.0610}, {FITLM_TYPE_Q5_K, 0.0460}, {FITLM_TYPE_Q4_1, 0.0980},
-        {FITLM_TYPE_Q4_0, 0.1250}, {FITLM_TYPE_Q4_K, 0.0900}, {FITLM_TYPE_Q3_K, 0.190}, {FITLM_TYPE_Q2_K, 0.330},
+        {FITLM_TYPE_Q8_0, 0.0080}, {FITLM_TYPE_Q6_K, 0.0234}, {FITLM_TYPE_Q5_1, 0.0480},
+        {FITLM_TYPE_Q5_0, 0.0610}, {FITLM_TYPE_Q5_K, 0.0446}, {FITLM_TYPE_Q4_1, 0.0980},
+        {FITLM_TYPE_Q4_0, 0.1250}, {FITLM_TYPE_Q4_K, 0.0889}, {FITLM_TYPE_Q3_K, 0.188}, {FITLM_TYPE_Q2_K, 0.317},
     };
     double err[64] = {0};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
@@ -144,6 +167,8 @@ int main(void) {
             CHECK(ew < eu, "%s imatrix does not help (%.4f vs %.4f)", fitlm_type_name(type), ew, eu);
         }
     }
+    for (int64_t i = 0; i < n; i++) imat[i] = (float)(0.1 + 4.0 * urand());
+    check_isa_identical(x, n, imat);
     CHECK(err[FITLM_TYPE_Q4_K] < err[FITLM_TYPE_Q4_1], "Q4_K (%.4f) worse than Q4_1 (%.4f)", err[FITLM_TYPE_Q4_K],
           err[FITLM_TYPE_Q4_1]);
     CHECK(err[FITLM_TYPE_Q5_K] < err[FITLM_TYPE_Q5_1], "Q5_K (%.4f) worse than Q5_1 (%.4f)", err[FITLM_TYPE_Q5_K],
@@ -159,6 +184,21 @@ int main(void) {
         int bad = 0;
         for (int i = 0; i < 256; i++) bad += y[i] != 0.0f;
         CHECK(bad == 0, "%s zeros -> %d non-zero", fitlm_type_name(cases[c].type), bad);
+    }
+    /* degenerate super-blocks the K searches must still fit (a zero
+     * determinant in the scale/min solve, one non-zero value): a constant
+     * block and a lone spike are representable up to the fp16 rounding of
+     * the scales (< 2^-11 relative each), so 0.1% */
+    const int ktypes[] = {FITLM_TYPE_Q2_K, FITLM_TYPE_Q3_K, FITLM_TYPE_Q4_K, FITLM_TYPE_Q5_K, FITLM_TYPE_Q6_K};
+    for (int shape = 0; shape < 3; shape++) {
+        for (int i = 0; i < 256; i++) x[i] = shape == 0 ? 0.5f : shape == 1 ? -0.5f : i == 77 ? 1.0f : 0.0f;
+        for (size_t t = 0; t < sizeof ktypes / sizeof ktypes[0]; t++) {
+            fitlm_quantize_row(ktypes[t], x, q, 256, NULL);
+            fitlm_dequantize_row(ktypes[t], q, y, 256);
+            double e = rel_rmse(x, y, 256, NULL);
+            CHECK(e < 1e-3, "%s: %s block relative RMSE %.5f", fitlm_type_name(ktypes[t]),
+                  shape == 0 ? "constant +0.5" : shape == 1 ? "constant -0.5" : "single spike", e);
+        }
     }
     CHECK(fitlm_quantize_row(FITLM_TYPE_Q4_K, x, q, 100, NULL) == -1, "partial block refused");
     CHECK(fitlm_quantize_row(FITLM_TYPE_IQ2_XXS, x, q, 256, NULL) == -1, "unsupported refused");

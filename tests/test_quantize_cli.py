@@ -137,7 +137,7 @@ LAYERS = [L]
 
 # Relative RMS error bounds (RMSE / RMS of the source tensor) on N(0, 0.02)
 # weights, a bit above what fitlm's quantizers measure (see docs/quantization.md).
-BOUND = {"F32": 0.0, "F16": 1e-3, "BF16": 3e-3, "Q8_0": 0.006, "Q6_K": 0.02, "Q5_0": 0.045, "Q4_K": 0.08,
+BOUND = {"F32": 0.0, "F16": 1e-3, "BF16": 3e-3, "Q8_0": 0.006, "Q6_K": 0.019, "Q5_0": 0.045, "Q4_K": 0.078,
          "Q4_0": 0.10}
 
 

@@ -2,6 +2,7 @@
 
 #include <inttypes.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -129,6 +130,7 @@ typedef struct qctx {
     /* the tensor being filled */
     const qitem *cur;
     uint8_t *buf;
+    atomic_uint_fast64_t next_row; /* rows are handed out in ROW_CHUNK pieces */
     /* progress */
     uint64_t done_in, total_in;
     struct timespec t0;
@@ -191,28 +193,38 @@ static int write_row(const qitem *it, const float *x, uint8_t *out) {
     }
 }
 
+/* Rows per piece a thread takes at a time: small enough that the threads
+ * finish together when some are slowed (a shared machine, one core busier),
+ * large enough that the shared counter costs nothing (a row of a 1B model
+ * takes 0.1-0.5 ms to quantize). */
+#define ROW_CHUNK 8
+
 static void quantize_rows(void *arg, int ith, int nth) {
     qctx *c = arg;
     const qitem *it = c->cur;
-    uint64_t per = (it->rows + (uint64_t)nth - 1) / (uint64_t)nth;
-    uint64_t r0 = per * (uint64_t)ith, r1 = r0 + per < it->rows ? r0 + per : it->rows;
+    (void)nth;
     float *x = c->scratch[ith];
     bool copy = it->src && it->in_type == it->out_type;
-    for (uint64_t r = r0; r < r1; r++) {
-        uint8_t *out = c->buf + r * it->out_row_bytes;
-        if (copy) { /* same type: the exact bytes (permuted if needed) */
-            uint64_t sr = it->et ? fitlm_export_src_row(c->plan, it->et, r) : r;
-            memcpy(out, (const uint8_t *)it->src->data + sr * it->in_row_bytes, (size_t)it->out_row_bytes);
-            continue;
-        }
-        int bad = read_row(c, it, r, x) != 0 ? BAD_DEQUANTIZER : BAD_NONE;
-        for (uint64_t e = 0; e < it->row_len && !bad; e++)
-            if (!isfinite(x[e])) bad = BAD_NONFINITE;
-        if (!bad) bad = write_row(it, x, out);
-        if (bad) {
-            c->thread_bad[ith] = bad;
-            c->bad_row[ith] = r;
-            return;
+    for (;;) {
+        uint64_t r0 = atomic_fetch_add(&c->next_row, ROW_CHUNK);
+        if (r0 >= it->rows) return;
+        uint64_t r1 = it->rows - r0 > ROW_CHUNK ? r0 + ROW_CHUNK : it->rows;
+        for (uint64_t r = r0; r < r1; r++) {
+            uint8_t *out = c->buf + r * it->out_row_bytes;
+            if (copy) { /* same type: the exact bytes (permuted if needed) */
+                uint64_t sr = it->et ? fitlm_export_src_row(c->plan, it->et, r) : r;
+                memcpy(out, (const uint8_t *)it->src->data + sr * it->in_row_bytes, (size_t)it->out_row_bytes);
+                continue;
+            }
+            int bad = read_row(c, it, r, x) != 0 ? BAD_DEQUANTIZER : BAD_NONE;
+            for (uint64_t e = 0; e < it->row_len && !bad; e++)
+                if (!isfinite(x[e])) bad = BAD_NONFINITE;
+            if (!bad) bad = write_row(it, x, out);
+            if (bad) {
+                c->thread_bad[ith] = bad;
+                c->bad_row[ith] = r;
+                return;
+            }
         }
     }
 }
@@ -231,6 +243,7 @@ static int fill(void *user, uint64_t index, void *buf, uint64_t nbytes, fitlm_er
     c->cur = it;
     c->buf = buf;
     for (int i = 0; i < c->nth; i++) c->thread_bad[i] = 0;
+    atomic_store(&c->next_row, 0);
     if (it->rows) fitlm_threadpool_run(it->rows >= 4 ? c->pool : NULL, quantize_rows, c);
     for (int i = 0; i < c->nth; i++) {
         uint64_t r = c->bad_row[i];

@@ -6,14 +6,17 @@
  * negative code; Q4_1/Q5_1 d = (max - min) / 15 (31), offset = min; codes are
  * round-to-nearest, clamped.
  * Q2_K/Q3_K/Q4_K/Q5_K/Q6_K search each sub-block's scale (and min) to minimize the
- * (optionally importance-weighted) squared error, then quantize the sub-block
- * scales against the super-block scale and re-round every code with the scales
+ * (optionally importance-weighted) squared error (quant_search_impl.h, built
+ * here and, for AVX2 CPUs, in quantize_avx2.c: same bytes either way), then
+ * quantize the sub-block scales against the super-block scale (the best of the
+ * integers around the nearest) and re-round every code with the scales
  * actually stored. */
 #include <math.h>
 #include <string.h>
 
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/quant_blocks.h"
+#include "backend/cpu/quant_search.h"
 #include "format/ggml_type.h"
 #include "util/fp16.h"
 
@@ -104,112 +107,62 @@ static void q5_1_block(const float *x, blk_q5_1 *b) {
 
 /* ---- K types: sub-block searches ---- */
 
-/* Fits x ~= scale * q - mn (q in 0..nmax, mn >= 0) to minimize
- * sum w (scale q - mn - x)^2. Tries a range of step sizes around
- * (max - min) / nmax; for each, rounds the codes and solves the 2x2 least
- * squares for (scale, mn). Returns the error; writes scale and mn. */
-static float fit_scale_min(const float *x, const float *w, int n, int nmax, float *scale, float *mn) {
-    float lo = 0.0f, hi = 0.0f;
-    for (int i = 0; i < n; i++) {
-        lo = fminf(lo, x[i]);
-        hi = fmaxf(hi, x[i]);
-    }
-    *scale = 0.0f;
-    *mn = -lo;
-    if (hi - lo <= 0.0f) return 0.0f;
-    float best = INFINITY;
-    for (int k = -8; k <= 12; k++) {
-        float iscale = ((float)nmax + 0.1f * (float)k) / (hi - lo);
-        double sw = 0, sq = 0, sqq = 0, sx = 0, sqx = 0;
-        int q[256];
-        for (int i = 0; i < n; i++) {
-            q[i] = clampi(rnd((x[i] - lo) * iscale), 0, nmax);
-            sw += w[i];
-            sq += w[i] * q[i];
-            sqq += w[i] * (double)q[i] * q[i];
-            sx += w[i] * x[i];
-            sqx += w[i] * q[i] * x[i];
-        }
-        /* x ~= s q + o: normal equations */
-        double det = sw * sqq - sq * sq;
-        double s, o;
-        if (det > 0) {
-            s = (sw * sqx - sq * sx) / det;
-            o = (sqq * sx - sq * sqx) / det;
-        } else {
-            s = 1.0 / iscale;
-            o = lo;
-        }
-        if (o > 0) { /* the format can only subtract: fit scale alone */
-            o = 0;
-            s = sqq > 0 ? sqx / sqq : 0;
-        }
-        if (s < 0) continue;
-        double err = 0;
-        for (int i = 0; i < n; i++) {
-            double e = s * q[i] + o - x[i];
-            err += w[i] * e * e;
-        }
-        if (err < best) {
-            best = (float)err;
-            *scale = (float)s;
-            *mn = (float)-o;
-        }
-    }
-    return best;
+/* the generic build of the searches (quant_search_impl.h) */
+#define QS_FN(name) name##_generic
+#define QS_STORAGE static
+#include "backend/cpu/quant_search_impl.h"
+
+/* qs_code as an int (written out so that the code loops vectorize) */
+static inline int code_i(float v, float hi) {
+    v = v > 0.0f ? v : 0.0f;
+    v = v < hi ? v : hi;
+    return (int)(v + 0.5f);
 }
 
-/* Symmetric fit x ~= scale * q, q in qmin..qmax with qmin = -(qmax + 1)
- * (Q6_K: -32..31, Q3_K: -4..3); scale may be negative so that the value of
- * largest magnitude can take the code qmin. Tries step sizes around
- * m / qmin, least-squares scale for each rounding. */
-static float fit_scale_sym(const float *x, const float *w, int n, int qmin, int qmax, float *scale) {
-    float amax = 0.0f, m = 0.0f;
-    for (int i = 0; i < n; i++)
-        if (fabsf(x[i]) > amax) {
-            amax = fabsf(x[i]);
-            m = x[i];
-        }
-    *scale = 0.0f;
-    if (amax == 0.0f) return 0.0f;
-    float best = INFINITY;
-    float step = (float)(qmax - qmin) / 256.0f; /* 0.25 for Q6_K, 0.03 for Q3_K */
-    for (int k = -9; k <= 9; k++) {
-        float iscale = ((float)qmin + step * (float)k) / m;
-        double sqq = 0, sqx = 0;
-        int q[16];
-        for (int i = 0; i < n; i++) {
-            q[i] = clampi(rnd(x[i] * iscale), qmin, qmax);
-            sqq += w[i] * (double)q[i] * q[i];
-            sqx += w[i] * q[i] * x[i];
-        }
-        if (sqq <= 0) continue;
-        double sc = sqx / sqq, err = 0;
-        for (int i = 0; i < n; i++) {
-            double e = sc * q[i] - x[i];
-            err += w[i] * e * e;
-        }
-        if (err < best) {
-            best = (float)err;
-            *scale = (float)sc;
-        }
+/* The search functions one fitlm_quantize_row call uses. */
+typedef struct {
+    float (*fit_min)(const float *x, const float *w, int n, int nmax, float *scale, float *mn);
+    float (*fit_sym)(const float *x, const float *w, int n, int qmin, int qmax, float *scale);
+    void (*pick_min)(const float *x, const float *w, int n, int nmax, float d, float dmin, int maxcode, int *isc,
+                     int *imn);
+    void (*pick_sym)(const float *x, const float *w, int n, int qmin, float d, int lo, int hi, int *is);
+} qsearch;
+
+static qsearch pick_search(void) {
+    qsearch s = {fit_scale_min_generic, fit_scale_sym_generic, pick_grid_min_generic, pick_grid_sym_generic};
+#if defined(__x86_64__) || defined(__i386__)
+    if (fitlm_cpu_isa_active() >= FITLM_ISA_AVX2) {
+        s.fit_min = fitlm_fit_scale_min_avx2;
+        s.fit_sym = fitlm_fit_scale_sym_avx2;
+        s.pick_min = fitlm_pick_grid_min_avx2;
+        s.pick_sym = fitlm_pick_grid_sym_avx2;
     }
-    return best;
+#endif
+    return s;
 }
 
-static void weights_for(const float *x, const float *imatrix, int n, float *w) {
-    for (int i = 0; i < n; i++) w[i] = imatrix ? fmaxf(imatrix[i], 0.0f) + 1e-12f : 1.0f;
-    (void)x;
+/* The search weights of one super-block: NULL (unit weights) without an
+ * importance matrix, else the matrix's values (negatives as 0, plus a tiny
+ * floor so that no sub-block has zero total weight) in buf. */
+static const float *weights_for(const float *imatrix, float *buf) {
+    if (!imatrix) return NULL;
+    for (int i = 0; i < 256; i++) buf[i] = fmaxf(imatrix[i], 0.0f) + 1e-12f;
+    return buf;
+}
+
+/* sub-block k's weights (NULL stays NULL) */
+static const float *sub_w(const float *w, int offset) {
+    return w ? w + offset : NULL;
 }
 
 /* Q4_K / Q5_K: 8 sub-blocks of 32, 6-bit scales and mins */
-static void qk45_block(const float *x, const float *imatrix, int nmax, uint16_t *dh, uint16_t *dminh,
-                       uint8_t *scales12, int *q) {
-    float sc[8], mn[8], w[32];
+static void qk45_block(const qsearch *qs, const float *x, const float *imatrix, int nmax, uint16_t *dh,
+                       uint16_t *dminh, uint8_t *scales12, int *q) {
+    float sc[8], mn[8], wbuf[256];
     float maxsc = 0.0f, maxmn = 0.0f;
+    const float *w = weights_for(imatrix, wbuf);
     for (int j = 0; j < 8; j++) {
-        weights_for(x + 32 * j, imatrix ? imatrix + 32 * j : NULL, 32, w);
-        fit_scale_min(x + 32 * j, w, 32, nmax, &sc[j], &mn[j]);
+        qs->fit_min(x + 32 * j, sub_w(w, 32 * j), 32, nmax, &sc[j], &mn[j]);
         maxsc = fmaxf(maxsc, sc[j]);
         maxmn = fmaxf(maxmn, mn[j]);
     }
@@ -219,8 +172,11 @@ static void qk45_block(const float *x, const float *imatrix, int nmax, uint16_t 
     float d16 = fitlm_fp16_to_fp32(*dh), dmin16 = fitlm_fp16_to_fp32(*dminh);
     uint8_t isc[8], imn[8];
     for (int j = 0; j < 8; j++) {
-        isc[j] = (uint8_t)(d16 > 0 ? clampi(rnd(sc[j] / d16), 0, 63) : 0);
-        imn[j] = (uint8_t)(dmin16 > 0 ? clampi(rnd(mn[j] / dmin16), 0, 63) : 0);
+        int is = d16 > 0 ? clampi(rnd(sc[j] / d16), 0, 63) : 0;
+        int im = dmin16 > 0 ? clampi(rnd(mn[j] / dmin16), 0, 63) : 0;
+        qs->pick_min(x + 32 * j, sub_w(w, 32 * j), 32, nmax, d16, dmin16, 63, &is, &im);
+        isc[j] = (uint8_t)is;
+        imn[j] = (uint8_t)im;
     }
     for (int j = 0; j < 4; j++) {
         scales12[j] = (uint8_t)(isc[j] | (isc[j + 4] >> 4) << 6);
@@ -228,21 +184,22 @@ static void qk45_block(const float *x, const float *imatrix, int nmax, uint16_t 
         scales12[j + 8] = (uint8_t)((isc[j + 4] & 15) | (imn[j + 4] & 15) << 4);
     }
     for (int j = 0; j < 8; j++) {
-        float ds = d16 * (float)isc[j], dm = dmin16 * (float)imn[j];
-        for (int i = 0; i < 32; i++) q[32 * j + i] = ds > 0 ? clampi(rnd((x[32 * j + i] + dm) / ds), 0, nmax) : 0;
+        float ds = d16 * (float)isc[j], dm = dmin16 * (float)imn[j], ids = ds > 0 ? 1.0f / ds : 0.0f;
+        const float fmax = (float)nmax;
+        for (int i = 0; i < 32; i++) q[32 * j + i] = code_i((x[32 * j + i] + dm) * ids, fmax);
     }
 }
 
-static void q4_k_block(const float *x, const float *imatrix, blk_q4_k *b) {
+static void q4_k_block(const qsearch *qs, const float *x, const float *imatrix, blk_q4_k *b) {
     int q[256];
-    qk45_block(x, imatrix, 15, &b->d, &b->dmin, b->scales, q);
+    qk45_block(qs, x, imatrix, 15, &b->d, &b->dmin, b->scales, q);
     for (int c = 0; c < 4; c++)
         for (int l = 0; l < 32; l++) b->qs[32 * c + l] = (uint8_t)(q[64 * c + l] | q[64 * c + 32 + l] << 4);
 }
 
-static void q5_k_block(const float *x, const float *imatrix, blk_q5_k *b) {
+static void q5_k_block(const qsearch *qs, const float *x, const float *imatrix, blk_q5_k *b) {
     int q[256];
-    qk45_block(x, imatrix, 31, &b->d, &b->dmin, b->scales, q);
+    qk45_block(qs, x, imatrix, 31, &b->d, &b->dmin, b->scales, q);
     memset(b->qh, 0, sizeof b->qh);
     for (int c = 0; c < 4; c++)
         for (int l = 0; l < 32; l++) {
@@ -252,11 +209,11 @@ static void q5_k_block(const float *x, const float *imatrix, blk_q5_k *b) {
         }
 }
 
-static void q6_k_block(const float *x, const float *imatrix, blk_q6_k *b) {
-    float sc[16], w[16], maxabs = 0.0f;
+static void q6_k_block(const qsearch *qs, const float *x, const float *imatrix, blk_q6_k *b) {
+    float sc[16], wbuf[256], maxabs = 0.0f;
+    const float *w = weights_for(imatrix, wbuf);
     for (int j = 0; j < 16; j++) {
-        weights_for(x + 16 * j, imatrix ? imatrix + 16 * j : NULL, 16, w);
-        fit_scale_sym(x + 16 * j, w, 16, -32, 31, &sc[j]);
+        qs->fit_sym(x + 16 * j, sub_w(w, 16 * j), 16, -32, 31, &sc[j]);
         maxabs = fmaxf(maxabs, fabsf(sc[j]));
     }
     float d = maxabs / 127.0f;
@@ -265,9 +222,10 @@ static void q6_k_block(const float *x, const float *imatrix, blk_q6_k *b) {
     int u[256];
     for (int j = 0; j < 16; j++) {
         int s = d16 > 0 ? clampi(rnd(sc[j] / d16), -128, 127) : 0;
+        qs->pick_sym(x + 16 * j, sub_w(w, 16 * j), 16, -32, d16, -128, 127, &s);
         b->scales[j] = (int8_t)s;
-        float ds = d16 * (float)s;
-        for (int i = 0; i < 16; i++) u[16 * j + i] = (ds != 0.0f ? clampi(rnd(x[16 * j + i] / ds), -32, 31) : 0) + 32;
+        float ds = d16 * (float)s, ids = ds != 0.0f ? 1.0f / ds : 0.0f;
+        for (int i = 0; i < 16; i++) u[16 * j + i] = code_i(x[16 * j + i] * ids + 32.0f, 63.0f);
     }
     for (int h = 0; h < 2; h++) {
         const int *v = u + 128 * h;
@@ -281,11 +239,11 @@ static void q6_k_block(const float *x, const float *imatrix, blk_q6_k *b) {
 
 /* Q2_K: 16 sub-blocks of 16, x ~= (d * sc) * q - dmin * mn with q 0..3 and
  * 4-bit sc, mn; codes in 2-bit planes (see dequant.c) */
-static void q2_k_block(const float *x, const float *imatrix, blk_q2_k *b) {
-    float sc[16], mn[16], w[16], maxsc = 0.0f, maxmn = 0.0f;
+static void q2_k_block(const qsearch *qs, const float *x, const float *imatrix, blk_q2_k *b) {
+    float sc[16], mn[16], wbuf[256], maxsc = 0.0f, maxmn = 0.0f;
+    const float *w = weights_for(imatrix, wbuf);
     for (int j = 0; j < 16; j++) {
-        weights_for(x + 16 * j, imatrix ? imatrix + 16 * j : NULL, 16, w);
-        fit_scale_min(x + 16 * j, w, 16, 3, &sc[j], &mn[j]);
+        qs->fit_min(x + 16 * j, sub_w(w, 16 * j), 16, 3, &sc[j], &mn[j]);
         maxsc = fmaxf(maxsc, sc[j]);
         maxmn = fmaxf(maxmn, mn[j]);
     }
@@ -296,11 +254,12 @@ static void q2_k_block(const float *x, const float *imatrix, blk_q2_k *b) {
     for (int j = 0; j < 16; j++) {
         int is = d16 > 0 ? clampi(rnd(sc[j] / d16), 0, 15) : 0;
         int im = dmin16 > 0 ? clampi(rnd(mn[j] / dmin16), 0, 15) : 0;
+        qs->pick_min(x + 16 * j, sub_w(w, 16 * j), 16, 3, d16, dmin16, 15, &is, &im);
         b->scales[j] = (uint8_t)(is | im << 4);
-        float ds = d16 * (float)is, dm = dmin16 * (float)im;
+        float ds = d16 * (float)is, dm = dmin16 * (float)im, ids = ds > 0 ? 1.0f / ds : 0.0f;
         for (int i = 0; i < 16; i++) {
             int e = 16 * j + i;
-            int q = ds > 0 ? clampi(rnd((x[e] + dm) / ds), 0, 3) : 0;
+            int q = code_i((x[e] + dm) * ids, 3.0f);
             b->qs[32 * (e / 128) + e % 32] |= (uint8_t)(q << (2 * ((e % 128) / 32)));
         }
     }
@@ -308,11 +267,11 @@ static void q2_k_block(const float *x, const float *imatrix, blk_q2_k *b) {
 
 /* Q3_K: 16 sub-blocks of 16, x ~= (d * sc) * q with q -4..3 and signed 6-bit
  * sc (stored + 32); low 2 bits of q + 4 in 2-bit planes, the third in hmask */
-static void q3_k_block(const float *x, const float *imatrix, blk_q3_k *b) {
-    float sc[16], w[16], maxabs = 0.0f;
+static void q3_k_block(const qsearch *qs, const float *x, const float *imatrix, blk_q3_k *b) {
+    float sc[16], wbuf[256], maxabs = 0.0f;
+    const float *w = weights_for(imatrix, wbuf);
     for (int j = 0; j < 16; j++) {
-        weights_for(x + 16 * j, imatrix ? imatrix + 16 * j : NULL, 16, w);
-        fit_scale_sym(x + 16 * j, w, 16, -4, 3, &sc[j]);
+        qs->fit_sym(x + 16 * j, sub_w(w, 16 * j), 16, -4, 3, &sc[j]);
         maxabs = fmaxf(maxabs, fabsf(sc[j]));
     }
     b->d = fitlm_fp32_to_fp16(maxabs / 31.0f);
@@ -322,14 +281,15 @@ static void q3_k_block(const float *x, const float *imatrix, blk_q3_k *b) {
     memset(b->scales, 0, sizeof b->scales);
     for (int j = 0; j < 16; j++) {
         int s = d16 > 0 ? clampi(rnd(sc[j] / d16), -32, 31) : 0;
+        qs->pick_sym(x + 16 * j, sub_w(w, 16 * j), 16, -4, d16, -32, 31, &s);
         int u6 = s + 32;
         if (j < 8) b->scales[j] |= (uint8_t)(u6 & 15);
         else b->scales[j - 8] |= (uint8_t)((u6 & 15) << 4);
         b->scales[8 + j % 4] |= (uint8_t)((u6 >> 4) << (2 * (j / 4)));
-        float ds = d16 * (float)s;
+        float ds = d16 * (float)s, ids = ds != 0.0f ? 1.0f / ds : 0.0f;
         for (int i = 0; i < 16; i++) {
             int e = 16 * j + i;
-            int u = (ds != 0.0f ? clampi(rnd(x[e] / ds), -4, 3) : 0) + 4; /* 0..7 */
+            int u = code_i(x[e] * ids + 4.0f, 7.0f); /* q + 4, 0..7 */
             int plane = (e % 128) / 32;
             b->qs[32 * (e / 128) + e % 32] |= (uint8_t)((u & 3) << (2 * plane));
             b->hmask[e % 32] |= (uint8_t)((u >> 2) << (4 * (e / 128) + plane));
@@ -341,6 +301,7 @@ int64_t fitlm_quantize_row(int type, const float *src, void *dst, int64_t n, con
     const fitlm_type_info *ti = fitlm_type_get(type);
     if (!ti || n < 0 || n % ti->block_size != 0) return -1;
     int64_t nb = n / ti->block_size;
+    const qsearch qs = pick_search();
     uint8_t *out = dst;
     for (int64_t i = 0; i < n && !ti->quantized; i++) {
         switch (type) {
@@ -364,11 +325,11 @@ int64_t fitlm_quantize_row(int type, const float *src, void *dst, int64_t n, con
         case FITLM_TYPE_Q4_1: q4_1_block(x, o); break;
         case FITLM_TYPE_Q5_0: q5_0_block(x, o); break;
         case FITLM_TYPE_Q5_1: q5_1_block(x, o); break;
-        case FITLM_TYPE_Q4_K: q4_k_block(x, im, o); break;
-        case FITLM_TYPE_Q5_K: q5_k_block(x, im, o); break;
-        case FITLM_TYPE_Q6_K: q6_k_block(x, im, o); break;
-        case FITLM_TYPE_Q2_K: q2_k_block(x, im, o); break;
-        case FITLM_TYPE_Q3_K: q3_k_block(x, im, o); break;
+        case FITLM_TYPE_Q4_K: q4_k_block(&qs, x, im, o); break;
+        case FITLM_TYPE_Q5_K: q5_k_block(&qs, x, im, o); break;
+        case FITLM_TYPE_Q6_K: q6_k_block(&qs, x, im, o); break;
+        case FITLM_TYPE_Q2_K: q2_k_block(&qs, x, im, o); break;
+        case FITLM_TYPE_Q3_K: q3_k_block(&qs, x, im, o); break;
         default: return -1;
         }
     }
