@@ -64,6 +64,7 @@ static void check_case(int type, int64_t rows, int64_t cols, int threads, int re
     t.n_elements = (uint64_t)(rows * cols);
     t.nbytes = nbytes;
     t.data = w;
+    t.file_index = -1; /* caller-owned memory, not a model file: the backend must leave it alone */
     t.layer = 0;
     fitlm_btensor W, X, Y, E;
     CHECK(be->prepare_weight(be, &t, &W, &err) == 0, "prepare_weight %s", tn);

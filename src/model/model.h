@@ -97,7 +97,8 @@ typedef struct fitlm_tensor {
     uint64_t ne[4];   /* ne[0] = row length; unused dims = 1 */
     uint64_t n_elements;
     uint64_t nbytes;  /* exact bytes in the file */
-    int file_index;   /* index into fitlm_model.files, -1 if no data */
+    int file_index;   /* index into fitlm_model.files (data is a read-only file mapping); -1 if no
+                       * data or data the caller owns (backends then never madvise it) */
     uint64_t offset;  /* absolute offset in that file */
     const void *data; /* into the mapped file, NULL if no data */
     fitlm_tensor_kind kind;

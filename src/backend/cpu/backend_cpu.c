@@ -75,21 +75,19 @@ static void cpu_release(fitlm_backend *be, fitlm_btensor *t) {
 }
 
 /* The pages of a weight that now lives in a repacked copy are not read again:
- * ask the kernel to reclaim them (MADV_PAGEOUT: clean file pages are dropped
- * and read back from the file if ever touched; anonymous memory is kept or
- * swapped, never lost), so that resident memory holds the weights once, not
- * twice. Only whole pages inside the tensor; a hint, failure is harmless. */
-static void release_source_pages(const void *data, uint64_t nbytes) {
-#ifdef MADV_PAGEOUT
+ * drop them from this process (MADV_DONTNEED) so that resident memory holds the
+ * weights once, not twice. Only for tensors mapped from a model file (read-only
+ * private mappings: a dropped page would be read back from the file if ever
+ * touched, and it stays in the page cache, so the next start is still fast);
+ * never for memory a caller allocated. Whole pages inside the tensor only; a
+ * hint, failure is harmless. */
+static void release_source_pages(const fitlm_tensor *src) {
+    if (src->file_index < 0) return;
     long pg = sysconf(_SC_PAGESIZE);
     if (pg <= 0) return;
-    uintptr_t a = ((uintptr_t)data + (uintptr_t)pg - 1) & ~((uintptr_t)pg - 1);
-    uintptr_t b = ((uintptr_t)data + (uintptr_t)nbytes) & ~((uintptr_t)pg - 1);
-    if (b > a) madvise((void *)a, b - a, MADV_PAGEOUT);
-#else
-    (void)data;
-    (void)nbytes;
-#endif
+    uintptr_t a = ((uintptr_t)src->data + (uintptr_t)pg - 1) & ~((uintptr_t)pg - 1);
+    uintptr_t b = ((uintptr_t)src->data + (uintptr_t)src->nbytes) & ~((uintptr_t)pg - 1);
+    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
 }
 
 static int cpu_prepare_weight(fitlm_backend *be, const fitlm_tensor *src, fitlm_btensor *out, fitlm_error *err) {
@@ -150,7 +148,7 @@ static int cpu_prepare_weight(fitlm_backend *be, const fitlm_tensor *src, fitlm_
         out->data = p;
         out->owned = true;
         out->repacked = true;
-        release_source_pages(src->data, src->nbytes);
+        release_source_pages(src);
     }
     return 0;
 }
