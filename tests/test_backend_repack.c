@@ -1,6 +1,7 @@
 /* The CPU backend's repacked weights, end to end through the backend
- * interface: prepare_weight of Q4_0 / Q8_0 / Q6_K matrices (copied, Q4_0 into
- * its repacked layout, when AVX-512 is active), then matmul (1 token and
+ * interface: prepare_weight of Q4_0 / Q8_0 / Q6_K matrices (copied, Q4_0 and
+ * Q8_0 into their repacked layouts, Q8_0 rows too long for it as they are,
+ * when AVX-512 is active), then matmul (1 token and
  * several, 1 and 3 threads) against fitlm_cpu_matmul_ref_qact (same quantized
  * activations, dequantized weights, double sums; bound 1e-5 * sum|w x|), embed
  * bit for bit against fitlm_cpu_get_row of the file data, shapes that cannot
@@ -114,13 +115,20 @@ done:
 
 int main(void) {
     static const int types[] = {FITLM_TYPE_Q4_0, FITLM_TYPE_Q8_0, FITLM_TYPE_Q6_K};
-    static const int64_t shapes[][2] = {{8, 256}, {36, 2048}, {132, 512}, {7, 256}, {12, 384}, {4, 128}};
+    static const int64_t shapes[][2] = {{8, 256}, {36, 2048}, {132, 512}, {7, 256}, {12, 384}, {4, 128}, {4, 15488}};
     for (size_t ti = 0; ti < 3; ti++)
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
             if (shapes[s][1] % (int64_t)fitlm_type_get(types[ti])->block_size) continue;
             for (int th = 1; th <= 3; th += 2)
                 for (int env = 0; env < 2; env++) check_case(types[ti], shapes[s][0], shapes[s][1], th, env);
         }
+    /* the repacked layouts where AVX-512 is active (the copy-only Q8_0 shape
+     * and refused row counts are checked by check_case's `expect`) */
+    if (fitlm_cpu_isa_active() >= FITLM_ISA_AVX512) {
+        CHECK(fitlm_cpu_repackable(FITLM_TYPE_Q8_0, 12, 384) && fitlm_cpu_repackable(FITLM_TYPE_Q8_0, 4, 15488) &&
+                  !fitlm_cpu_repackable(FITLM_TYPE_Q8_0, 7, 256),
+              "Q8_0 repackable shapes");
+    }
     printf("repacking active on this CPU: %s\n",
            fitlm_cpu_repackable(FITLM_TYPE_Q4_0, 8, 256) ? "yes (AVX-512)" : "no (file layout only)");
     return check_report();

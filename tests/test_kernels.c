@@ -12,7 +12,8 @@
  * not a multiple of 4, float rows ending mid-vector), n_tokens 1/2/3/7/12/14/16
  * (every tile remainder of the 4- and 8-token kernels), all-positive
  * activations, thread counts 1/2/3 with the small-call threshold off; the
- * repacked Q4_0 layout (and Q8_0/Q4_K/Q5_K/Q6_K copies) through the same checks. Plus
+ * repacked Q4_0 and Q8_0 layouts (and Q4_K/Q5_K/Q6_K copies, Q8_0 copies for
+ * rows too long for its layout) through the same checks. Plus
  * fp16/bf16 special values, SIMD vs scalar activation quantizers byte for
  * byte, the bandwidth probe, and the thread pool. */
 #include <math.h>
@@ -154,15 +155,19 @@ static void check_type_shape(const type_case *tc, int64_t rows, int64_t cols, in
         for (int64_t t = 0; t < ntok; t++)
             bound2[t * rows + r] = act_quant_bound(tc->type, wrow, X + t * cols, cols) * 1.0001;
     }
-    /* the repacked layout (with AVX-512: Q4_0 where rows % 4 == 0 and
-     * cols % 128 == 0; Q8_0, Q4_K, Q5_K, Q6_K keep their layout): exact round trip, get_row bit
+    /* the repacked layout (with AVX-512: Q4_0 and Q8_0 where rows % 4 == 0
+     * and cols % 128 == 0, and 4 rows fit the 64 KiB unpack buffer; Q8_0 rows
+     * longer than that, Q4_K, Q5_K, Q6_K keep their layout): exact round trip, get_row bit
      * for bit, and its matmul (decode kernel, or unpacked rows for several
      * tokens and lower ISAs) against the same oracles as the plain layout */
     fitlm_cpu_isa_set(isas[n_isas - 1]);
-    bool copy_only = tc->type == FITLM_TYPE_Q8_0 || tc->type == FITLM_TYPE_Q4_K || tc->type == FITLM_TYPE_Q5_K ||
-                     tc->type == FITLM_TYPE_Q6_K;
-    bool packable = ((tc->type == FITLM_TYPE_Q4_0 && rows % 4 == 0 && cols % 128 == 0) || copy_only) &&
-                    isas[n_isas - 1] >= FITLM_ISA_AVX512;
+    bool x4_type = tc->type == FITLM_TYPE_Q4_0 || tc->type == FITLM_TYPE_Q8_0;
+    size_t x4_block = tc->type == FITLM_TYPE_Q4_0 ? 18 : 34;
+    bool x4_cols = x4_type && cols % 128 == 0 && (size_t)(cols / 32) * x4_block * 4 <= (64u << 10);
+    bool x4 = x4_cols && rows % 4 == 0; /* the layout changes */
+    bool copy_only = (tc->type == FITLM_TYPE_Q8_0 && !x4_cols) || tc->type == FITLM_TYPE_Q4_K ||
+                     tc->type == FITLM_TYPE_Q5_K || tc->type == FITLM_TYPE_Q6_K;
+    bool packable = (x4 || copy_only) && isas[n_isas - 1] >= FITLM_ISA_AVX512;
     CHECK(fitlm_cpu_repackable(tc->type, rows, cols) == packable, "%s rows=%lld cols=%lld repackable", tn,
           (long long)rows, (long long)cols);
     if (packable) {
@@ -173,8 +178,14 @@ static void check_type_shape(const type_case *tc, int64_t rows, int64_t cols, in
         float *wrow2 = malloc(sizeof(float) * (size_t)cols);
         if (P && back && wrow2) {
             CHECK(fitlm_cpu_repack(tc->type, W, rows, cols, P) == 0, "repack");
-            /* Q4_0 changes the layout; the others keep it (a copy into huge pages) */
-            CHECK((memcmp(P, W, wbytes) != 0) == (tc->type == FITLM_TYPE_Q4_0), "%s repacked layout", tn);
+            /* Q4_0 and Q8_0 change the layout; the others keep it (a copy into huge pages) */
+            CHECK((memcmp(P, W, wbytes) != 0) == x4, "%s rows=%lld cols=%lld repacked layout", tn, (long long)rows,
+                  (long long)cols);
+            if (x4 && rows >= 8) { /* unpacking a later slice of rows alone */
+                size_t rb = wbytes / (size_t)rows;
+                fitlm_cpu_unpack_rows(tc->type, P, cols, 4, 4, back);
+                CHECK(memcmp(back, (const uint8_t *)W + 4 * rb, 4 * rb) == 0, "%s unpack rows 4..7", tn);
+            }
             fitlm_cpu_unpack_rows(tc->type, P, cols, 0, rows, back);
             CHECK(memcmp(back, W, wbytes) == 0, "%s rows=%lld cols=%lld: unpack(repack(W)) == W", tn, (long long)rows,
                   (long long)cols);
@@ -193,7 +204,7 @@ static void check_type_shape(const type_case *tc, int64_t rows, int64_t cols, in
         }
         free(back);
         free(wrow2);
-    } else if (tc->type == FITLM_TYPE_Q4_0) {
+    } else if (x4_type) {
         CHECK(fitlm_cpu_repack(tc->type, W, rows, cols, Y) == -1, "repack refuses rows=%lld cols=%lld",
               (long long)rows, (long long)cols);
     }
@@ -461,6 +472,31 @@ int main(void) {
         use_quantizer = 0;
         positive_acts = 1;
         check_type_shape(q4, 16, 2048, 1);
+        positive_acts = 0;
+    }
+    /* the same for Q8_0's x4 layout: every token count 1..16 on one shape,
+     * group and column counts, quantizer output, all-positive activations;
+     * and shapes it refuses (rows % 4) or keeps as a copy (rows longer than
+     * 4 x 34 x 482 bytes: 15424 columns and up) */
+    {
+        const type_case *q8 = &k_types[7];
+        for (int64_t nt = 1; nt <= 16; nt++) check_type_shape(q8, 12, 384, nt);
+        static const int64_t rp_tok[] = {1, 3, 9};
+        for (size_t k = 0; k < sizeof rp_tok / sizeof rp_tok[0]; k++) {
+            check_type_shape(q8, 4, 128, rp_tok[k]);
+            if (!small) check_type_shape(q8, 132, 1024, rp_tok[k]);
+        }
+        check_type_shape(q8, 8, 5632, 1);
+        check_type_shape(q8, 8, 15360, 2); /* the longest rows the layout takes */
+        check_type_shape(q8, 4, 15488, 1); /* too long: copied */
+        check_type_shape(q8, 6, 256, 1);   /* rows % 4: refused */
+        if (!small) check_type_shape(q8, 64, 2048, 3);
+        use_quantizer = 1;
+        check_type_shape(q8, 36, 2048, 1);
+        check_type_shape(q8, 36, 2048, 5);
+        use_quantizer = 0;
+        positive_acts = 1;
+        check_type_shape(q8, 16, 2048, 1);
         positive_acts = 0;
     }
     fitlm_cpu_isa_set(hw);

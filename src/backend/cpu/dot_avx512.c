@@ -539,6 +539,48 @@ static void dot_repacked_q4_0(int64_t cols, const void *w, const void *a, float 
     dot_repacked_q4_0_impl(cols, w, a, out);
 }
 
+/* ---- repacked Q8_0 (4 rows x 4 blocks per 544-byte group) x ACT_Q8I, one token ----
+ * The same scheme as Q4_0: each row of the group holds the first 16 codes of
+ * its 4 blocks, then their last 16 codes, in the order of the interleaved
+ * activations. Flipping the sign bit makes a code the unsigned w + 128 that
+ * vpdpbusd takes; -128 x each block's activation sum starts the integer
+ * accumulator, which then holds sum(w * a) exactly. A row costs two 64-byte
+ * loads, two xors, two vpdpbusd, one permute and one fma. */
+INLINE void dot_repacked_q8_0_impl(int64_t cols, const void *w, const void *a, float *out) {
+    const int64_t nb = cols / 32;
+    const uint8_t *g = w;
+    const int8_t *aq = act_q8_qs(a);
+    const float *ad = act_q8_d(a, nb);
+    const int32_t *as = act_q8_sum(a, nb);
+    const __m512i sign = _mm512_set1_epi8((char)0x80);
+    const __m512i bc4 = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    __m512i sidx[FITLM_REPACK_ROWS];
+    __m512 acc[FITLM_REPACK_ROWS];
+    for (int k = 0; k < FITLM_REPACK_ROWS; k++) {
+        sidx[k] = _mm512_add_epi32(bc4, _mm512_set1_epi32(4 * k));
+        acc[k] = _mm512_setzero_ps();
+    }
+    for (int64_t i = 0; i < nb; i += 4, g += 544) {
+        __m512i alo = _mm512_loadu_si512(aq + 32 * i), ahi = _mm512_loadu_si512(aq + 32 * i + 64);
+        __m128i s7 = _mm_slli_epi32(_mm_loadu_si128((const __m128i *)(as + i)), 7);
+        __m512i off = _mm512_maskz_permutexvar_epi32(0x1111, bc4,
+                                                     _mm512_castsi128_si512(_mm_sub_epi32(_mm_setzero_si128(), s7)));
+        __m512 s = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)g)),
+                                 _mm512_broadcast_f32x4(_mm_loadu_ps(ad + i)));
+        for (int k = 0; k < FITLM_REPACK_ROWS; k++) {
+            __m512i lo = _mm512_xor_si512(_mm512_loadu_si512(g + 32 + 128 * k), sign);
+            __m512i hi = _mm512_xor_si512(_mm512_loadu_si512(g + 96 + 128 * k), sign);
+            __m512i p = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(off, lo, alo), hi, ahi);
+            acc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_permutexvar_ps(sidx[k], s), acc[k]);
+        }
+    }
+    for (int k = 0; k < FITLM_REPACK_ROWS; k++) out[k] = _mm512_reduce_add_ps(acc[k]);
+}
+
+static void dot_repacked_q8_0(int64_t cols, const void *w, const void *a, float *out) {
+    dot_repacked_q8_0_impl(cols, w, a, out);
+}
+
 fitlm_dot_rows_fn fitlm_dot_repacked_avx512(int wtype) {
-    return wtype == FITLM_TYPE_Q4_0 ? dot_repacked_q4_0 : NULL;
+    return wtype == FITLM_TYPE_Q4_0 ? dot_repacked_q4_0 : wtype == FITLM_TYPE_Q8_0 ? dot_repacked_q8_0 : NULL;
 }

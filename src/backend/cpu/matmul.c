@@ -89,6 +89,7 @@ void fitlm_cpu_set_parallel_threshold(int64_t macs) {
 
 typedef struct {
     fitlm_dot_fn dot;
+    int wtype;
     int repacked;                /* W is in the repacked layout (kernels.h) */
     fitlm_dot_rows_fn dot_rows;  /* its decode kernel; NULL: unpack rows and use `dot` */
     int tile; /* tokens per kernel call */
@@ -148,7 +149,7 @@ static void repacked_chunk(mm_job *j, int64_t r0, int64_t r1, float *out) {
     int64_t step = (int64_t)(UNPACK_BUF / j->wrow) / FITLM_REPACK_ROWS * FITLM_REPACK_ROWS;
     for (int64_t s0 = r0; s0 < r1; s0 += step) {
         int64_t s1 = s0 + step < r1 ? s0 + step : r1;
-        fitlm_cpu_unpack_rows(FITLM_TYPE_Q4_0, j->W, j->cols, s0, s1 - s0, wbuf);
+        fitlm_cpu_unpack_rows(j->wtype, j->W, j->cols, s0, s1 - s0, wbuf);
         for (int64_t t0 = 0; t0 < j->ntok; t0 += j->tile) {
             int nt = (int)(j->ntok - t0 < j->tile ? j->ntok - t0 : j->tile);
             const uint8_t *a = j->A + (size_t)t0 * j->astride;
@@ -220,7 +221,7 @@ static void matmul_run(fitlm_threadpool *pool, int wtype, const void *W, int64_t
     fitlm_dot_fn dot = fitlm_cpu_type_supported(wtype) && ok && cols > 0 ? pick_dot(wtype, isa, &tile) : NULL;
     if (dot && dot != fitlm_dot_scalar(wtype)) fmt = fitlm_act_format_simd(wtype);
     if (fmt == ACT_Q8K && cols % 256 != 0) dot = NULL;
-    if (repacked && (wtype != FITLM_TYPE_Q4_0 || rows % FITLM_REPACK_ROWS != 0 || cols % 128 != 0 ||
+    if (repacked && ((wtype != FITLM_TYPE_Q4_0 && wtype != FITLM_TYPE_Q8_0) || rows % FITLM_REPACK_ROWS != 0 || cols % 128 != 0 ||
                      FITLM_REPACK_ROWS * wrow > UNPACK_BUF))
         dot = NULL;
     if (!dot) { /* unsupported type or shape: make the failure visible */
@@ -230,8 +231,10 @@ static void matmul_run(fitlm_threadpool *pool, int wtype, const void *W, int64_t
     mm_job j;
     memset(&j, 0, sizeof j);
     j.dot = dot;
+    j.wtype = wtype;
     j.repacked = repacked;
     if (repacked && isa >= FITLM_ISA_AVX512 && dot == fitlm_dot_avx512(wtype)) j.dot_rows = fitlm_dot_repacked_avx512(wtype);
+    if (j.dot_rows && n_tokens == 1) fmt = ACT_Q8I; /* the repacked kernels' activation order */
     j.tile = tile;
     j.fmt = fmt;
     j.simd = isa >= FITLM_ISA_AVX2;
@@ -291,21 +294,29 @@ void fitlm_cpu_matmul(fitlm_threadpool *pool, int wtype, const void *W, int64_t 
     matmul_run(pool, wtype, W, rows, cols, X, n_tokens, Y, 0);
 }
 
-/* Types whose "repacked" copy keeps the file layout (it only moves into huge
- * pages): those whose AVX-512 kernels outrun one core's 4 KiB-page stream. */
-static bool copy_only(int wtype) {
-    return wtype == FITLM_TYPE_Q8_0 || wtype == FITLM_TYPE_Q4_K || wtype == FITLM_TYPE_Q5_K ||
-           wtype == FITLM_TYPE_Q6_K;
+/* Bytes of 4 plain rows of a type with an x4 layout (Q4_0, Q8_0) that the
+ * multi-token path unpacks at a time; 0 if the type has none or cols does not
+ * fit it (cols % 128, 4 rows within UNPACK_BUF). */
+static size_t x4_rows_bytes(int wtype, int64_t cols) {
+    size_t bb = wtype == FITLM_TYPE_Q4_0 ? sizeof(blk_q4_0) : wtype == FITLM_TYPE_Q8_0 ? sizeof(blk_q8_0) : 0;
+    if (!bb || cols <= 0 || cols % 128 || (uint64_t)cols / 32 * bb * FITLM_REPACK_ROWS > UNPACK_BUF) return 0;
+    return (size_t)(cols / 32) * bb * FITLM_REPACK_ROWS;
+}
+
+/* Types (and shapes) whose "repacked" copy keeps the file layout (it only
+ * moves into huge pages): Q4_K, Q5_K, Q6_K, whose AVX-512 kernels outrun one
+ * core's 4 KiB-page stream, and Q8_0 rows too long for its x4 layout. */
+static bool copy_only(int wtype, int64_t cols) {
+    return (wtype == FITLM_TYPE_Q8_0 && x4_rows_bytes(wtype, cols) == 0) || wtype == FITLM_TYPE_Q4_K ||
+           wtype == FITLM_TYPE_Q5_K || wtype == FITLM_TYPE_Q6_K;
 }
 
 void fitlm_cpu_matmul_repacked(fitlm_threadpool *pool, int wtype, const void *P, int64_t rows, int64_t cols,
                                const float *X, int64_t n_tokens, float *Y) {
-    matmul_run(pool, wtype, P, rows, cols, X, n_tokens, Y, !copy_only(wtype)); /* copies keep the plain layout */
+    matmul_run(pool, wtype, P, rows, cols, X, n_tokens, Y, !copy_only(wtype, cols)); /* copies keep the plain layout */
 }
 
-/* ---- repacked Q4_0 layout (kernels.h) ---- */
-
-#define RP_GROUP_BYTES (FITLM_REPACK_ROWS * 4 * sizeof(blk_q4_0)) /* 4 rows x 4 blocks: 288 */
+/* ---- repacked Q4_0 and Q8_0 layouts (kernels.h) ---- */
 
 void *fitlm_cpu_alloc_weights(size_t bytes) {
     size_t align = bytes >= ((size_t)2 << 20) ? ((size_t)2 << 20) : 64;
@@ -318,83 +329,101 @@ void *fitlm_cpu_alloc_weights(size_t bytes) {
 }
 
 bool fitlm_cpu_repackable(int wtype, int64_t rows, int64_t cols) {
-    if (copy_only(wtype)) {
+    if (copy_only(wtype, cols)) {
         bool ok;
         const fitlm_type_info *ti = fitlm_type_get(wtype);
         return rows > 0 && cols > 0 && cols % ti->block_size == 0 &&
                fitlm_type_row_bytes(wtype, (uint64_t)cols, &ok) > 0 && ok && fitlm_cpu_isa_active() >= FITLM_ISA_AVX512;
     }
-    if (wtype != FITLM_TYPE_Q4_0 || rows <= 0 || cols <= 0 || rows % FITLM_REPACK_ROWS || cols % 128) return false;
-    if ((uint64_t)cols / 32 * sizeof(blk_q4_0) * FITLM_REPACK_ROWS > UNPACK_BUF) return false;
+    if (x4_rows_bytes(wtype, cols) == 0 || rows <= 0 || rows % FITLM_REPACK_ROWS) return false;
     return fitlm_cpu_isa_active() >= FITLM_ISA_AVX512;
 }
 
-/* Where block j (0..3) of row k (0..3) of block group g sits in a repacked
- * group of 4 rows: its scale and its 16 nibble bytes. */
-static size_t rp_scale_off(int64_t g, int k, int j) {
-    return (size_t)g * RP_GROUP_BYTES + 2 * (size_t)(4 * k + j);
+/* The x4 layouts: a group of 4 rows x 4 blocks is the 16 fp16 scales (row k
+ * block j at index 4k + j), then per row its codes: Q4_0 the 4 blocks' 16
+ * nibble bytes in order (64 bytes); Q8_0 the first 16 codes of the 4 blocks,
+ * then their last 16 (128 bytes, in ACT_Q8I order; the codes as they are, so
+ * that unpacking for several tokens is plain copies). x4_put / x4_get move block j of row k of group g
+ * between the plain block and the group at grp. */
+static void x4_put(int wtype, uint8_t *grp, int k, int j, const void *blk) {
+    if (wtype == FITLM_TYPE_Q4_0) {
+        const blk_q4_0 *b = blk;
+        memcpy(grp + 2 * (4 * k + j), &b->d, 2);
+        memcpy(grp + 32 + 64 * k + 16 * j, b->qs, 16);
+    } else {
+        const blk_q8_0 *b = blk;
+        memcpy(grp + 2 * (4 * k + j), &b->d, 2);
+        memcpy(grp + 32 + 128 * k + 16 * j, b->qs, 16);
+        memcpy(grp + 96 + 128 * k + 16 * j, b->qs + 16, 16);
+    }
 }
-static size_t rp_qs_off(int64_t g, int k, int j) {
-    return (size_t)g * RP_GROUP_BYTES + 32 + 64 * (size_t)k + 16 * (size_t)j;
+static void x4_get(int wtype, const uint8_t *grp, int k, int j, void *blk) {
+    if (wtype == FITLM_TYPE_Q4_0) {
+        blk_q4_0 *b = blk;
+        memcpy(&b->d, grp + 2 * (4 * k + j), 2);
+        memcpy(b->qs, grp + 32 + 64 * k + 16 * j, 16);
+    } else {
+        blk_q8_0 *b = blk;
+        memcpy(&b->d, grp + 2 * (4 * k + j), 2);
+        memcpy(b->qs, grp + 32 + 128 * k + 16 * j, 16);
+        memcpy(b->qs + 16, grp + 96 + 128 * k + 16 * j, 16);
+    }
+}
+
+static size_t x4_block_bytes(int wtype) {
+    return wtype == FITLM_TYPE_Q4_0 ? sizeof(blk_q4_0) : sizeof(blk_q8_0);
 }
 
 int fitlm_cpu_repack(int wtype, const void *W, int64_t rows, int64_t cols, void *dst) {
     if (!fitlm_cpu_repackable(wtype, rows, cols)) return -1;
-    if (copy_only(wtype)) { /* same layout */
+    if (copy_only(wtype, cols)) { /* same layout */
         bool ok;
         memcpy(dst, W, (size_t)fitlm_type_row_bytes(wtype, (uint64_t)cols, &ok) * (size_t)rows);
         return 0;
     }
-    size_t wrow = (size_t)(cols / 32) * sizeof(blk_q4_0);
+    size_t bb = x4_block_bytes(wtype), wrow = (size_t)(cols / 32) * bb, gbytes = 16 * bb;
     int64_t ng = cols / 128;
     for (int64_t r = 0; r < rows; r += FITLM_REPACK_ROWS) {
         uint8_t *o = (uint8_t *)dst + (size_t)r * wrow;
         for (int k = 0; k < FITLM_REPACK_ROWS; k++) {
-            const blk_q4_0 *b = (const blk_q4_0 *)((const uint8_t *)W + (size_t)(r + k) * wrow);
+            const uint8_t *b = (const uint8_t *)W + (size_t)(r + k) * wrow;
             for (int64_t g = 0; g < ng; g++)
-                for (int j = 0; j < 4; j++) {
-                    memcpy(o + rp_scale_off(g, k, j), &b[4 * g + j].d, 2);
-                    memcpy(o + rp_qs_off(g, k, j), b[4 * g + j].qs, 16);
-                }
+                for (int j = 0; j < 4; j++) x4_put(wtype, o + (size_t)g * gbytes, k, j, b + (size_t)(4 * g + j) * bb);
         }
     }
     return 0;
 }
 
 void fitlm_cpu_unpack_rows(int wtype, const void *P, int64_t cols, int64_t row0, int64_t n_rows, void *dst) {
-    if (copy_only(wtype)) {
+    if (copy_only(wtype, cols)) {
         bool ok;
         size_t rb = (size_t)fitlm_type_row_bytes(wtype, (uint64_t)cols, &ok);
         memcpy(dst, (const uint8_t *)P + (size_t)row0 * rb, rb * (size_t)n_rows);
         return;
     }
-    size_t wrow = (size_t)(cols / 32) * sizeof(blk_q4_0);
+    size_t bb = x4_block_bytes(wtype), wrow = (size_t)(cols / 32) * bb, gbytes = 16 * bb;
     int64_t ng = cols / 128;
     for (int64_t r = 0; r < n_rows; r += FITLM_REPACK_ROWS) {
         const uint8_t *in = (const uint8_t *)P + (size_t)(row0 + r) * wrow;
         for (int k = 0; k < FITLM_REPACK_ROWS; k++) {
-            blk_q4_0 *b = (blk_q4_0 *)((uint8_t *)dst + (size_t)(r + k) * wrow);
+            uint8_t *b = (uint8_t *)dst + (size_t)(r + k) * wrow;
             for (int64_t g = 0; g < ng; g++)
-                for (int j = 0; j < 4; j++) {
-                    memcpy(&b[4 * g + j].d, in + rp_scale_off(g, k, j), 2);
-                    memcpy(b[4 * g + j].qs, in + rp_qs_off(g, k, j), 16);
-                }
+                for (int j = 0; j < 4; j++) x4_get(wtype, in + (size_t)g * gbytes, k, j, b + (size_t)(4 * g + j) * bb);
         }
     }
 }
 
 int fitlm_cpu_get_row_repacked(int wtype, const void *P, int64_t cols, int64_t r, float *dst) {
-    if (copy_only(wtype)) return fitlm_cpu_get_row(wtype, P, cols, r, dst);
-    if (wtype != FITLM_TYPE_Q4_0 || cols <= 0 || cols % 128 || r < 0) return -1;
-    size_t wrow = (size_t)(cols / 32) * sizeof(blk_q4_0);
+    if (copy_only(wtype, cols)) return fitlm_cpu_get_row(wtype, P, cols, r, dst);
+    if (x4_rows_bytes(wtype, cols) == 0 || r < 0) return -1;
+    size_t bb = x4_block_bytes(wtype), wrow = (size_t)(cols / 32) * bb, gbytes = 16 * bb;
     const uint8_t *in = (const uint8_t *)P + (size_t)(r - r % FITLM_REPACK_ROWS) * wrow;
     int k = (int)(r % FITLM_REPACK_ROWS);
     for (int64_t g = 0; g < cols / 128; g++)
         for (int j = 0; j < 4; j++) {
-            blk_q4_0 b;
-            memcpy(&b.d, in + rp_scale_off(g, k, j), 2);
-            memcpy(b.qs, in + rp_qs_off(g, k, j), 16);
-            fitlm_dequantize_row(FITLM_TYPE_Q4_0, &b, dst + 128 * g + 32 * j, 32);
+            _Alignas(8) uint8_t b[sizeof(blk_q8_0)];
+            x4_get(wtype, in + (size_t)g * gbytes, k, j, b);
+            fitlm_dequantize_row(wtype, b, dst + 128 * g + 32 * j, 32);
         }
     return 0;
 }
