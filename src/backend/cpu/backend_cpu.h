@@ -1,8 +1,8 @@
 /* The CPU implementation of the backend interface (backend/backend.h):
  * matmul through the kernels (kernels.h), activation ops from ops.c, work split
  * over a fitlm_threadpool. Weight matrices are used in place in the mapped file,
- * except, with the AVX-512 kernels, Q4_0 (repacked layout) and Q8_0/Q4_K/Q5_K/
- * Q6_K (same layout) matrices, which prepare_weight copies into huge-page memory
+ * except, with the AVX-512 kernels, Q4_0 and Q8_0 (repacked layouts) and Q4_K/
+ * Q5_K/Q6_K (same layout) matrices, which prepare_weight copies into huge-page memory
  * owned by the tensor (btensor.repacked; FITLM_CPU_REPACK=0 turns this off). */
 #ifndef FITLM_BACKEND_CPU_BACKEND_CPU_H
 #define FITLM_BACKEND_CPU_BACKEND_CPU_H

@@ -84,16 +84,20 @@ int fitlm_cpu_get_row(int wtype, const void *W, int64_t cols, int64_t r, float *
  * by the 4 rows' 64 bytes of nibbles (the qs of the 4 blocks in order). Same
  * size as the plain layout; a group of 4 rows starts where it did. The
  * decode kernel then reads one sequential stream, loads a row's nibbles in
- * one 64-byte load and converts 16 scales at once. */
+ * one 64-byte load and converts 16 scales at once.
+ * Q8_0 "x4" (cols up to 15360): the same groups (544 bytes): the 16 scales,
+ * then per row the first 16 codes of its 4 blocks, then their last 16 (the
+ * ACT_Q8I order), codes unchanged. */
 
-/* The repacked layout of Q8_0, Q4_K, Q5_K and Q6_K is their plain layout: the
- * copy only moves them into huge pages (fitlm_cpu_alloc_weights; +15-25 %
- * decode from DRAM here for Q8_0 and Q6_K, whose kernels outrun one core's
- * 4 KiB-page stream).
+/* The repacked layout of Q4_K, Q5_K and Q6_K (and of Q8_0 rows longer than
+ * 15360 columns) is their plain layout: the copy only moves them into huge
+ * pages (fitlm_cpu_alloc_weights; +15-25 % decode from DRAM here for Q8_0 and
+ * Q6_K, whose kernels outrun one core's 4 KiB-page stream).
  *
- * True if fitlm_cpu_repack can repack this weight on this CPU (Q4_0: rows %
- * 4 == 0, cols % 128 == 0; the others: cols a multiple of their block; all
- * with the AVX-512 VNNI kernels active). */
+ * True if fitlm_cpu_repack can repack this weight on this CPU (Q4_0, Q8_0:
+ * rows % 4 == 0, cols % 128 == 0, 4 rows within 64 KiB; Q8_0 rows longer than
+ * that, Q4_K, Q5_K, Q6_K: cols a multiple of their block; all with the
+ * AVX-512 VNNI kernels active). */
 bool fitlm_cpu_repackable(int wtype, int64_t rows, int64_t cols);
 /* Writes the repacked form of W (rows x cols, plain layout) to dst (the same
  * number of bytes, not overlapping W). Returns 0, -1 if not repackable. */

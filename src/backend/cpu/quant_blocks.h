@@ -129,7 +129,7 @@ _Static_assert(sizeof(act_q8k) == 320, "act_q8k");
  * reordered as the first 16 codes of the 4 blocks, then their last 16 codes
  * (what the SIMD Q4_0 kernels multiply with the low and the high nibbles of 4
  * weight blocks); blocks of a trailing partial group stay in order. Only the
- * AVX2 and AVX-512 Q4_0 kernels read it. */
+ * AVX2 and AVX-512 Q4_0 kernels and the repacked Q8_0 decode kernel read it. */
 typedef enum { ACT_F32 = 0, ACT_Q8 = 1, ACT_Q8K = 2, ACT_Q8I = 3 } act_format;
 
 /* The activation format the integer kernels of a weight type consume: the
