@@ -13,24 +13,15 @@
 
 #define INLINE static inline __attribute__((always_inline))
 
-INLINE float hsum_ps(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-
-INLINE float h2f(uint16_t h) {
-    return _cvtsh_ss(h);
-}
-
 /* sums of four (u8 x s8) products, 8 x s32 */
 INLINE __m256i dot_u8s8(__m256i u, __m256i s) {
     return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s);
 }
 
 #define TOK(a, astride, t) ((const uint8_t *)(a) + (size_t)(t) * (astride))
+
+#define DOT_TILE FITLM_DOT_TILE_AVX512
+#include "backend/cpu/dot_x86_common.h"
 
 /* Instantiates name(cols, w, a, astride, ntok, out) from body_##name(..., nt). */
 #define INSTANTIATE(name)                                                                                              \
@@ -59,16 +50,6 @@ INLINE __m512 load_w_bf16(const void *w, int64_t c) {
     __m512i v = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)((const uint16_t *)w + c)));
     return _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
 }
-INLINE float scalar_w(const void *w, int64_t c, int kind) {
-    if (kind == 0) return ((const float *)w)[c];
-    uint16_t h = ((const uint16_t *)w)[c];
-    if (kind == 1) return h2f(h);
-    uint32_t b = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &b, 4);
-    return f;
-}
-
 #define FLOAT_KERNEL(name, loader, kind)                                                                              \
     INLINE void name##_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) { \
         __m512 acc0[FITLM_DOT_TILE_AVX512], acc1[FITLM_DOT_TILE_AVX512];                                                                                       \
@@ -106,23 +87,6 @@ FLOAT_KERNEL(dot_bf16, load_w_bf16, 2)
  * taken off in float at the end: sum_b s_b * (P_b - off * sum_b). Leftover
  * blocks (nb % 4) use 256-bit single-block steps with the offset folded into
  * the integer accumulator. */
-
-INLINE __m128 load4_halves(const void *first, size_t stride) {
-    const uint8_t *p = first;
-    uint64_t h = 0;
-    for (int k = 0; k < 4; k++) {
-        uint16_t v;
-        memcpy(&v, p + (size_t)k * stride, 2);
-        h |= (uint64_t)v << (16 * k);
-    }
-    return _mm_cvtph_ps(_mm_cvtsi64_si128((long long)h));
-}
-
-INLINE float hsum_ps128(__m128 s) {
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 
 INLINE void dot_q8_0_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) {
     const blk_q8_0 *b = w;
@@ -176,13 +140,6 @@ INLINE void dot_q8_0_body(int64_t cols, const void *w, const void *a, size_t ast
 }
 INSTANTIATE(dot_q8_0)
 
-INLINE __m256i unpack_nibbles32(const uint8_t *qs) {
-    __m128i q = _mm_loadu_si128((const __m128i *)qs);
-    __m128i m = _mm_set1_epi8(0x0f);
-    __m128i lo = _mm_and_si128(q, m), hi = _mm_and_si128(_mm_srli_epi16(q, 4), m);
-    return _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
-}
-
 INLINE void dot_q4_0_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) {
     const blk_q4_0 *b = w;
     const int64_t nb = cols / 32;
@@ -235,80 +192,12 @@ INSTANTIATE(dot_q4_0)
 
 /* ---- Q4_1 x Q8: d * q + m, m through the activation sum ---- */
 
-INLINE void dot_q4_1_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) {
-    const blk_q4_1 *b = w;
-    const int64_t nb = cols / 32;
-    __m256 acc[FITLM_DOT_TILE_AVX512];
-    float macc[FITLM_DOT_TILE_AVX512] = {0};
-    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
-    for (int64_t i = 0; i < nb; i++) {
-        __m256i wq = unpack_nibbles32(b[i].qs);
-        float dw = h2f(b[i].d), mw = h2f(b[i].m);
-        for (int t = 0; t < nt; t++) {
-            const act_q8_ref ab_ = act_q8_get(TOK(a, astride, t), nb, i), *ab = &ab_;
-            __m256i p = dot_u8s8(wq, _mm256_loadu_si256((const __m256i *)ab->qs));
-            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * ab->d), acc[t]);
-            macc[t] += (mw * ab->d) * (float)ab->sum;
-        }
-    }
-    for (int t = 0; t < nt; t++) out[t] = hsum_ps(acc[t]) + macc[t];
-}
 INSTANTIATE(dot_q4_1)
 
 /* ---- Q5_0 / Q5_1 x Q8: the fifth bits of qh spread to bytes ---- */
 
-INLINE __m256i unpack_q5(const uint8_t *qs, const uint8_t *qh8) {
-    uint32_t qh;
-    memcpy(&qh, qh8, 4);
-    /* byte j of the result gets bit j of qh: broadcast, pick the byte holding
-     * bit j, test the bit */
-    __m256i v = _mm256_set1_epi32((int)qh);
-    __m256i sh = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3,
-                                  3, 3, 3, 3);
-    v = _mm256_shuffle_epi8(v, sh);
-    __m256i bit = _mm256_set1_epi64x(0x8040201008040201ll);
-    v = _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
-    __m256i hi = _mm256_and_si256(v, _mm256_set1_epi8(0x10));
-    return _mm256_or_si256(unpack_nibbles32(qs), hi);
-}
-
-INLINE void dot_q5_0_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) {
-    const blk_q5_0 *b = w;
-    const int64_t nb = cols / 32;
-    __m256 acc[FITLM_DOT_TILE_AVX512];
-    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
-    for (int64_t i = 0; i < nb; i++) {
-        __m256i wq = unpack_q5(b[i].qs, b[i].qh);
-        float dw = h2f(b[i].d);
-        for (int t = 0; t < nt; t++) {
-            const act_q8_ref ab_ = act_q8_get(TOK(a, astride, t), nb, i), *ab = &ab_;
-            __m256i p = dot_u8s8(wq, _mm256_loadu_si256((const __m256i *)ab->qs));
-            p = _mm256_sub_epi32(p, _mm256_setr_epi32(16 * ab->sum, 0, 0, 0, 0, 0, 0, 0));
-            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * ab->d), acc[t]);
-        }
-    }
-    for (int t = 0; t < nt; t++) out[t] = hsum_ps(acc[t]);
-}
 INSTANTIATE(dot_q5_0)
 
-INLINE void dot_q5_1_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) {
-    const blk_q5_1 *b = w;
-    const int64_t nb = cols / 32;
-    __m256 acc[FITLM_DOT_TILE_AVX512];
-    float macc[FITLM_DOT_TILE_AVX512] = {0};
-    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
-    for (int64_t i = 0; i < nb; i++) {
-        __m256i wq = unpack_q5(b[i].qs, b[i].qh);
-        float dw = h2f(b[i].d), mw = h2f(b[i].m);
-        for (int t = 0; t < nt; t++) {
-            const act_q8_ref ab_ = act_q8_get(TOK(a, astride, t), nb, i), *ab = &ab_;
-            __m256i p = dot_u8s8(wq, _mm256_loadu_si256((const __m256i *)ab->qs));
-            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * ab->d), acc[t]);
-            macc[t] += (mw * ab->d) * (float)ab->sum;
-        }
-    }
-    for (int t = 0; t < nt; t++) out[t] = hsum_ps(acc[t]) + macc[t];
-}
 INSTANTIATE(dot_q5_1)
 
 /* isum += (u8 x s8 pair sums, int16) x an int16 scale, with VNNI's vpdpwssd
