@@ -113,45 +113,37 @@ static void deq_q3_k(const blk_q3_k *b, int64_t nb, float *y) {
 /* Q4_K: 8 sub-blocks of 32 with 6-bit scale and min (fitlm_k4_scale_min).
  * Element 64c + l (l < 32) is the low nibble of qs[32c + l] (sub-block 2c),
  * element 64c + 32 + l its high nibble (sub-block 2c + 1).
- * x = (d * sc) * q - dmin * mn */
-static void deq_q4_k(const blk_q4_k *b, int64_t nb, float *y) {
-    for (int64_t i = 0; i < nb; i++, y += 256) {
-        float d = h2f(b[i].d), dmin = h2f(b[i].dmin);
-        for (int c = 0; c < 4; c++) {
-            uint8_t sc0, m0, sc1, m1;
-            fitlm_k4_scale_min(b[i].scales, 2 * c, &sc0, &m0);
-            fitlm_k4_scale_min(b[i].scales, 2 * c + 1, &sc1, &m1);
-            float d0 = d * (float)sc0, mm0 = dmin * (float)m0;
-            float d1 = d * (float)sc1, mm1 = dmin * (float)m1;
-            const uint8_t *q = b[i].qs + 32 * c;
-            for (int l = 0; l < 32; l++) {
-                y[64 * c + l] = d0 * (float)(q[l] & 0x0f) - mm0;
-                y[64 * c + 32 + l] = d1 * (float)(q[l] >> 4) - mm1;
+ * x = (d * sc) * q - dmin * mn
+ * Q5_K is the same plus a fifth bit (+16): bit 2c of qh[l] for element 64c + l,
+ * bit 2c + 1 for element 64c + 32 + l. One super-block of 256; qh NULL for Q4_K. */
+static void deq_k4_superblock(uint16_t dh, uint16_t dminh, const uint8_t *scales, const uint8_t *qs,
+                              const uint8_t *qh, float *y) {
+    float d = h2f(dh), dmin = h2f(dminh);
+    for (int c = 0; c < 4; c++) {
+        uint8_t sc0, m0, sc1, m1;
+        fitlm_k4_scale_min(scales, 2 * c, &sc0, &m0);
+        fitlm_k4_scale_min(scales, 2 * c + 1, &sc1, &m1);
+        float d0 = d * (float)sc0, mm0 = dmin * (float)m0;
+        float d1 = d * (float)sc1, mm1 = dmin * (float)m1;
+        const uint8_t *q = qs + 32 * c;
+        for (int l = 0; l < 32; l++) {
+            int lo = q[l] & 0x0f, hi = q[l] >> 4;
+            if (qh) {
+                lo += ((qh[l] >> (2 * c)) & 1) << 4;
+                hi += ((qh[l] >> (2 * c + 1)) & 1) << 4;
             }
+            y[64 * c + l] = d0 * (float)lo - mm0;
+            y[64 * c + 32 + l] = d1 * (float)hi - mm1;
         }
     }
 }
 
-/* Q5_K: as Q4_K, plus a fifth bit (+16): bit 2c of qh[l] for element 64c + l,
- * bit 2c + 1 for element 64c + 32 + l. */
+static void deq_q4_k(const blk_q4_k *b, int64_t nb, float *y) {
+    for (int64_t i = 0; i < nb; i++, y += 256) deq_k4_superblock(b[i].d, b[i].dmin, b[i].scales, b[i].qs, NULL, y);
+}
+
 static void deq_q5_k(const blk_q5_k *b, int64_t nb, float *y) {
-    for (int64_t i = 0; i < nb; i++, y += 256) {
-        float d = h2f(b[i].d), dmin = h2f(b[i].dmin);
-        for (int c = 0; c < 4; c++) {
-            uint8_t sc0, m0, sc1, m1;
-            fitlm_k4_scale_min(b[i].scales, 2 * c, &sc0, &m0);
-            fitlm_k4_scale_min(b[i].scales, 2 * c + 1, &sc1, &m1);
-            float d0 = d * (float)sc0, mm0 = dmin * (float)m0;
-            float d1 = d * (float)sc1, mm1 = dmin * (float)m1;
-            const uint8_t *q = b[i].qs + 32 * c;
-            for (int l = 0; l < 32; l++) {
-                int lo = (q[l] & 0x0f) + (((b[i].qh[l] >> (2 * c)) & 1) << 4);
-                int hi = (q[l] >> 4) + (((b[i].qh[l] >> (2 * c + 1)) & 1) << 4);
-                y[64 * c + l] = d0 * (float)lo - mm0;
-                y[64 * c + 32 + l] = d1 * (float)hi - mm1;
-            }
-        }
-    }
+    for (int64_t i = 0; i < nb; i++, y += 256) deq_k4_superblock(b[i].d, b[i].dmin, b[i].scales, b[i].qs, b[i].qh, y);
 }
 
 /* Q6_K: 16 sub-blocks of 16 with int8 scales; element e uses scales[e/16].
