@@ -106,7 +106,19 @@ typedef struct {
     int64_t kslice; /* > 0: float weights, columns per slice for token tiles */
     size_t welem;   /* bytes per weight element (float weights) */
     atomic_llong next;
+    struct mm_region *regions; /* decode: per-share runs of chunks (NULL: one shared counter) */
+    int nregions;
 } mm_job;
+
+/* Decode hands each share a contiguous run of chunks, claimed in order, so a
+ * thread's weight reads stay one sequential stream across chunk boundaries
+ * (the hardware prefetchers keep running instead of restarting on every
+ * chunk); a share that finishes its run takes chunks from the others' runs. */
+#define MM_MAX_REGIONS 64
+typedef struct mm_region {
+    _Alignas(64) atomic_llong next; /* next unclaimed chunk of the run */
+    long long end;                   /* one past its last chunk */
+} mm_region;
 
 static void quantize_tokens(mm_job *j, int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; t++) {
@@ -161,20 +173,13 @@ static void repacked_chunk(mm_job *j, int64_t r0, int64_t r1, float *out) {
     }
 }
 
-static void matmul_worker(void *arg, int ith, int nth) {
-    (void)ith;
-    (void)nth;
-    mm_job *j = arg;
-    float out[FITLM_DOT_TILE_MAX];
-    _Alignas(64) float xtile[FITLM_DOT_TILE_MAX * XTILE_STRIDE]; /* 16.5 KiB */
-    for (;;) {
-        long long c = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
-        if (c >= j->nchunks) break;
+static void run_chunk(mm_job *j, long long c, float *out, float *xtile) {
+    {
         int64_t r0 = c * j->chunk_rows;
         int64_t r1 = r0 + j->chunk_rows < j->rows ? r0 + j->chunk_rows : j->rows;
         if (j->repacked) {
             repacked_chunk(j, r0, r1, out);
-            continue;
+            return;
         }
         for (int64_t t0 = 0; t0 < j->ntok; t0 += j->tile) {
             int nt = (int)(j->ntok - t0 < j->tile ? j->ntok - t0 : j->tile);
@@ -207,6 +212,29 @@ static void matmul_worker(void *arg, int ith, int nth) {
                 for (int t = 0; t < nt; t++) j->Y[(t0 + t) * j->rows + r] = out[t];
             }
         }
+    }
+}
+
+static void matmul_worker(void *arg, int ith, int nth) {
+    (void)nth;
+    mm_job *j = arg;
+    float out[FITLM_DOT_TILE_MAX];
+    _Alignas(64) float xtile[FITLM_DOT_TILE_MAX * XTILE_STRIDE]; /* 16.5 KiB */
+    if (j->regions) {
+        for (int k = 0; k < j->nregions; k++) {
+            mm_region *rg = &j->regions[(ith + k) % j->nregions];
+            for (;;) {
+                long long c = atomic_fetch_add_explicit(&rg->next, 1, memory_order_relaxed);
+                if (c >= rg->end) break;
+                run_chunk(j, c, out, xtile);
+            }
+        }
+        return;
+    }
+    for (;;) {
+        long long c = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
+        if (c >= j->nchunks) break;
+        run_chunk(j, c, out, xtile);
     }
 }
 
@@ -285,6 +313,15 @@ static void matmul_run(fitlm_threadpool *pool, int wtype, const void *W, int64_t
     j.chunk_rows = cr;
     j.nchunks = (rows + cr - 1) / cr;
     atomic_init(&j.next, 0);
+    mm_region regions[MM_MAX_REGIONS];
+    if (n_tokens == 1 && nth > 1 && nth <= MM_MAX_REGIONS) {
+        j.regions = regions;
+        j.nregions = nth;
+        for (int i = 0; i < nth; i++) {
+            atomic_init(&regions[i].next, (long long)(j.nchunks * i / nth));
+            regions[i].end = (long long)(j.nchunks * (i + 1) / nth);
+        }
+    }
     fitlm_threadpool_run(run_pool, matmul_worker, &j);
     free(owned);
 }
