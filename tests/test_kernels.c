@@ -15,7 +15,8 @@
  * repacked Q4_0 and Q8_0 layouts (and Q4_K/Q5_K/Q6_K copies, Q8_0 copies for
  * rows too long for its layout) through the same checks. Plus
  * fp16/bf16 special values, SIMD vs scalar activation quantizers byte for
- * byte, the bandwidth probe, and the thread pool. */
+ * byte, fused matmuls (fitlm_cpu_matmul_multi) against separate calls, the
+ * bandwidth probe, and the thread pool. */
 #include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -404,6 +405,61 @@ static void check_threadpool(void) {
     fitlm_threadpool_free(d);
 }
 
+/* fitlm_cpu_matmul_multi: three matrices sharing their input (rows 12, 4 and
+ * 20 as Q, K, V would be) give, bit for bit, what three separate calls give,
+ * in the plain layout and in the repacked one, for decode and several tokens,
+ * on 1 to 3 threads (chunks spanning the three under every split). */
+static void check_matmul_multi(void) {
+    static const int types[] = {FITLM_TYPE_Q4_0, FITLM_TYPE_Q8_0, FITLM_TYPE_Q4_K, FITLM_TYPE_F16, FITLM_TYPE_Q6_K};
+    static const int64_t rows[3] = {12, 4, 20};
+    const int64_t cols = 512;
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        const type_case *tc = NULL;
+        for (size_t k = 0; k < sizeof k_types / sizeof k_types[0]; k++)
+            if (k_types[k].type == types[ti]) tc = &k_types[k];
+        void *W[3], *P[3];
+        bool packed = true;
+        for (int i = 0; i < 3; i++) {
+            W[i] = random_weights(tc, rows[i], cols);
+            bool ok;
+            size_t bytes = (size_t)fitlm_type_row_bytes(tc->type, (uint64_t)cols, &ok) * (size_t)rows[i];
+            P[i] = malloc(bytes);
+            packed = packed && fitlm_cpu_repackable(tc->type, rows[i], cols);
+            if (fitlm_cpu_repackable(tc->type, rows[i], cols)) fitlm_cpu_repack(tc->type, W[i], rows[i], cols, P[i]);
+        }
+        for (int ntok = 1; ntok <= 5; ntok += 4) {
+            float *X = malloc(sizeof(float) * (size_t)(cols * ntok));
+            for (int64_t i = 0; i < cols * ntok; i++) X[i] = rnd_act();
+            for (int layout = 0; layout < (packed ? 2 : 1); layout++)
+                for (int p = 0; p < 3; p++) {
+                    float *want[3], *got[3];
+                    fitlm_cpu_mm mm[3];
+                    for (int i = 0; i < 3; i++) {
+                        want[i] = malloc(sizeof(float) * (size_t)(rows[i] * ntok));
+                        got[i] = malloc(sizeof(float) * (size_t)(rows[i] * ntok));
+                        const void *w = layout ? P[i] : W[i];
+                        if (layout) fitlm_cpu_matmul_repacked(pools[p], tc->type, w, rows[i], cols, X, ntok, want[i]);
+                        else fitlm_cpu_matmul(pools[p], tc->type, w, rows[i], cols, X, ntok, want[i]);
+                        mm[i] = (fitlm_cpu_mm){.W = w, .rows = rows[i], .Y = got[i]};
+                    }
+                    fitlm_cpu_matmul_multi(pools[p], tc->type, cols, X, ntok, 3, mm, layout == 1);
+                    for (int i = 0; i < 3; i++) {
+                        CHECK(memcmp(want[i], got[i], sizeof(float) * (size_t)(rows[i] * ntok)) == 0,
+                              "matmul_multi %s%s ntok=%d threads=%d matrix %d differs from a separate call",
+                              fitlm_type_name(tc->type), layout ? " repacked" : "", ntok, p + 1, i);
+                        free(want[i]);
+                        free(got[i]);
+                    }
+                }
+            free(X);
+        }
+        for (int i = 0; i < 3; i++) {
+            free(W[i]);
+            free(P[i]);
+        }
+    }
+}
+
 int main(void) {
     const char *san = getenv("FITLM_SANITIZED");
     int small = san && *san && strcmp(san, "0") != 0;
@@ -420,6 +476,7 @@ int main(void) {
     }
     check_act_quantizers();
     check_special_halves();
+    check_matmul_multi();
 
     static const int64_t ntoks[] = {1, 2, 3, 7, 16, 14, 12}; /* 8 + 6, 8 + 4 with the 8-token AVX-512 tiles */
     for (size_t ti = 0; ti < sizeof k_types / sizeof k_types[0]; ti++) {

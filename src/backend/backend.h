@@ -54,6 +54,9 @@ typedef struct fitlm_rope_table {
 
 typedef struct fitlm_backend fitlm_backend;
 
+/* The most matrices one matmul_multi call takes. */
+#define FITLM_MATMUL_MULTI_MAX 4
+
 struct fitlm_backend {
     const char *name;    /* "cpu", "cuda" */
     fitlm_device device;
@@ -99,6 +102,11 @@ struct fitlm_backend {
      * y: (W.ne1 x n_tokens). */
     void (*matmul)(fitlm_backend *be, const fitlm_btensor *W, const fitlm_btensor *x, int64_t n_tokens,
                    fitlm_btensor *y);
+    /* y[i] = W[i] x for i < n (1 <= n <= FITLM_MATMUL_MULTI_MAX): matmuls that
+     * share their input (Q, K and V; gate and up) in one call, so a backend can
+     * prepare x once and run them together. The same results as n matmul calls. */
+    void (*matmul_multi)(fitlm_backend *be, int n, const fitlm_btensor *const *W, const fitlm_btensor *x,
+                         int64_t n_tokens, fitlm_btensor *const *y);
     /* y[t] = x[t] / sqrt(mean(x[t]^2) + eps) * w. y may equal x. */
     void (*rmsnorm)(fitlm_backend *be, const fitlm_btensor *x, const fitlm_btensor *w, float eps, int64_t n_tokens,
                     fitlm_btensor *y);

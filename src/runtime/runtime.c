@@ -324,9 +324,9 @@ static void forward_hidden(fitlm_runtime *rt, const int32_t *ids, int64_t n, int
         layer_weights *w = &rt->layers[l];
         /* attention block */
         be->rmsnorm(be, &rt->x, &w->attn_norm, hp->norm_eps, n, &rt->xb);
-        be->matmul(be, &w->wq, &rt->xb, n, &rt->q);
-        be->matmul(be, &w->wk, &rt->xb, n, &rt->k);
-        be->matmul(be, &w->wv, &rt->xb, n, &rt->v);
+        const fitlm_btensor *qkv_w[3] = {&w->wq, &w->wk, &w->wv};
+        fitlm_btensor *qkv_y[3] = {&rt->q, &rt->k, &rt->v};
+        be->matmul_multi(be, 3, qkv_w, &rt->xb, n, qkv_y);
         if (w->has_bias) {
             be->add_bias(be, &rt->q, &w->bq, n);
             be->add_bias(be, &rt->k, &w->bk, n);
@@ -342,8 +342,9 @@ static void forward_hidden(fitlm_runtime *rt, const int32_t *ids, int64_t n, int
         be->add(be, &rt->x, &rt->xb2, n);
         /* feed-forward block (SwiGLU) */
         be->rmsnorm(be, &rt->x, &w->ffn_norm, hp->norm_eps, n, &rt->xb);
-        be->matmul(be, &w->w_gate, &rt->xb, n, &rt->hb);
-        be->matmul(be, &w->w_up, &rt->xb, n, &rt->hb2);
+        const fitlm_btensor *gu_w[2] = {&w->w_gate, &w->w_up};
+        fitlm_btensor *gu_y[2] = {&rt->hb, &rt->hb2};
+        be->matmul_multi(be, 2, gu_w, &rt->xb, n, gu_y);
         be->silu_mul(be, &rt->hb, &rt->hb2, n, &rt->hb);
         be->matmul(be, &w->w_down, &rt->hb, n, &rt->xb2);
         be->add(be, &rt->x, &rt->xb2, n);

@@ -215,6 +215,29 @@ static void cpu_matmul(fitlm_backend *be, const fitlm_btensor *W, const fitlm_bt
     else fitlm_cpu_matmul(pool, W->type, W->data, W->ne1, W->ne0, x->data, n_tokens, y->data);
 }
 
+static void cpu_matmul_multi(fitlm_backend *be, int n, const fitlm_btensor *const *W, const fitlm_btensor *x,
+                             int64_t n_tokens, fitlm_btensor *const *y) {
+    if (n <= 0) return;
+    /* one pass when every matrix has the type, width and layout of the first */
+    bool same = n <= FITLM_CPU_MM_MAX;
+    for (int i = 1; i < n && same; i++)
+        same = W[i]->type == W[0]->type && W[i]->ne0 == W[0]->ne0 && W[i]->repacked == W[0]->repacked;
+    if (!same) {
+        for (int i = 0; i < n; i++) cpu_matmul(be, W[i], x, n_tokens, y[i]);
+        return;
+    }
+    fitlm_cpu_mm mats[FITLM_CPU_MM_MAX];
+    int64_t rows = 0;
+    for (int i = 0; i < n; i++) {
+        mats[i] = (fitlm_cpu_mm){.W = W[i]->data, .rows = W[i]->ne1, .Y = y[i]->data};
+        rows += W[i]->ne1;
+    }
+    fitlm_threadpool *pool = st(be)->pool;
+    bool plain = W[0]->type == FITLM_TYPE_F32 || W[0]->type == FITLM_TYPE_F16 || W[0]->type == FITLM_TYPE_BF16;
+    if (plain && W[0]->ne0 * rows * n_tokens < MATMUL_PAR_MIN_MACS) pool = NULL;
+    fitlm_cpu_matmul_multi(pool, W[0]->type, W[0]->ne0, x->data, n_tokens, n, mats, W[0]->repacked);
+}
+
 typedef struct rows_job {
     const float *x;
     const float *w;
@@ -457,6 +480,7 @@ fitlm_backend *fitlm_backend_cpu_new(int n_threads, fitlm_error *err) {
     be->clear = cpu_clear;
     be->sync = cpu_sync;
     be->matmul = cpu_matmul;
+    be->matmul_multi = cpu_matmul_multi;
     be->rmsnorm = cpu_rmsnorm;
     be->rope = cpu_rope;
     be->kv_store = cpu_kv_store;

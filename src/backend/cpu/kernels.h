@@ -110,6 +110,21 @@ void fitlm_cpu_unpack_rows(int wtype, const void *P, int64_t cols, int64_t row0,
  * time into a stack buffer and use the plain kernels. */
 void fitlm_cpu_matmul_repacked(fitlm_threadpool *pool, int wtype, const void *P, int64_t rows, int64_t cols,
                                const float *X, int64_t n_tokens, float *Y);
+/* One weight matrix of fitlm_cpu_matmul_multi: W (rows x the shared cols) and
+ * its output Y (n_tokens rows of `rows` floats). */
+typedef struct fitlm_cpu_mm {
+    const void *W;
+    int64_t rows;
+    float *Y;
+} fitlm_cpu_mm;
+#define FITLM_CPU_MM_MAX 4
+/* Y_i = W_i X for n <= FITLM_CPU_MM_MAX matrices of one type and column count
+ * that share their input X (Q, K, V; gate and up): X is quantized once and the
+ * rows of all of them are handed out in one parallel pass. All are in the
+ * plain layout (repacked false) or all repacked copies (as for
+ * fitlm_cpu_matmul_repacked). Results equal separate calls bit for bit. */
+void fitlm_cpu_matmul_multi(fitlm_threadpool *pool, int wtype, int64_t cols, const float *X, int64_t n_tokens, int n,
+                            const fitlm_cpu_mm *mats, bool repacked);
 int fitlm_cpu_get_row_repacked(int wtype, const void *P, int64_t cols, int64_t r, float *dst);
 /* Memory for a repacked copy: 64-byte aligned, and for 2 MiB or more 2 MiB
  * aligned with transparent huge pages requested (fewer TLB misses while

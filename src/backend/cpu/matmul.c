@@ -96,12 +96,12 @@ typedef struct {
     act_format fmt;
     int simd; /* quantize activations with AVX2 */
     const float *X;
-    int64_t cols, rows, ntok;
-    const uint8_t *W;
+    int64_t cols, ntok;
     size_t wrow;
     uint8_t *A;
     size_t astride;
-    float *Y;
+    struct mm_seg *segs; /* the weight matrices, their chunks numbered one after another */
+    int nsegs;
     int64_t chunk_rows, nchunks;
     int64_t kslice; /* > 0: float weights, columns per slice for token tiles */
     size_t welem;   /* bytes per weight element (float weights) */
@@ -109,6 +109,14 @@ typedef struct {
     struct mm_region *regions; /* decode: per-share runs of chunks (NULL: one shared counter) */
     int nregions;
 } mm_job;
+
+/* One weight matrix of the call and its outputs. */
+typedef struct mm_seg {
+    const uint8_t *W;
+    int64_t rows;
+    float *Y;
+    long long chunk0; /* number of its first chunk */
+} mm_seg;
 
 /* Decode hands each share a contiguous run of chunks, claimed in order, so a
  * thread's weight reads stay one sequential stream across chunk boundaries
@@ -149,10 +157,10 @@ static void quantize_worker(void *arg, int ith, int nth) {
  * on the stack); fitlm_cpu_repackable asks that 4 rows fit. */
 #define UNPACK_BUF (64u << 10)
 
-static void repacked_chunk(mm_job *j, int64_t r0, int64_t r1, float *out) {
+static void repacked_chunk(mm_job *j, const mm_seg *sg, int64_t r0, int64_t r1, float *out) {
     if (j->dot_rows && j->ntok == 1) {
         for (int64_t r = r0; r < r1; r += FITLM_REPACK_ROWS)
-            j->dot_rows(j->cols, j->W + (size_t)r * j->wrow, j->A, j->Y + r);
+            j->dot_rows(j->cols, sg->W + (size_t)r * j->wrow, j->A, sg->Y + r);
         return;
     }
     /* several tokens (or a lower ISA): a few plain rows at a time, each
@@ -161,24 +169,26 @@ static void repacked_chunk(mm_job *j, int64_t r0, int64_t r1, float *out) {
     int64_t step = (int64_t)(UNPACK_BUF / j->wrow) / FITLM_REPACK_ROWS * FITLM_REPACK_ROWS;
     for (int64_t s0 = r0; s0 < r1; s0 += step) {
         int64_t s1 = s0 + step < r1 ? s0 + step : r1;
-        fitlm_cpu_unpack_rows(j->wtype, j->W, j->cols, s0, s1 - s0, wbuf);
+        fitlm_cpu_unpack_rows(j->wtype, sg->W, j->cols, s0, s1 - s0, wbuf);
         for (int64_t t0 = 0; t0 < j->ntok; t0 += j->tile) {
             int nt = (int)(j->ntok - t0 < j->tile ? j->ntok - t0 : j->tile);
             const uint8_t *a = j->A + (size_t)t0 * j->astride;
             for (int64_t r = s0; r < s1; r++) {
                 j->dot(j->cols, wbuf + (size_t)(r - s0) * j->wrow, a, j->astride, nt, out);
-                for (int t = 0; t < nt; t++) j->Y[(t0 + t) * j->rows + r] = out[t];
+                for (int t = 0; t < nt; t++) sg->Y[(t0 + t) * sg->rows + r] = out[t];
             }
         }
     }
 }
 
 static void run_chunk(mm_job *j, long long c, float *out, float *xtile) {
+    const mm_seg *sg = j->segs;
+    while (sg + 1 < j->segs + j->nsegs && c >= sg[1].chunk0) sg++;
     {
-        int64_t r0 = c * j->chunk_rows;
-        int64_t r1 = r0 + j->chunk_rows < j->rows ? r0 + j->chunk_rows : j->rows;
+        int64_t r0 = (c - sg->chunk0) * j->chunk_rows;
+        int64_t r1 = r0 + j->chunk_rows < sg->rows ? r0 + j->chunk_rows : sg->rows;
         if (j->repacked) {
-            repacked_chunk(j, r0, r1, out);
+            repacked_chunk(j, sg, r0, r1, out);
             return;
         }
         for (int64_t t0 = 0; t0 < j->ntok; t0 += j->tile) {
@@ -198,9 +208,9 @@ static void run_chunk(mm_job *j, long long c, float *out, float *xtile) {
                                (size_t)kn * sizeof(float));
                     size_t woff = (size_t)k0 * j->welem;
                     for (int64_t r = r0; r < r1; r++) {
-                        j->dot(kn, j->W + (size_t)r * j->wrow + woff, xtile, XTILE_STRIDE * sizeof(float), nt, out);
+                        j->dot(kn, sg->W + (size_t)r * j->wrow + woff, xtile, XTILE_STRIDE * sizeof(float), nt, out);
                         for (int t = 0; t < nt; t++) {
-                            float *y = &j->Y[(t0 + t) * j->rows + r];
+                            float *y = &sg->Y[(t0 + t) * sg->rows + r];
                             *y = k0 == 0 ? out[t] : *y + out[t];
                         }
                     }
@@ -208,8 +218,8 @@ static void run_chunk(mm_job *j, long long c, float *out, float *xtile) {
                 continue;
             }
             for (int64_t r = r0; r < r1; r++) {
-                j->dot(j->cols, j->W + (size_t)r * j->wrow, a, j->astride, nt, out);
-                for (int t = 0; t < nt; t++) j->Y[(t0 + t) * j->rows + r] = out[t];
+                j->dot(j->cols, sg->W + (size_t)r * j->wrow, a, j->astride, nt, out);
+                for (int t = 0; t < nt; t++) sg->Y[(t0 + t) * sg->rows + r] = out[t];
             }
         }
     }
@@ -238,9 +248,15 @@ static void matmul_worker(void *arg, int ith, int nth) {
     }
 }
 
-static void matmul_run(fitlm_threadpool *pool, int wtype, const void *W, int64_t rows, int64_t cols, const float *X,
-                       int64_t n_tokens, float *Y, int repacked) {
-    if (rows <= 0 || n_tokens <= 0) return;
+/* The matmuls of `n` weight matrices of one type, column count and layout
+ * sharing their input X: X is quantized once and the rows of all of them are
+ * handed out in one parallel pass (chunks numbered across the matrices). */
+static void matmul_run(fitlm_threadpool *pool, int wtype, int64_t cols, const float *X, int64_t n_tokens, int n,
+                       const fitlm_cpu_mm *mats, int repacked) {
+    if (n <= 0 || n > FITLM_CPU_MM_MAX || n_tokens <= 0) return;
+    int64_t total_rows = 0;
+    for (int i = 0; i < n; i++) total_rows += mats[i].rows > 0 ? mats[i].rows : 0;
+    if (total_rows <= 0) return;
     bool ok;
     uint64_t wrow = fitlm_type_row_bytes(wtype, (uint64_t)(cols > 0 ? cols : 0), &ok);
     act_format fmt = fitlm_act_format(wtype);
@@ -249,11 +265,14 @@ static void matmul_run(fitlm_threadpool *pool, int wtype, const void *W, int64_t
     fitlm_dot_fn dot = fitlm_cpu_type_supported(wtype) && ok && cols > 0 ? pick_dot(wtype, isa, &tile) : NULL;
     if (dot && dot != fitlm_dot_scalar(wtype)) fmt = fitlm_act_format_simd(wtype);
     if (fmt == ACT_Q8K && cols % 256 != 0) dot = NULL;
-    if (repacked && ((wtype != FITLM_TYPE_Q4_0 && wtype != FITLM_TYPE_Q8_0) || rows % FITLM_REPACK_ROWS != 0 || cols % 128 != 0 ||
+    bool rows_x4 = true;
+    for (int i = 0; i < n; i++) rows_x4 = rows_x4 && mats[i].rows % FITLM_REPACK_ROWS == 0;
+    if (repacked && ((wtype != FITLM_TYPE_Q4_0 && wtype != FITLM_TYPE_Q8_0) || !rows_x4 || cols % 128 != 0 ||
                      FITLM_REPACK_ROWS * wrow > UNPACK_BUF))
         dot = NULL;
     if (!dot) { /* unsupported type or shape: make the failure visible */
-        for (int64_t i = 0; i < rows * n_tokens; i++) Y[i] = NAN;
+        for (int i = 0; i < n; i++)
+            for (int64_t k = 0; k < mats[i].rows * n_tokens; k++) mats[i].Y[k] = NAN;
         return;
     }
     mm_job j;
@@ -268,17 +287,14 @@ static void matmul_run(fitlm_threadpool *pool, int wtype, const void *W, int64_t
     j.simd = isa >= FITLM_ISA_AVX2;
     j.X = X;
     j.cols = cols;
-    j.rows = rows;
     j.ntok = n_tokens;
-    j.W = W;
     j.wrow = (size_t)wrow;
-    j.Y = Y;
     void *owned = NULL;
     /* small activations (decode rows up to ~26k columns) without a pool go on
      * the stack instead of a malloc per call */
     _Alignas(64) uint8_t local[32 << 10];
     /* too little work to be worth waking the workers */
-    double macs = (double)rows * (double)cols * (double)n_tokens;
+    double macs = (double)total_rows * (double)cols * (double)n_tokens;
     fitlm_threadpool *run_pool = macs < (double)atomic_load(&g_par_min_macs) ? NULL : pool;
     if (fmt == ACT_F32) {
         j.A = (uint8_t *)(uintptr_t)X;
@@ -292,7 +308,23 @@ static void matmul_run(fitlm_threadpool *pool, int wtype, const void *W, int64_t
         j.A = pool ? fitlm_threadpool_scratch(pool, bytes) : bytes <= sizeof local ? local : NULL;
         if (!j.A) j.A = owned = malloc(bytes);
         if (!j.A) { /* out of memory: the allocation-free reference still works */
-            fitlm_cpu_matmul_ref(wtype, W, rows, cols, X, n_tokens, Y);
+            for (int i = 0; i < n; i++) {
+                const void *W = mats[i].W;
+                _Alignas(64) uint8_t rows4[UNPACK_BUF];
+                if (!repacked) {
+                    fitlm_cpu_matmul_ref(wtype, W, mats[i].rows, cols, X, n_tokens, mats[i].Y);
+                    continue;
+                }
+                /* a repacked matrix: 4 plain rows at a time */
+                for (int64_t r = 0; r < mats[i].rows; r += FITLM_REPACK_ROWS) {
+                    float y4[FITLM_REPACK_ROWS];
+                    fitlm_cpu_unpack_rows(wtype, W, cols, r, FITLM_REPACK_ROWS, rows4);
+                    for (int64_t t = 0; t < n_tokens; t++) {
+                        fitlm_cpu_matmul_ref(wtype, rows4, FITLM_REPACK_ROWS, cols, X + t * cols, 1, y4);
+                        for (int k = 0; k < FITLM_REPACK_ROWS; k++) mats[i].Y[t * mats[i].rows + r + k] = y4[k];
+                    }
+                }
+            }
             return;
         }
         if (run_pool && n_tokens > 1) fitlm_threadpool_run(run_pool, quantize_worker, &j);
@@ -306,12 +338,26 @@ static void matmul_run(fitlm_threadpool *pool, int wtype, const void *W, int64_t
     size_t target = n_tokens == 1 ? (64u << 10) : (192u << 10);
     int64_t cr = (int64_t)(target / (j.wrow ? j.wrow : 1));
     if (cr < 1) cr = 1;
-    int64_t balance = (rows + 4 * nth - 1) / (4 * nth);
+    int64_t balance = (total_rows + 4 * nth - 1) / (4 * nth);
     if (nth > 1 && cr > balance) cr = balance;
     if (cr < 1) cr = 1;
     if (repacked) cr = cr < FITLM_REPACK_ROWS ? FITLM_REPACK_ROWS : cr - cr % FITLM_REPACK_ROWS; /* whole groups */
+    mm_seg segs[FITLM_CPU_MM_MAX];
+    long long nchunks = 0;
+    int nsegs = 0;
+    for (int i = 0; i < n; i++) {
+        if (mats[i].rows <= 0) continue;
+        segs[nsegs].W = mats[i].W;
+        segs[nsegs].rows = mats[i].rows;
+        segs[nsegs].Y = mats[i].Y;
+        segs[nsegs].chunk0 = nchunks;
+        nchunks += (mats[i].rows + cr - 1) / cr;
+        nsegs++;
+    }
+    j.segs = segs;
+    j.nsegs = nsegs;
     j.chunk_rows = cr;
-    j.nchunks = (rows + cr - 1) / cr;
+    j.nchunks = nchunks;
     atomic_init(&j.next, 0);
     mm_region regions[MM_MAX_REGIONS];
     if (n_tokens == 1 && nth > 1 && nth <= MM_MAX_REGIONS) {
@@ -328,7 +374,8 @@ static void matmul_run(fitlm_threadpool *pool, int wtype, const void *W, int64_t
 
 void fitlm_cpu_matmul(fitlm_threadpool *pool, int wtype, const void *W, int64_t rows, int64_t cols, const float *X,
                       int64_t n_tokens, float *Y) {
-    matmul_run(pool, wtype, W, rows, cols, X, n_tokens, Y, 0);
+    fitlm_cpu_mm m = {.W = W, .rows = rows, .Y = Y};
+    matmul_run(pool, wtype, cols, X, n_tokens, 1, &m, 0);
 }
 
 /* Bytes of 4 plain rows of a type with an x4 layout (Q4_0, Q8_0) that the
@@ -350,7 +397,13 @@ static bool copy_only(int wtype, int64_t cols) {
 
 void fitlm_cpu_matmul_repacked(fitlm_threadpool *pool, int wtype, const void *P, int64_t rows, int64_t cols,
                                const float *X, int64_t n_tokens, float *Y) {
-    matmul_run(pool, wtype, P, rows, cols, X, n_tokens, Y, !copy_only(wtype, cols)); /* copies keep the plain layout */
+    fitlm_cpu_mm m = {.W = P, .rows = rows, .Y = Y};
+    matmul_run(pool, wtype, cols, X, n_tokens, 1, &m, !copy_only(wtype, cols)); /* copies keep the plain layout */
+}
+
+void fitlm_cpu_matmul_multi(fitlm_threadpool *pool, int wtype, int64_t cols, const float *X, int64_t n_tokens, int n,
+                            const fitlm_cpu_mm *mats, bool repacked) {
+    matmul_run(pool, wtype, cols, X, n_tokens, n, mats, repacked && !copy_only(wtype, cols));
 }
 
 /* ---- repacked Q4_0 and Q8_0 layouts (kernels.h) ---- */
