@@ -13,7 +13,24 @@
 #include "format/ggml_type.h"
 #include "util/fp16.h"
 
+/* Repacked weight copies live in slabs: large blocks, 2 MiB aligned with huge
+ * pages requested (fitlm_cpu_alloc_weights), filled in the order the weights
+ * are prepared — the order the forward pass reads them — so every copy, even
+ * a small K or V matrix, sits on huge pages right after the matrix read
+ * before it, and a thread's stream runs on from one matrix into the next. A
+ * slab is freed when the last copy in it is released; the unused tail of a
+ * slab is never touched, so it takes no memory. */
+typedef struct weight_slab {
+    struct weight_slab *next;
+    uint8_t *base;
+    size_t size, used;
+    int live; /* copies in it not yet released */
+} weight_slab;
+
+#define SLAB_BYTES ((size_t)64 << 20)
+
 typedef struct cpu_state {
+    weight_slab *slabs; /* newest (the one being filled) first */
     fitlm_threadpool *pool;
     int n_threads;
     float *att_scratch;   /* n_threads * att_stride floats */
@@ -68,9 +85,50 @@ static int cpu_alloc(fitlm_backend *be, int type, int64_t ne0, int64_t ne1, fitl
     return 0;
 }
 
+/* `bytes` of slab memory (64-byte aligned), or NULL when out of memory. Given
+ * back with slab_put. */
+static void *slab_get(cpu_state *s, size_t bytes) {
+    weight_slab *h = s->slabs;
+    size_t at = h ? (h->used + 63) & ~(size_t)63 : 0;
+    if (!h || at > h->size || bytes > h->size - at) {
+        size_t size = SLAB_BYTES;
+        if (bytes > size) {
+            if (bytes > SIZE_MAX - ((size_t)2 << 20)) return NULL;
+            size = (bytes + ((size_t)2 << 20) - 1) & ~(((size_t)2 << 20) - 1);
+        }
+        h = calloc(1, sizeof *h);
+        if (!h) return NULL;
+        h->base = fitlm_cpu_alloc_weights(size);
+        if (!h->base) {
+            free(h);
+            return NULL;
+        }
+        h->size = size;
+        h->next = s->slabs;
+        s->slabs = h;
+        at = 0;
+    }
+    h->used = at + bytes;
+    h->live++;
+    return h->base + at;
+}
+
+static void slab_put(cpu_state *s, void *p) {
+    for (weight_slab **pp = &s->slabs; *pp; pp = &(*pp)->next) {
+        weight_slab *h = *pp;
+        if ((uint8_t *)p < h->base || (uint8_t *)p >= h->base + h->size) continue;
+        if (--h->live == 0) {
+            *pp = h->next;
+            free(h->base);
+            free(h);
+        }
+        return;
+    }
+}
+
 static void cpu_release(fitlm_backend *be, fitlm_btensor *t) {
-    (void)be;
-    if (t->owned) free(t->data);
+    if (t->owned && t->repacked) slab_put(st(be), t->data);
+    else if (t->owned) free(t->data);
     memset(t, 0, sizeof *t);
 }
 
@@ -139,11 +197,11 @@ static int cpu_prepare_weight(fitlm_backend *be, const fitlm_tensor *src, fitlm_
     bool sized = row_ok && row_bytes > 0 && src->nbytes / row_bytes == (uint64_t)out->ne1 &&
                  src->nbytes % row_bytes == 0; /* the copy covers exactly the tensor */
     if (want && sized && fitlm_cpu_repackable(out->type, out->ne1, out->ne0) && src->nbytes <= (uint64_t)SIZE_MAX / 2) {
-        void *p = fitlm_cpu_alloc_weights((size_t)src->nbytes);
+        void *p = slab_get(st(be), (size_t)src->nbytes);
         if (!p) return fitlm_fail(err, "out of memory repacking tensor %s (%llu bytes)", src->name,
                                   (unsigned long long)src->nbytes);
         if (fitlm_cpu_repack(out->type, src->data, out->ne1, out->ne0, p) != 0) {
-            free(p); /* cannot happen after repackable(); keep the file's layout */
+            slab_put(st(be), p); /* cannot happen after repackable(); keep the file's layout */
             return 0;
         }
         out->data = p;
@@ -436,6 +494,12 @@ static void cpu_free(fitlm_backend *be) {
     if (s) {
         fitlm_threadpool_free(s->pool);
         free(s->att_scratch);
+        while (s->slabs) { /* copies the caller did not release */
+            weight_slab *h = s->slabs;
+            s->slabs = h->next;
+            free(h->base);
+            free(h);
+        }
         free(s);
     }
     free(be);
