@@ -345,9 +345,12 @@ int cmd_run(int argc, char **argv) {
     fprintf(stderr, "\nfitlm: stopped: %s\n", stop_reason);
     fprintf(stderr, "fitlm: prompt eval: %6u tokens in %9.2f ms (%10.2f ms per token, %10.2f tokens per second)\n",
             n_prompt, t_prompt * 1e3, t_prompt * 1e3 / n_prompt, n_prompt / (t_prompt > 0 ? t_prompt : 1e-9));
-    /* generation time covers n_gen sampled tokens, of which n_gen-1 (or n_gen) were decoded */
-    fprintf(stderr, "fitlm: generation:  %6ld tokens in %9.2f ms (%10.2f ms per token, %10.2f tokens per second)\n",
-            n_gen, t_gen * 1e3, n_gen ? t_gen * 1e3 / n_gen : 0.0, n_gen / (t_gen > 0 ? t_gen : 1e-9));
+    /* the first generated token comes from the prompt's logits: the speed is
+     * per decode step (llama.cpp's "eval time ... runs") */
+    long n_eval = res.n_eval;
+    fprintf(stderr, "fitlm: generation:  %6ld tokens in %9.2f ms (%ld decode steps: %.2f ms per token, %.2f tokens per second)\n",
+            n_gen, t_gen * 1e3, n_eval, n_eval ? t_gen * 1e3 / n_eval : 0.0,
+            n_eval ? n_eval / (t_gen > 0 ? t_gen : 1e-9) : 0.0);
     runtime_session_print_memory(&s, stderr);
     rc = 0;
 done:

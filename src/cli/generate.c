@@ -17,6 +17,7 @@ static bool is_end(const gen_ctx *g, int32_t id) {
 
 int generate_tokens(gen_ctx *g, long n_predict, bool feed_last, gen_result *r, fitlm_error *err) {
     r->n = 0;
+    r->n_eval = 0;
     r->stop_id = -1;
     r->reason = "token limit";
     if (n_predict > g->out_cap) n_predict = g->out_cap;
@@ -49,10 +50,13 @@ int generate_tokens(gen_ctx *g, long n_predict, bool feed_last, gen_result *r, f
             break;
         }
         if (fitlm_runtime_eval(g->rt, &next, 1, g->logits, false, err)) return -1;
+        r->n_eval++;
         pending = -1;
     }
-    if (feed_last && pending >= 0 && fitlm_runtime_n_past(g->rt) < n_ctx)
+    if (feed_last && pending >= 0 && fitlm_runtime_n_past(g->rt) < n_ctx) {
         if (fitlm_runtime_eval(g->rt, &pending, 1, g->logits, false, err)) return -1;
+        r->n_eval++;
+    }
     if (g->ds) {
         const char *piece;
         size_t len;

@@ -26,6 +26,7 @@ typedef struct gen_result {
     long n;             /* tokens generated (in out[0..n)) */
     int32_t stop_id;    /* the end-of-generation token that stopped it, or -1 */
     const char *reason; /* "end of generation token", "token limit", "context full" */
+    long n_eval;        /* decode steps run (the last sampled token is evaluated only with feed_last) */
     double seconds;
 } gen_result;
 
