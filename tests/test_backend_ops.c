@@ -194,12 +194,18 @@ static void naive_attention(int type, const uint8_t *k, const uint8_t *v, uint64
 }
 
 static void test_attention(void) {
-    enum { H = 8, KV = 2, D = 16, CTX = 200 };
-    const int types[2] = {FITLM_TYPE_F32, FITLM_TYPE_F16};
+    enum { H = 8, KV = 2, CTX = 200 };
+    const int types[3] = {FITLM_TYPE_F32, FITLM_TYPE_F16, FITLM_TYPE_Q8_0};
     const int threads[2] = {1, 3};
-    for (int ti = 0; ti < 2; ti++)
+    /* head_dim 16 (the 8-wide SIMD steps) and 12 (the generic loops); SIMD
+     * and scalar ops */
+    for (int variant = 0; variant < 4; variant++)
+    for (int ti = 0; ti < 3; ti++)
         for (int th = 0; th < 2; th++)
             for (int wi = 0; wi < 4; wi++) {
+                const int D = variant & 1 ? 12 : 16;
+                if (types[ti] == FITLM_TYPE_Q8_0 && (KV * D) % 32) continue;
+                fitlm_ops_set_avx2(variant & 2 ? 0 : 1);
                 uint32_t window = wi & 1 ? 7 : 0;
                 /* 9 tokens: whole KV groups per work item; 1 token (decode) on 3
                  * threads: groups are split so every thread has work */
@@ -226,8 +232,8 @@ static void test_attention(void) {
                                 pos0, H, KV, D, window, want);
                 double worst = 0;
                 for (int64_t i = 0; i < nt * H * D; i++) worst = fmax(worst, fabs(((float *)o.data)[i] - want[i]));
-                CHECK(worst < 2e-5, "attention type %d threads %d window %u tokens %lld: error %g", types[ti], threads[th],
-                      window, (long long)nt, worst);
+                CHECK(worst < 2e-5, "attention type %d head_dim %d simd %d threads %d window %u tokens %lld: error %g",
+                      types[ti], D, !(variant & 2), threads[th], window, (long long)nt, worst);
                 free(want);
                 be->release(be, &kc);
                 be->release(be, &vc);
@@ -236,6 +242,7 @@ static void test_attention(void) {
                 be->release(be, &src);
                 be->free(be);
             }
+    fitlm_ops_set_avx2(1);
 }
 
 int main(void) {

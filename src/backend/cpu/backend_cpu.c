@@ -34,7 +34,8 @@ typedef struct cpu_state {
     fitlm_threadpool *pool;
     int n_threads;
     float *att_scratch;   /* n_threads * att_stride floats */
-    int64_t att_stride;   /* floats per thread: n_ctx scores */
+    int64_t att_stride;   /* floats per thread: att_scores scores, then 8 x head_dim */
+    int64_t att_scores;   /* floats of scores per thread */
     uint32_t att_ctx;     /* positions the scratch covers */
 } cpu_state;
 
@@ -215,17 +216,22 @@ static int cpu_prepare_weight(fitlm_backend *be, const fitlm_tensor *src, fitlm_
 static int cpu_reserve(fitlm_backend *be, uint32_t n_ctx, uint32_t n_heads, uint32_t n_kv_heads, uint32_t head_dim,
                        fitlm_error *err) {
     cpu_state *s = st(be);
-    (void)head_dim;
     uint32_t group = n_kv_heads ? n_heads / n_kv_heads : 1;
     if (group < 1) group = 1;
-    /* per thread: scores of up to `group` query heads over n_ctx positions */
-    int64_t stride = (((int64_t)n_ctx + 15) & ~(int64_t)15) * group;
-    if (stride <= s->att_stride) return 0;
+    /* per thread: scores of up to `group` query heads over n_ctx positions,
+     * then 8 cache rows of head_dim floats */
+    int64_t scores = (((int64_t)n_ctx + 15) & ~(int64_t)15) * group;
+    int64_t rows = ((int64_t)head_dim * 8 + 15) & ~(int64_t)15;
+    if (scores <= s->att_scores && rows <= s->att_stride - s->att_scores) return 0;
+    if (scores < s->att_scores) scores = s->att_scores;
+    if (rows < s->att_stride - s->att_scores) rows = s->att_stride - s->att_scores;
+    int64_t stride = scores + rows;
     float *p = aligned_alloc(64, (size_t)stride * (size_t)s->n_threads * sizeof(float));
     if (!p) return fitlm_fail(err, "out of memory reserving attention scratch for %u positions", n_ctx);
     free(s->att_scratch);
     s->att_scratch = p;
     s->att_stride = stride;
+    s->att_scores = scores;
     s->att_ctx = n_ctx;
     return 0;
 }
@@ -373,6 +379,7 @@ static void attention_worker(void *arg, int ith, int nth) {
     int64_t items = j->n_tokens * per_token, lo, hi;
     split(items, ith, nth, &lo, &hi);
     float *scores = j->s->att_scratch + (int64_t)ith * j->s->att_stride;
+    float *rows8 = scores + j->s->att_scores; /* 8 cache rows as floats */
     int group = j->n_heads / j->n_kv_heads, sub = j->sub, D = j->head_dim;
     int64_t q_stride = (int64_t)j->n_heads * D;
     float scale = 1.0f / sqrtf((float)D);
@@ -387,19 +394,38 @@ static void attention_worker(void *arg, int ith, int nth) {
         int64_t off = (int64_t)(h0 / group) * D;
         int64_t n = pos + 1 - first;
         const float *q0 = j->q + t * q_stride + (int64_t)h0 * D;
-        for (int64_t p = 0; p < n; p++) {
-            const uint8_t *krow = kbase + (uint64_t)(first + p) * j->row_bytes;
-            for (int g = 0; g < sub; g++)
-                scores[g * n + p] = fitlm_ops_kv_dot(ktype, krow, off, q0 + (int64_t)g * D, D) * scale;
+        /* 8 positions at a time: their K (then V) slices are converted to
+         * floats once for all `sub` query heads of the group */
+        for (int64_t p0 = 0; p0 < n; p0 += 8) {
+            int m = n - p0 < 8 ? (int)(n - p0) : 8;
+            for (int r = 0; r < 8; r++) {
+                if (r < m) fitlm_ops_kv_row_f32(ktype, kbase + (uint64_t)(first + p0 + r) * j->row_bytes, off,
+                                                rows8 + (int64_t)r * D, D);
+                else memset(rows8 + (int64_t)r * D, 0, (size_t)D * sizeof(float));
+            }
+            for (int g = 0; g < sub; g++) {
+                float s8[8];
+                fitlm_ops_dot8(rows8, q0 + (int64_t)g * D, D, s8);
+                for (int r = 0; r < m; r++) scores[g * n + p0 + r] = s8[r] * scale;
+            }
         }
         float *o0 = j->out + t * q_stride + (int64_t)h0 * D;
         for (int g = 0; g < sub; g++) {
             fitlm_ops_softmax(scores + g * n, n);
             memset(o0 + (int64_t)g * D, 0, (size_t)D * sizeof(float));
         }
-        for (int64_t p = 0; p < n; p++) {
-            const uint8_t *vrow = vbase + (uint64_t)(first + p) * j->row_bytes;
-            for (int g = 0; g < sub; g++) fitlm_ops_kv_axpy(vtype, vrow, off, scores[g * n + p], o0 + (int64_t)g * D, D);
+        for (int64_t p0 = 0; p0 < n; p0 += 8) {
+            int m = n - p0 < 8 ? (int)(n - p0) : 8;
+            for (int r = 0; r < 8; r++) {
+                if (r < m) fitlm_ops_kv_row_f32(vtype, vbase + (uint64_t)(first + p0 + r) * j->row_bytes, off,
+                                                rows8 + (int64_t)r * D, D);
+                else memset(rows8 + (int64_t)r * D, 0, (size_t)D * sizeof(float));
+            }
+            for (int g = 0; g < sub; g++) {
+                float w8[8] = {0};
+                for (int r = 0; r < m; r++) w8[r] = scores[g * n + p0 + r];
+                fitlm_ops_axpy8(rows8, w8, D, o0 + (int64_t)g * D);
+            }
         }
     }
 }

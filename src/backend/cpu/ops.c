@@ -189,6 +189,54 @@ float fitlm_ops_kv_dot(int type, const void *row, int64_t off, const float *q, i
     }
 }
 
+void fitlm_ops_kv_row_f32(int type, const void *row, int64_t off, float *dst, int64_t n) {
+    switch (type) {
+    case FITLM_TYPE_F32: memcpy(dst, (const float *)row + off, (size_t)n * sizeof(float)); return;
+    case FITLM_TYPE_F16: {
+        const uint16_t *r = (const uint16_t *)row + off;
+        if (fitlm_ops_use_avx2()) {
+            fitlm_ops_f16_to_f32_avx2(r, dst, n);
+            return;
+        }
+        for (int64_t i = 0; i < n; i++) dst[i] = fitlm_fp16_to_fp32(r[i]);
+        return;
+    }
+    case FITLM_TYPE_Q8_0: {
+        float d = 0.0f;
+        int64_t cached = -1;
+        for (int64_t i = 0; i < n; i++) dst[i] = q8_0_at(row, off + i, &d, &cached);
+        return;
+    }
+    default:
+        for (int64_t i = 0; i < n; i++) dst[i] = 0.0f;
+        return;
+    }
+}
+
+void fitlm_ops_dot8(const float *k, const float *q, int64_t n, float *out) {
+    if (n % 8 == 0 && fitlm_ops_use_avx2()) {
+        fitlm_ops_dot8_avx2(k, q, n, out);
+        return;
+    }
+    for (int r = 0; r < 8; r++) {
+        float s = 0.0f;
+        for (int64_t i = 0; i < n; i++) s += k[r * n + i] * q[i];
+        out[r] = s;
+    }
+}
+
+void fitlm_ops_axpy8(const float *v, const float *w, int64_t n, float *out) {
+    if (n % 8 == 0 && fitlm_ops_use_avx2()) {
+        fitlm_ops_axpy8_avx2(v, w, n, out);
+        return;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        float a = out[i];
+        for (int r = 0; r < 8; r++) a += w[r] * v[r * n + i];
+        out[i] = a;
+    }
+}
+
 void fitlm_ops_kv_axpy(int type, const void *row, int64_t off, float a, float *out, int64_t n) {
     switch (type) {
     case FITLM_TYPE_F32: {

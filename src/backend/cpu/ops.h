@@ -44,6 +44,15 @@ float fitlm_ops_kv_dot(int type, const void *row, int64_t off, const float *q, i
 /* out[i] += a * row[off+i] for i < n. */
 void fitlm_ops_kv_axpy(int type, const void *row, int64_t off, float a, float *out, int64_t n);
 
+/* Elements [off, off+n) of a KV row of `type` as floats in dst. */
+void fitlm_ops_kv_row_f32(int type, const void *row, int64_t off, float *dst, int64_t n);
+
+/* Attention building blocks over 8 cache rows at a time (k, v: 8 rows of n
+ * floats, row r at r*n). out[r] = sum_i k[r*n+i] q[i] for r < 8: */
+void fitlm_ops_dot8(const float *k, const float *q, int64_t n, float *out);
+/* out[i] += sum_{r<8} w[r] v[r*n+i]: */
+void fitlm_ops_axpy8(const float *v, const float *w, int64_t n, float *out);
+
 /* Q8_0 reference row conversion (used by the KV cache; n % 32 == 0). */
 void fitlm_ops_quantize_q8_0(const float *src, void *dst, int64_t n);
 void fitlm_ops_dequantize_q8_0(const void *src, float *dst, int64_t n);
@@ -54,6 +63,9 @@ float fitlm_ops_dot_f16_avx2(const uint16_t *a, const float *b, int64_t n);
 void fitlm_ops_axpy_f32_avx2(const float *x, float a, float *out, int64_t n);
 void fitlm_ops_axpy_f16_avx2(const uint16_t *x, float a, float *out, int64_t n);
 void fitlm_ops_f32_to_f16_avx2(const float *src, uint16_t *dst, int64_t n);
+void fitlm_ops_f16_to_f32_avx2(const uint16_t *src, float *dst, int64_t n);
+void fitlm_ops_dot8_avx2(const float *k, const float *q, int64_t n, float *out);   /* n % 8 == 0 */
+void fitlm_ops_axpy8_avx2(const float *v, const float *w, int64_t n, float *out); /* n % 8 == 0 */
 
 /* 1 if the AVX2 paths are in use (CPU has AVX2+FMA+F16C and FITLM_CPU_KERNELS
  * is not "scalar"). */

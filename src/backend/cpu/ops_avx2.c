@@ -68,3 +68,36 @@ void fitlm_ops_f32_to_f16_avx2(const float *src, uint16_t *dst, int64_t n) {
         _mm_storeu_si128((__m128i *)(dst + i), _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
     for (; i < n; i++) dst[i] = fitlm_fp32_to_fp16(src[i]);
 }
+
+void fitlm_ops_f16_to_f32_avx2(const uint16_t *src, float *dst, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
+    for (; i < n; i++) dst[i] = fitlm_fp16_to_fp32(src[i]);
+}
+
+/* Eight dot products at once; the eight accumulators are reduced together
+ * (two rounds of horizontal adds and one cross-lane add) into one vector. */
+void fitlm_ops_dot8_avx2(const float *k, const float *q, int64_t n, float *out) {
+    __m256 a[8];
+    for (int r = 0; r < 8; r++) a[r] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n; i += 8) {
+        __m256 qv = _mm256_loadu_ps(q + i);
+        for (int r = 0; r < 8; r++) a[r] = _mm256_fmadd_ps(_mm256_loadu_ps(k + r * n + i), qv, a[r]);
+    }
+    __m256 t0 = _mm256_hadd_ps(a[0], a[1]), t1 = _mm256_hadd_ps(a[2], a[3]);
+    __m256 t2 = _mm256_hadd_ps(a[4], a[5]), t3 = _mm256_hadd_ps(a[6], a[7]);
+    __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
+    /* u0 = [row0..3 low halves | row0..3 high halves], u1 likewise for rows 4..7 */
+    __m256 lo = _mm256_permute2f128_ps(u0, u1, 0x20), hi = _mm256_permute2f128_ps(u0, u1, 0x31);
+    _mm256_storeu_ps(out, _mm256_add_ps(lo, hi));
+}
+
+void fitlm_ops_axpy8_avx2(const float *v, const float *w, int64_t n, float *out) {
+    __m256 wv[8];
+    for (int r = 0; r < 8; r++) wv[r] = _mm256_broadcast_ss(w + r);
+    for (int64_t i = 0; i < n; i += 8) {
+        __m256 acc = _mm256_loadu_ps(out + i);
+        for (int r = 0; r < 8; r++) acc = _mm256_fmadd_ps(wv[r], _mm256_loadu_ps(v + r * n + i), acc);
+        _mm256_storeu_ps(out + i, acc);
+    }
+}
