@@ -371,6 +371,18 @@ typedef struct att_job {
     uint64_t row_bytes;
 } att_job;
 
+/* Asks for the cache lines of up to 8 rows' slices [off, off+bytes) starting
+ * at row p (count rows left): the strided slices come from memory while the
+ * previous 8 are computed on. */
+static inline void prefetch_rows(const uint8_t *base, uint64_t row_bytes, int64_t p, int64_t count, uint64_t off,
+                                 uint64_t bytes) {
+    if (count > 8) count = 8;
+    for (int64_t r = 0; r < count; r++) {
+        const uint8_t *a = base + (uint64_t)(p + r) * row_bytes + off;
+        for (uint64_t b = 0; b < bytes; b += 64) __builtin_prefetch(a + b, 0, 3);
+    }
+}
+
 /* One work item = token t x `sub` consecutive query heads of one KV group: each
  * K and V row slice is read once for all of them. */
 static void attention_worker(void *arg, int ith, int nth) {
@@ -394,10 +406,15 @@ static void attention_worker(void *arg, int ith, int nth) {
         int64_t off = (int64_t)(h0 / group) * D;
         int64_t n = pos + 1 - first;
         const float *q0 = j->q + t * q_stride + (int64_t)h0 * D;
+        /* the head's slice of a cache row (K and V have the same type) */
+        uint64_t slice_off = fitlm_ops_kv_row_bytes(ktype, off), slice_bytes = fitlm_ops_kv_row_bytes(ktype, D);
+        prefetch_rows(kbase, j->row_bytes, first, n, slice_off, slice_bytes);
+        prefetch_rows(kbase, j->row_bytes, first + 8, n - 8, slice_off, slice_bytes);
         /* 8 positions at a time: their K (then V) slices are converted to
          * floats once for all `sub` query heads of the group */
         for (int64_t p0 = 0; p0 < n; p0 += 8) {
             int m = n - p0 < 8 ? (int)(n - p0) : 8;
+            prefetch_rows(kbase, j->row_bytes, first + p0 + 16, n - p0 - 16, slice_off, slice_bytes);
             for (int r = 0; r < 8; r++) {
                 if (r < m) fitlm_ops_kv_row_f32(ktype, kbase + (uint64_t)(first + p0 + r) * j->row_bytes, off,
                                                 rows8 + (int64_t)r * D, D);
@@ -414,8 +431,11 @@ static void attention_worker(void *arg, int ith, int nth) {
             fitlm_ops_softmax(scores + g * n, n);
             memset(o0 + (int64_t)g * D, 0, (size_t)D * sizeof(float));
         }
+        prefetch_rows(vbase, j->row_bytes, first, n, slice_off, slice_bytes);
+        prefetch_rows(vbase, j->row_bytes, first + 8, n - 8, slice_off, slice_bytes);
         for (int64_t p0 = 0; p0 < n; p0 += 8) {
             int m = n - p0 < 8 ? (int)(n - p0) : 8;
+            prefetch_rows(vbase, j->row_bytes, first + p0 + 16, n - p0 - 16, slice_off, slice_bytes);
             for (int r = 0; r < 8; r++) {
                 if (r < m) fitlm_ops_kv_row_f32(vtype, vbase + (uint64_t)(first + p0 + r) * j->row_bytes, off,
                                                 rows8 + (int64_t)r * D, D);
