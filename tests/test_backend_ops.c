@@ -35,15 +35,21 @@ static double kv_at(int type, const void *row, int64_t i) {
     return (double)fitlm_fp16_to_fp32(d) * (int8_t)blk[2 + i % 32];
 }
 
-static void test_elementwise(void) {
+static void test_elementwise(int avx) {
     enum { N = 67 };
     float x[N], w[N], y[N], g[N], u[N], o[N];
+    fitlm_ops_set_avx2(avx);
     for (int i = 0; i < N; i++) {
         x[i] = 3 * frand();
         w[i] = frand();
         g[i] = 4 * frand();
         u[i] = frand();
     }
+    /* silu far out on both sides (e^-g huge or tiny) */
+    g[3] = 95.0f;
+    g[4] = -95.0f;
+    g[5] = -30.0f;
+    g[6] = 60.0f;
     fitlm_ops_rmsnorm(x, w, 1e-5f, N, y);
     double ss = 0;
     for (int i = 0; i < N; i++) ss += (double)x[i] * x[i];
@@ -54,8 +60,25 @@ static void test_elementwise(void) {
 
     fitlm_ops_silu_mul(g, u, o, N);
     worst = 0;
-    for (int i = 0; i < N; i++) worst = fmax(worst, fabs(o[i] - g[i] / (1 + exp(-(double)g[i])) * u[i]));
-    CHECK(worst < 1e-6, "silu_mul error %g", worst);
+    for (int i = 0; i < N; i++) {
+        double ref = g[i] / (1 + exp(-(double)g[i])) * u[i];
+        worst = fmax(worst, fabs(o[i] - ref) / fmax(1.0, fabs(ref))); /* relative above 1 */
+    }
+    CHECK(worst < 1e-6, "silu_mul (simd %d) error %g", avx, worst);
+    /* e^x itself over the whole float range the kernels use, relative */
+    if (avx && fitlm_ops_use_avx2()) {
+        double wr = 0;
+        for (int k = 0; k <= 20000; k++) {
+            float v = -87.0f + 175.0f * (float)k / 20000.0f, e;
+            fitlm_ops_exp_avx2(&v, &e, 1);
+            wr = fmax(wr, fabs(e - exp((double)v)) / exp((double)v));
+        }
+        CHECK(wr < 3e-7, "exp relative error %g", wr);
+        float bad[3] = {NAN, -200.0f, 0.0f}, eb[3];
+        fitlm_ops_exp_avx2(bad, eb, 3);
+        CHECK(isnan(eb[0]) && eb[1] >= 0 && eb[1] < 2e-38f && eb[2] == 1.0f, "exp of nan/-200/0: %g %g %g",
+              (double)eb[0], (double)eb[1], (double)eb[2]);
+    }
 
     memcpy(o, x, sizeof o);
     fitlm_ops_softmax(o, N);
@@ -67,7 +90,21 @@ static void test_elementwise(void) {
         worst = fmax(worst, fabs(o[i] - exp(x[i] - mx) / z));
         sum += o[i];
     }
-    CHECK(worst < 1e-6 && fabs(sum - 1) < 1e-5, "softmax error %g sum %g", worst, sum);
+    CHECK(worst < 1e-6 && fabs(sum - 1) < 1e-5, "softmax (simd %d) error %g sum %g", avx, worst, sum);
+    /* a long row with a wide spread (most terms far below the max) */
+    enum { L = 1000 };
+    static float lx[L], lo[L];
+    for (int i = 0; i < L; i++) lx[i] = 40 * frand();
+    memcpy(lo, lx, sizeof lo);
+    fitlm_ops_softmax(lo, L);
+    mx = -1e30;
+    z = 0;
+    for (int i = 0; i < L; i++) mx = fmax(mx, lx[i]);
+    for (int i = 0; i < L; i++) z += exp(lx[i] - mx);
+    worst = 0;
+    for (int i = 0; i < L; i++) worst = fmax(worst, fabs(lo[i] - exp(lx[i] - mx) / z));
+    CHECK(worst < 1e-6, "softmax (simd %d) of %d wide values: error %g", avx, L, worst);
+    fitlm_ops_set_avx2(1);
 }
 
 static void test_rope(void) {
@@ -246,7 +283,8 @@ static void test_attention(void) {
 }
 
 int main(void) {
-    test_elementwise();
+    test_elementwise(1);
+    test_elementwise(0);
     test_rope();
     test_kv_rows();
     test_attention();

@@ -66,6 +66,10 @@ void fitlm_ops_rope(float *x, int n_heads, int head_dim, int64_t pos, const floa
 }
 
 void fitlm_ops_silu_mul(const float *g, const float *u, float *out, int64_t n) {
+    if (fitlm_ops_use_avx2()) {
+        fitlm_ops_silu_mul_avx2(g, u, out, n);
+        return;
+    }
     for (int64_t i = 0; i < n; i++) {
         float v = g[i];
         out[i] = v / (1.0f + expf(-v)) * u[i];
@@ -78,6 +82,10 @@ void fitlm_ops_add(float *x, const float *y, int64_t n) {
 
 void fitlm_ops_softmax(float *x, int64_t n) {
     if (n <= 0) return;
+    if (fitlm_ops_use_avx2()) {
+        fitlm_ops_softmax_avx2(x, n);
+        return;
+    }
     float mx = x[0];
     for (int64_t i = 1; i < n; i++)
         if (x[i] > mx) mx = x[i];

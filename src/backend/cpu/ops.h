@@ -64,6 +64,9 @@ void fitlm_ops_axpy_f32_avx2(const float *x, float a, float *out, int64_t n);
 void fitlm_ops_axpy_f16_avx2(const uint16_t *x, float a, float *out, int64_t n);
 void fitlm_ops_f32_to_f16_avx2(const float *src, uint16_t *dst, int64_t n);
 void fitlm_ops_f16_to_f32_avx2(const uint16_t *src, float *dst, int64_t n);
+void fitlm_ops_exp_avx2(const float *x, float *y, int64_t n); /* about 1 ulp; see ops_avx2.c for the range */
+void fitlm_ops_silu_mul_avx2(const float *g, const float *u, float *out, int64_t n);
+void fitlm_ops_softmax_avx2(float *x, int64_t n);
 void fitlm_ops_dot8_avx2(const float *k, const float *q, int64_t n, float *out);   /* n % 8 == 0 */
 void fitlm_ops_axpy8_avx2(const float *v, const float *w, int64_t n, float *out); /* n % 8 == 0 */
 

@@ -101,3 +101,82 @@ void fitlm_ops_axpy8_avx2(const float *v, const float *w, int64_t n, float *out)
         _mm256_storeu_ps(out + i, acc);
     }
 }
+
+/* e^x in 8 lanes: x = n ln2 + r with |r| <= ln2/2 (ln2 split in two parts so
+ * n ln2 is exact), e^r by a degree-6 polynomial (the classic single-precision
+ * minimax coefficients; about 1 ulp), times 2^n built in the exponent bits.
+ * x is clamped to [-87.3, 88.37] so 2^n stays a normal float: results below
+ * e^-87.3 (1.2e-38) come out as 1.2e-38 instead of a subnormal or 0, above
+ * e^88.37 as 2.4e38 instead of inf. NaN stays NaN. */
+static inline __m256 exp256(__m256 x) {
+    x = _mm256_min_ps(_mm256_set1_ps(88.37626f), x); /* operand order: a NaN x is kept */
+    x = _mm256_max_ps(_mm256_set1_ps(-87.33654f), x);
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    __m256 y = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+}
+
+void fitlm_ops_exp_avx2(const float *x, float *y, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, exp256(_mm256_loadu_ps(x + i)));
+    if (i < n) {
+        float in[8] = {0}, out[8];
+        for (int64_t k = i; k < n; k++) in[k - i] = x[k];
+        _mm256_storeu_ps(out, exp256(_mm256_loadu_ps(in)));
+        for (int64_t k = i; k < n; k++) y[k] = out[k - i];
+    }
+}
+
+void fitlm_ops_silu_mul_avx2(const float *g, const float *u, float *out, int64_t n) {
+    int64_t i = 0;
+    const __m256 one = _mm256_set1_ps(1.0f);
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(g + i);
+        __m256 e = exp256(_mm256_sub_ps(_mm256_setzero_ps(), v));
+        __m256 s = _mm256_div_ps(v, _mm256_add_ps(one, e));
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(s, _mm256_loadu_ps(u + i)));
+    }
+    for (; i < n; i++) {
+        float e;
+        float mv = -g[i];
+        fitlm_ops_exp_avx2(&mv, &e, 1);
+        out[i] = g[i] / (1.0f + e) * u[i];
+    }
+}
+
+/* softmax in place: max, then e^(x-max) summed in 8 float lanes (added up in
+ * double at the end), then one multiply. */
+void fitlm_ops_softmax_avx2(float *x, int64_t n) {
+    float mx = x[0];
+    for (int64_t i = 1; i < n; i++)
+        if (x[i] > mx) mx = x[i];
+    __m256 vm = _mm256_set1_ps(mx), acc = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm));
+        _mm256_storeu_ps(x + i, e);
+        acc = _mm256_add_ps(acc, e);
+    }
+    float lanes[8];
+    _mm256_storeu_ps(lanes, acc);
+    double sum = 0.0;
+    for (int k = 0; k < 8; k++) sum += lanes[k];
+    for (; i < n; i++) {
+        float d = x[i] - mx;
+        fitlm_ops_exp_avx2(&d, x + i, 1);
+        sum += x[i];
+    }
+    __m256 inv = _mm256_set1_ps((float)(1.0 / sum));
+    for (i = 0; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), inv));
+    for (; i < n; i++) x[i] *= (float)(1.0 / sum);
+}
