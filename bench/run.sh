@@ -16,7 +16,9 @@
 #      generation achieves (weight bytes streamed per token x tokens/s) and its
 #      share of the memory read bandwidth fitlm bench measures on this machine,
 #      and "CPUs used": CPU time / wall time of the bench run (below the thread
-#      count when other processes compete for the cores).
+#      count when other processes compete for the cores); "wread" is the rate
+#      at which a plain read loop reads the weights' own memory right after
+#      each generation run, and "% of wread" the runs' median share of it.
 # The full output of every step is kept in $BENCH_DIR/*.log.
 #
 # Environment:
@@ -83,10 +85,10 @@ done
 
 echo
 echo "fitlm bench, $PRESET-shaped random model, -p $PP -n $TG, $REPS repetitions (medians)"
-printf '| %-7s | %7s | %10s | %10s | %9s | %9s | %9s | %9s |\n' type "size GB" "pp$PP t/s" "tg$TG t/s" "GB/s" \
-    "read GB/s" "% of read" "CPUs used"
-printf '|%s|%s|%s|%s|%s|%s|%s|%s|\n' --------- --------- ------------ ------------ ----------- ----------- ----------- \
-    -----------
+printf '| %-7s | %7s | %10s | %10s | %9s | %9s | %9s | %10s | %10s | %9s |\n' type "size GB" "pp$PP t/s" "tg$TG t/s" \
+    "GB/s" "read GB/s" "% of read" "wread GB/s" "% of wread" "CPUs used"
+printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' --------- --------- ------------ ------------ ----------- ----------- \
+    ----------- ------------ ------------ -----------
 for type in $TYPES; do
     model="$BENCH_DIR/$PRESET-$type.gguf"
     [[ "$type" == F16 ]] && model="$base"
@@ -97,10 +99,12 @@ for type in $TYPES; do
     tg=$(awk -F'|' -v t="tg$TG" '$7 ~ t {split($8, a, " "); print a[1]}' "$log")
     gbs=$(sed -n 's/^generation streams .*: \([0-9.]*\) GB\/s at .*/\1/p' "$log")
     peak=$(sed -n 's/^measured memory read bandwidth[^:]*: \([0-9.]*\) GB\/s.*/\1/p' "$log")
-    pct=$(sed -n 's/.*generation \(uses\|reaches\) \([0-9.]*\)% of it.*/\2/p' "$log")
+    pct=$(sed -n 's/^measured memory read bandwidth.*generation \(uses\|reaches\) \([0-9.]*\)% of it.*/\2/p' "$log")
+    wread=$(sed -n "s/^reading the weights' own memory[^:]*: \([0-9.]*\) GB\/s.*/\1/p" "$log")
+    wpct=$(sed -n "s/^reading the weights' own memory.*generation reaches \([0-9.]*\)% of it.*/\1/p" "$log")
     # CPU time / wall time of the whole bench run: how many cores it really had
     cpus=$(awk '{ if ($1 > 0) printf "%.2f", ($2 + $3) / $1 }' "$BENCH_DIR/time-$PRESET-$type.txt" 2>/dev/null || true)
-    printf '| %-7s | %7.3f | %10s | %10s | %9s | %9s | %9s | %9s |\n' "$type" \
+    printf '| %-7s | %7.3f | %10s | %10s | %9s | %9s | %9s | %10s | %10s | %9s |\n' "$type" \
         "$(awk -v s="$(stat -c %s "$model")" 'BEGIN { print s / 1e9 }')" \
-        "${pp:--}" "${tg:--}" "${gbs:--}" "${peak:--}" "${pct:--}" "${cpus:--}"
+        "${pp:--}" "${tg:--}" "${gbs:--}" "${peak:--}" "${pct:--}" "${wread:--}" "${wpct:--}" "${cpus:--}"
 done

@@ -473,6 +473,22 @@ int main(void) {
     {
         double bw1 = fitlm_measure_read_bandwidth(NULL, 8u << 20), bw2 = fitlm_measure_read_bandwidth(pools[1], 8u << 20);
         CHECK(bw1 > 0.05 && bw1 < 1e4 && bw2 > 0.05 && bw2 < 1e4, "read bandwidth %.2f / %.2f GB/s", bw1, bw2);
+        /* reading memory the caller holds: regions at odd addresses and of odd
+         * lengths, split over 1-3 threads (an over-read would trip ASan) */
+        size_t big = (size_t)3 << 20;
+        uint8_t *buf = malloc(big);
+        if (buf) {
+            memset(buf, 7, big);
+            const void *addr[4] = {buf + 1, buf + 300, buf + 5000, buf + (1 << 20) + 3};
+            uint64_t len[4] = {1, 127, 4097, (1 << 20) + 129};
+            for (int p = 0; p < 3; p++) {
+                double g = fitlm_measure_read_bandwidth_of(pools[p], addr, len, 4, 2);
+                CHECK(g > 0.01 && g < 1e4, "read bandwidth of regions (%d threads): %.2f GB/s", p + 1, g);
+            }
+            uint64_t zero[1] = {0};
+            CHECK(fitlm_measure_read_bandwidth_of(pools[1], addr, zero, 1, 1) < 0, "nothing to read: -1");
+            free(buf);
+        }
     }
     check_act_quantizers();
     check_special_halves();

@@ -10,6 +10,7 @@
     overflow, ids outside the vocabulary, -p on a model without vocabulary, a
     missing file: each gives `fitlm: error: ...` on stderr and exit status 1.
 """
+import re
 import math
 import os
 import subprocess
@@ -107,6 +108,11 @@ p = fitlm("bench", "-m", MODEL, "-p", "64", "-n", "16", "-r", "2", "-t", "2", "-
 check(p.returncode == 0, "bench failed: " + p.stderr)
 check("pp64" in p.stdout and "tg16" in p.stdout and "GB/s" in p.stdout, "bench table: " + p.stdout[:300])
 check("memory report" in p.stdout and "peak RSS" in p.stdout, "bench memory report")
+# the run-by-run comparison with a plain read of the weights' own memory
+wm = re.search(r"reading the weights' own memory with a plain loop after each run: ([0-9.]+) GB/s \(median of 2\); "
+               r"generation reaches ([0-9.]+)% of it", p.stdout)
+check(wm is not None and float(wm.group(1)) > 0 and 0 < float(wm.group(2)) < 1000,
+      "bench weights-read line: " + p.stdout[-600:])
 
 # ---- bad input ----
 bad = [

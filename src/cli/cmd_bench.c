@@ -29,7 +29,8 @@ static void usage(FILE *out) {
             "  Each test runs REPS times (default 5) after a warm-up; the table shows the\n"
             "  median tokens/s (and the spread of the runs). For tg it also shows the weight\n"
             "  bytes streamed per token x tokens/s, as GB/s and as a share of the measured\n"
-            "  memory read bandwidth (measured over --membw-mib MiB, default 512; 0 skips it).\n");
+            "  memory read bandwidth (measured over --membw-mib MiB, default 512; 0 skips it),\n"
+            "  and against a plain read of the weights' own memory right after each run.\n");
 }
 
 static double now_s(void) {
@@ -103,7 +104,13 @@ int cmd_bench(int argc, char **argv) {
     int32_t *toks = malloc((size_t)need * sizeof *toks);
     float *logits = malloc((size_t)vocab * sizeof *logits);
     double *tps = malloc((size_t)reps * sizeof *tps);
-    if (!toks || !logits || !tps) {
+    /* after each generation run: how fast a plain read loop reads the same
+     * weight bytes at that moment (wbw), and the run's share of it (wshare) */
+    double *wbw = calloc((size_t)reps, sizeof *wbw), *wshare = calloc((size_t)reps, sizeof *wshare);
+    size_t n_regions = fitlm_runtime_weight_regions(s.rt, NULL, NULL, 0);
+    const void **reg_addr = malloc((n_regions + 1) * sizeof *reg_addr);
+    uint64_t *reg_bytes = malloc((n_regions + 1) * sizeof *reg_bytes);
+    if (!toks || !logits || !tps || !wbw || !wshare || !reg_addr || !reg_bytes) {
         fitlm_die("out of memory");
         goto done;
     }
@@ -137,6 +144,15 @@ int cmd_bench(int argc, char **argv) {
             }
             double dt = now_s() - t0;
             tps[r] = (double)n / (dt > 0 ? dt : 1e-9);
+#ifdef FITLM_HAVE_MEMBW
+            if (test == 1 && membw_mib > 0) {
+                fitlm_runtime_weight_regions(s.rt, reg_addr, reg_bytes, n_regions);
+                wbw[r] = fitlm_measure_read_bandwidth_of(fitlm_backend_cpu_pool(s.backend), reg_addr, reg_bytes,
+                                                         n_regions, 2);
+                double run_gbs = tps[r] * (double)mem.weight_read_per_token / 1e9;
+                wshare[r] = wbw[r] > 0 ? run_gbs / wbw[r] : 0.0;
+            }
+#endif
         }
         double lo = tps[0], hi = tps[0];
         for (long r = 1; r < reps; r++) {
@@ -176,6 +192,15 @@ int cmd_bench(int argc, char **argv) {
                    threads, membw_mib, peak, 100.0 * gbs / peak);
         else
             printf("\nmemory read bandwidth: could not allocate %ld MiB to measure it\n", membw_mib);
+        /* the same comparison, run by run, against the weights' own memory read
+         * by a plain loop right after the run (same pages, same threads, same
+         * moment: the machine's bandwidth moves between runs on shared hosts) */
+        if (wbw[0] > 0) {
+            double mb = median(wbw, (int)reps), ms = median(wshare, (int)reps);
+            printf("reading the weights' own memory with a plain loop after each run: %.2f GB/s (median of %ld); "
+                   "generation reaches %.1f%% of it (median of the runs' shares)\n",
+                   mb, reps, 100.0 * ms);
+        }
     }
 #else
     (void)membw_mib;
@@ -189,6 +214,10 @@ done:
     free(toks);
     free(logits);
     free(tps);
+    free(wbw);
+    free(wshare);
+    free(reg_addr);
+    free(reg_bytes);
     runtime_session_close(&s);
     return rc;
 }

@@ -412,3 +412,38 @@ void fitlm_runtime_get_memory(const fitlm_runtime *rt, fitlm_runtime_memory *out
     out->n_ctx = rt->n_ctx;
     out->n_ubatch = rt->n_ubatch;
 }
+
+size_t fitlm_runtime_weight_regions(const fitlm_runtime *rt, const void **addr, uint64_t *bytes, size_t cap) {
+    size_t n = 0;
+#define REGION(t)                                                                                                      \
+    do {                                                                                                               \
+        if ((t).data && (t).nbytes) {                                                                                  \
+            if (n < cap) {                                                                                             \
+                addr[n] = (t).data;                                                                                    \
+                bytes[n] = (t).nbytes;                                                                                 \
+            }                                                                                                          \
+            n++;                                                                                                       \
+        }                                                                                                              \
+    } while (0)
+    for (uint32_t l = 0; l < rt->hp.n_layers; l++) {
+        const layer_weights *w = &rt->layers[l];
+        REGION(w->attn_norm);
+        REGION(w->wq);
+        REGION(w->wk);
+        REGION(w->wv);
+        if (w->has_bias) {
+            REGION(w->bq);
+            REGION(w->bk);
+            REGION(w->bv);
+        }
+        REGION(w->wo);
+        REGION(w->ffn_norm);
+        REGION(w->w_gate);
+        REGION(w->w_up);
+        REGION(w->w_down);
+    }
+    REGION(rt->out_norm);
+    REGION(rt->output);
+#undef REGION
+    return n;
+}

@@ -82,4 +82,12 @@ void fitlm_runtime_get_memory(const fitlm_runtime *rt, fitlm_runtime_memory *out
  * `freq_factors` is non-NULL. 0, or -1 with err (unsupported scaling). */
 int fitlm_rope_inv_freq(const fitlm_hparams *hp, const float *freq_factors, float *inv_freq, fitlm_error *err);
 
+/* The weight memory one decode step reads, as (address, bytes) regions in the
+ * order the forward pass reads them: per layer its norms, matrices and biases,
+ * then the output norm and matrix (the embedding table, of which one row is
+ * read, is left out). Addresses are the backend's (host memory for the CPU
+ * backend), valid while rt lives. Fills up to cap regions; returns how many
+ * there are. */
+size_t fitlm_runtime_weight_regions(const fitlm_runtime *rt, const void **addr, uint64_t *bytes, size_t cap);
+
 #endif

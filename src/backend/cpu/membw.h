@@ -15,6 +15,14 @@
  * buffer is allocated and freed inside. Returns -1 if it cannot be allocated. */
 double fitlm_measure_read_bandwidth(fitlm_threadpool *pool, size_t bytes);
 
+/* Reads the n regions addr[i] .. addr[i] + bytes[i] — memory the caller
+ * holds, such as a model's weights — with every thread of the pool (the
+ * regions' total split into equal contiguous slices, one per thread, in region
+ * order), `passes` times, and returns the best pass in GB/s: how fast this
+ * machine reads exactly those bytes right now. -1 if there is nothing to read. */
+double fitlm_measure_read_bandwidth_of(fitlm_threadpool *pool, const void *const *addr, const uint64_t *bytes, size_t n,
+                                       int passes);
+
 /* Internal: the read loop of one slice (AVX2 or portable); returns a checksum
  * so the loads cannot be optimized away. */
 unsigned long long fitlm_membw_read_avx2(const void *p, size_t bytes);
