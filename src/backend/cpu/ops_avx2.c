@@ -180,3 +180,27 @@ void fitlm_ops_softmax_avx2(float *x, int64_t n) {
     for (i = 0; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), inv));
     for (; i < n; i++) x[i] *= (float)(1.0 / sum);
 }
+
+/* Four independent 8-lane accumulators (each sums n/32 squares in float),
+ * added up in double: no serial chain through one double add per element. */
+double fitlm_ops_sumsq_avx2(const float *x, int64_t n) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m256 v0 = _mm256_loadu_ps(x + i), v1 = _mm256_loadu_ps(x + i + 8);
+        __m256 v2 = _mm256_loadu_ps(x + i + 16), v3 = _mm256_loadu_ps(x + i + 24);
+        a0 = _mm256_fmadd_ps(v0, v0, a0);
+        a1 = _mm256_fmadd_ps(v1, v1, a1);
+        a2 = _mm256_fmadd_ps(v2, v2, a2);
+        a3 = _mm256_fmadd_ps(v3, v3, a3);
+    }
+    float lanes[32];
+    _mm256_storeu_ps(lanes, a0);
+    _mm256_storeu_ps(lanes + 8, a1);
+    _mm256_storeu_ps(lanes + 16, a2);
+    _mm256_storeu_ps(lanes + 24, a3);
+    double s = 0.0;
+    for (int k = 0; k < 32; k++) s += lanes[k];
+    for (; i < n; i++) s += (double)x[i] * x[i];
+    return s;
+}
