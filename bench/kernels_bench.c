@@ -9,6 +9,9 @@
  * the same matrix as the backend holds it (huge pages; Q4_0 in its repacked
  * layout) through fitlm_cpu_matmul_repacked.
  *
+ * Before them: the arithmetic peaks prompt processing is compared with (fp32
+ * FMA with AVX2, int8 dot products with AVX-512 VNNI; 1 and N threads).
+ *
  * Matvec figures cycle through enough copies of the matrix (>= 512 MiB) that
  * the weights come from DRAM, not from the caches: GB/s = weight bytes read /
  * second, to compare with the read bandwidth. */
@@ -55,6 +58,64 @@ static void fill_weights(int type, uint8_t *w, int64_t rows, int64_t cols, size_
     free(row);
 }
 
+/* ---- arithmetic peaks: what prompt processing is measured against ----
+ * Eight independent accumulators per thread (enough to hide the latency of
+ * each instruction), no memory traffic; GOP/s counts a multiply-add as 2. */
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define PEAK_ITERS 4000000L
+typedef struct {
+    int vnni;
+    float sink[64];
+} peak_job;
+
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static float peak_vnni_loop(void) {
+    __m512i a[8], x = _mm512_set1_epi8(3), y = _mm512_set1_epi8(5);
+    for (int k = 0; k < 8; k++) a[k] = _mm512_set1_epi32(k);
+    for (long i = 0; i < PEAK_ITERS; i++)
+        for (int k = 0; k < 8; k++) a[k] = _mm512_dpbusd_epi32(a[k], x, y);
+    __m512i s = a[0];
+    for (int k = 1; k < 8; k++) s = _mm512_add_epi32(s, a[k]);
+    return (float)_mm512_reduce_add_epi32(s);
+}
+
+__attribute__((target("avx2,fma"))) static float peak_fma_loop(void) {
+    __m256 a[8], x = _mm256_set1_ps(1.0000001f), y = _mm256_set1_ps(0.9999999f);
+    for (int k = 0; k < 8; k++) a[k] = _mm256_set1_ps((float)k);
+    for (long i = 0; i < PEAK_ITERS; i++)
+        for (int k = 0; k < 8; k++) a[k] = _mm256_fmadd_ps(a[k], x, y);
+    __m256 s = a[0];
+    for (int k = 1; k < 8; k++) s = _mm256_add_ps(s, a[k]);
+    float o[8];
+    _mm256_storeu_ps(o, s);
+    return o[0];
+}
+
+static void peak_worker(void *arg, int ith, int nth) {
+    (void)nth;
+    peak_job *j = arg;
+    j->sink[ith % 64] = j->vnni ? peak_vnni_loop() : peak_fma_loop();
+}
+
+/* GOP/s of nt threads: int8 VNNI (64 multiply-adds per vpdpbusd) or fp32 FMA (8). */
+static double peak_gops(int nt, int vnni) {
+    fitlm_threadpool *p = fitlm_threadpool_new(nt);
+    peak_job j;
+    memset(&j, 0, sizeof j);
+    j.vnni = vnni;
+    double best = 0;
+    for (int r = 0; r < 3; r++) {
+        double t0 = now_s();
+        fitlm_threadpool_run(p, peak_worker, &j);
+        double dt = now_s() - t0;
+        double ops = (double)nt * PEAK_ITERS * 8.0 * (vnni ? 64.0 : 8.0) * 2.0;
+        if (dt > 0 && ops / dt > best) best = ops / dt;
+    }
+    fitlm_threadpool_free(p);
+    return best / 1e9;
+}
+#endif
+
 int main(int argc, char **argv) {
     int max_threads = fitlm_physical_cores();
     const char *types = "f32,f16,bf16,q8_0,q4_0,q4_1,q5_0,q5_1,q4_k,q5_k,q6_k,q2_k,q3_k";
@@ -81,6 +142,15 @@ int main(int argc, char **argv) {
         printf("memory read bandwidth, %d thread(s): %.1f GB/s\n", nt, bw[nt]);
         fitlm_threadpool_free(p);
     }
+#if defined(__x86_64__)
+    for (int nt = 1; nt <= max_threads && nt <= 64; nt++) {
+        if (nt != 1 && nt != max_threads) continue;
+        if (fitlm_cpu_isa_active() >= FITLM_ISA_AVX2)
+            printf("fp32 FMA peak (AVX2), %d thread(s): %.1f GFLOP/s\n", nt, peak_gops(nt, 0));
+        if (fitlm_cpu_isa_active() >= FITLM_ISA_AVX512)
+            printf("int8 dot-product peak (AVX-512 VNNI), %d thread(s): %.1f GOP/s\n", nt, peak_gops(nt, 1));
+    }
+#endif
     static const int64_t shapes[][2] = {{2048, 5632}, {5632, 2048}, {32000, 2048}};
     char tl[512];
     snprintf(tl, sizeof tl, "%s", types);
