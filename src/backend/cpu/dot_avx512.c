@@ -470,6 +470,92 @@ static void dot_repacked_q8_0(int64_t cols, const void *w, const void *a, float 
     dot_repacked_q8_0_impl(cols, w, a, out);
 }
 
+/* ---- repacked Q4_0, 4 rows x up to 4 tokens (prompt processing) ----
+ * The decode kernel's arithmetic for several tokens at once: a group's 16
+ * weight scales are converted once and its nibbles unpacked once for all the
+ * tokens; per token the activation codes, offsets and scale products are set
+ * up once for the 4 rows. A row x token x group costs two vpdpbusd, one
+ * convert, one permute and one fma (the plain kernel also rebuilds the scales
+ * and corrects the offset per row and token). Each (row, token) sums its groups
+ * in the order the decode kernel does, so prefill and decode agree bit for bit.
+ * out[k * 4 + t] for row k, token t. */
+#define RT_MAX 4
+static void dot_repacked_q4_0_tokens(int64_t cols, const void *w, const void *a, size_t astride, int nt, float *out) {
+    const int64_t nb = cols / 32;
+    const uint8_t *g = w;
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    const __m512i bc4 = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    __m512 acc[FITLM_REPACK_ROWS][RT_MAX];
+    for (int k = 0; k < FITLM_REPACK_ROWS; k++)
+        for (int t = 0; t < RT_MAX; t++) acc[k][t] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < nb; i += 4, g += 288) {
+        __m512 wsc = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)g));
+        __m512i lo[FITLM_REPACK_ROWS], hi[FITLM_REPACK_ROWS];
+        for (int k = 0; k < FITLM_REPACK_ROWS; k++) {
+            __m512i q = _mm512_loadu_si512(g + 32 + 64 * k);
+            lo[k] = _mm512_and_si512(q, m4);
+            hi[k] = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+        }
+        for (int t = 0; t < nt; t++) {
+            const uint8_t *row = TOK(a, astride, t);
+            const int8_t *aq = act_q8_qs(row);
+            __m512i alo = _mm512_loadu_si512(aq + 32 * i), ahi = _mm512_loadu_si512(aq + 32 * i + 64);
+            __m128i s8 = _mm_slli_epi32(_mm_loadu_si128((const __m128i *)(act_q8_sum(row, nb) + i)), 3);
+            __m512i off = _mm512_maskz_permutexvar_epi32(0x1111, bc4,
+                                                         _mm512_castsi128_si512(_mm_sub_epi32(_mm_setzero_si128(), s8)));
+            __m512 sc = _mm512_mul_ps(wsc, _mm512_broadcast_f32x4(_mm_loadu_ps(act_q8_d(row, nb) + i)));
+            for (int k = 0; k < FITLM_REPACK_ROWS; k++) {
+                __m512i p = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(off, lo[k], alo), hi[k], ahi);
+                __m512i sidx = _mm512_add_epi32(bc4, _mm512_set1_epi32(4 * k));
+                acc[k][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_permutexvar_ps(sidx, sc), acc[k][t]);
+            }
+        }
+    }
+    for (int k = 0; k < FITLM_REPACK_ROWS; k++)
+        for (int t = 0; t < nt; t++) out[k * RT_MAX + t] = _mm512_reduce_add_ps(acc[k][t]);
+}
+
+/* The same for repacked Q8_0 (the decode kernel's sign flip and offset). */
+static void dot_repacked_q8_0_tokens(int64_t cols, const void *w, const void *a, size_t astride, int nt, float *out) {
+    const int64_t nb = cols / 32;
+    const uint8_t *g = w;
+    const __m512i sign = _mm512_set1_epi8((char)0x80);
+    const __m512i bc4 = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    __m512 acc[FITLM_REPACK_ROWS][RT_MAX];
+    for (int k = 0; k < FITLM_REPACK_ROWS; k++)
+        for (int t = 0; t < RT_MAX; t++) acc[k][t] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < nb; i += 4, g += 544) {
+        __m512 wsc = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)g));
+        __m512i lo[FITLM_REPACK_ROWS], hi[FITLM_REPACK_ROWS];
+        for (int k = 0; k < FITLM_REPACK_ROWS; k++) {
+            lo[k] = _mm512_xor_si512(_mm512_loadu_si512(g + 32 + 128 * k), sign);
+            hi[k] = _mm512_xor_si512(_mm512_loadu_si512(g + 96 + 128 * k), sign);
+        }
+        for (int t = 0; t < nt; t++) {
+            const uint8_t *row = TOK(a, astride, t);
+            const int8_t *aq = act_q8_qs(row);
+            __m512i alo = _mm512_loadu_si512(aq + 32 * i), ahi = _mm512_loadu_si512(aq + 32 * i + 64);
+            __m128i s7 = _mm_slli_epi32(_mm_loadu_si128((const __m128i *)(act_q8_sum(row, nb) + i)), 7);
+            __m512i off = _mm512_maskz_permutexvar_epi32(0x1111, bc4,
+                                                         _mm512_castsi128_si512(_mm_sub_epi32(_mm_setzero_si128(), s7)));
+            __m512 sc = _mm512_mul_ps(wsc, _mm512_broadcast_f32x4(_mm_loadu_ps(act_q8_d(row, nb) + i)));
+            for (int k = 0; k < FITLM_REPACK_ROWS; k++) {
+                __m512i p = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(off, lo[k], alo), hi[k], ahi);
+                __m512i sidx = _mm512_add_epi32(bc4, _mm512_set1_epi32(4 * k));
+                acc[k][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_permutexvar_ps(sidx, sc), acc[k][t]);
+            }
+        }
+    }
+    for (int k = 0; k < FITLM_REPACK_ROWS; k++)
+        for (int t = 0; t < nt; t++) out[k * RT_MAX + t] = _mm512_reduce_add_ps(acc[k][t]);
+}
+
+fitlm_dot_rows_tokens_fn fitlm_dot_repacked_tokens_avx512(int wtype) {
+    return wtype == FITLM_TYPE_Q4_0 ? dot_repacked_q4_0_tokens
+           : wtype == FITLM_TYPE_Q8_0 ? dot_repacked_q8_0_tokens
+                                      : NULL;
+}
+
 fitlm_dot_rows_fn fitlm_dot_repacked_avx512(int wtype) {
     return wtype == FITLM_TYPE_Q4_0 ? dot_repacked_q4_0 : wtype == FITLM_TYPE_Q8_0 ? dot_repacked_q8_0 : NULL;
 }

@@ -92,6 +92,7 @@ typedef struct {
     int wtype;
     int repacked;                /* W is in the repacked layout (kernels.h) */
     fitlm_dot_rows_fn dot_rows;  /* its decode kernel; NULL: unpack rows and use `dot` */
+    fitlm_dot_rows_tokens_fn dot_rows_tokens; /* its several-token kernel, or NULL (unpack) */
     int tile; /* tokens per kernel call */
     act_format fmt;
     int simd; /* quantize activations with AVX2 */
@@ -161,6 +162,21 @@ static void repacked_chunk(mm_job *j, const mm_seg *sg, int64_t r0, int64_t r1, 
     if (j->dot_rows && j->ntok == 1) {
         for (int64_t r = r0; r < r1; r += FITLM_REPACK_ROWS)
             j->dot_rows(j->cols, sg->W + (size_t)r * j->wrow, j->A, sg->Y + r);
+        return;
+    }
+    if (j->dot_rows_tokens) {
+        /* several tokens on the repacked rows directly: the chunk stays in
+         * L2 while every tile of 4 tokens passes over it, 4 rows at a time */
+        float o16[FITLM_REPACK_ROWS * 4];
+        for (int64_t t0 = 0; t0 < j->ntok; t0 += 4) {
+            int nt = (int)(j->ntok - t0 < 4 ? j->ntok - t0 : 4);
+            const uint8_t *a = j->A + (size_t)t0 * j->astride;
+            for (int64_t r = r0; r < r1; r += FITLM_REPACK_ROWS) {
+                j->dot_rows_tokens(j->cols, sg->W + (size_t)r * j->wrow, a, j->astride, nt, o16);
+                for (int k = 0; k < FITLM_REPACK_ROWS; k++)
+                    for (int t = 0; t < nt; t++) sg->Y[(t0 + t) * sg->rows + r + k] = o16[k * 4 + t];
+            }
+        }
         return;
     }
     /* several tokens (or a lower ISA): a few plain rows at a time, each
@@ -281,7 +297,8 @@ static void matmul_run(fitlm_threadpool *pool, int wtype, int64_t cols, const fl
     j.wtype = wtype;
     j.repacked = repacked;
     if (repacked && isa >= FITLM_ISA_AVX512 && dot == fitlm_dot_avx512(wtype)) j.dot_rows = fitlm_dot_repacked_avx512(wtype);
-    if (j.dot_rows && n_tokens == 1) fmt = ACT_Q8I; /* the repacked kernels' activation order */
+    if (j.dot_rows && n_tokens > 1) j.dot_rows_tokens = fitlm_dot_repacked_tokens_avx512(wtype);
+    if (j.dot_rows && (n_tokens == 1 || j.dot_rows_tokens)) fmt = ACT_Q8I; /* the repacked kernels' activation order */
     j.tile = tile;
     j.fmt = fmt;
     j.simd = isa >= FITLM_ISA_AVX2;

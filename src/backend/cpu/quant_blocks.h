@@ -165,6 +165,11 @@ typedef void (*fitlm_dot_fn)(int64_t cols, const void *w, const void *a, size_t 
 #define FITLM_REPACK_ROWS 4
 typedef void (*fitlm_dot_rows_fn)(int64_t cols, const void *w, const void *a, float *out);
 fitlm_dot_rows_fn fitlm_dot_repacked_avx512(int wtype);
+/* 4 repacked rows x nt <= 4 tokens (ACT_Q8I activations, astride bytes apart):
+ * out[k * 4 + t]. NULL for types without one. */
+typedef void (*fitlm_dot_rows_tokens_fn)(int64_t cols, const void *w, const void *a, size_t astride, int nt,
+                                         float *out);
+fitlm_dot_rows_tokens_fn fitlm_dot_repacked_tokens_avx512(int wtype);
 
 /* Per-ISA kernel lookup: NULL when that ISA has no kernel for the type (the
  * dispatcher then falls back to the next lower ISA). */
