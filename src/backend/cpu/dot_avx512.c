@@ -384,160 +384,58 @@ fitlm_dot_fn fitlm_dot_avx512(int wtype) {
     }
 }
 
-/* ---- repacked Q4_0 (4 rows x 4 blocks per 288-byte group) x ACT_Q8I, one token ----
- * Per group: the activation codes (two 64-byte loads), the four activation
- * scales repeated for the 4 rows, and -8 x each block's activation sum in lane
- * 4b of block b (the starting value of the integer accumulator: the nibble
- * offset comes back exactly, in integers) are made once for the 4 rows; the
- * 16 weight scales are converted and multiplied by the activation scales in
- * one go. A row costs one 64-byte load, the two nibble masks, two vpdpbusd,
- * one permute of its scales and one fma into its own 512-bit accumulator. */
-INLINE void dot_repacked_q4_0_impl(int64_t cols, const void *w, const void *a, float *out) {
-    const int64_t nb = cols / 32;
-    const uint8_t *g = w;
-    const int8_t *aq = act_q8_qs(a);
-    const float *ad = act_q8_d(a, nb);
-    const int32_t *as = act_q8_sum(a, nb);
-    const __m512i m4 = _mm512_set1_epi8(0x0f);
-    const __m512i bc4 = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
-    __m512i sidx[FITLM_REPACK_ROWS];
-    __m512 acc[FITLM_REPACK_ROWS];
-    for (int k = 0; k < FITLM_REPACK_ROWS; k++) {
-        sidx[k] = _mm512_add_epi32(bc4, _mm512_set1_epi32(4 * k));
-        acc[k] = _mm512_setzero_ps();
-    }
-    for (int64_t i = 0; i < nb; i += 4, g += 288) {
-        __m512i alo = _mm512_loadu_si512(aq + 32 * i), ahi = _mm512_loadu_si512(aq + 32 * i + 64);
-        __m128i s8 = _mm_slli_epi32(_mm_loadu_si128((const __m128i *)(as + i)), 3);
-        __m512i off = _mm512_maskz_permutexvar_epi32(0x1111, bc4,
-                                                     _mm512_castsi128_si512(_mm_sub_epi32(_mm_setzero_si128(), s8)));
-        /* lane 4k + j: scale of row k, block j, times the activation scale of block j */
-        __m512 s = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)g)),
-                                 _mm512_broadcast_f32x4(_mm_loadu_ps(ad + i)));
-        for (int k = 0; k < FITLM_REPACK_ROWS; k++) {
-            __m512i q = _mm512_loadu_si512(g + 32 + 64 * k);
-            __m512i lo = _mm512_and_si512(q, m4), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
-            __m512i p = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(off, lo, alo), hi, ahi);
-            acc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_permutexvar_ps(sidx[k], s), acc[k]);
-        }
-    }
-    for (int k = 0; k < FITLM_REPACK_ROWS; k++) out[k] = _mm512_reduce_add_ps(acc[k]);
-}
-
-static void dot_repacked_q4_0(int64_t cols, const void *w, const void *a, float *out) {
-    dot_repacked_q4_0_impl(cols, w, a, out);
-}
-
-/* ---- repacked Q8_0 (4 rows x 4 blocks per 544-byte group) x ACT_Q8I, one token ----
- * The same scheme as Q4_0: each row of the group holds the first 16 codes of
- * its 4 blocks, then their last 16 codes, in the order of the interleaved
- * activations. Flipping the sign bit makes a code the unsigned w + 128 that
- * vpdpbusd takes; -128 x each block's activation sum starts the integer
- * accumulator, which then holds sum(w * a) exactly. A row costs two 64-byte
- * loads, two xors, two vpdpbusd, one permute and one fma. */
-INLINE void dot_repacked_q8_0_impl(int64_t cols, const void *w, const void *a, float *out) {
-    const int64_t nb = cols / 32;
-    const uint8_t *g = w;
-    const int8_t *aq = act_q8_qs(a);
-    const float *ad = act_q8_d(a, nb);
-    const int32_t *as = act_q8_sum(a, nb);
-    const __m512i sign = _mm512_set1_epi8((char)0x80);
-    const __m512i bc4 = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
-    __m512i sidx[FITLM_REPACK_ROWS];
-    __m512 acc[FITLM_REPACK_ROWS];
-    for (int k = 0; k < FITLM_REPACK_ROWS; k++) {
-        sidx[k] = _mm512_add_epi32(bc4, _mm512_set1_epi32(4 * k));
-        acc[k] = _mm512_setzero_ps();
-    }
-    for (int64_t i = 0; i < nb; i += 4, g += 544) {
-        __m512i alo = _mm512_loadu_si512(aq + 32 * i), ahi = _mm512_loadu_si512(aq + 32 * i + 64);
-        __m128i s7 = _mm_slli_epi32(_mm_loadu_si128((const __m128i *)(as + i)), 7);
-        __m512i off = _mm512_maskz_permutexvar_epi32(0x1111, bc4,
-                                                     _mm512_castsi128_si512(_mm_sub_epi32(_mm_setzero_si128(), s7)));
-        __m512 s = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)g)),
-                                 _mm512_broadcast_f32x4(_mm_loadu_ps(ad + i)));
-        for (int k = 0; k < FITLM_REPACK_ROWS; k++) {
-            __m512i lo = _mm512_xor_si512(_mm512_loadu_si512(g + 32 + 128 * k), sign);
-            __m512i hi = _mm512_xor_si512(_mm512_loadu_si512(g + 96 + 128 * k), sign);
-            __m512i p = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(off, lo, alo), hi, ahi);
-            acc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_permutexvar_ps(sidx[k], s), acc[k]);
-        }
-    }
-    for (int k = 0; k < FITLM_REPACK_ROWS; k++) out[k] = _mm512_reduce_add_ps(acc[k]);
-}
-
-static void dot_repacked_q8_0(int64_t cols, const void *w, const void *a, float *out) {
-    dot_repacked_q8_0_impl(cols, w, a, out);
-}
-
-/* ---- repacked Q4_0, 4 rows x up to 4 tokens (prompt processing) ----
- * The decode kernel's arithmetic for several tokens at once: a group's 16
- * weight scales are converted once and its nibbles unpacked once for all the
- * tokens; per token the activation codes, offsets and scale products are set
- * up once for the 4 rows. A row x token x group costs two vpdpbusd, one
- * convert, one permute and one fma (the plain kernel also rebuilds the scales
- * and corrects the offset per row and token). Each (row, token) sums its groups
- * in the order the decode kernel does, so prefill and decode agree bit for bit.
- * out[k * 4 + t] for row k, token t. */
+/* ---- the repacked Q4_0 and Q8_0 layouts (4 rows x 4 blocks per group) x ACT_Q8I ----
+ * Q4_0 groups are 288 bytes (16 fp16 scales, then per row the 4 blocks' 16
+ * nibble bytes), Q8_0 groups 544 (the scales, then per row the first 16 codes
+ * of its 4 blocks and then their last 16, in the order of the interleaved
+ * activations). Codes become the unsigned operand of vpdpbusd as they are
+ * (Q4_0: the raw nibble, q + 8) or with the sign bit flipped (Q8_0: q + 128);
+ * the offset comes back exactly, in integers: the accumulator of block b
+ * starts at -offset x the block's activation sum (lane 4b).
+ *
+ * Per group the 16 weight scales are converted once and the 4 rows' codes
+ * prepared once for every token; per token the activation codes (two 64-byte
+ * loads), the offsets and the 16 scale products (row k, block j at lane 4k+j)
+ * are set up once for the 4 rows. A row x token x group then costs two
+ * vpdpbusd, one convert, one permute of its scales and one fma into its own
+ * 512-bit accumulator. Decode is the same body with one token, so prefill and
+ * decode give the same bits. out[k * ostride + t] for row k, token t. */
 #define RT_MAX 4
-static void dot_repacked_q4_0_tokens(int64_t cols, const void *w, const void *a, size_t astride, int nt, float *out) {
-    const int64_t nb = cols / 32;
-    const uint8_t *g = w;
-    const __m512i m4 = _mm512_set1_epi8(0x0f);
-    const __m512i bc4 = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
-    __m512 acc[FITLM_REPACK_ROWS][RT_MAX];
-    for (int k = 0; k < FITLM_REPACK_ROWS; k++)
-        for (int t = 0; t < RT_MAX; t++) acc[k][t] = _mm512_setzero_ps();
-    for (int64_t i = 0; i < nb; i += 4, g += 288) {
-        __m512 wsc = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)g));
-        __m512i lo[FITLM_REPACK_ROWS], hi[FITLM_REPACK_ROWS];
-        for (int k = 0; k < FITLM_REPACK_ROWS; k++) {
-            __m512i q = _mm512_loadu_si512(g + 32 + 64 * k);
-            lo[k] = _mm512_and_si512(q, m4);
-            hi[k] = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
-        }
-        for (int t = 0; t < nt; t++) {
-            const uint8_t *row = TOK(a, astride, t);
-            const int8_t *aq = act_q8_qs(row);
-            __m512i alo = _mm512_loadu_si512(aq + 32 * i), ahi = _mm512_loadu_si512(aq + 32 * i + 64);
-            __m128i s8 = _mm_slli_epi32(_mm_loadu_si128((const __m128i *)(act_q8_sum(row, nb) + i)), 3);
-            __m512i off = _mm512_maskz_permutexvar_epi32(0x1111, bc4,
-                                                         _mm512_castsi128_si512(_mm_sub_epi32(_mm_setzero_si128(), s8)));
-            __m512 sc = _mm512_mul_ps(wsc, _mm512_broadcast_f32x4(_mm_loadu_ps(act_q8_d(row, nb) + i)));
-            for (int k = 0; k < FITLM_REPACK_ROWS; k++) {
-                __m512i p = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(off, lo[k], alo), hi[k], ahi);
-                __m512i sidx = _mm512_add_epi32(bc4, _mm512_set1_epi32(4 * k));
-                acc[k][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_permutexvar_ps(sidx, sc), acc[k][t]);
-            }
-        }
+
+INLINE void repacked_codes(int wtype, const uint8_t *g, int k, __m512i *lo, __m512i *hi) {
+    if (wtype == FITLM_TYPE_Q4_0) {
+        const __m512i m4 = _mm512_set1_epi8(0x0f);
+        __m512i q = _mm512_loadu_si512(g + 32 + 64 * k);
+        *lo = _mm512_and_si512(q, m4);
+        *hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+    } else {
+        const __m512i sign = _mm512_set1_epi8((char)0x80);
+        *lo = _mm512_xor_si512(_mm512_loadu_si512(g + 32 + 128 * k), sign);
+        *hi = _mm512_xor_si512(_mm512_loadu_si512(g + 96 + 128 * k), sign);
     }
-    for (int k = 0; k < FITLM_REPACK_ROWS; k++)
-        for (int t = 0; t < nt; t++) out[k * RT_MAX + t] = _mm512_reduce_add_ps(acc[k][t]);
 }
 
-/* The same for repacked Q8_0 (the decode kernel's sign flip and offset). */
-static void dot_repacked_q8_0_tokens(int64_t cols, const void *w, const void *a, size_t astride, int nt, float *out) {
+INLINE void repacked_body(int wtype, int64_t cols, const void *w, const void *a, size_t astride, int nt, float *out,
+                          int ostride) {
     const int64_t nb = cols / 32;
+    const size_t gbytes = wtype == FITLM_TYPE_Q4_0 ? 288 : 544;
+    const int oshift = wtype == FITLM_TYPE_Q4_0 ? 3 : 7; /* offset 8 or 128 */
     const uint8_t *g = w;
-    const __m512i sign = _mm512_set1_epi8((char)0x80);
     const __m512i bc4 = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
     __m512 acc[FITLM_REPACK_ROWS][RT_MAX];
     for (int k = 0; k < FITLM_REPACK_ROWS; k++)
         for (int t = 0; t < RT_MAX; t++) acc[k][t] = _mm512_setzero_ps();
-    for (int64_t i = 0; i < nb; i += 4, g += 544) {
+    for (int64_t i = 0; i < nb; i += 4, g += gbytes) {
         __m512 wsc = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)g));
         __m512i lo[FITLM_REPACK_ROWS], hi[FITLM_REPACK_ROWS];
-        for (int k = 0; k < FITLM_REPACK_ROWS; k++) {
-            lo[k] = _mm512_xor_si512(_mm512_loadu_si512(g + 32 + 128 * k), sign);
-            hi[k] = _mm512_xor_si512(_mm512_loadu_si512(g + 96 + 128 * k), sign);
-        }
+        for (int k = 0; k < FITLM_REPACK_ROWS; k++) repacked_codes(wtype, g, k, &lo[k], &hi[k]);
         for (int t = 0; t < nt; t++) {
             const uint8_t *row = TOK(a, astride, t);
             const int8_t *aq = act_q8_qs(row);
             __m512i alo = _mm512_loadu_si512(aq + 32 * i), ahi = _mm512_loadu_si512(aq + 32 * i + 64);
-            __m128i s7 = _mm_slli_epi32(_mm_loadu_si128((const __m128i *)(act_q8_sum(row, nb) + i)), 7);
+            __m128i so = _mm_slli_epi32(_mm_loadu_si128((const __m128i *)(act_q8_sum(row, nb) + i)), oshift);
             __m512i off = _mm512_maskz_permutexvar_epi32(0x1111, bc4,
-                                                         _mm512_castsi128_si512(_mm_sub_epi32(_mm_setzero_si128(), s7)));
+                                                         _mm512_castsi128_si512(_mm_sub_epi32(_mm_setzero_si128(), so)));
             __m512 sc = _mm512_mul_ps(wsc, _mm512_broadcast_f32x4(_mm_loadu_ps(act_q8_d(row, nb) + i)));
             for (int k = 0; k < FITLM_REPACK_ROWS; k++) {
                 __m512i p = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(off, lo[k], alo), hi[k], ahi);
@@ -547,7 +445,22 @@ static void dot_repacked_q8_0_tokens(int64_t cols, const void *w, const void *a,
         }
     }
     for (int k = 0; k < FITLM_REPACK_ROWS; k++)
-        for (int t = 0; t < nt; t++) out[k * RT_MAX + t] = _mm512_reduce_add_ps(acc[k][t]);
+        for (int t = 0; t < nt; t++) out[k * ostride + t] = _mm512_reduce_add_ps(acc[k][t]);
+}
+
+/* decode: one token, out[k] */
+static void dot_repacked_q4_0(int64_t cols, const void *w, const void *a, float *out) {
+    repacked_body(FITLM_TYPE_Q4_0, cols, w, a, 0, 1, out, 1);
+}
+static void dot_repacked_q8_0(int64_t cols, const void *w, const void *a, float *out) {
+    repacked_body(FITLM_TYPE_Q8_0, cols, w, a, 0, 1, out, 1);
+}
+/* prompt processing: nt <= 4 tokens astride bytes apart, out[k * 4 + t] */
+static void dot_repacked_q4_0_tokens(int64_t cols, const void *w, const void *a, size_t astride, int nt, float *out) {
+    repacked_body(FITLM_TYPE_Q4_0, cols, w, a, astride, nt, out, RT_MAX);
+}
+static void dot_repacked_q8_0_tokens(int64_t cols, const void *w, const void *a, size_t astride, int nt, float *out) {
+    repacked_body(FITLM_TYPE_Q8_0, cols, w, a, astride, nt, out, RT_MAX);
 }
 
 fitlm_dot_rows_tokens_fn fitlm_dot_repacked_tokens_avx512(int wtype) {
