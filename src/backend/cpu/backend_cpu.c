@@ -371,16 +371,42 @@ typedef struct att_job {
     uint64_t row_bytes;
 } att_job;
 
-/* Asks for the cache lines of up to 8 rows' slices [off, off+bytes) starting
- * at row p (count rows left): the strided slices come from memory while the
- * previous 8 are computed on. */
-static inline void prefetch_rows(const uint8_t *base, uint64_t row_bytes, int64_t p, int64_t count, uint64_t off,
-                                 uint64_t bytes) {
-    if (count > 8) count = 8;
+/* A head's slice of the cache rows of one work item, walked 8 positions at a
+ * time: rows first.. first+n-1, elements [off, off+D) of each (bytes
+ * [soff, soff+sbytes) of the row). */
+typedef struct kv_walk {
+    const uint8_t *base;
+    int type;
+    uint64_t row_bytes, soff, sbytes;
+    int64_t first, n, off, D;
+} kv_walk;
+
+/* Asks for the cache lines of the slices of rows [p, p+count) (clipped to the
+ * walk): strided slices the weight stream has evicted come from memory while
+ * earlier rows are computed on. */
+static inline void kv_prefetch(const kv_walk *w, int64_t p, int64_t count) {
+    if (p + count > w->n) count = w->n - p;
     for (int64_t r = 0; r < count; r++) {
-        const uint8_t *a = base + (uint64_t)(p + r) * row_bytes + off;
-        for (uint64_t b = 0; b < bytes; b += 64) __builtin_prefetch(a + b, 0, 3);
+        const uint8_t *a = w->base + (uint64_t)(w->first + p + r) * w->row_bytes + w->soff;
+        for (uint64_t b = 0; b < w->sbytes; b += 64) __builtin_prefetch(a + b, 0, 3);
     }
+}
+
+/* Positions p0 .. p0+7 of the walk as floats in rows8 (8 x D; rows past the
+ * end are zero), asking for the block after the next one; returns how many
+ * are real (<= 8). The first call (p0 == 0) also asks for the first two blocks. */
+static int kv_rows8(const kv_walk *w, int64_t p0, float *rows8) {
+    if (p0 == 0) kv_prefetch(w, 0, 16);
+    kv_prefetch(w, p0 + 16, 8);
+    int m = w->n - p0 < 8 ? (int)(w->n - p0) : 8;
+    for (int r = 0; r < 8; r++) {
+        if (r < m)
+            fitlm_ops_kv_row_f32(w->type, w->base + (uint64_t)(w->first + p0 + r) * w->row_bytes, w->off,
+                                 rows8 + (int64_t)r * w->D, w->D);
+        else
+            memset(rows8 + (int64_t)r * w->D, 0, (size_t)w->D * sizeof(float));
+    }
+    return m;
 }
 
 /* One work item = token t x `sub` consecutive query heads of one KV group: each
@@ -407,19 +433,16 @@ static void attention_worker(void *arg, int ith, int nth) {
         int64_t n = pos + 1 - first;
         const float *q0 = j->q + t * q_stride + (int64_t)h0 * D;
         /* the head's slice of a cache row (K and V have the same type) */
-        uint64_t slice_off = fitlm_ops_kv_row_bytes(ktype, off), slice_bytes = fitlm_ops_kv_row_bytes(ktype, D);
-        prefetch_rows(kbase, j->row_bytes, first, n, slice_off, slice_bytes);
-        prefetch_rows(kbase, j->row_bytes, first + 8, n - 8, slice_off, slice_bytes);
+        kv_walk kw = {.base = kbase, .type = ktype, .row_bytes = j->row_bytes,
+                      .soff = fitlm_ops_kv_row_bytes(ktype, off), .sbytes = fitlm_ops_kv_row_bytes(ktype, D),
+                      .first = first, .n = n, .off = off, .D = D};
+        kv_walk vw = kw;
+        vw.base = vbase;
+        vw.type = vtype;
         /* 8 positions at a time: their K (then V) slices are converted to
          * floats once for all `sub` query heads of the group */
         for (int64_t p0 = 0; p0 < n; p0 += 8) {
-            int m = n - p0 < 8 ? (int)(n - p0) : 8;
-            prefetch_rows(kbase, j->row_bytes, first + p0 + 16, n - p0 - 16, slice_off, slice_bytes);
-            for (int r = 0; r < 8; r++) {
-                if (r < m) fitlm_ops_kv_row_f32(ktype, kbase + (uint64_t)(first + p0 + r) * j->row_bytes, off,
-                                                rows8 + (int64_t)r * D, D);
-                else memset(rows8 + (int64_t)r * D, 0, (size_t)D * sizeof(float));
-            }
+            int m = kv_rows8(&kw, p0, rows8);
             for (int g = 0; g < sub; g++) {
                 float s8[8];
                 fitlm_ops_dot8(rows8, q0 + (int64_t)g * D, D, s8);
@@ -431,16 +454,8 @@ static void attention_worker(void *arg, int ith, int nth) {
             fitlm_ops_softmax(scores + g * n, n);
             memset(o0 + (int64_t)g * D, 0, (size_t)D * sizeof(float));
         }
-        prefetch_rows(vbase, j->row_bytes, first, n, slice_off, slice_bytes);
-        prefetch_rows(vbase, j->row_bytes, first + 8, n - 8, slice_off, slice_bytes);
         for (int64_t p0 = 0; p0 < n; p0 += 8) {
-            int m = n - p0 < 8 ? (int)(n - p0) : 8;
-            prefetch_rows(vbase, j->row_bytes, first + p0 + 16, n - p0 - 16, slice_off, slice_bytes);
-            for (int r = 0; r < 8; r++) {
-                if (r < m) fitlm_ops_kv_row_f32(vtype, vbase + (uint64_t)(first + p0 + r) * j->row_bytes, off,
-                                                rows8 + (int64_t)r * D, D);
-                else memset(rows8 + (int64_t)r * D, 0, (size_t)D * sizeof(float));
-            }
+            int m = kv_rows8(&vw, p0, rows8);
             for (int g = 0; g < sub; g++) {
                 float w8[8] = {0};
                 for (int r = 0; r < m; r++) w8[r] = scores[g * n + p0 + r];

@@ -39,8 +39,10 @@ void fitlm_ops_set_avx2(int on) {
 }
 
 void fitlm_ops_rmsnorm(const float *x, const float *w, float eps, int64_t n, float *y) {
-    double ss = fitlm_ops_use_avx2() ? fitlm_ops_sumsq_avx2(x, n) : 0.0;
-    if (!fitlm_ops_use_avx2())
+    double ss = 0.0;
+    if (fitlm_ops_use_avx2())
+        ss = fitlm_ops_sumsq_avx2(x, n);
+    else
         for (int64_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
     float scale = (float)(1.0 / sqrt(ss / (double)n + (double)eps));
     if (w)
