@@ -50,6 +50,15 @@ got = [int(x) for x in p.stdout.split()]
 want = [a for _, a in greedy[:n_gen]]
 check(got == want, "greedy ids %s != reference %s" % (got, want))
 check("tokens per second" in p.stderr, "run prints timings")
+# the speed is per decode step: the first of the n_gen tokens comes from the
+# prompt's logits, so n_gen - 1 steps ran (llama.cpp's "eval ... runs")
+gm = re.search(r"generation: +(\d+) tokens in +([0-9.]+) ms \((\d+) decode steps: ([0-9.]+) ms per token", p.stderr)
+check(gm is not None and int(gm.group(1)) == n_gen and int(gm.group(3)) == n_gen - 1,
+      "generation line counts %d tokens and %d decode steps: %s" % (n_gen, n_gen - 1, p.stderr[-400:]))
+if gm:
+    # ms per token is printed with 2 decimals: up to 0.005 ms off per step
+    check(abs(float(gm.group(4)) * (n_gen - 1) - float(gm.group(2))) <= 0.005 * (n_gen - 1) + 0.01,
+          "ms per token = generation time / decode steps: " + gm.group(0))
 check("memory report" in p.stderr and "KV cache" in p.stderr, "run prints the memory report")
 
 # ---- seeds ----
