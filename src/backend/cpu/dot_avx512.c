@@ -455,13 +455,20 @@ static void dot_repacked_q4_0(int64_t cols, const void *w, const void *a, float 
 static void dot_repacked_q8_0(int64_t cols, const void *w, const void *a, float *out) {
     repacked_body(FITLM_TYPE_Q8_0, cols, w, a, 0, 1, out, 1);
 }
-/* prompt processing: nt <= 4 tokens astride bytes apart, out[k * 4 + t] */
-static void dot_repacked_q4_0_tokens(int64_t cols, const void *w, const void *a, size_t astride, int nt, float *out) {
-    repacked_body(FITLM_TYPE_Q4_0, cols, w, a, astride, nt, out, RT_MAX);
-}
-static void dot_repacked_q8_0_tokens(int64_t cols, const void *w, const void *a, size_t astride, int nt, float *out) {
-    repacked_body(FITLM_TYPE_Q8_0, cols, w, a, astride, nt, out, RT_MAX);
-}
+/* prompt processing: nt <= 4 tokens astride bytes apart, out[k * 4 + t]. The
+ * token count is made a constant of each instance so the 4 x nt accumulators
+ * stay in registers (with a run-time count they live in memory). */
+#define REPACKED_TOKENS(name, wtype)                                                                             \
+    static void name(int64_t cols, const void *w, const void *a, size_t astride, int nt, float *out) {        \
+        switch (nt) {                                                                                          \
+        case 4: repacked_body(wtype, cols, w, a, astride, 4, out, RT_MAX); break;                              \
+        case 3: repacked_body(wtype, cols, w, a, astride, 3, out, RT_MAX); break;                              \
+        case 2: repacked_body(wtype, cols, w, a, astride, 2, out, RT_MAX); break;                              \
+        default: repacked_body(wtype, cols, w, a, astride, 1, out, RT_MAX); break;                             \
+        }                                                                                                      \
+    }
+REPACKED_TOKENS(dot_repacked_q4_0_tokens, FITLM_TYPE_Q4_0)
+REPACKED_TOKENS(dot_repacked_q8_0_tokens, FITLM_TYPE_Q8_0)
 
 fitlm_dot_rows_tokens_fn fitlm_dot_repacked_tokens_avx512(int wtype) {
     return wtype == FITLM_TYPE_Q4_0 ? dot_repacked_q4_0_tokens
