@@ -415,8 +415,33 @@ INLINE void repacked_codes(int wtype, const uint8_t *g, int k, __m512i *lo, __m5
     }
 }
 
-INLINE void repacked_body(int wtype, int64_t cols, const void *w, const void *a, size_t astride, int nt, float *out,
-                          int ostride) {
+/* Per token and 128-column group, what repacked_body otherwise rebuilds for
+ * every 4 rows: the integer accumulator's start (-offset x block sums, lane 4b)
+ * and the 4 activation scales repeated over the 4 rows; 128 bytes per group. */
+INLINE void repacked_token_setup(int oshift, const uint8_t *row, int64_t nb, int64_t i, __m512i *off, __m512 *ad4) {
+    const __m512i bc4 = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    __m128i so = _mm_slli_epi32(_mm_loadu_si128((const __m128i *)(act_q8_sum(row, nb) + i)), oshift);
+    *off = _mm512_maskz_permutexvar_epi32(0x1111, bc4, _mm512_castsi128_si512(_mm_sub_epi32(_mm_setzero_si128(), so)));
+    *ad4 = _mm512_broadcast_f32x4(_mm_loadu_ps(act_q8_d(row, nb) + i));
+}
+
+void fitlm_repacked_prep_avx512(int wtype, int64_t cols, const void *a, void *prep) {
+    const int64_t nb = cols / 32;
+    const int oshift = wtype == FITLM_TYPE_Q4_0 ? 3 : 7;
+    uint8_t *o = prep;
+    for (int64_t i = 0; i + 4 <= nb; i += 4, o += 128) {
+        __m512i off;
+        __m512 ad4;
+        repacked_token_setup(oshift, a, nb, i, &off, &ad4);
+        _mm512_storeu_si512(o, off);
+        _mm512_storeu_ps(o + 64, ad4);
+    }
+}
+
+/* prep: NULL (set up each token here) or fitlm_repacked_prep_avx512 of each
+ * token, pstride bytes apart. */
+INLINE void repacked_body(int wtype, int64_t cols, const void *w, const void *a, size_t astride, const uint8_t *prep,
+                          size_t pstride, int nt, float *out, int ostride) {
     const int64_t nb = cols / 32;
     const size_t gbytes = wtype == FITLM_TYPE_Q4_0 ? 288 : 544;
     const int oshift = wtype == FITLM_TYPE_Q4_0 ? 3 : 7; /* offset 8 or 128 */
@@ -433,10 +458,16 @@ INLINE void repacked_body(int wtype, int64_t cols, const void *w, const void *a,
             const uint8_t *row = TOK(a, astride, t);
             const int8_t *aq = act_q8_qs(row);
             __m512i alo = _mm512_loadu_si512(aq + 32 * i), ahi = _mm512_loadu_si512(aq + 32 * i + 64);
-            __m128i so = _mm_slli_epi32(_mm_loadu_si128((const __m128i *)(act_q8_sum(row, nb) + i)), oshift);
-            __m512i off = _mm512_maskz_permutexvar_epi32(0x1111, bc4,
-                                                         _mm512_castsi128_si512(_mm_sub_epi32(_mm_setzero_si128(), so)));
-            __m512 sc = _mm512_mul_ps(wsc, _mm512_broadcast_f32x4(_mm_loadu_ps(act_q8_d(row, nb) + i)));
+            __m512i off;
+            __m512 ad4;
+            if (prep) {
+                const uint8_t *pp = prep + (size_t)t * pstride + (size_t)(i / 4) * 128;
+                off = _mm512_loadu_si512(pp);
+                ad4 = _mm512_loadu_ps(pp + 64);
+            } else {
+                repacked_token_setup(oshift, row, nb, i, &off, &ad4);
+            }
+            __m512 sc = _mm512_mul_ps(wsc, ad4);
             for (int k = 0; k < FITLM_REPACK_ROWS; k++) {
                 __m512i p = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(off, lo[k], alo), hi[k], ahi);
                 __m512i sidx = _mm512_add_epi32(bc4, _mm512_set1_epi32(4 * k));
@@ -450,21 +481,22 @@ INLINE void repacked_body(int wtype, int64_t cols, const void *w, const void *a,
 
 /* decode: one token, out[k] */
 static void dot_repacked_q4_0(int64_t cols, const void *w, const void *a, float *out) {
-    repacked_body(FITLM_TYPE_Q4_0, cols, w, a, 0, 1, out, 1);
+    repacked_body(FITLM_TYPE_Q4_0, cols, w, a, 0, NULL, 0, 1, out, 1);
 }
 static void dot_repacked_q8_0(int64_t cols, const void *w, const void *a, float *out) {
-    repacked_body(FITLM_TYPE_Q8_0, cols, w, a, 0, 1, out, 1);
+    repacked_body(FITLM_TYPE_Q8_0, cols, w, a, 0, NULL, 0, 1, out, 1);
 }
 /* prompt processing: nt <= 4 tokens astride bytes apart, out[k * 4 + t]. The
  * token count is made a constant of each instance so the 4 x nt accumulators
  * stay in registers (with a run-time count they live in memory). */
 #define REPACKED_TOKENS(name, wtype)                                                                             \
-    static void name(int64_t cols, const void *w, const void *a, size_t astride, int nt, float *out) {        \
+    static void name(int64_t cols, const void *w, const void *a, size_t astride, const void *prep, size_t pstride, \
+                     int nt, float *out) {                                                                     \
         switch (nt) {                                                                                          \
-        case 4: repacked_body(wtype, cols, w, a, astride, 4, out, RT_MAX); break;                              \
-        case 3: repacked_body(wtype, cols, w, a, astride, 3, out, RT_MAX); break;                              \
-        case 2: repacked_body(wtype, cols, w, a, astride, 2, out, RT_MAX); break;                              \
-        default: repacked_body(wtype, cols, w, a, astride, 1, out, RT_MAX); break;                             \
+        case 4: repacked_body(wtype, cols, w, a, astride, prep, pstride, 4, out, RT_MAX); break;               \
+        case 3: repacked_body(wtype, cols, w, a, astride, prep, pstride, 3, out, RT_MAX); break;               \
+        case 2: repacked_body(wtype, cols, w, a, astride, prep, pstride, 2, out, RT_MAX); break;               \
+        default: repacked_body(wtype, cols, w, a, astride, prep, pstride, 1, out, RT_MAX); break;              \
         }                                                                                                      \
     }
 REPACKED_TOKENS(dot_repacked_q4_0_tokens, FITLM_TYPE_Q4_0)

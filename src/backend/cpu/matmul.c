@@ -93,6 +93,8 @@ typedef struct {
     int repacked;                /* W is in the repacked layout (kernels.h) */
     fitlm_dot_rows_fn dot_rows;  /* its decode kernel; NULL: unpack rows and use `dot` */
     fitlm_dot_rows_tokens_fn dot_rows_tokens; /* its several-token kernel, or NULL (unpack) */
+    uint8_t *prep;  /* with dot_rows_tokens: each token's per-group setup, pstride bytes apart */
+    size_t pstride;
     int tile; /* tokens per kernel call */
     act_format fmt;
     int simd; /* quantize activations with AVX2 */
@@ -137,6 +139,7 @@ static void quantize_tokens(mm_job *j, int64_t t0, int64_t t1) {
             if (j->simd) fitlm_quantize_act_q8_avx2(x, dst, j->cols);
             else fitlm_quantize_act_q8(x, dst, j->cols);
             if (j->fmt == ACT_Q8I) fitlm_act_q8_interleave(dst, j->cols);
+            if (j->prep) fitlm_repacked_prep_avx512(j->wtype, j->cols, dst, j->prep + (size_t)t * j->pstride);
         } else {
             if (j->simd) fitlm_quantize_act_q8k_avx2(x, (act_q8k *)dst, j->cols);
             else fitlm_quantize_act_q8k(x, (act_q8k *)dst, j->cols);
@@ -172,7 +175,8 @@ static void repacked_chunk(mm_job *j, const mm_seg *sg, int64_t r0, int64_t r1, 
             int nt = (int)(j->ntok - t0 < 4 ? j->ntok - t0 : 4);
             const uint8_t *a = j->A + (size_t)t0 * j->astride;
             for (int64_t r = r0; r < r1; r += FITLM_REPACK_ROWS) {
-                j->dot_rows_tokens(j->cols, sg->W + (size_t)r * j->wrow, a, j->astride, nt, o16);
+                j->dot_rows_tokens(j->cols, sg->W + (size_t)r * j->wrow, a, j->astride, j->prep + (size_t)t0 * j->pstride,
+                                   j->pstride, nt, o16);
                 for (int k = 0; k < FITLM_REPACK_ROWS; k++)
                     for (int t = 0; t < nt; t++) sg->Y[(t0 + t) * sg->rows + r + k] = o16[k * 4 + t];
             }
@@ -321,9 +325,14 @@ static void matmul_run(fitlm_threadpool *pool, int wtype, int64_t cols, const fl
         if (n_tokens > 1) j.kslice = XTILE_SLICE;
     } else {
         j.astride = fitlm_act_row_bytes(fmt, cols);
-        size_t bytes = j.astride * (size_t)n_tokens;
+        size_t bytes = j.astride * (size_t)n_tokens, act_bytes = (bytes + 63) & ~(size_t)63;
+        if (j.dot_rows_tokens) { /* the per-token setup of the repacked kernels goes after the codes */
+            j.pstride = FITLM_REPACK_PREP_BYTES(cols);
+            bytes = act_bytes + j.pstride * (size_t)n_tokens;
+        }
         j.A = pool ? fitlm_threadpool_scratch(pool, bytes) : bytes <= sizeof local ? local : NULL;
-        if (!j.A) j.A = owned = malloc(bytes);
+        if (!j.A) j.A = owned = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+        if (j.A && j.dot_rows_tokens) j.prep = j.A + act_bytes;
         if (!j.A) { /* out of memory: the allocation-free reference still works */
             for (int i = 0; i < n; i++) {
                 const void *W = mats[i].W;

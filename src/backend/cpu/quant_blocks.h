@@ -165,11 +165,17 @@ typedef void (*fitlm_dot_fn)(int64_t cols, const void *w, const void *a, size_t 
 #define FITLM_REPACK_ROWS 4
 typedef void (*fitlm_dot_rows_fn)(int64_t cols, const void *w, const void *a, float *out);
 fitlm_dot_rows_fn fitlm_dot_repacked_avx512(int wtype);
-/* 4 repacked rows x nt <= 4 tokens (ACT_Q8I activations, astride bytes apart):
+/* 4 repacked rows x nt <= 4 tokens (ACT_Q8I activations, astride bytes apart;
+ * prep: each token's fitlm_repacked_prep_avx512, pstride bytes apart):
  * out[k * 4 + t]. NULL for types without one. */
-typedef void (*fitlm_dot_rows_tokens_fn)(int64_t cols, const void *w, const void *a, size_t astride, int nt,
-                                         float *out);
+typedef void (*fitlm_dot_rows_tokens_fn)(int64_t cols, const void *w, const void *a, size_t astride,
+                                         const void *prep, size_t pstride, int nt, float *out);
 fitlm_dot_rows_tokens_fn fitlm_dot_repacked_tokens_avx512(int wtype);
+/* The per-token part of those kernels, computed once per matmul instead of
+ * once per 4 rows: FITLM_REPACK_PREP_BYTES(cols) bytes at prep for the ACT_Q8I
+ * row a (cols % 128 == 0). */
+#define FITLM_REPACK_PREP_BYTES(cols) ((size_t)((cols) / 128) * 128)
+void fitlm_repacked_prep_avx512(int wtype, int64_t cols, const void *a, void *prep);
 
 /* Per-ISA kernel lookup: NULL when that ISA has no kernel for the type (the
  * dispatcher then falls back to the next lower ISA). */
