@@ -204,43 +204,41 @@ static void repacked_chunk(mm_job *j, const mm_seg *sg, int64_t r0, int64_t r1, 
 static void run_chunk(mm_job *j, long long c, float *out, float *xtile) {
     const mm_seg *sg = j->segs;
     while (sg + 1 < j->segs + j->nsegs && c >= sg[1].chunk0) sg++;
-    {
-        int64_t r0 = (c - sg->chunk0) * j->chunk_rows;
-        int64_t r1 = r0 + j->chunk_rows < sg->rows ? r0 + j->chunk_rows : sg->rows;
-        if (j->repacked) {
-            repacked_chunk(j, sg, r0, r1, out);
-            return;
-        }
-        for (int64_t t0 = 0; t0 < j->ntok; t0 += j->tile) {
-            int nt = (int)(j->ntok - t0 < j->tile ? j->ntok - t0 : j->tile);
-            const uint8_t *a = j->A + (size_t)t0 * j->astride;
-            if (j->kslice > 0 && nt > 1) {
-                /* Float activations of several tokens: take the columns a
-                 * slice at a time and copy the tile's slice into a packed
-                 * buffer (rows 512 + 16 floats apart: token rows of the
-                 * original, a multiple of 4 KiB apart, would all map to the
-                 * same L1 sets and evict each other), which every row of the
-                 * chunk then uses from L1; partial sums add up in Y. */
-                for (int64_t k0 = 0; k0 < j->cols; k0 += j->kslice) {
-                    int64_t kn = j->cols - k0 < j->kslice ? j->cols - k0 : j->kslice;
-                    for (int t = 0; t < nt; t++)
-                        memcpy(xtile + (size_t)t * XTILE_STRIDE, (const float *)(a + (size_t)t * j->astride) + k0,
-                               (size_t)kn * sizeof(float));
-                    size_t woff = (size_t)k0 * j->welem;
-                    for (int64_t r = r0; r < r1; r++) {
-                        j->dot(kn, sg->W + (size_t)r * j->wrow + woff, xtile, XTILE_STRIDE * sizeof(float), nt, out);
-                        for (int t = 0; t < nt; t++) {
-                            float *y = &sg->Y[(t0 + t) * sg->rows + r];
-                            *y = k0 == 0 ? out[t] : *y + out[t];
-                        }
+    int64_t r0 = (c - sg->chunk0) * j->chunk_rows;
+    int64_t r1 = r0 + j->chunk_rows < sg->rows ? r0 + j->chunk_rows : sg->rows;
+    if (j->repacked) {
+        repacked_chunk(j, sg, r0, r1, out);
+        return;
+    }
+    for (int64_t t0 = 0; t0 < j->ntok; t0 += j->tile) {
+        int nt = (int)(j->ntok - t0 < j->tile ? j->ntok - t0 : j->tile);
+        const uint8_t *a = j->A + (size_t)t0 * j->astride;
+        if (j->kslice > 0 && nt > 1) {
+            /* Float activations of several tokens: take the columns a
+             * slice at a time and copy the tile's slice into a packed
+             * buffer (rows 512 + 16 floats apart: token rows of the
+             * original, a multiple of 4 KiB apart, would all map to the
+             * same L1 sets and evict each other), which every row of the
+             * chunk then uses from L1; partial sums add up in Y. */
+            for (int64_t k0 = 0; k0 < j->cols; k0 += j->kslice) {
+                int64_t kn = j->cols - k0 < j->kslice ? j->cols - k0 : j->kslice;
+                for (int t = 0; t < nt; t++)
+                    memcpy(xtile + (size_t)t * XTILE_STRIDE, (const float *)(a + (size_t)t * j->astride) + k0,
+                           (size_t)kn * sizeof(float));
+                size_t woff = (size_t)k0 * j->welem;
+                for (int64_t r = r0; r < r1; r++) {
+                    j->dot(kn, sg->W + (size_t)r * j->wrow + woff, xtile, XTILE_STRIDE * sizeof(float), nt, out);
+                    for (int t = 0; t < nt; t++) {
+                        float *y = &sg->Y[(t0 + t) * sg->rows + r];
+                        *y = k0 == 0 ? out[t] : *y + out[t];
                     }
                 }
-                continue;
             }
-            for (int64_t r = r0; r < r1; r++) {
-                j->dot(j->cols, sg->W + (size_t)r * j->wrow, a, j->astride, nt, out);
-                for (int t = 0; t < nt; t++) sg->Y[(t0 + t) * sg->rows + r] = out[t];
-            }
+            continue;
+        }
+        for (int64_t r = r0; r < r1; r++) {
+            j->dot(j->cols, sg->W + (size_t)r * j->wrow, a, j->astride, nt, out);
+            for (int t = 0; t < nt; t++) sg->Y[(t0 + t) * sg->rows + r] = out[t];
         }
     }
 }
