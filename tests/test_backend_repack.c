@@ -115,7 +115,7 @@ done:
 
 int main(void) {
     static const int types[] = {FITLM_TYPE_Q4_0, FITLM_TYPE_Q8_0, FITLM_TYPE_Q6_K};
-    static const int64_t shapes[][2] = {{8, 256}, {36, 2048}, {132, 512}, {7, 256}, {12, 384}, {4, 128}, {4, 15488}};
+    static const int64_t shapes[][2] = {{16, 256}, {48, 2048}, {144, 512}, {7, 256}, {32, 384}, {16, 32}, {12, 128}, {4, 61696}};
     for (size_t ti = 0; ti < 3; ti++)
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
             if (shapes[s][1] % (int64_t)fitlm_type_get(types[ti])->block_size) continue;
@@ -125,11 +125,11 @@ int main(void) {
     /* the repacked layouts where AVX-512 is active (the copy-only Q8_0 shape
      * and refused row counts are checked by check_case's `expect`) */
     if (fitlm_cpu_isa_active() >= FITLM_ISA_AVX512) {
-        CHECK(fitlm_cpu_repackable(FITLM_TYPE_Q8_0, 12, 384) && fitlm_cpu_repackable(FITLM_TYPE_Q8_0, 4, 15488) &&
-                  !fitlm_cpu_repackable(FITLM_TYPE_Q8_0, 7, 256),
+        CHECK(fitlm_cpu_repackable(FITLM_TYPE_Q8_0, 32, 384) && fitlm_cpu_repackable(FITLM_TYPE_Q8_0, 4, 61696) &&
+                  !fitlm_cpu_repackable(FITLM_TYPE_Q8_0, 12, 256) && !fitlm_cpu_repackable(FITLM_TYPE_Q4_0, 12, 128),
               "Q8_0 repackable shapes");
     }
     printf("repacking active on this CPU: %s\n",
-           fitlm_cpu_repackable(FITLM_TYPE_Q4_0, 8, 256) ? "yes (AVX-512)" : "no (file layout only)");
+           fitlm_cpu_repackable(FITLM_TYPE_Q4_0, 16, 256) ? "yes (AVX-512)" : "no (file layout only)");
     return check_report();
 }

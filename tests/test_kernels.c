@@ -156,19 +156,20 @@ static void check_type_shape(const type_case *tc, int64_t rows, int64_t cols, in
         for (int64_t t = 0; t < ntok; t++)
             bound2[t * rows + r] = act_quant_bound(tc->type, wrow, X + t * cols, cols) * 1.0001;
     }
-    /* the repacked layout (with AVX-512: Q4_0 and Q8_0 where rows % 4 == 0
-     * and cols % 128 == 0, and 4 rows fit the 64 KiB unpack buffer; Q8_0 rows
-     * longer than that, Q4_K, Q5_K, Q6_K keep their layout): exact round trip, get_row bit
-     * for bit, and its matmul (decode kernel, or unpacked rows for several
-     * tokens and lower ISAs) against the same oracles as the plain layout */
+    /* the repacked layout (with AVX-512: Q4_0 and Q8_0 where rows % 16 == 0
+     * and a row fits the 64 KiB unpack buffer; Q8_0 rows longer than that,
+     * Q4_K, Q5_K, Q6_K keep their layout): exact round trip, get_row bit for
+     * bit, and its matmul (the repacked kernel for any token count, or
+     * unpacked rows for lower ISAs) against the same oracles as the plain
+     * layout */
     fitlm_cpu_isa_set(isas[n_isas - 1]);
-    bool x4_type = tc->type == FITLM_TYPE_Q4_0 || tc->type == FITLM_TYPE_Q8_0;
-    size_t x4_block = tc->type == FITLM_TYPE_Q4_0 ? 18 : 34;
-    bool x4_cols = x4_type && cols % 128 == 0 && (size_t)(cols / 32) * x4_block * 4 <= (64u << 10);
-    bool x4 = x4_cols && rows % 4 == 0; /* the layout changes */
-    bool copy_only = (tc->type == FITLM_TYPE_Q8_0 && !x4_cols) || tc->type == FITLM_TYPE_Q4_K ||
+    bool x16_type = tc->type == FITLM_TYPE_Q4_0 || tc->type == FITLM_TYPE_Q8_0;
+    size_t x16_block = tc->type == FITLM_TYPE_Q4_0 ? 18 : 34;
+    bool x16_cols = x16_type && cols % 32 == 0 && (size_t)(cols / 32) * x16_block <= (64u << 10);
+    bool x16 = x16_cols && rows % 16 == 0; /* the layout changes */
+    bool copy_only = (tc->type == FITLM_TYPE_Q8_0 && !x16_cols) || tc->type == FITLM_TYPE_Q4_K ||
                      tc->type == FITLM_TYPE_Q5_K || tc->type == FITLM_TYPE_Q6_K;
-    bool packable = (x4 || copy_only) && isas[n_isas - 1] >= FITLM_ISA_AVX512;
+    bool packable = (x16 || copy_only) && isas[n_isas - 1] >= FITLM_ISA_AVX512;
     CHECK(fitlm_cpu_repackable(tc->type, rows, cols) == packable, "%s rows=%lld cols=%lld repackable", tn,
           (long long)rows, (long long)cols);
     if (packable) {
@@ -180,12 +181,12 @@ static void check_type_shape(const type_case *tc, int64_t rows, int64_t cols, in
         if (P && back && wrow2) {
             CHECK(fitlm_cpu_repack(tc->type, W, rows, cols, P) == 0, "repack");
             /* Q4_0 and Q8_0 change the layout; the others keep it (a copy into huge pages) */
-            CHECK((memcmp(P, W, wbytes) != 0) == x4, "%s rows=%lld cols=%lld repacked layout", tn, (long long)rows,
+            CHECK((memcmp(P, W, wbytes) != 0) == x16, "%s rows=%lld cols=%lld repacked layout", tn, (long long)rows,
                   (long long)cols);
-            if (x4 && rows >= 8) { /* unpacking a later slice of rows alone */
+            if (x16 && rows >= 32) { /* unpacking a slice of rows across two groups alone */
                 size_t rb = wbytes / (size_t)rows;
-                fitlm_cpu_unpack_rows(tc->type, P, cols, 4, 4, back);
-                CHECK(memcmp(back, (const uint8_t *)W + 4 * rb, 4 * rb) == 0, "%s unpack rows 4..7", tn);
+                fitlm_cpu_unpack_rows(tc->type, P, cols, 13, 7, back);
+                CHECK(memcmp(back, (const uint8_t *)W + 13 * rb, 7 * rb) == 0, "%s unpack rows 13..19", tn);
             }
             fitlm_cpu_unpack_rows(tc->type, P, cols, 0, rows, back);
             CHECK(memcmp(back, W, wbytes) == 0, "%s rows=%lld cols=%lld: unpack(repack(W)) == W", tn, (long long)rows,
@@ -205,7 +206,7 @@ static void check_type_shape(const type_case *tc, int64_t rows, int64_t cols, in
         }
         free(back);
         free(wrow2);
-    } else if (x4_type) {
+    } else if (x16_type) {
         CHECK(fitlm_cpu_repack(tc->type, W, rows, cols, Y) == -1, "repack refuses rows=%lld cols=%lld",
               (long long)rows, (long long)cols);
     }
@@ -405,13 +406,13 @@ static void check_threadpool(void) {
     fitlm_threadpool_free(d);
 }
 
-/* fitlm_cpu_matmul_multi: three matrices sharing their input (rows 12, 4 and
- * 20 as Q, K, V would be) give, bit for bit, what three separate calls give,
+/* fitlm_cpu_matmul_multi: three matrices sharing their input (rows 32, 16 and
+ * 48 as Q, K, V would be) give, bit for bit, what three separate calls give,
  * in the plain layout and in the repacked one, for decode and several tokens,
  * on 1 to 3 threads (chunks spanning the three under every split). */
 static void check_matmul_multi(void) {
     static const int types[] = {FITLM_TYPE_Q4_0, FITLM_TYPE_Q8_0, FITLM_TYPE_Q4_K, FITLM_TYPE_F16, FITLM_TYPE_Q6_K};
-    static const int64_t rows[3] = {12, 4, 20};
+    static const int64_t rows[3] = {32, 16, 48};
     const int64_t cols = 512;
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
         const type_case *tc = NULL;
@@ -526,50 +527,53 @@ int main(void) {
             check_type_shape(tc, 5, 7, 4);
         }
     }
-    /* Q4_0 shapes the repacked layout takes (rows % 4 == 0, cols % 128 == 0):
-     * 1 to 33 groups of 4 rows, 1 to 44 groups of 128 columns, decode and
-     * several token counts; plus quantizer output and all-positive activations */
+    /* Q4_0 shapes the repacked layout takes (rows % 16 == 0): 1 to 9 groups
+     * of 16 rows, 1 to 176 blocks, decode and token counts within and across
+     * the kernel's tile of 8; plus quantizer output and all-positive
+     * activations */
     {
         const type_case *q4 = &k_types[3];
         static const int64_t rp_tok[] = {1, 2, 7, 9, 16};
         for (size_t k = 0; k < sizeof rp_tok / sizeof rp_tok[0]; k++) {
-            check_type_shape(q4, 4, 128, rp_tok[k]);
-            check_type_shape(q4, 12, 384, rp_tok[k]);
-            if (!small) check_type_shape(q4, 132, 1024, rp_tok[k]);
+            check_type_shape(q4, 16, 32, rp_tok[k]);
+            check_type_shape(q4, 32, 416, rp_tok[k]);
+            if (!small) check_type_shape(q4, 144, 1024, rp_tok[k]);
         }
-        check_type_shape(q4, 8, 5632, 1);
+        check_type_shape(q4, 16, 5632, 1);
         if (!small) check_type_shape(q4, 64, 2048, 3);
         use_quantizer = 1;
-        check_type_shape(q4, 36, 2048, 1);
-        check_type_shape(q4, 36, 2048, 5);
+        check_type_shape(q4, 48, 2048, 1);
+        check_type_shape(q4, 48, 2048, 5);
         use_quantizer = 0;
         positive_acts = 1;
         check_type_shape(q4, 16, 2048, 1);
+        check_type_shape(q4, 16, 2048, 11);
         positive_acts = 0;
     }
-    /* the same for Q8_0's x4 layout: every token count 1..16 on one shape,
+    /* the same for Q8_0's x16 layout: every token count 1..17 on one shape,
      * group and column counts, quantizer output, all-positive activations;
-     * and shapes it refuses (rows % 4) or keeps as a copy (rows longer than
-     * 4 x 34 x 482 bytes: 15424 columns and up) */
+     * and shapes it refuses (rows % 16) or keeps as a copy (a row longer than
+     * the 64 KiB unpack buffer: 61696 columns and up) */
     {
         const type_case *q8 = &k_types[7];
-        for (int64_t nt = 1; nt <= 16; nt++) check_type_shape(q8, 12, 384, nt);
+        for (int64_t nt = 1; nt <= 17; nt++) check_type_shape(q8, 32, 384, nt);
         static const int64_t rp_tok[] = {1, 3, 9};
         for (size_t k = 0; k < sizeof rp_tok / sizeof rp_tok[0]; k++) {
-            check_type_shape(q8, 4, 128, rp_tok[k]);
-            if (!small) check_type_shape(q8, 132, 1024, rp_tok[k]);
+            check_type_shape(q8, 16, 32, rp_tok[k]);
+            if (!small) check_type_shape(q8, 144, 1024, rp_tok[k]);
         }
-        check_type_shape(q8, 8, 5632, 1);
-        check_type_shape(q8, 8, 15360, 2); /* the longest rows the layout takes */
-        check_type_shape(q8, 4, 15488, 1); /* too long: copied */
-        check_type_shape(q8, 6, 256, 1);   /* rows % 4: refused */
+        check_type_shape(q8, 16, 5632, 1);
+        check_type_shape(q8, 16, 61664, 2); /* the longest rows the layout takes */
+        check_type_shape(q8, 16, 61696, 1); /* too long: copied */
+        check_type_shape(q8, 12, 256, 1);   /* rows % 16: refused */
         if (!small) check_type_shape(q8, 64, 2048, 3);
         use_quantizer = 1;
-        check_type_shape(q8, 36, 2048, 1);
-        check_type_shape(q8, 36, 2048, 5);
+        check_type_shape(q8, 48, 2048, 1);
+        check_type_shape(q8, 48, 2048, 5);
         use_quantizer = 0;
         positive_acts = 1;
         check_type_shape(q8, 16, 2048, 1);
+        check_type_shape(q8, 16, 2048, 10);
         positive_acts = 0;
     }
     fitlm_cpu_isa_set(hw);

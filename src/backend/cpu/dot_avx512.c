@@ -384,130 +384,98 @@ fitlm_dot_fn fitlm_dot_avx512(int wtype) {
     }
 }
 
-/* ---- the repacked Q4_0 and Q8_0 layouts (4 rows x 4 blocks per group) x ACT_Q8I ----
- * Q4_0 groups are 288 bytes (16 fp16 scales, then per row the 4 blocks' 16
- * nibble bytes), Q8_0 groups 544 (the scales, then per row the first 16 codes
- * of its 4 blocks and then their last 16, in the order of the interleaved
- * activations). Codes become the unsigned operand of vpdpbusd as they are
- * (Q4_0: the raw nibble, q + 8) or with the sign bit flipped (Q8_0: q + 128);
- * the offset comes back exactly, in integers: the accumulator of block b
- * starts at -offset x the block's activation sum (lane 4b).
- *
- * Per group the 16 weight scales are converted once and the 4 rows' codes
- * prepared once for every token; per token the activation codes (two 64-byte
- * loads), the offsets and the 16 scale products (row k, block j at lane 4k+j)
- * are set up once for the 4 rows. A row x token x group then costs two
- * vpdpbusd, one convert, one permute of its scales and one fma into its own
- * 512-bit accumulator. Decode is the same body with one token, so prefill and
- * decode give the same bits. out[k * ostride + t] for row k, token t. */
-#define RT_MAX 4
-
-INLINE void repacked_codes(int wtype, const uint8_t *g, int k, __m512i *lo, __m512i *hi) {
-    if (wtype == FITLM_TYPE_Q4_0) {
-        const __m512i m4 = _mm512_set1_epi8(0x0f);
-        __m512i q = _mm512_loadu_si512(g + 32 + 64 * k);
-        *lo = _mm512_and_si512(q, m4);
-        *hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
-    } else {
-        const __m512i sign = _mm512_set1_epi8((char)0x80);
-        *lo = _mm512_xor_si512(_mm512_loadu_si512(g + 32 + 128 * k), sign);
-        *hi = _mm512_xor_si512(_mm512_loadu_si512(g + 96 + 128 * k), sign);
-    }
-}
-
-/* Per token and 128-column group, what repacked_body otherwise rebuilds for
- * every 4 rows: the integer accumulator's start (-offset x block sums, lane 4b)
- * and the 4 activation scales repeated over the 4 rows; 128 bytes per group. */
-INLINE void repacked_token_setup(int oshift, const uint8_t *row, int64_t nb, int64_t i, __m512i *off, __m512 *ad4) {
-    const __m512i bc4 = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
-    __m128i so = _mm_slli_epi32(_mm_loadu_si128((const __m128i *)(act_q8_sum(row, nb) + i)), oshift);
-    *off = _mm512_maskz_permutexvar_epi32(0x1111, bc4, _mm512_castsi128_si512(_mm_sub_epi32(_mm_setzero_si128(), so)));
-    *ad4 = _mm512_broadcast_f32x4(_mm_loadu_ps(act_q8_d(row, nb) + i));
-}
+/* ---- the repacked Q4_0 and Q8_0 layouts (16 rows x 1 block per group) x ACT_Q8 ----
+ * A group is one block of 16 rows: their 16 fp16 scales, then the codes as
+ * 64-byte vectors whose 32-bit lane k holds 4 consecutive codes of row k
+ * (kernels.h). One vpdpbusd then multiplies 4 columns of all 16 rows by the
+ * same 4 activation codes, broadcast from memory, and its 16 lanes are the 16
+ * rows' partial sums: a block of 16 rows x 1 token is 8 vpdpbusd (two chains
+ * of 4), one convert, one multiply of the 16 weight scales by the token's
+ * activation scale and one fma into that token's accumulator, whatever the
+ * token count. Codes become the unsigned operand as they are (Q4_0: the
+ * nibble, q + 8) or with the sign bit flipped (Q8_0: q + 128); the offset
+ * comes back exactly, in integers: each block's sum starts at -offset x the
+ * block's activation sum (the per-token prep). The weights of a group are
+ * loaded and unpacked once for up to FITLM_REPACK_TOKENS tokens; decode is
+ * the same body with one token, so prefill and decode give the same bits. */
+#define X16_Q4_OFF 32 /* codes after the 16 scales */
 
 void fitlm_repacked_prep_avx512(int wtype, int64_t cols, const void *a, void *prep) {
     const int64_t nb = cols / 32;
-    const int oshift = wtype == FITLM_TYPE_Q4_0 ? 3 : 7;
-    uint8_t *o = prep;
-    for (int64_t i = 0; i + 4 <= nb; i += 4, o += 128) {
-        __m512i off;
-        __m512 ad4;
-        repacked_token_setup(oshift, a, nb, i, &off, &ad4);
-        _mm512_storeu_si512(o, off);
-        _mm512_storeu_ps(o + 64, ad4);
-    }
+    const int shift = wtype == FITLM_TYPE_Q4_0 ? 3 : 7; /* offset 8 or 128 */
+    const int32_t *sum = act_q8_sum(a, nb);
+    int32_t *o = prep;
+    for (int64_t b = 0; b < nb; b++) o[b] = -(int32_t)((uint32_t)sum[b] << shift);
 }
 
-/* prep: NULL (set up each token here) or fitlm_repacked_prep_avx512 of each
- * token, pstride bytes apart. */
-INLINE void repacked_body(int wtype, int64_t cols, const void *w, const void *a, size_t astride, const uint8_t *prep,
-                          size_t pstride, int nt, float *out, int ostride) {
+INLINE __m512i bcast4(const int8_t *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return _mm512_set1_epi32(v);
+}
+
+INLINE void x16_body(int wtype, int64_t cols, const void *w, const void *a, size_t astride, const void *prep,
+                     size_t pstride, const int nt, float *out, size_t ostride) {
     const int64_t nb = cols / 32;
     const size_t gbytes = wtype == FITLM_TYPE_Q4_0 ? 288 : 544;
-    const int oshift = wtype == FITLM_TYPE_Q4_0 ? 3 : 7; /* offset 8 or 128 */
     const uint8_t *g = w;
-    const __m512i bc4 = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
-    __m512 acc[FITLM_REPACK_ROWS][RT_MAX];
-    for (int k = 0; k < FITLM_REPACK_ROWS; k++)
-        for (int t = 0; t < RT_MAX; t++) acc[k][t] = _mm512_setzero_ps();
-    for (int64_t i = 0; i < nb; i += 4, g += gbytes) {
-        __m512 wsc = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)g));
-        __m512i lo[FITLM_REPACK_ROWS], hi[FITLM_REPACK_ROWS];
-        for (int k = 0; k < FITLM_REPACK_ROWS; k++) repacked_codes(wtype, g, k, &lo[k], &hi[k]);
+    __m512 acc[FITLM_REPACK_TOKENS];
+#pragma GCC unroll 8
+    for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++, g += gbytes) {
+        const __m512 wsc = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)g));
+        __m512i c[8]; /* c[m]: columns 4m..4m+3 of the block, lane k = row k */
+        if (wtype == FITLM_TYPE_Q4_0) {
+            const __m512i m4 = _mm512_set1_epi8(0x0f);
+#pragma GCC unroll 4
+            for (int m = 0; m < 4; m++) { /* byte i holds column i (low nibble) and i + 16 (high) */
+                __m512i raw = _mm512_loadu_si512(g + X16_Q4_OFF + 64 * m);
+                c[m] = _mm512_and_si512(raw, m4);
+                c[m + 4] = _mm512_and_si512(_mm512_srli_epi16(raw, 4), m4);
+            }
+        } else {
+            const __m512i sign = _mm512_set1_epi8((char)0x80);
+#pragma GCC unroll 8
+            for (int m = 0; m < 8; m++) c[m] = _mm512_xor_si512(_mm512_loadu_si512(g + X16_Q4_OFF + 64 * m), sign);
+        }
+#pragma GCC unroll 8
         for (int t = 0; t < nt; t++) {
             const uint8_t *row = TOK(a, astride, t);
-            const int8_t *aq = act_q8_qs(row);
-            __m512i alo = _mm512_loadu_si512(aq + 32 * i), ahi = _mm512_loadu_si512(aq + 32 * i + 64);
-            __m512i off;
-            __m512 ad4;
-            if (prep) {
-                const uint8_t *pp = prep + (size_t)t * pstride + (size_t)(i / 4) * 128;
-                off = _mm512_loadu_si512(pp);
-                ad4 = _mm512_loadu_ps(pp + 64);
-            } else {
-                repacked_token_setup(oshift, row, nb, i, &off, &ad4);
+            const int8_t *aq = act_q8_qs(row) + 32 * b;
+            const int32_t *off = (const int32_t *)TOK(prep, pstride, t);
+            __m512i p = _mm512_set1_epi32(off[b]), q = _mm512_setzero_si512();
+#pragma GCC unroll 4
+            for (int m = 0; m < 4; m++) {
+                p = _mm512_dpbusd_epi32(p, c[m], bcast4(aq + 4 * m));
+                q = _mm512_dpbusd_epi32(q, c[m + 4], bcast4(aq + 16 + 4 * m));
             }
-            __m512 sc = _mm512_mul_ps(wsc, ad4);
-            for (int k = 0; k < FITLM_REPACK_ROWS; k++) {
-                __m512i p = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(off, lo[k], alo), hi[k], ahi);
-                __m512i sidx = _mm512_add_epi32(bc4, _mm512_set1_epi32(4 * k));
-                acc[k][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_permutexvar_ps(sidx, sc), acc[k][t]);
-            }
+            __m512 sc = _mm512_mul_ps(wsc, _mm512_set1_ps(act_q8_d(row, nb)[b]));
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(p, q)), sc, acc[t]);
         }
     }
-    for (int k = 0; k < FITLM_REPACK_ROWS; k++)
-        for (int t = 0; t < nt; t++) out[k * ostride + t] = _mm512_reduce_add_ps(acc[k][t]);
+#pragma GCC unroll 8
+    for (int t = 0; t < nt; t++) _mm512_storeu_ps(out + (size_t)t * ostride, acc[t]);
 }
 
-/* decode: one token, out[k] */
-static void dot_repacked_q4_0(int64_t cols, const void *w, const void *a, float *out) {
-    repacked_body(FITLM_TYPE_Q4_0, cols, w, a, 0, NULL, 0, 1, out, 1);
-}
-static void dot_repacked_q8_0(int64_t cols, const void *w, const void *a, float *out) {
-    repacked_body(FITLM_TYPE_Q8_0, cols, w, a, 0, NULL, 0, 1, out, 1);
-}
-/* prompt processing: nt <= 4 tokens astride bytes apart, out[k * 4 + t]. The
- * token count is made a constant of each instance so the 4 x nt accumulators
- * stay in registers (with a run-time count they live in memory). */
-#define REPACKED_TOKENS(name, wtype)                                                                             \
-    static void name(int64_t cols, const void *w, const void *a, size_t astride, const void *prep, size_t pstride, \
-                     int nt, float *out) {                                                                     \
-        switch (nt) {                                                                                          \
-        case 4: repacked_body(wtype, cols, w, a, astride, prep, pstride, 4, out, RT_MAX); break;               \
-        case 3: repacked_body(wtype, cols, w, a, astride, prep, pstride, 3, out, RT_MAX); break;               \
-        case 2: repacked_body(wtype, cols, w, a, astride, prep, pstride, 2, out, RT_MAX); break;               \
-        default: repacked_body(wtype, cols, w, a, astride, prep, pstride, 1, out, RT_MAX); break;              \
-        }                                                                                                      \
+/* The token count is made a constant of each instance so the accumulators
+ * and the group's codes stay in registers. */
+#define X16_TOKENS(name, wtype)                                                                                    \
+    static void name(int64_t cols, const void *w, const void *a, size_t astride, const void *prep, size_t pstride,  \
+                     int nt, float *out, size_t ostride) {                                                          \
+        switch (nt) {                                                                                               \
+        case 8: x16_body(wtype, cols, w, a, astride, prep, pstride, 8, out, ostride); break;                         \
+        case 7: x16_body(wtype, cols, w, a, astride, prep, pstride, 7, out, ostride); break;                         \
+        case 6: x16_body(wtype, cols, w, a, astride, prep, pstride, 6, out, ostride); break;                         \
+        case 5: x16_body(wtype, cols, w, a, astride, prep, pstride, 5, out, ostride); break;                         \
+        case 4: x16_body(wtype, cols, w, a, astride, prep, pstride, 4, out, ostride); break;                         \
+        case 3: x16_body(wtype, cols, w, a, astride, prep, pstride, 3, out, ostride); break;                         \
+        case 2: x16_body(wtype, cols, w, a, astride, prep, pstride, 2, out, ostride); break;                         \
+        default: x16_body(wtype, cols, w, a, astride, prep, pstride, 1, out, ostride); break;                        \
+        }                                                                                                           \
     }
-REPACKED_TOKENS(dot_repacked_q4_0_tokens, FITLM_TYPE_Q4_0)
-REPACKED_TOKENS(dot_repacked_q8_0_tokens, FITLM_TYPE_Q8_0)
+X16_TOKENS(dot_repacked_q4_0, FITLM_TYPE_Q4_0)
+X16_TOKENS(dot_repacked_q8_0, FITLM_TYPE_Q8_0)
 
-fitlm_dot_rows_tokens_fn fitlm_dot_repacked_tokens_avx512(int wtype) {
-    return wtype == FITLM_TYPE_Q4_0 ? dot_repacked_q4_0_tokens
-           : wtype == FITLM_TYPE_Q8_0 ? dot_repacked_q8_0_tokens
-                                      : NULL;
-}
-
-fitlm_dot_rows_fn fitlm_dot_repacked_avx512(int wtype) {
+fitlm_dot_repacked_fn fitlm_dot_repacked_avx512(int wtype) {
     return wtype == FITLM_TYPE_Q4_0 ? dot_repacked_q4_0 : wtype == FITLM_TYPE_Q8_0 ? dot_repacked_q8_0 : NULL;
 }

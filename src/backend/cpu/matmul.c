@@ -91,9 +91,8 @@ typedef struct {
     fitlm_dot_fn dot;
     int wtype;
     int repacked;                /* W is in the repacked layout (kernels.h) */
-    fitlm_dot_rows_fn dot_rows;  /* its decode kernel; NULL: unpack rows and use `dot` */
-    fitlm_dot_rows_tokens_fn dot_rows_tokens; /* its several-token kernel, or NULL (unpack) */
-    uint8_t *prep;  /* with dot_rows_tokens: each token's per-group setup, pstride bytes apart */
+    fitlm_dot_repacked_fn dot_rep; /* its kernel; NULL: unpack rows and use `dot` */
+    uint8_t *prep;  /* with dot_rep: each token's per-block offsets, pstride bytes apart */
     size_t pstride;
     int tile; /* tokens per kernel call */
     act_format fmt;
@@ -157,46 +156,31 @@ static void quantize_worker(void *arg, int ith, int nth) {
 #define XTILE_SLICE 512
 #define XTILE_STRIDE (XTILE_SLICE + 16)
 
-/* Bytes of plain rows unpacked at a time from a repacked matrix (per thread,
- * on the stack); fitlm_cpu_repackable asks that 4 rows fit. */
+/* Bytes of one plain row unpacked from a repacked matrix (per thread, on
+ * the stack); fitlm_cpu_repackable asks that a row fit. */
 #define UNPACK_BUF (64u << 10)
 
 static void repacked_chunk(mm_job *j, const mm_seg *sg, int64_t r0, int64_t r1, float *out) {
-    if (j->dot_rows && j->ntok == 1) {
-        for (int64_t r = r0; r < r1; r += FITLM_REPACK_ROWS)
-            j->dot_rows(j->cols, sg->W + (size_t)r * j->wrow, j->A, sg->Y + r);
-        return;
-    }
-    if (j->dot_rows_tokens) {
-        /* several tokens on the repacked rows directly: the chunk stays in
-         * L2 while every tile of 4 tokens passes over it, 4 rows at a time */
-        float o16[FITLM_REPACK_ROWS * 4];
-        for (int64_t t0 = 0; t0 < j->ntok; t0 += 4) {
-            int nt = (int)(j->ntok - t0 < 4 ? j->ntok - t0 : 4);
-            const uint8_t *a = j->A + (size_t)t0 * j->astride;
-            for (int64_t r = r0; r < r1; r += FITLM_REPACK_ROWS) {
-                j->dot_rows_tokens(j->cols, sg->W + (size_t)r * j->wrow, a, j->astride, j->prep + (size_t)t0 * j->pstride,
-                                   j->pstride, nt, o16);
-                for (int k = 0; k < FITLM_REPACK_ROWS; k++)
-                    for (int t = 0; t < nt; t++) sg->Y[(t0 + t) * sg->rows + r + k] = o16[k * 4 + t];
-            }
+    if (j->dot_rep) {
+        /* 16 rows x up to 8 tokens per call. Several tokens: the chunk stays
+         * in L2 while every tile of tokens passes over it. */
+        for (int64_t t0 = 0; t0 < j->ntok; t0 += FITLM_REPACK_TOKENS) {
+            int nt = (int)(j->ntok - t0 < FITLM_REPACK_TOKENS ? j->ntok - t0 : FITLM_REPACK_TOKENS);
+            const uint8_t *a = j->A + (size_t)t0 * j->astride, *prep = j->prep + (size_t)t0 * j->pstride;
+            for (int64_t r = r0; r < r1; r += FITLM_REPACK_ROWS)
+                j->dot_rep(j->cols, sg->W + (size_t)r * j->wrow, a, j->astride, prep, j->pstride, nt,
+                           sg->Y + t0 * sg->rows + r, (size_t)sg->rows);
         }
         return;
     }
-    /* several tokens (or a lower ISA): a few plain rows at a time, each
-     * reused from L1/L2 for every tile of tokens */
+    /* a lower ISA: one plain row at a time, reused for every tile of tokens */
     _Alignas(64) uint8_t wbuf[UNPACK_BUF];
-    int64_t step = (int64_t)(UNPACK_BUF / j->wrow) / FITLM_REPACK_ROWS * FITLM_REPACK_ROWS;
-    for (int64_t s0 = r0; s0 < r1; s0 += step) {
-        int64_t s1 = s0 + step < r1 ? s0 + step : r1;
-        fitlm_cpu_unpack_rows(j->wtype, sg->W, j->cols, s0, s1 - s0, wbuf);
+    for (int64_t r = r0; r < r1; r++) {
+        fitlm_cpu_unpack_rows(j->wtype, sg->W, j->cols, r, 1, wbuf);
         for (int64_t t0 = 0; t0 < j->ntok; t0 += j->tile) {
             int nt = (int)(j->ntok - t0 < j->tile ? j->ntok - t0 : j->tile);
-            const uint8_t *a = j->A + (size_t)t0 * j->astride;
-            for (int64_t r = s0; r < s1; r++) {
-                j->dot(j->cols, wbuf + (size_t)(r - s0) * j->wrow, a, j->astride, nt, out);
-                for (int t = 0; t < nt; t++) sg->Y[(t0 + t) * sg->rows + r] = out[t];
-            }
+            j->dot(j->cols, wbuf, j->A + (size_t)t0 * j->astride, j->astride, nt, out);
+            for (int t = 0; t < nt; t++) sg->Y[(t0 + t) * sg->rows + r] = out[t];
         }
     }
 }
@@ -283,10 +267,9 @@ static void matmul_run(fitlm_threadpool *pool, int wtype, int64_t cols, const fl
     fitlm_dot_fn dot = fitlm_cpu_type_supported(wtype) && ok && cols > 0 ? pick_dot(wtype, isa, &tile) : NULL;
     if (dot && dot != fitlm_dot_scalar(wtype)) fmt = fitlm_act_format_simd(wtype);
     if (fmt == ACT_Q8K && cols % 256 != 0) dot = NULL;
-    bool rows_x4 = true;
-    for (int i = 0; i < n; i++) rows_x4 = rows_x4 && mats[i].rows % FITLM_REPACK_ROWS == 0;
-    if (repacked && ((wtype != FITLM_TYPE_Q4_0 && wtype != FITLM_TYPE_Q8_0) || !rows_x4 || cols % 128 != 0 ||
-                     FITLM_REPACK_ROWS * wrow > UNPACK_BUF))
+    bool rows_x16 = true;
+    for (int i = 0; i < n; i++) rows_x16 = rows_x16 && mats[i].rows % FITLM_REPACK_ROWS == 0;
+    if (repacked && ((wtype != FITLM_TYPE_Q4_0 && wtype != FITLM_TYPE_Q8_0) || !rows_x16 || wrow > UNPACK_BUF))
         dot = NULL;
     if (!dot) { /* unsupported type or shape: make the failure visible */
         for (int i = 0; i < n; i++)
@@ -298,9 +281,8 @@ static void matmul_run(fitlm_threadpool *pool, int wtype, int64_t cols, const fl
     j.dot = dot;
     j.wtype = wtype;
     j.repacked = repacked;
-    if (repacked && isa >= FITLM_ISA_AVX512 && dot == fitlm_dot_avx512(wtype)) j.dot_rows = fitlm_dot_repacked_avx512(wtype);
-    if (j.dot_rows && n_tokens > 1) j.dot_rows_tokens = fitlm_dot_repacked_tokens_avx512(wtype);
-    if (j.dot_rows && (n_tokens == 1 || j.dot_rows_tokens)) fmt = ACT_Q8I; /* the repacked kernels' activation order */
+    if (repacked && isa >= FITLM_ISA_AVX512 && dot == fitlm_dot_avx512(wtype)) j.dot_rep = fitlm_dot_repacked_avx512(wtype);
+    if (j.dot_rep) fmt = ACT_Q8; /* the repacked kernels read the codes in order */
     j.tile = tile;
     j.fmt = fmt;
     j.simd = isa >= FITLM_ISA_AVX2;
@@ -324,29 +306,26 @@ static void matmul_run(fitlm_threadpool *pool, int wtype, int64_t cols, const fl
     } else {
         j.astride = fitlm_act_row_bytes(fmt, cols);
         size_t bytes = j.astride * (size_t)n_tokens, act_bytes = (bytes + 63) & ~(size_t)63;
-        if (j.dot_rows_tokens) { /* the per-token setup of the repacked kernels goes after the codes */
+        if (j.dot_rep) { /* the per-token setup of the repacked kernels goes after the codes */
             j.pstride = FITLM_REPACK_PREP_BYTES(cols);
             bytes = act_bytes + j.pstride * (size_t)n_tokens;
         }
         j.A = pool ? fitlm_threadpool_scratch(pool, bytes) : bytes <= sizeof local ? local : NULL;
         if (!j.A) j.A = owned = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
-        if (j.A && j.dot_rows_tokens) j.prep = j.A + act_bytes;
+        if (j.A && j.dot_rep) j.prep = j.A + act_bytes;
         if (!j.A) { /* out of memory: the allocation-free reference still works */
             for (int i = 0; i < n; i++) {
                 const void *W = mats[i].W;
-                _Alignas(64) uint8_t rows4[UNPACK_BUF];
+                _Alignas(64) uint8_t row1[UNPACK_BUF];
                 if (!repacked) {
                     fitlm_cpu_matmul_ref(wtype, W, mats[i].rows, cols, X, n_tokens, mats[i].Y);
                     continue;
                 }
-                /* a repacked matrix: 4 plain rows at a time */
-                for (int64_t r = 0; r < mats[i].rows; r += FITLM_REPACK_ROWS) {
-                    float y4[FITLM_REPACK_ROWS];
-                    fitlm_cpu_unpack_rows(wtype, W, cols, r, FITLM_REPACK_ROWS, rows4);
-                    for (int64_t t = 0; t < n_tokens; t++) {
-                        fitlm_cpu_matmul_ref(wtype, rows4, FITLM_REPACK_ROWS, cols, X + t * cols, 1, y4);
-                        for (int k = 0; k < FITLM_REPACK_ROWS; k++) mats[i].Y[t * mats[i].rows + r + k] = y4[k];
-                    }
+                /* a repacked matrix: one plain row at a time */
+                for (int64_t r = 0; r < mats[i].rows; r++) {
+                    fitlm_cpu_unpack_rows(wtype, W, cols, r, 1, row1);
+                    for (int64_t t = 0; t < n_tokens; t++)
+                        fitlm_cpu_matmul_ref(wtype, row1, 1, cols, X + t * cols, 1, &mats[i].Y[t * mats[i].rows + r]);
                 }
             }
             return;
@@ -402,20 +381,19 @@ void fitlm_cpu_matmul(fitlm_threadpool *pool, int wtype, const void *W, int64_t 
     matmul_run(pool, wtype, cols, X, n_tokens, 1, &m, 0);
 }
 
-/* Bytes of 4 plain rows of a type with an x4 layout (Q4_0, Q8_0) that the
- * multi-token path unpacks at a time; 0 if the type has none or cols does not
- * fit it (cols % 128, 4 rows within UNPACK_BUF). */
-static size_t x4_rows_bytes(int wtype, int64_t cols) {
+/* Bytes of one plain row of a type with an x16 layout (Q4_0, Q8_0) that the
+ * layout takes (a row fits the unpack buffer), else 0. */
+static size_t x16_row_bytes(int wtype, int64_t cols) {
     size_t bb = wtype == FITLM_TYPE_Q4_0 ? sizeof(blk_q4_0) : wtype == FITLM_TYPE_Q8_0 ? sizeof(blk_q8_0) : 0;
-    if (!bb || cols <= 0 || cols % 128 || (uint64_t)cols / 32 * bb * FITLM_REPACK_ROWS > UNPACK_BUF) return 0;
-    return (size_t)(cols / 32) * bb * FITLM_REPACK_ROWS;
+    if (!bb || cols <= 0 || cols % 32 || (uint64_t)cols / 32 * bb > UNPACK_BUF) return 0;
+    return (size_t)(cols / 32) * bb;
 }
 
 /* Types (and shapes) whose "repacked" copy keeps the file layout (it only
  * moves into huge pages): Q4_K, Q5_K, Q6_K, whose AVX-512 kernels outrun one
- * core's 4 KiB-page stream, and Q8_0 rows too long for its x4 layout. */
+ * core's 4 KiB-page stream, and Q8_0 rows too long for its x16 layout. */
 static bool copy_only(int wtype, int64_t cols) {
-    return (wtype == FITLM_TYPE_Q8_0 && x4_rows_bytes(wtype, cols) == 0) || wtype == FITLM_TYPE_Q4_K ||
+    return (wtype == FITLM_TYPE_Q8_0 && x16_row_bytes(wtype, cols) == 0) || wtype == FITLM_TYPE_Q4_K ||
            wtype == FITLM_TYPE_Q5_K || wtype == FITLM_TYPE_Q6_K;
 }
 
@@ -449,42 +427,46 @@ bool fitlm_cpu_repackable(int wtype, int64_t rows, int64_t cols) {
         return rows > 0 && cols > 0 && cols % ti->block_size == 0 &&
                fitlm_type_row_bytes(wtype, (uint64_t)cols, &ok) > 0 && ok && fitlm_cpu_isa_active() >= FITLM_ISA_AVX512;
     }
-    if (x4_rows_bytes(wtype, cols) == 0 || rows <= 0 || rows % FITLM_REPACK_ROWS) return false;
+    if (x16_row_bytes(wtype, cols) == 0 || rows <= 0 || rows % FITLM_REPACK_ROWS) return false;
     return fitlm_cpu_isa_active() >= FITLM_ISA_AVX512;
 }
 
-/* The x4 layouts: a group of 4 rows x 4 blocks is the 16 fp16 scales (row k
- * block j at index 4k + j), then per row its codes: Q4_0 the 4 blocks' 16
- * nibble bytes in order (64 bytes); Q8_0 the first 16 codes of the 4 blocks,
- * then their last 16 (128 bytes, in ACT_Q8I order; the codes as they are, so
- * that unpacking for several tokens is plain copies). x4_put / x4_get move block j of row k of group g
- * between the plain block and the group at grp. */
-static void x4_put(int wtype, uint8_t *grp, int k, int j, const void *blk) {
+/* The x16 layouts (kernels.h): per 16 rows, block b of all 16 is group b:
+ * the 16 fp16 scales (row k at 2k), then the codes in 64-byte vectors whose
+ * 4-byte lane k is row k's (Q4_0: 4 vectors of its nibble bytes 4m..4m+3;
+ * Q8_0: 8 vectors of its codes 4m..4m+3), gbytes = 16 x the block's bytes.
+ * x16_put / x16_get move row k's block between the plain block and the group
+ * at grp. */
+static void x16_put(int wtype, uint8_t *grp, int k, const void *blk) {
+    const uint8_t *q;
+    int nv;
     if (wtype == FITLM_TYPE_Q4_0) {
         const blk_q4_0 *b = blk;
-        memcpy(grp + 2 * (4 * k + j), &b->d, 2);
-        memcpy(grp + 32 + 64 * k + 16 * j, b->qs, 16);
+        memcpy(grp + 2 * k, &b->d, 2);
+        q = b->qs, nv = 4;
     } else {
         const blk_q8_0 *b = blk;
-        memcpy(grp + 2 * (4 * k + j), &b->d, 2);
-        memcpy(grp + 32 + 128 * k + 16 * j, b->qs, 16);
-        memcpy(grp + 96 + 128 * k + 16 * j, b->qs + 16, 16);
+        memcpy(grp + 2 * k, &b->d, 2);
+        q = (const uint8_t *)b->qs, nv = 8;
     }
+    for (int m = 0; m < nv; m++) memcpy(grp + 32 + 64 * m + 4 * k, q + 4 * m, 4);
 }
-static void x4_get(int wtype, const uint8_t *grp, int k, int j, void *blk) {
+static void x16_get(int wtype, const uint8_t *grp, int k, void *blk) {
+    uint8_t *q;
+    int nv;
     if (wtype == FITLM_TYPE_Q4_0) {
         blk_q4_0 *b = blk;
-        memcpy(&b->d, grp + 2 * (4 * k + j), 2);
-        memcpy(b->qs, grp + 32 + 64 * k + 16 * j, 16);
+        memcpy(&b->d, grp + 2 * k, 2);
+        q = b->qs, nv = 4;
     } else {
         blk_q8_0 *b = blk;
-        memcpy(&b->d, grp + 2 * (4 * k + j), 2);
-        memcpy(b->qs, grp + 32 + 128 * k + 16 * j, 16);
-        memcpy(b->qs + 16, grp + 96 + 128 * k + 16 * j, 16);
+        memcpy(&b->d, grp + 2 * k, 2);
+        q = (uint8_t *)b->qs, nv = 8;
     }
+    for (int m = 0; m < nv; m++) memcpy(q + 4 * m, grp + 32 + 64 * m + 4 * k, 4);
 }
 
-static size_t x4_block_bytes(int wtype) {
+static size_t x16_block_bytes(int wtype) {
     return wtype == FITLM_TYPE_Q4_0 ? sizeof(blk_q4_0) : sizeof(blk_q8_0);
 }
 
@@ -495,14 +477,12 @@ int fitlm_cpu_repack(int wtype, const void *W, int64_t rows, int64_t cols, void 
         memcpy(dst, W, (size_t)fitlm_type_row_bytes(wtype, (uint64_t)cols, &ok) * (size_t)rows);
         return 0;
     }
-    size_t bb = x4_block_bytes(wtype), wrow = (size_t)(cols / 32) * bb, gbytes = 16 * bb;
-    int64_t ng = cols / 128;
+    size_t bb = x16_block_bytes(wtype), wrow = (size_t)(cols / 32) * bb, gbytes = FITLM_REPACK_ROWS * bb;
     for (int64_t r = 0; r < rows; r += FITLM_REPACK_ROWS) {
         uint8_t *o = (uint8_t *)dst + (size_t)r * wrow;
         for (int k = 0; k < FITLM_REPACK_ROWS; k++) {
             const uint8_t *b = (const uint8_t *)W + (size_t)(r + k) * wrow;
-            for (int64_t g = 0; g < ng; g++)
-                for (int j = 0; j < 4; j++) x4_put(wtype, o + (size_t)g * gbytes, k, j, b + (size_t)(4 * g + j) * bb);
+            for (int64_t g = 0; g < cols / 32; g++) x16_put(wtype, o + (size_t)g * gbytes, k, b + (size_t)g * bb);
         }
     }
     return 0;
@@ -515,30 +495,26 @@ void fitlm_cpu_unpack_rows(int wtype, const void *P, int64_t cols, int64_t row0,
         memcpy(dst, (const uint8_t *)P + (size_t)row0 * rb, rb * (size_t)n_rows);
         return;
     }
-    size_t bb = x4_block_bytes(wtype), wrow = (size_t)(cols / 32) * bb, gbytes = 16 * bb;
-    int64_t ng = cols / 128;
-    for (int64_t r = 0; r < n_rows; r += FITLM_REPACK_ROWS) {
-        const uint8_t *in = (const uint8_t *)P + (size_t)(row0 + r) * wrow;
-        for (int k = 0; k < FITLM_REPACK_ROWS; k++) {
-            uint8_t *b = (uint8_t *)dst + (size_t)(r + k) * wrow;
-            for (int64_t g = 0; g < ng; g++)
-                for (int j = 0; j < 4; j++) x4_get(wtype, in + (size_t)g * gbytes, k, j, b + (size_t)(4 * g + j) * bb);
-        }
+    size_t bb = x16_block_bytes(wtype), wrow = (size_t)(cols / 32) * bb, gbytes = FITLM_REPACK_ROWS * bb;
+    for (int64_t r = row0; r < row0 + n_rows; r++) {
+        const uint8_t *in = (const uint8_t *)P + (size_t)(r - r % FITLM_REPACK_ROWS) * wrow;
+        uint8_t *b = (uint8_t *)dst + (size_t)(r - row0) * wrow;
+        for (int64_t g = 0; g < cols / 32; g++)
+            x16_get(wtype, in + (size_t)g * gbytes, (int)(r % FITLM_REPACK_ROWS), b + (size_t)g * bb);
     }
 }
 
 int fitlm_cpu_get_row_repacked(int wtype, const void *P, int64_t cols, int64_t r, float *dst) {
     if (copy_only(wtype, cols)) return fitlm_cpu_get_row(wtype, P, cols, r, dst);
-    if (x4_rows_bytes(wtype, cols) == 0 || r < 0) return -1;
-    size_t bb = x4_block_bytes(wtype), wrow = (size_t)(cols / 32) * bb, gbytes = 16 * bb;
+    if (x16_row_bytes(wtype, cols) == 0 || r < 0) return -1;
+    size_t bb = x16_block_bytes(wtype), wrow = (size_t)(cols / 32) * bb, gbytes = FITLM_REPACK_ROWS * bb;
     const uint8_t *in = (const uint8_t *)P + (size_t)(r - r % FITLM_REPACK_ROWS) * wrow;
     int k = (int)(r % FITLM_REPACK_ROWS);
-    for (int64_t g = 0; g < cols / 128; g++)
-        for (int j = 0; j < 4; j++) {
-            _Alignas(8) uint8_t b[sizeof(blk_q8_0)];
-            x4_get(wtype, in + (size_t)g * gbytes, k, j, b);
-            fitlm_dequantize_row(wtype, b, dst + 128 * g + 32 * j, 32);
-        }
+    for (int64_t g = 0; g < cols / 32; g++) {
+        _Alignas(8) uint8_t b[sizeof(blk_q8_0)];
+        x16_get(wtype, in + (size_t)g * gbytes, k, b);
+        fitlm_dequantize_row(wtype, b, dst + 32 * g, 32);
+    }
     return 0;
 }
 

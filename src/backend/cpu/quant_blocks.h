@@ -129,7 +129,7 @@ _Static_assert(sizeof(act_q8k) == 320, "act_q8k");
  * reordered as the first 16 codes of the 4 blocks, then their last 16 codes
  * (what the SIMD Q4_0 kernels multiply with the low and the high nibbles of 4
  * weight blocks); blocks of a trailing partial group stay in order. Only the
- * AVX2 and AVX-512 Q4_0 kernels and the repacked Q8_0 decode kernel read it. */
+ * AVX2 and AVX-512 Q4_0 kernels of the file's layout read it. */
 typedef enum { ACT_F32 = 0, ACT_Q8 = 1, ACT_Q8K = 2, ACT_Q8I = 3 } act_format;
 
 /* The activation format the integer kernels of a weight type consume: the
@@ -160,21 +160,21 @@ void fitlm_quantize_act_q8k_avx2(const float *x, act_q8k *dst, int64_t cols);
 #define FITLM_DOT_TILE_MAX 8
 typedef void (*fitlm_dot_fn)(int64_t cols, const void *w, const void *a, size_t astride, int ntok, float *out);
 
-/* Decode kernel for repacked weights (kernels.h, fitlm_cpu_repack): out[k] =
- * W_k . A for the 4 rows of the group at w (one token, ACT_Q8I activations). */
-#define FITLM_REPACK_ROWS 4
-typedef void (*fitlm_dot_rows_fn)(int64_t cols, const void *w, const void *a, float *out);
-fitlm_dot_rows_fn fitlm_dot_repacked_avx512(int wtype);
-/* 4 repacked rows x nt <= 4 tokens (ACT_Q8I activations, astride bytes apart;
- * prep: each token's fitlm_repacked_prep_avx512, pstride bytes apart):
- * out[k * 4 + t]. NULL for types without one. */
-typedef void (*fitlm_dot_rows_tokens_fn)(int64_t cols, const void *w, const void *a, size_t astride,
-                                         const void *prep, size_t pstride, int nt, float *out);
-fitlm_dot_rows_tokens_fn fitlm_dot_repacked_tokens_avx512(int wtype);
+/* Kernel for repacked weights (kernels.h, fitlm_cpu_repack), decode and
+ * prompt alike: the 16 rows of the group column at w times nt tokens
+ * (1..FITLM_REPACK_TOKENS; ACT_Q8 activations astride bytes apart; prep: each
+ * token's fitlm_repacked_prep_avx512, pstride bytes apart): out[t * ostride +
+ * k] = W_k . A_t for row k, token t. NULL for types without one. */
+#define FITLM_REPACK_ROWS 16
+#define FITLM_REPACK_TOKENS 8
+typedef void (*fitlm_dot_repacked_fn)(int64_t cols, const void *w, const void *a, size_t astride, const void *prep,
+                                      size_t pstride, int nt, float *out, size_t ostride);
+fitlm_dot_repacked_fn fitlm_dot_repacked_avx512(int wtype);
 /* The per-token part of those kernels, computed once per matmul instead of
- * once per 4 rows: FITLM_REPACK_PREP_BYTES(cols) bytes at prep for the ACT_Q8I
- * row a (cols % 128 == 0). */
-#define FITLM_REPACK_PREP_BYTES(cols) ((size_t)((cols) / 128) * 128)
+ * once per 16 rows: each block's integer offset (-8 or -128 x the block's
+ * activation sum), FITLM_REPACK_PREP_BYTES(cols) bytes at prep for the
+ * ACT_Q8 row a. */
+#define FITLM_REPACK_PREP_BYTES(cols) ((size_t)((cols) / 32) * 4)
 void fitlm_repacked_prep_avx512(int wtype, int64_t cols, const void *a, void *prep);
 
 /* Per-ISA kernel lookup: NULL when that ISA has no kernel for the type (the
