@@ -401,6 +401,19 @@ fitlm_dot_fn fitlm_dot_avx512(int wtype) {
 #define X16_Q4_OFF 32 /* codes after the 16 scales */
 
 void fitlm_repacked_prep_avx512(int wtype, int64_t cols, const void *a, void *prep) {
+    if (wtype == FITLM_TYPE_Q4_K) { /* the sub-block sums in pairs for the minimums' vpdpwssd */
+        const act_q8k *ab = a;
+        uint32_t *o = prep;
+        for (int64_t b = 0; b < cols / 256; b++, o += 4) {
+            int bs[8];
+            for (int s = 0; s < 8; s++) bs[s] = ab[b].bsums[2 * s] + ab[b].bsums[2 * s + 1];
+            o[0] = (uint16_t)bs[0] | (uint32_t)(uint16_t)bs[2] << 16;
+            o[1] = (uint16_t)bs[1] | (uint32_t)(uint16_t)bs[3] << 16;
+            o[2] = (uint16_t)bs[4] | (uint32_t)(uint16_t)bs[6] << 16;
+            o[3] = (uint16_t)bs[5] | (uint32_t)(uint16_t)bs[7] << 16;
+        }
+        return;
+    }
     const int64_t nb = cols / 32;
     const int shift = wtype == FITLM_TYPE_Q4_0 ? 3 : 7; /* offset 8 or 128 */
     const int32_t *sum = act_q8_sum(a, nb);
@@ -476,6 +489,96 @@ INLINE void x16_body(int wtype, int64_t cols, const void *w, const void *a, size
 X16_TOKENS(dot_repacked_q4_0, FITLM_TYPE_Q4_0)
 X16_TOKENS(dot_repacked_q8_0, FITLM_TYPE_Q8_0)
 
+/* Q4_K x16 (ACT_Q8K activations): a group is one super-block of 16 rows
+ * (2304 bytes): the 16 d, the 16 dmin (fp16), the rows' 12 scale bytes as 3
+ * vectors (lane k = row k's bytes 4v..4v+3, unpacked with the 32-bit word
+ * operations of fitlm_k4_unpack), then 32 code vectors, vector 8j + u lane k =
+ * row k's nibble bytes 32j + 4u..+3: low nibbles are columns 64j + 4u..+3
+ * (sub-block 2j), high nibbles 32 columns further (sub-block 2j + 1). Per token
+ * a sub-block is 8 vpdpbusd (two chains), one add and one vpmulld by the 16
+ * rows' 6-bit scales into the token's integer sum (|sum| < 8 x 63 x 60960, no
+ * overflow); the minimums are 4 vpdpwssd of the rows' mins in 16-bit pairs by
+ * the token's sub-block sums in pairs (the prep); per super-block two converts
+ * and two fmas with d x da and dmin x da. */
+INLINE void x16_q4_k_body(int64_t cols, const void *w, const void *a, size_t astride, const void *prep,
+                          size_t pstride, const int nt, float *out, size_t ostride) {
+    const int64_t nb = cols / 256;
+    const uint8_t *g = w;
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m6 = _mm512_set1_epi8(0x3f), m30 = _mm512_set1_epi8(0x30);
+    const __m512i lo16 = _mm512_set1_epi32(0x00ff00ff), ff = _mm512_set1_epi32(0xff);
+    __m512 acc[FITLM_REPACK_TOKENS];
+#pragma GCC unroll 8
+    for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++, g += 2304) {
+        const __m512 wd = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)g));
+        const __m512 wdm = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(g + 32)));
+        const __m512i u0 = _mm512_loadu_si512(g + 64), u1 = _mm512_loadu_si512(g + 128), u2 = _mm512_loadu_si512(g + 192);
+        const __m512i sc03 = _mm512_and_si512(u0, m6);
+        const __m512i sc47 = _mm512_or_si512(_mm512_and_si512(u2, m4), _mm512_and_si512(_mm512_srli_epi32(u0, 2), m30));
+        const __m512i mn03 = _mm512_and_si512(u1, m6);
+        const __m512i mn47 =
+            _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(u2, 4), m4), _mm512_and_si512(_mm512_srli_epi32(u1, 2), m30));
+        __m512i isum[FITLM_REPACK_TOKENS];
+#pragma GCC unroll 8
+        for (int t = 0; t < nt; t++) isum[t] = _mm512_setzero_si512();
+#pragma GCC unroll 1
+        for (int s = 0; s < 8; s++) { /* sub-block s: chunk s / 2, low or high nibbles */
+            const uint8_t *cv = g + 256 + 512 * (s / 2);
+            const __m512i sc = _mm512_and_si512(_mm512_srli_epi32(s < 4 ? sc03 : sc47, 8 * (s % 4)), ff);
+            __m512i c[8];
+#pragma GCC unroll 8
+            for (int u = 0; u < 8; u++) {
+                __m512i raw = _mm512_loadu_si512(cv + 64 * u);
+                c[u] = _mm512_and_si512(s % 2 ? _mm512_srli_epi16(raw, 4) : raw, m4);
+            }
+#pragma GCC unroll 8
+            for (int t = 0; t < nt; t++) {
+                const int8_t *aq = ((const act_q8k *)TOK(a, astride, t))[b].qs + 32 * s;
+                __m512i p = _mm512_setzero_si512(), q = _mm512_setzero_si512();
+#pragma GCC unroll 4
+                for (int u = 0; u < 8; u += 2) {
+                    p = _mm512_dpbusd_epi32(p, c[u], bcast4(aq + 4 * u));
+                    q = _mm512_dpbusd_epi32(q, c[u + 1], bcast4(aq + 4 * u + 4));
+                }
+                isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(_mm512_add_epi32(p, q), sc));
+            }
+        }
+        const __m512i mp0 = _mm512_and_si512(mn03, lo16), mp1 = _mm512_and_si512(_mm512_srli_epi32(mn03, 8), lo16);
+        const __m512i mp2 = _mm512_and_si512(mn47, lo16), mp3 = _mm512_and_si512(_mm512_srli_epi32(mn47, 8), lo16);
+#pragma GCC unroll 8
+        for (int t = 0; t < nt; t++) {
+            const int32_t *pw = (const int32_t *)TOK(prep, pstride, t) + 4 * b;
+            __m512i mm = _mm512_dpwssd_epi32(_mm512_setzero_si512(), mp0, _mm512_set1_epi32(pw[0]));
+            mm = _mm512_dpwssd_epi32(mm, mp1, _mm512_set1_epi32(pw[1]));
+            mm = _mm512_dpwssd_epi32(mm, mp2, _mm512_set1_epi32(pw[2]));
+            mm = _mm512_dpwssd_epi32(mm, mp3, _mm512_set1_epi32(pw[3]));
+            const __m512 da = _mm512_set1_ps(((const act_q8k *)TOK(a, astride, t))[b].d);
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(wd, da), acc[t]);
+            acc[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(mm), _mm512_mul_ps(wdm, da), acc[t]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < nt; t++) _mm512_storeu_ps(out + (size_t)t * ostride, acc[t]);
+}
+static void dot_repacked_q4_k(int64_t cols, const void *w, const void *a, size_t astride, const void *prep,
+                              size_t pstride, int nt, float *out, size_t ostride) {
+    switch (nt) {
+    case 8: x16_q4_k_body(cols, w, a, astride, prep, pstride, 8, out, ostride); break;
+    case 7: x16_q4_k_body(cols, w, a, astride, prep, pstride, 7, out, ostride); break;
+    case 6: x16_q4_k_body(cols, w, a, astride, prep, pstride, 6, out, ostride); break;
+    case 5: x16_q4_k_body(cols, w, a, astride, prep, pstride, 5, out, ostride); break;
+    case 4: x16_q4_k_body(cols, w, a, astride, prep, pstride, 4, out, ostride); break;
+    case 3: x16_q4_k_body(cols, w, a, astride, prep, pstride, 3, out, ostride); break;
+    case 2: x16_q4_k_body(cols, w, a, astride, prep, pstride, 2, out, ostride); break;
+    default: x16_q4_k_body(cols, w, a, astride, prep, pstride, 1, out, ostride); break;
+    }
+}
+
 fitlm_dot_repacked_fn fitlm_dot_repacked_avx512(int wtype) {
-    return wtype == FITLM_TYPE_Q4_0 ? dot_repacked_q4_0 : wtype == FITLM_TYPE_Q8_0 ? dot_repacked_q8_0 : NULL;
+    switch (wtype) {
+    case FITLM_TYPE_Q4_0: return dot_repacked_q4_0;
+    case FITLM_TYPE_Q8_0: return dot_repacked_q8_0;
+    case FITLM_TYPE_Q4_K: return dot_repacked_q4_k;
+    default: return NULL;
+    }
 }

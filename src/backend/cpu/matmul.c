@@ -142,6 +142,7 @@ static void quantize_tokens(mm_job *j, int64_t t0, int64_t t1) {
         } else {
             if (j->simd) fitlm_quantize_act_q8k_avx2(x, (act_q8k *)dst, j->cols);
             else fitlm_quantize_act_q8k(x, (act_q8k *)dst, j->cols);
+            if (j->prep) fitlm_repacked_prep_avx512(j->wtype, j->cols, dst, j->prep + (size_t)t * j->pstride);
         }
     }
 }
@@ -155,6 +156,9 @@ static void quantize_worker(void *arg, int ith, int nth) {
 
 #define XTILE_SLICE 512
 #define XTILE_STRIDE (XTILE_SLICE + 16)
+
+typedef struct x16_desc x16_desc;
+static const x16_desc *x16_get_desc(int wtype);
 
 /* Bytes of one plain row unpacked from a repacked matrix (per thread, on
  * the stack); fitlm_cpu_repackable asks that a row fit. */
@@ -269,7 +273,7 @@ static void matmul_run(fitlm_threadpool *pool, int wtype, int64_t cols, const fl
     if (fmt == ACT_Q8K && cols % 256 != 0) dot = NULL;
     bool rows_x16 = true;
     for (int i = 0; i < n; i++) rows_x16 = rows_x16 && mats[i].rows % FITLM_REPACK_ROWS == 0;
-    if (repacked && ((wtype != FITLM_TYPE_Q4_0 && wtype != FITLM_TYPE_Q8_0) || !rows_x16 || wrow > UNPACK_BUF))
+    if (repacked && (!x16_get_desc(wtype) || !rows_x16 || wrow > UNPACK_BUF))
         dot = NULL;
     if (!dot) { /* unsupported type or shape: make the failure visible */
         for (int i = 0; i < n; i++)
@@ -282,7 +286,7 @@ static void matmul_run(fitlm_threadpool *pool, int wtype, int64_t cols, const fl
     j.wtype = wtype;
     j.repacked = repacked;
     if (repacked && isa >= FITLM_ISA_AVX512 && dot == fitlm_dot_avx512(wtype)) j.dot_rep = fitlm_dot_repacked_avx512(wtype);
-    if (j.dot_rep) fmt = ACT_Q8; /* the repacked kernels read the codes in order */
+    if (j.dot_rep && fmt == ACT_Q8I) fmt = ACT_Q8; /* the repacked kernels read the codes in order */
     j.tile = tile;
     j.fmt = fmt;
     j.simd = isa >= FITLM_ISA_AVX2;
@@ -381,19 +385,42 @@ void fitlm_cpu_matmul(fitlm_threadpool *pool, int wtype, const void *W, int64_t 
     matmul_run(pool, wtype, cols, X, n_tokens, 1, &m, 0);
 }
 
-/* Bytes of one plain row of a type with an x16 layout (Q4_0, Q8_0) that the
- * layout takes (a row fits the unpack buffer), else 0. */
+/* The x16 layouts (kernels.h): per 16 rows, block b of all 16 is group b:
+ * the fp16 fields of the 16 blocks (row k at 2k), then the other bytes as
+ * 64-byte vectors whose 4-byte lane k holds 4 consecutive bytes of row k.
+ * A type's description: its block bytes, fp16 fields (offset in the block,
+ * offset in the group) and runs of 4-byte words (offset in the block, offset
+ * in the group, number of words, i.e. of vectors). */
+struct x16_desc {
+    int type, bytes, nh, nv;
+    int hsrc[2], hdst[2];
+    int vsrc[2], vdst[2], vcnt[2];
+};
+static const x16_desc k_x16[] = {
+    {FITLM_TYPE_Q4_0, 18, 1, 1, {0}, {0}, {2}, {32}, {4}},
+    {FITLM_TYPE_Q8_0, 34, 1, 1, {0}, {0}, {2}, {32}, {8}},
+    {FITLM_TYPE_Q4_K, 144, 2, 2, {0, 2}, {0, 32}, {4, 16}, {64, 256}, {3, 32}},
+};
+static const x16_desc *x16_get_desc(int wtype) {
+    for (size_t i = 0; i < sizeof k_x16 / sizeof k_x16[0]; i++)
+        if (k_x16[i].type == wtype) return &k_x16[i];
+    return NULL;
+}
+
+/* Bytes of one plain row of a type with an x16 layout that the layout takes
+ * (a row fits the unpack buffer), else 0. */
 static size_t x16_row_bytes(int wtype, int64_t cols) {
-    size_t bb = wtype == FITLM_TYPE_Q4_0 ? sizeof(blk_q4_0) : wtype == FITLM_TYPE_Q8_0 ? sizeof(blk_q8_0) : 0;
-    if (!bb || cols <= 0 || cols % 32 || (uint64_t)cols / 32 * bb > UNPACK_BUF) return 0;
-    return (size_t)(cols / 32) * bb;
+    const x16_desc *x = x16_get_desc(wtype);
+    int64_t bs = x ? (int64_t)fitlm_type_get(wtype)->block_size : 1;
+    if (!x || cols <= 0 || cols % bs || (uint64_t)(cols / bs) * (uint64_t)x->bytes > UNPACK_BUF) return 0;
+    return (size_t)(cols / bs) * (size_t)x->bytes;
 }
 
 /* Types (and shapes) whose "repacked" copy keeps the file layout (it only
- * moves into huge pages): Q4_K, Q5_K, Q6_K, whose AVX-512 kernels outrun one
- * core's 4 KiB-page stream, and Q8_0 rows too long for its x16 layout. */
+ * moves into huge pages): Q5_K, Q6_K, whose AVX-512 kernels outrun one core's
+ * 4 KiB-page stream, and Q8_0 / Q4_K rows too long for their x16 layout. */
 static bool copy_only(int wtype, int64_t cols) {
-    return (wtype == FITLM_TYPE_Q8_0 && x16_row_bytes(wtype, cols) == 0) || wtype == FITLM_TYPE_Q4_K ||
+    return ((wtype == FITLM_TYPE_Q8_0 || wtype == FITLM_TYPE_Q4_K) && x16_row_bytes(wtype, cols) == 0) ||
            wtype == FITLM_TYPE_Q5_K || wtype == FITLM_TYPE_Q6_K;
 }
 
@@ -431,43 +458,17 @@ bool fitlm_cpu_repackable(int wtype, int64_t rows, int64_t cols) {
     return fitlm_cpu_isa_active() >= FITLM_ISA_AVX512;
 }
 
-/* The x16 layouts (kernels.h): per 16 rows, block b of all 16 is group b:
- * the 16 fp16 scales (row k at 2k), then the codes in 64-byte vectors whose
- * 4-byte lane k is row k's (Q4_0: 4 vectors of its nibble bytes 4m..4m+3;
- * Q8_0: 8 vectors of its codes 4m..4m+3), gbytes = 16 x the block's bytes.
- * x16_put / x16_get move row k's block between the plain block and the group
- * at grp. */
-static void x16_put(int wtype, uint8_t *grp, int k, const void *blk) {
-    const uint8_t *q;
-    int nv;
-    if (wtype == FITLM_TYPE_Q4_0) {
-        const blk_q4_0 *b = blk;
-        memcpy(grp + 2 * k, &b->d, 2);
-        q = b->qs, nv = 4;
-    } else {
-        const blk_q8_0 *b = blk;
-        memcpy(grp + 2 * k, &b->d, 2);
-        q = (const uint8_t *)b->qs, nv = 8;
-    }
-    for (int m = 0; m < nv; m++) memcpy(grp + 32 + 64 * m + 4 * k, q + 4 * m, 4);
+/* x16_put / x16_get move row k's block between the plain block and the
+ * group at grp. */
+static void x16_put(const x16_desc *x, uint8_t *grp, int k, const uint8_t *blk) {
+    for (int i = 0; i < x->nh; i++) memcpy(grp + x->hdst[i] + 2 * k, blk + x->hsrc[i], 2);
+    for (int i = 0; i < x->nv; i++)
+        for (int m = 0; m < x->vcnt[i]; m++) memcpy(grp + x->vdst[i] + 64 * m + 4 * k, blk + x->vsrc[i] + 4 * m, 4);
 }
-static void x16_get(int wtype, const uint8_t *grp, int k, void *blk) {
-    uint8_t *q;
-    int nv;
-    if (wtype == FITLM_TYPE_Q4_0) {
-        blk_q4_0 *b = blk;
-        memcpy(&b->d, grp + 2 * k, 2);
-        q = b->qs, nv = 4;
-    } else {
-        blk_q8_0 *b = blk;
-        memcpy(&b->d, grp + 2 * k, 2);
-        q = (uint8_t *)b->qs, nv = 8;
-    }
-    for (int m = 0; m < nv; m++) memcpy(q + 4 * m, grp + 32 + 64 * m + 4 * k, 4);
-}
-
-static size_t x16_block_bytes(int wtype) {
-    return wtype == FITLM_TYPE_Q4_0 ? sizeof(blk_q4_0) : sizeof(blk_q8_0);
+static void x16_get(const x16_desc *x, const uint8_t *grp, int k, uint8_t *blk) {
+    for (int i = 0; i < x->nh; i++) memcpy(blk + x->hsrc[i], grp + x->hdst[i] + 2 * k, 2);
+    for (int i = 0; i < x->nv; i++)
+        for (int m = 0; m < x->vcnt[i]; m++) memcpy(blk + x->vsrc[i] + 4 * m, grp + x->vdst[i] + 64 * m + 4 * k, 4);
 }
 
 int fitlm_cpu_repack(int wtype, const void *W, int64_t rows, int64_t cols, void *dst) {
@@ -477,12 +478,14 @@ int fitlm_cpu_repack(int wtype, const void *W, int64_t rows, int64_t cols, void 
         memcpy(dst, W, (size_t)fitlm_type_row_bytes(wtype, (uint64_t)cols, &ok) * (size_t)rows);
         return 0;
     }
-    size_t bb = x16_block_bytes(wtype), wrow = (size_t)(cols / 32) * bb, gbytes = FITLM_REPACK_ROWS * bb;
+    const x16_desc *x = x16_get_desc(wtype);
+    size_t bb = (size_t)x->bytes, wrow = x16_row_bytes(wtype, cols), gbytes = FITLM_REPACK_ROWS * bb;
+    int64_t nb = (int64_t)(wrow / bb);
     for (int64_t r = 0; r < rows; r += FITLM_REPACK_ROWS) {
         uint8_t *o = (uint8_t *)dst + (size_t)r * wrow;
         for (int k = 0; k < FITLM_REPACK_ROWS; k++) {
             const uint8_t *b = (const uint8_t *)W + (size_t)(r + k) * wrow;
-            for (int64_t g = 0; g < cols / 32; g++) x16_put(wtype, o + (size_t)g * gbytes, k, b + (size_t)g * bb);
+            for (int64_t g = 0; g < nb; g++) x16_put(x, o + (size_t)g * gbytes, k, b + (size_t)g * bb);
         }
     }
     return 0;
@@ -495,25 +498,29 @@ void fitlm_cpu_unpack_rows(int wtype, const void *P, int64_t cols, int64_t row0,
         memcpy(dst, (const uint8_t *)P + (size_t)row0 * rb, rb * (size_t)n_rows);
         return;
     }
-    size_t bb = x16_block_bytes(wtype), wrow = (size_t)(cols / 32) * bb, gbytes = FITLM_REPACK_ROWS * bb;
+    const x16_desc *x = x16_get_desc(wtype);
+    size_t bb = (size_t)x->bytes, wrow = x16_row_bytes(wtype, cols), gbytes = FITLM_REPACK_ROWS * bb;
+    int64_t nb = (int64_t)(wrow / bb);
     for (int64_t r = row0; r < row0 + n_rows; r++) {
         const uint8_t *in = (const uint8_t *)P + (size_t)(r - r % FITLM_REPACK_ROWS) * wrow;
         uint8_t *b = (uint8_t *)dst + (size_t)(r - row0) * wrow;
-        for (int64_t g = 0; g < cols / 32; g++)
-            x16_get(wtype, in + (size_t)g * gbytes, (int)(r % FITLM_REPACK_ROWS), b + (size_t)g * bb);
+        for (int64_t g = 0; g < nb; g++)
+            x16_get(x, in + (size_t)g * gbytes, (int)(r % FITLM_REPACK_ROWS), b + (size_t)g * bb);
     }
 }
 
 int fitlm_cpu_get_row_repacked(int wtype, const void *P, int64_t cols, int64_t r, float *dst) {
     if (copy_only(wtype, cols)) return fitlm_cpu_get_row(wtype, P, cols, r, dst);
     if (x16_row_bytes(wtype, cols) == 0 || r < 0) return -1;
-    size_t bb = x16_block_bytes(wtype), wrow = (size_t)(cols / 32) * bb, gbytes = FITLM_REPACK_ROWS * bb;
+    const x16_desc *x = x16_get_desc(wtype);
+    size_t bb = (size_t)x->bytes, wrow = x16_row_bytes(wtype, cols), gbytes = FITLM_REPACK_ROWS * bb;
+    int64_t nb = (int64_t)(wrow / bb), bs = cols / nb;
     const uint8_t *in = (const uint8_t *)P + (size_t)(r - r % FITLM_REPACK_ROWS) * wrow;
     int k = (int)(r % FITLM_REPACK_ROWS);
-    for (int64_t g = 0; g < cols / 32; g++) {
-        _Alignas(8) uint8_t b[sizeof(blk_q8_0)];
-        x16_get(wtype, in + (size_t)g * gbytes, k, b);
-        fitlm_dequantize_row(wtype, b, dst + 32 * g, 32);
+    for (int64_t g = 0; g < nb; g++) {
+        _Alignas(8) uint8_t b[256];
+        x16_get(x, in + (size_t)g * gbytes, k, b);
+        fitlm_dequantize_row(wtype, b, dst + bs * g, bs);
     }
     return 0;
 }
