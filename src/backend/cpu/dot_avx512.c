@@ -414,6 +414,13 @@ void fitlm_repacked_prep_avx512(int wtype, int64_t cols, const void *a, void *pr
         }
         return;
     }
+    if (wtype == FITLM_TYPE_Q6_K) { /* each 16-column sub-block's offset: -32 x its activation sum */
+        const act_q8k *ab = a;
+        int32_t *o = prep;
+        for (int64_t b = 0; b < cols / 256; b++)
+            for (int s = 0; s < 16; s++) *o++ = -32 * ab[b].bsums[s];
+        return;
+    }
     const int64_t nb = cols / 32;
     const int shift = wtype == FITLM_TYPE_Q4_0 ? 3 : 7; /* offset 8 or 128 */
     const int32_t *sum = act_q8_sum(a, nb);
@@ -574,8 +581,94 @@ static void dot_repacked_q4_k(int64_t cols, const void *w, const void *a, size_t
     }
 }
 
+/* Q6_K x16 (ACT_Q8K activations): a group is one super-block of 16 rows
+ * (3360 bytes): the 16 d (fp16), the rows' 16 int8 scales as 4 vectors,
+ * then the ql and qh bytes as 48 vectors (lane k = row k's 4 bytes) in the
+ * order they are read: per half h and word range v (hv = 2h + v), per word
+ * u = 4v + k, ql word u, ql word u + 8 and qh word u of the half. Those give
+ * four code vectors (6 bits, the unsigned operand as they are: q + 32),
+ * columns 128h + 32i + 4u..+3 for i = 0..3 (ql low nibbles, ql[+32] low, ql
+ * high, ql[+32] high; qh bits 2i..2i+1 on top), i.e. sub-block 8h + 2i + u / 4.
+ * The 16 code vectors of one half and word range (4 sub-blocks) are built
+ * once for all tokens; per token a 16-column sub-block starts at its offset
+ * (-32 x its activation sum, the prep), takes 4 vpdpbusd, and one vpmulld
+ * by the rows' scales into the token's integer sum (|sum| < 16 x 128 x 65024); per super-block one
+ * convert and one fma with d x da. */
+INLINE void x16_q6_k_body(int64_t cols, const void *w, const void *a, size_t astride, const void *prep,
+                          size_t pstride, const int nt, float *out, size_t ostride) {
+    const int64_t nb = cols / 256;
+    const uint8_t *g = w;
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m3 = _mm512_set1_epi8(0x03);
+    __m512 acc[FITLM_REPACK_TOKENS];
+#pragma GCC unroll 8
+    for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++, g += 3360) {
+        const __m512 wd = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)g));
+        __m512i isum[FITLM_REPACK_TOKENS];
+#pragma GCC unroll 8
+        for (int t = 0; t < nt; t++) isum[t] = _mm512_setzero_si512();
+#pragma GCC unroll 4
+        for (int hv = 0; hv < 4; hv++) { /* half h, words 4v..4v+3: sub-blocks 8h + 2i + v, i = 0..3 */
+            const int h = hv / 2, v = hv % 2;
+            __m512i c[4][4], sc[4];
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                const uint8_t *q = g + 32 + 64 * (4 + 12 * hv + 3 * k); /* ql word u, ql word u + 8, qh word u */
+                const __m512i qla = _mm512_loadu_si512(q), qlb = _mm512_loadu_si512(q + 64);
+                const __m512i qh = _mm512_loadu_si512(q + 128);
+                c[0][k] = _mm512_or_si512(_mm512_and_si512(qla, m4), _mm512_slli_epi16(_mm512_and_si512(qh, m3), 4));
+                c[1][k] = _mm512_or_si512(_mm512_and_si512(qlb, m4),
+                                          _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(qh, 2), m3), 4));
+                c[2][k] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(qla, 4), m4),
+                                          _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(qh, 4), m3), 4));
+                c[3][k] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(qlb, 4), m4),
+                                          _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(qh, 6), m3), 4));
+            }
+#pragma GCC unroll 4
+            for (int i = 0; i < 4; i++) { /* scale of sub-block 8h + 2i + v: vector 2h + i / 2, byte 2(i % 2) + v */
+                const __m512i sv = _mm512_loadu_si512(g + 32 + 64 * (2 * h + i / 2));
+                sc[i] = _mm512_srai_epi32(_mm512_slli_epi32(sv, 24 - 8 * (2 * (i % 2) + v)), 24);
+            }
+#pragma GCC unroll 8
+            for (int t = 0; t < nt; t++) {
+                const int8_t *aq = ((const act_q8k *)TOK(a, astride, t))[b].qs;
+                const int32_t *off = (const int32_t *)TOK(prep, pstride, t) + 16 * b;
+#pragma GCC unroll 4
+                for (int i = 0; i < 4; i++) {
+                    const int s = 8 * h + 2 * i + v;
+                    __m512i p = _mm512_set1_epi32(off[s]);
+#pragma GCC unroll 4
+                    for (int k = 0; k < 4; k++) p = _mm512_dpbusd_epi32(p, c[i][k], bcast4(aq + 16 * s + 4 * k));
+                    isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(p, sc[i]));
+                }
+            }
+        }
+#pragma GCC unroll 8
+        for (int t = 0; t < nt; t++) {
+            const __m512 da = _mm512_set1_ps(((const act_q8k *)TOK(a, astride, t))[b].d);
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(wd, da), acc[t]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < nt; t++) _mm512_storeu_ps(out + (size_t)t * ostride, acc[t]);
+}
+static void dot_repacked_q6_k(int64_t cols, const void *w, const void *a, size_t astride, const void *prep,
+                              size_t pstride, int nt, float *out, size_t ostride) {
+    switch (nt) {
+    case 8: x16_q6_k_body(cols, w, a, astride, prep, pstride, 8, out, ostride); break;
+    case 7: x16_q6_k_body(cols, w, a, astride, prep, pstride, 7, out, ostride); break;
+    case 6: x16_q6_k_body(cols, w, a, astride, prep, pstride, 6, out, ostride); break;
+    case 5: x16_q6_k_body(cols, w, a, astride, prep, pstride, 5, out, ostride); break;
+    case 4: x16_q6_k_body(cols, w, a, astride, prep, pstride, 4, out, ostride); break;
+    case 3: x16_q6_k_body(cols, w, a, astride, prep, pstride, 3, out, ostride); break;
+    case 2: x16_q6_k_body(cols, w, a, astride, prep, pstride, 2, out, ostride); break;
+    default: x16_q6_k_body(cols, w, a, astride, prep, pstride, 1, out, ostride); break;
+    }
+}
+
 fitlm_dot_repacked_fn fitlm_dot_repacked_avx512(int wtype) {
     switch (wtype) {
+    case FITLM_TYPE_Q6_K: return dot_repacked_q6_k;
     case FITLM_TYPE_Q4_0: return dot_repacked_q4_0;
     case FITLM_TYPE_Q8_0: return dot_repacked_q8_0;
     case FITLM_TYPE_Q4_K: return dot_repacked_q4_k;

@@ -387,20 +387,33 @@ void fitlm_cpu_matmul(fitlm_threadpool *pool, int wtype, const void *W, int64_t 
 
 /* The x16 layouts (kernels.h): per 16 rows, block b of all 16 is group b:
  * the fp16 fields of the 16 blocks (row k at 2k), then the other bytes as
- * 64-byte vectors whose 4-byte lane k holds 4 consecutive bytes of row k.
- * A type's description: its block bytes, fp16 fields (offset in the block,
- * offset in the group) and runs of 4-byte words (offset in the block, offset
- * in the group, number of words, i.e. of vectors). */
+ * 64-byte vectors ("slots") whose 4-byte lane k holds 4 consecutive bytes of
+ * row k, in the order the kernel reads them. A type's description: its block
+ * bytes, fp16 fields (offset in the block, offset in the group) and number of
+ * slots; x16_slot_src gives the block offset of a slot's 4 bytes. */
 struct x16_desc {
-    int type, bytes, nh, nv;
+    int type, bytes, nh, nslots;
     int hsrc[2], hdst[2];
-    int vsrc[2], vdst[2], vcnt[2];
 };
 static const x16_desc k_x16[] = {
-    {FITLM_TYPE_Q4_0, 18, 1, 1, {0}, {0}, {2}, {32}, {4}},
-    {FITLM_TYPE_Q8_0, 34, 1, 1, {0}, {0}, {2}, {32}, {8}},
-    {FITLM_TYPE_Q4_K, 144, 2, 2, {0, 2}, {0, 32}, {4, 16}, {64, 256}, {3, 32}},
+    {FITLM_TYPE_Q4_0, 18, 1, 4, {0}, {0}},
+    {FITLM_TYPE_Q8_0, 34, 1, 8, {0}, {0}},
+    {FITLM_TYPE_Q4_K, 144, 2, 35, {0, 2}, {0, 32}},
+    {FITLM_TYPE_Q6_K, 210, 1, 52, {208}, {0}},
 };
+static int x16_slot_src(int type, int m) {
+    switch (type) {
+    case FITLM_TYPE_Q4_K: return m < 3 ? 4 + 4 * m : 16 + 4 * (m - 3); /* scales, then qs in order */
+    case FITLM_TYPE_Q6_K: {
+        if (m < 4) return 192 + 4 * m; /* the 16 scales */
+        /* then per half h and word range v (hv = 2h + v), word k: ql word u,
+         * ql word u + 8, qh word u of the half (u = 4v + k) */
+        int r = m - 4, hv = r / 12, k = (r % 12) / 3, j = r % 3, h = hv / 2, u = 4 * (hv % 2) + k;
+        return j == 0 ? 4 * (16 * h + u) : j == 1 ? 4 * (16 * h + 8 + u) : 128 + 4 * (8 * h + u);
+    }
+    default: return 2 + 4 * m; /* Q4_0, Q8_0: the codes in order */
+    }
+}
 static const x16_desc *x16_get_desc(int wtype) {
     for (size_t i = 0; i < sizeof k_x16 / sizeof k_x16[0]; i++)
         if (k_x16[i].type == wtype) return &k_x16[i];
@@ -417,11 +430,13 @@ static size_t x16_row_bytes(int wtype, int64_t cols) {
 }
 
 /* Types (and shapes) whose "repacked" copy keeps the file layout (it only
- * moves into huge pages): Q5_K, Q6_K, whose AVX-512 kernels outrun one core's
- * 4 KiB-page stream, and Q8_0 / Q4_K rows too long for their x16 layout. */
+ * moves into huge pages): Q5_K, whose AVX-512 kernel outruns one core's
+ * 4 KiB-page stream, and Q8_0 / Q4_K / Q6_K rows too long for their x16
+ * layout. */
 static bool copy_only(int wtype, int64_t cols) {
-    return ((wtype == FITLM_TYPE_Q8_0 || wtype == FITLM_TYPE_Q4_K) && x16_row_bytes(wtype, cols) == 0) ||
-           wtype == FITLM_TYPE_Q5_K || wtype == FITLM_TYPE_Q6_K;
+    return ((wtype == FITLM_TYPE_Q8_0 || wtype == FITLM_TYPE_Q4_K || wtype == FITLM_TYPE_Q6_K) &&
+            x16_row_bytes(wtype, cols) == 0) ||
+           wtype == FITLM_TYPE_Q5_K;
 }
 
 void fitlm_cpu_matmul_repacked(fitlm_threadpool *pool, int wtype, const void *P, int64_t rows, int64_t cols,
@@ -462,13 +477,11 @@ bool fitlm_cpu_repackable(int wtype, int64_t rows, int64_t cols) {
  * group at grp. */
 static void x16_put(const x16_desc *x, uint8_t *grp, int k, const uint8_t *blk) {
     for (int i = 0; i < x->nh; i++) memcpy(grp + x->hdst[i] + 2 * k, blk + x->hsrc[i], 2);
-    for (int i = 0; i < x->nv; i++)
-        for (int m = 0; m < x->vcnt[i]; m++) memcpy(grp + x->vdst[i] + 64 * m + 4 * k, blk + x->vsrc[i] + 4 * m, 4);
+    for (int m = 0; m < x->nslots; m++) memcpy(grp + 32 * x->nh + 64 * m + 4 * k, blk + x16_slot_src(x->type, m), 4);
 }
 static void x16_get(const x16_desc *x, const uint8_t *grp, int k, uint8_t *blk) {
     for (int i = 0; i < x->nh; i++) memcpy(blk + x->hsrc[i], grp + x->hdst[i] + 2 * k, 2);
-    for (int i = 0; i < x->nv; i++)
-        for (int m = 0; m < x->vcnt[i]; m++) memcpy(blk + x->vsrc[i] + 4 * m, grp + x->vdst[i] + 64 * m + 4 * k, 4);
+    for (int m = 0; m < x->nslots; m++) memcpy(blk + x16_slot_src(x->type, m), grp + 32 * x->nh + 64 * m + 4 * k, 4);
 }
 
 int fitlm_cpu_repack(int wtype, const void *W, int64_t rows, int64_t cols, void *dst) {

@@ -171,10 +171,11 @@ typedef void (*fitlm_dot_repacked_fn)(int64_t cols, const void *w, const void *a
                                       size_t pstride, int nt, float *out, size_t ostride);
 fitlm_dot_repacked_fn fitlm_dot_repacked_avx512(int wtype);
 /* The per-token part of those kernels, computed once per matmul instead of
- * once per 16 rows: each block's integer offset (-8 or -128 x the block's
- * activation sum), FITLM_REPACK_PREP_BYTES(cols) bytes at prep for the
- * ACT_Q8 row a. */
-#define FITLM_REPACK_PREP_BYTES(cols) ((size_t)((cols) / 32) * 4)
+ * once per 16 rows (Q4_0, Q8_0: each block's integer offset, -8 or -128 x
+ * the block's activation sum; Q4_K: the 8 sub-block sums in 16-bit pairs;
+ * Q6_K: each 16-column sub-block's offset, -32 x its sum): at most
+ * FITLM_REPACK_PREP_BYTES(cols) bytes at prep for the ACT_Q8 / ACT_Q8K row a. */
+#define FITLM_REPACK_PREP_BYTES(cols) ((size_t)((cols) / 16) * 4)
 void fitlm_repacked_prep_avx512(int wtype, int64_t cols, const void *a, void *prep);
 
 /* Per-ISA kernel lookup: NULL when that ISA has no kernel for the type (the
