@@ -158,19 +158,19 @@ static void check_type_shape(const type_case *tc, int64_t rows, int64_t cols, in
     }
     /* the repacked layout (with AVX-512: Q4_0 and Q8_0 where rows % 16 == 0
      * and a row fits the 64 KiB unpack buffer; Q8_0 rows longer than that,
-     * Q5_K keep their layout; Q4_K and Q6_K likewise with 256-column blocks):
+     * keep their layout; Q4_K, Q5_K and Q6_K likewise with 256-column blocks):
      * exact round trip, get_row bit for
      * bit, and its matmul (the repacked kernel for any token count, or
      * unpacked rows for lower ISAs) against the same oracles as the plain
      * layout */
     fitlm_cpu_isa_set(isas[n_isas - 1]);
     bool x16_type = tc->type == FITLM_TYPE_Q4_0 || tc->type == FITLM_TYPE_Q8_0 || tc->type == FITLM_TYPE_Q4_K ||
-                    tc->type == FITLM_TYPE_Q6_K;
+                    tc->type == FITLM_TYPE_Q5_K || tc->type == FITLM_TYPE_Q6_K;
     int64_t x16_bsz = tc->type == FITLM_TYPE_Q4_0 || tc->type == FITLM_TYPE_Q8_0 ? 32 : 256;
     size_t x16_block = (size_t)fitlm_type_get(tc->type)->block_bytes;
     bool x16_cols = x16_type && cols % x16_bsz == 0 && (size_t)(cols / x16_bsz) * x16_block <= (64u << 10);
     bool x16 = x16_cols && rows % 16 == 0; /* the layout changes */
-    bool copy_only = (tc->type != FITLM_TYPE_Q4_0 && x16_type && !x16_cols) || tc->type == FITLM_TYPE_Q5_K;
+    bool copy_only = tc->type != FITLM_TYPE_Q4_0 && x16_type && !x16_cols;
     bool packable = (x16 || copy_only) && isas[n_isas - 1] >= FITLM_ISA_AVX512;
     CHECK(fitlm_cpu_repackable(tc->type, rows, cols) == packable, "%s rows=%lld cols=%lld repackable", tn,
           (long long)rows, (long long)cols);
@@ -578,11 +578,12 @@ int main(void) {
         check_type_shape(q8, 16, 2048, 10);
         positive_acts = 0;
     }
-    /* the same for Q4_K's and Q6_K's x16 layouts (one 256-column super-block
-     * per group): token counts 1..17 on one shape, 1 to 22 super-blocks,
-     * quantizer output, all-positive activations; 12 rows refused */
-    static const int ktypes[] = {FITLM_TYPE_Q4_K, FITLM_TYPE_Q6_K};
-    for (int kt = 0; kt < 2; kt++) {
+    /* the same for the x16 layouts of Q4_K, Q5_K and Q6_K (one 256-column
+     * super-block per group): token counts 1..17 on one shape, 1 to 22
+     * super-blocks, quantizer output, all-positive activations; 12 rows
+     * refused */
+    static const int ktypes[] = {FITLM_TYPE_Q4_K, FITLM_TYPE_Q5_K, FITLM_TYPE_Q6_K};
+    for (int kt = 0; kt < 3; kt++) {
         const type_case *q4k = NULL;
         for (size_t k = 0; k < sizeof k_types / sizeof k_types[0]; k++)
             if (k_types[k].type == ktypes[kt]) q4k = &k_types[k];

@@ -401,7 +401,7 @@ fitlm_dot_fn fitlm_dot_avx512(int wtype) {
 #define X16_Q4_OFF 32 /* codes after the 16 scales */
 
 void fitlm_repacked_prep_avx512(int wtype, int64_t cols, const void *a, void *prep) {
-    if (wtype == FITLM_TYPE_Q4_K) { /* the sub-block sums in pairs for the minimums' vpdpwssd */
+    if (wtype == FITLM_TYPE_Q4_K || wtype == FITLM_TYPE_Q5_K) { /* sub-block sums in pairs for the mins' vpdpwssd */
         const act_q8k *ab = a;
         uint32_t *o = prep;
         for (int64_t b = 0; b < cols / 256; b++, o += 4) {
@@ -506,9 +506,14 @@ X16_TOKENS(dot_repacked_q8_0, FITLM_TYPE_Q8_0)
  * rows' 6-bit scales into the token's integer sum (|sum| < 8 x 63 x 60960, no
  * overflow); the minimums are 4 vpdpwssd of the rows' mins in 16-bit pairs by
  * the token's sub-block sums in pairs (the prep); per super-block two converts
- * and two fmas with d x da and dmin x da. */
-INLINE void x16_q4_k_body(int64_t cols, const void *w, const void *a, size_t astride, const void *prep,
+ * and two fmas with d x da and dmin x da. Q5_K (2816 bytes) is the same with
+ * the rows' 32 qh bytes as 8 vectors after the scales: bit s of qh byte l is
+ * the fifth bit of element l of sub-block s, or-ed into the codes. */
+INLINE void x16_q4_k_body(int wtype, int64_t cols, const void *w, const void *a, size_t astride, const void *prep,
                           size_t pstride, const int nt, float *out, size_t ostride) {
+    const int q5 = wtype == FITLM_TYPE_Q5_K;
+    const size_t gbytes = q5 ? 2816 : 2304, codes = q5 ? 768 : 256; /* Q5_K: 8 qh vectors before the codes */
+    const __m512i bit4 = _mm512_set1_epi8(0x10);
     const int64_t nb = cols / 256;
     const uint8_t *g = w;
     const __m512i m4 = _mm512_set1_epi8(0x0f), m6 = _mm512_set1_epi8(0x3f), m30 = _mm512_set1_epi8(0x30);
@@ -516,7 +521,7 @@ INLINE void x16_q4_k_body(int64_t cols, const void *w, const void *a, size_t ast
     __m512 acc[FITLM_REPACK_TOKENS];
 #pragma GCC unroll 8
     for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
-    for (int64_t b = 0; b < nb; b++, g += 2304) {
+    for (int64_t b = 0; b < nb; b++, g += gbytes) {
         const __m512 wd = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)g));
         const __m512 wdm = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(g + 32)));
         const __m512i u0 = _mm512_loadu_si512(g + 64), u1 = _mm512_loadu_si512(g + 128), u2 = _mm512_loadu_si512(g + 192);
@@ -530,13 +535,18 @@ INLINE void x16_q4_k_body(int64_t cols, const void *w, const void *a, size_t ast
         for (int t = 0; t < nt; t++) isum[t] = _mm512_setzero_si512();
 #pragma GCC unroll 1
         for (int s = 0; s < 8; s++) { /* sub-block s: chunk s / 2, low or high nibbles */
-            const uint8_t *cv = g + 256 + 512 * (s / 2);
+            const uint8_t *cv = g + codes + 512 * (s / 2);
             const __m512i sc = _mm512_and_si512(_mm512_srli_epi32(s < 4 ? sc03 : sc47, 8 * (s % 4)), ff);
             __m512i c[8];
 #pragma GCC unroll 8
             for (int u = 0; u < 8; u++) {
                 __m512i raw = _mm512_loadu_si512(cv + 64 * u);
                 c[u] = _mm512_and_si512(s % 2 ? _mm512_srli_epi16(raw, 4) : raw, m4);
+                if (q5) { /* bit s of qh byte l is the fifth bit of sub-block s's element l */
+                    __m512i qh = _mm512_loadu_si512(g + 256 + 64 * u);
+                    qh = s <= 4 ? _mm512_slli_epi16(qh, 4 - s) : _mm512_srli_epi16(qh, s - 4);
+                    c[u] = _mm512_ternarylogic_epi32(c[u], qh, bit4, 0xF8); /* c | (qh & bit4) */
+                }
             }
 #pragma GCC unroll 8
             for (int t = 0; t < nt; t++) {
@@ -567,19 +577,22 @@ INLINE void x16_q4_k_body(int64_t cols, const void *w, const void *a, size_t ast
 #pragma GCC unroll 8
     for (int t = 0; t < nt; t++) _mm512_storeu_ps(out + (size_t)t * ostride, acc[t]);
 }
-static void dot_repacked_q4_k(int64_t cols, const void *w, const void *a, size_t astride, const void *prep,
-                              size_t pstride, int nt, float *out, size_t ostride) {
-    switch (nt) {
-    case 8: x16_q4_k_body(cols, w, a, astride, prep, pstride, 8, out, ostride); break;
-    case 7: x16_q4_k_body(cols, w, a, astride, prep, pstride, 7, out, ostride); break;
-    case 6: x16_q4_k_body(cols, w, a, astride, prep, pstride, 6, out, ostride); break;
-    case 5: x16_q4_k_body(cols, w, a, astride, prep, pstride, 5, out, ostride); break;
-    case 4: x16_q4_k_body(cols, w, a, astride, prep, pstride, 4, out, ostride); break;
-    case 3: x16_q4_k_body(cols, w, a, astride, prep, pstride, 3, out, ostride); break;
-    case 2: x16_q4_k_body(cols, w, a, astride, prep, pstride, 2, out, ostride); break;
-    default: x16_q4_k_body(cols, w, a, astride, prep, pstride, 1, out, ostride); break;
+#define X16_K4_TOKENS(name, wtype)                                                                                 \
+    static void name(int64_t cols, const void *w, const void *a, size_t astride, const void *prep, size_t pstride,  \
+                     int nt, float *out, size_t ostride) {                                                          \
+        switch (nt) {                                                                                               \
+        case 8: x16_q4_k_body(wtype, cols, w, a, astride, prep, pstride, 8, out, ostride); break;                    \
+        case 7: x16_q4_k_body(wtype, cols, w, a, astride, prep, pstride, 7, out, ostride); break;                    \
+        case 6: x16_q4_k_body(wtype, cols, w, a, astride, prep, pstride, 6, out, ostride); break;                    \
+        case 5: x16_q4_k_body(wtype, cols, w, a, astride, prep, pstride, 5, out, ostride); break;                    \
+        case 4: x16_q4_k_body(wtype, cols, w, a, astride, prep, pstride, 4, out, ostride); break;                    \
+        case 3: x16_q4_k_body(wtype, cols, w, a, astride, prep, pstride, 3, out, ostride); break;                    \
+        case 2: x16_q4_k_body(wtype, cols, w, a, astride, prep, pstride, 2, out, ostride); break;                    \
+        default: x16_q4_k_body(wtype, cols, w, a, astride, prep, pstride, 1, out, ostride); break;                   \
+        }                                                                                                           \
     }
-}
+X16_K4_TOKENS(dot_repacked_q4_k, FITLM_TYPE_Q4_K)
+X16_K4_TOKENS(dot_repacked_q5_k, FITLM_TYPE_Q5_K)
 
 /* Q6_K x16 (ACT_Q8K activations): a group is one super-block of 16 rows
  * (3360 bytes): the 16 d (fp16), the rows' 16 int8 scales as 4 vectors,
@@ -672,6 +685,7 @@ fitlm_dot_repacked_fn fitlm_dot_repacked_avx512(int wtype) {
     case FITLM_TYPE_Q4_0: return dot_repacked_q4_0;
     case FITLM_TYPE_Q8_0: return dot_repacked_q8_0;
     case FITLM_TYPE_Q4_K: return dot_repacked_q4_k;
+    case FITLM_TYPE_Q5_K: return dot_repacked_q5_k;
     default: return NULL;
     }
 }

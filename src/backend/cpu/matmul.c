@@ -399,11 +399,13 @@ static const x16_desc k_x16[] = {
     {FITLM_TYPE_Q4_0, 18, 1, 4, {0}, {0}},
     {FITLM_TYPE_Q8_0, 34, 1, 8, {0}, {0}},
     {FITLM_TYPE_Q4_K, 144, 2, 35, {0, 2}, {0, 32}},
+    {FITLM_TYPE_Q5_K, 176, 2, 43, {0, 2}, {0, 32}},
     {FITLM_TYPE_Q6_K, 210, 1, 52, {208}, {0}},
 };
 static int x16_slot_src(int type, int m) {
     switch (type) {
     case FITLM_TYPE_Q4_K: return m < 3 ? 4 + 4 * m : 16 + 4 * (m - 3); /* scales, then qs in order */
+    case FITLM_TYPE_Q5_K: return 4 + 4 * m;                             /* scales, qh, qs: the block's order */
     case FITLM_TYPE_Q6_K: {
         if (m < 4) return 192 + 4 * m; /* the 16 scales */
         /* then per half h and word range v (hv = 2h + v), word k: ql word u,
@@ -430,13 +432,10 @@ static size_t x16_row_bytes(int wtype, int64_t cols) {
 }
 
 /* Types (and shapes) whose "repacked" copy keeps the file layout (it only
- * moves into huge pages): Q5_K, whose AVX-512 kernel outruns one core's
- * 4 KiB-page stream, and Q8_0 / Q4_K / Q6_K rows too long for their x16
+ * moves into huge pages): Q8_0 and K-type rows too long for their x16
  * layout. */
 static bool copy_only(int wtype, int64_t cols) {
-    return ((wtype == FITLM_TYPE_Q8_0 || wtype == FITLM_TYPE_Q4_K || wtype == FITLM_TYPE_Q6_K) &&
-            x16_row_bytes(wtype, cols) == 0) ||
-           wtype == FITLM_TYPE_Q5_K;
+    return wtype != FITLM_TYPE_Q4_0 && x16_get_desc(wtype) && x16_row_bytes(wtype, cols) == 0;
 }
 
 void fitlm_cpu_matmul_repacked(fitlm_threadpool *pool, int wtype, const void *P, int64_t rows, int64_t cols,
