@@ -61,8 +61,20 @@ def rope_half(v, pos, hd, theta):
     return (x * np.cos(ang) + rot * np.sin(ang)).reshape(-1)
 
 
-def forward(W, hp, tokens, rope):
-    """W: canonical name -> float64 [out][in] arrays. Returns logits per position."""
+def round_bf16(v):
+    """float64 values -> float32 -> bfloat16 (round to nearest even) -> float64:
+    what fitlm's BF16 matmuls do to their input activations."""
+    u = np.asarray(v, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    u = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16) << 16
+    return u.astype(np.uint32).view(np.float32).astype(np.float64)
+
+
+def forward(W, hp, tokens, rope, act=None):
+    """W: canonical name -> float64 [out][in] arrays. Returns logits per position.
+    act, if given, is applied to every matrix product's input vector."""
+    if act is None:
+        def act(v):
+            return v
     D, L, H, KV = hp["dim"], hp["n_layers"], hp["n_heads"], hp["n_kv_heads"]
     hd = D // H
     eps, theta = 1e-5, 10000.0
@@ -75,10 +87,11 @@ def forward(W, hp, tokens, rope):
         for l in range(L):
             p = "blk.%d." % l
             xb = rmsnorm(x, W[p + "attn_norm.weight"], eps)
-            q = rope(W[p + "attn_q.weight"] @ xb, pos, hd, theta)
-            k = rope(W[p + "attn_k.weight"] @ xb, pos, hd, theta)
+            xa = act(xb)
+            q = rope(W[p + "attn_q.weight"] @ xa, pos, hd, theta)
+            k = rope(W[p + "attn_k.weight"] @ xa, pos, hd, theta)
             kc[l].append(k)
-            vc[l].append(W[p + "attn_v.weight"] @ xb)
+            vc[l].append(W[p + "attn_v.weight"] @ xa)
             K = np.array(kc[l]).reshape(pos + 1, KV, hd)
             V = np.array(vc[l]).reshape(pos + 1, KV, hd)
             att_out = np.zeros(D)
@@ -88,13 +101,13 @@ def forward(W, hp, tokens, rope):
                 a = np.exp(sc - sc.max())
                 a /= a.sum()
                 att_out[h * hd:(h + 1) * hd] = a @ V[:, g, :]
-            x = x + W[p + "attn_output.weight"] @ att_out
-            xb = rmsnorm(x, W[p + "ffn_norm.weight"], eps)
+            x = x + W[p + "attn_output.weight"] @ act(att_out)
+            xb = act(rmsnorm(x, W[p + "ffn_norm.weight"], eps))
             g1 = W[p + "ffn_gate.weight"] @ xb
             hb = g1 / (1 + np.exp(-g1)) * (W[p + "ffn_up.weight"] @ xb)
-            x = x + W[p + "ffn_down.weight"] @ hb
+            x = x + W[p + "ffn_down.weight"] @ act(hb)
         x = rmsnorm(x, W["output_norm.weight"], eps)
-        out.append(wcls @ x)
+        out.append(wcls @ act(x))
     return out
 
 

@@ -8,8 +8,9 @@ fitlm quantizes activations to 8 bits (per 32 values for Q4_0/Q4_1/Q5_0/Q5_1/
 Q8_0 weights, per 256 for the K types); each activation moves by at most half
 a step, amax(block)/254, so each output may differ from the exact float64
 result by at most sum_c |w_c| * amax(block of c) / 254, plus float32 rounding
-(1e-5 * sum_c |w_c x_c|). F16/BF16 weights use float activations: only the
-rounding term."""
+(1e-5 * sum_c |w_c x_c|). BF16 weights round activations to bfloat16 (at most
+2^-8 relative each: sum_c |w_c x_c| / 256); F16 weights use float activations:
+only the rounding term."""
 import os
 import subprocess
 import sys
@@ -50,6 +51,8 @@ def main():
             amax = np.abs(x).reshape(ntok, cols // qb, qb).max(axis=2).astype(np.float64)
             amax_c = np.repeat(amax, qb, axis=1)  # (ntok, cols)
             bound = (amax_c / 254.0) @ np.abs(w).T
+        elif name == 'BF16':  # activations rounded to bfloat16: 2^-8 relative each
+            bound = mag / 256.0
         else:
             bound = np.zeros_like(mag)
         tol = bound * 1.0001 + 1e-5 * mag + 1e-30

@@ -75,12 +75,25 @@ def quantize_act_q8(x):
     return (q.astype(np.float64) * d[:, None].astype(np.float64)).reshape(shape)
 
 
-def forward(cfg, w, ids, qact=()):
+def round_bf16(x):
+    """float64 -> float32 -> bfloat16 (round to nearest even) -> float64: the
+    ACT_BF16 activations of fitlm's BF16 matmuls."""
+    u = np.asarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    u = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16) << 16
+    return u.astype(np.uint32).view(np.float32).astype(np.float64)
+
+
+def forward(cfg, w, ids, qact=(), bact=()):
     """Logits (T, vocab) for token ids at positions 0..T-1. Matrices named in
-    qact get their input rows through quantize_act_q8 first."""
+    qact get their input rows through quantize_act_q8 first, those in bact
+    through round_bf16."""
 
     def mm(h, name):
-        return (quantize_act_q8(h) if name in qact else h) @ w[name].T
+        if name in qact:
+            h = quantize_act_q8(h)
+        elif name in bact:
+            h = round_bf16(h)
+        return h @ w[name].T
 
     T = len(ids)
     H, KV, D = cfg["n_heads"], cfg["n_kv_heads"], cfg["head_dim"]

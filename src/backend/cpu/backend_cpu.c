@@ -265,7 +265,7 @@ static int cpu_sync(fitlm_backend *be, fitlm_error *err) {
 /* ---- ops ---- */
 
 /* Below this many multiply-adds a float-weight matmul runs on the calling
- * thread (waking the pool costs more). Only for F32/F16/BF16: the quantized
+ * thread (waking the pool costs more). Only for F32/F16: the quantized and BF16
  * kernels need the pool's scratch for the activations (with no pool they would
  * allocate on every call). */
 #define MATMUL_PAR_MIN_MACS (1 << 18)
@@ -273,7 +273,7 @@ static int cpu_sync(fitlm_backend *be, fitlm_error *err) {
 static void cpu_matmul(fitlm_backend *be, const fitlm_btensor *W, const fitlm_btensor *x, int64_t n_tokens,
                        fitlm_btensor *y) {
     fitlm_threadpool *pool = st(be)->pool;
-    bool plain = W->type == FITLM_TYPE_F32 || W->type == FITLM_TYPE_F16 || W->type == FITLM_TYPE_BF16;
+    bool plain = W->type == FITLM_TYPE_F32 || W->type == FITLM_TYPE_F16;
     if (plain && W->ne0 * W->ne1 * n_tokens < MATMUL_PAR_MIN_MACS) pool = NULL;
     if (W->repacked) fitlm_cpu_matmul_repacked(pool, W->type, W->data, W->ne1, W->ne0, x->data, n_tokens, y->data);
     else fitlm_cpu_matmul(pool, W->type, W->data, W->ne1, W->ne0, x->data, n_tokens, y->data);
@@ -297,7 +297,7 @@ static void cpu_matmul_multi(fitlm_backend *be, int n, const fitlm_btensor *cons
         rows += W[i]->ne1;
     }
     fitlm_threadpool *pool = st(be)->pool;
-    bool plain = W[0]->type == FITLM_TYPE_F32 || W[0]->type == FITLM_TYPE_F16 || W[0]->type == FITLM_TYPE_BF16;
+    bool plain = W[0]->type == FITLM_TYPE_F32 || W[0]->type == FITLM_TYPE_F16;
     if (plain && W[0]->ne0 * rows * n_tokens < MATMUL_PAR_MIN_MACS) pool = NULL;
     fitlm_cpu_matmul_multi(pool, W[0]->type, W[0]->ne0, x->data, n_tokens, n, mats, W[0]->repacked);
 }

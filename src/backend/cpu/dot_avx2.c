@@ -76,7 +76,28 @@ INLINE __m256 load_w_bf16(const void *w, int64_t c) {
 
 FLOAT_KERNEL(dot_f32, load_w_f32, 0)
 FLOAT_KERNEL(dot_f16, load_w_f16, 1)
-FLOAT_KERNEL(dot_bf16, load_w_bf16, 2)
+
+/* BF16 weights x ACT_BF16 activations: both widened to float (exact), fma */
+INLINE void dot_bf16_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) {
+    __m256 acc0[4], acc1[4];
+    for (int t = 0; t < nt; t++) acc0[t] = acc1[t] = _mm256_setzero_ps();
+    int64_t c = 0;
+    for (; c + 16 <= cols; c += 16) {
+        __m256 w0 = load_w_bf16(w, c), w1 = load_w_bf16(w, c + 8);
+        for (int t = 0; t < nt; t++) {
+            const void *x = TOK(a, astride, t);
+            acc0[t] = _mm256_fmadd_ps(w0, load_w_bf16(x, c), acc0[t]);
+            acc1[t] = _mm256_fmadd_ps(w1, load_w_bf16(x, c + 8), acc1[t]);
+        }
+    }
+    for (int t = 0; t < nt; t++) {
+        const void *x = TOK(a, astride, t);
+        float s = hsum_ps(_mm256_add_ps(acc0[t], acc1[t]));
+        for (int64_t k = c; k < cols; k++) s += scalar_w(w, k, 2) * scalar_w(x, k, 2);
+        out[t] = s;
+    }
+}
+INSTANTIATE(dot_bf16)
 
 /* ---- Q8_0 x Q8 ---- */
 

@@ -8,6 +8,7 @@
 #include <immintrin.h>
 #include <string.h>
 
+#include "backend/cpu/cpu_features.h"
 #include "backend/cpu/quant_blocks.h"
 #include "format/ggml_type.h"
 
@@ -74,7 +75,32 @@ INLINE __m512 load_w_bf16(const void *w, int64_t c) {
 
 FLOAT_KERNEL(dot_f32, load_w_f32, 0)
 FLOAT_KERNEL(dot_f16, load_w_f16, 1)
-FLOAT_KERNEL(dot_bf16, load_w_bf16, 2)
+
+/* BF16 weights x ACT_BF16 activations with AVX512_BF16: one vdpbf16ps
+ * multiplies 32 weight/activation pairs (products exact, pairs summed into 16
+ * float lanes); only used when the CPU has the extension (otherwise the AVX2
+ * kernel runs). */
+INLINE void dot_bf16_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) {
+    __m512 acc0[FITLM_DOT_TILE_AVX512], acc1[FITLM_DOT_TILE_AVX512];
+    for (int t = 0; t < nt; t++) acc0[t] = acc1[t] = _mm512_setzero_ps();
+    const uint16_t *wh = w;
+    int64_t c = 0;
+    for (; c + 64 <= cols; c += 64) {
+        __m512bh w0 = (__m512bh)_mm512_loadu_si512(wh + c), w1 = (__m512bh)_mm512_loadu_si512(wh + c + 32);
+        for (int t = 0; t < nt; t++) {
+            const uint16_t *x = (const uint16_t *)TOK(a, astride, t);
+            acc0[t] = _mm512_dpbf16_ps(acc0[t], w0, (__m512bh)_mm512_loadu_si512(x + c));
+            acc1[t] = _mm512_dpbf16_ps(acc1[t], w1, (__m512bh)_mm512_loadu_si512(x + c + 32));
+        }
+    }
+    for (int t = 0; t < nt; t++) {
+        const uint16_t *x = (const uint16_t *)TOK(a, astride, t);
+        float s = _mm512_reduce_add_ps(_mm512_add_ps(acc0[t], acc1[t]));
+        for (int64_t k = c; k < cols; k++) s += scalar_w(w, k, 2) * scalar_w(x, k, 2);
+        out[t] = s;
+    }
+}
+INSTANTIATE(dot_bf16)
 
 /* ---- Q8_0 and Q4_0 x Q8: four blocks per step in 512-bit registers ----
  * The codes of four consecutive activation blocks are contiguous (ACT_Q8 row
@@ -371,7 +397,7 @@ fitlm_dot_fn fitlm_dot_avx512(int wtype) {
     switch (wtype) {
     case FITLM_TYPE_F32: return dot_f32;
     case FITLM_TYPE_F16: return dot_f16;
-    case FITLM_TYPE_BF16: return dot_bf16;
+    case FITLM_TYPE_BF16: return fitlm_cpu_has_avx512bf16() ? dot_bf16 : NULL;
     case FITLM_TYPE_Q8_0: return dot_q8_0;
     case FITLM_TYPE_Q4_0: return dot_q4_0;
     case FITLM_TYPE_Q4_1: return dot_q4_1;

@@ -1,5 +1,5 @@
 /* Portable dot-product kernels (the "scalar" ISA): integer dot products of
- * unpacked weight blocks with quantized activations, float for F32/F16/BF16.
+ * unpacked weight blocks with quantized activations, float for F32/F16, bfloat16 for BF16.
  * Every weight block is unpacked once and used for all `ntok` tokens. */
 #include <string.h>
 
@@ -26,20 +26,20 @@ static void dot_f32(int64_t cols, const void *w, const void *a, size_t astride, 
     }
 }
 
-static void dot_half(int64_t cols, const uint16_t *w, const void *a, size_t astride, int ntok, float *out, int bf16) {
+static void dot_half(int64_t cols, const uint16_t *w, const void *a, size_t astride, int ntok, float *out) {
     float s[FITLM_DOT_TILE][8];
     memset(s, 0, sizeof s);
     int64_t c = 0;
     for (; c + 8 <= cols; c += 8) {
         float wf[8];
-        for (int k = 0; k < 8; k++) wf[k] = bf16 ? fitlm_bf16_to_fp32(w[c + k]) : h2f(w[c + k]);
+        for (int k = 0; k < 8; k++) wf[k] = h2f(w[c + k]);
         for (int t = 0; t < ntok; t++) {
             const float *x = (const float *)((const uint8_t *)a + (size_t)t * astride);
             for (int k = 0; k < 8; k++) s[t][k] += wf[k] * x[c + k];
         }
     }
     for (; c < cols; c++) {
-        float wf = bf16 ? fitlm_bf16_to_fp32(w[c]) : h2f(w[c]);
+        float wf = h2f(w[c]);
         for (int t = 0; t < ntok; t++) s[t][0] += wf * ((const float *)((const uint8_t *)a + (size_t)t * astride))[c];
     }
     for (int t = 0; t < ntok; t++)
@@ -47,10 +47,20 @@ static void dot_half(int64_t cols, const uint16_t *w, const void *a, size_t astr
 }
 
 static void dot_f16(int64_t cols, const void *w, const void *a, size_t astride, int ntok, float *out) {
-    dot_half(cols, w, a, astride, ntok, out, 0);
+    dot_half(cols, w, a, astride, ntok, out);
 }
+/* BF16 weights x ACT_BF16 activations: both widened exactly to float */
 static void dot_bf16(int64_t cols, const void *w, const void *a, size_t astride, int ntok, float *out) {
-    dot_half(cols, w, a, astride, ntok, out, 1);
+    const uint16_t *wh = w;
+    for (int t = 0; t < ntok; t++) {
+        const uint16_t *x = (const uint16_t *)((const uint8_t *)a + (size_t)t * astride);
+        float s[8] = {0};
+        int64_t c = 0;
+        for (; c + 8 <= cols; c += 8)
+            for (int k = 0; k < 8; k++) s[k] += fitlm_bf16_to_fp32(wh[c + k]) * fitlm_bf16_to_fp32(x[c + k]);
+        for (; c < cols; c++) s[0] += fitlm_bf16_to_fp32(wh[c]) * fitlm_bf16_to_fp32(x[c]);
+        out[t] = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+    }
 }
 
 /* ---- 32-element blocks x act_q8 ----

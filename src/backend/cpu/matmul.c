@@ -10,6 +10,7 @@
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/quant_blocks.h"
 #include "format/ggml_type.h"
+#include "util/fp16.h"
 
 /* ---- ISA selection ---- */
 
@@ -134,7 +135,9 @@ static void quantize_tokens(mm_job *j, int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; t++) {
         const float *x = j->X + t * j->cols;
         uint8_t *dst = j->A + (size_t)t * j->astride;
-        if (j->fmt == ACT_Q8 || j->fmt == ACT_Q8I) {
+        if (j->fmt == ACT_BF16) {
+            fitlm_quantize_act_bf16(x, (uint16_t *)dst, j->cols);
+        } else if (j->fmt == ACT_Q8 || j->fmt == ACT_Q8I) {
             if (j->simd) fitlm_quantize_act_q8_avx2(x, dst, j->cols);
             else fitlm_quantize_act_q8(x, dst, j->cols);
             if (j->fmt == ACT_Q8I) fitlm_act_q8_interleave(dst, j->cols);
@@ -588,6 +591,8 @@ void fitlm_cpu_matmul_ref_qact(int wtype, const void *W, int64_t rows, int64_t c
                 fitlm_dequantize_row(wtype, wr + (size_t)(c / ti->block_size) * ti->block_bytes, wbuf, n);
                 if (fmt == ACT_F32) {
                     for (int64_t k = 0; k < n; k++) xbuf[k] = x[c + k];
+                } else if (fmt == ACT_BF16) {
+                    for (int64_t k = 0; k < n; k++) xbuf[k] = fitlm_bf16_to_fp32(fitlm_fp32_to_bf16(x[c + k]));
                 } else if (fmt == ACT_Q8) {
                     fitlm_quantize_act_q8(x + c, aq, n);
                     for (int64_t k = 0; k < n; k++)

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "backend/cpu/quant_blocks.h"
+#include "util/fp16.h"
 #include "format/ggml_type.h"
 
 act_format fitlm_act_format(int wtype) {
@@ -17,6 +18,7 @@ act_format fitlm_act_format(int wtype) {
     case FITLM_TYPE_Q4_K:
     case FITLM_TYPE_Q5_K:
     case FITLM_TYPE_Q6_K: return ACT_Q8K;
+    case FITLM_TYPE_BF16: return ACT_BF16;
     default: return ACT_F32;
     }
 }
@@ -42,6 +44,7 @@ size_t fitlm_act_row_bytes(act_format f, int64_t cols) {
     case ACT_Q8:
     case ACT_Q8I: return (size_t)(cols / 32) * 40;
     case ACT_Q8K: return (size_t)(cols / 256) * sizeof(act_q8k);
+    case ACT_BF16: return (size_t)cols * sizeof(uint16_t);
     default: return (size_t)cols * sizeof(float);
     }
 }
@@ -87,6 +90,10 @@ void fitlm_quantize_act_q8(const float *x, void *dst_row, int64_t cols) {
         for (int i = 0; i < 32; i++) s += qs[32 * b + i];
         sum[b] = s;
     }
+}
+
+void fitlm_quantize_act_bf16(const float *x, uint16_t *dst, int64_t cols) {
+    for (int64_t i = 0; i < cols; i++) dst[i] = fitlm_fp32_to_bf16(x[i]);
 }
 
 void fitlm_quantize_act_q8k(const float *x, act_q8k *dst, int64_t cols) {

@@ -130,7 +130,10 @@ _Static_assert(sizeof(act_q8k) == 320, "act_q8k");
  * (what the SIMD Q4_0 kernels multiply with the low and the high nibbles of 4
  * weight blocks); blocks of a trailing partial group stay in order. Only the
  * AVX2 and AVX-512 Q4_0 kernels of the file's layout read it. */
-typedef enum { ACT_F32 = 0, ACT_Q8 = 1, ACT_Q8K = 2, ACT_Q8I = 3 } act_format;
+/* ACT_BF16: the activations rounded to bfloat16 (round to nearest even), the
+ * format of BF16 weights under every ISA (one rounding of the activations,
+ * like the 8-bit formats of the quantized types). */
+typedef enum { ACT_F32 = 0, ACT_Q8 = 1, ACT_Q8K = 2, ACT_Q8I = 3, ACT_BF16 = 4 } act_format;
 
 /* The activation format the integer kernels of a weight type consume: the
  * scalar kernels (fitlm_act_format), the AVX2 and AVX-512 ones
@@ -146,6 +149,7 @@ size_t fitlm_act_row_bytes(act_format f, int64_t cols);
  * non-finite input makes its block's scale NaN (so results are NaN). */
 void fitlm_quantize_act_q8(const float *x, void *dst_row, int64_t cols);
 void fitlm_quantize_act_q8k(const float *x, act_q8k *dst, int64_t cols);
+void fitlm_quantize_act_bf16(const float *x, uint16_t *dst, int64_t cols);
 /* The same with AVX2 (identical output; only call when the CPU has AVX2). */
 void fitlm_quantize_act_q8_avx2(const float *x, void *dst_row, int64_t cols);
 void fitlm_quantize_act_q8k_avx2(const float *x, act_q8k *dst, int64_t cols);
