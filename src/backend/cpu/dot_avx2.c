@@ -421,6 +421,253 @@ INLINE void dot_q3_k_body(int64_t cols, const void *w, const void *a, size_t ast
 }
 INSTANTIATE(dot_q3_k)
 
+/* ---- the x16 repacked layouts (kernels.h) with AVX2 ----
+ * The 64-byte vectors of a group hold rows 0-7 in their low 32 bytes and rows
+ * 8-15 in their high 32 bytes, so each half of the 16 rows is one 256-bit
+ * lane-per-row register.
+ * Without vpdpbusd, 4-column words become maddubs (u8 x s8 pairs -> s16) and
+ * madd (s16 pairs -> s32); the s16 sums are added before widening only as far
+ * as they cannot saturate (bounds below). Results equal the AVX-512 kernels'
+ * up to float rounding (the integer sums are exact in both). */
+#define X16_AVX2_TOKENS 4
+/* Up to this many tokens both halves are done block by block (one pass over
+ * the group: decode streams each byte once, straight from DRAM); more tokens
+ * take one pass per half (fewer live registers). Same arithmetic per row and
+ * token either way. */
+#define X16_AVX2_INTER 2
+
+INLINE __m256i bc4(const int8_t *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return _mm256_set1_epi32(v);
+}
+
+/* Q4_0 (codes 0..15: 8 maddubs outputs add to at most 16 x 15 x 127 = 30480
+ * per s16 lane) and Q8_0 (signed codes: |w| as the unsigned operand, w's sign
+ * moved onto the activation; each maddubs widened at once). Q4_0's offset of 8
+ * comes from the prep; Q8_0 needs none. */
+INLINE void x16_body_avx2(int wtype, int64_t cols, const void *w, const void *a, size_t astride, const void *prep,
+                          size_t pstride, const int nt, float *out, size_t ostride) {
+    const int64_t nb = cols / 32;
+    const size_t gbytes = wtype == FITLM_TYPE_Q4_0 ? 288 : 544;
+    const __m256i m4 = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
+    const int inter = nt <= X16_AVX2_INTER;
+    for (int pass = 0; pass < (inter ? 1 : 2); pass++) {
+        const uint8_t *g = w;
+        __m256 acc[2][X16_AVX2_TOKENS];
+        for (int hh = 0; hh < 2; hh++)
+            for (int t = 0; t < nt; t++) acc[hh][t] = _mm256_setzero_ps();
+        for (int64_t b = 0; b < nb; b++, g += gbytes)
+        for (int hh = 0; hh < (inter ? 2 : 1); hh++) {
+            const int h = inter ? hh : pass;
+            const __m256 wsc = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16 * h)));
+            const uint8_t *cv = g + 32 + 32 * h;
+            __m256i c[8]; /* c[m]: columns 4m..4m+3 */
+            if (wtype == FITLM_TYPE_Q4_0) {
+                for (int m = 0; m < 4; m++) {
+                    __m256i raw = _mm256_loadu_si256((const __m256i *)(cv + 64 * m));
+                    c[m] = _mm256_and_si256(raw, m4);
+                    c[m + 4] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+                }
+            } else {
+                for (int m = 0; m < 8; m++) c[m] = _mm256_abs_epi8(_mm256_loadu_si256((const __m256i *)(cv + 64 * m)));
+            }
+            for (int t = 0; t < nt; t++) {
+                const uint8_t *row = TOK(a, astride, t);
+                const int8_t *aq = act_q8_qs(row) + 32 * b;
+                __m256i p;
+                if (wtype == FITLM_TYPE_Q4_0) {
+                    __m256i s16 = _mm256_maddubs_epi16(c[0], bc4(aq));
+                    for (int m = 1; m < 8; m++)
+                        s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(c[m], bc4(aq + (m < 4 ? 4 * m : 16 + 4 * (m - 4)))));
+                    p = _mm256_add_epi32(_mm256_madd_epi16(s16, ones),
+                                         _mm256_set1_epi32(((const int32_t *)TOK(prep, pstride, t))[b]));
+                } else {
+                    p = _mm256_setzero_si256();
+                    for (int m = 0; m < 8; m++) {
+                        __m256i raw = _mm256_loadu_si256((const __m256i *)(cv + 64 * m));
+                        __m256i s = _mm256_maddubs_epi16(c[m], _mm256_sign_epi8(bc4(aq + 4 * m), raw));
+                        p = _mm256_add_epi32(p, _mm256_madd_epi16(s, ones));
+                    }
+                }
+                __m256 sc = _mm256_mul_ps(wsc, _mm256_set1_ps(act_q8_d(row, nb)[b]));
+                acc[hh][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), sc, acc[hh][t]);
+            }
+        }
+        for (int hh = 0; hh < (inter ? 2 : 1); hh++)
+            for (int t = 0; t < nt; t++) _mm256_storeu_ps(out + (size_t)t * ostride + 8 * (inter ? hh : pass), acc[hh][t]);
+    }
+}
+
+/* Q4_K / Q5_K: per token and 32-column sub-block the s16 sums (Q4_K: 8
+ * maddubs, <= 30480; Q5_K: codes 0..31, 4 at a time, <= 31496) are widened by
+ * madd with the rows' 6-bit scales repeated in both s16 halves of each lane;
+ * minimums by madd of the mins in 16-bit pairs with the prep's sum pairs. */
+INLINE void x16_k4_body_avx2(int wtype, int64_t cols, const void *w, const void *a, size_t astride, const void *prep,
+                             size_t pstride, const int nt, float *out, size_t ostride) {
+    const int q5 = wtype == FITLM_TYPE_Q5_K;
+    const size_t gbytes = q5 ? 2816 : 2304, codes = q5 ? 768 : 256;
+    const int64_t nb = cols / 256;
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m6 = _mm256_set1_epi8(0x3f), m30 = _mm256_set1_epi8(0x30);
+    const __m256i lo16 = _mm256_set1_epi32(0x00ff00ff), ff = _mm256_set1_epi32(0xff), bit4 = _mm256_set1_epi8(0x10);
+    const int inter = nt <= X16_AVX2_INTER;
+    for (int pass = 0; pass < (inter ? 1 : 2); pass++) {
+        const uint8_t *g = w;
+        __m256 acc[2][X16_AVX2_TOKENS];
+        for (int hh = 0; hh < 2; hh++)
+            for (int t = 0; t < nt; t++) acc[hh][t] = _mm256_setzero_ps();
+        for (int64_t b = 0; b < nb; b++, g += gbytes)
+        for (int hh = 0; hh < (inter ? 2 : 1); hh++) {
+            const int h = inter ? hh : pass;
+            const __m256 wd = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16 * h)));
+            const __m256 wdm = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 32 + 16 * h)));
+            const __m256i u0 = _mm256_loadu_si256((const __m256i *)(g + 64 + 32 * h));
+            const __m256i u1 = _mm256_loadu_si256((const __m256i *)(g + 128 + 32 * h));
+            const __m256i u2 = _mm256_loadu_si256((const __m256i *)(g + 192 + 32 * h));
+            const __m256i sc03 = _mm256_and_si256(u0, m6);
+            const __m256i sc47 =
+                _mm256_or_si256(_mm256_and_si256(u2, m4), _mm256_and_si256(_mm256_srli_epi32(u0, 2), m30));
+            __m256i isum[X16_AVX2_TOKENS];
+            for (int t = 0; t < nt; t++) isum[t] = _mm256_setzero_si256();
+            for (int s = 0; s < 8; s++) {
+                const uint8_t *cv = g + codes + 512 * (s / 2) + 32 * h;
+                __m256i sc = _mm256_and_si256(_mm256_srli_epi32(s < 4 ? sc03 : sc47, 8 * (s % 4)), ff);
+                sc = _mm256_or_si256(sc, _mm256_slli_epi32(sc, 16)); /* the scale in both s16 halves */
+                __m256i c[8];
+                for (int u = 0; u < 8; u++) {
+                    __m256i raw = _mm256_loadu_si256((const __m256i *)(cv + 64 * u));
+                    c[u] = _mm256_and_si256(s % 2 ? _mm256_srli_epi16(raw, 4) : raw, m4);
+                    if (q5) {
+                        __m256i qh = _mm256_loadu_si256((const __m256i *)(g + 256 + 64 * u + 32 * h));
+                        qh = s <= 4 ? _mm256_slli_epi16(qh, 4 - s) : _mm256_srli_epi16(qh, s - 4);
+                        c[u] = _mm256_or_si256(c[u], _mm256_and_si256(qh, bit4));
+                    }
+                }
+                for (int t = 0; t < nt; t++) {
+                    const int8_t *aq = ((const act_q8k *)TOK(a, astride, t))[b].qs + 32 * s;
+                    __m256i s0 = _mm256_maddubs_epi16(c[0], bc4(aq));
+                    for (int u = 1; u < 4; u++) s0 = _mm256_add_epi16(s0, _mm256_maddubs_epi16(c[u], bc4(aq + 4 * u)));
+                    __m256i s1 = _mm256_maddubs_epi16(c[4], bc4(aq + 16));
+                    for (int u = 5; u < 8; u++) s1 = _mm256_add_epi16(s1, _mm256_maddubs_epi16(c[u], bc4(aq + 4 * u)));
+                    __m256i p = q5 ? _mm256_add_epi32(_mm256_madd_epi16(s0, sc), _mm256_madd_epi16(s1, sc))
+                                   : _mm256_madd_epi16(_mm256_add_epi16(s0, s1), sc);
+                    isum[t] = _mm256_add_epi32(isum[t], p);
+                }
+            }
+            const __m256i mn03 = _mm256_and_si256(u1, m6);
+            const __m256i mn47 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(u2, 4), m4),
+                                                 _mm256_and_si256(_mm256_srli_epi32(u1, 2), m30));
+            const __m256i mp0 = _mm256_and_si256(mn03, lo16), mp1 = _mm256_and_si256(_mm256_srli_epi32(mn03, 8), lo16);
+            const __m256i mp2 = _mm256_and_si256(mn47, lo16), mp3 = _mm256_and_si256(_mm256_srli_epi32(mn47, 8), lo16);
+            for (int t = 0; t < nt; t++) {
+                const int32_t *pw = (const int32_t *)TOK(prep, pstride, t) + 4 * b;
+                __m256i mm = _mm256_add_epi32(_mm256_madd_epi16(mp0, _mm256_set1_epi32(pw[0])),
+                                              _mm256_madd_epi16(mp1, _mm256_set1_epi32(pw[1])));
+                mm = _mm256_add_epi32(mm, _mm256_add_epi32(_mm256_madd_epi16(mp2, _mm256_set1_epi32(pw[2])),
+                                                           _mm256_madd_epi16(mp3, _mm256_set1_epi32(pw[3]))));
+                const __m256 da = _mm256_set1_ps(((const act_q8k *)TOK(a, astride, t))[b].d);
+                acc[hh][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_mul_ps(wd, da), acc[hh][t]);
+                acc[hh][t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(mm), _mm256_mul_ps(wdm, da), acc[hh][t]);
+            }
+        }
+        for (int hh = 0; hh < (inter ? 2 : 1); hh++)
+            for (int t = 0; t < nt; t++) _mm256_storeu_ps(out + (size_t)t * ostride + 8 * (inter ? hh : pass), acc[hh][t]);
+    }
+}
+
+/* Q6_K: codes 0..63, two maddubs per s16 sum (<= 32004); a 16-column
+ * sub-block's s32 sum starts at its offset (the prep: -32 x its activation
+ * sum) and is multiplied by the rows' int8 scales (vpmulld). */
+INLINE void x16_q6_k_body_avx2(int64_t cols, const void *w, const void *a, size_t astride, const void *prep,
+                               size_t pstride, const int nt, float *out, size_t ostride) {
+    const int64_t nb = cols / 256;
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m3 = _mm256_set1_epi8(0x03), ones = _mm256_set1_epi16(1);
+    const int inter = nt <= X16_AVX2_INTER;
+    for (int pass = 0; pass < (inter ? 1 : 2); pass++) {
+        const uint8_t *g = w;
+        __m256 acc[2][X16_AVX2_TOKENS];
+        for (int hh = 0; hh < 2; hh++)
+            for (int t = 0; t < nt; t++) acc[hh][t] = _mm256_setzero_ps();
+        for (int64_t b = 0; b < nb; b++, g += 3360)
+        for (int hh = 0; hh < (inter ? 2 : 1); hh++) {
+            const int h2 = inter ? hh : pass; /* rows 8 h2 .. 8 h2 + 7 */
+            const __m256 wd = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16 * h2)));
+            __m256i isum[X16_AVX2_TOKENS];
+            for (int t = 0; t < nt; t++) isum[t] = _mm256_setzero_si256();
+            for (int hv = 0; hv < 4; hv++) {
+                const int h = hv / 2, v = hv % 2;
+                for (int i = 0; i < 4; i++) { /* sub-block 8h + 2i + v */
+                    const int s = 8 * h + 2 * i + v;
+                    const __m256i sv = _mm256_loadu_si256((const __m256i *)(g + 32 + 64 * (2 * h + i / 2) + 32 * h2));
+                    const __m256i sc = _mm256_srai_epi32(_mm256_slli_epi32(sv, 24 - 8 * (2 * (i % 2) + v)), 24);
+                    __m256i c[4];
+                    for (int k = 0; k < 4; k++) {
+                        const uint8_t *q = g + 32 + 64 * (4 + 12 * hv + 3 * k) + 32 * h2;
+                        __m256i ql = _mm256_loadu_si256((const __m256i *)(q + (i % 2) * 64));
+                        __m256i qh = _mm256_loadu_si256((const __m256i *)(q + 128));
+                        __m256i lo = _mm256_and_si256(i < 2 ? ql : _mm256_srli_epi16(ql, 4), m4);
+                        __m256i hi = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * i), m3);
+                        c[k] = _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));
+                    }
+                    for (int t = 0; t < nt; t++) {
+                        const int8_t *aq = ((const act_q8k *)TOK(a, astride, t))[b].qs + 16 * s;
+                        const int32_t *off = (const int32_t *)TOK(prep, pstride, t) + 16 * b;
+                        __m256i s0 = _mm256_add_epi16(_mm256_maddubs_epi16(c[0], bc4(aq)), _mm256_maddubs_epi16(c[1], bc4(aq + 4)));
+                        __m256i s1 = _mm256_add_epi16(_mm256_maddubs_epi16(c[2], bc4(aq + 8)), _mm256_maddubs_epi16(c[3], bc4(aq + 12)));
+                        __m256i p = _mm256_add_epi32(_mm256_add_epi32(_mm256_madd_epi16(s0, ones), _mm256_madd_epi16(s1, ones)),
+                                                     _mm256_set1_epi32(off[s]));
+                        isum[t] = _mm256_add_epi32(isum[t], _mm256_mullo_epi32(p, sc));
+                    }
+                }
+            }
+            for (int t = 0; t < nt; t++) {
+                const __m256 da = _mm256_set1_ps(((const act_q8k *)TOK(a, astride, t))[b].d);
+                acc[hh][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_mul_ps(wd, da), acc[hh][t]);
+            }
+        }
+        for (int hh = 0; hh < (inter ? 2 : 1); hh++)
+            for (int t = 0; t < nt; t++) _mm256_storeu_ps(out + (size_t)t * ostride + 8 * (inter ? hh : pass), acc[hh][t]);
+    }
+}
+
+/* One body per type; token counts above X16_AVX2_TOKENS run in tiles of it. */
+#define X16_AVX2_ENTRY(name, call)                                                                                  \
+    static void name(int64_t cols, const void *w, const void *a, size_t astride, const void *prep, size_t pstride,  \
+                     int nt, float *out, size_t ostride) {                                                          \
+        for (int t0 = 0; t0 < nt; t0 += X16_AVX2_TOKENS) {                                                          \
+            int n = nt - t0 < X16_AVX2_TOKENS ? nt - t0 : X16_AVX2_TOKENS;                                          \
+            const void *at = TOK(a, astride, t0), *pt = TOK(prep, pstride, t0);                                       \
+            float *o = out + (size_t)t0 * ostride;                                                                   \
+            switch (n) {                                                                                            \
+            case 4: call(4); break;                                                                                 \
+            case 3: call(3); break;                                                                                 \
+            case 2: call(2); break;                                                                                 \
+            default: call(1); break;                                                                                \
+            }                                                                                                       \
+        }                                                                                                           \
+    }
+#define CALL_Q4_0(n) x16_body_avx2(FITLM_TYPE_Q4_0, cols, w, at, astride, pt, pstride, n, o, ostride)
+#define CALL_Q8_0(n) x16_body_avx2(FITLM_TYPE_Q8_0, cols, w, at, astride, pt, pstride, n, o, ostride)
+#define CALL_Q4_K(n) x16_k4_body_avx2(FITLM_TYPE_Q4_K, cols, w, at, astride, pt, pstride, n, o, ostride)
+#define CALL_Q5_K(n) x16_k4_body_avx2(FITLM_TYPE_Q5_K, cols, w, at, astride, pt, pstride, n, o, ostride)
+#define CALL_Q6_K(n) x16_q6_k_body_avx2(cols, w, at, astride, pt, pstride, n, o, ostride)
+X16_AVX2_ENTRY(rep_q4_0_avx2, CALL_Q4_0)
+X16_AVX2_ENTRY(rep_q8_0_avx2, CALL_Q8_0)
+X16_AVX2_ENTRY(rep_q4_k_avx2, CALL_Q4_K)
+X16_AVX2_ENTRY(rep_q5_k_avx2, CALL_Q5_K)
+X16_AVX2_ENTRY(rep_q6_k_avx2, CALL_Q6_K)
+
+fitlm_dot_repacked_fn fitlm_dot_repacked_avx2(int wtype) {
+    switch (wtype) {
+    case FITLM_TYPE_Q4_0: return rep_q4_0_avx2;
+    case FITLM_TYPE_Q8_0: return rep_q8_0_avx2;
+    case FITLM_TYPE_Q4_K: return rep_q4_k_avx2;
+    case FITLM_TYPE_Q5_K: return rep_q5_k_avx2;
+    case FITLM_TYPE_Q6_K: return rep_q6_k_avx2;
+    default: return NULL;
+    }
+}
+
 fitlm_dot_fn fitlm_dot_avx2(int wtype) {
     switch (wtype) {
     case FITLM_TYPE_F32: return dot_f32;

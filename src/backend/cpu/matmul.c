@@ -141,11 +141,11 @@ static void quantize_tokens(mm_job *j, int64_t t0, int64_t t1) {
             if (j->simd) fitlm_quantize_act_q8_avx2(x, dst, j->cols);
             else fitlm_quantize_act_q8(x, dst, j->cols);
             if (j->fmt == ACT_Q8I) fitlm_act_q8_interleave(dst, j->cols);
-            if (j->prep) fitlm_repacked_prep_avx512(j->wtype, j->cols, dst, j->prep + (size_t)t * j->pstride);
+            if (j->prep) fitlm_repacked_prep(j->wtype, j->cols, dst, j->prep + (size_t)t * j->pstride);
         } else {
             if (j->simd) fitlm_quantize_act_q8k_avx2(x, (act_q8k *)dst, j->cols);
             else fitlm_quantize_act_q8k(x, (act_q8k *)dst, j->cols);
-            if (j->prep) fitlm_repacked_prep_avx512(j->wtype, j->cols, dst, j->prep + (size_t)t * j->pstride);
+            if (j->prep) fitlm_repacked_prep(j->wtype, j->cols, dst, j->prep + (size_t)t * j->pstride);
         }
     }
 }
@@ -289,6 +289,7 @@ static void matmul_run(fitlm_threadpool *pool, int wtype, int64_t cols, const fl
     j.wtype = wtype;
     j.repacked = repacked;
     if (repacked && isa >= FITLM_ISA_AVX512 && dot == fitlm_dot_avx512(wtype)) j.dot_rep = fitlm_dot_repacked_avx512(wtype);
+    else if (repacked && isa == FITLM_ISA_AVX2) j.dot_rep = fitlm_dot_repacked_avx2(wtype);
     if (j.dot_rep && fmt == ACT_Q8I) fmt = ACT_Q8; /* the repacked kernels read the codes in order */
     j.tile = tile;
     j.fmt = fmt;
@@ -469,10 +470,10 @@ bool fitlm_cpu_repackable(int wtype, int64_t rows, int64_t cols) {
         bool ok;
         const fitlm_type_info *ti = fitlm_type_get(wtype);
         return rows > 0 && cols > 0 && cols % ti->block_size == 0 &&
-               fitlm_type_row_bytes(wtype, (uint64_t)cols, &ok) > 0 && ok && fitlm_cpu_isa_active() >= FITLM_ISA_AVX512;
+               fitlm_type_row_bytes(wtype, (uint64_t)cols, &ok) > 0 && ok && fitlm_cpu_isa_active() >= FITLM_ISA_AVX2;
     }
     if (x16_row_bytes(wtype, cols) == 0 || rows <= 0 || rows % FITLM_REPACK_ROWS) return false;
-    return fitlm_cpu_isa_active() >= FITLM_ISA_AVX512;
+    return fitlm_cpu_isa_active() >= FITLM_ISA_AVX2;
 }
 
 /* x16_put / x16_get move row k's block between the plain block and the

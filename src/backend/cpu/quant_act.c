@@ -106,3 +106,32 @@ void fitlm_quantize_act_q8k(const float *x, act_q8k *dst, int64_t cols) {
         }
     }
 }
+
+/* The per-token setup of the repacked (x16) kernels (quant_blocks.h). */
+void fitlm_repacked_prep(int wtype, int64_t cols, const void *a, void *prep) {
+    if (wtype == FITLM_TYPE_Q4_K || wtype == FITLM_TYPE_Q5_K) { /* sub-block sums in pairs for the mins' vpdpwssd */
+        const act_q8k *ab = a;
+        uint32_t *o = prep;
+        for (int64_t b = 0; b < cols / 256; b++, o += 4) {
+            int bs[8];
+            for (int s = 0; s < 8; s++) bs[s] = ab[b].bsums[2 * s] + ab[b].bsums[2 * s + 1];
+            o[0] = (uint16_t)bs[0] | (uint32_t)(uint16_t)bs[2] << 16;
+            o[1] = (uint16_t)bs[1] | (uint32_t)(uint16_t)bs[3] << 16;
+            o[2] = (uint16_t)bs[4] | (uint32_t)(uint16_t)bs[6] << 16;
+            o[3] = (uint16_t)bs[5] | (uint32_t)(uint16_t)bs[7] << 16;
+        }
+        return;
+    }
+    if (wtype == FITLM_TYPE_Q6_K) { /* each 16-column sub-block's offset: -32 x its activation sum */
+        const act_q8k *ab = a;
+        int32_t *o = prep;
+        for (int64_t b = 0; b < cols / 256; b++)
+            for (int s = 0; s < 16; s++) *o++ = -32 * ab[b].bsums[s];
+        return;
+    }
+    const int64_t nb = cols / 32;
+    const int shift = wtype == FITLM_TYPE_Q4_0 ? 3 : 7; /* offset 8 or 128 */
+    const int32_t *sum = act_q8_sum(a, nb);
+    int32_t *o = prep;
+    for (int64_t b = 0; b < nb; b++) o[b] = -(int32_t)((uint32_t)sum[b] << shift);
+}

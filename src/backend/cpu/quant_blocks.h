@@ -167,20 +167,22 @@ typedef void (*fitlm_dot_fn)(int64_t cols, const void *w, const void *a, size_t 
 /* Kernel for repacked weights (kernels.h, fitlm_cpu_repack), decode and
  * prompt alike: the 16 rows of the group column at w times nt tokens
  * (1..FITLM_REPACK_TOKENS; ACT_Q8 activations astride bytes apart; prep: each
- * token's fitlm_repacked_prep_avx512, pstride bytes apart): out[t * ostride +
+ * token's fitlm_repacked_prep, pstride bytes apart): out[t * ostride +
  * k] = W_k . A_t for row k, token t. NULL for types without one. */
 #define FITLM_REPACK_ROWS 16
 #define FITLM_REPACK_TOKENS 8
 typedef void (*fitlm_dot_repacked_fn)(int64_t cols, const void *w, const void *a, size_t astride, const void *prep,
                                       size_t pstride, int nt, float *out, size_t ostride);
 fitlm_dot_repacked_fn fitlm_dot_repacked_avx512(int wtype);
+/* The same for the x16 layouts under AVX2 (used when AVX-512 VNNI is not active). */
+fitlm_dot_repacked_fn fitlm_dot_repacked_avx2(int wtype);
 /* The per-token part of those kernels, computed once per matmul instead of
  * once per 16 rows (Q4_0, Q8_0: each block's integer offset, -8 or -128 x
  * the block's activation sum; Q4_K: the 8 sub-block sums in 16-bit pairs;
  * Q6_K: each 16-column sub-block's offset, -32 x its sum): at most
  * FITLM_REPACK_PREP_BYTES(cols) bytes at prep for the ACT_Q8 / ACT_Q8K row a. */
 #define FITLM_REPACK_PREP_BYTES(cols) ((size_t)((cols) / 16) * 4)
-void fitlm_repacked_prep_avx512(int wtype, int64_t cols, const void *a, void *prep);
+void fitlm_repacked_prep(int wtype, int64_t cols, const void *a, void *prep);
 
 /* Per-ISA kernel lookup: NULL when that ISA has no kernel for the type (the
  * dispatcher then falls back to the next lower ISA). */
