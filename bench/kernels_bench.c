@@ -4,10 +4,10 @@
  *
  *   kernels_bench [--threads N] [--types q4_0,q8_0,...] [--bw-mib 1024] [--quick]
  *
- * Types the CPU backend repacks or copies (fitlm_cpu_repackable: Q4_0, Q8_0,
- * Q4_K, Q5_K, Q6_K on AVX-512) get a second line per shape, kernel "repack":
- * the same matrix as the backend holds it (huge pages; Q4_0 in its repacked
- * layout) through fitlm_cpu_matmul_repacked.
+ * Types the CPU backend repacks (fitlm_cpu_repackable: Q4_0, Q8_0, Q4_K,
+ * Q5_K, Q6_K with AVX2 or AVX-512) get a second line per shape, kernel
+ * "repack": the same matrix as the backend holds it (huge pages, x16 layout)
+ * through fitlm_cpu_matmul_repacked.
  *
  * Before them: the arithmetic peaks prompt processing is compared with (fp32
  * FMA with AVX2, int8 dot products with AVX-512 VNNI; 1 and N threads).

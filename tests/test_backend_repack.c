@@ -1,7 +1,7 @@
 /* The CPU backend's repacked weights, end to end through the backend
  * interface: prepare_weight of Q4_0 / Q8_0 / Q6_K matrices (copied, Q4_0 and
  * Q8_0 into their repacked layouts, Q8_0 rows too long for it as they are,
- * when AVX-512 is active), then matmul (1 token and
+ * when AVX2 or AVX-512 is active), then matmul (1 token and
  * several, 1 and 3 threads) against fitlm_cpu_matmul_ref_qact (same quantized
  * activations, dequantized weights, double sums; bound 1e-5 * sum|w x|), embed
  * bit for bit against fitlm_cpu_get_row of the file data, shapes that cannot
@@ -122,14 +122,14 @@ int main(void) {
             for (int th = 1; th <= 3; th += 2)
                 for (int env = 0; env < 2; env++) check_case(types[ti], shapes[s][0], shapes[s][1], th, env);
         }
-    /* the repacked layouts where AVX-512 is active (the copy-only Q8_0 shape
+    /* the repacked layouts where AVX2 or AVX-512 is active (the copy-only Q8_0 shape
      * and refused row counts are checked by check_case's `expect`) */
-    if (fitlm_cpu_isa_active() >= FITLM_ISA_AVX512) {
+    if (fitlm_cpu_isa_active() >= FITLM_ISA_AVX2) {
         CHECK(fitlm_cpu_repackable(FITLM_TYPE_Q8_0, 32, 384) && fitlm_cpu_repackable(FITLM_TYPE_Q8_0, 4, 61696) &&
                   !fitlm_cpu_repackable(FITLM_TYPE_Q8_0, 12, 256) && !fitlm_cpu_repackable(FITLM_TYPE_Q4_0, 12, 128),
               "Q8_0 repackable shapes");
     }
     printf("repacking active on this CPU: %s\n",
-           fitlm_cpu_repackable(FITLM_TYPE_Q4_0, 16, 256) ? "yes (AVX-512)" : "no (file layout only)");
+           fitlm_cpu_repackable(FITLM_TYPE_Q4_0, 16, 256) ? "yes (AVX2 or AVX-512)" : "no (file layout only)");
     return check_report();
 }

@@ -162,7 +162,7 @@ static void check_type_shape(const type_case *tc, int64_t rows, int64_t cols, in
         for (int64_t t = 0; t < ntok; t++)
             bound2[t * rows + r] = act_quant_bound(tc->type, wrow, X + t * cols, cols) * 1.0001;
     }
-    /* the repacked layout (with AVX-512: Q4_0 and Q8_0 where rows % 16 == 0
+    /* the repacked layout (with AVX2 or AVX-512: Q4_0, Q8_0 and the K types where rows % 16 == 0
      * and a row fits the 64 KiB unpack buffer; Q8_0 rows longer than that,
      * keep their layout; Q4_K, Q5_K and Q6_K likewise with 256-column blocks):
      * exact round trip, get_row bit for
@@ -177,7 +177,7 @@ static void check_type_shape(const type_case *tc, int64_t rows, int64_t cols, in
     bool x16_cols = x16_type && cols % x16_bsz == 0 && (size_t)(cols / x16_bsz) * x16_block <= (64u << 10);
     bool x16 = x16_cols && rows % 16 == 0; /* the layout changes */
     bool copy_only = tc->type != FITLM_TYPE_Q4_0 && x16_type && !x16_cols;
-    bool packable = (x16 || copy_only) && isas[n_isas - 1] >= FITLM_ISA_AVX512;
+    bool packable = (x16 || copy_only) && isas[n_isas - 1] >= FITLM_ISA_AVX2;
     CHECK(fitlm_cpu_repackable(tc->type, rows, cols) == packable, "%s rows=%lld cols=%lld repackable", tn,
           (long long)rows, (long long)cols);
     if (packable) {

@@ -187,10 +187,10 @@ static int cpu_prepare_weight(fitlm_backend *be, const fitlm_tensor *src, fitlm_
     out->nbytes = src->nbytes;
     out->data = (void *)src->data; /* the mapped file is used as is */
     out->owned = false;
-    /* Q4_0 and Q8_0 matrices get a repacked copy (same size; decode reads it
-     * as one stream, Q4_0 up to 1.8x the kernel rate), Q4_K/Q5_K/Q6_K a copy in
-     * huge pages (fitlm_cpu_repackable): the mapped pages are read once
-     * here and then left alone. FITLM_CPU_REPACK=0 keeps the file's layout. */
+    /* Q4_0, Q8_0, Q4_K, Q5_K and Q6_K matrices get a repacked (x16) copy in
+     * huge pages (same size; fitlm_cpu_repackable): the mapped pages are read
+     * once here and then left alone. FITLM_CPU_REPACK=0 keeps the file's
+     * layout. */
     const char *env = getenv("FITLM_CPU_REPACK");
     bool want = !(env && strcmp(env, "0") == 0);
     bool row_ok = false;

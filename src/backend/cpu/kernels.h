@@ -78,26 +78,20 @@ const char *fitlm_cpu_kernel_isa_name(int wtype);
 /* Gets row `r` of W as floats (embedding lookup). */
 int fitlm_cpu_get_row(int wtype, const void *W, int64_t cols, int64_t r, float *dst);
 
-/* ---- repacked weights (load-time layout for faster decode) ----
- * Q4_0 "x4": each group of 4 rows is rewritten, 4 blocks (128 columns) at a
- * time, as the 16 fp16 scales (row-major: row k block j at index 4k+j) followed
- * by the 4 rows' 64 bytes of nibbles (the qs of the 4 blocks in order). Same
- * size as the plain layout; a group of 4 rows starts where it did. The
- * decode kernel then reads one sequential stream, loads a row's nibbles in
- * one 64-byte load and converts 16 scales at once.
- * Q8_0 "x4" (cols up to 15360): the same groups (544 bytes): the 16 scales,
- * then per row the first 16 codes of its 4 blocks, then their last 16 (the
- * ACT_Q8I order), codes unchanged. */
-
-/* The repacked layout of Q4_K, Q5_K and Q6_K (and of Q8_0 rows longer than
- * 15360 columns) is their plain layout: the copy only moves them into huge
- * pages (fitlm_cpu_alloc_weights; +15-25 % decode from DRAM here for Q8_0 and
- * Q6_K, whose kernels outrun one core's 4 KiB-page stream).
+/* ---- repacked weights (load-time layout for the integer kernels) ----
+ * The "x16" layouts of Q4_0, Q8_0, Q4_K, Q5_K and Q6_K: per 16 rows, block b
+ * of all 16 rows is one group (same size as the plain layout; a group of 16
+ * rows starts where it did): the blocks' fp16 fields (row k at 2k), then the
+ * other bytes as 64-byte vectors whose 4-byte lane k holds 4 consecutive bytes
+ * of row k, in the order the kernels read them (matmul.c: x16_desc,
+ * x16_slot_src). One vpdpbusd then works on 4 columns of 16 rows at once; the
+ * kernels (fitlm_dot_repacked_avx512 / _avx2) serve decode and prompts. Q8_0
+ * and K-type rows longer than the 64 KiB unpack buffer keep their plain layout:
+ * the copy only moves them into huge pages (fitlm_cpu_alloc_weights).
  *
- * True if fitlm_cpu_repack can repack this weight on this CPU (Q4_0, Q8_0:
- * rows % 4 == 0, cols % 128 == 0, 4 rows within 64 KiB; Q8_0 rows longer than
- * that, Q4_K, Q5_K, Q6_K: cols a multiple of their block; all with the
- * AVX-512 VNNI kernels active). */
+ * True if fitlm_cpu_repack can repack this weight on this CPU (Q4_0, Q8_0,
+ * Q4_K, Q5_K, Q6_K: rows % 16 == 0 and cols a multiple of the block, or the
+ * long-row copy; with the AVX2 or AVX-512 VNNI kernels active). */
 bool fitlm_cpu_repackable(int wtype, int64_t rows, int64_t cols);
 /* Writes the repacked form of W (rows x cols, plain layout) to dst (the same
  * number of bytes, not overlapping W). Returns 0, -1 if not repackable. */
