@@ -1,10 +1,12 @@
 #!/usr/bin/python3
 """Writes a random-weight Llama model as an F16 GGUF file, for benchmarks.
 
-    python3 bench/make_model.py OUT.gguf [--preset tinyllama|small] [--seed N]
+    python3 bench/make_model.py OUT.gguf [--preset tinyllama|small|llama3-8b] [--seed N]
 
 Default preset: the shape of TinyLlama 1.1B (22 layers, hidden 2048, 32 heads,
-4 KV heads, FFN 5632, vocabulary 32000, context 2048). Weight matrices are
+4 KV heads, FFN 5632, vocabulary 32000, context 2048); llama3-8b has the shape
+of Llama 3 8B (32 layers, hidden 4096, 32 heads, 8 KV heads, FFN 14336,
+vocabulary 128256; a 16 GB F16 file). Weight matrices are
 N(0, 0.02) in F16, norms 1.0 in F32, untied output. The file carries a minimal
 but valid SentencePiece-style ("llama") vocabulary: <unk> <s> </s>, the 256
 byte tokens <0x00>..<0xFF>, then filler pieces, so `fitlm run` can tokenize.
@@ -21,6 +23,7 @@ import numpy as np
 PRESETS = {
     "tinyllama": dict(n_layers=22, dim=2048, n_heads=32, n_kv_heads=4, ffn=5632, vocab=32000, ctx=2048),
     "small": dict(n_layers=2, dim=256, n_heads=4, n_kv_heads=2, ffn=512, vocab=512, ctx=256),
+    "llama3-8b": dict(n_layers=32, dim=4096, n_heads=32, n_kv_heads=8, ffn=14336, vocab=128256, ctx=8192),
 }
 ALIGN = 32
 

@@ -30,7 +30,8 @@
 #   PP, TG     prompt and generation lengths (default 512 and 128)
 #   REPS       repetitions per test (default 3)
 #   THREADS    threads for quantize and bench (default: fitlm's, the physical cores)
-#   PRESET     tinyllama (default) or small
+#   PRESET     tinyllama (default), small, or llama3-8b (Llama 3 8B's shape: a 16 GB
+#              F16 file plus the quantized ones; about 10 minutes on 2 cores)
 #   SUMMARY_ONLY=1  only print the table again from the logs of an earlier run
 set -euo pipefail
 
