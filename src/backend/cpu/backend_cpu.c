@@ -7,6 +7,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "backend/cpu/attention.h"
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/ops.h"
 #include "backend/cpu/threadpool.h"
@@ -222,6 +223,9 @@ static int cpu_reserve(fitlm_backend *be, uint32_t n_ctx, uint32_t n_heads, uint
      * then 8 cache rows of head_dim floats */
     int64_t scores = (((int64_t)n_ctx + 15) & ~(int64_t)15) * group;
     int64_t rows = ((int64_t)head_dim * 8 + 15) & ~(int64_t)15;
+    /* the AVX-512 path (attention.h) uses the whole stride as its scratch */
+    int64_t lanes = (fitlm_att_lanes_scratch(n_ctx, head_dim) + 15) & ~(int64_t)15;
+    if (scores + rows < lanes) scores = lanes - rows;
     if (scores <= s->att_scores && rows <= s->att_stride - s->att_scores) return 0;
     if (scores < s->att_scores) scores = s->att_scores;
     if (rows < s->att_stride - s->att_scores) rows = s->att_stride - s->att_scores;
@@ -361,6 +365,7 @@ static void cpu_kv_store(fitlm_backend *be, fitlm_btensor *cache, int64_t pos0, 
 
 typedef struct att_job {
     cpu_state *s;
+    int tt; /* AVX-512 lanes path: tokens per work item (x sub heads <= 16 lanes) */
     const float *q;
     const fitlm_btensor *k, *v;
     float *out;
@@ -465,14 +470,69 @@ static void attention_worker(void *arg, int ith, int nth) {
     }
 }
 
+/* The AVX-512 path: one work item = up to 16 lanes (tt tokens x sub query heads
+ * of one KV group) through fitlm_attention_lanes_avx512; each lane's result
+ * does not depend on which lanes share its item. */
+static void attention_lanes_worker(void *arg, int ith, int nth) {
+    att_job *j = arg;
+    int group = j->n_heads / j->n_kv_heads, sub = j->sub, D = j->head_dim;
+    int64_t tiles = (j->n_tokens + j->tt - 1) / j->tt, per_tile = (int64_t)j->n_kv_heads * (group / sub);
+    int64_t items = tiles * per_tile, lo, hi;
+    split(items, ith, nth, &lo, &hi);
+    int64_t q_stride = (int64_t)j->n_heads * D;
+    fitlm_att_lanes a;
+    memset(&a, 0, sizeof a);
+    a.D = D;
+    a.k_base = j->k->data;
+    a.v_base = j->v->data;
+    a.kv_type = j->k->type;
+    a.row_bytes = j->row_bytes;
+    a.scale = 1.0f / sqrtf((float)D);
+    a.scratch = j->s->att_scratch + (int64_t)ith * j->s->att_stride;
+    for (int64_t it = lo; it < hi; it++) {
+        int64_t t0 = (it / per_tile) * j->tt;
+        int h0 = (int)(it % per_tile) * sub; /* first query head; its KV head is h0 / group */
+        int nt = j->n_tokens - t0 < j->tt ? (int)(j->n_tokens - t0) : j->tt;
+        a.off = (int64_t)(h0 / group) * D;
+        a.n_lanes = nt * sub;
+        a.plo = INT64_MAX;
+        a.phi = 0;
+        for (int t = 0; t < nt; t++) {
+            int64_t pos = j->pos0 + t0 + t, first = 0;
+            if (j->window > 0 && pos + 1 > (int64_t)j->window) first = pos + 1 - (int64_t)j->window;
+            for (int h = 0; h < sub; h++) {
+                int l = t * sub + h;
+                a.q[l] = j->q + (t0 + t) * q_stride + (int64_t)(h0 + h) * D;
+                a.out[l] = j->out + (t0 + t) * q_stride + (int64_t)(h0 + h) * D;
+                a.lo[l] = first;
+                a.hi[l] = pos;
+            }
+            if (first < a.plo) a.plo = first;
+            if (pos > a.phi) a.phi = pos;
+        }
+        fitlm_attention_lanes_avx512(&a);
+    }
+}
+
 static void cpu_attention(fitlm_backend *be, const fitlm_btensor *q, const fitlm_btensor *k_cache,
                           const fitlm_btensor *v_cache, int64_t n_tokens, int64_t pos0, int n_heads, int n_kv_heads,
                           int head_dim, uint32_t window, fitlm_btensor *out) {
     cpu_state *s = st(be);
     int group = n_heads / n_kv_heads;
-    /* whole groups per item, halved while that leaves threads idle */
-    int sub = group;
-    while (sub % 2 == 0 && n_tokens * (n_heads / sub) < s->n_threads) sub /= 2;
+    bool lanes = fitlm_cpu_isa_active() >= FITLM_ISA_AVX512 && fitlm_att_lanes_ok(head_dim) &&
+                 fitlm_att_lanes_scratch(pos0 + n_tokens, head_dim) <= s->att_stride;
+    /* whole groups per item (the lanes path: at most 16 heads, and as many
+     * tokens as fill 16 lanes), halved while that leaves threads idle */
+    int sub = group, tt = 1;
+    if (lanes) {
+        while (sub > 16 && sub % 2 == 0) sub /= 2;
+        if (sub > 16) lanes = false;
+        else tt = 16 / sub;
+    }
+    while (sub % 2 == 0 && ((n_tokens + tt - 1) / tt) * (n_heads / sub) < s->n_threads) {
+        if (tt > 1) tt /= 2;
+        else sub /= 2;
+    }
     att_job j = {.s = s,
                  .q = q->data,
                  .k = k_cache,
@@ -484,14 +544,16 @@ static void cpu_attention(fitlm_backend *be, const fitlm_btensor *q, const fitlm
                  .n_kv_heads = n_kv_heads,
                  .head_dim = head_dim,
                  .sub = sub,
+                 .tt = tt,
                  .window = window,
                  .row_bytes = fitlm_ops_kv_row_bytes(k_cache->type, k_cache->ne0)};
     /* work ~ items * context * head_dim */
     int64_t work = n_tokens * n_heads * (pos0 + n_tokens) * head_dim;
+    void (*worker)(void *, int, int) = lanes ? attention_lanes_worker : attention_worker;
     if (work < PAR_MIN_ELEMS || s->n_threads == 1)
-        attention_worker(&j, 0, 1);
+        worker(&j, 0, 1);
     else
-        fitlm_threadpool_run(s->pool, attention_worker, &j);
+        fitlm_threadpool_run(s->pool, worker, &j);
 }
 
 typedef struct ew_job {

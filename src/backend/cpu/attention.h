@@ -1,0 +1,43 @@
+/* Attention of several queries that share one KV head, for the SIMD paths
+ * (attention_avx512.c); the CPU backend's generic path is in backend_cpu.c. */
+#ifndef FITLM_BACKEND_CPU_ATTENTION_H
+#define FITLM_BACKEND_CPU_ATTENTION_H
+
+#include <stdint.h>
+
+/* Up to 16 queries ("lanes") against the cache rows of one KV head. Lane l
+ * attends cache positions lo[l]..hi[l] (inclusive) with query q[l] (D floats)
+ * and writes out[l] (D floats); plo..phi covers every lane's range. Cache rows
+ * are row_bytes apart from k_base / v_base, of kv_type (F32, F16, Q8_0), the
+ * head's slice starting at element off. scratch: fitlm_att_lanes_scratch
+ * floats, 64-byte aligned, owned by the caller. */
+typedef struct fitlm_att_lanes {
+    int n_lanes;
+    int64_t D;
+    const float *q[16];
+    float *out[16];
+    int64_t lo[16], hi[16];
+    int64_t plo, phi;
+    const uint8_t *k_base, *v_base;
+    int kv_type;
+    uint64_t row_bytes;
+    int64_t off;
+    float scale;
+    float *scratch;
+} fitlm_att_lanes;
+
+/* Floats of scratch for n_pos positions and head size D. */
+static inline int64_t fitlm_att_lanes_scratch(int64_t n_pos, int64_t D) {
+    return D * 16 + ((n_pos + 7) & ~(int64_t)7) * 16 + 8 * D;
+}
+
+/* True when fitlm_attention_lanes_avx512 takes head size D (a multiple of 16
+ * up to 256). */
+static inline int fitlm_att_lanes_ok(int64_t D) {
+    return D > 0 && D % 16 == 0 && D <= 256;
+}
+
+/* Softmax(scale x K . q) V for each lane; call only with AVX-512 active. */
+void fitlm_attention_lanes_avx512(const fitlm_att_lanes *a);
+
+#endif
