@@ -475,24 +475,6 @@ INLINE void x16_body(int wtype, int64_t cols, const void *w, const void *a, size
     for (int t = 0; t < nt; t++) _mm512_storeu_ps(out + (size_t)t * ostride, acc[t]);
 }
 
-/* The token count is made a constant of each instance so the accumulators
- * and the group's codes stay in registers. */
-#define X16_TOKENS(name, wtype)                                                                                    \
-    static void name(int64_t cols, const void *w, const void *a, size_t astride, const void *prep, size_t pstride,  \
-                     int nt, float *out, size_t ostride) {                                                          \
-        switch (nt) {                                                                                               \
-        case 8: x16_body(wtype, cols, w, a, astride, prep, pstride, 8, out, ostride); break;                         \
-        case 7: x16_body(wtype, cols, w, a, astride, prep, pstride, 7, out, ostride); break;                         \
-        case 6: x16_body(wtype, cols, w, a, astride, prep, pstride, 6, out, ostride); break;                         \
-        case 5: x16_body(wtype, cols, w, a, astride, prep, pstride, 5, out, ostride); break;                         \
-        case 4: x16_body(wtype, cols, w, a, astride, prep, pstride, 4, out, ostride); break;                         \
-        case 3: x16_body(wtype, cols, w, a, astride, prep, pstride, 3, out, ostride); break;                         \
-        case 2: x16_body(wtype, cols, w, a, astride, prep, pstride, 2, out, ostride); break;                         \
-        default: x16_body(wtype, cols, w, a, astride, prep, pstride, 1, out, ostride); break;                        \
-        }                                                                                                           \
-    }
-X16_TOKENS(dot_repacked_q4_0, FITLM_TYPE_Q4_0)
-X16_TOKENS(dot_repacked_q8_0, FITLM_TYPE_Q8_0)
 
 /* Q4_K x16 (ACT_Q8K activations): a group is one super-block of 16 rows
  * (2304 bytes): the 16 d, the 16 dmin (fp16), the rows' 12 scale bytes as 3
@@ -575,22 +557,6 @@ INLINE void x16_q4_k_body(int wtype, int64_t cols, const void *w, const void *a,
 #pragma GCC unroll 8
     for (int t = 0; t < nt; t++) _mm512_storeu_ps(out + (size_t)t * ostride, acc[t]);
 }
-#define X16_K4_TOKENS(name, wtype)                                                                                 \
-    static void name(int64_t cols, const void *w, const void *a, size_t astride, const void *prep, size_t pstride,  \
-                     int nt, float *out, size_t ostride) {                                                          \
-        switch (nt) {                                                                                               \
-        case 8: x16_q4_k_body(wtype, cols, w, a, astride, prep, pstride, 8, out, ostride); break;                    \
-        case 7: x16_q4_k_body(wtype, cols, w, a, astride, prep, pstride, 7, out, ostride); break;                    \
-        case 6: x16_q4_k_body(wtype, cols, w, a, astride, prep, pstride, 6, out, ostride); break;                    \
-        case 5: x16_q4_k_body(wtype, cols, w, a, astride, prep, pstride, 5, out, ostride); break;                    \
-        case 4: x16_q4_k_body(wtype, cols, w, a, astride, prep, pstride, 4, out, ostride); break;                    \
-        case 3: x16_q4_k_body(wtype, cols, w, a, astride, prep, pstride, 3, out, ostride); break;                    \
-        case 2: x16_q4_k_body(wtype, cols, w, a, astride, prep, pstride, 2, out, ostride); break;                    \
-        default: x16_q4_k_body(wtype, cols, w, a, astride, prep, pstride, 1, out, ostride); break;                   \
-        }                                                                                                           \
-    }
-X16_K4_TOKENS(dot_repacked_q4_k, FITLM_TYPE_Q4_K)
-X16_K4_TOKENS(dot_repacked_q5_k, FITLM_TYPE_Q5_K)
 
 /* Q6_K x16 (ACT_Q8K activations): a group is one super-block of 16 rows
  * (3360 bytes): the 16 d (fp16), the rows' 16 int8 scales as 4 vectors,
@@ -663,19 +629,33 @@ INLINE void x16_q6_k_body(int64_t cols, const void *w, const void *a, size_t ast
 #pragma GCC unroll 8
     for (int t = 0; t < nt; t++) _mm512_storeu_ps(out + (size_t)t * ostride, acc[t]);
 }
-static void dot_repacked_q6_k(int64_t cols, const void *w, const void *a, size_t astride, const void *prep,
-                              size_t pstride, int nt, float *out, size_t ostride) {
-    switch (nt) {
-    case 8: x16_q6_k_body(cols, w, a, astride, prep, pstride, 8, out, ostride); break;
-    case 7: x16_q6_k_body(cols, w, a, astride, prep, pstride, 7, out, ostride); break;
-    case 6: x16_q6_k_body(cols, w, a, astride, prep, pstride, 6, out, ostride); break;
-    case 5: x16_q6_k_body(cols, w, a, astride, prep, pstride, 5, out, ostride); break;
-    case 4: x16_q6_k_body(cols, w, a, astride, prep, pstride, 4, out, ostride); break;
-    case 3: x16_q6_k_body(cols, w, a, astride, prep, pstride, 3, out, ostride); break;
-    case 2: x16_q6_k_body(cols, w, a, astride, prep, pstride, 2, out, ostride); break;
-    default: x16_q6_k_body(cols, w, a, astride, prep, pstride, 1, out, ostride); break;
+/* One entry per type: the token count is made a constant of each instance
+ * so the accumulators and the group's codes stay in registers. CALL(n) is the
+ * body for n tokens. */
+#define X16_ENTRY(name, CALL)                                                                                     \
+    static void name(int64_t cols, const void *w, const void *a, size_t astride, const void *prep, size_t pstride,  \
+                     int nt, float *out, size_t ostride) {                                                          \
+        switch (nt) {                                                                                               \
+        case 8: CALL(8); break;                                                                                     \
+        case 7: CALL(7); break;                                                                                     \
+        case 6: CALL(6); break;                                                                                     \
+        case 5: CALL(5); break;                                                                                     \
+        case 4: CALL(4); break;                                                                                     \
+        case 3: CALL(3); break;                                                                                     \
+        case 2: CALL(2); break;                                                                                     \
+        default: CALL(1); break;                                                                                    \
+        }                                                                                                           \
     }
-}
+#define CALL_Q4_0(n) x16_body(FITLM_TYPE_Q4_0, cols, w, a, astride, prep, pstride, n, out, ostride)
+#define CALL_Q8_0(n) x16_body(FITLM_TYPE_Q8_0, cols, w, a, astride, prep, pstride, n, out, ostride)
+#define CALL_Q4_K(n) x16_q4_k_body(FITLM_TYPE_Q4_K, cols, w, a, astride, prep, pstride, n, out, ostride)
+#define CALL_Q5_K(n) x16_q4_k_body(FITLM_TYPE_Q5_K, cols, w, a, astride, prep, pstride, n, out, ostride)
+#define CALL_Q6_K(n) x16_q6_k_body(cols, w, a, astride, prep, pstride, n, out, ostride)
+X16_ENTRY(dot_repacked_q4_0, CALL_Q4_0)
+X16_ENTRY(dot_repacked_q8_0, CALL_Q8_0)
+X16_ENTRY(dot_repacked_q4_k, CALL_Q4_K)
+X16_ENTRY(dot_repacked_q5_k, CALL_Q5_K)
+X16_ENTRY(dot_repacked_q6_k, CALL_Q6_K)
 
 fitlm_dot_repacked_fn fitlm_dot_repacked_avx512(int wtype) {
     switch (wtype) {
