@@ -47,10 +47,6 @@ INLINE __m512 load_w_f32(const void *w, int64_t c) {
 INLINE __m512 load_w_f16(const void *w, int64_t c) {
     return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)w + c)));
 }
-INLINE __m512 load_w_bf16(const void *w, int64_t c) {
-    __m512i v = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)((const uint16_t *)w + c)));
-    return _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
-}
 #define FLOAT_KERNEL(name, loader, kind)                                                                              \
     INLINE void name##_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out) { \
         __m512 acc0[FITLM_DOT_TILE_AVX512], acc1[FITLM_DOT_TILE_AVX512];                                                                                       \
@@ -629,6 +625,71 @@ INLINE void x16_q6_k_body(int64_t cols, const void *w, const void *a, size_t ast
 #pragma GCC unroll 8
     for (int t = 0; t < nt; t++) _mm512_storeu_ps(out + (size_t)t * ostride, acc[t]);
 }
+/* Q3_K x16 (ACT_Q8K activations): a group is one super-block of 16 rows (1760
+ * bytes): the 16 d (fp16), the rows' 12 scale bytes as 3 word vectors (the 16
+ * signed 6-bit scales unpacked in lanes with word operations: the low nibbles
+ * from words 0-1, the top two bits from word 2), the 32 hmask bytes as 8
+ * vectors, then the 64 qs bytes as 16. Element e = 128h + 32j + l has the low
+ * bits (qs[32h + l] >> 2j) & 3 and the third bit (hmask[l] >> (4h + j)) & 1;
+ * the code low | bit << 2 (0..7) is q + 4, so a 16-column sub-block starts at
+ * its offset (-4 x its activation sum, the prep), takes 4 vpdpbusd and one
+ * vpmulld by the rows' scales - 32. */
+INLINE void x16_q3_k_body(int64_t cols, const void *w, const void *a, size_t astride, const void *prep,
+                          size_t pstride, const int nt, float *out, size_t ostride) {
+    const int64_t nb = cols / 256;
+    const uint8_t *g = w;
+    const __m512i m3 = _mm512_set1_epi8(0x03), m1 = _mm512_set1_epi8(0x01), k0f = _mm512_set1_epi8(0x0f);
+    const __m512i ff = _mm512_set1_epi32(0xff), b32 = _mm512_set1_epi32(32);
+    __m512 acc[FITLM_REPACK_TOKENS];
+#pragma GCC unroll 8
+    for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++, g += 1760) {
+        const __m512 wd = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)g));
+        const __m512i u0 = _mm512_loadu_si512(g + 32), u1 = _mm512_loadu_si512(g + 96), u2 = _mm512_loadu_si512(g + 160);
+        __m512i sw[4]; /* word k: the scales of sub-blocks 4k..4k+3, one per byte */
+        sw[0] = _mm512_or_si512(_mm512_and_si512(u0, k0f), _mm512_slli_epi32(_mm512_and_si512(u2, m3), 4));
+        sw[1] = _mm512_or_si512(_mm512_and_si512(u1, k0f),
+                                _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u2, 2), m3), 4));
+        sw[2] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(u0, 4), k0f),
+                                _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u2, 4), m3), 4));
+        sw[3] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(u1, 4), k0f),
+                                _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u2, 6), m3), 4));
+        __m512i isum[FITLM_REPACK_TOKENS];
+#pragma GCC unroll 8
+        for (int t = 0; t < nt; t++) isum[t] = _mm512_setzero_si512();
+#pragma GCC unroll 16
+        for (int s = 0; s < 16; s++) { /* sub-block s = 8h + 2j + v: half h, shift j, words 4v..4v+3 */
+            const int h = s / 8, j = (s % 8) / 2, v = s % 2;
+            const __m512i sc =
+                _mm512_sub_epi32(_mm512_and_si512(_mm512_srli_epi32(sw[s / 4], 8 * (s % 4)), ff), b32);
+            __m512i c[4];
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                const int u = 4 * v + k;
+                const __m512i q = _mm512_loadu_si512(g + 224 + 64 * (8 + 8 * h + u));
+                const __m512i hm = _mm512_loadu_si512(g + 224 + 64 * u);
+                c[k] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(q, 2 * j), m3),
+                                       _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(hm, 4 * h + j), m1), 2));
+            }
+#pragma GCC unroll 8
+            for (int t = 0; t < nt; t++) {
+                const int8_t *aq = ((const act_q8k *)TOK(a, astride, t))[b].qs + 16 * s;
+                __m512i p = _mm512_set1_epi32(((const int32_t *)TOK(prep, pstride, t))[16 * b + s]);
+#pragma GCC unroll 4
+                for (int k = 0; k < 4; k++) p = _mm512_dpbusd_epi32(p, c[k], bcast4(aq + 4 * k));
+                isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(p, sc));
+            }
+        }
+#pragma GCC unroll 8
+        for (int t = 0; t < nt; t++) {
+            const __m512 da = _mm512_set1_ps(((const act_q8k *)TOK(a, astride, t))[b].d);
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(wd, da), acc[t]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < nt; t++) _mm512_storeu_ps(out + (size_t)t * ostride, acc[t]);
+}
+
 /* One entry per type: the token count is made a constant of each instance
  * so the accumulators and the group's codes stay in registers. CALL(n) is the
  * body for n tokens. */
@@ -651,15 +712,18 @@ INLINE void x16_q6_k_body(int64_t cols, const void *w, const void *a, size_t ast
 #define CALL_Q4_K(n) x16_q4_k_body(FITLM_TYPE_Q4_K, cols, w, a, astride, prep, pstride, n, out, ostride)
 #define CALL_Q5_K(n) x16_q4_k_body(FITLM_TYPE_Q5_K, cols, w, a, astride, prep, pstride, n, out, ostride)
 #define CALL_Q6_K(n) x16_q6_k_body(cols, w, a, astride, prep, pstride, n, out, ostride)
+#define CALL_Q3_K(n) x16_q3_k_body(cols, w, a, astride, prep, pstride, n, out, ostride)
 X16_ENTRY(dot_repacked_q4_0, CALL_Q4_0)
 X16_ENTRY(dot_repacked_q8_0, CALL_Q8_0)
 X16_ENTRY(dot_repacked_q4_k, CALL_Q4_K)
 X16_ENTRY(dot_repacked_q5_k, CALL_Q5_K)
 X16_ENTRY(dot_repacked_q6_k, CALL_Q6_K)
+X16_ENTRY(dot_repacked_q3_k, CALL_Q3_K)
 
 fitlm_dot_repacked_fn fitlm_dot_repacked_avx512(int wtype) {
     switch (wtype) {
     case FITLM_TYPE_Q6_K: return dot_repacked_q6_k;
+    case FITLM_TYPE_Q3_K: return dot_repacked_q3_k;
     case FITLM_TYPE_Q4_0: return dot_repacked_q4_0;
     case FITLM_TYPE_Q8_0: return dot_repacked_q8_0;
     case FITLM_TYPE_Q4_K: return dot_repacked_q4_k;

@@ -288,7 +288,7 @@ static void matmul_run(fitlm_threadpool *pool, int wtype, int64_t cols, const fl
     j.dot = dot;
     j.wtype = wtype;
     j.repacked = repacked;
-    if (repacked && isa >= FITLM_ISA_AVX512 && dot == fitlm_dot_avx512(wtype)) j.dot_rep = fitlm_dot_repacked_avx512(wtype);
+    if (repacked && isa >= FITLM_ISA_AVX512) j.dot_rep = fitlm_dot_repacked_avx512(wtype);
     else if (repacked && isa == FITLM_ISA_AVX2) j.dot_rep = fitlm_dot_repacked_avx2(wtype);
     if (j.dot_rep && fmt == ACT_Q8I) fmt = ACT_Q8; /* the repacked kernels read the codes in order */
     j.tile = tile;
@@ -405,11 +405,13 @@ static const x16_desc k_x16[] = {
     {FITLM_TYPE_Q4_K, 144, 2, 35, {0, 2}, {0, 32}},
     {FITLM_TYPE_Q5_K, 176, 2, 43, {0, 2}, {0, 32}},
     {FITLM_TYPE_Q6_K, 210, 1, 52, {208}, {0}},
+    {FITLM_TYPE_Q3_K, 110, 1, 27, {108}, {0}},
 };
 static int x16_slot_src(int type, int m) {
     switch (type) {
     case FITLM_TYPE_Q4_K: return m < 3 ? 4 + 4 * m : 16 + 4 * (m - 3); /* scales, then qs in order */
     case FITLM_TYPE_Q5_K: return 4 + 4 * m;                             /* scales, qh, qs: the block's order */
+    case FITLM_TYPE_Q3_K: return m < 3 ? 96 + 4 * m : 4 * (m - 3);      /* scales, then hmask and qs in order */
     case FITLM_TYPE_Q6_K: {
         if (m < 4) return 192 + 4 * m; /* the 16 scales */
         /* then per half h and word range v (hv = 2h + v), word k: ql word u,
@@ -473,7 +475,11 @@ bool fitlm_cpu_repackable(int wtype, int64_t rows, int64_t cols) {
                fitlm_type_row_bytes(wtype, (uint64_t)cols, &ok) > 0 && ok && fitlm_cpu_isa_active() >= FITLM_ISA_AVX2;
     }
     if (x16_row_bytes(wtype, cols) == 0 || rows <= 0 || rows % FITLM_REPACK_ROWS) return false;
-    return fitlm_cpu_isa_active() >= FITLM_ISA_AVX2;
+    /* a kernel for the layout under the active ISA */
+    fitlm_cpu_isa isa = fitlm_cpu_isa_active();
+    return isa >= FITLM_ISA_AVX512 ? fitlm_dot_repacked_avx512(wtype) != NULL
+           : isa == FITLM_ISA_AVX2 ? fitlm_dot_repacked_avx2(wtype) != NULL
+                                   : false;
 }
 
 /* x16_put / x16_get move row k's block between the plain block and the

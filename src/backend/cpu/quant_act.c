@@ -122,11 +122,12 @@ void fitlm_repacked_prep(int wtype, int64_t cols, const void *a, void *prep) {
         }
         return;
     }
-    if (wtype == FITLM_TYPE_Q6_K) { /* each 16-column sub-block's offset: -32 x its activation sum */
-        const act_q8k *ab = a;
+    if (wtype == FITLM_TYPE_Q6_K || wtype == FITLM_TYPE_Q3_K) { /* each 16-column sub-block's offset: */
+        const act_q8k *ab = a;                                        /* -32 (Q6_K) or -4 x its activation sum */
+        const int k = wtype == FITLM_TYPE_Q6_K ? -32 : -4;
         int32_t *o = prep;
         for (int64_t b = 0; b < cols / 256; b++)
-            for (int s = 0; s < 16; s++) *o++ = -32 * ab[b].bsums[s];
+            for (int s = 0; s < 16; s++) *o++ = k * ab[b].bsums[s];
         return;
     }
     const int64_t nb = cols / 32;
