@@ -5,7 +5,7 @@
  *   kernels_bench [--threads N] [--types q4_0,q8_0,...] [--bw-mib 1024] [--quick]
  *
  * Types the CPU backend repacks (fitlm_cpu_repackable: Q4_0, Q8_0, Q4_K,
- * Q5_K, Q6_K, Q3_K with AVX2 or AVX-512) get a second line per shape, kernel
+ * Q5_K, Q6_K, Q3_K, Q2_K with AVX2 or AVX-512) get a second line per shape, kernel
  * "repack": the same matrix as the backend holds it (huge pages, x16 layout)
  * through fitlm_cpu_matmul_repacked.
  *

@@ -164,14 +164,15 @@ static void check_type_shape(const type_case *tc, int64_t rows, int64_t cols, in
     }
     /* the repacked layout (with AVX2 or AVX-512: Q4_0, Q8_0 and the K types where rows % 16 == 0
      * and a row fits the 64 KiB unpack buffer; Q8_0 rows longer than that,
-     * keep their layout; Q3_K, Q4_K, Q5_K and Q6_K likewise with 256-column blocks):
+     * keep their layout; the K types likewise with 256-column blocks):
      * exact round trip, get_row bit for
      * bit, and its matmul (the repacked kernel for any token count, or
      * unpacked rows for lower ISAs) against the same oracles as the plain
      * layout */
     fitlm_cpu_isa_set(isas[n_isas - 1]);
     bool x16_type = tc->type == FITLM_TYPE_Q4_0 || tc->type == FITLM_TYPE_Q8_0 || tc->type == FITLM_TYPE_Q4_K ||
-                    tc->type == FITLM_TYPE_Q5_K || tc->type == FITLM_TYPE_Q6_K || tc->type == FITLM_TYPE_Q3_K;
+                    tc->type == FITLM_TYPE_Q5_K || tc->type == FITLM_TYPE_Q6_K || tc->type == FITLM_TYPE_Q3_K ||
+                    tc->type == FITLM_TYPE_Q2_K;
     int64_t x16_bsz = tc->type == FITLM_TYPE_Q4_0 || tc->type == FITLM_TYPE_Q8_0 ? 32 : 256;
     size_t x16_block = (size_t)fitlm_type_get(tc->type)->block_bytes;
     bool x16_cols = x16_type && cols % x16_bsz == 0 && (size_t)(cols / x16_bsz) * x16_block <= (64u << 10);
@@ -590,12 +591,12 @@ int main(void) {
         check_type_shape(q8, 16, 2048, 10);
         positive_acts = 0;
     }
-    /* the same for the x16 layouts of Q4_K, Q5_K, Q6_K and Q3_K (one 256-column
+    /* the same for the x16 layouts of Q2_K, Q3_K, Q4_K, Q5_K and Q6_K (one 256-column
      * super-block per group): token counts 1..17 on one shape, 1 to 22
      * super-blocks, quantizer output, all-positive activations; 12 rows
      * refused */
-    static const int ktypes[] = {FITLM_TYPE_Q4_K, FITLM_TYPE_Q5_K, FITLM_TYPE_Q6_K, FITLM_TYPE_Q3_K};
-    for (int kt = 0; kt < 4; kt++) {
+    static const int ktypes[] = {FITLM_TYPE_Q4_K, FITLM_TYPE_Q5_K, FITLM_TYPE_Q6_K, FITLM_TYPE_Q3_K, FITLM_TYPE_Q2_K};
+    for (int kt = 0; kt < 5; kt++) {
         const type_case *q4k = NULL;
         for (size_t k = 0; k < sizeof k_types / sizeof k_types[0]; k++)
             if (k_types[k].type == ktypes[kt]) q4k = &k_types[k];

@@ -188,7 +188,7 @@ static int cpu_prepare_weight(fitlm_backend *be, const fitlm_tensor *src, fitlm_
     out->nbytes = src->nbytes;
     out->data = (void *)src->data; /* the mapped file is used as is */
     out->owned = false;
-    /* Q4_0, Q8_0, Q3_K, Q4_K, Q5_K and Q6_K matrices get a repacked (x16) copy in
+    /* Q4_0, Q8_0 and Q2_K to Q6_K matrices get a repacked (x16) copy in
      * huge pages (same size; fitlm_cpu_repackable): the mapped pages are read
      * once here and then left alone. FITLM_CPU_REPACK=0 keeps the file's
      * layout. */

@@ -1,7 +1,7 @@
 /* The CPU implementation of the backend interface (backend/backend.h):
  * matmul through the kernels (kernels.h), activation ops from ops.c, work split
  * over a fitlm_threadpool. Weight matrices are used in place in the mapped file,
- * except, with the AVX2 or AVX-512 kernels, Q4_0, Q8_0, Q3_K, Q4_K, Q5_K and Q6_K
+ * except, with the AVX2 or AVX-512 kernels, Q4_0, Q8_0 and the K types (Q2_K to Q6_K)
  * matrices, which prepare_weight copies into their x16 repacked layouts in
  * huge-page memory owned by the tensor (btensor.repacked; FITLM_CPU_REPACK=0
  * turns this off). */

@@ -694,6 +694,65 @@ INLINE void x16_q3_k_body_avx2(int64_t cols, const void *w, const void *a, size_
     }
 }
 
+/* Q2_K (the layout: dot_avx512.c, x16_q2_k_body): codes 0..3, four maddubs per
+ * s16 sum (<= 8 x 3 x 127 = 3048), widened by madd with the 4-bit scale in both
+ * s16 halves; minimums by madd of the mins' 16-bit pairs with the prep's. */
+INLINE void x16_q2_k_body_avx2(int64_t cols, const void *w, const void *a, size_t astride, const void *prep,
+                               size_t pstride, const int nt, float *out, size_t ostride) {
+    const int64_t nb = cols / 256;
+    const __m256i m3 = _mm256_set1_epi8(0x03), f = _mm256_set1_epi32(0x0f), mp = _mm256_set1_epi32(0x000f000f);
+    const int inter = nt <= X16_AVX2_INTER;
+    for (int pass = 0; pass < (inter ? 1 : 2); pass++) {
+        const uint8_t *g = w;
+        __m256 acc[2][X16_AVX2_TOKENS];
+        for (int hh = 0; hh < 2; hh++)
+            for (int t = 0; t < nt; t++) acc[hh][t] = _mm256_setzero_ps();
+        for (int64_t b = 0; b < nb; b++, g += 1344)
+        for (int hh = 0; hh < (inter ? 2 : 1); hh++) {
+            const int h2 = inter ? hh : pass; /* rows 8 h2 .. 8 h2 + 7 */
+            const __m256 wd = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16 * h2)));
+            const __m256 wdm = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 32 + 16 * h2)));
+            __m256i isum[X16_AVX2_TOKENS];
+            for (int t = 0; t < nt; t++) isum[t] = _mm256_setzero_si256();
+            for (int s = 0; s < 16; s++) {
+                const int h = s / 8, j = (s % 8) / 2, v = s % 2;
+                const __m256i sw = _mm256_loadu_si256((const __m256i *)(g + 64 + 64 * (s / 4) + 32 * h2));
+                __m256i sc = _mm256_and_si256(_mm256_srli_epi32(sw, 8 * (s % 4)), f);
+                sc = _mm256_or_si256(sc, _mm256_slli_epi32(sc, 16));
+                __m256i c[4];
+                for (int k = 0; k < 4; k++)
+                    c[k] = _mm256_and_si256(
+                        _mm256_srli_epi16(_mm256_loadu_si256((const __m256i *)(g + 320 + 64 * (8 * h + 4 * v + k) + 32 * h2)),
+                                          2 * j),
+                        m3);
+                for (int t = 0; t < nt; t++) {
+                    const int8_t *aq = ((const act_q8k *)TOK(a, astride, t))[b].qs + 16 * s;
+                    __m256i s16 = _mm256_add_epi16(_mm256_maddubs_epi16(c[0], bc4(aq)), _mm256_maddubs_epi16(c[1], bc4(aq + 4)));
+                    s16 = _mm256_add_epi16(s16, _mm256_add_epi16(_mm256_maddubs_epi16(c[2], bc4(aq + 8)),
+                                                                 _mm256_maddubs_epi16(c[3], bc4(aq + 12))));
+                    isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(s16, sc));
+                }
+            }
+            for (int t = 0; t < nt; t++) {
+                const int32_t *pw = (const int32_t *)TOK(prep, pstride, t) + 8 * b;
+                __m256i mm = _mm256_setzero_si256();
+                for (int v = 0; v < 4; v++) {
+                    const __m256i sw = _mm256_loadu_si256((const __m256i *)(g + 64 + 64 * v + 32 * h2));
+                    mm = _mm256_add_epi32(mm, _mm256_madd_epi16(_mm256_and_si256(_mm256_srli_epi32(sw, 4), mp),
+                                                                _mm256_set1_epi32(pw[2 * v])));
+                    mm = _mm256_add_epi32(mm, _mm256_madd_epi16(_mm256_and_si256(_mm256_srli_epi32(sw, 12), mp),
+                                                                _mm256_set1_epi32(pw[2 * v + 1])));
+                }
+                const __m256 da = _mm256_set1_ps(((const act_q8k *)TOK(a, astride, t))[b].d);
+                acc[hh][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_mul_ps(wd, da), acc[hh][t]);
+                acc[hh][t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(mm), _mm256_mul_ps(wdm, da), acc[hh][t]);
+            }
+        }
+        for (int hh = 0; hh < (inter ? 2 : 1); hh++)
+            for (int t = 0; t < nt; t++) _mm256_storeu_ps(out + (size_t)t * ostride + 8 * (inter ? hh : pass), acc[hh][t]);
+    }
+}
+
 /* One body per type; token counts above X16_AVX2_TOKENS run in tiles of it. */
 #define X16_AVX2_ENTRY(name, call)                                                                                  \
     static void name(int64_t cols, const void *w, const void *a, size_t astride, const void *prep, size_t pstride,  \
@@ -716,12 +775,14 @@ INLINE void x16_q3_k_body_avx2(int64_t cols, const void *w, const void *a, size_
 #define CALL_Q5_K(n) x16_k4_body_avx2(FITLM_TYPE_Q5_K, cols, w, at, astride, pt, pstride, n, o, ostride)
 #define CALL_Q6_K(n) x16_q6_k_body_avx2(cols, w, at, astride, pt, pstride, n, o, ostride)
 #define CALL_Q3_K(n) x16_q3_k_body_avx2(cols, w, at, astride, pt, pstride, n, o, ostride)
+#define CALL_Q2_K(n) x16_q2_k_body_avx2(cols, w, at, astride, pt, pstride, n, o, ostride)
 X16_AVX2_ENTRY(rep_q4_0_avx2, CALL_Q4_0)
 X16_AVX2_ENTRY(rep_q8_0_avx2, CALL_Q8_0)
 X16_AVX2_ENTRY(rep_q4_k_avx2, CALL_Q4_K)
 X16_AVX2_ENTRY(rep_q5_k_avx2, CALL_Q5_K)
 X16_AVX2_ENTRY(rep_q6_k_avx2, CALL_Q6_K)
 X16_AVX2_ENTRY(rep_q3_k_avx2, CALL_Q3_K)
+X16_AVX2_ENTRY(rep_q2_k_avx2, CALL_Q2_K)
 
 fitlm_dot_repacked_fn fitlm_dot_repacked_avx2(int wtype) {
     switch (wtype) {
@@ -731,6 +792,7 @@ fitlm_dot_repacked_fn fitlm_dot_repacked_avx2(int wtype) {
     case FITLM_TYPE_Q5_K: return rep_q5_k_avx2;
     case FITLM_TYPE_Q6_K: return rep_q6_k_avx2;
     case FITLM_TYPE_Q3_K: return rep_q3_k_avx2;
+    case FITLM_TYPE_Q2_K: return rep_q2_k_avx2;
     default: return NULL;
     }
 }

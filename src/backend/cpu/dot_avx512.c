@@ -690,6 +690,66 @@ INLINE void x16_q3_k_body(int64_t cols, const void *w, const void *a, size_t ast
     for (int t = 0; t < nt; t++) _mm512_storeu_ps(out + (size_t)t * ostride, acc[t]);
 }
 
+/* Q2_K x16 (ACT_Q8K activations): a group is one super-block of 16 rows (1344
+ * bytes): the 16 d and 16 dmin (fp16), the rows' 16 scale bytes as 4 word
+ * vectors (sub-block s: scale = low nibble of byte s, min = high nibble), then
+ * the 64 qs bytes as 16 vectors; element e = 128h + 32j + l is (qs[32h + l] >>
+ * 2j) & 3 as in Q3_K. Per token a 16-column sub-block is 4 vpdpbusd and one
+ * vpmulld by its scales; the minimums are 8 vpdpwssd of the mins in 16-bit
+ * pairs (sub-blocks 4v + i and 4v + i + 2) by the prep's activation sums in
+ * the same pairs. */
+INLINE void x16_q2_k_body(int64_t cols, const void *w, const void *a, size_t astride, const void *prep,
+                          size_t pstride, const int nt, float *out, size_t ostride) {
+    const int64_t nb = cols / 256;
+    const uint8_t *g = w;
+    const __m512i m3 = _mm512_set1_epi8(0x03), f = _mm512_set1_epi32(0x0f), mp = _mm512_set1_epi32(0x000f000f);
+    __m512 acc[FITLM_REPACK_TOKENS];
+#pragma GCC unroll 8
+    for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++, g += 1344) {
+        const __m512 wd = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)g));
+        const __m512 wdm = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(g + 32)));
+        __m512i sw[4];
+        for (int v = 0; v < 4; v++) sw[v] = _mm512_loadu_si512(g + 64 + 64 * v);
+        __m512i isum[FITLM_REPACK_TOKENS];
+#pragma GCC unroll 8
+        for (int t = 0; t < nt; t++) isum[t] = _mm512_setzero_si512();
+#pragma GCC unroll 16
+        for (int s = 0; s < 16; s++) { /* sub-block s = 8h + 2j + v: half h, shift j, words 4v..4v+3 */
+            const int h = s / 8, j = (s % 8) / 2, v = s % 2;
+            const __m512i sc = _mm512_and_si512(_mm512_srli_epi32(sw[s / 4], 8 * (s % 4)), f);
+            __m512i c[4];
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++)
+                c[k] = _mm512_and_si512(_mm512_srli_epi16(_mm512_loadu_si512(g + 320 + 64 * (8 * h + 4 * v + k)), 2 * j), m3);
+#pragma GCC unroll 8
+            for (int t = 0; t < nt; t++) {
+                const int8_t *aq = ((const act_q8k *)TOK(a, astride, t))[b].qs + 16 * s;
+                __m512i p = _mm512_setzero_si512();
+#pragma GCC unroll 4
+                for (int k = 0; k < 4; k++) p = _mm512_dpbusd_epi32(p, c[k], bcast4(aq + 4 * k));
+                isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(p, sc));
+            }
+        }
+        __m512i mins[8]; /* pair 2v + i: the mins of sub-blocks 4v + i and 4v + i + 2 */
+        for (int v = 0; v < 4; v++) {
+            mins[2 * v] = _mm512_and_si512(_mm512_srli_epi32(sw[v], 4), mp);
+            mins[2 * v + 1] = _mm512_and_si512(_mm512_srli_epi32(sw[v], 12), mp);
+        }
+#pragma GCC unroll 8
+        for (int t = 0; t < nt; t++) {
+            const int32_t *pw = (const int32_t *)TOK(prep, pstride, t) + 8 * b;
+            __m512i mm = _mm512_setzero_si512();
+            for (int i = 0; i < 8; i++) mm = _mm512_dpwssd_epi32(mm, mins[i], _mm512_set1_epi32(pw[i]));
+            const __m512 da = _mm512_set1_ps(((const act_q8k *)TOK(a, astride, t))[b].d);
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(wd, da), acc[t]);
+            acc[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(mm), _mm512_mul_ps(wdm, da), acc[t]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < nt; t++) _mm512_storeu_ps(out + (size_t)t * ostride, acc[t]);
+}
+
 /* One entry per type: the token count is made a constant of each instance
  * so the accumulators and the group's codes stay in registers. CALL(n) is the
  * body for n tokens. */
@@ -713,17 +773,20 @@ INLINE void x16_q3_k_body(int64_t cols, const void *w, const void *a, size_t ast
 #define CALL_Q5_K(n) x16_q4_k_body(FITLM_TYPE_Q5_K, cols, w, a, astride, prep, pstride, n, out, ostride)
 #define CALL_Q6_K(n) x16_q6_k_body(cols, w, a, astride, prep, pstride, n, out, ostride)
 #define CALL_Q3_K(n) x16_q3_k_body(cols, w, a, astride, prep, pstride, n, out, ostride)
+#define CALL_Q2_K(n) x16_q2_k_body(cols, w, a, astride, prep, pstride, n, out, ostride)
 X16_ENTRY(dot_repacked_q4_0, CALL_Q4_0)
 X16_ENTRY(dot_repacked_q8_0, CALL_Q8_0)
 X16_ENTRY(dot_repacked_q4_k, CALL_Q4_K)
 X16_ENTRY(dot_repacked_q5_k, CALL_Q5_K)
 X16_ENTRY(dot_repacked_q6_k, CALL_Q6_K)
 X16_ENTRY(dot_repacked_q3_k, CALL_Q3_K)
+X16_ENTRY(dot_repacked_q2_k, CALL_Q2_K)
 
 fitlm_dot_repacked_fn fitlm_dot_repacked_avx512(int wtype) {
     switch (wtype) {
     case FITLM_TYPE_Q6_K: return dot_repacked_q6_k;
     case FITLM_TYPE_Q3_K: return dot_repacked_q3_k;
+    case FITLM_TYPE_Q2_K: return dot_repacked_q2_k;
     case FITLM_TYPE_Q4_0: return dot_repacked_q4_0;
     case FITLM_TYPE_Q8_0: return dot_repacked_q8_0;
     case FITLM_TYPE_Q4_K: return dot_repacked_q4_k;

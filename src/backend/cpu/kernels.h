@@ -79,7 +79,7 @@ const char *fitlm_cpu_kernel_isa_name(int wtype);
 int fitlm_cpu_get_row(int wtype, const void *W, int64_t cols, int64_t r, float *dst);
 
 /* ---- repacked weights (load-time layout for the integer kernels) ----
- * The "x16" layouts of Q4_0, Q8_0, Q3_K, Q4_K, Q5_K and Q6_K: per 16 rows, block b
+ * The "x16" layouts of Q4_0, Q8_0 and Q2_K to Q6_K: per 16 rows, block b
  * of all 16 rows is one group (same size as the plain layout; a group of 16
  * rows starts where it did): the blocks' fp16 fields (row k at 2k), then the
  * other bytes as 64-byte vectors whose 4-byte lane k holds 4 consecutive bytes
@@ -90,7 +90,7 @@ int fitlm_cpu_get_row(int wtype, const void *W, int64_t cols, int64_t r, float *
  * the copy only moves them into huge pages (fitlm_cpu_alloc_weights).
  *
  * True if fitlm_cpu_repack can repack this weight on this CPU (Q4_0, Q8_0,
- * Q3_K, Q4_K, Q5_K, Q6_K: rows % 16 == 0 and cols a multiple of the block, or the
+ * Q2_K to Q6_K: rows % 16 == 0 and cols a multiple of the block, or the
  * long-row copy; with the AVX2 or AVX-512 VNNI kernels active). */
 bool fitlm_cpu_repackable(int wtype, int64_t rows, int64_t cols);
 /* Writes the repacked form of W (rows x cols, plain layout) to dst (the same

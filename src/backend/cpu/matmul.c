@@ -406,12 +406,14 @@ static const x16_desc k_x16[] = {
     {FITLM_TYPE_Q5_K, 176, 2, 43, {0, 2}, {0, 32}},
     {FITLM_TYPE_Q6_K, 210, 1, 52, {208}, {0}},
     {FITLM_TYPE_Q3_K, 110, 1, 27, {108}, {0}},
+    {FITLM_TYPE_Q2_K, 84, 2, 20, {80, 82}, {0, 32}},
 };
 static int x16_slot_src(int type, int m) {
     switch (type) {
     case FITLM_TYPE_Q4_K: return m < 3 ? 4 + 4 * m : 16 + 4 * (m - 3); /* scales, then qs in order */
     case FITLM_TYPE_Q5_K: return 4 + 4 * m;                             /* scales, qh, qs: the block's order */
     case FITLM_TYPE_Q3_K: return m < 3 ? 96 + 4 * m : 4 * (m - 3);      /* scales, then hmask and qs in order */
+    case FITLM_TYPE_Q2_K: return 4 * m;                                 /* scales, qs: the block's order */
     case FITLM_TYPE_Q6_K: {
         if (m < 4) return 192 + 4 * m; /* the 16 scales */
         /* then per half h and word range v (hv = 2h + v), word k: ql word u,

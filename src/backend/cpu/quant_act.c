@@ -122,6 +122,15 @@ void fitlm_repacked_prep(int wtype, int64_t cols, const void *a, void *prep) {
         }
         return;
     }
+    if (wtype == FITLM_TYPE_Q2_K) { /* sub-block sums in 16-bit pairs (4v + i, 4v + i + 2) for the mins */
+        const act_q8k *ab = a;
+        uint32_t *o = prep;
+        for (int64_t b = 0; b < cols / 256; b++, o += 8)
+            for (int v = 0; v < 4; v++)
+                for (int i = 0; i < 2; i++)
+                    o[2 * v + i] = (uint16_t)ab[b].bsums[4 * v + i] | (uint32_t)(uint16_t)ab[b].bsums[4 * v + i + 2] << 16;
+        return;
+    }
     if (wtype == FITLM_TYPE_Q6_K || wtype == FITLM_TYPE_Q3_K) { /* each 16-column sub-block's offset: */
         const act_q8k *ab = a;                                        /* -32 (Q6_K) or -4 x its activation sum */
         const int k = wtype == FITLM_TYPE_Q6_K ? -32 : -4;
