@@ -486,13 +486,20 @@ bool fitlm_cpu_repackable(int wtype, int64_t rows, int64_t cols) {
 
 /* x16_put / x16_get move row k's block between the plain block and the
  * group at grp. */
-static void x16_put(const x16_desc *x, uint8_t *grp, int k, const uint8_t *blk) {
-    for (int i = 0; i < x->nh; i++) memcpy(grp + x->hdst[i] + 2 * k, blk + x->hsrc[i], 2);
-    for (int m = 0; m < x->nslots; m++) memcpy(grp + 32 * x->nh + 64 * m + 4 * k, blk + x16_slot_src(x->type, m), 4);
+#define X16_MAX_SLOTS 64 /* k_x16: at most 52 (Q6_K) */
+/* The slots' block offsets of a type, looked up once per call (src[m]). */
+static void x16_slots(const x16_desc *x, int *src) {
+    for (int m = 0; m < x->nslots; m++) src[m] = x16_slot_src(x->type, m);
 }
-static void x16_get(const x16_desc *x, const uint8_t *grp, int k, uint8_t *blk) {
+static void x16_put(const x16_desc *x, const int *src, uint8_t *grp, int k, const uint8_t *blk) {
+    for (int i = 0; i < x->nh; i++) memcpy(grp + x->hdst[i] + 2 * k, blk + x->hsrc[i], 2);
+    uint8_t *v = grp + 32 * x->nh + 4 * k;
+    for (int m = 0; m < x->nslots; m++) memcpy(v + 64 * m, blk + src[m], 4);
+}
+static void x16_get(const x16_desc *x, const int *src, const uint8_t *grp, int k, uint8_t *blk) {
     for (int i = 0; i < x->nh; i++) memcpy(blk + x->hsrc[i], grp + x->hdst[i] + 2 * k, 2);
-    for (int m = 0; m < x->nslots; m++) memcpy(blk + x16_slot_src(x->type, m), grp + 32 * x->nh + 64 * m + 4 * k, 4);
+    const uint8_t *v = grp + 32 * x->nh + 4 * k;
+    for (int m = 0; m < x->nslots; m++) memcpy(blk + src[m], v + 64 * m, 4);
 }
 
 int fitlm_cpu_repack(int wtype, const void *W, int64_t rows, int64_t cols, void *dst) {
@@ -505,12 +512,14 @@ int fitlm_cpu_repack(int wtype, const void *W, int64_t rows, int64_t cols, void 
     const x16_desc *x = x16_get_desc(wtype);
     size_t bb = (size_t)x->bytes, wrow = x16_row_bytes(wtype, cols), gbytes = FITLM_REPACK_ROWS * bb;
     int64_t nb = (int64_t)(wrow / bb);
+    int src[X16_MAX_SLOTS];
+    x16_slots(x, src);
     for (int64_t r = 0; r < rows; r += FITLM_REPACK_ROWS) {
         uint8_t *o = (uint8_t *)dst + (size_t)r * wrow;
-        for (int k = 0; k < FITLM_REPACK_ROWS; k++) {
-            const uint8_t *b = (const uint8_t *)W + (size_t)(r + k) * wrow;
-            for (int64_t g = 0; g < nb; g++) x16_put(x, o + (size_t)g * gbytes, k, b + (size_t)g * bb);
-        }
+        const uint8_t *in = (const uint8_t *)W + (size_t)r * wrow;
+        for (int64_t g = 0; g < nb; g++) /* each group written whole, its 16 blocks from 16 rows */
+            for (int k = 0; k < FITLM_REPACK_ROWS; k++)
+                x16_put(x, src, o + (size_t)g * gbytes, k, in + (size_t)k * wrow + (size_t)g * bb);
     }
     return 0;
 }
@@ -525,11 +534,13 @@ void fitlm_cpu_unpack_rows(int wtype, const void *P, int64_t cols, int64_t row0,
     const x16_desc *x = x16_get_desc(wtype);
     size_t bb = (size_t)x->bytes, wrow = x16_row_bytes(wtype, cols), gbytes = FITLM_REPACK_ROWS * bb;
     int64_t nb = (int64_t)(wrow / bb);
+    int src[X16_MAX_SLOTS];
+    x16_slots(x, src);
     for (int64_t r = row0; r < row0 + n_rows; r++) {
         const uint8_t *in = (const uint8_t *)P + (size_t)(r - r % FITLM_REPACK_ROWS) * wrow;
         uint8_t *b = (uint8_t *)dst + (size_t)(r - row0) * wrow;
         for (int64_t g = 0; g < nb; g++)
-            x16_get(x, in + (size_t)g * gbytes, (int)(r % FITLM_REPACK_ROWS), b + (size_t)g * bb);
+            x16_get(x, src, in + (size_t)g * gbytes, (int)(r % FITLM_REPACK_ROWS), b + (size_t)g * bb);
     }
 }
 
@@ -541,9 +552,11 @@ int fitlm_cpu_get_row_repacked(int wtype, const void *P, int64_t cols, int64_t r
     int64_t nb = (int64_t)(wrow / bb), bs = cols / nb;
     const uint8_t *in = (const uint8_t *)P + (size_t)(r - r % FITLM_REPACK_ROWS) * wrow;
     int k = (int)(r % FITLM_REPACK_ROWS);
+    int src[X16_MAX_SLOTS];
+    x16_slots(x, src);
     for (int64_t g = 0; g < nb; g++) {
         _Alignas(8) uint8_t b[256];
-        x16_get(x, in + (size_t)g * gbytes, k, b);
+        x16_get(x, src, in + (size_t)g * gbytes, k, b);
         fitlm_dequantize_row(wtype, b, dst + bs * g, bs);
     }
     return 0;
