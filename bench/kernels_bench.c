@@ -189,7 +189,7 @@ int main(int argc, char **argv) {
                     if (!fitlm_cpu_repackable(type, rows, cols)) break;
                     /* in memory as the CPU backend allocates it (huge pages) */
                     uint8_t *rw = fitlm_cpu_alloc_weights(mbytes * (size_t)copies);
-                    if (!rw || fitlm_cpu_repack(type, w, rows, cols, rw) != 0) {
+                    if (!rw || fitlm_cpu_repack(NULL, type, w, rows, cols, rw) != 0) {
                         free(rw);
                         break;
                     }

@@ -188,7 +188,7 @@ static void check_type_shape(const type_case *tc, int64_t rows, int64_t cols, in
         void *back = malloc(wbytes);
         float *wrow2 = malloc(sizeof(float) * (size_t)cols);
         if (P && back && wrow2) {
-            CHECK(fitlm_cpu_repack(tc->type, W, rows, cols, P) == 0, "repack");
+            CHECK(fitlm_cpu_repack(pools[2], tc->type, W, rows, cols, P) == 0, "repack");
             /* Q4_0 and Q8_0 change the layout; the others keep it (a copy into huge pages) */
             CHECK((memcmp(P, W, wbytes) != 0) == x16, "%s rows=%lld cols=%lld repacked layout", tn, (long long)rows,
                   (long long)cols);
@@ -216,7 +216,7 @@ static void check_type_shape(const type_case *tc, int64_t rows, int64_t cols, in
         free(back);
         free(wrow2);
     } else if (x16_type) {
-        CHECK(fitlm_cpu_repack(tc->type, W, rows, cols, Y) == -1, "repack refuses rows=%lld cols=%lld",
+        CHECK(fitlm_cpu_repack(NULL, tc->type, W, rows, cols, Y) == -1, "repack refuses rows=%lld cols=%lld",
               (long long)rows, (long long)cols);
     }
     for (int ii = 0; ii < n_isas; ii++)
@@ -441,7 +441,7 @@ static void check_matmul_multi(void) {
             size_t bytes = (size_t)fitlm_type_row_bytes(tc->type, (uint64_t)cols, &ok) * (size_t)rows[i];
             P[i] = malloc(bytes);
             packed = packed && fitlm_cpu_repackable(tc->type, rows[i], cols);
-            if (fitlm_cpu_repackable(tc->type, rows[i], cols)) fitlm_cpu_repack(tc->type, W[i], rows[i], cols, P[i]);
+            if (fitlm_cpu_repackable(tc->type, rows[i], cols)) fitlm_cpu_repack(NULL, tc->type, W[i], rows[i], cols, P[i]);
         }
         for (int ntok = 1; ntok <= 5; ntok += 4) {
             float *X = malloc(sizeof(float) * (size_t)(cols * ntok));

@@ -202,7 +202,7 @@ static int cpu_prepare_weight(fitlm_backend *be, const fitlm_tensor *src, fitlm_
         void *p = slab_get(st(be), (size_t)src->nbytes);
         if (!p) return fitlm_fail(err, "out of memory repacking tensor %s (%llu bytes)", src->name,
                                   (unsigned long long)src->nbytes);
-        if (fitlm_cpu_repack(out->type, src->data, out->ne1, out->ne0, p) != 0) {
+        if (fitlm_cpu_repack(st(be)->pool, out->type, src->data, out->ne1, out->ne0, p) != 0) {
             slab_put(st(be), p); /* cannot happen after repackable(); keep the file's layout */
             return 0;
         }

@@ -94,8 +94,9 @@ int fitlm_cpu_get_row(int wtype, const void *W, int64_t cols, int64_t r, float *
  * long-row copy; with the AVX2 or AVX-512 VNNI kernels active). */
 bool fitlm_cpu_repackable(int wtype, int64_t rows, int64_t cols);
 /* Writes the repacked form of W (rows x cols, plain layout) to dst (the same
- * number of bytes, not overlapping W). Returns 0, -1 if not repackable. */
-int fitlm_cpu_repack(int wtype, const void *W, int64_t rows, int64_t cols, void *dst);
+ * number of bytes, not overlapping W), split over the pool's threads (NULL:
+ * the calling thread). Returns 0, -1 if not repackable. */
+int fitlm_cpu_repack(fitlm_threadpool *pool, int wtype, const void *W, int64_t rows, int64_t cols, void *dst);
 /* Back to the plain layout: rows [row0, row0 + n_rows) of a repacked W
  * (row0 and n_rows multiples of 4) into dst (n_rows plain rows). */
 void fitlm_cpu_unpack_rows(int wtype, const void *P, int64_t cols, int64_t row0, int64_t n_rows, void *dst);

@@ -502,25 +502,52 @@ static void x16_get(const x16_desc *x, const int *src, const uint8_t *grp, int k
     for (int m = 0; m < x->nslots; m++) memcpy(blk + src[m], v + 64 * m, 4);
 }
 
-int fitlm_cpu_repack(int wtype, const void *W, int64_t rows, int64_t cols, void *dst) {
-    if (!fitlm_cpu_repackable(wtype, rows, cols)) return -1;
-    if (copy_only(wtype, cols)) { /* same layout */
-        bool ok;
-        memcpy(dst, W, (size_t)fitlm_type_row_bytes(wtype, (uint64_t)cols, &ok) * (size_t)rows);
-        return 0;
+typedef struct repack_job {
+    const x16_desc *x;
+    const uint8_t *W;
+    uint8_t *dst;
+    int64_t rows;
+    size_t wrow; /* bytes per row; 0: a plain copy of `rows` x copy_row bytes */
+    size_t copy_row;
+} repack_job;
+
+/* Each share takes a contiguous run of 16-row groups (or of rows for a plain
+ * copy): the source pages are faulted in and the destination's huge pages
+ * zeroed by all threads at once. */
+static void repack_worker(void *arg, int ith, int nth) {
+    repack_job *j = arg;
+    if (!j->x) {
+        int64_t per = (j->rows + nth - 1) / nth, r0 = per * ith, r1 = r0 + per < j->rows ? r0 + per : j->rows;
+        if (r0 < r1) memcpy(j->dst + (size_t)r0 * j->copy_row, j->W + (size_t)r0 * j->copy_row, (size_t)(r1 - r0) * j->copy_row);
+        return;
     }
-    const x16_desc *x = x16_get_desc(wtype);
-    size_t bb = (size_t)x->bytes, wrow = x16_row_bytes(wtype, cols), gbytes = FITLM_REPACK_ROWS * bb;
-    int64_t nb = (int64_t)(wrow / bb);
+    const x16_desc *x = j->x;
+    size_t bb = (size_t)x->bytes, gbytes = FITLM_REPACK_ROWS * bb;
+    int64_t nb = (int64_t)(j->wrow / bb), groups = j->rows / FITLM_REPACK_ROWS;
+    int64_t per = (groups + nth - 1) / nth, g0 = per * ith, g1 = g0 + per < groups ? g0 + per : groups;
     int src[X16_MAX_SLOTS];
     x16_slots(x, src);
-    for (int64_t r = 0; r < rows; r += FITLM_REPACK_ROWS) {
-        uint8_t *o = (uint8_t *)dst + (size_t)r * wrow;
-        const uint8_t *in = (const uint8_t *)W + (size_t)r * wrow;
+    for (int64_t rg = g0; rg < g1; rg++) {
+        int64_t r = rg * FITLM_REPACK_ROWS;
+        uint8_t *o = j->dst + (size_t)r * j->wrow;
+        const uint8_t *in = j->W + (size_t)r * j->wrow;
         for (int64_t g = 0; g < nb; g++) /* each group written whole, its 16 blocks from 16 rows */
             for (int k = 0; k < FITLM_REPACK_ROWS; k++)
-                x16_put(x, src, o + (size_t)g * gbytes, k, in + (size_t)k * wrow + (size_t)g * bb);
+                x16_put(x, src, o + (size_t)g * gbytes, k, in + (size_t)k * j->wrow + (size_t)g * bb);
     }
+}
+
+int fitlm_cpu_repack(fitlm_threadpool *pool, int wtype, const void *W, int64_t rows, int64_t cols, void *dst) {
+    if (!fitlm_cpu_repackable(wtype, rows, cols)) return -1;
+    repack_job j = {.W = W, .dst = dst, .rows = rows};
+    if (copy_only(wtype, cols)) { /* same layout */
+        bool ok;
+        j.copy_row = (size_t)fitlm_type_row_bytes(wtype, (uint64_t)cols, &ok);
+    } else {
+        j.x = x16_get_desc(wtype);
+        j.wrow = x16_row_bytes(wtype, cols);
+    }
+    fitlm_threadpool_run(pool, repack_worker, &j);
     return 0;
 }
 
