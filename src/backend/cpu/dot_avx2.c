@@ -630,122 +630,93 @@ INLINE void x16_q6_k_body_avx2(int64_t cols, const void *w, const void *a, size_
     }
 }
 
-/* Q3_K (the layout: dot_avx512.c, x16_q3_k_body): codes
- * 0..7, four maddubs per s16 sum (<= 8 x 7 x 127 = 7112); a sub-block's s32
- * sum starts at its offset (-4 x its activation sum) and is multiplied by the
- * rows' scales - 32. */
-INLINE void x16_q3_k_body_avx2(int64_t cols, const void *w, const void *a, size_t astride, const void *prep,
-                               size_t pstride, const int nt, float *out, size_t ostride) {
+/* Q3_K and Q2_K (the layouts: dot_avx512.c, x16_k23_body). Codes 0..7 (Q3_K)
+ * or 0..3 (Q2_K): four maddubs per s16 sum (<= 8 x 7 x 127 = 7112), widened
+ * by madd; Q3_K adds its offset (-4 x the sub-block's activation sum) and
+ * multiplies by the rows' scales - 32 (vpmulld), Q2_K widens by madd with its
+ * 4-bit scales in both s16 halves of a lane and takes its minimums by madd of the mins' 16-bit pairs with the
+ * prep's. */
+INLINE void x16_k23_body_avx2(int wtype, int64_t cols, const void *w, const void *a, size_t astride, const void *prep,
+                              size_t pstride, const int nt, float *out, size_t ostride) {
+    const int q3 = wtype == FITLM_TYPE_Q3_K;
+    const size_t gbytes = q3 ? 1760 : 1344, qs = q3 ? 736 : 320; /* the qs vectors */
     const int64_t nb = cols / 256;
     const __m256i m3 = _mm256_set1_epi8(0x03), m1 = _mm256_set1_epi8(0x01), k0f = _mm256_set1_epi8(0x0f);
-    const __m256i ff = _mm256_set1_epi32(0xff), b32 = _mm256_set1_epi32(32), ones = _mm256_set1_epi16(1);
+    const __m256i smask = _mm256_set1_epi32(q3 ? 0xff : 0x0f), bias = _mm256_set1_epi32(q3 ? 32 : 0);
+    const __m256i ones = _mm256_set1_epi16(1), mp = _mm256_set1_epi32(0x000f000f);
     const int inter = nt <= X16_AVX2_INTER;
     for (int pass = 0; pass < (inter ? 1 : 2); pass++) {
         const uint8_t *g = w;
         __m256 acc[2][X16_AVX2_TOKENS];
         for (int hh = 0; hh < 2; hh++)
             for (int t = 0; t < nt; t++) acc[hh][t] = _mm256_setzero_ps();
-        for (int64_t b = 0; b < nb; b++, g += 1760)
+        for (int64_t b = 0; b < nb; b++, g += gbytes)
         for (int hh = 0; hh < (inter ? 2 : 1); hh++) {
             const int h2 = inter ? hh : pass; /* rows 8 h2 .. 8 h2 + 7 */
             const __m256 wd = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16 * h2)));
-            const __m256i u0 = _mm256_loadu_si256((const __m256i *)(g + 32 + 32 * h2));
-            const __m256i u1 = _mm256_loadu_si256((const __m256i *)(g + 96 + 32 * h2));
-            const __m256i u2 = _mm256_loadu_si256((const __m256i *)(g + 160 + 32 * h2));
             __m256i sw[4];
-            sw[0] = _mm256_or_si256(_mm256_and_si256(u0, k0f), _mm256_slli_epi32(_mm256_and_si256(u2, m3), 4));
-            sw[1] = _mm256_or_si256(_mm256_and_si256(u1, k0f),
-                                    _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(u2, 2), m3), 4));
-            sw[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(u0, 4), k0f),
-                                    _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(u2, 4), m3), 4));
-            sw[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(u1, 4), k0f),
-                                    _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(u2, 6), m3), 4));
+            if (q3) {
+                const __m256i u0 = _mm256_loadu_si256((const __m256i *)(g + 32 + 32 * h2));
+                const __m256i u1 = _mm256_loadu_si256((const __m256i *)(g + 96 + 32 * h2));
+                const __m256i u2 = _mm256_loadu_si256((const __m256i *)(g + 160 + 32 * h2));
+                sw[0] = _mm256_or_si256(_mm256_and_si256(u0, k0f), _mm256_slli_epi32(_mm256_and_si256(u2, m3), 4));
+                sw[1] = _mm256_or_si256(_mm256_and_si256(u1, k0f),
+                                        _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(u2, 2), m3), 4));
+                sw[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(u0, 4), k0f),
+                                        _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(u2, 4), m3), 4));
+                sw[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(u1, 4), k0f),
+                                        _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(u2, 6), m3), 4));
+            }
+            /* Q2_K's scale words are read where used (16 registers are few) */
+            const uint8_t *sw2 = g + 64 + 32 * h2;
             __m256i isum[X16_AVX2_TOKENS];
             for (int t = 0; t < nt; t++) isum[t] = _mm256_setzero_si256();
+#pragma GCC unroll 16
             for (int s = 0; s < 16; s++) {
                 const int h = s / 8, j = (s % 8) / 2, v = s % 2;
-                const __m256i sc =
-                    _mm256_sub_epi32(_mm256_and_si256(_mm256_srli_epi32(sw[s / 4], 8 * (s % 4)), ff), b32);
+                const __m256i word = q3 ? sw[s / 4] : _mm256_loadu_si256((const __m256i *)(sw2 + 64 * (s / 4)));
+                const __m256i sc = _mm256_sub_epi32(_mm256_and_si256(_mm256_srli_epi32(word, 8 * (s % 4)), smask), bias);
+                const __m256i sc16 = _mm256_or_si256(sc, _mm256_slli_epi32(sc, 16)); /* Q2_K: in both s16 halves */
                 __m256i c[4];
                 for (int k = 0; k < 4; k++) {
                     const int u = 4 * v + k;
-                    __m256i q = _mm256_loadu_si256((const __m256i *)(g + 224 + 64 * (8 + 8 * h + u) + 32 * h2));
-                    __m256i hm = _mm256_loadu_si256((const __m256i *)(g + 224 + 64 * u + 32 * h2));
-                    c[k] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 2 * j), m3),
-                                           _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hm, 4 * h + j), m1), 2));
+                    __m256i q = _mm256_loadu_si256((const __m256i *)(g + qs + 64 * (8 * h + u) + 32 * h2));
+                    c[k] = _mm256_and_si256(_mm256_srli_epi16(q, 2 * j), m3);
+                    if (q3) {
+                        __m256i hm = _mm256_loadu_si256((const __m256i *)(g + 224 + 64 * u + 32 * h2));
+                        c[k] = _mm256_or_si256(c[k], _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hm, 4 * h + j), m1), 2));
+                    }
                 }
                 for (int t = 0; t < nt; t++) {
                     const int8_t *aq = ((const act_q8k *)TOK(a, astride, t))[b].qs + 16 * s;
                     __m256i s16 = _mm256_add_epi16(_mm256_maddubs_epi16(c[0], bc4(aq)), _mm256_maddubs_epi16(c[1], bc4(aq + 4)));
                     s16 = _mm256_add_epi16(s16, _mm256_add_epi16(_mm256_maddubs_epi16(c[2], bc4(aq + 8)),
                                                                  _mm256_maddubs_epi16(c[3], bc4(aq + 12))));
-                    __m256i p = _mm256_add_epi32(_mm256_madd_epi16(s16, ones),
-                                                 _mm256_set1_epi32(((const int32_t *)TOK(prep, pstride, t))[16 * b + s]));
-                    isum[t] = _mm256_add_epi32(isum[t], _mm256_mullo_epi32(p, sc));
+                    if (q3) { /* the offset goes in before the signed scale */
+                        __m256i p = _mm256_add_epi32(_mm256_madd_epi16(s16, ones),
+                                                     _mm256_set1_epi32(((const int32_t *)TOK(prep, pstride, t))[16 * b + s]));
+                        isum[t] = _mm256_add_epi32(isum[t], _mm256_mullo_epi32(p, sc));
+                    } else {
+                        isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(s16, sc16));
+                    }
                 }
             }
             for (int t = 0; t < nt; t++) {
                 const __m256 da = _mm256_set1_ps(((const act_q8k *)TOK(a, astride, t))[b].d);
                 acc[hh][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_mul_ps(wd, da), acc[hh][t]);
-            }
-        }
-        for (int hh = 0; hh < (inter ? 2 : 1); hh++)
-            for (int t = 0; t < nt; t++) _mm256_storeu_ps(out + (size_t)t * ostride + 8 * (inter ? hh : pass), acc[hh][t]);
-    }
-}
-
-/* Q2_K (the layout: dot_avx512.c, x16_q2_k_body): codes 0..3, four maddubs per
- * s16 sum (<= 8 x 3 x 127 = 3048), widened by madd with the 4-bit scale in both
- * s16 halves; minimums by madd of the mins' 16-bit pairs with the prep's. */
-INLINE void x16_q2_k_body_avx2(int64_t cols, const void *w, const void *a, size_t astride, const void *prep,
-                               size_t pstride, const int nt, float *out, size_t ostride) {
-    const int64_t nb = cols / 256;
-    const __m256i m3 = _mm256_set1_epi8(0x03), f = _mm256_set1_epi32(0x0f), mp = _mm256_set1_epi32(0x000f000f);
-    const int inter = nt <= X16_AVX2_INTER;
-    for (int pass = 0; pass < (inter ? 1 : 2); pass++) {
-        const uint8_t *g = w;
-        __m256 acc[2][X16_AVX2_TOKENS];
-        for (int hh = 0; hh < 2; hh++)
-            for (int t = 0; t < nt; t++) acc[hh][t] = _mm256_setzero_ps();
-        for (int64_t b = 0; b < nb; b++, g += 1344)
-        for (int hh = 0; hh < (inter ? 2 : 1); hh++) {
-            const int h2 = inter ? hh : pass; /* rows 8 h2 .. 8 h2 + 7 */
-            const __m256 wd = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16 * h2)));
-            const __m256 wdm = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 32 + 16 * h2)));
-            __m256i isum[X16_AVX2_TOKENS];
-            for (int t = 0; t < nt; t++) isum[t] = _mm256_setzero_si256();
-            for (int s = 0; s < 16; s++) {
-                const int h = s / 8, j = (s % 8) / 2, v = s % 2;
-                const __m256i sw = _mm256_loadu_si256((const __m256i *)(g + 64 + 64 * (s / 4) + 32 * h2));
-                __m256i sc = _mm256_and_si256(_mm256_srli_epi32(sw, 8 * (s % 4)), f);
-                sc = _mm256_or_si256(sc, _mm256_slli_epi32(sc, 16));
-                __m256i c[4];
-                for (int k = 0; k < 4; k++)
-                    c[k] = _mm256_and_si256(
-                        _mm256_srli_epi16(_mm256_loadu_si256((const __m256i *)(g + 320 + 64 * (8 * h + 4 * v + k) + 32 * h2)),
-                                          2 * j),
-                        m3);
-                for (int t = 0; t < nt; t++) {
-                    const int8_t *aq = ((const act_q8k *)TOK(a, astride, t))[b].qs + 16 * s;
-                    __m256i s16 = _mm256_add_epi16(_mm256_maddubs_epi16(c[0], bc4(aq)), _mm256_maddubs_epi16(c[1], bc4(aq + 4)));
-                    s16 = _mm256_add_epi16(s16, _mm256_add_epi16(_mm256_maddubs_epi16(c[2], bc4(aq + 8)),
-                                                                 _mm256_maddubs_epi16(c[3], bc4(aq + 12))));
-                    isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(s16, sc));
+                if (!q3) {
+                    const __m256 wdm = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 32 + 16 * h2)));
+                    const int32_t *pw = (const int32_t *)TOK(prep, pstride, t) + 8 * b;
+                    __m256i mm = _mm256_setzero_si256();
+                    for (int v = 0; v < 4; v++) {
+                        const __m256i word = _mm256_loadu_si256((const __m256i *)(sw2 + 64 * v));
+                        mm = _mm256_add_epi32(mm, _mm256_madd_epi16(_mm256_and_si256(_mm256_srli_epi32(word, 4), mp),
+                                                                    _mm256_set1_epi32(pw[2 * v])));
+                        mm = _mm256_add_epi32(mm, _mm256_madd_epi16(_mm256_and_si256(_mm256_srli_epi32(word, 12), mp),
+                                                                    _mm256_set1_epi32(pw[2 * v + 1])));
+                    }
+                    acc[hh][t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(mm), _mm256_mul_ps(wdm, da), acc[hh][t]);
                 }
-            }
-            for (int t = 0; t < nt; t++) {
-                const int32_t *pw = (const int32_t *)TOK(prep, pstride, t) + 8 * b;
-                __m256i mm = _mm256_setzero_si256();
-                for (int v = 0; v < 4; v++) {
-                    const __m256i sw = _mm256_loadu_si256((const __m256i *)(g + 64 + 64 * v + 32 * h2));
-                    mm = _mm256_add_epi32(mm, _mm256_madd_epi16(_mm256_and_si256(_mm256_srli_epi32(sw, 4), mp),
-                                                                _mm256_set1_epi32(pw[2 * v])));
-                    mm = _mm256_add_epi32(mm, _mm256_madd_epi16(_mm256_and_si256(_mm256_srli_epi32(sw, 12), mp),
-                                                                _mm256_set1_epi32(pw[2 * v + 1])));
-                }
-                const __m256 da = _mm256_set1_ps(((const act_q8k *)TOK(a, astride, t))[b].d);
-                acc[hh][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_mul_ps(wd, da), acc[hh][t]);
-                acc[hh][t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(mm), _mm256_mul_ps(wdm, da), acc[hh][t]);
             }
         }
         for (int hh = 0; hh < (inter ? 2 : 1); hh++)
@@ -774,8 +745,8 @@ INLINE void x16_q2_k_body_avx2(int64_t cols, const void *w, const void *a, size_
 #define CALL_Q4_K(n) x16_k4_body_avx2(FITLM_TYPE_Q4_K, cols, w, at, astride, pt, pstride, n, o, ostride)
 #define CALL_Q5_K(n) x16_k4_body_avx2(FITLM_TYPE_Q5_K, cols, w, at, astride, pt, pstride, n, o, ostride)
 #define CALL_Q6_K(n) x16_q6_k_body_avx2(cols, w, at, astride, pt, pstride, n, o, ostride)
-#define CALL_Q3_K(n) x16_q3_k_body_avx2(cols, w, at, astride, pt, pstride, n, o, ostride)
-#define CALL_Q2_K(n) x16_q2_k_body_avx2(cols, w, at, astride, pt, pstride, n, o, ostride)
+#define CALL_Q3_K(n) x16_k23_body_avx2(FITLM_TYPE_Q3_K, cols, w, at, astride, pt, pstride, n, o, ostride)
+#define CALL_Q2_K(n) x16_k23_body_avx2(FITLM_TYPE_Q2_K, cols, w, at, astride, pt, pstride, n, o, ostride)
 X16_AVX2_ENTRY(rep_q4_0_avx2, CALL_Q4_0)
 X16_AVX2_ENTRY(rep_q8_0_avx2, CALL_Q8_0)
 X16_AVX2_ENTRY(rep_q4_k_avx2, CALL_Q4_K)

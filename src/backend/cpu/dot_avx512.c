@@ -625,125 +625,92 @@ INLINE void x16_q6_k_body(int64_t cols, const void *w, const void *a, size_t ast
 #pragma GCC unroll 8
     for (int t = 0; t < nt; t++) _mm512_storeu_ps(out + (size_t)t * ostride, acc[t]);
 }
-/* Q3_K x16 (ACT_Q8K activations): a group is one super-block of 16 rows (1760
- * bytes): the 16 d (fp16), the rows' 12 scale bytes as 3 word vectors (the 16
- * signed 6-bit scales unpacked in lanes with word operations: the low nibbles
- * from words 0-1, the top two bits from word 2), the 32 hmask bytes as 8
- * vectors, then the 64 qs bytes as 16. Element e = 128h + 32j + l has the low
- * bits (qs[32h + l] >> 2j) & 3 and the third bit (hmask[l] >> (4h + j)) & 1;
- * the code low | bit << 2 (0..7) is q + 4, so a 16-column sub-block starts at
- * its offset (-4 x its activation sum, the prep), takes 4 vpdpbusd and one
- * vpmulld by the rows' scales - 32. */
-INLINE void x16_q3_k_body(int64_t cols, const void *w, const void *a, size_t astride, const void *prep,
-                          size_t pstride, const int nt, float *out, size_t ostride) {
+/* Q3_K and Q2_K x16 (ACT_Q8K activations): a group is one super-block of 16
+ * rows. Both have 16-column sub-blocks whose element e = 128h + 32j + l has
+ * the low bits (qs[32h + l] >> 2j) & 3 (sub-block s = 8h + 2j + l / 16).
+ * Q3_K (1760 bytes): the 16 d (fp16), the rows' 12 scale bytes as 3 word
+ * vectors (the 16 signed 6-bit scales unpacked in lanes with word operations:
+ * low nibbles from words 0-1, top two bits from word 2), the 32 hmask bytes as
+ * 8 vectors, the 64 qs bytes as 16; the third bit is (hmask[l] >> (4h + j)) &
+ * 1, the code low | bit << 2 (0..7) is q + 4, so a sub-block starts at its
+ * offset (-4 x its activation sum, the prep) and its scale is the byte - 32.
+ * Q2_K (1344 bytes): the 16 d and 16 dmin, the 16 scale bytes as 4 word vectors
+ * (scale = low nibble, min = high nibble), the 64 qs bytes as 16; the minimums
+ * are 8 vpdpwssd of the mins in 16-bit pairs (sub-blocks 4v + i, 4v + i + 2) by
+ * the prep's activation sums in the same pairs. Per token a sub-block is 4
+ * vpdpbusd and one vpmulld by its scales (|sum| < 16 x 32 x 8128). */
+INLINE void x16_k23_body(int wtype, int64_t cols, const void *w, const void *a, size_t astride, const void *prep,
+                         size_t pstride, const int nt, float *out, size_t ostride) {
+    const int q3 = wtype == FITLM_TYPE_Q3_K;
+    const size_t gbytes = q3 ? 1760 : 1344, qs = q3 ? 736 : 320; /* the qs vectors */
     const int64_t nb = cols / 256;
     const uint8_t *g = w;
     const __m512i m3 = _mm512_set1_epi8(0x03), m1 = _mm512_set1_epi8(0x01), k0f = _mm512_set1_epi8(0x0f);
-    const __m512i ff = _mm512_set1_epi32(0xff), b32 = _mm512_set1_epi32(32);
+    /* a sub-block's scale: its byte (Q3_K, minus 32) or the byte's low nibble (Q2_K) */
+    const __m512i smask = _mm512_set1_epi32(q3 ? 0xff : 0x0f), bias = _mm512_set1_epi32(q3 ? 32 : 0);
+    const __m512i mp = _mm512_set1_epi32(0x000f000f);
     __m512 acc[FITLM_REPACK_TOKENS];
 #pragma GCC unroll 8
     for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
-    for (int64_t b = 0; b < nb; b++, g += 1760) {
+    for (int64_t b = 0; b < nb; b++, g += gbytes) {
         const __m512 wd = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)g));
-        const __m512i u0 = _mm512_loadu_si512(g + 32), u1 = _mm512_loadu_si512(g + 96), u2 = _mm512_loadu_si512(g + 160);
         __m512i sw[4]; /* word k: the scales of sub-blocks 4k..4k+3, one per byte */
-        sw[0] = _mm512_or_si512(_mm512_and_si512(u0, k0f), _mm512_slli_epi32(_mm512_and_si512(u2, m3), 4));
-        sw[1] = _mm512_or_si512(_mm512_and_si512(u1, k0f),
-                                _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u2, 2), m3), 4));
-        sw[2] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(u0, 4), k0f),
-                                _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u2, 4), m3), 4));
-        sw[3] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(u1, 4), k0f),
-                                _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u2, 6), m3), 4));
+        if (q3) {
+            const __m512i u0 = _mm512_loadu_si512(g + 32), u1 = _mm512_loadu_si512(g + 96);
+            const __m512i u2 = _mm512_loadu_si512(g + 160);
+            sw[0] = _mm512_or_si512(_mm512_and_si512(u0, k0f), _mm512_slli_epi32(_mm512_and_si512(u2, m3), 4));
+            sw[1] = _mm512_or_si512(_mm512_and_si512(u1, k0f),
+                                    _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u2, 2), m3), 4));
+            sw[2] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(u0, 4), k0f),
+                                    _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u2, 4), m3), 4));
+            sw[3] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(u1, 4), k0f),
+                                    _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u2, 6), m3), 4));
+        } else {
+            for (int v = 0; v < 4; v++) sw[v] = _mm512_loadu_si512(g + 64 + 64 * v);
+        }
         __m512i isum[FITLM_REPACK_TOKENS];
 #pragma GCC unroll 8
         for (int t = 0; t < nt; t++) isum[t] = _mm512_setzero_si512();
 #pragma GCC unroll 16
         for (int s = 0; s < 16; s++) { /* sub-block s = 8h + 2j + v: half h, shift j, words 4v..4v+3 */
             const int h = s / 8, j = (s % 8) / 2, v = s % 2;
-            const __m512i sc =
-                _mm512_sub_epi32(_mm512_and_si512(_mm512_srli_epi32(sw[s / 4], 8 * (s % 4)), ff), b32);
+            const __m512i sc = _mm512_sub_epi32(_mm512_and_si512(_mm512_srli_epi32(sw[s / 4], 8 * (s % 4)), smask), bias);
             __m512i c[4];
 #pragma GCC unroll 4
             for (int k = 0; k < 4; k++) {
                 const int u = 4 * v + k;
-                const __m512i q = _mm512_loadu_si512(g + 224 + 64 * (8 + 8 * h + u));
-                const __m512i hm = _mm512_loadu_si512(g + 224 + 64 * u);
-                c[k] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(q, 2 * j), m3),
-                                       _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(hm, 4 * h + j), m1), 2));
+                c[k] = _mm512_and_si512(_mm512_srli_epi16(_mm512_loadu_si512(g + qs + 64 * (8 * h + u)), 2 * j), m3);
+                if (q3) {
+                    const __m512i hm = _mm512_loadu_si512(g + 224 + 64 * u);
+                    c[k] = _mm512_or_si512(c[k], _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(hm, 4 * h + j), m1), 2));
+                }
             }
 #pragma GCC unroll 8
             for (int t = 0; t < nt; t++) {
                 const int8_t *aq = ((const act_q8k *)TOK(a, astride, t))[b].qs + 16 * s;
-                __m512i p = _mm512_set1_epi32(((const int32_t *)TOK(prep, pstride, t))[16 * b + s]);
+                __m512i p = q3 ? _mm512_set1_epi32(((const int32_t *)TOK(prep, pstride, t))[16 * b + s])
+                               : _mm512_setzero_si512();
 #pragma GCC unroll 4
                 for (int k = 0; k < 4; k++) p = _mm512_dpbusd_epi32(p, c[k], bcast4(aq + 4 * k));
                 isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(p, sc));
             }
         }
-#pragma GCC unroll 8
-        for (int t = 0; t < nt; t++) {
-            const __m512 da = _mm512_set1_ps(((const act_q8k *)TOK(a, astride, t))[b].d);
-            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(wd, da), acc[t]);
-        }
-    }
-#pragma GCC unroll 8
-    for (int t = 0; t < nt; t++) _mm512_storeu_ps(out + (size_t)t * ostride, acc[t]);
-}
-
-/* Q2_K x16 (ACT_Q8K activations): a group is one super-block of 16 rows (1344
- * bytes): the 16 d and 16 dmin (fp16), the rows' 16 scale bytes as 4 word
- * vectors (sub-block s: scale = low nibble of byte s, min = high nibble), then
- * the 64 qs bytes as 16 vectors; element e = 128h + 32j + l is (qs[32h + l] >>
- * 2j) & 3 as in Q3_K. Per token a 16-column sub-block is 4 vpdpbusd and one
- * vpmulld by its scales; the minimums are 8 vpdpwssd of the mins in 16-bit
- * pairs (sub-blocks 4v + i and 4v + i + 2) by the prep's activation sums in
- * the same pairs. */
-INLINE void x16_q2_k_body(int64_t cols, const void *w, const void *a, size_t astride, const void *prep,
-                          size_t pstride, const int nt, float *out, size_t ostride) {
-    const int64_t nb = cols / 256;
-    const uint8_t *g = w;
-    const __m512i m3 = _mm512_set1_epi8(0x03), f = _mm512_set1_epi32(0x0f), mp = _mm512_set1_epi32(0x000f000f);
-    __m512 acc[FITLM_REPACK_TOKENS];
-#pragma GCC unroll 8
-    for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
-    for (int64_t b = 0; b < nb; b++, g += 1344) {
-        const __m512 wd = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)g));
-        const __m512 wdm = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(g + 32)));
-        __m512i sw[4];
-        for (int v = 0; v < 4; v++) sw[v] = _mm512_loadu_si512(g + 64 + 64 * v);
-        __m512i isum[FITLM_REPACK_TOKENS];
-#pragma GCC unroll 8
-        for (int t = 0; t < nt; t++) isum[t] = _mm512_setzero_si512();
-#pragma GCC unroll 16
-        for (int s = 0; s < 16; s++) { /* sub-block s = 8h + 2j + v: half h, shift j, words 4v..4v+3 */
-            const int h = s / 8, j = (s % 8) / 2, v = s % 2;
-            const __m512i sc = _mm512_and_si512(_mm512_srli_epi32(sw[s / 4], 8 * (s % 4)), f);
-            __m512i c[4];
-#pragma GCC unroll 4
-            for (int k = 0; k < 4; k++)
-                c[k] = _mm512_and_si512(_mm512_srli_epi16(_mm512_loadu_si512(g + 320 + 64 * (8 * h + 4 * v + k)), 2 * j), m3);
-#pragma GCC unroll 8
-            for (int t = 0; t < nt; t++) {
-                const int8_t *aq = ((const act_q8k *)TOK(a, astride, t))[b].qs + 16 * s;
-                __m512i p = _mm512_setzero_si512();
-#pragma GCC unroll 4
-                for (int k = 0; k < 4; k++) p = _mm512_dpbusd_epi32(p, c[k], bcast4(aq + 4 * k));
-                isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(p, sc));
-            }
-        }
-        __m512i mins[8]; /* pair 2v + i: the mins of sub-blocks 4v + i and 4v + i + 2 */
-        for (int v = 0; v < 4; v++) {
+        __m512i mins[8]; /* Q2_K: pair 2v + i, the mins of sub-blocks 4v + i and 4v + i + 2 */
+        for (int v = 0; v < 4 && !q3; v++) {
             mins[2 * v] = _mm512_and_si512(_mm512_srli_epi32(sw[v], 4), mp);
             mins[2 * v + 1] = _mm512_and_si512(_mm512_srli_epi32(sw[v], 12), mp);
         }
+        const __m512 wdm = q3 ? _mm512_setzero_ps() : _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(g + 32)));
 #pragma GCC unroll 8
         for (int t = 0; t < nt; t++) {
-            const int32_t *pw = (const int32_t *)TOK(prep, pstride, t) + 8 * b;
-            __m512i mm = _mm512_setzero_si512();
-            for (int i = 0; i < 8; i++) mm = _mm512_dpwssd_epi32(mm, mins[i], _mm512_set1_epi32(pw[i]));
             const __m512 da = _mm512_set1_ps(((const act_q8k *)TOK(a, astride, t))[b].d);
             acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(wd, da), acc[t]);
-            acc[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(mm), _mm512_mul_ps(wdm, da), acc[t]);
+            if (!q3) {
+                const int32_t *pw = (const int32_t *)TOK(prep, pstride, t) + 8 * b;
+                __m512i mm = _mm512_setzero_si512();
+                for (int i = 0; i < 8; i++) mm = _mm512_dpwssd_epi32(mm, mins[i], _mm512_set1_epi32(pw[i]));
+                acc[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(mm), _mm512_mul_ps(wdm, da), acc[t]);
+            }
         }
     }
 #pragma GCC unroll 8
@@ -772,8 +739,8 @@ INLINE void x16_q2_k_body(int64_t cols, const void *w, const void *a, size_t ast
 #define CALL_Q4_K(n) x16_q4_k_body(FITLM_TYPE_Q4_K, cols, w, a, astride, prep, pstride, n, out, ostride)
 #define CALL_Q5_K(n) x16_q4_k_body(FITLM_TYPE_Q5_K, cols, w, a, astride, prep, pstride, n, out, ostride)
 #define CALL_Q6_K(n) x16_q6_k_body(cols, w, a, astride, prep, pstride, n, out, ostride)
-#define CALL_Q3_K(n) x16_q3_k_body(cols, w, a, astride, prep, pstride, n, out, ostride)
-#define CALL_Q2_K(n) x16_q2_k_body(cols, w, a, astride, prep, pstride, n, out, ostride)
+#define CALL_Q3_K(n) x16_k23_body(FITLM_TYPE_Q3_K, cols, w, a, astride, prep, pstride, n, out, ostride)
+#define CALL_Q2_K(n) x16_k23_body(FITLM_TYPE_Q2_K, cols, w, a, astride, prep, pstride, n, out, ostride)
 X16_ENTRY(dot_repacked_q4_0, CALL_Q4_0)
 X16_ENTRY(dot_repacked_q8_0, CALL_Q8_0)
 X16_ENTRY(dot_repacked_q4_k, CALL_Q4_K)
