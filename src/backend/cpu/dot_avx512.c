@@ -420,7 +420,7 @@ fitlm_dot_fn fitlm_dot_avx512(int wtype) {
  * block's activation sum (the per-token prep). The weights of a group are
  * loaded and unpacked once for up to FITLM_REPACK_TOKENS tokens; decode is
  * the same body with one token, so prefill and decode give the same bits. */
-#define X16_Q4_OFF 32 /* codes after the 16 scales */
+#define X16_CODES 32 /* Q4_0 / Q8_0: the code vectors after the 16 scales */
 
 INLINE __m512i bcast4(const int8_t *p) {
     int32_t v;
@@ -443,14 +443,14 @@ INLINE void x16_body(int wtype, int64_t cols, const void *w, const void *a, size
             const __m512i m4 = _mm512_set1_epi8(0x0f);
 #pragma GCC unroll 4
             for (int m = 0; m < 4; m++) { /* byte i holds column i (low nibble) and i + 16 (high) */
-                __m512i raw = _mm512_loadu_si512(g + X16_Q4_OFF + 64 * m);
+                __m512i raw = _mm512_loadu_si512(g + X16_CODES + 64 * m);
                 c[m] = _mm512_and_si512(raw, m4);
                 c[m + 4] = _mm512_and_si512(_mm512_srli_epi16(raw, 4), m4);
             }
         } else {
             const __m512i sign = _mm512_set1_epi8((char)0x80);
 #pragma GCC unroll 8
-            for (int m = 0; m < 8; m++) c[m] = _mm512_xor_si512(_mm512_loadu_si512(g + X16_Q4_OFF + 64 * m), sign);
+            for (int m = 0; m < 8; m++) c[m] = _mm512_xor_si512(_mm512_loadu_si512(g + X16_CODES + 64 * m), sign);
         }
 #pragma GCC unroll 8
         for (int t = 0; t < nt; t++) {
