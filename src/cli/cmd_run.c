@@ -79,12 +79,6 @@ static char *read_stdin(size_t max) {
     return buf;
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 int cmd_run(int argc, char **argv) {
     runtime_opts o;
     runtime_opts_init(&o);
@@ -161,17 +155,15 @@ int cmd_run(int argc, char **argv) {
     if (ids_text && !(ids = opt_parse_ids_flag("--ids", ids_text, &n_prompt))) return 1;
 
     runtime_session s;
-    if (runtime_session_open(&s, &o)) {
+    if (runtime_session_open_model(&s, &o)) {
         free(ids);
         return 1;
     }
     int rc = 1;
     fitlm_tokenizer *tok = NULL;
-    fitlm_sampler *smp = NULL;
     fitlm_detok_stream *ds = NULL;
-    float *logits = NULL;
     char *chat_text = NULL, *default_system = NULL;
-    int32_t *out_ids = NULL;
+    gen_result res = {0};
     const fitlm_model *m = s.model;
 
     /* the prompt: -p, -f FILE, --ids, or (when stdin is not a terminal) stdin */
@@ -228,21 +220,15 @@ int cmd_run(int argc, char **argv) {
         if (!system_msg && t == FITLM_CHAT_CHATML && !template_name)
             system_msg = default_system = fitlm_chat_default_system(fitlm_tokenizer_chat_template(tok));
     }
+    /* one sequence at a time through the engine: the generation loop `serve` runs */
+    if (runtime_session_start_engine(&s, &o, tok, 1)) goto done;
     if (interactive) {
         /* a reply can never be longer than the context */
-        if (!n_predict_given || n_predict > (long)fitlm_runtime_n_ctx(s.rt)) n_predict = fitlm_runtime_n_ctx(s.rt);
-        smp = fitlm_sampler_new(&sp, fitlm_runtime_vocab(s.rt), &err);
-        logits = malloc((size_t)fitlm_runtime_vocab(s.rt) * sizeof *logits);
-        out_ids = malloc(((size_t)n_predict + 1) * sizeof *out_ids);
-        if (!smp || !logits || !out_ids) {
-            if (!smp) fitlm_error_print(&err);
-            else fitlm_die("out of memory");
-            goto done;
-        }
+        uint32_t n_ctx = fitlm_engine_n_ctx(s.engine);
+        if (!n_predict_given || n_predict > (long)n_ctx) n_predict = n_ctx;
         fprintf(stderr, "fitlm: chat template %s, seed %llu; one line per turn, end with Ctrl-D\n",
                 fitlm_chat_template_name(t), (unsigned long long)sp.seed);
-        gen_ctx g = {.rt = s.rt, .smp = smp, .tok = tok, .logits = logits, .out = out_ids, .out_cap = n_predict};
-        if (chat_loop(&g, t, system_msg, prompt, n_predict, print_ids, &err)) {
+        if (chat_loop(s.engine, tok, &sp, t, system_msg, prompt, n_predict, print_ids, &err)) {
             fitlm_error_print(&err);
             goto done;
         }
@@ -281,7 +267,7 @@ int cmd_run(int argc, char **argv) {
         }
         n_prompt = (uint32_t)n;
     }
-    uint32_t n_ctx = fitlm_runtime_n_ctx(s.rt), vocab = fitlm_runtime_vocab(s.rt);
+    uint32_t n_ctx = fitlm_engine_n_ctx(s.engine), vocab = fitlm_engine_vocab(s.engine);
     if (n_prompt >= n_ctx) {
         fitlm_die("%s: context overflow: the prompt has %u tokens, the context holds %u (raise -c, up to the model's %u)",
                   o.model_path, n_prompt, n_ctx, m->hp.ctx_len);
@@ -292,16 +278,6 @@ int cmd_run(int argc, char **argv) {
             fitlm_die("token id %d is outside the vocabulary (0..%u)", ids[i], vocab - 1);
             goto done;
         }
-    smp = fitlm_sampler_new(&sp, vocab, &err);
-    logits = malloc((size_t)vocab * sizeof *logits);
-    bool capped = n_predict > (long)(n_ctx - n_prompt) + 1;
-    if (capped) n_predict = (long)(n_ctx - n_prompt) + 1; /* what the context allows */
-    out_ids = malloc(((size_t)n_predict + 1) * sizeof *out_ids);
-    if (!smp || !logits || !out_ids) {
-        if (!smp) fitlm_error_print(&err);
-        else fitlm_die("out of memory");
-        goto done;
-    }
     if (tok && !print_ids) {
         ds = fitlm_detok_stream_new(tok, false);
         if (!ds) {
@@ -311,6 +287,7 @@ int cmd_run(int argc, char **argv) {
     }
     fprintf(stderr, "fitlm: seed %llu, %u prompt tokens, context %u, %d threads\n", (unsigned long long)sp.seed,
             n_prompt, n_ctx, fitlm_backend_cpu_threads(s.backend));
+    fflush(stderr);
 
     /* echo the prompt (not in chat mode, where the template text is noise) */
     if (ds && !chat) {
@@ -321,25 +298,19 @@ int cmd_run(int argc, char **argv) {
         }
         fflush(stdout);
     }
-    for (uint32_t i = 0; i < n_prompt; i++) fitlm_sampler_accept(smp, ids[i]);
-
-    double t0 = now_s();
-    if (fitlm_runtime_eval(s.rt, ids, n_prompt, logits, false, &err)) {
-        fitlm_error_print(&err);
-        goto done;
+    {
+        /* the echo's held-back bytes (a character split across the prompt's last tokens) */
+        const char *piece;
+        size_t len;
+        if (ds) fitlm_detok_stream_flush(ds, &piece, &len), fwrite(piece, 1, len, stdout);
     }
-    double t_prompt = now_s() - t0;
-
-    gen_ctx g = {.rt = s.rt, .smp = smp, .tok = tok, .ds = ds, .logits = logits, .out = out_ids,
-                 .out_cap = n_predict};
-    gen_result res;
-    if (generate_tokens(&g, n_predict, false, &res, &err)) {
+    if (generate_tokens(s.engine, ids, n_prompt, n_predict, &sp, print_ids || !tok, &res, &err)) {
         fitlm_error_print(&err);
         goto done;
     }
     long n_gen = res.n;
-    double t_gen = res.seconds;
-    const char *stop_reason = capped && res.n == n_predict ? "context full" : res.reason;
+    double t_gen = res.seconds, t_prompt = res.t_first;
+    const char *stop_reason = res.reason;
     printf("\n");
     fflush(stdout);
     fprintf(stderr, "\nfitlm: stopped: %s\n", stop_reason);
@@ -354,12 +325,10 @@ int cmd_run(int argc, char **argv) {
     runtime_session_print_memory(&s, stderr);
     rc = 0;
 done:
-    free(out_ids);
-    free(logits);
+    free(res.ids);
     free(chat_text);
     free(default_system);
     fitlm_detok_stream_free(ds);
-    fitlm_sampler_free(smp);
     fitlm_tokenizer_free(tok);
     free(ids);
     free(prompt_buf);

@@ -1,6 +1,8 @@
 /* Shared option handling of the runtime commands. */
 #include "cli/runtime_opts.h"
 
+#include "engine/engine.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -174,7 +176,7 @@ int runtime_opts_parse(runtime_opts *o, int argc, char **argv, int *i) {
     return 0;
 }
 
-int runtime_session_open(runtime_session *s, const runtime_opts *o) {
+int runtime_session_open_model(runtime_session *s, const runtime_opts *o) {
     memset(s, 0, sizeof *s);
     fitlm_error err = {{0}};
     if (!o->model_path) return fitlm_die("no model given (use -m MODEL)"), -1;
@@ -186,13 +188,6 @@ int runtime_session_open(runtime_session *s, const runtime_opts *o) {
     s->backend = fitlm_backend_new("cpu", o->n_threads, &err);
     if (!s->backend) goto fail;
     if (fitlm_runtime_check_model(s->model, s->backend, o->kv_type, &err)) goto fail_prefixed;
-    fitlm_runtime_params p = fitlm_runtime_params_default();
-    p.kv_type = o->kv_type;
-    p.n_ctx = o->n_ctx == UINT32_MAX ? s->model->hp.ctx_len : o->n_ctx;
-    if (o->ctx_clamp && p.n_ctx > s->model->hp.ctx_len) p.n_ctx = s->model->hp.ctx_len;
-    if (o->n_ubatch) p.n_ubatch = o->n_ubatch;
-    s->rt = fitlm_runtime_new(s->model, s->backend, &p, &err);
-    if (!s->rt) goto fail_prefixed;
     return 0;
 fail_prefixed:
     fitlm_error_prefix(&err, o->model_path);
@@ -202,7 +197,49 @@ fail:
     return -1;
 }
 
+/* The context the flags ask for (0: the default). */
+static uint32_t session_ctx(const runtime_session *s, const runtime_opts *o) {
+    uint32_t n_ctx = o->n_ctx == UINT32_MAX ? s->model->hp.ctx_len : o->n_ctx;
+    if (o->ctx_clamp && n_ctx > s->model->hp.ctx_len) n_ctx = s->model->hp.ctx_len;
+    return n_ctx;
+}
+
+int runtime_session_open(runtime_session *s, const runtime_opts *o) {
+    if (runtime_session_open_model(s, o)) return -1;
+    fitlm_error err = {{0}};
+    fitlm_runtime_params p = fitlm_runtime_params_default();
+    p.kv_type = o->kv_type;
+    p.n_ctx = session_ctx(s, o);
+    if (o->n_ubatch) p.n_ubatch = o->n_ubatch;
+    s->rt = fitlm_runtime_new(s->model, s->backend, &p, &err);
+    if (!s->rt) {
+        fitlm_error_prefix(&err, o->model_path);
+        fitlm_error_print(&err);
+        runtime_session_close(s);
+        return -1;
+    }
+    return 0;
+}
+
+int runtime_session_start_engine(runtime_session *s, const runtime_opts *o, const fitlm_tokenizer *tok,
+                                 uint32_t n_parallel) {
+    fitlm_error err = {{0}};
+    fitlm_engine_params ep = fitlm_engine_params_default();
+    ep.kv_type = o->kv_type;
+    ep.n_ctx = session_ctx(s, o);
+    ep.n_parallel = n_parallel;
+    ep.max_batch_tokens = o->n_ubatch ? o->n_ubatch : FITLM_DEFAULT_UBATCH;
+    s->engine = fitlm_engine_new(s->model, tok, s->backend, &ep, &err);
+    if (!s->engine) {
+        fitlm_error_prefix(&err, o->model_path);
+        fitlm_error_print(&err);
+        return -1;
+    }
+    return 0;
+}
+
 void runtime_session_close(runtime_session *s) {
+    fitlm_engine_free(s->engine);
     fitlm_runtime_free(s->rt);
     if (s->backend) s->backend->free(s->backend);
     fitlm_model_free(s->model);
@@ -211,7 +248,8 @@ void runtime_session_close(runtime_session *s) {
 
 void runtime_session_print_memory(const runtime_session *s, FILE *out) {
     fitlm_runtime_memory mem;
-    fitlm_runtime_get_memory(s->rt, &mem);
+    if (s->engine) fitlm_engine_get_memory(s->engine, &mem);
+    else fitlm_runtime_get_memory(s->rt, &mem);
     fitlm_memory_report_print(out, &mem, &s->model->hp);
 }
 

@@ -53,13 +53,26 @@ int runtime_opts_parse(runtime_opts *o, int argc, char **argv, int *i);
 typedef struct runtime_session {
     fitlm_model *model;
     fitlm_backend *backend;
-    fitlm_runtime *rt;
+    fitlm_runtime *rt;          /* the one-sequence runtime (logits, perplexity, bench) */
+    struct fitlm_engine *engine; /* or the engine (run) */
 } runtime_session;
 
 int runtime_session_open(runtime_session *s, const runtime_opts *o);
+
+/* The first half of runtime_session_open: the model, checked for the forward
+ * pass, and the backend; neither runtime nor engine yet. Same contract. */
+int runtime_session_open_model(runtime_session *s, const runtime_opts *o);
+
+/* Creates the serving engine over the session's model and backend with the
+ * shared flags (-c per sequence, --kv-type, --batch as the tokens per step)
+ * for n_parallel sequences; tok (may be NULL) must outlive the session's
+ * engine. On failure prints the error and returns -1 (the session stays
+ * open; close it as usual). */
+int runtime_session_start_engine(runtime_session *s, const runtime_opts *o, const fitlm_tokenizer *tok,
+                                 uint32_t n_parallel);
 void runtime_session_close(runtime_session *s);
 
-/* Prints the runtime's memory report (weights, KV cache, scratch) to out. */
+/* Prints the runtime's (or engine's) memory report (weights, KV cache, scratch) to out. */
 void runtime_session_print_memory(const runtime_session *s, FILE *out);
 
 /* The model's tokenizer: from the GGUF metadata or the HF folder. For a model

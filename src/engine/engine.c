@@ -201,6 +201,19 @@ fail:
     return NULL;
 }
 
+void fitlm_engine_get_memory(const fitlm_engine *e, fitlm_runtime_memory *out) {
+    memset(out, 0, sizeof *out);
+    out->weight_bytes = e->w->weight_bytes;
+    out->weight_read_per_token = e->w->weight_read_per_token;
+    out->repacked_bytes = e->w->repacked_bytes;
+    out->kv_bytes = e->kv->nbytes;
+    out->scratch_bytes = e->w->owned_bytes + fitlm_forward_scratch_bytes(e->fwd) +
+                         (uint64_t)e->p.n_parallel * e->vocab * sizeof(float) + (uint64_t)(e->w->hp.head_dim / 2) * 4;
+    out->kv_type = e->kv->type;
+    out->n_ctx = e->p.n_ctx;
+    out->n_ubatch = e->p.max_batch_tokens;
+}
+
 uint32_t fitlm_engine_n_ctx(const fitlm_engine *e) {
     return e->p.n_ctx;
 }
@@ -401,10 +414,11 @@ static uint32_t prefix_hits_unpinned(fitlm_engine *e, const seq *s, uint32_t *hi
 
 /* ---- events ---- */
 
-static void emit(fitlm_engine *e, seq *s, int32_t token, const char *text, size_t len, float logprob, int n_top,
-                 bool done, fitlm_finish_reason fin, const char *error) {
+static void emit(fitlm_engine *e, seq *s, int32_t token, bool eog, const char *text, size_t len, float logprob,
+                 int n_top, bool done, fitlm_finish_reason fin, const char *error) {
     fitlm_gen_event ev = {.id = s->id,
                           .token = token,
+                          .eog = eog,
                           .text = text ? text : "",
                           .text_len = text ? len : 0,
                           .logprob = logprob,
@@ -430,7 +444,7 @@ static void seq_finish(fitlm_engine *e, seq *s, fitlm_finish_reason fin, const c
     pthread_mutex_lock(&e->mu);
     e->stats.requests_finished[fin]++;
     pthread_mutex_unlock(&e->mu);
-    emit(e, s, -1, text, len, 0.0f, 0, true, fin, error);
+    emit(e, s, -1, false, text, len, 0.0f, 0, true, fin, error);
     seq_free(s);
 }
 
@@ -737,7 +751,7 @@ static int engine_step(fitlm_engine *e, fitlm_error *err) {
         if (is_eog(e, next) && !s->ignore_eos) {
             fin = FITLM_FINISH_STOP;
             /* the end-of-generation token adds no text */
-            emit(e, s, next, "", 0, lp, n_top, false, FITLM_FINISH_NONE, NULL);
+            emit(e, s, next, true, "", 0, lp, n_top, false, FITLM_FINISH_NONE, NULL);
         } else {
             s->tokens[s->n_tokens++] = next;
             bool stopped = false;
@@ -748,7 +762,7 @@ static int engine_step(fitlm_engine *e, fitlm_error *err) {
             }
             if (stopped) fin = FITLM_FINISH_STOP;
             else if (s->n_gen >= s->max_tokens || s->n_tokens >= e->p.n_ctx) fin = FITLM_FINISH_LENGTH;
-            emit(e, s, next, text, len, lp, n_top, false, FITLM_FINISH_NONE, NULL);
+            emit(e, s, next, false, text, len, lp, n_top, false, FITLM_FINISH_NONE, NULL);
         }
         if (fin != FITLM_FINISH_NONE) {
             running_remove(e, i);

@@ -30,6 +30,7 @@
 
 #include "backend/backend.h"
 #include "model/model.h"
+#include "runtime/runtime.h"
 #include "runtime/sampler.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
@@ -75,6 +76,7 @@ typedef struct fitlm_gen_event {
     const char *text;    /* new output text: whole UTF-8 characters only; text that could still become a
                             stop string is held back until it cannot (may be empty) */
     size_t text_len;
+    bool eog;            /* `token` is an end-of-generation token: it adds no text, the done event follows */
     float logprob;       /* of `token` (when the request asked for logprobs) */
     int n_top;           /* entries in top (0 unless top_logprobs > 0) */
     const fitlm_top_logprob *top;
@@ -160,6 +162,10 @@ typedef struct fitlm_engine_stats {
 } fitlm_engine_stats;
 
 void fitlm_engine_get_stats(fitlm_engine *e, fitlm_engine_stats *s);
+
+/* Memory the engine holds (weights, KV pool, scratch), in the one-sequence
+ * runtime's report format (n_ctx: per sequence; n_ubatch: tokens per step). */
+void fitlm_engine_get_memory(const fitlm_engine *e, fitlm_runtime_memory *out);
 
 /* The context limit per sequence, and the vocabulary size. */
 uint32_t fitlm_engine_n_ctx(const fitlm_engine *e);
