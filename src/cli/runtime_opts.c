@@ -8,9 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/mem_budget.h"
 #include "format/ggml_type.h"
 #include "runtime/kv_cache.h"
 #include "runtime/memory_report.h"
+#include "util/meminfo.h"
 
 int opt_parse_long(const char *flag, const char *s, long lo, long hi, long *out) {
     char *end = NULL;
@@ -133,6 +135,7 @@ const char *opt_value(int argc, char **argv, int *i) {
 void runtime_opts_init(runtime_opts *o) {
     memset(o, 0, sizeof *o);
     o->kv_type = FITLM_TYPE_F16;
+    o->mem_limit = FITLM_MEM_UNKNOWN;
 }
 
 int runtime_opts_parse(runtime_opts *o, int argc, char **argv, int *i) {
@@ -167,6 +170,15 @@ int runtime_opts_parse(runtime_opts *o, int argc, char **argv, int *i) {
         o->n_ubatch = (uint32_t)x;
         return 1;
     }
+    if (!strcmp(a, "--mem-limit")) {
+        fitlm_error err = {{0}};
+        if (!(v = opt_value(argc, argv, i))) return -1;
+        if (fitlm_parse_size(v, &o->mem_limit, &err) || o->mem_limit == 0) {
+            fprintf(stderr, "fitlm: error: %s: %s\n", a, err.msg[0] ? err.msg : "must be more than 0 bytes");
+            return -1;
+        }
+        return 1;
+    }
     if (!strcmp(a, "--memory-report")) {
         o->memory_report = true;
         return 1;
@@ -191,6 +203,9 @@ int runtime_session_open(runtime_session *s, const runtime_opts *o) {
     p.n_ctx = o->n_ctx == UINT32_MAX ? s->model->hp.ctx_len : o->n_ctx;
     if (o->ctx_clamp && p.n_ctx > s->model->hp.ctx_len) p.n_ctx = s->model->hp.ctx_len;
     if (o->n_ubatch) p.n_ubatch = o->n_ubatch;
+    if (mem_budget_fit_context(s->model, p.kv_type, &p.n_ctx, p.n_ubatch, o->n_threads, o->mem_limit,
+                               o->n_ctx != 0 && o->n_ctx != UINT32_MAX))
+        goto fail_quiet;
     s->rt = fitlm_runtime_new(s->model, s->backend, &p, &err);
     if (!s->rt) goto fail_prefixed;
     return 0;
@@ -198,6 +213,7 @@ fail_prefixed:
     fitlm_error_prefix(&err, o->model_path);
 fail:
     fitlm_error_print(&err);
+fail_quiet:
     runtime_session_close(s);
     return -1;
 }

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 static int size_error(fitlm_error *err, const char *s, const char *why) {
@@ -159,10 +160,12 @@ static uint64_t cgroup_available(const char *proc_cgroup_path, const char *root)
     }
     uint64_t best = FITLM_MEM_UNKNOWN;
     char dir[4096];
-    if (v2_rel) {
+    /* cgroup v2 sits at the root, or under "unified" on hybrid v1/v2 systems */
+    for (int hybrid = 0; v2_rel && hybrid < 2; hybrid++) {
         /* the limit of every ancestor applies: walk from the process's cgroup up to the root */
-        if (snprintf(dir, sizeof dir, "%s%s", root, v2_rel) < (int)sizeof dir) {
-            size_t root_len = strlen(root);
+        const char *sub = hybrid ? "/unified" : "";
+        if (snprintf(dir, sizeof dir, "%s%s%s", root, sub, v2_rel) < (int)sizeof dir) {
+            size_t root_len = strlen(root) + strlen(sub);
             for (;;) {
                 uint64_t h = headroom(read_cgroup_file(dir, "memory.max"), read_cgroup_file(dir, "memory.current"));
                 if (h < best) best = h;
@@ -201,6 +204,26 @@ static uint64_t meminfo_available(const char *path) {
     return (uint64_t)kb * 1024;
 }
 
+/* RLIMIT_AS (ulimit -v) minus the address space already in use (the first
+ * field of /proc/self/statm, in pages) and what threads reserve; unknown when
+ * unlimited. */
+static uint64_t address_space_available(void) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_AS, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return FITLM_MEM_UNKNOWN;
+    char buf[256];
+    uint64_t used = 0;
+    if (!read_small("/proc/self/statm", buf, sizeof buf)) {
+        unsigned long long pages = strtoull(buf, NULL, 10);
+        long page = sysconf(_SC_PAGESIZE);
+        used = pages * (uint64_t)(page > 0 ? page : 4096);
+    }
+    /* address space that is reserved, not used: a 64 MiB malloc arena and a
+     * thread stack per worker thread, the main arena */
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    used += (uint64_t)((ncpu > 0 ? ncpu : 1) + 1) * (72ull << 20);
+    return used >= (uint64_t)rl.rlim_cur ? 0 : (uint64_t)rl.rlim_cur - used;
+}
+
 void fitlm_mem_available_from(const char *meminfo_path, const char *proc_cgroup_path, const char *cgroup_root,
                               uint64_t user_limit, fitlm_mem_avail *out) {
     out->meminfo = meminfo_available(meminfo_path);
@@ -215,6 +238,11 @@ void fitlm_mem_available_from(const char *meminfo_path, const char *proc_cgroup_
     if (out->cgroup < out->bytes) {
         out->bytes = out->cgroup;
         out->source = "cgroup limit";
+    }
+    out->address_space = address_space_available();
+    if (out->address_space < out->bytes) {
+        out->bytes = out->address_space;
+        out->source = "ulimit -v";
     }
     if (out->user != FITLM_MEM_UNKNOWN && out->user <= out->bytes) {
         out->bytes = out->user;

@@ -29,14 +29,16 @@ char *fitlm_format_size(uint64_t bytes, char *buf, size_t cap);
 
 /* The memory this process may still use: the smallest of the bounds known. */
 typedef struct fitlm_mem_avail {
-    uint64_t bytes;      /* min of the three below; FITLM_MEM_UNKNOWN when none is known */
-    const char *source;  /* static string naming the bound that set `bytes`:
-                            "MemAvailable", "cgroup limit", "--mem-limit" or "unknown" */
+    uint64_t bytes;      /* min of the four below; FITLM_MEM_UNKNOWN when none is known */
+    const char *source;  /* static string naming the bound that set `bytes`: "MemAvailable",
+                            "cgroup limit", "ulimit -v", "--mem-limit" or "unknown" */
     uint64_t meminfo;    /* MemAvailable of /proc/meminfo, or FITLM_MEM_UNKNOWN */
     uint64_t cgroup;     /* cgroup memory limit minus current usage (v2 memory.max -
                             memory.current along the process's cgroup and its parents,
                             or v1 memory.limit_in_bytes - memory.usage_in_bytes),
                             or FITLM_MEM_UNKNOWN when unlimited/absent */
+    uint64_t address_space; /* RLIMIT_AS (ulimit -v) minus the address space in use
+                               (mapped weights included), or FITLM_MEM_UNKNOWN */
     uint64_t user;       /* the user's limit (--mem-limit), or FITLM_MEM_UNKNOWN */
 } fitlm_mem_avail;
 
@@ -46,7 +48,8 @@ void fitlm_mem_available(uint64_t user_limit, fitlm_mem_avail *out);
 
 /* Same, reading the given files instead of the system's (for tests):
  * meminfo_path replaces /proc/meminfo, proc_cgroup_path /proc/self/cgroup and
- * cgroup_root /sys/fs/cgroup. Any may be NULL (then that source is unknown). */
+ * cgroup_root /sys/fs/cgroup. Any may be NULL (then that source is unknown).
+ * The process's own RLIMIT_AS is always read. */
 void fitlm_mem_available_from(const char *meminfo_path, const char *proc_cgroup_path, const char *cgroup_root,
                               uint64_t user_limit, fitlm_mem_avail *out);
 
