@@ -10,9 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/mem_budget.h"
 #include "format/ggml_type.h"
 #include "runtime/kv_cache.h"
 #include "runtime/memory_report.h"
+#include "util/meminfo.h"
 
 int opt_parse_long(const char *flag, const char *s, long lo, long hi, long *out) {
     char *end = NULL;
@@ -135,6 +137,7 @@ const char *opt_value(int argc, char **argv, int *i) {
 void runtime_opts_init(runtime_opts *o) {
     memset(o, 0, sizeof *o);
     o->kv_type = FITLM_TYPE_F16;
+    o->mem_limit = FITLM_MEM_UNKNOWN;
 }
 
 int runtime_opts_parse(runtime_opts *o, int argc, char **argv, int *i) {
@@ -167,6 +170,15 @@ int runtime_opts_parse(runtime_opts *o, int argc, char **argv, int *i) {
     if (!strcmp(a, "--batch") || !strcmp(a, "-ub") || !strcmp(a, "--ubatch-size")) {
         if (!(v = opt_value(argc, argv, i)) || opt_parse_long(a, v, 1, 65536, &x)) return -1;
         o->n_ubatch = (uint32_t)x;
+        return 1;
+    }
+    if (!strcmp(a, "--mem-limit")) {
+        fitlm_error err = {{0}};
+        if (!(v = opt_value(argc, argv, i))) return -1;
+        if (fitlm_parse_size(v, &o->mem_limit, &err) || o->mem_limit == 0) {
+            fprintf(stderr, "fitlm: error: %s: %s\n", a, err.msg[0] ? err.msg : "must be more than 0 bytes");
+            return -1;
+        }
         return 1;
     }
     if (!strcmp(a, "--memory-report")) {
@@ -211,6 +223,11 @@ int runtime_session_open(runtime_session *s, const runtime_opts *o) {
     p.kv_type = o->kv_type;
     p.n_ctx = session_ctx(s, o);
     if (o->n_ubatch) p.n_ubatch = o->n_ubatch;
+    if (mem_budget_fit_context(s->model, p.kv_type, &p.n_ctx, p.n_ubatch, o->n_threads, o->mem_limit,
+                               o->n_ctx != 0 && o->n_ctx != UINT32_MAX)) {
+        runtime_session_close(s);
+        return -1;
+    }
     s->rt = fitlm_runtime_new(s->model, s->backend, &p, &err);
     if (!s->rt) {
         fitlm_error_prefix(&err, o->model_path);
@@ -229,6 +246,14 @@ int runtime_session_start_engine(runtime_session *s, const runtime_opts *o, cons
     ep.n_ctx = session_ctx(s, o);
     ep.n_parallel = n_parallel;
     ep.max_batch_tokens = o->n_ubatch ? o->n_ubatch : FITLM_DEFAULT_UBATCH;
+    /* the pool holds n_parallel contexts: the budget check sees their total */
+    uint32_t total_ctx = ep.n_ctx ? ep.n_ctx : (s->model->hp.ctx_len < FITLM_DEFAULT_CTX ? s->model->hp.ctx_len
+                                                                                           : FITLM_DEFAULT_CTX);
+    uint32_t want = total_ctx;
+    if (n_parallel == 1 && mem_budget_fit_context(s->model, ep.kv_type, &want, ep.max_batch_tokens, o->n_threads,
+                                                  o->mem_limit, o->n_ctx != 0 && o->n_ctx != UINT32_MAX))
+        return -1;
+    if (n_parallel == 1) ep.n_ctx = want;
     s->engine = fitlm_engine_new(s->model, tok, s->backend, &ep, &err);
     if (!s->engine) {
         fitlm_error_prefix(&err, o->model_path);
