@@ -392,7 +392,9 @@ int serve_parse_gen(const serve_model_info *mi, serve_kind kind, const char *bod
     if (r) out->max_tokens = (uint32_t)x;
     if ((r = get_int(o, "max_completion_tokens", 1, INT32_MAX, &x, err)) < 0) goto done;
     if (r) out->max_tokens = (uint32_t)x;
-    if (get_bool(o, "ignore_eos", &out->ignore_eos, err) < 0) goto done;
+    if (get_bool(o, "ignore_eos", &out->ignore_eos, err) < 0 ||
+        get_bool(o, "return_tokens_as_token_ids", &out->tokens_as_ids, err) < 0)
+        goto done;
     if (get_bool(o, "stream", &out->stream, err) < 0) goto done;
     const cJSON *so = cJSON_GetObjectItemCaseSensitive(o, "stream_options");
     if (!is_null(so)) {
@@ -487,8 +489,14 @@ static void json_token_bytes(serve_buf *out, const char *piece, size_t n) {
     serve_buf_str(out, "]");
 }
 
-static const char *piece_of(const serve_model_info *mi, int32_t id, size_t *len) {
-    const char *p = mi->tok ? fitlm_tokenizer_piece(mi->tok, id, true, len) : NULL;
+/* The text of a token in logprobs: its piece (special tokens rendered), or
+ * "token_id:N" (return_tokens_as_token_ids; buf holds it). */
+static const char *piece_of(const serve_model_info *mi, bool as_id, int32_t id, size_t *len, char buf[32]) {
+    if (as_id || !mi->tok) {
+        *len = (size_t)snprintf(buf, 32, "token_id:%d", id);
+        return buf;
+    }
+    const char *p = fitlm_tokenizer_piece(mi->tok, id, true, len);
     if (!p) {
         *len = 0;
         return "";
@@ -502,9 +510,11 @@ static void json_logprob(serve_buf *out, float lp) {
 }
 
 /* Chat: {"token", "logprob", "bytes", "top_logprobs": [...]} for one token. */
-static void chat_logprob_entry(const serve_model_info *mi, const serve_gen_log *g, const serve_tok *t, serve_buf *out) {
+static void chat_logprob_entry(const serve_model_info *mi, bool as_id, const serve_gen_log *g, const serve_tok *t,
+                               serve_buf *out) {
     size_t len;
-    const char *piece = piece_of(mi, t->id, &len);
+    char ib[32], ib2[32];
+    const char *piece = piece_of(mi, as_id, t->id, &len, ib);
     serve_buf_str(out, "{\"token\":");
     serve_json_string(out, piece, len);
     serve_buf_str(out, ",\"logprob\":");
@@ -514,7 +524,7 @@ static void chat_logprob_entry(const serve_model_info *mi, const serve_gen_log *
     serve_buf_str(out, ",\"top_logprobs\":[");
     for (int k = 0; k < t->n_top; k++) {
         const fitlm_top_logprob *tp = &g->tops[t->top_off + (size_t)k];
-        const char *pk = piece_of(mi, tp->id, &len);
+        const char *pk = piece_of(mi, as_id, tp->id, &len, ib2);
         serve_buf_str(out, k ? ",{\"token\":" : "{\"token\":");
         serve_json_string(out, pk, len);
         serve_buf_str(out, ",\"logprob\":");
@@ -527,12 +537,14 @@ static void chat_logprob_entry(const serve_model_info *mi, const serve_gen_log *
 }
 
 /* Completions: {"tokens", "token_logprobs", "top_logprobs", "text_offset"} over toks [a, b). */
-static void completion_logprobs(const serve_model_info *mi, const serve_gen_log *g, size_t a, size_t b, serve_buf *out) {
+static void completion_logprobs(const serve_model_info *mi, bool as_id, const serve_gen_log *g, size_t a, size_t b,
+                                serve_buf *out) {
     size_t len, n = 0;
+    char ib[32];
     serve_buf_str(out, "{\"tokens\":[");
     for (size_t i = a; i < b; i++) {
         if (g->toks[i].id < 0) continue;
-        const char *piece = piece_of(mi, g->toks[i].id, &len);
+        const char *piece = piece_of(mi, as_id, g->toks[i].id, &len, ib);
         if (n++) serve_buf_str(out, ",");
         serve_json_string(out, piece, len);
     }
@@ -551,7 +563,7 @@ static void completion_logprobs(const serve_model_info *mi, const serve_gen_log 
         serve_buf_str(out, n++ ? ",{" : "{");
         for (int k = 0; k < t->n_top; k++) {
             const fitlm_top_logprob *tp = &g->tops[t->top_off + (size_t)k];
-            const char *pk = piece_of(mi, tp->id, &len);
+            const char *pk = piece_of(mi, as_id, tp->id, &len, ib);
             if (k) serve_buf_str(out, ",");
             serve_json_string(out, pk, len);
             serve_buf_str(out, ":");
@@ -597,7 +609,7 @@ void serve_format_response(const serve_model_info *mi, const serve_gen_params *p
             for (size_t i = 0; i < g->n_toks; i++) {
                 if (g->toks[i].id < 0) continue;
                 if (n++) serve_buf_str(out, ",");
-                chat_logprob_entry(mi, g, &g->toks[i], out);
+                chat_logprob_entry(mi, p->tokens_as_ids, g, &g->toks[i], out);
             }
             serve_buf_str(out, "]}");
         } else {
@@ -607,7 +619,7 @@ void serve_format_response(const serve_model_info *mi, const serve_gen_params *p
         serve_buf_str(out, "\"text\":");
         serve_json_string(out, g->text.data ? g->text.data : "", g->text.len);
         serve_buf_str(out, ",\"logprobs\":");
-        if (p->top_logprobs >= 0) completion_logprobs(mi, g, 0, g->n_toks, out);
+        if (p->top_logprobs >= 0) completion_logprobs(mi, p->tokens_as_ids, g, 0, g->n_toks, out);
         else serve_buf_str(out, "null");
     }
     serve_buf_printf(out, ",\"finish_reason\":\"%s\"}],\"usage\":", finish_name(g->finish));
@@ -638,7 +650,7 @@ static void chunk(const serve_model_info *mi, const serve_gen_params *p, const s
             for (size_t i = a; i < b; i++) {
                 if (g->toks[i].id < 0) continue;
                 if (n++) serve_buf_str(out, ",");
-                chat_logprob_entry(mi, g, &g->toks[i], out);
+                chat_logprob_entry(mi, p->tokens_as_ids, g, &g->toks[i], out);
             }
             serve_buf_str(out, "]}");
         } else {
@@ -648,7 +660,7 @@ static void chunk(const serve_model_info *mi, const serve_gen_params *p, const s
         serve_buf_str(out, "\"text\":");
         serve_json_string(out, text, text_len);
         serve_buf_str(out, ",\"logprobs\":");
-        if (p->top_logprobs >= 0 && a < b) completion_logprobs(mi, g, a, b, out);
+        if (p->top_logprobs >= 0 && a < b) completion_logprobs(mi, p->tokens_as_ids, g, a, b, out);
         else serve_buf_str(out, "null");
     }
     if (finish) serve_buf_printf(out, ",\"finish_reason\":\"%s\"}]", finish);

@@ -60,6 +60,7 @@ typedef struct serve_gen_params {
     bool ignore_eos;
     bool stream, include_usage;
     int top_logprobs;             /* -1: no logprobs */
+    bool tokens_as_ids;           /* vLLM's return_tokens_as_token_ids: logprob tokens as "token_id:N" */
 } serve_gen_params;
 
 /* Parses and checks a request body; tokenizes its prompt (chat: the messages
