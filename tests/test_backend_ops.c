@@ -202,9 +202,12 @@ static void test_kv_rows(void) {
     CHECK(!memcmp(back, back2, sizeof back), "Q8_0 dequantization equals the kernels'");
 }
 
-/* naive attention in double from the cache contents */
-static void naive_attention(int type, const uint8_t *k, const uint8_t *v, uint64_t row_bytes, const float *q,
-                            int64_t nt, int64_t pos0, int H, int KV, int D, uint32_t window, double *out) {
+/* naive attention in double from the cache contents: nt tokens of one
+ * sequence at positions pos0.., position j in slot table[j >> shift] << shift
+ * | (j & mask) */
+static void naive_attention(int type, const uint8_t *k, const uint8_t *v, uint64_t row_bytes, const int32_t *table,
+                            int shift, const float *q, int64_t nt, int64_t pos0, int H, int KV, int D,
+                            uint32_t window, double *out) {
     for (int64_t t = 0; t < nt; t++)
         for (int h = 0; h < H; h++) {
             int64_t pos = pos0 + t, kvh = h / (H / KV);
@@ -215,25 +218,46 @@ static void naive_attention(int type, const uint8_t *k, const uint8_t *v, uint64
                     s[j] = -INFINITY;
                     continue;
                 }
+                int64_t slot = ((int64_t)table[j >> shift] << shift) | (j & ((1 << shift) - 1));
                 double d = 0;
-                for (int i = 0; i < D; i++) d += q[(t * H + h) * D + i] * kv_at(type, k + j * row_bytes, kvh * D + i);
+                for (int i = 0; i < D; i++) d += q[(t * H + h) * D + i] * kv_at(type, k + slot * row_bytes, kvh * D + i);
                 s[j] = d / sqrt((double)D);
                 mx = fmax(mx, s[j]);
             }
             for (int64_t j = 0; j <= pos; j++) z += isinf(s[j]) ? 0 : exp(s[j] - mx);
             for (int i = 0; i < D; i++) {
                 double a = 0;
-                for (int64_t j = 0; j <= pos; j++)
-                    if (!isinf(s[j])) a += exp(s[j] - mx) / z * kv_at(type, v + j * row_bytes, kvh * D + i);
+                for (int64_t j = 0; j <= pos; j++) {
+                    int64_t slot = ((int64_t)table[j >> shift] << shift) | (j & ((1 << shift) - 1));
+                    if (!isinf(s[j])) a += exp(s[j] - mx) / z * kv_at(type, v + slot * row_bytes, kvh * D + i);
+                }
                 out[(t * H + h) * D + i] = a;
             }
         }
 }
 
+/* Two sequences in one paged pool (blocks of 8 slots in a shuffled order, the
+ * two sequences' blocks interleaved), queried together in one call: each
+ * token's output against the naive reference through its block table, and
+ * bit-identical to the same sequence's tokens queried alone. */
 static void test_attention(void) {
-    enum { H = 8, KV = 2, CTX = 200 };
+    enum { H = 8, KV = 2, CTX = 200, SHIFT = 3, NB = 2 * CTX / 8 };
     const int types[3] = {FITLM_TYPE_F32, FITLM_TYPE_F16, FITLM_TYPE_Q8_0};
     const int threads[2] = {1, 3};
+    int32_t perm[NB];
+    for (int i = 0; i < NB; i++) perm[i] = i;
+    for (int i = NB - 1; i > 0; i--) {
+        int j = (int)(frand() * 0.5f * (float)(i + 1) + 0.5f * (float)(i + 1)) % (i + 1);
+        int32_t t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
+    int32_t table0[NB / 2], table1[NB / 2];
+    for (int i = 0; i < NB / 2; i++) {
+        table0[i] = perm[2 * i];
+        table1[i] = perm[2 * i + 1];
+    }
+    const int32_t *tables[2] = {table0, table1};
     /* head_dim 16 (the 8-wide SIMD steps) and 12 (the generic loops); SIMD
      * and scalar ops */
     for (int variant = 0; variant < 4; variant++)
@@ -244,42 +268,100 @@ static void test_attention(void) {
                 if (types[ti] == FITLM_TYPE_Q8_0 && (KV * D) % 32) continue;
                 fitlm_ops_set_avx2(variant & 2 ? 0 : 1);
                 uint32_t window = wi & 1 ? 7 : 0;
-                /* 9 tokens: whole KV groups per work item; 1 token (decode) on 3
-                 * threads: groups are split so every thread has work */
-                int64_t nt = wi & 2 ? 1 : 9, pos0 = wi & 2 ? 190 : 150;
+                /* 9 tokens per sequence: whole KV groups per work item; 1 token
+                 * (decode) on 3 threads: groups are split so every thread has work */
+                int64_t nt = wi & 2 ? 1 : 9, pos0 = wi & 2 ? 190 : 150, pos1 = wi & 2 ? 37 : 101;
                 fitlm_error err;
                 fitlm_backend *be = fitlm_backend_cpu_new(threads[th], &err);
                 CHECK(be != NULL, "backend: %s", err.msg);
                 if (!be) return;
-                CHECK(be->reserve(be, CTX, H, KV, D, &err) == 0, "reserve");
-                fitlm_btensor kc, vc, q, o, src;
-                be->alloc(be, types[ti], KV * D, CTX, &kc, &err);
-                be->alloc(be, types[ti], KV * D, CTX, &vc, &err);
-                be->alloc(be, FITLM_TYPE_F32, H * D, nt, &q, &err);
-                be->alloc(be, FITLM_TYPE_F32, H * D, nt, &o, &err);
-                be->alloc(be, FITLM_TYPE_F32, KV * D, CTX, &src, &err);
-                for (int64_t i = 0; i < CTX * KV * D; i++) ((float *)src.data)[i] = frand();
-                be->kv_store(be, &kc, 0, &src, CTX);
-                for (int64_t i = 0; i < CTX * KV * D; i++) ((float *)src.data)[i] = frand();
-                be->kv_store(be, &vc, 0, &src, CTX);
-                for (int64_t i = 0; i < nt * H * D; i++) ((float *)q.data)[i] = 2 * frand();
-                be->attention(be, &q, &kc, &vc, nt, pos0, H, KV, D, window, &o);
-                double *want = malloc(sizeof(double) * nt * H * D);
-                naive_attention(types[ti], kc.data, vc.data, fitlm_ops_kv_row_bytes(types[ti], KV * D), q.data, nt,
-                                pos0, H, KV, D, window, want);
+                CHECK(be->reserve(be, 2 * (uint32_t)nt, CTX, H, KV, D, &err) == 0, "reserve");
+                fitlm_btensor kc, vc, q, o, o1, src;
+                be->alloc(be, types[ti], KV * D, 2 * CTX, &kc, &err);
+                be->alloc(be, types[ti], KV * D, 2 * CTX, &vc, &err);
+                be->alloc(be, FITLM_TYPE_F32, H * D, 2 * nt, &q, &err);
+                be->alloc(be, FITLM_TYPE_F32, H * D, 2 * nt, &o, &err);
+                be->alloc(be, FITLM_TYPE_F32, H * D, nt, &o1, &err);
+                be->alloc(be, FITLM_TYPE_F32, KV * D, 2 * CTX, &src, &err);
+                /* positions 0..CTX-1 of both sequences, stored through their tables */
+                int64_t slots[2 * CTX];
+                for (int sq = 0; sq < 2; sq++)
+                    for (int p = 0; p < CTX; p++)
+                        slots[sq * CTX + p] = ((int64_t)tables[sq][p >> SHIFT] << SHIFT) | (p & 7);
+                for (int64_t i = 0; i < 2 * CTX * KV * D; i++) ((float *)src.data)[i] = frand();
+                be->kv_store(be, &kc, slots, &src, 2 * CTX);
+                for (int64_t i = 0; i < 2 * CTX * KV * D; i++) ((float *)src.data)[i] = frand();
+                be->kv_store(be, &vc, slots, &src, 2 * CTX);
+                for (int64_t i = 0; i < 2 * nt * H * D; i++) ((float *)q.data)[i] = 2 * frand();
+                int32_t pos[18], seq[18];
+                for (int64_t t = 0; t < nt; t++) {
+                    pos[t] = (int32_t)(pos0 + t);
+                    seq[t] = 0;
+                    pos[nt + t] = (int32_t)(pos1 + t);
+                    seq[nt + t] = 1;
+                }
+                fitlm_attn_batch ab = {.n_tokens = 2 * nt, .pos = pos, .seq = seq, .block_table = tables,
+                                       .block_shift = SHIFT};
+                be->attention(be, &q, &kc, &vc, &ab, H, KV, D, window, &o);
+                uint64_t rb = fitlm_ops_kv_row_bytes(types[ti], KV * D);
+                double *want = malloc(sizeof(double) * 2 * nt * H * D);
+                naive_attention(types[ti], kc.data, vc.data, rb, table0, SHIFT, q.data, nt, pos0, H, KV, D, window,
+                                want);
+                naive_attention(types[ti], kc.data, vc.data, rb, table1, SHIFT, (float *)q.data + nt * H * D, nt,
+                                pos1, H, KV, D, window, want + nt * H * D);
                 double worst = 0;
-                for (int64_t i = 0; i < nt * H * D; i++) worst = fmax(worst, fabs(((float *)o.data)[i] - want[i]));
+                for (int64_t i = 0; i < 2 * nt * H * D; i++) worst = fmax(worst, fabs(((float *)o.data)[i] - want[i]));
                 CHECK(worst < 2e-5, "attention type %d head_dim %d simd %d threads %d window %u tokens %lld: error %g",
                       types[ti], D, !(variant & 2), threads[th], window, (long long)nt, worst);
+                /* sequence 1 alone: the same bits as among sequence 0's tokens */
+                fitlm_btensor q1 = fitlm_btensor_rows(&q, nt, nt);
+                fitlm_attn_batch ab1 = {.n_tokens = nt, .pos = pos + nt, .seq = seq + nt, .block_table = tables,
+                                        .block_shift = SHIFT};
+                be->attention(be, &q1, &kc, &vc, &ab1, H, KV, D, window, &o1);
+                CHECK(!memcmp(o1.data, (float *)o.data + nt * H * D, sizeof(float) * nt * H * D),
+                      "attention of a sequence alone equals it among others (type %d D %d threads %d window %u)",
+                      types[ti], D, threads[th], window);
                 free(want);
                 be->release(be, &kc);
                 be->release(be, &vc);
                 be->release(be, &q);
                 be->release(be, &o);
+                be->release(be, &o1);
                 be->release(be, &src);
                 be->free(be);
             }
     fitlm_ops_set_avx2(1);
+}
+
+/* get_rows and copy_slots */
+static void test_rows_ops(void) {
+    fitlm_error err;
+    fitlm_backend *be = fitlm_backend_cpu_new(2, &err);
+    CHECK(be != NULL, "backend");
+    if (!be) return;
+    fitlm_btensor a, b, c;
+    be->alloc(be, FITLM_TYPE_F32, 5, 6, &a, &err);
+    be->alloc(be, FITLM_TYPE_F32, 5, 3, &b, &err);
+    be->alloc(be, FITLM_TYPE_F16, 32, 4, &c, &err);
+    for (int i = 0; i < 30; i++) ((float *)a.data)[i] = (float)i;
+    int32_t rows[3] = {4, 0, 4};
+    be->get_rows(be, &a, rows, 3, &b);
+    bool ok = true;
+    for (int r = 0; r < 3; r++)
+        for (int i = 0; i < 5; i++) ok &= ((float *)b.data)[r * 5 + i] == (float)(rows[r] * 5 + i);
+    CHECK(ok, "get_rows gathers rows 4, 0, 4");
+    for (int i = 0; i < 128; i++) ((uint16_t *)c.data)[i] = (uint16_t)i;
+    int64_t from[2] = {3, 1}, to[2] = {0, 2};
+    be->copy_slots(be, &c, from, to, 2);
+    ok = true;
+    for (int i = 0; i < 32; i++)
+        ok &= ((uint16_t *)c.data)[i] == 96 + i && ((uint16_t *)c.data)[64 + i] == 32 + i &&
+              ((uint16_t *)c.data)[32 + i] == 32 + i && ((uint16_t *)c.data)[96 + i] == 96 + i;
+    CHECK(ok, "copy_slots copies whole rows 3 -> 0 and 1 -> 2");
+    be->release(be, &a);
+    be->release(be, &b);
+    be->release(be, &c);
+    be->free(be);
 }
 
 int main(void) {
@@ -288,5 +370,6 @@ int main(void) {
     test_rope();
     test_kv_rows();
     test_attention();
+    test_rows_ops();
     return check_report();
 }

@@ -8,9 +8,11 @@
  * row after row in `type` (a fitlm_type id). `data` is an address on the
  * backend's device (a host address for the CPU backend). Activations are F32,
  * one row per token. Weight matrices keep their file type (rows = output
- * features, ne0 = input features, the GGUF convention). A KV cache tensor has
- * one row per position holding n_kv_heads*head_dim values in the cache type
- * (F32, F16 or Q8_0).
+ * features, ne0 = input features, the GGUF convention). A KV cache tensor is
+ * a pool of rows ("slots") holding n_kv_heads*head_dim values each in the
+ * cache type (F32, F16 or Q8_0); which slot holds which position of which
+ * sequence is said per call by the batch metadata (fitlm_attn_batch: block
+ * tables), never by a global: one op call can serve many sequences.
  *
  * Ops are asynchronous with respect to the host only where the backend says so;
  * `sync` waits for completion and reports the first error any op met (ops
@@ -52,6 +54,28 @@ typedef struct fitlm_rope_table {
     const float *inv_freq;    /* host array of head_dim/2 angular frequencies */
 } fitlm_rope_table;
 
+/* Where the tokens of one op call sit in the KV pool. Token t belongs to
+ * sequence seq[t], at position pos[t] of that sequence. Position p of
+ * sequence s lives in cache slot
+ *     block_table[s][p >> block_shift] << block_shift | (p & (block_size - 1))
+ * (blocks of block_size = 1 << block_shift slots). Token t attends positions
+ * max(0, pos[t] - window + 1) .. pos[t] of its own sequence (window 0: from
+ * 0), which must all have been stored (kv_store) by this call or before.
+ * Host arrays, valid for the call. */
+typedef struct fitlm_attn_batch {
+    int64_t n_tokens;
+    const int32_t *pos;                 /* [n_tokens] */
+    const int32_t *seq;                 /* [n_tokens] index into block_table */
+    const int32_t *const *block_table;  /* [n_seqs][blocks of that sequence] */
+    int block_shift;                    /* log2 of the block size */
+} fitlm_attn_batch;
+
+/* The cache slot of position p of sequence s. */
+static inline int64_t fitlm_attn_slot(const fitlm_attn_batch *b, int32_t s, int64_t p) {
+    return ((int64_t)b->block_table[s][p >> b->block_shift] << b->block_shift) |
+           (p & (((int64_t)1 << b->block_shift) - 1));
+}
+
 typedef struct fitlm_backend fitlm_backend;
 
 /* The most matrices one matmul_multi call takes. */
@@ -80,11 +104,12 @@ struct fitlm_backend {
      * owned copy if the file stores them otherwise). Release with release(). */
     int (*prepare_weight)(fitlm_backend *be, const fitlm_tensor *src, fitlm_btensor *out, fitlm_error *err);
 
-    /* Reserves per-thread scratch for attention over up to n_ctx positions with
-     * n_heads query heads sharing n_kv_heads KV heads, so that no op allocates
-     * while decoding. 0, or -1 with err. */
-    int (*reserve)(fitlm_backend *be, uint32_t n_ctx, uint32_t n_heads, uint32_t n_kv_heads, uint32_t head_dim,
-                   fitlm_error *err);
+    /* Reserves scratch for calls of up to n_tokens tokens and attention over up
+     * to n_ctx positions per sequence with n_heads query heads sharing
+     * n_kv_heads KV heads, so that no op allocates while decoding. Only grows.
+     * 0, or -1 with err. */
+    int (*reserve)(fitlm_backend *be, uint32_t n_tokens, uint32_t n_ctx, uint32_t n_heads, uint32_t n_kv_heads,
+                   uint32_t head_dim, fitlm_error *err);
     /* Bytes of backend-internal scratch currently held (for the memory report). */
     uint64_t (*scratch_bytes)(const fitlm_backend *be);
 
@@ -111,21 +136,29 @@ struct fitlm_backend {
     void (*rmsnorm)(fitlm_backend *be, const fitlm_btensor *x, const fitlm_btensor *w, float eps, int64_t n_tokens,
                     fitlm_btensor *y);
     /* In place: rows of x hold n_heads heads of rope->head_dim; token t sits at
-     * position pos0 + t. */
-    void (*rope)(fitlm_backend *be, fitlm_btensor *x, int64_t n_tokens, int n_heads, int64_t pos0,
+     * position pos[t] (host array of n_tokens). */
+    void (*rope)(fitlm_backend *be, fitlm_btensor *x, int64_t n_tokens, int n_heads, const int32_t *pos,
                  const fitlm_rope_table *rope);
-    /* Writes n_tokens rows of src (F32) into rows [pos0, pos0+n_tokens) of the
-     * cache tensor, converting to its type. */
-    void (*kv_store)(fitlm_backend *be, fitlm_btensor *cache, int64_t pos0, const fitlm_btensor *src,
+    /* Writes row t of src (F32) into cache slot slot[t] (host array of
+     * n_tokens), converting to the cache's type. */
+    void (*kv_store)(fitlm_backend *be, fitlm_btensor *cache, const int64_t *slot, const fitlm_btensor *src,
                      int64_t n_tokens);
-    /* Causal grouped-query attention. q: n_tokens rows of n_heads*head_dim, token
-     * t at position pos0+t; it attends to cache rows [lo, pos0+t] where lo =
-     * max(0, pos0+t-window+1) if window > 0, else 0. Query head h uses KV head
-     * h / (n_heads / n_kv_heads). Scores are scaled by 1/sqrt(head_dim). out:
-     * n_tokens rows of n_heads*head_dim. */
+    /* Causal grouped-query attention over the KV pool. q: ab->n_tokens rows
+     * of n_heads*head_dim; token t attends the positions fitlm_attn_batch
+     * describes (its own sequence, up to its own position, within the
+     * window). Query head h uses KV head h / (n_heads / n_kv_heads). Scores
+     * are scaled by 1/sqrt(head_dim). out: n_tokens rows of n_heads*head_dim.
+     * Each token's result depends only on its query and its sequence's cache
+     * rows, never on which other tokens share the call. */
     void (*attention)(fitlm_backend *be, const fitlm_btensor *q, const fitlm_btensor *k_cache,
-                      const fitlm_btensor *v_cache, int64_t n_tokens, int64_t pos0, int n_heads, int n_kv_heads,
+                      const fitlm_btensor *v_cache, const fitlm_attn_batch *ab, int n_heads, int n_kv_heads,
                       int head_dim, uint32_t window, fitlm_btensor *out);
+    /* dst[i] = src[rows[i]] for i < n (F32 rows; rows a host array). */
+    void (*get_rows)(fitlm_backend *be, const fitlm_btensor *src, const int32_t *rows, int64_t n, fitlm_btensor *dst);
+    /* Copies cache slots: dst_slot[i] <- src_slot[i] for i < n, whole rows, in
+     * every tensor of the call (copy-on-write of a KV block). */
+    void (*copy_slots)(fitlm_backend *be, fitlm_btensor *cache, const int64_t *src_slot, const int64_t *dst_slot,
+                       int64_t n);
     /* out = silu(gate) * up, elementwise over n_tokens rows (out may alias gate). */
     void (*silu_mul)(fitlm_backend *be, const fitlm_btensor *gate, const fitlm_btensor *up, int64_t n_tokens,
                      fitlm_btensor *out);

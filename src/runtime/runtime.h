@@ -1,6 +1,10 @@
-/* The inference runtime: the LLaMA-family forward pass (llama, mistral with
- * sliding-window attention, qwen2 with QKV biases) over a fitlm_model, on any
- * backend (backend/backend.h), with one sequence's KV cache.
+/* The one-sequence runtime: the LLaMA-family forward pass (forward.h) over a
+ * fitlm_model, on any backend (backend/backend.h), for one sequence — the
+ * thin wrapper `run`, `logits`, `perplexity` and `bench` use. It owns its
+ * prepared weights (weights.h), a KV pool (kv_pool.h) of ceil(n_ctx / 16)
+ * blocks mapped to the sequence's positions in order, and a forward pass
+ * sized for n_ubatch tokens. The serving engine (engine/engine.h) builds on
+ * the same three pieces for many sequences.
  *
  * Usage:
  *     fitlm_runtime *rt = fitlm_runtime_new(model, backend, &params, &err);
@@ -21,6 +25,7 @@
 
 #include "backend/backend.h"
 #include "model/model.h"
+#include "runtime/weights.h"
 
 #define FITLM_DEFAULT_CTX 4096
 #define FITLM_DEFAULT_UBATCH 512
@@ -75,12 +80,6 @@ typedef struct fitlm_runtime_memory {
 } fitlm_runtime_memory;
 
 void fitlm_runtime_get_memory(const fitlm_runtime *rt, fitlm_runtime_memory *out);
-
-/* Fills inv_freq[head_dim/2] with the RoPE angular frequencies the runtime uses:
- * theta^(-2i/head_dim), then linear scaling (divide by factor) or Llama 3.1
- * frequency-dependent scaling, then GGUF rope_freqs factors (divide) when
- * `freq_factors` is non-NULL. 0, or -1 with err (unsupported scaling). */
-int fitlm_rope_inv_freq(const fitlm_hparams *hp, const float *freq_factors, float *inv_freq, fitlm_error *err);
 
 /* The weight memory one decode step reads, as (address, bytes) regions in the
  * order the forward pass reads them: per layer its norms, matrices and biases,

@@ -6,10 +6,11 @@
 #include <stdint.h>
 
 /* Up to 16 queries ("lanes") against the cache rows of one KV head. Lane l
- * attends cache positions lo[l]..hi[l] (inclusive) with query q[l] (D floats)
- * and writes out[l] (D floats); plo..phi covers every lane's range. Cache rows
- * are row_bytes apart from k_base / v_base, of kv_type (F32, F16, Q8_0), the
- * head's slice starting at element off. scratch: fitlm_att_lanes_scratch
+ * attends positions lo[l]..hi[l] (inclusive) of one sequence with query q[l]
+ * (D floats) and writes out[l] (D floats); plo..phi covers every lane's range.
+ * Position p lives in cache slot table[p >> block_shift] << block_shift |
+ * (p & (block size - 1)); slots are row_bytes apart from k_base / v_base, of
+ * kv_type (F32, F16, Q8_0), the head's slice starting at element off. scratch: fitlm_att_lanes_scratch
  * floats, 64-byte aligned, owned by the caller. */
 typedef struct fitlm_att_lanes {
     int n_lanes;
@@ -19,6 +20,8 @@ typedef struct fitlm_att_lanes {
     int64_t lo[16], hi[16];
     int64_t plo, phi;
     const uint8_t *k_base, *v_base;
+    const int32_t *table;
+    int block_shift;
     int kv_type;
     uint64_t row_bytes;
     int64_t off;

@@ -37,12 +37,16 @@ static inline __m512 exp512(__m512 x) {
     return _mm512_mul_ps(y, _mm512_castsi512_ps(e));
 }
 
+static inline int64_t slot_of(const fitlm_att_lanes *a, int64_t p) {
+    return ((int64_t)a->table[p >> a->block_shift] << a->block_shift) | (p & (((int64_t)1 << a->block_shift) - 1));
+}
+
 /* Positions p0 .. p0+m-1 (m <= 8) of the cache as floats, row r at buf + r*D;
  * rows m..7 zero. */
 static void load_rows(const fitlm_att_lanes *a, const uint8_t *base, int64_t p0, int m, float *buf) {
     for (int r = 0; r < 8; r++) {
         if (r < m)
-            fitlm_ops_kv_row_f32(a->kv_type, base + (uint64_t)(p0 + r) * a->row_bytes, a->off,
+            fitlm_ops_kv_row_f32(a->kv_type, base + (uint64_t)slot_of(a, p0 + r) * a->row_bytes, a->off,
                                  buf + (int64_t)r * a->D, a->D);
         else
             memset(buf + (int64_t)r * a->D, 0, (size_t)a->D * sizeof(float));

@@ -38,6 +38,8 @@ typedef struct cpu_state {
     int64_t att_stride;   /* floats per thread: att_scores scores, then 8 x head_dim */
     int64_t att_scores;   /* floats of scores per thread */
     uint32_t att_ctx;     /* positions the scratch covers */
+    int32_t *att_tiles;   /* attention work tiles: first token of each (n_tokens + 1 entries) */
+    int64_t att_tiles_cap;
 } cpu_state;
 
 static cpu_state *st(fitlm_backend *be) {
@@ -214,9 +216,16 @@ static int cpu_prepare_weight(fitlm_backend *be, const fitlm_tensor *src, fitlm_
     return 0;
 }
 
-static int cpu_reserve(fitlm_backend *be, uint32_t n_ctx, uint32_t n_heads, uint32_t n_kv_heads, uint32_t head_dim,
-                       fitlm_error *err) {
+static int cpu_reserve(fitlm_backend *be, uint32_t n_tokens, uint32_t n_ctx, uint32_t n_heads, uint32_t n_kv_heads,
+                       uint32_t head_dim, fitlm_error *err) {
     cpu_state *s = st(be);
+    if ((int64_t)n_tokens + 1 > s->att_tiles_cap) {
+        int32_t *t = malloc(((size_t)n_tokens + 1) * sizeof *t);
+        if (!t) return fitlm_fail(err, "out of memory reserving attention tiles for %u tokens", n_tokens);
+        free(s->att_tiles);
+        s->att_tiles = t;
+        s->att_tiles_cap = (int64_t)n_tokens + 1;
+    }
     uint32_t group = n_kv_heads ? n_heads / n_kv_heads : 1;
     if (group < 1) group = 1;
     /* per thread: scores of up to `group` query heads over n_ctx positions,
@@ -242,7 +251,8 @@ static int cpu_reserve(fitlm_backend *be, uint32_t n_ctx, uint32_t n_heads, uint
 
 static uint64_t cpu_scratch_bytes(const fitlm_backend *be) {
     const cpu_state *s = be->state;
-    return (uint64_t)s->att_stride * (uint64_t)s->n_threads * sizeof(float);
+    return (uint64_t)s->att_stride * (uint64_t)s->n_threads * sizeof(float) +
+           (uint64_t)s->att_tiles_cap * sizeof(int32_t);
 }
 
 static void cpu_upload(fitlm_backend *be, fitlm_btensor *t, int64_t row0, int64_t n_rows, const float *src) {
@@ -315,7 +325,7 @@ typedef struct rows_job {
     float eps;
     /* rope */
     int n_heads;
-    int64_t pos0;
+    const int32_t *pos;
     const fitlm_rope_table *rope;
 } rows_job;
 
@@ -344,32 +354,52 @@ static void rope_worker(void *arg, int ith, int nth) {
     int64_t lo, hi;
     split(j->n_rows, ith, nth, &lo, &hi);
     for (int64_t t = lo; t < hi; t++)
-        fitlm_ops_rope(j->y + t * j->n, j->n_heads, j->rope->head_dim, j->pos0 + t, j->rope->inv_freq,
+        fitlm_ops_rope(j->y + t * j->n, j->n_heads, j->rope->head_dim, j->pos[t], j->rope->inv_freq,
                        j->rope->layout);
 }
 
-static void cpu_rope(fitlm_backend *be, fitlm_btensor *x, int64_t n_tokens, int n_heads, int64_t pos0,
+static void cpu_rope(fitlm_backend *be, fitlm_btensor *x, int64_t n_tokens, int n_heads, const int32_t *pos,
                      const fitlm_rope_table *rope) {
-    rows_job j = {.y = x->data, .n = x->ne0, .n_rows = n_tokens, .n_heads = n_heads, .pos0 = pos0, .rope = rope};
+    rows_job j = {.y = x->data, .n = x->ne0, .n_rows = n_tokens, .n_heads = n_heads, .pos = pos, .rope = rope};
     run_rows(st(be), rope_worker, &j);
 }
 
-static void cpu_kv_store(fitlm_backend *be, fitlm_btensor *cache, int64_t pos0, const fitlm_btensor *src,
+static void cpu_kv_store(fitlm_backend *be, fitlm_btensor *cache, const int64_t *slot, const fitlm_btensor *src,
                          int64_t n_tokens) {
     (void)be;
     uint64_t row_bytes = fitlm_ops_kv_row_bytes(cache->type, cache->ne0);
     for (int64_t t = 0; t < n_tokens; t++)
         fitlm_ops_kv_store_row(cache->type, (const float *)src->data + t * src->ne0,
-                               (uint8_t *)cache->data + (uint64_t)(pos0 + t) * row_bytes, cache->ne0);
+                               (uint8_t *)cache->data + (uint64_t)slot[t] * row_bytes, cache->ne0);
+}
+
+static void cpu_copy_slots(fitlm_backend *be, fitlm_btensor *cache, const int64_t *src_slot, const int64_t *dst_slot,
+                           int64_t n) {
+    (void)be;
+    uint64_t row_bytes = fitlm_ops_kv_row_bytes(cache->type, cache->ne0);
+    uint8_t *base = cache->data;
+    for (int64_t i = 0; i < n; i++)
+        if (src_slot[i] != dst_slot[i])
+            memcpy(base + (uint64_t)dst_slot[i] * row_bytes, base + (uint64_t)src_slot[i] * row_bytes, row_bytes);
+}
+
+static void cpu_get_rows(fitlm_backend *be, const fitlm_btensor *src, const int32_t *rows, int64_t n,
+                         fitlm_btensor *dst) {
+    (void)be;
+    for (int64_t i = 0; i < n; i++)
+        memmove((float *)dst->data + i * dst->ne0, (const float *)src->data + (int64_t)rows[i] * src->ne0,
+                (size_t)src->ne0 * sizeof(float));
 }
 
 typedef struct att_job {
     cpu_state *s;
     int tt; /* AVX-512 lanes path: tokens per work item (x sub heads <= 16 lanes) */
+    const int32_t *tiles; /* lanes path: tile i = tokens tiles[i] .. tiles[i+1]-1, one sequence */
+    int64_t n_tiles;
     const float *q;
     const fitlm_btensor *k, *v;
     float *out;
-    int64_t n_tokens, pos0;
+    const fitlm_attn_batch *ab;
     int n_heads, n_kv_heads, head_dim;
     int sub; /* query heads per work item (they share one KV head) */
     uint32_t window;
@@ -377,22 +407,29 @@ typedef struct att_job {
 } att_job;
 
 /* A head's slice of the cache rows of one work item, walked 8 positions at a
- * time: rows first.. first+n-1, elements [off, off+D) of each (bytes
- * [soff, soff+sbytes) of the row). */
+ * time: positions first .. first+n-1 of one sequence (slots through its block
+ * table), elements [off, off+D) of each row (bytes [soff, soff+sbytes)). */
 typedef struct kv_walk {
     const uint8_t *base;
     int type;
     uint64_t row_bytes, soff, sbytes;
+    const int32_t *table;
+    int shift;
     int64_t first, n, off, D;
 } kv_walk;
 
-/* Asks for the cache lines of the slices of rows [p, p+count) (clipped to the
- * walk): strided slices the weight stream has evicted come from memory while
- * earlier rows are computed on. */
+static inline const uint8_t *kv_row(const kv_walk *w, int64_t p) {
+    int64_t slot = ((int64_t)w->table[p >> w->shift] << w->shift) | (p & (((int64_t)1 << w->shift) - 1));
+    return w->base + (uint64_t)slot * w->row_bytes;
+}
+
+/* Asks for the cache lines of the slices of positions first+p .. (clipped to
+ * the walk): strided slices the weight stream has evicted come from memory
+ * while earlier rows are computed on. */
 static inline void kv_prefetch(const kv_walk *w, int64_t p, int64_t count) {
     if (p + count > w->n) count = w->n - p;
     for (int64_t r = 0; r < count; r++) {
-        const uint8_t *a = w->base + (uint64_t)(w->first + p + r) * w->row_bytes + w->soff;
+        const uint8_t *a = kv_row(w, w->first + p + r) + w->soff;
         for (uint64_t b = 0; b < w->sbytes; b += 64) __builtin_prefetch(a + b, 0, 3);
     }
 }
@@ -406,12 +443,16 @@ static int kv_rows8(const kv_walk *w, int64_t p0, float *rows8) {
     int m = w->n - p0 < 8 ? (int)(w->n - p0) : 8;
     for (int r = 0; r < 8; r++) {
         if (r < m)
-            fitlm_ops_kv_row_f32(w->type, w->base + (uint64_t)(w->first + p0 + r) * w->row_bytes, w->off,
-                                 rows8 + (int64_t)r * w->D, w->D);
+            fitlm_ops_kv_row_f32(w->type, kv_row(w, w->first + p0 + r), w->off, rows8 + (int64_t)r * w->D, w->D);
         else
             memset(rows8 + (int64_t)r * w->D, 0, (size_t)w->D * sizeof(float));
     }
     return m;
+}
+
+/* The first position token t attends. */
+static inline int64_t att_first(const att_job *j, int64_t pos) {
+    return j->window > 0 && pos + 1 > (int64_t)j->window ? pos + 1 - (int64_t)j->window : 0;
 }
 
 /* One work item = token t x `sub` consecutive query heads of one KV group: each
@@ -419,7 +460,7 @@ static int kv_rows8(const kv_walk *w, int64_t p0, float *rows8) {
 static void attention_worker(void *arg, int ith, int nth) {
     att_job *j = arg;
     int per_token = j->n_heads / j->sub;
-    int64_t items = j->n_tokens * per_token, lo, hi;
+    int64_t items = j->ab->n_tokens * per_token, lo, hi;
     split(items, ith, nth, &lo, &hi);
     float *scores = j->s->att_scratch + (int64_t)ith * j->s->att_stride;
     float *rows8 = scores + j->s->att_scores; /* 8 cache rows as floats */
@@ -431,15 +472,15 @@ static void attention_worker(void *arg, int ith, int nth) {
     for (int64_t it = lo; it < hi; it++) {
         int64_t t = it / per_token;
         int h0 = (int)(it % per_token) * sub;
-        int64_t pos = j->pos0 + t;
-        int64_t first = 0;
-        if (j->window > 0 && pos + 1 > (int64_t)j->window) first = pos + 1 - (int64_t)j->window;
+        int64_t pos = j->ab->pos[t];
+        int64_t first = att_first(j, pos);
         int64_t off = (int64_t)(h0 / group) * D;
         int64_t n = pos + 1 - first;
         const float *q0 = j->q + t * q_stride + (int64_t)h0 * D;
         /* the head's slice of a cache row (K and V have the same type) */
         kv_walk kw = {.base = kbase, .type = ktype, .row_bytes = j->row_bytes,
                       .soff = fitlm_ops_kv_row_bytes(ktype, off), .sbytes = fitlm_ops_kv_row_bytes(ktype, D),
+                      .table = j->ab->block_table[j->ab->seq[t]], .shift = j->ab->block_shift,
                       .first = first, .n = n, .off = off, .D = D};
         kv_walk vw = kw;
         vw.base = vbase;
@@ -470,14 +511,15 @@ static void attention_worker(void *arg, int ith, int nth) {
     }
 }
 
-/* The AVX-512 path: one work item = up to 16 lanes (tt tokens x sub query heads
- * of one KV group) through fitlm_attention_lanes_avx512; each lane's result
- * does not depend on which lanes share its item. */
+/* The AVX-512 path: one work item = up to 16 lanes (the tokens of one tile,
+ * all of one sequence, x sub query heads of one KV group) through
+ * fitlm_attention_lanes_avx512; each lane's result does not depend on which
+ * lanes share its item. */
 static void attention_lanes_worker(void *arg, int ith, int nth) {
     att_job *j = arg;
     int group = j->n_heads / j->n_kv_heads, sub = j->sub, D = j->head_dim;
-    int64_t tiles = (j->n_tokens + j->tt - 1) / j->tt, per_tile = (int64_t)j->n_kv_heads * (group / sub);
-    int64_t items = tiles * per_tile, lo, hi;
+    int64_t per_tile = (int64_t)j->n_kv_heads * (group / sub);
+    int64_t items = j->n_tiles * per_tile, lo, hi;
     split(items, ith, nth, &lo, &hi);
     int64_t q_stride = (int64_t)j->n_heads * D;
     fitlm_att_lanes a;
@@ -487,19 +529,21 @@ static void attention_lanes_worker(void *arg, int ith, int nth) {
     a.v_base = j->v->data;
     a.kv_type = j->k->type;
     a.row_bytes = j->row_bytes;
+    a.block_shift = j->ab->block_shift;
     a.scale = 1.0f / sqrtf((float)D);
     a.scratch = j->s->att_scratch + (int64_t)ith * j->s->att_stride;
     for (int64_t it = lo; it < hi; it++) {
-        int64_t t0 = (it / per_tile) * j->tt;
+        int64_t tile = it / per_tile;
+        int64_t t0 = j->tiles[tile];
+        int nt = (int)(j->tiles[tile + 1] - t0);
         int h0 = (int)(it % per_tile) * sub; /* first query head; its KV head is h0 / group */
-        int nt = j->n_tokens - t0 < j->tt ? (int)(j->n_tokens - t0) : j->tt;
         a.off = (int64_t)(h0 / group) * D;
         a.n_lanes = nt * sub;
+        a.table = j->ab->block_table[j->ab->seq[t0]];
         a.plo = INT64_MAX;
         a.phi = 0;
         for (int t = 0; t < nt; t++) {
-            int64_t pos = j->pos0 + t0 + t, first = 0;
-            if (j->window > 0 && pos + 1 > (int64_t)j->window) first = pos + 1 - (int64_t)j->window;
+            int64_t pos = j->ab->pos[t0 + t], first = att_first(j, pos);
             for (int h = 0; h < sub; h++) {
                 int l = t * sub + h;
                 a.q[l] = j->q + (t0 + t) * q_stride + (int64_t)(h0 + h) * D;
@@ -514,41 +558,61 @@ static void attention_lanes_worker(void *arg, int ith, int nth) {
     }
 }
 
+/* Splits the tokens into tiles of at most tt consecutive tokens of one
+ * sequence (tiles[i] = first token of tile i, tiles[n] = n_tokens); returns
+ * the number of tiles. */
+static int64_t att_make_tiles(const fitlm_attn_batch *ab, int tt, int32_t *tiles) {
+    int64_t n = 0;
+    for (int64_t t = 0; t < ab->n_tokens; t++)
+        if (n == 0 || t - tiles[n - 1] >= tt || ab->seq[t] != ab->seq[tiles[n - 1]]) tiles[n++] = (int32_t)t;
+    tiles[n] = (int32_t)ab->n_tokens;
+    return n;
+}
+
 static void cpu_attention(fitlm_backend *be, const fitlm_btensor *q, const fitlm_btensor *k_cache,
-                          const fitlm_btensor *v_cache, int64_t n_tokens, int64_t pos0, int n_heads, int n_kv_heads,
+                          const fitlm_btensor *v_cache, const fitlm_attn_batch *ab, int n_heads, int n_kv_heads,
                           int head_dim, uint32_t window, fitlm_btensor *out) {
     cpu_state *s = st(be);
+    int64_t n_tokens = ab->n_tokens;
+    if (n_tokens <= 0) return;
+    int64_t max_pos = 0;
+    for (int64_t t = 0; t < n_tokens; t++)
+        if (ab->pos[t] > max_pos) max_pos = ab->pos[t];
     int group = n_heads / n_kv_heads;
     bool lanes = fitlm_cpu_isa_active() >= FITLM_ISA_AVX512 && fitlm_att_lanes_ok(head_dim) &&
-                 fitlm_att_lanes_scratch(pos0 + n_tokens, head_dim) <= s->att_stride;
+                 fitlm_att_lanes_scratch(max_pos + 1, head_dim) <= s->att_stride && n_tokens < s->att_tiles_cap;
     /* whole groups per item (the lanes path: at most 16 heads, and as many
-     * tokens as fill 16 lanes), halved while that leaves threads idle */
+     * tokens of one sequence as fill 16 lanes), halved while that leaves
+     * threads idle */
     int sub = group, tt = 1;
     if (lanes) {
         while (sub > 16 && sub % 2 == 0) sub /= 2;
         if (sub > 16) lanes = false;
         else tt = 16 / sub;
     }
-    while (sub % 2 == 0 && ((n_tokens + tt - 1) / tt) * (n_heads / sub) < s->n_threads) {
+    int64_t n_tiles = lanes ? att_make_tiles(ab, tt, s->att_tiles) : n_tokens;
+    while (sub % 2 == 0 && n_tiles * (n_heads / sub) < s->n_threads) {
         if (tt > 1) tt /= 2;
         else sub /= 2;
+        if (lanes) n_tiles = att_make_tiles(ab, tt, s->att_tiles);
     }
     att_job j = {.s = s,
                  .q = q->data,
                  .k = k_cache,
                  .v = v_cache,
                  .out = out->data,
-                 .n_tokens = n_tokens,
-                 .pos0 = pos0,
+                 .ab = ab,
                  .n_heads = n_heads,
                  .n_kv_heads = n_kv_heads,
                  .head_dim = head_dim,
                  .sub = sub,
                  .tt = tt,
+                 .tiles = s->att_tiles,
+                 .n_tiles = n_tiles,
                  .window = window,
                  .row_bytes = fitlm_ops_kv_row_bytes(k_cache->type, k_cache->ne0)};
     /* work ~ items * context * head_dim */
-    int64_t work = n_tokens * n_heads * (pos0 + n_tokens) * head_dim;
+    int64_t work = n_tokens * n_heads * (max_pos + 1) * head_dim;
     void (*worker)(void *, int, int) = lanes ? attention_lanes_worker : attention_worker;
     if (work < PAR_MIN_ELEMS || s->n_threads == 1)
         worker(&j, 0, 1);
@@ -617,6 +681,7 @@ static void cpu_free(fitlm_backend *be) {
     if (s) {
         fitlm_threadpool_free(s->pool);
         free(s->att_scratch);
+        free(s->att_tiles);
         while (s->slabs) { /* copies the caller did not release */
             weight_slab *h = s->slabs;
             s->slabs = h->next;
@@ -676,6 +741,8 @@ fitlm_backend *fitlm_backend_cpu_new(int n_threads, fitlm_error *err) {
     be->add = cpu_add;
     be->add_bias = cpu_add_bias;
     be->embed = cpu_embed;
+    be->get_rows = cpu_get_rows;
+    be->copy_slots = cpu_copy_slots;
     return be;
 }
 

@@ -1,0 +1,125 @@
+/* The forward pass over a batch of sequences' tokens. */
+#include "runtime/forward.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "format/ggml_type.h"
+
+/* Logit rows computed per output-projection call (bounds the logits buffer
+ * to LOGIT_ROWS x vocab floats). */
+#define LOGIT_ROWS 32
+
+struct fitlm_forward {
+    const fitlm_weights *w;
+    fitlm_kv_pool *kv;
+    fitlm_backend *be;
+    uint32_t max_tokens, max_ctx, n_logit_rows;
+    /* activations: max_tokens rows each */
+    fitlm_btensor x, xb, xb2, q, k, v, att, hb, hb2;
+    fitlm_btensor logits; /* n_logit_rows x vocab */
+    uint64_t owned_bytes;
+};
+
+static int alloc_act(fitlm_forward *f, fitlm_btensor *t, int64_t ne0, int64_t rows, fitlm_error *err) {
+    if (f->be->alloc(f->be, FITLM_TYPE_F32, ne0, rows, t, err)) return -1;
+    f->be->clear(f->be, t);
+    f->owned_bytes += t->nbytes;
+    return 0;
+}
+
+fitlm_forward *fitlm_forward_new(const fitlm_weights *w, fitlm_kv_pool *kv, uint32_t max_tokens, uint32_t max_ctx,
+                                 fitlm_error *err) {
+    if (max_tokens == 0) return fitlm_fail(err, "a forward step needs room for at least one token"), NULL;
+    fitlm_forward *f = calloc(1, sizeof *f);
+    if (!f) return fitlm_fail(err, "out of memory"), NULL;
+    const fitlm_hparams *hp = &w->hp;
+    f->w = w;
+    f->kv = kv;
+    f->be = w->be;
+    f->max_tokens = max_tokens;
+    f->max_ctx = max_ctx;
+    f->n_logit_rows = max_tokens < LOGIT_ROWS ? max_tokens : LOGIT_ROWS;
+    uint32_t ub = max_tokens;
+    if (alloc_act(f, &f->x, hp->dim, ub, err) || alloc_act(f, &f->xb, hp->dim, ub, err) ||
+        alloc_act(f, &f->xb2, hp->dim, ub, err) || alloc_act(f, &f->q, w->q_dim, ub, err) ||
+        alloc_act(f, &f->k, w->kv_dim, ub, err) || alloc_act(f, &f->v, w->kv_dim, ub, err) ||
+        alloc_act(f, &f->att, w->q_dim, ub, err) || alloc_act(f, &f->hb, hp->ffn_dim, ub, err) ||
+        alloc_act(f, &f->hb2, hp->ffn_dim, ub, err) || alloc_act(f, &f->logits, hp->vocab_size, f->n_logit_rows, err))
+        goto fail;
+    if (f->be->reserve(f->be, max_tokens, max_ctx, hp->n_heads, hp->n_kv_heads, hp->head_dim, err)) goto fail;
+    return f;
+fail:
+    fitlm_forward_free(f);
+    return NULL;
+}
+
+void fitlm_forward_free(fitlm_forward *f) {
+    if (!f) return;
+    fitlm_btensor *acts[] = {&f->x, &f->xb, &f->xb2, &f->q, &f->k, &f->v, &f->att, &f->hb, &f->hb2, &f->logits};
+    for (size_t i = 0; i < sizeof acts / sizeof acts[0]; i++) f->be->release(f->be, acts[i]);
+    free(f);
+}
+
+uint64_t fitlm_forward_scratch_bytes(const fitlm_forward *f) {
+    return f->owned_bytes + f->be->scratch_bytes(f->be);
+}
+
+uint32_t fitlm_forward_max_tokens(const fitlm_forward *f) {
+    return f->max_tokens;
+}
+
+int fitlm_forward_eval(fitlm_forward *f, const fitlm_batch *b, float *logits, fitlm_error *err) {
+    fitlm_backend *be = f->be;
+    const fitlm_weights *w = f->w;
+    const fitlm_hparams *hp = &w->hp;
+    int64_t n = b->n_tokens;
+    if (n <= 0) return 0;
+    if (n > f->max_tokens)
+        return fitlm_fail(err, "a step of %lld tokens exceeds the %u this forward pass was sized for", (long long)n,
+                          f->max_tokens);
+    fitlm_attn_batch ab = {.n_tokens = n,
+                           .pos = b->pos,
+                           .seq = b->seq,
+                           .block_table = b->block_table,
+                           .block_shift = f->kv->block_shift};
+    be->embed(be, &w->tok_embd, b->ids, n, &f->x);
+    for (uint32_t l = 0; l < hp->n_layers; l++) {
+        const fitlm_layer_weights *lw = &w->layers[l];
+        /* attention block */
+        be->rmsnorm(be, &f->x, &lw->attn_norm, hp->norm_eps, n, &f->xb);
+        const fitlm_btensor *qkv_w[3] = {&lw->wq, &lw->wk, &lw->wv};
+        fitlm_btensor *qkv_y[3] = {&f->q, &f->k, &f->v};
+        be->matmul_multi(be, 3, qkv_w, &f->xb, n, qkv_y);
+        if (lw->has_bias) {
+            be->add_bias(be, &f->q, &lw->bq, n);
+            be->add_bias(be, &f->k, &lw->bk, n);
+            be->add_bias(be, &f->v, &lw->bv, n);
+        }
+        be->rope(be, &f->q, n, (int)hp->n_heads, b->pos, &w->rope);
+        be->rope(be, &f->k, n, (int)hp->n_kv_heads, b->pos, &w->rope);
+        be->kv_store(be, &f->kv->k[l], b->slot, &f->k, n);
+        be->kv_store(be, &f->kv->v[l], b->slot, &f->v, n);
+        be->attention(be, &f->q, &f->kv->k[l], &f->kv->v[l], &ab, (int)hp->n_heads, (int)hp->n_kv_heads,
+                      (int)hp->head_dim, hp->sliding_window, &f->att);
+        be->matmul(be, &lw->wo, &f->att, n, &f->xb2);
+        be->add(be, &f->x, &f->xb2, n);
+        /* feed-forward block (SwiGLU) */
+        be->rmsnorm(be, &f->x, &lw->ffn_norm, hp->norm_eps, n, &f->xb);
+        const fitlm_btensor *gu_w[2] = {&lw->w_gate, &lw->w_up};
+        fitlm_btensor *gu_y[2] = {&f->hb, &f->hb2};
+        be->matmul_multi(be, 2, gu_w, &f->xb, n, gu_y);
+        be->silu_mul(be, &f->hb, &f->hb2, n, &f->hb);
+        be->matmul(be, &lw->w_down, &f->hb, n, &f->xb2);
+        be->add(be, &f->x, &f->xb2, n);
+    }
+    /* logits of the listed rows, LOGIT_ROWS at a time: gathered, normed, projected */
+    for (uint32_t done = 0; done < b->n_logits; done += f->n_logit_rows) {
+        uint32_t k = b->n_logits - done < f->n_logit_rows ? b->n_logits - done : f->n_logit_rows;
+        be->get_rows(be, &f->x, b->logit_rows + done, k, &f->xb2);
+        be->rmsnorm(be, &f->xb2, &w->out_norm, hp->norm_eps, k, &f->xb);
+        be->matmul(be, &w->output, &f->xb, k, &f->logits);
+        be->download(be, &f->logits, 0, k, logits + (uint64_t)done * hp->vocab_size);
+    }
+    return be->sync(be, err);
+}

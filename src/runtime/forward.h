@@ -1,0 +1,42 @@
+/* The LLaMA-family forward pass (llama, mistral with sliding-window
+ * attention, qwen2 with QKV biases) over a batch of many sequences' tokens,
+ * on any backend, reading prepared weights (weights.h) and a paged KV pool
+ * (kv_pool.h).
+ *
+ * A fitlm_forward holds the activations for up to max_tokens rows per call
+ * and the logits buffer; everything is allocated in fitlm_forward_new, so
+ * evaluating allocates nothing. Each row's result depends only on its own
+ * token, position and sequence (every op computes rows independently), so a
+ * sequence's logits are the same bits whichever other sequences share the
+ * step.
+ */
+#ifndef FITLM_RUNTIME_FORWARD_H
+#define FITLM_RUNTIME_FORWARD_H
+
+#include <stdint.h>
+
+#include "runtime/batch.h"
+#include "runtime/kv_pool.h"
+#include "runtime/weights.h"
+
+typedef struct fitlm_forward fitlm_forward;
+
+/* Allocates activations for max_tokens rows per call and reserves backend
+ * scratch for sequences of up to max_ctx positions. w and kv are borrowed and
+ * must outlive the result; the caller frees it with fitlm_forward_free. NULL
+ * with err. */
+fitlm_forward *fitlm_forward_new(const fitlm_weights *w, fitlm_kv_pool *kv, uint32_t max_tokens, uint32_t max_ctx,
+                                 fitlm_error *err);
+void fitlm_forward_free(fitlm_forward *f);
+
+/* Runs the batch (n_tokens <= max_tokens, ids already checked against the
+ * vocabulary, positions < max_ctx): stores every row's K and V in its slot
+ * and writes vocab floats per listed logit row to logits (host). 0, or -1
+ * with the backend's error. */
+int fitlm_forward_eval(fitlm_forward *f, const fitlm_batch *b, float *logits, fitlm_error *err);
+
+/* Bytes of activations, logits buffer and backend scratch. */
+uint64_t fitlm_forward_scratch_bytes(const fitlm_forward *f);
+uint32_t fitlm_forward_max_tokens(const fitlm_forward *f);
+
+#endif
