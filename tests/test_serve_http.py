@@ -47,6 +47,14 @@ def is_error(st, j, status, param=None):
     return ok
 
 
+# ---- the command line: bad flags and files are refused with "fitlm: error:" and exit 1 ----
+for args in (["-m", os.path.join(TMP, "no-such-model.gguf"), "--port", "0"], ["-m", MODEL, "--port", "70000"],
+             ["-m", MODEL, "--kv-mem", "lots"], ["-m", MODEL, "--host", "localhost:80"], ["--port", "0"],
+             ["-m", MODEL, "--chat-template", "nope"], ["-m", MODEL, "-np", "0"], ["-m", MODEL, "--bogus"]):
+    p = subprocess.run([FAKE] + args, capture_output=True, text=True, timeout=60)
+    check(p.returncode == 1 and "fitlm: error:" in p.stderr, "serve %s -> exit 1 with an error: %d %r" %
+          (" ".join(args[-2:]), p.returncode, p.stderr[-200:]))
+
 srv = sk.Server(FAKE, MODEL, "--api-key", KEY, "-np", 8, "--max-queue", 512, env={"FITLM_FAKE_STEP_MS": "5"})
 post = lambda path, body, **kw: srv.post(path, body, headers=AUTH, **kw)  # noqa: E731
 
@@ -133,6 +141,14 @@ st, j, _ = post("/v1/completions", {"prompt": "Hi", "max_tokens": 300})
 check(is_error(st, j, 400) and "256" in j["error"]["message"], "prompt + max_tokens over the context -> 400 naming it: %r" % j)
 st, j, _ = post("/v1/completions", {"prompt": list(range(1, 300))})
 check(is_error(st, j, 400, "prompt") and "256" in j["error"]["message"], "300 prompt ids -> 400: %r" % j)
+
+# a prompt too long to fit is refused before tokenizing it
+st, j, _ = post("/v1/completions", {"prompt": "word " * 400000})
+check(is_error(st, j, 400, "prompt") and j["error"]["code"] == "context_length_exceeded",
+      "a 2 MB prompt -> 400 context_length_exceeded: %r" % (j and j["error"]))
+# the port is taken: a second server on it fails cleanly
+p = subprocess.run([FAKE, "-m", MODEL, "--port", str(srv.port)], capture_output=True, text=True, timeout=60)
+check(p.returncode == 1 and "fitlm: error:" in p.stderr, "a busy port -> exit 1: %r" % p.stderr[-200:])
 
 # ---- 10 MB bodies: 413 without reading them; the server stays up ----
 # declared 10 MB: the answer comes before the body is sent

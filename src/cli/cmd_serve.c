@@ -195,6 +195,7 @@ int cmd_serve(int argc, char **argv) {
         .default_system = default_system,
         .n_ctx = fitlm_engine_n_ctx(e),
         .vocab = fitlm_engine_vocab(e),
+        .max_piece_bytes = serve_max_piece_bytes(tok),
     };
     fitlm_engine_stats st;
     fitlm_engine_get_stats(e, &st);

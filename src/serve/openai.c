@@ -156,9 +156,25 @@ static int parse_ids(const serve_model_info *mi, const cJSON *arr, serve_gen_par
     return 0;
 }
 
+uint32_t serve_max_piece_bytes(const fitlm_tokenizer *tok) {
+    uint32_t best = 0;
+    int32_t n = tok ? fitlm_tokenizer_vocab_size(tok) : 0;
+    for (int32_t id = 0; id < n; id++) {
+        size_t len = 0;
+        if (fitlm_tokenizer_piece(tok, id, true, &len) && len > best) best = len > UINT32_MAX ? UINT32_MAX : (uint32_t)len;
+    }
+    return best;
+}
+
 static int encode_text(const serve_model_info *mi, const char *text, size_t len, const char *param,
                        serve_gen_params *p, serve_error *err) {
     if (!mi->tok) return BAD(param, "this model has no vocabulary: send token ids");
+    /* no need to tokenize what cannot fit: every token covers at most max_piece_bytes bytes */
+    if (mi->max_piece_bytes && len / mi->max_piece_bytes > mi->n_ctx)
+        return serve_error_set(err, 400, "invalid_request_error", param, "context_length_exceeded",
+                               "This model's maximum context length is %u tokens, but the prompt has at least %zu "
+                               "tokens (%zu bytes)",
+                               mi->n_ctx, len / mi->max_piece_bytes, len);
     fitlm_error e = {{0}};
     size_t n = 0;
     int32_t *ids = NULL;

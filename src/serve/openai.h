@@ -46,7 +46,12 @@ typedef struct serve_model_info {
     fitlm_chat_template tmpl;    /* FITLM_CHAT_NONE: chat requests get 400 */
     const char *default_system;  /* ChatML's implicit system message, or NULL */
     uint32_t n_ctx, vocab;
+    uint32_t max_piece_bytes;    /* longest token text (0: unknown): a prompt of B bytes has at least
+                                    B / max_piece_bytes tokens, so longer ones are refused untokenized */
 } serve_model_info;
+
+/* The longest text any token of tok stands for (special tokens included). */
+uint32_t serve_max_piece_bytes(const fitlm_tokenizer *tok);
 
 /* A checked generation request. Owns prompt and stop (serve_gen_params_free). */
 typedef struct serve_gen_params {
