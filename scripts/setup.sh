@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what fitlm needs to build and test on Debian (run as root or with sudo).
 set -euo pipefail
-pkgs=(build-essential cmake pkg-config clang libclang-rt-dev libpcre2-dev libcjson-dev python3 python3-numpy python3-sentencepiece python3-jinja2)
+pkgs=(build-essential cmake pkg-config clang libclang-rt-dev libpcre2-dev libcjson-dev libmicrohttpd-dev curl python3 python3-numpy python3-sentencepiece python3-jinja2)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -24,4 +24,9 @@ fi
 if command -v npm >/dev/null 2>&1 && [ ! -d tests/node_modules/gpt-tokenizer ]; then
   (cd tests && npm install --no-audit --no-fund --silent gpt-tokenizer@2.9.0 >/dev/null 2>&1) || \
     echo "setup: npm install gpt-tokenizer failed; the GPT-2 differential test will be skipped"
+fi
+# the official OpenAI client (Node) as the oracle of fitlm serve's API (optional: the test skips without it)
+if command -v npm >/dev/null 2>&1 && [ ! -d tests/node_modules/openai ]; then
+  (cd tests && npm install --no-audit --no-fund --silent openai@4.104.0 >/dev/null 2>&1) || \
+    echo "setup: npm install openai failed; the OpenAI client test of fitlm serve will be skipped"
 fi

@@ -21,6 +21,9 @@ static const command k_commands[] = {
     {"quantize", cmd_quantize, "write a quantized GGUF (Q8_0, Q4_0, Q4_K, Q6_K, Q4_K_M)"},
     {"convert", cmd_convert, "convert a model between GGUF, Hugging Face safetensors and llama2.c"},
     {"bench", cmd_bench, "prompt-processing and generation speed, bandwidth"},
+#ifdef FITLM_HAVE_SERVE
+    {"serve", cmd_serve, "OpenAI-compatible HTTP server (continuous batching, paged KV cache)"},
+#endif
 };
 
 static void usage(FILE *out) {

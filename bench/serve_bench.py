@@ -1,0 +1,226 @@
+#!/usr/bin/python3
+"""Load generator for `fitlm serve` (Python standard library only): the
+figures `vllm bench serve` reports, for several numbers of concurrent clients.
+
+    python3 bench/serve_bench.py -m MODEL.gguf [--fitlm build/fitlm] [-c 1,4,16,64]
+    python3 bench/serve_bench.py --url http://127.0.0.1:8080 [--api-key KEY] ...   (a running server)
+
+Without --url it starts `fitlm serve -m MODEL --port 0 -np MAX(C) [-t T]` on
+127.0.0.1 and stops it with SIGTERM at the end.
+
+For each concurrency C, C client threads send streaming /v1/completions
+requests (token-id prompts, temperature 0, ignore_eos, logprobs 0 so that every
+token arrives as its own SSE chunk) from a fixed, seeded list with mixed prompt
+and output lengths (--prompt-len, --output-len ranges), C x --per-client
+requests in all, and measure per request: TTFT (send -> first token chunk),
+TPOT ((end - first token) / (output tokens - 1)), every inter-token latency,
+and overall: request throughput, output tokens/s, total (prompt + output)
+tokens/s. --bench also runs `fitlm bench -p 16 -n 128 -r 3` on the model for
+the single-stream decode speed to compare one client against.
+
+Output: a table on stdout (and --json FILE with every figure).
+"""
+import argparse
+import http.client
+import json
+import os
+import random
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+
+
+def pct(xs, p):
+    if not xs:
+        return float("nan")
+    xs = sorted(xs)
+    k = (len(xs) - 1) * p / 100.0
+    lo, hi = int(k), min(int(k) + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+
+
+class Target:
+    def __init__(self, url, key):
+        u = urllib.parse.urlparse(url)
+        self.host, self.port = u.hostname, u.port or 80
+        self.headers = {"Content-Type": "application/json"}
+        if key:
+            self.headers["Authorization"] = "Bearer " + key
+
+    def stream(self, body):
+        """Sends one streaming completion; returns (t_send, [token arrival times], t_end, prompt_tokens)."""
+        c = http.client.HTTPConnection(self.host, self.port, timeout=3600)
+        t0 = time.perf_counter()
+        c.request("POST", "/v1/completions", body=json.dumps(body), headers=self.headers)
+        r = c.getresponse()
+        if r.status != 200:
+            raise RuntimeError("HTTP %d: %s" % (r.status, r.read()[:300]))
+        times, buf, usage = [], b"", None
+        while True:
+            chunk = r.read1(65536)
+            if not chunk:
+                break
+            now = time.perf_counter()
+            buf += chunk
+            while b"\n\n" in buf:
+                ev, buf = buf.split(b"\n\n", 1)
+                if not ev.startswith(b"data: "):
+                    continue
+                data = ev[6:]
+                if data == b"[DONE]":
+                    continue
+                j = json.loads(data)
+                if j.get("usage"):
+                    usage = j["usage"]
+                if j.get("choices"):
+                    lp = j["choices"][0].get("logprobs")
+                    n = len(lp["tokens"]) if lp else 0
+                    times.extend([now] * n)
+        t_end = time.perf_counter()
+        c.close()
+        return t0, times, t_end, (usage or {}).get("prompt_tokens", body["prompt"].__len__())
+
+
+def run_level(target, reqs, conc):
+    todo = list(reqs)
+    lock = threading.Lock()
+    results, errors = [], []
+
+    def client():
+        while True:
+            with lock:
+                if not todo:
+                    return
+                body = todo.pop(0)
+            try:
+                results.append(target.stream(body))
+            except Exception as e:  # noqa: BLE001
+                errors.append(repr(e))
+
+    t0 = time.perf_counter()
+    ts = [threading.Thread(target=client) for _ in range(conc)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    dur = time.perf_counter() - t0
+    ttft, tpot, itl = [], [], []
+    n_out = n_in = 0
+    for t_send, times, t_end, n_prompt in results:
+        n_out += len(times)
+        n_in += n_prompt
+        if times:
+            ttft.append(times[0] - t_send)
+        if len(times) > 1:
+            tpot.append((times[-1] - times[0]) / (len(times) - 1))
+            itl.extend(b - a for a, b in zip(times, times[1:]))
+    return dict(concurrency=conc, requests=len(results), errors=len(errors), error_sample=errors[:3],
+                duration_s=dur, request_throughput=len(results) / dur, output_tok_s=n_out / dur,
+                total_tok_s=(n_out + n_in) / dur, output_tokens=n_out, prompt_tokens=n_in,
+                ttft_mean_ms=1e3 * statistics.fmean(ttft) if ttft else float("nan"),
+                ttft_p50_ms=1e3 * pct(ttft, 50), ttft_p99_ms=1e3 * pct(ttft, 99),
+                tpot_mean_ms=1e3 * statistics.fmean(tpot) if tpot else float("nan"),
+                tpot_p50_ms=1e3 * pct(tpot, 50), tpot_p99_ms=1e3 * pct(tpot, 99),
+                itl_p50_ms=1e3 * pct(itl, 50), itl_p99_ms=1e3 * pct(itl, 99), itl_max_ms=1e3 * max(itl or [0]))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("-m", "--model")
+    ap.add_argument("--fitlm", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "build", "fitlm"))
+    ap.add_argument("--url", help="a running server (else one is started)")
+    ap.add_argument("--api-key")
+    ap.add_argument("-c", "--concurrency", default="1,4,16,64")
+    ap.add_argument("--per-client", type=int, default=2, help="requests per client at each level (default 2)")
+    ap.add_argument("--prompt-len", default="16,256", help="prompt tokens: MIN,MAX (default 16,256)")
+    ap.add_argument("--output-len", default="32,128", help="output tokens: MIN,MAX (default 32,128)")
+    ap.add_argument("--vocab", type=int, default=32000, help="prompt ids are drawn from [3, VOCAB)")
+    ap.add_argument("-t", "--threads", type=int, help="fitlm serve -t")
+    ap.add_argument("--serve-args", default="", help="more fitlm serve arguments")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--bench", action="store_true", help="also run fitlm bench -n 128 for the single-stream speed")
+    ap.add_argument("--json", help="write every figure here")
+    a = ap.parse_args()
+    levels = [int(x) for x in a.concurrency.split(",")]
+    pmin, pmax = (int(x) for x in a.prompt_len.split(","))
+    omin, omax = (int(x) for x in a.output_len.split(","))
+    if not a.url and not a.model:
+        ap.error("give -m MODEL (a server is started) or --url")
+
+    proc, logf = None, None
+    url = a.url
+    if not url:
+        log_path = "/tmp/serve_bench.%d.log" % os.getpid()
+        logf = open(log_path, "w")
+        cmd = [a.fitlm, "serve", "-m", a.model, "--port", "0", "-np", str(max(levels))]
+        if a.threads:
+            cmd += ["-t", str(a.threads)]
+        cmd += a.serve_args.split()
+        proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT)
+        t0 = time.time()
+        while True:
+            text = open(log_path).read()
+            if "ready" in text:
+                port = re.search(r"listening on http://[^:]+:(\d+)", text).group(1)
+                url = "http://127.0.0.1:" + port
+                break
+            if proc.poll() is not None or time.time() - t0 > 600:
+                sys.exit("fitlm serve did not start: " + text)
+            time.sleep(0.1)
+        print("".join(l + "\n" for l in text.splitlines() if "KV pool" in l or "model '" in l), end="")
+    target = Target(url, a.api_key)
+    rnd = random.Random(a.seed)
+    out = {"url": url, "model": a.model, "levels": []}
+    try:
+        if a.bench and a.model:
+            cmd = [a.fitlm, "bench", "-m", a.model, "-p", "16", "-n", "128", "-r", "3"]
+            if a.threads:
+                cmd += ["-t", str(a.threads)]
+            b = subprocess.run(cmd, capture_output=True, text=True)
+            m = re.search(r"tg128\s*\|?\s*([\d.]+)", b.stdout)
+            out["bench_tg128"] = float(m.group(1)) if m else None
+            print("fitlm bench tg128: %s t/s" % out["bench_tg128"])
+        # warm-up: one short request
+        target.stream(dict(prompt=[1, 100, 200], max_tokens=4, temperature=0, stream=True, logprobs=0,
+                           ignore_eos=True, return_tokens_as_token_ids=True))
+        print("%5s %5s %8s %9s %9s %9s %9s %9s %9s %9s %9s" % ("conc", "reqs", "req/s", "out tok/s", "TTFT p50",
+                                                              "TTFT p99", "TPOT p50", "TPOT p99", "ITL p50",
+                                                              "ITL p99", "ITL max"))
+        for conc in levels:
+            reqs = []
+            for _ in range(conc * a.per_client):
+                n_p, n_o = rnd.randint(pmin, pmax), rnd.randint(omin, omax)
+                reqs.append(dict(prompt=[1] + [rnd.randrange(3, a.vocab) for _ in range(n_p - 1)], max_tokens=n_o,
+                                 temperature=0, stream=True, logprobs=0, ignore_eos=True,
+                                 return_tokens_as_token_ids=True))
+            r = run_level(target, reqs, conc)
+            out["levels"].append(r)
+            print("%5d %5d %8.3f %9.2f %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f%s" % (
+                conc, r["requests"], r["request_throughput"], r["output_tok_s"], r["ttft_p50_ms"], r["ttft_p99_ms"],
+                r["tpot_p50_ms"], r["tpot_p99_ms"], r["itl_p50_ms"], r["itl_p99_ms"], r["itl_max_ms"],
+                "  (%d errors: %s)" % (r["errors"], r["error_sample"]) if r["errors"] else ""), flush=True)
+    finally:
+        if proc:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(120)
+            logf.close()
+    one = next((l for l in out["levels"] if l["concurrency"] == 1), None)
+    if one and out.get("bench_tg128"):
+        single = 1e3 / one["tpot_p50_ms"]
+        print("one client: %.2f t/s per stream (1000 / TPOT p50) vs fitlm bench tg128 %.2f t/s: %.1f %%" %
+              (single, out["bench_tg128"], 100 * single / out["bench_tg128"]))
+    sixteen = next((l for l in out["levels"] if l["concurrency"] == 16), None)
+    if one and sixteen:
+        print("16 clients: %.2fx one client's output tokens/s" % (sixteen["output_tok_s"] / one["output_tok_s"]))
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(out, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

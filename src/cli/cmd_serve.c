@@ -1,0 +1,236 @@
+/* fitlm serve: the OpenAI-compatible HTTP server (src/serve/) over the
+ * serving engine (src/engine/). Built only when libmicrohttpd was found. */
+#include <errno.h>
+#include <libgen.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cpu/backend_cpu.h"
+#include "cli/commands.h"
+#include "cli/runtime_opts.h"
+#include "engine/engine.h"
+#include "format/ggml_type.h"
+#include "runtime/chat_template.h"
+#include "runtime/runtime.h"
+#include "serve/server.h"
+#include "tokenizer/tokenizer.h"
+
+static void usage(FILE *out) {
+    fprintf(out,
+            "usage: fitlm serve -m MODEL [options]\n"
+            "  --host ADDR             numeric address to listen on (default 127.0.0.1)\n"
+            "  --port N                port (default 8080; 0 = any free port, printed)\n"
+            "  --api-key KEY           require 'Authorization: Bearer KEY' (also $FITLM_API_KEY; /health stays open)\n"
+            "  --alias NAME            the model's id in the API (default: the file name)\n"
+            "  --chat-template NAME    llama2, llama3, chatml, mistral (default: from the model)\n"
+            "  -np, --parallel N       sequences running at once (default 4)\n"
+            "  -c, --ctx-size N        context per sequence (default min(4096, model); 0 = the model's)\n"
+            "  -t, --threads N         CPU threads (default: physical cores)\n"
+            "  --kv-type f16|f32|q8_0  KV cache type (default f16)\n"
+            "  --kv-block N            tokens per KV block (default 16)\n"
+            "  --kv-mem SIZE           KV pool budget, e.g. 512M, 2G (default: -np full contexts)\n"
+            "  --max-batch-tokens N    tokens per engine step (default 512)\n"
+            "  --max-queue N           waiting requests before 503 (default 256)\n"
+            "  --no-prefix-cache       never reuse KV blocks across requests\n"
+            "  --http-threads N        HTTP threads (default 2)\n"
+            "  --max-body SIZE         largest request body (default 8M; larger: 413)\n"
+            "Stops cleanly on SIGINT or SIGTERM (running requests end, streams close).\n");
+}
+
+/* "1234", "512K", "64M", "2G" (binary units, optional "iB"/"B"). */
+static int parse_size(const char *flag, const char *s, uint64_t *out) {
+    char *end = NULL;
+    errno = 0;
+    if (!*s || *s == '-') goto bad;
+    double v = strtod(s, &end);
+    if (errno || end == s || !(v >= 0)) goto bad;
+    double mul = 1;
+    switch (*end) {
+    case 'k': case 'K': mul = 1024.0, end++; break;
+    case 'm': case 'M': mul = 1024.0 * 1024, end++; break;
+    case 'g': case 'G': mul = 1024.0 * 1024 * 1024, end++; break;
+    default: break;
+    }
+    if (mul > 1 && *end == 'i') end++;
+    if (*end == 'B' || *end == 'b') end++;
+    if (*end || v * mul > 1e18) goto bad;
+    *out = (uint64_t)(v * mul);
+    return 0;
+bad:
+    fprintf(stderr, "fitlm: error: %s: '%s' is not a size (e.g. 512M, 2G)\n", flag, s);
+    return -1;
+}
+
+static const char *model_alias(const char *path, char *buf, size_t cap) {
+    snprintf(buf, cap, "%s", path);
+    size_t n = strlen(buf);
+    while (n > 1 && buf[n - 1] == '/') buf[--n] = 0; /* a Hugging Face folder */
+    return basename(buf);
+}
+
+int cmd_serve(int argc, char **argv) {
+    runtime_opts o;
+    runtime_opts_init(&o);
+    serve_params sp = serve_params_default();
+    fitlm_engine_params ep = fitlm_engine_params_default();
+    const char *alias = NULL, *template_name = NULL;
+    long x;
+    uint64_t u;
+    sp.api_key = getenv("FITLM_API_KEY");
+    if (sp.api_key && !*sp.api_key) sp.api_key = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        }
+        int r = runtime_opts_parse(&o, argc, argv, &i);
+        if (r < 0) return 1;
+        if (r > 0) continue;
+        if (!strcmp(a, "--host")) {
+            if (!(sp.host = opt_value(argc, argv, &i))) return 1;
+        } else if (!strcmp(a, "--port")) {
+            if (!(v = opt_value(argc, argv, &i)) || opt_parse_long(a, v, 0, 65535, &x)) return 1;
+            sp.port = (uint16_t)x;
+        } else if (!strcmp(a, "--api-key")) {
+            if (!(sp.api_key = opt_value(argc, argv, &i))) return 1;
+            if (!*sp.api_key) return fitlm_die("--api-key: the key is empty");
+        } else if (!strcmp(a, "--alias")) {
+            if (!(alias = opt_value(argc, argv, &i))) return 1;
+        } else if (!strcmp(a, "--chat-template")) {
+            if (!(template_name = opt_value(argc, argv, &i))) return 1;
+            if (fitlm_chat_template_from_name(template_name) == FITLM_CHAT_NONE)
+                return fitlm_die("--chat-template: unknown template '%s' (llama2, llama3, chatml, mistral)",
+                                 template_name);
+        } else if (!strcmp(a, "-np") || !strcmp(a, "--parallel")) {
+            if (!(v = opt_value(argc, argv, &i)) || opt_parse_long(a, v, 1, 4096, &x)) return 1;
+            ep.n_parallel = (uint32_t)x;
+        } else if (!strcmp(a, "--kv-block")) {
+            if (!(v = opt_value(argc, argv, &i)) || opt_parse_long(a, v, 1, 4096, &x)) return 1;
+            ep.kv_block = (uint32_t)x;
+        } else if (!strcmp(a, "--kv-mem")) {
+            if (!(v = opt_value(argc, argv, &i)) || parse_size(a, v, &u)) return 1;
+            if (u == 0) return fitlm_die("--kv-mem: the budget must be above 0");
+            ep.kv_mem_bytes = u;
+        } else if (!strcmp(a, "--max-batch-tokens")) {
+            if (!(v = opt_value(argc, argv, &i)) || opt_parse_long(a, v, 1, 1 << 20, &x)) return 1;
+            ep.max_batch_tokens = (uint32_t)x;
+        } else if (!strcmp(a, "--max-queue")) {
+            if (!(v = opt_value(argc, argv, &i)) || opt_parse_long(a, v, 0, 1 << 20, &x)) return 1;
+            ep.max_queue = (uint32_t)x;
+        } else if (!strcmp(a, "--no-prefix-cache")) {
+            ep.no_prefix_cache = true;
+        } else if (!strcmp(a, "--http-threads")) {
+            if (!(v = opt_value(argc, argv, &i)) || opt_parse_long(a, v, 1, 64, &x)) return 1;
+            sp.n_threads = (unsigned)x;
+        } else if (!strcmp(a, "--max-body")) {
+            if (!(v = opt_value(argc, argv, &i)) || parse_size(a, v, &u)) return 1;
+            if (u < 1024 || u > (1u << 30)) return fitlm_die("--max-body: between 1K and 1G");
+            sp.max_body_bytes = (size_t)u;
+        } else {
+            usage(stderr);
+            return fitlm_die("serve: unknown option '%s'", a);
+        }
+    }
+    if (!o.model_path) return fitlm_die("serve: no model given (use -m MODEL)");
+
+    /* SIGINT/SIGTERM are taken by sigwait below: block them before any thread
+     * starts so every thread inherits the mask. Writes to closed sockets must
+     * not kill the process. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    fitlm_error err = {{0}};
+    int rc = 1;
+    fitlm_model *m = NULL;
+    fitlm_backend *be = NULL;
+    fitlm_tokenizer *tok = NULL;
+    fitlm_engine *e = NULL;
+    char *default_system = NULL;
+    serve_server *srv = serve_server_new(&sp, &err);
+    if (!srv || serve_server_start(srv, &err)) goto fail;
+    const char *host = sp.host ? sp.host : "127.0.0.1";
+    bool v6 = strchr(host, ':') != NULL;
+    fprintf(stderr, "fitlm: listening on http://%s%s%s:%u (loading %s)\n", v6 ? "[" : "", host, v6 ? "]" : "",
+            (unsigned)serve_server_port(srv), o.model_path);
+
+    /* the model, its tokenizer and the CPU backend, as fitlm run opens them */
+    m = fitlm_model_load(o.model_path, &err);
+    if (!m) goto fail;
+    be = fitlm_backend_new("cpu", o.n_threads, &err);
+    if (!be) goto fail;
+    if (fitlm_runtime_check_model(m, be, o.kv_type, &err)) {
+        fitlm_error_prefix(&err, o.model_path);
+        goto fail;
+    }
+    tok = runtime_model_tokenizer(m, "requests must send token ids", &err);
+    if (!tok) fprintf(stderr, "fitlm: %s: %s\n", o.model_path, err.msg);
+    if (tok && (uint32_t)fitlm_tokenizer_vocab_size(tok) > m->hp.vocab_size) {
+        fitlm_fail(&err, "%s: the tokenizer has %d tokens but the model only %u", o.model_path,
+                   fitlm_tokenizer_vocab_size(tok), m->hp.vocab_size);
+        goto fail;
+    }
+    ep.kv_type = o.kv_type;
+    ep.n_ctx = o.n_ctx == UINT32_MAX ? m->hp.ctx_len : o.n_ctx;
+    e = fitlm_engine_new(m, tok, be, &ep, &err);
+    if (!e || fitlm_engine_start(e, &err)) goto fail;
+
+    fitlm_chat_template t = FITLM_CHAT_NONE;
+    if (template_name) t = fitlm_chat_template_from_name(template_name);
+    else if (tok) t = fitlm_chat_template_detect(fitlm_tokenizer_chat_template(tok));
+    if (t == FITLM_CHAT_CHATML && !template_name && tok)
+        default_system = fitlm_chat_default_system(fitlm_tokenizer_chat_template(tok));
+    char alias_buf[4096];
+    serve_model_info mi = {
+        .name = alias ? alias : model_alias(o.model_path, alias_buf, sizeof alias_buf),
+        .tok = tok,
+        .tmpl = t,
+        .default_system = default_system,
+        .n_ctx = fitlm_engine_n_ctx(e),
+        .vocab = fitlm_engine_vocab(e),
+        .max_piece_bytes = serve_max_piece_bytes(tok),
+    };
+    fitlm_engine_stats st;
+    fitlm_engine_get_stats(e, &st);
+    uint64_t pool_tokens = (uint64_t)st.kv_blocks_total * st.kv_block_tokens;
+    fprintf(stderr,
+            "fitlm: model '%s': context %u per sequence, up to %u running, chat template %s, %d threads\n"
+            "fitlm: KV pool: %u blocks of %u tokens = %llu tokens, %.1f MiB (%s); maximum concurrency for %u tokens "
+            "per request: %.2fx\n",
+            mi.name, mi.n_ctx, ep.n_parallel, t == FITLM_CHAT_NONE ? "none" : fitlm_chat_template_name(t),
+            fitlm_backend_cpu_threads(be), st.kv_blocks_total, st.kv_block_tokens, (unsigned long long)pool_tokens,
+            (double)st.kv_pool_bytes / (1024.0 * 1024.0), fitlm_type_name(o.kv_type), mi.n_ctx,
+            fitlm_engine_max_concurrency(e, mi.n_ctx));
+    serve_server_set_model(srv, e, &mi);
+    fprintf(stderr, "fitlm: ready%s\n", sp.api_key ? " (API key required)" : "");
+
+    int sig = 0;
+    while (sigwait(&sigs, &sig) != 0) {
+    }
+    fprintf(stderr, "fitlm: %s: shutting down\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    serve_server_stop(srv);
+    fitlm_engine_stats end;
+    fitlm_engine_get_stats(e, &end);
+    fprintf(stderr, "fitlm: served %llu generated tokens in %llu steps; %llu preemptions\n",
+            (unsigned long long)end.generated_tokens, (unsigned long long)end.steps,
+            (unsigned long long)end.preemptions);
+    rc = 0;
+    goto done;
+fail:
+    fitlm_error_print(&err);
+done:
+    serve_server_free(srv); /* stops the engine's requests first */
+    fitlm_engine_free(e);
+    free(default_system);
+    fitlm_tokenizer_free(tok);
+    if (be) be->free(be);
+    fitlm_model_free(m);
+    return rc;
+}

@@ -1,0 +1,725 @@
+/* OpenAI request parsing/validation and response building. */
+#include "serve/openai.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int serve_error_set(serve_error *e, unsigned status, const char *type, const char *param, const char *code,
+                    const char *fmt, ...) {
+    e->status = status;
+    e->type = type;
+    e->param = param;
+    e->code = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+void serve_json_string(serve_buf *out, const char *s, size_t n) {
+    static const char hex[] = "0123456789abcdef";
+    serve_buf tmp = {0};
+    serve_buf_add_utf8_lossy(&tmp, s, n);
+    serve_buf_add(out, "\"", 1);
+    size_t run = 0;
+    for (size_t i = 0; i < tmp.len; i++) {
+        unsigned char c = (unsigned char)tmp.data[i];
+        if (c >= 0x20 && c != '"' && c != '\\') continue;
+        serve_buf_add(out, tmp.data + run, i - run);
+        run = i + 1;
+        switch (c) {
+        case '"': serve_buf_add(out, "\\\"", 2); break;
+        case '\\': serve_buf_add(out, "\\\\", 2); break;
+        case '\n': serve_buf_add(out, "\\n", 2); break;
+        case '\r': serve_buf_add(out, "\\r", 2); break;
+        case '\t': serve_buf_add(out, "\\t", 2); break;
+        default: {
+            char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+            serve_buf_add(out, u, 6);
+        }
+        }
+    }
+    if (tmp.len) serve_buf_add(out, tmp.data + run, tmp.len - run);
+    serve_buf_add(out, "\"", 1);
+    if (tmp.oom) out->oom = true;
+    serve_buf_free(&tmp);
+}
+
+void serve_error_json(const serve_error *e, serve_buf *out) {
+    serve_buf_str(out, "{\"error\":{\"message\":");
+    serve_json_string(out, e->msg, strlen(e->msg));
+    serve_buf_printf(out, ",\"type\":\"%s\",\"param\":", e->type ? e->type : "invalid_request_error");
+    if (e->param) serve_buf_printf(out, "\"%s\"", e->param);
+    else serve_buf_str(out, "null");
+    serve_buf_str(out, ",\"code\":");
+    if (e->code) serve_buf_printf(out, "\"%s\"", e->code);
+    else serve_buf_str(out, "null");
+    serve_buf_str(out, "}}");
+}
+
+/* ------------------------------------------------------------ request fields */
+
+#define BAD(param, ...) serve_error_set(err, 400, "invalid_request_error", param, NULL, __VA_ARGS__)
+
+static bool is_null(const cJSON *v) { return !v || cJSON_IsNull(v); }
+
+/* A number field in [lo, hi]; absent/null leaves *out. */
+static int get_number(const cJSON *o, const char *key, double lo, double hi, float *out, serve_error *err) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (is_null(v)) return 0;
+    if (!cJSON_IsNumber(v)) return BAD(key, "'%s' must be a number", key);
+    double d = v->valuedouble;
+    if (!isfinite(d) || d < lo || d > hi) return BAD(key, "'%s' must be between %g and %g", key, lo, hi);
+    *out = (float)d;
+    return 0;
+}
+
+/* An integer field in [lo, hi]; returns 1 if present (0 absent, -1 error). */
+static int get_int(const cJSON *o, const char *key, double lo, double hi, long long *out, serve_error *err) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (is_null(v)) return 0;
+    if (!cJSON_IsNumber(v)) return BAD(key, "'%s' must be an integer", key);
+    double d = v->valuedouble;
+    if (!isfinite(d) || d != floor(d)) return BAD(key, "'%s' must be an integer", key);
+    if (d < lo || d > hi) return BAD(key, "'%s' must be between %.0f and %.0f", key, lo, hi);
+    *out = (long long)d;
+    return 1;
+}
+
+static int get_bool(const cJSON *o, const char *key, bool *out, serve_error *err) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (is_null(v)) return 0;
+    if (!cJSON_IsBool(v)) return BAD(key, "'%s' must be a boolean", key);
+    *out = cJSON_IsTrue(v);
+    return 1;
+}
+
+/* A string's bytes, checked for UTF-8 (cJSON decodes \u escapes; raw bytes pass through). */
+static int check_str(const cJSON *v, const char *param, serve_error *err) {
+    if (!serve_utf8_valid(v->valuestring, strlen(v->valuestring)))
+        return BAD(param, "'%s' is not valid UTF-8", param);
+    return 0;
+}
+
+static int parse_stop(const cJSON *o, serve_gen_params *p, serve_error *err) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "stop");
+    if (is_null(v)) return 0;
+    const cJSON *items[SERVE_MAX_STOP];
+    size_t n = 0;
+    if (cJSON_IsString(v)) {
+        items[n++] = v;
+    } else if (cJSON_IsArray(v)) {
+        int k = cJSON_GetArraySize(v);
+        if (k > SERVE_MAX_STOP) return BAD("stop", "'stop' holds at most %d strings", SERVE_MAX_STOP);
+        const cJSON *it;
+        cJSON_ArrayForEach(it, v) {
+            if (!cJSON_IsString(it)) return BAD("stop", "'stop' must be a string or an array of strings");
+            items[n++] = it;
+        }
+    } else {
+        return BAD("stop", "'stop' must be a string or an array of strings");
+    }
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(items[i]->valuestring);
+        if (check_str(items[i], "stop", err)) return -1;
+        if (len == 0) return BAD("stop", "a stop string is empty");
+        if (len > SERVE_MAX_STOP_BYTES) return BAD("stop", "a stop string is longer than %d bytes", SERVE_MAX_STOP_BYTES);
+        p->stop[p->n_stop] = strdup(items[i]->valuestring);
+        if (!p->stop[p->n_stop]) return serve_error_set(err, 500, "server_error", NULL, NULL, "out of memory");
+        p->n_stop++;
+    }
+    return 0;
+}
+
+/* Token ids from a JSON array (every element an integer in the vocabulary). */
+static int parse_ids(const serve_model_info *mi, const cJSON *arr, serve_gen_params *p, serve_error *err) {
+    int k = cJSON_GetArraySize(arr);
+    if (k <= 0) return BAD("prompt", "'prompt' is empty");
+    if ((uint32_t)k > mi->n_ctx)
+        return BAD("prompt", "the prompt has %d tokens, more than the context of %u", k, mi->n_ctx);
+    p->prompt = malloc((size_t)k * sizeof *p->prompt);
+    if (!p->prompt) return serve_error_set(err, 500, "server_error", NULL, NULL, "out of memory");
+    const cJSON *it;
+    uint32_t n = 0;
+    cJSON_ArrayForEach(it, arr) {
+        double d = cJSON_IsNumber(it) ? it->valuedouble : -1;
+        if (!cJSON_IsNumber(it) || !isfinite(d) || d != floor(d) || d < 0 || d >= (double)mi->vocab)
+            return BAD("prompt", "prompt token ids must be integers in [0, %u)", mi->vocab);
+        p->prompt[n++] = (int32_t)d;
+    }
+    p->n_prompt = n;
+    return 0;
+}
+
+uint32_t serve_max_piece_bytes(const fitlm_tokenizer *tok) {
+    uint32_t best = 0;
+    int32_t n = tok ? fitlm_tokenizer_vocab_size(tok) : 0;
+    for (int32_t id = 0; id < n; id++) {
+        size_t len = 0;
+        if (fitlm_tokenizer_piece(tok, id, true, &len) && len > best) best = len > UINT32_MAX ? UINT32_MAX : (uint32_t)len;
+    }
+    return best;
+}
+
+static int encode_text(const serve_model_info *mi, const char *text, size_t len, const char *param,
+                       serve_gen_params *p, serve_error *err) {
+    if (!mi->tok) return BAD(param, "this model has no vocabulary: send token ids");
+    /* no need to tokenize what cannot fit: every token covers at most max_piece_bytes bytes */
+    if (mi->max_piece_bytes && len / mi->max_piece_bytes > mi->n_ctx)
+        return serve_error_set(err, 400, "invalid_request_error", param, "context_length_exceeded",
+                               "This model's maximum context length is %u tokens, but the prompt has at least %zu "
+                               "tokens (%zu bytes)",
+                               mi->n_ctx, len / mi->max_piece_bytes, len);
+    fitlm_error e = {{0}};
+    size_t n = 0;
+    int32_t *ids = NULL;
+    if (fitlm_tokenizer_encode(mi->tok, text, len, true, true, &ids, &n, &e))
+        return serve_error_set(err, 400, "invalid_request_error", param, NULL, "tokenizing: %s", e.msg);
+    if (n == 0) {
+        free(ids);
+        return BAD(param, "the prompt is empty after tokenization");
+    }
+    if (n > mi->n_ctx) {
+        free(ids);
+        return serve_error_set(err, 400, "invalid_request_error", param, "context_length_exceeded",
+                               "This model's maximum context length is %u tokens, but the prompt has %zu tokens",
+                               mi->n_ctx, n);
+    }
+    p->prompt = ids;
+    p->n_prompt = (uint32_t)n;
+    return 0;
+}
+
+static int parse_prompt(const serve_model_info *mi, const cJSON *o, serve_gen_params *p, serve_error *err) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "prompt");
+    if (is_null(v)) return BAD("prompt", "'prompt' is required");
+    if (cJSON_IsArray(v)) {
+        int k = cJSON_GetArraySize(v);
+        if (k == 0) return BAD("prompt", "'prompt' is empty");
+        const cJSON *first = cJSON_GetArrayItem(v, 0);
+        if (cJSON_IsNumber(first)) return parse_ids(mi, v, p, err);
+        if (k != 1) return BAD("prompt", "only one prompt per request is supported");
+        if (cJSON_IsArray(first)) return parse_ids(mi, first, p, err);
+        v = first;
+    }
+    if (!cJSON_IsString(v))
+        return BAD("prompt", "'prompt' must be a string, an array of one string, or an array of token ids");
+    if (check_str(v, "prompt", err)) return -1;
+    return encode_text(mi, v->valuestring, strlen(v->valuestring), "prompt", p, err);
+}
+
+/* A message's content: a string, or an array of {"type": "text", "text": ...}
+ * parts joined with "\n" (as vLLM joins text parts). Caller frees *out. */
+static int message_content(const cJSON *c, char **out, serve_error *err) {
+    if (cJSON_IsString(c)) {
+        if (check_str(c, "messages", err)) return -1;
+        *out = strdup(c->valuestring);
+        return *out ? 0 : serve_error_set(err, 500, "server_error", NULL, NULL, "out of memory");
+    }
+    if (!cJSON_IsArray(c)) return BAD("messages", "a message's content must be a string or an array of text parts");
+    if (cJSON_GetArraySize(c) > SERVE_MAX_PARTS) return BAD("messages", "a message has more than %d parts", SERVE_MAX_PARTS);
+    serve_buf b = {0};
+    const cJSON *part;
+    bool first = true;
+    cJSON_ArrayForEach(part, c) {
+        const cJSON *type = cJSON_GetObjectItemCaseSensitive(part, "type");
+        const cJSON *text = cJSON_GetObjectItemCaseSensitive(part, "text");
+        if (!cJSON_IsObject(part) || !cJSON_IsString(type) || strcmp(type->valuestring, "text") ||
+            !cJSON_IsString(text)) {
+            serve_buf_free(&b);
+            return BAD("messages", "content parts must be {\"type\": \"text\", \"text\": STRING} (other types are "
+                                   "not supported)");
+        }
+        if (check_str(text, "messages", err)) {
+            serve_buf_free(&b);
+            return -1;
+        }
+        if (!first) serve_buf_add(&b, "\n", 1);
+        serve_buf_str(&b, text->valuestring);
+        first = false;
+    }
+    serve_buf_add(&b, "", 0);
+    if (b.oom) {
+        serve_buf_free(&b);
+        return serve_error_set(err, 500, "server_error", NULL, NULL, "out of memory");
+    }
+    *out = serve_buf_take(&b, NULL);
+    return 0;
+}
+
+static int parse_messages(const serve_model_info *mi, const cJSON *o, serve_gen_params *p, serve_error *err) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "messages");
+    if (is_null(v)) return BAD("messages", "'messages' is required");
+    if (!cJSON_IsArray(v)) return BAD("messages", "'messages' must be an array");
+    int k = cJSON_GetArraySize(v);
+    if (k == 0) return BAD("messages", "'messages' is empty");
+    if (k > SERVE_MAX_MESSAGES) return BAD("messages", "more than %d messages", SERVE_MAX_MESSAGES);
+    if (mi->tmpl == FITLM_CHAT_NONE)
+        return BAD("messages", "the model has no chat template fitlm knows: start the server with --chat-template "
+                               "(llama2, llama3, chatml, mistral) or use /v1/completions");
+    fitlm_chat_message *msgs = calloc((size_t)k + 1, sizeof *msgs);
+    char **contents = calloc((size_t)k, sizeof *contents);
+    int rc = -1, n = 0;
+    bool has_system = false;
+    if (!msgs || !contents) {
+        serve_error_set(err, 500, "server_error", NULL, NULL, "out of memory");
+        goto done;
+    }
+    const cJSON *m;
+    cJSON_ArrayForEach(m, v) {
+        const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
+        if (!cJSON_IsObject(m) || !cJSON_IsString(role)) {
+            BAD("messages", "each message must be an object with a string 'role'");
+            goto done;
+        }
+        const char *r = role->valuestring;
+        if (!strcmp(r, "developer")) r = "system"; /* OpenAI's newer name for the system role */
+        if (strcmp(r, "system") && strcmp(r, "user") && strcmp(r, "assistant")) {
+            BAD("messages", "unsupported role '%.40s' (system, developer, user and assistant are)", r);
+            goto done;
+        }
+        if (!strcmp(r, "system")) has_system = true;
+        if (message_content(cJSON_GetObjectItemCaseSensitive(m, "content"), &contents[n], err)) goto done;
+        msgs[n].role = r;
+        msgs[n].content = contents[n];
+        n++;
+    }
+    fitlm_chat_message *list = msgs;
+    size_t nlist = (size_t)n;
+    fitlm_chat_message *with_sys = NULL;
+    if (!has_system && mi->default_system) {
+        with_sys = malloc(((size_t)n + 1) * sizeof *with_sys);
+        if (!with_sys) {
+            serve_error_set(err, 500, "server_error", NULL, NULL, "out of memory");
+            goto done;
+        }
+        with_sys[0] = (fitlm_chat_message){"system", mi->default_system};
+        memcpy(with_sys + 1, msgs, (size_t)n * sizeof *msgs);
+        list = with_sys;
+        nlist++;
+    }
+    fitlm_error fe = {{0}};
+    char *text = fitlm_chat_format(mi->tmpl, list, nlist, true, &fe);
+    free(with_sys);
+    if (!text) {
+        BAD("messages", "%s", fe.msg);
+        goto done;
+    }
+    rc = encode_text(mi, text, strlen(text), "messages", p, err);
+    free(text);
+done:
+    if (contents)
+        for (int i = 0; i < n; i++) free(contents[i]);
+    free(contents);
+    free(msgs);
+    return rc;
+}
+
+static int parse_logprobs(serve_kind kind, const cJSON *o, serve_gen_params *p, serve_error *err) {
+    p->top_logprobs = -1;
+    long long x = 0;
+    int r;
+    if (kind == SERVE_CHAT) {
+        bool lp = false;
+        if (get_bool(o, "logprobs", &lp, err) < 0) return -1;
+        if ((r = get_int(o, "top_logprobs", 0, FITLM_MAX_TOP_LOGPROBS, &x, err)) < 0) return -1;
+        if (r && !lp) return BAD("top_logprobs", "'top_logprobs' needs 'logprobs': true");
+        if (lp) p->top_logprobs = (int)x;
+        return 0;
+    }
+    if ((r = get_int(o, "logprobs", 0, SERVE_MAX_COMPLETION_LOGPROBS, &x, err)) < 0) return -1;
+    if (r) p->top_logprobs = (int)x;
+    return 0;
+}
+
+int serve_parse_gen(const serve_model_info *mi, serve_kind kind, const char *body, size_t len, uint64_t random_seed,
+                    serve_gen_params *out, serve_error *err) {
+    memset(out, 0, sizeof *out);
+    out->kind = kind;
+    if (!serve_utf8_valid(body, len)) return BAD(NULL, "the request body is not valid UTF-8");
+    cJSON *o = cJSON_ParseWithLength(body, len);
+    if (!o) return BAD(NULL, "the request body is not valid JSON");
+    int rc = -1;
+    if (!cJSON_IsObject(o)) {
+        BAD(NULL, "the request body must be a JSON object");
+        goto done;
+    }
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(o, "model");
+    if (!is_null(model)) {
+        if (!cJSON_IsString(model)) {
+            BAD("model", "'model' must be a string");
+            goto done;
+        }
+        if (strcmp(model->valuestring, mi->name)) {
+            serve_error_set(err, 404, "invalid_request_error", "model", "model_not_found",
+                            "The model '%.200s' does not exist (this server serves '%s')", model->valuestring,
+                            mi->name);
+            goto done;
+        }
+    }
+    long long x;
+    int r;
+    if ((r = get_int(o, "n", 1, 1e9, &x, err)) < 0) goto done;
+    if (r && x != 1) {
+        BAD("n", "only n = 1 is supported");
+        goto done;
+    }
+    fitlm_sampler_params *sp = &out->sampling;
+    *sp = fitlm_sampler_params_default();
+    sp->temp = 1.0f; /* OpenAI's default */
+    sp->top_k = 0;
+    sp->seed = random_seed;
+    if (get_number(o, "temperature", 0, 2, &sp->temp, err) || get_number(o, "top_p", 0, 1, &sp->top_p, err) ||
+        get_number(o, "min_p", 0, 1, &sp->min_p, err) ||
+        get_number(o, "repetition_penalty", 0, 10, &sp->repeat_penalty, err))
+        goto done;
+    if (sp->top_p <= 0) {
+        BAD("top_p", "'top_p' must be greater than 0");
+        goto done;
+    }
+    if (sp->repeat_penalty <= 0) {
+        BAD("repetition_penalty", "'repetition_penalty' must be greater than 0");
+        goto done;
+    }
+    if ((r = get_int(o, "top_k", -1, INT32_MAX, &x, err)) < 0) goto done;
+    if (r) sp->top_k = x < 0 ? 0 : (int32_t)x;
+    if ((r = get_int(o, "seed", -9223372036854775807.0, 18446744073709551615.0, &x, err)) < 0) goto done;
+    if (r) {
+        const cJSON *sv = cJSON_GetObjectItemCaseSensitive(o, "seed");
+        sp->seed = sv->valuedouble < 0 ? (uint64_t)(long long)sv->valuedouble : (uint64_t)sv->valuedouble;
+    }
+    static const char *const k_penalties[] = {"presence_penalty", "frequency_penalty"};
+    for (int i = 0; i < 2; i++) {
+        float pen = 0;
+        if (get_number(o, k_penalties[i], -2, 2, &pen, err)) goto done;
+        if (pen != 0) {
+            BAD(k_penalties[i], "'%s' is not supported (use repetition_penalty)", k_penalties[i]);
+            goto done;
+        }
+    }
+    /* max_tokens (max_completion_tokens, chat's newer name, wins) */
+    out->max_tokens = kind == SERVE_COMPLETION ? 16 : 0; /* OpenAI: 16 for completions; chat: until the context ends */
+    if ((r = get_int(o, "max_tokens", 1, INT32_MAX, &x, err)) < 0) goto done;
+    if (r) out->max_tokens = (uint32_t)x;
+    if ((r = get_int(o, "max_completion_tokens", 1, INT32_MAX, &x, err)) < 0) goto done;
+    if (r) out->max_tokens = (uint32_t)x;
+    if (get_bool(o, "ignore_eos", &out->ignore_eos, err) < 0 ||
+        get_bool(o, "return_tokens_as_token_ids", &out->tokens_as_ids, err) < 0)
+        goto done;
+    if (get_bool(o, "stream", &out->stream, err) < 0) goto done;
+    const cJSON *so = cJSON_GetObjectItemCaseSensitive(o, "stream_options");
+    if (!is_null(so)) {
+        if (!cJSON_IsObject(so)) {
+            BAD("stream_options", "'stream_options' must be an object");
+            goto done;
+        }
+        if (!out->stream) {
+            BAD("stream_options", "'stream_options' is only allowed when 'stream' is true");
+            goto done;
+        }
+        if (get_bool(so, "include_usage", &out->include_usage, err) < 0) goto done;
+    }
+    if (parse_logprobs(kind, o, out, err) || parse_stop(o, out, err)) goto done;
+    if (kind == SERVE_CHAT ? parse_messages(mi, o, out, err) : parse_prompt(mi, o, out, err)) goto done;
+    rc = 0;
+done:
+    cJSON_Delete(o);
+    if (rc) serve_gen_params_free(out);
+    return rc;
+}
+
+void serve_gen_params_free(serve_gen_params *p) {
+    free(p->prompt);
+    for (size_t i = 0; i < p->n_stop; i++) free(p->stop[i]);
+    memset(p, 0, sizeof *p);
+}
+
+/* ------------------------------------------------------------ the event log */
+
+int serve_gen_log_add(serve_gen_log *g, const fitlm_gen_event *ev) {
+    bool has_tok = ev->token >= 0;
+    if (has_tok || ev->text_len) {
+        if (g->n_toks == g->cap_toks) {
+            size_t cap = g->cap_toks ? g->cap_toks * 2 : 64;
+            serve_tok *t = realloc(g->toks, cap * sizeof *t);
+            if (!t) goto oom;
+            g->toks = t;
+            g->cap_toks = cap;
+        }
+        int n_top = ev->n_top > 0 ? (ev->n_top > FITLM_MAX_TOP_LOGPROBS ? FITLM_MAX_TOP_LOGPROBS : ev->n_top) : 0;
+        if (g->n_tops + (size_t)n_top > g->cap_tops) {
+            size_t cap = g->cap_tops ? g->cap_tops * 2 : 256;
+            while (cap < g->n_tops + (size_t)n_top) cap *= 2;
+            fitlm_top_logprob *t = realloc(g->tops, cap * sizeof *t);
+            if (!t) goto oom;
+            g->tops = t;
+            g->cap_tops = cap;
+        }
+        serve_tok *t = &g->toks[g->n_toks];
+        t->id = has_tok ? ev->token : -1;
+        t->logprob = ev->logprob;
+        t->n_top = n_top;
+        t->top_off = g->n_tops;
+        if (n_top) memcpy(g->tops + g->n_tops, ev->top, (size_t)n_top * sizeof *ev->top);
+        g->n_tops += (size_t)n_top;
+        t->text_off = g->text.len;
+        t->text_len = ev->text_len;
+        if (serve_buf_add(&g->text, ev->text_len ? ev->text : "", ev->text_len)) goto oom;
+        g->n_toks++;
+    }
+    g->n_prompt = ev->n_prompt;
+    g->n_cached = ev->n_cached;
+    g->n_completion = ev->n_completion;
+    if (ev->done) {
+        g->done = true;
+        g->finish = ev->finish;
+        if (ev->error) snprintf(g->error, sizeof g->error, "%s", ev->error);
+    }
+    return 0;
+oom:
+    g->done = true;
+    g->finish = FITLM_FINISH_ERROR;
+    snprintf(g->error, sizeof g->error, "out of memory");
+    return -1;
+}
+
+void serve_gen_log_free(serve_gen_log *g) {
+    free(g->toks);
+    free(g->tops);
+    serve_buf_free(&g->text);
+    memset(g, 0, sizeof *g);
+}
+
+/* ------------------------------------------------------------ responses */
+
+static const char *finish_name(fitlm_finish_reason r) { return r == FITLM_FINISH_LENGTH ? "length" : "stop"; }
+
+static void json_token_bytes(serve_buf *out, const char *piece, size_t n) {
+    serve_buf_str(out, "[");
+    for (size_t i = 0; i < n; i++) serve_buf_printf(out, i ? ",%u" : "%u", (unsigned char)piece[i]);
+    serve_buf_str(out, "]");
+}
+
+/* The text of a token in logprobs: its piece (special tokens rendered), or
+ * "token_id:N" (return_tokens_as_token_ids; buf holds it). */
+static const char *piece_of(const serve_model_info *mi, bool as_id, int32_t id, size_t *len, char buf[32]) {
+    if (as_id || !mi->tok) {
+        *len = (size_t)snprintf(buf, 32, "token_id:%d", id);
+        return buf;
+    }
+    const char *p = fitlm_tokenizer_piece(mi->tok, id, true, len);
+    if (!p) {
+        *len = 0;
+        return "";
+    }
+    return p;
+}
+
+static void json_logprob(serve_buf *out, float lp) {
+    if (isfinite(lp)) serve_buf_printf(out, "%.9g", (double)lp);
+    else serve_buf_str(out, "-9999.0"); /* JSON has no -inf (OpenAI's clients get a very small number) */
+}
+
+/* Chat: {"token", "logprob", "bytes", "top_logprobs": [...]} for one token. */
+static void chat_logprob_entry(const serve_model_info *mi, bool as_id, const serve_gen_log *g, const serve_tok *t,
+                               serve_buf *out) {
+    size_t len;
+    char ib[32], ib2[32];
+    const char *piece = piece_of(mi, as_id, t->id, &len, ib);
+    serve_buf_str(out, "{\"token\":");
+    serve_json_string(out, piece, len);
+    serve_buf_str(out, ",\"logprob\":");
+    json_logprob(out, t->logprob);
+    serve_buf_str(out, ",\"bytes\":");
+    json_token_bytes(out, piece, len);
+    serve_buf_str(out, ",\"top_logprobs\":[");
+    for (int k = 0; k < t->n_top; k++) {
+        const fitlm_top_logprob *tp = &g->tops[t->top_off + (size_t)k];
+        const char *pk = piece_of(mi, as_id, tp->id, &len, ib2);
+        serve_buf_str(out, k ? ",{\"token\":" : "{\"token\":");
+        serve_json_string(out, pk, len);
+        serve_buf_str(out, ",\"logprob\":");
+        json_logprob(out, tp->logprob);
+        serve_buf_str(out, ",\"bytes\":");
+        json_token_bytes(out, pk, len);
+        serve_buf_str(out, "}");
+    }
+    serve_buf_str(out, "]}");
+}
+
+/* Completions: {"tokens", "token_logprobs", "top_logprobs", "text_offset"} over toks [a, b). */
+static void completion_logprobs(const serve_model_info *mi, bool as_id, const serve_gen_log *g, size_t a, size_t b,
+                                serve_buf *out) {
+    size_t len, n = 0;
+    char ib[32];
+    serve_buf_str(out, "{\"tokens\":[");
+    for (size_t i = a; i < b; i++) {
+        if (g->toks[i].id < 0) continue;
+        const char *piece = piece_of(mi, as_id, g->toks[i].id, &len, ib);
+        if (n++) serve_buf_str(out, ",");
+        serve_json_string(out, piece, len);
+    }
+    serve_buf_str(out, "],\"token_logprobs\":[");
+    n = 0;
+    for (size_t i = a; i < b; i++) {
+        if (g->toks[i].id < 0) continue;
+        if (n++) serve_buf_str(out, ",");
+        json_logprob(out, g->toks[i].logprob);
+    }
+    serve_buf_str(out, "],\"top_logprobs\":[");
+    n = 0;
+    for (size_t i = a; i < b; i++) {
+        const serve_tok *t = &g->toks[i];
+        if (t->id < 0) continue;
+        serve_buf_str(out, n++ ? ",{" : "{");
+        for (int k = 0; k < t->n_top; k++) {
+            const fitlm_top_logprob *tp = &g->tops[t->top_off + (size_t)k];
+            const char *pk = piece_of(mi, as_id, tp->id, &len, ib);
+            if (k) serve_buf_str(out, ",");
+            serve_json_string(out, pk, len);
+            serve_buf_str(out, ":");
+            json_logprob(out, tp->logprob);
+        }
+        serve_buf_str(out, "}");
+    }
+    serve_buf_str(out, "],\"text_offset\":[");
+    n = 0;
+    for (size_t i = a; i < b; i++) {
+        if (g->toks[i].id < 0) continue;
+        if (n++) serve_buf_str(out, ",");
+        serve_buf_printf(out, "%zu", g->toks[i].text_off);
+    }
+    serve_buf_str(out, "]}");
+}
+
+static void usage_json(const serve_gen_log *g, serve_buf *out) {
+    serve_buf_printf(out,
+                     "{\"prompt_tokens\":%u,\"completion_tokens\":%u,\"total_tokens\":%u,"
+                     "\"prompt_tokens_details\":{\"cached_tokens\":%u}}",
+                     g->n_prompt, g->n_completion, g->n_prompt + g->n_completion, g->n_cached);
+}
+
+static void head_json(const serve_model_info *mi, const serve_resp_id *rid, const char *object, serve_buf *out) {
+    serve_buf_printf(out, "{\"id\":\"%s\",\"object\":\"%s\",\"created\":%lld,\"model\":", rid->id, object,
+                     rid->created);
+    serve_json_string(out, mi->name, strlen(mi->name));
+}
+
+void serve_format_response(const serve_model_info *mi, const serve_gen_params *p, const serve_gen_log *g,
+                           const serve_resp_id *rid, serve_buf *out) {
+    bool chat = p->kind == SERVE_CHAT;
+    head_json(mi, rid, chat ? "chat.completion" : "text_completion", out);
+    serve_buf_str(out, ",\"choices\":[{\"index\":0,");
+    if (chat) {
+        serve_buf_str(out, "\"message\":{\"role\":\"assistant\",\"content\":");
+        serve_json_string(out, g->text.data ? g->text.data : "", g->text.len);
+        serve_buf_str(out, "},\"logprobs\":");
+        if (p->top_logprobs >= 0) {
+            serve_buf_str(out, "{\"content\":[");
+            size_t n = 0;
+            for (size_t i = 0; i < g->n_toks; i++) {
+                if (g->toks[i].id < 0) continue;
+                if (n++) serve_buf_str(out, ",");
+                chat_logprob_entry(mi, p->tokens_as_ids, g, &g->toks[i], out);
+            }
+            serve_buf_str(out, "]}");
+        } else {
+            serve_buf_str(out, "null");
+        }
+    } else {
+        serve_buf_str(out, "\"text\":");
+        serve_json_string(out, g->text.data ? g->text.data : "", g->text.len);
+        serve_buf_str(out, ",\"logprobs\":");
+        if (p->top_logprobs >= 0) completion_logprobs(mi, p->tokens_as_ids, g, 0, g->n_toks, out);
+        else serve_buf_str(out, "null");
+    }
+    serve_buf_printf(out, ",\"finish_reason\":\"%s\"}],\"usage\":", finish_name(g->finish));
+    usage_json(g, out);
+    serve_buf_str(out, "}");
+}
+
+/* One SSE chunk for toks [a, b) (text joined), or the final chunk when a == b and finish is set. */
+static void chunk(const serve_model_info *mi, const serve_gen_params *p, const serve_gen_log *g,
+                  const serve_resp_id *rid, size_t a, size_t b, const char *role, const char *finish, serve_buf *out) {
+    bool chat = p->kind == SERVE_CHAT;
+    serve_buf_str(out, "data: ");
+    head_json(mi, rid, chat ? "chat.completion.chunk" : "text_completion", out);
+    serve_buf_str(out, ",\"choices\":[{\"index\":0,");
+    const char *text = a < b ? g->text.data + g->toks[a].text_off : "";
+    size_t text_len = a < b ? g->toks[b - 1].text_off + g->toks[b - 1].text_len - g->toks[a].text_off : 0;
+    if (chat) {
+        serve_buf_str(out, "\"delta\":{");
+        if (role) serve_buf_printf(out, "\"role\":\"%s\"%s", role, a < b || !finish ? "," : "");
+        if (a < b || (role && !finish)) {
+            serve_buf_str(out, "\"content\":");
+            serve_json_string(out, text, text_len);
+        }
+        serve_buf_str(out, "},\"logprobs\":");
+        if (p->top_logprobs >= 0 && a < b) {
+            serve_buf_str(out, "{\"content\":[");
+            size_t n = 0;
+            for (size_t i = a; i < b; i++) {
+                if (g->toks[i].id < 0) continue;
+                if (n++) serve_buf_str(out, ",");
+                chat_logprob_entry(mi, p->tokens_as_ids, g, &g->toks[i], out);
+            }
+            serve_buf_str(out, "]}");
+        } else {
+            serve_buf_str(out, "null");
+        }
+    } else {
+        serve_buf_str(out, "\"text\":");
+        serve_json_string(out, text, text_len);
+        serve_buf_str(out, ",\"logprobs\":");
+        if (p->top_logprobs >= 0 && a < b) completion_logprobs(mi, p->tokens_as_ids, g, a, b, out);
+        else serve_buf_str(out, "null");
+    }
+    if (finish) serve_buf_printf(out, ",\"finish_reason\":\"%s\"}]", finish);
+    else serve_buf_str(out, ",\"finish_reason\":null}]");
+    if (p->include_usage) serve_buf_str(out, ",\"usage\":null");
+    serve_buf_str(out, "}\n\n");
+}
+
+void serve_format_chunks(const serve_model_info *mi, const serve_gen_params *p, const serve_gen_log *g,
+                         const serve_resp_id *rid, size_t *next, bool *role_sent, bool *finished, serve_buf *out) {
+    if (*finished) return;
+    bool chat = p->kind == SERVE_CHAT;
+    if (chat && !*role_sent) {
+        chunk(mi, p, g, rid, 0, 0, "assistant", NULL, out);
+        *role_sent = true;
+    }
+    for (size_t i = *next; i < g->n_toks; i++) {
+        /* a chunk per token event that carries text (or a logprob to report) */
+        bool has_lp = p->top_logprobs >= 0 && g->toks[i].id >= 0;
+        if (g->toks[i].text_len || has_lp) chunk(mi, p, g, rid, i, i + 1, NULL, NULL, out);
+    }
+    *next = g->n_toks;
+    if (!g->done) return;
+    if (g->finish == FITLM_FINISH_STOP || g->finish == FITLM_FINISH_LENGTH) {
+        chunk(mi, p, g, rid, 0, 0, NULL, finish_name(g->finish), out);
+        if (p->include_usage) {
+            serve_buf_str(out, "data: ");
+            head_json(mi, rid, chat ? "chat.completion.chunk" : "text_completion", out);
+            serve_buf_str(out, ",\"choices\":[],\"usage\":");
+            usage_json(g, out);
+            serve_buf_str(out, "}\n\n");
+        }
+    } else {
+        /* cancelled (the server is shutting down) or an engine error: an error event, as OpenAI streams them */
+        serve_error e;
+        if (g->finish == FITLM_FINISH_CANCELLED)
+            serve_error_set(&e, 503, "server_error", NULL, NULL, "the request was cancelled: the server is shutting down");
+        else
+            serve_error_set(&e, 500, "server_error", NULL, NULL, "generation failed: %s", g->error);
+        serve_buf_str(out, "data: ");
+        serve_error_json(&e, out);
+        serve_buf_str(out, "\n\n");
+    }
+    serve_buf_str(out, "data: [DONE]\n\n");
+    *finished = true;
+}
