@@ -10,7 +10,7 @@
 #include <time.h>
 
 #include "backend/cpu/kernels.h"
-#include "backend/cpu/threadpool.h"
+#include "sys/threadpool.h"
 #include "format/ggml_type.h"
 #include "format/gguf.h"
 #include "model/convert.h"
