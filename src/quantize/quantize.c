@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "backend/cpu/kernels.h"
+#include "quant/quant.h"
 #include "sys/threadpool.h"
 #include "format/ggml_type.h"
 #include "format/gguf.h"
