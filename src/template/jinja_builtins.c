@@ -489,8 +489,8 @@ static bool str_all(jstr *s, int kind) {
         case 'n': if (!cp_isalpha(cp) && (cp < '0' || cp > '9')) return false; break;
         case 'u':
         case 'l':
-            if (cp_case(cp, kind == 'l') != cp) return false; /* has the other case */
-            if (cp_case(cp, kind != 'l') != cp) cased = true;
+            if (cp_case(cp, kind == 'u') != cp) return false; /* a character of the other case */
+            if (cp_case(cp, kind != 'u') != cp) cased = true;
             break;
         }
     }

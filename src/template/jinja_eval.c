@@ -111,7 +111,10 @@ static int loop_attr(jr *r, const jloop *L, const char *name, jval *out) {
 
 static int get_attr(jr *r, jval obj, const char *name, jval *out) {
     if (obj.t == JV_UNDEF) return undefined_error(r, obj);
-    if (name[0] == '_') return jr_fail(r, "access to attribute '%s' is unsafe", name);
+    if (name[0] == '_') { /* the sandbox hides private attributes */
+        *out = undef_named(r, name);
+        return r->failed ? -1 : 0;
+    }
     if (obj.t == JV_LOOP) return loop_attr(r, obj.loop, name, out);
     if (obj.t == JV_NS) {
         jval *v = jdict_get_str(obj.d, name);
@@ -631,12 +634,7 @@ static int exec_node(jr *r, jscope *s, const jnode *n, jbuf *out) {
     case N_IF:
         if (jeval(r, s, n->a, &v)) return -1;
         return exec_body(r, s, jv_truthy(v) ? n->body : n->body2, out);
-    case N_FOR: {
-        int depth = 1;
-        jval *outer = scope_find(s, "loop");
-        if (outer && outer->t == JV_LOOP) depth = outer->loop->depth + 1;
-        return exec_for(r, s, n, out, depth);
-    }
+    case N_FOR: return exec_for(r, s, n, out, 1); /* depth grows only in recursive loops */
     case N_SET:
         if (jeval(r, s, n->a, &v)) return -1;
         return assign_targets(r, s, n->args, v);
@@ -720,6 +718,7 @@ static int call_macro(jr *r, const jmacro *m, const jval *pos, size_t npos, cons
     jlist *varargs = jlist_new(r, 0);
     jdict *kwargs = jdict_new(r, 0);
     if (!varargs || !kwargs) return -1;
+    varargs->tuple = true;
     bool *bound = jarena_alloc(&r->arena, np + 1);
     if (!bound) return jr_fail(r, "out of template memory");
     memset(bound, 0, np + 1);
