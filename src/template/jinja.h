@@ -32,7 +32,7 @@ typedef struct jinja_limits {
     int max_depth;      /* nested evaluations (macro recursion, nested expressions) */
 } jinja_limits;
 
-/* The defaults: 16 MiB output, 256 MiB memory, 5 million steps, depth 400. */
+/* The defaults: 16 MiB output, 64 MiB memory, 5 million steps, depth 400. */
 jinja_limits jinja_default_limits(void);
 
 /* Parses a template (UTF-8; "\r\n" and "\r" read as "\n"; one trailing newline

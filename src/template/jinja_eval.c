@@ -252,12 +252,9 @@ static int repeat(jr *r, jval seq, int64_t times, jval *out) {
     if (seq.t == JV_STR) {
         if (seq.s->len && (uint64_t)times > r->lim.max_output / seq.s->len)
             return jr_fail(r, "a string of more than %zu bytes is over the limit", r->lim.max_output);
-        jbuf b = {0};
-        if (jbuf_put(r, &b, "", 0)) return -1;
-        for (int64_t i = 0; i < times; i++)
-            if (jbuf_put(r, &b, seq.s->s, seq.s->len)) return -1;
-        jstr *s = jbuf_to_str(r, &b);
+        jstr *s = jstr_new(r, NULL, (size_t)times * seq.s->len);
         if (!s) return -1;
+        for (int64_t i = 0; i < times; i++) memcpy(s->s + (size_t)i * seq.s->len, seq.s->s, seq.s->len);
         *out = jv_strv(s);
         return 0;
     }
@@ -592,10 +589,12 @@ static int exec_for(jr *r, jscope *s, const jnode *n, jbuf *out, int depth) {
     if (n->b) { /* for x in xs if cond */
         jlist *kept = jlist_new(r, items->n);
         if (!kept) return -1;
+        jscope *fs = scope_new(r, s);
+        if (!fs) return -1;
         for (size_t i = 0; i < items->n; i++) {
-            jscope *fs = scope_new(r, s);
             jval c;
-            if (!fs || assign_targets(r, fs, n->args, items->v[i]) || jeval(r, fs, n->b, &c)) return -1;
+            fs->n = 0;
+            if (assign_targets(r, fs, n->args, items->v[i]) || jeval(r, fs, n->b, &c)) return -1;
             if (jv_truthy(c)) kept->v[kept->n++] = items->v[i];
         }
         items = kept;
@@ -604,10 +603,14 @@ static int exec_for(jr *r, jscope *s, const jnode *n, jbuf *out, int depth) {
     if (!L) return jr_fail(r, "out of template memory");
     L->items = items;
     L->depth = depth;
+    /* one scope for all iterations, emptied at each: a loop's memory does not
+     * grow with its length */
+    jscope *it = scope_new(r, s);
+    if (!it) return -1;
     for (size_t i = 0; i < items->n; i++) {
         L->index0 = i;
-        jscope *it = scope_new(r, s);
-        if (!it || assign_targets(r, it, n->args, items->v[i])) return -1;
+        it->n = 0;
+        if (step(r, n) || assign_targets(r, it, n->args, items->v[i])) return -1;
         jval lv = {0};
         lv.t = JV_LOOP;
         lv.loop = L;
@@ -779,7 +782,7 @@ int jcall_value(jr *r, jval callee, const jval *args_, size_t nargs, const char 
 
 /* ---------------- public API ---------------- */
 jinja_limits jinja_default_limits(void) {
-    jinja_limits l = {16u << 20, 256u << 20, 5000000, 400};
+    jinja_limits l = {16u << 20, 64u << 20, 5000000, 400};
     return l;
 }
 

@@ -1048,7 +1048,11 @@ static int parse_body(parser *P, jnodes *out, const char *const *ends, const cha
     for (;;) {
         tok *t = cur(P);
         if (t->type == TK_EOF) {
-            if (ends) return pfail(P, "unexpected end of template (missing {%% %s %%})", ends[0]);
+            if (ends) {
+                const char *const *e = ends;
+                while (e[1]) e++; /* the end* name is last */
+                return pfail(P, "unexpected end of template (missing {%% %s %%})", *e);
+            }
             break;
         }
         if (t->type == TK_TEXT) {

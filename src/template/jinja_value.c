@@ -31,8 +31,8 @@ void *jarena_alloc(jarena *a, size_t n) {
         nc->used = 0;
         nc->cap = cap;
         a->used += cap + sizeof *nc;
-        if (c && cap != JARENA_CHUNK && c->cap - c->used >= 1024) {
-            /* a big block: keep the current chunk in front for small ones */
+        if (c && cap != JARENA_CHUNK) {
+            /* a big block: keep the current chunk in front for the small ones */
             nc->next = c->next;
             c->next = nc;
             nc->used = n;
@@ -85,7 +85,7 @@ jstr *jstr_new(jr *r, const char *s, size_t len) {
     jstr *j = jr_alloc(r, sizeof *j + len + 1);
     if (!j) return NULL;
     j->len = len;
-    if (len) memcpy(j->s, s, len);
+    if (len && s) memcpy(j->s, s, len);
     j->s[len] = 0;
     return j;
 }
