@@ -15,8 +15,9 @@
 
 typedef struct layer_weights {
     fitlm_btensor attn_norm, wq, wk, wv, wo, bq, bk, bv;
+    fitlm_btensor q_norm, k_norm; /* qwen3: per-head RMSNorm of q and k (head_dim each) */
     fitlm_btensor ffn_norm, w_gate, w_up, w_down;
-    bool has_bias;
+    bool has_bias, has_qk_norm;
 } layer_weights;
 
 struct fitlm_runtime {
@@ -127,8 +128,9 @@ static int check_tensor(const fitlm_model *m, const fitlm_tensor *t, const char 
 
 int fitlm_runtime_check_model(const fitlm_model *m, const fitlm_backend *be, int kv_type, fitlm_error *err) {
     const fitlm_hparams *hp = &m->hp;
-    if (hp->arch != FITLM_ARCH_LLAMA && hp->arch != FITLM_ARCH_MISTRAL && hp->arch != FITLM_ARCH_QWEN2)
-        return fitlm_fail(err, "architecture '%s' is not supported by the runtime (llama, mistral, qwen2)",
+    if (hp->arch != FITLM_ARCH_LLAMA && hp->arch != FITLM_ARCH_MISTRAL && hp->arch != FITLM_ARCH_QWEN2 &&
+        hp->arch != FITLM_ARCH_QWEN3)
+        return fitlm_fail(err, "architecture '%s' is not supported by the runtime (llama, mistral, qwen2, qwen3)",
                           fitlm_arch_name(hp->arch));
     if (m->format == FITLM_FORMAT_NONE || m->n_tensors == 0)
         return fitlm_fail(err, "the model has no weights (a config or preset can be planned, not run)");
@@ -178,6 +180,9 @@ int fitlm_runtime_check_model(const fitlm_model *m, const fitlm_backend *be, int
                 check_tensor(m, t[FITLM_T_ATTN_V_BIAS], "attn_v.bias", L, kvd, 1, false, be, err))
                 return -1;
         }
+        if (hp->qk_norm && (check_tensor(m, t[FITLM_T_ATTN_Q_NORM], "attn_q_norm", L, hp->head_dim, 1, false, be, err) ||
+                            check_tensor(m, t[FITLM_T_ATTN_K_NORM], "attn_k_norm", L, hp->head_dim, 1, false, be, err)))
+            return -1;
     }
     return 0;
 }
@@ -272,6 +277,12 @@ fitlm_runtime *fitlm_runtime_new(const fitlm_model *m, fitlm_backend *be, const 
             rt->weight_read_per_token += t[FITLM_T_ATTN_Q_BIAS]->nbytes + t[FITLM_T_ATTN_K_BIAS]->nbytes +
                                          t[FITLM_T_ATTN_V_BIAS]->nbytes;
         }
+        if (hp->qk_norm) {
+            w->has_qk_norm = true;
+            if (prep(rt, t[FITLM_T_ATTN_Q_NORM], &w->q_norm, err) || prep(rt, t[FITLM_T_ATTN_K_NORM], &w->k_norm, err))
+                goto fail;
+            rt->weight_read_per_token += t[FITLM_T_ATTN_Q_NORM]->nbytes + t[FITLM_T_ATTN_K_NORM]->nbytes;
+        }
     }
 
     rt->kv = fitlm_kv_cache_new(be, params.kv_type, n_ctx, hp->n_layers, rt->kv_dim, err);
@@ -296,8 +307,9 @@ void fitlm_runtime_free(fitlm_runtime *rt) {
     if (rt->layers) {
         for (uint32_t l = 0; l < rt->hp.n_layers; l++) {
             layer_weights *w = &rt->layers[l];
-            fitlm_btensor *all[] = {&w->attn_norm, &w->wq, &w->wk,     &w->wv,   &w->wo,    &w->bq,
-                                    &w->bk,        &w->bv, &w->ffn_norm, &w->w_gate, &w->w_up, &w->w_down};
+            fitlm_btensor *all[] = {&w->attn_norm, &w->wq,     &w->wk,       &w->wv,     &w->wo,
+                                    &w->bq,        &w->bk,     &w->bv,       &w->q_norm, &w->k_norm,
+                                    &w->ffn_norm,  &w->w_gate, &w->w_up,     &w->w_down};
             for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) be->release(be, all[i]);
         }
         free(rt->layers);
@@ -331,6 +343,15 @@ static void forward_hidden(fitlm_runtime *rt, const int32_t *ids, int64_t n, int
             be->add_bias(be, &rt->q, &w->bq, n);
             be->add_bias(be, &rt->k, &w->bk, n);
             be->add_bias(be, &rt->v, &w->bv, n);
+        }
+        if (w->has_qk_norm) { /* q and k viewed as rows of one head each */
+            fitlm_btensor qh = rt->q, kh = rt->k;
+            qh.ne0 = kh.ne0 = hp->head_dim;
+            qh.ne1 = rt->q.ne1 * hp->n_heads;
+            kh.ne1 = rt->k.ne1 * hp->n_kv_heads;
+            qh.owned = kh.owned = false;
+            be->rmsnorm(be, &qh, &w->q_norm, hp->norm_eps, n * hp->n_heads, &qh);
+            be->rmsnorm(be, &kh, &w->k_norm, hp->norm_eps, n * hp->n_kv_heads, &kh);
         }
         be->rope(be, &rt->q, n, (int)hp->n_heads, pos0, &rt->rope);
         be->rope(be, &rt->k, n, (int)hp->n_kv_heads, pos0, &rt->rope);
@@ -435,6 +456,10 @@ size_t fitlm_runtime_weight_regions(const fitlm_runtime *rt, const void **addr, 
             REGION(w->bq);
             REGION(w->bk);
             REGION(w->bv);
+        }
+        if (w->has_qk_norm) {
+            REGION(w->q_norm);
+            REGION(w->k_norm);
         }
         REGION(w->wo);
         REGION(w->ffn_norm);
