@@ -992,7 +992,7 @@ int jfilter_apply(jr *r, const char *name, jval v, const jval *pos, size_t npos,
         if (jv_iterate(r, v, &items)) return -1;
         jlist *l = jlist_new(r, items->n);
         if (!l) return -1;
-        memcpy(l->v, items->v, items->n * sizeof(jval));
+        if (items->n) memcpy(l->v, items->v, items->n * sizeof(jval));
         l->n = items->n;
         *out = jv_listv(l);
         return 0;
@@ -1052,7 +1052,7 @@ int jfilter_apply(jr *r, const char *name, jval v, const jval *pos, size_t npos,
         if (jv_iterate(r, v, &items)) return -1;
         jlist *res = jlist_new(r, items->n);
         if (!res) return -1;
-        memcpy(res->v, items->v, items->n * sizeof(jval));
+        if (items->n) memcpy(res->v, items->v, items->n * sizeof(jval));
         res->n = items->n;
         if (sort_list(r, res, jv_truthy(arg(&a, 0, "reverse", jv_bool(false))), arg(&a, 2, "attribute", jv_undef())))
             return -1;
@@ -1144,7 +1144,7 @@ int jfilter_apply(jr *r, const char *name, jval v, const jval *pos, size_t npos,
         jlist *t = jlist_new(r, npos);
         if (!t) return -1;
         t->tuple = true;
-        memcpy(t->v, pos, npos * sizeof(jval));
+        if (npos) memcpy(t->v, pos, npos * sizeof(jval));
         t->n = npos;
         return jformat_percent(r, s, jv_listv(t), out);
     }
