@@ -141,6 +141,47 @@ def case_list():
     return cases
 
 
+def check_model_template():
+    """-m MODEL: the template from tokenizer.chat_template of a GGUF carrying the
+    real Llama 2 vocabulary, BOS/EOS texts from the tokenizer ("<s>", "</s>")."""
+    vocab = os.path.join(SHARED, "data", "vocab", "ggml-vocab-llama-spm.gguf")
+    if not os.path.exists(vocab):
+        return
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "ref"))
+    import forward as ref  # the GGUF reader/writer of the forward-pass reference
+    tok_kv = ref.read_gguf_kv_raw(vocab, "tokenizer.")
+    tpl_path = os.path.join(TEMPLATES, "mistralai-Mistral-Nemo-Instruct-2407.jinja")
+    src = open(tpl_path, encoding="utf-8").read()
+    model = os.path.join(TMP, "vocab-with-template.gguf")
+    ref.write_gguf(model, [("general.architecture", "str", "llama")] + tok_kv + [("tokenizer.chat_template", "str", src)],
+                   [])
+    plain = os.path.join(TMP, "vocab-no-template.gguf")
+    ref.write_gguf(plain, [("general.architecture", "str", "llama")] + tok_kv, [])
+    cases = []
+    for name, msgs, tools, kwargs in CONVERSATIONS[:4]:
+        cases.append({"template": tpl_path, "messages": msgs, "tools": tools, "add_generation_prompt": True,
+                      "bos": "<s>", "eos": "</s>", "kwargs": kwargs})
+    cpath, rpath = os.path.join(TMP, "mcases.json"), os.path.join(TMP, "mresults.json")
+    with open(cpath, "w", encoding="utf-8") as f:
+        json.dump(cases, f, ensure_ascii=False)
+    subprocess.run([sys.executable, REF, cpath, rpath], check=True)
+    for i, (case, exp) in enumerate(zip(cases, json.load(open(rpath, encoding="utf-8")))):
+        mpath = os.path.join(TMP, "mm%d.json" % i)
+        with open(mpath, "w", encoding="utf-8") as f:
+            json.dump(case["messages"], f, ensure_ascii=False)
+        p = subprocess.run([FITLM, "template", "-m", model, "--messages", mpath, "--add-generation-prompt"],
+                           capture_output=True, timeout=60)
+        check(exp["ok"] and p.returncode == 0 and p.stdout == exp["text"].encode("utf-8"),
+              "-m MODEL case %d: rc %d %r vs %r" % (i, p.returncode, p.stdout[:300], exp.get("text", "")[:300]))
+    p = subprocess.run([FITLM, "template", "-m", plain, "--messages", mpath], capture_output=True, text=True)
+    check(p.returncode == 1 and "no chat template" in p.stderr, "model without a template: %r" % p.stderr)
+    # --template overrides the model's; --bos overrides the tokenizer's
+    p = subprocess.run([FITLM, "template", "-m", model, "--template", os.path.join(TEMPLATES, "google-gemma-2-2b-it.jinja"),
+                        "--bos", "[B]", "--messages", os.path.join(TMP, "mm0.json")], capture_output=True, text=True)
+    check(p.returncode == 0 and p.stdout.startswith("[B]<start_of_turn>user"), "--template over -m: %r %r" %
+          (p.stdout[:80], p.stderr))
+
+
 def main():
     cases = case_list()
     cases_path = os.path.join(TMP, "cases.json")
@@ -182,6 +223,7 @@ def main():
                 n_raise += 1
                 check(exp["error"] in err, "%s: expected the template's message %r, got %r" %
                       (case["name"], exp["error"], err))
+    check_model_template()
     print("%d cases: %d rendered, %d failing in the reference (%d raise_exception)" %
           (len(cases), n_ok, n_err, n_raise))
     check(n_ok >= 150, "at least 150 rendered cases (got %d)" % n_ok)
