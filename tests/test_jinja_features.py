@@ -99,6 +99,7 @@ SNIPPETS = [
     "{{ messages|selectattr('role', 'equalto', 'user')|map(attribute='content')|join('|') }} {{ messages|rejectattr('role', 'eq', 'user')|list|length }}",
     "{{ messages|map(attribute='role')|unique|list }} {{ [1, 0, 2]|select|list }} {{ ['a', 'B']|map('upper')|list }} {{ [1, 2, 3]|reject('odd')|list }}",
     "{{ messages|selectattr('missing')|list }} {{ messages|map(attribute='nope', default='z')|list }} {{ 'hello world'|title }} {{ 'x'|capitalize }}",
+    "{{ \"they're o'neil-smith (aB) x\"|title }} {{ \"they're o'neil-smith (aB)\".title() }} {{ 'ÉTÉ été'|title }}",
     "{{ [1, 2]|length }} {{ {'a': 1}|length }} {{ undefined_x|length }} {{ messages[0]|length }} {{ 'abc'|count }}",
     # tests
     "{{ 1 is number }} {{ 'a' is string }} {{ {} is mapping }} {{ [] is sequence }} {{ 'a' is iterable }} {{ none is none }} {{ x is defined }}",

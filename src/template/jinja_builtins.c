@@ -229,12 +229,13 @@ static bool cp_isalpha(uint32_t cp) {
     return loc && iswalpha_l((wint_t)cp, loc);
 }
 
-/* mode: 'u' upper, 'l' lower, 't' title, 'c' capitalize */
+/* mode: 'u' upper, 'l' lower, 't' str.title(), 'T' Jinja's title filter (words start after
+ * whitespace or one of -({[<), 'c' capitalize */
 static int str_case(jr *r, jstr *s, char mode, jval *out) {
     jbuf b = {0};
     if (jbuf_put(r, &b, "", 0)) return -1;
     size_t i = 0;
-    bool prev_alpha = false, first = true;
+    bool prev_alpha = false, prev_sep = false, first = true;
     while (i < s->len) {
         size_t adv;
         uint32_t cp = ju_decode(s->s + i, s->len - i, &adv);
@@ -242,9 +243,11 @@ static int str_case(jr *r, jstr *s, char mode, jval *out) {
         if (mode == 'u') up = true;
         else if (mode == 'l') up = false;
         else if (mode == 't') up = !prev_alpha;
+        else if (mode == 'T') up = first || prev_sep;
         else up = first;
         uint32_t m = cp_case(cp, up);
         prev_alpha = cp_isalpha(cp);
+        prev_sep = ju_isspace(cp) || (cp < 0x80 && strchr("-({[<", (int)cp) && cp != 0);
         first = false;
         char u8[4];
         if (jbuf_put(r, &b, u8, ju_encode(m, u8))) return -1;
@@ -897,7 +900,7 @@ int jfilter_apply(jr *r, const char *name, jval v, const jval *pos, size_t npos,
         if (!strcmp(name, "trim")) return str_strip(r, s, arg(&a, 0, "chars", jv_none()), true, true, out);
         if (!strcmp(name, "upper")) return str_case(r, s, 'u', out);
         if (!strcmp(name, "lower")) return str_case(r, s, 'l', out);
-        if (!strcmp(name, "title")) return str_case(r, s, 't', out);
+        if (!strcmp(name, "title")) return str_case(r, s, 'T', out);
         if (!strcmp(name, "capitalize")) {
             jval lo;
             return str_case(r, s, 'l', &lo) ? -1 : str_case(r, lo.s, 'c', out);
