@@ -8,9 +8,9 @@ cd "$(dirname "$0")/.."
 secs=${1:-30}
 dir=build-fuzz
 CC=clang cmake -S . -B "$dir" -DFITLM_FUZZ=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
-cmake --build "$dir" -j"$(nproc)" --target fuzz_gguf fuzz_safetensors fuzz_tokenizer >/dev/null
+cmake --build "$dir" -j"$(nproc)" --target fuzz_gguf fuzz_safetensors fuzz_tokenizer fuzz_jinja >/dev/null
 seed="$dir/smoke-seed"
-rm -rf "$seed" && mkdir -p "$seed/gguf" "$seed/hf" "$seed/st" "$seed/tok"
+rm -rf "$seed" && mkdir -p "$seed/gguf" "$seed/hf" "$seed/st" "$seed/tok" "$seed/jinja"
 # GGUF: the hostile corpus and the real vocabularies
 python3 tests/hostile/gen_gguf.py "$seed/gguf" >/dev/null
 cp ../shared/data/vocab/*.gguf "$seed/gguf/" 2>/dev/null || true
@@ -27,8 +27,12 @@ done < <(python3 -c "
 import sys
 t=open('../shared/data/vocab/ggml-vocab-llama-spm.gguf.inp','rb').read().split(b'\n__ggml_vocab_test__\n')[:-1]
 sys.stdout.buffer.write(b''.join(x.replace(b'\0', b'') + b'\0' for x in t))")
+# jinja: mode byte 0 (a template) + the shared chat templates
+for f in ../shared/data/chat-templates/*.jinja; do
+  [ -e "$f" ] && { printf '\000'; cat "$f"; } > "$seed/jinja/$(basename "$f")"
+done
 export FITLM_SHARED="$(cd ../shared 2>/dev/null && pwd || true)"
-for t in gguf:gguf safetensors:st tokenizer:tok; do
+for t in gguf:gguf safetensors:st tokenizer:tok jinja:jinja; do
   name=${t%%:*} corpus=$seed/${t#*:}
   echo "== fuzz_$name for ${secs}s"
   log="$dir/smoke-$name.log"
