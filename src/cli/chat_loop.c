@@ -38,7 +38,7 @@ static void conv_free(conversation *c) {
     free(c->m);
 }
 
-int chat_loop(fitlm_engine *e, const fitlm_tokenizer *tok, const fitlm_sampler_params *sp, fitlm_chat_template t,
+int chat_loop(fitlm_engine *e, const fitlm_tokenizer *tok, const fitlm_sampler_params *sp, const fitlm_chat_prompt *cp,
               const char *system, const char *first_user, long n_predict, bool print_ids, fitlm_error *err) {
     conversation conv = {0};
     char *prev = NULL, *full = NULL, *line = NULL, *reply = NULL;
@@ -54,8 +54,13 @@ int chat_loop(fitlm_engine *e, const fitlm_tokenizer *tok, const fitlm_sampler_p
         goto out;
     }
     if (system && conv_push(&conv, "system", system, strlen(system), err)) goto out;
-    prev = fitlm_chat_format(t, conv.m, conv.n, false, err);
-    if (!prev) goto out;
+    /* a Jinja template may refuse a conversation without a user turn: then
+     * nothing comes before the first turn */
+    prev = conv.n ? fitlm_chat_prompt_render(cp, conv.m, conv.n, NULL, NULL, false, NULL, err) : NULL;
+    if (!prev && !(prev = strdup(""))) {
+        fitlm_fail(err, "out of memory");
+        goto out;
+    }
     for (;;) {
         const char *user;
         size_t ulen;
@@ -74,17 +79,19 @@ int chat_loop(fitlm_engine *e, const fitlm_tokenizer *tok, const fitlm_sampler_p
         }
         if (conv_push(&conv, "user", user, ulen, err)) goto out;
         free(full);
-        full = fitlm_chat_format(t, conv.m, conv.n, true, err);
+        full = fitlm_chat_prompt_render(cp, conv.m, conv.n, NULL, NULL, true, NULL, err);
         if (!full) goto out;
         size_t plen = strlen(prev);
-        if (strncmp(full, prev, plen) != 0) {
-            fitlm_fail(err, "chat template %s did not extend the previous turn", fitlm_chat_template_name(t));
-            goto out;
+        bool extends = !strncmp(full, prev, plen);
+        if (!extends) { /* the template rewrote earlier turns: the whole conversation again */
+            plen = 0;
+            n_hist = 0;
+            first = true;
         }
         size_t n = 0;
         free(ids);
         ids = NULL;
-        if (fitlm_tokenizer_encode(tok, full + plen, strlen(full + plen), first, true, &ids, &n, err)) goto out;
+        if (fitlm_chat_prompt_tokenize(cp, full + plen, strlen(full + plen), first, &ids, &n, err)) goto out;
         if (n_hist + n + 1 > n_ctx) {
             fprintf(stderr, "\nfitlm: the context is full (%u tokens); the conversation ends here\n", n_ctx);
             break;
@@ -107,7 +114,7 @@ int chat_loop(fitlm_engine *e, const fitlm_tokenizer *tok, const fitlm_sampler_p
         reply = fitlm_tokenizer_decode(tok, r.ids, (size_t)r.n, false, &rlen, err);
         if (!reply || conv_push(&conv, "assistant", reply, rlen, err)) goto out;
         free(prev);
-        prev = fitlm_chat_format(t, conv.m, conv.n, false, err);
+        prev = fitlm_chat_prompt_render(cp, conv.m, conv.n, NULL, NULL, false, NULL, err);
         if (!prev) goto out;
         first = false;
         if (!strcmp(r.reason, "context full") || n_hist >= n_ctx) {

@@ -11,6 +11,7 @@
 #include "backend/cpu/backend_cpu.h"
 #include "cli/runtime_opts.h"
 #include "format/gguf.h"
+#include "engine/chat_prompt.h"
 #include "runtime/chat_template.h"
 #include "runtime/memory_report.h"
 #include "runtime/sampler.h"
@@ -41,7 +42,8 @@ static void usage(FILE *out) {
             "  -i, --interactive       chat: user turns from standard input, one line each\n"
             "                          (the KV cache is kept between turns; -p is the first turn)\n"
             "  --system TEXT           system message for --chat\n"
-            "  --chat-template NAME    llama2, llama3, chatml, mistral (default: from the model)\n"
+            "  --chat-template NAME    a built-in format: llama2, llama3, chatml, mistral (default: the\n"
+            "                          model's own Jinja template; a built-in one only when it has none)\n"
             "  --memory-report         (always printed at the end of run)\n");
 }
 
@@ -162,7 +164,8 @@ int cmd_run(int argc, char **argv) {
     int rc = 1;
     fitlm_tokenizer *tok = NULL;
     fitlm_detok_stream *ds = NULL;
-    char *chat_text = NULL, *default_system = NULL;
+    char *chat_text = NULL;
+    fitlm_chat_prompt *cp = NULL;
     gen_result res = {0};
     const fitlm_model *m = s.model;
 
@@ -207,18 +210,14 @@ int cmd_run(int argc, char **argv) {
                   fitlm_tokenizer_vocab_size(tok), m->hp.vocab_size);
         goto done;
     }
-    fitlm_chat_template t = FITLM_CHAT_NONE;
     if (chat) {
-        t = template_name ? fitlm_chat_template_from_name(template_name)
-                          : fitlm_chat_template_detect(fitlm_tokenizer_chat_template(tok));
-        if (t == FITLM_CHAT_NONE) {
-            fitlm_die("%s: no built-in chat template matches the model's; choose one with --chat-template "
-                      "(llama2, llama3, chatml, mistral)",
-                      o.model_path);
+        /* the model's own Jinja template; a built-in format when it has none or one is named */
+        cp = fitlm_chat_prompt_new(tok, template_name, &err);
+        if (!cp) {
+            fitlm_error_prefix(&err, o.model_path);
+            fitlm_error_print(&err);
             goto done;
         }
-        if (!system_msg && t == FITLM_CHAT_CHATML && !template_name)
-            system_msg = default_system = fitlm_chat_default_system(fitlm_tokenizer_chat_template(tok));
     }
     /* one sequence at a time through the engine: the generation loop `serve` runs */
     if (runtime_session_start_engine(&s, &o, tok, 1)) goto done;
@@ -226,9 +225,9 @@ int cmd_run(int argc, char **argv) {
         /* a reply can never be longer than the context */
         uint32_t n_ctx = fitlm_engine_n_ctx(s.engine);
         if (!n_predict_given || n_predict > (long)n_ctx) n_predict = n_ctx;
-        fprintf(stderr, "fitlm: chat template %s, seed %llu; one line per turn, end with Ctrl-D\n",
-                fitlm_chat_template_name(t), (unsigned long long)sp.seed);
-        if (chat_loop(s.engine, tok, &sp, t, system_msg, prompt, n_predict, print_ids, &err)) {
+        fprintf(stderr, "fitlm: chat template: %s, seed %llu; one line per turn, end with Ctrl-D\n",
+                fitlm_chat_prompt_describe(cp), (unsigned long long)sp.seed);
+        if (chat_loop(s.engine, tok, &sp, cp, system_msg, prompt, n_predict, print_ids, &err)) {
             fitlm_error_print(&err);
             goto done;
         }
@@ -243,16 +242,19 @@ int cmd_run(int argc, char **argv) {
             size_t nm = 0;
             if (system_msg) msgs[nm++] = (fitlm_chat_message){"system", system_msg};
             msgs[nm++] = (fitlm_chat_message){"user", prompt};
-            chat_text = fitlm_chat_format(t, msgs, nm, true, &err);
+            chat_text = fitlm_chat_prompt_render(cp, msgs, nm, NULL, NULL, true, NULL, &err);
             if (!chat_text) {
+                fitlm_error_prefix(&err, "chat template");
                 fitlm_error_print(&err);
                 goto done;
             }
             text = chat_text;
-            fprintf(stderr, "fitlm: chat template %s\n", fitlm_chat_template_name(t));
+            fprintf(stderr, "fitlm: chat template: %s\n", fitlm_chat_prompt_describe(cp));
         }
         size_t n = 0;
-        if (fitlm_tokenizer_encode(tok, text, strlen(text), true, true, &ids, &n, &err)) {
+        int enc = cp ? fitlm_chat_prompt_tokenize(cp, text, strlen(text), true, &ids, &n, &err)
+                     : fitlm_tokenizer_encode(tok, text, strlen(text), true, true, &ids, &n, &err);
+        if (enc) {
             fitlm_error_prefix(&err, "tokenizing the prompt");
             fitlm_error_print(&err);
             goto done;
@@ -327,7 +329,7 @@ int cmd_run(int argc, char **argv) {
 done:
     free(res.ids);
     free(chat_text);
-    free(default_system);
+    fitlm_chat_prompt_free(cp);
     fitlm_detok_stream_free(ds);
     fitlm_tokenizer_free(tok);
     free(ids);
