@@ -93,6 +93,23 @@ typedef struct fitlm_gen_event {
  * fitlm_engine_* functions other than fitlm_engine_cancel. */
 typedef void (*fitlm_gen_callback)(void *user, const fitlm_gen_event *ev);
 
+/* A constraint on what a request may generate (structured output: a JSON
+ * schema, a grammar). Before each token is sampled, mask() sets the logit of
+ * every token that cannot continue a valid output to -INFINITY; after it is
+ * chosen, accept() advances over it. Both run on the engine's thread. When
+ * accept() reports the output complete, the request finishes with STOP (as on
+ * an end-of-generation token). The engine owns `state` once submit succeeded
+ * and calls free_state(state) exactly once when the request ends; if submit
+ * fails, the caller keeps it. */
+typedef struct fitlm_token_constraint {
+    void *state;
+    /* 0, or -1 when no token can come next (the request then ends with STOP). */
+    int (*mask)(void *state, float *logits, uint32_t vocab);
+    /* true: the output is complete. */
+    bool (*accept)(void *state, int32_t id);
+    void (*free_state)(void *state);
+} fitlm_token_constraint;
+
 typedef struct fitlm_request {
     const int32_t *prompt;       /* token ids (copied by submit); at least one */
     uint32_t n_prompt;
@@ -103,6 +120,7 @@ typedef struct fitlm_request {
     int top_logprobs;            /* -1: no logprobs; 0..FITLM_MAX_TOP_LOGPROBS: logprob of each token and this
                                     many alternatives */
     bool ignore_eos;             /* keep going past end-of-generation tokens */
+    fitlm_token_constraint constraint; /* optional (mask NULL: none) */
     fitlm_gen_callback cb;       /* required */
     void *user;                  /* passed to cb; must stay valid until the done event */
 } fitlm_request;
