@@ -13,6 +13,8 @@
 #include "cli/runtime_opts.h"
 #include "engine/engine.h"
 #include "format/ggml_type.h"
+#include "util/meminfo.h"
+#include "runtime/kv_pool.h"
 #include "engine/chat_prompt.h"
 #include "runtime/chat_template.h"
 #include "runtime/runtime.h"
@@ -32,7 +34,9 @@ static void usage(FILE *out) {
             "  -t, --threads N         CPU threads (default: physical cores)\n"
             "  --kv-type f16|f32|q8_0  KV cache type (default f16)\n"
             "  --kv-block N            tokens per KV block (default 16)\n"
-            "  --kv-mem SIZE           KV pool budget, e.g. 512M, 2G (default: -np full contexts)\n"
+            "  --kv-mem SIZE           KV pool budget, e.g. 512M, 2G (default: -np full contexts, lowered\n"
+            "                          to what is left of the memory available after the weights)\n"
+            "  --mem-limit SIZE        memory this process may use (default: MemAvailable / cgroup limit)\n"
             "  --max-batch-tokens N    tokens per engine step (default 512)\n"
             "  --max-queue N           waiting requests before 503 (default 256)\n"
             "  --no-prefix-cache       never reuse KV blocks across requests\n"
@@ -70,6 +74,52 @@ static const char *model_alias(const char *path, char *buf, size_t cap) {
     size_t n = strlen(buf);
     while (n > 1 && buf[n - 1] == '/') buf[--n] = 0; /* a Hugging Face folder */
     return basename(buf);
+}
+
+/* Sizes the KV pool from the memory this process may use (MemAvailable, a
+ * cgroup limit, ulimit -v, --mem-limit): what is left after the weights and
+ * a scratch allowance. An explicit --kv-mem that does not fit is an error; the
+ * default (-np full contexts) is lowered to what fits, with a warning; less
+ * than one context is an error. */
+static int serve_fit_pool(const fitlm_model *m, const runtime_opts *o, fitlm_engine_params *ep, fitlm_error *err) {
+    fitlm_mem_avail av;
+    fitlm_mem_available(o->mem_limit ? o->mem_limit : FITLM_MEM_UNKNOWN, &av);
+    if (av.bytes == FITLM_MEM_UNKNOWN) return 0;
+    const fitlm_hparams *hp = &m->hp;
+    uint64_t weights = 0;
+    for (size_t i = 0; i < m->n_tensors; i++) weights += m->tensors[i].nbytes;
+    uint32_t n_ctx = ep->n_ctx ? ep->n_ctx : (hp->ctx_len < FITLM_DEFAULT_CTX ? hp->ctx_len : FITLM_DEFAULT_CTX);
+    uint32_t block = ep->kv_block ? ep->kv_block : 16, np = ep->n_parallel ? ep->n_parallel : 4;
+    uint32_t batch = ep->max_batch_tokens ? ep->max_batch_tokens : 512;
+    /* activations of one step (x, norms, q/k/v, attention, two FFN rows), logits, attention scratch */
+    uint64_t scratch = (uint64_t)batch * 4 * (3ull * hp->dim + 2ull * hp->n_heads * hp->head_dim +
+                                              2ull * hp->n_kv_heads * hp->head_dim + 2ull * hp->ffn_dim) +
+                       (uint64_t)(np + 32) * hp->vocab_size * 4 + (uint64_t)n_ctx * 64 * 16;
+    uint64_t block_bytes =
+        fitlm_kv_pool_block_bytes(ep->kv_type, hp->n_layers, (int64_t)hp->n_kv_heads * hp->head_dim, block);
+    uint64_t per_ctx = block_bytes * ((n_ctx + block - 1) / block);
+    uint64_t room = av.bytes > weights + scratch ? av.bytes - weights - scratch : 0;
+    char a[32], b[32], c[32], d[32];
+    if (ep->kv_mem_bytes) {
+        if (ep->kv_mem_bytes > room)
+            return fitlm_fail(err, "--kv-mem %s does not fit: %s is free (%s) and the weights take %s; at most %s "
+                                   "is left for the KV pool",
+                              fitlm_format_size(ep->kv_mem_bytes, a, sizeof a), fitlm_format_size(av.bytes, b, sizeof b),
+                              av.source, fitlm_format_size(weights, c, sizeof c),
+                              fitlm_format_size(room, d, sizeof d));
+        return 0;
+    }
+    if (per_ctx * np <= room) return 0;
+    if (room < per_ctx)
+        return fitlm_fail(err, "one context of %u tokens needs %s of KV cache but only %s is left after the weights "
+                               "(%s free, %s): lower -c or use --kv-type q8_0",
+                          n_ctx, fitlm_format_size(per_ctx, a, sizeof a), fitlm_format_size(room, b, sizeof b),
+                          fitlm_format_size(av.bytes, c, sizeof c), av.source);
+    ep->kv_mem_bytes = room;
+    fprintf(stderr, "fitlm: warning: %u full contexts of %u tokens need %s of KV cache; the pool gets the %s "
+                    "left after the weights (%s)\n",
+            np, n_ctx, fitlm_format_size(per_ctx * np, a, sizeof a), fitlm_format_size(room, b, sizeof b), av.source);
+    return 0;
 }
 
 int cmd_serve(int argc, char **argv) {
@@ -181,6 +231,7 @@ int cmd_serve(int argc, char **argv) {
     }
     ep.kv_type = o.kv_type;
     ep.n_ctx = o.n_ctx == UINT32_MAX ? m->hp.ctx_len : o.n_ctx;
+    if (serve_fit_pool(m, &o, &ep, &err)) goto fail;
     e = fitlm_engine_new(m, tok, be, &ep, &err);
     if (!e || fitlm_engine_start(e, &err)) goto fail;
 
