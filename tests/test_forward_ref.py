@@ -118,6 +118,20 @@ case("qwen2-q4_0", "qwen2", qwen, weight_type=ref.TYPE_Q4_0, bias=True)  # tied 
 qwen3 = dict(qwen, head_dim=32)
 case("qwen3", "qwen3", qwen3, tied=False, qk_norm=True, convert=True)
 case("qwen3-q8_0", "qwen3", qwen3, weight_type=ref.TYPE_Q8_0, qk_norm=True)  # tied Q8_0 embedding + output
+# the model description of qwen3: inspect's parameter count from the hyperparameters (the formula with
+# 2 x head_dim of q/k norm per layer) equals the elements of the tensors written, and the planner plans it
+w3, _ = ref.random_model(qwen3, 1, tied=False, qk_norm=True)
+p = fitlm("inspect", os.path.join(TMP, "rt-qwen3.gguf"), "--json")
+if check(p.returncode == 0, "inspect qwen3: %s" % p.stderr):
+    import json
+    info = json.loads(p.stdout)
+    n = sum(a.size for a in w3.values())
+    check(info["arch"] == "qwen3" and info["hparams"]["qk_norm"] and not info["hparams"]["qkv_bias"],
+          "inspect qwen3 hparams: %r" % info["hparams"])
+    check(info["params"]["from_hparams"] == n and info["params"]["from_tensors"] == n,
+          "qwen3 params %r, tensors hold %d" % (info["params"], n))
+p = fitlm("plan", "-m", os.path.join(TMP, "rt-qwen3.gguf"))
+check(p.returncode == 0 and "qwen3, 2 layers" in p.stdout, "plan qwen3: %s %s" % (p.stdout[:200], p.stderr))
 
 # ---- models that must be refused before generating ----
 

@@ -32,7 +32,8 @@ os.makedirs(TMP, exist_ok=True)
 os.environ["FITLM_TEMPLATE_NOW"] = "1735732800"  # 2025-01-01 12:00 UTC
 
 MESSAGES = [{"role": "system", "content": "S"}, {"role": "user", "content": "U1"},
-            {"role": "assistant", "content": "A1"}, {"role": "user", "content": "U2 é"}]
+            {"role": "assistant", "content": "A1"}, {"role": "user", "content": "U2 é"},
+            {"role": "assistant", "content": "<think>\nhmm\n</think>\n\nA2"}, {"role": "user", "content": "U3"}]
 
 SNIPPETS = [
     # whitespace control
@@ -121,6 +122,33 @@ SNIPPETS = [
     "{% if messages|length > 0 %}{{ raise_exception('custom: ' ~ messages[0].role) }}{% endif %}",
     "{{ messages[0]['content'] }} {{ messages[0].content }} {{ messages[-1].role }} {{ messages[0].missing is defined }} {{ messages.0.role }}",
     "{{ bos_token }}|{{ eos_token }}|{{ add_generation_prompt }}|{{ tools }}|{{ documents }}",
+    # a Qwen3-style template (reverse scan with a namespace, reasoning_content, think splitting)
+    "{%- set ns = namespace(multi_step_tool=true, last_query_index=messages|length - 1) %}\n"
+    "{%- for message in messages[::-1] %}\n"
+    "    {%- set index = (messages|length - 1) - loop.index0 %}\n"
+    "    {%- if ns.multi_step_tool and message.role == 'user' and message.content is string and not"
+    "(message.content.startswith('<tool_response>') and message.content.endswith('</tool_response>')) %}\n"
+    "        {%- set ns.multi_step_tool = false %}\n"
+    "        {%- set ns.last_query_index = index %}\n"
+    "    {%- endif %}\n"
+    "{%- endfor %}\n"
+    "{%- for message in messages %}\n"
+    "    {%- set content = message.content if message.content is string else '' %}\n"
+    "    {%- if message.role == 'assistant' %}\n"
+    "        {%- set reasoning_content = '' %}\n"
+    "        {%- if message.reasoning_content is string %}{%- set reasoning_content = message.reasoning_content %}\n"
+    "        {%- elif '</think>' in content %}\n"
+    "            {%- set reasoning_content = content.split('</think>')[0].rstrip('\\n').split('<think>')[-1].lstrip('\\n') %}\n"
+    "            {%- set content = content.split('</think>')[-1].lstrip('\\n') %}\n"
+    "        {%- endif %}\n"
+    "        {%- if loop.index0 > ns.last_query_index %}\n"
+    "            {{- '<|im_start|>' + message.role + '\\n<think>\\n' + reasoning_content.strip('\\n') + '\\n</think>\\n\\n' + content.lstrip('\\n') }}\n"
+    "        {%- else %}{{- '<|im_start|>' + message.role + '\\n' + content }}{%- endif %}\n"
+    "        {{- '<|im_end|>\\n' }}\n"
+    "    {%- else %}{{- '<|im_start|>' + message.role + '\\n' + content + '<|im_end|>' + '\\n' }}{%- endif %}\n"
+    "{%- endfor %}\n"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}"
+    "{%- if enable_thinking is defined and enable_thinking is false %}{{- '<think>\\n\\n</think>\\n\\n' }}{%- endif %}{%- endif %}",
     # errors (the reference fails: fitlm must fail too)
     "{{ 'a' + 1 }}",
     "{{ undefined_x.attr }}",

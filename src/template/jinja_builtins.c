@@ -3,6 +3,7 @@
  * and the globals (range, namespace, dict, raise_exception, strftime_now). */
 #include <locale.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -201,14 +202,14 @@ static int str_strip(jr *r, jstr *s, jval chars, bool left, bool right, jval *ou
     return mkstr(r, s->s + a, b - a, out);
 }
 
+/* The C.UTF-8 character classes for case mapping beyond ASCII, created once
+ * (never freed: one per process); (locale_t)0 when the system has none. */
+static locale_t g_utf8_locale = (locale_t)0;
+static pthread_once_t g_utf8_once = PTHREAD_ONCE_INIT;
+static void utf8_locale_init(void) { g_utf8_locale = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0); }
 static locale_t utf8_locale(void) {
-    static locale_t loc = (locale_t)0;
-    static int tried = 0;
-    if (!tried) { /* benign race: both threads compute the same value */
-        loc = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
-        tried = 1;
-    }
-    return loc;
+    pthread_once(&g_utf8_once, utf8_locale_init);
+    return g_utf8_locale;
 }
 
 static uint32_t cp_case(uint32_t cp, bool upper) {
