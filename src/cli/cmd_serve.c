@@ -45,28 +45,11 @@ static void usage(FILE *out) {
             "Stops cleanly on SIGINT or SIGTERM (running requests end, streams close).\n");
 }
 
-/* "1234", "512K", "64M", "2G" (binary units, optional "iB"/"B"). */
+/* A byte size as util/meminfo.h parses them ("512M", "2GiB", "1.5GB"). */
 static int parse_size(const char *flag, const char *s, uint64_t *out) {
-    char *end = NULL;
-    errno = 0;
-    if (!*s || *s == '-') goto bad;
-    double v = strtod(s, &end);
-    if (errno || end == s || !(v >= 0)) goto bad;
-    double mul = 1;
-    switch (*end) {
-    case 'k': case 'K': mul = 1024.0, end++; break;
-    case 'm': case 'M': mul = 1024.0 * 1024, end++; break;
-    case 'g': case 'G': mul = 1024.0 * 1024 * 1024, end++; break;
-    default: break;
-    }
-    if (mul > 1 && *end == 'i') end++;
-    if (*end == 'B' || *end == 'b') end++;
-    if (*end || v * mul > 1e18) goto bad;
-    *out = (uint64_t)(v * mul);
+    fitlm_error err = {{0}};
+    if (fitlm_parse_size(s, out, &err)) return fitlm_die("%s: %s", flag, err.msg), -1;
     return 0;
-bad:
-    fprintf(stderr, "fitlm: error: %s: '%s' is not a size (e.g. 512M, 2G)\n", flag, s);
-    return -1;
 }
 
 static const char *model_alias(const char *path, char *buf, size_t cap) {
