@@ -128,10 +128,14 @@ def tiny_tokens():
     return toks, scores, types
 
 
-def tiny_model(overrides=None, drop_keys=(), drop_tensors=(), shape_overrides=None, extra_kvs=(), version=3):
+def tiny_model(overrides=None, drop_keys=(), drop_tensors=(), shape_overrides=None, extra_kvs=(), version=3,
+               extra_tensors=(), tensor_values=None, alignment=32):
     """The tiny llama as bytes, with optional defects:
     overrides: {key: (type, value)} replaces or adds metadata; drop_keys: keys left out;
-    drop_tensors: tensor names left out; shape_overrides: {name: dims}."""
+    drop_tensors: tensor names left out; shape_overrides: {name: dims};
+    extra_tensors: [(name, dims, type, bytes)] appended; tensor_values: {name: [floats]}
+    replaces a tensor's values; alignment: of the data section (general.alignment
+    must say so in overrides when it is not 32)."""
     c = TINY
     head_dim = c["dim"] // c["n_head"]
     kv_dim = head_dim * c["n_head_kv"]
@@ -196,14 +200,17 @@ def tiny_model(overrides=None, drop_keys=(), drop_tensors=(), shape_overrides=No
         n = 1
         for d in dims:
             n *= d
-        if name.endswith("norm.weight"):
+        if tensor_values and name in tensor_values:
+            vals = tensor_values[name]
+        elif name.endswith("norm.weight"):
             vals = [1.0 + rng.uniform(-0.1, 0.1) for _ in range(n)]
         else:
             vals = [rng.gauss(0.0, 0.05) for _ in range(n)]
         fmt = "<%df" % n if ttype == T_F32 else "<%de" % n
         tensors.append((name, dims, ttype, struct.pack(fmt, *vals)))
-    infos, data = layout(tensors)
-    return gguf(kvs, infos, data, version=version)
+    tensors += list(extra_tensors)
+    infos, data = layout(tensors, alignment)
+    return gguf(kvs, infos, data, version=version, alignment=alignment)
 
 
 # ---- the corpus ----
