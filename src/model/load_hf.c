@@ -204,9 +204,7 @@ static bool ends_with(const char *s, const char *suffix) {
 }
 
 static bool file_exists(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (f) fclose(f);
-    return f != NULL;
+    return fitlm_file_exists(path); /* stat only: a FIFO is refused when it is read */
 }
 
 /* Maps one safetensors file, appends it to m->files and its tensors to m->tensors.

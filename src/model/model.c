@@ -469,11 +469,8 @@ fitlm_model *fitlm_model_open(const char *path, int mode, fitlm_error *err) {
         return NULL;
     }
     if (fitlm_is_dir(path) || ends_with(path, ".json")) return fitlm_model_open_hf(path, mode, err);
-    FILE *fp = fopen(path, "rb");
-    if (!fp) {
-        fitlm_fail(err, "%s: %s", path, strerror(errno));
-        return NULL;
-    }
+    FILE *fp = fitlm_file_fopen_regular(path, err);
+    if (!fp) return NULL;
     unsigned char head[32];
     size_t n = fread(head, 1, sizeof head, fp);
     fclose(fp);

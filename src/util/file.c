@@ -8,20 +8,51 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-fitlm_mapped_file *fitlm_file_map(const char *path, fitlm_error *err) {
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) {
-        fitlm_fail(err, "%s: %s", path, strerror(errno));
-        return NULL;
-    }
+int fitlm_file_open_regular(const char *path, fitlm_error *err) {
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return fitlm_fail(err, "%s: %s", path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0) {
         fitlm_fail(err, "%s: %s", path, strerror(errno));
         close(fd);
-        return NULL;
+        return -1;
     }
     if (!S_ISREG(st.st_mode)) {
         fitlm_fail(err, "%s: not a regular file", path);
+        close(fd);
+        return -1;
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0) {
+        fitlm_fail(err, "%s: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+FILE *fitlm_file_fopen_regular(const char *path, fitlm_error *err) {
+    int fd = fitlm_file_open_regular(path, err);
+    if (fd < 0) return NULL;
+    FILE *fp = fdopen(fd, "rb");
+    if (!fp) {
+        fitlm_fail(err, "%s: %s", path, strerror(errno));
+        close(fd);
+    }
+    return fp;
+}
+
+int fitlm_file_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+fitlm_mapped_file *fitlm_file_map(const char *path, fitlm_error *err) {
+    int fd = fitlm_file_open_regular(path, err);
+    if (fd < 0) return NULL;
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        fitlm_fail(err, "%s: %s", path, strerror(errno));
         close(fd);
         return NULL;
     }
@@ -56,11 +87,8 @@ void fitlm_file_unmap(fitlm_mapped_file *f) {
 }
 
 char *fitlm_file_read_all(const char *path, size_t max_bytes, size_t *len_out, fitlm_error *err) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) {
-        fitlm_fail(err, "%s: %s", path, strerror(errno));
-        return NULL;
-    }
+    FILE *fp = fitlm_file_fopen_regular(path, err);
+    if (!fp) return NULL;
     struct stat st;
     if (fstat(fileno(fp), &st) != 0 || !S_ISREG(st.st_mode)) {
         fitlm_fail(err, "%s: not a regular file", path);
