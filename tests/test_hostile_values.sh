@@ -53,5 +53,37 @@ for f in config.json model.safetensors tokenizer.json; do
     expect 1 "$NR" run -m "$d" -n 1 -p hi
 done
 
+# ---- misaligned safetensors data is copied at load: the same logits as the aligned file
+expect 0 "" logits -m "$OUT/hf/ok-hf-llama" --ids "1 5 9"
+cp "$OUT/stdout" "$OUT/aligned.txt"
+expect 0 "" logits -m "$OUT/hf/ok-hf-misaligned" --ids "1 5 9"
+cmp -s "$OUT/stdout" "$OUT/aligned.txt" || bad "misaligned safetensors: logits differ from the aligned file"
+grep -q "^pos 2" "$OUT/aligned.txt" || bad "logits printed no position 2"
+
+# ---- non-finite and zero values in the small tensors: refused at load, by name
+G=$OUT/gguf
+expect 1 "^fitlm: error: .*run-attn-norm-nan.gguf: tensor 'blk.1.attn_norm.weight' holds the non-finite value nan at element 5" run -m "$G/run-attn-norm-nan.gguf" -n 1 -p hi
+expect 1 "tensor 'rope_freqs.weight' holds the non-positive frequency factor 0" logits -m "$G/run-rope-freqs-zeros.gguf" --ids 1
+expect 1 "^fitlm: error: .*rms_norm_eps|norm_eps nan" run -m "$G/model-eps-nan.gguf" -n 1 -p hi
+# --check-tensors scans the big matrices: a NaN in a matrix is found on request only
+"$PY" - "$SRC" "$OUT" <<'PY'
+import sys, random
+sys.path.insert(0, sys.argv[1] + "/tests/hostile")
+import gen_gguf as g
+n = 64 * 64
+vals = [random.Random(5).gauss(0, 0.05) for _ in range(n)]
+vals[1000] = float("nan")
+open(sys.argv[2] + "/matrix-nan.gguf", "wb").write(g.tiny_model(tensor_values={"blk.0.attn_q.weight": vals}))
+PY
+expect 0 "" logits -m "$OUT/matrix-nan.gguf" --ids 1
+expect 1 "tensor 'blk.0.attn_q.weight' holds the non-finite value nan at element 1000" logits -m "$OUT/matrix-nan.gguf" --ids 1 --check-tensors
+
+# ---- a NUL inside a GGUF string: an error, not a cut
+expect 1 "^fitlm: error: .*model-arch-nul.gguf: .*general.architecture.*NUL" inspect "$G/model-arch-nul.gguf"
+
+# ---- config.json naming a key twice: refused (cJSON keeps the first, Python the last)
+expect 1 "^fitlm: error: .*config.json: key 'hidden_size' appears twice" inspect "$OUT/hf/cfg-duplicate-key"
+expect 1 "key 'factor' appears twice \(in the object 'rope_scaling'\)" run -m "$OUT/hf/cfg-duplicate-key-nested" -n 1
+
 echo "$n cases, $fail failures"
 [ $fail -eq 0 ]

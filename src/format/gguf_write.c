@@ -173,7 +173,7 @@ int fitlm_gguf_writer_add_value(fitlm_gguf_writer *w, const char *key, const fit
             return fitlm_fail(err, "GGUF writer: general.alignment must be a uint32, not %s",
                               fitlm_gguf_type_name(v->type));
         if (!fitlm_gguf_alignment_ok(v->v.u64))
-            return fitlm_fail(err, "GGUF writer: general.alignment %" PRIu64 " is not a non-zero power of two",
+            return fitlm_fail(err, "GGUF writer: general.alignment %" PRIu64 " is not a power of two and a multiple of 8",
                               v->v.u64);
     }
     if (w->n_kv == w->cap_kv) {
@@ -197,7 +197,7 @@ int fitlm_gguf_writer_add_value(fitlm_gguf_writer *w, const char *key, const fit
 
 int fitlm_gguf_writer_set_alignment(fitlm_gguf_writer *w, uint64_t alignment, fitlm_error *err) {
     if (!fitlm_gguf_alignment_ok(alignment))
-        return fitlm_fail(err, "GGUF writer: alignment %" PRIu64 " is not a power of two between 1 and 2^31",
+        return fitlm_fail(err, "GGUF writer: alignment %" PRIu64 " is not a power of two between 8 and 2^31",
                           alignment);
     if (w->n_tensors) return fitlm_fail(err, "GGUF writer: set the alignment before adding tensors");
     writer_kv *kv = find_kv(w, "general.alignment");

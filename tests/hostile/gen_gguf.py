@@ -294,6 +294,9 @@ def container_cases():
     add("alignment-0.gguf", gguf(kvs + [kv("general.alignment", U32, 0)], infos, data), "general.alignment 0")
     add("alignment-3.gguf", gguf(kvs + [kv("general.alignment", U32, 3)], infos, data, alignment=3),
         "general.alignment 3")
+    for a in (1, 2, 4):
+        add("alignment-%d.gguf" % a, gguf(kvs + [kv("general.alignment", U32, a)], infos, data, alignment=a),
+            "general.alignment %d (the spec: a multiple of 8; misaligned loads)" % a)
     add("alignment-string.gguf", gguf(kvs + [kv("general.alignment", STR, "32")], infos, data),
         "general.alignment is a string")
     add("alignment-u64.gguf", gguf(kvs + [kv("general.alignment", U64, 32)], infos, data),
@@ -382,6 +385,33 @@ def model_cases():
         "token_embd.weight has 31 rows, the vocabulary has 32 tokens")
     add("model-shape-3d.gguf", tiny_model(shape_overrides={"blk.0.attn_v.weight": [dim, 16, 2]}),
         "blk.0.attn_v.weight is 3-dimensional")
+    add("model-arch-nul.gguf", tiny_model({"general.architecture": (STR, b"llama\0x")}),
+        "general.architecture = 'llama\\0x' (a NUL inside the string)")
+    add("model-eps-nan.gguf", tiny_model({"llama.attention.layer_norm_rms_epsilon": (F32, float("nan"))}),
+        "rms_norm_eps NaN")
+    add("model-eps-zero.gguf", tiny_model({"llama.attention.layer_norm_rms_epsilon": (F32, 0.0)}), "rms_norm_eps 0")
+    return cases
+
+
+def run_cases():
+    """Describable files the runtime must refuse (non-finite or zero values in
+    the small tensors it checks at load)."""
+    cases = []
+    dim, half = TINY["dim"], TINY["dim"] // TINY["n_head"] // 2
+    norm = [1.0] * dim
+    cases.append(("run-attn-norm-nan.gguf", tiny_model(tensor_values={"blk.1.attn_norm.weight": norm[:5] + [
+        float("nan")] + norm[6:]}), "a NaN in blk.1.attn_norm.weight"))
+    cases.append(("run-output-norm-inf.gguf", tiny_model(tensor_values={"output_norm.weight": [float("inf")] + norm[1:]}),
+                  "+Inf in output_norm.weight"))
+    cases.append(("run-ffn-norm-neg-inf.gguf", tiny_model(tensor_values={"blk.0.ffn_norm.weight":
+                                                                          norm[:-1] + [float("-inf")]}),
+                  "-Inf in blk.0.ffn_norm.weight"))
+    for tag, vals in (("zeros", [0.0] * half), ("nan", [1.0] * (half - 1) + [float("nan")]),
+                      ("negative", [-1.0] * half)):
+        blob = struct.pack("<%df" % half, *vals)
+        cases.append(("run-rope-freqs-%s.gguf" % tag, tiny_model(extra_tensors=[("rope_freqs.weight", [half], T_F32,
+                                                                                  blob)]),
+                      "rope_freqs.weight of %s (RoPE divides by it)" % tag))
     return cases
 
 
@@ -401,6 +431,10 @@ def tokenizer_cases():
     # (2^32-1 is not used here: like llama.cpp, fitlm reads it as "no such token")
     add("tok-eos-out-of-range.gguf", tiny_model({"tokenizer.ggml.eos_token_id": (U32, 0x7FFFFFFF)}),
         "EOS id 2^31-1 with 32 tokens")
+    add("tok-eos-equal-vocab.gguf", tiny_model({"tokenizer.ggml.eos_token_id": (U32, 32)}),
+        "EOS id 32 with 32 tokens (one past the end)")
+    add("tok-eot-out-of-range.gguf", tiny_model({"tokenizer.ggml.eot_token_id": (U32, 40)}),
+        "EOT id 40 with 32 tokens")
     add("tok-unk-out-of-range.gguf", tiny_model({"tokenizer.ggml.unknown_token_id": (U32, 1000)}),
         "unknown-token id 1000 with 32 tokens")
     add("tok-unknown-model.gguf", tiny_model({"tokenizer.ggml.model": (STR, "wordpiece-9000")}),
@@ -427,6 +461,7 @@ def main(argv):
              "4 heads, 2 KV heads, ffn 128, vocab 32)")]
     rows += [(n, d, "gguf", w) for n, d, w in container_cases()]
     rows += [(n, d, "model", w) for n, d, w in model_cases()]
+    rows += [(n, d, "run", w) for n, d, w in run_cases()]
     rows += [(n, d, "tokenizer", w) for n, d, w in tokenizer_cases()]
     names = set()
     with open(os.path.join(out, "gguf.tsv"), "w") as m:
