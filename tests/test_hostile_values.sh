@@ -85,5 +85,60 @@ expect 1 "^fitlm: error: .*model-arch-nul.gguf: .*general.architecture.*NUL" ins
 expect 1 "^fitlm: error: .*config.json: key 'hidden_size' appears twice" inspect "$OUT/hf/cfg-duplicate-key"
 expect 1 "key 'factor' appears twice \(in the object 'rope_scaling'\)" run -m "$OUT/hf/cfg-duplicate-key-nested" -n 1
 
+# ---- interrupted writes: SIGINT/SIGTERM/SIGHUP during quantize remove the
+# temporary file; the input stays intact and no output appears. (convert
+# writes through the same fitlm_atomic_open; its canonical tensors are too
+# small here to catch it in the middle.)
+"$PY" - "$SRC" "$OUT" <<'PY'
+import sys
+sys.path.insert(0, sys.argv[1] + "/tests/hostile")
+import gen_gguf as g
+big = [("x.big%d" % i, [4096, 4096], g.T_F32, bytes(4096 * 4096 * 4)) for i in range(2)]
+open(sys.argv[2] + "/big.gguf", "wb").write(g.tiny_model(extra_tensors=big))
+# F32 matrices are read in place from the map for as long as the runtime runs
+open(sys.argv[2] + "/long.gguf", "wb").write(g.tiny_model({"llama.context_length": (g.U32, 2**16)},
+                                                           matrix_type=g.T_F32))
+PY
+in_sum=$(md5sum <"$OUT/big.gguf")
+for sig in INT TERM HUP; do
+    for cmd in quantize; do
+        n=$((n + 1))
+        dst=$OUT/interrupted-$cmd-$sig.gguf
+        case $cmd in quantize) args=(quantize "$OUT/big.gguf" "$dst" Q8_0) ;; convert) args=(convert "$OUT/big.gguf" "$dst" --type f16) ;; esac
+        # a background job of a script ignores SIGINT: start fitlm with the default action
+        "$PY" -c 'import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])' \
+            "$BIN" "${args[@]}" >/dev/null 2>"$ERR" &
+        pid=$!
+        seen=0
+        for _ in $(seq 500); do
+            if compgen -G "$dst.tmp.*" >/dev/null; then seen=1; break; fi
+            sleep 0.01
+        done
+        kill -s $sig $pid
+        wait $pid
+        rc=$?
+        if [ $seen = 0 ]; then bad "$cmd: no temporary file appeared"; continue; fi
+        [ $rc -ne 0 ] || { bad "$cmd finished before SIG$sig arrived (make big.gguf bigger)"; continue; }
+        if compgen -G "$dst.tmp.*" >/dev/null; then bad "$cmd: SIG$sig left $(ls "$dst".tmp.*)"; rm -f "$dst".tmp.*; fi
+        [ ! -e "$dst" ] || bad "$cmd: SIG$sig left an output"
+    done
+done
+[ "$(md5sum <"$OUT/big.gguf")" = "$in_sum" ] || bad "the input changed"
+rm -f "$OUT/big.gguf"
+
+# ---- a model file truncated while it runs (SIGBUS on the mapped pages)
+n=$((n + 1))
+cp "$OUT/long.gguf" "$OUT/shrinking.gguf"
+ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}handle_sigbus=0" \
+    timeout -k 1 60 "$BIN" bench -m "$OUT/shrinking.gguf" -p 16 -n 20000 -r 50 -c 65536 --membw-mib 16 \
+    >/dev/null 2>"$ERR" &
+pid=$!
+sleep 1
+truncate -s 0 "$OUT/shrinking.gguf"
+wait $pid
+rc=$?
+[ $rc -eq 1 ] && grep -q "^fitlm: error: .*shrinking.gguf changed while in use" "$ERR" ||
+    bad "truncated while running: exit $rc"
+
 echo "$n cases, $fail failures"
 [ $fail -eq 0 ]

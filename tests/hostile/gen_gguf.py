@@ -129,13 +129,13 @@ def tiny_tokens():
 
 
 def tiny_model(overrides=None, drop_keys=(), drop_tensors=(), shape_overrides=None, extra_kvs=(), version=3,
-               extra_tensors=(), tensor_values=None, alignment=32):
+               extra_tensors=(), tensor_values=None, alignment=32, matrix_type=T_F16):
     """The tiny llama as bytes, with optional defects:
     overrides: {key: (type, value)} replaces or adds metadata; drop_keys: keys left out;
     drop_tensors: tensor names left out; shape_overrides: {name: dims};
     extra_tensors: [(name, dims, type, bytes)] appended; tensor_values: {name: [floats]}
     replaces a tensor's values; alignment: of the data section (general.alignment
-    must say so in overrides when it is not 32)."""
+    must say so in overrides when it is not 32); matrix_type: T_F16 or T_F32."""
     c = TINY
     head_dim = c["dim"] // c["n_head"]
     kv_dim = head_dim * c["n_head_kv"]
@@ -177,19 +177,19 @@ def tiny_model(overrides=None, drop_keys=(), drop_tensors=(), shape_overrides=No
         kvs.append(kv(key, t, v))
     kvs += list(extra_kvs)
 
-    shapes = [("token_embd.weight", [c["dim"], c["vocab"]], T_F16)]
+    shapes = [("token_embd.weight", [c["dim"], c["vocab"]], matrix_type)]
     for i in range(c["n_layer"]):
         p = "blk.%d." % i
         shapes += [(p + "attn_norm.weight", [c["dim"]], T_F32),
-                   (p + "attn_q.weight", [c["dim"], c["dim"]], T_F16),
-                   (p + "attn_k.weight", [c["dim"], kv_dim], T_F16),
-                   (p + "attn_v.weight", [c["dim"], kv_dim], T_F16),
-                   (p + "attn_output.weight", [c["dim"], c["dim"]], T_F16),
+                   (p + "attn_q.weight", [c["dim"], c["dim"]], matrix_type),
+                   (p + "attn_k.weight", [c["dim"], kv_dim], matrix_type),
+                   (p + "attn_v.weight", [c["dim"], kv_dim], matrix_type),
+                   (p + "attn_output.weight", [c["dim"], c["dim"]], matrix_type),
                    (p + "ffn_norm.weight", [c["dim"]], T_F32),
-                   (p + "ffn_gate.weight", [c["dim"], c["ffn"]], T_F16),
-                   (p + "ffn_up.weight", [c["dim"], c["ffn"]], T_F16),
-                   (p + "ffn_down.weight", [c["ffn"], c["dim"]], T_F16)]
-    shapes += [("output_norm.weight", [c["dim"]], T_F32), ("output.weight", [c["dim"], c["vocab"]], T_F16)]
+                   (p + "ffn_gate.weight", [c["dim"], c["ffn"]], matrix_type),
+                   (p + "ffn_up.weight", [c["dim"], c["ffn"]], matrix_type),
+                   (p + "ffn_down.weight", [c["ffn"], c["dim"]], matrix_type)]
+    shapes += [("output_norm.weight", [c["dim"]], T_F32), ("output.weight", [c["dim"], c["vocab"]], matrix_type)]
     rng = random.Random(1234)
     tensors = []
     for name, dims, ttype in shapes:
