@@ -108,7 +108,7 @@ int main(void) {
     char *tsv = fitlm_file_read_all(manifest, 1 << 20, NULL, &err);
     CHECK(tsv != NULL, "%s", err.msg);
     if (!tsv) return check_report();
-    int n_files = 0, n_gguf = 0, n_model = 0, n_tok = 0, n_ok = 0;
+    int n_files = 0, n_gguf = 0, n_model = 0, n_tok = 0, n_ok = 0, n_run = 0;
     double worst = 0;
     char *save = NULL;
     for (char *line = strtok_r(tsv, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
@@ -139,6 +139,7 @@ int main(void) {
             if (strcmp(layer, "model") == 0) n_model++;
             else if (strcmp(layer, "tokenizer") == 0) n_tok++;
             else if (strcmp(layer, "ok") == 0) n_ok++;
+            else if (strcmp(layer, "run") == 0) n_run++;
             else CHECK(0, "%s: unknown layer %s", name, layer);
             CHECK(rc == CHILD_ACCEPTED, "%s (%s layer: %s) refused by the GGUF reader: %s", name, layer, what, msg);
         }
@@ -147,7 +148,7 @@ int main(void) {
     printf("%d files: %d refused by the reader, %d model and %d tokenizer defects accepted, %d valid; slowest %.3f s\n",
            n_files, n_gguf, n_model, n_tok, n_ok, worst);
     CHECK(n_gguf >= 45, "only %d gguf-layer cases", n_gguf);
-    CHECK(n_model >= 5 && n_tok >= 5 && n_ok == 1, "layers: %d model, %d tokenizer, %d ok", n_model, n_tok, n_ok);
+    CHECK(n_model >= 5 && n_tok >= 5 && n_ok == 1 && n_run >= 5, "layers: %d model, %d tokenizer, %d ok, %d run", n_model, n_tok, n_ok, n_run);
 
     /* the valid tiny llama: the complete tensor table */
     char path[8192];

@@ -279,6 +279,8 @@ static void refusals(const char *dir) {
     CHECK(fitlm_gguf_writer_add_u32(w, "k", 2, &err) == -1 && strstr(err.msg, "duplicate"), "dup key: %s", err.msg);
     CHECK(fitlm_gguf_writer_add_u32(w, "", 2, &err) == -1, "empty key");
     CHECK(fitlm_gguf_writer_set_alignment(w, 3, &err) == -1, "alignment 3");
+    CHECK(fitlm_gguf_writer_set_alignment(w, 1, &err) == -1, "alignment 1 (the spec: a multiple of 8)");
+    CHECK(fitlm_gguf_writer_set_alignment(w, 4, &err) == -1, "alignment 4 (the spec: a multiple of 8)");
     CHECK(fitlm_gguf_writer_set_alignment(w, 0, &err) == -1, "alignment 0");
     CHECK(fitlm_gguf_writer_add_str(w, "general.alignment", "32", &err) == -1, "string alignment");
     char longname[80];
@@ -339,7 +341,7 @@ int main(void) {
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/gguf-roundtrip", tmp);
     mkdir(dir, 0777);
-    const uint64_t aligns[] = {1, 8, 32, 64};
+    const uint64_t aligns[] = {16, 8, 32, 64};
     for (uint32_t v = 2; v <= 3; v++)
         for (int a = 0; a < 4; a++) roundtrip(dir, v, aligns[a], (a + v) % 2 == 0);
     roundtrip(dir, 3, 32, true);

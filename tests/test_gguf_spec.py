@@ -7,7 +7,7 @@ with fitlm through tests/test_gguf_dump (a canonical text dump; format in
 tests/test_gguf_dump.c):
 
 1. python writes files (every metadata type, nested arrays, tensors F32, F16,
-   Q8_0, Q4_K, BF16, I8 of raw bytes; v2/v3; alignments 1/8/32/64) and fitlm's
+   Q8_0, Q4_K, BF16, I8 of raw bytes; v2/v3; alignments 8/16/32/64; 1, 2 and 4, which the spec forbids, refused) and fitlm's
    reader must dump exactly what python put in;
 2. python's parser and fitlm's reader must agree on the shared real vocab
    files (written by llama.cpp's gguf-py);
@@ -243,7 +243,7 @@ def sample_tensors():
 
 
 def test_python_writes(tool, tmp):
-    for version, alignment in [(3, 32), (2, 32), (3, 1), (3, 8), (2, 64)]:
+    for version, alignment in [(3, 32), (2, 32), (3, 16), (3, 8), (2, 64)]:
         data, kvs, offs, base = build(version, alignment, sample_metadata(), sample_tensors())
         path = os.path.join(tmp, "py-v%d-a%d.gguf" % (version, alignment))
         with open(path, "wb") as f:
@@ -261,6 +261,14 @@ def test_python_writes(tool, tmp):
             f.write(data[:base + offs[-1] + 3])
         got, err = c_dump(tool, path + ".cut")
         check(got is None and "past end of file" in err, "truncated %s accepted or wrong message: %s" % (path, err))
+    # the spec: general.alignment must be a multiple of 8
+    for alignment in (1, 2, 4):
+        data, _, _, _ = build(3, alignment, sample_metadata(), sample_tensors())
+        path = os.path.join(tmp, "py-v3-a%d.gguf" % alignment)
+        with open(path, "wb") as f:
+            f.write(data)
+        got, err = c_dump(tool, path)
+        check(got is None and "multiple of 8" in err, "alignment %d accepted or wrong message: %s" % (alignment, err))
 
 
 # ---------- 2. real files from gguf-py ----------
@@ -280,7 +288,7 @@ def test_vocab_files(tool, shared):
 
 # ---------- 3. fitlm writes, python reads ----------
 def test_c_writes(tool, tmp):
-    for version, alignment in [(3, 32), (2, 64), (3, 1), (3, 8)]:
+    for version, alignment in [(3, 32), (2, 64), (3, 16), (3, 8)]:
         path = os.path.join(tmp, "c-v%d-a%d.gguf" % (version, alignment))
         r = subprocess.run([tool, "--write-sample", path, str(version), str(alignment)])
         check(r.returncode == 0, "fitlm writer failed for v%d a%d" % (version, alignment))

@@ -39,6 +39,7 @@ typedef struct runtime_opts {
     uint32_t n_ubatch; /* --batch / -ub; 0 = default */
     bool memory_report;
     bool ctx_clamp;    /* n_ctx above the model's context: use the model's (else error) */
+    bool check_tensors; /* --check-tensors: scan every weight for NaN/Inf before running */
     uint64_t mem_limit; /* --mem-limit bytes; FITLM_MEM_UNKNOWN (UINT64_MAX) = none */
 } runtime_opts;
 

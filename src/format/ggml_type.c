@@ -86,3 +86,38 @@ double fitlm_type_bpw(int type) {
     const fitlm_type_info *t = fitlm_type_get(type);
     return t ? (double)t->block_bytes * 8.0 / (double)t->block_size : 0.0;
 }
+
+/* fp16 scale positions inside one block of each type (ggml's block layouts) */
+int64_t fitlm_type_first_nonfinite_scale(int type, const void *data, uint64_t nbytes) {
+    int off[2] = {-1, -1};
+    bool f32 = false;
+    switch (type) {
+    case FITLM_TYPE_Q4_0:
+    case FITLM_TYPE_Q5_0:
+    case FITLM_TYPE_Q8_0: off[0] = 0; break;
+    case FITLM_TYPE_Q4_1:
+    case FITLM_TYPE_Q5_1:
+    case FITLM_TYPE_Q8_1:
+    case FITLM_TYPE_Q4_K:
+    case FITLM_TYPE_Q5_K: off[0] = 0, off[1] = 2; break;
+    case FITLM_TYPE_Q2_K: off[0] = 80, off[1] = 82; break; /* scales[16], qs[64], d, dmin */
+    case FITLM_TYPE_Q3_K: off[0] = 108; break;             /* hmask[32], qs[64], scales[12], d */
+    case FITLM_TYPE_Q6_K: off[0] = 208; break;             /* ql[128], qh[64], scales[16], d */
+    case FITLM_TYPE_Q8_K: off[0] = 0, f32 = true; break;
+    default: return -1;
+    }
+    const fitlm_type_info *ti = fitlm_type_get(type);
+    if (!ti || !ti->block_bytes) return -1;
+    const uint8_t *p = data;
+    uint64_t nb = nbytes / ti->block_bytes;
+    for (uint64_t b = 0; b < nb; b++, p += ti->block_bytes)
+        for (int k = 0; k < 2 && off[k] >= 0; k++) {
+            if (f32) {
+                /* exponent all ones: Inf or NaN */
+                if ((p[off[k] + 3] & 0x7f) == 0x7f && (p[off[k] + 2] & 0x80)) return (int64_t)b;
+            } else if ((p[off[k] + 1] & 0x7c) == 0x7c) { /* fp16 exponent all ones */
+                return (int64_t)b;
+            }
+        }
+    return -1;
+}

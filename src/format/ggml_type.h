@@ -73,4 +73,10 @@ uint64_t fitlm_type_row_bytes(int type, uint64_t n, bool *ok);
 /* Bits per weight (block_bytes*8/block_size). */
 double fitlm_type_bpw(int type);
 
+/* For a block-quantized type with fp16 scales (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
+ * Q8_1, Q2_K..Q6_K; Q8_K's f32 scale): the index of the first block of the
+ * nbytes at data whose scale or minimum is Inf or NaN, or -1 when none is (or
+ * the type has no scale this function knows). Reads byte-wise (any alignment). */
+int64_t fitlm_type_first_nonfinite_scale(int type, const void *data, uint64_t nbytes);
+
 #endif

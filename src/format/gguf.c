@@ -107,7 +107,9 @@ int fitlm_gguf_type_size(uint32_t t) {
 }
 
 bool fitlm_gguf_alignment_ok(uint64_t a) {
-    return a != 0 && a <= UINT32_MAX && (a & (a - 1)) == 0;
+    /* the GGUF spec: a power of two and a multiple of 8 (1, 2 or 4 would let
+     * 8-byte-aligned loads of tensor data land misaligned) */
+    return a >= 8 && a <= UINT32_MAX && (a & (a - 1)) == 0;
 }
 
 /* Reads a string into the arena. max_len bounds the length (UINT64_MAX: only
@@ -359,7 +361,7 @@ static int parse_alignment(reader *r, fitlm_gguf *g) {
                           fitlm_gguf_type_name(v->type));
     uint64_t a = v->v.u64;
     if (!fitlm_gguf_alignment_ok(a))
-        return fitlm_fail(r->err, "general.alignment is %" PRIu64 ", it must be a non-zero power of two", a);
+        return fitlm_fail(r->err, "general.alignment is %" PRIu64 ", it must be a power of two and a multiple of 8", a);
     g->alignment = a;
     return 0;
 }
@@ -619,6 +621,11 @@ int fitlm_gguf_get_str(const fitlm_gguf *g, const char *key, const char **out, f
     const fitlm_gguf_value *v = fitlm_gguf_get(g, key);
     if (!v) return 0;
     if (v->type != FITLM_GGUF_STRING) return wrong_type(key, v, "string", err);
+    /* the container allows any bytes; read as a C string a NUL would silently
+     * cut the value ("llama\0x" would read as "llama"), so it is an error */
+    if (memchr(v->v.str.s, 0, (size_t)v->v.str.len))
+        return fitlm_fail(err, "key '%s': the string contains a NUL byte at position %zu", key,
+                          (size_t)((const char *)memchr(v->v.str.s, 0, (size_t)v->v.str.len) - v->v.str.s));
     *out = v->v.str.s;
     return 1;
 }

@@ -118,6 +118,8 @@ int fitlm_gguf_get_u64(const fitlm_gguf *g, const char *key, uint64_t *out, fitl
 int fitlm_gguf_get_i64(const fitlm_gguf *g, const char *key, int64_t *out, fitlm_error *err);
 int fitlm_gguf_get_f32(const fitlm_gguf *g, const char *key, float *out, fitlm_error *err);
 int fitlm_gguf_get_bool(const fitlm_gguf *g, const char *key, bool *out, fitlm_error *err);
+/* get_str refuses (-1) a string with a NUL byte inside: the caller reads it as
+ * a C string, and a silent cut would change its meaning. */
 int fitlm_gguf_get_str(const fitlm_gguf *g, const char *key, const char **out, fitlm_error *err);
 /* Array getter: checks the element type (pass -1 to accept any). */
 int fitlm_gguf_get_arr(const fitlm_gguf *g, const char *key, int elem_type, const fitlm_gguf_value **out,
@@ -131,7 +133,7 @@ const char *fitlm_gguf_type_name(int type);
 /* Bytes of one value of a scalar metadata type; 0 for STRING and ARRAY; -1
  * for a type the spec does not define. */
 int fitlm_gguf_type_size(uint32_t type);
-/* Whether general.alignment may be a: a non-zero power of two that fits uint32. */
+/* Whether general.alignment may be a: a power of two >= 8 (the spec: a multiple of 8) that fits uint32. */
 bool fitlm_gguf_alignment_ok(uint64_t a);
 
 /* ---- Writer ----

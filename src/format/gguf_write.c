@@ -12,6 +12,7 @@
 #include "format/ggml_type.h"
 #include "format/gguf.h"
 #include "format/gguf_arena.h"
+#include "util/hash.h"
 
 typedef struct writer_kv {
     char *key; /* arena */
@@ -38,7 +39,21 @@ struct fitlm_gguf_writer {
     writer_tensor *tensors;
     size_t n_tensors, cap_tensors;
     uint64_t data_bytes; /* end of the last tensor, relative to the data section */
+    fitlm_index_set kv_set;     /* kv[] indices by key: the duplicate check in O(1) */
+    fitlm_index_set tensor_set; /* tensors[] indices by name */
 };
+
+static const char *kv_key_of(const void *ctx, uint32_t i, size_t *len) {
+    const writer_kv *kv = &((const fitlm_gguf_writer *)ctx)->kv[i];
+    *len = (size_t)kv->key_len;
+    return kv->key;
+}
+
+static const char *tensor_name_of(const void *ctx, uint32_t i, size_t *len) {
+    const char *name = ((const fitlm_gguf_writer *)ctx)->tensors[i].name;
+    *len = strlen(name);
+    return name;
+}
 
 fitlm_gguf_writer *fitlm_gguf_writer_new(uint32_t version, fitlm_error *err) {
     if (version != 2 && version != 3) {
@@ -60,6 +75,8 @@ fitlm_gguf_writer *fitlm_gguf_writer_new(uint32_t version, fitlm_error *err) {
 void fitlm_gguf_writer_free(fitlm_gguf_writer *w) {
     if (!w) return;
     fitlm_arena_free(w->arena);
+    fitlm_index_set_free(&w->kv_set);
+    fitlm_index_set_free(&w->tensor_set);
     free(w->kv);
     free(w->tensors);
     free(w);
@@ -139,9 +156,8 @@ static int copy_value(fitlm_gguf_writer *w, const char *key, fitlm_gguf_value *d
 }
 
 static writer_kv *find_kv(fitlm_gguf_writer *w, const char *key) {
-    for (size_t i = 0; i < w->n_kv; i++)
-        if (strcmp(w->kv[i].key, key) == 0) return &w->kv[i];
-    return NULL;
+    int64_t i = fitlm_index_set_find(&w->kv_set, key, strlen(key), kv_key_of, w);
+    return i < 0 ? NULL : &w->kv[i];
 }
 
 int fitlm_gguf_writer_add_value(fitlm_gguf_writer *w, const char *key, const fitlm_gguf_value *v, fitlm_error *err) {
@@ -157,7 +173,7 @@ int fitlm_gguf_writer_add_value(fitlm_gguf_writer *w, const char *key, const fit
             return fitlm_fail(err, "GGUF writer: general.alignment must be a uint32, not %s",
                               fitlm_gguf_type_name(v->type));
         if (!fitlm_gguf_alignment_ok(v->v.u64))
-            return fitlm_fail(err, "GGUF writer: general.alignment %" PRIu64 " is not a non-zero power of two",
+            return fitlm_fail(err, "GGUF writer: general.alignment %" PRIu64 " is not a power of two and a multiple of 8",
                               v->v.u64);
     }
     if (w->n_kv == w->cap_kv) {
@@ -173,6 +189,7 @@ int fitlm_gguf_writer_add_value(fitlm_gguf_writer *w, const char *key, const fit
     memcpy(kv->key, key, klen + 1);
     kv->key_len = klen;
     if (copy_value(w, key, &kv->value, v, 1, err)) return -1;
+    if (fitlm_index_set_add(&w->kv_set, (uint32_t)w->n_kv, kv_key_of, w, NULL, err) != 1) return -1;
     w->n_kv++;
     if (is_alignment) w->alignment = v->v.u64;
     return 0;
@@ -180,7 +197,7 @@ int fitlm_gguf_writer_add_value(fitlm_gguf_writer *w, const char *key, const fit
 
 int fitlm_gguf_writer_set_alignment(fitlm_gguf_writer *w, uint64_t alignment, fitlm_error *err) {
     if (!fitlm_gguf_alignment_ok(alignment))
-        return fitlm_fail(err, "GGUF writer: alignment %" PRIu64 " is not a power of two between 1 and 2^31",
+        return fitlm_fail(err, "GGUF writer: alignment %" PRIu64 " is not a power of two between 8 and 2^31",
                           alignment);
     if (w->n_tensors) return fitlm_fail(err, "GGUF writer: set the alignment before adding tensors");
     writer_kv *kv = find_kv(w, "general.alignment");
@@ -265,9 +282,9 @@ int fitlm_gguf_writer_add_tensor(fitlm_gguf_writer *w, const char *name, int typ
     if (nlen > FITLM_GGUF_MAX_TENSOR_NAME)
         return fitlm_fail(err, "GGUF writer: tensor name '%s' is %zu bytes long (limit %d)", name, nlen,
                           FITLM_GGUF_MAX_TENSOR_NAME);
-    for (size_t i = 0; i < w->n_tensors; i++)
-        if (strcmp(w->tensors[i].name, name) == 0)
-            return fitlm_fail(err, "GGUF writer: duplicate tensor name '%s'", name);
+    if (fitlm_index_set_find(&w->tensor_set, name, nlen, tensor_name_of, w) >= 0)
+        return fitlm_fail(err, "GGUF writer: duplicate tensor name '%s'", name);
+    if (w->n_kv >= UINT32_MAX || w->n_tensors >= UINT32_MAX) return fitlm_fail(err, "GGUF writer: too many tensors");
     const fitlm_type_info *ti = type >= 0 && type < FITLM_TYPE_GGML_COUNT ? fitlm_type_get(type) : NULL;
     if (!ti) return fitlm_fail(err, "GGUF writer: tensor '%s': type %d cannot be stored in GGUF", name, type);
     if (n_dims < 1 || n_dims > FITLM_GGUF_MAX_DIMS)
@@ -304,7 +321,9 @@ int fitlm_gguf_writer_add_tensor(fitlm_gguf_writer *w, const char *name, int typ
         w->tensors = nt;
         w->cap_tensors = cap;
     }
-    w->tensors[w->n_tensors++] = t;
+    w->tensors[w->n_tensors] = t;
+    if (fitlm_index_set_add(&w->tensor_set, (uint32_t)w->n_tensors, tensor_name_of, w, NULL, err) != 1) return -1;
+    w->n_tensors++;
     w->data_bytes = start + t.nbytes;
     return 0;
 }

@@ -4,6 +4,8 @@
  * GGUF-order ne is the reversed shape. The q/k rows stay in HF's rotate-half
  * order (rope layout HALF); nothing is permuted at load. */
 #include <cjson/cJSON.h>
+
+#include "format/json_strict.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -184,6 +186,7 @@ fitlm_model *fitlm_model_from_hf_config_json(const char *json_text, const char *
         fitlm_fail(err, "config.json: invalid JSON");
         goto fail;
     }
+    if (fitlm_json_check_unique_keys(root, "config.json", err)) goto fail;
     if (parse_config(root, m, err) != 0 || fitlm_hparams_validate(&m->hp, err) != 0) goto fail;
     m->hp_valid = true;
     if (!(m->name = strdup(name ? name : "config"))) {
@@ -206,9 +209,7 @@ static bool ends_with(const char *s, const char *suffix) {
 }
 
 static bool file_exists(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (f) fclose(f);
-    return f != NULL;
+    return fitlm_file_exists(path); /* stat only: a FIFO is refused when it is read */
 }
 
 /* Maps one safetensors file, appends it to m->files and its tensors to m->tensors.
@@ -258,6 +259,20 @@ static int add_safetensors_file(fitlm_model *m, const char *path, fitlm_error *e
         t->file_index = fi;
         t->offset = s->offset;
         t->data = f->data ? f->data + s->offset : NULL;
+        /* the map is page-aligned, but a file need not place each tensor at a
+         * multiple of its element size; reading it in place would be a
+         * misaligned load (undefined behaviour): copy such a tensor */
+        const fitlm_type_info *ti = fitlm_type_get(s->type);
+        size_t esize = ti && ti->block_bytes ? ti->block_bytes : 1;
+        if (t->data && t->nbytes && (uintptr_t)t->data % esize != 0) {
+            if (t->nbytes > SIZE_MAX - 64 || !(t->owned_data = aligned_alloc(64, ((size_t)t->nbytes + 63) / 64 * 64))) {
+                fitlm_fail(err, "%s: out of memory copying the misaligned tensor '%s'", path, s->name);
+                fitlm_safetensors_free(st);
+                return -1;
+            }
+            memcpy(t->owned_data, t->data, (size_t)t->nbytes);
+            t->data = t->owned_data;
+        }
     }
     fitlm_safetensors_free(st);
     return 0;
@@ -285,6 +300,7 @@ static int load_sharded(fitlm_model *m, const char *dir, const char *index_path,
         fitlm_fail(err, "model.safetensors.index.json: invalid JSON");
         goto out;
     }
+    if (fitlm_json_check_unique_keys(root, "model.safetensors.index.json", err)) goto out;
     const cJSON *wm = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
     if (!cJSON_IsObject(wm) || !wm->child) {
         fitlm_fail(err, "model.safetensors.index.json: missing or empty \"weight_map\"");
@@ -408,6 +424,7 @@ fitlm_model *fitlm_model_open_hf(const char *path, int mode, fitlm_error *err) {
         fitlm_fail(err, "config.json: invalid JSON");
         goto fail;
     }
+    if (fitlm_json_check_unique_keys(root, "config.json", err)) goto fail;
     if (parse_config(root, m, err) != 0) goto fail;
     if (standalone_cfg) { /* hyperparameters only; named after the file ("llama-3-8b.json" -> "llama-3-8b") */
         const char *b = strrchr(path, '/');

@@ -10,6 +10,7 @@
 
 #include "format/ggml_type.h"
 #include "format/gguf.h"
+#include "util/fp16.h"
 
 /* ---- names ---- */
 
@@ -416,6 +417,61 @@ int fitlm_model_index(fitlm_model *m, fitlm_error *err) {
     return 0;
 }
 
+/* Element i of a float tensor (F32, F16, BF16); the data is read byte-wise,
+ * so any alignment is fine. */
+static float float_at(const fitlm_tensor *t, uint64_t i) {
+    const uint8_t *p = t->data;
+    if (t->type == FITLM_TYPE_F32) {
+        uint32_t w;
+        memcpy(&w, p + 4 * i, 4);
+        return fitlm_fp32_from_bits(w);
+    }
+    uint16_t h;
+    memcpy(&h, p + 2 * i, 2);
+    return t->type == FITLM_TYPE_F16 ? fitlm_fp16_to_fp32(h) : fitlm_bf16_to_fp32(h);
+}
+
+/* First element of a float tensor that is not finite (or, positive_only, not
+ * > 0); -1 if none or if the tensor is not F32/F16/BF16 or has no data. */
+static int64_t first_bad_value(const fitlm_tensor *t, bool positive_only, float *bad) {
+    if (!t->data || (t->type != FITLM_TYPE_F32 && t->type != FITLM_TYPE_F16 && t->type != FITLM_TYPE_BF16)) return -1;
+    uint64_t n = t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
+    for (uint64_t i = 0; i < n; i++) {
+        float f = float_at(t, i);
+        if (!isfinite(f) || (positive_only && !(f > 0.0f))) {
+            *bad = f;
+            return (int64_t)i;
+        }
+    }
+    return -1;
+}
+
+int fitlm_model_check_values(const fitlm_model *m, bool all, fitlm_error *err) {
+    for (size_t i = 0; i < m->n_tensors; i++) {
+        const fitlm_tensor *t = &m->tensors[i];
+        if (t->kind >= FITLM_T_COUNT) continue;
+        bool small = t->kind == FITLM_T_ATTN_NORM || t->kind == FITLM_T_FFN_NORM || t->kind == FITLM_T_OUTPUT_NORM ||
+                     t->kind == FITLM_T_ATTN_Q_BIAS || t->kind == FITLM_T_ATTN_K_BIAS ||
+                     t->kind == FITLM_T_ATTN_V_BIAS || t->kind == FITLM_T_ROPE_FREQS;
+        if (!small && !all) continue;
+        bool freqs = t->kind == FITLM_T_ROPE_FREQS; /* RoPE divides by these */
+        float bad = 0;
+        int64_t at = first_bad_value(t, freqs, &bad);
+        if (at >= 0)
+            return fitlm_fail(err, "tensor '%s' holds %s %g at element %lld", t->src_name,
+                              freqs && isfinite(bad) ? "the non-positive frequency factor" : "the non-finite value",
+                              (double)bad, (long long)at);
+        if (all && !small && t->data && !(t->type == FITLM_TYPE_F32 || t->type == FITLM_TYPE_F16 ||
+                                          t->type == FITLM_TYPE_BF16)) {
+            int64_t bi = fitlm_type_first_nonfinite_scale(t->type, t->data, t->nbytes);
+            if (bi >= 0)
+                return fitlm_fail(err, "tensor '%s' (%s) has a non-finite scale in block %lld", t->src_name,
+                                  fitlm_type_name(t->type), (long long)bi);
+        }
+    }
+    return 0;
+}
+
 int fitlm_model_check_runnable(const fitlm_model *m, fitlm_error *err) {
     if (m->packed_quant)
         return fitlm_fail(err, "GPTQ/AWQ packed weights cannot be run by fitlm (inspect works; convert to GGUF first)");
@@ -428,7 +484,7 @@ int fitlm_model_check_runnable(const fitlm_model *m, fitlm_error *err) {
             return fitlm_fail(err, "tensor '%s' has type %s, which is not a weight type fitlm can compute with",
                               t->src_name, fitlm_type_name(t->type));
     }
-    return 0;
+    return fitlm_model_check_values(m, false, err);
 }
 
 /* ---- lifetime and loading ---- */
@@ -438,6 +494,7 @@ void fitlm_model_free(fitlm_model *m) {
     for (size_t i = 0; i < m->n_tensors; i++) {
         free(m->tensors[i].name);
         free(m->tensors[i].src_name);
+        free(m->tensors[i].owned_data);
     }
     free(m->tensors);
     if (!m->gguf) /* GGUF maps belong to their readers */
@@ -482,11 +539,8 @@ fitlm_model *fitlm_model_open(const char *path, int mode, fitlm_error *err) {
         return NULL;
     }
     if (fitlm_is_dir(path) || ends_with(path, ".json")) return fitlm_model_open_hf(path, mode, err);
-    FILE *fp = fopen(path, "rb");
-    if (!fp) {
-        fitlm_fail(err, "%s: %s", path, strerror(errno));
-        return NULL;
-    }
+    FILE *fp = fitlm_file_fopen_regular(path, err);
+    if (!fp) return NULL;
     unsigned char head[32];
     size_t n = fread(head, 1, sizeof head, fp);
     fclose(fp);

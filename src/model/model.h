@@ -107,6 +107,9 @@ typedef struct fitlm_tensor {
     const void *data; /* into the mapped file, NULL if no data */
     fitlm_tensor_kind kind;
     int layer;        /* -1 for non-layer tensors */
+    void *owned_data; /* an aligned copy of data that was misaligned in its file (safetensors whose
+                         offsets are not multiples of the element size), owned and freed by
+                         fitlm_model_free; `data` then points here. NULL otherwise. */
 } fitlm_tensor;
 
 typedef struct fitlm_model {
@@ -173,8 +176,16 @@ int fitlm_hparams_validate(fitlm_hparams *hp, fitlm_error *err);
 int fitlm_model_index(fitlm_model *m, fitlm_error *err);
 
 /* Runtime check: 0 if every tensor the runtime reads is present and of a
- * type it can use (refuses GPTQ/AWQ packed weights with a clear message). */
+ * type it can use (refuses GPTQ/AWQ packed weights with a clear message), and
+ * the small tensors hold sane values (fitlm_model_check_values(m, false)). */
 int fitlm_model_check_runnable(const fitlm_model *m, fitlm_error *err);
+
+/* Values the forward pass cannot survive: NaN/Inf in the norm weights, the
+ * QKV biases or rope_freqs, and a rope_freqs factor <= 0 (RoPE divides by it).
+ * With all (--check-tensors), every F32/F16/BF16 matrix is scanned too, and
+ * the scales of block-quantized ones. Reads only; 0 or -1 with err naming the
+ * tensor and element. */
+int fitlm_model_check_values(const fitlm_model *m, bool all, fitlm_error *err);
 
 /* Parameter count from the hyperparameters (what a published model card says). */
 uint64_t fitlm_hparams_param_count(const fitlm_hparams *hp);

@@ -1,6 +1,8 @@
 /* GPU catalog: the built-in data/gpus.json (compiled into the binary by CMake),
  * user catalogs (--gpus-file, same format) and the CPU of this machine. */
 #include <cjson/cJSON.h>
+
+#include "format/json_strict.h"
 #include <ctype.h>
 #include <math.h>
 #include <stdio.h>
@@ -164,6 +166,7 @@ int fitlm_catalog_add_json(fitlm_catalog *cat, const char *json_text, const char
     cJSON *root = cJSON_Parse(json_text);
     if (!root) return fitlm_fail(err, "%s: not valid JSON", origin);
     int rc = -1;
+    if (fitlm_json_check_unique_keys(root, origin, err)) goto done;
     const cJSON *arr = cJSON_IsObject(root) ? cJSON_GetObjectItemCaseSensitive(root, "gpus") : root;
     if (!cJSON_IsArray(arr)) {
         fitlm_fail(err, "%s: expected an object with a \"gpus\" array (see docs/planner.md)", origin);

@@ -165,10 +165,15 @@ char *fitlm_chat_format(fitlm_chat_template t, const fitlm_chat_message *msgs, s
 
 /* If the `n` bytes at p are a plain string literal (no Jinja expression or
  * concatenation), returns them with the escapes \n and \\ undone (malloc'd,
- * caller frees); else NULL. */
-static char *unescape_literal(const char *p, size_t n) {
+ * caller frees); else NULL and *bad = the offset of the first character that
+ * disqualifies it (n if it was only out of memory). */
+static char *unescape_literal(const char *p, size_t n, size_t *bad) {
     for (size_t i = 0; i < n; i++)
-        if (p[i] == '{' || p[i] == '}' || p[i] == '\'' || p[i] == '"' || p[i] == '+') return NULL;
+        if (p[i] == '{' || p[i] == '}' || p[i] == '\'' || p[i] == '"' || p[i] == '+') {
+            *bad = i;
+            return NULL;
+        }
+    *bad = n;
     char *out = malloc(n + 1);
     if (!out) return NULL;
     size_t o = 0;
@@ -188,15 +193,29 @@ char *fitlm_chat_default_system(const char *j) {
     if (!j) return NULL;
     /* ChatML templates that insert a system turn when the conversation has
      * none carry it as a literal: '<|im_start|>system\nTEXT<|im_end|>' (the
-     * \n written as a Jinja escape, or as a real newline) */
+     * \n written as a Jinja escape, or as a real newline).
+     * Linear in the template's length whatever it holds: the next end mark and
+     * the first character that spoils a literal before it are found once and
+     * reused by every start mark in front of them (a template of many start
+     * marks and no end would otherwise be scanned once per mark). */
     static const char *const marks[] = {"<|im_start|>system\\n", "<|im_start|>system\n"};
+    static const char end_mark[] = "<|im_end|>";
     for (size_t k = 0; k < 2; k++) {
+        const char *e = NULL, *spoiled = NULL; /* spoiled: a disqualifying character before e */
         for (const char *at = strstr(j, marks[k]); at; at = strstr(at + 1, marks[k])) {
             const char *p = at + strlen(marks[k]);
-            const char *e = strstr(p, "<|im_end|>");
-            if (!e || e == p) continue;
-            char *lit = unescape_literal(p, (size_t)(e - p));
+            if (!e || e < p) {
+                e = strstr(p, end_mark);
+                spoiled = NULL;
+                if (!e) break; /* no end after this start: none after the later ones either */
+            }
+            if (e == p) continue;
+            if (spoiled && spoiled >= p) continue; /* the literal would run into it again */
+            size_t bad;
+            char *lit = unescape_literal(p, (size_t)(e - p), &bad);
             if (lit) return lit;
+            if (bad == (size_t)(e - p)) return NULL; /* out of memory */
+            spoiled = p + bad;
         }
     }
     return NULL;

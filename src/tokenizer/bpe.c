@@ -23,7 +23,7 @@ typedef struct bpe_sym {
 static const tok_merge *find_merge(const fitlm_tokenizer *t, int32_t a, int32_t b) {
     if (!t->merges.slot) return NULL;
     uint64_t key = ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
-    for (uint64_t h = tok_hash_u64(key) & t->merges.mask;; h = (h + 1) & t->merges.mask) {
+    for (uint64_t h = tok_hash_u64(t->merges.seed, key) & t->merges.mask;; h = (h + 1) & t->merges.mask) {
         const tok_merge *m = &t->merges.slot[h];
         if (m->key == key) return m;
         if (m->key == UINT64_MAX) return NULL;

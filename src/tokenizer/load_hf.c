@@ -415,9 +415,7 @@ static fitlm_tokenizer *load_hf_files(const char *json_path, const char *dir, fi
     char *cfg_path = fitlm_path_join(dir, "tokenizer_config.json");
     char *cfg = NULL;
     if (cfg_path) {
-        FILE *f = fopen(cfg_path, "rb");
-        if (f) {
-            fclose(f);
+        if (fitlm_file_exists(cfg_path)) {
             cfg = fitlm_file_read_all(cfg_path, 64u * 1024u * 1024u, NULL, err);
             if (!cfg) {
                 free(cfg_path);
@@ -441,22 +439,21 @@ fitlm_tokenizer *fitlm_tokenizer_load(const char *path, fitlm_error *err) {
             fitlm_fail(err, "out of memory");
             return NULL;
         }
-        FILE *f = fopen(json, "rb");
-        if (!f) {
+        if (!fitlm_file_exists(json)) {
             fitlm_fail(err, "%s: no tokenizer.json in this folder", path);
             free(json);
             return NULL;
         }
-        fclose(f);
         fitlm_tokenizer *t = load_hf_files(json, path, err);
         free(json);
         return t;
     }
-    FILE *f = fopen(path, "rb");
-    if (!f) {
+    if (!fitlm_file_exists(path)) {
         fitlm_fail(err, "%s: cannot open", path);
         return NULL;
     }
+    FILE *f = fitlm_file_fopen_regular(path, err);
+    if (!f) return NULL;
     char magic[4] = {0};
     size_t got = fread(magic, 1, 4, f);
     fclose(f);

@@ -25,6 +25,7 @@ int tok_ids_push(tok_ids *a, int32_t id, fitlm_error *err);
 typedef struct tok_strmap {
     uint32_t mask; /* capacity - 1 (capacity is a power of two) */
     int32_t *slot; /* -1 = empty */
+    uint32_t max_probe; /* longest probe sequence an insertion took: lookups stop after it */
 } tok_strmap;
 
 /* Merge table for rank-based BPE: (left id, right id) -> (rank, merged id). */
@@ -34,14 +35,18 @@ typedef struct tok_merge {
     int32_t result;
 } tok_merge;
 typedef struct tok_mergemap {
+    uint64_t seed; /* the process's hash key (fitlm_hash_u64), mixed into every slot hash */
     uint64_t mask;
     tok_merge *slot;
     size_t n;
 } tok_mergemap;
-/* Slot hash of a 64-bit key (a finalizer mix) for the merge map and the
- * special-token trie: the merge map's builder (tokenizer.c) and its lookup
- * (bpe.c) must use the same one. */
-static inline uint64_t tok_hash_u64(uint64_t x) {
+/* Slot hash of a 64-bit key for the merge map and the special-token trie: a
+ * finalizer mix of the key XOR the table's seed (a per-process secret, so a
+ * file cannot choose ids whose slots collide; cheaper than SipHash in the BPE
+ * inner loop). The merge map's builder (tokenizer.c) and its lookup (bpe.c)
+ * must use the same one. */
+static inline uint64_t tok_hash_u64(uint64_t seed, uint64_t x) {
+    x ^= seed;
     x ^= x >> 33;
     x *= 0xff51afd7ed558ccdull;
     x ^= x >> 33;
@@ -53,6 +58,7 @@ static inline uint64_t tok_hash_u64(uint64_t x) {
 /* Byte trie of the special tokens' texts. Edges live in a hash table keyed
  * by (node << 8 | byte). */
 typedef struct tok_trie {
+    uint64_t seed; /* as tok_mergemap.seed */
     uint64_t mask;
     uint64_t *edge_key; /* UINT64_MAX = empty */
     int32_t *edge_child;

@@ -2,6 +2,7 @@
  * streaming and accessors. The algorithms live in spm.c and bpe.c, the
  * pre-tokenizers in pretok.c, the loaders in load_gguf.c and load_hf.c. */
 #include "tokenizer/tok_internal.h"
+#include "util/hash.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -104,24 +105,16 @@ int tok_cp_to_byte(uint32_t cp) {
     return -1;
 }
 
-static uint64_t hash_bytes(const char *s, size_t n) {
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 1099511628211ull;
-    }
-    return h ^ (h >> 29);
-}
-
 int32_t tok_lookup(const fitlm_tokenizer *t, const char *s, size_t len) {
     if (!t->vocab.slot) return -1;
-    uint32_t i = (uint32_t)hash_bytes(s, len) & t->vocab.mask;
-    for (;;) {
+    uint32_t i = (uint32_t)fitlm_hash_bytes(s, len) & t->vocab.mask;
+    for (uint32_t probe = 0; probe <= t->vocab.max_probe; probe++) {
         int32_t id = t->vocab.slot[i];
         if (id < 0) return -1;
         if (t->text_len[id] == len && memcmp(tok_text(t, id), s, len) == 0) return id;
         i = (i + 1) & t->vocab.mask;
     }
+    return -1;
 }
 
 /* ---------------------------------------------------------------- building */
@@ -169,11 +162,15 @@ int tok_set_vocab(fitlm_tokenizer *t, size_t n, const char *const *strs, const u
         off += lens[i] + 1;
         if ((int32_t)lens[i] > t->max_token_len) t->max_token_len = (int32_t)lens[i];
         /* insert unless the same text is already there (the first id wins) */
-        uint32_t h = (uint32_t)hash_bytes(strs[i], lens[i]) & t->vocab.mask;
-        for (;;) {
+        uint32_t h = (uint32_t)fitlm_hash_bytes(strs[i], lens[i]) & t->vocab.mask;
+        for (uint32_t probe = 0;; probe++) {
+            /* a keyed hash at load 1/2 keeps probes short; a long one means a broken hash */
+            if (probe > FITLM_HASH_MAX_PROBE)
+                return fitlm_fail(err, "vocabulary hash: probe length over %d", FITLM_HASH_MAX_PROBE);
             int32_t id = t->vocab.slot[h];
             if (id < 0) {
                 t->vocab.slot[h] = (int32_t)i;
+                if (probe > t->vocab.max_probe) t->vocab.max_probe = probe;
                 break;
             }
             if (t->text_len[id] == lens[i] && memcmp(tok_text(t, id), strs[i], lens[i]) == 0) break;
@@ -193,6 +190,7 @@ int tok_reserve_merges(fitlm_tokenizer *t, size_t n, fitlm_error *err) {
     for (uint64_t i = 0; i < cap; i++) t->merges.slot[i].key = UINT64_MAX;
     t->merges.mask = cap - 1;
     t->merges.n = 0;
+    t->merges.seed = fitlm_hash_u64(0x6d65726765ull);
     return 0;
 }
 
@@ -208,7 +206,7 @@ int tok_add_merge(fitlm_tokenizer *t, const char *a, size_t alen, const char *b,
         }
         for (uint64_t i = 0; old.slot && i <= old.mask; i++) {
             if (old.slot[i].key == UINT64_MAX) continue;
-            uint64_t h = tok_hash_u64(old.slot[i].key) & t->merges.mask;
+            uint64_t h = tok_hash_u64(t->merges.seed, old.slot[i].key) & t->merges.mask;
             while (t->merges.slot[h].key != UINT64_MAX) h = (h + 1) & t->merges.mask;
             t->merges.slot[h] = old.slot[i];
         }
@@ -234,7 +232,7 @@ int tok_add_merge(fitlm_tokenizer *t, const char *a, size_t alen, const char *b,
     }
     if (cat != stackbuf) free(cat);
     uint64_t key = ((uint64_t)(uint32_t)ia << 32) | (uint32_t)ib;
-    uint64_t h = tok_hash_u64(key) & t->merges.mask;
+    uint64_t h = tok_hash_u64(t->merges.seed, key) & t->merges.mask;
     while (t->merges.slot[h].key != UINT64_MAX) {
         if (t->merges.slot[h].key == key) return 0; /* duplicate merge: the first (best) rank stays */
         h = (h + 1) & t->merges.mask;
@@ -309,7 +307,7 @@ static size_t decode_token_text(const fitlm_tokenizer *t, int32_t id, char *dst)
 
 static int32_t trie_child(const tok_trie *tr, int32_t node, unsigned char c) {
     uint64_t key = ((uint64_t)(uint32_t)node << 8) | c;
-    for (uint64_t h = tok_hash_u64(key) & tr->mask;; h = (h + 1) & tr->mask) {
+    for (uint64_t h = tok_hash_u64(tr->seed, key) & tr->mask;; h = (h + 1) & tr->mask) {
         if (tr->edge_key[h] == key) return tr->edge_child[h];
         if (tr->edge_key[h] == UINT64_MAX) return -1;
     }
@@ -325,6 +323,7 @@ static int build_specials(fitlm_tokenizer *t, fitlm_error *err) {
     uint64_t cap = 16;
     while (cap < 2 * (uint64_t)total) cap <<= 1;
     tr->mask = cap - 1;
+    tr->seed = fitlm_hash_u64(0x74726965ull);
     tr->edge_key = malloc(cap * sizeof *tr->edge_key);
     tr->edge_child = malloc(cap * sizeof *tr->edge_child);
     tr->term = malloc(total * sizeof *tr->term);
@@ -344,7 +343,7 @@ static int build_specials(fitlm_tokenizer *t, fitlm_error *err) {
                 child = (int32_t)tr->n_nodes++;
                 tr->term[child] = -1;
                 uint64_t key = ((uint64_t)(uint32_t)node << 8) | s[k];
-                uint64_t h = tok_hash_u64(key) & tr->mask;
+                uint64_t h = tok_hash_u64(tr->seed, key) & tr->mask;
                 while (tr->edge_key[h] != UINT64_MAX) h = (h + 1) & tr->mask;
                 tr->edge_key[h] = key;
                 tr->edge_child[h] = child;

@@ -15,13 +15,26 @@ typedef struct fitlm_mapped_file {
     uint64_t size;       /* file size in bytes */
 } fitlm_mapped_file;
 
-/* Maps `path` read-only. Returns a new object the caller frees with
+/* Opens `path` for reading without ever blocking on it: O_NONBLOCK for the
+ * open (a FIFO with no writer would block there), then fstat, and anything but
+ * a regular file (FIFO, device, socket, directory) is refused with "PATH: not a
+ * regular file"; then the descriptor is made blocking again. Returns the
+ * descriptor (O_CLOEXEC; the caller closes it) or -1 with err set. */
+int fitlm_file_open_regular(const char *path, fitlm_error *err);
+
+/* fitlm_file_open_regular as a stdio stream ("rb"); the caller fcloses it. */
+FILE *fitlm_file_fopen_regular(const char *path, fitlm_error *err);
+
+/* 1 if something exists at path (stat; opens nothing, never blocks). */
+int fitlm_file_exists(const char *path);
+
+/* Maps `path` read-only (a regular file only, see fitlm_file_open_regular). Returns a new object the caller frees with
  * fitlm_file_unmap(), or NULL with err set ("PATH: reason"). */
 fitlm_mapped_file *fitlm_file_map(const char *path, fitlm_error *err);
 void fitlm_file_unmap(fitlm_mapped_file *f);
 
-/* Reads a whole (small) file into a NUL-terminated malloc'd buffer the caller
- * frees. Refuses files larger than max_bytes. *len_out (optional) gets the size. */
+/* Reads a whole (small) regular file into a NUL-terminated malloc'd buffer the
+ * caller frees. Refuses non-regular files and files larger than max_bytes. *len_out (optional) gets the size. */
 char *fitlm_file_read_all(const char *path, size_t max_bytes, size_t *len_out, fitlm_error *err);
 
 /* Atomic output: opens "<path>.tmp.<pid>" for writing. On success call

@@ -128,10 +128,14 @@ def tiny_tokens():
     return toks, scores, types
 
 
-def tiny_model(overrides=None, drop_keys=(), drop_tensors=(), shape_overrides=None, extra_kvs=(), version=3):
+def tiny_model(overrides=None, drop_keys=(), drop_tensors=(), shape_overrides=None, extra_kvs=(), version=3,
+               extra_tensors=(), tensor_values=None, alignment=32, matrix_type=T_F16):
     """The tiny llama as bytes, with optional defects:
     overrides: {key: (type, value)} replaces or adds metadata; drop_keys: keys left out;
-    drop_tensors: tensor names left out; shape_overrides: {name: dims}."""
+    drop_tensors: tensor names left out; shape_overrides: {name: dims};
+    extra_tensors: [(name, dims, type, bytes)] appended; tensor_values: {name: [floats]}
+    replaces a tensor's values; alignment: of the data section (general.alignment
+    must say so in overrides when it is not 32); matrix_type: T_F16 or T_F32."""
     c = TINY
     head_dim = c["dim"] // c["n_head"]
     kv_dim = head_dim * c["n_head_kv"]
@@ -173,19 +177,19 @@ def tiny_model(overrides=None, drop_keys=(), drop_tensors=(), shape_overrides=No
         kvs.append(kv(key, t, v))
     kvs += list(extra_kvs)
 
-    shapes = [("token_embd.weight", [c["dim"], c["vocab"]], T_F16)]
+    shapes = [("token_embd.weight", [c["dim"], c["vocab"]], matrix_type)]
     for i in range(c["n_layer"]):
         p = "blk.%d." % i
         shapes += [(p + "attn_norm.weight", [c["dim"]], T_F32),
-                   (p + "attn_q.weight", [c["dim"], c["dim"]], T_F16),
-                   (p + "attn_k.weight", [c["dim"], kv_dim], T_F16),
-                   (p + "attn_v.weight", [c["dim"], kv_dim], T_F16),
-                   (p + "attn_output.weight", [c["dim"], c["dim"]], T_F16),
+                   (p + "attn_q.weight", [c["dim"], c["dim"]], matrix_type),
+                   (p + "attn_k.weight", [c["dim"], kv_dim], matrix_type),
+                   (p + "attn_v.weight", [c["dim"], kv_dim], matrix_type),
+                   (p + "attn_output.weight", [c["dim"], c["dim"]], matrix_type),
                    (p + "ffn_norm.weight", [c["dim"]], T_F32),
-                   (p + "ffn_gate.weight", [c["dim"], c["ffn"]], T_F16),
-                   (p + "ffn_up.weight", [c["dim"], c["ffn"]], T_F16),
-                   (p + "ffn_down.weight", [c["ffn"], c["dim"]], T_F16)]
-    shapes += [("output_norm.weight", [c["dim"]], T_F32), ("output.weight", [c["dim"], c["vocab"]], T_F16)]
+                   (p + "ffn_gate.weight", [c["dim"], c["ffn"]], matrix_type),
+                   (p + "ffn_up.weight", [c["dim"], c["ffn"]], matrix_type),
+                   (p + "ffn_down.weight", [c["ffn"], c["dim"]], matrix_type)]
+    shapes += [("output_norm.weight", [c["dim"]], T_F32), ("output.weight", [c["dim"], c["vocab"]], matrix_type)]
     rng = random.Random(1234)
     tensors = []
     for name, dims, ttype in shapes:
@@ -196,14 +200,17 @@ def tiny_model(overrides=None, drop_keys=(), drop_tensors=(), shape_overrides=No
         n = 1
         for d in dims:
             n *= d
-        if name.endswith("norm.weight"):
+        if tensor_values and name in tensor_values:
+            vals = tensor_values[name]
+        elif name.endswith("norm.weight"):
             vals = [1.0 + rng.uniform(-0.1, 0.1) for _ in range(n)]
         else:
             vals = [rng.gauss(0.0, 0.05) for _ in range(n)]
         fmt = "<%df" % n if ttype == T_F32 else "<%de" % n
         tensors.append((name, dims, ttype, struct.pack(fmt, *vals)))
-    infos, data = layout(tensors)
-    return gguf(kvs, infos, data, version=version)
+    tensors += list(extra_tensors)
+    infos, data = layout(tensors, alignment)
+    return gguf(kvs, infos, data, version=version, alignment=alignment)
 
 
 # ---- the corpus ----
@@ -287,6 +294,9 @@ def container_cases():
     add("alignment-0.gguf", gguf(kvs + [kv("general.alignment", U32, 0)], infos, data), "general.alignment 0")
     add("alignment-3.gguf", gguf(kvs + [kv("general.alignment", U32, 3)], infos, data, alignment=3),
         "general.alignment 3")
+    for a in (1, 2, 4):
+        add("alignment-%d.gguf" % a, gguf(kvs + [kv("general.alignment", U32, a)], infos, data, alignment=a),
+            "general.alignment %d (the spec: a multiple of 8; misaligned loads)" % a)
     add("alignment-string.gguf", gguf(kvs + [kv("general.alignment", STR, "32")], infos, data),
         "general.alignment is a string")
     add("alignment-u64.gguf", gguf(kvs + [kv("general.alignment", U64, 32)], infos, data),
@@ -375,6 +385,33 @@ def model_cases():
         "token_embd.weight has 31 rows, the vocabulary has 32 tokens")
     add("model-shape-3d.gguf", tiny_model(shape_overrides={"blk.0.attn_v.weight": [dim, 16, 2]}),
         "blk.0.attn_v.weight is 3-dimensional")
+    add("model-arch-nul.gguf", tiny_model({"general.architecture": (STR, b"llama\0x")}),
+        "general.architecture = 'llama\\0x' (a NUL inside the string)")
+    add("model-eps-nan.gguf", tiny_model({"llama.attention.layer_norm_rms_epsilon": (F32, float("nan"))}),
+        "rms_norm_eps NaN")
+    add("model-eps-zero.gguf", tiny_model({"llama.attention.layer_norm_rms_epsilon": (F32, 0.0)}), "rms_norm_eps 0")
+    return cases
+
+
+def run_cases():
+    """Describable files the runtime must refuse (non-finite or zero values in
+    the small tensors it checks at load)."""
+    cases = []
+    dim, half = TINY["dim"], TINY["dim"] // TINY["n_head"] // 2
+    norm = [1.0] * dim
+    cases.append(("run-attn-norm-nan.gguf", tiny_model(tensor_values={"blk.1.attn_norm.weight": norm[:5] + [
+        float("nan")] + norm[6:]}), "a NaN in blk.1.attn_norm.weight"))
+    cases.append(("run-output-norm-inf.gguf", tiny_model(tensor_values={"output_norm.weight": [float("inf")] + norm[1:]}),
+                  "+Inf in output_norm.weight"))
+    cases.append(("run-ffn-norm-neg-inf.gguf", tiny_model(tensor_values={"blk.0.ffn_norm.weight":
+                                                                          norm[:-1] + [float("-inf")]}),
+                  "-Inf in blk.0.ffn_norm.weight"))
+    for tag, vals in (("zeros", [0.0] * half), ("nan", [1.0] * (half - 1) + [float("nan")]),
+                      ("negative", [-1.0] * half)):
+        blob = struct.pack("<%df" % half, *vals)
+        cases.append(("run-rope-freqs-%s.gguf" % tag, tiny_model(extra_tensors=[("rope_freqs.weight", [half], T_F32,
+                                                                                  blob)]),
+                      "rope_freqs.weight of %s (RoPE divides by it)" % tag))
     return cases
 
 
@@ -394,6 +431,10 @@ def tokenizer_cases():
     # (2^32-1 is not used here: like llama.cpp, fitlm reads it as "no such token")
     add("tok-eos-out-of-range.gguf", tiny_model({"tokenizer.ggml.eos_token_id": (U32, 0x7FFFFFFF)}),
         "EOS id 2^31-1 with 32 tokens")
+    add("tok-eos-equal-vocab.gguf", tiny_model({"tokenizer.ggml.eos_token_id": (U32, 32)}),
+        "EOS id 32 with 32 tokens (one past the end)")
+    add("tok-eot-out-of-range.gguf", tiny_model({"tokenizer.ggml.eot_token_id": (U32, 40)}),
+        "EOT id 40 with 32 tokens")
     add("tok-unk-out-of-range.gguf", tiny_model({"tokenizer.ggml.unknown_token_id": (U32, 1000)}),
         "unknown-token id 1000 with 32 tokens")
     add("tok-unknown-model.gguf", tiny_model({"tokenizer.ggml.model": (STR, "wordpiece-9000")}),
@@ -420,6 +461,7 @@ def main(argv):
              "4 heads, 2 KV heads, ffn 128, vocab 32)")]
     rows += [(n, d, "gguf", w) for n, d, w in container_cases()]
     rows += [(n, d, "model", w) for n, d, w in model_cases()]
+    rows += [(n, d, "run", w) for n, d, w in run_cases()]
     rows += [(n, d, "tokenizer", w) for n, d, w in tokenizer_cases()]
     names = set()
     with open(os.path.join(out, "gguf.tsv"), "w") as m:

@@ -92,7 +92,8 @@ def prod(s):
     return n
 
 
-def safetensors_bytes(tensors, header_override=None, raw_header=None, data_extra=b"", hlen_override=None):
+def safetensors_bytes(tensors, header_override=None, raw_header=None, data_extra=b"", hlen_override=None,
+                      misalign=0):
     """tensors: list of (name, shape); F32 data, contiguous. header_override(dict) may edit the header."""
     hdr = {"__metadata__": {"format": "pt"}}
     data = bytearray()
@@ -103,7 +104,7 @@ def safetensors_bytes(tensors, header_override=None, raw_header=None, data_extra
     if header_override:
         header_override(hdr)
     h = raw_header if raw_header is not None else json.dumps(hdr).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
+    h += b" " * ((8 - len(h) % 8) % 8 + misalign)
     n = len(h) if hlen_override is None else hlen_override
     return struct.pack("<Q", n & (2**64 - 1)) + h + bytes(data) + data_extra
 
@@ -185,6 +186,9 @@ def main(argv):
         "model.safetensors.index.json": json.dumps(idx)})
     add("ok-hf-sharded", "ok", "valid tiny llama in two shards with model.safetensors.index.json")
     TQ = tiny_tensors(qkv_bias=True, tied=True)
+    write_folder(out, "ok-hf-misaligned", tiny_config(), {"model.safetensors": safetensors_bytes(tiny_tensors(), misalign=2)})
+    add("ok-hf-misaligned", "ok", "header padded to 8k+2 bytes: F32 data at offsets that are not multiples of 4 "
+        "(copied at load)")
     write_folder(out, "ok-hf-qwen2", tiny_config("Qwen2ForCausalLM", tie_word_embeddings=True),
                  {"model.safetensors": safetensors_bytes(TQ)})
     add("ok-hf-qwen2", "ok", "valid tiny qwen2 (QKV biases, tied embeddings)")
@@ -375,6 +379,12 @@ def main(argv):
     cfg_case("cfg-not-object", None, "config.json is a number", raw=b"42")
     write_folder(out, "cfg-missing", None, {"model.safetensors": good})
     add("cfg-missing", "config", "no config.json")
+    cfg_case("cfg-duplicate-key", None, "hidden_size given twice (16, then 32): Python's json keeps the last",
+             raw=json.dumps(tiny_config()).encode().replace(b'"hidden_size": 16', b'"hidden_size": 16, "hidden_size": 32'))
+    cfg_case("cfg-duplicate-key-nested", None, "rope_scaling.factor given twice",
+             raw=json.dumps(tiny_config(rope_scaling={"rope_type": "linear", "factor": 2.0})).encode().replace(
+                 b'"factor": 2.0', b'"factor": 2.0, "factor": 4.0'))
+    cfg_case("cfg-eps-zero", tiny_config(rms_norm_eps=0), "rms_norm_eps 0")
     cfg_case("cfg-hidden-act", tiny_config(hidden_act="gelu"), "hidden_act gelu")
     cfg_case("cfg-head-dim-huge", tiny_config(head_dim=1 << 20), "head_dim 2^20")
     cfg_case("cfg-head-dim-odd", tiny_config(head_dim=5), "head_dim 5 (RoPE needs pairs)")
