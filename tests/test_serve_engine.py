@@ -73,13 +73,19 @@ def idle_check(srv, what):
     return m
 
 
-srv = sk.Server(FITLM, MODEL, "-np", 16, "-t", 2)
+srv = sk.Server(FITLM, MODEL, "-np", N, "-t", 2)  # all 64 in one batch
 alone = [None] * N
 for i in range(N):
     complete(srv, reqs[i], alone, i)
 check(all(isinstance(a[0], list) and len(a[0]) >= 1 for a in alone), "every request alone: %r" %
       [a for a in alone if not isinstance(a[0], list)][:3])
+m0 = srv.metrics()
 together = concurrently(srv, reqs)
+m1 = srv.metrics()
+steps = m1["fitlm_engine_steps_total"] - m0["fitlm_engine_steps_total"]
+gen = m1["fitlm_generation_tokens_total"] - m0["fitlm_generation_tokens_total"]
+check(gen == sum(len(a[0]) for a in alone) and steps * 4 < gen,
+      "the 64 requests were batched: %d tokens in %d engine steps" % (gen, steps))
 same = sum(1 for a, b in zip(alone, together) if a[0] == b[0])
 check(same == N, "64 concurrent greedy requests give the tokens each gives alone (%d/%d): e.g. %r" %
       (same, N, [(a[0], b[0]) for a, b in zip(alone, together) if a[0] != b[0]][:2]))
