@@ -21,8 +21,8 @@
 #include <time.h>
 
 #include "backend/cpu/kernels.h"
-#include "backend/cpu/membw.h"
-#include "backend/cpu/threadpool.h"
+#include "sys/membw.h"
+#include "sys/threadpool.h"
 #include "format/ggml_type.h"
 #include "util/fp16.h"
 

@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "backend/cpu/kernels.h"
-#include "backend/cpu/threadpool.h"
+#include "sys/threadpool.h"
 #include "check.h"
 #include "format/ggml_type.h"
 #include "util/fp16.h"

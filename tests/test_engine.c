@@ -330,6 +330,54 @@ static void test_worker(fitlm_model *m, fitlm_backend *be) {
     fitlm_engine_free(e);
 }
 
+/* A constraint that allows only even ids 10..40 and completes after 5 tokens. */
+typedef struct even_state {
+    int n, frees;
+    bool bad;
+} even_state;
+
+static int even_mask(void *st, float *lg, uint32_t vocab) {
+    (void)st;
+    for (uint32_t v = 0; v < vocab; v++)
+        if (v < 10 || v > 40 || v % 2) lg[v] = -INFINITY;
+    return 0;
+}
+
+static bool even_accept(void *st, int32_t id) {
+    even_state *e = st;
+    if (id < 10 || id > 40 || id % 2) e->bad = true;
+    return ++e->n == 5;
+}
+
+static void even_free(void *st) {
+    ((even_state *)st)->frees++;
+}
+
+static void test_constraint(fitlm_model *m, fitlm_backend *be) {
+    fitlm_engine *e = make_engine(m, be, 2, 64, 0);
+    if (!e) return;
+    int32_t p[4] = {1, 50, 51, 52};
+    result r = {0};
+    even_state st = {0};
+    fitlm_request q = greedy_request(p, 4, 30, &r);
+    q.sampling.temp = 1.0f; /* sampled: the mask must hold for any draw */
+    q.sampling.seed = 7;
+    q.constraint = (fitlm_token_constraint){.state = &st, .mask = even_mask, .accept = even_accept,
+                                            .free_state = even_free};
+    fitlm_error err;
+    uint64_t id;
+    CHECK(fitlm_engine_submit(e, &q, &id, &err) == 0 && fitlm_engine_run_until_idle(e, &err) == 0, "constrained");
+    CHECK(r.done && r.finish == FITLM_FINISH_STOP && r.n == 5 && st.n == 5 && !st.bad,
+          "a constraint limits the tokens and ends the request when complete (finish %d, n %d, bad %d)", r.finish,
+          r.n, st.bad);
+    CHECK(st.frees == 1, "the engine frees the constraint's state once (%d)", st.frees);
+    bool lp_ok = true;
+    for (int k = 0; k < r.n; k++) lp_ok &= r.logprob[k] <= 0.0f && isfinite(r.logprob[k]);
+    CHECK(lp_ok, "logprobs of constrained tokens are the model's (finite, <= 0)");
+    expect_all_free(e, "constraint");
+    fitlm_engine_free(e);
+}
+
 int main(void) {
     const char *shared = check_env_or_skip("FITLM_SHARED");
     char path[1024];
@@ -348,6 +396,7 @@ int main(void) {
     test_preemption(m, be);
     test_errors_and_cancel(m, be);
     test_worker(m, be);
+    test_constraint(m, be);
     /* a sliding window of 24 positions (blocks behind it are given back) */
     m->hp.sliding_window = 24;
     test_invariance(m, be, "window 24");

@@ -2,6 +2,8 @@
 of tests/ref/forward.py:
 
   - qwen2: QKV biases, rotate-half RoPE, theta 1e6, untied output;
+  - qwen3: per-head RMSNorm of q and k before RoPE, head_dim 32 != dim/heads,
+    F32 untied (also through fitlm convert) and Q8_0 tied;
   - mistral ("llama" + attention.sliding_window 5, smaller than the 24-token
     sequence), tied output;
   - llama with Llama 3.1 RoPE scaling and with linear scaling;
@@ -13,7 +15,7 @@ largest |logit|; BF16, whose matmuls round their inputs to bfloat16 and which
 the reference emulates, 1e-2: see case()), for the batched prefill and for one-token decode, with an F32
 KV cache; qwen2 and mistral also after `fitlm convert` to GGUF (the project's
 GGUF writer) and to a Hugging Face folder. Then models that load but cannot run must be refused before
-generating: an unsupported weight type (IQ2_XXS), a qwen2 without its biases, a
+generating: an unsupported weight type (IQ2_XXS), a qwen2 without its biases, a qwen3 without attn_k_norm, a
 quantized norm vector, an unknown architecture, and an oversized context.
 """
 import os
@@ -67,8 +69,8 @@ def compare(name, label, path, ids, want, vocab, *extra, tol=1e-4):
     check(rel <= tol, "%s %s: relative error %g > %g" % (name, label, rel, tol))
 
 
-def case(name, arch, cfg, tied=True, bias=False, weight_type=ref.TYPE_F32, seed=1, convert=False):
-    w, tens = ref.random_model(cfg, seed, tied=tied, bias=bias, weight_type=weight_type)
+def case(name, arch, cfg, tied=True, bias=False, weight_type=ref.TYPE_F32, seed=1, convert=False, qk_norm=False):
+    w, tens = ref.random_model(cfg, seed, tied=tied, bias=bias, weight_type=weight_type, qk_norm=qk_norm)
     path = os.path.join(TMP, "rt-%s.gguf" % name)
     ref.write_gguf(path, ref.gguf_kv(cfg, arch), tens)
     ids = list(np.random.default_rng(seed + 100).integers(0, cfg["vocab"], T))
@@ -112,6 +114,10 @@ case("llama-f16", "llama", dict(BASE, rope_layout="adjacent"), weight_type=ref.T
 case("llama-bf16", "llama", dict(BASE, rope_layout="adjacent"), weight_type=ref.TYPE_BF16)  # BF16 norms too
 case("llama-q8_0", "llama", dict(BASE, rope_layout="adjacent"), weight_type=ref.TYPE_Q8_0, tied=False)
 case("qwen2-q4_0", "qwen2", qwen, weight_type=ref.TYPE_Q4_0, bias=True)  # tied Q4_0 embedding + output
+# qwen3: no biases, per-head RMSNorm of q and k before RoPE; head_dim 32 != dim / n_heads, as in Qwen3 models
+qwen3 = dict(qwen, head_dim=32)
+case("qwen3", "qwen3", qwen3, tied=False, qk_norm=True, convert=True)
+case("qwen3-q8_0", "qwen3", qwen3, weight_type=ref.TYPE_Q8_0, qk_norm=True)  # tied Q8_0 embedding + output
 
 # ---- models that must be refused before generating ----
 
@@ -133,6 +139,12 @@ w, tens = ref.random_model(dict(qwen), 6, bias=False)
 path = os.path.join(TMP, "rt-qwen-nobias.gguf")
 ref.write_gguf(path, ref.gguf_kv(qwen, "qwen2"), tens)
 refused(path, "attn_q.bias")
+
+w, tens = ref.random_model(dict(qwen3), 6, qk_norm=True)
+tens = [x for x in tens if not x[0].endswith("attn_k_norm.weight")]
+path = os.path.join(TMP, "rt-qwen3-noknorm.gguf")
+ref.write_gguf(path, ref.gguf_kv(qwen3, "qwen3"), tens)
+refused(path, "attn_k_norm")
 
 small = dict(BASE, rope_layout="adjacent")
 w, tens = ref.random_model(small, 7)

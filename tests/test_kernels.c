@@ -22,11 +22,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend/cpu/cpu_features.h"
+#include "sys/cpu_features.h"
 #include "backend/cpu/kernels.h"
-#include "backend/cpu/membw.h"
+#include "sys/membw.h"
 #include "backend/cpu/quant_blocks.h"
-#include "backend/cpu/threadpool.h"
+#include "sys/threadpool.h"
 #include "check.h"
 #include "format/ggml_type.h"
 #include "util/fp16.h"

@@ -123,7 +123,10 @@ static void test_names(void) {
     fitlm_tensor_kind k;
     int l;
     for (int kind = 0; kind < FITLM_T_COUNT; kind++) {
-        int layer = kind >= FITLM_T_ATTN_NORM && kind <= FITLM_T_FFN_DOWN ? 17 : -1;
+        int layer = (kind >= FITLM_T_ATTN_NORM && kind <= FITLM_T_FFN_DOWN) || kind == FITLM_T_ATTN_Q_NORM ||
+                            kind == FITLM_T_ATTN_K_NORM
+                        ? 17
+                        : -1;
         CHECK(fitlm_tensor_name((fitlm_tensor_kind)kind, layer, buf, sizeof buf) == 0, "name %d", kind);
         CHECK(fitlm_tensor_parse_gguf_name(buf, &k, &l) == 0 && (int)k == kind && l == layer, "gguf round trip %s", buf);
         if (fitlm_tensor_hf_name((fitlm_tensor_kind)kind, layer, buf, sizeof buf) == 0)
@@ -133,6 +136,13 @@ static void test_names(void) {
           "hf q");
     CHECK(fitlm_tensor_parse_hf_name("model.layers.0.mlp.down_proj.weight", &k, &l) == 0 && k == FITLM_T_FFN_DOWN, "hf down");
     CHECK(fitlm_tensor_parse_hf_name("lm_head.weight", &k, &l) == 0 && k == FITLM_T_OUTPUT && l == -1, "hf lm_head");
+    CHECK(fitlm_tensor_parse_hf_name("model.layers.2.self_attn.k_norm.weight", &k, &l) == 0 && k == FITLM_T_ATTN_K_NORM &&
+              l == 2,
+          "hf qwen3 k_norm");
+    CHECK(fitlm_tensor_parse_gguf_name("blk.5.attn_q_norm.weight", &k, &l) == 0 && k == FITLM_T_ATTN_Q_NORM && l == 5,
+          "gguf qwen3 attn_q_norm");
+    CHECK(fitlm_arch_from_name("qwen3") == FITLM_ARCH_QWEN3 && !strcmp(fitlm_arch_name(FITLM_ARCH_QWEN3), "qwen3"),
+          "qwen3 arch name");
     CHECK(fitlm_tensor_parse_hf_name("model.layers.0.self_attn.q_proj.qweight", &k, &l) != 0, "GPTQ names are not canonical");
     CHECK(fitlm_tensor_parse_gguf_name("blk.01.attn_q.weight", &k, &l) != 0, "leading zero");
     CHECK(fitlm_tensor_parse_gguf_name("blk.x.attn_q.weight", &k, &l) != 0, "no number");

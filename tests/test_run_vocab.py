@@ -117,7 +117,7 @@ for system in (None, "Answer briefly."):
     got = [int(x) for x in p.stdout.split()]
     check(got[:len(want)] == want and len(want) >= 2,
           "chat (system=%r): fitlm %s, numpy on %r gives %s" % (system, got, formatted, want))
-    check("chat template llama2" in p.stderr, "chat template reported: " + p.stderr[:200])
+    check("chat template: the model's chat template (Jinja)" in p.stderr, "chat template reported: " + p.stderr[:200])
 
 p = run(plain, "-p", "Hi", "--chat")
 check(p.returncode == 1 and "--chat-template" in p.stderr, "no template -> asks for --chat-template: " + p.stderr)

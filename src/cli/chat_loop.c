@@ -38,17 +38,29 @@ static void conv_free(conversation *c) {
     free(c->m);
 }
 
-int chat_loop(gen_ctx *g, fitlm_chat_template t, const char *system, const char *first_user, long n_predict,
-              bool print_ids, fitlm_error *err) {
+int chat_loop(fitlm_engine *e, const fitlm_tokenizer *tok, const fitlm_sampler_params *sp, const fitlm_chat_prompt *cp,
+              const char *system, const char *first_user, long n_predict, bool print_ids, fitlm_error *err) {
     conversation conv = {0};
     char *prev = NULL, *full = NULL, *line = NULL, *reply = NULL;
-    int32_t *ids = NULL;
-    size_t line_cap = 0;
+    int32_t *ids = NULL, *hist = NULL; /* hist: the conversation's tokens so far */
+    size_t line_cap = 0, n_hist = 0;
+    uint32_t n_ctx = fitlm_engine_n_ctx(e);
     int rc = -1;
     bool first = true;
+    gen_result r = {0};
+    hist = malloc((size_t)n_ctx * sizeof *hist);
+    if (!hist) {
+        fitlm_fail(err, "out of memory");
+        goto out;
+    }
     if (system && conv_push(&conv, "system", system, strlen(system), err)) goto out;
-    prev = fitlm_chat_format(t, conv.m, conv.n, false, err);
-    if (!prev) goto out;
+    /* a Jinja template may refuse a conversation without a user turn: then
+     * nothing comes before the first turn */
+    prev = conv.n ? fitlm_chat_prompt_render(cp, conv.m, conv.n, NULL, NULL, false, NULL, err) : NULL;
+    if (!prev && !(prev = strdup(""))) {
+        fitlm_fail(err, "out of memory");
+        goto out;
+    }
     for (;;) {
         const char *user;
         size_t ulen;
@@ -67,54 +79,55 @@ int chat_loop(gen_ctx *g, fitlm_chat_template t, const char *system, const char 
         }
         if (conv_push(&conv, "user", user, ulen, err)) goto out;
         free(full);
-        full = fitlm_chat_format(t, conv.m, conv.n, true, err);
+        full = fitlm_chat_prompt_render(cp, conv.m, conv.n, NULL, NULL, true, NULL, err);
         if (!full) goto out;
         size_t plen = strlen(prev);
-        if (strncmp(full, prev, plen) != 0) {
-            fitlm_fail(err, "chat template %s did not extend the previous turn", fitlm_chat_template_name(t));
-            goto out;
+        bool extends = !strncmp(full, prev, plen);
+        if (!extends) { /* the template rewrote earlier turns: the whole conversation again */
+            plen = 0;
+            n_hist = 0;
+            first = true;
         }
         size_t n = 0;
         free(ids);
         ids = NULL;
-        if (fitlm_tokenizer_encode(g->tok, full + plen, strlen(full + plen), first, true, &ids, &n, err)) goto out;
-        uint32_t room = fitlm_runtime_n_ctx(g->rt) - fitlm_runtime_n_past(g->rt);
-        if (n + 1 > room) {
-            fprintf(stderr, "\nfitlm: the context is full (%u tokens); the conversation ends here\n",
-                    fitlm_runtime_n_ctx(g->rt));
+        if (fitlm_chat_prompt_tokenize(cp, full + plen, strlen(full + plen), first, &ids, &n, err)) goto out;
+        if (n_hist + n + 1 > n_ctx) {
+            fprintf(stderr, "\nfitlm: the context is full (%u tokens); the conversation ends here\n", n_ctx);
             break;
         }
-        for (size_t i = 0; i < n; i++) fitlm_sampler_accept(g->smp, ids[i]);
-        if (n && fitlm_runtime_eval(g->rt, ids, (uint32_t)n, g->logits, false, err)) goto out;
-        g->ds = print_ids ? NULL : fitlm_detok_stream_new(g->tok, false);
-        if (!print_ids && !g->ds) {
-            fitlm_fail(err, "out of memory");
+        memcpy(hist + n_hist, ids, n * sizeof *ids);
+        n_hist += n;
+        long room = (long)(n_ctx - n_hist);
+        free(r.ids);
+        if (generate_tokens(e, hist, (uint32_t)n_hist, n_predict < room ? n_predict : room, sp, print_ids, &r, err))
             goto out;
-        }
-        gen_result r;
-        int e = generate_tokens(g, n_predict, true, &r, err);
-        fitlm_detok_stream_free(g->ds);
-        g->ds = NULL;
-        if (e) goto out;
         printf("\n");
         fflush(stdout);
+        /* the reply's tokens (the end-of-generation one too) join the history as generated */
+        long keep = r.n_ids;
+        if ((size_t)keep > n_ctx - n_hist) keep = (long)(n_ctx - n_hist);
+        memcpy(hist + n_hist, r.ids, (size_t)keep * sizeof *hist);
+        n_hist += (size_t)keep;
         size_t rlen = 0;
         free(reply);
-        reply = fitlm_tokenizer_decode(g->tok, g->out, (size_t)r.n, false, &rlen, err);
+        reply = fitlm_tokenizer_decode(tok, r.ids, (size_t)r.n, false, &rlen, err);
         if (!reply || conv_push(&conv, "assistant", reply, rlen, err)) goto out;
         free(prev);
-        prev = fitlm_chat_format(t, conv.m, conv.n, false, err);
+        prev = fitlm_chat_prompt_render(cp, conv.m, conv.n, NULL, NULL, false, NULL, err);
         if (!prev) goto out;
         first = false;
-        if (!strcmp(r.reason, "context full")) {
+        if (!strcmp(r.reason, "context full") || n_hist >= n_ctx) {
             fprintf(stderr, "\nfitlm: the context is full; the conversation ends here\n");
             break;
         }
     }
     rc = 0;
 out:
+    free(r.ids);
     free(reply);
     free(ids);
+    free(hist);
     free(line);
     free(full);
     free(prev);

@@ -1,17 +1,18 @@
 /* Interactive chat for `fitlm run -i`: user turns from standard input, one
- * line each, answered with the KV cache kept between turns (each turn feeds
- * only the new part of the formatted conversation). */
+ * line each. Each turn submits the whole conversation's tokens to the engine
+ * (the tokens of earlier turns exactly as they were generated or fed, then the
+ * new part of the formatted conversation; when a template rewrites earlier
+ * turns, the whole conversation re-tokenized); the engine's prefix cache finds
+ * the earlier turns' KV blocks, so only the new tokens are computed. */
 #ifndef FITLM_CLI_CHAT_LOOP_H
 #define FITLM_CLI_CHAT_LOOP_H
 
 #include "cli/generate.h"
-#include "runtime/chat_template.h"
+#include "engine/chat_prompt.h"
 
-/* g->out must hold n_predict ids; g->ds is ignored (one stream per turn, or
- * ids printed with print_ids).
- * first_user (may be NULL) is the first user turn; system (may be NULL) the
+/* first_user (may be NULL) is the first user turn; system (may be NULL) the
  * system message. Returns 0 at end of input, -1 with err. */
-int chat_loop(gen_ctx *g, fitlm_chat_template t, const char *system, const char *first_user, long n_predict,
-              bool print_ids, fitlm_error *err);
+int chat_loop(fitlm_engine *e, const fitlm_tokenizer *tok, const fitlm_sampler_params *sp, const fitlm_chat_prompt *cp,
+              const char *system, const char *first_user, long n_predict, bool print_ids, fitlm_error *err);
 
 #endif

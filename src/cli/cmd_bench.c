@@ -15,8 +15,8 @@
 
 /* The kernels' bandwidth probe (backend/cpu/membw.c), when this tree has it. */
 #if defined(__has_include)
-#if __has_include("backend/cpu/membw.h")
-#include "backend/cpu/membw.h"
+#if __has_include("sys/membw.h")
+#include "sys/membw.h"
 #define FITLM_HAVE_MEMBW 1
 #endif
 #endif

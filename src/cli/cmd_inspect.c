@@ -67,6 +67,7 @@ static cJSON *hparams_json(const fitlm_model *m) {
         }
         add_u64(o, "sliding_window", hp->sliding_window);
         cJSON_AddBoolToObject(o, "qkv_bias", hp->qkv_bias);
+        cJSON_AddBoolToObject(o, "qk_norm", hp->qk_norm);
         cJSON_AddBoolToObject(o, "tied_embeddings", hp->tied_embeddings);
     }
     return o;

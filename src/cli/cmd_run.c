@@ -11,6 +11,7 @@
 #include "backend/cpu/backend_cpu.h"
 #include "cli/runtime_opts.h"
 #include "format/gguf.h"
+#include "engine/chat_prompt.h"
 #include "runtime/chat_template.h"
 #include "runtime/memory_report.h"
 #include "runtime/sampler.h"
@@ -41,7 +42,8 @@ static void usage(FILE *out) {
             "  -i, --interactive       chat: user turns from standard input, one line each\n"
             "                          (the KV cache is kept between turns; -p is the first turn)\n"
             "  --system TEXT           system message for --chat\n"
-            "  --chat-template NAME    llama2, llama3, chatml, mistral (default: from the model)\n"
+            "  --chat-template NAME    a built-in format: llama2, llama3, chatml, mistral (default: the\n"
+            "                          model's own Jinja template; a built-in one only when it has none)\n"
             "  --memory-report         (always printed at the end of run)\n");
 }
 
@@ -77,12 +79,6 @@ static char *read_stdin(size_t max) {
     }
     buf[n] = 0;
     return buf;
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 int cmd_run(int argc, char **argv) {
@@ -161,17 +157,16 @@ int cmd_run(int argc, char **argv) {
     if (ids_text && !(ids = opt_parse_ids_flag("--ids", ids_text, &n_prompt))) return 1;
 
     runtime_session s;
-    if (runtime_session_open(&s, &o)) {
+    if (runtime_session_open_model(&s, &o)) {
         free(ids);
         return 1;
     }
     int rc = 1;
     fitlm_tokenizer *tok = NULL;
-    fitlm_sampler *smp = NULL;
     fitlm_detok_stream *ds = NULL;
-    float *logits = NULL;
-    char *chat_text = NULL, *default_system = NULL;
-    int32_t *out_ids = NULL;
+    char *chat_text = NULL;
+    fitlm_chat_prompt *cp = NULL;
+    gen_result res = {0};
     const fitlm_model *m = s.model;
 
     /* the prompt: -p, -f FILE, --ids, or (when stdin is not a terminal) stdin */
@@ -215,34 +210,24 @@ int cmd_run(int argc, char **argv) {
                   fitlm_tokenizer_vocab_size(tok), m->hp.vocab_size);
         goto done;
     }
-    fitlm_chat_template t = FITLM_CHAT_NONE;
     if (chat) {
-        t = template_name ? fitlm_chat_template_from_name(template_name)
-                          : fitlm_chat_template_detect(fitlm_tokenizer_chat_template(tok));
-        if (t == FITLM_CHAT_NONE) {
-            fitlm_die("%s: no built-in chat template matches the model's; choose one with --chat-template "
-                      "(llama2, llama3, chatml, mistral)",
-                      o.model_path);
+        /* the model's own Jinja template; a built-in format when it has none or one is named */
+        cp = fitlm_chat_prompt_new(tok, template_name, &err);
+        if (!cp) {
+            fitlm_error_prefix(&err, o.model_path);
+            fitlm_error_print(&err);
             goto done;
         }
-        if (!system_msg && t == FITLM_CHAT_CHATML && !template_name)
-            system_msg = default_system = fitlm_chat_default_system(fitlm_tokenizer_chat_template(tok));
     }
+    /* one sequence at a time through the engine: the generation loop `serve` runs */
+    if (runtime_session_start_engine(&s, &o, tok, 1)) goto done;
     if (interactive) {
         /* a reply can never be longer than the context */
-        if (!n_predict_given || n_predict > (long)fitlm_runtime_n_ctx(s.rt)) n_predict = fitlm_runtime_n_ctx(s.rt);
-        smp = fitlm_sampler_new(&sp, fitlm_runtime_vocab(s.rt), &err);
-        logits = malloc((size_t)fitlm_runtime_vocab(s.rt) * sizeof *logits);
-        out_ids = malloc(((size_t)n_predict + 1) * sizeof *out_ids);
-        if (!smp || !logits || !out_ids) {
-            if (!smp) fitlm_error_print(&err);
-            else fitlm_die("out of memory");
-            goto done;
-        }
-        fprintf(stderr, "fitlm: chat template %s, seed %llu; one line per turn, end with Ctrl-D\n",
-                fitlm_chat_template_name(t), (unsigned long long)sp.seed);
-        gen_ctx g = {.rt = s.rt, .smp = smp, .tok = tok, .logits = logits, .out = out_ids, .out_cap = n_predict};
-        if (chat_loop(&g, t, system_msg, prompt, n_predict, print_ids, &err)) {
+        uint32_t n_ctx = fitlm_engine_n_ctx(s.engine);
+        if (!n_predict_given || n_predict > (long)n_ctx) n_predict = n_ctx;
+        fprintf(stderr, "fitlm: chat template: %s, seed %llu; one line per turn, end with Ctrl-D\n",
+                fitlm_chat_prompt_describe(cp), (unsigned long long)sp.seed);
+        if (chat_loop(s.engine, tok, &sp, cp, system_msg, prompt, n_predict, print_ids, &err)) {
             fitlm_error_print(&err);
             goto done;
         }
@@ -257,16 +242,19 @@ int cmd_run(int argc, char **argv) {
             size_t nm = 0;
             if (system_msg) msgs[nm++] = (fitlm_chat_message){"system", system_msg};
             msgs[nm++] = (fitlm_chat_message){"user", prompt};
-            chat_text = fitlm_chat_format(t, msgs, nm, true, &err);
+            chat_text = fitlm_chat_prompt_render(cp, msgs, nm, NULL, NULL, true, NULL, &err);
             if (!chat_text) {
+                fitlm_error_prefix(&err, "chat template");
                 fitlm_error_print(&err);
                 goto done;
             }
             text = chat_text;
-            fprintf(stderr, "fitlm: chat template %s\n", fitlm_chat_template_name(t));
+            fprintf(stderr, "fitlm: chat template: %s\n", fitlm_chat_prompt_describe(cp));
         }
         size_t n = 0;
-        if (fitlm_tokenizer_encode(tok, text, strlen(text), true, true, &ids, &n, &err)) {
+        int enc = cp ? fitlm_chat_prompt_tokenize(cp, text, strlen(text), true, &ids, &n, &err)
+                     : fitlm_tokenizer_encode(tok, text, strlen(text), true, true, &ids, &n, &err);
+        if (enc) {
             fitlm_error_prefix(&err, "tokenizing the prompt");
             fitlm_error_print(&err);
             goto done;
@@ -281,7 +269,7 @@ int cmd_run(int argc, char **argv) {
         }
         n_prompt = (uint32_t)n;
     }
-    uint32_t n_ctx = fitlm_runtime_n_ctx(s.rt), vocab = fitlm_runtime_vocab(s.rt);
+    uint32_t n_ctx = fitlm_engine_n_ctx(s.engine), vocab = fitlm_engine_vocab(s.engine);
     if (n_prompt >= n_ctx) {
         fitlm_die("%s: context overflow: the prompt has %u tokens, the context holds %u (raise -c, up to the model's %u)",
                   o.model_path, n_prompt, n_ctx, m->hp.ctx_len);
@@ -292,16 +280,6 @@ int cmd_run(int argc, char **argv) {
             fitlm_die("token id %d is outside the vocabulary (0..%u)", ids[i], vocab - 1);
             goto done;
         }
-    smp = fitlm_sampler_new(&sp, vocab, &err);
-    logits = malloc((size_t)vocab * sizeof *logits);
-    bool capped = n_predict > (long)(n_ctx - n_prompt) + 1;
-    if (capped) n_predict = (long)(n_ctx - n_prompt) + 1; /* what the context allows */
-    out_ids = malloc(((size_t)n_predict + 1) * sizeof *out_ids);
-    if (!smp || !logits || !out_ids) {
-        if (!smp) fitlm_error_print(&err);
-        else fitlm_die("out of memory");
-        goto done;
-    }
     if (tok && !print_ids) {
         ds = fitlm_detok_stream_new(tok, false);
         if (!ds) {
@@ -311,6 +289,7 @@ int cmd_run(int argc, char **argv) {
     }
     fprintf(stderr, "fitlm: seed %llu, %u prompt tokens, context %u, %d threads\n", (unsigned long long)sp.seed,
             n_prompt, n_ctx, fitlm_backend_cpu_threads(s.backend));
+    fflush(stderr);
 
     /* echo the prompt (not in chat mode, where the template text is noise) */
     if (ds && !chat) {
@@ -321,25 +300,19 @@ int cmd_run(int argc, char **argv) {
         }
         fflush(stdout);
     }
-    for (uint32_t i = 0; i < n_prompt; i++) fitlm_sampler_accept(smp, ids[i]);
-
-    double t0 = now_s();
-    if (fitlm_runtime_eval(s.rt, ids, n_prompt, logits, false, &err)) {
-        fitlm_error_print(&err);
-        goto done;
+    {
+        /* the echo's held-back bytes (a character split across the prompt's last tokens) */
+        const char *piece;
+        size_t len;
+        if (ds) fitlm_detok_stream_flush(ds, &piece, &len), fwrite(piece, 1, len, stdout);
     }
-    double t_prompt = now_s() - t0;
-
-    gen_ctx g = {.rt = s.rt, .smp = smp, .tok = tok, .ds = ds, .logits = logits, .out = out_ids,
-                 .out_cap = n_predict};
-    gen_result res;
-    if (generate_tokens(&g, n_predict, false, &res, &err)) {
+    if (generate_tokens(s.engine, ids, n_prompt, n_predict, &sp, print_ids || !tok, &res, &err)) {
         fitlm_error_print(&err);
         goto done;
     }
     long n_gen = res.n;
-    double t_gen = res.seconds;
-    const char *stop_reason = capped && res.n == n_predict ? "context full" : res.reason;
+    double t_gen = res.seconds, t_prompt = res.t_first;
+    const char *stop_reason = res.reason;
     printf("\n");
     fflush(stdout);
     fprintf(stderr, "\nfitlm: stopped: %s\n", stop_reason);
@@ -354,12 +327,10 @@ int cmd_run(int argc, char **argv) {
     runtime_session_print_memory(&s, stderr);
     rc = 0;
 done:
-    free(out_ids);
-    free(logits);
+    free(res.ids);
     free(chat_text);
-    free(default_system);
+    fitlm_chat_prompt_free(cp);
     fitlm_detok_stream_free(ds);
-    fitlm_sampler_free(smp);
     fitlm_tokenizer_free(tok);
     free(ids);
     free(prompt_buf);

@@ -13,6 +13,7 @@
 #include "cli/runtime_opts.h"
 #include "engine/engine.h"
 #include "format/ggml_type.h"
+#include "engine/chat_prompt.h"
 #include "runtime/chat_template.h"
 #include "runtime/runtime.h"
 #include "serve/server.h"
@@ -154,6 +155,7 @@ int cmd_serve(int argc, char **argv) {
     fitlm_tokenizer *tok = NULL;
     fitlm_engine *e = NULL;
     char *default_system = NULL;
+    fitlm_chat_prompt *chat = NULL;
     serve_server *srv = serve_server_new(&sp, &err);
     if (!srv || serve_server_start(srv, &err)) goto fail;
     const char *host = sp.host ? sp.host : "127.0.0.1";
@@ -183,14 +185,18 @@ int cmd_serve(int argc, char **argv) {
     if (!e || fitlm_engine_start(e, &err)) goto fail;
 
     fitlm_chat_template t = FITLM_CHAT_NONE;
+    /* chat requests: the model's own Jinja template, or the named built-in format */
+    const char *model_tpl = tok ? fitlm_tokenizer_chat_template(tok) : NULL;
+    if (tok && (template_name || (model_tpl && *model_tpl))) {
+        chat = fitlm_chat_prompt_new(tok, template_name, &err);
+        if (!chat) goto fail;
+    }
     if (template_name) t = fitlm_chat_template_from_name(template_name);
-    else if (tok) t = fitlm_chat_template_detect(fitlm_tokenizer_chat_template(tok));
-    if (t == FITLM_CHAT_CHATML && !template_name && tok)
-        default_system = fitlm_chat_default_system(fitlm_tokenizer_chat_template(tok));
     char alias_buf[4096];
     serve_model_info mi = {
         .name = alias ? alias : model_alias(o.model_path, alias_buf, sizeof alias_buf),
         .tok = tok,
+        .chat = chat,
         .tmpl = t,
         .default_system = default_system,
         .n_ctx = fitlm_engine_n_ctx(e),
@@ -201,10 +207,10 @@ int cmd_serve(int argc, char **argv) {
     fitlm_engine_get_stats(e, &st);
     uint64_t pool_tokens = (uint64_t)st.kv_blocks_total * st.kv_block_tokens;
     fprintf(stderr,
-            "fitlm: model '%s': context %u per sequence, up to %u running, chat template %s, %d threads\n"
+            "fitlm: model '%s': context %u per sequence, up to %u running, chat template: %s, %d threads\n"
             "fitlm: KV pool: %u blocks of %u tokens = %llu tokens, %.1f MiB (%s); maximum concurrency for %u tokens "
             "per request: %.2fx\n",
-            mi.name, mi.n_ctx, ep.n_parallel, t == FITLM_CHAT_NONE ? "none" : fitlm_chat_template_name(t),
+            mi.name, mi.n_ctx, ep.n_parallel, chat ? fitlm_chat_prompt_describe(chat) : "none",
             fitlm_backend_cpu_threads(be), st.kv_blocks_total, st.kv_block_tokens, (unsigned long long)pool_tokens,
             (double)st.kv_pool_bytes / (1024.0 * 1024.0), fitlm_type_name(o.kv_type), mi.n_ctx,
             fitlm_engine_max_concurrency(e, mi.n_ctx));
@@ -228,6 +234,7 @@ fail:
 done:
     serve_server_free(srv); /* stops the engine's requests first */
     fitlm_engine_free(e);
+    fitlm_chat_prompt_free(chat);
     free(default_system);
     fitlm_tokenizer_free(tok);
     if (be) be->free(be);

@@ -1,7 +1,9 @@
-/* The token generation loop of `fitlm run`. */
+/* The generation of `fitlm run` through the engine. */
 #include "cli/generate.h"
 
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 double gen_now_s(void) {
@@ -10,60 +12,70 @@ double gen_now_s(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static bool is_end(const gen_ctx *g, int32_t id) {
-    if (g->tok) return fitlm_tokenizer_is_eog(g->tok, id);
-    return id == 1 || id == 2; /* llama2.c: BOS delimits stories (as run.c stops), EOS */
+typedef struct printer {
+    gen_result *r;
+    long cap;
+    bool print_ids, done;
+    double t_first, t_done;
+    fitlm_finish_reason finish;
+    char error[512];
+} printer;
+
+static void on_event(void *user, const fitlm_gen_event *ev) {
+    printer *p = user;
+    gen_result *r = p->r;
+    if (ev->token >= 0) {
+        if (r->n_ids == 0) p->t_first = gen_now_s();
+        if (r->n_ids < p->cap) r->ids[r->n_ids++] = ev->token;
+        if (ev->eog) {
+            r->stop_id = ev->token;
+        } else {
+            if (p->print_ids) printf("%s%d", r->n > 0 ? " " : "", ev->token);
+            r->n++;
+        }
+    }
+    if (!p->print_ids && ev->text_len) fwrite(ev->text, 1, ev->text_len, stdout);
+    fflush(stdout);
+    if (ev->done) {
+        p->done = true;
+        p->finish = ev->finish;
+        p->t_done = gen_now_s();
+        if (ev->error) snprintf(p->error, sizeof p->error, "%s", ev->error);
+    }
 }
 
-int generate_tokens(gen_ctx *g, long n_predict, bool feed_last, gen_result *r, fitlm_error *err) {
-    r->n = 0;
-    r->n_eval = 0;
+int generate_tokens(fitlm_engine *e, const int32_t *prompt, uint32_t n_prompt, long n_predict,
+                    const fitlm_sampler_params *sp, bool print_ids, gen_result *r, fitlm_error *err) {
+    memset(r, 0, sizeof *r);
     r->stop_id = -1;
     r->reason = "token limit";
-    if (n_predict > g->out_cap) n_predict = g->out_cap;
-    uint32_t n_ctx = fitlm_runtime_n_ctx(g->rt);
+    uint32_t n_ctx = fitlm_engine_n_ctx(e);
+    if (n_prompt >= n_ctx)
+        return fitlm_fail(err, "context overflow: the prompt has %u tokens, the context holds %u", n_prompt, n_ctx);
+    bool capped = false;
+    if (n_predict > (long)(n_ctx - n_prompt)) {
+        n_predict = (long)(n_ctx - n_prompt); /* what the context allows */
+        capped = true;
+    }
+    if (n_predict <= 0) return 0;
+    printer p = {.r = r, .cap = n_predict + 1, .print_ids = print_ids};
+    r->ids = malloc((size_t)p.cap * sizeof *r->ids);
+    if (!r->ids) return fitlm_fail(err, "out of memory");
+    fitlm_request q = {.prompt = prompt,
+                       .n_prompt = n_prompt,
+                       .max_tokens = (uint32_t)n_predict,
+                       .sampling = *sp,
+                       .top_logprobs = -1,
+                       .cb = on_event,
+                       .user = &p};
     double t0 = gen_now_s();
-    int32_t pending = -1; /* sampled but not yet evaluated */
-    while (r->n < n_predict) {
-        int32_t next = fitlm_sampler_sample(g->smp, g->logits);
-        if (is_end(g, next)) {
-            r->reason = "end of generation token";
-            r->stop_id = next;
-            pending = next;
-            break;
-        }
-        g->out[r->n++] = next;
-        fitlm_sampler_accept(g->smp, next);
-        if (!g->ds) {
-            printf("%s%d", r->n > 1 ? " " : "", next);
-        } else {
-            const char *piece;
-            size_t len;
-            if (fitlm_detok_stream_push(g->ds, next, &piece, &len, err)) return -1;
-            fwrite(piece, 1, len, stdout);
-        }
-        fflush(stdout);
-        pending = next;
-        if (r->n == n_predict) break;
-        if (fitlm_runtime_n_past(g->rt) >= n_ctx) {
-            r->reason = "context full";
-            break;
-        }
-        if (fitlm_runtime_eval(g->rt, &next, 1, g->logits, false, err)) return -1;
-        r->n_eval++;
-        pending = -1;
-    }
-    if (feed_last && pending >= 0 && fitlm_runtime_n_past(g->rt) < n_ctx) {
-        if (fitlm_runtime_eval(g->rt, &pending, 1, g->logits, false, err)) return -1;
-        r->n_eval++;
-    }
-    if (g->ds) {
-        const char *piece;
-        size_t len;
-        fitlm_detok_stream_flush(g->ds, &piece, &len);
-        fwrite(piece, 1, len, stdout);
-        fflush(stdout);
-    }
-    r->seconds = gen_now_s() - t0;
+    uint64_t id;
+    if (fitlm_engine_submit(e, &q, &id, err) || fitlm_engine_run_until_idle(e, err)) return -1;
+    if (p.finish == FITLM_FINISH_ERROR) return fitlm_fail(err, "%s", p.error);
+    if (r->stop_id >= 0) r->reason = "end of generation token";
+    else if (capped && r->n == n_predict) r->reason = "context full";
+    r->n_eval = r->n_ids > 0 ? r->n_ids - 1 : 0;
+    r->t_first = r->n_ids ? p.t_first - t0 : p.t_done - t0;
+    r->seconds = r->n_ids ? p.t_done - p.t_first : 0.0;
     return 0;
 }

@@ -1,40 +1,33 @@
-/* The token generation loop shared by `fitlm run` (one prompt) and its
- * interactive chat mode: sample, print (text through a streaming detokenizer,
- * or ids), feed back, until an end-of-generation token, the token limit or a
- * full context. */
+/* The generation of `fitlm run` (one prompt) and its interactive chat mode,
+ * through the serving engine on the calling thread (engine/engine.h: the same
+ * scheduler, sampling, stop rules and UTF-8-safe text as `fitlm serve`, so
+ * `run --temp 0` and the server give the same tokens). This file only prints:
+ * text (or ids) as the engine's events arrive, and the timings. */
 #ifndef FITLM_CLI_GENERATE_H
 #define FITLM_CLI_GENERATE_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "runtime/runtime.h"
-#include "runtime/sampler.h"
-#include "tokenizer/tokenizer.h"
-
-typedef struct gen_ctx {
-    fitlm_runtime *rt;
-    fitlm_sampler *smp;
-    const fitlm_tokenizer *tok; /* NULL: llama2.c model, ids 1 and 2 end generation */
-    fitlm_detok_stream *ds;     /* NULL: print ids */
-    float *logits;              /* vocab floats: the logits after the last evaluated token */
-    int32_t *out;               /* room for out_cap generated ids */
-    long out_cap;
-} gen_ctx;
+#include "engine/engine.h"
 
 typedef struct gen_result {
-    long n;             /* tokens generated (in out[0..n)) */
+    int32_t *ids;       /* every generated id, the end-of-generation one included (malloc'd; caller frees) */
+    long n_ids;
+    long n;             /* generated tokens printed (the end-of-generation token is not) */
     int32_t stop_id;    /* the end-of-generation token that stopped it, or -1 */
     const char *reason; /* "end of generation token", "token limit", "context full" */
-    long n_eval;        /* decode steps run (the last sampled token is evaluated only with feed_last) */
-    double seconds;
+    long n_eval;        /* decode steps: generated ids after the first */
+    double t_first;     /* seconds from submission to the first token (prompt processing) */
+    double seconds;     /* from the first token to the end */
 } gen_result;
 
-/* Generates up to n_predict (<= out_cap) tokens. With feed_last, the final
- * token (the last generated one, or the end-of-generation token) is also
- * evaluated, so the KV cache holds the whole reply (chat turns continue from
- * there). 0, or -1 with err. */
-int generate_tokens(gen_ctx *g, long n_predict, bool feed_last, gen_result *r, fitlm_error *err);
+/* Generates up to n_predict tokens after the prompt (capped to what the
+ * context leaves; then the reason is "context full"), printing them to stdout
+ * as they come: ids separated by spaces with print_ids, else text. 0, or -1
+ * with err (a refused request or a backend error). */
+int generate_tokens(fitlm_engine *e, const int32_t *prompt, uint32_t n_prompt, long n_predict,
+                    const fitlm_sampler_params *sp, bool print_ids, gen_result *r, fitlm_error *err);
 
 double gen_now_s(void);
 

@@ -20,6 +20,7 @@ static const command k_commands[] = {
     {"perplexity", cmd_perplexity, "perplexity of a model over a text file"},
     {"quantize", cmd_quantize, "write a quantized GGUF (Q8_0, Q4_0, Q4_K, Q6_K, Q4_K_M)"},
     {"convert", cmd_convert, "convert a model between GGUF, Hugging Face safetensors and llama2.c"},
+    {"template", cmd_template, "render a conversation with a chat template (the model's own Jinja, or a file)"},
     {"bench", cmd_bench, "prompt-processing and generation speed, bandwidth"},
 #ifdef FITLM_HAVE_SERVE
     {"serve", cmd_serve, "OpenAI-compatible HTTP server (continuous batching, paged KV cache)"},

@@ -1,6 +1,8 @@
 /* Shared option handling of the runtime commands. */
 #include "cli/runtime_opts.h"
 
+#include "engine/engine.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -8,9 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/mem_budget.h"
 #include "format/ggml_type.h"
 #include "runtime/kv_cache.h"
 #include "runtime/memory_report.h"
+#include "util/meminfo.h"
 
 int opt_parse_long(const char *flag, const char *s, long lo, long hi, long *out) {
     char *end = NULL;
@@ -133,6 +137,7 @@ const char *opt_value(int argc, char **argv, int *i) {
 void runtime_opts_init(runtime_opts *o) {
     memset(o, 0, sizeof *o);
     o->kv_type = FITLM_TYPE_F16;
+    o->mem_limit = FITLM_MEM_UNKNOWN;
 }
 
 int runtime_opts_parse(runtime_opts *o, int argc, char **argv, int *i) {
@@ -167,6 +172,15 @@ int runtime_opts_parse(runtime_opts *o, int argc, char **argv, int *i) {
         o->n_ubatch = (uint32_t)x;
         return 1;
     }
+    if (!strcmp(a, "--mem-limit")) {
+        fitlm_error err = {{0}};
+        if (!(v = opt_value(argc, argv, i))) return -1;
+        if (fitlm_parse_size(v, &o->mem_limit, &err) || o->mem_limit == 0) {
+            fprintf(stderr, "fitlm: error: %s: %s\n", a, err.msg[0] ? err.msg : "must be more than 0 bytes");
+            return -1;
+        }
+        return 1;
+    }
     if (!strcmp(a, "--memory-report")) {
         o->memory_report = true;
         return 1;
@@ -174,7 +188,7 @@ int runtime_opts_parse(runtime_opts *o, int argc, char **argv, int *i) {
     return 0;
 }
 
-int runtime_session_open(runtime_session *s, const runtime_opts *o) {
+int runtime_session_open_model(runtime_session *s, const runtime_opts *o) {
     memset(s, 0, sizeof *s);
     fitlm_error err = {{0}};
     if (!o->model_path) return fitlm_die("no model given (use -m MODEL)"), -1;
@@ -186,13 +200,6 @@ int runtime_session_open(runtime_session *s, const runtime_opts *o) {
     s->backend = fitlm_backend_new("cpu", o->n_threads, &err);
     if (!s->backend) goto fail;
     if (fitlm_runtime_check_model(s->model, s->backend, o->kv_type, &err)) goto fail_prefixed;
-    fitlm_runtime_params p = fitlm_runtime_params_default();
-    p.kv_type = o->kv_type;
-    p.n_ctx = o->n_ctx == UINT32_MAX ? s->model->hp.ctx_len : o->n_ctx;
-    if (o->ctx_clamp && p.n_ctx > s->model->hp.ctx_len) p.n_ctx = s->model->hp.ctx_len;
-    if (o->n_ubatch) p.n_ubatch = o->n_ubatch;
-    s->rt = fitlm_runtime_new(s->model, s->backend, &p, &err);
-    if (!s->rt) goto fail_prefixed;
     return 0;
 fail_prefixed:
     fitlm_error_prefix(&err, o->model_path);
@@ -202,7 +209,62 @@ fail:
     return -1;
 }
 
+/* The context the flags ask for (0: the default). */
+static uint32_t session_ctx(const runtime_session *s, const runtime_opts *o) {
+    uint32_t n_ctx = o->n_ctx == UINT32_MAX ? s->model->hp.ctx_len : o->n_ctx;
+    if (o->ctx_clamp && n_ctx > s->model->hp.ctx_len) n_ctx = s->model->hp.ctx_len;
+    return n_ctx;
+}
+
+int runtime_session_open(runtime_session *s, const runtime_opts *o) {
+    if (runtime_session_open_model(s, o)) return -1;
+    fitlm_error err = {{0}};
+    fitlm_runtime_params p = fitlm_runtime_params_default();
+    p.kv_type = o->kv_type;
+    p.n_ctx = session_ctx(s, o);
+    if (o->n_ubatch) p.n_ubatch = o->n_ubatch;
+    if (mem_budget_fit_context(s->model, p.kv_type, &p.n_ctx, p.n_ubatch, o->n_threads, o->mem_limit,
+                               o->n_ctx != 0 && o->n_ctx != UINT32_MAX)) {
+        runtime_session_close(s);
+        return -1;
+    }
+    s->rt = fitlm_runtime_new(s->model, s->backend, &p, &err);
+    if (!s->rt) {
+        fitlm_error_prefix(&err, o->model_path);
+        fitlm_error_print(&err);
+        runtime_session_close(s);
+        return -1;
+    }
+    return 0;
+}
+
+int runtime_session_start_engine(runtime_session *s, const runtime_opts *o, const fitlm_tokenizer *tok,
+                                 uint32_t n_parallel) {
+    fitlm_error err = {{0}};
+    fitlm_engine_params ep = fitlm_engine_params_default();
+    ep.kv_type = o->kv_type;
+    ep.n_ctx = session_ctx(s, o);
+    ep.n_parallel = n_parallel;
+    ep.max_batch_tokens = o->n_ubatch ? o->n_ubatch : FITLM_DEFAULT_UBATCH;
+    /* the pool holds n_parallel contexts: the budget check sees their total */
+    uint32_t total_ctx = ep.n_ctx ? ep.n_ctx : (s->model->hp.ctx_len < FITLM_DEFAULT_CTX ? s->model->hp.ctx_len
+                                                                                           : FITLM_DEFAULT_CTX);
+    uint32_t want = total_ctx;
+    if (n_parallel == 1 && mem_budget_fit_context(s->model, ep.kv_type, &want, ep.max_batch_tokens, o->n_threads,
+                                                  o->mem_limit, o->n_ctx != 0 && o->n_ctx != UINT32_MAX))
+        return -1;
+    if (n_parallel == 1) ep.n_ctx = want;
+    s->engine = fitlm_engine_new(s->model, tok, s->backend, &ep, &err);
+    if (!s->engine) {
+        fitlm_error_prefix(&err, o->model_path);
+        fitlm_error_print(&err);
+        return -1;
+    }
+    return 0;
+}
+
 void runtime_session_close(runtime_session *s) {
+    fitlm_engine_free(s->engine);
     fitlm_runtime_free(s->rt);
     if (s->backend) s->backend->free(s->backend);
     fitlm_model_free(s->model);
@@ -211,7 +273,8 @@ void runtime_session_close(runtime_session *s) {
 
 void runtime_session_print_memory(const runtime_session *s, FILE *out) {
     fitlm_runtime_memory mem;
-    fitlm_runtime_get_memory(s->rt, &mem);
+    if (s->engine) fitlm_engine_get_memory(s->engine, &mem);
+    else fitlm_runtime_get_memory(s->rt, &mem);
     fitlm_memory_report_print(out, &mem, &s->model->hp);
 }
 

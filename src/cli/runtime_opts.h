@@ -1,6 +1,6 @@
 /* Shared option handling of the runtime commands (run, logits, perplexity,
  * bench): strict number parsing, token id lists, and opening model + backend +
- * runtime from the common flags (-m, -t, -c, --kv-type, --batch). */
+ * runtime from the common flags (-m, -t, -c, --kv-type, --batch, --mem-limit). */
 #ifndef FITLM_CLI_RUNTIME_OPTS_H
 #define FITLM_CLI_RUNTIME_OPTS_H
 
@@ -39,6 +39,7 @@ typedef struct runtime_opts {
     uint32_t n_ubatch; /* --batch / -ub; 0 = default */
     bool memory_report;
     bool ctx_clamp;    /* n_ctx above the model's context: use the model's (else error) */
+    uint64_t mem_limit; /* --mem-limit bytes; FITLM_MEM_UNKNOWN (UINT64_MAX) = none */
 } runtime_opts;
 
 void runtime_opts_init(runtime_opts *o);
@@ -48,18 +49,33 @@ void runtime_opts_init(runtime_opts *o);
 int runtime_opts_parse(runtime_opts *o, int argc, char **argv, int *i);
 
 /* Opens the model, checks it for the forward pass, creates the backend and the
- * runtime. On success all three are set (caller frees in reverse order with
+ * runtime after checking that weights + KV cache + scratch fit in the memory
+ * available (cli/mem_budget.h: an explicit -c that does not fit is an error,
+ * the default or -c 0 is lowered to what fits with a warning). On success all three are set (caller frees in reverse order with
  * runtime_session_close); on failure prints the error and returns -1. */
 typedef struct runtime_session {
     fitlm_model *model;
     fitlm_backend *backend;
-    fitlm_runtime *rt;
+    fitlm_runtime *rt;          /* the one-sequence runtime (logits, perplexity, bench) */
+    struct fitlm_engine *engine; /* or the engine (run) */
 } runtime_session;
 
 int runtime_session_open(runtime_session *s, const runtime_opts *o);
+
+/* The first half of runtime_session_open: the model, checked for the forward
+ * pass, and the backend; neither runtime nor engine yet. Same contract. */
+int runtime_session_open_model(runtime_session *s, const runtime_opts *o);
+
+/* Creates the serving engine over the session's model and backend with the
+ * shared flags (-c per sequence, --kv-type, --batch as the tokens per step)
+ * for n_parallel sequences; tok (may be NULL) must outlive the session's
+ * engine. On failure prints the error and returns -1 (the session stays
+ * open; close it as usual). */
+int runtime_session_start_engine(runtime_session *s, const runtime_opts *o, const fitlm_tokenizer *tok,
+                                 uint32_t n_parallel);
 void runtime_session_close(runtime_session *s);
 
-/* Prints the runtime's memory report (weights, KV cache, scratch) to out. */
+/* Prints the runtime's (or engine's) memory report (weights, KV cache, scratch) to out. */
 void runtime_session_print_memory(const runtime_session *s, FILE *out);
 
 /* The model's tokenizer: from the GGUF metadata or the HF folder. For a model

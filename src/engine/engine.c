@@ -65,6 +65,7 @@ typedef struct seq {
     bool ignore_eos;
     fitlm_sampler *smp;
     fitlm_textout *text;    /* NULL without a tokenizer */
+    fitlm_token_constraint constraint; /* owned (mask NULL: none) */
     uint32_t step_rows;     /* this step: tokens scheduled */
     int32_t step_logit;     /* this step: index of its logit row, or -1 */
 } seq;
@@ -113,6 +114,7 @@ struct fitlm_engine {
 
 static void seq_free(seq *s) {
     if (!s) return;
+    if (s->constraint.mask && s->constraint.free_state) s->constraint.free_state(s->constraint.state);
     free(s->tokens);
     free(s->blocks);
     fitlm_sampler_free(s->smp);
@@ -199,6 +201,19 @@ fitlm_engine *fitlm_engine_new(const fitlm_model *m, const fitlm_tokenizer *tok,
 fail:
     fitlm_engine_free(e);
     return NULL;
+}
+
+void fitlm_engine_get_memory(const fitlm_engine *e, fitlm_runtime_memory *out) {
+    memset(out, 0, sizeof *out);
+    out->weight_bytes = e->w->weight_bytes;
+    out->weight_read_per_token = e->w->weight_read_per_token;
+    out->repacked_bytes = e->w->repacked_bytes;
+    out->kv_bytes = e->kv->nbytes;
+    out->scratch_bytes = e->w->owned_bytes + fitlm_forward_scratch_bytes(e->fwd) +
+                         (uint64_t)e->p.n_parallel * e->vocab * sizeof(float) + (uint64_t)(e->w->hp.head_dim / 2) * 4;
+    out->kv_type = e->kv->type;
+    out->n_ctx = e->p.n_ctx;
+    out->n_ubatch = e->p.max_batch_tokens;
 }
 
 uint32_t fitlm_engine_n_ctx(const fitlm_engine *e) {
@@ -303,6 +318,7 @@ int fitlm_engine_submit(fitlm_engine *e, const fitlm_request *r, uint64_t *id, f
         e->n_inbox++;
         pthread_cond_signal(&e->cv);
     }
+    if (rc == 0) s->constraint = r->constraint; /* the engine owns it from here on */
     pthread_mutex_unlock(&e->mu);
     if (rc) seq_free(s);
     return rc;
@@ -401,10 +417,11 @@ static uint32_t prefix_hits_unpinned(fitlm_engine *e, const seq *s, uint32_t *hi
 
 /* ---- events ---- */
 
-static void emit(fitlm_engine *e, seq *s, int32_t token, const char *text, size_t len, float logprob, int n_top,
-                 bool done, fitlm_finish_reason fin, const char *error) {
+static void emit(fitlm_engine *e, seq *s, int32_t token, bool eog, const char *text, size_t len, float logprob,
+                 int n_top, bool done, fitlm_finish_reason fin, const char *error) {
     fitlm_gen_event ev = {.id = s->id,
                           .token = token,
+                          .eog = eog,
                           .text = text ? text : "",
                           .text_len = text ? len : 0,
                           .logprob = logprob,
@@ -430,7 +447,7 @@ static void seq_finish(fitlm_engine *e, seq *s, fitlm_finish_reason fin, const c
     pthread_mutex_lock(&e->mu);
     e->stats.requests_finished[fin]++;
     pthread_mutex_unlock(&e->mu);
-    emit(e, s, -1, text, len, 0.0f, 0, true, fin, error);
+    emit(e, s, -1, false, text, len, 0.0f, 0, true, fin, error);
     seq_free(s);
 }
 
@@ -630,8 +647,10 @@ static uint32_t schedule(fitlm_engine *e) {
     return rows;
 }
 
-/* log-softmax figures of a logit row: the chosen token's logprob and the top n. */
-static float logprobs(fitlm_engine *e, const float *lg, int32_t chosen, int n_top) {
+/* log-softmax figures of a logit row: fills e->top with the n_top most likely
+ * tokens and their logprobs; returns the log of the normalizer (a token's
+ * logprob is its logit minus it). */
+static double logprobs(fitlm_engine *e, const float *lg, int n_top) {
     float mx = -INFINITY;
     for (uint32_t i = 0; i < e->vocab; i++)
         if (lg[i] > mx) mx = lg[i];
@@ -651,7 +670,7 @@ static float logprobs(fitlm_engine *e, const float *lg, int32_t chosen, int n_to
         e->top[at].logprob = v;
     }
     for (int i = 0; i < n; i++) e->top[i].logprob = (float)(e->top[i].logprob - lz);
-    return (float)(lg[chosen] - lz);
+    return lz;
 }
 
 static bool is_eog(const fitlm_engine *e, int32_t id) {
@@ -723,11 +742,19 @@ static int engine_step(fitlm_engine *e, fitlm_error *err) {
             i++;
             continue;
         }
-        const float *lg = e->logits + (size_t)s->step_logit * e->vocab;
-        int32_t next = fitlm_sampler_sample(s->smp, lg);
+        float *lg = e->logits + (size_t)s->step_logit * e->vocab;
         float lp = 0.0f;
         int n_top = s->top_logprobs > 0 ? s->top_logprobs : 0;
-        if (s->top_logprobs >= 0) lp = logprobs(e, lg, next, n_top);
+        /* logprobs are the model's, before a constraint masks tokens (a chosen
+         * token is never masked, so its logit is still the model's) */
+        double lz = s->top_logprobs >= 0 ? logprobs(e, lg, n_top) : 0.0;
+        if (s->constraint.mask && s->constraint.mask(s->constraint.state, lg, e->vocab) != 0) {
+            running_remove(e, i);
+            seq_finish(e, s, FITLM_FINISH_STOP, NULL);
+            continue;
+        }
+        int32_t next = fitlm_sampler_sample(s->smp, lg);
+        if (s->top_logprobs >= 0) lp = (float)(lg[next] - lz);
         fitlm_sampler_accept(s->smp, next);
         s->n_gen++;
         gen++;
@@ -737,7 +764,7 @@ static int engine_step(fitlm_engine *e, fitlm_error *err) {
         if (is_eog(e, next) && !s->ignore_eos) {
             fin = FITLM_FINISH_STOP;
             /* the end-of-generation token adds no text */
-            emit(e, s, next, "", 0, lp, n_top, false, FITLM_FINISH_NONE, NULL);
+            emit(e, s, next, true, "", 0, lp, n_top, false, FITLM_FINISH_NONE, NULL);
         } else {
             s->tokens[s->n_tokens++] = next;
             bool stopped = false;
@@ -746,9 +773,10 @@ static int engine_step(fitlm_engine *e, fitlm_error *err) {
                 seq_finish(e, s, FITLM_FINISH_ERROR, err->msg);
                 continue;
             }
-            if (stopped) fin = FITLM_FINISH_STOP;
+            bool complete = s->constraint.mask && s->constraint.accept(s->constraint.state, next);
+            if (stopped || complete) fin = FITLM_FINISH_STOP;
             else if (s->n_gen >= s->max_tokens || s->n_tokens >= e->p.n_ctx) fin = FITLM_FINISH_LENGTH;
-            emit(e, s, next, text, len, lp, n_top, false, FITLM_FINISH_NONE, NULL);
+            emit(e, s, next, false, text, len, lp, n_top, false, FITLM_FINISH_NONE, NULL);
         }
         if (fin != FITLM_FINISH_NONE) {
             running_remove(e, i);

@@ -30,6 +30,7 @@
 
 #include "backend/backend.h"
 #include "model/model.h"
+#include "runtime/runtime.h"
 #include "runtime/sampler.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
@@ -75,6 +76,7 @@ typedef struct fitlm_gen_event {
     const char *text;    /* new output text: whole UTF-8 characters only; text that could still become a
                             stop string is held back until it cannot (may be empty) */
     size_t text_len;
+    bool eog;            /* `token` is an end-of-generation token: it adds no text, the done event follows */
     float logprob;       /* of `token` (when the request asked for logprobs) */
     int n_top;           /* entries in top (0 unless top_logprobs > 0) */
     const fitlm_top_logprob *top;
@@ -91,6 +93,23 @@ typedef struct fitlm_gen_event {
  * fitlm_engine_* functions other than fitlm_engine_cancel. */
 typedef void (*fitlm_gen_callback)(void *user, const fitlm_gen_event *ev);
 
+/* A constraint on what a request may generate (structured output: a JSON
+ * schema, a grammar). Before each token is sampled, mask() sets the logit of
+ * every token that cannot continue a valid output to -INFINITY; after it is
+ * chosen, accept() advances over it. Both run on the engine's thread. When
+ * accept() reports the output complete, the request finishes with STOP (as on
+ * an end-of-generation token). The engine owns `state` once submit succeeded
+ * and calls free_state(state) exactly once when the request ends; if submit
+ * fails, the caller keeps it. */
+typedef struct fitlm_token_constraint {
+    void *state;
+    /* 0, or -1 when no token can come next (the request then ends with STOP). */
+    int (*mask)(void *state, float *logits, uint32_t vocab);
+    /* true: the output is complete. */
+    bool (*accept)(void *state, int32_t id);
+    void (*free_state)(void *state);
+} fitlm_token_constraint;
+
 typedef struct fitlm_request {
     const int32_t *prompt;       /* token ids (copied by submit); at least one */
     uint32_t n_prompt;
@@ -101,6 +120,7 @@ typedef struct fitlm_request {
     int top_logprobs;            /* -1: no logprobs; 0..FITLM_MAX_TOP_LOGPROBS: logprob of each token and this
                                     many alternatives */
     bool ignore_eos;             /* keep going past end-of-generation tokens */
+    fitlm_token_constraint constraint; /* optional (mask NULL: none) */
     fitlm_gen_callback cb;       /* required */
     void *user;                  /* passed to cb; must stay valid until the done event */
 } fitlm_request;
@@ -160,6 +180,10 @@ typedef struct fitlm_engine_stats {
 } fitlm_engine_stats;
 
 void fitlm_engine_get_stats(fitlm_engine *e, fitlm_engine_stats *s);
+
+/* Memory the engine holds (weights, KV pool, scratch), in the one-sequence
+ * runtime's report format (n_ctx: per sequence; n_ubatch: tokens per step). */
+void fitlm_engine_get_memory(const fitlm_engine *e, fitlm_runtime_memory *out);
 
 /* The context limit per sequence, and the vocabulary size. */
 uint32_t fitlm_engine_n_ctx(const fitlm_engine *e);

@@ -69,6 +69,7 @@ fitlm_textout *fitlm_textout_new(const fitlm_tokenizer *tok, const char *const *
     t->ds = fitlm_detok_stream_new(tok, false);
     t->stop = n_stop ? calloc(n_stop, sizeof *t->stop) : NULL;
     if (!t->ds || (n_stop && !t->stop)) goto oom;
+    fitlm_detok_stream_continue(t->ds); /* the text continues the prompt */
     t->n_stop = n_stop;
     for (size_t i = 0; i < n_stop; i++)
         if (!(t->stop[i] = strdup(stop[i]))) goto oom;

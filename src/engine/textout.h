@@ -2,7 +2,9 @@
  * detokenizer (whole UTF-8 characters only), then stop strings — text that
  * could still turn into a stop string is held back until it cannot, and a
  * match ends the text right before it (the stop string itself is never
- * emitted). Shared by the CLI's generation loop and the serving engine.
+ * emitted). The text continues the prompt: the first token's leading space
+ * is kept (a completion of "Once upon a" starts " time"). Shared by the CLI's
+ * generation loop and the serving engine.
  */
 #ifndef FITLM_ENGINE_TEXTOUT_H
 #define FITLM_ENGINE_TEXTOUT_H

@@ -135,7 +135,9 @@ int fitlm_export_plan_build(fitlm_export_plan *p, const fitlm_model *m, const fi
     const fitlm_hparams *hp = &m->hp;
     memset(p, 0, sizeof *p);
     p->m = m;
-    p->dst_layout = (o->to == FITLM_FORMAT_SAFETENSORS || hp->arch == FITLM_ARCH_QWEN2) ? FITLM_ROPE_HALF : FITLM_ROPE_ADJACENT;
+    p->dst_layout = (o->to == FITLM_FORMAT_SAFETENSORS || hp->arch == FITLM_ARCH_QWEN2 || hp->arch == FITLM_ARCH_QWEN3)
+                        ? FITLM_ROPE_HALF
+                        : FITLM_ROPE_ADJACENT;
     if (!m->layer_tensors) return fitlm_fail(err, "the model has no indexed tensors to convert");
     p->t = calloc((size_t)hp->n_layers * FITLM_T_COUNT + FITLM_T_COUNT, sizeof *p->t);
     if (!p->t) return fitlm_fail(err, "out of memory");
@@ -165,8 +167,8 @@ int fitlm_export_plan_build(fitlm_export_plan *p, const fitlm_model *m, const fi
                                "config.json cannot express them");
     static const fitlm_tensor_kind layer_order[] = {
         FITLM_T_ATTN_NORM,   FITLM_T_ATTN_Q,   FITLM_T_ATTN_K,   FITLM_T_ATTN_V,    FITLM_T_ATTN_Q_BIAS,
-        FITLM_T_ATTN_K_BIAS, FITLM_T_ATTN_V_BIAS, FITLM_T_ATTN_OUT, FITLM_T_FFN_NORM, FITLM_T_FFN_GATE,
-        FITLM_T_FFN_UP,      FITLM_T_FFN_DOWN};
+        FITLM_T_ATTN_K_BIAS, FITLM_T_ATTN_V_BIAS, FITLM_T_ATTN_Q_NORM, FITLM_T_ATTN_K_NORM, FITLM_T_ATTN_OUT,
+        FITLM_T_FFN_NORM,    FITLM_T_FFN_GATE,    FITLM_T_FFN_UP,      FITLM_T_FFN_DOWN};
     for (uint32_t l = 0; l < hp->n_layers; l++)
         for (size_t k = 0; k < sizeof layer_order / sizeof layer_order[0]; k++)
             if ((g = m->layer_tensors[l][layer_order[k]]) && plan_add(p, g, layer_order[k], (int)l, o, err)) return -1;
@@ -180,7 +182,7 @@ int fitlm_export_plan_build(fitlm_export_plan *p, const fitlm_model *m, const fi
 
 int fitlm_export_gguf_metadata(const fitlm_model *m, fitlm_gguf_writer *w, int file_type, fitlm_error *err) {
     const fitlm_hparams *hp = &m->hp;
-    const char *arch = hp->arch == FITLM_ARCH_QWEN2 ? "qwen2" : "llama";
+    const char *arch = (hp->arch == FITLM_ARCH_QWEN2 || hp->arch == FITLM_ARCH_QWEN3) ? fitlm_arch_name(hp->arch) : "llama";
     char key[128];
 #define KEY(suffix) (snprintf(key, sizeof key, "%s.%s", arch, suffix), key)
     int rc = 0;
@@ -254,7 +256,10 @@ static char *hf_config_json(const fitlm_model *m, int weight_type) {
     const fitlm_hparams *hp = &m->hp;
     cJSON *o = cJSON_CreateObject();
     cJSON *archs = cJSON_AddArrayToObject(o, "architectures");
-    const char *cls = hp->arch == FITLM_ARCH_QWEN2 ? "Qwen2ForCausalLM" : hp->arch == FITLM_ARCH_MISTRAL ? "MistralForCausalLM" : "LlamaForCausalLM";
+    const char *cls = hp->arch == FITLM_ARCH_QWEN2 ? "Qwen2ForCausalLM"
+                      : hp->arch == FITLM_ARCH_QWEN3 ? "Qwen3ForCausalLM"
+                      : hp->arch == FITLM_ARCH_MISTRAL ? "MistralForCausalLM"
+                                                       : "LlamaForCausalLM";
     cJSON_AddItemToArray(archs, cJSON_CreateString(cls));
     cJSON_AddStringToObject(o, "model_type", fitlm_arch_name(hp->arch));
     cJSON_AddStringToObject(o, "hidden_act", "silu");
@@ -283,7 +288,7 @@ static char *hf_config_json(const fitlm_model *m, int weight_type) {
     if (hp->arch == FITLM_ARCH_MISTRAL) {
         if (hp->sliding_window) cJSON_AddNumberToObject(o, "sliding_window", hp->sliding_window);
         else cJSON_AddNullToObject(o, "sliding_window");
-    } else if (hp->arch == FITLM_ARCH_QWEN2) {
+    } else if (hp->arch == FITLM_ARCH_QWEN2 || hp->arch == FITLM_ARCH_QWEN3) {
         cJSON_AddBoolToObject(o, "use_sliding_window", hp->sliding_window != 0);
         if (hp->sliding_window) cJSON_AddNumberToObject(o, "sliding_window", hp->sliding_window);
     }

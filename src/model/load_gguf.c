@@ -2,7 +2,7 @@
  * general.architecture names the key prefix ARCH; hyperparameters live under
  * ARCH.block_count, ARCH.embedding_length, ARCH.attention.head_count, ...
  * Tensor names are already canonical. RoPE layout: "llama" (and "mistral") GGUFs
- * store q/k rows for adjacent-pair rotation; "qwen2" uses rotate-half (neox). */
+ * store q/k rows for adjacent-pair rotation; "qwen2" and "qwen3" use rotate-half (neox). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,7 +42,7 @@ static int read_hparams(fitlm_model *m, const fitlm_gguf *g, fitlm_error *err) {
     const char *arch = m->arch_str;
     if (!arch) return 0;
     hp->arch = fitlm_arch_from_name(arch);
-    hp->rope_layout = hp->arch == FITLM_ARCH_QWEN2 ? FITLM_ROPE_HALF : FITLM_ROPE_ADJACENT;
+    hp->rope_layout = (hp->arch == FITLM_ARCH_QWEN2 || hp->arch == FITLM_ARCH_QWEN3) ? FITLM_ROPE_HALF : FITLM_ROPE_ADJACENT;
     if (hp->arch != FITLM_ARCH_UNKNOWN) hp->rope_theta = 10000.0f; /* the default when freq_base is absent */
     uint32_t key_len = 0, value_len = 0, rope_dims = 0;
     if (get_arch_u32(g, arch, "block_count", &hp->n_layers, err) < 0 ||
@@ -102,6 +102,7 @@ static int read_hparams(fitlm_model *m, const fitlm_gguf *g, fitlm_error *err) {
         if (toks && toks->type == FITLM_GGUF_ARRAY && toks->v.arr.n <= UINT32_MAX) hp->vocab_size = (uint32_t)toks->v.arr.n;
     }
     hp->qkv_bias = hp->arch == FITLM_ARCH_QWEN2 || find(m, "blk.0.attn_q.bias") != NULL;
+    hp->qk_norm = hp->arch == FITLM_ARCH_QWEN3;
     hp->tied_embeddings = embd && !find(m, "output.weight");
     return 0;
 }

@@ -118,9 +118,10 @@ static int parse_config(const cJSON *root, fitlm_model *m, fitlm_error *err) {
     if (!strcmp(archname, "LlamaForCausalLM") || !strcmp(archname, "llama")) hp->arch = FITLM_ARCH_LLAMA;
     else if (!strcmp(archname, "MistralForCausalLM") || !strcmp(archname, "mistral")) hp->arch = FITLM_ARCH_MISTRAL;
     else if (!strcmp(archname, "Qwen2ForCausalLM") || !strcmp(archname, "qwen2")) hp->arch = FITLM_ARCH_QWEN2;
+    else if (!strcmp(archname, "Qwen3ForCausalLM") || !strcmp(archname, "qwen3")) hp->arch = FITLM_ARCH_QWEN3;
     else
         return fitlm_fail(err, "config.json: unsupported architecture '%.60s' (LlamaForCausalLM, MistralForCausalLM, "
-                               "Qwen2ForCausalLM)", archname);
+                               "Qwen2ForCausalLM, Qwen3ForCausalLM)", archname);
     free(m->arch_str);
     if (!(m->arch_str = strdup(archname))) return fitlm_fail(err, "out of memory");
     const char *act = cfg_str(root, "hidden_act");
@@ -146,7 +147,7 @@ static int parse_config(const cJSON *root, fitlm_model *m, fitlm_error *err) {
     if (parse_rope_scaling(cJSON_GetObjectItemCaseSensitive(root, "rope_scaling"), hp, err) != 0) return -1;
     if (hp->arch == FITLM_ARCH_MISTRAL) {
         if (cfg_u32(root, "sliding_window", &hp->sliding_window, err) < 0) return -1;
-    } else if (hp->arch == FITLM_ARCH_QWEN2) {
+    } else if (hp->arch == FITLM_ARCH_QWEN2 || hp->arch == FITLM_ARCH_QWEN3) {
         bool use = false;
         if (cfg_bool(root, "use_sliding_window", &use, err) < 0) return -1;
         if (use && cfg_u32(root, "sliding_window", &hp->sliding_window, err) < 0) return -1;
@@ -154,6 +155,7 @@ static int parse_config(const cJSON *root, fitlm_model *m, fitlm_error *err) {
     bool b = false;
     if (cfg_bool(root, "tie_word_embeddings", &hp->tied_embeddings, err) < 0) return -1;
     hp->qkv_bias = hp->arch == FITLM_ARCH_QWEN2;
+    hp->qk_norm = hp->arch == FITLM_ARCH_QWEN3;
     if (cfg_bool(root, "attention_bias", &b, err) < 0) return -1;
     if (b && hp->arch != FITLM_ARCH_QWEN2) return fitlm_fail(err, "config.json: attention_bias (o_proj bias) is not supported");
     b = false;

@@ -36,6 +36,8 @@ static const kind_names k_names[FITLM_T_COUNT] = {
     [FITLM_T_FFN_UP] = {"ffn_up.weight", "mlp.up_proj.weight", true},
     [FITLM_T_FFN_DOWN] = {"ffn_down.weight", "mlp.down_proj.weight", true},
     [FITLM_T_ROPE_FREQS] = {"rope_freqs.weight", NULL, false},
+    [FITLM_T_ATTN_Q_NORM] = {"attn_q_norm.weight", "self_attn.q_norm.weight", true},
+    [FITLM_T_ATTN_K_NORM] = {"attn_k_norm.weight", "self_attn.k_norm.weight", true},
 };
 
 int fitlm_tensor_name(fitlm_tensor_kind kind, int layer, char *buf, size_t bufsize) {
@@ -115,6 +117,7 @@ const char *fitlm_arch_name(fitlm_arch a) {
     case FITLM_ARCH_LLAMA: return "llama";
     case FITLM_ARCH_MISTRAL: return "mistral";
     case FITLM_ARCH_QWEN2: return "qwen2";
+    case FITLM_ARCH_QWEN3: return "qwen3";
     default: return "unknown";
     }
 }
@@ -124,6 +127,7 @@ fitlm_arch fitlm_arch_from_name(const char *s) {
     if (!strcmp(s, "llama")) return FITLM_ARCH_LLAMA;
     if (!strcmp(s, "mistral")) return FITLM_ARCH_MISTRAL;
     if (!strcmp(s, "qwen2")) return FITLM_ARCH_QWEN2;
+    if (!strcmp(s, "qwen3")) return FITLM_ARCH_QWEN3;
     return FITLM_ARCH_UNKNOWN;
 }
 
@@ -221,6 +225,7 @@ uint64_t fitlm_hparams_param_count(const fitlm_hparams *hp) {
                      + q * dim                /* o */
                      + 3 * dim * ffn;         /* gate, up, down */
     if (hp->qkv_bias) layer += q + 2 * kv;
+    if (hp->qk_norm) layer += 2 * (uint64_t)hp->head_dim;
     uint64_t total = (uint64_t)hp->n_layers * layer + vocab * dim /* token_embd */ + dim /* output_norm */;
     if (!hp->tied_embeddings) total += vocab * dim;
     return total;
@@ -315,6 +320,8 @@ static void expected_shape(const fitlm_hparams *hp, fitlm_tensor_kind k, uint64_
     case FITLM_T_FFN_UP: ne[0] = dim, ne[1] = hp->ffn_dim; break;
     case FITLM_T_FFN_DOWN: ne[0] = hp->ffn_dim, ne[1] = dim; break;
     case FITLM_T_ROPE_FREQS: ne[0] = hp->head_dim / 2; break;
+    case FITLM_T_ATTN_Q_NORM:
+    case FITLM_T_ATTN_K_NORM: ne[0] = hp->head_dim; break;
     default: break;
     }
 }
@@ -398,6 +405,12 @@ int fitlm_model_index(fitlm_model *m, fitlm_error *err) {
                 if (!m->layer_tensors[l][need_bias[i]]) {
                     fitlm_tensor_name(need_bias[i], (int)l, nm, sizeof nm);
                     return fitlm_fail(err, "missing tensor '%s' (the architecture has QKV biases)", nm);
+                }
+        if (hp->qk_norm)
+            for (int k = FITLM_T_ATTN_Q_NORM; k <= FITLM_T_ATTN_K_NORM; k++)
+                if (!m->layer_tensors[l][k]) {
+                    fitlm_tensor_name((fitlm_tensor_kind)k, (int)l, nm, sizeof nm);
+                    return fitlm_fail(err, "missing tensor '%s' (the architecture normalizes Q and K per head)", nm);
                 }
     }
     return 0;
@@ -497,7 +510,7 @@ int fitlm_model_finish(fitlm_model *m, int mode, fitlm_error *err) {
      * file (vocabulary GGUF) of any architecture can still be inspected. */
     if (m->hp.arch == FITLM_ARCH_UNKNOWN && (mode == FITLM_LOAD_RUN || has_weights)) {
         if (!m->arch_str) return fitlm_fail(err, "no architecture given (general.architecture is missing)");
-        return fitlm_fail(err, "unsupported architecture '%s' (fitlm knows llama, mistral and qwen2)", m->arch_str);
+        return fitlm_fail(err, "unsupported architecture '%s' (fitlm knows llama, mistral, qwen2 and qwen3)", m->arch_str);
     }
     if (mode == FITLM_LOAD_RUN && !has_weights)
         return fitlm_fail(err, "the file has no tensors (a vocabulary-only file?)");

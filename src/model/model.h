@@ -24,6 +24,7 @@ typedef enum fitlm_arch {
     FITLM_ARCH_LLAMA,   /* Llama 1/2/3/3.x, DeepSeek-R1-Distill-Llama, TinyLlama */
     FITLM_ARCH_MISTRAL, /* llama + sliding-window attention */
     FITLM_ARCH_QWEN2,   /* QKV bias, rotate-half RoPE; DeepSeek-R1-Distill-Qwen */
+    FITLM_ARCH_QWEN3,   /* no QKV bias; per-head RMSNorm on Q and K before RoPE; rotate-half RoPE */
 } fitlm_arch;
 
 typedef enum fitlm_rope_layout {
@@ -65,6 +66,7 @@ typedef struct fitlm_hparams {
     uint32_t rope_orig_ctx;      /* original_max_position_embeddings */
     uint32_t sliding_window;     /* 0 = full attention */
     bool qkv_bias;
+    bool qk_norm;         /* per-head RMSNorm of Q and K (weights of head_dim) before RoPE: qwen3 */
     bool tied_embeddings; /* output projection shares token_embd */
 } fitlm_hparams;
 
@@ -86,6 +88,8 @@ typedef enum fitlm_tensor_kind {
     FITLM_T_FFN_UP,         /* blk.N.ffn_up.weight      (dim, ffn) */
     FITLM_T_FFN_DOWN,       /* blk.N.ffn_down.weight    (ffn, dim) */
     FITLM_T_ROPE_FREQS,     /* rope_freqs.weight (optional, GGUF llama3 scaling) */
+    FITLM_T_ATTN_Q_NORM,    /* blk.N.attn_q_norm.weight (head_dim): qwen3 */
+    FITLM_T_ATTN_K_NORM,    /* blk.N.attn_k_norm.weight (head_dim): qwen3 */
     FITLM_T_COUNT
 } fitlm_tensor_kind;
 
@@ -189,7 +193,7 @@ int fitlm_tensor_hf_name(fitlm_tensor_kind kind, int layer, char *buf, size_t bu
 /* Maps an HF name ("model.layers.3.self_attn.q_proj.weight") to kind/layer. */
 int fitlm_tensor_parse_hf_name(const char *name, fitlm_tensor_kind *kind, int *layer);
 
-const char *fitlm_arch_name(fitlm_arch a); /* "llama", "mistral", "qwen2" */
+const char *fitlm_arch_name(fitlm_arch a); /* "llama", "mistral", "qwen2", "qwen3" */
 fitlm_arch fitlm_arch_from_name(const char *s);
 const char *fitlm_format_name(fitlm_format f);
 const char *fitlm_rope_layout_name(fitlm_rope_layout l);   /* "adjacent", "half" */

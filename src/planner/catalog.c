@@ -9,8 +9,8 @@
 #include <unistd.h>
 
 #include "planner/planner.h"
-#include "backend/cpu/membw.h"
-#include "backend/cpu/threadpool.h"
+#include "sys/membw.h"
+#include "sys/threadpool.h"
 
 extern const char fitlm_data_gpus_json[];
 extern const size_t fitlm_data_gpus_json_len;

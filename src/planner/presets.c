@@ -133,6 +133,7 @@ void fitlm_plan_param_counts(const fitlm_hparams *hp, fitlm_param_counts *pc) {
     uint64_t q = (uint64_t)hp->n_heads * hd, kv = (uint64_t)hp->n_kv_heads * hd, f = hp->ffn_dim;
     uint64_t linear = d * q + 2 * d * kv + q * d + 3 * d * f;
     uint64_t bias = hp->qkv_bias ? q + 2 * kv : 0;
+    if (hp->qk_norm) bias += 2 * hd; /* per-head Q/K norm weights (qwen3) */
     pc->per_layer_linear = linear;
     pc->per_layer = linear + bias + 2 * d;
     pc->embedding = (uint64_t)hp->vocab_size * d;

@@ -15,7 +15,7 @@ static const char *const k_colors[FITLM_MEM_COUNT] = {"#4e79a7", "#f28e2b", "#59
                                                       "#b07aa1", "#edc948", "#9c9c9c"};
 
 static const char *arch_str(fitlm_arch a) {
-    return a == FITLM_ARCH_LLAMA ? "llama" : a == FITLM_ARCH_MISTRAL ? "mistral" : a == FITLM_ARCH_QWEN2 ? "qwen2" : "?";
+    return a == FITLM_ARCH_LLAMA ? "llama" : a == FITLM_ARCH_MISTRAL ? "mistral" : a == FITLM_ARCH_QWEN2 ? "qwen2" : a == FITLM_ARCH_QWEN3 ? "qwen3" : "?";
 }
 static const char *recompute_name(int r) {
     return r == FITLM_RECOMPUTE_FULL ? "full" : r == FITLM_RECOMPUTE_SELECTIVE ? "selective" : "none";

@@ -225,6 +225,7 @@ int fitlm_weight_bytes_compute(const fitlm_plan_model *m, const fitlm_wformat *f
                        tensor_bytes(f, hp, T_GATE, l, d, ff) + tensor_bytes(f, hp, T_UP, l, d, ff) +
                        tensor_bytes(f, hp, T_DOWN, l, ff, d) + vec_bytes(f, 2 * d);
             if (hp->qkv_bias) b += vec_bytes(f, q + 2 * kv);
+            if (hp->qk_norm) b += vec_bytes(f, 2 * hd);
             wb->layer[l] = b;
             double big = tensor_bytes(f, hp, T_DOWN, l, ff, d);
             if (big > wb->largest_layer_bytes) wb->largest_layer_bytes = big;

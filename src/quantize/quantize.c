@@ -9,8 +9,8 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "backend/cpu/kernels.h"
-#include "backend/cpu/threadpool.h"
+#include "quant/quant.h"
+#include "sys/threadpool.h"
 #include "format/ggml_type.h"
 #include "format/gguf.h"
 #include "model/convert.h"

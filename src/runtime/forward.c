@@ -96,6 +96,15 @@ int fitlm_forward_eval(fitlm_forward *f, const fitlm_batch *b, float *logits, fi
             be->add_bias(be, &f->k, &lw->bk, n);
             be->add_bias(be, &f->v, &lw->bv, n);
         }
+        if (lw->has_qk_norm) { /* q and k viewed as rows of one head each */
+            fitlm_btensor qh = f->q, kh = f->k;
+            qh.ne0 = kh.ne0 = hp->head_dim;
+            qh.ne1 = f->q.ne1 * hp->n_heads;
+            kh.ne1 = f->k.ne1 * hp->n_kv_heads;
+            qh.owned = kh.owned = false;
+            be->rmsnorm(be, &qh, &lw->q_norm, hp->norm_eps, n * hp->n_heads, &qh);
+            be->rmsnorm(be, &kh, &lw->k_norm, hp->norm_eps, n * hp->n_kv_heads, &kh);
+        }
         be->rope(be, &f->q, n, (int)hp->n_heads, b->pos, &w->rope);
         be->rope(be, &f->k, n, (int)hp->n_kv_heads, b->pos, &w->rope);
         be->kv_store(be, &f->kv->k[l], b->slot, &f->k, n);

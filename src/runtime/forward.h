@@ -1,5 +1,5 @@
 /* The LLaMA-family forward pass (llama, mistral with sliding-window
- * attention, qwen2 with QKV biases) over a batch of many sequences' tokens,
+ * attention, qwen2 with QKV biases, qwen3 with per-head Q/K RMSNorm) over a batch of many sequences' tokens,
  * on any backend, reading prepared weights (weights.h) and a paged KV pool
  * (kv_pool.h).
  *

@@ -1,9 +1,9 @@
 /* KV cache types and sizes. */
 #include "runtime/kv_cache.h"
 
+#include <stdbool.h>
 #include <strings.h>
 
-#include "backend/cpu/ops.h"
 #include "format/ggml_type.h"
 
 int fitlm_kv_type_from_name(const char *name) {
@@ -23,6 +23,12 @@ int fitlm_kv_type_check(int type, int64_t kv_dim, fitlm_error *err) {
     return 0;
 }
 
+uint64_t fitlm_kv_row_bytes(int type, int64_t kv_dim) {
+    bool ok = true;
+    uint64_t b = kv_dim > 0 ? fitlm_type_row_bytes(type, (uint64_t)kv_dim, &ok) : 0;
+    return ok ? b : 0;
+}
+
 uint64_t fitlm_kv_cache_bytes(int type, uint32_t n_ctx, uint32_t n_layers, int64_t kv_dim) {
-    return 2ull * n_layers * n_ctx * fitlm_ops_kv_row_bytes(type, kv_dim);
+    return 2ull * n_layers * n_ctx * fitlm_kv_row_bytes(type, kv_dim);
 }

@@ -7,11 +7,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "backend/cpu/ops.h"
 #include "runtime/kv_cache.h"
 
 uint64_t fitlm_kv_pool_block_bytes(int type, uint32_t n_layers, int64_t kv_dim, uint32_t block_size) {
-    return 2ull * n_layers * block_size * fitlm_ops_kv_row_bytes(type, kv_dim);
+    return 2ull * n_layers * block_size * fitlm_kv_row_bytes(type, kv_dim);
 }
 
 static uint64_t mix64(uint64_t x) {

@@ -92,8 +92,9 @@ static int check_tensor(const fitlm_model *m, const fitlm_tensor *t, const char 
 
 int fitlm_weights_check_model(const fitlm_model *m, const fitlm_backend *be, int kv_type, fitlm_error *err) {
     const fitlm_hparams *hp = &m->hp;
-    if (hp->arch != FITLM_ARCH_LLAMA && hp->arch != FITLM_ARCH_MISTRAL && hp->arch != FITLM_ARCH_QWEN2)
-        return fitlm_fail(err, "architecture '%s' is not supported by the runtime (llama, mistral, qwen2)",
+    if (hp->arch != FITLM_ARCH_LLAMA && hp->arch != FITLM_ARCH_MISTRAL && hp->arch != FITLM_ARCH_QWEN2 &&
+        hp->arch != FITLM_ARCH_QWEN3)
+        return fitlm_fail(err, "architecture '%s' is not supported by the runtime (llama, mistral, qwen2, qwen3)",
                           fitlm_arch_name(hp->arch));
     if (m->format == FITLM_FORMAT_NONE || m->n_tensors == 0)
         return fitlm_fail(err, "the model has no weights (a config or preset can be planned, not run)");
@@ -143,6 +144,9 @@ int fitlm_weights_check_model(const fitlm_model *m, const fitlm_backend *be, int
                 check_tensor(m, t[FITLM_T_ATTN_V_BIAS], "attn_v.bias", L, kvd, 1, false, be, err))
                 return -1;
         }
+        if (hp->qk_norm && (check_tensor(m, t[FITLM_T_ATTN_Q_NORM], "attn_q_norm", L, hp->head_dim, 1, false, be, err) ||
+                            check_tensor(m, t[FITLM_T_ATTN_K_NORM], "attn_k_norm", L, hp->head_dim, 1, false, be, err)))
+            return -1;
     }
     return 0;
 }
@@ -216,6 +220,12 @@ fitlm_weights *fitlm_weights_new(const fitlm_model *m, fitlm_backend *be, int kv
             w->weight_read_per_token += t[FITLM_T_ATTN_Q_BIAS]->nbytes + t[FITLM_T_ATTN_K_BIAS]->nbytes +
                                         t[FITLM_T_ATTN_V_BIAS]->nbytes;
         }
+        if (hp->qk_norm) {
+            lw->has_qk_norm = true;
+            if (prep(w, t[FITLM_T_ATTN_Q_NORM], &lw->q_norm, err) || prep(w, t[FITLM_T_ATTN_K_NORM], &lw->k_norm, err))
+                goto fail;
+            w->weight_read_per_token += t[FITLM_T_ATTN_Q_NORM]->nbytes + t[FITLM_T_ATTN_K_NORM]->nbytes;
+        }
     }
     return w;
 fail:
@@ -229,8 +239,9 @@ void fitlm_weights_free(fitlm_weights *w) {
     if (w->layers) {
         for (uint32_t l = 0; l < w->hp.n_layers; l++) {
             fitlm_layer_weights *lw = &w->layers[l];
-            fitlm_btensor *all[] = {&lw->attn_norm, &lw->wq, &lw->wk,       &lw->wv,     &lw->wo,   &lw->bq,
-                                    &lw->bk,        &lw->bv, &lw->ffn_norm, &lw->w_gate, &lw->w_up, &lw->w_down};
+            fitlm_btensor *all[] = {&lw->attn_norm, &lw->wq,     &lw->wk,     &lw->wv,       &lw->wo,
+                                    &lw->bq,        &lw->bk,     &lw->bv,     &lw->q_norm,   &lw->k_norm,
+                                    &lw->ffn_norm,  &lw->w_gate, &lw->w_up,   &lw->w_down};
             for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) be->release(be, all[i]);
         }
         free(w->layers);
@@ -264,6 +275,10 @@ size_t fitlm_weights_regions(const fitlm_weights *w, const void **addr, uint64_t
             REGION(lw->bq);
             REGION(lw->bk);
             REGION(lw->bv);
+        }
+        if (lw->has_qk_norm) {
+            REGION(lw->q_norm);
+            REGION(lw->k_norm);
         }
         REGION(lw->wo);
         REGION(lw->ffn_norm);

@@ -18,8 +18,9 @@
 
 typedef struct fitlm_layer_weights {
     fitlm_btensor attn_norm, wq, wk, wv, wo, bq, bk, bv; /* bq/bk/bv: qwen2 QKV biases */
+    fitlm_btensor q_norm, k_norm; /* qwen3: per-head RMSNorm of q and k (head_dim each) */
     fitlm_btensor ffn_norm, w_gate, w_up, w_down;
-    bool has_bias;
+    bool has_bias, has_qk_norm;
 } fitlm_layer_weights;
 
 typedef struct fitlm_weights {

@@ -1,6 +1,8 @@
 /* OpenAI request parsing/validation and response building. */
 #include "serve/openai.h"
 
+#include "engine/chat_prompt.h"
+
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdarg.h>
@@ -261,8 +263,8 @@ static int parse_messages(const serve_model_info *mi, const cJSON *o, serve_gen_
     int k = cJSON_GetArraySize(v);
     if (k == 0) return BAD("messages", "'messages' is empty");
     if (k > SERVE_MAX_MESSAGES) return BAD("messages", "more than %d messages", SERVE_MAX_MESSAGES);
-    if (mi->tmpl == FITLM_CHAT_NONE)
-        return BAD("messages", "the model has no chat template fitlm knows: start the server with --chat-template "
+    if (!mi->chat && mi->tmpl == FITLM_CHAT_NONE)
+        return BAD("messages", "the model has no chat template: start the server with --chat-template "
                                "(llama2, llama3, chatml, mistral) or use /v1/completions");
     fitlm_chat_message *msgs = calloc((size_t)k + 1, sizeof *msgs);
     char **contents = calloc((size_t)k, sizeof *contents);
@@ -306,10 +308,83 @@ static int parse_messages(const serve_model_info *mi, const cJSON *o, serve_gen_
         nlist++;
     }
     fitlm_error fe = {{0}};
-    char *text = fitlm_chat_format(mi->tmpl, list, nlist, true, &fe);
+    char *text = NULL;
+    bool jinja = mi->chat && fitlm_chat_prompt_is_jinja(mi->chat);
+    if (mi->chat) {
+        /* a Jinja template sees the request's messages as sent (it may read
+         * names, tool calls, parts); built-in formats the checked texts */
+        char *json = NULL;
+        if (jinja) {
+            /* content sent as text parts reaches the template as one string
+             * (the parts joined, as vLLM and llama.cpp pass them to templates
+             * that expect strings) */
+            cJSON *copy = cJSON_Duplicate(v, true);
+            int i = 0;
+            cJSON *mm;
+            cJSON_ArrayForEach(mm, copy) {
+                cJSON *c = cJSON_GetObjectItemCaseSensitive(mm, "content");
+                if (c && cJSON_IsArray(c) && i < n) cJSON_ReplaceItemInObjectCaseSensitive(mm, "content",
+                                                                                          cJSON_CreateString(contents[i]));
+                const cJSON *r = cJSON_GetObjectItemCaseSensitive(mm, "role");
+                if (cJSON_IsString(r) && !strcmp(r->valuestring, "developer"))
+                    cJSON_ReplaceItemInObjectCaseSensitive(mm, "role", cJSON_CreateString("system"));
+                i++;
+            }
+            json = copy ? cJSON_PrintUnformatted(copy) : NULL;
+            cJSON_Delete(copy);
+        }
+        if (jinja && !json) {
+            free(with_sys);
+            serve_error_set(err, 500, "server_error", NULL, NULL, "out of memory");
+            goto done;
+        }
+        fitlm_chat_status st = FITLM_CHAT_OK;
+        text = fitlm_chat_prompt_render(mi->chat, jinja ? msgs : list, jinja ? (size_t)n : nlist, json, NULL, true,
+                                        &st, &fe);
+        free(json);
+        if (!text && st == FITLM_CHAT_NO_MEMORY) {
+            free(with_sys);
+            serve_error_set(err, 500, "server_error", NULL, NULL, "out of memory");
+            goto done;
+        }
+    } else {
+        text = fitlm_chat_format(mi->tmpl, list, nlist, true, &fe);
+    }
     free(with_sys);
     if (!text) {
         BAD("messages", "%s", fe.msg);
+        goto done;
+    }
+    if (mi->chat) {
+        /* special tokens recognized, BOS only when the template did not print it */
+        size_t nt = 0;
+        int32_t *ids = NULL;
+        size_t tl = strlen(text);
+        if (mi->max_piece_bytes && tl / mi->max_piece_bytes > mi->n_ctx) {
+            free(text);
+            serve_error_set(err, 400, "invalid_request_error", "messages", "context_length_exceeded",
+                            "This model's maximum context length is %u tokens, but the prompt has at least %zu tokens",
+                            mi->n_ctx, tl / mi->max_piece_bytes);
+            goto done;
+        }
+        if (fitlm_chat_prompt_tokenize(mi->chat, text, tl, true, &ids, &nt, &fe)) {
+            free(text);
+            serve_error_set(err, 400, "invalid_request_error", "messages", NULL, "tokenizing: %s", fe.msg);
+            goto done;
+        }
+        free(text);
+        if (nt == 0 || nt > mi->n_ctx) {
+            free(ids);
+            if (nt == 0) BAD("messages", "the prompt is empty after tokenization");
+            else
+                serve_error_set(err, 400, "invalid_request_error", "messages", "context_length_exceeded",
+                                "This model's maximum context length is %u tokens, but the prompt has %zu tokens",
+                                mi->n_ctx, nt);
+            goto done;
+        }
+        p->prompt = ids;
+        p->n_prompt = (uint32_t)nt;
+        rc = 0;
         goto done;
     }
     rc = encode_text(mi, text, strlen(text), "messages", p, err);

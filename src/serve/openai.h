@@ -43,7 +43,9 @@ void serve_error_json(const serve_error *e, serve_buf *out);
 typedef struct serve_model_info {
     const char *name;            /* the id in /v1/models; a request naming another model gets 404 */
     const fitlm_tokenizer *tok;
-    fitlm_chat_template tmpl;    /* FITLM_CHAT_NONE: chat requests get 400 */
+    const struct fitlm_chat_prompt *chat; /* the model's chat format (engine/chat_prompt.h); NULL: chat requests
+                                    get 400 */
+    fitlm_chat_template tmpl;    /* unused when chat is set */
     const char *default_system;  /* ChatML's implicit system message, or NULL */
     uint32_t n_ctx, vocab;
     uint32_t max_piece_bytes;    /* longest token text (0: unknown): a prompt of B bytes has at least

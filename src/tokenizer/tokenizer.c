@@ -593,6 +593,10 @@ fitlm_detok_stream *fitlm_detok_stream_new(const fitlm_tokenizer *t, bool render
     return s;
 }
 
+void fitlm_detok_stream_continue(fitlm_detok_stream *s) {
+    s->at_start = false;
+}
+
 void fitlm_detok_stream_free(fitlm_detok_stream *s) {
     if (!s) return;
     free(s->buf);

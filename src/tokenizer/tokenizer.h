@@ -113,6 +113,10 @@ typedef struct fitlm_detok_stream fitlm_detok_stream;
 /* Returns a new stream the caller frees with fitlm_detok_stream_free(); the
  * tokenizer must outlive it. NULL only on allocation failure. */
 fitlm_detok_stream *fitlm_detok_stream_new(const fitlm_tokenizer *t, bool render_special);
+/* Marks the stream as continuing text that came before it (a completion of a
+ * prompt): the first token's leading space is kept, as it would be inside a
+ * whole decode of prompt + completion. Call before the first push. */
+void fitlm_detok_stream_continue(fitlm_detok_stream *s);
 /* Feeds one id. On success *out and *out_len get the bytes now ready (possibly 0);
  * the pointer is owned by the stream and valid until the next call. Returns -1
  * with err set if id is out of range (the stream is unchanged). */

@@ -117,6 +117,9 @@ def forward(cfg, w, ids, qact=(), bact=()):
             q = q + w[p + "attn_q.bias"]
             k = k + w[p + "attn_k.bias"]
             v = v + w[p + "attn_v.bias"]
+        if p + "attn_q_norm.weight" in w:  # qwen3: RMSNorm of each head's q and k, before RoPE
+            q = rmsnorm(q.reshape(T, H, D), w[p + "attn_q_norm.weight"], eps)
+            k = rmsnorm(k.reshape(T, KV, D), w[p + "attn_k_norm.weight"], eps)
         q = apply_rope(q.reshape(T, H, D), pos, inv, cfg["rope_layout"])
         k = apply_rope(k.reshape(T, KV, D), pos, inv, cfg["rope_layout"])
         v = v.reshape(T, KV, D)
@@ -327,12 +330,13 @@ def read_gguf_tensors(path):
     return out
 
 
-def random_model(cfg, seed, tied=True, bias=False, weight_type=TYPE_F32, attn_gain=1.0):
+def random_model(cfg, seed, tied=True, bias=False, weight_type=TYPE_F32, attn_gain=1.0, qk_norm=False):
     """Random weights for cfg: returns (weights as float64 dict, GGUF tensor list).
     With weight_type F16 the matrices are stored as F16 and the float64 copies
     are the rounded values (so the reference sees exactly what the file holds).
     attn_gain scales attn_v and attn_output, making the output depend more on
-    the context than on the current token."""
+    the context than on the current token. qk_norm adds qwen3's per-head
+    attn_q_norm / attn_k_norm vectors (head_dim each)."""
     rng = np.random.default_rng(seed)
     dim, H, KV, D, F, V = cfg["dim"], cfg["n_heads"], cfg["n_kv_heads"], cfg["head_dim"], cfg["ffn"], cfg["vocab"]
     w, tens = {}, []
@@ -369,6 +373,9 @@ def random_model(cfg, seed, tied=True, bias=False, weight_type=TYPE_F32, attn_ga
                 b = (0.2 * rng.standard_normal(m)).astype(np.float32)
                 w[p + n] = b.astype(np.float64)
                 tens.append((p + n, TYPE_F32, b, [m]))
+        if qk_norm:
+            add(p + "attn_q_norm.weight", (D,), 0, matrix=False)
+            add(p + "attn_k_norm.weight", (D,), 0, matrix=False)
         add(p + "attn_output.weight", (dim, H * D), (H * D) ** -0.5 * math.sqrt(attn_gain))
         add(p + "ffn_norm.weight", (dim,), 0, matrix=False)
         add(p + "ffn_gate.weight", (F, dim), dim ** -0.5)
@@ -387,6 +394,9 @@ def gguf_kv(cfg, arch):
           (arch + ".attention.head_count_kv", "u32", cfg["n_kv_heads"]), (arch + ".context_length", "u32", cfg["ctx"]),
           (arch + ".attention.layer_norm_rms_epsilon", "f32", cfg["eps"]),
           (arch + ".rope.freq_base", "f32", cfg["rope_theta"]), (arch + ".vocab_size", "u32", cfg["vocab"])]
+    if cfg["head_dim"] * cfg["n_heads"] != cfg["dim"]:
+        kv.append((arch + ".attention.key_length", "u32", cfg["head_dim"]))
+        kv.append((arch + ".attention.value_length", "u32", cfg["head_dim"]))
     if cfg.get("sliding_window"):
         kv.append((arch + ".attention.sliding_window", "u32", cfg["sliding_window"]))
     sc = cfg.get("rope_scaling")

@@ -250,6 +250,12 @@ int fitlm_engine_run_until_idle(fitlm_engine *e, fitlm_error *err) {
     return fitlm_fail(err, "the fake engine has no synchronous mode");
 }
 
+void fitlm_engine_get_memory(const fitlm_engine *e, fitlm_runtime_memory *out) {
+    memset(out, 0, sizeof *out); /* the double holds no model memory */
+    out->n_ctx = e->p.n_ctx;
+    out->n_ubatch = e->p.max_batch_tokens;
+}
+
 void fitlm_engine_get_stats(fitlm_engine *e, fitlm_engine_stats *s) {
     memset(s, 0, sizeof *s);
     pthread_mutex_lock(&e->mu);

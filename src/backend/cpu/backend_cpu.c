@@ -10,7 +10,7 @@
 #include "backend/cpu/attention.h"
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/ops.h"
-#include "backend/cpu/threadpool.h"
+#include "sys/threadpool.h"
 #include "format/ggml_type.h"
 #include "util/fp16.h"
 

@@ -9,7 +9,7 @@
 #define FITLM_BACKEND_CPU_BACKEND_CPU_H
 
 #include "backend/backend.h"
-#include "backend/cpu/threadpool.h"
+#include "sys/threadpool.h"
 
 /* n_threads <= 0: physical cores. Caller frees with be->free(be). */
 fitlm_backend *fitlm_backend_cpu_new(int n_threads, fitlm_error *err);

@@ -8,7 +8,7 @@
 #include <immintrin.h>
 #include <string.h>
 
-#include "backend/cpu/cpu_features.h"
+#include "sys/cpu_features.h"
 #include "backend/cpu/quant_blocks.h"
 #include "format/ggml_type.h"
 

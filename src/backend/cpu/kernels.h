@@ -13,33 +13,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "backend/cpu/threadpool.h"
+#include "quant/quant.h"
+#include "sys/cpu_features.h"
+#include "sys/threadpool.h"
 
-/* Which kernel family fitlm_cpu_matmul & co use: detected once, overridable by
- * FITLM_CPU_KERNELS=scalar|avx2|avx512 (for tests and benchmarks). */
-typedef enum fitlm_cpu_isa {
-    FITLM_ISA_SCALAR = 0,
-    FITLM_ISA_AVX2 = 1,
-    FITLM_ISA_AVX512 = 2,
-} fitlm_cpu_isa;
-
-fitlm_cpu_isa fitlm_cpu_isa_detect(void);
-fitlm_cpu_isa fitlm_cpu_isa_active(void);
-void fitlm_cpu_isa_set(fitlm_cpu_isa isa); /* clamps to what the CPU supports */
-const char *fitlm_cpu_isa_name(fitlm_cpu_isa isa);
 
 /* True if the type can be used as a matmul weight (F32, F16, BF16, Q8_0, Q4_0,
  * Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, Q2_K, Q3_K ...). */
 bool fitlm_cpu_type_supported(int type);
 
-/* Dequantizes n elements (n a multiple of the block size) of `type` at src into
- * dst. Bit-exact with the GGUF definitions. Returns 0, -1 if type unsupported. */
-int fitlm_dequantize_row(int type, const void *src, float *dst, int64_t n);
-
-/* Quantizes n floats into `type` (reference quantizers following the GGUF block
- * definitions; Q4_K/Q6_K use the usual search for scales). Returns bytes written
- * or -1 if unsupported. Optional `imatrix` (per-column importance, may be NULL). */
-int64_t fitlm_quantize_row(int type, const float *src, void *dst, int64_t n, const float *imatrix);
 
 /* Y[t*rows + r] = sum_c W[r, c] * X[t*cols + c] for t < n_tokens, r < rows.
  * Splits the work over the pool (NULL = run on the calling thread). Activations

@@ -6,61 +6,11 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "backend/cpu/cpu_features.h"
+#include "sys/cpu_features.h"
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/quant_blocks.h"
 #include "format/ggml_type.h"
 #include "util/fp16.h"
-
-/* ---- ISA selection ---- */
-
-fitlm_cpu_isa fitlm_cpu_isa_detect(void) {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-        __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-        fitlm_cpu_has_f16c())
-        return FITLM_ISA_AVX512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && fitlm_cpu_has_f16c())
-        return FITLM_ISA_AVX2;
-#endif
-    return FITLM_ISA_SCALAR;
-}
-
-static atomic_int g_isa = -1;
-
-void fitlm_cpu_isa_set(fitlm_cpu_isa isa) {
-    fitlm_cpu_isa hw = fitlm_cpu_isa_detect();
-    if ((int)isa < 0) isa = FITLM_ISA_SCALAR;
-    if (isa > hw) isa = hw;
-    atomic_store(&g_isa, (int)isa);
-}
-
-fitlm_cpu_isa fitlm_cpu_isa_active(void) {
-    int v = atomic_load(&g_isa);
-    if (v >= 0) return (fitlm_cpu_isa)v;
-    fitlm_cpu_isa isa = fitlm_cpu_isa_detect();
-    const char *env = getenv("FITLM_CPU_KERNELS");
-    if (env && *env) {
-        fitlm_cpu_isa want = isa;
-        if (strcmp(env, "scalar") == 0) want = FITLM_ISA_SCALAR;
-        else if (strcmp(env, "avx2") == 0) want = FITLM_ISA_AVX2;
-        else if (strcmp(env, "avx512") == 0) want = FITLM_ISA_AVX512;
-        if (want < isa) isa = want;
-    }
-    atomic_store(&g_isa, (int)isa);
-    return isa;
-}
-
-const char *fitlm_cpu_isa_name(fitlm_cpu_isa isa) {
-    switch (isa) {
-    case FITLM_ISA_SCALAR: return "scalar";
-    case FITLM_ISA_AVX2: return "avx2";
-    case FITLM_ISA_AVX512: return "avx512";
-    }
-    return "?";
-}
 
 /* The kernel for a weight type under `isa` (falling back to lower ISAs) and
  * the number of tokens it takes at once. */
@@ -660,4 +610,31 @@ void fitlm_cpu_matmul_ref_qact(int wtype, const void *W, int64_t rows, int64_t c
             if (Yabs) Yabs[t * rows + r] = sa;
         }
     }
+}
+
+bool fitlm_cpu_type_supported(int type) {
+    switch (type) {
+    case FITLM_TYPE_F32:
+    case FITLM_TYPE_F16:
+    case FITLM_TYPE_BF16:
+    case FITLM_TYPE_Q4_0:
+    case FITLM_TYPE_Q4_1:
+    case FITLM_TYPE_Q5_0:
+    case FITLM_TYPE_Q5_1:
+    case FITLM_TYPE_Q8_0:
+    case FITLM_TYPE_Q2_K:
+    case FITLM_TYPE_Q3_K:
+    case FITLM_TYPE_Q4_K:
+    case FITLM_TYPE_Q5_K:
+    case FITLM_TYPE_Q6_K: return true;
+    default: return false;
+    }
+}
+
+int fitlm_cpu_get_row(int wtype, const void *W, int64_t cols, int64_t r, float *dst) {
+    bool ok;
+    if (!fitlm_cpu_type_supported(wtype) || cols < 0 || r < 0) return -1;
+    uint64_t rb = fitlm_type_row_bytes(wtype, (uint64_t)cols, &ok);
+    if (!ok) return -1;
+    return fitlm_dequantize_row(wtype, (const uint8_t *)W + (size_t)r * rb, dst, cols);
 }

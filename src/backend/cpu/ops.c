@@ -1,6 +1,6 @@
 /* Scalar CPU activation ops, with run-time dispatch to ops_avx2.c for the
  * attention inner loops. */
-#include "backend/cpu/cpu_features.h"
+#include "sys/cpu_features.h"
 #include "backend/cpu/ops.h"
 
 #include <math.h>

@@ -2,7 +2,7 @@
  * load streams per 128 bytes, folded with xor so nothing is stored. */
 #include <immintrin.h>
 
-#include "backend/cpu/membw.h"
+#include "sys/membw.h"
 
 unsigned long long fitlm_membw_read_avx2(const void *p, size_t bytes) {
     const __m256i *v = p;

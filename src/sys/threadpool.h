@@ -1,6 +1,6 @@
 /* A fixed pool of worker threads for data-parallel loops. */
-#ifndef FITLM_BACKEND_CPU_THREADPOOL_H
-#define FITLM_BACKEND_CPU_THREADPOOL_H
+#ifndef FITLM_SYS_THREADPOOL_H
+#define FITLM_SYS_THREADPOOL_H
 
 #include <stdint.h>
 #include <stddef.h>

@@ -1,5 +1,5 @@
 /* Memory read bandwidth: a STREAM-like read-only pass over a large buffer. */
-#include "backend/cpu/membw.h"
+#include "sys/membw.h"
 
 #include <stdatomic.h>
 #include <stdint.h>
@@ -8,7 +8,15 @@
 #include <sys/mman.h>
 #include <time.h>
 
-#include "backend/cpu/kernels.h"
+/* The AVX2 read loop where the CPU has AVX2 (the probe measures memory, not
+ * the kernels: FITLM_CPU_KERNELS does not apply here). */
+static int membw_simd(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    return __builtin_cpu_supports("avx2");
+#else
+    return 0;
+#endif
+}
 
 typedef struct {
     uint8_t *buf;   /* the slice read (or filled) by this dispatch */
@@ -61,7 +69,7 @@ double fitlm_measure_read_bandwidth(fitlm_threadpool *pool, size_t bytes) {
     memset(&j, 0, sizeof j);
     j.buf = mem;
     j.bytes = bytes;
-    j.simd = fitlm_cpu_isa_active() >= FITLM_ISA_AVX2;
+    j.simd = membw_simd();
     j.fill = 1;
     fitlm_threadpool_run(pool, bw_worker, &j);
     j.fill = 0;
@@ -134,7 +142,7 @@ double fitlm_measure_read_bandwidth_of(fitlm_threadpool *pool, const void *const
     j.bytes = bytes;
     j.n = n;
     for (size_t i = 0; i < n; i++) j.total += bytes[i];
-    j.simd = fitlm_cpu_isa_active() >= FITLM_ISA_AVX2;
+    j.simd = membw_simd();
     if (j.total == 0) return -1.0;
     double best = 0.0;
     for (int k = 0; k < (passes > 0 ? passes : 1); k++) {

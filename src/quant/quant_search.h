@@ -6,8 +6,8 @@
  * they produce bit-identical blocks; quantize.c picks one at run time
  * (fitlm_cpu_isa_active). A NULL weight array w means unit weights (the same
  * result as an array of 1.0f, faster). n is a multiple of 8. No allocation. */
-#ifndef FITLM_BACKEND_CPU_QUANT_SEARCH_H
-#define FITLM_BACKEND_CPU_QUANT_SEARCH_H
+#ifndef FITLM_QUANT_QUANT_SEARCH_H
+#define FITLM_QUANT_QUANT_SEARCH_H
 
 /* Fits x ~= scale * q - mn, q in 0..nmax, mn >= 0, minimizing
  * sum w (scale q - mn - x)^2 over n values; returns that error. */

@@ -14,9 +14,10 @@
 #include <math.h>
 #include <string.h>
 
-#include "backend/cpu/kernels.h"
-#include "backend/cpu/quant_blocks.h"
-#include "backend/cpu/quant_search.h"
+#include "quant/blocks.h"
+#include "quant/quant.h"
+#include "quant/quant_search.h"
+#include "sys/cpu_features.h"
 #include "format/ggml_type.h"
 #include "util/fp16.h"
 
@@ -110,7 +111,7 @@ static void q5_1_block(const float *x, blk_q5_1 *b) {
 /* the generic build of the searches (quant_search_impl.h) */
 #define QS_FN(name) name##_generic
 #define QS_STORAGE static
-#include "backend/cpu/quant_search_impl.h"
+#include "quant/quant_search_impl.h"
 
 /* qs_code as an int (written out so that the code loops vectorize) */
 static inline int code_i(float v, float hi) {

@@ -1,10 +1,10 @@
 /* Measures the machine's memory read bandwidth (what decode is bound by). */
-#ifndef FITLM_BACKEND_CPU_MEMBW_H
-#define FITLM_BACKEND_CPU_MEMBW_H
+#ifndef FITLM_SYS_MEMBW_H
+#define FITLM_SYS_MEMBW_H
 
 #include <stddef.h>
 
-#include "backend/cpu/threadpool.h"
+#include "sys/threadpool.h"
 
 /* Reads a buffer of `bytes` (rounded to 4 KiB; at least 64 MiB is needed to
  * get past the caches, 1 GiB recommended) with every thread of the pool

@@ -5,8 +5,8 @@
  * so results are reproducible bit for bit by any IEEE implementation. */
 #include <string.h>
 
-#include "backend/cpu/kernels.h"
-#include "backend/cpu/quant_blocks.h"
+#include "quant/blocks.h"
+#include "quant/quant.h"
 #include "format/ggml_type.h"
 #include "util/fp16.h"
 
@@ -206,31 +206,4 @@ int fitlm_dequantize_row(int type, const void *src, float *dst, int64_t n) {
     case FITLM_TYPE_Q6_K: deq_q6_k(src, nb, dst); return 0;
     default: return -1;
     }
-}
-
-bool fitlm_cpu_type_supported(int type) {
-    switch (type) {
-    case FITLM_TYPE_F32:
-    case FITLM_TYPE_F16:
-    case FITLM_TYPE_BF16:
-    case FITLM_TYPE_Q4_0:
-    case FITLM_TYPE_Q4_1:
-    case FITLM_TYPE_Q5_0:
-    case FITLM_TYPE_Q5_1:
-    case FITLM_TYPE_Q8_0:
-    case FITLM_TYPE_Q2_K:
-    case FITLM_TYPE_Q3_K:
-    case FITLM_TYPE_Q4_K:
-    case FITLM_TYPE_Q5_K:
-    case FITLM_TYPE_Q6_K: return true;
-    default: return false;
-    }
-}
-
-int fitlm_cpu_get_row(int wtype, const void *W, int64_t cols, int64_t r, float *dst) {
-    bool ok;
-    if (!fitlm_cpu_type_supported(wtype) || cols < 0 || r < 0) return -1;
-    uint64_t rb = fitlm_type_row_bytes(wtype, (uint64_t)cols, &ok);
-    if (!ok) return -1;
-    return fitlm_dequantize_row(wtype, (const uint8_t *)W + (size_t)r * rb, dst, cols);
 }

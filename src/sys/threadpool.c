@@ -13,7 +13,7 @@
  * then waits only for shares that are running. Each share index still runs
  * exactly once. */
 #define _GNU_SOURCE /* sched_getaffinity, CPU_SET */
-#include "backend/cpu/threadpool.h"
+#include "sys/threadpool.h"
 
 #include <dirent.h>
 #include <pthread.h>

@@ -1,0 +1,80 @@
+#include "sys/cpu_features.h"
+
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
+bool fitlm_cpu_has_avx512bf16(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    unsigned a, b, c, d;
+    if (__get_cpuid_max(0, (unsigned *)0) < 7) return false;
+    __cpuid_count(7, 1, a, b, c, d);
+    return (a >> 5) & 1u; /* CPUID.(EAX=7,ECX=1):EAX bit 5 */
+#else
+    return false;
+#endif
+}
+
+bool fitlm_cpu_has_f16c(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
+    return (c >> 29) & 1u;
+#else
+    return false;
+#endif
+}
+
+/* ---- the kernel family (ISA) ---- */
+
+fitlm_cpu_isa fitlm_cpu_isa_detect(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+        fitlm_cpu_has_f16c())
+        return FITLM_ISA_AVX512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && fitlm_cpu_has_f16c())
+        return FITLM_ISA_AVX2;
+#endif
+    return FITLM_ISA_SCALAR;
+}
+
+static atomic_int g_isa = -1;
+
+void fitlm_cpu_isa_set(fitlm_cpu_isa isa) {
+    fitlm_cpu_isa hw = fitlm_cpu_isa_detect();
+    if ((int)isa < 0) isa = FITLM_ISA_SCALAR;
+    if (isa > hw) isa = hw;
+    atomic_store(&g_isa, (int)isa);
+}
+
+fitlm_cpu_isa fitlm_cpu_isa_active(void) {
+    int v = atomic_load(&g_isa);
+    if (v >= 0) return (fitlm_cpu_isa)v;
+    fitlm_cpu_isa isa = fitlm_cpu_isa_detect();
+    const char *env = getenv("FITLM_CPU_KERNELS");
+    if (env && *env) {
+        fitlm_cpu_isa want = isa;
+        if (strcmp(env, "scalar") == 0) want = FITLM_ISA_SCALAR;
+        else if (strcmp(env, "avx2") == 0) want = FITLM_ISA_AVX2;
+        else if (strcmp(env, "avx512") == 0) want = FITLM_ISA_AVX512;
+        if (want < isa) isa = want;
+    }
+    atomic_store(&g_isa, (int)isa);
+    return isa;
+}
+
+const char *fitlm_cpu_isa_name(fitlm_cpu_isa isa) {
+    switch (isa) {
+    case FITLM_ISA_SCALAR: return "scalar";
+    case FITLM_ISA_AVX2: return "avx2";
+    case FITLM_ISA_AVX512: return "avx512";
+    }
+    return "?";
+}

@@ -1,0 +1,29 @@
+/* What this CPU can run: features that __builtin_cpu_supports does not name
+ * on every compiler (clang 14 lacks "f16c"), read from CPUID directly, and
+ * the kernel family (ISA) every SIMD path of fitlm (CPU kernels, quantizer
+ * searches) chooses by. */
+#ifndef FITLM_SYS_CPU_FEATURES_H
+#define FITLM_SYS_CPU_FEATURES_H
+
+#include <stdbool.h>
+
+/* F16C (half <-> float conversion instructions): CPUID leaf 1, ECX bit 29. */
+bool fitlm_cpu_has_f16c(void);
+/* AVX512_BF16 (vdpbf16ps): checked on its own, the AVX-512 level does not
+ * require it. */
+bool fitlm_cpu_has_avx512bf16(void);
+
+/* Which kernel family fitlm's CPU kernels and quantizer searches use: detected once, overridable by
+ * FITLM_CPU_KERNELS=scalar|avx2|avx512 (for tests and benchmarks). */
+typedef enum fitlm_cpu_isa {
+    FITLM_ISA_SCALAR = 0,
+    FITLM_ISA_AVX2 = 1,
+    FITLM_ISA_AVX512 = 2,
+} fitlm_cpu_isa;
+
+fitlm_cpu_isa fitlm_cpu_isa_detect(void);
+fitlm_cpu_isa fitlm_cpu_isa_active(void);
+void fitlm_cpu_isa_set(fitlm_cpu_isa isa); /* clamps to what the CPU supports */
+const char *fitlm_cpu_isa_name(fitlm_cpu_isa isa);
+
+#endif
