@@ -129,6 +129,52 @@ def run_level(target, reqs, conc):
                 itl_p50_ms=1e3 * pct(itl, 50), itl_p99_ms=1e3 * pct(itl, 99), itl_max_ms=1e3 * max(itl or [0]))
 
 
+def stall_probe(target, n_bg, probe_len, vocab, rnd):
+    """While n_bg streams decode, sends 3 probe requests (probe_len prompt
+    tokens, 1 output token) one after another; returns the probes' TTFTs and
+    the background's inter-token latencies over the same time, in ms."""
+    started = [0] * n_bg
+    bg_times = [[] for _ in range(n_bg)]
+    stop = threading.Event()
+
+    def bg(i):
+        body = dict(prompt=[1] + [rnd.randrange(3, vocab) for _ in range(15)], max_tokens=400, temperature=0,
+                    stream=True, logprobs=0, ignore_eos=True, return_tokens_as_token_ids=True)
+        c = http.client.HTTPConnection(target.host, target.port, timeout=3600)
+        c.request("POST", "/v1/completions", body=json.dumps(body), headers=target.headers)
+        r = c.getresponse()
+        while not stop.is_set():
+            chunk = r.read1(65536)
+            if not chunk:
+                break
+            n = chunk.count(b"token_logprobs")
+            bg_times[i].extend([time.perf_counter()] * n)
+            started[i] += n
+        c.close()  # disconnecting cancels the stream
+
+    ts = [threading.Thread(target=bg, args=(i,), daemon=True) for i in range(n_bg)]
+    for t in ts:
+        t.start()
+    while min(started) < 5:
+        if not all(t.is_alive() for t in ts):
+            stop.set()
+            raise RuntimeError("a background stream of the probe failed")
+        time.sleep(0.05)
+    t_0 = time.perf_counter()
+    time.sleep(3.0)  # decode only: the baseline step time
+    probes, t_a = [], time.perf_counter()
+    for _ in range(3):
+        body = dict(prompt=[1] + [rnd.randrange(3, vocab) for _ in range(probe_len - 1)], max_tokens=1,
+                    temperature=0, stream=True, logprobs=0, return_tokens_as_token_ids=True)
+        t0, times, _, _ = target.stream(body)
+        probes.append(1e3 * (times[0] - t0))
+    t_b = time.perf_counter()
+    stop.set()
+    itl = [1e3 * (b - a) for ts_ in bg_times for a, b in zip(ts_, ts_[1:]) if t_a <= a and b <= t_b]
+    base = [1e3 * (b - a) for ts_ in bg_times for a, b in zip(ts_, ts_[1:]) if t_0 <= a and b <= t_a]
+    return probes, itl, base
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("-m", "--model")
@@ -145,6 +191,8 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--bench", action="store_true", help="also run fitlm bench -n 128 for the single-stream speed")
     ap.add_argument("--json", help="write every figure here")
+    ap.add_argument("--probe", type=int, metavar="N",
+                    help="also: while N streams decode, the TTFT of a new 64-token request against their step time")
     a = ap.parse_args()
     levels = [int(x) for x in a.concurrency.split(",")]
     pmin, pmax = (int(x) for x in a.prompt_len.split(","))
@@ -157,7 +205,7 @@ def main():
     if not url:
         log_path = "/tmp/serve_bench.%d.log" % os.getpid()
         logf = open(log_path, "w")
-        cmd = [a.fitlm, "serve", "-m", a.model, "--port", "0", "-np", str(max(levels))]
+        cmd = [a.fitlm, "serve", "-m", a.model, "--port", "0", "-np", str(max(levels + [(a.probe or 0) + 1]))]
         if a.threads:
             cmd += ["-t", str(a.threads)]
         cmd += a.serve_args.split()
@@ -204,6 +252,14 @@ def main():
                 conc, r["requests"], r["request_throughput"], r["output_tok_s"], r["ttft_p50_ms"], r["ttft_p99_ms"],
                 r["tpot_p50_ms"], r["tpot_p99_ms"], r["itl_p50_ms"], r["itl_p99_ms"], r["itl_max_ms"],
                 "  (%d errors: %s)" % (r["errors"], r["error_sample"]) if r["errors"] else ""), flush=True)
+        if a.probe:
+            probes, itl, base = stall_probe(target, a.probe, 64, a.vocab, rnd)
+            out["probe"] = dict(background=a.probe, probe_ttft_ms=probes, decode_step_p50_ms=pct(base, 50),
+                                step_with_probe_p50_ms=pct(itl, 50), step_with_probe_max_ms=max(itl or [0]))
+            print("probe: %d streams decoding (decode-only step p50 %.1f ms; with the probes: p50 %.1f, max %.1f ms): "
+                  "a new 64-token request's TTFT %s ms = %s steps of the window" % (
+                      a.probe, pct(base, 50), pct(itl, 50), max(itl or [0]), " ".join("%.0f" % x for x in probes),
+                      " ".join("%.1f" % (x / pct(itl, 50)) for x in probes)), flush=True)
     finally:
         if proc:
             proc.send_signal(signal.SIGTERM)

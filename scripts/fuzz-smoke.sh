@@ -8,9 +8,11 @@ cd "$(dirname "$0")/.."
 secs=${1:-30}
 dir=build-fuzz
 CC=clang cmake -S . -B "$dir" -DFITLM_FUZZ=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
-cmake --build "$dir" -j"$(nproc)" --target fuzz_gguf fuzz_safetensors fuzz_tokenizer fuzz_jinja >/dev/null
+targets="fuzz_gguf fuzz_safetensors fuzz_tokenizer fuzz_jinja"
+pkg-config --exists libmicrohttpd && targets="$targets fuzz_serve_request" # (built with fitlm serve)
+cmake --build "$dir" -j"$(nproc)" --target $targets >/dev/null
 seed="$dir/smoke-seed"
-rm -rf "$seed" && mkdir -p "$seed/gguf" "$seed/hf" "$seed/st" "$seed/tok" "$seed/jinja"
+rm -rf "$seed" && mkdir -p "$seed/gguf" "$seed/hf" "$seed/st" "$seed/tok" "$seed/jinja" "$seed/serve"
 # GGUF: the hostile corpus and the real vocabularies
 python3 tests/hostile/gen_gguf.py "$seed/gguf" >/dev/null
 cp ../shared/data/vocab/*.gguf "$seed/gguf/" 2>/dev/null || true
@@ -31,8 +33,14 @@ sys.stdout.buffer.write(b''.join(x.replace(b'\0', b'') + b'\0' for x in t))")
 for f in ../shared/data/chat-templates/*.jinja; do
   [ -e "$f" ] && { printf '\000'; cat "$f"; } > "$seed/jinja/$(basename "$f")"
 done
+# serve: mode byte (even: chat, odd: completions) + an OpenAI request body
+printf '\000{"messages":[{"role":"system","content":"Be brief."},{"role":"user","content":[{"type":"text","text":"Hi \\u00e9"}]}],"max_tokens":4,"stop":["x","\\n"],"logprobs":true,"top_logprobs":3,"stream":true,"stream_options":{"include_usage":true}}' > "$seed/serve/chat"
+printf '\001{"model":"fuzz-model","prompt":"Once upon a time","max_tokens":8,"temperature":0.7,"top_p":0.9,"top_k":40,"min_p":0.1,"seed":7,"logprobs":2,"stream":true}' > "$seed/serve/completion"
+printf '\001{"prompt":[1,15043,3186],"max_completion_tokens":3,"return_tokens_as_token_ids":true,"ignore_eos":true}' > "$seed/serve/ids"
 export FITLM_SHARED="$(cd ../shared 2>/dev/null && pwd || true)"
-for t in gguf:gguf safetensors:st tokenizer:tok jinja:jinja; do
+fuzzers="gguf:gguf safetensors:st tokenizer:tok jinja:jinja"
+case "$targets" in *fuzz_serve_request*) fuzzers="$fuzzers serve_request:serve" ;; esac
+for t in $fuzzers; do
   name=${t%%:*} corpus=$seed/${t#*:}
   echo "== fuzz_$name for ${secs}s"
   log="$dir/smoke-$name.log"

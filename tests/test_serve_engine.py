@@ -14,7 +14,9 @@ on the paged cache.
     running or waiting; the server exits 0 on SIGTERM.
 Token ids come back through vLLM's return_tokens_as_token_ids.
 """
+import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -73,13 +75,20 @@ def idle_check(srv, what):
     return m
 
 
-srv = sk.Server(FITLM, MODEL, "-np", 16, "-t", 2)
+srv = sk.Server(FITLM, MODEL, "-np", N, "-t", 2)  # all 64 in one batch
 alone = [None] * N
 for i in range(N):
     complete(srv, reqs[i], alone, i)
 check(all(isinstance(a[0], list) and len(a[0]) >= 1 for a in alone), "every request alone: %r" %
       [a for a in alone if not isinstance(a[0], list)][:3])
+m0 = srv.metrics()
 together = concurrently(srv, reqs)
+m1 = srv.metrics()
+steps = m1["fitlm_engine_steps_total"] - m0["fitlm_engine_steps_total"]
+gen = m1["fitlm_generation_tokens_total"] - m0["fitlm_generation_tokens_total"]
+print("batch: %d generated tokens (%d returned), %d steps" % (gen, sum(len(a[0]) for a in alone), steps))
+check(gen >= sum(len(a[0]) for a in alone) and steps * 4 < gen,
+      "the 64 requests were batched: %d tokens in %d engine steps" % (gen, steps))
 same = sum(1 for a, b in zip(alone, together) if a[0] == b[0])
 check(same == N, "64 concurrent greedy requests give the tokens each gives alone (%d/%d): e.g. %r" %
       (same, N, [(a[0], b[0]) for a, b in zip(alone, together) if a[0] != b[0]][:2]))
@@ -119,6 +128,24 @@ if first[0] == 200 and second[0] == 200:
     hits = after["fitlm_prefix_cache_hits_total"] - before["fitlm_prefix_cache_hits_total"]
     check(hits >= 96, "/metrics counts the prefix-cache hits: %g" % hits)
 idle_check(srv, "after prefix reuse")
+
+# a client that disconnects mid-stream cancels its sequence; its blocks go back to the pool
+before = srv.metrics().get('fitlm_request_success_total{finished_reason="cancelled"}', 0)
+socks = []
+for i in range(4):
+    body = json.dumps(dict(prompt=[1] + [int(x) for x in rng.integers(3, 32000, 8)], max_tokens=480, temperature=0,
+                           ignore_eos=True, stream=True)).encode()
+    s = socket.create_connection(("127.0.0.1", srv.port), timeout=60)
+    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+    got = b""
+    while got.count(b"data: ") < 2:
+        got += s.recv(4096)
+    socks.append(s)
+for s in socks:
+    s.close()
+m = idle_check(srv, "after 4 disconnects")
+cancelled = m.get('fitlm_request_success_total{finished_reason="cancelled"}', 0) - before
+check(cancelled == 4, "4 disconnected streams were cancelled (%g)" % cancelled)
 rc, log = srv.stop()
 check(rc == 0, "exit 0: %s" % log[-1000:])
 

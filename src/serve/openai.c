@@ -20,6 +20,8 @@ int serve_error_set(serve_error *e, unsigned status, const char *type, const cha
     va_start(ap, fmt);
     vsnprintf(e->msg, sizeof e->msg, fmt, ap);
     va_end(ap);
+    for (char *c = e->msg; *c; c++) /* one line, whatever the request echoed into it */
+        if ((unsigned char)*c < 0x20) *c = ' ';
     return -1;
 }
 
