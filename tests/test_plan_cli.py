@@ -388,9 +388,12 @@ check(rc == 0 and "PLAN:" in out and "Memory" in out and "Alternatives" in out, 
 check("This machine" in out, "default plan includes this machine's CPU")
 x = plan_json("llama-3-8b")
 check(len(x["this_machine"]) == 2 and x["this_machine"][1]["plan"]["weights"] == "Q4_K_M", "this_machine in JSON")
+# a bound against a search that blows up, not a speed target (bench/ holds
+# those): 0.5 s of CPU, 5x under the sanitizers (FITLM_SANITIZED=1 in CI)
+SEARCH_CPU_BOUND = 0.5 * (5 if os.environ.get("FITLM_SANITIZED") == "1" else 1)
 x = plan_json("llama-3-70b", "--quant", "any", "--kv-type", "any", "--offload", "cpu", "--top", "5")
-check(x["search"]["cpu_seconds"] < 0.5, f"full inference search took {x['search']['cpu_seconds']:.3f} s CPU")
+check(x["search"]["cpu_seconds"] < SEARCH_CPU_BOUND, f"full inference search took {x['search']['cpu_seconds']:.3f} s CPU")
 x = plan_json("llama-3.1-405b", "--train")
-check(x["search"]["cpu_seconds"] < 0.5, f"full training search took {x['search']['cpu_seconds']:.3f} s CPU")
+check(x["search"]["cpu_seconds"] < SEARCH_CPU_BOUND, f"full training search took {x['search']['cpu_seconds']:.3f} s CPU")
 
 sys.exit(te.report())
