@@ -12,6 +12,14 @@ LIMIT=3
 [ "${FITLM_SANITIZED:-0}" = 1 ] && LIMIT=15
 fail=0
 ERR=$OUT/stderr
+# timed WHAT ARGS...: must exit 0; timed_refused WHAT ARGS...: must exit 1
+# with a "fitlm: error:" line (a clean refusal), both within LIMIT
+WANT_RC=0
+timed_refused() {
+    WANT_RC=1
+    timed "$@"
+    WANT_RC=0
+}
 timed() {
     local what=$1
     shift
@@ -24,7 +32,8 @@ timed() {
     if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
         echo "FAIL: $what: took longer than ${LIMIT}s"
         fail=$((fail + 1))
-    elif [ $rc -ne 0 ] || grep -qE "AddressSanitizer|runtime error:" "$ERR"; then
+    elif [ $rc -ne $WANT_RC ] || grep -qE "AddressSanitizer|runtime error:" "$ERR" ||
+        { [ $WANT_RC -ne 0 ] && ! grep -q "^fitlm: error:" "$ERR"; }; then
         echo "FAIL: $what: exit $rc"
         head -3 "$ERR" | sed 's/^/    /'
         fail=$((fail + 1))
@@ -32,8 +41,12 @@ timed() {
 }
 timed "quantize, 10^5 extra keys" quantize "$OUT/keys-1e5.gguf" "$OUT/q1.gguf" Q8_0
 timed "quantize, 10^5 extra tensors" quantize "$OUT/tensors-1e5.gguf" "$OUT/q2.gguf" Q8_0
-timed "run --chat, 4 MiB template without an end" run -m "$OUT/chat-no-end.gguf" --chat -p hi -n 1 -c 64
-timed "run --chat, 4 MiB template spoiled" run -m "$OUT/chat-spoiled.gguf" --chat -p hi -n 1 -c 64
+# the model's template is rendered (4 MiB of text: far more than the context,
+# refused as a context overflow after a linear render and tokenization)
+timed_refused "run --chat, 4 MiB template without an end" run -m "$OUT/chat-no-end.gguf" --chat -p hi -n 1 -c 64
+timed_refused "run --chat, 4 MiB template spoiled" run -m "$OUT/chat-spoiled.gguf" --chat -p hi -n 1 -c 64
+# a named built-in format leaves the model's template alone
+timed "run --chat --chat-template chatml, 4 MiB" run -m "$OUT/chat-no-end.gguf" --chat --chat-template chatml -p hi -n 1 -c 64
 timed "tokenize, 200k-token vocabulary" tokenize -m "$OUT/vocab-200k.gguf" -p "t000001 t199996"
 # the vocabulary really loaded
 out=$(echo 199999 | "$BIN" detokenize -m "$OUT/vocab-200k.gguf" 2>&1)

@@ -389,8 +389,9 @@ check("This machine" in out, "default plan includes this machine's CPU")
 x = plan_json("llama-3-8b")
 check(len(x["this_machine"]) == 2 and x["this_machine"][1]["plan"]["weights"] == "Q4_K_M", "this_machine in JSON")
 # a bound against a search that blows up, not a speed target (bench/ holds
-# those): 0.5 s of CPU, 5x under the sanitizers (FITLM_SANITIZED=1 in CI)
-SEARCH_CPU_BOUND = 0.5 * (5 if os.environ.get("FITLM_SANITIZED") == "1" else 1)
+# those): 2 s of CPU (about 0.3 s on an idle machine), 5x under the
+# sanitizers (FITLM_SANITIZED=1 in CI)
+SEARCH_CPU_BOUND = 2.0 * (5 if os.environ.get("FITLM_SANITIZED") == "1" else 1)
 x = plan_json("llama-3-70b", "--quant", "any", "--kv-type", "any", "--offload", "cpu", "--top", "5")
 check(x["search"]["cpu_seconds"] < SEARCH_CPU_BOUND, f"full inference search took {x['search']['cpu_seconds']:.3f} s CPU")
 x = plan_json("llama-3.1-405b", "--train")
