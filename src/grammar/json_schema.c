@@ -156,7 +156,7 @@ static int type_object(ctx *c, const cJSON *s, int depth, sbuf *b) {
             return fail(c, "required property '%.100s' is not in 'properties' (not supported)", r->valuestring);
     }
     int n = props ? cJSON_GetArraySize(props) : 0;
-    if (n == 0) {
+    if (!props) {
         if (cJSON_IsFalse(addl)) {
             sb_str(b, "\"{\" ws \"}\"");
         } else if (addl && !cJSON_IsTrue(addl)) {
@@ -169,8 +169,8 @@ static int type_object(ctx *c, const cJSON *s, int depth, sbuf *b) {
         return 0;
     }
     /* kv_k, then B(k) (nothing emitted before k) and A(k) (something was) as rules */
-    int *kv = malloc((size_t)n * sizeof *kv);
-    bool *required = calloc((size_t)n, 1);
+    int *kv = malloc((size_t)n * sizeof *kv + 1);
+    bool *required = calloc((size_t)n + 1, 1);
     if (!kv || !required) {
         free(kv);
         free(required);
