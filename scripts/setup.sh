@@ -30,3 +30,8 @@ if command -v npm >/dev/null 2>&1 && [ ! -d tests/node_modules/openai ]; then
   (cd tests && npm install --no-audit --no-fund --silent openai@4.104.0 >/dev/null 2>&1) || \
     echo "setup: npm install openai failed; the OpenAI client test of fitlm serve will be skipped"
 fi
+# an independent JSON-schema validator, the oracle of the structured-output tests (optional: they skip without it)
+if command -v npm >/dev/null 2>&1 && [ ! -d tests/node_modules/ajv ]; then
+  (cd tests && npm install --no-audit --no-fund --silent ajv@8.17.1 >/dev/null 2>&1) || \
+    echo "setup: npm install ajv failed; the structured-output tests will be skipped"
+fi

@@ -100,7 +100,7 @@ int chat_loop(fitlm_engine *e, const fitlm_tokenizer *tok, const fitlm_sampler_p
         n_hist += n;
         long room = (long)(n_ctx - n_hist);
         free(r.ids);
-        if (generate_tokens(e, hist, (uint32_t)n_hist, n_predict < room ? n_predict : room, sp, print_ids, &r, err))
+        if (generate_tokens(e, hist, (uint32_t)n_hist, n_predict < room ? n_predict : room, sp, print_ids, NULL, &r, err))
             goto out;
         printf("\n");
         fflush(stdout);

@@ -10,6 +10,8 @@
 #include "cli/generate.h"
 #include "backend/cpu/backend_cpu.h"
 #include "cli/runtime_opts.h"
+#include "grammar/json_schema.h"
+#include "grammar/token_mask.h"
 #include "format/gguf.h"
 #include "engine/chat_prompt.h"
 #include "runtime/chat_template.h"
@@ -44,6 +46,9 @@ static void usage(FILE *out) {
             "  --system TEXT           system message for --chat\n"
             "  --chat-template NAME    a built-in format: llama2, llama3, chatml, mistral (default: the\n"
             "                          model's own Jinja template; a built-in one only when it has none)\n"
+            "  --json-schema FILE      constrain the output to JSON valid under this schema\n"
+            "                          (docs/structured-output.md); the prompt is not echoed\n"
+            "  --grammar FILE          constrain the output to a GBNF grammar (rule 'root')\n"
             "  --memory-report         (always printed at the end of run)\n");
 }
 
@@ -87,6 +92,7 @@ int cmd_run(int argc, char **argv) {
     fitlm_sampler_params sp = fitlm_sampler_params_default();
     bool seed_given = false, print_ids = false, chat = false, interactive = false, n_predict_given = false;
     const char *prompt = NULL, *ids_text = NULL, *system_msg = NULL, *template_name = NULL, *prompt_file = NULL;
+    const char *schema_file = NULL, *grammar_file = NULL;
     char *prompt_buf = NULL;
     long n_predict = 128, x;
     for (int i = 1; i < argc; i++) {
@@ -130,6 +136,10 @@ int cmd_run(int argc, char **argv) {
             chat = true;
         } else if (!strcmp(a, "-i") || !strcmp(a, "--interactive")) {
             chat = interactive = true;
+        } else if (!strcmp(a, "--json-schema")) {
+            if (!(schema_file = opt_value(argc, argv, &i))) return 1;
+        } else if (!strcmp(a, "--grammar")) {
+            if (!(grammar_file = opt_value(argc, argv, &i))) return 1;
         } else if (!strcmp(a, "--system")) {
             if (!(system_msg = opt_value(argc, argv, &i))) return 1;
         } else if (!strcmp(a, "--chat-template")) {
@@ -152,15 +162,38 @@ int cmd_run(int argc, char **argv) {
         return 1;
     }
 
+    /* the output's grammar, compiled before the model loads: a bad one generates nothing */
+    if (schema_file && grammar_file) return fitlm_die("run: give only one of --json-schema and --grammar");
+    if ((schema_file || grammar_file) && interactive)
+        return fitlm_die("run: --json-schema and --grammar need a single prompt, not -i");
+    fitlm_grammar *grammar = NULL;
+    if (schema_file || grammar_file) {
+        size_t glen = 0;
+        char *gtext = fitlm_file_read_all(schema_file ? schema_file : grammar_file, FITLM_GRAMMAR_MAX_TEXT, &glen, &err);
+        if (gtext) grammar = schema_file ? fitlm_json_schema_grammar(gtext, glen, &err) : fitlm_grammar_parse(gtext, glen, &err);
+        free(gtext);
+        if (!grammar) {
+            fitlm_error_prefix(&err, schema_file ? schema_file : grammar_file);
+            fitlm_error_print(&err);
+            return 1;
+        }
+    }
+
     int32_t *ids = NULL;
     uint32_t n_prompt = 0;
-    if (ids_text && !(ids = opt_parse_ids_flag("--ids", ids_text, &n_prompt))) return 1;
+    if (ids_text && !(ids = opt_parse_ids_flag("--ids", ids_text, &n_prompt))) {
+        fitlm_grammar_free(grammar);
+        return 1;
+    }
 
     runtime_session s;
     if (runtime_session_open_model(&s, &o)) {
         free(ids);
+        fitlm_grammar_free(grammar);
         return 1;
     }
+    fitlm_token_trie *trie = NULL;
+    fitlm_token_constraint cons = {0};
     int rc = 1;
     fitlm_tokenizer *tok = NULL;
     fitlm_detok_stream *ds = NULL;
@@ -280,6 +313,20 @@ int cmd_run(int argc, char **argv) {
             fitlm_die("token id %d is outside the vocabulary (0..%u)", ids[i], vocab - 1);
             goto done;
         }
+    if (grammar) {
+        fitlm_token_matcher *tm = NULL;
+        if (!tok) {
+            fitlm_die("%s: --json-schema and --grammar need the model's vocabulary", o.model_path);
+            goto done;
+        }
+        if (!(trie = fitlm_token_trie_new(tok, &err)) || !(tm = fitlm_token_matcher_new(grammar, trie, &err))) {
+            grammar = NULL; /* the matcher took it (and freed it on failure) */
+            fitlm_error_print(&err);
+            goto done;
+        }
+        grammar = NULL;
+        cons = fitlm_token_matcher_constraint(tm);
+    }
     if (tok && !print_ids) {
         ds = fitlm_detok_stream_new(tok, false);
         if (!ds) {
@@ -292,7 +339,7 @@ int cmd_run(int argc, char **argv) {
     fflush(stderr);
 
     /* echo the prompt (not in chat mode, where the template text is noise) */
-    if (ds && !chat) {
+    if (ds && !chat && !cons.mask) {
         for (uint32_t i = 0; i < n_prompt; i++) {
             const char *piece;
             size_t len;
@@ -306,7 +353,10 @@ int cmd_run(int argc, char **argv) {
         size_t len;
         if (ds) fitlm_detok_stream_flush(ds, &piece, &len), fwrite(piece, 1, len, stdout);
     }
-    if (generate_tokens(s.engine, ids, n_prompt, n_predict, &sp, print_ids || !tok, &res, &err)) {
+    fitlm_token_constraint given = cons;
+    cons = (fitlm_token_constraint){0}; /* generate_tokens owns it now */
+    if (generate_tokens(s.engine, ids, n_prompt, n_predict, &sp, print_ids || !tok, given.mask ? &given : NULL, &res,
+                        &err)) {
         fitlm_error_print(&err);
         goto done;
     }
@@ -327,6 +377,9 @@ int cmd_run(int argc, char **argv) {
     runtime_session_print_memory(&s, stderr);
     rc = 0;
 done:
+    if (cons.mask) cons.free_state(cons.state);
+    fitlm_grammar_free(grammar);
+    fitlm_token_trie_free(trie);
     free(res.ids);
     free(chat_text);
     fitlm_chat_prompt_free(cp);

@@ -15,6 +15,7 @@
 #include "format/ggml_type.h"
 #include "util/meminfo.h"
 #include "runtime/kv_pool.h"
+#include "grammar/token_mask.h"
 #include "engine/chat_prompt.h"
 #include "runtime/chat_template.h"
 #include "runtime/runtime.h"
@@ -189,6 +190,7 @@ int cmd_serve(int argc, char **argv) {
     fitlm_engine *e = NULL;
     char *default_system = NULL;
     fitlm_chat_prompt *chat = NULL;
+    fitlm_token_trie *trie = NULL;
     serve_server *srv = serve_server_new(&sp, &err);
     if (!srv || serve_server_start(srv, &err)) goto fail;
     const char *host = sp.host ? sp.host : "127.0.0.1";
@@ -237,6 +239,9 @@ int cmd_serve(int argc, char **argv) {
         .vocab = fitlm_engine_vocab(e),
         .max_piece_bytes = serve_max_piece_bytes(tok),
     };
+    /* structured output (response_format): the vocabulary's token trie, built once */
+    if (tok && !(trie = fitlm_token_trie_new(tok, &err))) goto fail;
+    mi.trie = trie;
     fitlm_engine_stats st;
     fitlm_engine_get_stats(e, &st);
     uint64_t pool_tokens = (uint64_t)st.kv_blocks_total * st.kv_block_tokens;
@@ -271,6 +276,7 @@ done:
     fitlm_chat_prompt_free(chat);
     free(default_system);
     fitlm_tokenizer_free(tok);
+    fitlm_token_trie_free(trie);
     if (be) be->free(be);
     fitlm_model_free(m);
     return rc;

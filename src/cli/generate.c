@@ -45,35 +45,48 @@ static void on_event(void *user, const fitlm_gen_event *ev) {
 }
 
 int generate_tokens(fitlm_engine *e, const int32_t *prompt, uint32_t n_prompt, long n_predict,
-                    const fitlm_sampler_params *sp, bool print_ids, gen_result *r, fitlm_error *err) {
+                    const fitlm_sampler_params *sp, bool print_ids, fitlm_token_constraint *constraint,
+                    gen_result *r, fitlm_error *err) {
+    fitlm_token_constraint cons = {0};
+    if (constraint) cons = *constraint;
     memset(r, 0, sizeof *r);
     r->stop_id = -1;
     r->reason = "token limit";
     uint32_t n_ctx = fitlm_engine_n_ctx(e);
-    if (n_prompt >= n_ctx)
+    if (n_prompt >= n_ctx) {
+        if (cons.mask) cons.free_state(cons.state);
         return fitlm_fail(err, "context overflow: the prompt has %u tokens, the context holds %u", n_prompt, n_ctx);
+    }
     bool capped = false;
     if (n_predict > (long)(n_ctx - n_prompt)) {
         n_predict = (long)(n_ctx - n_prompt); /* what the context allows */
         capped = true;
     }
-    if (n_predict <= 0) return 0;
     printer p = {.r = r, .cap = n_predict + 1, .print_ids = print_ids};
-    r->ids = malloc((size_t)p.cap * sizeof *r->ids);
-    if (!r->ids) return fitlm_fail(err, "out of memory");
+    r->ids = n_predict > 0 ? malloc((size_t)p.cap * sizeof *r->ids) : NULL;
+    if (n_predict <= 0 || !r->ids) {
+        if (cons.mask) cons.free_state(cons.state);
+        return n_predict <= 0 ? 0 : fitlm_fail(err, "out of memory");
+    }
     fitlm_request q = {.prompt = prompt,
                        .n_prompt = n_prompt,
                        .max_tokens = (uint32_t)n_predict,
                        .sampling = *sp,
                        .top_logprobs = -1,
+                       .constraint = cons,
                        .cb = on_event,
                        .user = &p};
     double t0 = gen_now_s();
     uint64_t id;
-    if (fitlm_engine_submit(e, &q, &id, err) || fitlm_engine_run_until_idle(e, err)) return -1;
+    if (fitlm_engine_submit(e, &q, &id, err)) {
+        if (cons.mask) cons.free_state(cons.state); /* the engine owns it only once submitted */
+        return -1;
+    }
+    if (fitlm_engine_run_until_idle(e, err)) return -1;
     if (p.finish == FITLM_FINISH_ERROR) return fitlm_fail(err, "%s", p.error);
     if (r->stop_id >= 0) r->reason = "end of generation token";
     else if (capped && r->n == n_predict) r->reason = "context full";
+    else if (p.finish == FITLM_FINISH_STOP && cons.mask) r->reason = "output complete";
     r->n_eval = r->n_ids > 0 ? r->n_ids - 1 : 0;
     r->t_first = r->n_ids ? p.t_first - t0 : p.t_done - t0;
     r->seconds = r->n_ids ? p.t_done - p.t_first : 0.0;

@@ -24,10 +24,14 @@ typedef struct gen_result {
 
 /* Generates up to n_predict tokens after the prompt (capped to what the
  * context leaves; then the reason is "context full"), printing them to stdout
- * as they come: ids separated by spaces with print_ids, else text. 0, or -1
+ * as they come: ids separated by spaces with print_ids, else text. With a
+ * constraint (NULL: none; --json-schema, --grammar), only tokens it allows
+ * are sampled and the reason is "output complete" when it ends the output;
+ * generate_tokens takes ownership of it (freed whatever happens). 0, or -1
  * with err (a refused request or a backend error). */
 int generate_tokens(fitlm_engine *e, const int32_t *prompt, uint32_t n_prompt, long n_predict,
-                    const fitlm_sampler_params *sp, bool print_ids, gen_result *r, fitlm_error *err);
+                    const fitlm_sampler_params *sp, bool print_ids, fitlm_token_constraint *constraint,
+                    gen_result *r, fitlm_error *err);
 
 double gen_now_s(void);
 

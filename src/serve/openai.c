@@ -2,6 +2,7 @@
 #include "serve/openai.h"
 
 #include "engine/chat_prompt.h"
+#include "grammar/json_schema.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -414,6 +415,44 @@ static int parse_logprobs(serve_kind kind, const cJSON *o, serve_gen_params *p, 
     return 0;
 }
 
+/* response_format: {"type": "text" | "json_object" | "json_schema", "json_schema": {"name", "schema",
+ * "strict"}} -> a token matcher over the compiled grammar (docs/structured-output.md). */
+static int parse_response_format(const serve_model_info *mi, const cJSON *o, serve_gen_params *p, serve_error *err) {
+    const cJSON *rf = cJSON_GetObjectItemCaseSensitive(o, "response_format");
+    if (is_null(rf)) return 0;
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(rf, "type");
+    if (!cJSON_IsObject(rf) || !cJSON_IsString(type))
+        return BAD("response_format", "'response_format' must be an object with a string 'type'");
+    const char *t = type->valuestring;
+    if (!strcmp(t, "text")) return 0;
+    fitlm_error fe = {{0}};
+    fitlm_grammar *g = NULL;
+    if (!strcmp(t, "json_object")) {
+        g = fitlm_grammar_parse(fitlm_json_object_gbnf(), strlen(fitlm_json_object_gbnf()), &fe);
+    } else if (!strcmp(t, "json_schema")) {
+        const cJSON *js = cJSON_GetObjectItemCaseSensitive(rf, "json_schema");
+        const cJSON *schema = cJSON_IsObject(js) ? cJSON_GetObjectItemCaseSensitive(js, "schema") : NULL;
+        if (!cJSON_IsObject(js)) return BAD("response_format", "'response_format.json_schema' must be an object");
+        if (is_null(schema)) return BAD("response_format", "'response_format.json_schema.schema' is required");
+        if (!cJSON_IsObject(schema) && !cJSON_IsBool(schema))
+            return BAD("response_format", "'response_format.json_schema.schema' must be a JSON schema object");
+        char *text = cJSON_PrintUnformatted(schema);
+        if (!text) return serve_error_set(err, 500, "server_error", NULL, NULL, "out of memory");
+        g = fitlm_json_schema_grammar(text, strlen(text), &fe);
+        free(text);
+    } else {
+        return BAD("response_format", "unsupported response_format type '%.40s' (text, json_object, json_schema)", t);
+    }
+    if (!g) return BAD("response_format", "%s", fe.msg);
+    if (!mi->trie) {
+        fitlm_grammar_free(g);
+        return BAD("response_format", "this model has no vocabulary: structured output needs one");
+    }
+    p->matcher = fitlm_token_matcher_new(g, mi->trie, &fe); /* takes g */
+    if (!p->matcher) return BAD("response_format", "%s", fe.msg);
+    return 0;
+}
+
 int serve_parse_gen(const serve_model_info *mi, serve_kind kind, const char *body, size_t len, uint64_t random_seed,
                     serve_gen_params *out, serve_error *err) {
     memset(out, 0, sizeof *out);
@@ -501,7 +540,8 @@ int serve_parse_gen(const serve_model_info *mi, serve_kind kind, const char *bod
         }
         if (get_bool(so, "include_usage", &out->include_usage, err) < 0) goto done;
     }
-    if (parse_logprobs(kind, o, out, err) || parse_stop(o, out, err)) goto done;
+    if (parse_logprobs(kind, o, out, err) || parse_stop(o, out, err) || parse_response_format(mi, o, out, err))
+        goto done;
     if (kind == SERVE_CHAT ? parse_messages(mi, o, out, err) : parse_prompt(mi, o, out, err)) goto done;
     rc = 0;
 done:
@@ -513,6 +553,7 @@ done:
 void serve_gen_params_free(serve_gen_params *p) {
     free(p->prompt);
     for (size_t i = 0; i < p->n_stop; i++) free(p->stop[i]);
+    fitlm_token_matcher_free(p->matcher);
     memset(p, 0, sizeof *p);
 }
 

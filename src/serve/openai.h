@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "engine/engine.h"
+#include "grammar/token_mask.h"
 #include "runtime/chat_template.h"
 #include "serve/buf.h"
 #include "tokenizer/tokenizer.h"
@@ -50,6 +51,8 @@ typedef struct serve_model_info {
     uint32_t n_ctx, vocab;
     uint32_t max_piece_bytes;    /* longest token text (0: unknown): a prompt of B bytes has at least
                                     B / max_piece_bytes tokens, so longer ones are refused untokenized */
+    const fitlm_token_trie *trie; /* the vocabulary's token trie (grammar/token_mask.h) for response_format;
+                                    NULL: structured output requests get 400 */
 } serve_model_info;
 
 /* The longest text any token of tok stands for (special tokens included). */
@@ -68,6 +71,8 @@ typedef struct serve_gen_params {
     bool stream, include_usage;
     int top_logprobs;             /* -1: no logprobs */
     bool tokens_as_ids;           /* vLLM's return_tokens_as_token_ids: logprob tokens as "token_id:N" */
+    fitlm_token_matcher *matcher; /* response_format's constraint, or NULL; owned until handed to the engine
+                                    (fitlm_token_matcher_constraint), else freed by serve_gen_params_free */
 } serve_gen_params;
 
 /* Parses and checks a request body; tokenizes its prompt (chat: the messages

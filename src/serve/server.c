@@ -284,10 +284,15 @@ static enum MHD_Result handle_gen(serve_server *s, struct MHD_Connection *c, con
         .cb = on_event,
         .user = r,
     };
+    /* response_format's constraint: the engine owns it once submitted */
+    fitlm_token_matcher *tm = r->params.matcher;
+    r->params.matcher = NULL;
+    if (tm) rq.constraint = fitlm_token_matcher_constraint(tm);
     r->t_submit = now_s();
     fitlm_error fe = {{0}};
     uint64_t id = 0;
     int rc = fitlm_engine_submit(s->engine, &rq, &id, &fe);
+    if (rc) fitlm_token_matcher_free(tm);
     if (rc) {
         atomic_fetch_sub(&r->refs, 1); /* the engine never calls back */
         r->log.done = true;
