@@ -55,6 +55,18 @@ for args in (["-m", os.path.join(TMP, "no-such-model.gguf"), "--port", "0"], ["-
     check(p.returncode == 1 and "fitlm: error:" in p.stderr, "serve %s -> exit 1 with an error: %d %r" %
           (" ".join(args[-2:]), p.returncode, p.stderr[-200:]))
 
+# ---- while the model loads: /health and requests get 503, then 200 ----
+slow = sk.Server(FAKE, MODEL, wait=False, env={"FITLM_FAKE_LOAD_MS": "1500"})
+st, h, b = slow.request("GET", "/health")
+check(st == 503 and is_error(st, json.loads(b), 503), "/health while loading -> 503: %s %r" % (st, b))
+st, j, _ = slow.post("/v1/completions", {"prompt": "Hi"})
+check(is_error(st, j, 503), "a request while loading -> 503: %s %r" % (st, j))
+slow.wait_ready()
+st, j, _ = slow.post("/v1/completions", {"prompt": "Hi", "max_tokens": 2})
+check(st == 200, "answered once loaded: %s" % st)
+rc, log = slow.stop()
+check(rc == 0, "exit 0: %s" % log[-500:])
+
 srv = sk.Server(FAKE, MODEL, "--api-key", KEY, "-np", 8, "--max-queue", 512, env={"FITLM_FAKE_STEP_MS": "5"})
 post = lambda path, body, **kw: srv.post(path, body, headers=AUTH, **kw)  # noqa: E731
 

@@ -5,7 +5,8 @@
  * $FITLM_FAKE_STEP_MS milliseconds (default 2), with logprob -(i+1)/8 and
  * top alternatives id+1, id+2, ... It finishes with LENGTH after max_tokens
  * (0: at the context, FAKE_CTX), with STOP at the first stop string found in
- * its text, or CANCELLED. Its "KV blocks" are ceil(tokens / 16) per running
+ * its text, or CANCELLED. $FITLM_FAKE_LOAD_MS delays fitlm_engine_new (a model
+ * that takes long to load). Its "KV blocks" are ceil(tokens / 16) per running
  * request out of 64, so a leak of a request shows in the stats as it would
  * with the real engine. */
 #include <pthread.h>
@@ -76,6 +77,11 @@ fitlm_engine *fitlm_engine_new(const fitlm_model *m, const fitlm_tokenizer *tok,
     pthread_cond_init(&e->cv, NULL);
     const char *ms = getenv("FITLM_FAKE_STEP_MS");
     e->step_ms = ms ? atoi(ms) : 2;
+    const char *load_ms = getenv("FITLM_FAKE_LOAD_MS"); /* a slow start: the server answers 503 meanwhile */
+    if (load_ms && atoi(load_ms) > 0) {
+        struct timespec ts = {atoi(load_ms) / 1000, (long)(atoi(load_ms) % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
     return e;
 }
 
