@@ -14,6 +14,7 @@ the numpy forward pass of tests/ref/forward.py (greedy continuation).
   - --chat on a model without a chat template asks for --chat-template.
 """
 import os
+import re
 import subprocess
 import sys
 
@@ -181,5 +182,23 @@ if final:
     check(abs(float(f[6]) - err) <= 1e-3 * err, "standard error %s vs numpy %g" % (f[6], err))
 else:
     check(False, "no final estimate: " + p.stdout)
+
+# ---- a NUL byte in the prompt: run tokenizes the same bytes as tokenize (not a prompt cut at the NUL) ----
+nul = b"Hello\x00world, once upon"
+t = subprocess.run([FITLM, "tokenize", "-m", plain], input=nul, capture_output=True)
+want_n = len(t.stdout.split())
+q = subprocess.run([FITLM, "run", "-m", plain, "-n", "1", "--temp", "0", "--print-ids"], input=nul, capture_output=True)
+m = re.search(rb"(\d+) prompt tokens", q.stderr)
+check(t.returncode == 0 and q.returncode == 0 and m is not None and int(m.group(1)) == want_n and want_n > 4,
+      "run with a NUL in the prompt (stdin) sees tokenize's %d tokens: %r" % (want_n, q.stderr[-200:]))
+nf = os.path.join(TMP, "rt-nul.txt")
+with open(nf, "wb") as f:
+    f.write(nul)
+q = subprocess.run([FITLM, "run", "-m", plain, "-f", nf, "-n", "1", "--temp", "0", "--print-ids"], capture_output=True)
+m = re.search(rb"(\d+) prompt tokens", q.stderr)
+check(q.returncode == 0 and m is not None and int(m.group(1)) == want_n, "the same from -f: %r" % q.stderr[-200:])
+q = subprocess.run([FITLM, "run", "-m", chat, "-f", nf, "--chat", "-n", "1"], capture_output=True)
+check(q.returncode == 1 and b"fitlm: error:" in q.stderr and b"NUL" in q.stderr,
+      "--chat refuses a NUL byte in the message: %r" % q.stderr[-200:])
 
 sys.exit(te.report())

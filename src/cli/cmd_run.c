@@ -55,8 +55,9 @@ static void usage(FILE *out) {
 #define PROMPT_MAX_BYTES (16u * 1024u * 1024u)
 
 /* Reads all of stdin (at most max bytes) into a NUL-terminated malloc'd
- * buffer the caller frees; NULL if empty, too long or unreadable. */
-static char *read_stdin(size_t max) {
+ * buffer the caller frees, its length (NUL bytes inside count) in *len;
+ * NULL if empty, too long or unreadable. */
+static char *read_stdin(size_t max, size_t *len) {
     size_t cap = 4096, n = 0;
     char *buf = malloc(cap);
     if (!buf) return NULL;
@@ -83,6 +84,7 @@ static char *read_stdin(size_t max) {
         return NULL;
     }
     buf[n] = 0;
+    *len = n;
     return buf;
 }
 
@@ -94,6 +96,7 @@ int cmd_run(int argc, char **argv) {
     const char *prompt = NULL, *ids_text = NULL, *system_msg = NULL, *template_name = NULL, *prompt_file = NULL;
     const char *schema_file = NULL, *grammar_file = NULL;
     char *prompt_buf = NULL;
+    size_t prompt_len = 0; /* bytes of a prompt read from -f or stdin (it may hold NUL bytes) */
     long n_predict = 128, x;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
@@ -204,13 +207,13 @@ int cmd_run(int argc, char **argv) {
 
     /* the prompt: -p, -f FILE, --ids, or (when stdin is not a terminal) stdin */
     if (prompt_file) {
-        prompt = prompt_buf = fitlm_file_read_all(prompt_file, PROMPT_MAX_BYTES, NULL, &err);
+        prompt = prompt_buf = fitlm_file_read_all(prompt_file, PROMPT_MAX_BYTES, &prompt_len, &err);
         if (!prompt) {
             fitlm_error_print(&err);
             goto done;
         }
     } else if (!prompt && !ids_text && !interactive && !isatty(STDIN_FILENO)) {
-        prompt = prompt_buf = read_stdin(PROMPT_MAX_BYTES);
+        prompt = prompt_buf = read_stdin(PROMPT_MAX_BYTES, &prompt_len);
         if (!prompt) {
             fitlm_die("run: cannot read the prompt from stdin (empty, or more than %u bytes)", PROMPT_MAX_BYTES);
             goto done;
@@ -269,7 +272,13 @@ int cmd_run(int argc, char **argv) {
         goto done;
     }
     if (prompt) {
+        /* the prompt's bytes, NUL bytes included (tokenized as `tokenize` does) */
         const char *text = prompt;
+        size_t text_len = prompt_len ? prompt_len : strlen(prompt);
+        if (chat && memchr(prompt, 0, text_len)) {
+            fitlm_die("run: the prompt contains a NUL byte, which a chat message cannot carry");
+            goto done;
+        }
         if (chat) {
             fitlm_chat_message msgs[2];
             size_t nm = 0;
@@ -282,11 +291,12 @@ int cmd_run(int argc, char **argv) {
                 goto done;
             }
             text = chat_text;
+            text_len = strlen(chat_text);
             fprintf(stderr, "fitlm: chat template: %s\n", fitlm_chat_prompt_describe(cp));
         }
         size_t n = 0;
-        int enc = cp ? fitlm_chat_prompt_tokenize(cp, text, strlen(text), true, &ids, &n, &err)
-                     : fitlm_tokenizer_encode(tok, text, strlen(text), true, true, &ids, &n, &err);
+        int enc = cp ? fitlm_chat_prompt_tokenize(cp, text, text_len, true, &ids, &n, &err)
+                     : fitlm_tokenizer_encode(tok, text, text_len, true, true, &ids, &n, &err);
         if (enc) {
             fitlm_error_prefix(&err, "tokenizing the prompt");
             fitlm_error_print(&err);
