@@ -368,6 +368,21 @@ check(x["plan"]["gpu"] == "Big-Card" and x["plan"]["count"] == 1 and x["cost"]["
 check(abs(x["time"]["decode_tokens_per_s"] - 0.8 * 10000e9 / (x["memory"]["weights_bytes"] +
                                                                1152 * x["memory"]["kv_bytes_per_token"])) < 0.05,
       f"bandwidth-bound decode {x['time']['decode_tokens_per_s']}")
+# a --gpus-file entry whose name or alias is already taken is refused, not a silent replacement
+for entry, taken in [({"name": "H100"}, "H100"), ({"name": "My-H100", "aliases": ["a100-80gb"]}, "a100-80gb")]:
+    dup = os.path.join(TMP, "plan_dup_gpus.json")
+    e = {"memory_gib": 80, "mem_bw_gbs": 2000, "fp16_tflops": 300, "cloud_usd_per_hour": 1.0, "purchase_usd": 1000}
+    e.update(entry)
+    with open(dup, "w") as f:
+        json.dump({"gpus": [e]}, f)
+    rc, out, err = run("llama-3-8b", "--gpus-file", dup)
+    check(rc == 1 and "fitlm: error:" in err and taken in err and "already" in err,
+          f"--gpus-file shadowing '{taken}' refused: {err[-200:]}")
+with open(dup, "w") as f:
+    json.dump({"gpus": [dict(name="Twin", memory_gib=8, mem_bw_gbs=100, fp16_tflops=10, cloud_usd_per_hour=1.0,
+                             purchase_usd=1)] * 2}, f)
+rc, out, err = run("llama-3-8b", "--gpus-file", dup)
+check(rc == 1 and "'Twin' is already" in err, f"a name twice in one --gpus-file refused: {err[-200:]}")
 x = plan_json("llama-3.2-1b", "--gpu", "cpu", "-q", "q4_k_m")
 check(x["plan"]["gpu"] == "CPU" and x["cost"]["usd_per_hour"] == 0, "plan on this machine's CPU")
 x = plan_json("llama-3-8b", "--pretrain", "--gpu", "H100:8")

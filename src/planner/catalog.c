@@ -46,11 +46,6 @@ int fitlm_catalog_find(const fitlm_catalog *cat, const char *name) {
 }
 
 static int push(fitlm_catalog *cat, const fitlm_gpu *g) {
-    int at = fitlm_catalog_find(cat, g->name);
-    if (at >= 0) {
-        cat->gpus[at] = *g; /* a user file may override a built-in entry */
-        return 0;
-    }
     if (cat->n == cat->cap) {
         size_t nc = cat->cap ? cat->cap * 2 : 32;
         fitlm_gpu *p = realloc(cat->gpus, nc * sizeof *p);
@@ -190,6 +185,18 @@ int fitlm_catalog_add_json(fitlm_catalog *cat, const char *json_text, const char
         }
         fitlm_gpu g;
         if (parse_gpu(o, origin, idx, &g, err)) goto done;
+        /* a name or alias already taken (by the built-in catalog or an earlier
+         * entry) would silently replace or shadow that GPU: refused */
+        int clash = fitlm_catalog_find(cat, g.name);
+        const char *taken = g.name;
+        for (int k = 0; clash < 0 && k < g.n_aliases; k++)
+            if ((clash = fitlm_catalog_find(cat, g.aliases[k])) >= 0) taken = g.aliases[k];
+        if (clash >= 0) {
+            fitlm_fail(err, "%s: gpus[%d]: '%s' is already the name or an alias of %s (%s); give the entry a name of "
+                            "its own",
+                       origin, idx, taken, cat->gpus[clash].name, cat->gpus[clash].origin);
+            goto done;
+        }
         if (push(cat, &g)) {
             fitlm_fail(err, "out of memory");
             goto done;
