@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 secs=${1:-30}
 dir=build-fuzz
 CC=clang cmake -S . -B "$dir" -DFITLM_FUZZ=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
-targets="fuzz_gguf fuzz_safetensors fuzz_tokenizer fuzz_jinja"
+targets="fuzz_gguf fuzz_safetensors fuzz_tokenizer fuzz_jinja fuzz_model"
 pkg-config --exists libmicrohttpd && targets="$targets fuzz_serve_request" # (built with fitlm serve)
 cmake --build "$dir" -j"$(nproc)" --target $targets >/dev/null
 seed="$dir/smoke-seed"
@@ -38,7 +38,7 @@ printf '\000{"messages":[{"role":"system","content":"Be brief."},{"role":"user",
 printf '\001{"model":"fuzz-model","prompt":"Once upon a time","max_tokens":8,"temperature":0.7,"top_p":0.9,"top_k":40,"min_p":0.1,"seed":7,"logprobs":2,"stream":true}' > "$seed/serve/completion"
 printf '\001{"prompt":[1,15043,3186],"max_completion_tokens":3,"return_tokens_as_token_ids":true,"ignore_eos":true}' > "$seed/serve/ids"
 export FITLM_SHARED="$(cd ../shared 2>/dev/null && pwd || true)"
-fuzzers="gguf:gguf safetensors:st tokenizer:tok jinja:jinja"
+fuzzers="gguf:gguf safetensors:st tokenizer:tok jinja:jinja model:gguf"
 case "$targets" in *fuzz_serve_request*) fuzzers="$fuzzers serve_request:serve" ;; esac
 for t in $fuzzers; do
   name=${t%%:*} corpus=$seed/${t#*:}

@@ -26,7 +26,7 @@ static int32_t rd_i32(const unsigned char *p) {
 bool fitlm_llama2c_header_plausible(const unsigned char head[28]) {
     int32_t v[7];
     for (int i = 0; i < 7; i++) v[i] = rd_i32(head + 4 * i);
-    if (v[5] < 0) v[5] = -v[5];
+    if (v[5] < 0 && v[5] != INT32_MIN) v[5] = -v[5]; /* INT32_MIN has no positive: stays refused */
     for (int i = 0; i < 7; i++)
         if (v[i] <= 0 || v[i] > (1 << 24)) return false;
     return true;

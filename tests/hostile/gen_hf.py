@@ -405,6 +405,9 @@ def main(argv):
     l2c_case("l2c-huge-dim.bin", llama2c_bytes(dim=2**30), "dim 2^30")
     l2c_case("l2c-huge-vocab.bin", llama2c_bytes(vocab=-(2**31 - 1)), "vocab_size -(2^31-1)")
     l2c_case("l2c-int-min-vocab.bin", llama2c_bytes(vocab=-(2**31)), "vocab_size INT_MIN")
+    # without the .bin extension the format is recognized by the header, whose
+    # check negated INT_MIN (undefined behaviour; found by fuzz_model)
+    l2c_case("l2c-int-min-vocab-noext", llama2c_bytes(vocab=-(2**31)), "vocab_size INT_MIN, no extension")
     l2c_case("l2c-heads-not-dividing.bin", llama2c_bytes(heads=3, kv=1), "3 heads do not divide dim 16")
     l2c_case("l2c-kv-not-dividing.bin", llama2c_bytes(kv=3), "3 KV heads do not divide 4 heads")
     l2c_case("l2c-truncated.bin", llama2c_bytes(truncate=1000), "weights cut off after 1000 bytes")
