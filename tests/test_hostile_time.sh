@@ -47,6 +47,8 @@ timed_refused "run --chat, 4 MiB template without an end" run -m "$OUT/chat-no-e
 timed_refused "run --chat, 4 MiB template spoiled" run -m "$OUT/chat-spoiled.gguf" --chat -p hi -n 1 -c 64
 # a named built-in format leaves the model's template alone
 timed "run --chat --chat-template chatml, 4 MiB" run -m "$OUT/chat-no-end.gguf" --chat --chat-template chatml -p hi -n 1 -c 64
+timed_refused "inspect, safetensors header of 2.2M JSON values" inspect "$OUT/st-nodes"
+grep -q "JSON values" "$ERR" || { echo "FAIL: the safetensors header is refused for its size: $(head -1 "$ERR")"; fail=$((fail + 1)); }
 timed "tokenize, 200k-token vocabulary" tokenize -m "$OUT/vocab-200k.gguf" -p "t000001 t199996"
 # the vocabulary really loaded
 out=$(echo 199999 | "$BIN" detokenize -m "$OUT/vocab-200k.gguf" 2>&1)

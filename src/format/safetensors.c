@@ -62,6 +62,26 @@ static int json_depth(const uint8_t *s, uint64_t n, int limit) {
     return max;
 }
 
+/* JSON values a text would become (the parse tree's nodes): every value is
+ * preceded by a ':', ',' or '[' or is the root, so those characters outside
+ * strings, plus one, bound the node count. */
+static uint64_t json_nodes(const uint8_t *s, uint64_t n) {
+    uint64_t nodes = 1;
+    bool in_str = false;
+    for (uint64_t i = 0; i < n; i++) {
+        uint8_t c = s[i];
+        if (in_str) {
+            if (c == '\\') i++;
+            else if (c == '"') in_str = false;
+        } else if (c == '"') {
+            in_str = true;
+        } else if (c == ':' || c == ',' || c == '[') {
+            nodes++;
+        }
+    }
+    return nodes;
+}
+
 /* Strict UTF-8 (no overlongs, surrogates or code points above U+10FFFF). */
 static bool valid_utf8(const uint8_t *s, uint64_t n) {
     uint64_t i = 0;
@@ -180,6 +200,16 @@ fitlm_safetensors *fitlm_safetensors_parse(const uint8_t *data, uint64_t size, f
     }
     if (!valid_utf8(data + 8, hlen)) {
         fitlm_fail(err, "safetensors: the header is not valid UTF-8");
+        return NULL;
+    }
+    /* the parse tree costs about FITLM_ST_NODE_BYTES per value: a header of
+     * millions of tiny entries is refused before it takes gigabytes */
+    uint64_t nodes = json_nodes(data + 8, hlen);
+    if (nodes > FITLM_ST_MAX_NODES) {
+        fitlm_fail(err, "safetensors: the header has %llu JSON values; at most %u are read (about %u MiB of parse "
+                        "tree)",
+                   (unsigned long long)nodes, FITLM_ST_MAX_NODES,
+                   (unsigned)((uint64_t)FITLM_ST_MAX_NODES * FITLM_ST_NODE_BYTES >> 20));
         return NULL;
     }
     const char *end = NULL;

@@ -23,6 +23,12 @@
 #define FITLM_ST_MAX_DIMS 4
 #define FITLM_ST_MAX_HEADER (100u * 1000u * 1000u)
 #define FITLM_ST_MAX_DEPTH 8
+/* JSON values a header may hold (a tensor entry is about 7: its object,
+ * dtype, shape and offsets): 2^21 values cover about 300,000 tensors, far
+ * beyond any published checkpoint (DeepSeek-V3: about 92,000), and bound the
+ * parse tree to about FITLM_ST_NODE_BYTES x 2^21 = 256 MiB. */
+#define FITLM_ST_MAX_NODES (1u << 21)
+#define FITLM_ST_NODE_BYTES 128u
 
 typedef struct fitlm_st_tensor {
     char *name;       /* owned by the fitlm_safetensors object */

@@ -44,6 +44,18 @@ def main(out):
     # 200,000 token names (3.9 MB): with a keyed hash their slots cannot be chosen
     toks = ["<unk>", "<s>", "</s>"] + ["\u2581t%06d" % i for i in range(200000 - 3)]
     files["vocab-200k.gguf"] = vocab_only(toks)
+    # a safetensors header of 2.2 million tiny JSON values (4.4 MB): parsed, it
+    # took 14x its size in parse tree (a 68 MB one ~1 GB); refused before parsing
+    st_dir = os.path.join(out, "st-nodes")
+    os.makedirs(st_dir, exist_ok=True)
+    hdr = b'{"__metadata__":{"x":[' + b"0," * 2200000 + b'0]}}'
+    hdr += b" " * ((8 - len(hdr) % 8) % 8)
+    with open(os.path.join(st_dir, "model.safetensors"), "wb") as f:
+        f.write(struct.pack("<Q", len(hdr)) + hdr)
+    with open(os.path.join(st_dir, "config.json"), "w") as f:
+        f.write('{"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "num_hidden_layers": 1, '
+                '"num_attention_heads": 4, "intermediate_size": 128, "vocab_size": 100, '
+                '"max_position_embeddings": 64, "rms_norm_eps": 1e-5}')
     for name, data in files.items():
         with open(os.path.join(out, name), "wb") as f:
             f.write(data)
