@@ -74,5 +74,8 @@ if [ "$SANITIZED" != 1 ]; then
     rc=$?
     [ $rc -eq 1 ] && grep -q "^fitlm: error: -c 16000000 needs" "$ERR" || bad "-c 16000000 under ulimit -v: exit $rc"
 fi
+# input text: tokenizing peaks at ~24x the text, checked before it starts
+head -c 3000000 /dev/zero | tr '\0' 'a' | fold -w 60 >"$OUT/big.txt"
+expect 1 "^fitlm: error: .*big.txt: tokenizing 2.9 MiB of text takes about 24x that .* but 64.0 MiB is free \(--mem-limit\); at most 2.[0-9] MiB of text fits" perplexity -m "$M" -c 64 --mem-limit 64MiB -f "$OUT/big.txt"
 echo "$fail failures"
 [ $fail -eq 0 ]

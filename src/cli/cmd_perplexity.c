@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli/commands.h"
+#include "cli/mem_budget.h"
 #include "cli/runtime_opts.h"
 #include "format/gguf.h"
 #include "runtime/memory_report.h"
@@ -102,6 +103,7 @@ int cmd_perplexity(int argc, char **argv) {
         size_t len = 0;
         text = fitlm_file_read_all(text_path, PPL_MAX_FILE, &len, &err);
         if (!text) goto fail_err;
+        if (mem_budget_tokenize(text_path, len, o.mem_limit)) goto done;
         if (fitlm_tokenizer_encode(tok, text, len, true, false, &toks, &n_tok, &err)) {
             fitlm_error_prefix(&err, text_path);
             goto fail_err;

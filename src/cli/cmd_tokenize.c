@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "cli/commands.h"
+#include "cli/mem_budget.h"
+#include "util/meminfo.h"
 #include "cli/tokenizer_opts.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
@@ -135,6 +137,11 @@ int cmd_tokenize(int argc, char **argv) {
             fitlm_tokenizer_free(tok);
             return fitlm_die("<stdin>: cannot read the input text");
         }
+    }
+    if (mem_budget_tokenize(file ? file : prompt ? "-p" : "<stdin>", len, FITLM_MEM_UNKNOWN)) {
+        free(text);
+        fitlm_tokenizer_free(tok);
+        return 1;
     }
     int32_t *ids = NULL;
     size_t n = 0;

@@ -60,3 +60,18 @@ int mem_budget_fit_context(const fitlm_model *m, int kv_type, uint32_t *n_ctx, u
     *n_ctx = fits;
     return 0;
 }
+
+int mem_budget_tokenize(const char *what, size_t n, uint64_t mem_limit) {
+    fitlm_mem_avail av;
+    fitlm_mem_available(mem_limit, &av);
+    if (av.bytes == FITLM_MEM_UNKNOWN || (uint64_t)n <= av.bytes / FITLM_TOKENIZE_PEAK_FACTOR) return 0;
+    char a[32], b[32], c[32], d[32];
+    fprintf(stderr,
+            "fitlm: error: %s: tokenizing %s of text takes about %dx that (%s) but %s is free (%s); at most %s of "
+            "text fits: split the input\n",
+            what, fitlm_format_size(n, a, sizeof a), FITLM_TOKENIZE_PEAK_FACTOR,
+            fitlm_format_size((uint64_t)n * FITLM_TOKENIZE_PEAK_FACTOR, b, sizeof b),
+            fitlm_format_size(av.bytes, c, sizeof c), av.source,
+            fitlm_format_size(av.bytes / FITLM_TOKENIZE_PEAK_FACTOR, d, sizeof d));
+    return -1;
+}

@@ -20,4 +20,12 @@
 int mem_budget_fit_context(const fitlm_model *m, int kv_type, uint32_t *n_ctx, uint32_t n_ubatch, int n_threads,
                            uint64_t mem_limit, bool ctx_from_user);
 
+/* Tokenizing text of n bytes peaks at about FITLM_TOKENIZE_PEAK_FACTOR x n
+ * (pre-token splits, merge queues, the id array). Checks that this fits the
+ * memory available (mem_limit: --mem-limit or FITLM_MEM_UNKNOWN); otherwise
+ * prints "fitlm: error: WHAT: ..." saying how much input would fit and returns
+ * -1. Allocates nothing. */
+#define FITLM_TOKENIZE_PEAK_FACTOR 24
+int mem_budget_tokenize(const char *what, size_t n, uint64_t mem_limit);
+
 #endif
