@@ -6,6 +6,7 @@ config.json / GGUF keys against the documented hyperparameters."""
 import json
 import os
 import shutil
+import struct
 import sys
 
 import numpy as np
@@ -205,6 +206,18 @@ def main():
     r = te.run(BIN, "convert", SRC, os.path.join(TMP, "x.gguf"), "--type", "q4_0")
     check(r.returncode == 1 and "--type" in r.stderr, "bad --type: %r" % r.stderr)
     check(not os.path.exists(os.path.join(TMP, "x.gguf")), "no output after failure")
+    # a NaN in a weight: refused as quantize refuses it, nothing written
+    with open(SRC, "rb") as f:
+        blob = bytearray(f.read())
+    blob[28 + 4 * 1000:28 + 4 * 1001] = struct.pack("<f", float("nan"))  # inside token_embedding
+    nan_src = os.path.join(TMP, "nan.bin")
+    with open(nan_src, "wb") as f:
+        f.write(blob)
+    for to in ("gguf", "hf"):
+        out = os.path.join(TMP, "nan-out" + (".gguf" if to == "gguf" else ""))
+        r = te.run(BIN, "convert", nan_src, out, "--to", to)
+        check(r.returncode == 1 and r.stderr.startswith("fitlm: error: ") and "NaN" in r.stderr and
+              not os.path.exists(out), "convert --to %s refuses a NaN weight: %r" % (to, r.stderr))
     leftovers = [f for f in os.listdir(TMP) if ".tmp." in f]
     check(not leftovers, "temporary files left: %s" % leftovers)
 

@@ -3,6 +3,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdio.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -74,6 +75,12 @@ static int fill_tensor(const plan *p, uint64_t index, void *buf, uint64_t nbytes
         uint64_t sr = o->permute ? fitlm_rope_perm_src_row(r, p->m->hp.head_dim, p->dst_layout == FITLM_ROPE_HALF) : r;
         const uint8_t *in = src + sr * in_row;
         uint8_t *out = dst + r * out_row;
+        bool is_float = s->type == FITLM_TYPE_F32 || s->type == FITLM_TYPE_F16 || s->type == FITLM_TYPE_BF16;
+        if (is_float) /* as quantize does: a NaN or Inf is refused, never copied into a new file */
+            for (uint64_t e = 0; e < row_len; e++)
+                if (!isfinite(load_elem(s->type, in, e)))
+                    return fitlm_fail(err, "tensor '%s': row %llu has a NaN or infinite value", s->name,
+                                      (unsigned long long)sr);
         if (s->type == o->type) memcpy(out, in, (size_t)in_row);
         else
             for (uint64_t e = 0; e < row_len; e++) store_elem(o->type, out, e, load_elem(s->type, in, e));
