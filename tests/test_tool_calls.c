@@ -5,8 +5,11 @@
  * byte, parses to a prefix of the final result (content, reasoning, calls). */
 #include "check.h"
 
+#include "grammar/grammar.h"
 #include "tools/tool_calls.h"
+#include "tools/tool_grammar.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct expect {
@@ -56,6 +59,74 @@ static void run(const expect *x, int i) {
     }
     CHECK(bad == 0, "case %d: %d prefixes are not prefixes of the final parse", i, bad);
     fitlm_tool_parse_free(&fin);
+}
+
+/* The call grammars (tool_grammar.h): what each format must print, parsed back by the parser. */
+static void grammars(void) {
+    const fitlm_tool_spec tools[] = {
+        {"get_weather", "{\"type\": \"object\", \"properties\": {\"city\": {\"type\": \"string\"}, \"unit\": "
+                        "{\"enum\": [\"c\", \"f\"]}}, \"required\": [\"city\", \"unit\"], "
+                        "\"additionalProperties\": false}"},
+        {"now", NULL},
+    };
+    const struct {
+        fitlm_tool_format f;
+        unsigned max_calls;
+        const char *text;
+        bool ok;
+        int n_calls;
+    } cases[] = {
+        {FITLM_TOOLS_HERMES, 0,
+         "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\":\"Paris\",\"unit\":\"c\"}}\n</tool_call>\n"
+         "<tool_call>\n{\"name\": \"now\", \"arguments\": {}}\n</tool_call>",
+         true, 2},
+        {FITLM_TOOLS_HERMES, 1,
+         "<tool_call>\n{\"name\": \"now\", \"arguments\": {}}\n</tool_call>\n<tool_call>\n{\"name\": \"now\", "
+         "\"arguments\": {}}\n</tool_call>",
+         false, 2},
+        {FITLM_TOOLS_HERMES, 0, "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\":\"Paris\"}}\n</tool_call>",
+         false, 1}, /* unit is required */
+        {FITLM_TOOLS_HERMES, 0, "<tool_call>\n{\"name\": \"other\", \"arguments\": {}}\n</tool_call>", false, 1},
+        {FITLM_TOOLS_LLAMA3, 0, "{\"name\": \"get_weather\", \"parameters\": {\"city\":\"x\",\"unit\":\"f\"}}", true, 1},
+        {FITLM_TOOLS_LLAMA3, 0, "{\"name\": \"now\", \"arguments\": {}}", false, 1},
+        {FITLM_TOOLS_MISTRAL, 0,
+         "[TOOL_CALLS][{\"name\": \"now\", \"arguments\": {}}, {\"name\": \"get_weather\", \"arguments\": "
+         "{\"city\":\"\",\"unit\":\"c\"}}]",
+         true, 2},
+        {FITLM_TOOLS_MISTRAL, 0, "[{\"name\": \"now\", \"arguments\": {}}]", true, 1}, /* the marker a control token */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        fitlm_error err = {{0}};
+        char *gbnf = fitlm_tool_grammar_gbnf(cases[i].f, tools, 2, cases[i].max_calls, &err);
+        CHECK(gbnf != NULL, "grammar %zu: %s", i, err.msg);
+        if (!gbnf) continue;
+        fitlm_grammar *g = fitlm_grammar_parse(gbnf, strlen(gbnf), &err);
+        CHECK(g != NULL, "grammar %zu parses: %s\n%s", i, err.msg, gbnf);
+        free(gbnf);
+        if (!g) continue;
+        const char *t = cases[i].text;
+        CHECK(fitlm_grammar_matches(g, t, strlen(t)) == cases[i].ok, "grammar %zu %s %s", i,
+              cases[i].ok ? "accepts" : "refuses", t);
+        if (cases[i].ok) { /* and the parser reads the calls back */
+            fitlm_tool_parse p;
+            CHECK(fitlm_tool_parse_text(cases[i].f, false, t, strlen(t), true, &p, NULL) == 0 &&
+                      (int)p.n_calls == cases[i].n_calls &&
+                      strspn(p.content ? p.content : "", "\n") == p.content_len, /* only the separators */
+                  "grammar %zu: the parser finds %d calls (%zu)", i, cases[i].n_calls, p.n_calls);
+            fitlm_tool_parse_free(&p);
+        }
+        fitlm_grammar_free(g);
+    }
+    fitlm_error err = {{0}};
+    fitlm_tool_spec bad[] = {{"a b", NULL}};
+    CHECK(!fitlm_tool_grammar_gbnf(FITLM_TOOLS_HERMES, bad, 1, 0, &err) && strstr(err.msg, "name"), "bad name: %s",
+          err.msg);
+    fitlm_tool_spec pat[] = {{"f", "{\"type\": \"string\", \"pattern\": \"a\"}"}};
+    CHECK(!fitlm_tool_grammar_gbnf(FITLM_TOOLS_HERMES, pat, 1, 0, &err) && strstr(err.msg, "tool 'f': JSON schema"),
+          "uncompilable schema: %s", err.msg);
+    CHECK(!fitlm_tool_grammar_gbnf(FITLM_TOOLS_NONE, tools, 2, 0, &err), "no format");
+    CHECK(fitlm_tool_name_valid("get_weather-2") && !fitlm_tool_name_valid("") && !fitlm_tool_name_valid("a.b"),
+          "names");
 }
 
 int main(void) {
@@ -124,5 +195,6 @@ int main(void) {
                   files[i][1]);
         }
     }
+    grammars();
     return check_report();
 }

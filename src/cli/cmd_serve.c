@@ -239,6 +239,7 @@ int cmd_serve(int argc, char **argv) {
         .vocab = fitlm_engine_vocab(e),
         .max_piece_bytes = serve_max_piece_bytes(tok),
     };
+    serve_model_tool_setup(&mi); /* tool calls and reasoning in the template's formats */
     /* structured output (response_format): the vocabulary's token trie, built once */
     if (tok && !(trie = fitlm_token_trie_new(tok, &err))) goto fail;
     mi.trie = trie;

@@ -3,6 +3,7 @@
 
 #include "engine/chat_prompt.h"
 #include "grammar/json_schema.h"
+#include "tools/tool_grammar.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -257,7 +258,72 @@ static int message_content(const cJSON *c, char **out, serve_error *err) {
     return 0;
 }
 
-static int parse_messages(const serve_model_info *mi, const cJSON *o, serve_gen_params *p, serve_error *err) {
+/* A tool message's tool_call_id: a non-empty string of at most SERVE_MAX_TOOL_CALL_ID bytes. */
+static int check_tool_call_id(const cJSON *id, serve_error *err) {
+    if (!cJSON_IsString(id) || !id->valuestring[0])
+        return BAD("messages", "a message with role 'tool' needs a string 'tool_call_id'");
+    if (strlen(id->valuestring) > SERVE_MAX_TOOL_CALL_ID)
+        return BAD("messages", "a 'tool_call_id' is longer than %d bytes", SERVE_MAX_TOOL_CALL_ID);
+    return check_str(id, "messages", err);
+}
+
+/* An assistant message's tool_calls: [{"id", "type": "function", "function": {"name", "arguments": JSON text
+ * of an object}}] (as OpenAI's API returns them and clients send them back). */
+static int check_tool_calls(const cJSON *calls, serve_error *err) {
+    if (!cJSON_IsArray(calls)) return BAD("messages", "'tool_calls' must be an array");
+    int k = cJSON_GetArraySize(calls);
+    if (k > SERVE_MAX_TOOL_CALLS) return BAD("messages", "a message has more than %d tool calls", SERVE_MAX_TOOL_CALLS);
+    const cJSON *c;
+    cJSON_ArrayForEach(c, calls) {
+        const cJSON *type = cJSON_GetObjectItemCaseSensitive(c, "type");
+        const cJSON *fn = cJSON_GetObjectItemCaseSensitive(c, "function");
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(fn, "name");
+        const cJSON *args = cJSON_GetObjectItemCaseSensitive(fn, "arguments");
+        if (!cJSON_IsObject(c) || !cJSON_IsObject(fn) || !cJSON_IsString(name) || !name->valuestring[0] ||
+            !cJSON_IsString(args) || (!is_null(type) && (!cJSON_IsString(type) || strcmp(type->valuestring, "function"))))
+            return BAD("messages", "each tool call must be {\"id\", \"type\": \"function\", \"function\": "
+                                   "{\"name\": STRING, \"arguments\": STRING}}");
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(c, "id");
+        if (!cJSON_IsString(id) || !id->valuestring[0] || strlen(id->valuestring) > SERVE_MAX_TOOL_CALL_ID)
+            return BAD("messages", "each tool call needs an 'id' of 1 to %d bytes", SERVE_MAX_TOOL_CALL_ID);
+        if (check_str(id, "messages", err) || check_str(name, "messages", err) || check_str(args, "messages", err))
+            return -1;
+        cJSON *a = cJSON_Parse(args->valuestring);
+        bool ok = cJSON_IsObject(a);
+        cJSON_Delete(a);
+        if (!ok) return BAD("messages", "a tool call's 'arguments' must be the JSON text of an object");
+    }
+    return 0;
+}
+
+/* A message as a Jinja template expects it (transformers and vLLM pass the
+ * same): each tool call's arguments as an object, not the JSON text OpenAI's
+ * clients send (Qwen2.5 and Llama 3.1 print `arguments | tojson`), and no
+ * "tool_calls": null (Hermes 3 tests `is not defined`). Nonzero when out of
+ * memory. */
+static int template_tool_calls(cJSON *m) {
+    cJSON *calls = cJSON_GetObjectItemCaseSensitive(m, "tool_calls");
+    if (!calls) return 0;
+    if (cJSON_IsNull(calls)) {
+        cJSON_DeleteItemFromObjectCaseSensitive(m, "tool_calls");
+        return 0;
+    }
+    cJSON *c;
+    cJSON_ArrayForEach(c, calls) {
+        cJSON *fn = cJSON_GetObjectItemCaseSensitive(c, "function");
+        cJSON *args = cJSON_GetObjectItemCaseSensitive(fn, "arguments");
+        if (!cJSON_IsString(args)) continue;
+        cJSON *obj = cJSON_Parse(args->valuestring);
+        if (!obj || !cJSON_ReplaceItemInObjectCaseSensitive(fn, "arguments", obj)) {
+            cJSON_Delete(obj);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int parse_messages(const serve_model_info *mi, const cJSON *o, const char *tools_json, serve_gen_params *p,
+                          serve_error *err) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "messages");
     if (is_null(v)) return BAD("messages", "'messages' is required");
     if (!cJSON_IsArray(v)) return BAD("messages", "'messages' must be an array");
@@ -271,6 +337,7 @@ static int parse_messages(const serve_model_info *mi, const cJSON *o, serve_gen_
     char **contents = calloc((size_t)k, sizeof *contents);
     int rc = -1, n = 0;
     bool has_system = false;
+    bool jinja = mi->chat && fitlm_chat_prompt_is_jinja(mi->chat);
     if (!msgs || !contents) {
         serve_error_set(err, 500, "server_error", NULL, NULL, "out of memory");
         goto done;
@@ -284,12 +351,32 @@ static int parse_messages(const serve_model_info *mi, const cJSON *o, serve_gen_
         }
         const char *r = role->valuestring;
         if (!strcmp(r, "developer")) r = "system"; /* OpenAI's newer name for the system role */
-        if (strcmp(r, "system") && strcmp(r, "user") && strcmp(r, "assistant")) {
-            BAD("messages", "unsupported role '%.40s' (system, developer, user and assistant are)", r);
+        bool is_tool = !strcmp(r, "tool");
+        if (strcmp(r, "system") && strcmp(r, "user") && strcmp(r, "assistant") && !is_tool) {
+            BAD("messages", "unsupported role '%.40s' (system, developer, user, assistant and tool are)", r);
             goto done;
         }
         if (!strcmp(r, "system")) has_system = true;
-        if (message_content(cJSON_GetObjectItemCaseSensitive(m, "content"), &contents[n], err)) goto done;
+        const cJSON *calls = cJSON_GetObjectItemCaseSensitive(m, "tool_calls");
+        bool has_calls = !is_null(calls);
+        if ((is_tool || has_calls) && !jinja) {
+            BAD("messages", "the model's chat template does not support tools (a message with role 'tool' or "
+                            "'tool_calls')");
+            goto done;
+        }
+        if (is_tool && check_tool_call_id(cJSON_GetObjectItemCaseSensitive(m, "tool_call_id"), err)) goto done;
+        if (has_calls && (strcmp(r, "assistant") ? BAD("messages", "only assistant messages carry 'tool_calls'")
+                                                 : check_tool_calls(calls, err)))
+            goto done;
+        const cJSON *content = cJSON_GetObjectItemCaseSensitive(m, "content");
+        if (has_calls && is_null(content)) { /* a message of calls alone */
+            if (!(contents[n] = strdup(""))) {
+                serve_error_set(err, 500, "server_error", NULL, NULL, "out of memory");
+                goto done;
+            }
+        } else if (message_content(content, &contents[n], err)) {
+            goto done;
+        }
         msgs[n].role = r;
         msgs[n].content = contents[n];
         n++;
@@ -310,7 +397,6 @@ static int parse_messages(const serve_model_info *mi, const cJSON *o, serve_gen_
     }
     fitlm_error fe = {{0}};
     char *text = NULL;
-    bool jinja = mi->chat && fitlm_chat_prompt_is_jinja(mi->chat);
     if (mi->chat) {
         /* a Jinja template sees the request's messages as sent (it may read
          * names, tool calls, parts); built-in formats the checked texts */
@@ -329,6 +415,11 @@ static int parse_messages(const serve_model_info *mi, const cJSON *o, serve_gen_
                 const cJSON *r = cJSON_GetObjectItemCaseSensitive(mm, "role");
                 if (cJSON_IsString(r) && !strcmp(r->valuestring, "developer"))
                     cJSON_ReplaceItemInObjectCaseSensitive(mm, "role", cJSON_CreateString("system"));
+                if (template_tool_calls(mm)) {
+                    cJSON_Delete(copy);
+                    copy = NULL;
+                    break;
+                }
                 i++;
             }
             json = copy ? cJSON_PrintUnformatted(copy) : NULL;
@@ -340,8 +431,8 @@ static int parse_messages(const serve_model_info *mi, const cJSON *o, serve_gen_
             goto done;
         }
         fitlm_chat_status st = FITLM_CHAT_OK;
-        text = fitlm_chat_prompt_render(mi->chat, jinja ? msgs : list, jinja ? (size_t)n : nlist, json, NULL, true,
-                                        &st, &fe);
+        text = fitlm_chat_prompt_render(mi->chat, jinja ? msgs : list, jinja ? (size_t)n : nlist, json, tools_json,
+                                        true, &st, &fe);
         free(json);
         if (!text && st == FITLM_CHAT_NO_MEMORY) {
             free(with_sys);
@@ -372,6 +463,12 @@ static int parse_messages(const serve_model_info *mi, const cJSON *o, serve_gen_
             free(text);
             serve_error_set(err, 400, "invalid_request_error", "messages", NULL, "tokenizing: %s", fe.msg);
             goto done;
+        }
+        if (mi->reasoning) {
+            /* the generation prompt may open <think> (QwQ, DeepSeek-R1): the output then starts as reasoning */
+            const char *open = NULL;
+            for (const char *q = text; (q = strstr(q, "<think>")); q++) open = q;
+            p->in_think = open && !strstr(open, "</think>");
         }
         free(text);
         if (nt == 0 || nt > mi->n_ctx) {
@@ -453,6 +550,208 @@ static int parse_response_format(const serve_model_info *mi, const cJSON *o, ser
     return 0;
 }
 
+void serve_model_tool_setup(serve_model_info *mi) {
+    mi->tool_format = FITLM_TOOLS_NONE;
+    mi->reasoning = false;
+    if (!mi->chat || !mi->tok || !fitlm_chat_prompt_is_jinja(mi->chat)) return;
+    const char *t = fitlm_tokenizer_chat_template(mi->tok);
+    mi->tool_format = fitlm_tool_format_detect(t);
+    mi->reasoning = t && strstr(t, "</think>");
+}
+
+/* The call grammar of tool_choice "required" (all tools) or a named function (named: its index), as a token
+ * matcher in p->matcher. tools: the checked, normalised array. */
+static int tool_constraint(const serve_model_info *mi, const cJSON *tools, int named, bool parallel,
+                           serve_gen_params *p, serve_error *err) {
+    int n = cJSON_GetArraySize(tools), k = 0;
+    fitlm_tool_spec *specs = calloc((size_t)n, sizeof *specs);
+    char **params = calloc((size_t)n, sizeof *params);
+    int rc = -1;
+    if (!specs || !params) {
+        serve_error_set(err, 500, "server_error", NULL, NULL, "out of memory");
+        goto done;
+    }
+    const cJSON *t;
+    int i = 0;
+    cJSON_ArrayForEach(t, tools) {
+        if (named < 0 || i == named) {
+            const cJSON *fn = cJSON_GetObjectItemCaseSensitive(t, "function");
+            specs[k].name = cJSON_GetObjectItemCaseSensitive(fn, "name")->valuestring;
+            params[k] = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(fn, "parameters"));
+            if (!params[k]) {
+                serve_error_set(err, 500, "server_error", NULL, NULL, "out of memory");
+                goto done;
+            }
+            specs[k].parameters = params[k];
+            k++;
+        }
+        i++;
+    }
+    fitlm_error fe = {{0}};
+    char *gbnf = fitlm_tool_grammar_gbnf(mi->tool_format, specs, (size_t)k, parallel && named < 0 ? 0 : 1, &fe);
+    if (!gbnf) {
+        BAD("tools", "%s", fe.msg);
+        goto done;
+    }
+    fitlm_grammar *g = fitlm_grammar_parse(gbnf, strlen(gbnf), &fe);
+    free(gbnf);
+    if (!g) {
+        BAD("tools", "the tools' call grammar: %s", fe.msg);
+        goto done;
+    }
+    if (!mi->trie) {
+        fitlm_grammar_free(g);
+        BAD("tool_choice", "this model has no vocabulary: constrained tool calls need one");
+        goto done;
+    }
+    p->matcher = fitlm_token_matcher_new(g, mi->trie, &fe); /* takes g */
+    if (!p->matcher) {
+        BAD("tools", "%s", fe.msg);
+        goto done;
+    }
+    rc = 0;
+done:
+    for (int j = 0; params && j < k; j++) free(params[j]);
+    free(params);
+    free(specs);
+    return rc;
+}
+
+/* tools and tool_choice (chat). Sets *tools_json (the checked tools as JSON text for the template, malloc'd,
+ * caller frees; NULL without tools), p->tool_format and, for tool_choice "required" or a named function,
+ * p->matcher. */
+static int parse_tools(const serve_model_info *mi, const cJSON *o, serve_gen_params *p, char **tools_json,
+                       serve_error *err) {
+    *tools_json = NULL;
+    const cJSON *tools = cJSON_GetObjectItemCaseSensitive(o, "tools");
+    const cJSON *tc = cJSON_GetObjectItemCaseSensitive(o, "tool_choice");
+    bool parallel = true;
+    if (get_bool(o, "parallel_tool_calls", &parallel, err) < 0) return -1;
+    if (is_null(tools)) {
+        if (!is_null(tc)) return BAD("tool_choice", "'tool_choice' is only allowed when 'tools' are given");
+        return 0;
+    }
+    if (!cJSON_IsArray(tools)) return BAD("tools", "'tools' must be an array");
+    int n = cJSON_GetArraySize(tools);
+    if (n == 0) return BAD("tools", "'tools' is empty");
+    if (n > SERVE_MAX_TOOLS) return BAD("tools", "more than %d tools", SERVE_MAX_TOOLS);
+    if (!mi->chat || !fitlm_chat_prompt_is_jinja(mi->chat) || mi->tool_format == FITLM_TOOLS_NONE)
+        return BAD("tools", "the model's chat template does not support tools");
+    cJSON *norm = cJSON_CreateArray();
+    int rc = -1, named = -1;
+    if (!norm) return serve_error_set(err, 500, "server_error", NULL, NULL, "out of memory");
+    const cJSON *t;
+    cJSON_ArrayForEach(t, tools) {
+        const cJSON *type = cJSON_GetObjectItemCaseSensitive(t, "type");
+        const cJSON *fn = cJSON_GetObjectItemCaseSensitive(t, "function");
+        if (!cJSON_IsObject(t) || !cJSON_IsString(type) || strcmp(type->valuestring, "function") ||
+            !cJSON_IsObject(fn)) {
+            BAD("tools", "each tool must be {\"type\": \"function\", \"function\": {\"name\", \"description\", "
+                         "\"parameters\"}}");
+            goto done;
+        }
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(fn, "name");
+        const cJSON *desc = cJSON_GetObjectItemCaseSensitive(fn, "description");
+        const cJSON *params = cJSON_GetObjectItemCaseSensitive(fn, "parameters");
+        if (!cJSON_IsString(name) || !fitlm_tool_name_valid(name->valuestring)) {
+            BAD("tools", "a function's 'name' must be 1 to %d of a-z, A-Z, 0-9, '_' and '-'", FITLM_TOOL_NAME_MAX);
+            goto done;
+        }
+        if (!is_null(desc) && (!cJSON_IsString(desc) || check_str(desc, "tools", err))) {
+            if (!cJSON_IsString(desc)) BAD("tools", "a function's 'description' must be a string");
+            goto done;
+        }
+        if (!is_null(params) && !cJSON_IsObject(params)) {
+            BAD("tools", "a function's 'parameters' must be a JSON schema object");
+            goto done;
+        }
+        const cJSON *prev;
+        cJSON_ArrayForEach(prev, norm) {
+            if (!strcmp(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(prev, "function"), "name")
+                            ->valuestring,
+                        name->valuestring)) {
+                BAD("tools", "two tools are named '%s'", name->valuestring);
+                goto done;
+            }
+        }
+        /* as sent, with the parameters OpenAI implies when they are absent (templates read them) */
+        cJSON *f2 = cJSON_Duplicate(fn, true), *t2 = cJSON_CreateObject();
+        bool ok = f2 && t2 && cJSON_AddStringToObject(t2, "type", "function");
+        if (ok && is_null(params)) {
+            cJSON_DeleteItemFromObjectCaseSensitive(f2, "parameters");
+            cJSON *ps = cJSON_Parse("{\"type\": \"object\", \"properties\": {}}");
+            ok = ps && cJSON_AddItemToObject(f2, "parameters", ps);
+            if (!ok) cJSON_Delete(ps);
+        }
+        if (ok && cJSON_AddItemToObject(t2, "function", f2)) f2 = NULL;
+        else ok = false;
+        if (ok) cJSON_AddItemToArray(norm, t2);
+        else cJSON_Delete(t2);
+        cJSON_Delete(f2);
+        if (!ok) {
+            serve_error_set(err, 500, "server_error", NULL, NULL, "out of memory");
+            goto done;
+        }
+    }
+    /* tool_choice: "none" | "auto" | "required" | {"type": "function", "function": {"name"}} */
+    bool required = false, none = false;
+    if (cJSON_IsString(tc)) {
+        const char *c = tc->valuestring;
+        none = !strcmp(c, "none");
+        required = !strcmp(c, "required");
+        if (!none && !required && strcmp(c, "auto")) {
+            BAD("tool_choice", "'tool_choice' must be \"none\", \"auto\", \"required\" or {\"type\": \"function\", "
+                               "\"function\": {\"name\": ...}}");
+            goto done;
+        }
+    } else if (!is_null(tc)) {
+        const cJSON *type = cJSON_GetObjectItemCaseSensitive(tc, "type");
+        const cJSON *fn = cJSON_GetObjectItemCaseSensitive(tc, "function");
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(fn, "name");
+        if (!cJSON_IsObject(tc) || !cJSON_IsString(type) || strcmp(type->valuestring, "function") ||
+            !cJSON_IsObject(fn) || !cJSON_IsString(name)) {
+            BAD("tool_choice", "'tool_choice' must be \"none\", \"auto\", \"required\" or {\"type\": \"function\", "
+                               "\"function\": {\"name\": ...}}");
+            goto done;
+        }
+        int i = 0;
+        cJSON_ArrayForEach(t, norm) {
+            const cJSON *nm = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(t, "function"), "name");
+            if (!strcmp(nm->valuestring, name->valuestring)) named = i;
+            i++;
+        }
+        if (named < 0) {
+            BAD("tool_choice", "'tool_choice' names the function '%.64s', which is not among the tools",
+                name->valuestring);
+            goto done;
+        }
+    }
+    p->tool_format = none ? FITLM_TOOLS_NONE : mi->tool_format;
+    if (required || named >= 0) {
+        if (p->matcher) {
+            BAD("tool_choice", "'response_format' cannot be combined with tool_choice \"required\" or a named "
+                               "function");
+            goto done;
+        }
+        if (tool_constraint(mi, norm, named, parallel, p, err)) goto done;
+    }
+    *tools_json = cJSON_PrintUnformatted(norm);
+    if (!*tools_json) {
+        serve_error_set(err, 500, "server_error", NULL, NULL, "out of memory");
+        goto done;
+    }
+    if (!serve_utf8_valid(*tools_json, strlen(*tools_json))) {
+        free(*tools_json);
+        *tools_json = NULL;
+        BAD("tools", "'tools' is not valid UTF-8");
+        goto done;
+    }
+    rc = 0;
+done:
+    cJSON_Delete(norm);
+    return rc;
+}
+
 int serve_parse_gen(const serve_model_info *mi, serve_kind kind, const char *body, size_t len, uint64_t random_seed,
                     serve_gen_params *out, serve_error *err) {
     memset(out, 0, sizeof *out);
@@ -461,6 +760,7 @@ int serve_parse_gen(const serve_model_info *mi, serve_kind kind, const char *bod
     cJSON *o = cJSON_ParseWithLength(body, len);
     if (!o) return BAD(NULL, "the request body is not valid JSON");
     int rc = -1;
+    char *tools_json = NULL;
     if (!cJSON_IsObject(o)) {
         BAD(NULL, "the request body must be a JSON object");
         goto done;
@@ -542,9 +842,16 @@ int serve_parse_gen(const serve_model_info *mi, serve_kind kind, const char *bod
     }
     if (parse_logprobs(kind, o, out, err) || parse_stop(o, out, err) || parse_response_format(mi, o, out, err))
         goto done;
-    if (kind == SERVE_CHAT ? parse_messages(mi, o, out, err) : parse_prompt(mi, o, out, err)) goto done;
+    if (kind == SERVE_CHAT) {
+        if (parse_tools(mi, o, out, &tools_json, err) || parse_messages(mi, o, tools_json, out, err)) goto done;
+        out->reasoning = mi->reasoning;
+        out->parse = out->tool_format != FITLM_TOOLS_NONE || mi->reasoning;
+    } else if (parse_prompt(mi, o, out, err)) {
+        goto done;
+    }
     rc = 0;
 done:
+    free(tools_json);
     cJSON_Delete(o);
     if (rc) serve_gen_params_free(out);
     return rc;
@@ -728,15 +1035,98 @@ static void head_json(const serve_model_info *mi, const serve_resp_id *rid, cons
     serve_json_string(out, mi->name, strlen(mi->name));
 }
 
+/* ------------------------------------------------------------ parsed chat output (tools, reasoning) */
+
+static bool all_ws(const char *s, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (s[i] != ' ' && s[i] != '\n' && s[i] != '\r' && s[i] != '\t') return false;
+    return true;
+}
+
+static uint64_t mix64(uint64_t x) {
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+
+/* The id of a response's i-th tool call: "call_" and 24 letters and digits,
+ * or (Mistral, whose template refuses other ids) 9 letters and digits. Drawn
+ * from the response's random id, so every parse of a stream agrees. */
+static void call_id(const serve_gen_params *p, const serve_resp_id *rid, size_t i, char out[40]) {
+    static const char al[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    uint64_t h = 1469598103934665603ull;
+    for (const char *c = rid->id; *c; c++) h = (h ^ (unsigned char)*c) * 1099511628211ull;
+    h = mix64(h ^ (uint64_t)(i + 1) * 0xD1B54A32D192ED03ull);
+    bool mistral = p->tool_format == FITLM_TOOLS_MISTRAL;
+    size_t n = mistral ? 9 : 24, k = 0;
+    if (!mistral) {
+        memcpy(out, "call_", 5);
+        k = 5;
+    }
+    for (size_t j = 0; j < n; j++) {
+        h = mix64(h);
+        out[k++] = al[h % 62];
+    }
+    out[k] = 0;
+}
+
+/* The log's text split into content / reasoning / calls (final: the whole output). 0, or -1 out of memory. */
+static int parse_output(const serve_gen_params *p, const serve_gen_log *g, bool final, fitlm_tool_parse *tp) {
+    fitlm_error fe = {{0}};
+    return fitlm_tool_parse_text(p->tool_format, p->in_think, g->text.data ? g->text.data : "", g->text.len, final,
+                                 tp, &fe);
+}
+
+/* "message": {"role", "content" (null when there are only calls), "reasoning_content", "tool_calls"}. */
+static void parsed_message(const serve_gen_params *p, const serve_resp_id *rid, const fitlm_tool_parse *tp,
+                           serve_buf *out) {
+    serve_buf_str(out, "\"message\":{\"role\":\"assistant\",\"content\":");
+    if (tp->n_calls && all_ws(tp->content, tp->content_len)) serve_buf_str(out, "null");
+    else serve_json_string(out, tp->content ? tp->content : "", tp->content_len);
+    if (p->reasoning) {
+        serve_buf_str(out, ",\"reasoning_content\":");
+        if (tp->reasoning_len) serve_json_string(out, tp->reasoning, tp->reasoning_len);
+        else serve_buf_str(out, "null");
+    }
+    if (tp->n_calls) {
+        serve_buf_str(out, ",\"tool_calls\":[");
+        for (size_t i = 0; i < tp->n_calls; i++) {
+            char id[40];
+            call_id(p, rid, i, id);
+            serve_buf_printf(out, "%s{\"id\":\"%s\",\"type\":\"function\",\"function\":{\"name\":", i ? "," : "", id);
+            serve_json_string(out, tp->calls[i].name, strlen(tp->calls[i].name));
+            serve_buf_str(out, ",\"arguments\":");
+            serve_json_string(out, tp->calls[i].arguments, strlen(tp->calls[i].arguments));
+            serve_buf_str(out, "}}");
+        }
+        serve_buf_str(out, "]");
+    }
+    serve_buf_str(out, "}");
+}
+
 void serve_format_response(const serve_model_info *mi, const serve_gen_params *p, const serve_gen_log *g,
                            const serve_resp_id *rid, serve_buf *out) {
     bool chat = p->kind == SERVE_CHAT;
+    const char *finish = finish_name(g->finish);
     head_json(mi, rid, chat ? "chat.completion" : "text_completion", out);
     serve_buf_str(out, ",\"choices\":[{\"index\":0,");
     if (chat) {
-        serve_buf_str(out, "\"message\":{\"role\":\"assistant\",\"content\":");
-        serve_json_string(out, g->text.data ? g->text.data : "", g->text.len);
-        serve_buf_str(out, "},\"logprobs\":");
+        if (p->parse) {
+            fitlm_tool_parse tp;
+            if (parse_output(p, g, true, &tp)) {
+                out->oom = true;
+                return;
+            }
+            parsed_message(p, rid, &tp, out);
+            if (tp.n_calls) finish = "tool_calls";
+            fitlm_tool_parse_free(&tp);
+        } else {
+            serve_buf_str(out, "\"message\":{\"role\":\"assistant\",\"content\":");
+            serve_json_string(out, g->text.data ? g->text.data : "", g->text.len);
+            serve_buf_str(out, "}");
+        }
+        serve_buf_str(out, ",\"logprobs\":");
         if (p->top_logprobs >= 0) {
             serve_buf_str(out, "{\"content\":[");
             size_t n = 0;
@@ -756,7 +1146,7 @@ void serve_format_response(const serve_model_info *mi, const serve_gen_params *p
         if (p->top_logprobs >= 0) completion_logprobs(mi, p->tokens_as_ids, g, 0, g->n_toks, out);
         else serve_buf_str(out, "null");
     }
-    serve_buf_printf(out, ",\"finish_reason\":\"%s\"}],\"usage\":", finish_name(g->finish));
+    serve_buf_printf(out, ",\"finish_reason\":\"%s\"}],\"usage\":", finish);
     usage_json(g, out);
     serve_buf_str(out, "}");
 }
@@ -803,23 +1193,106 @@ static void chunk(const serve_model_info *mi, const serve_gen_params *p, const s
     serve_buf_str(out, "}\n\n");
 }
 
+/* A chat chunk's start, up to the delta's fields: data: {..., "choices": [{"index": 0, "delta": { */
+static void delta_open(const serve_model_info *mi, const serve_resp_id *rid, serve_buf *out) {
+    serve_buf_str(out, "data: ");
+    head_json(mi, rid, "chat.completion.chunk", out);
+    serve_buf_str(out, ",\"choices\":[{\"index\":0,\"delta\":{");
+}
+
+/* Closes a delta_open chunk: the logprobs of toks [a, b) (when asked for), no finish_reason. */
+static void delta_close(const serve_model_info *mi, const serve_gen_params *p, const serve_gen_log *g, size_t a,
+                        size_t b, serve_buf *out) {
+    serve_buf_str(out, "},\"logprobs\":");
+    if (p->top_logprobs >= 0 && a < b) {
+        serve_buf_str(out, "{\"content\":[");
+        size_t n = 0;
+        for (size_t i = a; i < b; i++) {
+            if (g->toks[i].id < 0) continue;
+            if (n++) serve_buf_str(out, ",");
+            chat_logprob_entry(mi, p->tokens_as_ids, g, &g->toks[i], out);
+        }
+        serve_buf_str(out, "]}");
+    } else {
+        serve_buf_str(out, "null");
+    }
+    serve_buf_str(out, ",\"finish_reason\":null}]");
+    if (p->include_usage) serve_buf_str(out, ",\"usage\":null");
+    serve_buf_str(out, "}\n\n");
+}
+
+/* The chunks of a parsed chat stream: the text so far is parsed again and what became final since the last
+ * call goes out (reasoning_content, content, then each new call as two deltas). */
+static void parsed_chunks(const serve_model_info *mi, const serve_gen_params *p, const serve_gen_log *g,
+                          const serve_resp_id *rid, serve_stream_state *st, serve_buf *out) {
+    bool final = g->done && (g->finish == FITLM_FINISH_STOP || g->finish == FITLM_FINISH_LENGTH);
+    if (st->next == g->n_toks && !final) return;
+    fitlm_tool_parse tp;
+    if (parse_output(p, g, final, &tp)) {
+        out->oom = true;
+        return;
+    }
+    size_t a = st->next, b = g->n_toks;
+    bool lp = false;
+    for (size_t i = a; i < b && p->top_logprobs >= 0; i++) lp = lp || g->toks[i].id >= 0;
+    if (tp.reasoning_len > st->reasoning_sent) {
+        delta_open(mi, rid, out);
+        serve_buf_str(out, "\"reasoning_content\":");
+        serve_json_string(out, tp.reasoning + st->reasoning_sent, tp.reasoning_len - st->reasoning_sent);
+        delta_close(mi, p, g, 0, 0, out);
+        st->reasoning_sent = tp.reasoning_len;
+    }
+    /* whitespace alone waits: around calls it is no content (the whole response says null) */
+    bool hold = all_ws(tp.content, tp.content_len) && (!final || tp.n_calls > 0);
+    size_t cn = hold ? st->content_sent : tp.content_len;
+    if (cn > st->content_sent || lp) {
+        delta_open(mi, rid, out);
+        serve_buf_str(out, "\"content\":");
+        serve_json_string(out, tp.content ? tp.content + st->content_sent : "", cn - st->content_sent);
+        delta_close(mi, p, g, a, b, out);
+        st->content_sent = cn;
+    }
+    for (size_t i = st->calls_sent; i < tp.n_calls; i++) {
+        char id[40];
+        call_id(p, rid, i, id);
+        delta_open(mi, rid, out);
+        serve_buf_printf(out, "\"tool_calls\":[{\"index\":%zu,\"id\":\"%s\",\"type\":\"function\",\"function\":{\"name\":",
+                         i, id);
+        serve_json_string(out, tp.calls[i].name, strlen(tp.calls[i].name));
+        serve_buf_str(out, ",\"arguments\":\"\"}}]");
+        delta_close(mi, p, g, 0, 0, out);
+        delta_open(mi, rid, out);
+        serve_buf_printf(out, "\"tool_calls\":[{\"index\":%zu,\"function\":{\"arguments\":", i);
+        serve_json_string(out, tp.calls[i].arguments, strlen(tp.calls[i].arguments));
+        serve_buf_str(out, "}}]");
+        delta_close(mi, p, g, 0, 0, out);
+    }
+    st->calls_sent = tp.n_calls;
+    st->next = b;
+    fitlm_tool_parse_free(&tp);
+}
+
 void serve_format_chunks(const serve_model_info *mi, const serve_gen_params *p, const serve_gen_log *g,
-                         const serve_resp_id *rid, size_t *next, bool *role_sent, bool *finished, serve_buf *out) {
-    if (*finished) return;
+                         const serve_resp_id *rid, serve_stream_state *st, serve_buf *out) {
+    if (st->finished) return;
     bool chat = p->kind == SERVE_CHAT;
-    if (chat && !*role_sent) {
+    if (chat && !st->role_sent) {
         chunk(mi, p, g, rid, 0, 0, "assistant", NULL, out);
-        *role_sent = true;
+        st->role_sent = true;
     }
-    for (size_t i = *next; i < g->n_toks; i++) {
-        /* a chunk per token event that carries text (or a logprob to report) */
-        bool has_lp = p->top_logprobs >= 0 && g->toks[i].id >= 0;
-        if (g->toks[i].text_len || has_lp) chunk(mi, p, g, rid, i, i + 1, NULL, NULL, out);
+    if (chat && p->parse) {
+        parsed_chunks(mi, p, g, rid, st, out);
+    } else {
+        for (size_t i = st->next; i < g->n_toks; i++) {
+            /* a chunk per token event that carries text (or a logprob to report) */
+            bool has_lp = p->top_logprobs >= 0 && g->toks[i].id >= 0;
+            if (g->toks[i].text_len || has_lp) chunk(mi, p, g, rid, i, i + 1, NULL, NULL, out);
+        }
+        st->next = g->n_toks;
     }
-    *next = g->n_toks;
     if (!g->done) return;
     if (g->finish == FITLM_FINISH_STOP || g->finish == FITLM_FINISH_LENGTH) {
-        chunk(mi, p, g, rid, 0, 0, NULL, finish_name(g->finish), out);
+        chunk(mi, p, g, rid, 0, 0, NULL, st->calls_sent ? "tool_calls" : finish_name(g->finish), out);
         if (p->include_usage) {
             serve_buf_str(out, "data: ");
             head_json(mi, rid, chat ? "chat.completion.chunk" : "text_completion", out);
@@ -839,5 +1312,5 @@ void serve_format_chunks(const serve_model_info *mi, const serve_gen_params *p, 
         serve_buf_str(out, "\n\n");
     }
     serve_buf_str(out, "data: [DONE]\n\n");
-    *finished = true;
+    st->finished = true;
 }

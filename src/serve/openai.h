@@ -17,12 +17,16 @@
 #include "runtime/chat_template.h"
 #include "serve/buf.h"
 #include "tokenizer/tokenizer.h"
+#include "tools/tool_calls.h"
 
 #define SERVE_MAX_STOP 4            /* stop strings per request (OpenAI's limit) */
 #define SERVE_MAX_STOP_BYTES 256    /* bytes per stop string */
 #define SERVE_MAX_MESSAGES 4096     /* messages per chat request */
 #define SERVE_MAX_PARTS 256         /* content parts per message */
 #define SERVE_MAX_COMPLETION_LOGPROBS 5
+#define SERVE_MAX_TOOLS 128             /* tools per request (OpenAI's limit) */
+#define SERVE_MAX_TOOL_CALLS 128        /* tool_calls per assistant message */
+#define SERVE_MAX_TOOL_CALL_ID 256      /* bytes of a tool_call_id */
 
 typedef enum serve_kind { SERVE_CHAT, SERVE_COMPLETION } serve_kind;
 
@@ -53,7 +57,14 @@ typedef struct serve_model_info {
                                     B / max_piece_bytes tokens, so longer ones are refused untokenized */
     const fitlm_token_trie *trie; /* the vocabulary's token trie (grammar/token_mask.h) for response_format;
                                     NULL: structured output requests get 400 */
+    fitlm_tool_format tool_format; /* the tool-call format of the chat template (tools/tool_calls.h), from
+                                    serve_model_tool_setup; NONE: requests with tools get 400 */
+    bool reasoning;              /* the template knows <think>...</think>: reasoning_content is split off */
 } serve_model_info;
+
+/* Sets mi->tool_format and mi->reasoning from the model's Jinja template
+ * (nothing for a built-in format). */
+void serve_model_tool_setup(serve_model_info *mi);
 
 /* The longest text any token of tok stands for (special tokens included). */
 uint32_t serve_max_piece_bytes(const fitlm_tokenizer *tok);
@@ -72,7 +83,13 @@ typedef struct serve_gen_params {
     int top_logprobs;             /* -1: no logprobs */
     bool tokens_as_ids;           /* vLLM's return_tokens_as_token_ids: logprob tokens as "token_id:N" */
     fitlm_token_matcher *matcher; /* response_format's constraint, or NULL; owned until handed to the engine
-                                    (fitlm_token_matcher_constraint), else freed by serve_gen_params_free */
+                                    (fitlm_token_matcher_constraint), else freed by serve_gen_params_free;
+                                    also tool_choice "required" / a named function's call grammar */
+    /* chat output parsing (docs/serving.md#tool-calls): parse is false for plain text */
+    bool parse;                   /* split the output into content / reasoning_content / tool_calls */
+    fitlm_tool_format tool_format;/* the calls to look for (NONE: tools absent or tool_choice "none") */
+    bool in_think;                /* the prompt ends inside <think>: the output starts as reasoning */
+    bool reasoning;               /* the response carries reasoning_content */
 } serve_gen_params;
 
 /* Parses and checks a request body; tokenizes its prompt (chat: the messages
@@ -118,11 +135,23 @@ typedef struct serve_resp_id {
 void serve_format_response(const serve_model_info *mi, const serve_gen_params *p, const serve_gen_log *g,
                            const serve_resp_id *rid, serve_buf *out);
 
-/* Appends the SSE chunks for toks [*next, n_toks) and, once the log is done,
- * the final chunk, the usage chunk (include_usage) and "data: [DONE]"; sets
- * *finished when those were written. *role_sent: the chat role chunk went out. */
+/* What a stream has sent so far (zero-initialised at the start). */
+typedef struct serve_stream_state {
+    size_t next;            /* log entries already formatted */
+    bool role_sent;         /* the chat role chunk went out */
+    bool finished;          /* the final chunks and [DONE] went out */
+    size_t content_sent, reasoning_sent, calls_sent; /* parsed output already sent (p->parse) */
+} serve_stream_state;
+
+/* Appends the SSE chunks for toks [st->next, n_toks) and, once the log is
+ * done, the final chunk, the usage chunk (include_usage) and "data: [DONE]";
+ * sets st->finished when those were written. With p->parse the text so far
+ * is parsed (tools/tool_calls.h) and only what can no longer change is sent:
+ * reasoning_content and content deltas without markup, and each tool call
+ * as OpenAI streams them (index, id, type, name and arguments "", then the
+ * arguments). */
 void serve_format_chunks(const serve_model_info *mi, const serve_gen_params *p, const serve_gen_log *g,
-                         const serve_resp_id *rid, size_t *next, bool *role_sent, bool *finished, serve_buf *out);
+                         const serve_resp_id *rid, serve_stream_state *st, serve_buf *out);
 
 /* JSON string of bytes (invalid UTF-8 replaced by U+FFFD), appended with quotes. */
 void serve_json_string(serve_buf *out, const char *s, size_t n);

@@ -74,8 +74,7 @@ typedef struct gen_req {
     serve_gen_params params;
     serve_gen_log log;
     serve_resp_id rid;
-    size_t next;                  /* stream: log entries already formatted */
-    bool role_sent, finished;
+    serve_stream_state st;        /* stream: what went out so far */
     serve_buf out;                /* stream: formatted bytes not yet handed to MHD */
     /* engine thread only */
     double t_submit, t_last;
@@ -202,7 +201,7 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
     serve_server *s = r->srv;
     pthread_mutex_lock(&r->mu);
     if (r->out.len == 0)
-        serve_format_chunks(&s->mi, &r->params, &r->log, &r->rid, &r->next, &r->role_sent, &r->finished, &r->out);
+        serve_format_chunks(&s->mi, &r->params, &r->log, &r->rid, &r->st, &r->out);
     if (r->out.oom) {
         pthread_mutex_unlock(&r->mu);
         return MHD_CONTENT_READER_END_WITH_ERROR;
@@ -214,7 +213,7 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
         pthread_mutex_unlock(&r->mu);
         return (ssize_t)n;
     }
-    if (r->finished) {
+    if (r->st.finished) {
         pthread_mutex_unlock(&r->mu);
         return MHD_CONTENT_READER_END_OF_STREAM;
     }
@@ -369,7 +368,21 @@ static enum MHD_Result handle_tokenize(serve_server *s, struct MHD_Connection *c
     const cJSON *content = cJSON_GetObjectItemCaseSensitive(o, "content");
     const cJSON *add = cJSON_GetObjectItemCaseSensitive(o, "add_special");
     enum MHD_Result ret;
-    if (!cJSON_IsString(content) || (add && !cJSON_IsBool(add))) {
+    if (cJSON_GetObjectItemCaseSensitive(o, "messages")) {
+        /* a chat request's prompt (as vLLM's /tokenize): the messages and tools rendered and tokenized exactly
+         * as /v1/chat/completions would */
+        serve_gen_params gp;
+        if (serve_parse_gen(&s->mi, SERVE_CHAT, cs->body.data, cs->body.len, 0, &gp, &e)) {
+            ret = respond_error(s, c, &e, NULL, NULL);
+        } else {
+            serve_buf b = {0};
+            serve_buf_str(&b, "{\"tokens\":[");
+            for (uint32_t i = 0; i < gp.n_prompt; i++) serve_buf_printf(&b, i ? ",%d" : "%d", gp.prompt[i]);
+            serve_buf_printf(&b, "],\"count\":%u}", gp.n_prompt);
+            serve_gen_params_free(&gp);
+            ret = respond_json(s, c, 200, &b);
+        }
+    } else if (!cJSON_IsString(content) || (add && !cJSON_IsBool(add))) {
         serve_error_set(&e, 400, "invalid_request_error", "content", NULL,
                         "expected {\"content\": STRING, \"add_special\": BOOL (optional)}");
         ret = respond_error(s, c, &e, NULL, NULL);

@@ -111,10 +111,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     serve_format_response(&mi, &p, &g, &rid, &out);
     must_parse(out.data, out.len, "the response");
     serve_buf_free(&out);
-    size_t next = 0;
-    bool role = false, fin = false;
-    serve_format_chunks(&mi, &p, &g, &rid, &next, &role, &fin, &out);
-    if (!fin || out.len < 14 || memcmp(out.data + out.len - 14, "data: [DONE]\n\n", 14)) die("the stream does not end");
+    serve_stream_state st = {0};
+    serve_format_chunks(&mi, &p, &g, &rid, &st, &out);
+    if (!st.finished || out.len < 14 || memcmp(out.data + out.len - 14, "data: [DONE]\n\n", 14)) die("the stream does not end");
     for (char *ev = out.data; ev < out.data + out.len;) { /* every event: "data: JSON\n\n" */
         char *end = strstr(ev, "\n\n");
         if (!end || strncmp(ev, "data: ", 6)) die("bad SSE framing");

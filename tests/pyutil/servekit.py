@@ -39,17 +39,19 @@ CFG = dict(n_layers=2, dim=64, n_heads=4, n_kv_heads=2, head_dim=16, ffn=96, voc
            rope_theta=10000.0, rope_layout="adjacent")
 
 
-def make_model(path, shared=None, seed=21):
-    """Writes (once) the test model: CFG's shape, random weights, the Llama 2
-    vocabulary and chat template. Returns path."""
+def make_model(path, shared=None, seed=21, template=LLAMA2_TEMPLATE, ctx=None):
+    """Writes (once) the test model: CFG's shape (context ctx when given),
+    random weights, the Llama 2 vocabulary and a chat template (Llama 2's
+    unless given). Returns path."""
     if os.path.exists(path):
         return path
     shared = shared or os.environ["FITLM_SHARED"]
     vocab = os.path.join(shared, "data", "vocab", "ggml-vocab-llama-spm.gguf")
-    _, tens = ref.random_model(CFG, seed, tied=False, attn_gain=8.0)
+    cfg = dict(CFG, ctx=ctx or CFG["ctx"])
+    _, tens = ref.random_model(cfg, seed, tied=False, attn_gain=8.0)
     tok_kv = ref.read_gguf_kv_raw(vocab, "tokenizer.")
     tmp = path + ".tmp.%d" % os.getpid()
-    ref.write_gguf(tmp, ref.gguf_kv(CFG, "llama") + tok_kv + [("tokenizer.chat_template", "str", LLAMA2_TEMPLATE)],
+    ref.write_gguf(tmp, ref.gguf_kv(cfg, "llama") + tok_kv + [("tokenizer.chat_template", "str", template)],
                    tens)
     os.replace(tmp, path)
     return path

@@ -8,7 +8,10 @@
  * its text, or CANCELLED. $FITLM_FAKE_LOAD_MS delays fitlm_engine_new (a model
  * that takes long to load). Its "KV blocks" are ceil(tokens / 16) per running
  * request out of 64, so a leak of a request shows in the stats as it would
- * with the real engine. */
+ * with the real engine. A request's constraint (fitlm_token_constraint) is
+ * not applied (the tokens stay the prompt's) but owned as the real engine owns
+ * it: taken by a successful submit, free_state called once when the request
+ * ends. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +35,7 @@ typedef struct fake_req {
     fitlm_gen_callback cb;
     void *user;
     bool cancel;
+    fitlm_token_constraint constraint; /* owned once submitted (engine.h): free_state'd with the request */
     struct fake_req *next;
 } fake_req;
 
@@ -86,6 +90,7 @@ fitlm_engine *fitlm_engine_new(const fitlm_model *m, const fitlm_tokenizer *tok,
 }
 
 static void free_req(fake_req *r) {
+    if (r->constraint.free_state) r->constraint.free_state(r->constraint.state);
     free(r->prompt);
     for (size_t i = 0; i < r->n_stop; i++) free(r->stop[i]);
     free(r->text);
@@ -226,7 +231,7 @@ int fitlm_engine_submit(fitlm_engine *e, const fitlm_request *rq, uint64_t *id, 
     pthread_mutex_lock(&e->mu);
     if (e->stop) {
         pthread_mutex_unlock(&e->mu);
-        free_req(r);
+        free_req(r); /* (the constraint is not taken yet: a failed submit leaves it to the caller) */
         return fitlm_fail(err, "the engine is shutting down"), FITLM_ENGINE_ESHUTDOWN;
     }
     if (e->n_reqs >= e->p.n_parallel + e->p.max_queue) {
@@ -234,6 +239,7 @@ int fitlm_engine_submit(fitlm_engine *e, const fitlm_request *rq, uint64_t *id, 
         free_req(r);
         return fitlm_fail(err, "%u requests are waiting", e->p.max_queue), FITLM_ENGINE_EBUSY;
     }
+    if (rq->constraint.mask) r->constraint = rq->constraint; /* ours from here on (the real engine's contract) */
     r->id = *id = ++e->next_id;
     fake_req **pp = &e->reqs;
     while (*pp) pp = &(*pp)->next;
