@@ -123,6 +123,14 @@ for field in ("temperature", "top_p", "max_tokens", "seed"):
     raw = ('{"prompt": "Hi", "%s": 1e999}' % field).encode()
     st, h, b = srv.request("POST", "/v1/completions", raw=raw, headers=AUTH)
     check(is_error(st, json.loads(b), 400, field), "%s = 1e999 -> 400: %s %r" % (field, st, b[:200]))
+# 64-bit seeds: up to 2^64 - 2048 (the largest double below 2^64) accepted, 2^64 refused (found by
+# fuzz_serve_request: converting such a value to an integer was undefined behaviour)
+for raw, ok in ((b'{"prompt": "Hi", "max_tokens": 1, "seed": 14014944082732311438}', True),
+                (b'{"prompt": "Hi", "max_tokens": 1, "seed": 18446744073709549568}', True),
+                (b'{"prompt": "Hi", "max_tokens": 1, "seed": 18446744073709551616}', False),
+                (b'{"prompt": "Hi", "max_tokens": 1, "seed": -9223372036854775808}', True)):
+    st, h, b = srv.request("POST", "/v1/completions", raw=raw, headers=AUTH)
+    check(st == 200 if ok else is_error(st, json.loads(b), 400, "seed"), "%r -> %s: %s %r" % (raw[-30:], ok, st, b[:120]))
 chat_bad = [
     ({"messages": "hello"}, "messages"), ({"messages": []}, "messages"),
     ({"messages": [{"role": "tool", "content": "x"}]}, "messages"),

@@ -6,6 +6,7 @@
 #include "tools/tool_grammar.h"
 
 #include <cjson/cJSON.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -93,7 +94,8 @@ static int get_int(const cJSON *o, const char *key, double lo, double hi, long l
     double d = v->valuedouble;
     if (!isfinite(d) || d != floor(d)) return BAD(key, "'%s' must be an integer", key);
     if (d < lo || d > hi) return BAD(key, "'%s' must be between %.0f and %.0f", key, lo, hi);
-    *out = (long long)d;
+    /* in range of long long (beyond it, e.g. a 64-bit seed, callers read the value themselves) */
+    *out = d >= 9223372036854775808.0 ? LLONG_MAX : d < -9223372036854775808.0 ? LLONG_MIN : (long long)d;
     return 1;
 }
 
@@ -804,7 +806,8 @@ int serve_parse_gen(const serve_model_info *mi, serve_kind kind, const char *bod
     }
     if ((r = get_int(o, "top_k", -1, INT32_MAX, &x, err)) < 0) goto done;
     if (r) sp->top_k = x < 0 ? 0 : (int32_t)x;
-    if ((r = get_int(o, "seed", -9223372036854775807.0, 18446744073709551615.0, &x, err)) < 0) goto done;
+    /* seeds are 64-bit: up to the largest double below 2^64 (converting 2^64 itself is undefined) */
+    if ((r = get_int(o, "seed", -9223372036854775808.0, 18446744073709549568.0, &x, err)) < 0) goto done;
     if (r) {
         const cJSON *sv = cJSON_GetObjectItemCaseSensitive(o, "seed");
         sp->seed = sv->valuedouble < 0 ? (uint64_t)(long long)sv->valuedouble : (uint64_t)sv->valuedouble;
