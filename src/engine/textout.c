@@ -1,6 +1,8 @@
 /* Detokenized output with stop strings held back. */
 #include "engine/textout.h"
 
+#include "util/utf8.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,39 +17,6 @@ struct fitlm_textout {
     bool stopped;
 };
 
-static bool valid_utf8(const unsigned char *s, size_t n) {
-    size_t i = 0;
-    while (i < n) {
-        unsigned c = s[i];
-        size_t k;
-        uint32_t cp;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if ((c & 0xe0) == 0xc0) {
-            k = 1;
-            cp = c & 0x1f;
-        } else if ((c & 0xf0) == 0xe0) {
-            k = 2;
-            cp = c & 0x0f;
-        } else if ((c & 0xf8) == 0xf0) {
-            k = 3;
-            cp = c & 0x07;
-        } else {
-            return false;
-        }
-        for (size_t j = 1; j <= k; j++) {
-            if (i + j >= n || (s[i + j] & 0xc0) != 0x80) return false;
-            cp = (cp << 6) | (s[i + j] & 0x3f);
-        }
-        if ((k == 1 && cp < 0x80) || (k == 2 && cp < 0x800) || (k == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
-            (cp >= 0xd800 && cp <= 0xdfff))
-            return false;
-        i += k + 1;
-    }
-    return true;
-}
-
 int fitlm_textout_check_stops(const char *const *stop, size_t n_stop, fitlm_error *err) {
     if (n_stop > FITLM_STOP_MAX) return fitlm_fail(err, "at most %d stop strings are allowed", FITLM_STOP_MAX);
     for (size_t i = 0; i < n_stop; i++) {
@@ -56,7 +25,7 @@ int fitlm_textout_check_stops(const char *const *stop, size_t n_stop, fitlm_erro
         if (n == 0) return fitlm_fail(err, "stop strings must not be empty");
         if (n > FITLM_STOP_MAX_BYTES)
             return fitlm_fail(err, "a stop string is %zu bytes; at most %d are allowed", n, FITLM_STOP_MAX_BYTES);
-        if (!valid_utf8((const unsigned char *)stop[i], n)) return fitlm_fail(err, "stop string %zu is not valid UTF-8", i);
+        if (!fitlm_utf8_valid(stop[i], n)) return fitlm_fail(err, "stop string %zu is not valid UTF-8", i);
     }
     return 0;
 }

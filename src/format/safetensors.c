@@ -1,5 +1,7 @@
 #include "format/safetensors.h"
 
+#include "util/utf8.h"
+
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdbool.h>
@@ -40,32 +42,13 @@ void fitlm_safetensors_free(fitlm_safetensors *st) {
     free(st);
 }
 
-/* Deepest bracket nesting of a JSON text (brackets inside strings ignored),
- * or limit+1 as soon as it exceeds limit. */
-static int json_depth(const uint8_t *s, uint64_t n, int limit) {
+/* One pass over a JSON text, outside strings: the deepest bracket nesting
+ * (stopping early once it exceeds depth_limit, reported as depth_limit + 1)
+ * and the number of values it would parse into (every value is the root or
+ * follows a ':', ',' or '[', so those characters plus one bound the parse
+ * tree's nodes). */
+static void json_shape(const uint8_t *s, uint64_t n, int depth_limit, int *depth_out, uint64_t *nodes_out) {
     int depth = 0, max = 0;
-    bool in_str = false;
-    for (uint64_t i = 0; i < n; i++) {
-        uint8_t c = s[i];
-        if (in_str) {
-            if (c == '\\') i++;
-            else if (c == '"') in_str = false;
-        } else if (c == '"') {
-            in_str = true;
-        } else if (c == '{' || c == '[') {
-            if (++depth > max) max = depth;
-            if (max > limit) return limit + 1;
-        } else if (c == '}' || c == ']') {
-            depth--;
-        }
-    }
-    return max;
-}
-
-/* JSON values a text would become (the parse tree's nodes): every value is
- * preceded by a ':', ',' or '[' or is the root, so those characters outside
- * strings, plus one, bound the node count. */
-static uint64_t json_nodes(const uint8_t *s, uint64_t n) {
     uint64_t nodes = 1;
     bool in_str = false;
     for (uint64_t i = 0; i < n; i++) {
@@ -75,38 +58,18 @@ static uint64_t json_nodes(const uint8_t *s, uint64_t n) {
             else if (c == '"') in_str = false;
         } else if (c == '"') {
             in_str = true;
-        } else if (c == ':' || c == ',' || c == '[') {
+        } else if (c == '{' || c == '[') {
+            if (c == '[') nodes++;
+            if (++depth > max) max = depth;
+            if (max > depth_limit) break;
+        } else if (c == '}' || c == ']') {
+            depth--;
+        } else if (c == ':' || c == ',') {
             nodes++;
         }
     }
-    return nodes;
-}
-
-/* Strict UTF-8 (no overlongs, surrogates or code points above U+10FFFF). */
-static bool valid_utf8(const uint8_t *s, uint64_t n) {
-    uint64_t i = 0;
-    while (i < n) {
-        uint8_t c = s[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        int len;
-        uint32_t cp;
-        if (c >= 0xC2 && c <= 0xDF) len = 2, cp = c & 0x1F;
-        else if (c >= 0xE0 && c <= 0xEF) len = 3, cp = c & 0x0F;
-        else if (c >= 0xF0 && c <= 0xF4) len = 4, cp = c & 0x07;
-        else return false;
-        if (n - i < (uint64_t)len) return false;
-        for (int k = 1; k < len; k++) {
-            if ((s[i + k] & 0xC0) != 0x80) return false;
-            cp = cp << 6 | (s[i + k] & 0x3F);
-        }
-        if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
-            return false;
-        i += (uint64_t)len;
-    }
-    return true;
+    *depth_out = max;
+    *nodes_out = nodes;
 }
 
 /* A JSON number that is an exact non-negative integer below 2^53. */
@@ -194,17 +157,19 @@ fitlm_safetensors *fitlm_safetensors_parse(const uint8_t *data, uint64_t size, f
         fitlm_fail(err, "safetensors: the header is not a JSON object");
         return NULL;
     }
-    if (json_depth(data + 8, hlen, FITLM_ST_MAX_DEPTH) > FITLM_ST_MAX_DEPTH) {
+    int depth;
+    uint64_t nodes;
+    json_shape(data + 8, hlen, FITLM_ST_MAX_DEPTH, &depth, &nodes);
+    if (depth > FITLM_ST_MAX_DEPTH) {
         fitlm_fail(err, "safetensors: header JSON is nested deeper than %d levels", FITLM_ST_MAX_DEPTH);
         return NULL;
     }
-    if (!valid_utf8(data + 8, hlen)) {
+    if (!fitlm_utf8_valid(data + 8, (size_t)hlen)) {
         fitlm_fail(err, "safetensors: the header is not valid UTF-8");
         return NULL;
     }
     /* the parse tree costs about FITLM_ST_NODE_BYTES per value: a header of
      * millions of tiny entries is refused before it takes gigabytes */
-    uint64_t nodes = json_nodes(data + 8, hlen);
     if (nodes > FITLM_ST_MAX_NODES) {
         fitlm_fail(err, "safetensors: the header has %llu JSON values; at most %u are read (about %u MiB of parse "
                         "tree)",

@@ -1,6 +1,8 @@
 /* Growable byte buffer and UTF-8 checks for the server. */
 #include "serve/buf.h"
 
+#include "util/utf8.h"
+
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -77,41 +79,15 @@ void serve_buf_free(serve_buf *b) {
     memset(b, 0, sizeof *b);
 }
 
-/* Length of the well-formed UTF-8 sequence at s (at most n bytes), 0 if ill-formed. */
-static size_t utf8_seq(const unsigned char *s, size_t n) {
-    unsigned c = s[0];
-    if (c < 0x80) return 1;
-    size_t len;
-    uint32_t cp, min;
-    if ((c & 0xE0) == 0xC0) len = 2, cp = c & 0x1F, min = 0x80;
-    else if ((c & 0xF0) == 0xE0) len = 3, cp = c & 0x0F, min = 0x800;
-    else if ((c & 0xF8) == 0xF0) len = 4, cp = c & 0x07, min = 0x10000;
-    else return 0;
-    if (n < len) return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80) return 0;
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
-    return len;
-}
-
 bool serve_utf8_valid(const char *s, size_t n) {
-    const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0;
-    while (i < n) {
-        size_t l = utf8_seq(p + i, n - i);
-        if (!l) return false;
-        i += l;
-    }
-    return true;
+    return fitlm_utf8_valid(s, n);
 }
 
 int serve_buf_add_utf8_lossy(serve_buf *b, const char *s, size_t n) {
     const unsigned char *p = (const unsigned char *)s;
     size_t i = 0, run = 0;
     while (i < n) {
-        size_t l = utf8_seq(p + i, n - i);
+        size_t l = fitlm_utf8_char_len(p + i, n - i);
         if (l) {
             i += l;
             continue;
