@@ -2,7 +2,10 @@
  * matrix-matrix (prompt) throughput of fitlm_cpu_matmul per weight type at
  * TinyLlama-like shapes.
  *
- *   kernels_bench [--threads N] [--types q4_0,q8_0,...] [--bw-mib 1024] [--quick]
+ *   kernels_bench [--threads N] [--types q4_0,q8_0,...] [--bw-mib 1024] [--quick] [--batched]
+ *
+ * --batched: only the batched-decode table (1 to 64 token rows through one
+ * matrix read from DRAM).
  *
  * Types the CPU backend repacks (fitlm_cpu_repackable: Q4_0, Q8_0, Q4_K,
  * Q5_K, Q6_K, Q3_K, Q2_K with AVX2 or AVX-512) get a second line per shape, kernel
@@ -116,22 +119,96 @@ static double peak_gops(int nt, int vnni) {
 }
 #endif
 
+/* Batched decode: n token rows through one matrix whose weights come from
+ * DRAM (the engine's decode step of n sequences). Per n: best and median
+ * time per call and the ratio to one row (the weights are read once, so n rows
+ * should cost far less than n single rows). */
+static void bench_batched(const char *types, int nthreads, int quick) {
+    static const int ns[] = {1, 2, 4, 8, 16, 32, 64};
+    static const int64_t shapes[][2] = {{5632, 2048}, {2048, 5632}};
+    char tl[512];
+    snprintf(tl, sizeof tl, "%s", types);
+    printf("\nbatched decode (%d thread(s)): us per call, best (median); x1 = best time / best time of 1 row\n",
+           nthreads);
+    printf("%-6s %-10s %-7s", "type", "shape", "layout");
+    for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++) printf(" %13d", ns[i]);
+    printf("\n");
+    fitlm_threadpool *p = fitlm_threadpool_new(nthreads);
+    for (char *tok = strtok(tl, ","); tok; tok = strtok(NULL, ",")) {
+        int type = fitlm_type_from_name(tok);
+        if (type < 0 || !fitlm_cpu_type_supported(type)) continue;
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+            int64_t rows = shapes[s][0], cols = shapes[s][1];
+            bool ok;
+            size_t rb = (size_t)fitlm_type_row_bytes(type, (uint64_t)cols, &ok);
+            size_t mbytes = rb * (size_t)rows;
+            int copies = (int)((512u << 20) / mbytes) + 1;
+            if (quick && copies > 8) copies = 8;
+            int rep = fitlm_cpu_repackable(type, rows, cols);
+            uint8_t *plain = malloc(mbytes);
+            uint8_t *w = rep ? fitlm_cpu_alloc_weights(mbytes * (size_t)copies) : malloc(mbytes * (size_t)copies);
+            float *x = malloc(sizeof(float) * (size_t)cols * 64);
+            float *y = malloc(sizeof(float) * (size_t)rows * 64);
+            if (!plain || !w || !x || !y) {
+                printf("out of memory\n");
+                exit(1);
+            }
+            fill_weights(type, plain, rows, cols, rb);
+            if (rep) fitlm_cpu_repack(NULL, type, plain, rows, cols, w);
+            else memcpy(w, plain, mbytes);
+            for (int c = 1; c < copies; c++) memcpy(w + mbytes * (size_t)c, w, mbytes);
+            for (int64_t i = 0; i < cols * 64; i++) x[i] = ((float)(rnd() % 2001) - 1000.0f) * 1e-3f;
+            char shape[32];
+            snprintf(shape, sizeof shape, "%lldx%lld", (long long)rows, (long long)cols);
+            printf("%-6s %-10s %-7s", fitlm_type_name(type), shape, rep ? "repack" : "file");
+            double t1 = 0;
+            for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++) {
+                int sweeps = quick ? 1 : 3, ncalls = 0;
+                double *times = malloc(sizeof(double) * (size_t)(sweeps * copies));
+                for (int sw = 0; sw < sweeps; sw++)
+                    for (int c = 0; c < copies; c++) {
+                        double t0 = now_s();
+                        if (rep) fitlm_cpu_matmul_repacked(p, type, w + mbytes * (size_t)c, rows, cols, x, ns[i], y);
+                        else fitlm_cpu_matmul(p, type, w + mbytes * (size_t)c, rows, cols, x, ns[i], y);
+                        times[ncalls++] = now_s() - t0;
+                    }
+                qsort(times, (size_t)ncalls, sizeof(double), cmp_double);
+                if (i == 0) t1 = times[0];
+                printf(" %5.0f(%4.0f)x%-4.1f", times[0] * 1e6, times[ncalls / 2] * 1e6, times[0] / t1);
+                fflush(stdout);
+                free(times);
+            }
+            printf("\n");
+            free(plain);
+            free(w);
+            free(x);
+            free(y);
+        }
+    }
+    fitlm_threadpool_free(p);
+}
+
 int main(int argc, char **argv) {
     int max_threads = fitlm_physical_cores();
     const char *types = "f32,f16,bf16,q8_0,q4_0,q4_1,q5_0,q5_1,q4_k,q5_k,q6_k,q2_k,q3_k";
     size_t bw_mib = 1024;
-    int quick = 0;
+    int quick = 0, batched = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc) max_threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--types") && i + 1 < argc) types = argv[++i];
         else if (!strcmp(argv[i], "--bw-mib") && i + 1 < argc) bw_mib = (size_t)atol(argv[++i]);
         else if (!strcmp(argv[i], "--quick")) quick = 1;
+        else if (!strcmp(argv[i], "--batched")) batched = 1;
         else {
-            fprintf(stderr, "usage: kernels_bench [--threads N] [--types a,b] [--bw-mib N] [--quick]\n");
+            fprintf(stderr, "usage: kernels_bench [--threads N] [--types a,b] [--bw-mib N] [--quick] [--batched]\n");
             return 1;
         }
     }
     if (max_threads < 1) max_threads = 1;
+    if (batched) {
+        bench_batched(types, max_threads, quick);
+        return 0;
+    }
     printf("kernels: %s (FITLM_CPU_KERNELS overrides), physical cores %d\n", fitlm_cpu_isa_name(fitlm_cpu_isa_active()),
            fitlm_physical_cores());
     double bw[65] = {0};

@@ -7,7 +7,10 @@ Default preset: the shape of TinyLlama 1.1B (22 layers, hidden 2048, 32 heads,
 4 KV heads, FFN 5632, vocabulary 32000, context 2048); llama3-8b has the shape
 of Llama 3 8B (32 layers, hidden 4096, 32 heads, 8 KV heads, FFN 14336,
 vocabulary 128256; a 16 GB F16 file). Weight matrices are
-N(0, 0.02) in F16, norms 1.0 in F32, untied output. The file carries a minimal
+N(0, 0.02) in F16, norms 1.0 in F32, untied output. The F16 values are
+bfloat16 values (rounded to bfloat16 first), as in the F16 files converted from
+the bfloat16 checkpoints most models are published in; --full-f16 keeps all
+11 significant bits (an F16 file of a float32-trained model). The file carries a minimal
 but valid SentencePiece-style ("llama") vocabulary: <unk> <s> </s>, the 256
 byte tokens <0x00>..<0xFF>, then filler pieces, so `fitlm run` can tokenize.
 
@@ -87,6 +90,7 @@ def main():
     ap.add_argument("out")
     ap.add_argument("--preset", default="tinyllama", choices=sorted(PRESETS))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--full-f16", action="store_true", help="F16 values not rounded to bfloat16 first")
     a = ap.parse_args()
     p = PRESETS[a.preset]
     L, D, H, KV, F, V = p["n_layers"], p["dim"], p["n_heads"], p["n_kv_heads"], p["ffn"], p["vocab"]
@@ -146,6 +150,10 @@ def main():
             else:
                 x = rng.standard_normal(shape, dtype=np.float32)
                 x *= 0.02
+                if not a.full_f16:  # round to nearest even bfloat16 (exact in F16, see above)
+                    b = x.view(np.uint32)
+                    b += np.uint32(0x7FFF) + ((b >> np.uint32(16)) & np.uint32(1))
+                    b &= np.uint32(0xFFFF0000)
                 data = x.astype("<f2").tobytes()
             f.write(data)
             f.write(b"\0" * ((ALIGN - len(data) % ALIGN) % ALIGN))

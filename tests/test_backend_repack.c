@@ -18,6 +18,7 @@
 #include "check.h"
 #include "format/ggml_type.h"
 #include "model/model.h"
+#include "util/fp16.h"
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 static float frand(void) { /* uniform in [-1, 1) */
@@ -26,6 +27,12 @@ static float frand(void) { /* uniform in [-1, 1) */
     rng ^= rng << 17;
     return (float)((rng >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
 }
+
+/* F16 cases: FITLM_CPU_F16 for the backend (NULL: unset, "auto"), and whether
+ * the weights are bfloat16 values (as in F16 files converted from bfloat16
+ * checkpoints) */
+static const char *f16_mode;
+static int f16_bf16_values;
 
 static void check_case(int type, int64_t rows, int64_t cols, int threads, int repack_env) {
     const char *tn = fitlm_type_name(type);
@@ -42,13 +49,18 @@ static void check_case(int type, int64_t rows, int64_t cols, int threads, int re
         goto done;
     }
     for (int64_t r = 0; r < rows; r++) {
-        for (int64_t c = 0; c < cols; c++) row[c] = frand() * (1.0f + (float)(r % 5));
+        for (int64_t c = 0; c < cols; c++) {
+            row[c] = frand() * (1.0f + (float)(r % 5));
+            if (f16_bf16_values) row[c] = fitlm_bf16_to_fp32(fitlm_fp32_to_bf16(row[c]));
+        }
         CHECK(fitlm_quantize_row(type, row, w + (size_t)r * rb, cols, NULL) == (int64_t)rb, "quantize %s", tn);
     }
     memcpy(w_copy, w, nbytes);
     for (int64_t i = 0; i < cols * NT; i++) x[i] = 2.0f * frand();
 
     setenv("FITLM_CPU_REPACK", repack_env ? "1" : "0", 1);
+    if (f16_mode) setenv("FITLM_CPU_F16", f16_mode, 1);
+    else unsetenv("FITLM_CPU_F16");
     fitlm_error err;
     fitlm_backend *be = fitlm_backend_cpu_new(threads, &err);
     CHECK(be != NULL, "backend");
@@ -70,6 +82,9 @@ static void check_case(int type, int64_t rows, int64_t cols, int threads, int re
     fitlm_btensor W, X, Y, E;
     CHECK(be->prepare_weight(be, &t, &W, &err) == 0, "prepare_weight %s", tn);
     bool expect = repack_env && fitlm_cpu_repackable(type, rows, cols);
+    /* F16 takes the bfloat16 kernel only where no weight changes, unless told */
+    if (type == FITLM_TYPE_F16 && f16_mode && !strcmp(f16_mode, "exact")) expect = false;
+    if (type == FITLM_TYPE_F16 && (!f16_mode || !strcmp(f16_mode, "auto")) && !f16_bf16_values) expect = false;
     CHECK(W.repacked == expect && W.owned == expect && (W.data != (void *)w) == expect,
           "%s %lldx%lld repack=%d: repacked %d (expected %d)", tn, (long long)rows, (long long)cols, repack_env,
           (int)W.repacked, (int)expect);
@@ -80,10 +95,25 @@ static void check_case(int type, int64_t rows, int64_t cols, int threads, int re
         be->upload(be, &X, 0, nt, x);
         be->matmul(be, &W, &X, nt, &Y);
         fitlm_cpu_matmul_ref_qact(type, w_copy, rows, cols, x, nt, yq, yabs);
+        /* the x16 F16 / BF16 kernel: bfloat16 weights and activations, cols/4
+         * float additions per accumulator (test_kernels.c explains the bound) */
+        bool bf16_kernel = W.repacked && (type == FITLM_TYPE_F16 || type == FITLM_TYPE_BF16);
+        double rel = bf16_kernel ? (double)(cols / 4 + 1) * 0x1p-24 : 1e-5;
+        if (bf16_kernel)
+            for (int64_t r = 0; r < rows; r++) {
+                fitlm_cpu_get_row(type, w_copy, cols, r, row);
+                for (int tk = 0; tk < nt; tk++) {
+                    double acc = 0.0;
+                    for (int64_t c = 0; c < cols; c++)
+                        acc += (double)fitlm_bf16_to_fp32(fitlm_fp32_to_bf16(row[c])) *
+                               (double)fitlm_bf16_to_fp32(fitlm_fp32_to_bf16(x[tk * cols + c]));
+                    yq[tk * rows + r] = acc;
+                }
+            }
         int bad = 0;
         const float *y = Y.data;
         for (int64_t i = 0; i < rows * nt; i++)
-            if (!(fabs((double)y[i] - yq[i]) <= 1e-5 * yabs[i] + 1e-30)) bad++;
+            if (!(fabs((double)y[i] - yq[i]) <= rel * yabs[i] + 1e-30)) bad++;
         CHECK(bad == 0, "%s %lldx%lld threads=%d ntok=%d repack=%d: %d outputs off the oracle", tn, (long long)rows,
               (long long)cols, threads, nt, repack_env, bad);
         be->release(be, &X);
@@ -122,6 +152,21 @@ int main(void) {
             for (int th = 1; th <= 3; th += 2)
                 for (int env = 0; env < 2; env++) check_case(types[ti], shapes[s][0], shapes[s][1], th, env);
         }
+    /* F16 and BF16 (the x16 bfloat16 kernel with AVX512_BF16): F16 weights
+     * that are bfloat16 values take it by default, others only with
+     * FITLM_CPU_F16=bf16, none with =exact */
+    static const char *modes[] = {NULL, "auto", "bf16", "exact"};
+    static const int64_t fshapes[][2] = {{16, 256}, {48, 2048}, {12, 128}, {16, 100}};
+    for (int bfv = 0; bfv < 2; bfv++)
+        for (int m = 0; m < 4; m++)
+            for (size_t sh = 0; sh < sizeof fshapes / sizeof fshapes[0]; sh++) {
+                f16_mode = modes[m];
+                f16_bf16_values = bfv;
+                check_case(FITLM_TYPE_F16, fshapes[sh][0], fshapes[sh][1], 2, 1);
+                if (m == 0) check_case(FITLM_TYPE_BF16, fshapes[sh][0], fshapes[sh][1], 2, 1);
+            }
+    f16_mode = NULL;
+    f16_bf16_values = 0;
     /* the repacked layouts where AVX2 or AVX-512 is active (the copy-only Q8_0 shape
      * and refused row counts are checked by check_case's `expect`) */
     if (fitlm_cpu_isa_active() >= FITLM_ISA_AVX2) {

@@ -170,14 +170,18 @@ static void check_type_shape(const type_case *tc, int64_t rows, int64_t cols, in
      * unpacked rows for lower ISAs) against the same oracles as the plain
      * layout */
     fitlm_cpu_isa_set(isas[n_isas - 1]);
+    /* F16 / BF16: an x16 layout of 32-column groups (64 bytes a row), only
+     * where the AVX-512 bfloat16 kernel runs; never a copy */
+    bool x16_float = (tc->type == FITLM_TYPE_F16 || tc->type == FITLM_TYPE_BF16) &&
+                     isas[n_isas - 1] >= FITLM_ISA_AVX512 && fitlm_cpu_has_avx512bf16();
     bool x16_type = tc->type == FITLM_TYPE_Q4_0 || tc->type == FITLM_TYPE_Q8_0 || tc->type == FITLM_TYPE_Q4_K ||
                     tc->type == FITLM_TYPE_Q5_K || tc->type == FITLM_TYPE_Q6_K || tc->type == FITLM_TYPE_Q3_K ||
-                    tc->type == FITLM_TYPE_Q2_K;
-    int64_t x16_bsz = tc->type == FITLM_TYPE_Q4_0 || tc->type == FITLM_TYPE_Q8_0 ? 32 : 256;
-    size_t x16_block = (size_t)fitlm_type_get(tc->type)->block_bytes;
+                    tc->type == FITLM_TYPE_Q2_K || x16_float;
+    int64_t x16_bsz = tc->type == FITLM_TYPE_Q4_0 || tc->type == FITLM_TYPE_Q8_0 || x16_float ? 32 : 256;
+    size_t x16_block = x16_float ? 64 : (size_t)fitlm_type_get(tc->type)->block_bytes;
     bool x16_cols = x16_type && cols % x16_bsz == 0 && (size_t)(cols / x16_bsz) * x16_block <= (64u << 10);
     bool x16 = x16_cols && rows % 16 == 0; /* the layout changes */
-    bool copy_only = tc->type != FITLM_TYPE_Q4_0 && x16_type && !x16_cols;
+    bool copy_only = tc->type != FITLM_TYPE_Q4_0 && !x16_float && x16_type && !x16_cols;
     bool packable = (x16 || copy_only) && isas[n_isas - 1] >= FITLM_ISA_AVX2;
     CHECK(fitlm_cpu_repackable(tc->type, rows, cols) == packable, "%s rows=%lld cols=%lld repackable", tn,
           (long long)rows, (long long)cols);
@@ -219,10 +223,40 @@ static void check_type_shape(const type_case *tc, int64_t rows, int64_t cols, in
         CHECK(fitlm_cpu_repack(NULL, tc->type, W, rows, cols, Y) == -1, "repack refuses rows=%lld cols=%lld",
               (long long)rows, (long long)cols);
     }
+    /* The x16 F16 / BF16 kernel multiplies bfloat16 weights (F16 rounded to
+     * nearest even) by bfloat16 activations: its first oracle is those
+     * rounded operands with double sums. The kernel adds cols/4 pair sums
+     * one after another in each of two float accumulators, so it may stray
+     * from the double sum by up to (cols/4) * 2^-24 * sum|w x| (the
+     * accumulation bound; 1e-5 covers only ~170 terms). Its second oracle is
+     * the exact float product: each operand moves by at most 2^-9 of itself,
+     * so a product by at most 2^-8 (F16; BF16 weights are exact:
+     * act_quant_bound's 2^-9 per activation, i.e. the /256 there). */
+    double *Yb = NULL;
+    if (P && x16_float) {
+        Yb = malloc(sizeof(double) * (size_t)(rows * ntok));
+        if (Yb) {
+            for (int64_t r = 0; r < rows; r++) {
+                fitlm_cpu_get_row(tc->type, W, cols, r, wrow);
+                for (int64_t t = 0; t < ntok; t++) {
+                    double acc = 0.0;
+                    for (int64_t c = 0; c < cols; c++)
+                        acc += (double)fitlm_bf16_to_fp32(fitlm_fp32_to_bf16(wrow[c])) *
+                               (double)fitlm_bf16_to_fp32(fitlm_fp32_to_bf16(X[t * cols + c]));
+                    Yb[t * rows + r] = acc;
+                }
+            }
+        } else {
+            CHECK(0, "out of memory");
+        }
+    }
     for (int ii = 0; ii < n_isas; ii++)
     for (int layout = 0; layout < (P ? 2 : 1); layout++) {
         fitlm_cpu_isa_set(isas[ii]);
         CHECK(fitlm_cpu_isa_active() == isas[ii], "isa set");
+        /* the bfloat16 x16 kernel runs (lower ISAs unpack rows for the plain kernels) */
+        bool bf16_kernel = layout == 1 && x16_float && isas[ii] >= FITLM_ISA_AVX512;
+        if (bf16_kernel && !Yb) continue;
         for (int p = 0; p < 3; p++) {
             for (int64_t i = 0; i < rows * ntok; i++) Y[i] = NAN;
             if (layout == 0) fitlm_cpu_matmul(pools[p], tc->type, W, rows, cols, X, ntok, Y);
@@ -230,11 +264,12 @@ static void check_type_shape(const type_case *tc, int64_t rows, int64_t cols, in
             int bad1 = 0, bad2 = 0;
             double worst1 = 0.0, worst2 = 0.0;
             for (int64_t i = 0; i < rows * ntok; i++) {
-                double tol1 = 1e-5 * Yabs[i] + 1e-30;
-                double e1 = fabs((double)Y[i] - Yq[i]);
+                double tol1 = (bf16_kernel ? (double)(cols / 4 + 1) * 0x1p-24 : 1e-5) * Yabs[i] + 1e-30;
+                double e1 = fabs((double)Y[i] - (bf16_kernel ? Yb[i] : Yq[i]));
                 if (!(e1 <= tol1)) bad1++;
                 if (e1 / tol1 > worst1) worst1 = e1 / tol1;
-                double tol2 = bound2[i] + 1e-5 * Yabs[i] + 1e-30;
+                double b2 = bf16_kernel && tc->type == FITLM_TYPE_F16 ? Yabs[i] / 128.0 : bound2[i];
+                double tol2 = b2 + tol1 + 1e-5 * Yabs[i] + 1e-30;
                 double e2 = fabs((double)Y[i] - (double)Yref[i]);
                 if (!(e2 <= tol2)) bad2++;
                 if (e2 / tol2 > worst2) worst2 = e2 / tol2;
@@ -247,6 +282,7 @@ static void check_type_shape(const type_case *tc, int64_t rows, int64_t cols, in
                   worst2);
         }
     }
+    free(Yb);
 done:
     free(P);
     free(W);
@@ -262,7 +298,7 @@ done:
 /* fp16/bf16 weights holding inf, nan, subnormals: every ISA must propagate
  * them like IEEE float arithmetic does. */
 static void check_special_halves(void) {
-    enum { COLS = 256, ROWS = 4 };
+    enum { COLS = 256, ROWS = 16 }; /* 16 rows: the x16 layout takes them */
     for (int bf = 0; bf < 2; bf++) {
         int type = bf ? FITLM_TYPE_BF16 : FITLM_TYPE_F16;
         uint16_t w[ROWS * COLS];
@@ -279,11 +315,19 @@ static void check_special_halves(void) {
         CHECK(bf ? sub_f == 0x1p-133f : sub_f == 0x1p-24f, "subnormal half value %g", (double)sub_f);
         double xs = 0;
         for (int c = 0; c < COLS; c++) xs += x[c];
+        /* the plain layout, then the repacked one where this CPU takes it
+         * (its F16 values become bfloat16: F16 subnormals are normal there) */
+        uint16_t wp[ROWS * COLS];
+        fitlm_cpu_isa_set(isas[n_isas - 1]);
+        int layouts = fitlm_cpu_repackable(type, ROWS, COLS) && fitlm_cpu_repack(NULL, type, w, ROWS, COLS, wp) == 0 ? 2 : 1;
+        for (int lay = 0; lay < layouts; lay++)
         for (int ii = 0; ii < n_isas; ii++) {
             fitlm_cpu_isa_set(isas[ii]);
             float y[ROWS];
-            fitlm_cpu_matmul(pools[1], type, w, ROWS, COLS, x, 1, y);
-            const char *in = fitlm_cpu_isa_name(isas[ii]);
+            if (lay) fitlm_cpu_matmul_repacked(pools[1], type, wp, ROWS, COLS, x, 1, y);
+            else fitlm_cpu_matmul(pools[1], type, w, ROWS, COLS, x, 1, y);
+            const char *in = lay ? (isas[ii] >= FITLM_ISA_AVX512 ? "repacked avx512" : "repacked, unpacked")
+                                 : fitlm_cpu_isa_name(isas[ii]);
             CHECK(isinf(y[0]) && y[0] > 0, "%s %s +inf weight -> %g", fitlm_type_name(type), in, (double)y[0]);
             CHECK(isnan(y[1]), "%s %s nan weight -> %g", fitlm_type_name(type), in, (double)y[1]);
             /* vdpbf16ps (BF16 under AVX-512 with AVX512_BF16) treats
@@ -342,6 +386,18 @@ static void check_act_quantizers(void) {
             same &= (memcmp(&ka[k].d, &kb[k].d, 4) == 0 || (isnan(ka[k].d) && isnan(kb[k].d))) &&
                     memcmp(ka[k].qs, kb[k].qs, 256) == 0 && memcmp(ka[k].bsums, kb[k].bsums, 32) == 0;
         CHECK(same, "act q8k avx2 != scalar (trial %d)", trial);
+        /* bfloat16 rounding (ties of the kept part, inf, nan, huge values),
+         * on a length that leaves a scalar tail */
+        static uint16_t ha[COLS], hb[COLS];
+        if (trial == 10)
+            for (int i = 0; i < 64; i++) { /* exact ties: the dropped half is 0x8000, kept part odd or even */
+                uint32_t u = 0x3f800000u + ((uint32_t)i << 16) + 0x8000u;
+                memcpy(&x[i], &u, 4);
+            }
+        if (trial == 11) x[17] = -INFINITY, x[18] = -NAN, x[19] = -0.0f, x[20] = 0x1p-140f;
+        fitlm_quantize_act_bf16(x, ha, COLS - 3);
+        fitlm_quantize_act_bf16_avx2(x, hb, COLS - 3);
+        CHECK(memcmp(ha, hb, sizeof(uint16_t) * (COLS - 3)) == 0, "act bf16 avx2 != scalar (trial %d)", trial);
     }
 }
 
@@ -613,6 +669,34 @@ int main(void) {
         positive_acts = 1;
         check_type_shape(q4k, 16, 2048, 1);
         check_type_shape(q4k, 16, 2048, 10);
+        positive_acts = 0;
+    }
+    /* the x16 layout of F16 and BF16 (32-column groups, the bfloat16 kernel
+     * with AVX512_BF16): every token count 1..17 on one shape, 1 to 176
+     * groups, the longest rows it takes (32768 columns) and the shapes it
+     * refuses (rows % 16, a row over 64 KiB, columns not a multiple of 32),
+     * quantizer output, all-positive activations */
+    static const int ftypes[] = {FITLM_TYPE_F16, FITLM_TYPE_BF16};
+    for (int ft = 0; ft < 2; ft++) {
+        const type_case *fc = NULL;
+        for (size_t k = 0; k < sizeof k_types / sizeof k_types[0]; k++)
+            if (k_types[k].type == ftypes[ft]) fc = &k_types[k];
+        for (int64_t nt = 1; nt <= 17; nt++) check_type_shape(fc, 32, 384, nt);
+        check_type_shape(fc, 16, 32, 1);
+        check_type_shape(fc, 16, 32, 9);
+        check_type_shape(fc, 16, 5632, 1);
+        if (!small) check_type_shape(fc, 144, 1024, 3);
+        check_type_shape(fc, 16, 32768, 2); /* the longest rows the layout takes */
+        check_type_shape(fc, 16, 32800, 1); /* too long: the file layout */
+        check_type_shape(fc, 12, 256, 2);   /* rows % 16: refused */
+        check_type_shape(fc, 16, 100, 3);   /* cols % 32: refused */
+        use_quantizer = 1;
+        check_type_shape(fc, 48, 2048, 1);
+        check_type_shape(fc, 48, 2048, 5);
+        use_quantizer = 0;
+        positive_acts = 1;
+        check_type_shape(fc, 16, 2048, 1);
+        check_type_shape(fc, 16, 2048, 10);
         positive_acts = 0;
     }
     fitlm_cpu_isa_set(hw);

@@ -152,6 +152,34 @@ static void release_source_pages(const fitlm_tensor *src) {
     if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
 }
 
+/* True if every F16 value of n is exactly a bfloat16 value: a normal F16
+ * has 10 mantissa bits, bfloat16 7, so the low 3 must be 0; a subnormal
+ * (m x 2^-24) is a normal bfloat16 if m has at most 8 significant bits. Inf
+ * passes, a NaN with payload bits in the low 3 does not. */
+static bool f16_all_bf16(const uint16_t *h, uint64_t n) {
+    uint16_t low = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        uint16_t v = h[i];
+        if ((v & 0x7c00) == 0) {
+            unsigned m = v & 0x3ffu;
+            while (m && !(m & 1)) m >>= 1;
+            if (m >= 256) return false;
+        } else {
+            low |= v & 7;
+        }
+    }
+    return low == 0;
+}
+
+/* Whether an F16 matrix runs on the x16 bfloat16 kernel (FITLM_CPU_F16:
+ * auto (default): only if that changes no weight; bf16: always; exact: never). */
+static bool f16_takes_bf16_kernel(const fitlm_tensor *src) {
+    const char *mode = getenv("FITLM_CPU_F16");
+    if (mode && strcmp(mode, "exact") == 0) return false;
+    if (mode && strcmp(mode, "bf16") == 0) return true;
+    return f16_all_bf16((const uint16_t *)src->data, src->nbytes / 2);
+}
+
 static int cpu_prepare_weight(fitlm_backend *be, const fitlm_tensor *src, fitlm_btensor *out, fitlm_error *err) {
     memset(out, 0, sizeof *out);
     if (!src->data) return fitlm_fail(err, "tensor %s has no data", src->name);
@@ -190,12 +218,17 @@ static int cpu_prepare_weight(fitlm_backend *be, const fitlm_tensor *src, fitlm_
     out->nbytes = src->nbytes;
     out->data = (void *)src->data; /* the mapped file is used as is */
     out->owned = false;
-    /* Q4_0, Q8_0 and Q2_K to Q6_K matrices get a repacked (x16) copy in
-     * huge pages (same size; fitlm_cpu_repackable): the mapped pages are read
-     * once here and then left alone. FITLM_CPU_REPACK=0 keeps the file's
-     * layout. */
+    /* Q4_0, Q8_0, Q2_K to Q6_K, and (with AVX512_BF16) BF16 and F16 matrices
+     * get a repacked (x16) copy in huge pages (same size;
+     * fitlm_cpu_repackable): the mapped pages are read once here and then
+     * left alone. FITLM_CPU_REPACK=0 keeps the file's layout. The x16 F16
+     * kernel multiplies bfloat16 values: an F16 matrix takes it only when
+     * every value is a bfloat16 value (F16 files converted from bfloat16
+     * checkpoints, as most are), so no weight changes; FITLM_CPU_F16=bf16 takes
+     * it for any F16 matrix (values rounded), =exact for none. */
     const char *env = getenv("FITLM_CPU_REPACK");
     bool want = !(env && strcmp(env, "0") == 0);
+    if (want && out->type == FITLM_TYPE_F16) want = f16_takes_bf16_kernel(src);
     bool row_ok = false;
     uint64_t row_bytes = out->ne0 > 0 ? fitlm_type_row_bytes(out->type, (uint64_t)out->ne0, &row_ok) : 0;
     bool sized = row_ok && row_bytes > 0 && src->nbytes / row_bytes == (uint64_t)out->ne1 &&

@@ -855,3 +855,31 @@ void fitlm_quantize_act_q8k_avx2(const float *x, act_q8k *dst, int64_t cols) {
         for (int g = 0; g < 16; g++) dst[b].bsums[g] = (int16_t)sum_i8x16(dst[b].qs + 16 * g);
     }
 }
+
+/* fitlm_quantize_act_bf16 eight values at a time, the same bits: round to
+ * nearest even by adding 0x7fff plus the kept part's lowest bit, NaN made
+ * quiet (bit 6 of the result) instead of rounded. */
+void fitlm_quantize_act_bf16_avx2(const float *x, uint16_t *dst, int64_t cols) {
+    const __m256i abs_mask = _mm256_set1_epi32(0x7fffffff), inf = _mm256_set1_epi32(0x7f800000);
+    const __m256i one = _mm256_set1_epi32(1), bias = _mm256_set1_epi32(0x7fff), quiet = _mm256_set1_epi32(0x40);
+    int64_t c = 0;
+    for (; c + 16 <= cols; c += 16) {
+        __m256i r[2];
+        for (int h = 0; h < 2; h++) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(x + c + 8 * h));
+            __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(v, abs_mask), inf);
+            __m256i hi = _mm256_srli_epi32(v, 16);
+            __m256i rounded = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(v, bias), _mm256_and_si256(hi, one)), 16);
+            r[h] = _mm256_blendv_epi8(rounded, _mm256_or_si256(hi, quiet), nan);
+        }
+        /* 16-bit results in 32-bit lanes: pack (per 128-bit half), then restore the order */
+        __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(r[0], r[1]), 0xd8);
+        _mm256_storeu_si256((__m256i *)(dst + c), packed);
+    }
+    for (; c < cols; c++) {
+        uint32_t u;
+        memcpy(&u, x + c, 4);
+        if ((u & 0x7fffffffu) > 0x7f800000u) dst[c] = (uint16_t)((u >> 16) | 0x40);
+        else dst[c] = (uint16_t)((u + 0x7fff + ((u >> 16) & 1)) >> 16);
+    }
+}

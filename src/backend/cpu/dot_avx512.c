@@ -717,6 +717,55 @@ INLINE void x16_k23_body(int wtype, int64_t cols, const void *w, const void *a, 
     for (int t = 0; t < nt; t++) _mm512_storeu_ps(out + (size_t)t * ostride, acc[t]);
 }
 
+/* F16 / BF16 x16 (a group: 32 columns of 16 rows, 1024 bytes) x ACT_BF16.
+ * Vector m of a group holds columns 2m and 2m + 1 of the 16 rows (lane k =
+ * row k); one vdpbf16ps multiplies it by the token's activation pair (bf16,
+ * broadcast) into the 16 rows' float sums: 32 products per instruction, the
+ * weights loaded (and F16 converted) once per group for all the tokens. F16
+ * vectors are rounded to bfloat16 in the registers (vcvtph2ps, then
+ * vcvtne2ps2bf16, round to nearest even; every F16 value, subnormals too, is
+ * a normal float, so nothing is flushed). Per token two accumulators (even
+ * and odd vectors) added at the end: the same operations in the same order
+ * whatever the token count, so decode alone and in a batch give the same
+ * bits. Half a group (8 vectors) at a time keeps the 16 accumulators and the
+ * weights in registers. */
+INLINE void x16_bf16_body(const int f16, int64_t cols, const void *w, const void *a, size_t astride, const int nt,
+                          float *out, size_t ostride) {
+    const int64_t ng = cols / 32;
+    const uint8_t *g = w;
+    __m512 acc0[FITLM_REPACK_TOKENS], acc1[FITLM_REPACK_TOKENS];
+#pragma GCC unroll 8
+    for (int t = 0; t < nt; t++) acc0[t] = acc1[t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < ng; b++, g += 1024) {
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            __m512bh v[8];
+#pragma GCC unroll 8
+            for (int m = 0; m < 8; m++) {
+                const uint8_t *p = g + 512 * h + 64 * m;
+                if (f16) {
+                    __m512 lo = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
+                    __m512 hi = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p + 32)));
+                    v[m] = _mm512_cvtne2ps_pbh(hi, lo);
+                } else {
+                    v[m] = (__m512bh)_mm512_loadu_si512(p);
+                }
+            }
+#pragma GCC unroll 8
+            for (int t = 0; t < nt; t++) {
+                const int32_t *x = (const int32_t *)TOK(a, astride, t) + 16 * b + 8 * h;
+#pragma GCC unroll 4
+                for (int m = 0; m < 8; m += 2) {
+                    acc0[t] = _mm512_dpbf16_ps(acc0[t], v[m], (__m512bh)_mm512_set1_epi32(x[m]));
+                    acc1[t] = _mm512_dpbf16_ps(acc1[t], v[m + 1], (__m512bh)_mm512_set1_epi32(x[m + 1]));
+                }
+            }
+        }
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < nt; t++) _mm512_storeu_ps(out + (size_t)t * ostride, _mm512_add_ps(acc0[t], acc1[t]));
+}
+
 /* One entry per type: the token count is made a constant of each instance
  * so the accumulators and the group's codes stay in registers. CALL(n) is the
  * body for n tokens. */
@@ -748,6 +797,10 @@ X16_ENTRY(dot_repacked_q5_k, CALL_Q5_K)
 X16_ENTRY(dot_repacked_q6_k, CALL_Q6_K)
 X16_ENTRY(dot_repacked_q3_k, CALL_Q3_K)
 X16_ENTRY(dot_repacked_q2_k, CALL_Q2_K)
+#define CALL_F16(n) x16_bf16_body(1, cols, w, a, astride, n, out, ostride)
+#define CALL_BF16(n) x16_bf16_body(0, cols, w, a, astride, n, out, ostride)
+X16_ENTRY(dot_repacked_f16, CALL_F16)
+X16_ENTRY(dot_repacked_bf16, CALL_BF16)
 
 fitlm_dot_repacked_fn fitlm_dot_repacked_avx512(int wtype) {
     switch (wtype) {
@@ -758,6 +811,9 @@ fitlm_dot_repacked_fn fitlm_dot_repacked_avx512(int wtype) {
     case FITLM_TYPE_Q8_0: return dot_repacked_q8_0;
     case FITLM_TYPE_Q4_K: return dot_repacked_q4_k;
     case FITLM_TYPE_Q5_K: return dot_repacked_q5_k;
+    /* vdpbf16ps: only with AVX512_BF16 (else F16 / BF16 keep the file layout) */
+    case FITLM_TYPE_F16: return fitlm_cpu_has_avx512bf16() ? dot_repacked_f16 : NULL;
+    case FITLM_TYPE_BF16: return fitlm_cpu_has_avx512bf16() ? dot_repacked_bf16 : NULL;
     default: return NULL;
     }
 }

@@ -86,7 +86,8 @@ static void quantize_tokens(mm_job *j, int64_t t0, int64_t t1) {
         const float *x = j->X + t * j->cols;
         uint8_t *dst = j->A + (size_t)t * j->astride;
         if (j->fmt == ACT_BF16) {
-            fitlm_quantize_act_bf16(x, (uint16_t *)dst, j->cols);
+            if (j->simd) fitlm_quantize_act_bf16_avx2(x, (uint16_t *)dst, j->cols);
+            else fitlm_quantize_act_bf16(x, (uint16_t *)dst, j->cols);
         } else if (j->fmt == ACT_Q8 || j->fmt == ACT_Q8I) {
             if (j->simd) fitlm_quantize_act_q8_avx2(x, dst, j->cols);
             else fitlm_quantize_act_q8(x, dst, j->cols);
@@ -112,6 +113,12 @@ static void quantize_worker(void *arg, int ith, int nth) {
 
 typedef struct x16_desc x16_desc;
 static const x16_desc *x16_get_desc(int wtype);
+/* F16 / BF16: the x16 layout of 32-column groups, multiplied as bfloat16
+ * (F16 values rounded to bfloat16 in the registers) by bfloat16 activations. */
+static bool x16_float(int wtype) {
+    return wtype == FITLM_TYPE_F16 || wtype == FITLM_TYPE_BF16;
+}
+
 
 /* Bytes of one plain row unpacked from a repacked matrix (per thread, on
  * the stack); fitlm_cpu_repackable asks that a row fit. */
@@ -241,6 +248,7 @@ static void matmul_run(fitlm_threadpool *pool, int wtype, int64_t cols, const fl
     if (repacked && isa >= FITLM_ISA_AVX512) j.dot_rep = fitlm_dot_repacked_avx512(wtype);
     else if (repacked && isa == FITLM_ISA_AVX2) j.dot_rep = fitlm_dot_repacked_avx2(wtype);
     if (j.dot_rep && fmt == ACT_Q8I) fmt = ACT_Q8; /* the repacked kernels read the codes in order */
+    if (j.dot_rep && x16_float(wtype)) fmt = ACT_BF16; /* F16 as well: the kernel is vdpbf16ps */
     j.tile = tile;
     j.fmt = fmt;
     j.simd = isa >= FITLM_ISA_AVX2;
@@ -348,15 +356,21 @@ void fitlm_cpu_matmul(fitlm_threadpool *pool, int wtype, const void *W, int64_t 
 struct x16_desc {
     int type, bytes, nh, nslots;
     int hsrc[2], hdst[2];
+    int cols; /* columns of one block (a group is one block of 16 rows) */
 };
+/* F16 and BF16 have no blocks: a group is 32 columns (64 bytes) of 16 rows,
+ * 16 vectors whose lane k holds 2 consecutive values of row k, the operand
+ * of vdpbf16ps. */
 static const x16_desc k_x16[] = {
-    {FITLM_TYPE_Q4_0, 18, 1, 4, {0}, {0}},
-    {FITLM_TYPE_Q8_0, 34, 1, 8, {0}, {0}},
-    {FITLM_TYPE_Q4_K, 144, 2, 35, {0, 2}, {0, 32}},
-    {FITLM_TYPE_Q5_K, 176, 2, 43, {0, 2}, {0, 32}},
-    {FITLM_TYPE_Q6_K, 210, 1, 52, {208}, {0}},
-    {FITLM_TYPE_Q3_K, 110, 1, 27, {108}, {0}},
-    {FITLM_TYPE_Q2_K, 84, 2, 20, {80, 82}, {0, 32}},
+    {FITLM_TYPE_Q4_0, 18, 1, 4, {0}, {0}, 32},
+    {FITLM_TYPE_Q8_0, 34, 1, 8, {0}, {0}, 32},
+    {FITLM_TYPE_Q4_K, 144, 2, 35, {0, 2}, {0, 32}, 256},
+    {FITLM_TYPE_Q5_K, 176, 2, 43, {0, 2}, {0, 32}, 256},
+    {FITLM_TYPE_Q6_K, 210, 1, 52, {208}, {0}, 256},
+    {FITLM_TYPE_Q3_K, 110, 1, 27, {108}, {0}, 256},
+    {FITLM_TYPE_Q2_K, 84, 2, 20, {80, 82}, {0, 32}, 256},
+    {FITLM_TYPE_F16, 64, 0, 16, {0}, {0}, 32},
+    {FITLM_TYPE_BF16, 64, 0, 16, {0}, {0}, 32},
 };
 static int x16_slot_src(int type, int m) {
     switch (type) {
@@ -371,6 +385,8 @@ static int x16_slot_src(int type, int m) {
         int r = m - 4, hv = r / 12, k = (r % 12) / 3, j = r % 3, h = hv / 2, u = 4 * (hv % 2) + k;
         return j == 0 ? 4 * (16 * h + u) : j == 1 ? 4 * (16 * h + 8 + u) : 128 + 4 * (8 * h + u);
     }
+    case FITLM_TYPE_F16:
+    case FITLM_TYPE_BF16: return 4 * m; /* the values in order */
     default: return 2 + 4 * m; /* Q4_0, Q8_0: the codes in order */
     }
 }
@@ -384,7 +400,7 @@ static const x16_desc *x16_get_desc(int wtype) {
  * (a row fits the unpack buffer), else 0. */
 static size_t x16_row_bytes(int wtype, int64_t cols) {
     const x16_desc *x = x16_get_desc(wtype);
-    int64_t bs = x ? (int64_t)fitlm_type_get(wtype)->block_size : 1;
+    int64_t bs = x ? (int64_t)x->cols : 1;
     if (!x || cols <= 0 || cols % bs || (uint64_t)(cols / bs) * (uint64_t)x->bytes > UNPACK_BUF) return 0;
     return (size_t)(cols / bs) * (size_t)x->bytes;
 }
@@ -393,7 +409,7 @@ static size_t x16_row_bytes(int wtype, int64_t cols) {
  * moves into huge pages): Q8_0 and K-type rows too long for their x16
  * layout. */
 static bool copy_only(int wtype, int64_t cols) {
-    return wtype != FITLM_TYPE_Q4_0 && x16_get_desc(wtype) && x16_row_bytes(wtype, cols) == 0;
+    return wtype != FITLM_TYPE_Q4_0 && !x16_float(wtype) && x16_get_desc(wtype) && x16_row_bytes(wtype, cols) == 0;
 }
 
 void fitlm_cpu_matmul_repacked(fitlm_threadpool *pool, int wtype, const void *P, int64_t rows, int64_t cols,

@@ -73,6 +73,8 @@ void fitlm_quantize_act_bf16(const float *x, uint16_t *dst, int64_t cols);
 /* The same with AVX2 (identical output; only call when the CPU has AVX2). */
 void fitlm_quantize_act_q8_avx2(const float *x, void *dst_row, int64_t cols);
 void fitlm_quantize_act_q8k_avx2(const float *x, act_q8k *dst, int64_t cols);
+/* fitlm_quantize_act_bf16 with AVX2 (the same bits). */
+void fitlm_quantize_act_bf16_avx2(const float *x, uint16_t *dst, int64_t cols);
 
 /* Dot products of one weight row with `ntok` tokens (1..FITLM_DOT_TILE for the
  * scalar and AVX2 kernels, 1..FITLM_DOT_TILE_AVX512 for the AVX-512 ones, whose
