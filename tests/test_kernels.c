@@ -136,6 +136,7 @@ static double act_quant_bound(int type, const float *wrow, const float *x, int64
 }
 
 static int n_isas;
+static int n_vnni_checks; /* AVX-VNNI x16 cases compared with the AVX2 kernel */
 static fitlm_cpu_isa isas[3];
 static fitlm_threadpool *pools[3]; /* 1, 2, 3 threads */
 
@@ -280,6 +281,30 @@ static void check_type_shape(const type_case *tc, int64_t rows, int64_t cols, in
             CHECK(bad2 == 0, "%s%s %s rows=%lld cols=%lld ntok=%lld threads=%d: %d outputs off the float oracle (worst %.3g x bound)",
                   tn, layout ? " repacked" : "", fitlm_cpu_isa_name(isas[ii]), (long long)rows, (long long)cols, (long long)ntok, p + 1, bad2,
                   worst2);
+            /* the AVX-VNNI x16 kernels (Q4_0, Q8_0 under the AVX2 family):
+             * the same code with vpdpbusd emulated in AVX2 where the CPU
+             * lacks AVX-VNNI (and the real one where it has it) give the
+             * maddubs kernel's bits (the integer sums are exact in both) */
+            if (layout == 1 && isas[ii] == FITLM_ISA_AVX2 && (tc->type == FITLM_TYPE_Q4_0 || tc->type == FITLM_TYPE_Q8_0)) {
+                float *Yv = malloc(sizeof(float) * (size_t)(rows * ntok));
+                if (Yv) {
+                    fitlm_cpu_set_avxvnni(FITLM_CPU_AVXVNNI_OFF);
+                    fitlm_cpu_matmul_repacked(pools[p], tc->type, P, rows, cols, X, ntok, Y);
+                    for (int mode = 0; mode < 2; mode++) {
+                        if (mode == 0 && !fitlm_cpu_has_avxvnni()) continue;
+                        fitlm_cpu_set_avxvnni(mode == 0 ? FITLM_CPU_AVXVNNI_AUTO : FITLM_CPU_AVXVNNI_EMULATE);
+                        CHECK(fitlm_cpu_avxvnni_active(tc->type), "avx-vnni kernel active");
+                        for (int64_t i = 0; i < rows * ntok; i++) Yv[i] = NAN;
+                        fitlm_cpu_matmul_repacked(pools[p], tc->type, P, rows, cols, X, ntok, Yv);
+                        CHECK(memcmp(Y, Yv, sizeof(float) * (size_t)(rows * ntok)) == 0,
+                              "%s avx-vnni%s rows=%lld cols=%lld ntok=%lld threads=%d: not the avx2 kernel's bits", tn,
+                              mode ? " (emulated)" : "", (long long)rows, (long long)cols, (long long)ntok, p + 1);
+                    }
+                    fitlm_cpu_set_avxvnni(FITLM_CPU_AVXVNNI_AUTO);
+                    free(Yv);
+                    n_vnni_checks++;
+                }
+            }
         }
     }
     free(Yb);
@@ -700,6 +725,9 @@ int main(void) {
         positive_acts = 0;
     }
     fitlm_cpu_isa_set(hw);
+    if (hw >= FITLM_ISA_AVX2) CHECK(n_vnni_checks > 100, "AVX-VNNI x16 cases run: %d", n_vnni_checks);
+    printf("AVX-VNNI x16 kernels: %d cases, %s\n", n_vnni_checks,
+           fitlm_cpu_has_avxvnni() ? "on the CPU and emulated" : "emulated in AVX2 (this CPU has no AVX-VNNI)");
     /* an unsupported type gives NaN, not garbage */
     float y[2] = {0, 0}, x[32] = {0};
     uint8_t junk[64] = {0};

@@ -19,6 +19,17 @@ bool fitlm_cpu_has_avx512bf16(void) {
 #endif
 }
 
+bool fitlm_cpu_has_avxvnni(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    unsigned a, b, c, d;
+    if (__get_cpuid_max(0, (unsigned *)0) < 7) return false;
+    __cpuid_count(7, 1, a, b, c, d);
+    return ((a >> 4) & 1u) && fitlm_cpu_isa_detect() >= FITLM_ISA_AVX2;
+#else
+    return false;
+#endif
+}
+
 bool fitlm_cpu_has_f16c(void) {
 #if defined(__x86_64__) || defined(__i386__)
     unsigned a, b, c, d;

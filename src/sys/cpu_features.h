@@ -12,6 +12,10 @@ bool fitlm_cpu_has_f16c(void);
 /* AVX512_BF16 (vdpbf16ps): checked on its own, the AVX-512 level does not
  * require it. */
 bool fitlm_cpu_has_avx512bf16(void);
+/* AVX-VNNI (the 256-bit, VEX-encoded vpdpbusd of Intel Alder Lake and later
+ * and AMD Zen 5, often without AVX-512): CPUID.(EAX=7,ECX=1):EAX bit 4, with
+ * AVX2. The AVX2 kernel family uses it for the x16 Q4_0 / Q8_0 kernels. */
+bool fitlm_cpu_has_avxvnni(void);
 
 /* Which kernel family fitlm's CPU kernels and quantizer searches use: detected once, overridable by
  * FITLM_CPU_KERNELS=scalar|avx2|avx512 (for tests and benchmarks). */

@@ -40,6 +40,17 @@ void fitlm_cpu_matmul(fitlm_threadpool *pool, int wtype, const void *W, int64_t 
  * the pool (tests). */
 void fitlm_cpu_set_parallel_threshold(int64_t macs);
 
+/* Under the AVX2 kernel family, the x16 Q4_0 / Q8_0 kernels with AVX-VNNI:
+ * FITLM_CPU_AVXVNNI_AUTO (default: where the CPU has it), _OFF (the
+ * maddubs kernels), _EMULATE (the AVX-VNNI code with the instruction
+ * emulated in AVX2: for testing it on CPUs without AVX-VNNI). The
+ * environment variable FITLM_CPU_AVXVNNI=0|emulate sets the same at start. */
+enum { FITLM_CPU_AVXVNNI_AUTO = 0, FITLM_CPU_AVXVNNI_OFF = 1, FITLM_CPU_AVXVNNI_EMULATE = 2 };
+void fitlm_cpu_set_avxvnni(int mode);
+/* True if the x16 kernels of `wtype` under the AVX2 family use AVX-VNNI now
+ * (emulated or not). */
+bool fitlm_cpu_avxvnni_active(int wtype);
+
 /* Scalar reference of the same (the oracle for tests). */
 void fitlm_cpu_matmul_ref(int wtype, const void *W, int64_t rows, int64_t cols, const float *X, int64_t n_tokens,
                           float *Y);

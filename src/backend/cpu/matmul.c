@@ -23,9 +23,46 @@ static fitlm_dot_fn pick_dot(int wtype, fitlm_cpu_isa isa, int *tile) {
     return f;
 }
 
+/* ---- AVX-VNNI under the AVX2 family (kernels.h) ---- */
+static atomic_int g_avxvnni = -1; /* -1: not read from the environment yet */
+
+void fitlm_cpu_set_avxvnni(int mode) {
+    atomic_store(&g_avxvnni, mode);
+}
+
+static int avxvnni_mode(void) {
+    int m = atomic_load(&g_avxvnni);
+    if (m < 0) {
+        const char *e = getenv("FITLM_CPU_AVXVNNI");
+        m = !e ? FITLM_CPU_AVXVNNI_AUTO
+            : !strcmp(e, "0") ? FITLM_CPU_AVXVNNI_OFF
+            : !strcmp(e, "emulate") ? FITLM_CPU_AVXVNNI_EMULATE
+                                     : FITLM_CPU_AVXVNNI_AUTO;
+        atomic_store(&g_avxvnni, m);
+    }
+    return m;
+}
+
+/* The x16 kernel of the AVX2 family: AVX-VNNI (real or emulated) where it
+ * has one for the type, else the maddubs one. */
+static fitlm_dot_repacked_fn pick_repacked_avx2(int wtype) {
+    fitlm_dot_repacked_fn f = NULL;
+    int m = avxvnni_mode();
+    if (m == FITLM_CPU_AVXVNNI_AUTO && fitlm_cpu_has_avxvnni()) f = fitlm_dot_repacked_avxvnni(wtype);
+    else if (m == FITLM_CPU_AVXVNNI_EMULATE) f = fitlm_dot_repacked_avxvnni_emu(wtype);
+    return f ? f : fitlm_dot_repacked_avx2(wtype);
+}
+
+bool fitlm_cpu_avxvnni_active(int wtype) {
+    fitlm_dot_repacked_fn f = pick_repacked_avx2(wtype);
+    return f && f != fitlm_dot_repacked_avx2(wtype);
+}
+
 const char *fitlm_cpu_kernel_isa_name(int wtype) {
     fitlm_cpu_isa isa = fitlm_cpu_isa_active();
     if (isa >= FITLM_ISA_AVX512 && fitlm_dot_avx512(wtype)) return "avx512";
+    if (isa == FITLM_ISA_AVX2 && fitlm_cpu_avxvnni_active(wtype))
+        return avxvnni_mode() == FITLM_CPU_AVXVNNI_EMULATE ? "avx2 (avx-vnni emulated)" : "avx-vnni";
     if (isa >= FITLM_ISA_AVX2 && fitlm_dot_avx2(wtype)) return "avx2";
     return fitlm_dot_scalar(wtype) ? "scalar" : "none";
 }
@@ -246,7 +283,7 @@ static void matmul_run(fitlm_threadpool *pool, int wtype, int64_t cols, const fl
     j.wtype = wtype;
     j.repacked = repacked;
     if (repacked && isa >= FITLM_ISA_AVX512) j.dot_rep = fitlm_dot_repacked_avx512(wtype);
-    else if (repacked && isa == FITLM_ISA_AVX2) j.dot_rep = fitlm_dot_repacked_avx2(wtype);
+    else if (repacked && isa == FITLM_ISA_AVX2) j.dot_rep = pick_repacked_avx2(wtype);
     if (j.dot_rep && fmt == ACT_Q8I) fmt = ACT_Q8; /* the repacked kernels read the codes in order */
     if (j.dot_rep && x16_float(wtype)) fmt = ACT_BF16; /* F16 as well: the kernel is vdpbf16ps */
     j.tile = tile;
@@ -446,7 +483,7 @@ bool fitlm_cpu_repackable(int wtype, int64_t rows, int64_t cols) {
     /* a kernel for the layout under the active ISA */
     fitlm_cpu_isa isa = fitlm_cpu_isa_active();
     return isa >= FITLM_ISA_AVX512 ? fitlm_dot_repacked_avx512(wtype) != NULL
-           : isa == FITLM_ISA_AVX2 ? fitlm_dot_repacked_avx2(wtype) != NULL
+           : isa == FITLM_ISA_AVX2 ? pick_repacked_avx2(wtype) != NULL
                                    : false;
 }
 

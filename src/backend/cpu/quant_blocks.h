@@ -98,6 +98,12 @@ typedef void (*fitlm_dot_repacked_fn)(int64_t cols, const void *w, const void *a
 fitlm_dot_repacked_fn fitlm_dot_repacked_avx512(int wtype);
 /* The same for the x16 layouts under AVX2 (used when AVX-512 VNNI is not active). */
 fitlm_dot_repacked_fn fitlm_dot_repacked_avx2(int wtype);
+/* The Q4_0 / Q8_0 ones with AVX-VNNI (dot_avxvnni.c; NULL for other types or
+ * when the compiler could not build it), and the same code with vpdpbusd
+ * emulated in AVX2 (dot_avxvnni_emu_avx2.c, for tests). Same bits as the AVX2
+ * kernels. */
+fitlm_dot_repacked_fn fitlm_dot_repacked_avxvnni(int wtype);
+fitlm_dot_repacked_fn fitlm_dot_repacked_avxvnni_emu(int wtype);
 /* The per-token part of those kernels, computed once per matmul instead of
  * once per 16 rows (Q4_0, Q8_0: each block's integer offset, -8 or -128 x
  * the block's activation sum; Q4_K: the 8 sub-block sums in 16-bit pairs;
