@@ -42,5 +42,11 @@ static inline int fitlm_att_lanes_ok(int64_t D) {
 
 /* Softmax(scale x K . q) V for each lane; call only with AVX-512 active. */
 void fitlm_attention_lanes_avx512(const fitlm_att_lanes *a);
+/* The same for up to 8 lanes with AVX2 + FMA (head size a multiple of 8 up
+ * to 256; the scratch above is enough); call only with AVX2 active. */
+void fitlm_attention_lanes_avx2(const fitlm_att_lanes *a);
+static inline int fitlm_att_lanes8_ok(int64_t D) {
+    return D > 0 && D % 8 == 0 && D <= 256;
+}
 
 #endif

@@ -426,7 +426,8 @@ static void cpu_get_rows(fitlm_backend *be, const fitlm_btensor *src, const int3
 
 typedef struct att_job {
     cpu_state *s;
-    int tt; /* AVX-512 lanes path: tokens per work item (x sub heads <= 16 lanes) */
+    int tt; /* lanes path: tokens per work item (x sub heads <= 16 lanes, 8 with AVX2) */
+    bool lanes8; /* the AVX2 lanes (8) instead of AVX-512's (16) */
     const int32_t *tiles; /* lanes path: tile i = tokens tiles[i] .. tiles[i+1]-1, one sequence */
     int64_t n_tiles;
     const float *q;
@@ -587,7 +588,8 @@ static void attention_lanes_worker(void *arg, int ith, int nth) {
             if (first < a.plo) a.plo = first;
             if (pos > a.phi) a.phi = pos;
         }
-        fitlm_attention_lanes_avx512(&a);
+        if (j->lanes8) fitlm_attention_lanes_avx2(&a);
+        else fitlm_attention_lanes_avx512(&a);
     }
 }
 
@@ -612,16 +614,21 @@ static void cpu_attention(fitlm_backend *be, const fitlm_btensor *q, const fitlm
     for (int64_t t = 0; t < n_tokens; t++)
         if (ab->pos[t] > max_pos) max_pos = ab->pos[t];
     int group = n_heads / n_kv_heads;
-    bool lanes = fitlm_cpu_isa_active() >= FITLM_ISA_AVX512 && fitlm_att_lanes_ok(head_dim) &&
+    fitlm_cpu_isa isa = fitlm_cpu_isa_active();
+    bool lanes8 = isa == FITLM_ISA_AVX2;
+    int max_lanes = lanes8 ? 8 : 16;
+    bool lanes = (isa >= FITLM_ISA_AVX512 ? fitlm_att_lanes_ok(head_dim)
+                  : lanes8              ? fitlm_att_lanes8_ok(head_dim)
+                                        : false) &&
                  fitlm_att_lanes_scratch(max_pos + 1, head_dim) <= s->att_stride && n_tokens < s->att_tiles_cap;
     /* whole groups per item (the lanes path: at most 16 heads, and as many
      * tokens of one sequence as fill 16 lanes), halved while that leaves
      * threads idle */
     int sub = group, tt = 1;
     if (lanes) {
-        while (sub > 16 && sub % 2 == 0) sub /= 2;
-        if (sub > 16) lanes = false;
-        else tt = 16 / sub;
+        while (sub > max_lanes && sub % 2 == 0) sub /= 2;
+        if (sub > max_lanes) lanes = false;
+        else tt = max_lanes / sub;
     }
     int64_t n_tiles = lanes ? att_make_tiles(ab, tt, s->att_tiles) : n_tokens;
     while (sub % 2 == 0 && n_tiles * (n_heads / sub) < s->n_threads) {
@@ -640,6 +647,7 @@ static void cpu_attention(fitlm_backend *be, const fitlm_btensor *q, const fitlm
                  .head_dim = head_dim,
                  .sub = sub,
                  .tt = tt,
+                 .lanes8 = lanes8,
                  .tiles = s->att_tiles,
                  .n_tiles = n_tiles,
                  .window = window,
