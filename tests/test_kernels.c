@@ -175,15 +175,19 @@ static void check_type_shape(const type_case *tc, int64_t rows, int64_t cols, in
      * where the AVX-512 bfloat16 kernel runs; never a copy */
     bool x16_float = (tc->type == FITLM_TYPE_F16 || tc->type == FITLM_TYPE_BF16) &&
                      isas[n_isas - 1] >= FITLM_ISA_AVX512 && fitlm_cpu_has_avx512bf16();
+    /* Q4_1 / Q5_0 / Q5_1: an x16 layout with an AVX-512 kernel only (rows too
+     * long for it: a copy under AVX2 and AVX-512 alike) */
+    bool legacy = tc->type == FITLM_TYPE_Q4_1 || tc->type == FITLM_TYPE_Q5_0 || tc->type == FITLM_TYPE_Q5_1;
     bool x16_type = tc->type == FITLM_TYPE_Q4_0 || tc->type == FITLM_TYPE_Q8_0 || tc->type == FITLM_TYPE_Q4_K ||
                     tc->type == FITLM_TYPE_Q5_K || tc->type == FITLM_TYPE_Q6_K || tc->type == FITLM_TYPE_Q3_K ||
-                    tc->type == FITLM_TYPE_Q2_K || x16_float;
-    int64_t x16_bsz = tc->type == FITLM_TYPE_Q4_0 || tc->type == FITLM_TYPE_Q8_0 || x16_float ? 32 : 256;
+                    tc->type == FITLM_TYPE_Q2_K || x16_float || legacy;
+    int64_t x16_bsz = tc->type == FITLM_TYPE_Q4_0 || tc->type == FITLM_TYPE_Q8_0 || x16_float || legacy ? 32 : 256;
     size_t x16_block = x16_float ? 64 : (size_t)fitlm_type_get(tc->type)->block_bytes;
     bool x16_cols = x16_type && cols % x16_bsz == 0 && (size_t)(cols / x16_bsz) * x16_block <= (64u << 10);
     bool x16 = x16_cols && rows % 16 == 0; /* the layout changes */
     bool copy_only = tc->type != FITLM_TYPE_Q4_0 && !x16_float && x16_type && !x16_cols;
     bool packable = (x16 || copy_only) && isas[n_isas - 1] >= FITLM_ISA_AVX2;
+    if (legacy && x16 && isas[n_isas - 1] < FITLM_ISA_AVX512) packable = false;
     CHECK(fitlm_cpu_repackable(tc->type, rows, cols) == packable, "%s rows=%lld cols=%lld repackable", tn,
           (long long)rows, (long long)cols);
     if (packable) {
@@ -701,6 +705,29 @@ int main(void) {
      * groups, the longest rows it takes (32768 columns) and the shapes it
      * refuses (rows % 16, a row over 64 KiB, columns not a multiple of 32),
      * quantizer output, all-positive activations */
+    /* the x16 layouts of Q4_1, Q5_0 and Q5_1 (AVX-512): every token count
+     * 1..17, 1 to 176 blocks, quantizer output, all-positive activations,
+     * rows % 16 refused and rows too long kept as a copy */
+    static const int ltypes[] = {FITLM_TYPE_Q4_1, FITLM_TYPE_Q5_0, FITLM_TYPE_Q5_1};
+    for (int lt = 0; lt < 3; lt++) {
+        const type_case *lc = NULL;
+        for (size_t k = 0; k < sizeof k_types / sizeof k_types[0]; k++)
+            if (k_types[k].type == ltypes[lt]) lc = &k_types[k];
+        for (int64_t nt = 1; nt <= 17; nt++) check_type_shape(lc, 32, 384, nt);
+        check_type_shape(lc, 16, 32, 1);
+        check_type_shape(lc, 16, 5632, 1);
+        if (!small) check_type_shape(lc, 144, 1024, 3);
+        check_type_shape(lc, 12, 256, 2);      /* rows % 16: refused */
+        check_type_shape(lc, 16, 32 * 3300, 1); /* a row over 64 KiB: a copy */
+        use_quantizer = 1;
+        check_type_shape(lc, 48, 2048, 1);
+        check_type_shape(lc, 48, 2048, 9);
+        use_quantizer = 0;
+        positive_acts = 1;
+        check_type_shape(lc, 16, 2048, 1);
+        check_type_shape(lc, 16, 2048, 10);
+        positive_acts = 0;
+    }
     static const int ftypes[] = {FITLM_TYPE_F16, FITLM_TYPE_BF16};
     for (int ft = 0; ft < 2; ft++) {
         const type_case *fc = NULL;

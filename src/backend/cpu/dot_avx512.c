@@ -472,6 +472,60 @@ INLINE void x16_body(int wtype, int64_t cols, const void *w, const void *a, size
 }
 
 
+/* Q4_1, Q5_0, Q5_1 x16 (ACT_Q8): a group is one block of 16 rows: the 16 d
+ * (and for Q4_1 / Q5_1 the 16 m) as fp16, for Q5_0 / Q5_1 the rows' 32 fifth
+ * bits as one vector (reordered by the repack, matmul.c x16_qh_to_lane: the
+ * bits of code vector m sit at bit 4 of each byte after one shift), then
+ * the 4 nibble vectors as Q4_0's. Codes are unsigned (Q4_1 0..15, Q5 0..31);
+ * Q5_0's -16 comes back through the prep (-16 x the activation sum), Q4_1 /
+ * Q5_1's minimum as m x (d_a x sum) (the prep holds d_a x sum as a float):
+ * per token and block 8 vpdpbusd, one add, one convert and one or two fmas. */
+INLINE void x16_leg_body(int wtype, int64_t cols, const void *w, const void *a, size_t astride, const void *prep,
+                         size_t pstride, const int nt, float *out, size_t ostride) {
+    const int64_t nb = cols / 32;
+    const int has_m = wtype != FITLM_TYPE_Q5_0, has_h = wtype != FITLM_TYPE_Q4_1;
+    const size_t hdr = has_m ? 64 : 32, gbytes = wtype == FITLM_TYPE_Q4_1 ? 320 : wtype == FITLM_TYPE_Q5_0 ? 352 : 384;
+    const __m512i m4 = _mm512_set1_epi8(0x0f), bit4 = _mm512_set1_epi8(0x10);
+    const uint8_t *g = w;
+    __m512 acc[FITLM_REPACK_TOKENS];
+#pragma GCC unroll 8
+    for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++, g += gbytes) {
+        const __m512 wsc = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)g));
+        const __m512 wmin = has_m ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(g + 32))) : _mm512_setzero_ps();
+        const __m512i hv = has_h ? _mm512_loadu_si512(g + hdr) : _mm512_setzero_si512();
+        const uint8_t *cv = g + hdr + (has_h ? 64 : 0);
+        __m512i c[8];
+#pragma GCC unroll 4
+        for (int m = 0; m < 4; m++) {
+            __m512i raw = _mm512_loadu_si512(cv + 64 * m);
+            c[m] = _mm512_and_si512(raw, m4);
+            c[m + 4] = _mm512_and_si512(_mm512_srli_epi16(raw, 4), m4);
+            if (has_h) { /* code | (shifted bits & 0x10) */
+                c[m] = _mm512_ternarylogic_epi32(c[m], _mm512_srli_epi32(hv, (unsigned)m), bit4, 0xF8);
+                c[m + 4] = _mm512_ternarylogic_epi32(c[m + 4], _mm512_slli_epi32(hv, 4u - (unsigned)m), bit4, 0xF8);
+            }
+        }
+#pragma GCC unroll 8
+        for (int t = 0; t < nt; t++) {
+            const uint8_t *row = TOK(a, astride, t);
+            const int8_t *aq = act_q8_qs(row) + 32 * b;
+            const int32_t *off = (const int32_t *)TOK(prep, pstride, t);
+            __m512i p = has_m ? _mm512_setzero_si512() : _mm512_set1_epi32(off[b]), q = _mm512_setzero_si512();
+#pragma GCC unroll 4
+            for (int m = 0; m < 4; m++) {
+                p = _mm512_dpbusd_epi32(p, c[m], bcast4(aq + 4 * m));
+                q = _mm512_dpbusd_epi32(q, c[m + 4], bcast4(aq + 16 + 4 * m));
+            }
+            __m512 sc = _mm512_mul_ps(wsc, _mm512_set1_ps(act_q8_d(row, nb)[b]));
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(p, q)), sc, acc[t]);
+            if (has_m) acc[t] = _mm512_fmadd_ps(wmin, _mm512_set1_ps(((const float *)off)[b]), acc[t]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < nt; t++) _mm512_storeu_ps(out + (size_t)t * ostride, acc[t]);
+}
+
 /* Q4_K x16 (ACT_Q8K activations): a group is one super-block of 16 rows
  * (2304 bytes): the 16 d, the 16 dmin (fp16), the rows' 12 scale bytes as 3
  * vectors (lane k = row k's bytes 4v..4v+3, unpacked with the 32-bit word
@@ -797,6 +851,12 @@ X16_ENTRY(dot_repacked_q5_k, CALL_Q5_K)
 X16_ENTRY(dot_repacked_q6_k, CALL_Q6_K)
 X16_ENTRY(dot_repacked_q3_k, CALL_Q3_K)
 X16_ENTRY(dot_repacked_q2_k, CALL_Q2_K)
+#define CALL_Q4_1(n) x16_leg_body(FITLM_TYPE_Q4_1, cols, w, a, astride, prep, pstride, n, out, ostride)
+#define CALL_Q5_0(n) x16_leg_body(FITLM_TYPE_Q5_0, cols, w, a, astride, prep, pstride, n, out, ostride)
+#define CALL_Q5_1(n) x16_leg_body(FITLM_TYPE_Q5_1, cols, w, a, astride, prep, pstride, n, out, ostride)
+X16_ENTRY(dot_repacked_q4_1, CALL_Q4_1)
+X16_ENTRY(dot_repacked_q5_0, CALL_Q5_0)
+X16_ENTRY(dot_repacked_q5_1, CALL_Q5_1)
 #define CALL_F16(n) x16_bf16_body(1, cols, w, a, astride, n, out, ostride)
 #define CALL_BF16(n) x16_bf16_body(0, cols, w, a, astride, n, out, ostride)
 X16_ENTRY(dot_repacked_f16, CALL_F16)
@@ -811,6 +871,9 @@ fitlm_dot_repacked_fn fitlm_dot_repacked_avx512(int wtype) {
     case FITLM_TYPE_Q8_0: return dot_repacked_q8_0;
     case FITLM_TYPE_Q4_K: return dot_repacked_q4_k;
     case FITLM_TYPE_Q5_K: return dot_repacked_q5_k;
+    case FITLM_TYPE_Q4_1: return dot_repacked_q4_1;
+    case FITLM_TYPE_Q5_0: return dot_repacked_q5_0;
+    case FITLM_TYPE_Q5_1: return dot_repacked_q5_1;
     /* vdpbf16ps: only with AVX512_BF16 (else F16 / BF16 keep the file layout) */
     case FITLM_TYPE_F16: return fitlm_cpu_has_avx512bf16() ? dot_repacked_f16 : NULL;
     case FITLM_TYPE_BF16: return fitlm_cpu_has_avx512bf16() ? dot_repacked_bf16 : NULL;

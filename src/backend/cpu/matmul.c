@@ -406,6 +406,9 @@ static const x16_desc k_x16[] = {
     {FITLM_TYPE_Q6_K, 210, 1, 52, {208}, {0}, 256},
     {FITLM_TYPE_Q3_K, 110, 1, 27, {108}, {0}, 256},
     {FITLM_TYPE_Q2_K, 84, 2, 20, {80, 82}, {0, 32}, 256},
+    {FITLM_TYPE_Q4_1, 20, 2, 4, {0, 2}, {0, 32}, 32},
+    {FITLM_TYPE_Q5_0, 22, 1, 5, {0}, {0}, 32},
+    {FITLM_TYPE_Q5_1, 24, 2, 5, {0, 2}, {0, 32}, 32},
     {FITLM_TYPE_F16, 64, 0, 16, {0}, {0}, 32},
     {FITLM_TYPE_BF16, 64, 0, 16, {0}, {0}, 32},
 };
@@ -424,6 +427,9 @@ static int x16_slot_src(int type, int m) {
     }
     case FITLM_TYPE_F16:
     case FITLM_TYPE_BF16: return 4 * m; /* the values in order */
+    case FITLM_TYPE_Q4_1: return 4 + 4 * m; /* the codes after d and m */
+    case FITLM_TYPE_Q5_0: return 2 + 4 * m; /* qh (reordered, x16_qh_to_lane), then the codes */
+    case FITLM_TYPE_Q5_1: return 4 + 4 * m;
     default: return 2 + 4 * m; /* Q4_0, Q8_0: the codes in order */
     }
 }
@@ -494,15 +500,54 @@ bool fitlm_cpu_repackable(int wtype, int64_t rows, int64_t cols) {
 static void x16_slots(const x16_desc *x, int *src) {
     for (int m = 0; m < x->nslots; m++) src[m] = x16_slot_src(x->type, m);
 }
+/* Q5_0 / Q5_1: the 32 high bits of a block (qh bit e = fifth bit of element
+ * e; elements 0-15 are the low nibbles of the 16 code bytes, 16-31 the high
+ * ones) reordered so that the kernel gets the fifth bits of its code vector m
+ * (byte i = element 4m + i, or 16 + 4(m - 4) + i for m >= 4) at bit 4 of each
+ * byte with one shift: element 4m + i at bit 8i + 4 + m (>> m), element 16 +
+ * 4m' + i at bit 8i + m' (<< 4 - m'). */
+static uint32_t x16_qh_to_lane(uint32_t qh) {
+    uint32_t h = 0;
+    for (int i = 0; i < 4; i++)
+        for (int m = 0; m < 4; m++) {
+            h |= ((qh >> (4 * m + i)) & 1u) << (8 * i + 4 + m);
+            h |= ((qh >> (16 + 4 * m + i)) & 1u) << (8 * i + m);
+        }
+    return h;
+}
+static uint32_t x16_qh_from_lane(uint32_t h) {
+    uint32_t qh = 0;
+    for (int i = 0; i < 4; i++)
+        for (int m = 0; m < 4; m++) {
+            qh |= ((h >> (8 * i + 4 + m)) & 1u) << (4 * m + i);
+            qh |= ((h >> (8 * i + m)) & 1u) << (16 + 4 * m + i);
+        }
+    return qh;
+}
+static bool x16_has_qh(const x16_desc *x) {
+    return x->type == FITLM_TYPE_Q5_0 || x->type == FITLM_TYPE_Q5_1;
+}
 static void x16_put(const x16_desc *x, const int *src, uint8_t *grp, int k, const uint8_t *blk) {
     for (int i = 0; i < x->nh; i++) memcpy(grp + x->hdst[i] + 2 * k, blk + x->hsrc[i], 2);
     uint8_t *v = grp + 32 * x->nh + 4 * k;
     for (int m = 0; m < x->nslots; m++) memcpy(v + 64 * m, blk + src[m], 4);
+    if (x16_has_qh(x)) { /* slot 0 */
+        uint32_t qh;
+        memcpy(&qh, v, 4);
+        qh = x16_qh_to_lane(qh);
+        memcpy(v, &qh, 4);
+    }
 }
 static void x16_get(const x16_desc *x, const int *src, const uint8_t *grp, int k, uint8_t *blk) {
     for (int i = 0; i < x->nh; i++) memcpy(blk + x->hsrc[i], grp + x->hdst[i] + 2 * k, 2);
     const uint8_t *v = grp + 32 * x->nh + 4 * k;
     for (int m = 0; m < x->nslots; m++) memcpy(blk + src[m], v + 64 * m, 4);
+    if (x16_has_qh(x)) {
+        uint32_t h;
+        memcpy(&h, v, 4);
+        h = x16_qh_from_lane(h);
+        memcpy(blk + src[0], &h, 4);
+    }
 }
 
 typedef struct repack_job {

@@ -140,7 +140,14 @@ void fitlm_repacked_prep(int wtype, int64_t cols, const void *a, void *prep) {
         return;
     }
     const int64_t nb = cols / 32;
-    const int shift = wtype == FITLM_TYPE_Q4_0 ? 3 : 7; /* offset 8 or 128 */
+    if (wtype == FITLM_TYPE_Q4_1 || wtype == FITLM_TYPE_Q5_1) { /* the minimum's factor: d x sum, per block */
+        const float *d = act_q8_d(a, nb);
+        const int32_t *sum = act_q8_sum(a, nb);
+        float *o = prep;
+        for (int64_t b = 0; b < nb; b++) o[b] = d[b] * (float)sum[b];
+        return;
+    }
+    const int shift = wtype == FITLM_TYPE_Q4_0 ? 3 : wtype == FITLM_TYPE_Q5_0 ? 4 : 7; /* offset 8, 16 or 128 */
     const int32_t *sum = act_q8_sum(a, nb);
     int32_t *o = prep;
     for (int64_t b = 0; b < nb; b++) o[b] = -(int32_t)((uint32_t)sum[b] << shift);
