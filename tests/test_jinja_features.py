@@ -65,6 +65,15 @@ SNIPPETS = [
     "{{ 'abcdef'[1:-1] }} {{ 'abcdef'[-2:] }} {{ 'abcdef'[:100] }} {{ 'abcdef'[4:1] }} {{ 'abcdef'[::-2] }} {{ 'x'[5:] }}",
     "{{ '日本語'[1] }} {{ '日本'|length }} {{ 'ÉCOLE'|lower }} {{ 'école'|upper }} {{ '\\u00e9\\U0001F600' }}",
     "{{ 'abc' ~ 1 ~ none ~ [1] }} {{ 'ab' in 'cabd' }} {{ '' in 'x' }}",
+    # full case mappings (one character to several; title case that is not upper case)
+    "{{ 'ß'|upper }} {{ 'straße'.upper() }} {{ 'ßa'|title }} {{ 'ßa'.title() }} {{ 'ßa'.capitalize() }} {{ 'ßA'|capitalize }}",
+    "{{ 'İx'|lower }} {{ 'İx'.capitalize() }} {{ 'ǆa'.title() }} {{ 'ǆa'|title }} {{ 'ǆA'|capitalize }} {{ 'ﬁne ﬂow'|upper }}",
+    "{{ 'ᾳ ΐ ŉ ǰ'|upper }} {{ 'ᾳb'.title() }} {{ 'ﬃx'.title() }} {{ 'և'|upper }} {{ 'ẞ'|lower }} {{ 'ΣΑΣ'|lower }}",
+    "{{ 'ΟΔΟΣ ΣΑΣ.'|lower }} {{ 'ΑΣ1'.lower() }} {{ 'Σ'|lower }} {{ 'ΑΣΑ'|title }} {{ 'όσοσ ΟΣ'.title() }}",
+    # rsplit (with maxsplit, separators of several characters, white space)
+    "{{ 'a,b,c'.rsplit(',', 1) }} {{ 'a,b,c'.rsplit(',') }} {{ 'a,b,c'.rsplit(',', 0) }} {{ 'a::b::c'.rsplit('::', 1) }}",
+    "{{ ' a b  c '.rsplit(None, 1) }} {{ ' a b  c '.rsplit() }} {{ '  x  '.rsplit(None, 0) }} {{ ''.rsplit(',') }}",
+    "{{ 'aaa'.rsplit('aa', 1) }} {{ 'é,日,x'.rsplit(',', 1) }} {{ 'a\u3000b c'.rsplit(maxsplit=1) }} {{ ''.rsplit() }}",
     # lists and dicts
     "{{ [1, 2, 3][-1] }} {{ [1, 2, 3][1:] }} {{ [1, 2, 3, 4, 5][::2] }} {{ [1, 2, 3][::-1] }} {{ [1, 2] + [3] }}",
     "{{ 2 in [1, 2] }} {{ 'b' in {'b': 1} }} {{ 'x' not in 'abc' }} {{ [3, 1, 2]|sort }} {{ [1, 2, 2, 3]|unique|list }}",
@@ -165,6 +174,7 @@ SNIPPETS = [
     "{% set x = [1, 2] %}{{ x.append(3) }}",
     "{{ range(200000)|length }}",
     "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}",
+    "{{ 'a'.rsplit('') }}",
 ]
 
 
