@@ -70,6 +70,10 @@ SNIPPETS = [
     "{{ 'İx'|lower }} {{ 'İx'.capitalize() }} {{ 'ǆa'.title() }} {{ 'ǆa'|title }} {{ 'ǆA'|capitalize }} {{ 'ﬁne ﬂow'|upper }}",
     "{{ 'ᾳ ΐ ŉ ǰ'|upper }} {{ 'ᾳb'.title() }} {{ 'ﬃx'.title() }} {{ 'և'|upper }} {{ 'ẞ'|lower }} {{ 'ΣΑΣ'|lower }}",
     "{{ 'ΟΔΟΣ ΣΑΣ.'|lower }} {{ 'ΑΣ1'.lower() }} {{ 'Σ'|lower }} {{ 'ΑΣΑ'|title }} {{ 'όσοσ ΟΣ'.title() }}",
+    # \N{...} escapes (any case; CJK ideographs by code)
+    "{{ '\\N{EM DASH}\\N{latin small letter sharp s}\\N{Greek Small Letter Alpha}|\\N{SNOWMAN}\\N{GRINNING FACE}' }}"
+    "{{ \"\\N{NO-BREAK SPACE}\\N{DIGIT ONE}\\N{CJK UNIFIED IDEOGRAPH-4E2D}\\N{CJK UNIFIED IDEOGRAPH-20000}\" }}"
+    "{{ '\\N{RIGHTWARDS ARROW}\\N{BOX DRAWINGS LIGHT HORIZONTAL}\\N{EURO SIGN}\\N{HORIZONTAL ELLIPSIS}'|length }}",
     # rsplit (with maxsplit, separators of several characters, white space)
     "{{ 'a,b,c'.rsplit(',', 1) }} {{ 'a,b,c'.rsplit(',') }} {{ 'a,b,c'.rsplit(',', 0) }} {{ 'a::b::c'.rsplit('::', 1) }}",
     "{{ ' a b  c '.rsplit(None, 1) }} {{ ' a b  c '.rsplit() }} {{ '  x  '.rsplit(None, 0) }} {{ ''.rsplit(',') }}",
@@ -87,6 +91,16 @@ SNIPPETS = [
     "{{ loop.first }}{{ loop.last }}{{ loop.length }}{{ loop.previtem }}{{ loop.nextitem }}|{% endfor %}",
     "{% for x in range(10) %}{% if x == 5 %}{% break %}{% endif %}{% if x is odd %}{% continue %}{% endif %}{{ x }}{% endfor %}",
     "{% for x in [] %}a{% else %}empty{% endfor %} {% for x in [1] %}one{% else %}no{% endfor %}",
+    # recursive loops
+    "{% set tree = [{'n': 'a', 'c': [{'n': 'b', 'c': []}, {'n': 'c', 'c': [{'n': 'd', 'c': []}]}]}, {'n': 'e', 'c': []}] %}"
+    "{% for x in tree recursive %}[{{ x.n }} {{ loop.depth }}{{ loop.depth0 }} {{ loop.index }}/{{ loop.length }}"
+    "{{ loop.first }}{{ loop.last }}{% if x.c %}({{ loop(x.c) }}){% endif %}]{% endfor %}",
+    "{% set tree = [{'n': 'a', 'c': [{'n': 'b', 'c': []}, {'n': 'c', 'c': []}]}, {'n': 'b', 'c': [{'n': 'x', 'c': []}]}] %}"
+    "{% for x in tree if x.n != 'b' recursive %}<{{ x.n }}{{ loop(x.c) }}>{% else %}-{% endfor %}|"
+    "{% for x in tree recursive %}{% set inner = loop(x.c)|upper %}{{ x.n }}{{ inner }}{{ inner|length }};{% endfor %}",
+    "{% for k, v in {'a': {'b': {'c': {}}}, 'd': {}}.items() recursive %}{{ k }}{{ loop.depth }}"
+    "{% if v %}{ {{- loop(v.items()) -}} }{% endif %}{% endfor %}",
+    "{% for m in messages recursive %}{% if loop.depth < 3 %}{{ m.role[0] }}{{ loop([m]) }}{% endif %}{% endfor %}",
     "{% for x in range(6) if x is even %}{{ x }}{{ loop.last }}{% endfor %} {{ range(3)|list }} {{ range(1, 10, 3)|list }} {{ range(5, 0, -2)|list }}",
     "{% for a in [1, 2] %}{% for b in [3, 4] %}{{ loop.depth }}{{ a }}{{ b }}{% endfor %}{{ loop.depth }}{% endfor %}",
     "{% for m in messages %}{{ m.role }}:{{ m.content }}{% if not loop.last %}, {% endif %}{% endfor %}",
@@ -175,6 +189,17 @@ SNIPPETS = [
     "{{ range(200000)|length }}",
     "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}",
     "{{ 'a'.rsplit('') }}",
+    "{% for x in [1] %}{{ loop([]) }}{% endfor %}",
+    "{% for x in [[1]] recursive %}{{ loop(x, 2) }}{% endfor %}",
+    "{% for x in [1] recursive %}{{ loop([1]) }}{% endfor %}",
+    "{% for x in [1] recursive %}{{ loop(5) }}{% endfor %}",
+    "{{ '\\N{NOT A CHARACTER NAME}' }}",
+    "{{ '\\N{EM DASH' }}",
+    "{{ '\\N' }}",
+    "{{ '\\N{}' }}",
+    "{{ '\\N{CJK UNIFIED IDEOGRAPH-0041}' }}",
+    "{{ '\\N{CJK UNIFIED IDEOGRAPH-4e2d}' }}",
+    "{{ '\\N{cjk unified ideograph-20000}' }}",
 ]
 
 
