@@ -100,6 +100,8 @@ SNIPPETS = [
     "{% for x in tree recursive %}{% set inner = loop(x.c)|upper %}{{ x.n }}{{ inner }}{{ inner|length }};{% endfor %}",
     "{% for k, v in {'a': {'b': {'c': {}}}, 'd': {}}.items() recursive %}{{ k }}{{ loop.depth }}"
     "{% if v %}{ {{- loop(v.items()) -}} }{% endif %}{% endfor %}",
+    "{% set ns = namespace(l=none) %}{% for x in [[1]] recursive %}{% set ns.l = loop %}{{ x }}{% endfor %}"
+    "{{ ns.l([[5]]) }}",
     "{% for m in messages recursive %}{% if loop.depth < 3 %}{{ m.role[0] }}{{ loop([m]) }}{% endif %}{% endfor %}",
     "{% for x in range(6) if x is even %}{{ x }}{{ loop.last }}{% endfor %} {{ range(3)|list }} {{ range(1, 10, 3)|list }} {{ range(5, 0, -2)|list }}",
     "{% for a in [1, 2] %}{% for b in [3, 4] %}{{ loop.depth }}{{ a }}{{ b }}{% endfor %}{{ loop.depth }}{% endfor %}",
