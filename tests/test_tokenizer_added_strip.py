@@ -30,7 +30,7 @@ if not shutil.which("node") or not os.path.isdir(os.path.join(NM, "@huggingface"
     sys.exit(77)
 TMP = os.path.join(te.tmp_dir(), "added_strip")
 os.makedirs(TMP, exist_ok=True)
-N = 80 if te.SANITIZED else 250
+N = 40 if te.SANITIZED else 250
 
 
 def bytes_to_unicode():
