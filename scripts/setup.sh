@@ -35,3 +35,8 @@ if command -v npm >/dev/null 2>&1 && [ ! -d tests/node_modules/ajv ]; then
   (cd tests && npm install --no-audit --no-fund --silent ajv@8.17.1 >/dev/null 2>&1) || \
     echo "setup: npm install ajv failed; the structured-output tests will be skipped"
 fi
+# Hugging Face's tokenizers.js, the oracle of the added-token lstrip/rstrip test (optional: it skips without it)
+if command -v npm >/dev/null 2>&1 && [ ! -d tests/node_modules/@huggingface/tokenizers ]; then
+  (cd tests && npm install --no-audit --no-fund --silent @huggingface/tokenizers@0.2.0 >/dev/null 2>&1) || \
+    echo "setup: npm install @huggingface/tokenizers failed; the added-token test will be skipped"
+fi

@@ -65,6 +65,19 @@ SNIPPETS = [
     "{{ 'abcdef'[1:-1] }} {{ 'abcdef'[-2:] }} {{ 'abcdef'[:100] }} {{ 'abcdef'[4:1] }} {{ 'abcdef'[::-2] }} {{ 'x'[5:] }}",
     "{{ '日本語'[1] }} {{ '日本'|length }} {{ 'ÉCOLE'|lower }} {{ 'école'|upper }} {{ '\\u00e9\\U0001F600' }}",
     "{{ 'abc' ~ 1 ~ none ~ [1] }} {{ 'ab' in 'cabd' }} {{ '' in 'x' }}",
+    # full case mappings (one character to several; title case that is not upper case)
+    "{{ 'ß'|upper }} {{ 'straße'.upper() }} {{ 'ßa'|title }} {{ 'ßa'.title() }} {{ 'ßa'.capitalize() }} {{ 'ßA'|capitalize }}",
+    "{{ 'İx'|lower }} {{ 'İx'.capitalize() }} {{ 'ǆa'.title() }} {{ 'ǆa'|title }} {{ 'ǆA'|capitalize }} {{ 'ﬁne ﬂow'|upper }}",
+    "{{ 'ᾳ ΐ ŉ ǰ'|upper }} {{ 'ᾳb'.title() }} {{ 'ﬃx'.title() }} {{ 'և'|upper }} {{ 'ẞ'|lower }} {{ 'ΣΑΣ'|lower }}",
+    "{{ 'ΟΔΟΣ ΣΑΣ.'|lower }} {{ 'ΑΣ1'.lower() }} {{ 'Σ'|lower }} {{ 'ΑΣΑ'|title }} {{ 'όσοσ ΟΣ'.title() }}",
+    # \N{...} escapes (any case; CJK ideographs by code)
+    "{{ '\\N{EM DASH}\\N{latin small letter sharp s}\\N{Greek Small Letter Alpha}|\\N{SNOWMAN}\\N{GRINNING FACE}' }}"
+    "{{ \"\\N{NO-BREAK SPACE}\\N{DIGIT ONE}\\N{CJK UNIFIED IDEOGRAPH-4E2D}\\N{CJK UNIFIED IDEOGRAPH-20000}\" }}"
+    "{{ '\\N{RIGHTWARDS ARROW}\\N{BOX DRAWINGS LIGHT HORIZONTAL}\\N{EURO SIGN}\\N{HORIZONTAL ELLIPSIS}'|length }}",
+    # rsplit (with maxsplit, separators of several characters, white space)
+    "{{ 'a,b,c'.rsplit(',', 1) }} {{ 'a,b,c'.rsplit(',') }} {{ 'a,b,c'.rsplit(',', 0) }} {{ 'a::b::c'.rsplit('::', 1) }}",
+    "{{ ' a b  c '.rsplit(None, 1) }} {{ ' a b  c '.rsplit() }} {{ '  x  '.rsplit(None, 0) }} {{ ''.rsplit(',') }}",
+    "{{ 'aaa'.rsplit('aa', 1) }} {{ 'é,日,x'.rsplit(',', 1) }} {{ 'a\u3000b c'.rsplit(maxsplit=1) }} {{ ''.rsplit() }}",
     # lists and dicts
     "{{ [1, 2, 3][-1] }} {{ [1, 2, 3][1:] }} {{ [1, 2, 3, 4, 5][::2] }} {{ [1, 2, 3][::-1] }} {{ [1, 2] + [3] }}",
     "{{ 2 in [1, 2] }} {{ 'b' in {'b': 1} }} {{ 'x' not in 'abc' }} {{ [3, 1, 2]|sort }} {{ [1, 2, 2, 3]|unique|list }}",
@@ -78,6 +91,18 @@ SNIPPETS = [
     "{{ loop.first }}{{ loop.last }}{{ loop.length }}{{ loop.previtem }}{{ loop.nextitem }}|{% endfor %}",
     "{% for x in range(10) %}{% if x == 5 %}{% break %}{% endif %}{% if x is odd %}{% continue %}{% endif %}{{ x }}{% endfor %}",
     "{% for x in [] %}a{% else %}empty{% endfor %} {% for x in [1] %}one{% else %}no{% endfor %}",
+    # recursive loops
+    "{% set tree = [{'n': 'a', 'c': [{'n': 'b', 'c': []}, {'n': 'c', 'c': [{'n': 'd', 'c': []}]}]}, {'n': 'e', 'c': []}] %}"
+    "{% for x in tree recursive %}[{{ x.n }} {{ loop.depth }}{{ loop.depth0 }} {{ loop.index }}/{{ loop.length }}"
+    "{{ loop.first }}{{ loop.last }}{% if x.c %}({{ loop(x.c) }}){% endif %}]{% endfor %}",
+    "{% set tree = [{'n': 'a', 'c': [{'n': 'b', 'c': []}, {'n': 'c', 'c': []}]}, {'n': 'b', 'c': [{'n': 'x', 'c': []}]}] %}"
+    "{% for x in tree if x.n != 'b' recursive %}<{{ x.n }}{{ loop(x.c) }}>{% else %}-{% endfor %}|"
+    "{% for x in tree recursive %}{% set inner = loop(x.c)|upper %}{{ x.n }}{{ inner }}{{ inner|length }};{% endfor %}",
+    "{% for k, v in {'a': {'b': {'c': {}}}, 'd': {}}.items() recursive %}{{ k }}{{ loop.depth }}"
+    "{% if v %}{ {{- loop(v.items()) -}} }{% endif %}{% endfor %}",
+    "{% set ns = namespace(l=none) %}{% for x in [[1]] recursive %}{% set ns.l = loop %}{{ x }}{% endfor %}"
+    "{{ ns.l([[5]]) }}",
+    "{% for m in messages recursive %}{% if loop.depth < 3 %}{{ m.role[0] }}{{ loop([m]) }}{% endif %}{% endfor %}",
     "{% for x in range(6) if x is even %}{{ x }}{{ loop.last }}{% endfor %} {{ range(3)|list }} {{ range(1, 10, 3)|list }} {{ range(5, 0, -2)|list }}",
     "{% for a in [1, 2] %}{% for b in [3, 4] %}{{ loop.depth }}{{ a }}{{ b }}{% endfor %}{{ loop.depth }}{% endfor %}",
     "{% for m in messages %}{{ m.role }}:{{ m.content }}{% if not loop.last %}, {% endif %}{% endfor %}",
@@ -165,6 +190,18 @@ SNIPPETS = [
     "{% set x = [1, 2] %}{{ x.append(3) }}",
     "{{ range(200000)|length }}",
     "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}",
+    "{{ 'a'.rsplit('') }}",
+    "{% for x in [1] %}{{ loop([]) }}{% endfor %}",
+    "{% for x in [[1]] recursive %}{{ loop(x, 2) }}{% endfor %}",
+    "{% for x in [1] recursive %}{{ loop([1]) }}{% endfor %}",
+    "{% for x in [1] recursive %}{{ loop(5) }}{% endfor %}",
+    "{{ '\\N{NOT A CHARACTER NAME}' }}",
+    "{{ '\\N{EM DASH' }}",
+    "{{ '\\N' }}",
+    "{{ '\\N{}' }}",
+    "{{ '\\N{CJK UNIFIED IDEOGRAPH-0041}' }}",
+    "{{ '\\N{CJK UNIFIED IDEOGRAPH-4e2d}' }}",
+    "{{ '\\N{cjk unified ideograph-20000}' }}",
 ]
 
 

@@ -136,6 +136,7 @@ for label, tname in FORMATS:
     validate_calls(label + " required", res[:n_req])
     validate_calls(label + " named", res[n_req:n_req + 2], names=["add"])
     validate_calls(label + " parallel_tool_calls false", res[n_req + 2:])
+    streamed_args = 0
     for i in range(0, n_req + 2, 2):
         a, b = res[i].get("message", {}), res[i + 1].get("message", {})
         strip = lambda m: [(c["function"]["name"], c["function"]["arguments"]) for c in m.get("tool_calls") or []]  # noqa
@@ -143,12 +144,21 @@ for label, tname in FORMATS:
               (label, cases[i]["seed"], strip(a), strip(b)))
         d = res[i + 1].get("deltas", {})
         check(not d.get("problems") and d.get("content") == "", "%s: the deltas are OpenAI's: %r" % (label, d))
+        # the arguments stream as they are generated: a call with arguments arrives in several pieces
+        # (Mistral: the first call of the array; the others go out whole once the array is complete)
+        streamed = (b.get("tool_calls") or [])[:1 if label == "mistral" else None]
+        pieces = [d.get("argPieces", {}).get(str(k), 0) for k, c in enumerate(streamed)
+                  if len(c["function"]["arguments"]) > 8]
+        streamed_args += len(pieces)
+        check(not pieces or min(pieces) >= 2, "%s: arguments streamed in pieces (seed %s): %r %r" %
+              (label, cases[i]["seed"], d.get("argPieces"), b.get("tool_calls")))
         ids = [c["id"] for c in a.get("tool_calls") or []]
         check(len(set(ids)) == len(ids), "%s: distinct call ids %r" % (label, ids))
         if label == "mistral":
             check(all(len(x) == 9 and x.isalnum() for x in ids), "mistral: 9-character ids: %r" % ids)
         else:
             check(all(x.startswith("call_") for x in ids), "call_ ids: %r" % ids)
+    check(streamed_args > 0, "%s: some streamed call has arguments" % label)
     check(len(res[n_req].get("message", {}).get("tool_calls") or []) == 1, "%s: a named choice makes one call" % label)
     check(len(res[-1].get("message", {}).get("tool_calls") or []) == 1, "%s: parallel_tool_calls false: one call" % label)
     if label == "llama31":

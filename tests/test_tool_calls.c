@@ -11,6 +11,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 typedef struct expect {
     fitlm_tool_format f;
@@ -58,7 +59,178 @@ static void run(const expect *x, int i) {
         fitlm_tool_parse_free(&p);
     }
     CHECK(bad == 0, "case %d: %d prefixes are not prefixes of the final parse", i, bad);
+    /* incremental (fitlm_tool_parse_resume), fed 1, 2, 3 and 7 bytes at a time: the pieces add up to the
+     * final parse, and an open call's argument pieces are a prefix of its final arguments */
+    for (size_t step = 1; step <= 7; step += step < 3 ? 1 : 4) {
+        fitlm_tool_resume rs = {0};
+        char cont[4096] = "", reas[4096] = "", args[4096] = "";
+        size_t cl = 0, rl = 0, al = 0, nc = 0;
+        bool ok = true, open = false;
+        for (size_t k = 0; ok; k += step) {
+            bool last = k >= len;
+            if (last) k = len;
+            fitlm_tool_parse p;
+            if (fitlm_tool_parse_resume(x->f, x->in_think, &rs, x->text, k, last, &p, NULL)) {
+                ok = false;
+                break;
+            }
+            if (cl + p.content_len < sizeof cont && rl + p.reasoning_len < sizeof reas) {
+                memcpy(cont + cl, p.content ? p.content : "", p.content_len);
+                memcpy(reas + rl, p.reasoning ? p.reasoning : "", p.reasoning_len);
+                cl += p.content_len;
+                rl += p.reasoning_len;
+            } else {
+                ok = false;
+            }
+            for (size_t j = 0; ok && j < p.n_calls; j++, nc++) {
+                ok = nc < fin.n_calls && !strcmp(p.calls[j].name, fin.calls[nc].name) &&
+                     !strcmp(p.calls[j].arguments, fin.calls[nc].arguments) && !strcmp(p.calls[j].id, fin.calls[nc].id);
+                if (ok && j == 0 && open) ok = prefix(args, al, fin.calls[nc].arguments, strlen(fin.calls[nc].arguments));
+                open = false;
+            }
+            if (p.open_dropped) open = false;
+            if (p.open_name) {
+                ok = ok && nc < fin.n_calls && !strcmp(p.open_name, fin.calls[nc].name);
+                open = true;
+                al = 0;
+            }
+            if (p.open_args_len && al + p.open_args_len < sizeof args) {
+                memcpy(args + al, p.open_args, p.open_args_len);
+                al += p.open_args_len;
+            }
+            fitlm_tool_parse_free(&p);
+            if (last) break;
+        }
+        ok = ok && nc == fin.n_calls && cl == fin.content_len && !memcmp(cont, c, cl) && rl == fin.reasoning_len &&
+             !memcmp(reas, r, rl);
+        CHECK(ok, "case %d: the incremental parse in steps of %zu adds up to the whole one ('%.*s')", i, step, (int)cl,
+              cont);
+    }
     fitlm_tool_parse_free(&fin);
+}
+
+/* The arguments go out while the call is generated: in steps of 3 bytes, the call's name is reported
+ * before it is complete and its arguments come in several pieces that add up to the final ones; a call
+ * that turns out broken is reported as dropped and becomes text. */
+static void streams_args(void) {
+    const struct {
+        fitlm_tool_format f;
+        const char *text;
+        bool dropped;
+    } cases[] = {
+        {FITLM_TOOLS_HERMES, "Sure.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\", "
+                             "\"unit\": \"c\"}}\n</tool_call>", false},
+        {FITLM_TOOLS_LLAMA3, "{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Paris\", \"days\": [1, 2]}}", false},
+        {FITLM_TOOLS_LLAMA3, "<|python_tag|>{\"name\": \"search\", \"parameters\": {\"query\": \"caf\xc3\xa9 \\u00e9\"}}",
+         false},
+        {FITLM_TOOLS_MISTRAL, "[TOOL_CALLS][{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}, \"id\": "
+                              "\"a1b2c3d4e\"}]", false},
+        {FITLM_TOOLS_HERMES, "<tool_call>{\"name\": \"f\", \"arguments\": {\"a\": 1} oops</tool_call>", true},
+        {FITLM_TOOLS_LLAMA3, "{\"name\": \"f\", \"parameters\": {\"a\": 1}, oops}", true},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const char *t = cases[c].text;
+        size_t len = strlen(t), pieces = 0, al = 0, n_calls = 0;
+        char args[512] = "", name[64] = "";
+        bool dropped = false, ok = true;
+        fitlm_tool_resume r = {0};
+        for (size_t k = 0; ok; k += 3) {
+            bool last = k >= len;
+            if (last) k = len;
+            fitlm_tool_parse p;
+            if (fitlm_tool_parse_resume(cases[c].f, false, &r, t, k, last, &p, NULL)) break;
+            if (p.open_name) snprintf(name, sizeof name, "%s", p.open_name);
+            if (p.open_args_len && al + p.open_args_len < sizeof args) {
+                memcpy(args + al, p.open_args, p.open_args_len);
+                al += p.open_args_len;
+                pieces++;
+            }
+            dropped = dropped || p.open_dropped;
+            if (p.n_calls) {
+                n_calls += p.n_calls;
+                ok = !strcmp(p.calls[0].name, name) && prefix(args, al, p.calls[0].arguments, strlen(p.calls[0].arguments));
+            }
+            fitlm_tool_parse_free(&p);
+            if (last) break;
+        }
+        if (cases[c].dropped)
+            CHECK(dropped && n_calls == 0 && name[0], "stream case %zu: the broken call is dropped (%s)", c, name);
+        else
+            CHECK(ok && n_calls == 1 && pieces >= 3 && !dropped, "stream case %zu: name '%s' and %zu argument pieces '%s' "
+                  "before the call completes", c, name, pieces, args);
+    }
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* A long Hermes output (content, then one call with an n-byte string argument) parsed as a stream in 4-byte
+ * steps, incrementally and by parsing every prefix again (the way the server did before): the same calls and
+ * arguments; the times printed (docs/templates.md quotes them). Returns the incremental time. */
+static double long_stream(size_t n, bool compare) {
+    const char *head = "Let me write that file.\n<tool_call>\n{\"name\": \"write_file\", \"arguments\": "
+                       "{\"path\": \"notes.txt\", \"text\": \"";
+    const char *tail = "\"}}\n</tool_call>";
+    size_t hl = strlen(head), tl = strlen(tail), len = hl + n + tl;
+    char *text = malloc(len + 1);
+    char *args = malloc(n + 64);
+    if (!text || !args) {
+        free(text);
+        free(args);
+        CHECK(0, "out of memory");
+        return 0;
+    }
+    memcpy(text, head, hl);
+    for (size_t i = 0; i < n; i++) text[hl + i] = i % 61 == 60 ? ' ' : (char)('a' + i % 26);
+    memcpy(text + hl + n, tail, tl + 1);
+    size_t al = 0, ncalls = 0;
+    double t0 = now_s();
+    fitlm_tool_resume rs = {0};
+    for (size_t k = 0;; k += 4) {
+        bool last = k >= len;
+        if (last) k = len;
+        fitlm_tool_parse p;
+        if (fitlm_tool_parse_resume(FITLM_TOOLS_HERMES, false, &rs, text, k, last, &p, NULL)) break;
+        if (p.open_args_len && al + p.open_args_len <= n + 64) {
+            memcpy(args + al, p.open_args, p.open_args_len);
+            al += p.open_args_len;
+        }
+        if (p.n_calls) {
+            ncalls += p.n_calls;
+            size_t fl = strlen(p.calls[0].arguments);
+            CHECK(fl == n + 30 && prefix(args, al, p.calls[0].arguments, fl), "long stream: the final arguments (%zu bytes) "
+                  "extend the %zu streamed", fl, al);
+        }
+        fitlm_tool_parse_free(&p);
+        if (last) break;
+    }
+    double t_inc = now_s() - t0;
+    CHECK(ncalls == 1 && al >= n, "long stream of %zu bytes: 1 call (%zu), %zu argument bytes streamed", len, ncalls, al);
+    if (compare) {
+        t0 = now_s();
+        size_t got = 0;
+        for (size_t k = 0;; k += 4) {
+            bool last = k >= len;
+            if (last) k = len;
+            fitlm_tool_parse p;
+            if (fitlm_tool_parse_text(FITLM_TOOLS_HERMES, false, text, k, last, &p, NULL)) break;
+            got = p.n_calls;
+            fitlm_tool_parse_free(&p);
+            if (last) break;
+        }
+        double t_all = now_s() - t0;
+        CHECK(got == 1, "long stream: the prefix-by-prefix parse finds the call");
+        printf("tool-call stream of %zu bytes in 4-byte steps: incremental %.4f s, every prefix parsed again %.4f s\n",
+               len, t_inc, t_all);
+    } else {
+        printf("tool-call stream of %zu bytes in 4-byte steps: incremental %.4f s\n", len, t_inc);
+    }
+    free(text);
+    free(args);
+    return t_inc;
 }
 
 /* The call grammars (tool_grammar.h): what each format must print, parsed back by the parser. */
@@ -196,5 +368,9 @@ int main(void) {
         }
     }
     grammars();
+    streams_args();
+    /* linear: 8 times the text takes nowhere near 64 times as long (quadratic would) */
+    double t1 = long_stream(20000, true), t8 = long_stream(160000, false);
+    CHECK(t8 < 24 * t1 + 0.5, "incremental parse time grows linearly: %.4f s for 20000 bytes, %.4f s for 160000", t1, t8);
     return check_report();
 }

@@ -1224,53 +1224,99 @@ static void delta_close(const serve_model_info *mi, const serve_gen_params *p, c
     serve_buf_str(out, "}\n\n");
 }
 
-/* The chunks of a parsed chat stream: the text so far is parsed again and what became final since the last
- * call goes out (reasoning_content, content, then each new call as two deltas). */
+/* A delta with a tool call's first fields: index, id, type, name, arguments "". */
+static void call_head(const serve_model_info *mi, const serve_gen_params *p, const serve_gen_log *g,
+                      const serve_resp_id *rid, size_t i, const char *name, serve_buf *out) {
+    char id[40];
+    call_id(p, rid, i, id);
+    delta_open(mi, rid, out);
+    serve_buf_printf(out, "\"tool_calls\":[{\"index\":%zu,\"id\":\"%s\",\"type\":\"function\",\"function\":{\"name\":",
+                     i, id);
+    serve_json_string(out, name, strlen(name));
+    serve_buf_str(out, ",\"arguments\":\"\"}}]");
+    delta_close(mi, p, g, 0, 0, out);
+}
+
+/* A delta with a piece of call i's arguments. */
+static void call_args(const serve_model_info *mi, const serve_gen_params *p, const serve_gen_log *g,
+                      const serve_resp_id *rid, size_t i, const char *args, size_t n, serve_buf *out) {
+    delta_open(mi, rid, out);
+    serve_buf_printf(out, "\"tool_calls\":[{\"index\":%zu,\"function\":{\"arguments\":", i);
+    serve_json_string(out, args, n);
+    serve_buf_str(out, "}}]");
+    delta_close(mi, p, g, 0, 0, out);
+}
+
+void serve_stream_state_free(serve_stream_state *st) {
+    if (st) serve_buf_free(&st->held);
+}
+
+/* The chunks of a parsed chat stream: the text that came since the last call is parsed on (st->tr) and what
+ * became final goes out (reasoning_content, content, each call's first delta once its name is known, its
+ * arguments as they come, the rest of them when it is complete). */
 static void parsed_chunks(const serve_model_info *mi, const serve_gen_params *p, const serve_gen_log *g,
                           const serve_resp_id *rid, serve_stream_state *st, serve_buf *out) {
     bool final = g->done && (g->finish == FITLM_FINISH_STOP || g->finish == FITLM_FINISH_LENGTH);
     if (st->next == g->n_toks && !final) return;
     fitlm_tool_parse tp;
-    if (parse_output(p, g, final, &tp)) {
+    fitlm_error fe = {{0}};
+    if (fitlm_tool_parse_resume(p->tool_format, p->in_think, &st->tr, g->text.data ? g->text.data : "", g->text.len,
+                                final, &tp, &fe)) {
         out->oom = true;
         return;
     }
     size_t a = st->next, b = g->n_toks;
     bool lp = false;
     for (size_t i = a; i < b && p->top_logprobs >= 0; i++) lp = lp || g->toks[i].id >= 0;
-    if (tp.reasoning_len > st->reasoning_sent) {
+    if (tp.reasoning_len) {
         delta_open(mi, rid, out);
         serve_buf_str(out, "\"reasoning_content\":");
-        serve_json_string(out, tp.reasoning + st->reasoning_sent, tp.reasoning_len - st->reasoning_sent);
+        serve_json_string(out, tp.reasoning, tp.reasoning_len);
         delta_close(mi, p, g, 0, 0, out);
-        st->reasoning_sent = tp.reasoning_len;
     }
-    /* whitespace alone waits: around calls it is no content (the whole response says null) */
-    bool hold = all_ws(tp.content, tp.content_len) && (!final || tp.n_calls > 0);
-    size_t cn = hold ? st->content_sent : tp.content_len;
-    if (cn > st->content_sent || lp) {
+    /* white space alone waits: around calls it is no content (the whole response says null) */
+    if (tp.content_len) {
+        serve_buf_add(&st->held, tp.content, tp.content_len);
+        if (!all_ws(tp.content, tp.content_len)) st->content_started = true;
+    }
+    bool any_call = st->calls_sent + tp.n_calls > 0 || st->open_sent || tp.open_name;
+    bool hold = !st->content_started && (!final || any_call);
+    size_t cn = hold ? 0 : st->held.len;
+    if (cn || lp) {
         delta_open(mi, rid, out);
         serve_buf_str(out, "\"content\":");
-        serve_json_string(out, tp.content ? tp.content + st->content_sent : "", cn - st->content_sent);
+        serve_json_string(out, cn ? st->held.data : "", cn);
         delta_close(mi, p, g, a, b, out);
-        st->content_sent = cn;
+        serve_buf_consume(&st->held, cn);
     }
-    for (size_t i = st->calls_sent; i < tp.n_calls; i++) {
-        char id[40];
-        call_id(p, rid, i, id);
-        delta_open(mi, rid, out);
-        serve_buf_printf(out, "\"tool_calls\":[{\"index\":%zu,\"id\":\"%s\",\"type\":\"function\",\"function\":{\"name\":",
-                         i, id);
-        serve_json_string(out, tp.calls[i].name, strlen(tp.calls[i].name));
-        serve_buf_str(out, ",\"arguments\":\"\"}}]");
-        delta_close(mi, p, g, 0, 0, out);
-        delta_open(mi, rid, out);
-        serve_buf_printf(out, "\"tool_calls\":[{\"index\":%zu,\"function\":{\"arguments\":", i);
-        serve_json_string(out, tp.calls[i].arguments, strlen(tp.calls[i].arguments));
-        serve_buf_str(out, "}}]");
-        delta_close(mi, p, g, 0, 0, out);
+    if (tp.open_dropped && st->open_sent) {
+        /* its deltas went out: the index stays taken (the call as sent, arguments cut short) */
+        st->open_sent = false;
+        st->calls_sent++;
     }
-    st->calls_sent = tp.n_calls;
+    for (size_t k = 0; k < tp.n_calls; k++) {
+        size_t i = st->calls_sent + k;
+        const char *args = tp.calls[k].arguments;
+        size_t al = strlen(args), from = 0;
+        if (k == 0 && st->open_sent) {
+            /* its first delta and the start of its arguments went out already: the rest */
+            from = st->open_args_sent <= al ? st->open_args_sent : al;
+            st->open_sent = false;
+        } else {
+            call_head(mi, p, g, rid, i, tp.calls[k].name, out);
+        }
+        if (al > from) call_args(mi, p, g, rid, i, args + from, al - from, out);
+    }
+    st->calls_sent += tp.n_calls;
+    if (tp.open_name) {
+        call_head(mi, p, g, rid, st->calls_sent, tp.open_name, out);
+        st->open_sent = true;
+        st->open_args_sent = 0;
+    }
+    if (tp.open_args_len && st->open_sent) {
+        call_args(mi, p, g, rid, st->calls_sent, tp.open_args, tp.open_args_len, out);
+        st->open_args_sent += tp.open_args_len;
+    }
     st->next = b;
     fitlm_tool_parse_free(&tp);
 }

@@ -140,8 +140,17 @@ typedef struct serve_stream_state {
     size_t next;            /* log entries already formatted */
     bool role_sent;         /* the chat role chunk went out */
     bool finished;          /* the final chunks and [DONE] went out */
-    size_t content_sent, reasoning_sent, calls_sent; /* parsed output already sent (p->parse) */
+    /* p->parse: the incremental parse of the output (tools/tool_calls.h) */
+    fitlm_tool_resume tr;
+    serve_buf held;         /* content not sent yet: white space only, which is no content around calls */
+    bool content_started;   /* content other than white space went out */
+    size_t calls_sent;      /* complete calls sent */
+    bool open_sent;         /* the call being generated (index calls_sent) had its first delta */
+    size_t open_args_sent;  /* bytes of its arguments sent */
 } serve_stream_state;
+
+/* Frees what a serve_stream_state holds (not the struct). */
+void serve_stream_state_free(serve_stream_state *st);
 
 /* Appends the SSE chunks for toks [st->next, n_toks) and, once the log is
  * done, the final chunk, the usage chunk (include_usage) and "data: [DONE]";
@@ -149,7 +158,8 @@ typedef struct serve_stream_state {
  * is parsed (tools/tool_calls.h) and only what can no longer change is sent:
  * reasoning_content and content deltas without markup, and each tool call
  * as OpenAI streams them (index, id, type, name and arguments "", then the
- * arguments). */
+ * arguments in pieces as they are generated). The parse is incremental
+ * (st->tr): the work per call follows the new text, not all of it. */
 void serve_format_chunks(const serve_model_info *mi, const serve_gen_params *p, const serve_gen_log *g,
                          const serve_resp_id *rid, serve_stream_state *st, serve_buf *out);
 

@@ -168,6 +168,7 @@ static void req_unref(gen_req *r) {
     serve_gen_params_free(&r->params);
     serve_gen_log_free(&r->log);
     serve_buf_free(&r->out);
+    serve_stream_state_free(&r->st);
     free(r);
 }
 

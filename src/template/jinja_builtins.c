@@ -10,6 +10,7 @@
 #include <time.h>
 #include <wctype.h>
 
+#include "template/jinja_case_table.h"
 #include "template/jinja_internal.h"
 
 #define MAX_RANGE 100000 /* Jinja's sandbox limit */
@@ -230,8 +231,36 @@ static bool cp_isalpha(uint32_t cp) {
     return loc && iswalpha_l((wint_t)cp, loc);
 }
 
-/* mode: 'u' upper, 'l' lower, 't' str.title(), 'T' Jinja's title filter (words start after
- * whitespace or one of -({[<), 'c' capitalize */
+/* The full case mapping of cp (kind 'U' upper, 'L' lower, 'T' title) as Python's str methods
+ * give it: up to 3 code points into out; returns how many. */
+static size_t case_full(uint32_t cp, char kind, uint32_t out[3]) {
+    if (cp >= 0xDF) {
+        size_t lo = 0, hi = sizeof jcase_specials / sizeof jcase_specials[0];
+        while (lo < hi) {
+            size_t mid = (lo + hi) / 2;
+            if (jcase_specials[mid].cp < cp) lo = mid + 1;
+            else hi = mid;
+        }
+        if (lo < sizeof jcase_specials / sizeof jcase_specials[0] && jcase_specials[lo].cp == cp) {
+            const uint32_t *m = kind == 'U' ? jcase_specials[lo].upper
+                              : kind == 'T' ? jcase_specials[lo].title
+                                            : jcase_specials[lo].lower;
+            size_t n = 0;
+            while (n < 3 && m[n]) {
+                out[n] = m[n];
+                n++;
+            }
+            return n;
+        }
+    }
+    out[0] = cp_case(cp, kind != 'L');
+    return 1;
+}
+
+/* mode: 'u' upper, 'l' lower, 't' str.title() (title case after an uncased character, lower case
+ * after a cased one), 'T' Jinja's title filter (the first character of each word upper-cased, words
+ * start after whitespace or one of -({[<, the rest lower-cased), 'c' str.capitalize() (title case,
+ * then lower case). Full mappings: 'ß' upper is "SS". */
 static int str_case(jr *r, jstr *s, char mode, jval *out) {
     jbuf b = {0};
     if (jbuf_put(r, &b, "", 0)) return -1;
@@ -240,18 +269,26 @@ static int str_case(jr *r, jstr *s, char mode, jval *out) {
     while (i < s->len) {
         size_t adv;
         uint32_t cp = ju_decode(s->s + i, s->len - i, &adv);
-        bool up;
-        if (mode == 'u') up = true;
-        else if (mode == 'l') up = false;
-        else if (mode == 't') up = !prev_alpha;
-        else if (mode == 'T') up = first || prev_sep;
-        else up = first;
-        uint32_t m = cp_case(cp, up);
+        char kind;
+        if (mode == 'u') kind = 'U';
+        else if (mode == 'l') kind = 'L';
+        else if (mode == 't') kind = prev_alpha ? 'L' : 'T';
+        else if (mode == 'T') kind = first || prev_sep ? 'U' : 'L';
+        else kind = first ? 'T' : 'L';
+        uint32_t m[3];
+        size_t nm = case_full(cp, kind, m);
+        if (cp == 0x3A3 && kind == 'L' && prev_alpha) { /* Python's Final_Sigma: a word's last sigma is ς */
+            size_t nadv;
+            bool next_alpha = i + adv < s->len && cp_isalpha(ju_decode(s->s + i + adv, s->len - i - adv, &nadv));
+            if (!next_alpha) m[0] = 0x3C2;
+        }
         prev_alpha = cp_isalpha(cp);
         prev_sep = ju_isspace(cp) || (cp < 0x80 && strchr("-({[<", (int)cp) && cp != 0);
         first = false;
-        char u8[4];
-        if (jbuf_put(r, &b, u8, ju_encode(m, u8))) return -1;
+        for (size_t k = 0; k < nm; k++) {
+            char u8[4];
+            if (jbuf_put(r, &b, u8, ju_encode(m[k], u8))) return -1;
+        }
         i += adv;
     }
     jstr *js = jbuf_to_str(r, &b);
@@ -341,6 +378,75 @@ static int str_split(jr *r, jstr *s, jval sep, int64_t maxsplit, jval *out) {
         }
     } else {
         return jr_fail(r, "must be str or None, not %s", jv_type_name(sep));
+    }
+    *out = jv_listv(l);
+    return 0;
+}
+
+/* The last occurrence of needle in h[0..n), or NULL. */
+static const char *mem_rfind(const char *h, size_t n, const char *needle, size_t k) {
+    if (k > n) return NULL;
+    for (size_t i = n - k + 1; i-- > 0;)
+        if (h[i] == needle[0] && !memcmp(h + i, needle, k)) return h + i;
+    return NULL;
+}
+
+/* The start of the UTF-8 character that ends at s[e] (exclusive), not before lo. */
+static size_t char_start_before(const char *s, size_t lo, size_t e) {
+    size_t st = e - 1;
+    while (st > lo && ((unsigned char)s[st] & 0xC0) == 0x80) st--;
+    return st;
+}
+
+/* Python's str.rsplit: the splits are made from the right (at most maxsplit of them when >= 0). */
+static int str_rsplit(jr *r, jstr *s, jval sep, int64_t maxsplit, jval *out) {
+    jlist *l = jlist_new(r, 0);
+    if (!l) return -1;
+    jval piece;
+    if (sep.t == JV_STR) {
+        if (sep.s->len == 0) return jr_fail(r, "empty separator");
+        size_t e = s->len;
+        int64_t n = 0;
+        for (;;) {
+            const char *f = (maxsplit < 0 || n < maxsplit) ? mem_rfind(s->s, e, sep.s->s, sep.s->len) : NULL;
+            if (!f) break;
+            size_t at = (size_t)(f - s->s);
+            if (mkstr(r, s->s + at + sep.s->len, e - at - sep.s->len, &piece) || jlist_push(r, l, piece)) return -1;
+            e = at;
+            n++;
+        }
+        if (mkstr(r, s->s, e, &piece) || jlist_push(r, l, piece)) return -1;
+    } else if (sep.t == JV_NONE || sep.t == JV_UNDEF) {
+        size_t e = s->len, adv;
+        int64_t n = 0;
+        for (;;) {
+            while (e > 0) { /* white space at the end */
+                size_t st = char_start_before(s->s, 0, e);
+                if (!ju_isspace(ju_decode(s->s + st, e - st, &adv))) break;
+                e = st;
+            }
+            if (e == 0) break;
+            if (maxsplit >= 0 && n >= maxsplit) { /* the rest, its leading white space kept (as Python) */
+                if (mkstr(r, s->s, e, &piece) || jlist_push(r, l, piece)) return -1;
+                break;
+            }
+            size_t st = e;
+            while (st > 0) {
+                size_t c = char_start_before(s->s, 0, st);
+                if (ju_isspace(ju_decode(s->s + c, st - c, &adv))) break;
+                st = c;
+            }
+            if (mkstr(r, s->s + st, e - st, &piece) || jlist_push(r, l, piece)) return -1;
+            e = st;
+            n++;
+        }
+    } else {
+        return jr_fail(r, "must be str or None, not %s", jv_type_name(sep));
+    }
+    for (size_t i = 0, j = l->n; i + 1 < j; i++, j--) { /* collected right to left */
+        jval t = l->v[i];
+        l->v[i] = l->v[j - 1];
+        l->v[j - 1] = t;
     }
     *out = jv_listv(l);
     return 0;
@@ -583,7 +689,7 @@ int jfunc_call(jr *r, jval fn, const jval *pos, size_t npos, const char *const *
     case M_SPLIT:
     case M_RSPLIT: {
         x = arg(&a, 1, "maxsplit", jv_int(-1));
-        if (fn.fn == M_RSPLIT && x.t == JV_INT && x.i >= 0) return jr_fail(r, "rsplit with maxsplit is not supported");
+        if (fn.fn == M_RSPLIT) return str_rsplit(r, self.s, arg(&a, 0, "sep", jv_none()), x.t == JV_INT ? x.i : -1, out);
         return str_split(r, self.s, arg(&a, 0, "sep", jv_none()), x.t == JV_INT ? x.i : -1, out);
     }
     case M_STARTSWITH:
@@ -605,11 +711,7 @@ int jfunc_call(jr *r, jval fn, const jval *pos, size_t npos, const char *const *
     case M_UPPER: return str_case(r, self.s, 'u', out);
     case M_LOWER: return str_case(r, self.s, 'l', out);
     case M_TITLE: return str_case(r, self.s, 't', out);
-    case M_CAPITALIZE: {
-        jval lo;
-        if (str_case(r, self.s, 'l', &lo)) return -1;
-        return str_case(r, lo.s, 'c', out);
-    }
+    case M_CAPITALIZE: return str_case(r, self.s, 'c', out);
     case M_REPLACE:
         if (need_str(r, arg(&a, 0, "old", jv_undef()), "replace() argument 1", &sx) ||
             need_str(r, arg(&a, 1, "new", jv_undef()), "replace() argument 2", &sy))
@@ -902,10 +1004,7 @@ int jfilter_apply(jr *r, const char *name, jval v, const jval *pos, size_t npos,
         if (!strcmp(name, "upper")) return str_case(r, s, 'u', out);
         if (!strcmp(name, "lower")) return str_case(r, s, 'l', out);
         if (!strcmp(name, "title")) return str_case(r, s, 'T', out);
-        if (!strcmp(name, "capitalize")) {
-            jval lo;
-            return str_case(r, s, 'l', &lo) ? -1 : str_case(r, lo.s, 'c', out);
-        }
+        if (!strcmp(name, "capitalize")) return str_case(r, s, 'c', out);
         if (!strcmp(name, "replace")) {
             jstr *o, *n;
             if (jv_to_str(r, arg(&a, 0, "old", jv_undef()), &o) || jv_to_str(r, arg(&a, 1, "new", jv_undef()), &n))

@@ -581,10 +581,9 @@ static int render_to_string(jr *r, jscope *s, jnodes body, jval *out) {
     return jv_str(r, b.p ? b.p : "", b.n, out);
 }
 
-static int exec_for(jr *r, jscope *s, const jnode *n, jbuf *out, int depth) {
-    jval seqv;
+/* The for loop n over the value seqv (its iterable, or the argument of a recursive loop(...) call). */
+static int exec_for_over(jr *r, jscope *s, const jnode *n, jval seqv, jbuf *out, int depth) {
     jlist *items;
-    if (jeval(r, s, n->a, &seqv)) return -1;
     if (jv_iterate(r, seqv, &items)) return -1;
     if (n->b) { /* for x in xs if cond */
         jlist *kept = jlist_new(r, items->n);
@@ -603,6 +602,9 @@ static int exec_for(jr *r, jscope *s, const jnode *n, jbuf *out, int depth) {
     if (!L) return jr_fail(r, "out of template memory");
     L->items = items;
     L->depth = depth;
+    L->recursive = n->op == 1;
+    L->node = n;
+    L->scope = s;
     /* one scope for all iterations, emptied at each: a loop's memory does not
      * grow with its length */
     jscope *it = scope_new(r, s);
@@ -624,6 +626,24 @@ static int exec_for(jr *r, jscope *s, const jnode *n, jbuf *out, int depth) {
         if (rc) return rc;
     }
     return 0;
+}
+
+static int exec_for(jr *r, jscope *s, const jnode *n, jbuf *out, int depth) {
+    jval seqv;
+    if (jeval(r, s, n->a, &seqv)) return -1;
+    return exec_for_over(r, s, n, seqv, out, depth);
+}
+
+/* loop(xs) in a recursive loop: the loop rendered over xs one level deeper, as a string. */
+static int call_loop(jr *r, const jloop *L, const jval *argv, size_t nargs, size_t nkw, jval *out) {
+    if (!L->recursive)
+        return jr_fail(r, "the loop must be marked as recursive to be called recursively ({%% for ... recursive %%})");
+    if (nargs != 1 || nkw) return jr_fail(r, "loop() takes exactly one argument, the items to loop over");
+    if (L->depth >= r->lim.max_depth) return jr_fail(r, "recursive loops nest deeper than %d levels", r->lim.max_depth);
+    jbuf b = {0};
+    int rc = exec_for_over(r, L->scope, L->node, argv[0], &b, L->depth + 1);
+    if (rc < 0) return -1;
+    return jv_str(r, b.p ? b.p : "", b.n, out);
 }
 
 static int exec_node(jr *r, jscope *s, const jnode *n, jbuf *out) {
@@ -776,6 +796,14 @@ int jcall_value(jr *r, jval callee, const jval *args_, size_t nargs, const char 
         return rc;
     }
     if (callee.t == JV_FUNC) return jfunc_call(r, callee, args_, nargs, kwnames, kwvals, nkw, out);
+    if (callee.t == JV_LOOP) {
+        (void)kwnames;
+        (void)kwvals;
+        if (++r->depth > r->lim.max_depth) return jr_fail(r, "loop calls nest deeper than %d levels", r->lim.max_depth);
+        int rc = call_loop(r, callee.loop, args_, nargs, nkw, out);
+        r->depth--;
+        return rc;
+    }
     if (callee.t == JV_UNDEF) return undefined_error(r, callee);
     return jr_fail(r, "'%s' object is not callable", jv_type_name(callee));
 }

@@ -93,6 +93,11 @@ typedef struct jloop {
     const jlist *items;
     size_t index0;
     int depth;
+    /* {% for ... recursive %}: loop(xs) renders the loop again over xs (node: the N_FOR, scope: where
+     * it runs); both in the render's arena, alive while the loop runs */
+    bool recursive;
+    const struct jnode *node;
+    struct jscope *scope;
 } jloop;
 
 /* ---- the render context ---- */

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "template/jinja_internal.h"
+#include "template/jinja_unicode_names.h"
 
 #define MAX_TEMPLATE_BYTES (4u << 20)
 #define MAX_PARSE_DEPTH 200
@@ -87,6 +88,50 @@ static const char *const k_ops[] = {"//", "**", "==", "!=", "<=", ">=", "+", "-"
                                     ")", "{", "}", ">", "<", "=", ".", ":", "|", ",", ";"};
 
 /* Decodes a Python string literal body (unicode-escape rules). */
+/* The code point named name[0..n) (any case, as Python's \N{...}), from the table of
+ * jinja_unicode_names.h, or CJK UNIFIED IDEOGRAPH-XXXX (capitals only, as Python). 0, or -1 when
+ * unknown. */
+static int unicode_by_name(const char *name, size_t n, uint32_t *cp) {
+    char up[128];
+    if (n >= sizeof up) return -1;
+    for (size_t i = 0; i < n; i++) up[i] = (name[i] >= 'a' && name[i] <= 'z') ? (char)(name[i] - 32) : name[i];
+    up[n] = 0;
+    static const char cjk[] = "CJK UNIFIED IDEOGRAPH-";
+    size_t cl = sizeof cjk - 1;
+    if (n > cl && !memcmp(up, cjk, cl)) { /* Python: this form only in capitals */
+        if (memcmp(name, cjk, cl) || (n - cl != 4 && n - cl != 5)) return -1;
+        uint32_t v = 0;
+        for (size_t i = cl; i < n; i++) {
+            char c = name[i];
+            int d = c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+            if (d < 0) return -1;
+            v = v * 16 + (uint32_t)d;
+        }
+        /* the unified ideograph blocks of Unicode 14 */
+        static const uint32_t blocks[][2] = {{0x3400, 0x4DBF},   {0x4E00, 0x9FFF},   {0x20000, 0x2A6DF},
+                                             {0x2A700, 0x2B738}, {0x2B740, 0x2B81D}, {0x2B820, 0x2CEA1},
+                                             {0x2CEB0, 0x2EBE0}, {0x30000, 0x3134A}};
+        for (size_t b = 0; b < sizeof blocks / sizeof blocks[0]; b++)
+            if (v >= blocks[b][0] && v <= blocks[b][1]) {
+                *cp = v;
+                return 0;
+            }
+        return -1;
+    }
+    size_t lo = 0, hi = sizeof junicode_names / sizeof junicode_names[0];
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = strcmp(junicode_names[mid].name, up);
+        if (c == 0) {
+            *cp = junicode_names[mid].cp;
+            return 0;
+        }
+        if (c < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    return -1;
+}
+
 static int decode_string(lexer *L, const char *s, size_t n, char **out, size_t *out_len) {
     char *o = jarena_alloc(L->arena, n + 1);
     if (!o) return lex_fail(L, "out of memory");
@@ -111,6 +156,22 @@ static int decode_string(lexer *L, const char *s, size_t n, char **out, size_t *
         case 'r': o[k++] = '\r'; continue;
         case 't': o[k++] = '\t'; continue;
         case 'v': o[k++] = '\v'; continue;
+        case 'N': { /* \N{NAME}: a Unicode character by name */
+            size_t close = i + 1;
+            while (close < n && s[close] != '}') close++;
+            if (i + 1 >= n || s[i + 1] != '{' || close >= n || close == i + 2)
+                return lex_fail(L, "malformed \\N character escape in a string");
+            if (unicode_by_name(s + i + 2, close - i - 2, &cp))
+                return lex_fail(L, "unknown Unicode character name '%.*s' (fitlm knows the names of the blocks in "
+                                   "src/template/jinja_unicode_names.h and CJK ideographs)",
+                                (int)(close - i - 2 > 80 ? 80 : close - i - 2), s + i + 2);
+            i = close;
+            char u8[4];
+            size_t l = ju_encode(cp, u8); /* fits: the escape took at least 5 source bytes */
+            memcpy(o + k, u8, l);
+            k += l;
+            continue;
+        }
         case 'x': digits = 2; break;
         case 'u': digits = 4; break;
         case 'U': digits = 8; break;
@@ -959,7 +1020,7 @@ static jnode *parse_statement(parser *P) {
         if (!accept_name(P, "in")) return pfail(P, "expected 'in'"), NULL;
         if (!(n->a = parse_tuple(P, false))) return NULL;
         if (accept_name(P, "if") && !(n->b = parse_expr(P, false))) return NULL;
-        if (is_name(P, "recursive")) return pfail(P, "recursive loops are not supported"), NULL;
+        if (accept_name(P, "recursive")) n->op = 1; /* loop(xs) renders the loop over xs */
         if (expect_block_end(P)) return NULL;
         static const char *const ends[] = {"else", "endfor", NULL};
         if (parse_body(P, &n->body, ends, &which)) return NULL;

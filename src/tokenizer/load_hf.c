@@ -177,6 +177,8 @@ static void template_specials(const cJSON *pp, const char **first, const char **
 typedef struct hf_tok {
     const char *s;
     int type;
+    uint8_t strip;   /* TOK_STRIP_LEFT/RIGHT from the added token's lstrip/rstrip */
+    bool normalized; /* the added token's "normalized" (default: not special) */
 } hf_tok;
 
 fitlm_tokenizer *fitlm_tokenizer_from_hf_json(const char *tokenizer_json, size_t len, const char *config_json,
@@ -214,6 +216,7 @@ fitlm_tokenizer *fitlm_tokenizer_from_hf_json(const char *tokenizer_json, size_t
         goto fail;
     }
     /* ids: model.vocab and added_tokens, which must fill 0..max without gaps */
+    bool any_strip = false;
     const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
     int64_t max_id = -1;
     const cJSON *e;
@@ -268,8 +271,23 @@ fitlm_tokenizer *fitlm_tokenizer_from_hf_json(const char *tokenizer_json, size_t
             goto fail;
         }
         toks[id].s = c;
-        toks[id].type = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "special")) ? FITLM_TOKEN_CONTROL
-                                                                                      : FITLM_TOKEN_USER_DEFINED;
+        bool special = false, lstrip = false, rstrip = false, normalized;
+        if (jbool(e, "special", &special, err)) goto added_fail;
+        normalized = !special;
+        if (jbool(e, "lstrip", &lstrip, err) || jbool(e, "rstrip", &rstrip, err) ||
+            jbool(e, "normalized", &normalized, err))
+            goto added_fail;
+        toks[id].type = special ? FITLM_TOKEN_CONTROL : FITLM_TOKEN_USER_DEFINED;
+        toks[id].strip = (uint8_t)((lstrip ? TOK_STRIP_LEFT : 0u) | (rstrip ? TOK_STRIP_RIGHT : 0u));
+        toks[id].normalized = normalized;
+        if (toks[id].strip) any_strip = true;
+        continue;
+    added_fail: {
+        char where[128];
+        snprintf(where, sizeof where, "tokenizer.json added token %zu", id);
+        fitlm_error_prefix(err, where);
+        goto fail;
+    }
     }
     for (size_t i = 0; i < n; i++) {
         if (!toks[i].s) {
@@ -294,6 +312,20 @@ fitlm_tokenizer *fitlm_tokenizer_from_hf_json(const char *tokenizer_json, size_t
     if (apply_normalizer(t, cJSON_GetObjectItemCaseSensitive(root, "normalizer"), err) ||
         apply_pre_tokenizer(t, cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"), err))
         goto fail;
+    /* lstrip/rstrip of added tokens. A normalized one is matched by Hugging
+     * Face in the normalized text, where a Replace(" " -> "▁") normalizer has
+     * already turned the spaces after it into "▁": rstrip leaves those. */
+    if (any_strip) {
+        t->strip = calloc(n, 1);
+        if (!t->strip) {
+            fitlm_fail(err, "out of memory");
+            goto fail;
+        }
+        for (size_t i = 0; i < n; i++)
+            if (toks[i].strip)
+                t->strip[i] = (uint8_t)(toks[i].strip |
+                                        (toks[i].normalized && t->spacing.replace_space ? TOK_STRIP_KEEP_SPACE : 0u));
+    }
     const cJSON *dec = cJSON_GetObjectItemCaseSensitive(root, "decoder");
     if (jstr(dec, "type") && strcmp(jstr(dec, "type"), "ByteLevel") == 0) t->byte_level = true;
     if (jbool(model, "byte_fallback", &t->byte_fallback, err) || jbool(model, "ignore_merges", &t->ignore_merges, err))

@@ -67,6 +67,16 @@ typedef struct tok_trie {
     bool first[256];    /* bytes that can start a special token */
 } tok_trie;
 
+/* Added-token flags (fitlm_tokenizer.strip). LEFT: the white space just
+ * before the token is absorbed into it (HF lstrip); RIGHT: the white space
+ * just after it (rstrip); KEEP_SPACE: rstrip leaves ' ' alone (a normalized
+ * token of a tokenizer whose normalizer turns ' ' into "▁": Hugging Face
+ * matches it in the normalized text, where the spaces after it are "▁"
+ * already; the one before it is part of its normalized form "▁TOKEN"). */
+#define TOK_STRIP_LEFT 1u
+#define TOK_STRIP_RIGHT 2u
+#define TOK_STRIP_KEEP_SPACE 4u
+
 /* How an HF Metaspace-style (non byte-level) BPE prepares text. */
 typedef struct tok_spacing {
     bool replace_space;  /* ' ' -> "▁" */
@@ -109,6 +119,9 @@ struct fitlm_tokenizer {
     /* special tokens (control + user-defined) matched before the algorithm:
      * a byte trie; node 0 is the root */
     tok_trie specials;
+    /* owned or NULL (no token has any): per token, TOK_STRIP_* flags of Hugging
+     * Face added tokens (lstrip/rstrip), applied when a special token matches */
+    uint8_t *strip;
 
     int n_re;
     pcre2_code *re[TOK_MAX_REGEXES]; /* owned: pre-tokenizer regexes applied in sequence */

@@ -451,6 +451,7 @@ void fitlm_tokenizer_free(fitlm_tokenizer *t) {
     free(t->specials.edge_key);
     free(t->specials.edge_child);
     free(t->specials.term);
+    free(t->strip);
     for (int i = 0; i < t->n_re; i++) pcre2_code_free(t->re[i]);
     free(t->chat_template);
     free(t);
@@ -483,6 +484,44 @@ static int encode_fragment(const fitlm_tokenizer *t, const char *s, size_t n, bo
     return tok_bpe_encode(t, s, n, prefix, out, err);
 }
 
+/* Length of the Unicode White_Space character (Rust's char::is_whitespace,
+ * which Hugging Face's added-token lstrip/rstrip use) that starts at s, or 0.
+ * keep_space: ' ' does not count. */
+static size_t ws_len_at(const unsigned char *s, size_t n, bool keep_space) {
+    if (n == 0) return 0;
+    unsigned c = s[0];
+    if ((c >= 0x09 && c <= 0x0D) || (c == ' ' && !keep_space)) return 1;
+    if (c == 0xC2 && n >= 2 && (s[1] == 0x85 || s[1] == 0xA0)) return 2;
+    if (c == 0xE1 && n >= 3 && s[1] == 0x9A && s[2] == 0x80) return 3; /* U+1680 */
+    if (c == 0xE2 && n >= 3) {
+        if (s[1] == 0x80 && ((s[2] >= 0x80 && s[2] <= 0x8A) || s[2] == 0xA8 || s[2] == 0xA9 || s[2] == 0xAF))
+            return 3; /* U+2000..200A, 2028, 2029, 202F */
+        if (s[1] == 0x81 && s[2] == 0x9F) return 3; /* U+205F */
+    }
+    if (c == 0xE3 && n >= 3 && s[1] == 0x80 && s[2] == 0x80) return 3; /* U+3000 */
+    return 0;
+}
+
+/* The end of s[from..to) once the white space at its end is cut off. */
+static size_t ws_trim_back(const char *s, size_t from, size_t to, bool keep_space) {
+    while (to > from) {
+        size_t k = to - 1, l = 0;
+        /* step back over continuation bytes (at most 3) to the character's first byte */
+        while (k > from && to - k < 4 && ((unsigned char)s[k] & 0xC0) == 0x80) k--;
+        l = ws_len_at((const unsigned char *)s + k, to - k, keep_space);
+        if (l == 0 || k + l != to) break;
+        to = k;
+    }
+    return to;
+}
+
+/* The first position at or after from in s[..len) that is not white space. */
+static size_t ws_skip(const char *s, size_t from, size_t len, bool keep_space) {
+    size_t l;
+    while ((l = ws_len_at((const unsigned char *)s + from, len - from, keep_space)) > 0) from += l;
+    return from;
+}
+
 int fitlm_tokenizer_encode(const fitlm_tokenizer *t, const char *text, size_t len, bool add_special, bool parse_special,
                            int32_t **out, size_t *n, fitlm_error *err) {
     tok_ids ids = {0};
@@ -499,10 +538,15 @@ int fitlm_tokenizer_encode(const fitlm_tokenizer *t, const char *text, size_t le
             i++;
             continue;
         }
-        if (encode_fragment(t, text + start, i - start, after_special, start == 0, &ids, err)) goto fail;
+        unsigned fl = t->strip ? t->strip[sp] : 0;
+        /* lstrip: the white space before the token (down to the previous
+         * token's end) belongs to it */
+        size_t end = (fl & TOK_STRIP_LEFT) ? ws_trim_back(text, start, i, false) : i;
+        if (encode_fragment(t, text + start, end - start, after_special, start == 0, &ids, err)) goto fail;
         if (tok_ids_push(&ids, sp, err)) goto fail;
         after_special = true;
         i += t->text_len[sp];
+        if (fl & TOK_STRIP_RIGHT) i = ws_skip(text, i, len, (fl & TOK_STRIP_KEEP_SPACE) != 0);
         start = i;
     }
     if (encode_fragment(t, text + start, len - start, after_special, start == 0, &ids, err)) goto fail;

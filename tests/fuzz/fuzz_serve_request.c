@@ -121,6 +121,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         ev = end + 2;
     }
     serve_buf_free(&out);
+    serve_stream_state_free(&st);
     serve_gen_log_free(&g);
     serve_gen_params_free(&p);
     return 0;

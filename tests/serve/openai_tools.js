@@ -4,7 +4,8 @@
 // "expect_error": bool}, ...]. Streams go through the client's own accumulator
 // (client.beta.chat.completions.stream -> finalChatCompletion), which builds
 // message.tool_calls from the deltas as OpenAI sends them; the raw deltas are
-// also checked here. Prints a JSON array of {message, finish, deltas} or
+// also checked here (argPieces: per call, the deltas with a piece of its
+// arguments). Prints a JSON array of {message, finish, deltas} or
 // {error, status, bad} in the same order.
 const OpenAI = require("openai");
 const fs = require("fs");
@@ -27,6 +28,7 @@ async function main() {
         const problems = [];
         let content = "", reasoning = "";
         const seen = new Set();
+        const argPieces = {}; // per call index: how many deltas carried a non-empty piece of its arguments
         const stream = client.beta.chat.completions.stream({ ...req, stream: true });
         stream.on("chunk", (chunk) => {
           if (!chunk.choices.length) return;
@@ -43,12 +45,14 @@ async function main() {
                 problems.push("first delta of call " + tc.index + ": " + JSON.stringify(tc));
             } else if (tc.id || tc.type || tc.function.name || typeof tc.function.arguments !== "string") {
               problems.push("later delta of call " + tc.index + ": " + JSON.stringify(tc));
+            } else if (tc.function.arguments !== "") {
+              argPieces[tc.index] = (argPieces[tc.index] || 0) + 1;
             }
           }
         });
         const fin = await stream.finalChatCompletion();
         out.push({ message: fin.choices[0].message, finish: fin.choices[0].finish_reason,
-                   deltas: { content, reasoning, problems } });
+                   deltas: { content, reasoning, problems, argPieces } });
       } else {
         const r = await client.chat.completions.create(req);
         out.push({ message: r.choices[0].message, finish: r.choices[0].finish_reason, usage: r.usage });
