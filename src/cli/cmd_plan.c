@@ -8,6 +8,7 @@
 
 #include "cli/commands.h"
 #include "format/ggml_type.h"
+#include "planner/cpu_cost.h"
 #include "planner/planner.h"
 #include "util/error.h"
 #include "util/file.h"
@@ -24,6 +25,9 @@ static void usage(FILE *fp) {
             "      --list-models          list the built-in model presets\n"
             "      --list-gpus            list the GPU catalog (with --gpus-file entries and the host CPU)\n"
             "      --measure-host         measure this machine's memory read bandwidth (about 0.1 s) instead of estimating it\n"
+            "      --profile FILE         the host profile of 'fitlm calibrate' for this machine's CPU (default\n"
+            "                             $XDG_CACHE_HOME/fitlm/host.json or ~/.cache/fitlm/host.json when present)\n"
+            "      --no-profile           ignore the default host profile (assumed figures)\n"
             "      --train                plan training instead of inference (also --mode train)\n"
             "      --pretrain             training from scratch (same memory model as a full fine-tune)\n"
             "inference workload:\n"
@@ -192,9 +196,9 @@ static int add_gpusel(fitlm_plan_request *r, const fitlm_catalog *cat, const cha
 }
 
 typedef struct pending {
-    const char *model, *quant, *kv, *gpus[FITLM_PLAN_MAX_GPUSEL], *gpus_file, *svg, *targets;
+    const char *model, *quant, *kv, *gpus[FITLM_PLAN_MAX_GPUSEL], *gpus_file, *svg, *targets, *profile;
     int n_gpus;
-    bool json, list_models, list_gpus, train, measure_host;
+    bool json, list_models, list_gpus, train, measure_host, no_profile;
 } pending;
 
 int cmd_plan(int argc, char **argv) {
@@ -216,6 +220,10 @@ int cmd_plan(int argc, char **argv) {
         else if (!strcmp(a, "--list-gpus")) pd.list_gpus = true;
         else if (!strcmp(a, "--json")) pd.json = true;
         else if (!strcmp(a, "--measure-host")) pd.measure_host = true;
+        else if (!strcmp(a, "--no-profile")) pd.no_profile = true;
+        else if (!strcmp(a, "--profile")) {
+            if (!(pd.profile = VAL())) return fitlm_die("--profile needs a file");
+        }
         else if (!strcmp(a, "--train")) pd.train = true;
         else if (!strcmp(a, "--mode")) {
             const char *v = VAL();
@@ -293,6 +301,34 @@ int cmd_plan(int argc, char **argv) {
         free(text);
     }
     fitlm_catalog_add_host_cpu(&cat);
+    if (pd.profile && pd.no_profile) {
+        fitlm_die("plan: --profile and --no-profile contradict each other");
+        goto done;
+    }
+    {
+        /* the host profile: explicit (must load), or the default one when present */
+        char def[4096];
+        const char *ppath = pd.profile;
+        if (!ppath && !pd.no_profile && fitlm_host_profile_default_path(def, sizeof def) == 0 && fitlm_file_exists(def))
+            ppath = def;
+        if (ppath) {
+            fitlm_host_profile *hp = malloc(sizeof *hp);
+            if (!hp) {
+                fitlm_die("out of memory");
+                goto done;
+            }
+            if (fitlm_host_profile_load(hp, ppath, &err)) {
+                free(hp);
+                if (pd.profile) {
+                    fitlm_error_print(&err);
+                    goto done;
+                }
+                fprintf(stderr, "fitlm: warning: %s; using assumed figures for this machine\n", err.msg);
+            } else {
+                fitlm_catalog_use_profile(&cat, hp, ppath);
+            }
+        }
+    }
     if (pd.measure_host) fitlm_catalog_measure_host(&cat, 0);
     if (pd.list_gpus) {
         list_gpus(&cat);

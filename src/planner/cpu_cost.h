@@ -145,9 +145,15 @@ void fitlm_cpu_predict(const fitlm_host_profile *prof, double host_bw, double ho
 /* Measures this machine (about 5-15 s): read bandwidth with 1..max_threads
  * threads (<= 0: physical cores), the decode bandwidth and prefill FLOP/s of
  * the real CPU kernels per weight type at max_threads, the thread-pool
- * dispatch and the fixed costs derived from it. quick: fewer repetitions (for
+ * dispatch and the fixed costs per layer and step (fitlm_calibrate_overheads). quick: fewer repetitions (for
  * tests). log (may be NULL) gets a line per measurement. 0 or -1 with err. */
 int fitlm_calibrate_host(fitlm_host_profile *p, int max_threads, bool quick, FILE *log, fitlm_error *err);
+
+/* Measures the fixed costs per layer and per step with the real runtime:
+ * decode of two tiny synthetic models (1 and 9 layers, weights in the caches)
+ * written to $TMPDIR (removed after): the slope per layer and the rest per
+ * step, at p->threads threads. 0 or -1 with err. */
+int fitlm_calibrate_overheads(fitlm_host_profile *p, fitlm_error *err);
 
 /* Refines the fixed costs by a decode run of a real model: its measured time
  * per token minus the kernel-bound prediction, over its layers (per_layer),

@@ -64,9 +64,15 @@ typedef struct fitlm_gpu {
     char origin[160];       /* "built-in catalog", a --gpus-file path, "detected" */
 } fitlm_gpu;
 
+struct fitlm_host_profile;
+
 typedef struct fitlm_catalog {
     fitlm_gpu *gpus; /* owned */
     size_t n, cap;
+    /* the measured host (planner/cpu_cost.h) the CPU entry and its cost model
+     * use; owned, NULL = assumed figures */
+    struct fitlm_host_profile *host_profile;
+    char host_profile_path[512];
 } fitlm_catalog;
 
 /* Loads the built-in catalog (data/gpus.json compiled into the binary) into an
@@ -78,6 +84,10 @@ int fitlm_catalog_add_json(fitlm_catalog *cat, const char *json_text, const char
 /* Adds the CPU of this machine (cores and memory from /proc, bandwidth and
  * FLOP/s estimated). Always succeeds (falls back to conservative figures). */
 void fitlm_catalog_add_host_cpu(fitlm_catalog *cat);
+/* Takes a host profile (fitlm calibrate) for the CPU entry: bandwidth and
+ * FLOP/s from it, and the cost model's measured rates. The catalog takes
+ * ownership of p (freed by fitlm_catalog_free). path names it in reports. */
+void fitlm_catalog_use_profile(fitlm_catalog *cat, struct fitlm_host_profile *p, const char *path);
 /* Replaces the host CPU's estimated memory bandwidth by a measurement (about
  * 0.1 s: a 256 MiB read on n_threads threads, <= 0 = physical cores). */
 void fitlm_catalog_measure_host(fitlm_catalog *cat, int n_threads);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "format/ggml_type.h"
+#include "planner/cpu_cost.h"
 #include "planner/planner.h"
 
 static const char *const k_mem_labels[FITLM_MEM_COUNT] = {"weights", "KV cache", "activations/buffers",
@@ -239,6 +240,18 @@ void fitlm_plan_print_text(FILE *fp, const fitlm_plan_model *m, const fitlm_plan
         const fitlm_gpu *h = &cat->gpus[out->here[0].gpu];
         fprintf(fp, "\nThis machine (%s, %d cores, %.1f GiB, ~%.0f GB/s %s):\n", h->arch, h->cpu_cores,
                 h->memory_bytes / FITLM_GIB, h->mem_bw / 1e9, h->bw_measured ? "measured" : "estimated");
+        const fitlm_host_profile *prof = cat->host_profile;
+        if (prof)
+            fprintf(fp,
+                    "  cost model: host profile %s (%s); measured: read bandwidth with 1-%d threads, the kernels' "
+                    "decode and prefill rates for %d weight types, fixed costs (%s)\n",
+                    cat->host_profile_path, prof->created, prof->n_bw, prof->n_kern, prof->overhead_source);
+        else
+            fprintf(fp,
+                    "  cost model: assumed figures (read bandwidth %s, kernels at %.0f%% of it, prefill at %.0f%% of the "
+                    "fp32 SIMD peak, %.0f us per layer and %.0f us per token): 'fitlm calibrate' measures them\n",
+                    h->bw_measured ? "measured" : "8 GB/s per core", FITLM_ASSUMED_DECODE_EFF * 100,
+                    FITLM_ASSUMED_PREFILL_EFF * 100, FITLM_ASSUMED_PER_LAYER_S * 1e6, FITLM_ASSUMED_PER_TOKEN_S * 1e6);
         for (size_t i = 0; i < out->n_here; i++) {
             const fitlm_plan_result *y = &out->here[i];
             fprintf(fp, "  %-15s %6.1f GiB of %.1f usable: %s", fitlm_plan_format_name(r, y), y->per_device_bytes / FITLM_GIB,
@@ -443,6 +456,14 @@ char *fitlm_plan_json(const fitlm_plan_model *m, const fitlm_plan_request *r, co
         cJSON_AddItemToArray(alts, result_json(m, r, cat, &out->results[i]));
     cJSON *qa = cJSON_AddArrayToObject(root, "other_formats");
     for (size_t i = 0; i < out->n_quant_alts; i++) cJSON_AddItemToArray(qa, result_json(m, r, cat, &out->quant_alts[i]));
+    cJSON *cm = cJSON_AddObjectToObject(root, "this_machine_cost_model");
+    if (cat->host_profile) {
+        cJSON_AddStringToObject(cm, "source", "measured");
+        cJSON_AddStringToObject(cm, "profile", cat->host_profile_path);
+        cJSON_AddStringToObject(cm, "created", cat->host_profile->created);
+    } else {
+        cJSON_AddStringToObject(cm, "source", "assumed");
+    }
     cJSON *here = cJSON_AddArrayToObject(root, "this_machine");
     for (size_t i = 0; i < out->n_here; i++) {
         cJSON *o = result_json(m, r, cat, &out->here[i]);
