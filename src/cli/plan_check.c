@@ -63,7 +63,7 @@ int plan_check_print(FILE *out, const fitlm_model *m, const char *profile_path, 
     fitlm_mem_model mm;
     fitlm_mem_model_cpu(&m->hp, fitlm_model_tensor_bytes(m), mem->kv_type, mem->n_ctx, mem->n_ubatch, run->threads,
                         &mm);
-    uint64_t conv = converted_vector_bytes(m);
+    uint64_t conv = converted_vector_bytes(m) + run->extra_scratch;
     fitlm_cpu_work w;
     fitlm_cpu_work_of_model(m, mem->kv_type, &w);
     fitlm_cpu_pred pp, tg;
@@ -81,7 +81,11 @@ int plan_check_print(FILE *out, const fitlm_model *m, const char *profile_path, 
         double touched = (double)run->embd_rows * fmax(rowb, 4096.0);
         if (touched < (double)E->nbytes) resident_w -= (double)E->nbytes - touched;
     }
-    double rss_pred = resident_w + (double)mm.kv + (double)(mm.scratch + conv) + pp.rates.process_base;
+    /* the KV cache's pages become resident as positions are written */
+    double kv_res = (double)mm.kv;
+    if (run->positions_used && run->positions_used < mm.n_ctx)
+        kv_res = (double)mm.kv_per_position * run->positions_used;
+    double rss_pred = resident_w + kv_res + (double)(mm.scratch + conv) + pp.rates.process_base;
 
     fprintf(out, "\nplan check: the planner's prediction beside this run (%s; %d threads)\n", src, run->threads);
     fprintf(out, "| %-22s | %14s | %14s | %-5s | %8s | %s\n", "quantity", "predicted", "measured", "unit", "error",
@@ -93,7 +97,7 @@ int plan_check_print(FILE *out, const fitlm_model *m, const char *profile_path, 
     row(out, "KV cache", (double)mm.kv / MIB, (double)mem->kv_bytes / MIB, "MiB", 2, note);
     snprintf(note, sizeof note, "%u-token micro-batches, attention for %u positions", mem->n_ubatch, mem->n_ctx);
     row(out, "scratch", (double)(mm.scratch + conv) / MIB, (double)mem->scratch_bytes / MIB, "MiB", 2, note);
-    snprintf(note, sizeof note, "weights resident + KV + scratch + process %.0f MiB", pp.rates.process_base / MIB);
+    snprintf(note, sizeof note, "weights resident + KV written + scratch + process %.0f MiB", pp.rates.process_base / MIB);
     row(out, "peak resident (VmHWM)", rss_pred / MIB, (double)run->peak_rss / MIB, "MiB", 1, note);
     if (run->n_prompt && run->pp_tps_median > 0) {
         char what[48];

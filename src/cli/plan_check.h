@@ -15,6 +15,8 @@ typedef struct plan_check_run {
     uint64_t peak_rss;               /* 0 = not measured */
     int threads;
     uint32_t embd_rows;              /* distinct token ids looked up (embedding pages touched) */
+    uint32_t positions_used;         /* KV positions written (pages of the rest never touched); 0 = all */
+    uint64_t extra_scratch;          /* the serving engine's own buffers beyond the runtime's (its logits) */
     /* speed; 0 = not measured. best: the fastest repetition (the undisturbed
      * figure on a shared machine), median: the middle one */
     uint32_t n_prompt;
