@@ -227,6 +227,7 @@ int cmd_bench(int argc, char **argv) {
                              .peak_rss = peak_rss,
                              .threads = threads,
                              .embd_rows = distinct,
+                             .positions_used = need,
                              .n_prompt = (uint32_t)n_pp,
                              .pp_tps_median = med_of[0],
                              .pp_tps_best = best_of[0],

@@ -12,7 +12,7 @@
 static void usage(FILE *out) {
     fprintf(out,
             "usage: fitlm calibrate [-t N] [--profile FILE] [-m MODEL] [--quick] [--print]\n"
-            "  Measures this machine (about 10 s; --quick about 3 s) and writes the host profile the\n"
+            "  Measures this machine (about 30 s; --quick about 5 s) and writes the host profile the\n"
             "  planner and --plan-check read:\n"
             "    read bandwidth with 1..N threads (default N: physical cores),\n"
             "    decode bandwidth and prefill FLOP/s of the real CPU matmul kernels per weight type,\n"

@@ -1,4 +1,5 @@
 /* fitlm plan: memory, time, cost and the best layout for a model. */
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -161,6 +162,51 @@ static void list_models(void) {
         printf("%-32s %16llu %7u %6u %5u %4u %8u  %s\n", p->name, (unsigned long long)pc.total, p->hp.n_layers,
                p->hp.dim, p->hp.n_heads, p->hp.n_kv_heads, p->hp.ctx_len, p->source);
     }
+}
+
+/* --list-gpus --json: the catalog as a JSON array (every field of an entry). */
+static int list_gpus_json(const fitlm_catalog *cat) {
+    cJSON *arr = cJSON_CreateArray();
+    if (!arr) return fitlm_die("out of memory");
+    for (size_t i = 0; i < cat->n; i++) {
+        const fitlm_gpu *g = &cat->gpus[i];
+        cJSON *o = cJSON_CreateObject();
+        if (!o) break;
+        cJSON_AddItemToArray(arr, o);
+        cJSON_AddStringToObject(o, "name", g->name);
+        cJSON *al = cJSON_AddArrayToObject(o, "aliases");
+        for (int k = 0; k < g->n_aliases; k++) cJSON_AddItemToArray(al, cJSON_CreateString(g->aliases[k]));
+        cJSON_AddStringToObject(o, "vendor", g->vendor);
+        cJSON_AddStringToObject(o, "arch", g->arch);
+        cJSON_AddBoolToObject(o, "is_cpu", g->is_cpu);
+        cJSON_AddNumberToObject(o, "memory_bytes", g->memory_bytes);
+        cJSON_AddNumberToObject(o, "usable_memory_bytes", g->usable_memory_bytes);
+        cJSON_AddNumberToObject(o, "mem_bw_bytes_per_s", g->mem_bw);
+        cJSON_AddNumberToObject(o, "fp16_flops", g->fp16_flops);
+        cJSON_AddNumberToObject(o, "bf16_flops", g->bf16_flops);
+        cJSON_AddNumberToObject(o, "fp8_flops", g->fp8_flops);
+        cJSON_AddNumberToObject(o, "int8_ops", g->int8_ops);
+        cJSON_AddStringToObject(o, "link", g->link);
+        cJSON_AddNumberToObject(o, "link_bw_bytes_per_s", g->link_bw);
+        cJSON_AddNumberToObject(o, "link_max_gpus", g->link_max_gpus);
+        cJSON_AddNumberToObject(o, "pcie_gen", g->pcie_gen);
+        cJSON_AddNumberToObject(o, "max_per_node", g->max_per_node);
+        cJSON_AddNumberToObject(o, "tdp_w", g->tdp_w);
+        cJSON_AddNumberToObject(o, "purchase_usd", g->purchase_usd);
+        cJSON_AddNumberToObject(o, "cloud_usd_per_hour", g->cloud_usd_per_hour);
+        if (g->is_cpu) {
+            cJSON_AddNumberToObject(o, "cpu_cores", g->cpu_cores);
+            cJSON_AddBoolToObject(o, "bw_measured", g->bw_measured);
+        }
+        cJSON_AddStringToObject(o, "spec_source", g->spec_source);
+        cJSON_AddStringToObject(o, "origin", g->origin);
+    }
+    char *txt = cJSON_Print(arr);
+    cJSON_Delete(arr);
+    if (!txt) return fitlm_die("out of memory");
+    printf("%s\n", txt);
+    free(txt);
+    return 0;
 }
 
 static void list_gpus(const fitlm_catalog *cat) {
@@ -331,8 +377,8 @@ int cmd_plan(int argc, char **argv) {
     }
     if (pd.measure_host) fitlm_catalog_measure_host(&cat, 0);
     if (pd.list_gpus) {
-        list_gpus(&cat);
-        rc = 0;
+        if (pd.json) rc = list_gpus_json(&cat);
+        else list_gpus(&cat), rc = 0;
         goto done;
     }
     if (!pd.model) {

@@ -119,9 +119,11 @@ static int parse_gpu(const cJSON *o, const char *origin, int idx, fitlm_gpu *g, 
     str_field(o, "vendor", g->vendor, sizeof g->vendor);
     str_field(o, "arch", g->arch, sizeof g->arch);
     str_field(o, "link", g->link, sizeof g->link);
+    double usable = 0;
     double mem = 0, bw = 0, f16 = 0, bf16 = 0, f8 = 0, i8 = 0, link = 0, lmax = 0, pcie = 4, node = 8, tdp = 0, buy = 0,
            hour = 0;
     if (num_field(o, "memory_gib", 0.25, 65536, -1, &mem, who, err) ||
+        num_field(o, "usable_memory_gib", 0, 65536, 0, &usable, who, err) ||
         num_field(o, "mem_bw_gbs", 1, 1e6, -1, &bw, who, err) ||
         num_field(o, "fp16_tflops", 0.001, 1e6, -1, &f16, who, err) ||
         num_field(o, "bf16_tflops", 0, 1e6, f16, &bf16, who, err) ||
@@ -136,6 +138,8 @@ static int parse_gpu(const cJSON *o, const char *origin, int idx, fitlm_gpu *g, 
         num_field(o, "cloud_usd_per_hour", 0, 1e4, 0, &hour, who, err))
         return -1;
     g->memory_bytes = mem * FITLM_GIB;
+    if (usable > mem) return fitlm_fail(err, "%s: usable_memory_gib %g exceeds memory_gib %g", who, usable, mem);
+    g->usable_memory_bytes = (usable > 0 ? usable : mem) * FITLM_GIB;
     g->mem_bw = bw * 1e9;
     g->fp16_flops = f16 * 1e12;
     g->bf16_flops = (bf16 > 0 ? bf16 : f16) * 1e12;
@@ -240,6 +244,7 @@ void fitlm_catalog_add_host_cpu(fitlm_catalog *cat) {
     g.is_cpu = true;
     g.cpu_cores = cores;
     g.memory_bytes = facts.memory_bytes > 0 ? facts.memory_bytes : 4.0 * FITLM_GIB;
+    g.usable_memory_bytes = g.memory_bytes;
     /* Estimated, not measured: about 8 GB/s of streaming read per core, capped
      * at a typical 8-channel DDR5 server socket (~300 GB/s). */
     double bw = FITLM_ASSUMED_BW_PER_CORE * (double)cores;

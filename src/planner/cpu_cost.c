@@ -351,16 +351,33 @@ int fitlm_calibrate_host(fitlm_host_profile *p, int max_threads, bool quick, FIL
     static const int types[] = {FITLM_TYPE_F32,  FITLM_TYPE_F16,  FITLM_TYPE_BF16, FITLM_TYPE_Q8_0, FITLM_TYPE_Q4_0,
                                 FITLM_TYPE_Q4_1, FITLM_TYPE_Q5_0, FITLM_TYPE_Q4_K, FITLM_TYPE_Q5_K, FITLM_TYPE_Q6_K,
                                 FITLM_TYPE_Q3_K, FITLM_TYPE_Q2_K};
-    for (size_t i = 0; i < sizeof types / sizeof types[0] && p->n_kern < FITLM_PROFILE_MAX_TYPES; i++) {
-        if (!fitlm_cpu_type_supported(types[i])) continue;
-        fitlm_kernel_rate k;
-        memset(&k, 0, sizeof k);
-        if (time_kernel(pool, types[i], quick, &k)) continue;
-        p->kern[p->n_kern++] = k;
-        if (log)
-            fprintf(log, "kernel %-5s %-7s %d threads: decode %6.1f GB/s, prefill %7.1f GFLOP/s\n",
-                    fitlm_type_name(k.type), k.repacked ? "repack" : fitlm_cpu_kernel_isa_name(k.type), max_threads,
-                    k.decode_bw / 1e9, k.prefill_flops / 1e9);
+    /* rounds over all types, the best figure of each: a burst of other work
+     * on a shared machine then spoils one round of a type, not its figure */
+    int rounds = quick ? 1 : 3;
+    for (int round = 0; round < rounds; round++) {
+        for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+            if (!fitlm_cpu_type_supported(types[i])) continue;
+            fitlm_kernel_rate k;
+            memset(&k, 0, sizeof k);
+            if (time_kernel(pool, types[i], quick, &k)) continue;
+            fitlm_kernel_rate *slot = NULL;
+            for (int j = 0; j < p->n_kern; j++)
+                if (p->kern[j].type == k.type) slot = &p->kern[j];
+            if (!slot) {
+                if (p->n_kern >= FITLM_PROFILE_MAX_TYPES) continue;
+                slot = &p->kern[p->n_kern++];
+                *slot = k;
+            } else {
+                if (k.decode_bw > slot->decode_bw) slot->decode_bw = k.decode_bw;
+                if (k.prefill_flops > slot->prefill_flops) slot->prefill_flops = k.prefill_flops;
+            }
+        }
+    }
+    for (int j = 0; j < p->n_kern && log; j++) {
+        const fitlm_kernel_rate *k = &p->kern[j];
+        fprintf(log, "kernel %-5s %-7s %d threads: decode %6.1f GB/s, prefill %7.1f GFLOP/s (best of %d rounds)\n",
+                fitlm_type_name(k->type), k->repacked ? "repack" : fitlm_cpu_kernel_isa_name(k->type), max_threads,
+                k->decode_bw / 1e9, k->prefill_flops / 1e9, rounds);
     }
     fitlm_threadpool_free(pool);
     if (p->n_kern == 0) return fitlm_fail(err, "no CPU kernel could be timed");

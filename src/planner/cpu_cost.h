@@ -142,7 +142,7 @@ void fitlm_cpu_predict(const fitlm_host_profile *prof, double host_bw, double ho
                        int threads, uint32_t n_prompt, uint32_t ub, uint32_t ctx0, uint32_t n_gen,
                        fitlm_cpu_pred *out);
 
-/* Measures this machine (about 5-15 s): read bandwidth with 1..max_threads
+/* Measures this machine (about 20-40 s; quick: a few seconds): read bandwidth with 1..max_threads
  * threads (<= 0: physical cores), the decode bandwidth and prefill FLOP/s of
  * the real CPU kernels per weight type at max_threads, the thread-pool
  * dispatch and the fixed costs per layer and step (fitlm_calibrate_overheads). quick: fewer repetitions (for

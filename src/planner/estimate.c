@@ -544,8 +544,8 @@ void fitlm_plan_evaluate(const fitlm_plan_model *m, const fitlm_plan_request *r,
     memset(res->dev, 0, sizeof res->dev);
     if (r->mode == FITLM_PLAN_INFER) eval_infer(m, r, cat, wb, res);
     else eval_train(m, r, cat, res);
-    res->capacity_bytes = g->memory_bytes;
-    res->usable_bytes = g->memory_bytes * (1 - r->margin);
+    res->capacity_bytes = g->usable_memory_bytes > 0 ? g->usable_memory_bytes : g->memory_bytes;
+    res->usable_bytes = res->capacity_bytes * (1 - r->margin);
     res->fits = res->per_device_bytes <= res->usable_bytes;
     if (!res->fits)
         snprintf(res->why, sizeof res->why, "needs %.1f GiB per device, %s has %.1f GiB usable",

@@ -40,6 +40,7 @@ typedef struct fitlm_gpu {
     char arch[96];
     char link[48];          /* "NVLink 4", "Infinity Fabric", "PCIe", ... */
     double memory_bytes;    /* device memory */
+    double usable_memory_bytes; /* what the driver leaves a process (ECC, reserved); = memory_bytes when unknown */
     double mem_bw;          /* bytes/s */
     double fp16_flops;      /* dense tensor FLOP/s, FP16 (FP32 accumulate) */
     double bf16_flops;
