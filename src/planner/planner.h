@@ -227,6 +227,23 @@ double fitlm_activation_bytes_per_layer(const fitlm_act_layer *p);
 
 /* Ring all-reduce time: 2(n-1) * alpha + 2(n-1)/n * bytes / bw. */
 double fitlm_allreduce_time(double bytes, int n, double alpha_s, double bw_bytes_per_s);
+/* vLLM's start-up memory profile and the KV capacity it prints (worker log
+ * "Memory profiling results", vLLM 0.6-0.8): budget = total_gpu_memory x
+ * gpu_memory_utilization; KV memory = budget - weights - non-torch memory
+ * (CUDA context, cuBLAS, NCCL: FITLM_VLLM_NON_TORCH_TP1 / _TPN) - the
+ * activation peak of a profile run of max_num_batched_tokens tokens; KV
+ * tokens in 16-token blocks; maximum concurrency for requests of
+ * request_len tokens. All per GPU (weights_per_gpu, KV sharded by TP). */
+#define FITLM_VLLM_NON_TORCH_TP1 (1.79 * FITLM_GIB)
+#define FITLM_VLLM_NON_TORCH_TPN (3.58 * FITLM_GIB)
+typedef struct fitlm_vllm_capacity {
+    double total_gpu_memory, budget, weights, non_torch, activation_peak, kv_memory;
+    double kv_tokens, kv_blocks, max_concurrency;
+} fitlm_vllm_capacity;
+void fitlm_vllm_capacity_compute(const fitlm_hparams *hp, double weights_per_gpu, double total_gpu_memory, int tp,
+                                 int kv_type, uint32_t max_num_batched_tokens, uint32_t request_len, double util,
+                                 fitlm_vllm_capacity *out);
+
 /* Pipeline bubble fraction (p-1)/(m+p-1). */
 double fitlm_pipeline_bubble(int p, int m);
 

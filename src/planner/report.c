@@ -233,6 +233,16 @@ void fitlm_plan_print_text(FILE *fp, const fitlm_plan_model *m, const fitlm_plan
     if (x->purchase_usd > 0)
         fprintf(fp, "  purchase: $%s for the GPUs%s\n", commas(x->purchase_usd, c1, sizeof c1),
                 g->purchase_estimate ? " (estimate)" : "");
+    if (r->mode == FITLM_PLAN_INFER && !g->is_cpu) {
+        fitlm_vllm_capacity vc;
+        uint32_t nbt = r->ctx > 2048 ? r->ctx : 2048;
+        fitlm_vllm_capacity_compute(&m->hp, x->dev[FITLM_MEM_WEIGHTS], x->capacity_bytes, x->tp, x->kv_type, nbt, r->ctx,
+                                    0.90, &vc);
+        fprintf(fp,
+                "  served by vLLM (gpu_memory_utilization 0.90): %.2f GiB for the KV cache per GPU = %.0f blocks, %s "
+                "tokens; maximum concurrency for %u tokens per request: %.2fx\n",
+                vc.kv_memory / FITLM_GIB, vc.kv_blocks, commas(vc.kv_tokens, c1, sizeof c1), r->ctx, vc.max_concurrency);
+    }
     fprintf(fp, "  price source: %s (%s)\n", g->cloud_source[0] ? g->cloud_source : "n/a",
             g->price_date[0] ? g->price_date : "undated");
 
@@ -360,6 +370,26 @@ static cJSON *result_json(const fitlm_plan_model *m, const fitlm_plan_request *r
         fitlm_plan_param_counts(&m->hp, &pc);
         cJSON_AddNumberToObject(comp, "matmul_params",
                                 (double)pc.per_layer_linear * m->hp.n_layers + (double)m->hp.vocab_size * m->hp.dim);
+    }
+    if (r->mode == FITLM_PLAN_INFER && !g->is_cpu) {
+        /* the capacity as vLLM prints it (gpu_memory_utilization 0.90,
+         * max_num_batched_tokens = max(context, 2048), requests of the context) */
+        fitlm_vllm_capacity vc;
+        uint32_t nbt = r->ctx > 2048 ? r->ctx : 2048;
+        fitlm_vllm_capacity_compute(&m->hp, x->dev[FITLM_MEM_WEIGHTS], x->capacity_bytes, x->tp, x->kv_type, nbt, r->ctx,
+                                    0.90, &vc);
+        cJSON *sv = cJSON_AddObjectToObject(o, "serving_vllm");
+        cJSON_AddNumberToObject(sv, "gpu_memory_utilization", 0.90);
+        cJSON_AddNumberToObject(sv, "max_num_batched_tokens", nbt);
+        cJSON_AddNumberToObject(sv, "total_gpu_memory_bytes", vc.total_gpu_memory);
+        cJSON_AddNumberToObject(sv, "weights_bytes", vc.weights);
+        cJSON_AddNumberToObject(sv, "non_torch_bytes", vc.non_torch);
+        cJSON_AddNumberToObject(sv, "activation_peak_bytes", vc.activation_peak);
+        cJSON_AddNumberToObject(sv, "kv_cache_memory_bytes", vc.kv_memory);
+        cJSON_AddNumberToObject(sv, "kv_blocks", vc.kv_blocks);
+        cJSON_AddNumberToObject(sv, "kv_tokens", vc.kv_tokens);
+        cJSON_AddNumberToObject(sv, "request_tokens", r->ctx);
+        cJSON_AddNumberToObject(sv, "max_concurrency", vc.max_concurrency);
     }
     cJSON *t = cJSON_AddObjectToObject(o, "time");
     if (r->mode == FITLM_PLAN_INFER) {
