@@ -445,5 +445,10 @@ x = plan_json("qwen2.5-72b", "-q", "awq", "--gpu", "A100-80GB:4")
 check(x["plan"]["tp"] == 1, f"AWQ Qwen2.5-72B on 4 A100s: no TP split ({x['plan']['tp']})")
 x = plan_json("llama-3-70b", "-q", "awq", "--tp", "2", "--gpu", "A100-80GB")
 check(x["plan"]["tp"] == 2, "AWQ Llama-3-70B (MLP 28672) at TP 2 is fine")
+rc, out, err = run("llama-3-70b", "--train", "--gpu", "H100-SXM:1", "--zero", "3", "--recompute", "full")
+check(rc != 0 and "options:" in err and "--zero 3" not in err and "--recompute full" not in err
+      and "--qlora" in err, f"the hint suggests only options not already set: {err.strip()}")
+rc, out, err = run("llama-3-70b", "--train", "--gpu", "H100-SXM:1")
+check(rc != 0 and "--zero 3" in err and "--recompute full" in err, "without them set, the hint names them")
 
 sys.exit(te.report())

@@ -527,9 +527,17 @@ static void make_hint(search_ctx *c, fitlm_plan_output *out, fitlm_error *err) {
         if (!r->offload_allowed && n + 60 < cap)
             n += (size_t)snprintf(h + n, cap - n, "; or --offload cpu to keep some layers in host memory");
     } else if (r->mode == FITLM_PLAN_TRAIN && n + 120 < cap) {
-        n += (size_t)snprintf(h + n, cap - n,
-                              "; options: --zero 3, --offload-optimizer cpu, --recompute full, --lora-rank 16 or "
-                              "--qlora");
+        /* only the options not already set */
+        const char *opts[5];
+        int no = 0;
+        if (r->zero != 3) opts[no++] = "--zero 3";
+        if (r->offload_opt == FITLM_OFFLOAD_NONE) opts[no++] = "--offload-optimizer cpu";
+        if (r->recompute != FITLM_RECOMPUTE_FULL) opts[no++] = "--recompute full";
+        if (!r->lora_rank && !r->qlora) opts[no++] = "--lora-rank 16";
+        if (!r->qlora) opts[no++] = "--qlora";
+        for (int i = 0; i < no && n + 40 < cap; i++)
+            n += (size_t)snprintf(h + n, cap - n, "%s%s", i == 0 ? "; options: " : i == no - 1 ? " or " : ", ",
+                                  opts[i]);
     }
     (void)n;
 }
