@@ -150,4 +150,8 @@ check(rc == 0 and "no host profile" in out and "assumed:" in out, "bench without
 rc, out, err = run("bench", "-m", stories, "-p", "8", "-n", "4", "-r", "1", "--profile", os.path.join(TMP, "nope.json"))
 check(rc != 0 and err.startswith("fitlm: error:"), f"bench with a missing profile: {err.strip()}")
 
+# commands without a plan check refuse the flag
+rc, out, err = run("perplexity", "-m", stories, "--ids-file", "/dev/null", "--plan-check")
+check(rc != 0 and "unknown option '--plan-check'" in err, f"perplexity --plan-check refused: {err.strip()}")
+
 sys.exit(te.report())

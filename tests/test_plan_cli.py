@@ -445,6 +445,21 @@ x = plan_json("qwen2.5-72b", "-q", "awq", "--gpu", "A100-80GB:4")
 check(x["plan"]["tp"] == 1, f"AWQ Qwen2.5-72B on 4 A100s: no TP split ({x['plan']['tp']})")
 x = plan_json("llama-3-70b", "-q", "awq", "--tp", "2", "--gpu", "A100-80GB")
 check(x["plan"]["tp"] == 2, "AWQ Llama-3-70B (MLP 28672) at TP 2 is fine")
+# multi-node bandwidth from the catalog entry: the same card with a 400 Gb/s NIC
+# per GPU and with a 10 Gb/s one; a layout across two nodes (TP 8 x PP 2)
+# decodes slower on the second, and the built-in classes differ
+nics = os.path.join(TMP, "plan_nic_gpus.json")
+card = {"memory_gib": 24, "mem_bw_gbs": 1000, "fp16_tflops": 150, "max_per_node": 8, "link_gbs": 0}
+with open(nics, "w") as f:
+    json.dump({"gpus": [dict(card, name="Card-Fast-NIC", internode_gbs=50),
+                        dict(card, name="Card-Slow-NIC", internode_gbs=1.25)]}, f)
+t = {}
+for name in ("Card-Fast-NIC", "Card-Slow-NIC"):
+    x = plan_json("llama-3-70b", "--gpus-file", nics, "--gpu", f"{name}:16", "--tp", "8", "--pp", "2", "-c", "4096")
+    t[name] = x["time"]["decode_tokens_per_s"]
+check(t["Card-Slow-NIC"] < t["Card-Fast-NIC"], f"internode_gbs from the entry: {t}")
+check(names["H100-SXM"]["internode_bw_bytes_per_s"] == 50e9 and names["RTX-3090"]["internode_bw_bytes_per_s"] < 5e9,
+      "an HGX H100 gets a 400 Gb/s NIC per GPU, a GeForce server shares one 100 Gb/s NIC")
 rc, out, err = run("llama-3-70b", "--train", "--gpu", "H100-SXM:1", "--zero", "3", "--recompute", "full")
 check(rc != 0 and "options:" in err and "--zero 3" not in err and "--recompute full" not in err
       and "--qlora" in err, f"the hint suggests only options not already set: {err.strip()}")

@@ -62,6 +62,7 @@ static const char *base_name(const char *p) {
 int cmd_bench(int argc, char **argv) {
     runtime_opts o;
     runtime_opts_init(&o);
+    o.accept_plan_check = true;
     long n_pp = 512, n_tg = 128, reps = 5, membw_mib = 512;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;

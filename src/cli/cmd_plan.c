@@ -189,6 +189,7 @@ static int list_gpus_json(const fitlm_catalog *cat) {
         cJSON_AddStringToObject(o, "link", g->link);
         cJSON_AddNumberToObject(o, "link_bw_bytes_per_s", g->link_bw);
         cJSON_AddNumberToObject(o, "link_max_gpus", g->link_max_gpus);
+        cJSON_AddNumberToObject(o, "internode_bw_bytes_per_s", g->internode_bw);
         cJSON_AddNumberToObject(o, "pcie_gen", g->pcie_gen);
         cJSON_AddNumberToObject(o, "max_per_node", g->max_per_node);
         cJSON_AddNumberToObject(o, "tdp_w", g->tdp_w);

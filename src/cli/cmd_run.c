@@ -94,6 +94,7 @@ static char *read_stdin(size_t max, size_t *len) {
 int cmd_run(int argc, char **argv) {
     runtime_opts o;
     runtime_opts_init(&o);
+    o.accept_plan_check = true;
     fitlm_sampler_params sp = fitlm_sampler_params_default();
     bool seed_given = false, print_ids = false, chat = false, interactive = false, n_predict_given = false;
     const char *prompt = NULL, *ids_text = NULL, *system_msg = NULL, *template_name = NULL, *prompt_file = NULL;

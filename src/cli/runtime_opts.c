@@ -190,6 +190,7 @@ int runtime_opts_parse(runtime_opts *o, int argc, char **argv, int *i) {
         o->memory_report = true;
         return 1;
     }
+    if (!o->accept_plan_check) return 0;
     if (!strcmp(a, "--plan-check") || !strcmp(a, "--no-plan-check")) {
         o->plan_check = a[2] == 'p';
         return 1;

@@ -119,7 +119,7 @@ static int parse_gpu(const cJSON *o, const char *origin, int idx, fitlm_gpu *g, 
     str_field(o, "vendor", g->vendor, sizeof g->vendor);
     str_field(o, "arch", g->arch, sizeof g->arch);
     str_field(o, "link", g->link, sizeof g->link);
-    double usable = 0;
+    double usable = 0, inter = -1;
     double mem = 0, bw = 0, f16 = 0, bf16 = 0, f8 = 0, i8 = 0, link = 0, lmax = 0, pcie = 4, node = 8, tdp = 0, buy = 0,
            hour = 0;
     if (num_field(o, "memory_gib", 0.25, 65536, -1, &mem, who, err) ||
@@ -131,6 +131,7 @@ static int parse_gpu(const cJSON *o, const char *origin, int idx, fitlm_gpu *g, 
         num_field(o, "int8_tops", 0, 1e6, 0, &i8, who, err) ||
         num_field(o, "link_gbs", 0, 1e6, 0, &link, who, err) ||
         num_field(o, "link_max_gpus", 0, 1024, 0, &lmax, who, err) ||
+        num_field(o, "internode_gbs", 0, 1e5, 0, &inter, who, err) ||
         num_field(o, "pcie_gen", 3, 7, 4, &pcie, who, err) ||
         num_field(o, "max_per_node", 1, 1024, 8, &node, who, err) ||
         num_field(o, "tdp_w", 0, 1e5, 0, &tdp, who, err) ||
@@ -147,6 +148,12 @@ static int parse_gpu(const cJSON *o, const char *origin, int idx, fitlm_gpu *g, 
     g->int8_ops = i8 * 1e12;
     g->link_bw = link * 1e9;
     g->link_max_gpus = (int)lmax;
+    /* between nodes: given, else one 400 Gb/s NIC per GPU for NVSwitch /
+     * Infinity Fabric baseboards of 8 (DGX/HGX-class), else one 100 Gb/s NIC
+     * shared by the node's GPUs (a server of PCIe or GeForce cards) */
+    if (inter > 0) g->internode_bw = inter * 1e9;
+    else if (lmax >= 8) g->internode_bw = 50e9;
+    else g->internode_bw = 12.5e9 / (node > 0 ? node : 8);
     g->pcie_gen = (int)pcie;
     g->max_per_node = (int)node;
     g->tdp_w = tdp;

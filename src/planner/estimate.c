@@ -23,7 +23,7 @@ const fitlm_plan_constants fitlm_plan_k = {
     .alpha_link_s = 1e-6, /* per ring step: ~14 us for a small all-reduce over 8 NVLink GPUs */
     .alpha_pcie_s = 2.5e-6,
     .alpha_internode_s = 5e-6,
-    .internode_bw = 50e9,    /* one 400 Gb/s NIC per GPU (DGX/HGX H100-class nodes) */
+    .internode_bw = 50e9,    /* fallback only: each catalog entry has its own (internode_gbs) */
     .host_bw_per_gpu = 25e9, /* ~200 GB/s of server DRAM shared by 8 GPUs */
     .nvme_bw_per_gpu = 3e9,
     .kv_block_tokens = 16,
@@ -58,7 +58,7 @@ static double peak_flops(const fitlm_gpu *g, const fitlm_wformat *f, bool traini
 /* Bandwidth and latency of the link a group of n devices talks over. */
 static void link_of(const fitlm_gpu *g, int group, bool crosses_nodes, double *bw, double *alpha) {
     if (crosses_nodes) {
-        *bw = K.internode_bw * K.eff_link;
+        *bw = (g->internode_bw > 0 ? g->internode_bw : K.internode_bw) * K.eff_link;
         *alpha = K.alpha_internode_s;
     } else if (g->link_bw > 0 && group <= g->link_max_gpus) {
         *bw = g->link_bw / 2 * K.eff_link; /* vendors quote both directions together */

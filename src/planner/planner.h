@@ -48,6 +48,7 @@ typedef struct fitlm_gpu {
     double int8_ops;
     double link_bw;         /* peer link bytes/s, both directions together; 0 = PCIe only */
     int link_max_gpus;      /* GPUs joined by that link */
+    double internode_bw;    /* bytes/s per GPU between nodes (catalog internode_gbs; default by class) */
     int pcie_gen;
     int max_per_node;
     double tdp_w;
