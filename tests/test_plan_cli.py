@@ -460,6 +460,13 @@ for name in ("Card-Fast-NIC", "Card-Slow-NIC"):
 check(t["Card-Slow-NIC"] < t["Card-Fast-NIC"], f"internode_gbs from the entry: {t}")
 check(names["H100-SXM"]["internode_bw_bytes_per_s"] == 50e9 and names["RTX-3090"]["internode_bw_bytes_per_s"] < 5e9,
       "an HGX H100 gets a 400 Gb/s NIC per GPU, a GeForce server shares one 100 Gb/s NIC")
+# offload as llama.cpp does it: the host's layers run on the host CPU at its
+# bandwidth in a decode step (not streamed over PCIe)
+x = plan_json("llama-3-70b", "-q", "q4_k_m", "--gpu", "RTX-4090:1", "--offload", "cpu", "-c", "4096", "--no-profile")
+cpu_bw = names["CPU"]["mem_bw_bytes_per_s"]
+check(x["plan"]["offload_layers"] > 0 and
+      abs(x["time"]["offload_s_per_forward"] - x["memory"]["host_bytes"] / (0.8 * cpu_bw)) < 1e-6 * x["time"]["offload_s_per_forward"],
+      f"offloaded layers at the host's bandwidth: {x['time']['offload_s_per_forward']} s")
 rc, out, err = run("llama-3-70b", "--train", "--gpu", "H100-SXM:1", "--zero", "3", "--recompute", "full")
 check(rc != 0 and "options:" in err and "--zero 3" not in err and "--recompute full" not in err
       and "--qlora" in err, f"the hint suggests only options not already set: {err.strip()}")

@@ -269,6 +269,14 @@ static void eval_infer(const fitlm_plan_model *m, const fitlm_plan_request *r, c
     link_of(g, T * P, T * P > g->max_per_node, &pp_bw, &pp_alpha);
     double pcie = fitlm_pcie_bw(g->pcie_gen) * K.eff_link;
     double off_dev = off_bytes / T;
+    /* offloaded layers as llama.cpp runs them: a decode step computes them on
+     * the host CPU at its memory bandwidth (the catalog's CPU entry: measured
+     * by fitlm calibrate or estimated), a prefill chunk streams their weights
+     * to the GPU over PCIe (large batches run on the GPU) */
+    double host_bw = 0;
+    for (size_t i = 0; i < cat->n; i++)
+        if (cat->gpus[i].is_cpu) host_bw = cat->gpus[i].mem_bw * K.eff_decode_bw;
+    double off_decode = off_bytes > 0 ? (host_bw > 0 ? off_bytes / host_bw : off_dev / pcie) : 0;
 
     /* prefill: B prompts in n chunks that flow through the PP stages; per chunk and
      * stage the roofline max(FLOPs / compute, weight bytes / bandwidth) plus the TP
@@ -322,12 +330,12 @@ static void eval_infer(const fitlm_plan_model *m, const fitlm_plan_request *r, c
         }
     }
     double step = (mpp + P - 1) * t_stage + (P > 1 ? (P - 1) * (pp_alpha + bmb * hp->dim * 2 / pp_bw) : 0) +
-                  off_dev / pcie;
+                  off_decode;
     res->bubble = fitlm_pipeline_bubble(P, mpp);
     res->decode_bound = mem_bound ? "memory" : "compute";
     res->tpot_s = step;
     res->decode_tps = r->batch / step * res->dp;
-    res->offload_s = off_dev / pcie;
+    res->offload_s = off_decode;
 
     double cycle = res->ttft_s + r->output * res->tpot_s;
     res->usd_per_hour = g->cloud_usd_per_hour * res->count;
