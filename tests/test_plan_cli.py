@@ -460,6 +460,12 @@ for name in ("Card-Fast-NIC", "Card-Slow-NIC"):
 check(t["Card-Slow-NIC"] < t["Card-Fast-NIC"], f"internode_gbs from the entry: {t}")
 check(names["H100-SXM"]["internode_bw_bytes_per_s"] == 50e9 and names["RTX-3090"]["internode_bw_bytes_per_s"] < 5e9,
       "an HGX H100 gets a 400 Gb/s NIC per GPU, a GeForce server shares one 100 Gb/s NIC")
+# pipeline decode at steady state: PP 4 with 4 sequences keeps 4 micro-batches in
+# flight, so four sequences decode about 4x the tokens/s of one (not 4/7 x 4)
+t1 = plan_json("llama-3-70b", "--gpu", "H100-SXM:4", "--pp", "4", "--tp", "1", "-b", "1", "-c", "2048")
+t4 = plan_json("llama-3-70b", "--gpu", "H100-SXM:4", "--pp", "4", "--tp", "1", "-b", "4", "-c", "2048")
+ratio = t4["time"]["decode_tokens_per_s"] / t1["time"]["decode_tokens_per_s"]
+check(3.5 < ratio <= 4.0, f"PP 4 decode, batch 4 vs 1: {ratio:.2f}x")
 # offload as llama.cpp does it: the host's layers run on the host CPU at its
 # bandwidth in a decode step (not streamed over PCIe)
 x = plan_json("llama-3-70b", "-q", "q4_k_m", "--gpu", "RTX-4090:1", "--offload", "cpu", "-c", "4096", "--no-profile")

@@ -329,9 +329,11 @@ static void eval_infer(const fitlm_plan_model *m, const fitlm_plan_request *r, c
             mem_bound = tm >= tc;
         }
     }
-    double step = (mpp + P - 1) * t_stage + (P > 1 ? (P - 1) * (pp_alpha + bmb * hp->dim * 2 / pp_bw) : 0) +
-                  off_decode;
-    res->bubble = fitlm_pipeline_bubble(P, mpp);
+    /* steady state: the m micro-batches stay in flight (no flush per token);
+     * every sequence's next token comes after one trip through the P stages,
+     * P stage times, in which each stage is busy m of P slots */
+    double step = P * t_stage + (P > 1 ? (P - 1) * (pp_alpha + bmb * hp->dim * 2 / pp_bw) : 0) + off_decode;
+    res->bubble = P > 1 ? (double)(P - mpp) / P : 0;
     res->decode_bound = mem_bound ? "memory" : "compute";
     res->tpot_s = step;
     res->decode_tps = r->batch / step * res->dp;
