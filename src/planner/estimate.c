@@ -27,6 +27,11 @@ const fitlm_plan_constants fitlm_plan_k = {
     .host_bw_per_gpu = 25e9, /* ~200 GB/s of server DRAM shared by 8 GPUs */
     .nvme_bw_per_gpu = 3e9,
     .kv_block_tokens = 16,
+    /* fixed GPU costs: about eight kernel launches per layer at ~1 us each,
+     * and per forward step the embedding, output head, sampling and the
+     * host's scheduling */
+    .gpu_per_layer_s = 8e-6,
+    .gpu_per_step_s = 30e-6,
 };
 
 #define K fitlm_plan_k
@@ -296,13 +301,13 @@ static void eval_infer(const fitlm_plan_model *m, const fitlm_plan_request *r, c
         double tm = wst / (bw_mem * K.eff_decode_bw);
         double tcomm = T > 1 ? 2.0 * nl * fitlm_allreduce_time(chunk * hp->dim * 2, T, alpha, link_bw) : 0;
         if (P > 1) tcomm += pp_alpha + chunk * hp->dim * 2 / pp_bw;
-        double t = fmax(tc, tm) + tcomm;
+        double t = fmax(tc, tm) + tcomm + nl * K.gpu_per_layer_s;
         if (t > slot) {
             slot = t;
             pf_compute = tc >= tm;
         }
     }
-    double prefill = (n_chunks + P - 1) * slot + n_chunks * off_dev / pcie;
+    double prefill = (n_chunks + P - 1) * slot + n_chunks * (off_dev / pcie + K.gpu_per_step_s);
     res->prefill_bound = pf_compute ? "compute" : "memory";
     res->ttft_s = prefill;
     res->prefill_tps = prompt_tokens / prefill * res->dp;
@@ -323,7 +328,7 @@ static void eval_infer(const fitlm_plan_model *m, const fitlm_plan_request *r, c
         double fl = bmb * (2 * p_mm + attn_tok) * (nl / L) / T;
         double tm = bytes / (bw_mem * K.eff_decode_bw), tc = fl / (peak * K.eff_decode_flops);
         double tcomm = T > 1 ? 2.0 * nl * fitlm_allreduce_time(bmb * hp->dim * 2, T, alpha, link_bw) : 0;
-        double t = fmax(tm, tc) + tcomm;
+        double t = fmax(tm, tc) + tcomm + nl * K.gpu_per_layer_s;
         if (t > t_stage) {
             t_stage = t;
             mem_bound = tm >= tc;
@@ -332,7 +337,8 @@ static void eval_infer(const fitlm_plan_model *m, const fitlm_plan_request *r, c
     /* steady state: the m micro-batches stay in flight (no flush per token);
      * every sequence's next token comes after one trip through the P stages,
      * P stage times, in which each stage is busy m of P slots */
-    double step = P * t_stage + (P > 1 ? (P - 1) * (pp_alpha + bmb * hp->dim * 2 / pp_bw) : 0) + off_decode;
+    double step = P * t_stage + (P > 1 ? (P - 1) * (pp_alpha + bmb * hp->dim * 2 / pp_bw) : 0) + off_decode +
+                  K.gpu_per_step_s;
     res->bubble = P > 1 ? (double)(P - mpp) / P : 0;
     res->decode_bound = mem_bound ? "memory" : "compute";
     res->tpot_s = step;

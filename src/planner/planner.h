@@ -398,6 +398,8 @@ typedef struct fitlm_plan_constants {
     double host_bw_per_gpu;   /* host DRAM bytes/s available per GPU (CPU optimizer) */
     double nvme_bw_per_gpu;
     double kv_block_tokens;
+    double gpu_per_layer_s;   /* fixed time per layer and forward step on a GPU (kernel launches) */
+    double gpu_per_step_s;    /* fixed time per forward step on a GPU (embedding, head, sampling, scheduling) */
 } fitlm_plan_constants;
 extern const fitlm_plan_constants fitlm_plan_k;
 

@@ -523,6 +523,8 @@ char *fitlm_plan_json(const fitlm_plan_model *m, const fitlm_plan_request *r, co
     cJSON_AddNumberToObject(k, "alpha_link_s", fitlm_plan_k.alpha_link_s);
     cJSON_AddNumberToObject(k, "alpha_pcie_s", fitlm_plan_k.alpha_pcie_s);
     cJSON_AddNumberToObject(k, "alpha_internode_s", fitlm_plan_k.alpha_internode_s);
+    cJSON_AddNumberToObject(k, "gpu_per_layer_s", fitlm_plan_k.gpu_per_layer_s);
+    cJSON_AddNumberToObject(k, "gpu_per_step_s", fitlm_plan_k.gpu_per_step_s);
     cJSON_AddNumberToObject(k, "internode_bytes_per_s", fitlm_plan_k.internode_bw);
     cJSON_AddNumberToObject(k, "kv_block_tokens", r->kv_block);
     cJSON_AddNumberToObject(k, "memory_margin", r->margin);
