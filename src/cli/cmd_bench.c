@@ -9,6 +9,7 @@
 #include "backend/cpu/backend_cpu.h"
 #include "backend/cpu/kernels.h"
 #include "cli/commands.h"
+#include "cli/plan_check.h"
 #include "cli/runtime_opts.h"
 #include "runtime/memory_report.h"
 #include "runtime/sampler.h"
@@ -30,7 +31,10 @@ static void usage(FILE *out) {
             "  median tokens/s (and the spread of the runs). For tg it also shows the weight\n"
             "  bytes streamed per token x tokens/s, as GB/s and as a share of the measured\n"
             "  memory read bandwidth (measured over --membw-mib MiB, default 512; 0 skips it),\n"
-            "  and against a plain read of the weights' own memory right after each run.\n");
+            "  and against a plain read of the weights' own memory right after each run.\n"
+            "  At the end (unless --no-plan-check) the planner's prediction beside the measurement,\n"
+            "  per component, with the error (--profile FILE: the host profile from 'fitlm calibrate';\n"
+            "  default $XDG_CACHE_HOME/fitlm/host.json or ~/.cache/fitlm/host.json).\n");
 }
 
 static double now_s(void) {
@@ -58,6 +62,7 @@ static const char *base_name(const char *p) {
 int cmd_bench(int argc, char **argv) {
     runtime_opts o;
     runtime_opts_init(&o);
+    o.accept_plan_check = true;
     long n_pp = 512, n_tg = 128, reps = 5, membw_mib = 512;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
@@ -129,7 +134,7 @@ int cmd_bench(int argc, char **argv) {
            "threads", "test", "t/s", "weights GB/s");
     printf("|%s|%s|%s|%s|%s|%s|%s|%s|\n", "----------------------", "------------", "------------", "---------",
            "---------", "---------", "----------------------", "--------------");
-    double tg_median = 0.0;
+    double tg_median = 0.0, med_of[2] = {0, 0}, best_of[2] = {0, 0};
     for (int test = 0; test < 2; test++) {
         long n = test == 0 ? n_pp : n_tg;
         if (n == 0) continue;
@@ -160,6 +165,8 @@ int cmd_bench(int argc, char **argv) {
             if (tps[r] > hi) hi = tps[r];
         }
         double med = median(tps, (int)reps);
+        med_of[test] = med;
+        best_of[test] = hi;
         char tname[32], tcell[64], bw[32];
         snprintf(tname, sizeof tname, "%s%ld", test == 0 ? "pp" : "tg", n);
         snprintf(tcell, sizeof tcell, "%.2f (%.0f-%.0f)", med, lo, hi);
@@ -184,6 +191,7 @@ int cmd_bench(int argc, char **argv) {
      * otherwise show in the peak RSS */
     fitlm_runtime_get_memory(s.rt, &mem);
     fitlm_memory_report_print(stdout, &mem, &m->hp);
+    uint64_t peak_rss = fitlm_peak_rss_bytes();
 #ifdef FITLM_HAVE_MEMBW
     if (n_tg > 0 && membw_mib > 0) {
         double peak = fitlm_measure_read_bandwidth(fitlm_backend_cpu_pool(s.backend), (size_t)membw_mib << 20);
@@ -206,6 +214,30 @@ int cmd_bench(int argc, char **argv) {
     (void)membw_mib;
     (void)gbs;
 #endif
+    if (o.plan_check != 0) {
+        /* distinct token ids the runs looked up (embedding rows touched) */
+        uint32_t distinct = vocab; /* all, if the count cannot be made */
+        unsigned char *seen = calloc(vocab, 1);
+        if (seen) {
+            distinct = 0;
+            for (uint32_t i = 0; i < need; i++)
+                if (!seen[toks[i]]) seen[toks[i]] = 1, distinct++;
+            free(seen);
+        }
+        plan_check_run pr = {.mem = &mem,
+                             .peak_rss = peak_rss,
+                             .threads = threads,
+                             .embd_rows = distinct,
+                             .positions_used = need,
+                             .n_prompt = (uint32_t)n_pp,
+                             .pp_tps_median = med_of[0],
+                             .pp_tps_best = best_of[0],
+                             .ctx0 = 0,
+                             .n_gen = (uint32_t)n_tg,
+                             .tg_tps_median = med_of[1],
+                             .tg_tps_best = best_of[1]};
+        if (plan_check_print(stdout, m, o.profile_path, &pr)) goto done;
+    }
     rc = 0;
     goto done;
 fail_err:

@@ -1,4 +1,5 @@
 /* fitlm plan: memory, time, cost and the best layout for a model. */
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -8,6 +9,7 @@
 
 #include "cli/commands.h"
 #include "format/ggml_type.h"
+#include "planner/cpu_cost.h"
 #include "planner/planner.h"
 #include "util/error.h"
 #include "util/file.h"
@@ -24,6 +26,9 @@ static void usage(FILE *fp) {
             "      --list-models          list the built-in model presets\n"
             "      --list-gpus            list the GPU catalog (with --gpus-file entries and the host CPU)\n"
             "      --measure-host         measure this machine's memory read bandwidth (about 0.1 s) instead of estimating it\n"
+            "      --profile FILE         the host profile of 'fitlm calibrate' for this machine's CPU (default\n"
+            "                             $XDG_CACHE_HOME/fitlm/host.json or ~/.cache/fitlm/host.json when present)\n"
+            "      --no-profile           ignore the default host profile (assumed figures)\n"
             "      --train                plan training instead of inference (also --mode train)\n"
             "      --pretrain             training from scratch (same memory model as a full fine-tune)\n"
             "inference workload:\n"
@@ -159,6 +164,52 @@ static void list_models(void) {
     }
 }
 
+/* --list-gpus --json: the catalog as a JSON array (every field of an entry). */
+static int list_gpus_json(const fitlm_catalog *cat) {
+    cJSON *arr = cJSON_CreateArray();
+    if (!arr) return fitlm_die("out of memory");
+    for (size_t i = 0; i < cat->n; i++) {
+        const fitlm_gpu *g = &cat->gpus[i];
+        cJSON *o = cJSON_CreateObject();
+        if (!o) break;
+        cJSON_AddItemToArray(arr, o);
+        cJSON_AddStringToObject(o, "name", g->name);
+        cJSON *al = cJSON_AddArrayToObject(o, "aliases");
+        for (int k = 0; k < g->n_aliases; k++) cJSON_AddItemToArray(al, cJSON_CreateString(g->aliases[k]));
+        cJSON_AddStringToObject(o, "vendor", g->vendor);
+        cJSON_AddStringToObject(o, "arch", g->arch);
+        cJSON_AddBoolToObject(o, "is_cpu", g->is_cpu);
+        cJSON_AddNumberToObject(o, "memory_bytes", g->memory_bytes);
+        cJSON_AddNumberToObject(o, "usable_memory_bytes", g->usable_memory_bytes);
+        cJSON_AddNumberToObject(o, "mem_bw_bytes_per_s", g->mem_bw);
+        cJSON_AddNumberToObject(o, "fp16_flops", g->fp16_flops);
+        cJSON_AddNumberToObject(o, "bf16_flops", g->bf16_flops);
+        cJSON_AddNumberToObject(o, "fp8_flops", g->fp8_flops);
+        cJSON_AddNumberToObject(o, "int8_ops", g->int8_ops);
+        cJSON_AddStringToObject(o, "link", g->link);
+        cJSON_AddNumberToObject(o, "link_bw_bytes_per_s", g->link_bw);
+        cJSON_AddNumberToObject(o, "link_max_gpus", g->link_max_gpus);
+        cJSON_AddNumberToObject(o, "internode_bw_bytes_per_s", g->internode_bw);
+        cJSON_AddNumberToObject(o, "pcie_gen", g->pcie_gen);
+        cJSON_AddNumberToObject(o, "max_per_node", g->max_per_node);
+        cJSON_AddNumberToObject(o, "tdp_w", g->tdp_w);
+        cJSON_AddNumberToObject(o, "purchase_usd", g->purchase_usd);
+        cJSON_AddNumberToObject(o, "cloud_usd_per_hour", g->cloud_usd_per_hour);
+        if (g->is_cpu) {
+            cJSON_AddNumberToObject(o, "cpu_cores", g->cpu_cores);
+            cJSON_AddBoolToObject(o, "bw_measured", g->bw_measured);
+        }
+        cJSON_AddStringToObject(o, "spec_source", g->spec_source);
+        cJSON_AddStringToObject(o, "origin", g->origin);
+    }
+    char *txt = cJSON_Print(arr);
+    cJSON_Delete(arr);
+    if (!txt) return fitlm_die("out of memory");
+    printf("%s\n", txt);
+    free(txt);
+    return 0;
+}
+
 static void list_gpus(const fitlm_catalog *cat) {
     printf("%-15s %8s %9s %10s %9s %9s %-16s %9s %9s  %s\n", "name", "mem GiB", "BW GB/s", "BF16 TF/s", "FP8 TF/s",
            "INT8 TOPS", "link", "$/hour", "purchase", "origin");
@@ -192,9 +243,9 @@ static int add_gpusel(fitlm_plan_request *r, const fitlm_catalog *cat, const cha
 }
 
 typedef struct pending {
-    const char *model, *quant, *kv, *gpus[FITLM_PLAN_MAX_GPUSEL], *gpus_file, *svg, *targets;
+    const char *model, *quant, *kv, *gpus[FITLM_PLAN_MAX_GPUSEL], *gpus_file, *svg, *targets, *profile;
     int n_gpus;
-    bool json, list_models, list_gpus, train, measure_host;
+    bool json, list_models, list_gpus, train, measure_host, no_profile;
 } pending;
 
 int cmd_plan(int argc, char **argv) {
@@ -216,6 +267,10 @@ int cmd_plan(int argc, char **argv) {
         else if (!strcmp(a, "--list-gpus")) pd.list_gpus = true;
         else if (!strcmp(a, "--json")) pd.json = true;
         else if (!strcmp(a, "--measure-host")) pd.measure_host = true;
+        else if (!strcmp(a, "--no-profile")) pd.no_profile = true;
+        else if (!strcmp(a, "--profile")) {
+            if (!(pd.profile = VAL())) return fitlm_die("--profile needs a file");
+        }
         else if (!strcmp(a, "--train")) pd.train = true;
         else if (!strcmp(a, "--mode")) {
             const char *v = VAL();
@@ -293,10 +348,38 @@ int cmd_plan(int argc, char **argv) {
         free(text);
     }
     fitlm_catalog_add_host_cpu(&cat);
+    if (pd.profile && pd.no_profile) {
+        fitlm_die("plan: --profile and --no-profile contradict each other");
+        goto done;
+    }
+    {
+        /* the host profile: explicit (must load), or the default one when present */
+        char def[4096];
+        const char *ppath = pd.profile;
+        if (!ppath && !pd.no_profile && fitlm_host_profile_default_path(def, sizeof def) == 0 && fitlm_file_exists(def))
+            ppath = def;
+        if (ppath) {
+            fitlm_host_profile *hp = malloc(sizeof *hp);
+            if (!hp) {
+                fitlm_die("out of memory");
+                goto done;
+            }
+            if (fitlm_host_profile_load(hp, ppath, &err)) {
+                free(hp);
+                if (pd.profile) {
+                    fitlm_error_print(&err);
+                    goto done;
+                }
+                fprintf(stderr, "fitlm: warning: %s; using assumed figures for this machine\n", err.msg);
+            } else {
+                fitlm_catalog_use_profile(&cat, hp, ppath);
+            }
+        }
+    }
     if (pd.measure_host) fitlm_catalog_measure_host(&cat, 0);
     if (pd.list_gpus) {
-        list_gpus(&cat);
-        rc = 0;
+        if (pd.json) rc = list_gpus_json(&cat);
+        else list_gpus(&cat), rc = 0;
         goto done;
     }
     if (!pd.model) {

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "cli/commands.h"
+#include "cli/plan_check.h"
 #include "cli/chat_loop.h"
 #include "cli/generate.h"
 #include "backend/cpu/backend_cpu.h"
@@ -49,7 +50,9 @@ static void usage(FILE *out) {
             "  --json-schema FILE      constrain the output to JSON valid under this schema\n"
             "                          (docs/structured-output.md); the prompt is not echoed\n"
             "  --grammar FILE          constrain the output to a GBNF grammar (rule 'root')\n"
-            "  --memory-report         (always printed at the end of run)\n");
+            "  --memory-report         (always printed at the end of run)\n"
+            "  --plan-check            print the planner's prediction beside this run's memory and speed\n"
+            "                          (--profile FILE: the host profile of 'fitlm calibrate')\n");
 }
 
 #define PROMPT_MAX_BYTES (16u * 1024u * 1024u)
@@ -91,6 +94,7 @@ static char *read_stdin(size_t max, size_t *len) {
 int cmd_run(int argc, char **argv) {
     runtime_opts o;
     runtime_opts_init(&o);
+    o.accept_plan_check = true;
     fitlm_sampler_params sp = fitlm_sampler_params_default();
     bool seed_given = false, print_ids = false, chat = false, interactive = false, n_predict_given = false;
     const char *prompt = NULL, *ids_text = NULL, *system_msg = NULL, *template_name = NULL, *prompt_file = NULL;
@@ -385,6 +389,25 @@ int cmd_run(int argc, char **argv) {
             n_gen, t_gen * 1e3, n_eval, n_eval ? t_gen * 1e3 / n_eval : 0.0,
             n_eval ? n_eval / (t_gen > 0 ? t_gen : 1e-9) : 0.0);
     runtime_session_print_memory(&s, stderr);
+    if (o.plan_check == 1) {
+        fitlm_runtime_memory mem;
+        fitlm_engine_get_memory(s.engine, &mem);
+        plan_check_run pr = {.mem = &mem,
+                             .peak_rss = fitlm_peak_rss_bytes(),
+                             .threads = fitlm_backend_cpu_threads(s.backend),
+                             .embd_rows = n_prompt + (uint32_t)n_gen,
+                             .positions_used = n_prompt + (uint32_t)n_gen,
+                             .extra_scratch = (uint64_t)s.model->hp.vocab_size * sizeof(float),
+                             .n_prompt = n_prompt,
+                             .pp_tps_median = t_prompt > 0 ? n_prompt / t_prompt : 0,
+                             .pp_tps_best = t_prompt > 0 ? n_prompt / t_prompt : 0,
+                             .ttft_s = t_prompt,
+                             .ctx0 = n_prompt,
+                             .n_gen = (uint32_t)n_eval,
+                             .tg_tps_median = n_eval && t_gen > 0 ? n_eval / t_gen : 0,
+                             .tg_tps_best = n_eval && t_gen > 0 ? n_eval / t_gen : 0};
+        if (plan_check_print(stderr, s.model, o.profile_path, &pr)) goto done;
+    }
     rc = 0;
 done:
     if (cons.mask) cons.free_state(cons.state);

@@ -3,26 +3,10 @@
 #include <stdio.h>
 #include <unistd.h>
 
-#include "runtime/kv_cache.h"
+#include "runtime/mem_model.h"
 #include "runtime/runtime.h"
 #include "util/error.h"
 #include "util/meminfo.h"
-
-/* Scratch the runtime and the CPU backend allocate for n_ctx positions: the
- * per-micro-batch activations and logits (runtime.c) and, per thread, the
- * attention scores of a KV head's query group over the context (or the
- * AVX-512 path's 16 lanes per position) — an estimate a little above the real
- * figure. *per_position gets the part that grows with the context. */
-static uint64_t scratch_estimate(const fitlm_hparams *hp, uint32_t n_ctx, uint32_t ub, int n_threads,
-                                 uint64_t *per_position) {
-    uint64_t q_dim = (uint64_t)hp->n_heads * hp->head_dim, kv_dim = (uint64_t)hp->n_kv_heads * hp->head_dim;
-    uint64_t act = (uint64_t)ub * (3ull * hp->dim + 2 * q_dim + 2 * kv_dim + 2ull * hp->ffn_dim) * 4 +
-                   (uint64_t)ub * hp->vocab_size * 4;
-    uint64_t group = hp->n_kv_heads ? hp->n_heads / hp->n_kv_heads : 1;
-    if (group < 16) group = 16;
-    *per_position = group * 4 * (uint64_t)n_threads;
-    return act + (uint64_t)n_ctx * *per_position + (uint64_t)hp->head_dim * 32 * (uint64_t)n_threads;
-}
 
 int mem_budget_fit_context(const fitlm_model *m, int kv_type, uint32_t *n_ctx, uint32_t n_ubatch, int n_threads,
                            uint64_t mem_limit, bool ctx_from_user) {
@@ -36,17 +20,17 @@ int mem_budget_fit_context(const fitlm_model *m, int kv_type, uint32_t *n_ctx, u
     }
     uint32_t ub = n_ubatch ? n_ubatch : FITLM_DEFAULT_UBATCH;
     if (ub > ctx) ub = ctx;
-    int64_t kv_dim = (int64_t)hp->n_kv_heads * hp->head_dim;
-    uint64_t kv_per_pos = fitlm_kv_cache_bytes(kv_type, 1, hp->n_layers, kv_dim);
-    uint64_t scratch_per_pos = 0;
+    /* the runtime's own sizes (runtime/mem_model.h, shared with the planner) */
+    fitlm_mem_model mm;
+    fitlm_mem_model_cpu(hp, fitlm_model_tensor_bytes(m), kv_type, ctx, ub, n_threads, &mm);
     fitlm_mem_need need = {
-        .weights = fitlm_model_tensor_bytes(m),
-        .kv = fitlm_kv_cache_bytes(kv_type, ctx, hp->n_layers, kv_dim),
-        .scratch = scratch_estimate(hp, ctx, ub, n_threads, &scratch_per_pos),
+        .weights = mm.weights,
+        .kv = mm.kv,
+        .scratch = mm.scratch,
         .n_ctx = ctx,
         .ctx_flag = "-c",
     };
-    need.per_position = kv_per_pos + scratch_per_pos;
+    need.per_position = mm.kv_per_position + mm.scratch_per_position;
     fitlm_mem_avail avail;
     fitlm_mem_available(mem_limit, &avail);
     fitlm_error err = {{0}};

@@ -138,6 +138,7 @@ void runtime_opts_init(runtime_opts *o) {
     memset(o, 0, sizeof *o);
     o->kv_type = FITLM_TYPE_F16;
     o->mem_limit = FITLM_MEM_UNKNOWN;
+    o->plan_check = -1;
 }
 
 int runtime_opts_parse(runtime_opts *o, int argc, char **argv, int *i) {
@@ -187,6 +188,16 @@ int runtime_opts_parse(runtime_opts *o, int argc, char **argv, int *i) {
     }
     if (!strcmp(a, "--memory-report")) {
         o->memory_report = true;
+        return 1;
+    }
+    if (!o->accept_plan_check) return 0;
+    if (!strcmp(a, "--plan-check") || !strcmp(a, "--no-plan-check")) {
+        o->plan_check = a[2] == 'p';
+        return 1;
+    }
+    if (!strcmp(a, "--profile")) {
+        if (!(v = opt_value(argc, argv, i))) return -1;
+        o->profile_path = v;
         return 1;
     }
     return 0;

@@ -41,6 +41,9 @@ typedef struct runtime_opts {
     bool ctx_clamp;    /* n_ctx above the model's context: use the model's (else error) */
     bool check_tensors; /* --check-tensors: scan every weight for NaN/Inf before running */
     uint64_t mem_limit; /* --mem-limit bytes; FITLM_MEM_UNKNOWN (UINT64_MAX) = none */
+    bool accept_plan_check; /* set by commands that print a plan check (run, bench): else the flags are unknown */
+    int plan_check;     /* --plan-check 1, --no-plan-check 0, -1 = the command's default */
+    const char *profile_path; /* --profile FILE: the host profile for --plan-check (NULL = default path) */
 } runtime_opts;
 
 void runtime_opts_init(runtime_opts *o);

@@ -10,6 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "format/ggml_type.h"
+#include "planner/cpu_cost.h"
 #include "planner/planner.h"
 #include "sys/membw.h"
 #include "sys/threadpool.h"
@@ -60,6 +62,7 @@ static int push(fitlm_catalog *cat, const fitlm_gpu *g) {
 void fitlm_catalog_free(fitlm_catalog *cat) {
     if (!cat) return;
     free(cat->gpus);
+    free(cat->host_profile);
     memset(cat, 0, sizeof *cat);
 }
 
@@ -116,9 +119,11 @@ static int parse_gpu(const cJSON *o, const char *origin, int idx, fitlm_gpu *g, 
     str_field(o, "vendor", g->vendor, sizeof g->vendor);
     str_field(o, "arch", g->arch, sizeof g->arch);
     str_field(o, "link", g->link, sizeof g->link);
+    double usable = 0, inter = -1;
     double mem = 0, bw = 0, f16 = 0, bf16 = 0, f8 = 0, i8 = 0, link = 0, lmax = 0, pcie = 4, node = 8, tdp = 0, buy = 0,
            hour = 0;
     if (num_field(o, "memory_gib", 0.25, 65536, -1, &mem, who, err) ||
+        num_field(o, "usable_memory_gib", 0, 65536, 0, &usable, who, err) ||
         num_field(o, "mem_bw_gbs", 1, 1e6, -1, &bw, who, err) ||
         num_field(o, "fp16_tflops", 0.001, 1e6, -1, &f16, who, err) ||
         num_field(o, "bf16_tflops", 0, 1e6, f16, &bf16, who, err) ||
@@ -126,6 +131,7 @@ static int parse_gpu(const cJSON *o, const char *origin, int idx, fitlm_gpu *g, 
         num_field(o, "int8_tops", 0, 1e6, 0, &i8, who, err) ||
         num_field(o, "link_gbs", 0, 1e6, 0, &link, who, err) ||
         num_field(o, "link_max_gpus", 0, 1024, 0, &lmax, who, err) ||
+        num_field(o, "internode_gbs", 0, 1e5, 0, &inter, who, err) ||
         num_field(o, "pcie_gen", 3, 7, 4, &pcie, who, err) ||
         num_field(o, "max_per_node", 1, 1024, 8, &node, who, err) ||
         num_field(o, "tdp_w", 0, 1e5, 0, &tdp, who, err) ||
@@ -133,6 +139,8 @@ static int parse_gpu(const cJSON *o, const char *origin, int idx, fitlm_gpu *g, 
         num_field(o, "cloud_usd_per_hour", 0, 1e4, 0, &hour, who, err))
         return -1;
     g->memory_bytes = mem * FITLM_GIB;
+    if (usable > mem) return fitlm_fail(err, "%s: usable_memory_gib %g exceeds memory_gib %g", who, usable, mem);
+    g->usable_memory_bytes = (usable > 0 ? usable : mem) * FITLM_GIB;
     g->mem_bw = bw * 1e9;
     g->fp16_flops = f16 * 1e12;
     g->bf16_flops = (bf16 > 0 ? bf16 : f16) * 1e12;
@@ -140,6 +148,12 @@ static int parse_gpu(const cJSON *o, const char *origin, int idx, fitlm_gpu *g, 
     g->int8_ops = i8 * 1e12;
     g->link_bw = link * 1e9;
     g->link_max_gpus = (int)lmax;
+    /* between nodes: given, else one 400 Gb/s NIC per GPU for NVSwitch /
+     * Infinity Fabric baseboards of 8 (DGX/HGX-class), else one 100 Gb/s NIC
+     * shared by the node's GPUs (a server of PCIe or GeForce cards) */
+    if (inter > 0) g->internode_bw = inter * 1e9;
+    else if (lmax >= 8) g->internode_bw = 50e9;
+    else g->internode_bw = 12.5e9 / (node > 0 ? node : 8);
     g->pcie_gen = (int)pcie;
     g->max_per_node = (int)node;
     g->tdp_w = tdp;
@@ -217,51 +231,6 @@ int fitlm_catalog_load_builtin(fitlm_catalog *cat, fitlm_error *err) {
 
 /* ---- the host CPU ---- */
 
-static double meminfo_kib(const char *key) {
-    FILE *f = fopen("/proc/meminfo", "r");
-    if (!f) return 0;
-    char line[256];
-    double v = 0;
-    size_t kl = strlen(key);
-    while (fgets(line, sizeof line, f)) {
-        if (strncmp(line, key, kl) == 0 && line[kl] == ':') {
-            v = strtod(line + kl + 1, NULL);
-            break;
-        }
-    }
-    fclose(f);
-    return v;
-}
-
-/* Model name, max MHz and SIMD width from /proc/cpuinfo. */
-static void cpuinfo(char *model, size_t cap, double *mhz, int *fp32_lanes) {
-    *mhz = 0;
-    *fp32_lanes = 4; /* SSE / NEON baseline */
-    snprintf(model, cap, "CPU");
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (!f) return;
-    char line[4096];
-    bool got_model = false;
-    while (fgets(line, sizeof line, f)) {
-        char *colon = strchr(line, ':');
-        if (!colon) continue;
-        char *val = colon + 1;
-        while (*val == ' ' || *val == '\t') val++;
-        val[strcspn(val, "\n")] = 0;
-        if (!got_model && strncmp(line, "model name", 10) == 0) {
-            snprintf(model, cap, "%s", val);
-            got_model = true;
-        } else if (strncmp(line, "cpu MHz", 7) == 0) {
-            double m = strtod(val, NULL);
-            if (m > *mhz) *mhz = m;
-        } else if (strncmp(line, "flags", 5) == 0) {
-            if (strstr(val, " avx512f")) *fp32_lanes = 16;
-            else if (strstr(val, " avx2") && *fp32_lanes < 8) *fp32_lanes = 8;
-        }
-    }
-    fclose(f);
-}
-
 void fitlm_catalog_add_host_cpu(fitlm_catalog *cat) {
     fitlm_gpu g;
     memset(&g, 0, sizeof g);
@@ -269,23 +238,24 @@ void fitlm_catalog_add_host_cpu(fitlm_catalog *cat) {
     snprintf(g.aliases[0], sizeof g.aliases[0], "host");
     snprintf(g.aliases[1], sizeof g.aliases[1], "this-machine");
     g.n_aliases = 2;
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    if (cores < 1) cores = 1;
-    double mem_kib = meminfo_kib("MemTotal");
-    if (mem_kib <= 0) mem_kib = 4.0 * 1024 * 1024;
-    double mhz;
-    int lanes;
-    cpuinfo(g.arch, sizeof g.arch, &mhz, &lanes);
-    if (mhz <= 0) mhz = 2500;
+    /* facts that do not change from run to run: physical cores, caches, ISA,
+     * the rated maximum clock (not the momentary "cpu MHz") */
+    fitlm_host_profile facts;
+    fitlm_host_facts(&facts);
+    int cores = facts.physical_cores;
+    double mhz = facts.max_mhz > 0 ? facts.max_mhz : 2500;
+    int lanes = strstr(facts.flags, "avx512f") ? 16 : strstr(facts.flags, "avx2") ? 8 : 4;
+    snprintf(g.arch, sizeof g.arch, "%s", facts.cpu);
     snprintf(g.vendor, sizeof g.vendor, "host");
     snprintf(g.link, sizeof g.link, "none");
     g.is_cpu = true;
-    g.cpu_cores = (int)cores;
-    g.memory_bytes = mem_kib * 1024.0;
+    g.cpu_cores = cores;
+    g.memory_bytes = facts.memory_bytes > 0 ? facts.memory_bytes : 4.0 * FITLM_GIB;
+    g.usable_memory_bytes = g.memory_bytes;
     /* Estimated, not measured: about 8 GB/s of streaming read per core, capped
      * at a typical 8-channel DDR5 server socket (~300 GB/s). */
-    double bw = 8e9 * (double)cores;
-    if (bw > 300e9) bw = 300e9;
+    double bw = FITLM_ASSUMED_BW_PER_CORE * (double)cores;
+    if (bw > FITLM_ASSUMED_BW_CAP) bw = FITLM_ASSUMED_BW_CAP;
     g.mem_bw = bw;
     g.bw_measured = false;
     /* Two FMA pipes x lanes x 2 FLOP per cycle per core (fp32 SIMD). */
@@ -294,11 +264,42 @@ void fitlm_catalog_add_host_cpu(fitlm_catalog *cat) {
     g.max_per_node = 1;
     g.pcie_gen = 4;
     snprintf(g.spec_source, sizeof g.spec_source,
-             "detected: %ld cores and %.1f GiB from /proc; bandwidth estimated as 8 GB/s per core (capped at 300 GB/s), "
-             "FLOP/s as cores x clock x 2 FMA x %d fp32 lanes x 2",
-             cores, g.memory_bytes / FITLM_GIB, lanes);
+             "detected: %d physical cores, %.0f MiB L3, %s, %.1f GiB from /proc and /sys; %s clock %.0f MHz; bandwidth "
+             "estimated as 8 GB/s per core (capped at 300 GB/s), FLOP/s as cores x clock x 2 FMA x %d fp32 lanes x 2",
+             cores, facts.l3_bytes / 1048576.0, facts.isa, g.memory_bytes / FITLM_GIB,
+             facts.max_mhz > 0 ? "rated" : "assumed", mhz, lanes);
     snprintf(g.origin, sizeof g.origin, "detected");
     push(cat, &g);
+}
+
+void fitlm_catalog_use_profile(fitlm_catalog *cat, fitlm_host_profile *p, const char *path) {
+    free(cat->host_profile);
+    cat->host_profile = p;
+    snprintf(cat->host_profile_path, sizeof cat->host_profile_path, "%s", path ? path : "");
+    if (!p) return;
+    for (size_t i = 0; i < cat->n; i++) {
+        fitlm_gpu *g = &cat->gpus[i];
+        if (!g->is_cpu) continue;
+        int t = p->threads > 0 && p->threads <= p->n_bw ? p->threads : p->n_bw;
+        if (t >= 1 && p->read_bw[t] > 0) {
+            g->mem_bw = p->read_bw[t];
+            g->bw_measured = true;
+        }
+        double best = 0;
+        for (int k = 0; k < p->n_kern; k++)
+            if (p->kern[k].prefill_flops > best) best = p->kern[k].prefill_flops;
+        if (best > 0) g->int8_ops = best;
+        for (int k = 0; k < p->n_kern; k++)
+            if ((p->kern[k].type == FITLM_TYPE_F16 || p->kern[k].type == FITLM_TYPE_BF16) &&
+                p->kern[k].prefill_flops > 0) {
+                if (p->kern[k].type == FITLM_TYPE_F16) g->fp16_flops = p->kern[k].prefill_flops;
+                else g->bf16_flops = p->kern[k].prefill_flops;
+            }
+        snprintf(g->spec_source, sizeof g->spec_source,
+                 "host profile %.120s (%s): %d cores, read bandwidth %.1f GB/s with %d threads, kernel rates for %d "
+                 "weight types measured",
+                 cat->host_profile_path, p->created, p->physical_cores, g->mem_bw / 1e9, t, p->n_kern);
+    }
 }
 
 void fitlm_catalog_measure_host(fitlm_catalog *cat, int n_threads) {

@@ -5,7 +5,10 @@
 #include <string.h>
 
 #include "format/ggml_type.h"
+#include "planner/cpu_cost.h"
 #include "planner/planner.h"
+#include "runtime/mem_model.h"
+#include "runtime/runtime.h"
 
 const char *const fitlm_mem_names[FITLM_MEM_COUNT] = {"weights", "kv_cache", "activations", "gradients",
                                                       "optimizer", "lora", "overhead"};
@@ -20,10 +23,15 @@ const fitlm_plan_constants fitlm_plan_k = {
     .alpha_link_s = 1e-6, /* per ring step: ~14 us for a small all-reduce over 8 NVLink GPUs */
     .alpha_pcie_s = 2.5e-6,
     .alpha_internode_s = 5e-6,
-    .internode_bw = 50e9,    /* one 400 Gb/s NIC per GPU (DGX/HGX H100-class nodes) */
+    .internode_bw = 50e9,    /* fallback only: each catalog entry has its own (internode_gbs) */
     .host_bw_per_gpu = 25e9, /* ~200 GB/s of server DRAM shared by 8 GPUs */
     .nvme_bw_per_gpu = 3e9,
     .kv_block_tokens = 16,
+    /* fixed GPU costs: about eight kernel launches per layer at ~1 us each,
+     * and per forward step the embedding, output head, sampling and the
+     * host's scheduling */
+    .gpu_per_layer_s = 8e-6,
+    .gpu_per_step_s = 30e-6,
 };
 
 #define K fitlm_plan_k
@@ -55,7 +63,7 @@ static double peak_flops(const fitlm_gpu *g, const fitlm_wformat *f, bool traini
 /* Bandwidth and latency of the link a group of n devices talks over. */
 static void link_of(const fitlm_gpu *g, int group, bool crosses_nodes, double *bw, double *alpha) {
     if (crosses_nodes) {
-        *bw = K.internode_bw * K.eff_link;
+        *bw = (g->internode_bw > 0 ? g->internode_bw : K.internode_bw) * K.eff_link;
         *alpha = K.alpha_internode_s;
     } else if (g->link_bw > 0 && group <= g->link_max_gpus) {
         *bw = g->link_bw / 2 * K.eff_link; /* vendors quote both directions together */
@@ -86,12 +94,108 @@ static double kv_heads_per_device(const fitlm_hparams *hp, int T) {
     return kv < 1 ? 1 : kv; /* replicated when TP exceeds the KV heads */
 }
 
+/* ---------------------------------------------------------------- this machine's CPU */
+
+/* The fitlm CPU kernel whose rates a weight format runs at. */
+static int cpu_kernel_type(const fitlm_plan_model *m, const fitlm_wformat *f) {
+    switch (f->kind) {
+    case FITLM_W_PLAIN:
+        return f->type == FITLM_TYPE_F8_E4M3 ? FITLM_TYPE_F16 : f->type;
+    case FITLM_W_GGUF:
+    case FITLM_W_GGUF_MIX:
+        return f->type;
+    case FITLM_W_INT8:
+        return FITLM_TYPE_Q8_0;
+    case FITLM_W_GPTQ:
+    case FITLM_W_AWQ:
+        return FITLM_TYPE_Q4_0;
+    case FITLM_W_FILE: {
+        const char *c = strchr(m->file_type_name, ':');
+        int t = c ? fitlm_type_from_name(c + 1) : -1;
+        return t >= 0 ? t : FITLM_TYPE_F16;
+    }
+    }
+    return FITLM_TYPE_F16;
+}
+
+/* Inference on the host CPU with fitlm's own runtime: the memory the runtime
+ * allocates (runtime/mem_model.h) and the calibrated cost model
+ * (planner/cpu_cost.h), the same functions `bench --plan-check` uses. */
+static void eval_infer_cpu(const fitlm_plan_model *m, const fitlm_plan_request *r, const fitlm_catalog *cat,
+                           const fitlm_weight_bytes *wb, fitlm_plan_result *res) {
+    const fitlm_hparams *hp = &m->hp;
+    const fitlm_gpu *g = &cat->gpus[res->gpu];
+    const fitlm_wformat *f = &r->formats[res->format >= 0 && res->format < r->n_formats ? res->format : 0];
+    const fitlm_host_profile *prof = cat->host_profile;
+    int threads = prof && prof->threads > 0 ? prof->threads : (g->cpu_cores > 0 ? g->cpu_cores : 1);
+    uint32_t ub = r->chunk < FITLM_DEFAULT_UBATCH ? r->chunk : FITLM_DEFAULT_UBATCH;
+    fitlm_mem_model mm;
+    fitlm_mem_model_cpu(hp, (uint64_t)wb->total, res->kv_type, r->ctx, ub, threads, &mm);
+    /* one sequence per KV cache; a batch holds one cache per sequence */
+    double seqs = r->batch ? r->batch : 1;
+    res->n_stages = 1;
+    res->kv_bytes_per_token = fitlm_kv_bytes_per_token(hp, res->kv_type);
+    double *st = res->stage[0];
+    memset(st, 0, sizeof(double) * FITLM_MEM_COUNT);
+    st[FITLM_MEM_WEIGHTS] = wb->total;
+    st[FITLM_MEM_KV] = (double)mm.kv * seqs;
+    st[FITLM_MEM_ACT] = (double)mm.scratch;
+    st[FITLM_MEM_OVERHEAD] = prof && prof->process_base_bytes > 0 ? prof->process_base_bytes : FITLM_ASSUMED_PROCESS_BASE;
+    memcpy(res->dev, st, sizeof res->dev);
+    memcpy(res->comp, st, sizeof res->comp);
+    res->per_device_bytes = res->total_bytes = 0;
+    for (int c = 0; c < FITLM_MEM_COUNT; c++) res->per_device_bytes += st[c];
+    res->total_bytes = res->per_device_bytes;
+    res->host_bytes = 0;
+
+    /* the work: every matrix at the format's kernel rate (mixes at their main type) */
+    fitlm_param_counts pc;
+    fitlm_plan_param_counts(hp, &pc);
+    fitlm_cpu_work w;
+    memset(&w, 0, sizeof w);
+    w.hp = hp;
+    w.kv_type = res->kv_type;
+    int kt = cpu_kernel_type(m, f);
+    double layer_bytes = 0;
+    for (uint32_t l = 0; l < wb->n_layers; l++) layer_bytes += wb->layer[l];
+    fitlm_cpu_work_add(&w, kt, layer_bytes + wb->other, (double)pc.per_layer_linear * hp->n_layers);
+    w.output_type = kt;
+    w.output_bytes = hp->tied_embeddings ? wb->embedding : wb->output;
+    w.output_params = (double)hp->vocab_size * hp->dim;
+    fitlm_cpu_pred pp, tg;
+    fitlm_cpu_predict(prof, g->mem_bw, g->fp16_flops, &w, threads, r->prompt, ub, 0, 0, &pp);
+    fitlm_cpu_predict(prof, g->mem_bw, g->fp16_flops, &w, threads, 0, ub, r->prompt, r->output, &tg);
+    double mean_ctx = r->prompt + r->output / 2.0;
+    res->flops_per_token = 2.0 * ((double)pc.per_layer_linear * hp->n_layers + w.output_params) +
+                           4.0 * hp->n_layers * hp->n_heads * hp->head_dim * mean_ctx;
+    /* a batch of B sequences on the CPU runtime: prompts one after another,
+     * decode steps of B tokens read the weights once (the KV of each) */
+    res->ttft_s = pp.ttft_s;
+    res->prefill_tps = pp.pp_tps;
+    res->prefill_bound = "compute";
+    double kv_read = (seqs - 1) * res->kv_bytes_per_token * mean_ctx / tg.rates.read_bw;
+    res->tpot_s = tg.decode_s + kv_read;
+    res->decode_tps = seqs / res->tpot_s;
+    res->decode_bound = "memory";
+    res->bubble = 0;
+    res->offload_s = 0;
+    double cycle = res->ttft_s * seqs + r->output * res->tpot_s;
+    res->usd_per_hour = g->cloud_usd_per_hour * res->count;
+    res->purchase_usd = g->purchase_usd * res->count;
+    double gen = seqs * r->output;
+    res->usd_per_million = res->usd_per_hour > 0 ? res->usd_per_hour * cycle / 3600.0 / gen * 1e6 : 0;
+}
+
 /* ---------------------------------------------------------------- inference */
 
 static void eval_infer(const fitlm_plan_model *m, const fitlm_plan_request *r, const fitlm_catalog *cat,
                        const fitlm_weight_bytes *wb, fitlm_plan_result *res) {
     const fitlm_hparams *hp = &m->hp;
     const fitlm_gpu *g = &cat->gpus[res->gpu];
+    if (g->is_cpu && res->tp <= 1 && res->pp <= 1 && res->offload_layers == 0) {
+        eval_infer_cpu(m, r, cat, wb, res);
+        return;
+    }
     const fitlm_wformat *f = &r->formats[res->format >= 0 && res->format < r->n_formats ? res->format : 0];
     int T = res->tp, P = res->pp;
     uint32_t L = hp->n_layers;
@@ -170,6 +274,14 @@ static void eval_infer(const fitlm_plan_model *m, const fitlm_plan_request *r, c
     link_of(g, T * P, T * P > g->max_per_node, &pp_bw, &pp_alpha);
     double pcie = fitlm_pcie_bw(g->pcie_gen) * K.eff_link;
     double off_dev = off_bytes / T;
+    /* offloaded layers as llama.cpp runs them: a decode step computes them on
+     * the host CPU at its memory bandwidth (the catalog's CPU entry: measured
+     * by fitlm calibrate or estimated), a prefill chunk streams their weights
+     * to the GPU over PCIe (large batches run on the GPU) */
+    double host_bw = 0;
+    for (size_t i = 0; i < cat->n; i++)
+        if (cat->gpus[i].is_cpu) host_bw = cat->gpus[i].mem_bw * K.eff_decode_bw;
+    double off_decode = off_bytes > 0 ? (host_bw > 0 ? off_bytes / host_bw : off_dev / pcie) : 0;
 
     /* prefill: B prompts in n chunks that flow through the PP stages; per chunk and
      * stage the roofline max(FLOPs / compute, weight bytes / bandwidth) plus the TP
@@ -189,13 +301,13 @@ static void eval_infer(const fitlm_plan_model *m, const fitlm_plan_request *r, c
         double tm = wst / (bw_mem * K.eff_decode_bw);
         double tcomm = T > 1 ? 2.0 * nl * fitlm_allreduce_time(chunk * hp->dim * 2, T, alpha, link_bw) : 0;
         if (P > 1) tcomm += pp_alpha + chunk * hp->dim * 2 / pp_bw;
-        double t = fmax(tc, tm) + tcomm;
+        double t = fmax(tc, tm) + tcomm + nl * K.gpu_per_layer_s;
         if (t > slot) {
             slot = t;
             pf_compute = tc >= tm;
         }
     }
-    double prefill = (n_chunks + P - 1) * slot + n_chunks * off_dev / pcie;
+    double prefill = (n_chunks + P - 1) * slot + n_chunks * (off_dev / pcie + K.gpu_per_step_s);
     res->prefill_bound = pf_compute ? "compute" : "memory";
     res->ttft_s = prefill;
     res->prefill_tps = prompt_tokens / prefill * res->dp;
@@ -216,19 +328,22 @@ static void eval_infer(const fitlm_plan_model *m, const fitlm_plan_request *r, c
         double fl = bmb * (2 * p_mm + attn_tok) * (nl / L) / T;
         double tm = bytes / (bw_mem * K.eff_decode_bw), tc = fl / (peak * K.eff_decode_flops);
         double tcomm = T > 1 ? 2.0 * nl * fitlm_allreduce_time(bmb * hp->dim * 2, T, alpha, link_bw) : 0;
-        double t = fmax(tm, tc) + tcomm;
+        double t = fmax(tm, tc) + tcomm + nl * K.gpu_per_layer_s;
         if (t > t_stage) {
             t_stage = t;
             mem_bound = tm >= tc;
         }
     }
-    double step = (mpp + P - 1) * t_stage + (P > 1 ? (P - 1) * (pp_alpha + bmb * hp->dim * 2 / pp_bw) : 0) +
-                  off_dev / pcie;
-    res->bubble = fitlm_pipeline_bubble(P, mpp);
+    /* steady state: the m micro-batches stay in flight (no flush per token);
+     * every sequence's next token comes after one trip through the P stages,
+     * P stage times, in which each stage is busy m of P slots */
+    double step = P * t_stage + (P > 1 ? (P - 1) * (pp_alpha + bmb * hp->dim * 2 / pp_bw) : 0) + off_decode +
+                  K.gpu_per_step_s;
+    res->bubble = P > 1 ? (double)(P - mpp) / P : 0;
     res->decode_bound = mem_bound ? "memory" : "compute";
     res->tpot_s = step;
     res->decode_tps = r->batch / step * res->dp;
-    res->offload_s = off_dev / pcie;
+    res->offload_s = off_decode;
 
     double cycle = res->ttft_s + r->output * res->tpot_s;
     res->usd_per_hour = g->cloud_usd_per_hour * res->count;
@@ -445,8 +560,8 @@ void fitlm_plan_evaluate(const fitlm_plan_model *m, const fitlm_plan_request *r,
     memset(res->dev, 0, sizeof res->dev);
     if (r->mode == FITLM_PLAN_INFER) eval_infer(m, r, cat, wb, res);
     else eval_train(m, r, cat, res);
-    res->capacity_bytes = g->memory_bytes;
-    res->usable_bytes = g->memory_bytes * (1 - r->margin);
+    res->capacity_bytes = g->usable_memory_bytes > 0 ? g->usable_memory_bytes : g->memory_bytes;
+    res->usable_bytes = res->capacity_bytes * (1 - r->margin);
     res->fits = res->per_device_bytes <= res->usable_bytes;
     if (!res->fits)
         snprintf(res->why, sizeof res->why, "needs %.1f GiB per device, %s has %.1f GiB usable",

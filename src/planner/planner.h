@@ -40,6 +40,7 @@ typedef struct fitlm_gpu {
     char arch[96];
     char link[48];          /* "NVLink 4", "Infinity Fabric", "PCIe", ... */
     double memory_bytes;    /* device memory */
+    double usable_memory_bytes; /* what the driver leaves a process (ECC, reserved); = memory_bytes when unknown */
     double mem_bw;          /* bytes/s */
     double fp16_flops;      /* dense tensor FLOP/s, FP16 (FP32 accumulate) */
     double bf16_flops;
@@ -47,6 +48,7 @@ typedef struct fitlm_gpu {
     double int8_ops;
     double link_bw;         /* peer link bytes/s, both directions together; 0 = PCIe only */
     int link_max_gpus;      /* GPUs joined by that link */
+    double internode_bw;    /* bytes/s per GPU between nodes (catalog internode_gbs; default by class) */
     int pcie_gen;
     int max_per_node;
     double tdp_w;
@@ -64,9 +66,15 @@ typedef struct fitlm_gpu {
     char origin[160];       /* "built-in catalog", a --gpus-file path, "detected" */
 } fitlm_gpu;
 
+struct fitlm_host_profile;
+
 typedef struct fitlm_catalog {
     fitlm_gpu *gpus; /* owned */
     size_t n, cap;
+    /* the measured host (planner/cpu_cost.h) the CPU entry and its cost model
+     * use; owned, NULL = assumed figures */
+    struct fitlm_host_profile *host_profile;
+    char host_profile_path[512];
 } fitlm_catalog;
 
 /* Loads the built-in catalog (data/gpus.json compiled into the binary) into an
@@ -78,6 +86,10 @@ int fitlm_catalog_add_json(fitlm_catalog *cat, const char *json_text, const char
 /* Adds the CPU of this machine (cores and memory from /proc, bandwidth and
  * FLOP/s estimated). Always succeeds (falls back to conservative figures). */
 void fitlm_catalog_add_host_cpu(fitlm_catalog *cat);
+/* Takes a host profile (fitlm calibrate) for the CPU entry: bandwidth and
+ * FLOP/s from it, and the cost model's measured rates. The catalog takes
+ * ownership of p (freed by fitlm_catalog_free). path names it in reports. */
+void fitlm_catalog_use_profile(fitlm_catalog *cat, struct fitlm_host_profile *p, const char *path);
 /* Replaces the host CPU's estimated memory bandwidth by a measurement (about
  * 0.1 s: a 256 MiB read on n_threads threads, <= 0 = physical cores). */
 void fitlm_catalog_measure_host(fitlm_catalog *cat, int n_threads);
@@ -216,6 +228,23 @@ double fitlm_activation_bytes_per_layer(const fitlm_act_layer *p);
 
 /* Ring all-reduce time: 2(n-1) * alpha + 2(n-1)/n * bytes / bw. */
 double fitlm_allreduce_time(double bytes, int n, double alpha_s, double bw_bytes_per_s);
+/* vLLM's start-up memory profile and the KV capacity it prints (worker log
+ * "Memory profiling results", vLLM 0.6-0.8): budget = total_gpu_memory x
+ * gpu_memory_utilization; KV memory = budget - weights - non-torch memory
+ * (CUDA context, cuBLAS, NCCL: FITLM_VLLM_NON_TORCH_TP1 / _TPN) - the
+ * activation peak of a profile run of max_num_batched_tokens tokens; KV
+ * tokens in 16-token blocks; maximum concurrency for requests of
+ * request_len tokens. All per GPU (weights_per_gpu, KV sharded by TP). */
+#define FITLM_VLLM_NON_TORCH_TP1 (1.79 * FITLM_GIB)
+#define FITLM_VLLM_NON_TORCH_TPN (3.58 * FITLM_GIB)
+typedef struct fitlm_vllm_capacity {
+    double total_gpu_memory, budget, weights, non_torch, activation_peak, kv_memory;
+    double kv_tokens, kv_blocks, max_concurrency;
+} fitlm_vllm_capacity;
+void fitlm_vllm_capacity_compute(const fitlm_hparams *hp, double weights_per_gpu, double total_gpu_memory, int tp,
+                                 int kv_type, uint32_t max_num_batched_tokens, uint32_t request_len, double util,
+                                 fitlm_vllm_capacity *out);
+
 /* Pipeline bubble fraction (p-1)/(m+p-1). */
 double fitlm_pipeline_bubble(int p, int m);
 
@@ -369,6 +398,8 @@ typedef struct fitlm_plan_constants {
     double host_bw_per_gpu;   /* host DRAM bytes/s available per GPU (CPU optimizer) */
     double nvme_bw_per_gpu;
     double kv_block_tokens;
+    double gpu_per_layer_s;   /* fixed time per layer and forward step on a GPU (kernel launches) */
+    double gpu_per_step_s;    /* fixed time per forward step on a GPU (embedding, head, sampling, scheduling) */
 } fitlm_plan_constants;
 extern const fitlm_plan_constants fitlm_plan_k;
 

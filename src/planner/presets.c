@@ -97,7 +97,7 @@ static int eq_name(const char *a, const char *b) {
 }
 
 /* Aliases live in the JSON; we re-read them here (rarely called). */
-const fitlm_preset_info *fitlm_preset_find(const char *name) {
+static const fitlm_preset_info *find_exact(const char *name) {
     if (!name || fitlm_preset_count(NULL) < 0) return NULL;
     for (int i = 0; i < g_n_presets; i++)
         if (eq_name(g_presets[i].name, name)) return &g_presets[i];
@@ -125,6 +125,33 @@ const fitlm_preset_info *fitlm_preset_find(const char *name) {
     }
     cJSON_Delete(root);
     return found;
+}
+
+/* Suffixes of fine-tuned variants with the base model's architecture, as users
+ * type them from Hugging Face names (Llama-3.1-8B-Instruct, Llama-2-7b-chat-hf,
+ * TinyLlama-1.1B-Chat-v1.0): stripped one at a time from the end. */
+static const char *const k_variant_suffixes[] = {"-hf", "-instruct", "-chat", "-it", "-base", "-chat-v1.0", "-v1.0"};
+
+const fitlm_preset_info *fitlm_preset_find(const char *name) {
+    const fitlm_preset_info *p = find_exact(name);
+    if (p || !name) return p;
+    const char *slash = strrchr(name, '/');
+    char buf[256];
+    if (snprintf(buf, sizeof buf, "%s", slash && slash[1] ? slash + 1 : name) >= (int)sizeof buf) return NULL;
+    for (bool stripped = true; stripped;) {
+        stripped = false;
+        size_t n = strlen(buf);
+        for (size_t k = 0; k < sizeof k_variant_suffixes / sizeof k_variant_suffixes[0]; k++) {
+            size_t m = strlen(k_variant_suffixes[k]);
+            if (n > m && eq_name(buf + n - m, k_variant_suffixes[k])) {
+                buf[n - m] = 0;
+                if ((p = find_exact(buf))) return p;
+                stripped = true;
+                break;
+            }
+        }
+    }
+    return NULL;
 }
 
 void fitlm_plan_param_counts(const fitlm_hparams *hp, fitlm_param_counts *pc) {

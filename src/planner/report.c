@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "format/ggml_type.h"
+#include "planner/cpu_cost.h"
 #include "planner/planner.h"
 
 static const char *const k_mem_labels[FITLM_MEM_COUNT] = {"weights", "KV cache", "activations/buffers",
@@ -232,6 +233,16 @@ void fitlm_plan_print_text(FILE *fp, const fitlm_plan_model *m, const fitlm_plan
     if (x->purchase_usd > 0)
         fprintf(fp, "  purchase: $%s for the GPUs%s\n", commas(x->purchase_usd, c1, sizeof c1),
                 g->purchase_estimate ? " (estimate)" : "");
+    if (r->mode == FITLM_PLAN_INFER && !g->is_cpu) {
+        fitlm_vllm_capacity vc;
+        uint32_t nbt = r->ctx > 2048 ? r->ctx : 2048;
+        fitlm_vllm_capacity_compute(&m->hp, x->dev[FITLM_MEM_WEIGHTS], x->capacity_bytes, x->tp, x->kv_type, nbt, r->ctx,
+                                    0.90, &vc);
+        fprintf(fp,
+                "  served by vLLM (gpu_memory_utilization 0.90): %.2f GiB for the KV cache per GPU = %.0f blocks, %s "
+                "tokens; maximum concurrency for %u tokens per request: %.2fx\n",
+                vc.kv_memory / FITLM_GIB, vc.kv_blocks, commas(vc.kv_tokens, c1, sizeof c1), r->ctx, vc.max_concurrency);
+    }
     fprintf(fp, "  price source: %s (%s)\n", g->cloud_source[0] ? g->cloud_source : "n/a",
             g->price_date[0] ? g->price_date : "undated");
 
@@ -239,6 +250,18 @@ void fitlm_plan_print_text(FILE *fp, const fitlm_plan_model *m, const fitlm_plan
         const fitlm_gpu *h = &cat->gpus[out->here[0].gpu];
         fprintf(fp, "\nThis machine (%s, %d cores, %.1f GiB, ~%.0f GB/s %s):\n", h->arch, h->cpu_cores,
                 h->memory_bytes / FITLM_GIB, h->mem_bw / 1e9, h->bw_measured ? "measured" : "estimated");
+        const fitlm_host_profile *prof = cat->host_profile;
+        if (prof)
+            fprintf(fp,
+                    "  cost model: host profile %s (%s); measured: read bandwidth with 1-%d threads, the kernels' "
+                    "decode and prefill rates for %d weight types, fixed costs (%s)\n",
+                    cat->host_profile_path, prof->created, prof->n_bw, prof->n_kern, prof->overhead_source);
+        else
+            fprintf(fp,
+                    "  cost model: assumed figures (read bandwidth %s, kernels at %.0f%% of it, prefill at %.0f%% of the "
+                    "fp32 SIMD peak, %.0f us per layer and %.0f us per token): 'fitlm calibrate' measures them\n",
+                    h->bw_measured ? "measured" : "8 GB/s per core", FITLM_ASSUMED_DECODE_EFF * 100,
+                    FITLM_ASSUMED_PREFILL_EFF * 100, FITLM_ASSUMED_PER_LAYER_S * 1e6, FITLM_ASSUMED_PER_TOKEN_S * 1e6);
         for (size_t i = 0; i < out->n_here; i++) {
             const fitlm_plan_result *y = &out->here[i];
             fprintf(fp, "  %-15s %6.1f GiB of %.1f usable: %s", fitlm_plan_format_name(r, y), y->per_device_bytes / FITLM_GIB,
@@ -348,6 +371,26 @@ static cJSON *result_json(const fitlm_plan_model *m, const fitlm_plan_request *r
         cJSON_AddNumberToObject(comp, "matmul_params",
                                 (double)pc.per_layer_linear * m->hp.n_layers + (double)m->hp.vocab_size * m->hp.dim);
     }
+    if (r->mode == FITLM_PLAN_INFER && !g->is_cpu) {
+        /* the capacity as vLLM prints it (gpu_memory_utilization 0.90,
+         * max_num_batched_tokens = max(context, 2048), requests of the context) */
+        fitlm_vllm_capacity vc;
+        uint32_t nbt = r->ctx > 2048 ? r->ctx : 2048;
+        fitlm_vllm_capacity_compute(&m->hp, x->dev[FITLM_MEM_WEIGHTS], x->capacity_bytes, x->tp, x->kv_type, nbt, r->ctx,
+                                    0.90, &vc);
+        cJSON *sv = cJSON_AddObjectToObject(o, "serving_vllm");
+        cJSON_AddNumberToObject(sv, "gpu_memory_utilization", 0.90);
+        cJSON_AddNumberToObject(sv, "max_num_batched_tokens", nbt);
+        cJSON_AddNumberToObject(sv, "total_gpu_memory_bytes", vc.total_gpu_memory);
+        cJSON_AddNumberToObject(sv, "weights_bytes", vc.weights);
+        cJSON_AddNumberToObject(sv, "non_torch_bytes", vc.non_torch);
+        cJSON_AddNumberToObject(sv, "activation_peak_bytes", vc.activation_peak);
+        cJSON_AddNumberToObject(sv, "kv_cache_memory_bytes", vc.kv_memory);
+        cJSON_AddNumberToObject(sv, "kv_blocks", vc.kv_blocks);
+        cJSON_AddNumberToObject(sv, "kv_tokens", vc.kv_tokens);
+        cJSON_AddNumberToObject(sv, "request_tokens", r->ctx);
+        cJSON_AddNumberToObject(sv, "max_concurrency", vc.max_concurrency);
+    }
     cJSON *t = cJSON_AddObjectToObject(o, "time");
     if (r->mode == FITLM_PLAN_INFER) {
         cJSON_AddNumberToObject(t, "prefill_tokens_per_s", x->prefill_tps);
@@ -443,6 +486,14 @@ char *fitlm_plan_json(const fitlm_plan_model *m, const fitlm_plan_request *r, co
         cJSON_AddItemToArray(alts, result_json(m, r, cat, &out->results[i]));
     cJSON *qa = cJSON_AddArrayToObject(root, "other_formats");
     for (size_t i = 0; i < out->n_quant_alts; i++) cJSON_AddItemToArray(qa, result_json(m, r, cat, &out->quant_alts[i]));
+    cJSON *cm = cJSON_AddObjectToObject(root, "this_machine_cost_model");
+    if (cat->host_profile) {
+        cJSON_AddStringToObject(cm, "source", "measured");
+        cJSON_AddStringToObject(cm, "profile", cat->host_profile_path);
+        cJSON_AddStringToObject(cm, "created", cat->host_profile->created);
+    } else {
+        cJSON_AddStringToObject(cm, "source", "assumed");
+    }
     cJSON *here = cJSON_AddArrayToObject(root, "this_machine");
     for (size_t i = 0; i < out->n_here; i++) {
         cJSON *o = result_json(m, r, cat, &out->here[i]);
@@ -472,6 +523,8 @@ char *fitlm_plan_json(const fitlm_plan_model *m, const fitlm_plan_request *r, co
     cJSON_AddNumberToObject(k, "alpha_link_s", fitlm_plan_k.alpha_link_s);
     cJSON_AddNumberToObject(k, "alpha_pcie_s", fitlm_plan_k.alpha_pcie_s);
     cJSON_AddNumberToObject(k, "alpha_internode_s", fitlm_plan_k.alpha_internode_s);
+    cJSON_AddNumberToObject(k, "gpu_per_layer_s", fitlm_plan_k.gpu_per_layer_s);
+    cJSON_AddNumberToObject(k, "gpu_per_step_s", fitlm_plan_k.gpu_per_step_s);
     cJSON_AddNumberToObject(k, "internode_bytes_per_s", fitlm_plan_k.internode_bw);
     cJSON_AddNumberToObject(k, "kv_block_tokens", r->kv_block);
     cJSON_AddNumberToObject(k, "memory_margin", r->margin);

@@ -53,6 +53,34 @@ static bool tp_ok(const fitlm_hparams *hp, int t, char *why, size_t cap) {
     return true;
 }
 
+/* Whether a weight format can run with TP t on GPU g, as the engines allow it:
+ * GPTQ/AWQ groups must not straddle a tensor-parallel split of a row-parallel
+ * input (o_proj: n_heads x head_dim, down_proj: the MLP width), so t x group
+ * must divide both (vLLM refuses Qwen2.5-72B's 29568-wide MLP at TP 2, 4, 8
+ * with group 128); FP8 weights need FP8 tensor cores or the FP8 Marlin
+ * weight-only kernels (Ampere and newer), so not a Turing or Volta card. */
+static bool format_ok(const fitlm_hparams *hp, const fitlm_wformat *f, const fitlm_gpu *g, int t, char *why,
+                      size_t cap) {
+    if ((f->kind == FITLM_W_GPTQ || f->kind == FITLM_W_AWQ) && t > 1 && f->group > 0) {
+        uint64_t q_dim = (uint64_t)hp->n_heads * hp->head_dim, step = (uint64_t)t * (uint64_t)f->group;
+        if (hp->ffn_dim % step || q_dim % step) {
+            if (why)
+                snprintf(why, cap,
+                         "%s with TP %d: TP x group size (%llu) must divide the row-parallel inputs (MLP width %u, "
+                         "attention %llu)",
+                         f->name, t, (unsigned long long)step, hp->ffn_dim, (unsigned long long)q_dim);
+            return false;
+        }
+    }
+    if (f->kind == FITLM_W_PLAIN && f->type == FITLM_TYPE_F8_E4M3 && g && !g->is_cpu && g->fp8_flops <= 0 &&
+        (strstr(g->arch, "Turing") || strstr(g->arch, "Volta"))) {
+        if (why) snprintf(why, cap, "%s (%.60s) cannot run FP8 weights (no FP8 tensor cores nor FP8 Marlin kernels)",
+                          g->name, g->arch);
+        return false;
+    }
+    return true;
+}
+
 int fitlm_plan_request_validate(fitlm_plan_request *r, const fitlm_plan_model *m, const fitlm_catalog *cat,
                                 fitlm_error *err) {
     const fitlm_hparams *hp = &m->hp;
@@ -105,6 +133,15 @@ int fitlm_plan_request_validate(fitlm_plan_request *r, const fitlm_plan_model *m
     if (r->tp < 0 || r->tp > 4096 || r->pp < 0 || r->pp > 4096 || r->dp < 0 || r->dp > 65536)
         return fitlm_fail(err, "--tp/--pp/--dp out of range");
     if (r->tp > 0 && !tp_ok(hp, r->tp, why, sizeof why)) return fitlm_fail(err, "%s", why);
+    if (r->mode == FITLM_PLAN_INFER && !r->formats_compete && r->n_formats > 0) {
+        /* the one requested format must run on some selected GPU with the given TP */
+        int ng = r->n_gpusel ? r->n_gpusel : (int)cat->n, usable = 0;
+        for (int i = 0; i < ng; i++) {
+            const fitlm_gpu *g = &cat->gpus[r->n_gpusel ? r->gpusel[i].gpu : i];
+            if (format_ok(hp, &r->formats[0], g, r->tp > 0 ? r->tp : 1, why, sizeof why)) usable++;
+        }
+        if (!usable) return fitlm_fail(err, "%s", why);
+    }
     if (r->pp > (int)hp->n_layers)
         return fitlm_fail(err, "PP %d exceeds the %u layers (each stage needs at least one layer)", r->pp,
                           hp->n_layers);
@@ -267,6 +304,7 @@ static int search_infer(search_ctx *c, int gpu, int fixed_count, int fi, int kv,
     for (int t = 1; t <= g->max_per_node && t <= maxn; t++) {
         if (r->tp && t != r->tp) continue;
         if (!tp_ok(hp, t, NULL, 0)) continue;
+        if (fi >= 0 && fi < r->n_formats && !format_ok(hp, &r->formats[fi], g, t, NULL, 0)) continue;
         int fitted_at = 0;
         for (int p = 1; p <= (int)hp->n_layers && t * p <= maxn; p++) {
             if (r->pp && p != r->pp) continue;
@@ -489,9 +527,17 @@ static void make_hint(search_ctx *c, fitlm_plan_output *out, fitlm_error *err) {
         if (!r->offload_allowed && n + 60 < cap)
             n += (size_t)snprintf(h + n, cap - n, "; or --offload cpu to keep some layers in host memory");
     } else if (r->mode == FITLM_PLAN_TRAIN && n + 120 < cap) {
-        n += (size_t)snprintf(h + n, cap - n,
-                              "; options: --zero 3, --offload-optimizer cpu, --recompute full, --lora-rank 16 or "
-                              "--qlora");
+        /* only the options not already set */
+        const char *opts[5];
+        int no = 0;
+        if (r->zero != 3) opts[no++] = "--zero 3";
+        if (r->offload_opt == FITLM_OFFLOAD_NONE) opts[no++] = "--offload-optimizer cpu";
+        if (r->recompute != FITLM_RECOMPUTE_FULL) opts[no++] = "--recompute full";
+        if (!r->lora_rank && !r->qlora) opts[no++] = "--lora-rank 16";
+        if (!r->qlora) opts[no++] = "--qlora";
+        for (int i = 0; i < no && n + 40 < cap; i++)
+            n += (size_t)snprintf(h + n, cap - n, "%s%s", i == 0 ? "; options: " : i == no - 1 ? " or " : ", ",
+                                  opts[i]);
     }
     (void)n;
 }

@@ -8,9 +8,11 @@
 #include "runtime/forward.h"
 #include "runtime/kv_cache.h"
 #include "runtime/kv_pool.h"
+#include "runtime/mem_model.h"
 
-/* Slots per KV block of the one-sequence cache. */
-#define RUNTIME_KV_BLOCK 16
+/* Slots per KV block of the one-sequence cache: FITLM_RUNTIME_KV_BLOCK
+ * (runtime/mem_model.h, which predicts this allocation). */
+#define RUNTIME_KV_BLOCK FITLM_RUNTIME_KV_BLOCK
 
 struct fitlm_runtime {
     fitlm_weights *w;

@@ -1,0 +1,88 @@
+/* fitlm calibrate: measures this machine for the CPU cost model the planner
+ * and `--plan-check` share (planner/cpu_cost.h) and writes the host profile. */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/commands.h"
+#include "planner/cpu_cost.h"
+#include "util/error.h"
+
+static void usage(FILE *out) {
+    fprintf(out,
+            "usage: fitlm calibrate [-t N] [--profile FILE] [-m MODEL] [--quick] [--print]\n"
+            "  Measures this machine (about 30 s; --quick about 5 s) and writes the host profile the\n"
+            "  planner and --plan-check read:\n"
+            "    read bandwidth with 1..N threads (default N: physical cores),\n"
+            "    decode bandwidth and prefill FLOP/s of the real CPU matmul kernels per weight type,\n"
+            "    the thread-pool dispatch and from it the fixed costs per layer and per token\n"
+            "    (-m MODEL: fitted instead from a decode run of that model; a small one is best).\n"
+            "  --profile FILE  where to write (default $XDG_CACHE_HOME/fitlm/host.json,\n"
+            "                  else ~/.cache/fitlm/host.json)\n"
+            "  --print         also print the profile (JSON) on stdout\n");
+}
+
+int cmd_calibrate(int argc, char **argv) {
+    const char *path = NULL, *model = NULL;
+    long threads = 0;
+    bool quick = false, print = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--quick")) {
+            quick = true;
+        } else if (!strcmp(a, "--print")) {
+            print = true;
+        } else if (!strcmp(a, "--profile") || !strcmp(a, "-m") || !strcmp(a, "--model") || !strcmp(a, "-t") ||
+                   !strcmp(a, "--threads")) {
+            if (i + 1 >= argc) return fitlm_die("calibrate: %s needs a value", a);
+            const char *v = argv[++i];
+            if (!strcmp(a, "--profile")) path = v;
+            else if (!strcmp(a, "-m") || !strcmp(a, "--model")) model = v;
+            else {
+                char *end;
+                threads = strtol(v, &end, 10);
+                if (*end || end == v || threads < 1 || threads > FITLM_PROFILE_MAX_THREADS)
+                    return fitlm_die("calibrate: %s: '%s' is not a thread count from 1 to %d", a, v,
+                                     FITLM_PROFILE_MAX_THREADS);
+            }
+        } else {
+            usage(stderr);
+            return fitlm_die("calibrate: unknown option '%s'", a);
+        }
+    }
+    char def[PATH_MAX];
+    if (!path) {
+        if (fitlm_host_profile_default_path(def, sizeof def))
+            return fitlm_die("calibrate: neither XDG_CACHE_HOME nor HOME is set: give --profile FILE");
+        path = def;
+    }
+    fitlm_host_profile *p = calloc(1, sizeof *p);
+    if (!p) return fitlm_die("out of memory");
+    fitlm_error err = {{0}};
+    int rc = 1;
+    FILE *log = print ? stderr : stdout;
+    if (fitlm_calibrate_host(p, (int)threads, quick, log, &err)) goto fail;
+    if (model && fitlm_calibrate_overheads_with_model(p, model, log, &err)) goto fail;
+    if (fitlm_host_profile_save(p, path, &err)) goto fail;
+    fprintf(log, "wrote %s\n", path);
+    if (print) {
+        char *s = fitlm_host_profile_json(p);
+        if (!s) {
+            fitlm_die("out of memory");
+            goto done;
+        }
+        printf("%s\n", s);
+        free(s);
+    }
+    rc = 0;
+    goto done;
+fail:
+    fitlm_error_print(&err);
+done:
+    free(p);
+    return rc;
+}

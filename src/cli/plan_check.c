@@ -1,0 +1,128 @@
+/* --plan-check: prediction beside measurement (plan_check.h). */
+#include "cli/plan_check.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "format/ggml_type.h"
+#include "planner/cpu_cost.h"
+#include "runtime/mem_model.h"
+#include "util/error.h"
+#include "util/file.h"
+
+#define MIB 1048576.0
+
+/* Bytes of 1-D F16/BF16 tensors the CPU backend converts to F32 (the runtime
+ * counts them as scratch). */
+static uint64_t converted_vector_bytes(const fitlm_model *m) {
+    uint64_t b = 0;
+    for (size_t i = 0; i < m->n_tensors; i++) {
+        const fitlm_tensor *t = &m->tensors[i];
+        bool vec = t->n_dims == 1 || t->n_elements == t->ne[0];
+        if (vec && (t->type == FITLM_TYPE_F16 || t->type == FITLM_TYPE_BF16) && t->kind != FITLM_T_COUNT &&
+            t->kind != FITLM_T_ROPE_FREQS)
+            b += t->n_elements * 4;
+    }
+    return b;
+}
+
+static void row(FILE *out, const char *what, double pred, double meas, const char *unit, int prec, const char *note) {
+    char e[32];
+    if (meas > 0) snprintf(e, sizeof e, "%+.1f%%", 100.0 * (pred - meas) / meas);
+    else snprintf(e, sizeof e, "-");
+    fprintf(out, "| %-22s | %14.*f | %14.*f | %-5s | %8s | %s\n", what, prec, pred, prec, meas, unit, e, note);
+}
+
+int plan_check_print(FILE *out, const fitlm_model *m, const char *profile_path, const plan_check_run *run) {
+    fitlm_host_profile *prof = calloc(1, sizeof *prof);
+    if (!prof) return fitlm_die("out of memory"), -1;
+    char def[PATH_MAX], src[PATH_MAX + 64];
+    bool have = false;
+    fitlm_error err = {{0}};
+    if (profile_path) {
+        if (fitlm_host_profile_load(prof, profile_path, &err)) {
+            free(prof);
+            fitlm_error_print(&err);
+            return -1;
+        }
+        have = true;
+        snprintf(src, sizeof src, "host profile %s", profile_path);
+    } else if (fitlm_host_profile_default_path(def, sizeof def) == 0 && fitlm_file_exists(def)) {
+        if (fitlm_host_profile_load(prof, def, &err) == 0) {
+            have = true;
+            snprintf(src, sizeof src, "host profile %s", def);
+        } else {
+            fprintf(stderr, "fitlm: warning: %s; using assumed figures\n", err.msg);
+        }
+    }
+    if (!have) snprintf(src, sizeof src, "no host profile (run 'fitlm calibrate'): assumed figures");
+
+    const fitlm_runtime_memory *mem = run->mem;
+    fitlm_mem_model mm;
+    fitlm_mem_model_cpu(&m->hp, fitlm_model_tensor_bytes(m), mem->kv_type, mem->n_ctx, mem->n_ubatch, run->threads,
+                        &mm);
+    uint64_t conv = converted_vector_bytes(m) + run->extra_scratch;
+    fitlm_cpu_work w;
+    fitlm_cpu_work_of_model(m, mem->kv_type, &w);
+    fitlm_cpu_pred pp, tg;
+    fitlm_cpu_predict(have ? prof : NULL, 0, 0, &w, run->threads, run->n_prompt, mem->n_ubatch, 0, 0, &pp);
+    fitlm_cpu_predict(have ? prof : NULL, 0, 0, &w, run->threads, 0, mem->n_ubatch, run->ctx0, run->n_gen, &tg);
+
+    /* resident: the weights, less the embedding rows never looked up when the
+     * embedding stays in the mapped file (not repacked, not the output matrix) */
+    double resident_w = (double)mm.weights;
+    const fitlm_tensor *E = m->global_tensors[FITLM_T_TOKEN_EMBD];
+    bool tied = !m->global_tensors[FITLM_T_OUTPUT];
+    if (E && !tied && !(mem->repacked_bytes && (E->type == FITLM_TYPE_Q4_0 || E->type == FITLM_TYPE_Q8_0 ||
+                                                 (E->type >= FITLM_TYPE_Q2_K && E->type <= FITLM_TYPE_Q6_K)))) {
+        double rowb = (double)E->nbytes / (m->hp.vocab_size ? m->hp.vocab_size : 1);
+        double touched = (double)run->embd_rows * fmax(rowb, 4096.0);
+        if (touched < (double)E->nbytes) resident_w -= (double)E->nbytes - touched;
+    }
+    /* the KV cache's pages become resident as positions are written */
+    double kv_res = (double)mm.kv;
+    if (run->positions_used && run->positions_used < mm.n_ctx)
+        kv_res = (double)mm.kv_per_position * run->positions_used;
+    double rss_pred = resident_w + kv_res + (double)(mm.scratch + conv) + pp.rates.process_base;
+
+    fprintf(out, "\nplan check: the planner's prediction beside this run (%s; %d threads)\n", src, run->threads);
+    fprintf(out, "| %-22s | %14s | %14s | %-5s | %8s | %s\n", "quantity", "predicted", "measured", "unit", "error",
+            "notes");
+    fprintf(out, "|------------------------|----------------|----------------|-------|----------|------\n");
+    row(out, "weights", (double)mm.weights / MIB, (double)mem->weight_bytes / MIB, "MiB", 2, "tensor bytes of the file");
+    char note[200];
+    snprintf(note, sizeof note, "%s, %u positions", fitlm_type_name(mem->kv_type), mem->n_ctx);
+    row(out, "KV cache", (double)mm.kv / MIB, (double)mem->kv_bytes / MIB, "MiB", 2, note);
+    snprintf(note, sizeof note, "%u-token micro-batches, attention for %u positions", mem->n_ubatch, mem->n_ctx);
+    row(out, "scratch", (double)(mm.scratch + conv) / MIB, (double)mem->scratch_bytes / MIB, "MiB", 2, note);
+    snprintf(note, sizeof note, "weights resident + KV written + scratch + process %.0f MiB", pp.rates.process_base / MIB);
+    row(out, "peak resident (VmHWM)", rss_pred / MIB, (double)run->peak_rss / MIB, "MiB", 1, note);
+    if (run->n_prompt && run->pp_tps_median > 0) {
+        char what[48];
+        snprintf(what, sizeof what, "prefill pp%u", run->n_prompt);
+        snprintf(note, sizeof note, "vs the fastest run %.2f: %+.1f%%", run->pp_tps_best,
+                 run->pp_tps_best > 0 ? 100.0 * (pp.pp_tps - run->pp_tps_best) / run->pp_tps_best : 0.0);
+        row(out, what, pp.pp_tps, run->pp_tps_median, "tok/s", 2, note);
+        double ttft = run->ttft_s > 0 ? run->ttft_s : run->n_prompt / run->pp_tps_median;
+        snprintf(what, sizeof what, "time to first token");
+        snprintf(note, sizeof note, "%u-token prompt", run->n_prompt);
+        row(out, what, pp.ttft_s * 1e3, ttft * 1e3, "ms", 3, note);
+    }
+    if (run->n_gen && run->tg_tps_median > 0) {
+        char what[48];
+        snprintf(what, sizeof what, "decode tg%u", run->n_gen);
+        snprintf(note, sizeof note, "vs the fastest run %.2f: %+.1f%%", run->tg_tps_best,
+                 run->tg_tps_best > 0 ? 100.0 * (tg.tg_tps - run->tg_tps_best) / run->tg_tps_best : 0.0);
+        row(out, what, tg.tg_tps, run->tg_tps_median, "tok/s", 2, note);
+    }
+    fprintf(out, "measured figures: %s%s%s\n",
+            pp.rates.read_bw_measured ? "read bandwidth" : "",
+            pp.kernels_measured && tg.kernels_measured ? ", kernel rates" : "",
+            pp.rates.overhead_measured ? ", fixed costs" : "");
+    const char *assumed = strlen(pp.assumed) >= strlen(tg.assumed) ? pp.assumed : tg.assumed;
+    if (assumed[0]) fprintf(out, "assumed: %s\n", assumed);
+    free(prof);
+    return 0;
+}

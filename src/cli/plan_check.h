@@ -1,0 +1,35 @@
+/* --plan-check: the planner's prediction (planner/cpu_cost.h and
+ * runtime/mem_model.h, from the host profile) printed beside what a run
+ * measured, per component, with the error. */
+#ifndef FITLM_CLI_PLAN_CHECK_H
+#define FITLM_CLI_PLAN_CHECK_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "model/model.h"
+#include "runtime/runtime.h"
+
+typedef struct plan_check_run {
+    const fitlm_runtime_memory *mem; /* the runtime's (or engine's) own accounting */
+    uint64_t peak_rss;               /* 0 = not measured */
+    int threads;
+    uint32_t embd_rows;              /* distinct token ids looked up (embedding pages touched) */
+    uint32_t positions_used;         /* KV positions written (pages of the rest never touched); 0 = all */
+    uint64_t extra_scratch;          /* the serving engine's own buffers beyond the runtime's (its logits) */
+    /* speed; 0 = not measured. best: the fastest repetition (the undisturbed
+     * figure on a shared machine), median: the middle one */
+    uint32_t n_prompt;
+    double pp_tps_median, pp_tps_best;
+    double ttft_s;                   /* measured time to first token; 0 = from n_prompt / pp_tps_median */
+    uint32_t ctx0, n_gen;            /* generated tokens after ctx0 positions */
+    double tg_tps_median, tg_tps_best;
+} plan_check_run;
+
+/* Loads the host profile (profile_path, or the default path when NULL: a
+ * missing default file means "assumed figures"), predicts the run and prints
+ * the table to out. 0, or -1 after printing an error (an explicit profile
+ * that cannot be read). */
+int plan_check_print(FILE *out, const fitlm_model *m, const char *profile_path, const plan_check_run *run);
+
+#endif

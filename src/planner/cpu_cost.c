@@ -1,0 +1,577 @@
+/* The CPU cost model (cpu_cost.h): prediction from a host profile, and the
+ * calibration that measures the profile with the real kernels. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "backend/backend.h"
+#include "backend/cpu/kernels.h"
+#include "format/ggml_type.h"
+#include "planner/cpu_cost.h"
+#include "quant/quant.h"
+#include "runtime/kv_cache.h"
+#include "runtime/memory_report.h"
+#include "runtime/runtime.h"
+#include "sys/membw.h"
+#include "sys/threadpool.h"
+#include <unistd.h>
+#include "format/gguf.h"
+
+/* ---------------------------------------------------------------- work */
+
+void fitlm_cpu_work_add(fitlm_cpu_work *w, int type, double bytes, double params) {
+    for (int i = 0; i < w->n; i++)
+        if (w->t[i].type == type) {
+            w->t[i].bytes += bytes;
+            w->t[i].params += params;
+            return;
+        }
+    int i = w->n < FITLM_PROFILE_MAX_TYPES ? w->n++ : FITLM_PROFILE_MAX_TYPES - 1;
+    if (i == w->n - 1 && w->t[i].bytes == 0) w->t[i].type = type;
+    w->t[i].bytes += bytes;
+    w->t[i].params += params;
+}
+
+void fitlm_cpu_work_of_model(const fitlm_model *m, int kv_type, fitlm_cpu_work *w) {
+    memset(w, 0, sizeof *w);
+    w->hp = &m->hp;
+    w->kv_type = kv_type;
+    static const fitlm_tensor_kind mats[] = {FITLM_T_ATTN_Q,   FITLM_T_ATTN_K,  FITLM_T_ATTN_V,   FITLM_T_ATTN_OUT,
+                                             FITLM_T_FFN_GATE, FITLM_T_FFN_UP,  FITLM_T_FFN_DOWN};
+    static const fitlm_tensor_kind vecs[] = {FITLM_T_ATTN_NORM,   FITLM_T_FFN_NORM,    FITLM_T_ATTN_Q_BIAS,
+                                             FITLM_T_ATTN_K_BIAS, FITLM_T_ATTN_V_BIAS, FITLM_T_ATTN_Q_NORM,
+                                             FITLM_T_ATTN_K_NORM};
+    for (uint32_t l = 0; l < m->hp.n_layers && m->layer_tensors; l++) {
+        for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++) {
+            const fitlm_tensor *t = m->layer_tensors[l][mats[i]];
+            if (t) fitlm_cpu_work_add(w, t->type, (double)t->nbytes, (double)t->n_elements);
+        }
+        for (size_t i = 0; i < sizeof vecs / sizeof vecs[0]; i++) {
+            const fitlm_tensor *t = m->layer_tensors[l][vecs[i]];
+            if (t) fitlm_cpu_work_add(w, FITLM_TYPE_F32, (double)t->nbytes, 0);
+        }
+    }
+    const fitlm_tensor *out = m->global_tensors[FITLM_T_OUTPUT] ? m->global_tensors[FITLM_T_OUTPUT]
+                                                                 : m->global_tensors[FITLM_T_TOKEN_EMBD];
+    if (out) {
+        w->output_type = out->type;
+        w->output_bytes = (double)out->nbytes;
+        w->output_params = (double)out->n_elements;
+    }
+}
+
+/* ---------------------------------------------------------------- prediction */
+
+static const fitlm_kernel_rate *find_kern(const fitlm_host_profile *p, int type) {
+    if (!p) return NULL;
+    for (int i = 0; i < p->n_kern; i++)
+        if (p->kern[i].type == type) return &p->kern[i];
+    return NULL;
+}
+
+static void note(char *dst, size_t cap, const char *what) {
+    if (strstr(dst, what)) return;
+    size_t n = strlen(dst);
+    snprintf(dst + n, cap - n, "%s%s", n ? "; " : "", what);
+}
+
+static double bw_at(const fitlm_host_profile *p, int threads) {
+    if (!p || p->n_bw < 1) return 0;
+    if (threads > p->n_bw) threads = p->n_bw;
+    if (threads < 1) threads = 1;
+    return p->read_bw[threads];
+}
+
+void fitlm_cpu_predict(const fitlm_host_profile *prof, double host_bw, double host_flops, const fitlm_cpu_work *w,
+                       int threads, uint32_t n_prompt, uint32_t ub, uint32_t ctx0, uint32_t n_gen,
+                       fitlm_cpu_pred *out) {
+    memset(out, 0, sizeof *out);
+    const fitlm_hparams *hp = w->hp;
+    if (threads <= 0) threads = prof && prof->threads > 0 ? prof->threads : fitlm_physical_cores();
+    if (threads < 1) threads = 1;
+    fitlm_cpu_rates *r = &out->rates;
+    r->threads = threads;
+    r->read_bw = bw_at(prof, threads);
+    r->read_bw_measured = r->read_bw > 0;
+    if (!r->read_bw_measured) {
+        r->read_bw = host_bw > 0 ? host_bw : fmin(FITLM_ASSUMED_BW_PER_CORE * threads, FITLM_ASSUMED_BW_CAP);
+        note(out->assumed, sizeof out->assumed, "read bandwidth");
+    }
+    /* kernel figures were measured at prof->threads: scale bandwidth by the
+     * read bandwidth ratio and FLOP/s by the thread ratio */
+    double bw_scale = 1, fl_scale = 1;
+    if (prof && prof->threads > 0 && threads != prof->threads) {
+        double b0 = bw_at(prof, prof->threads), b1 = bw_at(prof, threads);
+        if (b0 > 0 && b1 > 0) bw_scale = b1 / b0;
+        fl_scale = (double)threads / prof->threads;
+    }
+    double flops_assumed = host_flops > 0 ? host_flops * FITLM_ASSUMED_PREFILL_EFF
+                                          : threads * 2.5e9 * 2 * 16 * 2 * FITLM_ASSUMED_PREFILL_EFF;
+    out->kernels_measured = true;
+    double dec_bw[FITLM_PROFILE_MAX_TYPES + 1], pf_flops[FITLM_PROFILE_MAX_TYPES + 1];
+    for (int i = 0; i <= w->n; i++) {
+        int type = i < w->n ? w->t[i].type : w->output_type;
+        const fitlm_kernel_rate *k = find_kern(prof, type);
+        if (k && k->decode_bw > 0 && k->prefill_flops > 0) {
+            dec_bw[i] = k->decode_bw * bw_scale;
+            pf_flops[i] = k->prefill_flops * fl_scale;
+        } else {
+            bool params = i < w->n ? w->t[i].params > 0 : w->output_bytes > 0;
+            if (params) {
+                out->kernels_measured = false;
+                char what[64];
+                snprintf(what, sizeof what, "%s kernel rates", fitlm_type_name(type));
+                note(out->assumed, sizeof out->assumed, what);
+            }
+            dec_bw[i] = r->read_bw * FITLM_ASSUMED_DECODE_EFF;
+            pf_flops[i] = flops_assumed;
+        }
+    }
+    const fitlm_kernel_rate *kf = find_kern(prof, FITLM_TYPE_F32);
+    r->attn_flops = kf && kf->prefill_flops > 0 ? kf->prefill_flops * fl_scale : flops_assumed;
+    if (prof && (prof->per_layer_s > 0 || prof->per_token_s > 0)) {
+        r->per_layer_s = prof->per_layer_s;
+        r->per_token_s = prof->per_token_s;
+        r->overhead_measured = true;
+    } else {
+        r->per_layer_s = FITLM_ASSUMED_PER_LAYER_S;
+        r->per_token_s = FITLM_ASSUMED_PER_TOKEN_S;
+        note(out->assumed, sizeof out->assumed, "fixed costs per layer and token");
+    }
+    r->process_base = prof && prof->process_base_bytes > 0 ? prof->process_base_bytes : FITLM_ASSUMED_PROCESS_BASE;
+
+    double L = hp->n_layers, q_dim = (double)hp->n_heads * hp->head_dim;
+    double kv_pos = (double)fitlm_kv_cache_bytes(w->kv_type, 1, hp->n_layers, (int64_t)hp->n_kv_heads * hp->head_dim);
+    double fixed = L * r->per_layer_s + r->per_token_s;
+    double out_s = w->output_bytes / dec_bw[w->n];
+
+    /* prefill: micro-batches of ub tokens; each reads every matrix at least once */
+    if (n_prompt > 0) {
+        if (ub == 0) ub = FITLM_DEFAULT_UBATCH;
+        double t = 0;
+        for (uint32_t p0 = 0; p0 < n_prompt; p0 += ub) {
+            double nc = n_prompt - p0 < ub ? n_prompt - p0 : ub;
+            for (int i = 0; i < w->n; i++)
+                t += fmax(2.0 * w->t[i].params * nc / pf_flops[i], w->t[i].bytes / dec_bw[i]);
+            t += 4.0 * L * q_dim * nc * (p0 + nc / 2.0) / r->attn_flops;
+            t += kv_pos * (p0 + nc) / r->read_bw;
+            t += fixed;
+        }
+        t += out_s;
+        out->prefill_s = t;
+        out->pp_tps = n_prompt / t;
+        out->ttft_s = t;
+    }
+    /* decode: one token at the mean context of the generated span */
+    double d = fixed + out_s;
+    for (int i = 0; i < w->n; i++) d += w->t[i].bytes / dec_bw[i];
+    double mean_ctx = ctx0 + (n_gen > 0 ? (n_gen + 1) / 2.0 : 1);
+    d += kv_pos * mean_ctx / r->read_bw;
+    out->decode_s = d;
+    out->tg_tps = 1.0 / d;
+}
+
+/* ---------------------------------------------------------------- calibration */
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median_of(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static void empty_job(void *arg, int ith, int nth) {
+    (void)arg;
+    (void)ith;
+    (void)nth;
+}
+
+/* One kernel type: a matrix of the shape of a TinyLlama FFN projection (rows
+ * x cols), in as many copies as fill 256 MiB so the decode matvecs stream it
+ * from DRAM; repacked where the CPU backend repacks it. */
+static int time_kernel(fitlm_threadpool *pool, int type, bool quick, fitlm_kernel_rate *out) {
+    const int64_t rows = 2048, cols = 5632;
+    bool ok = true;
+    size_t rb = (size_t)fitlm_type_row_bytes(type, (uint64_t)cols, &ok);
+    if (!ok || rb == 0) return -1;
+    size_t mbytes = rb * (size_t)rows;
+    size_t target = (quick ? 64u : 256u) << 20;
+    int copies = (int)(target / mbytes) + 1;
+    uint8_t *plain = malloc(mbytes);
+    float *row = malloc(sizeof(float) * (size_t)cols);
+    uint64_t s = 0x9E3779B97F4A7C15ull;
+    if (!plain || !row) goto fail;
+    for (int64_t r = 0; r < rows; r++) {
+        for (int64_t c = 0; c < cols; c++) {
+            s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+            row[c] = (float)((double)(s >> 40) / (double)(1ull << 24) - 0.5) * 0.04f;
+        }
+        if (fitlm_quantize_row(type, row, plain + (size_t)r * rb, cols, NULL) < 0) goto fail;
+    }
+    out->type = type;
+    out->repacked = fitlm_cpu_repackable(type, rows, cols);
+    uint8_t *w = fitlm_cpu_alloc_weights(mbytes * (size_t)copies);
+    if (!w) goto fail;
+    if (out->repacked) {
+        if (fitlm_cpu_repack(pool, type, plain, rows, cols, w) != 0) out->repacked = false;
+    }
+    if (!out->repacked) memcpy(w, plain, mbytes);
+    for (int c = 1; c < copies; c++) memcpy(w + mbytes * (size_t)c, w, mbytes);
+    int ntok = quick ? 64 : FITLM_CAL_PREFILL_TOKENS;
+    float *x = malloc(sizeof(float) * (size_t)cols * (size_t)ntok);
+    float *y = malloc(sizeof(float) * (size_t)rows * (size_t)ntok);
+    if (!x || !y) {
+        free(x);
+        free(y);
+        free(w);
+        goto fail;
+    }
+    for (int64_t i = 0; i < cols * ntok; i++) x[i] = (float)((i * 7919) % 2001 - 1000) * 1e-3f;
+    /* decode: passes over all copies (as decode streams the layers), timed in
+     * segments of at least 32 MiB; the fastest segment: on a shared machine
+     * other work only ever slows a segment down, so the fastest is the
+     * machine's own figure (as fitlm_measure_read_bandwidth does) */
+    int seg = (int)((32u << 20) / mbytes) + 1;
+    if (seg > copies) seg = copies;
+    int passes = quick ? 2 : 4;
+    double best_seg = 1e30;
+    for (int ps = 0; ps < passes; ps++) {
+        for (int c0 = 0; c0 + seg <= copies; c0 += seg) {
+            double t0 = now_s();
+            for (int c = c0; c < c0 + seg; c++) {
+                const uint8_t *wc = w + mbytes * (size_t)c;
+                if (out->repacked) fitlm_cpu_matmul_repacked(pool, type, wc, rows, cols, x, 1, y);
+                else fitlm_cpu_matmul(pool, type, wc, rows, cols, x, 1, y);
+            }
+            double t = now_s() - t0;
+            if (t < best_seg) best_seg = t;
+        }
+    }
+    out->decode_bw = (double)mbytes * seg / best_seg;
+    /* prefill: ntok tokens on one copy, fastest of three */
+    double pt[3];
+    for (int rep = 0; rep < 3; rep++) {
+        double t0 = now_s();
+        if (out->repacked) fitlm_cpu_matmul_repacked(pool, type, w, rows, cols, x, ntok, y);
+        else fitlm_cpu_matmul(pool, type, w, rows, cols, x, ntok, y);
+        pt[rep] = now_s() - t0;
+    }
+    qsort(pt, 3, sizeof pt[0], cmp_double);
+    out->prefill_flops = 2.0 * (double)rows * (double)cols * ntok / pt[0];
+    free(x);
+    free(y);
+    free(w);
+    free(plain);
+    free(row);
+    return 0;
+fail:
+    free(plain);
+    free(row);
+    return -1;
+}
+
+static double rss_bytes(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return 0;
+    char line[256];
+    double v = 0;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmRSS:", 6)) {
+            v = strtod(line + 6, NULL) * 1024.0;
+            break;
+        }
+    fclose(f);
+    return v;
+}
+
+int fitlm_calibrate_host(fitlm_host_profile *p, int max_threads, bool quick, FILE *log, fitlm_error *err) {
+    fitlm_host_facts(p);
+    p->process_base_bytes = rss_bytes();
+    time_t now = time(NULL);
+    struct tm tmv;
+    gmtime_r(&now, &tmv);
+    strftime(p->created, sizeof p->created, "%Y-%m-%dT%H:%M:%SZ", &tmv);
+    if (max_threads <= 0) max_threads = p->physical_cores;
+    if (max_threads > FITLM_PROFILE_MAX_THREADS) max_threads = FITLM_PROFILE_MAX_THREADS;
+    if (log) fprintf(log, "host: %s, %d physical cores, %d logical CPUs, kernels %s\n", p->cpu, p->physical_cores,
+                     p->logical_cpus, p->isa);
+    /* read bandwidth with every thread count: the best of three probes (each
+     * already the best 64 MiB segment of three passes) */
+    size_t probe = (size_t)(quick ? 128 : 512) << 20;
+    for (int t = 1; t <= max_threads; t++) {
+        fitlm_threadpool *pool = fitlm_threadpool_new(t);
+        if (!pool) return fitlm_fail(err, "cannot start %d threads", t);
+        double best = 0;
+        for (int rep = 0; rep < 3; rep++) {
+            double g = fitlm_measure_read_bandwidth(pool, probe);
+            if (g > best) best = g;
+        }
+        fitlm_threadpool_free(pool);
+        if (best <= 0) return fitlm_fail(err, "cannot allocate %zu MiB for the bandwidth probe", probe >> 20);
+        p->read_bw[t] = best * 1e9;
+        p->n_bw = t;
+        if (log) fprintf(log, "read bandwidth, %3d thread(s): %7.1f GB/s\n", t, best);
+    }
+    p->threads = max_threads;
+    fitlm_threadpool *pool = fitlm_threadpool_new(max_threads);
+    if (!pool) return fitlm_fail(err, "cannot start %d threads", max_threads);
+    /* thread-pool dispatch: median of many empty jobs */
+    enum { ND = 2001 };
+    double *dt = malloc(ND * sizeof *dt);
+    if (!dt) {
+        fitlm_threadpool_free(pool);
+        return fitlm_fail(err, "out of memory");
+    }
+    for (int i = 0; i < ND; i++) {
+        double t0 = now_s();
+        fitlm_threadpool_run(pool, empty_job, NULL);
+        dt[i] = now_s() - t0;
+    }
+    p->dispatch_s = median_of(dt, ND);
+    free(dt);
+    if (log) fprintf(log, "thread-pool dispatch, %d threads: %.2f us\n", max_threads, p->dispatch_s * 1e6);
+    if (fitlm_calibrate_overheads(p, err)) {
+        fitlm_threadpool_free(pool);
+        return -1;
+    }
+    if (log)
+        fprintf(log, "fixed costs (%s): %.2f us per layer, %.2f us per step\n", p->overhead_source,
+                p->per_layer_s * 1e6, p->per_token_s * 1e6);
+    static const int types[] = {FITLM_TYPE_F32,  FITLM_TYPE_F16,  FITLM_TYPE_BF16, FITLM_TYPE_Q8_0, FITLM_TYPE_Q4_0,
+                                FITLM_TYPE_Q4_1, FITLM_TYPE_Q5_0, FITLM_TYPE_Q4_K, FITLM_TYPE_Q5_K, FITLM_TYPE_Q6_K,
+                                FITLM_TYPE_Q3_K, FITLM_TYPE_Q2_K};
+    /* rounds over all types, the best figure of each: a burst of other work
+     * on a shared machine then spoils one round of a type, not its figure */
+    int rounds = quick ? 1 : 3;
+    for (int round = 0; round < rounds; round++) {
+        for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+            if (!fitlm_cpu_type_supported(types[i])) continue;
+            fitlm_kernel_rate k;
+            memset(&k, 0, sizeof k);
+            if (time_kernel(pool, types[i], quick, &k)) continue;
+            fitlm_kernel_rate *slot = NULL;
+            for (int j = 0; j < p->n_kern; j++)
+                if (p->kern[j].type == k.type) slot = &p->kern[j];
+            if (!slot) {
+                if (p->n_kern >= FITLM_PROFILE_MAX_TYPES) continue;
+                slot = &p->kern[p->n_kern++];
+                *slot = k;
+            } else {
+                if (k.decode_bw > slot->decode_bw) slot->decode_bw = k.decode_bw;
+                if (k.prefill_flops > slot->prefill_flops) slot->prefill_flops = k.prefill_flops;
+            }
+        }
+    }
+    for (int j = 0; j < p->n_kern && log; j++) {
+        const fitlm_kernel_rate *k = &p->kern[j];
+        fprintf(log, "kernel %-5s %-7s %d threads: decode %6.1f GB/s, prefill %7.1f GFLOP/s (best of %d rounds)\n",
+                fitlm_type_name(k->type), k->repacked ? "repack" : fitlm_cpu_kernel_isa_name(k->type), max_threads,
+                k->decode_bw / 1e9, k->prefill_flops / 1e9, rounds);
+    }
+    fitlm_threadpool_free(pool);
+    if (p->n_kern == 0) return fitlm_fail(err, "no CPU kernel could be timed");
+    return 0;
+}
+
+/* ---- fixed costs from the real runtime on two tiny synthetic models ---- */
+
+/* Writes a random F32 llama model of n_layers layers (hidden 128, 4 heads,
+ * FFN 256, vocabulary 256, context 64) to path: small enough that its
+ * weights stay in the caches, so its decode time is the runtime's fixed
+ * costs. 0 or -1 with err. */
+static int write_tiny_model(const char *path, uint32_t n_layers, fitlm_error *err) {
+    enum { D = 128, F = 256, V = 256 };
+    fitlm_gguf_writer *w = fitlm_gguf_writer_new(3, err);
+    if (!w) return -1;
+    float *big = malloc(sizeof(float) * (size_t)D * V), *ones = malloc(sizeof(float) * D);
+    int rc = -1;
+    if (!big || !ones) {
+        fitlm_fail(err, "out of memory");
+        goto done;
+    }
+    uint64_t s = 0x2545F4914F6CDD1Dull;
+    for (size_t i = 0; i < (size_t)D * V; i++) {
+        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+        big[i] = (float)((double)(s >> 40) / (double)(1ull << 24) - 0.5) * 0.05f;
+    }
+    for (int i = 0; i < D; i++) ones[i] = 1.0f;
+    if (fitlm_gguf_writer_add_str(w, "general.architecture", "llama", err) ||
+        fitlm_gguf_writer_add_u32(w, "llama.block_count", n_layers, err) ||
+        fitlm_gguf_writer_add_u32(w, "llama.embedding_length", D, err) ||
+        fitlm_gguf_writer_add_u32(w, "llama.feed_forward_length", F, err) ||
+        fitlm_gguf_writer_add_u32(w, "llama.attention.head_count", 4, err) ||
+        fitlm_gguf_writer_add_u32(w, "llama.attention.head_count_kv", 4, err) ||
+        fitlm_gguf_writer_add_u32(w, "llama.context_length", 64, err) ||
+        fitlm_gguf_writer_add_u32(w, "llama.vocab_size", V, err) ||
+        fitlm_gguf_writer_add_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f, err))
+        goto done;
+    const uint64_t e_dv[2] = {D, V}, e_d[1] = {D}, e_dd[2] = {D, D}, e_df[2] = {D, F}, e_fd[2] = {F, D};
+    if (fitlm_gguf_writer_add_tensor(w, "token_embd.weight", FITLM_TYPE_F32, 2, e_dv, big, err) ||
+        fitlm_gguf_writer_add_tensor(w, "output_norm.weight", FITLM_TYPE_F32, 1, e_d, ones, err) ||
+        fitlm_gguf_writer_add_tensor(w, "output.weight", FITLM_TYPE_F32, 2, e_dv, big, err))
+        goto done;
+    for (uint32_t l = 0; l < n_layers; l++) {
+        static const char *const kinds[] = {"attn_norm", "attn_q", "attn_k", "attn_v", "attn_output",
+                                            "ffn_norm",  "ffn_gate", "ffn_up", "ffn_down"};
+        for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+            char name[64];
+            snprintf(name, sizeof name, "blk.%u.%s.weight", l, kinds[k]);
+            bool norm = strstr(kinds[k], "norm") != NULL;
+            const uint64_t *ne = norm ? e_d : k == 8 ? e_fd : k >= 6 ? e_df : e_dd;
+            if (fitlm_gguf_writer_add_tensor(w, name, FITLM_TYPE_F32, norm ? 1 : 2, ne, norm ? ones : big, err))
+                goto done;
+        }
+    }
+    rc = fitlm_gguf_writer_write(w, path, NULL, NULL, err);
+done:
+    fitlm_gguf_writer_free(w);
+    free(big);
+    free(ones);
+    return rc;
+}
+
+/* Seconds per decoded token of the model at path on `threads` threads: every
+ * token timed on its own over six runs of 48 tokens (the first warms up), the
+ * 10th percentile: on a shared machine the undisturbed figure, without
+ * trusting the single luckiest token. */
+static int time_decode(const char *path, int threads, double *per_token, uint32_t *n_layers, fitlm_cpu_work *work,
+                       fitlm_error *err) {
+    fitlm_model *m = fitlm_model_load(path, err);
+    if (!m) return -1;
+    int rc = -1;
+    fitlm_backend *be = fitlm_backend_new("cpu", threads, err);
+    fitlm_runtime *rt = NULL;
+    double *tt = NULL;
+    if (!be) goto done;
+    fitlm_runtime_params rp = fitlm_runtime_params_default();
+    rp.n_ctx = m->hp.ctx_len < 64 ? m->hp.ctx_len : 64;
+    rt = fitlm_runtime_new(m, be, &rp, err);
+    if (!rt) goto done;
+    uint32_t n = rp.n_ctx < 48 ? rp.n_ctx : 48;
+    tt = malloc(sizeof *tt * 5 * n);
+    if (!tt) {
+        fitlm_fail(err, "out of memory");
+        goto done;
+    }
+    int nt = 0;
+    for (int rep = 0; rep < 6; rep++) {
+        fitlm_runtime_reset(rt);
+        for (uint32_t i = 0; i < n; i++) {
+            int32_t id = (int32_t)((i * 2654435761u) % m->hp.vocab_size);
+            double t0 = now_s();
+            if (fitlm_runtime_eval(rt, &id, 1, NULL, false, err)) goto done;
+            if (rep > 0) tt[nt++] = now_s() - t0;
+        }
+    }
+    qsort(tt, (size_t)nt, sizeof *tt, cmp_double);
+    double best = tt[nt / 10];
+    *per_token = best;
+    *n_layers = m->hp.n_layers;
+    if (work) fitlm_cpu_work_of_model(m, rp.kv_type, work);
+    rc = 0;
+done:
+    free(tt);
+    if (rt) fitlm_runtime_free(rt);
+    if (be) be->free(be);
+    if (work) work->hp = NULL; /* the model is freed below */
+    fitlm_model_free(m);
+    return rc;
+}
+
+int fitlm_calibrate_overheads(fitlm_host_profile *p, fitlm_error *err) {
+    const char *dir = getenv("TMPDIR");
+    if (!dir || !*dir) dir = "/tmp";
+    char path[2][1024];
+    static const uint32_t layers[2] = {1, 9};
+    double t[2] = {0, 0};
+    int rc = -1;
+    for (int k = 0; k < 2; k++) {
+        snprintf(path[k], sizeof path[k], "%s/fitlm-calibrate-%ld-%d.gguf", dir, (long)getpid(), k);
+        uint32_t nl = 0;
+        if (write_tiny_model(path[k], layers[k], err) || time_decode(path[k], p->threads, &t[k], &nl, NULL, err)) {
+            remove(path[k]);
+            if (k) remove(path[0]);
+            return -1;
+        }
+    }
+    remove(path[0]);
+    remove(path[1]);
+    double per_layer = (t[1] - t[0]) / (layers[1] - layers[0]);
+    if (per_layer < 0) per_layer = 0;
+    double per_token = t[0] - per_layer;
+    if (per_token < 0) per_token = 0;
+    p->per_layer_s = per_layer;
+    p->per_token_s = per_token;
+    snprintf(p->overhead_source, sizeof p->overhead_source,
+             "decode of synthetic 1- and 9-layer models: %.1f and %.1f us per token", t[0] * 1e6, t[1] * 1e6);
+    rc = 0;
+    return rc;
+}
+
+int fitlm_calibrate_overheads_with_model(fitlm_host_profile *p, const char *model_path, FILE *log, fitlm_error *err) {
+    fitlm_model *m = fitlm_model_load(model_path, err);
+    if (!m) return -1;
+    int rc = -1;
+    fitlm_backend *be = fitlm_backend_new("cpu", p->threads, err);
+    fitlm_runtime *rt = NULL;
+    int32_t *ids = NULL;
+    if (!be) goto done;
+    fitlm_runtime_params rp = fitlm_runtime_params_default();
+    rp.n_ctx = m->hp.ctx_len < 64 ? m->hp.ctx_len : 64;
+    rt = fitlm_runtime_new(m, be, &rp, err);
+    if (!rt) goto done;
+    uint32_t n = rp.n_ctx;
+    ids = malloc(n * sizeof *ids);
+    if (!ids) {
+        fitlm_fail(err, "out of memory");
+        goto done;
+    }
+    for (uint32_t i = 0; i < n; i++) ids[i] = (int32_t)((i * 2654435761u) % m->hp.vocab_size);
+    double best = 1e30;
+    for (int rep = 0; rep < 5; rep++) {
+        fitlm_runtime_reset(rt);
+        double t0 = now_s();
+        for (uint32_t i = 0; i < n; i++)
+            if (fitlm_runtime_eval(rt, ids + i, 1, NULL, false, err)) goto done;
+        double t = (now_s() - t0) / n;
+        if (rep > 0 && t < best) best = t; /* the first run warms up */
+    }
+    /* what the kernels alone predict, without fixed costs */
+    fitlm_host_profile q = *p;
+    q.per_token_s = 0;
+    q.per_layer_s = 1e-30; /* non-zero: the predictor takes the profile's (near-zero) fixed costs */
+    fitlm_cpu_work w;
+    fitlm_cpu_work_of_model(m, rp.kv_type, &w);
+    fitlm_cpu_pred pr;
+    fitlm_cpu_predict(&q, 0, 0, &w, p->threads, 0, 0, 0, n, &pr);
+    double resid = best - pr.decode_s;
+    if (resid < 0) resid = 0;
+    /* split as the dispatch counts do */
+    double units = FITLM_DISPATCHES_PER_LAYER * (double)m->hp.n_layers + FITLM_DISPATCHES_PER_TOKEN;
+    p->per_layer_s = resid / units * FITLM_DISPATCHES_PER_LAYER;
+    p->per_token_s = resid / units * FITLM_DISPATCHES_PER_TOKEN;
+    snprintf(p->overhead_source, sizeof p->overhead_source, "decode of %.100s: %.1f us/token over the kernels",
+             model_path, resid * 1e6);
+    if (log)
+        fprintf(log, "fixed costs from %s (%u layers): %.1f us per token above the kernels: %.2f us per layer, "
+                     "%.2f us per step\n",
+                model_path, m->hp.n_layers, resid * 1e6, p->per_layer_s * 1e6, p->per_token_s * 1e6);
+    rc = 0;
+done:
+    free(ids);
+    if (rt) fitlm_runtime_free(rt);
+    if (be) be->free(be);
+    fitlm_model_free(m);
+    return rc;
+}

@@ -1,0 +1,163 @@
+/* The CPU cost model shared by the planner (its row for this machine) and the
+ * runtime's commands (`bench --plan-check`, `run --plan-check`): the time of
+ * a prompt and of each generated token on this host, from a host profile that
+ * `fitlm calibrate` measures (read bandwidth by thread count, the real matmul
+ * kernels' decode bandwidth and prefill FLOP/s per weight type, fixed costs
+ * per layer and per token) or, without one, from stated assumptions.
+ *
+ *   decode, one token at context c:
+ *     sum over weight types T of bytes_T / decode_bw_T(threads)
+ *     + KV bytes of c positions / read_bw(threads)
+ *     + n_layers x per_layer + per_token
+ *   prefill of n tokens (micro-batches of ub):
+ *     sum over T of 2 params_T n / prefill_flops_T(threads)   (matrices, not the output)
+ *     + 2 n^2 n_layers q_dim / attention FLOP/s               (causal attention)
+ *     + output matrix once (logits of the last token only)
+ *     + ceil(n / ub) x (n_layers x per_layer + per_token)
+ *   TTFT = prefill of the prompt (its logits give the first token).
+ * docs/planner.md ("This machine: the calibrated CPU model") shows the errors. */
+#ifndef FITLM_PLANNER_CPU_COST_H
+#define FITLM_PLANNER_CPU_COST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "model/model.h"
+#include "util/error.h"
+
+#define FITLM_PROFILE_VERSION 1
+#define FITLM_PROFILE_MAX_THREADS 256
+#define FITLM_PROFILE_MAX_TYPES 16
+
+typedef struct fitlm_kernel_rate {
+    int type;             /* fitlm_type of the weights */
+    bool repacked;        /* timed in the layout the CPU backend holds it (fitlm_cpu_repackable) */
+    double decode_bw;     /* bytes/s: one-token matmul with the weights coming from DRAM */
+    double prefill_flops; /* FLOP/s: matmul of FITLM_CAL_PREFILL_TOKENS tokens */
+} fitlm_kernel_rate;
+
+typedef struct fitlm_host_profile {
+    int version;
+    char created[32];   /* UTC, ISO 8601 */
+    /* facts from /proc and /sys that do not change from run to run */
+    char cpu[96];
+    char isa[16];       /* the kernel family fitlm uses: scalar / avx2 / avx512 */
+    char flags[64];     /* the SIMD flags that matter: "avx2 fma f16c avx512f avx512_vnni ..." */
+    int physical_cores, logical_cpus;
+    double l2_bytes, l3_bytes, memory_bytes;
+    double max_mhz;     /* cpufreq's cpuinfo_max_freq or the model name's "@ x.xGHz"; 0 = unknown */
+    /* measured (0 = not measured) */
+    int n_bw;                                      /* read_bw[1..n_bw] */
+    double read_bw[FITLM_PROFILE_MAX_THREADS + 1]; /* bytes/s with t threads */
+    int threads;                                   /* threads of the kernel figures */
+    fitlm_kernel_rate kern[FITLM_PROFILE_MAX_TYPES];
+    int n_kern;
+    double dispatch_s;   /* one thread-pool dispatch of an empty job */
+    double per_layer_s;  /* fixed time per layer and forward step */
+    double per_token_s;  /* fixed time per forward step (embedding, output norm, sampling) */
+    char overhead_source[160];
+    double process_base_bytes; /* resident memory of a fitlm process before it loads a model */
+    double allreduce_alpha_s, allreduce_bw; /* MPI all-reduce latency and bandwidth; 0 = not measured */
+} fitlm_host_profile;
+
+/* Fills the /proc and /sys facts of this machine (the rest zero). */
+void fitlm_host_facts(fitlm_host_profile *p);
+
+/* $XDG_CACHE_HOME/fitlm/host.json, else $HOME/.cache/fitlm/host.json. 0, or -1
+ * (no usable directory in the environment, or the path does not fit cap). */
+int fitlm_host_profile_default_path(char *buf, size_t cap);
+/* Writes p as JSON to path (parent directories created, temp file + rename).
+ * 0 or -1 with err. */
+int fitlm_host_profile_save(const fitlm_host_profile *p, const char *path, fitlm_error *err);
+/* Reads a profile written by fitlm_host_profile_save; every field is
+ * type- and range-checked. 0, or -1 with err (a missing file: "cannot open"). */
+int fitlm_host_profile_load(fitlm_host_profile *p, const char *path, fitlm_error *err);
+/* Returns a malloc'd JSON text of p (caller frees), NULL when out of memory. */
+char *fitlm_host_profile_json(const fitlm_host_profile *p);
+
+/* Figures used when nothing was measured (stated in every report that uses them). */
+#define FITLM_ASSUMED_BW_PER_CORE 8e9      /* bytes/s of streaming read per core */
+#define FITLM_ASSUMED_BW_CAP 300e9         /* an 8-channel DDR5 socket */
+#define FITLM_ASSUMED_DECODE_EFF 0.80      /* matmul kernels' share of the read bandwidth */
+#define FITLM_ASSUMED_PREFILL_EFF 0.30     /* share of the fp32 SIMD peak the prefill matmuls reach */
+#define FITLM_ASSUMED_PER_LAYER_S 30e-6
+#define FITLM_ASSUMED_PER_TOKEN_S 100e-6
+#define FITLM_ASSUMED_PROCESS_BASE 16.0 * 1048576.0
+/* Without calibration the thread-pool dispatches per layer and per step set
+ * the fixed costs: matmul q/k/v, attention, output projection, gate/up, down,
+ * and the serial vector operations between them count as about six per layer;
+ * embedding, output norm, output matmul and sampling as four per step. */
+#define FITLM_DISPATCHES_PER_LAYER 6
+#define FITLM_DISPATCHES_PER_TOKEN 4
+/* Tokens of the prefill matmul calibrate times. */
+#define FITLM_CAL_PREFILL_TOKENS 256
+
+/* The rates one prediction uses and whether each was measured. */
+typedef struct fitlm_cpu_rates {
+    int threads;
+    double read_bw;
+    bool read_bw_measured;
+    double per_layer_s, per_token_s;
+    bool overhead_measured;
+    double attn_flops;
+    double process_base;
+} fitlm_cpu_rates;
+
+/* What a model reads and computes per token, by weight type. */
+typedef struct fitlm_cpu_work {
+    const fitlm_hparams *hp;
+    int n;
+    struct {
+        int type;
+        double bytes;   /* bytes read per decoded token (every layer's matrices and norms of this type) */
+        double params;  /* weights in matrices multiplied per prompt token */
+    } t[FITLM_PROFILE_MAX_TYPES];
+    int output_type;     /* the output matrix (read once per step for the logits) */
+    double output_bytes, output_params;
+    int kv_type;
+} fitlm_cpu_work;
+
+/* Adds bytes/params of a weight type to w (merging with an existing entry;
+ * beyond FITLM_PROFILE_MAX_TYPES types the last entry absorbs the rest). */
+void fitlm_cpu_work_add(fitlm_cpu_work *w, int type, double bytes, double params);
+/* The work of a loaded model, from its tensors (as the runtime reads them). */
+void fitlm_cpu_work_of_model(const fitlm_model *m, int kv_type, fitlm_cpu_work *w);
+
+typedef struct fitlm_cpu_pred {
+    fitlm_cpu_rates rates;
+    double prefill_s, pp_tps;   /* the prompt */
+    double ttft_s;
+    double decode_s, tg_tps;    /* mean per generated token */
+    bool kernels_measured;      /* every weight type's kernel rate came from the profile */
+    char assumed[256];          /* what was assumed, "" when everything was measured */
+} fitlm_cpu_pred;
+
+/* Predicts a prompt of n_prompt tokens from an empty cache in micro-batches of
+ * ub, then n_gen generated tokens after ctx0 positions, on `threads` threads
+ * (<= 0: the profile's, else physical cores). prof may be NULL (all assumed;
+ * then host_bw / host_flops, the catalog's estimates, are used; 0 = derive). */
+void fitlm_cpu_predict(const fitlm_host_profile *prof, double host_bw, double host_flops, const fitlm_cpu_work *w,
+                       int threads, uint32_t n_prompt, uint32_t ub, uint32_t ctx0, uint32_t n_gen,
+                       fitlm_cpu_pred *out);
+
+/* Measures this machine (about 20-40 s; quick: a few seconds): read bandwidth with 1..max_threads
+ * threads (<= 0: physical cores), the decode bandwidth and prefill FLOP/s of
+ * the real CPU kernels per weight type at max_threads, the thread-pool
+ * dispatch and the fixed costs per layer and step (fitlm_calibrate_overheads). quick: fewer repetitions (for
+ * tests). log (may be NULL) gets a line per measurement. 0 or -1 with err. */
+int fitlm_calibrate_host(fitlm_host_profile *p, int max_threads, bool quick, FILE *log, fitlm_error *err);
+
+/* Measures the fixed costs per layer and per step with the real runtime:
+ * decode of two tiny synthetic models (1 and 9 layers, weights in the caches)
+ * written to $TMPDIR (removed after): the slope per layer and the rest per
+ * step, at p->threads threads. 0 or -1 with err. */
+int fitlm_calibrate_overheads(fitlm_host_profile *p, fitlm_error *err);
+
+/* Refines the fixed costs by a decode run of a real model: its measured time
+ * per token minus the kernel-bound prediction, over its layers (per_layer),
+ * per_token from the dispatch count. 0 or -1 with err. */
+int fitlm_calibrate_overheads_with_model(fitlm_host_profile *p, const char *model_path, FILE *log, fitlm_error *err);
+
+#endif

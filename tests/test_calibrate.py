@@ -1,0 +1,157 @@
+"""`fitlm calibrate` and the host profile: written where it should be (temp
+file + rename), read by `plan` (measured vs assumed) and by `bench
+--plan-check`; every malformed profile refused with a message; the plan check's
+memory rows within 3 % of the runtime's own accounting on stories260K and
+quantized copies of it; the speed rows present with their error column."""
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "pyutil"))
+import testenv as te  # noqa: E402
+from testenv import check  # noqa: E402
+
+BIN = os.environ["FITLM_BIN"]
+SHARED = os.environ.get("FITLM_SHARED", "")
+TMP = os.path.join(te.tmp_dir(), "calibrate")
+shutil.rmtree(TMP, ignore_errors=True)
+os.makedirs(TMP)
+XDG = os.path.join(TMP, "xdg")
+
+
+def run(*args, env_xdg=XDG, timeout=300):
+    env = dict(os.environ)
+    env["XDG_CACHE_HOME"] = env_xdg
+    p = subprocess.run([BIN, *args], capture_output=True, text=True, timeout=timeout, env=env)
+    return p.returncode, p.stdout, p.stderr
+
+
+# ---- calibrate writes the default profile (XDG_CACHE_HOME/fitlm/host.json) ----
+rc, out, err = run("calibrate", "--quick", "-t", "1")
+default = os.path.join(XDG, "fitlm", "host.json")
+check(rc == 0, f"calibrate --quick: rc {rc}: {err}")
+check(os.path.isfile(default), "calibrate wrote $XDG_CACHE_HOME/fitlm/host.json")
+check(not [f for f in os.listdir(os.path.dirname(default)) if ".tmp" in f], "no temp file left behind")
+prof = json.load(open(default)) if os.path.isfile(default) else {}
+check(prof.get("format") == "fitlm-host-profile" and prof.get("version") == 1, "format and version")
+bw = prof.get("read_bw_by_threads", [])
+check(len(bw) == 1 and bw[0] > 1e8, f"read bandwidth for 1 thread measured: {bw}")
+kern = {k["type"]: k for k in prof.get("kernels", [])}
+for t in ("F16", "Q8_0", "Q4_0"):
+    check(t in kern and kern[t]["decode_bw"] > 1e8 and kern[t]["prefill_flops"] > 1e8, f"kernel {t} timed: {kern.get(t)}")
+check(prof.get("per_layer_s", 0) > 0, f"fixed cost per layer measured: {prof.get('per_layer_s')}")
+check(prof.get("host", {}).get("physical_cores", 0) >= 1, "physical cores from /proc")
+check("mhz" not in json.dumps(prof.get("host", {})).lower() or prof["host"]["max_mhz"] >= 0, "rated clock only")
+
+# ---- plan reads it: measured; --no-profile / no file: assumed ----
+rc, out, err = run("plan", "llama-3.2-1b")
+check(rc == 0 and "cost model: host profile " + default in out, f"plan uses the default profile: {err}")
+check(re.search(r"This machine \(.*GB/s measured\)", out) is not None, "host bandwidth shown as measured")
+rc, out, err = run("plan", "llama-3.2-1b", "--no-profile")
+check(rc == 0 and "cost model: assumed figures" in out, "--no-profile: assumed")
+rc, out, err = run("plan", "llama-3.2-1b", env_xdg=os.path.join(TMP, "empty"))
+check(rc == 0 and "cost model: assumed figures" in out and "estimated" in out, "no profile: assumed")
+rc, out, err = run("plan", "llama-3.2-1b", "--json")
+d = json.loads(out) if rc == 0 else {}
+check(d.get("this_machine_cost_model", {}).get("source") == "measured", "JSON names the cost model's source")
+
+# ---- an explicit profile elsewhere; bad ones refused ----
+mine = os.path.join(TMP, "deep", "er", "mine.json")
+rc, out, err = run("calibrate", "--quick", "-t", "1", "--profile", mine)
+check(rc == 0 and os.path.isfile(mine), f"--profile FILE with missing parent folders: {err}")
+rc, out, err = run("plan", "llama-3.2-1b", "--profile", mine)
+check(rc == 0 and "cost model: host profile " + mine in out, "plan --profile FILE")
+
+
+def bad(name, mutate, expect):
+    p = json.load(open(mine))
+    mutate(p)
+    path = os.path.join(TMP, name + ".json")
+    with open(path, "w") as f:
+        f.write(p if isinstance(p, str) else json.dumps(p))
+    rc, out, err = run("plan", "llama-3.2-1b", "--profile", path)
+    check(rc != 0 and err.startswith("fitlm: error:") and expect in err, f"{name}: rc {rc}: {err.strip()}")
+
+
+bad("version", lambda p: p.update(version=99), "version 99")
+bad("negative-bw", lambda p: p.update(read_bw_by_threads=[-1]), "read_bw_by_threads[0]")
+bad("no-kernels", lambda p: p.pop("kernels"), "kernels")
+bad("unknown-type", lambda p: p["kernels"][0].update(type="Q9_9"), "Q9_9")
+bad("layer-cost", lambda p: p.update(per_layer_s="fast"), "per_layer_s")
+bad("not-profile", lambda p: p.update(format="something"), "not a fitlm host profile")
+rc, out, err = run("plan", "llama-3.2-1b", "--profile", os.path.join(TMP, "missing.json"))
+check(rc != 0 and err.startswith("fitlm: error:"), f"missing profile: {err.strip()}")
+rc, out, err = run("plan", "llama-3.2-1b", "--profile", mine, "--no-profile")
+check(rc != 0 and "contradict" in err, "--profile with --no-profile")
+rc, out, err = run("calibrate", "-t", "0")
+check(rc != 0 and err.startswith("fitlm: error:"), "calibrate -t 0 refused")
+rc, out, err = run("calibrate", "--bogus")
+check(rc != 0 and "unknown option" in err, "calibrate: unknown option")
+# a corrupt default profile: a warning, assumed figures, not a failure
+with open(default, "w") as f:
+    f.write("{ not json")
+rc, out, err = run("plan", "llama-3.2-1b")
+check(rc == 0 and "warning" in err and "cost model: assumed figures" in out, f"corrupt default profile: {err.strip()}")
+os.remove(default)
+
+# ---- bench --plan-check: memory within 3 % of the runtime's accounting ----
+stories = os.path.join(SHARED, "data", "stories260K", "stories260K.bin")
+if not os.path.isfile(stories):
+    print("SKIP (bench part): no stories260K")
+    sys.exit(te.report())
+models = [stories]
+for t in ("q8_0", "q4_0", "f16"):
+    path = os.path.join(TMP, f"stories-{t}.gguf")
+    rc, out, err = run("quantize", stories, path, t)
+    check(rc == 0, f"quantize {t}: {err}")
+    if rc == 0:
+        models.append(path)
+
+
+def mib(x):
+    return float(x)
+
+
+ROW = re.compile(r"^\| (.+?)\s+\|\s+(-?[0-9.]+) \|\s+(-?[0-9.]+) \| (\S+)\s*\|\s+(\S+) \|")
+for mp in models:
+    for extra in ([], ["-c", "100", "--kv-type", "q8_0"], ["-c", "256", "--batch", "7", "-t", "1"]):
+        args = ["bench", "-m", mp, "-p", "16", "-n", "8", "-r", "2", "--membw-mib", "0", "--profile", mine, *extra]
+        rc, out, err = run(*args)
+        what = f"{os.path.basename(mp)} {' '.join(extra)}"
+        check(rc == 0, f"{what}: bench rc {rc}: {err}")
+        if "plan check" not in out:
+            check(False, f"{what}: no plan check in bench output")
+            continue
+        rows = {}
+        for line in out[out.index("plan check"):].splitlines():
+            m = ROW.match(line)
+            if m:
+                rows[m.group(1).strip()] = (float(m.group(2)), float(m.group(3)), m.group(4), m.group(5))
+        for comp in ("weights", "KV cache", "scratch"):
+            if comp not in rows:
+                check(False, f"{what}: no {comp} row")
+                continue
+            p_, m_, unit, e = rows[comp]
+            check(unit == "MiB" and m_ > 0 and abs(p_ - m_) <= 0.03 * m_ + 0.005, f"{what}: {comp} {p_} vs {m_}")
+        for comp in ("peak resident (VmHWM)", "prefill pp16", "time to first token", "decode tg8"):
+            r = rows.get(comp)
+            check(r is not None and r[0] > 0 and r[1] > 0 and re.fullmatch(r"[+-][0-9.]+%", r[3]) is not None,
+                  f"{what}: row {comp}: {r}")
+        check("measured figures: read bandwidth, kernel rates, fixed costs" in out, f"{what}: sources named")
+
+rc, out, err = run("bench", "-m", stories, "-p", "8", "-n", "4", "-r", "1", "--membw-mib", "0", "--no-plan-check")
+check(rc == 0 and "plan check" not in out, "--no-plan-check")
+rc, out, err = run("bench", "-m", stories, "-p", "8", "-n", "4", "-r", "1", "--membw-mib", "0",
+                   env_xdg=os.path.join(TMP, "empty"))
+check(rc == 0 and "no host profile" in out and "assumed:" in out, "bench without a profile: assumed figures named")
+rc, out, err = run("bench", "-m", stories, "-p", "8", "-n", "4", "-r", "1", "--profile", os.path.join(TMP, "nope.json"))
+check(rc != 0 and err.startswith("fitlm: error:"), f"bench with a missing profile: {err.strip()}")
+
+# commands without a plan check refuse the flag
+rc, out, err = run("perplexity", "-m", stories, "--ids-file", "/dev/null", "--plan-check")
+check(rc != 0 and "unknown option '--plan-check'" in err, f"perplexity --plan-check refused: {err.strip()}")
+
+sys.exit(te.report())

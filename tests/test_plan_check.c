@@ -1,0 +1,85 @@
+/* The runtime's memory, predicted (runtime/mem_model.h, what the planner and
+ * `bench --plan-check` print) against the runtime's own accounting
+ * (fitlm_runtime_get_memory) on the real stories260K model: every component
+ * within 3 % (the issue's target), over contexts, micro-batches, thread counts
+ * and KV types. Exactness is expected (same formulas), the 3 % is the
+ * contract. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "check.h"
+#include "format/ggml_type.h"
+#include "runtime/kv_cache.h"
+#include "runtime/mem_model.h"
+#include "runtime/runtime.h"
+
+static double rel_err(double pred, double meas) {
+    if (meas == 0) return pred == 0 ? 0 : 1;
+    return fabs(pred - meas) / meas;
+}
+
+static void check_one(const fitlm_model *m, int threads, uint32_t n_ctx, uint32_t ub, int kv_type) {
+    fitlm_error err = {{0}};
+    fitlm_backend *be = fitlm_backend_new("cpu", threads, &err);
+    CHECK(be != NULL, "cpu backend: %s", err.msg);
+    if (!be) return;
+    fitlm_runtime_params p = fitlm_runtime_params_default();
+    p.n_ctx = n_ctx;
+    p.n_ubatch = ub;
+    p.kv_type = kv_type;
+    fitlm_runtime *rt = fitlm_runtime_new(m, be, &p, &err);
+    CHECK(rt != NULL, "runtime: %s", err.msg);
+    if (rt) {
+        fitlm_runtime_memory mem;
+        fitlm_runtime_get_memory(rt, &mem);
+        fitlm_mem_model pred;
+        /* the planner's weight figure: the file's tensor bytes */
+        fitlm_mem_model_cpu(&m->hp, fitlm_model_tensor_bytes(m), kv_type, n_ctx, ub, threads, &pred);
+        char what[96];
+        snprintf(what, sizeof what, "t=%d ctx=%u ub=%u kv=%s", threads, n_ctx, ub, fitlm_type_name(kv_type));
+        CHECK(pred.n_ctx == mem.n_ctx && pred.n_ubatch == mem.n_ubatch, "%s: ctx %u/%u ub %u/%u", what, pred.n_ctx,
+              mem.n_ctx, pred.n_ubatch, mem.n_ubatch);
+        CHECK(rel_err((double)pred.weights, (double)mem.weight_bytes) <= 0.03, "%s: weights %llu vs %llu", what,
+              (unsigned long long)pred.weights, (unsigned long long)mem.weight_bytes);
+        CHECK(rel_err((double)pred.kv, (double)mem.kv_bytes) <= 0.03, "%s: KV %llu vs %llu", what,
+              (unsigned long long)pred.kv, (unsigned long long)mem.kv_bytes);
+        CHECK(rel_err((double)pred.scratch, (double)mem.scratch_bytes) <= 0.03, "%s: scratch %llu vs %llu", what,
+              (unsigned long long)pred.scratch, (unsigned long long)mem.scratch_bytes);
+        double tp = (double)(pred.weights + pred.kv + pred.scratch);
+        double tm = (double)(mem.weight_bytes + mem.kv_bytes + mem.scratch_bytes);
+        CHECK(rel_err(tp, tm) <= 0.03, "%s: total %.0f vs %.0f", what, tp, tm);
+        /* growth per position: one more block of positions adds kv_per_position x 16 to the KV cache */
+        CHECK(pred.kv_per_position * (uint64_t)FITLM_RUNTIME_KV_BLOCK ==
+                  fitlm_kv_cache_bytes(kv_type, FITLM_RUNTIME_KV_BLOCK, m->hp.n_layers,
+                                       (int64_t)m->hp.n_kv_heads * m->hp.head_dim),
+              "%s: KV per position", what);
+        fitlm_runtime_free(rt);
+    }
+    be->free(be);
+}
+
+int main(void) {
+    const char *shared = check_env_or_skip("FITLM_SHARED");
+    char path[1024];
+    snprintf(path, sizeof path, "%s/data/stories260K/stories260K.bin", shared);
+    fitlm_error err = {{0}};
+    fitlm_model *m = fitlm_model_load(path, &err);
+    if (!m) {
+        printf("SKIP: %s\n", err.msg);
+        return 77;
+    }
+    static const uint32_t ctxs[] = {0, 1, 17, 64, 100, 256, 512};
+    static const uint32_t ubs[] = {0, 1, 7, 32, 512};
+    static const int kvs[] = {FITLM_TYPE_F16, FITLM_TYPE_F32, FITLM_TYPE_Q8_0};
+    for (int t = 1; t <= 3; t++)
+        for (size_t c = 0; c < sizeof ctxs / sizeof ctxs[0]; c++)
+            for (size_t u = 0; u < sizeof ubs / sizeof ubs[0]; u++)
+                for (size_t k = 0; k < sizeof kvs / sizeof kvs[0]; k++) {
+                    if (kvs[k] == FITLM_TYPE_Q8_0 && (m->hp.n_kv_heads * m->hp.head_dim) % 32) continue;
+                    if (ctxs[c] > m->hp.ctx_len) continue;
+                    check_one(m, t, ctxs[c], ubs[u], kvs[k]);
+                }
+    fitlm_model_free(m);
+    return check_report();
+}
