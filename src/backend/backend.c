@@ -1,10 +1,14 @@
 /* Backend-independent helpers: row views and creation by name. */
 #include "backend/backend.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "backend/cpu/backend_cpu.h"
 #include "format/ggml_type.h"
+#ifdef FITLM_HAVE_VULKAN
+#include "backend/vulkan/backend_vulkan.h"
+#endif
 
 fitlm_btensor fitlm_btensor_rows(const fitlm_btensor *t, int64_t row0, int64_t n_rows) {
     fitlm_btensor v = *t;
@@ -19,6 +23,16 @@ fitlm_btensor fitlm_btensor_rows(const fitlm_btensor *t, int64_t row0, int64_t n
 
 fitlm_backend *fitlm_backend_new(const char *name, int n_threads, fitlm_error *err) {
     if (!name || !strcmp(name, "cpu")) return fitlm_backend_cpu_new(n_threads, err);
-    fitlm_fail(err, "unknown backend '%s' (this build has: cpu)", name);
+#ifdef FITLM_HAVE_VULKAN
+    if (!strcmp(name, "vulkan")) return fitlm_backend_vulkan_new(-1, err);
+    if (!strncmp(name, "vulkan:", 7)) {
+        char *end;
+        long idx = strtol(name + 7, &end, 10);
+        if (end != name + 7 && !*end && idx >= 0 && idx < 1024) return fitlm_backend_vulkan_new((int)idx, err);
+    }
+    fitlm_fail(err, "unknown device '%s' (this build has: cpu, vulkan, vulkan:N)", name);
+#else
+    fitlm_fail(err, "unknown device '%s' (this build has: cpu; the Vulkan backend was not built)", name);
+#endif
     return NULL;
 }
