@@ -1,6 +1,7 @@
 /* Backend-independent helpers: row views and creation by name. */
 #include "backend/backend.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,6 +20,18 @@ fitlm_btensor fitlm_btensor_rows(const fitlm_btensor *t, int64_t row0, int64_t n
     v.nbytes = row_bytes * (uint64_t)n_rows;
     v.owned = false;
     return v;
+}
+
+const char *fitlm_backend_default_name(void) {
+#ifdef FITLM_HAVE_VULKAN
+    static char name[32];
+    int idx = fitlm_vulkan_first_discrete();
+    if (idx >= 0) {
+        snprintf(name, sizeof name, "vulkan:%d", idx);
+        return name;
+    }
+#endif
+    return "cpu";
 }
 
 fitlm_backend *fitlm_backend_new(const char *name, int n_threads, fitlm_error *err) {

@@ -22,6 +22,7 @@ static const command k_commands[] = {
     {"convert", cmd_convert, "convert a model between GGUF, Hugging Face safetensors and llama2.c"},
     {"template", cmd_template, "render a conversation with a chat template (the model's own Jinja, or a file)"},
     {"bench", cmd_bench, "prompt-processing and generation speed, bandwidth"},
+    {"devices", cmd_devices, "the devices --device accepts (CPU, Vulkan GPUs)"},
 #ifdef FITLM_HAVE_SERVE
     {"serve", cmd_serve, "OpenAI-compatible HTTP server (continuous batching, paged KV cache)"},
 #endif

@@ -181,6 +181,11 @@ int runtime_opts_parse(runtime_opts *o, int argc, char **argv, int *i) {
         }
         return 1;
     }
+    if (!strcmp(a, "--device")) {
+        if (!(v = opt_value(argc, argv, i))) return -1;
+        o->device = v;
+        return 1;
+    }
     if (!strcmp(a, "--check-tensors")) {
         o->check_tensors = true;
         return 1;
@@ -202,7 +207,7 @@ int runtime_session_open_model(runtime_session *s, const runtime_opts *o) {
         return -1;
     }
     if (o->check_tensors && fitlm_model_check_values(s->model, true, &err)) goto fail_prefixed;
-    s->backend = fitlm_backend_new("cpu", o->n_threads, &err);
+    s->backend = fitlm_backend_new(o->device ? o->device : fitlm_backend_default_name(), o->n_threads, &err);
     if (!s->backend) goto fail;
     if (fitlm_runtime_check_model(s->model, s->backend, o->kv_type, &err)) goto fail_prefixed;
     return 0;

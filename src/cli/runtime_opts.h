@@ -41,6 +41,7 @@ typedef struct runtime_opts {
     bool ctx_clamp;    /* n_ctx above the model's context: use the model's (else error) */
     bool check_tensors; /* --check-tensors: scan every weight for NaN/Inf before running */
     uint64_t mem_limit; /* --mem-limit bytes; FITLM_MEM_UNKNOWN (UINT64_MAX) = none */
+    const char *device; /* --device cpu|vulkan[:N]; NULL = fitlm_backend_default_name() */
 } runtime_opts;
 
 void runtime_opts_init(runtime_opts *o);

@@ -216,8 +216,12 @@ int fitlm_vulkan_list_devices(FILE *out, fitlm_error *err) {
         fprintf(out, "  integer dot product: %s, cooperative matrix: %s\n",
                 has_dev_ext(pd[i], "VK_KHR_shader_integer_dot_product") ? "yes" : "no",
                 has_dev_ext(pd[i], "VK_KHR_cooperative_matrix") ? "yes" : "no");
-        fprintf(out, "  max storage buffer range: %.0f MiB, max allocation: see heaps\n",
-                (double)p.limits.maxStorageBufferRange / 1048576.0);
+        VkPhysicalDeviceMaintenance3Properties m3 = {
+            .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES};
+        VkPhysicalDeviceProperties2 q2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, .pNext = &m3};
+        vkGetPhysicalDeviceProperties2(pd[i], &q2);
+        fprintf(out, "  max storage buffer range: %.0f MiB, max allocation: %.0f MiB\n",
+                (double)p.limits.maxStorageBufferRange / 1048576.0, (double)m3.maxMemoryAllocationSize / 1048576.0);
     }
     free(pd);
     vkDestroyInstance(inst, NULL);
@@ -791,7 +795,7 @@ static void vk_matmul(fitlm_backend *be, const fitlm_btensor *W, const fitlm_bte
         !bind_of(s, y->data, (uint64_t)n_tokens * (uint64_t)y->ne0 * 4, &b[2], &yr))
         return;
     uint64_t rows_fit = (s->max_range - s->align_off) / rb;
-    uint64_t per = rows_fit < MAX_GROUPS ? rows_fit : MAX_GROUPS;
+    uint64_t per = rows_fit < 8ull * MAX_GROUPS ? rows_fit : 8ull * MAX_GROUPS;
     if (per == 0) {
         vk_seterr(s, "Vulkan backend: one weight row of %llu bytes exceeds a storage binding", (unsigned long long)rb);
         return;
@@ -802,9 +806,9 @@ static void vk_matmul(fitlm_backend *be, const fitlm_btensor *W, const fitlm_bte
         if (!bind_of(s, (const uint8_t *)W->data + (uint64_t)r0 * rb, (uint64_t)nr * rb, &b[0], &wr)) return;
         for (int64_t t0 = 0; t0 < n_tokens; t0 += 8 * (int64_t)MAX_GROUPS) {
             int64_t nt = n_tokens - t0 < 8 * (int64_t)MAX_GROUPS ? n_tokens - t0 : 8 * (int64_t)MAX_GROUPS;
-            uint32_t pc[8] = {wr, (uint32_t)rb, (uint32_t)W->ne0, (uint32_t)n_tokens, xr / 4, yr / 4 + (uint32_t)r0,
-                              (uint32_t)y->ne0, (uint32_t)t0};
-            dispatch(s, name, 3, b, pc, sizeof pc, (uint32_t)nr, (uint32_t)((nt + 7) / 8));
+            uint32_t pc[9] = {wr, (uint32_t)rb, (uint32_t)W->ne0, (uint32_t)n_tokens, xr / 4, yr / 4 + (uint32_t)r0,
+                              (uint32_t)y->ne0, (uint32_t)t0, (uint32_t)nr};
+            dispatch(s, name, 3, b, pc, sizeof pc, (uint32_t)((nr + 7) / 8), (uint32_t)((nt + 7) / 8));
         }
     }
 }

@@ -1,8 +1,9 @@
 #version 450
-// y[t, r] = sum_c W[r, c] x[t, c]: one workgroup per weight row and TN tokens.
-// Each of the 64 threads decodes units of 32 weights once and applies them to
-// the TN token rows; partial sums meet in a fixed-order tree, so a token's
-// result does not depend on which other tokens share the call.
+// y[t, r] = sum_c W[r, c] x[t, c]: one workgroup per 8 weight rows and TN
+// tokens, 8 threads per row. Each thread decodes units of 32 weights once
+// (straight from the quantized blocks in device memory) and applies them to
+// the TN token rows; the 8 partial sums of a row meet in a fixed-order tree,
+// so a token's result does not depend on which other tokens share the call.
 #include "common.glsl"
 layout(local_size_x = 64) in;
 layout(std430, binding = 0) readonly buffer Wb { uint W[]; };
@@ -17,19 +18,21 @@ layout(push_constant) uniform PC {
     uint y_off;     // float index of (token 0, row 0 of this dispatch) in Y
     uint y_stride;  // floats per token row of Y
     uint tok0;      // first token of this dispatch
+    uint n_rows;    // rows of this dispatch
 } pc;
 #include "dequant.glsl"
 #define TN 8
 shared float red[TN][64];
 void main() {
-    uint r = gl_WorkGroupID.x, tid = gl_LocalInvocationID.x;
+    uint tid = gl_LocalInvocationID.x, lane = tid & 7u;
+    uint r = gl_WorkGroupID.x * 8u + (tid >> 3);
     uint t0 = pc.tok0 + gl_WorkGroupID.y * TN;
     uint nt = min(uint(TN), pc.n_tok - t0);
     float acc[TN];
     [[unroll]] for (uint t = 0u; t < TN; t++) acc[t] = 0.0;
     uint rb = pc.w_off + r * pc.row_bytes;
-    uint nu = (pc.K + 31u) / 32u;
-    for (uint u = tid; u < nu; u += 64u) {
+    uint nu = r < pc.n_rows ? (pc.K + 31u) / 32u : 0u;
+    for (uint u = lane; u < nu; u += 8u) {
         float w[32];
         decode_unit(rb, u, pc.K, w);
         uint n = min(32u, pc.K - 32u * u);
@@ -45,11 +48,11 @@ void main() {
     }
     [[unroll]] for (uint t = 0u; t < TN; t++) red[t][tid] = acc[t];
     barrier();
-    [[unroll]] for (uint s = 32u; s > 0u; s >>= 1) {
-        if (tid < s) {
+    [[unroll]] for (uint s = 4u; s > 0u; s >>= 1) {
+        if (lane < s) {
             [[unroll]] for (uint t = 0u; t < TN; t++) red[t][tid] += red[t][tid + s];
         }
         barrier();
     }
-    if (tid < nt) Y[pc.y_off + (t0 + tid) * pc.y_stride + r] = red[tid][0];
+    if (lane < nt && r < pc.n_rows) Y[pc.y_off + (t0 + lane) * pc.y_stride + r] = red[lane][tid - lane];
 }

