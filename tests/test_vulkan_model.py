@@ -13,8 +13,10 @@
     qwen3 (q/k norm) models with F32, F16, BF16, Q8_0 and Q4_0 weights against
     the numpy forward pass of tests/ref/forward.py with exact F32 activations
     (the shaders do not round activations) within 1e-4 of the largest |logit|,
-    and against the CPU backend: within 1e-4 for F32/F16, and for Q8_0/Q4_0/BF16,
-    whose CPU matmuls round their inputs (8-bit blocks, bfloat16), within 3e-2;
+    split with -ngl 1 against the reference that rounds the CPU layer's matmul
+    inputs as the CPU kernels do; and against the CPU backend: within 1e-4 for
+    F32/F16, and for Q8_0/Q4_0/BF16, whose CPU matmuls round their inputs
+    (8-bit blocks, bfloat16), within 5e-2;
   - device errors as `fitlm: error:` (a device index that does not exist).
 Skips (77) when the build has no Vulkan backend or there is no Vulkan device,
 unless FITLM_REQUIRE_VULKAN is set (CI), where that is a failure.
@@ -111,7 +113,7 @@ def max_diff(a, b):
 
 
 # ---- stories260K against the llama2.c reference ----
-SPLITS = ()
+SPLITS = (("--device", "vulkan", "-ngl", "2"), ("--device", "vulkan:0", "-ngl", "0"))
 for dev in (("--device", "vulkan"),) + SPLITS:
     tag = " ".join(dev[1:])
     for name in ("greedy-bos.txt", "bytes-once-upon.txt"):
@@ -134,7 +136,7 @@ for dev in (("--device", "vulkan"),) + SPLITS:
 # ---- greedy generation: identical token ids on the CPU and on the GPU ----
 prompt = "1 82 113 102 104 35 120 115 114 113 35 100 35 119 108 112 104"
 runs = {}
-for dev in (("--device", "cpu"), ("--device", "vulkan")) + SPLITS:
+for dev in (("--device", "cpu"), ("--device", "vulkan"), ("--device", "vulkan", "-ngl", "3")):
     q = fitlm("run", "-m", MODEL, "--ids", prompt, "-n", "80", "--temp", "0", "--kv-type", "f32", "--print-ids", *dev)
     check(q.returncode == 0, "run %s: %s" % (dev, q.stderr.strip()))
     runs[dev] = q.stdout.split()
@@ -175,17 +177,33 @@ def case(name, arch, cfg, tied=True, bias=False, weight_type=ref.TYPE_F32, seed=
     ref.write_gguf(path, ref.gguf_kv(cfg, arch), tens)
     ids = list(np.random.default_rng(seed + 100).integers(0, cfg["vocab"], T))
     want = ref.forward(cfg, w, np.array(ids))  # exact F32 activations, as the shaders compute
+    # -ngl 1: layer 0 (and a tied output, which stays with the CPU's token
+    # embedding) on the CPU, whose matmuls round their inputs as
+    # test_forward_ref.py emulates (8-bit blocks for Q8_0/Q4_0, bfloat16 for BF16)
+    on_cpu = lambda n: n.startswith("blk.0.") or n == "token_embd.weight"  # noqa: E731
+    qact = {n for n, t, _, ne in tens if t in (ref.TYPE_Q8_0, ref.TYPE_Q4_0) and len(ne) == 2 and on_cpu(n)}
+    bact = {n for n, t, _, ne in tens if t == ref.TYPE_BF16 and len(ne) == 2 and on_cpu(n)}
+    want_split = ref.forward(cfg, w, np.array(ids), qact=qact, bact=bact)
+    # bfloat16 rounding of the CPU's inputs: float32-vs-float64 differences flip
+    # the odd activation across a rounding boundary (test_forward_ref.py: 1e-2)
+    split_tol = 1e-2 if bact else 1e-4
     cpu = logits_of(path, ids, cfg["vocab"], "--device", "cpu")
-    cpu_tol = 1e-4 if weight_type in (ref.TYPE_F32, ref.TYPE_F16) else 3e-2
+    # the CPU backend's own activation rounding (measured up to 3.1e-2 of the
+    # largest logit at these sizes for Q8_0); each backend is held to 1e-4 of
+    # its exact reference above, this only bounds their distance
+    cpu_tol = 1e-4 if weight_type in (ref.TYPE_F32, ref.TYPE_F16) else 5e-2
     for extra, label in ((("--device", "vulkan"), "prefill"), (("--device", "vulkan", "--batch", "1"), "decode"),
-                         (("--device", "vulkan", "--batch", "5"), "ubatch5")):
+                         (("--device", "vulkan", "--batch", "5"), "ubatch5"),
+                         (("--device", "vulkan", "-ngl", "1"), "ngl1")):
         got = logits_of(path, ids, cfg["vocab"], *extra)
-        if not check(got is not None, "%s %s: fitlm failed" % (name, label)):
+        if got is None:
+            check(False, "%s %s: fitlm failed" % (name, label))
             continue
-        e_ref = rel_err(got, want)
+        e_ref = rel_err(got, want_split if label == "ngl1" else want)
         e_cpu = rel_err(got, cpu) if cpu is not None else float("inf")
         print("%-12s %-8s vs numpy %.2e, vs cpu %.2e" % (name, label, e_ref, e_cpu))
-        check(e_ref <= 1e-4, "%s %s: relative error %g vs the numpy reference" % (name, label, e_ref))
+        tol = split_tol if label == "ngl1" else 1e-4
+        check(e_ref <= tol, "%s %s: relative error %g vs the numpy reference" % (name, label, e_ref))
         check(e_cpu <= cpu_tol, "%s %s: relative error %g vs the CPU backend" % (name, label, e_cpu))
 
 
@@ -201,6 +219,14 @@ case("llama-bf16", "llama", dict(BASE, rope_layout="adjacent"), weight_type=ref.
 case("llama-q8_0", "llama", dict(BASE, rope_layout="adjacent"), weight_type=ref.TYPE_Q8_0, tied=False)
 case("qwen2-q4_0", "qwen2", qwen, weight_type=ref.TYPE_Q4_0, bias=True)
 case("qwen3", "qwen3", dict(qwen, head_dim=32), tied=False, qk_norm=True)
+
+# ---- --fit: all 5 layers of stories260K fit lavapipe's heap, and it says why ----
+q = fitlm("logits", "-m", MODEL, "--ids", "1 2", "--device", "vulkan", "--fit")
+check(q.returncode == 0 and "--fit: 5 of 5 layers on" in q.stderr and "MiB" in q.stderr,
+      "--fit: %r" % q.stderr)
+q = fitlm("logits", "-m", MODEL, "--ids", "1 2", "--device", "cpu", "-ngl", "2")
+check(q.returncode == 1 and q.stderr.startswith("fitlm: error: ") and "GPU device" in q.stderr,
+      "-ngl on the CPU is an error: %r" % q.stderr)
 
 # ---- device errors ----
 q = fitlm("logits", "-m", MODEL, "--ids", "1 2", "--device", "vulkan:7")

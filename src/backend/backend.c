@@ -23,6 +23,8 @@ fitlm_btensor fitlm_btensor_rows(const fitlm_btensor *t, int64_t row0, int64_t n
 }
 
 const char *fitlm_backend_default_name(void) {
+    const char *env = getenv("FITLM_DEVICE");
+    if (env && *env) return env;
 #ifdef FITLM_HAVE_VULKAN
     static char name[32];
     int idx = fitlm_vulkan_first_discrete();

@@ -184,9 +184,9 @@ fitlm_btensor fitlm_btensor_rows(const fitlm_btensor *t, int64_t row0, int64_t n
  * unavailable. */
 fitlm_backend *fitlm_backend_new(const char *name, int n_threads, fitlm_error *err);
 
-/* The device a runtime command uses without --device: "vulkan:N" for the
- * first discrete GPU when built with Vulkan and there is one, else "cpu".
- * A static string. */
+/* The device a runtime command uses without --device: $FITLM_DEVICE if set,
+ * else "vulkan:N" for the first discrete GPU when built with Vulkan and there
+ * is one, else "cpu". A static string (or the environment's). */
 const char *fitlm_backend_default_name(void);
 
 #endif

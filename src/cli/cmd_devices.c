@@ -15,8 +15,8 @@ int cmd_devices(int argc, char **argv) {
             printf("usage: fitlm devices\n"
                    "  Lists the devices --device accepts: cpu, and each Vulkan device as vulkan:N with\n"
                    "  its memory heaps, subgroup size and fp16 / int8 / integer dot product /\n"
-                   "  cooperative matrix support. Without --device, runtime commands use the first\n"
-                   "  discrete GPU, else the CPU.\n");
+                   "  cooperative matrix support. Without --device, runtime commands use\n"
+                   "  $FITLM_DEVICE if set, else the first discrete GPU, else the CPU.\n");
             return 0;
         }
         return fitlm_die("devices: unknown option '%s'", argv[i]);

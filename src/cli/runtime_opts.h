@@ -42,6 +42,8 @@ typedef struct runtime_opts {
     bool check_tensors; /* --check-tensors: scan every weight for NaN/Inf before running */
     uint64_t mem_limit; /* --mem-limit bytes; FITLM_MEM_UNKNOWN (UINT64_MAX) = none */
     const char *device; /* --device cpu|vulkan[:N]; NULL = fitlm_backend_default_name() */
+    int n_gpu_layers;   /* -ngl / --gpu-layers; -1 = all */
+    bool fit;           /* --fit: the most layers the device's memory holds */
 } runtime_opts;
 
 void runtime_opts_init(runtime_opts *o);
