@@ -11,6 +11,7 @@
 #include "backend/vulkan/backend_vulkan.h"
 #endif
 
+#ifdef FITLM_HAVE_VULKAN
 #define MIB(x) ((double)(x) / 1048576.0)
 
 /* Device bytes of layer l's weights and KV cache. */
@@ -23,7 +24,6 @@ static uint64_t layer_bytes(const fitlm_model *m, uint32_t l, int kv_type, uint3
     return b + *kv;
 }
 
-#ifdef FITLM_HAVE_VULKAN
 /* The most layers that fit the device heap (90% of it: the driver and other
  * processes keep some), with the reason printed. */
 static uint32_t fit_layers(const fitlm_backend *gpu, const fitlm_model *m, int kv_type, uint32_t n_ctx,
