@@ -9,6 +9,7 @@
 #include "backend/cpu/backend_cpu.h"
 #include "backend/cpu/kernels.h"
 #include "cli/commands.h"
+#include "cli/gpu_open.h"
 #include "cli/runtime_opts.h"
 #include "runtime/memory_report.h"
 #include "runtime/sampler.h"
@@ -24,7 +25,7 @@
 static void usage(FILE *out) {
     fprintf(out,
             "usage: fitlm bench -m MODEL [-p 512] [-n 128] [-t N] [-r REPS] [--kv-type T] [--batch N] [--membw-mib N]\n"
-            "                   [--device D]   D: cpu, vulkan or vulkan:N (default: the first discrete GPU, else cpu)\n"
+            "                   [--device D] [-ngl N] [--fit]   D: cpu, vulkan or vulkan:N (default: the first discrete GPU, else cpu)\n"
             "  pp: evaluate -p random tokens as one prompt from an empty cache\n"
             "  tg: decode -n tokens one at a time from an empty cache\n"
             "  Each test runs REPS times (default 5) after a warm-up; the table shows the\n"
@@ -185,6 +186,7 @@ int cmd_bench(int argc, char **argv) {
      * otherwise show in the peak RSS */
     fitlm_runtime_get_memory(s.rt, &mem);
     fitlm_memory_report_print(stdout, &mem, &m->hp);
+    gpu_print_memory(stdout, s.backend, m->hp.n_layers);
 #ifdef FITLM_HAVE_MEMBW
     if (n_tg > 0 && membw_mib > 0 && s.backend->device == FITLM_DEVICE_CPU) {
         double peak = fitlm_measure_read_bandwidth(fitlm_backend_cpu_pool(s.backend), (size_t)membw_mib << 20);

@@ -16,7 +16,9 @@ static void usage(FILE *out) {
             "  --batch N   tokens per forward micro-batch (default: all at once, up to 512);\n"
             "              --batch 1 decodes one token at a time\n"
             "  --kv-type   KV cache type f16 (default), f32, q8_0\n"
-            "  --device D  cpu, vulkan or vulkan:N (default: the first discrete GPU, else cpu)\n");
+            "  --device D  cpu, vulkan or vulkan:N (default: the first discrete GPU, else cpu)\n"
+            "  -ngl N      layers on the GPU (the last N; the rest on the CPU; default all); --fit: as\n"
+            "              many as its memory holds\n");
 }
 
 static const float *g_sort_logits;

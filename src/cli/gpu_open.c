@@ -95,3 +95,20 @@ fitlm_backend *gpu_open_backend(const char *device, int n_threads, const fitlm_m
     }
     return fitlm_backend_split_new(gpu, cpu, m->hp.n_layers, n, err);
 }
+
+void gpu_print_memory(FILE *out, const fitlm_backend *be, uint32_t n_layers) {
+    const fitlm_backend *gpu = fitlm_backend_split_gpu(be);
+    if (!gpu) return;
+    uint32_t n_gpu = fitlm_backend_split_gpu_layers(be);
+    fprintf(out, "\n| %-40s | %-12s | %14s | %14s |\n", "device", "layers", "held MiB", "heap MiB");
+    fprintf(out, "|%s|%s|%s|%s|\n", "------------------------------------------", "--------------",
+            "----------------", "----------------");
+#ifdef FITLM_HAVE_VULKAN
+    uint64_t heap = 0, held = 0;
+    fitlm_backend_vulkan_memory(gpu, &heap, &held);
+    fprintf(out, "| %-40.40s | %5u of %-3u | %14.1f | %14.1f |\n", fitlm_backend_vulkan_device_name(gpu), n_gpu,
+            n_layers, (double)held / 1048576.0, (double)heap / 1048576.0);
+#endif
+    fprintf(out, "| %-40s | %5u of %-3u | %14s | %14s |\n", "cpu (host memory: the report above)",
+            n_layers - n_gpu, n_layers, "-", "-");
+}

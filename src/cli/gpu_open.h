@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "backend/backend.h"
 #include "model/model.h"
@@ -17,5 +18,9 @@
  * to stderr. The caller frees the backend with be->free(be). NULL with err. */
 fitlm_backend *gpu_open_backend(const char *device, int n_threads, const fitlm_model *m, int n_gpu_layers, bool fit,
                                 int kv_type, uint32_t n_ctx, uint32_t n_ubatch, fitlm_error *err);
+
+/* For a layer-split backend: a table of the device memory it holds and the
+ * layers on each side (nothing for other backends). */
+void gpu_print_memory(FILE *out, const fitlm_backend *be, uint32_t n_layers);
 
 #endif

@@ -301,6 +301,7 @@ void runtime_session_print_memory(const runtime_session *s, FILE *out) {
     if (s->engine) fitlm_engine_get_memory(s->engine, &mem);
     else fitlm_runtime_get_memory(s->rt, &mem);
     fitlm_memory_report_print(out, &mem, &s->model->hp);
+    gpu_print_memory(out, s->backend, s->model->hp.n_layers);
 }
 
 fitlm_tokenizer *runtime_model_tokenizer(const fitlm_model *m, const char *hint, fitlm_error *err) {
