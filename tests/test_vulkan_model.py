@@ -17,7 +17,9 @@
     inputs as the CPU kernels do; and against the CPU backend: within 1e-4 for
     F32/F16, and for Q8_0/Q4_0/BF16, whose CPU matmuls round their inputs
     (8-bit blocks, bfloat16), within 5e-2;
-  - device errors as `fitlm: error:` (a device index that does not exist).
+  - a model with a weight type the shaders lack (Q5_0) runs with those matrices
+    on the CPU (and says so), the rest on the GPU, against the numpy reference;
+  - --fit; device errors as `fitlm: error:` (a device index that does not exist).
 Skips (77) when the build has no Vulkan backend or there is no Vulkan device,
 unless FITLM_REQUIRE_VULKAN is set (CI), where that is a failure.
 """
@@ -219,6 +221,38 @@ case("llama-bf16", "llama", dict(BASE, rope_layout="adjacent"), weight_type=ref.
 case("llama-q8_0", "llama", dict(BASE, rope_layout="adjacent"), weight_type=ref.TYPE_Q8_0, tied=False)
 case("qwen2-q4_0", "qwen2", qwen, weight_type=ref.TYPE_Q4_0, bias=True)
 case("qwen3", "qwen3", dict(qwen, head_dim=32), tied=False, qk_norm=True)
+
+# ---- a weight type without Vulkan kernels (Q5_0) stays on the CPU, with a note ----
+import gguf_quants as gq  # noqa: E402
+
+cfg = dict(BASE, rope_layout="adjacent")
+w, tens = ref.random_model(cfg, 3)
+name = "blk.1.ffn_down.weight"
+shape = w[name].shape
+rng = np.random.default_rng(5)
+nb = w[name].size // 32
+blocks = bytearray()
+for i in range(nb):  # Q5_0 blocks {half d; u8 qh[4]; u8 qs[16]}: x = d * (q - 16)
+    blocks += np.array([rng.uniform(0.001, 0.004)], dtype="<f2").tobytes()
+    blocks += rng.integers(0, 256, 20, dtype=np.uint8).tobytes()
+w[name] = gq.dequantize(6, bytes(blocks)).reshape(shape).astype(np.float64)
+tens = [(n, 6, bytes(blocks), ne) if n == name else (n, t, d, ne) for n, t, d, ne in tens]
+path = os.path.join(TMP, "vk-q5_0.gguf")
+ref.write_gguf(path, ref.gguf_kv(cfg, "llama"), tens)
+ids = list(np.random.default_rng(7).integers(0, cfg["vocab"], T))
+want = ref.forward(cfg, w, np.array(ids), qact={name})  # that matmul on the CPU: 8-bit input blocks
+q = fitlm("logits", "-m", path, "--ids", " ".join(map(str, ids)), "--top", str(cfg["vocab"]), "--kv-type", "f32",
+          "--device", "vulkan")
+check(q.returncode == 0 and "Q5_0 weights stay on the CPU" in q.stderr, "Q5_0 model on vulkan: %r" % q.stderr)
+if q.returncode == 0:
+    got = np.zeros((T, cfg["vocab"]))
+    for t, line in enumerate(q.stdout.splitlines()):
+        for item in line.split()[11:]:
+            i, v = item.split(":")
+            got[t, int(i)] = float(v)
+    e = rel_err(got, want)
+    print("q5_0 on the CPU, the rest on vulkan: vs numpy %.2e" % e)
+    check(e <= 1e-4, "Q5_0 model on vulkan: relative error %g" % e)
 
 # ---- --fit: all 5 layers of stories260K fit lavapipe's heap, and it says why ----
 q = fitlm("logits", "-m", MODEL, "--ids", "1 2", "--device", "vulkan", "--fit")
