@@ -19,7 +19,10 @@
     (8-bit blocks, bfloat16), within 5e-2;
   - a model with a weight type the shaders lack (Q5_0) runs with those matrices
     on the CPU (and says so), the rest on the GPU, against the numpy reference;
-  - --fit; device errors as `fitlm: error:` (a device index that does not exist).
+  - --fit; a device too small for the model (FITLM_VULKAN_MEM_LIMIT): `fitlm:
+    error: out of device memory ...` naming -ngl / --fit, and --fit choosing the
+    layers that fit there (still matching the reference); device errors as
+    `fitlm: error:` (a device index that does not exist).
 Skips (77) when the build has no Vulkan backend or there is no Vulkan device,
 unless FITLM_REQUIRE_VULKAN is set (CI), where that is a failure.
 """
@@ -261,6 +264,23 @@ check(q.returncode == 0 and "--fit: 5 of 5 layers on" in q.stderr and "MiB" in q
 q = fitlm("logits", "-m", MODEL, "--ids", "1 2", "--device", "cpu", "-ngl", "2")
 check(q.returncode == 1 and q.stderr.startswith("fitlm: error: ") and "GPU device" in q.stderr,
       "-ngl on the CPU is an error: %r" % q.stderr)
+
+# ---- a device too small for the model (FITLM_VULKAN_MEM_LIMIT caps the memory the
+# backend may hold): an error that says what would work; --fit picks the layers
+# that fit (2 of 5 in 2600 KiB with a 512-position F32 cache) and still matches
+# the reference ----
+os.environ["FITLM_VULKAN_MEM_LIMIT"] = "1200K"
+q = fitlm("logits", "-m", MODEL, "--ids", "1 2", "--device", "vulkan", "--kv-type", "f32", "-c", "512")
+check(q.returncode == 1 and q.stderr.startswith("fitlm: error: ") and "out of device memory" in q.stderr and
+      "--fit" in q.stderr and q.stderr.count("\n") == 1, "a model that does not fit: %r" % q.stderr)
+os.environ["FITLM_VULKAN_MEM_LIMIT"] = "2600K"
+r = ref_rows("greedy-bos.txt")
+q = fitlm("logits", "-m", MODEL, "--ids", " ".join(str(x["inp"]) for x in r), "--top", "512", "--device", "vulkan",
+          "--kv-type", "f32", "-c", "512", "--fit")
+check(q.returncode == 0 and "--fit: 2 of 5 layers" in q.stderr and "one more layer needs" in q.stderr,
+      "--fit in 2600K: %r" % q.stderr)
+compare_ref(r, parse_lines(q.stdout) if q.returncode == 0 else None, 1e-3, "--fit in 2600K prefill f32-kv")
+del os.environ["FITLM_VULKAN_MEM_LIMIT"]
 
 # ---- device errors ----
 q = fitlm("logits", "-m", MODEL, "--ids", "1 2", "--device", "vulkan:7")

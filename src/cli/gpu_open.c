@@ -54,11 +54,11 @@ static uint32_t fit_layers(const fitlm_backend *gpu, const fitlm_model *m, int k
         kv_sum += kv;
         n++;
     }
-    if (n == 0) used = held;
+    uint64_t shown = n ? used : held; /* with no layer on the GPU it holds no activations either */
     fprintf(stderr,
             "fitlm: --fit: %u of %u layers on %s: %.1f MiB of the %.1f MiB budget (90%% of the %.1f MiB device "
             "heap): weights %.1f MiB, KV cache %.1f MiB (%u positions), activations and output %.1f MiB",
-            n, hp->n_layers, fitlm_backend_vulkan_device_name(gpu), MIB(used), MIB(budget), MIB(heap),
+            n, hp->n_layers, fitlm_backend_vulkan_device_name(gpu), MIB(shown), MIB(budget), MIB(heap),
             MIB(w_sum), MIB(kv_sum), n_ctx, n ? MIB(act + out) : 0.0);
     if (n < hp->n_layers)
         fprintf(stderr, "; one more layer needs %.1f MiB more (a smaller -c or --kv-type q8_0 frees some)\n",

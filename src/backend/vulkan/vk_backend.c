@@ -11,6 +11,7 @@
 #include "backend/vulkan/vk_shaders.h"
 #include "format/ggml_type.h"
 #include "util/fp16.h"
+#include "util/meminfo.h"
 
 /* ---- sizes ---- */
 #define N_BINDINGS 5
@@ -46,6 +47,7 @@ typedef struct vk_state {
     VkPhysicalDeviceMemoryProperties memp;
     uint32_t dev_mem_type, host_mem_type;
     uint64_t max_range, align_off, heap_bytes, held_bytes, max_alloc;
+    uint64_t mem_limit; /* $FITLM_VULKAN_MEM_LIMIT: device memory this backend may hold (tests) */
     /* allocations (index + 1 is the id in a tensor address) */
     vk_alloc *allocs;
     uint32_t n_allocs, cap_allocs;
@@ -331,17 +333,19 @@ static void *dev_alloc(vk_state *s, uint64_t bytes, fitlm_error *err) {
                           (double)bytes / 1048576.0, (double)s->max_alloc / 1048576.0),
                NULL;
     vk_alloc *a = &s->allocs[id];
-    VkResult r = make_buffer(s, size, false, &a->buf, &a->mem);
+    VkResult r = s->held_bytes + size > s->mem_limit ? VK_ERROR_OUT_OF_DEVICE_MEMORY
+                                                     : make_buffer(s, size, false, &a->buf, &a->mem);
     if (r != VK_SUCCESS && !own) { /* a full chunk does not fit: try just this tensor */
         size = bytes;
         own = true;
-        r = make_buffer(s, size, false, &a->buf, &a->mem);
+        r = s->held_bytes + size > s->mem_limit ? VK_ERROR_OUT_OF_DEVICE_MEMORY
+                                                : make_buffer(s, size, false, &a->buf, &a->mem);
     }
     if (r != VK_SUCCESS) {
         memset(a, 0, sizeof *a);
         return fitlm_fail(err,
                           "out of device memory on %s: %.1f MiB more requested, %.1f MiB held by fitlm, "
-                          "device heap %.1f MiB (%s)",
+                          "device heap %.1f MiB (%s); -ngl N puts fewer layers on the GPU, --fit as many as fit",
                           s->props.deviceName, (double)bytes / 1048576.0, (double)s->held_bytes / 1048576.0,
                           (double)s->heap_bytes / 1048576.0, vk_result_str(r)),
                NULL;
@@ -1242,6 +1246,13 @@ static int init_device(vk_state *s, int index, fitlm_error *err) {
     for (uint32_t h = 0; h < s->memp.memoryHeapCount; h++)
         if ((s->memp.memoryHeaps[h].flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT) && s->memp.memoryHeaps[h].size > s->heap_bytes)
             s->heap_bytes = s->memp.memoryHeaps[h].size;
+    s->mem_limit = UINT64_MAX;
+    const char *lim = getenv("FITLM_VULKAN_MEM_LIMIT");
+    if (lim && *lim) {
+        if (fitlm_parse_size(lim, &s->mem_limit, err))
+            return fitlm_fail(err, "FITLM_VULKAN_MEM_LIMIT: '%s' is not a size", lim);
+        if (s->mem_limit < s->heap_bytes) s->heap_bytes = s->mem_limit;
+    }
     uint32_t nq = 0;
     vkGetPhysicalDeviceQueueFamilyProperties(s->phys, &nq, NULL);
     VkQueueFamilyProperties qf[32];
