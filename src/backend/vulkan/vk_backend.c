@@ -48,6 +48,8 @@ typedef struct vk_state {
     uint32_t dev_mem_type, host_mem_type;
     uint64_t max_range, align_off, heap_bytes, held_bytes, max_alloc;
     uint64_t mem_limit; /* $FITLM_VULKAN_MEM_LIMIT: device memory this backend may hold (tests) */
+    uint32_t subgroup;  /* subgroup size */
+    bool use_sg;        /* matmul reductions by subgroup shuffles (else shared memory) */
     /* allocations (index + 1 is the id in a tensor address) */
     vk_alloc *allocs;
     uint32_t n_allocs, cap_allocs;
@@ -791,7 +793,7 @@ static void vk_matmul(fitlm_backend *be, const fitlm_btensor *W, const fitlm_bte
         return;
     }
     char name[32];
-    snprintf(name, sizeof name, "matmul_%s", suf);
+    snprintf(name, sizeof name, s->use_sg ? "matmul_sg_%s" : "matmul_%s", suf);
     uint64_t rb = row_bytes_of(W->type, W->ne0);
     VkDescriptorBufferInfo b[3];
     uint32_t xr, yr;
@@ -1240,8 +1242,17 @@ static int init_device(vk_state *s, int index, fitlm_error *err) {
     if (ALIGN % s->align_off) return fitlm_fail(err, "Vulkan: storage buffer offset alignment %llu is unsupported",
                                                 (unsigned long long)s->align_off);
     VkPhysicalDeviceMaintenance3Properties m3 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES};
-    VkPhysicalDeviceProperties2 p2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, .pNext = &m3};
+    VkPhysicalDeviceSubgroupProperties sg = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES,
+                                             .pNext = &m3};
+    VkPhysicalDeviceProperties2 p2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, .pNext = &sg};
     vkGetPhysicalDeviceProperties2(s->phys, &p2);
+    /* the matmul's 8 lanes of a row must sit in one subgroup: subgroups of a
+     * multiple of 8 with shuffles in compute shaders (FITLM_VULKAN_NO_SUBGROUP=1:
+     * the shared-memory reduction, e.g. to test it) */
+    s->subgroup = sg.subgroupSize;
+    const char *nosg = getenv("FITLM_VULKAN_NO_SUBGROUP");
+    s->use_sg = sg.subgroupSize >= 8 && sg.subgroupSize % 8 == 0 && (sg.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) &&
+                (sg.supportedOperations & VK_SUBGROUP_FEATURE_SHUFFLE_BIT) && !(nosg && *nosg && strcmp(nosg, "0"));
     s->max_alloc = m3.maxMemoryAllocationSize ? m3.maxMemoryAllocationSize : (1ull << 30);
     for (uint32_t h = 0; h < s->memp.memoryHeapCount; h++)
         if ((s->memp.memoryHeaps[h].flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT) && s->memp.memoryHeaps[h].size > s->heap_bytes)

@@ -4,7 +4,13 @@
 // (straight from the quantized blocks in device memory) and applies them to
 // the TN token rows; the 8 partial sums of a row meet in a fixed-order tree,
 // so a token's result does not depend on which other tokens share the call.
+// SG=1: the tree is a butterfly of subgroup shuffles among the row's 8 lanes
+// (devices whose subgroups are multiples of 8 with shuffles; the same order of
+// additions as the shared-memory tree), else shared memory and barriers.
 #include "common.glsl"
+#if SG
+#extension GL_KHR_shader_subgroup_shuffle : enable
+#endif
 layout(local_size_x = 64) in;
 layout(std430, binding = 0) readonly buffer Wb { uint W[]; };
 layout(std430, binding = 1) readonly buffer Xb { float X[]; };
@@ -22,7 +28,9 @@ layout(push_constant) uniform PC {
 } pc;
 #include "dequant.glsl"
 #define TN 8
+#if !SG
 shared float red[TN][64];
+#endif
 void main() {
     uint tid = gl_LocalInvocationID.x, lane = tid & 7u;
     uint r = gl_WorkGroupID.x * 8u + (tid >> 3);
@@ -46,6 +54,16 @@ void main() {
             }
         }
     }
+#if SG
+    [[unroll]] for (uint t = 0u; t < TN; t++) {
+        float v = acc[t];
+        v += subgroupShuffleXor(v, 4u);
+        v += subgroupShuffleXor(v, 2u);
+        v += subgroupShuffleXor(v, 1u);
+        acc[t] = v;
+    }
+    if (lane < nt && r < pc.n_rows) Y[pc.y_off + (t0 + lane) * pc.y_stride + r] = acc[lane];
+#else
     [[unroll]] for (uint t = 0u; t < TN; t++) red[t][tid] = acc[t];
     barrier();
     [[unroll]] for (uint s = 4u; s > 0u; s >>= 1) {
@@ -55,4 +73,5 @@ void main() {
         barrier();
     }
     if (lane < nt && r < pc.n_rows) Y[pc.y_off + (t0 + lane) * pc.y_stride + r] = red[lane][tid - lane];
+#endif
 }
