@@ -205,7 +205,8 @@ static int sp_alloc(fitlm_backend *be, int type, int64_t ne0, int64_t ne1, fitlm
     memset(out, 0, sizeof *out);
     bool ok = true;
     uint64_t rb = fitlm_type_row_bytes(type, (uint64_t)ne0, &ok);
-    if (ne0 <= 0 || ne1 <= 0 || !ok || !rb) return fitlm_fail(err, "cannot allocate a %lldx%lld tensor", (long long)ne0, (long long)ne1);
+    if (ne0 <= 0 || ne1 <= 0 || !ok || !rb)
+        return fitlm_fail(err, "cannot allocate a %lldx%lld tensor", (long long)ne0, (long long)ne1);
     uint32_t id = 0;
     while (id < s->n_d && s->d[id].used) id++;
     if (id == s->n_d) {
@@ -249,8 +250,10 @@ static void sp_release(fitlm_backend *be, fitlm_btensor *t) {
         memset(t, 0, sizeof *t);
         return;
     }
-    if (t->data) side_be(s, t->device == FITLM_DEVICE_CPU ? SIDE_CPU : SIDE_GPU)->release(
-        side_be(s, t->device == FITLM_DEVICE_CPU ? SIDE_CPU : SIDE_GPU), t);
+    if (t->data) {
+        fitlm_backend *owner = side_be(s, t->device == FITLM_DEVICE_CPU ? SIDE_CPU : SIDE_GPU);
+        owner->release(owner, t);
+    }
     memset(t, 0, sizeof *t);
 }
 

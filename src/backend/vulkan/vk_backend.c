@@ -192,7 +192,8 @@ int fitlm_vulkan_first_discrete(void) {
 int fitlm_vulkan_list_devices(FILE *out, fitlm_error *err) {
     VkInstance inst;
     VkResult r = make_instance(&inst);
-    if (r != VK_SUCCESS) return fitlm_fail(err, "no Vulkan instance (%s): is a Vulkan driver installed?", vk_result_str(r));
+    if (r != VK_SUCCESS)
+        return fitlm_fail(err, "no Vulkan instance (%s): is a Vulkan driver installed?", vk_result_str(r));
     uint32_t n = 0;
     VkPhysicalDevice *pd = compute_devices(inst, &n);
     if (n == 0) fprintf(out, "no Vulkan device with a compute queue\n");
@@ -246,7 +247,9 @@ static int find_mem_type(const VkPhysicalDeviceMemoryProperties *mp, uint32_t bi
     return -1;
 }
 
-/* Creates a buffer of `size` bytes with its own memory. 0, or a VkResult. */
+/* Creates a buffer of `size` bytes with its own memory (the caller destroys
+ * both: free_alloc for tensors, vk_free for the host buffers). VK_SUCCESS or
+ * the failing VkResult (nothing left allocated then). */
 static VkResult make_buffer(vk_state *s, uint64_t size, bool host, VkBuffer *buf, VkDeviceMemory *mem) {
     VkBufferCreateInfo bci = {.sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO,
                               .size = size,
@@ -301,7 +304,8 @@ static vk_alloc *dec_addr(vk_state *s, const void *p, uint64_t *off) {
     return &s->allocs[id - 1];
 }
 
-/* Reserves `bytes` of device memory; returns the encoded address or NULL with err. */
+/* Reserves `bytes` of device memory; returns the encoded address (given back
+ * with dev_free, by vk_release) or NULL with err. */
 static void *dev_alloc(vk_state *s, uint64_t bytes, fitlm_error *err) {
     bytes = (bytes + ALIGN - 1) / ALIGN * ALIGN;
     if (bytes == 0) bytes = ALIGN;
@@ -403,7 +407,8 @@ static void flush(vk_state *s) {
         s->recording = false;
         VkResult r = vkEndCommandBuffer(s->cmd);
         if (r == VK_SUCCESS) {
-            VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = 1, .pCommandBuffers = &s->cmd};
+            VkSubmitInfo si = {
+                .sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = 1, .pCommandBuffers = &s->cmd};
             r = vkQueueSubmit(s->queue, 1, &si, s->fence);
             if (r == VK_SUCCESS) {
                 r = vkWaitForFences(s->dev, 1, &s->fence, VK_TRUE, UINT64_MAX);
@@ -1251,11 +1256,13 @@ static int init_device(vk_state *s, int index, fitlm_error *err) {
      * the shared-memory reduction, e.g. to test it) */
     s->subgroup = sg.subgroupSize;
     const char *nosg = getenv("FITLM_VULKAN_NO_SUBGROUP");
-    s->use_sg = sg.subgroupSize >= 8 && sg.subgroupSize % 8 == 0 && (sg.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) &&
+    s->use_sg = sg.subgroupSize >= 8 && sg.subgroupSize % 8 == 0 &&
+                (sg.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) &&
                 (sg.supportedOperations & VK_SUBGROUP_FEATURE_SHUFFLE_BIT) && !(nosg && *nosg && strcmp(nosg, "0"));
     s->max_alloc = m3.maxMemoryAllocationSize ? m3.maxMemoryAllocationSize : (1ull << 30);
     for (uint32_t h = 0; h < s->memp.memoryHeapCount; h++)
-        if ((s->memp.memoryHeaps[h].flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT) && s->memp.memoryHeaps[h].size > s->heap_bytes)
+        if ((s->memp.memoryHeaps[h].flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT) &&
+            s->memp.memoryHeaps[h].size > s->heap_bytes)
             s->heap_bytes = s->memp.memoryHeaps[h].size;
     s->mem_limit = UINT64_MAX;
     const char *lim = getenv("FITLM_VULKAN_MEM_LIMIT");
