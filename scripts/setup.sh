@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what fitlm needs to build and test on Debian (run as root or with sudo).
 set -euo pipefail
-pkgs=(build-essential cmake pkg-config clang libclang-rt-dev libpcre2-dev libcjson-dev libmicrohttpd-dev curl python3 python3-numpy python3-sentencepiece python3-jinja2)
+pkgs=(build-essential cmake pkg-config clang libclang-rt-dev libpcre2-dev libcjson-dev libmicrohttpd-dev curl python3 python3-numpy python3-sentencepiece python3-jinja2
+      libvulkan-dev glslc mesa-vulkan-drivers)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -1,10 +1,15 @@
 /* Backend-independent helpers: row views and creation by name. */
 #include "backend/backend.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "backend/cpu/backend_cpu.h"
 #include "format/ggml_type.h"
+#ifdef FITLM_HAVE_VULKAN
+#include "backend/vulkan/backend_vulkan.h"
+#endif
 
 fitlm_btensor fitlm_btensor_rows(const fitlm_btensor *t, int64_t row0, int64_t n_rows) {
     fitlm_btensor v = *t;
@@ -17,8 +22,32 @@ fitlm_btensor fitlm_btensor_rows(const fitlm_btensor *t, int64_t row0, int64_t n
     return v;
 }
 
+const char *fitlm_backend_default_name(void) {
+    const char *env = getenv("FITLM_DEVICE");
+    if (env && *env) return env;
+#ifdef FITLM_HAVE_VULKAN
+    static char name[32];
+    int idx = fitlm_vulkan_first_discrete();
+    if (idx >= 0) {
+        snprintf(name, sizeof name, "vulkan:%d", idx);
+        return name;
+    }
+#endif
+    return "cpu";
+}
+
 fitlm_backend *fitlm_backend_new(const char *name, int n_threads, fitlm_error *err) {
     if (!name || !strcmp(name, "cpu")) return fitlm_backend_cpu_new(n_threads, err);
-    fitlm_fail(err, "unknown backend '%s' (this build has: cpu)", name);
+#ifdef FITLM_HAVE_VULKAN
+    if (!strcmp(name, "vulkan")) return fitlm_backend_vulkan_new(-1, err);
+    if (!strncmp(name, "vulkan:", 7)) {
+        char *end;
+        long idx = strtol(name + 7, &end, 10);
+        if (end != name + 7 && !*end && idx >= 0 && idx < 1024) return fitlm_backend_vulkan_new((int)idx, err);
+    }
+    fitlm_fail(err, "unknown device '%s' (this build has: cpu, vulkan, vulkan:N)", name);
+#else
+    fitlm_fail(err, "unknown device '%s' (this build has: cpu; the Vulkan backend was not built)", name);
+#endif
     return NULL;
 }

@@ -31,6 +31,7 @@
 typedef enum fitlm_device {
     FITLM_DEVICE_CPU = 0,
     FITLM_DEVICE_CUDA = 1,
+    FITLM_DEVICE_VULKAN = 2,
 } fitlm_device;
 
 typedef struct fitlm_btensor {
@@ -82,7 +83,7 @@ typedef struct fitlm_backend fitlm_backend;
 #define FITLM_MATMUL_MULTI_MAX 4
 
 struct fitlm_backend {
-    const char *name;    /* "cpu", "cuda" */
+    const char *name;    /* "cpu", "cuda", "vulkan" */
     fitlm_device device;
     void *state;         /* backend-private */
 
@@ -176,9 +177,16 @@ struct fitlm_backend {
  * any backend because it only offsets the address; t must be a plain type. */
 fitlm_btensor fitlm_btensor_rows(const fitlm_btensor *t, int64_t row0, int64_t n_rows);
 
-/* Creates the backend named `name` ("cpu"; "cuda" when built with it) with
- * n_threads worker threads (CPU; <= 0 = physical cores). The caller frees it
- * with be->free(be). NULL with err if unknown or unavailable. */
+/* Creates the backend named `name` ("cpu"; "vulkan" or "vulkan:N" when built
+ * with it, N as `fitlm devices` lists, plain "vulkan" the first discrete GPU
+ * else the first device) with n_threads worker threads (CPU; <= 0 = physical
+ * cores). The caller frees it with be->free(be). NULL with err if unknown or
+ * unavailable. */
 fitlm_backend *fitlm_backend_new(const char *name, int n_threads, fitlm_error *err);
+
+/* The device a runtime command uses without --device: $FITLM_DEVICE if set,
+ * else "vulkan:N" for the first discrete GPU when built with Vulkan and there
+ * is one, else "cpu". A static string (or the environment's). */
+const char *fitlm_backend_default_name(void);
 
 #endif

@@ -10,6 +10,7 @@
 #include "backend/cpu/kernels.h"
 #include "cli/commands.h"
 #include "cli/plan_check.h"
+#include "cli/gpu_open.h"
 #include "cli/runtime_opts.h"
 #include "runtime/memory_report.h"
 #include "runtime/sampler.h"
@@ -25,6 +26,7 @@
 static void usage(FILE *out) {
     fprintf(out,
             "usage: fitlm bench -m MODEL [-p 512] [-n 128] [-t N] [-r REPS] [--kv-type T] [--batch N] [--membw-mib N]\n"
+            "                   [--device D] [-ngl N] [--fit]   D: cpu, vulkan or vulkan:N (default: the first discrete GPU, else cpu)\n"
             "  pp: evaluate -p random tokens as one prompt from an empty cache\n"
             "  tg: decode -n tokens one at a time from an empty cache\n"
             "  Each test runs REPS times (default 5) after a warm-up; the table shows the\n"
@@ -150,7 +152,7 @@ int cmd_bench(int argc, char **argv) {
             double dt = now_s() - t0;
             tps[r] = (double)n / (dt > 0 ? dt : 1e-9);
 #ifdef FITLM_HAVE_MEMBW
-            if (test == 1 && membw_mib > 0) {
+            if (test == 1 && membw_mib > 0 && s.backend->device == FITLM_DEVICE_CPU) {
                 fitlm_runtime_weight_regions(s.rt, reg_addr, reg_bytes, n_regions);
                 wbw[r] = fitlm_measure_read_bandwidth_of(fitlm_backend_cpu_pool(s.backend), reg_addr, reg_bytes,
                                                          n_regions, 2);
@@ -177,7 +179,7 @@ int cmd_bench(int argc, char **argv) {
             snprintf(bw, sizeof bw, "-");
         }
         printf("| %-20.20s | %10.2f | %10.3f | %-7s | %7d | %-7s | %20s | %12s |\n", base_name(o.model_path),
-               (double)mem.weight_bytes / (1024.0 * 1024.0), (double)fitlm_model_tensor_elements(m) / 1e6, "cpu",
+               (double)mem.weight_bytes / (1024.0 * 1024.0), (double)fitlm_model_tensor_elements(m) / 1e6, s.backend->name,
                threads, tname, tcell, bw);
         fflush(stdout);
     }
@@ -192,8 +194,9 @@ int cmd_bench(int argc, char **argv) {
     fitlm_runtime_get_memory(s.rt, &mem);
     fitlm_memory_report_print(stdout, &mem, &m->hp);
     uint64_t peak_rss = fitlm_peak_rss_bytes();
+    gpu_print_memory(stdout, s.backend, m->hp.n_layers);
 #ifdef FITLM_HAVE_MEMBW
-    if (n_tg > 0 && membw_mib > 0) {
+    if (n_tg > 0 && membw_mib > 0 && s.backend->device == FITLM_DEVICE_CPU) {
         double peak = fitlm_measure_read_bandwidth(fitlm_backend_cpu_pool(s.backend), (size_t)membw_mib << 20);
         if (peak > 0)
             printf("\nmeasured memory read bandwidth (%d threads, %ld MiB): %.2f GB/s; generation reaches %.1f%% of it\n",

@@ -9,13 +9,16 @@
 
 static void usage(FILE *out) {
     fprintf(out,
-            "usage: fitlm logits -m MODEL --ids \"ID ID ...\" [--top K] [--batch N] [-t N] [-c N] [--kv-type T]\n"
+            "usage: fitlm logits -m MODEL --ids \"ID ID ...\" [--top K] [--batch N] [-t N] [-c N] [--kv-type T] [--device D]\n"
             "  Feeds the ids (teacher forcing) and prints one line per position:\n"
             "    pos P in ID argmax A sum S sumsq Q top I1:L1 ... IK:LK\n"
             "  --top K     logits listed per position (default 5)\n"
             "  --batch N   tokens per forward micro-batch (default: all at once, up to 512);\n"
             "              --batch 1 decodes one token at a time\n"
-            "  --kv-type   KV cache type f16 (default), f32, q8_0\n");
+            "  --kv-type   KV cache type f16 (default), f32, q8_0\n"
+            "  --device D  cpu, vulkan or vulkan:N (default: the first discrete GPU, else cpu)\n"
+            "  -ngl N      layers on the GPU (the last N; the rest on the CPU; default all); --fit: as\n"
+            "              many as its memory holds\n");
 }
 
 static const float *g_sort_logits;

@@ -25,7 +25,9 @@ static void usage(FILE *out) {
             "  the final estimate with its standard error.\n"
             "  -f FILE         text file (tokenized with the model's tokenizer, BOS first)\n"
             "  --ids-file F    token ids (whitespace separated) instead, e.g. for llama2.c models\n"
-            "  --chunks N      use at most N chunks\n");
+            "  --chunks N      use at most N chunks\n"
+            "  --device D      cpu, vulkan or vulkan:N (default: the first discrete GPU, else cpu)\n"
+            "  -ngl N, --fit   layers on the GPU (the last N; default all), or as many as fit\n");
 }
 
 /* -log p(target) from a logit row, in double. */

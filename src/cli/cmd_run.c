@@ -39,6 +39,10 @@ static void usage(FILE *out) {
             "  -t, --threads N         CPU threads (default: physical cores)\n"
             "  -c, --ctx-size N        context (default min(4096, model); 0 = the model's)\n"
             "  --kv-type f16|f32|q8_0  KV cache type (default f16)\n"
+            "  --device D              cpu, vulkan or vulkan:N (default: the first discrete GPU, else cpu)\n"
+            "  -ngl, --gpu-layers N    layers on the GPU (the last N, the output with them; the rest on the\n"
+            "                          CPU; default: all)\n"
+            "  --fit                   the most layers the GPU's memory holds, saying why\n"
             "  --batch N               prompt tokens per forward micro-batch (default 512)\n"
             "  --print-ids             print generated token ids instead of text\n"
             "  --chat                  wrap -p as a user turn in the model's chat template\n"
@@ -348,8 +352,12 @@ int cmd_run(int argc, char **argv) {
             goto done;
         }
     }
-    fprintf(stderr, "fitlm: seed %llu, %u prompt tokens, context %u, %d threads\n", (unsigned long long)sp.seed,
-            n_prompt, n_ctx, fitlm_backend_cpu_threads(s.backend));
+    if (s.backend->device == FITLM_DEVICE_CPU)
+        fprintf(stderr, "fitlm: seed %llu, %u prompt tokens, context %u, %d threads\n", (unsigned long long)sp.seed,
+                n_prompt, n_ctx, fitlm_backend_cpu_threads(s.backend));
+    else
+        fprintf(stderr, "fitlm: seed %llu, %u prompt tokens, context %u, device %s\n", (unsigned long long)sp.seed,
+                n_prompt, n_ctx, s.backend->name);
     fflush(stderr);
 
     /* echo the prompt (not in chat mode, where the template text is noise) */

@@ -10,6 +10,7 @@
 
 #include "backend/cpu/backend_cpu.h"
 #include "cli/commands.h"
+#include "cli/gpu_open.h"
 #include "cli/runtime_opts.h"
 #include "engine/engine.h"
 #include "format/ggml_type.h"
@@ -34,6 +35,7 @@ static void usage(FILE *out) {
             "  -c, --ctx-size N        context per sequence (default min(4096, model); 0 = the model's)\n"
             "  -t, --threads N         CPU threads (default: physical cores)\n"
             "  --kv-type f16|f32|q8_0  KV cache type (default f16)\n"
+            "  --device D, -ngl N      run on a GPU (vulkan, vulkan:N; default cpu), its last N layers\n"
             "  --kv-block N            tokens per KV block (default 16)\n"
             "  --kv-mem SIZE           KV pool budget, e.g. 512M, 2G (default: -np full contexts, lowered\n"
             "                          to what is left of the memory available after the weights)\n"
@@ -171,6 +173,7 @@ int cmd_serve(int argc, char **argv) {
         }
     }
     if (!o.model_path) return fitlm_die("serve: no model given (use -m MODEL)");
+    if (o.fit) return fitlm_die("serve: --fit is not supported yet (give -ngl N)");
 
     /* SIGINT/SIGTERM are taken by sigwait below: block them before any thread
      * starts so every thread inherits the mask. Writes to closed sockets must
@@ -201,7 +204,8 @@ int cmd_serve(int argc, char **argv) {
     /* the model, its tokenizer and the CPU backend, as fitlm run opens them */
     m = fitlm_model_load(o.model_path, &err);
     if (!m) goto fail;
-    be = fitlm_backend_new("cpu", o.n_threads, &err);
+    /* the CPU unless --device says otherwise (-ngl: layers on that GPU) */
+    be = gpu_open_backend(o.device ? o.device : "cpu", o.n_threads, m, o.n_gpu_layers, false, o.kv_type, 0, 0, &err);
     if (!be) goto fail;
     if (fitlm_runtime_check_model(m, be, o.kv_type, &err)) {
         fitlm_error_prefix(&err, o.model_path);

@@ -14,6 +14,7 @@ int cmd_perplexity(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_devices(int argc, char **argv);
 int cmd_template(int argc, char **argv);
 int cmd_calibrate(int argc, char **argv);
 #ifdef FITLM_HAVE_SERVE

@@ -23,6 +23,7 @@ static const command k_commands[] = {
     {"template", cmd_template, "render a conversation with a chat template (the model's own Jinja, or a file)"},
     {"bench", cmd_bench, "prompt-processing and generation speed, bandwidth"},
     {"calibrate", cmd_calibrate, "measure this machine for the planner's cost model (writes a host profile)"},
+    {"devices", cmd_devices, "the devices --device accepts (CPU, Vulkan GPUs)"},
 #ifdef FITLM_HAVE_SERVE
     {"serve", cmd_serve, "OpenAI-compatible HTTP server (continuous batching, paged KV cache)"},
 #endif

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/gpu_open.h"
 #include "cli/mem_budget.h"
 #include "format/ggml_type.h"
 #include "runtime/kv_cache.h"
@@ -139,6 +140,7 @@ void runtime_opts_init(runtime_opts *o) {
     o->kv_type = FITLM_TYPE_F16;
     o->mem_limit = FITLM_MEM_UNKNOWN;
     o->plan_check = -1;
+    o->n_gpu_layers = -1;
 }
 
 int runtime_opts_parse(runtime_opts *o, int argc, char **argv, int *i) {
@@ -182,6 +184,20 @@ int runtime_opts_parse(runtime_opts *o, int argc, char **argv, int *i) {
         }
         return 1;
     }
+    if (!strcmp(a, "--device")) {
+        if (!(v = opt_value(argc, argv, i))) return -1;
+        o->device = v;
+        return 1;
+    }
+    if (!strcmp(a, "-ngl") || !strcmp(a, "--gpu-layers") || !strcmp(a, "--n-gpu-layers")) {
+        if (!(v = opt_value(argc, argv, i)) || opt_parse_long(a, v, 0, 100000, &x)) return -1;
+        o->n_gpu_layers = (int)x;
+        return 1;
+    }
+    if (!strcmp(a, "--fit")) {
+        o->fit = true;
+        return 1;
+    }
     if (!strcmp(a, "--check-tensors")) {
         o->check_tensors = true;
         return 1;
@@ -213,7 +229,11 @@ int runtime_session_open_model(runtime_session *s, const runtime_opts *o) {
         return -1;
     }
     if (o->check_tensors && fitlm_model_check_values(s->model, true, &err)) goto fail_prefixed;
-    s->backend = fitlm_backend_new("cpu", o->n_threads, &err);
+    uint32_t n_ctx = o->n_ctx == UINT32_MAX ? s->model->hp.ctx_len : o->n_ctx;
+    if (n_ctx == 0) n_ctx = s->model->hp.ctx_len < FITLM_DEFAULT_CTX ? s->model->hp.ctx_len : FITLM_DEFAULT_CTX;
+    s->backend = gpu_open_backend(o->device ? o->device : fitlm_backend_default_name(), o->n_threads, s->model,
+                                  o->n_gpu_layers, o->fit, o->kv_type, n_ctx,
+                                  o->n_ubatch ? o->n_ubatch : FITLM_DEFAULT_UBATCH, &err);
     if (!s->backend) goto fail;
     if (fitlm_runtime_check_model(s->model, s->backend, o->kv_type, &err)) goto fail_prefixed;
     return 0;
@@ -292,6 +312,7 @@ void runtime_session_print_memory(const runtime_session *s, FILE *out) {
     if (s->engine) fitlm_engine_get_memory(s->engine, &mem);
     else fitlm_runtime_get_memory(s->rt, &mem);
     fitlm_memory_report_print(out, &mem, &s->model->hp);
+    gpu_print_memory(out, s->backend, s->model->hp.n_layers);
 }
 
 fitlm_tokenizer *runtime_model_tokenizer(const fitlm_model *m, const char *hint, fitlm_error *err) {

@@ -44,6 +44,9 @@ typedef struct runtime_opts {
     bool accept_plan_check; /* set by commands that print a plan check (run, bench): else the flags are unknown */
     int plan_check;     /* --plan-check 1, --no-plan-check 0, -1 = the command's default */
     const char *profile_path; /* --profile FILE: the host profile for --plan-check (NULL = default path) */
+    const char *device; /* --device cpu|vulkan[:N]; NULL = fitlm_backend_default_name() */
+    int n_gpu_layers;   /* -ngl / --gpu-layers; -1 = all */
+    bool fit;           /* --fit: the most layers the device's memory holds */
 } runtime_opts;
 
 void runtime_opts_init(runtime_opts *o);

@@ -83,7 +83,9 @@ static int check_tensor(const fitlm_model *m, const fitlm_tensor *t, const char 
     if (matrix) {
         if (!be->weight_type_supported(be, t->type))
             return fitlm_fail(err, "tensor %s has type %s, which the %s backend cannot run", t->name, ti->name,
-                              be->device == FITLM_DEVICE_CPU ? "CPU" : "CUDA");
+                              be->device == FITLM_DEVICE_CPU      ? "CPU"
+                              : be->device == FITLM_DEVICE_VULKAN ? "Vulkan"
+                                                                  : "CUDA");
     } else if (t->type != FITLM_TYPE_F32 && t->type != FITLM_TYPE_F16 && t->type != FITLM_TYPE_BF16) {
         return fitlm_fail(err, "tensor %s has type %s; vectors must be F32, F16 or BF16", t->name, ti->name);
     }

@@ -788,9 +788,11 @@ fitlm_backend *fitlm_backend_cpu_new(int n_threads, fitlm_error *err) {
 }
 
 int fitlm_backend_cpu_threads(const fitlm_backend *be) {
+    if (be->device != FITLM_DEVICE_CPU) return 0;
     return ((const cpu_state *)be->state)->n_threads;
 }
 
 fitlm_threadpool *fitlm_backend_cpu_pool(const fitlm_backend *be) {
+    if (be->device != FITLM_DEVICE_CPU) return NULL;
     return ((const cpu_state *)be->state)->pool;
 }

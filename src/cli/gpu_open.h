@@ -1,0 +1,26 @@
+/* Opening the compute backend of a runtime command from --device, -ngl and
+ * --fit (cli/runtime_opts.c): the CPU backend, or a GPU backend wrapped in the
+ * layer-split backend (backend/split.h). */
+#ifndef FITLM_CLI_GPU_OPEN_H
+#define FITLM_CLI_GPU_OPEN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "backend/backend.h"
+#include "model/model.h"
+#include "util/error.h"
+
+/* device: "cpu", "vulkan", "vulkan:N"; n_gpu_layers < 0: all layers; fit:
+ * choose the most layers whose weights, KV cache (n_ctx positions of kv_type)
+ * and activations (n_ubatch tokens) fit in the device's memory, printing why
+ * to stderr. The caller frees the backend with be->free(be). NULL with err. */
+fitlm_backend *gpu_open_backend(const char *device, int n_threads, const fitlm_model *m, int n_gpu_layers, bool fit,
+                                int kv_type, uint32_t n_ctx, uint32_t n_ubatch, fitlm_error *err);
+
+/* For a layer-split backend: a table of the device memory it holds and the
+ * layers on each side (nothing for other backends). */
+void gpu_print_memory(FILE *out, const fitlm_backend *be, uint32_t n_layers);
+
+#endif
