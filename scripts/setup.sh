@@ -2,6 +2,8 @@
 # Installs what fitlm needs to build and test on Debian (run as root or with sudo).
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config clang libclang-rt-dev libpcre2-dev libcjson-dev libmicrohttpd-dev curl python3 python3-numpy python3-sentencepiece python3-jinja2)
+# distributed inference (mpirun fitlm ... --tp/--pp; src/parallel/comm_mpi.c) and its tests
+pkgs+=(openmpi-bin libopenmpi-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
