@@ -7,7 +7,7 @@
  * (one decoded token of a TinyLlama-shaped model all-reduces dim x 4 = 8 KiB
  * twice per layer; a 512-token prompt 4 MiB), the step broadcast (4 KiB) and
  * a point-to-point send/recv ping-pong, then fits T = alpha + beta * m to the
- * all-reduce times (least squares) and prints a table. With --out it writes
+ * all-reduce times (least squares on the relative error) and prints a table. With --out it writes
  * the fit as JSON (docs/parallel.md: the planner's alpha and link bandwidth
  * for a CPU cluster). Rank 0 reports the median of each size over the ranks'
  * maximum (a collective ends when its slowest rank does).
@@ -107,13 +107,15 @@ int main(int argc, char **argv) {
         pp[i] = measure(c, op_pingpong, buf, sizes[i], it, &err) / 2.0;
     }
     double bc = measure(c, op_bcast, buf, 4096, iters, &err);
-    /* least squares T = alpha + beta m */
-    double sx = 0, sy = 0, sxx = 0, sxy = 0;
+    /* T = alpha + beta m by least squares on the relative error (weights
+     * 1/T^2): small messages fix alpha, large ones beta, and one slow size on
+     * a busy machine does not swamp the others */
+    double sw = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
     for (int i = 0; i < NS; i++) {
-        double x = (double)sizes[i], y = ar[i];
-        sx += x, sy += y, sxx += x * x, sxy += x * y;
+        double x = (double)sizes[i], y = ar[i], w = y > 0 ? 1.0 / (y * y) : 0.0;
+        sw += w, sx += w * x, sy += w * y, sxx += w * x * x, sxy += w * x * y;
     }
-    double beta = (NS * sxy - sx * sy) / (NS * sxx - sx * sx), alpha = (sy - beta * sx) / NS;
+    double beta = (sw * sxy - sx * sy) / (sw * sxx - sx * sx), alpha = (sy - beta * sx) / sw;
     if (c->rank == 0) {
         printf("# fitlm comm_bench: %d ranks (%s), median of the slowest rank over %d calls\n", c->size, c->kind, iters);
         printf("%10s %14s %14s %12s\n", "bytes", "allreduce_us", "one_way_us", "allred_GB/s");
