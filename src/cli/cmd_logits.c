@@ -15,7 +15,8 @@ static void usage(FILE *out) {
             "  --top K     logits listed per position (default 5)\n"
             "  --batch N   tokens per forward micro-batch (default: all at once, up to 512);\n"
             "              --batch 1 decodes one token at a time\n"
-            "  --kv-type   KV cache type f16 (default), f32, q8_0\n");
+            "  --kv-type   KV cache type f16 (default), f32, q8_0\n"
+            "  --memory-report  weights, KV cache and scratch on stderr (under mpirun: every rank's)\n");
 }
 
 static const float *g_sort_logits;
@@ -118,6 +119,7 @@ int cmd_logits(int argc, char **argv) {
         goto done;
     }
     for (uint32_t t = 0; t < n; t++) print_position(t, ids[t], logits + (size_t)t * vocab, vocab, (int)top, order);
+    if (o.memory_report) runtime_session_print_memory(&s, stderr);
 done:
     free(order);
     free(logits);
