@@ -246,7 +246,9 @@ int cmd_serve(int argc, char **argv) {
             fitlm_engine_get_memory(e, &mem);
             fitlm_parallel_describe(par, where, sizeof where);
             fprintf(stderr, "memory of %s:\n", where);
-            fitlm_memory_report_print(stderr, &mem, &m->hp);
+            fitlm_hparams hp = m->hp;
+            hp.n_layers = par->layer1 - par->layer0; /* the layers this rank caches */
+            fitlm_memory_report_print(stderr, &mem, &hp);
         }
         if (fitlm_engine_serve_steps(e, &err)) goto fail;
         rc = 0;

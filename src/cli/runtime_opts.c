@@ -344,7 +344,9 @@ void runtime_session_print_memory(const runtime_session *s, FILE *out) {
     }
     if (s->engine) fitlm_engine_get_memory(s->engine, &mem);
     else fitlm_runtime_get_memory(s->rt, &mem);
-    fitlm_memory_report_print(out, &mem, &s->model->hp);
+    fitlm_hparams hp = s->model->hp;
+    if (s->par) hp.n_layers = s->par->layer1 - s->par->layer0; /* the layers this rank caches */
+    fitlm_memory_report_print(out, &mem, &hp);
 }
 
 fitlm_tokenizer *runtime_model_tokenizer(const fitlm_model *m, const char *hint, fitlm_error *err) {
