@@ -154,6 +154,14 @@ for name, path, vocab, ids in models:
 for label, rel in sorted(worst.items()):
     print("%-28s max relative logit difference %.2e" % (label, rel))
 
+# ---- explicit pipeline stages: --pp-layers ----
+sargs = ["logits", "-m", stories, "--ids", "1 403 407 29 13", "--top", 512, "-t", "1"]
+want = single(*sargs)
+p = mpi(2, sargs + ["--pp", "2", "--pp-layers", "1,4"])
+check(p.returncode == 0 and p.stdout == want.stdout, "--pp-layers 1,4: not bit-identical: %s" % p.stderr[-1000:])
+p = mpi(2, sargs + ["--pp", "2", "--pp-layers", "2,2"])
+check(p.returncode != 0 and "adds up to 4 layers, the model has 5" in p.stderr, "--pp-layers 2,2: %s" % p.stderr[-800:])
+
 # ---- the memory report shows every rank, each holding its share ----
 p = mpi(4, ["logits", "-m", os.path.join(TMP, "llama-f32.gguf"), "--ids", "1 2 3", "--tp", "2", "--pp", "2",
             "--memory-report"])
