@@ -3,6 +3,8 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config clang libclang-rt-dev libpcre2-dev libcjson-dev libmicrohttpd-dev curl python3 python3-numpy python3-sentencepiece python3-jinja2
       libvulkan-dev glslc mesa-vulkan-drivers)
+# distributed inference (mpirun fitlm ... --tp/--pp; src/parallel/comm_mpi.c) and its tests
+pkgs+=(openmpi-bin libopenmpi-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -12,6 +12,7 @@
 #include "cli/plan_check.h"
 #include "cli/gpu_open.h"
 #include "cli/runtime_opts.h"
+#include "parallel/parallel.h"
 #include "runtime/memory_report.h"
 #include "runtime/sampler.h"
 
@@ -137,9 +138,15 @@ int cmd_bench(int argc, char **argv) {
     printf("|%s|%s|%s|%s|%s|%s|%s|%s|\n", "----------------------", "------------", "------------", "---------",
            "---------", "---------", "----------------------", "--------------");
     double tg_median = 0.0, med_of[2] = {0, 0}, best_of[2] = {0, 0};
+    /* distributed: what rank 0 communicated per token, and the time it spent in the calls */
+    double comm_kib[2] = {0, 0}, comm_ms[2] = {0, 0}, comm_share[2] = {0, 0};
+    if (s.par) membw_mib = 0; /* the probe would measure rank 0 alone */
     for (int test = 0; test < 2; test++) {
         long n = test == 0 ? n_pp : n_tg;
         if (n == 0) continue;
+        fitlm_comm_stats c0 = {0}, c1 = {0};
+        double t_all = 0.0;
+        if (s.par) fitlm_parallel_stats(s.par, &c0);
         for (long r = 0; r < reps; r++) {
             fitlm_runtime_reset(s.rt);
             double t0 = now_s();
@@ -150,6 +157,7 @@ int cmd_bench(int argc, char **argv) {
                     if (fitlm_runtime_eval(s.rt, toks + i, 1, logits, false, &err)) goto fail_err;
             }
             double dt = now_s() - t0;
+            t_all += dt;
             tps[r] = (double)n / (dt > 0 ? dt : 1e-9);
 #ifdef FITLM_HAVE_MEMBW
             if (test == 1 && membw_mib > 0 && s.backend->device == FITLM_DEVICE_CPU) {
@@ -160,6 +168,13 @@ int cmd_bench(int argc, char **argv) {
                 wshare[r] = wbw[r] > 0 ? run_gbs / wbw[r] : 0.0;
             }
 #endif
+        }
+        if (s.par) {
+            fitlm_parallel_stats(s.par, &c1);
+            double toks_all = (double)n * (double)reps;
+            comm_kib[test] = (double)(c1.bytes - c0.bytes) / 1024.0 / toks_all;
+            comm_ms[test] = (c1.seconds - c0.seconds) * 1e3 / toks_all;
+            comm_share[test] = t_all > 0 ? (c1.seconds - c0.seconds) / t_all : 0.0;
         }
         double lo = tps[0], hi = tps[0];
         for (long r = 1; r < reps; r++) {
@@ -182,6 +197,16 @@ int cmd_bench(int argc, char **argv) {
                (double)mem.weight_bytes / (1024.0 * 1024.0), (double)fitlm_model_tensor_elements(m) / 1e6, s.backend->name,
                threads, tname, tcell, bw);
         fflush(stdout);
+    }
+    if (s.par) {
+        printf("\ndistributed: --tp %u x --pp %u, %d threads per rank; rank 0 = tensor rank 0 of stage 0 "
+               "(layers %u-%u); weights GB/s counts rank 0's share\n",
+               s.par->tp_size, s.par->pp_size, threads, s.par->layer0, s.par->layer1 - 1);
+        for (int test = 0; test < 2; test++)
+            if (test == 0 ? n_pp : n_tg)
+                printf("communication (rank 0), %s: %.2f KiB sent per token, %.4f ms per token in the calls "
+                       "(%.1f%% of the time, waiting for the other ranks included)\n",
+                       test == 0 ? "prompt" : "generation", comm_kib[test], comm_ms[test], 100.0 * comm_share[test]);
     }
     double gbs = 0;
     if (n_tg > 0) {

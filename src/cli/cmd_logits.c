@@ -18,7 +18,8 @@ static void usage(FILE *out) {
             "  --kv-type   KV cache type f16 (default), f32, q8_0\n"
             "  --device D  cpu, vulkan or vulkan:N (default: the first discrete GPU, else cpu)\n"
             "  -ngl N      layers on the GPU (the last N; the rest on the CPU; default all); --fit: as\n"
-            "              many as its memory holds\n");
+            "              many as its memory holds\n"
+            "  --memory-report  weights, KV cache and scratch on stderr (under mpirun: every rank's)\n");
 }
 
 static const float *g_sort_logits;
@@ -121,6 +122,7 @@ int cmd_logits(int argc, char **argv) {
         goto done;
     }
     for (uint32_t t = 0; t < n; t++) print_position(t, ids[t], logits + (size_t)t * vocab, vocab, (int)top, order);
+    if (o.memory_report) runtime_session_print_memory(&s, stderr);
 done:
     free(order);
     free(logits);

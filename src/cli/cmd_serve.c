@@ -19,6 +19,8 @@
 #include "grammar/token_mask.h"
 #include "engine/chat_prompt.h"
 #include "runtime/chat_template.h"
+#include "parallel/parallel.h"
+#include "runtime/memory_report.h"
 #include "runtime/runtime.h"
 #include "serve/server.h"
 #include "tokenizer/tokenizer.h"
@@ -175,6 +177,9 @@ int cmd_serve(int argc, char **argv) {
     if (!o.model_path) return fitlm_die("serve: no model given (use -m MODEL)");
     if (o.fit) return fitlm_die("serve: --fit is not supported yet (give -ngl N)");
 
+    /* under mpirun the root (world rank 0) serves HTTP; the other ranks only
+     * evaluate its steps (parallel/parallel.h) and keep the default signals */
+    bool worker = fitlm_comm_world()->size > 1 && fitlm_comm_world()->rank != 0;
     /* SIGINT/SIGTERM are taken by sigwait below: block them before any thread
      * starts so every thread inherits the mask. Writes to closed sockets must
      * not kill the process. */
@@ -182,7 +187,7 @@ int cmd_serve(int argc, char **argv) {
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    if (!worker) pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
     fitlm_error err = {{0}};
@@ -194,12 +199,16 @@ int cmd_serve(int argc, char **argv) {
     char *default_system = NULL;
     fitlm_chat_prompt *chat = NULL;
     fitlm_token_trie *trie = NULL;
-    serve_server *srv = serve_server_new(&sp, &err);
-    if (!srv || serve_server_start(srv, &err)) goto fail;
-    const char *host = sp.host ? sp.host : "127.0.0.1";
-    bool v6 = strchr(host, ':') != NULL;
-    fprintf(stderr, "fitlm: listening on http://%s%s%s:%u (loading %s)\n", v6 ? "[" : "", host, v6 ? "]" : "",
-            (unsigned)serve_server_port(srv), o.model_path);
+    fitlm_parallel *par = NULL;
+    serve_server *srv = NULL;
+    if (!worker) {
+        srv = serve_server_new(&sp, &err);
+        if (!srv || serve_server_start(srv, &err)) goto fail;
+        const char *host = sp.host ? sp.host : "127.0.0.1";
+        bool v6 = strchr(host, ':') != NULL;
+        fprintf(stderr, "fitlm: listening on http://%s%s%s:%u (loading %s)\n", v6 ? "[" : "", host, v6 ? "]" : "",
+                (unsigned)serve_server_port(srv), o.model_path);
+    }
 
     /* the model, its tokenizer and the CPU backend, as fitlm run opens them */
     m = fitlm_model_load(o.model_path, &err);
@@ -218,11 +227,38 @@ int cmd_serve(int argc, char **argv) {
                    fitlm_tokenizer_vocab_size(tok), m->hp.vocab_size);
         goto fail;
     }
+    if (runtime_parallel_open(&o, m, &par, &err)) {
+        fitlm_error_prefix(&err, o.model_path);
+        goto fail;
+    }
+    ep.par = par;
     ep.kv_type = o.kv_type;
     ep.n_ctx = o.n_ctx == UINT32_MAX ? m->hp.ctx_len : o.n_ctx;
     if (serve_fit_pool(m, &o, &ep, &err)) goto fail;
+    if (par) { /* every rank sizes its pool as the root did (free memory differs between ranks) */
+        uint64_t pool[2] = {ep.kv_mem_bytes, ep.n_ctx};
+        if (fitlm_comm_bcast(par->world, pool, sizeof pool, 0, &err)) goto fail;
+        ep.kv_mem_bytes = pool[0];
+        ep.n_ctx = (uint32_t)pool[1];
+    }
     e = fitlm_engine_new(m, tok, be, &ep, &err);
-    if (!e || fitlm_engine_start(e, &err)) goto fail;
+    if (!e) goto fail;
+    if (worker) { /* evaluate the root's steps until its engine is freed */
+        if (o.memory_report) {
+            fitlm_runtime_memory mem;
+            char where[160];
+            fitlm_engine_get_memory(e, &mem);
+            fitlm_parallel_describe(par, where, sizeof where);
+            fprintf(stderr, "memory of %s:\n", where);
+            fitlm_hparams hp = m->hp;
+            hp.n_layers = par->layer1 - par->layer0; /* the layers this rank caches */
+            fitlm_memory_report_print(stderr, &mem, &hp);
+        }
+        if (fitlm_engine_serve_steps(e, &err)) goto fail;
+        rc = 0;
+        goto done;
+    }
+    if (fitlm_engine_start(e, &err)) goto fail;
 
     fitlm_chat_template t = FITLM_CHAT_NONE;
     /* chat requests: the model's own Jinja template, or the named built-in format */
@@ -282,7 +318,9 @@ done:
     free(default_system);
     fitlm_tokenizer_free(tok);
     fitlm_token_trie_free(trie);
+    fitlm_parallel_free(par);
     if (be) be->free(be);
     fitlm_model_free(m);
+    if (worker) fitlm_parallel_worker_done(rc);
     return rc;
 }

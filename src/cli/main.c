@@ -3,6 +3,8 @@
 #include <string.h>
 
 #include "cli/commands.h"
+#include "parallel/comm.h"
+#include "parallel/parallel.h"
 
 typedef struct {
     const char *name;
@@ -36,7 +38,7 @@ static void usage(FILE *out) {
     fprintf(out, "\nRun 'fitlm COMMAND --help' for the options of a command.\n");
 }
 
-int main(int argc, char **argv) {
+static int run_command(int argc, char **argv) {
     if (argc < 2) {
         usage(stderr);
         return 1;
@@ -54,4 +56,17 @@ int main(int argc, char **argv) {
         if (!strcmp(cmd, k_commands[i].name)) return k_commands[i].fn(argc - 1, argv + 1);
     fprintf(stderr, "fitlm: error: unknown command '%s' (see 'fitlm --help')\n", cmd);
     return 1;
+}
+
+int main(int argc, char **argv) {
+    /* under mpirun every rank runs the same command line (parallel/parallel.h) */
+    fitlm_error err = {{0}};
+    if (fitlm_comm_world_init(&argc, &argv, &err)) {
+        fitlm_error_print(&err);
+        return fitlm_comm_world_finalize(1);
+    }
+    int rc = run_command(argc, argv);
+    /* a rank that served another rank's steps exits with its serving status */
+    if (fitlm_parallel_worker_status() >= 0) rc = fitlm_parallel_worker_status();
+    return fitlm_comm_world_finalize(rc);
 }

@@ -12,6 +12,7 @@
 
 #include "cli/gpu_open.h"
 #include "cli/mem_budget.h"
+#include "parallel/parallel.h"
 #include "format/ggml_type.h"
 #include "runtime/kv_cache.h"
 #include "runtime/memory_report.h"
@@ -141,6 +142,7 @@ void runtime_opts_init(runtime_opts *o) {
     o->mem_limit = FITLM_MEM_UNKNOWN;
     o->plan_check = -1;
     o->n_gpu_layers = -1;
+    o->tp = o->pp = o->dp = 1;
 }
 
 int runtime_opts_parse(runtime_opts *o, int argc, char **argv, int *i) {
@@ -198,6 +200,15 @@ int runtime_opts_parse(runtime_opts *o, int argc, char **argv, int *i) {
         o->fit = true;
         return 1;
     }
+    if (!strcmp(a, "--tp") || !strcmp(a, "--pp") || !strcmp(a, "--dp")) {
+        if (!(v = opt_value(argc, argv, i)) || opt_parse_long(a, v, 1, 256, &x)) return -1;
+        *(a[2] == 't' ? &o->tp : a[2] == 'p' ? &o->pp : &o->dp) = (uint32_t)x;
+        return 1;
+    }
+    if (!strcmp(a, "--pp-layers")) {
+        if (!(o->pp_layers = opt_value(argc, argv, i))) return -1;
+        return 1;
+    }
     if (!strcmp(a, "--check-tensors")) {
         o->check_tensors = true;
         return 1;
@@ -219,6 +230,20 @@ int runtime_opts_parse(runtime_opts *o, int argc, char **argv, int *i) {
     return 0;
 }
 
+int runtime_parallel_open(const runtime_opts *o, const fitlm_model *m, struct fitlm_parallel **out, fitlm_error *err) {
+    *out = NULL;
+    if (o->tp * o->pp * o->dp == 1 && !o->pp_layers && fitlm_comm_world()->size == 1) return 0;
+    if (o->dp > 1)
+        return fitlm_fail(err, "--dp %u: data-parallel replicas are not implemented yet (use --tp and --pp)", o->dp);
+    *out = fitlm_parallel_new(fitlm_comm_world(), m, o->tp, o->pp, o->dp, o->pp_layers, err);
+    return *out ? 0 : -1;
+}
+
+int runtime_parallel_agree_u32(struct fitlm_parallel *par, uint32_t *v, fitlm_error *err) {
+    if (!par) return 0;
+    return fitlm_comm_bcast(par->world, v, sizeof *v, 0, err);
+}
+
 int runtime_session_open_model(runtime_session *s, const runtime_opts *o) {
     memset(s, 0, sizeof *s);
     fitlm_error err = {{0}};
@@ -236,6 +261,7 @@ int runtime_session_open_model(runtime_session *s, const runtime_opts *o) {
                                   o->n_ubatch ? o->n_ubatch : FITLM_DEFAULT_UBATCH, &err);
     if (!s->backend) goto fail;
     if (fitlm_runtime_check_model(s->model, s->backend, o->kv_type, &err)) goto fail_prefixed;
+    if (runtime_parallel_open(o, s->model, &s->par, &err)) goto fail_prefixed;
     return 0;
 fail_prefixed:
     fitlm_error_prefix(&err, o->model_path);
@@ -252,6 +278,24 @@ static uint32_t session_ctx(const runtime_session *s, const runtime_opts *o) {
     return n_ctx;
 }
 
+/* A non-root rank: serves the root's steps, then closes the session. Always
+ * -1 (the command ends; main returns the recorded status). */
+static int session_work(runtime_session *s, const runtime_opts *o) {
+    fitlm_error err = {{0}};
+    if (o->memory_report) runtime_session_print_memory(s, stderr);
+    int rc = s->engine ? fitlm_engine_serve_steps(s->engine, &err) : fitlm_runtime_serve_steps(s->rt, &err);
+    if (rc) fitlm_error_print(&err);
+    if (rc == 0 && o->memory_report) {
+        fitlm_comm_stats cs;
+        fitlm_parallel_stats(s->par, &cs);
+        fprintf(stderr, "rank %d: communication: %llu calls, %.1f MiB sent, %.3f s\n", s->par->world->rank,
+                (unsigned long long)cs.calls, (double)cs.bytes / (1 << 20), cs.seconds);
+    }
+    runtime_session_close(s);
+    fitlm_parallel_worker_done(rc ? 1 : 0);
+    return -1;
+}
+
 int runtime_session_open(runtime_session *s, const runtime_opts *o) {
     if (runtime_session_open_model(s, o)) return -1;
     fitlm_error err = {{0}};
@@ -259,8 +303,15 @@ int runtime_session_open(runtime_session *s, const runtime_opts *o) {
     p.kv_type = o->kv_type;
     p.n_ctx = session_ctx(s, o);
     if (o->n_ubatch) p.n_ubatch = o->n_ubatch;
+    p.par = s->par;
     if (mem_budget_fit_context(s->model, p.kv_type, &p.n_ctx, p.n_ubatch, o->n_threads, o->mem_limit,
                                o->n_ctx != 0 && o->n_ctx != UINT32_MAX)) {
+        runtime_session_close(s);
+        return -1;
+    }
+    /* every rank sizes its cache as the root did (free memory differs between ranks) */
+    if (runtime_parallel_agree_u32(s->par, &p.n_ctx, &err)) {
+        fitlm_error_print(&err);
         runtime_session_close(s);
         return -1;
     }
@@ -271,6 +322,7 @@ int runtime_session_open(runtime_session *s, const runtime_opts *o) {
         runtime_session_close(s);
         return -1;
     }
+    if (s->par && !fitlm_parallel_is_root(s->par)) return session_work(s, o);
     return 0;
 }
 
@@ -282,6 +334,7 @@ int runtime_session_start_engine(runtime_session *s, const runtime_opts *o, cons
     ep.n_ctx = session_ctx(s, o);
     ep.n_parallel = n_parallel;
     ep.max_batch_tokens = o->n_ubatch ? o->n_ubatch : FITLM_DEFAULT_UBATCH;
+    ep.par = s->par;
     /* the pool holds n_parallel contexts: the budget check sees their total */
     uint32_t total_ctx = ep.n_ctx ? ep.n_ctx : (s->model->hp.ctx_len < FITLM_DEFAULT_CTX ? s->model->hp.ctx_len
                                                                                            : FITLM_DEFAULT_CTX);
@@ -290,18 +343,24 @@ int runtime_session_start_engine(runtime_session *s, const runtime_opts *o, cons
                                                   o->mem_limit, o->n_ctx != 0 && o->n_ctx != UINT32_MAX))
         return -1;
     if (n_parallel == 1) ep.n_ctx = want;
+    if (runtime_parallel_agree_u32(s->par, &ep.n_ctx, &err)) {
+        fitlm_error_print(&err);
+        return -1;
+    }
     s->engine = fitlm_engine_new(s->model, tok, s->backend, &ep, &err);
     if (!s->engine) {
         fitlm_error_prefix(&err, o->model_path);
         fitlm_error_print(&err);
         return -1;
     }
+    if (s->par && !fitlm_parallel_is_root(s->par)) return session_work(s, o);
     return 0;
 }
 
 void runtime_session_close(runtime_session *s) {
     fitlm_engine_free(s->engine);
     fitlm_runtime_free(s->rt);
+    fitlm_parallel_free(s->par);
     if (s->backend) s->backend->free(s->backend);
     fitlm_model_free(s->model);
     memset(s, 0, sizeof *s);
@@ -309,9 +368,16 @@ void runtime_session_close(runtime_session *s) {
 
 void runtime_session_print_memory(const runtime_session *s, FILE *out) {
     fitlm_runtime_memory mem;
+    if (s->par) {
+        char where[160];
+        fitlm_parallel_describe(s->par, where, sizeof where);
+        fprintf(out, "memory of %s:\n", where);
+    }
     if (s->engine) fitlm_engine_get_memory(s->engine, &mem);
     else fitlm_runtime_get_memory(s->rt, &mem);
-    fitlm_memory_report_print(out, &mem, &s->model->hp);
+    fitlm_hparams hp = s->model->hp;
+    if (s->par) hp.n_layers = s->par->layer1 - s->par->layer0; /* the layers this rank caches */
+    fitlm_memory_report_print(out, &mem, &hp);
     gpu_print_memory(out, s->backend, s->model->hp.n_layers);
 }
 

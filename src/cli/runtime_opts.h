@@ -47,6 +47,8 @@ typedef struct runtime_opts {
     const char *device; /* --device cpu|vulkan[:N]; NULL = fitlm_backend_default_name() */
     int n_gpu_layers;   /* -ngl / --gpu-layers; -1 = all */
     bool fit;           /* --fit: the most layers the device's memory holds */
+    uint32_t tp, pp, dp; /* --tp, --pp, --dp: ranks of a distributed run (mpirun -np tp*pp*dp); 1 = none */
+    const char *pp_layers; /* --pp-layers 10,12: layers per pipeline stage; NULL = balanced */
 } runtime_opts;
 
 void runtime_opts_init(runtime_opts *o);
@@ -65,9 +67,25 @@ typedef struct runtime_session {
     fitlm_backend *backend;
     fitlm_runtime *rt;          /* the one-sequence runtime (logits, perplexity, bench) */
     struct fitlm_engine *engine; /* or the engine (run) */
+    struct fitlm_parallel *par;  /* this rank's place in a distributed run (mpirun); NULL in one process */
 } runtime_session;
 
 int runtime_session_open(runtime_session *s, const runtime_opts *o);
+
+/* This rank's place in a distributed run from --tp/--pp/--dp/--pp-layers and
+ * the world (parallel/parallel.h): *out NULL in a plain single process.
+ * Collective under mpirun. The caller frees *out with fitlm_parallel_free. 0,
+ * or -1 with err (e.g. -np not T x P x D, a layout the model does not allow). */
+struct fitlm_parallel;
+int runtime_parallel_open(const runtime_opts *o, const fitlm_model *m, struct fitlm_parallel **out, fitlm_error *err);
+/* Sets *v on every rank to the root's value (no-op when par is NULL). 0 or -1. */
+int runtime_parallel_agree_u32(struct fitlm_parallel *par, uint32_t *v, fitlm_error *err);
+
+/* Under mpirun (--tp/--pp/--dp), runtime_session_open and
+ * runtime_session_start_engine turn every rank but the root into a worker:
+ * it evaluates the root's steps until the root is done, closes the session,
+ * records its status (fitlm_parallel_worker_status, which main returns) and
+ * the call returns -1 without printing, so the command simply ends. */
 
 /* The first half of runtime_session_open: the model, checked for the forward
  * pass, and the backend; neither runtime nor engine yet. Same contract. */

@@ -188,9 +188,11 @@ fitlm_engine *fitlm_engine_new(const fitlm_model *m, const fitlm_tokenizer *tok,
         fitlm_fail(err, "out of memory");
         goto fail;
     }
-    e->w = fitlm_weights_new(m, be, p.kv_type, err);
+    e->w = fitlm_weights_new_part(m, be, p.kv_type, p.par, err);
     if (!e->w) goto fail;
-    e->kv = fitlm_kv_pool_new(be, p.kv_type, hp->n_layers, kv_dim, p.kv_block, (uint32_t)n_blocks, err);
+    /* this rank's layers and KV heads (all of them in a single process) */
+    e->kv = fitlm_kv_pool_new(be, p.kv_type, e->w->layer1 - e->w->layer0, e->w->kv_dim, p.kv_block,
+                              (uint32_t)n_blocks, err);
     if (!e->kv) goto fail;
     e->fwd = fitlm_forward_new(e->w, e->kv, T, p.n_ctx, err);
     if (!e->fwd) goto fail;
@@ -880,6 +882,10 @@ void fitlm_engine_shutdown(fitlm_engine *e) {
     pthread_mutex_unlock(&e->mu);
     if (joining) pthread_join(e->worker, NULL);
     else cancel_all(e);
+}
+
+int fitlm_engine_serve_steps(fitlm_engine *e, fitlm_error *err) {
+    return fitlm_forward_serve(e->fwd, err);
 }
 
 void fitlm_engine_free(fitlm_engine *e) {

@@ -46,6 +46,7 @@ typedef struct fitlm_engine_params {
     uint32_t max_batch_tokens; /* tokens per step: decode tokens + prompt chunks (default 512) */
     uint32_t max_queue;        /* requests waiting before submit answers BUSY (default 256) */
     bool no_prefix_cache;      /* true: never reuse blocks across requests */
+    struct fitlm_parallel *par; /* distributed run (parallel/parallel.h), borrowed; NULL: one process */
 } fitlm_engine_params;
 
 fitlm_engine_params fitlm_engine_params_default(void);
@@ -142,6 +143,10 @@ fitlm_engine *fitlm_engine_new(const fitlm_model *m, const fitlm_tokenizer *tok,
 
 /* Stops the worker (as fitlm_engine_shutdown) and frees everything. */
 void fitlm_engine_free(fitlm_engine *e);
+
+/* A non-root rank of a distributed run: evaluates the root engine's steps
+ * (fitlm_forward_serve) until the root's engine is freed. 0, or -1 with err. */
+int fitlm_engine_serve_steps(fitlm_engine *e, fitlm_error *err);
 
 /* Starts the worker thread. 0 or -1 with err. */
 int fitlm_engine_start(fitlm_engine *e, fitlm_error *err);

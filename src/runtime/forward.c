@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "format/ggml_type.h"
+#include "parallel/parallel.h"
 
 /* Logit rows computed per output-projection call (bounds the logits buffer
  * to LOGIT_ROWS x vocab floats). */
@@ -19,12 +20,34 @@ struct fitlm_forward {
     fitlm_btensor x, xb, xb2, q, k, v, att, hb, hb2;
     fitlm_btensor logits; /* n_logit_rows x vocab */
     uint64_t owned_bytes;
+    fitlm_parallel *par;  /* w->par: NULL in a single process */
+    float *host_logits;   /* distributed, on the logits rank when it is not the root: n_logit_rows x vocab, owned */
 };
 
 static int alloc_act(fitlm_forward *f, fitlm_btensor *t, int64_t ne0, int64_t rows, fitlm_error *err) {
     if (f->be->alloc(f->be, FITLM_TYPE_F32, ne0, rows, t, err)) return -1;
     f->be->clear(f->be, t);
     f->owned_bytes += t->nbytes;
+    return 0;
+}
+
+/* A distributed forward pass: every rank checks that it runs the same model
+ * with the same sizes as rank 0 (a mismatched launch fails on every rank). */
+static int forward_join(fitlm_forward *f, fitlm_error *err) {
+    fitlm_parallel *par = f->w->par;
+    if (f->be->device != FITLM_DEVICE_CPU)
+        return fitlm_fail(err, "distributed inference runs on the CPU backend only (for now)");
+    if (fitlm_parallel_head(par) && !fitlm_parallel_is_root(par)) {
+        f->host_logits = malloc((size_t)f->n_logit_rows * f->w->hp.vocab_size * sizeof(float));
+        if (!f->host_logits) return fitlm_fail(err, "out of memory");
+    }
+    uint64_t v[] = {par->model_hash, par->tp_size, par->pp_size, par->dp_size, f->max_tokens, f->max_ctx,
+                    f->kv->n_blocks, f->kv->block_size, (uint64_t)f->kv->type};
+    static const char *const what[] = {"the model file's header hash", "--tp", "--pp", "--dp",
+                                       "the tokens per step", "the context size", "the KV blocks",
+                                       "the KV block size", "the KV cache type"};
+    if (fitlm_parallel_agree(par, v, what, (int)(sizeof v / sizeof v[0]), err)) return -1;
+    f->par = par;
     return 0;
 }
 
@@ -48,6 +71,7 @@ fitlm_forward *fitlm_forward_new(const fitlm_weights *w, fitlm_kv_pool *kv, uint
         alloc_act(f, &f->hb2, hp->ffn_dim, ub, err) || alloc_act(f, &f->logits, hp->vocab_size, f->n_logit_rows, err))
         goto fail;
     if (f->be->reserve(f->be, max_tokens, max_ctx, hp->n_heads, hp->n_kv_heads, hp->head_dim, err)) goto fail;
+    if (w->par && forward_join(f, err)) goto fail;
     return f;
 fail:
     fitlm_forward_free(f);
@@ -56,6 +80,11 @@ fail:
 
 void fitlm_forward_free(fitlm_forward *f) {
     if (!f) return;
+    if (f->par && fitlm_parallel_is_root(f->par)) {
+        fitlm_error err = {{0}};
+        if (fitlm_parallel_send_stop(f->par, &err)) fitlm_error_print(&err);
+    }
+    free(f->host_logits);
     fitlm_btensor *acts[] = {&f->x, &f->xb, &f->xb2, &f->q, &f->k, &f->v, &f->att, &f->hb, &f->hb2, &f->logits};
     for (size_t i = 0; i < sizeof acts / sizeof acts[0]; i++) f->be->release(f->be, acts[i]);
     free(f);
@@ -69,23 +98,26 @@ uint32_t fitlm_forward_max_tokens(const fitlm_forward *f) {
     return f->max_tokens;
 }
 
-int fitlm_forward_eval(fitlm_forward *f, const fitlm_batch *b, float *logits, fitlm_error *err) {
+/* This rank's part of the step (all of it in a single process). logits: the
+ * root's destination (NULL elsewhere). */
+static int forward_run(fitlm_forward *f, const fitlm_batch *b, float *logits, fitlm_error *err) {
     fitlm_backend *be = f->be;
     const fitlm_weights *w = f->w;
     const fitlm_hparams *hp = &w->hp;
+    fitlm_parallel *par = f->par;
     int64_t n = b->n_tokens;
-    if (n <= 0) return 0;
-    if (n > f->max_tokens)
-        return fitlm_fail(err, "a step of %lld tokens exceeds the %u this forward pass was sized for", (long long)n,
-                          f->max_tokens);
+    size_t n_x = (size_t)n * hp->dim;
     fitlm_attn_batch ab = {.n_tokens = n,
                            .pos = b->pos,
                            .seq = b->seq,
                            .block_table = b->block_table,
                            .block_shift = f->kv->block_shift};
-    be->embed(be, &w->tok_embd, b->ids, n, &f->x);
-    for (uint32_t l = 0; l < hp->n_layers; l++) {
+    if (w->has_embd) be->embed(be, &w->tok_embd, b->ids, n, &f->x);
+    else if (fitlm_parallel_recv_prev(par, f->x.data, n_x, err)) return -1;
+    bool tp = par && par->tp_size > 1;
+    for (uint32_t l = w->layer0; l < w->layer1; l++) {
         const fitlm_layer_weights *lw = &w->layers[l];
+        fitlm_btensor *kc = &f->kv->k[l - w->layer0], *vc = &f->kv->v[l - w->layer0];
         /* attention block */
         be->rmsnorm(be, &f->x, &lw->attn_norm, hp->norm_eps, n, &f->xb);
         const fitlm_btensor *qkv_w[3] = {&lw->wq, &lw->wk, &lw->wv};
@@ -107,11 +139,12 @@ int fitlm_forward_eval(fitlm_forward *f, const fitlm_batch *b, float *logits, fi
         }
         be->rope(be, &f->q, n, (int)hp->n_heads, b->pos, &w->rope);
         be->rope(be, &f->k, n, (int)hp->n_kv_heads, b->pos, &w->rope);
-        be->kv_store(be, &f->kv->k[l], b->slot, &f->k, n);
-        be->kv_store(be, &f->kv->v[l], b->slot, &f->v, n);
-        be->attention(be, &f->q, &f->kv->k[l], &f->kv->v[l], &ab, (int)hp->n_heads, (int)hp->n_kv_heads,
+        be->kv_store(be, kc, b->slot, &f->k, n);
+        be->kv_store(be, vc, b->slot, &f->v, n);
+        be->attention(be, &f->q, kc, vc, &ab, (int)hp->n_heads, (int)hp->n_kv_heads,
                       (int)hp->head_dim, hp->sliding_window, &f->att);
         be->matmul(be, &lw->wo, &f->att, n, &f->xb2);
+        if (tp && fitlm_parallel_allreduce(par, f->xb2.data, n_x, err)) return -1; /* sum of the heads' parts */
         be->add(be, &f->x, &f->xb2, n);
         /* feed-forward block (SwiGLU) */
         be->rmsnorm(be, &f->x, &lw->ffn_norm, hp->norm_eps, n, &f->xb);
@@ -120,7 +153,22 @@ int fitlm_forward_eval(fitlm_forward *f, const fitlm_batch *b, float *logits, fi
         be->matmul_multi(be, 2, gu_w, &f->xb, n, gu_y);
         be->silu_mul(be, &f->hb, &f->hb2, n, &f->hb);
         be->matmul(be, &lw->w_down, &f->hb, n, &f->xb2);
+        if (tp && fitlm_parallel_allreduce(par, f->xb2.data, n_x, err)) return -1; /* sum of the FFN columns' parts */
         be->add(be, &f->x, &f->xb2, n);
+    }
+    if (par && !fitlm_parallel_last_stage(par)) {
+        if (be->sync(be, err) || fitlm_parallel_send_next(par, f->x.data, n_x, err)) return -1;
+    }
+    if (!w->has_head) { /* the logits come from the last stage's tensor rank 0 */
+        if (par && fitlm_parallel_is_root(par)) {
+            for (uint32_t done = 0; done < b->n_logits; done += f->n_logit_rows) {
+                uint32_t k = b->n_logits - done < f->n_logit_rows ? b->n_logits - done : f->n_logit_rows;
+                if (fitlm_parallel_recv_logits(par, logits + (uint64_t)done * hp->vocab_size,
+                                               (size_t)k * hp->vocab_size, err))
+                    return -1;
+            }
+        }
+        return be->sync(be, err);
     }
     /* logits of the listed rows, LOGIT_ROWS at a time: gathered, normed, projected */
     for (uint32_t done = 0; done < b->n_logits; done += f->n_logit_rows) {
@@ -128,7 +176,35 @@ int fitlm_forward_eval(fitlm_forward *f, const fitlm_batch *b, float *logits, fi
         be->get_rows(be, &f->x, b->logit_rows + done, k, &f->xb2);
         be->rmsnorm(be, &f->xb2, &w->out_norm, hp->norm_eps, k, &f->xb);
         be->matmul(be, &w->output, &f->xb, k, &f->logits);
-        be->download(be, &f->logits, 0, k, logits + (uint64_t)done * hp->vocab_size);
+        if (f->host_logits) { /* the logits rank of a distributed run: to the root */
+            be->download(be, &f->logits, 0, k, f->host_logits);
+            if (fitlm_parallel_send_logits(par, f->host_logits, (size_t)k * hp->vocab_size, err)) return -1;
+        } else {
+            be->download(be, &f->logits, 0, k, logits + (uint64_t)done * hp->vocab_size);
+        }
     }
     return be->sync(be, err);
+}
+
+int fitlm_forward_eval(fitlm_forward *f, const fitlm_batch *b, float *logits, fitlm_error *err) {
+    int64_t n = b->n_tokens;
+    if (n <= 0) return 0;
+    if (n > f->max_tokens)
+        return fitlm_fail(err, "a step of %lld tokens exceeds the %u this forward pass was sized for", (long long)n,
+                          f->max_tokens);
+    if (f->par && fitlm_parallel_send_batch(f->par, b, f->kv->block_shift, err)) return -1;
+    return forward_run(f, b, logits, err);
+}
+
+int fitlm_forward_serve(fitlm_forward *f, fitlm_error *err) {
+    if (!f->par || fitlm_parallel_is_root(f->par)) return 0;
+    for (;;) {
+        fitlm_batch b;
+        int r = fitlm_parallel_recv_batch(f->par, &b, err);
+        if (r <= 0) return r;
+        if (b.n_tokens > f->max_tokens)
+            return fitlm_fail(err, "a step of %u tokens exceeds the %u this forward pass was sized for", b.n_tokens,
+                              f->max_tokens);
+        if (forward_run(f, &b, NULL, err)) return -1;
+    }
 }

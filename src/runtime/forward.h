@@ -35,6 +35,14 @@ void fitlm_forward_free(fitlm_forward *f);
  * with the backend's error. */
 int fitlm_forward_eval(fitlm_forward *f, const fitlm_batch *b, float *logits, fitlm_error *err);
 
+/* Distributed runs (weights made with fitlm_weights_new_part): on the root,
+ * fitlm_forward_eval broadcasts each batch to the group and gets the logits
+ * back; freeing the root's forward pass tells the group to stop. On every
+ * other rank the caller runs fitlm_forward_serve, which evaluates the root's
+ * batches (its layers, its shard) until then: 0 when told to stop, -1 with
+ * err. Returns 0 at once on a root or in a single process. */
+int fitlm_forward_serve(fitlm_forward *f, fitlm_error *err);
+
 /* Bytes of activations, logits buffer and backend scratch. */
 uint64_t fitlm_forward_scratch_bytes(const fitlm_forward *f);
 uint32_t fitlm_forward_max_tokens(const fitlm_forward *f);

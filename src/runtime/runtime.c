@@ -67,9 +67,10 @@ fitlm_runtime *fitlm_runtime_new(const fitlm_model *m, fitlm_backend *be, const 
         fitlm_fail(err, "out of memory");
         goto fail;
     }
-    rt->w = fitlm_weights_new(m, be, params.kv_type, err);
+    rt->w = fitlm_weights_new_part(m, be, params.kv_type, params.par, err);
     if (!rt->w) goto fail;
-    rt->kv = fitlm_kv_pool_new(be, params.kv_type, hp->n_layers, rt->w->kv_dim, RUNTIME_KV_BLOCK, n_blocks, err);
+    rt->kv = fitlm_kv_pool_new(be, params.kv_type, rt->w->layer1 - rt->w->layer0, rt->w->kv_dim, RUNTIME_KV_BLOCK,
+                               n_blocks, err);
     if (!rt->kv) goto fail;
     for (uint32_t i = 0; i < n_blocks; i++) rt->table[i] = fitlm_kv_pool_alloc(rt->kv); /* 0, 1, 2, ... */
     rt->fwd = fitlm_forward_new(rt->w, rt->kv, ub, n_ctx, err);
@@ -128,6 +129,10 @@ int fitlm_runtime_eval(fitlm_runtime *rt, const int32_t *ids, uint32_t n, float 
         rt->n_past += nb;
     }
     return 0;
+}
+
+int fitlm_runtime_serve_steps(fitlm_runtime *rt, fitlm_error *err) {
+    return fitlm_forward_serve(rt->fwd, err);
 }
 
 void fitlm_runtime_reset(fitlm_runtime *rt) {

@@ -34,6 +34,7 @@ typedef struct fitlm_runtime_params {
     uint32_t n_ctx;    /* positions in the KV cache; 0 = min(model ctx_len, FITLM_DEFAULT_CTX) */
     int kv_type;       /* FITLM_TYPE_F16 (default when 0 is not meant: use fitlm_runtime_params_default) */
     uint32_t n_ubatch; /* tokens per forward micro-batch; 0 = FITLM_DEFAULT_UBATCH */
+    struct fitlm_parallel *par; /* distributed run (parallel/parallel.h), borrowed; NULL: one process */
 } fitlm_runtime_params;
 
 fitlm_runtime_params fitlm_runtime_params_default(void);
@@ -60,6 +61,10 @@ void fitlm_runtime_free(fitlm_runtime *rt);
  * the vocabulary, n_past + n > n_ctx. 0 or -1 with err. */
 int fitlm_runtime_eval(fitlm_runtime *rt, const int32_t *ids, uint32_t n, float *logits, bool all_logits,
                        fitlm_error *err);
+
+/* A non-root rank of a distributed run: evaluates the root's steps
+ * (fitlm_forward_serve) until the root's runtime is freed. 0, or -1 with err. */
+int fitlm_runtime_serve_steps(fitlm_runtime *rt, fitlm_error *err);
 
 /* Forgets the sequence (n_past = 0); the cache is simply overwritten later. */
 void fitlm_runtime_reset(fitlm_runtime *rt);

@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "format/ggml_type.h"
+#include "parallel/parallel.h"
+#include "parallel/shard.h"
 #include "runtime/kv_cache.h"
 
 /* ---- RoPE frequencies ---- */
@@ -164,7 +166,44 @@ static int prep(fitlm_weights *w, const fitlm_tensor *t, fitlm_btensor *out, fit
     return 0;
 }
 
+/* How a tensor is cut between tensor-parallel ranks. */
+typedef enum { PART_WHOLE, PART_OUT, PART_IN } part_kind;
+
+/* Prepares this rank's part of t: PART_OUT keeps rows [lo, lo+cnt) (output
+ * features; vector elements), PART_IN columns [lo, lo+cnt) (input features,
+ * copied). Counts the bytes read per token when per_token. */
+static int prep_part(fitlm_weights *w, const fitlm_tensor *t, part_kind k, uint64_t lo, uint64_t cnt, bool per_token,
+                     fitlm_btensor *out, fitlm_error *err) {
+    fitlm_tensor view;
+    void *buf = NULL;
+    const fitlm_tensor *src = t;
+    if (k == PART_OUT) {
+        if (fitlm_shard_rows(t, lo, cnt, &view, err)) return -1;
+        src = &view;
+    } else if (k == PART_IN) {
+        if (w->n_part_bufs % 16 == 0) {
+            void **g = realloc(w->part_bufs, (w->n_part_bufs + 16) * sizeof *g);
+            if (!g) return fitlm_fail(err, "out of memory");
+            w->part_bufs = g;
+        }
+        if (fitlm_shard_cols(t, lo, cnt, &view, &buf, err)) return -1;
+        src = &view;
+    }
+    int rc = prep(w, src, out, err);
+    if (buf) {
+        if (rc == 0 && out->data == buf) w->part_bufs[w->n_part_bufs++] = buf; /* borrowed by the backend */
+        else free(buf);
+    }
+    if (rc == 0 && per_token) w->weight_read_per_token += src->nbytes;
+    return rc;
+}
+
 fitlm_weights *fitlm_weights_new(const fitlm_model *m, fitlm_backend *be, int kv_type, fitlm_error *err) {
+    return fitlm_weights_new_part(m, be, kv_type, NULL, err);
+}
+
+fitlm_weights *fitlm_weights_new_part(const fitlm_model *m, fitlm_backend *be, int kv_type,
+                                      struct fitlm_parallel *par, fitlm_error *err) {
     if (fitlm_weights_check_model(m, be, kv_type, err)) return NULL;
     const fitlm_hparams *hp = &m->hp;
     fitlm_weights *w = calloc(1, sizeof *w);
@@ -175,8 +214,30 @@ fitlm_weights *fitlm_weights_new(const fitlm_model *m, fitlm_backend *be, int kv
     w->m = m;
     w->be = be;
     w->hp = *hp;
-    w->q_dim = (int64_t)hp->n_heads * hp->head_dim;
-    w->kv_dim = (int64_t)hp->n_kv_heads * hp->head_dim;
+    w->par = par;
+    w->layer0 = 0;
+    w->layer1 = hp->n_layers;
+    w->has_embd = w->has_head = true;
+    /* this rank's part: heads [h0, h0+nh), KV heads [kh0, kh0+nkh), FFN columns [f0, f0+nf) */
+    uint64_t hd = hp->head_dim, h0 = 0, nh = hp->n_heads, kh0 = 0, nkh = hp->n_kv_heads, f0 = 0, nf = hp->ffn_dim;
+    part_kind out_k = PART_WHOLE, in_k = PART_WHOLE;
+    if (par) {
+        const fitlm_tp_shard *sh = &par->shard;
+        w->layer0 = par->layer0;
+        w->layer1 = par->layer1;
+        w->has_head = fitlm_parallel_head(par);
+        w->has_embd = fitlm_parallel_first_stage(par);
+        if (sh->size > 1) {
+            h0 = sh->head0, nh = sh->n_heads, kh0 = sh->kv_head0, nkh = sh->n_kv_heads, f0 = sh->ffn0, nf = sh->n_ffn;
+            out_k = PART_OUT;
+            in_k = PART_IN;
+            w->hp.n_heads = (uint32_t)nh;
+            w->hp.n_kv_heads = (uint32_t)nkh;
+            w->hp.ffn_dim = (uint32_t)nf;
+        }
+    }
+    w->q_dim = (int64_t)(nh * hd);
+    w->kv_dim = (int64_t)(nkh * hd);
     w->layers = calloc(hp->n_layers, sizeof *w->layers);
     w->inv_freq = calloc(hp->head_dim / 2, sizeof(float));
     if (!w->layers || !w->inv_freq) {
@@ -191,42 +252,44 @@ fitlm_weights *fitlm_weights_new(const fitlm_model *m, fitlm_backend *be, int kv
 
     fitlm_tensor *const *g = m->global_tensors;
     const fitlm_tensor *out_t = g[FITLM_T_OUTPUT] ? g[FITLM_T_OUTPUT] : g[FITLM_T_TOKEN_EMBD];
-    if (prep(w, g[FITLM_T_TOKEN_EMBD], &w->tok_embd, err) || prep(w, g[FITLM_T_OUTPUT_NORM], &w->out_norm, err))
-        goto fail;
-    if (g[FITLM_T_OUTPUT]) {
-        if (prep(w, out_t, &w->output, err)) goto fail;
-    } else {
-        w->output = w->tok_embd; /* tied: same data, borrowed */
-        w->output.owned = false;
+    /* the embedding table: on the first stage, and on the logits rank when tied */
+    bool need_embd = w->has_embd || (w->has_head && !g[FITLM_T_OUTPUT]);
+    if (need_embd && prep(w, g[FITLM_T_TOKEN_EMBD], &w->tok_embd, err)) goto fail;
+    if (w->has_head) {
+        if (prep(w, g[FITLM_T_OUTPUT_NORM], &w->out_norm, err)) goto fail;
+        if (g[FITLM_T_OUTPUT]) {
+            if (prep(w, out_t, &w->output, err)) goto fail;
+        } else {
+            w->output = w->tok_embd; /* tied: same data, borrowed */
+            w->output.owned = false;
+        }
+        w->weight_read_per_token = out_t->nbytes + g[FITLM_T_OUTPUT_NORM]->nbytes;
     }
-    w->weight_read_per_token = out_t->nbytes + g[FITLM_T_OUTPUT_NORM]->nbytes;
-    for (uint32_t l = 0; l < hp->n_layers; l++) {
+    for (uint32_t l = w->layer0; l < w->layer1; l++) {
         fitlm_tensor *const *t = m->layer_tensors[l];
         fitlm_layer_weights *lw = &w->layers[l];
-        if (prep(w, t[FITLM_T_ATTN_NORM], &lw->attn_norm, err) || prep(w, t[FITLM_T_ATTN_Q], &lw->wq, err) ||
-            prep(w, t[FITLM_T_ATTN_K], &lw->wk, err) || prep(w, t[FITLM_T_ATTN_V], &lw->wv, err) ||
-            prep(w, t[FITLM_T_ATTN_OUT], &lw->wo, err) || prep(w, t[FITLM_T_FFN_NORM], &lw->ffn_norm, err) ||
-            prep(w, t[FITLM_T_FFN_GATE], &lw->w_gate, err) || prep(w, t[FITLM_T_FFN_UP], &lw->w_up, err) ||
-            prep(w, t[FITLM_T_FFN_DOWN], &lw->w_down, err))
+        if (prep_part(w, t[FITLM_T_ATTN_NORM], PART_WHOLE, 0, 0, true, &lw->attn_norm, err) ||
+            prep_part(w, t[FITLM_T_ATTN_Q], out_k, h0 * hd, nh * hd, true, &lw->wq, err) ||
+            prep_part(w, t[FITLM_T_ATTN_K], out_k, kh0 * hd, nkh * hd, true, &lw->wk, err) ||
+            prep_part(w, t[FITLM_T_ATTN_V], out_k, kh0 * hd, nkh * hd, true, &lw->wv, err) ||
+            prep_part(w, t[FITLM_T_ATTN_OUT], in_k, h0 * hd, nh * hd, true, &lw->wo, err) ||
+            prep_part(w, t[FITLM_T_FFN_NORM], PART_WHOLE, 0, 0, true, &lw->ffn_norm, err) ||
+            prep_part(w, t[FITLM_T_FFN_GATE], out_k, f0, nf, true, &lw->w_gate, err) ||
+            prep_part(w, t[FITLM_T_FFN_UP], out_k, f0, nf, true, &lw->w_up, err) ||
+            prep_part(w, t[FITLM_T_FFN_DOWN], in_k, f0, nf, true, &lw->w_down, err))
             goto fail;
-        static const fitlm_tensor_kind per_token[] = {FITLM_T_ATTN_NORM, FITLM_T_ATTN_Q,   FITLM_T_ATTN_K,
-                                                      FITLM_T_ATTN_V,    FITLM_T_ATTN_OUT, FITLM_T_FFN_NORM,
-                                                      FITLM_T_FFN_GATE,  FITLM_T_FFN_UP,   FITLM_T_FFN_DOWN};
-        for (size_t i = 0; i < sizeof per_token / sizeof per_token[0]; i++)
-            w->weight_read_per_token += t[per_token[i]]->nbytes;
         if (t[FITLM_T_ATTN_Q_BIAS]) {
             lw->has_bias = true;
-            if (prep(w, t[FITLM_T_ATTN_Q_BIAS], &lw->bq, err) || prep(w, t[FITLM_T_ATTN_K_BIAS], &lw->bk, err) ||
-                prep(w, t[FITLM_T_ATTN_V_BIAS], &lw->bv, err))
+            if (prep_part(w, t[FITLM_T_ATTN_Q_BIAS], out_k, h0 * hd, nh * hd, true, &lw->bq, err) ||
+                prep_part(w, t[FITLM_T_ATTN_K_BIAS], out_k, kh0 * hd, nkh * hd, true, &lw->bk, err) ||
+                prep_part(w, t[FITLM_T_ATTN_V_BIAS], out_k, kh0 * hd, nkh * hd, true, &lw->bv, err))
                 goto fail;
-            w->weight_read_per_token += t[FITLM_T_ATTN_Q_BIAS]->nbytes + t[FITLM_T_ATTN_K_BIAS]->nbytes +
-                                        t[FITLM_T_ATTN_V_BIAS]->nbytes;
         }
         if (hp->qk_norm) {
             lw->has_qk_norm = true;
-            if (prep(w, t[FITLM_T_ATTN_Q_NORM], &lw->q_norm, err) || prep(w, t[FITLM_T_ATTN_K_NORM], &lw->k_norm, err))
+            if (prep_part(w, t[FITLM_T_ATTN_Q_NORM], PART_WHOLE, 0, 0, true, &lw->q_norm, err) ||
+                prep_part(w, t[FITLM_T_ATTN_K_NORM], PART_WHOLE, 0, 0, true, &lw->k_norm, err))
                 goto fail;
-            w->weight_read_per_token += t[FITLM_T_ATTN_Q_NORM]->nbytes + t[FITLM_T_ATTN_K_NORM]->nbytes;
         }
     }
     return w;
@@ -251,6 +314,8 @@ void fitlm_weights_free(fitlm_weights *w) {
     be->release(be, &w->tok_embd);
     be->release(be, &w->out_norm);
     be->release(be, &w->output);
+    for (uint32_t i = 0; i < w->n_part_bufs; i++) free(w->part_bufs[i]);
+    free(w->part_bufs);
     free(w->inv_freq);
     free(w);
 }

@@ -23,11 +23,18 @@ typedef struct fitlm_layer_weights {
     bool has_bias, has_qk_norm;
 } fitlm_layer_weights;
 
+struct fitlm_parallel;
+
 typedef struct fitlm_weights {
     const fitlm_model *m;   /* borrowed: must outlive the weights */
     fitlm_backend *be;      /* borrowed */
-    fitlm_hparams hp;
-    int64_t q_dim, kv_dim;  /* n_heads*head_dim, n_kv_heads*head_dim */
+    fitlm_hparams hp;       /* with tensor parallelism: n_heads, n_kv_heads and ffn_dim of this rank's shard */
+    int64_t q_dim, kv_dim;  /* n_heads*head_dim, n_kv_heads*head_dim (this rank's) */
+    struct fitlm_parallel *par; /* borrowed; NULL: one process runs the whole model */
+    uint32_t layer0, layer1; /* layers prepared here (layers[] outside are zero): 0..n_layers without par */
+    bool has_embd, has_head; /* tok_embd prepared (first stage); out_norm + output (the logits rank) */
+    void **part_bufs;       /* column slices of O/down the backend borrows; owned */
+    uint32_t n_part_bufs;
     fitlm_btensor tok_embd, out_norm, output; /* output: tok_embd's data when tied (borrowed) */
     fitlm_layer_weights *layers; /* [n_layers] */
     float *inv_freq;        /* [head_dim/2] RoPE angular frequencies */
@@ -49,6 +56,11 @@ int fitlm_weights_check_model(const fitlm_model *m, const fitlm_backend *be, int
  * the caller frees it with fitlm_weights_free (which releases the backend
  * copies: btensors taken from it are invalid afterwards). NULL with err. */
 fitlm_weights *fitlm_weights_new(const fitlm_model *m, fitlm_backend *be, int kv_type, fitlm_error *err);
+/* The same for one rank of a distributed run (parallel/parallel.h; NULL = the
+ * whole model): only this rank's layers, its heads and FFN columns of them,
+ * and the embedding / output only where used. par must outlive the result. */
+fitlm_weights *fitlm_weights_new_part(const fitlm_model *m, fitlm_backend *be, int kv_type,
+                                      struct fitlm_parallel *par, fitlm_error *err);
 void fitlm_weights_free(fitlm_weights *w);
 
 /* Fills inv_freq[head_dim/2] with the RoPE angular frequencies the runtime uses:

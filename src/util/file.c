@@ -69,8 +69,16 @@ static void say(const char *s) {
 
 /* SIGINT/SIGTERM/SIGHUP: remove the temporary outputs, then die of the same
  * signal (so the caller sees what happened). */
+static void (*volatile g_signal_note)(int sig);
+
+void fitlm_file_set_signal_note(void (*note)(int sig)) {
+    g_signal_note = note;
+}
+
 static void on_fatal_signal(int sig) {
     unlink_temps();
+    void (*note)(int) = g_signal_note;
+    if (note) note(sig);
     signal(sig, SIG_DFL);
     raise(sig);
 }

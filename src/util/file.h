@@ -22,6 +22,11 @@ typedef struct fitlm_mapped_file {
  * descriptor (O_CLOEXEC; the caller closes it) or -1 with err set. */
 int fitlm_file_open_regular(const char *path, fitlm_error *err);
 
+/* A function the SIGINT/SIGTERM/SIGHUP handlers of this module call (after
+ * removing temporary outputs, before dying of the signal): e.g. a distributed
+ * run saying which rank was stopped. It must be async-signal-safe. NULL: none. */
+void fitlm_file_set_signal_note(void (*note)(int sig));
+
 /* fitlm_file_open_regular as a stdio stream ("rb"); the caller fcloses it. */
 FILE *fitlm_file_fopen_regular(const char *path, fitlm_error *err);
 

@@ -1,0 +1,233 @@
+/* The MPI implementation of fitlm_comm (OpenMPI; built with FITLM_HAVE_MPI). */
+#include <mpi.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "parallel/comm.h"
+#include "util/file.h"
+#include "util/fp16.h"
+
+void fitlm_comm_single_fill_(fitlm_comm *c);
+
+typedef struct mpi_state {
+    MPI_Comm comm;
+    bool owned; /* made by split: freed with MPI_Comm_free */
+} mpi_state;
+
+static fitlm_comm g_world;
+static mpi_state g_world_state;
+static int g_world_ready, g_mpi_on;
+static MPI_Op g_sum_f16 = MPI_OP_NULL;
+
+static MPI_Comm mc(const fitlm_comm *c) {
+    return ((const mpi_state *)c->state)->comm;
+}
+
+static int mpi_fail(fitlm_error *err, const fitlm_comm *c, const char *what, int code) {
+    char s[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    if (MPI_Error_string(code, s, &len) != MPI_SUCCESS) snprintf(s, sizeof s, "MPI error %d", code);
+    return fitlm_fail(err, "rank %d: %s failed: %s", g_world.rank, what, s);
+}
+
+/* F16 rows are summed in F32 and rounded back (MPI has no half type). */
+static void sum_f16(void *in, void *inout, int *len, MPI_Datatype *dt) {
+    const uint16_t *a = in;
+    uint16_t *b = inout;
+    for (int i = 0; i < *len; i++) b[i] = fitlm_fp32_to_fp16(fitlm_fp16_to_fp32(a[i]) + fitlm_fp16_to_fp32(b[i]));
+}
+
+static int mpi_allreduce(fitlm_comm *c, void *buf, size_t n, fitlm_comm_dtype t, fitlm_error *err) {
+    if (n > (size_t)INT32_MAX) return fitlm_fail(err, "all-reduce of %zu elements is too large", n);
+    int rc = t == FITLM_COMM_F16 ? MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_UINT16_T, g_sum_f16, mc(c))
+                                 : MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, mc(c));
+    return rc == MPI_SUCCESS ? 0 : mpi_fail(err, c, "all-reduce", rc);
+}
+
+static int mpi_bcast(fitlm_comm *c, void *buf, size_t bytes, int root, fitlm_error *err) {
+    if (bytes > (size_t)INT32_MAX) return fitlm_fail(err, "broadcast of %zu bytes is too large", bytes);
+    int rc = MPI_Bcast(buf, (int)bytes, MPI_BYTE, root, mc(c));
+    return rc == MPI_SUCCESS ? 0 : mpi_fail(err, c, "broadcast", rc);
+}
+
+static int mpi_send(fitlm_comm *c, const void *buf, size_t bytes, int dst, int tag, fitlm_error *err) {
+    if (bytes > (size_t)INT32_MAX) return fitlm_fail(err, "message of %zu bytes is too large", bytes);
+    int rc = MPI_Send(buf, (int)bytes, MPI_BYTE, dst, tag, mc(c));
+    return rc == MPI_SUCCESS ? 0 : mpi_fail(err, c, "send", rc);
+}
+
+static int mpi_recv(fitlm_comm *c, void *buf, size_t bytes, int src, int tag, fitlm_error *err) {
+    if (bytes > (size_t)INT32_MAX) return fitlm_fail(err, "message of %zu bytes is too large", bytes);
+    MPI_Status stt;
+    int rc = MPI_Recv(buf, (int)bytes, MPI_BYTE, src, tag, mc(c), &stt);
+    if (rc != MPI_SUCCESS) return mpi_fail(err, c, "receive", rc);
+    int got = 0;
+    MPI_Get_count(&stt, MPI_BYTE, &got);
+    if ((size_t)got != bytes)
+        return fitlm_fail(err, "rank %d: expected %zu bytes from rank %d, got %d", g_world.rank, bytes, src, got);
+    return 0;
+}
+
+static int mpi_barrier(fitlm_comm *c, fitlm_error *err) {
+    int rc = MPI_Barrier(mc(c));
+    return rc == MPI_SUCCESS ? 0 : mpi_fail(err, c, "barrier", rc);
+}
+
+static void mpi_free(fitlm_comm *c) {
+    mpi_state *s = c->state;
+    if (s && s->owned) MPI_Comm_free(&s->comm);
+    free(s);
+    free(c);
+}
+
+static void mpi_fill(fitlm_comm *c, mpi_state *s);
+
+static fitlm_comm *mpi_split(fitlm_comm *c, int color, int key, fitlm_error *err) {
+    fitlm_comm *n = calloc(1, sizeof *n);
+    mpi_state *s = calloc(1, sizeof *s);
+    if (!n || !s) {
+        free(n);
+        free(s);
+        fitlm_fail(err, "out of memory");
+        return NULL;
+    }
+    int rc = MPI_Comm_split(mc(c), color, key, &s->comm);
+    if (rc != MPI_SUCCESS) {
+        free(n);
+        free(s);
+        mpi_fail(err, c, "communicator split", rc);
+        return NULL;
+    }
+    s->owned = true;
+    mpi_fill(n, s);
+    return n;
+}
+
+static void mpi_fill(fitlm_comm *c, mpi_state *s) {
+    c->kind = "mpi";
+    c->state = s;
+    MPI_Comm_rank(s->comm, &c->rank);
+    MPI_Comm_size(s->comm, &c->size);
+    c->allreduce_sum = mpi_allreduce;
+    c->bcast = mpi_bcast;
+    c->send = mpi_send;
+    c->recv = mpi_recv;
+    c->barrier = mpi_barrier;
+    c->split = mpi_split;
+    c->free = mpi_free;
+}
+
+/* ---- failure handling ---- */
+
+/* Any MPI error ends the whole job with a clear message (never a hang). */
+static void on_mpi_error(MPI_Comm *comm, int *code, ...) {
+    char s[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    if (MPI_Error_string(*code, s, &len) != MPI_SUCCESS) snprintf(s, sizeof s, "MPI error %d", *code);
+    fprintf(stderr, "fitlm: error: rank %d: communication failed: %s (another rank may have died)\n", g_world.rank,
+            s);
+    fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+    _exit(1);
+}
+
+/* mpirun sends SIGTERM to the surviving ranks when one rank dies or aborts:
+ * say so (async-signal-safe), then die of the signal. Also called by the
+ * file module's handlers (util/file.h), which replace this one once a model
+ * is mapped. */
+static void note_signal(int sig) {
+    if (sig != SIGTERM) return;
+    static const char pre[] = "fitlm: error: rank ";
+    static const char post[] = ": stopped by the launcher (another rank of the job failed or the job was interrupted)\n";
+    char num[16];
+    int n = 0, r = g_world.rank;
+    char rev[16];
+    do {
+        rev[n++] = (char)('0' + r % 10);
+        r /= 10;
+    } while (r && n < 15);
+    for (int i = 0; i < n; i++) num[i] = rev[n - 1 - i];
+    ssize_t w = write(2, pre, sizeof pre - 1);
+    w = write(2, num, (size_t)n);
+    w = write(2, post, sizeof post - 1);
+    (void)w;
+}
+
+static void on_sigterm(int sig) {
+    note_signal(sig);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static bool launched_by_mpi(void) {
+    return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK") || getenv("PMI_SIZE");
+}
+
+int fitlm_comm_world_init(int *argc, char ***argv, fitlm_error *err) {
+    if (g_world_ready) return 0;
+    g_world_ready = 1;
+    if (!launched_by_mpi()) {
+        fitlm_comm_single_fill_(&g_world);
+        g_world.free = NULL;
+        return 0;
+    }
+    int provided = 0;
+    if (MPI_Init_thread(argc, argv, MPI_THREAD_SERIALIZED, &provided) != MPI_SUCCESS) {
+        fitlm_comm_single_fill_(&g_world);
+        g_world.free = NULL;
+        return fitlm_fail(err, "MPI_Init failed");
+    }
+    g_mpi_on = 1;
+    MPI_Errhandler eh;
+    MPI_Comm_create_errhandler(on_mpi_error, &eh);
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, eh);
+    MPI_Errhandler_free(&eh);
+    MPI_Op_create(sum_f16, 1, &g_sum_f16);
+    g_world_state.comm = MPI_COMM_WORLD;
+    g_world_state.owned = false;
+    mpi_fill(&g_world, &g_world_state);
+    g_world.free = NULL;
+    if (g_world.size > 1) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_sigterm;
+        sigaction(SIGTERM, &sa, NULL);
+        fitlm_file_set_signal_note(note_signal);
+    }
+    return 0;
+}
+
+fitlm_comm *fitlm_comm_world(void) {
+    if (!g_world_ready) {
+        fitlm_comm_single_fill_(&g_world);
+        g_world.free = NULL;
+        g_world_ready = 1;
+    }
+    return &g_world;
+}
+
+int fitlm_comm_world_finalize(int status) {
+    if (!g_mpi_on) return status;
+    fflush(stdout);
+    fflush(stderr);
+    if (status != 0 && g_world.size > 1) MPI_Abort(MPI_COMM_WORLD, status);
+    if (g_sum_f16 != MPI_OP_NULL) MPI_Op_free(&g_sum_f16);
+    MPI_Finalize();
+    g_mpi_on = 0;
+    return status;
+}
+
+bool fitlm_comm_mpi_available(void) {
+    return true;
+}
+
+_Noreturn void fitlm_comm_abort(int status) {
+    fflush(stdout);
+    fflush(stderr);
+    if (g_mpi_on) MPI_Abort(MPI_COMM_WORLD, status);
+    exit(status);
+}

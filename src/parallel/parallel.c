@@ -1,0 +1,327 @@
+/* Rank layout and the messages of the distributed forward pass. */
+#include "parallel/parallel.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/hash.h"
+
+/* Point-to-point tags. */
+enum { TAG_ACT = 11, TAG_LOGITS = 12 };
+
+/* The first broadcast of a step carries this many bytes (header and, for
+ * decode steps, the whole batch); a larger batch follows in a second one. */
+#define FIRST_CHUNK 4096
+#define MSG_MAGIC 0x4d4c5446u /* "FTLM" */
+enum { CMD_BATCH = 1, CMD_STOP = 2 };
+
+typedef struct msg_header {
+    uint32_t magic, cmd, n_tokens, n_seqs, n_logits, reserved;
+    uint64_t total; /* bytes of the whole message, header included */
+} msg_header;
+
+static int g_worker_status = -1;
+
+int fitlm_parallel_worker_status(void) {
+    return g_worker_status;
+}
+void fitlm_parallel_worker_done(int status) {
+    g_worker_status = status;
+}
+
+fitlm_parallel *fitlm_parallel_new(fitlm_comm *world, const fitlm_model *m, uint32_t T, uint32_t P, uint32_t D,
+                                   const char *pp_layers, fitlm_error *err) {
+    if (T == 0 || P == 0 || D == 0 || T > FITLM_PARALLEL_MAX || P > FITLM_PARALLEL_MAX || D > FITLM_PARALLEL_MAX)
+        return fitlm_fail(err, "--tp, --pp and --dp must be from 1 to %d", FITLM_PARALLEL_MAX), NULL;
+    if ((uint64_t)T * P * D != (uint64_t)world->size) {
+        if (world->size == 1)
+            fitlm_fail(err, "--tp %u x --pp %u x --dp %u = %llu ranks, but this is a single process: start it with "
+                            "mpirun -np %llu%s",
+                       T, P, D, (unsigned long long)T * P * D, (unsigned long long)T * P * D,
+                       fitlm_comm_mpi_available() ? "" : " (and a fitlm built with MPI: -DFITLM_MPI=ON)");
+        else
+            fitlm_fail(err, "--tp %u x --pp %u x --dp %u = %llu ranks, but mpirun started %d (-np must equal T x P x D)",
+                       T, P, D, (unsigned long long)T * P * D, world->size);
+        return NULL;
+    }
+    if (fitlm_tp_check_model(m, T, err)) return NULL;
+    fitlm_parallel *p = calloc(1, sizeof *p);
+    if (!p) return fitlm_fail(err, "out of memory"), NULL;
+    p->world = world;
+    p->tp_size = T;
+    p->pp_size = P;
+    p->dp_size = D;
+    uint32_t w = (uint32_t)world->rank;
+    p->dp_rank = w / (T * P);
+    p->stage = (w / T) % P;
+    p->tp_rank = w % T;
+    p->bounds = calloc(P + 1, sizeof *p->bounds);
+    if (!p->bounds) {
+        fitlm_fail(err, "out of memory");
+        goto fail;
+    }
+    if (fitlm_pp_split(m, P, pp_layers, p->bounds, err)) goto fail;
+    p->layer0 = p->bounds[p->stage];
+    p->layer1 = p->bounds[p->stage + 1];
+    fitlm_tp_shard_of(&m->hp, T, p->tp_rank, &p->shard);
+    p->model_hash = fitlm_parallel_model_hash(m);
+    p->group = fitlm_comm_split(world, (int)p->dp_rank, (int)(w % (T * P)), err);
+    if (!p->group) goto fail;
+    p->tp = fitlm_comm_split(world, (int)(p->dp_rank * P + p->stage), (int)p->tp_rank, err);
+    if (!p->tp) goto fail;
+    return p;
+fail:
+    fitlm_parallel_free(p);
+    return NULL;
+}
+
+void fitlm_parallel_free(fitlm_parallel *p) {
+    if (!p) return;
+    fitlm_comm_free(p->tp);
+    fitlm_comm_free(p->group);
+    free(p->bounds);
+    free(p->rx);
+    free(p->rx_tables);
+    free(p->tx);
+    free(p->nblk);
+    free(p);
+}
+
+bool fitlm_parallel_is_root(const fitlm_parallel *p) {
+    return p->stage == 0 && p->tp_rank == 0;
+}
+bool fitlm_parallel_first_stage(const fitlm_parallel *p) {
+    return p->stage == 0;
+}
+bool fitlm_parallel_last_stage(const fitlm_parallel *p) {
+    return p->stage + 1 == p->pp_size;
+}
+bool fitlm_parallel_head(const fitlm_parallel *p) {
+    return fitlm_parallel_last_stage(p) && p->tp_rank == 0;
+}
+
+void fitlm_parallel_describe(const fitlm_parallel *p, char *buf, size_t cap) {
+    snprintf(buf, cap, "rank %d (tp %u/%u, stage %u/%u, replica %u/%u, layers %u-%u)", p->world->rank, p->tp_rank,
+             p->tp_size, p->stage, p->pp_size, p->dp_rank, p->dp_size, p->layer0, p->layer1 ? p->layer1 - 1 : 0);
+}
+
+/* ---- model identity ---- */
+
+typedef struct hasher {
+    uint8_t buf[4096];
+    size_t n;
+    uint64_t h;
+} hasher;
+
+static void hash_flush(hasher *s) {
+    /* chain: h = siphash(h || block) under a fixed key */
+    uint8_t tmp[sizeof s->buf + 8];
+    memcpy(tmp, &s->h, 8);
+    memcpy(tmp + 8, s->buf, s->n);
+    s->h = fitlm_siphash(2, 4, 0x6669746c6d2d6d70ull, 0x6964656e74697479ull, tmp, s->n + 8);
+    s->n = 0;
+}
+
+static void hash_put(hasher *s, const void *p, size_t n) {
+    const uint8_t *b = p;
+    while (n) {
+        size_t k = sizeof s->buf - s->n < n ? sizeof s->buf - s->n : n;
+        memcpy(s->buf + s->n, b, k);
+        s->n += k;
+        b += k;
+        n -= k;
+        if (s->n == sizeof s->buf) hash_flush(s);
+    }
+}
+
+uint64_t fitlm_parallel_model_hash(const fitlm_model *m) {
+    hasher s = {.n = 0, .h = 0};
+    const fitlm_hparams *hp = &m->hp;
+    uint32_t v[] = {(uint32_t)hp->arch, hp->n_layers, hp->dim,     hp->n_heads,   hp->n_kv_heads,
+                    hp->head_dim,       hp->ffn_dim,  hp->vocab_size, hp->ctx_len};
+    hash_put(&s, v, sizeof v);
+    hash_put(&s, &hp->norm_eps, sizeof hp->norm_eps);
+    hash_put(&s, &hp->rope_theta, sizeof hp->rope_theta);
+    uint64_t nt = m->n_tensors;
+    hash_put(&s, &nt, sizeof nt);
+    for (size_t i = 0; i < m->n_tensors; i++) {
+        const fitlm_tensor *t = &m->tensors[i];
+        if (t->name) hash_put(&s, t->name, strlen(t->name) + 1);
+        int32_t ty = t->type;
+        hash_put(&s, &ty, sizeof ty);
+        hash_put(&s, t->ne, sizeof t->ne);
+        hash_put(&s, &t->nbytes, sizeof t->nbytes);
+        hash_put(&s, &t->offset, sizeof t->offset);
+    }
+    hash_flush(&s);
+    return s.h;
+}
+
+int fitlm_parallel_agree(fitlm_parallel *p, const uint64_t *v, const char *const *what, int n, fitlm_error *err) {
+    uint64_t *root = malloc((size_t)n * sizeof *root);
+    if (!root) return fitlm_fail(err, "out of memory");
+    memcpy(root, v, (size_t)n * sizeof *root);
+    if (fitlm_comm_bcast(p->world, root, (size_t)n * sizeof *root, 0, err)) {
+        free(root);
+        return -1;
+    }
+    int bad = -1;
+    for (int i = 0; i < n && bad < 0; i++)
+        if (root[i] != v[i]) bad = i;
+    /* every rank learns whether any rank differs, so that all fail together */
+    float flag = bad >= 0 ? 1.0f : 0.0f;
+    int rc = fitlm_comm_allreduce_sum(p->world, &flag, 1, FITLM_COMM_F32, err);
+    if (rc == 0 && bad >= 0)
+        rc = fitlm_fail(err, "rank %d: the launch differs from rank 0's: %s is %llu here, %llu on rank 0", p->world->rank,
+                        what[bad], (unsigned long long)v[bad], (unsigned long long)root[bad]);
+    else if (rc == 0 && flag > 0.0f)
+        rc = fitlm_fail(err, "rank %d: another rank's launch differs from rank 0's (model file or options; see its "
+                             "message)",
+                        p->world->rank);
+    free(root);
+    return rc;
+}
+
+/* ---- the batch of one step ---- */
+
+static size_t payload_bytes(uint32_t n, uint32_t n_seqs, uint32_t n_logits, uint64_t n_table) {
+    return sizeof(msg_header) + (size_t)n * (8 + 4 + 4 + 4) + (size_t)n_logits * 4 + (size_t)n_seqs * 4 +
+           (size_t)n_table * 4;
+}
+
+static int grow(uint8_t **buf, size_t *cap, size_t need, fitlm_error *err) {
+    if (need <= *cap) return 0;
+    size_t c = *cap ? *cap : FIRST_CHUNK;
+    while (c < need) c *= 2;
+    uint8_t *b = realloc(*buf, c);
+    if (!b) return fitlm_fail(err, "out of memory for a %zu-byte batch message", need);
+    *buf = b;
+    *cap = c;
+    return 0;
+}
+
+int fitlm_parallel_send_batch(fitlm_parallel *p, const fitlm_batch *b, int block_shift, fitlm_error *err) {
+    if (p->group->size == 1) return 0;
+    uint32_t n = b->n_tokens, ns = b->n_seqs, nl = b->n_logits;
+    if (ns > p->nblk_cap) {
+        uint32_t *g = realloc(p->nblk, (size_t)ns * sizeof *g);
+        if (!g) return fitlm_fail(err, "out of memory");
+        p->nblk = g;
+        p->nblk_cap = ns;
+    }
+    /* the blocks each sequence's rows reach (attention reads up to a row's position) */
+    uint32_t *nblk = p->nblk;
+    for (uint32_t s = 0; s < ns; s++) nblk[s] = 0;
+    for (uint32_t t = 0; t < n; t++) {
+        uint32_t need = (uint32_t)(b->pos[t] >> block_shift) + 1;
+        if (need > nblk[b->seq[t]]) nblk[b->seq[t]] = need;
+    }
+    uint64_t n_table = 0;
+    for (uint32_t s = 0; s < ns; s++) n_table += nblk[s];
+    size_t total = payload_bytes(n, ns, nl, n_table);
+    if (grow(&p->tx, &p->tx_cap, total > FIRST_CHUNK ? total : FIRST_CHUNK, err)) return -1;
+    uint8_t *q = p->tx;
+    msg_header h = {.magic = MSG_MAGIC, .cmd = CMD_BATCH, .n_tokens = n, .n_seqs = ns, .n_logits = nl,
+                    .total = total};
+    memcpy(q, &h, sizeof h);
+    q += sizeof h;
+    memcpy(q, b->slot, (size_t)n * 8), q += (size_t)n * 8;
+    memcpy(q, b->ids, (size_t)n * 4), q += (size_t)n * 4;
+    memcpy(q, b->pos, (size_t)n * 4), q += (size_t)n * 4;
+    memcpy(q, b->seq, (size_t)n * 4), q += (size_t)n * 4;
+    if (nl) memcpy(q, b->logit_rows, (size_t)nl * 4), q += (size_t)nl * 4;
+    if (ns) memcpy(q, nblk, (size_t)ns * 4), q += (size_t)ns * 4;
+    for (uint32_t s = 0; s < ns; s++) {
+        if (nblk[s]) memcpy(q, b->block_table[s], (size_t)nblk[s] * 4);
+        q += (size_t)nblk[s] * 4;
+    }
+    if (fitlm_comm_bcast(p->group, p->tx, FIRST_CHUNK, 0, err)) return -1;
+    if (total > FIRST_CHUNK && fitlm_comm_bcast(p->group, p->tx + FIRST_CHUNK, total - FIRST_CHUNK, 0, err)) return -1;
+    return 0;
+}
+
+int fitlm_parallel_send_stop(fitlm_parallel *p, fitlm_error *err) {
+    if (p->group->size == 1) return 0;
+    if (grow(&p->tx, &p->tx_cap, FIRST_CHUNK, err)) return -1;
+    msg_header h = {.magic = MSG_MAGIC, .cmd = CMD_STOP, .total = sizeof h};
+    memset(p->tx, 0, FIRST_CHUNK);
+    memcpy(p->tx, &h, sizeof h);
+    return fitlm_comm_bcast(p->group, p->tx, FIRST_CHUNK, 0, err);
+}
+
+int fitlm_parallel_recv_batch(fitlm_parallel *p, fitlm_batch *b, fitlm_error *err) {
+    if (grow(&p->rx, &p->rx_cap, FIRST_CHUNK, err)) return -1;
+    if (fitlm_comm_bcast(p->group, p->rx, FIRST_CHUNK, 0, err)) return -1;
+    msg_header h;
+    memcpy(&h, p->rx, sizeof h);
+    if (h.magic != MSG_MAGIC) return fitlm_fail(err, "rank %d: a malformed step message from the root", p->world->rank);
+    if (h.cmd == CMD_STOP) return 0;
+    if (h.cmd != CMD_BATCH) return fitlm_fail(err, "rank %d: unknown step command %u", p->world->rank, h.cmd);
+    if (h.total < sizeof h || h.total > ((uint64_t)1 << 40))
+        return fitlm_fail(err, "rank %d: a step message of %llu bytes", p->world->rank, (unsigned long long)h.total);
+    if (h.total > FIRST_CHUNK) {
+        if (grow(&p->rx, &p->rx_cap, (size_t)h.total, err)) return -1;
+        if (fitlm_comm_bcast(p->group, p->rx + FIRST_CHUNK, (size_t)h.total - FIRST_CHUNK, 0, err)) return -1;
+    }
+    uint32_t n = h.n_tokens, ns = h.n_seqs, nl = h.n_logits;
+    const uint8_t *q = p->rx + sizeof h;
+    memset(b, 0, sizeof *b);
+    b->n_tokens = n;
+    b->slot = (const int64_t *)q, q += (size_t)n * 8;
+    b->ids = (const int32_t *)q, q += (size_t)n * 4;
+    b->pos = (const int32_t *)q, q += (size_t)n * 4;
+    b->seq = (const int32_t *)q, q += (size_t)n * 4;
+    b->logit_rows = (const int32_t *)q, q += (size_t)nl * 4;
+    b->n_logits = nl;
+    const uint32_t *nblk = (const uint32_t *)q;
+    q += (size_t)ns * 4;
+    if (ns > p->rx_tables_cap) {
+        const int32_t **t = realloc(p->rx_tables, (size_t)ns * sizeof *t);
+        if (!t) return fitlm_fail(err, "out of memory");
+        p->rx_tables = t;
+        p->rx_tables_cap = ns;
+    }
+    for (uint32_t s = 0; s < ns; s++) {
+        p->rx_tables[s] = (const int32_t *)q;
+        q += (size_t)nblk[s] * 4;
+    }
+    b->block_table = (const int32_t *const *)p->rx_tables;
+    b->n_seqs = ns;
+    return 1;
+}
+
+/* ---- activations and logits ---- */
+
+int fitlm_parallel_allreduce(fitlm_parallel *p, float *x, size_t n, fitlm_error *err) {
+    return fitlm_comm_allreduce_sum(p->tp, x, n, FITLM_COMM_F32, err);
+}
+
+int fitlm_parallel_send_next(fitlm_parallel *p, const float *x, size_t n, fitlm_error *err) {
+    int dst = (int)((p->stage + 1) * p->tp_size + p->tp_rank);
+    return fitlm_comm_send(p->group, x, n * sizeof(float), dst, TAG_ACT, err);
+}
+
+int fitlm_parallel_recv_prev(fitlm_parallel *p, float *x, size_t n, fitlm_error *err) {
+    int src = (int)((p->stage - 1) * p->tp_size + p->tp_rank);
+    return fitlm_comm_recv(p->group, x, n * sizeof(float), src, TAG_ACT, err);
+}
+
+int fitlm_parallel_send_logits(fitlm_parallel *p, const float *x, size_t n, fitlm_error *err) {
+    return fitlm_comm_send(p->group, x, n * sizeof(float), 0, TAG_LOGITS, err);
+}
+
+int fitlm_parallel_recv_logits(fitlm_parallel *p, float *x, size_t n, fitlm_error *err) {
+    int src = (int)((p->pp_size - 1) * p->tp_size);
+    return fitlm_comm_recv(p->group, x, n * sizeof(float), src, TAG_LOGITS, err);
+}
+
+void fitlm_parallel_stats(const fitlm_parallel *p, fitlm_comm_stats *out) {
+    memset(out, 0, sizeof *out);
+    const fitlm_comm *cs[] = {p->group, p->tp};
+    for (int i = 0; i < 2; i++) {
+        out->calls += cs[i]->stats.calls;
+        out->bytes += cs[i]->stats.bytes;
+        out->seconds += cs[i]->stats.seconds;
+    }
+}

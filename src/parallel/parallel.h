@@ -1,0 +1,105 @@
+/* The distributed layout of one process: where this rank sits in a
+ * T (tensor) x P (pipeline) x D (data) grid of ranks over a fitlm_comm, and
+ * the messages of the distributed forward pass.
+ *
+ * World rank w = d*(T*P) + s*T + t: replica group d, pipeline stage s,
+ * tensor rank t. Rank 0 of each group (s = 0, t = 0) is the group's root: it
+ * runs the command (tokenizes, schedules, samples) and broadcasts each step's
+ * batch to the other ranks of its group, which run fitlm_forward_serve until
+ * the root's forward pass is freed. Stage s runs layers [layer0, layer1); the
+ * last stage's tensor rank 0 computes the logits and sends them to the root
+ * (when it is not the root itself).
+ *
+ * Only the CPU backend takes part for now (activations are exchanged from
+ * host memory).
+ */
+#ifndef FITLM_PARALLEL_PARALLEL_H
+#define FITLM_PARALLEL_PARALLEL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "model/model.h"
+#include "parallel/comm.h"
+#include "parallel/layout.h"
+#include "runtime/batch.h"
+#include "util/error.h"
+
+typedef struct fitlm_parallel {
+    fitlm_comm *world;  /* borrowed (the process's world) */
+    fitlm_comm *group;  /* this replica group: T*P ranks, owned */
+    fitlm_comm *tp;     /* this stage's T ranks, owned */
+    uint32_t tp_size, pp_size, dp_size;
+    uint32_t tp_rank, stage, dp_rank;
+    uint32_t layer0, layer1; /* this stage's layers */
+    uint32_t *bounds;        /* [pp_size+1] every stage's first layer, owned */
+    fitlm_tp_shard shard;
+    uint64_t model_hash;     /* fitlm_parallel_model_hash of the model */
+    /* the batch received last (workers): buffers owned, grown on demand */
+    uint8_t *rx;
+    size_t rx_cap;
+    const int32_t **rx_tables;
+    uint32_t rx_tables_cap;
+    uint8_t *tx; /* the root's message buffer */
+    size_t tx_cap;
+    uint32_t *nblk; /* the root's per-sequence block counts */
+    uint32_t nblk_cap;
+} fitlm_parallel;
+
+/* Lays out the world's ranks for a T x P x D run of model m (T*P*D must equal
+ * the world size; the layout rules of layout.h; pp_layers as in
+ * fitlm_pp_split). Collective over the world (splits communicators). The
+ * caller frees the result with fitlm_parallel_free. NULL with err. */
+fitlm_parallel *fitlm_parallel_new(fitlm_comm *world, const fitlm_model *m, uint32_t T, uint32_t P, uint32_t D,
+                                   const char *pp_layers, fitlm_error *err);
+void fitlm_parallel_free(fitlm_parallel *p);
+
+/* True on the root of this rank's replica group. */
+bool fitlm_parallel_is_root(const fitlm_parallel *p);
+bool fitlm_parallel_first_stage(const fitlm_parallel *p);
+bool fitlm_parallel_last_stage(const fitlm_parallel *p);
+/* True on the rank that computes the logits (last stage, tensor rank 0). */
+bool fitlm_parallel_head(const fitlm_parallel *p);
+/* "rank W (tp t/T, stage s/P, layers a-b)" into buf. */
+void fitlm_parallel_describe(const fitlm_parallel *p, char *buf, size_t cap);
+
+/* A hash of the model's header (architecture, hyperparameters, every tensor's
+ * name, type, shape and offset), the same on every node that maps the same
+ * file: a fixed key, not the process's. */
+uint64_t fitlm_parallel_model_hash(const fitlm_model *m);
+
+/* Every rank of the world compares its n values with world rank 0's (model
+ * hash, sizes of the forward pass); on any difference every rank fails with
+ * a message naming what differs (what[i] names value i). Collective. */
+int fitlm_parallel_agree(fitlm_parallel *p, const uint64_t *v, const char *const *what, int n, fitlm_error *err);
+
+/* ---- the messages of one step (group-collective) ---- */
+
+/* Root: broadcasts batch b (block tables up to each row's position, blocks of
+ * 1 << block_shift slots) to its group. */
+int fitlm_parallel_send_batch(fitlm_parallel *p, const fitlm_batch *b, int block_shift, fitlm_error *err);
+/* Root: tells its group to stop serving (the forward pass is freed). */
+int fitlm_parallel_send_stop(fitlm_parallel *p, fitlm_error *err);
+/* Others: receives the next batch into *b (arrays valid until the next call):
+ * 1, or 0 when the root said stop, or -1 with err. */
+int fitlm_parallel_recv_batch(fitlm_parallel *p, fitlm_batch *b, fitlm_error *err);
+
+/* Sum of this stage's partial rows (n F32 values) over its tensor ranks. */
+int fitlm_parallel_allreduce(fitlm_parallel *p, float *x, size_t n, fitlm_error *err);
+/* The residual stream (n F32 values) to the same tensor rank of the next
+ * stage / from the previous one. */
+int fitlm_parallel_send_next(fitlm_parallel *p, const float *x, size_t n, fitlm_error *err);
+int fitlm_parallel_recv_prev(fitlm_parallel *p, float *x, size_t n, fitlm_error *err);
+/* Logit rows from the head rank to the root (n F32 values). */
+int fitlm_parallel_send_logits(fitlm_parallel *p, const float *x, size_t n, fitlm_error *err);
+int fitlm_parallel_recv_logits(fitlm_parallel *p, float *x, size_t n, fitlm_error *err);
+
+/* Communication this rank did so far (all its communicators together). */
+void fitlm_parallel_stats(const fitlm_parallel *p, fitlm_comm_stats *out);
+
+/* The worker's exit status when this process served as a non-root rank
+ * (set by fitlm_parallel_worker_done), else -1: main returns it. */
+int fitlm_parallel_worker_status(void);
+void fitlm_parallel_worker_done(int status);
+
+#endif

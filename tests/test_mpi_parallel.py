@@ -1,0 +1,288 @@
+"""Distributed inference over MPI (docs/parallel.md): `mpirun fitlm logits|run`
+with tensor parallel (--tp 2), pipeline parallel (--pp 2) and both (--tp 2 --pp 2)
+against the single process, on stories260K and on random llama / qwen2 (QKV
+biases) / mistral (one KV head: replicated across tensor ranks; sliding window)
+models in F32, F16 and Q8_0, once over shared memory and once over TCP only
+(--mca btl tcp,self); then the failures: a mismatched launch (-np, different
+model files on different ranks), a layout that would cut quantization blocks,
+and a rank killed mid-generation, all ending every rank with "fitlm: error:".
+
+Tolerances:
+  - pipeline parallel runs exactly the single process's operations, split
+    between processes: the logits must be bit-identical (the printed text equal);
+  - tensor parallel reorders two sums per layer (attention output and FFN down:
+    each rank's partial dot products, then their sum). In F32 that moves each
+    sum by a few ulps of the sum of |terms| (2^-24 relative per addition);
+    through a handful of layers that stays far below 1e-5 of the position's
+    largest |logit| for F32/F16 weights (measured: at most 2e-6, stories260K).
+    With Q8_0 the next matmul rounds its input to 8-bit blocks, and an
+    activation moved by an ulp can land on the other side of a rounding step
+    (1/127 of its block's largest value), which moves that one product by up
+    to half a step: the bound is 1e-4 (measured: 5e-7, no such flip at these
+    sizes). The measured differences are printed. Greedy generation must be
+    identical.
+"""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "ref"))
+import forward as ref  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "pyutil"))
+import testenv as te  # noqa: E402
+
+
+def check(cond, msg):
+    """testenv.check that also returns cond."""
+    te.check(cond, msg)
+    return cond
+
+
+FITLM = te.require_env("FITLM_BIN")
+SHARED = te.require_env("FITLM_SHARED")
+MPIRUN = shutil.which("mpirun")
+if os.environ.get("FITLM_HAVE_MPI") != "1" or not MPIRUN:
+    print("SKIP: fitlm built without MPI or mpirun missing (apt-get install openmpi-bin libopenmpi-dev)")
+    sys.exit(77)
+TMP = os.path.join(te.tmp_dir(), "mpi")
+os.makedirs(TMP, exist_ok=True)
+ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+           OMPI_MCA_rmaps_base_oversubscribe="1")
+# LeakSanitizer: OpenMPI's own allocations (libmpi, libopen-pal, its plugins) are not fitlm's
+# (tests/lsan-mpi.supp). OpenMPI is built without frame pointers and unloads its plugins at
+# MPI_Finalize, so the fast unwinder stops at an "<unknown module>" frame; the slow one reaches the
+# libopen-pal / libmpi callers the suppressions name (a leak with a fitlm frame is still reported).
+SUPP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lsan-mpi.supp")
+ENV["LSAN_OPTIONS"] = (ENV.get("LSAN_OPTIONS", "") + ":suppressions=" + SUPP + ":fast_unwind_on_malloc=0").lstrip(":")
+# Under the sanitizers every rank is ~10x slower: one model per family, fewer layouts (docs/parallel.md)
+SAN_MODELS = ("stories260K", "llama-q8_0", "qwen2-f16", "mistral-f32")
+TRANSPORTS = {"sm": ["--mca", "btl", "self,vader"], "tcp": ["--mca", "btl", "tcp,self"]}
+LAYOUTS = {"tp2": (2, ["--tp", "2"]), "pp2": (2, ["--pp", "2"]), "tp2pp2": (4, ["--tp", "2", "--pp", "2"])}
+TIMEOUT = 300 if te.SANITIZED else 120
+
+
+def single(*args):
+    return subprocess.run([FITLM] + [str(a) for a in args], capture_output=True, text=True, timeout=TIMEOUT)
+
+
+def mpi(np_, args, transport="sm", timeout=TIMEOUT, extra_mpi=()):
+    cmd = [MPIRUN, "--oversubscribe", "-np", str(np_)] + TRANSPORTS[transport] + list(extra_mpi) + [FITLM] + \
+        [str(a) for a in args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=ENV)
+
+
+def parse_logits(text, vocab):
+    rows = []
+    for line in text.splitlines():
+        v = np.zeros(vocab)
+        for item in line.split()[11:]:
+            i, x = item.split(":")
+            v[int(i)] = float(x)
+        rows.append(v)
+    return np.array(rows)
+
+
+# ---- the models ----
+BASE = dict(n_layers=2, dim=64, n_heads=4, n_kv_heads=2, head_dim=16, ffn=128, vocab=97, ctx=64, eps=1e-5,
+            rope_theta=10000.0, rope_layout="adjacent")
+ARCHS = {
+    "llama": ("llama", dict(BASE), dict(tied=False)),
+    "qwen2": ("qwen2", dict(BASE, rope_theta=1e6, eps=1e-6, rope_layout="half"), dict(tied=False, bias=True)),
+    "mistral": ("llama", dict(BASE, n_kv_heads=1, sliding_window=5), dict(tied=True)),
+}
+TYPES = {"f32": ref.TYPE_F32, "f16": ref.TYPE_F16, "q8_0": ref.TYPE_Q8_0}
+models = []  # (name, path, vocab, ids)
+stories = os.path.join(SHARED, "data", "stories260K", "stories260K.bin")
+if os.path.exists(stories):
+    models.append(("stories260K", stories, 512, [1, 403, 407, 1255 % 512, 29, 13, 450 % 512, 342, 26, 8, 300, 17]))
+else:
+    check(False, "missing %s" % stories)
+for arch, (gguf_arch, cfg, kw) in ARCHS.items():
+    for tname, t in TYPES.items():
+        name = "%s-%s" % (arch, tname)
+        path = os.path.join(TMP, name + ".gguf")
+        _, tens = ref.random_model(cfg, 7, weight_type=t, **kw)
+        ref.write_gguf(path, ref.gguf_kv(cfg, gguf_arch), tens)
+        ids = [int(x) for x in np.random.default_rng(3).integers(0, cfg["vocab"], 20)]
+        models.append((name, path, cfg["vocab"], ids))
+
+# ---- logits: every layout, both transports ----
+worst = {}
+for name, path, vocab, ids in models:
+    if te.SANITIZED and name not in SAN_MODELS:
+        continue
+    args = ["logits", "-m", path, "--ids", " ".join(map(str, ids)), "--top", vocab, "-t", "1", "--kv-type", "f32"]
+    ref_p = single(*args)
+    if not check(ref_p.returncode == 0, "%s single process: %s" % (name, ref_p.stderr)):
+        continue
+    want = parse_logits(ref_p.stdout, vocab)
+    # decode one token at a time too: the batch of every step travels, not just one prefill
+    ref_b1 = single(*(args + ["--batch", "1"]))
+    for transport in TRANSPORTS:
+        if te.SANITIZED and transport == "tcp" and name != "stories260K":
+            continue
+        for lname, (np_, largs) in LAYOUTS.items():
+            if transport == "tcp" and name not in SAN_MODELS:
+                continue  # TCP: one model per family keeps the test short
+            if te.SANITIZED and (lname, transport) != ("tp2pp2", "sm") and (name, transport) != ("stories260K", "sm"):
+                continue
+            p = mpi(np_, args + largs, transport)
+            label = "%s %s %s" % (name, lname, transport)
+            if not check(p.returncode == 0, "%s: exit %d: %s" % (label, p.returncode, p.stderr[-2000:])):
+                continue
+            if lname == "pp2":
+                check(p.stdout == ref_p.stdout, "%s: pipeline-parallel logits differ from the single process" % label)
+            else:
+                got = parse_logits(p.stdout, vocab)
+                if not check(got.shape == want.shape, "%s: %d positions, want %d" % (label, len(got), len(want))):
+                    continue
+                rel = (np.abs(got - want) / np.abs(want).max(axis=1, keepdims=True)).max()
+                tol = 1e-4 if "q8_0" in name else 1e-5
+                worst[label] = rel
+                check(rel <= tol, "%s: relative logit difference %.3g > %g" % (label, rel, tol))
+        if transport == "sm" and (not te.SANITIZED or name == "stories260K"):
+            p = mpi(4, args + ["--tp", "2", "--pp", "2", "--batch", "1"], transport)
+            if check(p.returncode == 0, "%s tp2pp2 --batch 1: %s" % (name, p.stderr[-2000:])):
+                got, want1 = parse_logits(p.stdout, vocab), parse_logits(ref_b1.stdout, vocab)
+                rel = (np.abs(got - want1) / np.abs(want1).max(axis=1, keepdims=True)).max()
+                check(rel <= (1e-4 if "q8_0" in name else 1e-5), "%s tp2pp2 --batch 1: difference %.3g" % (name, rel))
+for label, rel in sorted(worst.items()):
+    print("%-28s max relative logit difference %.2e" % (label, rel))
+
+# ---- explicit pipeline stages: --pp-layers ----
+sargs = ["logits", "-m", stories, "--ids", "1 403 407 29 13", "--top", 512, "-t", "1"]
+want = single(*sargs)
+p = mpi(2, sargs + ["--pp", "2", "--pp-layers", "1,4"])
+check(p.returncode == 0 and p.stdout == want.stdout, "--pp-layers 1,4: not bit-identical: %s" % p.stderr[-1000:])
+p = mpi(2, sargs + ["--pp", "2", "--pp-layers", "2,2"])
+check(p.returncode != 0 and "adds up to 4 layers, the model has 5" in p.stderr, "--pp-layers 2,2: %s" % p.stderr[-800:])
+
+# ---- the memory report shows every rank, each holding its share ----
+p = mpi(4, ["logits", "-m", os.path.join(TMP, "llama-f32.gguf"), "--ids", "1 2 3", "--tp", "2", "--pp", "2",
+            "--memory-report"])
+full = single("logits", "-m", os.path.join(TMP, "llama-f32.gguf"), "--ids", "1 2 3", "--memory-report")
+if check(p.returncode == 0 and full.returncode == 0, "memory report tp2pp2: %s" % p.stderr[-1500:]):
+    def weights_of(text):
+        return [int(line.split("|")[2]) for line in text.splitlines() if line.startswith("| weights")]
+    whole = weights_of(full.stderr)
+    parts = weights_of(p.stderr)
+    check(all(("memory of rank %d (" % r) in p.stderr for r in range(4)), "a report per rank:\n%s" % p.stderr[-3000:])
+    # each rank: half the heads/FFN of one of two layers, the embedding on stage 0, the output on rank 2
+    check(len(parts) == 4 and len(whole) == 1 and all(x < whole[0] / 2 for x in parts),
+          "every rank's weights below half the model's %r: %r" % (whole, parts))
+
+# ---- greedy generation: identical tokens ----
+for name, path, vocab, ids in [m for m in models if m[0] in (("llama-q8_0",) if te.SANITIZED else SAN_MODELS)]:
+    n = 40 if name == "stories260K" else 30
+    args = ["run", "-m", path, "--ids", " ".join(map(str, ids[:4])), "-n", n, "--temp", "0", "--print-ids", "-t", "1",
+            "-c", 64 if name != "stories260K" else 256]
+    want = single(*args)
+    if not check(want.returncode == 0, "%s run: %s" % (name, want.stderr)):
+        continue
+    for lname, (np_, largs) in LAYOUTS.items():
+        p = mpi(np_, args + largs)
+        check(p.returncode == 0 and p.stdout == want.stdout,
+              "%s run %s: greedy output differs or failed (exit %d)\n%s\nwant\n%s\n%s" %
+              (name, lname, p.returncode, p.stdout, want.stdout, p.stderr[-1500:]))
+# stories260K's greedy continuation of BOS: the single process's, and the shared reference's (llama2.c
+# run.c) for its first 20 tokens (later, near-ties may go either way: see the data's README)
+refs = [int(line.split()[5]) for line in open(os.path.join(SHARED, "data", "stories260K", "greedy-bos.txt"))
+        if line.startswith("pos ")]
+args = ["run", "-m", stories, "--ids", "1", "-n", 60, "--temp", "0", "--print-ids", "-t", "1"]
+want = single(*args)
+p = mpi(4, args + ["--tp", "2", "--pp", "2"])
+if check(p.returncode == 0 and want.returncode == 0, "stories260K run tp2pp2: %s" % p.stderr[-1500:]):
+    got = [int(x) for x in p.stdout.split()]
+    check(p.stdout == want.stdout, "stories260K tp2pp2 greedy differs from the single process")
+    check(refs[:20] in (got[:20], got[1:21]), "stories260K tp2pp2 greedy %r != reference %r" % (got[:21], refs[:20]))
+
+
+# ---- failures: every rank ends with "fitlm: error:", fast, never a hang ----
+def fails(label, p, expect, ranks):
+    errs = [ln for ln in p.stderr.splitlines() if ln.startswith("fitlm: error:")]
+    ok = p.returncode != 0 and any(expect in ln for ln in errs) and len(errs) >= ranks
+    check(ok, "%s: want exit != 0 and %d 'fitlm: error: ...%s...' lines, got exit %d:\n%s" %
+          (label, ranks, expect, p.returncode, p.stderr[-2500:]))
+
+
+llama_q8 = os.path.join(TMP, "llama-q8_0.gguf")
+t0 = time.time()
+p = mpi(3, ["logits", "-m", llama_q8, "--ids", "1 2 3", "--tp", "2"], timeout=TIMEOUT)
+fails("-np 3 with --tp 2", p, "-np must equal T x P x D", 3)
+p = mpi(2, ["logits", "-m", llama_q8, "--ids", "1 2 3"], timeout=TIMEOUT)
+fails("-np 2 without --tp/--pp", p, "mpirun started 2", 2)
+p = single("logits", "-m", llama_q8, "--ids", "1 2 3", "--tp", "2")
+check(p.returncode != 0 and "start it with mpirun -np 2" in p.stderr, "one process with --tp 2: %s" % p.stderr)
+# a layout that would cut Q8_0 blocks: FFN 96 / 2 = 48 columns
+cut_cfg = dict(BASE, ffn=96)
+_, tens = ref.random_model(cut_cfg, 5, weight_type=ref.TYPE_Q8_0, tied=False)
+cut = os.path.join(TMP, "cut-q8_0.gguf")
+ref.write_gguf(cut, ref.gguf_kv(cut_cfg, "llama"), tens)
+p = mpi(2, ["logits", "-m", cut, "--ids", "1 2 3", "--tp", "2"], timeout=TIMEOUT)
+fails("--tp 2 cutting Q8_0 blocks", p, "not whole 32-element quantization blocks", 2)
+p = mpi(4, ["logits", "-m", llama_q8, "--ids", "1 2 3", "--tp", "4"], timeout=TIMEOUT)  # 4 heads, 2 KV heads: fine
+check(p.returncode != 0 and "quantization blocks" in p.stderr,
+      "--tp 4 on a 64-wide Q8_0 O matrix (16-column parts) must be refused: %s" % p.stderr[-800:])
+p = mpi(3, ["logits", "-m", llama_q8, "--ids", "1 2 3", "--tp", "3"], timeout=TIMEOUT)
+fails("--tp 3 with 4 heads", p, "does not divide the model's 4 attention heads", 3)
+# different model files (same shapes, other weights and metadata) on the two ranks: the header hashes differ
+other = os.path.join(TMP, "llama-q8_0-other.gguf")
+cfg2 = dict(BASE, rope_theta=20000.0)
+_, tens = ref.random_model(cfg2, 8, weight_type=ref.TYPE_Q8_0, tied=False)
+ref.write_gguf(other, ref.gguf_kv(cfg2, "llama"), tens)
+cmd = [MPIRUN, "--oversubscribe", "-np", "1", FITLM, "logits", "-m", llama_q8, "--ids", "1 2 3", "--pp", "2", ":",
+       "-np", "1", FITLM, "logits", "-m", other, "--ids", "1 2 3", "--pp", "2"]
+p = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT, env=ENV)
+fails("different model files", p, "header hash", 2)
+check(time.time() - t0 < (600 if te.SANITIZED else 120), "the failure cases took %.0f s" % (time.time() - t0))
+
+# ---- a rank killed mid-generation: every rank exits non-zero within 10 s ----
+big = dict(n_layers=2, dim=256, n_heads=4, n_kv_heads=2, head_dim=64, ffn=512, vocab=16000, ctx=4096, eps=1e-5,
+           rope_theta=10000.0, rope_layout="adjacent")
+_, tens = ref.random_model(big, 9, weight_type=ref.TYPE_F32, tied=False)
+slow = os.path.join(TMP, "kill-llama.gguf")
+ref.write_gguf(slow, ref.gguf_kv(big, "llama"), tens)
+for lname, (np_, largs) in (("tp2", LAYOUTS["tp2"]),) + ((("pp2", LAYOUTS["pp2"]),) if not te.SANITIZED else ()):
+    cmd = [MPIRUN, "--oversubscribe", "-np", str(np_), FITLM, "run", "-m", slow, "--ids", "1 2 3", "-n", "4000",
+           "--temp", "0", "--print-ids", "-t", "1", "-c", "4096"] + largs
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV, start_new_session=True)
+    # wait for generated tokens, then kill world rank 1 (found by its environment)
+    victim, deadline = None, time.time() + 60
+    first = os.read(proc.stdout.fileno(), 64)
+    while victim is None and time.time() < deadline:
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                env = open("/proc/%s/environ" % pid, "rb").read().split(b"\0")
+                if b"OMPI_COMM_WORLD_RANK=1" in env and os.getsid(int(pid)) == os.getsid(proc.pid) and \
+                        open("/proc/%s/comm" % pid).read().strip() == "fitlm":
+                    victim = int(pid)
+            except (OSError, ProcessLookupError):
+                continue
+        time.sleep(0.05)
+    if not check(victim is not None and first.strip() != b"", "%s kill: rank 1 not found or no output" % lname):
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        continue
+    os.kill(victim, signal.SIGKILL)
+    t0 = time.time()
+    try:
+        out, err = proc.communicate(timeout=10)
+        elapsed = time.time() - t0
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        elapsed = 99
+    check(elapsed < 10, "%s kill: the job took %.1f s to end after rank 1 died" % (lname, elapsed))
+    check(proc.returncode != 0, "%s kill: mpirun exited 0" % lname)
+    err = err.decode(errors="replace")
+    check("fitlm: error: rank 0" in err, "%s kill: no 'fitlm: error: rank 0 ...' message:\n%s" % (lname, err[-2000:]))
+    print("%s: rank 1 killed, job ended in %.2f s, exit %d" % (lname, elapsed, proc.returncode))
+
+sys.exit(te.report())

@@ -1,0 +1,99 @@
+"""`mpirun fitlm serve --tp 2` and `--pp 2` (docs/parallel.md): rank 0 owns
+HTTP and the scheduler, the other rank evaluates its share of every step. The
+official OpenAI Node client (tests/serve/openai_client.js: chat, streaming,
+completions, stop words, seeded sampling, error classes) gets the same
+answers from the distributed server as from a single-process one (greedy and
+seeded texts, finish reasons, token usage; logprobs within 1e-4 under tensor
+parallel, whose reordered sums move logits by ~1e-6: test_mpi_parallel.py),
+once over shared memory and once over TCP only. SIGTERM to mpirun ends every
+rank.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "pyutil"))
+import servekit as sk  # noqa: E402
+import testenv as te  # noqa: E402
+
+FITLM, SHARED, SRC = te.require_env("FITLM_BIN", "FITLM_SHARED", "FITLM_SRC")
+MPIRUN = shutil.which("mpirun")
+if os.environ.get("FITLM_HAVE_MPI") != "1" or not MPIRUN:
+    print("SKIP: fitlm built without MPI or mpirun missing (apt-get install openmpi-bin libopenmpi-dev)")
+    sys.exit(77)
+if subprocess.run([FITLM, "serve", "--help"], capture_output=True).returncode:
+    print("SKIP: fitlm serve is not built (libmicrohttpd missing)")
+    sys.exit(77)
+if not shutil.which("node") or not os.path.isdir(os.path.join(SRC, "tests", "node_modules", "openai")):
+    print("SKIP: node or the npm openai client (bash scripts/setup.sh) is missing")
+    sys.exit(77)
+TMP = os.path.join(te.tmp_dir(), "mpi")
+os.makedirs(TMP, exist_ok=True)
+MODEL = sk.make_model(os.path.join(TMP, "serve-model.gguf"), SHARED)
+KEY, NAME = "sk-fitlm-test", "tiny-llama2-vocab"
+ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+       # OpenMPI's own allocations: see test_mpi_parallel.py
+       "LSAN_OPTIONS": (os.environ.get("LSAN_OPTIONS", "") + ":suppressions=" +
+                        os.path.join(SRC, "tests", "lsan-mpi.supp") + ":fast_unwind_on_malloc=0").lstrip(":")}
+
+
+def check(cond, msg):
+    te.check(cond, msg)
+    return cond
+
+
+def wrapper(label, mpi_args, fitlm_args):
+    """A script that runs `mpirun ... fitlm ARGS... EXTRA` (servekit starts it as its binary)."""
+    path = os.path.join(TMP, "mpirun-%s.sh" % label)
+    with open(path, "w") as f:
+        f.write("#!/bin/sh\nexec %s --oversubscribe %s %s \"$@\" %s\n" % (MPIRUN, " ".join(mpi_args), FITLM,
+                                                                      " ".join(fitlm_args)))
+    os.chmod(path, 0o755)
+    return path
+
+
+def client(srv):
+    p = subprocess.run(["node", os.path.join(SRC, "tests", "serve", "openai_client.js"), srv.base, KEY, NAME],
+                       capture_output=True, text=True, timeout=600)
+    if not check(p.returncode == 0, "the OpenAI client ran: %s" % p.stderr[-2000:]):
+        return None
+    return json.loads(p.stdout)
+
+
+def close(a, b, path=""):
+    """Equal JSON, numbers within 1e-4 (logprobs)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(close(a[k], b[k], path + "." + k) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(close(x, y, path) for x, y in zip(a, b))
+    if isinstance(a, float) or isinstance(b, float):
+        return isinstance(a, (int, float)) and isinstance(b, (int, float)) and abs(a - b) <= 1e-4 * max(1, abs(a))
+    return a == b
+
+
+args = ("--api-key", KEY, "--alias", NAME, "-np", 4, "-t", 1)
+srv = sk.Server(FITLM, MODEL, *args)
+want = client(srv)
+srv.stop()
+check(want is not None and want.get("chat", {}).get("text"), "single-process answers: %r" % want)
+
+cases = [("tp2-sm", ["-np", "2", "--mca", "btl", "self,vader"], ["--tp", "2"]),
+         ("pp2-sm", ["-np", "2", "--mca", "btl", "self,vader"], ["--pp", "2"]),
+         ("tp2-tcp", ["-np", "2", "--mca", "btl", "tcp,self"], ["--tp", "2"])]
+for label, mpi_args, fitlm_args in cases[:1] if te.SANITIZED else cases:
+    srv = sk.Server(wrapper(label, mpi_args, fitlm_args), MODEL, *args, env=ENV, timeout=180)
+    got = client(srv)
+    if got is not None and want is not None:
+        for k in want:
+            check(close(want[k], got.get(k)), "%s: %s differs:\n  single %s\n  mpi    %s" %
+                  (label, k, json.dumps(want[k])[:600], json.dumps(got.get(k))[:600]))
+    t0 = time.time()
+    rc, log = srv.stop(timeout=30)
+    check(rc != -999 and time.time() - t0 < 15, "%s: SIGTERM to mpirun: every rank ends (exit %d, %.1f s)\n%s" %
+          (label, rc, time.time() - t0, log[-1500:]))
+    check("fitlm: ready" in log, "%s: the root served: %s" % (label, log[-800:]))
+
+sys.exit(te.report())
