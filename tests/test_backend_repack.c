@@ -81,10 +81,17 @@ static void check_case(int type, int64_t rows, int64_t cols, int threads, int re
     t.layer = 0;
     fitlm_btensor W, X, Y, E;
     CHECK(be->prepare_weight(be, &t, &W, &err) == 0, "prepare_weight %s", tn);
-    bool expect = repack_env && fitlm_cpu_repackable(type, rows, cols);
-    /* F16 takes the bfloat16 kernel only where no weight changes, unless told */
-    if (type == FITLM_TYPE_F16 && f16_mode && !strcmp(f16_mode, "exact")) expect = false;
-    if (type == FITLM_TYPE_F16 && (!f16_mode || !strcmp(f16_mode, "auto")) && !f16_bf16_values) expect = false;
+    /* F16 becomes BF16 (the bfloat16 kernel) only where no weight changes,
+     * unless told; else it keeps F16 and its exact x16 kernel */
+    int want_type = type;
+    if (type == FITLM_TYPE_F16 && repack_env && fitlm_cpu_repackable(FITLM_TYPE_BF16, rows, cols) &&
+        (f16_mode && !strcmp(f16_mode, "bf16") ? true
+         : f16_mode && !strcmp(f16_mode, "exact") ? false
+                                                  : f16_bf16_values))
+        want_type = FITLM_TYPE_BF16;
+    bool expect = repack_env && fitlm_cpu_repackable(want_type, rows, cols);
+    CHECK(W.type == want_type, "%s %lldx%lld mode %s: runs as %s (expected %s)", tn, (long long)rows, (long long)cols,
+          f16_mode ? f16_mode : "unset", fitlm_type_name(W.type), fitlm_type_name(want_type));
     CHECK(W.repacked == expect && W.owned == expect && (W.data != (void *)w) == expect,
           "%s %lldx%lld repack=%d: repacked %d (expected %d)", tn, (long long)rows, (long long)cols, repack_env,
           (int)W.repacked, (int)expect);
@@ -95,10 +102,13 @@ static void check_case(int type, int64_t rows, int64_t cols, int threads, int re
         be->upload(be, &X, 0, nt, x);
         be->matmul(be, &W, &X, nt, &Y);
         fitlm_cpu_matmul_ref_qact(type, w_copy, rows, cols, x, nt, yq, yabs);
-        /* the x16 F16 / BF16 kernel: bfloat16 weights and activations, cols/4
-         * float additions per accumulator (test_kernels.c explains the bound) */
-        bool bf16_kernel = W.repacked && (type == FITLM_TYPE_F16 || type == FITLM_TYPE_BF16);
-        double rel = bf16_kernel ? (double)(cols / 4 + 1) * 0x1p-24 : 1e-5;
+        /* the x16 float kernels: cols/4 (BF16) or cols/2 (F16) float additions
+         * per accumulator (test_kernels.c explains the bound); an F16 matrix
+         * run as BF16 against its bfloat16-rounded weights and activations */
+        bool bf16_kernel = W.repacked && W.type == FITLM_TYPE_BF16;
+        double rel = bf16_kernel                               ? (double)(cols / 4 + 1) * 0x1p-24
+                     : W.repacked && W.type == FITLM_TYPE_F16 ? (double)(cols / 2 + 1) * 0x1p-24
+                                                               : 1e-5;
         if (bf16_kernel)
             for (int64_t r = 0; r < rows; r++) {
                 fitlm_cpu_get_row(type, w_copy, cols, r, row);
@@ -126,6 +136,8 @@ static void check_case(int type, int64_t rows, int64_t cols, int threads, int re
     int badrow = 0;
     for (int k = 0; k < 4; k++) {
         fitlm_cpu_get_row(type, w_copy, cols, ids[k], row2);
+        if (W.type != type) /* F16 run as BF16: the rounded values (the same ones where they were bfloat16 values) */
+            for (int64_t c = 0; c < cols; c++) row2[c] = fitlm_bf16_to_fp32(fitlm_fp32_to_bf16(row2[c]));
         if (memcmp(row2, (const float *)E.data + (size_t)k * (size_t)cols, sizeof(float) * (size_t)cols) != 0) badrow++;
     }
     CHECK(badrow == 0, "%s embed: %d rows differ from get_row", tn, badrow);

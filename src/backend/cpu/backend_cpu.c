@@ -171,9 +171,10 @@ static bool f16_all_bf16(const uint16_t *h, uint64_t n) {
     return low == 0;
 }
 
-/* Whether an F16 matrix runs on the x16 bfloat16 kernel (FITLM_CPU_F16:
- * auto (default): only if that changes no weight; bf16: always; exact: never). */
-static bool f16_takes_bf16_kernel(const fitlm_tensor *src) {
+/* Whether an F16 matrix becomes BF16 at load, for the x16 bfloat16 kernel
+ * (FITLM_CPU_F16: auto (default): only if that changes no weight; bf16:
+ * always, values rounded to nearest even; exact: never). */
+static bool f16_to_bf16(const fitlm_tensor *src) {
     const char *mode = getenv("FITLM_CPU_F16");
     if (mode && strcmp(mode, "exact") == 0) return false;
     if (mode && strcmp(mode, "bf16") == 0) return true;
@@ -218,29 +219,56 @@ static int cpu_prepare_weight(fitlm_backend *be, const fitlm_tensor *src, fitlm_
     out->nbytes = src->nbytes;
     out->data = (void *)src->data; /* the mapped file is used as is */
     out->owned = false;
-    /* Q4_0, Q8_0, Q2_K to Q6_K, and (with AVX512_BF16) BF16 and F16 matrices
-     * get a repacked (x16) copy in huge pages (same size;
+    /* Q4_0, Q8_0, Q2_K to Q6_K, Q4_1, Q5_0, Q5_1, F16 and (with AVX512_BF16)
+     * BF16 matrices get a repacked (x16) copy in huge pages (same size;
      * fitlm_cpu_repackable): the mapped pages are read once here and then
-     * left alone. FITLM_CPU_REPACK=0 keeps the file's layout. The x16 F16
-     * kernel multiplies bfloat16 values: an F16 matrix takes it only when
-     * every value is a bfloat16 value (F16 files converted from bfloat16
-     * checkpoints, as most are), so no weight changes; FITLM_CPU_F16=bf16 takes
-     * it for any F16 matrix (values rounded), =exact for none. */
+     * left alone. FITLM_CPU_REPACK=0 keeps the file's layout. An F16 matrix
+     * whose every value is a bfloat16 value (F16 files converted from
+     * bfloat16 checkpoints, as most are) becomes a BF16 one, the same values,
+     * for the bfloat16 kernel (twice the float32 one's products per
+     * instruction); the others keep F16 and its exact float32 x16 kernel
+     * (FITLM_CPU_F16=bf16 converts every F16 matrix, rounding; =exact none). */
     const char *env = getenv("FITLM_CPU_REPACK");
     bool want = !(env && strcmp(env, "0") == 0);
-    if (want && out->type == FITLM_TYPE_F16) want = f16_takes_bf16_kernel(src);
+    const void *from = src->data;
+    void *converted = NULL; /* the F16 -> BF16 copy, freed below */
+    if (want && out->type == FITLM_TYPE_F16 && fitlm_cpu_repackable(FITLM_TYPE_BF16, out->ne1, out->ne0) &&
+        src->nbytes % 2 == 0 && f16_to_bf16(src)) {
+        converted = malloc((size_t)src->nbytes);
+        if (!converted) return fitlm_fail(err, "out of memory converting tensor %s to bfloat16 (%llu bytes)",
+                                          src->name, (unsigned long long)src->nbytes);
+        const uint16_t *h = src->data;
+        uint16_t *b = converted;
+        for (uint64_t i = 0; i < src->nbytes / 2; i++) b[i] = fitlm_fp32_to_bf16(fitlm_fp16_to_fp32(h[i]));
+        out->type = FITLM_TYPE_BF16;
+        from = converted;
+    }
     bool row_ok = false;
     uint64_t row_bytes = out->ne0 > 0 ? fitlm_type_row_bytes(out->type, (uint64_t)out->ne0, &row_ok) : 0;
     bool sized = row_ok && row_bytes > 0 && src->nbytes / row_bytes == (uint64_t)out->ne1 &&
                  src->nbytes % row_bytes == 0; /* the copy covers exactly the tensor */
-    if (want && sized && fitlm_cpu_repackable(out->type, out->ne1, out->ne0) && src->nbytes <= (uint64_t)SIZE_MAX / 2) {
+    bool repack = want && sized && fitlm_cpu_repackable(out->type, out->ne1, out->ne0) &&
+                  src->nbytes <= (uint64_t)SIZE_MAX / 2;
+    if (!repack && converted) { /* the file's F16 layout after all */
+        free(converted);
+        converted = NULL;
+        out->type = src->type;
+    }
+    if (repack) {
         void *p = slab_get(st(be), (size_t)src->nbytes);
-        if (!p) return fitlm_fail(err, "out of memory repacking tensor %s (%llu bytes)", src->name,
-                                  (unsigned long long)src->nbytes);
-        if (fitlm_cpu_repack(st(be)->pool, out->type, src->data, out->ne1, out->ne0, p) != 0) {
+        if (!p) {
+            free(converted);
+            out->type = src->type;
+            return fitlm_fail(err, "out of memory repacking tensor %s (%llu bytes)", src->name,
+                              (unsigned long long)src->nbytes);
+        }
+        if (fitlm_cpu_repack(st(be)->pool, out->type, from, out->ne1, out->ne0, p) != 0) {
             slab_put(st(be), p); /* cannot happen after repackable(); keep the file's layout */
+            free(converted);
+            out->type = src->type;
             return 0;
         }
+        free(converted);
         out->data = p;
         out->owned = true;
         out->repacked = true;

@@ -771,19 +771,17 @@ INLINE void x16_k23_body(int wtype, int64_t cols, const void *w, const void *a, 
     for (int t = 0; t < nt; t++) _mm512_storeu_ps(out + (size_t)t * ostride, acc[t]);
 }
 
-/* F16 / BF16 x16 (a group: 32 columns of 16 rows, 1024 bytes) x ACT_BF16.
+/* BF16 x16 (a group: 32 columns of 16 rows, 1024 bytes) x ACT_BF16.
  * Vector m of a group holds columns 2m and 2m + 1 of the 16 rows (lane k =
  * row k); one vdpbf16ps multiplies it by the token's activation pair (bf16,
  * broadcast) into the 16 rows' float sums: 32 products per instruction, the
- * weights loaded (and F16 converted) once per group for all the tokens. F16
- * vectors are rounded to bfloat16 in the registers (vcvtph2ps, then
- * vcvtne2ps2bf16, round to nearest even; every F16 value, subnormals too, is
- * a normal float, so nothing is flushed). Per token two accumulators (even
- * and odd vectors) added at the end: the same operations in the same order
+ * weights loaded once per group for all the tokens (F16 matrices whose values
+ * are all bfloat16 values become BF16 at load: backend_cpu.c). Per token two
+ * accumulators (even and odd vectors) added at the end: the same operations in the same order
  * whatever the token count, so decode alone and in a batch give the same
  * bits. Half a group (8 vectors) at a time keeps the 16 accumulators and the
  * weights in registers. */
-INLINE void x16_bf16_body(const int f16, int64_t cols, const void *w, const void *a, size_t astride, const int nt,
+INLINE void x16_bf16_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt,
                           float *out, size_t ostride) {
     const int64_t ng = cols / 32;
     const uint8_t *g = w;
@@ -796,14 +794,7 @@ INLINE void x16_bf16_body(const int f16, int64_t cols, const void *w, const void
             __m512bh v[8];
 #pragma GCC unroll 8
             for (int m = 0; m < 8; m++) {
-                const uint8_t *p = g + 512 * h + 64 * m;
-                if (f16) {
-                    __m512 lo = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
-                    __m512 hi = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p + 32)));
-                    v[m] = _mm512_cvtne2ps_pbh(hi, lo);
-                } else {
-                    v[m] = (__m512bh)_mm512_loadu_si512(p);
-                }
+                v[m] = (__m512bh)_mm512_loadu_si512(g + 512 * h + 64 * m);
             }
 #pragma GCC unroll 8
             for (int t = 0; t < nt; t++) {
@@ -818,6 +809,44 @@ INLINE void x16_bf16_body(const int f16, int64_t cols, const void *w, const void
     }
 #pragma GCC unroll 8
     for (int t = 0; t < nt; t++) _mm512_storeu_ps(out + (size_t)t * ostride, _mm512_add_ps(acc0[t], acc1[t]));
+}
+
+/* F16 x16 exact: the same layout, multiplied in float32. vcvtph2ps turns
+ * the low and high 32 bytes of vector m into rows 0-7 and 8-15, each lane
+ * pair (2k, 2k + 1) = row k's columns 2m and 2m + 1, and one fma by the
+ * token's activation pair (broadcast as 64 bits) adds both products into
+ * those lanes: 32 products per two fmas, no rounding of weights or
+ * activations. The pair lanes are added once at the end. Per token and half
+ * one accumulator whatever the token count (decode alone and in a batch give
+ * the same bits). */
+INLINE void x16_f16_body(int64_t cols, const void *w, const void *a, size_t astride, const int nt, float *out,
+                         size_t ostride) {
+    const int64_t ng = cols / 32;
+    const uint8_t *g = w;
+    __m512 lo[FITLM_REPACK_TOKENS], hi[FITLM_REPACK_TOKENS];
+#pragma GCC unroll 8
+    for (int t = 0; t < nt; t++) lo[t] = hi[t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < ng; b++, g += 1024) {
+#pragma GCC unroll 4
+        for (int m = 0; m < 16; m++) {
+            const __m512 w0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(g + 64 * m)));
+            const __m512 w1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(g + 64 * m + 32)));
+#pragma GCC unroll 8
+            for (int t = 0; t < nt; t++) {
+                double pair;
+                memcpy(&pair, (const float *)TOK(a, astride, t) + 32 * b + 2 * m, 8);
+                const __m512 xp = _mm512_castpd_ps(_mm512_set1_pd(pair));
+                lo[t] = _mm512_fmadd_ps(w0, xp, lo[t]);
+                hi[t] = _mm512_fmadd_ps(w1, xp, hi[t]);
+            }
+        }
+    }
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+#pragma GCC unroll 8
+    for (int t = 0; t < nt; t++)
+        _mm512_storeu_ps(out + (size_t)t * ostride, _mm512_add_ps(_mm512_permutex2var_ps(lo[t], even, hi[t]),
+                                                                  _mm512_permutex2var_ps(lo[t], odd, hi[t])));
 }
 
 /* One entry per type: the token count is made a constant of each instance
@@ -857,8 +886,8 @@ X16_ENTRY(dot_repacked_q2_k, CALL_Q2_K)
 X16_ENTRY(dot_repacked_q4_1, CALL_Q4_1)
 X16_ENTRY(dot_repacked_q5_0, CALL_Q5_0)
 X16_ENTRY(dot_repacked_q5_1, CALL_Q5_1)
-#define CALL_F16(n) x16_bf16_body(1, cols, w, a, astride, n, out, ostride)
-#define CALL_BF16(n) x16_bf16_body(0, cols, w, a, astride, n, out, ostride)
+#define CALL_F16(n) x16_f16_body(cols, w, a, astride, n, out, ostride)
+#define CALL_BF16(n) x16_bf16_body(cols, w, a, astride, n, out, ostride)
 X16_ENTRY(dot_repacked_f16, CALL_F16)
 X16_ENTRY(dot_repacked_bf16, CALL_BF16)
 
@@ -874,8 +903,8 @@ fitlm_dot_repacked_fn fitlm_dot_repacked_avx512(int wtype) {
     case FITLM_TYPE_Q4_1: return dot_repacked_q4_1;
     case FITLM_TYPE_Q5_0: return dot_repacked_q5_0;
     case FITLM_TYPE_Q5_1: return dot_repacked_q5_1;
-    /* vdpbf16ps: only with AVX512_BF16 (else F16 / BF16 keep the file layout) */
-    case FITLM_TYPE_F16: return fitlm_cpu_has_avx512bf16() ? dot_repacked_f16 : NULL;
+    case FITLM_TYPE_F16: return dot_repacked_f16;
+    /* vdpbf16ps: only with AVX512_BF16 (else BF16 keeps the file layout) */
     case FITLM_TYPE_BF16: return fitlm_cpu_has_avx512bf16() ? dot_repacked_bf16 : NULL;
     default: return NULL;
     }

@@ -150,8 +150,9 @@ static void quantize_worker(void *arg, int ith, int nth) {
 
 typedef struct x16_desc x16_desc;
 static const x16_desc *x16_get_desc(int wtype);
-/* F16 / BF16: the x16 layout of 32-column groups, multiplied as bfloat16
- * (F16 values rounded to bfloat16 in the registers) by bfloat16 activations. */
+/* F16 / BF16: the x16 layout of 32-column groups (BF16 multiplied by
+ * bfloat16 activations with vdpbf16ps, F16 converted to float32 and
+ * multiplied by the float activations). */
 static bool x16_float(int wtype) {
     return wtype == FITLM_TYPE_F16 || wtype == FITLM_TYPE_BF16;
 }
@@ -167,7 +168,8 @@ static void repacked_chunk(mm_job *j, const mm_seg *sg, int64_t r0, int64_t r1, 
          * in L2 while every tile of tokens passes over it. */
         for (int64_t t0 = 0; t0 < j->ntok; t0 += FITLM_REPACK_TOKENS) {
             int nt = (int)(j->ntok - t0 < FITLM_REPACK_TOKENS ? j->ntok - t0 : FITLM_REPACK_TOKENS);
-            const uint8_t *a = j->A + (size_t)t0 * j->astride, *prep = j->prep + (size_t)t0 * j->pstride;
+            const uint8_t *a = j->A + (size_t)t0 * j->astride;
+            const uint8_t *prep = j->prep ? j->prep + (size_t)t0 * j->pstride : NULL;
             for (int64_t r = r0; r < r1; r += FITLM_REPACK_ROWS)
                 j->dot_rep(j->cols, sg->W + (size_t)r * j->wrow, a, j->astride, prep, j->pstride, nt,
                            sg->Y + t0 * sg->rows + r, (size_t)sg->rows);
@@ -285,7 +287,7 @@ static void matmul_run(fitlm_threadpool *pool, int wtype, int64_t cols, const fl
     if (repacked && isa >= FITLM_ISA_AVX512) j.dot_rep = fitlm_dot_repacked_avx512(wtype);
     else if (repacked && isa == FITLM_ISA_AVX2) j.dot_rep = pick_repacked_avx2(wtype);
     if (j.dot_rep && fmt == ACT_Q8I) fmt = ACT_Q8; /* the repacked kernels read the codes in order */
-    if (j.dot_rep && x16_float(wtype)) fmt = ACT_BF16; /* F16 as well: the kernel is vdpbf16ps */
+    if (j.dot_rep && wtype == FITLM_TYPE_BF16) fmt = ACT_BF16; /* (F16's x16 kernel takes the floats) */
     j.tile = tile;
     j.fmt = fmt;
     j.simd = isa >= FITLM_ISA_AVX2;
