@@ -169,16 +169,27 @@ int fitlm_parallel_agree(fitlm_parallel *p, const uint64_t *v, const char *const
     int bad = -1;
     for (int i = 0; i < n && bad < 0; i++)
         if (root[i] != v[i]) bad = i;
-    /* every rank learns whether any rank differs, so that all fail together */
-    float flag = bad >= 0 ? 1.0f : 0.0f;
-    int rc = fitlm_comm_allreduce_sum(p->world, &flag, 1, FITLM_COMM_F32, err);
+    /* every rank learns which fields differ on some rank, so that all fail
+     * together and each can name the field (a rank's own message may be cut
+     * short when the launcher ends the job) */
+    float *flags = calloc((size_t)n, sizeof *flags);
+    if (!flags) {
+        free(root);
+        return fitlm_fail(err, "out of memory");
+    }
+    if (bad >= 0) flags[bad] = 1.0f;
+    int rc = fitlm_comm_allreduce_sum(p->world, flags, (size_t)n, FITLM_COMM_F32, err);
+    int other = -1;
+    for (int i = 0; i < n && other < 0; i++)
+        if (flags[i] > 0.0f) other = i;
     if (rc == 0 && bad >= 0)
         rc = fitlm_fail(err, "rank %d: the launch differs from rank 0's: %s is %llu here, %llu on rank 0", p->world->rank,
                         what[bad], (unsigned long long)v[bad], (unsigned long long)root[bad]);
-    else if (rc == 0 && flag > 0.0f)
-        rc = fitlm_fail(err, "rank %d: another rank's launch differs from rank 0's (model file or options; see its "
-                             "message)",
-                        p->world->rank);
+    else if (rc == 0 && other >= 0)
+        rc = fitlm_fail(err, "rank %d: another rank's launch differs from rank 0's in %s (model file or options; "
+                             "see its message)",
+                        p->world->rank, what[other]);
+    free(flags);
     free(root);
     return rc;
 }
