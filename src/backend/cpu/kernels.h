@@ -72,19 +72,21 @@ const char *fitlm_cpu_kernel_isa_name(int wtype);
 int fitlm_cpu_get_row(int wtype, const void *W, int64_t cols, int64_t r, float *dst);
 
 /* ---- repacked weights (load-time layout for the integer kernels) ----
- * The "x16" layouts of Q4_0, Q8_0 and Q2_K to Q6_K: per 16 rows, block b
- * of all 16 rows is one group (same size as the plain layout; a group of 16
- * rows starts where it did): the blocks' fp16 fields (row k at 2k), then the
- * other bytes as 64-byte vectors whose 4-byte lane k holds 4 consecutive bytes
- * of row k, in the order the kernels read them (matmul.c: x16_desc,
- * x16_slot_src). One vpdpbusd then works on 4 columns of 16 rows at once; the
+ * The "x16" layouts of Q4_0, Q8_0, Q4_1, Q5_0, Q5_1, Q2_K to Q6_K, and F16 /
+ * BF16 (32 columns as a block): per 16 rows, block b of all 16 rows is one
+ * group (same size as the plain layout; a group of 16 rows starts where it
+ * did): the blocks' fp16 fields (row k at 2k), then the other bytes as
+ * 64-byte vectors whose 4-byte lane k holds 4 consecutive bytes of row k, in
+ * the order the kernels read them (matmul.c: x16_desc, x16_slot_src; Q5_0 /
+ * Q5_1's fifth bits reordered, x16_qh_to_lane). One vpdpbusd then works on 4 columns of 16 rows at once; the
  * kernels (fitlm_dot_repacked_avx512 / _avx2) serve decode and prompts. Q8_0
  * and K-type rows longer than the 64 KiB unpack buffer keep their plain layout:
  * the copy only moves them into huge pages (fitlm_cpu_alloc_weights).
  *
- * True if fitlm_cpu_repack can repack this weight on this CPU (Q4_0, Q8_0,
- * Q2_K to Q6_K: rows % 16 == 0 and cols a multiple of the block, or the
- * long-row copy; with the AVX2 or AVX-512 VNNI kernels active). */
+ * True if fitlm_cpu_repack can repack this weight on this CPU (rows % 16 ==
+ * 0 and cols a multiple of the block, or the long-row copy; with a kernel for
+ * the layout under the active ISA: AVX2 or AVX-512 VNNI for Q4_0, Q8_0, Q2_K
+ * to Q6_K; AVX-512 for Q4_1, Q5_0, Q5_1 and F16; AVX512_BF16 for BF16). */
 bool fitlm_cpu_repackable(int wtype, int64_t rows, int64_t cols);
 /* Writes the repacked form of W (rows x cols, plain layout) to dst (the same
  * number of bytes, not overlapping W), split over the pool's threads (NULL:
