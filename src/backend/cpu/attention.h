@@ -40,6 +40,10 @@ static inline int fitlm_att_lanes_ok(int64_t D) {
     return D > 0 && D % 16 == 0 && D <= 256;
 }
 
+/* Positions p0 .. p0+m-1 (m <= 8) of the lanes' sequence from the cache at
+ * base (K or V) as floats, row r at buf + r*D; rows m..7 zero. */
+void fitlm_att_load_rows(const fitlm_att_lanes *a, const uint8_t *base, int64_t p0, int m, float *buf);
+
 /* Softmax(scale x K . q) V for each lane; call only with AVX-512 active. */
 void fitlm_attention_lanes_avx512(const fitlm_att_lanes *a);
 /* The same for up to 8 lanes with AVX2 + FMA (head size a multiple of 8 up

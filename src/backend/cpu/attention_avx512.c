@@ -37,22 +37,6 @@ static inline __m512 exp512(__m512 x) {
     return _mm512_mul_ps(y, _mm512_castsi512_ps(e));
 }
 
-static inline int64_t slot_of(const fitlm_att_lanes *a, int64_t p) {
-    return ((int64_t)a->table[p >> a->block_shift] << a->block_shift) | (p & (((int64_t)1 << a->block_shift) - 1));
-}
-
-/* Positions p0 .. p0+m-1 (m <= 8) of the cache as floats, row r at buf + r*D;
- * rows m..7 zero. */
-static void load_rows(const fitlm_att_lanes *a, const uint8_t *base, int64_t p0, int m, float *buf) {
-    for (int r = 0; r < 8; r++) {
-        if (r < m)
-            fitlm_ops_kv_row_f32(a->kv_type, base + (uint64_t)slot_of(a, p0 + r) * a->row_bytes, a->off,
-                                 buf + (int64_t)r * a->D, a->D);
-        else
-            memset(buf + (int64_t)r * a->D, 0, (size_t)a->D * sizeof(float));
-    }
-}
-
 /* 8 cache rows (buf) against the 16 transposed queries: acc[r] lane l = K_r . q_l */
 static inline void scores8(const float *qt, const float *buf, const int D, __m512 *acc) {
     for (int r = 0; r < 8; r++) acc[r] = _mm512_setzero_ps();
@@ -110,7 +94,7 @@ void fitlm_attention_lanes_avx512(const fitlm_att_lanes *a) {
     __m512 mx = ninf;
     for (int64_t i0 = 0; i0 < n; i0 += 8) {
         int m = n - i0 < 8 ? (int)(n - i0) : 8;
-        load_rows(a, a->k_base, plo + i0, m, buf);
+        fitlm_att_load_rows(a, a->k_base, plo + i0, m, buf);
         __m512 acc[8];
         scores8(qt, buf, D, acc);
         for (int r = 0; r < m; r++) {
@@ -140,7 +124,7 @@ void fitlm_attention_lanes_avx512(const fitlm_att_lanes *a) {
     for (int l = 0; l < nl; l++) memset(a->out[l], 0, (size_t)D * sizeof(float));
     for (int64_t i0 = 0; i0 < n; i0 += 8) {
         int m = n - i0 < 8 ? (int)(n - i0) : 8;
-        load_rows(a, a->v_base, plo + i0, m, buf);
+        fitlm_att_load_rows(a, a->v_base, plo + i0, m, buf);
         for (int l0 = 0; l0 < nl; l0 += per) {
             int nq = nl - l0 < per ? nl - l0 : per;
             switch (nc) { /* the common head sizes as constants: accumulators in registers */

@@ -18,22 +18,6 @@
 #include "backend/cpu/exp_avx2.h"
 #include "backend/cpu/ops.h"
 
-static inline int64_t slot_of(const fitlm_att_lanes *a, int64_t p) {
-    return ((int64_t)a->table[p >> a->block_shift] << a->block_shift) | (p & (((int64_t)1 << a->block_shift) - 1));
-}
-
-/* Positions p0 .. p0+m-1 (m <= 8) of the cache as floats, row r at buf + r*D;
- * rows m..7 zero. */
-static void load_rows(const fitlm_att_lanes *a, const uint8_t *base, int64_t p0, int m, float *buf) {
-    for (int r = 0; r < 8; r++) {
-        if (r < m)
-            fitlm_ops_kv_row_f32(a->kv_type, base + (uint64_t)slot_of(a, p0 + r) * a->row_bytes, a->off,
-                                 buf + (int64_t)r * a->D, a->D);
-        else
-            memset(buf + (int64_t)r * a->D, 0, (size_t)a->D * sizeof(float));
-    }
-}
-
 /* All-ones in the lanes whose range [lo, hi] holds position p. */
 static inline __m256 lanes_at(__m256i lo, __m256i hi, int64_t p) {
     __m256i pv = _mm256_set1_epi32((int)p);
@@ -80,7 +64,7 @@ void fitlm_attention_lanes_avx2(const fitlm_att_lanes *a) {
     __m256 mx = ninf;
     for (int64_t i0 = 0; i0 < n; i0 += 8) {
         int m = n - i0 < 8 ? (int)(n - i0) : 8;
-        load_rows(a, a->k_base, plo + i0, m, buf);
+        fitlm_att_load_rows(a, a->k_base, plo + i0, m, buf);
         __m256 acc[8];
         for (int r = 0; r < 8; r++) acc[r] = _mm256_setzero_ps();
         for (int d = 0; d < D; d++) {
@@ -112,7 +96,7 @@ void fitlm_attention_lanes_avx2(const fitlm_att_lanes *a) {
     for (int l = 0; l < nl; l++) memset(a->out[l], 0, (size_t)D * sizeof(float));
     for (int64_t i0 = 0; i0 < n; i0 += 8) {
         int m = n - i0 < 8 ? (int)(n - i0) : 8;
-        load_rows(a, a->v_base, plo + i0, m, buf);
+        fitlm_att_load_rows(a, a->v_base, plo + i0, m, buf);
         for (int l0 = 0; l0 < nl; l0 += (nc <= 8 ? 2 : 1)) {
             switch (nc) { /* the common head sizes as constants: accumulators in registers */
             case 8: av_rows(a, st, buf, i0, m, l0, nl - l0 < 2 ? nl - l0 : 2, 8, 2); break;
