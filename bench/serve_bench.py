@@ -27,6 +27,7 @@ import os
 import random
 import re
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -53,37 +54,78 @@ class Target:
             self.headers["Authorization"] = "Bearer " + key
 
     def stream(self, body):
-        """Sends one streaming completion; returns (t_send, [token arrival times], t_end, prompt_tokens)."""
-        c = http.client.HTTPConnection(self.host, self.port, timeout=3600)
+        """Sends one streaming completion; returns (t_send, [token arrival times], t_end, prompt_tokens).
+
+        The client does as little as it can while tokens arrive, since it runs on the
+        same cores as the server: it only stamps each recv() and keeps the bytes; HTTP
+        chunked framing, SSE events and JSON are parsed after the stream has ended (each
+        event gets the time of the recv() that completed it)."""
+        payload = json.dumps(body).encode()
+        head = "POST /v1/completions HTTP/1.1\r\nHost: %s:%d\r\nContent-Length: %d\r\nConnection: close\r\n" % (
+            self.host, self.port, len(payload))
+        head += "".join("%s: %s\r\n" % kv for kv in self.headers.items()) + "\r\n"
+        sock = socket.create_connection((self.host, self.port), timeout=3600)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         t0 = time.perf_counter()
-        c.request("POST", "/v1/completions", body=json.dumps(body), headers=self.headers)
-        r = c.getresponse()
-        if r.status != 200:
-            raise RuntimeError("HTTP %d: %s" % (r.status, r.read()[:300]))
-        times, buf, usage = [], b"", None
+        sock.sendall(head.encode() + payload)
+        recvs = []
         while True:
-            chunk = r.read1(65536)
-            if not chunk:
+            b = sock.recv(65536)
+            if not b:
                 break
-            now = time.perf_counter()
-            buf += chunk
+            recvs.append((time.perf_counter(), b))
+        t_end = time.perf_counter()
+        sock.close()
+        times, usage = [], None
+        for t, data in Target.sse_events(recvs):
+            if data == b"[DONE]":
+                continue
+            j = json.loads(data)
+            if j.get("usage"):
+                usage = j["usage"]
+            if j.get("choices"):
+                lp = j["choices"][0].get("logprobs")
+                times.extend([t] * (len(lp["tokens"]) if lp else 0))
+        return t0, times, t_end, (usage or {}).get("prompt_tokens", len(body["prompt"]))
+
+    @staticmethod
+    def sse_events(recvs):
+        """(time, data) of each SSE `data:` event in an HTTP/1.1 response received as
+        [(time, bytes)]; raises on a non-200 status."""
+        raw = b"".join(b for _, b in recvs)
+        ends, n = [], 0
+        for t, b in recvs:
+            n += len(b)
+            ends.append((n, t))
+        hdr_end = raw.find(b"\r\n\r\n")
+        if hdr_end < 0:
+            raise RuntimeError("no HTTP response")
+        status_line, *hdrs = raw[:hdr_end].decode("latin-1").split("\r\n")
+        if status_line.split()[1] != "200":
+            raise RuntimeError("%s: %s" % (status_line, raw[hdr_end + 4:][:300]))
+        chunked = any(h.lower().replace(" ", "") == "transfer-encoding:chunked" for h in hdrs)
+        # the body as (bytes, raw offset where each piece ends)
+        pieces, pos = [], hdr_end + 4
+        if chunked:
+            while pos < len(raw):
+                eol = raw.find(b"\r\n", pos)
+                size = int(raw[pos:eol].split(b";")[0], 16)
+                if size == 0:
+                    break
+                pieces.append((raw[eol + 2:eol + 2 + size], eol + 2 + size))
+                pos = eol + 2 + size + 2
+        else:
+            pieces.append((raw[pos:], len(raw)))
+        out, buf, k = [], b"", 0
+        for data, raw_end in pieces:
+            while ends[k][0] < raw_end:
+                k += 1
+            buf += data
             while b"\n\n" in buf:
                 ev, buf = buf.split(b"\n\n", 1)
-                if not ev.startswith(b"data: "):
-                    continue
-                data = ev[6:]
-                if data == b"[DONE]":
-                    continue
-                j = json.loads(data)
-                if j.get("usage"):
-                    usage = j["usage"]
-                if j.get("choices"):
-                    lp = j["choices"][0].get("logprobs")
-                    n = len(lp["tokens"]) if lp else 0
-                    times.extend([now] * n)
-        t_end = time.perf_counter()
-        c.close()
-        return t0, times, t_end, (usage or {}).get("prompt_tokens", body["prompt"].__len__())
+                if ev.startswith(b"data: "):
+                    out.append((ends[k][1], ev[6:]))
+        return out
 
 
 def run_level(target, reqs, conc):
