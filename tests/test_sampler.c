@@ -196,6 +196,48 @@ int main(void) {
         CHECK(fabs(first / 20000.0 - 0.4 / 0.7) < 0.02, "chain share of top token %g", first / 20000.0);
     }
 
+    /* log-sum-exp (the normalizer of the server's logprobs) against a long
+     * double sum, on the AVX2 path and the scalar one, with vocabulary-sized
+     * inputs and sizes that leave a tail; greedy without a penalty reads the
+     * logits directly and must pick what the candidate chain picks */
+    {
+        enum { NV = 32003 };
+        float *x = malloc(NV * sizeof *x);
+        uint64_t st = 12345;
+        for (int i = 0; i < NV; i++) {
+            st = st * 6364136223846793005ull + 1442695040888963407ull;
+            x[i] = (float)((double)(st >> 11) / 9007199254740992.0 * 40.0 - 25.0);
+        }
+        const size_t ns[] = {1, 7, 8, 9, 1000, 32000, NV};
+        for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++) {
+            size_t n = ns[k];
+            long double mx = -INFINITY, z = 0;
+            for (size_t i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+            for (size_t i = 0; i < n; i++) z += expl((long double)x[i] - mx);
+            double ref = (double)(mx + logl(z));
+            double got = fitlm_logsumexp(x, n);
+            CHECK(fabs(got - ref) <= 1e-6 * (1 + fabs(ref)), "logsumexp n=%zu: %.9g vs %.9g", n, got, ref);
+            if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+                double g2 = fitlm_logsumexp_avx2(x, n);
+                CHECK(fabs(g2 - ref) <= 1e-6 * (1 + fabs(ref)), "logsumexp avx2 n=%zu: %.9g vs %.9g", n, g2, ref);
+            }
+        }
+        float big[3] = {1000.0f, 999.0f, -1e30f};
+        CHECK(fabs(fitlm_logsumexp(big, 3) - (1000.0 + log1p(exp(-1.0)))) < 1e-9, "logsumexp of large logits");
+        x[777] = x[31999] = 99.0f; /* a tie: the lower id wins */
+        fitlm_sampler_params gp = fitlm_sampler_params_default();
+        gp.temp = 0.0f;
+        fitlm_error err;
+        fitlm_sampler *g = fitlm_sampler_new(&gp, NV, &err);
+        CHECK(g && fitlm_sampler_sample(g, x) == 777, "greedy fast path: the highest logit, lowest id on ties");
+        fitlm_candidates d = {.data = malloc(NV * sizeof(fitlm_token_prob))};
+        fitlm_cand_from_logits(&d, x, NV);
+        CHECK(fitlm_cand_argmax(&d) == 777, "candidate argmax agrees");
+        free(d.data);
+        fitlm_sampler_free(g);
+        free(x);
+    }
+
     /* parameter checks */
     {
         fitlm_sampler_params p = fitlm_sampler_params_default();

@@ -653,12 +653,7 @@ static uint32_t schedule(fitlm_engine *e) {
  * tokens and their logprobs; returns the log of the normalizer (a token's
  * logprob is its logit minus it). */
 static double logprobs(fitlm_engine *e, const float *lg, int n_top) {
-    float mx = -INFINITY;
-    for (uint32_t i = 0; i < e->vocab; i++)
-        if (lg[i] > mx) mx = lg[i];
-    double z = 0;
-    for (uint32_t i = 0; i < e->vocab; i++) z += exp((double)lg[i] - mx);
-    double lz = mx + log(z);
+    double lz = fitlm_logsumexp(lg, e->vocab);
     int n = 0;
     for (uint32_t i = 0; i < e->vocab && n_top > 0; i++) {
         float v = lg[i];

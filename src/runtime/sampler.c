@@ -236,7 +236,27 @@ void fitlm_sampler_accept(fitlm_sampler *s, int32_t id) {
     if (s->n_recent < cap) s->n_recent++;
 }
 
+/* Greedy without a penalty: the highest logit, lowest id on ties (what
+ * fitlm_cand_argmax picks), read straight from the logits. */
+static int32_t argmax_logits(const float *x, size_t n) {
+    size_t best = 0;
+    for (size_t i = 1; i < n; i++)
+        if (x[i] > x[best]) best = i;
+    return (int32_t)best;
+}
+
+double fitlm_logsumexp(const float *x, size_t n) {
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return fitlm_logsumexp_avx2(x, n);
+    float mx = -INFINITY;
+    for (size_t i = 0; i < n; i++)
+        if (x[i] > mx) mx = x[i];
+    double z = 0;
+    for (size_t i = 0; i < n; i++) z += exp((double)x[i] - mx);
+    return mx + log(z);
+}
+
 int32_t fitlm_sampler_sample(fitlm_sampler *s, const float *logits) {
+    if (s->p.temp <= 0.0f && (s->p.repeat_penalty == 1.0f || s->n_recent == 0)) return argmax_logits(logits, s->vocab);
     fitlm_candidates c = {.data = s->cand};
     fitlm_cand_from_logits(&c, logits, s->vocab);
     /* the ring holds the last n_recent ids (order does not matter) */

@@ -91,4 +91,11 @@ void fitlm_sampler_accept(fitlm_sampler *s, int32_t id);
 /* Picks the next token from vocab logits (not modified). Allocation-free. */
 int32_t fitlm_sampler_sample(fitlm_sampler *s, const float *logits);
 
+/* log(sum_i e^x[i]) over n > 0 values (the normalizer of log-softmax): the
+ * maximum, then the sum of e^(x - max) in double. Vectorized (8 lanes, about
+ * 1 ulp per exp) where the CPU has AVX2 and FMA; the result depends only on
+ * the values, not on what else the caller computes. */
+double fitlm_logsumexp(const float *x, size_t n);
+double fitlm_logsumexp_avx2(const float *x, size_t n); /* the AVX2 path; call only where the CPU has it */
+
 #endif

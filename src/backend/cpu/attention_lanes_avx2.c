@@ -15,7 +15,7 @@
 #include <string.h>
 
 #include "backend/cpu/attention.h"
-#include "backend/cpu/exp_avx2.h"
+#include "util/exp_avx2.h"
 #include "backend/cpu/ops.h"
 
 /* All-ones in the lanes whose range [lo, hi] holds position p. */

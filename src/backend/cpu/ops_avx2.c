@@ -2,7 +2,7 @@
  * -mavx2 -mfma -mf16c; only called when the CPU has them). */
 #include <immintrin.h>
 
-#include "backend/cpu/exp_avx2.h"
+#include "util/exp_avx2.h"
 #include "backend/cpu/ops.h"
 #include "util/fp16.h"
 

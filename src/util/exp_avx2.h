@@ -1,7 +1,7 @@
 /* e^x in 8 float lanes for the AVX2 files (include only from code compiled
  * with -mavx2 -mfma). */
-#ifndef FITLM_BACKEND_CPU_EXP_AVX2_H
-#define FITLM_BACKEND_CPU_EXP_AVX2_H
+#ifndef FITLM_UTIL_EXP_AVX2_H
+#define FITLM_UTIL_EXP_AVX2_H
 
 #include <immintrin.h>
 
