@@ -1154,6 +1154,24 @@ void serve_format_response(const serve_model_info *mi, const serve_gen_params *p
     serve_buf_str(out, "}");
 }
 
+/* A chat chunk's "logprobs" value for toks [a, b): {"content": [...]} when
+ * asked for and there are tokens, else null. */
+static void chat_logprobs_json(const serve_model_info *mi, const serve_gen_params *p, const serve_gen_log *g, size_t a,
+                               size_t b, serve_buf *out) {
+    if (p->top_logprobs < 0 || a >= b) {
+        serve_buf_str(out, "null");
+        return;
+    }
+    serve_buf_str(out, "{\"content\":[");
+    size_t n = 0;
+    for (size_t i = a; i < b; i++) {
+        if (g->toks[i].id < 0) continue;
+        if (n++) serve_buf_str(out, ",");
+        chat_logprob_entry(mi, p->tokens_as_ids, g, &g->toks[i], out);
+    }
+    serve_buf_str(out, "]}");
+}
+
 /* One SSE chunk for toks [a, b) (text joined), or the final chunk when a == b and finish is set. */
 static void chunk(const serve_model_info *mi, const serve_gen_params *p, const serve_gen_log *g,
                   const serve_resp_id *rid, size_t a, size_t b, const char *role, const char *finish, serve_buf *out) {
@@ -1171,18 +1189,7 @@ static void chunk(const serve_model_info *mi, const serve_gen_params *p, const s
             serve_json_string(out, text, text_len);
         }
         serve_buf_str(out, "},\"logprobs\":");
-        if (p->top_logprobs >= 0 && a < b) {
-            serve_buf_str(out, "{\"content\":[");
-            size_t n = 0;
-            for (size_t i = a; i < b; i++) {
-                if (g->toks[i].id < 0) continue;
-                if (n++) serve_buf_str(out, ",");
-                chat_logprob_entry(mi, p->tokens_as_ids, g, &g->toks[i], out);
-            }
-            serve_buf_str(out, "]}");
-        } else {
-            serve_buf_str(out, "null");
-        }
+        chat_logprobs_json(mi, p, g, a, b, out);
     } else {
         serve_buf_str(out, "\"text\":");
         serve_json_string(out, text, text_len);
@@ -1207,18 +1214,7 @@ static void delta_open(const serve_model_info *mi, const serve_resp_id *rid, ser
 static void delta_close(const serve_model_info *mi, const serve_gen_params *p, const serve_gen_log *g, size_t a,
                         size_t b, serve_buf *out) {
     serve_buf_str(out, "},\"logprobs\":");
-    if (p->top_logprobs >= 0 && a < b) {
-        serve_buf_str(out, "{\"content\":[");
-        size_t n = 0;
-        for (size_t i = a; i < b; i++) {
-            if (g->toks[i].id < 0) continue;
-            if (n++) serve_buf_str(out, ",");
-            chat_logprob_entry(mi, p->tokens_as_ids, g, &g->toks[i], out);
-        }
-        serve_buf_str(out, "]}");
-    } else {
-        serve_buf_str(out, "null");
-    }
+    chat_logprobs_json(mi, p, g, a, b, out);
     serve_buf_str(out, ",\"finish_reason\":null}]");
     if (p->include_usage) serve_buf_str(out, ",\"usage\":null");
     serve_buf_str(out, "}\n\n");
