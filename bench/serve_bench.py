@@ -16,7 +16,9 @@ requests in all, and measure per request: TTFT (send -> first token chunk),
 TPOT ((end - first token) / (output tokens - 1)), every inter-token latency,
 and overall: request throughput, output tokens/s, total (prompt + output)
 tokens/s. --bench also runs `fitlm bench -p 16 -n 128 -r 3` on the model for
-the single-stream decode speed to compare one client against.
+the single-stream decode speed to compare one client against; --compare R
+runs that and one client (3 requests of 128 tokens) in turns, R times, and
+prints the median ratio (a machine whose speed drifts then skews neither).
 
 Output: a table on stdout (and --json FILE with every figure).
 """
@@ -233,6 +235,8 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--bench", action="store_true", help="also run fitlm bench -n 128 for the single-stream speed")
     ap.add_argument("--json", help="write every figure here")
+    ap.add_argument("--compare", type=int, metavar="R",
+                    help="also: R rounds of `fitlm bench` tg128 and one client (16-token prompt, 128 tokens) in turns")
     ap.add_argument("--probe", type=int, metavar="N",
                     help="also: while N streams decode, the TTFT of a new 64-token request against their step time")
     a = ap.parse_args()
@@ -267,13 +271,16 @@ def main():
     rnd = random.Random(a.seed)
     out = {"url": url, "model": a.model, "levels": []}
     try:
-        if a.bench and a.model:
+        def bench_tg():
             cmd = [a.fitlm, "bench", "-m", a.model, "-p", "16", "-n", "128", "-r", "3"]
             if a.threads:
                 cmd += ["-t", str(a.threads)]
             b = subprocess.run(cmd, capture_output=True, text=True)
             m = re.search(r"tg128\s*\|?\s*([\d.]+)", b.stdout)
-            out["bench_tg128"] = float(m.group(1)) if m else None
+            return float(m.group(1)) if m else None
+
+        if a.bench and a.model:
+            out["bench_tg128"] = bench_tg()
             print("fitlm bench tg128: %s t/s" % out["bench_tg128"])
         # warm-up: one short request
         target.stream(dict(prompt=[1, 100, 200], max_tokens=4, temperature=0, stream=True, logprobs=0,
@@ -302,6 +309,24 @@ def main():
                   "a new 64-token request's TTFT %s ms = %s steps of the window" % (
                       a.probe, pct(base, 50), pct(itl, 50), max(itl or [0]), " ".join("%.0f" % x for x in probes),
                       " ".join("%.1f" % (x / pct(itl, 50)) for x in probes)), flush=True)
+        if a.compare and a.model:
+            # one client and `fitlm bench` tg128 in turns, so that both see the same machine
+            rounds = []
+            for k in range(a.compare):
+                tg = bench_tg()
+                reqs = [dict(prompt=[1] + [rnd.randrange(3, a.vocab) for _ in range(15)], max_tokens=128,
+                             temperature=0, stream=True, logprobs=0, ignore_eos=True, return_tokens_as_token_ids=True)
+                        for _ in range(3)]
+                one_c = run_level(target, reqs, 1)
+                single = 1e3 / one_c["tpot_p50_ms"]
+                rounds.append(dict(bench_tg128=tg, one_client_tok_s=single, ratio=single / tg if tg else None))
+                print("compare round %d: fitlm bench tg128 %.2f t/s, one client %.2f t/s (1000 / TPOT p50): %.1f %%" % (
+                    k + 1, tg or 0, single, 100 * single / tg if tg else 0), flush=True)
+            ratios = [r["ratio"] for r in rounds if r["ratio"]]
+            out["compare"] = dict(rounds=rounds, median_ratio=statistics.median(ratios) if ratios else None)
+            if ratios:
+                print("compare: median one client / fitlm bench tg128 = %.1f %% over %d rounds" % (
+                    100 * statistics.median(ratios), len(ratios)))
     finally:
         if proc:
             proc.send_signal(signal.SIGTERM)
