@@ -38,4 +38,8 @@ void fitlm_backend_vulkan_memory(const fitlm_backend *be, uint64_t *heap_bytes, 
 /* The device's name (valid while be lives). */
 const char *fitlm_backend_vulkan_device_name(const fitlm_backend *be);
 
+/* Dispatches of the tiled (prefill) matmul shader recorded so far: lets the
+ * tests check which shader ran (the results are bit-identical by design). */
+uint64_t fitlm_backend_vulkan_tiled_dispatches(const fitlm_backend *be);
+
 #endif

@@ -50,6 +50,8 @@ typedef struct vk_state {
     uint64_t mem_limit; /* $FITLM_VULKAN_MEM_LIMIT: device memory this backend may hold (tests) */
     uint32_t subgroup;  /* subgroup size */
     bool use_sg;        /* matmul reductions by subgroup shuffles (else shared memory) */
+    uint32_t tiled_min; /* matmuls of this many tokens or more use matmul_tiled (0: never) */
+    uint64_t n_tiled;   /* tiled matmul dispatches recorded (tests) */
     /* allocations (index + 1 is the id in a tensor address) */
     vk_alloc *allocs;
     uint32_t n_allocs, cap_allocs;
@@ -797,8 +799,12 @@ static void vk_matmul(fitlm_backend *be, const fitlm_btensor *W, const fitlm_bte
         vk_seterr(s, "Vulkan backend: matmul of type %s", fitlm_type_name(W->type));
         return;
     }
+    /* many tokens (prefill): the tiled shader, bit-identical to the
+     * matrix-vector one (see matmul_tiled.comp), so the choice never changes a result */
+    bool tiled = s->tiled_min && n_tokens >= (int64_t)s->tiled_min;
+    int64_t tn = tiled ? 32 : 8; /* tokens per workgroup */
     char name[32];
-    snprintf(name, sizeof name, s->use_sg ? "matmul_sg_%s" : "matmul_%s", suf);
+    snprintf(name, sizeof name, tiled ? "matmul_tiled_%s" : s->use_sg ? "matmul_sg_%s" : "matmul_%s", suf);
     uint64_t rb = row_bytes_of(W->type, W->ne0);
     VkDescriptorBufferInfo b[3];
     uint32_t xr, yr;
@@ -815,11 +821,13 @@ static void vk_matmul(fitlm_backend *be, const fitlm_btensor *W, const fitlm_bte
         int64_t nr = W->ne1 - r0 < (int64_t)per ? W->ne1 - r0 : (int64_t)per;
         uint32_t wr;
         if (!bind_of(s, (const uint8_t *)W->data + (uint64_t)r0 * rb, (uint64_t)nr * rb, &b[0], &wr)) return;
-        for (int64_t t0 = 0; t0 < n_tokens; t0 += 8 * (int64_t)MAX_GROUPS) {
-            int64_t nt = n_tokens - t0 < 8 * (int64_t)MAX_GROUPS ? n_tokens - t0 : 8 * (int64_t)MAX_GROUPS;
+        for (int64_t t0 = 0; t0 < n_tokens; t0 += tn * (int64_t)MAX_GROUPS) {
+            int64_t nt = n_tokens - t0 < tn * (int64_t)MAX_GROUPS ? n_tokens - t0 : tn * (int64_t)MAX_GROUPS;
             uint32_t pc[9] = {wr, (uint32_t)rb, (uint32_t)W->ne0, (uint32_t)n_tokens, xr / 4, yr / 4 + (uint32_t)r0,
                               (uint32_t)y->ne0, (uint32_t)t0, (uint32_t)nr};
-            dispatch(s, name, 3, b, pc, sizeof pc, (uint32_t)((nr + 7) / 8), (uint32_t)((nt + 7) / 8));
+            uint32_t gx = tiled ? (uint32_t)((nr + 31) / 32) : (uint32_t)((nr + 7) / 8);
+            dispatch(s, name, 3, b, pc, sizeof pc, gx, (uint32_t)((nt + tn - 1) / tn));
+            s->n_tiled += tiled;
         }
     }
 }
@@ -1260,6 +1268,30 @@ static int init_device(vk_state *s, int index, fitlm_error *err) {
                 (sg.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) &&
                 (sg.supportedOperations & VK_SUBGROUP_FEATURE_SHUFFLE_BIT) && !(nosg && *nosg && strcmp(nosg, "0"));
     s->max_alloc = m3.maxMemoryAllocationSize ? m3.maxMemoryAllocationSize : (1ull << 30);
+    /* test hook: a smaller storage binding than the device's, so that the
+     * tests split small tensors as a large model's are split on a GPU */
+    const char *mr = getenv("FITLM_VULKAN_MAX_RANGE");
+    if (mr && *mr) {
+        uint64_t v = 0;
+        if (fitlm_parse_size(mr, &v, err) || v < 4096 || v % s->align_off)
+            return fitlm_fail(err, "FITLM_VULKAN_MAX_RANGE: '%s' is not a size of at least 4K in whole %llu-byte units",
+                              mr, (unsigned long long)s->align_off);
+        if (v < s->max_range) s->max_range = v;
+    }
+    /* the tiled matmul needs 256 invocations and 32 KiB of shared memory per
+     * workgroup; FITLM_VULKAN_TILED_MIN=N: from N tokens on (default 16; 0: never) */
+    s->tiled_min = 16;
+    const char *tm = getenv("FITLM_VULKAN_TILED_MIN");
+    if (tm && *tm) {
+        char *end;
+        unsigned long v = strtoul(tm, &end, 10);
+        if (*end || v > 1000000)
+            return fitlm_fail(err, "FITLM_VULKAN_TILED_MIN: '%s' is not a number of tokens", tm);
+        s->tiled_min = (uint32_t)v;
+    }
+    if (s->props.limits.maxComputeWorkGroupInvocations < 256 || s->props.limits.maxComputeWorkGroupSize[0] < 256 ||
+        s->props.limits.maxComputeSharedMemorySize < 32768)
+        s->tiled_min = 0;
     for (uint32_t h = 0; h < s->memp.memoryHeapCount; h++)
         if ((s->memp.memoryHeaps[h].flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT) &&
             s->memp.memoryHeaps[h].size > s->heap_bytes)
@@ -1384,4 +1416,8 @@ void fitlm_backend_vulkan_memory(const fitlm_backend *be, uint64_t *heap_bytes, 
 
 const char *fitlm_backend_vulkan_device_name(const fitlm_backend *be) {
     return st(be)->props.deviceName;
+}
+
+uint64_t fitlm_backend_vulkan_tiled_dispatches(const fitlm_backend *be) {
+    return st(be)->n_tiled;
 }
