@@ -27,6 +27,7 @@ Skips (77) when the build has no Vulkan backend or there is no Vulkan device,
 unless FITLM_REQUIRE_VULKAN is set (CI), where that is a failure.
 """
 import os
+import re
 import sys
 
 import numpy as np
@@ -273,13 +274,32 @@ os.environ["FITLM_VULKAN_MEM_LIMIT"] = "1200K"
 q = fitlm("logits", "-m", MODEL, "--ids", "1 2", "--device", "vulkan", "--kv-type", "f32", "-c", "512")
 check(q.returncode == 1 and q.stderr.startswith("fitlm: error: ") and "out of device memory" in q.stderr and
       "--fit" in q.stderr and q.stderr.count("\n") == 1, "a model that does not fit: %r" % q.stderr)
+# --fit uses the runtime's memory model: in 2600K the model says 3 of 5 layers
+# (2.38 MiB predicted, 2.68 MiB for 4); the device really holds no more than
+# predicted (memory report), and -ngl 4 really does not fit
 os.environ["FITLM_VULKAN_MEM_LIMIT"] = "2600K"
 r = ref_rows("greedy-bos.txt")
 q = fitlm("logits", "-m", MODEL, "--ids", " ".join(str(x["inp"]) for x in r), "--top", "512", "--device", "vulkan",
-          "--kv-type", "f32", "-c", "512", "--fit")
-check(q.returncode == 0 and "--fit: 2 of 5 layers" in q.stderr and "one more layer needs" in q.stderr,
-      "--fit in 2600K: %r" % q.stderr)
-compare_ref(r, parse_lines(q.stdout) if q.returncode == 0 else None, 1e-3, "--fit in 2600K prefill f32-kv")
+          "--kv-type", "f32", "-c", "512", "--fit", "--memory-report")
+m_fit = re.search(r"--fit: (\d+) of 5 layers on .*: ([0-9.]+) MiB of ([0-9.]+) MiB free \(FITLM_VULKAN_MEM_LIMIT",
+                  q.stderr)
+check(q.returncode == 0 and m_fit is not None and "runtime's memory model" in q.stderr and
+      "one more layer needs" in q.stderr, "--fit in 2600K: %r" % q.stderr)
+held = re.search(r"\| llvmpipe[^|]*\|\s+(\d+) of 5\s+\|\s+([0-9.]+) \|", q.stdout + q.stderr)
+if m_fit and held:
+    n_fit = int(m_fit.group(1))
+    check(n_fit == 3 and held.group(1) == "3", "--fit in 2600K chose %d layers: %r" % (n_fit, q.stderr))
+    # predicted bytes are an upper bound within the allocation rounding (< 0.01 MiB) of what is held
+    check(float(held.group(2)) <= float(m_fit.group(2)) + 0.05 and
+          float(m_fit.group(2)) - float(held.group(2)) < 0.1,
+          "--fit predicted %s MiB, the device holds %s MiB" % (m_fit.group(2), held.group(2)))
+    compare_ref(r, parse_lines(q.stdout) if q.returncode == 0 else None, 1e-3, "--fit in 2600K prefill f32-kv")
+    q = fitlm("logits", "-m", MODEL, "--ids", "1 2", "--device", "vulkan", "--kv-type", "f32", "-c", "512",
+              "-ngl", str(n_fit + 1))
+    check(q.returncode == 1 and "out of device memory" in q.stderr,
+          "-ngl %d (one more than --fit chose) in 2600K: %r" % (n_fit + 1, q.stderr))
+else:
+    check(False, "--fit output or memory report not found: %r %r" % (q.stderr, q.stdout[-800:]))
 del os.environ["FITLM_VULKAN_MEM_LIMIT"]
 
 # ---- device errors ----

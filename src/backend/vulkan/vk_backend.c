@@ -48,6 +48,8 @@ typedef struct vk_state {
     uint32_t dev_mem_type, host_mem_type;
     uint64_t max_range, align_off, heap_bytes, held_bytes, max_alloc;
     uint64_t mem_limit; /* $FITLM_VULKAN_MEM_LIMIT: device memory this backend may hold (tests) */
+    bool has_budget;    /* VK_EXT_memory_budget */
+    uint32_t heap_index; /* the largest device-local heap */
     uint32_t subgroup;  /* subgroup size */
     bool use_sg;        /* matmul reductions by subgroup shuffles (else shared memory) */
     uint32_t tiled_min; /* matmuls of this many tokens or more use matmul_tiled (0: never) */
@@ -1294,8 +1296,11 @@ static int init_device(vk_state *s, int index, fitlm_error *err) {
         s->tiled_min = 0;
     for (uint32_t h = 0; h < s->memp.memoryHeapCount; h++)
         if ((s->memp.memoryHeaps[h].flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT) &&
-            s->memp.memoryHeaps[h].size > s->heap_bytes)
+            s->memp.memoryHeaps[h].size > s->heap_bytes) {
             s->heap_bytes = s->memp.memoryHeaps[h].size;
+            s->heap_index = h;
+        }
+    s->has_budget = has_dev_ext(s->phys, VK_EXT_MEMORY_BUDGET_EXTENSION_NAME);
     s->mem_limit = UINT64_MAX;
     const char *lim = getenv("FITLM_VULKAN_MEM_LIMIT");
     if (lim && *lim) {
@@ -1420,4 +1425,36 @@ const char *fitlm_backend_vulkan_device_name(const fitlm_backend *be) {
 
 uint64_t fitlm_backend_vulkan_tiled_dispatches(const fitlm_backend *be) {
     return st(be)->n_tiled;
+}
+
+uint64_t fitlm_backend_vulkan_free_memory(const fitlm_backend *be, char *how, size_t how_size) {
+    const vk_state *s = st(be);
+    uint64_t heap = s->memp.memoryHeaps[s->heap_index].size, free_b;
+    if (s->has_budget) {
+        VkPhysicalDeviceMemoryBudgetPropertiesEXT mb = {
+            .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MEMORY_BUDGET_PROPERTIES_EXT};
+        VkPhysicalDeviceMemoryProperties2 mp2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MEMORY_PROPERTIES_2,
+                                                  .pNext = &mb};
+        vkGetPhysicalDeviceMemoryProperties2(s->phys, &mp2);
+        uint64_t budget = mb.heapBudget[s->heap_index], usage = mb.heapUsage[s->heap_index];
+        free_b = budget > usage ? budget - usage : 0;
+        snprintf(how, how_size, "VK_EXT_memory_budget: budget %.1f MiB - used %.1f MiB of the %.1f MiB heap",
+                 (double)budget / 1048576.0, (double)usage / 1048576.0, (double)heap / 1048576.0);
+    } else {
+        free_b = heap / 10 * 9;
+        snprintf(how, how_size, "no VK_EXT_memory_budget: 90%% of the %.1f MiB heap", (double)heap / 1048576.0);
+    }
+    if (s->mem_limit != UINT64_MAX) {
+        uint64_t left = s->mem_limit > s->held_bytes ? s->mem_limit - s->held_bytes : 0;
+        if (left < free_b) {
+            free_b = left;
+            snprintf(how, how_size, "FITLM_VULKAN_MEM_LIMIT %.1f MiB - %.1f MiB held", (double)s->mem_limit / 1048576.0,
+                     (double)s->held_bytes / 1048576.0);
+        }
+    }
+    return free_b;
+}
+
+uint64_t fitlm_backend_vulkan_alloc_align(void) {
+    return ALIGN;
 }
