@@ -310,4 +310,24 @@ q = fitlm("logits", "-m", MODEL, "--ids", "1 2", "--device", "tpu")
 check(q.returncode == 1 and q.stderr.startswith("fitlm: error: ") and "unknown device" in q.stderr,
       "an unknown device is an error: %r" % q.stderr)
 
+# ---- a lost device (FITLM_VK_FAULT plays VK_ERROR_DEVICE_LOST at a chosen
+# submission): `fitlm: error:` saying so and exit 1, never a crash or a hang, on
+# the weight upload (0), the prefill (3) and during decode (40), whole and split;
+# what was printed before the loss is the start of the undisturbed output ----
+q0 = fitlm("run", "-m", MODEL, "--ids", "1 403 2", "-n", "30", "--temp", "0", "--print-ids", "--device", "vulkan")
+for n_ok in (0, 3, 40):
+    for ngl in ("5", "2"):
+        os.environ["FITLM_VK_FAULT"] = "device_lost_after:%d" % n_ok
+        q = fitlm("run", "-m", MODEL, "--ids", "1 403 2", "-n", "30", "--temp", "0", "--print-ids", "--device",
+                  "vulkan", "-ngl", ngl)
+        del os.environ["FITLM_VK_FAULT"]
+        err_lines = [x for x in q.stderr.splitlines() if x.startswith("fitlm: error: ")]
+        check(q.returncode == 1 and len(err_lines) == 1 and "was lost" in err_lines[0] and
+              "VK_ERROR_DEVICE_LOST" in err_lines[0] and "Sanitizer" not in q.stderr,
+              "device lost after %d submissions, -ngl %s: rc %d %r" % (n_ok, ngl, q.returncode, q.stderr))
+        check(q0.returncode == 0 and q0.stdout.startswith(q.stdout.strip()),
+              "output before the loss %r is not the start of %r" % (q.stdout, q0.stdout))
+        if n_ok == 40:
+            check(len(q.stdout.split()) > 0, "decode ran before the loss at submission 41: %r" % q.stdout)
+
 sys.exit(te.report())

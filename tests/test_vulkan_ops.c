@@ -555,6 +555,55 @@ static void test_errors(void) {
     CHECK(vk->sync(vk, &err) == 0, "the backend still works after a failed allocation: %s", err.msg);
 }
 
+/* A lost device (played by the FITLM_VK_FAULT test hook): the submission that
+ * meets it and every later one fail with the message, allocations too, the
+ * downloaded values are zeros rather than garbage, and freeing works. */
+static void test_device_lost(void) {
+    setenv("FITLM_VK_FAULT", "device_lost_after:1", 1);
+    fitlm_error err = {{0}};
+    fitlm_backend *be = fitlm_backend_new("vulkan", 1, &err);
+    unsetenv("FITLM_VK_FAULT");
+    CHECK(be != NULL, "vulkan with FITLM_VK_FAULT: %s", err.msg);
+    if (!be) return;
+    fitlm_btensor a;
+    CHECK(be->alloc(be, FITLM_TYPE_F32, 64, 4, &a, &err) == 0, "alloc: %s", err.msg);
+    float x[256], y[256];
+    for (int i = 0; i < 256; i++) x[i] = (float)i + 1;
+    for (int k = 0; k < 4; k++) {
+        memset(y, 0x55, sizeof y);
+        be->upload(be, &a, 0, 4, x);
+        be->add(be, &a, &a, 4);
+        be->download(be, &a, 0, 4, y); /* one submission each (upload, add and download) */
+        err.msg[0] = 0;
+        int rc = be->sync(be, &err);
+        if (k == 0) {
+            CHECK(rc == 0 && y[5] == 12.0f, "before the fault: rc %d, %g (%s)", rc, y[5], err.msg);
+        } else {
+            CHECK(rc == -1 && strstr(err.msg, "was lost") && strstr(err.msg, "VK_ERROR_DEVICE_LOST"),
+                  "submission %d after the fault: rc %d '%s'", k, rc, err.msg);
+            int nz = 0;
+            for (int i = 0; i < 256; i++) nz += y[i] != 0.0f;
+            CHECK(nz == 0, "a download from a lost device gives zeros (%d values are not)", nz);
+        }
+    }
+    fitlm_btensor b;
+    err.msg[0] = 0;
+    CHECK(be->alloc(be, FITLM_TYPE_F32, 64, 4, &b, &err) == -1 && strstr(err.msg, "was lost"),
+          "alloc on a lost device: %s", err.msg);
+    be->release(be, &a);
+    be->free(be);
+    /* a malformed hook is an error, not ignored */
+    static const char *bad[] = {"device_lost_after:", "device_lost_after:-1", "device_lost_after:3x", "lost"};
+    for (int i = 0; i < 4; i++) {
+        setenv("FITLM_VK_FAULT", bad[i], 1);
+        err.msg[0] = 0;
+        fitlm_backend *nb = fitlm_backend_new("vulkan", 1, &err);
+        CHECK(nb == NULL && strstr(err.msg, "FITLM_VK_FAULT"), "FITLM_VK_FAULT=%s: %s", bad[i], err.msg);
+        if (nb) nb->free(nb);
+    }
+    unsetenv("FITLM_VK_FAULT");
+}
+
 int main(void) {
     fitlm_error err = {{0}};
     vk = fitlm_backend_new("vulkan", 1, &err);
@@ -599,6 +648,7 @@ int main(void) {
         test_attention(kv_types[i], 64, 37);
     }
     test_errors();
+    test_device_lost();
     vk->free(vk);
     cpu->free(cpu);
     return check_report();

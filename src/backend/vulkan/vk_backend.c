@@ -81,6 +81,11 @@ typedef struct vk_state {
     int rope_hd;
     uint64_t rope_off;
     bool rope_valid;
+    /* a lost device (VK_ERROR_DEVICE_LOST): every later submission fails */
+    bool lost;
+    uint64_t n_submits;   /* submissions so far */
+    uint64_t fault_after; /* test hook FITLM_VK_FAULT=device_lost_after:N: the device is "lost" at
+                           * submission N + 1 (UINT64_MAX: never) */
     /* the first error since the last sync */
     bool failed;
     fitlm_error err;
@@ -308,9 +313,17 @@ static vk_alloc *dec_addr(vk_state *s, const void *p, uint64_t *off) {
     return &s->allocs[id - 1];
 }
 
+static void set_lost(vk_state *s);
+
 /* Reserves `bytes` of device memory; returns the encoded address (given back
  * with dev_free, by vk_release) or NULL with err. */
 static void *dev_alloc(vk_state *s, uint64_t bytes, fitlm_error *err) {
+    if (s->lost) {
+        set_lost(s);
+        *err = s->err;
+        s->failed = false;
+        return NULL;
+    }
     bytes = (bytes + ALIGN - 1) / ALIGN * ALIGN;
     if (bytes == 0) bytes = ALIGN;
     bool own = bytes > CHUNK_BYTES / 4;
@@ -379,7 +392,17 @@ static void dev_free(vk_state *s, void *p) {
 
 static void flush(vk_state *s);
 
+static void set_lost(vk_state *s) {
+    s->lost = true;
+    vk_seterr(s,
+              "Vulkan: the device %s was lost (VK_ERROR_DEVICE_LOST: a GPU fault, a driver reset or a "
+              "submission that ran too long); its memory and the work queued on it are gone, so this run "
+              "cannot continue (run again, or with --device cpu)",
+              s->props.deviceName);
+}
+
 static bool begin(vk_state *s) {
+    if (s->lost) set_lost(s);
     if (s->failed) return false;
     if (s->recording) return true;
     VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
@@ -410,6 +433,7 @@ static void flush(vk_state *s) {
     if (s->recording) {
         s->recording = false;
         VkResult r = vkEndCommandBuffer(s->cmd);
+        if (r == VK_SUCCESS && (s->lost || s->n_submits++ >= s->fault_after)) r = VK_ERROR_DEVICE_LOST;
         if (r == VK_SUCCESS) {
             VkSubmitInfo si = {
                 .sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = 1, .pCommandBuffers = &s->cmd};
@@ -419,8 +443,10 @@ static void flush(vk_state *s) {
                 vkResetFences(s->dev, 1, &s->fence);
             }
         }
-        if (r != VK_SUCCESS) vk_seterr(s, "Vulkan: running the queued work failed on %s (%s)", s->props.deviceName,
-                                       vk_result_str(r));
+        if (r == VK_ERROR_DEVICE_LOST)
+            set_lost(s);
+        else if (r != VK_SUCCESS)
+            vk_seterr(s, "Vulkan: running the queued work failed on %s (%s)", s->props.deviceName, vk_result_str(r));
         vkResetCommandPool(s->dev, s->cpool, 0);
         vkResetDescriptorPool(s->dev, s->dpool, 0);
     }
@@ -1302,6 +1328,21 @@ static int init_device(vk_state *s, int index, fitlm_error *err) {
         }
     s->has_budget = has_dev_ext(s->phys, VK_EXT_MEMORY_BUDGET_EXTENSION_NAME);
     s->mem_limit = UINT64_MAX;
+    /* test hook: FITLM_VK_FAULT=device_lost_after:N plays a device lost at the
+     * (N + 1)-th submission, so the tests can exercise that path on lavapipe */
+    s->fault_after = UINT64_MAX;
+    const char *fault = getenv("FITLM_VK_FAULT");
+    if (fault && *fault) {
+        char *end;
+        const char *pre = "device_lost_after:";
+        if (strncmp(fault, pre, strlen(pre)))
+            return fitlm_fail(err, "FITLM_VK_FAULT: '%s' is not device_lost_after:N", fault);
+        const char *num = fault + strlen(pre);
+        unsigned long long v = strtoull(num, &end, 10);
+        if (!*num || *end || *num == '-' || v > 1000000000ull)
+            return fitlm_fail(err, "FITLM_VK_FAULT: '%s' is not device_lost_after:N", fault);
+        s->fault_after = v;
+    }
     const char *lim = getenv("FITLM_VULKAN_MEM_LIMIT");
     if (lim && *lim) {
         if (fitlm_parse_size(lim, &s->mem_limit, err))
