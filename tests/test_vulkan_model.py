@@ -26,6 +26,7 @@
 Skips (77) when the build has no Vulkan backend or there is no Vulkan device,
 unless FITLM_REQUIRE_VULKAN is set (CI), where that is a failure.
 """
+import http.client
 import os
 import re
 import sys
@@ -329,5 +330,31 @@ for n_ok in (0, 3, 40):
               "output before the loss %r is not the start of %r" % (q.stdout, q0.stdout))
         if n_ok == 40:
             check(len(q.stdout.split()) > 0, "decode ran before the loss at submission 41: %r" % q.stdout)
+
+# `fitlm serve` on a device lost during a request (after the weights: 36
+# matrix uploads): the request fails (an error status or a closed connection),
+# the server logs `fitlm: error:` with the cause, every later request fails too
+# (the loss is sticky: no garbage from a dead device), and it still shuts down
+# cleanly on SIGTERM
+import servekit as sk  # noqa: E402
+
+
+def serve_fails(srv):
+    try:
+        st, _, _ = srv.post("/v1/completions", {"prompt": [1, 403, 2], "max_tokens": 40}, timeout=60)
+        return st >= 500
+    except (OSError, http.client.HTTPException):
+        return True
+
+
+srv = sk.Server(FITLM, MODEL, "--device", "vulkan", "-c", "256", env={"FITLM_VK_FAULT": "device_lost_after:45"})
+n_req = 1
+while not serve_fails(srv) and n_req < 20:  # stories260K may stop early at its end token
+    n_req += 1
+again = serve_fails(srv)
+rc, log = srv.stop()
+check(n_req < 20 and again and rc == 0 and "fitlm: error: Vulkan: the device" in log and "was lost" in log and
+      "Sanitizer" not in log,
+      "serve on a lost device: failed at request %d, the next failed %s, exit %s: %r" % (n_req, again, rc, log[-1500:]))
 
 sys.exit(te.report())
