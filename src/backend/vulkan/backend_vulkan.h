@@ -36,7 +36,7 @@ int fitlm_vulkan_list_devices(FILE *out, fitlm_error *err);
 void fitlm_backend_vulkan_memory(const fitlm_backend *be, uint64_t *heap_bytes, uint64_t *held_bytes);
 
 /* The device memory this backend can still allocate: with VK_EXT_memory_budget
- * the heap's budget minus its usage, else 90% of the largest device-local heap
+ * 95% of the heap's budget minus its usage, else 90% of the largest device-local heap
  * (the driver and other processes keep some); at most FITLM_VULKAN_MEM_LIMIT
  * minus what the backend holds. how (how_size bytes) gets where the figure
  * comes from, for --fit's message. */
