@@ -35,10 +35,13 @@ layout(push_constant) uniform PC {
 #define BM 32u
 #define BN 32u
 #define BK 128u
-// k-major: Ws[k * BM + row], Xs[k * BN + token] (consecutive invocations read
-// consecutive words); Ws holds the 4 x 32 x 32 group sums at the end.
+// k-major: Ws[k * BM + row], Xs[k * BN + (token ^ (k & 31))] (consecutive
+// invocations read consecutive words; the XOR swizzle spreads the stores of
+// one token's consecutive k over the banks); Ws holds the 4 x 32 x 32 group
+// sums at the end.
 shared float Ws[BK * BM];
 shared float Xs[BK * BN];
+#define XS(c, tok) Xs[(c) * BN + ((tok) ^ ((c) & 31u))]
 void main() {
     uint tid = gl_LocalInvocationID.x;
     uint g = tid >> 6, p = tid & 63u, pr = p >> 3, pt = p & 7u;
@@ -68,7 +71,7 @@ void main() {
             [[unroll]] for (uint i = 0u; i < 32u; i++) {
                 uint idx = i * 128u + q, tok = idx >> 7, c = idx & 127u;
                 uint gc = BK * k + c, t = t0 + tok;
-                Xs[c * BN + tok] = (t < pc.n_tok && gc < pc.K) ? X[pc.x_off + t * pc.K + gc] : 0.0;
+                XS(c, tok) = (t < pc.n_tok && gc < pc.K) ? X[pc.x_off + t * pc.K + gc] : 0.0;
             }
         }
         barrier();
@@ -79,7 +82,7 @@ void main() {
             float wv[4], xv[4];
             [[unroll]] for (uint i = 0u; i < 4u; i++) {
                 wv[i] = Ws[c * BM + pr + 8u * i];
-                xv[i] = Xs[c * BN + pt + 8u * i];
+                xv[i] = XS(c, pt + 8u * i);
             }
             [[unroll]] for (uint i = 0u; i < 4u; i++)
                 [[unroll]] for (uint e = 0u; e < 4u; e++) s[4u * i + e] = fma(wv[i], xv[e], s[4u * i + e]);
