@@ -3,8 +3,10 @@
  * random data: every weight type, the F32/F16/Q8_0 KV caches, attention with
  * GQA, paged block tables, several sequences, a sliding window and contexts
  * longer than one 64-position chunk; results independent of how many tokens
- * share a call; device errors (no such device, out of device memory) as
- * errors, not crashes.
+ * share a call; the tiled (prefill) matmul bit-identical to the matrix-vector
+ * one, on shapes off its tile and on matrices split by the storage binding
+ * range (FITLM_VULKAN_MAX_RANGE); device errors (no such device, out of device
+ * memory, a lost device played by FITLM_VK_FAULT) as errors, not crashes.
  *
  * Tolerances (|vulkan - reference| <= tol * scale, scale said per check):
  *  - matmul vs the dequantized weights in double: 1e-6 * sum_c |w||x| — the
