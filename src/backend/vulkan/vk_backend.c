@@ -505,7 +505,9 @@ static bool bind_tensor(vk_state *s, const fitlm_btensor *t, VkDescriptorBufferI
 static void bind_args(vk_state *s, VkDescriptorBufferInfo *bi) {
     bi->buffer = s->args_buf;
     bi->offset = 0;
-    bi->range = ARGS_BYTES < s->max_range ? ARGS_BYTES : s->max_range;
+    /* the device's own limit: FITLM_VULKAN_MAX_RANGE plays a smaller one for tensors only */
+    uint64_t dev_range = s->props.limits.maxStorageBufferRange;
+    bi->range = ARGS_BYTES < dev_range ? ARGS_BYTES : dev_range;
 }
 
 static VkPipeline get_pipe(vk_state *s, const char *name) {
