@@ -20,12 +20,14 @@
 #   3. bench/make_model.py writes a random F16 model of $PRESET's shape (default
 #      tinyllama: TinyLlama 1.1B), `fitlm quantize` makes the $TYPES of it;
 #   4. `fitlm bench --device $DEVICE -p $PP -n $TG -r $REPS` on each (pp/tg
-#      tokens/s, weight GB/s, the device memory table), and the same with
+#      tokens/s, weight GB/s, the device memory table); the prefill again with
+#      the matrix-vector shader instead of the tiled one (FITLM_VULKAN_TILED_MIN=0,
+#      the figure the tiled shader is to beat) unless MATVEC=0; and the same with
 #      --device cpu for comparison unless CPU=0.
 #
 # Environment: FITLM (default build/fitlm), BUILD (build), BENCH_DIR
 # (/tmp/fitlm-gpu-bench), LOG ($BENCH_DIR/gpu.log), PRESET, TYPES ("F16 Q8_0
-# Q4_0 Q4_K_M"), DEVICE (vulkan), PP (512), TG (128), REPS (3), CPU (1),
+# Q4_0 Q4_K_M"), DEVICE (vulkan), PP (512), TG (128), REPS (3), CPU (1), MATVEC (1),
 # SHARED (../shared: the stories260K reference data).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -40,6 +42,7 @@ PP=${PP:-512}
 TG=${TG:-128}
 REPS=${REPS:-3}
 CPU=${CPU:-1}
+MATVEC=${MATVEC:-1}
 SHARED=${SHARED:-$(cd .. && pwd)/shared}
 mkdir -p "$BENCH_DIR" "$BUILD/test-tmp"
 : > "$LOG"
@@ -75,6 +78,11 @@ for t in $TYPES; do
   [ -f "$m" ] || run "$FITLM" quantize "$F16" "$m" "$t"
   step "bench $t --device $DEVICE"
   run "$FITLM" bench -m "$m" --device "$DEVICE" -p "$PP" -n "$TG" -r "$REPS"
+  if [ "$MATVEC" = 1 ]; then
+    step "bench $t --device $DEVICE, prefill by the matrix-vector shader (FITLM_VULKAN_TILED_MIN=0)"
+    FITLM_VULKAN_TILED_MIN=0 run "$FITLM" bench -m "$m" --device "$DEVICE" -p "$PP" -n 0 -r "$REPS" --membw-mib 0 \
+      --no-plan-check
+  fi
   if [ "$CPU" = 1 ]; then
     step "bench $t --device cpu"
     run "$FITLM" bench -m "$m" --device cpu -p "$PP" -n "$TG" -r "$REPS"

@@ -3,8 +3,10 @@
  * random data: every weight type, the F32/F16/Q8_0 KV caches, attention with
  * GQA, paged block tables, several sequences, a sliding window and contexts
  * longer than one 64-position chunk; results independent of how many tokens
- * share a call; device errors (no such device, out of device memory) as
- * errors, not crashes.
+ * share a call; the tiled (prefill) matmul bit-identical to the matrix-vector
+ * one, on shapes off its tile and on matrices split by the storage binding
+ * range (FITLM_VULKAN_MAX_RANGE); device errors (no such device, out of device
+ * memory, a lost device played by FITLM_VK_FAULT) as errors, not crashes.
  *
  * Tolerances (|vulkan - reference| <= tol * scale, scale said per check):
  *  - matmul vs the dequantized weights in double: 1e-6 * sum_c |w||x| — the
@@ -36,6 +38,9 @@
 #include "format/ggml_type.h"
 #include "quant/quant.h"
 #include "util/fp16.h"
+#ifdef FITLM_HAVE_VULKAN
+#include "backend/vulkan/backend_vulkan.h"
+#endif
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 static float frand(void) { /* uniform in [-1, 1) */
@@ -192,6 +197,126 @@ static void test_matmul_embed(int type, int64_t rows, int64_t cols) {
     free(ev);
     free(ec);
 }
+
+#ifdef FITLM_HAVE_VULKAN
+/* The tiled (prefill) matmul: nt >= 16 tokens on backend `be` (whose tiled
+ * shader must run: checked by its dispatch counter) against the dequantized
+ * weights in double (1e-6 of sum|w||x|, as the matrix-vector shader: the same
+ * F32 products, only the summation order differs from the reference), and
+ * bit-identical to the matrix-vector shader for each token: run in calls of
+ * 1..7 tokens (below the tiled threshold), so a decode token gets the same
+ * result alone as inside a prefill batch. Shapes that are not multiples of
+ * the 32 x 32 tile nor of the 128-element step are included. If `same` is
+ * given, the results must also equal it bit for bit (another backend). */
+static float *check_tiled(fitlm_backend *be, int type, int64_t rows, int64_t cols, int64_t nt, const float *same) {
+    const char *tn = fitlm_type_name(type);
+    float *deq = malloc((size_t)(rows * cols) * sizeof *deq);
+    uint64_t nbytes;
+    uint64_t seed = rng;
+    uint8_t *w = make_weights(type, rows, cols, deq, &nbytes);
+    float *x = malloc((size_t)(cols * nt) * sizeof *x);
+    for (int64_t i = 0; i < cols * nt; i++) x[i] = 2.0f * frand();
+    x[3] = 0.0f; /* exact zeros and tiny values among the activations */
+    x[cols + 1] = 1e-30f;
+    fitlm_tensor t = weight_tensor(type, rows, cols, w, nbytes);
+    fitlm_error err;
+    fitlm_btensor Wv, Xv, Yv, Y1v;
+    CHECK(be->prepare_weight(be, &t, &Wv, &err) == 0, "vk prepare %s: %s", tn, err.msg);
+    CHECK(be->alloc(be, FITLM_TYPE_F32, cols, nt, &Xv, &err) == 0, "alloc: %s", err.msg);
+    CHECK(be->alloc(be, FITLM_TYPE_F32, rows, nt, &Yv, &err) == 0, "alloc: %s", err.msg);
+    CHECK(be->alloc(be, FITLM_TYPE_F32, rows, nt, &Y1v, &err) == 0, "alloc: %s", err.msg);
+    be->upload(be, &Xv, 0, nt, x);
+    be->clear(be, &Yv);
+    be->clear(be, &Y1v);
+    uint64_t before = fitlm_backend_vulkan_tiled_dispatches(be);
+    be->matmul(be, &Wv, &Xv, nt, &Yv);
+    CHECK(fitlm_backend_vulkan_tiled_dispatches(be) > before, "matmul %s of %lld tokens did not use the tiled shader",
+          tn, (long long)nt);
+    float *yv = malloc((size_t)(rows * nt) * sizeof *yv), *y1 = malloc((size_t)(rows * nt) * sizeof *y1);
+    get(be, &Yv, nt, yv);
+    double worst = 0;
+    for (int64_t t0 = 0; t0 < nt; t0++)
+        for (int64_t r = 0; r < rows; r++) {
+            double ref = 0, scale = 1e-30;
+            for (int64_t c = 0; c < cols; c++) {
+                ref += (double)deq[r * cols + c] * x[t0 * cols + c];
+                scale += fabs((double)deq[r * cols + c] * x[t0 * cols + c]);
+            }
+            worst = fmax(worst, fabs(yv[t0 * rows + r] - ref) / scale);
+        }
+    CHECK(worst <= 1e-6, "tiled matmul %s %lldx%lld, %lld tokens vs dequantized reference: %g", tn, (long long)rows,
+          (long long)cols, (long long)nt, worst);
+    /* the matrix-vector shader, in calls of 1, 2, ..., 7 tokens */
+    before = fitlm_backend_vulkan_tiled_dispatches(be);
+    for (int64_t t0 = 0, k = 1; t0 < nt; t0 += k, k = k % 7 + 1) {
+        int64_t n = nt - t0 < k ? nt - t0 : k;
+        fitlm_btensor xs = fitlm_btensor_rows(&Xv, t0, n), ys = fitlm_btensor_rows(&Y1v, t0, n);
+        be->matmul(be, &Wv, &xs, n, &ys);
+    }
+    get(be, &Y1v, nt, y1);
+    CHECK(fitlm_backend_vulkan_tiled_dispatches(be) == before, "calls of < 8 tokens used the tiled shader");
+    int64_t diff = 0;
+    for (int64_t i = 0; i < rows * nt; i++) diff += memcmp(&yv[i], &y1[i], sizeof *yv) != 0;
+    CHECK(diff == 0, "tiled matmul %s %lldx%lld: %lld of %lld values differ from the matrix-vector shader's", tn,
+          (long long)rows, (long long)cols, (long long)diff, (long long)(rows * nt));
+    if (same) CHECK(!memcmp(same, yv, (size_t)(rows * nt) * sizeof *yv), "tiled matmul %s: differs between backends", tn);
+    printf("tiled matmul %-5s %3lldx%-4lld %3lld tokens: vs dequantized %.2g, bit-identical to the mat-vec shader\n",
+           tn, (long long)rows, (long long)cols, (long long)nt, worst);
+    fitlm_btensor *rel[] = {&Wv, &Xv, &Yv, &Y1v};
+    for (int i = 0; i < 4; i++) be->release(be, rel[i]);
+    free(deq);
+    free(w);
+    free(x);
+    free(y1);
+    (void)seed;
+    return yv; /* caller frees */
+}
+
+/* Matrices larger than one storage binding (FITLM_VULKAN_MAX_RANGE plays a
+ * 64 KiB limit): matmul bound in row ranges, by both shaders, gives the same
+ * bits as on the unsplit backend; embed reads rows exactly. */
+static void test_split_range(void) {
+    setenv("FITLM_VULKAN_MAX_RANGE", "64K", 1);
+    fitlm_error err = {{0}};
+    fitlm_backend *sp = fitlm_backend_new("vulkan", 1, &err);
+    unsetenv("FITLM_VULKAN_MAX_RANGE");
+    CHECK(sp != NULL, "vulkan with FITLM_VULKAN_MAX_RANGE=64K: %s", err.msg);
+    if (!sp) return;
+    static const int types[] = {FITLM_TYPE_Q8_0, FITLM_TYPE_Q4_K, FITLM_TYPE_F16};
+    static const int64_t cols_of[] = {256, 512, 96};
+    for (int i = 0; i < 3; i++) {
+        /* 600 rows: 163 KiB, 169 KiB, 113 KiB, bound in 2-3 ranges */
+        uint64_t seed = rng;
+        float *a = check_tiled(sp, types[i], 600, cols_of[i], 20, NULL);
+        rng = seed; /* the same weights and activations on the unsplit backend */
+        float *b = check_tiled(vk, types[i], 600, cols_of[i], 20, a);
+        free(a);
+        free(b);
+        /* embed through row-by-row bindings */
+        float *deq = malloc((size_t)(600 * cols_of[i]) * sizeof *deq);
+        uint64_t nbytes;
+        uint8_t *w = make_weights(types[i], 600, cols_of[i], deq, &nbytes);
+        fitlm_tensor t = weight_tensor(types[i], 600, cols_of[i], w, nbytes);
+        fitlm_btensor Wv, Ev;
+        CHECK(sp->prepare_weight(sp, &t, &Wv, &err) == 0, "prepare: %s", err.msg);
+        CHECK(sp->alloc(sp, FITLM_TYPE_F32, cols_of[i], 3, &Ev, &err) == 0, "alloc: %s", err.msg);
+        int32_t ids[3] = {599, 0, 301};
+        sp->embed(sp, &Wv, ids, 3, &Ev);
+        float *ev = malloc((size_t)(3 * cols_of[i]) * sizeof *ev);
+        get(sp, &Ev, 3, ev);
+        int bad = 0;
+        for (int k = 0; k < 3; k++)
+            for (int64_t c = 0; c < cols_of[i]; c++) bad += ev[k * cols_of[i] + c] != deq[ids[k] * cols_of[i] + c];
+        CHECK(bad == 0, "embed %s split by the binding range: %d values differ", fitlm_type_name(types[i]), bad);
+        sp->release(sp, &Wv);
+        sp->release(sp, &Ev);
+        free(deq);
+        free(w);
+        free(ev);
+    }
+    sp->free(sp);
+}
+#endif
 
 static double max_abs(const float *a, int64_t n) {
     double m = 0;
@@ -432,6 +557,55 @@ static void test_errors(void) {
     CHECK(vk->sync(vk, &err) == 0, "the backend still works after a failed allocation: %s", err.msg);
 }
 
+/* A lost device (played by the FITLM_VK_FAULT test hook): the submission that
+ * meets it and every later one fail with the message, allocations too, the
+ * downloaded values are zeros rather than garbage, and freeing works. */
+static void test_device_lost(void) {
+    setenv("FITLM_VK_FAULT", "device_lost_after:1", 1);
+    fitlm_error err = {{0}};
+    fitlm_backend *be = fitlm_backend_new("vulkan", 1, &err);
+    unsetenv("FITLM_VK_FAULT");
+    CHECK(be != NULL, "vulkan with FITLM_VK_FAULT: %s", err.msg);
+    if (!be) return;
+    fitlm_btensor a;
+    CHECK(be->alloc(be, FITLM_TYPE_F32, 64, 4, &a, &err) == 0, "alloc: %s", err.msg);
+    float x[256], y[256];
+    for (int i = 0; i < 256; i++) x[i] = (float)i + 1;
+    for (int k = 0; k < 4; k++) {
+        memset(y, 0x55, sizeof y);
+        be->upload(be, &a, 0, 4, x);
+        be->add(be, &a, &a, 4);
+        be->download(be, &a, 0, 4, y); /* one submission each (upload, add and download) */
+        err.msg[0] = 0;
+        int rc = be->sync(be, &err);
+        if (k == 0) {
+            CHECK(rc == 0 && y[5] == 12.0f, "before the fault: rc %d, %g (%s)", rc, y[5], err.msg);
+        } else {
+            CHECK(rc == -1 && strstr(err.msg, "was lost") && strstr(err.msg, "VK_ERROR_DEVICE_LOST"),
+                  "submission %d after the fault: rc %d '%s'", k, rc, err.msg);
+            int nz = 0;
+            for (int i = 0; i < 256; i++) nz += y[i] != 0.0f;
+            CHECK(nz == 0, "a download from a lost device gives zeros (%d values are not)", nz);
+        }
+    }
+    fitlm_btensor b;
+    err.msg[0] = 0;
+    CHECK(be->alloc(be, FITLM_TYPE_F32, 64, 4, &b, &err) == -1 && strstr(err.msg, "was lost"),
+          "alloc on a lost device: %s", err.msg);
+    be->release(be, &a);
+    be->free(be);
+    /* a malformed hook is an error, not ignored */
+    static const char *bad[] = {"device_lost_after:", "device_lost_after:-1", "device_lost_after:3x", "lost"};
+    for (int i = 0; i < 4; i++) {
+        setenv("FITLM_VK_FAULT", bad[i], 1);
+        err.msg[0] = 0;
+        fitlm_backend *nb = fitlm_backend_new("vulkan", 1, &err);
+        CHECK(nb == NULL && strstr(err.msg, "FITLM_VK_FAULT"), "FITLM_VK_FAULT=%s: %s", bad[i], err.msg);
+        if (nb) nb->free(nb);
+    }
+    unsetenv("FITLM_VK_FAULT");
+}
+
 int main(void) {
     fitlm_error err = {{0}};
     vk = fitlm_backend_new("vulkan", 1, &err);
@@ -457,6 +631,17 @@ int main(void) {
     }
     test_matmul_embed(FITLM_TYPE_F32, 9, 67);
     test_matmul_embed(FITLM_TYPE_F16, 9, 67);
+#ifdef FITLM_HAVE_VULKAN
+    /* the tiled prefill matmul: every type, shapes off the 32 x 32 tile */
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+        free(check_tiled(vk, types[i], 70, 256, 45, NULL));
+        free(check_tiled(vk, types[i], 33, 512, 16, NULL));
+    }
+    free(check_tiled(vk, FITLM_TYPE_F32, 37, 67, 40, NULL));
+    free(check_tiled(vk, FITLM_TYPE_F16, 9, 1000, 100, NULL));
+    free(check_tiled(vk, FITLM_TYPE_BF16, 130, 33, 64, NULL));
+    test_split_range();
+#endif
     test_elementwise();
     static const int kv_types[] = {FITLM_TYPE_F32, FITLM_TYPE_F16, FITLM_TYPE_Q8_0};
     for (int i = 0; i < 3; i++) {
@@ -465,6 +650,7 @@ int main(void) {
         test_attention(kv_types[i], 64, 37);
     }
     test_errors();
+    test_device_lost();
     vk->free(vk);
     cpu->free(cpu);
     return check_report();

@@ -35,7 +35,21 @@ int fitlm_vulkan_list_devices(FILE *out, fitlm_error *err);
  * size, and the bytes this backend holds in device allocations now. */
 void fitlm_backend_vulkan_memory(const fitlm_backend *be, uint64_t *heap_bytes, uint64_t *held_bytes);
 
+/* The device memory this backend can still allocate: with VK_EXT_memory_budget
+ * 95% of the heap's budget minus its usage, else 90% of the largest device-local heap
+ * (the driver and other processes keep some); at most FITLM_VULKAN_MEM_LIMIT
+ * minus what the backend holds. how (how_size bytes) gets where the figure
+ * comes from, for --fit's message. */
+uint64_t fitlm_backend_vulkan_free_memory(const fitlm_backend *be, char *how, size_t how_size);
+
+/* The unit device allocations are rounded up to (bytes). */
+uint64_t fitlm_backend_vulkan_alloc_align(void);
+
 /* The device's name (valid while be lives). */
 const char *fitlm_backend_vulkan_device_name(const fitlm_backend *be);
+
+/* Dispatches of the tiled (prefill) matmul shader recorded so far: lets the
+ * tests check which shader ran (the results are bit-identical by design). */
+uint64_t fitlm_backend_vulkan_tiled_dispatches(const fitlm_backend *be);
 
 #endif

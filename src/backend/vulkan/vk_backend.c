@@ -48,8 +48,12 @@ typedef struct vk_state {
     uint32_t dev_mem_type, host_mem_type;
     uint64_t max_range, align_off, heap_bytes, held_bytes, max_alloc;
     uint64_t mem_limit; /* $FITLM_VULKAN_MEM_LIMIT: device memory this backend may hold (tests) */
+    bool has_budget;    /* VK_EXT_memory_budget */
+    uint32_t heap_index; /* the largest device-local heap */
     uint32_t subgroup;  /* subgroup size */
     bool use_sg;        /* matmul reductions by subgroup shuffles (else shared memory) */
+    uint32_t tiled_min; /* matmuls of this many tokens or more use matmul_tiled (0: never) */
+    uint64_t n_tiled;   /* tiled matmul dispatches recorded (tests) */
     /* allocations (index + 1 is the id in a tensor address) */
     vk_alloc *allocs;
     uint32_t n_allocs, cap_allocs;
@@ -77,6 +81,11 @@ typedef struct vk_state {
     int rope_hd;
     uint64_t rope_off;
     bool rope_valid;
+    /* a lost device (VK_ERROR_DEVICE_LOST): every later submission fails */
+    bool lost;
+    uint64_t n_submits;   /* submissions so far */
+    uint64_t fault_after; /* test hook FITLM_VK_FAULT=device_lost_after:N: the device is "lost" at
+                           * submission N + 1 (UINT64_MAX: never) */
     /* the first error since the last sync */
     bool failed;
     fitlm_error err;
@@ -304,9 +313,17 @@ static vk_alloc *dec_addr(vk_state *s, const void *p, uint64_t *off) {
     return &s->allocs[id - 1];
 }
 
+static void set_lost(vk_state *s);
+
 /* Reserves `bytes` of device memory; returns the encoded address (given back
  * with dev_free, by vk_release) or NULL with err. */
 static void *dev_alloc(vk_state *s, uint64_t bytes, fitlm_error *err) {
+    if (s->lost) {
+        set_lost(s);
+        *err = s->err;
+        s->failed = false;
+        return NULL;
+    }
     bytes = (bytes + ALIGN - 1) / ALIGN * ALIGN;
     if (bytes == 0) bytes = ALIGN;
     bool own = bytes > CHUNK_BYTES / 4;
@@ -375,7 +392,17 @@ static void dev_free(vk_state *s, void *p) {
 
 static void flush(vk_state *s);
 
+static void set_lost(vk_state *s) {
+    s->lost = true;
+    vk_seterr(s,
+              "Vulkan: the device %s was lost (VK_ERROR_DEVICE_LOST: a GPU fault, a driver reset or a "
+              "submission that ran too long); its memory and the work queued on it are gone, so this run "
+              "cannot continue (run again, or with --device cpu)",
+              s->props.deviceName);
+}
+
 static bool begin(vk_state *s) {
+    if (s->lost) set_lost(s);
     if (s->failed) return false;
     if (s->recording) return true;
     VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
@@ -406,6 +433,7 @@ static void flush(vk_state *s) {
     if (s->recording) {
         s->recording = false;
         VkResult r = vkEndCommandBuffer(s->cmd);
+        if (r == VK_SUCCESS && (s->lost || s->n_submits++ >= s->fault_after)) r = VK_ERROR_DEVICE_LOST;
         if (r == VK_SUCCESS) {
             VkSubmitInfo si = {
                 .sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = 1, .pCommandBuffers = &s->cmd};
@@ -415,8 +443,10 @@ static void flush(vk_state *s) {
                 vkResetFences(s->dev, 1, &s->fence);
             }
         }
-        if (r != VK_SUCCESS) vk_seterr(s, "Vulkan: running the queued work failed on %s (%s)", s->props.deviceName,
-                                       vk_result_str(r));
+        if (r == VK_ERROR_DEVICE_LOST)
+            set_lost(s);
+        else if (r != VK_SUCCESS)
+            vk_seterr(s, "Vulkan: running the queued work failed on %s (%s)", s->props.deviceName, vk_result_str(r));
         vkResetCommandPool(s->dev, s->cpool, 0);
         vkResetDescriptorPool(s->dev, s->dpool, 0);
     }
@@ -475,7 +505,9 @@ static bool bind_tensor(vk_state *s, const fitlm_btensor *t, VkDescriptorBufferI
 static void bind_args(vk_state *s, VkDescriptorBufferInfo *bi) {
     bi->buffer = s->args_buf;
     bi->offset = 0;
-    bi->range = ARGS_BYTES < s->max_range ? ARGS_BYTES : s->max_range;
+    /* the device's own limit: FITLM_VULKAN_MAX_RANGE plays a smaller one for tensors only */
+    uint64_t dev_range = s->props.limits.maxStorageBufferRange;
+    bi->range = ARGS_BYTES < dev_range ? ARGS_BYTES : dev_range;
 }
 
 static VkPipeline get_pipe(vk_state *s, const char *name) {
@@ -797,8 +829,12 @@ static void vk_matmul(fitlm_backend *be, const fitlm_btensor *W, const fitlm_bte
         vk_seterr(s, "Vulkan backend: matmul of type %s", fitlm_type_name(W->type));
         return;
     }
+    /* many tokens (prefill): the tiled shader, bit-identical to the
+     * matrix-vector one (see matmul_tiled.comp), so the choice never changes a result */
+    bool tiled = s->tiled_min && n_tokens >= (int64_t)s->tiled_min;
+    int64_t tn = tiled ? 32 : 8; /* tokens per workgroup */
     char name[32];
-    snprintf(name, sizeof name, s->use_sg ? "matmul_sg_%s" : "matmul_%s", suf);
+    snprintf(name, sizeof name, tiled ? "matmul_tiled_%s" : s->use_sg ? "matmul_sg_%s" : "matmul_%s", suf);
     uint64_t rb = row_bytes_of(W->type, W->ne0);
     VkDescriptorBufferInfo b[3];
     uint32_t xr, yr;
@@ -815,11 +851,13 @@ static void vk_matmul(fitlm_backend *be, const fitlm_btensor *W, const fitlm_bte
         int64_t nr = W->ne1 - r0 < (int64_t)per ? W->ne1 - r0 : (int64_t)per;
         uint32_t wr;
         if (!bind_of(s, (const uint8_t *)W->data + (uint64_t)r0 * rb, (uint64_t)nr * rb, &b[0], &wr)) return;
-        for (int64_t t0 = 0; t0 < n_tokens; t0 += 8 * (int64_t)MAX_GROUPS) {
-            int64_t nt = n_tokens - t0 < 8 * (int64_t)MAX_GROUPS ? n_tokens - t0 : 8 * (int64_t)MAX_GROUPS;
+        for (int64_t t0 = 0; t0 < n_tokens; t0 += tn * (int64_t)MAX_GROUPS) {
+            int64_t nt = n_tokens - t0 < tn * (int64_t)MAX_GROUPS ? n_tokens - t0 : tn * (int64_t)MAX_GROUPS;
             uint32_t pc[9] = {wr, (uint32_t)rb, (uint32_t)W->ne0, (uint32_t)n_tokens, xr / 4, yr / 4 + (uint32_t)r0,
                               (uint32_t)y->ne0, (uint32_t)t0, (uint32_t)nr};
-            dispatch(s, name, 3, b, pc, sizeof pc, (uint32_t)((nr + 7) / 8), (uint32_t)((nt + 7) / 8));
+            uint32_t gx = tiled ? (uint32_t)((nr + 31) / 32) : (uint32_t)((nr + 7) / 8);
+            dispatch(s, name, 3, b, pc, sizeof pc, gx, (uint32_t)((nt + tn - 1) / tn));
+            s->n_tiled += tiled;
         }
     }
 }
@@ -1260,11 +1298,53 @@ static int init_device(vk_state *s, int index, fitlm_error *err) {
                 (sg.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) &&
                 (sg.supportedOperations & VK_SUBGROUP_FEATURE_SHUFFLE_BIT) && !(nosg && *nosg && strcmp(nosg, "0"));
     s->max_alloc = m3.maxMemoryAllocationSize ? m3.maxMemoryAllocationSize : (1ull << 30);
+    /* test hook: a smaller storage binding than the device's, so that the
+     * tests split small tensors as a large model's are split on a GPU */
+    const char *mr = getenv("FITLM_VULKAN_MAX_RANGE");
+    if (mr && *mr) {
+        uint64_t v = 0;
+        if (fitlm_parse_size(mr, &v, err) || v < 4096 || v % s->align_off)
+            return fitlm_fail(err, "FITLM_VULKAN_MAX_RANGE: '%s' is not a size of at least 4K in whole %llu-byte units",
+                              mr, (unsigned long long)s->align_off);
+        if (v < s->max_range) s->max_range = v;
+    }
+    /* the tiled matmul needs 256 invocations and 32 KiB of shared memory per
+     * workgroup; FITLM_VULKAN_TILED_MIN=N: from N tokens on (default 16; 0: never) */
+    s->tiled_min = 16;
+    const char *tm = getenv("FITLM_VULKAN_TILED_MIN");
+    if (tm && *tm) {
+        char *end;
+        unsigned long v = strtoul(tm, &end, 10);
+        if (*end || v > 1000000)
+            return fitlm_fail(err, "FITLM_VULKAN_TILED_MIN: '%s' is not a number of tokens", tm);
+        s->tiled_min = (uint32_t)v;
+    }
+    if (s->props.limits.maxComputeWorkGroupInvocations < 256 || s->props.limits.maxComputeWorkGroupSize[0] < 256 ||
+        s->props.limits.maxComputeSharedMemorySize < 32768)
+        s->tiled_min = 0;
     for (uint32_t h = 0; h < s->memp.memoryHeapCount; h++)
         if ((s->memp.memoryHeaps[h].flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT) &&
-            s->memp.memoryHeaps[h].size > s->heap_bytes)
+            s->memp.memoryHeaps[h].size > s->heap_bytes) {
             s->heap_bytes = s->memp.memoryHeaps[h].size;
+            s->heap_index = h;
+        }
+    s->has_budget = has_dev_ext(s->phys, VK_EXT_MEMORY_BUDGET_EXTENSION_NAME);
     s->mem_limit = UINT64_MAX;
+    /* test hook: FITLM_VK_FAULT=device_lost_after:N plays a device lost at the
+     * (N + 1)-th submission, so the tests can exercise that path on lavapipe */
+    s->fault_after = UINT64_MAX;
+    const char *fault = getenv("FITLM_VK_FAULT");
+    if (fault && *fault) {
+        char *end;
+        const char *pre = "device_lost_after:";
+        if (strncmp(fault, pre, strlen(pre)))
+            return fitlm_fail(err, "FITLM_VK_FAULT: '%s' is not device_lost_after:N", fault);
+        const char *num = fault + strlen(pre);
+        unsigned long long v = strtoull(num, &end, 10);
+        if (!*num || *end || *num == '-' || v > 1000000000ull)
+            return fitlm_fail(err, "FITLM_VK_FAULT: '%s' is not device_lost_after:N", fault);
+        s->fault_after = v;
+    }
     const char *lim = getenv("FITLM_VULKAN_MEM_LIMIT");
     if (lim && *lim) {
         if (fitlm_parse_size(lim, &s->mem_limit, err))
@@ -1384,4 +1464,42 @@ void fitlm_backend_vulkan_memory(const fitlm_backend *be, uint64_t *heap_bytes, 
 
 const char *fitlm_backend_vulkan_device_name(const fitlm_backend *be) {
     return st(be)->props.deviceName;
+}
+
+uint64_t fitlm_backend_vulkan_tiled_dispatches(const fitlm_backend *be) {
+    return st(be)->n_tiled;
+}
+
+uint64_t fitlm_backend_vulkan_free_memory(const fitlm_backend *be, char *how, size_t how_size) {
+    const vk_state *s = st(be);
+    uint64_t heap = s->memp.memoryHeaps[s->heap_index].size, free_b;
+    if (s->has_budget) {
+        VkPhysicalDeviceMemoryBudgetPropertiesEXT mb = {
+            .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MEMORY_BUDGET_PROPERTIES_EXT};
+        VkPhysicalDeviceMemoryProperties2 mp2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MEMORY_PROPERTIES_2,
+                                                  .pNext = &mb};
+        vkGetPhysicalDeviceMemoryProperties2(s->phys, &mp2);
+        uint64_t budget = mb.heapBudget[s->heap_index], usage = mb.heapUsage[s->heap_index];
+        /* 5% of it kept: the budget is an estimate, and device allocations come in 256 MiB chunks */
+        free_b = budget > usage ? (budget - usage) / 20 * 19 : 0;
+        snprintf(how, how_size,
+                 "VK_EXT_memory_budget: 95%% of budget %.1f MiB - used %.1f MiB, of the %.1f MiB heap",
+                 (double)budget / 1048576.0, (double)usage / 1048576.0, (double)heap / 1048576.0);
+    } else {
+        free_b = heap / 10 * 9;
+        snprintf(how, how_size, "no VK_EXT_memory_budget: 90%% of the %.1f MiB heap", (double)heap / 1048576.0);
+    }
+    if (s->mem_limit != UINT64_MAX) {
+        uint64_t left = s->mem_limit > s->held_bytes ? s->mem_limit - s->held_bytes : 0;
+        if (left < free_b) {
+            free_b = left;
+            snprintf(how, how_size, "FITLM_VULKAN_MEM_LIMIT %.1f MiB - %.1f MiB held", (double)s->mem_limit / 1048576.0,
+                     (double)s->held_bytes / 1048576.0);
+        }
+    }
+    return free_b;
+}
+
+uint64_t fitlm_backend_vulkan_alloc_align(void) {
+    return ALIGN;
 }

@@ -7,6 +7,9 @@
 // SG=1: the tree is a butterfly of subgroup shuffles among the row's 8 lanes
 // (devices whose subgroups are multiples of 8 with shuffles; the same order of
 // additions as the shared-memory tree), else shared memory and barriers.
+// The products are summed with explicit fma (not left to the compiler's
+// contraction), so that matmul_tiled.comp, which adds the same terms in the
+// same order, gives bit-identical results.
 #include "common.glsl"
 #if SG
 #extension GL_KHR_shader_subgroup_shuffle : enable
@@ -49,7 +52,7 @@ void main() {
                 uint xb = pc.x_off + (t0 + t) * pc.K + 32u * u;
                 float s = 0.0;
                 [[unroll]] for (uint j = 0u; j < 32u; j++)
-                    if (j < n) s += w[j] * X[xb + j];
+                    if (j < n) s = fma(w[j], X[xb + j], s);
                 acc[t] += s;
             }
         }
