@@ -197,13 +197,27 @@ static void eval_infer(const fitlm_plan_model *m, const fitlm_plan_request *r, c
         return;
     }
     const fitlm_wformat *f = &r->formats[res->format >= 0 && res->format < r->n_formats ? res->format : 0];
+    const fitlm_engine_profile *eng = fitlm_engine_profile_get(r->engine);
+    double per_layer_s = eng->per_layer_s > 0 ? eng->per_layer_s : K.gpu_per_layer_s;
+    double per_step_s = eng->per_step_s > 0 ? eng->per_step_s : K.gpu_per_step_s;
     int T = res->tp, P = res->pp;
     uint32_t L = hp->n_layers;
     double kvb = fitlm_kv_type_bytes(res->kv_type);
     double kv_dev_heads = kv_heads_per_device(hp, T);
     uint64_t window = hp->sliding_window ? hp->sliding_window : r->ctx;
     if (window > r->ctx) window = r->ctx;
-    double tokens = (double)r->batch * (double)round_up(window, r->kv_block);
+    /* KV tokens held: contiguous engines allocate the full context of every
+     * sequence (bounded by a sliding window only where the engine frees what
+     * falls out of it); paged engines hold blocks for the tokens in use
+     * (prompt + output), and at least one request of the full context (vLLM
+     * refuses to start when its KV cannot hold max_model_len tokens) */
+    uint64_t held = eng->window_frees ? window : r->ctx;
+    double tokens = (double)r->batch * (double)round_up(held, r->kv_block);
+    if (eng->kv_paged) {
+        uint64_t in_use = (uint64_t)r->prompt + r->output;
+        if (in_use > held) in_use = held;
+        tokens = fmax((double)r->batch * (double)round_up(in_use, r->kv_block), (double)round_up(held, r->kv_block));
+    }
     double chunk = (double)r->batch * r->prompt;
     if (chunk > r->chunk) chunk = r->chunk;
     double heads_dev = (double)hp->n_heads / T;
@@ -236,12 +250,21 @@ static void eval_infer(const fitlm_plan_model *m, const fitlm_plan_request *r, c
         if (s == P - 1) w += wb->output + wb->other + (hp->tied_embeddings && P > 1 ? wb->embedding : 0);
         double act = hidden + fmax(attn, mlp);
         if (s == P - 1) act = hidden + fmax(fmax(attn, mlp), logits);
+        double ovh = overhead_bytes(g, res->count, act, false);
+        if (eng->vllm_memory) {
+            /* vLLM's start-up profile: the activation peak of a profile run of
+             * max_num_batched_tokens = max(context, 2048) tokens (logits on the
+             * last stage) and its non-torch memory (CUDA context, cuBLAS, NCCL) */
+            uint32_t nbt = r->ctx > 2048 ? r->ctx : 2048;
+            act = fitlm_vllm_activation_peak(hp, nbt, T, s == P - 1);
+            ovh = (T * P > 1) ? FITLM_VLLM_NON_TORCH_TPN : FITLM_VLLM_NON_TORCH_TP1;
+        }
         double *st = res->stage[s < FITLM_PLAN_MAX_STAGES ? s : FITLM_PLAN_MAX_STAGES - 1];
         memset(st, 0, sizeof(double) * FITLM_MEM_COUNT);
         st[FITLM_MEM_WEIGHTS] = w / T;
         st[FITLM_MEM_KV] = 2.0 * (l1 - l0) * kv_dev_heads * hp->head_dim * kvb * tokens;
         st[FITLM_MEM_ACT] = act;
-        st[FITLM_MEM_OVERHEAD] = overhead_bytes(g, res->count, act, false);
+        st[FITLM_MEM_OVERHEAD] = ovh;
         double tot = 0;
         for (int c = 0; c < FITLM_MEM_COUNT; c++) tot += st[c];
         if (tot > worst) {
@@ -267,6 +290,17 @@ static void eval_infer(const fitlm_plan_model *m, const fitlm_plan_request *r, c
     double attn_tok = 4.0 * L * hp->n_heads * hp->head_dim * mean_ctx;
     res->flops_per_token = 2 * p_mm + attn_tok;
     double peak = peak_flops(g, f, false, false);
+    /* the prefill GEMMs of the engine's compute path: FP16 accumulation on the
+     * cards where it runs faster (GeForce), or quantized weights on INT8 tensor
+     * cores at the engine's measured fraction of the INT8 peak */
+    double pf_rate = peak * K.eff_prefill;
+    bool quantized = f->kind == FITLM_W_GGUF || f->kind == FITLM_W_GGUF_MIX ||
+                     (f->kind == FITLM_W_FILE && !strstr(m->file_type_name, "F16") && !strstr(m->file_type_name, "F32"));
+    if (eng->int8_prefill && quantized && g->int8_ops > 0) pf_rate = g->int8_ops * eng->int8_eff;
+    else if (eng->fp16_acc16 && g->fp16_acc16_flops > g->fp16_flops &&
+             ((f->kind == FITLM_W_PLAIN && f->type == FITLM_TYPE_F16) ||
+              (f->kind == FITLM_W_FILE && !strcmp(m->file_type_name, "file:F16"))))
+        pf_rate = g->fp16_acc16_flops * K.eff_prefill; /* BF16 and FP32 accumulate in FP32 */
     double bw_mem = g->mem_bw;
     double link_bw, alpha;
     link_of(g, T, false, &link_bw, &alpha);
@@ -297,17 +331,17 @@ static void eval_infer(const fitlm_plan_model *m, const fitlm_plan_request *r, c
         stage_layers(L, P, s, &l0, &l1);
         double nl = l1 - l0;
         double wst = res->stage[s < FITLM_PLAN_MAX_STAGES ? s : FITLM_PLAN_MAX_STAGES - 1][FITLM_MEM_WEIGHTS];
-        double tc = pf_flops / n_chunks * (nl / L) / T / (peak * K.eff_prefill);
+        double tc = pf_flops / n_chunks * (nl / L) / T / pf_rate;
         double tm = wst / (bw_mem * K.eff_decode_bw);
         double tcomm = T > 1 ? 2.0 * nl * fitlm_allreduce_time(chunk * hp->dim * 2, T, alpha, link_bw) : 0;
         if (P > 1) tcomm += pp_alpha + chunk * hp->dim * 2 / pp_bw;
-        double t = fmax(tc, tm) + tcomm + nl * K.gpu_per_layer_s;
+        double t = fmax(tc, tm) + tcomm + nl * per_layer_s;
         if (t > slot) {
             slot = t;
             pf_compute = tc >= tm;
         }
     }
-    double prefill = (n_chunks + P - 1) * slot + n_chunks * (off_dev / pcie + K.gpu_per_step_s);
+    double prefill = (n_chunks + P - 1) * slot + n_chunks * (off_dev / pcie + per_step_s);
     res->prefill_bound = pf_compute ? "compute" : "memory";
     res->ttft_s = prefill;
     res->prefill_tps = prompt_tokens / prefill * res->dp;
@@ -328,7 +362,7 @@ static void eval_infer(const fitlm_plan_model *m, const fitlm_plan_request *r, c
         double fl = bmb * (2 * p_mm + attn_tok) * (nl / L) / T;
         double tm = bytes / (bw_mem * K.eff_decode_bw), tc = fl / (peak * K.eff_decode_flops);
         double tcomm = T > 1 ? 2.0 * nl * fitlm_allreduce_time(bmb * hp->dim * 2, T, alpha, link_bw) : 0;
-        double t = fmax(tm, tc) + tcomm + nl * K.gpu_per_layer_s;
+        double t = fmax(tm, tc) + tcomm + nl * per_layer_s;
         if (t > t_stage) {
             t_stage = t;
             mem_bound = tm >= tc;
@@ -338,7 +372,7 @@ static void eval_infer(const fitlm_plan_model *m, const fitlm_plan_request *r, c
      * every sequence's next token comes after one trip through the P stages,
      * P stage times, in which each stage is busy m of P slots */
     double step = P * t_stage + (P > 1 ? (P - 1) * (pp_alpha + bmb * hp->dim * 2 / pp_bw) : 0) + off_decode +
-                  K.gpu_per_step_s;
+                  per_step_s;
     res->bubble = P > 1 ? (double)(P - mpp) / P : 0;
     res->decode_bound = mem_bound ? "memory" : "compute";
     res->tpot_s = step;
@@ -555,6 +589,7 @@ void fitlm_plan_evaluate(const fitlm_plan_model *m, const fitlm_plan_request *r,
     const fitlm_gpu *g = &cat->gpus[res->gpu];
     res->valid = true;
     res->why[0] = 0;
+    res->batch = r->batch;
     res->total_bytes = 0;
     memset(res->comp, 0, sizeof res->comp);
     memset(res->dev, 0, sizeof res->dev);

@@ -32,6 +32,8 @@ void fitlm_plan_request_defaults(fitlm_plan_request *r, const fitlm_plan_model *
                       (1u << FITLM_T_ATTN_OUT);
     r->max_gpus = 64;
     r->objective = FITLM_OBJ_COST;
+    r->engine = FITLM_ENGINE_GENERIC;
+    r->max_batch = 256;
     r->margin = 0.05;
     r->top = 8;
 }
@@ -256,25 +258,54 @@ static void note_miss(search_ctx *c, const fitlm_plan_result *x) {
     }
 }
 
-static int eval_push(search_ctx *c, fitlm_plan_result *x, rlist *out) {
-    fitlm_plan_evaluate(c->m, c->r, c->cat, &c->wb[x->format], x);
+/* Evaluates one layout at the request's batch; 1 when it fits and meets the
+ * constraints (x scored), 0 otherwise (a miss noted). */
+static int eval_one(search_ctx *c, const fitlm_plan_request *r, fitlm_plan_result *x) {
+    fitlm_plan_evaluate(c->m, r, c->cat, &c->wb[x->format], x);
     c->evaluated++;
     if (!x->fits) {
         note_miss(c, x);
         return 0;
     }
     /* inference with a free device count: add replicas to reach --min-tokens-per-s */
-    if (c->r->mode == FITLM_PLAN_INFER && c->r->min_tokens_per_s > 0 && x->decode_tps < c->r->min_tokens_per_s &&
-        x->dp == 1 && c->r->dp == 0 && x->count == x->tp * x->pp) {
-        int need = (int)ceil(c->r->min_tokens_per_s / x->decode_tps);
-        if ((long)need * x->tp * x->pp <= c->r->max_gpus && need > 1) {
+    if (r->mode == FITLM_PLAN_INFER && r->min_tokens_per_s > 0 && x->decode_tps < r->min_tokens_per_s && x->dp == 1 &&
+        r->dp == 0 && x->count == x->tp * x->pp) {
+        int need = (int)ceil(r->min_tokens_per_s / x->decode_tps);
+        if ((long)need * x->tp * x->pp <= r->max_gpus && need > 1) {
             x->dp = need;
             x->count = need * x->tp * x->pp;
-            fitlm_plan_evaluate(c->m, c->r, c->cat, &c->wb[x->format], x);
+            fitlm_plan_evaluate(c->m, r, c->cat, &c->wb[x->format], x);
         }
     }
     if (!constraints_ok(c, x)) return 0;
-    x->score = score_of(c->r, x);
+    x->score = score_of(r, x);
+    return 1;
+}
+
+static int eval_push(search_ctx *c, fitlm_plan_result *x, rlist *out) {
+    if (c->r->mode != FITLM_PLAN_INFER || !c->r->batch_auto) return eval_one(c, c->r, x) ? rl_push(out, x) : 0;
+    /* the batch (concurrency) searched per layout: 1, 2, 4 .. max_batch, the
+     * best score that fits and meets the constraints (replicas for
+     * --min-tokens-per-s only after the batch); the KV cache grows with the
+     * batch, so the largest batches stop fitting first */
+    fitlm_plan_request rq = *c->r;
+    const fitlm_plan_result start = *x;
+    fitlm_plan_result best;
+    bool have = false;
+    for (uint32_t b = 1; b <= c->r->max_batch; b = b < c->r->max_batch && b * 2 > c->r->max_batch ? c->r->max_batch : b * 2) {
+        rq.batch = b;
+        fitlm_plan_result y = start;
+        int ok = eval_one(c, &rq, &y);
+        if (ok && (!have || cmp_result(&y, &best) < 0)) {
+            best = y;
+            have = true;
+        }
+        *x = y; /* the caller looks at fits (PP and offload search) */
+        if (!y.fits) break; /* larger batches need more memory */
+        if (b == c->r->max_batch) break;
+    }
+    if (!have) return 0;
+    *x = best;
     return rl_push(out, x);
 }
 
