@@ -564,4 +564,25 @@ check(f["plan"]["batch"] == 3 and f["workload"]["batch_search"] is False, "-b fi
 rc, out, err = run("llama-3-8b", "-b", "lots")
 check(rc == 1 and err.startswith("fitlm: error:"), "-b lots is an error")
 
+# ---- interleaved 1F1B (Narayanan et al. 2021; Korthikanti et al. 2022, 4.2.3) ----
+def l3(v, gpus="16384"):
+    return plan_json("llama-3.1-405b", "--train", "--gpu", f"H100-SXM:{gpus}", "--tp", "8", "--pp", "16",
+                     "--seq-len", "8192", "--micro-batch", "1", "--global-batch", "2048", "--zero", "1",
+                     "--recompute", "full", "--pp-interleave", str(v), "--no-profile")
+p1, p2, p4 = l3(1), l3(2), l3(4)
+m = 2048 // 128  # micro-batches per replica
+for v, x in ((1, p1), (2, p2), (4, p4)):
+    check(x["plan"]["pp_interleave"] == v and abs(x["time"]["pipeline_bubble"] - 15 / (v * m + 15)) < 1e-12,
+          f"interleave x{v}: bubble {x['time']['pipeline_bubble']:.4f} = 15 / ({v} x {m} + 15)")
+check(p4["time"]["mfu"] > p2["time"]["mfu"] > p1["time"]["mfu"], "interleaving raises MFU")
+# the first device holds p + (p-1)/v micro-batches of its 8 layers' inputs (2 s b h / t each with full recomputation)
+lay = 2 * 8192 * 1 * 16384 / 8
+d24 = p2["memory"]["per_device"]["activations_bytes"] - p4["memory"]["per_device"]["activations_bytes"]
+check(abs(d24 - lay * 8 * (15 / 2 - 15 / 4)) < 1, f"interleaved activations in flight: {d24:.0f} bytes more at x2 than x4")
+auto = plan_json("llama-3.1-405b", "--train", "--gpu", "H100-SXM:16384", "--tp", "8", "--pp", "16", "--seq-len", "8192",
+                 "--micro-batch", "1", "--global-batch", "2048", "--zero", "1", "--recompute", "full", "--no-profile")
+check(auto["plan"]["pp_interleave"] == 4, f"searched interleave: x{auto['plan']['pp_interleave']} (126 layers: x8 needs 128)")
+rc, out, err = run("llama-3.1-405b", "--train", "--pp-interleave", "3")
+check(rc == 1 and err.startswith("fitlm: error:") and "power of two" in err, "--pp-interleave 3 is refused")
+
 sys.exit(te.report())

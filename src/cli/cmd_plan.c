@@ -57,6 +57,8 @@ static void usage(FILE *fp) {
             "      --offload-optimizer cpu|nvme   --offload-params cpu|nvme (ZeRO-3)\n"
             "      --recompute none|selective|full (default: searched)\n"
             "      --no-sp                no sequence parallelism with TP\n"
+            "      --pp-interleave V      model chunks per pipeline device (interleaved 1F1B; default: searched\n"
+            "                             1, 2, 4 .. where the micro-batches are a multiple of PP)\n"
             "      --fp32-grads           keep gradients in fp32 (18 bytes/parameter with AdamW)\n"
             "      --fp32                 pure fp32 training (no mixed precision)\n"
             "      --lora-rank N          LoRA adapters of rank N (base frozen in BF16)\n"
@@ -314,7 +316,7 @@ int cmd_plan(int argc, char **argv) {
                 "--optimizer", "--zero", "--offload-optimizer", "--offload-params", "--recompute", "--lora-rank",
                 "--train-tokens", "--tp", "--pp", "--dp", "--max-gpus", "--objective", "--max-cost",
                 "--min-tokens-per-s", "--max-ttft", "--margin", "--top", "--flash", "--host-mem", "--engine",
-                "--max-batch"};
+                "--max-batch", "--pp-interleave"};
             bool known = false;
             for (size_t k = 0; k < sizeof with_value / sizeof with_value[0]; k++)
                 if (!strcmp(a, with_value[k])) known = true;
@@ -478,6 +480,11 @@ int cmd_plan(int argc, char **argv) {
             bad = parse_uint(o, v, 1, 1 << 20, &r.batch);
             r.batch_auto = false;
         } else if (!strcmp(o, "--max-batch")) bad = parse_uint(o, v, 1, 65536, &r.max_batch);
+        else if (!strcmp(o, "--pp-interleave")) {
+            bad = parse_int(o, v, 1, 64, &r.pp_interleave);
+            if (!bad && (r.pp_interleave & (r.pp_interleave - 1)))
+                bad = fitlm_die("--pp-interleave: expected a power of two (1, 2, 4 .. 64), got %s", v);
+        }
         else if (!strcmp(o, "--engine")) {
             if (fitlm_engine_parse(v, &r.engine))
                 bad = fitlm_die("--engine: expected vllm, llama.cpp, trt-llm, fitlm or generic, got '%s'", v);

@@ -423,6 +423,7 @@ static void eval_train(const fitlm_plan_model *m, const fitlm_plan_request *r, c
     const fitlm_hparams *hp = &m->hp;
     const fitlm_gpu *g = &cat->gpus[res->gpu];
     int T = res->tp, P = res->pp, D = res->dp, Z = res->zero;
+    int V = res->interleave > 1 && P > 1 ? res->interleave : 1;
     uint32_t L = hp->n_layers;
     fitlm_param_counts pc;
     fitlm_plan_param_counts(hp, &pc);
@@ -502,6 +503,9 @@ static void eval_train(const fitlm_plan_model *m, const fitlm_plan_request *r, c
         }
         if (Z >= 3) gather = 2.0 * 2 * (double)pc.largest_layer / T; /* current + prefetched layer, 16-bit */
         double inflight = (double)(m_acc < (uint32_t)(P - st) ? m_acc : (uint32_t)(P - st));
+        /* interleaved 1F1B keeps more in flight: the first device holds
+         * p (1 + (p-1)/(p v)) micro-batches' worth (Korthikanti et al. 2022, 4.2.3) */
+        if (V > 1) inflight += (double)(P - 1) / V;
         double A = act_layer * nl * inflight;
         if (res->recompute == FITLM_RECOMPUTE_FULL) A += act_layer_full;
         if (st == P - 1) A += 4.0 * s * b * hp->vocab_size / T + 2.0 * s * b * hp->dim;
@@ -544,8 +548,8 @@ static void eval_train(const fitlm_plan_model *m, const fitlm_plan_request *r, c
     double peak = peak_flops(g, NULL, true, r->pure_fp32);
     double tok_replica = b * m_acc * s;
     double t_compute = tok_replica * hw_flops / ((double)T * P * peak * K.eff_train);
-    double t_pipe = t_compute * (m_acc + P - 1) / (double)m_acc;
-    res->bubble = fitlm_pipeline_bubble(P, (int)m_acc);
+    double t_pipe = t_compute * ((double)V * m_acc + P - 1) / ((double)V * m_acc);
+    res->bubble = fitlm_pipeline_bubble_interleaved(P, (int)m_acc, V);
     double bw, alpha;
     link_of(g, T, false, &bw, &alpha);
     uint32_t l0, l1;
@@ -563,7 +567,7 @@ static void eval_train(const fitlm_plan_model *m, const fitlm_plan_request *r, c
     double t_dp = D > 1 ? fitlm_allreduce_time(grad_bytes, D, dpalpha, dpbw) * (!lora && Z >= 3 ? 1.5 : 1.0) : 0;
     if (lora && Z >= 3 && D > 1) t_dp += fitlm_allreduce_time(res->comp[FITLM_MEM_WEIGHTS] / ((double)T * P), D, dpalpha, dpbw);
     double exposed_dp = fmax(0, t_dp - t_compute * 2.0 / 3.0); /* overlapped with the backward pass */
-    double t_pp = P > 1 ? 2.0 * m_acc * (dpalpha + b * s * hp->dim * 2 / dpbw) : 0;
+    double t_pp = P > 1 ? 2.0 * V * m_acc * (dpalpha + b * s * hp->dim * 2 / dpbw) : 0; /* v x the sends */
     double t_off = 0;
     if (!lora && res->offload_opt != FITLM_OFFLOAD_NONE) {
         double part = p_dev0 / (Z >= 1 ? D : 1);

@@ -120,6 +120,13 @@ double fitlm_allreduce_time(double bytes, int n, double alpha_s, double bw) {
 
 /* GPipe / Megatron-LM (Narayanan et al. 2021): with p stages and m
  * micro-batches the bubble is (p-1)/(m+p-1) of the time. */
+double fitlm_pipeline_bubble_interleaved(int p, int m, int v) {
+    if (p <= 1) return 0;
+    if (m < 1) m = 1;
+    if (v < 1) v = 1;
+    return (double)(p - 1) / ((double)v * m + p - 1);
+}
+
 double fitlm_pipeline_bubble(int p, int m) {
     if (p <= 1) return 0;
     if (m < 1) m = 1;

@@ -248,6 +248,9 @@ void fitlm_vllm_capacity_compute(const fitlm_hparams *hp, double weights_per_gpu
 
 /* Pipeline bubble fraction (p-1)/(m+p-1). */
 double fitlm_pipeline_bubble(int p, int m);
+/* Interleaved 1F1B (Narayanan et al. 2021, section 2.2.2): each device holds v
+ * model chunks, the bubble shrinks v-fold: (p-1)/(v*m + p-1) of the step. */
+double fitlm_pipeline_bubble_interleaved(int p, int m, int v);
 
 /* ------------------------------------------------------------------ engines */
 
@@ -323,6 +326,7 @@ typedef struct fitlm_plan_request {
     int zero;                 /* -1 = search 0..3 */
     fitlm_offload offload_opt, offload_param;
     int recompute;            /* -1 = search */
+    int pp_interleave;        /* model chunks per pipeline device (interleaved 1F1B); 0 = search 1, 2, 4 .. */
     bool sequence_parallel;
     bool fp32_grads;          /* gradients kept in fp32 (18 B/param Adam) */
     bool pure_fp32;           /* --dtype f32 training: no mixed precision */
@@ -375,6 +379,7 @@ typedef struct fitlm_plan_result {
     int zero, recompute;
     fitlm_offload offload_opt, offload_param;
     uint32_t grad_accum;
+    int interleave;          /* training: model chunks per pipeline device (1 = plain 1F1B) */
     uint32_t offload_layers; /* inference: layers kept in host memory */
     /* replica components (before sharding), bytes */
     double comp[FITLM_MEM_COUNT];

@@ -79,6 +79,7 @@ static void print_layout_line(FILE *fp, const fitlm_plan_model *m, const fitlm_p
     fprintf(fp, "%d x %s (TP %d, PP %d, DP %d", x->count, g->name, x->tp, x->pp, x->dp);
     if (r->mode == FITLM_PLAN_TRAIN) {
         fprintf(fp, ", ZeRO-%d, recompute %s, grad-accum %u", x->zero, recompute_name(x->recompute), x->grad_accum);
+        if (x->interleave > 1) fprintf(fp, ", interleaved 1F1B x%d", x->interleave);
         if (x->offload_opt) fprintf(fp, ", optimizer on %s", offload_name(x->offload_opt));
         if (x->offload_param) fprintf(fp, ", parameters on %s", offload_name(x->offload_param));
     } else {
@@ -334,6 +335,7 @@ static cJSON *result_json(const fitlm_plan_model *m, const fitlm_plan_request *r
         cJSON_AddStringToObject(plan, "offload_optimizer", offload_name(x->offload_opt));
         cJSON_AddStringToObject(plan, "offload_params", offload_name(x->offload_param));
         cJSON_AddNumberToObject(plan, "grad_accum", x->grad_accum);
+        cJSON_AddNumberToObject(plan, "pp_interleave", x->interleave > 1 ? x->interleave : 1);
         cJSON_AddNumberToObject(plan, "global_batch", (double)r->micro_batch * x->grad_accum * x->dp);
     }
     cJSON *mem = cJSON_AddObjectToObject(o, "memory");

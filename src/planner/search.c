@@ -27,6 +27,7 @@ void fitlm_plan_request_defaults(fitlm_plan_request *r, const fitlm_plan_model *
     r->optimizer = FITLM_OPT_ADAMW;
     r->zero = -1;
     r->recompute = -1;
+    r->pp_interleave = 0;
     r->sequence_parallel = true;
     r->lora_targets = (1u << FITLM_T_ATTN_Q) | (1u << FITLM_T_ATTN_K) | (1u << FITLM_T_ATTN_V) |
                       (1u << FITLM_T_ATTN_OUT);
@@ -407,13 +408,23 @@ static int search_train(search_ctx *c, int gpu, int fixed_count, rlist *out) {
                         if (r->recompute >= 0 && rc != r->recompute) continue;
                         /* with FlashAttention selective recomputation changes nothing: skip the duplicate */
                         if (r->recompute < 0 && rc == FITLM_RECOMPUTE_SELECTIVE && r->flash) continue;
-                        fitlm_plan_result x;
-                        memset(&x, 0, sizeof x);
-                        x.gpu = gpu, x.tp = t, x.pp = p, x.dp = d, x.count = n, x.zero = z, x.recompute = rc;
-                        x.offload_opt = r->offload_opt, x.offload_param = r->offload_param;
-                        x.grad_accum = acc;
-                        x.kv_type = FITLM_TYPE_F16;
-                        if (eval_push(c, &x, out)) return -1;
+                        /* interleaved 1F1B: v model chunks per device, each at least one
+                         * layer, the micro-batches a multiple of p (Megatron-LM's rule) */
+                        for (int v = 1; v <= 64; v *= 2) {
+                            if (r->pp_interleave > 0 && v != r->pp_interleave) {
+                                if (v > r->pp_interleave) break;
+                                continue;
+                            }
+                            if (v > 1 && (p == 1 || acc % (uint32_t)p || (uint32_t)(p * v) > hp->n_layers)) break;
+                            fitlm_plan_result x;
+                            memset(&x, 0, sizeof x);
+                            x.gpu = gpu, x.tp = t, x.pp = p, x.dp = d, x.count = n, x.zero = z, x.recompute = rc;
+                            x.offload_opt = r->offload_opt, x.offload_param = r->offload_param;
+                            x.grad_accum = acc;
+                            x.interleave = v;
+                            x.kv_type = FITLM_TYPE_F16;
+                            if (eval_push(c, &x, out)) return -1;
+                        }
                     }
                 }
             }
