@@ -585,4 +585,12 @@ check(auto["plan"]["pp_interleave"] == 4, f"searched interleave: x{auto['plan'][
 rc, out, err = run("llama-3.1-405b", "--train", "--pp-interleave", "3")
 check(rc == 1 and err.startswith("fitlm: error:") and "power of two" in err, "--pp-interleave 3 is refused")
 
+# ---- QLoRA adapters as qlora.py runs them: bf16 weight and gradient + 32-bit Adam m, v ----
+ad = 32 * 16 * ((4096 + 4096) + 2 * (4096 + 1024) + (4096 + 4096))  # Llama-3-8B, rank 16, q,k,v,o
+ql = plan_json("llama-3-8b", "--train", "--qlora", "--gpu", "A100-80GB:1", "--zero", "0", "--recompute", "full", "--no-profile")
+lo = plan_json("llama-3-8b", "--train", "--lora-rank", "16", "--gpu", "A100-80GB:1", "--zero", "0", "--recompute", "full",
+               "--no-profile")
+check(ql["memory"]["lora_bytes"] == 12 * ad, f"QLoRA adapter bytes {ql['memory']['lora_bytes']} = 12 x {ad}")
+check(lo["memory"]["lora_bytes"] == 16 * ad, f"LoRA adapter bytes {lo['memory']['lora_bytes']} = 16 x {ad}")
+
 sys.exit(te.report())

@@ -440,12 +440,18 @@ static void eval_train(const fitlm_plan_model *m, const fitlm_plan_request *r, c
     double qlora_bpw = (4.0 + 8.0 / 64 + 32.0 / (64 * 256)) / 8;
     double lora_layer = lora ? lora_params_per_layer(hp, r->lora_targets, r->lora_rank) : 0;
     double psi_lora = lora_layer * L;
+    /* adapter bytes per parameter: LoRA (PEFT's default) keeps fp32 adapters and
+     * gradients; QLoRA as its reference implementation runs it (artidoro/qlora,
+     * qlora.py with --bf16) casts the adapters to the 16-bit compute dtype, so
+     * weight and gradient take 2 bytes each, and AdamW's 32-bit m and v 8 */
+    double ad_w = r->qlora && !r->pure_fp32 ? 2 : 4, ad_g = ad_w;
+    double ad_opt = kopt - (r->pure_fp32 ? 0 : 4); /* no fp32 master copy of an adapter */
 
     /* replica components */
     if (lora) {
         double lin = (double)pc.per_layer_linear * L, rest = psi - lin;
         res->comp[FITLM_MEM_WEIGHTS] = r->qlora ? lin * qlora_bpw + rest * 2 : psi * 2;
-        res->comp[FITLM_MEM_LORA] = psi_lora * 16;
+        res->comp[FITLM_MEM_LORA] = psi_lora * (ad_w + ad_g + ad_opt);
     } else {
         res->comp[FITLM_MEM_WEIGHTS] = wb * psi;
         res->comp[FITLM_MEM_GRAD] = gb * psi;
@@ -480,8 +486,8 @@ static void eval_train(const fitlm_plan_model *m, const fitlm_plan_request *r, c
             W = (r->qlora ? lin * qlora_bpw + rest * 2 : p_stage * 2) / T;
             if (Z >= 3) W /= D;
             double pl = nl * lora_layer / T;
-            /* adapter weight (fp32) + grad + Adam m, v */
-            LO = pl * 4 + pl * 4 / (Z >= 2 ? D : 1) + pl * (kopt - (r->pure_fp32 ? 0 : 4)) / (Z >= 1 ? D : 1);
+            /* adapter weight + gradient + optimizer states (Adam m, v) */
+            LO = pl * ad_w + pl * ad_g / (Z >= 2 ? D : 1) + pl * ad_opt / (Z >= 1 ? D : 1);
         } else {
             W = wb * p_dev;
             G = gb * p_dev;
