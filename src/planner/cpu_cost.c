@@ -173,6 +173,13 @@ void fitlm_cpu_predict(const fitlm_host_profile *prof, double host_bw, double ho
     out->tg_tps = 1.0 / d;
 }
 
+double fitlm_cpu_batch_step_s(const fitlm_cpu_pred *tg, const fitlm_cpu_work *w, double batch, double ctx) {
+    const fitlm_hparams *hp = w->hp;
+    double kv_pos = (double)fitlm_kv_cache_bytes(w->kv_type, 1, hp->n_layers, (int64_t)hp->n_kv_heads * hp->head_dim);
+    double others = batch > 1 ? batch - 1 : 0;
+    return tg->decode_s + others * kv_pos * ctx / tg->rates.read_bw;
+}
+
 /* ---------------------------------------------------------------- calibration */
 
 static double now_s(void) {

@@ -142,6 +142,13 @@ void fitlm_cpu_predict(const fitlm_host_profile *prof, double host_bw, double ho
                        int threads, uint32_t n_prompt, uint32_t ub, uint32_t ctx0, uint32_t n_gen,
                        fitlm_cpu_pred *out);
 
+/* One decode step of `batch` sequences on the CPU runtime (the serving
+ * engine's batched decode, the planner's batch on this machine): the weights
+ * are read once (tg->decode_s, one sequence predicted at mean context ctx) and
+ * the KV cache of the other batch - 1 sequences at that context once each.
+ * Seconds; the same function for `plan` and `serve --plan-check`. */
+double fitlm_cpu_batch_step_s(const fitlm_cpu_pred *tg, const fitlm_cpu_work *w, double batch, double ctx);
+
 /* Measures this machine (about 20-40 s; quick: a few seconds): read bandwidth with 1..max_threads
  * threads (<= 0: physical cores), the decode bandwidth and prefill FLOP/s of
  * the real CPU kernels per weight type at max_threads, the thread-pool

@@ -173,8 +173,7 @@ static void eval_infer_cpu(const fitlm_plan_model *m, const fitlm_plan_request *
     res->ttft_s = pp.ttft_s;
     res->prefill_tps = pp.pp_tps;
     res->prefill_bound = "compute";
-    double kv_read = (seqs - 1) * res->kv_bytes_per_token * mean_ctx / tg.rates.read_bw;
-    res->tpot_s = tg.decode_s + kv_read;
+    res->tpot_s = fitlm_cpu_batch_step_s(&tg, &w, seqs, mean_ctx);
     res->decode_tps = seqs / res->tpot_s;
     res->decode_bound = "memory";
     res->bubble = 0;
