@@ -134,6 +134,9 @@ int plan_check_print(FILE *out, const fitlm_model *m, const char *profile_path, 
             "notes");
     fprintf(out, "|------------------------|----------------|----------------|-------|----------|------\n");
     row(out, "weights", (double)mm.weights / MIB, (double)mem->weight_bytes / MIB, "MiB", 2, "tensor bytes of the file");
+    if (mem->weight_read_per_token)
+        row(out, "weights read per token", fitlm_cpu_work_decode_bytes(&w) / MIB,
+            (double)mem->weight_read_per_token / MIB, "MiB", 3, "the planner's work vs the runtime's count");
     char note[200];
     snprintf(note, sizeof note, "%s, %u positions", fitlm_type_name(mem->kv_type), mem->n_ctx);
     row(out, "KV cache", (double)mm.kv / MIB, (double)mem->kv_bytes / MIB, "MiB", 2, note);

@@ -122,8 +122,13 @@ typedef struct fitlm_cpu_work {
 /* Adds bytes/params of a weight type to w (merging with an existing entry;
  * beyond FITLM_PROFILE_MAX_TYPES types the last entry absorbs the rest). */
 void fitlm_cpu_work_add(fitlm_cpu_work *w, int type, double bytes, double params);
-/* The work of a loaded model, from its tensors (as the runtime reads them). */
+/* The work of a loaded model, from its tensors (as the runtime reads them):
+ * every layer's matrices and vectors, the final norm and the output matrix. */
 void fitlm_cpu_work_of_model(const fitlm_model *m, int kv_type, fitlm_cpu_work *w);
+/* Weight bytes one decoded token streams (every layer, the final norm and the
+ * output matrix): the figure `bench` turns into GB/s and the planner's decode
+ * reads; `--plan-check` shows it beside the runtime's own count. */
+double fitlm_cpu_work_decode_bytes(const fitlm_cpu_work *w);
 
 typedef struct fitlm_cpu_pred {
     fitlm_cpu_rates rates;
