@@ -582,6 +582,8 @@ check(abs(d24 - lay * 8 * (15 / 2 - 15 / 4)) < 1, f"interleaved activations in f
 auto = plan_json("llama-3.1-405b", "--train", "--gpu", "H100-SXM:16384", "--tp", "8", "--pp", "16", "--seq-len", "8192",
                  "--micro-batch", "1", "--global-batch", "2048", "--zero", "1", "--recompute", "full", "--no-profile")
 check(auto["plan"]["pp_interleave"] == 4, f"searched interleave: x{auto['plan']['pp_interleave']} (126 layers: x8 needs 128)")
+one = plan_json("llama-3-8b", "--train", "--qlora", "--gpu", "A100-80GB:1", "--pp-interleave", "2", "--no-profile")
+check(one["plan"]["pp"] == 1 and one["plan"]["pp_interleave"] == 1, "--pp-interleave leaves PP 1 layouts plain")
 rc, out, err = run("llama-3.1-405b", "--train", "--pp-interleave", "3")
 check(rc == 1 and err.startswith("fitlm: error:") and "power of two" in err, "--pp-interleave 3 is refused")
 

@@ -410,11 +410,10 @@ static int search_train(search_ctx *c, int gpu, int fixed_count, rlist *out) {
                         if (r->recompute < 0 && rc == FITLM_RECOMPUTE_SELECTIVE && r->flash) continue;
                         /* interleaved 1F1B: v model chunks per device, each at least one
                          * layer, the micro-batches a multiple of p (Megatron-LM's rule) */
-                        for (int v = 1; v <= 64; v *= 2) {
-                            if (r->pp_interleave > 0 && v != r->pp_interleave) {
-                                if (v > r->pp_interleave) break;
-                                continue;
-                            }
+                        int vmax = r->pp_interleave > 0 ? r->pp_interleave : 64;
+                        for (int v = 1; v <= vmax; v *= 2) {
+                            /* a given --pp-interleave applies to pipelines; PP 1 has nothing to interleave */
+                            if (r->pp_interleave > 1 && p > 1 && v != r->pp_interleave) continue;
                             if (v > 1 && (p == 1 || acc % (uint32_t)p || (uint32_t)(p * v) > hp->n_layers)) break;
                             fitlm_plan_result x;
                             memset(&x, 0, sizeof x);
