@@ -72,7 +72,7 @@ static void usage(FILE *fp) {
             "      --max-gpus N           largest layout searched (default 64)\n"
             "      --objective cost|latency|throughput   (default cost: $ per million tokens)\n"
             "      --max-cost USD         at most this many $ per hour\n"
-            "      --min-tokens-per-s N   at least this many tokens/s (inference adds replicas)\n"
+            "      --min-tokens-per-s N   at least this many tokens/s (inference: the batch is searched, then replicas)\n"
             "      --max-ttft S           at most this time to first token (seconds)\n"
             "      --margin F             fraction of device memory kept free (default 0.05)\n"
             "      --host-mem GIB         host memory per node available for offload (default: not checked)\n"
