@@ -136,6 +136,13 @@ for mp in models:
                 continue
             p_, m_, unit, e = rows[comp]
             check(unit == "MiB" and m_ > 0 and abs(p_ - m_) <= 0.03 * m_ + 0.005, f"{what}: {comp} {p_} vs {m_}")
+        # one count of the weight bytes a decoded token reads: the planner's (which bench's GB/s line also
+        # prints) against the runtime's own, exact
+        r = rows.get("weights read per token")
+        st = re.search(r"generation streams ([0-9.]+) MB of weights per token", out)
+        check(r is not None and r[2] == "MiB" and r[1] > 0 and abs(r[0] - r[1]) <= 0.0005 and st is not None
+              and abs(float(st.group(1)) - r[0] * 1.048576) <= 0.002,
+              f"{what}: weights read per token: planner {r and r[0]}, runtime {r and r[1]}, bench {st and st.group(1)} MB")
         for comp in ("peak resident (VmHWM)", "prefill pp16", "time to first token", "decode tg8"):
             r = rows.get(comp)
             check(r is not None and r[0] > 0 and r[1] > 0 and re.fullmatch(r"[+-][0-9.]+%", r[3]) is not None,

@@ -482,4 +482,117 @@ check(rc != 0 and "options:" in err and "--zero 3" not in err and "--recompute f
 rc, out, err = run("llama-3-70b", "--train", "--gpu", "H100-SXM:1")
 check(rc != 0 and "--zero 3" in err and "--recompute full" in err, "without them set, the hint names them")
 
+# ---- engine profiles (--engine) ----
+GIB = 2**30
+per_tok = 2 * 32 * 8 * 128 * 2  # Llama-3-8B KV bytes per token, F16
+# vLLM: paged KV for the tokens in use (at least one full-context request),
+# start-up memory profile (non-torch 1.79 GiB at TP 1, profile-run activation
+# peak over max(context, 2048) tokens), gpu_memory_utilization 0.90
+for b, held in ((1, 8192), (4, 8192), (16, 16 * 1280)):
+    v = plan_json("llama-3-8b", "--gpu", "H100-SXM:1", "--engine", "vllm", "-b", str(b), "-c", "8192",
+                  "--prompt-tokens", "1024", "-n", "256", "--no-profile")
+    check(v["memory"]["per_device"]["kv_cache_bytes"] == held * per_tok,
+          f"vLLM KV at batch {b}: {v['memory']['per_device']['kv_cache_bytes']} vs {held} tokens")
+    check(abs(v["memory"]["per_device"]["overhead_bytes"] - 1.79 * GIB) < 1, "vLLM non-torch memory at TP 1")
+    act = 8192 * 2 * (3 * 4096 + 3 * 14336) + 3 * 256 * 128256 * 4
+    check(abs(v["memory"]["per_device"]["activations_bytes"] - act) < 1, "vLLM profile-run activation peak")
+    check(abs(v["memory"]["device_usable_bytes"] - 0.90 * v["memory"]["device_capacity_bytes"]) < 1,
+          "vLLM: gpu_memory_utilization 0.90 unless --margin")
+    check(v["workload"]["engine"] == "vllm" and v["assumptions"]["engine"]["kv_paged"] is True, "engine in the JSON")
+g16 = plan_json("llama-3-8b", "--gpu", "H100-SXM:1", "-b", "16", "-c", "8192", "--no-profile")
+check(g16["memory"]["per_device"]["kv_cache_bytes"] == 16 * 8192 * per_tok, "generic: the full context per sequence")
+v2 = plan_json("llama-3-8b", "--gpu", "H100-SXM:2", "--tp", "2", "--engine", "vllm", "--no-profile")
+check(abs(v2["memory"]["per_device"]["overhead_bytes"] - 3.58 * GIB) < 1, "vLLM non-torch memory at TP 2")
+# sliding window (Mistral-7B v0.1, window 4096) at context 8192: llama.cpp holds the
+# full context, vLLM frees what falls out of the window, the generic model too
+mper = 2 * 32 * 8 * 128 * 2
+for eng, toks in (("llama.cpp", 8192), ("generic", 4096), ("vllm", 4096)):
+    x = plan_json("mistral-7b-v0.1", "--gpu", "A100-80GB:1", "-c", "8192", "--prompt-tokens", "6000", "-n", "2000",
+                  "--engine", eng, "--no-profile")
+    check(x["memory"]["per_device"]["kv_cache_bytes"] == toks * mper,
+          f"{eng}: KV of {x['memory']['per_device']['kv_cache_bytes'] / mper:.0f} tokens for a 4096 window")
+# compute path: llama.cpp's F16 GEMMs accumulate in FP16 (an RTX 4090 runs them at
+# 330.3 instead of 165.2 TFLOP/s); BF16 accumulates in FP32 either way; quantized
+# prefill runs on the INT8 peak (660.6 TOPS) at 21 %
+def pf(fmt, eng, gpu="RTX-4090:1"):
+    x = plan_json("llama-3-8b", "-q", fmt, "--gpu", gpu, "-c", "4096", "--prompt-tokens", "2048", "-n", "16",
+                  "--chunk", "2048", "--engine", eng, "--no-profile")
+    return x["time"]["ttft_s"]
+r16 = pf("f16", "generic") / pf("f16", "llama.cpp")
+check(1.85 < r16 <= 2.0, f"F16 prefill, llama.cpp on a GeForce card: {r16:.3f}x the FP32-accumulate rate")
+rbf = pf("bf16", "generic", "A100-80GB:1") / pf("bf16", "llama.cpp", "A100-80GB:1")
+check(abs(rbf - 1) < 1e-9, f"BF16 / non-GeForce: no FP16-accumulate speed-up ({rbf})")
+rq = pf("q4_0", "generic") / pf("q4_0", "llama.cpp")
+want = 660.6 * 0.21 / (165.2 * 0.60)
+check(abs(rq / want - 1) < 0.03, f"Q4_0 prefill on INT8 tensor cores: {rq:.3f}x vs {want:.3f}x")
+rc, out, err = run("llama-3-8b", "--engine", "sglang")
+check(rc == 1 and err.startswith("fitlm: error:") and "--engine" in err, f"unknown engine: {err.strip()}")
+
+# ---- batch search for throughput and cost ----
+# --min-tokens-per-s used to add batch-1 replicas (44 x RTX-3090 for 2000 tokens/s
+# of Llama-3.1-8B); the batch is now searched per layout first
+b1 = plan_json("llama-3.1-8b", "--min-tokens-per-s", "2000", "-b", "1", "--no-profile")
+ba = plan_json("llama-3.1-8b", "--min-tokens-per-s", "2000", "--no-profile")
+check(b1["plan"]["count"] >= 20 and b1["plan"]["batch"] == 1, f"-b 1: {b1['plan']['count']} x {b1['plan']['gpu']}")
+check(ba["workload"]["batch_search"] is True and ba["plan"]["batch"] > 1 and ba["plan"]["count"] <= 2,
+      f"searched batch: {ba['plan']['count']} x {ba['plan']['gpu']} at batch {ba['plan']['batch']}")
+check(ba["time"]["decode_tokens_per_s"] >= 2000, "the searched plan meets the floor")
+check(ba["cost"]["usd_per_million_tokens"] < b1["cost"]["usd_per_million_tokens"] / 2,
+      f"and costs less per token: {ba['cost']['usd_per_million_tokens']:.3g} vs {b1['cost']['usd_per_million_tokens']:.3g}")
+# restricted to H100s: a batched layout of one or two GPUs, not batch-1 replicas
+h = plan_json("llama-3.1-8b", "--gpu", "H100-SXM", "--min-tokens-per-s", "2000", "--no-profile")
+h1 = plan_json("llama-3.1-8b", "--gpu", "H100-SXM", "--min-tokens-per-s", "2000", "-b", "1", "--no-profile")
+check(h["plan"]["count"] <= 2 and h["plan"]["batch"] >= 32 and h1["plan"]["dp"] > 10
+      and h["cost"]["usd_per_million_tokens"] < h1["cost"]["usd_per_million_tokens"] / 5,
+      f"H100: {h['plan']['count']} at batch {h['plan']['batch']} vs {h1['plan']['count']} at batch 1")
+# throughput on a fixed device: the searched batch re-planned as -b gives the same
+# figures, and the next doubling either does not fit or is not faster
+t = plan_json("llama-3-8b", "--gpu", "H100-SXM:1", "--objective", "throughput", "--max-batch", "64", "--no-profile")
+bt = t["plan"]["batch"]
+check(bt > 1 and t["workload"]["max_batch"] == 64 and bt <= 64, f"throughput batch {bt}")
+same = plan_json("llama-3-8b", "--gpu", "H100-SXM:1", "-b", str(bt), "--objective", "throughput", "--no-profile")
+check(abs(same["time"]["decode_tokens_per_s"] - t["time"]["decode_tokens_per_s"]) < 1e-6 * same["time"]["decode_tokens_per_s"],
+      "the searched batch is what -b gives")
+one = plan_json("llama-3-8b", "--gpu", "H100-SXM:1", "-b", "1", "--no-profile")
+check(t["time"]["decode_tokens_per_s"] > 4 * one["time"]["decode_tokens_per_s"], "batched throughput above batch 1")
+rc, out, err = run("llama-3-8b", "--gpu", "H100-SXM:1", "-b", str(min(bt * 2, 64)), "--objective", "throughput", "--json")
+if rc == 0 and bt < 64:
+    check(json.loads(out)["time"]["decode_tokens_per_s"] <= t["time"]["decode_tokens_per_s"], "no better batch left out")
+# -b N stays fixed with the throughput objective
+f = plan_json("llama-3-8b", "--gpu", "H100-SXM:1", "-b", "3", "--objective", "throughput", "--no-profile")
+check(f["plan"]["batch"] == 3 and f["workload"]["batch_search"] is False, "-b fixes the batch")
+rc, out, err = run("llama-3-8b", "-b", "lots")
+check(rc == 1 and err.startswith("fitlm: error:"), "-b lots is an error")
+
+# ---- interleaved 1F1B (Narayanan et al. 2021; Korthikanti et al. 2022, 4.2.3) ----
+def l3(v, gpus="16384"):
+    return plan_json("llama-3.1-405b", "--train", "--gpu", f"H100-SXM:{gpus}", "--tp", "8", "--pp", "16",
+                     "--seq-len", "8192", "--micro-batch", "1", "--global-batch", "2048", "--zero", "1",
+                     "--recompute", "full", "--pp-interleave", str(v), "--no-profile")
+p1, p2, p4 = l3(1), l3(2), l3(4)
+m = 2048 // 128  # micro-batches per replica
+for v, x in ((1, p1), (2, p2), (4, p4)):
+    check(x["plan"]["pp_interleave"] == v and abs(x["time"]["pipeline_bubble"] - 15 / (v * m + 15)) < 1e-12,
+          f"interleave x{v}: bubble {x['time']['pipeline_bubble']:.4f} = 15 / ({v} x {m} + 15)")
+check(p4["time"]["mfu"] > p2["time"]["mfu"] > p1["time"]["mfu"], "interleaving raises MFU")
+# the first device holds p + (p-1)/v micro-batches of its 8 layers' inputs (2 s b h / t each with full recomputation)
+lay = 2 * 8192 * 1 * 16384 / 8
+d24 = p2["memory"]["per_device"]["activations_bytes"] - p4["memory"]["per_device"]["activations_bytes"]
+check(abs(d24 - lay * 8 * (15 / 2 - 15 / 4)) < 1, f"interleaved activations in flight: {d24:.0f} bytes more at x2 than x4")
+auto = plan_json("llama-3.1-405b", "--train", "--gpu", "H100-SXM:16384", "--tp", "8", "--pp", "16", "--seq-len", "8192",
+                 "--micro-batch", "1", "--global-batch", "2048", "--zero", "1", "--recompute", "full", "--no-profile")
+check(auto["plan"]["pp_interleave"] == 4, f"searched interleave: x{auto['plan']['pp_interleave']} (126 layers: x8 needs 128)")
+one = plan_json("llama-3-8b", "--train", "--qlora", "--gpu", "A100-80GB:1", "--pp-interleave", "2", "--no-profile")
+check(one["plan"]["pp"] == 1 and one["plan"]["pp_interleave"] == 1, "--pp-interleave leaves PP 1 layouts plain")
+rc, out, err = run("llama-3.1-405b", "--train", "--pp-interleave", "3")
+check(rc == 1 and err.startswith("fitlm: error:") and "power of two" in err, "--pp-interleave 3 is refused")
+
+# ---- QLoRA adapters as qlora.py runs them: bf16 weight and gradient + 32-bit Adam m, v ----
+ad = 32 * 16 * ((4096 + 4096) + 2 * (4096 + 1024) + (4096 + 4096))  # Llama-3-8B, rank 16, q,k,v,o
+ql = plan_json("llama-3-8b", "--train", "--qlora", "--gpu", "A100-80GB:1", "--zero", "0", "--recompute", "full", "--no-profile")
+lo = plan_json("llama-3-8b", "--train", "--lora-rank", "16", "--gpu", "A100-80GB:1", "--zero", "0", "--recompute", "full",
+               "--no-profile")
+check(ql["memory"]["lora_bytes"] == 12 * ad, f"QLoRA adapter bytes {ql['memory']['lora_bytes']} = 12 x {ad}")
+check(lo["memory"]["lora_bytes"] == 16 * ad, f"LoRA adapter bytes {lo['memory']['lora_bytes']} = 16 x {ad}")
+
 sys.exit(te.report())

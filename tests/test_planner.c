@@ -234,6 +234,9 @@ static void test_comm(void) {
     CHECK(near(fitlm_allreduce_time(0.0001, 4, 1e-5, 1e12), 6e-5, 1e-3), "latency term");
     CHECK(fitlm_pipeline_bubble(1, 8) == 0, "no bubble");
     CHECK(near(fitlm_pipeline_bubble(4, 8), 3.0 / 11, 1e-12), "bubble (p-1)/(m+p-1)");
+    CHECK(near(fitlm_pipeline_bubble_interleaved(4, 8, 1), 3.0 / 11, 1e-12), "interleaved x1 = plain 1F1B");
+    CHECK(near(fitlm_pipeline_bubble_interleaved(16, 16, 4), 15.0 / 79, 1e-12), "interleaved: (p-1)/(v m + p-1)");
+    CHECK(fitlm_pipeline_bubble_interleaved(1, 16, 4) == 0, "no pipeline, no bubble");
 }
 
 static void test_catalog(void) {

@@ -13,6 +13,7 @@
 #include "cli/gpu_open.h"
 #include "cli/runtime_opts.h"
 #include "parallel/parallel.h"
+#include "planner/cpu_cost.h"
 #include "runtime/memory_report.h"
 #include "runtime/sampler.h"
 
@@ -133,6 +134,11 @@ int cmd_bench(int argc, char **argv) {
     fitlm_runtime_memory mem;
     fitlm_runtime_get_memory(s.rt, &mem);
     int threads = fitlm_backend_cpu_threads(s.backend);
+    /* weight bytes per decoded token: the planner's count (one function for
+     * both); a rank of a distributed run reads its share (the runtime's count) */
+    fitlm_cpu_work work;
+    fitlm_cpu_work_of_model(m, mem.kv_type, &work);
+    double per_tok = s.par ? (double)mem.weight_read_per_token : fitlm_cpu_work_decode_bytes(&work);
     printf("| %-20s | %10s | %10s | %-7s | %7s | %-7s | %20s | %12s |\n", "model", "size MiB", "params M", "backend",
            "threads", "test", "t/s", "weights GB/s");
     printf("|%s|%s|%s|%s|%s|%s|%s|%s|\n", "----------------------", "------------", "------------", "---------",
@@ -164,7 +170,7 @@ int cmd_bench(int argc, char **argv) {
                 fitlm_runtime_weight_regions(s.rt, reg_addr, reg_bytes, n_regions);
                 wbw[r] = fitlm_measure_read_bandwidth_of(fitlm_backend_cpu_pool(s.backend), reg_addr, reg_bytes,
                                                          n_regions, 2);
-                double run_gbs = tps[r] * (double)mem.weight_read_per_token / 1e9;
+                double run_gbs = tps[r] * per_tok / 1e9;
                 wshare[r] = wbw[r] > 0 ? run_gbs / wbw[r] : 0.0;
             }
 #endif
@@ -189,7 +195,7 @@ int cmd_bench(int argc, char **argv) {
         snprintf(tcell, sizeof tcell, "%.2f (%.0f-%.0f)", med, lo, hi);
         if (test == 1) {
             tg_median = med;
-            snprintf(bw, sizeof bw, "%.2f", med * (double)mem.weight_read_per_token / 1e9);
+            snprintf(bw, sizeof bw, "%.2f", med * per_tok / 1e9);
         } else {
             snprintf(bw, sizeof bw, "-");
         }
@@ -210,9 +216,9 @@ int cmd_bench(int argc, char **argv) {
     }
     double gbs = 0;
     if (n_tg > 0) {
-        gbs = tg_median * (double)mem.weight_read_per_token / 1e9;
-        printf("\ngeneration streams %.3f MB of weights per token: %.2f GB/s at %.2f tokens/s\n",
-               (double)mem.weight_read_per_token / 1e6, gbs, tg_median);
+        gbs = tg_median * per_tok / 1e9;
+        printf("\ngeneration streams %.3f MB of weights per token: %.2f GB/s at %.2f tokens/s\n", per_tok / 1e6, gbs,
+               tg_median);
     }
     /* the memory report comes before the bandwidth probe, whose buffer would
      * otherwise show in the peak RSS */

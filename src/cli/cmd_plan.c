@@ -33,7 +33,11 @@ static void usage(FILE *fp) {
             "      --pretrain             training from scratch (same memory model as a full fine-tune)\n"
             "inference workload:\n"
             "  -c, --ctx-size N           context length per sequence (KV cache is allocated for it)\n"
-            "  -b, --batch N              concurrent sequences\n"
+            "  -b, --batch N|auto         concurrent sequences; auto: searched per layout for the objective\n"
+            "                             (the default with --objective throughput or --min-tokens-per-s)\n"
+            "      --max-batch N          largest batch searched (default 256)\n"
+            "      --engine E             vllm, llama.cpp, trt-llm, fitlm or generic (default): the engine's\n"
+            "                             runtime memory, KV allocation and GEMM path (docs/planner.md)\n"
             "      --prompt-tokens N      prompt length (default min(1024, ctx/2))\n"
             "  -n, --output-tokens N      generated tokens per request (default 256)\n"
             "      --chunk N              prefill chunk in tokens (default 2048)\n"
@@ -53,6 +57,8 @@ static void usage(FILE *fp) {
             "      --offload-optimizer cpu|nvme   --offload-params cpu|nvme (ZeRO-3)\n"
             "      --recompute none|selective|full (default: searched)\n"
             "      --no-sp                no sequence parallelism with TP\n"
+            "      --pp-interleave V      model chunks per pipeline device (interleaved 1F1B; default: searched\n"
+            "                             1, 2, 4 .. where the micro-batches are a multiple of PP)\n"
             "      --fp32-grads           keep gradients in fp32 (18 bytes/parameter with AdamW)\n"
             "      --fp32                 pure fp32 training (no mixed precision)\n"
             "      --lora-rank N          LoRA adapters of rank N (base frozen in BF16)\n"
@@ -66,7 +72,7 @@ static void usage(FILE *fp) {
             "      --max-gpus N           largest layout searched (default 64)\n"
             "      --objective cost|latency|throughput   (default cost: $ per million tokens)\n"
             "      --max-cost USD         at most this many $ per hour\n"
-            "      --min-tokens-per-s N   at least this many tokens/s (inference adds replicas)\n"
+            "      --min-tokens-per-s N   at least this many tokens/s (inference: the batch is searched, then replicas)\n"
             "      --max-ttft S           at most this time to first token (seconds)\n"
             "      --margin F             fraction of device memory kept free (default 0.05)\n"
             "      --host-mem GIB         host memory per node available for offload (default: not checked)\n"
@@ -185,6 +191,7 @@ static int list_gpus_json(const fitlm_catalog *cat) {
         cJSON_AddNumberToObject(o, "fp16_flops", g->fp16_flops);
         cJSON_AddNumberToObject(o, "bf16_flops", g->bf16_flops);
         cJSON_AddNumberToObject(o, "fp8_flops", g->fp8_flops);
+        cJSON_AddNumberToObject(o, "fp16_acc16_flops", g->fp16_acc16_flops > 0 ? g->fp16_acc16_flops : g->fp16_flops);
         cJSON_AddNumberToObject(o, "int8_ops", g->int8_ops);
         cJSON_AddStringToObject(o, "link", g->link);
         cJSON_AddNumberToObject(o, "link_bw_bytes_per_s", g->link_bw);
@@ -308,7 +315,8 @@ int cmd_plan(int argc, char **argv) {
                 "--kv-block", "--offload", "--seq-len", "--micro-batch", "--grad-accum", "--global-batch",
                 "--optimizer", "--zero", "--offload-optimizer", "--offload-params", "--recompute", "--lora-rank",
                 "--train-tokens", "--tp", "--pp", "--dp", "--max-gpus", "--objective", "--max-cost",
-                "--min-tokens-per-s", "--max-ttft", "--margin", "--top", "--flash", "--host-mem"};
+                "--min-tokens-per-s", "--max-ttft", "--margin", "--top", "--flash", "--host-mem", "--engine",
+                "--max-batch", "--pp-interleave"};
             bool known = false;
             for (size_t k = 0; k < sizeof with_value / sizeof with_value[0]; k++)
                 if (!strcmp(a, with_value[k])) known = true;
@@ -459,11 +467,28 @@ int cmd_plan(int argc, char **argv) {
     for (int i = 0; i < pd.n_gpus; i++)
         if (add_gpusel(&r, &cat, pd.gpus[i])) goto done;
     if (pd.targets && parse_targets(pd.targets, &r.lora_targets)) goto done;
+    bool set_batch = false, set_margin = false, set_chunk = false;
     for (int i = 0; i < n_nums; i++) {
         const char *o = nums[i].name, *v = nums[i].val;
         int bad = 0;
+        if (!strcmp(o, "-b") || !strcmp(o, "--batch")) set_batch = true;
+        if (!strcmp(o, "--margin")) set_margin = true;
+        if (!strcmp(o, "--chunk")) set_chunk = true;
         if (!strcmp(o, "-c") || !strcmp(o, "--ctx-size")) bad = parse_uint(o, v, 1, 1 << 30, &r.ctx);
-        else if (!strcmp(o, "-b") || !strcmp(o, "--batch")) bad = parse_uint(o, v, 1, 1 << 20, &r.batch);
+        else if ((!strcmp(o, "-b") || !strcmp(o, "--batch")) && !strcasecmp(v, "auto")) r.batch_auto = true;
+        else if (!strcmp(o, "-b") || !strcmp(o, "--batch")) {
+            bad = parse_uint(o, v, 1, 1 << 20, &r.batch);
+            r.batch_auto = false;
+        } else if (!strcmp(o, "--max-batch")) bad = parse_uint(o, v, 1, 65536, &r.max_batch);
+        else if (!strcmp(o, "--pp-interleave")) {
+            bad = parse_int(o, v, 1, 64, &r.pp_interleave);
+            if (!bad && (r.pp_interleave & (r.pp_interleave - 1)))
+                bad = fitlm_die("--pp-interleave: expected a power of two (1, 2, 4 .. 64), got %s", v);
+        }
+        else if (!strcmp(o, "--engine")) {
+            if (fitlm_engine_parse(v, &r.engine))
+                bad = fitlm_die("--engine: expected vllm, llama.cpp, trt-llm, fitlm or generic, got '%s'", v);
+        }
         else if (!strcmp(o, "--prompt-tokens")) bad = parse_uint(o, v, 1, 1 << 30, &r.prompt);
         else if (!strcmp(o, "-n") || !strcmp(o, "--output-tokens")) bad = parse_uint(o, v, 1, 1 << 30, &r.output);
         else if (!strcmp(o, "--chunk")) bad = parse_uint(o, v, 1, 1 << 24, &r.chunk);
@@ -522,6 +547,15 @@ int cmd_plan(int argc, char **argv) {
             else bad = fitlm_die("--objective: expected cost, latency or throughput, got '%s'", v);
         }
         if (bad) goto done;
+    }
+    {
+        /* the engine's own defaults for what was not given */
+        const fitlm_engine_profile *eng = fitlm_engine_profile_get(r.engine);
+        if (!set_margin) r.margin = eng->default_margin;
+        if (!set_chunk && eng->default_chunk) r.chunk = eng->default_chunk;
+        /* throughput objectives search the concurrency unless -b fixes it */
+        if (!set_batch && (r.objective == FITLM_OBJ_THROUGHPUT || r.min_tokens_per_s > 0)) r.batch_auto = true;
+        if (r.batch_auto && r.mode == FITLM_PLAN_TRAIN) r.batch_auto = false;
     }
     if (r.mode == FITLM_PLAN_INFER && r.ctx > model.hp.ctx_len) {
         /* keep the message in validate */

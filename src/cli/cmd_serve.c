@@ -11,6 +11,7 @@
 #include "backend/cpu/backend_cpu.h"
 #include "cli/commands.h"
 #include "cli/gpu_open.h"
+#include "cli/plan_check.h"
 #include "cli/runtime_opts.h"
 #include "engine/engine.h"
 #include "format/ggml_type.h"
@@ -47,6 +48,8 @@ static void usage(FILE *out) {
             "  --no-prefix-cache       never reuse KV blocks across requests\n"
             "  --http-threads N        HTTP threads (default 2)\n"
             "  --max-body SIZE         largest request body (default 8M; larger: 413)\n"
+            "  --plan-check            at shutdown, the planner's time per token and throughput at the measured\n"
+            "                          concurrency beside the measured ones (--profile FILE: the host profile)\n"
             "Stops cleanly on SIGINT or SIGTERM (running requests end, streams close).\n");
 }
 
@@ -113,6 +116,7 @@ static int serve_fit_pool(const fitlm_model *m, const runtime_opts *o, fitlm_eng
 int cmd_serve(int argc, char **argv) {
     runtime_opts o;
     runtime_opts_init(&o);
+    o.accept_plan_check = true;
     serve_params sp = serve_params_default();
     fitlm_engine_params ep = fitlm_engine_params_default();
     const char *alias = NULL, *template_name = NULL;
@@ -308,6 +312,30 @@ int cmd_serve(int argc, char **argv) {
             (unsigned long long)end.generated_tokens, (unsigned long long)end.steps,
             (unsigned long long)end.preemptions);
     rc = 0;
+    if (o.plan_check == 1) {
+        fitlm_runtime_memory mem;
+        fitlm_engine_get_memory(e, &mem);
+        uint64_t reqs = 0;
+        for (size_t k = 0; k < sizeof end.requests_finished / sizeof end.requests_finished[0]; k++)
+            reqs += end.requests_finished[k];
+        double itl_sum = 0;
+        uint64_t itl_n = 0;
+        serve_server_itl(srv, &itl_sum, &itl_n);
+        plan_check_serve pc = {
+            .weight_bytes = mem.weight_bytes,
+            .kv_type = o.kv_type,
+            .threads = fitlm_backend_cpu_threads(be),
+            .concurrency = end.steps ? (double)end.generated_tokens / (double)end.steps : 0,
+            .mean_ctx = reqs ? ((double)end.prompt_tokens + (double)end.prefix_hit_tokens +
+                                (double)end.generated_tokens / 2.0) / (double)reqs : 1,
+            .itl_s = itl_n ? itl_sum / (double)itl_n : 0,
+            .itl_count = itl_n,
+            .generated = end.generated_tokens,
+            .steps = end.steps,
+            .requests = reqs,
+        };
+        if (plan_check_serve_print(stderr, m, o.profile_path, &pc)) rc = 1;
+    }
     goto done;
 fail:
     fitlm_error_print(&err);

@@ -35,29 +35,71 @@ static void row(FILE *out, const char *what, double pred, double meas, const cha
     fprintf(out, "| %-22s | %14.*f | %14.*f | %-5s | %8s | %s\n", what, prec, pred, prec, meas, unit, e, note);
 }
 
-int plan_check_print(FILE *out, const fitlm_model *m, const char *profile_path, const plan_check_run *run) {
+/* Loads the named profile (an error when it cannot be read) or the default
+ * one (a warning, then assumed figures); *have says whether one was loaded,
+ * src names it. NULL after printing an error; the caller frees the result. */
+static fitlm_host_profile *load_profile(const char *profile_path, bool *have, char *src, size_t cap) {
     fitlm_host_profile *prof = calloc(1, sizeof *prof);
-    if (!prof) return fitlm_die("out of memory"), -1;
-    char def[PATH_MAX], src[PATH_MAX + 64];
-    bool have = false;
+    if (!prof) return fitlm_die("out of memory"), NULL;
+    char def[PATH_MAX];
     fitlm_error err = {{0}};
+    *have = false;
     if (profile_path) {
         if (fitlm_host_profile_load(prof, profile_path, &err)) {
             free(prof);
             fitlm_error_print(&err);
-            return -1;
+            return NULL;
         }
-        have = true;
-        snprintf(src, sizeof src, "host profile %s", profile_path);
+        *have = true;
+        snprintf(src, cap, "host profile %s", profile_path);
     } else if (fitlm_host_profile_default_path(def, sizeof def) == 0 && fitlm_file_exists(def)) {
         if (fitlm_host_profile_load(prof, def, &err) == 0) {
-            have = true;
-            snprintf(src, sizeof src, "host profile %s", def);
+            *have = true;
+            snprintf(src, cap, "host profile %s", def);
         } else {
             fprintf(stderr, "fitlm: warning: %s; using assumed figures\n", err.msg);
         }
     }
-    if (!have) snprintf(src, sizeof src, "no host profile (run 'fitlm calibrate'): assumed figures");
+    if (!*have) snprintf(src, cap, "no host profile (run 'fitlm calibrate'): assumed figures");
+    return prof;
+}
+
+int plan_check_serve_print(FILE *out, const fitlm_model *m, const char *profile_path, const plan_check_serve *run) {
+    bool have;
+    char src[PATH_MAX + 64];
+    fitlm_host_profile *prof = load_profile(profile_path, &have, src, sizeof src);
+    if (!prof) return -1;
+    fitlm_cpu_work w;
+    fitlm_cpu_work_of_model(m, run->kv_type, &w);
+    double b = run->concurrency >= 1 ? run->concurrency : 1;
+    uint32_t ctx = run->mean_ctx > 1 ? (uint32_t)run->mean_ctx : 1;
+    fitlm_cpu_pred tg;
+    fitlm_cpu_predict(have ? prof : NULL, 0, 0, &w, run->threads, 0, 0, ctx - 1, 1, &tg);
+    double step = fitlm_cpu_batch_step_s(&tg, &w, b, run->mean_ctx);
+    fprintf(out, "\nplan check: the planner's prediction beside this server (%s; %d threads)\n", src, run->threads);
+    fprintf(out, "at the measured concurrency %.2f (%llu generated tokens in %llu engine steps, %llu requests)\n", b,
+            (unsigned long long)run->generated, (unsigned long long)run->steps, (unsigned long long)run->requests);
+    fprintf(out, "| %-22s | %14s | %14s | %-5s | %8s | %s\n", "quantity", "predicted", "measured", "unit", "error",
+            "notes");
+    fprintf(out, "|------------------------|----------------|----------------|-------|----------|------\n");
+    row(out, "weights", (double)fitlm_model_tensor_bytes(m) / MIB, (double)run->weight_bytes / MIB, "MiB", 2,
+        "tensor bytes of the file");
+    char note[200];
+    snprintf(note, sizeof note, "mean context %.0f; mean of %llu inter-token intervals", run->mean_ctx,
+             (unsigned long long)run->itl_count);
+    row(out, "time per output token", step * 1e3, run->itl_s * 1e3, "ms", 3, note);
+    snprintf(note, sizeof note, "concurrency / time per output token");
+    row(out, "decode throughput", b / step, run->itl_s > 0 ? b / run->itl_s : 0, "tok/s", 2, note);
+    if (tg.assumed[0]) fprintf(out, "assumed: %s\n", tg.assumed);
+    free(prof);
+    return 0;
+}
+
+int plan_check_print(FILE *out, const fitlm_model *m, const char *profile_path, const plan_check_run *run) {
+    bool have;
+    char src[PATH_MAX + 64];
+    fitlm_host_profile *prof = load_profile(profile_path, &have, src, sizeof src);
+    if (!prof) return -1;
 
     const fitlm_runtime_memory *mem = run->mem;
     fitlm_mem_model mm;
@@ -92,6 +134,9 @@ int plan_check_print(FILE *out, const fitlm_model *m, const char *profile_path, 
             "notes");
     fprintf(out, "|------------------------|----------------|----------------|-------|----------|------\n");
     row(out, "weights", (double)mm.weights / MIB, (double)mem->weight_bytes / MIB, "MiB", 2, "tensor bytes of the file");
+    if (mem->weight_read_per_token)
+        row(out, "weights read per token", fitlm_cpu_work_decode_bytes(&w) / MIB,
+            (double)mem->weight_read_per_token / MIB, "MiB", 3, "the planner's work vs the runtime's count");
     char note[200];
     snprintf(note, sizeof note, "%s, %u positions", fitlm_type_name(mem->kv_type), mem->n_ctx);
     row(out, "KV cache", (double)mm.kv / MIB, (double)mem->kv_bytes / MIB, "MiB", 2, note);

@@ -32,4 +32,21 @@ typedef struct plan_check_run {
  * that cannot be read). */
 int plan_check_print(FILE *out, const fitlm_model *m, const char *profile_path, const plan_check_run *run);
 
+/* serve --plan-check: what the serving engine measured over its life. */
+typedef struct plan_check_serve {
+    uint64_t weight_bytes;      /* the engine's accounting */
+    int kv_type;
+    int threads;
+    double concurrency;         /* mean tokens per engine step (sequences decoded together) */
+    double mean_ctx;            /* mean context of a generated token */
+    double itl_s;               /* mean inter-token latency (the /metrics histogram) */
+    uint64_t itl_count;         /* intervals it averages */
+    uint64_t generated, steps, requests;
+} plan_check_serve;
+
+/* Prints the planner's decode step and throughput at the measured concurrency
+ * (planner/cpu_cost.h: fitlm_cpu_batch_step_s) beside the measured ones.
+ * 0, or -1 after printing an error (an explicit profile that cannot be read). */
+int plan_check_serve_print(FILE *out, const fitlm_model *m, const char *profile_path, const plan_check_serve *run);
+
 #endif

@@ -119,7 +119,7 @@ static int parse_gpu(const cJSON *o, const char *origin, int idx, fitlm_gpu *g, 
     str_field(o, "vendor", g->vendor, sizeof g->vendor);
     str_field(o, "arch", g->arch, sizeof g->arch);
     str_field(o, "link", g->link, sizeof g->link);
-    double usable = 0, inter = -1;
+    double usable = 0, inter = -1, f16a = 0;
     double mem = 0, bw = 0, f16 = 0, bf16 = 0, f8 = 0, i8 = 0, link = 0, lmax = 0, pcie = 4, node = 8, tdp = 0, buy = 0,
            hour = 0;
     if (num_field(o, "memory_gib", 0.25, 65536, -1, &mem, who, err) ||
@@ -128,6 +128,7 @@ static int parse_gpu(const cJSON *o, const char *origin, int idx, fitlm_gpu *g, 
         num_field(o, "fp16_tflops", 0.001, 1e6, -1, &f16, who, err) ||
         num_field(o, "bf16_tflops", 0, 1e6, f16, &bf16, who, err) ||
         num_field(o, "fp8_tflops", 0, 1e6, 0, &f8, who, err) ||
+        num_field(o, "fp16_acc16_tflops", 0, 1e6, 0, &f16a, who, err) ||
         num_field(o, "int8_tops", 0, 1e6, 0, &i8, who, err) ||
         num_field(o, "link_gbs", 0, 1e6, 0, &link, who, err) ||
         num_field(o, "link_max_gpus", 0, 1024, 0, &lmax, who, err) ||
@@ -145,6 +146,7 @@ static int parse_gpu(const cJSON *o, const char *origin, int idx, fitlm_gpu *g, 
     g->fp16_flops = f16 * 1e12;
     g->bf16_flops = (bf16 > 0 ? bf16 : f16) * 1e12;
     g->fp8_flops = f8 * 1e12;
+    g->fp16_acc16_flops = f16a * 1e12;
     g->int8_ops = i8 * 1e12;
     g->link_bw = link * 1e9;
     g->link_max_gpus = (int)lmax;

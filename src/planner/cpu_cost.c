@@ -53,6 +53,8 @@ void fitlm_cpu_work_of_model(const fitlm_model *m, int kv_type, fitlm_cpu_work *
             if (t) fitlm_cpu_work_add(w, FITLM_TYPE_F32, (double)t->nbytes, 0);
         }
     }
+    const fitlm_tensor *onorm = m->global_tensors[FITLM_T_OUTPUT_NORM];
+    if (onorm) fitlm_cpu_work_add(w, FITLM_TYPE_F32, (double)onorm->nbytes, 0);
     const fitlm_tensor *out = m->global_tensors[FITLM_T_OUTPUT] ? m->global_tensors[FITLM_T_OUTPUT]
                                                                  : m->global_tensors[FITLM_T_TOKEN_EMBD];
     if (out) {
@@ -60,6 +62,12 @@ void fitlm_cpu_work_of_model(const fitlm_model *m, int kv_type, fitlm_cpu_work *
         w->output_bytes = (double)out->nbytes;
         w->output_params = (double)out->n_elements;
     }
+}
+
+double fitlm_cpu_work_decode_bytes(const fitlm_cpu_work *w) {
+    double b = w->output_bytes;
+    for (int i = 0; i < w->n; i++) b += w->t[i].bytes;
+    return b;
 }
 
 /* ---------------------------------------------------------------- prediction */
@@ -171,6 +179,13 @@ void fitlm_cpu_predict(const fitlm_host_profile *prof, double host_bw, double ho
     d += kv_pos * mean_ctx / r->read_bw;
     out->decode_s = d;
     out->tg_tps = 1.0 / d;
+}
+
+double fitlm_cpu_batch_step_s(const fitlm_cpu_pred *tg, const fitlm_cpu_work *w, double batch, double ctx) {
+    const fitlm_hparams *hp = w->hp;
+    double kv_pos = (double)fitlm_kv_cache_bytes(w->kv_type, 1, hp->n_layers, (int64_t)hp->n_kv_heads * hp->head_dim);
+    double others = batch > 1 ? batch - 1 : 0;
+    return tg->decode_s + others * kv_pos * ctx / tg->rates.read_bw;
 }
 
 /* ---------------------------------------------------------------- calibration */

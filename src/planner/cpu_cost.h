@@ -122,8 +122,13 @@ typedef struct fitlm_cpu_work {
 /* Adds bytes/params of a weight type to w (merging with an existing entry;
  * beyond FITLM_PROFILE_MAX_TYPES types the last entry absorbs the rest). */
 void fitlm_cpu_work_add(fitlm_cpu_work *w, int type, double bytes, double params);
-/* The work of a loaded model, from its tensors (as the runtime reads them). */
+/* The work of a loaded model, from its tensors (as the runtime reads them):
+ * every layer's matrices and vectors, the final norm and the output matrix. */
 void fitlm_cpu_work_of_model(const fitlm_model *m, int kv_type, fitlm_cpu_work *w);
+/* Weight bytes one decoded token streams (every layer, the final norm and the
+ * output matrix): the figure `bench` turns into GB/s and the planner's decode
+ * reads; `--plan-check` shows it beside the runtime's own count. */
+double fitlm_cpu_work_decode_bytes(const fitlm_cpu_work *w);
 
 typedef struct fitlm_cpu_pred {
     fitlm_cpu_rates rates;
@@ -141,6 +146,13 @@ typedef struct fitlm_cpu_pred {
 void fitlm_cpu_predict(const fitlm_host_profile *prof, double host_bw, double host_flops, const fitlm_cpu_work *w,
                        int threads, uint32_t n_prompt, uint32_t ub, uint32_t ctx0, uint32_t n_gen,
                        fitlm_cpu_pred *out);
+
+/* One decode step of `batch` sequences on the CPU runtime (the serving
+ * engine's batched decode, the planner's batch on this machine): the weights
+ * are read once (tg->decode_s, one sequence predicted at mean context ctx) and
+ * the KV cache of the other batch - 1 sequences at that context once each.
+ * Seconds; the same function for `plan` and `serve --plan-check`. */
+double fitlm_cpu_batch_step_s(const fitlm_cpu_pred *tg, const fitlm_cpu_work *w, double batch, double ctx);
 
 /* Measures this machine (about 20-40 s; quick: a few seconds): read bandwidth with 1..max_threads
  * threads (<= 0: physical cores), the decode bandwidth and prefill FLOP/s of

@@ -173,8 +173,7 @@ static void eval_infer_cpu(const fitlm_plan_model *m, const fitlm_plan_request *
     res->ttft_s = pp.ttft_s;
     res->prefill_tps = pp.pp_tps;
     res->prefill_bound = "compute";
-    double kv_read = (seqs - 1) * res->kv_bytes_per_token * mean_ctx / tg.rates.read_bw;
-    res->tpot_s = tg.decode_s + kv_read;
+    res->tpot_s = fitlm_cpu_batch_step_s(&tg, &w, seqs, mean_ctx);
     res->decode_tps = seqs / res->tpot_s;
     res->decode_bound = "memory";
     res->bubble = 0;
@@ -197,13 +196,27 @@ static void eval_infer(const fitlm_plan_model *m, const fitlm_plan_request *r, c
         return;
     }
     const fitlm_wformat *f = &r->formats[res->format >= 0 && res->format < r->n_formats ? res->format : 0];
+    const fitlm_engine_profile *eng = fitlm_engine_profile_get(r->engine);
+    double per_layer_s = eng->per_layer_s > 0 ? eng->per_layer_s : K.gpu_per_layer_s;
+    double per_step_s = eng->per_step_s > 0 ? eng->per_step_s : K.gpu_per_step_s;
     int T = res->tp, P = res->pp;
     uint32_t L = hp->n_layers;
     double kvb = fitlm_kv_type_bytes(res->kv_type);
     double kv_dev_heads = kv_heads_per_device(hp, T);
     uint64_t window = hp->sliding_window ? hp->sliding_window : r->ctx;
     if (window > r->ctx) window = r->ctx;
-    double tokens = (double)r->batch * (double)round_up(window, r->kv_block);
+    /* KV tokens held: contiguous engines allocate the full context of every
+     * sequence (bounded by a sliding window only where the engine frees what
+     * falls out of it); paged engines hold blocks for the tokens in use
+     * (prompt + output), and at least one request of the full context (vLLM
+     * refuses to start when its KV cannot hold max_model_len tokens) */
+    uint64_t held = eng->window_frees ? window : r->ctx;
+    double tokens = (double)r->batch * (double)round_up(held, r->kv_block);
+    if (eng->kv_paged) {
+        uint64_t in_use = (uint64_t)r->prompt + r->output;
+        if (in_use > held) in_use = held;
+        tokens = fmax((double)r->batch * (double)round_up(in_use, r->kv_block), (double)round_up(held, r->kv_block));
+    }
     double chunk = (double)r->batch * r->prompt;
     if (chunk > r->chunk) chunk = r->chunk;
     double heads_dev = (double)hp->n_heads / T;
@@ -236,12 +249,21 @@ static void eval_infer(const fitlm_plan_model *m, const fitlm_plan_request *r, c
         if (s == P - 1) w += wb->output + wb->other + (hp->tied_embeddings && P > 1 ? wb->embedding : 0);
         double act = hidden + fmax(attn, mlp);
         if (s == P - 1) act = hidden + fmax(fmax(attn, mlp), logits);
+        double ovh = overhead_bytes(g, res->count, act, false);
+        if (eng->vllm_memory) {
+            /* vLLM's start-up profile: the activation peak of a profile run of
+             * max_num_batched_tokens = max(context, 2048) tokens (logits on the
+             * last stage) and its non-torch memory (CUDA context, cuBLAS, NCCL) */
+            uint32_t nbt = r->ctx > 2048 ? r->ctx : 2048;
+            act = fitlm_vllm_activation_peak(hp, nbt, T, s == P - 1);
+            ovh = (T * P > 1) ? FITLM_VLLM_NON_TORCH_TPN : FITLM_VLLM_NON_TORCH_TP1;
+        }
         double *st = res->stage[s < FITLM_PLAN_MAX_STAGES ? s : FITLM_PLAN_MAX_STAGES - 1];
         memset(st, 0, sizeof(double) * FITLM_MEM_COUNT);
         st[FITLM_MEM_WEIGHTS] = w / T;
         st[FITLM_MEM_KV] = 2.0 * (l1 - l0) * kv_dev_heads * hp->head_dim * kvb * tokens;
         st[FITLM_MEM_ACT] = act;
-        st[FITLM_MEM_OVERHEAD] = overhead_bytes(g, res->count, act, false);
+        st[FITLM_MEM_OVERHEAD] = ovh;
         double tot = 0;
         for (int c = 0; c < FITLM_MEM_COUNT; c++) tot += st[c];
         if (tot > worst) {
@@ -267,6 +289,17 @@ static void eval_infer(const fitlm_plan_model *m, const fitlm_plan_request *r, c
     double attn_tok = 4.0 * L * hp->n_heads * hp->head_dim * mean_ctx;
     res->flops_per_token = 2 * p_mm + attn_tok;
     double peak = peak_flops(g, f, false, false);
+    /* the prefill GEMMs of the engine's compute path: FP16 accumulation on the
+     * cards where it runs faster (GeForce), or quantized weights on INT8 tensor
+     * cores at the engine's measured fraction of the INT8 peak */
+    double pf_rate = peak * K.eff_prefill;
+    bool quantized = f->kind == FITLM_W_GGUF || f->kind == FITLM_W_GGUF_MIX ||
+                     (f->kind == FITLM_W_FILE && !strstr(m->file_type_name, "F16") && !strstr(m->file_type_name, "F32"));
+    if (eng->int8_prefill && quantized && g->int8_ops > 0) pf_rate = g->int8_ops * eng->int8_eff;
+    else if (eng->fp16_acc16 && g->fp16_acc16_flops > g->fp16_flops &&
+             ((f->kind == FITLM_W_PLAIN && f->type == FITLM_TYPE_F16) ||
+              (f->kind == FITLM_W_FILE && !strcmp(m->file_type_name, "file:F16"))))
+        pf_rate = g->fp16_acc16_flops * K.eff_prefill; /* BF16 and FP32 accumulate in FP32 */
     double bw_mem = g->mem_bw;
     double link_bw, alpha;
     link_of(g, T, false, &link_bw, &alpha);
@@ -297,17 +330,17 @@ static void eval_infer(const fitlm_plan_model *m, const fitlm_plan_request *r, c
         stage_layers(L, P, s, &l0, &l1);
         double nl = l1 - l0;
         double wst = res->stage[s < FITLM_PLAN_MAX_STAGES ? s : FITLM_PLAN_MAX_STAGES - 1][FITLM_MEM_WEIGHTS];
-        double tc = pf_flops / n_chunks * (nl / L) / T / (peak * K.eff_prefill);
+        double tc = pf_flops / n_chunks * (nl / L) / T / pf_rate;
         double tm = wst / (bw_mem * K.eff_decode_bw);
         double tcomm = T > 1 ? 2.0 * nl * fitlm_allreduce_time(chunk * hp->dim * 2, T, alpha, link_bw) : 0;
         if (P > 1) tcomm += pp_alpha + chunk * hp->dim * 2 / pp_bw;
-        double t = fmax(tc, tm) + tcomm + nl * K.gpu_per_layer_s;
+        double t = fmax(tc, tm) + tcomm + nl * per_layer_s;
         if (t > slot) {
             slot = t;
             pf_compute = tc >= tm;
         }
     }
-    double prefill = (n_chunks + P - 1) * slot + n_chunks * (off_dev / pcie + K.gpu_per_step_s);
+    double prefill = (n_chunks + P - 1) * slot + n_chunks * (off_dev / pcie + per_step_s);
     res->prefill_bound = pf_compute ? "compute" : "memory";
     res->ttft_s = prefill;
     res->prefill_tps = prompt_tokens / prefill * res->dp;
@@ -328,7 +361,7 @@ static void eval_infer(const fitlm_plan_model *m, const fitlm_plan_request *r, c
         double fl = bmb * (2 * p_mm + attn_tok) * (nl / L) / T;
         double tm = bytes / (bw_mem * K.eff_decode_bw), tc = fl / (peak * K.eff_decode_flops);
         double tcomm = T > 1 ? 2.0 * nl * fitlm_allreduce_time(bmb * hp->dim * 2, T, alpha, link_bw) : 0;
-        double t = fmax(tm, tc) + tcomm + nl * K.gpu_per_layer_s;
+        double t = fmax(tm, tc) + tcomm + nl * per_layer_s;
         if (t > t_stage) {
             t_stage = t;
             mem_bound = tm >= tc;
@@ -338,7 +371,7 @@ static void eval_infer(const fitlm_plan_model *m, const fitlm_plan_request *r, c
      * every sequence's next token comes after one trip through the P stages,
      * P stage times, in which each stage is busy m of P slots */
     double step = P * t_stage + (P > 1 ? (P - 1) * (pp_alpha + bmb * hp->dim * 2 / pp_bw) : 0) + off_decode +
-                  K.gpu_per_step_s;
+                  per_step_s;
     res->bubble = P > 1 ? (double)(P - mpp) / P : 0;
     res->decode_bound = mem_bound ? "memory" : "compute";
     res->tpot_s = step;
@@ -389,6 +422,7 @@ static void eval_train(const fitlm_plan_model *m, const fitlm_plan_request *r, c
     const fitlm_hparams *hp = &m->hp;
     const fitlm_gpu *g = &cat->gpus[res->gpu];
     int T = res->tp, P = res->pp, D = res->dp, Z = res->zero;
+    int V = res->interleave > 1 && P > 1 ? res->interleave : 1;
     uint32_t L = hp->n_layers;
     fitlm_param_counts pc;
     fitlm_plan_param_counts(hp, &pc);
@@ -405,12 +439,18 @@ static void eval_train(const fitlm_plan_model *m, const fitlm_plan_request *r, c
     double qlora_bpw = (4.0 + 8.0 / 64 + 32.0 / (64 * 256)) / 8;
     double lora_layer = lora ? lora_params_per_layer(hp, r->lora_targets, r->lora_rank) : 0;
     double psi_lora = lora_layer * L;
+    /* adapter bytes per parameter: LoRA (PEFT's default) keeps fp32 adapters and
+     * gradients; QLoRA as its reference implementation runs it (artidoro/qlora,
+     * qlora.py with --bf16) casts the adapters to the 16-bit compute dtype, so
+     * weight and gradient take 2 bytes each, and AdamW's 32-bit m and v 8 */
+    double ad_w = r->qlora && !r->pure_fp32 ? 2 : 4, ad_g = ad_w;
+    double ad_opt = kopt - (r->pure_fp32 ? 0 : 4); /* no fp32 master copy of an adapter */
 
     /* replica components */
     if (lora) {
         double lin = (double)pc.per_layer_linear * L, rest = psi - lin;
         res->comp[FITLM_MEM_WEIGHTS] = r->qlora ? lin * qlora_bpw + rest * 2 : psi * 2;
-        res->comp[FITLM_MEM_LORA] = psi_lora * 16;
+        res->comp[FITLM_MEM_LORA] = psi_lora * (ad_w + ad_g + ad_opt);
     } else {
         res->comp[FITLM_MEM_WEIGHTS] = wb * psi;
         res->comp[FITLM_MEM_GRAD] = gb * psi;
@@ -445,8 +485,8 @@ static void eval_train(const fitlm_plan_model *m, const fitlm_plan_request *r, c
             W = (r->qlora ? lin * qlora_bpw + rest * 2 : p_stage * 2) / T;
             if (Z >= 3) W /= D;
             double pl = nl * lora_layer / T;
-            /* adapter weight (fp32) + grad + Adam m, v */
-            LO = pl * 4 + pl * 4 / (Z >= 2 ? D : 1) + pl * (kopt - (r->pure_fp32 ? 0 : 4)) / (Z >= 1 ? D : 1);
+            /* adapter weight + gradient + optimizer states (Adam m, v) */
+            LO = pl * ad_w + pl * ad_g / (Z >= 2 ? D : 1) + pl * ad_opt / (Z >= 1 ? D : 1);
         } else {
             W = wb * p_dev;
             G = gb * p_dev;
@@ -468,6 +508,9 @@ static void eval_train(const fitlm_plan_model *m, const fitlm_plan_request *r, c
         }
         if (Z >= 3) gather = 2.0 * 2 * (double)pc.largest_layer / T; /* current + prefetched layer, 16-bit */
         double inflight = (double)(m_acc < (uint32_t)(P - st) ? m_acc : (uint32_t)(P - st));
+        /* interleaved 1F1B keeps more in flight: the first device holds
+         * p (1 + (p-1)/(p v)) micro-batches' worth (Korthikanti et al. 2022, 4.2.3) */
+        if (V > 1) inflight += (double)(P - 1) / V;
         double A = act_layer * nl * inflight;
         if (res->recompute == FITLM_RECOMPUTE_FULL) A += act_layer_full;
         if (st == P - 1) A += 4.0 * s * b * hp->vocab_size / T + 2.0 * s * b * hp->dim;
@@ -510,8 +553,8 @@ static void eval_train(const fitlm_plan_model *m, const fitlm_plan_request *r, c
     double peak = peak_flops(g, NULL, true, r->pure_fp32);
     double tok_replica = b * m_acc * s;
     double t_compute = tok_replica * hw_flops / ((double)T * P * peak * K.eff_train);
-    double t_pipe = t_compute * (m_acc + P - 1) / (double)m_acc;
-    res->bubble = fitlm_pipeline_bubble(P, (int)m_acc);
+    double t_pipe = t_compute * ((double)V * m_acc + P - 1) / ((double)V * m_acc);
+    res->bubble = fitlm_pipeline_bubble_interleaved(P, (int)m_acc, V);
     double bw, alpha;
     link_of(g, T, false, &bw, &alpha);
     uint32_t l0, l1;
@@ -529,7 +572,7 @@ static void eval_train(const fitlm_plan_model *m, const fitlm_plan_request *r, c
     double t_dp = D > 1 ? fitlm_allreduce_time(grad_bytes, D, dpalpha, dpbw) * (!lora && Z >= 3 ? 1.5 : 1.0) : 0;
     if (lora && Z >= 3 && D > 1) t_dp += fitlm_allreduce_time(res->comp[FITLM_MEM_WEIGHTS] / ((double)T * P), D, dpalpha, dpbw);
     double exposed_dp = fmax(0, t_dp - t_compute * 2.0 / 3.0); /* overlapped with the backward pass */
-    double t_pp = P > 1 ? 2.0 * m_acc * (dpalpha + b * s * hp->dim * 2 / dpbw) : 0;
+    double t_pp = P > 1 ? 2.0 * V * m_acc * (dpalpha + b * s * hp->dim * 2 / dpbw) : 0; /* v x the sends */
     double t_off = 0;
     if (!lora && res->offload_opt != FITLM_OFFLOAD_NONE) {
         double part = p_dev0 / (Z >= 1 ? D : 1);
@@ -555,6 +598,7 @@ void fitlm_plan_evaluate(const fitlm_plan_model *m, const fitlm_plan_request *r,
     const fitlm_gpu *g = &cat->gpus[res->gpu];
     res->valid = true;
     res->why[0] = 0;
+    res->batch = r->batch;
     res->total_bytes = 0;
     memset(res->comp, 0, sizeof res->comp);
     memset(res->dev, 0, sizeof res->dev);

@@ -120,10 +120,28 @@ double fitlm_allreduce_time(double bytes, int n, double alpha_s, double bw) {
 
 /* GPipe / Megatron-LM (Narayanan et al. 2021): with p stages and m
  * micro-batches the bubble is (p-1)/(m+p-1) of the time. */
+double fitlm_pipeline_bubble_interleaved(int p, int m, int v) {
+    if (p <= 1) return 0;
+    if (m < 1) m = 1;
+    if (v < 1) v = 1;
+    return (double)(p - 1) / ((double)v * m + p - 1);
+}
+
 double fitlm_pipeline_bubble(int p, int m) {
     if (p <= 1) return 0;
     if (m < 1) m = 1;
     return (double)(p - 1) / (double)(m + p - 1);
+}
+
+double fitlm_vllm_activation_peak(const fitlm_hparams *hp, uint32_t max_num_batched_tokens, int tp, bool with_logits) {
+    if (tp < 1) tp = 1;
+    double n = max_num_batched_tokens, d = hp->dim, f = (double)hp->ffn_dim / tp, v = hp->vocab_size;
+    /* the profile run's peak: the MLP of all n tokens at once (residual, norm
+     * output, input: 3 x d; gate/up output 2 x ffn, activation ffn; 16-bit)
+     * plus the sampler's fp32 logits of the last token of up to 256
+     * sequences (logits, probabilities, log-probabilities) */
+    double seqs = n < 256 ? n : 256;
+    return n * 2.0 * (3.0 * d + 3.0 * f) + (with_logits ? 3.0 * seqs * v * 4.0 : 0);
 }
 
 void fitlm_vllm_capacity_compute(const fitlm_hparams *hp, double weights_per_gpu, double total_gpu_memory, int tp,
@@ -131,17 +149,11 @@ void fitlm_vllm_capacity_compute(const fitlm_hparams *hp, double weights_per_gpu
                                  fitlm_vllm_capacity *out) {
     memset(out, 0, sizeof *out);
     if (tp < 1) tp = 1;
-    double n = max_num_batched_tokens, d = hp->dim, f = (double)hp->ffn_dim / tp, v = hp->vocab_size;
     out->total_gpu_memory = total_gpu_memory;
     out->budget = total_gpu_memory * util;
     out->weights = weights_per_gpu;
     out->non_torch = tp > 1 ? FITLM_VLLM_NON_TORCH_TPN : FITLM_VLLM_NON_TORCH_TP1;
-    /* the profile run's peak: the MLP of all n tokens at once (residual, norm
-     * output, input: 3 x d; gate/up output 2 x ffn, activation ffn; 16-bit)
-     * plus the sampler's fp32 logits of the last token of up to 256
-     * sequences (logits, probabilities, log-probabilities) */
-    double seqs = n < 256 ? n : 256;
-    out->activation_peak = n * 2.0 * (3.0 * d + 3.0 * f) + 3.0 * seqs * v * 4.0;
+    out->activation_peak = fitlm_vllm_activation_peak(hp, max_num_batched_tokens, tp, true);
     out->kv_memory = out->budget - out->weights - out->non_torch - out->activation_peak;
     if (out->kv_memory < 0) out->kv_memory = 0;
     double kv_heads = (double)hp->n_kv_heads / tp;

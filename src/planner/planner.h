@@ -45,6 +45,7 @@ typedef struct fitlm_gpu {
     double fp16_flops;      /* dense tensor FLOP/s, FP16 (FP32 accumulate) */
     double bf16_flops;
     double fp8_flops;       /* 0 = no FP8 tensor cores */
+    double fp16_acc16_flops; /* dense FP16 with FP16 accumulate (GeForce: 2x fp16_flops); 0 = same as fp16_flops */
     double int8_ops;
     double link_bw;         /* peer link bytes/s, both directions together; 0 = PCIe only */
     int link_max_gpus;      /* GPUs joined by that link */
@@ -247,6 +248,54 @@ void fitlm_vllm_capacity_compute(const fitlm_hparams *hp, double weights_per_gpu
 
 /* Pipeline bubble fraction (p-1)/(m+p-1). */
 double fitlm_pipeline_bubble(int p, int m);
+/* Interleaved 1F1B (Narayanan et al. 2021, section 2.2.2): each device holds v
+ * model chunks, the bubble shrinks v-fold: (p-1)/(v*m + p-1) of the step. */
+double fitlm_pipeline_bubble_interleaved(int p, int m, int v);
+
+/* ------------------------------------------------------------------ engines */
+
+/* The serving engine a GPU plan is for (`fitlm plan --engine`): what it
+ * allocates besides the weights, how it holds the KV cache, which GEMMs it
+ * runs. GENERIC is the engine-neutral model (the defaults documented in
+ * docs/planner.md); the others change only what is listed in their profile. */
+typedef enum fitlm_engine {
+    FITLM_ENGINE_GENERIC = 0, FITLM_ENGINE_VLLM, FITLM_ENGINE_LLAMACPP, FITLM_ENGINE_TRTLLM, FITLM_ENGINE_FITLM,
+    FITLM_ENGINE_COUNT
+} fitlm_engine;
+
+typedef struct fitlm_engine_profile {
+    const char *name;          /* as --engine takes it */
+    const char *label;         /* for reports */
+    /* memory: runtime memory per GPU besides weights, KV and activations.
+     * vllm_memory: vLLM's start-up profile (non-torch memory FITLM_VLLM_NON_TORCH_*,
+     * activation peak of a profile run of max_num_batched_tokens); else the
+     * backend overhead constants (fitlm_backend_overhead_for) and the
+     * activation buffers of one prefill chunk */
+    bool vllm_memory;
+    double default_margin;     /* memory kept free unless --margin (vLLM: 1 - gpu_memory_utilization) */
+    uint32_t default_chunk;    /* prefill micro-batch unless --chunk (llama.cpp n_ubatch 512); 0 = 2048 */
+    /* KV cache: paged = blocks for the tokens in use (at least one request of the
+     * full context); else contiguous for the full context of every sequence.
+     * window_frees: a sliding window bounds what is held */
+    bool kv_paged, window_frees;
+    /* compute path: 16-bit GEMMs accumulate in FP16 (GeForce: the catalog's
+     * fp16_acc16 rate, twice the FP32-accumulate rate); quantized prefill on
+     * INT8 tensor cores at int8_eff of the catalog's INT8 peak */
+    bool fp16_acc16, int8_prefill;
+    double int8_eff;
+    double per_layer_s, per_step_s; /* fixed GPU costs per layer and per forward step; 0 = fitlm_plan_k's */
+} fitlm_engine_profile;
+
+/* The profile of an engine (GENERIC for an out-of-range value); never NULL, static. */
+const fitlm_engine_profile *fitlm_engine_profile_get(fitlm_engine e);
+/* Parses an --engine name ("vllm", "llama.cpp"/"llamacpp", "trt-llm"/"tensorrt-llm",
+ * "fitlm", "generic"). 0 ok, -1 unknown. */
+int fitlm_engine_parse(const char *s, fitlm_engine *e);
+/* vLLM's profile-run activation peak per GPU: the MLP of n batched tokens
+ * (16-bit residual, norm output, input, gate/up and product) plus, when
+ * with_logits, the sampler's fp32 logits, probabilities and log-probabilities
+ * of up to 256 sequences. */
+double fitlm_vllm_activation_peak(const fitlm_hparams *hp, uint32_t max_num_batched_tokens, int tp, bool with_logits);
 
 /* ------------------------------------------------------------------ workload */
 
@@ -277,6 +326,7 @@ typedef struct fitlm_plan_request {
     int zero;                 /* -1 = search 0..3 */
     fitlm_offload offload_opt, offload_param;
     int recompute;            /* -1 = search */
+    int pp_interleave;        /* model chunks per pipeline device (interleaved 1F1B); 0 = search 1, 2, 4 .. */
     bool sequence_parallel;
     bool fp32_grads;          /* gradients kept in fp32 (18 B/param Adam) */
     bool pure_fp32;           /* --dtype f32 training: no mixed precision */
@@ -292,6 +342,9 @@ typedef struct fitlm_plan_request {
     int max_gpus;
     bool offload_allowed;     /* inference: allow layers on the host (--offload cpu) */
     fitlm_objective objective;
+    fitlm_engine engine;      /* GPU serving engine (--engine); GENERIC by default */
+    bool batch_auto;          /* search the batch (concurrency) per layout, 1, 2, 4 .. max_batch */
+    uint32_t max_batch;       /* largest batch searched (default 256, vLLM's max_num_seqs) */
     double max_cost;          /* $/hour, 0 = none */
     double min_tokens_per_s;  /* 0 = none */
     double max_ttft;          /* seconds, 0 = none */
@@ -321,10 +374,12 @@ typedef struct fitlm_plan_result {
     int gpu;
     int count, tp, pp, dp;
     int format;   /* index into request formats */
+    uint32_t batch; /* inference: concurrent sequences per replica (the request's, or the searched one) */
     int kv_type;
     int zero, recompute;
     fitlm_offload offload_opt, offload_param;
     uint32_t grad_accum;
+    int interleave;          /* training: model chunks per pipeline device (1 = plain 1F1B) */
     uint32_t offload_layers; /* inference: layers kept in host memory */
     /* replica components (before sharding), bytes */
     double comp[FITLM_MEM_COUNT];

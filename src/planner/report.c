@@ -79,10 +79,12 @@ static void print_layout_line(FILE *fp, const fitlm_plan_model *m, const fitlm_p
     fprintf(fp, "%d x %s (TP %d, PP %d, DP %d", x->count, g->name, x->tp, x->pp, x->dp);
     if (r->mode == FITLM_PLAN_TRAIN) {
         fprintf(fp, ", ZeRO-%d, recompute %s, grad-accum %u", x->zero, recompute_name(x->recompute), x->grad_accum);
+        if (x->interleave > 1) fprintf(fp, ", interleaved 1F1B x%d", x->interleave);
         if (x->offload_opt) fprintf(fp, ", optimizer on %s", offload_name(x->offload_opt));
         if (x->offload_param) fprintf(fp, ", parameters on %s", offload_name(x->offload_param));
     } else {
         fprintf(fp, ", weights %s, KV %s", fitlm_plan_format_name(r, x), fitlm_type_name(x->kv_type));
+        if (r->batch_auto) fprintf(fp, ", batch %u", x->batch);
         if (x->offload_layers) fprintf(fp, ", %u layers offloaded to host", x->offload_layers);
     }
     fprintf(fp, ")");
@@ -141,9 +143,12 @@ void fitlm_plan_print_text(FILE *fp, const fitlm_plan_model *m, const fitlm_plan
             arch_str(hp->arch), hp->n_layers, hp->dim, hp->n_heads, hp->n_kv_heads, hp->head_dim, hp->ffn_dim,
             hp->vocab_size, hp->ctx_len, hp->sliding_window ? " (sliding window)" : "");
     if (r->mode == FITLM_PLAN_INFER) {
-        fprintf(fp, "  inference: context %u, batch %u, prompt %u + output %u tokens, weights %s%s, KV cache %s "
+        char bs[48];
+        if (r->batch_auto) snprintf(bs, sizeof bs, "batch searched 1..%u", r->max_batch);
+        else snprintf(bs, sizeof bs, "batch %u", r->batch);
+        fprintf(fp, "  inference: context %u, %s, prompt %u + output %u tokens, weights %s%s, KV cache %s "
                     "(%s bytes/token), FlashAttention %s\n",
-                r->ctx, r->batch, r->prompt, r->output, r->formats[0].name,
+                r->ctx, bs, r->prompt, r->output, r->formats[0].name,
                 r->formats_compete ? " (and the other formats listed)" : "", fitlm_type_name(r->kv_types[0]),
                 commas(fitlm_kv_bytes_per_token(hp, r->kv_types[0]), c2, sizeof c2), r->flash ? "on" : "off");
     } else {
@@ -158,6 +163,13 @@ void fitlm_plan_print_text(FILE *fp, const fitlm_plan_model *m, const fitlm_plan
         else fprintf(fp, "global batch %u sequences", r->global_batch);
         fprintf(fp, ", FlashAttention %s, sequence parallel %s\n", r->flash ? "on" : "off",
                 r->sequence_parallel ? "on" : "off");
+    }
+    if (r->mode == FITLM_PLAN_INFER && r->engine != FITLM_ENGINE_GENERIC) {
+        const fitlm_engine_profile *e = fitlm_engine_profile_get(r->engine);
+        fprintf(fp, "  engine: %s (%s KV cache%s; %s; prefill GEMMs %s)\n", e->label,
+                e->kv_paged ? "paged" : "contiguous", e->window_frees ? "" : ", full context also for a sliding window",
+                e->vllm_memory ? "vLLM's start-up memory profile" : "runtime memory from the backend constants",
+                e->int8_prefill ? "of quantized weights on INT8 tensor cores" : e->fp16_acc16 ? "F16 with FP16 accumulate" : "16-bit with FP32 accumulate");
     }
     fprintf(fp, "  searched %zu layouts in %.1f ms CPU; objective: %s; memory margin %.0f%%\n\n", out->evaluated,
             out->search_cpu_seconds * 1e3, objective_name(r->objective), r->margin * 100);
@@ -197,10 +209,10 @@ void fitlm_plan_print_text(FILE *fp, const fitlm_plan_model *m, const fitlm_plan
     if (r->mode == FITLM_PLAN_INFER) {
         fprintf(fp, "  prefill     %10s tokens/s  %s-bound (%.0f%% of peak FLOP/s)   TTFT %.3f s for %u x %u tokens\n",
                 human_rate(x->prefill_tps, c1, sizeof c1), x->prefill_bound, fitlm_plan_k.eff_prefill * 100, x->ttft_s,
-                r->batch, r->prompt);
+                x->batch, r->prompt);
         fprintf(fp, "  decode      %10s tokens/s  %s-bound (%.0f%% of peak bandwidth)   TPOT %.1f ms per token%s\n",
                 human_rate(x->decode_tps, c2, sizeof c2), x->decode_bound, fitlm_plan_k.eff_decode_bw * 100,
-                x->tpot_s * 1e3, r->batch > 1 ? " (per sequence)" : "");
+                x->tpot_s * 1e3, x->batch > 1 ? " (per sequence)" : "");
         fitlm_param_counts pc;
         fitlm_plan_param_counts(&m->hp, &pc);
         double p_mm = (double)pc.per_layer_linear * m->hp.n_layers + (double)m->hp.vocab_size * m->hp.dim;
@@ -316,12 +328,14 @@ static cJSON *result_json(const fitlm_plan_model *m, const fitlm_plan_request *r
         cJSON_AddStringToObject(plan, "weights", fitlm_plan_format_name(r, x));
         cJSON_AddStringToObject(plan, "kv_type", fitlm_type_name(x->kv_type));
         cJSON_AddNumberToObject(plan, "offload_layers", x->offload_layers);
+        cJSON_AddNumberToObject(plan, "batch", x->batch);
     } else {
         cJSON_AddNumberToObject(plan, "zero", x->zero);
         cJSON_AddStringToObject(plan, "recompute", recompute_name(x->recompute));
         cJSON_AddStringToObject(plan, "offload_optimizer", offload_name(x->offload_opt));
         cJSON_AddStringToObject(plan, "offload_params", offload_name(x->offload_param));
         cJSON_AddNumberToObject(plan, "grad_accum", x->grad_accum);
+        cJSON_AddNumberToObject(plan, "pp_interleave", x->interleave > 1 ? x->interleave : 1);
         cJSON_AddNumberToObject(plan, "global_batch", (double)r->micro_batch * x->grad_accum * x->dp);
     }
     cJSON *mem = cJSON_AddObjectToObject(o, "memory");
@@ -451,6 +465,9 @@ char *fitlm_plan_json(const fitlm_plan_model *m, const fitlm_plan_request *r, co
     if (r->mode == FITLM_PLAN_INFER) {
         cJSON_AddNumberToObject(w, "context", r->ctx);
         cJSON_AddNumberToObject(w, "batch", r->batch);
+        cJSON_AddBoolToObject(w, "batch_search", r->batch_auto);
+        cJSON_AddNumberToObject(w, "max_batch", r->max_batch);
+        cJSON_AddStringToObject(w, "engine", fitlm_engine_profile_get(r->engine)->name);
         cJSON_AddNumberToObject(w, "prompt_tokens", r->prompt);
         cJSON_AddNumberToObject(w, "output_tokens", r->output);
         cJSON_AddNumberToObject(w, "prefill_chunk", r->chunk);
@@ -525,6 +542,19 @@ char *fitlm_plan_json(const fitlm_plan_model *m, const fitlm_plan_request *r, co
     cJSON_AddNumberToObject(k, "alpha_internode_s", fitlm_plan_k.alpha_internode_s);
     cJSON_AddNumberToObject(k, "gpu_per_layer_s", fitlm_plan_k.gpu_per_layer_s);
     cJSON_AddNumberToObject(k, "gpu_per_step_s", fitlm_plan_k.gpu_per_step_s);
+    if (r->mode == FITLM_PLAN_INFER) {
+        const fitlm_engine_profile *e = fitlm_engine_profile_get(r->engine);
+        cJSON *eo = cJSON_AddObjectToObject(k, "engine");
+        cJSON_AddStringToObject(eo, "name", e->name);
+        cJSON_AddBoolToObject(eo, "vllm_memory_profile", e->vllm_memory);
+        cJSON_AddBoolToObject(eo, "kv_paged", e->kv_paged);
+        cJSON_AddBoolToObject(eo, "sliding_window_frees", e->window_frees);
+        cJSON_AddBoolToObject(eo, "fp16_accumulate", e->fp16_acc16);
+        cJSON_AddBoolToObject(eo, "int8_prefill", e->int8_prefill);
+        cJSON_AddNumberToObject(eo, "int8_efficiency", e->int8_eff);
+        cJSON_AddNumberToObject(eo, "per_layer_s", e->per_layer_s > 0 ? e->per_layer_s : fitlm_plan_k.gpu_per_layer_s);
+        cJSON_AddNumberToObject(eo, "per_step_s", e->per_step_s > 0 ? e->per_step_s : fitlm_plan_k.gpu_per_step_s);
+    }
     cJSON_AddNumberToObject(k, "internode_bytes_per_s", fitlm_plan_k.internode_bw);
     cJSON_AddNumberToObject(k, "kv_block_tokens", r->kv_block);
     cJSON_AddNumberToObject(k, "memory_margin", r->margin);
@@ -639,7 +669,7 @@ int fitlm_plan_write_svg(const char *path, const fitlm_plan_model *m, const fitl
     fprintf(fp, "<text x=\"%d\" y=\"%d\" fill=\"#555\" font-size=\"11\">", left, top + plot_h + 40);
     if (r->mode == FITLM_PLAN_INFER)
         fprintf(fp, "weights %s, KV %s, context %u, batch %u", fitlm_plan_format_name(r, x), fitlm_type_name(x->kv_type),
-                r->ctx, r->batch);
+                r->ctx, x->batch);
     else
         fprintf(fp, "ZeRO-%d, recompute %s, sequence %u, micro-batch %u", x->zero, recompute_name(x->recompute),
                 r->seq, r->micro_batch);

@@ -27,11 +27,14 @@ void fitlm_plan_request_defaults(fitlm_plan_request *r, const fitlm_plan_model *
     r->optimizer = FITLM_OPT_ADAMW;
     r->zero = -1;
     r->recompute = -1;
+    r->pp_interleave = 0;
     r->sequence_parallel = true;
     r->lora_targets = (1u << FITLM_T_ATTN_Q) | (1u << FITLM_T_ATTN_K) | (1u << FITLM_T_ATTN_V) |
                       (1u << FITLM_T_ATTN_OUT);
     r->max_gpus = 64;
     r->objective = FITLM_OBJ_COST;
+    r->engine = FITLM_ENGINE_GENERIC;
+    r->max_batch = 256;
     r->margin = 0.05;
     r->top = 8;
 }
@@ -256,25 +259,54 @@ static void note_miss(search_ctx *c, const fitlm_plan_result *x) {
     }
 }
 
-static int eval_push(search_ctx *c, fitlm_plan_result *x, rlist *out) {
-    fitlm_plan_evaluate(c->m, c->r, c->cat, &c->wb[x->format], x);
+/* Evaluates one layout at the request's batch; 1 when it fits and meets the
+ * constraints (x scored), 0 otherwise (a miss noted). */
+static int eval_one(search_ctx *c, const fitlm_plan_request *r, fitlm_plan_result *x) {
+    fitlm_plan_evaluate(c->m, r, c->cat, &c->wb[x->format], x);
     c->evaluated++;
     if (!x->fits) {
         note_miss(c, x);
         return 0;
     }
     /* inference with a free device count: add replicas to reach --min-tokens-per-s */
-    if (c->r->mode == FITLM_PLAN_INFER && c->r->min_tokens_per_s > 0 && x->decode_tps < c->r->min_tokens_per_s &&
-        x->dp == 1 && c->r->dp == 0 && x->count == x->tp * x->pp) {
-        int need = (int)ceil(c->r->min_tokens_per_s / x->decode_tps);
-        if ((long)need * x->tp * x->pp <= c->r->max_gpus && need > 1) {
+    if (r->mode == FITLM_PLAN_INFER && r->min_tokens_per_s > 0 && x->decode_tps < r->min_tokens_per_s && x->dp == 1 &&
+        r->dp == 0 && x->count == x->tp * x->pp) {
+        int need = (int)ceil(r->min_tokens_per_s / x->decode_tps);
+        if ((long)need * x->tp * x->pp <= r->max_gpus && need > 1) {
             x->dp = need;
             x->count = need * x->tp * x->pp;
-            fitlm_plan_evaluate(c->m, c->r, c->cat, &c->wb[x->format], x);
+            fitlm_plan_evaluate(c->m, r, c->cat, &c->wb[x->format], x);
         }
     }
     if (!constraints_ok(c, x)) return 0;
-    x->score = score_of(c->r, x);
+    x->score = score_of(r, x);
+    return 1;
+}
+
+static int eval_push(search_ctx *c, fitlm_plan_result *x, rlist *out) {
+    if (c->r->mode != FITLM_PLAN_INFER || !c->r->batch_auto) return eval_one(c, c->r, x) ? rl_push(out, x) : 0;
+    /* the batch (concurrency) searched per layout: 1, 2, 4 .. max_batch, the
+     * best score that fits and meets the constraints (replicas for
+     * --min-tokens-per-s only after the batch); the KV cache grows with the
+     * batch, so the largest batches stop fitting first */
+    fitlm_plan_request rq = *c->r;
+    const fitlm_plan_result start = *x;
+    fitlm_plan_result best;
+    bool have = false;
+    for (uint32_t b = 1; b <= c->r->max_batch; b = b < c->r->max_batch && b * 2 > c->r->max_batch ? c->r->max_batch : b * 2) {
+        rq.batch = b;
+        fitlm_plan_result y = start;
+        int ok = eval_one(c, &rq, &y);
+        if (ok && (!have || cmp_result(&y, &best) < 0)) {
+            best = y;
+            have = true;
+        }
+        *x = y; /* the caller looks at fits (PP and offload search) */
+        if (!y.fits) break; /* larger batches need more memory */
+        if (b == c->r->max_batch) break;
+    }
+    if (!have) return 0;
+    *x = best;
     return rl_push(out, x);
 }
 
@@ -376,13 +408,22 @@ static int search_train(search_ctx *c, int gpu, int fixed_count, rlist *out) {
                         if (r->recompute >= 0 && rc != r->recompute) continue;
                         /* with FlashAttention selective recomputation changes nothing: skip the duplicate */
                         if (r->recompute < 0 && rc == FITLM_RECOMPUTE_SELECTIVE && r->flash) continue;
-                        fitlm_plan_result x;
-                        memset(&x, 0, sizeof x);
-                        x.gpu = gpu, x.tp = t, x.pp = p, x.dp = d, x.count = n, x.zero = z, x.recompute = rc;
-                        x.offload_opt = r->offload_opt, x.offload_param = r->offload_param;
-                        x.grad_accum = acc;
-                        x.kv_type = FITLM_TYPE_F16;
-                        if (eval_push(c, &x, out)) return -1;
+                        /* interleaved 1F1B: v model chunks per device, each at least one
+                         * layer, the micro-batches a multiple of p (Megatron-LM's rule) */
+                        int vmax = r->pp_interleave > 0 ? r->pp_interleave : 64;
+                        for (int v = 1; v <= vmax; v *= 2) {
+                            /* a given --pp-interleave applies to pipelines; PP 1 has nothing to interleave */
+                            if (r->pp_interleave > 1 && p > 1 && v != r->pp_interleave) continue;
+                            if (v > 1 && (p == 1 || acc % (uint32_t)p || (uint32_t)(p * v) > hp->n_layers)) break;
+                            fitlm_plan_result x;
+                            memset(&x, 0, sizeof x);
+                            x.gpu = gpu, x.tp = t, x.pp = p, x.dp = d, x.count = n, x.zero = z, x.recompute = rc;
+                            x.offload_opt = r->offload_opt, x.offload_param = r->offload_param;
+                            x.grad_accum = acc;
+                            x.interleave = v;
+                            x.kv_type = FITLM_TYPE_F16;
+                            if (eval_push(c, &x, out)) return -1;
+                        }
                     }
                 }
             }

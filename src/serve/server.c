@@ -675,6 +675,13 @@ int serve_server_start(serve_server *s, fitlm_error *err) {
 
 uint16_t serve_server_port(const serve_server *s) { return s->port; }
 
+void serve_server_itl(serve_server *s, double *sum_s, uint64_t *count) {
+    uint64_t n = 0;
+    for (int i = 0; i <= SERVE_HIST_BUCKETS; i++) n += atomic_load(&s->metrics.itl.counts[i]);
+    *count = n;
+    *sum_s = (double)atomic_load(&s->metrics.itl.sum_us) * 1e-6;
+}
+
 void serve_server_set_model(serve_server *s, fitlm_engine *e, const serve_model_info *mi) {
     s->engine = e;
     s->mi = *mi;

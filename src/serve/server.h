@@ -55,6 +55,9 @@ void serve_server_set_model(serve_server *s, fitlm_engine *e, const serve_model_
 /* Refuses new work (503), shuts the engine down (every request ends), lets
  * the streams finish and stops the daemon. Idempotent; the engine is not freed. */
 void serve_server_stop(serve_server *s);
+/* The inter-token latency observed so far (the /metrics histogram): the sum
+ * in seconds and the number of intervals. For `serve --plan-check`. */
+void serve_server_itl(serve_server *s, double *sum_s, uint64_t *count);
 /* Stops (if needed) and frees the server and every request state. */
 void serve_server_free(serve_server *s);
 

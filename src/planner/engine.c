@@ -1,0 +1,62 @@
+/* Serving-engine profiles for GPU plans (`fitlm plan --engine`). What each
+ * figure is and where it comes from: docs/planner.md, "Engine profiles". */
+#include <string.h>
+#include <strings.h>
+
+#include "planner/planner.h"
+
+/* llama.cpp's quantized matrix multiplication (MMQ, int8 tensor cores) reaches
+ * about 21 % of the dense INT8 peak on GeForce cards: fitted to two published
+ * llama-bench prefill figures (Llama-3-8B Q4_0 pp512 on an RTX 4090, 23.7 %;
+ * Q6_K pp2048 on an RTX 3090, 19.1 %; tests/test_plan_validation.py rows
+ * marked as calibration). */
+#define LLAMACPP_MMQ_EFF 0.21
+
+static const fitlm_engine_profile k_engines[FITLM_ENGINE_COUNT] = {
+    [FITLM_ENGINE_GENERIC] = {.name = "generic", .label = "engine-neutral model", .vllm_memory = false,
+                              .default_margin = 0.05, .default_chunk = 0, .kv_paged = false, .window_frees = true,
+                              .fp16_acc16 = false, .int8_prefill = false, .int8_eff = 0, .per_layer_s = 0,
+                              .per_step_s = 0},
+    /* vLLM: start-up memory profile, paged KV (16-token blocks), v1's sliding-window
+     * manager frees blocks outside the window; PyTorch GEMMs accumulate in FP32 */
+    [FITLM_ENGINE_VLLM] = {.name = "vllm", .label = "vLLM", .vllm_memory = true, .default_margin = 0.10,
+                           .default_chunk = 0, .kv_paged = true, .window_frees = true, .fp16_acc16 = false,
+                           .int8_prefill = false, .int8_eff = 0, .per_layer_s = 0, .per_step_s = 0},
+    /* llama.cpp: one contiguous KV cache for the full context of every sequence
+     * (no sliding-window cache for the Llama/Mistral/Qwen2 architectures), n_ubatch
+     * 512, cuBLAS F16 GEMMs with FP16 accumulation, quantized prefill on MMQ */
+    [FITLM_ENGINE_LLAMACPP] = {.name = "llama.cpp", .label = "llama.cpp", .vllm_memory = false,
+                               .default_margin = 0.05, .default_chunk = 512, .kv_paged = false,
+                               .window_frees = false, .fp16_acc16 = true, .int8_prefill = true,
+                               .int8_eff = LLAMACPP_MMQ_EFF, .per_layer_s = 0, .per_step_s = 0},
+    /* TensorRT-LLM: paged KV (blocks for the tokens in use), cyclic KV for a
+     * sliding window; weight-only INT8/INT4 dequantize into FP16 GEMMs */
+    [FITLM_ENGINE_TRTLLM] = {.name = "trt-llm", .label = "TensorRT-LLM", .vllm_memory = false,
+                             .default_margin = 0.05, .default_chunk = 0, .kv_paged = true, .window_frees = true,
+                             .fp16_acc16 = false, .int8_prefill = false, .int8_eff = 0, .per_layer_s = 0,
+                             .per_step_s = 0},
+    /* fitlm's own GPU backend: contiguous KV of round16(context) per sequence, full attention */
+    [FITLM_ENGINE_FITLM] = {.name = "fitlm", .label = "fitlm", .vllm_memory = false, .default_margin = 0.05,
+                            .default_chunk = 512, .kv_paged = false, .window_frees = false, .fp16_acc16 = false,
+                            .int8_prefill = false, .int8_eff = 0, .per_layer_s = 0, .per_step_s = 0},
+};
+
+const fitlm_engine_profile *fitlm_engine_profile_get(fitlm_engine e) {
+    if ((int)e < 0 || e >= FITLM_ENGINE_COUNT) e = FITLM_ENGINE_GENERIC;
+    return &k_engines[e];
+}
+
+int fitlm_engine_parse(const char *s, fitlm_engine *e) {
+    static const struct { const char *name; fitlm_engine e; } names[] = {
+        {"generic", FITLM_ENGINE_GENERIC}, {"vllm", FITLM_ENGINE_VLLM},          {"llama.cpp", FITLM_ENGINE_LLAMACPP},
+        {"llamacpp", FITLM_ENGINE_LLAMACPP}, {"llama-cpp", FITLM_ENGINE_LLAMACPP}, {"trt-llm", FITLM_ENGINE_TRTLLM},
+        {"trtllm", FITLM_ENGINE_TRTLLM},   {"tensorrt-llm", FITLM_ENGINE_TRTLLM}, {"fitlm", FITLM_ENGINE_FITLM},
+    };
+    if (!s) return -1;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (!strcasecmp(s, names[i].name)) {
+            *e = names[i].e;
+            return 0;
+        }
+    return -1;
+}

@@ -1,0 +1,93 @@
+"""fitlm serve --plan-check: at shutdown the planner's time per output token
+and decode throughput at the measured concurrency (planner/cpu_cost.h,
+fitlm_cpu_batch_step_s, the function `plan` uses for a batch on this machine)
+beside the measured ones. stories260K (token ids), four sequences at once.
+
+Checked against what the server itself reports: the measured time per token
+is the /metrics inter-token-latency histogram's mean, the concurrency is the
+generated tokens over the engine steps of the shutdown line, the weights row
+is the file's tensor bytes, and the throughput is concurrency / time per token
+on both sides."""
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "pyutil"))
+import servekit as sk  # noqa: E402
+import testenv as te  # noqa: E402
+from testenv import check  # noqa: E402
+
+FITLM = os.environ["FITLM_BIN"]
+MODEL = os.path.join(os.environ["FITLM_SHARED"], "data", "stories260K", "stories260K.bin")
+if not os.path.exists(MODEL):
+    print("SKIP: stories260K is missing")
+    sys.exit(77)
+if subprocess.run([FITLM, "serve", "--help"], capture_output=True, text=True).returncode != 0:
+    print("SKIP: fitlm serve is not built (libmicrohttpd missing)")
+    sys.exit(77)
+# stories260K (llama2.c): dim 64, 5 layers, 8 heads / 4 KV heads of 8, FFN 172, vocab 512, shared
+# classifier; its F32 tensors (the file's RoPE tables are not weights)
+D, L, KV, F, V = 64, 5, 32, 172, 512
+WEIGHTS_MIB = 4 * (V * D + L * (2 * D + 2 * D * D + 2 * D * KV + 3 * D * F) + D) / 2**20
+
+
+def run_server(*extra):
+    srv = sk.Server(FITLM, MODEL, "-t", "1", "-np", "4", *extra)
+    barrier = threading.Barrier(8)
+
+    def one(i):
+        barrier.wait()
+        st, j, _ = srv.post("/v1/completions", {"prompt": [1, 2, 3 + i], "max_tokens": 48, "temperature": 0})
+        check(st == 200, f"request {i}: {st}")
+
+    ts = [threading.Thread(target=one, args=(i,)) for i in range(8)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    m = srv.metrics()
+    rc, log = srv.stop(signal.SIGINT)
+    return rc, log, m
+
+
+rc, log, m = run_server("--plan-check")
+check(rc == 0, f"clean exit with --plan-check: {rc}")
+check("plan check: the planner's prediction beside this server" in log, "the plan check is printed at shutdown")
+served = re.search(r"served (\d+) generated tokens in (\d+) steps", log)
+conc = re.search(r"at the measured concurrency ([0-9.]+) \((\d+) generated tokens in (\d+) engine steps, (\d+) requests\)",
+                 log)
+check(served is not None and conc is not None, "shutdown line and the concurrency line")
+rows = {}
+for line in log.splitlines():
+    cells = [c.strip() for c in line.split("|")]
+    if len(cells) >= 6 and cells[1] and cells[1] != "quantity" and not cells[1].startswith("-"):
+        try:
+            rows[cells[1]] = (float(cells[2]), float(cells[3]), cells[4])
+        except ValueError:
+            pass
+for k in ("weights", "time per output token", "decode throughput"):
+    check(k in rows, f"row {k!r}")
+if served and conc and all(k in rows for k in ("weights", "time per output token", "decode throughput")):
+    gen, steps = int(served.group(1)), int(served.group(2))
+    b = float(conc.group(1))
+    check(gen == 8 * 48 and int(conc.group(2)) == gen and int(conc.group(3)) == steps and int(conc.group(4)) == 8,
+          f"8 requests of 48 tokens: {gen} tokens, {steps} steps")
+    check(abs(b - gen / steps) < 0.006 and 1 <= b <= 4, f"concurrency {b} = {gen} / {steps}, within -np 4")
+    wp, wm, unit = rows["weights"]
+    check(unit == "MiB" and abs(wm - WEIGHTS_MIB) < 0.006 and abs(wp - WEIGHTS_MIB) < 0.006,
+          f"weights {wp} / {wm} MiB = the file's {WEIGHTS_MIB:.3f}")
+    itl = m["fitlm_inter_token_latency_seconds_sum"] / m["fitlm_inter_token_latency_seconds_count"]
+    tp, tm, unit = rows["time per output token"]
+    check(unit == "ms" and abs(tm - itl * 1e3) <= 0.0006 + 1e-3 * itl * 1e3,
+          f"measured time per token {tm} ms = the /metrics mean {itl * 1e3:.4f} ms")
+    check(1e-4 < tp < 1e3, f"predicted time per token {tp} ms")
+    dp, dm, unit = rows["decode throughput"]
+    check(unit == "tok/s" and abs(dp - b / (tp / 1e3)) <= 0.01 * dp and abs(dm - b / (tm / 1e3)) <= 0.01 * dm,
+          f"throughput = concurrency / time per token: predicted {dp}, measured {dm}")
+
+rc, log, _ = run_server()
+check(rc == 0 and "plan check" not in log, "no plan check without the flag")
+sys.exit(te.report())
