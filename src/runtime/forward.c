@@ -112,8 +112,10 @@ static int forward_run(fitlm_forward *f, const fitlm_batch *b, float *logits, fi
                            .seq = b->seq,
                            .block_table = b->block_table,
                            .block_shift = f->kv->block_shift};
+    /* a remote view (the root driving replica group d > 0): no layers here, only the logits come back */
+    bool remote = par && par->remote;
     if (w->has_embd) be->embed(be, &w->tok_embd, b->ids, n, &f->x);
-    else if (fitlm_parallel_recv_prev(par, f->x.data, n_x, err)) return -1;
+    else if (!remote && fitlm_parallel_recv_prev(par, f->x.data, n_x, err)) return -1;
     bool tp = par && par->tp_size > 1;
     for (uint32_t l = w->layer0; l < w->layer1; l++) {
         const fitlm_layer_weights *lw = &w->layers[l];
@@ -156,7 +158,7 @@ static int forward_run(fitlm_forward *f, const fitlm_batch *b, float *logits, fi
         if (tp && fitlm_parallel_allreduce(par, f->xb2.data, n_x, err)) return -1; /* sum of the FFN columns' parts */
         be->add(be, &f->x, &f->xb2, n);
     }
-    if (par && !fitlm_parallel_last_stage(par)) {
+    if (par && !remote && !fitlm_parallel_last_stage(par)) {
         if (be->sync(be, err) || fitlm_parallel_send_next(par, f->x.data, n_x, err)) return -1;
     }
     if (!w->has_head) { /* the logits come from the last stage's tensor rank 0 */
