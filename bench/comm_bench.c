@@ -1,7 +1,7 @@
 /* comm_bench: the cost of the collectives distributed inference uses, through
  * fitlm_comm (src/parallel/comm.h) exactly as the forward pass calls them.
  *
- *     mpirun -np 2 build/bench/comm_bench [--iters N] [--out FILE]
+ *     mpirun -np 2 build/bench/comm_bench [--iters N] [--out FILE] [--write-profile | --profile FILE]
  *
  * Measures the F32 sum all-reduce for message sizes from 4 bytes to 8 MiB
  * (one decoded token of a TinyLlama-shaped model all-reduces dim x 4 = 8 KiB
@@ -10,7 +10,10 @@
  * all-reduce times (least squares on the relative error) and prints a table. With --out it writes
  * the fit as JSON (docs/parallel.md: the planner's alpha and link bandwidth
  * for a CPU cluster). Rank 0 reports the median of each size over the ranks'
- * maximum (a collective ends when its slowest rank does).
+ * maximum (a collective ends when its slowest rank does). --write-profile
+ * (or --profile FILE) stores alpha and the bandwidth in the host profile
+ * (allreduce_alpha_s, allreduce_bw; default $XDG_CACHE_HOME/fitlm/host.json),
+ * where `fitlm plan` reads them for tensor / pipeline parallel runs on CPUs.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +21,7 @@
 #include <time.h>
 
 #include "parallel/comm.h"
+#include "planner/host_comm.h"
 
 static double now_s(void) {
     struct timespec ts;
@@ -82,12 +86,20 @@ int main(int argc, char **argv) {
     }
     fitlm_comm *c = fitlm_comm_world();
     int iters = 200;
-    const char *out = NULL;
+    const char *out = NULL, *profile = NULL;
+    char def[4096];
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--iters") && i + 1 < argc) iters = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
-        else {
-            fprintf(stderr, "usage: mpirun -np N comm_bench [--iters N] [--out FILE]\n");
+        else if (!strcmp(argv[i], "--profile") && i + 1 < argc) profile = argv[++i];
+        else if (!strcmp(argv[i], "--write-profile")) {
+            if (fitlm_host_profile_default_path(def, sizeof def)) {
+                fprintf(stderr, "fitlm: error: neither XDG_CACHE_HOME nor HOME is set: give --profile FILE\n");
+                return fitlm_comm_world_finalize(1);
+            }
+            profile = def;
+        } else {
+            fprintf(stderr, "usage: mpirun -np N comm_bench [--iters N] [--out FILE] [--write-profile | --profile FILE]\n");
             return fitlm_comm_world_finalize(1);
         }
     }
@@ -141,6 +153,16 @@ int main(int argc, char **argv) {
             }
         }
     }
+    int rc = 0;
+    if (c->rank == 0 && profile) {
+        if (fitlm_host_profile_set_comm(profile, alpha, beta > 0 ? 1.0 / beta : 0.0, &err)) {
+            fitlm_error_prefix(&err, profile);
+            fitlm_error_print(&err);
+            rc = 1;
+        } else {
+            printf("wrote allreduce_alpha_s and allreduce_bw to %s\n", profile);
+        }
+    }
     free(buf);
-    return fitlm_comm_world_finalize(0);
+    return fitlm_comm_world_finalize(rc);
 }

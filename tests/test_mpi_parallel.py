@@ -218,6 +218,9 @@ p = mpi(2, ["logits", "-m", llama_q8, "--ids", "1 2 3"], timeout=TIMEOUT)
 fails("-np 2 without --tp/--pp", p, "mpirun started 2", 2)
 p = single("logits", "-m", llama_q8, "--ids", "1 2 3", "--tp", "2")
 check(p.returncode != 0 and "start it with mpirun -np 2" in p.stderr, "one process with --tp 2: %s" % p.stderr)
+# data parallel is for serve (test_mpi_serve.py); the one-request commands refuse it on every rank
+p = mpi(2, ["logits", "-m", llama_q8, "--ids", "1 2 3", "--dp", "2"], timeout=TIMEOUT)
+fails("logits --dp 2", p, "data-parallel replicas are for `fitlm serve`", 2)
 # a layout that would cut Q8_0 blocks: FFN 96 / 2 = 48 columns
 cut_cfg = dict(BASE, ffn=96)
 _, tens = ref.random_model(cut_cfg, 5, weight_type=ref.TYPE_Q8_0, tied=False)

@@ -7,7 +7,14 @@ seeded texts, finish reasons, token usage; logprobs within 1e-4 under tensor
 parallel, whose reordered sums move logits by ~1e-6: test_mpi_parallel.py),
 once over shared memory and once over TCP only. SIGTERM to mpirun ends every
 rank.
+
+Data parallel (`--dp 2`, also with `--pp 2` and over TCP): the same client
+answers, then concurrent greedy completions give the single process's texts
+and /metrics shows that both replica groups got requests and generated tokens.
+The same concurrent completions under `--pp 2` (steps of 4 sequences, cut
+into micro-batches in flight) give the single process's texts.
 """
+import concurrent.futures
 import json
 import os
 import shutil
@@ -74,22 +81,54 @@ def close(a, b, path=""):
     return a == b
 
 
+PROMPTS = ["Once upon a time %d" % i for i in range(6)] + ["The cat", "A dog ran"]
+
+
+def concurrent_greedy(srv):
+    """Greedy completions of PROMPTS, all sent at once: [(status, text, tokens)]."""
+    def one(prompt):
+        st, j, _ = srv.post("/v1/completions", {"model": NAME, "prompt": prompt, "max_tokens": 12, "temperature": 0},
+                            headers={"Authorization": "Bearer " + KEY})
+        if st != 200 or not j:
+            return st, None, None
+        return st, j["choices"][0]["text"], j["usage"]["completion_tokens"]
+    with concurrent.futures.ThreadPoolExecutor(len(PROMPTS)) as ex:
+        return list(ex.map(one, PROMPTS))
+
+
 args = ("--api-key", KEY, "--alias", NAME, "-np", 4, "-t", 1)
 srv = sk.Server(FITLM, MODEL, *args)
 want = client(srv)
+want_greedy = concurrent_greedy(srv)
 srv.stop()
+check(all(st == 200 for st, _, _ in want_greedy), "single-process concurrent completions: %r" % want_greedy)
 check(want is not None and want.get("chat", {}).get("text"), "single-process answers: %r" % want)
 
 cases = [("tp2-sm", ["-np", "2", "--mca", "btl", "self,vader"], ["--tp", "2"]),
          ("pp2-sm", ["-np", "2", "--mca", "btl", "self,vader"], ["--pp", "2"]),
-         ("tp2-tcp", ["-np", "2", "--mca", "btl", "tcp,self"], ["--tp", "2"])]
-for label, mpi_args, fitlm_args in cases[:1] if te.SANITIZED else cases:
+         ("tp2-tcp", ["-np", "2", "--mca", "btl", "tcp,self"], ["--tp", "2"]),
+         ("dp2-sm", ["-np", "2", "--mca", "btl", "self,vader"], ["--dp", "2"]),
+         ("dp2pp2-sm", ["-np", "4", "--mca", "btl", "self,vader"], ["--dp", "2", "--pp", "2"]),
+         ("dp2-tcp", ["-np", "2", "--mca", "btl", "tcp,self"], ["--dp", "2"])]
+for label, mpi_args, fitlm_args in [cases[0], cases[3]] if te.SANITIZED else cases:
     srv = sk.Server(wrapper(label, mpi_args, fitlm_args), MODEL, *args, env=ENV, timeout=180)
     got = client(srv)
     if got is not None and want is not None:
         for k in want:
             check(close(want[k], got.get(k)), "%s: %s differs:\n  single %s\n  mpi    %s" %
                   (label, k, json.dumps(want[k])[:600], json.dumps(got.get(k))[:600]))
+    if "--dp" in fitlm_args or "--pp" in fitlm_args:
+        # 8 requests at once on -np 4: steps of 4 sequences, cut into micro-batches under --pp
+        got_greedy = concurrent_greedy(srv)
+        check(got_greedy == want_greedy, "%s: concurrent greedy completions differ:\n  single %r\n  mpi    %r" %
+              (label, want_greedy, got_greedy))
+    if "--dp" in fitlm_args:
+        m = srv.metrics(headers={"Authorization": "Bearer " + KEY})
+        for d in range(2):
+            routed = m.get('fitlm_replica_requests_total{replica="%d"}' % d, 0)
+            tokens = m.get('fitlm_replica_generation_tokens_total{replica="%d"}' % d, 0)
+            check(routed > 0 and tokens > 0, "%s: replica %d got no work (requests %s, tokens %s)" %
+                  (label, d, routed, tokens))
     t0 = time.time()
     rc, log = srv.stop(timeout=30)
     check(rc != -999 and time.time() - t0 < 15, "%s: SIGTERM to mpirun: every rank ends (exit %d, %.1f s)\n%s" %

@@ -594,5 +594,32 @@ lo = plan_json("llama-3-8b", "--train", "--lora-rank", "16", "--gpu", "A100-80GB
                "--no-profile")
 check(ql["memory"]["lora_bytes"] == 12 * ad, f"QLoRA adapter bytes {ql['memory']['lora_bytes']} = 12 x {ad}")
 check(lo["memory"]["lora_bytes"] == 16 * ad, f"LoRA adapter bytes {lo['memory']['lora_bytes']} = 16 x {ad}")
+# fitlm's MPI ranks on this host (--gpu cpu:N --tp/--pp): the single process's
+# prediction plus each decode step's communication, from the profile's
+# all-reduce figures (comm_bench --write-profile) or assumed ones, named as such
+one = plan_json("tinyllama-1.1b", "-q", "q8_0", "--gpu", "cpu", "--no-profile")
+tp2 = plan_json("tinyllama-1.1b", "-q", "q8_0", "--gpu", "cpu:2", "--tp", "2", "--no-profile")
+row = 2048 * 4  # one decoded token's residual row, F32
+want = 2 * 22 * (2e-6 + row / 4e9)  # two 2-rank all-reduces per layer, assumed alpha and bandwidth
+check(tp2["plan"]["tp"] == 2 and tp2["time"]["allreduce_measured"] is False and
+      abs(tp2["time"]["comm_s_per_decode_step"] - want) < 1e-9 and
+      abs(tp2["time"]["tpot_s"] - one["time"]["tpot_s"] - want) < 1e-9,
+      f"TP 2 on the host, assumed figures: {tp2['time']}")
+prof = os.path.join(TMP, "host-comm-profile.json")
+p_ = subprocess.run([BIN, "calibrate", "--quick", "--profile", prof], capture_output=True, text=True, timeout=300)
+if check(p_.returncode == 0, f"calibrate --quick: {p_.stderr[-800:]}"):
+    with open(prof) as f:
+        pj = json.load(f)
+    pj["allreduce_alpha_s"], pj["allreduce_bw"] = 1e-6, 5e9
+    with open(prof, "w") as f:
+        json.dump(pj, f)
+    pp2 = plan_json("tinyllama-1.1b", "-q", "q8_0", "--gpu", "cpu:2", "--pp", "2", "-b", "4", "--profile", prof)
+    check(pp2["plan"]["pp"] == 2 and pp2["time"]["allreduce_measured"] is True and
+          abs(pp2["time"]["comm_s_per_decode_step"] - (0.5e-6 + 4 * row / 5e9)) < 1e-12,
+          f"PP 2 on the host, measured figures, 4 sequences: {pp2['time']}")
+    rc, out, err = run("tinyllama-1.1b", "-q", "q8_0", "--gpu", "cpu:2", "--tp", "2", "--profile", prof)
+    check(rc == 0 and "alpha 1.00 us, 5.00 GB/s (measured by comm_bench" in out, f"the report names them: {out}")
+rc, out, err = run("tinyllama-1.1b", "--gpu", "cpu:2", "--no-profile")
+check(rc != 0 and "T x P MPI ranks" in err, f"cpu:2 without a layout: {err.strip()}")
 
 sys.exit(te.report())

@@ -8,6 +8,7 @@
 #include "cli/commands.h"
 #include "planner/cpu_cost.h"
 #include "util/error.h"
+#include "util/file.h"
 
 static void usage(FILE *out) {
     fprintf(out,
@@ -67,6 +68,15 @@ int cmd_calibrate(int argc, char **argv) {
     FILE *log = print ? stderr : stdout;
     if (fitlm_calibrate_host(p, (int)threads, quick, log, &err)) goto fail;
     if (model && fitlm_calibrate_overheads_with_model(p, model, log, &err)) goto fail;
+    { /* keep the MPI all-reduce figures comm_bench wrote (measured separately, under mpirun) */
+        fitlm_host_profile *old = malloc(sizeof *old);
+        fitlm_error ignored = {{0}};
+        if (old && fitlm_file_exists(path) && fitlm_host_profile_load(old, path, &ignored) == 0) {
+            p->allreduce_alpha_s = old->allreduce_alpha_s;
+            p->allreduce_bw = old->allreduce_bw;
+        }
+        free(old);
+    }
     if (fitlm_host_profile_save(p, path, &err)) goto fail;
     fprintf(log, "wrote %s\n", path);
     if (print) {

@@ -50,6 +50,8 @@ static void usage(FILE *out) {
             "  --max-body SIZE         largest request body (default 8M; larger: 413)\n"
             "  --plan-check            at shutdown, the planner's time per token and throughput at the measured\n"
             "                          concurrency beside the measured ones (--profile FILE: the host profile)\n"
+            "  --tp T --pp P --dp D    under mpirun -np T*P*D: split the model (tensor, pipeline) and serve\n"
+            "                          D replica groups behind this endpoint (docs/parallel.md)\n"
             "Stops cleanly on SIGINT or SIGTERM (running requests end, streams close).\n");
 }
 
@@ -200,6 +202,8 @@ int cmd_serve(int argc, char **argv) {
     fitlm_backend *be = NULL;
     fitlm_tokenizer *tok = NULL;
     fitlm_engine *e = NULL;
+    fitlm_engine **reps = NULL; /* data parallel (root): one engine per replica group, reps[0] = e */
+    uint32_t n_reps = 1;
     char *default_system = NULL;
     fitlm_chat_prompt *chat = NULL;
     fitlm_token_trie *trie = NULL;
@@ -262,7 +266,22 @@ int cmd_serve(int argc, char **argv) {
         rc = 0;
         goto done;
     }
-    if (fitlm_engine_start(e, &err)) goto fail;
+    /* data parallel: the root schedules every replica group; group d > 0 is
+     * driven through a remote view (its ranks compute, the root samples) */
+    n_reps = par ? par->dp_size : 1;
+    reps = calloc(n_reps, sizeof *reps);
+    if (!reps) {
+        fitlm_fail(&err, "out of memory");
+        goto fail;
+    }
+    reps[0] = e;
+    for (uint32_t d = 1; d < n_reps; d++) {
+        fitlm_engine_params rp = ep;
+        rp.par = fitlm_parallel_replica(par, d);
+        if (!(reps[d] = fitlm_engine_new(m, tok, be, &rp, &err))) goto fail;
+    }
+    for (uint32_t d = 0; d < n_reps; d++)
+        if (fitlm_engine_start(reps[d], &err)) goto fail;
 
     fitlm_chat_template t = FITLM_CHAT_NONE;
     /* chat requests: the model's own Jinja template, or the named built-in format */
@@ -298,7 +317,11 @@ int cmd_serve(int argc, char **argv) {
             fitlm_backend_cpu_threads(be), st.kv_blocks_total, st.kv_block_tokens, (unsigned long long)pool_tokens,
             (double)st.kv_pool_bytes / (1024.0 * 1024.0), fitlm_type_name(o.kv_type), mi.n_ctx,
             fitlm_engine_max_concurrency(e, mi.n_ctx));
-    serve_server_set_model(srv, e, &mi);
+    if (n_reps > 1)
+        fprintf(stderr, "fitlm: data parallel: %u replica groups of %u ranks (--tp %u x --pp %u), each with its own "
+                        "KV pool; requests go to the least-loaded group\n",
+                n_reps, par->tp_size * par->pp_size, par->tp_size, par->pp_size);
+    if (serve_server_set_model(srv, reps, n_reps, &mi, &err)) goto fail;
     fprintf(stderr, "fitlm: ready%s\n", sp.api_key ? " (API key required)" : "");
 
     int sig = 0;
@@ -306,15 +329,21 @@ int cmd_serve(int argc, char **argv) {
     }
     fprintf(stderr, "fitlm: %s: shutting down\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
     serve_server_stop(srv);
-    fitlm_engine_stats end;
-    fitlm_engine_get_stats(e, &end);
-    fprintf(stderr, "fitlm: served %llu generated tokens in %llu steps; %llu preemptions\n",
-            (unsigned long long)end.generated_tokens, (unsigned long long)end.steps,
-            (unsigned long long)end.preemptions);
+    for (uint32_t d = 0; d < n_reps; d++) {
+        fitlm_engine_stats end;
+        fitlm_engine_get_stats(reps[d], &end);
+        char who[32] = "";
+        if (n_reps > 1) snprintf(who, sizeof who, "replica %u: ", d);
+        fprintf(stderr, "fitlm: %sserved %llu generated tokens in %llu steps; %llu preemptions\n", who,
+                (unsigned long long)end.generated_tokens, (unsigned long long)end.steps,
+                (unsigned long long)end.preemptions);
+    }
     rc = 0;
-    if (o.plan_check == 1) {
+    if (o.plan_check == 1) { /* the first replica's figures (the only one without --dp) */
+        fitlm_engine_stats end;
+        fitlm_engine_get_stats(reps[0], &end);
         fitlm_runtime_memory mem;
-        fitlm_engine_get_memory(e, &mem);
+        fitlm_engine_get_memory(reps[0], &mem);
         uint64_t reqs = 0;
         for (size_t k = 0; k < sizeof end.requests_finished / sizeof end.requests_finished[0]; k++)
             reqs += end.requests_finished[k];
@@ -340,7 +369,10 @@ int cmd_serve(int argc, char **argv) {
 fail:
     fitlm_error_print(&err);
 done:
-    serve_server_free(srv); /* stops the engine's requests first */
+    serve_server_free(srv); /* stops the engines' requests first */
+    if (reps)
+        for (uint32_t d = n_reps; d-- > 1;) fitlm_engine_free(reps[d]);
+    free(reps);
     fitlm_engine_free(e);
     fitlm_chat_prompt_free(chat);
     free(default_system);

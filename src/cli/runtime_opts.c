@@ -233,8 +233,6 @@ int runtime_opts_parse(runtime_opts *o, int argc, char **argv, int *i) {
 int runtime_parallel_open(const runtime_opts *o, const fitlm_model *m, struct fitlm_parallel **out, fitlm_error *err) {
     *out = NULL;
     if (o->tp * o->pp * o->dp == 1 && !o->pp_layers && fitlm_comm_world()->size == 1) return 0;
-    if (o->dp > 1)
-        return fitlm_fail(err, "--dp %u: data-parallel replicas are not implemented yet (use --tp and --pp)", o->dp);
     *out = fitlm_parallel_new(fitlm_comm_world(), m, o->tp, o->pp, o->dp, o->pp_layers, err);
     return *out ? 0 : -1;
 }
@@ -248,6 +246,11 @@ int runtime_session_open_model(runtime_session *s, const runtime_opts *o) {
     memset(s, 0, sizeof *s);
     fitlm_error err = {{0}};
     if (!o->model_path) return fitlm_die("no model given (use -m MODEL)"), -1;
+    if (o->dp > 1)
+        return fitlm_die("--dp %u: data-parallel replicas are for `fitlm serve` (one endpoint over %u groups); run, "
+                         "logits, perplexity and bench split one model with --tp and --pp",
+                         o->dp, o->dp),
+               -1;
     s->model = fitlm_model_load(o->model_path, &err);
     if (!s->model) {
         fitlm_error_print(&err);

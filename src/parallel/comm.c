@@ -128,6 +128,10 @@ bool fitlm_comm_mpi_available(void) {
     return false;
 }
 
+bool fitlm_comm_threads_ok(void) {
+    return true;
+}
+
 _Noreturn void fitlm_comm_abort(int status) {
     fflush(stdout);
     exit(status);

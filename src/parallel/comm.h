@@ -90,6 +90,9 @@ fitlm_comm *fitlm_comm_world(void);
 int fitlm_comm_world_finalize(int status);
 /* True when built with MPI support. */
 bool fitlm_comm_mpi_available(void);
+/* True when several threads may call the world's communicators at once
+ * (a single process, or MPI initialized with MPI_THREAD_MULTIPLE). */
+bool fitlm_comm_threads_ok(void);
 
 /* Ends every rank of the job now with `status` (MPI_Abort; exit() when single). */
 _Noreturn void fitlm_comm_abort(int status);

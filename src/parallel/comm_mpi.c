@@ -20,7 +20,7 @@ typedef struct mpi_state {
 
 static fitlm_comm g_world;
 static mpi_state g_world_state;
-static int g_world_ready, g_mpi_on;
+static int g_world_ready, g_mpi_on, g_thread_multiple;
 static MPI_Op g_sum_f16 = MPI_OP_NULL;
 
 static MPI_Comm mc(const fitlm_comm *c) {
@@ -176,12 +176,14 @@ int fitlm_comm_world_init(int *argc, char ***argv, fitlm_error *err) {
         return 0;
     }
     int provided = 0;
-    if (MPI_Init_thread(argc, argv, MPI_THREAD_SERIALIZED, &provided) != MPI_SUCCESS) {
+    /* MPI_THREAD_MULTIPLE: a data-parallel root drives several replica groups from one thread each */
+    if (MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &provided) != MPI_SUCCESS) {
         fitlm_comm_single_fill_(&g_world);
         g_world.free = NULL;
         return fitlm_fail(err, "MPI_Init failed");
     }
     g_mpi_on = 1;
+    g_thread_multiple = provided >= MPI_THREAD_MULTIPLE;
     MPI_Errhandler eh;
     MPI_Comm_create_errhandler(on_mpi_error, &eh);
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, eh);
@@ -223,6 +225,10 @@ int fitlm_comm_world_finalize(int status) {
 
 bool fitlm_comm_mpi_available(void) {
     return true;
+}
+
+bool fitlm_comm_threads_ok(void) {
+    return !g_mpi_on || g_thread_multiple;
 }
 
 _Noreturn void fitlm_comm_abort(int status) {

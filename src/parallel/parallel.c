@@ -46,6 +46,10 @@ fitlm_parallel *fitlm_parallel_new(fitlm_comm *world, const fitlm_model *m, uint
         return NULL;
     }
     if (fitlm_tp_check_model(m, T, err)) return NULL;
+    if (D > 1 && !fitlm_comm_threads_ok())
+        return fitlm_fail(err, "--dp %u: the root drives each replica group from its own thread, but this MPI "
+                               "library does not provide MPI_THREAD_MULTIPLE", D),
+               NULL;
     fitlm_parallel *p = calloc(1, sizeof *p);
     if (!p) return fitlm_fail(err, "out of memory"), NULL;
     p->world = world;
@@ -70,6 +74,43 @@ fitlm_parallel *fitlm_parallel_new(fitlm_comm *world, const fitlm_model *m, uint
     if (!p->group) goto fail;
     p->tp = fitlm_comm_split(world, (int)(p->dp_rank * P + p->stage), (int)p->tp_rank, err);
     if (!p->tp) goto fail;
+    p->link = p->group;
+    if (D > 1 && w == 0) {
+        p->replicas = calloc(D, sizeof *p->replicas);
+        if (!p->replicas) {
+            fitlm_fail(err, "out of memory");
+            goto fail;
+        }
+        p->replicas[0] = p;
+    }
+    /* each group d > 0 gets a link: world rank 0 (link rank 0) and the group's ranks (1 + group rank) */
+    for (uint32_t d = 1; d < D; d++) {
+        bool member = w == 0 || p->dp_rank == d;
+        fitlm_comm *c = fitlm_comm_split(world, member ? 0 : 1, w == 0 ? 0 : 1 + (int)(w % (T * P)), err);
+        if (!c) goto fail;
+        if (!member) {
+            fitlm_comm_free(c);
+        } else if (w != 0) {
+            p->link = c;
+            p->link_off = 1;
+        } else {
+            fitlm_parallel *r = calloc(1, sizeof *r);
+            if (!r) {
+                fitlm_comm_free(c);
+                fitlm_fail(err, "out of memory");
+                goto fail;
+            }
+            r->world = world;
+            r->tp_size = T, r->pp_size = P, r->dp_size = D;
+            r->dp_rank = d;
+            r->remote = true;
+            r->link = c;
+            r->link_off = 1;
+            r->model_hash = p->model_hash;
+            fitlm_tp_shard_of(&m->hp, T, 0, &r->shard);
+            p->replicas[d] = r;
+        }
+    }
     return p;
 fail:
     fitlm_parallel_free(p);
@@ -78,6 +119,10 @@ fail:
 
 void fitlm_parallel_free(fitlm_parallel *p) {
     if (!p) return;
+    if (p->replicas)
+        for (uint32_t d = 1; d < p->dp_size; d++) fitlm_parallel_free(p->replicas[d]);
+    free(p->replicas);
+    if (p->link && p->link != p->group) fitlm_comm_free(p->link);
     fitlm_comm_free(p->tp);
     fitlm_comm_free(p->group);
     free(p->bounds);
@@ -88,20 +133,29 @@ void fitlm_parallel_free(fitlm_parallel *p) {
     free(p);
 }
 
+fitlm_parallel *fitlm_parallel_replica(fitlm_parallel *p, uint32_t d) {
+    if (!p || !p->replicas || d >= p->dp_size) return NULL;
+    return p->replicas[d];
+}
+
 bool fitlm_parallel_is_root(const fitlm_parallel *p) {
-    return p->stage == 0 && p->tp_rank == 0;
+    return p->world->rank == 0;
 }
 bool fitlm_parallel_first_stage(const fitlm_parallel *p) {
-    return p->stage == 0;
+    return !p->remote && p->stage == 0;
 }
 bool fitlm_parallel_last_stage(const fitlm_parallel *p) {
-    return p->stage + 1 == p->pp_size;
+    return !p->remote && p->stage + 1 == p->pp_size;
 }
 bool fitlm_parallel_head(const fitlm_parallel *p) {
     return fitlm_parallel_last_stage(p) && p->tp_rank == 0;
 }
 
 void fitlm_parallel_describe(const fitlm_parallel *p, char *buf, size_t cap) {
+    if (p->remote) {
+        snprintf(buf, cap, "rank 0 (the root of replica %u/%u: its scheduler, no layers)", p->dp_rank, p->dp_size);
+        return;
+    }
     snprintf(buf, cap, "rank %d (tp %u/%u, stage %u/%u, replica %u/%u, layers %u-%u)", p->world->rank, p->tp_rank,
              p->tp_size, p->stage, p->pp_size, p->dp_rank, p->dp_size, p->layer0, p->layer1 ? p->layer1 - 1 : 0);
 }
@@ -162,7 +216,7 @@ int fitlm_parallel_agree(fitlm_parallel *p, const uint64_t *v, const char *const
     uint64_t *root = malloc((size_t)n * sizeof *root);
     if (!root) return fitlm_fail(err, "out of memory");
     memcpy(root, v, (size_t)n * sizeof *root);
-    if (fitlm_comm_bcast(p->world, root, (size_t)n * sizeof *root, 0, err)) {
+    if (fitlm_comm_bcast(p->link, root, (size_t)n * sizeof *root, 0, err)) {
         free(root);
         return -1;
     }
@@ -178,7 +232,7 @@ int fitlm_parallel_agree(fitlm_parallel *p, const uint64_t *v, const char *const
         return fitlm_fail(err, "out of memory");
     }
     if (bad >= 0) flags[bad] = 1.0f;
-    int rc = fitlm_comm_allreduce_sum(p->world, flags, (size_t)n, FITLM_COMM_F32, err);
+    int rc = fitlm_comm_allreduce_sum(p->link, flags, (size_t)n, FITLM_COMM_F32, err);
     int other = -1;
     for (int i = 0; i < n && other < 0; i++)
         if (flags[i] > 0.0f) other = i;
@@ -213,7 +267,7 @@ static int grow(uint8_t **buf, size_t *cap, size_t need, fitlm_error *err) {
 }
 
 int fitlm_parallel_send_batch(fitlm_parallel *p, const fitlm_batch *b, int block_shift, fitlm_error *err) {
-    if (p->group->size == 1) return 0;
+    if (p->link->size == 1) return 0;
     uint32_t n = b->n_tokens, ns = b->n_seqs, nl = b->n_logits;
     if (ns > p->nblk_cap) {
         uint32_t *g = realloc(p->nblk, (size_t)ns * sizeof *g);
@@ -247,23 +301,23 @@ int fitlm_parallel_send_batch(fitlm_parallel *p, const fitlm_batch *b, int block
         if (nblk[s]) memcpy(q, b->block_table[s], (size_t)nblk[s] * 4);
         q += (size_t)nblk[s] * 4;
     }
-    if (fitlm_comm_bcast(p->group, p->tx, FIRST_CHUNK, 0, err)) return -1;
-    if (total > FIRST_CHUNK && fitlm_comm_bcast(p->group, p->tx + FIRST_CHUNK, total - FIRST_CHUNK, 0, err)) return -1;
+    if (fitlm_comm_bcast(p->link, p->tx, FIRST_CHUNK, 0, err)) return -1;
+    if (total > FIRST_CHUNK && fitlm_comm_bcast(p->link, p->tx + FIRST_CHUNK, total - FIRST_CHUNK, 0, err)) return -1;
     return 0;
 }
 
 int fitlm_parallel_send_stop(fitlm_parallel *p, fitlm_error *err) {
-    if (p->group->size == 1) return 0;
+    if (p->link->size == 1) return 0;
     if (grow(&p->tx, &p->tx_cap, FIRST_CHUNK, err)) return -1;
     msg_header h = {.magic = MSG_MAGIC, .cmd = CMD_STOP, .total = sizeof h};
     memset(p->tx, 0, FIRST_CHUNK);
     memcpy(p->tx, &h, sizeof h);
-    return fitlm_comm_bcast(p->group, p->tx, FIRST_CHUNK, 0, err);
+    return fitlm_comm_bcast(p->link, p->tx, FIRST_CHUNK, 0, err);
 }
 
 int fitlm_parallel_recv_batch(fitlm_parallel *p, fitlm_batch *b, fitlm_error *err) {
     if (grow(&p->rx, &p->rx_cap, FIRST_CHUNK, err)) return -1;
-    if (fitlm_comm_bcast(p->group, p->rx, FIRST_CHUNK, 0, err)) return -1;
+    if (fitlm_comm_bcast(p->link, p->rx, FIRST_CHUNK, 0, err)) return -1;
     msg_header h;
     memcpy(&h, p->rx, sizeof h);
     if (h.magic != MSG_MAGIC) return fitlm_fail(err, "rank %d: a malformed step message from the root", p->world->rank);
@@ -273,7 +327,7 @@ int fitlm_parallel_recv_batch(fitlm_parallel *p, fitlm_batch *b, fitlm_error *er
         return fitlm_fail(err, "rank %d: a step message of %llu bytes", p->world->rank, (unsigned long long)h.total);
     if (h.total > FIRST_CHUNK) {
         if (grow(&p->rx, &p->rx_cap, (size_t)h.total, err)) return -1;
-        if (fitlm_comm_bcast(p->group, p->rx + FIRST_CHUNK, (size_t)h.total - FIRST_CHUNK, 0, err)) return -1;
+        if (fitlm_comm_bcast(p->link, p->rx + FIRST_CHUNK, (size_t)h.total - FIRST_CHUNK, 0, err)) return -1;
     }
     uint32_t n = h.n_tokens, ns = h.n_seqs, nl = h.n_logits;
     const uint8_t *q = p->rx + sizeof h;
@@ -319,18 +373,19 @@ int fitlm_parallel_recv_prev(fitlm_parallel *p, float *x, size_t n, fitlm_error 
 }
 
 int fitlm_parallel_send_logits(fitlm_parallel *p, const float *x, size_t n, fitlm_error *err) {
-    return fitlm_comm_send(p->group, x, n * sizeof(float), 0, TAG_LOGITS, err);
+    return fitlm_comm_send(p->link, x, n * sizeof(float), 0, TAG_LOGITS, err);
 }
 
 int fitlm_parallel_recv_logits(fitlm_parallel *p, float *x, size_t n, fitlm_error *err) {
-    int src = (int)((p->pp_size - 1) * p->tp_size);
-    return fitlm_comm_recv(p->group, x, n * sizeof(float), src, TAG_LOGITS, err);
+    int src = (int)(p->link_off + (p->pp_size - 1) * p->tp_size);
+    return fitlm_comm_recv(p->link, x, n * sizeof(float), src, TAG_LOGITS, err);
 }
 
 void fitlm_parallel_stats(const fitlm_parallel *p, fitlm_comm_stats *out) {
     memset(out, 0, sizeof *out);
-    const fitlm_comm *cs[] = {p->group, p->tp};
-    for (int i = 0; i < 2; i++) {
+    const fitlm_comm *cs[] = {p->group, p->tp, p->link != p->group ? p->link : NULL};
+    for (int i = 0; i < 3; i++) {
+        if (!cs[i]) continue;
         out->calls += cs[i]->stats.calls;
         out->bytes += cs[i]->stats.bytes;
         out->seconds += cs[i]->stats.seconds;

@@ -3,12 +3,21 @@
  * the messages of the distributed forward pass.
  *
  * World rank w = d*(T*P) + s*T + t: replica group d, pipeline stage s,
- * tensor rank t. Rank 0 of each group (s = 0, t = 0) is the group's root: it
- * runs the command (tokenizes, schedules, samples) and broadcasts each step's
- * batch to the other ranks of its group, which run fitlm_forward_serve until
- * the root's forward pass is freed. Stage s runs layers [layer0, layer1); the
- * last stage's tensor rank 0 computes the logits and sends them to the root
- * (when it is not the root itself).
+ * tensor rank t. World rank 0 is the root of every group: it runs the command
+ * (tokenizes, schedules, samples) and broadcasts each step's batch over the
+ * group's link (`link`: group 0's own communicator; for a group d > 0 a
+ * communicator of world rank 0 followed by the group's ranks), whose ranks
+ * run fitlm_forward_serve until the root's forward pass is freed. Stage s runs
+ * layers [layer0, layer1); the last stage's tensor rank 0 computes the logits
+ * and sends them to the root (when it is not the root itself).
+ *
+ * Data parallel (D > 1, `serve` only): world rank 0 computes in group 0 and
+ * drives each group d > 0 through a *remote view* (fitlm_parallel_replica):
+ * a fitlm_parallel with no layers, no embedding and no output layer whose
+ * forward pass only sends the batch over the link and receives the logits.
+ * The root thus runs one engine (scheduler, KV block accounting, sampling)
+ * per group, each on its own thread, while the groups compute at the same
+ * time (MPI_THREAD_MULTIPLE).
  *
  * Only the CPU backend takes part for now (activations are exchanged from
  * host memory).
@@ -32,6 +41,11 @@ typedef struct fitlm_parallel {
     uint32_t tp_size, pp_size, dp_size;
     uint32_t tp_rank, stage, dp_rank;
     uint32_t layer0, layer1; /* this stage's layers */
+    fitlm_comm *link;   /* the step messages' and logits' communicator, root = its rank 0: group 0's `group`
+                           (borrowed), else owned */
+    uint32_t link_off;  /* link rank of group rank g: g + link_off (0 for group 0, 1 for the others) */
+    bool remote;        /* a remote view of world rank 0 on a group d > 0 (fitlm_parallel_replica) */
+    struct fitlm_parallel **replicas; /* world rank 0: [dp_size] views, [0] = this one; owned ([0] excepted) */
     uint32_t *bounds;        /* [pp_size+1] every stage's first layer, owned */
     fitlm_tp_shard shard;
     uint64_t model_hash;     /* fitlm_parallel_model_hash of the model */
@@ -54,7 +68,11 @@ fitlm_parallel *fitlm_parallel_new(fitlm_comm *world, const fitlm_model *m, uint
                                    const char *pp_layers, fitlm_error *err);
 void fitlm_parallel_free(fitlm_parallel *p);
 
-/* True on the root of this rank's replica group. */
+/* World rank 0 of a D > 1 run: replica group d's view (d = 0: p itself; the
+ * others remote views, owned by p). NULL for d >= dp_size or on other ranks. */
+fitlm_parallel *fitlm_parallel_replica(fitlm_parallel *p, uint32_t d);
+
+/* True on world rank 0 (the root of every group) and in its remote views. */
 bool fitlm_parallel_is_root(const fitlm_parallel *p);
 bool fitlm_parallel_first_stage(const fitlm_parallel *p);
 bool fitlm_parallel_last_stage(const fitlm_parallel *p);

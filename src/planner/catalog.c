@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "format/ggml_type.h"
+#include "planner/host_comm.h"
 #include "planner/cpu_cost.h"
 #include "planner/planner.h"
 #include "sys/membw.h"
@@ -233,6 +234,8 @@ int fitlm_catalog_load_builtin(fitlm_catalog *cat, fitlm_error *err) {
 
 /* ---- the host CPU ---- */
 
+static void append_comm_source(fitlm_gpu *g, const fitlm_host_profile *p);
+
 void fitlm_catalog_add_host_cpu(fitlm_catalog *cat) {
     fitlm_gpu g;
     memset(&g, 0, sizeof g);
@@ -270,8 +273,20 @@ void fitlm_catalog_add_host_cpu(fitlm_catalog *cat) {
              "estimated as 8 GB/s per core (capped at 300 GB/s), FLOP/s as cores x clock x 2 FMA x %d fp32 lanes x 2",
              cores, facts.l3_bytes / 1048576.0, facts.isa, g.memory_bytes / FITLM_GIB,
              facts.max_mhz > 0 ? "rated" : "assumed", mhz, lanes);
+    append_comm_source(&g, NULL);
     snprintf(g.origin, sizeof g.origin, "detected");
     push(cat, &g);
+}
+
+/* Appends the MPI all-reduce figures TP/PP plans on this host use, and
+ * whether they were measured (host_comm.h). */
+static void append_comm_source(fitlm_gpu *g, const fitlm_host_profile *p) {
+    fitlm_host_comm hc;
+    fitlm_host_comm_of(p, &hc);
+    size_t n = strlen(g->spec_source);
+    if (n + 1 >= sizeof g->spec_source) return;
+    snprintf(g->spec_source + n, sizeof g->spec_source - n, "; MPI all-reduce %s: alpha %.1f us, %.1f GB/s",
+             hc.measured ? "measured (comm_bench)" : "assumed", hc.alpha_s * 1e6, hc.bw / 1e9);
 }
 
 void fitlm_catalog_use_profile(fitlm_catalog *cat, fitlm_host_profile *p, const char *path) {
@@ -301,6 +316,7 @@ void fitlm_catalog_use_profile(fitlm_catalog *cat, fitlm_host_profile *p, const 
                  "host profile %.120s (%s): %d cores, read bandwidth %.1f GB/s with %d threads, kernel rates for %d "
                  "weight types measured",
                  cat->host_profile_path, p->created, p->physical_cores, g->mem_bw / 1e9, t, p->n_kern);
+        append_comm_source(g, p);
     }
 }
 

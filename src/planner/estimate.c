@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "format/ggml_type.h"
+#include "planner/host_comm.h"
 #include "planner/cpu_cost.h"
 #include "planner/planner.h"
 #include "runtime/mem_model.h"
@@ -174,6 +175,23 @@ static void eval_infer_cpu(const fitlm_plan_model *m, const fitlm_plan_request *
     res->prefill_tps = pp.pp_tps;
     res->prefill_bound = "compute";
     res->tpot_s = fitlm_cpu_batch_step_s(&tg, &w, seqs, mean_ctx);
+    /* tensor / pipeline parallel over MPI ranks on this host (fitlm's runtime:
+     * the same cores and memory bandwidth split between the ranks, so the
+     * compute is the single process's; add the communication, from the
+     * profile's measured all-reduce figures or the assumed ones) */
+    int T = res->tp > 1 ? res->tp : 1, P = res->pp > 1 ? res->pp : 1;
+    if (T * P > 1) {
+        fitlm_host_comm hc;
+        fitlm_host_comm_of(prof, &hc);
+        double chunks = ceil((double)r->prompt / ub);
+        double pf_comm = chunks * fitlm_host_step_comm_s(&hc, hp, T, P, (double)r->prompt / chunks);
+        double tg_comm = fitlm_host_step_comm_s(&hc, hp, T, P, seqs);
+        res->ttft_s += pf_comm;
+        res->prefill_tps = r->prompt / res->ttft_s;
+        res->tpot_s += tg_comm;
+        res->comm_s = tg_comm;
+        res->n_stages = P;
+    }
     res->decode_tps = seqs / res->tpot_s;
     res->decode_bound = "memory";
     res->bubble = 0;
@@ -191,7 +209,7 @@ static void eval_infer(const fitlm_plan_model *m, const fitlm_plan_request *r, c
                        const fitlm_weight_bytes *wb, fitlm_plan_result *res) {
     const fitlm_hparams *hp = &m->hp;
     const fitlm_gpu *g = &cat->gpus[res->gpu];
-    if (g->is_cpu && res->tp <= 1 && res->pp <= 1 && res->offload_layers == 0) {
+    if (g->is_cpu && res->offload_layers == 0) {
         eval_infer_cpu(m, r, cat, wb, res);
         return;
     }

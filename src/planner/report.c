@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "format/ggml_type.h"
+#include "planner/host_comm.h"
 #include "planner/cpu_cost.h"
 #include "planner/planner.h"
 
@@ -185,6 +186,16 @@ void fitlm_plan_print_text(FILE *fp, const fitlm_plan_model *m, const fitlm_plan
     else
         fprintf(fp, "\n  %s: %.0f GiB, %.0f GB/s, %.0f TFLOP/s BF16 dense, link %s\n\n", g->name,
                 g->memory_bytes / FITLM_GIB, g->mem_bw / 1e9, g->bf16_flops / 1e12, g->link);
+    if (g->is_cpu && x->tp * x->pp > 1) { /* MPI ranks of fitlm on this host (host_comm.h) */
+        fitlm_host_comm hc;
+        fitlm_host_comm_of(cat->host_profile, &hc);
+        fprintf(fp, "  MPI: %d ranks sharing these cores; all-reduce alpha %.2f us, %.2f GB/s (%s); %.3f ms of "
+                    "communication per decode step\n\n",
+                x->tp * x->pp, hc.alpha_s * 1e6, hc.bw / 1e9,
+                hc.measured ? "measured by comm_bench, host profile"
+                            : "assumed: run mpirun -np 2 comm_bench --write-profile",
+                x->comm_s * 1e3);
+    }
 
     fprintf(fp, "Memory                        per device GiB   model replica GiB\n");
     for (int c = 0; c < FITLM_MEM_COUNT; c++) {
@@ -414,6 +425,14 @@ static cJSON *result_json(const fitlm_plan_model *m, const fitlm_plan_request *r
         cJSON_AddStringToObject(t, "prefill_bound", x->prefill_bound ? x->prefill_bound : "");
         cJSON_AddStringToObject(t, "decode_bound", x->decode_bound ? x->decode_bound : "");
         cJSON_AddNumberToObject(t, "offload_s_per_forward", x->offload_s);
+        if (cat->gpus[x->gpu].is_cpu && x->tp * x->pp > 1) { /* MPI ranks on this host */
+            fitlm_host_comm hc;
+            fitlm_host_comm_of(cat->host_profile, &hc);
+            cJSON_AddNumberToObject(t, "comm_s_per_decode_step", x->comm_s);
+            cJSON_AddNumberToObject(t, "allreduce_alpha_s", hc.alpha_s);
+            cJSON_AddNumberToObject(t, "allreduce_bw", hc.bw);
+            cJSON_AddBoolToObject(t, "allreduce_measured", hc.measured);
+        }
     } else {
         cJSON_AddNullToObject(t, "prefill_tokens_per_s");
         cJSON_AddNullToObject(t, "decode_tokens_per_s");

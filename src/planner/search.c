@@ -160,7 +160,10 @@ int fitlm_plan_request_validate(fitlm_plan_request *r, const fitlm_plan_model *m
         if (c > 0 && ((r->tp > 0 && c % r->tp) || (r->pp > 0 && c % r->pp) ||
                       (r->tp > 0 && r->pp > 0 && c % (r->tp * r->pp))))
             return fitlm_fail(err, "%d x %s is not a multiple of TP x PP", c, g->name);
-        if (g->is_cpu && c > 1) return fitlm_fail(err, "the host CPU counts as one device");
+        /* the host CPU: one device, or T x P MPI ranks of fitlm on it when the layout is given */
+        if (g->is_cpu && c > 1 && (r->dp > 1 || (r->tp <= 1 && r->pp <= 1)))
+            return fitlm_fail(err, "the host CPU counts as one device (or as T x P MPI ranks: --gpu cpu:N with "
+                                   "--tp/--pp)");
     }
     if (r->tp > 0) {
         int widest = 0;
@@ -168,6 +171,8 @@ int fitlm_plan_request_validate(fitlm_plan_request *r, const fitlm_plan_model *m
         for (int i = 0; i < ng; i++) {
             const fitlm_gpu *g = &cat->gpus[r->n_gpusel ? r->gpusel[i].gpu : i];
             if (g->max_per_node > widest) widest = g->max_per_node;
+            /* the host CPU as MPI ranks on one machine: as wide as asked */
+            if (g->is_cpu && r->n_gpusel && r->gpusel[i].count > widest) widest = r->gpusel[i].count;
         }
         if (r->tp > widest)
             return fitlm_fail(err, "TP %d exceeds the %d GPUs of a node (tensor parallelism stays within a node)", r->tp,
@@ -333,14 +338,17 @@ static int search_infer(search_ctx *c, int gpu, int fixed_count, int fi, int kv,
     const fitlm_hparams *hp = &c->m->hp;
     const fitlm_gpu *g = &c->cat->gpus[gpu];
     int maxn = fixed_count ? fixed_count : r->max_gpus;
-    for (int t = 1; t <= g->max_per_node && t <= maxn; t++) {
+    /* the host CPU as MPI ranks: only the layout --gpu cpu:N --tp/--pp asks for */
+    int max_t = g->is_cpu && fixed_count ? fixed_count : g->max_per_node;
+    for (int t = 1; t <= max_t && t <= maxn; t++) {
         if (r->tp && t != r->tp) continue;
         if (!tp_ok(hp, t, NULL, 0)) continue;
         if (fi >= 0 && fi < r->n_formats && !format_ok(hp, &r->formats[fi], g, t, NULL, 0)) continue;
         int fitted_at = 0;
         for (int p = 1; p <= (int)hp->n_layers && t * p <= maxn; p++) {
             if (r->pp && p != r->pp) continue;
-            if (g->is_cpu && (t > 1 || p > 1)) break;
+            if (g->is_cpu && (t > 1 || p > 1) && !fixed_count) break;
+            if (g->is_cpu && fixed_count && t * p != fixed_count) continue;
             int d = 1;
             if (fixed_count) {
                 if (fixed_count % (t * p)) continue;

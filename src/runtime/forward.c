@@ -98,6 +98,97 @@ uint32_t fitlm_forward_max_tokens(const fitlm_forward *f) {
     return f->max_tokens;
 }
 
+/* Rows [r0, r0+n) of an F32 activation (a view: the CPU backend's host rows). */
+static fitlm_btensor rows_of(const fitlm_btensor *t, int64_t r0, int64_t n) {
+    fitlm_btensor v = *t;
+    v.data = (float *)t->data + r0 * t->ne0;
+    v.ne1 = n;
+    v.nbytes = (uint64_t)n * (uint64_t)t->ne0 * sizeof(float);
+    v.owned = false;
+    return v;
+}
+
+/* The micro-batches of a step under pipeline parallelism: with several rows
+ * and P stages, P contiguous row ranges, so that stage s computes range k
+ * while stage s+1 computes range k-1. Every rank derives the same split from
+ * the batch. One range otherwise (and always in a single process). */
+static uint32_t micro_batches(const fitlm_parallel *par, int64_t n) {
+    if (!par || par->remote || par->pp_size < 2 || n < 2) return 1;
+    return (uint32_t)(n < par->pp_size ? n : par->pp_size);
+}
+
+/* This rank's layers over rows [r0, r0+n) of batch b: the input rows come
+ * from the embedding (first stage) or the previous stage, the output rows go
+ * to the next stage (not the last). Rows of one sequence are in position
+ * order, and a range runs all of this stage's layers before the next range,
+ * so a row's attention finds every earlier row's K and V in the cache. */
+static int forward_rows(fitlm_forward *f, const fitlm_batch *b, int64_t r0, int64_t n, fitlm_error *err) {
+    fitlm_backend *be = f->be;
+    const fitlm_weights *w = f->w;
+    const fitlm_hparams *hp = &w->hp;
+    fitlm_parallel *par = f->par;
+    size_t n_x = (size_t)n * hp->dim;
+    fitlm_btensor x = rows_of(&f->x, r0, n), xb = rows_of(&f->xb, r0, n), xb2 = rows_of(&f->xb2, r0, n),
+                  q = rows_of(&f->q, r0, n), k = rows_of(&f->k, r0, n), v = rows_of(&f->v, r0, n),
+                  att = rows_of(&f->att, r0, n), hb = rows_of(&f->hb, r0, n), hb2 = rows_of(&f->hb2, r0, n);
+    const int32_t *pos = b->pos + r0;
+    fitlm_attn_batch ab = {.n_tokens = n,
+                           .pos = pos,
+                           .seq = b->seq + r0,
+                           .block_table = b->block_table,
+                           .block_shift = f->kv->block_shift};
+    /* a remote view (the root driving replica group d > 0): no layers here, only the logits come back */
+    bool remote = par && par->remote;
+    if (w->has_embd) be->embed(be, &w->tok_embd, b->ids + r0, n, &x);
+    else if (!remote && fitlm_parallel_recv_prev(par, x.data, n_x, err)) return -1;
+    bool tp = par && par->tp_size > 1;
+    for (uint32_t l = w->layer0; l < w->layer1; l++) {
+        const fitlm_layer_weights *lw = &w->layers[l];
+        fitlm_btensor *kc = &f->kv->k[l - w->layer0], *vc = &f->kv->v[l - w->layer0];
+        /* attention block */
+        be->rmsnorm(be, &x, &lw->attn_norm, hp->norm_eps, n, &xb);
+        const fitlm_btensor *qkv_w[3] = {&lw->wq, &lw->wk, &lw->wv};
+        fitlm_btensor *qkv_y[3] = {&q, &k, &v};
+        be->matmul_multi(be, 3, qkv_w, &xb, n, qkv_y);
+        if (lw->has_bias) {
+            be->add_bias(be, &q, &lw->bq, n);
+            be->add_bias(be, &k, &lw->bk, n);
+            be->add_bias(be, &v, &lw->bv, n);
+        }
+        if (lw->has_qk_norm) { /* q and k viewed as rows of one head each */
+            fitlm_btensor qh = q, kh = k;
+            qh.ne0 = kh.ne0 = hp->head_dim;
+            qh.ne1 = q.ne1 * hp->n_heads;
+            kh.ne1 = k.ne1 * hp->n_kv_heads;
+            qh.owned = kh.owned = false;
+            be->rmsnorm(be, &qh, &lw->q_norm, hp->norm_eps, n * hp->n_heads, &qh);
+            be->rmsnorm(be, &kh, &lw->k_norm, hp->norm_eps, n * hp->n_kv_heads, &kh);
+        }
+        be->rope(be, &q, n, (int)hp->n_heads, pos, &w->rope);
+        be->rope(be, &k, n, (int)hp->n_kv_heads, pos, &w->rope);
+        be->kv_store(be, kc, b->slot + r0, &k, n);
+        be->kv_store(be, vc, b->slot + r0, &v, n);
+        be->attention(be, &q, kc, vc, &ab, (int)hp->n_heads, (int)hp->n_kv_heads, (int)hp->head_dim,
+                      hp->sliding_window, &att);
+        be->matmul(be, &lw->wo, &att, n, &xb2);
+        if (tp && fitlm_parallel_allreduce(par, xb2.data, n_x, err)) return -1; /* sum of the heads' parts */
+        be->add(be, &x, &xb2, n);
+        /* feed-forward block (SwiGLU) */
+        be->rmsnorm(be, &x, &lw->ffn_norm, hp->norm_eps, n, &xb);
+        const fitlm_btensor *gu_w[2] = {&lw->w_gate, &lw->w_up};
+        fitlm_btensor *gu_y[2] = {&hb, &hb2};
+        be->matmul_multi(be, 2, gu_w, &xb, n, gu_y);
+        be->silu_mul(be, &hb, &hb2, n, &hb);
+        be->matmul(be, &lw->w_down, &hb, n, &xb2);
+        if (tp && fitlm_parallel_allreduce(par, xb2.data, n_x, err)) return -1; /* sum of the FFN columns' parts */
+        be->add(be, &x, &xb2, n);
+    }
+    if (par && !remote && !fitlm_parallel_last_stage(par)) {
+        if (be->sync(be, err) || fitlm_parallel_send_next(par, x.data, n_x, err)) return -1;
+    }
+    return 0;
+}
+
 /* This rank's part of the step (all of it in a single process). logits: the
  * root's destination (NULL elsewhere). */
 static int forward_run(fitlm_forward *f, const fitlm_batch *b, float *logits, fitlm_error *err) {
@@ -106,58 +197,10 @@ static int forward_run(fitlm_forward *f, const fitlm_batch *b, float *logits, fi
     const fitlm_hparams *hp = &w->hp;
     fitlm_parallel *par = f->par;
     int64_t n = b->n_tokens;
-    size_t n_x = (size_t)n * hp->dim;
-    fitlm_attn_batch ab = {.n_tokens = n,
-                           .pos = b->pos,
-                           .seq = b->seq,
-                           .block_table = b->block_table,
-                           .block_shift = f->kv->block_shift};
-    if (w->has_embd) be->embed(be, &w->tok_embd, b->ids, n, &f->x);
-    else if (fitlm_parallel_recv_prev(par, f->x.data, n_x, err)) return -1;
-    bool tp = par && par->tp_size > 1;
-    for (uint32_t l = w->layer0; l < w->layer1; l++) {
-        const fitlm_layer_weights *lw = &w->layers[l];
-        fitlm_btensor *kc = &f->kv->k[l - w->layer0], *vc = &f->kv->v[l - w->layer0];
-        /* attention block */
-        be->rmsnorm(be, &f->x, &lw->attn_norm, hp->norm_eps, n, &f->xb);
-        const fitlm_btensor *qkv_w[3] = {&lw->wq, &lw->wk, &lw->wv};
-        fitlm_btensor *qkv_y[3] = {&f->q, &f->k, &f->v};
-        be->matmul_multi(be, 3, qkv_w, &f->xb, n, qkv_y);
-        if (lw->has_bias) {
-            be->add_bias(be, &f->q, &lw->bq, n);
-            be->add_bias(be, &f->k, &lw->bk, n);
-            be->add_bias(be, &f->v, &lw->bv, n);
-        }
-        if (lw->has_qk_norm) { /* q and k viewed as rows of one head each */
-            fitlm_btensor qh = f->q, kh = f->k;
-            qh.ne0 = kh.ne0 = hp->head_dim;
-            qh.ne1 = f->q.ne1 * hp->n_heads;
-            kh.ne1 = f->k.ne1 * hp->n_kv_heads;
-            qh.owned = kh.owned = false;
-            be->rmsnorm(be, &qh, &lw->q_norm, hp->norm_eps, n * hp->n_heads, &qh);
-            be->rmsnorm(be, &kh, &lw->k_norm, hp->norm_eps, n * hp->n_kv_heads, &kh);
-        }
-        be->rope(be, &f->q, n, (int)hp->n_heads, b->pos, &w->rope);
-        be->rope(be, &f->k, n, (int)hp->n_kv_heads, b->pos, &w->rope);
-        be->kv_store(be, kc, b->slot, &f->k, n);
-        be->kv_store(be, vc, b->slot, &f->v, n);
-        be->attention(be, &f->q, kc, vc, &ab, (int)hp->n_heads, (int)hp->n_kv_heads,
-                      (int)hp->head_dim, hp->sliding_window, &f->att);
-        be->matmul(be, &lw->wo, &f->att, n, &f->xb2);
-        if (tp && fitlm_parallel_allreduce(par, f->xb2.data, n_x, err)) return -1; /* sum of the heads' parts */
-        be->add(be, &f->x, &f->xb2, n);
-        /* feed-forward block (SwiGLU) */
-        be->rmsnorm(be, &f->x, &lw->ffn_norm, hp->norm_eps, n, &f->xb);
-        const fitlm_btensor *gu_w[2] = {&lw->w_gate, &lw->w_up};
-        fitlm_btensor *gu_y[2] = {&f->hb, &f->hb2};
-        be->matmul_multi(be, 2, gu_w, &f->xb, n, gu_y);
-        be->silu_mul(be, &f->hb, &f->hb2, n, &f->hb);
-        be->matmul(be, &lw->w_down, &f->hb, n, &f->xb2);
-        if (tp && fitlm_parallel_allreduce(par, f->xb2.data, n_x, err)) return -1; /* sum of the FFN columns' parts */
-        be->add(be, &f->x, &f->xb2, n);
-    }
-    if (par && !fitlm_parallel_last_stage(par)) {
-        if (be->sync(be, err) || fitlm_parallel_send_next(par, f->x.data, n_x, err)) return -1;
+    uint32_t mb = micro_batches(par, n);
+    for (uint32_t k = 0; k < mb; k++) {
+        int64_t r0 = n * k / mb, r1 = n * (k + 1) / mb;
+        if (forward_rows(f, b, r0, r1 - r0, err)) return -1;
     }
     if (!w->has_head) { /* the logits come from the last stage's tensor rank 0 */
         if (par && fitlm_parallel_is_root(par)) {

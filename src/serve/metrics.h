@@ -37,9 +37,13 @@ void serve_metrics_init(serve_metrics *m);
 void serve_metrics_count_status(serve_metrics *m, unsigned status);
 void serve_histogram_observe(serve_histogram *h, double seconds);
 
-/* Renders every metric (and the engine's stats when e is non-NULL) as
- * Prometheus text. Returns a malloc'd NUL-terminated string the caller frees
- * (its length in *len), or NULL when out of memory. */
-char *serve_metrics_render(serve_metrics *m, fitlm_engine *e, size_t *len);
+/* Renders every metric (and the engines' stats, summed, when e is non-NULL)
+ * as Prometheus text. With n_engines > 1 (data-parallel replicas) it adds
+ * per-replica series labelled replica="d": requests routed (routed[d], may be
+ * NULL), sequences running + waiting, tokens generated. Returns a malloc'd
+ * NUL-terminated string the caller frees (its length in *len), or NULL when
+ * out of memory. */
+char *serve_metrics_render(serve_metrics *m, fitlm_engine *const *e, unsigned n_engines, atomic_uint_fast64_t *routed,
+                           size_t *len);
 
 #endif

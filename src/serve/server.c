@@ -26,7 +26,11 @@ struct serve_server {
     uint16_t port;
     atomic_bool ready, stopping;
     bool stopped;
-    fitlm_engine *engine;   /* set (with mi) before ready turns true */
+    fitlm_engine *engine;   /* set (with mi) before ready turns true: engines[0] */
+    fitlm_engine **engines; /* data parallel: one engine per replica group, owned array (engines borrowed) */
+    unsigned n_engines;
+    atomic_uint_fast64_t *routed; /* [n_engines] generation requests sent to each */
+    atomic_uint rotate;     /* where the least-loaded search starts (spreads ties) */
     serve_model_info mi;
     serve_metrics metrics;
     atomic_int live;        /* generation requests whose connection has not completed */
@@ -71,6 +75,7 @@ typedef struct gen_req {
     bool suspended;               /* the connection waits for the engine (resumed by on_event) */
     bool submitted;
     uint64_t engine_id;
+    fitlm_engine *engine;         /* the replica's engine it went to */
     serve_gen_params params;
     serve_gen_log log;
     serve_resp_id rid;
@@ -249,6 +254,23 @@ static enum MHD_Result respond_done(serve_server *s, struct MHD_Connection *c, g
 
 /* ------------------------------------------------------------ handlers */
 
+/* The replica with the fewest running + waiting sequences; ties go round
+ * robin (requests arriving together spread over idle replicas). */
+static unsigned pick_engine(serve_server *s) {
+    unsigned n = s->n_engines;
+    if (n <= 1) return 0;
+    unsigned start = atomic_fetch_add(&s->rotate, 1) % n, best = start;
+    uint64_t best_load = UINT64_MAX;
+    for (unsigned k = 0; k < n; k++) {
+        unsigned i = (start + k) % n;
+        fitlm_engine_stats st;
+        fitlm_engine_get_stats(s->engines[i], &st);
+        uint64_t load = (uint64_t)st.n_running + st.n_waiting;
+        if (load < best_load) best_load = load, best = i;
+    }
+    return best;
+}
+
 static enum MHD_Result handle_gen(serve_server *s, struct MHD_Connection *c, conn_state *cs, serve_kind kind) {
     serve_error e;
     serve_gen_params gp;
@@ -291,7 +313,10 @@ static enum MHD_Result handle_gen(serve_server *s, struct MHD_Connection *c, con
     r->t_submit = now_s();
     fitlm_error fe = {{0}};
     uint64_t id = 0;
-    int rc = fitlm_engine_submit(s->engine, &rq, &id, &fe);
+    unsigned replica = pick_engine(s);
+    r->engine = s->engines[replica];
+    int rc = fitlm_engine_submit(r->engine, &rq, &id, &fe);
+    if (rc == 0) atomic_fetch_add(&s->routed[replica], 1);
     if (rc) fitlm_token_matcher_free(tm);
     if (rc) {
         atomic_fetch_sub(&r->refs, 1); /* the engine never calls back */
@@ -313,7 +338,7 @@ static enum MHD_Result handle_gen(serve_server *s, struct MHD_Connection *c, con
         struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, stream_reader, r,
                                                                       stream_free);
         if (!resp) {
-            fitlm_engine_cancel(s->engine, id);
+            fitlm_engine_cancel(r->engine, id);
             return MHD_NO;
         }
         atomic_fetch_add(&r->refs, 1); /* the response's */
@@ -467,7 +492,9 @@ static enum MHD_Result handle_models(serve_server *s, struct MHD_Connection *c) 
 
 static enum MHD_Result handle_metrics(serve_server *s, struct MHD_Connection *c) {
     size_t len = 0;
-    char *text = serve_metrics_render(&s->metrics, atomic_load(&s->ready) ? s->engine : NULL, &len);
+    bool ready = atomic_load(&s->ready);
+    char *text = serve_metrics_render(&s->metrics, ready ? s->engines : NULL, ready ? s->n_engines : 0,
+                                      ready ? s->routed : NULL, &len);
     if (!text) return fail(s, c, 500, "server_error", NULL, "out of memory");
     serve_buf b = {.data = text, .len = len, .cap = len + 1};
     return respond(s, c, 200, "text/plain; version=0.0.4", &b, NULL, NULL);
@@ -602,7 +629,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
         uint64_t id = r->engine_id;
         pthread_mutex_unlock(&r->mu);
         /* the client went away (or the daemon stops) before the end: free the sequence */
-        if (cancel) fitlm_engine_cancel(s->engine, id);
+        if (cancel) fitlm_engine_cancel(r->engine, id);
         req_unref(r);
         atomic_fetch_sub(&s->live, 1);
     }
@@ -635,6 +662,7 @@ serve_server *serve_server_new(const serve_params *p, fitlm_error *err) {
     atomic_init(&s->stopping, false);
     atomic_init(&s->live, 0);
     atomic_init(&s->counter, 0);
+    atomic_init(&s->rotate, 0);
     uint64_t seed = 0;
     if (getrandom(&seed, sizeof seed, GRND_NONBLOCK) != (ssize_t)sizeof seed) seed = (uint64_t)time(NULL);
     s->nonce = splitmix64(seed ^ (uint64_t)(uintptr_t)s);
@@ -682,10 +710,26 @@ void serve_server_itl(serve_server *s, double *sum_s, uint64_t *count) {
     *sum_s = (double)atomic_load(&s->metrics.itl.sum_us) * 1e-6;
 }
 
-void serve_server_set_model(serve_server *s, fitlm_engine *e, const serve_model_info *mi) {
-    s->engine = e;
+int serve_server_set_model(serve_server *s, fitlm_engine *const *e, unsigned n, const serve_model_info *mi,
+                           fitlm_error *err) {
+    s->engines = calloc(n, sizeof *s->engines);
+    s->routed = calloc(n, sizeof *s->routed);
+    if (!s->engines || !s->routed) {
+        free(s->engines);
+        free(s->routed);
+        s->engines = NULL;
+        s->routed = NULL;
+        return fitlm_fail(err, "out of memory");
+    }
+    for (unsigned i = 0; i < n; i++) {
+        s->engines[i] = e[i];
+        atomic_init(&s->routed[i], 0);
+    }
+    s->n_engines = n;
+    s->engine = e[0];
     s->mi = *mi;
     atomic_store(&s->ready, true);
+    return 0;
 }
 
 void serve_server_stop(serve_server *s) {
@@ -694,7 +738,7 @@ void serve_server_stop(serve_server *s) {
     atomic_store(&s->stopping, true);
     /* every waiting and running request gets its done event: suspended
      * connections resume and finish their answers */
-    if (s->engine) fitlm_engine_shutdown(s->engine);
+    for (unsigned i = 0; i < s->n_engines; i++) fitlm_engine_shutdown(s->engines[i]);
     for (int i = 0; i < 500 && atomic_load(&s->live) > 0; i++) {
         struct timespec ts = {0, 10 * 1000 * 1000};
         nanosleep(&ts, NULL);
@@ -708,5 +752,7 @@ void serve_server_free(serve_server *s) {
     serve_server_stop(s);
     free(s->host);
     free(s->api_key);
+    free(s->engines);
+    free(s->routed);
     free(s);
 }

@@ -48,9 +48,13 @@ serve_server *serve_server_new(const serve_params *p, fitlm_error *err);
 int serve_server_start(serve_server *s, fitlm_error *err);
 uint16_t serve_server_port(const serve_server *s);
 
-/* Makes the server ready: generation requests go to the engine. The engine,
- * tokenizer and the strings in mi must outlive the server (mi is copied). */
-void serve_server_set_model(serve_server *s, fitlm_engine *e, const serve_model_info *mi);
+/* Makes the server ready: generation requests go to the n engines (n > 1:
+ * data-parallel replicas; each request goes to the one with the fewest
+ * running + waiting sequences). The engines (e[0] answers the model's
+ * questions), tokenizer and the strings in mi must outlive the server (mi and
+ * the array are copied). 0, or -1 with err (out of memory). */
+int serve_server_set_model(serve_server *s, fitlm_engine *const *e, unsigned n, const serve_model_info *mi,
+                           fitlm_error *err);
 
 /* Refuses new work (503), shuts the engine down (every request ends), lets
  * the streams finish and stops the daemon. Idempotent; the engine is not freed. */

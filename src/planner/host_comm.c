@@ -1,0 +1,57 @@
+/* MPI communication costs of the host for the planner (host_comm.h). */
+#include "planner/host_comm.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "planner/planner.h"
+#include "util/file.h"
+
+void fitlm_host_comm_of(const fitlm_host_profile *p, fitlm_host_comm *c) {
+    if (p && p->allreduce_alpha_s > 0 && p->allreduce_bw > 0) {
+        c->alpha_s = p->allreduce_alpha_s;
+        c->bw = p->allreduce_bw;
+        c->measured = true;
+    } else {
+        c->alpha_s = FITLM_ASSUMED_ALLREDUCE_ALPHA_S;
+        c->bw = FITLM_ASSUMED_ALLREDUCE_BW;
+        c->measured = false;
+    }
+}
+
+double fitlm_host_allreduce_s(const fitlm_host_comm *c, double bytes, int n) {
+    if (n < 2) return 0;
+    return fitlm_allreduce_time(bytes, n, c->alpha_s / 2, c->bw);
+}
+
+double fitlm_host_step_comm_s(const fitlm_host_comm *c, const fitlm_hparams *hp, int T, int P, double rows) {
+    double bytes = rows * hp->dim * 4.0;
+    double t = T > 1 ? 2.0 * hp->n_layers * fitlm_host_allreduce_s(c, bytes, T) : 0;
+    if (P > 1) t += (P - 1) * (c->alpha_s / 2 + bytes / c->bw);
+    return t;
+}
+
+int fitlm_host_profile_set_comm(const char *path, double alpha_s, double bw, fitlm_error *err) {
+    if (!(alpha_s > 0 && alpha_s <= 10) || !(bw > 0 && bw <= 1e14))
+        return fitlm_fail(err, "all-reduce figures out of range (alpha %g s, bandwidth %g bytes/s)", alpha_s, bw);
+    fitlm_host_profile *p = malloc(sizeof *p);
+    if (!p) return fitlm_fail(err, "out of memory");
+    if (fitlm_file_exists(path)) {
+        if (fitlm_host_profile_load(p, path, err)) {
+            free(p);
+            return -1;
+        }
+    } else { /* no calibration yet: this machine's facts and the link figures */
+        fitlm_host_facts(p);
+        time_t now = time(NULL);
+        struct tm tmv;
+        gmtime_r(&now, &tmv);
+        strftime(p->created, sizeof p->created, "%Y-%m-%dT%H:%M:%SZ", &tmv);
+    }
+    p->allreduce_alpha_s = alpha_s;
+    p->allreduce_bw = bw;
+    int rc = fitlm_host_profile_save(p, path, err);
+    free(p);
+    return rc;
+}

@@ -1,0 +1,45 @@
+/* The host's MPI communication costs for planning tensor / pipeline parallel
+ * runs of fitlm on CPUs (docs/parallel.md): the all-reduce latency alpha and
+ * bandwidth that bench/comm_bench measures (T = alpha + m / bw for one
+ * all-reduce of m bytes over 2 ranks) and writes into the host profile
+ * (fields allreduce_alpha_s, allreduce_bw), or assumed figures when the
+ * profile has none. */
+#ifndef FITLM_PLANNER_HOST_COMM_H
+#define FITLM_PLANNER_HOST_COMM_H
+
+#include <stdbool.h>
+
+#include "model/model.h"
+#include "planner/cpu_cost.h"
+#include "util/error.h"
+
+/* Assumed when not measured: MPI over shared memory on one host. */
+#define FITLM_ASSUMED_ALLREDUCE_ALPHA_S 2e-6
+#define FITLM_ASSUMED_ALLREDUCE_BW 4e9
+
+typedef struct fitlm_host_comm {
+    double alpha_s; /* latency of one all-reduce between 2 ranks */
+    double bw;      /* bytes/s of that all-reduce for large messages */
+    bool measured;  /* from the host profile (comm_bench), else assumed */
+} fitlm_host_comm;
+
+/* The profile's figures when both are set (p may be NULL), else the assumed ones. */
+void fitlm_host_comm_of(const fitlm_host_profile *p, fitlm_host_comm *c);
+
+/* One sum all-reduce of `bytes` over n ranks: the 2-rank fit read as a ring
+ * (2(n-1) steps of alpha/2, 2(n-1)/n x bytes through the link), so n = 2
+ * gives exactly alpha + bytes / bw. 0 for n < 2. */
+double fitlm_host_allreduce_s(const fitlm_host_comm *c, double bytes, int n);
+
+/* Communication of one forward step of `rows` tokens over T tensor x P
+ * pipeline ranks, as fitlm's runtime does it: two F32 all-reduces of
+ * rows x dim per layer (T > 1), and the residual stream (rows x dim F32) sent
+ * P - 1 times between stages (each a one-way message: alpha/2 + bytes/bw). */
+double fitlm_host_step_comm_s(const fitlm_host_comm *c, const fitlm_hparams *hp, int T, int P, double rows);
+
+/* Sets the measured all-reduce figures in the profile at path (created from
+ * this machine's facts when the file does not exist; the other fields are
+ * kept). 0, or -1 with err (an unreadable or invalid profile, a bad figure). */
+int fitlm_host_profile_set_comm(const char *path, double alpha_s, double bw, fitlm_error *err);
+
+#endif
