@@ -71,9 +71,12 @@ int main(void) {
     c.subgroup_size = 64;
     expect(&c, true, -1, "subgroup size", "subgroups of 64");
     c = good();
-    c.shared_bytes = 32768;
-    expect(&c, true, -1, "shared memory", "32 KiB of shared memory");
-    CHECK(FITLM_COOPMAT_SHARED_BYTES == 34816, "the shader's shared memory is %u bytes", FITLM_COOPMAT_SHARED_BYTES);
+    c.shared_bytes = 16384;
+    expect(&c, true, -1, "shared memory", "16 KiB of shared memory");
+    /* Ws and Xs: 64 x 72 F16 each; Cs: 64 x 32 F32 */
+    CHECK(FITLM_COOPMAT_SHARED_BYTES == 26624, "the shader's shared memory is %u bytes", FITLM_COOPMAT_SHARED_BYTES);
+    c.shared_bytes = FITLM_COOPMAT_SHARED_BYTES - 1;
+    expect(&c, true, -1, "shared memory", "one byte short");
     c.shared_bytes = FITLM_COOPMAT_SHARED_BYTES;
     expect(&c, true, 3, "16x16x16", "exactly enough shared memory");
     c = good();

@@ -370,6 +370,17 @@ static void check_coopmat(fitlm_backend *be, int type, int64_t rows, int64_t col
     free(yv);
 }
 
+static void coopmat_shapes(fitlm_backend *be, const int *types, int n_types) {
+    for (int i = 0; i < n_types; i++) {
+        check_coopmat(be, types[i], 70, 256, 45);
+        check_coopmat(be, types[i], 33, 512, 16);
+        check_coopmat(be, types[i], 130, 768, 200);
+    }
+    check_coopmat(be, FITLM_TYPE_F32, 37, 67, 40);
+    check_coopmat(be, FITLM_TYPE_F16, 9, 1000, 100);
+    check_coopmat(be, FITLM_TYPE_BF16, 130, 33, 64);
+}
+
 /* FITLM_VULKAN_COOPMAT=1: the cooperative-matrix path only where the device
  * has what it needs (VK_NV_cooperative_matrix...). Elsewhere (lavapipe)
  * nothing changes: the tiled shader runs and gives the default backend's
@@ -400,16 +411,27 @@ static void test_coopmat(const int *types, int n_types) {
         free(b);
         CHECK(fitlm_backend_vulkan_coopmat_dispatches(be) == 0, "coopmat dispatches where it is not used");
     } else {
-        for (int i = 0; i < n_types; i++) {
-            check_coopmat(be, types[i], 70, 256, 45);
-            check_coopmat(be, types[i], 33, 512, 16);
-            check_coopmat(be, types[i], 130, 768, 200);
-        }
-        check_coopmat(be, FITLM_TYPE_F32, 37, 67, 40);
-        check_coopmat(be, FITLM_TYPE_F16, 9, 1000, 100);
-        check_coopmat(be, FITLM_TYPE_BF16, 130, 33, 64);
+        coopmat_shapes(be, types, n_types);
     }
     be->free(be);
+    /* the test hook FITLM_VULKAN_COOPMAT=emulate: the same shader with the NV
+     * intrinsics replaced by scalar code of their addressing, so its decoding,
+     * tiles, padding and stores are checked on any device with shaderFloat16 */
+    setenv("FITLM_VULKAN_COOPMAT", "emulate", 1);
+    err.msg[0] = 0;
+    be = fitlm_backend_new("vulkan", 1, &err);
+    unsetenv("FITLM_VULKAN_COOPMAT");
+    if (!be && strstr(err.msg, "shaderFloat16")) {
+        printf("coopmat emulation: not on this device (%s)\n", err.msg);
+    } else {
+        CHECK(be != NULL, "vulkan with FITLM_VULKAN_COOPMAT=emulate: %s", err.msg);
+        if (!be) return;
+        on = fitlm_backend_vulkan_coopmat(be, &asked, &why);
+        CHECK(on && why && strstr(why, "emulated"), "emulate: on %d (%s)", on, why ? why : "");
+        printf("coopmat emulated by scalar code:\n");
+        coopmat_shapes(be, types, n_types);
+        be->free(be);
+    }
     static const char *bad[] = {"2", "yes", "on"};
     for (int i = 0; i < 3; i++) {
         setenv("FITLM_VULKAN_COOPMAT", bad[i], 1);

@@ -33,7 +33,7 @@ int fitlm_coopmat_choose(const fitlm_coopmat_caps *c, bool opt_in, char *why, si
     if (!c->memory_model) return say(why, why_size, -1, "no vulkanMemoryModel (VK_KHR_vulkan_memory_model)");
     if (c->subgroup_size != FITLM_COOPMAT_SUBGROUP) return say(why, why_size, -1, "the subgroup size is not 32");
     if (c->max_invocations < FITLM_COOPMAT_INVOCATIONS || c->shared_bytes < FITLM_COOPMAT_SHARED_BYTES)
-        return say(why, why_size, -1, "workgroups of 128 invocations with 34 KiB of shared memory are not supported");
+        return say(why, why_size, -1, "workgroups of 128 invocations with 26 KiB of shared memory are not supported");
     for (int i = 0; i < c->n_shapes; i++) {
         const fitlm_coopmat_shape *s = &c->shapes[i];
         if (s->m == 16 && s->n == 16 && s->k == 16 && s->a_type == FITLM_CM_F16 && s->b_type == FITLM_CM_F16 &&

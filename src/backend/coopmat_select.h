@@ -37,7 +37,7 @@ typedef struct fitlm_coopmat_caps {
 /* The shader's needs: 128 invocations = 4 subgroups of 32, this much shared memory. */
 #define FITLM_COOPMAT_INVOCATIONS 128u
 #define FITLM_COOPMAT_SUBGROUP 32u
-#define FITLM_COOPMAT_SHARED_BYTES (2u * 64u * 72u * 2u + 64u * 64u * 4u)
+#define FITLM_COOPMAT_SHARED_BYTES (2u * 64u * 72u * 2u + 64u * 32u * 4u)
 
 /* The index in caps->shapes of the shape the shader uses (16x16x16, A and B
  * F16, C and D F32, subgroup scope), or -1 when the path is not to be used:

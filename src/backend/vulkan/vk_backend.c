@@ -64,6 +64,7 @@ typedef struct vk_state {
     uint64_t n_tiled;   /* tiled matmul dispatches recorded (tests) */
     bool coopmat;       /* prefill matmuls by matmul_coopmat (VK_NV_cooperative_matrix, opted in) */
     bool coopmat_asked; /* $FITLM_VULKAN_COOPMAT=1 */
+    bool coopmat_emulate; /* test hook FITLM_VULKAN_COOPMAT=emulate: matmul_coopemu (scalar code, no NV extension) */
     char coopmat_why[160]; /* the shape chosen, or why not */
     uint64_t n_coopmat; /* coopmat matmul dispatches recorded */
     /* allocations (index + 1 is the id in a tensor address) */
@@ -84,7 +85,7 @@ typedef struct vk_state {
     VkDescriptorPool dpool;
     VkPipelineCache pcache;
     uint32_t sets_used; /* descriptor sets of this submission */
-    vk_pipe pipes[64];
+    vk_pipe pipes[128];
     int n_pipes;
     /* the RoPE cos/sin table of the current submission (same positions for every layer) */
     int32_t *rope_pos;
@@ -928,7 +929,7 @@ static void vk_matmul(fitlm_backend *be, const fitlm_btensor *W, const fitlm_bte
     int64_t rn = coop ? 64 : tiled ? 32 : 8; /* weight rows per workgroup */
     char name[32];
     snprintf(name, sizeof name,
-             coop ? "matmul_coopmat_%s" : tiled ? "matmul_tiled_%s" : s->use_sg ? "matmul_sg_%s" : "matmul_%s", suf);
+             coop ? (s->coopmat_emulate ? "matmul_coopemu_%s" : "matmul_coopmat_%s") : tiled ? "matmul_tiled_%s" : s->use_sg ? "matmul_sg_%s" : "matmul_%s", suf);
     uint64_t rb = row_bytes_of(W->type, W->ne0);
     VkDescriptorBufferInfo b[3];
     uint32_t xr, yr;
@@ -1421,12 +1422,23 @@ static int init_device(vk_state *s, int index, fitlm_error *err) {
      * cooperative matrices (VK_NV_cooperative_matrix), when it has what
      * matmul_coopmat.comp needs (coopmat_select.c); F16 inputs, so off by default */
     const char *cm = getenv("FITLM_VULKAN_COOPMAT");
-    if (fitlm_coopmat_parse_optin(cm, &s->coopmat_asked))
+    s->coopmat_emulate = cm && !strcmp(cm, "emulate");
+    if (!s->coopmat_emulate && fitlm_coopmat_parse_optin(cm, &s->coopmat_asked))
         return fitlm_fail(err, "FITLM_VULKAN_COOPMAT: '%s' is not 0 or 1", cm);
     fitlm_coopmat_shape cm_shapes[MAX_CM_SHAPES];
     fitlm_coopmat_caps cm_caps;
     coopmat_caps(s->inst, s->phys, &cm_caps, cm_shapes);
     s->coopmat = fitlm_coopmat_choose(&cm_caps, s->coopmat_asked, s->coopmat_why, sizeof s->coopmat_why) >= 0;
+    if (s->coopmat_emulate) {
+        /* test hook: the same shader's tiles with scalar products (F16 in shared memory) */
+        if (!cm_caps.float16)
+            return fitlm_fail(err, "FITLM_VULKAN_COOPMAT=emulate: %s has no shaderFloat16", s->props.deviceName);
+        if (cm_caps.max_invocations < FITLM_COOPMAT_INVOCATIONS || cm_caps.shared_bytes < FITLM_COOPMAT_SHARED_BYTES)
+            return fitlm_fail(err, "FITLM_VULKAN_COOPMAT=emulate: %s lacks 128 invocations or 26 KiB of shared memory",
+                              s->props.deviceName);
+        s->coopmat = s->coopmat_asked = true;
+        snprintf(s->coopmat_why, sizeof s->coopmat_why, "emulated by scalar code: FITLM_VULKAN_COOPMAT=emulate, a test hook");
+    }
     for (uint32_t h = 0; h < s->memp.memoryHeapCount; h++)
         if ((s->memp.memoryHeaps[h].flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT) &&
             s->memp.memoryHeaps[h].size > s->heap_bytes) {
@@ -1483,13 +1495,19 @@ static int init_device(vk_state *s, int index, fitlm_error *err) {
         .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV, .pNext = &cm_f16,
         .cooperativeMatrix = VK_TRUE};
     VkPhysicalDeviceFeatures2 cm_f2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, .pNext = &cm_feat};
-    if (s->coopmat) {
+    if (s->coopmat_emulate) { /* only shaderFloat16 */
+        cm_f16.pNext = NULL;
+        cm_f2.pNext = &cm_f16;
+        dci.pNext = &cm_f2;
+        dci.enabledExtensionCount = 1;
+        dci.ppEnabledExtensionNames = &cm_exts[1];
+    } else if (s->coopmat) {
         dci.pNext = &cm_f2;
         dci.enabledExtensionCount = 3;
         dci.ppEnabledExtensionNames = cm_exts;
     }
     r = vkCreateDevice(s->phys, &dci, NULL, &s->dev);
-    if (r != VK_SUCCESS && s->coopmat) { /* the driver refuses them after all: without */
+    if (r != VK_SUCCESS && s->coopmat && !s->coopmat_emulate) { /* the driver refuses them after all: without */
         s->coopmat = false;
         snprintf(s->coopmat_why, sizeof s->coopmat_why, "opening the device with VK_NV_cooperative_matrix failed (%s)",
                  vk_result_str(r));
