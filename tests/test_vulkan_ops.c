@@ -400,8 +400,8 @@ static void test_coopmat(const int *types, int n_types) {
     CHECK(asked && why && *why, "FITLM_VULKAN_COOPMAT=1 is seen, with a reason");
     bool dflt_asked = true;
     CHECK(!fitlm_backend_vulkan_coopmat(vk, &dflt_asked, NULL) && !dflt_asked, "off unless asked for");
-    printf("cooperative-matrix prefill on %s: %s (%s)\n", fitlm_backend_vulkan_device_name(be), on ? "used" : "not used",
-           why ? why : "");
+    printf("cooperative-matrix prefill on %s: %s (%s)\n", fitlm_backend_vulkan_device_name(be),
+           on ? "used" : "not used", why ? why : "");
     if (!on) {
         uint64_t seed = rng;
         float *a = check_tiled(be, FITLM_TYPE_Q4_K, 70, 256, 45, NULL);

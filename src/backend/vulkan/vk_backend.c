@@ -28,7 +28,8 @@
 #define COOPMAT_MIN 16                  /* matmuls of this many tokens or more use matmul_coopmat when chosen */
 
 /* coopmat_select.h mirrors these Vulkan values */
-_Static_assert((int)FITLM_CM_F16 == (int)VK_COMPONENT_TYPE_FLOAT16_NV && (int)FITLM_CM_F32 == (int)VK_COMPONENT_TYPE_FLOAT32_NV,
+_Static_assert((int)FITLM_CM_F16 == (int)VK_COMPONENT_TYPE_FLOAT16_NV &&
+                   (int)FITLM_CM_F32 == (int)VK_COMPONENT_TYPE_FLOAT32_NV,
                "component types");
 _Static_assert((int)FITLM_CM_SCOPE_SUBGROUP == (int)VK_SCOPE_SUBGROUP_NV, "scope");
 
@@ -928,8 +929,11 @@ static void vk_matmul(fitlm_backend *be, const fitlm_btensor *W, const fitlm_bte
     int64_t tn = coop ? 64 : tiled ? 32 : 8; /* tokens per workgroup */
     int64_t rn = coop ? 64 : tiled ? 32 : 8; /* weight rows per workgroup */
     char name[32];
-    snprintf(name, sizeof name,
-             coop ? (s->coopmat_emulate ? "matmul_coopemu_%s" : "matmul_coopmat_%s") : tiled ? "matmul_tiled_%s" : s->use_sg ? "matmul_sg_%s" : "matmul_%s", suf);
+    const char *fmt = coop    ? (s->coopmat_emulate ? "matmul_coopemu_%s" : "matmul_coopmat_%s")
+                      : tiled ? "matmul_tiled_%s"
+                      : s->use_sg ? "matmul_sg_%s"
+                                  : "matmul_%s";
+    snprintf(name, sizeof name, fmt, suf);
     uint64_t rb = row_bytes_of(W->type, W->ne0);
     VkDescriptorBufferInfo b[3];
     uint32_t xr, yr;
@@ -1437,7 +1441,8 @@ static int init_device(vk_state *s, int index, fitlm_error *err) {
             return fitlm_fail(err, "FITLM_VULKAN_COOPMAT=emulate: %s lacks 128 invocations or 26 KiB of shared memory",
                               s->props.deviceName);
         s->coopmat = s->coopmat_asked = true;
-        snprintf(s->coopmat_why, sizeof s->coopmat_why, "emulated by scalar code: FITLM_VULKAN_COOPMAT=emulate, a test hook");
+        snprintf(s->coopmat_why, sizeof s->coopmat_why,
+                 "emulated by scalar code: FITLM_VULKAN_COOPMAT=emulate, a test hook");
     }
     for (uint32_t h = 0; h < s->memp.memoryHeapCount; h++)
         if ((s->memp.memoryHeaps[h].flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT) &&

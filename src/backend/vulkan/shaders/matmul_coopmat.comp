@@ -57,7 +57,8 @@ shared float16_t Ws[BM * LD];
 shared float16_t Xs[BN * LD];
 shared float Cs[BM * (BN / 2u)];
 #if EMULATE
-// c += A B for lane's 8 elements: A 16x16 row-major at Ws[oa], B 16x16 column-major at Xs[ob]
+// c += A B for the lane's 8 elements: A 16x16 row-major at Ws[oa], B 16x16
+// column-major at Xs[ob]
 void emu_mul_add(inout float c[8], uint oa, uint ob, uint lane) {
     [[dont_unroll]] for (uint q = 0u; q < 8u; q++) {
         uint e = lane + 32u * q, m = e & 15u, n = e >> 4u;
