@@ -334,6 +334,18 @@ else:
           "coopmat asked for on a device without it: rc %d, same tokens %s, %r" % (
               q.returncode, q.stdout.split() == runs[("--device", "vulkan")], q.stderr))
     print("coopmat: not available on vulkan:0, the default shaders ran (same tokens)")
+# the cooperative-matrix shader with its NV intrinsics emulated (test hook, any
+# device with shaderFloat16): stories260K prefill against the reference, whole
+# and split. Every matmul's inputs rounded to F16 (2^-11) through 5 layers and
+# the output matrix moved the top-5 logits (magnitude ~12) by up to 0.048 on
+# lavapipe: tolerance 0.1, still far below what a misplaced tile would do
+if "fp16 arithmetic: yes" in dev0:
+    os.environ["FITLM_VULKAN_COOPMAT"] = "emulate"
+    for dev in (("--device", "vulkan:0"), ("--device", "vulkan:0", "-ngl", "2")):
+        r = ref_rows("greedy-bos.txt")
+        compare_ref(r, stories_logits([x["inp"] for x in r], "--kv-type", "f32", *dev), 0.1,
+                    "coopmat emulated %s greedy-bos.txt prefill" % " ".join(dev[1:]))
+    del os.environ["FITLM_VULKAN_COOPMAT"]
 
 # ---- a lost device (FITLM_VK_FAULT plays VK_ERROR_DEVICE_LOST at a chosen
 # submission): `fitlm: error:` saying so and exit 1, never a crash or a hang, on
