@@ -10,9 +10,10 @@
 // NOT bit-identical to matmul.comp / matmul_tiled.comp: the inputs are rounded
 // to f16 (values beyond +-65504 clamped) and the sums run in the hardware's
 // order. The host uses this shader only when asked (FITLM_VULKAN_COOPMAT=1)
-// and the device reports the 16x16x16 f16 x f16 + f32 shape in subgroup scope
-// with subgroups of 32 (backend/coopmat_select.c). Padding (rows, tokens, elements past
-// K) is 0.
+// and the device reports the 16x16x16 f16 x f16 + f32 shape in subgroup
+// scope with subgroups of 32 (backend/coopmat_select.c). Padding (rows,
+// tokens, elements past K) is 0. The accumulators go out through shared
+// memory, half the tokens at a time, with the bounds checked.
 //
 // EMULATE=1 (a test variant, FITLM_VULKAN_COOPMAT=emulate, for devices without
 // cooperative matrices such as lavapipe): the same tiles, loads and stores
