@@ -311,6 +311,42 @@ q = fitlm("logits", "-m", MODEL, "--ids", "1 2", "--device", "tpu")
 check(q.returncode == 1 and q.stderr.startswith("fitlm: error: ") and "unknown device" in q.stderr,
       "an unknown device is an error: %r" % q.stderr)
 
+# ---- FITLM_VULKAN_COOPMAT=1 (the tensor-core prefill, VK_NV_cooperative_matrix):
+# `fitlm run` says whether the device took it; where it did not (lavapipe) the
+# tokens are the default's; where it did, F16 inputs may change them (printed).
+# Not 0 or 1: an error ----
+dev0 = p.stdout.split("vulkan:1 ")[0]
+os.environ["FITLM_VULKAN_COOPMAT"] = "1"
+q = fitlm("run", "-m", MODEL, "--ids", prompt, "-n", "80", "--temp", "0", "--kv-type", "f32", "--print-ids",
+          "--device", "vulkan:0")
+os.environ["FITLM_VULKAN_COOPMAT"] = "yes"
+qbad = fitlm("run", "-m", MODEL, "--ids", prompt, "-n", "4", "--device", "vulkan:0")
+del os.environ["FITLM_VULKAN_COOPMAT"]
+check(qbad.returncode == 1 and qbad.stderr.startswith("fitlm: error: FITLM_VULKAN_COOPMAT: 'yes' is not 0 or 1"),
+      "FITLM_VULKAN_COOPMAT=yes: rc %d %r" % (qbad.returncode, qbad.stderr))
+if "cooperative-matrix prefill (FITLM_VULKAN_COOPMAT=1): available" in dev0:
+    same = sum(a == b for a, b in zip(q.stdout.split(), cpu_ids))
+    check(q.returncode == 0 and "prefill matmuls on" in q.stderr, "coopmat run: rc %d %r" % (q.returncode, q.stderr))
+    print("coopmat: used; greedy ids equal to the CPU's at %d of %d" % (same, len(cpu_ids)))
+else:
+    check(q.returncode == 0 and "FITLM_VULKAN_COOPMAT=1 but" in q.stderr and "the F32 shaders run" in q.stderr and
+          q.stdout.split() == runs[("--device", "vulkan")],
+          "coopmat asked for on a device without it: rc %d, same tokens %s, %r" % (
+              q.returncode, q.stdout.split() == runs[("--device", "vulkan")], q.stderr))
+    print("coopmat: not available on vulkan:0, the default shaders ran (same tokens)")
+# the cooperative-matrix shader with its NV intrinsics emulated (test hook, any
+# device with shaderFloat16): stories260K prefill against the reference, whole
+# and split. Every matmul's inputs rounded to F16 (2^-11) through 5 layers and
+# the output matrix moved the top-5 logits (magnitude ~12) by up to 0.048 on
+# lavapipe: tolerance 0.1, still far below what a misplaced tile would do
+if "fp16 arithmetic: yes" in dev0:
+    os.environ["FITLM_VULKAN_COOPMAT"] = "emulate"
+    for dev in (("--device", "vulkan:0"), ("--device", "vulkan:0", "-ngl", "2")):
+        r = ref_rows("greedy-bos.txt")
+        compare_ref(r, stories_logits([x["inp"] for x in r], "--kv-type", "f32", *dev), 0.1,
+                    "coopmat emulated %s greedy-bos.txt prefill" % " ".join(dev[1:]))
+    del os.environ["FITLM_VULKAN_COOPMAT"]
+
 # ---- a lost device (FITLM_VK_FAULT plays VK_ERROR_DEVICE_LOST at a chosen
 # submission): `fitlm: error:` saying so and exit 1, never a crash or a hang, on
 # the weight upload (0), the prefill (3) and during decode (40), whole and split;

@@ -316,6 +316,132 @@ static void test_split_range(void) {
     }
     sp->free(sp);
 }
+
+/* The cooperative-matrix matmul (FITLM_VULKAN_COOPMAT=1, a device with
+ * VK_NV_cooperative_matrix): against the dequantized weights in double. Its
+ * inputs are rounded to F16 (relative error <= 2^-11 each, so a product's
+ * <= 2^-10) and summed in F32: tolerance 1.5e-3 * sum|w||x|. Calls of fewer
+ * than 16 tokens keep the matrix-vector shader. */
+static void check_coopmat(fitlm_backend *be, int type, int64_t rows, int64_t cols, int64_t nt) {
+    const char *tn = fitlm_type_name(type);
+    float *deq = malloc((size_t)(rows * cols) * sizeof *deq);
+    uint64_t nbytes;
+    uint8_t *w = make_weights(type, rows, cols, deq, &nbytes);
+    float *x = malloc((size_t)(cols * nt) * sizeof *x);
+    for (int64_t i = 0; i < cols * nt; i++) x[i] = 2.0f * frand();
+    fitlm_tensor t = weight_tensor(type, rows, cols, w, nbytes);
+    fitlm_error err;
+    fitlm_btensor Wv, Xv, Yv;
+    CHECK(be->prepare_weight(be, &t, &Wv, &err) == 0, "vk prepare %s: %s", tn, err.msg);
+    CHECK(be->alloc(be, FITLM_TYPE_F32, cols, nt, &Xv, &err) == 0, "alloc: %s", err.msg);
+    CHECK(be->alloc(be, FITLM_TYPE_F32, rows, nt, &Yv, &err) == 0, "alloc: %s", err.msg);
+    be->upload(be, &Xv, 0, nt, x);
+    be->clear(be, &Yv);
+    uint64_t before = fitlm_backend_vulkan_coopmat_dispatches(be);
+    be->matmul(be, &Wv, &Xv, nt, &Yv);
+    CHECK(fitlm_backend_vulkan_coopmat_dispatches(be) > before, "matmul %s of %lld tokens did not use coopmat", tn,
+          (long long)nt);
+    float *yv = malloc((size_t)(rows * nt) * sizeof *yv);
+    get(be, &Yv, nt, yv);
+    double worst = 0;
+    for (int64_t t0 = 0; t0 < nt; t0++)
+        for (int64_t r = 0; r < rows; r++) {
+            double ref = 0, scale = 1e-30;
+            for (int64_t c = 0; c < cols; c++) {
+                ref += (double)deq[r * cols + c] * x[t0 * cols + c];
+                scale += fabs((double)deq[r * cols + c] * x[t0 * cols + c]);
+            }
+            worst = fmax(worst, fabs(yv[t0 * rows + r] - ref) / scale);
+        }
+    CHECK(worst <= 1.5e-3, "coopmat matmul %s %lldx%lld, %lld tokens vs dequantized reference: %g", tn,
+          (long long)rows, (long long)cols, (long long)nt, worst);
+    before = fitlm_backend_vulkan_coopmat_dispatches(be);
+    fitlm_btensor xs = fitlm_btensor_rows(&Xv, 0, 15), ys = fitlm_btensor_rows(&Yv, 0, 15);
+    be->matmul(be, &Wv, &xs, 15, &ys);
+    CHECK(be->sync(be, &err) == 0, "sync: %s", err.msg);
+    CHECK(fitlm_backend_vulkan_coopmat_dispatches(be) == before, "a call of 15 tokens used coopmat");
+    printf("coopmat matmul %-5s %3lldx%-4lld %3lld tokens: vs dequantized %.2g\n", tn, (long long)rows,
+           (long long)cols, (long long)nt, worst);
+    fitlm_btensor *rel[] = {&Wv, &Xv, &Yv};
+    for (int i = 0; i < 3; i++) be->release(be, rel[i]);
+    free(deq);
+    free(w);
+    free(x);
+    free(yv);
+}
+
+static void coopmat_shapes(fitlm_backend *be, const int *types, int n_types) {
+    for (int i = 0; i < n_types; i++) {
+        check_coopmat(be, types[i], 70, 256, 45);
+        check_coopmat(be, types[i], 33, 512, 16);
+        check_coopmat(be, types[i], 130, 768, 200);
+    }
+    check_coopmat(be, FITLM_TYPE_F32, 37, 67, 40);
+    check_coopmat(be, FITLM_TYPE_F16, 9, 1000, 100);
+    check_coopmat(be, FITLM_TYPE_BF16, 130, 33, 64);
+}
+
+/* FITLM_VULKAN_COOPMAT=1: the cooperative-matrix path only where the device
+ * has what it needs (VK_NV_cooperative_matrix...). Elsewhere (lavapipe)
+ * nothing changes: the tiled shader runs and gives the default backend's
+ * bits. Where it is used (an NVIDIA GPU: bench/gpu.sh runs this test), every
+ * weight type on shapes off its 64 x 64 tile and 64-element step. Not 0 or 1:
+ * an error. */
+static void test_coopmat(const int *types, int n_types) {
+    setenv("FITLM_VULKAN_COOPMAT", "1", 1);
+    fitlm_error err = {{0}};
+    fitlm_backend *be = fitlm_backend_new("vulkan", 1, &err);
+    unsetenv("FITLM_VULKAN_COOPMAT");
+    CHECK(be != NULL, "vulkan with FITLM_VULKAN_COOPMAT=1: %s", err.msg);
+    if (!be) return;
+    bool asked = false;
+    const char *why = NULL;
+    bool on = fitlm_backend_vulkan_coopmat(be, &asked, &why);
+    CHECK(asked && why && *why, "FITLM_VULKAN_COOPMAT=1 is seen, with a reason");
+    bool dflt_asked = true;
+    CHECK(!fitlm_backend_vulkan_coopmat(vk, &dflt_asked, NULL) && !dflt_asked, "off unless asked for");
+    printf("cooperative-matrix prefill on %s: %s (%s)\n", fitlm_backend_vulkan_device_name(be),
+           on ? "used" : "not used", why ? why : "");
+    if (!on) {
+        uint64_t seed = rng;
+        float *a = check_tiled(be, FITLM_TYPE_Q4_K, 70, 256, 45, NULL);
+        rng = seed;
+        float *b = check_tiled(vk, FITLM_TYPE_Q4_K, 70, 256, 45, a);
+        free(a);
+        free(b);
+        CHECK(fitlm_backend_vulkan_coopmat_dispatches(be) == 0, "coopmat dispatches where it is not used");
+    } else {
+        coopmat_shapes(be, types, n_types);
+    }
+    be->free(be);
+    /* the test hook FITLM_VULKAN_COOPMAT=emulate: the same shader with the NV
+     * intrinsics replaced by scalar code of their addressing, so its decoding,
+     * tiles, padding and stores are checked on any device with shaderFloat16 */
+    setenv("FITLM_VULKAN_COOPMAT", "emulate", 1);
+    err.msg[0] = 0;
+    be = fitlm_backend_new("vulkan", 1, &err);
+    unsetenv("FITLM_VULKAN_COOPMAT");
+    if (!be && strstr(err.msg, "shaderFloat16")) {
+        printf("coopmat emulation: not on this device (%s)\n", err.msg);
+    } else {
+        CHECK(be != NULL, "vulkan with FITLM_VULKAN_COOPMAT=emulate: %s", err.msg);
+        if (!be) return;
+        on = fitlm_backend_vulkan_coopmat(be, &asked, &why);
+        CHECK(on && why && strstr(why, "emulated"), "emulate: on %d (%s)", on, why ? why : "");
+        printf("coopmat emulated by scalar code:\n");
+        coopmat_shapes(be, types, n_types);
+        be->free(be);
+    }
+    static const char *bad[] = {"2", "yes", "on"};
+    for (int i = 0; i < 3; i++) {
+        setenv("FITLM_VULKAN_COOPMAT", bad[i], 1);
+        err.msg[0] = 0;
+        fitlm_backend *nb = fitlm_backend_new("vulkan", 1, &err);
+        CHECK(nb == NULL && strstr(err.msg, "FITLM_VULKAN_COOPMAT"), "FITLM_VULKAN_COOPMAT=%s: %s", bad[i], err.msg);
+        if (nb) nb->free(nb);
+    }
+    unsetenv("FITLM_VULKAN_COOPMAT");
+}
 #endif
 
 static double max_abs(const float *a, int64_t n) {
@@ -641,6 +767,7 @@ int main(void) {
     free(check_tiled(vk, FITLM_TYPE_F16, 9, 1000, 100, NULL));
     free(check_tiled(vk, FITLM_TYPE_BF16, 130, 33, 64, NULL));
     test_split_range();
+    test_coopmat(types, (int)(sizeof types / sizeof types[0]));
 #endif
     test_elementwise();
     static const int kv_types[] = {FITLM_TYPE_F32, FITLM_TYPE_F16, FITLM_TYPE_Q8_0};

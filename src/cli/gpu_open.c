@@ -50,6 +50,16 @@ fitlm_backend *gpu_open_backend(const char *device, int n_threads, const fitlm_m
     if (!gpu) return NULL;
     uint32_t n = n_gpu_layers < 0 ? m->hp.n_layers : (uint32_t)n_gpu_layers;
 #ifdef FITLM_HAVE_VULKAN
+    bool cm_asked = false;
+    const char *cm_why = "";
+    bool cm = fitlm_backend_vulkan_coopmat(gpu, &cm_asked, &cm_why);
+    if (cm)
+        fprintf(stderr, "fitlm: note: FITLM_VULKAN_COOPMAT=1: prefill matmuls on %s's cooperative matrices (%s); "
+                "inputs rounded to F16, so a token's result depends on whether it ran in a prefill batch\n",
+                fitlm_backend_vulkan_device_name(gpu), cm_why);
+    else if (cm_asked)
+        fprintf(stderr, "fitlm: note: FITLM_VULKAN_COOPMAT=1 but %s cannot: %s; the F32 shaders run\n",
+                fitlm_backend_vulkan_device_name(gpu), cm_why);
     if (fit) n = fit_layers(gpu, m, kv_type, n_ctx, n_ubatch);
 #else
     (void)fit;

@@ -52,4 +52,13 @@ const char *fitlm_backend_vulkan_device_name(const fitlm_backend *be);
  * tests check which shader ran (the results are bit-identical by design). */
 uint64_t fitlm_backend_vulkan_tiled_dispatches(const fitlm_backend *be);
 
+/* Whether prefill matmuls run on the device's cooperative matrices
+ * (VK_NV_cooperative_matrix, matmul_coopmat.comp): only when asked for with
+ * FITLM_VULKAN_COOPMAT=1 (*asked) and the device has what the shader needs.
+ * *why: the shape used, or why not (valid while be lives). */
+bool fitlm_backend_vulkan_coopmat(const fitlm_backend *be, bool *asked, const char **why);
+
+/* Dispatches of the cooperative-matrix matmul shader recorded so far. */
+uint64_t fitlm_backend_vulkan_coopmat_dispatches(const fitlm_backend *be);
+
 #endif

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <vulkan/vulkan.h>
 
+#include "backend/coopmat_select.h"
 #include "backend/vulkan/vk_shaders.h"
 #include "format/ggml_type.h"
 #include "util/fp16.h"
@@ -23,6 +24,14 @@
 #define DESC_SETS 4096                  /* descriptor sets per submission */
 #define MAX_GROUPS 65535u               /* dispatch size per dimension (the guaranteed minimum) */
 #define ADDR_SHIFT 40                   /* data = (allocation id + 1) << 40 | byte offset */
+#define MAX_CM_SHAPES 64                /* VK_NV_cooperative_matrix shapes read from a device */
+#define COOPMAT_MIN 16                  /* matmuls of this many tokens or more use matmul_coopmat when chosen */
+
+/* coopmat_select.h mirrors these Vulkan values */
+_Static_assert((int)FITLM_CM_F16 == (int)VK_COMPONENT_TYPE_FLOAT16_NV &&
+                   (int)FITLM_CM_F32 == (int)VK_COMPONENT_TYPE_FLOAT32_NV,
+               "component types");
+_Static_assert((int)FITLM_CM_SCOPE_SUBGROUP == (int)VK_SCOPE_SUBGROUP_NV, "scope");
 
 typedef struct vk_alloc {
     VkBuffer buf;
@@ -54,6 +63,11 @@ typedef struct vk_state {
     bool use_sg;        /* matmul reductions by subgroup shuffles (else shared memory) */
     uint32_t tiled_min; /* matmuls of this many tokens or more use matmul_tiled (0: never) */
     uint64_t n_tiled;   /* tiled matmul dispatches recorded (tests) */
+    bool coopmat;       /* prefill matmuls by matmul_coopmat (VK_NV_cooperative_matrix, opted in) */
+    bool coopmat_asked; /* $FITLM_VULKAN_COOPMAT=1 */
+    bool coopmat_emulate; /* test hook FITLM_VULKAN_COOPMAT=emulate: matmul_coopemu (scalar code, no NV extension) */
+    char coopmat_why[160]; /* the shape chosen, or why not */
+    uint64_t n_coopmat; /* coopmat matmul dispatches recorded */
     /* allocations (index + 1 is the id in a tensor address) */
     vk_alloc *allocs;
     uint32_t n_allocs, cap_allocs;
@@ -72,7 +86,7 @@ typedef struct vk_state {
     VkDescriptorPool dpool;
     VkPipelineCache pcache;
     uint32_t sets_used; /* descriptor sets of this submission */
-    vk_pipe pipes[64];
+    vk_pipe pipes[128];
     int n_pipes;
     /* the RoPE cos/sin table of the current submission (same positions for every layer) */
     int32_t *rope_pos;
@@ -182,6 +196,68 @@ static bool has_dev_ext(VkPhysicalDevice pd, const char *name) {
     return found;
 }
 
+/* What pd reports for VK_NV_cooperative_matrix and the features its shader
+ * needs (coopmat_select.h); the shapes go to shapes[MAX_CM_SHAPES]. Feature
+ * structures of extensions the device lacks are not chained. */
+static void coopmat_caps(VkInstance inst, VkPhysicalDevice pd, fitlm_coopmat_caps *c, fitlm_coopmat_shape *shapes) {
+    memset(c, 0, sizeof *c);
+    c->shapes = shapes;
+    c->has_ext = has_dev_ext(pd, VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME);
+    bool f16_ext = has_dev_ext(pd, VK_KHR_SHADER_FLOAT16_INT8_EXTENSION_NAME);
+    bool vmm_ext = has_dev_ext(pd, VK_KHR_VULKAN_MEMORY_MODEL_EXTENSION_NAME);
+    VkPhysicalDeviceCooperativeMatrixPropertiesNV cmp = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_PROPERTIES_NV};
+    VkPhysicalDeviceSubgroupProperties sg = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES,
+                                             .pNext = c->has_ext ? &cmp : NULL};
+    VkPhysicalDeviceProperties2 p2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, .pNext = &sg};
+    vkGetPhysicalDeviceProperties2(pd, &p2);
+    const VkPhysicalDeviceLimits *lim = &p2.properties.limits;
+    c->subgroup_size = sg.subgroupSize;
+    c->max_invocations = lim->maxComputeWorkGroupInvocations < lim->maxComputeWorkGroupSize[0]
+                             ? lim->maxComputeWorkGroupInvocations
+                             : lim->maxComputeWorkGroupSize[0];
+    c->shared_bytes = lim->maxComputeSharedMemorySize;
+    c->compute_stage = (cmp.cooperativeMatrixSupportedStages & VK_SHADER_STAGE_COMPUTE_BIT) != 0;
+    VkPhysicalDeviceCooperativeMatrixFeaturesNV cmf = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV};
+    VkPhysicalDeviceShaderFloat16Int8Features f16 = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_FLOAT16_INT8_FEATURES};
+    VkPhysicalDeviceVulkanMemoryModelFeatures vmm = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_MEMORY_MODEL_FEATURES};
+    VkPhysicalDeviceFeatures2 f2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2};
+    if (c->has_ext) {
+        cmf.pNext = f2.pNext;
+        f2.pNext = &cmf;
+    }
+    if (f16_ext) {
+        f16.pNext = f2.pNext;
+        f2.pNext = &f16;
+    }
+    if (vmm_ext) {
+        vmm.pNext = f2.pNext;
+        f2.pNext = &vmm;
+    }
+    vkGetPhysicalDeviceFeatures2(pd, &f2);
+    c->feature = c->has_ext && cmf.cooperativeMatrix;
+    c->float16 = f16_ext && f16.shaderFloat16;
+    c->memory_model = vmm_ext && vmm.vulkanMemoryModel;
+    if (!c->has_ext) return;
+    PFN_vkGetPhysicalDeviceCooperativeMatrixPropertiesNV get = (PFN_vkGetPhysicalDeviceCooperativeMatrixPropertiesNV)
+        vkGetInstanceProcAddr(inst, "vkGetPhysicalDeviceCooperativeMatrixPropertiesNV");
+    uint32_t n = 0;
+    if (!get || get(pd, &n, NULL) < 0) return;
+    if (n > MAX_CM_SHAPES) n = MAX_CM_SHAPES;
+    VkCooperativeMatrixPropertiesNV props[MAX_CM_SHAPES];
+    for (uint32_t i = 0; i < n; i++)
+        props[i] = (VkCooperativeMatrixPropertiesNV){.sType = VK_STRUCTURE_TYPE_COOPERATIVE_MATRIX_PROPERTIES_NV};
+    if (get(pd, &n, props) < 0) return; /* VK_INCOMPLETE: the first MAX_CM_SHAPES */
+    for (uint32_t i = 0; i < n; i++)
+        shapes[i] = (fitlm_coopmat_shape){props[i].MSize,        props[i].NSize,        props[i].KSize,
+                                          (int)props[i].AType,   (int)props[i].BType,   (int)props[i].CType,
+                                          (int)props[i].DType,   (int)props[i].scope};
+    c->n_shapes = (int)n;
+}
+
 int fitlm_vulkan_first_discrete(void) {
     VkInstance inst;
     if (make_instance(&inst) != VK_SUCCESS) return -1;
@@ -227,9 +303,25 @@ int fitlm_vulkan_list_devices(FILE *out, fitlm_error *err) {
         fprintf(out, "  subgroup size: %u\n", sg.subgroupSize);
         fprintf(out, "  fp16 arithmetic: %s, int8 arithmetic: %s\n", f16.shaderFloat16 ? "yes" : "no",
                 f16.shaderInt8 ? "yes" : "no");
-        fprintf(out, "  integer dot product: %s, cooperative matrix: %s\n",
+        fprintf(out, "  integer dot product: %s, cooperative matrix: KHR %s, NV %s\n",
                 has_dev_ext(pd[i], "VK_KHR_shader_integer_dot_product") ? "yes" : "no",
-                has_dev_ext(pd[i], "VK_KHR_cooperative_matrix") ? "yes" : "no");
+                has_dev_ext(pd[i], "VK_KHR_cooperative_matrix") ? "yes" : "no",
+                has_dev_ext(pd[i], VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME) ? "yes" : "no");
+        fitlm_coopmat_shape shapes[MAX_CM_SHAPES];
+        fitlm_coopmat_caps cc;
+        coopmat_caps(inst, pd[i], &cc, shapes);
+        if (cc.has_ext) {
+            fprintf(out, "  NV cooperative matrix shapes (MxNxK A x B + C -> D%s):", cc.n_shapes ? "" : ": none");
+            for (int k = 0; k < cc.n_shapes; k++)
+                fprintf(out, "%s %ux%ux%u %s x %s + %s -> %s%s", k ? "," : "", shapes[k].m, shapes[k].n, shapes[k].k,
+                        fitlm_coopmat_type_name(shapes[k].a_type), fitlm_coopmat_type_name(shapes[k].b_type),
+                        fitlm_coopmat_type_name(shapes[k].c_type), fitlm_coopmat_type_name(shapes[k].d_type),
+                        shapes[k].scope == FITLM_CM_SCOPE_SUBGROUP ? "" : " (not subgroup scope)");
+            char why[160];
+            bool ok = fitlm_coopmat_choose(&cc, true, why, sizeof why) >= 0;
+            fprintf(out, "\n  cooperative-matrix prefill (FITLM_VULKAN_COOPMAT=1): %s (%s)\n",
+                    ok ? "available" : "not available", why);
+        }
         VkPhysicalDeviceMaintenance3Properties m3 = {
             .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES};
         VkPhysicalDeviceProperties2 q2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, .pNext = &m3};
@@ -830,11 +922,18 @@ static void vk_matmul(fitlm_backend *be, const fitlm_btensor *W, const fitlm_bte
         return;
     }
     /* many tokens (prefill): the tiled shader, bit-identical to the
-     * matrix-vector one (see matmul_tiled.comp), so the choice never changes a result */
-    bool tiled = s->tiled_min && n_tokens >= (int64_t)s->tiled_min;
-    int64_t tn = tiled ? 32 : 8; /* tokens per workgroup */
+     * matrix-vector one (see matmul_tiled.comp), so the choice never changes a result;
+     * or, opted in, the cooperative-matrix one (F16 inputs: not bit-identical) */
+    bool coop = s->coopmat && n_tokens >= COOPMAT_MIN;
+    bool tiled = !coop && s->tiled_min && n_tokens >= (int64_t)s->tiled_min;
+    int64_t tn = coop ? 64 : tiled ? 32 : 8; /* tokens per workgroup */
+    int64_t rn = coop ? 64 : tiled ? 32 : 8; /* weight rows per workgroup */
     char name[32];
-    snprintf(name, sizeof name, tiled ? "matmul_tiled_%s" : s->use_sg ? "matmul_sg_%s" : "matmul_%s", suf);
+    const char *fmt = coop    ? (s->coopmat_emulate ? "matmul_coopemu_%s" : "matmul_coopmat_%s")
+                      : tiled ? "matmul_tiled_%s"
+                      : s->use_sg ? "matmul_sg_%s"
+                                  : "matmul_%s";
+    snprintf(name, sizeof name, fmt, suf);
     uint64_t rb = row_bytes_of(W->type, W->ne0);
     VkDescriptorBufferInfo b[3];
     uint32_t xr, yr;
@@ -855,9 +954,10 @@ static void vk_matmul(fitlm_backend *be, const fitlm_btensor *W, const fitlm_bte
             int64_t nt = n_tokens - t0 < tn * (int64_t)MAX_GROUPS ? n_tokens - t0 : tn * (int64_t)MAX_GROUPS;
             uint32_t pc[9] = {wr, (uint32_t)rb, (uint32_t)W->ne0, (uint32_t)n_tokens, xr / 4, yr / 4 + (uint32_t)r0,
                               (uint32_t)y->ne0, (uint32_t)t0, (uint32_t)nr};
-            uint32_t gx = tiled ? (uint32_t)((nr + 31) / 32) : (uint32_t)((nr + 7) / 8);
+            uint32_t gx = (uint32_t)((nr + rn - 1) / rn);
             dispatch(s, name, 3, b, pc, sizeof pc, gx, (uint32_t)((nt + tn - 1) / tn));
             s->n_tiled += tiled;
+            s->n_coopmat += coop;
         }
     }
 }
@@ -1322,6 +1422,28 @@ static int init_device(vk_state *s, int index, fitlm_error *err) {
     if (s->props.limits.maxComputeWorkGroupInvocations < 256 || s->props.limits.maxComputeWorkGroupSize[0] < 256 ||
         s->props.limits.maxComputeSharedMemorySize < 32768)
         s->tiled_min = 0;
+    /* opt-in (FITLM_VULKAN_COOPMAT=1): prefill matmuls on the device's
+     * cooperative matrices (VK_NV_cooperative_matrix), when it has what
+     * matmul_coopmat.comp needs (coopmat_select.c); F16 inputs, so off by default */
+    const char *cm = getenv("FITLM_VULKAN_COOPMAT");
+    s->coopmat_emulate = cm && !strcmp(cm, "emulate");
+    if (!s->coopmat_emulate && fitlm_coopmat_parse_optin(cm, &s->coopmat_asked))
+        return fitlm_fail(err, "FITLM_VULKAN_COOPMAT: '%s' is not 0 or 1", cm);
+    fitlm_coopmat_shape cm_shapes[MAX_CM_SHAPES];
+    fitlm_coopmat_caps cm_caps;
+    coopmat_caps(s->inst, s->phys, &cm_caps, cm_shapes);
+    s->coopmat = fitlm_coopmat_choose(&cm_caps, s->coopmat_asked, s->coopmat_why, sizeof s->coopmat_why) >= 0;
+    if (s->coopmat_emulate) {
+        /* test hook: the same shader's tiles with scalar products (F16 in shared memory) */
+        if (!cm_caps.float16)
+            return fitlm_fail(err, "FITLM_VULKAN_COOPMAT=emulate: %s has no shaderFloat16", s->props.deviceName);
+        if (cm_caps.max_invocations < FITLM_COOPMAT_INVOCATIONS || cm_caps.shared_bytes < FITLM_COOPMAT_SHARED_BYTES)
+            return fitlm_fail(err, "FITLM_VULKAN_COOPMAT=emulate: %s lacks 128 invocations or 26 KiB of shared memory",
+                              s->props.deviceName);
+        s->coopmat = s->coopmat_asked = true;
+        snprintf(s->coopmat_why, sizeof s->coopmat_why,
+                 "emulated by scalar code: FITLM_VULKAN_COOPMAT=emulate, a test hook");
+    }
     for (uint32_t h = 0; h < s->memp.memoryHeapCount; h++)
         if ((s->memp.memoryHeaps[h].flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT) &&
             s->memp.memoryHeaps[h].size > s->heap_bytes) {
@@ -1366,7 +1488,39 @@ static int init_device(vk_state *s, int index, fitlm_error *err) {
                                    .pQueuePriorities = &prio};
     VkDeviceCreateInfo dci = {.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO, .queueCreateInfoCount = 1,
                               .pQueueCreateInfos = &qci};
+    /* the extensions and features of matmul_coopmat, only when it is used */
+    const char *cm_exts[3] = {VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME, VK_KHR_SHADER_FLOAT16_INT8_EXTENSION_NAME,
+                              VK_KHR_VULKAN_MEMORY_MODEL_EXTENSION_NAME};
+    VkPhysicalDeviceVulkanMemoryModelFeatures cm_vmm = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_MEMORY_MODEL_FEATURES, .vulkanMemoryModel = VK_TRUE};
+    VkPhysicalDeviceShaderFloat16Int8Features cm_f16 = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_FLOAT16_INT8_FEATURES, .pNext = &cm_vmm,
+        .shaderFloat16 = VK_TRUE};
+    VkPhysicalDeviceCooperativeMatrixFeaturesNV cm_feat = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV, .pNext = &cm_f16,
+        .cooperativeMatrix = VK_TRUE};
+    VkPhysicalDeviceFeatures2 cm_f2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, .pNext = &cm_feat};
+    if (s->coopmat_emulate) { /* only shaderFloat16 */
+        cm_f16.pNext = NULL;
+        cm_f2.pNext = &cm_f16;
+        dci.pNext = &cm_f2;
+        dci.enabledExtensionCount = 1;
+        dci.ppEnabledExtensionNames = &cm_exts[1];
+    } else if (s->coopmat) {
+        dci.pNext = &cm_f2;
+        dci.enabledExtensionCount = 3;
+        dci.ppEnabledExtensionNames = cm_exts;
+    }
     r = vkCreateDevice(s->phys, &dci, NULL, &s->dev);
+    if (r != VK_SUCCESS && s->coopmat && !s->coopmat_emulate) { /* the driver refuses them after all: without */
+        s->coopmat = false;
+        snprintf(s->coopmat_why, sizeof s->coopmat_why, "opening the device with VK_NV_cooperative_matrix failed (%s)",
+                 vk_result_str(r));
+        dci.pNext = NULL;
+        dci.enabledExtensionCount = 0;
+        dci.ppEnabledExtensionNames = NULL;
+        r = vkCreateDevice(s->phys, &dci, NULL, &s->dev);
+    }
     if (r != VK_SUCCESS) {
         s->dev = VK_NULL_HANDLE;
         return fitlm_fail(err, "Vulkan: cannot open %s (%s)", s->props.deviceName, vk_result_str(r));
@@ -1468,6 +1622,17 @@ const char *fitlm_backend_vulkan_device_name(const fitlm_backend *be) {
 
 uint64_t fitlm_backend_vulkan_tiled_dispatches(const fitlm_backend *be) {
     return st(be)->n_tiled;
+}
+
+bool fitlm_backend_vulkan_coopmat(const fitlm_backend *be, bool *asked, const char **why) {
+    const vk_state *s = st(be);
+    if (asked) *asked = s->coopmat_asked;
+    if (why) *why = s->coopmat_why;
+    return s->coopmat;
+}
+
+uint64_t fitlm_backend_vulkan_coopmat_dispatches(const fitlm_backend *be) {
+    return st(be)->n_coopmat;
 }
 
 uint64_t fitlm_backend_vulkan_free_memory(const fitlm_backend *be, char *how, size_t how_size) {
