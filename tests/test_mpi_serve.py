@@ -118,7 +118,7 @@ for label, mpi_args, fitlm_args in [cases[0], cases[3]] if te.SANITIZED else cas
             check(close(want[k], got.get(k)), "%s: %s differs:\n  single %s\n  mpi    %s" %
                   (label, k, json.dumps(want[k])[:600], json.dumps(got.get(k))[:600]))
     if "--dp" in fitlm_args or "--pp" in fitlm_args:
-        # 8 requests at once on -np 4: steps of 4 sequences, cut into micro-batches under --pp
+        # 8 requests at once on -np 4: steps of 4 sequences; under --pp their prompts are cut into micro-batches
         got_greedy = concurrent_greedy(srv)
         check(got_greedy == want_greedy, "%s: concurrent greedy completions differ:\n  single %r\n  mpi    %r" %
               (label, want_greedy, got_greedy))

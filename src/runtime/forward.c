@@ -108,13 +108,22 @@ static fitlm_btensor rows_of(const fitlm_btensor *t, int64_t r0, int64_t n) {
     return v;
 }
 
-/* The micro-batches of a step under pipeline parallelism: with several rows
- * and P stages, P contiguous row ranges, so that stage s computes range k
- * while stage s+1 computes range k-1. Every rank derives the same split from
- * the batch. One range otherwise (and always in a single process). */
+/* The micro-batches of a step under pipeline parallelism: with P stages,
+ * up to P contiguous row ranges, so that stage s computes range k while
+ * stage s+1 computes range k-1. Each range reads the stage's weights again,
+ * so a range gets at least MICRO_MIN_ROWS rows: below that the matmuls are
+ * bandwidth-bound (4 decode rows cost about 1.5x one row, 2 rows 1.2x:
+ * docs/benchmarks.md, batched decode shapes) and two half-size ranges in
+ * flight over two stages (3 slots of a range's time) would take longer than
+ * the whole step run stage after stage (2 slots of the step's). Every rank
+ * derives the same split from the batch. One range otherwise (and always in
+ * a single process). */
+#define MICRO_MIN_ROWS 4
 static uint32_t micro_batches(const fitlm_parallel *par, int64_t n) {
-    if (!par || par->remote || par->pp_size < 2 || n < 2) return 1;
-    return (uint32_t)(n < par->pp_size ? n : par->pp_size);
+    if (!par || par->remote || par->pp_size < 2) return 1;
+    int64_t k = n / MICRO_MIN_ROWS;
+    if (k > par->pp_size) k = par->pp_size;
+    return k < 2 ? 1 : (uint32_t)k;
 }
 
 /* This rank's layers over rows [r0, r0+n) of batch b: the input rows come
