@@ -168,7 +168,8 @@ int main(void) {
      * that are bfloat16 values take it by default, others only with
      * FITLM_CPU_F16=bf16, none with =exact */
     static const char *modes[] = {NULL, "auto", "bf16", "exact"};
-    static const int64_t fshapes[][2] = {{16, 256}, {48, 2048}, {12, 128}, {16, 100}};
+    static const int64_t fshapes[][2] = {{16, 256}, {48, 2048}, {12, 128}, {16, 100},
+                                          {1072, 2048}}; /* the last: more than one 4 MiB conversion slice */
     for (int bfv = 0; bfv < 2; bfv++)
         for (int m = 0; m < 4; m++)
             for (size_t sh = 0; sh < sizeof fshapes / sizeof fshapes[0]; sh++) {

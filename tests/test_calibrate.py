@@ -43,6 +43,8 @@ kern = {k["type"]: k for k in prof.get("kernels", [])}
 for t in ("F16", "Q8_0", "Q4_0"):
     check(t in kern and kern[t]["decode_bw"] > 1e8 and kern[t]["prefill_flops"] > 1e8, f"kernel {t} timed: {kern.get(t)}")
 check(prof.get("per_layer_s", 0) > 0, f"fixed cost per layer measured: {prof.get('per_layer_s')}")
+# the fixed cost of a decode matmul call (two shapes from DRAM): present, and below a millisecond
+check(0 <= prof.get("matmul_call_s", -1) < 1e-3, f"matmul call cost: {prof.get('matmul_call_s')}")
 check(prof.get("host", {}).get("physical_cores", 0) >= 1, "physical cores from /proc")
 check("mhz" not in json.dumps(prof.get("host", {})).lower() or prof["host"]["max_mhz"] >= 0, "rated clock only")
 
@@ -81,6 +83,7 @@ bad("negative-bw", lambda p: p.update(read_bw_by_threads=[-1]), "read_bw_by_thre
 bad("no-kernels", lambda p: p.pop("kernels"), "kernels")
 bad("unknown-type", lambda p: p["kernels"][0].update(type="Q9_9"), "Q9_9")
 bad("layer-cost", lambda p: p.update(per_layer_s="fast"), "per_layer_s")
+bad("call-cost", lambda p: p.update(matmul_call_s=-1), "matmul_call_s")
 bad("not-profile", lambda p: p.update(format="something"), "not a fitlm host profile")
 rc, out, err = run("plan", "llama-3.2-1b", "--profile", os.path.join(TMP, "missing.json"))
 check(rc != 0 and err.startswith("fitlm: error:"), f"missing profile: {err.strip()}")
@@ -148,6 +151,10 @@ for mp in models:
             check(r is not None and r[0] > 0 and r[1] > 0 and re.fullmatch(r"[+-][0-9.]+%", r[3]) is not None,
                   f"{what}: row {comp}: {r}")
         check("measured figures: read bandwidth, kernel rates, fixed costs" in out, f"{what}: sources named")
+        # nothing big beyond the model in the process: in particular no GPU driver left mapped by the
+        # default device's probe (Mesa's lavapipe maps about 70 MiB of LLVM; the probe runs in a child)
+        r = rows.get("peak resident (VmHWM)")
+        check(r is not None and r[1] - r[0] < 16, f"{what}: peak resident {r and r[1]} MiB vs predicted {r and r[0]}")
 
 rc, out, err = run("bench", "-m", stories, "-p", "8", "-n", "4", "-r", "1", "--membw-mib", "0", "--no-plan-check")
 check(rc == 0 and "plan check" not in out, "--no-plan-check")

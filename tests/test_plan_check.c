@@ -10,6 +10,7 @@
 
 #include "check.h"
 #include "format/ggml_type.h"
+#include "planner/cpu_cost.h"
 #include "runtime/kv_cache.h"
 #include "runtime/mem_model.h"
 #include "runtime/runtime.h"
@@ -59,7 +60,37 @@ static void check_one(const fitlm_model *m, int threads, uint32_t n_ctx, uint32_
     be->free(be);
 }
 
+/* The planner's work moved to the types the backend runs (F16 matrices of
+ * bfloat16 values run as BF16): the output matrix first, then layer bytes
+ * with their share of the parameters; the total bytes unchanged. */
+static void check_retype(void) {
+    fitlm_hparams hp;
+    memset(&hp, 0, sizeof hp);
+    fitlm_cpu_work w;
+    memset(&w, 0, sizeof w);
+    w.hp = &hp;
+    fitlm_cpu_work_add(&w, FITLM_TYPE_F16, 1000, 500);
+    fitlm_cpu_work_add(&w, FITLM_TYPE_F32, 10, 0);
+    w.output_type = FITLM_TYPE_F16;
+    w.output_bytes = 200;
+    w.output_params = 100;
+    double total = fitlm_cpu_work_decode_bytes(&w);
+    fitlm_cpu_work_retype(&w, FITLM_TYPE_F16, FITLM_TYPE_BF16, 0);
+    CHECK(w.output_type == FITLM_TYPE_F16 && w.n == 2, "retype of 0 bytes changes nothing");
+    fitlm_cpu_work_retype(&w, FITLM_TYPE_F16, FITLM_TYPE_BF16, 700);
+    double f16 = -1, f16p = -1, bf16 = -1, bf16p = -1;
+    for (int i = 0; i < w.n; i++) {
+        if (w.t[i].type == FITLM_TYPE_F16) f16 = w.t[i].bytes, f16p = w.t[i].params;
+        if (w.t[i].type == FITLM_TYPE_BF16) bf16 = w.t[i].bytes, bf16p = w.t[i].params;
+    }
+    CHECK(w.output_type == FITLM_TYPE_BF16, "the output matrix moves first");
+    CHECK(f16 == 500 && f16p == 250 && bf16 == 500 && bf16p == 250, "layer bytes %g/%g params %g/%g", f16, bf16,
+          f16p, bf16p);
+    CHECK(fitlm_cpu_work_decode_bytes(&w) == total, "total bytes unchanged");
+}
+
 int main(void) {
+    check_retype();
     const char *shared = check_env_or_skip("FITLM_SHARED");
     char path[1024];
     snprintf(path, sizeof path, "%s/data/stories260K/stories260K.bin", shared);

@@ -108,6 +108,8 @@ int plan_check_print(FILE *out, const fitlm_model *m, const char *profile_path, 
     uint64_t conv = converted_vector_bytes(m) + run->extra_scratch;
     fitlm_cpu_work w;
     fitlm_cpu_work_of_model(m, mem->kv_type, &w);
+    /* the types the backend runs: F16 matrices of bfloat16 values run as BF16 */
+    fitlm_cpu_work_retype(&w, FITLM_TYPE_F16, FITLM_TYPE_BF16, (double)mem->bf16_from_f16_bytes);
     fitlm_cpu_pred pp, tg;
     fitlm_cpu_predict(have ? prof : NULL, 0, 0, &w, run->threads, run->n_prompt, mem->n_ubatch, 0, 0, &pp);
     fitlm_cpu_predict(have ? prof : NULL, 0, 0, &w, run->threads, 0, mem->n_ubatch, run->ctx0, run->n_gen, &tg);

@@ -70,6 +70,23 @@ double fitlm_cpu_work_decode_bytes(const fitlm_cpu_work *w) {
     return b;
 }
 
+void fitlm_cpu_work_retype(fitlm_cpu_work *w, int from, int to, double bytes) {
+    if (bytes <= 0) return;
+    if (w->output_type == from && w->output_bytes > 0 && bytes >= w->output_bytes) {
+        w->output_type = to;
+        bytes -= w->output_bytes;
+    }
+    for (int i = 0; i < w->n && bytes > 0; i++) {
+        if (w->t[i].type != from || w->t[i].bytes <= 0) continue;
+        double b = bytes < w->t[i].bytes ? bytes : w->t[i].bytes;
+        double pr = w->t[i].params * b / w->t[i].bytes;
+        w->t[i].bytes -= b;
+        w->t[i].params -= pr;
+        fitlm_cpu_work_add(w, to, b, pr);
+        bytes -= b;
+    }
+}
+
 /* ---------------------------------------------------------------- prediction */
 
 static const fitlm_kernel_rate *find_kern(const fitlm_host_profile *p, int type) {
@@ -142,6 +159,7 @@ void fitlm_cpu_predict(const fitlm_host_profile *prof, double host_bw, double ho
     if (prof && (prof->per_layer_s > 0 || prof->per_token_s > 0)) {
         r->per_layer_s = prof->per_layer_s;
         r->per_token_s = prof->per_token_s;
+        r->matmul_call_s = prof->matmul_call_s;
         r->overhead_measured = true;
     } else {
         r->per_layer_s = FITLM_ASSUMED_PER_LAYER_S;
@@ -152,7 +170,7 @@ void fitlm_cpu_predict(const fitlm_host_profile *prof, double host_bw, double ho
 
     double L = hp->n_layers, q_dim = (double)hp->n_heads * hp->head_dim;
     double kv_pos = (double)fitlm_kv_cache_bytes(w->kv_type, 1, hp->n_layers, (int64_t)hp->n_kv_heads * hp->head_dim);
-    double fixed = L * r->per_layer_s + r->per_token_s;
+    double fixed = L * r->per_layer_s + r->per_token_s + (L * FITLM_MATMUL_CALLS_PER_LAYER + 1) * r->matmul_call_s;
     double out_s = w->output_bytes / dec_bw[w->n];
 
     /* prefill: micro-batches of ub tokens; each reads every matrix at least once */
@@ -212,37 +230,76 @@ static void empty_job(void *arg, int ith, int nth) {
     (void)nth;
 }
 
-/* One kernel type: a matrix of the shape of a TinyLlama FFN projection (rows
- * x cols), in as many copies as fill 256 MiB so the decode matvecs stream it
- * from DRAM; repacked where the CPU backend repacks it. */
-static int time_kernel(fitlm_threadpool *pool, int type, bool quick, fitlm_kernel_rate *out) {
-    const int64_t rows = 2048, cols = 5632;
+/* Fills *copies* copies of a random rows x cols matrix of `type` in the
+ * layout the CPU backend holds it (repacked where it repacks it), enough of
+ * them to fill pool_mib MiB so that matvecs over them stream from DRAM.
+ * Returns the malloc'd copies (the caller frees them with free()) and sets
+ * *mbytes, *copies and *repacked; NULL when out of memory or not quantizable. */
+static uint8_t *make_copies(fitlm_threadpool *pool, int type, int64_t rows, int64_t cols, size_t pool_mib,
+                            size_t *mbytes, int *copies, bool *repacked) {
     bool ok = true;
     size_t rb = (size_t)fitlm_type_row_bytes(type, (uint64_t)cols, &ok);
-    if (!ok || rb == 0) return -1;
-    size_t mbytes = rb * (size_t)rows;
-    size_t target = (quick ? 64u : 256u) << 20;
-    int copies = (int)(target / mbytes) + 1;
-    uint8_t *plain = malloc(mbytes);
+    if (!ok || rb == 0) return NULL;
+    size_t mb = rb * (size_t)rows;
+    int n = (int)((pool_mib << 20) / mb) + 1;
+    uint8_t *plain = malloc(mb);
     float *row = malloc(sizeof(float) * (size_t)cols);
+    uint8_t *w = NULL;
     uint64_t s = 0x9E3779B97F4A7C15ull;
-    if (!plain || !row) goto fail;
+    if (!plain || !row) goto done;
     for (int64_t r = 0; r < rows; r++) {
         for (int64_t c = 0; c < cols; c++) {
             s ^= s << 13, s ^= s >> 7, s ^= s << 17;
             row[c] = (float)((double)(s >> 40) / (double)(1ull << 24) - 0.5) * 0.04f;
         }
-        if (fitlm_quantize_row(type, row, plain + (size_t)r * rb, cols, NULL) < 0) goto fail;
+        if (fitlm_quantize_row(type, row, plain + (size_t)r * rb, cols, NULL) < 0) goto done;
     }
+    *repacked = fitlm_cpu_repackable(type, rows, cols);
+    w = fitlm_cpu_alloc_weights(mb * (size_t)n);
+    if (!w) goto done;
+    if (*repacked && fitlm_cpu_repack(pool, type, plain, rows, cols, w) != 0) *repacked = false;
+    if (!*repacked) memcpy(w, plain, mb);
+    for (int c = 1; c < n; c++) memcpy(w + mb * (size_t)c, w, mb);
+    *mbytes = mb;
+    *copies = n;
+done:
+    free(plain);
+    free(row);
+    return w;
+}
+
+/* Seconds of the fastest of `passes` one-token passes over all copies (as
+ * decode streams a model's matrices one after another). The whole pass is
+ * timed, not its fastest stretch: this VM's memory speed differs between
+ * regions of physical memory, and a model's weights span many of them. */
+static double time_decode_passes(fitlm_threadpool *pool, int type, const uint8_t *w, size_t mbytes, int copies,
+                                 bool repacked, int64_t rows, int64_t cols, const float *x, float *y, int passes) {
+    double best = 1e30;
+    for (int ps = 0; ps < passes; ps++) {
+        double t0 = now_s();
+        for (int c = 0; c < copies; c++) {
+            const uint8_t *wc = w + mbytes * (size_t)c;
+            if (repacked) fitlm_cpu_matmul_repacked(pool, type, wc, rows, cols, x, 1, y);
+            else fitlm_cpu_matmul(pool, type, wc, rows, cols, x, 1, y);
+        }
+        double t = now_s() - t0;
+        if (t < best) best = t;
+    }
+    return best;
+}
+
+/* One kernel type: a matrix of the shape of a TinyLlama FFN projection (rows
+ * x cols), in as many copies as fill 384 MiB (quick: 128 MiB) so the decode
+ * matvecs stream it from DRAM; repacked where the CPU backend repacks it. */
+static int time_kernel(fitlm_threadpool *pool, int type, bool quick, fitlm_kernel_rate *out) {
+    const int64_t rows = 2048, cols = 5632;
+    size_t mbytes = 0;
+    int copies = 0;
+    bool repacked = false;
+    uint8_t *w = make_copies(pool, type, rows, cols, quick ? 128 : 384, &mbytes, &copies, &repacked);
+    if (!w) return -1;
     out->type = type;
-    out->repacked = fitlm_cpu_repackable(type, rows, cols);
-    uint8_t *w = fitlm_cpu_alloc_weights(mbytes * (size_t)copies);
-    if (!w) goto fail;
-    if (out->repacked) {
-        if (fitlm_cpu_repack(pool, type, plain, rows, cols, w) != 0) out->repacked = false;
-    }
-    if (!out->repacked) memcpy(w, plain, mbytes);
-    for (int c = 1; c < copies; c++) memcpy(w + mbytes * (size_t)c, w, mbytes);
+    out->repacked = repacked;
     int ntok = quick ? 64 : FITLM_CAL_PREFILL_TOKENS;
     float *x = malloc(sizeof(float) * (size_t)cols * (size_t)ntok);
     float *y = malloc(sizeof(float) * (size_t)rows * (size_t)ntok);
@@ -250,50 +307,63 @@ static int time_kernel(fitlm_threadpool *pool, int type, bool quick, fitlm_kerne
         free(x);
         free(y);
         free(w);
-        goto fail;
+        return -1;
     }
     for (int64_t i = 0; i < cols * ntok; i++) x[i] = (float)((i * 7919) % 2001 - 1000) * 1e-3f;
-    /* decode: passes over all copies (as decode streams the layers), timed in
-     * segments of at least 32 MiB; the fastest segment: on a shared machine
-     * other work only ever slows a segment down, so the fastest is the
-     * machine's own figure (as fitlm_measure_read_bandwidth does) */
-    int seg = (int)((32u << 20) / mbytes) + 1;
-    if (seg > copies) seg = copies;
-    int passes = quick ? 2 : 4;
-    double best_seg = 1e30;
-    for (int ps = 0; ps < passes; ps++) {
-        for (int c0 = 0; c0 + seg <= copies; c0 += seg) {
-            double t0 = now_s();
-            for (int c = c0; c < c0 + seg; c++) {
-                const uint8_t *wc = w + mbytes * (size_t)c;
-                if (out->repacked) fitlm_cpu_matmul_repacked(pool, type, wc, rows, cols, x, 1, y);
-                else fitlm_cpu_matmul(pool, type, wc, rows, cols, x, 1, y);
-            }
-            double t = now_s() - t0;
-            if (t < best_seg) best_seg = t;
-        }
-    }
-    out->decode_bw = (double)mbytes * seg / best_seg;
-    /* prefill: ntok tokens on one copy, fastest of three */
+    double t = time_decode_passes(pool, type, w, mbytes, copies, repacked, rows, cols, x, y, quick ? 2 : 4);
+    out->decode_bw = (double)mbytes * copies / t;
+    /* prefill: ntok tokens on one copy, the median of three */
     double pt[3];
     for (int rep = 0; rep < 3; rep++) {
         double t0 = now_s();
-        if (out->repacked) fitlm_cpu_matmul_repacked(pool, type, w, rows, cols, x, ntok, y);
+        if (repacked) fitlm_cpu_matmul_repacked(pool, type, w, rows, cols, x, ntok, y);
         else fitlm_cpu_matmul(pool, type, w, rows, cols, x, ntok, y);
         pt[rep] = now_s() - t0;
     }
     qsort(pt, 3, sizeof pt[0], cmp_double);
-    out->prefill_flops = 2.0 * (double)rows * (double)cols * ntok / pt[0];
+    out->prefill_flops = 2.0 * (double)rows * (double)cols * ntok / pt[1];
     free(x);
     free(y);
     free(w);
-    free(plain);
-    free(row);
     return 0;
-fail:
-    free(plain);
-    free(row);
-    return -1;
+}
+
+/* The fixed cost of one decode matmul call beyond its bytes, from two shapes
+ * streamed from DRAM in alternating passes (a 256 x 2048 matrix, the shape of
+ * TinyLlama's K and V projections, and a 2048 x 5632 one): per call
+ * t = call + bytes / bw, solved from the two. 0 when the type cannot be timed
+ * or the fit is not positive (a disturbed run). */
+static double time_matmul_call(fitlm_threadpool *pool, int type, bool quick) {
+    const int64_t rows[2] = {256, 2048}, cols[2] = {2048, 5632};
+    size_t mbytes[2] = {0, 0};
+    int copies[2] = {0, 0};
+    bool repacked[2] = {false, false};
+    uint8_t *w[2] = {NULL, NULL};
+    float *x = malloc(sizeof(float) * 5632), *y = malloc(sizeof(float) * 2048);
+    double call = 0;
+    for (int k = 0; k < 2; k++)
+        w[k] = make_copies(pool, type, rows[k], cols[k], quick ? 128 : 256, &mbytes[k], &copies[k], &repacked[k]);
+    if (w[0] && w[1] && x && y) {
+        for (int64_t i = 0; i < 5632; i++) x[i] = (float)((i * 7919) % 2001 - 1000) * 1e-3f;
+        double best[2] = {1e30, 1e30};
+        for (int ps = 0; ps < (quick ? 2 : 4); ps++)
+            for (int k = 0; k < 2; k++) {
+                double t = time_decode_passes(pool, type, w[k], mbytes[k], copies[k], repacked[k], rows[k], cols[k],
+                                              x, y, 1) / copies[k];
+                if (t < best[k]) best[k] = t;
+            }
+        double db = (double)mbytes[1] - (double)mbytes[0], dt = best[1] - best[0];
+        if (dt > 0) {
+            double bw = db / dt;
+            call = best[0] - (double)mbytes[0] / bw;
+        }
+        if (call < 0) call = 0;
+    }
+    free(x);
+    free(y);
+    free(w[0]);
+    free(w[1]);
+    return call;
 }
 
 static double rss_bytes(void) {
@@ -387,6 +457,25 @@ int fitlm_calibrate_host(fitlm_host_profile *p, int max_threads, bool quick, FIL
                 if (k.prefill_flops > slot->prefill_flops) slot->prefill_flops = k.prefill_flops;
             }
         }
+    }
+    /* the fixed cost of a decode matmul call, with the first of Q4_0, Q8_0,
+     * F32 this CPU runs (one figure: it is the threads' first reads from DRAM
+     * and the closing barrier, not the kernel's arithmetic); the smallest of
+     * the rounds' positive fits */
+    static const int call_types[] = {FITLM_TYPE_Q4_0, FITLM_TYPE_Q8_0, FITLM_TYPE_F32};
+    p->matmul_call_s = 0;
+    for (size_t i = 0; i < sizeof call_types / sizeof call_types[0]; i++) {
+        if (!fitlm_cpu_type_supported(call_types[i])) continue;
+        double best = 0;
+        for (int round = 0; round < rounds; round++) {
+            double c = time_matmul_call(pool, call_types[i], quick);
+            if (c > 0 && (best == 0 || c < best)) best = c;
+        }
+        p->matmul_call_s = best;
+        if (log)
+            fprintf(log, "decode matmul call (%s from DRAM, %d threads): %.2f us beyond its bytes\n",
+                    fitlm_type_name(call_types[i]), max_threads, best * 1e6);
+        break;
     }
     for (int j = 0; j < p->n_kern && log; j++) {
         const fitlm_kernel_rate *k = &p->kern[j];

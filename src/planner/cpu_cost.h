@@ -9,6 +9,7 @@
  *     sum over weight types T of bytes_T / decode_bw_T(threads)
  *     + KV bytes of c positions / read_bw(threads)
  *     + n_layers x per_layer + per_token
+ *     + (n_layers x FITLM_MATMUL_CALLS_PER_LAYER + 1) x matmul_call
  *   prefill of n tokens (micro-batches of ub):
  *     sum over T of 2 params_T n / prefill_flops_T(threads)   (matrices, not the output)
  *     + 2 n^2 n_layers q_dim / attention FLOP/s               (causal attention)
@@ -57,6 +58,9 @@ typedef struct fitlm_host_profile {
     double dispatch_s;   /* one thread-pool dispatch of an empty job */
     double per_layer_s;  /* fixed time per layer and forward step */
     double per_token_s;  /* fixed time per forward step (embedding, output norm, sampling) */
+    double matmul_call_s; /* fixed time of one decode matmul call whose weights come from DRAM, beyond
+                           * bytes / decode_bw (the threads' first reads, the closing barrier); 0 = not
+                           * measured (profiles before it) */
     char overhead_source[160];
     double process_base_bytes; /* resident memory of a fitlm process before it loads a model */
     double allreduce_alpha_s, allreduce_bw; /* MPI all-reduce latency and bandwidth; 0 = not measured */
@@ -91,6 +95,9 @@ char *fitlm_host_profile_json(const fitlm_host_profile *p);
  * embedding, output norm, output matmul and sampling as four per step. */
 #define FITLM_DISPATCHES_PER_LAYER 6
 #define FITLM_DISPATCHES_PER_TOKEN 4
+/* Matmul calls of one layer in decode (runtime/forward.c, forward_rows): Q/K/V
+ * in one call, the attention output, gate/up in one call, down. */
+#define FITLM_MATMUL_CALLS_PER_LAYER 4
 /* Tokens of the prefill matmul calibrate times. */
 #define FITLM_CAL_PREFILL_TOKENS 256
 
@@ -100,6 +107,7 @@ typedef struct fitlm_cpu_rates {
     double read_bw;
     bool read_bw_measured;
     double per_layer_s, per_token_s;
+    double matmul_call_s;
     bool overhead_measured;
     double attn_flops;
     double process_base;
@@ -129,6 +137,11 @@ void fitlm_cpu_work_of_model(const fitlm_model *m, int kv_type, fitlm_cpu_work *
  * output matrix): the figure `bench` turns into GB/s and the planner's decode
  * reads; `--plan-check` shows it beside the runtime's own count. */
 double fitlm_cpu_work_decode_bytes(const fitlm_cpu_work *w);
+/* Moves `bytes` of weights (with their share of the parameters) from type
+ * `from` to type `to` of the same size, as when the CPU backend runs F16
+ * matrices of bfloat16 values as BF16; the output matrix first if it has
+ * that type. No-op when w has no such bytes. */
+void fitlm_cpu_work_retype(fitlm_cpu_work *w, int from, int to, double bytes);
 
 typedef struct fitlm_cpu_pred {
     fitlm_cpu_rates rates;

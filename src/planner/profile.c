@@ -177,6 +177,7 @@ char *fitlm_host_profile_json(const fitlm_host_profile *p) {
     cJSON_AddNumberToObject(o, "dispatch_s", p->dispatch_s);
     cJSON_AddNumberToObject(o, "per_layer_s", p->per_layer_s);
     cJSON_AddNumberToObject(o, "per_token_s", p->per_token_s);
+    cJSON_AddNumberToObject(o, "matmul_call_s", p->matmul_call_s);
     cJSON_AddStringToObject(o, "overhead_source", p->overhead_source);
     cJSON_AddNumberToObject(o, "process_base_bytes", p->process_base_bytes);
     cJSON_AddNumberToObject(o, "allreduce_alpha_s", p->allreduce_alpha_s);
@@ -287,6 +288,10 @@ static int parse_profile(fitlm_host_profile *p, const cJSON *o, const char *path
         get_num(o, "process_base_bytes", 0, 1e12, &p->process_base_bytes, path, err) ||
         get_num(o, "allreduce_alpha_s", 0, 10, &p->allreduce_alpha_s, path, err) ||
         get_num(o, "allreduce_bw", 0, 1e14, &p->allreduce_bw, path, err))
+        return -1;
+    /* optional: profiles written before it was measured lack it (0) */
+    if (cJSON_GetObjectItemCaseSensitive(o, "matmul_call_s") &&
+        get_num(o, "matmul_call_s", 0, 1, &p->matmul_call_s, path, err))
         return -1;
     return 0;
 }

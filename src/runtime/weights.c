@@ -163,6 +163,7 @@ static int prep(fitlm_weights *w, const fitlm_tensor *t, fitlm_btensor *out, fit
     /* a repacked copy replaces the mapped weight (counted there), not scratch */
     if (out->repacked) w->repacked_bytes += out->nbytes;
     else if (out->owned) w->owned_bytes += out->nbytes;
+    if (t->type == FITLM_TYPE_F16 && out->type == FITLM_TYPE_BF16) w->bf16_from_f16_bytes += out->nbytes;
     return 0;
 }
 

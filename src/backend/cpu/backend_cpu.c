@@ -10,6 +10,7 @@
 #include "backend/cpu/attention.h"
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/ops.h"
+#include "backend/cpu/quant_blocks.h"
 #include "sys/threadpool.h"
 #include "format/ggml_type.h"
 #include "util/fp16.h"
@@ -230,45 +231,55 @@ static int cpu_prepare_weight(fitlm_backend *be, const fitlm_tensor *src, fitlm_
      * (FITLM_CPU_F16=bf16 converts every F16 matrix, rounding; =exact none). */
     const char *env = getenv("FITLM_CPU_REPACK");
     bool want = !(env && strcmp(env, "0") == 0);
-    const void *from = src->data;
-    void *converted = NULL; /* the F16 -> BF16 copy, freed below */
-    if (want && out->type == FITLM_TYPE_F16 && fitlm_cpu_repackable(FITLM_TYPE_BF16, out->ne1, out->ne0) &&
-        src->nbytes % 2 == 0 && f16_to_bf16(src)) {
-        converted = malloc((size_t)src->nbytes);
-        if (!converted) return fitlm_fail(err, "out of memory converting tensor %s to bfloat16 (%llu bytes)",
-                                          src->name, (unsigned long long)src->nbytes);
-        const uint16_t *h = src->data;
-        uint16_t *b = converted;
-        for (uint64_t i = 0; i < src->nbytes / 2; i++) b[i] = fitlm_fp32_to_bf16(fitlm_fp16_to_fp32(h[i]));
-        out->type = FITLM_TYPE_BF16;
-        from = converted;
-    }
+    /* an F16 matrix of bfloat16 values runs as BF16: converted and repacked
+     * in slices of whole 16-row groups (the x16 layout keeps each group's
+     * bytes together), so the load holds one slice of conversion at a time,
+     * not a second copy of the matrix */
+    bool to_bf16 = want && out->type == FITLM_TYPE_F16 && fitlm_cpu_repackable(FITLM_TYPE_BF16, out->ne1, out->ne0) &&
+                   src->nbytes % 2 == 0 && f16_to_bf16(src);
+    if (to_bf16) out->type = FITLM_TYPE_BF16;
     bool row_ok = false;
     uint64_t row_bytes = out->ne0 > 0 ? fitlm_type_row_bytes(out->type, (uint64_t)out->ne0, &row_ok) : 0;
     bool sized = row_ok && row_bytes > 0 && src->nbytes / row_bytes == (uint64_t)out->ne1 &&
                  src->nbytes % row_bytes == 0; /* the copy covers exactly the tensor */
     bool repack = want && sized && fitlm_cpu_repackable(out->type, out->ne1, out->ne0) &&
                   src->nbytes <= (uint64_t)SIZE_MAX / 2;
-    if (!repack && converted) { /* the file's F16 layout after all */
-        free(converted);
-        converted = NULL;
-        out->type = src->type;
-    }
+    if (!repack && to_bf16) out->type = src->type; /* the file's F16 layout after all */
     if (repack) {
-        void *p = slab_get(st(be), (size_t)src->nbytes);
+        uint8_t *p = slab_get(st(be), (size_t)src->nbytes);
         if (!p) {
-            free(converted);
             out->type = src->type;
             return fitlm_fail(err, "out of memory repacking tensor %s (%llu bytes)", src->name,
                               (unsigned long long)src->nbytes);
         }
-        if (fitlm_cpu_repack(st(be)->pool, out->type, from, out->ne1, out->ne0, p) != 0) {
+        int rc = 0;
+        if (to_bf16) {
+            /* slices of about 4 MiB, whole groups of FITLM_REPACK_ROWS rows */
+            int64_t slice = (int64_t)(((uint64_t)4 << 20) / row_bytes) / FITLM_REPACK_ROWS * FITLM_REPACK_ROWS;
+            if (slice < FITLM_REPACK_ROWS) slice = FITLM_REPACK_ROWS;
+            if (slice > out->ne1) slice = out->ne1;
+            uint16_t *buf = malloc((size_t)slice * (size_t)row_bytes);
+            if (!buf) {
+                slab_put(st(be), p);
+                out->type = src->type;
+                return fitlm_fail(err, "out of memory converting tensor %s to bfloat16", src->name);
+            }
+            const uint16_t *h = src->data;
+            for (int64_t r0 = 0; r0 < out->ne1 && rc == 0; r0 += slice) {
+                int64_t n = out->ne1 - r0 < slice ? out->ne1 - r0 : slice;
+                uint64_t n_el = (uint64_t)n * (uint64_t)out->ne0, at = (uint64_t)r0 * (uint64_t)out->ne0;
+                for (uint64_t i = 0; i < n_el; i++) buf[i] = fitlm_fp32_to_bf16(fitlm_fp16_to_fp32(h[at + i]));
+                rc = fitlm_cpu_repack(st(be)->pool, out->type, buf, n, out->ne0, p + (uint64_t)r0 * row_bytes);
+            }
+            free(buf);
+        } else {
+            rc = fitlm_cpu_repack(st(be)->pool, out->type, src->data, out->ne1, out->ne0, p);
+        }
+        if (rc != 0) {
             slab_put(st(be), p); /* cannot happen after repackable(); keep the file's layout */
-            free(converted);
             out->type = src->type;
             return 0;
         }
-        free(converted);
         out->data = p;
         out->owned = true;
         out->repacked = true;
