@@ -89,8 +89,46 @@ static void check_retype(void) {
     CHECK(fitlm_cpu_work_decode_bytes(&w) == total, "total bytes unchanged");
 }
 
+/* A batched decode step: each weight type takes the longer of one read of its
+ * bytes and `batch` rows at the calibrated batched rate; without that rate
+ * (an older profile) the step stays bandwidth-bound. */
+static void check_batch_step(void) {
+    fitlm_hparams hp;
+    memset(&hp, 0, sizeof hp);
+    hp.n_layers = 1;
+    hp.n_heads = hp.n_kv_heads = 1;
+    hp.head_dim = 64;
+    fitlm_cpu_work w;
+    memset(&w, 0, sizeof w);
+    w.hp = &hp;
+    w.kv_type = FITLM_TYPE_F16;
+    fitlm_cpu_work_add(&w, FITLM_TYPE_Q4_0, 1e8, 1.78e8);
+    w.output_type = FITLM_TYPE_Q4_0;
+    static fitlm_host_profile prof;
+    memset(&prof, 0, sizeof prof);
+    prof.n_bw = 1;
+    prof.read_bw[1] = 10e9;
+    prof.threads = 1;
+    prof.n_kern = 1;
+    prof.kern[0] = (fitlm_kernel_rate){.type = FITLM_TYPE_Q4_0, .repacked = true, .decode_bw = 10e9,
+                                       .prefill_flops = 1e11, .batch_flops = 1e10};
+    prof.per_layer_s = 1e-6;
+    fitlm_cpu_pred tg;
+    fitlm_cpu_predict(&prof, 0, 0, &w, 1, 0, 0, 0, 1, &tg);
+    double kv1 = (double)fitlm_kv_cache_bytes(FITLM_TYPE_F16, 1, 1, 64) / 10e9; /* one position's KV read */
+    double s1 = fitlm_cpu_batch_step_s(&tg, &w, 1, 0), s16 = fitlm_cpu_batch_step_s(&tg, &w, 16, 1);
+    CHECK(fabs(s1 - tg.decode_s) < 1e-12, "batch 1 = one token: %g vs %g", s1, tg.decode_s);
+    double want16 = tg.decode_s - 0.01 + 2.0 * 1.78e8 * 16 / 1e10 + 15 * kv1;
+    CHECK(fabs(s16 - want16) < 1e-9, "batch 16 compute-bound: %g vs %g", s16, want16);
+    prof.kern[0].batch_flops = 0;
+    fitlm_cpu_predict(&prof, 0, 0, &w, 1, 0, 0, 0, 1, &tg);
+    s16 = fitlm_cpu_batch_step_s(&tg, &w, 16, 1);
+    CHECK(fabs(s16 - (tg.decode_s + 15 * kv1)) < 1e-9, "no batched rate: bandwidth-bound %g", s16);
+}
+
 int main(void) {
     check_retype();
+    check_batch_step();
     const char *shared = check_env_or_skip("FITLM_SHARED");
     char path[1024];
     snprintf(path, sizeof path, "%s/data/stories260K/stories260K.bin", shared);

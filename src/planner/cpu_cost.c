@@ -136,12 +136,14 @@ void fitlm_cpu_predict(const fitlm_host_profile *prof, double host_bw, double ho
                                           : threads * 2.5e9 * 2 * 16 * 2 * FITLM_ASSUMED_PREFILL_EFF;
     out->kernels_measured = true;
     double dec_bw[FITLM_PROFILE_MAX_TYPES + 1], pf_flops[FITLM_PROFILE_MAX_TYPES + 1];
+    double *b_flops = out->batch_flops;
     for (int i = 0; i <= w->n; i++) {
         int type = i < w->n ? w->t[i].type : w->output_type;
         const fitlm_kernel_rate *k = find_kern(prof, type);
         if (k && k->decode_bw > 0 && k->prefill_flops > 0) {
             dec_bw[i] = k->decode_bw * bw_scale;
             pf_flops[i] = k->prefill_flops * fl_scale;
+            b_flops[i] = k->batch_flops * fl_scale; /* 0: not measured, the step stays bandwidth-bound */
         } else {
             bool params = i < w->n ? w->t[i].params > 0 : w->output_bytes > 0;
             if (params) {
@@ -152,6 +154,7 @@ void fitlm_cpu_predict(const fitlm_host_profile *prof, double host_bw, double ho
             }
             dec_bw[i] = r->read_bw * FITLM_ASSUMED_DECODE_EFF;
             pf_flops[i] = flops_assumed;
+            b_flops[i] = flops_assumed;
         }
     }
     const fitlm_kernel_rate *kf = find_kern(prof, FITLM_TYPE_F32);
@@ -192,7 +195,11 @@ void fitlm_cpu_predict(const fitlm_host_profile *prof, double host_bw, double ho
     }
     /* decode: one token at the mean context of the generated span */
     double d = fixed + out_s;
-    for (int i = 0; i < w->n; i++) d += w->t[i].bytes / dec_bw[i];
+    for (int i = 0; i < w->n; i++) {
+        out->mat_s[i] = w->t[i].bytes / dec_bw[i];
+        d += out->mat_s[i];
+    }
+    out->mat_s[w->n] = out_s;
     double mean_ctx = ctx0 + (n_gen > 0 ? (n_gen + 1) / 2.0 : 1);
     d += kv_pos * mean_ctx / r->read_bw;
     out->decode_s = d;
@@ -203,7 +210,14 @@ double fitlm_cpu_batch_step_s(const fitlm_cpu_pred *tg, const fitlm_cpu_work *w,
     const fitlm_hparams *hp = w->hp;
     double kv_pos = (double)fitlm_kv_cache_bytes(w->kv_type, 1, hp->n_layers, (int64_t)hp->n_kv_heads * hp->head_dim);
     double others = batch > 1 ? batch - 1 : 0;
-    return tg->decode_s + others * kv_pos * ctx / tg->rates.read_bw;
+    double step = tg->decode_s + others * kv_pos * ctx / tg->rates.read_bw;
+    for (int i = 0; i <= w->n && batch > 1; i++) {
+        double params = i < w->n ? w->t[i].params : w->output_params;
+        if (tg->batch_flops[i] <= 0 || params <= 0) continue;
+        double compute = 2.0 * params * batch / tg->batch_flops[i];
+        if (compute > tg->mat_s[i]) step += compute - tg->mat_s[i];
+    }
+    return step;
 }
 
 /* ---------------------------------------------------------------- calibration */
@@ -312,6 +326,19 @@ static int time_kernel(fitlm_threadpool *pool, int type, bool quick, fitlm_kerne
     for (int64_t i = 0; i < cols * ntok; i++) x[i] = (float)((i * 7919) % 2001 - 1000) * 1e-3f;
     double t = time_decode_passes(pool, type, w, mbytes, copies, repacked, rows, cols, x, y, quick ? 2 : 4);
     out->decode_bw = (double)mbytes * copies / t;
+    /* batched decode: FITLM_CAL_BATCH_ROWS rows over the same copies, fastest of two passes */
+    double tb = 1e30;
+    for (int ps = 0; ps < 2; ps++) {
+        double t0 = now_s();
+        for (int c = 0; c < copies; c++) {
+            const uint8_t *wc = w + mbytes * (size_t)c;
+            if (repacked) fitlm_cpu_matmul_repacked(pool, type, wc, rows, cols, x, FITLM_CAL_BATCH_ROWS, y);
+            else fitlm_cpu_matmul(pool, type, wc, rows, cols, x, FITLM_CAL_BATCH_ROWS, y);
+        }
+        double tt = now_s() - t0;
+        if (tt < tb) tb = tt;
+    }
+    out->batch_flops = 2.0 * (double)rows * (double)cols * FITLM_CAL_BATCH_ROWS * copies / tb;
     /* prefill: ntok tokens on one copy, the median of three */
     double pt[3];
     for (int rep = 0; rep < 3; rep++) {
@@ -455,6 +482,7 @@ int fitlm_calibrate_host(fitlm_host_profile *p, int max_threads, bool quick, FIL
             } else {
                 if (k.decode_bw > slot->decode_bw) slot->decode_bw = k.decode_bw;
                 if (k.prefill_flops > slot->prefill_flops) slot->prefill_flops = k.prefill_flops;
+                if (k.batch_flops > slot->batch_flops) slot->batch_flops = k.batch_flops;
             }
         }
     }
@@ -479,9 +507,11 @@ int fitlm_calibrate_host(fitlm_host_profile *p, int max_threads, bool quick, FIL
     }
     for (int j = 0; j < p->n_kern && log; j++) {
         const fitlm_kernel_rate *k = &p->kern[j];
-        fprintf(log, "kernel %-5s %-7s %d threads: decode %6.1f GB/s, prefill %7.1f GFLOP/s (best of %d rounds)\n",
+        fprintf(log,
+                "kernel %-5s %-7s %d threads: decode %6.1f GB/s, %d-row decode %6.1f GFLOP/s, prefill %7.1f GFLOP/s "
+                "(best of %d rounds)\n",
                 fitlm_type_name(k->type), k->repacked ? "repack" : fitlm_cpu_kernel_isa_name(k->type), max_threads,
-                k->decode_bw / 1e9, k->prefill_flops / 1e9, rounds);
+                k->decode_bw / 1e9, FITLM_CAL_BATCH_ROWS, k->batch_flops / 1e9, k->prefill_flops / 1e9, rounds);
     }
     fitlm_threadpool_free(pool);
     if (p->n_kern == 0) return fitlm_fail(err, "no CPU kernel could be timed");

@@ -37,6 +37,8 @@ typedef struct fitlm_kernel_rate {
     bool repacked;        /* timed in the layout the CPU backend holds it (fitlm_cpu_repackable) */
     double decode_bw;     /* bytes/s: one-token matmul with the weights coming from DRAM */
     double prefill_flops; /* FLOP/s: matmul of FITLM_CAL_PREFILL_TOKENS tokens */
+    double batch_flops;   /* FLOP/s: decode matmul of FITLM_CAL_BATCH_ROWS rows (sequences) with the weights
+                           * coming from DRAM, as a batched decode step runs it; 0 = not measured */
 } fitlm_kernel_rate;
 
 typedef struct fitlm_host_profile {
@@ -98,6 +100,8 @@ char *fitlm_host_profile_json(const fitlm_host_profile *p);
 /* Matmul calls of one layer in decode (runtime/forward.c, forward_rows): Q/K/V
  * in one call, the attention output, gate/up in one call, down. */
 #define FITLM_MATMUL_CALLS_PER_LAYER 4
+/* Rows of the batched decode matmul calibrate times (16 sequences' tokens). */
+#define FITLM_CAL_BATCH_ROWS 16
 /* Tokens of the prefill matmul calibrate times. */
 #define FITLM_CAL_PREFILL_TOKENS 256
 
@@ -149,6 +153,11 @@ typedef struct fitlm_cpu_pred {
     double ttft_s;
     double decode_s, tg_tps;    /* mean per generated token */
     bool kernels_measured;      /* every weight type's kernel rate came from the profile */
+    /* per entry of the work (w->t[i], then the output matrix at [w->n]): seconds
+     * of one token's matmul and the FLOP/s of a batched decode step (for
+     * fitlm_cpu_batch_step_s) */
+    double mat_s[FITLM_PROFILE_MAX_TYPES + 1];
+    double batch_flops[FITLM_PROFILE_MAX_TYPES + 1];
     char assumed[256];          /* what was assumed, "" when everything was measured */
 } fitlm_cpu_pred;
 
@@ -161,10 +170,12 @@ void fitlm_cpu_predict(const fitlm_host_profile *prof, double host_bw, double ho
                        fitlm_cpu_pred *out);
 
 /* One decode step of `batch` sequences on the CPU runtime (the serving
- * engine's batched decode, the planner's batch on this machine): the weights
- * are read once (tg->decode_s, one sequence predicted at mean context ctx) and
- * the KV cache of the other batch - 1 sequences at that context once each.
- * Seconds; the same function for `plan` and `serve --plan-check`. */
+ * engine's batched decode, the planner's batch on this machine): each weight
+ * type's matrices take the longer of reading them once (one sequence's
+ * time, tg at mean context ctx) and computing `batch` rows at the calibrated
+ * batched-decode rate (several rows turn the int8 kernels compute-bound),
+ * plus the KV cache of the other batch - 1 sequences at that context once
+ * each. Seconds; the same function for `plan` and `serve --plan-check`. */
 double fitlm_cpu_batch_step_s(const fitlm_cpu_pred *tg, const fitlm_cpu_work *w, double batch, double ctx);
 
 /* Measures this machine (about 20-40 s; quick: a few seconds): read bandwidth with 1..max_threads

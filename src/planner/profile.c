@@ -172,6 +172,7 @@ char *fitlm_host_profile_json(const fitlm_host_profile *p) {
         cJSON_AddBoolToObject(k, "repacked", p->kern[i].repacked);
         cJSON_AddNumberToObject(k, "decode_bw", p->kern[i].decode_bw);
         cJSON_AddNumberToObject(k, "prefill_flops", p->kern[i].prefill_flops);
+        cJSON_AddNumberToObject(k, "batch_flops", p->kern[i].batch_flops);
         cJSON_AddItemToArray(ks, k);
     }
     cJSON_AddNumberToObject(o, "dispatch_s", p->dispatch_s);
@@ -278,6 +279,10 @@ static int parse_profile(fitlm_host_profile *p, const cJSON *o, const char *path
         r->repacked = cJSON_IsTrue(rp);
         if (get_num(k, "decode_bw", 0, 1e14, &r->decode_bw, path, err) ||
             get_num(k, "prefill_flops", 0, 1e17, &r->prefill_flops, path, err))
+            return -1;
+        /* optional: profiles written before it was measured lack it (0: batched decode stays bandwidth-bound) */
+        if (cJSON_GetObjectItemCaseSensitive(k, "batch_flops") &&
+            get_num(k, "batch_flops", 0, 1e17, &r->batch_flops, path, err))
             return -1;
         p->n_kern++;
     }
