@@ -235,7 +235,30 @@ cases = [
     ["/nonexistent/config.json"], ["llama-3-8b", "--gpus-file", bad_gpus], ["llama-3-8b", "--gpus-file", "/nope"],
     ["llama-3.1-405b", "--gpu", "RTX-4090:1"], ["llama-3-8b", "--gpu", "H100:3", "--tp", "2"], [],
     ["llama-3-8b", "llama-3-70b"], ["llama-3-8b", "--svg", "/nonexistent-dir/x.svg"],
+    ["llama-3-8b", "--nodes-link", "10gbe"], ["tinyllama-1.1b", "--gpu", "cpu:2", "--tp", "2", "--nodes-link", "5gbe"],
+    ["tinyllama-1.1b", "--gpu", "cpu:2", "--tp", "2", "--nodes-link", "10:-1"],
+    ["tinyllama-1.1b", "--gpu", "cpu:2", "--tp", "2", "--nodes-link", "10:abc"],
+    ["tinyllama-1.1b", "--gpu", "H100:2", "--tp", "2", "--nodes-link", "10gbe"],
 ]
+# ---- --nodes-link: the host CPU's ranks on separate nodes of its kind ----
+shared_host = plan_json("tinyllama-1.1b", "-q", "q4_0", "-c", "2048", "--gpu", "cpu:2", "--tp", "2", "--no-profile")
+on_nodes = plan_json("tinyllama-1.1b", "-q", "q4_0", "-c", "2048", "--gpu", "cpu:2", "--tp", "2", "--no-profile",
+                     "--nodes-link", "100gbe")
+t_sh, t_nd = shared_host["time"], on_nodes["time"]
+# two all-reduces of dim x 4 bytes per layer over 2 ranks: alpha + m / bw each (100 GbE: 20 us, 94 % of 12.5 GB/s)
+want = 2 * 22 * (20e-6 + 2048 * 4 / (100e9 / 8 * 0.94))
+check(t_nd["nodes_link"] == "100gbe" and abs(t_nd["comm_s_per_decode_step"] - want) < 1e-9,
+      f"nodes-link comm per decode step {t_nd.get('comm_s_per_decode_step')} vs {want}")
+check(t_sh["nodes_link"] is None and t_sh["allreduce_alpha_s"] != 20e-6, "shared host: its own all-reduce figures")
+check(t_nd["tpot_s"] < t_sh["tpot_s"] and t_nd["decode_tokens_per_s"] > t_sh["decode_tokens_per_s"],
+      f"a node reads half of each layer: TPOT {t_nd['tpot_s']} vs {t_sh['tpot_s']}")
+m_sh, m_nd = shared_host["memory"], on_nodes["memory"]
+check(m_nd["per_device_bytes"] < 0.75 * m_sh["per_device_bytes"],
+      f"per node memory {m_nd['per_device_bytes']} vs the shared host's {m_sh['per_device_bytes']}")
+custom = plan_json("tinyllama-1.1b", "-q", "q4_0", "--gpu", "cpu:2", "--pp", "2", "--no-profile", "--nodes-link", "40:15")
+check(custom["time"]["allreduce_alpha_s"] == 15e-6 and abs(custom["time"]["allreduce_bw"] - 40e9 / 8 * 0.94) < 1,
+      f"GBPS:ALPHA_US link: {custom['time']}")
+
 for c in cases:
     rc, out, err = run(*c)
     check(rc == 1 and err.startswith("fitlm: error: ") and "Traceback" not in err and len(err.splitlines()) == 1,

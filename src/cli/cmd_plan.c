@@ -10,6 +10,7 @@
 #include "cli/commands.h"
 #include "format/ggml_type.h"
 #include "planner/cpu_cost.h"
+#include "planner/host_comm.h"
 #include "planner/planner.h"
 #include "util/error.h"
 #include "util/file.h"
@@ -76,6 +77,8 @@ static void usage(FILE *fp) {
             "      --max-ttft S           at most this time to first token (seconds)\n"
             "      --margin F             fraction of device memory kept free (default 0.05)\n"
             "      --host-mem GIB         host memory per node available for offload (default: not checked)\n"
+            "      --nodes-link L         with --gpu cpu:N --tp/--pp: one rank per node like this host, over\n"
+            "                             10gbe, 25gbe, 100gbe or GBPS:ALPHA_US (default: the ranks share this host)\n"
             "      --top N                alternatives shown (default 8)\n"
             "output:\n"
             "      --json                 JSON on stdout (schema: docs/planner.md)\n"
@@ -316,7 +319,7 @@ int cmd_plan(int argc, char **argv) {
                 "--optimizer", "--zero", "--offload-optimizer", "--offload-params", "--recompute", "--lora-rank",
                 "--train-tokens", "--tp", "--pp", "--dp", "--max-gpus", "--objective", "--max-cost",
                 "--min-tokens-per-s", "--max-ttft", "--margin", "--top", "--flash", "--host-mem", "--engine",
-                "--max-batch", "--pp-interleave"};
+                "--max-batch", "--pp-interleave", "--nodes-link"};
             bool known = false;
             for (size_t k = 0; k < sizeof with_value / sizeof with_value[0]; k++)
                 if (!strcmp(a, with_value[k])) known = true;
@@ -513,6 +516,11 @@ int cmd_plan(int argc, char **argv) {
             r.host_mem *= FITLM_GIB;
         }
         else if (!strcmp(o, "--top")) bad = parse_int(o, v, 0, 1000, &r.top);
+        else if (!strcmp(o, "--nodes-link")) {
+            fitlm_error lerr = {{0}};
+            if (fitlm_host_link_parse(v, &r.link_alpha_s, &r.link_bw, r.link_name, sizeof r.link_name, &lerr))
+                bad = fitlm_die("%s", lerr.msg);
+        }
         else if (!strcmp(o, "--no-flash")) r.flash = false;
         else if (!strcmp(o, "--flash")) {
             if (!strcasecmp(v, "on") || !strcmp(v, "1")) r.flash = true;

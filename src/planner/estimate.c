@@ -159,7 +159,31 @@ static void eval_infer_cpu(const fitlm_plan_model *m, const fitlm_plan_request *
     int kt = cpu_kernel_type(m, f);
     double layer_bytes = 0;
     for (uint32_t l = 0; l < wb->n_layers; l++) layer_bytes += wb->layer[l];
-    fitlm_cpu_work_add(&w, kt, layer_bytes + wb->other, (double)pc.per_layer_linear * hp->n_layers);
+    int T = res->tp > 1 ? res->tp : 1, P = res->pp > 1 ? res->pp : 1;
+    /* --nodes-link: each rank on its own node (its own cores and memory
+     * bandwidth). A token passes every stage, and each tensor rank reads 1/T
+     * of every layer it holds: a node's share of the layers' work is 1/T; the
+     * output matrix stays whole (replicated, computed once for the logits). */
+    bool nodes = r->link_bw > 0 && T * P > 1;
+    double share = nodes ? 1.0 / T : 1.0;
+    fitlm_cpu_work_add(&w, kt, layer_bytes * share + wb->other, (double)pc.per_layer_linear * hp->n_layers * share);
+    if (nodes) {
+        /* the fullest node: a first or last stage of ceil(L / P) layers with
+         * its 1/T of them, the embedding or the output matrix (both when P = 1),
+         * its KV heads (whole heads; replicated when T exceeds them) */
+        double stage_frac = ceil((double)hp->n_layers / P) / (hp->n_layers ? hp->n_layers : 1);
+        double ends = P == 1 ? wb->embedding + wb->output : fmax(wb->embedding, wb->output);
+        if (hp->tied_embeddings) ends = wb->embedding;
+        uint32_t kvh = hp->n_kv_heads ? hp->n_kv_heads : 1;
+        double kv_frac = stage_frac * ceil((double)kvh / T) / kvh;
+        st[FITLM_MEM_WEIGHTS] = layer_bytes * stage_frac / T + ends + wb->other * stage_frac;
+        st[FITLM_MEM_KV] *= kv_frac;
+        for (int s = 1; s < P && s < FITLM_PLAN_MAX_STAGES; s++) memcpy(res->stage[s], st, sizeof(double) * FITLM_MEM_COUNT);
+        memcpy(res->dev, st, sizeof res->dev);
+        res->per_device_bytes = 0;
+        for (int c = 0; c < FITLM_MEM_COUNT; c++) res->per_device_bytes += st[c];
+        res->total_bytes = res->per_device_bytes * T * P;
+    }
     w.output_type = kt;
     w.output_bytes = hp->tied_embeddings ? wb->embedding : wb->output;
     w.output_params = (double)hp->vocab_size * hp->dim;
@@ -178,11 +202,12 @@ static void eval_infer_cpu(const fitlm_plan_model *m, const fitlm_plan_request *
     /* tensor / pipeline parallel over MPI ranks on this host (fitlm's runtime:
      * the same cores and memory bandwidth split between the ranks, so the
      * compute is the single process's; add the communication, from the
-     * profile's measured all-reduce figures or the assumed ones) */
-    int T = res->tp > 1 ? res->tp : 1, P = res->pp > 1 ? res->pp : 1;
+     * profile's measured all-reduce figures or the assumed ones), or on
+     * separate nodes (--nodes-link: the node's share above, the link's
+     * figures) */
     if (T * P > 1) {
         fitlm_host_comm hc;
-        fitlm_host_comm_of(prof, &hc);
+        fitlm_host_comm_for(prof, r->link_alpha_s, r->link_bw, &hc);
         double chunks = ceil((double)r->prompt / ub);
         double pf_comm = chunks * fitlm_host_step_comm_s(&hc, hp, T, P, (double)r->prompt / chunks);
         double tg_comm = fitlm_host_step_comm_s(&hc, hp, T, P, seqs);

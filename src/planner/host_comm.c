@@ -2,7 +2,10 @@
 #include "planner/host_comm.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "planner/planner.h"
@@ -18,6 +21,45 @@ void fitlm_host_comm_of(const fitlm_host_profile *p, fitlm_host_comm *c) {
         c->bw = FITLM_ASSUMED_ALLREDUCE_BW;
         c->measured = false;
     }
+}
+
+int fitlm_host_link_parse(const char *spec, double *alpha_s, double *bw, char *name, size_t cap, fitlm_error *err) {
+    static const struct {
+        const char *name;
+        double gbps, alpha_us;
+    } presets[] = {{"10gbe", 10, 30}, {"25gbe", 25, 30}, {"100gbe", 100, 20}};
+    for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++)
+        if (!strcasecmp(spec, presets[i].name)) {
+            *alpha_s = presets[i].alpha_us * 1e-6;
+            *bw = presets[i].gbps * 1e9 / 8 * FITLM_LINK_GOODPUT;
+            snprintf(name, cap, "%s", presets[i].name);
+            return 0;
+        }
+    char *end;
+    double gbps = strtod(spec, &end);
+    if (end != spec && *end == ':') {
+        const char *a = end + 1;
+        double us = strtod(a, &end);
+        if (end != a && !*end && isfinite(gbps) && isfinite(us) && gbps >= 0.01 && gbps <= 100000 && us > 0 &&
+            us <= 1e6) {
+            *alpha_s = us * 1e-6;
+            *bw = gbps * 1e9 / 8 * FITLM_LINK_GOODPUT;
+            snprintf(name, cap, "%g Gb/s, %g us", gbps, us);
+            return 0;
+        }
+    }
+    return fitlm_fail(err, "--nodes-link: expected 10gbe, 25gbe, 100gbe or GBPS:ALPHA_US (e.g. 40:20), got '%s'",
+                      spec);
+}
+
+void fitlm_host_comm_for(const fitlm_host_profile *p, double link_alpha_s, double link_bw, fitlm_host_comm *c) {
+    if (link_bw > 0 && link_alpha_s > 0) {
+        c->alpha_s = link_alpha_s;
+        c->bw = link_bw;
+        c->measured = false;
+        return;
+    }
+    fitlm_host_comm_of(p, c);
 }
 
 double fitlm_host_allreduce_s(const fitlm_host_comm *c, double bytes, int n) {

@@ -8,6 +8,7 @@
 #define FITLM_PLANNER_HOST_COMM_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "model/model.h"
 #include "planner/cpu_cost.h"
@@ -25,6 +26,22 @@ typedef struct fitlm_host_comm {
 
 /* The profile's figures when both are set (p may be NULL), else the assumed ones. */
 void fitlm_host_comm_of(const fitlm_host_profile *p, fitlm_host_comm *c);
+
+/* Networks between nodes (`plan --nodes-link`): TCP over Ethernet, as
+ * OpenMPI's tcp transport runs without RDMA. Goodput 94 % of the line rate
+ * (1500-byte frames: 1460 bytes of payload in 1538 on the wire); the 2-rank
+ * all-reduce latency is two one-way kernel TCP latencies (assumed: about
+ * 15 us on 10/25 GbE, 10 us on 100 GbE). Not measured: comm_bench over the
+ * real link (`--mca btl tcp,self` across nodes) gives the figures to use
+ * instead, as GBPS:ALPHA_US. */
+#define FITLM_LINK_GOODPUT 0.94
+/* Parses 10gbe, 25gbe, 100gbe or GBPS:ALPHA_US (line rate in Gb/s, all-reduce
+ * latency in us) into alpha (s), bw (bytes/s) and a display name (cap bytes).
+ * 0, or -1 with err. */
+int fitlm_host_link_parse(const char *spec, double *alpha_s, double *bw, char *name, size_t cap, fitlm_error *err);
+/* The figures a plan uses for its ranks: the link's (assumed) when bw > 0,
+ * else the host's own (fitlm_host_comm_of). */
+void fitlm_host_comm_for(const fitlm_host_profile *p, double link_alpha_s, double link_bw, fitlm_host_comm *c);
 
 /* One sum all-reduce of `bytes` over n ranks: the 2-rank fit read as a ring
  * (2(n-1) steps of alpha/2, 2(n-1)/n x bytes through the link), so n = 2

@@ -350,6 +350,11 @@ typedef struct fitlm_plan_request {
     double max_ttft;          /* seconds, 0 = none */
     double margin;            /* fraction of device memory kept free */
     double host_mem;          /* host memory per node for offload, bytes; 0 = not checked */
+    /* --nodes-link: the host CPU's T x P MPI ranks each on its own node of
+     * this host's kind, linked by this network (all-reduce latency of 2 ranks
+     * and bytes/s); link_bw 0 = the ranks share this one host */
+    double link_alpha_s, link_bw;
+    char link_name[24];
     int top;                  /* alternatives to show */
 } fitlm_plan_request;
 

@@ -186,7 +186,11 @@ void fitlm_plan_print_text(FILE *fp, const fitlm_plan_model *m, const fitlm_plan
     else
         fprintf(fp, "\n  %s: %.0f GiB, %.0f GB/s, %.0f TFLOP/s BF16 dense, link %s\n\n", g->name,
                 g->memory_bytes / FITLM_GIB, g->mem_bw / 1e9, g->bf16_flops / 1e12, g->link);
-    if (g->is_cpu && x->tp * x->pp > 1) { /* MPI ranks of fitlm on this host (host_comm.h) */
+    if (g->is_cpu && x->tp * x->pp > 1 && r->link_bw > 0) { /* one rank per node (--nodes-link) */
+        fprintf(fp, "  MPI: %d nodes like this host, one rank each, over %s; all-reduce alpha %.2f us, %.2f GB/s "
+                    "(assumed link figures: docs/parallel.md); %.3f ms of communication per decode step\n\n",
+                x->tp * x->pp, r->link_name, r->link_alpha_s * 1e6, r->link_bw / 1e9, x->comm_s * 1e3);
+    } else if (g->is_cpu && x->tp * x->pp > 1) { /* MPI ranks of fitlm on this host (host_comm.h) */
         fitlm_host_comm hc;
         fitlm_host_comm_of(cat->host_profile, &hc);
         fprintf(fp, "  MPI: %d ranks sharing these cores; all-reduce alpha %.2f us, %.2f GB/s (%s); %.3f ms of "
@@ -427,7 +431,9 @@ static cJSON *result_json(const fitlm_plan_model *m, const fitlm_plan_request *r
         cJSON_AddNumberToObject(t, "offload_s_per_forward", x->offload_s);
         if (cat->gpus[x->gpu].is_cpu && x->tp * x->pp > 1) { /* MPI ranks on this host */
             fitlm_host_comm hc;
-            fitlm_host_comm_of(cat->host_profile, &hc);
+            fitlm_host_comm_for(cat->host_profile, r->link_alpha_s, r->link_bw, &hc);
+            if (r->link_bw > 0) cJSON_AddStringToObject(t, "nodes_link", r->link_name);
+            else cJSON_AddNullToObject(t, "nodes_link");
             cJSON_AddNumberToObject(t, "comm_s_per_decode_step", x->comm_s);
             cJSON_AddNumberToObject(t, "allreduce_alpha_s", hc.alpha_s);
             cJSON_AddNumberToObject(t, "allreduce_bw", hc.bw);

@@ -178,6 +178,14 @@ int fitlm_plan_request_validate(fitlm_plan_request *r, const fitlm_plan_model *m
             return fitlm_fail(err, "TP %d exceeds the %d GPUs of a node (tensor parallelism stays within a node)", r->tp,
                               widest);
     }
+    if (r->link_bw > 0) { /* nodes of this host: only for the host CPU's ranks */
+        bool cpu_ranks = r->n_gpusel > 0 && (r->tp > 1 || r->pp > 1);
+        for (int i = 0; i < r->n_gpusel; i++)
+            if (!cat->gpus[r->gpusel[i].gpu].is_cpu) cpu_ranks = false;
+        if (!cpu_ranks || r->mode != FITLM_PLAN_INFER)
+            return fitlm_fail(err, "--nodes-link plans inference on nodes like this host: it needs --gpu cpu:N "
+                                   "with --tp/--pp");
+    }
     if (r->n_formats < 1) return fitlm_fail(err, "no weight format");
     return 0;
 }
