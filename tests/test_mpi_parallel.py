@@ -23,6 +23,7 @@ Tolerances:
     identical.
 """
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -200,6 +201,25 @@ if check(p.returncode == 0 and want.returncode == 0, "stories260K run tp2pp2: %s
     got = [int(x) for x in p.stdout.split()]
     check(p.stdout == want.stdout, "stories260K tp2pp2 greedy differs from the single process")
     check(refs[:20] in (got[:20], got[1:21]), "stories260K tp2pp2 greedy %r != reference %r" % (got[:21], refs[:20]))
+
+
+# ---- bench --plan-check under MPI: rank 0's memory is the planner's model of its share ----
+ROW = re.compile(r"^\| (.+?)\s+\|\s+(-?[0-9.]+) \|\s+(-?[0-9.]+) \| (\S+)\s*\|\s+(\S+) \|")
+for name, path, vocab, ids in [m for m in models if m[0] in ("stories260K", "llama-q8_0")]:
+    for lname, (np_, largs) in LAYOUTS.items():
+        p = mpi(np_, ["bench", "-m", path, "-p", 8, "-n", 4, "-r", 1, "-t", 1, "--membw-mib", 0, "-c", 64] + largs)
+        if not check(p.returncode == 0 and "plan check" in p.stdout, "%s bench %s: %s" % (name, lname, p.stderr[-800:])):
+            continue
+        head = p.stdout[p.stdout.index("plan check"):]
+        check("MPI ranks" in head.splitlines()[0] and "rank 0's share" in head.splitlines()[0],
+              "%s %s: the plan check names the MPI layout" % (name, lname))
+        rows = {m.group(1).strip(): (float(m.group(2)), float(m.group(3))) for m in map(ROW.match, head.splitlines()) if m}
+        for comp in ("weights", "KV cache", "scratch"):
+            pr, me = rows.get(comp, (None, None))
+            # the table prints MiB with 2 decimals: a small model's KV can print as 0.00 on both sides
+            check(pr is not None and (me > 0 or comp == "KV cache") and abs(pr - me) <= 0.03 * me + 0.005,
+                  "%s %s plan check %s: predicted %s, rank 0 %s" % (name, lname, comp, pr, me))
+        check("decode tg4" in rows and rows["decode tg4"][0] > 0, "%s %s: a decode prediction" % (name, lname))
 
 
 # ---- failures: every rank ends with "fitlm: error:", fast, never a hang ----

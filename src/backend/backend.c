@@ -31,11 +31,9 @@ fitlm_btensor fitlm_btensor_rows(const fitlm_btensor *t, int64_t row0, int64_t n
  * loads every installed driver, and they stay mapped after the instance is
  * destroyed: Mesa's CPU driver (lavapipe) alone leaves about 70 MiB of LLVM
  * resident in a process that then runs on the CPU. The child's exit takes
- * them away. Under an MPI launcher (where fork can upset the transport) and
- * when fork fails, the probe runs in this process. */
+ * them away (also under mpirun: the child touches no MPI state and leaves
+ * with _exit). When fork fails, the probe runs in this process. */
 static int first_discrete_probe(void) {
-    if (getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMI_SIZE") || getenv("PMIX_RANK"))
-        return fitlm_vulkan_first_discrete();
     fflush(stdout);
     fflush(stderr);
     pid_t pid = fork();

@@ -269,7 +269,11 @@ int cmd_bench(int argc, char **argv) {
                              .ctx0 = 0,
                              .n_gen = (uint32_t)n_tg,
                              .tg_tps_median = med_of[1],
-                             .tg_tps_best = best_of[1]};
+                             .tg_tps_best = best_of[1],
+                             .tp = s.par ? s.par->tp_size : 1,
+                             .pp = s.par ? s.par->pp_size : 1,
+                             .layer0 = s.par ? s.par->layer0 : 0,
+                             .layer1 = s.par ? s.par->layer1 : 0};
         if (plan_check_print(stdout, m, o.profile_path, &pr)) goto done;
     }
     rc = 0;

@@ -8,6 +8,7 @@
 
 #include "format/ggml_type.h"
 #include "planner/cpu_cost.h"
+#include "planner/host_comm.h"
 #include "runtime/mem_model.h"
 #include "util/error.h"
 #include "util/file.h"
@@ -95,6 +96,35 @@ int plan_check_serve_print(FILE *out, const fitlm_model *m, const char *profile_
     return 0;
 }
 
+/* Rank 0's share of the model under T tensor ranks, holding layers [l0, l1)
+ * of the first stage (parallel/shard.c cuts them): Q, K, V, gate and up by
+ * output columns and O and down by input rows, 1/T each (K and V heads
+ * replicated when T exceeds them: 1/n_kv_heads), norms whole, the embedding,
+ * and the output norm and matrix when this first stage is also the last. */
+static double shard_weight_bytes(const fitlm_model *m, uint32_t T, uint32_t l0, uint32_t l1, bool last) {
+    const fitlm_hparams *hp = &m->hp;
+    double kv_share = T <= hp->n_kv_heads ? 1.0 / T : 1.0 / (hp->n_kv_heads ? hp->n_kv_heads : 1);
+    double b = 0;
+    for (uint32_t l = l0; l < l1 && l < hp->n_layers && m->layer_tensors; l++)
+        for (int k = 0; k < FITLM_T_COUNT; k++) {
+            const fitlm_tensor *t = m->layer_tensors[l][k];
+            if (!t) continue;
+            double share = 1.0;
+            if (k == FITLM_T_ATTN_Q || k == FITLM_T_ATTN_Q_BIAS || k == FITLM_T_ATTN_OUT || k == FITLM_T_FFN_GATE ||
+                k == FITLM_T_FFN_UP || k == FITLM_T_FFN_DOWN)
+                share = 1.0 / T;
+            else if (k == FITLM_T_ATTN_K || k == FITLM_T_ATTN_V || k == FITLM_T_ATTN_K_BIAS || k == FITLM_T_ATTN_V_BIAS)
+                share = kv_share;
+            b += (double)t->nbytes * share;
+        }
+    const fitlm_tensor *E = m->global_tensors[FITLM_T_TOKEN_EMBD], *O = m->global_tensors[FITLM_T_OUTPUT],
+                       *N = m->global_tensors[FITLM_T_OUTPUT_NORM];
+    if (E) b += (double)E->nbytes;
+    if (last && O) b += (double)O->nbytes;
+    if (last && N) b += (double)N->nbytes;
+    return b;
+}
+
 int plan_check_print(FILE *out, const fitlm_model *m, const char *profile_path, const plan_check_run *run) {
     bool have;
     char src[PATH_MAX + 64];
@@ -102,17 +132,50 @@ int plan_check_print(FILE *out, const fitlm_model *m, const char *profile_path, 
     if (!prof) return -1;
 
     const fitlm_runtime_memory *mem = run->mem;
+    uint32_t T = run->tp > 1 ? run->tp : 1, P = run->pp > 1 ? run->pp : 1;
+    bool mpi = T * P > 1;
+    /* the memory model of what this process holds: the whole model, or under
+     * MPI rank 0's share (its layers, 1/T of the heads and FFN columns) */
+    fitlm_hparams shp = m->hp;
+    uint64_t wbytes = fitlm_model_tensor_bytes(m);
+    if (mpi) {
+        shp.n_layers = run->layer1 > run->layer0 ? run->layer1 - run->layer0 : m->hp.n_layers;
+        shp.n_heads = m->hp.n_heads / T;
+        shp.n_kv_heads = T <= m->hp.n_kv_heads ? m->hp.n_kv_heads / T : 1;
+        shp.ffn_dim = m->hp.ffn_dim / T;
+        wbytes = (uint64_t)shard_weight_bytes(m, T, run->layer0, run->layer1 > run->layer0 ? run->layer1 : m->hp.n_layers,
+                                              P == 1);
+    }
     fitlm_mem_model mm;
-    fitlm_mem_model_cpu(&m->hp, fitlm_model_tensor_bytes(m), mem->kv_type, mem->n_ctx, mem->n_ubatch, run->threads,
-                        &mm);
+    fitlm_mem_model_cpu(&shp, wbytes, mem->kv_type, mem->n_ctx, mem->n_ubatch, run->threads, &mm);
     uint64_t conv = converted_vector_bytes(m) + run->extra_scratch;
     fitlm_cpu_work w;
     fitlm_cpu_work_of_model(m, mem->kv_type, &w);
     /* the types the backend runs: F16 matrices of bfloat16 values run as BF16 */
     fitlm_cpu_work_retype(&w, FITLM_TYPE_F16, FITLM_TYPE_BF16, (double)mem->bf16_from_f16_bytes);
     fitlm_cpu_pred pp, tg;
-    fitlm_cpu_predict(have ? prof : NULL, 0, 0, &w, run->threads, run->n_prompt, mem->n_ubatch, 0, 0, &pp);
-    fitlm_cpu_predict(have ? prof : NULL, 0, 0, &w, run->threads, 0, mem->n_ubatch, run->ctx0, run->n_gen, &tg);
+    /* the speed of the whole run: under MPI the ranks share this host's cores
+     * and bandwidth (the single process's prediction with all their threads)
+     * plus each step's communication (planner/host_comm.h), as `plan --gpu
+     * cpu:N --tp T --pp P` predicts it */
+    int all_threads = run->threads * (int)(T * P);
+    fitlm_cpu_predict(have ? prof : NULL, 0, 0, &w, all_threads, run->n_prompt, mem->n_ubatch, 0, 0, &pp);
+    fitlm_cpu_predict(have ? prof : NULL, 0, 0, &w, all_threads, 0, mem->n_ubatch, run->ctx0, run->n_gen, &tg);
+    double comm_tg = 0;
+    if (mpi) {
+        fitlm_host_comm hc;
+        fitlm_host_comm_of(have ? prof : NULL, &hc);
+        uint32_t ub = mem->n_ubatch ? mem->n_ubatch : 1;
+        double chunks = run->n_prompt ? ceil((double)run->n_prompt / ub) : 0;
+        if (chunks > 0) {
+            pp.prefill_s += chunks * fitlm_host_step_comm_s(&hc, &m->hp, (int)T, (int)P, run->n_prompt / chunks);
+            pp.ttft_s = pp.prefill_s;
+            pp.pp_tps = run->n_prompt / pp.prefill_s;
+        }
+        comm_tg = fitlm_host_step_comm_s(&hc, &m->hp, (int)T, (int)P, 1);
+        tg.decode_s += comm_tg;
+        tg.tg_tps = 1.0 / tg.decode_s;
+    }
 
     /* resident: the weights, less the embedding rows never looked up when the
      * embedding stays in the mapped file (not repacked, not the output matrix) */
@@ -131,12 +194,19 @@ int plan_check_print(FILE *out, const fitlm_model *m, const char *profile_path, 
         kv_res = (double)mm.kv_per_position * run->positions_used;
     double rss_pred = resident_w + kv_res + (double)(mm.scratch + conv) + pp.rates.process_base;
 
-    fprintf(out, "\nplan check: the planner's prediction beside this run (%s; %d threads)\n", src, run->threads);
+    if (mpi)
+        fprintf(out, "\nplan check: the planner's prediction beside this run (%s; %u x %u MPI ranks of %d threads; "
+                     "memory: rank 0's share, layers %u-%u; speed: the whole run, %.3f ms of communication per "
+                     "decode step)\n",
+                src, T, P, run->threads, run->layer0, run->layer1 ? run->layer1 - 1 : 0, comm_tg * 1e3);
+    else
+        fprintf(out, "\nplan check: the planner's prediction beside this run (%s; %d threads)\n", src, run->threads);
     fprintf(out, "| %-22s | %14s | %14s | %-5s | %8s | %s\n", "quantity", "predicted", "measured", "unit", "error",
             "notes");
     fprintf(out, "|------------------------|----------------|----------------|-------|----------|------\n");
-    row(out, "weights", (double)mm.weights / MIB, (double)mem->weight_bytes / MIB, "MiB", 2, "tensor bytes of the file");
-    if (mem->weight_read_per_token)
+    row(out, "weights", (double)mm.weights / MIB, (double)mem->weight_bytes / MIB, "MiB", 2,
+        mpi ? "rank 0's share of the file's tensor bytes" : "tensor bytes of the file");
+    if (mem->weight_read_per_token && !mpi)
         row(out, "weights read per token", fitlm_cpu_work_decode_bytes(&w) / MIB,
             (double)mem->weight_read_per_token / MIB, "MiB", 3, "the planner's work vs the runtime's count");
     char note[200];

@@ -24,6 +24,10 @@ typedef struct plan_check_run {
     double ttft_s;                   /* measured time to first token; 0 = from n_prompt / pp_tps_median */
     uint32_t ctx0, n_gen;            /* generated tokens after ctx0 positions */
     double tg_tps_median, tg_tps_best;
+    /* an MPI run (tp x pp > 1): the memory rows are rank 0's (tensor rank 0 of
+     * the first stage, layers [layer0, layer1)), the speed rows the whole
+     * run's, threads per rank */
+    uint32_t tp, pp, layer0, layer1;
 } plan_check_run;
 
 /* Loads the host profile (profile_path, or the default path when NULL: a
