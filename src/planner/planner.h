@@ -291,10 +291,18 @@ const fitlm_engine_profile *fitlm_engine_profile_get(fitlm_engine e);
 /* Parses an --engine name ("vllm", "llama.cpp"/"llamacpp", "trt-llm"/"tensorrt-llm",
  * "fitlm", "generic"). 0 ok, -1 unknown. */
 int fitlm_engine_parse(const char *s, fitlm_engine *e);
-/* vLLM's profile-run activation peak per GPU: the MLP of n batched tokens
- * (16-bit residual, norm output, input, gate/up and product) plus, when
- * with_logits, the sampler's fp32 logits, probabilities and log-probabilities
- * of up to 256 sequences. */
+/* vLLM's profile-run activation peak per GPU (the driver rank's):
+ * max(forward, sampler) when with_logits (the last pipeline stage), else the
+ * forward. forward: the MLP of n batched tokens (16-bit residual, norm output,
+ * input, gate/up and product; the FFN part split by TP). sampler: the final
+ * hidden states of n tokens + FITLM_VLLM_SORT_UNITS x the fp32 logits of
+ * min(n, max_num_seqs) sequences (the top-k/top-p sort's buffers; TP does not
+ * split them: the driver gathers the full vocabulary). Derivation in
+ * formulas.c and docs/planner.md. */
+#define FITLM_VLLM_MAX_NUM_SEQS 256
+#define FITLM_VLLM_SORT_UNITS 9.5
+double fitlm_vllm_forward_peak(const fitlm_hparams *hp, uint32_t n_tokens, int tp);
+double fitlm_vllm_sampler_peak(const fitlm_hparams *hp, uint32_t n_tokens, uint32_t max_num_seqs);
 double fitlm_vllm_activation_peak(const fitlm_hparams *hp, uint32_t max_num_batched_tokens, int tp, bool with_logits);
 
 /* ------------------------------------------------------------------ workload */
