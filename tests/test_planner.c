@@ -261,6 +261,16 @@ static void test_comm(void) {
     CHECK(near(fitlm_pipeline_bubble_interleaved(4, 8, 1), 3.0 / 11, 1e-12), "interleaved x1 = plain 1F1B");
     CHECK(near(fitlm_pipeline_bubble_interleaved(16, 16, 4), 15.0 / 79, 1e-12), "interleaved: (p-1)/(v m + p-1)");
     CHECK(fitlm_pipeline_bubble_interleaved(1, 16, 4) == 0, "no pipeline, no bubble");
+    /* micro-batches in flight: 1F1B stage s holds min(m, p - s) */
+    CHECK(fitlm_pipeline_inflight(16, 0, 32, 1) == 16 && fitlm_pipeline_inflight(16, 15, 32, 1) == 1, "1F1B");
+    CHECK(fitlm_pipeline_inflight(16, 0, 8, 1) == 8, "1F1B, fewer micro-batches than stages");
+    /* interleaved, first device: Korthikanti 4.2.3's p (1 + (p-1)/(p v)) */
+    for (int v = 2; v <= 8; v *= 2)
+        CHECK(near(fitlm_pipeline_inflight(16, 0, 32, v), 16 * (1 + 15.0 / (16 * v)), 1e-12), "interleaved x%d", v);
+    /* a later device: Megatron-LM's warm-up (p - s - 1) 2 + (v - 1) p chunks + 1, chunks of 1/v of the stage */
+    CHECK(near(fitlm_pipeline_inflight(16, 1, 32, 8), (28 + 7 * 16 + 1) / 8.0, 1e-12), "interleaved, stage 1");
+    /* m = p: the warm-up reaches every micro-batch (Megatron: all_warmup_microbatches): all m in flight */
+    CHECK(fitlm_pipeline_inflight(16, 0, 16, 4) == 16 && fitlm_pipeline_inflight(16, 1, 16, 8) == 16, "m = p");
 }
 
 static void test_catalog(void) {

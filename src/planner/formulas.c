@@ -127,6 +127,18 @@ double fitlm_pipeline_bubble_interleaved(int p, int m, int v) {
     return (double)(p - 1) / ((double)v * m + p - 1);
 }
 
+double fitlm_pipeline_inflight(int p, int stage, int m, int v) {
+    if (p < 1) p = 1;
+    if (m < 1) m = 1;
+    if (v < 1) v = 1;
+    if (stage < 0) stage = 0;
+    if (stage > p - 1) stage = p - 1;
+    if (v == 1 || p == 1) return (double)(m < p - stage ? m : p - stage);
+    double chunks = 2.0 * (p - stage - 1) + (double)(v - 1) * p + 1;
+    if (chunks > (double)v * m) chunks = (double)v * m;
+    return chunks / v;
+}
+
 double fitlm_pipeline_bubble(int p, int m) {
     if (p <= 1) return 0;
     if (m < 1) m = 1;
