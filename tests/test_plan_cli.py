@@ -607,6 +607,14 @@ check(s1["plan"]["pp_embedding_split"] is True
       and s1["memory"]["per_device"]["weights_bytes"] < p1["memory"]["per_device"]["weights_bytes"]
       and s1["memory"]["per_device"]["activations_bytes"] <= p1["memory"]["per_device"]["activations_bytes"],
       "--pp-embedding-split yes: a lighter most-loaded device")
+# PP sends: per micro-batch and chunk the activation forward and its gradient back, each TP rank its 1/TP slice
+# (Megatron's scatter/gather): x8 against x4 adds 2 x 4 x 16 sends of 8192 x 16384 x 2 / 8 bytes over the
+# inter-node link (the TP all-reduces and the exposed DP time do not depend on v)
+e8, e4 = l3(8, split="yes"), l3(4, split="yes")
+a = e8["assumptions"]
+send = a["alpha_internode_s"] + 8192 * 16384 * 2 / 8 / (a["internode_bytes_per_s"] * a["eff_link"])
+dcomm = e8["time"]["comm_s"] - e4["time"]["comm_s"]
+check(abs(dcomm - 2 * 4 * 16 * send) < 1e-9, f"PP sends of a 1/TP slice: {dcomm:.4f} s vs {2 * 4 * 16 * send:.4f} s")
 rc, out, err = run("llama-3.1-405b", "--train", "--pp-embedding-split", "maybe")
 check(rc == 1 and "--pp-embedding-split" in err, "--pp-embedding-split maybe is refused")
 one = plan_json("llama-3-8b", "--train", "--qlora", "--gpu", "A100-80GB:1", "--pp-interleave", "2", "--no-profile")
