@@ -150,9 +150,9 @@ ROWS = [
      "recomputation instead: 29.1 %)"),
     ("Llama 3 405B pre-training MFU, 8,192 H100, TP 8 PP 16 DP 64, 8K sequences (Table 4: 43 %)", LLAMA3,
      0.43, "MFU", lambda: plan("llama-3.1-405b", "--train", "--gpu", "H100-SXM:8192", *L3_SETUP)["time"]["mfu"],
-     0.10, "miss", "32 micro-batches: interleaved x8 keeps up to 17.6 in flight on a middle stage, 84.4 GiB per GPU "
-     "(7.0 GiB of it the 10 % fragmentation allowance; Llama 3 profiled and freed tensors early, not modelled), so "
-     "plain 1F1B (bubble 31.9 %); with x8 it would be 40.9 %"),
+     0.10, "miss", "32 micro-batches: interleaved x8 keeps up to 17.6 in flight on a middle stage, 84.4 GiB per GPU, "
+     "77.4 without the planner's 10 % fragmentation allowance (Llama 3 profiled its allocations and freed tensors "
+     "early, not modelled), so plain 1F1B (bubble 31.9 %); with x8 it would be 40.9 %"),
     # the same log format as #10511 one release earlier: peak_torch_memory (weights + activation peak) minus the
     # 14.9888 GiB of weights; max_num_batched_tokens = max_model_len, so the forward phase dominates (on an L40S:
     # the planner's non-torch constant, H100's 1.79 GiB against the 3090's logged 0.35, keeps 29,000 tokens off the
