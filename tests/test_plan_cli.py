@@ -517,7 +517,9 @@ for b, held in ((1, 8192), (4, 8192), (16, 16 * 1280)):
     check(v["memory"]["per_device"]["kv_cache_bytes"] == held * per_tok,
           f"vLLM KV at batch {b}: {v['memory']['per_device']['kv_cache_bytes']} vs {held} tokens")
     check(abs(v["memory"]["per_device"]["overhead_bytes"] - 1.79 * GIB) < 1, "vLLM non-torch memory at TP 1")
-    act = 8192 * 2 * (3 * 4096 + 3 * 14336) + 3 * 256 * 128256 * 4
+    # max(forward: 8192 tokens through the MLP, sampler: the final hidden states + the
+    # top-k/top-p sort's 9.5 fp32-logit units over 256 sequences) -- the sampler here
+    act = max(8192 * 2 * (3 * 4096 + 3 * 14336), 8192 * 4096 * 2 + 9.5 * 256 * 128256 * 4)
     check(abs(v["memory"]["per_device"]["activations_bytes"] - act) < 1, "vLLM profile-run activation peak")
     check(abs(v["memory"]["device_usable_bytes"] - 0.90 * v["memory"]["device_capacity_bytes"]) < 1,
           "vLLM: gpu_memory_utilization 0.90 unless --margin")
@@ -588,23 +590,56 @@ rc, out, err = run("llama-3-8b", "-b", "lots")
 check(rc == 1 and err.startswith("fitlm: error:"), "-b lots is an error")
 
 # ---- interleaved 1F1B (Narayanan et al. 2021; Korthikanti et al. 2022, 4.2.3) ----
-def l3(v, gpus="16384"):
+def l3(v, gpus="16384", split="no"):
     return plan_json("llama-3.1-405b", "--train", "--gpu", f"H100-SXM:{gpus}", "--tp", "8", "--pp", "16",
                      "--seq-len", "8192", "--micro-batch", "1", "--global-batch", "2048", "--zero", "1",
-                     "--recompute", "full", "--pp-interleave", str(v), "--no-profile")
+                     "--recompute", "full", "--pp-interleave", str(v), "--pp-embedding-split", split, "--no-profile")
 p1, p2, p4 = l3(1), l3(2), l3(4)
 m = 2048 // 128  # micro-batches per replica
 for v, x in ((1, p1), (2, p2), (4, p4)):
     check(x["plan"]["pp_interleave"] == v and abs(x["time"]["pipeline_bubble"] - 15 / (v * m + 15)) < 1e-12,
           f"interleave x{v}: bubble {x['time']['pipeline_bubble']:.4f} = 15 / ({v} x {m} + 15)")
 check(p4["time"]["mfu"] > p2["time"]["mfu"] > p1["time"]["mfu"], "interleaving raises MFU")
-# the first device holds p + (p-1)/v micro-batches of its 8 layers' inputs (2 s b h / t each with full recomputation)
+# 16 micro-batches on 16 stages: Megatron's interleaved warm-up ((p-1) 2 + (v-1) p chunks) reaches all of them,
+# so every v holds all 16 micro-batches of the first device's 8 layers
+check(p2["memory"]["per_device"]["activations_bytes"] == p4["memory"]["per_device"]["activations_bytes"]
+      == p1["memory"]["per_device"]["activations_bytes"], "m = p: all micro-batches in flight at every v")
+# 32 micro-batches (DP 64): the first device holds p + (p-1)/v micro-batches of its 8 layers' inputs
+# (2 s b h / t each with full recomputation)
+q2, q4 = l3(2, "8192"), l3(4, "8192")
 lay = 2 * 8192 * 1 * 16384 / 8
-d24 = p2["memory"]["per_device"]["activations_bytes"] - p4["memory"]["per_device"]["activations_bytes"]
+d24 = q2["memory"]["per_device"]["activations_bytes"] - q4["memory"]["per_device"]["activations_bytes"]
 check(abs(d24 - lay * 8 * (15 / 2 - 15 / 4)) < 1, f"interleaved activations in flight: {d24:.0f} bytes more at x2 than x4")
 auto = plan_json("llama-3.1-405b", "--train", "--gpu", "H100-SXM:16384", "--tp", "8", "--pp", "16", "--seq-len", "8192",
                  "--micro-batch", "1", "--global-batch", "2048", "--zero", "1", "--recompute", "full", "--no-profile")
-check(auto["plan"]["pp_interleave"] == 4, f"searched interleave: x{auto['plan']['pp_interleave']} (126 layers: x8 needs 128)")
+# 126 layers + the embedding and the output layer as one pipeline layer each = 128 = 16 stages x 8 chunks
+check(auto["plan"]["pp_interleave"] == 8 and auto["plan"]["pp_embedding_split"] is True,
+      f"searched interleave: x{auto['plan']['pp_interleave']} with the embedding split (128 units)")
+plain = plan_json("llama-3.1-405b", "--train", "--gpu", "H100-SXM:16384", "--tp", "8", "--pp", "16", "--seq-len",
+                  "8192", "--micro-batch", "1", "--global-batch", "2048", "--zero", "1", "--recompute", "full",
+                  "--pp-embedding-split", "no", "--no-profile")
+check(plain["plan"]["pp_interleave"] == 4 and plain["plan"]["pp_embedding_split"] is False,
+      f"without the split: x{plain['plan']['pp_interleave']} (126 layers: x8 needs 128)")
+rc, out, err = run("llama-3.1-405b", "--train", "--gpu", "H100-SXM:16384", "--tp", "8", "--pp", "16", "--seq-len", "8192",
+                   "--micro-batch", "1", "--global-batch", "2048", "--pp-interleave", "8", "--pp-embedding-split", "no")
+check(rc != 0, "x8 over 126 layers without the split: no layout")
+# the split moves a layer off the first stage (8 layers + the embedding without it): the most loaded device
+# holds fewer weights and no more activations
+s1 = l3(1, split="yes")
+check(s1["plan"]["pp_embedding_split"] is True
+      and s1["memory"]["per_device"]["weights_bytes"] < p1["memory"]["per_device"]["weights_bytes"]
+      and s1["memory"]["per_device"]["activations_bytes"] <= p1["memory"]["per_device"]["activations_bytes"],
+      "--pp-embedding-split yes: a lighter most-loaded device")
+# PP sends: per micro-batch and chunk the activation forward and its gradient back, each TP rank its 1/TP slice
+# (Megatron's scatter/gather): x8 against x4 adds 2 x 4 x 16 sends of 8192 x 16384 x 2 / 8 bytes over the
+# inter-node link (the TP all-reduces and the exposed DP time do not depend on v)
+e8, e4 = l3(8, split="yes"), l3(4, split="yes")
+a = e8["assumptions"]
+send = a["alpha_internode_s"] + 8192 * 16384 * 2 / 8 / (a["internode_bytes_per_s"] * a["eff_link"])
+dcomm = e8["time"]["comm_s"] - e4["time"]["comm_s"]
+check(abs(dcomm - 2 * 4 * 16 * send) < 1e-9, f"PP sends of a 1/TP slice: {dcomm:.4f} s vs {2 * 4 * 16 * send:.4f} s")
+rc, out, err = run("llama-3.1-405b", "--train", "--pp-embedding-split", "maybe")
+check(rc == 1 and "--pp-embedding-split" in err, "--pp-embedding-split maybe is refused")
 one = plan_json("llama-3-8b", "--train", "--qlora", "--gpu", "A100-80GB:1", "--pp-interleave", "2", "--no-profile")
 check(one["plan"]["pp"] == 1 and one["plan"]["pp_interleave"] == 1, "--pp-interleave leaves PP 1 layouts plain")
 rc, out, err = run("llama-3.1-405b", "--train", "--pp-interleave", "3")

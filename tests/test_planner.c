@@ -228,6 +228,30 @@ static void test_korthikanti(void) {
     CHECK(near(fitlm_activation_bytes_per_layer(&p), want - 2 * 32 * S * S + 4 * 32 * S, 1e-12), "llama flash");
 }
 
+/* vLLM's profile-run peak (V0 worker): max(forward, sampler), the sampler's part
+ * TP-independent; hand-expanded for Llama-3-8B (d 4096, ffn 14336, vocab 128256). */
+static void test_vllm_peak(void) {
+    fitlm_hparams hp;
+    memset(&hp, 0, sizeof hp);
+    hp.dim = 4096, hp.ffn_dim = 14336, hp.vocab_size = 128256;
+    double n = 8192, u = 256.0 * 128256 * 4;
+    double fwd1 = n * 2 * (3 * 4096 + 3 * 14336), fwd2 = n * 2 * (3 * 4096 + 3 * 14336 / 2.0);
+    double smp = n * 4096 * 2 + (0.5 + 1 + 1 + 2 + 2 + 3) * u; /* 16-bit + fp32 logits, sort values + int64 indices,
+                                                               * reverse indices, CUB's alternate buffers */
+    CHECK(near(fitlm_vllm_forward_peak(&hp, 8192, 1), fwd1, 1e-12), "forward TP 1");
+    CHECK(near(fitlm_vllm_forward_peak(&hp, 8192, 2), fwd2, 1e-12), "forward TP 2");
+    CHECK(near(fitlm_vllm_sampler_peak(&hp, 8192, 256), smp, 1e-12), "sampler");
+    CHECK(near(fitlm_vllm_activation_peak(&hp, 8192, 1, true), smp, 1e-12), "TP 1: the sampler dominates");
+    CHECK(near(fitlm_vllm_activation_peak(&hp, 8192, 2, true), smp, 1e-12), "TP 2: the same peak");
+    CHECK(fabs(smp / FITLM_GIB - 1.26) / 1.26 < 0.05, "PR #10511 logged 1.26 GiB: %.3f", smp / FITLM_GIB);
+    CHECK(near(fitlm_vllm_activation_peak(&hp, 8192, 1, false), fwd1, 1e-12), "no logits: the forward");
+    /* issue #10517: max_model_len 20000 logged 2.07 GiB: the forward phase dominates */
+    CHECK(near(fitlm_vllm_activation_peak(&hp, 20000, 1, true), 20000 * 2.0 * (3 * 4096 + 3 * 14336), 1e-12),
+          "forward dominates at 20000 tokens");
+    /* fewer tokens than max_num_seqs: one row per token */
+    CHECK(near(fitlm_vllm_sampler_peak(&hp, 100, 256), 100 * 4096 * 2 + 9.5 * 100 * 128256 * 4, 1e-12), "rows");
+}
+
 static void test_comm(void) {
     CHECK(fitlm_allreduce_time(1e9, 1, 1e-5, 1e9) == 0, "n=1");
     CHECK(near(fitlm_allreduce_time(8e9, 8, 0, 100e9), 2.0 * 7 / 8 * 8e9 / 100e9, 1e-12), "ring volume");
@@ -237,6 +261,16 @@ static void test_comm(void) {
     CHECK(near(fitlm_pipeline_bubble_interleaved(4, 8, 1), 3.0 / 11, 1e-12), "interleaved x1 = plain 1F1B");
     CHECK(near(fitlm_pipeline_bubble_interleaved(16, 16, 4), 15.0 / 79, 1e-12), "interleaved: (p-1)/(v m + p-1)");
     CHECK(fitlm_pipeline_bubble_interleaved(1, 16, 4) == 0, "no pipeline, no bubble");
+    /* micro-batches in flight: 1F1B stage s holds min(m, p - s) */
+    CHECK(fitlm_pipeline_inflight(16, 0, 32, 1) == 16 && fitlm_pipeline_inflight(16, 15, 32, 1) == 1, "1F1B");
+    CHECK(fitlm_pipeline_inflight(16, 0, 8, 1) == 8, "1F1B, fewer micro-batches than stages");
+    /* interleaved, first device: Korthikanti 4.2.3's p (1 + (p-1)/(p v)) */
+    for (int v = 2; v <= 8; v *= 2)
+        CHECK(near(fitlm_pipeline_inflight(16, 0, 32, v), 16 * (1 + 15.0 / (16 * v)), 1e-12), "interleaved x%d", v);
+    /* a later device: Megatron-LM's warm-up (p - s - 1) 2 + (v - 1) p chunks + 1, chunks of 1/v of the stage */
+    CHECK(near(fitlm_pipeline_inflight(16, 1, 32, 8), (28 + 7 * 16 + 1) / 8.0, 1e-12), "interleaved, stage 1");
+    /* m = p: the warm-up reaches every micro-batch (Megatron: all_warmup_microbatches): all m in flight */
+    CHECK(fitlm_pipeline_inflight(16, 0, 16, 4) == 16 && fitlm_pipeline_inflight(16, 1, 16, 8) == 16, "m = p");
 }
 
 static void test_catalog(void) {
@@ -276,6 +310,7 @@ int main(void) {
     test_weights();
     test_zero();
     test_korthikanti();
+    test_vllm_peak();
     test_comm();
     test_catalog();
     return check_report();

@@ -60,6 +60,9 @@ static void usage(FILE *fp) {
             "      --no-sp                no sequence parallelism with TP\n"
             "      --pp-interleave V      model chunks per pipeline device (interleaved 1F1B; default: searched\n"
             "                             1, 2, 4 .. where the micro-batches are a multiple of PP)\n"
+            "      --pp-embedding-split yes|no   count the embedding and the output layer + loss as one\n"
+            "                             pipeline layer each (Megatron's account_for_embedding/loss_in_\n"
+            "                             pipeline_split; default: searched)\n"
             "      --fp32-grads           keep gradients in fp32 (18 bytes/parameter with AdamW)\n"
             "      --fp32                 pure fp32 training (no mixed precision)\n"
             "      --lora-rank N          LoRA adapters of rank N (base frozen in BF16)\n"
@@ -319,7 +322,7 @@ int cmd_plan(int argc, char **argv) {
                 "--optimizer", "--zero", "--offload-optimizer", "--offload-params", "--recompute", "--lora-rank",
                 "--train-tokens", "--tp", "--pp", "--dp", "--max-gpus", "--objective", "--max-cost",
                 "--min-tokens-per-s", "--max-ttft", "--margin", "--top", "--flash", "--host-mem", "--engine",
-                "--max-batch", "--pp-interleave", "--nodes-link"};
+                "--max-batch", "--pp-interleave", "--pp-embedding-split", "--nodes-link"};
             bool known = false;
             for (size_t k = 0; k < sizeof with_value / sizeof with_value[0]; k++)
                 if (!strcmp(a, with_value[k])) known = true;
@@ -487,6 +490,11 @@ int cmd_plan(int argc, char **argv) {
             bad = parse_int(o, v, 1, 64, &r.pp_interleave);
             if (!bad && (r.pp_interleave & (r.pp_interleave - 1)))
                 bad = fitlm_die("--pp-interleave: expected a power of two (1, 2, 4 .. 64), got %s", v);
+        }
+        else if (!strcmp(o, "--pp-embedding-split")) {
+            if (!strcasecmp(v, "yes") || !strcasecmp(v, "on")) r.pp_embed_split = 1;
+            else if (!strcasecmp(v, "no") || !strcasecmp(v, "off")) r.pp_embed_split = 0;
+            else bad = fitlm_die("--pp-embedding-split: expected yes or no, got '%s'", v);
         }
         else if (!strcmp(o, "--engine")) {
             if (fitlm_engine_parse(v, &r.engine))

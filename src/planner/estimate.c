@@ -82,6 +82,23 @@ static void stage_layers(uint32_t L, int P, int s, uint32_t *l0, uint32_t *l1) {
     *l1 = start + base + ((uint32_t)s < extra ? 1 : 0);
 }
 
+/* Transformer layers on training pipeline stage s: the layers split as evenly as
+ * stage_layers does, or, with the embedding and the output layer + loss counted
+ * as one layer each (embed_split), L + 2 units split so, the first and the last
+ * stage holding one unit that is not a transformer layer. */
+static uint32_t train_stage_layers(uint32_t L, int P, int s, bool embed_split) {
+    uint32_t l0, l1;
+    if (!embed_split || P < 2) {
+        stage_layers(L, P, s, &l0, &l1);
+        return l1 - l0;
+    }
+    stage_layers(L + 2, P, s, &l0, &l1);
+    uint32_t n = l1 - l0;
+    if (s == 0 && n) n--;
+    if (s == P - 1 && n) n--;
+    return n;
+}
+
 static double overhead_bytes(const fitlm_gpu *g, int count, double dynamic, bool training) {
     const fitlm_backend_overhead *o = fitlm_backend_overhead_for(g);
     return o->context_bytes + o->blas_workspace_bytes + (count > 1 ? o->collective_bytes : 0) +
@@ -514,10 +531,11 @@ static void eval_train(const fitlm_plan_model *m, const fitlm_plan_request *r, c
     double worst = 0, host_per_gpu_worst = 0, nvme_per_gpu_worst = 0;
     res->n_stages = P;
     double gather = 0;
+    uint32_t nl_max = 0;
     for (int st = 0; st < P; st++) {
-        uint32_t l0, l1;
-        stage_layers(L, P, st, &l0, &l1);
-        double nl = l1 - l0;
+        uint32_t nl_st = train_stage_layers(L, P, st, res->pp_embed_split);
+        if (nl_st > nl_max) nl_max = nl_st;
+        double nl = nl_st;
         double p_stage = nl * pc.per_layer + (st == 0 ? pc.embedding : 0) +
                          (st == P - 1 ? pc.output + pc.norms_final + (hp->tied_embeddings && P > 1 ? pc.embedding : 0)
                                       : 0);
@@ -550,10 +568,10 @@ static void eval_train(const fitlm_plan_model *m, const fitlm_plan_request *r, c
             }
         }
         if (Z >= 3) gather = 2.0 * 2 * (double)pc.largest_layer / T; /* current + prefetched layer, 16-bit */
-        double inflight = (double)(m_acc < (uint32_t)(P - st) ? m_acc : (uint32_t)(P - st));
-        /* interleaved 1F1B keeps more in flight: the first device holds
-         * p (1 + (p-1)/(p v)) micro-batches' worth (Korthikanti et al. 2022, 4.2.3) */
-        if (V > 1) inflight += (double)(P - 1) / V;
+        /* 1F1B: stage st holds min(m, P - st) micro-batches' worth; interleaved
+         * 1F1B more (the first device p (1 + (p-1)/(p v)), Korthikanti et al.
+         * 2022, 4.2.3; the others by Megatron-LM's warm-up count) */
+        double inflight = fitlm_pipeline_inflight(P, st, (int)m_acc, V);
         double A = act_layer * nl * inflight;
         if (res->recompute == FITLM_RECOMPUTE_FULL) A += act_layer_full;
         if (st == P - 1) A += 4.0 * s * b * hp->vocab_size / T + 2.0 * s * b * hp->dim;
@@ -600,10 +618,8 @@ static void eval_train(const fitlm_plan_model *m, const fitlm_plan_request *r, c
     res->bubble = fitlm_pipeline_bubble_interleaved(P, (int)m_acc, V);
     double bw, alpha;
     link_of(g, T, false, &bw, &alpha);
-    uint32_t l0, l1;
-    stage_layers(L, P, 0, &l0, &l1);
     double ar_per_layer = res->recompute == FITLM_RECOMPUTE_FULL ? 6 : 4;
-    double t_tp = T > 1 ? (l1 - l0) * m_acc * ar_per_layer * fitlm_allreduce_time(b * s * hp->dim * 2, T, alpha, bw)
+    double t_tp = T > 1 ? nl_max * m_acc * ar_per_layer * fitlm_allreduce_time(b * s * hp->dim * 2, T, alpha, bw)
                         : 0;
     double dpbw, dpalpha;
     link_of(g, res->count, crosses, &dpbw, &dpalpha);
@@ -615,7 +631,15 @@ static void eval_train(const fitlm_plan_model *m, const fitlm_plan_request *r, c
     double t_dp = D > 1 ? fitlm_allreduce_time(grad_bytes, D, dpalpha, dpbw) * (!lora && Z >= 3 ? 1.5 : 1.0) : 0;
     if (lora && Z >= 3 && D > 1) t_dp += fitlm_allreduce_time(res->comp[FITLM_MEM_WEIGHTS] / ((double)T * P), D, dpalpha, dpbw);
     double exposed_dp = fmax(0, t_dp - t_compute * 2.0 / 3.0); /* overlapped with the backward pass */
-    double t_pp = P > 1 ? 2.0 * V * m_acc * (dpalpha + b * s * hp->dim * 2 / dpbw) : 0; /* v x the sends */
+    /* pipeline sends: per micro-batch and model chunk the boundary activation
+     * forward and its gradient backward, b s h 16-bit values. With TP each of
+     * the T ranks sends only its 1/T slice over its own link (Megatron-LM's
+     * scatter/gather optimization, Narayanan et al. 2021, section 4.1); without
+     * sequence parallelism the receiving ranks all-gather it over the TP link */
+    double pp_msg = b * s * hp->dim * 2;
+    double t_pp_one = dpalpha + pp_msg / T / dpbw;
+    if (T > 1 && !(r->sequence_parallel)) t_pp_one += (T - 1) * alpha + (double)(T - 1) / T * pp_msg / bw;
+    double t_pp = P > 1 ? 2.0 * V * m_acc * t_pp_one : 0;
     double t_off = 0;
     if (!lora && res->offload_opt != FITLM_OFFLOAD_NONE) {
         double part = p_dev0 / (Z >= 1 ? D : 1);

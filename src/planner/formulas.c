@@ -127,21 +127,60 @@ double fitlm_pipeline_bubble_interleaved(int p, int m, int v) {
     return (double)(p - 1) / ((double)v * m + p - 1);
 }
 
+double fitlm_pipeline_inflight(int p, int stage, int m, int v) {
+    if (p < 1) p = 1;
+    if (m < 1) m = 1;
+    if (v < 1) v = 1;
+    if (stage < 0) stage = 0;
+    if (stage > p - 1) stage = p - 1;
+    if (v == 1 || p == 1) return (double)(m < p - stage ? m : p - stage);
+    double chunks = 2.0 * (p - stage - 1) + (double)(v - 1) * p + 1;
+    if (chunks > (double)v * m) chunks = (double)v * m;
+    return chunks / v;
+}
+
 double fitlm_pipeline_bubble(int p, int m) {
     if (p <= 1) return 0;
     if (m < 1) m = 1;
     return (double)(p - 1) / (double)(m + p - 1);
 }
 
-double fitlm_vllm_activation_peak(const fitlm_hparams *hp, uint32_t max_num_batched_tokens, int tp, bool with_logits) {
+/* vLLM's profile run (vLLM 0.6-0.8, V0 worker; "PyTorch activation peak
+ * memory" in its start-up log) has two phases whose peaks do not add up:
+ *
+ * forward: the MLP of all n tokens at once, 16-bit: residual, norm output and
+ *   MLP input (3 x d), gate/up output (2 x ffn/t) and the activated product
+ *   (ffn/t) -- the only phase that shrinks with TP;
+ * sampler: after the forward pass (its final hidden states, n x d 16-bit, still
+ *   held) the driver rank -- the one whose KV budget vLLM takes -- gathers the
+ *   full-vocabulary logits of the last token of min(n, max_num_seqs = 256)
+ *   dummy sequences and samples them with top_k = vocab - 1, top_p = 0.99 "to
+ *   reflect the accurate memory usage" (worker/model_runner.py profile_run).
+ *   Sampler._apply_top_k_top_p starts with logits.sort(): with U = rows x
+ *   vocab x 4 bytes, alive at that moment are the caller's 16-bit logits (U/2),
+ *   their fp32 copy (U), the sorted values (U) and int64 indices (2U),
+ *   PyTorch's int64 reverse indices (2U, SortStable.cu segmented_sort_pairs)
+ *   and CUB's alternate key and value buffers of the non-DoubleBuffer
+ *   SortPairs (3U): 9.5 U, independent of TP.
+ *
+ * Llama-3-8B, 8192 tokens: forward 0.84 GiB at TP 1 (0.52 at TP 2), sampler
+ * 1.22 GiB at both: vLLM logged 1.26 GiB at TP 1 and TP 2 (PR #10511). */
+double fitlm_vllm_forward_peak(const fitlm_hparams *hp, uint32_t n_tokens, int tp) {
     if (tp < 1) tp = 1;
-    double n = max_num_batched_tokens, d = hp->dim, f = (double)hp->ffn_dim / tp, v = hp->vocab_size;
-    /* the profile run's peak: the MLP of all n tokens at once (residual, norm
-     * output, input: 3 x d; gate/up output 2 x ffn, activation ffn; 16-bit)
-     * plus the sampler's fp32 logits of the last token of up to 256
-     * sequences (logits, probabilities, log-probabilities) */
-    double seqs = n < 256 ? n : 256;
-    return n * 2.0 * (3.0 * d + 3.0 * f) + (with_logits ? 3.0 * seqs * v * 4.0 : 0);
+    double n = n_tokens, d = hp->dim, f = (double)hp->ffn_dim / tp;
+    return n * 2.0 * (3.0 * d + 3.0 * f);
+}
+
+double fitlm_vllm_sampler_peak(const fitlm_hparams *hp, uint32_t n_tokens, uint32_t max_num_seqs) {
+    double n = n_tokens, rows = n < max_num_seqs ? n : max_num_seqs;
+    double u = rows * (double)hp->vocab_size * 4.0;
+    return n * (double)hp->dim * 2.0 + FITLM_VLLM_SORT_UNITS * u;
+}
+
+double fitlm_vllm_activation_peak(const fitlm_hparams *hp, uint32_t max_num_batched_tokens, int tp, bool with_logits) {
+    double fwd = fitlm_vllm_forward_peak(hp, max_num_batched_tokens, tp);
+    if (!with_logits) return fwd;
+    return fmax(fwd, fitlm_vllm_sampler_peak(hp, max_num_batched_tokens, FITLM_VLLM_MAX_NUM_SEQS));
 }
 
 void fitlm_vllm_capacity_compute(const fitlm_hparams *hp, double weights_per_gpu, double total_gpu_memory, int tp,

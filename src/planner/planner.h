@@ -251,6 +251,14 @@ double fitlm_pipeline_bubble(int p, int m);
 /* Interleaved 1F1B (Narayanan et al. 2021, section 2.2.2): each device holds v
  * model chunks, the bubble shrinks v-fold: (p-1)/(v*m + p-1) of the step. */
 double fitlm_pipeline_bubble_interleaved(int p, int m, int v);
+/* Micro-batches' worth of a stage's activations in flight on pipeline stage
+ * `stage` of p (0 = first) with m micro-batches per step and v model chunks per
+ * device, in units of the stage's full layer set. 1F1B (v = 1): min(m, p -
+ * stage). Interleaved 1F1B (Megatron-LM's schedule: (p - stage - 1) * 2 + (v -
+ * 1) * p warm-up chunk forwards, + 1 in the steady state, at most v * m; each
+ * chunk 1/v of the stage): stage 0 holds p + (p - 1)/v, Korthikanti et al.
+ * 2022 section 4.2.3's p (1 + (p - 1)/(p v)). */
+double fitlm_pipeline_inflight(int p, int stage, int m, int v);
 
 /* ------------------------------------------------------------------ engines */
 
@@ -291,10 +299,18 @@ const fitlm_engine_profile *fitlm_engine_profile_get(fitlm_engine e);
 /* Parses an --engine name ("vllm", "llama.cpp"/"llamacpp", "trt-llm"/"tensorrt-llm",
  * "fitlm", "generic"). 0 ok, -1 unknown. */
 int fitlm_engine_parse(const char *s, fitlm_engine *e);
-/* vLLM's profile-run activation peak per GPU: the MLP of n batched tokens
- * (16-bit residual, norm output, input, gate/up and product) plus, when
- * with_logits, the sampler's fp32 logits, probabilities and log-probabilities
- * of up to 256 sequences. */
+/* vLLM's profile-run activation peak per GPU (the driver rank's):
+ * max(forward, sampler) when with_logits (the last pipeline stage), else the
+ * forward. forward: the MLP of n batched tokens (16-bit residual, norm output,
+ * input, gate/up and product; the FFN part split by TP). sampler: the final
+ * hidden states of n tokens + FITLM_VLLM_SORT_UNITS x the fp32 logits of
+ * min(n, max_num_seqs) sequences (the top-k/top-p sort's buffers; TP does not
+ * split them: the driver gathers the full vocabulary). Derivation in
+ * formulas.c and docs/planner.md. */
+#define FITLM_VLLM_MAX_NUM_SEQS 256
+#define FITLM_VLLM_SORT_UNITS 9.5
+double fitlm_vllm_forward_peak(const fitlm_hparams *hp, uint32_t n_tokens, int tp);
+double fitlm_vllm_sampler_peak(const fitlm_hparams *hp, uint32_t n_tokens, uint32_t max_num_seqs);
 double fitlm_vllm_activation_peak(const fitlm_hparams *hp, uint32_t max_num_batched_tokens, int tp, bool with_logits);
 
 /* ------------------------------------------------------------------ workload */
@@ -327,6 +343,7 @@ typedef struct fitlm_plan_request {
     fitlm_offload offload_opt, offload_param;
     int recompute;            /* -1 = search */
     int pp_interleave;        /* model chunks per pipeline device (interleaved 1F1B); 0 = search 1, 2, 4 .. */
+    int pp_embed_split;       /* embedding and output+loss as one pipeline layer each: -1 search, 0 no, 1 yes */
     bool sequence_parallel;
     bool fp32_grads;          /* gradients kept in fp32 (18 B/param Adam) */
     bool pure_fp32;           /* --dtype f32 training: no mixed precision */
@@ -385,6 +402,10 @@ typedef struct fitlm_plan_result {
     fitlm_offload offload_opt, offload_param;
     uint32_t grad_accum;
     int interleave;          /* training: model chunks per pipeline device (1 = plain 1F1B) */
+    bool pp_embed_split;     /* training: the pipeline split counts the embedding and the output layer + loss
+                              * as one layer each (Megatron-core's account_for_embedding_in_pipeline_split /
+                              * account_for_loss_in_pipeline_split; Llama 3, section 3.3.2): the first and the
+                              * last stage hold one transformer layer fewer */
     uint32_t offload_layers; /* inference: layers kept in host memory */
     /* replica components (before sharding), bytes */
     double comp[FITLM_MEM_COUNT];

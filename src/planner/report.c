@@ -81,6 +81,7 @@ static void print_layout_line(FILE *fp, const fitlm_plan_model *m, const fitlm_p
     if (r->mode == FITLM_PLAN_TRAIN) {
         fprintf(fp, ", ZeRO-%d, recompute %s, grad-accum %u", x->zero, recompute_name(x->recompute), x->grad_accum);
         if (x->interleave > 1) fprintf(fp, ", interleaved 1F1B x%d", x->interleave);
+        if (x->pp_embed_split) fprintf(fp, ", embedding/loss as pipeline layers");
         if (x->offload_opt) fprintf(fp, ", optimizer on %s", offload_name(x->offload_opt));
         if (x->offload_param) fprintf(fp, ", parameters on %s", offload_name(x->offload_param));
     } else {
@@ -351,6 +352,7 @@ static cJSON *result_json(const fitlm_plan_model *m, const fitlm_plan_request *r
         cJSON_AddStringToObject(plan, "offload_params", offload_name(x->offload_param));
         cJSON_AddNumberToObject(plan, "grad_accum", x->grad_accum);
         cJSON_AddNumberToObject(plan, "pp_interleave", x->interleave > 1 ? x->interleave : 1);
+        cJSON_AddBoolToObject(plan, "pp_embedding_split", x->pp_embed_split);
         cJSON_AddNumberToObject(plan, "global_batch", (double)r->micro_batch * x->grad_accum * x->dp);
     }
     cJSON *mem = cJSON_AddObjectToObject(o, "memory");

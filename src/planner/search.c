@@ -28,6 +28,7 @@ void fitlm_plan_request_defaults(fitlm_plan_request *r, const fitlm_plan_model *
     r->zero = -1;
     r->recompute = -1;
     r->pp_interleave = 0;
+    r->pp_embed_split = -1;
     r->sequence_parallel = true;
     r->lora_targets = (1u << FITLM_T_ATTN_Q) | (1u << FITLM_T_ATTN_K) | (1u << FITLM_T_ATTN_V) |
                       (1u << FITLM_T_ATTN_OUT);
@@ -427,18 +428,27 @@ static int search_train(search_ctx *c, int gpu, int fixed_count, rlist *out) {
                         /* interleaved 1F1B: v model chunks per device, each at least one
                          * layer, the micro-batches a multiple of p (Megatron-LM's rule) */
                         int vmax = r->pp_interleave > 0 ? r->pp_interleave : 64;
+                        /* the embedding and the output layer + loss as one pipeline layer each
+                         * (Megatron-core's account_for_{embedding,loss}_in_pipeline_split) */
+                        for (int es = 0; es <= 1; es++) {
+                        if (es && p == 1) break;
+                        if (r->pp_embed_split >= 0 && es != r->pp_embed_split) continue;
+                        uint32_t units = hp->n_layers + (es ? 2u : 0u);
+                        if (es && units < 2u * (uint32_t)p) break; /* every stage keeps a transformer layer */
                         for (int v = 1; v <= vmax; v *= 2) {
                             /* a given --pp-interleave applies to pipelines; PP 1 has nothing to interleave */
                             if (r->pp_interleave > 1 && p > 1 && v != r->pp_interleave) continue;
-                            if (v > 1 && (p == 1 || acc % (uint32_t)p || (uint32_t)(p * v) > hp->n_layers)) break;
+                            if (v > 1 && (p == 1 || acc % (uint32_t)p || (uint32_t)(p * v) > units)) break;
                             fitlm_plan_result x;
                             memset(&x, 0, sizeof x);
                             x.gpu = gpu, x.tp = t, x.pp = p, x.dp = d, x.count = n, x.zero = z, x.recompute = rc;
                             x.offload_opt = r->offload_opt, x.offload_param = r->offload_param;
                             x.grad_accum = acc;
                             x.interleave = v;
+                            x.pp_embed_split = es;
                             x.kv_type = FITLM_TYPE_F16;
                             if (eval_push(c, &x, out)) return -1;
+                        }
                         }
                     }
                 }
