@@ -11,13 +11,17 @@ rank.
 Data parallel (`--dp 2`, also with `--pp 2` and over TCP): the same client
 answers, then concurrent greedy completions give the single process's texts
 and /metrics shows that both replica groups got requests and generated tokens.
-The same concurrent completions under `--pp 2` (steps of 4 sequences, cut
-into micro-batches in flight) give the single process's texts.
+The same concurrent completions under `--pp 2` give the single process's
+texts while the engine keeps two lanes' steps in the pipeline at once
+(/metrics counts the steps submitted while another was in flight), and
+streams cancelled by their clients mid-generation, while their step is in
+flight, end as cancelled with every KV block free again.
 """
 import concurrent.futures
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -122,6 +126,35 @@ for label, mpi_args, fitlm_args in [cases[0], cases[3]] if te.SANITIZED else cas
         got_greedy = concurrent_greedy(srv)
         check(got_greedy == want_greedy, "%s: concurrent greedy completions differ:\n  single %r\n  mpi    %r" %
               (label, want_greedy, got_greedy))
+    if "--pp" in fitlm_args:
+        auth = {"Authorization": "Bearer " + KEY}
+        m = srv.metrics(headers=auth)
+        check(m.get("fitlm_pipeline_overlapped_steps_total", 0) > 0,
+              "%s: steps of two lanes were in the pipeline at once (%s of %s steps)" %
+              (label, m.get("fitlm_pipeline_overlapped_steps_total"), m.get("fitlm_engine_steps_total")))
+        before = m.get('fitlm_request_success_total{finished_reason="cancelled"}', 0)
+        socks = []
+        for i in range(4):
+            body = json.dumps(dict(model=NAME, prompt="Once upon a time %d" % i, max_tokens=200, temperature=0,
+                                   ignore_eos=True, stream=True)).encode()
+            sock = socket.create_connection(("127.0.0.1", srv.port), timeout=60)
+            sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                         b"Content-Length: %d\r\n\r\n%s" % (KEY.encode(), len(body), body))
+            got = b""
+            while got.count(b"data: ") < 3:
+                c = sock.recv(4096)
+                if not c:
+                    break
+                got += c
+            socks.append(sock)
+        for sock in socks:
+            sock.close()
+        m = srv.wait_idle(headers=auth)
+        cancelled = m.get('fitlm_request_success_total{finished_reason="cancelled"}', 0) - before
+        check(cancelled == 4 and m.get("fitlm_kv_blocks_used") == 0,
+              "%s: 4 streams disconnected mid-generation end as cancelled (%g), every block free (%s used)" %
+              (label, cancelled, m.get("fitlm_kv_blocks_used")))
+        check(concurrent_greedy(srv) == want_greedy, "%s: after the cancellations, the same greedy texts" % label)
     if "--dp" in fitlm_args:
         m = srv.metrics(headers={"Authorization": "Bearer " + KEY})
         for d in range(2):

@@ -10,6 +10,7 @@
 
 #include "engine/textout.h"
 #include "format/ggml_type.h"
+#include "parallel/parallel.h"
 #include "runtime/forward.h"
 #include "runtime/kv_cache.h"
 #include "runtime/kv_pool.h"
@@ -68,7 +69,13 @@ typedef struct seq {
     fitlm_token_constraint constraint; /* owned (mask NULL: none) */
     uint32_t step_rows;     /* this step: tokens scheduled */
     int32_t step_logit;     /* this step: index of its logit row, or -1 */
+    uint32_t lane;          /* pipeline parallel: the lane whose steps carry it (0 otherwise) */
+    bool inflight;          /* in a step submitted and not yet collected: its blocks and counts are frozen */
+    bool cancel_pending;    /* cancelled while in flight: ends when its step is collected */
 } seq;
+
+/* Most lanes (pipeline stages) the engine keeps in flight. */
+#define MAX_LANES 64
 
 typedef struct cancel_req {
     struct cancel_req *next;
@@ -108,6 +115,14 @@ struct fitlm_engine {
     int64_t *b_slot;
     const int32_t **b_tables;
     float *logits;          /* n_parallel x vocab */
+    /* lanes: under pipeline parallelism (P stages) the running sequences are
+     * split into P lanes whose steps are in flight at the same time, so that
+     * every stage computes a different lane's step (engine_step) */
+    uint32_t n_lanes, lane_next;
+    bool lane_busy[MAX_LANES];       /* a step submitted and not yet collected */
+    uint32_t lane_rows[MAX_LANES];   /* that step's rows and logit rows */
+    uint32_t lane_logits[MAX_LANES];
+    bool overlapped;                 /* the step submitted last found another lane's in flight */
     fitlm_top_logprob top[FITLM_MAX_TOP_LOGPROBS];
     int32_t *hash_tokens;
 };
@@ -196,6 +211,8 @@ fitlm_engine *fitlm_engine_new(const fitlm_model *m, const fitlm_tokenizer *tok,
     if (!e->kv) goto fail;
     e->fwd = fitlm_forward_new(e->w, e->kv, T, p.n_ctx, err);
     if (!e->fwd) goto fail;
+    e->n_lanes = 1;
+    if (p.par && p.par->pp_size > 1) e->n_lanes = p.par->pp_size < MAX_LANES ? p.par->pp_size : MAX_LANES;
     e->stats.kv_blocks_total = e->kv->n_blocks;
     e->stats.kv_block_tokens = p.kv_block;
     e->stats.kv_pool_bytes = e->kv->nbytes;
@@ -499,9 +516,13 @@ static void take_inbox(fitlm_engine *e) {
         for (uint32_t i = 0; i < e->n_running && !found; i++)
             if (e->running[i]->id == c->id) {
                 seq *s = e->running[i];
+                found = true;
+                if (s->inflight) { /* its step is still computing: ends when it is collected */
+                    s->cancel_pending = true;
+                    continue;
+                }
                 running_remove(e, i);
                 seq_finish(e, s, FITLM_FINISH_CANCELLED, NULL);
-                found = true;
             }
         for (seq **pp = &e->wait_head; *pp && !found; pp = &(*pp)->next)
             if ((*pp)->id == c->id) {
@@ -541,12 +562,17 @@ static void preempt(fitlm_engine *e, uint32_t i) {
 }
 
 /* Preempts the most recently admitted running sequence if it was admitted
- * after `keep` (running[] is in admission order). Returns false when keep is
- * the newest. */
+ * after `keep` (running[] is in admission order) and is not in flight.
+ * Returns false when there is none. */
 static bool preempt_newer(fitlm_engine *e, const seq *keep) {
-    if (e->n_running == 0 || e->running[e->n_running - 1] == keep) return false;
-    preempt(e, e->n_running - 1);
-    return true;
+    for (uint32_t j = e->n_running; j-- > 0;) {
+        if (e->running[j] == keep) return false;
+        if (!e->running[j]->inflight) {
+            preempt(e, j);
+            return true;
+        }
+    }
+    return false;
 }
 
 /* Gives s blocks for positions < n, preempting newer sequences when the pool
@@ -567,12 +593,25 @@ static uint32_t ensure_blocks(fitlm_engine *e, seq *s, uint32_t n, bool may_pree
 
 /* ---- one step ---- */
 
-/* Chooses this step's rows: first one decode token for every running
- * sequence, then prompt chunks of running sequences, then newly admitted
- * sequences, within the token budget. Returns the rows scheduled. */
-static uint32_t schedule(fitlm_engine *e) {
+/* Whether lane L may take one more newly admitted sequence: lanes are kept
+ * within one sequence of each other, so that every stage has work. */
+static bool lane_has_room(const fitlm_engine *e, uint32_t L) {
+    if (e->n_lanes == 1) return true;
+    uint32_t count[MAX_LANES] = {0};
+    for (uint32_t i = 0; i < e->n_running; i++) count[e->running[i]->lane]++;
+    for (uint32_t l = 0; l < e->n_lanes; l++)
+        if (l != L && count[l] < count[L]) return false;
+    return true;
+}
+
+/* Chooses the rows of lane L's step: first one decode token for every running
+ * sequence of the lane, then prompt chunks of its running sequences, then
+ * newly admitted sequences (which join the lane), within the token budget.
+ * Returns the rows scheduled. */
+static uint32_t schedule(fitlm_engine *e, uint32_t L) {
     uint32_t budget = e->p.max_batch_tokens, rows = 0;
     for (uint32_t i = 0; i < e->n_running; i++) {
+        if (e->running[i]->lane != L) continue;
         e->running[i]->step_rows = 0;
         e->running[i]->step_logit = -1;
     }
@@ -582,7 +621,7 @@ static uint32_t schedule(fitlm_engine *e) {
      * are ever preempted here) */
     for (uint32_t i = 0; i < e->n_running && budget > 0;) {
         seq *s = e->running[i];
-        if (s->n_tokens - s->n_computed != 1) {
+        if (s->lane != L || s->n_tokens - s->n_computed != 1) {
             i++;
             continue;
         }
@@ -599,7 +638,7 @@ static uint32_t schedule(fitlm_engine *e) {
     for (uint32_t i = 0; i < e->n_running && budget > 0; i++) {
         seq *s = e->running[i];
         uint32_t need = s->n_tokens - s->n_computed;
-        if (need <= 1 || s->step_rows) continue;
+        if (s->lane != L || need <= 1 || s->step_rows) continue;
         uint32_t k = need < budget ? need : budget;
         uint32_t upto = ensure_blocks(e, s, s->n_computed + k, false);
         if (upto <= s->n_computed) continue;
@@ -611,7 +650,7 @@ static uint32_t schedule(fitlm_engine *e) {
      * fit beside what running sequences' prompts still need */
     uint32_t promised = 0;
     for (uint32_t i = 0; i < e->n_running; i++) promised += blocks_short(e, e->running[i], e->running[i]->n_tokens);
-    while (budget > 0 && e->n_running < e->p.n_parallel && e->wait_head) {
+    while (budget > 0 && e->n_running < e->p.n_parallel && e->wait_head && lane_has_room(e, L)) {
         seq *s = e->wait_head;
         uint32_t hit_blocks;
         uint32_t unpinned = prefix_hits_unpinned(e, s, &hit_blocks);
@@ -635,6 +674,7 @@ static uint32_t schedule(fitlm_engine *e) {
         s->admit_order = ++e->admit_counter;
         s->step_rows = 0;
         s->step_logit = -1;
+        s->lane = L;
         e->running[e->n_running++] = s;
         uint32_t need = s->n_tokens - s->n_computed;
         uint32_t k = need < budget ? need : budget;
@@ -675,58 +715,84 @@ static bool is_eog(const fitlm_engine *e, int32_t id) {
     return id == 1 || id == 2; /* llama2.c: BOS delimits stories, EOS */
 }
 
-/* Runs one step: schedule, forward, sample. Returns 1 if it did work, 0 if
- * idle, -1 with err on a backend error (every running request then ends
- * with an error event). */
-static int engine_step(fitlm_engine *e, fitlm_error *err) {
-    take_inbox(e);
-    uint32_t rows = schedule(e);
-    /* a safety net: sequences stuck waiting for blocks with nothing else
-     * scheduled give way to the oldest, newest first */
-    for (int tries = 0; rows == 0 && e->n_running > 1 && tries < 64; tries++) {
-        preempt(e, e->n_running - 1);
-        rows = schedule(e);
+/* Every sequence of lane L's step in flight ends with an error event. */
+static void lane_fail(fitlm_engine *e, const char *msg) {
+    for (uint32_t i = e->n_running; i-- > 0;) {
+        seq *s = e->running[i];
+        if (!s->inflight) continue;
+        running_remove(e, i);
+        seq_finish(e, s, FITLM_FINISH_ERROR, msg);
     }
-    if (rows == 0) return e->n_running > 0 || e->wait_head ? 1 : 0;
-    /* the batch: running sequences in order, each its chunk */
-    uint32_t t = 0, n_logits = 0, bs_shift = (uint32_t)e->kv->block_shift;
+    for (uint32_t l = 0; l < e->n_lanes; l++) e->lane_busy[l] = false;
+}
+
+/* Builds lane L's step from its scheduled sequences (running order, each its
+ * chunk) and submits it: its sequences are in flight until lane_collect. */
+static int lane_submit(fitlm_engine *e, uint32_t L, fitlm_error *err) {
+    uint32_t t = 0, n_logits = 0, n_seqs = 0, bs_shift = (uint32_t)e->kv->block_shift;
+    bool others_busy = false;
+    for (uint32_t l = 0; l < e->n_lanes; l++) others_busy |= l != L && e->lane_busy[l];
     for (uint32_t i = 0; i < e->n_running; i++) {
         seq *s = e->running[i];
-        e->b_tables[i] = s->blocks;
+        if (s->lane != L || s->step_rows == 0) continue;
+        uint32_t si = n_seqs++;
+        e->b_tables[si] = s->blocks;
         for (uint32_t k = 0; k < s->step_rows; k++, t++) {
             uint32_t p = s->n_computed + k;
             e->b_ids[t] = s->tokens[p];
             e->b_pos[t] = (int32_t)p;
-            e->b_seq[t] = (int32_t)i;
+            e->b_seq[t] = (int32_t)si;
             e->b_slot[t] = ((int64_t)s->blocks[p >> bs_shift] << bs_shift) | (p & (e->p.kv_block - 1));
         }
-        if (s->step_rows && s->n_computed + s->step_rows == s->n_tokens) {
+        if (s->n_computed + s->step_rows == s->n_tokens) {
             s->step_logit = (int32_t)n_logits;
             e->b_rows[n_logits++] = (int32_t)(t - 1);
         }
+        s->inflight = true;
     }
+    /* with another lane's step in the pipeline every stage already has work:
+     * the step goes through whole (cutting it would read the weights twice) */
     fitlm_batch b = {.n_tokens = t,
                      .ids = e->b_ids,
                      .pos = e->b_pos,
                      .seq = e->b_seq,
                      .slot = e->b_slot,
                      .block_table = e->b_tables,
-                     .n_seqs = e->n_running,
+                     .n_seqs = n_seqs,
                      .logit_rows = e->b_rows,
-                     .n_logits = n_logits};
-    if (fitlm_forward_eval(e->fwd, &b, e->logits, err)) {
-        while (e->n_running) {
-            seq *s = e->running[e->n_running - 1];
-            e->n_running--;
-            seq_finish(e, s, FITLM_FINISH_ERROR, err->msg);
-        }
+                     .n_logits = n_logits,
+                     .n_micro = others_busy ? 1 : 0};
+    e->overlapped = others_busy;
+    e->lane_busy[L] = true;
+    e->lane_rows[L] = t;
+    e->lane_logits[L] = n_logits;
+    if (fitlm_forward_submit(e->fwd, &b, e->logits, err)) {
+        lane_fail(e, err->msg);
+        return -1;
+    }
+    return 0;
+}
+
+/* Receives lane L's logits and samples its sequences' next tokens. */
+static int lane_collect(fitlm_engine *e, uint32_t L, fitlm_error *err) {
+    fitlm_batch b = {.n_tokens = e->lane_rows[L], .n_logits = e->lane_logits[L]};
+    e->lane_busy[L] = false;
+    if (fitlm_forward_collect(e->fwd, &b, e->logits, err)) {
+        e->lane_busy[L] = true;
+        lane_fail(e, err->msg);
         return -1;
     }
     uint64_t prompt_rows = 0, gen = 0;
     for (uint32_t i = 0; i < e->n_running;) {
         seq *s = e->running[i];
-        if (s->step_rows == 0) {
+        if (s->lane != L || !s->inflight) {
             i++;
+            continue;
+        }
+        s->inflight = false;
+        if (s->cancel_pending) {
+            running_remove(e, i);
+            seq_finish(e, s, FITLM_FINISH_CANCELLED, NULL);
             continue;
         }
         if (s->n_computed < s->n_prompt)
@@ -783,9 +849,48 @@ static int engine_step(fitlm_engine *e, fitlm_error *err) {
         i++;
     }
     pthread_mutex_lock(&e->mu);
-    e->stats.steps++;
     e->stats.prompt_tokens += prompt_rows;
     e->stats.generated_tokens += gen;
+    pthread_mutex_unlock(&e->mu);
+    return 0;
+}
+
+static bool any_lane_busy(const fitlm_engine *e) {
+    for (uint32_t l = 0; l < e->n_lanes; l++)
+        if (e->lane_busy[l]) return true;
+    return false;
+}
+
+/* Runs one step of the next lane: collects its step in flight (sampling its
+ * sequences' tokens), schedules and submits its next one. With one lane (no
+ * pipeline) a step is submitted and collected at once; with P lanes, P steps
+ * are in flight and each stage computes a different one. Returns 1 if there
+ * is work, 0 if idle, -1 with err on a backend or communication error (the
+ * requests of the failed step then end with an error event). */
+static int engine_step(fitlm_engine *e, fitlm_error *err) {
+    uint32_t L = e->lane_next;
+    e->lane_next = (L + 1) % e->n_lanes;
+    bool did = false;
+    if (e->lane_busy[L]) {
+        if (lane_collect(e, L, err)) return -1;
+        did = true;
+    }
+    take_inbox(e);
+    uint32_t rows = schedule(e, L);
+    /* a safety net: sequences stuck waiting for blocks with nothing else
+     * scheduled (nor in flight) give way to the oldest, newest first */
+    for (int tries = 0; rows == 0 && e->n_running > 1 && !any_lane_busy(e) && tries < 64; tries++) {
+        preempt(e, e->n_running - 1);
+        rows = schedule(e, L);
+    }
+    if (rows > 0) {
+        if (lane_submit(e, L, err)) return -1;
+        if (e->n_lanes == 1 && lane_collect(e, L, err)) return -1;
+        did = true;
+    }
+    pthread_mutex_lock(&e->mu);
+    if (rows > 0) e->stats.steps++;
+    if (rows > 0 && e->overlapped) e->stats.steps_overlapped++;
     e->stats.n_running = e->n_running;
     uint32_t w = 0;
     for (seq *s = e->wait_head; s; s = s->next) w++;
@@ -793,7 +898,7 @@ static int engine_step(fitlm_engine *e, fitlm_error *err) {
     e->stats.kv_blocks_used = fitlm_kv_pool_used(e->kv);
     e->stats.kv_blocks_cached = fitlm_kv_pool_cached(e->kv);
     pthread_mutex_unlock(&e->mu);
-    return 1;
+    return did || e->n_running > 0 || e->wait_head || any_lane_busy(e) ? 1 : 0;
 }
 
 static void refresh_idle_stats(fitlm_engine *e) {
@@ -809,6 +914,16 @@ static void refresh_idle_stats(fitlm_engine *e) {
 
 /* Ends every waiting and running request with a CANCELLED event. */
 static void cancel_all(fitlm_engine *e) {
+    /* steps in flight are received first (the last stage sends their logits
+     * whatever happens), their sequences then end here */
+    for (uint32_t l = 0; l < e->n_lanes; l++)
+        if (e->lane_busy[l]) {
+            fitlm_batch b = {.n_tokens = e->lane_rows[l], .n_logits = e->lane_logits[l]};
+            fitlm_error err;
+            e->lane_busy[l] = false;
+            if (fitlm_forward_collect(e->fwd, &b, e->logits, &err)) fprintf(stderr, "fitlm: error: %s\n", err.msg);
+        }
+    for (uint32_t i = 0; i < e->n_running; i++) e->running[i]->inflight = false;
     take_inbox(e);
     while (e->n_running) {
         seq *s = e->running[e->n_running - 1];
@@ -842,7 +957,8 @@ static void *worker_main(void *arg) {
     fitlm_error err;
     for (;;) {
         pthread_mutex_lock(&e->mu);
-        while (!e->worker_exit && !e->inbox_head && !e->cancels && e->n_running == 0 && !e->wait_head)
+        while (!e->worker_exit && !e->inbox_head && !e->cancels && e->n_running == 0 && !e->wait_head &&
+               !any_lane_busy(e))
             pthread_cond_wait(&e->cv, &e->mu);
         bool quit = e->worker_exit;
         pthread_mutex_unlock(&e->mu);

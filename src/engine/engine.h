@@ -181,6 +181,7 @@ typedef struct fitlm_engine_stats {
     uint64_t prompt_tokens;     /* prompt tokens computed (cache hits excluded) */
     uint64_t generated_tokens;
     uint64_t steps;
+    uint64_t steps_overlapped; /* pipeline parallel: steps submitted while another lane's step was in flight */
     uint64_t requests_finished[5]; /* by fitlm_finish_reason */
 } fitlm_engine_stats;
 

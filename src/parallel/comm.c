@@ -38,6 +38,29 @@ int fitlm_comm_send(fitlm_comm *c, const void *buf, size_t bytes, int dst, int t
     TIMED(c, bytes, c->send(c, buf, bytes, dst, tag, err));
 }
 
+int fitlm_comm_isend(fitlm_comm *c, const void *buf, size_t bytes, int dst, int tag, fitlm_comm_req *req,
+                     fitlm_error *err) {
+    if (dst < 0 || dst >= c->size || dst == c->rank)
+        return fitlm_fail(err, "send to rank %d of a %d-rank group from rank %d", dst, c->size, c->rank);
+    if (req->active) return fitlm_fail(err, "a send request reused before it finished");
+    TIMED(c, bytes, c->isend(c, buf, bytes, dst, tag, req, err));
+}
+
+int fitlm_comm_test(fitlm_comm *c, fitlm_comm_req *req, bool *done, fitlm_error *err) {
+    *done = true;
+    if (!req->active) return 0;
+    return c->complete(c, req, false, done, err);
+}
+
+int fitlm_comm_wait(fitlm_comm *c, fitlm_comm_req *req, fitlm_error *err) {
+    if (!req->active) return 0;
+    bool done = false;
+    double t0 = now_s();
+    int r = c->complete(c, req, true, &done, err);
+    c->stats.seconds += now_s() - t0;
+    return r;
+}
+
 int fitlm_comm_recv(fitlm_comm *c, void *buf, size_t bytes, int src, int tag, fitlm_error *err) {
     if (src < 0 || src >= c->size || src == c->rank)
         return fitlm_fail(err, "receive from rank %d of a %d-rank group on rank %d", src, c->size, c->rank);
@@ -71,6 +94,15 @@ static int single_send(fitlm_comm *c, const void *buf, size_t bytes, int dst, in
 static int single_recv(fitlm_comm *c, void *buf, size_t bytes, int src, int tag, fitlm_error *err) {
     return fitlm_fail(err, "a single process has no rank to receive from");
 }
+static int single_isend(fitlm_comm *c, const void *buf, size_t bytes, int dst, int tag, fitlm_comm_req *req,
+                        fitlm_error *err) {
+    return fitlm_fail(err, "a single process has no rank to send to");
+}
+static int single_complete(fitlm_comm *c, fitlm_comm_req *req, bool block, bool *done, fitlm_error *err) {
+    req->active = false;
+    *done = true;
+    return 0;
+}
 static int single_barrier(fitlm_comm *c, fitlm_error *err) {
     return 0;
 }
@@ -92,6 +124,8 @@ static void single_fill(fitlm_comm *c) {
     c->bcast = single_bcast;
     c->send = single_send;
     c->recv = single_recv;
+    c->isend = single_isend;
+    c->complete = single_complete;
     c->barrier = single_barrier;
     c->split = single_split;
     c->free = single_free;

@@ -26,6 +26,12 @@
 
 typedef struct fitlm_comm fitlm_comm;
 
+/* A send in progress (fitlm_comm_isend): the implementation's handle. */
+typedef struct fitlm_comm_req {
+    bool active;                 /* started and not yet seen complete */
+    unsigned char handle[32];    /* MPI_Request, or nothing */
+} fitlm_comm_req;
+
 /* Element types of fitlm_comm_allreduce_sum. */
 typedef enum fitlm_comm_dtype {
     FITLM_COMM_F32 = 0,
@@ -48,6 +54,11 @@ struct fitlm_comm {
     int (*bcast)(fitlm_comm *c, void *buf, size_t bytes, int root, fitlm_error *err);
     int (*send)(fitlm_comm *c, const void *buf, size_t bytes, int dst, int tag, fitlm_error *err);
     int (*recv)(fitlm_comm *c, void *buf, size_t bytes, int src, int tag, fitlm_error *err);
+    int (*isend)(fitlm_comm *c, const void *buf, size_t bytes, int dst, int tag, fitlm_comm_req *req,
+                 fitlm_error *err);
+    /* *done = whether the send finished (block: waits until it did); a
+     * finished request becomes inactive */
+    int (*complete)(fitlm_comm *c, fitlm_comm_req *req, bool block, bool *done, fitlm_error *err);
     int (*barrier)(fitlm_comm *c, fitlm_error *err);
     /* The ranks with the same color form a new communicator, ordered by key
      * (collective over c). NULL with err. */
@@ -60,6 +71,16 @@ int fitlm_comm_allreduce_sum(fitlm_comm *c, void *buf, size_t n, fitlm_comm_dtyp
 /* Copies root's bytes to every rank. */
 int fitlm_comm_bcast(fitlm_comm *c, void *buf, size_t bytes, int root, fitlm_error *err);
 int fitlm_comm_send(fitlm_comm *c, const void *buf, size_t bytes, int dst, int tag, fitlm_error *err);
+/* Starts sending buf to dst and returns at once: buf must stay unchanged
+ * until fitlm_comm_test reports the send done or fitlm_comm_wait returns
+ * (req->active is then false). Messages between two ranks with one tag
+ * arrive in the order they were started, blocking or not. */
+int fitlm_comm_isend(fitlm_comm *c, const void *buf, size_t bytes, int dst, int tag, fitlm_comm_req *req,
+                     fitlm_error *err);
+/* Whether the send finished (never blocks); a request that is not active is done. */
+int fitlm_comm_test(fitlm_comm *c, fitlm_comm_req *req, bool *done, fitlm_error *err);
+/* Blocks until the send finished. */
+int fitlm_comm_wait(fitlm_comm *c, fitlm_comm_req *req, fitlm_error *err);
 /* Receives exactly `bytes` from src (a shorter or longer message is an error). */
 int fitlm_comm_recv(fitlm_comm *c, void *buf, size_t bytes, int src, int tag, fitlm_error *err);
 int fitlm_comm_barrier(fitlm_comm *c, fitlm_error *err);

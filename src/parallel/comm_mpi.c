@@ -72,6 +72,30 @@ static int mpi_recv(fitlm_comm *c, void *buf, size_t bytes, int src, int tag, fi
     return 0;
 }
 
+_Static_assert(sizeof(MPI_Request) <= sizeof(((fitlm_comm_req *)0)->handle), "MPI_Request fits a fitlm_comm_req");
+
+static int mpi_isend(fitlm_comm *c, const void *buf, size_t bytes, int dst, int tag, fitlm_comm_req *req,
+                     fitlm_error *err) {
+    if (bytes > (size_t)INT32_MAX) return fitlm_fail(err, "message of %zu bytes is too large", bytes);
+    MPI_Request r;
+    int rc = MPI_Isend(buf, (int)bytes, MPI_BYTE, dst, tag, mc(c), &r);
+    if (rc != MPI_SUCCESS) return mpi_fail(err, c, "send", rc);
+    memcpy(req->handle, &r, sizeof r);
+    req->active = true;
+    return 0;
+}
+
+static int mpi_complete(fitlm_comm *c, fitlm_comm_req *req, bool block, bool *done, fitlm_error *err) {
+    MPI_Request r;
+    memcpy(&r, req->handle, sizeof r);
+    int flag = 1, rc = block ? MPI_Wait(&r, MPI_STATUS_IGNORE) : MPI_Test(&r, &flag, MPI_STATUS_IGNORE);
+    if (rc != MPI_SUCCESS) return mpi_fail(err, c, "send", rc);
+    memcpy(req->handle, &r, sizeof r);
+    *done = flag != 0;
+    if (*done) req->active = false;
+    return 0;
+}
+
 static int mpi_barrier(fitlm_comm *c, fitlm_error *err) {
     int rc = MPI_Barrier(mc(c));
     return rc == MPI_SUCCESS ? 0 : mpi_fail(err, c, "barrier", rc);
@@ -116,6 +140,8 @@ static void mpi_fill(fitlm_comm *c, mpi_state *s) {
     c->bcast = mpi_bcast;
     c->send = mpi_send;
     c->recv = mpi_recv;
+    c->isend = mpi_isend;
+    c->complete = mpi_complete;
     c->barrier = mpi_barrier;
     c->split = mpi_split;
     c->free = mpi_free;

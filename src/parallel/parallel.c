@@ -17,9 +17,17 @@ enum { TAG_ACT = 11, TAG_LOGITS = 12 };
 enum { CMD_BATCH = 1, CMD_STOP = 2 };
 
 typedef struct msg_header {
-    uint32_t magic, cmd, n_tokens, n_seqs, n_logits, reserved;
+    uint32_t magic, cmd, n_tokens, n_seqs, n_logits, n_micro;
     uint64_t total; /* bytes of the whole message, header included */
 } msg_header;
+
+/* A send in flight: its own copy of the rows. */
+struct fitlm_parallel_send {
+    fitlm_comm *comm;
+    fitlm_comm_req req;
+    void *buf;
+    size_t cap;
+};
 
 static int g_worker_status = -1;
 
@@ -130,6 +138,12 @@ void fitlm_parallel_free(fitlm_parallel *p) {
     free(p->rx_tables);
     free(p->tx);
     free(p->nblk);
+    if (p->sends) {
+        fitlm_error err = {{0}};
+        if (fitlm_parallel_flush(p, &err)) fitlm_error_print(&err);
+        for (uint32_t i = 0; i < p->n_sends; i++) free(p->sends[i].buf);
+        free(p->sends);
+    }
     free(p);
 }
 
@@ -288,7 +302,7 @@ int fitlm_parallel_send_batch(fitlm_parallel *p, const fitlm_batch *b, int block
     if (grow(&p->tx, &p->tx_cap, total > FIRST_CHUNK ? total : FIRST_CHUNK, err)) return -1;
     uint8_t *q = p->tx;
     msg_header h = {.magic = MSG_MAGIC, .cmd = CMD_BATCH, .n_tokens = n, .n_seqs = ns, .n_logits = nl,
-                    .total = total};
+                    .n_micro = b->n_micro, .total = total};
     memcpy(q, &h, sizeof h);
     q += sizeof h;
     memcpy(q, b->slot, (size_t)n * 8), q += (size_t)n * 8;
@@ -333,6 +347,7 @@ int fitlm_parallel_recv_batch(fitlm_parallel *p, fitlm_batch *b, fitlm_error *er
     const uint8_t *q = p->rx + sizeof h;
     memset(b, 0, sizeof *b);
     b->n_tokens = n;
+    b->n_micro = h.n_micro;
     b->slot = (const int64_t *)q, q += (size_t)n * 8;
     b->ids = (const int32_t *)q, q += (size_t)n * 4;
     b->pos = (const int32_t *)q, q += (size_t)n * 4;
@@ -362,9 +377,51 @@ int fitlm_parallel_allreduce(fitlm_parallel *p, float *x, size_t n, fitlm_error 
     return fitlm_comm_allreduce_sum(p->tp, x, n, FITLM_COMM_F32, err);
 }
 
+/* Most sends in flight at once; one more waits for the oldest. Steps in
+ * flight are bounded by the pipeline's stages, and a step sends at most a
+ * few micro-batches and logit chunks, so this is never reached in practice. */
+#define MAX_SENDS 64
+
+/* Copies the bytes and starts sending them; returns at once. */
+static int send_async(fitlm_parallel *p, fitlm_comm *c, const void *x, size_t bytes, int dst, int tag,
+                      fitlm_error *err) {
+    struct fitlm_parallel_send *slot = NULL;
+    for (uint32_t i = 0; i < p->n_sends; i++) { /* a finished send's buffer, the largest first */
+        bool done;
+        if (fitlm_comm_test(p->sends[i].comm, &p->sends[i].req, &done, err)) return -1;
+        if (done && (!slot || p->sends[i].cap > slot->cap)) slot = &p->sends[i];
+    }
+    if (!slot && p->n_sends < MAX_SENDS) {
+        struct fitlm_parallel_send *g = realloc(p->sends, (p->n_sends + 1) * sizeof *g);
+        if (!g) return fitlm_fail(err, "out of memory");
+        p->sends = g;
+        slot = &p->sends[p->n_sends++];
+        memset(slot, 0, sizeof *slot);
+    }
+    if (!slot) { /* all busy: wait for the first */
+        slot = &p->sends[0];
+        if (fitlm_comm_wait(slot->comm, &slot->req, err)) return -1;
+    }
+    if (slot->cap < bytes) {
+        void *b = realloc(slot->buf, bytes);
+        if (!b) return fitlm_fail(err, "out of memory for a %zu-byte message", bytes);
+        slot->buf = b;
+        slot->cap = bytes;
+    }
+    memcpy(slot->buf, x, bytes);
+    slot->comm = c;
+    return fitlm_comm_isend(c, slot->buf, bytes, dst, tag, &slot->req, err);
+}
+
+int fitlm_parallel_flush(fitlm_parallel *p, fitlm_error *err) {
+    for (uint32_t i = 0; i < p->n_sends; i++)
+        if (fitlm_comm_wait(p->sends[i].comm, &p->sends[i].req, err)) return -1;
+    return 0;
+}
+
 int fitlm_parallel_send_next(fitlm_parallel *p, const float *x, size_t n, fitlm_error *err) {
     int dst = (int)((p->stage + 1) * p->tp_size + p->tp_rank);
-    return fitlm_comm_send(p->group, x, n * sizeof(float), dst, TAG_ACT, err);
+    return send_async(p, p->group, x, n * sizeof(float), dst, TAG_ACT, err);
 }
 
 int fitlm_parallel_recv_prev(fitlm_parallel *p, float *x, size_t n, fitlm_error *err) {
@@ -373,7 +430,7 @@ int fitlm_parallel_recv_prev(fitlm_parallel *p, float *x, size_t n, fitlm_error 
 }
 
 int fitlm_parallel_send_logits(fitlm_parallel *p, const float *x, size_t n, fitlm_error *err) {
-    return fitlm_comm_send(p->link, x, n * sizeof(float), 0, TAG_LOGITS, err);
+    return send_async(p, p->link, x, n * sizeof(float), 0, TAG_LOGITS, err);
 }
 
 int fitlm_parallel_recv_logits(fitlm_parallel *p, float *x, size_t n, fitlm_error *err) {

@@ -58,6 +58,10 @@ typedef struct fitlm_parallel {
     size_t tx_cap;
     uint32_t *nblk; /* the root's per-sequence block counts */
     uint32_t nblk_cap;
+    /* sends in flight (activations to the next stage, logits to the root):
+     * each a copy of its rows, owned, reused once finished */
+    struct fitlm_parallel_send *sends;
+    uint32_t n_sends;
 } fitlm_parallel;
 
 /* Lays out the world's ranks for a T x P x D run of model m (T*P*D must equal
@@ -96,6 +100,7 @@ int fitlm_parallel_agree(fitlm_parallel *p, const uint64_t *v, const char *const
 /* Root: broadcasts batch b (block tables up to each row's position, blocks of
  * 1 << block_shift slots) to its group. */
 int fitlm_parallel_send_batch(fitlm_parallel *p, const fitlm_batch *b, int block_shift, fitlm_error *err);
+/* The batch's micro-batch count travels with it (b->n_micro). */
 /* Root: tells its group to stop serving (the forward pass is freed). */
 int fitlm_parallel_send_stop(fitlm_parallel *p, fitlm_error *err);
 /* Others: receives the next batch into *b (arrays valid until the next call):
@@ -105,12 +110,18 @@ int fitlm_parallel_recv_batch(fitlm_parallel *p, fitlm_batch *b, fitlm_error *er
 /* Sum of this stage's partial rows (n F32 values) over its tensor ranks. */
 int fitlm_parallel_allreduce(fitlm_parallel *p, float *x, size_t n, fitlm_error *err);
 /* The residual stream (n F32 values) to the same tensor rank of the next
- * stage / from the previous one. */
+ * stage / from the previous one. Sends (here and of the logits) copy the
+ * rows and return at once: a stage goes on with its next batch while the
+ * next stage is still busy, so that several steps can be in flight
+ * (fitlm_forward_submit). Messages keep their order. */
 int fitlm_parallel_send_next(fitlm_parallel *p, const float *x, size_t n, fitlm_error *err);
 int fitlm_parallel_recv_prev(fitlm_parallel *p, float *x, size_t n, fitlm_error *err);
 /* Logit rows from the head rank to the root (n F32 values). */
 int fitlm_parallel_send_logits(fitlm_parallel *p, const float *x, size_t n, fitlm_error *err);
 int fitlm_parallel_recv_logits(fitlm_parallel *p, float *x, size_t n, fitlm_error *err);
+
+/* Waits until every send this rank started has finished (before stopping). */
+int fitlm_parallel_flush(fitlm_parallel *p, fitlm_error *err);
 
 /* Communication this rank did so far (all its communicators together). */
 void fitlm_parallel_stats(const fitlm_parallel *p, fitlm_comm_stats *out);

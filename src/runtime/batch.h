@@ -24,6 +24,8 @@ typedef struct fitlm_batch {
     uint32_t n_seqs;
     const int32_t *logit_rows;         /* [n_logits] rows whose logits are wanted */
     uint32_t n_logits;
+    uint32_t n_micro;                  /* pipeline parallel: row ranges the stages pass on one after the other;
+                                          0 = chosen from the batch (forward.c), 1 = the whole batch at once */
 } fitlm_batch;
 
 #endif

@@ -82,7 +82,7 @@ void fitlm_forward_free(fitlm_forward *f) {
     if (!f) return;
     if (f->par && fitlm_parallel_is_root(f->par)) {
         fitlm_error err = {{0}};
-        if (fitlm_parallel_send_stop(f->par, &err)) fitlm_error_print(&err);
+        if (fitlm_parallel_flush(f->par, &err) || fitlm_parallel_send_stop(f->par, &err)) fitlm_error_print(&err);
     }
     free(f->host_logits);
     fitlm_btensor *acts[] = {&f->x, &f->xb, &f->xb2, &f->q, &f->k, &f->v, &f->att, &f->hb, &f->hb2, &f->logits};
@@ -119,8 +119,10 @@ static fitlm_btensor rows_of(const fitlm_btensor *t, int64_t r0, int64_t n) {
  * derives the same split from the batch. One range otherwise (and always in
  * a single process). */
 #define MICRO_MIN_ROWS 4
-static uint32_t micro_batches(const fitlm_parallel *par, int64_t n) {
+static uint32_t micro_batches(const fitlm_parallel *par, const fitlm_batch *b) {
+    int64_t n = b->n_tokens;
     if (!par || par->remote || par->pp_size < 2) return 1;
+    if (b->n_micro) return b->n_micro < n ? b->n_micro : (uint32_t)n; /* the root's choice */
     int64_t k = n / MICRO_MIN_ROWS;
     if (k > par->pp_size) k = par->pp_size;
     return k < 2 ? 1 : (uint32_t)k;
@@ -198,39 +200,32 @@ static int forward_rows(fitlm_forward *f, const fitlm_batch *b, int64_t r0, int6
     return 0;
 }
 
-/* This rank's part of the step (all of it in a single process). logits: the
- * root's destination (NULL elsewhere). */
-static int forward_run(fitlm_forward *f, const fitlm_batch *b, float *logits, fitlm_error *err) {
-    fitlm_backend *be = f->be;
-    const fitlm_weights *w = f->w;
-    const fitlm_hparams *hp = &w->hp;
-    fitlm_parallel *par = f->par;
+/* This rank's layers over the batch, in its micro-batches. */
+static int forward_layers(fitlm_forward *f, const fitlm_batch *b, fitlm_error *err) {
     int64_t n = b->n_tokens;
-    uint32_t mb = micro_batches(par, n);
+    uint32_t mb = micro_batches(f->par, b);
     for (uint32_t k = 0; k < mb; k++) {
         int64_t r0 = n * k / mb, r1 = n * (k + 1) / mb;
         if (forward_rows(f, b, r0, r1 - r0, err)) return -1;
     }
-    if (!w->has_head) { /* the logits come from the last stage's tensor rank 0 */
-        if (par && fitlm_parallel_is_root(par)) {
-            for (uint32_t done = 0; done < b->n_logits; done += f->n_logit_rows) {
-                uint32_t k = b->n_logits - done < f->n_logit_rows ? b->n_logits - done : f->n_logit_rows;
-                if (fitlm_parallel_recv_logits(par, logits + (uint64_t)done * hp->vocab_size,
-                                               (size_t)k * hp->vocab_size, err))
-                    return -1;
-            }
-        }
-        return be->sync(be, err);
-    }
-    /* logits of the listed rows, LOGIT_ROWS at a time: gathered, normed, projected */
+    return 0;
+}
+
+/* The logits of the listed rows, LOGIT_ROWS at a time: gathered, normed,
+ * projected; to `logits`, or (the logits rank of a distributed run) to the
+ * root. */
+static int forward_head(fitlm_forward *f, const fitlm_batch *b, float *logits, fitlm_error *err) {
+    fitlm_backend *be = f->be;
+    const fitlm_weights *w = f->w;
+    const fitlm_hparams *hp = &w->hp;
     for (uint32_t done = 0; done < b->n_logits; done += f->n_logit_rows) {
         uint32_t k = b->n_logits - done < f->n_logit_rows ? b->n_logits - done : f->n_logit_rows;
         be->get_rows(be, &f->x, b->logit_rows + done, k, &f->xb2);
         be->rmsnorm(be, &f->xb2, &w->out_norm, hp->norm_eps, k, &f->xb);
         be->matmul(be, &w->output, &f->xb, k, &f->logits);
-        if (f->host_logits) { /* the logits rank of a distributed run: to the root */
+        if (f->host_logits) {
             be->download(be, &f->logits, 0, k, f->host_logits);
-            if (fitlm_parallel_send_logits(par, f->host_logits, (size_t)k * hp->vocab_size, err)) return -1;
+            if (fitlm_parallel_send_logits(f->par, f->host_logits, (size_t)k * hp->vocab_size, err)) return -1;
         } else {
             be->download(be, &f->logits, 0, k, logits + (uint64_t)done * hp->vocab_size);
         }
@@ -238,14 +233,43 @@ static int forward_run(fitlm_forward *f, const fitlm_batch *b, float *logits, fi
     return be->sync(be, err);
 }
 
-int fitlm_forward_eval(fitlm_forward *f, const fitlm_batch *b, float *logits, fitlm_error *err) {
-    int64_t n = b->n_tokens;
-    if (n <= 0) return 0;
-    if (n > f->max_tokens)
-        return fitlm_fail(err, "a step of %lld tokens exceeds the %u this forward pass was sized for", (long long)n,
+/* A worker's part of a step it received. */
+static int forward_run(fitlm_forward *f, const fitlm_batch *b, fitlm_error *err) {
+    if (forward_layers(f, b, err)) return -1;
+    if (f->w->has_head) return forward_head(f, b, NULL, err);
+    return f->be->sync(f->be, err);
+}
+
+static int check_batch(const fitlm_forward *f, const fitlm_batch *b, fitlm_error *err) {
+    if (b->n_tokens > f->max_tokens)
+        return fitlm_fail(err, "a step of %u tokens exceeds the %u this forward pass was sized for", b->n_tokens,
                           f->max_tokens);
+    return 0;
+}
+
+int fitlm_forward_submit(fitlm_forward *f, const fitlm_batch *b, float *logits, fitlm_error *err) {
+    if (b->n_tokens == 0) return 0;
+    if (check_batch(f, b, err)) return -1;
     if (f->par && fitlm_parallel_send_batch(f->par, b, f->kv->block_shift, err)) return -1;
-    return forward_run(f, b, logits, err);
+    if (forward_layers(f, b, err)) return -1;
+    if (f->w->has_head) return forward_head(f, b, logits, err);
+    return f->be->sync(f->be, err);
+}
+
+int fitlm_forward_collect(fitlm_forward *f, const fitlm_batch *b, float *logits, fitlm_error *err) {
+    if (b->n_tokens == 0 || f->w->has_head || !f->par || !fitlm_parallel_is_root(f->par)) return 0;
+    /* the logits come from the last stage's tensor rank 0, in LOGIT_ROWS chunks */
+    uint32_t vocab = f->w->hp.vocab_size;
+    for (uint32_t done = 0; done < b->n_logits; done += f->n_logit_rows) {
+        uint32_t k = b->n_logits - done < f->n_logit_rows ? b->n_logits - done : f->n_logit_rows;
+        if (fitlm_parallel_recv_logits(f->par, logits + (uint64_t)done * vocab, (size_t)k * vocab, err)) return -1;
+    }
+    return 0;
+}
+
+int fitlm_forward_eval(fitlm_forward *f, const fitlm_batch *b, float *logits, fitlm_error *err) {
+    if (fitlm_forward_submit(f, b, logits, err)) return -1;
+    return fitlm_forward_collect(f, b, logits, err);
 }
 
 int fitlm_forward_serve(fitlm_forward *f, fitlm_error *err) {
@@ -253,10 +277,8 @@ int fitlm_forward_serve(fitlm_forward *f, fitlm_error *err) {
     for (;;) {
         fitlm_batch b;
         int r = fitlm_parallel_recv_batch(f->par, &b, err);
-        if (r <= 0) return r;
-        if (b.n_tokens > f->max_tokens)
-            return fitlm_fail(err, "a step of %u tokens exceeds the %u this forward pass was sized for", b.n_tokens,
-                              f->max_tokens);
-        if (forward_run(f, &b, NULL, err)) return -1;
+        if (r < 0) return -1;
+        if (r == 0) return fitlm_parallel_flush(f->par, err); /* stop: the root received everything sent */
+        if (check_batch(f, &b, err) || forward_run(f, &b, err)) return -1;
     }
 }

@@ -35,6 +35,17 @@ void fitlm_forward_free(fitlm_forward *f);
  * with the backend's error. */
 int fitlm_forward_eval(fitlm_forward *f, const fitlm_batch *b, float *logits, fitlm_error *err);
 
+/* fitlm_forward_eval in two halves, so that the root of a pipeline-parallel
+ * run can keep several steps in flight (the serving engine's lanes): submit
+ * sends the batch to the group and runs this rank's stage (in a single
+ * process, or when this rank computes the logits, everything: the logits are
+ * then in `logits` already); collect receives the step's logits from the
+ * last stage into `logits`. Steps are collected in the order they were
+ * submitted, each with its batch (the same n_logits); the caller keeps the
+ * sequences of a step in flight out of later steps. 0, or -1 with err. */
+int fitlm_forward_submit(fitlm_forward *f, const fitlm_batch *b, float *logits, fitlm_error *err);
+int fitlm_forward_collect(fitlm_forward *f, const fitlm_batch *b, float *logits, fitlm_error *err);
+
 /* Distributed runs (weights made with fitlm_weights_new_part): on the root,
  * fitlm_forward_eval broadcasts each batch to the group and gets the logits
  * back; freeing the root's forward pass tells the group to stop. On every

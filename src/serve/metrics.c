@@ -79,6 +79,7 @@ static void sum_stats(fitlm_engine *const *e, unsigned n, fitlm_engine_stats *s)
         s->prompt_tokens += t.prompt_tokens;
         s->generated_tokens += t.generated_tokens;
         s->steps += t.steps;
+        s->steps_overlapped += t.steps_overlapped;
         for (int r = 0; r < 5; r++) s->requests_finished[r] += t.requests_finished[r];
     }
 }
@@ -154,6 +155,9 @@ char *serve_metrics_render(serve_metrics *m, fitlm_engine *const *e, unsigned n_
         render_one(&b, "fitlm_generation_tokens_total", "counter", "Tokens generated.", (double)s.generated_tokens);
         render_one(&b, "fitlm_engine_steps_total", "counter", "Engine steps (batched forward passes).",
                    (double)s.steps);
+        render_one(&b, "fitlm_pipeline_overlapped_steps_total", "counter",
+                   "Pipeline parallel: steps submitted while another step was still in the pipeline.",
+                   (double)s.steps_overlapped);
         serve_buf_str(&b, "# HELP fitlm_request_success_total Requests finished, by finish reason.\n"
                           "# TYPE fitlm_request_success_total counter\n");
         for (int r = FITLM_FINISH_STOP; r <= FITLM_FINISH_ERROR; r++)
