@@ -155,6 +155,15 @@ for name, path, vocab, ids in models:
 for label, rel in sorted(worst.items()):
     print("%-28s max relative logit difference %.2e" % (label, rel))
 
+# ---- a prompt chunk of 64+ rows is cut into up to 8 micro-batches (forward.c): still bit-identical ----
+long_ids = " ".join(str(int(x)) for x in np.random.default_rng(5).integers(3, 512, 150))
+largs = ["logits", "-m", stories, "--ids", long_ids, "--top", 4, "-t", "1"]
+want = single(*largs)
+p = mpi(2, largs + ["--pp", "2"])
+check(want.returncode == 0 and p.returncode == 0 and p.stdout == want.stdout and len(want.stdout) > 1000,
+      "stories260K: a 150-token prompt (4 micro-batches of 37-38 rows) under --pp 2 gives the single process's "
+      "logits: %s" % p.stderr[-1000:])
+
 # ---- explicit pipeline stages: --pp-layers ----
 sargs = ["logits", "-m", stories, "--ids", "1 403 407 29 13", "--top", 512, "-t", "1"]
 want = single(*sargs)

@@ -751,7 +751,9 @@ static int lane_submit(fitlm_engine *e, uint32_t L, fitlm_error *err) {
         s->inflight = true;
     }
     /* with another lane's step in the pipeline every stage already has work:
-     * the step goes through whole (cutting it would read the weights twice) */
+     * a decode step goes through whole (cutting it would read the weights
+     * twice); a prompt chunk is still cut (forward.c: micro_batches), so that
+     * the next stage starts on it before the first is done */
     fitlm_batch b = {.n_tokens = t,
                      .ids = e->b_ids,
                      .pos = e->b_pos,
@@ -761,7 +763,7 @@ static int lane_submit(fitlm_engine *e, uint32_t L, fitlm_error *err) {
                      .n_seqs = n_seqs,
                      .logit_rows = e->b_rows,
                      .n_logits = n_logits,
-                     .n_micro = others_busy ? 1 : 0};
+                     .n_micro = others_busy && t < FITLM_MICRO_BIG_ROWS ? 1 : 0};
     e->overlapped = others_busy;
     e->lane_busy[L] = true;
     e->lane_rows[L] = t;

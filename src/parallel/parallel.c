@@ -8,10 +8,13 @@
 #include "util/hash.h"
 
 /* Point-to-point tags. */
-enum { TAG_ACT = 11, TAG_LOGITS = 12 };
+enum { TAG_ACT = 11, TAG_LOGITS = 12, TAG_STEP = 13 };
 
-/* The first broadcast of a step carries this many bytes (header and, for
- * decode steps, the whole batch); a larger batch follows in a second one. */
+/* The first message of a step carries this many bytes (header and, for
+ * decode steps, the whole batch); a larger batch follows in a second one.
+ * The root sends a step's messages to each rank of the group point to point,
+ * without waiting (send_async): a rank still busy with an earlier step takes
+ * them when it gets there, so the root can go on to the next step. */
 #define FIRST_CHUNK 4096
 #define MSG_MAGIC 0x4d4c5446u /* "FTLM" */
 enum { CMD_BATCH = 1, CMD_STOP = 2 };
@@ -280,6 +283,21 @@ static int grow(uint8_t **buf, size_t *cap, size_t need, fitlm_error *err) {
     return 0;
 }
 
+static int send_async(fitlm_parallel *p, fitlm_comm *c, const void *x, size_t bytes, int dst, int tag,
+                      fitlm_error *err);
+
+/* The step message in p->tx (total bytes, at least FIRST_CHUNK of buffer) to
+ * every other rank of the link. */
+static int send_step(fitlm_parallel *p, size_t total, fitlm_error *err) {
+    for (int dst = 1; dst < p->link->size; dst++) {
+        if (send_async(p, p->link, p->tx, FIRST_CHUNK, dst, TAG_STEP, err)) return -1;
+        if (total > FIRST_CHUNK &&
+            send_async(p, p->link, p->tx + FIRST_CHUNK, total - FIRST_CHUNK, dst, TAG_STEP, err))
+            return -1;
+    }
+    return 0;
+}
+
 int fitlm_parallel_send_batch(fitlm_parallel *p, const fitlm_batch *b, int block_shift, fitlm_error *err) {
     if (p->link->size == 1) return 0;
     uint32_t n = b->n_tokens, ns = b->n_seqs, nl = b->n_logits;
@@ -315,9 +333,7 @@ int fitlm_parallel_send_batch(fitlm_parallel *p, const fitlm_batch *b, int block
         if (nblk[s]) memcpy(q, b->block_table[s], (size_t)nblk[s] * 4);
         q += (size_t)nblk[s] * 4;
     }
-    if (fitlm_comm_bcast(p->link, p->tx, FIRST_CHUNK, 0, err)) return -1;
-    if (total > FIRST_CHUNK && fitlm_comm_bcast(p->link, p->tx + FIRST_CHUNK, total - FIRST_CHUNK, 0, err)) return -1;
-    return 0;
+    return send_step(p, total, err);
 }
 
 int fitlm_parallel_send_stop(fitlm_parallel *p, fitlm_error *err) {
@@ -326,12 +342,12 @@ int fitlm_parallel_send_stop(fitlm_parallel *p, fitlm_error *err) {
     msg_header h = {.magic = MSG_MAGIC, .cmd = CMD_STOP, .total = sizeof h};
     memset(p->tx, 0, FIRST_CHUNK);
     memcpy(p->tx, &h, sizeof h);
-    return fitlm_comm_bcast(p->link, p->tx, FIRST_CHUNK, 0, err);
+    return send_step(p, FIRST_CHUNK, err);
 }
 
 int fitlm_parallel_recv_batch(fitlm_parallel *p, fitlm_batch *b, fitlm_error *err) {
     if (grow(&p->rx, &p->rx_cap, FIRST_CHUNK, err)) return -1;
-    if (fitlm_comm_bcast(p->link, p->rx, FIRST_CHUNK, 0, err)) return -1;
+    if (fitlm_comm_recv(p->link, p->rx, FIRST_CHUNK, 0, TAG_STEP, err)) return -1;
     msg_header h;
     memcpy(&h, p->rx, sizeof h);
     if (h.magic != MSG_MAGIC) return fitlm_fail(err, "rank %d: a malformed step message from the root", p->world->rank);
@@ -341,7 +357,8 @@ int fitlm_parallel_recv_batch(fitlm_parallel *p, fitlm_batch *b, fitlm_error *er
         return fitlm_fail(err, "rank %d: a step message of %llu bytes", p->world->rank, (unsigned long long)h.total);
     if (h.total > FIRST_CHUNK) {
         if (grow(&p->rx, &p->rx_cap, (size_t)h.total, err)) return -1;
-        if (fitlm_comm_bcast(p->link, p->rx + FIRST_CHUNK, (size_t)h.total - FIRST_CHUNK, 0, err)) return -1;
+        if (fitlm_comm_recv(p->link, p->rx + FIRST_CHUNK, (size_t)h.total - FIRST_CHUNK, 0, TAG_STEP, err))
+            return -1;
     }
     uint32_t n = h.n_tokens, ns = h.n_seqs, nl = h.n_logits;
     const uint8_t *q = p->rx + sizeof h;

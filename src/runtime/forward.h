@@ -21,6 +21,10 @@
 
 typedef struct fitlm_forward fitlm_forward;
 
+/* Pipeline parallel: steps of at least this many rows (prompt chunks) are cut
+ * into several micro-batches (forward.c); smaller ones into at most P. */
+#define FITLM_MICRO_BIG_ROWS 64
+
 /* Allocates activations for max_tokens rows per call and reserves backend
  * scratch for sequences of up to max_ctx positions. w and kv are borrowed and
  * must outlive the result; the caller frees it with fitlm_forward_free. NULL
