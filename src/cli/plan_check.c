@@ -182,8 +182,7 @@ int plan_check_print(FILE *out, const fitlm_model *m, const char *profile_path, 
     double resident_w = (double)mm.weights;
     const fitlm_tensor *E = m->global_tensors[FITLM_T_TOKEN_EMBD];
     bool tied = !m->global_tensors[FITLM_T_OUTPUT];
-    if (E && !tied && !(mem->repacked_bytes && (E->type == FITLM_TYPE_Q4_0 || E->type == FITLM_TYPE_Q8_0 ||
-                                                 (E->type >= FITLM_TYPE_Q2_K && E->type <= FITLM_TYPE_Q6_K)))) {
+    if (E && !tied && mem->embd_mapped) {
         double rowb = (double)E->nbytes / (m->hp.vocab_size ? m->hp.vocab_size : 1);
         double touched = (double)run->embd_rows * fmax(rowb, 4096.0);
         if (touched < (double)E->nbytes) resident_w -= (double)E->nbytes - touched;

@@ -227,6 +227,8 @@ void fitlm_engine_get_memory(const fitlm_engine *e, fitlm_runtime_memory *out) {
     out->weight_bytes = e->w->weight_bytes;
     out->weight_read_per_token = e->w->weight_read_per_token;
     out->repacked_bytes = e->w->repacked_bytes;
+    out->bf16_from_f16_bytes = e->w->bf16_from_f16_bytes;
+    out->embd_mapped = e->w->has_embd && !e->w->tok_embd.owned;
     out->kv_bytes = e->kv->nbytes;
     out->scratch_bytes = e->w->owned_bytes + fitlm_forward_scratch_bytes(e->fwd) +
                          (uint64_t)e->p.n_parallel * e->vocab * sizeof(float) + (uint64_t)(e->w->hp.head_dim / 2) * 4;

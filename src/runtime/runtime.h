@@ -78,6 +78,8 @@ typedef struct fitlm_runtime_memory {
     uint64_t weight_read_per_token; /* matrix bytes streamed per decoded token */
     uint64_t repacked_bytes;     /* part of weight_bytes held as backend-owned repacked copies */
     uint64_t bf16_from_f16_bytes; /* part of weight_bytes: F16 matrices run as BF16 (bfloat16 values) */
+    bool embd_mapped;            /* the token embedding is read from the mapped file (only the rows looked up
+                                    become resident), not from a backend-owned copy */
     uint64_t kv_bytes;           /* KV cache */
     uint64_t scratch_bytes;      /* activations, logits buffer, backend scratch, converted vectors */
     int kv_type;
