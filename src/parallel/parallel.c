@@ -133,6 +133,13 @@ void fitlm_parallel_free(fitlm_parallel *p) {
     if (p->replicas)
         for (uint32_t d = 1; d < p->dp_size; d++) fitlm_parallel_free(p->replicas[d]);
     free(p->replicas);
+    /* sends still in flight complete before the communicators they use go */
+    if (p->sends) {
+        fitlm_error err = {{0}};
+        if (fitlm_parallel_flush(p, &err)) fitlm_error_print(&err);
+        for (uint32_t i = 0; i < p->n_sends; i++) free(p->sends[i].buf);
+        free(p->sends);
+    }
     if (p->link && p->link != p->group) fitlm_comm_free(p->link);
     fitlm_comm_free(p->tp);
     fitlm_comm_free(p->group);
@@ -141,12 +148,6 @@ void fitlm_parallel_free(fitlm_parallel *p) {
     free(p->rx_tables);
     free(p->tx);
     free(p->nblk);
-    if (p->sends) {
-        fitlm_error err = {{0}};
-        if (fitlm_parallel_flush(p, &err)) fitlm_error_print(&err);
-        for (uint32_t i = 0; i < p->n_sends; i++) free(p->sends[i].buf);
-        free(p->sends);
-    }
     free(p);
 }
 
