@@ -332,6 +332,13 @@ def main():
             proc.send_signal(signal.SIGTERM)
             proc.wait(120)
             logf.close()
+            # the server's own closing report (`--serve-args --plan-check`: the
+            # planner's prediction at the measured concurrency)
+            text = open(log_path).read()
+            k = text.find("plan check:")
+            if k >= 0:
+                out["server_plan_check"] = text[k:]
+                print("\nserver (at shutdown): " + text[k:], end="")
     one = next((l for l in out["levels"] if l["concurrency"] == 1), None)
     if one and out.get("bench_tg128"):
         single = 1e3 / one["tpot_p50_ms"]
