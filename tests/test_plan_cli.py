@@ -255,6 +255,20 @@ check(t_nd["tpot_s"] < t_sh["tpot_s"] and t_nd["decode_tokens_per_s"] > t_sh["de
 m_sh, m_nd = shared_host["memory"], on_nodes["memory"]
 check(m_nd["per_device_bytes"] < 0.75 * m_sh["per_device_bytes"],
       f"per node memory {m_nd['per_device_bytes']} vs the shared host's {m_sh['per_device_bytes']}")
+# ---- pipeline stages on one host: each stage has half the threads ----
+def host_time(*a):
+    return plan_json("tinyllama-1.1b", "-q", "q4_0", "-c", "2048", "--no-profile", *a)["time"]
+one_b1, one_b2 = host_time("--gpu", "cpu"), host_time("--gpu", "cpu", "-b", "2")
+pp_b1, pp_b2 = host_time("--gpu", "cpu:2", "--pp", "2"), host_time("--gpu", "cpu:2", "--pp", "2", "-b", "2")
+# one sequence: the stages take turns, each at half the host (assumed figures scale with the threads)
+r = (pp_b1["tpot_s"] - pp_b1["comm_s_per_decode_step"]) / one_b1["tpot_s"]
+check(1.8 < r < 2.05, f"PP 2, one sequence: TPOT {pp_b1['tpot_s']} = {r:.3f} x the single process's {one_b1['tpot_s']}")
+# two sequences in flight: each stage works on a different step, the single process's step
+r = (pp_b2["tpot_s"] - pp_b2["comm_s_per_decode_step"]) / one_b2["tpot_s"]
+check(abs(r - 1) < 0.005, f"PP 2, two sequences: TPOT {pp_b2['tpot_s']} = {r:.4f} x the single process's")
+# a 1024-token prompt in 512-token chunks of 8 micro-batches: (8 + 1) / (8 x 2) at half the threads = 9/8
+r = pp_b1["ttft_s"] / one_b1["ttft_s"]
+check(abs(r - 9 / 8) < 0.01, f"PP 2 prompt: TTFT {pp_b1['ttft_s']} = {r:.4f} x the single process's (9/8)")
 custom = plan_json("tinyllama-1.1b", "-q", "q4_0", "--gpu", "cpu:2", "--pp", "2", "--no-profile", "--nodes-link", "40:15")
 check(custom["time"]["allreduce_alpha_s"] == 15e-6 and abs(custom["time"]["allreduce_bw"] - 40e9 / 8 * 0.94) < 1,
       f"GBPS:ALPHA_US link: {custom['time']}")

@@ -84,6 +84,11 @@ if served and conc and all(k in rows for k in ("weights", "time per output token
     check(unit == "ms" and abs(tm - itl * 1e3) <= 0.0006 + 1e-3 * itl * 1e3,
           f"measured time per token {tm} ms = the /metrics mean {itl * 1e3:.4f} ms")
     check(1e-4 < tp < 1e3, f"predicted time per token {tp} ms")
+    # the prompt work the steps carried (chunked prefill) is the engine's own count
+    pps = re.search(r"mean context \d+, ([0-9.]+) prompt tokens per step", log)
+    want_pps = m["fitlm_prompt_tokens_total"] / steps
+    check(pps is not None and abs(float(pps.group(1)) - want_pps) <= 0.051,
+          f"prompt tokens per step {pps.group(1) if pps else None} = /metrics prompt tokens / steps {want_pps:.3f}")
     dp, dm, unit = rows["decode throughput"]
     check(unit == "tok/s" and abs(dp - b / (tp / 1e3)) <= 0.01 * dp and abs(dm - b / (tm / 1e3)) <= 0.01 * dm,
           f"throughput = concurrency / time per token: predicted {dp}, measured {dm}")

@@ -362,6 +362,7 @@ int cmd_serve(int argc, char **argv) {
             .generated = end.generated_tokens,
             .steps = end.steps,
             .requests = reqs,
+            .prompt_tokens = end.prompt_tokens,
         };
         if (plan_check_serve_print(stderr, m, o.profile_path, &pc)) rc = 1;
     }

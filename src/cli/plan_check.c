@@ -77,6 +77,16 @@ int plan_check_serve_print(FILE *out, const fitlm_model *m, const char *profile_
     fitlm_cpu_pred tg;
     fitlm_cpu_predict(have ? prof : NULL, 0, 0, &w, run->threads, 0, 0, ctx - 1, 1, &tg);
     double step = fitlm_cpu_batch_step_s(&tg, &w, b, run->mean_ctx);
+    /* steps also carry the chunks of new prompts (chunked prefill): their
+     * tokens per step at the prefill rate of a mean prompt */
+    double prompt_per_step = run->steps ? (double)run->prompt_tokens / (double)run->steps : 0;
+    if (prompt_per_step > 0 && run->requests) {
+        double mean_prompt = (double)run->prompt_tokens / (double)run->requests;
+        fitlm_cpu_pred pp;
+        uint32_t np = mean_prompt >= 1 ? (uint32_t)mean_prompt : 1;
+        fitlm_cpu_predict(have ? prof : NULL, 0, 0, &w, run->threads, np, FITLM_DEFAULT_UBATCH, 0, 0, &pp);
+        if (pp.prefill_s > 0) step += prompt_per_step * pp.prefill_s / np;
+    }
     fprintf(out, "\nplan check: the planner's prediction beside this server (%s; %d threads)\n", src, run->threads);
     fprintf(out, "at the measured concurrency %.2f (%llu generated tokens in %llu engine steps, %llu requests)\n", b,
             (unsigned long long)run->generated, (unsigned long long)run->steps, (unsigned long long)run->requests);
@@ -86,8 +96,8 @@ int plan_check_serve_print(FILE *out, const fitlm_model *m, const char *profile_
     row(out, "weights", (double)fitlm_model_tensor_bytes(m) / MIB, (double)run->weight_bytes / MIB, "MiB", 2,
         "tensor bytes of the file");
     char note[200];
-    snprintf(note, sizeof note, "mean context %.0f; mean of %llu inter-token intervals", run->mean_ctx,
-             (unsigned long long)run->itl_count);
+    snprintf(note, sizeof note, "mean context %.0f, %.1f prompt tokens per step; mean of %llu inter-token intervals",
+             run->mean_ctx, prompt_per_step, (unsigned long long)run->itl_count);
     row(out, "time per output token", step * 1e3, run->itl_s * 1e3, "ms", 3, note);
     snprintf(note, sizeof note, "concurrency / time per output token");
     row(out, "decode throughput", b / step, run->itl_s > 0 ? b / run->itl_s : 0, "tok/s", 2, note);
@@ -159,8 +169,9 @@ int plan_check_print(FILE *out, const fitlm_model *m, const char *profile_path, 
      * plus each step's communication (planner/host_comm.h), as `plan --gpu
      * cpu:N --tp T --pp P` predicts it */
     int all_threads = run->threads * (int)(T * P);
-    fitlm_cpu_predict(have ? prof : NULL, 0, 0, &w, all_threads, run->n_prompt, mem->n_ubatch, 0, 0, &pp);
-    fitlm_cpu_predict(have ? prof : NULL, 0, 0, &w, all_threads, 0, mem->n_ubatch, run->ctx0, run->n_gen, &tg);
+    /* pipeline stages take turns on one sequence (planner/host_comm.h) */
+    fitlm_host_pipeline_predict(have ? prof : NULL, 0, 0, &w, all_threads, (int)P, 1, run->n_prompt, mem->n_ubatch,
+                                run->ctx0, run->n_gen, &pp, &tg);
     double comm_tg = 0;
     if (mpi) {
         fitlm_host_comm hc;

@@ -46,10 +46,13 @@ typedef struct plan_check_serve {
     double itl_s;               /* mean inter-token latency (the /metrics histogram) */
     uint64_t itl_count;         /* intervals it averages */
     uint64_t generated, steps, requests;
+    uint64_t prompt_tokens;     /* prompt tokens computed (not the prefix-cache hits) */
 } plan_check_serve;
 
 /* Prints the planner's decode step and throughput at the measured concurrency
- * (planner/cpu_cost.h: fitlm_cpu_batch_step_s) beside the measured ones.
+ * (planner/cpu_cost.h: fitlm_cpu_batch_step_s), plus the prompt tokens the
+ * steps carried on average at the predicted prefill rate, beside the measured
+ * ones.
  * 0, or -1 after printing an error (an explicit profile that cannot be read). */
 int plan_check_serve_print(FILE *out, const fitlm_model *m, const char *profile_path, const plan_check_serve *run);
 

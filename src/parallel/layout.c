@@ -125,3 +125,16 @@ int fitlm_pp_split(const fitlm_model *m, uint32_t P, const char *spec, uint32_t 
     bounds[P] = L;
     return 0;
 }
+
+uint32_t fitlm_pp_micro_batches(int64_t n, uint32_t P) {
+    if (P < 2 || n < 2) return 1;
+    int64_t k;
+    if (n >= FITLM_PP_MICRO_BIG_ROWS) {
+        k = n / (FITLM_PP_MICRO_BIG_ROWS / 2);
+        if (k > 8) k = 8;
+    } else {
+        k = n / 4;
+        if (k > P) k = P;
+    }
+    return k < 2 ? 1 : (uint32_t)k;
+}

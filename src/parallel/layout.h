@@ -49,4 +49,12 @@ void fitlm_tp_shard_of(const fitlm_hparams *hp, uint32_t T, uint32_t r, fitlm_tp
  * gets at least one layer. 0, or -1 with err. */
 int fitlm_pp_split(const fitlm_model *m, uint32_t P, const char *spec, uint32_t *bounds, fitlm_error *err);
 
+/* The micro-batches a forward step of n_rows rows is cut into over P pipeline
+ * stages (runtime/forward.c: micro_batches, which has the reasons): below
+ * FITLM_PP_MICRO_BIG_ROWS rows, up to P ranges of at least 4 rows; from it
+ * on, ranges of at least half of it, up to 8. 1 when P < 2 or the step is too
+ * small to cut. The planner times pipelined prompts with the same rule. */
+#define FITLM_PP_MICRO_BIG_ROWS 64
+uint32_t fitlm_pp_micro_batches(int64_t n_rows, uint32_t P);
+
 #endif

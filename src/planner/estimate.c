@@ -205,8 +205,12 @@ static void eval_infer_cpu(const fitlm_plan_model *m, const fitlm_plan_request *
     w.output_bytes = hp->tied_embeddings ? wb->embedding : wb->output;
     w.output_params = (double)hp->vocab_size * hp->dim;
     fitlm_cpu_pred pp, tg;
-    fitlm_cpu_predict(prof, g->mem_bw, g->fp16_flops, &w, threads, r->prompt, ub, 0, 0, &pp);
-    fitlm_cpu_predict(prof, g->mem_bw, g->fp16_flops, &w, threads, 0, ub, r->prompt, r->output, &tg);
+    /* pipeline stages on this host share its threads and take turns on fewer
+     * sequences than stages (planner/host_comm.h); on separate nodes
+     * (--nodes-link) the work above is already one node's share at its
+     * threads, the stages one after another */
+    fitlm_host_pipeline_predict(prof, g->mem_bw, g->fp16_flops, &w, threads, nodes ? 1 : P, seqs, r->prompt, ub,
+                                r->prompt, r->output, &pp, &tg);
     double mean_ctx = r->prompt + r->output / 2.0;
     res->flops_per_token = 2.0 * ((double)pc.per_layer_linear * hp->n_layers + w.output_params) +
                            4.0 * hp->n_layers * hp->n_heads * hp->head_dim * mean_ctx;

@@ -8,7 +8,9 @@
 #include <strings.h>
 #include <time.h>
 
+#include "parallel/layout.h"
 #include "planner/planner.h"
+#include "sys/threadpool.h"
 #include "util/file.h"
 
 void fitlm_host_comm_of(const fitlm_host_profile *p, fitlm_host_comm *c) {
@@ -96,4 +98,30 @@ int fitlm_host_profile_set_comm(const char *path, double alpha_s, double bw, fit
     int rc = fitlm_host_profile_save(p, path, err);
     free(p);
     return rc;
+}
+
+void fitlm_host_pipeline_predict(const fitlm_host_profile *prof, double host_bw, double host_flops,
+                                 const fitlm_cpu_work *w, int threads, int P, double seqs, uint32_t n_prompt,
+                                 uint32_t ub, uint32_t ctx0, uint32_t n_gen, fitlm_cpu_pred *pp, fitlm_cpu_pred *tg) {
+    if (P < 2) {
+        fitlm_cpu_predict(prof, host_bw, host_flops, w, threads, n_prompt, ub, 0, 0, pp);
+        fitlm_cpu_predict(prof, host_bw, host_flops, w, threads, 0, ub, ctx0, n_gen, tg);
+        return;
+    }
+    if (threads <= 0) threads = prof && prof->threads > 0 ? prof->threads : fitlm_physical_cores();
+    int stage_threads = threads / P > 0 ? threads / P : 1;
+    /* the catalog's whole-host figures (no profile) in proportion to the threads */
+    double share = (double)stage_threads / threads;
+    double st_bw = host_bw * share, st_flops = host_flops * share;
+    fitlm_cpu_predict(prof, st_bw, st_flops, w, stage_threads, n_prompt, ub, 0, 0, pp);
+    if (n_prompt > 0 && pp->prefill_s > 0) {
+        uint32_t u = ub ? ub : n_prompt;
+        double chunks = ceil((double)n_prompt / u);
+        double k = fitlm_pp_micro_batches((int64_t)(n_prompt / chunks), (uint32_t)P);
+        pp->prefill_s *= (k + P - 1) / (k * P);
+        pp->ttft_s = pp->prefill_s;
+        pp->pp_tps = n_prompt / pp->prefill_s;
+    }
+    if (seqs < P) fitlm_cpu_predict(prof, st_bw, st_flops, w, stage_threads, 0, ub, ctx0, n_gen, tg);
+    else fitlm_cpu_predict(prof, host_bw, host_flops, w, threads, 0, ub, ctx0, n_gen, tg);
 }

@@ -112,37 +112,26 @@ static fitlm_btensor rows_of(const fitlm_btensor *t, int64_t r0, int64_t n) {
  * ranges that the stages pass on one after the other, so that stage s
  * computes range k while stage s+1 computes range k-1; with k ranges over P
  * stages a step takes (k + P - 1) range-times instead of P step-times.
- *   - Small steps (decode tokens, short chunks: fewer than MICRO_BIG_ROWS
- *     rows): up to P ranges of at least MICRO_MIN_ROWS rows. Each range
+ *   - Small steps (decode tokens, short chunks: fewer than
+ *     FITLM_PP_MICRO_BIG_ROWS rows): up to P ranges of at least 4 rows. Each range
  *     reads the stage's weights again, and below 4 rows the matmuls are
  *     bandwidth-bound (4 decode rows cost about 1.5x one row, 2 rows 1.2x:
  *     docs/benchmarks.md, batched decode shapes), so two half-size ranges in
  *     flight over two stages (3 slots of a range's time) would take longer
  *     than the whole step run stage after stage (2 slots of the step's).
- *   - Prompt chunks (MICRO_BIG_ROWS rows or more): ranges of at least
- *     MICRO_BIG_ROWS / 2 rows, up to MICRO_MAX_RANGES: the matmuls are
+ *   - Prompt chunks (FITLM_PP_MICRO_BIG_ROWS rows or more): ranges of at
+ *     least FITLM_PP_MICRO_BIG_ROWS / 2 rows, up to 8 (layout.c): the matmuls are
  *     compute-bound there, so more ranges cost no extra time and shrink the
  *     pipeline's fill and drain (a 512-token chunk over 2 stages: 9 slots of
  *     an eighth instead of 3 of a half, 1.125x one stage's time instead of 1.5x).
  * The root may fix the count in the step message (b->n_micro: the serving
  * engine asks for 1 when another lane's step keeps the stages busy). Every
  * rank derives the same split from the batch. One range in a single process. */
-#define MICRO_MIN_ROWS 4
-#define MICRO_BIG_ROWS FITLM_MICRO_BIG_ROWS
-#define MICRO_MAX_RANGES 8
 static uint32_t micro_batches(const fitlm_parallel *par, const fitlm_batch *b) {
     int64_t n = b->n_tokens;
     if (!par || par->remote || par->pp_size < 2) return 1;
     if (b->n_micro) return b->n_micro < n ? b->n_micro : (uint32_t)n; /* the root's choice */
-    int64_t k;
-    if (n >= MICRO_BIG_ROWS) {
-        k = n / (MICRO_BIG_ROWS / 2);
-        if (k > MICRO_MAX_RANGES) k = MICRO_MAX_RANGES;
-    } else {
-        k = n / MICRO_MIN_ROWS;
-        if (k > par->pp_size) k = par->pp_size;
-    }
-    return k < 2 ? 1 : (uint32_t)k;
+    return fitlm_pp_micro_batches(n, par->pp_size);
 }
 
 /* This rank's layers over rows [r0, r0+n) of batch b: the input rows come

@@ -17,13 +17,15 @@
 
 #include "runtime/batch.h"
 #include "runtime/kv_pool.h"
+#include "parallel/layout.h"
 #include "runtime/weights.h"
 
 typedef struct fitlm_forward fitlm_forward;
 
 /* Pipeline parallel: steps of at least this many rows (prompt chunks) are cut
- * into several micro-batches (forward.c); smaller ones into at most P. */
-#define FITLM_MICRO_BIG_ROWS 64
+ * into several micro-batches (forward.c, parallel/layout.h); smaller ones into
+ * at most P. */
+#define FITLM_MICRO_BIG_ROWS FITLM_PP_MICRO_BIG_ROWS
 
 /* Allocates activations for max_tokens rows per call and reserves backend
  * scratch for sequences of up to max_ctx positions. w and kv are borrowed and
