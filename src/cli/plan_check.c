@@ -170,8 +170,12 @@ int plan_check_print(FILE *out, const fitlm_model *m, const char *profile_path, 
      * cpu:N --tp T --pp P` predicts it */
     int all_threads = run->threads * (int)(T * P);
     /* pipeline stages take turns on one sequence (planner/host_comm.h) */
-    fitlm_host_pipeline_predict(have ? prof : NULL, 0, 0, &w, all_threads, (int)P, 1, run->n_prompt, mem->n_ubatch,
-                                run->ctx0, run->n_gen, &pp, &tg);
+    /* the largest stage: rank 0's layers or the mean of the others' */
+    double L = m->hp.n_layers ? m->hp.n_layers : 1;
+    double own = run->layer1 > run->layer0 ? run->layer1 - run->layer0 : L / P;
+    double max_stage = P > 1 ? fmax(own, (L - own) / (P - 1)) / L : 1;
+    fitlm_host_pipeline_predict(have ? prof : NULL, 0, 0, &w, all_threads, (int)P, max_stage, 1, run->n_prompt,
+                                mem->n_ubatch, run->ctx0, run->n_gen, &pp, &tg);
     double comm_tg = 0;
     if (mpi) {
         fitlm_host_comm hc;

@@ -209,8 +209,9 @@ static void eval_infer_cpu(const fitlm_plan_model *m, const fitlm_plan_request *
      * sequences than stages (planner/host_comm.h); on separate nodes
      * (--nodes-link) the work above is already one node's share at its
      * threads, the stages one after another */
-    fitlm_host_pipeline_predict(prof, g->mem_bw, g->fp16_flops, &w, threads, nodes ? 1 : P, seqs, r->prompt, ub,
-                                r->prompt, r->output, &pp, &tg);
+    double max_stage = ceil((double)hp->n_layers / P) / (hp->n_layers ? hp->n_layers : 1);
+    fitlm_host_pipeline_predict(prof, g->mem_bw, g->fp16_flops, &w, threads, nodes ? 1 : P, max_stage, seqs, r->prompt,
+                                ub, r->prompt, r->output, &pp, &tg);
     double mean_ctx = r->prompt + r->output / 2.0;
     res->flops_per_token = 2.0 * ((double)pc.per_layer_linear * hp->n_layers + w.output_params) +
                            4.0 * hp->n_layers * hp->n_heads * hp->head_dim * mean_ctx;

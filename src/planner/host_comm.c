@@ -101,7 +101,8 @@ int fitlm_host_profile_set_comm(const char *path, double alpha_s, double bw, fit
 }
 
 void fitlm_host_pipeline_predict(const fitlm_host_profile *prof, double host_bw, double host_flops,
-                                 const fitlm_cpu_work *w, int threads, int P, double seqs, uint32_t n_prompt,
+                                 const fitlm_cpu_work *w, int threads, int P, double max_stage, double seqs,
+                                 uint32_t n_prompt,
                                  uint32_t ub, uint32_t ctx0, uint32_t n_gen, fitlm_cpu_pred *pp, fitlm_cpu_pred *tg) {
     if (P < 2) {
         fitlm_cpu_predict(prof, host_bw, host_flops, w, threads, n_prompt, ub, 0, 0, pp);
@@ -118,7 +119,8 @@ void fitlm_host_pipeline_predict(const fitlm_host_profile *prof, double host_bw,
         uint32_t u = ub ? ub : n_prompt;
         double chunks = ceil((double)n_prompt / u);
         double k = fitlm_pp_micro_batches((int64_t)(n_prompt / chunks), (uint32_t)P);
-        pp->prefill_s *= (k + P - 1) / (k * P);
+        double f = max_stage >= 1.0 / P && max_stage <= 1 ? max_stage : 1.0 / P;
+        pp->prefill_s *= ((k - 1) * f + 1) / k;
         pp->ttft_s = pp->prefill_s;
         pp->pp_tps = n_prompt / pp->prefill_s;
     }

@@ -58,16 +58,19 @@ double fitlm_host_step_comm_s(const fitlm_host_comm *c, const fitlm_hparams *hp,
  * tokens after ctx0) predictions of a run whose layers are cut into P
  * pipeline stages on this host's cores, each stage with `threads` / P of the
  * `threads` (fitlm's runtime under mpirun). A prompt chunk passes the stages
- * in k = fitlm_pp_micro_batches(rows, P) micro-batches, and k ranges over P
- * stages take k + P - 1 range-times: (k + P - 1) / (k P) of the chunk through
- * the whole model at one stage's threads. A decode step of fewer sequences
+ * in k = fitlm_pp_micro_batches(rows, P) micro-batches: the first range passes
+ * every stage, each later one adds the slowest stage's time, so the chunk
+ * takes ((k - 1) max_stage + 1) / k of its time through the whole model at one
+ * stage's threads, max_stage being the largest stage's share of the layers
+ * (1/P when balanced: (k + P - 1) / (k P)). A decode step of fewer sequences
  * (seqs) than stages passes them one after another: the whole model at one
  * stage's threads. With P or more sequences in flight (the serving engine's
  * lanes) each stage works on a different step: the single process with every
  * thread. P < 2: fitlm_cpu_predict with every thread. Communication is not
  * included (fitlm_host_step_comm_s). */
 void fitlm_host_pipeline_predict(const fitlm_host_profile *prof, double host_bw, double host_flops,
-                                 const fitlm_cpu_work *w, int threads, int P, double seqs, uint32_t n_prompt,
+                                 const fitlm_cpu_work *w, int threads, int P, double max_stage, double seqs,
+                                 uint32_t n_prompt,
                                  uint32_t ub, uint32_t ctx0, uint32_t n_gen, fitlm_cpu_pred *pp, fitlm_cpu_pred *tg);
 
 /* Sets the measured all-reduce figures in the profile at path (created from
