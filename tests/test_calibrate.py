@@ -42,6 +42,11 @@ check(len(bw) == 1 and bw[0] > 1e8, f"read bandwidth for 1 thread measured: {bw}
 kern = {k["type"]: k for k in prof.get("kernels", [])}
 for t in ("F16", "Q8_0", "Q4_0"):
     check(t in kern and kern[t]["decode_bw"] > 1e8 and kern[t]["prefill_flops"] > 1e8, f"kernel {t} timed: {kern.get(t)}")
+# batched rows against one row: 2 .. 64 rows timed, never below one row's time, never falling with more rows
+for t in ("F16", "Q8_0", "Q4_0"):
+    br = kern.get(t, {}).get("batch_ratio", {})
+    rs = [br.get(str(r), 0) for r in (2, 4, 8, 16, 32, 64)]
+    check(all(r >= 1 for r in rs) and rs == sorted(rs), f"kernel {t}: batched-row ratios {br}")
 check(prof.get("per_layer_s", 0) > 0, f"fixed cost per layer measured: {prof.get('per_layer_s')}")
 # the fixed cost of a decode matmul call (two shapes from DRAM): present, and below a millisecond
 check(0 <= prof.get("matmul_call_s", -1) < 1e-3, f"matmul call cost: {prof.get('matmul_call_s')}")
@@ -78,10 +83,22 @@ def bad(name, mutate, expect):
     check(rc != 0 and err.startswith("fitlm: error:") and expect in err, f"{name}: rc {rc}: {err.strip()}")
 
 
+# a profile written before the batched-row ratios were timed still loads (the 16-row rate alone)
+old = json.load(open(mine))
+for k in old["kernels"]:
+    k.pop("batch_ratio", None)
+old_path = os.path.join(TMP, "before-ratios.json")
+with open(old_path, "w") as f:
+    json.dump(old, f)
+rc, out, err = run("plan", "llama-3.2-1b", "--profile", old_path)
+check(rc == 0 and "cost model: host profile " + old_path in out, f"profile without batch_ratio: {err.strip()}")
+
 bad("version", lambda p: p.update(version=99), "version 99")
 bad("negative-bw", lambda p: p.update(read_bw_by_threads=[-1]), "read_bw_by_threads[0]")
 bad("no-kernels", lambda p: p.pop("kernels"), "kernels")
 bad("unknown-type", lambda p: p["kernels"][0].update(type="Q9_9"), "Q9_9")
+bad("batch-ratio", lambda p: p["kernels"][0]["batch_ratio"].update({"8": 0.5}), "'8'")
+bad("batch-ratio-type", lambda p: p["kernels"][0].update(batch_ratio=[1, 2]), "batch_ratio")
 bad("layer-cost", lambda p: p.update(per_layer_s="fast"), "per_layer_s")
 bad("call-cost", lambda p: p.update(matmul_call_s=-1), "matmul_call_s")
 bad("not-profile", lambda p: p.update(format="something"), "not a fitlm host profile")

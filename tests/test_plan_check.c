@@ -124,6 +124,34 @@ static void check_batch_step(void) {
     fitlm_cpu_predict(&prof, 0, 0, &w, 1, 0, 0, 0, 1, &tg);
     s16 = fitlm_cpu_batch_step_s(&tg, &w, 16, 1);
     CHECK(fabs(s16 - (tg.decode_s + 15 * kv1)) < 1e-9, "no batched rate: bandwidth-bound %g", s16);
+
+    /* timed row counts: one row's 10 ms matrices (1e8 bytes at 10 GB/s) times
+     * the ratio, linear between 2, 4, 8 .. 64 rows, proportional beyond */
+    static const double ratio[FITLM_CAL_N_BATCH] = {1.5, 2, 3, 4.5, 8, 15};
+    fitlm_cpu_pred pf_old;
+    fitlm_cpu_predict(&prof, 0, 0, &w, 1, 8, 8, 0, 1, &pf_old);
+    memcpy(prof.kern[0].batch_ratio, ratio, sizeof ratio);
+    fitlm_cpu_predict(&prof, 0, 0, &w, 1, 0, 0, 0, 1, &tg);
+    CHECK(tg.batch_measured[0], "the ratios are used");
+    double s3 = fitlm_cpu_batch_step_s(&tg, &w, 3, 1), s128 = fitlm_cpu_batch_step_s(&tg, &w, 128, 1);
+    double want3 = tg.decode_s + 0.01 * 0.75 + 2 * kv1, want128 = tg.decode_s + 0.01 * (15 * 2 - 1) + 127 * kv1;
+    CHECK(fabs(fitlm_cpu_batch_step_s(&tg, &w, 1, 0) - tg.decode_s) < 1e-12, "batch 1 with ratios = one token");
+    CHECK(fabs(s3 - want3) < 1e-9, "3 rows between the timed 2 and 4: %g vs %g", s3, want3);
+    CHECK(fabs(s128 - want128) < 1e-9, "128 rows: 64 rows' time x 2: %g vs %g", s128, want128);
+    /* an 8-token prompt micro-batch costs the 8-row time, not the 256-row FLOP/s */
+    fitlm_cpu_pred pf_new;
+    fitlm_cpu_predict(&prof, 0, 0, &w, 1, 8, 8, 0, 1, &pf_new);
+    double d = pf_new.prefill_s - pf_old.prefill_s, want_d = 0.01 * 3 - 2.0 * 1.78e8 * 8 / 1e11;
+    CHECK(fabs(d - want_d) < 1e-9, "8-row micro-batch: %g vs %g", d, want_d);
+    /* at 2 threads (a 1-thread profile) the rows beyond the first take half the time */
+    prof.n_bw = 2;
+    prof.read_bw[2] = 20e9;
+    fitlm_cpu_predict(&prof, 0, 0, &w, 2, 0, 0, 0, 1, &tg);
+    s3 = fitlm_cpu_batch_step_s(&tg, &w, 3, 1);
+    want3 = tg.decode_s + 0.01 * 0.75 / 2 + 2 * (double)fitlm_kv_cache_bytes(FITLM_TYPE_F16, 1, 1, 64) / 20e9;
+    CHECK(fabs(s3 - want3) < 1e-9, "2 threads: %g vs %g", s3, want3);
+    memset(prof.kern[0].batch_ratio, 0, sizeof prof.kern[0].batch_ratio);
+    prof.n_bw = 1;
 }
 
 int main(void) {

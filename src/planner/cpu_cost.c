@@ -109,6 +109,22 @@ static double bw_at(const fitlm_host_profile *p, int threads) {
     return p->read_bw[threads];
 }
 
+const int fitlm_cal_batch_rows[FITLM_CAL_N_BATCH] = {2, 4, 8, 16, 32, 64};
+
+/* Seconds beyond one row's (one_s) of `rows` rows through a matrix whose
+ * extra[k] are those of fitlm_cal_batch_rows[k] rows: linear between the
+ * timed counts (and 0 at one row), proportional to the rows beyond the last. */
+static double rows_extra_s(const double *extra, double one_s, double rows) {
+    if (rows <= 1) return 0;
+    double r0 = 1, e0 = 0;
+    for (int k = 0; k < FITLM_CAL_N_BATCH; k++) {
+        double r1 = fitlm_cal_batch_rows[k], e1 = extra[k];
+        if (rows <= r1) return e0 + (e1 - e0) * (rows - r0) / (r1 - r0);
+        r0 = r1, e0 = e1;
+    }
+    return (one_s + e0) * rows / r0 - one_s;
+}
+
 void fitlm_cpu_predict(const fitlm_host_profile *prof, double host_bw, double host_flops, const fitlm_cpu_work *w,
                        int threads, uint32_t n_prompt, uint32_t ub, uint32_t ctx0, uint32_t n_gen,
                        fitlm_cpu_pred *out) {
@@ -144,6 +160,15 @@ void fitlm_cpu_predict(const fitlm_host_profile *prof, double host_bw, double ho
             dec_bw[i] = k->decode_bw * bw_scale;
             pf_flops[i] = k->prefill_flops * fl_scale;
             b_flops[i] = k->batch_flops * fl_scale; /* 0: not measured, the step stays bandwidth-bound */
+            /* rows beyond the first cost compute: their time at the profile's
+             * threads scales with the thread ratio, one row's with the bandwidth */
+            double bytes = i < w->n ? w->t[i].bytes : w->output_bytes;
+            bool all = true;
+            for (int j = 0; j < FITLM_CAL_N_BATCH; j++) {
+                if (k->batch_ratio[j] < 1) all = false;
+                out->batch_extra_s[i][j] = all ? bytes / k->decode_bw * (k->batch_ratio[j] - 1) / fl_scale : 0;
+            }
+            out->batch_measured[i] = all;
         } else {
             bool params = i < w->n ? w->t[i].params > 0 : w->output_bytes > 0;
             if (params) {
@@ -182,8 +207,14 @@ void fitlm_cpu_predict(const fitlm_host_profile *prof, double host_bw, double ho
         double t = 0;
         for (uint32_t p0 = 0; p0 < n_prompt; p0 += ub) {
             double nc = n_prompt - p0 < ub ? n_prompt - p0 : ub;
-            for (int i = 0; i < w->n; i++)
-                t += fmax(2.0 * w->t[i].params * nc / pf_flops[i], w->t[i].bytes / dec_bw[i]);
+            for (int i = 0; i < w->n; i++) {
+                double mat = w->t[i].bytes / dec_bw[i];
+                /* micro-batches within the timed row counts: their measured cost */
+                if (out->batch_measured[i] && nc <= fitlm_cal_batch_rows[FITLM_CAL_N_BATCH - 1])
+                    t += mat + rows_extra_s(out->batch_extra_s[i], mat, nc);
+                else
+                    t += fmax(2.0 * w->t[i].params * nc / pf_flops[i], mat);
+            }
             t += 4.0 * L * q_dim * nc * (p0 + nc / 2.0) / r->attn_flops;
             t += kv_pos * (p0 + nc) / r->read_bw;
             t += fixed;
@@ -212,6 +243,10 @@ double fitlm_cpu_batch_step_s(const fitlm_cpu_pred *tg, const fitlm_cpu_work *w,
     double others = batch > 1 ? batch - 1 : 0;
     double step = tg->decode_s + others * kv_pos * ctx / tg->rates.read_bw;
     for (int i = 0; i <= w->n && batch > 1; i++) {
+        if (tg->batch_measured[i]) {
+            step += rows_extra_s(tg->batch_extra_s[i], tg->mat_s[i], batch);
+            continue;
+        }
         double params = i < w->n ? w->t[i].params : w->output_params;
         if (tg->batch_flops[i] <= 0 || params <= 0) continue;
         double compute = 2.0 * params * batch / tg->batch_flops[i];
@@ -326,19 +361,29 @@ static int time_kernel(fitlm_threadpool *pool, int type, bool quick, fitlm_kerne
     for (int64_t i = 0; i < cols * ntok; i++) x[i] = (float)((i * 7919) % 2001 - 1000) * 1e-3f;
     double t = time_decode_passes(pool, type, w, mbytes, copies, repacked, rows, cols, x, y, quick ? 2 : 4);
     out->decode_bw = (double)mbytes * copies / t;
-    /* batched decode: FITLM_CAL_BATCH_ROWS rows over the same copies, fastest of two passes */
-    double tb = 1e30;
-    for (int ps = 0; ps < 2; ps++) {
-        double t0 = now_s();
-        for (int c = 0; c < copies; c++) {
-            const uint8_t *wc = w + mbytes * (size_t)c;
-            if (repacked) fitlm_cpu_matmul_repacked(pool, type, wc, rows, cols, x, FITLM_CAL_BATCH_ROWS, y);
-            else fitlm_cpu_matmul(pool, type, wc, rows, cols, x, FITLM_CAL_BATCH_ROWS, y);
+    /* batched decode: 1 row and each of fitlm_cal_batch_rows over the same
+     * copies, in turns (the VM's drifting memory speed then moves them
+     * together), the fastest of two passes of each; the ratios to one row */
+    double tb[FITLM_CAL_N_BATCH + 1];
+    for (int j = 0; j <= FITLM_CAL_N_BATCH; j++) tb[j] = 1e30;
+    for (int ps = 0; ps < 2; ps++)
+        for (int j = 0; j <= FITLM_CAL_N_BATCH; j++) {
+            int nr = j == 0 ? 1 : fitlm_cal_batch_rows[j - 1];
+            if (nr > ntok) continue;
+            double t0 = now_s();
+            for (int c = 0; c < copies; c++) {
+                const uint8_t *wc = w + mbytes * (size_t)c;
+                if (repacked) fitlm_cpu_matmul_repacked(pool, type, wc, rows, cols, x, nr, y);
+                else fitlm_cpu_matmul(pool, type, wc, rows, cols, x, nr, y);
+            }
+            double tt = now_s() - t0;
+            if (tt < tb[j]) tb[j] = tt;
         }
-        double tt = now_s() - t0;
-        if (tt < tb) tb = tt;
+    for (int j = 0; j < FITLM_CAL_N_BATCH; j++) {
+        out->batch_ratio[j] = tb[j + 1] < 1e29 ? tb[j + 1] / tb[0] : 0;
+        if (fitlm_cal_batch_rows[j] == FITLM_CAL_BATCH_ROWS)
+            out->batch_flops = 2.0 * (double)rows * (double)cols * FITLM_CAL_BATCH_ROWS * copies / tb[j + 1];
     }
-    out->batch_flops = 2.0 * (double)rows * (double)cols * FITLM_CAL_BATCH_ROWS * copies / tb;
     /* prefill: ntok tokens on one copy, the median of three */
     double pt[3];
     for (int rep = 0; rep < 3; rep++) {
@@ -466,6 +511,9 @@ int fitlm_calibrate_host(fitlm_host_profile *p, int max_threads, bool quick, FIL
     /* rounds over all types, the best figure of each: a burst of other work
      * on a shared machine then spoils one round of a type, not its figure */
     int rounds = quick ? 1 : 3;
+    enum { MAX_ROUNDS = 3 };
+    double ratios[FITLM_PROFILE_MAX_TYPES][FITLM_CAL_N_BATCH][MAX_ROUNDS] = {{{0}}};
+    int n_ratios[FITLM_PROFILE_MAX_TYPES] = {0};
     for (int round = 0; round < rounds; round++) {
         for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
             if (!fitlm_cpu_type_supported(types[i])) continue;
@@ -484,8 +532,23 @@ int fitlm_calibrate_host(fitlm_host_profile *p, int max_threads, bool quick, FIL
                 if (k.prefill_flops > slot->prefill_flops) slot->prefill_flops = k.prefill_flops;
                 if (k.batch_flops > slot->batch_flops) slot->batch_flops = k.batch_flops;
             }
+            int si = (int)(slot - p->kern);
+            for (int j = 0; j < FITLM_CAL_N_BATCH && n_ratios[si] < MAX_ROUNDS; j++)
+                ratios[si][j][n_ratios[si]] = k.batch_ratio[j];
+            if (n_ratios[si] < MAX_ROUNDS) n_ratios[si]++;
         }
     }
+    /* the ratios to one row: a ratio, not a speed, so the median of the
+     * rounds (the best would pair a fast batched pass with a slow single one) */
+    for (int si = 0; si < p->n_kern; si++)
+        for (int j = 0; j < FITLM_CAL_N_BATCH; j++)
+            if (n_ratios[si]) {
+                /* more rows never cost less time than fewer */
+                double r = median_of(ratios[si][j], n_ratios[si]), prev = j ? p->kern[si].batch_ratio[j - 1] : 1;
+                p->kern[si].batch_ratio[j] = r > prev ? r : prev;
+            } else {
+                p->kern[si].batch_ratio[j] = 0;
+            }
     /* the fixed cost of a decode matmul call, with the first of Q4_0, Q8_0,
      * F32 this CPU runs (one figure: it is the threads' first reads from DRAM
      * and the closing barrier, not the kernel's arithmetic); the smallest of
@@ -509,9 +572,11 @@ int fitlm_calibrate_host(fitlm_host_profile *p, int max_threads, bool quick, FIL
         const fitlm_kernel_rate *k = &p->kern[j];
         fprintf(log,
                 "kernel %-5s %-7s %d threads: decode %6.1f GB/s, %d-row decode %6.1f GFLOP/s, prefill %7.1f GFLOP/s "
-                "(best of %d rounds)\n",
+                "(best of %d rounds); rows",
                 fitlm_type_name(k->type), k->repacked ? "repack" : fitlm_cpu_kernel_isa_name(k->type), max_threads,
                 k->decode_bw / 1e9, FITLM_CAL_BATCH_ROWS, k->batch_flops / 1e9, k->prefill_flops / 1e9, rounds);
+        for (int r = 0; r < FITLM_CAL_N_BATCH; r++) fprintf(log, " %d:x%.2f", fitlm_cal_batch_rows[r], k->batch_ratio[r]);
+        fprintf(log, " of one row's time\n");
     }
     fitlm_threadpool_free(pool);
     if (p->n_kern == 0) return fitlm_fail(err, "no CPU kernel could be timed");

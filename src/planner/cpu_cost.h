@@ -31,6 +31,11 @@
 #define FITLM_PROFILE_VERSION 1
 #define FITLM_PROFILE_MAX_THREADS 256
 #define FITLM_PROFILE_MAX_TYPES 16
+/* Row counts (sequences in a decode step, or tokens of a small prompt
+ * micro-batch) at which calibrate times each kernel against one row:
+ * 2, 4, 8, 16, 32 and 64 (fitlm_cal_batch_rows). */
+#define FITLM_CAL_N_BATCH 6
+extern const int fitlm_cal_batch_rows[FITLM_CAL_N_BATCH];
 
 typedef struct fitlm_kernel_rate {
     int type;             /* fitlm_type of the weights */
@@ -39,6 +44,9 @@ typedef struct fitlm_kernel_rate {
     double prefill_flops; /* FLOP/s: matmul of FITLM_CAL_PREFILL_TOKENS tokens */
     double batch_flops;   /* FLOP/s: decode matmul of FITLM_CAL_BATCH_ROWS rows (sequences) with the weights
                            * coming from DRAM, as a batched decode step runs it; 0 = not measured */
+    double batch_ratio[FITLM_CAL_N_BATCH]; /* time of fitlm_cal_batch_rows[k] rows over the time of one row,
+                                            * the weights coming from DRAM (median of the rounds); 0 = not
+                                            * measured (profiles before it: the 16-row rate alone is used) */
 } fitlm_kernel_rate;
 
 typedef struct fitlm_host_profile {
@@ -158,6 +166,11 @@ typedef struct fitlm_cpu_pred {
      * fitlm_cpu_batch_step_s) */
     double mat_s[FITLM_PROFILE_MAX_TYPES + 1];
     double batch_flops[FITLM_PROFILE_MAX_TYPES + 1];
+    /* seconds beyond mat_s[i] of fitlm_cal_batch_rows[k] rows through the
+     * same matrices (the calibrated ratio at this prediction's threads);
+     * batch_measured[i] false: not in the profile (the 16-row rate alone) */
+    double batch_extra_s[FITLM_PROFILE_MAX_TYPES + 1][FITLM_CAL_N_BATCH];
+    bool batch_measured[FITLM_PROFILE_MAX_TYPES + 1];
     char assumed[256];          /* what was assumed, "" when everything was measured */
 } fitlm_cpu_pred;
 
@@ -170,12 +183,14 @@ void fitlm_cpu_predict(const fitlm_host_profile *prof, double host_bw, double ho
                        fitlm_cpu_pred *out);
 
 /* One decode step of `batch` sequences on the CPU runtime (the serving
- * engine's batched decode, the planner's batch on this machine): each weight
- * type's matrices take the longer of reading them once (one sequence's
- * time, tg at mean context ctx) and computing `batch` rows at the calibrated
- * batched-decode rate (several rows turn the int8 kernels compute-bound),
- * plus the KV cache of the other batch - 1 sequences at that context once
- * each. Seconds; the same function for `plan` and `serve --plan-check`. */
+ * engine's batched decode, the planner's batch on this machine): one
+ * sequence's time (tg at mean context ctx), plus for each weight type the
+ * calibrated time of `batch` rows through its matrices beyond one row's
+ * (interpolated between the timed row counts 1, 2, 4 .. 64, proportional
+ * to the rows beyond 64; a profile without them: the longer of reading the
+ * weights once and computing the rows at the 16-row rate), plus the KV cache
+ * of the other batch - 1 sequences at that context once each. Seconds; the
+ * same function for `plan` and `serve --plan-check`. */
 double fitlm_cpu_batch_step_s(const fitlm_cpu_pred *tg, const fitlm_cpu_work *w, double batch, double ctx);
 
 /* Measures this machine (about 20-40 s; quick: a few seconds): read bandwidth with 1..max_threads

@@ -173,6 +173,15 @@ char *fitlm_host_profile_json(const fitlm_host_profile *p) {
         cJSON_AddNumberToObject(k, "decode_bw", p->kern[i].decode_bw);
         cJSON_AddNumberToObject(k, "prefill_flops", p->kern[i].prefill_flops);
         cJSON_AddNumberToObject(k, "batch_flops", p->kern[i].batch_flops);
+        /* {"rows": time of that many rows / time of one row} */
+        bool all = true;
+        for (int j = 0; j < FITLM_CAL_N_BATCH; j++) all = all && p->kern[i].batch_ratio[j] >= 1;
+        cJSON *br = all ? cJSON_AddObjectToObject(k, "batch_ratio") : NULL;
+        for (int j = 0; j < FITLM_CAL_N_BATCH && br; j++) {
+            char key[16];
+            snprintf(key, sizeof key, "%d", fitlm_cal_batch_rows[j]);
+            cJSON_AddNumberToObject(br, key, p->kern[i].batch_ratio[j]);
+        }
         cJSON_AddItemToArray(ks, k);
     }
     cJSON_AddNumberToObject(o, "dispatch_s", p->dispatch_s);
@@ -284,6 +293,17 @@ static int parse_profile(fitlm_host_profile *p, const cJSON *o, const char *path
         if (cJSON_GetObjectItemCaseSensitive(k, "batch_flops") &&
             get_num(k, "batch_flops", 0, 1e17, &r->batch_flops, path, err))
             return -1;
+        /* optional too (0: the 16-row rate alone); every timed row count or none */
+        const cJSON *br = cJSON_GetObjectItemCaseSensitive(k, "batch_ratio");
+        if (br) {
+            if (!cJSON_IsObject(br)) return fitlm_fail(err, "%s: kernel %s: 'batch_ratio' must be an object", path, tn);
+            for (int j = 0; j < FITLM_CAL_N_BATCH; j++) {
+                char key[16];
+                snprintf(key, sizeof key, "%d", fitlm_cal_batch_rows[j]);
+                /* a row count costs at least one row's time and at most its rows' times 100 */
+                if (get_num(br, key, 1, 100.0 * fitlm_cal_batch_rows[j], &r->batch_ratio[j], path, err)) return -1;
+            }
+        }
         p->n_kern++;
     }
     if (get_num(o, "dispatch_s", 0, 1, &p->dispatch_s, path, err) ||
