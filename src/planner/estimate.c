@@ -240,7 +240,10 @@ static void eval_infer_cpu(const fitlm_plan_model *m, const fitlm_plan_request *
         res->n_stages = P;
     }
     res->decode_tps = seqs / res->tpot_s;
-    res->decode_bound = "memory";
+    /* compute-bound once the rows beyond the first take longer than reading the weights */
+    double read_s = 0;
+    for (int i = 0; i <= w.n; i++) read_s += tg.mat_s[i];
+    res->decode_bound = fitlm_cpu_batch_step_s(&tg, &w, seqs, 0) - tg.decode_s > read_s ? "compute" : "memory";
     res->bubble = 0;
     res->offload_s = 0;
     double cycle = res->ttft_s * seqs + r->output * res->tpot_s;
