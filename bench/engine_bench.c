@@ -6,7 +6,10 @@
  * steps and mean tokens per step, mean time to first token and mean time per
  * output token after the first (TPOT, as `vllm bench serve`). Batched decode
  * reads each weight once per step for all running sequences, so the
- * aggregate rate should grow far faster than the per-step time.
+ * aggregate rate should grow far faster than the per-step time. The last
+ * column is the planner's decode step for C sequences at the mean context
+ * (fitlm_cpu_batch_step_s with the host profile of `fitlm calibrate`, or
+ * --profile FILE; "-" without one), beside the measured TPOT.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -17,6 +20,7 @@
 #include "backend/backend.h"
 #include "engine/engine.h"
 #include "model/model.h"
+#include "planner/cpu_cost.h"
 
 static double now_s(void) {
     struct timespec ts;
@@ -36,7 +40,7 @@ static void on_event(void *user, const fitlm_gen_event *ev) {
 }
 
 int main(int argc, char **argv) {
-    const char *model = NULL, *conc = "1,4,16,64";
+    const char *model = NULL, *conc = "1,4,16,64", *profile = NULL;
     int threads = 0;
     long prompt = 64, gen = 64;
     for (int i = 1; i < argc; i++) {
@@ -45,8 +49,10 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "-c") && i + 1 < argc) conc = argv[++i];
         else if (!strcmp(argv[i], "-p") && i + 1 < argc) prompt = atol(argv[++i]);
         else if (!strcmp(argv[i], "-n") && i + 1 < argc) gen = atol(argv[++i]);
+        else if (!strcmp(argv[i], "--profile") && i + 1 < argc) profile = argv[++i];
         else {
-            fprintf(stderr, "usage: engine_bench -m MODEL [-t THREADS] [-c 1,4,16,64] [-p PROMPT] [-n GEN]\n");
+            fprintf(stderr, "usage: engine_bench -m MODEL [-t THREADS] [-c 1,4,16,64] [-p PROMPT] [-n GEN] "
+                            "[--profile HOST.json]\n");
             return 1;
         }
     }
@@ -65,8 +71,28 @@ int main(int argc, char **argv) {
         fprintf(stderr, "engine_bench: %s\n", err.msg);
         return 1;
     }
-    printf("%-6s %9s %10s %7s %9s %12s %12s\n", "conc", "wall s", "out tok/s", "steps", "tok/step", "mean TTFT s",
-           "mean TPOT ms");
+    /* the planner's step: the host profile (named, else the default file if any) */
+    static fitlm_host_profile prof;
+    char def[4096];
+    bool have_prof = false;
+    if (!profile && fitlm_host_profile_default_path(def, sizeof def) == 0) {
+        FILE *f = fopen(def, "r");
+        if (f) {
+            fclose(f);
+            profile = def;
+        }
+    }
+    if (profile) {
+        if (fitlm_host_profile_load(&prof, profile, &err)) fprintf(stderr, "engine_bench: %s (no prediction)\n", err.msg);
+        else have_prof = true;
+    }
+    fitlm_cpu_work work;
+    fitlm_cpu_work_of_model(m, fitlm_engine_params_default().kv_type, &work);
+    fitlm_cpu_pred tg;
+    double mean_ctx = prompt + gen / 2.0;
+    fitlm_cpu_predict(have_prof ? &prof : NULL, 0, 0, &work, threads, 0, 0, (uint32_t)mean_ctx, 1, &tg);
+    printf("%-6s %9s %10s %7s %9s %12s %12s %12s\n", "conc", "wall s", "out tok/s", "steps", "tok/step",
+           "mean TTFT s", "mean TPOT ms", "planned ms");
     char *list = strdup(conc);
     for (char *tokp = strtok(list, ","); tokp; tokp = strtok(NULL, ",")) {
         int c = atoi(tokp);
@@ -110,9 +136,11 @@ int main(int argc, char **argv) {
         }
         fitlm_engine_stats st;
         fitlm_engine_get_stats(e, &st);
-        printf("%-6d %9.2f %10.1f %7llu %9.1f %12.3f %12.2f\n", c, t1 - t0, out / (t1 - t0),
+        char planned[32] = "-";
+        if (have_prof) snprintf(planned, sizeof planned, "%.2f", fitlm_cpu_batch_step_s(&tg, &work, c, mean_ctx) * 1e3);
+        printf("%-6d %9.2f %10.1f %7llu %9.1f %12.3f %12.2f %12s\n", c, t1 - t0, out / (t1 - t0),
                (unsigned long long)st.steps, (double)(st.prompt_tokens + st.generated_tokens) / (double)st.steps,
-               ttft / c, tpot / c * 1e3);
+               ttft / c, tpot / c * 1e3, planned);
         fflush(stdout);
         free(ids);
         free(rt);

@@ -20,6 +20,11 @@ the single-stream decode speed to compare one client against; --compare R
 runs that and one client (3 requests of 128 tokens) in turns, R times, and
 prints the median ratio (a machine whose speed drifts then skews neither).
 
+--c-client BIN (build/bench/sse_client) runs each request through that C
+client instead of the Python one: it only stamps each recv() and keeps the
+bytes, then this script parses them the same way. On a machine whose cores
+the client shares with the server, a lighter client takes less from it.
+
 Output: a table on stdout (and --json FILE with every figure).
 """
 import argparse
@@ -48,12 +53,38 @@ def pct(xs, p):
 
 
 class Target:
-    def __init__(self, url, key):
+    def __init__(self, url, key, c_client=None):
         u = urllib.parse.urlparse(url)
         self.host, self.port = u.hostname, u.port or 80
+        self.key, self.c_client = key, c_client
         self.headers = {"Content-Type": "application/json"}
         if key:
             self.headers["Authorization"] = "Bearer " + key
+
+    def stream_c(self, body):
+        """stream() through the C client (bench/sse_client.c): its recv() stamps and raw bytes."""
+        tag = "/tmp/serve_bench.%d.%d" % (os.getpid(), threading.get_ident())
+        with open(tag + ".body", "w") as f:
+            json.dump(body, f)
+        cmd = [self.c_client, self.host, str(self.port), tag + ".body", tag + ".raw"] + ([self.key] if self.key else [])
+        p = subprocess.run(cmd, capture_output=True, text=True)
+        if p.returncode != 0:
+            raise RuntimeError("sse_client: " + p.stderr.strip())
+        raw = open(tag + ".raw", "rb").read()
+        os.unlink(tag + ".body")
+        os.unlink(tag + ".raw")
+        recvs, pos, t0, t_end = [], 0, None, None
+        for line in p.stdout.splitlines():
+            f = line.split()
+            if f[0] == "send":
+                t0 = float(f[1])
+            elif f[0] == "recv":
+                n = int(f[2])
+                recvs.append((float(f[1]), raw[pos:pos + n]))
+                pos += n
+            elif f[0] == "end":
+                t_end = float(f[1])
+        return self.parse(t0, recvs, t_end, body)
 
     def stream(self, body):
         """Sends one streaming completion; returns (t_send, [token arrival times], t_end, prompt_tokens).
@@ -62,6 +93,8 @@ class Target:
         same cores as the server: it only stamps each recv() and keeps the bytes; HTTP
         chunked framing, SSE events and JSON are parsed after the stream has ended (each
         event gets the time of the recv() that completed it)."""
+        if self.c_client:
+            return self.stream_c(body)
         payload = json.dumps(body).encode()
         head = "POST /v1/completions HTTP/1.1\r\nHost: %s:%d\r\nContent-Length: %d\r\nConnection: close\r\n" % (
             self.host, self.port, len(payload))
@@ -78,6 +111,11 @@ class Target:
             recvs.append((time.perf_counter(), b))
         t_end = time.perf_counter()
         sock.close()
+        return self.parse(t0, recvs, t_end, body)
+
+    @staticmethod
+    def parse(t0, recvs, t_end, body):
+        """(t_send, [token arrival times], t_end, prompt_tokens) of a response received as [(time, bytes)]."""
         times, usage = [], None
         for t, data in Target.sse_events(recvs):
             if data == b"[DONE]":
@@ -237,6 +275,7 @@ def main():
     ap.add_argument("--json", help="write every figure here")
     ap.add_argument("--compare", type=int, metavar="R",
                     help="also: R rounds of `fitlm bench` tg128 and one client (16-token prompt, 128 tokens) in turns")
+    ap.add_argument("--c-client", metavar="BIN", help="run each request through this C client (build/bench/sse_client)")
     ap.add_argument("--probe", type=int, metavar="N",
                     help="also: while N streams decode, the TTFT of a new 64-token request against their step time")
     a = ap.parse_args()
@@ -267,7 +306,7 @@ def main():
                 sys.exit("fitlm serve did not start: " + text)
             time.sleep(0.1)
         print("".join(l + "\n" for l in text.splitlines() if "KV pool" in l or "model '" in l), end="")
-    target = Target(url, a.api_key)
+    target = Target(url, a.api_key, a.c_client)
     rnd = random.Random(a.seed)
     out = {"url": url, "model": a.model, "levels": []}
     try:

@@ -126,18 +126,18 @@ static void check_batch_step(void) {
     CHECK(fabs(s16 - (tg.decode_s + 15 * kv1)) < 1e-9, "no batched rate: bandwidth-bound %g", s16);
 
     /* timed row counts: one row's 10 ms matrices (1e8 bytes at 10 GB/s) times
-     * the ratio, linear between 2, 4, 8 .. 64 rows, proportional beyond */
-    static const double ratio[FITLM_CAL_N_BATCH] = {1.5, 2, 3, 4.5, 8, 15};
+     * the ratio, linear between 2, 4, 8 .. 256 rows, proportional beyond */
+    static const double ratio[FITLM_CAL_N_BATCH] = {1.5, 2, 3, 4.5, 8, 15, 29, 57};
     fitlm_cpu_pred pf_old;
     fitlm_cpu_predict(&prof, 0, 0, &w, 1, 8, 8, 0, 1, &pf_old);
     memcpy(prof.kern[0].batch_ratio, ratio, sizeof ratio);
     fitlm_cpu_predict(&prof, 0, 0, &w, 1, 0, 0, 0, 1, &tg);
     CHECK(tg.batch_measured[0], "the ratios are used");
-    double s3 = fitlm_cpu_batch_step_s(&tg, &w, 3, 1), s128 = fitlm_cpu_batch_step_s(&tg, &w, 128, 1);
-    double want3 = tg.decode_s + 0.01 * 0.75 + 2 * kv1, want128 = tg.decode_s + 0.01 * (15 * 2 - 1) + 127 * kv1;
+    double s3 = fitlm_cpu_batch_step_s(&tg, &w, 3, 1), s512 = fitlm_cpu_batch_step_s(&tg, &w, 512, 1);
+    double want3 = tg.decode_s + 0.01 * 0.75 + 2 * kv1, want512 = tg.decode_s + 0.01 * (57 * 2 - 1) + 511 * kv1;
     CHECK(fabs(fitlm_cpu_batch_step_s(&tg, &w, 1, 0) - tg.decode_s) < 1e-12, "batch 1 with ratios = one token");
     CHECK(fabs(s3 - want3) < 1e-9, "3 rows between the timed 2 and 4: %g vs %g", s3, want3);
-    CHECK(fabs(s128 - want128) < 1e-9, "128 rows: 64 rows' time x 2: %g vs %g", s128, want128);
+    CHECK(fabs(s512 - want512) < 1e-9, "512 rows: 256 rows' time x 2: %g vs %g", s512, want512);
     /* an 8-token prompt micro-batch costs the 8-row time, not the 256-row FLOP/s */
     fitlm_cpu_pred pf_new;
     fitlm_cpu_predict(&prof, 0, 0, &w, 1, 8, 8, 0, 1, &pf_new);

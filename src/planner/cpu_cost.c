@@ -109,7 +109,7 @@ static double bw_at(const fitlm_host_profile *p, int threads) {
     return p->read_bw[threads];
 }
 
-const int fitlm_cal_batch_rows[FITLM_CAL_N_BATCH] = {2, 4, 8, 16, 32, 64};
+const int fitlm_cal_batch_rows[FITLM_CAL_N_BATCH] = {2, 4, 8, 16, 32, 64, 128, 256};
 
 /* Seconds beyond one row's (one_s) of `rows` rows through a matrix whose
  * extra[k] are those of fitlm_cal_batch_rows[k] rows: linear between the
@@ -209,8 +209,9 @@ void fitlm_cpu_predict(const fitlm_host_profile *prof, double host_bw, double ho
             double nc = n_prompt - p0 < ub ? n_prompt - p0 : ub;
             for (int i = 0; i < w->n; i++) {
                 double mat = w->t[i].bytes / dec_bw[i];
-                /* micro-batches within the timed row counts: their measured cost */
-                if (out->batch_measured[i] && nc <= fitlm_cal_batch_rows[FITLM_CAL_N_BATCH - 1])
+                /* the timed row counts (the weights from DRAM, as a prompt's
+                 * micro-batch reads them), in proportion beyond the last */
+                if (out->batch_measured[i])
                     t += mat + rows_extra_s(out->batch_extra_s[i], mat, nc);
                 else
                     t += fmax(2.0 * w->t[i].params * nc / pf_flops[i], mat);
@@ -349,7 +350,7 @@ static int time_kernel(fitlm_threadpool *pool, int type, bool quick, fitlm_kerne
     if (!w) return -1;
     out->type = type;
     out->repacked = repacked;
-    int ntok = quick ? 64 : FITLM_CAL_PREFILL_TOKENS;
+    int ntok = FITLM_CAL_PREFILL_TOKENS;
     float *x = malloc(sizeof(float) * (size_t)cols * (size_t)ntok);
     float *y = malloc(sizeof(float) * (size_t)rows * (size_t)ntok);
     if (!x || !y) {
@@ -361,28 +362,31 @@ static int time_kernel(fitlm_threadpool *pool, int type, bool quick, fitlm_kerne
     for (int64_t i = 0; i < cols * ntok; i++) x[i] = (float)((i * 7919) % 2001 - 1000) * 1e-3f;
     double t = time_decode_passes(pool, type, w, mbytes, copies, repacked, rows, cols, x, y, quick ? 2 : 4);
     out->decode_bw = (double)mbytes * copies / t;
-    /* batched decode: 1 row and each of fitlm_cal_batch_rows over the same
-     * copies, in turns (the VM's drifting memory speed then moves them
-     * together), the fastest of two passes of each; the ratios to one row */
+    /* batched rows: 1 row and each of fitlm_cal_batch_rows over the copies
+     * from DRAM, in turns (the VM's drifting memory speed then moves them
+     * together), the fastest of two passes of each; from 64 rows on (compute
+     * takes far longer than the read) a quarter of the copies, still far
+     * beyond the caches; the ratios to one row, per copy */
     double tb[FITLM_CAL_N_BATCH + 1];
     for (int j = 0; j <= FITLM_CAL_N_BATCH; j++) tb[j] = 1e30;
     for (int ps = 0; ps < 2; ps++)
         for (int j = 0; j <= FITLM_CAL_N_BATCH; j++) {
             int nr = j == 0 ? 1 : fitlm_cal_batch_rows[j - 1];
+            int nc = nr >= 64 && copies >= 16 ? copies / 4 : copies;
             if (nr > ntok) continue;
             double t0 = now_s();
-            for (int c = 0; c < copies; c++) {
+            for (int c = 0; c < nc; c++) {
                 const uint8_t *wc = w + mbytes * (size_t)c;
                 if (repacked) fitlm_cpu_matmul_repacked(pool, type, wc, rows, cols, x, nr, y);
                 else fitlm_cpu_matmul(pool, type, wc, rows, cols, x, nr, y);
             }
-            double tt = now_s() - t0;
+            double tt = (now_s() - t0) / nc;
             if (tt < tb[j]) tb[j] = tt;
         }
     for (int j = 0; j < FITLM_CAL_N_BATCH; j++) {
         out->batch_ratio[j] = tb[j + 1] < 1e29 ? tb[j + 1] / tb[0] : 0;
         if (fitlm_cal_batch_rows[j] == FITLM_CAL_BATCH_ROWS)
-            out->batch_flops = 2.0 * (double)rows * (double)cols * FITLM_CAL_BATCH_ROWS * copies / tb[j + 1];
+            out->batch_flops = 2.0 * (double)rows * (double)cols * FITLM_CAL_BATCH_ROWS / tb[j + 1];
     }
     /* prefill: ntok tokens on one copy, the median of three */
     double pt[3];

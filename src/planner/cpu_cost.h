@@ -10,8 +10,11 @@
  *     + KV bytes of c positions / read_bw(threads)
  *     + n_layers x per_layer + per_token
  *     + (n_layers x FITLM_MATMUL_CALLS_PER_LAYER + 1) x matmul_call
+ *   a decode step of B sequences: one token's time + per type T the
+ *     calibrated time of B rows beyond one row's + the other sequences' KV
  *   prefill of n tokens (micro-batches of ub):
- *     sum over T of 2 params_T n / prefill_flops_T(threads)   (matrices, not the output)
+ *     sum over T of 2 params_T n / prefill_flops_T(threads)   (matrices, not the output;
+ *     with a profile that has the batched-row times: the time of that many rows)
  *     + 2 n^2 n_layers q_dim / attention FLOP/s               (causal attention)
  *     + output matrix once (logits of the last token only)
  *     + ceil(n / ub) x (n_layers x per_layer + per_token)
@@ -31,10 +34,10 @@
 #define FITLM_PROFILE_VERSION 1
 #define FITLM_PROFILE_MAX_THREADS 256
 #define FITLM_PROFILE_MAX_TYPES 16
-/* Row counts (sequences in a decode step, or tokens of a small prompt
- * micro-batch) at which calibrate times each kernel against one row:
- * 2, 4, 8, 16, 32 and 64 (fitlm_cal_batch_rows). */
-#define FITLM_CAL_N_BATCH 6
+/* Row counts (sequences in a decode step, or tokens of a prompt
+ * micro-batch) at which calibrate times each kernel against one row, the
+ * weights coming from DRAM: 2, 4 .. 256 (fitlm_cal_batch_rows). */
+#define FITLM_CAL_N_BATCH 8
 extern const int fitlm_cal_batch_rows[FITLM_CAL_N_BATCH];
 
 typedef struct fitlm_kernel_rate {
@@ -187,7 +190,7 @@ void fitlm_cpu_predict(const fitlm_host_profile *prof, double host_bw, double ho
  * sequence's time (tg at mean context ctx), plus for each weight type the
  * calibrated time of `batch` rows through its matrices beyond one row's
  * (interpolated between the timed row counts 1, 2, 4 .. 64, proportional
- * to the rows beyond 64; a profile without them: the longer of reading the
+ * to the rows beyond 256; a profile without them: the longer of reading the
  * weights once and computing the rows at the 16-row rate), plus the KV cache
  * of the other batch - 1 sequences at that context once each. Seconds; the
  * same function for `plan` and `serve --plan-check`. */
