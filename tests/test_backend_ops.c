@@ -173,6 +173,16 @@ static void test_kv_rows(void) {
                     we = fmax(we, fabs(acc[i] - (acc0[i] + 0.75 * kv_at(t, row, offs[k] + i))));
                 CHECK(we < 1e-5, "type %d avx %d axpy error %g", t, avx, we);
             }
+            /* whole rows as floats (the attention lanes' loads): exactly the
+             * stored values, at block-aligned offsets (the vector path) and not */
+            const int roffs[3] = {0, 32, 5}, rlens[3] = {96, 64, 40};
+            for (int k = 0; k < 3; k++) {
+                float outv[N];
+                fitlm_ops_kv_row_f32(t, row, roffs[k], outv, rlens[k]);
+                int diff = 0;
+                for (int i = 0; i < rlens[k]; i++) diff += outv[i] != (float)kv_at(t, row, roffs[k] + i);
+                CHECK(diff == 0, "type %d avx %d row off %d len %d: %d values differ", t, avx, roffs[k], rlens[k], diff);
+            }
         }
     }
     fitlm_ops_set_avx2(1);

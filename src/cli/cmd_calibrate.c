@@ -13,10 +13,11 @@
 static void usage(FILE *out) {
     fprintf(out,
             "usage: fitlm calibrate [-t N] [--profile FILE] [-m MODEL] [--quick] [--print]\n"
-            "  Measures this machine (about 30 s; --quick about 5 s) and writes the host profile the\n"
+            "  Measures this machine (about 45 s; --quick about 10 s) and writes the host profile the\n"
             "  planner and --plan-check read:\n"
             "    read bandwidth with 1..N threads (default N: physical cores),\n"
             "    decode bandwidth and prefill FLOP/s of the real CPU matmul kernels per weight type,\n"
+            "    and their time for 2, 4 .. 256 token rows against one row (batched decode, prompts),\n"
             "    the thread-pool dispatch and from it the fixed costs per layer and per token\n"
             "    (-m MODEL: fitted instead from a decode run of that model; a small one is best).\n"
             "  --profile FILE  where to write (default $XDG_CACHE_HOME/fitlm/host.json,\n"

@@ -213,6 +213,12 @@ void fitlm_ops_kv_row_f32(int type, const void *row, int64_t off, float *dst, in
         return;
     }
     case FITLM_TYPE_Q8_0: {
+        /* whole blocks (a head of 32k values at a block boundary): the
+         * same products d * q, eight at a time */
+        if (off % Q8_0_BLOCK == 0 && n % Q8_0_BLOCK == 0 && fitlm_ops_use_avx2()) {
+            fitlm_ops_q8_0_to_f32_avx2((const uint8_t *)row + off / Q8_0_BLOCK * Q8_0_BYTES, dst, n);
+            return;
+        }
         float d = 0.0f;
         int64_t cached = -1;
         for (int64_t i = 0; i < n; i++) dst[i] = q8_0_at(row, off + i, &d, &cached);

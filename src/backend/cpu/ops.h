@@ -64,6 +64,8 @@ void fitlm_ops_axpy_f32_avx2(const float *x, float a, float *out, int64_t n);
 void fitlm_ops_axpy_f16_avx2(const uint16_t *x, float a, float *out, int64_t n);
 void fitlm_ops_f32_to_f16_avx2(const float *src, uint16_t *dst, int64_t n);
 void fitlm_ops_f16_to_f32_avx2(const uint16_t *src, float *dst, int64_t n);
+/* n % 32 == 0 values from whole Q8_0 blocks (34 bytes each) starting at blocks */
+void fitlm_ops_q8_0_to_f32_avx2(const uint8_t *blocks, float *dst, int64_t n);
 double fitlm_ops_sumsq_avx2(const float *x, int64_t n); /* sum of squares: float lanes, added in double */
 void fitlm_ops_exp_avx2(const float *x, float *y, int64_t n); /* about 1 ulp; see ops_avx2.c for the range */
 void fitlm_ops_silu_mul_avx2(const float *g, const float *u, float *out, int64_t n);

@@ -1,6 +1,7 @@
 /* AVX2 + FMA + F16C inner loops of the CPU activation ops (compiled with
  * -mavx2 -mfma -mf16c; only called when the CPU has them). */
 #include <immintrin.h>
+#include <string.h>
 
 #include "util/exp_avx2.h"
 #include "backend/cpu/ops.h"
@@ -74,6 +75,19 @@ void fitlm_ops_f16_to_f32_avx2(const uint16_t *src, float *dst, int64_t n) {
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
     for (; i < n; i++) dst[i] = fitlm_fp16_to_fp32(src[i]);
+}
+
+void fitlm_ops_q8_0_to_f32_avx2(const uint8_t *blocks, float *dst, int64_t n) {
+    for (int64_t b = 0; b < n / 32; b++) {
+        const uint8_t *blk = blocks + b * 34;
+        uint16_t dh;
+        memcpy(&dh, blk, 2);
+        __m256 d = _mm256_set1_ps(fitlm_fp16_to_fp32(dh));
+        for (int k = 0; k < 32; k += 8) {
+            __m256i q = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(blk + 2 + k)));
+            _mm256_storeu_ps(dst + b * 32 + k, _mm256_mul_ps(d, _mm256_cvtepi32_ps(q)));
+        }
+    }
 }
 
 /* Eight dot products at once; the eight accumulators are reduced together
