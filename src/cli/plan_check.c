@@ -174,8 +174,8 @@ int plan_check_print(FILE *out, const fitlm_model *m, const char *profile_path, 
     double L = m->hp.n_layers ? m->hp.n_layers : 1;
     double own = run->layer1 > run->layer0 ? run->layer1 - run->layer0 : L / P;
     double max_stage = P > 1 ? fmax(own, (L - own) / (P - 1)) / L : 1;
-    fitlm_host_pipeline_predict(have ? prof : NULL, 0, 0, &w, all_threads, (int)P, max_stage, 1, run->n_prompt,
-                                mem->n_ubatch, run->ctx0, run->n_gen, &pp, &tg);
+    fitlm_host_pipeline_predict(have ? prof : NULL, 0, 0, &w, all_threads, (int)P, run->n_prompt, mem->n_ubatch,
+                                max_stage, run->ctx0, run->n_gen, &pp, &tg);
     double comm_tg = 0;
     if (mpi) {
         fitlm_host_comm hc;

@@ -210,8 +210,9 @@ static void eval_infer_cpu(const fitlm_plan_model *m, const fitlm_plan_request *
      * (--nodes-link) the work above is already one node's share at its
      * threads, the stages one after another */
     double max_stage = ceil((double)hp->n_layers / P) / (hp->n_layers ? hp->n_layers : 1);
-    fitlm_host_pipeline_predict(prof, g->mem_bw, g->fp16_flops, &w, threads, nodes ? 1 : P, max_stage, seqs, r->prompt,
-                                ub, r->prompt, r->output, &pp, &tg);
+    int host_P = nodes ? 1 : P;
+    fitlm_host_pipeline_predict(prof, g->mem_bw, g->fp16_flops, &w, threads, host_P, r->prompt, ub, max_stage,
+                                r->prompt, r->output, &pp, &tg);
     double mean_ctx = r->prompt + r->output / 2.0;
     res->flops_per_token = 2.0 * ((double)pc.per_layer_linear * hp->n_layers + w.output_params) +
                            4.0 * hp->n_layers * hp->n_heads * hp->head_dim * mean_ctx;
@@ -220,7 +221,7 @@ static void eval_infer_cpu(const fitlm_plan_model *m, const fitlm_plan_request *
     res->ttft_s = pp.ttft_s;
     res->prefill_tps = pp.pp_tps;
     res->prefill_bound = "compute";
-    res->tpot_s = fitlm_cpu_batch_step_s(&tg, &w, seqs, mean_ctx);
+    res->tpot_s = fitlm_host_pipeline_step_s(&tg, &w, host_P, max_stage, seqs, mean_ctx);
     /* tensor / pipeline parallel over MPI ranks on this host (fitlm's runtime:
      * the same cores and memory bandwidth split between the ranks, so the
      * compute is the single process's; add the communication, from the
@@ -243,7 +244,8 @@ static void eval_infer_cpu(const fitlm_plan_model *m, const fitlm_plan_request *
     /* compute-bound once the rows beyond the first take longer than reading the weights */
     double read_s = 0;
     for (int i = 0; i <= w.n; i++) read_s += tg.mat_s[i];
-    res->decode_bound = fitlm_cpu_batch_step_s(&tg, &w, seqs, 0) - tg.decode_s > read_s ? "compute" : "memory";
+    double step_rows = host_P > 1 ? (seqs >= host_P ? seqs / host_P : 1) : seqs; /* a lane's rows */
+    res->decode_bound = fitlm_cpu_batch_step_s(&tg, &w, step_rows, 0) - tg.decode_s > read_s ? "compute" : "memory";
     res->bubble = 0;
     res->offload_s = 0;
     double cycle = res->ttft_s * seqs + r->output * res->tpot_s;

@@ -101,9 +101,9 @@ int fitlm_host_profile_set_comm(const char *path, double alpha_s, double bw, fit
 }
 
 void fitlm_host_pipeline_predict(const fitlm_host_profile *prof, double host_bw, double host_flops,
-                                 const fitlm_cpu_work *w, int threads, int P, double max_stage, double seqs,
-                                 uint32_t n_prompt,
-                                 uint32_t ub, uint32_t ctx0, uint32_t n_gen, fitlm_cpu_pred *pp, fitlm_cpu_pred *tg) {
+                                 const fitlm_cpu_work *w, int threads, int P, uint32_t n_prompt, uint32_t ub,
+                                 double max_stage, uint32_t ctx0, uint32_t n_gen, fitlm_cpu_pred *pp,
+                                 fitlm_cpu_pred *tg) {
     if (P < 2) {
         fitlm_cpu_predict(prof, host_bw, host_flops, w, threads, n_prompt, ub, 0, 0, pp);
         fitlm_cpu_predict(prof, host_bw, host_flops, w, threads, 0, ub, ctx0, n_gen, tg);
@@ -124,6 +124,13 @@ void fitlm_host_pipeline_predict(const fitlm_host_profile *prof, double host_bw,
         pp->ttft_s = pp->prefill_s;
         pp->pp_tps = n_prompt / pp->prefill_s;
     }
-    if (seqs < P) fitlm_cpu_predict(prof, st_bw, st_flops, w, stage_threads, 0, ub, ctx0, n_gen, tg);
-    else fitlm_cpu_predict(prof, host_bw, host_flops, w, threads, 0, ub, ctx0, n_gen, tg);
+    fitlm_cpu_predict(prof, st_bw, st_flops, w, stage_threads, 0, ub, ctx0, n_gen, tg);
+}
+
+double fitlm_host_pipeline_step_s(const fitlm_cpu_pred *tg, const fitlm_cpu_work *w, int P, double max_stage,
+                                  double seqs, double ctx) {
+    if (P < 2) return fitlm_cpu_batch_step_s(tg, w, seqs, ctx);
+    if (seqs < P) return fitlm_cpu_batch_step_s(tg, w, 1, ctx);
+    double f = max_stage >= 1.0 / P && max_stage <= 1 ? max_stage : 1.0 / P;
+    return P * f * fitlm_cpu_batch_step_s(tg, w, seqs / P, ctx);
 }

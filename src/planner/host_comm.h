@@ -62,16 +62,27 @@ double fitlm_host_step_comm_s(const fitlm_host_comm *c, const fitlm_hparams *hp,
  * every stage, each later one adds the slowest stage's time, so the chunk
  * takes ((k - 1) max_stage + 1) / k of its time through the whole model at one
  * stage's threads, max_stage being the largest stage's share of the layers
- * (1/P when balanced: (k + P - 1) / (k P)). A decode step of fewer sequences
- * (seqs) than stages passes them one after another: the whole model at one
- * stage's threads. With P or more sequences in flight (the serving engine's
- * lanes) each stage works on a different step: the single process with every
- * thread. P < 2: fitlm_cpu_predict with every thread. Communication is not
- * included (fitlm_host_step_comm_s). */
+ * (1/P when balanced: (k + P - 1) / (k P)). tg is one token through the
+ * whole model at one stage's threads (fitlm_host_pipeline_step_s turns it
+ * into a decode step of several sequences). P < 2: fitlm_cpu_predict with
+ * every thread. Communication is not included (fitlm_host_step_comm_s). */
 void fitlm_host_pipeline_predict(const fitlm_host_profile *prof, double host_bw, double host_flops,
-                                 const fitlm_cpu_work *w, int threads, int P, double max_stage, double seqs,
-                                 uint32_t n_prompt,
-                                 uint32_t ub, uint32_t ctx0, uint32_t n_gen, fitlm_cpu_pred *pp, fitlm_cpu_pred *tg);
+                                 const fitlm_cpu_work *w, int threads, int P, uint32_t n_prompt, uint32_t ub,
+                                 double max_stage, uint32_t ctx0, uint32_t n_gen, fitlm_cpu_pred *pp,
+                                 fitlm_cpu_pred *tg);
+
+/* Time per output token of `seqs` sequences decoding through P pipeline
+ * stages on this host (tg from fitlm_host_pipeline_predict), as the serving
+ * engine's lanes run them: fewer sequences than stages each pass the stages
+ * one after another (one token through the whole model at one stage's
+ * threads); P or more are split into P lanes of seqs / P rows, each stage
+ * works on a different lane, and every sequence gets a token per round of
+ * the P lanes: P x max_stage lane steps of seqs / P rows at one stage's
+ * threads (each stage reads its weights once per lane, so on a CPU whose
+ * kernels gain from more rows this is slower than the single process's
+ * step of seqs rows). P < 2: fitlm_cpu_batch_step_s. */
+double fitlm_host_pipeline_step_s(const fitlm_cpu_pred *tg, const fitlm_cpu_work *w, int P, double max_stage,
+                                  double seqs, double ctx);
 
 /* Sets the measured all-reduce figures in the profile at path (created from
  * this machine's facts when the file does not exist; the other fields are
