@@ -20,7 +20,9 @@ flight, end as cancelled with every KV block free again.
 import concurrent.futures
 import json
 import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -108,8 +110,8 @@ srv.stop()
 check(all(st == 200 for st, _, _ in want_greedy), "single-process concurrent completions: %r" % want_greedy)
 check(want is not None and want.get("chat", {}).get("text"), "single-process answers: %r" % want)
 
-cases = [("tp2-sm", ["-np", "2", "--mca", "btl", "self,vader"], ["--tp", "2"]),
-         ("pp2-sm", ["-np", "2", "--mca", "btl", "self,vader"], ["--pp", "2"]),
+cases = [("tp2-sm", ["-np", "2", "--mca", "btl", "self,vader"], ["--tp", "2", "--plan-check"]),
+         ("pp2-sm", ["-np", "2", "--mca", "btl", "self,vader"], ["--pp", "2", "--plan-check"]),
          ("tp2-tcp", ["-np", "2", "--mca", "btl", "tcp,self"], ["--tp", "2"]),
          ("dp2-sm", ["-np", "2", "--mca", "btl", "self,vader"], ["--dp", "2"]),
          ("dp2pp2-sm", ["-np", "4", "--mca", "btl", "self,vader"], ["--dp", "2", "--pp", "2"]),
@@ -163,9 +165,46 @@ for label, mpi_args, fitlm_args in [cases[0], cases[3]] if te.SANITIZED else cas
             check(routed > 0 and tokens > 0, "%s: replica %d got no work (requests %s, tokens %s)" %
                   (label, d, routed, tokens))
     t0 = time.time()
-    rc, log = srv.stop(timeout=30)
-    check(rc != -999 and time.time() - t0 < 15, "%s: SIGTERM to mpirun: every rank ends (exit %d, %.1f s)\n%s" %
-          (label, rc, time.time() - t0, log[-1500:]))
+    if "--plan-check" in fitlm_args:
+        # SIGTERM to the root (world rank 0) alone: it ends the requests, prints its closing report and
+        # tells the other ranks to stop, and the whole job exits 0 (mpirun's own SIGTERM kills the ranks
+        # in its order, giving each 1 s: --mca odls_base_sigkill_timeout)
+        root = None
+        for pid in os.listdir("/proc"):
+            try:
+                stat = open("/proc/%s/stat" % pid).read()
+                env = open("/proc/%s/environ" % pid, "rb").read().split(b"\0")
+                if int(stat.rsplit(")", 1)[1].split()[1]) == srv.proc.pid and b"OMPI_COMM_WORLD_RANK=0" in env:
+                    root = int(pid)
+            except (OSError, ValueError, IndexError):
+                continue
+        if check(root is not None, "%s: the root rank's process found under mpirun" % label):
+            os.kill(root, signal.SIGTERM)
+            try:
+                srv.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                pass
+        rc, log = srv.stop(timeout=30)
+        check(rc == 0 and time.time() - t0 < 15, "%s: SIGTERM to the root: every rank ends cleanly (exit %d, "
+              "%.1f s)\n%s" % (label, rc, time.time() - t0, log[-1500:]))
+    else:
+        rc, log = srv.stop(timeout=30)
+        check(rc != -999 and time.time() - t0 < 15, "%s: SIGTERM to mpirun: every rank ends (exit %d, %.1f s)\n%s" %
+              (label, rc, time.time() - t0, log[-1500:]))
     check("fitlm: ready" in log, "%s: the root served: %s" % (label, log[-800:]))
+    if "--plan-check" in fitlm_args:
+        # the server's closing plan check predicts the split run: rank 0's shard of the weights (exact),
+        # the layout, and under --pp the lanes' steps (sequences = tokens per step x 2)
+        T, P = (2, 1) if "--tp" in fitlm_args else (1, 2)
+        w = re.search(r"^\| weights +\| +([0-9.]+) \| +([0-9.]+) \| MiB +\| +([-+0-9.]+)% \| rank 0's share", log, re.M)
+        check(("%d x %d MPI ranks" % (T, P)) in log and w is not None and float(w.group(3)) == 0.0,
+              "%s: plan check of the split server (layout, rank 0's weights exact): %s" %
+              (label, log[log.find("plan check"):][:900] if "plan check" in log else log[-1500:]))
+        c = re.search(r"at the measured concurrency ([0-9.]+) \((\d+) generated tokens in (\d+) engine steps", log)
+        if check(c is not None, "%s: the measured concurrency is printed" % label):
+            conc, gen, steps = float(c.group(1)), int(c.group(2)), int(c.group(3))
+            # tokens per step, times the lanes in flight at once (1 .. P)
+            check(gen / steps - 0.01 <= conc <= P * gen / steps + 0.01 and (P == 1 or "steps of the lanes" in log),
+                  "%s: concurrency %.2f from %d tokens in %d steps over %d lanes" % (label, conc, gen, steps, P))
 
 sys.exit(te.report())

@@ -361,8 +361,13 @@ int cmd_serve(int argc, char **argv) {
             .itl_count = itl_n,
             .generated = end.generated_tokens,
             .steps = end.steps,
+            .steps_overlapped = end.steps_overlapped,
             .requests = reqs,
             .prompt_tokens = end.prompt_tokens,
+            .tp = par ? par->tp_size : 1,
+            .pp = par ? par->pp_size : 1,
+            .layer0 = par ? par->layer0 : 0,
+            .layer1 = par ? par->layer1 : 0,
         };
         if (plan_check_serve_print(stderr, m, o.profile_path, &pc)) rc = 1;
     }

@@ -65,47 +65,6 @@ static fitlm_host_profile *load_profile(const char *profile_path, bool *have, ch
     return prof;
 }
 
-int plan_check_serve_print(FILE *out, const fitlm_model *m, const char *profile_path, const plan_check_serve *run) {
-    bool have;
-    char src[PATH_MAX + 64];
-    fitlm_host_profile *prof = load_profile(profile_path, &have, src, sizeof src);
-    if (!prof) return -1;
-    fitlm_cpu_work w;
-    fitlm_cpu_work_of_model(m, run->kv_type, &w);
-    double b = run->concurrency >= 1 ? run->concurrency : 1;
-    uint32_t ctx = run->mean_ctx > 1 ? (uint32_t)run->mean_ctx : 1;
-    fitlm_cpu_pred tg;
-    fitlm_cpu_predict(have ? prof : NULL, 0, 0, &w, run->threads, 0, 0, ctx - 1, 1, &tg);
-    double step = fitlm_cpu_batch_step_s(&tg, &w, b, run->mean_ctx);
-    /* steps also carry the chunks of new prompts (chunked prefill): their
-     * tokens per step at the prefill rate of a mean prompt */
-    double prompt_per_step = run->steps ? (double)run->prompt_tokens / (double)run->steps : 0;
-    if (prompt_per_step > 0 && run->requests) {
-        double mean_prompt = (double)run->prompt_tokens / (double)run->requests;
-        fitlm_cpu_pred pp;
-        uint32_t np = mean_prompt >= 1 ? (uint32_t)mean_prompt : 1;
-        fitlm_cpu_predict(have ? prof : NULL, 0, 0, &w, run->threads, np, FITLM_DEFAULT_UBATCH, 0, 0, &pp);
-        if (pp.prefill_s > 0) step += prompt_per_step * pp.prefill_s / np;
-    }
-    fprintf(out, "\nplan check: the planner's prediction beside this server (%s; %d threads)\n", src, run->threads);
-    fprintf(out, "at the measured concurrency %.2f (%llu generated tokens in %llu engine steps, %llu requests)\n", b,
-            (unsigned long long)run->generated, (unsigned long long)run->steps, (unsigned long long)run->requests);
-    fprintf(out, "| %-22s | %14s | %14s | %-5s | %8s | %s\n", "quantity", "predicted", "measured", "unit", "error",
-            "notes");
-    fprintf(out, "|------------------------|----------------|----------------|-------|----------|------\n");
-    row(out, "weights", (double)fitlm_model_tensor_bytes(m) / MIB, (double)run->weight_bytes / MIB, "MiB", 2,
-        "tensor bytes of the file");
-    char note[200];
-    snprintf(note, sizeof note, "mean context %.0f, %.1f prompt tokens per step; mean of %llu inter-token intervals",
-             run->mean_ctx, prompt_per_step, (unsigned long long)run->itl_count);
-    row(out, "time per output token", step * 1e3, run->itl_s * 1e3, "ms", 3, note);
-    snprintf(note, sizeof note, "concurrency / time per output token");
-    row(out, "decode throughput", b / step, run->itl_s > 0 ? b / run->itl_s : 0, "tok/s", 2, note);
-    if (tg.assumed[0]) fprintf(out, "assumed: %s\n", tg.assumed);
-    free(prof);
-    return 0;
-}
-
 /* Rank 0's share of the model under T tensor ranks, holding layers [l0, l1)
  * of the first stage (parallel/shard.c cuts them): Q, K, V, gate and up by
  * output columns and O and down by input rows, 1/T each (K and V heads
@@ -133,6 +92,72 @@ static double shard_weight_bytes(const fitlm_model *m, uint32_t T, uint32_t l0, 
     if (last && O) b += (double)O->nbytes;
     if (last && N) b += (double)N->nbytes;
     return b;
+}
+
+int plan_check_serve_print(FILE *out, const fitlm_model *m, const char *profile_path, const plan_check_serve *run) {
+    bool have;
+    char src[PATH_MAX + 64];
+    fitlm_host_profile *prof = load_profile(profile_path, &have, src, sizeof src);
+    if (!prof) return -1;
+    fitlm_cpu_work w;
+    fitlm_cpu_work_of_model(m, run->kv_type, &w);
+    uint32_t T = run->tp ? run->tp : 1, P = run->pp ? run->pp : 1;
+    bool mpi = T * P > 1;
+    /* sequences decoding together: the tokens of an engine step; under
+     * pipeline parallel a step is one of P lanes, and as many lanes as
+     * were in flight at once share the pipeline (all P when every step
+     * overlapped another, one when none did) */
+    double rows = run->concurrency >= 1 ? run->concurrency : 1;
+    double busy = run->steps ? 1.0 + (double)(P - 1) * (double)run->steps_overlapped / (double)run->steps : 1.0;
+    double b = P > 1 ? rows * busy : rows;
+    uint32_t ctx = run->mean_ctx > 1 ? (uint32_t)run->mean_ctx : 1;
+    double L = m->hp.n_layers ? m->hp.n_layers : 1;
+    double own = run->layer1 > run->layer0 ? run->layer1 - run->layer0 : L / P;
+    double max_stage = P > 1 ? fmax(own, (L - own) / (P - 1)) / L : 1;
+    int all_threads = run->threads * (int)(T * P);
+    double mean_prompt = run->requests ? (double)run->prompt_tokens / (double)run->requests : 0;
+    uint32_t np = mean_prompt >= 1 ? (uint32_t)mean_prompt : 1;
+    fitlm_cpu_pred pp, tg;
+    fitlm_host_pipeline_predict(have ? prof : NULL, 0, 0, &w, all_threads, (int)P, np, FITLM_DEFAULT_UBATCH, max_stage,
+                                ctx - 1, 1, &pp, &tg);
+    double step = fitlm_host_pipeline_step_s(&tg, &w, (int)P, max_stage, b, run->mean_ctx), comm = 0;
+    if (mpi) {
+        fitlm_host_comm hc;
+        fitlm_host_comm_of(have ? prof : NULL, &hc);
+        comm = fitlm_host_step_comm_s(&hc, &m->hp, (int)T, (int)P, b);
+        step += comm;
+    }
+    /* steps also carry the chunks of new prompts (chunked prefill): their
+     * tokens per step at the prefill rate of a mean prompt (per round of the
+     * lanes under pipeline parallel) */
+    double prompt_per_step = run->steps ? (double)run->prompt_tokens / (double)run->steps : 0;
+    if (prompt_per_step > 0 && run->requests && pp.prefill_s > 0) step += prompt_per_step * P * pp.prefill_s / np;
+    if (mpi)
+        fprintf(out, "\nplan check: the planner's prediction beside this server (%s; %u x %u MPI ranks of %d "
+                     "threads; %.3f ms of communication per decode step)\n",
+                src, T, P, run->threads, comm * 1e3);
+    else
+        fprintf(out, "\nplan check: the planner's prediction beside this server (%s; %d threads)\n", src, run->threads);
+    fprintf(out, "at the measured concurrency %.2f (%llu generated tokens in %llu engine steps%s, %llu requests)\n", b,
+            (unsigned long long)run->generated, (unsigned long long)run->steps, P > 1 ? " of the lanes" : "",
+            (unsigned long long)run->requests);
+    fprintf(out, "| %-22s | %14s | %14s | %-5s | %8s | %s\n", "quantity", "predicted", "measured", "unit", "error",
+            "notes");
+    fprintf(out, "|------------------------|----------------|----------------|-------|----------|------\n");
+    double wpred = (double)fitlm_model_tensor_bytes(m);
+    if (mpi)
+        wpred = shard_weight_bytes(m, T, run->layer0, run->layer1 > run->layer0 ? run->layer1 : m->hp.n_layers, P == 1);
+    row(out, "weights", wpred / MIB, (double)run->weight_bytes / MIB, "MiB", 2,
+        mpi ? "rank 0's share of the file's tensor bytes" : "tensor bytes of the file");
+    char note[200];
+    snprintf(note, sizeof note, "mean context %.0f, %.1f prompt tokens per step; mean of %llu inter-token intervals",
+             run->mean_ctx, prompt_per_step, (unsigned long long)run->itl_count);
+    row(out, "time per output token", step * 1e3, run->itl_s * 1e3, "ms", 3, note);
+    snprintf(note, sizeof note, "concurrency / time per output token");
+    row(out, "decode throughput", b / step, run->itl_s > 0 ? b / run->itl_s : 0, "tok/s", 2, note);
+    if (tg.assumed[0]) fprintf(out, "assumed: %s\n", tg.assumed);
+    free(prof);
+    return 0;
 }
 
 int plan_check_print(FILE *out, const fitlm_model *m, const char *profile_path, const plan_check_run *run) {

@@ -46,13 +46,19 @@ typedef struct plan_check_serve {
     double itl_s;               /* mean inter-token latency (the /metrics histogram) */
     uint64_t itl_count;         /* intervals it averages */
     uint64_t generated, steps, requests;
+    uint64_t steps_overlapped;  /* steps submitted while another lane's was in flight (pipeline parallel) */
     uint64_t prompt_tokens;     /* prompt tokens computed (not the prefix-cache hits) */
+    /* an MPI run (tp x pp > 1): weight_bytes is rank 0's (tensor rank 0 of the
+     * first stage, layers [layer0, layer1)), threads per rank; under pipeline
+     * parallel an engine step is one lane's (steps of the P lanes interleave) */
+    uint32_t tp, pp, layer0, layer1;
 } plan_check_serve;
 
 /* Prints the planner's decode step and throughput at the measured concurrency
- * (planner/cpu_cost.h: fitlm_cpu_batch_step_s), plus the prompt tokens the
- * steps carried on average at the predicted prefill rate, beside the measured
- * ones.
+ * (planner/cpu_cost.h: fitlm_cpu_batch_step_s; split over MPI ranks on this
+ * host: planner/host_comm.h, the pipeline's lanes and each step's
+ * communication), plus the prompt tokens the steps carried on average at the
+ * predicted prefill rate, beside the measured ones.
  * 0, or -1 after printing an error (an explicit profile that cannot be read). */
 int plan_check_serve_print(FILE *out, const fitlm_model *m, const char *profile_path, const plan_check_serve *run);
 
