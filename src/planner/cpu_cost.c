@@ -350,7 +350,8 @@ static int time_kernel(fitlm_threadpool *pool, int type, bool quick, fitlm_kerne
     if (!w) return -1;
     out->type = type;
     out->repacked = repacked;
-    int ntok = FITLM_CAL_PREFILL_TOKENS;
+    /* quick (for tests): 64-token prefill, batched rows up to 64 over one copy */
+    int ntok = quick ? 64 : FITLM_CAL_PREFILL_TOKENS;
     float *x = malloc(sizeof(float) * (size_t)cols * (size_t)ntok);
     float *y = malloc(sizeof(float) * (size_t)rows * (size_t)ntok);
     if (!x || !y) {
@@ -369,10 +370,10 @@ static int time_kernel(fitlm_threadpool *pool, int type, bool quick, fitlm_kerne
      * beyond the caches; the ratios to one row, per copy */
     double tb[FITLM_CAL_N_BATCH + 1];
     for (int j = 0; j <= FITLM_CAL_N_BATCH; j++) tb[j] = 1e30;
-    for (int ps = 0; ps < 2; ps++)
+    for (int ps = 0; ps < (quick ? 1 : 2); ps++)
         for (int j = 0; j <= FITLM_CAL_N_BATCH; j++) {
             int nr = j == 0 ? 1 : fitlm_cal_batch_rows[j - 1];
-            int nc = nr >= 64 && copies >= 16 ? copies / 4 : copies;
+            int nc = quick ? 1 : nr >= 64 && copies >= 16 ? copies / 4 : copies;
             if (nr > ntok) continue;
             double t0 = now_s();
             for (int c = 0; c < nc; c++) {
@@ -385,6 +386,9 @@ static int time_kernel(fitlm_threadpool *pool, int type, bool quick, fitlm_kerne
         }
     for (int j = 0; j < FITLM_CAL_N_BATCH; j++) {
         out->batch_ratio[j] = tb[j + 1] < 1e29 ? tb[j + 1] / tb[0] : 0;
+        /* quick: the row counts beyond the x buffer in proportion to the last timed one */
+        if (out->batch_ratio[j] == 0 && j > 0)
+            out->batch_ratio[j] = out->batch_ratio[j - 1] * fitlm_cal_batch_rows[j] / fitlm_cal_batch_rows[j - 1];
         if (fitlm_cal_batch_rows[j] == FITLM_CAL_BATCH_ROWS)
             out->batch_flops = 2.0 * (double)rows * (double)cols * FITLM_CAL_BATCH_ROWS / tb[j + 1];
     }

@@ -196,7 +196,7 @@ void fitlm_cpu_predict(const fitlm_host_profile *prof, double host_bw, double ho
  * same function for `plan` and `serve --plan-check`. */
 double fitlm_cpu_batch_step_s(const fitlm_cpu_pred *tg, const fitlm_cpu_work *w, double batch, double ctx);
 
-/* Measures this machine (about 45 s; quick: about 10 s): read bandwidth with 1..max_threads
+/* Measures this machine (about 45 s; quick: a few seconds, rows beyond 64 extrapolated): read bandwidth with 1..max_threads
  * threads (<= 0: physical cores), the decode bandwidth and prefill FLOP/s of
  * the real CPU kernels per weight type at max_threads, the thread-pool
  * dispatch and the fixed costs per layer and step (fitlm_calibrate_overheads). quick: fewer repetitions (for
