@@ -777,6 +777,17 @@ static int lane_submit(fitlm_engine *e, uint32_t L, fitlm_error *err) {
     return 0;
 }
 
+/* Adds a step's prompt rows and generated tokens so far to the engine's
+ * statistics and zeroes them. */
+static void flush_step_stats(fitlm_engine *e, uint64_t *prompt_rows, uint64_t *gen) {
+    if (!*prompt_rows && !*gen) return;
+    pthread_mutex_lock(&e->mu);
+    e->stats.prompt_tokens += *prompt_rows;
+    e->stats.generated_tokens += *gen;
+    pthread_mutex_unlock(&e->mu);
+    *prompt_rows = *gen = 0;
+}
+
 /* Receives lane L's logits and samples its sequences' next tokens. */
 static int lane_collect(fitlm_engine *e, uint32_t L, fitlm_error *err) {
     fitlm_batch b = {.n_tokens = e->lane_rows[L], .n_logits = e->lane_logits[L]};
@@ -828,6 +839,9 @@ static int lane_collect(fitlm_engine *e, uint32_t L, fitlm_error *err) {
         fitlm_finish_reason fin = FITLM_FINISH_NONE;
         const char *text = NULL;
         size_t len = 0;
+        /* counted before the token reaches its client: a client that reads
+         * /metrics right after its last token sees it */
+        flush_step_stats(e, &prompt_rows, &gen);
         if (is_eog(e, next) && !s->ignore_eos) {
             fin = FITLM_FINISH_STOP;
             /* the end-of-generation token adds no text */
@@ -852,10 +866,7 @@ static int lane_collect(fitlm_engine *e, uint32_t L, fitlm_error *err) {
         }
         i++;
     }
-    pthread_mutex_lock(&e->mu);
-    e->stats.prompt_tokens += prompt_rows;
-    e->stats.generated_tokens += gen;
-    pthread_mutex_unlock(&e->mu);
+    flush_step_stats(e, &prompt_rows, &gen);
     return 0;
 }
 
