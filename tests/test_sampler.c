@@ -32,8 +32,51 @@ static void fresh(fitlm_candidates *c) {
     fitlm_cand_from_logits(c, lg, 5);
 }
 
+/* The order every sort must give: descending logit, ascending id on ties
+ * (an independent insertion sort over a copy). */
+static int order_ok(const fitlm_token_prob *got, const float *lg, int n) {
+    static int32_t want[40000];
+    for (int i = 0; i < n; i++) {
+        int32_t id = i, j = i;
+        while (j > 0 && (lg[want[j - 1]] < lg[id] || (lg[want[j - 1]] == lg[id] && want[j - 1] > id))) {
+            want[j] = want[j - 1];
+            j--;
+        }
+        want[j] = id;
+    }
+    int bad = 0;
+    for (int i = 0; i < n; i++) bad += got[i].id != want[i] || got[i].logit != lg[want[i]];
+    return bad;
+}
+
+static void check_full_sort(void) {
+    /* a vocabulary-sized candidate list (the radix path) with ties, negative
+     * and positive logits, -0 and +0, and -inf (a masked token) */
+    enum { V = 3000 };
+    static float lg[V];
+    static fitlm_token_prob big[V];
+    uint64_t st = 12345;
+    for (int i = 0; i < V; i++) {
+        st = st * 6364136223846793005ull + 1442695040888963407ull;
+        int r = (int)(st >> 33) % 401;
+        lg[i] = (float)(r - 200) / 16.0f; /* many exact ties */
+    }
+    lg[7] = -0.0f, lg[8] = 0.0f, lg[9] = -INFINITY, lg[10] = -INFINITY, lg[11] = 1e30f, lg[12] = -1e-30f;
+    fitlm_candidates c = {.data = big};
+    fitlm_cand_from_logits(&c, lg, V);
+    fitlm_cand_top_k(&c, 0);
+    CHECK(c.n == V && c.sorted, "top-k off sorts all %d", V);
+    int bad = order_ok(c.data, lg, V);
+    CHECK(bad == 0, "full sort: %d of %d places out of the (logit desc, id asc) order", bad, V);
+    fitlm_cand_from_logits(&c, lg, V);
+    fitlm_cand_softmax(&c);
+    bad = order_ok(c.data, lg, V);
+    CHECK(bad == 0 && fabs(c.data[0].p - 1.0) < 1e-6, "softmax's sort: %d misplaced, p0 %g", bad, (double)c.data[0].p);
+}
+
 int main(void) {
     fitlm_candidates c;
+    check_full_sort();
 
     /* softmax recovers the probabilities, sorted */
     fresh(&c);
