@@ -68,6 +68,8 @@ static void check_full_sort(void) {
     CHECK(c.n == V && c.sorted, "top-k off sorts all %d", V);
     int bad = order_ok(c.data, lg, V);
     CHECK(bad == 0, "full sort: %d of %d places out of the (logit desc, id asc) order", bad, V);
+    static uint64_t scratch[2 * V]; /* the sampler's way: caller-owned scratch */
+    c.sort_scratch = scratch;
     fitlm_cand_from_logits(&c, lg, V);
     fitlm_cand_softmax(&c);
     bad = order_ok(c.data, lg, V);

@@ -94,6 +94,14 @@ static double shard_weight_bytes(const fitlm_model *m, uint32_t T, uint32_t l0, 
     return b;
 }
 
+/* The largest pipeline stage's share of the layers: rank 0's [l0, l1) or the
+ * mean of the other P - 1 stages' (1 without pipeline parallel). */
+static double largest_stage_share(const fitlm_model *m, uint32_t l0, uint32_t l1, uint32_t P) {
+    double L = m->hp.n_layers ? m->hp.n_layers : 1;
+    double own = l1 > l0 ? l1 - l0 : L / P;
+    return P > 1 ? fmax(own, (L - own) / (P - 1)) / L : 1;
+}
+
 int plan_check_serve_print(FILE *out, const fitlm_model *m, const char *profile_path, const plan_check_serve *run) {
     bool have;
     char src[PATH_MAX + 64];
@@ -111,9 +119,7 @@ int plan_check_serve_print(FILE *out, const fitlm_model *m, const char *profile_
     double busy = run->steps ? 1.0 + (double)(P - 1) * (double)run->steps_overlapped / (double)run->steps : 1.0;
     double b = P > 1 ? rows * busy : rows;
     uint32_t ctx = run->mean_ctx > 1 ? (uint32_t)run->mean_ctx : 1;
-    double L = m->hp.n_layers ? m->hp.n_layers : 1;
-    double own = run->layer1 > run->layer0 ? run->layer1 - run->layer0 : L / P;
-    double max_stage = P > 1 ? fmax(own, (L - own) / (P - 1)) / L : 1;
+    double max_stage = largest_stage_share(m, run->layer0, run->layer1, P);
     int all_threads = run->threads * (int)(T * P);
     double mean_prompt = run->requests ? (double)run->prompt_tokens / (double)run->requests : 0;
     uint32_t np = mean_prompt >= 1 ? (uint32_t)mean_prompt : 1;
@@ -196,9 +202,7 @@ int plan_check_print(FILE *out, const fitlm_model *m, const char *profile_path, 
     int all_threads = run->threads * (int)(T * P);
     /* pipeline stages take turns on one sequence (planner/host_comm.h) */
     /* the largest stage: rank 0's layers or the mean of the others' */
-    double L = m->hp.n_layers ? m->hp.n_layers : 1;
-    double own = run->layer1 > run->layer0 ? run->layer1 - run->layer0 : L / P;
-    double max_stage = P > 1 ? fmax(own, (L - own) / (P - 1)) / L : 1;
+    double max_stage = largest_stage_share(m, run->layer0, run->layer1, P);
     fitlm_host_pipeline_predict(have ? prof : NULL, 0, 0, &w, all_threads, (int)P, run->n_prompt, mem->n_ubatch,
                                 max_stage, run->ctx0, run->n_gen, &pp, &tg);
     double comm_tg = 0;

@@ -98,15 +98,17 @@ static int cmp_desc(const void *x, const void *y) {
 
 /* Sorts c->data in cmp_desc's order (descending logit, ascending id): an
  * LSD radix sort of 64-bit keys (the logit's order-preserving bits inverted,
- * then the id), four passes of 16 bits; 10x faster than qsort over a 32k-128k
- * vocabulary (a full sort per token is what sampling without top-k costs).
- * Falls back to qsort when ids are negative or the scratch cannot be had.
+ * then the id) in 11-bit digits, skipping digits every key shares; about 10x
+ * faster than qsort over a 32k-128k vocabulary (a full sort per token is what
+ * sampling without top-k costs). Uses c->sort_scratch when given; falls back
+ * to qsort when ids are negative, a logit is NaN or no scratch can be had.
  * The p fields are zeroed (every caller recomputes them after sorting). */
 static void sort_desc(fitlm_candidates *c) {
+    enum { BITS = 11, BUCKETS = 1 << BITS };
     size_t n = c->n;
-    uint64_t *key = n > 64 ? malloc(2 * n * sizeof *key) : NULL;
-    uint32_t *count = key ? calloc(65536, sizeof *count) : NULL;
-    bool ok = key && count;
+    uint64_t *key = n > 64 ? c->sort_scratch : NULL, *own = NULL;
+    if (n > 64 && !key) key = own = malloc(2 * n * sizeof *key);
+    bool ok = key != NULL;
     for (size_t i = 0; ok && i < n; i++) {
         const fitlm_token_prob *t = &c->data[i];
         if (t->id < 0 || isnan(t->logit)) {
@@ -120,23 +122,23 @@ static void sort_desc(fitlm_candidates *c) {
         key[i] = ((uint64_t)~b << 32) | (uint32_t)t->id;
     }
     if (!ok) {
-        free(key);
-        free(count);
+        free(own);
         qsort(c->data, n, sizeof *c->data, cmp_desc);
         return;
     }
+    uint32_t count[BUCKETS];
     uint64_t *src = key, *dst = key + n;
-    for (int shift = 0; shift < 64; shift += 16) {
-        memset(count, 0, 65536 * sizeof *count);
-        for (size_t i = 0; i < n; i++) count[(src[i] >> shift) & 0xFFFF]++;
-        if (count[(src[0] >> shift) & 0xFFFF] == n) continue; /* one digit value: nothing moves */
+    for (int shift = 0; shift < 64; shift += BITS) {
+        memset(count, 0, sizeof count);
+        for (size_t i = 0; i < n; i++) count[(src[i] >> shift) & (BUCKETS - 1)]++;
+        if (count[(src[0] >> shift) & (BUCKETS - 1)] == n) continue; /* one digit value: nothing moves */
         uint32_t sum = 0;
-        for (size_t d = 0; d < 65536; d++) {
+        for (size_t d = 0; d < BUCKETS; d++) {
             uint32_t k = count[d];
             count[d] = sum;
             sum += k;
         }
-        for (size_t i = 0; i < n; i++) dst[count[(src[i] >> shift) & 0xFFFF]++] = src[i];
+        for (size_t i = 0; i < n; i++) dst[count[(src[i] >> shift) & (BUCKETS - 1)]++] = src[i];
         uint64_t *t = src;
         src = dst, dst = t;
     }
@@ -147,8 +149,7 @@ static void sort_desc(fitlm_candidates *c) {
         memcpy(&c->data[i].logit, &b, sizeof b);
         c->data[i].p = 0.0f;
     }
-    free(key);
-    free(count);
+    free(own);
 }
 
 static bool before(const fitlm_token_prob *a, const fitlm_token_prob *b) {
@@ -247,6 +248,7 @@ struct fitlm_sampler {
     fitlm_sampler_params p;
     size_t vocab;
     fitlm_token_prob *cand; /* vocab entries */
+    uint64_t *sort_scratch; /* 2 x vocab keys for the full sort */
     uint8_t *seen;          /* vocab bytes */
     int32_t *recent;        /* ring of repeat_last_n ids */
     size_t n_recent, head;
@@ -264,9 +266,10 @@ fitlm_sampler *fitlm_sampler_new(const fitlm_sampler_params *p, size_t vocab, fi
     s->p = *p;
     s->vocab = vocab;
     s->cand = malloc(vocab * sizeof *s->cand);
+    s->sort_scratch = malloc(2 * vocab * sizeof *s->sort_scratch);
     s->seen = calloc(vocab, 1);
     s->recent = malloc(((size_t)p->repeat_last_n + 1) * sizeof *s->recent);
-    if (!s->cand || !s->seen || !s->recent) goto oom;
+    if (!s->cand || !s->sort_scratch || !s->seen || !s->recent) goto oom;
     fitlm_rng_seed(&s->rng, p->seed);
     return s;
 oom:
@@ -278,6 +281,7 @@ oom:
 void fitlm_sampler_free(fitlm_sampler *s) {
     if (!s) return;
     free(s->cand);
+    free(s->sort_scratch);
     free(s->seen);
     free(s->recent);
     free(s);
@@ -312,7 +316,7 @@ double fitlm_logsumexp(const float *x, size_t n) {
 
 int32_t fitlm_sampler_sample(fitlm_sampler *s, const float *logits) {
     if (s->p.temp <= 0.0f && (s->p.repeat_penalty == 1.0f || s->n_recent == 0)) return argmax_logits(logits, s->vocab);
-    fitlm_candidates c = {.data = s->cand};
+    fitlm_candidates c = {.data = s->cand, .sort_scratch = s->sort_scratch};
     fitlm_cand_from_logits(&c, logits, s->vocab);
     /* the ring holds the last n_recent ids (order does not matter) */
     fitlm_cand_penalize(&c, s->recent, s->n_recent, s->p.repeat_penalty, s->seen);

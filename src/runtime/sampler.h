@@ -50,6 +50,9 @@ typedef struct fitlm_candidates {
     fitlm_token_prob *data; /* caller-provided storage for at least `vocab` entries */
     size_t n;
     bool sorted; /* descending by logit */
+    /* optional caller-owned scratch of 2 x n keys for a full sort (the
+     * sampler's, allocated once); NULL: the sort allocates its own */
+    uint64_t *sort_scratch;
 } fitlm_candidates;
 
 /* PCG32 (O'Neill): a seeded, reproducible generator. */
