@@ -459,6 +459,7 @@ INLINE void x16_body_avx2(int wtype, int64_t cols, const void *w, const void *a,
             for (int t = 0; t < nt; t++) acc[hh][t] = _mm256_setzero_ps();
         for (int64_t b = 0; b < nb; b++, g += gbytes)
         for (int hh = 0; hh < (inter ? 2 : 1); hh++) {
+            if (hh == 0) fitlm_repacked_prefetch(g, gbytes, nt, 2);
             const int h = inter ? hh : pass;
             const __m256 wsc = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16 * h)));
             const uint8_t *cv = g + 32 + 32 * h;
@@ -518,6 +519,7 @@ INLINE void x16_k4_body_avx2(int wtype, int64_t cols, const void *w, const void 
             for (int t = 0; t < nt; t++) acc[hh][t] = _mm256_setzero_ps();
         for (int64_t b = 0; b < nb; b++, g += gbytes)
         for (int hh = 0; hh < (inter ? 2 : 1); hh++) {
+            if (hh == 0) fitlm_repacked_prefetch(g, gbytes, nt, 1);
             const int h = inter ? hh : pass;
             const __m256 wd = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16 * h)));
             const __m256 wdm = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 32 + 16 * h)));
@@ -590,6 +592,7 @@ INLINE void x16_q6_k_body_avx2(int64_t cols, const void *w, const void *a, size_
             for (int t = 0; t < nt; t++) acc[hh][t] = _mm256_setzero_ps();
         for (int64_t b = 0; b < nb; b++, g += 3360)
         for (int hh = 0; hh < (inter ? 2 : 1); hh++) {
+            if (hh == 0) fitlm_repacked_prefetch(g, 3360, nt, 1);
             const int h2 = inter ? hh : pass; /* rows 8 h2 .. 8 h2 + 7 */
             const __m256 wd = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16 * h2)));
             __m256i isum[X16_AVX2_TOKENS];
@@ -652,6 +655,7 @@ INLINE void x16_k23_body_avx2(int wtype, int64_t cols, const void *w, const void
             for (int t = 0; t < nt; t++) acc[hh][t] = _mm256_setzero_ps();
         for (int64_t b = 0; b < nb; b++, g += gbytes)
         for (int hh = 0; hh < (inter ? 2 : 1); hh++) {
+            if (hh == 0) fitlm_repacked_prefetch(g, gbytes, nt, 1);
             const int h2 = inter ? hh : pass; /* rows 8 h2 .. 8 h2 + 7 */
             const __m256 wd = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16 * h2)));
             __m256i sw[4];

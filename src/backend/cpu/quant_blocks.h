@@ -95,6 +95,28 @@ typedef void (*fitlm_dot_fn)(int64_t cols, const void *w, const void *a, size_t 
 #define FITLM_REPACK_TOKENS 8
 typedef void (*fitlm_dot_repacked_fn)(int64_t cols, const void *w, const void *a, size_t astride, const void *prep,
                                       size_t pstride, int nt, float *out, size_t ostride);
+
+/* Batched calls of the repacked kernels (2+ tokens) spend longer on each
+ * weight group than a DRAM read of it takes, and the out-of-order window then
+ * covers too few groups to keep the reads in flight: the read and the
+ * arithmetic ran one after the other (8 token rows of a Q4_0 matrix took the
+ * read of one row plus the arithmetic of 8). Each group step therefore asks
+ * for the group FITLM_REPACK_PREFETCH bytes ahead, so that the weights arrive
+ * while the current group is multiplied. One token (decode of a single
+ * sequence) is read-bound, and the hardware prefetchers keep up with the
+ * simple layouts (Q4_0, Q8_0, the 5-bit legacy types, F16 and BF16: asking
+ * for their groups too made one row up to 15 % slower), not with the
+ * k-quants, whose one-token groups are long (16 rows of a 256-column super-
+ * block, 1.3-3.4 KB) and heavy to unpack: those ask from min_nt = 1 (a
+ * Q4_K matrix-vector product 1.75x faster in kernels_bench), the others
+ * from min_nt = 2. The prefetch past a matrix's end is harmless: a hint,
+ * never a fault, at most that many bytes more read. */
+#define FITLM_REPACK_PREFETCH 4096
+static inline void fitlm_repacked_prefetch(const void *group, size_t gbytes, int nt, int min_nt) {
+    if (nt < min_nt) return;
+    const char *p = (const char *)group + FITLM_REPACK_PREFETCH;
+    for (size_t o = 0; o < gbytes; o += 64) __builtin_prefetch(p + o, 0, 3);
+}
 fitlm_dot_repacked_fn fitlm_dot_repacked_avx512(int wtype);
 /* The same for the x16 layouts under AVX2 (used when AVX-512 VNNI is not active). */
 fitlm_dot_repacked_fn fitlm_dot_repacked_avx2(int wtype);
