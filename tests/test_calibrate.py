@@ -50,6 +50,8 @@ for t in ("F16", "Q8_0", "Q4_0"):
 check(prof.get("per_layer_s", 0) > 0, f"fixed cost per layer measured: {prof.get('per_layer_s')}")
 # the fixed cost of a decode matmul call (two shapes from DRAM): present, and below a millisecond
 check(0 <= prof.get("matmul_call_s", -1) < 1e-3, f"matmul call cost: {prof.get('matmul_call_s')}")
+# a decode row's attention rate (synthetic model, short and long prompt): present and finite
+check(1e6 < prof.get("attn_decode_flops", 0) < 1e16, f"decode attention rate: {prof.get('attn_decode_flops')}")
 check(prof.get("host", {}).get("physical_cores", 0) >= 1, "physical cores from /proc")
 check("mhz" not in json.dumps(prof.get("host", {})).lower() or prof["host"]["max_mhz"] >= 0, "rated clock only")
 
@@ -87,6 +89,7 @@ def bad(name, mutate, expect):
 old = json.load(open(mine))
 for k in old["kernels"]:
     k.pop("batch_ratio", None)
+old.pop("attn_decode_flops", None)  # nor the decode attention rate
 old_path = os.path.join(TMP, "before-ratios.json")
 with open(old_path, "w") as f:
     json.dump(old, f)
@@ -101,6 +104,7 @@ bad("batch-ratio", lambda p: p["kernels"][0]["batch_ratio"].update({"8": 0.5}), 
 bad("batch-ratio-type", lambda p: p["kernels"][0].update(batch_ratio=[1, 2]), "batch_ratio")
 bad("layer-cost", lambda p: p.update(per_layer_s="fast"), "per_layer_s")
 bad("call-cost", lambda p: p.update(matmul_call_s=-1), "matmul_call_s")
+bad("attn-rate", lambda p: p.update(attn_decode_flops=-5), "attn_decode_flops")
 bad("not-profile", lambda p: p.update(format="something"), "not a fitlm host profile")
 rc, out, err = run("plan", "llama-3.2-1b", "--profile", os.path.join(TMP, "missing.json"))
 check(rc != 0 and err.startswith("fitlm: error:"), f"missing profile: {err.strip()}")

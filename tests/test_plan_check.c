@@ -113,9 +113,13 @@ static void check_batch_step(void) {
     prof.kern[0] = (fitlm_kernel_rate){.type = FITLM_TYPE_Q4_0, .repacked = true, .decode_bw = 10e9,
                                        .prefill_flops = 1e11, .batch_flops = 1e10};
     prof.per_layer_s = 1e-6;
+    prof.attn_decode_flops = 2e9;
     fitlm_cpu_pred tg;
     fitlm_cpu_predict(&prof, 0, 0, &w, 1, 0, 0, 0, 1, &tg);
-    double kv1 = (double)fitlm_kv_cache_bytes(FITLM_TYPE_F16, 1, 1, 64) / 10e9; /* one position's KV read */
+    /* one position of a further row: its KV read plus its attention (4 x q_dim
+     * flops per layer at the calibrated decode rate) */
+    double kv1 = (double)fitlm_kv_cache_bytes(FITLM_TYPE_F16, 1, 1, 64) / 10e9 + 4.0 * 64 / 2e9;
+    CHECK(fabs(tg.attn_pos_s - kv1) < 1e-15, "attention per position: %g vs %g", tg.attn_pos_s, kv1);
     double s1 = fitlm_cpu_batch_step_s(&tg, &w, 1, 0), s16 = fitlm_cpu_batch_step_s(&tg, &w, 16, 1);
     CHECK(fabs(s1 - tg.decode_s) < 1e-12, "batch 1 = one token: %g vs %g", s1, tg.decode_s);
     double want16 = tg.decode_s - 0.01 + 2.0 * 1.78e8 * 16 / 1e10 + 15 * kv1;
@@ -148,7 +152,8 @@ static void check_batch_step(void) {
     prof.read_bw[2] = 20e9;
     fitlm_cpu_predict(&prof, 0, 0, &w, 2, 0, 0, 0, 1, &tg);
     s3 = fitlm_cpu_batch_step_s(&tg, &w, 3, 1);
-    want3 = tg.decode_s + 0.01 * 0.75 / 2 + 2 * (double)fitlm_kv_cache_bytes(FITLM_TYPE_F16, 1, 1, 64) / 20e9;
+    want3 = tg.decode_s + 0.01 * 0.75 / 2 + 2 * ((double)fitlm_kv_cache_bytes(FITLM_TYPE_F16, 1, 1, 64) / 20e9 +
+                                                 4.0 * 64 / (2e9 * 2)); /* a 1-thread profile at 2 threads */
     CHECK(fabs(s3 - want3) < 1e-9, "2 threads: %g vs %g", s3, want3);
     memset(prof.kern[0].batch_ratio, 0, sizeof prof.kern[0].batch_ratio);
     prof.n_bw = 1;

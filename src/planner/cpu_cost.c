@@ -184,6 +184,10 @@ void fitlm_cpu_predict(const fitlm_host_profile *prof, double host_bw, double ho
     }
     const fitlm_kernel_rate *kf = find_kern(prof, FITLM_TYPE_F32);
     r->attn_flops = kf && kf->prefill_flops > 0 ? kf->prefill_flops * fl_scale : flops_assumed;
+    /* a decode row's attention: calibrated (a single query per sequence keeps
+     * most of the attention's lanes empty), else the prompt's rate */
+    r->attn_decode_measured = prof && prof->attn_decode_flops > 0;
+    r->attn_decode_flops = r->attn_decode_measured ? prof->attn_decode_flops * fl_scale : r->attn_flops;
     if (prof && (prof->per_layer_s > 0 || prof->per_token_s > 0)) {
         r->per_layer_s = prof->per_layer_s;
         r->per_token_s = prof->per_token_s;
@@ -233,16 +237,15 @@ void fitlm_cpu_predict(const fitlm_host_profile *prof, double host_bw, double ho
     }
     out->mat_s[w->n] = out_s;
     double mean_ctx = ctx0 + (n_gen > 0 ? (n_gen + 1) / 2.0 : 1);
-    d += kv_pos * mean_ctx / r->read_bw;
+    out->attn_pos_s = kv_pos / r->read_bw + 4.0 * L * q_dim / r->attn_decode_flops;
+    d += out->attn_pos_s * mean_ctx;
     out->decode_s = d;
     out->tg_tps = 1.0 / d;
 }
 
 double fitlm_cpu_batch_step_s(const fitlm_cpu_pred *tg, const fitlm_cpu_work *w, double batch, double ctx) {
-    const fitlm_hparams *hp = w->hp;
-    double kv_pos = (double)fitlm_kv_cache_bytes(w->kv_type, 1, hp->n_layers, (int64_t)hp->n_kv_heads * hp->head_dim);
     double others = batch > 1 ? batch - 1 : 0;
-    double step = tg->decode_s + others * kv_pos * ctx / tg->rates.read_bw;
+    double step = tg->decode_s + others * tg->attn_pos_s * ctx;
     for (int i = 0; i <= w->n && batch > 1; i++) {
         if (tg->batch_measured[i]) {
             step += rows_extra_s(tg->batch_extra_s[i], tg->mat_s[i], batch);
@@ -513,6 +516,14 @@ int fitlm_calibrate_host(fitlm_host_profile *p, int max_threads, bool quick, FIL
     if (log)
         fprintf(log, "fixed costs (%s): %.2f us per layer, %.2f us per step\n", p->overhead_source,
                 p->per_layer_s * 1e6, p->per_token_s * 1e6);
+    if (fitlm_calibrate_attention(p, quick, err)) {
+        fitlm_threadpool_free(pool);
+        return -1;
+    }
+    if (log)
+        fprintf(log, "decode attention (32 query heads of 64 over 4 KV heads, F16 cache): %.1f GFLOP/s, "
+                     "%.0f ns per cached position and layer of a 2048-wide query\n",
+                p->attn_decode_flops / 1e9, p->attn_decode_flops > 0 ? 4.0 * 2048 / p->attn_decode_flops * 1e9 : 0);
     static const int types[] = {FITLM_TYPE_F32,  FITLM_TYPE_F16,  FITLM_TYPE_BF16, FITLM_TYPE_Q8_0, FITLM_TYPE_Q4_0,
                                 FITLM_TYPE_Q4_1, FITLM_TYPE_Q5_0, FITLM_TYPE_Q4_K, FITLM_TYPE_Q5_K, FITLM_TYPE_Q6_K,
                                 FITLM_TYPE_Q3_K, FITLM_TYPE_Q2_K};
@@ -593,22 +604,31 @@ int fitlm_calibrate_host(fitlm_host_profile *p, int max_threads, bool quick, FIL
 
 /* ---- fixed costs from the real runtime on two tiny synthetic models ---- */
 
-/* Writes a random F32 llama model of n_layers layers (hidden 128, 4 heads,
- * FFN 256, vocabulary 256, context 64) to path: small enough that its
+/* The head layout of a synthetic model: query heads, KV heads, head
+ * dimension, context. */
+typedef struct {
+    uint32_t heads, kv_heads, head_dim, ctx;
+} tiny_attn;
+static const tiny_attn TINY_FIXED = {4, 4, 32, 64};
+
+/* Writes a random F32 llama model of n_layers layers (hidden 128, FFN 256,
+ * vocabulary 256, the heads and context of `a`) to path: small enough that its
  * weights stay in the caches, so its decode time is the runtime's fixed
- * costs. 0 or -1 with err. */
-static int write_tiny_model(const char *path, uint32_t n_layers, fitlm_error *err) {
+ * costs (and, with a long context, its attention). 0 or -1 with err. */
+static int write_tiny_model(const char *path, uint32_t n_layers, tiny_attn a, fitlm_error *err) {
     enum { D = 128, F = 256, V = 256 };
+    const uint64_t QD = (uint64_t)a.heads * a.head_dim, KD = (uint64_t)a.kv_heads * a.head_dim;
     fitlm_gguf_writer *w = fitlm_gguf_writer_new(3, err);
     if (!w) return -1;
-    float *big = malloc(sizeof(float) * (size_t)D * V), *ones = malloc(sizeof(float) * D);
+    size_t nbig = (size_t)D * (QD > V ? QD : V);
+    float *big = malloc(sizeof(float) * nbig), *ones = malloc(sizeof(float) * D);
     int rc = -1;
     if (!big || !ones) {
         fitlm_fail(err, "out of memory");
         goto done;
     }
     uint64_t s = 0x2545F4914F6CDD1Dull;
-    for (size_t i = 0; i < (size_t)D * V; i++) {
+    for (size_t i = 0; i < nbig; i++) {
         s ^= s << 13, s ^= s >> 7, s ^= s << 17;
         big[i] = (float)((double)(s >> 40) / (double)(1ull << 24) - 0.5) * 0.05f;
     }
@@ -617,13 +637,16 @@ static int write_tiny_model(const char *path, uint32_t n_layers, fitlm_error *er
         fitlm_gguf_writer_add_u32(w, "llama.block_count", n_layers, err) ||
         fitlm_gguf_writer_add_u32(w, "llama.embedding_length", D, err) ||
         fitlm_gguf_writer_add_u32(w, "llama.feed_forward_length", F, err) ||
-        fitlm_gguf_writer_add_u32(w, "llama.attention.head_count", 4, err) ||
-        fitlm_gguf_writer_add_u32(w, "llama.attention.head_count_kv", 4, err) ||
-        fitlm_gguf_writer_add_u32(w, "llama.context_length", 64, err) ||
+        fitlm_gguf_writer_add_u32(w, "llama.attention.head_count", a.heads, err) ||
+        fitlm_gguf_writer_add_u32(w, "llama.attention.head_count_kv", a.kv_heads, err) ||
+        fitlm_gguf_writer_add_u32(w, "llama.attention.key_length", a.head_dim, err) ||
+        fitlm_gguf_writer_add_u32(w, "llama.attention.value_length", a.head_dim, err) ||
+        fitlm_gguf_writer_add_u32(w, "llama.context_length", a.ctx, err) ||
         fitlm_gguf_writer_add_u32(w, "llama.vocab_size", V, err) ||
         fitlm_gguf_writer_add_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f, err))
         goto done;
-    const uint64_t e_dv[2] = {D, V}, e_d[1] = {D}, e_dd[2] = {D, D}, e_df[2] = {D, F}, e_fd[2] = {F, D};
+    const uint64_t e_dv[2] = {D, V}, e_d[1] = {D}, e_df[2] = {D, F}, e_fd[2] = {F, D};
+    const uint64_t e_dq[2] = {D, QD}, e_dk[2] = {D, KD}, e_qd[2] = {QD, D};
     if (fitlm_gguf_writer_add_tensor(w, "token_embd.weight", FITLM_TYPE_F32, 2, e_dv, big, err) ||
         fitlm_gguf_writer_add_tensor(w, "output_norm.weight", FITLM_TYPE_F32, 1, e_d, ones, err) ||
         fitlm_gguf_writer_add_tensor(w, "output.weight", FITLM_TYPE_F32, 2, e_dv, big, err))
@@ -635,7 +658,7 @@ static int write_tiny_model(const char *path, uint32_t n_layers, fitlm_error *er
             char name[64];
             snprintf(name, sizeof name, "blk.%u.%s.weight", l, kinds[k]);
             bool norm = strstr(kinds[k], "norm") != NULL;
-            const uint64_t *ne = norm ? e_d : k == 8 ? e_fd : k >= 6 ? e_df : e_dd;
+            const uint64_t *ne = norm ? e_d : k == 8 ? e_fd : k >= 6 ? e_df : k == 1 ? e_dq : k == 4 ? e_qd : e_dk;
             if (fitlm_gguf_writer_add_tensor(w, name, FITLM_TYPE_F32, norm ? 1 : 2, ne, norm ? ones : big, err))
                 goto done;
         }
@@ -648,12 +671,13 @@ done:
     return rc;
 }
 
-/* Seconds per decoded token of the model at path on `threads` threads: every
- * token timed on its own over six runs of 48 tokens (the first warms up), the
- * 10th percentile: on a shared machine the undisturbed figure, without
- * trusting the single luckiest token. */
-static int time_decode(const char *path, int threads, double *per_token, uint32_t *n_layers, fitlm_cpu_work *work,
-                       fitlm_error *err) {
+/* Seconds per decoded token of the model at path on `threads` threads: after
+ * a prompt of n_prompt tokens (evaluated at once), every one of n_timed
+ * tokens timed on its own over `reps` runs (the first warms up), the 10th
+ * percentile: on a shared machine the undisturbed figure, without trusting
+ * the single luckiest token. */
+static int time_decode(const char *path, int threads, uint32_t n_prompt, uint32_t n_timed, int reps,
+                       double *per_token, uint32_t *n_layers, fitlm_cpu_work *work, fitlm_error *err) {
     fitlm_model *m = fitlm_model_load(path, err);
     if (!m) return -1;
     int rc = -1;
@@ -662,25 +686,40 @@ static int time_decode(const char *path, int threads, double *per_token, uint32_
     double *tt = NULL;
     if (!be) goto done;
     fitlm_runtime_params rp = fitlm_runtime_params_default();
-    rp.n_ctx = m->hp.ctx_len < 64 ? m->hp.ctx_len : 64;
+    rp.n_ctx = m->hp.ctx_len;
     rt = fitlm_runtime_new(m, be, &rp, err);
     if (!rt) goto done;
-    uint32_t n = rp.n_ctx < 48 ? rp.n_ctx : 48;
-    tt = malloc(sizeof *tt * 5 * n);
-    if (!tt) {
+    if (n_prompt + n_timed > rp.n_ctx) {
+        fitlm_fail(err, "calibration model: %u + %u tokens exceed its context %u", n_prompt, n_timed, rp.n_ctx);
+        goto done;
+    }
+    uint32_t n = n_timed;
+    tt = malloc(sizeof *tt * (size_t)(reps - 1) * n);
+    int32_t *prompt = malloc(sizeof *prompt * (n_prompt ? n_prompt : 1));
+    if (!tt || !prompt) {
+        free(prompt);
         fitlm_fail(err, "out of memory");
         goto done;
     }
+    for (uint32_t i = 0; i < n_prompt; i++) prompt[i] = (int32_t)((i * 40503u) % m->hp.vocab_size);
     int nt = 0;
-    for (int rep = 0; rep < 6; rep++) {
+    for (int rep = 0; rep < reps; rep++) {
         fitlm_runtime_reset(rt);
+        if (n_prompt && fitlm_runtime_eval(rt, prompt, n_prompt, NULL, false, err)) {
+            free(prompt);
+            goto done;
+        }
         for (uint32_t i = 0; i < n; i++) {
             int32_t id = (int32_t)((i * 2654435761u) % m->hp.vocab_size);
             double t0 = now_s();
-            if (fitlm_runtime_eval(rt, &id, 1, NULL, false, err)) goto done;
+            if (fitlm_runtime_eval(rt, &id, 1, NULL, false, err)) {
+                free(prompt);
+                goto done;
+            }
             if (rep > 0) tt[nt++] = now_s() - t0;
         }
     }
+    free(prompt);
     qsort(tt, (size_t)nt, sizeof *tt, cmp_double);
     double best = tt[nt / 10];
     *per_token = best;
@@ -706,7 +745,8 @@ int fitlm_calibrate_overheads(fitlm_host_profile *p, fitlm_error *err) {
     for (int k = 0; k < 2; k++) {
         snprintf(path[k], sizeof path[k], "%s/fitlm-calibrate-%ld-%d.gguf", dir, (long)getpid(), k);
         uint32_t nl = 0;
-        if (write_tiny_model(path[k], layers[k], err) || time_decode(path[k], p->threads, &t[k], &nl, NULL, err)) {
+        if (write_tiny_model(path[k], layers[k], TINY_FIXED, err) ||
+            time_decode(path[k], p->threads, 0, 48, 6, &t[k], &nl, NULL, err)) {
             remove(path[k]);
             if (k) remove(path[0]);
             return -1;
@@ -724,6 +764,31 @@ int fitlm_calibrate_overheads(fitlm_host_profile *p, fitlm_error *err) {
              "decode of synthetic 1- and 9-layer models: %.1f and %.1f us per token", t[0] * 1e6, t[1] * 1e6);
     rc = 0;
     return rc;
+}
+
+/* One decode row's attention over its cached positions: a synthetic 4-layer
+ * model whose matrices stay in the caches (hidden 128) but whose heads are
+ * those of TinyLlama (32 query heads of 64 over 4 KV heads, F16 cache),
+ * decoded after a prompt of 16 and of 1024 tokens (quick: 256); the extra
+ * time per position and layer, as 4 x q_dim flops per position and layer
+ * (the scores' and the weighted sum's multiply-adds). */
+int fitlm_calibrate_attention(fitlm_host_profile *p, bool quick, fitlm_error *err) {
+    const char *dir = getenv("TMPDIR");
+    if (!dir || !*dir) dir = "/tmp";
+    const uint32_t L = quick ? 4 : 32, n_short = 16, n_long = quick ? 256 : 1024, n_timed = 32;
+    const tiny_attn a = {32, 4, 64, n_long + n_timed};
+    char path[1024];
+    snprintf(path, sizeof path, "%s/fitlm-calibrate-attn-%ld.gguf", dir, (long)getpid());
+    double t[2] = {0, 0};
+    uint32_t nl = 0;
+    int rc = write_tiny_model(path, L, a, err);
+    if (!rc) rc = time_decode(path, p->threads, n_short, n_timed, quick ? 3 : 4, &t[0], &nl, NULL, err);
+    if (!rc) rc = time_decode(path, p->threads, n_long, n_timed, quick ? 3 : 4, &t[1], &nl, NULL, err);
+    remove(path);
+    if (rc) return -1;
+    double per_pos_layer = (t[1] - t[0]) / ((double)(n_long - n_short) * L);
+    p->attn_decode_flops = per_pos_layer > 0 ? 4.0 * a.heads * a.head_dim / per_pos_layer : 0;
+    return 0;
 }
 
 int fitlm_calibrate_overheads_with_model(fitlm_host_profile *p, const char *model_path, FILE *log, fitlm_error *err) {

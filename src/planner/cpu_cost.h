@@ -77,6 +77,9 @@ typedef struct fitlm_host_profile {
     char overhead_source[160];
     double process_base_bytes; /* resident memory of a fitlm process before it loads a model */
     double allreduce_alpha_s, allreduce_bw; /* MPI all-reduce latency and bandwidth; 0 = not measured */
+    double attn_decode_flops; /* one decode row's attention over cached positions, counted as 4 x q_dim
+                               * flops per position and layer (fitlm_calibrate_attention); 0 = not
+                               * measured (profiles before it) */
 } fitlm_host_profile;
 
 /* Fills the /proc and /sys facts of this machine (the rest zero). */
@@ -124,7 +127,9 @@ typedef struct fitlm_cpu_rates {
     double per_layer_s, per_token_s;
     double matmul_call_s;
     bool overhead_measured;
-    double attn_flops;
+    double attn_flops;        /* a prompt's attention (its queries fill the lanes) */
+    double attn_decode_flops; /* a decode row's attention */
+    bool attn_decode_measured;
     double process_base;
 } fitlm_cpu_rates;
 
@@ -163,6 +168,8 @@ typedef struct fitlm_cpu_pred {
     double prefill_s, pp_tps;   /* the prompt */
     double ttft_s;
     double decode_s, tg_tps;    /* mean per generated token */
+    double attn_pos_s;          /* one decode row's attention per cached position: the
+                                 * position's KV read plus its compute over all layers */
     bool kernels_measured;      /* every weight type's kernel rate came from the profile */
     /* per entry of the work (w->t[i], then the output matrix at [w->n]): seconds
      * of one token's matmul and the FLOP/s of a batched decode step (for
@@ -191,9 +198,10 @@ void fitlm_cpu_predict(const fitlm_host_profile *prof, double host_bw, double ho
  * calibrated time of `batch` rows through its matrices beyond one row's
  * (interpolated between the timed row counts 1, 2, 4 .. 64, proportional
  * to the rows beyond 256; a profile without them: the longer of reading the
- * weights once and computing the rows at the 16-row rate), plus the KV cache
- * of the other batch - 1 sequences at that context once each. Seconds; the
- * same function for `plan` and `serve --plan-check`. */
+ * weights once and computing the rows at the 16-row rate), plus the other
+ * batch - 1 sequences' attention at that context (their KV read and the
+ * calibrated decode attention rate, tg->attn_pos_s per position). Seconds;
+ * the same function for `plan` and `serve --plan-check`. */
 double fitlm_cpu_batch_step_s(const fitlm_cpu_pred *tg, const fitlm_cpu_work *w, double batch, double ctx);
 
 /* Measures this machine (about 45 s; quick: a few seconds, rows beyond 64 extrapolated): read bandwidth with 1..max_threads
@@ -208,6 +216,12 @@ int fitlm_calibrate_host(fitlm_host_profile *p, int max_threads, bool quick, FIL
  * written to $TMPDIR (removed after): the slope per layer and the rest per
  * step, at p->threads threads. 0 or -1 with err. */
 int fitlm_calibrate_overheads(fitlm_host_profile *p, fitlm_error *err);
+
+/* Measures one decode row's attention rate (p->attn_decode_flops): decode of a
+ * synthetic 4-layer model with TinyLlama's heads after a short and a long
+ * prompt (1024 tokens; quick: 256), the time per cached position and layer.
+ * 0 or -1 with err. */
+int fitlm_calibrate_attention(fitlm_host_profile *p, bool quick, fitlm_error *err);
 
 /* Refines the fixed costs by a decode run of a real model: its measured time
  * per token minus the kernel-bound prediction, over its layers (per_layer),

@@ -192,6 +192,7 @@ char *fitlm_host_profile_json(const fitlm_host_profile *p) {
     cJSON_AddNumberToObject(o, "process_base_bytes", p->process_base_bytes);
     cJSON_AddNumberToObject(o, "allreduce_alpha_s", p->allreduce_alpha_s);
     cJSON_AddNumberToObject(o, "allreduce_bw", p->allreduce_bw);
+    cJSON_AddNumberToObject(o, "attn_decode_flops", p->attn_decode_flops);
     char *s = cJSON_Print(o);
     cJSON_Delete(o);
     return s;
@@ -317,6 +318,9 @@ static int parse_profile(fitlm_host_profile *p, const cJSON *o, const char *path
     /* optional: profiles written before it was measured lack it (0) */
     if (cJSON_GetObjectItemCaseSensitive(o, "matmul_call_s") &&
         get_num(o, "matmul_call_s", 0, 1, &p->matmul_call_s, path, err))
+        return -1;
+    if (cJSON_GetObjectItemCaseSensitive(o, "attn_decode_flops") &&
+        get_num(o, "attn_decode_flops", 0, 1e16, &p->attn_decode_flops, path, err))
         return -1;
     return 0;
 }

@@ -40,8 +40,14 @@ static inline int fitlm_att_lanes_ok(int64_t D) {
     return D > 0 && D % 16 == 0 && D <= 256;
 }
 
+/* The cache slot of position p of the lanes' sequence. */
+static inline int64_t fitlm_att_slot(const fitlm_att_lanes *a, int64_t p) {
+    return ((int64_t)a->table[p >> a->block_shift] << a->block_shift) | (p & (((int64_t)1 << a->block_shift) - 1));
+}
+
 /* Positions p0 .. p0+m-1 (m <= 8) of the lanes' sequence from the cache at
- * base (K or V) as floats, row r at buf + r*D; rows m..7 zero. */
+ * base (K or V) as floats, row r at buf + r*D; rows m..7 zero. (The SIMD
+ * kernels convert F16 rows inline, with the same exact conversion.) */
 void fitlm_att_load_rows(const fitlm_att_lanes *a, const uint8_t *base, int64_t p0, int m, float *buf);
 
 /* Softmax(scale x K . q) V for each lane; call only with AVX-512 active. */

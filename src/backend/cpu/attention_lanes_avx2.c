@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "backend/cpu/attention.h"
+#include "format/ggml_type.h"
 #include "util/exp_avx2.h"
 #include "backend/cpu/ops.h"
 
@@ -46,6 +47,34 @@ static inline __attribute__((always_inline)) void av_rows(const fitlm_att_lanes 
             for (int c = 0; c < NC; c++) _mm256_storeu_ps(a->out[l0 + k] + 8 * c, o[k][c]);
 }
 
+/* fitlm_att_load_rows with F16 rows converted here, 8 values per
+ * instruction (exact: the same floats; see attention_avx512.c). */
+static inline void load_rows(const fitlm_att_lanes *a, const uint8_t *base, int64_t p0, int m, float *buf) {
+    if (a->kv_type != FITLM_TYPE_F16) {
+        fitlm_att_load_rows(a, base, p0, m, buf);
+        return;
+    }
+    const int64_t D = a->D;
+    /* the rows 16 positions ahead: a cache row is one head's slice of a
+     * slot, slots are paged, and the walk misses DRAM on every row otherwise */
+    for (int r = 0; r < 8; r++) {
+        int64_t pp = p0 + 16 + r;
+        if (pp > a->phi) break;
+        const uint8_t *row = base + (uint64_t)fitlm_att_slot(a, pp) * a->row_bytes + (uint64_t)a->off * 2;
+        for (int64_t b = 0; b < D * 2; b += 64) __builtin_prefetch(row + b, 0, 3);
+    }
+    for (int r = 0; r < 8; r++) {
+        float *dst = buf + (int64_t)r * D;
+        if (r < m) {
+            const uint16_t *src = (const uint16_t *)(base + (uint64_t)fitlm_att_slot(a, p0 + r) * a->row_bytes) + a->off;
+            for (int64_t d = 0; d < D; d += 8)
+                _mm256_storeu_ps(dst + d, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + d))));
+        } else {
+            for (int64_t d = 0; d < D; d += 8) _mm256_storeu_ps(dst + d, _mm256_setzero_ps());
+        }
+    }
+}
+
 void fitlm_attention_lanes_avx2(const fitlm_att_lanes *a) {
     const int D = (int)a->D, nl = a->n_lanes;
     const int64_t plo = a->plo, n = a->phi - a->plo + 1;
@@ -64,7 +93,7 @@ void fitlm_attention_lanes_avx2(const fitlm_att_lanes *a) {
     __m256 mx = ninf;
     for (int64_t i0 = 0; i0 < n; i0 += 8) {
         int m = n - i0 < 8 ? (int)(n - i0) : 8;
-        fitlm_att_load_rows(a, a->k_base, plo + i0, m, buf);
+        load_rows(a, a->k_base, plo + i0, m, buf);
         __m256 acc[8];
         for (int r = 0; r < 8; r++) acc[r] = _mm256_setzero_ps();
         for (int d = 0; d < D; d++) {
@@ -96,7 +125,7 @@ void fitlm_attention_lanes_avx2(const fitlm_att_lanes *a) {
     for (int l = 0; l < nl; l++) memset(a->out[l], 0, (size_t)D * sizeof(float));
     for (int64_t i0 = 0; i0 < n; i0 += 8) {
         int m = n - i0 < 8 ? (int)(n - i0) : 8;
-        fitlm_att_load_rows(a, a->v_base, plo + i0, m, buf);
+        load_rows(a, a->v_base, plo + i0, m, buf);
         for (int l0 = 0; l0 < nl; l0 += (nc <= 8 ? 2 : 1)) {
             switch (nc) { /* the common head sizes as constants: accumulators in registers */
             case 8: av_rows(a, st, buf, i0, m, l0, nl - l0 < 2 ? nl - l0 : 2, 8, 2); break;

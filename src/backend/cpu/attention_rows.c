@@ -5,14 +5,10 @@
 #include "backend/cpu/attention.h"
 #include "backend/cpu/ops.h"
 
-static inline int64_t slot_of(const fitlm_att_lanes *a, int64_t p) {
-    return ((int64_t)a->table[p >> a->block_shift] << a->block_shift) | (p & (((int64_t)1 << a->block_shift) - 1));
-}
-
 void fitlm_att_load_rows(const fitlm_att_lanes *a, const uint8_t *base, int64_t p0, int m, float *buf) {
     for (int r = 0; r < 8; r++) {
         if (r < m)
-            fitlm_ops_kv_row_f32(a->kv_type, base + (uint64_t)slot_of(a, p0 + r) * a->row_bytes, a->off,
+            fitlm_ops_kv_row_f32(a->kv_type, base + (uint64_t)fitlm_att_slot(a, p0 + r) * a->row_bytes, a->off,
                                  buf + (int64_t)r * a->D, a->D);
         else
             memset(buf + (int64_t)r * a->D, 0, (size_t)a->D * sizeof(float));
