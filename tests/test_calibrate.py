@@ -172,10 +172,42 @@ for mp in models:
             check(r is not None and r[0] > 0 and r[1] > 0 and re.fullmatch(r"[+-][0-9.]+%", r[3]) is not None,
                   f"{what}: row {comp}: {r}")
         check("measured figures: read bandwidth, kernel rates, fixed costs" in out, f"{what}: sources named")
+        check("read bandwidth" not in rows and "decode, this bandwidth" not in rows,
+              f"{what}: no bandwidth rows without the probe (--membw-mib 0)")
         # nothing big beyond the model in the process: in particular no GPU driver left mapped by the
         # default device's probe (Mesa's lavapipe maps about 70 MiB of LLVM; the probe runs in a child)
         r = rows.get("peak resident (VmHWM)")
         check(r is not None and r[1] - r[0] < 16, f"{what}: peak resident {r and r[1]} MiB vs predicted {r and r[0]}")
+
+# with the bandwidth probe: the profile's read bandwidth beside the probe's, and the decode prediction
+# at the probed bandwidth (the weight reads scaled by the ratio of the two, nothing else)
+rc, out, err = run("bench", "-m", stories, "-p", "8", "-n", "16", "-r", "2", "-t", "1", "--membw-mib", "64",
+                   "--profile", mine)
+rows = {}
+if rc == 0 and "plan check" in out:
+    for line in out[out.index("plan check"):].splitlines():
+        m = ROW.match(line)
+        if m:
+            rows[m.group(1).strip()] = (float(m.group(2)), float(m.group(3)), m.group(4), m.group(5), line)
+with open(mine) as fh:
+    bw1 = json.load(fh)["read_bw_by_threads"][0] / 1e9
+probe = re.search(r"measured memory read bandwidth \(1 threads, 64 MiB\): ([0-9.]+) GB/s", out)
+r = rows.get("read bandwidth")
+check(rc == 0 and r is not None and probe is not None and r[2] == "GB/s" and abs(r[0] - bw1) <= 0.006
+      and abs(r[1] - float(probe.group(1))) <= 0.006,
+      f"bench probe: read bandwidth row {r and r[:4]} vs profile {bw1:.2f} and probe {probe and probe.group(1)}")
+d = rows.get("decode, this bandwidth")
+tg = rows.get("decode tg16")
+nm = re.search(r"the weight reads \(([0-9.]+) of ([0-9.]+) ms\) x ([0-9.]+)", d[4]) if d else None
+if d is None or tg is None or nm is None or r is None:
+    check(False, f"bench probe: rows decode tg16 {tg and tg[:4]}, decode at this bandwidth {d and d[4]}")
+else:
+    reads, total, scale = (float(nm.group(i)) for i in (1, 2, 3))
+    check(abs(scale - r[0] / r[1]) <= 0.002 * scale + 0.001, f"bench probe: scale {scale} vs {r[0]} / {r[1]}")
+    check(abs(1000.0 / total - tg[0]) <= 0.01 * tg[0], f"bench probe: {total} ms vs decode prediction {tg[0]} tok/s")
+    want = 1000.0 / (total - reads + reads * scale)
+    check(abs(d[0] - want) <= 0.01 * want and d[1] == tg[1],
+          f"bench probe: decode at this bandwidth {d[0]} vs {want:.2f} from its note; measured {d[1]} vs {tg[1]}")
 
 rc, out, err = run("bench", "-m", stories, "-p", "8", "-n", "4", "-r", "1", "--membw-mib", "0", "--no-plan-check")
 check(rc == 0 and "plan check" not in out, "--no-plan-check")

@@ -214,7 +214,7 @@ int cmd_bench(int argc, char **argv) {
                        "(%.1f%% of the time, waiting for the other ranks included)\n",
                        test == 0 ? "prompt" : "generation", comm_kib[test], comm_ms[test], 100.0 * comm_share[test]);
     }
-    double gbs = 0;
+    double gbs = 0, bw_now = 0;
     if (n_tg > 0) {
         gbs = tg_median * per_tok / 1e9;
         printf("\ngeneration streams %.3f MB of weights per token: %.2f GB/s at %.2f tokens/s\n", per_tok / 1e6, gbs,
@@ -229,6 +229,7 @@ int cmd_bench(int argc, char **argv) {
 #ifdef FITLM_HAVE_MEMBW
     if (n_tg > 0 && membw_mib > 0 && s.backend->device == FITLM_DEVICE_CPU) {
         double peak = fitlm_measure_read_bandwidth(fitlm_backend_cpu_pool(s.backend), (size_t)membw_mib << 20);
+        bw_now = peak > 0 ? peak * 1e9 : 0;
         if (peak > 0)
             printf("\nmeasured memory read bandwidth (%d threads, %ld MiB): %.2f GB/s; generation reaches %.1f%% of it\n",
                    threads, membw_mib, peak, 100.0 * gbs / peak);
@@ -270,6 +271,7 @@ int cmd_bench(int argc, char **argv) {
                              .n_gen = (uint32_t)n_tg,
                              .tg_tps_median = med_of[1],
                              .tg_tps_best = best_of[1],
+                             .read_bw_now = bw_now,
                              .tp = s.par ? s.par->tp_size : 1,
                              .pp = s.par ? s.par->pp_size : 1,
                              .layer0 = s.par ? s.par->layer0 : 0,

@@ -276,6 +276,22 @@ int plan_check_print(FILE *out, const fitlm_model *m, const char *profile_path, 
         snprintf(note, sizeof note, "vs the fastest run %.2f: %+.1f%%", run->tg_tps_best,
                  run->tg_tps_best > 0 ? 100.0 * (tg.tg_tps - run->tg_tps_best) / run->tg_tps_best : 0.0);
         row(out, what, tg.tg_tps, run->tg_tps_median, "tok/s", 2, note);
+        /* this machine's memory speed moves between the calibration and the
+         * run: the same prediction at the bandwidth probed after the runs
+         * (the weight reads scaled, the fixed costs and the attention not) */
+        if (!mpi && run->read_bw_now > 0 && tg.rates.read_bw_measured && tg.rates.read_bw > 0) {
+            snprintf(note, sizeof note, "the profile's figure at %d threads vs the probe after the runs",
+                     tg.rates.threads);
+            row(out, "read bandwidth", tg.rates.read_bw / 1e9, run->read_bw_now / 1e9, "GB/s", 2, note);
+            double reads = 0;
+            for (int i = 0; i <= w.n; i++) reads += tg.mat_s[i];
+            double scale = tg.rates.read_bw / run->read_bw_now;
+            double d = tg.decode_s - reads + reads * scale;
+            snprintf(what, sizeof what, "decode, this bandwidth");
+            snprintf(note, sizeof note, "the weight reads (%.2f of %.2f ms) x %.3f", reads * 1e3, tg.decode_s * 1e3,
+                     scale);
+            row(out, what, d > 0 ? 1.0 / d : 0, run->tg_tps_median, "tok/s", 2, note);
+        }
     }
     fprintf(out, "measured figures: %s%s%s\n",
             pp.rates.read_bw_measured ? "read bandwidth" : "",

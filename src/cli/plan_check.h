@@ -24,6 +24,8 @@ typedef struct plan_check_run {
     double ttft_s;                   /* measured time to first token; 0 = from n_prompt / pp_tps_median */
     uint32_t ctx0, n_gen;            /* generated tokens after ctx0 positions */
     double tg_tps_median, tg_tps_best;
+    double read_bw_now;              /* bytes/s read by the bandwidth probe right after the runs, at `threads`
+                                      * threads (bench); 0 = not measured */
     /* an MPI run (tp x pp > 1): the memory rows are rank 0's (tensor rank 0 of
      * the first stage, layers [layer0, layer1)), the speed rows the whole
      * run's, threads per rank */
