@@ -198,7 +198,7 @@ check(rc == 0 and r is not None and probe is not None and r[2] == "GB/s" and abs
       f"bench probe: read bandwidth row {r and r[:4]} vs profile {bw1:.2f} and probe {probe and probe.group(1)}")
 d = rows.get("decode, this bandwidth")
 tg = rows.get("decode tg16")
-nm = re.search(r"the weight reads \(([0-9.]+) of ([0-9.]+) ms\) x ([0-9.]+)", d[4]) if d else None
+nm = re.search(r"the weight reads \(([0-9.e+-]+) of ([0-9.e+-]+) ms\) x ([0-9.e+-]+)", d[4]) if d else None
 if d is None or tg is None or nm is None or r is None:
     check(False, f"bench probe: rows decode tg16 {tg and tg[:4]}, decode at this bandwidth {d and d[4]}")
 else:

@@ -288,7 +288,7 @@ int plan_check_print(FILE *out, const fitlm_model *m, const char *profile_path, 
             double scale = tg.rates.read_bw / run->read_bw_now;
             double d = tg.decode_s - reads + reads * scale;
             snprintf(what, sizeof what, "decode, this bandwidth");
-            snprintf(note, sizeof note, "the weight reads (%.2f of %.2f ms) x %.3f", reads * 1e3, tg.decode_s * 1e3,
+            snprintf(note, sizeof note, "the weight reads (%.4g of %.4g ms) x %.4g", reads * 1e3, tg.decode_s * 1e3,
                      scale);
             row(out, what, d > 0 ? 1.0 / d : 0, run->tg_tps_median, "tok/s", 2, note);
         }
