@@ -684,6 +684,7 @@ static int time_decode(const char *path, int threads, uint32_t n_prompt, uint32_
     fitlm_backend *be = fitlm_backend_new("cpu", threads, err);
     fitlm_runtime *rt = NULL;
     double *tt = NULL;
+    int32_t *prompt = NULL;
     if (!be) goto done;
     fitlm_runtime_params rp = fitlm_runtime_params_default();
     rp.n_ctx = m->hp.ctx_len;
@@ -695,9 +696,8 @@ static int time_decode(const char *path, int threads, uint32_t n_prompt, uint32_
     }
     uint32_t n = n_timed;
     tt = malloc(sizeof *tt * (size_t)(reps - 1) * n);
-    int32_t *prompt = malloc(sizeof *prompt * (n_prompt ? n_prompt : 1));
+    prompt = malloc(sizeof *prompt * (n_prompt ? n_prompt : 1));
     if (!tt || !prompt) {
-        free(prompt);
         fitlm_fail(err, "out of memory");
         goto done;
     }
@@ -705,21 +705,14 @@ static int time_decode(const char *path, int threads, uint32_t n_prompt, uint32_
     int nt = 0;
     for (int rep = 0; rep < reps; rep++) {
         fitlm_runtime_reset(rt);
-        if (n_prompt && fitlm_runtime_eval(rt, prompt, n_prompt, NULL, false, err)) {
-            free(prompt);
-            goto done;
-        }
+        if (n_prompt && fitlm_runtime_eval(rt, prompt, n_prompt, NULL, false, err)) goto done;
         for (uint32_t i = 0; i < n; i++) {
             int32_t id = (int32_t)((i * 2654435761u) % m->hp.vocab_size);
             double t0 = now_s();
-            if (fitlm_runtime_eval(rt, &id, 1, NULL, false, err)) {
-                free(prompt);
-                goto done;
-            }
+            if (fitlm_runtime_eval(rt, &id, 1, NULL, false, err)) goto done;
             if (rep > 0) tt[nt++] = now_s() - t0;
         }
     }
-    free(prompt);
     qsort(tt, (size_t)nt, sizeof *tt, cmp_double);
     double best = tt[nt / 10];
     *per_token = best;
@@ -728,6 +721,7 @@ static int time_decode(const char *path, int threads, uint32_t n_prompt, uint32_
     rc = 0;
 done:
     free(tt);
+    free(prompt);
     if (rt) fitlm_runtime_free(rt);
     if (be) be->free(be);
     if (work) work->hp = NULL; /* the model is freed below */
@@ -766,8 +760,8 @@ int fitlm_calibrate_overheads(fitlm_host_profile *p, fitlm_error *err) {
     return rc;
 }
 
-/* One decode row's attention over its cached positions: a synthetic 4-layer
- * model whose matrices stay in the caches (hidden 128) but whose heads are
+/* One decode row's attention over its cached positions: a synthetic 32-layer
+ * (quick: 4) model whose matrices stay in the caches (hidden 128) but whose heads are
  * those of TinyLlama (32 query heads of 64 over 4 KV heads, F16 cache),
  * decoded after a prompt of 16 and of 1024 tokens (quick: 256); the extra
  * time per position and layer, as 4 x q_dim flops per position and layer

@@ -218,7 +218,7 @@ int fitlm_calibrate_host(fitlm_host_profile *p, int max_threads, bool quick, FIL
 int fitlm_calibrate_overheads(fitlm_host_profile *p, fitlm_error *err);
 
 /* Measures one decode row's attention rate (p->attn_decode_flops): decode of a
- * synthetic 4-layer model with TinyLlama's heads after a short and a long
+ * synthetic 32-layer (quick: 4) model with TinyLlama's heads after a short and a long
  * prompt (1024 tokens; quick: 256), the time per cached position and layer.
  * 0 or -1 with err. */
 int fitlm_calibrate_attention(fitlm_host_profile *p, bool quick, fitlm_error *err);

@@ -45,6 +45,24 @@ static inline int64_t fitlm_att_slot(const fitlm_att_lanes *a, int64_t p) {
     return ((int64_t)a->table[p >> a->block_shift] << a->block_shift) | (p & (((int64_t)1 << a->block_shift) - 1));
 }
 
+/* The first byte of position p's row (its slot's slice of this head) in the
+ * F16 cache at base. */
+static inline const uint16_t *fitlm_att_f16_row(const fitlm_att_lanes *a, const uint8_t *base, int64_t p) {
+    return (const uint16_t *)(base + (uint64_t)fitlm_att_slot(a, p) * a->row_bytes) + a->off;
+}
+
+/* Asks for the F16 rows of positions p0+16 .. p0+23 (those up to phi): a
+ * cache row is one head's slice of a slot, slots are paged, and the SIMD
+ * kernels' walk over them missed DRAM on every row otherwise. */
+static inline void fitlm_att_prefetch_f16_ahead(const fitlm_att_lanes *a, const uint8_t *base, int64_t p0) {
+    for (int r = 0; r < 8; r++) {
+        int64_t pp = p0 + 16 + r;
+        if (pp > a->phi) break;
+        const char *row = (const char *)fitlm_att_f16_row(a, base, pp);
+        for (int64_t b = 0; b < a->D * 2; b += 64) __builtin_prefetch(row + b, 0, 3);
+    }
+}
+
 /* Positions p0 .. p0+m-1 (m <= 8) of the lanes' sequence from the cache at
  * base (K or V) as floats, row r at buf + r*D; rows m..7 zero. (The SIMD
  * kernels convert F16 rows inline, with the same exact conversion.) */

@@ -88,18 +88,11 @@ static inline void load_rows(const fitlm_att_lanes *a, const uint8_t *base, int6
         return;
     }
     const int64_t D = a->D;
-    /* the rows 16 positions ahead: a cache row is one head's slice of a
-     * slot, slots are paged, and the walk misses DRAM on every row otherwise */
-    for (int r = 0; r < 8; r++) {
-        int64_t pp = p0 + 16 + r;
-        if (pp > a->phi) break;
-        const uint8_t *row = base + (uint64_t)fitlm_att_slot(a, pp) * a->row_bytes + (uint64_t)a->off * 2;
-        for (int64_t b = 0; b < D * 2; b += 64) __builtin_prefetch(row + b, 0, 3);
-    }
+    fitlm_att_prefetch_f16_ahead(a, base, p0);
     for (int r = 0; r < 8; r++) {
         float *dst = buf + (int64_t)r * D;
         if (r < m) {
-            const uint16_t *src = (const uint16_t *)(base + (uint64_t)fitlm_att_slot(a, p0 + r) * a->row_bytes) + a->off;
+            const uint16_t *src = fitlm_att_f16_row(a, base, p0 + r);
             for (int64_t d = 0; d < D; d += 16)
                 _mm512_storeu_ps(dst + d, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(src + d))));
         } else {
