@@ -36,11 +36,13 @@ void fitlm_error_print(const fitlm_error *err) {
 }
 
 int fitlm_die(const char *fmt, ...) {
+    /* one write for the whole line: the ranks of an MPI run share stderr, and
+     * pieces written apart interleaved ("fitlm: error: fitlm: error: ...") */
+    char msg[4096];
     va_list ap;
     va_start(ap, fmt);
-    fputs("fitlm: error: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    fprintf(stderr, "fitlm: error: %s\n", msg);
     return 1;
 }
