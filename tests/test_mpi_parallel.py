@@ -63,7 +63,10 @@ ENV["LSAN_OPTIONS"] = (ENV.get("LSAN_OPTIONS", "") + ":suppressions=" + SUPP + "
 # Under the sanitizers every rank is ~10x slower: one model per family, fewer layouts (docs/parallel.md)
 SAN_MODELS = ("stories260K", "llama-q8_0", "qwen2-f16", "mistral-f32")
 TRANSPORTS = {"sm": ["--mca", "btl", "self,vader"], "tcp": ["--mca", "btl", "tcp,self"]}
-LAYOUTS = {"tp2": (2, ["--tp", "2"]), "pp2": (2, ["--pp", "2"]), "tp2pp2": (4, ["--tp", "2", "--pp", "2"])}
+# pp2-turns: the stages take turns (--pp-schedule turns: one step in flight, no micro-batches, the waiting
+# rank asleep on its doorbell); tp2pp2 with 4 ranks of 1 thread on a 2-CPU machine takes turns too (auto)
+LAYOUTS = {"tp2": (2, ["--tp", "2"]), "pp2": (2, ["--pp", "2", "--pp-schedule", "overlap"]),
+           "pp2-turns": (2, ["--pp", "2", "--pp-schedule", "turns"]), "tp2pp2": (4, ["--tp", "2", "--pp", "2"])}
 TIMEOUT = 300 if te.SANITIZED else 120
 
 
@@ -136,7 +139,7 @@ for name, path, vocab, ids in models:
             label = "%s %s %s" % (name, lname, transport)
             if not check(p.returncode == 0, "%s: exit %d: %s" % (label, p.returncode, p.stderr[-2000:])):
                 continue
-            if lname == "pp2":
+            if lname.startswith("pp2"):
                 check(p.stdout == ref_p.stdout, "%s: pipeline-parallel logits differ from the single process" % label)
             else:
                 got = parse_logits(p.stdout, vocab)
@@ -159,10 +162,23 @@ for label, rel in sorted(worst.items()):
 long_ids = " ".join(str(int(x)) for x in np.random.default_rng(5).integers(3, 512, 150))
 largs = ["logits", "-m", stories, "--ids", long_ids, "--top", 4, "-t", "1"]
 want = single(*largs)
-p = mpi(2, largs + ["--pp", "2"])
+p = mpi(2, largs + ["--pp", "2", "--pp-schedule", "overlap"])
 check(want.returncode == 0 and p.returncode == 0 and p.stdout == want.stdout and len(want.stdout) > 1000,
       "stories260K: a 150-token prompt (4 micro-batches of 37-38 rows) under --pp 2 gives the single process's "
       "logits: %s" % p.stderr[-1000:])
+
+# ---- --pp-schedule auto: turns when the ranks' threads exceed the host's CPUs, else overlapped ----
+cpus = os.cpu_count() or 1
+for threads, turns in ((cpus, True), (1, cpus < 2)):
+    p = mpi(2, ["bench", "-m", stories, "-p", 8, "-n", 4, "-r", 1, "-t", threads, "--membw-mib", 0, "-c", 64,
+                "--no-plan-check", "--pp", "2"])
+    dist = [line for line in p.stdout.splitlines() if line.startswith("distributed:")]
+    check(p.returncode == 0 and len(dist) == 1 and ("the stages in turns" in dist[0]) == turns,
+          "--pp 2 -t %d on %d CPUs: the stages %s: %s" % (threads, cpus, "in turns" if turns else "overlapped",
+                                                          dist or p.stderr[-800:]))
+p = single("logits", "-m", stories, "--ids", "1 2", "--pp-schedule", "sideways")
+check(p.returncode != 0 and "fitlm: error: --pp-schedule: expected auto, overlap or turns, got 'sideways'" in p.stderr,
+      "a bad --pp-schedule: %s" % p.stderr)
 
 # ---- explicit pipeline stages: --pp-layers ----
 sargs = ["logits", "-m", stories, "--ids", "1 403 407 29 13", "--top", 512, "-t", "1"]

@@ -205,9 +205,10 @@ int cmd_bench(int argc, char **argv) {
         fflush(stdout);
     }
     if (s.par) {
-        printf("\ndistributed: --tp %u x --pp %u, %d threads per rank; rank 0 = tensor rank 0 of stage 0 "
+        printf("\ndistributed: --tp %u x --pp %u, %d threads per rank%s; rank 0 = tensor rank 0 of stage 0 "
                "(layers %u-%u); weights GB/s counts rank 0's share\n",
-               s.par->tp_size, s.par->pp_size, threads, s.par->layer0, s.par->layer1 - 1);
+               s.par->tp_size, s.par->pp_size, threads, s.par->turns ? ", the stages in turns" : "", s.par->layer0,
+               s.par->layer1 - 1);
         for (int test = 0; test < 2; test++)
             if (test == 0 ? n_pp : n_tg)
                 printf("communication (rank 0), %s: %.2f KiB sent per token, %.4f ms per token in the calls "
@@ -274,6 +275,7 @@ int cmd_bench(int argc, char **argv) {
                              .read_bw_now = bw_now,
                              .tp = s.par ? s.par->tp_size : 1,
                              .pp = s.par ? s.par->pp_size : 1,
+            .turns = s.par && s.par->turns,
                              .layer0 = s.par ? s.par->layer0 : 0,
                              .layer1 = s.par ? s.par->layer1 : 0};
         if (plan_check_print(stdout, m, o.profile_path, &pr)) goto done;

@@ -52,6 +52,9 @@ static void usage(FILE *out) {
             "                          concurrency beside the measured ones (--profile FILE: the host profile)\n"
             "  --tp T --pp P --dp D    under mpirun -np T*P*D: split the model (tensor, pipeline) and serve\n"
             "                          D replica groups behind this endpoint (docs/parallel.md)\n"
+            "  --pp-schedule S         auto (default), overlap or turns: the stages compute at the same time on\n"
+            "                          cores of their own, or take turns with all of -t (auto: turns when the\n"
+            "                          ranks' threads exceed this host's CPUs)\n"
             "Stops cleanly on SIGINT or SIGTERM (running requests end, streams close).\n");
 }
 
@@ -321,6 +324,11 @@ int cmd_serve(int argc, char **argv) {
         fprintf(stderr, "fitlm: data parallel: %u replica groups of %u ranks (--tp %u x --pp %u), each with its own "
                         "KV pool; requests go to the least-loaded group\n",
                 n_reps, par->tp_size * par->pp_size, par->tp_size, par->pp_size);
+    if (par && par->pp_size > 1)
+        fprintf(stderr, "fitlm: pipeline: %u stages, %s\n", par->pp_size,
+                par->turns ? "in turns (one step in flight; a waiting rank sleeps and leaves the cores to the stage "
+                             "that computes)"
+                           : "overlapped (a step per stage in flight, each stage on its own cores)");
     if (serve_server_set_model(srv, reps, n_reps, &mi, &err)) goto fail;
     fprintf(stderr, "fitlm: ready%s\n", sp.api_key ? " (API key required)" : "");
 
@@ -366,6 +374,7 @@ int cmd_serve(int argc, char **argv) {
             .prompt_tokens = end.prompt_tokens,
             .tp = par ? par->tp_size : 1,
             .pp = par ? par->pp_size : 1,
+            .turns = par && par->turns,
             .layer0 = par ? par->layer0 : 0,
             .layer1 = par ? par->layer1 : 0,
         };

@@ -121,12 +121,16 @@ int plan_check_serve_print(FILE *out, const fitlm_model *m, const char *profile_
     uint32_t ctx = run->mean_ctx > 1 ? (uint32_t)run->mean_ctx : 1;
     double max_stage = largest_stage_share(m, run->layer0, run->layer1, P);
     int all_threads = run->threads * (int)(T * P);
+    /* stages in turns: one process's step at one stage's threads (the
+     * weights read once per step), and the messages between the stages */
+    uint32_t P_compute = run->turns ? 1 : P;
+    if (run->turns) all_threads = run->threads * (int)T, b = rows;
     double mean_prompt = run->requests ? (double)run->prompt_tokens / (double)run->requests : 0;
     uint32_t np = mean_prompt >= 1 ? (uint32_t)mean_prompt : 1;
     fitlm_cpu_pred pp, tg;
-    fitlm_host_pipeline_predict(have ? prof : NULL, 0, 0, &w, all_threads, (int)P, np, FITLM_DEFAULT_UBATCH, max_stage,
-                                ctx - 1, 1, &pp, &tg);
-    double step = fitlm_host_pipeline_step_s(&tg, &w, (int)P, max_stage, b, run->mean_ctx), comm = 0;
+    fitlm_host_pipeline_predict(have ? prof : NULL, 0, 0, &w, all_threads, (int)P_compute, np, FITLM_DEFAULT_UBATCH,
+                                max_stage, ctx - 1, 1, &pp, &tg);
+    double step = fitlm_host_pipeline_step_s(&tg, &w, (int)P_compute, max_stage, b, run->mean_ctx), comm = 0;
     if (mpi) {
         fitlm_host_comm hc;
         fitlm_host_comm_of(have ? prof : NULL, &hc);
@@ -137,15 +141,16 @@ int plan_check_serve_print(FILE *out, const fitlm_model *m, const char *profile_
      * tokens per step at the prefill rate of a mean prompt (per round of the
      * lanes under pipeline parallel) */
     double prompt_per_step = run->steps ? (double)run->prompt_tokens / (double)run->steps : 0;
-    if (prompt_per_step > 0 && run->requests && pp.prefill_s > 0) step += prompt_per_step * P * pp.prefill_s / np;
+    if (prompt_per_step > 0 && run->requests && pp.prefill_s > 0)
+        step += prompt_per_step * P_compute * pp.prefill_s / np;
     if (mpi)
         fprintf(out, "\nplan check: the planner's prediction beside this server (%s; %u x %u MPI ranks of %d "
-                     "threads; %.3f ms of communication per decode step)\n",
-                src, T, P, run->threads, comm * 1e3);
+                     "threads%s; %.3f ms of communication per decode step)\n",
+                src, T, P, run->threads, run->turns ? ", the stages in turns" : "", comm * 1e3);
     else
         fprintf(out, "\nplan check: the planner's prediction beside this server (%s; %d threads)\n", src, run->threads);
     fprintf(out, "at the measured concurrency %.2f (%llu generated tokens in %llu engine steps%s, %llu requests)\n", b,
-            (unsigned long long)run->generated, (unsigned long long)run->steps, P > 1 ? " of the lanes" : "",
+            (unsigned long long)run->generated, (unsigned long long)run->steps, P_compute > 1 ? " of the lanes" : "",
             (unsigned long long)run->requests);
     fprintf(out, "| %-22s | %14s | %14s | %-5s | %8s | %s\n", "quantity", "predicted", "measured", "unit", "error",
             "notes");
@@ -200,11 +205,15 @@ int plan_check_print(FILE *out, const fitlm_model *m, const char *profile_path, 
      * plus each step's communication (planner/host_comm.h), as `plan --gpu
      * cpu:N --tp T --pp P` predicts it */
     int all_threads = run->threads * (int)(T * P);
-    /* pipeline stages take turns on one sequence (planner/host_comm.h) */
-    /* the largest stage: rank 0's layers or the mean of the others' */
+    /* pipeline stages take turns on one sequence (planner/host_comm.h); the
+     * largest stage: rank 0's layers or the mean of the others'. With the
+     * stages in turns on shared cores (each rank all `threads` in its turn,
+     * no micro-batches) the compute is one process's at those threads. */
+    uint32_t P_compute = run->turns ? 1 : P;
+    if (run->turns) all_threads = run->threads * (int)T;
     double max_stage = largest_stage_share(m, run->layer0, run->layer1, P);
-    fitlm_host_pipeline_predict(have ? prof : NULL, 0, 0, &w, all_threads, (int)P, run->n_prompt, mem->n_ubatch,
-                                max_stage, run->ctx0, run->n_gen, &pp, &tg);
+    fitlm_host_pipeline_predict(have ? prof : NULL, 0, 0, &w, all_threads, (int)P_compute, run->n_prompt,
+                                mem->n_ubatch, max_stage, run->ctx0, run->n_gen, &pp, &tg);
     double comm_tg = 0;
     if (mpi) {
         fitlm_host_comm hc;

@@ -30,6 +30,7 @@ typedef struct plan_check_run {
      * the first stage, layers [layer0, layer1)), the speed rows the whole
      * run's, threads per rank */
     uint32_t tp, pp, layer0, layer1;
+    bool turns; /* the stages took turns on shared cores (fitlm_parallel_set_turns) */
 } plan_check_run;
 
 /* Loads the host profile (profile_path, or the default path when NULL: a
@@ -54,6 +55,7 @@ typedef struct plan_check_serve {
      * first stage, layers [layer0, layer1)), threads per rank; under pipeline
      * parallel an engine step is one lane's (steps of the P lanes interleave) */
     uint32_t tp, pp, layer0, layer1;
+    bool turns; /* the stages took turns on shared cores: one lane, each rank all `threads` in its turn */
 } plan_check_serve;
 
 /* Prints the planner's decode step and throughput at the measured concurrency

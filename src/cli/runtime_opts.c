@@ -16,6 +16,7 @@
 #include "format/ggml_type.h"
 #include "runtime/kv_cache.h"
 #include "runtime/memory_report.h"
+#include "sys/threadpool.h"
 #include "util/meminfo.h"
 
 int opt_parse_long(const char *flag, const char *s, long lo, long hi, long *out) {
@@ -143,6 +144,7 @@ void runtime_opts_init(runtime_opts *o) {
     o->plan_check = -1;
     o->n_gpu_layers = -1;
     o->tp = o->pp = o->dp = 1;
+    o->pp_schedule = -1;
 }
 
 int runtime_opts_parse(runtime_opts *o, int argc, char **argv, int *i) {
@@ -209,6 +211,14 @@ int runtime_opts_parse(runtime_opts *o, int argc, char **argv, int *i) {
         if (!(o->pp_layers = opt_value(argc, argv, i))) return -1;
         return 1;
     }
+    if (!strcmp(a, "--pp-schedule")) {
+        if (!(v = opt_value(argc, argv, i))) return -1;
+        if (!strcmp(v, "auto")) o->pp_schedule = -1;
+        else if (!strcmp(v, "overlap")) o->pp_schedule = 0;
+        else if (!strcmp(v, "turns")) o->pp_schedule = 1;
+        else return fitlm_die("%s: expected auto, overlap or turns, got '%s'", a, v), -1;
+        return 1;
+    }
     if (!strcmp(a, "--check-tensors")) {
         o->check_tensors = true;
         return 1;
@@ -234,7 +244,14 @@ int runtime_parallel_open(const runtime_opts *o, const fitlm_model *m, struct fi
     *out = NULL;
     if (o->tp * o->pp * o->dp == 1 && !o->pp_layers && fitlm_comm_world()->size == 1) return 0;
     *out = fitlm_parallel_new(fitlm_comm_world(), m, o->tp, o->pp, o->dp, o->pp_layers, err);
-    return *out ? 0 : -1;
+    if (!*out) return -1;
+    int threads = o->n_threads > 0 ? o->n_threads : fitlm_physical_cores();
+    if (fitlm_parallel_set_turns(*out, o->pp_schedule, threads, err)) {
+        fitlm_parallel_free(*out);
+        *out = NULL;
+        return -1;
+    }
+    return 0;
 }
 
 int runtime_parallel_agree_u32(struct fitlm_parallel *par, uint32_t *v, fitlm_error *err) {

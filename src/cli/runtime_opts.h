@@ -49,6 +49,7 @@ typedef struct runtime_opts {
     bool fit;           /* --fit: the most layers the device's memory holds */
     uint32_t tp, pp, dp; /* --tp, --pp, --dp: ranks of a distributed run (mpirun -np tp*pp*dp); 1 = none */
     const char *pp_layers; /* --pp-layers 10,12: layers per pipeline stage; NULL = balanced */
+    int pp_schedule;       /* --pp-schedule: 1 turns, 0 overlap, -1 auto (fitlm_parallel_set_turns) */
 } runtime_opts;
 
 void runtime_opts_init(runtime_opts *o);

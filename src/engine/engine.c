@@ -212,7 +212,9 @@ fitlm_engine *fitlm_engine_new(const fitlm_model *m, const fitlm_tokenizer *tok,
     e->fwd = fitlm_forward_new(e->w, e->kv, T, p.n_ctx, err);
     if (!e->fwd) goto fail;
     e->n_lanes = 1;
-    if (p.par && p.par->pp_size > 1) e->n_lanes = p.par->pp_size < MAX_LANES ? p.par->pp_size : MAX_LANES;
+    /* one lane when the stages take turns: one step in flight reads the weights once */
+    if (p.par && p.par->pp_size > 1 && !p.par->turns)
+        e->n_lanes = p.par->pp_size < MAX_LANES ? p.par->pp_size : MAX_LANES;
     e->stats.kv_blocks_total = e->kv->n_blocks;
     e->stats.kv_block_tokens = p.kv_block;
     e->stats.kv_pool_bytes = e->kv->nbytes;

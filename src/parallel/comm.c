@@ -162,6 +162,10 @@ bool fitlm_comm_mpi_available(void) {
     return false;
 }
 
+int fitlm_comm_host_ranks(void) {
+    return 1;
+}
+
 bool fitlm_comm_threads_ok(void) {
     return true;
 }

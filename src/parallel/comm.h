@@ -48,6 +48,12 @@ typedef struct fitlm_comm_stats {
 struct fitlm_comm {
     const char *kind; /* "single", "mpi" */
     int rank, size;
+    /* Receives from ranks of this host sleep after a short spin instead of
+     * polling until the message comes (MPI's receive polls without pause):
+     * set for ranks whose threads share the host's cores, so that a waiting
+     * rank leaves its core to the rank that computes (fitlm_parallel: the
+     * stages' turns). Senders wake a sleeping receiver at once. */
+    bool idle_sleep;
     fitlm_comm_stats stats;
     void *state; /* implementation-private */
     int (*allreduce_sum)(fitlm_comm *c, void *buf, size_t n, fitlm_comm_dtype t, fitlm_error *err);
@@ -109,6 +115,8 @@ fitlm_comm *fitlm_comm_world(void);
  * and more than one rank, MPI_Abort, so that no rank waits forever for this
  * one. Returns status. */
 int fitlm_comm_world_finalize(int status);
+/* The world's ranks on this host (1 in a single process). */
+int fitlm_comm_host_ranks(void);
 /* True when built with MPI support. */
 bool fitlm_comm_mpi_available(void);
 /* True when several threads may call the world's communicators at once

@@ -1,10 +1,17 @@
 /* The MPI implementation of fitlm_comm (OpenMPI; built with FITLM_HAVE_MPI). */
 #include <mpi.h>
 
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "parallel/comm.h"
@@ -15,7 +22,8 @@ void fitlm_comm_single_fill_(fitlm_comm *c);
 
 typedef struct mpi_state {
     MPI_Comm comm;
-    bool owned; /* made by split: freed with MPI_Comm_free */
+    bool owned;    /* made by split: freed with MPI_Comm_free */
+    int *world_of; /* [size] each rank's world rank, owned; NULL for the world itself */
 } mpi_state;
 
 static fitlm_comm g_world;
@@ -25,6 +33,118 @@ static MPI_Op g_sum_f16 = MPI_OP_NULL;
 
 static MPI_Comm mc(const fitlm_comm *c) {
     return ((const mpi_state *)c->state)->comm;
+}
+
+/* ---- doorbells: waking a rank of this host that sleeps in a receive ----
+ *
+ * The world's ranks on one host share a small mapping (POSIX shared memory
+ * made at world init) with two words per rank: a ring count and the number of
+ * its threads asleep. A sender bumps the receiver's count after starting a
+ * send and, when someone sleeps there, wakes it (a futex on the shared
+ * word). A receiver with idle_sleep polls its receive for SPIN_NS, then
+ * sleeps on its count (at most SLEEP_NS at a time, so that a message the
+ * send did not yet deliver when it rang, e.g. over TCP, is still found). */
+#define BELL_SPIN_NS 30000L
+#define BELL_SLEEP_NS 1000000L
+
+static int g_host_ranks = 1, g_host_rank;
+static int *g_host_index;          /* [world size] host index of a world rank, -1 on another host; owned */
+static _Atomic uint32_t *g_bells;  /* [2 * host ranks]: ring count, sleepers; mapped, or NULL (none) */
+static size_t g_bells_bytes;
+
+static long futex(_Atomic uint32_t *w, int op, uint32_t val, const struct timespec *ts) {
+    return syscall(SYS_futex, (uint32_t *)w, op, val, ts, NULL, 0);
+}
+
+static void bells_setup(void) {
+    MPI_Comm host;
+    if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &host) != MPI_SUCCESS) return;
+    MPI_Comm_size(host, &g_host_ranks);
+    MPI_Comm_rank(host, &g_host_rank);
+    int wsize = g_world.size, me = g_world.rank;
+    int *members = malloc((size_t)g_host_ranks * sizeof *members);
+    g_host_index = malloc((size_t)wsize * sizeof *g_host_index);
+    int ok = members && g_host_index;
+    MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, host);
+    if (ok) {
+        MPI_Allgather(&me, 1, MPI_INT, members, 1, MPI_INT, host);
+        for (int i = 0; i < wsize; i++) g_host_index[i] = -1;
+        for (int i = 0; i < g_host_ranks; i++) g_host_index[members[i]] = i;
+        char name[64] = {0};
+        size_t bytes = (size_t)g_host_ranks * 2 * sizeof *g_bells;
+        int fd = -1;
+        if (g_host_rank == 0) {
+            snprintf(name, sizeof name, "/fitlm-bells-%ld-%ld", (long)getpid(), (long)time(NULL));
+            fd = shm_open(name, O_CREAT | O_EXCL | O_RDWR, 0600);
+            if (fd >= 0 && ftruncate(fd, (off_t)bytes) != 0) {
+                close(fd);
+                fd = -1;
+                shm_unlink(name);
+            }
+            if (fd < 0) name[0] = 0;
+        }
+        MPI_Bcast(name, sizeof name, MPI_CHAR, 0, host);
+        if (name[0] && g_host_rank != 0) fd = shm_open(name, O_RDWR, 0);
+        void *map = fd >= 0 ? mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) : MAP_FAILED;
+        if (fd >= 0) close(fd);
+        ok = map != MAP_FAILED;
+        MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, host);
+        MPI_Barrier(host); /* every rank opened it: the name can go */
+        if (g_host_rank == 0 && name[0]) shm_unlink(name);
+        if (ok) {
+            g_bells = map;
+            g_bells_bytes = bytes;
+        } else if (map != MAP_FAILED) {
+            munmap(map, bytes);
+        }
+    }
+    free(members);
+    MPI_Comm_free(&host);
+}
+
+static void bells_free(void) {
+    if (g_bells) munmap((void *)g_bells, g_bells_bytes);
+    g_bells = NULL;
+    free(g_host_index);
+    g_host_index = NULL;
+}
+
+/* Rings the doorbell of rank dst of c (nothing when it is on another host). */
+static void ring(const fitlm_comm *c, int dst) {
+    if (!g_bells) return;
+    const mpi_state *s = c->state;
+    int w = s->world_of ? s->world_of[dst] : dst;
+    int i = w >= 0 && w < g_world.size ? g_host_index[w] : -1;
+    if (i < 0) return;
+    atomic_fetch_add(&g_bells[2 * i], 1);
+    if (atomic_load(&g_bells[2 * i + 1])) futex(&g_bells[2 * i], FUTEX_WAKE, INT_MAX, NULL);
+}
+
+static long elapsed_ns(const struct timespec *t0) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (t.tv_sec - t0->tv_sec) * 1000000000L + (t.tv_nsec - t0->tv_nsec);
+}
+
+/* Completes request r, sleeping on this rank's doorbell after BELL_SPIN_NS. */
+static int wait_sleeping(MPI_Request *r, MPI_Status *stt) {
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    _Atomic uint32_t *count = &g_bells[2 * g_host_rank], *sleepers = count + 1;
+    for (;;) {
+        int flag = 0, rc = MPI_Test(r, &flag, stt);
+        if (rc != MPI_SUCCESS || flag) return rc;
+        if (elapsed_ns(&t0) < BELL_SPIN_NS) continue;
+        atomic_fetch_add(sleepers, 1);
+        uint32_t seen = atomic_load(count);
+        rc = MPI_Test(r, &flag, stt); /* a ring before `seen` was read: its message is there now */
+        if (rc == MPI_SUCCESS && !flag) {
+            struct timespec ts = {0, BELL_SLEEP_NS};
+            futex(count, FUTEX_WAIT, seen, &ts);
+        }
+        atomic_fetch_sub(sleepers, 1);
+        if (rc != MPI_SUCCESS || flag) return rc;
+    }
 }
 
 static int mpi_fail(fitlm_error *err, const fitlm_comm *c, const char *what, int code) {
@@ -56,14 +176,26 @@ static int mpi_bcast(fitlm_comm *c, void *buf, size_t bytes, int root, fitlm_err
 
 static int mpi_send(fitlm_comm *c, const void *buf, size_t bytes, int dst, int tag, fitlm_error *err) {
     if (bytes > (size_t)INT32_MAX) return fitlm_fail(err, "message of %zu bytes is too large", bytes);
-    int rc = MPI_Send(buf, (int)bytes, MPI_BYTE, dst, tag, mc(c));
+    MPI_Request r;
+    int rc = MPI_Isend(buf, (int)bytes, MPI_BYTE, dst, tag, mc(c), &r);
+    if (rc == MPI_SUCCESS) {
+        ring(c, dst); /* a receiver asleep takes the message while this waits */
+        rc = MPI_Wait(&r, MPI_STATUS_IGNORE);
+    }
     return rc == MPI_SUCCESS ? 0 : mpi_fail(err, c, "send", rc);
 }
 
 static int mpi_recv(fitlm_comm *c, void *buf, size_t bytes, int src, int tag, fitlm_error *err) {
     if (bytes > (size_t)INT32_MAX) return fitlm_fail(err, "message of %zu bytes is too large", bytes);
     MPI_Status stt;
-    int rc = MPI_Recv(buf, (int)bytes, MPI_BYTE, src, tag, mc(c), &stt);
+    int rc;
+    if (c->idle_sleep && g_bells) {
+        MPI_Request r;
+        rc = MPI_Irecv(buf, (int)bytes, MPI_BYTE, src, tag, mc(c), &r);
+        if (rc == MPI_SUCCESS) rc = wait_sleeping(&r, &stt);
+    } else {
+        rc = MPI_Recv(buf, (int)bytes, MPI_BYTE, src, tag, mc(c), &stt);
+    }
     if (rc != MPI_SUCCESS) return mpi_fail(err, c, "receive", rc);
     int got = 0;
     MPI_Get_count(&stt, MPI_BYTE, &got);
@@ -80,6 +212,7 @@ static int mpi_isend(fitlm_comm *c, const void *buf, size_t bytes, int dst, int 
     MPI_Request r;
     int rc = MPI_Isend(buf, (int)bytes, MPI_BYTE, dst, tag, mc(c), &r);
     if (rc != MPI_SUCCESS) return mpi_fail(err, c, "send", rc);
+    ring(c, dst);
     memcpy(req->handle, &r, sizeof r);
     req->active = true;
     return 0;
@@ -104,6 +237,7 @@ static int mpi_barrier(fitlm_comm *c, fitlm_error *err) {
 static void mpi_free(fitlm_comm *c) {
     mpi_state *s = c->state;
     if (s && s->owned) MPI_Comm_free(&s->comm);
+    if (s) free(s->world_of);
     free(s);
     free(c);
 }
@@ -128,6 +262,25 @@ static fitlm_comm *mpi_split(fitlm_comm *c, int color, int key, fitlm_error *err
     }
     s->owned = true;
     mpi_fill(n, s);
+    /* each rank's world rank, for the doorbells */
+    s->world_of = malloc((size_t)n->size * sizeof *s->world_of);
+    int *ranks = malloc((size_t)n->size * sizeof *ranks);
+    MPI_Group mine, world;
+    if (s->world_of && ranks && MPI_Comm_group(s->comm, &mine) == MPI_SUCCESS) {
+        MPI_Comm_group(MPI_COMM_WORLD, &world);
+        for (int i = 0; i < n->size; i++) ranks[i] = i;
+        MPI_Group_translate_ranks(mine, n->size, ranks, world, s->world_of);
+        MPI_Group_free(&mine);
+        MPI_Group_free(&world);
+    } else {
+        free(s->world_of);
+        s->world_of = NULL;
+        n->free(n);
+        free(ranks);
+        fitlm_fail(err, "out of memory");
+        return NULL;
+    }
+    free(ranks);
     return n;
 }
 
@@ -219,6 +372,7 @@ int fitlm_comm_world_init(int *argc, char ***argv, fitlm_error *err) {
     g_world_state.owned = false;
     mpi_fill(&g_world, &g_world_state);
     g_world.free = NULL;
+    if (g_world.size > 1) bells_setup();
     if (g_world.size > 1) {
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);
@@ -244,6 +398,7 @@ int fitlm_comm_world_finalize(int status) {
     fflush(stderr);
     if (status != 0 && g_world.size > 1) MPI_Abort(MPI_COMM_WORLD, status);
     if (g_sum_f16 != MPI_OP_NULL) MPI_Op_free(&g_sum_f16);
+    bells_free();
     MPI_Finalize();
     g_mpi_on = 0;
     return status;
@@ -251,6 +406,10 @@ int fitlm_comm_world_finalize(int status) {
 
 bool fitlm_comm_mpi_available(void) {
     return true;
+}
+
+int fitlm_comm_host_ranks(void) {
+    return g_host_ranks;
 }
 
 bool fitlm_comm_threads_ok(void) {

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "util/hash.h"
 
@@ -149,6 +150,23 @@ void fitlm_parallel_free(fitlm_parallel *p) {
     free(p->tx);
     free(p->nblk);
     free(p);
+}
+
+int fitlm_parallel_set_turns(fitlm_parallel *p, int mode, int n_threads, fitlm_error *err) {
+    uint32_t on = 0;
+    if (fitlm_parallel_is_root(p)) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        on = mode == 1 || (mode < 0 && p->pp_size > 1 && n_threads > 0 && cpus > 0 &&
+                           (long)fitlm_comm_host_ranks() * n_threads > cpus);
+    }
+    if (fitlm_comm_bcast(p->world, &on, sizeof on, 0, err)) return -1;
+    for (uint32_t d = 0; d < (p->replicas ? p->dp_size : 1); d++) {
+        fitlm_parallel *r = d ? p->replicas[d] : p;
+        r->turns = on != 0;
+        r->link->idle_sleep = on != 0;
+        if (r->group) r->group->idle_sleep = on != 0;
+    }
+    return 0;
 }
 
 fitlm_parallel *fitlm_parallel_replica(fitlm_parallel *p, uint32_t d) {
@@ -346,8 +364,15 @@ int fitlm_parallel_send_stop(fitlm_parallel *p, fitlm_error *err) {
     return send_step(p, FIRST_CHUNK, err);
 }
 
+/* Before a receive that may sleep (the stages' turns): this rank's sends are
+ * taken first, so that no message waits for a sender asleep (an MPI library
+ * may need the sender's progress to move a large one). */
+static int flush_before_sleep(fitlm_parallel *p, fitlm_error *err) {
+    return p->turns ? fitlm_parallel_flush(p, err) : 0;
+}
+
 int fitlm_parallel_recv_batch(fitlm_parallel *p, fitlm_batch *b, fitlm_error *err) {
-    if (grow(&p->rx, &p->rx_cap, FIRST_CHUNK, err)) return -1;
+    if (grow(&p->rx, &p->rx_cap, FIRST_CHUNK, err) || flush_before_sleep(p, err)) return -1;
     if (fitlm_comm_recv(p->link, p->rx, FIRST_CHUNK, 0, TAG_STEP, err)) return -1;
     msg_header h;
     memcpy(&h, p->rx, sizeof h);
@@ -444,6 +469,7 @@ int fitlm_parallel_send_next(fitlm_parallel *p, const float *x, size_t n, fitlm_
 
 int fitlm_parallel_recv_prev(fitlm_parallel *p, float *x, size_t n, fitlm_error *err) {
     int src = (int)((p->stage - 1) * p->tp_size + p->tp_rank);
+    if (flush_before_sleep(p, err)) return -1;
     return fitlm_comm_recv(p->group, x, n * sizeof(float), src, TAG_ACT, err);
 }
 
@@ -453,6 +479,7 @@ int fitlm_parallel_send_logits(fitlm_parallel *p, const float *x, size_t n, fitl
 
 int fitlm_parallel_recv_logits(fitlm_parallel *p, float *x, size_t n, fitlm_error *err) {
     int src = (int)(p->link_off + (p->pp_size - 1) * p->tp_size);
+    if (flush_before_sleep(p, err)) return -1;
     return fitlm_comm_recv(p->link, x, n * sizeof(float), src, TAG_LOGITS, err);
 }
 

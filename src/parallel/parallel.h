@@ -45,6 +45,7 @@ typedef struct fitlm_parallel {
                            (borrowed), else owned */
     uint32_t link_off;  /* link rank of group rank g: g + link_off (0 for group 0, 1 for the others) */
     bool remote;        /* a remote view of world rank 0 on a group d > 0 (fitlm_parallel_replica) */
+    bool turns;         /* the stages take turns (fitlm_parallel_set_turns) */
     struct fitlm_parallel **replicas; /* world rank 0: [dp_size] views, [0] = this one; owned ([0] excepted) */
     uint32_t *bounds;        /* [pp_size+1] every stage's first layer, owned */
     fitlm_tp_shard shard;
@@ -71,6 +72,18 @@ typedef struct fitlm_parallel {
 fitlm_parallel *fitlm_parallel_new(fitlm_comm *world, const fitlm_model *m, uint32_t T, uint32_t P, uint32_t D,
                                    const char *pp_layers, fitlm_error *err);
 void fitlm_parallel_free(fitlm_parallel *p);
+
+/* How the pipeline's stages share time. Overlapped (the default when every
+ * rank has cores of its own): several steps, or micro-batches of one, are in
+ * flight so that the stages compute at the same time, each with its own
+ * cores. In turns: one step and one micro-batch in flight, so one stage
+ * computes while the others wait asleep (fitlm_comm idle_sleep); each rank
+ * then runs as many threads as the host has cores, and the weights are read
+ * once per step, as in one process. mode 1 = turns, 0 = overlapped, -1 = auto:
+ * turns when P > 1 and the ranks on the root's host times n_threads exceed
+ * its CPUs (e.g. PP 2 with -t 2 on a 2-core host). Collective over the world:
+ * every rank takes the root's choice. 0, or -1 with err. */
+int fitlm_parallel_set_turns(fitlm_parallel *p, int mode, int n_threads, fitlm_error *err);
 
 /* World rank 0 of a D > 1 run: replica group d's view (d = 0: p itself; the
  * others remote views, owned by p). NULL for d >= dp_size or on other ranks. */

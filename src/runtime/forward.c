@@ -126,10 +126,11 @@ static fitlm_btensor rows_of(const fitlm_btensor *t, int64_t r0, int64_t n) {
  *     an eighth instead of 3 of a half, 1.125x one stage's time instead of 1.5x).
  * The root may fix the count in the step message (b->n_micro: the serving
  * engine asks for 1 when another lane's step keeps the stages busy). Every
- * rank derives the same split from the batch. One range in a single process. */
+ * rank derives the same split from the batch. One range in a single process,
+ * and when the stages take turns (fitlm_parallel_set_turns). */
 static uint32_t micro_batches(const fitlm_parallel *par, const fitlm_batch *b) {
     int64_t n = b->n_tokens;
-    if (!par || par->remote || par->pp_size < 2) return 1;
+    if (!par || par->remote || par->pp_size < 2 || par->turns) return 1; /* in turns: one stage computes at a time */
     if (b->n_micro) return b->n_micro < n ? b->n_micro : (uint32_t)n; /* the root's choice */
     return fitlm_pp_micro_batches(n, par->pp_size);
 }
