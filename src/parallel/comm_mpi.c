@@ -109,12 +109,17 @@ static void bells_free(void) {
     g_host_index = NULL;
 }
 
+/* The doorbell index of rank r of c: -1 when it is on another host (or there are no doorbells). */
+static int bell_of(const fitlm_comm *c, int r) {
+    if (!g_bells) return -1;
+    const mpi_state *s = c->state;
+    int w = s->world_of ? s->world_of[r] : r;
+    return w >= 0 && w < g_world.size ? g_host_index[w] : -1;
+}
+
 /* Rings the doorbell of rank dst of c (nothing when it is on another host). */
 static void ring(const fitlm_comm *c, int dst) {
-    if (!g_bells) return;
-    const mpi_state *s = c->state;
-    int w = s->world_of ? s->world_of[dst] : dst;
-    int i = w >= 0 && w < g_world.size ? g_host_index[w] : -1;
+    int i = bell_of(c, dst);
     if (i < 0) return;
     atomic_fetch_add(&g_bells[2 * i], 1);
     if (atomic_load(&g_bells[2 * i + 1])) futex(&g_bells[2 * i], FUTEX_WAKE, INT_MAX, NULL);
@@ -189,7 +194,7 @@ static int mpi_recv(fitlm_comm *c, void *buf, size_t bytes, int src, int tag, fi
     if (bytes > (size_t)INT32_MAX) return fitlm_fail(err, "message of %zu bytes is too large", bytes);
     MPI_Status stt;
     int rc;
-    if (c->idle_sleep && g_bells) {
+    if (c->idle_sleep && bell_of(c, src) >= 0) { /* a sender on this host rings when it sends */
         MPI_Request r;
         rc = MPI_Irecv(buf, (int)bytes, MPI_BYTE, src, tag, mc(c), &r);
         if (rc == MPI_SUCCESS) rc = wait_sleeping(&r, &stt);
