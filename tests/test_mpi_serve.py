@@ -118,7 +118,10 @@ cases = [("tp2-sm", ["-np", "2", "--mca", "btl", "self,vader"], ["--tp", "2", "-
                                                                       "--plan-check"]),
          ("dp2pp2-sm", ["-np", "4", "--mca", "btl", "self,vader"], ["--dp", "2", "--pp", "2", "--pp-schedule",
                                                                    "overlap"]),
-         ("dp2-tcp", ["-np", "2", "--mca", "btl", "tcp,self"], ["--dp", "2"])]
+         ("dp2-tcp", ["-np", "2", "--mca", "btl", "tcp,self"], ["--dp", "2"]),
+         # the root's two engine threads asleep on one doorbell, each woken by its own group's logits
+         ("dp2pp2-turns-sm", ["-np", "4", "--mca", "btl", "self,vader"], ["--dp", "2", "--pp", "2", "--pp-schedule",
+                                                                         "turns"])]
 for label, mpi_args, fitlm_args in [cases[0], cases[3]] if te.SANITIZED else cases:
     srv = sk.Server(wrapper(label, mpi_args, fitlm_args), MODEL, *args, env=ENV, timeout=180)
     got = client(srv)
