@@ -41,9 +41,12 @@ static MPI_Comm mc(const fitlm_comm *c) {
  * made at world init) with two words per rank: a ring count and the number of
  * its threads asleep. A sender bumps the receiver's count after starting a
  * send and, when someone sleeps there, wakes it (a futex on the shared
- * word). A receiver with idle_sleep polls its receive for SPIN_NS, then
- * sleeps on its count (at most SLEEP_NS at a time, so that a message the
- * send did not yet deliver when it rang, e.g. over TCP, is still found). */
+ * word). A receiver with idle_sleep polls its receive for BELL_SPIN_NS, then
+ * sleeps on its count (at most BELL_SLEEP_NS at a time, so that a message the
+ * send did not yet deliver when it rang, e.g. over TCP, is still found).
+ * bells_setup is collective over the world (at init); when the mapping
+ * cannot be made (no /dev/shm) there are no doorbells and receives poll as
+ * MPI's do. bells_free (at finalize) unmaps it. */
 #define BELL_SPIN_NS 30000L
 #define BELL_SLEEP_NS 1000000L
 
