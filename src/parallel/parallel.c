@@ -156,8 +156,9 @@ int fitlm_parallel_set_turns(fitlm_parallel *p, int mode, int n_threads, fitlm_e
     uint32_t on = 0;
     if (fitlm_parallel_is_root(p)) {
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-        on = mode == 1 || (mode < 0 && p->pp_size > 1 && n_threads > 0 && cpus > 0 &&
-                           (long)fitlm_comm_host_ranks() * n_threads > cpus);
+        /* only stages take turns: without pipeline parallelism the flag changes nothing */
+        on = p->pp_size > 1 && (mode == 1 || (mode < 0 && n_threads > 0 && cpus > 0 &&
+                                              (long)fitlm_comm_host_ranks() * n_threads > cpus));
     }
     if (fitlm_comm_bcast(p->world, &on, sizeof on, 0, err)) return -1;
     for (uint32_t d = 0; d < (p->replicas ? p->dp_size : 1); d++) {
