@@ -9,7 +9,10 @@
  * aggregate rate should grow far faster than the per-step time. The last
  * column is the planner's decode step for C sequences at the mean context
  * (fitlm_cpu_batch_step_s with the host profile of `fitlm calibrate`, or
- * --profile FILE; "-" without one), beside the measured TPOT.
+ * --profile FILE; "-" without one), beside the measured TPOT. With --probe,
+ * a last column gives the same step with the rates that drift on a shared
+ * machine measured again right after each concurrency's run
+ * (fitlm_host_profile_now: read bandwidth and the decode attention rate).
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -43,6 +46,7 @@ int main(int argc, char **argv) {
     const char *model = NULL, *conc = "1,4,16,64", *profile = NULL;
     int threads = 0;
     long prompt = 64, gen = 64;
+    bool probe = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-m") && i + 1 < argc) model = argv[++i];
         else if (!strcmp(argv[i], "-t") && i + 1 < argc) threads = atoi(argv[++i]);
@@ -50,9 +54,10 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "-p") && i + 1 < argc) prompt = atol(argv[++i]);
         else if (!strcmp(argv[i], "-n") && i + 1 < argc) gen = atol(argv[++i]);
         else if (!strcmp(argv[i], "--profile") && i + 1 < argc) profile = argv[++i];
+        else if (!strcmp(argv[i], "--probe")) probe = true;
         else {
             fprintf(stderr, "usage: engine_bench -m MODEL [-t THREADS] [-c 1,4,16,64] [-p PROMPT] [-n GEN] "
-                            "[--profile HOST.json]\n");
+                            "[--profile HOST.json] [--probe]\n");
             return 1;
         }
     }
@@ -91,8 +96,9 @@ int main(int argc, char **argv) {
     fitlm_cpu_pred tg;
     double mean_ctx = prompt + gen / 2.0;
     fitlm_cpu_predict(have_prof ? &prof : NULL, 0, 0, &work, threads, 0, 0, (uint32_t)mean_ctx, 1, &tg);
-    printf("%-6s %9s %10s %7s %9s %12s %12s %12s\n", "conc", "wall s", "out tok/s", "steps", "tok/step",
-           "mean TTFT s", "mean TPOT ms", "planned ms");
+    probe = probe && have_prof;
+    printf("%-6s %9s %10s %7s %9s %12s %12s %12s%s\n", "conc", "wall s", "out tok/s", "steps", "tok/step",
+           "mean TTFT s", "mean TPOT ms", "planned ms", probe ? "  planned now" : "");
     char *list = strdup(conc);
     for (char *tokp = strtok(list, ","); tokp; tokp = strtok(NULL, ",")) {
         int c = atoi(tokp);
@@ -138,13 +144,25 @@ int main(int argc, char **argv) {
         fitlm_engine_get_stats(e, &st);
         char planned[32] = "-";
         if (have_prof) snprintf(planned, sizeof planned, "%.2f", fitlm_cpu_batch_step_s(&tg, &work, c, mean_ctx) * 1e3);
-        printf("%-6d %9.2f %10.1f %7llu %9.1f %12.3f %12.2f %12s\n", c, t1 - t0, out / (t1 - t0),
+        fitlm_engine_free(e);
+        e = NULL;
+        char planned_now[64] = "";
+        if (probe) {
+            static fitlm_host_profile now;
+            fitlm_cpu_pred tg_now;
+            if (fitlm_host_profile_now(&prof, threads, 0, &now, &err)) {
+                fprintf(stderr, "engine_bench: %s\n", err.msg);
+                return 1;
+            }
+            fitlm_cpu_predict(&now, 0, 0, &work, threads, 0, 0, (uint32_t)mean_ctx, 1, &tg_now);
+            snprintf(planned_now, sizeof planned_now, " %12.2f", fitlm_cpu_batch_step_s(&tg_now, &work, c, mean_ctx) * 1e3);
+        }
+        printf("%-6d %9.2f %10.1f %7llu %9.1f %12.3f %12.2f %12s%s\n", c, t1 - t0, out / (t1 - t0),
                (unsigned long long)st.steps, (double)(st.prompt_tokens + st.generated_tokens) / (double)st.steps,
-               ttft / c, tpot / c * 1e3, planned);
+               ttft / c, tpot / c * 1e3, planned, planned_now);
         fflush(stdout);
         free(ids);
         free(rt);
-        fitlm_engine_free(e);
     }
     free(list);
     be->free(be);

@@ -172,15 +172,16 @@ for mp in models:
             check(r is not None and r[0] > 0 and r[1] > 0 and re.fullmatch(r"[+-][0-9.]+%", r[3]) is not None,
                   f"{what}: row {comp}: {r}")
         check("measured figures: read bandwidth, kernel rates, fixed costs" in out, f"{what}: sources named")
-        check("read bandwidth" not in rows and "decode, this bandwidth" not in rows,
-              f"{what}: no bandwidth rows without the probe (--membw-mib 0)")
+        check("read bandwidth" not in rows and "decode, host now" not in rows,
+              f"{what}: no host-now rows without the probe (--membw-mib 0)")
         # nothing big beyond the model in the process: in particular no GPU driver left mapped by the
         # default device's probe (Mesa's lavapipe maps about 70 MiB of LLVM; the probe runs in a child)
         r = rows.get("peak resident (VmHWM)")
         check(r is not None and r[1] - r[0] < 16, f"{what}: peak resident {r and r[1]} MiB vs predicted {r and r[0]}")
 
-# with the bandwidth probe: the profile's read bandwidth beside the probe's, and the decode prediction
-# at the probed bandwidth (the weight reads scaled by the ratio of the two, nothing else)
+# with the bandwidth probe: the profile's read bandwidth beside the probe's, the decode attention rate
+# timed again, and the decode prediction with both (the weight reads scaled by the ratio of the two
+# bandwidths, the attention at the new rate, nothing else)
 rc, out, err = run("bench", "-m", stories, "-p", "8", "-n", "16", "-r", "2", "-t", "1", "--membw-mib", "64",
                    "--profile", mine)
 rows = {}
@@ -196,18 +197,49 @@ r = rows.get("read bandwidth")
 check(rc == 0 and r is not None and probe is not None and r[2] == "GB/s" and abs(r[0] - bw1) <= 0.006
       and abs(r[1] - float(probe.group(1))) <= 0.006,
       f"bench probe: read bandwidth row {r and r[:4]} vs profile {bw1:.2f} and probe {probe and probe.group(1)}")
-d = rows.get("decode, this bandwidth")
+a = rows.get("decode attention")
+check(a is not None and a[2] == "ns" and a[0] > 0 and a[1] > 0, f"bench probe: decode attention row {a and a[:4]}")
+d = rows.get("decode, host now")
 tg = rows.get("decode tg16")
-nm = re.search(r"the weight reads \(([0-9.e+-]+) of ([0-9.e+-]+) ms\) x ([0-9.e+-]+)", d[4]) if d else None
+nm = re.search(r"weight reads ([0-9.e+-]+) -> ([0-9.e+-]+) ms, attention at mean context [0-9]+ ([0-9.e+-]+) -> "
+               r"([0-9.e+-]+) ms, the rest ([0-9.e+-]+) ms", d[4]) if d else None
 if d is None or tg is None or nm is None or r is None:
-    check(False, f"bench probe: rows decode tg16 {tg and tg[:4]}, decode at this bandwidth {d and d[4]}")
+    check(False, f"bench probe: rows decode tg16 {tg and tg[:4]}, decode host now {d and d[4]}")
 else:
-    reads, total, scale = (float(nm.group(i)) for i in (1, 2, 3))
-    check(abs(scale - r[0] / r[1]) <= 0.002 * scale + 0.001, f"bench probe: scale {scale} vs {r[0]} / {r[1]}")
-    check(abs(1000.0 / total - tg[0]) <= 0.01 * tg[0], f"bench probe: {total} ms vs decode prediction {tg[0]} tok/s")
-    want = 1000.0 / (total - reads + reads * scale)
+    reads, reads2, attn, attn2, rest = (float(nm.group(i)) for i in range(1, 6))
+    check(abs(reads2 - reads * r[0] / r[1]) <= 0.002 * reads2 + 1e-4,
+          f"bench probe: weight reads {reads} -> {reads2} ms vs the bandwidths {r[0]} / {r[1]}")
+    check(abs(1000.0 / (reads + attn + rest) - tg[0]) <= 0.01 * tg[0],
+          f"bench probe: {reads} + {attn} + {rest} ms vs decode prediction {tg[0]} tok/s")
+    want = 1000.0 / (reads2 + attn2 + rest)
     check(abs(d[0] - want) <= 0.01 * want and d[1] == tg[1],
-          f"bench probe: decode at this bandwidth {d[0]} vs {want:.2f} from its note; measured {d[1]} vs {tg[1]}")
+          f"bench probe: decode host now {d[0]} vs {want:.2f} from its note; measured {d[1]} vs {tg[1]}")
+
+# run --plan-check (its report on stderr): memory exact, and the host-now rows after a decode at a
+# context (a 40-token prompt), the same decomposition as bench's
+ids = " ".join(str(1 + (i * 37) % 500) for i in range(40))
+rc, out, err = run("run", "-m", stories, "--ids", ids, "-n", "24", "--temp", "0", "-t", "1", "--plan-check",
+                   "--profile", mine)
+rows = {}
+if rc == 0 and "plan check" in err:
+    for line in err[err.index("plan check"):].splitlines():
+        m = ROW.match(line)
+        if m:
+            rows[m.group(1).strip()] = (float(m.group(2)), float(m.group(3)), m.group(4), m.group(5), line)
+check(rc == 0 and "plan check" in err, f"run --plan-check: rc {rc}, a plan check on stderr")
+for comp in ("weights", "KV cache", "scratch"):
+    r = rows.get(comp)
+    check(r is not None and r[2] == "MiB" and abs(r[0] - r[1]) <= 0.03 * r[1] + 0.005, f"run --plan-check: {comp} {r and r[:2]}")
+d, tg = rows.get("decode, host now"), rows.get("decode tg23")
+nm = re.search(r"weight reads ([0-9.e+-]+) -> ([0-9.e+-]+) ms, attention at mean context ([0-9]+) ([0-9.e+-]+) -> "
+               r"([0-9.e+-]+) ms, the rest ([0-9.e+-]+) ms", d[4]) if d else None
+if d is None or tg is None or nm is None:
+    check(False, f"run --plan-check: rows decode tg23 {tg and tg[:4]}, decode host now {d and d[4]}")
+else:
+    reads, reads2, ctx, attn, attn2, rest = (float(nm.group(i)) for i in range(1, 7))
+    check(ctx == 52, f"run --plan-check: mean context {ctx} (40 prompt tokens + 23 decoded after the first)")
+    check(abs(1000.0 / (reads2 + attn2 + rest) - d[0]) <= 0.01 * d[0] and d[1] == tg[1],
+          f"run --plan-check: decode host now {d[0]} vs {reads2} + {attn2} + {rest} ms; measured {d[1]} vs {tg[1]}")
 
 rc, out, err = run("bench", "-m", stories, "-p", "8", "-n", "4", "-r", "1", "--membw-mib", "0", "--no-plan-check")
 check(rc == 0 and "plan check" not in out, "--no-plan-check")

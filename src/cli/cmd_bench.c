@@ -272,6 +272,7 @@ int cmd_bench(int argc, char **argv) {
                              .n_gen = (uint32_t)n_tg,
                              .tg_tps_median = med_of[1],
                              .tg_tps_best = best_of[1],
+                             .probe_now = bw_now > 0,
                              .read_bw_now = bw_now,
                              .tp = s.par ? s.par->tp_size : 1,
                              .pp = s.par ? s.par->pp_size : 1,

@@ -285,22 +285,45 @@ int plan_check_print(FILE *out, const fitlm_model *m, const char *profile_path, 
         snprintf(note, sizeof note, "vs the fastest run %.2f: %+.1f%%", run->tg_tps_best,
                  run->tg_tps_best > 0 ? 100.0 * (tg.tg_tps - run->tg_tps_best) / run->tg_tps_best : 0.0);
         row(out, what, tg.tg_tps, run->tg_tps_median, "tok/s", 2, note);
-        /* this machine's memory speed moves between the calibration and the
-         * run: the same prediction at the bandwidth probed after the runs
-         * (the weight reads scaled, the fixed costs and the attention not) */
-        if (!mpi && run->read_bw_now > 0 && tg.rates.read_bw_measured && tg.rates.read_bw > 0) {
-            snprintf(note, sizeof note, "the profile's figure at %d threads vs the probe after the runs",
+    }
+    /* this machine's memory speed moves between the calibration and the run
+     * (other tenants): the same prediction with the drifting rates measured
+     * again right after the run (fitlm_host_profile_now) */
+    if (run->probe_now && !mpi && have && tg.rates.read_bw_measured && (run->n_gen || run->n_prompt)) {
+        fitlm_host_profile *now = malloc(sizeof *now);
+        fitlm_error perr = {{0}};
+        if (!now || fitlm_host_profile_now(prof, run->threads, run->read_bw_now, now, &perr)) {
+            fprintf(out, "(the host now: not measured: %s)\n", now ? perr.msg : "out of memory");
+        } else {
+            fitlm_cpu_pred pp2, tg2;
+            fitlm_host_pipeline_predict(now, 0, 0, &w, all_threads, 1, run->n_prompt, mem->n_ubatch, max_stage,
+                                        run->ctx0, run->n_gen, &pp2, &tg2);
+            snprintf(note, sizeof note, "the profile's figure at %d threads vs a probe right after the run",
                      tg.rates.threads);
-            row(out, "read bandwidth", tg.rates.read_bw / 1e9, run->read_bw_now / 1e9, "GB/s", 2, note);
-            double reads = 0;
-            for (int i = 0; i <= w.n; i++) reads += tg.mat_s[i];
-            double scale = tg.rates.read_bw / run->read_bw_now;
-            double d = tg.decode_s - reads + reads * scale;
-            snprintf(what, sizeof what, "decode, this bandwidth");
-            snprintf(note, sizeof note, "the weight reads (%.4g of %.4g ms) x %.4g", reads * 1e3, tg.decode_s * 1e3,
-                     scale);
-            row(out, what, d > 0 ? 1.0 / d : 0, run->tg_tps_median, "tok/s", 2, note);
+            row(out, "read bandwidth", tg.rates.read_bw / 1e9, tg2.rates.read_bw / 1e9, "GB/s", 2, note);
+            if (tg.rates.attn_decode_measured && tg2.rates.attn_decode_flops > 0) {
+                double q = 4.0 * (double)m->hp.n_heads * m->hp.head_dim;
+                row(out, "decode attention", q / tg.rates.attn_decode_flops * 1e9,
+                    q / tg2.rates.attn_decode_flops * 1e9, "ns", 1,
+                    "per cached position and layer: the profile's vs calibrate's quick probe now");
+            }
+            if (run->n_prompt && run->pp_tps_median > 0) {
+                snprintf(note, sizeof note, "the plan with the rates above measured now");
+                row(out, "prefill, host now", pp2.pp_tps, run->pp_tps_median, "tok/s", 2, note);
+            }
+            if (run->n_gen && run->tg_tps_median > 0) {
+                /* what moved: the weight reads and the attention at the mean context */
+                double mean_ctx = run->ctx0 + (run->n_gen + 1) / 2.0, reads = 0, reads2 = 0;
+                for (int i = 0; i <= w.n; i++) reads += tg.mat_s[i], reads2 += tg2.mat_s[i];
+                double attn = tg.attn_pos_s * mean_ctx, attn2 = tg2.attn_pos_s * mean_ctx;
+                snprintf(note, sizeof note,
+                         "weight reads %.4g -> %.4g ms, attention at mean context %.0f %.4g -> %.4g ms, the rest %.4g ms",
+                         reads * 1e3, reads2 * 1e3, mean_ctx, attn * 1e3, attn2 * 1e3,
+                         (tg.decode_s - reads - attn) * 1e3);
+                row(out, "decode, host now", tg2.tg_tps, run->tg_tps_median, "tok/s", 2, note);
+            }
         }
+        free(now);
     }
     fprintf(out, "measured figures: %s%s%s\n",
             pp.rates.read_bw_measured ? "read bandwidth" : "",

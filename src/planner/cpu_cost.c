@@ -760,28 +760,72 @@ int fitlm_calibrate_overheads(fitlm_host_profile *p, fitlm_error *err) {
     return rc;
 }
 
-/* One decode row's attention over its cached positions: a synthetic 32-layer
- * (quick: 4) model whose matrices stay in the caches (hidden 128) but whose heads are
+/* One decode row's attention over its cached positions: a synthetic L-layer
+ * model whose matrices stay in the caches (hidden 128) but whose heads are
  * those of TinyLlama (32 query heads of 64 over 4 KV heads, F16 cache),
- * decoded after a prompt of 16 and of 1024 tokens (quick: 256); the extra
- * time per position and layer, as 4 x q_dim flops per position and layer
- * (the scores' and the weighted sum's multiply-adds). */
-int fitlm_calibrate_attention(fitlm_host_profile *p, bool quick, fitlm_error *err) {
+ * decoded after a prompt of 16 and of n_long tokens; the extra time per
+ * position and layer, as 4 x q_dim flops per position and layer (the scores'
+ * and the weighted sum's multiply-adds). calibrate: 32 layers and 1024
+ * positions (quick: 4 and 256). */
+static int attention_probe(fitlm_host_profile *p, uint32_t L, uint32_t n_long, int reps, fitlm_error *err) {
     const char *dir = getenv("TMPDIR");
     if (!dir || !*dir) dir = "/tmp";
-    const uint32_t L = quick ? 4 : 32, n_short = 16, n_long = quick ? 256 : 1024, n_timed = 32;
+    const uint32_t n_short = 16, n_timed = 32;
     const tiny_attn a = {32, 4, 64, n_long + n_timed};
     char path[1024];
     snprintf(path, sizeof path, "%s/fitlm-calibrate-attn-%ld.gguf", dir, (long)getpid());
     double t[2] = {0, 0};
     uint32_t nl = 0;
     int rc = write_tiny_model(path, L, a, err);
-    if (!rc) rc = time_decode(path, p->threads, n_short, n_timed, quick ? 3 : 4, &t[0], &nl, NULL, err);
-    if (!rc) rc = time_decode(path, p->threads, n_long, n_timed, quick ? 3 : 4, &t[1], &nl, NULL, err);
+    if (!rc) rc = time_decode(path, p->threads, n_short, n_timed, reps, &t[0], &nl, NULL, err);
+    if (!rc) rc = time_decode(path, p->threads, n_long, n_timed, reps, &t[1], &nl, NULL, err);
     remove(path);
     if (rc) return -1;
     double per_pos_layer = (t[1] - t[0]) / ((double)(n_long - n_short) * L);
     p->attn_decode_flops = per_pos_layer > 0 ? 4.0 * a.heads * a.head_dim / per_pos_layer : 0;
+    return 0;
+}
+
+int fitlm_calibrate_attention(fitlm_host_profile *p, bool quick, fitlm_error *err) {
+    return quick ? attention_probe(p, 4, 256, 3, err) : attention_probe(p, 32, 1024, 4, err);
+}
+
+int fitlm_host_profile_now(const fitlm_host_profile *prof, int threads, double read_bw_now, fitlm_host_profile *now,
+                           fitlm_error *err) {
+    *now = *prof;
+    if (threads <= 0) threads = prof->threads > 0 ? prof->threads : 1;
+    int tp = threads <= prof->n_bw ? threads : prof->n_bw;
+    if (tp < 1 || prof->read_bw[tp] <= 0) return fitlm_fail(err, "the host profile has no read bandwidth to rescale");
+    double bw = read_bw_now;
+    if (bw <= 0) {
+        /* calibrate's probe: the best of three, each the best 64 MiB segment */
+        fitlm_threadpool *pool = fitlm_threadpool_new(threads);
+        if (!pool) return fitlm_fail(err, "cannot start %d threads", threads);
+        for (int rep = 0; rep < 3; rep++) {
+            double g = fitlm_measure_read_bandwidth(pool, (size_t)512 << 20);
+            if (g * 1e9 > bw) bw = g * 1e9;
+        }
+        fitlm_threadpool_free(pool);
+        if (bw <= 0) return fitlm_fail(err, "cannot allocate 512 MiB for the bandwidth probe");
+    }
+    double scale = bw / prof->read_bw[tp];
+    for (int t = 1; t <= now->n_bw; t++) now->read_bw[t] *= scale;
+    /* one row streams the weights (its time scales); the time many rows take
+     * beyond one row's is compute, which the other tenants' memory traffic
+     * leaves alone: t_k = t_1 + (r_k - 1) t_1,profile, so r_k' = 1 + (r_k - 1) scale */
+    for (int k = 0; k < now->n_kern; k++) {
+        now->kern[k].decode_bw *= scale;
+        for (int j = 0; j < FITLM_CAL_N_BATCH; j++)
+            if (now->kern[k].batch_ratio[j] > 0) now->kern[k].batch_ratio[j] = 1.0 + (now->kern[k].batch_ratio[j] - 1.0) * scale;
+    }
+    /* between calibrate's quick probe (4 layers, 256 positions: too little
+     * signal for one figure) and its full one (32 layers, 1024: seconds of
+     * prompt): 8 layers and 512 positions, about 0.3 ms of attention per token */
+    if (prof->attn_decode_flops > 0 && attention_probe(now, 8, 512, 3, err)) return -1;
+    time_t t = time(NULL);
+    struct tm tmv;
+    gmtime_r(&t, &tmv);
+    strftime(now->created, sizeof now->created, "%Y-%m-%dT%H:%M:%SZ", &tmv);
     return 0;
 }
 
