@@ -166,6 +166,25 @@ int plan_check_serve_print(FILE *out, const fitlm_model *m, const char *profile_
     row(out, "time per output token", step * 1e3, run->itl_s * 1e3, "ms", 3, note);
     snprintf(note, sizeof note, "concurrency / time per output token");
     row(out, "decode throughput", b / step, run->itl_s > 0 ? b / run->itl_s : 0, "tok/s", 2, note);
+    /* the same step with the rates that drift measured again now (plan_check_print) */
+    if (!mpi && have && tg.rates.read_bw_measured && run->steps) {
+        fitlm_host_profile *now = malloc(sizeof *now);
+        fitlm_error perr = {{0}};
+        if (!now || fitlm_host_profile_now(prof, run->threads, 0, now, &perr)) {
+            fprintf(out, "(the host now: not measured: %s)\n", now ? perr.msg : "out of memory");
+        } else {
+            fitlm_cpu_pred pp2, tg2;
+            fitlm_host_pipeline_predict(now, 0, 0, &w, all_threads, 1, np, FITLM_DEFAULT_UBATCH, max_stage, ctx - 1, 1,
+                                        &pp2, &tg2);
+            double step2 = fitlm_host_pipeline_step_s(&tg2, &w, 1, max_stage, b, run->mean_ctx);
+            if (prompt_per_step > 0 && run->requests && pp2.prefill_s > 0) step2 += prompt_per_step * pp2.prefill_s / np;
+            snprintf(note, sizeof note, "the profile's figure at %d threads vs a probe at shut-down", tg.rates.threads);
+            row(out, "read bandwidth", tg.rates.read_bw / 1e9, tg2.rates.read_bw / 1e9, "GB/s", 2, note);
+            snprintf(note, sizeof note, "the plan with the read bandwidth and the decode attention rate measured now");
+            row(out, "time per token, now", step2 * 1e3, run->itl_s * 1e3, "ms", 3, note);
+        }
+        free(now);
+    }
     if (tg.assumed[0]) fprintf(out, "assumed: %s\n", tg.assumed);
     free(prof);
     return 0;
