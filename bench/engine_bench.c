@@ -12,7 +12,8 @@
  * --profile FILE; "-" without one), beside the measured TPOT. With --probe,
  * a last column gives the same step with the rates that drift on a shared
  * machine measured again right after each concurrency's run
- * (fitlm_host_profile_now: read bandwidth and the decode attention rate).
+ * (fitlm_host_profile_now: read bandwidth, the model's kernels and the
+ * decode attention rate).
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -22,6 +23,7 @@
 
 #include "backend/backend.h"
 #include "engine/engine.h"
+#include "format/ggml_type.h"
 #include "model/model.h"
 #include "planner/cpu_cost.h"
 
@@ -99,6 +101,7 @@ int main(int argc, char **argv) {
     probe = probe && have_prof;
     printf("%-6s %9s %10s %7s %9s %12s %12s %12s%s\n", "conc", "wall s", "out tok/s", "steps", "tok/step",
            "mean TTFT s", "mean TPOT ms", "planned ms", probe ? "  planned now" : "");
+    bool retyped = false;
     char *list = strdup(conc);
     for (char *tokp = strtok(list, ","); tokp; tokp = strtok(NULL, ",")) {
         int c = atoi(tokp);
@@ -113,6 +116,14 @@ int main(int argc, char **argv) {
         if (!e) {
             fprintf(stderr, "engine_bench: %s\n", err.msg);
             return 1;
+        }
+        if (!retyped) {
+            /* the types the backend runs: F16 matrices of bfloat16 values run as BF16 */
+            fitlm_runtime_memory mem;
+            fitlm_engine_get_memory(e, &mem);
+            fitlm_cpu_work_retype(&work, FITLM_TYPE_F16, FITLM_TYPE_BF16, (double)mem.bf16_from_f16_bytes);
+            fitlm_cpu_predict(have_prof ? &prof : NULL, 0, 0, &work, threads, 0, 0, (uint32_t)mean_ctx, 1, &tg);
+            retyped = true;
         }
         int32_t *ids = malloc((size_t)prompt * sizeof *ids);
         req_times *rt = calloc((size_t)c, sizeof *rt);
@@ -150,7 +161,7 @@ int main(int argc, char **argv) {
         if (probe) {
             static fitlm_host_profile now;
             fitlm_cpu_pred tg_now;
-            if (fitlm_host_profile_now(&prof, threads, 0, &now, &err)) {
+            if (fitlm_host_profile_now(&prof, threads, 0, &work, &now, &err)) {
                 fprintf(stderr, "engine_bench: %s\n", err.msg);
                 return 1;
             }

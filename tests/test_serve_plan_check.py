@@ -8,6 +8,7 @@ is the /metrics inter-token-latency histogram's mean, the concurrency is the
 generated tokens over the engine steps of the shutdown line, the weights row
 is the file's tensor bytes, and the throughput is concurrency / time per token
 on both sides."""
+import json
 import os
 import re
 import signal
@@ -92,6 +93,30 @@ if served and conc and all(k in rows for k in ("weights", "time per output token
     dp, dm, unit = rows["decode throughput"]
     check(unit == "tok/s" and abs(dp - b / (tp / 1e3)) <= 0.01 * dp and abs(dm - b / (tm / 1e3)) <= 0.01 * dm,
           f"throughput = concurrency / time per token: predicted {dp}, measured {dm}")
+
+# with a host profile, the host-now rows at shut-down: the read bandwidth probed again, and the step with
+# it (the same measured time per token as the row above)
+prof = os.path.join(te.tmp_dir(), f"serve_plan_check_{os.getpid()}.json")
+cal = subprocess.run([FITLM, "calibrate", "--quick", "-t", "1", "--profile", prof], capture_output=True, text=True)
+check(cal.returncode == 0, f"calibrate --quick: {cal.stderr.strip()}")
+if cal.returncode == 0:
+    rc, log, _ = run_server("--plan-check", "--profile", prof)
+    rows = {}
+    for line in log.splitlines():
+        cells = [c.strip() for c in line.split("|")]
+        if len(cells) >= 6 and cells[1] and cells[1] != "quantity" and not cells[1].startswith("-"):
+            try:
+                rows[cells[1]] = (float(cells[2]), float(cells[3]), cells[4])
+            except ValueError:
+                pass
+    with open(prof) as fh:
+        bw1 = json.load(fh)["read_bw_by_threads"][0] / 1e9
+    r, t, n = rows.get("read bandwidth"), rows.get("time per output token"), rows.get("time per token, now")
+    check(rc == 0 and r is not None and r[2] == "GB/s" and abs(r[0] - bw1) <= 0.006 and r[1] > 0,
+          f"host now: read bandwidth {r} vs the profile's {bw1:.2f} GB/s")
+    check(t is not None and n is not None and n[2] == "ms" and n[0] > 0 and n[1] == t[1],
+          f"host now: time per token {n} beside the measured {t}")
+    os.remove(prof)
 
 rc, log, _ = run_server()
 check(rc == 0 and "plan check" not in log, "no plan check without the flag")

@@ -360,6 +360,7 @@ int cmd_serve(int argc, char **argv) {
         serve_server_itl(srv, &itl_sum, &itl_n);
         plan_check_serve pc = {
             .weight_bytes = mem.weight_bytes,
+            .bf16_from_f16_bytes = mem.bf16_from_f16_bytes,
             .kv_type = o.kv_type,
             .threads = fitlm_backend_cpu_threads(be),
             .concurrency = end.steps ? (double)end.generated_tokens / (double)end.steps : 0,

@@ -109,6 +109,8 @@ int plan_check_serve_print(FILE *out, const fitlm_model *m, const char *profile_
     if (!prof) return -1;
     fitlm_cpu_work w;
     fitlm_cpu_work_of_model(m, run->kv_type, &w);
+    /* the types the backend runs: F16 matrices of bfloat16 values run as BF16 */
+    fitlm_cpu_work_retype(&w, FITLM_TYPE_F16, FITLM_TYPE_BF16, (double)run->bf16_from_f16_bytes);
     uint32_t T = run->tp ? run->tp : 1, P = run->pp ? run->pp : 1;
     bool mpi = T * P > 1;
     /* sequences decoding together: the tokens of an engine step; under
@@ -170,7 +172,7 @@ int plan_check_serve_print(FILE *out, const fitlm_model *m, const char *profile_
     if (!mpi && have && tg.rates.read_bw_measured && run->steps) {
         fitlm_host_profile *now = malloc(sizeof *now);
         fitlm_error perr = {{0}};
-        if (!now || fitlm_host_profile_now(prof, run->threads, 0, now, &perr)) {
+        if (!now || fitlm_host_profile_now(prof, run->threads, 0, &w, now, &perr)) {
             fprintf(out, "(the host now: not measured: %s)\n", now ? perr.msg : "out of memory");
         } else {
             fitlm_cpu_pred pp2, tg2;
@@ -311,7 +313,7 @@ int plan_check_print(FILE *out, const fitlm_model *m, const char *profile_path, 
     if (run->probe_now && !mpi && have && tg.rates.read_bw_measured && (run->n_gen || run->n_prompt)) {
         fitlm_host_profile *now = malloc(sizeof *now);
         fitlm_error perr = {{0}};
-        if (!now || fitlm_host_profile_now(prof, run->threads, run->read_bw_now, now, &perr)) {
+        if (!now || fitlm_host_profile_now(prof, run->threads, run->read_bw_now, &w, now, &perr)) {
             fprintf(out, "(the host now: not measured: %s)\n", now ? perr.msg : "out of memory");
         } else {
             fitlm_cpu_pred pp2, tg2;
@@ -320,6 +322,17 @@ int plan_check_print(FILE *out, const fitlm_model *m, const char *profile_path, 
             snprintf(note, sizeof note, "the profile's figure at %d threads vs a probe right after the run",
                      tg.rates.threads);
             row(out, "read bandwidth", tg.rates.read_bw / 1e9, tg2.rates.read_bw / 1e9, "GB/s", 2, note);
+            /* the kernel of the type that streams the most bytes, timed again */
+            int big = -1;
+            for (int i = 0; i < w.n; i++)
+                if (big < 0 || w.t[i].bytes > w.t[big].bytes) big = i;
+            for (int k = 0; big >= 0 && k < prof->n_kern; k++)
+                if (prof->kern[k].type == w.t[big].type && prof->kern[k].decode_bw > 0) {
+                    char what[48];
+                    snprintf(what, sizeof what, "%s decode kernel", fitlm_type_name(w.t[big].type));
+                    row(out, what, prof->kern[k].decode_bw / 1e9, now->kern[k].decode_bw / 1e9, "GB/s", 2,
+                        "one row from DRAM: the profile's vs timed again now");
+                }
             if (tg.rates.attn_decode_measured && tg2.rates.attn_decode_flops > 0) {
                 double q = 4.0 * (double)m->hp.n_heads * m->hp.head_dim;
                 row(out, "decode attention", q / tg.rates.attn_decode_flops * 1e9,

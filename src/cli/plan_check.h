@@ -44,6 +44,7 @@ int plan_check_print(FILE *out, const fitlm_model *m, const char *profile_path, 
 /* serve --plan-check: what the serving engine measured over its life. */
 typedef struct plan_check_serve {
     uint64_t weight_bytes;      /* the engine's accounting */
+    uint64_t bf16_from_f16_bytes; /* F16 matrices of bfloat16 values the backend runs as BF16 */
     int kv_type;
     int threads;
     double concurrency;         /* mean tokens per engine step (sequences decoded together) */

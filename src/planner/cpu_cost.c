@@ -790,34 +790,101 @@ int fitlm_calibrate_attention(fitlm_host_profile *p, bool quick, fitlm_error *er
     return quick ? attention_probe(p, 4, 256, 3, err) : attention_probe(p, 32, 1024, 4, err);
 }
 
-int fitlm_host_profile_now(const fitlm_host_profile *prof, int threads, double read_bw_now, fitlm_host_profile *now,
-                           fitlm_error *err) {
+/* One type's decode matmuls timed again as calibrate times them, over 256
+ * MiB of copies from DRAM: one row and each of fitlm_cal_batch_rows up to
+ * FITLM_CAL_BATCH_ROWS rows, in turns, the best of three passes of each.
+ * Sets *bw (bytes/s of one row) and ratio[j] (the time of those rows over one
+ * row's; the larger row counts are left 0). -1 when the type cannot be timed. */
+static int decode_rows_now(fitlm_threadpool *pool, int type, double *bw, double ratio[FITLM_CAL_N_BATCH]) {
+    const int64_t rows = 2048, cols = 5632;
+    size_t mbytes = 0;
+    int copies = 0;
+    bool repacked = false;
+    if (!fitlm_cpu_type_supported(type)) return -1;
+    uint8_t *w = make_copies(pool, type, rows, cols, 256, &mbytes, &copies, &repacked);
+    float *x = malloc(sizeof(float) * (size_t)cols * FITLM_CAL_BATCH_ROWS);
+    float *y = malloc(sizeof(float) * (size_t)rows * FITLM_CAL_BATCH_ROWS);
+    int rc = -1;
+    if (w && x && y) {
+        for (int64_t i = 0; i < cols * FITLM_CAL_BATCH_ROWS; i++) x[i] = (float)((i * 7919) % 2001 - 1000) * 1e-3f;
+        double tb[FITLM_CAL_N_BATCH + 1];
+        for (int j = 0; j <= FITLM_CAL_N_BATCH; j++) tb[j] = 1e30;
+        for (int ps = 0; ps < 3; ps++)
+            for (int j = 0; j <= FITLM_CAL_N_BATCH; j++) {
+                int nr = j == 0 ? 1 : fitlm_cal_batch_rows[j - 1];
+                if (nr > FITLM_CAL_BATCH_ROWS) break;
+                double t0 = now_s();
+                for (int c = 0; c < copies; c++) {
+                    const uint8_t *wc = w + mbytes * (size_t)c;
+                    if (repacked) fitlm_cpu_matmul_repacked(pool, type, wc, rows, cols, x, nr, y);
+                    else fitlm_cpu_matmul(pool, type, wc, rows, cols, x, nr, y);
+                }
+                double tt = (now_s() - t0) / copies;
+                if (tt < tb[j]) tb[j] = tt;
+            }
+        *bw = (double)mbytes / tb[0];
+        for (int j = 0; j < FITLM_CAL_N_BATCH; j++) ratio[j] = tb[j + 1] < 1e29 ? tb[j + 1] / tb[0] : 0;
+        rc = 0;
+    }
+    free(w);
+    free(x);
+    free(y);
+    return rc;
+}
+
+static bool work_uses(const fitlm_cpu_work *w, int type) {
+    if (!w) return true;
+    if (w->output_bytes > 0 && w->output_type == type) return true;
+    for (int i = 0; i < w->n; i++)
+        if (w->t[i].type == type && w->t[i].bytes > 0) return true;
+    return false;
+}
+
+int fitlm_host_profile_now(const fitlm_host_profile *prof, int threads, double read_bw_now, const fitlm_cpu_work *work,
+                           fitlm_host_profile *now, fitlm_error *err) {
     *now = *prof;
     if (threads <= 0) threads = prof->threads > 0 ? prof->threads : 1;
     int tp = threads <= prof->n_bw ? threads : prof->n_bw;
     if (tp < 1 || prof->read_bw[tp] <= 0) return fitlm_fail(err, "the host profile has no read bandwidth to rescale");
+    fitlm_threadpool *pool = fitlm_threadpool_new(threads);
+    if (!pool) return fitlm_fail(err, "cannot start %d threads", threads);
     double bw = read_bw_now;
+    /* calibrate's probe: the best of three, each the best 64 MiB segment */
+    for (int rep = 0; rep < 3 && read_bw_now <= 0; rep++) {
+        double g = fitlm_measure_read_bandwidth(pool, (size_t)512 << 20);
+        if (g * 1e9 > bw) bw = g * 1e9;
+    }
     if (bw <= 0) {
-        /* calibrate's probe: the best of three, each the best 64 MiB segment */
-        fitlm_threadpool *pool = fitlm_threadpool_new(threads);
-        if (!pool) return fitlm_fail(err, "cannot start %d threads", threads);
-        for (int rep = 0; rep < 3; rep++) {
-            double g = fitlm_measure_read_bandwidth(pool, (size_t)512 << 20);
-            if (g * 1e9 > bw) bw = g * 1e9;
-        }
         fitlm_threadpool_free(pool);
-        if (bw <= 0) return fitlm_fail(err, "cannot allocate 512 MiB for the bandwidth probe");
+        return fitlm_fail(err, "cannot allocate 512 MiB for the bandwidth probe");
     }
     double scale = bw / prof->read_bw[tp];
     for (int t = 1; t <= now->n_bw; t++) now->read_bw[t] *= scale;
-    /* one row streams the weights (its time scales); the time many rows take
-     * beyond one row's is compute, which the other tenants' memory traffic
-     * leaves alone: t_k = t_1 + (r_k - 1) t_1,profile, so r_k' = 1 + (r_k - 1) scale */
+    /* the kernels the model runs are timed again, one row and the batched
+     * decode rows up to FITLM_CAL_BATCH_ROWS from DRAM (in a slow minute
+     * they lose more than a plain read does, and rows cost more or less
+     * beyond one row's time depending on how much compute the slower stream
+     * hides); the others follow the read bandwidth. Beyond the rows timed
+     * (prompt micro-batches, compute) the profile's time beyond one row
+     * stays: t_k = t_1 + (r_k - 1) t_1,profile, r_k' = 1 + (r_k - 1) s, s
+     * the kernel's own speed-up. */
     for (int k = 0; k < now->n_kern; k++) {
-        now->kern[k].decode_bw *= scale;
-        for (int j = 0; j < FITLM_CAL_N_BATCH; j++)
-            if (now->kern[k].batch_ratio[j] > 0) now->kern[k].batch_ratio[j] = 1.0 + (now->kern[k].batch_ratio[j] - 1.0) * scale;
+        fitlm_kernel_rate *kr = &now->kern[k];
+        double s = scale, b = 0, rt[FITLM_CAL_N_BATCH] = {0};
+        bool timed = work_uses(work, kr->type) && kr->decode_bw > 0 && decode_rows_now(pool, kr->type, &b, rt) == 0 &&
+                     b > 0;
+        if (timed) s = b / kr->decode_bw;
+        kr->decode_bw *= s;
+        for (int j = 0; j < FITLM_CAL_N_BATCH; j++) {
+            if (timed && rt[j] > 0) {
+                /* more rows never cost less time than fewer */
+                kr->batch_ratio[j] = fmax(rt[j], j ? kr->batch_ratio[j - 1] : 1.0);
+            } else if (kr->batch_ratio[j] > 0) {
+                kr->batch_ratio[j] = fmax(1.0 + (kr->batch_ratio[j] - 1.0) * s, j ? kr->batch_ratio[j - 1] : 1.0);
+            }
+        }
     }
+    fitlm_threadpool_free(pool);
     /* between calibrate's quick probe (4 layers, 256 positions: too little
      * signal for one figure) and its full one (32 layers, 1024: seconds of
      * prompt): 8 layers and 512 positions, about 0.3 ms of attention per token */

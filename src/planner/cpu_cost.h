@@ -225,14 +225,16 @@ int fitlm_calibrate_attention(fitlm_host_profile *p, bool quick, fitlm_error *er
 
 /* The rates of *prof that drift on a shared machine, measured again now (for
  * a plan check right after a run): the read bandwidth at `threads` (the same
- * probe as calibrate's; read_bw_now > 0: that figure instead, bytes/s) scales
- * every read-bound figure (read_bw[] and the kernels' decode_bw), and the decode
- * attention rate is timed again (calibrate's quick attention probe). The
- * compute rates and the fixed costs stay the profile's. *now receives a copy
- * of *prof with those figures replaced and `created` set to now. It takes a few
- * seconds and a 512 MiB buffer, freed before it returns. 0, or -1 with err. */
-int fitlm_host_profile_now(const fitlm_host_profile *prof, int threads, double read_bw_now, fitlm_host_profile *now,
-                           fitlm_error *err);
+ * probe as calibrate's; read_bw_now > 0: that figure instead, bytes/s), the
+ * decode matmuls of the kernels `work` runs (NULL: all) from DRAM, one row
+ * and the batched rows up to FITLM_CAL_BATCH_ROWS (the other kernels follow
+ * the read bandwidth; beyond those rows the time rows take beyond one row's
+ * stays), and the decode attention rate.
+ * The compute rates and the fixed costs stay the profile's. *now receives a
+ * copy of *prof with those figures replaced and `created` set to now. It takes
+ * a few seconds and up to 512 MiB, freed before it returns. 0, or -1 with err. */
+int fitlm_host_profile_now(const fitlm_host_profile *prof, int threads, double read_bw_now,
+                           const fitlm_cpu_work *work, fitlm_host_profile *now, fitlm_error *err);
 
 /* Refines the fixed costs by a decode run of a real model: its measured time
  * per token minus the kernel-bound prediction, over its layers (per_layer),
