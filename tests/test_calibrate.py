@@ -140,6 +140,18 @@ def mib(x):
 
 
 ROW = re.compile(r"^\| (.+?)\s+\|\s+(-?[0-9.]+) \|\s+(-?[0-9.]+) \| (\S+)\s*\|\s+(\S+) \|")
+
+
+def plan_rows(text):
+    """The plan check's rows after its heading: quantity -> (predicted, measured, unit, error, line)."""
+    rows = {}
+    if "plan check" in text:
+        for line in text[text.index("plan check"):].splitlines():
+            m = ROW.match(line)
+            if m:
+                rows[m.group(1).strip()] = (float(m.group(2)), float(m.group(3)), m.group(4), m.group(5), line)
+    return rows
+
 for mp in models:
     for extra in ([], ["-c", "100", "--kv-type", "q8_0"], ["-c", "256", "--batch", "7", "-t", "1"]):
         args = ["bench", "-m", mp, "-p", "16", "-n", "8", "-r", "2", "--membw-mib", "0", "--profile", mine, *extra]
@@ -149,16 +161,12 @@ for mp in models:
         if "plan check" not in out:
             check(False, f"{what}: no plan check in bench output")
             continue
-        rows = {}
-        for line in out[out.index("plan check"):].splitlines():
-            m = ROW.match(line)
-            if m:
-                rows[m.group(1).strip()] = (float(m.group(2)), float(m.group(3)), m.group(4), m.group(5))
+        rows = plan_rows(out)
         for comp in ("weights", "KV cache", "scratch"):
             if comp not in rows:
                 check(False, f"{what}: no {comp} row")
                 continue
-            p_, m_, unit, e = rows[comp]
+            p_, m_, unit, e = rows[comp][:4]
             check(unit == "MiB" and m_ > 0 and abs(p_ - m_) <= 0.03 * m_ + 0.005, f"{what}: {comp} {p_} vs {m_}")
         # one count of the weight bytes a decoded token reads: the planner's (which bench's GB/s line also
         # prints) against the runtime's own, exact
@@ -184,12 +192,7 @@ for mp in models:
 # ratio of the kernel's two bandwidths, the attention at the new rate, nothing else)
 rc, out, err = run("bench", "-m", stories, "-p", "8", "-n", "16", "-r", "2", "-t", "1", "--membw-mib", "64",
                    "--profile", mine)
-rows = {}
-if rc == 0 and "plan check" in out:
-    for line in out[out.index("plan check"):].splitlines():
-        m = ROW.match(line)
-        if m:
-            rows[m.group(1).strip()] = (float(m.group(2)), float(m.group(3)), m.group(4), m.group(5), line)
+rows = plan_rows(out) if rc == 0 else {}
 with open(mine) as fh:
     bw1 = json.load(fh)["read_bw_by_threads"][0] / 1e9
 probe = re.search(r"measured memory read bandwidth \(1 threads, 64 MiB\): ([0-9.]+) GB/s", out)
@@ -222,12 +225,7 @@ else:
 ids = " ".join(str(1 + (i * 37) % 500) for i in range(40))
 rc, out, err = run("run", "-m", stories, "--ids", ids, "-n", "24", "--temp", "0", "-t", "1", "--plan-check",
                    "--profile", mine)
-rows = {}
-if rc == 0 and "plan check" in err:
-    for line in err[err.index("plan check"):].splitlines():
-        m = ROW.match(line)
-        if m:
-            rows[m.group(1).strip()] = (float(m.group(2)), float(m.group(3)), m.group(4), m.group(5), line)
+rows = plan_rows(err) if rc == 0 else {}
 check(rc == 0 and "plan check" in err, f"run --plan-check: rc {rc}, a plan check on stderr")
 for comp in ("weights", "KV cache", "scratch"):
     r = rows.get(comp)

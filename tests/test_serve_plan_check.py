@@ -54,6 +54,19 @@ def run_server(*extra):
     return rc, log, m
 
 
+def table_rows(log):
+    """The plan check's rows: quantity -> (predicted, measured, unit)."""
+    rows = {}
+    for line in log.splitlines():
+        cells = [c.strip() for c in line.split("|")]
+        if len(cells) >= 6 and cells[1] and cells[1] != "quantity" and not cells[1].startswith("-"):
+            try:
+                rows[cells[1]] = (float(cells[2]), float(cells[3]), cells[4])
+            except ValueError:
+                pass
+    return rows
+
+
 rc, log, m = run_server("--plan-check")
 check(rc == 0, f"clean exit with --plan-check: {rc}")
 check("plan check: the planner's prediction beside this server" in log, "the plan check is printed at shutdown")
@@ -61,14 +74,7 @@ served = re.search(r"served (\d+) generated tokens in (\d+) steps", log)
 conc = re.search(r"at the measured concurrency ([0-9.]+) \((\d+) generated tokens in (\d+) engine steps, (\d+) requests\)",
                  log)
 check(served is not None and conc is not None, "shutdown line and the concurrency line")
-rows = {}
-for line in log.splitlines():
-    cells = [c.strip() for c in line.split("|")]
-    if len(cells) >= 6 and cells[1] and cells[1] != "quantity" and not cells[1].startswith("-"):
-        try:
-            rows[cells[1]] = (float(cells[2]), float(cells[3]), cells[4])
-        except ValueError:
-            pass
+rows = table_rows(log)
 for k in ("weights", "time per output token", "decode throughput"):
     check(k in rows, f"row {k!r}")
 if served and conc and all(k in rows for k in ("weights", "time per output token", "decode throughput")):
@@ -101,14 +107,7 @@ cal = subprocess.run([FITLM, "calibrate", "--quick", "-t", "1", "--profile", pro
 check(cal.returncode == 0, f"calibrate --quick: {cal.stderr.strip()}")
 if cal.returncode == 0:
     rc, log, _ = run_server("--plan-check", "--profile", prof)
-    rows = {}
-    for line in log.splitlines():
-        cells = [c.strip() for c in line.split("|")]
-        if len(cells) >= 6 and cells[1] and cells[1] != "quantity" and not cells[1].startswith("-"):
-            try:
-                rows[cells[1]] = (float(cells[2]), float(cells[3]), cells[4])
-            except ValueError:
-                pass
+    rows = table_rows(log)
     with open(prof) as fh:
         bw1 = json.load(fh)["read_bw_by_threads"][0] / 1e9
     r, t, n = rows.get("read bandwidth"), rows.get("time per output token"), rows.get("time per token, now")

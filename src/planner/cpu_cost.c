@@ -341,6 +341,32 @@ static double time_decode_passes(fitlm_threadpool *pool, int type, const uint8_t
     return best;
 }
 
+/* Times 1 row and each of fitlm_cal_batch_rows up to max_rows rows over the
+ * copies from DRAM, in turns (the VM's drifting memory speed then moves them
+ * together), the fastest of `passes` passes of each, per copy: tb[0] one row,
+ * tb[j + 1] fitlm_cal_batch_rows[j] rows (1e30 where not timed). From 64 rows
+ * on (compute takes far longer than the read) a quarter of the copies, still
+ * far beyond the caches; quick: one copy. x holds max_rows rows of cols. */
+static void time_rows(fitlm_threadpool *pool, int type, const uint8_t *w, size_t mbytes, int copies, bool repacked,
+                      int64_t rows, int64_t cols, const float *x, float *y, int max_rows, int passes, bool quick,
+                      double tb[FITLM_CAL_N_BATCH + 1]) {
+    for (int j = 0; j <= FITLM_CAL_N_BATCH; j++) tb[j] = 1e30;
+    for (int ps = 0; ps < passes; ps++)
+        for (int j = 0; j <= FITLM_CAL_N_BATCH; j++) {
+            int nr = j == 0 ? 1 : fitlm_cal_batch_rows[j - 1];
+            int nc = quick ? 1 : nr >= 64 && copies >= 16 ? copies / 4 : copies;
+            if (nr > max_rows) break;
+            double t0 = now_s();
+            for (int c = 0; c < nc; c++) {
+                const uint8_t *wc = w + mbytes * (size_t)c;
+                if (repacked) fitlm_cpu_matmul_repacked(pool, type, wc, rows, cols, x, nr, y);
+                else fitlm_cpu_matmul(pool, type, wc, rows, cols, x, nr, y);
+            }
+            double tt = (now_s() - t0) / nc;
+            if (tt < tb[j]) tb[j] = tt;
+        }
+}
+
 /* One kernel type: a matrix of the shape of a TinyLlama FFN projection (rows
  * x cols), in as many copies as fill 384 MiB (quick: 128 MiB) so the decode
  * matvecs stream it from DRAM; repacked where the CPU backend repacks it. */
@@ -366,27 +392,9 @@ static int time_kernel(fitlm_threadpool *pool, int type, bool quick, fitlm_kerne
     for (int64_t i = 0; i < cols * ntok; i++) x[i] = (float)((i * 7919) % 2001 - 1000) * 1e-3f;
     double t = time_decode_passes(pool, type, w, mbytes, copies, repacked, rows, cols, x, y, quick ? 2 : 4);
     out->decode_bw = (double)mbytes * copies / t;
-    /* batched rows: 1 row and each of fitlm_cal_batch_rows over the copies
-     * from DRAM, in turns (the VM's drifting memory speed then moves them
-     * together), the fastest of two passes of each; from 64 rows on (compute
-     * takes far longer than the read) a quarter of the copies, still far
-     * beyond the caches; the ratios to one row, per copy */
+    /* batched rows: the ratios to one row (time_rows) */
     double tb[FITLM_CAL_N_BATCH + 1];
-    for (int j = 0; j <= FITLM_CAL_N_BATCH; j++) tb[j] = 1e30;
-    for (int ps = 0; ps < (quick ? 1 : 2); ps++)
-        for (int j = 0; j <= FITLM_CAL_N_BATCH; j++) {
-            int nr = j == 0 ? 1 : fitlm_cal_batch_rows[j - 1];
-            int nc = quick ? 1 : nr >= 64 && copies >= 16 ? copies / 4 : copies;
-            if (nr > ntok) continue;
-            double t0 = now_s();
-            for (int c = 0; c < nc; c++) {
-                const uint8_t *wc = w + mbytes * (size_t)c;
-                if (repacked) fitlm_cpu_matmul_repacked(pool, type, wc, rows, cols, x, nr, y);
-                else fitlm_cpu_matmul(pool, type, wc, rows, cols, x, nr, y);
-            }
-            double tt = (now_s() - t0) / nc;
-            if (tt < tb[j]) tb[j] = tt;
-        }
+    time_rows(pool, type, w, mbytes, copies, repacked, rows, cols, x, y, ntok, quick ? 1 : 2, quick, tb);
     for (int j = 0; j < FITLM_CAL_N_BATCH; j++) {
         out->batch_ratio[j] = tb[j + 1] < 1e29 ? tb[j + 1] / tb[0] : 0;
         /* quick: the row counts beyond the x buffer in proportion to the last timed one */
@@ -808,20 +816,7 @@ static int decode_rows_now(fitlm_threadpool *pool, int type, double *bw, double 
     if (w && x && y) {
         for (int64_t i = 0; i < cols * FITLM_CAL_BATCH_ROWS; i++) x[i] = (float)((i * 7919) % 2001 - 1000) * 1e-3f;
         double tb[FITLM_CAL_N_BATCH + 1];
-        for (int j = 0; j <= FITLM_CAL_N_BATCH; j++) tb[j] = 1e30;
-        for (int ps = 0; ps < 3; ps++)
-            for (int j = 0; j <= FITLM_CAL_N_BATCH; j++) {
-                int nr = j == 0 ? 1 : fitlm_cal_batch_rows[j - 1];
-                if (nr > FITLM_CAL_BATCH_ROWS) break;
-                double t0 = now_s();
-                for (int c = 0; c < copies; c++) {
-                    const uint8_t *wc = w + mbytes * (size_t)c;
-                    if (repacked) fitlm_cpu_matmul_repacked(pool, type, wc, rows, cols, x, nr, y);
-                    else fitlm_cpu_matmul(pool, type, wc, rows, cols, x, nr, y);
-                }
-                double tt = (now_s() - t0) / copies;
-                if (tt < tb[j]) tb[j] = tt;
-            }
+        time_rows(pool, type, w, mbytes, copies, repacked, rows, cols, x, y, FITLM_CAL_BATCH_ROWS, 3, false, tb);
         *bw = (double)mbytes / tb[0];
         for (int j = 0; j < FITLM_CAL_N_BATCH; j++) ratio[j] = tb[j + 1] < 1e29 ? tb[j + 1] / tb[0] : 0;
         rc = 0;
