@@ -775,11 +775,18 @@ int fitlm_calibrate_overheads(fitlm_host_profile *p, fitlm_error *err) {
  * position and layer, as 4 x q_dim flops per position and layer (the scores'
  * and the weighted sum's multiply-adds). calibrate: 32 layers and 1024
  * positions (quick: 4 and 256). */
-static int attention_probe(fitlm_host_profile *p, uint32_t L, uint32_t n_long, int reps, fitlm_error *err) {
+static int attention_probe(fitlm_host_profile *p, uint32_t L, uint32_t n_long, int reps, const fitlm_hparams *hp,
+                           fitlm_error *err) {
     const char *dir = getenv("TMPDIR");
     if (!dir || !*dir) dir = "/tmp";
     const uint32_t n_short = 16, n_timed = 32;
-    const tiny_attn a = {32, 4, 64, n_long + n_timed};
+    tiny_attn a = {32, 4, 64, n_long + n_timed};
+    /* a model's own heads when given and wide enough to time (the lanes share
+     * each K/V row among the query heads of its group, so the rate per flop
+     * depends on the grouping and the head size) */
+    if (hp && hp->n_heads * hp->head_dim >= 1024 && hp->n_kv_heads && hp->n_heads % hp->n_kv_heads == 0 &&
+        hp->n_heads <= 128 && hp->head_dim <= 256)
+        a.heads = hp->n_heads, a.kv_heads = hp->n_kv_heads, a.head_dim = hp->head_dim;
     char path[1024];
     snprintf(path, sizeof path, "%s/fitlm-calibrate-attn-%ld.gguf", dir, (long)getpid());
     double t[2] = {0, 0};
@@ -795,7 +802,7 @@ static int attention_probe(fitlm_host_profile *p, uint32_t L, uint32_t n_long, i
 }
 
 int fitlm_calibrate_attention(fitlm_host_profile *p, bool quick, fitlm_error *err) {
-    return quick ? attention_probe(p, 4, 256, 3, err) : attention_probe(p, 32, 1024, 4, err);
+    return quick ? attention_probe(p, 4, 256, 3, NULL, err) : attention_probe(p, 32, 1024, 4, NULL, err);
 }
 
 /* One type's decode matmuls timed again as calibrate times them, over 256
@@ -882,8 +889,10 @@ int fitlm_host_profile_now(const fitlm_host_profile *prof, int threads, double r
     fitlm_threadpool_free(pool);
     /* between calibrate's quick probe (4 layers, 256 positions: too little
      * signal for one figure) and its full one (32 layers, 1024: seconds of
-     * prompt): 8 layers and 512 positions, about 0.3 ms of attention per token */
-    if (prof->attn_decode_flops > 0 && attention_probe(now, 8, 512, 3, err)) return -1;
+     * prompt): 8 layers and 512 positions, about 0.3 ms of attention per token
+     * at TinyLlama's heads; with the model's own heads where they are wide
+     * enough (a query 1024 wide or more) */
+    if (prof->attn_decode_flops > 0 && attention_probe(now, 8, 512, 3, work ? work->hp : NULL, err)) return -1;
     time_t t = time(NULL);
     struct tm tmv;
     gmtime_r(&t, &tmv);

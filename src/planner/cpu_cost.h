@@ -229,7 +229,8 @@ int fitlm_calibrate_attention(fitlm_host_profile *p, bool quick, fitlm_error *er
  * decode matmuls of the kernels `work` runs (NULL: all) from DRAM, one row
  * and the batched rows up to FITLM_CAL_BATCH_ROWS (the other kernels follow
  * the read bandwidth; beyond those rows the time rows take beyond one row's
- * stays), and the decode attention rate.
+ * stays), and the decode attention rate (with the heads of work->hp when its
+ * query is 1024 wide or more, else TinyLlama's, as calibrate).
  * The compute rates and the fixed costs stay the profile's. *now receives a
  * copy of *prof with those figures replaced and `created` set to now. It takes
  * a few seconds and up to 512 MiB, freed before it returns. 0, or -1 with err. */
