@@ -411,7 +411,7 @@ int cmd_run(int argc, char **argv) {
                              .pp_tps_best = t_prompt > 0 ? n_prompt / t_prompt : 0,
                              .ttft_s = t_prompt,
                              .ctx0 = n_prompt,
-                             .probe_now = true,
+                             .probe_now = s.backend->device == FITLM_DEVICE_CPU,
                              .n_gen = (uint32_t)n_eval,
                              .tg_tps_median = n_eval && t_gen > 0 ? n_eval / t_gen : 0,
                              .tg_tps_best = n_eval && t_gen > 0 ? n_eval / t_gen : 0};

@@ -25,7 +25,7 @@ typedef struct plan_check_run {
     uint32_t ctx0, n_gen;            /* generated tokens after ctx0 positions */
     double tg_tps_median, tg_tps_best;
     bool probe_now;                  /* also predict with the drifting rates measured again right after the
-                                      * run (fitlm_host_profile_now: a few seconds, a 512 MiB buffer) */
+                                      * run (fitlm_host_profile_now: a few seconds, up to 512 MiB); CPU runs only */
     double read_bw_now;              /* bytes/s read by the caller's bandwidth probe right after the runs, at
                                       * `threads` threads (bench), which the probe then takes; 0 = not measured */
     /* an MPI run (tp x pp > 1): the memory rows are rank 0's (tensor rank 0 of
