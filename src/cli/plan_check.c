@@ -182,7 +182,7 @@ int plan_check_serve_print(FILE *out, const fitlm_model *m, const char *profile_
             if (prompt_per_step > 0 && run->requests && pp2.prefill_s > 0) step2 += prompt_per_step * pp2.prefill_s / np;
             snprintf(note, sizeof note, "the profile's figure at %d threads vs a probe at shut-down", tg.rates.threads);
             row(out, "read bandwidth", tg.rates.read_bw / 1e9, tg2.rates.read_bw / 1e9, "GB/s", 2, note);
-            snprintf(note, sizeof note, "the plan with the read bandwidth and the decode attention rate measured now");
+            snprintf(note, sizeof note, "the plan with the read bandwidth, the kernels and the decode attention measured now");
             row(out, "time per token, now", step2 * 1e3, run->itl_s * 1e3, "ms", 3, note);
         }
         free(now);
