@@ -22,6 +22,7 @@ Tolerances:
     sizes). The measured differences are printed. Greedy generation must be
     identical.
 """
+import json
 import os
 import re
 import shutil
@@ -245,6 +246,54 @@ for name, path, vocab, ids in [m for m in models if m[0] in ("stories260K", "lla
             check(pr is not None and (me > 0 or comp == "KV cache") and abs(pr - me) <= 0.03 * me + 0.005,
                   "%s %s plan check %s: predicted %s, rank 0 %s" % (name, lname, comp, pr, me))
         check("decode tg4" in rows and rows["decode tg4"][0] > 0, "%s %s: a decode prediction" % (name, lname))
+
+
+# ---- the host now under MPI: rank 0 probes this host at the whole run's threads (the others asleep) ----
+# tp2: 2 ranks of 1 thread compute at once, so the probe's read bandwidth is the profile's at 2 threads;
+# pp2 in turns: one stage computes at a time, 1 thread. The host-now decode is its note's parts (the rest
+# includes the step's communication). run --plan-check names the layout and models rank 0's share.
+PROF = os.path.join(TMP, "host.json")
+p = single("calibrate", "--quick", "-t", "2", "--profile", PROF)
+if check(p.returncode == 0 and os.path.isfile(PROF), "calibrate --quick: %s" % p.stderr[-800:]):
+    with open(PROF) as fh:
+        prof_bw = [x / 1e9 for x in json.load(fh)["read_bw_by_threads"]]
+    NOTE = re.compile(r"weight reads ([0-9.e+-]+) -> ([0-9.e+-]+) ms, attention at mean context ([0-9]+) "
+                      r"([0-9.e+-]+) -> ([0-9.e+-]+) ms, the rest ([0-9.e+-]+) ms")
+    ROWN = re.compile(r"^\| (.+?)\s+\|\s+(-?[0-9.]+) \|\s+(-?[0-9.]+) \| (\S+)\s*\|\s+(\S+) \| (.*)$")
+    for lname, threads in (("tp2", 2), ("pp2-turns", 1)):
+        np_, largs = LAYOUTS[lname]
+        for cmd in ("bench", "run"):
+            args = (["bench", "-m", stories, "-p", 8, "-n", 16, "-r", 1, "--membw-mib", 64] if cmd == "bench" else
+                    ["run", "-m", stories, "--ids", "1 2 3 4 5 6 7 8", "-n", 17, "--temp", 0, "--plan-check"])
+            p = mpi(np_, args + ["-t", 1, "-c", 64, "--profile", PROF] + largs)
+            text = p.stdout if cmd == "bench" else p.stderr
+            if not check(p.returncode == 0 and "plan check" in text, "%s %s host now: %s" % (cmd, lname, p.stderr[-800:])):
+                continue
+            head = text[text.index("plan check"):]
+            check(("%s MPI ranks of 1 threads" % ("2 x 1" if lname == "tp2" else "1 x 2")) in head.splitlines()[0],
+                  "%s %s: the header names the layout: %s" % (cmd, lname, head.splitlines()[0]))
+            rows = {m.group(1).strip(): (float(m.group(2)), float(m.group(3)), m.group(6))
+                    for m in map(ROWN.match, head.splitlines()) if m}
+            for comp in ("weights", "KV cache", "scratch"):
+                pr, me, _ = rows.get(comp, (None, None, None))
+                check(pr is not None and abs(pr - me) <= 0.03 * me + 0.005,
+                      "%s %s: %s predicted %s, rank 0 %s" % (cmd, lname, comp, pr, me))
+            r = rows.get("read bandwidth")
+            check(r is not None and abs(r[0] - prof_bw[threads - 1]) <= 0.006 and r[1] > 0,
+                  "%s %s: read bandwidth row %r vs the profile's %.2f GB/s at %d threads" %
+                  (cmd, lname, r, prof_bw[threads - 1], threads))
+            d = rows.get("decode, host now")
+            tg = rows.get("decode tg16")
+            nm = NOTE.search(d[2]) if d else None
+            if not check(d is not None and tg is not None and nm is not None,
+                         "%s %s: rows decode tg16 %r, decode, host now %r" % (cmd, lname, tg, d)):
+                continue
+            reads, reads2, ctx, attn, attn2, rest = (float(nm.group(i)) for i in range(1, 7))
+            check(abs(1000.0 / (reads2 + attn2 + rest) - d[0]) <= 0.01 * d[0] and d[1] == tg[1],
+                  "%s %s: decode host now %s vs %s + %s + %s ms; measured %s vs %s" %
+                  (cmd, lname, d[0], reads2, attn2, rest, d[1], tg[1]))
+            check(abs(1000.0 / (reads + attn + rest) - tg[0]) <= 0.01 * tg[0],
+                  "%s %s: %s + %s + %s ms vs the decode prediction %s" % (cmd, lname, reads, attn, rest, tg[0]))
 
 
 # ---- failures: every rank ends with "fitlm: error:", fast, never a hang ----

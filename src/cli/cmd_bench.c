@@ -146,7 +146,10 @@ int cmd_bench(int argc, char **argv) {
     double tg_median = 0.0, med_of[2] = {0, 0}, best_of[2] = {0, 0};
     /* distributed: what rank 0 communicated per token, and the time it spent in the calls */
     double comm_kib[2] = {0, 0}, comm_ms[2] = {0, 0}, comm_share[2] = {0, 0};
-    if (s.par) membw_mib = 0; /* the probe would measure rank 0 alone */
+    /* distributed: the plain probe would measure rank 0's threads alone (the
+     * plan check's host-now probe measures the whole run's, the others asleep) */
+    const bool probe_host = membw_mib > 0 && s.backend->device == FITLM_DEVICE_CPU;
+    if (s.par) membw_mib = 0;
     for (int test = 0; test < 2; test++) {
         long n = test == 0 ? n_pp : n_tg;
         if (n == 0) continue;
@@ -272,13 +275,14 @@ int cmd_bench(int argc, char **argv) {
                              .n_gen = (uint32_t)n_tg,
                              .tg_tps_median = med_of[1],
                              .tg_tps_best = best_of[1],
-                             .probe_now = bw_now > 0,
+                             .probe_now = s.par ? probe_host && n_tg > 0 : bw_now > 0,
                              .read_bw_now = bw_now,
                              .tp = s.par ? s.par->tp_size : 1,
                              .pp = s.par ? s.par->pp_size : 1,
-            .turns = s.par && s.par->turns,
+                             .turns = s.par && s.par->turns,
                              .layer0 = s.par ? s.par->layer0 : 0,
-                             .layer1 = s.par ? s.par->layer1 : 0};
+                             .layer1 = s.par ? s.par->layer1 : 0,
+                             .par = s.par};
         if (plan_check_print(stdout, m, o.profile_path, &pr)) goto done;
     }
     rc = 0;

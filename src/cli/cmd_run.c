@@ -11,6 +11,7 @@
 #include "cli/generate.h"
 #include "backend/cpu/backend_cpu.h"
 #include "cli/runtime_opts.h"
+#include "parallel/parallel.h"
 #include "grammar/json_schema.h"
 #include "grammar/token_mask.h"
 #include "format/gguf.h"
@@ -412,6 +413,12 @@ int cmd_run(int argc, char **argv) {
                              .ttft_s = t_prompt,
                              .ctx0 = n_prompt,
                              .probe_now = s.backend->device == FITLM_DEVICE_CPU,
+                             .tp = s.par ? s.par->tp_size : 1,
+                             .pp = s.par ? s.par->pp_size : 1,
+                             .turns = s.par && s.par->turns,
+                             .layer0 = s.par ? s.par->layer0 : 0,
+                             .layer1 = s.par ? s.par->layer1 : 0,
+                             .par = s.par,
                              .n_gen = (uint32_t)n_eval,
                              .tg_tps_median = n_eval && t_gen > 0 ? n_eval / t_gen : 0,
                              .tg_tps_best = n_eval && t_gen > 0 ? n_eval / t_gen : 0};

@@ -7,8 +7,11 @@
 #include <string.h>
 
 #include "format/ggml_type.h"
+#include "parallel/comm.h"
+#include "parallel/parallel.h"
 #include "planner/cpu_cost.h"
 #include "planner/host_comm.h"
+#include "sys/threadpool.h"
 #include "runtime/mem_model.h"
 #include "util/error.h"
 #include "util/file.h"
@@ -192,6 +195,26 @@ int plan_check_serve_print(FILE *out, const fitlm_model *m, const char *profile_
     return 0;
 }
 
+/* Adds an MPI run's communication (planner/host_comm.h) to the prediction of
+ * its compute: each prompt chunk's and each decode step's. Returns the decode
+ * step's seconds of it. */
+static double add_comm(const fitlm_host_profile *prof, const fitlm_model *m, uint32_t T, uint32_t P, uint32_t n_prompt,
+                       uint32_t n_ubatch, fitlm_cpu_pred *pp, fitlm_cpu_pred *tg) {
+    fitlm_host_comm hc;
+    fitlm_host_comm_of(prof, &hc);
+    uint32_t ub = n_ubatch ? n_ubatch : 1;
+    double chunks = n_prompt ? ceil((double)n_prompt / ub) : 0;
+    if (chunks > 0) {
+        pp->prefill_s += chunks * fitlm_host_step_comm_s(&hc, &m->hp, (int)T, (int)P, n_prompt / chunks);
+        pp->ttft_s = pp->prefill_s;
+        pp->pp_tps = n_prompt / pp->prefill_s;
+    }
+    double comm = fitlm_host_step_comm_s(&hc, &m->hp, (int)T, (int)P, 1);
+    tg->decode_s += comm;
+    tg->tg_tps = 1.0 / tg->decode_s;
+    return comm;
+}
+
 int plan_check_print(FILE *out, const fitlm_model *m, const char *profile_path, const plan_check_run *run) {
     bool have;
     char src[PATH_MAX + 64];
@@ -235,21 +258,7 @@ int plan_check_print(FILE *out, const fitlm_model *m, const char *profile_path, 
     double max_stage = largest_stage_share(m, run->layer0, run->layer1, P);
     fitlm_host_pipeline_predict(have ? prof : NULL, 0, 0, &w, all_threads, (int)P_compute, run->n_prompt,
                                 mem->n_ubatch, max_stage, run->ctx0, run->n_gen, &pp, &tg);
-    double comm_tg = 0;
-    if (mpi) {
-        fitlm_host_comm hc;
-        fitlm_host_comm_of(have ? prof : NULL, &hc);
-        uint32_t ub = mem->n_ubatch ? mem->n_ubatch : 1;
-        double chunks = run->n_prompt ? ceil((double)run->n_prompt / ub) : 0;
-        if (chunks > 0) {
-            pp.prefill_s += chunks * fitlm_host_step_comm_s(&hc, &m->hp, (int)T, (int)P, run->n_prompt / chunks);
-            pp.ttft_s = pp.prefill_s;
-            pp.pp_tps = run->n_prompt / pp.prefill_s;
-        }
-        comm_tg = fitlm_host_step_comm_s(&hc, &m->hp, (int)T, (int)P, 1);
-        tg.decode_s += comm_tg;
-        tg.tg_tps = 1.0 / tg.decode_s;
-    }
+    double comm_tg = mpi ? add_comm(have ? prof : NULL, m, T, P, run->n_prompt, mem->n_ubatch, &pp, &tg) : 0;
 
     /* resident: the weights, less the embedding rows never looked up when the
      * embedding stays in the mapped file (not repacked, not the output matrix) */
@@ -310,15 +319,28 @@ int plan_check_print(FILE *out, const fitlm_model *m, const char *profile_path, 
     /* this machine's memory speed moves between the calibration and the run
      * (other tenants): the same prediction with the drifting rates measured
      * again right after the run (fitlm_host_profile_now) */
-    if (run->probe_now && !mpi && have && tg.rates.read_bw_measured && (run->n_gen || run->n_prompt)) {
+    /* Under MPI the probe measures what the run's ranks shared: this host at
+     * all their threads, the other ranks asleep meanwhile; only when every
+     * rank runs here (on several hosts rank 0's host is not the run's). */
+    bool probe = run->probe_now && have && tg.rates.read_bw_measured && (run->n_gen || run->n_prompt);
+    if (probe && mpi)
+        probe = run->par && run->par->dp_size <= 1 && fitlm_comm_host_ranks() == run->par->world->size;
+    if (probe) {
         fitlm_host_profile *now = malloc(sizeof *now);
         fitlm_error perr = {{0}};
-        if (!now || fitlm_host_profile_now(prof, run->threads, run->read_bw_now, &w, now, &perr)) {
+        /* mpirun binds each rank to its cores: the probe takes all the host's */
+        fitlm_cpu_mask mask;
+        bool widened = mpi && fitlm_cpus_widen(&mask) == 0;
+        int prc = !now || (mpi && fitlm_parallel_send_pause(run->par, &perr)) ||
+                  fitlm_host_profile_now(prof, all_threads, mpi ? 0 : run->read_bw_now, &w, now, &perr);
+        if (widened) fitlm_cpus_restore(&mask);
+        if (prc) {
             fprintf(out, "(the host now: not measured: %s)\n", now ? perr.msg : "out of memory");
         } else {
             fitlm_cpu_pred pp2, tg2;
-            fitlm_host_pipeline_predict(now, 0, 0, &w, all_threads, 1, run->n_prompt, mem->n_ubatch, max_stage,
-                                        run->ctx0, run->n_gen, &pp2, &tg2);
+            fitlm_host_pipeline_predict(now, 0, 0, &w, all_threads, (int)P_compute, run->n_prompt, mem->n_ubatch,
+                                        max_stage, run->ctx0, run->n_gen, &pp2, &tg2);
+            if (mpi) add_comm(now, m, T, P, run->n_prompt, mem->n_ubatch, &pp2, &tg2);
             snprintf(note, sizeof note, "the profile's figure at %d threads vs a probe right after the run",
                      tg.rates.threads);
             row(out, "read bandwidth", tg.rates.read_bw / 1e9, tg2.rates.read_bw / 1e9, "GB/s", 2, note);
@@ -326,12 +348,16 @@ int plan_check_print(FILE *out, const fitlm_model *m, const char *profile_path, 
             int big = -1;
             for (int i = 0; i < w.n; i++)
                 if (big < 0 || w.t[i].bytes > w.t[big].bytes) big = i;
+            /* at the run's threads: the bytes over the time the two predictions give them */
             for (int k = 0; big >= 0 && k < prof->n_kern; k++)
-                if (prof->kern[k].type == w.t[big].type && prof->kern[k].decode_bw > 0) {
+                if (prof->kern[k].type == w.t[big].type && prof->kern[k].decode_bw > 0 && tg.mat_s[big] > 0 &&
+                    tg2.mat_s[big] > 0) {
                     char what[48];
                     snprintf(what, sizeof what, "%s decode kernel", fitlm_type_name(w.t[big].type));
-                    row(out, what, prof->kern[k].decode_bw / 1e9, now->kern[k].decode_bw / 1e9, "GB/s", 2,
-                        "one row from DRAM: the profile's vs timed again now");
+                    snprintf(note, sizeof note, "one row from DRAM at %d threads: the profile's vs timed again now",
+                             tg.rates.threads);
+                    row(out, what, w.t[big].bytes / tg.mat_s[big] / 1e9, w.t[big].bytes / tg2.mat_s[big] / 1e9, "GB/s",
+                        2, note);
                 }
             if (tg.rates.attn_decode_measured && tg2.rates.attn_decode_flops > 0) {
                 double q = 4.0 * (double)m->hp.n_heads * m->hp.head_dim;

@@ -33,6 +33,11 @@ typedef struct plan_check_run {
      * run's, threads per rank */
     uint32_t tp, pp, layer0, layer1;
     bool turns; /* the stages took turns on shared cores (fitlm_parallel_set_turns) */
+    /* an MPI run's root (borrowed; NULL otherwise): with probe_now and every
+     * rank on this host, the other ranks are told to wait asleep
+     * (fitlm_parallel_send_pause) while this one probes the host with the
+     * whole run's threads */
+    struct fitlm_parallel *par;
 } plan_check_run;
 
 /* Loads the host profile (profile_path, or the default path when NULL: a

@@ -157,6 +157,10 @@ fitlm_engine *fitlm_engine_new(const fitlm_model *m, const fitlm_tokenizer *tok,
     if (p.n_ctx == 0) p.n_ctx = hp->ctx_len < FITLM_DEFAULT_CTX ? hp->ctx_len : FITLM_DEFAULT_CTX;
     if (p.n_ctx > hp->ctx_len)
         return fitlm_fail(err, "context %u is larger than the model's context length %u", p.n_ctx, hp->ctx_len), NULL;
+    /* a step never holds more tokens than its sequences have positions (the
+     * activations are sized by max_batch_tokens) */
+    if ((uint64_t)p.max_batch_tokens > (uint64_t)p.n_ctx * p.n_parallel)
+        p.max_batch_tokens = p.n_ctx * p.n_parallel;
     if (tok && (uint32_t)fitlm_tokenizer_vocab_size(tok) > hp->vocab_size)
         return fitlm_fail(err, "the tokenizer has %d tokens, the model %u", fitlm_tokenizer_vocab_size(tok),
                           hp->vocab_size),

@@ -18,7 +18,7 @@ enum { TAG_ACT = 11, TAG_LOGITS = 12, TAG_STEP = 13 };
  * them when it gets there, so the root can go on to the next step. */
 #define FIRST_CHUNK 4096
 #define MSG_MAGIC 0x4d4c5446u /* "FTLM" */
-enum { CMD_BATCH = 1, CMD_STOP = 2 };
+enum { CMD_BATCH = 1, CMD_STOP = 2, CMD_PAUSE = 3 };
 
 typedef struct msg_header {
     uint32_t magic, cmd, n_tokens, n_seqs, n_logits, n_micro;
@@ -365,6 +365,15 @@ int fitlm_parallel_send_stop(fitlm_parallel *p, fitlm_error *err) {
     return send_step(p, FIRST_CHUNK, err);
 }
 
+int fitlm_parallel_send_pause(fitlm_parallel *p, fitlm_error *err) {
+    if (p->link->size == 1) return 0;
+    if (grow(&p->tx, &p->tx_cap, FIRST_CHUNK, err)) return -1;
+    msg_header h = {.magic = MSG_MAGIC, .cmd = CMD_PAUSE, .total = sizeof h};
+    memset(p->tx, 0, FIRST_CHUNK);
+    memcpy(p->tx, &h, sizeof h);
+    return send_step(p, FIRST_CHUNK, err);
+}
+
 /* Before a receive that may sleep (the stages' turns): this rank's sends are
  * taken first, so that no message waits for a sender asleep (an MPI library
  * may need the sender's progress to move a large one). */
@@ -374,9 +383,19 @@ static int flush_before_sleep(fitlm_parallel *p, fitlm_error *err) {
 
 int fitlm_parallel_recv_batch(fitlm_parallel *p, fitlm_batch *b, fitlm_error *err) {
     if (grow(&p->rx, &p->rx_cap, FIRST_CHUNK, err) || flush_before_sleep(p, err)) return -1;
-    if (fitlm_comm_recv(p->link, p->rx, FIRST_CHUNK, 0, TAG_STEP, err)) return -1;
+    /* a pause: the next message is waited for asleep (its sends taken first),
+     * whatever this rank's receives do otherwise */
+    const bool sleeps = p->link->idle_sleep;
     msg_header h;
-    memcpy(&h, p->rx, sizeof h);
+    for (;;) {
+        int rc = fitlm_comm_recv(p->link, p->rx, FIRST_CHUNK, 0, TAG_STEP, err);
+        p->link->idle_sleep = sleeps;
+        if (rc) return -1;
+        memcpy(&h, p->rx, sizeof h);
+        if (h.magic != MSG_MAGIC || h.cmd != CMD_PAUSE) break;
+        if (fitlm_parallel_flush(p, err)) return -1;
+        p->link->idle_sleep = true;
+    }
     if (h.magic != MSG_MAGIC) return fitlm_fail(err, "rank %d: a malformed step message from the root", p->world->rank);
     if (h.cmd == CMD_STOP) return 0;
     if (h.cmd != CMD_BATCH) return fitlm_fail(err, "rank %d: unknown step command %u", p->world->rank, h.cmd);

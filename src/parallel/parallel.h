@@ -116,6 +116,11 @@ int fitlm_parallel_send_batch(fitlm_parallel *p, const fitlm_batch *b, int block
 /* The batch's micro-batch count travels with it (b->n_micro). */
 /* Root: tells its group to stop serving (the forward pass is freed). */
 int fitlm_parallel_send_stop(fitlm_parallel *p, fitlm_error *err);
+/* Root: tells its group that the root keeps this host's cores for a while
+ * (the plan check's probe of the host after a run): each other rank waits for
+ * the next step message asleep (parallel/comm.h's doorbells, where its ranks
+ * share a host) instead of polling for it. */
+int fitlm_parallel_send_pause(fitlm_parallel *p, fitlm_error *err);
 /* Others: receives the next batch into *b (arrays valid until the next call):
  * 1, or 0 when the root said stop, or -1 with err. */
 int fitlm_parallel_recv_batch(fitlm_parallel *p, fitlm_batch *b, fitlm_error *err);

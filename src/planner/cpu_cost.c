@@ -775,8 +775,8 @@ int fitlm_calibrate_overheads(fitlm_host_profile *p, fitlm_error *err) {
  * position and layer, as 4 x q_dim flops per position and layer (the scores'
  * and the weighted sum's multiply-adds). calibrate: 32 layers and 1024
  * positions (quick: 4 and 256). */
-static int attention_probe(fitlm_host_profile *p, uint32_t L, uint32_t n_long, int reps, const fitlm_hparams *hp,
-                           fitlm_error *err) {
+static int attention_probe(fitlm_host_profile *p, int threads, uint32_t L, uint32_t n_long, int reps,
+                           const fitlm_hparams *hp, fitlm_error *err) {
     const char *dir = getenv("TMPDIR");
     if (!dir || !*dir) dir = "/tmp";
     const uint32_t n_short = 16, n_timed = 32;
@@ -792,8 +792,8 @@ static int attention_probe(fitlm_host_profile *p, uint32_t L, uint32_t n_long, i
     double t[2] = {0, 0};
     uint32_t nl = 0;
     int rc = write_tiny_model(path, L, a, err);
-    if (!rc) rc = time_decode(path, p->threads, n_short, n_timed, reps, &t[0], &nl, NULL, err);
-    if (!rc) rc = time_decode(path, p->threads, n_long, n_timed, reps, &t[1], &nl, NULL, err);
+    if (!rc) rc = time_decode(path, threads, n_short, n_timed, reps, &t[0], &nl, NULL, err);
+    if (!rc) rc = time_decode(path, threads, n_long, n_timed, reps, &t[1], &nl, NULL, err);
     remove(path);
     if (rc) return -1;
     double per_pos_layer = (t[1] - t[0]) / ((double)(n_long - n_short) * L);
@@ -802,7 +802,8 @@ static int attention_probe(fitlm_host_profile *p, uint32_t L, uint32_t n_long, i
 }
 
 int fitlm_calibrate_attention(fitlm_host_profile *p, bool quick, fitlm_error *err) {
-    return quick ? attention_probe(p, 4, 256, 3, NULL, err) : attention_probe(p, 32, 1024, 4, NULL, err);
+    return quick ? attention_probe(p, p->threads, 4, 256, 3, NULL, err)
+                 : attention_probe(p, p->threads, 32, 1024, 4, NULL, err);
 }
 
 /* One type's decode matmuls timed again as calibrate times them, over 256
@@ -862,6 +863,19 @@ int fitlm_host_profile_now(const fitlm_host_profile *prof, int threads, double r
     }
     double scale = bw / prof->read_bw[tp];
     for (int t = 1; t <= now->n_bw; t++) now->read_bw[t] *= scale;
+    /* The kernels and the attention are timed at the run's threads. The
+     * profile keeps figures at its own threads, which the prediction scales
+     * to the run's (decode by the read bandwidths' ratio, the rows beyond one
+     * and the attention by the threads' ratio): what is measured now is
+     * stored divided by those scales, so that the prediction at `threads`
+     * gives it back (a thread does not read at exactly its share of the
+     * bandwidth; the probe at the run's threads says what it does). */
+    double bw_scale = 1, fl_scale = 1;
+    if (prof->threads > 0 && threads != prof->threads) {
+        int t0 = prof->threads <= prof->n_bw ? prof->threads : prof->n_bw;
+        if (t0 >= 1 && prof->read_bw[t0] > 0) bw_scale = prof->read_bw[tp] / prof->read_bw[t0];
+        fl_scale = (double)threads / prof->threads;
+    }
     /* the kernels the model runs are timed again, one row and the batched
      * decode rows up to FITLM_CAL_BATCH_ROWS from DRAM (in a slow minute
      * they lose more than a plain read does, and rows cost more or less
@@ -875,12 +889,13 @@ int fitlm_host_profile_now(const fitlm_host_profile *prof, int threads, double r
         double s = scale, b = 0, rt[FITLM_CAL_N_BATCH] = {0};
         bool timed = work_uses(work, kr->type) && kr->decode_bw > 0 && decode_rows_now(pool, kr->type, &b, rt) == 0 &&
                      b > 0;
-        if (timed) s = b / kr->decode_bw;
+        if (timed) s = b / bw_scale / kr->decode_bw;
         kr->decode_bw *= s;
         for (int j = 0; j < FITLM_CAL_N_BATCH; j++) {
             if (timed && rt[j] > 0) {
                 /* more rows never cost less time than fewer */
-                kr->batch_ratio[j] = fmax(rt[j], j ? kr->batch_ratio[j - 1] : 1.0);
+                double r = 1.0 + (rt[j] - 1.0) * fl_scale / bw_scale;
+                kr->batch_ratio[j] = fmax(r, j ? kr->batch_ratio[j - 1] : 1.0);
             } else if (kr->batch_ratio[j] > 0) {
                 kr->batch_ratio[j] = fmax(1.0 + (kr->batch_ratio[j] - 1.0) * s, j ? kr->batch_ratio[j - 1] : 1.0);
             }
@@ -892,7 +907,10 @@ int fitlm_host_profile_now(const fitlm_host_profile *prof, int threads, double r
      * prompt): 8 layers and 512 positions, about 0.3 ms of attention per token
      * at TinyLlama's heads; with the model's own heads where they are wide
      * enough (a query 1024 wide or more) */
-    if (prof->attn_decode_flops > 0 && attention_probe(now, 8, 512, 3, work ? work->hp : NULL, err)) return -1;
+    if (prof->attn_decode_flops > 0) {
+        if (attention_probe(now, threads, 8, 512, 3, work ? work->hp : NULL, err)) return -1;
+        now->attn_decode_flops /= fl_scale;
+    }
     time_t t = time(NULL);
     struct tm tmv;
     gmtime_r(&t, &tmv);

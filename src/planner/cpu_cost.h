@@ -231,7 +231,10 @@ int fitlm_calibrate_attention(fitlm_host_profile *p, bool quick, fitlm_error *er
  * the read bandwidth; beyond those rows the time rows take beyond one row's
  * stays), and the decode attention rate (with the heads of work->hp when its
  * query is 1024 wide or more, else TinyLlama's, as calibrate).
- * The compute rates and the fixed costs stay the profile's. *now receives a
+ * All at `threads`; where that is not the profile's thread count, the
+ * kernels' and the attention's figures are stored as the profile's threads
+ * would have to give them for fitlm_cpu_predict at `threads` to return what
+ * was measured. The compute rates and the fixed costs stay the profile's. *now receives a
  * copy of *prof with those figures replaced and `created` set to now. It takes
  * a few seconds and up to 512 MiB, freed before it returns. 0, or -1 with err. */
 int fitlm_host_profile_now(const fitlm_host_profile *prof, int threads, double read_bw_now,

@@ -325,3 +325,23 @@ int fitlm_physical_cores(void) {
     atomic_store(&cached, n);
     return n;
 }
+
+_Static_assert(sizeof(cpu_set_t) <= sizeof(((fitlm_cpu_mask *)0)->bits), "a cpu_set_t fits a fitlm_cpu_mask");
+
+int fitlm_cpus_widen(fitlm_cpu_mask *saved) {
+    cpu_set_t old, all;
+    if (sched_getaffinity(0, sizeof old, &old) != 0) return -1;
+    memset(saved->bits, 0, sizeof saved->bits);
+    memcpy(saved->bits, &old, sizeof old);
+    long n = sysconf(_SC_NPROCESSORS_CONF); /* offline ones in the set are ignored */
+    if (n < 1) return -1;
+    CPU_ZERO(&all);
+    for (long c = 0; c < n && c < CPU_SETSIZE; c++) CPU_SET((int)c, &all);
+    return sched_setaffinity(0, sizeof all, &all) == 0 ? 0 : -1;
+}
+
+void fitlm_cpus_restore(const fitlm_cpu_mask *saved) {
+    cpu_set_t old;
+    memcpy(&old, saved->bits, sizeof old);
+    (void)sched_setaffinity(0, sizeof old, &old);
+}

@@ -35,4 +35,18 @@ void *fitlm_threadpool_scratch(fitlm_threadpool *p, size_t bytes);
  * /proc/cpuinfo; falls back to the number of logical CPUs). Cached. */
 int fitlm_physical_cores(void);
 
+/* The CPUs a thread may run on, saved to be put back. */
+typedef struct fitlm_cpu_mask {
+    unsigned char bits[128];
+} fitlm_cpu_mask;
+/* Lets the calling thread, and the threads it starts from then on, run on
+ * every online CPU of the host (mpirun binds each rank to its own cores; a
+ * probe of what all the ranks shared needs all of them). *saved receives the
+ * mask the thread had, for fitlm_cpus_restore. 0, or -1 when the mask cannot
+ * be read or changed (then nothing changed). */
+int fitlm_cpus_widen(fitlm_cpu_mask *saved);
+/* Puts back a mask saved by fitlm_cpus_widen (threads started meanwhile keep
+ * theirs). */
+void fitlm_cpus_restore(const fitlm_cpu_mask *saved);
+
 #endif
