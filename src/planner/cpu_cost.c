@@ -806,11 +806,13 @@ int fitlm_calibrate_attention(fitlm_host_profile *p, bool quick, fitlm_error *er
                  : attention_probe(p, p->threads, 32, 1024, 4, NULL, err);
 }
 
-/* One type's decode matmuls timed again as calibrate times them, over 256
- * MiB of copies from DRAM: one row and each of fitlm_cal_batch_rows up to
- * FITLM_CAL_BATCH_ROWS rows, in turns, the best of three passes of each.
- * Sets *bw (bytes/s of one row) and ratio[j] (the time of those rows over one
- * row's; the larger row counts are left 0). -1 when the type cannot be timed. */
+/* One type's matmuls timed again as calibrate times them, over 256 MiB of
+ * copies from DRAM: one row and each of fitlm_cal_batch_rows rows (the
+ * batched decode rows, then the prompt's micro-batches up to 256 rows, on a
+ * quarter of the copies from 64 rows on), in turns, the best of three passes
+ * of each. Sets *bw (bytes/s of one row) and ratio[j] (the time of those rows
+ * over one row's). -1 when the type cannot be timed. */
+#define NOW_MAX_ROWS 256
 static int decode_rows_now(fitlm_threadpool *pool, int type, double *bw, double ratio[FITLM_CAL_N_BATCH]) {
     const int64_t rows = 2048, cols = 5632;
     size_t mbytes = 0;
@@ -818,13 +820,13 @@ static int decode_rows_now(fitlm_threadpool *pool, int type, double *bw, double 
     bool repacked = false;
     if (!fitlm_cpu_type_supported(type)) return -1;
     uint8_t *w = make_copies(pool, type, rows, cols, 256, &mbytes, &copies, &repacked);
-    float *x = malloc(sizeof(float) * (size_t)cols * FITLM_CAL_BATCH_ROWS);
-    float *y = malloc(sizeof(float) * (size_t)rows * FITLM_CAL_BATCH_ROWS);
+    float *x = malloc(sizeof(float) * (size_t)cols * NOW_MAX_ROWS);
+    float *y = malloc(sizeof(float) * (size_t)rows * NOW_MAX_ROWS);
     int rc = -1;
     if (w && x && y) {
-        for (int64_t i = 0; i < cols * FITLM_CAL_BATCH_ROWS; i++) x[i] = (float)((i * 7919) % 2001 - 1000) * 1e-3f;
+        for (int64_t i = 0; i < cols * NOW_MAX_ROWS; i++) x[i] = (float)((i * 7919) % 2001 - 1000) * 1e-3f;
         double tb[FITLM_CAL_N_BATCH + 1];
-        time_rows(pool, type, w, mbytes, copies, repacked, rows, cols, x, y, FITLM_CAL_BATCH_ROWS, 3, false, tb);
+        time_rows(pool, type, w, mbytes, copies, repacked, rows, cols, x, y, NOW_MAX_ROWS, 3, false, tb);
         *bw = (double)mbytes / tb[0];
         for (int j = 0; j < FITLM_CAL_N_BATCH; j++) ratio[j] = tb[j + 1] < 1e29 ? tb[j + 1] / tb[0] : 0;
         rc = 0;
@@ -876,14 +878,14 @@ int fitlm_host_profile_now(const fitlm_host_profile *prof, int threads, double r
         if (t0 >= 1 && prof->read_bw[t0] > 0) bw_scale = prof->read_bw[tp] / prof->read_bw[t0];
         fl_scale = (double)threads / prof->threads;
     }
-    /* the kernels the model runs are timed again, one row and the batched
-     * decode rows up to FITLM_CAL_BATCH_ROWS from DRAM (in a slow minute
-     * they lose more than a plain read does, and rows cost more or less
-     * beyond one row's time depending on how much compute the slower stream
-     * hides); the others follow the read bandwidth. Beyond the rows timed
-     * (prompt micro-batches, compute) the profile's time beyond one row
-     * stays: t_k = t_1 + (r_k - 1) t_1,profile, r_k' = 1 + (r_k - 1) s, s
-     * the kernel's own speed-up. */
+    /* the kernels the model runs are timed again, one row, the batched
+     * decode rows and the prompt's micro-batches up to 256 rows from DRAM (in
+     * a slow minute they lose more than a plain read does, rows cost more or
+     * less beyond one row's time depending on how much compute the slower
+     * stream hides, and the compute itself slows with the neighbours'
+     * traffic); the others follow the read bandwidth, their time beyond one
+     * row the profile's: t_k = t_1 + (r_k - 1) t_1,profile, r_k' = 1 + (r_k -
+     * 1) s, s the read's speed-up. */
     for (int k = 0; k < now->n_kern; k++) {
         fitlm_kernel_rate *kr = &now->kern[k];
         double s = scale, b = 0, rt[FITLM_CAL_N_BATCH] = {0};

@@ -226,10 +226,10 @@ int fitlm_calibrate_attention(fitlm_host_profile *p, bool quick, fitlm_error *er
 /* The rates of *prof that drift on a shared machine, measured again now (for
  * a plan check right after a run): the read bandwidth at `threads` (the same
  * probe as calibrate's; read_bw_now > 0: that figure instead, bytes/s), the
- * decode matmuls of the kernels `work` runs (NULL: all) from DRAM, one row
- * and the batched rows up to FITLM_CAL_BATCH_ROWS (the other kernels follow
- * the read bandwidth; beyond those rows the time rows take beyond one row's
- * stays), and the decode attention rate (with the heads of work->hp when its
+ * matmuls of the kernels `work` runs (NULL: all) from DRAM, one row and
+ * every row count of fitlm_cal_batch_rows (batched decode rows and prompt
+ * micro-batches; the other kernels follow the read bandwidth, with the
+ * profile's time beyond one row), and the decode attention rate (with the heads of work->hp when its
  * query is 1024 wide or more, else TinyLlama's, as calibrate).
  * All at `threads`; where that is not the profile's thread count, the
  * kernels' and the attention's figures are stored as the profile's threads
