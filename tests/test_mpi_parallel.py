@@ -250,7 +250,7 @@ for name, path, vocab, ids in [m for m in models if m[0] in ("stories260K", "lla
 
 # ---- the host now under MPI: rank 0 probes this host at the whole run's threads (the others asleep) ----
 # tp2: 2 ranks of 1 thread compute at once, so the probe's read bandwidth is the profile's at 2 threads;
-# pp2 in turns: one stage computes at a time, 1 thread. The host-now decode is its note's parts (the rest
+# pp2, overlapping or in turns: a stage computes at a time, 1 thread. The host-now decode is its note's parts (the rest
 # includes the step's communication). run --plan-check names the layout and models rank 0's share.
 PROF = os.path.join(TMP, "host.json")
 p = single("calibrate", "--quick", "-t", "2", "--profile", PROF)
@@ -260,7 +260,7 @@ if check(p.returncode == 0 and os.path.isfile(PROF), "calibrate --quick: %s" % p
     NOTE = re.compile(r"weight reads ([0-9.e+-]+) -> ([0-9.e+-]+) ms, attention at mean context ([0-9]+) "
                       r"([0-9.e+-]+) -> ([0-9.e+-]+) ms, the rest ([0-9.e+-]+) ms")
     ROWN = re.compile(r"^\| (.+?)\s+\|\s+(-?[0-9.]+) \|\s+(-?[0-9.]+) \| (\S+)\s*\|\s+(\S+) \| (.*)$")
-    for lname, threads in (("tp2", 2), ("pp2-turns", 1)):
+    for lname, threads in (("tp2", 2), ("pp2", 1), ("pp2-turns", 1)):
         np_, largs = LAYOUTS[lname]
         for cmd in ("bench", "run"):
             args = (["bench", "-m", stories, "-p", 8, "-n", 16, "-r", 1, "--membw-mib", 64] if cmd == "bench" else

@@ -320,8 +320,10 @@ int plan_check_print(FILE *out, const fitlm_model *m, const char *profile_path, 
      * (other tenants): the same prediction with the drifting rates measured
      * again right after the run (fitlm_host_profile_now) */
     /* Under MPI the probe measures what the run's ranks shared: this host at
-     * all their threads, the other ranks asleep meanwhile; only when every
-     * rank runs here (on several hosts rank 0's host is not the run's). */
+     * the threads the prediction computes with (all the ranks' threads, or a
+     * pipeline stage's while the stages overlap), the other ranks asleep
+     * meanwhile; only when every rank runs here (on several hosts rank 0's
+     * host is not the run's). */
     bool probe = run->probe_now && have && tg.rates.read_bw_measured && (run->n_gen || run->n_prompt);
     if (probe && mpi)
         probe = run->par && run->par->dp_size <= 1 && fitlm_comm_host_ranks() == run->par->world->size;
@@ -332,7 +334,7 @@ int plan_check_print(FILE *out, const fitlm_model *m, const char *profile_path, 
         fitlm_cpu_mask mask;
         bool widened = mpi && fitlm_cpus_widen(&mask) == 0;
         int prc = !now || (mpi && fitlm_parallel_send_pause(run->par, &perr)) ||
-                  fitlm_host_profile_now(prof, all_threads, mpi ? 0 : run->read_bw_now, &w, now, &perr);
+                  fitlm_host_profile_now(prof, tg.rates.threads, mpi ? 0 : run->read_bw_now, &w, now, &perr);
         if (widened) fitlm_cpus_restore(&mask);
         if (prc) {
             fprintf(out, "(the host now: not measured: %s)\n", now ? perr.msg : "out of memory");
