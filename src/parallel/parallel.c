@@ -356,22 +356,22 @@ int fitlm_parallel_send_batch(fitlm_parallel *p, const fitlm_batch *b, int block
     return send_step(p, total, err);
 }
 
-int fitlm_parallel_send_stop(fitlm_parallel *p, fitlm_error *err) {
+/* A step message that is only a command (stop, pause) to every other rank. */
+static int send_command(fitlm_parallel *p, uint32_t cmd, fitlm_error *err) {
     if (p->link->size == 1) return 0;
     if (grow(&p->tx, &p->tx_cap, FIRST_CHUNK, err)) return -1;
-    msg_header h = {.magic = MSG_MAGIC, .cmd = CMD_STOP, .total = sizeof h};
+    msg_header h = {.magic = MSG_MAGIC, .cmd = cmd, .total = sizeof h};
     memset(p->tx, 0, FIRST_CHUNK);
     memcpy(p->tx, &h, sizeof h);
     return send_step(p, FIRST_CHUNK, err);
 }
 
+int fitlm_parallel_send_stop(fitlm_parallel *p, fitlm_error *err) {
+    return send_command(p, CMD_STOP, err);
+}
+
 int fitlm_parallel_send_pause(fitlm_parallel *p, fitlm_error *err) {
-    if (p->link->size == 1) return 0;
-    if (grow(&p->tx, &p->tx_cap, FIRST_CHUNK, err)) return -1;
-    msg_header h = {.magic = MSG_MAGIC, .cmd = CMD_PAUSE, .total = sizeof h};
-    memset(p->tx, 0, FIRST_CHUNK);
-    memcpy(p->tx, &h, sizeof h);
-    return send_step(p, FIRST_CHUNK, err);
+    return send_command(p, CMD_PAUSE, err);
 }
 
 /* Before a receive that may sleep (the stages' turns): this rank's sends are
