@@ -221,9 +221,9 @@ else:
           f"bench probe: decode host now {d[0]} vs {want:.2f} from its note; measured {d[1]} vs {tg[1]}")
 
 # run --plan-check (its report on stderr): memory exact, and the host-now rows after a decode at a
-# context (a 40-token prompt), the same decomposition as bench's
+# context (a 40-token prompt, a 128-position context: the step sized by it, not the 512-token default), the same decomposition as bench's
 ids = " ".join(str(1 + (i * 37) % 500) for i in range(40))
-rc, out, err = run("run", "-m", stories, "--ids", ids, "-n", "24", "--temp", "0", "-t", "1", "--plan-check",
+rc, out, err = run("run", "-m", stories, "--ids", ids, "-n", "24", "--temp", "0", "-t", "1", "-c", "128", "--plan-check",
                    "--profile", mine)
 rows = plan_rows(err) if rc == 0 else {}
 check(rc == 0 and "plan check" in err, f"run --plan-check: rc {rc}, a plan check on stderr")

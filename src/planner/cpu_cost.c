@@ -109,6 +109,17 @@ static double bw_at(const fitlm_host_profile *p, int threads) {
     return p->read_bw[threads];
 }
 
+/* The profile's kernel figures were measured at p->threads: at `threads`
+ * bandwidth scales by the read bandwidths' ratio, FLOP/s by the threads'
+ * (1 and 1 at the profile's threads or without a profile). */
+static void thread_scales(const fitlm_host_profile *p, int threads, double *bw_scale, double *fl_scale) {
+    *bw_scale = 1, *fl_scale = 1;
+    if (!p || p->threads <= 0 || threads == p->threads) return;
+    double b0 = bw_at(p, p->threads), b1 = bw_at(p, threads);
+    if (b0 > 0 && b1 > 0) *bw_scale = b1 / b0;
+    *fl_scale = (double)threads / p->threads;
+}
+
 const int fitlm_cal_batch_rows[FITLM_CAL_N_BATCH] = {2, 4, 8, 16, 32, 64, 128, 256};
 
 /* Seconds beyond one row's (one_s) of `rows` rows through a matrix whose
@@ -140,14 +151,8 @@ void fitlm_cpu_predict(const fitlm_host_profile *prof, double host_bw, double ho
         r->read_bw = host_bw > 0 ? host_bw : fmin(FITLM_ASSUMED_BW_PER_CORE * threads, FITLM_ASSUMED_BW_CAP);
         note(out->assumed, sizeof out->assumed, "read bandwidth");
     }
-    /* kernel figures were measured at prof->threads: scale bandwidth by the
-     * read bandwidth ratio and FLOP/s by the thread ratio */
-    double bw_scale = 1, fl_scale = 1;
-    if (prof && prof->threads > 0 && threads != prof->threads) {
-        double b0 = bw_at(prof, prof->threads), b1 = bw_at(prof, threads);
-        if (b0 > 0 && b1 > 0) bw_scale = b1 / b0;
-        fl_scale = (double)threads / prof->threads;
-    }
+    double bw_scale, fl_scale;
+    thread_scales(prof, threads, &bw_scale, &fl_scale);
     double flops_assumed = host_flops > 0 ? host_flops * FITLM_ASSUMED_PREFILL_EFF
                                           : threads * 2.5e9 * 2 * 16 * 2 * FITLM_ASSUMED_PREFILL_EFF;
     out->kernels_measured = true;
@@ -867,17 +872,13 @@ int fitlm_host_profile_now(const fitlm_host_profile *prof, int threads, double r
     for (int t = 1; t <= now->n_bw; t++) now->read_bw[t] *= scale;
     /* The kernels and the attention are timed at the run's threads. The
      * profile keeps figures at its own threads, which the prediction scales
-     * to the run's (decode by the read bandwidths' ratio, the rows beyond one
-     * and the attention by the threads' ratio): what is measured now is
-     * stored divided by those scales, so that the prediction at `threads`
+     * to the run's (thread_scales: decode by the read bandwidths' ratio, the
+     * rows beyond one and the attention by the threads' ratio): what is
+     * measured now is stored divided by those scales, so that the prediction at `threads`
      * gives it back (a thread does not read at exactly its share of the
      * bandwidth; the probe at the run's threads says what it does). */
-    double bw_scale = 1, fl_scale = 1;
-    if (prof->threads > 0 && threads != prof->threads) {
-        int t0 = prof->threads <= prof->n_bw ? prof->threads : prof->n_bw;
-        if (t0 >= 1 && prof->read_bw[t0] > 0) bw_scale = prof->read_bw[tp] / prof->read_bw[t0];
-        fl_scale = (double)threads / prof->threads;
-    }
+    double bw_scale, fl_scale;
+    thread_scales(prof, threads, &bw_scale, &fl_scale);
     /* the kernels the model runs are timed again, one row, the batched
      * decode rows and the prompt's micro-batches up to 256 rows from DRAM (in
      * a slow minute they lose more than a plain read does, rows cost more or
