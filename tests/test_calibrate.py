@@ -90,6 +90,7 @@ old = json.load(open(mine))
 for k in old["kernels"]:
     k.pop("batch_ratio", None)
 old.pop("attn_decode_flops", None)  # nor the decode attention rate
+check(old.pop("quick", None) is True, "calibrate --quick marks its profile quick")  # nor the mark
 old_path = os.path.join(TMP, "before-ratios.json")
 with open(old_path, "w") as f:
     json.dump(old, f)
@@ -105,6 +106,7 @@ bad("batch-ratio-type", lambda p: p["kernels"][0].update(batch_ratio=[1, 2]), "b
 bad("layer-cost", lambda p: p.update(per_layer_s="fast"), "per_layer_s")
 bad("call-cost", lambda p: p.update(matmul_call_s=-1), "matmul_call_s")
 bad("attn-rate", lambda p: p.update(attn_decode_flops=-5), "attn_decode_flops")
+bad("quick-mark", lambda p: p.update(quick=1), "'quick' must be true or false")
 bad("not-profile", lambda p: p.update(format="something"), "not a fitlm host profile")
 rc, out, err = run("plan", "llama-3.2-1b", "--profile", os.path.join(TMP, "missing.json"))
 check(rc != 0 and err.startswith("fitlm: error:"), f"missing profile: {err.strip()}")

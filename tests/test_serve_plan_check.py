@@ -50,7 +50,9 @@ def run_server(*extra):
     for t in ts:
         t.join()
     m = srv.metrics()
-    rc, log = srv.stop(signal.SIGINT)
+    # the shut-down probe (with a profile) times the model's kernels again: seconds on an idle host, minutes
+    # on one shared with other tests
+    rc, log = srv.stop(signal.SIGINT, timeout=600)
     return rc, log, m
 
 
@@ -115,6 +117,8 @@ if cal.returncode == 0:
           f"host now: read bandwidth {r} vs the profile's {bw1:.2f} GB/s")
     check(t is not None and n is not None and n[2] == "ms" and n[0] > 0 and n[1] == t[1],
           f"host now: time per token {n} beside the measured {t}")
+    if r is None or n is None:
+        print(f"exit status {rc}; the server's log ends:\n" + "\n".join(log.splitlines()[-15:]))
     os.remove(prof)
 
 rc, log, _ = run_server()

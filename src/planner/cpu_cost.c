@@ -478,6 +478,7 @@ static double rss_bytes(void) {
 
 int fitlm_calibrate_host(fitlm_host_profile *p, int max_threads, bool quick, FILE *log, fitlm_error *err) {
     fitlm_host_facts(p);
+    p->quick = quick;
     p->process_base_bytes = rss_bytes();
     time_t now = time(NULL);
     struct tm tmv;
@@ -818,22 +819,36 @@ int fitlm_calibrate_attention(fitlm_host_profile *p, bool quick, fitlm_error *er
  * of each. Sets *bw (bytes/s of one row) and ratio[j] (the time of those rows
  * over one row's). -1 when the type cannot be timed. */
 #define NOW_MAX_ROWS 256
-static int decode_rows_now(fitlm_threadpool *pool, int type, double *bw, double ratio[FITLM_CAL_N_BATCH]) {
+/* a quick profile's probe (calibrate --quick): rows up to 64 over one copy of 128 MiB, two passes */
+#define NOW_QUICK_MAX_ROWS 64
+static int decode_rows_now(fitlm_threadpool *pool, int type, bool quick, double *bw,
+                           double ratio[FITLM_CAL_N_BATCH]) {
     const int64_t rows = 2048, cols = 5632;
     size_t mbytes = 0;
     int copies = 0;
     bool repacked = false;
     if (!fitlm_cpu_type_supported(type)) return -1;
-    uint8_t *w = make_copies(pool, type, rows, cols, 256, &mbytes, &copies, &repacked);
-    float *x = malloc(sizeof(float) * (size_t)cols * NOW_MAX_ROWS);
-    float *y = malloc(sizeof(float) * (size_t)rows * NOW_MAX_ROWS);
+    int max_rows = quick ? NOW_QUICK_MAX_ROWS : NOW_MAX_ROWS;
+    uint8_t *w = make_copies(pool, type, rows, cols, quick ? 128 : 256, &mbytes, &copies, &repacked);
+    float *x = malloc(sizeof(float) * (size_t)cols * (size_t)max_rows);
+    float *y = malloc(sizeof(float) * (size_t)rows * (size_t)max_rows);
     int rc = -1;
     if (w && x && y) {
-        for (int64_t i = 0; i < cols * NOW_MAX_ROWS; i++) x[i] = (float)((i * 7919) % 2001 - 1000) * 1e-3f;
+        for (int64_t i = 0; i < cols * max_rows; i++) x[i] = (float)((i * 7919) % 2001 - 1000) * 1e-3f;
         double tb[FITLM_CAL_N_BATCH + 1];
-        time_rows(pool, type, w, mbytes, copies, repacked, rows, cols, x, y, NOW_MAX_ROWS, 3, false, tb);
-        *bw = (double)mbytes / tb[0];
-        for (int j = 0; j < FITLM_CAL_N_BATCH; j++) ratio[j] = tb[j + 1] < 1e29 ? tb[j + 1] / tb[0] : 0;
+        time_rows(pool, type, w, mbytes, copies, repacked, rows, cols, x, y, max_rows, quick ? 2 : 3, quick, tb);
+        /* quick: the rows' times over one copy as calibrate --quick has them, one row's bytes/s over every
+         * copy from DRAM (one copy of a 4-bit type stays in the caches) */
+        *bw = quick ? (double)mbytes * copies / time_decode_passes(pool, type, w, mbytes, copies, repacked, rows, cols,
+                                                                   x, y, 2)
+                    : (double)mbytes / tb[0];
+        for (int j = 0; j < FITLM_CAL_N_BATCH; j++) {
+            ratio[j] = tb[j + 1] < 1e29 ? tb[j + 1] / tb[0] : 0;
+            /* quick: the row counts beyond the timed ones in proportion to the last timed one (as
+             * calibrate --quick) */
+            if (ratio[j] == 0 && j > 0 && ratio[j - 1] > 0)
+                ratio[j] = ratio[j - 1] * fitlm_cal_batch_rows[j] / fitlm_cal_batch_rows[j - 1];
+        }
         rc = 0;
     }
     free(w);
@@ -859,14 +874,14 @@ int fitlm_host_profile_now(const fitlm_host_profile *prof, int threads, double r
     fitlm_threadpool *pool = fitlm_threadpool_new(threads);
     if (!pool) return fitlm_fail(err, "cannot start %d threads", threads);
     double bw = read_bw_now;
-    /* calibrate's probe: the best of three, each the best 64 MiB segment */
+    /* calibrate's probe: the best of three, each the best 64 MiB segment (a quick profile's: of 128 MiB) */
     for (int rep = 0; rep < 3 && read_bw_now <= 0; rep++) {
-        double g = fitlm_measure_read_bandwidth(pool, (size_t)512 << 20);
+        double g = fitlm_measure_read_bandwidth(pool, (size_t)(prof->quick ? 128 : 512) << 20);
         if (g * 1e9 > bw) bw = g * 1e9;
     }
     if (bw <= 0) {
         fitlm_threadpool_free(pool);
-        return fitlm_fail(err, "cannot allocate 512 MiB for the bandwidth probe");
+        return fitlm_fail(err, "cannot allocate %d MiB for the bandwidth probe", prof->quick ? 128 : 512);
     }
     double scale = bw / prof->read_bw[tp];
     for (int t = 1; t <= now->n_bw; t++) now->read_bw[t] *= scale;
@@ -890,7 +905,7 @@ int fitlm_host_profile_now(const fitlm_host_profile *prof, int threads, double r
     for (int k = 0; k < now->n_kern; k++) {
         fitlm_kernel_rate *kr = &now->kern[k];
         double s = scale, b = 0, rt[FITLM_CAL_N_BATCH] = {0};
-        bool timed = work_uses(work, kr->type) && kr->decode_bw > 0 && decode_rows_now(pool, kr->type, &b, rt) == 0 &&
+        bool timed = work_uses(work, kr->type) && kr->decode_bw > 0 && decode_rows_now(pool, kr->type, prof->quick, &b, rt) == 0 &&
                      b > 0;
         if (timed) s = b / bw_scale / kr->decode_bw;
         kr->decode_bw *= s;
@@ -911,7 +926,8 @@ int fitlm_host_profile_now(const fitlm_host_profile *prof, int threads, double r
      * at TinyLlama's heads; with the model's own heads where they are wide
      * enough (a query 1024 wide or more) */
     if (prof->attn_decode_flops > 0) {
-        if (attention_probe(now, threads, 8, 512, 3, work ? work->hp : NULL, err)) return -1;
+        if (attention_probe(now, threads, prof->quick ? 4 : 8, prof->quick ? 256 : 512, 3, work ? work->hp : NULL, err))
+            return -1;
         now->attn_decode_flops /= fl_scale;
     }
     time_t t = time(NULL);

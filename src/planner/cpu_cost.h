@@ -80,6 +80,8 @@ typedef struct fitlm_host_profile {
     double attn_decode_flops; /* one decode row's attention over cached positions, counted as 4 x q_dim
                                * flops per position and layer (fitlm_calibrate_attention); 0 = not
                                * measured (profiles before it) */
+    bool quick;               /* written by `calibrate --quick` (fewer repetitions, rows beyond 64
+                               * extrapolated): the host-now probe (fitlm_host_profile_now) is as short */
 } fitlm_host_profile;
 
 /* Fills the /proc and /sys facts of this machine (the rest zero). */
