@@ -347,6 +347,27 @@ if "fp16 arithmetic: yes" in dev0:
                     "coopmat emulated %s greedy-bos.txt prefill" % " ".join(dev[1:]))
     del os.environ["FITLM_VULKAN_COOPMAT"]
 
+# ---- run --plan-check with layers on the GPU: the device-independent rows
+# (stories260K's F32 tensors, an F16 cache of 512 positions x 5 layers x K+V of
+# 32) and no CPU speed prediction; with -ngl 0 the CPU's, at the CPU's threads ----
+W_MIB = 4 * (512 * 64 + 5 * (2 * 64 + 2 * 64 * 64 + 2 * 64 * 32 + 3 * 64 * 172) + 64) / 2**20
+q = fitlm("run", "-m", MODEL, "--ids", "1 403 2", "-n", "8", "--device", "vulkan", "--plan-check")
+rows = {}
+for line in q.stderr.split("plan check:")[-1].splitlines():
+    cells = [c.strip() for c in line.split("|")]
+    if len(cells) >= 6 and cells[1] and cells[1] != "quantity" and not cells[1].startswith("-"):
+        rows[cells[1]] = cells[2:5]
+check(q.returncode == 0 and re.search(r"plan check: the planner's prediction beside this run \(layers on .+\)", q.stderr)
+      and "not predicted on" in q.stderr, "plan check on the GPU: rc %d %r" % (q.returncode, q.stderr[-600:]))
+check(abs(float(rows.get("weights", ["0"])[0]) - W_MIB) < 0.006 and rows["weights"][0] == rows["weights"][1] and
+      rows.get("KV cache", [0, 0])[0] == "0.31" and rows["KV cache"][1] == "0.31" and
+      not any(k.startswith(("decode", "prefill", "peak", "scratch")) for k in rows),
+      "plan check on the GPU: the weights and KV rows only: %r" % rows)
+q = fitlm("run", "-m", MODEL, "--ids", "1 403 2", "-n", "8", "--device", "vulkan", "-ngl", "0", "-t", "1",
+          "--plan-check")
+check(q.returncode == 0 and "; 1 threads)" in q.stderr and "decode tg" in q.stderr,
+      "plan check with -ngl 0: the CPU's prediction at -t 1: %r" % q.stderr[-800:])
+
 # ---- a lost device (FITLM_VK_FAULT plays VK_ERROR_DEVICE_LOST at a chosen
 # submission): `fitlm: error:` saying so and exit 1, never a crash or a hang, on
 # the weight upload (0), the prefill (3) and during decode (40), whole and split;

@@ -532,6 +532,10 @@ fitlm_backend *fitlm_backend_split_gpu(const fitlm_backend *be) {
     return be->free == sp_free ? ss(be)->gpu : NULL;
 }
 
+fitlm_backend *fitlm_backend_split_cpu(const fitlm_backend *be) {
+    return be->free == sp_free ? ss(be)->cpu : NULL;
+}
+
 uint32_t fitlm_backend_split_gpu_layers(const fitlm_backend *be) {
     return be->free == sp_free ? ss(be)->n_gpu : 0;
 }

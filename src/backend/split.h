@@ -26,6 +26,8 @@ fitlm_backend *fitlm_backend_split_new(fitlm_backend *gpu, fitlm_backend *cpu, u
 
 /* The GPU backend inside a split backend (NULL if be is not one). */
 fitlm_backend *fitlm_backend_split_gpu(const fitlm_backend *be);
+/* The CPU backend inside a split backend (NULL if be is not one). */
+fitlm_backend *fitlm_backend_split_cpu(const fitlm_backend *be);
 /* The layers a split backend runs on the GPU (0 if be is not one). */
 uint32_t fitlm_backend_split_gpu_layers(const fitlm_backend *be);
 

@@ -133,7 +133,7 @@ int cmd_bench(int argc, char **argv) {
 
     fitlm_runtime_memory mem;
     fitlm_runtime_get_memory(s.rt, &mem);
-    int threads = fitlm_backend_cpu_threads(s.backend);
+    int threads = backend_cpu_threads(s.backend);
     /* weight bytes per decoded token: the planner's count (one function for
      * both); a rank of a distributed run reads its share (the runtime's count) */
     fitlm_cpu_work work;
@@ -282,7 +282,8 @@ int cmd_bench(int argc, char **argv) {
                              .turns = s.par && s.par->turns,
                              .layer0 = s.par ? s.par->layer0 : 0,
                              .layer1 = s.par ? s.par->layer1 : 0,
-                             .par = s.par};
+                             .par = s.par,
+                             .gpu = gpu_device_running(s.backend)};
         if (plan_check_print(stdout, m, o.profile_path, &pr)) goto done;
     }
     rc = 0;

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "cli/commands.h"
+#include "cli/gpu_open.h"
 #include "cli/plan_check.h"
 #include "cli/chat_loop.h"
 #include "cli/generate.h"
@@ -355,7 +356,7 @@ int cmd_run(int argc, char **argv) {
     }
     if (s.backend->device == FITLM_DEVICE_CPU)
         fprintf(stderr, "fitlm: seed %llu, %u prompt tokens, context %u, %d threads\n", (unsigned long long)sp.seed,
-                n_prompt, n_ctx, fitlm_backend_cpu_threads(s.backend));
+                n_prompt, n_ctx, backend_cpu_threads(s.backend));
     else
         fprintf(stderr, "fitlm: seed %llu, %u prompt tokens, context %u, device %s\n", (unsigned long long)sp.seed,
                 n_prompt, n_ctx, s.backend->name);
@@ -403,7 +404,7 @@ int cmd_run(int argc, char **argv) {
         fitlm_engine_get_memory(s.engine, &mem);
         plan_check_run pr = {.mem = &mem,
                              .peak_rss = fitlm_peak_rss_bytes(),
-                             .threads = fitlm_backend_cpu_threads(s.backend),
+                             .threads = backend_cpu_threads(s.backend),
                              .embd_rows = n_prompt + (uint32_t)n_gen,
                              .positions_used = n_prompt + (uint32_t)n_gen,
                              .extra_scratch = (uint64_t)s.model->hp.vocab_size * sizeof(float),
@@ -413,6 +414,7 @@ int cmd_run(int argc, char **argv) {
                              .ttft_s = t_prompt,
                              .ctx0 = n_prompt,
                              .probe_now = s.backend->device == FITLM_DEVICE_CPU,
+                             .gpu = gpu_device_running(s.backend),
                              .tp = s.par ? s.par->tp_size : 1,
                              .pp = s.par ? s.par->pp_size : 1,
                              .turns = s.par && s.par->turns,

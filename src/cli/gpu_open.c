@@ -75,6 +75,21 @@ fitlm_backend *gpu_open_backend(const char *device, int n_threads, const fitlm_m
     return fitlm_backend_split_new(gpu, cpu, m->hp.n_layers, n, err);
 }
 
+int backend_cpu_threads(const fitlm_backend *be) {
+    const fitlm_backend *cpu = fitlm_backend_split_cpu(be);
+    return fitlm_backend_cpu_threads(cpu ? cpu : be);
+}
+
+const char *gpu_device_running(const fitlm_backend *be) {
+    const fitlm_backend *gpu = fitlm_backend_split_gpu(be);
+    if (!gpu || fitlm_backend_split_gpu_layers(be) == 0) return NULL;
+#ifdef FITLM_HAVE_VULKAN
+    return fitlm_backend_vulkan_device_name(gpu);
+#else
+    return gpu->name;
+#endif
+}
+
 void gpu_print_memory(FILE *out, const fitlm_backend *be, uint32_t n_layers) {
     const fitlm_backend *gpu = fitlm_backend_split_gpu(be);
     if (!gpu) return;

@@ -23,4 +23,12 @@ fitlm_backend *gpu_open_backend(const char *device, int n_threads, const fitlm_m
  * layers on each side (nothing for other backends). */
 void gpu_print_memory(FILE *out, const fitlm_backend *be, uint32_t n_layers);
 
+/* The GPU that runs layers of a layer-split backend (its name, owned by the
+ * backend, valid while it lives); NULL for the CPU backend or when every
+ * layer stays on the CPU (-ngl 0). */
+const char *gpu_device_running(const fitlm_backend *be);
+
+/* The threads of the CPU backend, alone or inside a layer-split backend. */
+int backend_cpu_threads(const fitlm_backend *be);
+
 #endif

@@ -215,11 +215,42 @@ static double add_comm(const fitlm_host_profile *prof, const fitlm_model *m, uin
     return comm;
 }
 
+/* A run with layers on a GPU: the rows that hold on any device. The scratch
+ * (the GPU backend's own buffers), the host's resident memory (the driver's)
+ * and the speed are not what the CPU cost model describes. */
+static int print_gpu_run(FILE *out, const fitlm_model *m, const plan_check_run *run) {
+    const fitlm_runtime_memory *mem = run->mem;
+    fitlm_mem_model mm;
+    fitlm_mem_model_cpu(&m->hp, fitlm_model_tensor_bytes(m), mem->kv_type, mem->n_ctx, mem->n_ubatch, 1, &mm);
+    fitlm_cpu_work w;
+    fitlm_cpu_work_of_model(m, mem->kv_type, &w);
+    fprintf(out, "\nplan check: the planner's prediction beside this run (layers on %s)\n", run->gpu);
+    fprintf(out, "| %-22s | %14s | %14s | %-5s | %8s | %s\n", "quantity", "predicted", "measured", "unit", "error",
+            "notes");
+    fprintf(out, "|------------------------|----------------|----------------|-------|----------|------\n");
+    row(out, "weights", (double)mm.weights / MIB, (double)mem->weight_bytes / MIB, "MiB", 2, "tensor bytes of the file");
+    if (mem->weight_read_per_token)
+        row(out, "weights read per token", fitlm_cpu_work_decode_bytes(&w) / MIB,
+            (double)mem->weight_read_per_token / MIB, "MiB", 3, "the planner's work vs the runtime's count");
+    char note[200];
+    snprintf(note, sizeof note, "%s, %u positions", fitlm_type_name(mem->kv_type), mem->n_ctx);
+    row(out, "KV cache", (double)mm.kv / MIB, (double)mem->kv_bytes / MIB, "MiB", 2, note);
+    fprintf(out, "not predicted on %s: scratch, resident memory and speed (the plan check's cost model is this "
+                 "host's CPU, from fitlm calibrate; for the GPUs of the catalog: fitlm plan MODEL --gpu NAME)\n",
+            run->gpu);
+    return 0;
+}
+
 int plan_check_print(FILE *out, const fitlm_model *m, const char *profile_path, const plan_check_run *run) {
     bool have;
     char src[PATH_MAX + 64];
     fitlm_host_profile *prof = load_profile(profile_path, &have, src, sizeof src);
     if (!prof) return -1;
+    if (run->gpu) {
+        int rc = print_gpu_run(out, m, run);
+        free(prof);
+        return rc;
+    }
 
     const fitlm_runtime_memory *mem = run->mem;
     uint32_t T = run->tp > 1 ? run->tp : 1, P = run->pp > 1 ? run->pp : 1;

@@ -38,6 +38,10 @@ typedef struct plan_check_run {
      * (fitlm_parallel_send_pause) while this one probes the host with the
      * whole run's threads */
     struct fitlm_parallel *par;
+    /* the GPU that ran layers (gpu_device_running; NULL: a CPU run): the plan
+     * check's cost model is this host's CPU, so only the rows that do not
+     * depend on the device are printed (weights, weights read, KV cache) */
+    const char *gpu;
 } plan_check_run;
 
 /* Loads the host profile (profile_path, or the default path when NULL: a
