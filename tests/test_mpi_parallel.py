@@ -246,6 +246,11 @@ for name, path, vocab, ids in [m for m in models if m[0] in ("stories260K", "lla
             check(pr is not None and (me > 0 or comp == "KV cache") and abs(pr - me) <= 0.03 * me + 0.005,
                   "%s %s plan check %s: predicted %s, rank 0 %s" % (name, lname, comp, pr, me))
         check("decode tg4" in rows and rows["decode tg4"][0] > 0, "%s %s: a decode prediction" % (name, lname))
+        # peak resident: the process base is this rank's right after MPI's start (libraries, plugins, shared
+        # memory: about 7 MiB more than a plain process here), so a small model's prediction stays within a few MiB
+        pr, me = rows.get("peak resident (VmHWM)", (None, None))
+        check(pr is not None and abs(pr - me) <= 4.0 and "(this rank after MPI's start)" in head,
+              "%s %s plan check peak resident: predicted %s, rank 0 %s MiB" % (name, lname, pr, me))
 
 
 # ---- the host now under MPI: rank 0 probes this host at the whole run's threads (the others asleep) ----

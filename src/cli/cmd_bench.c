@@ -254,19 +254,12 @@ int cmd_bench(int argc, char **argv) {
     (void)gbs;
 #endif
     if (o.plan_check != 0) {
-        /* distinct token ids the runs looked up (embedding rows touched) */
-        uint32_t distinct = vocab; /* all, if the count cannot be made */
-        unsigned char *seen = calloc(vocab, 1);
-        if (seen) {
-            distinct = 0;
-            for (uint32_t i = 0; i < need; i++)
-                if (!seen[toks[i]]) seen[toks[i]] = 1, distinct++;
-            free(seen);
-        }
+        /* the token ids the runs looked up (the embedding rows touched) */
         plan_check_run pr = {.mem = &mem,
                              .peak_rss = peak_rss,
                              .threads = threads,
-                             .embd_rows = distinct,
+                             .embd_ids = {toks},
+                             .n_embd_ids = {need},
                              .positions_used = need,
                              .n_prompt = (uint32_t)n_pp,
                              .pp_tps_median = med_of[0],

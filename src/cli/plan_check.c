@@ -215,6 +215,31 @@ static double add_comm(const fitlm_host_profile *prof, const fitlm_model *m, uin
     return comm;
 }
 
+/* The bytes of a mapped embedding that the looked-up rows make resident. A
+ * read fault on a file mapping maps the pages around it that the page cache
+ * holds, an aligned window of fault_around_bytes (Linux: 64 KiB by default;
+ * the file was just read, or is read ahead on the fault): every window that
+ * a row's bytes fall in. */
+#define FAULT_AROUND_BYTES ((uint64_t)64 << 10)
+static double embd_touched_bytes(const fitlm_tensor *E, uint32_t vocab, const plan_check_run *run) {
+    if (!E->data || !vocab) return (double)E->nbytes;
+    uint64_t rowb = E->nbytes / vocab, base = (uint64_t)(uintptr_t)E->data;
+    uint64_t w0 = base / FAULT_AROUND_BYTES, n_win = (base + E->nbytes - 1) / FAULT_AROUND_BYTES - w0 + 1;
+    unsigned char *hit = calloc(n_win, 1);
+    if (!hit) return (double)E->nbytes;
+    uint64_t n_hit = 0;
+    for (int l = 0; l < 2; l++)
+        for (uint32_t i = 0; i < run->n_embd_ids[l]; i++) {
+            int32_t id = run->embd_ids[l][i];
+            if (id < 0 || (uint32_t)id >= vocab) continue;
+            uint64_t a = base + (uint64_t)id * rowb;
+            for (uint64_t w = a / FAULT_AROUND_BYTES; w <= (a + rowb - 1) / FAULT_AROUND_BYTES; w++)
+                if (!hit[w - w0]) hit[w - w0] = 1, n_hit++;
+        }
+    free(hit);
+    return (double)(n_hit * FAULT_AROUND_BYTES);
+}
+
 /* A run with layers on a GPU: the rows that hold on any device. The scratch
  * (the GPU backend's own buffers), the host's resident memory (the driver's)
  * and the speed are not what the CPU cost model describes. */
@@ -291,21 +316,26 @@ int plan_check_print(FILE *out, const fitlm_model *m, const char *profile_path, 
                                 mem->n_ubatch, max_stage, run->ctx0, run->n_gen, &pp, &tg);
     double comm_tg = mpi ? add_comm(have ? prof : NULL, m, T, P, run->n_prompt, mem->n_ubatch, &pp, &tg) : 0;
 
-    /* resident: the weights, less the embedding rows never looked up when the
-     * embedding stays in the mapped file (not repacked, not the output matrix) */
+    /* resident: the weights, less the embedding never looked up when it
+     * stays in the mapped file (not repacked, not the output matrix) */
     double resident_w = (double)mm.weights;
     const fitlm_tensor *E = m->global_tensors[FITLM_T_TOKEN_EMBD];
     bool tied = !m->global_tensors[FITLM_T_OUTPUT];
     if (E && !tied && mem->embd_mapped) {
-        double rowb = (double)E->nbytes / (m->hp.vocab_size ? m->hp.vocab_size : 1);
-        double touched = (double)run->embd_rows * fmax(rowb, 4096.0);
+        double touched = embd_touched_bytes(E, m->hp.vocab_size, run);
         if (touched < (double)E->nbytes) resident_w -= (double)E->nbytes - touched;
     }
     /* the KV cache's pages become resident as positions are written */
     double kv_res = (double)mm.kv;
     if (run->positions_used && run->positions_used < mm.n_ctx)
         kv_res = (double)mm.kv_per_position * run->positions_used;
-    double rss_pred = resident_w + kv_res + (double)(mm.scratch + conv) + pp.rates.process_base;
+    /* the process before it loads a model: calibrate's measure of one; under
+     * MPI this rank's right after MPI's start (its libraries, plugins,
+     * shared-memory segments; calibrate is not an MPI process) */
+    double base = pp.rates.process_base;
+    bool mpi_base = mpi && fitlm_comm_init_rss_bytes() > 0;
+    if (mpi_base) base = (double)fitlm_comm_init_rss_bytes();
+    double rss_pred = resident_w + kv_res + (double)(mm.scratch + conv) + base;
 
     if (mpi)
         fprintf(out, "\nplan check: the planner's prediction beside this run (%s; %u x %u MPI ranks of %d threads; "
@@ -327,7 +357,8 @@ int plan_check_print(FILE *out, const fitlm_model *m, const char *profile_path, 
     row(out, "KV cache", (double)mm.kv / MIB, (double)mem->kv_bytes / MIB, "MiB", 2, note);
     snprintf(note, sizeof note, "%u-token micro-batches, attention for %u positions", mem->n_ubatch, mem->n_ctx);
     row(out, "scratch", (double)(mm.scratch + conv) / MIB, (double)mem->scratch_bytes / MIB, "MiB", 2, note);
-    snprintf(note, sizeof note, "weights resident + KV written + scratch + process %.0f MiB", pp.rates.process_base / MIB);
+    snprintf(note, sizeof note, "weights resident + KV written + scratch + process %.1f MiB%s", base / MIB,
+             mpi_base ? " (this rank after MPI's start)" : "");
     row(out, "peak resident (VmHWM)", rss_pred / MIB, (double)run->peak_rss / MIB, "MiB", 1, note);
     if (run->n_prompt && run->pp_tps_median > 0) {
         char what[48];

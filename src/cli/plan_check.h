@@ -14,7 +14,11 @@ typedef struct plan_check_run {
     const fitlm_runtime_memory *mem; /* the runtime's (or engine's) own accounting */
     uint64_t peak_rss;               /* 0 = not measured */
     int threads;
-    uint32_t embd_rows;              /* distinct token ids looked up (embedding pages touched) */
+    /* the token ids looked up in the embedding (borrowed; two lists, e.g. the
+     * prompt's and the generated ones; repeats allowed): where the embedding
+     * stays in the mapped file, the pages they touch become resident */
+    const int32_t *embd_ids[2];
+    uint32_t n_embd_ids[2];
     uint32_t positions_used;         /* KV positions written (pages of the rest never touched); 0 = all */
     uint64_t extra_scratch;          /* the serving engine's own buffers beyond the runtime's (its logits) */
     /* speed; 0 = not measured. best: the fastest repetition (the undisturbed

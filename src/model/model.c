@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "format/ggml_type.h"
 #include "format/gguf.h"
@@ -293,6 +295,15 @@ uint64_t fitlm_model_tensor_elements(const fitlm_model *m) {
     uint64_t n = 0;
     for (size_t i = 0; i < m->n_tensors; i++) n += m->tensors[i].n_elements;
     return n;
+}
+
+void fitlm_tensor_drop_pages(const fitlm_tensor *t) {
+    if (t->file_index < 0 || !t->data) return;
+    long pg = sysconf(_SC_PAGESIZE);
+    if (pg <= 0) return;
+    uintptr_t a = ((uintptr_t)t->data + (uintptr_t)pg - 1) & ~((uintptr_t)pg - 1);
+    uintptr_t b = ((uintptr_t)t->data + (uintptr_t)t->nbytes) & ~((uintptr_t)pg - 1);
+    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
 }
 
 uint64_t fitlm_model_tensor_bytes(const fitlm_model *m) {

@@ -193,6 +193,12 @@ uint64_t fitlm_hparams_param_count(const fitlm_hparams *hp);
 /* Sum of tensor elements (if tensors are present). */
 uint64_t fitlm_model_tensor_elements(const fitlm_model *m);
 uint64_t fitlm_model_tensor_bytes(const fitlm_model *m);
+/* Gives back this process's pages of t's data in the mapped model file
+ * (MADV_DONTNEED, the whole pages inside it) once a copy holds what it needs:
+ * a dropped page is read back from the file if ever touched again, and it
+ * stays in the page cache. Nothing for tensors not in a file mapping
+ * (file_index < 0). A hint: failure only leaves the pages resident. */
+void fitlm_tensor_drop_pages(const fitlm_tensor *t);
 
 /* Canonical names. Returns 0 and writes "blk.3.attn_q.weight" etc. into buf. */
 int fitlm_tensor_name(fitlm_tensor_kind kind, int layer, char *buf, size_t bufsize);

@@ -166,6 +166,10 @@ int fitlm_comm_host_ranks(void) {
     return 1;
 }
 
+uint64_t fitlm_comm_init_rss_bytes(void) {
+    return 0;
+}
+
 bool fitlm_comm_threads_ok(void) {
     return true;
 }

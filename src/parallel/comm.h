@@ -117,6 +117,10 @@ fitlm_comm *fitlm_comm_world(void);
 int fitlm_comm_world_finalize(int status);
 /* The world's ranks on this host (1 in a single process). */
 int fitlm_comm_host_ranks(void);
+/* This rank's resident bytes right after MPI's start (MPI_Init, the
+ * doorbells): a process's base under MPI, before it loads a model. 0 in a
+ * single process or where /proc/self/statm cannot be read. */
+uint64_t fitlm_comm_init_rss_bytes(void);
 /* True when built with MPI support. */
 bool fitlm_comm_mpi_available(void);
 /* True when several threads may call the world's communicators at once

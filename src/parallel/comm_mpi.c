@@ -354,6 +354,18 @@ static bool launched_by_mpi(void) {
     return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK") || getenv("PMI_SIZE");
 }
 
+static uint64_t g_init_rss; /* fitlm_comm_init_rss_bytes */
+
+/* VmRSS from /proc/self/statm (its second field, in pages); 0 if unreadable. */
+static uint64_t resident_bytes(void) {
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long long size = 0, res = 0;
+    int n = f ? fscanf(f, "%llu %llu", &size, &res) : 0;
+    if (f) fclose(f);
+    long page = sysconf(_SC_PAGESIZE);
+    return n == 2 && page > 0 ? (uint64_t)res * (uint64_t)page : 0;
+}
+
 int fitlm_comm_world_init(int *argc, char ***argv, fitlm_error *err) {
     if (g_world_ready) return 0;
     g_world_ready = 1;
@@ -381,6 +393,7 @@ int fitlm_comm_world_init(int *argc, char ***argv, fitlm_error *err) {
     mpi_fill(&g_world, &g_world_state);
     g_world.free = NULL;
     if (g_world.size > 1) bells_setup();
+    g_init_rss = resident_bytes();
     if (g_world.size > 1) {
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);
@@ -418,6 +431,10 @@ bool fitlm_comm_mpi_available(void) {
 
 int fitlm_comm_host_ranks(void) {
     return g_host_ranks;
+}
+
+uint64_t fitlm_comm_init_rss_bytes(void) {
+    return g_init_rss;
 }
 
 bool fitlm_comm_threads_ok(void) {

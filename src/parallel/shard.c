@@ -3,8 +3,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include "format/ggml_type.h"
 
@@ -67,13 +65,6 @@ int fitlm_shard_cols(const fitlm_tensor *t, uint64_t c0, uint64_t nc, fitlm_tens
     view->nbytes = part * rows;
     *buf = d;
     /* the whole matrix was read once: give its mapped pages back */
-    if (t->file_index >= 0) {
-        long pg = sysconf(_SC_PAGESIZE);
-        if (pg > 0) {
-            uintptr_t a = ((uintptr_t)t->data + (uintptr_t)pg - 1) & ~((uintptr_t)pg - 1);
-            uintptr_t b = ((uintptr_t)t->data + (uintptr_t)t->nbytes) & ~((uintptr_t)pg - 1);
-            if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
-        }
-    }
+    fitlm_tensor_drop_pages(t);
     return 0;
 }

@@ -191,6 +191,9 @@ static int prep_part(fitlm_weights *w, const fitlm_tensor *t, part_kind k, uint6
         src = &view;
     }
     int rc = prep(w, src, out, err);
+    /* a copy of this rank's rows: the other ranks' rows around them were
+     * mapped too (a read fault maps the cached pages around it, 64 KiB) */
+    if (rc == 0 && k == PART_OUT && out->owned) fitlm_tensor_drop_pages(t);
     if (buf) {
         if (rc == 0 && out->data == buf) w->part_bufs[w->n_part_bufs++] = buf; /* borrowed by the backend */
         else free(buf);

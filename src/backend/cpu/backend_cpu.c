@@ -90,12 +90,34 @@ static int cpu_alloc(fitlm_backend *be, int type, int64_t ne0, int64_t ne1, fitl
     return 0;
 }
 
+/* A slab that takes no more copies: the huge page its last copy ends in was
+ * faulted whole (2 MiB), and the unused rest of it would stay resident, up to
+ * 2 MiB a slab (about 10 MiB of a 600 MiB model). That rest is given back and
+ * the page kept out of khugepaged's way (which would fill it again); the
+ * copies' own pages stay, the last one's end on small pages. Hints: failure
+ * only leaves the memory resident. */
+static void slab_trim(weight_slab *h) {
+#if defined(MADV_DONTNEED) && defined(MADV_NOHUGEPAGE)
+    const size_t huge = (size_t)2 << 20;
+    long pg = sysconf(_SC_PAGESIZE);
+    size_t page = pg > 0 ? (size_t)pg : 4096;
+    size_t end = (h->used + page - 1) & ~(page - 1);
+    size_t last = h->used & ~(huge - 1);
+    if (end >= h->size || ((uintptr_t)h->base & (huge - 1))) return;
+    madvise(h->base + last, h->size - last, MADV_NOHUGEPAGE);
+    madvise(h->base + end, h->size - end, MADV_DONTNEED);
+#else
+    (void)h;
+#endif
+}
+
 /* `bytes` of slab memory (64-byte aligned), or NULL when out of memory. Given
  * back with slab_put. */
 static void *slab_get(cpu_state *s, size_t bytes) {
     weight_slab *h = s->slabs;
     size_t at = h ? (h->used + 63) & ~(size_t)63 : 0;
     if (!h || at > h->size || bytes > h->size - at) {
+        if (h) slab_trim(h);
         size_t size = SLAB_BYTES;
         if (bytes > size) {
             if (bytes > SIZE_MAX - ((size_t)2 << 20)) return NULL;
@@ -137,21 +159,6 @@ static void cpu_release(fitlm_backend *be, fitlm_btensor *t) {
     memset(t, 0, sizeof *t);
 }
 
-/* The pages of a weight that now lives in a repacked copy are not read again:
- * drop them from this process (MADV_DONTNEED) so that resident memory holds the
- * weights once, not twice. Only for tensors mapped from a model file (read-only
- * private mappings: a dropped page would be read back from the file if ever
- * touched, and it stays in the page cache, so the next start is still fast);
- * never for memory a caller allocated. Whole pages inside the tensor only; a
- * hint, failure is harmless. */
-static void release_source_pages(const fitlm_tensor *src) {
-    if (src->file_index < 0) return;
-    long pg = sysconf(_SC_PAGESIZE);
-    if (pg <= 0) return;
-    uintptr_t a = ((uintptr_t)src->data + (uintptr_t)pg - 1) & ~((uintptr_t)pg - 1);
-    uintptr_t b = ((uintptr_t)src->data + (uintptr_t)src->nbytes) & ~((uintptr_t)pg - 1);
-    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
-}
 
 /* True if every F16 value of n is exactly a bfloat16 value: a normal F16
  * has 10 mantissa bits, bfloat16 7, so the low 3 must be 0; a subnormal
@@ -283,7 +290,8 @@ static int cpu_prepare_weight(fitlm_backend *be, const fitlm_tensor *src, fitlm_
         out->data = p;
         out->owned = true;
         out->repacked = true;
-        release_source_pages(src);
+        /* the mapped weight is not read again: resident memory holds it once, not twice */
+        fitlm_tensor_drop_pages(src);
     }
     return 0;
 }
