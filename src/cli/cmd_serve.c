@@ -361,6 +361,7 @@ int cmd_serve(int argc, char **argv) {
         plan_check_serve pc = {
             .weight_bytes = mem.weight_bytes,
             .bf16_from_f16_bytes = mem.bf16_from_f16_bytes,
+            .f16_matrix_bytes = mem.f16_matrix_bytes,
             .kv_type = o.kv_type,
             .threads = fitlm_backend_cpu_threads(be),
             .concurrency = end.steps ? (double)end.generated_tokens / (double)end.steps : 0,

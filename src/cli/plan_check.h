@@ -58,6 +58,7 @@ int plan_check_print(FILE *out, const fitlm_model *m, const char *profile_path, 
 typedef struct plan_check_serve {
     uint64_t weight_bytes;      /* the engine's accounting */
     uint64_t bf16_from_f16_bytes; /* F16 matrices of bfloat16 values the backend runs as BF16 */
+    uint64_t f16_matrix_bytes;    /* every F16 matrix this process prepared (as BF16 or not) */
     int kv_type;
     int threads;
     double concurrency;         /* mean tokens per engine step (sequences decoded together) */

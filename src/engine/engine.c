@@ -234,6 +234,7 @@ void fitlm_engine_get_memory(const fitlm_engine *e, fitlm_runtime_memory *out) {
     out->weight_read_per_token = e->w->weight_read_per_token;
     out->repacked_bytes = e->w->repacked_bytes;
     out->bf16_from_f16_bytes = e->w->bf16_from_f16_bytes;
+    out->f16_matrix_bytes = e->w->f16_matrix_bytes;
     out->embd_mapped = e->w->has_embd && !e->w->tok_embd.owned;
     out->kv_bytes = e->kv->nbytes;
     out->scratch_bytes = e->w->owned_bytes + fitlm_forward_scratch_bytes(e->fwd) +

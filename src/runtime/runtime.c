@@ -155,6 +155,7 @@ void fitlm_runtime_get_memory(const fitlm_runtime *rt, fitlm_runtime_memory *out
     out->weight_read_per_token = rt->w->weight_read_per_token;
     out->repacked_bytes = rt->w->repacked_bytes;
     out->bf16_from_f16_bytes = rt->w->bf16_from_f16_bytes;
+    out->f16_matrix_bytes = rt->w->f16_matrix_bytes;
     out->embd_mapped = rt->w->has_embd && !rt->w->tok_embd.owned;
     out->kv_bytes = rt->kv->nbytes;
     out->scratch_bytes = rt->w->owned_bytes + fitlm_forward_scratch_bytes(rt->fwd) + (uint64_t)(rt->w->hp.head_dim / 2) * 4;

@@ -78,6 +78,7 @@ typedef struct fitlm_runtime_memory {
     uint64_t weight_read_per_token; /* matrix bytes streamed per decoded token */
     uint64_t repacked_bytes;     /* part of weight_bytes held as backend-owned repacked copies */
     uint64_t bf16_from_f16_bytes; /* part of weight_bytes: F16 matrices run as BF16 (bfloat16 values) */
+    uint64_t f16_matrix_bytes;    /* part of weight_bytes: every F16 matrix (as BF16 or not) */
     bool embd_mapped;            /* the token embedding is read from the mapped file (only the rows looked up
                                     become resident), not from a backend-owned copy */
     uint64_t kv_bytes;           /* KV cache */

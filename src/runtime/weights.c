@@ -164,6 +164,7 @@ static int prep(fitlm_weights *w, const fitlm_tensor *t, fitlm_btensor *out, fit
     if (out->repacked) w->repacked_bytes += out->nbytes;
     else if (out->owned) w->owned_bytes += out->nbytes;
     if (t->type == FITLM_TYPE_F16 && out->type == FITLM_TYPE_BF16) w->bf16_from_f16_bytes += out->nbytes;
+    if (t->type == FITLM_TYPE_F16 && t->ne[1] > 1) w->f16_matrix_bytes += t->nbytes;
     return 0;
 }
 
