@@ -300,6 +300,42 @@ if check(p.returncode == 0 and os.path.isfile(PROF), "calibrate --quick: %s" % p
             check(abs(1000.0 / (reads + attn + rest) - tg[0]) <= 0.01 * tg[0],
                   "%s %s: %s + %s + %s ms vs the decode prediction %s" % (cmd, lname, reads, attn, rest, tg[0]))
 
+    # F16 matrices whose values are all bfloat16 values run as BF16 (the CPU backend converts them, on every rank):
+    # the split run's plan takes the BF16 rates for the whole model's F16 matrices, exactly as for the same values in
+    # a BF16 file (it once moved rank 0's converted bytes alone, half the model: the prompt planned 15-24 % slow)
+    # (wide enough that the matmuls, not the fixed costs per layer, make up the prompt's time)
+    WIDE = dict(BASE, dim=256, head_dim=64, ffn=1024, vocab=128)
+    _, tens = ref.random_model(WIDE, 11, weight_type=ref.TYPE_BF16, tied=False)
+    as_bf16, as_f16 = [], []
+    for tname, _, bits, shape in tens:
+        vals = (bits.astype(np.uint32) << 16).view(np.float32)
+        vals = np.where(np.abs(vals) < 2.0 ** -14, 0, vals).astype(np.float32)  # no F16 subnormals
+        if len(shape) == 2:
+            b16, _ = ref.to_bf16(vals)
+            as_bf16.append((tname, ref.TYPE_BF16, b16, shape))
+            as_f16.append((tname, ref.TYPE_F16, vals.astype(np.float16), shape))
+        else:
+            as_bf16.append((tname, ref.TYPE_F32, vals, shape))
+            as_f16.append((tname, ref.TYPE_F32, vals, shape))
+    preds = {}
+    for fname, tl in (("bf16", as_bf16), ("f16", as_f16)):
+        path = os.path.join(TMP, "bf16-values-%s.gguf" % fname)
+        ref.write_gguf(path, ref.gguf_kv(WIDE, "llama"), tl)
+        for lname in ("tp2", "pp2"):
+            np_, largs = LAYOUTS[lname]
+            p = mpi(np_, ["bench", "-m", path, "-p", 32, "-n", 4, "-r", 1, "-t", 1, "--membw-mib", 0, "-c", 64,
+                          "--profile", PROF] + largs)
+            if check(p.returncode == 0 and "plan check" in p.stdout, "%s %s bench: %s" % (fname, lname, p.stderr[-800:])):
+                head = p.stdout[p.stdout.index("plan check"):]
+                rows = {m.group(1).strip(): float(m.group(2)) for m in map(ROW.match, head.splitlines()) if m}
+                preds[(fname, lname)] = (rows.get("prefill pp32"), rows.get("decode tg4"))
+    for lname in ("tp2", "pp2"):
+        a, b = preds.get(("f16", lname)), preds.get(("bf16", lname))
+        check(a is not None and b is not None and None not in a + b and
+              all(abs(x - y) <= 0.005 * y for x, y in zip(a, b)),
+              "%s: F16 of bfloat16 values planned as BF16: prefill, decode %r vs the BF16 file's %r" % (lname, a, b))
+        print("%s: F16 of bfloat16 values: planned %r, the BF16 file %r" % (lname, a, b))
+
 
 # ---- failures: every rank ends with "fitlm: error:", fast, never a hang ----
 def fails(label, p, expect, ranks):

@@ -163,8 +163,10 @@ static int prep(fitlm_weights *w, const fitlm_tensor *t, fitlm_btensor *out, fit
     /* a repacked copy replaces the mapped weight (counted there), not scratch */
     if (out->repacked) w->repacked_bytes += out->nbytes;
     else if (out->owned) w->owned_bytes += out->nbytes;
-    if (t->type == FITLM_TYPE_F16 && out->type == FITLM_TYPE_BF16) w->bf16_from_f16_bytes += out->nbytes;
-    if (t->type == FITLM_TYPE_F16 && t->ne[1] > 1) w->f16_matrix_bytes += t->nbytes;
+    /* the matrices the matmuls read: not an embedding that is only looked up */
+    bool looked_up = t->kind == FITLM_T_TOKEN_EMBD && w->m->global_tensors[FITLM_T_OUTPUT];
+    if (t->type == FITLM_TYPE_F16 && out->type == FITLM_TYPE_BF16 && !looked_up) w->bf16_from_f16_bytes += out->nbytes;
+    if (t->type == FITLM_TYPE_F16 && t->ne[1] > 1 && !looked_up) w->f16_matrix_bytes += t->nbytes;
     return 0;
 }
 

@@ -43,8 +43,9 @@ typedef struct fitlm_weights {
     uint64_t weight_read_per_token; /* matrix bytes streamed per decoded token */
     uint64_t owned_bytes;   /* F32 copies of vectors (scratch-like) */
     uint64_t repacked_bytes; /* part of weight_bytes held as backend-owned repacked copies */
-    uint64_t bf16_from_f16_bytes; /* part of weight_bytes: F16 matrices of bfloat16 values the backend runs as BF16 */
-    uint64_t f16_matrix_bytes;    /* part of weight_bytes: every F16 matrix prepared (as BF16 or not) */
+    uint64_t bf16_from_f16_bytes; /* part of weight_bytes: F16 matmul matrices of bfloat16 values the backend runs as BF16 */
+    uint64_t f16_matrix_bytes;    /* part of weight_bytes: every F16 matmul matrix prepared (as BF16 or not; not an
+                                   * embedding that is only looked up) */
 } fitlm_weights;
 
 /* Checks, without allocating anything big, that the model can run on the
