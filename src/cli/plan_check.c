@@ -404,6 +404,12 @@ int plan_check_print(FILE *out, const fitlm_model *m, const char *profile_path, 
     bool probe = run->probe_now && have && tg.rates.read_bw_measured && (run->n_gen || run->n_prompt);
     if (probe && mpi)
         probe = run->par && run->par->dp_size <= 1 && fitlm_comm_host_ranks() == run->par->world->size;
+    if (probe && mpi && !fitlm_comm_ranks_sleep()) {
+        /* the waiting ranks would poll on the cores the probe measures */
+        fprintf(out, "(the host now: not measured: without doorbells (no /dev/shm) the other ranks poll while they "
+                     "wait)\n");
+        probe = false;
+    }
     if (probe) {
         fitlm_host_profile *now = malloc(sizeof *now);
         fitlm_error perr = {{0}};

@@ -117,6 +117,10 @@ fitlm_comm *fitlm_comm_world(void);
 int fitlm_comm_world_finalize(int status);
 /* The world's ranks on this host (1 in a single process). */
 int fitlm_comm_host_ranks(void);
+/* True when this host's other ranks can wait for a message asleep (a single
+ * process, or the doorbells exist: /dev/shm was there at init); false when
+ * they poll, taking a core each while they wait. */
+bool fitlm_comm_ranks_sleep(void);
 /* This rank's resident bytes right after MPI's start (MPI_Init, the
  * doorbells): a process's base under MPI, before it loads a model. 0 in a
  * single process or where /proc/self/statm cannot be read. */

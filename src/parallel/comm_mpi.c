@@ -437,6 +437,10 @@ uint64_t fitlm_comm_init_rss_bytes(void) {
     return g_init_rss;
 }
 
+bool fitlm_comm_ranks_sleep(void) {
+    return !g_mpi_on || g_host_ranks <= 1 || g_bells != NULL;
+}
+
 bool fitlm_comm_threads_ok(void) {
     return !g_mpi_on || g_thread_multiple;
 }
