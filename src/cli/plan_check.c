@@ -446,9 +446,10 @@ int plan_check_print(FILE *out, const fitlm_model *m, const char *profile_path, 
                 }
             if (tg.rates.attn_decode_measured && tg2.rates.attn_decode_flops > 0) {
                 double q = 4.0 * (double)m->hp.n_heads * m->hp.head_dim;
+                snprintf(note, sizeof note, "per cached position and layer: the profile's vs a probe now (%s)",
+                         prof->quick ? "4 layers, 256 positions" : "8 layers, 512 positions");
                 row(out, "decode attention", q / tg.rates.attn_decode_flops * 1e9,
-                    q / tg2.rates.attn_decode_flops * 1e9, "ns", 1,
-                    "per cached position and layer: the profile's vs a probe now (8 layers, 512 positions)");
+                    q / tg2.rates.attn_decode_flops * 1e9, "ns", 1, note);
             }
             if (run->n_prompt && run->pp_tps_median > 0) {
                 snprintf(note, sizeof note, "the plan with the rates above measured now");

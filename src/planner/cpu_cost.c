@@ -905,8 +905,8 @@ int fitlm_host_profile_now(const fitlm_host_profile *prof, int threads, double r
     for (int k = 0; k < now->n_kern; k++) {
         fitlm_kernel_rate *kr = &now->kern[k];
         double s = scale, b = 0, rt[FITLM_CAL_N_BATCH] = {0};
-        bool timed = work_uses(work, kr->type) && kr->decode_bw > 0 && decode_rows_now(pool, kr->type, prof->quick, &b, rt) == 0 &&
-                     b > 0;
+        bool timed = work_uses(work, kr->type) && kr->decode_bw > 0 &&
+                     decode_rows_now(pool, kr->type, prof->quick, &b, rt) == 0 && b > 0;
         if (timed) s = b / bw_scale / kr->decode_bw;
         kr->decode_bw *= s;
         for (int j = 0; j < FITLM_CAL_N_BATCH; j++) {

@@ -159,7 +159,6 @@ static void cpu_release(fitlm_backend *be, fitlm_btensor *t) {
     memset(t, 0, sizeof *t);
 }
 
-
 /* True if every F16 value of n is exactly a bfloat16 value: a normal F16
  * has 10 mantissa bits, bfloat16 7, so the low 3 must be 0; a subnormal
  * (m x 2^-24) is a normal bfloat16 if m has at most 8 significant bits. Inf
