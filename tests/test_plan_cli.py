@@ -568,6 +568,17 @@ check(abs(rbf - 1) < 1e-9, f"BF16 / non-GeForce: no FP16-accumulate speed-up ({r
 rq = pf("q4_0", "generic") / pf("q4_0", "llama.cpp")
 want = 660.6 * 0.21 / (165.2 * 0.60)
 check(abs(rq / want - 1) < 0.03, f"Q4_0 prefill on INT8 tensor cores: {rq:.3f}x vs {want:.3f}x")
+# ExLlama reconstructs GPTQ/AWQ matrices to F16 for a prompt's cublasHgemm: FP16
+# accumulate (2x on a GeForce card, nothing on an A100); llama.cpp and the generic
+# model run those formats at the FP32-accumulate rate
+rg = pf("gptq", "generic") / pf("gptq", "exllama")
+check(1.85 < rg <= 2.0, f"GPTQ prefill, ExLlama on a GeForce card: {rg:.3f}x the FP32-accumulate rate")
+ra = pf("awq", "generic", "A100-80GB:1") / pf("awq", "exllama", "A100-80GB:1")
+check(abs(ra - 1) < 1e-9, f"AWQ on an A100 under ExLlama: no FP16-accumulate speed-up ({ra})")
+check(abs(pf("gptq", "llama.cpp") / pf("gptq", "generic") - 1) < 1e-9, "llama.cpp: GPTQ on the generic path")
+ex = plan_json("llama-2-7b", "-q", "gptq", "--gpu", "RTX-4090:1", "-c", "2048", "--engine", "exllama", "--no-profile")
+check(ex["assumptions"]["engine"]["dequantized_fp16_accumulate"] is True
+      and ex["memory"]["per_device"]["kv_cache_bytes"] == 2048 * 2 * 32 * 4096 * 2, "exllama: JSON, contiguous KV")
 rc, out, err = run("llama-3-8b", "--engine", "sglang")
 check(rc == 1 and err.startswith("fitlm: error:") and "--engine" in err, f"unknown engine: {err.strip()}")
 

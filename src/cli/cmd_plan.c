@@ -37,7 +37,7 @@ static void usage(FILE *fp) {
             "  -b, --batch N|auto         concurrent sequences; auto: searched per layout for the objective\n"
             "                             (the default with --objective throughput or --min-tokens-per-s)\n"
             "      --max-batch N          largest batch searched (default 256)\n"
-            "      --engine E             vllm, llama.cpp, trt-llm, fitlm or generic (default): the engine's\n"
+            "      --engine E             vllm, llama.cpp, trt-llm, exllama, fitlm or generic (default): the engine's\n"
             "                             runtime memory, KV allocation and GEMM path (docs/planner.md)\n"
             "      --prompt-tokens N      prompt length (default min(1024, ctx/2))\n"
             "  -n, --output-tokens N      generated tokens per request (default 256)\n"
@@ -498,7 +498,7 @@ int cmd_plan(int argc, char **argv) {
         }
         else if (!strcmp(o, "--engine")) {
             if (fitlm_engine_parse(v, &r.engine))
-                bad = fitlm_die("--engine: expected vllm, llama.cpp, trt-llm, fitlm or generic, got '%s'", v);
+                bad = fitlm_die("--engine: expected vllm, llama.cpp, trt-llm, exllama, fitlm or generic, got '%s'", v);
         }
         else if (!strcmp(o, "--prompt-tokens")) bad = parse_uint(o, v, 1, 1 << 30, &r.prompt);
         else if (!strcmp(o, "-n") || !strcmp(o, "--output-tokens")) bad = parse_uint(o, v, 1, 1 << 30, &r.output);

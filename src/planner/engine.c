@@ -39,6 +39,15 @@ static const fitlm_engine_profile k_engines[FITLM_ENGINE_COUNT] = {
     [FITLM_ENGINE_FITLM] = {.name = "fitlm", .label = "fitlm", .vllm_memory = false, .default_margin = 0.05,
                             .default_chunk = 512, .kv_paged = false, .window_frees = false, .fp16_acc16 = false,
                             .int8_prefill = false, .int8_eff = 0, .per_layer_s = 0, .per_step_s = 0},
+    /* ExLlama (v1, turboderp/exllama): one contiguous cache of max_seq_len per
+     * sequence, the prompt in one forward of up to max_input_len (2048) tokens,
+     * decode on its own 4-bit kernels; a prompt's GEMMs reconstruct the GPTQ
+     * matrix to FP16 and call cublasHgemm (FP16 accumulate) on sm_70 and later
+     * (exllama_ext/cuda_func/q4_matmul.cu, q4_matmul_recons_cuda) */
+    [FITLM_ENGINE_EXLLAMA] = {.name = "exllama", .label = "ExLlama", .vllm_memory = false, .default_margin = 0.05,
+                              .default_chunk = 2048, .kv_paged = false, .window_frees = false, .fp16_acc16 = true,
+                              .int8_prefill = false, .dequant_acc16 = true, .int8_eff = 0, .per_layer_s = 0,
+                              .per_step_s = 0},
 };
 
 const fitlm_engine_profile *fitlm_engine_profile_get(fitlm_engine e) {
@@ -51,6 +60,7 @@ int fitlm_engine_parse(const char *s, fitlm_engine *e) {
         {"generic", FITLM_ENGINE_GENERIC}, {"vllm", FITLM_ENGINE_VLLM},          {"llama.cpp", FITLM_ENGINE_LLAMACPP},
         {"llamacpp", FITLM_ENGINE_LLAMACPP}, {"llama-cpp", FITLM_ENGINE_LLAMACPP}, {"trt-llm", FITLM_ENGINE_TRTLLM},
         {"trtllm", FITLM_ENGINE_TRTLLM},   {"tensorrt-llm", FITLM_ENGINE_TRTLLM}, {"fitlm", FITLM_ENGINE_FITLM},
+        {"exllama", FITLM_ENGINE_EXLLAMA},
     };
     if (!s) return -1;
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)

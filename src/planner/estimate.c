@@ -370,6 +370,9 @@ static void eval_infer(const fitlm_plan_model *m, const fitlm_plan_request *r, c
              ((f->kind == FITLM_W_PLAIN && f->type == FITLM_TYPE_F16) ||
               (f->kind == FITLM_W_FILE && !strcmp(m->file_type_name, "file:F16"))))
         pf_rate = g->fp16_acc16_flops * K.eff_prefill; /* BF16 and FP32 accumulate in FP32 */
+    else if (eng->dequant_acc16 && g->fp16_acc16_flops > g->fp16_flops &&
+             (f->kind == FITLM_W_GPTQ || f->kind == FITLM_W_AWQ))
+        pf_rate = g->fp16_acc16_flops * K.eff_prefill; /* reconstructed to FP16, cublasHgemm */
     double bw_mem = g->mem_bw;
     double link_bw, alpha;
     link_of(g, T, false, &link_bw, &alpha);

@@ -268,7 +268,7 @@ double fitlm_pipeline_inflight(int p, int stage, int m, int v);
  * docs/planner.md); the others change only what is listed in their profile. */
 typedef enum fitlm_engine {
     FITLM_ENGINE_GENERIC = 0, FITLM_ENGINE_VLLM, FITLM_ENGINE_LLAMACPP, FITLM_ENGINE_TRTLLM, FITLM_ENGINE_FITLM,
-    FITLM_ENGINE_COUNT
+    FITLM_ENGINE_EXLLAMA, FITLM_ENGINE_COUNT
 } fitlm_engine;
 
 typedef struct fitlm_engine_profile {
@@ -288,8 +288,10 @@ typedef struct fitlm_engine_profile {
     bool kv_paged, window_frees;
     /* compute path: 16-bit GEMMs accumulate in FP16 (GeForce: the catalog's
      * fp16_acc16 rate, twice the FP32-accumulate rate); quantized prefill on
-     * INT8 tensor cores at int8_eff of the catalog's INT8 peak */
-    bool fp16_acc16, int8_prefill;
+     * INT8 tensor cores at int8_eff of the catalog's INT8 peak; dequant_acc16:
+     * 4-bit weight-only formats (GPTQ, AWQ) are dequantized to FP16 for the
+     * prefill GEMMs, which accumulate in FP16 too (ExLlama's cublasHgemm) */
+    bool fp16_acc16, int8_prefill, dequant_acc16;
     double int8_eff;
     double per_layer_s, per_step_s; /* fixed GPU costs per layer and per forward step; 0 = fitlm_plan_k's */
 } fitlm_engine_profile;
@@ -297,7 +299,7 @@ typedef struct fitlm_engine_profile {
 /* The profile of an engine (GENERIC for an out-of-range value); never NULL, static. */
 const fitlm_engine_profile *fitlm_engine_profile_get(fitlm_engine e);
 /* Parses an --engine name ("vllm", "llama.cpp"/"llamacpp", "trt-llm"/"tensorrt-llm",
- * "fitlm", "generic"). 0 ok, -1 unknown. */
+ * "exllama", "fitlm", "generic"). 0 ok, -1 unknown. */
 int fitlm_engine_parse(const char *s, fitlm_engine *e);
 /* vLLM's profile-run activation peak per GPU (the driver rank's):
  * max(forward, sampler) when with_logits (the last pipeline stage), else the

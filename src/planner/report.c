@@ -171,7 +171,10 @@ void fitlm_plan_print_text(FILE *fp, const fitlm_plan_model *m, const fitlm_plan
         fprintf(fp, "  engine: %s (%s KV cache%s; %s; prefill GEMMs %s)\n", e->label,
                 e->kv_paged ? "paged" : "contiguous", e->window_frees ? "" : ", full context also for a sliding window",
                 e->vllm_memory ? "vLLM's start-up memory profile" : "runtime memory from the backend constants",
-                e->int8_prefill ? "of quantized weights on INT8 tensor cores" : e->fp16_acc16 ? "F16 with FP16 accumulate" : "16-bit with FP32 accumulate");
+                e->int8_prefill    ? "of quantized weights on INT8 tensor cores"
+                : e->dequant_acc16 ? "F16 (GPTQ/AWQ reconstructed to F16) with FP16 accumulate"
+                : e->fp16_acc16    ? "F16 with FP16 accumulate"
+                                   : "16-bit with FP32 accumulate");
     }
     fprintf(fp, "  searched %zu layouts in %.1f ms CPU; objective: %s; memory margin %.0f%%\n\n", out->evaluated,
             out->search_cpu_seconds * 1e3, objective_name(r->objective), r->margin * 100);
@@ -586,6 +589,7 @@ char *fitlm_plan_json(const fitlm_plan_model *m, const fitlm_plan_request *r, co
         cJSON_AddBoolToObject(eo, "kv_paged", e->kv_paged);
         cJSON_AddBoolToObject(eo, "sliding_window_frees", e->window_frees);
         cJSON_AddBoolToObject(eo, "fp16_accumulate", e->fp16_acc16);
+        cJSON_AddBoolToObject(eo, "dequantized_fp16_accumulate", e->dequant_acc16);
         cJSON_AddBoolToObject(eo, "int8_prefill", e->int8_prefill);
         cJSON_AddNumberToObject(eo, "int8_efficiency", e->int8_eff);
         cJSON_AddNumberToObject(eo, "per_layer_s", e->per_layer_s > 0 ? e->per_layer_s : fitlm_plan_k.gpu_per_layer_s);
