@@ -73,6 +73,18 @@ def exllama(model, prompt):
                 "--engine", "exllama")["time"]
 
 
+# TensorRT-LLM's "Low Latency" tables (docs/source/performance.md, data from v0.5): first-token latency at batch 1,
+# one output token; the engines of its methodology section (Llama2-7b, Llama2-70b; --enable_fp8 --fp8_kv_cache on
+# H100 and L40S, FP16 on A100)
+TRTLLM = "https://github.com/NVIDIA/TensorRT-LLM/blob/77d24b5fa178f11ed7fafdd9833b7245e075f721/docs/source/performance.md"
+
+
+def trtllm_ttft_ms(model, gpu, fmt, prompt, tp=1):
+    kv = ("--kv-type", "fp8") if fmt == "fp8" else ()
+    return plan(model, "-q", fmt, *kv, "--gpu", gpu, "--tp", str(tp), "-c", "4096", "--prompt-tokens", str(prompt),
+                "-n", "1", "--engine", "trt-llm")["time"]["ttft_s"] * 1e3
+
+
 LLAMA3 = "https://arxiv.org/abs/2407.21783"  # The Llama 3 Herd of Models, Table 4 (405B scaling configurations and MFU)
 L3_SETUP = ("--tp", "8", "--pp", "16", "--seq-len", "8192", "--micro-batch", "1", "--global-batch", "2048",
             "--zero", "2", "--recompute", "none", "--margin", "0")
@@ -212,6 +224,36 @@ ROWS = [
      lambda: exllama(LLAMA33, 1920)["decode_tokens_per_s"], 0.15, "pass", ""),
     ("ExLlama prompt (one 1920-token forward), LLaMA-33B GPTQ (no act-order), RTX 4090", EXLLAMA, 2959.0, "tok/s",
      lambda: exllama(LLAMA33, 1920)["prefill_tokens_per_s"], 0.25, "pass", ""),
+    ("TensorRT-LLM first-token latency, batch 1, 128-token prompt, LLaMA 7B (Llama-2-7B) FP8, H100", TRTLLM, 7.0, "ms",
+     lambda: trtllm_ttft_ms("llama-2-7b", "H100-SXM:1", "fp8", 128), 0.25, "miss",
+     "TensorRT-LLM 0.5's FP8 path: its 2048-token prompts ran at 38-42 % of the H100's dense FP8 peak (the planner assumes 60 % for every path, which the A100 FP16 and L40S FP8 rows bear out); at its 40 %, about 2 ms of this 128-token prompt are still not explained"),
+    ("TensorRT-LLM first-token latency, batch 1, 2048-token prompt, LLaMA 7B (Llama-2-7B) FP8, H100", TRTLLM, 36.0, "ms",
+     lambda: trtllm_ttft_ms("llama-2-7b", "H100-SXM:1", "fp8", 2048), 0.25, "miss",
+     "TensorRT-LLM 0.5's FP8 path: its 2048-token prompts ran at 38-42 % of the H100's dense FP8 peak (the planner assumes 60 % for every path, which the A100 FP16 and L40S FP8 rows bear out)"),
+    ("TensorRT-LLM first-token latency, batch 1, 128-token prompt, LLaMA 70B (Llama-2-70B) FP8, 4 x H100 TP 4", TRTLLM, 26.0, "ms",
+     lambda: trtllm_ttft_ms("llama-2-70b", "H100-SXM:4", "fp8", 128, 4), 0.25, "miss",
+     "TensorRT-LLM 0.5's FP8 path: its 2048-token prompts ran at 38-42 % of the H100's dense FP8 peak (the planner assumes 60 % for every path, which the A100 FP16 and L40S FP8 rows bear out); at its 40 %, about 11 ms of this 128-token prompt are still not explained"),
+    ("TensorRT-LLM first-token latency, batch 1, 2048-token prompt, LLaMA 70B (Llama-2-70B) FP8, 4 x H100 TP 4", TRTLLM, 109.0, "ms",
+     lambda: trtllm_ttft_ms("llama-2-70b", "H100-SXM:4", "fp8", 2048, 4), 0.25, "pass",
+     ""),
+    ("TensorRT-LLM first-token latency, batch 1, 128-token prompt, LLaMA 7B (Llama-2-7B) FP8, L40S", TRTLLM, 14.0, "ms",
+     lambda: trtllm_ttft_ms("llama-2-7b", "L40S:1", "fp8", 128), 0.25, "pass",
+     "a 128-token forward: the weight stream and the GEMMs add up (the roofline's max said -26 %)"),
+    ("TensorRT-LLM first-token latency, batch 1, 2048-token prompt, LLaMA 7B (Llama-2-7B) FP8, L40S", TRTLLM, 73.0, "ms",
+     lambda: trtllm_ttft_ms("llama-2-7b", "L40S:1", "fp8", 2048), 0.25, "pass",
+     ""),
+    ("TensorRT-LLM first-token latency, batch 1, 128-token prompt, LLaMA 7B (Llama-2-7B) FP16, A100", TRTLLM, 16.0, "ms",
+     lambda: trtllm_ttft_ms("llama-2-7b", "A100-80GB:1", "f16", 128), 0.25, "pass",
+     "as the row above (max said -42 %)"),
+    ("TensorRT-LLM first-token latency, batch 1, 2048-token prompt, LLaMA 7B (Llama-2-7B) FP16, A100", TRTLLM, 133.0, "ms",
+     lambda: trtllm_ttft_ms("llama-2-7b", "A100-80GB:1", "f16", 2048), 0.25, "pass",
+     ""),
+    ("TensorRT-LLM first-token latency, batch 1, 128-token prompt, LLaMA 70B (Llama-2-70B) FP16, 4 x A100 TP 4", TRTLLM, 47.0, "ms",
+     lambda: trtllm_ttft_ms("llama-2-70b", "A100-80GB:4", "f16", 128, 4), 0.25, "pass",
+     "as the row above (max said -42 %)"),
+    ("TensorRT-LLM first-token latency, batch 1, 2048-token prompt, LLaMA 70B (Llama-2-70B) FP16, 4 x A100 TP 4", TRTLLM, 377.0, "ms",
+     lambda: trtllm_ttft_ms("llama-2-70b", "A100-80GB:4", "f16", 2048, 4), 0.25, "pass",
+     ""),
 ]
 
 
