@@ -582,6 +582,23 @@ check(ex["assumptions"]["engine"]["dequantized_fp16_accumulate"] is True
 rc, out, err = run("llama-3-8b", "--engine", "sglang")
 check(rc == 1 and err.startswith("fitlm: error:") and "--engine" in err, f"unknown engine: {err.strip()}")
 
+# ---- --fragmentation: the allocator allowance on the dynamic buffers ----
+# training: 10 % of activations + gradients by default; inference 5 % of the activations
+for mode, extra, dflt in (("training", ("--train", "--zero", "3", "--recompute", "none"), 0.10), ("inference", (), 0.05)):
+    args = ("llama-3-8b", "--gpu", "A100-80GB:8", "--tp", "1", "--pp", "1", *extra, "--no-profile")
+    d0 = plan_json(*args)
+    d1 = plan_json(*args, "--fragmentation", "0.25")
+    dz = plan_json(*args, "--fragmentation", "0")
+    pd0, pd1, pdz = (x["memory"]["per_device"] for x in (d0, d1, dz))
+    dyn = pd0["activations_bytes"] + (pd0["gradients_bytes"] if mode == "training" else 0)
+    check(abs((pd0["overhead_bytes"] - pdz["overhead_bytes"]) - dflt * dyn) < 1 and
+          abs((pd1["overhead_bytes"] - pdz["overhead_bytes"]) - 0.25 * dyn) < 1,
+          f"{mode}: the allowance is F x the dynamic buffers ({dflt} by default)")
+    check(d1["assumptions"]["overhead"][f"fragmentation_{mode}"] == 0.25, f"{mode}: --fragmentation in the JSON")
+for bad in ("-0.1", "1.5", "x"):
+    rc, out, err = run("llama-3-8b", "--fragmentation", bad)
+    check(rc == 1 and err.startswith("fitlm: error:") and "--fragmentation" in err, f"--fragmentation {bad}: {err.strip()}")
+
 # ---- batch search for throughput and cost ----
 # --min-tokens-per-s used to add batch-1 replicas (44 x RTX-3090 for 2000 tokens/s
 # of Llama-3.1-8B); the batch is now searched per layout first

@@ -87,7 +87,7 @@ def trtllm_ttft_ms(model, gpu, fmt, prompt, tp=1):
 
 LLAMA3 = "https://arxiv.org/abs/2407.21783"  # The Llama 3 Herd of Models, Table 4 (405B scaling configurations and MFU)
 L3_SETUP = ("--tp", "8", "--pp", "16", "--seq-len", "8192", "--micro-batch", "1", "--global-batch", "2048",
-            "--zero", "2", "--recompute", "none", "--margin", "0")
+            "--zero", "2", "--recompute", "none", "--margin", "0", "--fragmentation", "0")
 
 # (what, source, measured, unit, predicted (callable), tolerance, status, note)
 ROWS = [
@@ -175,18 +175,19 @@ ROWS = [
     # Llama 3's setup (section 3.3.2 and Table 4): TP 8, PP 16, micro-batch 1, 16M-token batches of 8K sequences,
     # FSDP sharding the optimizer states and gradients but not the weights (ZeRO-2), no activation checkpointing
     # ("we could pre-train Llama 3 on 8K tokens sequences without activation checkpointing"), and the run fit the
-    # 80 GB cards: memory is checked against the card (--margin 0, as row 22); interleaving and the embedding/loss
-    # split are searched
+    # 80 GB cards: memory is checked against the card (--margin 0, as row 22); no allowance for allocator
+    # fragmentation (--fragmentation 0: "based on detailed memory allocation profiling, we proactively deallocate
+    # tensors that will not be used for future computation", with TORCH_NCCL_AVOID_RECORD_STREAMS against the
+    # asynchronous sends' memory); interleaving and the embedding/loss split are searched
     ("Llama 3 405B pre-training MFU, 16,384 H100, TP 8 PP 16 DP 128, 8K sequences (Table 4: 41 %)", LLAMA3,
      0.41, "MFU", lambda: plan("llama-3.1-405b", "--train", "--gpu", "H100-SXM:16384", *L3_SETUP)["time"]["mfu"],
      0.10, "pass", "interleaved x8 with the embedding and the output + loss as pipeline layers (Llama 3's split: "
-     "bubble 10.5 %), no recomputation: 76.97 GiB per GPU (under the default 5 % margin the search takes full "
-     "recomputation instead: 29.1 %)"),
+     "bubble 10.5 %), no recomputation: 70.61 GiB per GPU (76.97 with the default 10 % fragmentation allowance)"),
     ("Llama 3 405B pre-training MFU, 8,192 H100, TP 8 PP 16 DP 64, 8K sequences (Table 4: 43 %)", LLAMA3,
      0.43, "MFU", lambda: plan("llama-3.1-405b", "--train", "--gpu", "H100-SXM:8192", *L3_SETUP)["time"]["mfu"],
-     0.10, "miss", "32 micro-batches: interleaved x8 keeps up to 17.6 in flight on a middle stage, 84.4 GiB per GPU, "
-     "77.4 without the planner's 10 % fragmentation allowance (Llama 3 profiled its allocations and freed tensors "
-     "early, not modelled), so plain 1F1B (bubble 31.9 %); with x8 it would be 40.9 %"),
+     0.10, "pass", "32 micro-batches: interleaved x8 keeps up to 17.6 in flight on a middle stage, 77.39 GiB per "
+     "GPU: it fits the 79.22 only without a fragmentation allowance (with the default 10 %, 84.4 GiB, the search "
+     "falls back to plain 1F1B, bubble 31.9 %: 31.3 %, -27 %)"),
     # the same log format as #10511 one release earlier: peak_torch_memory (weights + activation peak) minus the
     # 14.9888 GiB of weights; max_num_batched_tokens = max_model_len, so the forward phase dominates (on an L40S:
     # the planner's non-torch constant, H100's 1.79 GiB against the 3090's logged 0.35, keeps 29,000 tokens off the

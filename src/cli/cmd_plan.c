@@ -79,6 +79,8 @@ static void usage(FILE *fp) {
             "      --min-tokens-per-s N   at least this many tokens/s (inference: the batch is searched, then replicas)\n"
             "      --max-ttft S           at most this time to first token (seconds)\n"
             "      --margin F             fraction of device memory kept free (default 0.05)\n"
+            "      --fragmentation F      allocator fragmentation allowed for, as a fraction of the activations\n"
+            "                             (+ gradients in training) (default 0.05 inference, 0.10 training)\n"
             "      --host-mem GIB         host memory per node available for offload (default: not checked)\n"
             "      --nodes-link L         with --gpu cpu:N --tp/--pp: one rank per node like this host, over\n"
             "                             10gbe, 25gbe, 100gbe or GBPS:ALPHA_US (default: the ranks share this host)\n"
@@ -321,8 +323,8 @@ int cmd_plan(int argc, char **argv) {
                 "--kv-block", "--offload", "--seq-len", "--micro-batch", "--grad-accum", "--global-batch",
                 "--optimizer", "--zero", "--offload-optimizer", "--offload-params", "--recompute", "--lora-rank",
                 "--train-tokens", "--tp", "--pp", "--dp", "--max-gpus", "--objective", "--max-cost",
-                "--min-tokens-per-s", "--max-ttft", "--margin", "--top", "--flash", "--host-mem", "--engine",
-                "--max-batch", "--pp-interleave", "--pp-embedding-split", "--nodes-link"};
+                "--min-tokens-per-s", "--max-ttft", "--margin", "--fragmentation", "--top", "--flash", "--host-mem",
+                "--engine", "--max-batch", "--pp-interleave", "--pp-embedding-split", "--nodes-link"};
             bool known = false;
             for (size_t k = 0; k < sizeof with_value / sizeof with_value[0]; k++)
                 if (!strcmp(a, with_value[k])) known = true;
@@ -519,6 +521,7 @@ int cmd_plan(int argc, char **argv) {
         else if (!strcmp(o, "--min-tokens-per-s")) bad = parse_num(o, v, 0.0001, 1e12, &r.min_tokens_per_s);
         else if (!strcmp(o, "--max-ttft")) bad = parse_num(o, v, 1e-6, 1e6, &r.max_ttft);
         else if (!strcmp(o, "--margin")) bad = parse_num(o, v, 0, 0.9, &r.margin);
+        else if (!strcmp(o, "--fragmentation")) bad = parse_num(o, v, 0, 1, &r.fragmentation);
         else if (!strcmp(o, "--host-mem")) {
             bad = parse_num(o, v, 0.001, 1 << 24, &r.host_mem);
             r.host_mem *= FITLM_GIB;

@@ -99,10 +99,11 @@ static uint32_t train_stage_layers(uint32_t L, int P, int s, bool embed_split) {
     return n;
 }
 
-static double overhead_bytes(const fitlm_gpu *g, int count, double dynamic, bool training) {
+/* frag: --fragmentation (< 0: the backend's constant for the mode) */
+static double overhead_bytes(const fitlm_gpu *g, int count, double dynamic, bool training, double frag) {
     const fitlm_backend_overhead *o = fitlm_backend_overhead_for(g);
-    return o->context_bytes + o->blas_workspace_bytes + (count > 1 ? o->collective_bytes : 0) +
-           (training ? o->frag_train : o->frag_infer) * dynamic;
+    if (frag < 0) frag = training ? o->frag_train : o->frag_infer;
+    return o->context_bytes + o->blas_workspace_bytes + (count > 1 ? o->collective_bytes : 0) + frag * dynamic;
 }
 
 static uint64_t round_up(uint64_t x, uint64_t m) { return m ? (x + m - 1) / m * m : x; }
@@ -319,7 +320,7 @@ static void eval_infer(const fitlm_plan_model *m, const fitlm_plan_request *r, c
         if (s == P - 1) w += wb->output + wb->other + (hp->tied_embeddings && P > 1 ? wb->embedding : 0);
         double act = hidden + fmax(attn, mlp);
         if (s == P - 1) act = hidden + fmax(fmax(attn, mlp), logits);
-        double ovh = overhead_bytes(g, res->count, act, false);
+        double ovh = overhead_bytes(g, res->count, act, false, r->fragmentation);
         if (eng->vllm_memory) {
             /* vLLM's start-up profile: the activation peak of a profile run of
              * max_num_batched_tokens = max(context, 2048) tokens (logits on the
@@ -601,7 +602,7 @@ static void eval_train(const fitlm_plan_model *m, const fitlm_plan_request *r, c
         sv[FITLM_MEM_OPT] = O;
         sv[FITLM_MEM_LORA] = LO;
         sv[FITLM_MEM_ACT] = A;
-        sv[FITLM_MEM_OVERHEAD] = overhead_bytes(g, res->count, A + G, true);
+        sv[FITLM_MEM_OVERHEAD] = overhead_bytes(g, res->count, A + G, true, r->fragmentation);
         double tot = 0;
         for (int c = 0; c < FITLM_MEM_COUNT; c++) tot += sv[c];
         if (tot > worst) {

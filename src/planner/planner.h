@@ -368,6 +368,8 @@ typedef struct fitlm_plan_request {
     double min_tokens_per_s;  /* 0 = none */
     double max_ttft;          /* seconds, 0 = none */
     double margin;            /* fraction of device memory kept free */
+    double fragmentation;     /* allocator fragmentation, fraction of the dynamic buffers (activations,
+                               * + gradients in training); < 0 = the backend's (5 % inference, 10 % training) */
     double host_mem;          /* host memory per node for offload, bytes; 0 = not checked */
     /* --nodes-link: the host CPU's T x P MPI ranks each on its own node of
      * this host's kind, linked by this network (all-reduce latency of 2 ranks

@@ -573,8 +573,9 @@ char *fitlm_plan_json(const fitlm_plan_model *m, const fitlm_plan_request *r, co
         cJSON_AddNumberToObject(ob, "context_bytes", o->context_bytes);
         cJSON_AddNumberToObject(ob, "blas_workspace_bytes", o->blas_workspace_bytes);
         cJSON_AddNumberToObject(ob, "collective_bytes", o->collective_bytes);
-        cJSON_AddNumberToObject(ob, "fragmentation_inference", o->frag_infer);
-        cJSON_AddNumberToObject(ob, "fragmentation_training", o->frag_train);
+        /* --fragmentation replaces both */
+        cJSON_AddNumberToObject(ob, "fragmentation_inference", r->fragmentation >= 0 ? r->fragmentation : o->frag_infer);
+        cJSON_AddNumberToObject(ob, "fragmentation_training", r->fragmentation >= 0 ? r->fragmentation : o->frag_train);
     }
     cJSON_AddNumberToObject(k, "alpha_link_s", fitlm_plan_k.alpha_link_s);
     cJSON_AddNumberToObject(k, "alpha_pcie_s", fitlm_plan_k.alpha_pcie_s);

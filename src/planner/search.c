@@ -37,6 +37,7 @@ void fitlm_plan_request_defaults(fitlm_plan_request *r, const fitlm_plan_model *
     r->engine = FITLM_ENGINE_GENERIC;
     r->max_batch = 256;
     r->margin = 0.05;
+    r->fragmentation = -1;
     r->top = 8;
 }
 
