@@ -48,24 +48,28 @@ QLORA = "https://arxiv.org/abs/2305.14314"  # QLoRA (Dettmers et al. 2023): "fin
 # LLaMA-65B (huggyllama/llama-65b config.json) and the paper's 65B run as scripts/finetune_guanaco_65b.sh of
 # https://github.com/artidoro/qlora sets it: r 64 on all linear layers, micro-batch 4, 16 + 512 tokens,
 # gradient checkpointing, bf16 adapters, paged 32-bit AdamW
-LLAMA65 = os.path.join(te.tmp_dir(), f"plan_validation_llama65b_{os.getpid()}.json")
-with open(LLAMA65, "w") as fh:
-    json.dump({"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 8192,
-               "intermediate_size": 22016, "num_attention_heads": 64, "num_hidden_layers": 80,
-               "num_key_value_heads": 64, "vocab_size": 32000, "max_position_embeddings": 2048,
-               "rms_norm_eps": 1e-05, "tie_word_embeddings": False, "torch_dtype": "float16"}, fh)
+
+
+def llama1_config(name, hidden, ffn, heads, layers, eps):
+    """Writes a LLaMA-1 config.json (MHA, vocabulary 32000, 2048 positions) to the test's temporary directory;
+    returns its path (removed at the end of the test)."""
+    path = os.path.join(te.tmp_dir(), f"plan_validation_{name}_{os.getpid()}.json")
+    with open(path, "w") as fh:
+        json.dump({"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": hidden,
+                   "intermediate_size": ffn, "num_attention_heads": heads, "num_hidden_layers": layers,
+                   "num_key_value_heads": heads, "vocab_size": 32000, "max_position_embeddings": 2048,
+                   "rms_norm_eps": eps, "tie_word_embeddings": False, "torch_dtype": "float16"}, fh)
+    return path
+
+
+LLAMA65 = llama1_config("llama65b", 8192, 22016, 64, 80, 1e-05)
 # ExLlama's own benchmark (turboderp/exllama README, "Results so far"; stock RTX 4090 / 12900K): 4-bit GPTQ, group
 # 128, no act-order, max_seq_len 2048; test_benchmark_inference.py -p runs one forward over a 1920-token prompt
 # ("Prompt"), generates 128 tokens after it ("Worst": contexts 1920-2048), then cuts the cache to 4 tokens and
 # generates 128 more ("Best": contexts 4-132). LLaMA-7B and -13B have the Llama-2 presets' shapes; LLaMA-30B
 # ("33B") is huggyllama/llama-30b's config.json
 EXLLAMA = "https://github.com/turboderp/exllama/blob/30d80517eac7f85c849e4a6bb8160683f050a196/README.md"
-LLAMA33 = os.path.join(te.tmp_dir(), f"plan_validation_llama33b_{os.getpid()}.json")
-with open(LLAMA33, "w") as fh:
-    json.dump({"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 6656,
-               "intermediate_size": 17920, "num_attention_heads": 52, "num_hidden_layers": 60,
-               "num_key_value_heads": 52, "vocab_size": 32000, "max_position_embeddings": 2048,
-               "rms_norm_eps": 1e-06, "tie_word_embeddings": False, "torch_dtype": "float16"}, fh)
+LLAMA33 = llama1_config("llama33b", 6656, 17920, 52, 60, 1e-06)
 
 
 def exllama(model, prompt):
@@ -225,37 +229,29 @@ ROWS = [
      lambda: exllama(LLAMA33, 1920)["decode_tokens_per_s"], 0.15, "pass", ""),
     ("ExLlama prompt (one 1920-token forward), LLaMA-33B GPTQ (no act-order), RTX 4090", EXLLAMA, 2959.0, "tok/s",
      lambda: exllama(LLAMA33, 1920)["prefill_tokens_per_s"], 0.25, "pass", ""),
-    ("TensorRT-LLM first-token latency, batch 1, 128-token prompt, LLaMA 7B (Llama-2-7B) FP8, H100", TRTLLM, 7.0, "ms",
-     lambda: trtllm_ttft_ms("llama-2-7b", "H100-SXM:1", "fp8", 128), 0.25, "miss",
-     "TensorRT-LLM 0.5's FP8 path: its 2048-token prompts ran at 38-42 % of the H100's dense FP8 peak (the planner assumes 60 % for every path, which the A100 FP16 and L40S FP8 rows bear out); at its 40 %, about 2 ms of this 128-token prompt are still not explained"),
-    ("TensorRT-LLM first-token latency, batch 1, 2048-token prompt, LLaMA 7B (Llama-2-7B) FP8, H100", TRTLLM, 36.0, "ms",
-     lambda: trtllm_ttft_ms("llama-2-7b", "H100-SXM:1", "fp8", 2048), 0.25, "miss",
-     "TensorRT-LLM 0.5's FP8 path: its 2048-token prompts ran at 38-42 % of the H100's dense FP8 peak (the planner assumes 60 % for every path, which the A100 FP16 and L40S FP8 rows bear out)"),
-    ("TensorRT-LLM first-token latency, batch 1, 128-token prompt, LLaMA 70B (Llama-2-70B) FP8, 4 x H100 TP 4", TRTLLM, 26.0, "ms",
-     lambda: trtllm_ttft_ms("llama-2-70b", "H100-SXM:4", "fp8", 128, 4), 0.25, "miss",
-     "TensorRT-LLM 0.5's FP8 path: its 2048-token prompts ran at 38-42 % of the H100's dense FP8 peak (the planner assumes 60 % for every path, which the A100 FP16 and L40S FP8 rows bear out); at its 40 %, about 11 ms of this 128-token prompt are still not explained"),
-    ("TensorRT-LLM first-token latency, batch 1, 2048-token prompt, LLaMA 70B (Llama-2-70B) FP8, 4 x H100 TP 4", TRTLLM, 109.0, "ms",
-     lambda: trtllm_ttft_ms("llama-2-70b", "H100-SXM:4", "fp8", 2048, 4), 0.25, "pass",
-     ""),
-    ("TensorRT-LLM first-token latency, batch 1, 128-token prompt, LLaMA 7B (Llama-2-7B) FP8, L40S", TRTLLM, 14.0, "ms",
-     lambda: trtllm_ttft_ms("llama-2-7b", "L40S:1", "fp8", 128), 0.25, "pass",
-     "a 128-token forward: the weight stream and the GEMMs add up (the roofline's max said -26 %)"),
-    ("TensorRT-LLM first-token latency, batch 1, 2048-token prompt, LLaMA 7B (Llama-2-7B) FP8, L40S", TRTLLM, 73.0, "ms",
-     lambda: trtllm_ttft_ms("llama-2-7b", "L40S:1", "fp8", 2048), 0.25, "pass",
-     ""),
-    ("TensorRT-LLM first-token latency, batch 1, 128-token prompt, LLaMA 7B (Llama-2-7B) FP16, A100", TRTLLM, 16.0, "ms",
-     lambda: trtllm_ttft_ms("llama-2-7b", "A100-80GB:1", "f16", 128), 0.25, "pass",
-     "as the row above (max said -42 %)"),
-    ("TensorRT-LLM first-token latency, batch 1, 2048-token prompt, LLaMA 7B (Llama-2-7B) FP16, A100", TRTLLM, 133.0, "ms",
-     lambda: trtllm_ttft_ms("llama-2-7b", "A100-80GB:1", "f16", 2048), 0.25, "pass",
-     ""),
-    ("TensorRT-LLM first-token latency, batch 1, 128-token prompt, LLaMA 70B (Llama-2-70B) FP16, 4 x A100 TP 4", TRTLLM, 47.0, "ms",
-     lambda: trtllm_ttft_ms("llama-2-70b", "A100-80GB:4", "f16", 128, 4), 0.25, "pass",
-     "as the row above (max said -42 %)"),
-    ("TensorRT-LLM first-token latency, batch 1, 2048-token prompt, LLaMA 70B (Llama-2-70B) FP16, 4 x A100 TP 4", TRTLLM, 377.0, "ms",
-     lambda: trtllm_ttft_ms("llama-2-70b", "A100-80GB:4", "f16", 2048, 4), 0.25, "pass",
-     ""),
 ]
+
+
+# TensorRT-LLM first-token latencies: (model, GPUs, weights, TP, measured ms at 128 and at 2048 prompt tokens, status
+# and note at 128, at 2048)
+TRT_FP8 = ("TensorRT-LLM 0.5's FP8 path: its 2048-token prompts ran at 38-42 % of the H100's dense FP8 peak (the "
+           "planner assumes 60 % for every path, which the A100 FP16 and L40S FP8 rows bear out)")
+TRT_SUM = "a 128-token forward: the weight stream and the GEMMs add up (the roofline's max said %s)"
+for label, model, gpu, fmt, tp, ms128, ms2048, st128, note128, st2048, note2048 in (
+        ("LLaMA 7B (Llama-2-7B) FP8, H100", "llama-2-7b", "H100-SXM:1", "fp8", 1, 7, 36,
+         "miss", TRT_FP8 + "; at its 40 %, about 2 ms of this 128-token prompt are still not explained",
+         "miss", TRT_FP8),
+        ("LLaMA 70B (Llama-2-70B) FP8, 4 x H100 TP 4", "llama-2-70b", "H100-SXM:4", "fp8", 4, 26, 109,
+         "miss", TRT_FP8 + "; at its 40 %, about 11 ms of this 128-token prompt are still not explained", "pass", ""),
+        ("LLaMA 7B (Llama-2-7B) FP8, L40S", "llama-2-7b", "L40S:1", "fp8", 1, 14, 73,
+         "pass", TRT_SUM % "-26 %", "pass", ""),
+        ("LLaMA 7B (Llama-2-7B) FP16, A100", "llama-2-7b", "A100-80GB:1", "f16", 1, 16, 133,
+         "pass", TRT_SUM % "-42 %", "pass", ""),
+        ("LLaMA 70B (Llama-2-70B) FP16, 4 x A100 TP 4", "llama-2-70b", "A100-80GB:4", "f16", 4, 47, 377,
+         "pass", TRT_SUM % "-42 %", "pass", "")):
+    for prompt, ms, st, note in ((128, ms128, st128, note128), (2048, ms2048, st2048, note2048)):
+        ROWS.append((f"TensorRT-LLM first-token latency, batch 1, {prompt}-token prompt, {label}", TRTLLM, float(ms),
+                     "ms", lambda a=(model, gpu, fmt, prompt, tp): trtllm_ttft_ms(*a), 0.25, st, note))
 
 
 def evaluate():
