@@ -52,6 +52,8 @@ check(prof.get("per_layer_s", 0) > 0, f"fixed cost per layer measured: {prof.get
 check(0 <= prof.get("matmul_call_s", -1) < 1e-3, f"matmul call cost: {prof.get('matmul_call_s')}")
 # a decode row's attention rate (synthetic model, short and long prompt): present and finite
 check(1e6 < prof.get("attn_decode_flops", 0) < 1e16, f"decode attention rate: {prof.get('attn_decode_flops')}")
+# a prompt's attention rate (the same model's prompts of 64 and 256 tokens): present and finite
+check(1e6 < prof.get("attn_prefill_flops", 0) < 1e16, f"prompt attention rate: {prof.get('attn_prefill_flops')}")
 check(prof.get("host", {}).get("physical_cores", 0) >= 1, "physical cores from /proc")
 check("mhz" not in json.dumps(prof.get("host", {})).lower() or prof["host"]["max_mhz"] >= 0, "rated clock only")
 
@@ -90,6 +92,7 @@ old = json.load(open(mine))
 for k in old["kernels"]:
     k.pop("batch_ratio", None)
 old.pop("attn_decode_flops", None)  # nor the decode attention rate
+old.pop("attn_prefill_flops", None)  # nor the prompt's
 check(old.pop("quick", None) is True, "calibrate --quick marks its profile quick")  # nor the mark
 old_path = os.path.join(TMP, "before-ratios.json")
 with open(old_path, "w") as f:
@@ -106,6 +109,7 @@ bad("batch-ratio-type", lambda p: p["kernels"][0].update(batch_ratio=[1, 2]), "b
 bad("layer-cost", lambda p: p.update(per_layer_s="fast"), "per_layer_s")
 bad("call-cost", lambda p: p.update(matmul_call_s=-1), "matmul_call_s")
 bad("attn-rate", lambda p: p.update(attn_decode_flops=-5), "attn_decode_flops")
+bad("prompt-attn-rate", lambda p: p.update(attn_prefill_flops="x"), "attn_prefill_flops")
 bad("quick-mark", lambda p: p.update(quick=1), "'quick' must be true or false")
 bad("not-profile", lambda p: p.update(format="something"), "not a fitlm host profile")
 rc, out, err = run("plan", "llama-3.2-1b", "--profile", os.path.join(TMP, "missing.json"))

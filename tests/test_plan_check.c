@@ -157,6 +157,22 @@ static void check_batch_step(void) {
     CHECK(fabs(s3 - want3) < 1e-9, "2 threads: %g vs %g", s3, want3);
     memset(prof.kern[0].batch_ratio, 0, sizeof prof.kern[0].batch_ratio);
     prof.n_bw = 1;
+
+    /* a prompt's attention: 4 x q_dim flops per (query, earlier position) pair
+     * and layer, n^2 / 2 pairs in all whatever the micro-batches, at the
+     * calibrated prompt-attention rate; without it at the F32 kernel's
+     * prefill rate (the only kernel of the profile here: Q4_0, so assumed) */
+    fitlm_cpu_pred a1, a2;
+    prof.attn_prefill_flops = 1e9;
+    fitlm_cpu_predict(&prof, 0, 0, &w, 1, 64, 16, 0, 1, &a1);
+    prof.attn_prefill_flops = 4e9;
+    fitlm_cpu_predict(&prof, 0, 0, &w, 1, 64, 16, 0, 1, &a2);
+    double attn1 = 4.0 * 64 * 64.0 * 64 / 2 / 1e9;
+    CHECK(fabs((a1.prefill_s - a2.prefill_s) - attn1 * 0.75) < 1e-12, "prompt attention at the calibrated rate: %g vs %g",
+          a1.prefill_s - a2.prefill_s, attn1 * 0.75);
+    prof.attn_prefill_flops = 0;
+    fitlm_cpu_predict(&prof, 0, 0, &w, 1, 64, 16, 0, 1, &a2);
+    CHECK(a2.rates.attn_flops != 1e9 && a2.rates.attn_flops > 0, "uncalibrated: another rate (%g)", a2.rates.attn_flops);
 }
 
 int main(void) {

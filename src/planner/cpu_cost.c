@@ -188,7 +188,10 @@ void fitlm_cpu_predict(const fitlm_host_profile *prof, double host_bw, double ho
         }
     }
     const fitlm_kernel_rate *kf = find_kern(prof, FITLM_TYPE_F32);
-    r->attn_flops = kf && kf->prefill_flops > 0 ? kf->prefill_flops * fl_scale : flops_assumed;
+    /* a prompt's attention: calibrated (its own kernel, queries side by side
+     * in the lanes), else the F32 matmul kernel's prefill rate */
+    if (prof && prof->attn_prefill_flops > 0) r->attn_flops = prof->attn_prefill_flops * fl_scale;
+    else r->attn_flops = kf && kf->prefill_flops > 0 ? kf->prefill_flops * fl_scale : flops_assumed;
     /* a decode row's attention: calibrated (a single query per sequence keeps
      * most of the attention's lanes empty), else the prompt's rate */
     r->attn_decode_measured = prof && prof->attn_decode_flops > 0;
@@ -538,6 +541,9 @@ int fitlm_calibrate_host(fitlm_host_profile *p, int max_threads, bool quick, FIL
         fprintf(log, "decode attention (32 query heads of 64 over 4 KV heads, F16 cache): %.1f GFLOP/s, "
                      "%.0f ns per cached position and layer of a 2048-wide query\n",
                 p->attn_decode_flops / 1e9, p->attn_decode_flops > 0 ? 4.0 * 2048 / p->attn_decode_flops * 1e9 : 0);
+    if (log)
+        fprintf(log, "prompt attention (the same heads, all of a prompt's queries): %.1f GFLOP/s\n",
+                p->attn_prefill_flops / 1e9);
     static const int types[] = {FITLM_TYPE_F32,  FITLM_TYPE_F16,  FITLM_TYPE_BF16, FITLM_TYPE_Q8_0, FITLM_TYPE_Q4_0,
                                 FITLM_TYPE_Q4_1, FITLM_TYPE_Q5_0, FITLM_TYPE_Q4_K, FITLM_TYPE_Q5_K, FITLM_TYPE_Q6_K,
                                 FITLM_TYPE_Q3_K, FITLM_TYPE_Q2_K};
@@ -743,6 +749,50 @@ done:
     return rc;
 }
 
+/* Seconds of a prompt of n_prompt tokens from an empty cache through the model
+ * at path on `threads` threads (the runtime's micro-batches), the best of
+ * `reps` runs after one that warms up. */
+static int time_prefill(const char *path, int threads, uint32_t n_prompt, int reps, double *seconds,
+                        fitlm_error *err) {
+    fitlm_model *m = fitlm_model_load(path, err);
+    if (!m) return -1;
+    int rc = -1;
+    fitlm_backend *be = fitlm_backend_new("cpu", threads, err);
+    fitlm_runtime *rt = NULL;
+    int32_t *prompt = NULL;
+    if (!be) goto done;
+    fitlm_runtime_params rp = fitlm_runtime_params_default();
+    rp.n_ctx = m->hp.ctx_len;
+    rt = fitlm_runtime_new(m, be, &rp, err);
+    if (!rt) goto done;
+    if (n_prompt == 0 || n_prompt > rp.n_ctx) {
+        fitlm_fail(err, "calibration model: a prompt of %u tokens in a context of %u", n_prompt, rp.n_ctx);
+        goto done;
+    }
+    prompt = malloc(sizeof *prompt * n_prompt);
+    if (!prompt) {
+        fitlm_fail(err, "out of memory");
+        goto done;
+    }
+    for (uint32_t i = 0; i < n_prompt; i++) prompt[i] = (int32_t)((i * 40503u) % m->hp.vocab_size);
+    double best = 1e30;
+    for (int rep = 0; rep <= reps; rep++) {
+        fitlm_runtime_reset(rt);
+        double t0 = now_s();
+        if (fitlm_runtime_eval(rt, prompt, n_prompt, NULL, false, err)) goto done;
+        double t = now_s() - t0;
+        if (rep > 0 && t < best) best = t;
+    }
+    *seconds = best;
+    rc = 0;
+done:
+    free(prompt);
+    if (rt) fitlm_runtime_free(rt);
+    if (be) be->free(be);
+    fitlm_model_free(m);
+    return rc;
+}
+
 int fitlm_calibrate_overheads(fitlm_host_profile *p, fitlm_error *err) {
     const char *dir = getenv("TMPDIR");
     if (!dir || !*dir) dir = "/tmp";
@@ -795,15 +845,22 @@ static int attention_probe(fitlm_host_profile *p, int threads, uint32_t L, uint3
         a.heads = hp->n_heads, a.kv_heads = hp->n_kv_heads, a.head_dim = hp->head_dim;
     char path[1024];
     snprintf(path, sizeof path, "%s/fitlm-calibrate-attn-%ld.gguf", dir, (long)getpid());
-    double t[2] = {0, 0};
-    uint32_t nl = 0;
+    double t[2] = {0, 0}, tp[2] = {0, 0};
+    uint32_t nl = 0, n_quarter = n_long / 4;
     int rc = write_tiny_model(path, L, a, err);
     if (!rc) rc = time_decode(path, threads, n_short, n_timed, reps, &t[0], &nl, NULL, err);
     if (!rc) rc = time_decode(path, threads, n_long, n_timed, reps, &t[1], &nl, NULL, err);
+    /* prompts: time(n) = lin * n + sq * n^2, where the square is the attention
+     * of every query over the positions before it, 2 x L x q_dim x n^2 flops
+     * as the planner counts it (4 x q_dim per pair and layer, n^2 / 2 pairs) */
+    if (!rc) rc = time_prefill(path, threads, n_quarter, reps, &tp[0], err);
+    if (!rc) rc = time_prefill(path, threads, n_long, reps, &tp[1], err);
     remove(path);
     if (rc) return -1;
     double per_pos_layer = (t[1] - t[0]) / ((double)(n_long - n_short) * L);
     p->attn_decode_flops = per_pos_layer > 0 ? 4.0 * a.heads * a.head_dim / per_pos_layer : 0;
+    double sq = (tp[1] / n_long - tp[0] / n_quarter) / (double)(n_long - n_quarter);
+    p->attn_prefill_flops = sq > 0 ? 2.0 * L * a.heads * a.head_dim / sq : 0;
     return 0;
 }
 

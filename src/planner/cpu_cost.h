@@ -80,6 +80,10 @@ typedef struct fitlm_host_profile {
     double attn_decode_flops; /* one decode row's attention over cached positions, counted as 4 x q_dim
                                * flops per position and layer (fitlm_calibrate_attention); 0 = not
                                * measured (profiles before it) */
+    double attn_prefill_flops; /* a prompt's attention (its queries side by side in the lanes), counted as
+                                * 4 x q_dim flops per (query, cached position) pair and layer
+                                * (fitlm_calibrate_attention); 0 = not measured (profiles before it:
+                                * the F32 matmul kernel's prefill rate stands in) */
     bool quick;               /* written by `calibrate --quick` (fewer repetitions, rows beyond 64
                                * extrapolated): the host-now probe (fitlm_host_profile_now) is as short */
 } fitlm_host_profile;
@@ -221,8 +225,10 @@ int fitlm_calibrate_overheads(fitlm_host_profile *p, fitlm_error *err);
 
 /* Measures one decode row's attention rate (p->attn_decode_flops): decode of a
  * synthetic 32-layer (quick: 4) model with TinyLlama's heads after a short and a long
- * prompt (1024 tokens; quick: 256), the time per cached position and layer.
- * 0 or -1 with err. */
+ * prompt (1024 tokens; quick: 256), the time per cached position and layer; and a
+ * prompt's attention rate (p->attn_prefill_flops): the same model's prompts of a
+ * quarter of that and of all of it, the part of their time that grows with the
+ * square of the length. 0 or -1 with err. */
 int fitlm_calibrate_attention(fitlm_host_profile *p, bool quick, fitlm_error *err);
 
 /* The rates of *prof that drift on a shared machine, measured again now (for

@@ -193,6 +193,7 @@ char *fitlm_host_profile_json(const fitlm_host_profile *p) {
     cJSON_AddNumberToObject(o, "allreduce_alpha_s", p->allreduce_alpha_s);
     cJSON_AddNumberToObject(o, "allreduce_bw", p->allreduce_bw);
     cJSON_AddNumberToObject(o, "attn_decode_flops", p->attn_decode_flops);
+    cJSON_AddNumberToObject(o, "attn_prefill_flops", p->attn_prefill_flops);
     cJSON_AddBoolToObject(o, "quick", p->quick);
     char *s = cJSON_Print(o);
     cJSON_Delete(o);
@@ -322,6 +323,9 @@ static int parse_profile(fitlm_host_profile *p, const cJSON *o, const char *path
         return -1;
     if (cJSON_GetObjectItemCaseSensitive(o, "attn_decode_flops") &&
         get_num(o, "attn_decode_flops", 0, 1e16, &p->attn_decode_flops, path, err))
+        return -1;
+    if (cJSON_GetObjectItemCaseSensitive(o, "attn_prefill_flops") &&
+        get_num(o, "attn_prefill_flops", 0, 1e16, &p->attn_prefill_flops, path, err))
         return -1;
     /* optional (false): profiles written before it */
     const cJSON *q = cJSON_GetObjectItemCaseSensitive(o, "quick");
