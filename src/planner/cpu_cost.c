@@ -695,9 +695,12 @@ done:
  * a prompt of n_prompt tokens (evaluated at once), every one of n_timed
  * tokens timed on its own over `reps` runs (the first warms up), the 10th
  * percentile: on a shared machine the undisturbed figure, without trusting
- * the single luckiest token. */
+ * the single luckiest token. n_timed 0: no decode (per_token is left alone).
+ * prompt_s (may be NULL): the prompt's seconds from an empty cache, the best
+ * of the runs after the first. */
 static int time_decode(const char *path, int threads, uint32_t n_prompt, uint32_t n_timed, int reps,
-                       double *per_token, uint32_t *n_layers, fitlm_cpu_work *work, fitlm_error *err) {
+                       double *per_token, uint32_t *n_layers, fitlm_cpu_work *work, double *prompt_s,
+                       fitlm_error *err) {
     fitlm_model *m = fitlm_model_load(path, err);
     if (!m) return -1;
     int rc = -1;
@@ -715,7 +718,7 @@ static int time_decode(const char *path, int threads, uint32_t n_prompt, uint32_
         goto done;
     }
     uint32_t n = n_timed;
-    tt = malloc(sizeof *tt * (size_t)(reps - 1) * n);
+    tt = malloc(sizeof *tt * ((size_t)(reps - 1) * n + 1));
     prompt = malloc(sizeof *prompt * (n_prompt ? n_prompt : 1));
     if (!tt || !prompt) {
         fitlm_fail(err, "out of memory");
@@ -723,9 +726,12 @@ static int time_decode(const char *path, int threads, uint32_t n_prompt, uint32_
     }
     for (uint32_t i = 0; i < n_prompt; i++) prompt[i] = (int32_t)((i * 40503u) % m->hp.vocab_size);
     int nt = 0;
+    double best_prompt = 1e30;
     for (int rep = 0; rep < reps; rep++) {
         fitlm_runtime_reset(rt);
+        double tp0 = now_s();
         if (n_prompt && fitlm_runtime_eval(rt, prompt, n_prompt, NULL, false, err)) goto done;
+        if (rep > 0 && now_s() - tp0 < best_prompt) best_prompt = now_s() - tp0;
         for (uint32_t i = 0; i < n; i++) {
             int32_t id = (int32_t)((i * 2654435761u) % m->hp.vocab_size);
             double t0 = now_s();
@@ -733,9 +739,11 @@ static int time_decode(const char *path, int threads, uint32_t n_prompt, uint32_
             if (rep > 0) tt[nt++] = now_s() - t0;
         }
     }
-    qsort(tt, (size_t)nt, sizeof *tt, cmp_double);
-    double best = tt[nt / 10];
-    *per_token = best;
+    if (nt > 0) {
+        qsort(tt, (size_t)nt, sizeof *tt, cmp_double);
+        *per_token = tt[nt / 10];
+    }
+    if (prompt_s) *prompt_s = best_prompt;
     *n_layers = m->hp.n_layers;
     if (work) fitlm_cpu_work_of_model(m, rp.kv_type, work);
     rc = 0;
@@ -745,50 +753,6 @@ done:
     if (rt) fitlm_runtime_free(rt);
     if (be) be->free(be);
     if (work) work->hp = NULL; /* the model is freed below */
-    fitlm_model_free(m);
-    return rc;
-}
-
-/* Seconds of a prompt of n_prompt tokens from an empty cache through the model
- * at path on `threads` threads (the runtime's micro-batches), the best of
- * `reps` runs after one that warms up. */
-static int time_prefill(const char *path, int threads, uint32_t n_prompt, int reps, double *seconds,
-                        fitlm_error *err) {
-    fitlm_model *m = fitlm_model_load(path, err);
-    if (!m) return -1;
-    int rc = -1;
-    fitlm_backend *be = fitlm_backend_new("cpu", threads, err);
-    fitlm_runtime *rt = NULL;
-    int32_t *prompt = NULL;
-    if (!be) goto done;
-    fitlm_runtime_params rp = fitlm_runtime_params_default();
-    rp.n_ctx = m->hp.ctx_len;
-    rt = fitlm_runtime_new(m, be, &rp, err);
-    if (!rt) goto done;
-    if (n_prompt == 0 || n_prompt > rp.n_ctx) {
-        fitlm_fail(err, "calibration model: a prompt of %u tokens in a context of %u", n_prompt, rp.n_ctx);
-        goto done;
-    }
-    prompt = malloc(sizeof *prompt * n_prompt);
-    if (!prompt) {
-        fitlm_fail(err, "out of memory");
-        goto done;
-    }
-    for (uint32_t i = 0; i < n_prompt; i++) prompt[i] = (int32_t)((i * 40503u) % m->hp.vocab_size);
-    double best = 1e30;
-    for (int rep = 0; rep <= reps; rep++) {
-        fitlm_runtime_reset(rt);
-        double t0 = now_s();
-        if (fitlm_runtime_eval(rt, prompt, n_prompt, NULL, false, err)) goto done;
-        double t = now_s() - t0;
-        if (rep > 0 && t < best) best = t;
-    }
-    *seconds = best;
-    rc = 0;
-done:
-    free(prompt);
-    if (rt) fitlm_runtime_free(rt);
-    if (be) be->free(be);
     fitlm_model_free(m);
     return rc;
 }
@@ -804,7 +768,7 @@ int fitlm_calibrate_overheads(fitlm_host_profile *p, fitlm_error *err) {
         snprintf(path[k], sizeof path[k], "%s/fitlm-calibrate-%ld-%d.gguf", dir, (long)getpid(), k);
         uint32_t nl = 0;
         if (write_tiny_model(path[k], layers[k], TINY_FIXED, err) ||
-            time_decode(path[k], p->threads, 0, 48, 6, &t[k], &nl, NULL, err)) {
+            time_decode(path[k], p->threads, 0, 48, 6, &t[k], &nl, NULL, NULL, err)) {
             remove(path[k]);
             if (k) remove(path[0]);
             return -1;
@@ -848,13 +812,13 @@ static int attention_probe(fitlm_host_profile *p, int threads, uint32_t L, uint3
     double t[2] = {0, 0}, tp[2] = {0, 0};
     uint32_t nl = 0, n_quarter = n_long / 4;
     int rc = write_tiny_model(path, L, a, err);
-    if (!rc) rc = time_decode(path, threads, n_short, n_timed, reps, &t[0], &nl, NULL, err);
-    if (!rc) rc = time_decode(path, threads, n_long, n_timed, reps, &t[1], &nl, NULL, err);
     /* prompts: time(n) = lin * n + sq * n^2, where the square is the attention
      * of every query over the positions before it, 2 x L x q_dim x n^2 flops
-     * as the planner counts it (4 x q_dim per pair and layer, n^2 / 2 pairs) */
-    if (!rc) rc = time_prefill(path, threads, n_quarter, reps, &tp[0], err);
-    if (!rc) rc = time_prefill(path, threads, n_long, reps, &tp[1], err);
+     * as the planner counts it (4 x q_dim per pair and layer, n^2 / 2 pairs):
+     * the long prompt is the one the decode probe evaluates anyway */
+    if (!rc) rc = time_decode(path, threads, n_short, n_timed, reps, &t[0], &nl, NULL, NULL, err);
+    if (!rc) rc = time_decode(path, threads, n_long, n_timed, reps, &t[1], &nl, NULL, &tp[1], err);
+    if (!rc) rc = time_decode(path, threads, n_quarter, 0, reps, NULL, &nl, NULL, &tp[0], err);
     remove(path);
     if (rc) return -1;
     double per_pos_layer = (t[1] - t[0]) / ((double)(n_long - n_short) * L);
