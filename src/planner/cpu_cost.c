@@ -697,10 +697,12 @@ done:
  * percentile: on a shared machine the undisturbed figure, without trusting
  * the single luckiest token. n_timed 0: no decode (per_token is left alone).
  * prompt_s (may be NULL): the prompt's seconds from an empty cache, the best
- * of the runs after the first. */
+ * of the runs after the first. n_alt > 0: a prompt of n_alt tokens from an
+ * empty cache too, in each run before the main one, its best seconds in
+ * *alt_s (two lengths timed in turns, so a slow phase slows both). */
 static int time_decode(const char *path, int threads, uint32_t n_prompt, uint32_t n_timed, int reps,
                        double *per_token, uint32_t *n_layers, fitlm_cpu_work *work, double *prompt_s,
-                       fitlm_error *err) {
+                       uint32_t n_alt, double *alt_s, fitlm_error *err) {
     fitlm_model *m = fitlm_model_load(path, err);
     if (!m) return -1;
     int rc = -1;
@@ -719,15 +721,26 @@ static int time_decode(const char *path, int threads, uint32_t n_prompt, uint32_
     }
     uint32_t n = n_timed;
     tt = malloc(sizeof *tt * ((size_t)(reps - 1) * n + 1));
-    prompt = malloc(sizeof *prompt * (n_prompt ? n_prompt : 1));
+    uint32_t n_buf = n_prompt > n_alt ? n_prompt : n_alt;
+    if (n_alt > rp.n_ctx) {
+        fitlm_fail(err, "calibration model: %u tokens exceed its context %u", n_alt, rp.n_ctx);
+        goto done;
+    }
+    prompt = malloc(sizeof *prompt * (n_buf ? n_buf : 1));
     if (!tt || !prompt) {
         fitlm_fail(err, "out of memory");
         goto done;
     }
-    for (uint32_t i = 0; i < n_prompt; i++) prompt[i] = (int32_t)((i * 40503u) % m->hp.vocab_size);
+    for (uint32_t i = 0; i < n_buf; i++) prompt[i] = (int32_t)((i * 40503u) % m->hp.vocab_size);
     int nt = 0;
-    double best_prompt = 1e30;
+    double best_prompt = 1e30, best_alt = 1e30;
     for (int rep = 0; rep < reps; rep++) {
+        if (n_alt) { /* in turns with the main prompt: a slow phase of a shared machine slows both */
+            fitlm_runtime_reset(rt);
+            double ta0 = now_s();
+            if (fitlm_runtime_eval(rt, prompt, n_alt, NULL, false, err)) goto done;
+            if (rep > 0 && now_s() - ta0 < best_alt) best_alt = now_s() - ta0;
+        }
         fitlm_runtime_reset(rt);
         double tp0 = now_s();
         if (n_prompt && fitlm_runtime_eval(rt, prompt, n_prompt, NULL, false, err)) goto done;
@@ -744,6 +757,7 @@ static int time_decode(const char *path, int threads, uint32_t n_prompt, uint32_
         *per_token = tt[nt / 10];
     }
     if (prompt_s) *prompt_s = best_prompt;
+    if (alt_s) *alt_s = best_alt;
     *n_layers = m->hp.n_layers;
     if (work) fitlm_cpu_work_of_model(m, rp.kv_type, work);
     rc = 0;
@@ -768,7 +782,7 @@ int fitlm_calibrate_overheads(fitlm_host_profile *p, fitlm_error *err) {
         snprintf(path[k], sizeof path[k], "%s/fitlm-calibrate-%ld-%d.gguf", dir, (long)getpid(), k);
         uint32_t nl = 0;
         if (write_tiny_model(path[k], layers[k], TINY_FIXED, err) ||
-            time_decode(path[k], p->threads, 0, 48, 6, &t[k], &nl, NULL, NULL, err)) {
+            time_decode(path[k], p->threads, 0, 48, 6, &t[k], &nl, NULL, NULL, 0, NULL, err)) {
             remove(path[k]);
             if (k) remove(path[0]);
             return -1;
@@ -816,14 +830,21 @@ static int attention_probe(fitlm_host_profile *p, int threads, uint32_t L, uint3
      * of every query over the positions before it, 2 x L x q_dim x n^2 flops
      * as the planner counts it (4 x q_dim per pair and layer, n^2 / 2 pairs):
      * the long prompt is the one the decode probe evaluates anyway */
-    if (!rc) rc = time_decode(path, threads, n_short, n_timed, reps, &t[0], &nl, NULL, NULL, err);
-    if (!rc) rc = time_decode(path, threads, n_long, n_timed, reps, &t[1], &nl, NULL, &tp[1], err);
-    if (!rc) rc = time_decode(path, threads, n_quarter, 0, reps, NULL, &nl, NULL, &tp[0], err);
+    if (!rc) rc = time_decode(path, threads, n_short, n_timed, reps, &t[0], &nl, NULL, NULL, 0, NULL, err);
+    if (!rc)
+        rc = time_decode(path, threads, n_long, n_timed, reps, &t[1], &nl, NULL, &tp[1], n_quarter, &tp[0], err);
+    double sq = rc ? 0 : (tp[1] / n_long - tp[0] / n_quarter) / (double)(n_long - n_quarter);
+    /* the square is a few tens of percent of a prompt's time at these
+     * lengths: a slow phase of a shared machine can hide it; the prompts
+     * alone again, with more turns, before leaving the rate unmeasured */
+    for (int retry = 0; !rc && sq <= 0 && retry < 3; retry++) {
+        rc = time_decode(path, threads, n_long, 0, 2 * reps, NULL, &nl, NULL, &tp[1], n_quarter, &tp[0], err);
+        if (!rc) sq = (tp[1] / n_long - tp[0] / n_quarter) / (double)(n_long - n_quarter);
+    }
     remove(path);
     if (rc) return -1;
     double per_pos_layer = (t[1] - t[0]) / ((double)(n_long - n_short) * L);
     p->attn_decode_flops = per_pos_layer > 0 ? 4.0 * a.heads * a.head_dim / per_pos_layer : 0;
-    double sq = (tp[1] / n_long - tp[0] / n_quarter) / (double)(n_long - n_quarter);
     p->attn_prefill_flops = sq > 0 ? 2.0 * L * a.heads * a.head_dim / sq : 0;
     return 0;
 }
