@@ -407,10 +407,12 @@ with open(custom, "w") as f:
 x = plan_json("llama-3-70b", "--gpus-file", custom, "--gpu", "big-card")
 check(x["plan"]["gpu"] == "Big-Card" and x["plan"]["count"] == 1 and x["cost"]["usd_per_hour"] == 1.0,
       "custom GPU used")
-# decode is bandwidth-bound: (141 GB + KV at the mean context 1024 + 256/2) / (0.8 * 10 TB/s) per token,
-# plus the fixed GPU costs (80 layers x 8 us + 30 us per step)
+# decode is bandwidth-bound: (141 GB less the input embedding table, of which a token reads one row, + KV at
+# the mean context 1024 + 256/2) / (0.8 * 10 TB/s) per token, plus the fixed GPU costs (80 layers x 8 us + 30 us
+# per step)
 k = x["assumptions"]
-step = (x["memory"]["weights_bytes"] + 1152 * x["memory"]["kv_bytes_per_token"]) / (0.8 * 10000e9) + \
+embd = 128256 * 8192 * 2
+step = (x["memory"]["weights_bytes"] - embd + 1152 * x["memory"]["kv_bytes_per_token"]) / (0.8 * 10000e9) + \
     80 * k["gpu_per_layer_s"] + k["gpu_per_step_s"]
 check(abs(x["time"]["decode_tokens_per_s"] - 1 / step) < 0.05,
       f"bandwidth-bound decode {x['time']['decode_tokens_per_s']}")
@@ -573,7 +575,18 @@ check(abs(rq / want - 1) < 0.03, f"Q4_0 prefill on INT8 tensor cores: {rq:.3f}x 
 # model run those formats at the FP32-accumulate rate
 rg = pf("gptq", "generic") / pf("gptq", "exllama")
 check(1.85 < rg <= 2.0, f"GPTQ prefill, ExLlama on a GeForce card: {rg:.3f}x the FP32-accumulate rate")
-ra = pf("awq", "generic", "A100-80GB:1") / pf("awq", "exllama", "A100-80GB:1")
+# fixed costs per layer: vLLM's 117 us (a dozen small kernels per layer at batch 1, from Qwen's vLLM benchmark)
+# against the generic 8 us: a 24-layer Qwen2.5-0.5B decode step 24 x 109 us longer, nothing else changed
+dq = {e: plan_json("qwen2.5-0.5b", "-q", "bf16", "--gpu", "A100-80GB:1", "-c", "4096", "--prompt-tokens", "1", "-n",
+                   "2048", "--engine", e, "--no-profile") for e in ("generic", "vllm")}
+check(dq["vllm"]["assumptions"]["engine"]["per_layer_s"] == 117e-6, "vLLM's fixed time per layer in the JSON")
+dt = 1 / dq["vllm"]["time"]["decode_tokens_per_s"] - 1 / dq["generic"]["time"]["decode_tokens_per_s"]
+check(abs(dt - 24 * 109e-6) < 1e-9, f"vLLM decode step of a 24-layer model: {dt * 1e6:.1f} us longer")
+# (the prompt is one chunk: ExLlama's fixed time per step, 0.98 ms against the generic 30 us, aside)
+steps = {e: plan_json("llama-3-8b", "--engine", e, "--no-profile")["assumptions"]["engine"]["per_step_s"]
+         for e in ("generic", "exllama")}
+check(abs(steps["exllama"] - 0.98e-3) < 1e-12 and abs(steps["generic"] - 30e-6) < 1e-12, f"fixed costs per step {steps}")
+ra = (pf("awq", "generic", "A100-80GB:1") - steps["generic"]) / (pf("awq", "exllama", "A100-80GB:1") - steps["exllama"])
 check(abs(ra - 1) < 1e-9, f"AWQ on an A100 under ExLlama: no FP16-accumulate speed-up ({ra})")
 check(abs(pf("gptq", "llama.cpp") / pf("gptq", "generic") - 1) < 1e-9, "llama.cpp: GPTQ on the generic path")
 ex = plan_json("llama-2-7b", "-q", "gptq", "--gpu", "RTX-4090:1", "-c", "2048", "--engine", "exllama", "--no-profile")

@@ -12,6 +12,25 @@
  * marked as calibration). */
 #define LLAMACPP_MMQ_EFF 0.21
 
+/* vLLM's fixed time per layer and decode step (V0, CUDA graphs on, batch 1):
+ * small models expose it, their weights stream in well under a millisecond.
+ * Qwen's own speed benchmark (vLLM 0.6.3 and 0.4.2 on an A100 80GB, BF16,
+ * 2048 tokens from a 1-token prompt) measured Qwen2.5-0.5B / Qwen2-0.5B at
+ * 3.21 / 3.70 ms per token where the weight stream takes 0.6 ms: about
+ * 100-120 us for each of its 24 layers (a dozen kernels, each a few us at
+ * this size). Fitted to those two rows (the mean of their per-layer excess);
+ * the 1.5B, 3B and 7B rows of the same benchmarks check it
+ * (tests/test_plan_validation.py). A fit of time = a + b x layers + bytes /
+ * bandwidth over all of them leaves no per-step term (a < 0.1 ms). */
+#define VLLM_PER_LAYER_S 117e-6
+
+/* ExLlama's fixed time per decode step (Python drives each layer's kernels,
+ * no CUDA graphs): 0.98 ms on an RTX 4090, fitted to its author's LLaMA-7B
+ * "Best" row (173 tok/s); the 13B and 33B rows and MLC's two ExLlama rows
+ * check it. ExLlamaV2's README shows the same order on a 4090 (TinyLlama-1.1B
+ * at 4.0 bpw: 643 tok/s, 1.55 ms per token for 0.53 GB of weights). */
+#define EXLLAMA_PER_STEP_S 0.98e-3
+
 static const fitlm_engine_profile k_engines[FITLM_ENGINE_COUNT] = {
     [FITLM_ENGINE_GENERIC] = {.name = "generic", .label = "engine-neutral model", .vllm_memory = false,
                               .default_margin = 0.05, .default_chunk = 0, .kv_paged = false, .window_frees = true,
@@ -21,7 +40,7 @@ static const fitlm_engine_profile k_engines[FITLM_ENGINE_COUNT] = {
      * manager frees blocks outside the window; PyTorch GEMMs accumulate in FP32 */
     [FITLM_ENGINE_VLLM] = {.name = "vllm", .label = "vLLM", .vllm_memory = true, .default_margin = 0.10,
                            .default_chunk = 0, .kv_paged = true, .window_frees = true, .fp16_acc16 = false,
-                           .int8_prefill = false, .int8_eff = 0, .per_layer_s = 0, .per_step_s = 0},
+                           .int8_prefill = false, .int8_eff = 0, .per_layer_s = VLLM_PER_LAYER_S, .per_step_s = 0},
     /* llama.cpp: one contiguous KV cache for the full context of every sequence
      * (no sliding-window cache for the Llama/Mistral/Qwen2 architectures), n_ubatch
      * 512, cuBLAS F16 GEMMs with FP16 accumulation, quantized prefill on MMQ */
@@ -47,7 +66,7 @@ static const fitlm_engine_profile k_engines[FITLM_ENGINE_COUNT] = {
     [FITLM_ENGINE_EXLLAMA] = {.name = "exllama", .label = "ExLlama", .vllm_memory = false, .default_margin = 0.05,
                               .default_chunk = 2048, .kv_paged = false, .window_frees = false, .fp16_acc16 = true,
                               .int8_prefill = false, .dequant_acc16 = true, .int8_eff = 0, .per_layer_s = 0,
-                              .per_step_s = 0},
+                              .per_step_s = EXLLAMA_PER_STEP_S},
 };
 
 const fitlm_engine_profile *fitlm_engine_profile_get(fitlm_engine e) {

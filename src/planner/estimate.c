@@ -388,6 +388,10 @@ static void eval_infer(const fitlm_plan_model *m, const fitlm_plan_request *r, c
     double host_bw = 0;
     for (size_t i = 0; i < cat->n; i++)
         if (cat->gpus[i].is_cpu) host_bw = cat->gpus[i].mem_bw * K.eff_decode_bw;
+    /* bytes a forward streams per stage: its weights, less the input
+     * embedding table on the first stage (a token reads one row of it),
+     * unless that table is also the output head there (tied, one stage) */
+    double embd_unread = (hp->tied_embeddings && P == 1) ? 0 : wb->embedding / T;
     double off_decode = off_bytes > 0 ? (host_bw > 0 ? off_bytes / host_bw : off_dev / pcie) : 0;
 
     /* prefill: B prompts in n chunks that flow through the PP stages; per chunk and
@@ -407,7 +411,8 @@ static void eval_infer(const fitlm_plan_model *m, const fitlm_plan_request *r, c
         uint32_t l0, l1;
         stage_layers(L, P, s, &l0, &l1);
         double nl = l1 - l0;
-        double wst = res->stage[s < FITLM_PLAN_MAX_STAGES ? s : FITLM_PLAN_MAX_STAGES - 1][FITLM_MEM_WEIGHTS];
+        double wst = res->stage[s < FITLM_PLAN_MAX_STAGES ? s : FITLM_PLAN_MAX_STAGES - 1][FITLM_MEM_WEIGHTS] -
+                     (s == 0 ? embd_unread : 0);
         double tc = pf_flops / n_chunks * (nl / L) / T / pf_rate;
         double tm = wst / (bw_mem * K.eff_decode_bw);
         double tcomm = T > 1 ? 2.0 * nl * fitlm_allreduce_time(chunk * hp->dim * 2, T, alpha, link_bw) : 0;
@@ -434,8 +439,8 @@ static void eval_infer(const fitlm_plan_model *m, const fitlm_plan_request *r, c
         uint32_t l0, l1;
         stage_layers(L, P, s, &l0, &l1);
         double nl = l1 - l0;
-        double bytes = res->stage[s < FITLM_PLAN_MAX_STAGES ? s : FITLM_PLAN_MAX_STAGES - 1][FITLM_MEM_WEIGHTS] +
-                       bmb * mean_ctx * kv_dev_tok * nl;
+        double bytes = res->stage[s < FITLM_PLAN_MAX_STAGES ? s : FITLM_PLAN_MAX_STAGES - 1][FITLM_MEM_WEIGHTS] -
+                       (s == 0 ? embd_unread : 0) + bmb * mean_ctx * kv_dev_tok * nl;
         double fl = bmb * (2 * p_mm + attn_tok) * (nl / L) / T;
         double tm = bytes / (bw_mem * K.eff_decode_bw), tc = fl / (peak * K.eff_decode_flops);
         double tcomm = T > 1 ? 2.0 * nl * fitlm_allreduce_time(bmb * hp->dim * 2, T, alpha, link_bw) : 0;
