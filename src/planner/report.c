@@ -56,6 +56,15 @@ static const char *human_rate(double v, char *buf, size_t cap) {
 
 /* DeepSpeed's estimator for the same layout (ZeRO-2/3 data parallelism over the
  * GPUs of one replica slot), as a cross-check printed next to fitlm's figure. */
+/* Whether vLLM's CUDA graphs of a TP group span GPUs that talk over PCIe (no
+ * NVLink for a group this size): there the graphs have been logged at 1.1-6.6
+ * GiB per GPU (NCCL's buffers captured with them; vLLM issues 5517, 7553,
+ * 11452), more than the 10 % gpu_memory_utilization 0.90 leaves free on a
+ * 24 GB card; on one GPU 0.1-0.6 GiB (docs/planner.md, "Engine profiles"). */
+static bool vllm_graphs_over_pcie(const fitlm_gpu *g, int tp) {
+    return tp > 1 && !(g->link_bw > 0 && tp <= g->link_max_gpus);
+}
+
 static bool deepspeed_check(const fitlm_plan_model *m, const fitlm_plan_request *r, const fitlm_catalog *cat,
                             const fitlm_plan_result *x, double *gpu, double *cpu) {
     if (r->mode != FITLM_PLAN_TRAIN || r->lora_rank || x->zero < 2 || x->tp != 1 || x->pp != 1) return false;
@@ -282,6 +291,13 @@ void fitlm_plan_print_text(FILE *fp, const fitlm_plan_model *m, const fitlm_plan
                 "  served by vLLM (gpu_memory_utilization 0.90): %.2f GiB for the KV cache per GPU = %.0f blocks, %s "
                 "tokens; maximum concurrency for %u tokens per request: %.2fx\n",
                 vc.kv_memory / FITLM_GIB, vc.kv_blocks, commas(vc.kv_tokens, c1, sizeof c1), r->ctx, vc.max_concurrency);
+        if (vllm_graphs_over_pcie(g, x->tp))
+            fprintf(fp,
+                    "  vLLM's CUDA graphs come on top of that budget (before v0.21 they are captured after the KV cache "
+                    "is sized, from the %.2f GiB left free per GPU): with TP over PCIe 1.1-6.6 GiB per GPU have been "
+                    "logged (NCCL buffers captured in the graphs); if capture runs out of memory, lower "
+                    "--gpu-memory-utilization or pass --enforce-eager\n",
+                    vc.total_gpu_memory * 0.10 / FITLM_GIB);
     }
     fprintf(fp, "  price source: %s (%s)\n", g->cloud_source[0] ? g->cloud_source : "n/a",
             g->price_date[0] ? g->price_date : "undated");
@@ -433,6 +449,8 @@ static cJSON *result_json(const fitlm_plan_model *m, const fitlm_plan_request *r
         cJSON_AddNumberToObject(sv, "kv_tokens", vc.kv_tokens);
         cJSON_AddNumberToObject(sv, "request_tokens", r->ctx);
         cJSON_AddNumberToObject(sv, "max_concurrency", vc.max_concurrency);
+        cJSON_AddNumberToObject(sv, "left_free_bytes", vc.total_gpu_memory - vc.budget);
+        cJSON_AddBoolToObject(sv, "cuda_graphs_tp_over_pcie", vllm_graphs_over_pcie(g, x->tp));
     }
     cJSON *t = cJSON_AddObjectToObject(o, "time");
     if (r->mode == FITLM_PLAN_INFER) {
