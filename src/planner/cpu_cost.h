@@ -220,7 +220,8 @@ int fitlm_calibrate_host(fitlm_host_profile *p, int max_threads, bool quick, FIL
 /* Measures the fixed costs per layer and per step with the real runtime:
  * decode of two tiny synthetic models (1 and 9 layers, weights in the caches)
  * written to $TMPDIR (removed after): the slope per layer and the rest per
- * step, at p->threads threads. 0 or -1 with err. */
+ * step, at p->threads threads (both timed again, up to 3 times, while a busy
+ * machine makes the slope come out <= 0; then 0). 0 or -1 with err. */
 int fitlm_calibrate_overheads(fitlm_host_profile *p, fitlm_error *err);
 
 /* Measures one decode row's attention rate (p->attn_decode_flops): decode of a
@@ -228,7 +229,9 @@ int fitlm_calibrate_overheads(fitlm_host_profile *p, fitlm_error *err);
  * prompt (1024 tokens; quick: 256), the time per cached position and layer; and a
  * prompt's attention rate (p->attn_prefill_flops): the same model's prompts of a
  * quarter of that and of all of it, the part of their time that grows with the
- * square of the length. 0 or -1 with err. */
+ * square of the length. Each is timed again (up to 3 times) while a busy
+ * machine makes its difference come out <= 0 (then its rate is 0: the planner
+ * falls back). 0 or -1 with err. */
 int fitlm_calibrate_attention(fitlm_host_profile *p, bool quick, fitlm_error *err);
 
 /* The rates of *prof that drift on a shared machine, measured again now (for
