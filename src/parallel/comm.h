@@ -113,7 +113,9 @@ int fitlm_comm_world_init(int *argc, char ***argv, fitlm_error *err);
 fitlm_comm *fitlm_comm_world(void);
 /* Ends the world: with status 0 a clean MPI_Finalize; with a non-zero status
  * and more than one rank, MPI_Abort, so that no rank waits forever for this
- * one. Returns status. */
+ * one, after waiting up to 2 s for the other ranks to end with an error too
+ * (a check every rank fails: each prints its own message first). Returns
+ * status. */
 int fitlm_comm_world_finalize(int status);
 /* The world's ranks on this host (1 in a single process). */
 int fitlm_comm_host_ranks(void);

@@ -30,6 +30,9 @@ static fitlm_comm g_world;
 static mpi_state g_world_state;
 static int g_world_ready, g_mpi_on, g_thread_multiple;
 static MPI_Op g_sum_f16 = MPI_OP_NULL;
+/* A copy of the world used only by a failing exit (fitlm_comm_world_finalize):
+ * its barrier never matches a collective of the work itself. */
+static MPI_Comm g_exit_comm = MPI_COMM_NULL;
 
 static MPI_Comm mc(const fitlm_comm *c) {
     return ((const mpi_state *)c->state)->comm;
@@ -388,6 +391,7 @@ int fitlm_comm_world_init(int *argc, char ***argv, fitlm_error *err) {
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, eh);
     MPI_Errhandler_free(&eh);
     MPI_Op_create(sum_f16, 1, &g_sum_f16);
+    if (MPI_Comm_dup(MPI_COMM_WORLD, &g_exit_comm) != MPI_SUCCESS) g_exit_comm = MPI_COMM_NULL;
     g_world_state.comm = MPI_COMM_WORLD;
     g_world_state.owned = false;
     mpi_fill(&g_world, &g_world_state);
@@ -417,7 +421,21 @@ int fitlm_comm_world_finalize(int status) {
     if (!g_mpi_on) return status;
     fflush(stdout);
     fflush(stderr);
-    if (status != 0 && g_world.size > 1) MPI_Abort(MPI_COMM_WORLD, status);
+    if (status != 0 && g_world.size > 1) {
+        /* the ranks that fail the same check (a flag, the layout, the file)
+         * get here too: wait for them, up to 2 s, so that every rank has
+         * printed its own error before the abort ends the job; a rank still
+         * inside a collective never arrives, and the abort ends it */
+        MPI_Request rq;
+        int done = 0;
+        if (g_exit_comm != MPI_COMM_NULL && MPI_Ibarrier(g_exit_comm, &rq) == MPI_SUCCESS)
+            for (int i = 0; i < 2000 && !done; i++) {
+                if (MPI_Test(&rq, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS) break;
+                if (!done) usleep(1000);
+            }
+        MPI_Abort(MPI_COMM_WORLD, status);
+    }
+    if (g_exit_comm != MPI_COMM_NULL) MPI_Comm_free(&g_exit_comm);
     if (g_sum_f16 != MPI_OP_NULL) MPI_Op_free(&g_sum_f16);
     bells_free();
     MPI_Finalize();
