@@ -588,6 +588,8 @@ check(1.85 < rg <= 2.0, f"GPTQ prefill, ExLlama on a GeForce card: {rg:.3f}x the
 dq = {e: plan_json("qwen2.5-0.5b", "-q", "bf16", "--gpu", "A100-80GB:1", "-c", "4096", "--prompt-tokens", "1", "-n",
                    "2048", "--engine", e, "--no-profile") for e in ("generic", "vllm")}
 check(dq["vllm"]["assumptions"]["engine"]["per_layer_s"] == 117e-6, "vLLM's fixed time per layer in the JSON")
+rc, out, err = run("qwen2.5-0.5b", "--gpu", "A100-80GB:1", "--engine", "vllm", "--no-profile")
+check(rc == 0 and "fixed 117 us per layer and 30 us per step" in out, "vLLM's fixed costs in the engine line")
 dt = 1 / dq["vllm"]["time"]["decode_tokens_per_s"] - 1 / dq["generic"]["time"]["decode_tokens_per_s"]
 check(abs(dt - 24 * 109e-6) < 1e-9, f"vLLM decode step of a 24-layer model: {dt * 1e6:.1f} us longer")
 # (the prompt is one chunk: ExLlama's fixed time per step, 0.98 ms against the generic 30 us, aside)

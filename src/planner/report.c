@@ -177,13 +177,16 @@ void fitlm_plan_print_text(FILE *fp, const fitlm_plan_model *m, const fitlm_plan
     }
     if (r->mode == FITLM_PLAN_INFER && r->engine != FITLM_ENGINE_GENERIC) {
         const fitlm_engine_profile *e = fitlm_engine_profile_get(r->engine);
-        fprintf(fp, "  engine: %s (%s KV cache%s; %s; prefill GEMMs %s)\n", e->label,
-                e->kv_paged ? "paged" : "contiguous", e->window_frees ? "" : ", full context also for a sliding window",
+        fprintf(fp, "  engine: %s (%s KV cache%s; %s; prefill GEMMs %s; fixed %.0f us per layer and %.0f us per step)\n",
+                e->label, e->kv_paged ? "paged" : "contiguous",
+                e->window_frees ? "" : ", full context also for a sliding window",
                 e->vllm_memory ? "vLLM's start-up memory profile" : "runtime memory from the backend constants",
                 e->int8_prefill    ? "of quantized weights on INT8 tensor cores"
                 : e->dequant_acc16 ? "F16 (GPTQ/AWQ reconstructed to F16) with FP16 accumulate"
                 : e->fp16_acc16    ? "F16 with FP16 accumulate"
-                                   : "16-bit with FP32 accumulate");
+                                   : "16-bit with FP32 accumulate",
+                (e->per_layer_s > 0 ? e->per_layer_s : fitlm_plan_k.gpu_per_layer_s) * 1e6,
+                (e->per_step_s > 0 ? e->per_step_s : fitlm_plan_k.gpu_per_step_s) * 1e6);
     }
     fprintf(fp, "  searched %zu layouts in %.1f ms CPU; objective: %s; memory margin %.0f%%\n\n", out->evaluated,
             out->search_cpu_seconds * 1e3, objective_name(r->objective), r->margin * 100);
