@@ -136,6 +136,7 @@ static double act_quant_bound(int type, const float *wrow, const float *x, int64
 }
 
 static int n_isas;
+static int n_amx_checks;  /* AMX x16 cases compared with the AVX-512 kernel */
 static int n_vnni_checks; /* AVX-VNNI x16 cases compared with the AVX2 kernel */
 static fitlm_cpu_isa isas[3];
 static fitlm_threadpool *pools[3]; /* 1, 2, 3 threads */
@@ -286,6 +287,27 @@ static void check_type_shape(const type_case *tc, int64_t rows, int64_t cols, in
                     fitlm_cpu_set_avxvnni(FITLM_CPU_AVXVNNI_AUTO);
                     free(Yv);
                     n_vnni_checks++;
+                }
+            }
+            /* the AMX x16 kernels (Q4_0, Q8_0 under the AVX-512 family, whole
+             * tiles of 16 tokens) give the VNNI kernel's bits, so a token's
+             * result does not depend on how many others share its call */
+            if (layout == 1 && isas[ii] == FITLM_ISA_AVX512 && ntok >= 16 && fitlm_cpu_has_amx_int8() &&
+                (tc->type == FITLM_TYPE_Q4_0 || tc->type == FITLM_TYPE_Q8_0)) {
+                float *Ya = malloc(sizeof(float) * (size_t)(rows * ntok));
+                if (Ya) {
+                    fitlm_cpu_set_amx(FITLM_CPU_AMX_OFF);
+                    CHECK(!fitlm_cpu_amx_active(tc->type), "amx off");
+                    fitlm_cpu_matmul_repacked(pools[p], tc->type, P, rows, cols, X, ntok, Y);
+                    fitlm_cpu_set_amx(FITLM_CPU_AMX_AUTO);
+                    CHECK(fitlm_cpu_amx_active(tc->type), "amx kernel active");
+                    for (int64_t i = 0; i < rows * ntok; i++) Ya[i] = NAN;
+                    fitlm_cpu_matmul_repacked(pools[p], tc->type, P, rows, cols, X, ntok, Ya);
+                    CHECK(memcmp(Y, Ya, sizeof(float) * (size_t)(rows * ntok)) == 0,
+                          "%s amx rows=%lld cols=%lld ntok=%lld threads=%d: not the avx512 kernel's bits", tn,
+                          (long long)rows, (long long)cols, (long long)ntok, p + 1);
+                    free(Ya);
+                    n_amx_checks++;
                 }
             }
         }
@@ -729,8 +751,28 @@ int main(void) {
         check_type_shape(fc, 16, 2048, 10);
         positive_acts = 0;
     }
+    /* AMX: 16-token tiles and remainders, one to 9 groups, block counts odd
+     * and even (the kernel steps two blocks at a time), quantizer output */
+    {
+        const type_case *q4 = &k_types[3], *q8 = &k_types[7];
+        static const int64_t amx_tok[] = {16, 17, 32, 41};
+        for (size_t k = 0; k < sizeof amx_tok / sizeof amx_tok[0]; k++) {
+            check_type_shape(q4, 16, 32, amx_tok[k]);
+            check_type_shape(q4, 48, 416, amx_tok[k]);
+            check_type_shape(q8, 16, 96, amx_tok[k]);
+            check_type_shape(q8, 32, 2048, amx_tok[k]);
+            if (!small) check_type_shape(q4, 144, 1024, amx_tok[k]);
+        }
+        use_quantizer = 1;
+        check_type_shape(q4, 48, 2048, 20);
+        check_type_shape(q8, 48, 2048, 33);
+        use_quantizer = 0;
+    }
     fitlm_cpu_isa_set(hw);
     if (hw >= FITLM_ISA_AVX2) CHECK(n_vnni_checks > 100, "AVX-VNNI x16 cases run: %d", n_vnni_checks);
+    if (hw >= FITLM_ISA_AVX512 && fitlm_cpu_has_amx_int8()) CHECK(n_amx_checks > 40, "AMX x16 cases run: %d", n_amx_checks);
+    printf("AMX x16 kernels: %d cases%s\n", n_amx_checks,
+           fitlm_cpu_has_amx_int8() ? "" : " (this CPU or OS gives no AMX-INT8: not run)");
     printf("AVX-VNNI x16 kernels: %d cases, %s\n", n_vnni_checks,
            fitlm_cpu_has_avxvnni() ? "on the CPU and emulated" : "emulated in AVX2 (this CPU has no AVX-VNNI)");
     /* an unsupported type gives NaN, not garbage */

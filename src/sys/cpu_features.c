@@ -7,6 +7,10 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #endif
+#if defined(__linux__) && defined(__x86_64__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 bool fitlm_cpu_has_avx512bf16(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -28,6 +32,39 @@ bool fitlm_cpu_has_avxvnni(void) {
 #else
     return false;
 #endif
+}
+
+/* AMX-INT8: CPUID.(EAX=7,ECX=0):EDX bits 24 (AMX-TILE) and 25 (AMX-INT8),
+ * the OS managing the tile state (XCR0 bits 17 and 18), and on Linux this
+ * process's permission to use the tile data (arch_prctl
+ * ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA, asked once; it covers every
+ * thread of the process). */
+static int amx_probe(void) {
+#if defined(__linux__) && defined(__x86_64__)
+    unsigned a, b, c, d;
+    if (__get_cpuid_max(0, (unsigned *)0) < 7) return 0;
+    __cpuid_count(7, 0, a, b, c, d);
+    if (!((d >> 24) & 1u) || !((d >> 25) & 1u)) return 0;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !((c >> 27) & 1u)) return 0; /* OSXSAVE */
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    (void)hi;
+    if ((lo & (3u << 17)) != (3u << 17)) return 0;
+    if (syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XFEATURE_XTILEDATA */) != 0) return 0;
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+bool fitlm_cpu_has_amx_int8(void) {
+    static atomic_int have = -1;
+    int v = atomic_load(&have);
+    if (v < 0) {
+        v = amx_probe();
+        atomic_store(&have, v);
+    }
+    return v == 1;
 }
 
 bool fitlm_cpu_has_f16c(void) {

@@ -17,6 +17,12 @@ bool fitlm_cpu_has_avx512bf16(void);
  * AVX2. The AVX2 kernel family uses it for the x16 Q4_0 / Q8_0 kernels. */
 bool fitlm_cpu_has_avxvnni(void);
 
+/* AMX-INT8 (Intel Sapphire Rapids and later: tile multiplies of int8
+ * matrices) usable by this process: the CPU has it, the OS saves the tile
+ * state, and (Linux) the process was granted it (asked on the first call).
+ * The AVX-512 family uses it for the x16 Q4_0 / Q8_0 kernels of 16 tokens. */
+bool fitlm_cpu_has_amx_int8(void);
+
 /* Which kernel family fitlm's CPU kernels and quantizer searches use: detected once, overridable by
  * FITLM_CPU_KERNELS=scalar|avx2|avx512 (for tests and benchmarks). */
 typedef enum fitlm_cpu_isa {

@@ -51,6 +51,16 @@ void fitlm_cpu_set_avxvnni(int mode);
  * (emulated or not). */
 bool fitlm_cpu_avxvnni_active(int wtype);
 
+/* Under the AVX-512 family, the x16 Q4_0 / Q8_0 kernels on AMX-INT8 for
+ * every whole tile of 16 tokens (prompts, decode steps of 16+ sequences):
+ * FITLM_CPU_AMX_AUTO (default: where the CPU and the OS allow it), _OFF (the
+ * VNNI kernels only). The environment variable FITLM_CPU_AMX=0 sets _OFF at
+ * start. Both give the same bits. */
+enum { FITLM_CPU_AMX_AUTO = 0, FITLM_CPU_AMX_OFF = 1 };
+void fitlm_cpu_set_amx(int mode);
+/* True if repacked `wtype` matmuls of 16+ tokens use AMX now. */
+bool fitlm_cpu_amx_active(int wtype);
+
 /* Scalar reference of the same (the oracle for tests). */
 void fitlm_cpu_matmul_ref(int wtype, const void *W, int64_t rows, int64_t cols, const float *X, int64_t n_tokens,
                           float *Y);

@@ -126,6 +126,17 @@ fitlm_dot_repacked_fn fitlm_dot_repacked_avx2(int wtype);
  * kernels. */
 fitlm_dot_repacked_fn fitlm_dot_repacked_avxvnni(int wtype);
 fitlm_dot_repacked_fn fitlm_dot_repacked_avxvnni_emu(int wtype);
+/* The Q4_0 / Q8_0 x16 kernels on AMX (dot_amx.c; NULL for other types or
+ * when the compiler could not build it; call only when fitlm_cpu_has_amx_int8()):
+ * ngroups groups of 16 rows (the first at w, gstride bytes apart) times
+ * exactly FITLM_AMX_TOKENS tokens (ACT_Q8 activations astride bytes apart,
+ * prep as for the repacked kernels): out[t * ostride + 16 * g + k] = row k of
+ * group g . A_t. The same bits as the AVX-512 VNNI kernel of the type. Loads
+ * its tile configuration and releases the tiles before returning. */
+#define FITLM_AMX_TOKENS 16
+typedef void (*fitlm_dot_amx_fn)(int64_t cols, const void *w, int64_t ngroups, size_t gstride, const void *a,
+                                 size_t astride, const void *prep, size_t pstride, float *out, size_t ostride);
+fitlm_dot_amx_fn fitlm_dot_repacked_amx(int wtype);
 /* The per-token part of those kernels, computed once per matmul instead of
  * once per 16 rows (Q4_0, Q8_0: each block's integer offset, -8 or -128 x
  * the block's activation sum; Q4_K: the 8 sub-block sums in 16-bit pairs;
