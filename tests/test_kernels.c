@@ -293,7 +293,7 @@ static void check_type_shape(const type_case *tc, int64_t rows, int64_t cols, in
              * tiles of 16 tokens) give the VNNI kernel's bits, so a token's
              * result does not depend on how many others share its call */
             if (layout == 1 && isas[ii] == FITLM_ISA_AVX512 && ntok >= 16 && fitlm_cpu_has_amx_int8() &&
-                (tc->type == FITLM_TYPE_Q4_0 || tc->type == FITLM_TYPE_Q8_0)) {
+                fitlm_dot_repacked_amx(tc->type) && rows % 16 == 0) {
                 float *Ya = malloc(sizeof(float) * (size_t)(rows * ntok));
                 if (Ya) {
                     fitlm_cpu_set_amx(FITLM_CPU_AMX_OFF);
@@ -767,6 +767,23 @@ int main(void) {
         check_type_shape(q4, 48, 2048, 20);
         check_type_shape(q8, 48, 2048, 33);
         use_quantizer = 0;
+        /* Q4_K / Q5_K: 1-3 super-blocks (8-24 sub-blocks: the ring and the
+         * units in flight cross super-blocks), random and quantized blocks,
+         * all-positive activations (the minimums' term at its largest) */
+        static const int amx_k[] = {10, 11}; /* k_types: Q4_K, Q5_K */
+        for (int kk = 0; kk < 2; kk++) {
+            const type_case *tk = &k_types[amx_k[kk]];
+            for (size_t k = 0; k < sizeof amx_tok / sizeof amx_tok[0]; k++) {
+                check_type_shape(tk, 16, 256, amx_tok[k]);
+                check_type_shape(tk, 32, 768, amx_tok[k]);
+            }
+            use_quantizer = 1;
+            check_type_shape(tk, 48, 2048, 19);
+            use_quantizer = 0;
+            positive_acts = 1;
+            check_type_shape(tk, 16, 512, 16);
+            positive_acts = 0;
+        }
     }
     fitlm_cpu_isa_set(hw);
     if (hw >= FITLM_ISA_AVX2) CHECK(n_vnni_checks > 100, "AVX-VNNI x16 cases run: %d", n_vnni_checks);

@@ -83,61 +83,116 @@ INLINE void amx_epilogue(int wtype, __m512 *acc, const int32_t *cbuf, const uint
     }
 }
 
-/* Q4_0's nibbles are unpacked AMX_AHEAD blocks before their multiply into a
- * ring of 8 block buffers: a tile load of bytes that are still in the store
- * buffer waits for them to reach the cache (unpacking each block right
- * before its multiply made Q4_0 slower on AMX than on VNNI). */
+/* Q4_K / Q5_K: sub-block s of a super-block group (2304 / 2816 bytes, see
+ * dot_avx512.c x16_q4_k_body): code vectors 8(s / 2) + u hold its columns
+ * 4u..4u+3 in the low (s even) or high (s odd) nibbles, Q5_K's fifth bits
+ * are bit s of the qh vectors: B row u. */
+INLINE void unpack_q45_k(int q5, const uint8_t *g, int s, uint8_t *b) {
+    const __m512i m4 = _mm512_set1_epi8(0x0f), bit4 = _mm512_set1_epi8(0x10);
+    const uint8_t *cv = g + (q5 ? 768 : 256) + 512 * (s / 2);
+    for (int u = 0; u < 8; u++) {
+        __m512i raw = _mm512_loadu_si512(cv + 64 * u);
+        __m512i c = _mm512_and_si512(s % 2 ? _mm512_srli_epi16(raw, 4) : raw, m4);
+        if (q5) {
+            __m512i qh = _mm512_loadu_si512(g + 256 + 64 * u);
+            qh = s <= 4 ? _mm512_slli_epi16(qh, 4 - s) : _mm512_srli_epi16(qh, s - 4);
+            c = _mm512_ternarylogic_epi32(c, qh, bit4, 0xF8); /* c | (qh & bit4) */
+        }
+        _mm512_store_si512(b + 64 * u, c);
+    }
+}
+
+/* The 32-column units of a group: Q4_0 / Q8_0 blocks, Q4_K / Q5_K
+ * sub-blocks. Unpacked codes (Q4_0, the K types) are written AMX_AHEAD units
+ * before their multiply into a ring of 8 unit buffers: a tile load of bytes
+ * that are still in the store buffer waits for them to reach the cache
+ * (unpacking each unit right before its multiply made Q4_0 slower on AMX
+ * than on VNNI). */
 #define AMX_AHEAD 6
 
-/* One block step (tile numbers must be literal tokens): tiles TA (tokens),
- * TB (weights), TC (sums), stored to cbuf[bb & 3]. */
-#define AMX_BLOCK_STEP(TA, TB, TC, bb)                                                                          \
+typedef struct {
+    int wtype, q5;
+    int64_t nunits;
+    size_t gbytes;
+    const uint8_t *w0;   /* the group */
+    const uint8_t *a;    /* token 0's activation row */
+    uint8_t (*ring)[512];
+} amx_walk;
+
+/* Unpacks unit i (where its type needs it). */
+INLINE void amx_unpack(const amx_walk *wk, int64_t i) {
+    if (wk->wtype == FITLM_TYPE_Q4_0) unpack_q4_0(wk->w0 + (size_t)i * wk->gbytes + 32, wk->ring[i & 7]);
+    else if (wk->wtype != FITLM_TYPE_Q8_0)
+        unpack_q45_k(wk->q5, wk->w0 + (size_t)(i / 8) * wk->gbytes, (int)(i % 8), wk->ring[i & 7]);
+}
+
+/* The tile operands of unit i: the 16 tokens' codes (ap, rows astride apart)
+ * and the group's codes (bp, 64-byte rows); unpacks unit i + AMX_AHEAD. */
+INLINE void amx_operands(const amx_walk *wk, int64_t i, const void **ap, const void **bp) {
+    if (wk->wtype == FITLM_TYPE_Q4_0 || wk->wtype == FITLM_TYPE_Q8_0) {
+        const uint8_t *g = wk->w0 + (size_t)i * wk->gbytes;
+        fitlm_repacked_prefetch(g, wk->gbytes, 2, 2);
+        *ap = wk->a + 32 * i; /* ACT_Q8: the codes of all blocks first */
+        *bp = wk->wtype == FITLM_TYPE_Q8_0 ? (const void *)(g + 32) : (const void *)wk->ring[i & 7];
+    } else {
+        if (i % 8 == 0) fitlm_repacked_prefetch(wk->w0 + (size_t)(i / 8) * wk->gbytes, wk->gbytes, 2, 1);
+        *ap = ((const act_q8k *)wk->a)[i / 8].qs + 32 * (i % 8);
+        *bp = wk->ring[i & 7];
+    }
+    if (wk->wtype != FITLM_TYPE_Q8_0 && i + AMX_AHEAD < wk->nunits) amx_unpack(wk, i + AMX_AHEAD);
+}
+
+/* One unit's multiply (tile numbers must be literal tokens): tiles TA
+ * (tokens), TB (weights), TC (sums), stored to cbuf[i & 3]. Q8_0's codes are
+ * signed (tdpbssd), the unpacked nibbles unsigned (tdpbsud). */
+#define AMX_TILES(TA, TB, TC, i)                                                                                   \
     do {                                                                                                           \
-        const uint8_t *gs = w0 + (size_t)(bb) * gbytes;                                                            \
-        fitlm_repacked_prefetch(gs, gbytes, 2, 2);                                                                 \
-        _tile_loadd(TA, act + 32 * (bb), astride);                                                                 \
-        if (wtype == FITLM_TYPE_Q4_0) {                                                                            \
-            if ((bb) + AMX_AHEAD < nb) unpack_q4_0(gs + AMX_AHEAD * gbytes + 32, ring[((bb) + AMX_AHEAD) & 7]);   \
-            _tile_loadd(TB, ring[(bb) & 7], 64);                                                                   \
-            _tile_zero(TC);                                                                                        \
-            _tile_dpbsud(TC, TA, TB);                                                                              \
-        } else {                                                                                                   \
-            _tile_loadd(TB, gs + 32, 64);                                                                          \
-            _tile_zero(TC);                                                                                        \
-            _tile_dpbssd(TC, TA, TB);                                                                              \
-        }                                                                                                          \
-        _tile_stored(TC, cbuf[(bb) & 3], 64);                                                                      \
+        const void *ap_, *bp_;                                                                                     \
+        amx_operands(&wk, (i), &ap_, &bp_);                                                                        \
+        _tile_loadd(TA, ap_, astride);                                                                             \
+        _tile_loadd(TB, bp_, 64);                                                                                  \
+        _tile_zero(TC);                                                                                            \
+        if (wtype == FITLM_TYPE_Q8_0) _tile_dpbssd(TC, TA, TB);                                                    \
+        else _tile_dpbsud(TC, TA, TB);                                                                             \
+        _tile_stored(TC, cbuf[(i) & 3], 64);                                                                       \
     } while (0)
 
-/* Block bb on tile pair bb % 3 and sums tile 6 + (bb & 1): a tile is loaded
- * again only after the multiply two or three blocks back that read it. */
-#define AMX_STEP(bb)                                                                                               \
+/* Unit i on tile pair i % 3 and sums tile 6 + (i & 1): a tile is loaded
+ * again only after the multiply two or three units back that read it. */
+#define AMX_STEP(i)                                                                                                \
     do {                                                                                                           \
-        switch ((bb) % 6) {                                                                                        \
-        case 0: AMX_BLOCK_STEP(0, 1, 6, bb); break;                                                                \
-        case 1: AMX_BLOCK_STEP(2, 3, 7, bb); break;                                                                \
-        case 2: AMX_BLOCK_STEP(4, 5, 6, bb); break;                                                                \
-        case 3: AMX_BLOCK_STEP(0, 1, 7, bb); break;                                                                \
-        case 4: AMX_BLOCK_STEP(2, 3, 6, bb); break;                                                                \
-        default: AMX_BLOCK_STEP(4, 5, 7, bb); break;                                                               \
+        switch ((i) % 6) {                                                                                         \
+        case 0: AMX_TILES(0, 1, 6, i); break;                                                                      \
+        case 1: AMX_TILES(2, 3, 7, i); break;                                                                      \
+        case 2: AMX_TILES(4, 5, 6, i); break;                                                                      \
+        case 3: AMX_TILES(0, 1, 7, i); break;                                                                      \
+        case 4: AMX_TILES(2, 3, 6, i); break;                                                                      \
+        default: AMX_TILES(4, 5, 7, i); break;                                                                     \
         }                                                                                                          \
     } while (0)
 
-/* Blocks in flight: block b's sums are read out (a tile store, then vector
+/* Units in flight: unit i's sums are read out (a tile store, then vector
  * loads of it, which wait for the store to reach the cache) after the
- * multiplies of blocks b + 1 .. b + AMX_LAG were issued. On this host
+ * multiplies of units i + 1 .. i + AMX_LAG were issued. On this host
  * (2 vCPUs of a Xeon with AMX) the kernel runs 1024 x 2048 matrices times 256
  * tokens at about 510 (Q8_0) and 465 (Q4_0) GFLOP/s per core against the
  * VNNI kernel's 350: the tile store and reload of every block's 16 x 16
  * sums (the block scales keep them apart) bound it, not the multiplies. */
 #define AMX_LAG 3
 
+/* Starts a group: the first units unpacked and multiplied. */
+#define AMX_START()                                                                                                \
+    do {                                                                                                           \
+        for (int64_t k_ = 0; k_ < AMX_AHEAD && k_ < wk.nunits; k_++) amx_unpack(&wk, k_);                         \
+        for (int64_t k_ = 0; k_ < AMX_LAG && k_ < wk.nunits; k_++) AMX_STEP(k_);                                  \
+    } while (0)
+
 INLINE void amx_body(int wtype, int64_t cols, const void *w, int64_t ngroups, size_t gstride, const void *a,
                      size_t astride, const void *prep, size_t pstride, float *out, size_t ostride) {
     const int64_t nb = cols / 32;
-    const size_t gbytes = wtype == FITLM_TYPE_Q4_0 ? 288 : 544;
     _Alignas(64) int32_t cbuf[4][16 * FITLM_AMX_TOKENS];
     _Alignas(64) uint8_t ring[8][512];
+    amx_walk wk = {wtype, 0, nb, wtype == FITLM_TYPE_Q4_0 ? 288 : 544, NULL, (const uint8_t *)act_q8_qs(a), ring};
     const float *ad[FITLM_AMX_TOKENS];
     const int32_t *off[FITLM_AMX_TOKENS];
     for (int t = 0; t < FITLM_AMX_TOKENS; t++) {
@@ -145,18 +200,15 @@ INLINE void amx_body(int wtype, int64_t cols, const void *w, int64_t ngroups, si
         ad[t] = act_q8_d(row, nb);
         off[t] = (const int32_t *)((const uint8_t *)prep + (size_t)t * pstride);
     }
-    const int8_t *act = act_q8_qs(a);
     amx_configure();
     for (int64_t grp = 0; grp < ngroups; grp++) {
-        const uint8_t *w0 = (const uint8_t *)w + (size_t)grp * gstride;
+        wk.w0 = (const uint8_t *)w + (size_t)grp * gstride;
         __m512 acc[FITLM_AMX_TOKENS];
         for (int t = 0; t < FITLM_AMX_TOKENS; t++) acc[t] = _mm512_setzero_ps();
-        if (wtype == FITLM_TYPE_Q4_0)
-            for (int64_t k = 0; k < AMX_AHEAD && k < nb; k++) unpack_q4_0(w0 + (size_t)k * gbytes + 32, ring[k]);
-        for (int64_t k = 0; k < AMX_LAG && k < nb; k++) AMX_STEP(k);
+        AMX_START();
         for (int64_t b = 0; b < nb; b++) {
             if (b + AMX_LAG < nb) AMX_STEP(b + AMX_LAG);
-            amx_epilogue(wtype, acc, cbuf[b & 3], w0 + (size_t)b * gbytes, ad, off, b);
+            amx_epilogue(wtype, acc, cbuf[b & 3], wk.w0 + (size_t)b * wk.gbytes, ad, off, b);
         }
         float *o = out + (size_t)grp * FITLM_REPACK_ROWS;
         for (int t = 0; t < FITLM_AMX_TOKENS; t++) _mm512_storeu_ps(o + (size_t)t * ostride, acc[t]);
@@ -164,20 +216,83 @@ INLINE void amx_body(int wtype, int64_t cols, const void *w, int64_t ngroups, si
     _tile_release();
 }
 
-static void amx_q4_0(int64_t cols, const void *w, int64_t ngroups, size_t gstride, const void *a, size_t astride,
-                     const void *prep, size_t pstride, float *out, size_t ostride) {
-    amx_body(FITLM_TYPE_Q4_0, cols, w, ngroups, gstride, a, astride, prep, pstride, out, ostride);
+/* Q4_K / Q5_K: per sub-block the 16 x 16 sums times the rows' 6-bit scales
+ * into integer sums per token (exact, as in x16_q4_k_body), per super-block
+ * that kernel's minimums and float steps. */
+INLINE void amx_k_body(int wtype, int64_t cols, const void *w, int64_t ngroups, size_t gstride, const void *a,
+                       size_t astride, const void *prep, size_t pstride, float *out, size_t ostride) {
+    const int q5 = wtype == FITLM_TYPE_Q5_K;
+    const int64_t nb = cols / 256;
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m6 = _mm512_set1_epi8(0x3f), m30 = _mm512_set1_epi8(0x30);
+    const __m512i lo16 = _mm512_set1_epi32(0x00ff00ff), ff = _mm512_set1_epi32(0xff);
+    _Alignas(64) int32_t cbuf[4][16 * FITLM_AMX_TOKENS];
+    _Alignas(64) uint8_t ring[8][512];
+    amx_walk wk = {wtype, q5, 8 * nb, q5 ? 2816 : 2304, NULL, a, ring};
+    amx_configure();
+    for (int64_t grp = 0; grp < ngroups; grp++) {
+        wk.w0 = (const uint8_t *)w + (size_t)grp * gstride;
+        __m512 acc[FITLM_AMX_TOKENS];
+        for (int t = 0; t < FITLM_AMX_TOKENS; t++) acc[t] = _mm512_setzero_ps();
+        AMX_START();
+        for (int64_t b = 0; b < nb; b++) {
+            const uint8_t *g = wk.w0 + (size_t)b * wk.gbytes;
+            const __m512i u0 = _mm512_loadu_si512(g + 64), u1 = _mm512_loadu_si512(g + 128);
+            const __m512i u2 = _mm512_loadu_si512(g + 192);
+            const __m512i sc03 = _mm512_and_si512(u0, m6);
+            const __m512i sc47 =
+                _mm512_or_si512(_mm512_and_si512(u2, m4), _mm512_and_si512(_mm512_srli_epi32(u0, 2), m30));
+            __m512i isum[FITLM_AMX_TOKENS];
+            for (int t = 0; t < FITLM_AMX_TOKENS; t++) isum[t] = _mm512_setzero_si512();
+            for (int s = 0; s < 8; s++) {
+                const int64_t i = 8 * b + s;
+                if (i + AMX_LAG < wk.nunits) AMX_STEP(i + AMX_LAG);
+                const __m512i sc = _mm512_and_si512(_mm512_srli_epi32(s < 4 ? sc03 : sc47, 8 * (s % 4)), ff);
+                const int32_t *cb = cbuf[i & 3];
+#pragma GCC unroll 16
+                for (int t = 0; t < FITLM_AMX_TOKENS; t++)
+                    isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(_mm512_load_si512(cb + 16 * t), sc));
+            }
+            const __m512 wd = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)g));
+            const __m512 wdm = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(g + 32)));
+            const __m512i mn03 = _mm512_and_si512(u1, m6);
+            const __m512i mn47 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(u2, 4), m4),
+                                                 _mm512_and_si512(_mm512_srli_epi32(u1, 2), m30));
+            const __m512i mp0 = _mm512_and_si512(mn03, lo16), mp1 = _mm512_and_si512(_mm512_srli_epi32(mn03, 8), lo16);
+            const __m512i mp2 = _mm512_and_si512(mn47, lo16), mp3 = _mm512_and_si512(_mm512_srli_epi32(mn47, 8), lo16);
+            for (int t = 0; t < FITLM_AMX_TOKENS; t++) {
+                const uint8_t *row = (const uint8_t *)a + (size_t)t * astride;
+                const int32_t *pw = (const int32_t *)((const uint8_t *)prep + (size_t)t * pstride) + 4 * b;
+                __m512i mm = _mm512_dpwssd_epi32(_mm512_setzero_si512(), mp0, _mm512_set1_epi32(pw[0]));
+                mm = _mm512_dpwssd_epi32(mm, mp1, _mm512_set1_epi32(pw[1]));
+                mm = _mm512_dpwssd_epi32(mm, mp2, _mm512_set1_epi32(pw[2]));
+                mm = _mm512_dpwssd_epi32(mm, mp3, _mm512_set1_epi32(pw[3]));
+                const __m512 da = _mm512_set1_ps(((const act_q8k *)row)[b].d);
+                acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(wd, da), acc[t]);
+                acc[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(mm), _mm512_mul_ps(wdm, da), acc[t]);
+            }
+        }
+        float *o = out + (size_t)grp * FITLM_REPACK_ROWS;
+        for (int t = 0; t < FITLM_AMX_TOKENS; t++) _mm512_storeu_ps(o + (size_t)t * ostride, acc[t]);
+    }
+    _tile_release();
 }
 
-static void amx_q8_0(int64_t cols, const void *w, int64_t ngroups, size_t gstride, const void *a, size_t astride,
-                     const void *prep, size_t pstride, float *out, size_t ostride) {
-    amx_body(FITLM_TYPE_Q8_0, cols, w, ngroups, gstride, a, astride, prep, pstride, out, ostride);
-}
+#define AMX_ENTRY(name, body, type)                                                                                \
+    static void name(int64_t cols, const void *w, int64_t ngroups, size_t gstride, const void *a, size_t astride,  \
+                     const void *prep, size_t pstride, float *out, size_t ostride) {                               \
+        body(type, cols, w, ngroups, gstride, a, astride, prep, pstride, out, ostride);                            \
+    }
+AMX_ENTRY(amx_q4_0, amx_body, FITLM_TYPE_Q4_0)
+AMX_ENTRY(amx_q8_0, amx_body, FITLM_TYPE_Q8_0)
+AMX_ENTRY(amx_q4_k, amx_k_body, FITLM_TYPE_Q4_K)
+AMX_ENTRY(amx_q5_k, amx_k_body, FITLM_TYPE_Q5_K)
 
 fitlm_dot_amx_fn fitlm_dot_repacked_amx(int wtype) {
     switch (wtype) {
     case FITLM_TYPE_Q4_0: return amx_q4_0;
     case FITLM_TYPE_Q8_0: return amx_q8_0;
+    case FITLM_TYPE_Q4_K: return amx_q4_k;
+    case FITLM_TYPE_Q5_K: return amx_q5_k;
     default: return NULL;
     }
 }
