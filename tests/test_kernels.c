@@ -18,6 +18,7 @@
  * byte, fused matmuls (fitlm_cpu_matmul_multi) against separate calls, the
  * bandwidth probe, and the thread pool. */
 #include <math.h>
+#include <stdio.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -590,6 +591,19 @@ int main(void) {
             CHECK(fitlm_measure_read_bandwidth_of(pools[1], addr, zero, 1, 1) < 0, "nothing to read: -1");
             free(buf);
         }
+    }
+    {   /* the vendor the prefetch choice keys on, as /proc/cpuinfo names it */
+        FILE *f = fopen("/proc/cpuinfo", "r");
+        char line[256];
+        int seen = 0, intel = 0;
+        while (f && !seen && fgets(line, sizeof line, f))
+            if (!strncmp(line, "vendor_id", 9)) {
+                seen = 1;
+                intel = strstr(line, "GenuineIntel") != NULL;
+            }
+        if (f) fclose(f);
+        if (seen) CHECK(fitlm_cpu_vendor_intel() == (intel != 0), "vendor: cpuid says Intel %d, /proc/cpuinfo %d",
+                        (int)fitlm_cpu_vendor_intel(), intel);
     }
     check_act_quantizers();
     check_special_halves();

@@ -34,6 +34,16 @@ bool fitlm_cpu_has_avxvnni(void) {
 #endif
 }
 
+bool fitlm_cpu_vendor_intel(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    unsigned a, b, c, d;
+    if (!__get_cpuid(0, &a, &b, &c, &d)) return false;
+    return b == 0x756e6547u && d == 0x49656e69u && c == 0x6c65746eu; /* "Genu" "ineI" "ntel" */
+#else
+    return false;
+#endif
+}
+
 /* AMX-INT8: CPUID.(EAX=7,ECX=0):EDX bits 24 (AMX-TILE) and 25 (AMX-INT8),
  * the OS managing the tile state (XCR0 bits 17 and 18), and on Linux this
  * process's permission to use the tile data (arch_prctl

@@ -17,6 +17,10 @@ bool fitlm_cpu_has_avx512bf16(void);
  * AVX2. The AVX2 kernel family uses it for the x16 Q4_0 / Q8_0 kernels. */
 bool fitlm_cpu_has_avxvnni(void);
 
+/* The CPUID vendor string is "GenuineIntel" (a tuning choice of the
+ * kernels: software prefetch at one token row, quant_blocks.h). */
+bool fitlm_cpu_vendor_intel(void);
+
 /* AMX-INT8 (Intel Sapphire Rapids and later: tile multiplies of int8
  * matrices) usable by this process: the CPU has it, the OS saves the tile
  * state, and (Linux) the process was granted it (asked on the first call).

@@ -459,7 +459,7 @@ INLINE void x16_body_avx2(int wtype, int64_t cols, const void *w, const void *a,
             for (int t = 0; t < nt; t++) acc[hh][t] = _mm256_setzero_ps();
         for (int64_t b = 0; b < nb; b++, g += gbytes)
         for (int hh = 0; hh < (inter ? 2 : 1); hh++) {
-            if (hh == 0) fitlm_repacked_prefetch(g, gbytes, nt, 2);
+            if (hh == 0) fitlm_repacked_prefetch(g, gbytes, nt, fitlm_repacked_pf_simple_min());
             const int h = inter ? hh : pass;
             const __m256 wsc = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16 * h)));
             const uint8_t *cv = g + 32 + 32 * h;

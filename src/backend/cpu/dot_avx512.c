@@ -437,7 +437,7 @@ INLINE void x16_body(int wtype, int64_t cols, const void *w, const void *a, size
 #pragma GCC unroll 8
     for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++, g += gbytes) {
-        fitlm_repacked_prefetch(g, gbytes, nt, 2);
+        fitlm_repacked_prefetch(g, gbytes, nt, fitlm_repacked_pf_simple_min());
         const __m512 wsc = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)g));
         __m512i c[8]; /* c[m]: columns 4m..4m+3 of the block, lane k = row k */
         if (wtype == FITLM_TYPE_Q4_0) {
@@ -492,7 +492,7 @@ INLINE void x16_leg_body(int wtype, int64_t cols, const void *w, const void *a, 
 #pragma GCC unroll 8
     for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++, g += gbytes) {
-        fitlm_repacked_prefetch(g, gbytes, nt, 2);
+        fitlm_repacked_prefetch(g, gbytes, nt, fitlm_repacked_pf_simple_min());
         const __m512 wsc = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)g));
         const __m512 wmin = has_m ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(g + 32))) : _mm512_setzero_ps();
         const __m512i hv = has_h ? _mm512_loadu_si512(g + hdr) : _mm512_setzero_si512();
@@ -794,7 +794,7 @@ INLINE void x16_bf16_body(int64_t cols, const void *w, const void *a, size_t ast
 #pragma GCC unroll 8
     for (int t = 0; t < nt; t++) acc0[t] = acc1[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < ng; b++, g += 1024) {
-        fitlm_repacked_prefetch(g, 1024, nt, 2);
+        fitlm_repacked_prefetch(g, 1024, nt, fitlm_repacked_pf_simple_min());
 #pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
             __m512bh v[8];
@@ -833,7 +833,7 @@ INLINE void x16_f16_body(int64_t cols, const void *w, const void *a, size_t astr
 #pragma GCC unroll 8
     for (int t = 0; t < nt; t++) lo[t] = hi[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < ng; b++, g += 1024) {
-        fitlm_repacked_prefetch(g, 1024, nt, 2);
+        fitlm_repacked_prefetch(g, 1024, nt, fitlm_repacked_pf_simple_min());
 #pragma GCC unroll 4
         for (int m = 0; m < 16; m++) {
             const __m512 w0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(g + 64 * m)));

@@ -58,6 +58,20 @@ bool fitlm_cpu_avxvnni_active(int wtype) {
     return f && f != fitlm_dot_repacked_avx2(wtype);
 }
 
+/* ---- software prefetch of the simple x16 layouts at one token row ----
+ * (quant_blocks.h): Intel CPUs ask from one row, others from two;
+ * FITLM_CPU_PREFETCH_ONE_ROW=1|0 overrides. Set before the first kernel. */
+atomic_int fitlm_repacked_pf_simple = 2;
+static atomic_int g_pf_set = 0;
+
+static void prefetch_rows_init(void) {
+    if (atomic_load_explicit(&g_pf_set, memory_order_acquire)) return;
+    const char *e = getenv("FITLM_CPU_PREFETCH_ONE_ROW");
+    bool one = e && *e ? strcmp(e, "0") != 0 : fitlm_cpu_vendor_intel();
+    atomic_store(&fitlm_repacked_pf_simple, one ? 1 : 2);
+    atomic_store_explicit(&g_pf_set, 1, memory_order_release);
+}
+
 /* ---- AMX under the AVX-512 family (kernels.h) ---- */
 static atomic_int g_amx = -1; /* -1: not read from the environment yet */
 
@@ -296,6 +310,7 @@ static void matmul_worker(void *arg, int ith, int nth) {
 static void matmul_run(fitlm_threadpool *pool, int wtype, int64_t cols, const float *X, int64_t n_tokens, int n,
                        const fitlm_cpu_mm *mats, int repacked) {
     if (n <= 0 || n > FITLM_CPU_MM_MAX || n_tokens <= 0) return;
+    prefetch_rows_init();
     int64_t total_rows = 0;
     for (int i = 0; i < n; i++) total_rows += mats[i].rows > 0 ? mats[i].rows : 0;
     if (total_rows <= 0) return;

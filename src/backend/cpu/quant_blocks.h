@@ -4,6 +4,7 @@
 #ifndef FITLM_BACKEND_CPU_QUANT_BLOCKS_H
 #define FITLM_BACKEND_CPU_QUANT_BLOCKS_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -104,14 +105,22 @@ typedef void (*fitlm_dot_repacked_fn)(int64_t cols, const void *w, const void *a
  * for the group FITLM_REPACK_PREFETCH bytes ahead, so that the weights arrive
  * while the current group is multiplied. One token (decode of a single
  * sequence) is read-bound, and the hardware prefetchers keep up with the
- * simple layouts (Q4_0, Q8_0, the 5-bit legacy types, F16 and BF16: asking
- * for their groups too made one row up to 15 % slower), not with the
+ * simple layouts on AMD Zen 4 (Q4_0, Q8_0, the 5-bit legacy types, F16 and
+ * BF16: asking for their groups too made one row up to 15 % slower there; on
+ * an Intel Xeon (Sapphire Rapids class) it made one Q4_0 row 25-35 % faster,
+ * so Intel CPUs ask from one row: fitlm_repacked_pf_simple), not with the
  * k-quants, whose one-token groups are long (16 rows of a 256-column super-
  * block, 1.3-3.4 KB) and heavy to unpack: those ask from min_nt = 1 (a
  * Q4_K matrix-vector product 1.75x faster in kernels_bench), the others
  * from min_nt = 2. The prefetch past a matrix's end is harmless: a hint,
  * never a fault, at most that many bytes more read. */
 #define FITLM_REPACK_PREFETCH 4096
+/* The min_nt of the simple layouts (Q4_0, Q8_0, Q4_1, Q5_0, Q5_1, F16,
+ * BF16): 2 (above) unless the driver (matmul.c) set it to 1 for this CPU. */
+extern atomic_int fitlm_repacked_pf_simple;
+static inline int fitlm_repacked_pf_simple_min(void) {
+    return atomic_load_explicit(&fitlm_repacked_pf_simple, memory_order_relaxed);
+}
 static inline void fitlm_repacked_prefetch(const void *group, size_t gbytes, int nt, int min_nt) {
     if (nt < min_nt) return;
     const char *p = (const char *)group + FITLM_REPACK_PREFETCH;
