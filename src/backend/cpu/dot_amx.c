@@ -28,6 +28,7 @@
 #include "format/ggml_type.h"
 
 #define INLINE static inline __attribute__((always_inline))
+#include "backend/cpu/x16_k4_avx512.h"
 
 /* The tile configuration (palette 1): three pairs of the tokens' codes (16
  * rows of 32 bytes: tiles 0, 2, 4) and the weights' codes (8 rows of 64
@@ -180,9 +181,12 @@ INLINE void amx_operands(const amx_walk *wk, int64_t i, const void **ap, const v
  * sums (the block scales keep them apart) bound it, not the multiplies. */
 #define AMX_LAG 3
 
-/* Starts a group: the first units unpacked and multiplied. */
-#define AMX_START()                                                                                                \
+/* Starts group grp: its accumulators zeroed, its first units unpacked and
+ * multiplied. */
+#define AMX_GROUP_START(grp)                                                                                       \
     do {                                                                                                           \
+        wk.w0 = (const uint8_t *)w + (size_t)(grp) * gstride;                                                      \
+        for (int t_ = 0; t_ < FITLM_AMX_TOKENS; t_++) acc[t_] = _mm512_setzero_ps();                               \
         for (int64_t k_ = 0; k_ < AMX_AHEAD && k_ < wk.nunits; k_++) amx_unpack(&wk, k_);                         \
         for (int64_t k_ = 0; k_ < AMX_LAG && k_ < wk.nunits; k_++) AMX_STEP(k_);                                  \
     } while (0)
@@ -202,10 +206,8 @@ INLINE void amx_body(int wtype, int64_t cols, const void *w, int64_t ngroups, si
     }
     amx_configure();
     for (int64_t grp = 0; grp < ngroups; grp++) {
-        wk.w0 = (const uint8_t *)w + (size_t)grp * gstride;
         __m512 acc[FITLM_AMX_TOKENS];
-        for (int t = 0; t < FITLM_AMX_TOKENS; t++) acc[t] = _mm512_setzero_ps();
-        AMX_START();
+        AMX_GROUP_START(grp);
         for (int64_t b = 0; b < nb; b++) {
             if (b + AMX_LAG < nb) AMX_STEP(b + AMX_LAG);
             amx_epilogue(wtype, acc, cbuf[b & 3], wk.w0 + (size_t)b * wk.gbytes, ad, off, b);
@@ -218,57 +220,37 @@ INLINE void amx_body(int wtype, int64_t cols, const void *w, int64_t ngroups, si
 
 /* Q4_K / Q5_K: per sub-block the 16 x 16 sums times the rows' 6-bit scales
  * into integer sums per token (exact, as in x16_q4_k_body), per super-block
- * that kernel's minimums and float steps. */
+ * that kernel's minimums and float steps (x16_k4_avx512.h, shared with it). */
 INLINE void amx_k_body(int wtype, int64_t cols, const void *w, int64_t ngroups, size_t gstride, const void *a,
                        size_t astride, const void *prep, size_t pstride, float *out, size_t ostride) {
     const int q5 = wtype == FITLM_TYPE_Q5_K;
     const int64_t nb = cols / 256;
-    const __m512i m4 = _mm512_set1_epi8(0x0f), m6 = _mm512_set1_epi8(0x3f), m30 = _mm512_set1_epi8(0x30);
-    const __m512i lo16 = _mm512_set1_epi32(0x00ff00ff), ff = _mm512_set1_epi32(0xff);
     _Alignas(64) int32_t cbuf[4][16 * FITLM_AMX_TOKENS];
     _Alignas(64) uint8_t ring[8][512];
     amx_walk wk = {wtype, q5, 8 * nb, q5 ? 2816 : 2304, NULL, a, ring};
     amx_configure();
     for (int64_t grp = 0; grp < ngroups; grp++) {
-        wk.w0 = (const uint8_t *)w + (size_t)grp * gstride;
         __m512 acc[FITLM_AMX_TOKENS];
-        for (int t = 0; t < FITLM_AMX_TOKENS; t++) acc[t] = _mm512_setzero_ps();
-        AMX_START();
+        AMX_GROUP_START(grp);
         for (int64_t b = 0; b < nb; b++) {
             const uint8_t *g = wk.w0 + (size_t)b * wk.gbytes;
-            const __m512i u0 = _mm512_loadu_si512(g + 64), u1 = _mm512_loadu_si512(g + 128);
-            const __m512i u2 = _mm512_loadu_si512(g + 192);
-            const __m512i sc03 = _mm512_and_si512(u0, m6);
-            const __m512i sc47 =
-                _mm512_or_si512(_mm512_and_si512(u2, m4), _mm512_and_si512(_mm512_srli_epi32(u0, 2), m30));
+            const x16_k4_scales kg = x16_k4_scales_load(g);
             __m512i isum[FITLM_AMX_TOKENS];
             for (int t = 0; t < FITLM_AMX_TOKENS; t++) isum[t] = _mm512_setzero_si512();
             for (int s = 0; s < 8; s++) {
                 const int64_t i = 8 * b + s;
                 if (i + AMX_LAG < wk.nunits) AMX_STEP(i + AMX_LAG);
-                const __m512i sc = _mm512_and_si512(_mm512_srli_epi32(s < 4 ? sc03 : sc47, 8 * (s % 4)), ff);
+                const __m512i sc = x16_k4_scale(&kg, s);
                 const int32_t *cb = cbuf[i & 3];
 #pragma GCC unroll 16
                 for (int t = 0; t < FITLM_AMX_TOKENS; t++)
                     isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(_mm512_load_si512(cb + 16 * t), sc));
             }
-            const __m512 wd = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)g));
-            const __m512 wdm = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(g + 32)));
-            const __m512i mn03 = _mm512_and_si512(u1, m6);
-            const __m512i mn47 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(u2, 4), m4),
-                                                 _mm512_and_si512(_mm512_srli_epi32(u1, 2), m30));
-            const __m512i mp0 = _mm512_and_si512(mn03, lo16), mp1 = _mm512_and_si512(_mm512_srli_epi32(mn03, 8), lo16);
-            const __m512i mp2 = _mm512_and_si512(mn47, lo16), mp3 = _mm512_and_si512(_mm512_srli_epi32(mn47, 8), lo16);
+            const x16_k4_mins km = x16_k4_mins_load(g);
             for (int t = 0; t < FITLM_AMX_TOKENS; t++) {
                 const uint8_t *row = (const uint8_t *)a + (size_t)t * astride;
                 const int32_t *pw = (const int32_t *)((const uint8_t *)prep + (size_t)t * pstride) + 4 * b;
-                __m512i mm = _mm512_dpwssd_epi32(_mm512_setzero_si512(), mp0, _mm512_set1_epi32(pw[0]));
-                mm = _mm512_dpwssd_epi32(mm, mp1, _mm512_set1_epi32(pw[1]));
-                mm = _mm512_dpwssd_epi32(mm, mp2, _mm512_set1_epi32(pw[2]));
-                mm = _mm512_dpwssd_epi32(mm, mp3, _mm512_set1_epi32(pw[3]));
-                const __m512 da = _mm512_set1_ps(((const act_q8k *)row)[b].d);
-                acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(wd, da), acc[t]);
-                acc[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(mm), _mm512_mul_ps(wdm, da), acc[t]);
+                acc[t] = x16_k4_finish(&km, acc[t], isum[t], pw, ((const act_q8k *)row)[b].d);
             }
         }
         float *o = out + (size_t)grp * FITLM_REPACK_ROWS;

@@ -23,6 +23,7 @@ INLINE __m256i dot_u8s8(__m256i u, __m256i s) {
 
 #define DOT_TILE FITLM_DOT_TILE_AVX512
 #include "backend/cpu/dot_x86_common.h"
+#include "backend/cpu/x16_k4_avx512.h"
 
 /* Instantiates name(cols, w, a, astride, ntok, out) from body_##name(..., nt). */
 #define INSTANTIATE(name)                                                                                              \
@@ -548,28 +549,20 @@ INLINE void x16_q4_k_body(int wtype, int64_t cols, const void *w, const void *a,
     const __m512i bit4 = _mm512_set1_epi8(0x10);
     const int64_t nb = cols / 256;
     const uint8_t *g = w;
-    const __m512i m4 = _mm512_set1_epi8(0x0f), m6 = _mm512_set1_epi8(0x3f), m30 = _mm512_set1_epi8(0x30);
-    const __m512i lo16 = _mm512_set1_epi32(0x00ff00ff), ff = _mm512_set1_epi32(0xff);
     __m512 acc[FITLM_REPACK_TOKENS];
 #pragma GCC unroll 8
     for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
     for (int64_t b = 0; b < nb; b++, g += gbytes) {
         fitlm_repacked_prefetch(g, gbytes, nt, 1);
-        const __m512 wd = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)g));
-        const __m512 wdm = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(g + 32)));
-        const __m512i u0 = _mm512_loadu_si512(g + 64), u1 = _mm512_loadu_si512(g + 128), u2 = _mm512_loadu_si512(g + 192);
-        const __m512i sc03 = _mm512_and_si512(u0, m6);
-        const __m512i sc47 = _mm512_or_si512(_mm512_and_si512(u2, m4), _mm512_and_si512(_mm512_srli_epi32(u0, 2), m30));
-        const __m512i mn03 = _mm512_and_si512(u1, m6);
-        const __m512i mn47 =
-            _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(u2, 4), m4), _mm512_and_si512(_mm512_srli_epi32(u1, 2), m30));
+        const x16_k4_scales kg = x16_k4_scales_load(g);
         __m512i isum[FITLM_REPACK_TOKENS];
 #pragma GCC unroll 8
         for (int t = 0; t < nt; t++) isum[t] = _mm512_setzero_si512();
 #pragma GCC unroll 1
         for (int s = 0; s < 8; s++) { /* sub-block s: chunk s / 2, low or high nibbles */
             const uint8_t *cv = g + codes + 512 * (s / 2);
-            const __m512i sc = _mm512_and_si512(_mm512_srli_epi32(s < 4 ? sc03 : sc47, 8 * (s % 4)), ff);
+            const __m512i sc = x16_k4_scale(&kg, s);
             __m512i c[8];
 #pragma GCC unroll 8
             for (int u = 0; u < 8; u++) {
@@ -593,19 +586,11 @@ INLINE void x16_q4_k_body(int wtype, int64_t cols, const void *w, const void *a,
                 isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(_mm512_add_epi32(p, q), sc));
             }
         }
-        const __m512i mp0 = _mm512_and_si512(mn03, lo16), mp1 = _mm512_and_si512(_mm512_srli_epi32(mn03, 8), lo16);
-        const __m512i mp2 = _mm512_and_si512(mn47, lo16), mp3 = _mm512_and_si512(_mm512_srli_epi32(mn47, 8), lo16);
+        const x16_k4_mins km = x16_k4_mins_load(g);
 #pragma GCC unroll 8
-        for (int t = 0; t < nt; t++) {
-            const int32_t *pw = (const int32_t *)TOK(prep, pstride, t) + 4 * b;
-            __m512i mm = _mm512_dpwssd_epi32(_mm512_setzero_si512(), mp0, _mm512_set1_epi32(pw[0]));
-            mm = _mm512_dpwssd_epi32(mm, mp1, _mm512_set1_epi32(pw[1]));
-            mm = _mm512_dpwssd_epi32(mm, mp2, _mm512_set1_epi32(pw[2]));
-            mm = _mm512_dpwssd_epi32(mm, mp3, _mm512_set1_epi32(pw[3]));
-            const __m512 da = _mm512_set1_ps(((const act_q8k *)TOK(a, astride, t))[b].d);
-            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(wd, da), acc[t]);
-            acc[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(mm), _mm512_mul_ps(wdm, da), acc[t]);
-        }
+        for (int t = 0; t < nt; t++)
+            acc[t] = x16_k4_finish(&km, acc[t], isum[t], (const int32_t *)TOK(prep, pstride, t) + 4 * b,
+                                   ((const act_q8k *)TOK(a, astride, t))[b].d);
     }
 #pragma GCC unroll 8
     for (int t = 0; t < nt; t++) _mm512_storeu_ps(out + (size_t)t * ostride, acc[t]);
