@@ -244,6 +244,8 @@ static void check_type_shape(const type_case *tc, int64_t rows, int64_t cols, in
         /* the x16 float kernels run (lower ISAs unpack rows for the plain kernels) */
         bool float_x16 = layout == 1 && x16_float && isas[ii] >= FITLM_ISA_AVX512;
         double terms = tc->type == FITLM_TYPE_F16 ? (double)(cols / 2 + 1) : (double)(cols / 4 + 1);
+        /* BF16 on AMX: each sum runs through all cols products in turn */
+        if (float_x16 && tc->type == FITLM_TYPE_BF16 && fitlm_cpu_amx_active(tc->type)) terms = (double)(cols + 1);
         for (int p = 0; p < 3; p++) {
             for (int64_t i = 0; i < rows * ntok; i++) Y[i] = NAN;
             if (layout == 0) fitlm_cpu_matmul(pools[p], tc->type, W, rows, cols, X, ntok, Y);
@@ -293,8 +295,23 @@ static void check_type_shape(const type_case *tc, int64_t rows, int64_t cols, in
             /* the AMX x16 kernels (Q4_0, Q8_0 under the AVX-512 family, whole
              * tiles of 16 tokens) give the VNNI kernel's bits, so a token's
              * result does not depend on how many others share its call */
+            /* BF16 on AMX (every token count): a token's row is the same
+             * bits computed alone as among the others */
+            if (layout == 1 && isas[ii] == FITLM_ISA_AVX512 && ntok > 1 && rows % 16 == 0 &&
+                fitlm_amx_all_rows(tc->type) && fitlm_cpu_amx_active(tc->type)) {
+                float *y1 = malloc(sizeof(float) * (size_t)rows);
+                int differ = 0;
+                for (int64_t t = 0; y1 && t < ntok; t++) {
+                    fitlm_cpu_matmul_repacked(pools[p], tc->type, P, rows, cols, X + t * cols, 1, y1);
+                    differ += memcmp(y1, Y + t * rows, sizeof(float) * (size_t)rows) != 0;
+                }
+                CHECK(y1 && differ == 0, "%s amx rows=%lld cols=%lld ntok=%lld threads=%d: %d tokens differ alone", tn,
+                      (long long)rows, (long long)cols, (long long)ntok, p + 1, differ);
+                free(y1);
+                n_amx_checks++;
+            }
             if (layout == 1 && isas[ii] == FITLM_ISA_AVX512 && ntok >= 16 && fitlm_cpu_has_amx_int8() &&
-                fitlm_dot_repacked_amx(tc->type) && rows % 16 == 0) {
+                !fitlm_amx_all_rows(tc->type) && fitlm_dot_repacked_amx(tc->type) && rows % 16 == 0) {
                 float *Ya = malloc(sizeof(float) * (size_t)(rows * ntok));
                 if (Ya) {
                     fitlm_cpu_set_amx(FITLM_CPU_AMX_OFF);
@@ -781,6 +798,15 @@ int main(void) {
         check_type_shape(q4, 48, 2048, 20);
         check_type_shape(q8, 48, 2048, 33);
         use_quantizer = 0;
+        /* BF16: 1-9 groups of 16 rows (the 4-group step and the rest), 1-41
+         * tokens (every count runs on AMX-BF16 where the CPU has it) */
+        const type_case *tb = &k_types[2];
+        static const int64_t bf_rows[] = {16, 48, 64, 80, 144};
+        static const int64_t bf_tok[] = {1, 3, 16, 17, 41};
+        for (size_t r = 0; r < sizeof bf_rows / sizeof bf_rows[0]; r++)
+            for (size_t k = 0; k < sizeof bf_tok / sizeof bf_tok[0]; k++)
+                if (!small || r < 3) check_type_shape(tb, bf_rows[r], 320, bf_tok[k]);
+        check_type_shape(tb, 32, 2048, 18);
         /* Q4_K / Q5_K: 1-3 super-blocks (8-24 sub-blocks: the ring and the
          * units in flight cross super-blocks), random and quantized blocks,
          * all-positive activations (the minimums' term at its largest) */

@@ -44,37 +44,47 @@ bool fitlm_cpu_vendor_intel(void) {
 #endif
 }
 
-/* AMX-INT8: CPUID.(EAX=7,ECX=0):EDX bits 24 (AMX-TILE) and 25 (AMX-INT8),
- * the OS managing the tile state (XCR0 bits 17 and 18), and on Linux this
- * process's permission to use the tile data (arch_prctl
+/* AMX: CPUID.(EAX=7,ECX=0):EDX bits 24 (AMX-TILE), 25 (AMX-INT8) and 22
+ * (AMX-BF16), the OS managing the tile state (XCR0 bits 17 and 18), and on
+ * Linux this process's permission to use the tile data (arch_prctl
  * ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA, asked once; it covers every
- * thread of the process). */
+ * thread of the process). Bit 0 of the result: AMX-INT8 usable, bit 1:
+ * AMX-BF16. */
 static int amx_probe(void) {
 #if defined(__linux__) && defined(__x86_64__)
     unsigned a, b, c, d;
     if (__get_cpuid_max(0, (unsigned *)0) < 7) return 0;
     __cpuid_count(7, 0, a, b, c, d);
-    if (!((d >> 24) & 1u) || !((d >> 25) & 1u)) return 0;
+    const int have = (((d >> 25) & 1u) ? 1 : 0) | (((d >> 22) & 1u) ? 2 : 0);
+    if (!((d >> 24) & 1u) || !have) return 0;
     if (!__get_cpuid(1, &a, &b, &c, &d) || !((c >> 27) & 1u)) return 0; /* OSXSAVE */
     unsigned lo, hi;
     __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
     (void)hi;
     if ((lo & (3u << 17)) != (3u << 17)) return 0;
     if (syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XFEATURE_XTILEDATA */) != 0) return 0;
-    return 1;
+    return have;
 #else
     return 0;
 #endif
 }
 
-bool fitlm_cpu_has_amx_int8(void) {
+static int amx_usable(void) {
     static atomic_int have = -1;
     int v = atomic_load(&have);
     if (v < 0) {
         v = amx_probe();
         atomic_store(&have, v);
     }
-    return v == 1;
+    return v;
+}
+
+bool fitlm_cpu_has_amx_int8(void) {
+    return (amx_usable() & 1) != 0;
+}
+
+bool fitlm_cpu_has_amx_bf16(void) {
+    return (amx_usable() & 2) != 0 && fitlm_cpu_has_avx512bf16();
 }
 
 bool fitlm_cpu_has_f16c(void) {

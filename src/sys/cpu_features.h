@@ -26,6 +26,9 @@ bool fitlm_cpu_vendor_intel(void);
  * state, and (Linux) the process was granted it (asked on the first call).
  * The AVX-512 family uses it for the x16 Q4_0 / Q8_0 kernels of 16 tokens. */
 bool fitlm_cpu_has_amx_int8(void);
+/* AMX-BF16 (tile multiplies of bfloat16 pairs into float32) usable, with
+ * AVX512_BF16: the repacked BF16 matmuls run on it at every token count. */
+bool fitlm_cpu_has_amx_bf16(void);
 
 /* Which kernel family fitlm's CPU kernels and quantizer searches use: detected once, overridable by
  * FITLM_CPU_KERNELS=scalar|avx2|avx512 (for tests and benchmarks). */

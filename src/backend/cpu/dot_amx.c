@@ -5,6 +5,8 @@
  * fitlm_cpu_has_amx_int8() (the CPU has it and Linux granted this process the
  * tile data state).
  *
+ * BF16 runs on AMX-BF16 (amx_bf16 below), every token count.
+ *
  * The x16 layout (kernels.h) is already the layout of an AMX B operand: a
  * group's 64-byte code vectors hold 4 consecutive codes of each of the 16
  * rows, and a B tile row is exactly that (K/4 rows of 16 columns x 4 bytes).
@@ -261,7 +263,8 @@ INLINE void amx_k_body(int wtype, int64_t cols, const void *w, int64_t ngroups, 
 
 #define AMX_ENTRY(name, body, type)                                                                                \
     static void name(int64_t cols, const void *w, int64_t ngroups, size_t gstride, const void *a, size_t astride,  \
-                     const void *prep, size_t pstride, float *out, size_t ostride) {                               \
+                     const void *prep, size_t pstride, float *out, size_t ostride, int nt) {                       \
+        (void)nt; /* FITLM_AMX_TOKENS */                                                                           \
         body(type, cols, w, ngroups, gstride, a, astride, prep, pstride, out, ostride);                            \
     }
 AMX_ENTRY(amx_q4_0, amx_body, FITLM_TYPE_Q4_0)
@@ -269,12 +272,86 @@ AMX_ENTRY(amx_q8_0, amx_body, FITLM_TYPE_Q8_0)
 AMX_ENTRY(amx_q4_k, amx_k_body, FITLM_TYPE_Q4_K)
 AMX_ENTRY(amx_q5_k, amx_k_body, FITLM_TYPE_Q5_K)
 
+/* BF16 (AMX-BF16): a group of the x16 BF16 layout (32 columns of 16 rows,
+ * vector m lane k = row k's columns 2m, 2m + 1) is one B tile as it is (16
+ * rows of 64 bytes), and the nt tokens' bfloat16 activations of those 32
+ * columns are the A tile (nt rows of 64 bytes, straight from the ACT_BF16
+ * rows). There are no block scales: each C tile sums its group row's whole
+ * dot product in float32, so the float work is the multiplies themselves.
+ * Four groups of rows share each A tile (tiles 4-7 their sums, 2 and 3 the
+ * weights in turn). */
+static void amx_bf16_config(int nt) {
+    _Alignas(64) amx_tilecfg c;
+    memset(&c, 0, sizeof c);
+    c.palette = 1;
+    c.rows[0] = (uint8_t)nt; /* tokens: nt rows of 32 bfloat16 */
+    c.colsb[0] = 64;
+    for (int k = 2; k < 4; k++) { /* weights: 16 pairs x 16 rows */
+        c.rows[k] = 16;
+        c.colsb[k] = 64;
+    }
+    for (int k = 4; k < 8; k++) { /* sums: nt tokens x 16 floats */
+        c.rows[k] = (uint8_t)nt;
+        c.colsb[k] = 64;
+    }
+    _tile_loadconfig(&c);
+}
+
+#define AMX_BF16_MUL(TB, TC, gptr)                                                                                 \
+    do {                                                                                                           \
+        fitlm_repacked_prefetch((gptr), 1024, 2, 1);                                                               \
+        _tile_loadd(TB, (gptr), 64);                                                                               \
+        _tile_dpbf16ps(TC, 0, TB);                                                                                 \
+    } while (0)
+
+static void amx_bf16(int64_t cols, const void *w, int64_t ngroups, size_t gstride, const void *a, size_t astride,
+                     const void *prep, size_t pstride, float *out, size_t ostride, int nt) {
+    (void)prep;
+    (void)pstride;
+    const int64_t nk = cols / 32;
+    const uint8_t *act = a;
+    const size_t ostride_b = ostride * sizeof(float);
+    amx_bf16_config(nt);
+    int64_t grp = 0;
+    for (; grp + 4 <= ngroups; grp += 4) {
+        const uint8_t *g0 = (const uint8_t *)w + (size_t)grp * gstride;
+        _tile_zero(4);
+        _tile_zero(5);
+        _tile_zero(6);
+        _tile_zero(7);
+        for (int64_t k = 0; k < nk; k++) {
+            const uint8_t *gk = g0 + (size_t)k * 1024;
+            _tile_loadd(0, act + 64 * k, astride);
+            AMX_BF16_MUL(2, 4, gk);
+            AMX_BF16_MUL(3, 5, gk + gstride);
+            AMX_BF16_MUL(2, 6, gk + 2 * gstride);
+            AMX_BF16_MUL(3, 7, gk + 3 * gstride);
+        }
+        float *o = out + (size_t)grp * FITLM_REPACK_ROWS;
+        _tile_stored(4, o, ostride_b);
+        _tile_stored(5, o + 16, ostride_b);
+        _tile_stored(6, o + 32, ostride_b);
+        _tile_stored(7, o + 48, ostride_b);
+    }
+    for (; grp < ngroups; grp++) { /* the last 1-3 groups, one at a time */
+        const uint8_t *g0 = (const uint8_t *)w + (size_t)grp * gstride;
+        _tile_zero(4);
+        for (int64_t k = 0; k < nk; k++) {
+            _tile_loadd(0, act + 64 * k, astride);
+            AMX_BF16_MUL(2, 4, g0 + (size_t)k * 1024);
+        }
+        _tile_stored(4, out + (size_t)grp * FITLM_REPACK_ROWS, ostride_b);
+    }
+    _tile_release();
+}
+
 fitlm_dot_amx_fn fitlm_dot_repacked_amx(int wtype) {
     switch (wtype) {
     case FITLM_TYPE_Q4_0: return amx_q4_0;
     case FITLM_TYPE_Q8_0: return amx_q8_0;
     case FITLM_TYPE_Q4_K: return amx_q4_k;
     case FITLM_TYPE_Q5_K: return amx_q5_k;
+    case FITLM_TYPE_BF16: return amx_bf16;
     default: return NULL;
     }
 }

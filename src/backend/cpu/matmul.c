@@ -93,7 +93,8 @@ static int amx_mode(void) {
 static fitlm_dot_amx_fn pick_amx(int wtype) {
     if (amx_mode() != FITLM_CPU_AMX_AUTO || fitlm_cpu_isa_active() < FITLM_ISA_AVX512) return NULL;
     fitlm_dot_amx_fn f = fitlm_dot_repacked_amx(wtype);
-    return f && fitlm_cpu_has_amx_int8() ? f : NULL;
+    if (!f) return NULL;
+    return (wtype == FITLM_TYPE_BF16 ? fitlm_cpu_has_amx_bf16() : fitlm_cpu_has_amx_int8()) ? f : NULL;
 }
 
 bool fitlm_cpu_amx_active(int wtype) {
@@ -122,7 +123,7 @@ typedef struct {
     int wtype;
     int repacked;                /* W is in the repacked layout (kernels.h) */
     fitlm_dot_repacked_fn dot_rep; /* its kernel; NULL: unpack rows and use `dot` */
-    fitlm_dot_amx_fn amx;          /* with dot_rep: the AMX kernel for whole 16-token tiles, or NULL */
+    fitlm_dot_amx_fn amx;          /* with dot_rep: the AMX kernel for 16-token tiles (BF16: all tokens), or NULL */
     uint8_t *prep;  /* with dot_rep: each token's per-block offsets, pstride bytes apart */
     size_t pstride;
     int tile; /* tokens per kernel call */
@@ -212,11 +213,13 @@ static void repacked_chunk(mm_job *j, const mm_seg *sg, int64_t r0, int64_t r1, 
          * Several tokens: the chunk stays in L2 while every tile of tokens
          * passes over it. */
         int64_t t0 = 0;
-        if (j->amx)
-            for (; t0 + FITLM_AMX_TOKENS <= j->ntok; t0 += FITLM_AMX_TOKENS)
-                j->amx(j->cols, sg->W + (size_t)r0 * j->wrow, (r1 - r0) / FITLM_REPACK_ROWS,
-                       (size_t)FITLM_REPACK_ROWS * j->wrow, j->A + (size_t)t0 * j->astride, j->astride,
-                       j->prep + (size_t)t0 * j->pstride, j->pstride, sg->Y + t0 * sg->rows + r0, (size_t)sg->rows);
+        for (; j->amx && t0 < j->ntok; t0 += FITLM_AMX_TOKENS) {
+            int nt = (int)(j->ntok - t0 < FITLM_AMX_TOKENS ? j->ntok - t0 : FITLM_AMX_TOKENS);
+            if (nt < FITLM_AMX_TOKENS && !fitlm_amx_all_rows(j->wtype)) break;
+            j->amx(j->cols, sg->W + (size_t)r0 * j->wrow, (r1 - r0) / FITLM_REPACK_ROWS,
+                   (size_t)FITLM_REPACK_ROWS * j->wrow, j->A + (size_t)t0 * j->astride, j->astride,
+                   j->prep + (size_t)t0 * j->pstride, j->pstride, sg->Y + t0 * sg->rows + r0, (size_t)sg->rows, nt);
+        }
         for (; t0 < j->ntok; t0 += FITLM_REPACK_TOKENS) {
             int nt = (int)(j->ntok - t0 < FITLM_REPACK_TOKENS ? j->ntok - t0 : FITLM_REPACK_TOKENS);
             const uint8_t *a = j->A + (size_t)t0 * j->astride;
@@ -338,7 +341,8 @@ static void matmul_run(fitlm_threadpool *pool, int wtype, int64_t cols, const fl
     j.repacked = repacked;
     if (repacked && isa >= FITLM_ISA_AVX512) j.dot_rep = fitlm_dot_repacked_avx512(wtype);
     else if (repacked && isa == FITLM_ISA_AVX2) j.dot_rep = pick_repacked_avx2(wtype);
-    if (j.dot_rep && isa >= FITLM_ISA_AVX512 && n_tokens >= FITLM_AMX_TOKENS) j.amx = pick_amx(wtype);
+    if (j.dot_rep && isa >= FITLM_ISA_AVX512 && (n_tokens >= FITLM_AMX_TOKENS || fitlm_amx_all_rows(wtype)))
+        j.amx = pick_amx(wtype);
     if (j.dot_rep && fmt == ACT_Q8I) fmt = ACT_Q8; /* the repacked kernels read the codes in order */
     if (j.dot_rep && wtype == FITLM_TYPE_BF16) fmt = ACT_BF16; /* (F16's x16 kernel takes the floats) */
     j.tile = tile;

@@ -5,10 +5,12 @@
 #define FITLM_BACKEND_CPU_QUANT_BLOCKS_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
+#include "format/ggml_type.h"
 #include "quant/blocks.h"
 
 /* ---- activation formats (private to fitlm, not GGUF types) ----
@@ -135,16 +137,25 @@ fitlm_dot_repacked_fn fitlm_dot_repacked_avx2(int wtype);
  * kernels. */
 fitlm_dot_repacked_fn fitlm_dot_repacked_avxvnni(int wtype);
 fitlm_dot_repacked_fn fitlm_dot_repacked_avxvnni_emu(int wtype);
-/* The Q4_0 / Q8_0 x16 kernels on AMX (dot_amx.c; NULL for other types or
- * when the compiler could not build it; call only when fitlm_cpu_has_amx_int8()):
- * ngroups groups of 16 rows (the first at w, gstride bytes apart) times
- * exactly FITLM_AMX_TOKENS tokens (ACT_Q8 activations astride bytes apart,
- * prep as for the repacked kernels): out[t * ostride + 16 * g + k] = row k of
- * group g . A_t. The same bits as the AVX-512 VNNI kernel of the type. Loads
- * its tile configuration and releases the tiles before returning. */
+/* The x16 kernels on AMX (dot_amx.c; NULL for other types or when the
+ * compiler could not build it): Q4_0, Q8_0, Q4_K, Q5_K (AMX-INT8; call only
+ * when fitlm_cpu_has_amx_int8()) and BF16 (AMX-BF16: fitlm_cpu_has_amx_bf16()).
+ * ngroups groups of 16 rows (the first at w, gstride bytes apart) times nt
+ * tokens (activations in the type's format, astride bytes apart, prep as for
+ * the repacked kernels): out[t * ostride + 16 * g + k] = row k of group g .
+ * A_t. The integer types take exactly FITLM_AMX_TOKENS tokens and give the
+ * same bits as their AVX-512 VNNI kernels; BF16 takes 1..FITLM_AMX_TOKENS
+ * (fitlm_amx_all_rows: every token count of a BF16 matmul runs on AMX, whose
+ * sums are in another order than vdpbf16ps's, so that a token's result never
+ * depends on how many others share the call). Loads its tile configuration
+ * and releases the tiles before returning. */
 #define FITLM_AMX_TOKENS 16
 typedef void (*fitlm_dot_amx_fn)(int64_t cols, const void *w, int64_t ngroups, size_t gstride, const void *a,
-                                 size_t astride, const void *prep, size_t pstride, float *out, size_t ostride);
+                                 size_t astride, const void *prep, size_t pstride, float *out, size_t ostride,
+                                 int nt);
+static inline bool fitlm_amx_all_rows(int wtype) {
+    return wtype == FITLM_TYPE_BF16;
+}
 fitlm_dot_amx_fn fitlm_dot_repacked_amx(int wtype);
 /* The per-token part of those kernels, computed once per matmul instead of
  * once per 16 rows (Q4_0, Q8_0: each block's integer offset, -8 or -128 x
