@@ -305,7 +305,8 @@ int main(int argc, char **argv) {
                 char shape[32];
                 snprintf(shape, sizeof shape, "%lldx%lld", (long long)rows, (long long)cols);
                 printf("%-6s %-12s %-7s %4d %10.1f %9.2f %9.2f %5.0f%% %12.1f\n", fitlm_type_name(type), shape,
-                       layout ? "repack" : fitlm_cpu_kernel_isa_name(type), nt, best * 1e6, gbs, gbs_med,
+                       layout ? (fitlm_cpu_amx_active(type) ? "rep+amx" : "repack") : fitlm_cpu_kernel_isa_name(type), nt,
+                       best * 1e6, gbs, gbs_med,
                        bw[nt] > 0 ? 100.0 * gbs / bw[nt] : 0.0, gflops);
                 fflush(stdout);
                 fitlm_threadpool_free(p);

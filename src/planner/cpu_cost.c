@@ -612,7 +612,9 @@ int fitlm_calibrate_host(fitlm_host_profile *p, int max_threads, bool quick, FIL
         fprintf(log,
                 "kernel %-5s %-7s %d threads: decode %6.1f GB/s, %d-row decode %6.1f GFLOP/s, prefill %7.1f GFLOP/s "
                 "(best of %d rounds); rows",
-                fitlm_type_name(k->type), k->repacked ? "repack" : fitlm_cpu_kernel_isa_name(k->type), max_threads,
+                fitlm_type_name(k->type),
+                k->repacked ? (fitlm_cpu_amx_active(k->type) ? "rep+amx" : "repack") : fitlm_cpu_kernel_isa_name(k->type),
+                max_threads,
                 k->decode_bw / 1e9, FITLM_CAL_BATCH_ROWS, k->batch_flops / 1e9, k->prefill_flops / 1e9, rounds);
         for (int r = 0; r < FITLM_CAL_N_BATCH; r++) fprintf(log, " %d:x%.2f", fitlm_cal_batch_rows[r], k->batch_ratio[r]);
         fprintf(log, " of one row's time\n");
