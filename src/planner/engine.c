@@ -24,6 +24,20 @@
  * bandwidth over all of them leaves no per-step term (a < 0.1 ms). */
 #define VLLM_PER_LAYER_S 117e-6
 
+/* vLLM's weight-only quantized GEMMs (GPTQ and AWQ 4-bit, GPTQ 8-bit: the
+ * Marlin kernels on an A100) at batch 1 take at least about this long each,
+ * however small the matrix. Qwen's benchmark above measured Qwen2.5-0.5B
+ * GPTQ-Int4 / AWQ / GPTQ-Int8 at 3.83 / 3.82 / 3.89 ms per token against
+ * BF16's 3.21 while reading a quarter to half of BF16's layer bytes: with
+ * bytes alone the plan was 20-23 % fast. Fitted to those three rows (each
+ * layer's four GEMMs, merged QKV, output, merged gate/up and down, all below
+ * the floor at hidden 896: 34 us per layer where their bytes take about 5).
+ * Qwen2.5-7B's rows check it: its QKV and output GEMMs are below the floor,
+ * which adds 0.22 ms to the Int4 step, where the measurement is 0.40 ms above
+ * the bytes-only figure; at 14B only the output GEMM is below it
+ * (tests/test_plan_validation.py). */
+#define VLLM_WO_GEMM_MIN_S 8.5e-6
+
 /* ExLlama's fixed time per decode step (Python drives each layer's kernels,
  * no CUDA graphs): 0.98 ms on an RTX 4090, fitted to its author's LLaMA-7B
  * "Best" row (173 tok/s); the 13B and 33B rows and MLC's two ExLlama rows
@@ -40,7 +54,8 @@ static const fitlm_engine_profile k_engines[FITLM_ENGINE_COUNT] = {
      * manager frees blocks outside the window; PyTorch GEMMs accumulate in FP32 */
     [FITLM_ENGINE_VLLM] = {.name = "vllm", .label = "vLLM", .vllm_memory = true, .default_margin = 0.10,
                            .default_chunk = 0, .kv_paged = true, .window_frees = true, .fp16_acc16 = false,
-                           .int8_prefill = false, .int8_eff = 0, .per_layer_s = VLLM_PER_LAYER_S, .per_step_s = 0},
+                           .int8_prefill = false, .int8_eff = 0, .per_layer_s = VLLM_PER_LAYER_S, .per_step_s = 0,
+                           .wo_gemm_min_s = VLLM_WO_GEMM_MIN_S},
     /* llama.cpp: one contiguous KV cache for the full context of every sequence
      * (no sliding-window cache for the Llama/Mistral/Qwen2 architectures), n_ubatch
      * 512, cuBLAS F16 GEMMs with FP16 accumulation, quantized prefill on MMQ */

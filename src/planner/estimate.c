@@ -403,8 +403,15 @@ static void eval_infer(const fitlm_plan_model *m, const fitlm_plan_request *r, c
      * all-reduces; n + P - 1 stage slots in all */
     double prompt_tokens = (double)r->batch * r->prompt;
     double n_chunks = ceil(prompt_tokens / chunk);
-    double pf_flops = (double)r->batch * (2 * p_mm * r->prompt + 2.0 * L * hp->n_heads * hp->head_dim *
-                                                                    (double)r->prompt * fmin(r->prompt, window));
+    /* the attention's score and value products run in 16 bits whatever the
+     * weights' format (FlashAttention-2 and TensorRT-LLM's context FMHA take
+     * FP16/BF16 operands; the FP8 GEMMs' rate does not apply to them) */
+    double attn_rate = pf_rate;
+    if (f->kind == FITLM_W_PLAIN && f->type == FITLM_TYPE_F8_E4M3 && peak > peak_flops(g, NULL, false, false))
+        attn_rate = peak_flops(g, NULL, false, false) * K.eff_prefill;
+    double pf_gemm_flops = (double)r->batch * 2 * p_mm * r->prompt;
+    double pf_attn_flops =
+        (double)r->batch * 2.0 * L * hp->n_heads * hp->head_dim * (double)r->prompt * fmin(r->prompt, window);
     double slot = 0;
     bool pf_compute = true;
     for (int s = 0; s < P; s++) {
@@ -413,7 +420,7 @@ static void eval_infer(const fitlm_plan_model *m, const fitlm_plan_request *r, c
         double nl = l1 - l0;
         double wst = res->stage[s < FITLM_PLAN_MAX_STAGES ? s : FITLM_PLAN_MAX_STAGES - 1][FITLM_MEM_WEIGHTS] -
                      (s == 0 ? embd_unread : 0);
-        double tc = pf_flops / n_chunks * (nl / L) / T / pf_rate;
+        double tc = (pf_gemm_flops / pf_rate + pf_attn_flops / attn_rate) / n_chunks * (nl / L) / T;
         double tm = wst / (bw_mem * K.eff_decode_bw);
         double tcomm = T > 1 ? 2.0 * nl * fitlm_allreduce_time(chunk * hp->dim * 2, T, alpha, link_bw) : 0;
         if (P > 1) tcomm += pp_alpha + chunk * hp->dim * 2 / pp_bw;
@@ -433,6 +440,21 @@ static void eval_infer(const fitlm_plan_model *m, const fitlm_plan_request *r, c
     if (mpp < 1) mpp = 1;
     double bmb = (double)r->batch / mpp;
     double kv_dev_tok = 2.0 * kv_dev_heads * hp->head_dim * kvb; /* per layer per token per device */
+    /* weight-only quantized GEMMs with a shortest time (the engine's
+     * wo_gemm_min_s): per layer, the merged QKV, the output projection, the
+     * merged gate/up and the down projection each take at least that long; a
+     * matrix's bytes are its share of the layer's parameters */
+    bool wo_floor = eng->wo_gemm_min_s > 0 && (f->kind == FITLM_W_INT8 || f->kind == FITLM_W_GPTQ ||
+                                                f->kind == FITLM_W_AWQ);
+    double gemm_share[4] = {0};
+    if (wo_floor && pc.per_layer_linear > 0) {
+        double d = hp->dim, hd = hp->head_dim, q = (double)hp->n_heads * hd, kvd = (double)hp->n_kv_heads * hd;
+        double ff = hp->ffn_dim, lin = (double)pc.per_layer_linear;
+        gemm_share[0] = d * (q + 2 * kvd) / lin;
+        gemm_share[1] = q * d / lin;
+        gemm_share[2] = 2 * d * ff / lin;
+        gemm_share[3] = ff * d / lin;
+    }
     double t_stage = 0;
     bool mem_bound = true;
     for (int s = 0; s < P; s++) {
@@ -443,6 +465,14 @@ static void eval_infer(const fitlm_plan_model *m, const fitlm_plan_request *r, c
                        (s == 0 ? embd_unread : 0) + bmb * mean_ctx * kv_dev_tok * nl;
         double fl = bmb * (2 * p_mm + attn_tok) * (nl / L) / T;
         double tm = bytes / (bw_mem * K.eff_decode_bw), tc = fl / (peak * K.eff_decode_flops);
+        if (wo_floor)
+            for (uint32_t l = l0; l < l1; l++) {
+                if (l >= L - off) continue; /* runs on the host */
+                for (int k = 0; k < 4; k++) {
+                    double tg = wb->layer[l] * gemm_share[k] / T / (bw_mem * K.eff_decode_bw);
+                    if (tg < eng->wo_gemm_min_s) tm += eng->wo_gemm_min_s - tg;
+                }
+            }
         double tcomm = T > 1 ? 2.0 * nl * fitlm_allreduce_time(bmb * hp->dim * 2, T, alpha, link_bw) : 0;
         double t = fmax(tm, tc) + tcomm + nl * per_layer_s;
         if (t > t_stage) {

@@ -294,6 +294,10 @@ typedef struct fitlm_engine_profile {
     bool fp16_acc16, int8_prefill, dequant_acc16;
     double int8_eff;
     double per_layer_s, per_step_s; /* fixed GPU costs per layer and per forward step; 0 = fitlm_plan_k's */
+    /* shortest time of one weight-only quantized (INT8 / GPTQ / AWQ) GEMM of a
+     * decode step: a small matrix takes this long however few bytes it reads
+     * (vLLM's Marlin kernels); 0 = none */
+    double wo_gemm_min_s;
 } fitlm_engine_profile;
 
 /* The profile of an engine (GENERIC for an out-of-range value); never NULL, static. */

@@ -187,6 +187,9 @@ void fitlm_plan_print_text(FILE *fp, const fitlm_plan_model *m, const fitlm_plan
                                    : "16-bit with FP32 accumulate",
                 (e->per_layer_s > 0 ? e->per_layer_s : fitlm_plan_k.gpu_per_layer_s) * 1e6,
                 (e->per_step_s > 0 ? e->per_step_s : fitlm_plan_k.gpu_per_step_s) * 1e6);
+        if (e->wo_gemm_min_s > 0)
+            fprintf(fp, "  engine: a weight-only quantized (INT8/GPTQ/AWQ) GEMM of a decode step takes at least %.1f us\n",
+                    e->wo_gemm_min_s * 1e6);
     }
     fprintf(fp, "  searched %zu layouts in %.1f ms CPU; objective: %s; memory margin %.0f%%\n\n", out->evaluated,
             out->search_cpu_seconds * 1e3, objective_name(r->objective), r->margin * 100);
@@ -616,6 +619,7 @@ char *fitlm_plan_json(const fitlm_plan_model *m, const fitlm_plan_request *r, co
         cJSON_AddNumberToObject(eo, "int8_efficiency", e->int8_eff);
         cJSON_AddNumberToObject(eo, "per_layer_s", e->per_layer_s > 0 ? e->per_layer_s : fitlm_plan_k.gpu_per_layer_s);
         cJSON_AddNumberToObject(eo, "per_step_s", e->per_step_s > 0 ? e->per_step_s : fitlm_plan_k.gpu_per_step_s);
+        cJSON_AddNumberToObject(eo, "weight_only_gemm_min_s", e->wo_gemm_min_s);
     }
     cJSON_AddNumberToObject(k, "internode_bytes_per_s", fitlm_plan_k.internode_bw);
     cJSON_AddNumberToObject(k, "kv_block_tokens", r->kv_block);
