@@ -13,7 +13,7 @@
 static void usage(FILE *out) {
     fprintf(out,
             "usage: fitlm calibrate [-t N] [--profile FILE] [-m MODEL] [--quick] [--print]\n"
-            "  Measures this machine (about 45 s; --quick a few seconds) and writes the host profile the\n"
+            "  Measures this machine (about 100 s; --quick a few seconds) and writes the host profile the\n"
             "  planner and --plan-check read:\n"
             "    read bandwidth with 1..N threads (default N: physical cores),\n"
             "    decode bandwidth and prefill FLOP/s of the real CPU matmul kernels per weight type,\n"

@@ -225,7 +225,7 @@ int fitlm_calibrate_host(fitlm_host_profile *p, int max_threads, bool quick, FIL
 int fitlm_calibrate_overheads(fitlm_host_profile *p, fitlm_error *err);
 
 /* Measures one decode row's attention rate (p->attn_decode_flops): decode of a
- * synthetic 32-layer (quick: 4) model with TinyLlama's heads after a short and a long
+ * synthetic 16-layer (quick: 4) model with TinyLlama's heads after a short and a long
  * prompt (1024 tokens; quick: 256), the time per cached position and layer; and a
  * prompt's attention rate (p->attn_prefill_flops): the same model's prompts of a
  * quarter of that and of all of it, the part of their time that grows with the
