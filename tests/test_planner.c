@@ -290,6 +290,30 @@ static void test_catalog(void) {
     }
     CHECK(fitlm_catalog_find(&cat, "h100") == fitlm_catalog_find(&cat, "H100-SXM"), "alias");
     CHECK(fitlm_catalog_find(&cat, "no-such-gpu") < 0, "unknown");
+    /* device names as drivers report them (nvidia-smi, Vulkan's deviceName)
+     * to the catalog card, or none for a variant the catalog lacks */
+    static const struct { const char *device, *entry; } dev[] = {
+        {"NVIDIA H100 80GB HBM3", "H100-SXM"},       {"NVIDIA H100 PCIe", "H100-PCIe"},
+        {"NVIDIA H100 NVL", "H100-NVL"},             {"NVIDIA H200", "H200"},
+        {"NVIDIA H200 NVL", NULL},                   {"NVIDIA B200", "B200"},
+        {"NVIDIA A100-SXM4-80GB", "A100-80GB"},      {"NVIDIA A100-SXM4-40GB", "A100-40GB"},
+        {"NVIDIA A100 80GB PCIe", "A100-PCIe-80GB"}, {"NVIDIA A100-PCIE-40GB", NULL},
+        {"NVIDIA L40S", "L40S"},                     {"NVIDIA L40", "L40"},
+        {"NVIDIA L4", "L4"},                         {"NVIDIA A10G", "A10G"},
+        {"Tesla T4", "T4"},                          {"NVIDIA RTX A6000", "RTX-A6000"},
+        {"NVIDIA RTX 6000 Ada Generation", NULL},    {"NVIDIA GeForce RTX 3090", "RTX-3090"},
+        {"NVIDIA GeForce RTX 3090 Ti", NULL},        {"NVIDIA GeForce RTX 4090", "RTX-4090"},
+        {"NVIDIA GeForce RTX 4090 D", NULL},         {"NVIDIA GeForce RTX 4090 Laptop GPU", NULL},
+        {"NVIDIA GeForce RTX 5090", "RTX-5090"},     {"AMD Instinct MI300X", "MI300X"},
+        {"AMD Instinct MI325X", "MI325X"},           {"llvmpipe (LLVM 15.0.6, 256 bits)", NULL},
+        {"AMD Radeon PRO W7900", NULL},              {"", NULL},
+    };
+    for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++) {
+        int got = fitlm_catalog_match_device(&cat, dev[i].device);
+        int want = dev[i].entry ? fitlm_catalog_find(&cat, dev[i].entry) : -1;
+        CHECK(got == want && (!dev[i].entry || want >= 0), "device '%s': entry %d, want %s (%d)", dev[i].device, got,
+              dev[i].entry ? dev[i].entry : "none", want);
+    }
     /* datasheet figures, dense */
     int h = fitlm_catalog_find(&cat, "H100-SXM");
     CHECK(cat.gpus[h].bf16_flops == 989e12 && cat.gpus[h].mem_bw == 3350e9, "H100 SXM datasheet");

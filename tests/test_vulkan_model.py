@@ -27,6 +27,7 @@ Skips (77) when the build has no Vulkan backend or there is no Vulkan device,
 unless FITLM_REQUIRE_VULKAN is set (CI), where that is a failure.
 """
 import http.client
+import json
 import os
 import re
 import sys
@@ -363,6 +364,50 @@ check(abs(float(rows.get("weights", ["0"])[0]) - W_MIB) < 0.006 and rows["weight
       rows.get("KV cache", [0, 0])[0] == "0.31" and rows["KV cache"][1] == "0.31" and
       not any(k.startswith(("decode", "prefill", "peak", "scratch")) for k in rows),
       "plan check on the GPU: the weights and KV rows only: %r" % rows)
+check("speed not predicted: " in q.stderr and "is not a card of the catalog" in q.stderr,
+      "plan check on lavapipe: no catalog card, no speed: %r" % q.stderr[-600:])
+
+
+def gpu_plan_rows(*extra):
+    """run --plan-check on the GPU with extra flags: (rc, {row: [predicted, measured, unit]}, stderr)"""
+    p = fitlm("run", "-m", MODEL, "--ids", "1 403 2", "-n", "8", "--device", "vulkan", "--plan-check", *extra)
+    out = {}
+    for line in p.stderr.split("plan check:")[-1].splitlines():
+        cells = [c.strip() for c in line.split("|")]
+        if len(cells) >= 6 and cells[1] and cells[1] != "quantity" and not cells[1].startswith("-"):
+            out[cells[1]] = cells[2:5]
+    return p.returncode, out, p.stderr
+
+
+def plan_time(gpu, prompt, output):
+    """the `fitlm plan` figures for the same file, card and workload (the plan check must be this planner)"""
+    p = fitlm("plan", "-m", MODEL, "--gpu", gpu + ":1", "--tp", "1", "--pp", "1", "--engine", "fitlm",
+              "--prompt-tokens", str(prompt), "-n", str(output), "-c", "512", "--chunk", "512", "--json")
+    return json.loads(p.stdout)["time"] if p.returncode == 0 else {}
+
+
+# --plan-gpu NAME: the speed rows from the GPU planner for that catalog card,
+# the same figures `fitlm plan --engine fitlm` gives for the run's workload
+# (run: a 3-token prompt, then 7 tokens decoded after it)
+rc, rows, err = gpu_plan_rows("--plan-gpu", "H100-SXM")
+t1, t7 = plan_time("H100-SXM", 3, 1), plan_time("H100-SXM", 3, 7)
+pre, dec = rows.get("prefill pp3", ["0", "0"]), rows.get("decode tg7", ["0", "0"])
+check(rc == 0 and t1 and t7 and abs(float(pre[0]) / t1["prefill_tokens_per_s"] - 1) < 2e-6 and
+      abs(float(dec[0]) / t7["decode_tokens_per_s"] - 1) < 2e-6 and float(pre[1]) > 0 and float(dec[1]) > 0 and
+      abs(float(rows.get("time to first token", ["0"])[0]) / (t1["ttft_s"] * 1e3) - 1) < 1e-2 and
+      "the catalog's H100-SXM (3350 GB/s" in err,
+      "plan check --plan-gpu H100-SXM: the planner's figures %r %r beside %r" % (t1, t7, rows))
+# layers on the host: decode at the host's bandwidth (slower than all on the
+# card), no prompt prediction
+rc, rows2, err = gpu_plan_rows("--plan-gpu", "H100-SXM", "-ngl", "2")
+check(rc == 0 and "decode tg7" in rows2 and not any(k.startswith("prefill") for k in rows2) and
+      float(rows2["decode tg7"][0]) < float(dec[0]) and "3 of 5 layers on this host's CPU" in err,
+      "plan check --plan-gpu with -ngl 2: %r %r" % (rows2, err[-400:]))
+# an unknown card: a clear error before anything runs
+p = fitlm("run", "-m", MODEL, "--ids", "1 403 2", "-n", "8", "--device", "vulkan", "--plan-check",
+          "--plan-gpu", "H999")
+check(p.returncode == 1 and "fitlm: error: --plan-gpu: no GPU 'H999' in the catalog" in p.stderr and
+      "plan check:" not in p.stderr, "--plan-gpu H999: rc %d %r" % (p.returncode, p.stderr[-300:]))
 q = fitlm("run", "-m", MODEL, "--ids", "1 403 2", "-n", "8", "--device", "vulkan", "-ngl", "0", "-t", "1",
           "--plan-check")
 check(q.returncode == 0 and "; 1 threads)" in q.stderr and "decode tg" in q.stderr,

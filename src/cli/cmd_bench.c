@@ -38,7 +38,9 @@ static void usage(FILE *out) {
             "  and against a plain read of the weights' own memory right after each run.\n"
             "  At the end (unless --no-plan-check) the planner's prediction beside the measurement,\n"
             "  per component, with the error (--profile FILE: the host profile from 'fitlm calibrate';\n"
-            "  default $XDG_CACHE_HOME/fitlm/host.json or ~/.cache/fitlm/host.json).\n");
+            "  default $XDG_CACHE_HOME/fitlm/host.json or ~/.cache/fitlm/host.json). With layers on a GPU\n"
+            "  the speed is the GPU planner's for the catalog card the device name matches\n"
+            "  (--plan-gpu NAME: that card of 'fitlm plan --list-gpus' instead).\n");
 }
 
 static double now_s(void) {
@@ -98,6 +100,10 @@ int cmd_bench(int argc, char **argv) {
         return fitlm_die("bench: unknown option '%s'", a);
     }
     if (!o.model_path) return fitlm_die("bench: no model given (use -m MODEL)");
+    if (o.plan_gpu) {
+        fitlm_error perr = {{0}};
+        if (plan_check_gpu_valid(o.plan_gpu, &perr)) return fitlm_error_print(&perr), 1;
+    }
     if (n_pp == 0 && n_tg == 0) return fitlm_die("bench: nothing to do (-p 0 and -n 0)");
     uint32_t need = (uint32_t)(n_pp > n_tg ? n_pp : n_tg);
     if (o.n_ctx == 0) o.n_ctx = need;
@@ -276,7 +282,10 @@ int cmd_bench(int argc, char **argv) {
                              .layer0 = s.par ? s.par->layer0 : 0,
                              .layer1 = s.par ? s.par->layer1 : 0,
                              .par = s.par,
-                             .gpu = gpu_device_running(s.backend)};
+                             .gpu = gpu_device_running(s.backend),
+                             .model_path = o.model_path,
+                             .gpu_layers = gpu_layers_running(s.backend),
+                             .plan_gpu = o.plan_gpu};
         if (plan_check_print(stdout, m, o.profile_path, &pr)) goto done;
     }
     rc = 0;

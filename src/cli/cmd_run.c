@@ -58,7 +58,9 @@ static void usage(FILE *out) {
             "  --grammar FILE          constrain the output to a GBNF grammar (rule 'root')\n"
             "  --memory-report         (always printed at the end of run)\n"
             "  --plan-check            print the planner's prediction beside this run's memory and speed\n"
-            "                          (--profile FILE: the host profile of 'fitlm calibrate')\n");
+            "                          (--profile FILE: the host profile of 'fitlm calibrate'; with layers\n"
+            "                          on a GPU, --plan-gpu NAME: the catalog card to predict the speed for,\n"
+            "                          default the one the device name matches)\n");
 }
 
 #define PROMPT_MAX_BYTES (16u * 1024u * 1024u)
@@ -166,6 +168,10 @@ int cmd_run(int argc, char **argv) {
         }
     }
     if (!o.model_path) return fitlm_die("run: no model given (use -m MODEL)");
+    if (o.plan_gpu) {
+        fitlm_error perr = {{0}};
+        if (plan_check_gpu_valid(o.plan_gpu, &perr)) return fitlm_error_print(&perr), 1;
+    }
     if ((prompt != NULL) + (ids_text != NULL) + (prompt_file != NULL) > 1)
         return fitlm_die("run: give only one of -p, -f and --ids");
     if (!seed_given) sp.seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
@@ -416,6 +422,9 @@ int cmd_run(int argc, char **argv) {
                              .ctx0 = n_prompt,
                              .probe_now = s.backend->device == FITLM_DEVICE_CPU,
                              .gpu = gpu_device_running(s.backend),
+                             .model_path = o.model_path,
+                             .gpu_layers = gpu_layers_running(s.backend),
+                             .plan_gpu = o.plan_gpu,
                              .tp = s.par ? s.par->tp_size : 1,
                              .pp = s.par ? s.par->pp_size : 1,
                              .turns = s.par && s.par->turns,

@@ -90,6 +90,10 @@ const char *gpu_device_running(const fitlm_backend *be) {
 #endif
 }
 
+uint32_t gpu_layers_running(const fitlm_backend *be) {
+    return fitlm_backend_split_gpu(be) ? fitlm_backend_split_gpu_layers(be) : 0;
+}
+
 void gpu_print_memory(FILE *out, const fitlm_backend *be, uint32_t n_layers) {
     const fitlm_backend *gpu = fitlm_backend_split_gpu(be);
     if (!gpu) return;

@@ -27,6 +27,8 @@ void gpu_print_memory(FILE *out, const fitlm_backend *be, uint32_t n_layers);
  * backend, valid while it lives); NULL for the CPU backend or when every
  * layer stays on the CPU (-ngl 0). */
 const char *gpu_device_running(const fitlm_backend *be);
+/* The layers a split backend runs on its GPU (0: none, or not a split backend). */
+uint32_t gpu_layers_running(const fitlm_backend *be);
 
 /* The threads of the CPU backend, alone or inside a layer-split backend. */
 int backend_cpu_threads(const fitlm_backend *be);

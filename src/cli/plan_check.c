@@ -11,6 +11,7 @@
 #include "parallel/parallel.h"
 #include "planner/cpu_cost.h"
 #include "planner/host_comm.h"
+#include "planner/planner.h"
 #include "sys/threadpool.h"
 #include "runtime/mem_model.h"
 #include "util/error.h"
@@ -255,10 +256,130 @@ static double embd_touched_bytes(const fitlm_tensor *E, uint32_t vocab, const pl
     return (double)(n_hit * FAULT_AROUND_BYTES);
 }
 
-/* A run with layers on a GPU: the rows that hold on any device. The scratch
- * (the GPU backend's own buffers), the host's resident memory (the driver's)
- * and the speed are not what the CPU cost model describes. */
-static int print_gpu_run(FILE *out, const fitlm_model *m, const plan_check_run *run) {
+int plan_check_gpu_valid(const char *name, fitlm_error *err) {
+    fitlm_catalog cat;
+    if (fitlm_catalog_load_builtin(&cat, err)) return -1;
+    int i = fitlm_catalog_find(&cat, name);
+    fitlm_catalog_free(&cat);
+    if (i < 0)
+        return fitlm_fail(err, "--plan-gpu: no GPU '%s' in the catalog (fitlm plan --list-gpus names them)", name);
+    return 0;
+}
+
+/* Fills the speed rows of a GPU run from the GPU planner (planner.h): the
+ * catalog card's figures with fitlm's own engine profile, layers beyond the
+ * GPU's on the host's CPU entry (from the host profile when one is loaded;
+ * borrowed, copied). Prints why when there is no prediction. */
+static void gpu_speed_rows(FILE *out, const plan_check_run *run, const fitlm_host_profile *prof) {
+    const fitlm_runtime_memory *mem = run->mem;
+    fitlm_error err = {{0}};
+    fitlm_catalog cat;
+    if (fitlm_catalog_load_builtin(&cat, &err)) {
+        fprintf(out, "speed not predicted: %s\n", err.msg);
+        return;
+    }
+    fitlm_catalog_add_host_cpu(&cat);
+    if (prof) {
+        fitlm_host_profile *copy = malloc(sizeof *copy);
+        if (copy) {
+            *copy = *prof;
+            fitlm_catalog_use_profile(&cat, copy, "");
+        }
+    }
+    int gi = run->plan_gpu ? fitlm_catalog_find(&cat, run->plan_gpu) : fitlm_catalog_match_device(&cat, run->gpu);
+    fitlm_plan_model pm;
+    memset(&pm, 0, sizeof pm);
+    fitlm_weight_bytes wb;
+    memset(&wb, 0, sizeof wb);
+    if (gi < 0 || cat.gpus[gi].is_cpu) {
+        fprintf(out, "speed not predicted: %s is not a card of the catalog (--plan-gpu NAME predicts for one; "
+                     "fitlm plan --list-gpus)\n", run->gpu);
+        goto done;
+    }
+    if (!run->model_path || fitlm_plan_model_open(&pm, run->model_path, &err)) {
+        fprintf(out, "speed not predicted: %s\n", run->model_path ? err.msg : "no model file");
+        goto done;
+    }
+    uint32_t L = pm.hp.n_layers, on_gpu = run->gpu_layers < L ? run->gpu_layers : L;
+    fitlm_plan_request r;
+    fitlm_plan_request_defaults(&r, &pm);
+    r.batch = 1;
+    r.chunk = mem->n_ubatch ? mem->n_ubatch : 512;
+    r.kv_types[0] = mem->kv_type;
+    r.n_kv_types = 1;
+    memset(&r.formats[0], 0, sizeof r.formats[0]);
+    r.formats[0].kind = FITLM_W_FILE;
+    snprintf(r.formats[0].name, sizeof r.formats[0].name, "%s", pm.file_type_name);
+    r.n_formats = 1;
+    r.engine = FITLM_ENGINE_FITLM;
+    r.n_gpusel = 1;
+    r.gpusel[0].gpu = gi;
+    r.gpusel[0].count = 1;
+    r.tp = r.pp = r.dp = 1;
+    r.offload_allowed = on_gpu < L;
+    r.margin = 0;
+    /* the prompt (one token out), then the decode after ctx0 positions */
+    fitlm_plan_result x[2];
+    uint32_t prompt[2] = {run->n_prompt ? run->n_prompt : 1, run->ctx0 ? run->ctx0 : 1};
+    uint32_t gen[2] = {1, run->n_gen ? run->n_gen : 1};
+    for (int k = 0; k < 2; k++) {
+        r.prompt = prompt[k];
+        r.output = gen[k];
+        r.ctx = mem->n_ctx > prompt[k] + gen[k] ? mem->n_ctx : prompt[k] + gen[k];
+        if (r.ctx > pm.hp.ctx_len && pm.hp.ctx_len > 0) r.ctx = pm.hp.ctx_len;
+        if (r.prompt + r.output > r.ctx) r.prompt = r.ctx > r.output ? r.ctx - r.output : 1;
+        if (fitlm_plan_request_validate(&r, &pm, &cat, &err) ||
+            (!wb.layer && fitlm_weight_bytes_compute(&pm, &r.formats[0], &wb, &err))) {
+            fprintf(out, "speed not predicted: %s\n", err.msg);
+            goto done;
+        }
+        memset(&x[k], 0, sizeof x[k]);
+        x[k].gpu = gi;
+        x[k].count = x[k].tp = x[k].pp = x[k].dp = 1;
+        x[k].format = 0;
+        x[k].kv_type = mem->kv_type;
+        x[k].batch = 1;
+        x[k].offload_layers = L - on_gpu;
+        fitlm_plan_evaluate(&pm, &r, &cat, &wb, &x[k]);
+    }
+    char what[48];
+    /* a prompt with layers on the host: the planner streams them to the GPU
+     * over PCIe (llama.cpp's large batches), where fitlm's split backend
+     * computes them on the CPU; not predicted */
+    if (run->n_prompt && run->pp_tps_median > 0 && on_gpu == L) {
+        snprintf(what, sizeof what, "prefill pp%u", run->n_prompt);
+        row(out, what, x[0].prefill_tps, run->pp_tps_median, "tok/s", 2, "");
+        double ttft = run->ttft_s > 0 ? run->ttft_s : run->n_prompt / run->pp_tps_median;
+        char note[64];
+        snprintf(note, sizeof note, "%u-token prompt", run->n_prompt);
+        row(out, "time to first token", x[0].ttft_s * 1e3, ttft * 1e3, "ms", 3, note);
+    }
+    if (run->n_gen && run->tg_tps_median > 0) {
+        snprintf(what, sizeof what, "decode tg%u", run->n_gen);
+        row(out, what, x[1].decode_tps, run->tg_tps_median, "tok/s", 2, "");
+    }
+    const fitlm_gpu *g = &cat.gpus[gi];
+    fprintf(out, "speed on %s: the catalog's %s (%.0f GB/s, %.0f TFLOP/s 16-bit) with fitlm's engine profile "
+                 "and the planner's assumed efficiencies (%.0f %% of the bandwidth, %.0f %% of the peak), not "
+                 "calibrated on this card",
+            run->gpu, g->name, g->mem_bw / 1e9, (g->bf16_flops > 0 ? g->bf16_flops : g->fp16_flops) / 1e12,
+            fitlm_plan_k.eff_decode_bw * 100, fitlm_plan_k.eff_prefill * 100);
+    if (on_gpu < L)
+        fprintf(out, "; %u of %u layers on this host's CPU (decode at its bandwidth; the prompt not predicted: the "
+                     "planner streams such layers to the GPU, fitlm computes them on the CPU)",
+                L - on_gpu, L);
+    fprintf(out, "\n");
+done:
+    fitlm_weight_bytes_free(&wb);
+    fitlm_plan_model_free(&pm);
+    fitlm_catalog_free(&cat);
+}
+
+/* A run with layers on a GPU: the rows that hold on any device, and the speed
+ * from the GPU planner for the catalog card it ran on. The scratch (the GPU
+ * backend's own buffers) and the host's resident memory (the driver's) are
+ * not what the CPU memory model describes. */
+static int print_gpu_run(FILE *out, const fitlm_model *m, const plan_check_run *run, const fitlm_host_profile *prof) {
     const fitlm_runtime_memory *mem = run->mem;
     fitlm_mem_model mm;
     fitlm_mem_model_cpu(&m->hp, fitlm_model_tensor_bytes(m), mem->kv_type, mem->n_ctx, mem->n_ubatch, 1, &mm);
@@ -275,8 +396,8 @@ static int print_gpu_run(FILE *out, const fitlm_model *m, const plan_check_run *
     char note[200];
     snprintf(note, sizeof note, "%s, %u positions", fitlm_type_name(mem->kv_type), mem->n_ctx);
     row(out, "KV cache", (double)mm.kv / MIB, (double)mem->kv_bytes / MIB, "MiB", 2, note);
-    fprintf(out, "not predicted on %s: scratch, resident memory and speed (the plan check's cost model is this "
-                 "host's CPU, from fitlm calibrate; for the GPUs of the catalog: fitlm plan MODEL --gpu NAME)\n",
+    gpu_speed_rows(out, run, prof);
+    fprintf(out, "not predicted on %s: scratch and resident memory (the GPU backend's own buffers and the driver's)\n",
             run->gpu);
     return 0;
 }
@@ -287,7 +408,7 @@ int plan_check_print(FILE *out, const fitlm_model *m, const char *profile_path, 
     fitlm_host_profile *prof = load_profile(profile_path, &have, src, sizeof src);
     if (!prof) return -1;
     if (run->gpu) {
-        int rc = print_gpu_run(out, m, run);
+        int rc = print_gpu_run(out, m, run, have ? prof : NULL);
         free(prof);
         return rc;
     }

@@ -46,7 +46,18 @@ typedef struct plan_check_run {
      * check's cost model is this host's CPU, so only the rows that do not
      * depend on the device are printed (weights, weights read, KV cache) */
     const char *gpu;
+    /* with gpu: the model file (the planner reads its tensor bytes), the
+     * layers on the GPU (the rest run on the host's CPU), and the catalog
+     * card to predict the speed for (NULL: the one the device name matches,
+     * fitlm_catalog_match_device; none matched: no speed rows) */
+    const char *model_path;
+    uint32_t gpu_layers;
+    const char *plan_gpu;
 } plan_check_run;
+
+/* --plan-gpu NAME: 0 when NAME is a GPU of the built-in catalog, else -1 with
+ * err ("no GPU 'x' in the catalog ..."). */
+int plan_check_gpu_valid(const char *name, fitlm_error *err);
 
 /* Loads the host profile (profile_path, or the default path when NULL: a
  * missing default file means "assumed figures"), predicts the run and prints

@@ -237,6 +237,11 @@ int runtime_opts_parse(runtime_opts *o, int argc, char **argv, int *i) {
         o->profile_path = v;
         return 1;
     }
+    if (!strcmp(a, "--plan-gpu")) {
+        if (!(v = opt_value(argc, argv, i))) return -1;
+        o->plan_gpu = v;
+        return 1;
+    }
     return 0;
 }
 

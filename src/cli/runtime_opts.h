@@ -44,6 +44,8 @@ typedef struct runtime_opts {
     bool accept_plan_check; /* set by commands that print a plan check (run, bench): else the flags are unknown */
     int plan_check;     /* --plan-check 1, --no-plan-check 0, -1 = the command's default */
     const char *profile_path; /* --profile FILE: the host profile for --plan-check (NULL = default path) */
+    const char *plan_gpu;     /* --plan-gpu NAME: the catalog card a GPU run's plan check predicts for (NULL =
+                               * the one the device name matches) */
     const char *device; /* --device cpu|vulkan[:N]; NULL = fitlm_backend_default_name() */
     int n_gpu_layers;   /* -ngl / --gpu-layers; -1 = all */
     bool fit;           /* --fit: the most layers the device's memory holds */

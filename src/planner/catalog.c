@@ -48,6 +48,67 @@ int fitlm_catalog_find(const fitlm_catalog *cat, const char *name) {
     return -1;
 }
 
+/* A driver's device name as upper-case words (letters and digits). */
+enum { DEV_MAX_WORDS = 12, DEV_WORD = 16 };
+static int device_words(const char *name, char w[DEV_MAX_WORDS][DEV_WORD]) {
+    int n = 0;
+    size_t len = 0;
+    for (const char *p = name;; p++) {
+        if (isalnum((unsigned char)*p)) {
+            if (len + 1 < DEV_WORD && n < DEV_MAX_WORDS) w[n][len++] = (char)toupper((unsigned char)*p);
+            continue;
+        }
+        if (len > 0 && n < DEV_MAX_WORDS) w[n][len] = 0, n++;
+        len = 0;
+        if (!*p) break;
+    }
+    return n;
+}
+
+static bool has_word(char w[DEV_MAX_WORDS][DEV_WORD], int n, const char *x) {
+    for (int i = 0; i < n; i++)
+        if (!strcmp(w[i], x)) return true;
+    return false;
+}
+
+int fitlm_catalog_match_device(const fitlm_catalog *cat, const char *device_name) {
+    if (!cat || !device_name) return -1;
+    /* the words a name must have, the words it must not (a variant of the
+     * card with other figures), the catalog entry */
+    static const struct {
+        const char *need[3], *not[3], *entry;
+    } rules[] = {
+        {{"H100", "PCIE"}, {0}, "H100-PCIe"},
+        {{"H100", "NVL"}, {0}, "H100-NVL"},
+        {{"H100"}, {"PCIE", "NVL"}, "H100-SXM"},
+        {{"H200"}, {"NVL"}, "H200"},
+        {{"B200"}, {0}, "B200"},
+        {{"A100", "80GB", "PCIE"}, {0}, "A100-PCIe-80GB"},
+        {{"A100", "80GB"}, {"PCIE"}, "A100-80GB"},
+        {{"A100", "40GB"}, {"PCIE"}, "A100-40GB"},
+        {{"L40S"}, {0}, "L40S"},
+        {{"L40"}, {0}, "L40"},
+        {{"L4"}, {0}, "L4"},
+        {{"A10G"}, {0}, "A10G"},
+        {{"T4"}, {0}, "T4"},
+        {{"RTX", "A6000"}, {"ADA"}, "RTX-A6000"},
+        {{"RTX", "3090"}, {"TI"}, "RTX-3090"},
+        {{"RTX", "4090"}, {"D", "LAPTOP"}, "RTX-4090"},
+        {{"RTX", "5090"}, {"D", "LAPTOP"}, "RTX-5090"},
+        {{"MI300X"}, {0}, "MI300X"},
+        {{"MI325X"}, {0}, "MI325X"},
+    };
+    char w[DEV_MAX_WORDS][DEV_WORD];
+    int n = device_words(device_name, w);
+    for (size_t r = 0; r < sizeof rules / sizeof rules[0]; r++) {
+        bool ok = true;
+        for (int k = 0; k < 3 && ok && rules[r].need[k]; k++) ok = has_word(w, n, rules[r].need[k]);
+        for (int k = 0; k < 3 && ok && rules[r].not[k]; k++) ok = !has_word(w, n, rules[r].not[k]);
+        if (ok) return fitlm_catalog_find(cat, rules[r].entry);
+    }
+    return -1;
+}
+
 static int push(fitlm_catalog *cat, const fitlm_gpu *g) {
     if (cat->n == cat->cap) {
         size_t nc = cat->cap ? cat->cap * 2 : 32;

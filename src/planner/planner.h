@@ -96,6 +96,12 @@ void fitlm_catalog_use_profile(fitlm_catalog *cat, struct fitlm_host_profile *p,
 void fitlm_catalog_measure_host(fitlm_catalog *cat, int n_threads);
 /* Finds by name or alias (case-insensitive, '_' and ' ' count as '-'); -1 if none. */
 int fitlm_catalog_find(const fitlm_catalog *cat, const char *name);
+/* The catalog entry of a device as its driver names it ("NVIDIA H100 80GB
+ * HBM3", "NVIDIA A100-SXM4-80GB", "NVIDIA GeForce RTX 4090", "Tesla T4", "AMD
+ * Instinct MI300X"), by the words of the name; -1 when no entry is that card
+ * (a variant the catalog lacks, such as an RTX 3090 Ti or an H200 NVL, or a
+ * CPU driver such as llvmpipe). */
+int fitlm_catalog_match_device(const fitlm_catalog *cat, const char *device_name);
 void fitlm_catalog_free(fitlm_catalog *cat);
 
 /* ------------------------------------------------------------------ presets */
