@@ -121,6 +121,34 @@ if cal.returncode == 0:
         print(f"exit status {rc}; the server's log ends:\n" + "\n".join(log.splitlines()[-15:]))
     os.remove(prof)
 
+# layers on a GPU (lavapipe in CI) with --plan-gpu: the GPU planner's decode step for that catalog card
+# (fitlm's engine profile), the same figure `fitlm plan --engine fitlm` gives for the sequences and context
+# the note names, beside the same measured time per token
+dev = subprocess.run([FITLM, "devices"], capture_output=True, text=True)
+if "vulkan:0" in dev.stdout:
+    rc, log, m = run_server("--plan-check", "--device", "vulkan", "--plan-gpu", "H100-SXM")
+    rows = table_rows(log)
+    planned = re.search(r"planned: (\d+) sequences after (\d+) positions", log)
+    conc = re.search(r"at the measured concurrency ([0-9.]+)", log)
+    t, d = rows.get("time per output token"), rows.get("decode throughput")
+    check(rc == 0 and re.search(r"beside this server \(layers on .+\)", log) and planned and conc and t and d and
+          "the catalog's H100-SXM" in log, "serve --device vulkan --plan-gpu: %r" % log[-800:])
+    if planned and t and d and conc:
+        seqs, pos, b = int(planned.group(1)), int(planned.group(2)), float(conc.group(1))
+        p = subprocess.run([FITLM, "plan", "-m", MODEL, "--gpu", "H100-SXM:1", "--tp", "1", "--pp", "1", "--engine",
+                            "fitlm", "--prompt-tokens", str(pos), "-n", "1", "-b", str(seqs), "-c", str(pos + 1),
+                            "--chunk", "512", "--json"], capture_output=True, text=True)
+        tpot = json.loads(p.stdout)["time"]["tpot_s"] * 1e3 if p.returncode == 0 else 0
+        itl = m["fitlm_inter_token_latency_seconds_sum"] / m["fitlm_inter_token_latency_seconds_count"]
+        check(seqs == int(b + 0.5) and tpot > 0 and abs(t[0] - tpot) <= 0.00006 + 1e-4 * tpot and
+              abs(t[1] - itl * 1e3) <= 0.0006 + 1e-3 * itl * 1e3 and abs(d[0] - b / (t[0] / 1e3)) <= 0.01 * d[0],
+              f"GPU serve plan check: predicted {t[0]} ms = fitlm plan's {tpot:.4f} ms for {seqs} sequences after "
+              f"{pos} positions; measured {t[1]} ms = /metrics {itl * 1e3:.4f}")
+    p = subprocess.run([FITLM, "serve", "-m", MODEL, "--plan-check", "--plan-gpu", "nope"], capture_output=True,
+                       text=True, timeout=60)
+    check(p.returncode == 1 and "fitlm: error: --plan-gpu: no GPU 'nope' in the catalog" in p.stderr,
+          f"serve --plan-gpu nope: {p.returncode} {p.stderr[-300:]}")
+
 rc, log, _ = run_server()
 check(rc == 0 and "plan check" not in log, "no plan check without the flag")
 sys.exit(te.report())

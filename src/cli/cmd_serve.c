@@ -49,7 +49,8 @@ static void usage(FILE *out) {
             "  --http-threads N        HTTP threads (default 2)\n"
             "  --max-body SIZE         largest request body (default 8M; larger: 413)\n"
             "  --plan-check            at shutdown, the planner's time per token and throughput at the measured\n"
-            "                          concurrency beside the measured ones (--profile FILE: the host profile)\n"
+            "                          concurrency beside the measured ones (--profile FILE: the host profile;\n"
+            "                          with layers on a GPU, --plan-gpu NAME: the catalog card to predict for)\n"
             "  --tp T --pp P --dp D    under mpirun -np T*P*D: split the model (tensor, pipeline) and serve\n"
             "                          D replica groups behind this endpoint (docs/parallel.md)\n"
             "  --pp-schedule S         auto (default), overlap or turns: the stages compute at the same time on\n"
@@ -184,6 +185,10 @@ int cmd_serve(int argc, char **argv) {
         }
     }
     if (!o.model_path) return fitlm_die("serve: no model given (use -m MODEL)");
+    if (o.plan_gpu) {
+        fitlm_error perr = {{0}};
+        if (plan_check_gpu_valid(o.plan_gpu, &perr)) return fitlm_error_print(&perr), 1;
+    }
     if (o.fit) return fitlm_die("serve: --fit is not supported yet (give -ngl N)");
 
     /* under mpirun the root (world rank 0) serves HTTP; the other ranks only
@@ -379,6 +384,10 @@ int cmd_serve(int argc, char **argv) {
             .turns = par && par->turns,
             .layer0 = par ? par->layer0 : 0,
             .layer1 = par ? par->layer1 : 0,
+            .gpu = gpu_device_running(be),
+            .model_path = o.model_path,
+            .gpu_layers = gpu_layers_running(be),
+            .plan_gpu = o.plan_gpu,
         };
         if (plan_check_serve_print(stderr, m, o.profile_path, &pc)) rc = 1;
     }

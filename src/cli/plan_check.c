@@ -121,11 +121,19 @@ static double largest_stage_share(const fitlm_model *m, uint32_t l0, uint32_t l1
     return P > 1 ? fmax(own, (L - own) / (P - 1)) / L : 1;
 }
 
+static void gpu_serve_rows(FILE *out, const fitlm_model *m, const plan_check_serve *run,
+                           const fitlm_host_profile *prof);
+
 int plan_check_serve_print(FILE *out, const fitlm_model *m, const char *profile_path, const plan_check_serve *run) {
     bool have;
     char src[PATH_MAX + 64];
     fitlm_host_profile *prof = load_profile(profile_path, &have, src, sizeof src);
     if (!prof) return -1;
+    if (run->gpu) {
+        gpu_serve_rows(out, m, run, have ? prof : NULL);
+        free(prof);
+        return 0;
+    }
     fitlm_cpu_work w;
     fitlm_cpu_work_of_model(m, run->kv_type, &w);
     /* the types the backend runs: F16 matrices of bfloat16 values run as BF16 */
@@ -266,87 +274,135 @@ int plan_check_gpu_valid(const char *name, fitlm_error *err) {
     return 0;
 }
 
-/* Fills the speed rows of a GPU run from the GPU planner (planner.h): the
- * catalog card's figures with fitlm's own engine profile, layers beyond the
- * GPU's on the host's CPU entry (from the host profile when one is loaded;
- * borrowed, copied). Prints why when there is no prediction. */
-static void gpu_speed_rows(FILE *out, const plan_check_run *run, const fitlm_host_profile *prof) {
-    const fitlm_runtime_memory *mem = run->mem;
-    fitlm_error err = {{0}};
+/* The GPU planner (planner.h) for a run's catalog card: fitlm's own engine
+ * profile, the model file's tensor bytes, layers beyond the GPU's on the
+ * host's CPU entry (from the host profile when one is loaded). */
+typedef struct gpu_plan {
     fitlm_catalog cat;
-    if (fitlm_catalog_load_builtin(&cat, &err)) {
+    fitlm_plan_model pm;
+    fitlm_weight_bytes wb;
+    int gpu;          /* catalog index */
+    uint32_t on_gpu;  /* layers on the GPU */
+} gpu_plan;
+
+static void gpu_plan_close(gpu_plan *gp) {
+    fitlm_weight_bytes_free(&gp->wb);
+    fitlm_plan_model_free(&gp->pm);
+    fitlm_catalog_free(&gp->cat);
+}
+
+/* 0 with gp ready (close it), or -1 after printing why there is no speed
+ * prediction (gp closed). device: the driver's name; plan_gpu: the card
+ * named instead (NULL: the one the name matches); prof borrowed (copied). */
+static int gpu_plan_open(gpu_plan *gp, FILE *out, const char *device, const char *plan_gpu, const char *model_path,
+                         uint32_t gpu_layers, const fitlm_host_profile *prof) {
+    memset(gp, 0, sizeof *gp);
+    fitlm_error err = {{0}};
+    if (fitlm_catalog_load_builtin(&gp->cat, &err)) {
         fprintf(out, "speed not predicted: %s\n", err.msg);
-        return;
+        return -1;
     }
-    fitlm_catalog_add_host_cpu(&cat);
+    fitlm_catalog_add_host_cpu(&gp->cat);
     if (prof) {
         fitlm_host_profile *copy = malloc(sizeof *copy);
         if (copy) {
             *copy = *prof;
-            fitlm_catalog_use_profile(&cat, copy, "");
+            fitlm_catalog_use_profile(&gp->cat, copy, "");
         }
     }
-    int gi = run->plan_gpu ? fitlm_catalog_find(&cat, run->plan_gpu) : fitlm_catalog_match_device(&cat, run->gpu);
-    fitlm_plan_model pm;
-    memset(&pm, 0, sizeof pm);
-    fitlm_weight_bytes wb;
-    memset(&wb, 0, sizeof wb);
-    if (gi < 0 || cat.gpus[gi].is_cpu) {
+    gp->gpu = plan_gpu ? fitlm_catalog_find(&gp->cat, plan_gpu) : fitlm_catalog_match_device(&gp->cat, device);
+    if (gp->gpu < 0 || gp->cat.gpus[gp->gpu].is_cpu) {
         fprintf(out, "speed not predicted: %s is not a card of the catalog (--plan-gpu NAME predicts for one; "
-                     "fitlm plan --list-gpus)\n", run->gpu);
-        goto done;
+                     "fitlm plan --list-gpus)\n", device);
+        gpu_plan_close(gp);
+        return -1;
     }
-    if (!run->model_path || fitlm_plan_model_open(&pm, run->model_path, &err)) {
-        fprintf(out, "speed not predicted: %s\n", run->model_path ? err.msg : "no model file");
-        goto done;
+    if (!model_path || fitlm_plan_model_open(&gp->pm, model_path, &err)) {
+        fprintf(out, "speed not predicted: %s\n", model_path ? err.msg : "no model file");
+        gpu_plan_close(gp);
+        return -1;
     }
-    uint32_t L = pm.hp.n_layers, on_gpu = run->gpu_layers < L ? run->gpu_layers : L;
+    gp->on_gpu = gpu_layers < gp->pm.hp.n_layers ? gpu_layers : gp->pm.hp.n_layers;
+    return 0;
+}
+
+/* One batch-`batch` layout of the card, `prompt` tokens in and `output` out
+ * (the context is made to hold them); 0 with x, or -1 after printing why. */
+static int gpu_plan_eval(gpu_plan *gp, FILE *out, uint32_t prompt, uint32_t output, uint32_t batch, uint32_t n_ctx,
+                         uint32_t ubatch, int kv_type, fitlm_plan_result *x) {
+    fitlm_error err = {{0}};
+    uint32_t L = gp->pm.hp.n_layers;
     fitlm_plan_request r;
-    fitlm_plan_request_defaults(&r, &pm);
-    r.batch = 1;
-    r.chunk = mem->n_ubatch ? mem->n_ubatch : 512;
-    r.kv_types[0] = mem->kv_type;
+    fitlm_plan_request_defaults(&r, &gp->pm);
+    r.batch = batch ? batch : 1;
+    r.chunk = ubatch ? ubatch : 512;
+    r.kv_types[0] = kv_type;
     r.n_kv_types = 1;
     memset(&r.formats[0], 0, sizeof r.formats[0]);
     r.formats[0].kind = FITLM_W_FILE;
-    snprintf(r.formats[0].name, sizeof r.formats[0].name, "%s", pm.file_type_name);
+    snprintf(r.formats[0].name, sizeof r.formats[0].name, "%s", gp->pm.file_type_name);
     r.n_formats = 1;
     r.engine = FITLM_ENGINE_FITLM;
     r.n_gpusel = 1;
-    r.gpusel[0].gpu = gi;
+    r.gpusel[0].gpu = gp->gpu;
     r.gpusel[0].count = 1;
     r.tp = r.pp = r.dp = 1;
-    r.offload_allowed = on_gpu < L;
+    r.offload_allowed = gp->on_gpu < L;
     r.margin = 0;
-    /* the prompt (one token out), then the decode after ctx0 positions */
+    r.prompt = prompt ? prompt : 1;
+    r.output = output ? output : 1;
+    r.ctx = n_ctx > r.prompt + r.output ? n_ctx : r.prompt + r.output;
+    if (gp->pm.hp.ctx_len > 0 && r.ctx > gp->pm.hp.ctx_len) r.ctx = gp->pm.hp.ctx_len;
+    if (r.prompt + r.output > r.ctx) r.prompt = r.ctx > r.output ? r.ctx - r.output : 1;
+    if (fitlm_plan_request_validate(&r, &gp->pm, &gp->cat, &err) ||
+        (!gp->wb.layer && fitlm_weight_bytes_compute(&gp->pm, &r.formats[0], &gp->wb, &err))) {
+        fprintf(out, "speed not predicted: %s\n", err.msg);
+        return -1;
+    }
+    memset(x, 0, sizeof *x);
+    x->gpu = gp->gpu;
+    x->count = x->tp = x->pp = x->dp = 1;
+    x->format = 0;
+    x->kv_type = kv_type;
+    x->batch = r.batch;
+    x->offload_layers = L - gp->on_gpu;
+    fitlm_plan_evaluate(&gp->pm, &r, &gp->cat, &gp->wb, x);
+    return 0;
+}
+
+/* What the speed rows assumed. */
+static void gpu_plan_note(const gpu_plan *gp, FILE *out, const char *device) {
+    const fitlm_gpu *g = &gp->cat.gpus[gp->gpu];
+    uint32_t L = gp->pm.hp.n_layers;
+    fprintf(out, "speed on %s: the catalog's %s (%.0f GB/s, %.0f TFLOP/s 16-bit) with fitlm's engine profile "
+                 "and the planner's assumed efficiencies (%.0f %% of the bandwidth, %.0f %% of the peak), not "
+                 "calibrated on this card",
+            device, g->name, g->mem_bw / 1e9, (g->bf16_flops > 0 ? g->bf16_flops : g->fp16_flops) / 1e12,
+            fitlm_plan_k.eff_decode_bw * 100, fitlm_plan_k.eff_prefill * 100);
+    if (gp->on_gpu < L)
+        fprintf(out, "; %u of %u layers on this host's CPU (decode at its bandwidth; the prompt not predicted: the "
+                     "planner streams such layers to the GPU, fitlm computes them on the CPU)",
+                L - gp->on_gpu, L);
+    fprintf(out, "\n");
+}
+
+/* The speed rows of a GPU run: its prompt (one token out), then its decode
+ * after ctx0 positions. Prints why when there is no prediction. */
+static void gpu_speed_rows(FILE *out, const plan_check_run *run, const fitlm_host_profile *prof) {
+    const fitlm_runtime_memory *mem = run->mem;
+    gpu_plan gp;
+    if (gpu_plan_open(&gp, out, run->gpu, run->plan_gpu, run->model_path, run->gpu_layers, prof)) return;
     fitlm_plan_result x[2];
-    uint32_t prompt[2] = {run->n_prompt ? run->n_prompt : 1, run->ctx0 ? run->ctx0 : 1};
-    uint32_t gen[2] = {1, run->n_gen ? run->n_gen : 1};
-    for (int k = 0; k < 2; k++) {
-        r.prompt = prompt[k];
-        r.output = gen[k];
-        r.ctx = mem->n_ctx > prompt[k] + gen[k] ? mem->n_ctx : prompt[k] + gen[k];
-        if (r.ctx > pm.hp.ctx_len && pm.hp.ctx_len > 0) r.ctx = pm.hp.ctx_len;
-        if (r.prompt + r.output > r.ctx) r.prompt = r.ctx > r.output ? r.ctx - r.output : 1;
-        if (fitlm_plan_request_validate(&r, &pm, &cat, &err) ||
-            (!wb.layer && fitlm_weight_bytes_compute(&pm, &r.formats[0], &wb, &err))) {
-            fprintf(out, "speed not predicted: %s\n", err.msg);
-            goto done;
-        }
-        memset(&x[k], 0, sizeof x[k]);
-        x[k].gpu = gi;
-        x[k].count = x[k].tp = x[k].pp = x[k].dp = 1;
-        x[k].format = 0;
-        x[k].kv_type = mem->kv_type;
-        x[k].batch = 1;
-        x[k].offload_layers = L - on_gpu;
-        fitlm_plan_evaluate(&pm, &r, &cat, &wb, &x[k]);
+    if (gpu_plan_eval(&gp, out, run->n_prompt, 1, 1, mem->n_ctx, mem->n_ubatch, mem->kv_type, &x[0]) ||
+        gpu_plan_eval(&gp, out, run->ctx0, run->n_gen, 1, mem->n_ctx, mem->n_ubatch, mem->kv_type, &x[1])) {
+        gpu_plan_close(&gp);
+        return;
     }
     char what[48];
     /* a prompt with layers on the host: the planner streams them to the GPU
      * over PCIe (llama.cpp's large batches), where fitlm's split backend
      * computes them on the CPU; not predicted */
-    if (run->n_prompt && run->pp_tps_median > 0 && on_gpu == L) {
+    if (run->n_prompt && run->pp_tps_median > 0 && gp.on_gpu == gp.pm.hp.n_layers) {
         snprintf(what, sizeof what, "prefill pp%u", run->n_prompt);
         row(out, what, x[0].prefill_tps, run->pp_tps_median, "tok/s", 2, "");
         double ttft = run->ttft_s > 0 ? run->ttft_s : run->n_prompt / run->pp_tps_median;
@@ -358,21 +414,42 @@ static void gpu_speed_rows(FILE *out, const plan_check_run *run, const fitlm_hos
         snprintf(what, sizeof what, "decode tg%u", run->n_gen);
         row(out, what, x[1].decode_tps, run->tg_tps_median, "tok/s", 2, "");
     }
-    const fitlm_gpu *g = &cat.gpus[gi];
-    fprintf(out, "speed on %s: the catalog's %s (%.0f GB/s, %.0f TFLOP/s 16-bit) with fitlm's engine profile "
-                 "and the planner's assumed efficiencies (%.0f %% of the bandwidth, %.0f %% of the peak), not "
-                 "calibrated on this card",
-            run->gpu, g->name, g->mem_bw / 1e9, (g->bf16_flops > 0 ? g->bf16_flops : g->fp16_flops) / 1e12,
-            fitlm_plan_k.eff_decode_bw * 100, fitlm_plan_k.eff_prefill * 100);
-    if (on_gpu < L)
-        fprintf(out, "; %u of %u layers on this host's CPU (decode at its bandwidth; the prompt not predicted: the "
-                     "planner streams such layers to the GPU, fitlm computes them on the CPU)",
-                L - on_gpu, L);
-    fprintf(out, "\n");
-done:
-    fitlm_weight_bytes_free(&wb);
-    fitlm_plan_model_free(&pm);
-    fitlm_catalog_free(&cat);
+    gpu_plan_note(&gp, out, run->gpu);
+    gpu_plan_close(&gp);
+}
+
+/* serve --plan-check with layers on a GPU: the GPU planner's decode step of
+ * the measured concurrency (rounded to whole sequences) at the mean context
+ * of a generated token, beside the measured inter-token latency. */
+static void gpu_serve_rows(FILE *out, const fitlm_model *m, const plan_check_serve *run,
+                           const fitlm_host_profile *prof) {
+    double b = run->concurrency >= 1 ? run->concurrency : 1;
+    fprintf(out, "\nplan check: the planner's prediction beside this server (layers on %s)\n", run->gpu);
+    fprintf(out, "at the measured concurrency %.2f (%llu generated tokens in %llu engine steps, %llu requests)\n", b,
+            (unsigned long long)run->generated, (unsigned long long)run->steps, (unsigned long long)run->requests);
+    fprintf(out, "| %-22s | %14s | %14s | %-5s | %8s | %s\n", "quantity", "predicted", "measured", "unit", "error",
+            "notes");
+    fprintf(out, "|------------------------|----------------|----------------|-------|----------|------\n");
+    row(out, "weights", (double)fitlm_model_tensor_bytes(m) / MIB, (double)run->weight_bytes / MIB, "MiB", 2,
+        "tensor bytes of the file");
+    gpu_plan gp;
+    if (gpu_plan_open(&gp, out, run->gpu, run->plan_gpu, run->model_path, run->gpu_layers, prof)) return;
+    /* the planner's decode context is prompt + output / 2 */
+    uint32_t seqs = (uint32_t)(b + 0.5), prompt = run->mean_ctx >= 2 ? (uint32_t)run->mean_ctx : 1;
+    fitlm_plan_result x;
+    if (!gpu_plan_eval(&gp, out, prompt, 1, seqs, prompt + 1, 512, run->kv_type, &x)) {
+        char note[200];
+        double prompt_per_step = run->steps ? (double)run->prompt_tokens / (double)run->steps : 0;
+        snprintf(note, sizeof note,
+                 "planned: %u sequences after %u positions (mean context %.1f; the %.1f prompt tokens per step "
+                 "not counted); mean of %llu inter-token intervals",
+                 seqs, prompt, run->mean_ctx, prompt_per_step, (unsigned long long)run->itl_count);
+        row(out, "time per output token", x.tpot_s * 1e3, run->itl_s * 1e3, "ms", 4, note);
+        row(out, "decode throughput", b / x.tpot_s, run->itl_s > 0 ? b / run->itl_s : 0, "tok/s", 2,
+            "concurrency / time per output token");
+        gpu_plan_note(&gp, out, run->gpu);
+    }
+    gpu_plan_close(&gp);
 }
 
 /* A run with layers on a GPU: the rows that hold on any device, and the speed

@@ -84,6 +84,11 @@ typedef struct plan_check_serve {
      * parallel an engine step is one lane's (steps of the P lanes interleave) */
     uint32_t tp, pp, layer0, layer1;
     bool turns; /* the stages took turns on shared cores: one lane, each rank all `threads` in its turn */
+    /* layers on a GPU (as plan_check_run's): the speed from the GPU planner */
+    const char *gpu;
+    const char *model_path;
+    uint32_t gpu_layers;
+    const char *plan_gpu;
 } plan_check_serve;
 
 /* Prints the planner's decode step and throughput at the measured concurrency
