@@ -409,9 +409,10 @@ p = fitlm("run", "-m", MODEL, "--ids", "1 403 2", "-n", "8", "--device", "vulkan
 check(p.returncode == 1 and "fitlm: error: --plan-gpu: no GPU 'H999' in the catalog" in p.stderr and
       "plan check:" not in p.stderr, "--plan-gpu H999: rc %d %r" % (p.returncode, p.stderr[-300:]))
 q = fitlm("run", "-m", MODEL, "--ids", "1 403 2", "-n", "8", "--device", "vulkan", "-ngl", "0", "-t", "1",
-          "--plan-check")
-check(q.returncode == 0 and "; 1 threads)" in q.stderr and "decode tg" in q.stderr,
-      "plan check with -ngl 0: the CPU's prediction at -t 1: %r" % q.stderr[-800:])
+          "--plan-check", "--plan-gpu", "H100-SXM")
+check(q.returncode == 0 and "; 1 threads)" in q.stderr and "decode tg" in q.stderr and
+      "--plan-gpu H100-SXM not used: no layers ran on a GPU" in q.stderr,
+      "plan check with -ngl 0: the CPU's prediction at -t 1 (--plan-gpu not used): %r" % q.stderr[-800:])
 
 # ---- a lost device (FITLM_VK_FAULT plays VK_ERROR_DEVICE_LOST at a chosen
 # submission): `fitlm: error:` saying so and exit 1, never a crash or a hang, on

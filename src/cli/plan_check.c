@@ -134,6 +134,9 @@ int plan_check_serve_print(FILE *out, const fitlm_model *m, const char *profile_
         free(prof);
         return 0;
     }
+    if (run->plan_gpu)
+        fprintf(out, "fitlm: note: --plan-gpu %s not used: no layers ran on a GPU (the CPU's plan check follows)\n",
+                run->plan_gpu);
     fitlm_cpu_work w;
     fitlm_cpu_work_of_model(m, run->kv_type, &w);
     /* the types the backend runs: F16 matrices of bfloat16 values run as BF16 */
@@ -489,6 +492,9 @@ int plan_check_print(FILE *out, const fitlm_model *m, const char *profile_path, 
         free(prof);
         return rc;
     }
+    if (run->plan_gpu)
+        fprintf(out, "fitlm: note: --plan-gpu %s not used: no layers ran on a GPU (the CPU's plan check follows)\n",
+                run->plan_gpu);
 
     const fitlm_runtime_memory *mem = run->mem;
     uint32_t T = run->tp > 1 ? run->tp : 1, P = run->pp > 1 ? run->pp : 1;
