@@ -100,10 +100,6 @@ int cmd_bench(int argc, char **argv) {
         return fitlm_die("bench: unknown option '%s'", a);
     }
     if (!o.model_path) return fitlm_die("bench: no model given (use -m MODEL)");
-    if (o.plan_gpu) {
-        fitlm_error perr = {{0}};
-        if (plan_check_gpu_valid(o.plan_gpu, &perr)) return fitlm_error_print(&perr), 1;
-    }
     if (n_pp == 0 && n_tg == 0) return fitlm_die("bench: nothing to do (-p 0 and -n 0)");
     uint32_t need = (uint32_t)(n_pp > n_tg ? n_pp : n_tg);
     if (o.n_ctx == 0) o.n_ctx = need;

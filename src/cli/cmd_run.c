@@ -168,10 +168,6 @@ int cmd_run(int argc, char **argv) {
         }
     }
     if (!o.model_path) return fitlm_die("run: no model given (use -m MODEL)");
-    if (o.plan_gpu) {
-        fitlm_error perr = {{0}};
-        if (plan_check_gpu_valid(o.plan_gpu, &perr)) return fitlm_error_print(&perr), 1;
-    }
     if ((prompt != NULL) + (ids_text != NULL) + (prompt_file != NULL) > 1)
         return fitlm_die("run: give only one of -p, -f and --ids");
     if (!seed_given) sp.seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);

@@ -185,10 +185,6 @@ int cmd_serve(int argc, char **argv) {
         }
     }
     if (!o.model_path) return fitlm_die("serve: no model given (use -m MODEL)");
-    if (o.plan_gpu) {
-        fitlm_error perr = {{0}};
-        if (plan_check_gpu_valid(o.plan_gpu, &perr)) return fitlm_error_print(&perr), 1;
-    }
     if (o.fit) return fitlm_die("serve: --fit is not supported yet (give -ngl N)");
 
     /* under mpirun the root (world rank 0) serves HTTP; the other ranks only

@@ -33,6 +33,13 @@ static uint64_t converted_vector_bytes(const fitlm_model *m) {
     return b;
 }
 
+/* The header of the comparison table whose lines row() prints. */
+static void table_header(FILE *out) {
+    fprintf(out, "| %-22s | %14s | %14s | %-5s | %8s | %s\n", "quantity", "predicted", "measured", "unit", "error",
+            "notes");
+    fprintf(out, "|------------------------|----------------|----------------|-------|----------|------\n");
+}
+
 static void row(FILE *out, const char *what, double pred, double meas, const char *unit, int prec, const char *note) {
     char e[32];
     if (meas > 0) snprintf(e, sizeof e, "%+.1f%%", 100.0 * (pred - meas) / meas);
@@ -184,9 +191,7 @@ int plan_check_serve_print(FILE *out, const fitlm_model *m, const char *profile_
     fprintf(out, "at the measured concurrency %.2f (%llu generated tokens in %llu engine steps%s, %llu requests)\n", b,
             (unsigned long long)run->generated, (unsigned long long)run->steps, P_compute > 1 ? " of the lanes" : "",
             (unsigned long long)run->requests);
-    fprintf(out, "| %-22s | %14s | %14s | %-5s | %8s | %s\n", "quantity", "predicted", "measured", "unit", "error",
-            "notes");
-    fprintf(out, "|------------------------|----------------|----------------|-------|----------|------\n");
+    table_header(out);
     double wpred = (double)fitlm_model_tensor_bytes(m);
     if (mpi)
         wpred = shard_weight_bytes(m, T, run->layer0, run->layer1 > run->layer0 ? run->layer1 : m->hp.n_layers, P == 1);
@@ -430,9 +435,7 @@ static void gpu_serve_rows(FILE *out, const fitlm_model *m, const plan_check_ser
     fprintf(out, "\nplan check: the planner's prediction beside this server (layers on %s)\n", run->gpu);
     fprintf(out, "at the measured concurrency %.2f (%llu generated tokens in %llu engine steps, %llu requests)\n", b,
             (unsigned long long)run->generated, (unsigned long long)run->steps, (unsigned long long)run->requests);
-    fprintf(out, "| %-22s | %14s | %14s | %-5s | %8s | %s\n", "quantity", "predicted", "measured", "unit", "error",
-            "notes");
-    fprintf(out, "|------------------------|----------------|----------------|-------|----------|------\n");
+    table_header(out);
     row(out, "weights", (double)fitlm_model_tensor_bytes(m) / MIB, (double)run->weight_bytes / MIB, "MiB", 2,
         "tensor bytes of the file");
     gpu_plan gp;
@@ -466,9 +469,7 @@ static int print_gpu_run(FILE *out, const fitlm_model *m, const plan_check_run *
     fitlm_cpu_work w;
     fitlm_cpu_work_of_model(m, mem->kv_type, &w);
     fprintf(out, "\nplan check: the planner's prediction beside this run (layers on %s)\n", run->gpu);
-    fprintf(out, "| %-22s | %14s | %14s | %-5s | %8s | %s\n", "quantity", "predicted", "measured", "unit", "error",
-            "notes");
-    fprintf(out, "|------------------------|----------------|----------------|-------|----------|------\n");
+    table_header(out);
     row(out, "weights", (double)mm.weights / MIB, (double)mem->weight_bytes / MIB, "MiB", 2, "tensor bytes of the file");
     if (mem->weight_read_per_token)
         row(out, "weights read per token", fitlm_cpu_work_decode_bytes(&w) / MIB,
@@ -563,9 +564,7 @@ int plan_check_print(FILE *out, const fitlm_model *m, const char *profile_path, 
                 src, T, P, run->threads, run->layer0, run->layer1 ? run->layer1 - 1 : 0, comm_tg * 1e3);
     else
         fprintf(out, "\nplan check: the planner's prediction beside this run (%s; %d threads)\n", src, run->threads);
-    fprintf(out, "| %-22s | %14s | %14s | %-5s | %8s | %s\n", "quantity", "predicted", "measured", "unit", "error",
-            "notes");
-    fprintf(out, "|------------------------|----------------|----------------|-------|----------|------\n");
+    table_header(out);
     row(out, "weights", (double)mm.weights / MIB, (double)mem->weight_bytes / MIB, "MiB", 2,
         mpi ? "rank 0's share of the file's tensor bytes" : "tensor bytes of the file");
     if (mem->weight_read_per_token && !mpi)

@@ -1,6 +1,7 @@
 /* Shared option handling of the runtime commands. */
 #include "cli/runtime_opts.h"
 
+#include "cli/plan_check.h"
 #include "engine/engine.h"
 
 #include <ctype.h>
@@ -239,6 +240,8 @@ int runtime_opts_parse(runtime_opts *o, int argc, char **argv, int *i) {
     }
     if (!strcmp(a, "--plan-gpu")) {
         if (!(v = opt_value(argc, argv, i))) return -1;
+        fitlm_error perr = {{0}};
+        if (plan_check_gpu_valid(v, &perr)) return fitlm_error_print(&perr), -1;
         o->plan_gpu = v;
         return 1;
     }

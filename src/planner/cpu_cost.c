@@ -546,7 +546,7 @@ int fitlm_calibrate_host(fitlm_host_profile *p, int max_threads, bool quick, FIL
     /* rounds over all types, the median figure of each: a burst of other work
      * on a shared machine then spoils one round of a type, not its figure,
      * and the figure is a typical minute's (the best of the rounds made every
-     * prompt planned 5-35 % faster than `bench` then measured it) */
+     * TinyLlama prompt planned 5-37 % faster than `bench` then measured it) */
     int rounds = quick ? 1 : MAX_ROUNDS;
     double ratios[FITLM_PROFILE_MAX_TYPES][FITLM_CAL_N_BATCH][MAX_ROUNDS] = {{{0}}};
     double speeds[FITLM_PROFILE_MAX_TYPES][3][MAX_ROUNDS] = {{{0}}};
