@@ -519,6 +519,40 @@ cpu_bw = names["CPU"]["mem_bw_bytes_per_s"]
 check(x["plan"]["offload_layers"] > 0 and
       abs(x["time"]["offload_s_per_forward"] - x["memory"]["host_bytes"] / (0.8 * cpu_bw)) < 1e-6 * x["time"]["offload_s_per_forward"],
       f"offloaded layers at the host's bandwidth: {x['time']['offload_s_per_forward']} s")
+# -ngl N (llama.cpp's flag): N layers on the GPU, the rest in host memory
+def ngl(*a):
+    return plan_json("llama-3-8b", "-q", "q4_k_m", "--tp", "1", "-c", "4096", "--no-profile", *a)
+every, n99 = ngl("--gpu", "T4:1", "--engine", "fitlm"), ngl("--gpu", "T4:1", "--engine", "fitlm", "-ngl", "99")
+check(n99["plan"]["offload_layers"] == 0 and n99["time"] == every["time"], f"-ngl 99 on 32 layers: all on the GPU")
+f20, l20 = ngl("--gpu", "T4:1", "--engine", "fitlm", "-ngl", "20"), ngl("--gpu", "T4:1", "--engine", "llama.cpp", "-ngl", "20")
+check(f20["plan"]["offload_layers"] == 12 and l20["plan"]["offload_layers"] == 12 and f20["memory"]["host_bytes"] > 0,
+      f"-ngl 20 of 32: 12 layers in host memory ({f20['plan']}, {l20['plan']})")
+# fitlm's engine runs the host's layers on the host CPU for the prompt too
+# (its split backend); llama.cpp streams them to the GPU for a prompt: with
+# all 32 on the host fitlm's prompt is the CPU plan's (the output matrix
+# aside, on the GPU), and 12 of 32 take 12/32 of its layers' time
+n0, cpu = ngl("--gpu", "T4:1", "--engine", "fitlm", "-ngl", "0"), ngl("--gpu", "cpu")
+check(n0["plan"]["offload_layers"] == 32 and abs(n0["time"]["ttft_s"] / cpu["time"]["ttft_s"] - 1) < 0.01 and
+      n0["time"]["tpot_s"] < cpu["time"]["tpot_s"], f"-ngl 0 with fitlm: the CPU's prompt {n0['time']} vs {cpu['time']}")
+gpu_part = every["time"]["ttft_s"]
+check(abs((f20["time"]["ttft_s"] - gpu_part * 20 / 32) / (cpu["time"]["ttft_s"] * 12 / 32) - 1) < 0.02 and
+      l20["time"]["ttft_s"] < 0.2 * f20["time"]["ttft_s"],
+      f"-ngl 20: fitlm {f20['time']['ttft_s']} s (host layers on the CPU), llama.cpp {l20['time']['ttft_s']} s")
+# llama.cpp and fitlm keep a layer's KV cache with its layer (host memory for
+# the host's layers); the generic engine (vLLM's cpu_offload_gb) moves weights only
+g20 = ngl("--gpu", "T4:1", "-ngl", "20")
+kv_all = 131072 * 4096
+for x_, dev_kv in ((f20, kv_all * 20 / 32), (l20, kv_all * 20 / 32), (g20, kv_all)):
+    mem = x_["memory"]
+    check(abs(mem["per_device"]["kv_cache_bytes"] - dev_kv) < 1 and
+          abs(mem["host_bytes"] - (g20["memory"]["host_bytes"] + kv_all - dev_kv)) < 1,
+          f"-ngl 20: KV on the device {mem['per_device']['kv_cache_bytes']} (want {dev_kv}), host {mem['host_bytes']}")
+rc, out, err = run("llama-3-8b", "--gpu", "T4:1", "-ngl", "20", "--engine", "fitlm")
+check(rc == 0 and "12 layers on the host CPU, prompt and decode" in out, f"the report says where they run: {out[-600:]}")
+for bad, msg in ((("-ngl", "2", "--pp", "2"), "takes --pp 1"), (("--train", "-ngl", "2"), "not for training"),
+                 (("-ngl", "-1"), "-ngl"), (("-t", "0"), "-t")):
+    rc, out, err = run("llama-3-8b", *bad)
+    check(rc == 1 and err.startswith("fitlm: error: ") and msg in err, f"plan {bad}: rc {rc} {err!r}")
 rc, out, err = run("llama-3-70b", "--train", "--gpu", "H100-SXM:1", "--zero", "3", "--recompute", "full")
 check(rc != 0 and "options:" in err and "--zero 3" not in err and "--recompute full" not in err
       and "--qlora" in err, f"the hint suggests only options not already set: {err.strip()}")

@@ -380,10 +380,10 @@ def gpu_plan_rows(*extra):
     return p.returncode, out, p.stderr
 
 
-def plan_time(gpu, prompt, output):
+def plan_time(gpu, prompt, output, *extra):
     """the `fitlm plan` figures for the same file, card and workload (the plan check must be this planner)"""
     p = fitlm("plan", "-m", MODEL, "--gpu", gpu + ":1", "--tp", "1", "--pp", "1", "--engine", "fitlm",
-              "--prompt-tokens", str(prompt), "-n", str(output), "-c", "512", "--chunk", "512", "--json")
+              "--prompt-tokens", str(prompt), "-n", str(output), "-c", "512", "--chunk", "512", "--json", *extra)
     return json.loads(p.stdout)["time"] if p.returncode == 0 else {}
 
 
@@ -408,13 +408,17 @@ check(rc == 0 and n_dec > 0 and t1 and tn and abs(float(pre[0]) / t1["prefill_to
       abs(float(rows.get("time to first token", ["0"])[0]) / (t1["ttft_s"] * 1e3) - 1) < 1e-2 and
       "the catalog's H100-SXM (3350 GB/s" in err,
       "plan check --plan-gpu H100-SXM: the planner's figures %r %r beside %r" % (t1, tn, rows))
-# layers on the host: decode at the host's bandwidth (slower than all on the
-# card), no prompt prediction
+# layers on the host: they run on the host CPU, prompt and decode (slower than
+# all on the card), as `fitlm plan -ngl 2 --engine fitlm` predicts (the same
+# threads: the run's default, the host profile's or the cores)
 rc, rows2, err = gpu_plan_rows("--plan-gpu", "H100-SXM", "-ngl", "2")
 n_dec2, dec2 = decode_row(rows2)
-check(rc == 0 and n_dec2 > 0 and not any(k.startswith("prefill") for k in rows2) and
-      float(dec2[0]) < float(dec[0]) and "3 of 5 layers on this host's CPU" in err,
-      "plan check --plan-gpu with -ngl 2: %r %r" % (rows2, err[-400:]))
+t1b, tnb = plan_time("H100-SXM", 3, 1, "-ngl", "2"), plan_time("H100-SXM", 3, max(n_dec2, 1), "-ngl", "2")
+pre2 = rows2.get("prefill pp3", ["0", "0"])
+check(rc == 0 and n_dec2 > 0 and t1b and tnb and abs(float(pre2[0]) / t1b["prefill_tokens_per_s"] - 1) < 2e-6 and
+      abs(float(dec2[0]) / tnb["decode_tokens_per_s"] - 1) < 2e-6 and float(pre2[0]) < float(pre[0]) and
+      float(dec2[0]) < float(dec[0]) and "3 of 5 layers on this host's CPU, prompt and decode" in err,
+      "plan check --plan-gpu with -ngl 2: %r %r %r %r" % (rows2, t1b, tnb, err[-400:]))
 # an unknown card: a clear error before anything runs
 p = fitlm("run", "-m", MODEL, "--ids", "1 403 2", "-n", "8", "--device", "vulkan", "--plan-check",
           "--plan-gpu", "H999")

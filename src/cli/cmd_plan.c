@@ -46,7 +46,12 @@ static void usage(FILE *fp) {
             "                             (also --dtype); 'any' lets all common formats compete\n"
             "      --kv-type T[,T..]      KV cache: f16 (default), bf16, fp8, q8_0, q4_0; 'any' to compare\n"
             "      --kv-block N           KV cache block in tokens (default 16)\n"
-            "      --offload cpu|none     allow keeping layers in host memory (streamed over PCIe)\n"
+            "      --offload cpu|none     allow keeping layers in host memory (the fewest that make it fit)\n"
+            "  -ngl, --n-gpu-layers N     N layers on each GPU replica, the rest in host memory, as llama.cpp's\n"
+            "                             -ngl (one pipeline stage; N >= the layer count: all): --engine fitlm runs\n"
+            "                             them on the host CPU, the others decode them there at its bandwidth and\n"
+            "                             stream them to the GPU over PCIe for a prompt\n"
+            "  -t, --threads N            host CPU threads for its rows and layers (default: the host profile's)\n"
             "      --no-flash             no FlashAttention (attention scores materialized)\n"
             "training:\n"
             "      --seq-len N            sequence length (default min(4096, model max))\n"
@@ -324,7 +329,8 @@ int cmd_plan(int argc, char **argv) {
                 "--optimizer", "--zero", "--offload-optimizer", "--offload-params", "--recompute", "--lora-rank",
                 "--train-tokens", "--tp", "--pp", "--dp", "--max-gpus", "--objective", "--max-cost",
                 "--min-tokens-per-s", "--max-ttft", "--margin", "--fragmentation", "--top", "--flash", "--host-mem",
-                "--engine", "--max-batch", "--pp-interleave", "--pp-embedding-split", "--nodes-link"};
+                "--engine", "--max-batch", "--pp-interleave", "--pp-embedding-split", "--nodes-link", "-ngl",
+                "--n-gpu-layers", "--gpu-layers", "-t", "--threads"};
             bool known = false;
             for (size_t k = 0; k < sizeof with_value / sizeof with_value[0]; k++)
                 if (!strcmp(a, with_value[k])) known = true;
@@ -514,6 +520,11 @@ int cmd_plan(int argc, char **argv) {
         else if (!strcmp(o, "--lora-rank")) bad = parse_uint(o, v, 1, 65536, &r.lora_rank);
         else if (!strcmp(o, "--train-tokens")) bad = parse_num(o, v, 1, 1e16, &r.train_tokens);
         else if (!strcmp(o, "--tp")) bad = parse_int(o, v, 1, 4096, &r.tp);
+        else if (!strcmp(o, "-t") || !strcmp(o, "--threads")) bad = parse_int(o, v, 1, 4096, &r.host_threads);
+        else if (!strcmp(o, "-ngl") || !strcmp(o, "--n-gpu-layers") || !strcmp(o, "--gpu-layers")) {
+            bad = parse_int(o, v, 0, 1 << 20, &r.gpu_layers);
+            if (!bad) r.offload_allowed = true;
+        }
         else if (!strcmp(o, "--pp")) bad = parse_int(o, v, 1, 4096, &r.pp);
         else if (!strcmp(o, "--dp")) bad = parse_int(o, v, 1, 65536, &r.dp);
         else if (!strcmp(o, "--max-gpus")) bad = parse_int(o, v, 1, 65536, &r.max_gpus);

@@ -291,6 +291,7 @@ typedef struct gpu_plan {
     fitlm_weight_bytes wb;
     int gpu;          /* catalog index */
     uint32_t on_gpu;  /* layers on the GPU */
+    int threads;      /* the run's CPU threads (its layers on the host) */
 } gpu_plan;
 
 static void gpu_plan_close(gpu_plan *gp) {
@@ -303,8 +304,9 @@ static void gpu_plan_close(gpu_plan *gp) {
  * prediction (gp closed). device: the driver's name; plan_gpu: the card
  * named instead (NULL: the one the name matches); prof borrowed (copied). */
 static int gpu_plan_open(gpu_plan *gp, FILE *out, const char *device, const char *plan_gpu, const char *model_path,
-                         uint32_t gpu_layers, const fitlm_host_profile *prof) {
+                         uint32_t gpu_layers, int threads, const fitlm_host_profile *prof) {
     memset(gp, 0, sizeof *gp);
+    gp->threads = threads;
     fitlm_error err = {{0}};
     if (fitlm_catalog_load_builtin(&gp->cat, &err)) {
         fprintf(out, "speed not predicted: %s\n", err.msg);
@@ -356,6 +358,8 @@ static int gpu_plan_eval(gpu_plan *gp, FILE *out, uint32_t prompt, uint32_t outp
     r.gpusel[0].count = 1;
     r.tp = r.pp = r.dp = 1;
     r.offload_allowed = gp->on_gpu < L;
+    r.gpu_layers = (int)gp->on_gpu;
+    r.host_threads = gp->threads;
     r.margin = 0;
     r.prompt = prompt ? prompt : 1;
     r.output = output ? output : 1;
@@ -388,9 +392,8 @@ static void gpu_plan_note(const gpu_plan *gp, FILE *out, const char *device) {
             device, g->name, g->mem_bw / 1e9, (g->bf16_flops > 0 ? g->bf16_flops : g->fp16_flops) / 1e12,
             fitlm_plan_k.eff_decode_bw * 100, fitlm_plan_k.eff_prefill * 100);
     if (gp->on_gpu < L)
-        fprintf(out, "; %u of %u layers on this host's CPU (decode at its bandwidth; the prompt not predicted: the "
-                     "planner streams such layers to the GPU, fitlm computes them on the CPU)",
-                L - gp->on_gpu, L);
+        fprintf(out, "; %u of %u layers on this host's CPU, prompt and decode, at the CPU cost model's rates (%s)",
+                L - gp->on_gpu, L, gp->cat.host_profile ? "the host profile's" : "assumed: no host profile");
     fprintf(out, "\n");
 }
 
@@ -399,7 +402,7 @@ static void gpu_plan_note(const gpu_plan *gp, FILE *out, const char *device) {
 static void gpu_speed_rows(FILE *out, const plan_check_run *run, const fitlm_host_profile *prof) {
     const fitlm_runtime_memory *mem = run->mem;
     gpu_plan gp;
-    if (gpu_plan_open(&gp, out, run->gpu, run->plan_gpu, run->model_path, run->gpu_layers, prof)) return;
+    if (gpu_plan_open(&gp, out, run->gpu, run->plan_gpu, run->model_path, run->gpu_layers, run->threads, prof)) return;
     fitlm_plan_result x[2];
     if (gpu_plan_eval(&gp, out, run->n_prompt, 1, 1, mem->n_ctx, mem->n_ubatch, mem->kv_type, &x[0]) ||
         gpu_plan_eval(&gp, out, run->ctx0, run->n_gen, 1, mem->n_ctx, mem->n_ubatch, mem->kv_type, &x[1])) {
@@ -407,10 +410,7 @@ static void gpu_speed_rows(FILE *out, const plan_check_run *run, const fitlm_hos
         return;
     }
     char what[48];
-    /* a prompt with layers on the host: the planner streams them to the GPU
-     * over PCIe (llama.cpp's large batches), where fitlm's split backend
-     * computes them on the CPU; not predicted */
-    if (run->n_prompt && run->pp_tps_median > 0 && gp.on_gpu == gp.pm.hp.n_layers) {
+    if (run->n_prompt && run->pp_tps_median > 0) {
         snprintf(what, sizeof what, "prefill pp%u", run->n_prompt);
         row(out, what, x[0].prefill_tps, run->pp_tps_median, "tok/s", 2, "");
         double ttft = run->ttft_s > 0 ? run->ttft_s : run->n_prompt / run->pp_tps_median;
@@ -439,7 +439,7 @@ static void gpu_serve_rows(FILE *out, const fitlm_model *m, const plan_check_ser
     row(out, "weights", (double)fitlm_model_tensor_bytes(m) / MIB, (double)run->weight_bytes / MIB, "MiB", 2,
         "tensor bytes of the file");
     gpu_plan gp;
-    if (gpu_plan_open(&gp, out, run->gpu, run->plan_gpu, run->model_path, run->gpu_layers, prof)) return;
+    if (gpu_plan_open(&gp, out, run->gpu, run->plan_gpu, run->model_path, run->gpu_layers, run->threads, prof)) return;
     /* the planner's decode context is prompt + output / 2 */
     uint32_t seqs = (uint32_t)(b + 0.5), prompt = run->mean_ctx >= 2 ? (uint32_t)run->mean_ctx : 1;
     fitlm_plan_result x;

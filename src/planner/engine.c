@@ -62,17 +62,20 @@ static const fitlm_engine_profile k_engines[FITLM_ENGINE_COUNT] = {
     [FITLM_ENGINE_LLAMACPP] = {.name = "llama.cpp", .label = "llama.cpp", .vllm_memory = false,
                                .default_margin = 0.05, .default_chunk = 512, .kv_paged = false,
                                .window_frees = false, .fp16_acc16 = true, .int8_prefill = true,
-                               .int8_eff = LLAMACPP_MMQ_EFF, .per_layer_s = 0, .per_step_s = 0},
+                               .int8_eff = LLAMACPP_MMQ_EFF, .per_layer_s = 0, .per_step_s = 0,
+                               .kv_with_layer = true},
     /* TensorRT-LLM: paged KV (blocks for the tokens in use), cyclic KV for a
      * sliding window; weight-only INT8/INT4 dequantize into FP16 GEMMs */
     [FITLM_ENGINE_TRTLLM] = {.name = "trt-llm", .label = "TensorRT-LLM", .vllm_memory = false,
                              .default_margin = 0.05, .default_chunk = 0, .kv_paged = true, .window_frees = true,
                              .fp16_acc16 = false, .int8_prefill = false, .int8_eff = 0, .per_layer_s = 0,
                              .per_step_s = 0},
-    /* fitlm's own GPU backend: contiguous KV of round16(context) per sequence, full attention */
+    /* fitlm's own GPU backend: contiguous KV of round16(context) per sequence,
+     * full attention; layers left on the host run there (backend/split.h) */
     [FITLM_ENGINE_FITLM] = {.name = "fitlm", .label = "fitlm", .vllm_memory = false, .default_margin = 0.05,
                             .default_chunk = 512, .kv_paged = false, .window_frees = false, .fp16_acc16 = false,
-                            .int8_prefill = false, .int8_eff = 0, .per_layer_s = 0, .per_step_s = 0},
+                            .int8_prefill = false, .int8_eff = 0, .per_layer_s = 0, .per_step_s = 0,
+                            .host_layers_on_cpu = true, .kv_with_layer = true},
     /* ExLlama (v1, turboderp/exllama): one contiguous cache of max_seq_len per
      * sequence, the prompt in one forward of up to max_input_len (2048) tokens,
      * decode on its own 4-bit kernels; a prompt's GEMMs reconstruct the GPTQ

@@ -146,7 +146,9 @@ static void eval_infer_cpu(const fitlm_plan_model *m, const fitlm_plan_request *
     const fitlm_gpu *g = &cat->gpus[res->gpu];
     const fitlm_wformat *f = &r->formats[res->format >= 0 && res->format < r->n_formats ? res->format : 0];
     const fitlm_host_profile *prof = cat->host_profile;
-    int threads = prof && prof->threads > 0 ? prof->threads : (g->cpu_cores > 0 ? g->cpu_cores : 1);
+    int threads = r->host_threads > 0 ? r->host_threads
+                  : prof && prof->threads > 0 ? prof->threads
+                  : (g->cpu_cores > 0 ? g->cpu_cores : 1);
     uint32_t ub = r->chunk < FITLM_DEFAULT_UBATCH ? r->chunk : FITLM_DEFAULT_UBATCH;
     fitlm_mem_model mm;
     fitlm_mem_model_cpu(hp, (uint64_t)wb->total, res->kv_type, r->ctx, ub, threads, &mm);
@@ -256,6 +258,50 @@ static void eval_infer_cpu(const fitlm_plan_model *m, const fitlm_plan_request *
     res->usd_per_million = res->usd_per_hour > 0 ? res->usd_per_hour * cycle / 3600.0 / gen * 1e6 : 0;
 }
 
+/* Layers of stage [l0, l1) on the device when the last `off` of L stay on the host. */
+static double stage_dev_layers(uint32_t L, uint32_t off, uint32_t l0, uint32_t l1) {
+    uint32_t end = L - off < l1 ? L - off : l1;
+    return end > l0 ? (double)(end - l0) : 0;
+}
+
+/* The layers a GPU plan keeps in host memory, run on the host CPU as fitlm's
+ * split backend runs them (the engine's host_layers_on_cpu): the calibrated
+ * CPU cost model (planner/cpu_cost.h, the catalog's CPU entry and host
+ * profile) over their matrices at the format's kernel rate, without the
+ * output matrix (it stays with the GPU's last layer). *prefill_s: the
+ * batch's prompts, one after another; *step_s: a decode step of the batch at
+ * mean context ctx. false (nothing set) when the catalog has no CPU entry. */
+static bool host_layers_cost(const fitlm_plan_model *m, const fitlm_plan_request *r, const fitlm_catalog *cat,
+                             const fitlm_wformat *f, uint32_t off, double off_bytes, int kv_type, double ctx,
+                             double *prefill_s, double *step_s) {
+    const fitlm_gpu *cpu = NULL;
+    for (size_t i = 0; i < cat->n && !cpu; i++)
+        if (cat->gpus[i].is_cpu) cpu = &cat->gpus[i];
+    if (!cpu || off == 0) return false;
+    const fitlm_host_profile *prof = cat->host_profile;
+    int threads = r->host_threads > 0 ? r->host_threads
+                  : prof && prof->threads > 0 ? prof->threads
+                  : (cpu->cpu_cores > 0 ? cpu->cpu_cores : 1);
+    uint32_t ub = r->chunk < FITLM_DEFAULT_UBATCH ? r->chunk : FITLM_DEFAULT_UBATCH;
+    fitlm_hparams h = m->hp;
+    h.n_layers = off;
+    fitlm_param_counts pc;
+    fitlm_plan_param_counts(&m->hp, &pc);
+    fitlm_cpu_work w;
+    memset(&w, 0, sizeof w);
+    w.hp = &h;
+    w.kv_type = kv_type;
+    int kt = cpu_kernel_type(m, f);
+    fitlm_cpu_work_add(&w, kt, off_bytes, (double)pc.per_layer_linear * off);
+    w.output_type = kt;
+    fitlm_cpu_pred pp, tg;
+    fitlm_cpu_predict(prof, cpu->mem_bw, cpu->fp16_flops, &w, threads, r->prompt, ub, 0, 0, &pp);
+    fitlm_cpu_predict(prof, cpu->mem_bw, cpu->fp16_flops, &w, threads, 0, ub, r->prompt, r->output, &tg);
+    *prefill_s = pp.prefill_s * (r->batch ? r->batch : 1);
+    *step_s = fitlm_cpu_batch_step_s(&tg, &w, r->batch ? r->batch : 1, ctx);
+    return true;
+}
+
 /* ---------------------------------------------------------------- inference */
 
 static void eval_infer(const fitlm_plan_model *m, const fitlm_plan_request *r, const fitlm_catalog *cat,
@@ -332,7 +378,9 @@ static void eval_infer(const fitlm_plan_model *m, const fitlm_plan_request *r, c
         double *st = res->stage[s < FITLM_PLAN_MAX_STAGES ? s : FITLM_PLAN_MAX_STAGES - 1];
         memset(st, 0, sizeof(double) * FITLM_MEM_COUNT);
         st[FITLM_MEM_WEIGHTS] = w / T;
-        st[FITLM_MEM_KV] = 2.0 * (l1 - l0) * kv_dev_heads * hp->head_dim * kvb * tokens;
+        /* the KV of the host's layers in host memory where the engine keeps it with its layer */
+        double kv_layers = eng->kv_with_layer ? stage_dev_layers(L, off, l0, l1) : (double)(l1 - l0);
+        st[FITLM_MEM_KV] = 2.0 * kv_layers * kv_dev_heads * hp->head_dim * kvb * tokens;
         st[FITLM_MEM_ACT] = act;
         st[FITLM_MEM_OVERHEAD] = ovh;
         double tot = 0;
@@ -350,6 +398,7 @@ static void eval_infer(const fitlm_plan_model *m, const fitlm_plan_request *r, c
     res->per_device_bytes = worst;
     res->comp[FITLM_MEM_ACT] = replica_act;
     res->host_bytes = off_bytes * res->dp;
+    if (eng->kv_with_layer) res->host_bytes += 2.0 * off * hp->n_kv_heads * hp->head_dim * kvb * tokens * res->dp;
 
     /* ---- time ---- */
     fitlm_param_counts pc;
@@ -393,6 +442,14 @@ static void eval_infer(const fitlm_plan_model *m, const fitlm_plan_request *r, c
      * unless that table is also the output head there (tied, one stage) */
     double embd_unread = (hp->tied_embeddings && P == 1) ? 0 : wb->embedding / T;
     double off_decode = off_bytes > 0 ? (host_bw > 0 ? off_bytes / host_bw : off_dev / pcie) : 0;
+    /* fitlm's engine: the host's layers run on the host CPU for the prompt
+     * too, one after the other with the GPU's (nothing streamed over PCIe);
+     * the GPU computes, reads the KV of and pays the fixed costs of its own
+     * layers only */
+    double off_prefill = -1, host_step = 0;
+    bool on_host = eng->host_layers_on_cpu && off > 0 &&
+                   host_layers_cost(m, r, cat, f, off, off_bytes, res->kv_type, mean_ctx, &off_prefill, &host_step);
+    if (on_host) off_decode = host_step;
 
     /* prefill: B prompts in n chunks that flow through the PP stages; per chunk and
      * stage FLOPs / compute + weight bytes / bandwidth (a chunk of a few hundred
@@ -417,7 +474,7 @@ static void eval_infer(const fitlm_plan_model *m, const fitlm_plan_request *r, c
     for (int s = 0; s < P; s++) {
         uint32_t l0, l1;
         stage_layers(L, P, s, &l0, &l1);
-        double nl = l1 - l0;
+        double nl = on_host ? stage_dev_layers(L, off, l0, l1) : l1 - l0;
         double wst = res->stage[s < FITLM_PLAN_MAX_STAGES ? s : FITLM_PLAN_MAX_STAGES - 1][FITLM_MEM_WEIGHTS] -
                      (s == 0 ? embd_unread : 0);
         double tc = (pf_gemm_flops / pf_rate + pf_attn_flops / attn_rate) / n_chunks * (nl / L) / T;
@@ -430,7 +487,7 @@ static void eval_infer(const fitlm_plan_model *m, const fitlm_plan_request *r, c
             pf_compute = tc >= tm;
         }
     }
-    double prefill = (n_chunks + P - 1) * slot + n_chunks * (off_dev / pcie + per_step_s);
+    double prefill = (n_chunks + P - 1) * slot + n_chunks * per_step_s + (on_host ? off_prefill : n_chunks * off_dev / pcie);
     res->prefill_bound = pf_compute ? "compute" : "memory";
     res->ttft_s = prefill;
     res->prefill_tps = prompt_tokens / prefill * res->dp;
@@ -460,7 +517,7 @@ static void eval_infer(const fitlm_plan_model *m, const fitlm_plan_request *r, c
     for (int s = 0; s < P; s++) {
         uint32_t l0, l1;
         stage_layers(L, P, s, &l0, &l1);
-        double nl = l1 - l0;
+        double nl = on_host ? stage_dev_layers(L, off, l0, l1) : l1 - l0;
         double bytes = res->stage[s < FITLM_PLAN_MAX_STAGES ? s : FITLM_PLAN_MAX_STAGES - 1][FITLM_MEM_WEIGHTS] -
                        (s == 0 ? embd_unread : 0) + bmb * mean_ctx * kv_dev_tok * nl;
         double fl = bmb * (2 * p_mm + attn_tok) * (nl / L) / T;

@@ -304,6 +304,16 @@ typedef struct fitlm_engine_profile {
      * decode step: a small matrix takes this long however few bytes it reads
      * (vLLM's Marlin kernels); 0 = none */
     double wo_gemm_min_s;
+    /* layers kept in host memory (-ngl below the layer count) run on the host
+     * CPU for the prompt too, at the calibrated CPU cost model's rates
+     * (fitlm's split backend); false: a decode step runs them on the host at
+     * its bandwidth and a prompt streams them to the GPU over PCIe (llama.cpp
+     * offloads large batches' matmuls to the GPU) */
+    bool host_layers_on_cpu;
+    /* the KV cache of a layer kept on the host is in host memory (llama.cpp:
+     * each layer's cache on its layer's device; fitlm's split backend); false:
+     * all of it on the GPU (vLLM's cpu_offload_gb moves weights only) */
+    bool kv_with_layer;
 } fitlm_engine_profile;
 
 /* The profile of an engine (GENERIC for an out-of-range value); never NULL, static. */
@@ -370,6 +380,11 @@ typedef struct fitlm_plan_request {
     int tp, pp, dp;           /* 0 = search */
     int max_gpus;
     bool offload_allowed;     /* inference: allow layers on the host (--offload cpu) */
+    int gpu_layers;           /* inference: layers on the GPU, the rest in host memory (-ngl N, one
+                               * pipeline stage; N >= the layer count: all); -1 = searched with
+                               * --offload cpu, else none */
+    int host_threads;         /* threads of the host CPU's share (the layers fitlm's engine runs there);
+                               * 0 = the host profile's, else the CPU entry's cores */
     fitlm_objective objective;
     fitlm_engine engine;      /* GPU serving engine (--engine); GENERIC by default */
     bool batch_auto;          /* search the batch (concurrency) per layout, 1, 2, 4 .. max_batch */

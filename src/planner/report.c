@@ -261,9 +261,13 @@ void fitlm_plan_print_text(FILE *fp, const fitlm_plan_model *m, const fitlm_plan
         double p_mm = (double)pc.per_layer_linear * m->hp.n_layers + (double)m->hp.vocab_size * m->hp.dim;
         fprintf(fp, "  FLOPs/token %10.1f GFLOP (2 x %s matmul parameters + %.1f GFLOP attention at mean context)\n",
                 x->flops_per_token / 1e9, commas(p_mm, c1, sizeof c1), (x->flops_per_token - 2 * p_mm) / 1e9);
-        if (x->offload_layers)
-            fprintf(fp, "  offload     %u layers stream over PCIe %d.0: +%.1f ms per forward\n", x->offload_layers,
-                    g->pcie_gen, x->offload_s * 1e3);
+        if (x->offload_layers && fitlm_engine_profile_get(r->engine)->host_layers_on_cpu)
+            fprintf(fp, "  offload     %u layers on the host CPU, prompt and decode (the CPU cost model): +%.1f ms per "
+                        "decode step\n", x->offload_layers, x->offload_s * 1e3);
+        else if (x->offload_layers)
+            fprintf(fp, "  offload     %u layers in host memory: decoded on the host CPU at its bandwidth, +%.1f ms per "
+                        "decode step; streamed to the GPU over PCIe %d.0 for a prompt\n",
+                    x->offload_layers, x->offload_s * 1e3, g->pcie_gen);
     } else {
         fprintf(fp, "  step        %10.2f s   (compute at %.0f%% of peak, pipeline bubble %.1f%%, exposed comm %.2f s%s)\n",
                 x->step_time_s, fitlm_plan_k.eff_train * 100, x->bubble * 100, x->comm_s,

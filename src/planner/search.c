@@ -33,6 +33,7 @@ void fitlm_plan_request_defaults(fitlm_plan_request *r, const fitlm_plan_model *
     r->lora_targets = (1u << FITLM_T_ATTN_Q) | (1u << FITLM_T_ATTN_K) | (1u << FITLM_T_ATTN_V) |
                       (1u << FITLM_T_ATTN_OUT);
     r->max_gpus = 64;
+    r->gpu_layers = -1;
     r->objective = FITLM_OBJ_COST;
     r->engine = FITLM_ENGINE_GENERIC;
     r->max_batch = 256;
@@ -96,6 +97,9 @@ int fitlm_plan_request_validate(fitlm_plan_request *r, const fitlm_plan_model *m
             return fitlm_fail(err, "context %u exceeds %s's maximum context of %u tokens", r->ctx, m->name,
                               hp->ctx_len);
         if (r->batch < 1 || r->batch > 1u << 20) return fitlm_fail(err, "batch must be 1..1048576");
+        if (r->gpu_layers >= 0 && r->pp > 1)
+            return fitlm_fail(err, "-ngl keeps layers in host memory behind one pipeline stage: it takes --pp 1, "
+                                   "not --pp %d", r->pp);
         if (r->prompt == 0) r->prompt = r->ctx / 2 < 1024 ? (r->ctx / 2 ? r->ctx / 2 : 1) : 1024;
         if (r->output == 0) {
             r->output = r->ctx / 4 < 256 ? r->ctx / 4 : 256;
@@ -116,6 +120,7 @@ int fitlm_plan_request_validate(fitlm_plan_request *r, const fitlm_plan_model *m
                                   hp->head_dim);
         }
     } else {
+        if (r->gpu_layers >= 0) return fitlm_fail(err, "-ngl places an inference plan's layers; not for training");
         if (r->seq < 1) return fitlm_fail(err, "sequence length must be at least 1");
         if (r->seq > hp->ctx_len)
             return fitlm_fail(err, "sequence length %u exceeds %s's maximum context of %u tokens", r->seq, m->name,
@@ -357,6 +362,7 @@ static int search_infer(search_ctx *c, int gpu, int fixed_count, int fi, int kv,
         int fitted_at = 0;
         for (int p = 1; p <= (int)hp->n_layers && t * p <= maxn; p++) {
             if (r->pp && p != r->pp) continue;
+            if (r->gpu_layers >= 0 && p > 1 && !g->is_cpu) break; /* -ngl: one stage, the rest on the host */
             if (g->is_cpu && (t > 1 || p > 1) && !fixed_count) break;
             if (g->is_cpu && fixed_count && t * p != fixed_count) continue;
             int d = 1;
@@ -372,6 +378,12 @@ static int search_infer(search_ctx *c, int gpu, int fixed_count, int fi, int kv,
             fitlm_plan_result x;
             memset(&x, 0, sizeof x);
             x.gpu = gpu, x.tp = t, x.pp = p, x.dp = d, x.count = t * p * d, x.format = fi, x.kv_type = kv;
+            if (r->gpu_layers >= 0 && !g->is_cpu) {
+                /* -ngl N: the layers beyond N stay in host memory, fit or not */
+                x.offload_layers = (uint32_t)r->gpu_layers < hp->n_layers ? hp->n_layers - (uint32_t)r->gpu_layers : 0;
+                if (eval_push(c, &x, out)) return -1;
+                continue;
+            }
             if (eval_push(c, &x, out)) return -1;
             if (x.fits) {
                 if (!fitted_at) fitted_at = p;
@@ -532,6 +544,22 @@ static void make_hint(search_ctx *c, fitlm_plan_output *out, fitlm_error *err) {
     }
     n += (size_t)snprintf(h + n, cap - n, "does not fit: the best layout (%d x %s, TP %d, PP %d) %s", b->count,
                           g->name, b->tp, b->pp, b->why);
+    /* 0: -ngl N: the most layers that fit on the best layout's devices */
+    if (r->mode == FITLM_PLAN_INFER && r->gpu_layers > 0 && !g->is_cpu) {
+        uint32_t L = c->m->hp.n_layers, top = (uint32_t)r->gpu_layers < L ? (uint32_t)r->gpu_layers : L;
+        int lo = 0, hi = (int)top - 1, most = -1;
+        fitlm_plan_result y = *b;
+        while (lo <= hi) {
+            int k = lo + (hi - lo) / 2;
+            y.offload_layers = L - (uint32_t)k;
+            fitlm_plan_evaluate(c->m, r, c->cat, &c->wb[y.format >= 0 ? y.format : 0], &y);
+            if (y.fits) most = k, lo = k + 1;
+            else hi = k - 1;
+        }
+        if (most >= 0 && n + 80 < cap)
+            n += (size_t)snprintf(h + n, cap - n, "; -ngl %d fits (the most of the %u layers on %d x %s)", most, L,
+                                  b->count, g->name);
+    }
     /* 1: more devices of the same kind, same format */
     fitlm_plan_request rr = *r;
     rr.max_cost = rr.min_tokens_per_s = rr.max_ttft = 0;
