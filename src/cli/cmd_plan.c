@@ -10,6 +10,7 @@
 #include "cli/commands.h"
 #include "format/ggml_type.h"
 #include "planner/cpu_cost.h"
+#include "planner/gpu_cost.h"
 #include "planner/host_comm.h"
 #include "planner/planner.h"
 #include "util/error.h"
@@ -47,6 +48,8 @@ static void usage(FILE *fp) {
             "      --kv-type T[,T..]      KV cache: f16 (default), bf16, fp8, q8_0, q4_0; 'any' to compare\n"
             "      --kv-block N           KV cache block in tokens (default 16)\n"
             "      --offload cpu|none     allow keeping layers in host memory (the fewest that make it fit)\n"
+            "      --gpu local            this host's GPU as 'fitlm calibrate --device' measured it (local1 ..:\n"
+            "                             the next ones), at its kernels' rates on these weights\n"
             "  -ngl, --n-gpu-layers N     N layers on each GPU replica, the rest in host memory, as llama.cpp's\n"
             "                             -ngl (one pipeline stage; N >= the layer count: all): --engine fitlm runs\n"
             "                             them on the host CPU, the others decode them there at its bandwidth and\n"
@@ -241,6 +244,38 @@ static void list_gpus(const fitlm_catalog *cat) {
     }
 }
 
+/* The GPUs of this host that `fitlm calibrate --device` measured (in the
+ * host profile) as catalog entries named `local`, `local1` ..: at the rates
+ * their kernels reach on the model file's weight types, or on the first
+ * weight format's type for a preset; planned with --engine fitlm they use
+ * their measured fixed costs too. 0, or -1 after printing why. */
+static int add_local_gpus(fitlm_catalog *cat, const fitlm_plan_model *pm, const char *model_arg,
+                          const fitlm_wformat *f) {
+    const fitlm_host_profile *hp = cat->host_profile;
+    if (!hp || hp->n_dev == 0) return 0;
+    fitlm_cpu_work w;
+    memset(&w, 0, sizeof w);
+    fitlm_error ignored = {{0}};
+    fitlm_model *m = f->kind == FITLM_W_FILE ? fitlm_model_load(model_arg, &ignored) : NULL;
+    if (m) {
+        fitlm_cpu_work_of_model(m, FITLM_TYPE_F16, &w);
+        fitlm_model_free(m);
+    } else {
+        fitlm_cpu_work_add(&w, fitlm_plan_format_type(pm, f), 1, 1);
+    }
+    for (int i = 0; i < hp->n_dev; i++) {
+        double bw = 0, fl = 0;
+        fitlm_device_rates_for_work(&hp->dev[i], &w, &bw, &fl);
+        int at = fitlm_catalog_use_device(cat, -1, &hp->dev[i], bw, fl);
+        if (at < 0) return fitlm_die("out of memory"), -1;
+        fitlm_gpu *g = &cat->gpus[at];
+        if (i == 0) snprintf(g->aliases[0], sizeof g->aliases[0], "local");
+        else snprintf(g->aliases[0], sizeof g->aliases[0], "local%d", i);
+        g->n_aliases = 1;
+    }
+    return 0;
+}
+
 static int add_gpusel(fitlm_plan_request *r, const fitlm_catalog *cat, const char *spec) {
     char buf[256];
     if (strlen(spec) >= sizeof buf) return fitlm_die("--gpu: too long"), -1;
@@ -253,7 +288,11 @@ static int add_gpusel(fitlm_plan_request *r, const fitlm_catalog *cat, const cha
             if (parse_int("--gpu COUNT", colon + 1, 1, 65536, &count)) return -1;
         }
         int gi = fitlm_catalog_find(cat, tok);
+        if (gi < 0 && !strncasecmp(tok, "local", 5))
+            return fitlm_die("--gpu %s: the host profile holds no such measured GPU (fitlm calibrate --device vulkan "
+                             "measures this host's)", tok), -1;
         if (gi < 0) return fitlm_die("unknown GPU '%s' (see 'fitlm plan --list-gpus' or add it with --gpus-file)", tok), -1;
+        if (count == 0 && cat->gpus[gi].measured) count = 1; /* this host's own GPU: the one there is */
         if (r->n_gpusel >= FITLM_PLAN_MAX_GPUSEL) return fitlm_die("--gpu: too many GPUs"), -1;
         r->gpusel[r->n_gpusel].gpu = gi;
         r->gpusel[r->n_gpusel].count = count;
@@ -478,6 +517,7 @@ int cmd_plan(int argc, char **argv) {
             r.n_kv_types++;
         }
     }
+    if (add_local_gpus(&cat, &model, pd.model, &r.formats[0])) goto done;
     for (int i = 0; i < pd.n_gpus; i++)
         if (add_gpusel(&r, &cat, pd.gpus[i])) goto done;
     if (pd.targets && parse_targets(pd.targets, &r.lora_targets)) goto done;

@@ -10,6 +10,7 @@
 #include "parallel/comm.h"
 #include "parallel/parallel.h"
 #include "planner/cpu_cost.h"
+#include "planner/gpu_cost.h"
 #include "planner/host_comm.h"
 #include "planner/planner.h"
 #include "sys/threadpool.h"
@@ -292,6 +293,8 @@ typedef struct gpu_plan {
     int gpu;          /* catalog index */
     uint32_t on_gpu;  /* layers on the GPU */
     int threads;      /* the run's CPU threads (its layers on the host) */
+    const fitlm_device_rates *measured; /* the profile's entry for this device (borrowed), or NULL */
+    double bw, flops; /* its rates on the file's weight types */
 } gpu_plan;
 
 static void gpu_plan_close(gpu_plan *gp) {
@@ -321,9 +324,24 @@ static int gpu_plan_open(gpu_plan *gp, FILE *out, const char *device, const char
         }
     }
     gp->gpu = plan_gpu ? fitlm_catalog_find(&gp->cat, plan_gpu) : fitlm_catalog_match_device(&gp->cat, device);
+    /* the device measured by calibrate --device: its rates on this file's weight types */
+    const fitlm_device_rates *dr = plan_gpu ? NULL : fitlm_host_profile_device(prof, device);
+    if (dr && model_path) {
+        fitlm_error merr = {{0}};
+        fitlm_model *m = fitlm_model_load(model_path, &merr);
+        if (m) {
+            fitlm_cpu_work w;
+            fitlm_cpu_work_of_model(m, FITLM_TYPE_F16, &w);
+            fitlm_device_rates_for_work(dr, &w, &gp->bw, &gp->flops);
+            fitlm_model_free(m);
+            int at = fitlm_catalog_use_device(&gp->cat, gp->gpu >= 0 && !gp->cat.gpus[gp->gpu].is_cpu ? gp->gpu : -1,
+                                              dr, gp->bw, gp->flops);
+            if (at >= 0) gp->gpu = at, gp->measured = dr;
+        }
+    }
     if (gp->gpu < 0 || gp->cat.gpus[gp->gpu].is_cpu) {
-        fprintf(out, "speed not predicted: %s is not a card of the catalog (--plan-gpu NAME predicts for one; "
-                     "fitlm plan --list-gpus)\n", device);
+        fprintf(out, "speed not predicted: %s is not a card of the catalog (fitlm calibrate --device measures it; "
+                     "--plan-gpu NAME predicts for a card of fitlm plan --list-gpus)\n", device);
         gpu_plan_close(gp);
         return -1;
     }
@@ -386,11 +404,17 @@ static int gpu_plan_eval(gpu_plan *gp, FILE *out, uint32_t prompt, uint32_t outp
 static void gpu_plan_note(const gpu_plan *gp, FILE *out, const char *device) {
     const fitlm_gpu *g = &gp->cat.gpus[gp->gpu];
     uint32_t L = gp->pm.hp.n_layers;
-    fprintf(out, "speed on %s: the catalog's %s (%.0f GB/s, %.0f TFLOP/s 16-bit) with fitlm's engine profile "
-                 "and the planner's assumed efficiencies (%.0f %% of the bandwidth, %.0f %% of the peak), not "
-                 "calibrated on this card",
-            device, g->name, g->mem_bw / 1e9, (g->bf16_flops > 0 ? g->bf16_flops : g->fp16_flops) / 1e12,
-            fitlm_plan_k.eff_decode_bw * 100, fitlm_plan_k.eff_prefill * 100);
+    if (gp->measured)
+        fprintf(out, "speed on %s: measured by fitlm calibrate --device%s: on this file's weight types %.2f GB/s "
+                     "decode and %.2f GFLOP/s prompt matmuls, %.1f us per layer and %.1f us per step",
+                device, gp->measured->quick ? " --quick" : "", gp->bw / 1e9, gp->flops / 1e9,
+                gp->measured->per_layer_s * 1e6, gp->measured->per_step_s * 1e6);
+    else
+        fprintf(out, "speed on %s: the catalog's %s (%.0f GB/s, %.0f TFLOP/s 16-bit) with fitlm's engine profile "
+                     "and the planner's assumed efficiencies (%.0f %% of the bandwidth, %.0f %% of the peak), not "
+                     "calibrated on this card (fitlm calibrate --device measures it)",
+                device, g->name, g->mem_bw / 1e9, (g->bf16_flops > 0 ? g->bf16_flops : g->fp16_flops) / 1e12,
+                fitlm_plan_k.eff_decode_bw * 100, fitlm_plan_k.eff_prefill * 100);
     if (gp->on_gpu < L)
         fprintf(out, "; %u of %u layers on this host's CPU, prompt and decode, at the CPU cost model's rates (%s)",
                 L - gp->on_gpu, L, gp->cat.host_profile ? "the host profile's" : "assumed: no host profile");

@@ -339,6 +339,41 @@ void fitlm_catalog_add_host_cpu(fitlm_catalog *cat) {
     push(cat, &g);
 }
 
+int fitlm_catalog_use_device(fitlm_catalog *cat, int matched, const fitlm_device_rates *d, double bw,
+                             double flops) {
+    fitlm_gpu g;
+    if (matched >= 0 && (size_t)matched < cat->n) {
+        g = cat->gpus[matched];
+    } else {
+        memset(&g, 0, sizeof g);
+        snprintf(g.name, sizeof g.name, "%.47s", d->name);
+        snprintf(g.vendor, sizeof g.vendor, "measured");
+        snprintf(g.arch, sizeof g.arch, "%.95s", d->name);
+        snprintf(g.link, sizeof g.link, "PCIe");
+        g.memory_bytes = g.usable_memory_bytes = d->memory_bytes > 0 ? d->memory_bytes : 0;
+        g.pcie_gen = 4;
+        g.max_per_node = 1;
+    }
+    g.measured = true;
+    g.mem_bw = bw;
+    g.fp16_flops = g.bf16_flops = flops;
+    g.fp16_acc16_flops = 0;
+    g.fp8_flops = 0;
+    g.int8_ops = 0;
+    g.measured_per_layer_s = d->per_layer_s;
+    g.measured_per_step_s = d->per_step_s;
+    snprintf(g.spec_source, sizeof g.spec_source, "measured by fitlm calibrate --device (%s%s)", d->backend,
+             d->quick ? ", --quick" : "");
+    snprintf(g.origin, sizeof g.origin, "measured");
+    if (matched >= 0 && (size_t)matched < cat->n) {
+        cat->gpus[matched] = g;
+        return matched;
+    }
+    size_t before = cat->n;
+    push(cat, &g);
+    return cat->n > before ? (int)before : -1;
+}
+
 /* Appends the MPI all-reduce figures TP/PP plans on this host use, and
  * whether they were measured (host_comm.h). */
 static void append_comm_source(fitlm_gpu *g, const fitlm_host_profile *p) {

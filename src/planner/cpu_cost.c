@@ -10,6 +10,7 @@
 #include "backend/cpu/kernels.h"
 #include "format/ggml_type.h"
 #include "planner/cpu_cost.h"
+#include "planner/synth_model.h"
 #include "quant/quant.h"
 #include "runtime/kv_cache.h"
 #include "runtime/memory_report.h"
@@ -649,150 +650,24 @@ int fitlm_calibrate_host(fitlm_host_profile *p, int max_threads, bool quick, FIL
 /* ---- fixed costs from the real runtime on two tiny synthetic models ---- */
 
 /* The head layout of a synthetic model: query heads, KV heads, head
- * dimension, context. */
+ * dimension, context (planner/synth_model.h writes it: hidden 128, FFN 256,
+ * vocabulary 256, F32, its weights in the caches). */
 typedef struct {
     uint32_t heads, kv_heads, head_dim, ctx;
 } tiny_attn;
 static const tiny_attn TINY_FIXED = {4, 4, 32, 64};
 
-/* Writes a random F32 llama model of n_layers layers (hidden 128, FFN 256,
- * vocabulary 256, the heads and context of `a`) to path: small enough that its
- * weights stay in the caches, so its decode time is the runtime's fixed
- * costs (and, with a long context, its attention). 0 or -1 with err. */
 static int write_tiny_model(const char *path, uint32_t n_layers, tiny_attn a, fitlm_error *err) {
-    enum { D = 128, F = 256, V = 256 };
-    const uint64_t QD = (uint64_t)a.heads * a.head_dim, KD = (uint64_t)a.kv_heads * a.head_dim;
-    fitlm_gguf_writer *w = fitlm_gguf_writer_new(3, err);
-    if (!w) return -1;
-    size_t nbig = (size_t)D * (QD > V ? QD : V);
-    float *big = malloc(sizeof(float) * nbig), *ones = malloc(sizeof(float) * D);
-    int rc = -1;
-    if (!big || !ones) {
-        fitlm_fail(err, "out of memory");
-        goto done;
-    }
-    uint64_t s = 0x2545F4914F6CDD1Dull;
-    for (size_t i = 0; i < nbig; i++) {
-        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
-        big[i] = (float)((double)(s >> 40) / (double)(1ull << 24) - 0.5) * 0.05f;
-    }
-    for (int i = 0; i < D; i++) ones[i] = 1.0f;
-    if (fitlm_gguf_writer_add_str(w, "general.architecture", "llama", err) ||
-        fitlm_gguf_writer_add_u32(w, "llama.block_count", n_layers, err) ||
-        fitlm_gguf_writer_add_u32(w, "llama.embedding_length", D, err) ||
-        fitlm_gguf_writer_add_u32(w, "llama.feed_forward_length", F, err) ||
-        fitlm_gguf_writer_add_u32(w, "llama.attention.head_count", a.heads, err) ||
-        fitlm_gguf_writer_add_u32(w, "llama.attention.head_count_kv", a.kv_heads, err) ||
-        fitlm_gguf_writer_add_u32(w, "llama.attention.key_length", a.head_dim, err) ||
-        fitlm_gguf_writer_add_u32(w, "llama.attention.value_length", a.head_dim, err) ||
-        fitlm_gguf_writer_add_u32(w, "llama.context_length", a.ctx, err) ||
-        fitlm_gguf_writer_add_u32(w, "llama.vocab_size", V, err) ||
-        fitlm_gguf_writer_add_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f, err))
-        goto done;
-    const uint64_t e_dv[2] = {D, V}, e_d[1] = {D}, e_df[2] = {D, F}, e_fd[2] = {F, D};
-    const uint64_t e_dq[2] = {D, QD}, e_dk[2] = {D, KD}, e_qd[2] = {QD, D};
-    if (fitlm_gguf_writer_add_tensor(w, "token_embd.weight", FITLM_TYPE_F32, 2, e_dv, big, err) ||
-        fitlm_gguf_writer_add_tensor(w, "output_norm.weight", FITLM_TYPE_F32, 1, e_d, ones, err) ||
-        fitlm_gguf_writer_add_tensor(w, "output.weight", FITLM_TYPE_F32, 2, e_dv, big, err))
-        goto done;
-    for (uint32_t l = 0; l < n_layers; l++) {
-        static const char *const kinds[] = {"attn_norm", "attn_q", "attn_k", "attn_v", "attn_output",
-                                            "ffn_norm",  "ffn_gate", "ffn_up", "ffn_down"};
-        for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
-            char name[64];
-            snprintf(name, sizeof name, "blk.%u.%s.weight", l, kinds[k]);
-            bool norm = strstr(kinds[k], "norm") != NULL;
-            const uint64_t *ne = norm ? e_d : k == 8 ? e_fd : k >= 6 ? e_df : k == 1 ? e_dq : k == 4 ? e_qd : e_dk;
-            if (fitlm_gguf_writer_add_tensor(w, name, FITLM_TYPE_F32, norm ? 1 : 2, ne, norm ? ones : big, err))
-                goto done;
-        }
-    }
-    rc = fitlm_gguf_writer_write(w, path, NULL, NULL, err);
-done:
-    fitlm_gguf_writer_free(w);
-    free(big);
-    free(ones);
-    return rc;
+    fitlm_synth_shape sh = {.dim = 128, .ffn = 256, .vocab = 256, .heads = a.heads, .kv_heads = a.kv_heads,
+                            .head_dim = a.head_dim, .ctx = a.ctx, .type = FITLM_TYPE_F32};
+    return fitlm_synth_model_write(path, n_layers, &sh, err);
 }
 
-/* Seconds per decoded token of the model at path on `threads` threads: after
- * a prompt of n_prompt tokens (evaluated at once), every one of n_timed
- * tokens timed on its own over `reps` runs (the first warms up), the 10th
- * percentile: on a shared machine the undisturbed figure, without trusting
- * the single luckiest token. n_timed 0: no decode (per_token is left alone).
- * prompt_s (may be NULL): the prompt's seconds from an empty cache, the best
- * of the runs after the first. n_alt > 0: a prompt of n_alt tokens from an
- * empty cache too, in each run before the main one, its best seconds in
- * *alt_s (two lengths timed in turns, so a slow phase slows both). */
 static int time_decode(const char *path, int threads, uint32_t n_prompt, uint32_t n_timed, int reps,
                        double *per_token, uint32_t *n_layers, fitlm_cpu_work *work, double *prompt_s,
                        uint32_t n_alt, double *alt_s, fitlm_error *err) {
-    fitlm_model *m = fitlm_model_load(path, err);
-    if (!m) return -1;
-    int rc = -1;
-    fitlm_backend *be = fitlm_backend_new("cpu", threads, err);
-    fitlm_runtime *rt = NULL;
-    double *tt = NULL;
-    int32_t *prompt = NULL;
-    if (!be) goto done;
-    fitlm_runtime_params rp = fitlm_runtime_params_default();
-    rp.n_ctx = m->hp.ctx_len;
-    rt = fitlm_runtime_new(m, be, &rp, err);
-    if (!rt) goto done;
-    if (n_prompt + n_timed > rp.n_ctx) {
-        fitlm_fail(err, "calibration model: %u + %u tokens exceed its context %u", n_prompt, n_timed, rp.n_ctx);
-        goto done;
-    }
-    uint32_t n = n_timed;
-    tt = malloc(sizeof *tt * ((size_t)(reps - 1) * n + 1));
-    uint32_t n_buf = n_prompt > n_alt ? n_prompt : n_alt;
-    if (n_alt > rp.n_ctx) {
-        fitlm_fail(err, "calibration model: %u tokens exceed its context %u", n_alt, rp.n_ctx);
-        goto done;
-    }
-    prompt = malloc(sizeof *prompt * (n_buf ? n_buf : 1));
-    if (!tt || !prompt) {
-        fitlm_fail(err, "out of memory");
-        goto done;
-    }
-    for (uint32_t i = 0; i < n_buf; i++) prompt[i] = (int32_t)((i * 40503u) % m->hp.vocab_size);
-    int nt = 0;
-    double best_prompt = 1e30, best_alt = 1e30;
-    for (int rep = 0; rep < reps; rep++) {
-        if (n_alt) { /* in turns with the main prompt: a slow phase of a shared machine slows both */
-            fitlm_runtime_reset(rt);
-            double ta0 = now_s();
-            if (fitlm_runtime_eval(rt, prompt, n_alt, NULL, false, err)) goto done;
-            if (rep > 0 && now_s() - ta0 < best_alt) best_alt = now_s() - ta0;
-        }
-        fitlm_runtime_reset(rt);
-        double tp0 = now_s();
-        if (n_prompt && fitlm_runtime_eval(rt, prompt, n_prompt, NULL, false, err)) goto done;
-        if (rep > 0 && now_s() - tp0 < best_prompt) best_prompt = now_s() - tp0;
-        for (uint32_t i = 0; i < n; i++) {
-            int32_t id = (int32_t)((i * 2654435761u) % m->hp.vocab_size);
-            double t0 = now_s();
-            if (fitlm_runtime_eval(rt, &id, 1, NULL, false, err)) goto done;
-            if (rep > 0) tt[nt++] = now_s() - t0;
-        }
-    }
-    if (nt > 0) {
-        qsort(tt, (size_t)nt, sizeof *tt, cmp_double);
-        *per_token = tt[nt / 10];
-    }
-    if (prompt_s) *prompt_s = best_prompt;
-    if (alt_s) *alt_s = best_alt;
-    *n_layers = m->hp.n_layers;
-    if (work) fitlm_cpu_work_of_model(m, rp.kv_type, work);
-    rc = 0;
-done:
-    free(tt);
-    free(prompt);
-    if (rt) fitlm_runtime_free(rt);
-    if (be) be->free(be);
-    if (work) work->hp = NULL; /* the model is freed below */
-    fitlm_model_free(m);
-    return rc;
+    return fitlm_synth_time(path, NULL, threads, n_prompt, n_timed, reps, per_token, n_layers, work, prompt_s, n_alt,
+                            alt_s, err);
 }
 
 int fitlm_calibrate_overheads(fitlm_host_profile *p, fitlm_error *err) {

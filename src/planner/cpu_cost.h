@@ -52,6 +52,27 @@ typedef struct fitlm_kernel_rate {
                                             * measured (profiles before it: the 16-row rate alone is used) */
 } fitlm_kernel_rate;
 
+/* A GPU of this host measured through fitlm's own GPU backend by
+ * `fitlm calibrate --device D` (planner/gpu_cost.h): what its kernels and
+ * fixed costs achieve, which the GPU planner then uses for that device in
+ * place of the catalog's peaks and its assumed efficiencies. */
+#define FITLM_PROFILE_MAX_DEVICES 4
+#define FITLM_PROFILE_MAX_DEVICE_TYPES 8
+typedef struct fitlm_device_rates {
+    char name[128];     /* the driver's device name, as the runtime reports it */
+    char backend[16];   /* "vulkan" */
+    double memory_bytes; /* the device's largest device-local heap */
+    int n_kern;
+    struct {
+        int type;             /* fitlm_type of the weights */
+        double decode_bw;     /* bytes/s of the weights a decode step streams (the layers' matrices) */
+        double prefill_flops; /* FLOP/s of a prompt's matmuls (2 x weights x tokens) */
+    } kern[FITLM_PROFILE_MAX_DEVICE_TYPES];
+    double per_layer_s, per_step_s; /* fixed time per layer and per forward step */
+    double attn_decode_flops;       /* a decode row's attention (4 x q_dim per position and layer); 0 = not measured */
+    bool quick;                     /* calibrate --quick: small shapes, few repetitions */
+} fitlm_device_rates;
+
 typedef struct fitlm_host_profile {
     int version;
     char created[32];   /* UTC, ISO 8601 */
@@ -86,7 +107,12 @@ typedef struct fitlm_host_profile {
                                 * the F32 matmul kernel's prefill rate stands in) */
     bool quick;               /* written by `calibrate --quick` (fewer repetitions, rows beyond 64
                                * extrapolated): the host-now probe (fitlm_host_profile_now) is as short */
+    int n_dev;                /* GPUs measured by `calibrate --device` (0: none) */
+    fitlm_device_rates dev[FITLM_PROFILE_MAX_DEVICES];
 } fitlm_host_profile;
+
+/* The measured GPU of p whose name is `name` (NULL: none). */
+const fitlm_device_rates *fitlm_host_profile_device(const fitlm_host_profile *p, const char *name);
 
 /* Fills the /proc and /sys facts of this machine (the rest zero). */
 void fitlm_host_facts(fitlm_host_profile *p);

@@ -137,6 +137,8 @@ static int cpu_kernel_type(const fitlm_plan_model *m, const fitlm_wformat *f) {
     return FITLM_TYPE_F16;
 }
 
+int fitlm_plan_format_type(const fitlm_plan_model *m, const fitlm_wformat *f) { return cpu_kernel_type(m, f); }
+
 /* Inference on the host CPU with fitlm's own runtime: the memory the runtime
  * allocates (runtime/mem_model.h) and the calibrated cost model
  * (planner/cpu_cost.h), the same functions `bench --plan-check` uses. */
@@ -316,6 +318,14 @@ static void eval_infer(const fitlm_plan_model *m, const fitlm_plan_request *r, c
     const fitlm_engine_profile *eng = fitlm_engine_profile_get(r->engine);
     double per_layer_s = eng->per_layer_s > 0 ? eng->per_layer_s : K.gpu_per_layer_s;
     double per_step_s = eng->per_step_s > 0 ? eng->per_step_s : K.gpu_per_step_s;
+    /* a GPU measured through fitlm's backend (calibrate --device): its
+     * figures are what the kernels reach, and with fitlm's engine its own
+     * fixed costs */
+    const double eff_bw = g->measured ? 1.0 : K.eff_decode_bw, eff_pf = g->measured ? 1.0 : K.eff_prefill;
+    if (g->measured && r->engine == FITLM_ENGINE_FITLM) {
+        per_layer_s = g->measured_per_layer_s;
+        per_step_s = g->measured_per_step_s;
+    }
     int T = res->tp, P = res->pp;
     uint32_t L = hp->n_layers;
     double kvb = fitlm_kv_type_bytes(res->kv_type);
@@ -408,11 +418,11 @@ static void eval_infer(const fitlm_plan_model *m, const fitlm_plan_request *r, c
     if (mean_ctx > window) mean_ctx = (double)window;
     double attn_tok = 4.0 * L * hp->n_heads * hp->head_dim * mean_ctx;
     res->flops_per_token = 2 * p_mm + attn_tok;
-    double peak = peak_flops(g, f, false, false);
+    double peak = g->measured ? g->bf16_flops : peak_flops(g, f, false, false);
     /* the prefill GEMMs of the engine's compute path: FP16 accumulation on the
      * cards where it runs faster (GeForce), or quantized weights on INT8 tensor
      * cores at the engine's measured fraction of the INT8 peak */
-    double pf_rate = peak * K.eff_prefill;
+    double pf_rate = peak * eff_pf;
     bool quantized = f->kind == FITLM_W_GGUF || f->kind == FITLM_W_GGUF_MIX ||
                      (f->kind == FITLM_W_FILE && !strstr(m->file_type_name, "F16") && !strstr(m->file_type_name, "F32"));
     if (eng->int8_prefill && quantized && g->int8_ops > 0) pf_rate = g->int8_ops * eng->int8_eff;
@@ -465,7 +475,7 @@ static void eval_infer(const fitlm_plan_model *m, const fitlm_plan_request *r, c
      * FP16/BF16 operands; the FP8 GEMMs' rate does not apply to them) */
     double attn_rate = pf_rate;
     if (f->kind == FITLM_W_PLAIN && f->type == FITLM_TYPE_F8_E4M3 && peak > peak_flops(g, NULL, false, false))
-        attn_rate = peak_flops(g, NULL, false, false) * K.eff_prefill;
+        attn_rate = peak_flops(g, NULL, false, false) * eff_pf;
     double pf_gemm_flops = (double)r->batch * 2 * p_mm * r->prompt;
     double pf_attn_flops =
         (double)r->batch * 2.0 * L * hp->n_heads * hp->head_dim * (double)r->prompt * fmin(r->prompt, window);
@@ -478,7 +488,7 @@ static void eval_infer(const fitlm_plan_model *m, const fitlm_plan_request *r, c
         double wst = res->stage[s < FITLM_PLAN_MAX_STAGES ? s : FITLM_PLAN_MAX_STAGES - 1][FITLM_MEM_WEIGHTS] -
                      (s == 0 ? embd_unread : 0);
         double tc = (pf_gemm_flops / pf_rate + pf_attn_flops / attn_rate) / n_chunks * (nl / L) / T;
-        double tm = wst / (bw_mem * K.eff_decode_bw);
+        double tm = wst / (bw_mem * eff_bw);
         double tcomm = T > 1 ? 2.0 * nl * fitlm_allreduce_time(chunk * hp->dim * 2, T, alpha, link_bw) : 0;
         if (P > 1) tcomm += pp_alpha + chunk * hp->dim * 2 / pp_bw;
         double t = tc + tm + tcomm + nl * per_layer_s;
@@ -521,12 +531,12 @@ static void eval_infer(const fitlm_plan_model *m, const fitlm_plan_request *r, c
         double bytes = res->stage[s < FITLM_PLAN_MAX_STAGES ? s : FITLM_PLAN_MAX_STAGES - 1][FITLM_MEM_WEIGHTS] -
                        (s == 0 ? embd_unread : 0) + bmb * mean_ctx * kv_dev_tok * nl;
         double fl = bmb * (2 * p_mm + attn_tok) * (nl / L) / T;
-        double tm = bytes / (bw_mem * K.eff_decode_bw), tc = fl / (peak * K.eff_decode_flops);
+        double tm = bytes / (bw_mem * eff_bw), tc = fl / (peak * K.eff_decode_flops);
         if (wo_floor)
             for (uint32_t l = l0; l < l1; l++) {
                 if (l >= L - off) continue; /* runs on the host */
                 for (int k = 0; k < 4; k++) {
-                    double tg = wb->layer[l] * gemm_share[k] / T / (bw_mem * K.eff_decode_bw);
+                    double tg = wb->layer[l] * gemm_share[k] / T / (bw_mem * eff_bw);
                     if (tg < eng->wo_gemm_min_s) tm += eng->wo_gemm_min_s - tg;
                 }
             }

@@ -65,6 +65,12 @@ typedef struct fitlm_gpu {
     char cloud_source[200];
     char price_date[24];
     char origin[160];       /* "built-in catalog", a --gpus-file path, "detected" */
+    /* measured by `fitlm calibrate --device` through fitlm's own GPU backend
+     * (planner/gpu_cost.h): mem_bw and the 16-bit FLOP/s are what its kernels
+     * reach on one model's weight types, so the planner takes them at 100 %
+     * (not its assumed efficiencies), and with --engine fitlm its fixed costs */
+    bool measured;
+    double measured_per_layer_s, measured_per_step_s;
 } fitlm_gpu;
 
 struct fitlm_host_profile;
@@ -87,6 +93,14 @@ int fitlm_catalog_add_json(fitlm_catalog *cat, const char *json_text, const char
 /* Adds the CPU of this machine (cores and memory from /proc, bandwidth and
  * FLOP/s estimated). Always succeeds (falls back to conservative figures). */
 void fitlm_catalog_add_host_cpu(fitlm_catalog *cat);
+/* The GPU `d` measured by `fitlm calibrate --device` (planner/gpu_cost.h), at
+ * the rates its kernels reach on one model's weight types (bw bytes/s, flops
+ * FLOP/s): the catalog entry `matched` (>= 0: the card its name matched) turns
+ * into it, else a new entry named after the device is added. Returns its
+ * index, -1 when out of memory. */
+struct fitlm_device_rates;
+int fitlm_catalog_use_device(fitlm_catalog *cat, int matched, const struct fitlm_device_rates *d, double bw,
+                             double flops);
 /* Takes a host profile (fitlm calibrate) for the CPU entry: bandwidth and
  * FLOP/s from it, and the cost model's measured rates. The catalog takes
  * ownership of p (freed by fitlm_catalog_free). path names it in reports. */
@@ -318,6 +332,10 @@ typedef struct fitlm_engine_profile {
 
 /* The profile of an engine (GENERIC for an out-of-range value); never NULL, static. */
 const fitlm_engine_profile *fitlm_engine_profile_get(fitlm_engine e);
+
+/* The fitlm kernel type (fitlm_type) a weight format runs at on fitlm's own
+ * backends: the file's type, the GGUF type, Q8_0 for INT8, Q4_0 for GPTQ/AWQ. */
+int fitlm_plan_format_type(const fitlm_plan_model *m, const fitlm_wformat *f);
 /* Parses an --engine name ("vllm", "llama.cpp"/"llamacpp", "trt-llm"/"tensorrt-llm",
  * "exllama", "fitlm", "generic"). 0 ok, -1 unknown. */
 int fitlm_engine_parse(const char *s, fitlm_engine *e);

@@ -195,6 +195,31 @@ char *fitlm_host_profile_json(const fitlm_host_profile *p) {
     cJSON_AddNumberToObject(o, "attn_decode_flops", p->attn_decode_flops);
     cJSON_AddNumberToObject(o, "attn_prefill_flops", p->attn_prefill_flops);
     cJSON_AddBoolToObject(o, "quick", p->quick);
+    if (p->n_dev > 0) {
+        cJSON *ds = cJSON_AddArrayToObject(o, "devices");
+        for (int i = 0; i < p->n_dev && ds; i++) {
+            const fitlm_device_rates *d = &p->dev[i];
+            cJSON *dj = cJSON_CreateObject();
+            if (!dj) break;
+            cJSON_AddItemToArray(ds, dj);
+            cJSON_AddStringToObject(dj, "name", d->name);
+            cJSON_AddStringToObject(dj, "backend", d->backend);
+            cJSON_AddNumberToObject(dj, "memory_bytes", d->memory_bytes);
+            cJSON_AddNumberToObject(dj, "per_layer_s", d->per_layer_s);
+            cJSON_AddNumberToObject(dj, "per_step_s", d->per_step_s);
+            cJSON_AddNumberToObject(dj, "attn_decode_flops", d->attn_decode_flops);
+            cJSON_AddBoolToObject(dj, "quick", d->quick);
+            cJSON *ks2 = cJSON_AddArrayToObject(dj, "kernels");
+            for (int k = 0; k < d->n_kern && ks2; k++) {
+                cJSON *kj = cJSON_CreateObject();
+                if (!kj) break;
+                cJSON_AddItemToArray(ks2, kj);
+                cJSON_AddStringToObject(kj, "type", fitlm_type_name(d->kern[k].type));
+                cJSON_AddNumberToObject(kj, "decode_bw", d->kern[k].decode_bw);
+                cJSON_AddNumberToObject(kj, "prefill_flops", d->kern[k].prefill_flops);
+            }
+        }
+    }
     char *s = cJSON_Print(o);
     cJSON_Delete(o);
     return s;
@@ -331,7 +356,53 @@ static int parse_profile(fitlm_host_profile *p, const cJSON *o, const char *path
     const cJSON *q = cJSON_GetObjectItemCaseSensitive(o, "quick");
     if (q && !cJSON_IsBool(q)) return fitlm_fail(err, "%s: 'quick' must be true or false", path);
     p->quick = cJSON_IsTrue(q);
+    /* optional: the GPUs `calibrate --device` measured */
+    const cJSON *ds = cJSON_GetObjectItemCaseSensitive(o, "devices");
+    if (ds) {
+        if (!cJSON_IsArray(ds) || cJSON_GetArraySize(ds) > FITLM_PROFILE_MAX_DEVICES)
+            return fitlm_fail(err, "%s: 'devices' must be an array of at most %d devices", path,
+                              FITLM_PROFILE_MAX_DEVICES);
+        for (const cJSON *dj = ds->child; dj; dj = dj->next) {
+            fitlm_device_rates *d = &p->dev[p->n_dev];
+            if (!cJSON_IsObject(dj)) return fitlm_fail(err, "%s: a device entry must be an object", path);
+            if (get_str(dj, "name", d->name, sizeof d->name, path, err) ||
+                get_str(dj, "backend", d->backend, sizeof d->backend, path, err) ||
+                get_num(dj, "memory_bytes", 0, 1e15, &d->memory_bytes, path, err) ||
+                get_num(dj, "per_layer_s", 0, 1, &d->per_layer_s, path, err) ||
+                get_num(dj, "per_step_s", 0, 10, &d->per_step_s, path, err) ||
+                get_num(dj, "attn_decode_flops", 0, 1e17, &d->attn_decode_flops, path, err))
+                return -1;
+            const cJSON *dq = cJSON_GetObjectItemCaseSensitive(dj, "quick");
+            if (!cJSON_IsBool(dq)) return fitlm_fail(err, "%s: device '%s': 'quick' must be true or false", path, d->name);
+            d->quick = cJSON_IsTrue(dq);
+            const cJSON *dk = cJSON_GetObjectItemCaseSensitive(dj, "kernels");
+            if (!cJSON_IsArray(dk) || cJSON_GetArraySize(dk) < 1 ||
+                cJSON_GetArraySize(dk) > FITLM_PROFILE_MAX_DEVICE_TYPES)
+                return fitlm_fail(err, "%s: device '%s': 'kernels' must be an array of 1 to %d entries", path, d->name,
+                                  FITLM_PROFILE_MAX_DEVICE_TYPES);
+            for (const cJSON *kj = dk->child; kj; kj = kj->next) {
+                char tn[16];
+                if (!cJSON_IsObject(kj) || get_str(kj, "type", tn, sizeof tn, path, err))
+                    return fitlm_fail(err, "%s: device '%s': bad kernel entry", path, d->name);
+                int kt = fitlm_type_from_name(tn);
+                if (kt < 0) return fitlm_fail(err, "%s: device '%s': kernel type '%s' is unknown", path, d->name, tn);
+                d->kern[d->n_kern].type = kt;
+                if (get_num(kj, "decode_bw", 1, 1e14, &d->kern[d->n_kern].decode_bw, path, err) ||
+                    get_num(kj, "prefill_flops", 1, 1e17, &d->kern[d->n_kern].prefill_flops, path, err))
+                    return -1;
+                d->n_kern++;
+            }
+            p->n_dev++;
+        }
+    }
     return 0;
+}
+
+const fitlm_device_rates *fitlm_host_profile_device(const fitlm_host_profile *p, const char *name) {
+    if (!p || !name) return NULL;
+    for (int i = 0; i < p->n_dev; i++)
+        if (!strcmp(p->dev[i].name, name)) return &p->dev[i];
+    return NULL;
 }
 
 int fitlm_host_profile_load(fitlm_host_profile *p, const char *path, fitlm_error *err) {

@@ -187,6 +187,8 @@ void fitlm_plan_print_text(FILE *fp, const fitlm_plan_model *m, const fitlm_plan
                                    : "16-bit with FP32 accumulate",
                 (e->per_layer_s > 0 ? e->per_layer_s : fitlm_plan_k.gpu_per_layer_s) * 1e6,
                 (e->per_step_s > 0 ? e->per_step_s : fitlm_plan_k.gpu_per_step_s) * 1e6);
+        if (r->engine == FITLM_ENGINE_FITLM && out->n > 0 && cat->gpus[out->results[0].gpu].measured)
+            fprintf(fp, "  engine: on %s its measured fixed costs instead (below)\n", cat->gpus[out->results[0].gpu].name);
         if (e->wo_gemm_min_s > 0)
             fprintf(fp, "  engine: a weight-only quantized (INT8/GPTQ/AWQ) GEMM of a decode step takes at least %.1f us\n",
                     e->wo_gemm_min_s * 1e6);
@@ -202,6 +204,12 @@ void fitlm_plan_print_text(FILE *fp, const fitlm_plan_model *m, const fitlm_plan
         fprintf(fp, "\n  %s: %s, %d cores, %.1f GiB, ~%.0f GB/s (%s), ~%.2f TFLOP/s fp32 SIMD\n\n", g->name, g->arch,
                 g->cpu_cores, g->memory_bytes / FITLM_GIB, g->mem_bw / 1e9, g->bw_measured ? "measured" : "estimated",
                 g->fp16_flops / 1e12);
+    else if (g->measured)
+        fprintf(fp, "\n  %s: %.1f GiB, %.2f GB/s decode and %.2f GFLOP/s prompt matmuls on these weights, %.1f us per "
+                    "layer and %.1f us per step (%s%s)\n\n",
+                g->name, g->memory_bytes / FITLM_GIB, g->mem_bw / 1e9, g->bf16_flops / 1e9,
+                g->measured_per_layer_s * 1e6, g->measured_per_step_s * 1e6, g->spec_source,
+                r->engine == FITLM_ENGINE_FITLM ? "" : "; the fixed costs are fitlm's, used with --engine fitlm");
     else
         fprintf(fp, "\n  %s: %.0f GiB, %.0f GB/s, %.0f TFLOP/s BF16 dense, link %s\n\n", g->name,
                 g->memory_bytes / FITLM_GIB, g->mem_bw / 1e9, g->bf16_flops / 1e12, g->link);
@@ -247,6 +255,9 @@ void fitlm_plan_print_text(FILE *fp, const fitlm_plan_model *m, const fitlm_plan
         if (g->is_cpu) {
             snprintf(eff_pf, sizeof eff_pf, "the CPU kernels' rates");
             snprintf(eff_dec, sizeof eff_dec, "the CPU kernels' rates");
+        } else if (g->measured) {
+            snprintf(eff_pf, sizeof eff_pf, "the GPU kernels' measured rates");
+            snprintf(eff_dec, sizeof eff_dec, "the GPU kernels' measured rates");
         } else {
             snprintf(eff_pf, sizeof eff_pf, "%.0f%% of peak FLOP/s", fitlm_plan_k.eff_prefill * 100);
             snprintf(eff_dec, sizeof eff_dec, "%.0f%% of peak bandwidth", fitlm_plan_k.eff_decode_bw * 100);
