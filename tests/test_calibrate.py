@@ -112,6 +112,34 @@ bad("attn-rate", lambda p: p.update(attn_decode_flops=-5), "attn_decode_flops")
 bad("prompt-attn-rate", lambda p: p.update(attn_prefill_flops="x"), "attn_prefill_flops")
 bad("quick-mark", lambda p: p.update(quick=1), "'quick' must be true or false")
 bad("not-profile", lambda p: p.update(format="something"), "not a fitlm host profile")
+# the GPUs `calibrate --device` measured (test_vulkan_model.py writes real ones): checked as strictly
+DEV = {"name": "Some GPU", "backend": "vulkan", "memory_bytes": 8e9, "per_layer_s": 1e-5, "per_step_s": 3e-5,
+       "attn_decode_flops": 0, "quick": False, "kernels": [{"type": "Q4_0", "decode_bw": 5e11, "prefill_flops": 5e13}]}
+
+
+def with_dev(**change):
+    def mutate(p):
+        d = json.loads(json.dumps(DEV))
+        d.update(change)
+        p["devices"] = [d]
+    return mutate
+
+
+good = json.load(open(mine))
+with_dev()(good)
+good_path = os.path.join(TMP, "with-device.json")
+with open(good_path, "w") as f:
+    json.dump(good, f)
+rc, out, err = run("plan", "llama-3.2-1b", "-q", "q4_0", "--gpu", "local", "--engine", "fitlm", "--profile", good_path)
+check(rc == 0 and "Some GPU: 7.5 GiB, 500.00 GB/s decode and 50000.00 GFLOP/s prompt matmuls" in out and
+      "10.0 us per layer and 30.0 us per step" in out, f"plan --gpu local from a measured device: {out[-900:]} {err}")
+bad("device-bw", with_dev(kernels=[{"type": "Q4_0", "decode_bw": -1, "prefill_flops": 1e12}]), "decode_bw")
+bad("device-type", with_dev(kernels=[{"type": "Q9_9", "decode_bw": 1e9, "prefill_flops": 1e12}]), "Q9_9")
+bad("device-no-kernels", with_dev(kernels=[]), "'kernels'")
+bad("device-name", with_dev(name=7), "'name'")
+bad("device-quick", with_dev(quick="yes"), "'quick'")
+bad("devices-type", lambda p: p.update(devices={"a": 1}), "'devices'")
+bad("devices-many", lambda p: p.update(devices=[DEV] * 5), "'devices'")
 rc, out, err = run("plan", "llama-3.2-1b", "--profile", os.path.join(TMP, "missing.json"))
 check(rc != 0 and err.startswith("fitlm: error:"), f"missing profile: {err.strip()}")
 rc, out, err = run("plan", "llama-3.2-1b", "--profile", mine, "--no-profile")

@@ -450,6 +450,55 @@ for n_ok in (0, 3, 40):
         if n_ok == 40:
             check(len(q.stdout.split()) > 0, "decode ran before the loss at submission 41: %r" % q.stdout)
 
+# `fitlm calibrate --device vulkan`: the GPU measured through fitlm's backend
+# (quick: F32 and Q4_0 on small synthetic models), kept in the host profile
+# beside the CPU's; a plan check on that device then takes its rates, the same
+# figures `fitlm plan --gpu local --engine fitlm` gives for the run's workload
+gprof = os.path.join(TMP, "host-gpu.json")
+q = fitlm("calibrate", "--quick", "--device", "vulkan", "--profile", gprof)
+devs = []
+if check(q.returncode == 0 and os.path.exists(gprof), "calibrate --device vulkan: rc %d %r" % (q.returncode, q.stderr[-800:])):
+    with open(gprof) as f:
+        pj = json.load(f)
+    devs = pj.get("devices", [])
+    kern = {k["type"]: k for k in devs[0]["kernels"]} if devs else {}
+    check(len(devs) == 1 and devs[0]["backend"] == "vulkan" and devs[0]["quick"] is True and
+          set(kern) == {"F32", "Q4_0"} and all(k["decode_bw"] > 0 and k["prefill_flops"] > 0 for k in kern.values()) and
+          devs[0]["per_layer_s"] >= 0 and devs[0]["per_step_s"] >= 0 and pj["kernels"] and pj["read_bw_by_threads"],
+          "calibrate --device: the device entry beside the host's figures: %r" % devs)
+    # a calibration of the host alone keeps the measured GPU
+    q = fitlm("calibrate", "--quick", "--profile", gprof)
+    with open(gprof) as f:
+        check(q.returncode == 0 and json.load(f).get("devices") == devs, "calibrate without --device keeps the GPU")
+for bad in (("--device", "cpu"), ("--device", "vulkan:99"), ("--device",)):
+    bp = os.path.join(TMP, "host-bad.json")
+    q = fitlm("calibrate", "--quick", "--profile", bp, *bad)
+    check(q.returncode == 1 and q.stderr.startswith("fitlm: error: ") and not os.path.exists(bp),
+          "calibrate %r: rc %d %r" % (bad, q.returncode, q.stderr[-300:]))
+if devs:
+    name = devs[0]["name"]
+    rc, rows, err = gpu_plan_rows("--profile", gprof)
+    n_dec, dec = decode_row(rows)
+    pre = rows.get("prefill pp3", ["0", "0"])
+    t1, tn = (plan_time("local", 3, 1, "--profile", gprof), plan_time("local", 3, max(n_dec, 1), "--profile", gprof))
+    check(rc == 0 and n_dec > 0 and t1 and tn and abs(float(pre[0]) / t1["prefill_tokens_per_s"] - 1) < 2e-6 and
+          abs(float(dec[0]) / tn["decode_tokens_per_s"] - 1) < 2e-6 and
+          ("speed on %s: measured by fitlm calibrate --device --quick" % name) in err,
+          "plan check with the measured GPU: %r beside %r %r: %r" % (rows, t1, tn, err[-600:]))
+    # the decode prediction is the measured figures' sum: fixed costs + weight bytes / bandwidth (+ the KV's)
+    d0 = devs[0]
+    fixed = d0["per_step_s"] + 5 * d0["per_layer_s"]
+    bw = {k["type"]: k["decode_bw"] for k in d0["kernels"]}["F32"]
+    tpot = tn.get("tpot_s", 0)
+    check(tpot > fixed and abs(tpot - fixed - W_MIB * 2**20 / bw) < 0.02 * (tpot - fixed),
+          "decode step %r = fixed %r + weights at %r B/s" % (tpot, fixed, bw))
+    # --plan-gpu NAME still plans for that catalog card instead
+    rc, rows, err = gpu_plan_rows("--profile", gprof, "--plan-gpu", "H100-SXM")
+    check(rc == 0 and "the catalog's H100-SXM" in err and "measured by" not in err,
+          "--plan-gpu over a measured device: %r" % err[-400:])
+p_ = fitlm("plan", "llama-3-8b", "--gpu", "local", "--no-profile")
+check(p_.returncode == 1 and "fitlm calibrate --device vulkan" in p_.stderr, "plan --gpu local unmeasured: %r" % p_.stderr)
+
 # `fitlm serve` on a device lost during a request (after the weights: 36
 # matrix uploads): the request fails (an error status or a closed connection),
 # the server logs `fitlm: error:` with the cause, every later request fails too
