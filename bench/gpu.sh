@@ -30,10 +30,15 @@
 #      and the same with --device cpu for comparison unless CPU=0. Each prefill
 #      figure is also given as TFLOP/s: 2 x parameters x tokens/s (the matmuls'
 #      multiply-adds, the token embedding counted, attention not: an estimate).
+#      Its plan check predicts from the catalog card the device name matches
+#      (the planner's assumed efficiencies); unless CALIBRATE=0,
+#   5. `fitlm calibrate --device $DEVICE` measures the device through fitlm's
+#      backend into $BENCH_DIR/host.json, and each type is benched once more
+#      (-r 1) with that profile: the plan check at the measured rates.
 #
 # Environment: FITLM (default build/fitlm), BUILD (build), BENCH_DIR
 # (/tmp/fitlm-gpu-bench), LOG ($BENCH_DIR/gpu.log), PRESET, TYPES ("F16 Q8_0
-# Q4_0 Q4_K_M"), DEVICE (vulkan), PP (512), TG (128), REPS (3), CPU (1), MATVEC (1), COOPMAT (1),
+# Q4_0 Q4_K_M"), DEVICE (vulkan), PP (512), TG (128), REPS (3), CPU (1), MATVEC (1), COOPMAT (1), CALIBRATE (1),
 # TESTS (1; 0 skips step 2),
 # SHARED (../shared: the stories260K reference data).
 set -uo pipefail
@@ -52,6 +57,7 @@ CPU=${CPU:-1}
 MATVEC=${MATVEC:-1}
 COOPMAT=${COOPMAT:-1}
 TESTS=${TESTS:-1}
+CALIBRATE=${CALIBRATE:-1}
 SHARED=${SHARED:-$(cd .. && pwd)/shared}
 mkdir -p "$BENCH_DIR" "$BUILD/test-tmp"
 : > "$LOG"
@@ -119,6 +125,18 @@ for t in $TYPES; do
     run "$FITLM" bench -m "$m" --device cpu -p "$PP" -n "$TG" -r "$REPS"
   fi
 done
+if [ "$CALIBRATE" = 1 ]; then
+  step "calibrate --device $DEVICE (the host and the GPU through fitlm's backend)"
+  PROF="$BENCH_DIR/host.json"
+  if run "$FITLM" calibrate --device "$DEVICE" --profile "$PROF"; then
+    for t in $TYPES; do
+      m="$BENCH_DIR/$PRESET-$t.gguf"
+      [ "$t" = F16 ] && m="$F16"
+      step "bench $t --device $DEVICE, plan check at the calibrated rates"
+      run "$FITLM" bench -m "$m" --device "$DEVICE" -p "$PP" -n "$TG" -r 1 --membw-mib 0 --profile "$PROF"
+    done
+  fi
+fi
 step "done (status $status); log: $LOG"
 grep -E "^\| .*(pp|tg)[0-9]+ " "$LOG" | tee -a "$LOG.summary"
 [ -f "$LOG.tflops" ] && cat "$LOG.tflops" | tee -a "$LOG.summary"
