@@ -21,6 +21,7 @@
 #if defined(__has_include)
 #if __has_include("sys/membw.h")
 #include "sys/membw.h"
+#include "util/clock.h"
 #define FITLM_HAVE_MEMBW 1
 #endif
 #endif
@@ -43,19 +44,9 @@ static void usage(FILE *out) {
             "  (--plan-gpu NAME: that card of 'fitlm plan --list-gpus' instead).\n");
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    qsort(v, (size_t)n, sizeof *v, fitlm_cmp_double);
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
@@ -160,14 +151,14 @@ int cmd_bench(int argc, char **argv) {
         if (s.par) fitlm_parallel_stats(s.par, &c0);
         for (long r = 0; r < reps; r++) {
             fitlm_runtime_reset(s.rt);
-            double t0 = now_s();
+            double t0 = fitlm_now_s();
             if (test == 0) {
                 if (fitlm_runtime_eval(s.rt, toks, (uint32_t)n, logits, false, &err)) goto fail_err;
             } else {
                 for (long i = 0; i < n; i++)
                     if (fitlm_runtime_eval(s.rt, toks + i, 1, logits, false, &err)) goto fail_err;
             }
-            double dt = now_s() - t0;
+            double dt = fitlm_now_s() - t0;
             t_all += dt;
             tps[r] = (double)n / (dt > 0 ? dt : 1e-9);
 #ifdef FITLM_HAVE_MEMBW

@@ -19,6 +19,7 @@
 #include "sys/threadpool.h"
 #include <unistd.h>
 #include "format/gguf.h"
+#include "util/clock.h"
 
 /* ---------------------------------------------------------------- work */
 
@@ -270,19 +271,9 @@ double fitlm_cpu_batch_step_s(const fitlm_cpu_pred *tg, const fitlm_cpu_work *w,
 
 /* ---------------------------------------------------------------- calibration */
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 static double median_of(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    qsort(v, (size_t)n, sizeof *v, fitlm_cmp_double);
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
@@ -338,13 +329,13 @@ static double time_decode_passes(fitlm_threadpool *pool, int type, const uint8_t
                                  bool repacked, int64_t rows, int64_t cols, const float *x, float *y, int passes) {
     double best = 1e30;
     for (int ps = 0; ps < passes; ps++) {
-        double t0 = now_s();
+        double t0 = fitlm_now_s();
         for (int c = 0; c < copies; c++) {
             const uint8_t *wc = w + mbytes * (size_t)c;
             if (repacked) fitlm_cpu_matmul_repacked(pool, type, wc, rows, cols, x, 1, y);
             else fitlm_cpu_matmul(pool, type, wc, rows, cols, x, 1, y);
         }
-        double t = now_s() - t0;
+        double t = fitlm_now_s() - t0;
         if (t < best) best = t;
     }
     return best;
@@ -365,13 +356,13 @@ static void time_rows(fitlm_threadpool *pool, int type, const uint8_t *w, size_t
             int nr = j == 0 ? 1 : fitlm_cal_batch_rows[j - 1];
             int nc = quick ? 1 : nr >= 64 && copies >= 16 ? copies / 4 : copies;
             if (nr > max_rows) break;
-            double t0 = now_s();
+            double t0 = fitlm_now_s();
             for (int c = 0; c < nc; c++) {
                 const uint8_t *wc = w + mbytes * (size_t)c;
                 if (repacked) fitlm_cpu_matmul_repacked(pool, type, wc, rows, cols, x, nr, y);
                 else fitlm_cpu_matmul(pool, type, wc, rows, cols, x, nr, y);
             }
-            double tt = (now_s() - t0) / nc;
+            double tt = (fitlm_now_s() - t0) / nc;
             if (tt < tb[j]) tb[j] = tt;
         }
 }
@@ -415,12 +406,12 @@ static int time_kernel(fitlm_threadpool *pool, int type, bool quick, fitlm_kerne
     /* prefill: ntok tokens on one copy, the median of three */
     double pt[3];
     for (int rep = 0; rep < 3; rep++) {
-        double t0 = now_s();
+        double t0 = fitlm_now_s();
         if (repacked) fitlm_cpu_matmul_repacked(pool, type, w, rows, cols, x, ntok, y);
         else fitlm_cpu_matmul(pool, type, w, rows, cols, x, ntok, y);
-        pt[rep] = now_s() - t0;
+        pt[rep] = fitlm_now_s() - t0;
     }
-    qsort(pt, 3, sizeof pt[0], cmp_double);
+    qsort(pt, 3, sizeof pt[0], fitlm_cmp_double);
     out->prefill_flops = 2.0 * (double)rows * (double)cols * ntok / pt[1];
     free(x);
     free(y);
@@ -520,9 +511,9 @@ int fitlm_calibrate_host(fitlm_host_profile *p, int max_threads, bool quick, FIL
         return fitlm_fail(err, "out of memory");
     }
     for (int i = 0; i < ND; i++) {
-        double t0 = now_s();
+        double t0 = fitlm_now_s();
         fitlm_threadpool_run(pool, empty_job, NULL);
-        dt[i] = now_s() - t0;
+        dt[i] = fitlm_now_s() - t0;
     }
     p->dispatch_s = median_of(dt, ND);
     free(dt);
@@ -916,10 +907,10 @@ int fitlm_calibrate_overheads_with_model(fitlm_host_profile *p, const char *mode
     double best = 1e30;
     for (int rep = 0; rep < 5; rep++) {
         fitlm_runtime_reset(rt);
-        double t0 = now_s();
+        double t0 = fitlm_now_s();
         for (uint32_t i = 0; i < n; i++)
             if (fitlm_runtime_eval(rt, ids + i, 1, NULL, false, err)) goto done;
-        double t = (now_s() - t0) / n;
+        double t = (fitlm_now_s() - t0) / n;
         if (rep > 0 && t < best) best = t; /* the first run warms up */
     }
     /* what the kernels alone predict, without fixed costs */

@@ -11,17 +11,8 @@
 #include "planner/synth_model.h"
 #include "quant/quant.h"
 #include "runtime/runtime.h"
+#include "util/clock.h"
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 /* rows x cols random values in `type`, row after row (malloc'd; the caller
  * frees it); NULL with err. */
@@ -174,23 +165,23 @@ int fitlm_synth_time(const char *path, const char *device, int threads, uint32_t
     for (int rep = 0; rep < reps; rep++) {
         if (n_alt) { /* in turns with the main prompt: a slow phase of a shared machine slows both */
             fitlm_runtime_reset(rt);
-            double ta0 = now_s();
+            double ta0 = fitlm_now_s();
             if (fitlm_runtime_eval(rt, prompt, n_alt, logits, false, err)) goto done;
-            if (rep > 0 && now_s() - ta0 < best_alt) best_alt = now_s() - ta0;
+            if (rep > 0 && fitlm_now_s() - ta0 < best_alt) best_alt = fitlm_now_s() - ta0;
         }
         fitlm_runtime_reset(rt);
-        double tp0 = now_s();
+        double tp0 = fitlm_now_s();
         if (n_prompt && fitlm_runtime_eval(rt, prompt, n_prompt, logits, false, err)) goto done;
-        if (rep > 0 && now_s() - tp0 < best_prompt) best_prompt = now_s() - tp0;
+        if (rep > 0 && fitlm_now_s() - tp0 < best_prompt) best_prompt = fitlm_now_s() - tp0;
         for (uint32_t i = 0; i < n; i++) {
             int32_t id = (int32_t)((i * 2654435761u) % m->hp.vocab_size);
-            double t0 = now_s();
+            double t0 = fitlm_now_s();
             if (fitlm_runtime_eval(rt, &id, 1, logits, false, err)) goto done;
-            if (rep > 0) tt[nt++] = now_s() - t0;
+            if (rep > 0) tt[nt++] = fitlm_now_s() - t0;
         }
     }
     if (nt > 0) {
-        qsort(tt, (size_t)nt, sizeof *tt, cmp_double);
+        qsort(tt, (size_t)nt, sizeof *tt, fitlm_cmp_double);
         *per_token = tt[nt / 10];
     }
     if (prompt_s) *prompt_s = best_prompt;
