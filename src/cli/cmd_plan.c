@@ -517,7 +517,11 @@ int cmd_plan(int argc, char **argv) {
             r.n_kv_types++;
         }
     }
-    if (add_local_gpus(&cat, &model, pd.model, &r.formats[0])) goto done;
+    bool want_local = false; /* only asked for: a measured GPU has no price to rank it among the catalog's */
+    for (int i = 0; i < pd.n_gpus; i++)
+        for (const char *g = pd.gpus[i]; *g && !want_local; g++)
+            want_local = !strncasecmp(g, "local", 5) && (g == pd.gpus[i] || g[-1] == ',');
+    if (want_local && add_local_gpus(&cat, &model, pd.model, &r.formats[0])) goto done;
     for (int i = 0; i < pd.n_gpus; i++)
         if (add_gpusel(&r, &cat, pd.gpus[i])) goto done;
     if (pd.targets && parse_targets(pd.targets, &r.lora_targets)) goto done;
