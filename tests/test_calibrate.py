@@ -133,6 +133,9 @@ with open(good_path, "w") as f:
 rc, out, err = run("plan", "llama-3.2-1b", "-q", "q4_0", "--gpu", "local", "--engine", "fitlm", "--profile", good_path)
 check(rc == 0 and "Some GPU: 7.5 GiB, 500.00 GB/s decode and 50000.00 GFLOP/s prompt matmuls" in out and
       "10.0 us per layer and 30.0 us per step" in out, f"plan --gpu local from a measured device: {out[-900:]} {err}")
+rc, out, err = run("plan", "llama-3.2-1b", "--profile", good_path)
+check(rc == 0 and "GPU Some GPU measured by 'fitlm calibrate --device'" in out and "--gpu local --engine fitlm" in out and
+      "Some GPU:" not in out, f"plain plan: the measured GPU named under This machine, not ranked: {out[-700:]}")
 bad("device-bw", with_dev(kernels=[{"type": "Q4_0", "decode_bw": -1, "prefill_flops": 1e12}]), "decode_bw")
 bad("device-type", with_dev(kernels=[{"type": "Q9_9", "decode_bw": 1e9, "prefill_flops": 1e12}]), "Q9_9")
 bad("device-no-kernels", with_dev(kernels=[]), "'kernels'")

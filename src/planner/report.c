@@ -339,6 +339,12 @@ void fitlm_plan_print_text(FILE *fp, const fitlm_plan_model *m, const fitlm_plan
                     "fp32 SIMD peak, %.0f us per layer and %.0f us per token): 'fitlm calibrate' measures them\n",
                     h->bw_measured ? "measured" : "8 GB/s per core", FITLM_ASSUMED_DECODE_EFF * 100,
                     FITLM_ASSUMED_PREFILL_EFF * 100, FITLM_ASSUMED_PER_LAYER_S * 1e6, FITLM_ASSUMED_PER_TOKEN_S * 1e6);
+        for (int i = 0; prof && i < prof->n_dev; i++) {
+            char alias[16] = "local"; /* the catalog names cmd_plan gives them: local, local1 .. */
+            if (i > 0) snprintf(alias, sizeof alias, "local%d", i);
+            fprintf(fp, "  GPU %s measured by 'fitlm calibrate --device' (%s): --gpu %s --engine fitlm plans on it\n",
+                    prof->dev[i].name, prof->dev[i].quick ? "--quick" : prof->created, alias);
+        }
         for (size_t i = 0; i < out->n_here; i++) {
             const fitlm_plan_result *y = &out->here[i];
             fprintf(fp, "  %-15s %6.1f GiB of %.1f usable: %s", fitlm_plan_format_name(r, y), y->per_device_bytes / FITLM_GIB,
