@@ -144,6 +144,27 @@ if "vulkan:0" in dev.stdout:
               abs(t[1] - itl * 1e3) <= 0.0006 + 1e-3 * itl * 1e3 and abs(d[0] - b / (t[0] / 1e3)) <= 0.01 * d[0],
               f"GPU serve plan check: predicted {t[0]} ms = fitlm plan's {tpot:.4f} ms for {seqs} sequences after "
               f"{pos} positions; measured {t[1]} ms = /metrics {itl * 1e3:.4f}")
+    # the device measured by `calibrate --device`: the decode step at its measured rates, as `fitlm plan --gpu
+    # local --engine fitlm` gives it
+    gprof = os.path.join(te.tmp_dir(), f"serve_gpu_profile_{os.getpid()}.json")
+    c = subprocess.run([FITLM, "calibrate", "--quick", "--device", "vulkan", "--profile", gprof], capture_output=True,
+                       text=True, timeout=600)
+    if check(c.returncode == 0, f"calibrate --quick --device vulkan: {c.stderr[-500:]}"):
+        rc, log, m = run_server("--plan-check", "--device", "vulkan", "--profile", gprof)
+        rows = table_rows(log)
+        planned = re.search(r"planned: (\d+) sequences after (\d+) positions", log)
+        t = rows.get("time per output token")
+        check(rc == 0 and planned and t and "measured by fitlm calibrate --device --quick" in log,
+              "serve on the measured device: %r" % log[-800:])
+        if planned and t:
+            seqs, pos = int(planned.group(1)), int(planned.group(2))
+            p = subprocess.run([FITLM, "plan", "-m", MODEL, "--gpu", "local", "--profile", gprof, "--engine", "fitlm",
+                                "--prompt-tokens", str(pos), "-n", "1", "-b", str(seqs), "-c", str(pos + 1),
+                                "--chunk", "512", "--json"], capture_output=True, text=True)
+            tpot = json.loads(p.stdout)["time"]["tpot_s"] * 1e3 if p.returncode == 0 else 0
+            check(tpot > 0 and abs(t[0] - tpot) <= 0.00006 + 1e-4 * tpot,
+                  f"measured-device serve plan check {t[0]} ms = fitlm plan --gpu local's {tpot:.4f} ms: {p.stderr}")
+        os.remove(gprof)
     p = subprocess.run([FITLM, "serve", "-m", MODEL, "--plan-check", "--plan-gpu", "nope"], capture_output=True,
                        text=True, timeout=60)
     check(p.returncode == 1 and "fitlm: error: --plan-gpu: no GPU 'nope' in the catalog" in p.stderr,
