@@ -303,7 +303,11 @@ void fitlm_plan_print_text(FILE *fp, const fitlm_plan_model *m, const fitlm_plan
     if (x->purchase_usd > 0)
         fprintf(fp, "  purchase: $%s for the GPUs%s\n", commas(x->purchase_usd, c1, sizeof c1),
                 g->purchase_estimate ? " (estimate)" : "");
-    if (r->mode == FITLM_PLAN_INFER && !g->is_cpu) {
+    /* the capacity vLLM would print: for the engine-neutral and vLLM plans of
+     * catalog cards (another engine's plan, or this host's measured GPU, is
+     * not vLLM's; the JSON keeps serving_vllm for every GPU plan) */
+    if (r->mode == FITLM_PLAN_INFER && !g->is_cpu && !g->measured &&
+        (r->engine == FITLM_ENGINE_GENERIC || r->engine == FITLM_ENGINE_VLLM)) {
         fitlm_vllm_capacity vc;
         uint32_t nbt = r->ctx > 2048 ? r->ctx : 2048;
         fitlm_vllm_capacity_compute(&m->hp, x->dev[FITLM_MEM_WEIGHTS], x->capacity_bytes, x->tp, x->kv_type, nbt, r->ctx,
