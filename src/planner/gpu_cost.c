@@ -84,8 +84,8 @@ int fitlm_calibrate_device(fitlm_host_profile *p, const char *device, int thread
                 d.name, d.per_layer_s * 1e6, d.per_step_s * 1e6, t[0] * 1e6, t[1] * 1e6);
     /* the kernels: one model per weight type */
     fitlm_synth_shape big = {.dim = quick ? 512 : 2048, .ffn = quick ? 1408 : 5632, .vocab = 256,
-                             .heads = quick ? 8 : 32, .kv_heads = quick ? 2 : 4, .head_dim = 64, .ctx = 512};
-    const uint32_t L = quick ? 2 : 8, P = quick ? 64 : 256;
+                             .heads = quick ? 8 : 32, .kv_heads = quick ? 2 : 4, .head_dim = 64, .ctx = 1024};
+    const uint32_t L = quick ? 2 : 8, P = quick ? 64 : 512; /* 512: the runtime's micro-batch */
     const uint64_t D = big.dim, F = big.ffn, QD = (uint64_t)big.heads * big.head_dim,
                    KD = (uint64_t)big.kv_heads * big.head_dim;
     for (int i = 0; i < n_types; i++) {

@@ -10,7 +10,7 @@
  *     device: per layer = the slope, per step = the rest;
  *   per weight type T: a model of L layers of T (full: 8 layers of hidden
  *     2048, FFN 5632, 32 heads of 64 over 4 KV heads; quick: 2 of 512 / 1408)
- *     decoded after a prompt of P tokens (full 256, quick 64):
+ *     decoded after a prompt of P tokens (full 512, the runtime's micro-batch; quick 64):
  *       decode_bw_T = matrix bytes / (time per token - per step - L x per layer)
  *       prefill_flops_T = 2 x matrix weights x P /
  *                         (prompt time - per step - L x per layer - bytes / decode_bw_T) */
