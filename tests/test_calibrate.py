@@ -114,7 +114,7 @@ bad("quick-mark", lambda p: p.update(quick=1), "'quick' must be true or false")
 bad("not-profile", lambda p: p.update(format="something"), "not a fitlm host profile")
 # the GPUs `calibrate --device` measured (test_vulkan_model.py writes real ones): checked as strictly
 DEV = {"name": "Some GPU", "backend": "vulkan", "memory_bytes": 8e9, "per_layer_s": 1e-5, "per_step_s": 3e-5,
-       "attn_decode_flops": 0, "quick": False, "kernels": [{"type": "Q4_0", "decode_bw": 5e11, "prefill_flops": 5e13}]}
+       "quick": False, "kernels": [{"type": "Q4_0", "decode_bw": 5e11, "prefill_flops": 5e13}]}
 
 
 def with_dev(**change):

@@ -93,14 +93,7 @@ int cmd_calibrate(int argc, char **argv) {
         }
         free(old);
     }
-    for (int i = 0; i < gp->n_dev; i++) {
-        int slot = p->n_dev;
-        for (int j = 0; j < p->n_dev; j++)
-            if (!strcmp(p->dev[j].name, gp->dev[i].name)) slot = j;
-        if (slot >= FITLM_PROFILE_MAX_DEVICES) slot = FITLM_PROFILE_MAX_DEVICES - 1;
-        p->dev[slot] = gp->dev[i];
-        if (slot == p->n_dev) p->n_dev++;
-    }
+    for (int i = 0; i < gp->n_dev; i++) fitlm_host_profile_put_device(p, &gp->dev[i]);
     if (fitlm_host_profile_save(p, path, &err)) goto fail;
     fprintf(log, "wrote %s\n", path);
     if (print) {

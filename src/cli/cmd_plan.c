@@ -253,19 +253,13 @@ static int add_local_gpus(fitlm_catalog *cat, const fitlm_plan_model *pm, const 
                           const fitlm_wformat *f) {
     const fitlm_host_profile *hp = cat->host_profile;
     if (!hp || hp->n_dev == 0) return 0;
-    fitlm_cpu_work w;
+    fitlm_cpu_work w; /* a preset (or a file that does not load): its format's type */
     memset(&w, 0, sizeof w);
-    fitlm_error ignored = {{0}};
-    fitlm_model *m = f->kind == FITLM_W_FILE ? fitlm_model_load(model_arg, &ignored) : NULL;
-    if (m) {
-        fitlm_cpu_work_of_model(m, FITLM_TYPE_F16, &w);
-        fitlm_model_free(m);
-    } else {
-        fitlm_cpu_work_add(&w, fitlm_plan_format_type(pm, f), 1, 1);
-    }
+    fitlm_cpu_work_add(&w, fitlm_plan_format_type(pm, f), 1, 1);
     for (int i = 0; i < hp->n_dev; i++) {
         double bw = 0, fl = 0;
-        fitlm_device_rates_for_work(&hp->dev[i], &w, &bw, &fl);
+        if (f->kind != FITLM_W_FILE || !fitlm_device_rates_for_file(&hp->dev[i], model_arg, &bw, &fl))
+            fitlm_device_rates_for_work(&hp->dev[i], &w, &bw, &fl);
         int at = fitlm_catalog_use_device(cat, -1, &hp->dev[i], bw, fl);
         if (at < 0) return fitlm_die("out of memory"), -1;
         fitlm_gpu *g = &cat->gpus[at];

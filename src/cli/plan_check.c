@@ -326,18 +326,10 @@ static int gpu_plan_open(gpu_plan *gp, FILE *out, const char *device, const char
     gp->gpu = plan_gpu ? fitlm_catalog_find(&gp->cat, plan_gpu) : fitlm_catalog_match_device(&gp->cat, device);
     /* the device measured by calibrate --device: its rates on this file's weight types */
     const fitlm_device_rates *dr = plan_gpu ? NULL : fitlm_host_profile_device(prof, device);
-    if (dr && model_path) {
-        fitlm_error merr = {{0}};
-        fitlm_model *m = fitlm_model_load(model_path, &merr);
-        if (m) {
-            fitlm_cpu_work w;
-            fitlm_cpu_work_of_model(m, FITLM_TYPE_F16, &w);
-            fitlm_device_rates_for_work(dr, &w, &gp->bw, &gp->flops);
-            fitlm_model_free(m);
-            int at = fitlm_catalog_use_device(&gp->cat, gp->gpu >= 0 && !gp->cat.gpus[gp->gpu].is_cpu ? gp->gpu : -1,
-                                              dr, gp->bw, gp->flops);
-            if (at >= 0) gp->gpu = at, gp->measured = dr;
-        }
+    if (dr && fitlm_device_rates_for_file(dr, model_path, &gp->bw, &gp->flops)) {
+        int at = fitlm_catalog_use_device(&gp->cat, gp->gpu >= 0 && !gp->cat.gpus[gp->gpu].is_cpu ? gp->gpu : -1, dr,
+                                          gp->bw, gp->flops);
+        if (at >= 0) gp->gpu = at, gp->measured = dr;
     }
     if (gp->gpu < 0 || gp->cat.gpus[gp->gpu].is_cpu) {
         fprintf(out, "speed not predicted: %s is not a card of the catalog (fitlm calibrate --device measures it; "

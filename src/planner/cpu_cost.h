@@ -69,7 +69,6 @@ typedef struct fitlm_device_rates {
         double prefill_flops; /* FLOP/s of a prompt's matmuls (2 x weights x tokens) */
     } kern[FITLM_PROFILE_MAX_DEVICE_TYPES];
     double per_layer_s, per_step_s; /* fixed time per layer and per forward step */
-    double attn_decode_flops;       /* a decode row's attention (4 x q_dim per position and layer); 0 = not measured */
     bool quick;                     /* calibrate --quick: small shapes, few repetitions */
 } fitlm_device_rates;
 
@@ -113,6 +112,9 @@ typedef struct fitlm_host_profile {
 
 /* The measured GPU of p whose name is `name` (NULL: none). */
 const fitlm_device_rates *fitlm_host_profile_device(const fitlm_host_profile *p, const char *name);
+/* Stores d in p: in place of the entry of the same device name, else added
+ * (with FITLM_PROFILE_MAX_DEVICES already there, in place of the last). */
+void fitlm_host_profile_put_device(fitlm_host_profile *p, const fitlm_device_rates *d);
 
 /* Fills the /proc and /sys facts of this machine (the rest zero). */
 void fitlm_host_facts(fitlm_host_profile *p);

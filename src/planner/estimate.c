@@ -139,6 +139,21 @@ static int cpu_kernel_type(const fitlm_plan_model *m, const fitlm_wformat *f) {
 
 int fitlm_plan_format_type(const fitlm_plan_model *m, const fitlm_wformat *f) { return cpu_kernel_type(m, f); }
 
+/* The catalog's host CPU entry (NULL: none). */
+static const fitlm_gpu *host_cpu(const fitlm_catalog *cat) {
+    for (size_t i = 0; i < cat->n; i++)
+        if (cat->gpus[i].is_cpu) return &cat->gpus[i];
+    return NULL;
+}
+
+/* The threads the host CPU's share of a plan runs on: -t, else the host
+ * profile's, else the CPU entry's cores. */
+static int host_threads(const fitlm_plan_request *r, const fitlm_host_profile *prof, const fitlm_gpu *cpu) {
+    if (r->host_threads > 0) return r->host_threads;
+    if (prof && prof->threads > 0) return prof->threads;
+    return cpu && cpu->cpu_cores > 0 ? cpu->cpu_cores : 1;
+}
+
 /* Inference on the host CPU with fitlm's own runtime: the memory the runtime
  * allocates (runtime/mem_model.h) and the calibrated cost model
  * (planner/cpu_cost.h), the same functions `bench --plan-check` uses. */
@@ -148,9 +163,7 @@ static void eval_infer_cpu(const fitlm_plan_model *m, const fitlm_plan_request *
     const fitlm_gpu *g = &cat->gpus[res->gpu];
     const fitlm_wformat *f = &r->formats[res->format >= 0 && res->format < r->n_formats ? res->format : 0];
     const fitlm_host_profile *prof = cat->host_profile;
-    int threads = r->host_threads > 0 ? r->host_threads
-                  : prof && prof->threads > 0 ? prof->threads
-                  : (g->cpu_cores > 0 ? g->cpu_cores : 1);
+    int threads = host_threads(r, prof, g);
     uint32_t ub = r->chunk < FITLM_DEFAULT_UBATCH ? r->chunk : FITLM_DEFAULT_UBATCH;
     fitlm_mem_model mm;
     fitlm_mem_model_cpu(hp, (uint64_t)wb->total, res->kv_type, r->ctx, ub, threads, &mm);
@@ -276,14 +289,10 @@ static double stage_dev_layers(uint32_t L, uint32_t off, uint32_t l0, uint32_t l
 static bool host_layers_cost(const fitlm_plan_model *m, const fitlm_plan_request *r, const fitlm_catalog *cat,
                              const fitlm_wformat *f, uint32_t off, double off_bytes, int kv_type, double ctx,
                              double *prefill_s, double *step_s) {
-    const fitlm_gpu *cpu = NULL;
-    for (size_t i = 0; i < cat->n && !cpu; i++)
-        if (cat->gpus[i].is_cpu) cpu = &cat->gpus[i];
+    const fitlm_gpu *cpu = host_cpu(cat);
     if (!cpu || off == 0) return false;
     const fitlm_host_profile *prof = cat->host_profile;
-    int threads = r->host_threads > 0 ? r->host_threads
-                  : prof && prof->threads > 0 ? prof->threads
-                  : (cpu->cpu_cores > 0 ? cpu->cpu_cores : 1);
+    int threads = host_threads(r, prof, cpu);
     uint32_t ub = r->chunk < FITLM_DEFAULT_UBATCH ? r->chunk : FITLM_DEFAULT_UBATCH;
     fitlm_hparams h = m->hp;
     h.n_layers = off;
@@ -444,9 +453,8 @@ static void eval_infer(const fitlm_plan_model *m, const fitlm_plan_request *r, c
      * the host CPU at its memory bandwidth (the catalog's CPU entry: measured
      * by fitlm calibrate or estimated), a prefill chunk streams their weights
      * to the GPU over PCIe (large batches run on the GPU) */
-    double host_bw = 0;
-    for (size_t i = 0; i < cat->n; i++)
-        if (cat->gpus[i].is_cpu) host_bw = cat->gpus[i].mem_bw * K.eff_decode_bw;
+    const fitlm_gpu *hcpu = host_cpu(cat);
+    double host_bw = hcpu ? hcpu->mem_bw * K.eff_decode_bw : 0;
     /* bytes a forward streams per stage: its weights, less the input
      * embedding table on the first stage (a token reads one row of it),
      * unless that table is also the output head there (tied, one stage) */

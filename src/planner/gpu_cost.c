@@ -117,12 +117,7 @@ int fitlm_calibrate_device(fitlm_host_profile *p, const char *device, int thread
     }
     if (d.n_kern == 0) return fitlm_fail(err, "calibrate --device %s: no weight type could be timed", device);
     d.quick = quick;
-    int slot = p->n_dev;
-    for (int i = 0; i < p->n_dev; i++)
-        if (!strcmp(p->dev[i].name, d.name)) slot = i;
-    if (slot >= FITLM_PROFILE_MAX_DEVICES) slot = FITLM_PROFILE_MAX_DEVICES - 1;
-    p->dev[slot] = d;
-    if (slot == p->n_dev) p->n_dev++;
+    fitlm_host_profile_put_device(p, &d);
     return 0;
 }
 
@@ -151,4 +146,15 @@ void fitlm_device_rates_for_work(const fitlm_device_rates *d, const fitlm_cpu_wo
     }
     *bw = ts > 0 ? bytes / ts : d->kern[0].decode_bw;
     *flops = tf > 0 ? params / tf : d->kern[0].prefill_flops;
+}
+
+bool fitlm_device_rates_for_file(const fitlm_device_rates *d, const char *path, double *bw, double *flops) {
+    fitlm_error ignored = {{0}};
+    fitlm_model *m = path ? fitlm_model_load(path, &ignored) : NULL;
+    if (!m) return false;
+    fitlm_cpu_work w;
+    fitlm_cpu_work_of_model(m, FITLM_TYPE_F16, &w); /* the KV type does not change the weights' bytes */
+    fitlm_device_rates_for_work(d, &w, bw, flops);
+    fitlm_model_free(m);
+    return true;
 }

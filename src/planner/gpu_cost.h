@@ -38,4 +38,8 @@ int fitlm_calibrate_device(fitlm_host_profile *p, const char *device, int thread
  * the timed type nearest in bits per weight. */
 void fitlm_device_rates_for_work(const fitlm_device_rates *d, const fitlm_cpu_work *w, double *bw, double *flops);
 
+/* The same for the weight types of the model file at path (loaded and freed
+ * here). false (nothing set) when it cannot be loaded. */
+bool fitlm_device_rates_for_file(const fitlm_device_rates *d, const char *path, double *bw, double *flops);
+
 #endif

@@ -207,7 +207,6 @@ char *fitlm_host_profile_json(const fitlm_host_profile *p) {
             cJSON_AddNumberToObject(dj, "memory_bytes", d->memory_bytes);
             cJSON_AddNumberToObject(dj, "per_layer_s", d->per_layer_s);
             cJSON_AddNumberToObject(dj, "per_step_s", d->per_step_s);
-            cJSON_AddNumberToObject(dj, "attn_decode_flops", d->attn_decode_flops);
             cJSON_AddBoolToObject(dj, "quick", d->quick);
             cJSON *ks2 = cJSON_AddArrayToObject(dj, "kernels");
             for (int k = 0; k < d->n_kern && ks2; k++) {
@@ -369,8 +368,7 @@ static int parse_profile(fitlm_host_profile *p, const cJSON *o, const char *path
                 get_str(dj, "backend", d->backend, sizeof d->backend, path, err) ||
                 get_num(dj, "memory_bytes", 0, 1e15, &d->memory_bytes, path, err) ||
                 get_num(dj, "per_layer_s", 0, 1, &d->per_layer_s, path, err) ||
-                get_num(dj, "per_step_s", 0, 10, &d->per_step_s, path, err) ||
-                get_num(dj, "attn_decode_flops", 0, 1e17, &d->attn_decode_flops, path, err))
+                get_num(dj, "per_step_s", 0, 10, &d->per_step_s, path, err))
                 return -1;
             const cJSON *dq = cJSON_GetObjectItemCaseSensitive(dj, "quick");
             if (!cJSON_IsBool(dq)) return fitlm_fail(err, "%s: device '%s': 'quick' must be true or false", path, d->name);
@@ -396,6 +394,14 @@ static int parse_profile(fitlm_host_profile *p, const cJSON *o, const char *path
         }
     }
     return 0;
+}
+
+void fitlm_host_profile_put_device(fitlm_host_profile *p, const fitlm_device_rates *d) {
+    int slot = p->n_dev < FITLM_PROFILE_MAX_DEVICES ? p->n_dev : FITLM_PROFILE_MAX_DEVICES - 1;
+    for (int i = 0; i < p->n_dev; i++)
+        if (!strcmp(p->dev[i].name, d->name)) slot = i;
+    p->dev[slot] = *d;
+    if (slot == p->n_dev) p->n_dev++;
 }
 
 const fitlm_device_rates *fitlm_host_profile_device(const fitlm_host_profile *p, const char *name) {
